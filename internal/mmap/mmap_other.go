@@ -1,0 +1,25 @@
+//go:build !unix
+
+package mmap
+
+import "os"
+
+// File holds a whole file. Without mmap the portable fallback reads it into memory.
+type File struct {
+	Data []byte
+}
+
+// Open reads path.
+func Open(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return &File{Data: data}, nil
+}
+
+// Release is a no-op without mmap.
+func (f *File) Release(off, n int64) {}
+
+// Close drops the data.
+func (f *File) Close() error { f.Data = nil; return nil }
