@@ -1,0 +1,81 @@
+package quant
+
+import "math"
+
+// lsqIters caps the alternating fit. On Gaussian-like groups it converges
+// (the levels stop changing) in two or three rounds; the cap only bounds
+// the cost of the rare group that cycles between bf16 neighbours.
+const lsqIters = 6
+
+// fit is a candidate's score plus the level sums the normal equations need.
+type fit struct {
+	p            params
+	sse          float64
+	worst        float32
+	sq, sqq, sqx float64
+}
+
+// evalGroup assigns levels exactly as packGroup will and measures the error
+// of the float32 dequantisation the runtime will compute.
+func evalGroup(x []float32, p params, nf float32) fit {
+	f := fit{p: p}
+	ds, b := BF16ToF32(p.s16), BF16ToF32(p.b16)
+	for _, v := range x {
+		t := float32(v-p.ab) / p.as
+		if !(t > 0) {
+			t = 0
+		} else if t > nf {
+			t = nf
+		}
+		q := float32(math.Float32bits(float32(t+0x1p23)) - 0x4b000000)
+		d := float32(float32(q*ds)+b) - v
+		f.sse += float64(d) * float64(d)
+		f.worst = max(f.worst, abs32(d))
+		qd := float64(q)
+		f.sq += qd
+		f.sqq += qd * qd
+		f.sqx += qd * float64(v)
+	}
+	return f
+}
+
+// lsqParams runs the alternating least-squares fit described on RuleLSQ.
+// Candidates whose worst element exceeds ErrorBound(RuleLSQ) are never
+// chosen (both starts satisfy it), which keeps the per-element guarantee
+// while still minimising the squared error.
+func lsqParams(x []float32, lo, hi float32, bits int) params {
+	n := 1<<bits - 1
+	nf := float32(n)
+	limit := ErrorBound(RuleLSQ, bits, lo, hi)
+
+	best := evalGroup(x, minMaxParams(lo, hi, n), nf)
+	if m := evalGroup(x, mlxParams(lo, hi, n), nf); m.sse < best.sse {
+		best = m
+	}
+	if !best.p.ok() {
+		return best.p
+	}
+	var sx float64
+	for _, v := range x {
+		sx += float64(v)
+	}
+	count := float64(len(x))
+	cur := best
+	for range lsqIters {
+		det := count*cur.sqq - cur.sq*cur.sq
+		if det <= 0 { // all levels equal: the scale is unconstrained
+			break
+		}
+		s := (count*cur.sqx - cur.sq*sx) / det
+		b := (sx - s*cur.sq) / count
+		p := rounded(F32ToBF16(float32(s)), F32ToBF16(float32(b)))
+		if p == cur.p || !p.ok() || BF16ToF32(p.s16) == 0 {
+			break
+		}
+		cur = evalGroup(x, p, nf)
+		if cur.sse < best.sse && cur.worst <= limit {
+			best = cur
+		}
+	}
+	return best.p
+}

@@ -1,0 +1,172 @@
+package quant
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Rule chooses a group's scale and bias (and so its levels). The zero value
+// is RuleMLX, the rule every stock MLX checkpoint was made with.
+type Rule uint8
+
+const (
+	// RuleMLX is MLX's edge-exact affine rule: the endpoint with the larger
+	// magnitude is represented exactly, and so is zero whenever it lies in
+	// the group's range. Bit-exact with the reference fixtures.
+	RuleMLX Rule = iota
+	// RuleMinMax spreads the levels evenly from min to max (scale
+	// (max-min)/n, bias min), rounds both to bf16 (nearest even) and assigns
+	// levels with the rounded values, so stored and used parameters agree.
+	RuleMinMax
+	// RuleSeed is the seed project's min/max rule reproduced bug for bug: it
+	// assigns levels with the unrounded scale and bias, then stores them
+	// truncated to bf16. Only for reproducing old packs.
+	RuleSeed
+	// RuleLSQ fits scale and bias by least squares, alternating level
+	// assignment with the 2x2 normal equations, starting from the better of
+	// RuleMinMax and RuleMLX. It keeps whichever iterate has the lowest
+	// squared error measured with the bf16-rounded parameters, so per group
+	// it is never worse than either start, and it rejects iterates whose
+	// worst element would break ErrorBound.
+	RuleLSQ
+)
+
+var ruleNames = [...]string{RuleMLX: "mlx", RuleMinMax: "minmax", RuleSeed: "seed", RuleLSQ: "lsq"}
+
+// Rules lists every rule, in declaration order.
+var Rules = []Rule{RuleMLX, RuleMinMax, RuleSeed, RuleLSQ}
+
+func (r Rule) String() string {
+	if int(r) < len(ruleNames) {
+		return ruleNames[r]
+	}
+	return fmt.Sprintf("Rule(%d)", uint8(r))
+}
+
+// ParseRule maps a rule's String form back to the rule.
+func ParseRule(s string) (Rule, error) {
+	for i, name := range ruleNames {
+		if name == s {
+			return Rule(i), nil
+		}
+	}
+	return 0, fmt.Errorf("quant: unknown rule %q (want mlx, minmax, seed or lsq)", s)
+}
+
+func (r Rule) check() error {
+	if int(r) >= len(ruleNames) {
+		return fmt.Errorf("quant: unknown rule %d", uint8(r))
+	}
+	return nil
+}
+
+var (
+	errNonFinite = errors.New("non-finite value")
+	errOverflow  = errors.New("scale or bias overflows bf16")
+)
+
+// groupRange returns the group's min and max, or an error if any value is
+// NaN or infinite (the builtin min/max propagate NaN).
+func groupRange(x []float32) (lo, hi float32, err error) {
+	lo, hi = x[0], x[0]
+	for _, v := range x[1:] {
+		lo = min(lo, v)
+		hi = max(hi, v)
+	}
+	if !finite(lo) || !finite(hi) {
+		return 0, 0, errNonFinite
+	}
+	return lo, hi, nil
+}
+
+func finite(f float32) bool { return f-f == 0 }
+
+// params is one candidate quantisation of a group: the bf16 scale and bias
+// to store and the float32 scale and bias to assign levels with. Only
+// RuleSeed and a zero scale make the two differ.
+type params struct {
+	s16, b16 uint16
+	as, ab   float32
+}
+
+func rounded(s16, b16 uint16) params {
+	p := params{s16: s16, b16: b16, as: BF16ToF32(s16), ab: BF16ToF32(b16)}
+	if p.as == 0 {
+		// A zero step makes every level dequantise to the bias; dividing
+		// by one instead of zero just keeps the levels finite.
+		p.as = 1
+	}
+	return p
+}
+
+func (p params) ok() bool {
+	return finite(BF16ToF32(p.s16)) && finite(BF16ToF32(p.b16))
+}
+
+// mlxParams is the reference rule, in float32 step for step:
+//
+//	scale = max((wmax-wmin)/n, 1e-7), negated unless |wmin| > |wmax|
+//	edge  = wmin if |wmin| > |wmax| else wmax
+//	q0    = round(edge/scale)
+//	scale = edge/q0 and bias = edge, or bias = 0 if q0 == 0
+//	scale, bias rounded to bf16
+func mlxParams(lo, hi float32, n int) params {
+	scale := float32(hi-lo) / float32(n)
+	if scale < 1e-7 { // float32(1e-7), as torch.clamp casts its bound
+		scale = 1e-7
+	}
+	edge := lo
+	if !(abs32(lo) > abs32(hi)) {
+		scale, edge = -scale, hi
+	}
+	// edge/scale can be far beyond 2^23 when the clamp kicked in, so round
+	// through float64, which is exact for every float32.
+	q0 := float32(math.RoundToEven(float64(edge / scale)))
+	bias := float32(0)
+	if q0 != 0 {
+		scale, bias = edge/q0, edge
+	}
+	return rounded(F32ToBF16(scale), F32ToBF16(bias))
+}
+
+func minMaxParams(lo, hi float32, n int) params {
+	return rounded(F32ToBF16(float32(hi-lo)/float32(n)), F32ToBF16(lo))
+}
+
+func seedParams(lo, hi float32, n int) params {
+	s := float32(hi-lo) / float32(n)
+	p := params{s16: bf16Trunc(s), b16: bf16Trunc(lo), as: s, ab: lo}
+	if s == 0 {
+		p.as = 1
+	}
+	return p
+}
+
+// quantizeGroup picks the group's parameters by rule, packs its levels into
+// out and returns the bf16 scale and bias.
+func quantizeGroup(rule Rule, x []float32, bits int, out []uint32) (s16, b16 uint16, err error) {
+	lo, hi, err := groupRange(x)
+	if err != nil {
+		return 0, 0, err
+	}
+	n := 1<<bits - 1
+	var p params
+	switch rule {
+	case RuleMLX:
+		p = mlxParams(lo, hi, n)
+	case RuleMinMax:
+		p = minMaxParams(lo, hi, n)
+	case RuleSeed:
+		p = seedParams(lo, hi, n)
+	case RuleLSQ:
+		p = lsqParams(x, lo, hi, bits)
+	}
+	if !p.ok() {
+		return 0, 0, errOverflow
+	}
+	packGroup(x, p.as, p.ab, bits, out)
+	return p.s16, p.b16, nil
+}
+
+func abs32(f float32) float32 { return math.Float32frombits(math.Float32bits(f) &^ (1 << 31)) }
