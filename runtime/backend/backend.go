@@ -1,0 +1,155 @@
+// Package backend defines the compute interface the fmoe runtime runs the
+// Qwen3.5-MoE forward on.
+//
+// It follows gonum's blas.Float32 pattern: one interface, several
+// implementations (pure Go CPU now; CUDA and Metal later), and one
+// conformance suite (package backendtest) that every implementation runs.
+//
+// Activations live in backend-owned Buffers so that a GPU backend can keep
+// them in device memory; the host sees them only through Write and Read.
+// Token batches are row-major [T, n]. Weights are described by Weight, whose
+// byte slices are used in place (they point into an mmapped file or into a
+// pread buffer); Register is for resident weights, Bind for the per-token
+// routed experts, which a GPU backend copies to the device.
+//
+// The op set is deliberately small and coarse (one DeltaNet op rather than
+// its six element-wise pieces, attention with its output gate) so that a GPU
+// backend can implement each op as one fused kernel.
+package backend
+
+// Buffer is a backend-owned array of float32 values. Handles are opaque:
+// a Buffer from one backend must not be passed to another.
+type Buffer interface {
+	// Len is the number of float32 elements.
+	Len() int
+}
+
+// Tensor is a weight bound to a backend by Register or Bind.
+type Tensor interface {
+	Rows() int
+	Cols() int
+	Format() Format
+}
+
+// Heads describes T×H vectors of length Dim laid out in a buffer: vector
+// (t, h) starts at element Off + t*RowStride + h*HeadStride. It lets the
+// per-head ops address interleaved layouts (q_proj emits [q_h | gate_h] per
+// head) without a copy.
+type Heads struct {
+	T, H, Dim             int
+	RowStride, HeadStride int
+	Off                   int
+}
+
+// Rows is the layout of T contiguous rows of n values (one "head" per row).
+func Rows(T, n int) Heads { return Heads{T: T, H: 1, Dim: n, RowStride: n, HeadStride: n} }
+
+// Packed is the layout of [T, H, Dim] stored contiguously.
+func Packed(T, H, Dim int) Heads {
+	return Heads{T: T, H: H, Dim: Dim, RowStride: H * Dim, HeadStride: Dim}
+}
+
+// Span is one past the largest element index the layout touches (0 if empty).
+func (l Heads) Span() int {
+	if l.T <= 0 || l.H <= 0 || l.Dim <= 0 {
+		return 0
+	}
+	return l.Off + (l.T-1)*l.RowStride + (l.H-1)*l.HeadStride + l.Dim
+}
+
+// At is the element index of vector (t, h).
+func (l Heads) At(t, h int) int { return l.Off + t*l.RowStride + h*l.HeadStride }
+
+// DeltaShape gives the GatedDeltaNet dimensions for Backend.DeltaNet.
+type DeltaShape struct {
+	T      int // tokens
+	Hk, Dk int // key heads and key head dim (q and k share them)
+	Hv, Dv int // value heads and value head dim; Hv is a multiple of Hk
+	// Eps is the l2norm epsilon (x*rsqrt(Σx²+Eps)); transformers uses 1e-6.
+	Eps float32
+}
+
+// QKVLen is the width of one conv output row: [q (Hk*Dk) | k (Hk*Dk) | v (Hv*Dv)].
+func (s DeltaShape) QKVLen() int { return 2*s.Hk*s.Dk + s.Hv*s.Dv }
+
+// StateLen is the number of float32 values of the recurrent state S[Hv][Dk][Dv].
+func (s DeltaShape) StateLen() int { return s.Hv * s.Dk * s.Dv }
+
+// Backend is a compute device. Implementations need not be safe for
+// concurrent use: the runtime drives one backend from one goroutine and the
+// backend parallelises inside each op. Ops may run asynchronously; Read
+// waits for all earlier ops. Every op validates its arguments and returns an
+// error instead of panicking on bad shapes.
+type Backend interface {
+	Name() string
+	Close() error
+
+	// Alloc returns a zeroed buffer of n float32 values.
+	Alloc(n int) (Buffer, error)
+	// View returns the sub-buffer [off, off+n) of b, sharing storage.
+	View(b Buffer, off, n int) (Buffer, error)
+	// Write copies len(src) values into dst[0:len(src)].
+	Write(dst Buffer, src []float32) error
+	// Read copies src[0:len(dst)] to the host.
+	Read(dst []float32, src Buffer) error
+	// Copy copies src into dst; the lengths must match.
+	Copy(dst, src Buffer) error
+	// Zero sets every value of b to 0.
+	Zero(b Buffer) error
+
+	// Register binds a resident weight for the life of the backend. The
+	// weight's byte slices must stay valid and unchanged until Close.
+	Register(w Weight) (Tensor, error)
+	// Bind binds a per-call weight (a routed expert read from disk into a
+	// host buffer). The bytes must stay valid until Release; a GPU backend
+	// copies them to the device here, the CPU backend uses them in place.
+	Bind(w Weight) (Tensor, error)
+	// Release ends a Bind; the host buffer may then be reused.
+	Release(t Tensor) error
+
+	// MatMul computes y[T, w.Rows] = x[T, w.Cols] · wᵀ, dequantising w.
+	MatMul(y Buffer, w Tensor, x Buffer, T int) error
+	// Embed writes row ids[i] of w, dequantised, to y[i, 0:w.Cols].
+	Embed(y Buffer, w Tensor, ids []int) error
+	// RMSNorm computes y = x*rsqrt(mean(x²)+eps)*w for each vector of
+	// layout l (y and x share the layout and may be the same buffer).
+	// w is a [1, l.Dim] dense weight, or nil for no weight.
+	RMSNorm(y, x Buffer, l Heads, w Tensor, eps float32) error
+	// GatedRMSNorm computes y = rmsnorm(x)*w*silu(z) per vector of layout l
+	// (x, z and y share the layout).
+	GatedRMSNorm(y, x, z Buffer, l Heads, w Tensor, eps float32) error
+	// Rope rotates, in place, the first rotaryDim dims of every vector of
+	// layout l (rotate-half / NeoX pairing (i, i+rotaryDim/2)); row t is at
+	// position pos0+t and pair i turns by angle pos·theta^(−2i/rotaryDim).
+	Rope(x Buffer, l Heads, rotaryDim int, theta float64, pos0 int) error
+	// Attention computes causal GQA attention for the ql.T queries at
+	// positions pos0..pos0+ql.T-1 against the KV cache rows [0, pos0+ql.T)
+	// of k and v (each row kvHeads*ql.Dim values, query head h reads KV head
+	// h/(ql.H/kvHeads)), scale 1/sqrt(ql.Dim), and writes
+	// out[T, ql.H*ql.Dim] = attn ⊙ sigmoid(gate). gate (layout gl) may be nil.
+	Attention(out, q, gate Buffer, ql, gl Heads, k, v Buffer, kvHeads, pos0 int) error
+	// Conv1D is the causal depthwise convolution with SiLU of GatedDeltaNet:
+	// x and y are [T, C], w is [C, K] (tap K-1 multiplies the current input)
+	// and state [K-1, C] holds the previous K-1 inputs, oldest first; it is
+	// updated to the last K-1 inputs.
+	Conv1D(y, x Buffer, w Tensor, state Buffer, T int) error
+	// DeltaNet runs the gated delta rule over T tokens: from qkv [T, s.QKVLen()]
+	// (conv output), a and b [T, Hv], A_log and dt_bias [1, Hv] it computes
+	// q,k = l2norm per head (q also ×1/sqrt(Dk)), beta = sigmoid(b),
+	// g = -exp(A_log)*softplus(a+dt_bias), then per value head h (key head
+	// h/(Hv/Hk)): S = S*exp(g); S += k ⊗ ((v - Sᵀk)*beta); y = Sᵀq.
+	// state is S[Hv][Dk][Dv], updated in place; y is [T, Hv*Dv].
+	DeltaNet(y, qkv, a, b Buffer, aLog, dtBias Tensor, state Buffer, s DeltaShape) error
+	// SwiGLU computes y = silu(g)*u element-wise.
+	SwiGLU(y, g, u Buffer) error
+	// Gather copies rows: dst[i, 0:n] = src[rows[i], 0:n].
+	Gather(dst, src Buffer, rows []int, n int) error
+	// ScatterAdd accumulates rows: dst[rows[i], 0:n] += weights[i]*src[i, 0:n]
+	// (the routed-expert combine).
+	ScatterAdd(dst, src Buffer, rows []int, weights []float32, n int) error
+	// GatedAdd computes h[t, :] += sigmoid(gate[t])*x[t, :] for T rows of
+	// h.Len()/T values (the sigmoid-gated shared expert).
+	GatedAdd(h, x, gate Buffer, T int) error
+	// Add computes dst += src element-wise (the residual add).
+	Add(dst, src Buffer) error
+}

@@ -1,0 +1,177 @@
+// Package cpu is the pure-Go CPU implementation of backend.Backend.
+//
+// The hot op is the dequantising matvec over routed experts streamed from
+// disk, so it has three paths, all testable on any machine:
+//
+//   - PathAuto: AVX2+FMA assembly on amd64 when the CPU has it (and the
+//     purego build tag is absent), otherwise PathGo.
+//   - PathGo: unrolled pure-Go kernels using the group-sum identity
+//     y = Σ_groups (s·Σ q_j x_j + b·Σ x_j), so the bias costs one multiply
+//     per group instead of one per weight.
+//   - PathReference: the obvious per-element w = q*s + b loops, kept as the
+//     readable definition the fast paths are checked against.
+//
+// Weights are used in place: the backend never copies a matrix's bytes
+// (they point into an mmapped file or a pread buffer). Only small dense
+// vectors used by element-wise ops (norm weights, conv taps, A_log) are
+// decoded once to float32.
+package cpu
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// Path selects the matmul/embedding kernels.
+type Path int
+
+const (
+	PathAuto Path = iota
+	PathGo
+	PathReference
+)
+
+func (p Path) String() string {
+	switch p {
+	case PathAuto:
+		return "auto"
+	case PathGo:
+		return "go"
+	case PathReference:
+		return "reference"
+	}
+	return fmt.Sprintf("Path(%d)", int(p))
+}
+
+// Options configures a CPU backend.
+type Options struct {
+	// Threads is the number of goroutines an op splits its rows over;
+	// 0 means runtime.GOMAXPROCS(0).
+	Threads int
+	// Path selects the kernels (see the package doc).
+	Path Path
+}
+
+// Backend is the CPU backend. It is not safe for concurrent use.
+type Backend struct {
+	threads int
+	path    Path
+	asm     bool // AVX2 kernels in use
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// New returns a CPU backend.
+func New(opts Options) *Backend {
+	t := opts.Threads
+	if t <= 0 {
+		t = runtime.GOMAXPROCS(0)
+	}
+	be := &Backend{threads: t, path: opts.Path}
+	if opts.Path == PathAuto && haveAsm {
+		be.asm = true
+	}
+	if opts.Path == PathAuto && !haveAsm {
+		be.path = PathGo
+	}
+	return be
+}
+
+// Name describes the backend and the kernels it selected.
+func (be *Backend) Name() string {
+	k := be.path.String()
+	if be.asm {
+		k = "avx2"
+	}
+	return fmt.Sprintf("cpu(%s, %d threads)", k, be.threads)
+}
+
+// Close releases nothing: buffers are garbage collected.
+func (be *Backend) Close() error { return nil }
+
+// buf is a Buffer: a float32 slice (a view shares its parent's array).
+type buf struct{ d []float32 }
+
+func (b *buf) Len() int { return len(b.d) }
+
+func (be *Backend) data(b backend.Buffer, what string) ([]float32, error) {
+	if b == nil {
+		return nil, fmt.Errorf("cpu: %s buffer is nil", what)
+	}
+	x, ok := b.(*buf)
+	if !ok {
+		return nil, fmt.Errorf("cpu: %s buffer %T does not belong to the CPU backend", what, b)
+	}
+	return x.d, nil
+}
+
+// Alloc returns a zeroed buffer.
+func (be *Backend) Alloc(n int) (backend.Buffer, error) {
+	if n < 0 {
+		return nil, fmt.Errorf("cpu: alloc of %d values", n)
+	}
+	return &buf{d: make([]float32, n)}, nil
+}
+
+// View returns b[off:off+n].
+func (be *Backend) View(b backend.Buffer, off, n int) (backend.Buffer, error) {
+	d, err := be.data(b, "view")
+	if err != nil {
+		return nil, err
+	}
+	if off < 0 || n < 0 || off+n > len(d) {
+		return nil, fmt.Errorf("cpu: view [%d, %d) of a %d-value buffer", off, off+n, len(d))
+	}
+	return &buf{d: d[off : off+n : off+n]}, nil
+}
+
+func (be *Backend) Write(dst backend.Buffer, src []float32) error {
+	d, err := be.data(dst, "write")
+	if err != nil {
+		return err
+	}
+	if len(src) > len(d) {
+		return fmt.Errorf("cpu: write of %d values into a %d-value buffer", len(src), len(d))
+	}
+	copy(d, src)
+	return nil
+}
+
+func (be *Backend) Read(dst []float32, src backend.Buffer) error {
+	s, err := be.data(src, "read")
+	if err != nil {
+		return err
+	}
+	if len(dst) > len(s) {
+		return fmt.Errorf("cpu: read of %d values from a %d-value buffer", len(dst), len(s))
+	}
+	copy(dst, s)
+	return nil
+}
+
+func (be *Backend) Copy(dst, src backend.Buffer) error {
+	d, err := be.data(dst, "copy dst")
+	if err != nil {
+		return err
+	}
+	s, err := be.data(src, "copy src")
+	if err != nil {
+		return err
+	}
+	if len(d) != len(s) {
+		return fmt.Errorf("cpu: copy of %d values into %d", len(s), len(d))
+	}
+	copy(d, s)
+	return nil
+}
+
+func (be *Backend) Zero(b backend.Buffer) error {
+	d, err := be.data(b, "zero")
+	if err != nil {
+		return err
+	}
+	clear(d)
+	return nil
+}

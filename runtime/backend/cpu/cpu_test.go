@@ -1,0 +1,25 @@
+package cpu
+
+import (
+	"testing"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/backendtest"
+)
+
+func TestConformanceAuto(t *testing.T) {
+	t.Logf("kernels: %s", New(Options{}).Name())
+	backendtest.Run(t, func() backend.Backend { return New(Options{}) })
+}
+
+func TestConformanceGo(t *testing.T) {
+	backendtest.Run(t, func() backend.Backend { return New(Options{Path: PathGo}) })
+}
+
+func TestConformanceReference(t *testing.T) {
+	backendtest.Run(t, func() backend.Backend { return New(Options{Path: PathReference}) })
+}
+
+func TestConformanceOneThread(t *testing.T) {
+	backendtest.Run(t, func() backend.Backend { return New(Options{Threads: 1}) })
+}

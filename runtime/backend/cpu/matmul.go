@@ -1,0 +1,172 @@
+package cpu
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// rowBlock is how many weight rows one pass applies to every token of a
+// batch before moving on, so that for T > 1 the rows are read from memory
+// once and re-used from L2 (64 rows of a 4096-col 4-bit matrix = 128 KiB).
+const rowBlock = 64
+
+// minParallelBytes: below this many weight bytes a matmul runs on the
+// calling goroutine; starting goroutines costs more than it saves.
+const minParallelBytes = 64 << 10
+
+// MatMul computes y[T, Rows] = x[T, Cols]·wᵀ.
+func (be *Backend) MatMul(y backend.Buffer, w backend.Tensor, x backend.Buffer, T int) error {
+	t, err := be.tensor(w, "matmul")
+	if err != nil {
+		return err
+	}
+	yd, err := be.data(y, "matmul y")
+	if err != nil {
+		return err
+	}
+	xd, err := be.data(x, "matmul x")
+	if err != nil {
+		return err
+	}
+	R, C := t.w.Rows, t.w.Cols
+	if T <= 0 || len(xd) < T*C || len(yd) < T*R {
+		return fmt.Errorf("cpu: matmul of [%d, %d] weight with T=%d: x has %d values (want %d), y %d (want %d)",
+			R, C, T, len(xd), T*C, len(yd), T*R)
+	}
+	be.matmul(yd, &t.w, xd[:T*C], T)
+	return nil
+}
+
+func (be *Backend) matmul(y []float32, w *backend.Weight, x []float32, T int) {
+	if be.path == PathReference {
+		be.parallel(w, func(lo, hi int) { refRows(w, lo, hi, x, y, T) })
+		return
+	}
+	k := be.kernel(w)
+	px := k.prep(w, x, T)
+	be.parallel(w, func(lo, hi int) {
+		for r0 := lo; r0 < hi; r0 += rowBlock {
+			r1 := min(r0+rowBlock, hi)
+			for t := 0; t < T; t++ {
+				k.rows(w, r0, r1, px, t, y[t*w.Rows:(t+1)*w.Rows])
+			}
+		}
+	})
+	px.free()
+}
+
+// parallel splits the rows of w over the backend's threads.
+func (be *Backend) parallel(w *backend.Weight, fn func(lo, hi int)) {
+	R := w.Rows
+	n := be.threads
+	if len(w.Data) < minParallelBytes || n <= 1 || R < 8 {
+		fn(0, R)
+		return
+	}
+	n = min(n, R/4)
+	// Chunks are multiples of 4 rows so kernels that block rows stay aligned.
+	chunk := (R + n - 1) / n
+	chunk = (chunk + 3) &^ 3
+	var wg sync.WaitGroup
+	for lo := chunk; lo < R; lo += chunk {
+		wg.Add(1)
+		go func(lo int) {
+			defer wg.Done()
+			fn(lo, min(lo+chunk, R))
+		}(lo)
+	}
+	fn(0, min(chunk, R))
+	wg.Wait()
+}
+
+// refRows is the reference matmul: dequantise each row, then a plain dot.
+func refRows(w *backend.Weight, lo, hi int, x, y []float32, T int) {
+	row := make([]float32, w.Cols)
+	for r := lo; r < hi; r++ {
+		dequantRow(w, r, row)
+		for t := 0; t < T; t++ {
+			xt := x[t*w.Cols : (t+1)*w.Cols]
+			var acc float32
+			for j, v := range row {
+				acc += v * xt[j]
+			}
+			y[t*w.Rows+r] = acc
+		}
+	}
+}
+
+// Embed writes the dequantised rows ids[i] of w to y.
+func (be *Backend) Embed(y backend.Buffer, w backend.Tensor, ids []int) error {
+	t, err := be.tensor(w, "embed")
+	if err != nil {
+		return err
+	}
+	yd, err := be.data(y, "embed y")
+	if err != nil {
+		return err
+	}
+	C := t.w.Cols
+	if len(yd) < len(ids)*C {
+		return fmt.Errorf("cpu: embed of %d ids × %d cols into a %d-value buffer", len(ids), C, len(yd))
+	}
+	for i, id := range ids {
+		if id < 0 || id >= t.w.Rows {
+			return fmt.Errorf("cpu: embed id %d out of range [0, %d)", id, t.w.Rows)
+		}
+		dequantRow(&t.w, id, yd[i*C:(i+1)*C])
+	}
+	return nil
+}
+
+// kernel is a fast matmul implementation for one weight format.
+type kernel interface {
+	// prep derives per-token data from x once per call (group sums,
+	// re-ordered copies) so the row loop only streams weights.
+	prep(w *backend.Weight, x []float32, T int) *prepared
+	// rows writes y[r] for r in [r0, r1) for token t.
+	rows(w *backend.Weight, r0, r1 int, p *prepared, t int, y []float32)
+}
+
+// prepared is the per-call input of a kernel.
+type prepared struct {
+	x   []float32 // [T, Cols] as given
+	xt  []float32 // [T, Cols] re-ordered for the assembly kernels
+	sx  []float32 // [T, Groups]: Σx per scale group
+	ng  int
+	buf *[]float32
+}
+
+var scratch = sync.Pool{New: func() any { return new([]float32) }}
+
+func newPrepared(x []float32, n int) *prepared {
+	b := scratch.Get().(*[]float32)
+	if cap(*b) < n {
+		*b = make([]float32, n)
+	}
+	return &prepared{x: x, buf: b}
+}
+
+func (p *prepared) free() {
+	if p.buf != nil {
+		scratch.Put(p.buf)
+		p.buf = nil
+	}
+}
+
+// groupSums fills p.sx with Σx over each group of each token.
+func (p *prepared) groupSums(w *backend.Weight, T int) {
+	ng, G := w.Groups(), w.Group
+	p.ng = ng
+	for t := 0; t < T; t++ {
+		xr := p.x[t*w.Cols : (t+1)*w.Cols]
+		for g := 0; g < ng; g++ {
+			var s float32
+			for _, v := range xr[g*G : (g+1)*G] {
+				s += v
+			}
+			p.sx[t*ng+g] = s
+		}
+	}
+}

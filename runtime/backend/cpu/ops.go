@@ -1,0 +1,301 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+func silu(x float32) float32    { return x / (1 + float32(math.Exp(float64(-x)))) }
+func sigmoid(x float32) float32 { return 1 / (1 + float32(math.Exp(float64(-x)))) }
+
+// parallelN runs fn over [0, n) split across the threads when work (a
+// rough count of multiply-adds) is large enough to pay for goroutines.
+func (be *Backend) parallelN(n, work int, fn func(lo, hi int)) {
+	k := min(be.threads, n)
+	if k <= 1 || work < 1<<15 {
+		fn(0, n)
+		return
+	}
+	chunk := (n + k - 1) / k
+	var wg sync.WaitGroup
+	for lo := chunk; lo < n; lo += chunk {
+		wg.Add(1)
+		go func(lo int) {
+			defer wg.Done()
+			fn(lo, min(lo+chunk, n))
+		}(lo)
+	}
+	fn(0, min(chunk, n))
+	wg.Wait()
+}
+
+func checkHeads(l backend.Heads, n int, what string) error {
+	if l.T <= 0 || l.H <= 0 || l.Dim <= 0 || l.Off < 0 || l.RowStride < 0 || l.HeadStride < 0 {
+		return fmt.Errorf("cpu: %s: bad layout %+v", what, l)
+	}
+	if s := l.Span(); s > n {
+		return fmt.Errorf("cpu: %s: layout %+v spans %d values, buffer has %d", what, l, s, n)
+	}
+	return nil
+}
+
+// rmsScale is rsqrt(mean(x²)+eps), accumulated in float64 so the result
+// does not depend on the summation order.
+func rmsScale(x []float32, eps float32) float32 {
+	var ss float64
+	for _, v := range x {
+		ss += float64(v) * float64(v)
+	}
+	return float32(1 / math.Sqrt(ss/float64(len(x))+float64(eps)))
+}
+
+func (be *Backend) RMSNorm(y, x backend.Buffer, l backend.Heads, w backend.Tensor, eps float32) error {
+	yd, err := be.data(y, "rmsnorm y")
+	if err != nil {
+		return err
+	}
+	xd, err := be.data(x, "rmsnorm x")
+	if err != nil {
+		return err
+	}
+	if err := checkHeads(l, min(len(xd), len(yd)), "rmsnorm"); err != nil {
+		return err
+	}
+	var wv []float32
+	if w != nil {
+		if wv, err = be.vector(w, l.Dim, "rmsnorm"); err != nil {
+			return err
+		}
+	}
+	for t := 0; t < l.T; t++ {
+		for h := 0; h < l.H; h++ {
+			o := l.At(t, h)
+			xs, ys := xd[o:o+l.Dim], yd[o:o+l.Dim]
+			r := rmsScale(xs, eps)
+			for i, v := range xs {
+				if wv != nil {
+					ys[i] = v * r * wv[i]
+				} else {
+					ys[i] = v * r
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (be *Backend) GatedRMSNorm(y, x, z backend.Buffer, l backend.Heads, w backend.Tensor, eps float32) error {
+	yd, err := be.data(y, "gated rmsnorm y")
+	if err != nil {
+		return err
+	}
+	xd, err := be.data(x, "gated rmsnorm x")
+	if err != nil {
+		return err
+	}
+	zd, err := be.data(z, "gated rmsnorm z")
+	if err != nil {
+		return err
+	}
+	if err := checkHeads(l, min(len(xd), len(yd), len(zd)), "gated rmsnorm"); err != nil {
+		return err
+	}
+	wv, err := be.vector(w, l.Dim, "gated rmsnorm")
+	if err != nil {
+		return err
+	}
+	for t := 0; t < l.T; t++ {
+		for h := 0; h < l.H; h++ {
+			o := l.At(t, h)
+			xs, ys, zs := xd[o:o+l.Dim], yd[o:o+l.Dim], zd[o:o+l.Dim]
+			r := rmsScale(xs, eps)
+			for i, v := range xs {
+				ys[i] = v * r * wv[i] * silu(zs[i])
+			}
+		}
+	}
+	return nil
+}
+
+func (be *Backend) Rope(x backend.Buffer, l backend.Heads, rotaryDim int, theta float64, pos0 int) error {
+	xd, err := be.data(x, "rope")
+	if err != nil {
+		return err
+	}
+	if err := checkHeads(l, len(xd), "rope"); err != nil {
+		return err
+	}
+	if rotaryDim <= 0 || rotaryDim%2 != 0 || rotaryDim > l.Dim || pos0 < 0 || !(theta > 0) {
+		return fmt.Errorf("cpu: rope: rotary dim %d of head dim %d, theta %v, pos0 %d", rotaryDim, l.Dim, theta, pos0)
+	}
+	half := rotaryDim / 2
+	cs := make([]float32, 2*half)
+	for t := 0; t < l.T; t++ {
+		// Angles in float64: at long positions pos·inv_freq loses phase in f32.
+		p := float64(pos0 + t)
+		for i := 0; i < half; i++ {
+			a := p * math.Pow(theta, -float64(2*i)/float64(rotaryDim))
+			cs[i], cs[half+i] = float32(math.Cos(a)), float32(math.Sin(a))
+		}
+		for h := 0; h < l.H; h++ {
+			v := xd[l.At(t, h):]
+			for i := 0; i < half; i++ {
+				c, s := cs[i], cs[half+i]
+				a, b := v[i], v[i+half]
+				v[i] = a*c - b*s
+				v[i+half] = b*c + a*s
+			}
+		}
+	}
+	return nil
+}
+
+func (be *Backend) Attention(out, q, gate backend.Buffer, ql, gl backend.Heads, k, v backend.Buffer, kvHeads, pos0 int) error {
+	od, err := be.data(out, "attention out")
+	if err != nil {
+		return err
+	}
+	qd, err := be.data(q, "attention q")
+	if err != nil {
+		return err
+	}
+	kd, err := be.data(k, "attention k")
+	if err != nil {
+		return err
+	}
+	vd, err := be.data(v, "attention v")
+	if err != nil {
+		return err
+	}
+	if err := checkHeads(ql, len(qd), "attention q"); err != nil {
+		return err
+	}
+	var gd []float32
+	if gate != nil {
+		if gd, err = be.data(gate, "attention gate"); err != nil {
+			return err
+		}
+		if gl.T != ql.T || gl.H != ql.H || gl.Dim != ql.Dim {
+			return fmt.Errorf("cpu: attention gate layout %+v does not match q %+v", gl, ql)
+		}
+		if err := checkHeads(gl, len(gd), "attention gate"); err != nil {
+			return err
+		}
+	}
+	T, H, D := ql.T, ql.H, ql.Dim
+	if kvHeads <= 0 || H%kvHeads != 0 || pos0 < 0 {
+		return fmt.Errorf("cpu: attention: %d query heads over %d KV heads, pos0 %d", H, kvHeads, pos0)
+	}
+	kvw := kvHeads * D
+	n := pos0 + T
+	if len(kd) < n*kvw || len(vd) < n*kvw {
+		return fmt.Errorf("cpu: attention over %d positions needs %d cache values, k has %d, v %d", n, n*kvw, len(kd), len(vd))
+	}
+	if len(od) < T*H*D {
+		return fmt.Errorf("cpu: attention out has %d values, want %d", len(od), T*H*D)
+	}
+	group := H / kvHeads
+	scale := float32(1 / math.Sqrt(float64(D)))
+	be.parallelN(T*H, T*H*n*D, func(lo, hi int) {
+		sc := make([]float32, n)
+		acc := make([]float32, D)
+		for th := lo; th < hi; th++ {
+			t, h := th/H, th%H
+			qv := qd[ql.At(t, h) : ql.At(t, h)+D]
+			kh := h / group
+			last := pos0 + t // causal: positions 0..last
+			m := float32(math.Inf(-1))
+			for p := 0; p <= last; p++ {
+				kr := kd[p*kvw+kh*D : p*kvw+kh*D+D]
+				var s float32
+				for i, x := range qv {
+					s += x * kr[i]
+				}
+				s *= scale
+				sc[p] = s
+				m = max(m, s)
+			}
+			var sum float64
+			for p := 0; p <= last; p++ {
+				e := math.Exp(float64(sc[p] - m))
+				sc[p] = float32(e)
+				sum += e
+			}
+			clear(acc)
+			for p := 0; p <= last; p++ {
+				pw := sc[p]
+				vr := vd[p*kvw+kh*D : p*kvw+kh*D+D]
+				for i, x := range vr {
+					acc[i] += pw * x
+				}
+			}
+			inv := float32(1 / sum)
+			o := od[(t*H+h)*D : (t*H+h)*D+D]
+			for i := range o {
+				o[i] = acc[i] * inv
+			}
+			if gd != nil {
+				g := gd[gl.At(t, h) : gl.At(t, h)+D]
+				for i := range o {
+					o[i] *= sigmoid(g[i])
+				}
+			}
+		}
+	})
+	return nil
+}
+
+func (be *Backend) Conv1D(y, x backend.Buffer, w backend.Tensor, state backend.Buffer, T int) error {
+	yd, err := be.data(y, "conv1d y")
+	if err != nil {
+		return err
+	}
+	xd, err := be.data(x, "conv1d x")
+	if err != nil {
+		return err
+	}
+	sd, err := be.data(state, "conv1d state")
+	if err != nil {
+		return err
+	}
+	wt, err := be.tensor(w, "conv1d")
+	if err != nil {
+		return err
+	}
+	C, K := wt.w.Rows, wt.w.Cols
+	if T <= 0 || K < 1 || len(xd) < T*C || len(yd) < T*C || len(sd) < (K-1)*C {
+		return fmt.Errorf("cpu: conv1d [%d, %d] taps, T=%d: x %d, y %d, state %d values", C, K, T, len(xd), len(yd), len(sd))
+	}
+	wv := wt.floats()
+	// in(s, c) is input step s, where steps -K+1..-1 are the state.
+	in := func(s, c int) float32 {
+		if s < 0 {
+			return sd[(K-1+s)*C+c]
+		}
+		return xd[s*C+c]
+	}
+	// The new state (the last K-1 steps of state ++ x) is taken first, and
+	// the steps are computed last to first, so y may be x itself: step t
+	// overwrites only input t, which no earlier step reads.
+	ns := make([]float32, (K-1)*C)
+	for j := 0; j < K-1; j++ {
+		s := T - (K - 1) + j
+		for c := 0; c < C; c++ {
+			ns[j*C+c] = in(s, c)
+		}
+	}
+	for t := T - 1; t >= 0; t-- {
+		for c := 0; c < C; c++ {
+			var acc float32
+			for k := 0; k < K; k++ {
+				acc += wv[c*K+k] * in(t-(K-1)+k, c)
+			}
+			yd[t*C+c] = silu(acc)
+		}
+	}
+	copy(sd, ns)
+	return nil
+}

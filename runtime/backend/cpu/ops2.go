@@ -1,0 +1,233 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// softplus matches torch.nn.functional.softplus (beta 1, threshold 20).
+func softplus(x float64) float64 {
+	if x > 20 {
+		return x
+	}
+	return math.Log1p(math.Exp(x))
+}
+
+// l2scale is rsqrt(Σx²+eps), accumulated in float64.
+func l2scale(x []float32, eps float32) float32 {
+	var ss float64
+	for _, v := range x {
+		ss += float64(v) * float64(v)
+	}
+	return float32(1 / math.Sqrt(ss+float64(eps)))
+}
+
+func (be *Backend) DeltaNet(y, qkv, a, b backend.Buffer, aLog, dtBias backend.Tensor, state backend.Buffer, s backend.DeltaShape) error {
+	yd, err := be.data(y, "deltanet y")
+	if err != nil {
+		return err
+	}
+	xd, err := be.data(qkv, "deltanet qkv")
+	if err != nil {
+		return err
+	}
+	ad, err := be.data(a, "deltanet a")
+	if err != nil {
+		return err
+	}
+	bd, err := be.data(b, "deltanet b")
+	if err != nil {
+		return err
+	}
+	sd, err := be.data(state, "deltanet state")
+	if err != nil {
+		return err
+	}
+	T, Hk, Dk, Hv, Dv := s.T, s.Hk, s.Dk, s.Hv, s.Dv
+	if T <= 0 || Hk <= 0 || Dk <= 0 || Hv <= 0 || Dv <= 0 || Hv%Hk != 0 {
+		return fmt.Errorf("cpu: deltanet: bad shape %+v", s)
+	}
+	W := s.QKVLen()
+	if len(xd) < T*W || len(ad) < T*Hv || len(bd) < T*Hv || len(yd) < T*Hv*Dv || len(sd) < s.StateLen() {
+		return fmt.Errorf("cpu: deltanet %+v: qkv %d (want %d), a %d, b %d (want %d), y %d (want %d), state %d (want %d) values",
+			s, len(xd), T*W, len(ad), len(bd), T*Hv, len(yd), T*Hv*Dv, len(sd), s.StateLen())
+	}
+	al, err := be.vector(aLog, Hv, "deltanet A_log")
+	if err != nil {
+		return err
+	}
+	dt, err := be.vector(dtBias, Hv, "deltanet dt_bias")
+	if err != nil {
+		return err
+	}
+	// Normalise q and k of every token once (not once per value head).
+	qk := make([]float32, T*2*Hk*Dk)
+	qscale := float32(1 / math.Sqrt(float64(Dk)))
+	for t := 0; t < T; t++ {
+		for j := 0; j < 2*Hk; j++ {
+			src := xd[t*W+j*Dk : t*W+(j+1)*Dk]
+			dst := qk[(t*2*Hk+j)*Dk : (t*2*Hk+j+1)*Dk]
+			r := l2scale(src, s.Eps)
+			if j < Hk {
+				r *= qscale
+			}
+			for i, v := range src {
+				dst[i] = v * r
+			}
+		}
+	}
+	rep := Hv / Hk
+	be.parallelN(Hv, T*Hv*Dk*Dv*4, func(lo, hi int) {
+		mem := make([]float32, Dv)
+		for h := lo; h < hi; h++ {
+			S := sd[h*Dk*Dv : (h+1)*Dk*Dv]
+			kh := h / rep
+			for t := 0; t < T; t++ {
+				qv := qk[(t*2*Hk+kh)*Dk : (t*2*Hk+kh+1)*Dk]
+				kv := qk[(t*2*Hk+Hk+kh)*Dk : (t*2*Hk+Hk+kh+1)*Dk]
+				vv := xd[t*W+2*Hk*Dk+h*Dv : t*W+2*Hk*Dk+(h+1)*Dv]
+				beta := sigmoid(bd[t*Hv+h])
+				g := float32(math.Exp(-math.Exp(float64(al[h])) * softplus(float64(ad[t*Hv+h])+float64(dt[h]))))
+				// Pass 1: decay S and read kv_mem = Sᵀk.
+				clear(mem)
+				for i := 0; i < Dk; i++ {
+					row := S[i*Dv : (i+1)*Dv]
+					ki := kv[i]
+					for j := range row {
+						row[j] *= g
+						mem[j] += row[j] * ki
+					}
+				}
+				for j := range mem {
+					mem[j] = (vv[j] - mem[j]) * beta
+				}
+				// Pass 2: rank-1 update and read out y = Sᵀq with the new S.
+				out := yd[(t*Hv+h)*Dv : (t*Hv+h+1)*Dv]
+				clear(out)
+				for i := 0; i < Dk; i++ {
+					row := S[i*Dv : (i+1)*Dv]
+					ki, qi := kv[i], qv[i]
+					for j := range row {
+						row[j] += ki * mem[j]
+						out[j] += row[j] * qi
+					}
+				}
+			}
+		}
+	})
+	return nil
+}
+
+func (be *Backend) SwiGLU(y, g, u backend.Buffer) error {
+	yd, err := be.data(y, "swiglu y")
+	if err != nil {
+		return err
+	}
+	gd, err := be.data(g, "swiglu gate")
+	if err != nil {
+		return err
+	}
+	ud, err := be.data(u, "swiglu up")
+	if err != nil {
+		return err
+	}
+	if len(gd) != len(yd) || len(ud) != len(yd) {
+		return fmt.Errorf("cpu: swiglu lengths y %d, gate %d, up %d differ", len(yd), len(gd), len(ud))
+	}
+	for i, v := range gd {
+		yd[i] = silu(v) * ud[i]
+	}
+	return nil
+}
+
+func (be *Backend) Gather(dst, src backend.Buffer, rows []int, n int) error {
+	dd, err := be.data(dst, "gather dst")
+	if err != nil {
+		return err
+	}
+	sd, err := be.data(src, "gather src")
+	if err != nil {
+		return err
+	}
+	if n <= 0 || len(dd) < len(rows)*n {
+		return fmt.Errorf("cpu: gather of %d rows of %d into %d values", len(rows), n, len(dd))
+	}
+	for i, r := range rows {
+		if r < 0 || (r+1)*n > len(sd) {
+			return fmt.Errorf("cpu: gather row %d out of range of a %d-value buffer", r, len(sd))
+		}
+		copy(dd[i*n:(i+1)*n], sd[r*n:(r+1)*n])
+	}
+	return nil
+}
+
+func (be *Backend) ScatterAdd(dst, src backend.Buffer, rows []int, weights []float32, n int) error {
+	dd, err := be.data(dst, "scatter dst")
+	if err != nil {
+		return err
+	}
+	sd, err := be.data(src, "scatter src")
+	if err != nil {
+		return err
+	}
+	if n <= 0 || len(weights) != len(rows) || len(sd) < len(rows)*n {
+		return fmt.Errorf("cpu: scatter-add of %d rows of %d (%d weights) from %d values", len(rows), n, len(weights), len(sd))
+	}
+	for i, r := range rows {
+		if r < 0 || (r+1)*n > len(dd) {
+			return fmt.Errorf("cpu: scatter-add row %d out of range of a %d-value buffer", r, len(dd))
+		}
+		d, s, w := dd[r*n:(r+1)*n], sd[i*n:(i+1)*n], weights[i]
+		for j, v := range s {
+			d[j] += w * v
+		}
+	}
+	return nil
+}
+
+func (be *Backend) GatedAdd(h, x, gate backend.Buffer, T int) error {
+	hd, err := be.data(h, "gated add h")
+	if err != nil {
+		return err
+	}
+	xd, err := be.data(x, "gated add x")
+	if err != nil {
+		return err
+	}
+	gd, err := be.data(gate, "gated add gate")
+	if err != nil {
+		return err
+	}
+	if T <= 0 || len(hd)%T != 0 || len(xd) < len(hd) || len(gd) < T {
+		return fmt.Errorf("cpu: gated add of T=%d: h %d, x %d, gate %d values", T, len(hd), len(xd), len(gd))
+	}
+	n := len(hd) / T
+	for t := 0; t < T; t++ {
+		g := sigmoid(gd[t])
+		d, s := hd[t*n:(t+1)*n], xd[t*n:(t+1)*n]
+		for j, v := range s {
+			d[j] += g * v
+		}
+	}
+	return nil
+}
+
+func (be *Backend) Add(dst, src backend.Buffer) error {
+	dd, err := be.data(dst, "add dst")
+	if err != nil {
+		return err
+	}
+	sd, err := be.data(src, "add src")
+	if err != nil {
+		return err
+	}
+	if len(dd) != len(sd) {
+		return fmt.Errorf("cpu: add of %d values to %d", len(sd), len(dd))
+	}
+	for i, v := range sd {
+		dd[i] += v
+	}
+	return nil
+}

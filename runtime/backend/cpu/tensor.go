@@ -1,0 +1,137 @@
+package cpu
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// tensor is a Tensor: the descriptor itself (bytes used in place) plus, for
+// dense weights that element-wise ops read, a float32 decoding made on
+// first use.
+type tensor struct {
+	w        backend.Weight
+	bound    bool // made by Bind
+	released bool
+	vec      []float32
+}
+
+func (t *tensor) Rows() int              { return t.w.Rows }
+func (t *tensor) Cols() int              { return t.w.Cols }
+func (t *tensor) Format() backend.Format { return t.w.Format }
+
+func (be *Backend) Register(w backend.Weight) (backend.Tensor, error) {
+	if err := w.Check(); err != nil {
+		return nil, err
+	}
+	return &tensor{w: w}, nil
+}
+
+// Bind costs one small allocation: the CPU reads the host bytes in place.
+func (be *Backend) Bind(w backend.Weight) (backend.Tensor, error) {
+	if err := w.Check(); err != nil {
+		return nil, err
+	}
+	return &tensor{w: w, bound: true}, nil
+}
+
+func (be *Backend) Release(t backend.Tensor) error {
+	x, ok := t.(*tensor)
+	if !ok {
+		return fmt.Errorf("cpu: release of %T, not a CPU tensor", t)
+	}
+	if !x.bound {
+		return fmt.Errorf("cpu: release of a registered (resident) tensor")
+	}
+	if x.released {
+		return fmt.Errorf("cpu: tensor released twice")
+	}
+	x.released = true
+	x.w = backend.Weight{Rows: x.w.Rows, Cols: x.w.Cols, Format: x.w.Format}
+	return nil
+}
+
+func (be *Backend) tensor(t backend.Tensor, what string) (*tensor, error) {
+	if t == nil {
+		return nil, fmt.Errorf("cpu: %s weight is nil", what)
+	}
+	x, ok := t.(*tensor)
+	if !ok {
+		return nil, fmt.Errorf("cpu: %s weight %T does not belong to the CPU backend", what, t)
+	}
+	if x.released {
+		return nil, fmt.Errorf("cpu: %s weight used after Release", what)
+	}
+	return x, nil
+}
+
+// floats returns the weight decoded to float32, caching the result for
+// registered tensors (small vectors: norms, conv taps, A_log, dt_bias).
+func (t *tensor) floats() []float32 {
+	if t.vec != nil {
+		return t.vec
+	}
+	v := make([]float32, t.w.Rows*t.w.Cols)
+	for r := 0; r < t.w.Rows; r++ {
+		dequantRow(&t.w, r, v[r*t.w.Cols:(r+1)*t.w.Cols])
+	}
+	if !t.bound {
+		t.vec = v
+	}
+	return v
+}
+
+// vector returns the values of a dense or quantised weight holding exactly
+// n values (shape [1, n] or [n, 1]).
+func (be *Backend) vector(t backend.Tensor, n int, what string) ([]float32, error) {
+	x, err := be.tensor(t, what)
+	if err != nil {
+		return nil, err
+	}
+	if x.w.Rows*x.w.Cols != n {
+		return nil, fmt.Errorf("cpu: %s weight is [%d, %d], want %d values", what, x.w.Rows, x.w.Cols, n)
+	}
+	return x.floats(), nil
+}
+
+// dequantRow writes row r of w to out (len Cols) in the plain form
+// w = q*scale + bias; it is both the embedding kernel and the definition the
+// reference matmul uses.
+func dequantRow(w *backend.Weight, r int, out []float32) {
+	le := binary.LittleEndian
+	switch w.Format {
+	case backend.Q2, backend.Q4, backend.Q8:
+		bits := uint(w.Format.Bits())
+		per := 32 / int(bits)
+		mask := uint32(1)<<bits - 1
+		rb := w.RowBytes()
+		row := w.Data[r*rb : (r+1)*rb]
+		ng := w.Groups()
+		for g := 0; g < ng; g++ {
+			s := backend.BF16ToF32(le.Uint16(w.Scales[2*(r*ng+g):]))
+			b := backend.BF16ToF32(le.Uint16(w.Biases[2*(r*ng+g):]))
+			for j := g * w.Group; j < (g+1)*w.Group; j++ {
+				word := le.Uint32(row[4*(j/per):])
+				q := word >> (bits * uint(j%per)) & mask
+				out[j] = float32(q)*s + b
+			}
+		}
+	case backend.BF16:
+		row := w.Data[r*w.Cols*2:]
+		for j := range out {
+			out[j] = backend.BF16ToF32(le.Uint16(row[2*j:]))
+		}
+	case backend.F16:
+		row := w.Data[r*w.Cols*2:]
+		for j := range out {
+			out[j] = backend.F16ToF32(le.Uint16(row[2*j:]))
+		}
+	case backend.F32:
+		row := w.Data[r*w.Cols*4:]
+		for j := range out {
+			out[j] = math.Float32frombits(le.Uint32(row[4*j:]))
+		}
+	}
+}
