@@ -1,0 +1,73 @@
+// Command fmoe-pack converts Hugging Face and mlx-community checkpoints into the fmoe packed
+// streaming layout, requantises experts, and writes synthetic checkpoints for sizing.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/fmoe/fmoe/internal/cliutil"
+	"github.com/fmoe/fmoe/pack"
+)
+
+func main() {
+	app := &cli.App{
+		Name:  "fmoe-pack",
+		Usage: "turn a model checkpoint into fmoe's packed streaming layout",
+		Description: `fmoe-pack reads a Qwen3.5-MoE checkpoint (Hugging Face safetensors in bf16/f16/f32, or an
+mlx-community affine-quantised one) and writes a packed model directory: model_weights.bin (all
+non-expert tensors, mmapped by fmoe-run), model_weights.json (the manifest, with checksums) and
+packed_experts/layer_NN.bin (one file per layer, one aligned block per expert).
+
+Example:
+   fmoe-pack convert --in ~/models/Qwen3.5-397B-A17B-4bit --out ~/models/q397-fmoe
+   fmoe-verify --model ~/models/q397-fmoe`,
+		Commands: []*cli.Command{convertCmd(), synthCmd()},
+	}
+	cliutil.Run(app)
+}
+
+func convertCmd() *cli.Command {
+	return &cli.Command{
+		Name:      "convert",
+		Usage:     "pack a checkpoint directory",
+		UsageText: "fmoe-pack convert --in DIR --out DIR [--bits 4|2|8|16] [--dense-bits 4|8|16] [--force]",
+		Description: `Reads config.json, model.safetensors.index.json (or model.safetensors) and the shards from --in.
+Float checkpoints are quantised (MLX affine, group 64): routed experts at --bits, other matrices
+at --dense-bits (router and shared-expert gates at 8 bits or more); --bits 16 keeps bf16 and is
+lossless. mlx-community checkpoints are copied bit-exact. The output is written to a temporary
+directory beside --out and renamed when complete.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "in", Usage: "source checkpoint `DIR`", Required: true},
+			&cli.StringFlag{Name: "out", Usage: "output `DIR` (must not exist unless --force)", Required: true},
+			&cli.IntFlag{Name: "bits", Usage: "routed expert bits: 2, 4, 8 or 16 (default 4, or the source's own)"},
+			&cli.IntFlag{Name: "dense-bits", Usage: "bits for other matrices of a float source: 4, 8 or 16 (default 4; --bits 8/16 raise it)"},
+			&cli.StringFlag{Name: "rule", Value: "minmax", Usage: "quantisation rule for float sources: minmax (every weight within half a step) or mlx (bit-identical to mlx-community conversions)"},
+			&cli.BoolFlag{Name: "force", Usage: "replace an existing --out"},
+			&cli.IntFlag{Name: "workers", Usage: "parallel quantisation workers (default: one per CPU)"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return cliutil.UsageError("convert takes no arguments (got %q); use --in and --out", c.Args().Slice())
+			}
+			ctx, stop := cliutil.SignalContext()
+			defer stop()
+			st, err := pack.Convert(ctx, pack.Options{
+				In: c.String("in"), Out: c.String("out"), Bits: c.Int("bits"), DenseBits: c.Int("dense-bits"),
+				Rule: c.String("rule"), Force: c.Bool("force"), Workers: c.Int("workers"),
+				Progress: cliutil.ProgressWriter(c.Bool("quiet")), Log: os.Stderr,
+			})
+			if err != nil {
+				return err
+			}
+			secs := st.Elapsed.Seconds()
+			fmt.Printf("packed %s (%s layout) into %s: %d tensors, %d experts at %d bits (dense %d bits), read %.2f GB, wrote %.2f GB in %.1fs (%.2f GB/s read)\n",
+				c.String("in"), st.Layout, c.String("out"), st.Tensors, st.Experts, st.ExpertBits, st.DenseBits,
+				float64(st.BytesIn)/1e9, float64(st.BytesOut)/1e9, secs, float64(st.BytesIn)/1e9/max(secs, 1e-9))
+			return nil
+		},
+	}
+}

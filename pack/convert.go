@@ -1,0 +1,211 @@
+// Package pack turns Hugging Face and mlx-community checkpoints into the fmoe packed layout
+// (docs/format.md), and writes synthetic checkpoints with real model shapes.
+package pack
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/internal/progress"
+	"github.com/fmoe/fmoe/quant"
+)
+
+// Version goes into the manifest's created_by.
+const Version = "fmoe-pack 0.1"
+
+// Options control Convert.
+type Options struct {
+	In, Out string
+	// Bits for routed experts: 2, 4, 8 or 16 (bf16, lossless). 0 means 4, or the source's own
+	// bits for an already-quantised checkpoint (which is copied as it is).
+	Bits int
+	// DenseBits for non-expert matrices of a float source: 4, 8 or 16. 0 means 4 when Bits <= 4
+	// and Bits otherwise. Router and shared-expert gates are never below 8.
+	DenseBits int
+	// Rule is the quantisation rule for float sources: "minmax" (default: every element within
+	// half a step) or "mlx" (MLX's edge-exact rule, bit-identical to mlx-community conversions).
+	Rule     string
+	Force    bool
+	Workers  int       // 0 means one per CPU
+	Progress io.Writer // progress bars; nil is silent
+	Log      io.Writer // notes for the user; nil discards
+
+	create func(string) (outFile, error) // tests inject failures here
+}
+
+// Stats summarises a conversion.
+type Stats struct {
+	Tensors, Experts      int
+	BytesIn, BytesOut     int64
+	Elapsed               time.Duration
+	Layout                string
+	ExpertBits, DenseBits int
+}
+
+type packer struct {
+	ctx       context.Context
+	o         Options
+	ck        *checkpoint
+	cfg       *format.Config
+	out       *stagedDir
+	bar       *progress.Bar
+	m         format.Manifest
+	stats     Stats
+	expBits   int
+	denseBits int
+	rule      quant.Rule
+}
+
+// Convert packs the checkpoint in o.In into o.Out.
+func Convert(ctx context.Context, o Options) (*Stats, error) {
+	start := time.Now()
+	if o.Workers <= 0 {
+		o.Workers = runtime.NumCPU()
+	}
+	if o.create == nil {
+		o.create = osCreate
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	ck, err := openCheckpoint(o.In)
+	if err != nil {
+		return nil, err
+	}
+	defer ck.Close()
+	p := &packer{ctx: ctx, o: o, ck: ck, cfg: &ck.config}
+	if err := p.resolveBits(); err != nil {
+		return nil, err
+	}
+	if len(ck.skipped) > 0 {
+		fmt.Fprintf(o.Log, "skipping %s (%d tensors): not used by a text runtime\n", strings.Join(ck.skipped, ", "), ck.skippedCount)
+	}
+	out, err := newStagedDir(o.Out, o.Force)
+	if err != nil {
+		return nil, err
+	}
+	p.out = out
+	done := false
+	defer func() {
+		if !done {
+			out.abandon()
+		}
+	}()
+	p.bar = progress.New(o.Progress, p.totalSourceBytes(), "packing")
+	p.m = format.Manifest{Format: "fmoe", Version: format.Version, CreatedBy: Version,
+		Source: format.Source{Layout: ck.layout, Architecture: ck.config.Architecture, NormShifted: ck.normShifted},
+		Config: ck.config}
+	if err := p.packDense(); err != nil {
+		return nil, err
+	}
+	if err := p.packExperts(); err != nil {
+		return nil, err
+	}
+	if err := p.copySideFiles(); err != nil {
+		return nil, err
+	}
+	if err := format.Validate(&p.m); err != nil {
+		return nil, fmt.Errorf("internal error: the pack does not validate: %w", err)
+	}
+	data, err := format.Encode(&p.m)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileVia(o.create, out.path(format.ManifestName), data); err != nil {
+		return nil, err
+	}
+	if err := p.ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := out.commit(); err != nil {
+		return nil, err
+	}
+	done = true
+	p.bar.Finish()
+	p.stats.Elapsed = time.Since(start)
+	p.stats.Layout = ck.layout
+	p.stats.ExpertBits, p.stats.DenseBits = p.expBits, p.denseBits
+	return &p.stats, nil
+}
+
+func (p *packer) resolveBits() error {
+	o := p.o
+	switch o.Rule {
+	case "", "minmax":
+		p.rule = quant.RuleMinMax
+	case "mlx":
+		p.rule = quant.RuleMLX
+	default:
+		return fmt.Errorf("--rule %q: want minmax or mlx", o.Rule)
+	}
+	switch o.Bits {
+	case 0, 2, 4, 8, 16:
+	default:
+		return fmt.Errorf("--bits %d: want 2, 4, 8 or 16", o.Bits)
+	}
+	switch o.DenseBits {
+	case 0, 4, 8, 16:
+	default:
+		return fmt.Errorf("--dense-bits %d: want 4, 8 or 16", o.DenseBits)
+	}
+	if q := p.ck.quant; q != nil {
+		// Quantised sources are copied as they are: re-quantising a quantised weight only adds error.
+		if o.Bits != 0 && o.Bits != q.Bits {
+			return fmt.Errorf("--bits %d: %s is already %d-bit quantised and is copied as is; pack without --bits, then use `fmoe-pack requant --bits %d`", o.Bits, p.ck.dir, q.Bits, o.Bits)
+		}
+		if o.DenseBits != 0 {
+			return fmt.Errorf("--dense-bits: %s is already quantised and is copied as is", p.ck.dir)
+		}
+		p.expBits, p.denseBits = q.Bits, q.Bits
+		return nil
+	}
+	p.expBits = o.Bits
+	if p.expBits == 0 {
+		p.expBits = 4
+	}
+	p.denseBits = o.DenseBits
+	if p.denseBits == 0 {
+		p.denseBits = max(4, p.expBits)
+	}
+	return nil
+}
+
+func (p *packer) totalSourceBytes() int64 {
+	var n int64
+	for _, t := range p.ck.tensors {
+		n += int64(len(t.data))
+	}
+	return n
+}
+
+// copySideFiles copies the tokenizer, template and config files users and the runtime need.
+func (p *packer) copySideFiles() error {
+	for _, name := range []string{"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"} {
+		data, err := os.ReadFile(filepath.Join(p.ck.dir, name))
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("source checkpoint: %w", err)
+		}
+		if err := writeFileVia(p.o.create, p.out.path(name), data); err != nil {
+			return err
+		}
+		p.m.Files = append(p.m.Files, format.SideFile{Name: name, Size: int64(len(data)), CRC32C: format.CRC32C(data)})
+	}
+	return nil
+}
+
+func (p *packer) checkCancelled() error {
+	if err := p.ctx.Err(); err != nil {
+		return fmt.Errorf("packing interrupted: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,143 @@
+package pack
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/fmoe/fmoe/format"
+)
+
+// packDense writes every non-expert tensor to model_weights.bin in schema order.
+func (p *packer) packDense() error {
+	path := p.out.path(format.WeightsName)
+	f, err := p.o.create(path)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", path, err)
+	}
+	w := newWeightsWriter(f, format.WeightsName)
+	for _, spec := range format.Schema(p.cfg) {
+		if err := p.checkCancelled(); err != nil {
+			f.Close()
+			return err
+		}
+		enc, srcs, err := p.encodeDense(spec)
+		if err != nil {
+			f.Close()
+			return err
+		}
+		t := format.Tensor{Name: spec.Name, DType: enc.dtype, Shape: enc.shape, Bits: enc.bits, GroupSize: enc.group}
+		if t.Data, err = w.put(enc.data); err != nil {
+			f.Close()
+			return err
+		}
+		if enc.dtype == format.DTypeU32 {
+			s, err := w.put(enc.scales)
+			if err != nil {
+				f.Close()
+				return err
+			}
+			b, err := w.put(enc.biases)
+			if err != nil {
+				f.Close()
+				return err
+			}
+			t.Scales, t.Biases = &s, &b
+		}
+		p.m.Tensors = append(p.m.Tensors, t)
+		p.stats.Tensors++
+		for _, s := range srcs {
+			p.bar.Add(int64(len(s.data)))
+			p.stats.BytesIn += int64(len(s.data))
+			s.release()
+		}
+	}
+	if err := w.finish(); err != nil {
+		return err
+	}
+	p.m.Weights = format.WeightsFile{File: format.WeightsName, Size: w.off, Align: format.WeightsAlign}
+	p.stats.BytesOut += w.off
+	return nil
+}
+
+// encodeDense produces the stored form of one non-expert tensor and the source tensors it read.
+func (p *packer) encodeDense(spec format.TensorSpec) (*encoded, []*srcTensor, error) {
+	ck := p.ck
+	src, ok := ck.tensors[spec.Name]
+	if !ok {
+		return nil, nil, fmt.Errorf("source checkpoint %s: tensor %s is missing (the config's %s needs it)", ck.dir, origName(ck.layout, spec.Name), layerWhat(spec.Name))
+	}
+	base := strings.TrimSuffix(spec.Name, ".weight")
+	scales, hasScales := ck.tensors[base+".scales"]
+	if spec.Matrix && hasScales {
+		biases, ok := ck.tensors[base+".biases"]
+		if !ok {
+			return nil, nil, fmt.Errorf("source checkpoint %s: tensor %s has scales but no biases", ck.dir, src.orig)
+		}
+		if ck.quant == nil {
+			return nil, nil, fmt.Errorf("source checkpoint %s: tensor %s is quantised but config.json has no quantization block", ck.dir, src.orig)
+		}
+		bits, group := ck.quant.forModule(strings.TrimSuffix(src.orig, ".weight"))
+		rows, cols := spec.Shape[0], spec.Shape[1]
+		if err := checkQuantShape(spec.Name, src, scales, biases, nil, rows, cols, bits, group); err != nil {
+			return nil, nil, err
+		}
+		return &encoded{dtype: format.DTypeU32, shape: spec.Shape, bits: bits, group: group,
+			data: src.data, scales: scales.data, biases: biases.data}, []*srcTensor{src, scales, biases}, nil
+	}
+	if !isFloat(src.dtype) {
+		return nil, nil, fmt.Errorf("source checkpoint %s: tensor %s has dtype %s, want a float dtype (BF16, F16, F32)", ck.dir, src.orig, src.dtype)
+	}
+	if !sameElements(src.shape, spec.Shape) || (spec.Matrix && len(src.shape) != 2) {
+		return nil, nil, fmt.Errorf("source checkpoint %s: tensor %s has shape %v, the config implies %v", ck.dir, src.orig, src.shape, spec.Shape)
+	}
+	srcs := []*srcTensor{src}
+	switch {
+	case spec.NormShift && !ck.normShifted:
+		data, err := shiftNorm(src.data, src.dtype)
+		if err != nil {
+			return nil, nil, fmt.Errorf("tensor %s: %w", src.orig, err)
+		}
+		return &encoded{dtype: format.DTypeF32, shape: spec.Shape, data: data}, srcs, nil
+	case spec.Matrix && ck.quant == nil:
+		bits := p.denseBits
+		if spec.Gate && bits < 8 {
+			bits = 8
+		}
+		if bits == 16 || spec.Shape[1]%64 != 0 {
+			return &encoded{dtype: src.dtype, shape: spec.Shape, data: src.data}, srcs, nil
+		}
+		enc, err := quantizeFloat(p.rule, src.data, src.dtype, spec.Shape[0], spec.Shape[1], bits, 64, p.o.Workers)
+		if err != nil {
+			return nil, nil, fmt.Errorf("quantising %s: %w", src.orig, err)
+		}
+		return enc, srcs, nil
+	}
+	return &encoded{dtype: src.dtype, shape: spec.Shape, data: src.data}, srcs, nil
+}
+
+// origName maps a canonical name back to the checkpoint's naming, for messages.
+func origName(layout, canon string) string {
+	switch layout {
+	case LayoutMLX:
+		if strings.HasPrefix(canon, "model.") {
+			return "language_model." + canon
+		}
+		return "language_model." + canon
+	case LayoutHFVL:
+		if strings.HasPrefix(canon, "model.") {
+			return "model.language_model." + strings.TrimPrefix(canon, "model.")
+		}
+	}
+	return canon
+}
+
+// layerWhat names the part of the model a tensor belongs to.
+func layerWhat(name string) string {
+	if strings.HasPrefix(name, "model.layers.") {
+		rest := strings.TrimPrefix(name, "model.layers.")
+		if i := strings.IndexByte(rest, '.'); i > 0 {
+			return "layer " + rest[:i]
+		}
+	}
+	return "model"
+}

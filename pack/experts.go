@@ -1,0 +1,309 @@
+package pack
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"slices"
+
+	"github.com/fmoe/fmoe/format"
+)
+
+// layerExperts locates one layer's routed experts in whichever form the checkpoint stores them.
+type layerExperts struct {
+	layer int
+	// Float sources: per projection, the bytes of expert e's [rows, cols] matrix.
+	float func(e int, proj string) []byte
+	dtype string
+	// Quantised (MLX stacked) sources: per projection, weight/scales/biases tensors [E, ...].
+	q           map[string][3]*srcTensor
+	bits, group int
+	srcs        []*srcTensor
+}
+
+// findExperts resolves layer l's experts: per-expert HF tensors, fused HF release tensors, or
+// MLX stacked switch_mlp tensors.
+func (p *packer) findExperts(l int) (*layerExperts, error) {
+	ck, cfg := p.ck, p.cfg
+	E, I, H := cfg.NumExperts, cfg.MoeIntermediateSize, cfg.HiddenSize
+	pre := format.LayerPrefix(l) + "mlp."
+	le := &layerExperts{layer: l}
+	missing := func(name string) error {
+		return fmt.Errorf("source checkpoint %s: layer %d routed experts: tensor %s is missing", ck.dir, l, origName(ck.layout, name))
+	}
+	checkFloat := func(t *srcTensor, want []int) error {
+		if !isFloat(t.dtype) {
+			return fmt.Errorf("source checkpoint %s: tensor %s has dtype %s, want BF16, F16 or F32", ck.dir, t.orig, t.dtype)
+		}
+		if le.dtype != "" && t.dtype != le.dtype {
+			return fmt.Errorf("source checkpoint %s: tensor %s is %s but other experts of layer %d are %s", ck.dir, t.orig, t.dtype, l, le.dtype)
+		}
+		le.dtype = t.dtype
+		if !slices.Equal(t.shape, want) {
+			return fmt.Errorf("source checkpoint %s: tensor %s has shape %v, the config implies %v", ck.dir, t.orig, t.shape, want)
+		}
+		le.srcs = append(le.srcs, t)
+		return nil
+	}
+	if w, ok := ck.tensors[pre+"switch_mlp.gate_proj.weight"]; ok {
+		if _, quantised := ck.tensors[pre+"switch_mlp.gate_proj.scales"]; quantised {
+			return p.findStackedQuantised(l, le)
+		}
+		_ = w
+		stacked := map[string]*srcTensor{}
+		for _, proj := range format.ExpertProjections {
+			t, ok := ck.tensors[pre+"switch_mlp."+proj+".weight"]
+			if !ok {
+				return nil, missing(pre + "switch_mlp." + proj + ".weight")
+			}
+			shape, _ := format.ExpertShape(cfg, proj)
+			if err := checkFloat(t, append([]int{E}, shape...)); err != nil {
+				return nil, err
+			}
+			stacked[proj] = t
+		}
+		le.float = func(e int, proj string) []byte { return sliceExpert(stacked[proj].data, E, e) }
+		return le, nil
+	}
+	if gu, ok := ck.tensors[pre+"experts.gate_up_proj"]; ok {
+		dn, ok := ck.tensors[pre+"experts.down_proj"]
+		if !ok {
+			return nil, missing(pre + "experts.down_proj")
+		}
+		if err := checkFloat(gu, []int{E, 2 * I, H}); err != nil {
+			return nil, err
+		}
+		if err := checkFloat(dn, []int{E, H, I}); err != nil {
+			return nil, err
+		}
+		le.float = func(e int, proj string) []byte {
+			if proj == "down_proj" {
+				return sliceExpert(dn.data, E, e)
+			}
+			both := sliceExpert(gu.data, E, e)
+			if proj == "gate_proj" { // gate rows first, then up
+				return both[:len(both)/2]
+			}
+			return both[len(both)/2:]
+		}
+		return le, nil
+	}
+	per := make([]map[string]*srcTensor, E)
+	for e := 0; e < E; e++ {
+		per[e] = map[string]*srcTensor{}
+		for _, proj := range format.ExpertProjections {
+			name := fmt.Sprintf("%sexperts.%d.%s.weight", pre, e, proj)
+			t, ok := ck.tensors[name]
+			if !ok {
+				return nil, missing(name)
+			}
+			shape, _ := format.ExpertShape(cfg, proj)
+			if err := checkFloat(t, shape); err != nil {
+				return nil, err
+			}
+			per[e][proj] = t
+		}
+	}
+	le.float = func(e int, proj string) []byte { return per[e][proj].data }
+	return le, nil
+}
+
+func (p *packer) findStackedQuantised(l int, le *layerExperts) (*layerExperts, error) {
+	ck, cfg := p.ck, p.cfg
+	pre := format.LayerPrefix(l) + "mlp.switch_mlp."
+	le.q = map[string][3]*srcTensor{}
+	for _, proj := range format.ExpertProjections {
+		var ts [3]*srcTensor
+		for i, part := range []string{"weight", "scales", "biases"} {
+			t, ok := ck.tensors[pre+proj+"."+part]
+			if !ok {
+				return nil, fmt.Errorf("source checkpoint %s: layer %d routed experts: tensor %s is missing", ck.dir, l, origName(ck.layout, pre+proj+"."+part))
+			}
+			ts[i] = t
+			le.srcs = append(le.srcs, t)
+		}
+		bits, group := ck.quant.forModule("language_model." + pre + proj)
+		if le.bits != 0 && (bits != le.bits || group != le.group) {
+			return nil, fmt.Errorf("source checkpoint %s: layer %d experts mix %d-bit and %d-bit projections; fmoe needs one expert format", ck.dir, l, le.bits, bits)
+		}
+		le.bits, le.group = bits, group
+		shape, _ := format.ExpertShape(cfg, proj)
+		if err := checkQuantShape(proj, ts[0], ts[1], ts[2], []int{cfg.NumExperts}, shape[0], shape[1], bits, group); err != nil {
+			return nil, err
+		}
+		le.q[proj] = ts
+	}
+	return le, nil
+}
+
+// sliceExpert returns expert e's part of a tensor stacked over n experts.
+func sliceExpert(data []byte, n, e int) []byte {
+	per := len(data) / n
+	return data[e*per : (e+1)*per]
+}
+
+// expertSetLayout places the three projections inside an expert block, each part on a 4096-byte
+// boundary so a page-aligned read buffer gives aligned component pointers.
+func expertSetLayout(cfg *format.Config, bits, group int) (format.ExpertSet, error) {
+	set := format.ExpertSet{Bits: bits, Align: format.ExpertAlign}
+	var off int64
+	place := func(size int64) format.Span {
+		s := format.Span{Offset: off, Size: size}
+		off = alignUp(off+size, format.ExpertAlign)
+		return s
+	}
+	for _, proj := range format.ExpertProjections {
+		shape, _ := format.ExpertShape(cfg, proj)
+		t := format.Tensor{Name: proj, Shape: shape}
+		if bits == 16 {
+			t.DType = format.DTypeBF16
+		} else {
+			t.DType, t.Bits, t.GroupSize = format.DTypeU32, bits, group
+		}
+		size, err := format.DataSize(t.DType, shape, t.Bits)
+		if err != nil {
+			return set, fmt.Errorf("expert %s: %w", proj, err)
+		}
+		t.Data = place(size)
+		if bits != 16 {
+			gs, err := format.GroupParamSize(shape, group)
+			if err != nil {
+				return set, fmt.Errorf("expert %s: %w", proj, err)
+			}
+			s, b := place(gs), place(gs)
+			t.Scales, t.Biases = &s, &b
+		}
+		set.Projections = append(set.Projections, t)
+	}
+	set.Stride = off
+	return set, nil
+}
+
+// packExperts writes packed_experts/layer_NN.bin for every layer.
+func (p *packer) packExperts() error {
+	group := 64
+	if p.ck.quant != nil {
+		group = p.ck.quant.GroupSize
+	}
+	var set format.ExpertSet
+	for l := 0; l < p.cfg.NumHiddenLayers; l++ {
+		le, err := p.findExperts(l)
+		if err != nil {
+			return err
+		}
+		if l == 0 {
+			if le.q != nil {
+				group = le.group
+			}
+			if set, err = expertSetLayout(p.cfg, p.expBits, group); err != nil {
+				return err
+			}
+			set.Dir = format.ExpertsDir
+			if err := os.Mkdir(p.out.path(set.Dir), 0o755); err != nil {
+				return fmt.Errorf("output: %w", err)
+			}
+		}
+		if le.q != nil && (le.bits != set.Bits || le.group != group) {
+			return fmt.Errorf("source checkpoint %s: layer %d experts are %d-bit group %d, layer 0's are %d-bit group %d; fmoe needs one expert format", p.ck.dir, l, le.bits, le.group, set.Bits, group)
+		}
+		p.bar.Describe(fmt.Sprintf("layer %d/%d", l+1, p.cfg.NumHiddenLayers))
+		lf, err := p.writeLayer(&set, le)
+		if err != nil {
+			return err
+		}
+		set.Layers = append(set.Layers, lf)
+		for _, s := range le.srcs {
+			p.bar.Add(int64(len(s.data)))
+			p.stats.BytesIn += int64(len(s.data))
+			s.release()
+		}
+	}
+	p.m.Experts = []format.ExpertSet{set}
+	return nil
+}
+
+// writeLayer fills expert blocks in parallel, a batch at a time, and writes them in order.
+func (p *packer) writeLayer(set *format.ExpertSet, le *layerExperts) (format.ExpertLayer, error) {
+	E := p.cfg.NumExperts
+	name := format.LayerFileName(le.layer)
+	path := p.out.path(set.Dir, name)
+	lf := format.ExpertLayer{File: name, Size: int64(E) * set.Stride, CRC32C: make([]uint32, E)}
+	f, err := p.o.create(path)
+	if err != nil {
+		return lf, fmt.Errorf("creating %s: %w", path, err)
+	}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	fail := func(err error) (format.ExpertLayer, error) { f.Close(); return lf, err }
+	batch := p.o.Workers
+	bufs := make([][]byte, batch)
+	for i := range bufs {
+		bufs[i] = make([]byte, set.Stride)
+	}
+	for e0 := 0; e0 < E; e0 += batch {
+		if err := p.checkCancelled(); err != nil {
+			return fail(err)
+		}
+		n := min(batch, E-e0)
+		errs := make(chan error, n)
+		for i := 0; i < n; i++ {
+			go func(i int) { errs <- p.fillBlock(bufs[i], set, le, e0+i) }(i)
+		}
+		var first error
+		for i := 0; i < n; i++ {
+			if err := <-errs; err != nil && first == nil {
+				first = err
+			}
+		}
+		if first != nil {
+			return fail(first)
+		}
+		for i := 0; i < n; i++ {
+			lf.CRC32C[e0+i] = format.CRC32C(bufs[i])
+			if _, err := bw.Write(bufs[i]); err != nil {
+				return fail(fmt.Errorf("writing %s: %w", path, err))
+			}
+		}
+		p.stats.Experts += n
+	}
+	if err := bw.Flush(); err != nil {
+		return fail(fmt.Errorf("writing %s: %w", path, err))
+	}
+	if err := f.Sync(); err != nil {
+		return fail(fmt.Errorf("syncing %s: %w", path, err))
+	}
+	p.stats.BytesOut += lf.Size
+	return lf, f.Close()
+}
+
+// fillBlock writes expert e's projections into buf at the set's offsets. Padding is never
+// written, so it stays zero from the buffer's allocation.
+func (p *packer) fillBlock(buf []byte, set *format.ExpertSet, le *layerExperts, e int) error {
+	for i := range set.Projections {
+		t := &set.Projections[i]
+		if le.q != nil {
+			ts := le.q[t.Name]
+			n := p.cfg.NumExperts
+			copy(buf[t.Data.Offset:t.Data.End()], sliceExpert(ts[0].data, n, e))
+			copy(buf[t.Scales.Offset:t.Scales.End()], sliceExpert(ts[1].data, n, e))
+			copy(buf[t.Biases.Offset:t.Biases.End()], sliceExpert(ts[2].data, n, e))
+			continue
+		}
+		src := le.float(e, t.Name)
+		if set.Bits == 16 {
+			b, err := toBF16(src, le.dtype)
+			if err != nil {
+				return err
+			}
+			copy(buf[t.Data.Offset:t.Data.End()], b)
+			continue
+		}
+		enc, err := quantizeFloat(p.rule, src, le.dtype, t.Shape[0], t.Shape[1], t.Bits, t.GroupSize, 1)
+		if err != nil {
+			return fmt.Errorf("layer %d expert %d %s: %w", le.layer, e, t.Name, err)
+		}
+		copy(buf[t.Data.Offset:t.Data.End()], enc.data)
+		copy(buf[t.Scales.Offset:t.Scales.End()], enc.scales)
+		copy(buf[t.Biases.Offset:t.Biases.End()], enc.biases)
+	}
+	return nil
+}

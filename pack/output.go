@@ -1,0 +1,114 @@
+package pack
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// outFile is what the packer writes through; tests substitute one that fails (disk full).
+type outFile interface {
+	io.Writer
+	Sync() error
+	Close() error
+}
+
+func osCreate(path string) (outFile, error) { return os.Create(path) }
+
+// stagedDir is an output directory built under a temporary name beside its final path and
+// renamed into place only when complete, so an interrupted or failed pack never leaves a
+// directory that looks valid.
+type stagedDir struct {
+	final string
+	tmp   string
+	force bool
+}
+
+func newStagedDir(final string, force bool) (*stagedDir, error) {
+	final = filepath.Clean(final)
+	if st, err := os.Stat(final); err == nil {
+		if !force {
+			return nil, fmt.Errorf("output %s already exists (use --force to replace it)", final)
+		}
+		if !st.IsDir() {
+			return nil, fmt.Errorf("output %s exists and is not a directory", final)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("output %s: %w", final, err)
+	}
+	parent := filepath.Dir(final)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, fmt.Errorf("output: %w", err)
+	}
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(final)+".partial-")
+	if err != nil {
+		return nil, fmt.Errorf("output: %w", err)
+	}
+	return &stagedDir{final: final, tmp: tmp, force: force}, nil
+}
+
+// path is where a file of the output lives while it is being written.
+func (d *stagedDir) path(parts ...string) string {
+	return filepath.Join(append([]string{d.tmp}, parts...)...)
+}
+
+// abandon removes everything written so far.
+func (d *stagedDir) abandon() { os.RemoveAll(d.tmp) }
+
+// commit moves the finished directory into place, replacing an old one only now that the new
+// one is complete.
+func (d *stagedDir) commit() error {
+	// MkdirTemp makes the directory private; a finished pack is as readable as any model.
+	if err := os.Chmod(d.tmp, 0o755); err != nil {
+		return err
+	}
+	if err := syncDir(d.tmp); err != nil {
+		return err
+	}
+	var old string
+	if _, err := os.Stat(d.final); err == nil {
+		old = d.tmp + ".old"
+		if err := os.Rename(d.final, old); err != nil {
+			return fmt.Errorf("replacing %s: %w", d.final, err)
+		}
+	}
+	if err := os.Rename(d.tmp, d.final); err != nil {
+		if old != "" {
+			os.Rename(old, d.final)
+		}
+		return fmt.Errorf("moving the finished pack to %s: %w", d.final, err)
+	}
+	if old != "" {
+		os.RemoveAll(old)
+	}
+	return syncDir(filepath.Dir(d.final))
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_ = f.Sync() // not every filesystem syncs directories; the rename is what matters
+	return nil
+}
+
+// writeFileVia writes data to path through create, syncing it.
+func writeFileVia(create func(string) (outFile, error), path string, data []byte) error {
+	f, err := create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("syncing %s: %w", path, err)
+	}
+	return f.Close()
+}

@@ -1,0 +1,322 @@
+package pack
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/internal/mmap"
+)
+
+// Source layouts.
+const (
+	LayoutHF   = "hf"    // transformers save_pretrained of the CausalLM: model.layers.N.*
+	LayoutHFVL = "hf-vl" // official release: model.language_model.*, fused experts, visual + mtp
+	LayoutMLX  = "mlx"   // mlx-community: language_model.model.*, affine-quantised
+)
+
+// srcTensor is one tensor of the checkpoint, under its canonical name.
+type srcTensor struct {
+	orig  string // name in the checkpoint
+	dtype string
+	shape []int
+	data  []byte // view into the mapped shard
+	shard *shard
+	off   int64 // offset of data in the shard, for releasing pages
+}
+
+type shard struct {
+	name string
+	file *mmap.File
+}
+
+// checkpoint is an opened source directory.
+type checkpoint struct {
+	dir          string
+	layout       string
+	rawConfig    []byte
+	config       format.Config
+	quant        *quantConfig // nil for float checkpoints
+	tensors      map[string]*srcTensor
+	shards       []*shard
+	skipped      []string // name patterns of tensors a text runtime does not need
+	skippedCount int
+	normShifted  bool
+}
+
+// quantConfig is config.json's "quantization" block (MLX).
+type quantConfig struct {
+	GroupSize int
+	Bits      int
+	Overrides map[string]struct{ GroupSize, Bits int } // by original module path
+}
+
+func (q *quantConfig) forModule(orig string) (bits, group int) {
+	if o, ok := q.Overrides[orig]; ok {
+		return o.Bits, o.GroupSize
+	}
+	return q.Bits, q.GroupSize
+}
+
+func (c *checkpoint) Close() {
+	for _, s := range c.shards {
+		s.file.Close()
+	}
+}
+
+// openCheckpoint maps every shard and indexes the tensors under canonical names.
+func openCheckpoint(dir string) (*checkpoint, error) {
+	cfgPath := filepath.Join(dir, "config.json")
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return nil, fmt.Errorf("source checkpoint: %w", err)
+	}
+	gen, _ := os.ReadFile(filepath.Join(dir, "generation_config.json"))
+	cfg, err := format.ParseConfig(cfgPath, raw, gen)
+	if err != nil {
+		return nil, err
+	}
+	q, err := parseQuantConfig(cfgPath, raw)
+	if err != nil {
+		return nil, err
+	}
+	ck := &checkpoint{dir: dir, rawConfig: raw, config: cfg, quant: q, tensors: map[string]*srcTensor{}}
+	if err := ck.loadShards(); err != nil {
+		ck.Close()
+		return nil, err
+	}
+	return ck, nil
+}
+
+func parseQuantConfig(path string, raw []byte) (*quantConfig, error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &top); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	block, ok := top["quantization"]
+	if !ok {
+		block, ok = top["quantization_config"]
+	}
+	if !ok || string(block) == "null" {
+		return nil, nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(block, &fields); err != nil {
+		return nil, fmt.Errorf("%s: quantization: %w", path, err)
+	}
+	q := &quantConfig{GroupSize: 64, Bits: 4, Overrides: map[string]struct{ GroupSize, Bits int }{}}
+	for k, v := range fields {
+		var err error
+		switch k {
+		case "group_size":
+			err = json.Unmarshal(v, &q.GroupSize)
+		case "bits":
+			err = json.Unmarshal(v, &q.Bits)
+		case "mode":
+			var mode string
+			err = json.Unmarshal(v, &mode)
+			if err == nil && mode != "affine" {
+				return nil, fmt.Errorf("%s: quantization mode %q is not supported (fmoe reads MLX affine)", path, mode)
+			}
+		case "quant_method":
+			var m string
+			_ = json.Unmarshal(v, &m)
+			return nil, fmt.Errorf("%s: quantization method %q is not supported (fmoe reads bf16/f16/f32 and MLX affine checkpoints)", path, m)
+		default:
+			var o struct {
+				GroupSize int `json:"group_size"`
+				Bits      int `json:"bits"`
+			}
+			if json.Unmarshal(v, &o) == nil && o.Bits > 0 {
+				if o.GroupSize == 0 {
+					o.GroupSize = q.GroupSize
+				}
+				q.Overrides[k] = struct{ GroupSize, Bits int }{o.GroupSize, o.Bits}
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: quantization.%s: %w", path, k, err)
+		}
+	}
+	if q.Bits != 2 && q.Bits != 4 && q.Bits != 8 {
+		return nil, fmt.Errorf("%s: quantization bits %d not supported (want 2, 4 or 8)", path, q.Bits)
+	}
+	return q, nil
+}
+
+// shardList returns the shard files and, with an index, which shard each tensor should be in.
+func (c *checkpoint) shardList() ([]string, map[string]string, error) {
+	idxPath := filepath.Join(c.dir, "model.safetensors.index.json")
+	raw, err := os.ReadFile(idxPath)
+	if errors.Is(err, os.ErrNotExist) {
+		single := filepath.Join(c.dir, "model.safetensors")
+		if _, err := os.Stat(single); err != nil {
+			return nil, nil, fmt.Errorf("source checkpoint %s: neither model.safetensors.index.json nor model.safetensors found", c.dir)
+		}
+		return []string{"model.safetensors"}, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("source checkpoint: %w", err)
+	}
+	var idx struct {
+		WeightMap map[string]string `json:"weight_map"`
+	}
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", idxPath, err)
+	}
+	if len(idx.WeightMap) == 0 {
+		return nil, nil, fmt.Errorf("%s: weight_map is empty", idxPath)
+	}
+	seen := map[string]bool{}
+	var files []string
+	for _, f := range idx.WeightMap {
+		if strings.Contains(f, "/") || strings.Contains(f, `\`) || f == ".." {
+			return nil, nil, fmt.Errorf("%s: shard name %q must be a plain file name", idxPath, f)
+		}
+		if !seen[f] {
+			seen[f] = true
+			files = append(files, f)
+		}
+	}
+	sort.Strings(files)
+	return files, idx.WeightMap, nil
+}
+
+func (c *checkpoint) loadShards() error {
+	files, weightMap, err := c.shardList()
+	if err != nil {
+		return err
+	}
+	where := map[string]string{} // original name -> shard actually holding it
+	var dtypeErrs []*dtypeError
+	for _, f := range files {
+		path := filepath.Join(c.dir, f)
+		mf, err := mmap.Open(path)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("shard %s named in model.safetensors.index.json is missing: %v", path, err)
+			}
+			return fmt.Errorf("shard %s: %w", path, err)
+		}
+		sh := &shard{name: f, file: mf}
+		c.shards = append(c.shards, sh)
+		entries, dataStart, err := parseHeader(mf.Data)
+		if err != nil {
+			return fmt.Errorf("shard %s: %w", path, err)
+		}
+		views, err := sliceTensors(mf.Data, entries)
+		var de *dtypeError
+		if errors.As(err, &de) {
+			// Decide below whether the tensor is needed; slice by hand meanwhile.
+			dtypeErrs = append(dtypeErrs, de)
+			views = map[string][]byte{}
+			for _, e := range entries {
+				views[e.Name] = mf.Data[dataStart+e.Offsets[0] : dataStart+e.Offsets[1]]
+			}
+		} else if err != nil {
+			return fmt.Errorf("shard %s: %w", path, err)
+		}
+		for _, e := range entries {
+			if prev, dup := where[e.Name]; dup {
+				return fmt.Errorf("tensor %s is in both %s and %s", e.Name, prev, f)
+			}
+			where[e.Name] = f
+			canon, keep := canonicalName(e.Name)
+			if !keep {
+				c.noteSkipped(e.Name)
+				continue
+			}
+			c.tensors[canon] = &srcTensor{orig: e.Name, dtype: e.DType, shape: e.Shape, data: views[e.Name], shard: sh, off: dataStart + e.Offsets[0]}
+		}
+	}
+	for name, f := range weightMap {
+		if got, ok := where[name]; !ok {
+			return fmt.Errorf("model.safetensors.index.json puts tensor %s in %s, but that shard's header does not list it", name, f)
+		} else if got != f {
+			return fmt.Errorf("model.safetensors.index.json puts tensor %s in %s, but it is in %s", name, f, got)
+		}
+	}
+	for _, de := range dtypeErrs {
+		if canon, keep := canonicalName(de.name); keep && c.tensors[canon] != nil {
+			return de
+		}
+	}
+	c.layout = detectLayout(where)
+	c.normShifted = c.detectNormShift()
+	return nil
+}
+
+// canonicalName strips the checkpoint-specific prefixes and says whether a text runtime needs
+// the tensor.
+func canonicalName(n string) (string, bool) {
+	switch {
+	case strings.HasPrefix(n, "model.visual."), strings.HasPrefix(n, "visual."),
+		strings.HasPrefix(n, "vision_tower."), strings.HasPrefix(n, "mtp."),
+		strings.HasPrefix(n, "model.mtp."), strings.HasPrefix(n, "language_model.mtp."):
+		return "", false
+	case strings.HasPrefix(n, "model.language_model."):
+		return "model." + strings.TrimPrefix(n, "model.language_model."), true
+	case strings.HasPrefix(n, "language_model.model."):
+		return "model." + strings.TrimPrefix(n, "language_model.model."), true
+	case strings.HasPrefix(n, "language_model."):
+		return strings.TrimPrefix(n, "language_model."), true
+	}
+	return n, true
+}
+
+func (c *checkpoint) noteSkipped(orig string) {
+	c.skippedCount++
+	prefix := orig
+	if i := strings.IndexByte(orig, '.'); i > 0 {
+		prefix = orig[:i+1]
+		if strings.HasPrefix(orig, "model.") {
+			if j := strings.IndexByte(orig[6:], '.'); j > 0 {
+				prefix = orig[:6+j+1]
+			}
+		}
+	}
+	for _, p := range c.skipped {
+		if p == prefix+"*" {
+			return
+		}
+	}
+	c.skipped = append(c.skipped, prefix+"*")
+}
+
+func detectLayout(names map[string]string) string {
+	for n := range names {
+		if strings.HasPrefix(n, "language_model.") {
+			return LayoutMLX
+		}
+	}
+	for n := range names {
+		if strings.HasPrefix(n, "model.language_model.") {
+			return LayoutHFVL
+		}
+	}
+	return LayoutHF
+}
+
+// detectNormShift applies mlx-lm's test: a conv1d kernel stored [C,1,K] means a raw Hugging Face
+// checkpoint whose zero-centred norms still need the +1.
+func (c *checkpoint) detectNormShift() bool {
+	for l, t := range c.config.LayerTypes {
+		if t != format.LinearAttention {
+			continue
+		}
+		if s, ok := c.tensors[format.LayerPrefix(l)+"linear_attn.conv1d.weight"]; ok && len(s.shape) == 3 {
+			return s.shape[2] == 1
+		}
+	}
+	return c.layout == LayoutMLX
+}
+
+// release drops a source tensor's pages from this process's resident set once it is packed.
+func (t *srcTensor) release() {
+	t.shard.file.Release(t.off, int64(len(t.data)))
+}
