@@ -1,0 +1,93 @@
+package tokenizer
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"io"
+	"os"
+	"sync"
+	"testing"
+)
+
+const (
+	tinyPath        = "../testdata/tiny/tokenizer/tokenizer.json"
+	tinyGoldenPath  = "../testdata/tiny/golden/tokenizer.json"
+	qwen3GzPath     = "../testdata/qwen3-tokenizer/tokenizer.json.gz"
+	qwen3GoldenPath = "../testdata/qwen3-tokenizer/golden.json"
+)
+
+type goldenCase struct {
+	Text    string   `json:"text"`
+	IDs     []int    `json:"ids"`
+	Tokens  []string `json:"tokens"`
+	Decoded string   `json:"decoded"`
+}
+
+type goldenFile struct {
+	Tokenizer string       `json:"tokenizer"`
+	Reference string       `json:"reference"`
+	Cases     []goldenCase `json:"cases"`
+}
+
+func readGolden(t testing.TB, path string) goldenFile {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g goldenFile
+	if err := json.Unmarshal(data, &g); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if len(g.Cases) == 0 {
+		t.Fatalf("%s: no cases", path)
+	}
+	return g
+}
+
+var qwen3JSON = sync.OnceValues(func() ([]byte, error) {
+	f, err := os.Open(qwen3GzPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, zr); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+})
+
+var (
+	qwen3Tok = sync.OnceValues(func() (*Tokenizer, error) {
+		data, err := qwen3JSON()
+		if err != nil {
+			return nil, err
+		}
+		return Parse(data)
+	})
+	tinyTok = sync.OnceValues(func() (*Tokenizer, error) { return Load(tinyPath) })
+)
+
+func loadQwen3(t testing.TB) *Tokenizer {
+	t.Helper()
+	tok, err := qwen3Tok()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func loadTiny(t testing.TB) *Tokenizer {
+	t.Helper()
+	tok, err := tinyTok()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}

@@ -1,0 +1,220 @@
+package tokenizer
+
+import (
+	"unicode"
+	"unicode/utf8"
+)
+
+// The Split pre-tokenizer regexes this package implements. tokenizers runs
+// them with Oniguruma (leftmost-first alternation, backtracking); Go's regexp
+// has no look-ahead for `\s+(?!\S)`, so splitWords reproduces the alternation
+// by hand instead of compiling the pattern.
+const (
+	// qwen3Pattern is used by Qwen2.5 and Qwen3 tokenizers.
+	qwen3Pattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+	// qwen35Pattern (Qwen3.5) also keeps combining marks (\p{M}) inside words
+	// instead of treating them as punctuation.
+	qwen35Pattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+)
+
+// Character classes the patterns use, as bit flags.
+const (
+	clsL     = 1 << iota // \p{L}
+	clsN                 // \p{N}
+	clsM                 // \p{M}
+	clsSpace             // \s: Unicode White_Space, as in Oniguruma
+	clsCRLF              // \r or \n
+)
+
+var asciiClass [utf8.RuneSelf]uint8
+
+func init() {
+	for c := 0; c < utf8.RuneSelf; c++ {
+		asciiClass[c] = classOfSlow(rune(c))
+	}
+}
+
+func classOfSlow(r rune) uint8 {
+	var c uint8
+	switch {
+	case unicode.IsLetter(r):
+		c = clsL
+	case unicode.IsNumber(r):
+		c = clsN
+	case unicode.IsMark(r):
+		c = clsM
+	case unicode.IsSpace(r):
+		c = clsSpace
+		if r == '\r' || r == '\n' {
+			c |= clsCRLF
+		}
+	}
+	return c
+}
+
+// splitter cuts normalised text into pre-tokenizer words.
+type splitter struct {
+	// letter is the class set of `[\p{L}\p{M}]+` (Qwen3.5) or `\p{L}+` (Qwen3);
+	// punct is the complement set of `[^\s\p{L}\p{M}\p{N}]` or `[^\s\p{L}\p{N}]`.
+	letter, punct uint8
+}
+
+func newSplitter(pattern string) (splitter, bool) {
+	switch pattern {
+	case qwen3Pattern:
+		return splitter{letter: clsL, punct: clsSpace | clsL | clsN}, true
+	case qwen35Pattern:
+		return splitter{letter: clsL | clsM, punct: clsSpace | clsL | clsM | clsN}, true
+	}
+	return splitter{}, false
+}
+
+// decode returns the rune at s[i], its size and class. Invalid UTF-8 bytes
+// come back one at a time as U+FFFD, which is a symbol (class 0), so they stay
+// in the text and BPE encodes them as raw bytes.
+func decodeAt(s string, i int) (rune, int, uint8) {
+	if c := s[i]; c < utf8.RuneSelf {
+		return rune(c), 1, asciiClass[c]
+	}
+	r, n := utf8.DecodeRuneInString(s[i:])
+	return r, n, classOfSlow(r)
+}
+
+// isFoldOf reports whether r matches the ASCII lower-case letter l under
+// Unicode simple case folding, as Oniguruma's (?i) does. Only 's' has a
+// non-ASCII fold among the contraction letters: U+017F LATIN SMALL LETTER LONG S.
+func isFoldOf(r rune, l byte) bool {
+	return r == rune(l) || r == rune(l-'a'+'A') || (l == 's' && r == 0x17F)
+}
+
+// contraction returns the length of `(?i:'s|'t|'re|'ve|'m|'ll|'d)` at s[i:]
+// (s[i] == '\”), or 0.
+func contraction(s string, i int) int {
+	j := i + 1
+	if j >= len(s) {
+		return 0
+	}
+	r1, n1, _ := decodeAt(s, j)
+	for _, l := range [...]byte{'s', 't', 'm', 'd'} {
+		if isFoldOf(r1, l) {
+			return 1 + n1
+		}
+	}
+	k := j + n1
+	if k >= len(s) {
+		return 0
+	}
+	r2, n2, _ := decodeAt(s, k)
+	for _, p := range [...][2]byte{{'r', 'e'}, {'v', 'e'}, {'l', 'l'}} {
+		if isFoldOf(r1, p[0]) && isFoldOf(r2, p[1]) {
+			return 1 + n1 + n2
+		}
+	}
+	return 0
+}
+
+// next returns the end of the word starting at s[i], trying the pattern's
+// alternatives in order exactly as a backtracking engine would. Every
+// character matches some alternative, so the match always starts at i.
+func (sp splitter) next(s string, i int) int {
+	r0, n0, c0 := decodeAt(s, i)
+	j := i + n0
+
+	// (?i:'s|'t|'re|'ve|'m|'ll|'d)
+	if r0 == '\'' {
+		if n := contraction(s, i); n > 0 {
+			return i + n
+		}
+	}
+
+	// [^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+ : the optional character is tried first;
+	// when no letter follows it, backtracking retries with the run at i.
+	if j < len(s) && c0&(clsCRLF|clsL|clsN) == 0 {
+		if _, n1, c1 := decodeAt(s, j); c1&sp.letter != 0 {
+			return sp.run(s, j+n1, sp.letter, true)
+		}
+	}
+	if c0&sp.letter != 0 {
+		return sp.run(s, j, sp.letter, true)
+	}
+
+	// \p{N}
+	if c0&clsN != 0 {
+		return j
+	}
+
+	// ` ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*`
+	start := -1
+	if r0 == ' ' && j < len(s) {
+		if _, n1, c1 := decodeAt(s, j); c1&sp.punct == 0 {
+			start = j + n1
+		}
+	}
+	if start < 0 && c0&sp.punct == 0 {
+		start = j
+	}
+	if start >= 0 {
+		e := sp.run(s, start, sp.punct, false)
+		for e < len(s) && (s[e] == '\r' || s[e] == '\n') {
+			e++
+		}
+		return e
+	}
+
+	// Only whitespace remains. Find the maximal \s run [i, e), the start of its
+	// last character and the end of its last \r or \n.
+	e, last, nl := j, i, -1
+	if c0&clsCRLF != 0 {
+		nl = j
+	}
+	for e < len(s) {
+		_, n, c := decodeAt(s, e)
+		if c&clsSpace == 0 {
+			break
+		}
+		last = e
+		e += n
+		if c&clsCRLF != 0 {
+			nl = e
+		}
+	}
+	switch {
+	case nl >= 0:
+		// \s*[\r\n]+ : \s* backtracks until [\r\n]+ can match, so the word
+		// ends right after the run's last line break.
+		return nl
+	case e == len(s):
+		// \s+(?!\S) at the end of the text takes the whole run.
+		return e
+	case last > i:
+		// \s+(?!\S) gives back the last space so the next word can start
+		// with it (" word").
+		return last
+	default:
+		// \s+ : a single space before a non-space.
+		return e
+	}
+}
+
+// run returns the end of the run of characters starting at s[i] whose class
+// intersects set (in == true) or avoids it (in == false).
+func (sp splitter) run(s string, i int, set uint8, in bool) int {
+	for i < len(s) {
+		_, n, c := decodeAt(s, i)
+		if (c&set != 0) != in {
+			break
+		}
+		i += n
+	}
+	return i
+}
+
+// appendWords appends the [start, end) offsets of the words of s to dst.
+func (sp splitter) appendWords(dst [][2]int, s string) [][2]int {
+	for i := 0; i < len(s); {
+		e := sp.next(s, i)
+		dst = append(dst, [2]int{i, e})
+		i = e
+	}
+	return dst
+}
