@@ -107,8 +107,8 @@ func sliceTensors(data []byte, entries []headerEntry) (map[string][]byte, error)
 	return views, nil
 }
 
-type dtypeError struct{ name, dtype string }
+type dtypeError struct{ shard, name, dtype string }
 
 func (e *dtypeError) Error() string {
-	return fmt.Sprintf("tensor %s has dtype %s, which fmoe-pack does not read (supported: BF16, F16, F32, and U32 for MLX-quantised weights)", e.name, e.dtype)
+	return fmt.Sprintf("shard %s: tensor %s has dtype %s, which fmoe-pack does not read (supported: BF16, F16, F32, and U32 for MLX-quantised weights)", e.shard, e.name, e.dtype)
 }

@@ -213,6 +213,7 @@ func (c *checkpoint) loadShards() error {
 		var de *dtypeError
 		if errors.As(err, &de) {
 			// Decide below whether the tensor is needed; slice by hand meanwhile.
+			de.shard = path
 			dtypeErrs = append(dtypeErrs, de)
 			views = map[string][]byte{}
 			for _, e := range entries {
