@@ -5,6 +5,7 @@ import (
 	"math/big"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // The grammar and operator precedence follow Jinja's parser.py so that
@@ -94,7 +95,7 @@ func (p *parser) body(ends ...string) ([]node, string, error) {
 		switch t.kind {
 		case tEOF:
 			if len(ends) > 0 {
-				return nil, "", p.errorf("unexpected end of template, expected '%s'", ends[len(ends)-1])
+				return nil, "", p.errorf("unexpected end of template, expected '%s'", strings.Join(ends, "' or '"))
 			}
 			return out, "", nil
 		case tText:
