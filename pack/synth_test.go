@@ -1,0 +1,55 @@
+package pack
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestSynthPacks(t *testing.T) {
+	for _, layout := range []string{"mlx-4bit", "hf"} {
+		t.Run(layout, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "ck")
+			if _, err := Synth(context.Background(), SynthOptions{Preset: "tiny", Layers: 4, Layout: layout, Out: dir, Seed: 1}); err != nil {
+				t.Fatal(err)
+			}
+			p := convert(t, dir, Options{})
+			if p.m.Config.NumHiddenLayers != 4 || p.m.Config.HiddenSize != 128 {
+				t.Errorf("config %+v", p.m.Config)
+			}
+			want := LayoutMLX
+			if layout == "hf" {
+				want = LayoutHF
+			}
+			if p.m.Source.Layout != want {
+				t.Errorf("layout %s", p.m.Source.Layout)
+			}
+		})
+	}
+}
+
+// The 397B preset's expert block must be the seed's exact 7,077,888 bytes at 4 bits.
+func TestPreset397BExpertSize(t *testing.T) {
+	c := configOf(t, &Presets[0])
+	set, err := expertSetLayout(c, 4, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.Stride != 7077888 {
+		t.Errorf("397B 4-bit expert stride %d, want 7077888", set.Stride)
+	}
+	set2, _ := expertSetLayout(c, 2, 64)
+	if set2.Stride != 3932160 {
+		t.Errorf("397B 2-bit expert stride %d, want 3932160", set2.Stride)
+	}
+}
+
+func TestSynthErrors(t *testing.T) {
+	for _, o := range []SynthOptions{{Preset: "gpt5"}, {Preset: "tiny", Layers: 99}, {Preset: "tiny", Layout: "gguf"}} {
+		o.Out = filepath.Join(t.TempDir(), "x")
+		if _, err := Synth(context.Background(), o); err == nil || !strings.Contains(err.Error(), "want") && !strings.Contains(err.Error(), "have") && !strings.Contains(err.Error(), "has") {
+			t.Errorf("%+v: %v", o, err)
+		}
+	}
+}
