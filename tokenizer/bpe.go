@@ -33,7 +33,7 @@ type bpe struct {
 	// ignoreMerges emits a word as one token when the vocabulary has it,
 	// without running the merges (tokenizers' BPE.ignore_merges).
 	ignoreMerges bool
-	vocab        map[string]int32
+	vocab        *vocabIndex
 
 	cache wordCache
 }
@@ -56,6 +56,12 @@ func (c *wordCache) get(word string) ([]int32, bool) {
 	ids, ok := c.m[word]
 	c.mu.RUnlock()
 	return ids, ok
+}
+
+func (c *wordCache) reset() {
+	c.mu.Lock()
+	c.m = nil
+	c.mu.Unlock()
 }
 
 func (c *wordCache) put(word string, ids []int32) {
@@ -82,7 +88,7 @@ func (m *bpe) encodeWord(dst []int32, word string, scratch *[]symbol) []int32 {
 		}
 	}
 	if m.ignoreMerges {
-		if id, ok := m.vocab[byteLevelString(word)]; ok {
+		if id, ok := m.vocab.get(byteLevelString(word)); ok {
 			return append(dst, id)
 		}
 	}

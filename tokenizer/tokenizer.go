@@ -29,7 +29,7 @@ func (t *Tokenizer) TokenID(s string) (int, bool) {
 	if id, ok := t.added[s]; ok {
 		return int(id), true
 	}
-	id, ok := t.model.vocab[s]
+	id, ok := t.model.vocab.get(s)
 	return int(id), ok
 }
 

@@ -1,0 +1,624 @@
+package chat
+
+import (
+	"crypto/rand"
+	"strings"
+	"unicode/utf8"
+)
+
+// EventKind says what an Event carries.
+type EventKind uint8
+
+const (
+	// EventContent is answer text (Event.Text).
+	EventContent EventKind = iota + 1
+	// EventReasoning is thinking text from inside <think>…</think> (Event.Text).
+	EventReasoning
+	// EventToolCallDelta is an OpenAI streaming fragment of a tool call (Event.Delta).
+	EventToolCallDelta
+	// EventToolCall is a complete tool call (Event.Call, Event.Index).
+	EventToolCall
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventContent:
+		return "content"
+	case EventReasoning:
+		return "reasoning"
+	case EventToolCallDelta:
+		return "tool_call_delta"
+	case EventToolCall:
+		return "tool_call"
+	}
+	return "invalid"
+}
+
+// Event is one piece of parsed model output.
+type Event struct {
+	Kind  EventKind
+	Text  string
+	Delta *ToolCallDelta
+	Call  *ToolCall
+	// Index is the tool call's position in the response (EventToolCall).
+	// For Unparsed content it is the index of the call whose deltas were
+	// already streamed and must now be considered abandoned, or -1.
+	Index int
+	// Unparsed marks content that is tool-call markup which never became a
+	// valid call (cut off at Close, or malformed); it is passed through
+	// verbatim so that no generated text is lost.
+	Unparsed bool
+}
+
+// ToolCallDelta is the OpenAI chat.completion.chunk tool_calls element.
+// The first delta of a call carries ID, Type and Name; later ones carry
+// argument fragments whose concatenation is the final Arguments.
+type ToolCallDelta struct {
+	Index    int           `json:"index"`
+	ID       string        `json:"id,omitempty"`
+	Type     string        `json:"type,omitempty"`
+	Function FunctionDelta `json:"function"`
+}
+
+// FunctionDelta is the function part of a ToolCallDelta.
+type FunctionDelta struct {
+	Name      string `json:"name,omitempty"`
+	Arguments string `json:"arguments"`
+}
+
+// ParserOptions configure a Parser.
+type ParserOptions struct {
+	// Tools supply JSON schemas that type parameter values; without a
+	// schema a value stays a string.
+	Tools []Tool
+	// StartInReasoning is for prompts that end inside <think> (Qwen3.5 with
+	// thinking on): output is reasoning until </think>. See PromptEndsInReasoning.
+	StartInReasoning bool
+	// NewID makes tool-call IDs; nil gives "call_" plus 24 random characters.
+	NewID func() string
+}
+
+// PromptEndsInReasoning reports whether a rendered prompt leaves the model
+// inside an open <think> block, i.e. whether a Parser should start in reasoning.
+func PromptEndsInReasoning(prompt string) bool {
+	return strings.HasSuffix(strings.TrimRight(prompt, " \t\r\n"), "<think>")
+}
+
+// NewCallID returns an OpenAI-style tool-call ID.
+func NewCallID() string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	b := make([]byte, 24)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return "call_" + string(b)
+}
+
+const (
+	tagThink        = "<think>"
+	tagThinkEnd     = "</think>"
+	tagToolCall     = "<tool_call>"
+	tagToolCallEnd  = "</tool_call>"
+	tagFunction     = "<function="
+	tagFunctionEnd  = "</function>"
+	tagParameter    = "<parameter="
+	tagParameterEnd = "</parameter>"
+	// maxNameLen bounds how long a function or parameter name may be before
+	// the markup is judged malformed, so a stray "<function=" cannot make the
+	// parser hold back output forever.
+	maxNameLen = 256
+	spaces     = " \t\r\n"
+)
+
+type state uint8
+
+const (
+	stContent    state = iota
+	stReasoning        // inside <think>
+	stCallOpen         // after <tool_call>: expect <function= or a JSON object
+	stFuncName         // after <function=: read NAME>
+	stFuncBody         // expect <parameter=, </function> or </tool_call>
+	stParamName        // after <parameter=: read NAME>
+	stParamValue       // read until </parameter>, <parameter=, </function> or </tool_call>
+	stAfterFunc        // after </function>: expect </tool_call> or another call
+	stJSONCall         // Qwen3 style: JSON object until </tool_call>
+	stClosed
+)
+
+// Parser splits streamed Qwen3.5 (and Qwen3) output into content, reasoning
+// and tool calls. Feed it text as it is generated; it holds back only text
+// that could still turn out to be the start of a tag. The events for any
+// chunking of a text are the same as for the whole text at once, up to how
+// content and reasoning text is split between events.
+//
+// Whitespace that separates sections (after <think>, around </think>,
+// between tool calls) is formatting, not text, and is dropped: each content
+// or reasoning section is trimmed at both ends.
+type Parser struct {
+	opts    ParserOptions
+	schemas toolSchemas
+	st      state
+	buf     string
+	events  []Event
+
+	// Text section being emitted.
+	secStarted bool   // non-space text already emitted in this section
+	secPending string // trailing spaces held until more text follows
+	sawContent bool   // <think> is only honoured before any answer text
+
+	// Tool call being parsed.
+	raw        strings.Builder // verbatim markup, returned if the call fails
+	nextIndex  int
+	callIndex  int // -1 until the call's first delta is emitted
+	callID     string
+	callName   string
+	callArgs   strings.Builder
+	paramName  string
+	paramValue strings.Builder
+}
+
+// NewParser returns a Parser for one generated response.
+func NewParser(opts ParserOptions) *Parser {
+	p := &Parser{opts: opts, schemas: newToolSchemas(opts.Tools), callIndex: -1}
+	if opts.NewID == nil {
+		p.opts.NewID = NewCallID
+	}
+	if opts.StartInReasoning {
+		p.st = stReasoning
+	}
+	return p
+}
+
+// Feed consumes the next chunk of generated text.
+func (p *Parser) Feed(chunk string) []Event {
+	if p.st == stClosed {
+		return nil
+	}
+	p.buf += chunk
+	p.run(false)
+	return p.take()
+}
+
+// Close ends the stream: held-back text is flushed and an unfinished tool
+// call is returned as Unparsed content. Later calls return nothing.
+func (p *Parser) Close() []Event {
+	if p.st == stClosed {
+		return nil
+	}
+	p.run(true)
+	p.st = stClosed
+	return p.take()
+}
+
+func (p *Parser) take() []Event {
+	ev := p.events
+	p.events = nil
+	return ev
+}
+
+func (p *Parser) consume(n int) string {
+	s := p.buf[:n]
+	p.buf = p.buf[n:]
+	return s
+}
+
+// run advances the state machine as far as the buffered text allows.
+func (p *Parser) run(final bool) {
+	for {
+		var progressed bool
+		switch p.st {
+		case stContent, stReasoning:
+			progressed = p.stepText(final)
+		case stCallOpen:
+			progressed = p.stepCallOpen(final)
+		case stFuncName, stParamName:
+			progressed = p.stepName(final)
+		case stFuncBody:
+			progressed = p.stepFuncBody(final)
+		case stParamValue:
+			progressed = p.stepParamValue(final)
+		case stAfterFunc:
+			progressed = p.stepAfterFunc(final)
+		case stJSONCall:
+			progressed = p.stepJSONCall(final)
+		}
+		if !progressed {
+			return
+		}
+	}
+}
+
+// scanTags finds the first tag in s. partial means s ends with a proper
+// prefix of a tag at index i, which more input may complete.
+func scanTags(s string, tags ...string) (i int, tag string, partial bool) {
+	for off := 0; ; {
+		j := strings.IndexByte(s[off:], '<')
+		if j < 0 {
+			return -1, "", false
+		}
+		i = off + j
+		rest := s[i:]
+		for _, t := range tags {
+			if strings.HasPrefix(rest, t) {
+				return i, t, false
+			}
+		}
+		for _, t := range tags {
+			if len(rest) < len(t) && strings.HasPrefix(t, rest) {
+				return i, "", true
+			}
+		}
+		off = i + 1
+	}
+}
+
+// prefixOf reports whether s is a proper prefix of one of the tags.
+func prefixOf(s string, tags ...string) bool {
+	for _, t := range tags {
+		if len(s) < len(t) && strings.HasPrefix(t, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// completeUTF8 is the length of the longest prefix of s that does not end
+// in the middle of a UTF-8 sequence, so byte-level tokens never produce
+// half characters in events.
+func completeUTF8(s string) int {
+	for back := 1; back <= utf8.UTFMax-1 && back <= len(s); back++ {
+		c := s[len(s)-back]
+		if c < utf8.RuneSelf {
+			return len(s)
+		}
+		if utf8.RuneStart(c) {
+			if utf8.FullRuneInString(s[len(s)-back:]) {
+				return len(s)
+			}
+			return len(s) - back
+		}
+	}
+	return len(s)
+}
+
+func (p *Parser) stepText(final bool) bool {
+	if p.buf == "" {
+		return false
+	}
+	var i int
+	var tag string
+	var partial bool
+	switch {
+	case p.st == stReasoning:
+		i, tag, partial = scanTags(p.buf, tagThinkEnd, tagToolCall)
+	case p.sawContent:
+		i, tag, partial = scanTags(p.buf, tagToolCall)
+	default:
+		// <think> opens reasoning only before any answer text.
+		i, tag, partial = scanTags(p.buf, tagToolCall, tagThink)
+		if (tag == tagThink || partial) && strings.TrimLeft(p.buf[:i], spaces) != "" {
+			i, tag, partial = scanTags(p.buf, tagToolCall)
+		}
+	}
+	switch {
+	case i < 0:
+		n := len(p.buf)
+		if !final {
+			n = completeUTF8(p.buf)
+		}
+		p.text(p.consume(n))
+		return false
+	case partial:
+		p.text(p.consume(i))
+		if final {
+			p.text(p.consume(len(p.buf)))
+		}
+		return false
+	}
+	p.text(p.consume(i))
+	p.consume(len(tag))
+	p.endSection()
+	switch tag {
+	case tagThink:
+		p.st = stReasoning
+	case tagThinkEnd:
+		p.st = stContent
+	case tagToolCall:
+		p.raw.Reset()
+		p.raw.WriteString(tag)
+		p.st = stCallOpen
+	}
+	return true
+}
+
+// text emits section text, trimming the section's leading and trailing spaces.
+func (p *Parser) text(s string) {
+	if !p.secStarted {
+		s = strings.TrimLeft(s, spaces)
+		if s == "" {
+			return
+		}
+		p.secStarted = true
+	}
+	body := strings.TrimRight(s, spaces)
+	if body == "" {
+		p.secPending += s
+		return
+	}
+	kind := EventContent
+	if p.st == stReasoning {
+		kind = EventReasoning
+	} else {
+		p.sawContent = true
+	}
+	p.pushText(kind, p.secPending+body, false, 0)
+	p.secPending = s[len(body):]
+}
+
+func (p *Parser) endSection() {
+	p.secStarted = false
+	p.secPending = ""
+}
+
+func (p *Parser) pushText(kind EventKind, s string, unparsed bool, index int) {
+	if n := len(p.events); n > 0 && !unparsed {
+		if last := &p.events[n-1]; last.Kind == kind && !last.Unparsed {
+			last.Text += s
+			return
+		}
+	}
+	p.events = append(p.events, Event{Kind: kind, Text: s, Unparsed: unparsed, Index: index})
+}
+
+// skipSpaces moves leading whitespace of the buffer into the raw markup.
+func (p *Parser) skipSpaces() {
+	n := len(p.buf) - len(strings.TrimLeft(p.buf, spaces))
+	p.raw.WriteString(p.consume(n))
+}
+
+// abandon gives up on the current tool call: its markup so far becomes
+// Unparsed content and parsing resumes as content at the current position.
+// At the end of the stream the rest of the buffer belongs to it as well.
+func (p *Parser) abandon(final bool) {
+	if final {
+		p.raw.WriteString(p.consume(len(p.buf)))
+	}
+	p.endSection()
+	p.pushText(EventContent, p.raw.String(), true, p.callIndex)
+	p.sawContent = true
+	p.resetCall()
+	p.st = stContent
+}
+
+func (p *Parser) resetCall() {
+	p.raw.Reset()
+	p.callIndex = -1
+	p.callID, p.callName, p.paramName = "", "", ""
+	p.callArgs.Reset()
+	p.paramValue.Reset()
+}
+
+func (p *Parser) stepCallOpen(final bool) bool {
+	p.skipSpaces()
+	switch {
+	case strings.HasPrefix(p.buf, tagFunction):
+		p.raw.WriteString(p.consume(len(tagFunction)))
+		p.st = stFuncName
+		return true
+	case strings.HasPrefix(p.buf, "{"):
+		p.st = stJSONCall
+		return true
+	case p.buf != "" && !prefixOf(p.buf, tagFunction):
+		p.abandon(false)
+		return true
+	case final:
+		p.abandon(true)
+		return true
+	}
+	return false
+}
+
+func (p *Parser) stepName(final bool) bool {
+	end := strings.IndexByte(p.buf, '>')
+	scan := p.buf
+	if end >= 0 {
+		scan = p.buf[:end]
+	}
+	bad := strings.ContainsAny(scan, "<\n") || len(scan) > maxNameLen
+	if bad || end < 0 && final {
+		p.abandon(final)
+		return true
+	}
+	if end < 0 {
+		return false
+	}
+	name := strings.TrimSpace(scan)
+	if name == "" {
+		p.abandon(final)
+		return true
+	}
+	p.raw.WriteString(p.consume(end + 1))
+	if p.st == stFuncName {
+		p.startCall(name)
+		p.st = stFuncBody
+	} else {
+		p.paramName = name
+		p.paramValue.Reset()
+		p.st = stParamValue
+	}
+	return true
+}
+
+func (p *Parser) startCall(name string) {
+	p.callIndex = p.nextIndex
+	p.nextIndex++
+	p.callID = p.opts.NewID()
+	p.callName = name
+	p.callArgs.Reset()
+	p.events = append(p.events, Event{Kind: EventToolCallDelta, Delta: &ToolCallDelta{
+		Index: p.callIndex, ID: p.callID, Type: "function",
+		Function: FunctionDelta{Name: name},
+	}})
+}
+
+func (p *Parser) argsDelta(fragment string) {
+	p.callArgs.WriteString(fragment)
+	p.events = append(p.events, Event{Kind: EventToolCallDelta, Delta: &ToolCallDelta{
+		Index: p.callIndex, Function: FunctionDelta{Arguments: fragment},
+	}})
+}
+
+func (p *Parser) finishCall() {
+	if p.callArgs.Len() == 0 {
+		p.argsDelta("{}")
+	} else {
+		p.argsDelta("}")
+	}
+	p.events = append(p.events, Event{Kind: EventToolCall, Index: p.callIndex, Call: &ToolCall{
+		ID: p.callID, Type: "function",
+		Function: FunctionCall{Name: p.callName, Arguments: p.callArgs.String()},
+	}})
+	p.resetCall()
+}
+
+func (p *Parser) stepFuncBody(final bool) bool {
+	p.skipSpaces()
+	switch {
+	case strings.HasPrefix(p.buf, tagParameter):
+		p.raw.WriteString(p.consume(len(tagParameter)))
+		p.st = stParamName
+	case strings.HasPrefix(p.buf, tagFunctionEnd):
+		p.consume(len(tagFunctionEnd))
+		p.finishCall()
+		p.st = stAfterFunc
+	case strings.HasPrefix(p.buf, tagToolCallEnd):
+		// </function> was left out; the call is still complete.
+		p.consume(len(tagToolCallEnd))
+		p.finishCall()
+		p.st = stContent
+	case p.buf != "" && !prefixOf(p.buf, tagParameter, tagFunctionEnd, tagToolCallEnd):
+		p.abandon(false)
+	case final:
+		p.abandon(true)
+	default:
+		return false
+	}
+	return true
+}
+
+func (p *Parser) stepParamValue(final bool) bool {
+	i, tag, partial := scanTags(p.buf, tagParameterEnd, tagParameter, tagFunctionEnd, tagToolCallEnd)
+	switch {
+	case i < 0 || partial:
+		n := len(p.buf)
+		if partial {
+			n = i
+		}
+		v := p.consume(n)
+		p.raw.WriteString(v)
+		p.paramValue.WriteString(v)
+		if final {
+			p.abandon(true)
+			return true
+		}
+		return false
+	}
+	v := p.consume(i)
+	p.raw.WriteString(v)
+	p.paramValue.WriteString(v)
+	if tag == tagParameterEnd {
+		p.raw.WriteString(p.consume(len(tag)))
+	}
+	// Other tags mean </parameter> was left out; stFuncBody consumes them.
+	p.addParam()
+	p.st = stFuncBody
+	return true
+}
+
+func (p *Parser) addParam() {
+	sep := ","
+	if p.callArgs.Len() == 0 {
+		sep = "{"
+	}
+	value := paramValue(p.paramValue.String(), p.schemas.lookup(p.callName, p.paramName))
+	p.argsDelta(sep + jsonString(p.paramName) + ":" + value)
+	p.paramName = ""
+	p.paramValue.Reset()
+}
+
+func (p *Parser) stepAfterFunc(final bool) bool {
+	p.buf = strings.TrimLeft(p.buf, spaces)
+	switch {
+	case strings.HasPrefix(p.buf, tagToolCallEnd):
+		p.consume(len(tagToolCallEnd))
+		p.st = stContent
+	case strings.HasPrefix(p.buf, tagFunction):
+		p.raw.Reset()
+		p.raw.WriteString(p.consume(len(tagFunction)))
+		p.st = stFuncName
+	case strings.HasPrefix(p.buf, tagToolCall):
+		p.raw.Reset()
+		p.raw.WriteString(p.consume(len(tagToolCall)))
+		p.st = stCallOpen
+	case p.buf != "" && !prefixOf(p.buf, tagToolCallEnd, tagFunction, tagToolCall):
+		// </tool_call> was left out and text follows.
+		p.st = stContent
+	case final && p.buf != "":
+		// A cut-off closing tag: keep it as content rather than lose it.
+		p.st = stContent
+	case final:
+		p.st = stContent
+		return false
+	default:
+		return false
+	}
+	return true
+}
+
+func (p *Parser) stepJSONCall(final bool) bool {
+	i, _, partial := scanTags(p.buf, tagToolCallEnd)
+	if i < 0 || partial {
+		n := len(p.buf)
+		if partial {
+			n = i
+		}
+		v := p.consume(n)
+		p.raw.WriteString(v)
+		p.paramValue.WriteString(v)
+		if !final {
+			return false
+		}
+		if name, args, ok := parseJSONCall(p.paramValue.String()); ok {
+			p.emitJSONCall(name, args)
+			p.st = stContent
+			return false
+		}
+		p.abandon(true)
+		return true
+	}
+	v := p.consume(i)
+	p.raw.WriteString(v)
+	p.paramValue.WriteString(v)
+	p.raw.WriteString(p.consume(len(tagToolCallEnd)))
+	if name, args, ok := parseJSONCall(p.paramValue.String()); ok {
+		p.emitJSONCall(name, args)
+		p.st = stContent
+		return true
+	}
+	p.abandon(false)
+	return true
+}
+
+func (p *Parser) emitJSONCall(name, args string) {
+	p.startCall(name)
+	p.callArgs.WriteString(args)
+	p.events = append(p.events, Event{Kind: EventToolCallDelta, Delta: &ToolCallDelta{
+		Index: p.callIndex, Function: FunctionDelta{Arguments: args},
+	}})
+	p.events = append(p.events, Event{Kind: EventToolCall, Index: p.callIndex, Call: &ToolCall{
+		ID: p.callID, Type: "function",
+		Function: FunctionCall{Name: name, Arguments: args},
+	}})
+	p.resetCall()
+}
