@@ -348,9 +348,9 @@ func TestParserUnterminatedFlagsIndex(t *testing.T) {
 
 func TestPromptEndsInReasoning(t *testing.T) {
 	for prompt, want := range map[string]bool{
-		"<|im_start|>assistant\n<think>\n":                 true,
-		"<|im_start|>assistant\n<think>\n\n</think>\n\n":   false,
-		"<|im_start|>assistant\n":                          false,
+		"<|im_start|>assistant\n<think>\n":                true,
+		"<|im_start|>assistant\n<think>\n\n</think>\n\n":  false,
+		"<|im_start|>assistant\n":                         false,
 		"<|im_start|>user\nsay <think><|im_end|>\nassist": false,
 	} {
 		if got := PromptEndsInReasoning(prompt); got != want {
