@@ -1,0 +1,42 @@
+# fmoe — see README.md. Targets: build, test, demo, bench, lint.
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+BIN := bin
+DEMO := build/fmoe-tiny-chat
+FUZZTIME ?= 3s
+
+.PHONY: build test demo bench bench-pack lint fuzz clean
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# The whole suite, then each fuzz target for a few seconds.
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+	$(MAKE) --no-print-directory fuzz
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./format/
+	$(GO) test -run '^$$' -fuzz '^FuzzSafetensorsHeader$$' -fuzztime $(FUZZTIME) ./pack/
+
+# The main job on the built-in model: pack -> verify -> generate.
+demo: build
+	$(BIN)/fmoe-pack convert --in models/fmoe-tiny-chat/mlx-4bit --out $(DEMO) --force
+	@if [ -x $(BIN)/fmoe-verify ]; then $(BIN)/fmoe-verify --model $(DEMO); fi
+	@if [ -x $(BIN)/fmoe-run ]; then $(BIN)/fmoe-run generate --model $(DEMO) --prompt "What's the weather in Paris?" --tokens 48; fi
+
+# Benchmarks write tens of GB under BENCH_DIR (default /tmp/fmoe-bench); results go to stdout
+# and are recorded by hand in docs/benchmarks.md with the machine.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 2x ./quant/ ./runtime/... 2>/dev/null || true
+	scripts/bench-pack.sh
+
+bench-pack: build
+	scripts/bench-pack.sh
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN) build
