@@ -18,11 +18,8 @@ var haveAsm = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 //go:noescape
 func q4RowsAVX2(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 
-// asmQ4 drives q4RowsAVX2. The kernel loads 8 words (one group of 64) into a
-// vector and, for nibble n, masks bits [4n, 4n+4) in place instead of
-// shifting; the masked value is q·16^n, so the matching x values are
-// pre-multiplied by 16^-n (exact: a power-of-two scale). Lane i of nibble
-// n holds column 8i+n, hence the re-ordering of x.
+// asmQ4 drives q4RowsAVX2. The kernel loads 8 words (one group of 64) into
+// a vector; lane i of nibble n holds column 8i+n, hence the re-ordering of x.
 type asmQ4 struct{}
 
 func (asmQ4) prep(w *backend.Weight, x []float32, T int) *prepared {
@@ -35,18 +32,13 @@ func (asmQ4) prep(w *backend.Weight, x []float32, T int) *prepared {
 	return p
 }
 
-// q4Scale[n] undoes the 16^n of masking nibble n in place; nibble 7 is
-// shifted down instead (masking would give a negative int32).
-var q4Scale = [8]float32{1, 1.0 / 16, 1.0 / 256, 1.0 / 4096, 1.0 / 65536, 1.0 / 1048576, 1.0 / 16777216, 1}
-
 func q4Order(xt, x []float32) {
 	for b := 0; b+64 <= len(x); b += 64 {
 		src := x[b : b+64 : b+64]
 		dst := xt[b : b+64 : b+64]
 		for n := 0; n < 8; n++ {
-			s := q4Scale[n]
 			for i := 0; i < 8; i++ {
-				dst[n*8+i] = src[8*i+n] * s
+				dst[n*8+i] = src[8*i+n]
 			}
 		}
 	}

@@ -4,10 +4,17 @@
 
 // func q4RowsAVX2(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 //
-// Register use: Y0 row accumulator, X15 bias accumulator (Σ b_g·sx_g),
-// Y1 the group's 8 words, Y2/Y3 two group partial sums (two chains so the
-// FMA latency overlaps), Y4/Y5 unpacked nibbles, Y6/Y7 bias and scale,
-// Y8..Y14 the masks 0xF<<4n for n = 0..6.
+// Per group of 64 columns (8 words, one vector): y += s·Σ(q−8)·x + (b+8s)·Σx.
+// Centring q on 8 keeps s·Σ(q−8)x and (b+8s)·Σx from cancelling (MLX biases
+// sit near −8s), so the result is as accurate as dequantise-then-dot; b+8s
+// is exact in float32 (two bf16 values of similar magnitude).
+//
+// q−8 is nibble q of the word XOR 0x88888888 read as a signed 4-bit number:
+// shift it to the top of the lane, then arithmetic-shift it back down.
+//
+// Registers: Y0 row accumulator, X15 bias accumulator, Y1 the group's
+// words, Y2/Y3 two partial sums (two chains so FMA latency overlaps), Y4/Y5
+// unpacked values, X6 bias, Y7 scale, Y8 0x88888888, X9 8.0.
 TEXT ·q4RowsAVX2(SB), NOSPLIT, $0-64
 	MOVQ w+0(FP), SI
 	MOVQ s+8(FP), R8
@@ -18,15 +25,11 @@ TEXT ·q4RowsAVX2(SB), NOSPLIT, $0-64
 	MOVQ y+48(FP), DI
 	MOVQ rows+56(FP), BX
 
-	MOVL $0xF, AX
+	MOVL $0x88888888, AX
 	VMOVD AX, X8
 	VPBROADCASTD X8, Y8
-	VPSLLD $4, Y8, Y9
-	VPSLLD $4, Y9, Y10
-	VPSLLD $4, Y10, Y11
-	VPSLLD $4, Y11, Y12
-	VPSLLD $4, Y12, Y13
-	VPSLLD $4, Y13, Y14
+	MOVL $0x41000000, AX // 8.0
+	VMOVD AX, X9
 
 rowloop:
 	TESTQ BX, BX
@@ -41,44 +44,51 @@ grouploop:
 	// Software prefetch: one thread's hardware prefetcher alone leaves the
 	// stream latency-bound (measured +20-30% with it).
 	PREFETCHT0 512(SI)
-	VMOVDQU (SI), Y1
-	VPAND   Y1, Y8, Y4
+	VPXOR   (SI), Y8, Y1
+	VPSLLD  $28, Y1, Y4
+	VPSRAD  $28, Y4, Y4
 	VCVTDQ2PS Y4, Y4
 	VMULPS  (DX), Y4, Y2
-	VPAND   Y1, Y9, Y5
+	VPSLLD  $24, Y1, Y5
+	VPSRAD  $28, Y5, Y5
 	VCVTDQ2PS Y5, Y5
 	VMULPS  32(DX), Y5, Y3
-	VPAND   Y1, Y10, Y4
+	VPSLLD  $20, Y1, Y4
+	VPSRAD  $28, Y4, Y4
 	VCVTDQ2PS Y4, Y4
 	VFMADD231PS 64(DX), Y4, Y2
-	VPAND   Y1, Y11, Y5
+	VPSLLD  $16, Y1, Y5
+	VPSRAD  $28, Y5, Y5
 	VCVTDQ2PS Y5, Y5
 	VFMADD231PS 96(DX), Y5, Y3
-	VPAND   Y1, Y12, Y4
+	VPSLLD  $12, Y1, Y4
+	VPSRAD  $28, Y4, Y4
 	VCVTDQ2PS Y4, Y4
 	VFMADD231PS 128(DX), Y4, Y2
-	VPAND   Y1, Y13, Y5
+	VPSLLD  $8, Y1, Y5
+	VPSRAD  $28, Y5, Y5
 	VCVTDQ2PS Y5, Y5
 	VFMADD231PS 160(DX), Y5, Y3
-	VPAND   Y1, Y14, Y4
+	VPSLLD  $4, Y1, Y4
+	VPSRAD  $28, Y4, Y4
 	VCVTDQ2PS Y4, Y4
 	VFMADD231PS 192(DX), Y4, Y2
-	VPSRLD  $28, Y1, Y5
+	VPSRAD  $28, Y1, Y5
 	VCVTDQ2PS Y5, Y5
 	VFMADD231PS 224(DX), Y5, Y3
 	VADDPS  Y3, Y2, Y2
 
-	// scale: bf16 -> f32 is a 16-bit left shift
+	// bf16 -> f32 is a 16-bit left shift.
 	MOVWLZX (R8), AX
 	SHLL    $16, AX
 	VMOVD   AX, X7
-	VBROADCASTSS X7, Y7
-	VFMADD231PS Y2, Y7, Y0
-
 	MOVWLZX (R9), AX
 	SHLL    $16, AX
 	VMOVD   AX, X6
+	VFMADD231SS X9, X7, X6 // b + 8s
 	VFMADD231SS (R10), X6, X15
+	VBROADCASTSS X7, Y7
+	VFMADD231PS Y2, Y7, Y0
 
 	ADDQ $32, SI
 	ADDQ $256, DX

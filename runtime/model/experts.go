@@ -1,0 +1,171 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"unsafe"
+
+	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// expertReader preads routed experts into aligned host buffers. One expert
+// is one contiguous block (gate, up, down), so one read per expert.
+type expertReader struct {
+	set   *format.ExpertSet
+	files []*os.File
+	proj  [3]*format.Tensor // gate_proj, up_proj, down_proj
+	par   int
+	// pool bounds the host memory in flight to 2·par blocks: par being read
+	// while up to par wait for (or are in) compute.
+	pool chan []byte
+}
+
+func openExperts(dir string, c *format.Config, set *format.ExpertSet, par int) (*expertReader, error) {
+	r := &expertReader{set: set, par: par, pool: make(chan []byte, 2*par)}
+	for i, name := range format.ExpertProjections {
+		p, err := set.Projection(name)
+		if err != nil {
+			return nil, fmt.Errorf("model: expert set %s: %w", set.Dir, err)
+		}
+		r.proj[i] = p
+	}
+	if len(set.Layers) != c.NumHiddenLayers {
+		return nil, fmt.Errorf("model: expert set %s has %d layers, config %d", set.Dir, len(set.Layers), c.NumHiddenLayers)
+	}
+	for _, l := range set.Layers {
+		f, err := os.Open(filepath.Join(dir, set.Dir, l.File))
+		if err != nil {
+			r.Close()
+			return nil, fmt.Errorf("model: %w", err)
+		}
+		r.files = append(r.files, f)
+	}
+	for i := 0; i < 2*par; i++ {
+		r.pool <- nil // allocated on first use
+	}
+	return r, nil
+}
+
+func (r *expertReader) Close() error {
+	var errs []error
+	for _, f := range r.files {
+		errs = append(errs, f.Close())
+	}
+	r.files = nil
+	return errors.Join(errs...)
+}
+
+// alignedBuf returns n bytes starting at a multiple of format.ExpertAlign,
+// the alignment direct I/O and DMA engines want.
+func alignedBuf(n int) []byte {
+	const a = format.ExpertAlign
+	b := make([]byte, n+a)
+	off := int(uintptr(unsafe.Pointer(&b[0])) & (a - 1))
+	if off != 0 {
+		off = a - off
+	}
+	return b[off : off+n : off+n]
+}
+
+// expert is one routed expert read into a host buffer.
+type expert struct {
+	id  int
+	buf []byte
+	w   [3]backend.Weight
+	err error
+}
+
+// stream reads experts ids of layer l with r.par concurrent preads and
+// calls fn for each as it arrives (in completion order), so compute on one
+// expert overlaps the reads of the next. fn's weights are valid only during
+// the call. The first error (read or fn) stops the stream and is returned.
+func (r *expertReader) stream(l int, ids []int, fn func(id int, w *[3]backend.Weight) error) error {
+	if l < 0 || l >= len(r.files) {
+		return fmt.Errorf("model: expert layer %d of %d", l, len(r.files))
+	}
+	jobs := make(chan int)
+	done := make(chan *expert, len(ids))
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := 0; i < min(r.par, len(ids)); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range jobs {
+				buf := <-r.pool
+				done <- r.read(l, id, buf)
+			}
+		}()
+	}
+	go func() {
+		defer close(jobs)
+		for _, id := range ids {
+			select {
+			case jobs <- id:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	var first error
+	for range ids {
+		e := <-done
+		if first == nil {
+			first = e.err
+			if first == nil {
+				first = fn(e.id, &e.w)
+			}
+			if first != nil {
+				close(stop)
+			}
+		}
+		r.pool <- e.buf
+		if first != nil {
+			break
+		}
+	}
+	if first != nil {
+		// Drain the reads already started so their buffers return to the pool.
+		go func() {
+			for e := range done {
+				r.pool <- e.buf
+			}
+		}()
+		wg.Wait()
+		close(done)
+		return first
+	}
+	wg.Wait()
+	return nil
+}
+
+func (r *expertReader) read(l, id int, buf []byte) *expert {
+	e := &expert{id: id}
+	stride := r.set.Stride
+	if buf == nil {
+		buf = alignedBuf(int(stride))
+	}
+	e.buf = buf
+	ne := len(r.set.Layers[l].CRC32C)
+	if id < 0 || id >= ne {
+		e.err = fmt.Errorf("model: layer %d expert %d out of range [0, %d)", l, id, ne)
+		return e
+	}
+	if _, err := r.files[l].ReadAt(buf, int64(id)*stride); err != nil {
+		e.err = fmt.Errorf("model: read layer %d expert %d: %w", l, id, err)
+		return e
+	}
+	for i, p := range r.proj {
+		w, err := weight(p, buf)
+		if err != nil {
+			e.err = fmt.Errorf("model: layer %d expert %d: %w", l, id, err)
+			return e
+		}
+		e.w[i] = w
+	}
+	return e
+}

@@ -1,0 +1,111 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// attention is the gated full-attention mixer; it adds its output to h.
+func (s *Session) attention(r *run, L *layer, st *layerState, xn, h backend.Buffer, T int) {
+	m := s.m
+	c := &m.Config
+	be := m.be
+	nh, nkv, hd := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
+	eps := float32(c.RMSNormEps)
+	qRows, hs := nh*hd, hd
+	if c.AttnOutputGate {
+		qRows, hs = 2*nh*hd, 2*hd
+	}
+	r.do(s.growKV(st, s.pos+T))
+	if r.err != nil {
+		return
+	}
+	qg := r.view(s.sc.qg, 0, T*qRows)
+	r.do(be.MatMul(qg, L.q, xn, T))
+	// k and v go straight into the cache rows of their positions.
+	kw := nkv * hd
+	kc := r.view(st.k, s.pos*kw, T*kw)
+	vc := r.view(st.v, s.pos*kw, T*kw)
+	r.do(be.MatMul(kc, L.k, xn, T))
+	r.do(be.MatMul(vc, L.v, xn, T))
+	// q_proj emits [q_h | gate_h] per head when gated.
+	ql := backend.Heads{T: T, H: nh, Dim: hd, RowStride: qRows, HeadStride: hs}
+	kl := backend.Packed(T, nkv, hd)
+	r.do(be.RMSNorm(qg, qg, ql, L.qNorm, eps))
+	r.do(be.RMSNorm(kc, kc, kl, L.kNorm, eps))
+	r.do(be.Rope(qg, ql, c.RotaryDim, c.RopeTheta, s.pos))
+	r.do(be.Rope(kc, kl, c.RotaryDim, c.RopeTheta, s.pos))
+	ao := r.view(s.sc.ao, 0, T*nh*hd)
+	var gate backend.Buffer
+	gl := ql
+	if c.AttnOutputGate {
+		gate, gl.Off = qg, hd
+	}
+	r.do(be.Attention(ao, qg, gate, ql, gl, st.k, st.v, nkv, s.pos))
+	o := r.view(s.sc.o, 0, T*c.HiddenSize)
+	r.do(be.MatMul(o, L.o, ao, T))
+	r.do(be.Add(h, o))
+}
+
+// growKV makes the layer's KV cache hold at least n positions, doubling
+// so that decode reallocates O(log n) times.
+func (s *Session) growKV(st *layerState, n int) error {
+	if n <= st.cap {
+		return nil
+	}
+	c := &s.m.Config
+	be := s.m.be
+	kw := c.NumKeyValueHeads * c.HeadDim
+	nc := min(max(n, 2*st.cap, 256), s.m.maxCtx)
+	if nc < n {
+		return fmt.Errorf("KV cache of %d positions exceeds the context of %d", n, s.m.maxCtx)
+	}
+	for _, p := range []*backend.Buffer{&st.k, &st.v} {
+		nb, err := be.Alloc(nc * kw)
+		if err != nil {
+			return err
+		}
+		if st.cap > 0 && s.pos > 0 {
+			dst, err := be.View(nb, 0, s.pos*kw)
+			if err != nil {
+				return err
+			}
+			src, err := be.View(*p, 0, s.pos*kw)
+			if err != nil {
+				return err
+			}
+			if err := be.Copy(dst, src); err != nil {
+				return err
+			}
+		}
+		*p = nb
+	}
+	st.cap = nc
+	return nil
+}
+
+// deltaNet is the GatedDeltaNet (linear attention) mixer; it adds its
+// output to h.
+func (s *Session) deltaNet(r *run, L *layer, st *layerState, xn, h backend.Buffer, T int) {
+	m := s.m
+	c := &m.Config
+	be := m.be
+	hv, dv := c.LinearNumValueHeads, c.LinearValueHeadDim
+	qkv := r.view(s.sc.qkv, 0, T*c.ConvDim())
+	z := r.view(s.sc.z, 0, T*hv*dv)
+	b := r.view(s.sc.b, 0, T*hv)
+	a := r.view(s.sc.a, 0, T*hv)
+	r.do(be.MatMul(qkv, L.qkv, xn, T))
+	r.do(be.MatMul(z, L.z, xn, T))
+	r.do(be.MatMul(b, L.b, xn, T))
+	r.do(be.MatMul(a, L.a, xn, T))
+	r.do(be.Conv1D(qkv, qkv, L.conv, st.conv, T))
+	y := r.view(s.sc.y, 0, T*hv*dv)
+	shape := backend.DeltaShape{T: T, Hk: c.LinearNumKeyHeads, Dk: c.LinearKeyHeadDim, Hv: hv, Dv: dv, Eps: 1e-6}
+	r.do(be.DeltaNet(y, qkv, a, b, L.aLog, L.dtBias, st.s, shape))
+	r.do(be.GatedRMSNorm(y, y, z, backend.Packed(T, hv, dv), L.gNrm, float32(c.RMSNormEps)))
+	o := r.view(s.sc.o, 0, T*c.HiddenSize)
+	r.do(be.MatMul(o, L.out, y, T))
+	r.do(be.Add(h, o))
+}

@@ -1,0 +1,268 @@
+// Package model runs the Qwen3.5-MoE forward pass on a backend.Backend over
+// a packed model directory (docs/format.md): the non-expert weights are
+// mmapped and registered once, the K routed experts of each layer are read
+// per step with pread into aligned host buffers (no expert cache in the
+// process: the OS page cache is the cache) and bound to the backend.
+package model
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+
+	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/internal/mmap"
+	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/cpu"
+)
+
+// Options configures Open.
+type Options struct {
+	// Backend runs the compute; nil means a CPU backend with default options.
+	Backend backend.Backend
+	// ExpertsPerToken overrides the config's num_experts_per_tok (0 keeps it).
+	ExpertsPerToken int
+	// ExpertBits selects the expert set by bit width (0: the pack's own).
+	ExpertBits int
+	// ReadParallel is the number of concurrent expert preads (0: K).
+	ReadParallel int
+	// PrefillChunk bounds the tokens of one forward step, and so the size of
+	// the activation buffers (0: 512).
+	PrefillChunk int
+	// MaxContext caps the KV cache (0: the config's max_position_embeddings).
+	MaxContext int
+}
+
+// Model is an opened packed model. Sessions of one model share its backend
+// and must not run concurrently (Model serialises them).
+type Model struct {
+	Config format.Config
+	K      int // routed experts per token in use
+
+	be      backend.Backend
+	ownBE   bool
+	weights *mmap.File
+	t       map[string]backend.Tensor
+	layers  []layer
+	embed   backend.Tensor
+	norm    backend.Tensor
+	head    backend.Tensor
+	experts *expertReader
+	chunk   int
+	maxCtx  int
+	mu      sync.Mutex
+}
+
+// layer holds the resident tensors of one decoder layer.
+type layer struct {
+	full                     bool
+	inNorm, postNorm         backend.Tensor
+	q, k, v, o, qNorm, kNorm backend.Tensor // full attention
+	qkv, z, b, a, out        backend.Tensor // GatedDeltaNet
+	conv, aLog, dtBias, gNrm backend.Tensor
+	router                   backend.Tensor
+	shGate, shUp, shDown     backend.Tensor
+	shScale                  backend.Tensor // shared_expert_gate [1, H]
+}
+
+// Open opens the packed model in dir.
+func Open(dir string, opts Options) (*Model, error) {
+	man, err := format.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	c := man.Config
+	if c.Architecture != format.ArchQwen35MoE {
+		return nil, fmt.Errorf("model: %s: architecture %q, want %q", dir, c.Architecture, format.ArchQwen35MoE)
+	}
+	m := &Model{Config: c, K: c.NumExpertsPerTok, be: opts.Backend, chunk: opts.PrefillChunk, maxCtx: opts.MaxContext}
+	if opts.ExpertsPerToken != 0 {
+		m.K = opts.ExpertsPerToken
+	}
+	if m.K <= 0 || m.K > c.NumExperts {
+		return nil, fmt.Errorf("model: %d experts per token of %d", m.K, c.NumExperts)
+	}
+	if m.chunk <= 0 {
+		m.chunk = 512
+	}
+	if m.maxCtx <= 0 {
+		m.maxCtx = c.MaxPositionEmbeddings
+	}
+	if m.maxCtx <= 0 {
+		m.maxCtx = 1 << 20
+	}
+	if m.be == nil {
+		m.be, m.ownBE = cpu.New(cpu.Options{}), true
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			m.Close()
+		}
+	}()
+	if m.weights, err = mmap.Open(filepath.Join(dir, man.Weights.File)); err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	if err := m.registerAll(man); err != nil {
+		return nil, err
+	}
+	set := &man.Experts[0]
+	if opts.ExpertBits != 0 {
+		if set, err = man.ExpertSet(opts.ExpertBits); err != nil {
+			return nil, fmt.Errorf("model: %w", err)
+		}
+	}
+	par := opts.ReadParallel
+	if par <= 0 {
+		par = m.K
+	}
+	if m.experts, err = openExperts(dir, &c, set, par); err != nil {
+		return nil, err
+	}
+	ok = true
+	return m, nil
+}
+
+// Close releases the mapping, the expert files and an owned backend.
+func (m *Model) Close() error {
+	var errs []error
+	if m.experts != nil {
+		errs = append(errs, m.experts.Close())
+	}
+	if m.ownBE && m.be != nil {
+		errs = append(errs, m.be.Close())
+	}
+	if m.weights != nil {
+		errs = append(errs, m.weights.Close())
+		m.weights = nil
+	}
+	return errors.Join(errs...)
+}
+
+// Backend is the backend the model runs on.
+func (m *Model) Backend() backend.Backend { return m.be }
+
+// weight turns a manifest entry into a backend descriptor over the bytes
+// of blob (the mmapped weights file, or an expert block).
+func weight(t *format.Tensor, blob []byte) (backend.Weight, error) {
+	var w backend.Weight
+	switch len(t.Shape) {
+	case 1:
+		w.Rows, w.Cols = 1, t.Shape[0]
+	case 2:
+		w.Rows, w.Cols = t.Shape[0], t.Shape[1]
+	default:
+		return w, fmt.Errorf("model: tensor %s has shape %v, want 1 or 2 dims", t.Name, t.Shape)
+	}
+	span := func(s format.Span) ([]byte, error) {
+		if s.Offset < 0 || s.Size < 0 || s.End() > int64(len(blob)) {
+			return nil, fmt.Errorf("model: tensor %s range [%d, %d) outside its %d-byte file", t.Name, s.Offset, s.End(), len(blob))
+		}
+		return blob[s.Offset:s.End():s.End()], nil
+	}
+	var err error
+	switch t.DType {
+	case format.DTypeU32:
+		if w.Format, err = backend.QuantFormat(t.Bits); err != nil {
+			return w, fmt.Errorf("model: tensor %s: %w", t.Name, err)
+		}
+		if t.Scales == nil || t.Biases == nil {
+			return w, fmt.Errorf("model: quantised tensor %s lacks scales or biases", t.Name)
+		}
+		w.Group = t.GroupSize
+		if w.Scales, err = span(*t.Scales); err != nil {
+			return w, err
+		}
+		if w.Biases, err = span(*t.Biases); err != nil {
+			return w, err
+		}
+	case format.DTypeBF16:
+		w.Format = backend.BF16
+	case format.DTypeF16:
+		w.Format = backend.F16
+	case format.DTypeF32:
+		w.Format = backend.F32
+	default:
+		return w, fmt.Errorf("model: tensor %s has dtype %q", t.Name, t.DType)
+	}
+	if w.Data, err = span(t.Data); err != nil {
+		return w, err
+	}
+	if err := w.Check(); err != nil {
+		return w, fmt.Errorf("model: tensor %s: %w", t.Name, err)
+	}
+	return w, nil
+}
+
+func (m *Model) registerAll(man *format.Manifest) error {
+	m.t = make(map[string]backend.Tensor, len(man.Tensors))
+	for i := range man.Tensors {
+		t := &man.Tensors[i]
+		w, err := weight(t, m.weights.Data)
+		if err != nil {
+			return err
+		}
+		bt, err := m.be.Register(w)
+		if err != nil {
+			return fmt.Errorf("model: register %s: %w", t.Name, err)
+		}
+		m.t[t.Name] = bt
+	}
+	var missing []string
+	get := func(name string) backend.Tensor {
+		t, ok := m.t[name]
+		if !ok {
+			missing = append(missing, name)
+		}
+		return t
+	}
+	c := &m.Config
+	m.embed = get("model.embed_tokens.weight")
+	m.norm = get("model.norm.weight")
+	if c.TieWordEmbeddings {
+		m.head = m.embed
+	} else {
+		m.head = get("lm_head.weight")
+	}
+	m.layers = make([]layer, c.NumHiddenLayers)
+	for l := range m.layers {
+		p := format.LayerPrefix(l)
+		L := &m.layers[l]
+		L.inNorm = get(p + "input_layernorm.weight")
+		L.postNorm = get(p + "post_attention_layernorm.weight")
+		switch c.LayerTypes[l] {
+		case format.FullAttention:
+			L.full = true
+			L.q = get(p + "self_attn.q_proj.weight")
+			L.k = get(p + "self_attn.k_proj.weight")
+			L.v = get(p + "self_attn.v_proj.weight")
+			L.o = get(p + "self_attn.o_proj.weight")
+			L.qNorm = get(p + "self_attn.q_norm.weight")
+			L.kNorm = get(p + "self_attn.k_norm.weight")
+		case format.LinearAttention:
+			L.qkv = get(p + "linear_attn.in_proj_qkv.weight")
+			L.z = get(p + "linear_attn.in_proj_z.weight")
+			L.b = get(p + "linear_attn.in_proj_b.weight")
+			L.a = get(p + "linear_attn.in_proj_a.weight")
+			L.out = get(p + "linear_attn.out_proj.weight")
+			L.conv = get(p + "linear_attn.conv1d.weight")
+			L.aLog = get(p + "linear_attn.A_log")
+			L.dtBias = get(p + "linear_attn.dt_bias")
+			L.gNrm = get(p + "linear_attn.norm.weight")
+		default:
+			return fmt.Errorf("model: layer %d has type %q", l, c.LayerTypes[l])
+		}
+		L.router = get(p + "mlp.gate.weight")
+		if c.SharedExpertIntermediateSize > 0 {
+			L.shGate = get(p + "mlp.shared_expert.gate_proj.weight")
+			L.shUp = get(p + "mlp.shared_expert.up_proj.weight")
+			L.shDown = get(p + "mlp.shared_expert.down_proj.weight")
+			L.shScale = get(p + "mlp.shared_expert_gate.weight")
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("model: manifest lacks %d tensors, first %s", len(missing), missing[0])
+	}
+	return nil
+}

@@ -1,0 +1,174 @@
+package model
+
+import (
+	"fmt"
+	"testing"
+)
+
+// The golden cases: a tiny checkpoint layout, the bits it is packed at,
+// the golden file and the experts-per-token override.
+var cases = []struct {
+	src    string
+	bits   int
+	golden string
+	k      int
+}{
+	{"hf", 16, "bf16", 0},
+	{"hf-vl", 16, "bf16", 0},
+	{"hf", 16, "bf16-long", 0},
+	{"hf", 16, "bf16-k2", 2},
+	{"mlx-4bit", 0, "mlx4", 0},
+}
+
+// tolLogits is the fixtures' own bar for a correct float32 implementation
+// (testdata/tiny README): relative L2 error per position.
+const tolLogits = 1e-4
+
+func open(t *testing.T, src string, bits, k int, o Options) *Model {
+	t.Helper()
+	o.ExpertsPerToken = k
+	m, err := Open(packed(t, src, bits), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// TestGoldenPrefill compares the full-sequence forward with transformers:
+// logits at every position, and the residual stream after every layer
+// (the first layer over tolerance is named, so a failure points at its
+// cause).
+func TestGoldenPrefill(t *testing.T) {
+	for _, c := range cases {
+		t.Run(c.src+"/"+c.golden, func(t *testing.T) {
+			g := readGolden(t, c.golden)
+			m := open(t, c.src, c.bits, c.k, Options{})
+			s, err := m.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			hidden := map[string][]float32{}
+			s.Capture = func(name string, T int, h []float32) {
+				hidden[name] = append([]float32(nil), h...)
+			}
+			ids := g.i64["input_ids"]
+			logits, err := s.ForwardAll(ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			H, V := m.Config.HiddenSize, m.Config.VocabSize
+			names := []string{"embed"}
+			for l := 0; l < m.Config.NumHiddenLayers; l++ {
+				names = append(names, fmt.Sprintf("layer%02d", l))
+			}
+			names = append(names, "final_norm")
+			var errs []string
+			defer func() { t.Logf("hidden-state errors: %v", errs) }()
+			for _, n := range names {
+				want, got := g.f32["hidden."+n], hidden[n]
+				if len(got) != len(want) {
+					t.Fatalf("hidden %s: %d values, golden %d", n, len(got), len(want))
+				}
+				worst := 0.0
+				for p := range ids {
+					worst = max(worst, rel(got[p*H:(p+1)*H], want[p*H:(p+1)*H]))
+				}
+				errs = append(errs, fmt.Sprintf("%s %.2g", n, worst))
+				if worst > tolLogits {
+					t.Fatalf("first diverging hidden state: %s, worst position error %.3g", n, worst)
+				}
+			}
+			worst, wp := 0.0, 0
+			want := g.f32["logits"]
+			for p := range ids {
+				e := rel(logits[p*V:(p+1)*V], want[p*V:(p+1)*V])
+				if e > worst {
+					worst, wp = e, p
+				}
+				if a, b := argmax(logits[p*V:(p+1)*V]), argmax(want[p*V:(p+1)*V]); a != b {
+					t.Errorf("position %d: top-1 %d, golden %d", p, a, b)
+				}
+			}
+			t.Logf("%d positions: worst logits relative error %.3g (position %d)", len(ids), worst, wp)
+			if worst > tolLogits {
+				t.Errorf("logits relative error %.3g at position %d > %g", worst, wp, tolLogits)
+			}
+		})
+	}
+}
+
+// TestGoldenGenerate decodes 16 greedy tokens one at a time through the
+// caches and compares ids and the logits that chose them.
+func TestGoldenGenerate(t *testing.T) {
+	for _, c := range cases {
+		if c.golden == "bf16-long" && testing.Short() {
+			continue
+		}
+		t.Run(c.src+"/"+c.golden, func(t *testing.T) {
+			g := readGolden(t, c.golden)
+			m := open(t, c.src, c.bits, c.k, Options{})
+			s, err := m.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantIDs, wantLg := g.i64["generated_ids"], g.f32["generated_logits"]
+			V := m.Config.VocabSize
+			lg, err := s.Forward(g.i64["input_ids"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			worst := 0.0
+			for i, want := range wantIDs {
+				worst = max(worst, rel(lg, wantLg[i*V:(i+1)*V]))
+				if got := argmax(lg); got != want {
+					t.Fatalf("token %d: generated %d, golden %d", i, got, want)
+				}
+				if lg, err = s.Forward([]int{want}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Logf("%d tokens identical; worst logits relative error %.3g", len(wantIDs), worst)
+			if worst > tolLogits {
+				t.Errorf("generated logits relative error %.3g > %g", worst, tolLogits)
+			}
+		})
+	}
+}
+
+// TestDecodeEqualsPrefill: feeding the prompt one token at a time (and in
+// odd-sized prefill chunks) gives the logits of the batched forward. The
+// two differ only by float32 summation order (transformers' own decode
+// vs full-forward gap on this fixture is 1.1e-5).
+func TestDecodeEqualsPrefill(t *testing.T) {
+	g := readGolden(t, "bf16-long")
+	ids := g.i64["input_ids"][:40]
+	m := open(t, "hf", 16, 0, Options{})
+	s, _ := m.NewSession()
+	full, err := s.ForwardAll(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	V := m.Config.VocabSize
+	one, _ := m.NewSession()
+	for p, id := range ids {
+		lg, err := one.Forward([]int{id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := rel(lg, full[p*V:(p+1)*V]); e > 1e-5 {
+			t.Fatalf("position %d: decode vs prefill relative error %.3g", p, e)
+		}
+	}
+	chunked := open(t, "hf", 16, 0, Options{PrefillChunk: 7})
+	cs, _ := chunked.NewSession()
+	lg, err := cs.ForwardAll(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range ids {
+		if e := rel(lg[p*V:(p+1)*V], full[p*V:(p+1)*V]); e > 1e-5 {
+			t.Fatalf("position %d: 7-token chunks vs one prefill relative error %.3g", p, e)
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package model
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// moe is the sparse MoE block on the normed input xn; it adds the routed
+// experts (weighted) and the sigmoid-gated shared expert to h. The tokens
+// are grouped by expert so that each needed expert is read from disk once
+// per step, whatever the batch size.
+func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) error {
+	m := s.m
+	c := &m.Config
+	be := m.be
+	H, E, K := c.HiddenSize, c.NumExperts, m.K
+	lg := r.view(s.sc.router, 0, T*E)
+	r.do(be.MatMul(lg, L.router, xn, T))
+	host := make([]float32, T*E)
+	r.do(be.Read(host, lg))
+	if r.err != nil {
+		return r.err
+	}
+	idx := make([]int, T*K)
+	wts := make([]float32, T*K)
+	rows := make(map[int][]int, min(T*K, E))
+	weights := make(map[int][]float32, min(T*K, E))
+	for t := 0; t < T; t++ {
+		if err := backend.Route(host[t*E:(t+1)*E], K, idx[t*K:(t+1)*K], wts[t*K:(t+1)*K]); err != nil {
+			return fmt.Errorf("token %d: %w", t, err)
+		}
+		for j := t * K; j < (t+1)*K; j++ {
+			rows[idx[j]] = append(rows[idx[j]], t)
+			weights[idx[j]] = append(weights[idx[j]], wts[j])
+		}
+	}
+	if s.onRoute != nil {
+		s.onRoute(l, idx)
+	}
+
+	ids := make([]int, 0, len(rows))
+	for e := range rows {
+		ids = append(ids, e)
+	}
+	slices.Sort(ids)
+	// Each expert writes its weighted rows into its own slot range of
+	// s.sc.eo; the slots are then summed in ascending expert order, as
+	// transformers' index_add_ loop does. Summing in read-completion order
+	// instead would make results vary from run to run.
+	slot := make(map[int]int, len(ids))
+	var allRows []int
+	var allW []float32
+	for _, e := range ids {
+		slot[e] = len(allRows)
+		allRows = append(allRows, rows[e]...)
+		allW = append(allW, weights[e]...)
+	}
+	I := c.MoeIntermediateSize
+	err := m.experts.stream(l, ids, func(id int, w *[3]backend.Weight) error {
+		tr := rows[id]
+		n := len(tr)
+		x := xn
+		if T > 1 {
+			x = r.view(s.sc.xg, 0, n*H)
+			r.do(be.Gather(x, xn, tr, H))
+		}
+		var bound [3]backend.Tensor
+		for i := range w {
+			t, err := be.Bind(w[i])
+			if err != nil {
+				r.do(fmt.Errorf("expert %d: %w", id, err))
+				break
+			}
+			bound[i] = t
+		}
+		if r.err == nil {
+			g := r.view(s.sc.eg, 0, n*I)
+			u := r.view(s.sc.eu, 0, n*I)
+			d := r.view(s.sc.eo, slot[id]*H, n*H)
+			r.do(be.MatMul(g, bound[0], x, n))
+			r.do(be.MatMul(u, bound[1], x, n))
+			r.do(be.SwiGLU(g, g, u))
+			r.do(be.MatMul(d, bound[2], g, n))
+		}
+		for _, t := range bound {
+			if t != nil {
+				r.do(be.Release(t))
+			}
+		}
+		return r.err
+	})
+	if err != nil {
+		return err
+	}
+	// out = Σ_experts w·expert + sigmoid(g)·shared, then the residual add,
+	// in transformers' order.
+	acc := r.view(s.sc.acc, 0, T*H)
+	r.do(be.Zero(acc))
+	r.do(be.ScatterAdd(acc, r.view(s.sc.eo, 0, len(allRows)*H), allRows, allW, H))
+	if L.shGate != nil {
+		Is := c.SharedExpertIntermediateSize
+		sg := r.view(s.sc.sg, 0, T*Is)
+		su := r.view(s.sc.su, 0, T*Is)
+		sd := r.view(s.sc.sd, 0, T*H)
+		gt := r.view(s.sc.sgate, 0, T)
+		r.do(be.MatMul(sg, L.shGate, xn, T))
+		r.do(be.MatMul(su, L.shUp, xn, T))
+		r.do(be.SwiGLU(sg, sg, su))
+		r.do(be.MatMul(sd, L.shDown, sg, T))
+		r.do(be.MatMul(gt, L.shScale, xn, T))
+		r.do(be.GatedAdd(acc, sd, gt, T))
+	}
+	r.do(be.Add(h, acc))
+	return r.err
+}

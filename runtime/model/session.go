@@ -1,0 +1,208 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// Session is one sequence: its position, the KV caches of the full-attention
+// layers and the conv and recurrent states of the GatedDeltaNet layers.
+type Session struct {
+	m      *Model
+	pos    int
+	layers []layerState
+	sc     scratch
+
+	// Capture, when set, receives the residual stream of every step as
+	// [T, hidden] row-major: "embed", "layerNN" (after decoder layer NN)
+	// and "final_norm". The slice is reused after the call returns.
+	Capture func(name string, T int, h []float32)
+
+	host []float32 // captures read back to the host
+
+	// onRoute, when set (tests), receives each layer's expert choices [T, K].
+	onRoute func(layer int, idx []int)
+}
+
+type layerState struct {
+	k, v backend.Buffer // [capacity, kvHeads*headDim]
+	cap  int            // positions the cache holds
+	conv backend.Buffer // [kernel-1, convDim]
+	s    backend.Buffer // [Hv, Dk, Dv]
+}
+
+// NewSession starts an empty sequence.
+func (m *Model) NewSession() (*Session, error) {
+	c := &m.Config
+	s := &Session{m: m, layers: make([]layerState, len(m.layers))}
+	for l := range m.layers {
+		if m.layers[l].full {
+			continue // KV caches grow on first use
+		}
+		st := &s.layers[l]
+		var err error
+		if st.conv, err = m.be.Alloc((c.LinearConvKernelDim - 1) * c.ConvDim()); err != nil {
+			return nil, err
+		}
+		if st.s, err = m.be.Alloc(c.LinearNumValueHeads * c.LinearKeyHeadDim * c.LinearValueHeadDim); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Pos is the number of tokens the session has consumed.
+func (s *Session) Pos() int { return s.pos }
+
+// Reset empties the session (keeping its buffers).
+func (s *Session) Reset() error {
+	for l := range s.layers {
+		st := &s.layers[l]
+		for _, b := range []backend.Buffer{st.conv, st.s} {
+			if b != nil {
+				if err := s.m.be.Zero(b); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	s.pos = 0
+	return nil
+}
+
+// Forward feeds ids at the next positions and returns the logits of the
+// last one ([vocab]).
+func (s *Session) Forward(ids []int) ([]float32, error) { return s.forward(ids, false) }
+
+// ForwardAll feeds ids and returns the logits at every position
+// ([len(ids), vocab] row-major).
+func (s *Session) ForwardAll(ids []int) ([]float32, error) { return s.forward(ids, true) }
+
+func (s *Session) forward(ids []int, all bool) ([]float32, error) {
+	m := s.m
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("model: forward of no tokens")
+	}
+	V := m.Config.VocabSize
+	for i, id := range ids {
+		if id < 0 || id >= V {
+			return nil, fmt.Errorf("model: token %d (index %d) outside the vocabulary [0, %d)", id, i, V)
+		}
+	}
+	if s.pos+len(ids) > m.maxCtx {
+		return nil, fmt.Errorf("model: %d tokens at position %d exceed the context of %d", len(ids), s.pos, m.maxCtx)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []float32
+	if all {
+		out = make([]float32, 0, len(ids)*V)
+	}
+	for off := 0; off < len(ids); off += m.chunk {
+		chunk := ids[off:min(off+m.chunk, len(ids))]
+		last := off+m.chunk >= len(ids)
+		lg, err := s.step(chunk, all, last)
+		if err != nil {
+			return nil, err
+		}
+		if all {
+			out = append(out, lg...)
+		} else if last {
+			out = lg
+		}
+	}
+	return out, nil
+}
+
+// run collects the first error of a sequence of backend calls, so a step
+// reads as the list of its ops.
+type run struct {
+	be  backend.Backend
+	err error
+}
+
+func (r *run) do(err error) {
+	if r.err == nil && err != nil {
+		r.err = err
+	}
+}
+
+func (r *run) view(b backend.Buffer, off, n int) backend.Buffer {
+	v, err := r.be.View(b, off, n)
+	r.do(err)
+	return v
+}
+
+// step runs one chunk of tokens through the model. It returns the logits of
+// every position (all) or of the last one (last), or nil.
+func (s *Session) step(ids []int, all, last bool) ([]float32, error) {
+	m := s.m
+	c := &m.Config
+	T, H := len(ids), c.HiddenSize
+	eps := float32(c.RMSNormEps)
+	if err := s.sc.ensure(m, T); err != nil {
+		return nil, err
+	}
+	r := &run{be: m.be}
+	h := r.view(s.sc.h, 0, T*H)
+	xn := r.view(s.sc.xn, 0, T*H)
+	r.do(m.be.Embed(h, m.embed, ids))
+	s.capture(r, "embed", h, T)
+	for l := range m.layers {
+		L, st := &m.layers[l], &s.layers[l]
+		r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), L.inNorm, eps))
+		if L.full {
+			s.attention(r, L, st, xn, h, T)
+		} else {
+			s.deltaNet(r, L, st, xn, h, T)
+		}
+		r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), L.postNorm, eps))
+		if r.err == nil {
+			r.do(s.moe(r, l, L, xn, h, T))
+		}
+		if r.err != nil {
+			return nil, fmt.Errorf("model: layer %d: %w", l, r.err)
+		}
+		s.capture(r, fmt.Sprintf("layer%02d", l), h, T)
+	}
+	r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), m.norm, eps))
+	s.capture(r, "final_norm", xn, T)
+	var logits []float32
+	V := c.VocabSize
+	switch {
+	case all:
+		lb, err := m.be.Alloc(T * V)
+		r.do(err)
+		if r.err == nil {
+			r.do(m.be.MatMul(lb, m.head, xn, T))
+			logits = make([]float32, T*V)
+			r.do(m.be.Read(logits, lb))
+		}
+	case last:
+		lb := r.view(s.sc.logits, 0, V)
+		r.do(m.be.MatMul(lb, m.head, r.view(xn, (T-1)*H, H), 1))
+		logits = make([]float32, V)
+		r.do(m.be.Read(logits, lb))
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("model: %w", r.err)
+	}
+	s.pos += T
+	return logits, nil
+}
+
+func (s *Session) capture(r *run, name string, b backend.Buffer, T int) {
+	if s.Capture == nil || r.err != nil {
+		return
+	}
+	n := b.Len()
+	if cap(s.host) < n {
+		s.host = make([]float32, n)
+	}
+	h := s.host[:n]
+	r.do(s.m.be.Read(h, b))
+	if r.err == nil {
+		s.Capture(name, T, h)
+	}
+}
