@@ -11,13 +11,10 @@ type merge struct {
 	token int32 // id of the concatenated token
 }
 
-// pairKey packs two token ids into one map key; hashing a uint64 is several
-// times cheaper than hashing the two strings tokenizers uses.
-func pairKey(a, b int32) uint64 { return uint64(uint32(a))<<32 | uint64(uint32(b)) }
 
 // bpe holds the BPE model proper.
 type bpe struct {
-	merges map[uint64]merge
+	merges *pairTable
 	// byteToken is the id of each byte's one-character byte-level token, or -1
 	// when the vocabulary lacks it.
 	byteToken [256]int32
@@ -181,7 +178,7 @@ func (m *bpe) mergeQuadratic(syms []symbol) {
 	for {
 		best, bestRank, bestTok := int32(-1), int32(0), int32(0)
 		for i := int32(0); i >= 0 && syms[i].next >= 0; i = syms[i].next {
-			mg, ok := m.merges[pairKey(syms[i].id, syms[syms[i].next].id)]
+			mg, ok := m.merges.get(pairKey(syms[i].id, syms[syms[i].next].id))
 			if ok && (best < 0 || mg.rank < bestRank) {
 				best, bestRank, bestTok = i, mg.rank, mg.token
 			}
@@ -235,7 +232,7 @@ func (m *bpe) mergeHeap(syms []symbol) {
 	h := make(candidateHeap, 0, len(syms))
 	push := func(i int32) {
 		if j := syms[i].next; j >= 0 {
-			if mg, ok := m.merges[pairKey(syms[i].id, syms[j].id)]; ok {
+			if mg, ok := m.merges.get(pairKey(syms[i].id, syms[j].id)); ok {
 				heap.Push(&h, candidate{pos: i, rank: mg.rank, token: mg.token})
 			}
 		}
@@ -249,7 +246,7 @@ func (m *bpe) mergeHeap(syms []symbol) {
 		if s.gone || s.next < 0 {
 			continue
 		}
-		mg, ok := m.merges[pairKey(s.id, syms[s.next].id)]
+		mg, ok := m.merges.get(pairKey(s.id, syms[s.next].id))
 		if !ok || mg.token != c.token || mg.rank != c.rank {
 			continue
 		}

@@ -90,7 +90,7 @@ func parse(data []byte) (*Tokenizer, error) {
 		mj                                modelJSON
 		vocab                             *vocabIndex
 		mergesRaw                         []byte
-		merges                            map[uint64]merge
+		merges                            *pairTable
 	)
 	err := s.object(func(key string) error {
 		var err error
@@ -257,8 +257,8 @@ func parseVocab(s *scanner) (*vocabIndex, error) {
 
 // parseMerges reads model.merges, a list of "left right" strings (older
 // files) or of [left, right] pairs (tokenizers >= 0.20), in rank order.
-func parseMerges(s *scanner, vocab *vocabIndex) (map[uint64]merge, error) {
-	merges := make(map[uint64]merge, vocab.len())
+func parseMerges(s *scanner, vocab *vocabIndex) (*pairTable, error) {
+	merges := newPairTable(vocab.len())
 	lastMerged := int32(-2)
 	var pair []byte // left + right, reused
 	err := s.array(func(i int) error {
@@ -334,7 +334,7 @@ func parseMerges(s *scanner, vocab *vocabIndex) (map[uint64]merge, error) {
 			return fieldError(field.String(), "merged token %q not in model.vocab", pair)
 		}
 		// A repeated pair keeps its last rank, like tokenizers' HashMap build.
-		merges[pairKey(left, right)] = merge{rank: int32(i), token: merged}
+		merges.put(pairKey(left, right), merge{rank: int32(i), token: merged})
 		return nil
 	})
 	if err != nil {
@@ -349,7 +349,7 @@ type mergeField int
 
 func (f mergeField) String() string { return fmt.Sprintf("model.merges[%d]", int(f)) }
 
-func (t *Tokenizer) setModel(mj *modelJSON, vocab *vocabIndex, merges map[uint64]merge) error {
+func (t *Tokenizer) setModel(mj *modelJSON, vocab *vocabIndex, merges *pairTable) error {
 	if mj.Dropout != nil && *mj.Dropout != 0 {
 		return fieldError("model.dropout", "BPE dropout %v is not supported (it makes encoding random), want null", *mj.Dropout)
 	}

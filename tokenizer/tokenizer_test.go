@@ -1,0 +1,266 @@
+package tokenizer
+
+import (
+	"encoding/json"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestAccessors(t *testing.T) {
+	tok := loadQwen3(t)
+	if got := tok.VocabSize(); got != 151669 {
+		t.Errorf("VocabSize = %d, want 151669", got)
+	}
+	for _, c := range []struct {
+		s       string
+		id      int
+		special bool
+	}{
+		{"!", 0, false},
+		{"Ġworld", 1879, false},
+		{"<|endoftext|>", 151643, true},
+		{"<|im_end|>", 151645, true},
+		{"<think>", 151667, false},
+	} {
+		id, ok := tok.TokenID(c.s)
+		if !ok || id != c.id {
+			t.Errorf("TokenID(%q) = %d, %v; want %d", c.s, id, ok, c.id)
+		}
+		if got := tok.TokenString(c.id); got != c.s {
+			t.Errorf("TokenString(%d) = %q, want %q", c.id, got, c.s)
+		}
+		if got := tok.IsSpecial(c.id); got != c.special {
+			t.Errorf("IsSpecial(%d) = %v, want %v", c.id, got, c.special)
+		}
+	}
+	if _, ok := tok.TokenID("no such token"); ok {
+		t.Error("TokenID found a missing token")
+	}
+	if tok.IsSpecial(-1) || tok.IsSpecial(1 << 30) {
+		t.Error("IsSpecial true for an invalid id")
+	}
+}
+
+// TestNormalizationPerSegment checks that NFC runs on the text between
+// non-normalized added tokens separately: U+0338 after '>' would otherwise
+// compose into U+226F and swallow the token's last character.
+func TestNormalizationPerSegment(t *testing.T) {
+	tok := loadQwen3(t)
+	end, _ := tok.TokenID("<|im_end|>")
+	got := tok.Encode("<|im_end|>\u0338")
+	want := append([]int{end}, tok.Encode("\u0338")...)
+	if !slices.Equal(got, want) {
+		t.Errorf("Encode = %v, want %v", got, want)
+	}
+	if dec := tok.Decode(got); dec != "<|im_end|>\u0338" {
+		t.Errorf("Decode = %q", dec)
+	}
+}
+
+// editedTiny returns the tiny tokenizer.json after edit changes its decoded
+// form.
+func editedTiny(t *testing.T, edit func(m map[string]any)) []byte {
+	t.Helper()
+	data, err := os.ReadFile(tinyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	edit(m)
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// setAdded changes the flags of the added token with the given content.
+func setAdded(m map[string]any, content string, flags map[string]any) {
+	for _, a := range m["added_tokens"].([]any) {
+		if tok := a.(map[string]any); tok["content"] == content {
+			for k, v := range flags {
+				tok[k] = v
+			}
+		}
+	}
+}
+
+// concat joins id lists.
+func concat(parts ...[]int) []int {
+	var out []int
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func TestAddedTokenFlags(t *testing.T) {
+	plain := loadTiny(t)
+	enc := plain.Encode
+	tok, err := Parse(editedTiny(t, func(m map[string]any) {
+		setAdded(m, "<|im_end|>", map[string]any{"lstrip": true})
+		setAdded(m, "<|im_start|>", map[string]any{"rstrip": true})
+		setAdded(m, "<|endoftext|>", map[string]any{"single_word": true})
+		added := m["added_tokens"].([]any)
+		added = append(added,
+			map[string]any{"id": 2048, "content": "caf\u00e9", "normalized": true, "special": false},
+			map[string]any{"id": 2049, "content": "na\u00efve", "normalized": false, "special": false},
+		)
+		m["added_tokens"] = added
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := func(s string) []int {
+		i, ok := tok.TokenID(s)
+		if !ok {
+			t.Fatalf("no id for %q", s)
+		}
+		return []int{i}
+	}
+	cases := []struct {
+		name, text string
+		want       []int
+	}{
+		{"lstrip takes the spaces before", "hi  \t<|im_end|> x", concat(enc("hi"), id("<|im_end|>"), enc(" x"))},
+		{"rstrip takes the spaces after", "<|im_start|> \n user", concat(id("<|im_start|>"), enc("user"))},
+		{"single_word at word boundaries", "a <|endoftext|> b", concat(enc("a "), id("<|endoftext|>"), enc(" b"))},
+		{"single_word inside a word is text", "a<|endoftext|>", concat(enc("a"), enc("<|"), enc("endoftext"), enc("|>"))},
+		{"normalized token matches after NFC", "cafe\u0301!", concat(id("caf\u00e9"), enc("!"))},
+		{"non-normalized token matches raw text only", "nai\u0308ve na\u00efve", concat(enc("na\u00efve "), id("na\u00efve"))},
+	}
+	for _, c := range cases {
+		if got := tok.Encode(c.text); !slices.Equal(got, c.want) {
+			t.Errorf("%s: Encode(%q) = %v, want %v", c.name, c.text, got, c.want)
+		}
+	}
+	if got, want := id("caf\u00e9")[0], 2048; got != want {
+		t.Errorf("new added token id %d, want %d", got, want)
+	}
+	if tok.VocabSize() != 2050 {
+		t.Errorf("VocabSize = %d, want 2050", tok.VocabSize())
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	valid, err := os.ReadFile(tinyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		data []byte
+		want string // substring of the error
+	}{
+		{"not JSON", []byte("not json"), "invalid JSON"},
+		{"truncated", valid[:len(valid)/2], "invalid JSON"},
+		{"trailing data", append(slices.Clone(valid), "{}"...), "trailing data"},
+		{"empty object", []byte("{}"), `missing "model"`},
+		{"missing model", editedTiny(t, func(m map[string]any) { delete(m, "model") }), `missing "model"`},
+		{"model type", editedTiny(t, func(m map[string]any) { m["model"].(map[string]any)["type"] = "WordPiece" }), `model.type: unsupported model type "WordPiece"`},
+		{"missing vocab", editedTiny(t, func(m map[string]any) { delete(m["model"].(map[string]any), "vocab") }), "model.vocab: missing"},
+		{"missing merges", editedTiny(t, func(m map[string]any) { delete(m["model"].(map[string]any), "merges") }), "model.merges: missing"},
+		{"bad vocab id", editedTiny(t, func(m map[string]any) { m["model"].(map[string]any)["vocab"].(map[string]any)["a"] = "x" }), `model.vocab`},
+		{"merge of unknown token", editedTiny(t, func(m map[string]any) {
+			m["model"].(map[string]any)["merges"] = []any{[]any{"Ġ", "nosuch"}}
+		}), `model.merges[0]: token "nosuch" not in model.vocab`},
+		{"malformed merge", editedTiny(t, func(m map[string]any) { m["model"].(map[string]any)["merges"] = []any{"nospace"} }), `model.merges[0]`},
+		{"dropout", editedTiny(t, func(m map[string]any) { m["model"].(map[string]any)["dropout"] = 0.1 }), "model.dropout"},
+		{"pre-tokenizer type", editedTiny(t, func(m map[string]any) { m["pre_tokenizer"] = map[string]any{"type": "Whitespace"} }), `pre_tokenizer: unsupported type "Whitespace"`},
+		{"no pre-tokenizer", editedTiny(t, func(m map[string]any) { m["pre_tokenizer"] = nil }), "pre_tokenizer: missing"},
+		{"regex", editedTiny(t, func(m map[string]any) {
+			split := m["pre_tokenizer"].(map[string]any)["pretokenizers"].([]any)[0].(map[string]any)
+			split["pattern"] = map[string]any{"Regex": `\w+|\s+`}
+		}), "pre_tokenizer.pretokenizers[0].pattern.Regex: unsupported regex"},
+		{"normalizer", editedTiny(t, func(m map[string]any) { m["normalizer"] = map[string]any{"type": "Lowercase"} }), `normalizer: unsupported type "Lowercase"`},
+		{"decoder", editedTiny(t, func(m map[string]any) { m["decoder"] = map[string]any{"type": "WordPiece"} }), `decoder: unsupported type "WordPiece"`},
+		{"added token without content", editedTiny(t, func(m map[string]any) {
+			m["added_tokens"] = []any{map[string]any{"id": 1}}
+		}), "added_tokens[0]: missing content"},
+		{"deep nesting", []byte(`{"x":` + strings.Repeat("[", 1000)), "nested too deeply"},
+	}
+	for _, c := range cases {
+		_, err := Parse(c.data)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want one containing %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestParseTruncations feeds every prefix of a valid file (at a stride) to
+// Parse: each must fail cleanly, never panic.
+func TestParseTruncations(t *testing.T) {
+	valid, err := os.ReadFile(tinyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 0; n < len(valid); n += 1 + n/50 {
+		if _, err := Parse(valid[:n]); err == nil {
+			t.Fatalf("Parse of the first %d bytes succeeded", n)
+		}
+	}
+}
+
+func TestLoadErrorNamesFile(t *testing.T) {
+	_, err := Load("/nonexistent/tokenizer.json")
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/tokenizer.json") {
+		t.Errorf("err = %v", err)
+	}
+	path := t.TempDir() + "/tokenizer.json"
+	if err := os.WriteFile(path, []byte(`{"model": 3}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("err = %v, want it to name %s", err, path)
+	}
+}
+
+// TestMergeStrategiesAgree runs the quadratic and heap merge loops over the
+// same words; they must agree since Encode picks one by word length.
+func TestMergeStrategiesAgree(t *testing.T) {
+	tok := loadQwen3(t)
+	g := readGolden(t, qwen3GoldenPath)
+	var words []string
+	for _, c := range g.Cases {
+		for _, w := range tok.split.appendWords(nil, c.Text) {
+			words = append(words, c.Text[w[0]:w[1]])
+		}
+	}
+	words = append(words, strings.Repeat("ab", 40), strings.Repeat(" ", 100), strings.Repeat("日本語", 30),
+		"supercalifragilisticexpialidociousantidisestablishmentarianism")
+	m := &tok.model
+	for _, w := range words {
+		var quad, hp []int32
+		for _, useHeap := range []bool{false, true} {
+			var syms []symbol
+			for i := 0; i < len(w); i++ {
+				syms = append(syms, symbol{id: m.byteToken[w[i]], prev: int32(i - 1), next: int32(i + 1)})
+			}
+			syms[len(syms)-1].next = -1
+			if useHeap {
+				m.mergeHeap(syms)
+			} else {
+				m.mergeQuadratic(syms)
+			}
+			var out []int32
+			for _, s := range syms {
+				if !s.gone {
+					out = append(out, s.id)
+				}
+			}
+			if useHeap {
+				hp = out
+			} else {
+				quad = out
+			}
+		}
+		if !slices.Equal(quad, hp) {
+			t.Errorf("word %q: quadratic %v, heap %v", w, quad, hp)
+		}
+	}
+}
