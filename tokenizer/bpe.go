@@ -11,7 +11,6 @@ type merge struct {
 	token int32 // id of the concatenated token
 }
 
-
 // bpe holds the BPE model proper.
 type bpe struct {
 	merges *pairTable

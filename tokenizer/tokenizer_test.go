@@ -38,7 +38,7 @@ func TestAccessors(t *testing.T) {
 	if _, ok := tok.TokenID("no such token"); ok {
 		t.Error("TokenID found a missing token")
 	}
-	if tok.IsSpecial(-1) || tok.IsSpecial(1 << 30) {
+	if tok.IsSpecial(-1) || tok.IsSpecial(1<<30) {
 		t.Error("IsSpecial true for an invalid id")
 	}
 }
