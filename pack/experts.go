@@ -19,6 +19,8 @@ type layerExperts struct {
 	q           map[string][3]*srcTensor
 	bits, group int
 	srcs        []*srcTensor
+	// done releases expert e's source pages once its block is written.
+	done func(e int)
 }
 
 // findExperts resolves layer l's experts: per-expert HF tensors, fused HF release tensors, or
@@ -63,6 +65,11 @@ func (p *packer) findExperts(l int) (*layerExperts, error) {
 			stacked[proj] = t
 		}
 		le.float = func(e int, proj string) []byte { return sliceExpert(stacked[proj].data, E, e) }
+		le.done = func(e int) {
+			for _, t := range stacked {
+				t.releaseExpert(E, e)
+			}
+		}
 		return le, nil
 	}
 	if gu, ok := ck.tensors[pre+"experts.gate_up_proj"]; ok {
@@ -86,6 +93,7 @@ func (p *packer) findExperts(l int) (*layerExperts, error) {
 			}
 			return both[len(both)/2:]
 		}
+		le.done = func(e int) { gu.releaseExpert(E, e); dn.releaseExpert(E, e) }
 		return le, nil
 	}
 	per := make([]map[string]*srcTensor, E)
@@ -105,6 +113,11 @@ func (p *packer) findExperts(l int) (*layerExperts, error) {
 		}
 	}
 	le.float = func(e int, proj string) []byte { return per[e][proj].data }
+	le.done = func(e int) {
+		for _, t := range per[e] {
+			t.release()
+		}
+	}
 	return le, nil
 }
 
@@ -132,6 +145,13 @@ func (p *packer) findStackedQuantised(l int, le *layerExperts) (*layerExperts, e
 			return nil, err
 		}
 		le.q[proj] = ts
+	}
+	le.done = func(e int) {
+		for _, ts := range le.q {
+			for _, t := range ts {
+				t.releaseExpert(cfg.NumExperts, e)
+			}
+		}
 	}
 	return le, nil
 }
@@ -213,9 +233,7 @@ func (p *packer) packExperts() error {
 		}
 		set.Layers = append(set.Layers, lf)
 		for _, s := range le.srcs {
-			p.bar.Add(int64(len(s.data)))
 			p.stats.BytesIn += int64(len(s.data))
-			s.release()
 		}
 	}
 	p.m.Experts = []format.ExpertSet{set}
@@ -234,6 +252,10 @@ func (p *packer) writeLayer(set *format.ExpertSet, le *layerExperts) (format.Exp
 	}
 	bw := bufio.NewWriterSize(f, 1<<20)
 	fail := func(err error) (format.ExpertLayer, error) { f.Close(); return lf, err }
+	var srcBytes int64
+	for _, s := range le.srcs {
+		srcBytes += int64(len(s.data))
+	}
 	batch := p.o.Workers
 	bufs := make([][]byte, batch)
 	for i := range bufs {
@@ -262,7 +284,9 @@ func (p *packer) writeLayer(set *format.ExpertSet, le *layerExperts) (format.Exp
 			if _, err := bw.Write(bufs[i]); err != nil {
 				return fail(fmt.Errorf("writing %s: %w", path, err))
 			}
+			le.done(e0 + i)
 		}
+		p.bar.Add(srcBytes * int64(n) / int64(E))
 		p.stats.Experts += n
 	}
 	if err := bw.Flush(); err != nil {

@@ -321,3 +321,10 @@ func (c *checkpoint) detectNormShift() bool {
 func (t *srcTensor) release() {
 	t.shard.file.Release(t.off, int64(len(t.data)))
 }
+
+// releaseExpert drops expert e's slice of a tensor stacked over n experts: a layer's stacked
+// experts are gigabytes, so pages go as soon as each expert is written, not at the layer's end.
+func (t *srcTensor) releaseExpert(n, e int) {
+	per := int64(len(t.data) / n)
+	t.shard.file.Release(t.off+int64(e)*per, per)
+}
