@@ -43,9 +43,11 @@ func weightSegments(m *format.Manifest, limit int64) (segs []segment, missing []
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].span.Offset < spans[j].span.Offset })
 	cur := segment{}
+	end := limit // where readable bytes stop: the first span cut short, or the file's end
 	for _, s := range spans {
 		if s.span.End() > limit {
 			missing = append(missing, s)
+			end = min(end, s.span.Offset)
 			continue
 		}
 		if s.span.Offset-cur.start >= segmentBytes && len(cur.spans) > 0 {
@@ -55,7 +57,7 @@ func weightSegments(m *format.Manifest, limit int64) (segs []segment, missing []
 		}
 		cur.spans = append(cur.spans, s)
 	}
-	cur.end = limit
+	cur.end = end
 	if cur.end > cur.start {
 		segs = append(segs, cur)
 	}
