@@ -113,7 +113,7 @@ func checkEvents(t testing.TB, events []Event) {
 				t.Fatalf("call %d arguments are not a JSON object: %q: %v", e.Index, c.Function.Arguments, err)
 			}
 		case EventContent, EventReasoning:
-			if !e.Unparsed && strings.TrimSpace(e.Text) == "" && e.Text != "" {
+			if !e.Unparsed && strings.Trim(e.Text, spaces) == "" && e.Text != "" {
 				t.Fatalf("whitespace-only %s event %q", e.Kind, e.Text)
 			}
 		}
