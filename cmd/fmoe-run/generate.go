@@ -1,0 +1,198 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/fmoe/fmoe/chat"
+	"github.com/fmoe/fmoe/internal/cliutil"
+	"github.com/fmoe/fmoe/runtime/model"
+	"github.com/fmoe/fmoe/tokenizer"
+)
+
+// modelFlags are shared by every command that opens a model.
+func modelFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "model", Usage: "packed model `DIR` (made by fmoe-pack convert)", Required: true},
+		&cli.IntFlag{Name: "k", Usage: "routed experts per token (default: the model's; fewer reads less from disk, at some quality cost)"},
+		&cli.BoolFlag{Name: "2bit", Usage: "stream the 2-bit expert set (made by fmoe-pack requant --bits 2)"},
+		&cli.IntFlag{Name: "threads", Usage: "CPU threads per op (default: all cores)"},
+	}
+}
+
+func openModel(c *cli.Context) (*model.Model, error) {
+	o := model.Options{ExpertsPerToken: c.Int("k")}
+	if c.Bool("2bit") {
+		o.ExpertBits = 2
+	}
+	if c.Int("threads") > 0 {
+		be, err := newCPUBackend(c.Int("threads"))
+		if err != nil {
+			return nil, err
+		}
+		o.Backend = be
+	}
+	return model.Open(c.String("model"), o)
+}
+
+func generateCmd() *cli.Command {
+	return &cli.Command{
+		Name:      "generate",
+		Usage:     "generate a reply (or a raw continuation) and stream it to stdout",
+		UsageText: "fmoe-run generate --model DIR (--prompt TEXT | --ids 1,2,3) [--tokens N] [--k K] [--2bit] [--temperature T] [--top-p P] [--top-k N] [--seed S] [--threads N]",
+		Description: `--prompt is sent as a user message through the model's own chat template (with --system and
+--tools when given), so a chat model answers it; --raw feeds the text as it is. --ids feeds token
+ids as they are and prints ids. Sampling is greedy unless --temperature is above 0. Generation
+stops at the model's end tokens or after --tokens tokens.
+
+Example:
+   fmoe-run generate --model build/fmoe-tiny-chat --prompt "What's the weather in Paris?" \
+       --tools models/fmoe-tiny-chat/tools.json`,
+		Flags: append(modelFlags(),
+			&cli.StringFlag{Name: "prompt", Usage: "the user's `TEXT`"},
+			&cli.StringFlag{Name: "ids", Usage: "comma-separated token `IDS` to feed instead of a prompt"},
+			&cli.BoolFlag{Name: "raw", Usage: "feed --prompt as plain text, without the chat template"},
+			&cli.StringFlag{Name: "system", Usage: "system message `TEXT`"},
+			&cli.StringFlag{Name: "tools", Usage: "OpenAI-format tools JSON `FILE` offered to the model"},
+			&cli.BoolFlag{Name: "no-think", Usage: "render the template with thinking disabled"},
+			&cli.IntFlag{Name: "tokens", Value: 256, Usage: "maximum new tokens"},
+			&cli.Float64Flag{Name: "temperature", Usage: "sampling temperature (0: greedy)"},
+			&cli.Float64Flag{Name: "top-p", Usage: "nucleus sampling mass (0: off)"},
+			&cli.IntFlag{Name: "top-k", Usage: "sample among the K most likely tokens (0: off)"},
+			&cli.Uint64Flag{Name: "seed", Usage: "sampling seed"},
+		),
+		Action: runGenerate,
+	}
+}
+
+func runGenerate(c *cli.Context) error {
+	if c.IsSet("prompt") == c.IsSet("ids") {
+		return cliutil.UsageError("give exactly one of --prompt and --ids")
+	}
+	if c.Int("tokens") < 1 {
+		return cliutil.UsageError("--tokens must be at least 1")
+	}
+	dir := c.String("model")
+	m, err := openModel(c)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	var tok *tokenizer.Tokenizer
+	var prompt []int
+	if c.IsSet("ids") {
+		if prompt, err = parseIDs(c.String("ids"), m.Config.VocabSize); err != nil {
+			return cliutil.UsageError("--ids: %v", err)
+		}
+	} else {
+		if tok, err = tokenizer.Load(dir + "/tokenizer.json"); err != nil {
+			return err
+		}
+		text, err := promptText(c, dir)
+		if err != nil {
+			return err
+		}
+		prompt = tok.Encode(text)
+	}
+	if len(prompt) == 0 {
+		return cliutil.UsageError("the prompt is empty")
+	}
+	if max := m.Config.MaxPositionEmbeddings; len(prompt)+c.Int("tokens") > max {
+		return fmt.Errorf("prompt of %d tokens plus --tokens %d exceeds the context of %d tokens", len(prompt), c.Int("tokens"), max)
+	}
+	sess, err := m.NewSession()
+	if err != nil {
+		return err
+	}
+	smp := &model.Sampler{Temperature: c.Float64("temperature"), TopP: c.Float64("top-p"), TopK: c.Int("top-k"), Seed: c.Uint64("seed")}
+	stop := stopTokens(m, tok)
+	var dec *tokenizer.Decoder
+	if tok != nil {
+		dec = tok.NewDecoder()
+	}
+	start := time.Now()
+	var first time.Duration
+	out, err := sess.Generate(prompt, c.Int("tokens"), smp, stop, func(id int) bool {
+		if first == 0 {
+			first = time.Since(start)
+		}
+		switch {
+		case dec == nil:
+			fmt.Printf("%d ", id)
+		case !containsID(stop, id):
+			fmt.Print(dec.Add(id))
+		}
+		return true
+	})
+	if dec != nil {
+		fmt.Print(dec.Flush())
+	}
+	fmt.Println()
+	if err != nil {
+		return err
+	}
+	total := time.Since(start)
+	decode := total - first
+	fmt.Fprintf(os.Stderr, "%d prompt tokens in %.2fs (%.1f tok/s), %d generated in %.2fs (%.2f tok/s)\n",
+		len(prompt), first.Seconds(), float64(len(prompt))/first.Seconds(),
+		len(out), decode.Seconds(), float64(max(len(out)-1, 0))/max(decode.Seconds(), 1e-9))
+	return nil
+}
+
+// promptText renders --prompt through the chat template unless --raw.
+func promptText(c *cli.Context, dir string) (string, error) {
+	if c.Bool("raw") {
+		return c.String("prompt"), nil
+	}
+	tpl, err := chat.LoadTemplate(dir)
+	if err != nil {
+		return "", fmt.Errorf("%v (use --raw to feed the prompt without a chat template)", err)
+	}
+	var msgs []chat.Message
+	if s := c.String("system"); s != "" {
+		msgs = append(msgs, chat.Message{Role: "system", Content: s})
+	}
+	msgs = append(msgs, chat.Message{Role: "user", Content: c.String("prompt")})
+	var tools []chat.Tool
+	if f := c.String("tools"); f != "" {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		if err := json.Unmarshal(raw, &tools); err != nil {
+			return "", fmt.Errorf("%s: want an OpenAI tools array: %v", f, err)
+		}
+	}
+	opts := chat.RenderOptions{AddGenerationPrompt: true}
+	if c.Bool("no-think") {
+		f := false
+		opts.EnableThinking = &f
+	}
+	return tpl.Render(msgs, tools, opts)
+}
+
+// stopTokens are the config's end-of-sequence ids plus the chat end markers the tokenizer knows.
+func stopTokens(m *model.Model, tok *tokenizer.Tokenizer) []int {
+	stop := append([]int(nil), m.Config.EOSTokenIDs...)
+	if tok != nil {
+		for _, s := range []string{"<|im_end|>", "<|endoftext|>"} {
+			if id, ok := tok.TokenID(s); ok && !containsID(stop, id) {
+				stop = append(stop, id)
+			}
+		}
+	}
+	return stop
+}
+
+func containsID(ids []int, id int) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
