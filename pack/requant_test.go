@@ -135,7 +135,7 @@ func TestRequantWithinBound(t *testing.T) {
 								d := float64(v2[j]) - float64(v4[j])
 								sse += d * d
 								ref += float64(v4[j]) * float64(v4[j])
-								if math.Abs(d) > float64(bound) {
+								if float32(math.Abs(d)) > bound {
 									t.Fatalf("layer %d expert %d %s element %d: |%v - %v| > bound %v", l, e, set.Projections[i].Name, j, v2[j], v4[j], bound)
 								}
 							}
