@@ -10,8 +10,9 @@ import (
 const MaxGroup = 128
 
 // CheckLayout reports whether a row of cols values can be quantised at bits
-// (2, 4 or 8) with groups of group (32, 64 or 128) values: cols must be a
-// positive multiple of group, and every packed word must be full.
+// (2, 4 or 8) with groups of group (32, 64 or 128) values. cols must be a
+// positive multiple of group; since every supported group is a multiple of
+// 32, that also makes cols divisible by 32/bits, so packed words are full.
 func CheckLayout(cols, bits, group int) error {
 	switch bits {
 	case 2, 4, 8:
@@ -28,9 +29,6 @@ func CheckLayout(cols, bits, group int) error {
 	}
 	if cols%group != 0 {
 		return fmt.Errorf("quant: row length %d is not divisible by group size %d", cols, group)
-	}
-	if per := 32 / bits; cols%per != 0 {
-		return fmt.Errorf("quant: row length %d is not divisible by %d (32/bits for %d-bit)", cols, per, bits)
 	}
 	return nil
 }

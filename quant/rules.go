@@ -67,12 +67,25 @@ var (
 )
 
 // groupRange returns the group's min and max, or an error if any value is
-// NaN or infinite (the builtin min/max propagate NaN).
+// NaN or infinite. Four independent lanes hide the latency of the builtin
+// min/max (which propagate NaN, so one check at the end catches any NaN).
 func groupRange(x []float32) (lo, hi float32, err error) {
-	lo, hi = x[0], x[0]
-	for _, v := range x[1:] {
-		lo = min(lo, v)
-		hi = max(hi, v)
+	if len(x) < 4 || len(x)%4 != 0 {
+		lo, hi = x[0], x[0]
+		for _, v := range x {
+			lo, hi = min(lo, v), max(hi, v)
+		}
+	} else {
+		l0, l1, l2, l3 := x[0], x[1], x[2], x[3]
+		h0, h1, h2, h3 := l0, l1, l2, l3
+		for i := 4; i < len(x); i += 4 {
+			v := x[i : i+4 : i+4]
+			l0, h0 = min(l0, v[0]), max(h0, v[0])
+			l1, h1 = min(l1, v[1]), max(h1, v[1])
+			l2, h2 = min(l2, v[2]), max(h2, v[2])
+			l3, h3 = min(l3, v[3]), max(h3, v[3])
+		}
+		lo, hi = min(l0, l1, l2, l3), max(h0, h1, h2, h3)
 	}
 	if !finite(lo) || !finite(hi) {
 		return 0, 0, errNonFinite
