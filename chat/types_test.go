@@ -36,10 +36,10 @@ func TestMessageUnmarshal(t *testing.T) {
 
 func TestMessageUnmarshalErrors(t *testing.T) {
 	for in, wantErr := range map[string]string{
-		`{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}`: `content[0]: part type "image_url" is not supported`,
-		`{"role":"user","content":[{"type":"text"}]}`:                              `content[0]: text part has no "text" field`,
-		`{"role":"user","content":42}`:                                             "expected a string, null or an array of parts, got 42",
-		`{"role":"user","content":[1]}`:                                           "expected a string or an array of {type, text} parts",
+		`{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}`:         `content[0]: part type "image_url" is not supported`,
+		`{"role":"user","content":[{"type":"text"}]}`:                                      `content[0]: text part has no "text" field`,
+		`{"role":"user","content":42}`:                                                     "expected a string, null or an array of parts, got 42",
+		`{"role":"user","content":[1]}`:                                                    "expected a string or an array of {type, text} parts",
 		`{"role":"assistant","tool_calls":[{"function":{"name":"f","arguments":{"x":}}}]}`: "invalid character",
 	} {
 		var m Message

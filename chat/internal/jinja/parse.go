@@ -13,9 +13,24 @@ import (
 // filter binds tighter than the minus) mean the same thing here.
 
 type parser struct {
-	toks []token
-	pos  int
+	toks  []token
+	pos   int
+	depth int
 }
+
+// maxNesting bounds recursion on hostile template source; Go cannot
+// recover from exhausting its stack.
+const maxNesting = 200
+
+func (p *parser) enter() error {
+	p.depth++
+	if p.depth > maxNesting {
+		return p.errorf("template nests more than %d levels deep", maxNesting)
+	}
+	return nil
+}
+
+func (p *parser) leave() { p.depth-- }
 
 func (p *parser) cur() token  { return p.toks[p.pos] }
 func (p *parser) peek() token { return p.toks[min(p.pos+1, len(p.toks)-1)] }
@@ -89,6 +104,10 @@ func parse(src string) ([]node, error) {
 // body parses nodes until one of the end keywords opens a block tag; it
 // returns that keyword with the parser positioned just after it.
 func (p *parser) body(ends ...string) ([]node, string, error) {
+	defer p.leave()
+	if err := p.enter(); err != nil {
+		return nil, "", err
+	}
 	var out []node
 	for {
 		t := p.cur()
@@ -427,6 +446,10 @@ func (p *parser) tuple(withCond, explicitParens bool, extraEnd ...string) (expr,
 }
 
 func (p *parser) expression(withCond bool) (expr, error) {
+	defer p.leave()
+	if err := p.enter(); err != nil {
+		return nil, err
+	}
 	if !withCond {
 		return p.or()
 	}
@@ -473,6 +496,10 @@ func (p *parser) and() (expr, error) {
 }
 
 func (p *parser) not() (expr, error) {
+	defer p.leave()
+	if err := p.enter(); err != nil {
+		return nil, err
+	}
 	if p.isName("not") {
 		line := p.next().line
 		x, err := p.not()
@@ -541,6 +568,10 @@ func (p *parser) pow() (expr, error) {
 }
 
 func (p *parser) unary(withFilter bool) (expr, error) {
+	defer p.leave()
+	if err := p.enter(); err != nil {
+		return nil, err
+	}
 	var e expr
 	var err error
 	if t := p.cur(); t.kind == tOp && (t.val == "-" || t.val == "+") {

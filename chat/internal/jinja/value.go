@@ -143,11 +143,19 @@ func toStr(v any) string {
 
 func repr(v any) string {
 	var b strings.Builder
-	writeRepr(&b, v)
+	writeRepr(&b, v, 0)
 	return b.String()
 }
 
-func writeRepr(b *strings.Builder, v any) {
+// maxReprDepth stops printing at a depth only reachable through a
+// namespace that contains itself, where Python prints "...".
+const maxReprDepth = 100
+
+func writeRepr(b *strings.Builder, v any, depth int) {
+	if depth > maxReprDepth {
+		b.WriteString("...")
+		return
+	}
 	switch x := v.(type) {
 	case nil:
 		b.WriteString("None")
@@ -173,7 +181,7 @@ func writeRepr(b *strings.Builder, v any) {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			writeRepr(b, e)
+			writeRepr(b, e, depth+1)
 		}
 		b.WriteByte(']')
 	case Tuple:
@@ -182,7 +190,7 @@ func writeRepr(b *strings.Builder, v any) {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			writeRepr(b, e)
+			writeRepr(b, e, depth+1)
 		}
 		if len(x) == 1 {
 			b.WriteByte(',')
@@ -196,12 +204,12 @@ func writeRepr(b *strings.Builder, v any) {
 			}
 			b.WriteString(pyStrRepr(k))
 			b.WriteString(": ")
-			writeRepr(b, x.m[k])
+			writeRepr(b, x.m[k], depth+1)
 		}
 		b.WriteByte('}')
 	case *namespace:
 		b.WriteString("<Namespace ")
-		writeRepr(b, x.attrs)
+		writeRepr(b, x.attrs, depth+1)
 		b.WriteByte('>')
 	default:
 		fmt.Fprintf(b, "<%s object>", typeName(v))
