@@ -5,6 +5,7 @@ import "math"
 // ErrorBound is the guaranteed worst case of |dequantised - original| for
 // every element of a group whose values lie in [lo, hi], quantised at bits
 // by rule (directly, or by Requant from dequantised values in [lo, hi]).
+// It bounds the exact difference, so float32 and float64 checks both pass.
 // With R = hi-lo, M = max(|lo|, |hi|) and n = 2^bits-1:
 //
 //	bound = step + g*(M + 2R) + 2^-20*(M + R) + (n+1)*1e-7

@@ -22,13 +22,14 @@ func checkBound(t *testing.T, rule Rule, src []float32, cols, bits, group int) f
 		lo, hi, _ := groupRange(src[g : g+group])
 		bound := ErrorBound(rule, bits, lo, hi)
 		for i := g; i < g+group; i++ {
-			e := abs32(back[i] - src[i])
-			if e > bound {
+			// Judged on the exact difference, which float64 holds.
+			e := math.Abs(float64(back[i]) - float64(src[i]))
+			if e > float64(bound) {
 				t.Fatalf("%s bits %d group %d: element %d = %g dequantised to %g, error %g > bound %g (range [%g, %g])",
 					rule, bits, group, i, src[i], back[i], e, bound, lo, hi)
 			}
 			if bound > 0 {
-				worst = max(worst, float64(e/bound))
+				worst = max(worst, e/float64(bound))
 			}
 		}
 	}
@@ -117,7 +118,7 @@ func TestRequantBound(t *testing.T) {
 				lo, hi, _ := groupRange(deq4[g : g+group])
 				bound := ErrorBound(rule, 2, lo, hi)
 				for i := g; i < g+group; i++ {
-					if e := abs32(deq2[i] - deq4[i]); e > bound {
+					if e := math.Abs(float64(deq2[i]) - float64(deq4[i])); e > float64(bound) {
 						t.Fatalf("%s group %d element %d: |%g - %g| = %g > %g", rule, group, i, deq2[i], deq4[i], e, bound)
 					}
 				}

@@ -63,7 +63,9 @@ func evalGroup(x []float32, p params, nf float32) fit {
 func lsqParams(x []float32, lo, hi float32, bits int) params {
 	n := 1<<bits - 1
 	nf := float32(n)
-	limit := ErrorBound(RuleLSQ, bits, lo, hi)
+	// The margin keeps the bound for the exact difference too, not only
+	// for the float32-rounded one measured here.
+	limit := ErrorBound(RuleLSQ, bits, lo, hi) * (1 - 0x1p-12)
 
 	best := evalGroup(x, minMaxParams(lo, hi, n), nf)
 	if m := evalGroup(x, mlxParams(lo, hi, n), nf); m.sse < best.sse {

@@ -91,7 +91,7 @@ func measure(ref, ref2, got []float32, group int, rule Rule) (e, e2 errStats) {
 		worst := max(over, -under)
 		if worst > bound {
 			for i, v := range r {
-				if abs32(d[i]-v) > bound {
+				if math.Abs(float64(d[i])-float64(v)) > float64(bound) {
 					e.over++
 				}
 			}
