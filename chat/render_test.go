@@ -24,14 +24,31 @@ func TestRenderCases(t *testing.T) {
 		Cases []struct {
 			Name string `json:"name"`
 			goldenCase
-			Rendered *string `json:"rendered"`
-			Error    string  `json:"error"`
+			Rendered   *string `json:"rendered"`
+			Error      string  `json:"error"`
+			Qwen3      *string `json:"qwen3"`
+			Qwen3Error string  `json:"qwen3_error"`
 		} `json:"cases"`
 	}
 	if err := json.Unmarshal(data, &file); err != nil {
 		t.Fatal(err)
 	}
+	qwen3, err := LoadTemplate("../testdata/qwen3-tokenizer")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range file.Cases {
+		if c.Qwen3 != nil {
+			t.Run("qwen3/"+c.Name, func(t *testing.T) {
+				got, err := qwen3.Render(c.Messages, c.Tools, c.renderOptions(t))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got != *c.Qwen3 {
+					t.Fatalf("mismatch at byte %d\n got: %q\nwant: %q", firstDiff(got, *c.Qwen3), got, *c.Qwen3)
+				}
+			})
+		}
 		t.Run(c.Name, func(t *testing.T) {
 			got, err := tpl.Render(c.Messages, c.Tools, c.renderOptions(t))
 			if c.Rendered == nil {

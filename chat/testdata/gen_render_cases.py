@@ -26,6 +26,11 @@ env.filters["tojson"] = tojson
 env.globals["raise_exception"] = raise_exception
 TEMPLATE = open("../../testdata/tiny/tokenizer/chat_template.jinja").read()
 tpl = env.from_string(TEMPLATE)
+QWEN3 = json.load(open("../../testdata/qwen3-tokenizer/tokenizer_config.json"))["chat_template"]
+tpl3 = env.from_string(QWEN3)
+# Qwen3's template calls string methods on content, so it cannot take the
+# part lists or null content that the Go types normalise to strings.
+QWEN3_SKIP = {"text parts", "null content"}
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city <b>&</b> — météo",
@@ -130,20 +135,26 @@ def to_hf(messages):
     return out
 
 
+def render(t, messages, tools, agp, kwargs):
+    try:
+        return t.render(messages=to_hf(messages), tools=tools, documents=None,
+                        add_generation_prompt=agp, eos_token="<|im_end|>",
+                        pad_token="<|endoftext|>", **kwargs), None
+    except Exception as e:  # noqa: BLE001
+        return None, f"{type(e).__name__}: {e}"
+
+
 def main():
     cases = []
     for name, messages, tools, opts in CASES:
         kwargs = {k: v for k, v in opts.items() if k != "add_generation_prompt"}
         agp = opts.get("add_generation_prompt", True)
-        try:
-            out = tpl.render(messages=to_hf(messages), tools=tools, documents=None,
-                             add_generation_prompt=agp, eos_token="<|im_end|>",
-                             pad_token="<|endoftext|>", **kwargs)
-            err = None
-        except Exception as e:  # noqa: BLE001
-            out, err = None, f"{type(e).__name__}: {e}"
-        cases.append({"name": name, "messages": messages, "tools": tools, "options": kwargs,
-                      "add_generation_prompt": agp, "rendered": out, "error": err})
+        out, err = render(tpl, messages, tools, agp, kwargs)
+        case = {"name": name, "messages": messages, "tools": tools, "options": kwargs,
+                "add_generation_prompt": agp, "rendered": out, "error": err}
+        if name not in QWEN3_SKIP and messages:
+            case["qwen3"], case["qwen3_error"] = render(tpl3, messages, tools, agp, kwargs)
+        cases.append(case)
     with open("render_cases.json", "w", encoding="utf-8") as f:
         json.dump({"reference": f"jinja2 {jinja2.__version__}, HF environment, tiny checkpoint template",
                    "cases": cases}, f, ensure_ascii=False, indent=1)
