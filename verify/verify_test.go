@@ -158,6 +158,7 @@ func wantProblem(t *testing.T, r *Report, check string, loc Problem) Problem {
 	case p.Check != check,
 		loc.File != "" && p.File != loc.File,
 		loc.Tensor != "" && p.Tensor != loc.Tensor,
+		loc.Set != "" && p.Set != loc.Set,
 		loc.Part != "" && p.Part != loc.Part,
 		loc.Projection != "" && p.Projection != loc.Projection,
 		loc.Layer != nil && (p.Layer == nil || *p.Layer != *loc.Layer),
@@ -337,4 +338,13 @@ func TestNotADirectory(t *testing.T) {
 	if r.OK || r.Problems[0].Check != "structure" || r.Problems[0].File != format.ManifestName {
 		t.Fatalf("empty directory: %v", r.Problems)
 	}
+}
+
+func copyManifest(t *testing.T, dir string) (*format.Manifest, error) {
+	t.Helper()
+	m, err := format.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, nil
 }

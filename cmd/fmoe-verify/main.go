@@ -13,8 +13,10 @@ import (
 	"github.com/fmoe/fmoe/verify"
 )
 
-func main() {
-	app := &cli.App{
+func main() { cliutil.Run(newApp()) }
+
+func newApp() *cli.App {
+	return &cli.App{
 		Name:      "fmoe-verify",
 		Usage:     "check that a packed fmoe model is complete and undamaged",
 		UsageText: "fmoe-verify --model DIR [--source DIR] [--json] [--workers N] [--quiet]",
@@ -46,7 +48,6 @@ Examples:
 		},
 		Action: run,
 	}
-	cliutil.Run(app)
 }
 
 func run(c *cli.Context) error {
