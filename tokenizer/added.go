@@ -25,6 +25,9 @@ type matcher struct {
 	patterns []string
 	tokens   []*addedToken
 	byFirst  [256][]int32 // pattern indices, longest first
+	// only is the first byte of every pattern when they all share one (all
+	// Qwen added tokens start with '<'), letting find skip with IndexByte.
+	only int
 }
 
 func newMatcher(tokens []*addedToken, patterns []string) *matcher {
@@ -36,9 +39,15 @@ func newMatcher(tokens []*addedToken, patterns []string) *matcher {
 	// Stable, so among equal patterns the first listed wins, as in the
 	// automaton.
 	sort.SliceStable(order, func(a, b int) bool { return len(patterns[order[a]]) > len(patterns[order[b]]) })
+	m.only = -1
 	for _, i := range order {
 		if p := patterns[i]; p != "" {
 			m.byFirst[p[0]] = append(m.byFirst[p[0]], int32(i))
+			if m.only == -1 {
+				m.only = int(p[0])
+			} else if m.only != int(p[0]) {
+				m.only = -2
+			}
 		}
 	}
 	return m
@@ -47,6 +56,13 @@ func newMatcher(tokens []*addedToken, patterns []string) *matcher {
 // find returns the next match in s at or after from.
 func (m *matcher) find(s string, from int) (start, end int, tok *addedToken, ok bool) {
 	for i := from; i < len(s); i++ {
+		if m.only >= 0 {
+			j := strings.IndexByte(s[i:], byte(m.only))
+			if j < 0 {
+				break
+			}
+			i += j
+		}
 		for _, p := range m.byFirst[s[i]] {
 			if strings.HasPrefix(s[i:], m.patterns[p]) {
 				return i, i + len(m.patterns[p]), m.tokens[p], true

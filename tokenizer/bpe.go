@@ -2,7 +2,9 @@ package tokenizer
 
 import (
 	"container/heap"
-	"sync"
+	"hash/maphash"
+	"strings"
+	"sync/atomic"
 )
 
 // merge is the result of merging an adjacent pair of tokens.
@@ -34,39 +36,49 @@ type bpe struct {
 	cache wordCache
 }
 
-// wordCacheLimit bounds the per-word cache. Words repeat heavily in natural
+// wordCacheSize bounds the per-word cache. Words repeat heavily in natural
 // text, but the cache must not grow with every distinct word of a long
-// stream (think of random identifiers), so it is simply cleared when full:
-// cheaper than LRU bookkeeping and plenty for the hit rates of real text.
-const wordCacheLimit = 1 << 16
+// stream (random identifiers, base64), so it is direct-mapped: a word
+// evicts whatever shared its slot. At most 64k words (a few MB) are kept.
+const wordCacheSize = 1 << 16
 
-// wordCache memoises the ids of words of more than one byte. It is shared by
-// all goroutines encoding with the same Tokenizer.
+// wordCache memoises the ids of multi-byte words. It is lock-free so that
+// goroutines encoding with one Tokenizer do not contend: entries are
+// immutable and slots are swapped atomically.
 type wordCache struct {
-	mu sync.RWMutex
-	m  map[string][]int32
+	seed  maphash.Seed
+	slots []atomic.Pointer[cachedWord]
+}
+
+type cachedWord struct {
+	word string
+	ids  []int32
+}
+
+func newWordCache() wordCache {
+	return wordCache{seed: maphash.MakeSeed(), slots: make([]atomic.Pointer[cachedWord], wordCacheSize)}
+}
+
+func (c *wordCache) slot(word string) *atomic.Pointer[cachedWord] {
+	return &c.slots[maphash.String(c.seed, word)&(wordCacheSize-1)]
 }
 
 func (c *wordCache) get(word string) ([]int32, bool) {
-	c.mu.RLock()
-	ids, ok := c.m[word]
-	c.mu.RUnlock()
-	return ids, ok
-}
-
-func (c *wordCache) reset() {
-	c.mu.Lock()
-	c.m = nil
-	c.mu.Unlock()
+	if e := c.slot(word).Load(); e != nil && e.word == word {
+		return e.ids, true
+	}
+	return nil, false
 }
 
 func (c *wordCache) put(word string, ids []int32) {
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= wordCacheLimit {
-		c.m = make(map[string][]int32, 1024)
+	// Clone: word points into the caller's text, which must not be retained.
+	c.slot(word).Store(&cachedWord{word: strings.Clone(word), ids: ids})
+}
+
+func (c *wordCache) reset() {
+	for i := range c.slots {
+		c.slots[i].Store(nil)
 	}
-	c.m[word] = ids
-	c.mu.Unlock()
 }
 
 // symbol is one node of the doubly linked list of a word's current tokens.

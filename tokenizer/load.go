@@ -365,6 +365,7 @@ func (t *Tokenizer) setModel(mj *modelJSON, vocab *vocabIndex, merges *pairTable
 	m.fuseUnk = mj.FuseUnk
 	m.byteFallback = mj.ByteFallback
 	m.ignoreMerges = mj.IgnoreMerges
+	m.cache = newWordCache()
 	m.unk = -1
 	if mj.UnkToken != nil {
 		// tokenizers only fails when an unknown byte actually needs an unk

@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -26,30 +27,48 @@ const (
 	clsCRLF              // \r or \n
 )
 
-var asciiClass [utf8.RuneSelf]uint8
+// bmpClass caches the class of every Basic Multilingual Plane code point:
+// unicode.IsLetter and friends binary-search range tables, which made
+// classifying characters the largest cost of pre-tokenizing non-ASCII text.
+// It is built on first use from the same range tables (64 KiB, well under a
+// millisecond).
+var (
+	bmpClass     *[0x10000]uint8
+	bmpClassOnce sync.Once
+)
 
-func init() {
-	for c := 0; c < utf8.RuneSelf; c++ {
-		asciiClass[c] = classOfSlow(rune(c))
-	}
-}
-
-func classOfSlow(r rune) uint8 {
-	var c uint8
-	switch {
-	case unicode.IsLetter(r):
-		c = clsL
-	case unicode.IsNumber(r):
-		c = clsN
-	case unicode.IsMark(r):
-		c = clsM
-	case unicode.IsSpace(r):
-		c = clsSpace
-		if r == '\r' || r == '\n' {
-			c |= clsCRLF
+func buildClassTable() {
+	t := new([0x10000]uint8)
+	mark := func(tab *unicode.RangeTable, c uint8) {
+		for _, r := range tab.R16 {
+			for x := int(r.Lo); x <= int(r.Hi); x += int(r.Stride) {
+				t[x] = c
+			}
 		}
 	}
-	return c
+	// The categories are disjoint, so each code point gets one class.
+	mark(unicode.L, clsL)
+	mark(unicode.N, clsN)
+	mark(unicode.M, clsM)
+	mark(unicode.White_Space, clsSpace)
+	t['\r'] |= clsCRLF
+	t['\n'] |= clsCRLF
+	bmpClass = t
+}
+
+// classOfSlow classifies code points outside the BMP table.
+func classOfSlow(r rune) uint8 {
+	switch {
+	case unicode.IsLetter(r):
+		return clsL
+	case unicode.IsNumber(r):
+		return clsN
+	case unicode.IsMark(r):
+		return clsM
+	case unicode.IsSpace(r):
+		return clsSpace // no White_Space code point is outside the BMP
+	}
+	return 0
 }
 
 // splitter cuts normalised text into pre-tokenizer words.
@@ -60,6 +79,7 @@ type splitter struct {
 }
 
 func newSplitter(pattern string) (splitter, bool) {
+	bmpClassOnce.Do(buildClassTable)
 	switch pattern {
 	case qwen3Pattern:
 		return splitter{letter: clsL, punct: clsSpace | clsL | clsN}, true
@@ -69,14 +89,17 @@ func newSplitter(pattern string) (splitter, bool) {
 	return splitter{}, false
 }
 
-// decode returns the rune at s[i], its size and class. Invalid UTF-8 bytes
+// decodeAt returns the rune at s[i], its size and class. Invalid UTF-8 bytes
 // come back one at a time as U+FFFD, which is a symbol (class 0), so they stay
 // in the text and BPE encodes them as raw bytes.
 func decodeAt(s string, i int) (rune, int, uint8) {
 	if c := s[i]; c < utf8.RuneSelf {
-		return rune(c), 1, asciiClass[c]
+		return rune(c), 1, bmpClass[c]
 	}
 	r, n := utf8.DecodeRuneInString(s[i:])
+	if r < 0x10000 {
+		return r, n, bmpClass[r]
+	}
 	return r, n, classOfSlow(r)
 }
 

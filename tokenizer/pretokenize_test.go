@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"slices"
 	"testing"
+	"unicode"
 )
 
 // The expected splits below were produced by a backtracking regex engine
@@ -70,5 +71,22 @@ func TestSplitWords(t *testing.T) {
 func TestUnknownPattern(t *testing.T) {
 	if _, ok := newSplitter(`\s+|\S+`); ok {
 		t.Error("an unknown pattern was accepted")
+	}
+}
+
+// TestClassTable checks the cached BMP classes against the unicode package.
+func TestClassTable(t *testing.T) {
+	newSplitter(qwen3Pattern) // builds the table
+	for r := rune(0); r < 0x10000; r++ {
+		want := classOfSlow(r)
+		if r == '\r' || r == '\n' {
+			want |= clsCRLF
+		}
+		if unicode.IsSpace(r) != (want&clsSpace != 0) {
+			t.Fatalf("U+%04X: IsSpace disagrees with White_Space", r)
+		}
+		if got := bmpClass[r]; got != want {
+			t.Fatalf("U+%04X: class %b, want %b", r, got, want)
+		}
 	}
 }
