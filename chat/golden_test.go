@@ -65,6 +65,16 @@ func (c goldenCase) renderOptions(t *testing.T) RenderOptions {
 	return opts
 }
 
+// thinking reads enable_thinking from the case options without a *testing.T,
+// for use off the test goroutine.
+func (c goldenCase) thinking() *bool {
+	var o struct {
+		EnableThinking *bool `json:"enable_thinking"`
+	}
+	_ = json.Unmarshal(c.Options, &o)
+	return o.EnableThinking
+}
+
 func TestGoldenRender(t *testing.T) {
 	cases := loadGolden(t)
 	sources := map[string]func() (*Template, error){

@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,5 +106,36 @@ func TestRenderOptionsAndErrors(t *testing.T) {
 	badTool := []Tool{{Function: ToolFunction{Name: "f", Parameters: []byte(`{"a":`)}}}
 	if _, err := qwen.Render(userHi, badTool, RenderOptions{}); err == nil || !strings.Contains(err.Error(), "tools[0].function.parameters") {
 		t.Fatalf("bad tool schema: %v", err)
+	}
+}
+
+// Servers render concurrently from one Template.
+func TestRenderConcurrent(t *testing.T) {
+	tpl, err := LoadTemplate(filepath.Join(tinyDir, "tokenizer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := loadGolden(t)
+	done := make(chan error, 8)
+	for w := range 8 {
+		go func() {
+			for i := range 20 {
+				c := cases[(w+i)%len(cases)]
+				got, err := tpl.Render(c.Messages, c.Tools, RenderOptions{AddGenerationPrompt: c.AddGenerationPrompt, EnableThinking: c.thinking()})
+				if err == nil && got != c.Rendered {
+					err = fmt.Errorf("case %d rendered differently under concurrency", (w+i)%len(cases))
+				}
+				if err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
