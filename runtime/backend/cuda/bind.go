@@ -1,0 +1,261 @@
+//go:build linux && cgo
+
+package cuda
+
+/*
+#include "fmcuda.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// Bind streams routed experts: each bound weight gets a device slot (reused
+// across Bind/Release by size), filled on the copy stream. The compute
+// stream waits for the copy's event before the ops that follow, and the
+// copy into a reused slot waits for the event Release recorded after the
+// slot's last use, so the copy of expert e+1 overlaps the compute of e.
+
+// slot is a reusable device area for one bound weight.
+type slot struct {
+	ptr   C.CUdeviceptr
+	size  int
+	ready C.CUevent // copy into the slot done (copy stream)
+	free  C.CUevent // last use of the slot done (compute stream)
+	used  bool      // free has been recorded
+}
+
+func (s *slot) destroy(be *Backend) {
+	C.fm_event_destroy(be.ctx, s.ready)
+	C.fm_event_destroy(be.ctx, s.free)
+}
+
+func (be *Backend) allSlots() []*slot {
+	var all []*slot
+	for _, l := range be.slots {
+		all = append(all, l...)
+	}
+	return all
+}
+
+func (be *Backend) getSlot(size int) (*slot, error) {
+	if l := be.slots[size]; len(l) > 0 {
+		s := l[len(l)-1]
+		be.slots[size] = l[:len(l)-1]
+		return s, nil
+	}
+	p, err := be.devAlloc(size)
+	if err != nil {
+		return nil, err
+	}
+	s := &slot{ptr: p, size: size}
+	if err := cuErr(C.fm_event_create(be.ctx, &s.ready, eventDisableTiming), "cuEventCreate"); err != nil {
+		return nil, errors.Join(err, be.devFree(p))
+	}
+	if err := cuErr(C.fm_event_create(be.ctx, &s.free, eventDisableTiming), "cuEventCreate"); err != nil {
+		C.fm_event_destroy(be.ctx, s.ready)
+		return nil, errors.Join(err, be.devFree(p))
+	}
+	return s, nil
+}
+
+// stage is one pinned chunk of the staging ring.
+type stage struct {
+	host unsafe.Pointer
+	ev   C.CUevent // its last DMA done
+	used bool
+}
+
+const (
+	stageChunk = 1 << 20
+	stageCount = 8
+)
+
+func (st *stage) destroy(be *Backend) {
+	C.fm_event_destroy(be.ctx, st.ev)
+	C.fm_host_free(be.ctx, st.host)
+}
+
+func (be *Backend) nextStage() (*stage, error) {
+	if len(be.stages) < stageCount {
+		st := &stage{}
+		if err := cuErr(C.fm_host_alloc(be.ctx, &st.host, stageChunk), "cuMemHostAlloc"); err != nil {
+			return nil, err
+		}
+		if err := cuErr(C.fm_event_create(be.ctx, &st.ev, eventDisableTiming), "cuEventCreate"); err != nil {
+			C.fm_host_free(be.ctx, st.host)
+			return nil, err
+		}
+		be.stages = append(be.stages, st)
+		return st, nil
+	}
+	st := be.stages[be.stageAt]
+	be.stageAt = (be.stageAt + 1) % len(be.stages)
+	if st.used {
+		if err := cuErr(C.fm_event_sync(be.ctx, st.ev), "cuEventSynchronize"); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+// hostRegion is a HostAlloc allocation.
+type hostRegion struct {
+	p    unsafe.Pointer
+	size int
+}
+
+// HostAlloc returns n bytes of pinned (page-locked) host memory. Weights
+// read into it (pread of an expert) are bound by one DMA with no staging
+// copy. Free it with HostFree; Close frees what is left.
+func (be *Backend) HostAlloc(n int) ([]byte, error) {
+	if be.closed {
+		return nil, errClosed
+	}
+	if n <= 0 {
+		return nil, fmt.Errorf("cuda: host alloc of %d bytes", n)
+	}
+	var p unsafe.Pointer
+	if err := cuErr(C.fm_host_alloc(be.ctx, &p, C.size_t(n)), "cuMemHostAlloc"); err != nil {
+		return nil, err
+	}
+	be.pinned = append(be.pinned, hostRegion{p, n})
+	return unsafe.Slice((*byte)(p), n), nil
+}
+
+// HostFree frees memory from HostAlloc; b must be the slice it returned.
+func (be *Backend) HostFree(b []byte) error {
+	if be.closed {
+		return errClosed
+	}
+	for i, r := range be.pinned {
+		if len(b) > 0 && unsafe.Pointer(&b[0]) == r.p {
+			if err := be.Sync(); err != nil {
+				return err
+			}
+			be.pinned = append(be.pinned[:i], be.pinned[i+1:]...)
+			return cuErr(C.fm_host_free(be.ctx, r.p), "cuMemFreeHost")
+		}
+	}
+	return errors.New("cuda: HostFree of memory not from HostAlloc")
+}
+
+func (be *Backend) isPinned(b []byte) bool {
+	if len(b) == 0 {
+		return true
+	}
+	lo := uintptr(unsafe.Pointer(&b[0]))
+	hi := lo + uintptr(len(b))
+	for _, r := range be.pinned {
+		if p := uintptr(r.p); lo >= p && hi <= p+uintptr(r.size) {
+			return true
+		}
+	}
+	return false
+}
+
+// Bind copies the weight to a device slot on the copy stream and returns
+// at once (after staging, for pageable memory).
+func (be *Backend) Bind(w backend.Weight) (backend.Tensor, error) {
+	if be.closed {
+		return nil, errClosed
+	}
+	if err := checkWeight(w); err != nil {
+		return nil, err
+	}
+	so, bo, size := layout(w)
+	s, err := be.getSlot(size)
+	if err != nil {
+		return nil, err
+	}
+	if s.used {
+		if err := cuErr(C.fm_stream_wait(be.ctx, be.copy, s.free), "cuStreamWaitEvent"); err != nil {
+			return nil, err
+		}
+	}
+	direct := true
+	for _, part := range []struct {
+		off int
+		b   []byte
+	}{{0, w.Data}, {so, w.Scales}, {bo, w.Biases}} {
+		ok, err := be.copyIn(s.ptr+C.CUdeviceptr(part.off), part.b)
+		if err != nil {
+			return nil, err
+		}
+		direct = direct && ok
+	}
+	if err := cuErr(C.fm_event_record(be.ctx, s.ready, be.copy), "cuEventRecord"); err != nil {
+		return nil, err
+	}
+	if err := cuErr(C.fm_stream_wait(be.ctx, be.stream, s.ready), "cuStreamWaitEvent"); err != nil {
+		return nil, err
+	}
+	t := be.newTensor(w, s.ptr)
+	t.bound, t.slot, t.direct = true, s, direct
+	return t, nil
+}
+
+// copyIn queues the copy of b to dst on the copy stream: one DMA from
+// pinned memory (reported as direct), else through the staging ring.
+func (be *Backend) copyIn(dst C.CUdeviceptr, b []byte) (direct bool, err error) {
+	if len(b) == 0 {
+		return true, nil
+	}
+	if be.isPinned(b) {
+		return true, cuErr(C.fm_htod(be.ctx, dst, unsafe.Pointer(&b[0]), C.size_t(len(b)), be.copy), "bind copy")
+	}
+	for off := 0; off < len(b); off += stageChunk {
+		n := min(stageChunk, len(b)-off)
+		st, err := be.nextStage()
+		if err != nil {
+			return false, err
+		}
+		copy(unsafe.Slice((*byte)(st.host), n), b[off:off+n])
+		if err := cuErr(C.fm_htod(be.ctx, dst+C.CUdeviceptr(off), st.host, C.size_t(n), be.copy), "bind copy"); err != nil {
+			return false, err
+		}
+		if err := cuErr(C.fm_event_record(be.ctx, st.ev, be.copy), "cuEventRecord"); err != nil {
+			return false, err
+		}
+		st.used = true
+	}
+	return false, nil
+}
+
+// Release returns the tensor's slot for reuse once the ops queued so far
+// are done with it. For a direct (pinned) bind it first waits for the
+// copy, since the caller may then overwrite the host bytes.
+func (be *Backend) Release(t backend.Tensor) error {
+	if be.closed {
+		return errClosed
+	}
+	x, ok := t.(*tensor)
+	if !ok || x.be != be {
+		return fmt.Errorf("cuda: release of %T, not a tensor of this CUDA backend", t)
+	}
+	if !x.bound {
+		return errors.New("cuda: release of a registered (resident) tensor")
+	}
+	if x.released {
+		return errors.New("cuda: tensor released twice")
+	}
+	x.released = true
+	s := x.slot
+	if x.direct {
+		if err := cuErr(C.fm_event_sync(be.ctx, s.ready), "cuEventSynchronize"); err != nil {
+			return err
+		}
+	}
+	if err := cuErr(C.fm_event_record(be.ctx, s.free, be.stream), "cuEventRecord"); err != nil {
+		return err
+	}
+	s.used = true
+	be.slots[s.size] = append(be.slots[s.size], s)
+	x.slot = nil
+	return nil
+}

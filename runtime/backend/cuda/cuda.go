@@ -1,0 +1,413 @@
+//go:build linux && cgo
+
+package cuda
+
+/*
+#include "fmcuda.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// Options configures a CUDA backend.
+type Options struct {
+	// Device is the CUDA device ordinal.
+	Device int
+	// CacheDir overrides where compiled kernels are cached
+	// (default os.UserCacheDir()/fmoe/cuda).
+	CacheDir string
+}
+
+// Backend is the CUDA backend. Like every backend it is driven from one
+// goroutine at a time; only the garbage collector's buffer cleanups reach
+// it concurrently, through freeMu.
+type Backend struct {
+	dev    *device
+	ctx    C.CUcontext
+	mod    C.CUmodule
+	k      kernels
+	img    *image
+	stream C.CUstream // every op, in order
+	copy   C.CUstream // Bind's host-to-device copies
+	args   argPack
+	closed bool
+
+	live map[C.CUdeviceptr]int // device allocations, freed at Close
+
+	freeMu      sync.Mutex
+	freeClosed  bool
+	pending     []C.CUdeviceptr // unreachable buffers, freed at the next sync
+	pendingSize int
+
+	params  scratch // small host arrays (ids, rows) uploaded per op
+	work    scratch // DeltaNet's normalised q and k
+	ropeTab scratch
+	ropeKey ropeKey
+
+	slots   map[int][]*slot // free device slots for Bind, by size
+	stages  []*stage        // pinned staging ring for Bind from pageable memory
+	stageAt int
+	pinned  []hostRegion // HostAlloc allocations
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// New opens CUDA device 0 (see NewWithOptions).
+func New() (*Backend, error) { return NewWithOptions(Options{}) }
+
+// NewWithOptions opens a CUDA device: it loads the driver and NVRTC,
+// compiles (or loads from the cache) the kernels and creates the streams.
+// Where any of that is missing it returns an error saying what.
+func NewWithOptions(opts Options) (*Backend, error) {
+	d, err := openDevice(opts.Device)
+	if err != nil {
+		return nil, err
+	}
+	be := &Backend{dev: d, ctx: d.ctx, live: map[C.CUdeviceptr]int{}, slots: map[int][]*slot{}}
+	if err := be.init(opts); err != nil {
+		be.Close()
+		return nil, err
+	}
+	return be, nil
+}
+
+func (be *Backend) init(opts Options) error {
+	im, err := moduleImage(be.dev.major, be.dev.minor, opts.CacheDir)
+	if err != nil {
+		return err
+	}
+	be.img = im
+	if err := cuErr(C.fm_module_load(be.ctx, &be.mod, unsafe.Pointer(&im.data[0])), "cuModuleLoadData"); err != nil {
+		return err
+	}
+	if err := be.k.load(be); err != nil {
+		return err
+	}
+	if err := cuErr(C.fm_stream_create(be.ctx, &be.stream), "cuStreamCreate"); err != nil {
+		return err
+	}
+	return cuErr(C.fm_stream_create(be.ctx, &be.copy), "cuStreamCreate")
+}
+
+// Name describes the device and the kernel image.
+func (be *Backend) Name() string {
+	return fmt.Sprintf("cuda(%s, sm_%d%d, %d SMs, %.0f GiB; %s)", be.dev.name, be.dev.major, be.dev.minor,
+		be.dev.sms, float64(be.dev.totalMem)/(1<<30), be.img.desc)
+}
+
+// Close waits for the device, frees everything the backend allocated and
+// releases the context. Buffers and tensors are unusable afterwards.
+func (be *Backend) Close() error {
+	if be.closed {
+		return nil
+	}
+	var errs []error
+	if be.stream != nil {
+		errs = append(errs, be.Sync())
+	}
+	be.freeMu.Lock()
+	be.freeClosed = true
+	be.pending = nil
+	be.freeMu.Unlock()
+	for p := range be.live {
+		errs = append(errs, cuErr(C.fm_mem_free(be.ctx, p), "cuMemFree"))
+	}
+	be.live = nil
+	for _, s := range be.allSlots() {
+		s.destroy(be)
+	}
+	for _, st := range be.stages {
+		st.destroy(be)
+	}
+	for _, r := range be.pinned {
+		errs = append(errs, cuErr(C.fm_host_free(be.ctx, r.p), "cuMemFreeHost"))
+	}
+	be.pinned, be.stages, be.slots = nil, nil, nil
+	for _, s := range []C.CUstream{be.stream, be.copy} {
+		if s != nil {
+			errs = append(errs, cuErr(C.fm_stream_destroy(be.ctx, s), "cuStreamDestroy"))
+		}
+	}
+	if be.mod != nil {
+		errs = append(errs, cuErr(C.fm_module_unload(be.ctx, be.mod), "cuModuleUnload"))
+	}
+	errs = append(errs, be.dev.close())
+	be.closed = true
+	return errors.Join(errs...)
+}
+
+// Sync waits for every op and copy issued so far, then frees the device
+// memory of buffers the garbage collector found unreachable.
+func (be *Backend) Sync() error {
+	if be.closed {
+		return errClosed
+	}
+	if err := cuErr(C.fm_stream_sync(be.ctx, be.copy), "cuStreamSynchronize"); err != nil {
+		return err
+	}
+	if err := cuErr(C.fm_stream_sync(be.ctx, be.stream), "cuStreamSynchronize"); err != nil {
+		return err
+	}
+	return be.freePending()
+}
+
+var errClosed = errors.New("cuda: backend is closed")
+
+// devAlloc allocates n bytes of device memory (256-byte aligned), freeing
+// pending garbage and retrying once when the device is full.
+func (be *Backend) devAlloc(n int) (C.CUdeviceptr, error) {
+	if be.closed {
+		return 0, errClosed
+	}
+	if n <= 0 {
+		n = 4
+	}
+	be.freeMu.Lock()
+	big := be.pendingSize > 256<<20
+	be.freeMu.Unlock()
+	if big {
+		if err := be.Sync(); err != nil {
+			return 0, err
+		}
+	}
+	var p C.CUdeviceptr
+	r := C.fm_mem_alloc(be.ctx, &p, C.size_t(n))
+	if r == 2 { // CUDA_ERROR_OUT_OF_MEMORY
+		if err := be.Sync(); err != nil {
+			return 0, err
+		}
+		r = C.fm_mem_alloc(be.ctx, &p, C.size_t(n))
+	}
+	if err := cuErr(r, fmt.Sprintf("cuMemAlloc(%d bytes)", n)); err != nil {
+		return 0, err
+	}
+	be.live[p] = n
+	return p, nil
+}
+
+// devFree frees now; only for memory no queued work uses.
+func (be *Backend) devFree(p C.CUdeviceptr) error {
+	if _, ok := be.live[p]; !ok {
+		return nil
+	}
+	delete(be.live, p)
+	return cuErr(C.fm_mem_free(be.ctx, p), "cuMemFree")
+}
+
+// queueFree defers a free to the next sync: queued kernels may still use
+// memory whose Go handle has become unreachable. It runs on the garbage
+// collector's cleanup goroutine.
+func (be *Backend) queueFree(p C.CUdeviceptr, n int) {
+	be.freeMu.Lock()
+	defer be.freeMu.Unlock()
+	if be.freeClosed {
+		return
+	}
+	be.pending = append(be.pending, p)
+	be.pendingSize += n
+}
+
+// freePending frees what queueFree deferred; the caller has synchronised.
+func (be *Backend) freePending() error {
+	be.freeMu.Lock()
+	p := be.pending
+	be.pending, be.pendingSize = nil, 0
+	be.freeMu.Unlock()
+	var errs []error
+	for _, x := range p {
+		errs = append(errs, be.devFree(x))
+	}
+	return errors.Join(errs...)
+}
+
+// devMem is one device allocation shared by a buffer and its views; when
+// the last of them is unreachable its memory is queued for freeing.
+type devMem struct {
+	ptr  C.CUdeviceptr
+	size int
+}
+
+func (be *Backend) newMem(n int) (*devMem, error) {
+	p, err := be.devAlloc(n)
+	if err != nil {
+		return nil, err
+	}
+	m := &devMem{ptr: p, size: n}
+	runtime.AddCleanup(m, func(p C.CUdeviceptr) { be.queueFree(p, n) }, p)
+	return m, nil
+}
+
+// buf is a Buffer: n float32 values at ptr inside mem.
+type buf struct {
+	be  *Backend
+	mem *devMem
+	ptr C.CUdeviceptr
+	n   int
+}
+
+func (b *buf) Len() int { return b.n }
+
+func (be *Backend) data(b backend.Buffer, what string) (*buf, error) {
+	if be.closed {
+		return nil, errClosed
+	}
+	if b == nil {
+		return nil, fmt.Errorf("cuda: %s buffer is nil", what)
+	}
+	x, ok := b.(*buf)
+	if !ok || x.be != be {
+		return nil, fmt.Errorf("cuda: %s buffer %T does not belong to this CUDA backend", what, b)
+	}
+	return x, nil
+}
+
+// Alloc returns a zeroed buffer.
+func (be *Backend) Alloc(n int) (backend.Buffer, error) {
+	if be.closed {
+		return nil, errClosed
+	}
+	if n < 0 || n > maxElems {
+		return nil, fmt.Errorf("cuda: alloc of %d values", n)
+	}
+	if n == 0 {
+		return &buf{be: be}, nil
+	}
+	m, err := be.newMem(4 * n)
+	if err != nil {
+		return nil, err
+	}
+	b := &buf{be: be, mem: m, ptr: m.ptr, n: n}
+	return b, cuErr(C.fm_memset32(be.ctx, b.ptr, 0, C.size_t(n), be.stream), "cuMemsetD32Async")
+}
+
+// maxElems keeps element indices within the kernels' 32-bit int range.
+const maxElems = 1<<31 - 1
+
+// View returns b[off:off+n], sharing storage.
+func (be *Backend) View(b backend.Buffer, off, n int) (backend.Buffer, error) {
+	x, err := be.data(b, "view")
+	if err != nil {
+		return nil, err
+	}
+	if off < 0 || n < 0 || off+n > x.n {
+		return nil, fmt.Errorf("cuda: view [%d, %d) of a %d-value buffer", off, off+n, x.n)
+	}
+	return &buf{be: be, mem: x.mem, ptr: x.ptr + C.CUdeviceptr(4*off), n: n}, nil
+}
+
+// Write copies src to dst; the driver stages pageable memory before it
+// returns, so src may be reused at once.
+func (be *Backend) Write(dst backend.Buffer, src []float32) error {
+	d, err := be.data(dst, "write")
+	if err != nil {
+		return err
+	}
+	if len(src) > d.n {
+		return fmt.Errorf("cuda: write of %d values into a %d-value buffer", len(src), d.n)
+	}
+	if len(src) == 0 {
+		return nil
+	}
+	return cuErr(C.fm_htod(be.ctx, d.ptr, unsafe.Pointer(&src[0]), C.size_t(4*len(src)), be.stream), "write")
+}
+
+// Read waits for all earlier ops, then copies to the host.
+func (be *Backend) Read(dst []float32, src backend.Buffer) error {
+	s, err := be.data(src, "read")
+	if err != nil {
+		return err
+	}
+	if len(dst) > s.n {
+		return fmt.Errorf("cuda: read of %d values from a %d-value buffer", len(dst), s.n)
+	}
+	if len(dst) > 0 {
+		if err := cuErr(C.fm_dtoh(be.ctx, unsafe.Pointer(&dst[0]), s.ptr, C.size_t(4*len(dst)), be.stream), "read"); err != nil {
+			return err
+		}
+	} else if err := cuErr(C.fm_stream_sync(be.ctx, be.stream), "cuStreamSynchronize"); err != nil {
+		return err
+	}
+	return be.freePending()
+}
+
+func (be *Backend) Copy(dst, src backend.Buffer) error {
+	d, err := be.data(dst, "copy dst")
+	if err != nil {
+		return err
+	}
+	s, err := be.data(src, "copy src")
+	if err != nil {
+		return err
+	}
+	if d.n != s.n {
+		return fmt.Errorf("cuda: copy of %d values into %d", s.n, d.n)
+	}
+	if d.n == 0 {
+		return nil
+	}
+	return cuErr(C.fm_dtod(be.ctx, d.ptr, s.ptr, C.size_t(4*d.n), be.stream), "copy")
+}
+
+func (be *Backend) Zero(b backend.Buffer) error {
+	d, err := be.data(b, "zero")
+	if err != nil {
+		return err
+	}
+	if d.n == 0 {
+		return nil
+	}
+	return cuErr(C.fm_memset32(be.ctx, d.ptr, 0, C.size_t(d.n), be.stream), "zero")
+}
+
+// scratch is a device buffer that grows on demand; the old one is freed
+// at the next sync, as queued kernels may still read it.
+type scratch struct {
+	ptr  C.CUdeviceptr
+	size int
+}
+
+func (be *Backend) grow(s *scratch, n int) (C.CUdeviceptr, error) {
+	if n <= s.size {
+		return s.ptr, nil
+	}
+	size := max(n, 2*s.size, 4096)
+	p, err := be.devAlloc(size)
+	if err != nil {
+		return 0, err
+	}
+	if s.ptr != 0 {
+		be.queueFree(s.ptr, s.size)
+	}
+	s.ptr, s.size = p, size
+	return p, nil
+}
+
+// upload copies small host data (ids, row lists) to the params scratch.
+// Ops run in stream order, so the next upload cannot overwrite data a
+// queued kernel has yet to read.
+func (be *Backend) upload(b []byte) (C.CUdeviceptr, error) {
+	p, err := be.grow(&be.params, len(b))
+	if err != nil || len(b) == 0 {
+		return p, err
+	}
+	return p, cuErr(C.fm_htod(be.ctx, p, unsafe.Pointer(&b[0]), C.size_t(len(b)), be.stream), "upload")
+}
+
+// launch runs f on the compute stream with the packed arguments.
+func (be *Backend) launch(f C.CUfunction, gx, gy, block, shmem int) error {
+	a := &be.args
+	if gx <= 0 || gy <= 0 {
+		return nil
+	}
+	r := C.fm_launch(be.ctx, f, C.uint(gx), C.uint(gy), C.uint(block), C.uint(shmem), be.stream,
+		unsafe.Pointer(&a.buf[0]), &a.offs[0], C.int(a.n))
+	return cuErr(r, "cuLaunchKernel")
+}

@@ -1,0 +1,171 @@
+//go:build linux && cgo
+
+package cuda
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/backendtest"
+	"github.com/fmoe/fmoe/runtime/backend/cpu"
+)
+
+// newOrSkip opens the CUDA backend, or skips where there is no driver,
+// device or NVRTC (as on CI).
+func newOrSkip(t testing.TB) *Backend {
+	t.Helper()
+	be, err := New()
+	if err != nil {
+		t.Skipf("CUDA backend unavailable, skipping: %v", err)
+	}
+	return be
+}
+
+func TestConformance(t *testing.T) {
+	be := newOrSkip(t)
+	t.Logf("backend: %s", be.Name())
+	be.Close()
+	backendtest.Run(t, func() backend.Backend {
+		b, err := New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
+}
+
+// TestUnavailableIsError: without a driver New must fail cleanly, saying why.
+func TestUnavailableIsError(t *testing.T) {
+	be, err := New()
+	if err == nil {
+		be.Close()
+		t.Skip("a CUDA device is present")
+	}
+	if be != nil || err.Error() == "" {
+		t.Fatalf("New() = %v, %q", be, err)
+	}
+	t.Logf("New() error: %v", err)
+}
+
+// compareCPU runs MatMul on both backends for shapes the conformance suite
+// does not reach: the generic kernel (group smaller than a chunk, rows not
+// whole 16-byte chunks) and many tokens (4-token passes plus a remainder).
+func TestMatMulShapes(t *testing.T) {
+	be := newOrSkip(t)
+	defer be.Close()
+	ref := cpu.New(cpu.Options{Path: cpu.PathReference})
+	for _, c := range []struct {
+		f       backend.Format
+		R, C, G int
+		T       int
+	}{
+		{backend.Q2, 33, 128, 32, 3},  // group 32 < 64-element chunk: generic
+		{backend.BF16, 17, 36, 0, 2},  // 72-byte rows: generic
+		{backend.F32, 9, 6, 0, 5},     // 24-byte rows: generic
+		{backend.F16, 70, 200, 0, 1},  // 400-byte rows: fast
+		{backend.Q4, 300, 4096, 64, 11},
+		{backend.Q8, 129, 2048, 128, 7},
+	} {
+		name := fmt.Sprintf("%v/%dx%d/g%d/T%d", c.f, c.R, c.C, c.G, c.T)
+		rng := rand.New(rand.NewPCG(uint64(c.R), uint64(c.C)))
+		w, _ := backendtest.RandomWeight(rng, c.f, c.R, c.C, c.G)
+		x := make([]float32, c.T*c.C)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		got := runMatMul(t, be, w, x, c.T, c.R)
+		want := runMatMul(t, ref, w, x, c.T, c.R)
+		if e := relErr(got, want); !(e < 2e-5) {
+			t.Errorf("%s: relative error %.3g against the CPU reference", name, e)
+		}
+	}
+}
+
+func runMatMul(t *testing.T, be backend.Backend, w backend.Weight, x []float32, T, R int) []float32 {
+	t.Helper()
+	wt, err := be.Register(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xb, _ := be.Alloc(len(x))
+	yb, _ := be.Alloc(T * R)
+	if err := be.Write(xb, x); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.MatMul(yb, wt, xb, T); err != nil {
+		t.Fatal(err)
+	}
+	y := make([]float32, T*R)
+	if err := be.Read(y, yb); err != nil {
+		t.Fatal(err)
+	}
+	return y
+}
+
+func relErr(got, want []float32) float64 {
+	var num, den float64
+	for i := range want {
+		d := float64(got[i]) - float64(want[i])
+		num += d * d
+		den += float64(want[i]) * float64(want[i])
+	}
+	return math.Sqrt(num / den)
+}
+
+// TestBindPaths binds experts larger than a staging chunk from pageable
+// memory and from HostAlloc memory, reusing slots, and checks each result.
+func TestBindPaths(t *testing.T) {
+	be := newOrSkip(t)
+	defer be.Close()
+	ref := cpu.New(cpu.Options{})
+	R, C := 1024, 4096 // 2 MiB of data: two staging chunks
+	rng := rand.New(rand.NewPCG(3, 4))
+	x := make([]float32, C)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	xb, _ := be.Alloc(C)
+	if err := be.Write(xb, x); err != nil {
+		t.Fatal(err)
+	}
+	pinned, err := be.HostAlloc(8 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.HostFree(pinned)
+	for i := 0; i < 6; i++ {
+		w, _ := backendtest.RandomWeight(rng, backend.Q4, R, C, 64)
+		want := runMatMul(t, ref, w, x, 1, R)
+		if i%2 == 1 {
+			// Read into pinned memory, as the runtime's pread would.
+			n := copy(pinned, w.Data)
+			s := copy(pinned[n:], w.Scales)
+			copy(pinned[n+s:], w.Biases)
+			w.Data, w.Scales, w.Biases = pinned[:n], pinned[n:n+s], pinned[n+s:n+2*s]
+		}
+		wt, err := be.Bind(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := wt.(*tensor).direct; got != (i%2 == 1) {
+			t.Errorf("expert %d: direct = %v", i, got)
+		}
+		yb, _ := be.Alloc(R)
+		if err := be.MatMul(yb, wt, xb, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := be.Release(wt); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]float32, R)
+		if err := be.Read(got, yb); err != nil {
+			t.Fatal(err)
+		}
+		if e := relErr(got, want); !(e < 2e-5) {
+			t.Errorf("expert %d: relative error %.3g", i, e)
+		}
+	}
+}

@@ -1,0 +1,44 @@
+// norm.h: RMSNorm (plain, per head with strides, gated) and partial rotary.
+
+// rmsnorm normalises the vector (t, h) = (BLOCK_ID_Y, BLOCK_ID_X) of a
+// strided layout: y = x·rsqrt(mean(x²)+eps)·w [·silu(z)]. flags bit 0: w is
+// given; bit 1: gated by z. x and y may alias: every element is read
+// (twice) by the thread that writes it, and the reduction ends in a barrier.
+KERNEL(rmsnorm)(PARAM_PTR(float, y, 0), PARAM_PTR(const float, x, 1), PARAM_PTR(const float, z, 2),
+                PARAM_PTR(const float, w, 3), PARAM(int, dim, 4), PARAM(int, rowStride, 5),
+                PARAM(int, headStride, 6), PARAM(int, off, 7), PARAM(float, eps, 8), PARAM(int, flags, 9) KERNEL_IDS) {
+    SHARED(float, red, 32);
+    int tid = THREAD_ID_X, n = BLOCK_DIM_X;
+    i64 o = (i64)off + (i64)BLOCK_ID_Y * rowStride + (i64)BLOCK_ID_X * headStride;
+    float ss = 0.0f;
+    for (int i = tid; i < dim; i += n) {
+        float v = x[o + i];
+        ss = FMAF(v, v, ss);
+    }
+    ss = block_sum(ss, red, tid, n);
+    float r = RSQRTF(ss / (float)dim + eps);
+    for (int i = tid; i < dim; i += n) {
+        float v = x[o + i] * r;
+        if (flags & 1) v *= w[i];
+        if (flags & 2) v *= silu_(z[o + i]);
+        y[o + i] = v;
+    }
+}
+
+// rope rotates pairs (i, i+half) of the first 2·half dims of every head of
+// token t = BLOCK_ID_Y. tab is [T][2][half]: cos then sin, computed on the
+// host in float64 (float32 angles lose the phase at long positions, and
+// Metal has no double).
+KERNEL(rope)(PARAM_PTR(float, x, 0), PARAM_PTR(const float, tab, 1), PARAM(int, H, 2), PARAM(int, half, 3),
+             PARAM(int, rowStride, 4), PARAM(int, headStride, 5), PARAM(int, off, 6) KERNEL_IDS) {
+    int i = BLOCK_ID_X * BLOCK_DIM_X + THREAD_ID_X;
+    int t = BLOCK_ID_Y;
+    if (i >= H * half) return;
+    int h = i / half, k = i - h * half;
+    float c = tab[(i64)t * 2 * half + k];
+    float s = tab[(i64)t * 2 * half + half + k];
+    i64 o = (i64)off + (i64)t * rowStride + (i64)h * headStride + k;
+    float a = x[o], b = x[o + half];
+    x[o] = a * c - b * s;
+    x[o + half] = b * c + a * s;
+}

@@ -1,0 +1,126 @@
+// recurrent.h: the GatedDeltaNet pieces with state: the causal depthwise
+// conv1d and the gated delta rule.
+
+#define CONV_MAXK 8
+
+// conv1d: one thread per channel walks the T steps in order, keeping the
+// previous K-1 inputs in registers (oldest first), so y may alias x: step t
+// reads x[t] before writing y[t] and no other thread touches the channel.
+// w is [C, K] float32 (tap K-1 multiplies the current input); state is
+// [K-1, C] and ends holding the last K-1 inputs.
+KERNEL(conv1d)(PARAM_PTR(float, y, 0), PARAM_PTR(const float, x, 1), PARAM_PTR(const float, w, 2),
+               PARAM_PTR(float, state, 3), PARAM(int, T, 4), PARAM(int, C, 5), PARAM(int, K, 6) KERNEL_IDS) {
+    int c = BLOCK_ID_X * BLOCK_DIM_X + THREAD_ID_X;
+    if (c >= C) return;
+    float win[CONV_MAXK];
+    float wt[CONV_MAXK];
+    UNROLL for (int k = 0; k < CONV_MAXK; k++) {
+        win[k] = k < K - 1 ? state[(i64)k * C + c] : 0.0f;
+        wt[k] = k < K ? w[(i64)c * K + k] : 0.0f;
+    }
+    for (int t = 0; t < T; t++) {
+        float xin = x[(i64)t * C + c];
+        float acc = 0.0f;
+        UNROLL for (int k = 0; k < CONV_MAXK; k++) {
+            if (k < K - 1) acc = FMAF(wt[k], win[k], acc);
+            else if (k == K - 1) acc = FMAF(wt[k], xin, acc);
+        }
+        y[(i64)t * C + c] = silu_(acc);
+        UNROLL for (int k = 0; k < CONV_MAXK - 1; k++) {
+            if (k < K - 2) win[k] = win[k + 1];
+            else if (k == K - 2) win[k] = xin;
+        }
+    }
+    UNROLL for (int k = 0; k < CONV_MAXK; k++)
+        if (k < K - 1) state[(i64)k * C + c] = win[k];
+}
+
+// delta_prep l2-normalises q and k of every token: qk[t][j] for j < 2·Hk
+// (q heads then k heads), q also scaled by 1/sqrt(Dk). grid = (2·Hk, T),
+// block = 32.
+KERNEL(delta_prep)(PARAM_PTR(float, qk, 0), PARAM_PTR(const float, qkv, 1), PARAM(int, W, 2), PARAM(int, Hk, 3),
+                   PARAM(int, Dk, 4), PARAM(float, eps, 5), PARAM(float, qscale, 6) KERNEL_IDS) {
+    int j = BLOCK_ID_X, t = BLOCK_ID_Y, lane = THREAD_ID_X;
+    i64 src = (i64)t * W + (i64)j * Dk;
+    i64 dst = ((i64)t * 2 * Hk + j) * Dk;
+    float ss = 0.0f;
+    for (int i = lane; i < Dk; i += 32) {
+        float v = qkv[src + i];
+        ss = FMAF(v, v, ss);
+    }
+    ss = SIMD_SUM(ss);
+    float r = RSQRTF(ss + eps);
+    if (j < Hk) r *= qscale;
+    for (int i = lane; i < Dk; i += 32) qk[dst + i] = qkv[src + i] * r;
+}
+
+// delta_step runs the recurrence for value head h = BLOCK_ID_Y and the 32
+// state columns j = 32·BLOCK_ID_X + lane, over all T tokens. Column j of
+// S[h] (Dk values) is independent of the other columns, so the state stays
+// in registers for the whole call: warp w holds rows 32w .. 32w+31, and the
+// two dot products over rows (Sᵀk and Sᵀq) are summed across warps through
+// shared memory. block = 32·ceil(Dk/32) threads, Dk ≤ 32·DELTA_MAXW.
+#define DELTA_MAXW 8
+
+KERNEL(delta_step)(PARAM_PTR(float, y, 0), PARAM_PTR(const float, qk, 1), PARAM_PTR(const float, qkv, 2),
+                   PARAM_PTR(const float, a, 3), PARAM_PTR(const float, b, 4), PARAM_PTR(const float, aLog, 5),
+                   PARAM_PTR(const float, dtBias, 6), PARAM_PTR(float, state, 7), PARAM(int, T, 8), PARAM(int, Hk, 9),
+                   PARAM(int, Dk, 10), PARAM(int, Hv, 11), PARAM(int, Dv, 12) KERNEL_IDS) {
+    SHARED(float, red, DELTA_MAXW * 32);
+    int h = BLOCK_ID_Y, tid = THREAD_ID_X;
+    int lane = tid & 31, w = tid >> 5, nw = BLOCK_DIM_X >> 5;
+    int j = BLOCK_ID_X * 32 + lane;
+    bool jok = j < Dv;
+    int kh = h / (Hv / Hk);
+    i64 W = 2 * (i64)Hk * Dk + (i64)Hv * Dv;
+    i64 sh = (i64)h * Dk * Dv;
+    float S[32];
+    UNROLL for (int r = 0; r < 32; r++) {
+        int i = w * 32 + r;
+        S[r] = jok && i < Dk ? state[sh + (i64)i * Dv + j] : 0.0f;
+    }
+    float A = -EXPF(aLog[h]);
+    for (int t = 0; t < T; t++) {
+        float av = a[(i64)t * Hv + h] + dtBias[h];
+        float sp = av > 20.0f ? av : LOG1PF(EXPF(av));
+        float g = EXPF(A * sp);
+        float beta = sigmoid_(b[(i64)t * Hv + h]);
+        i64 qb = ((i64)t * 2 * Hk + kh) * Dk;
+        i64 kb = ((i64)t * 2 * Hk + Hk + kh) * Dk;
+        float mem = 0.0f;
+        UNROLL for (int r = 0; r < 32; r++) {
+            int i = w * 32 + r;
+            if (i < Dk) {
+                S[r] *= g;
+                mem = FMAF(S[r], qk[kb + i], mem);
+            }
+        }
+        red[w * 32 + lane] = mem;
+        BARRIER();
+        float tot = 0.0f;
+        for (int u = 0; u < nw; u++) tot += red[u * 32 + lane];
+        BARRIER();
+        float vj = jok ? qkv[(i64)t * W + 2 * (i64)Hk * Dk + (i64)h * Dv + j] : 0.0f;
+        float d = (vj - tot) * beta;
+        float o = 0.0f;
+        UNROLL for (int r = 0; r < 32; r++) {
+            int i = w * 32 + r;
+            if (i < Dk) {
+                S[r] = FMAF(qk[kb + i], d, S[r]);
+                o = FMAF(S[r], qk[qb + i], o);
+            }
+        }
+        red[w * 32 + lane] = o;
+        BARRIER();
+        if (w == 0 && jok) {
+            float s = 0.0f;
+            for (int u = 0; u < nw; u++) s += red[u * 32 + lane];
+            y[((i64)t * Hv + h) * Dv + j] = s;
+        }
+        BARRIER();
+    }
+    UNROLL for (int r = 0; r < 32; r++) {
+        int i = w * 32 + r;
+        if (jok && i < Dk) state[sh + (i64)i * Dv + j] = S[r];
+    }
+}

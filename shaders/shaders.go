@@ -1,0 +1,40 @@
+// Package shaders holds the GPU kernels as source text, embedded in the
+// binary and compiled at run time for the card found (NVRTC for CUDA).
+//
+// The kernel bodies are written once in a small shared dialect (see
+// prelude_cuda.h) so that the Metal backend can compile the same bodies
+// behind its own prelude.
+package shaders
+
+import (
+	_ "embed"
+	"strings"
+)
+
+var (
+	//go:embed prelude_cuda.h
+	preludeCUDA string
+	//go:embed common.h
+	common string
+	//go:embed matvec.h
+	matvec string
+	//go:embed norm.h
+	norm string
+	//go:embed attention.h
+	attention string
+	//go:embed recurrent.h
+	recurrent string
+	//go:embed elementwise.h
+	elementwise string
+)
+
+// Bodies are the API-independent kernel sources, in inclusion order.
+func Bodies() []string {
+	return []string{common, matvec, norm, attention, recurrent, elementwise}
+}
+
+// CUDA is the complete CUDA C translation unit: the CUDA prelude followed by
+// the bodies. It needs no include path.
+func CUDA() string {
+	return preludeCUDA + "\n" + strings.Join(Bodies(), "\n")
+}
