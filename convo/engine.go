@@ -39,8 +39,23 @@ type Engine struct {
 	step func()
 }
 
-// Open loads the packed model in dir with its tokenizer and chat template.
+// Open opens the packed model in dir with its tokenizer and chat template.
 func Open(dir string, opts model.Options) (*Engine, error) {
+	m, err := model.Open(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	e, err := New(m, dir)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// New wraps an opened model; dir holds its tokenizer.json and chat template.
+// Close closes m.
+func New(m *model.Model, dir string) (*Engine, error) {
 	tok, err := tokenizer.Load(filepath.Join(dir, "tokenizer.json"))
 	if err != nil {
 		return nil, err
@@ -49,13 +64,8 @@ func Open(dir string, opts model.Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chat template: %w", err)
 	}
-	m, err := model.Open(dir, opts)
-	if err != nil {
-		return nil, err
-	}
 	s, err := m.NewSession()
 	if err != nil {
-		m.Close()
 		return nil, err
 	}
 	e := &Engine{Model: m, Tok: tok, Template: tpl, Dir: dir, sess: s, prefillChunk: 256, hdec: tok.NewDecoder()}

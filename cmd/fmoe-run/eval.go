@@ -1,0 +1,66 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/fmoe/fmoe/eval"
+	"github.com/fmoe/fmoe/internal/cliutil"
+	"github.com/fmoe/fmoe/tokenizer"
+)
+
+func evalCmd() *cli.Command {
+	return &cli.Command{
+		Name:      "eval",
+		Usage:     "run an eval file's prompts greedily and score the answers",
+		UsageText: "fmoe-run eval --model DIR --eval FILE [--2bit] [--k K] [--threads N] [--json]",
+		Description: `Runs every case of an fmoe eval file (models/fmoe-tiny-chat/eval/eval.json) as the reference
+did: greedy, at most 64 new tokens, stopping at <|im_end|>. Each answer is scored by the file's
+rule (exact: the right call with every parameter, equal JSON, equal text; structurally valid:
+the call parses with the right function, the JSON parses with the right keys), and compared with
+the reference's greedy ids on the dequantised mlx-4bit weights (mlx4_ids).`,
+		Flags: append(modelFlags(),
+			&cli.StringFlag{Name: "eval", Usage: "eval `FILE` (JSON)", Required: true},
+			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+		),
+		Action: func(c *cli.Context) error {
+			if c.Int("k") < 0 {
+				return cliutil.UsageError("--k must be positive")
+			}
+			f, err := eval.Load(c.String("eval"))
+			if err != nil {
+				return err
+			}
+			dir := c.String("model")
+			tok, err := tokenizer.Load(filepath.Join(dir, "tokenizer.json"))
+			if err != nil {
+				return err
+			}
+			m, err := openModel(c)
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			ctx, stop := cliutil.SignalContext()
+			defer stop()
+			o := eval.Options{}
+			if w := cliutil.ProgressWriter(c.Bool("json")); w != nil {
+				done := 0
+				o.OnCase = func(*eval.CaseResult) { done++; fmt.Fprintf(w, "\rcase %d/%d", done, len(f.Cases)) }
+				defer fmt.Fprintln(w)
+			}
+			rep, err := eval.Run(ctx, m, tok, f, o)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return rep.WriteJSON(os.Stdout)
+			}
+			fmt.Printf("model %s (K=%d), eval %s\n", dir, m.K, c.String("eval"))
+			return rep.WriteTable(os.Stdout)
+		},
+	}
+}
