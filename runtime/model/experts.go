@@ -129,14 +129,15 @@ func (r *expertReader) stream(l int, ids []int, fn func(id int, w *[3]backend.We
 		}
 	}
 	if first != nil {
-		// Drain the reads already started so their buffers return to the pool.
+		// Drain the reads already started so their buffers return to the
+		// pool before the next stream.
 		go func() {
-			for e := range done {
-				r.pool <- e.buf
-			}
+			wg.Wait()
+			close(done)
 		}()
-		wg.Wait()
-		close(done)
+		for e := range done {
+			r.pool <- e.buf
+		}
 		return first
 	}
 	wg.Wait()

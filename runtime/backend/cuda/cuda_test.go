@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"testing"
 
 	"github.com/fmoe/fmoe/runtime/backend"
@@ -14,11 +15,15 @@ import (
 )
 
 // newOrSkip opens the CUDA backend, or skips where there is no driver,
-// device or NVRTC (as on CI).
+// device or NVRTC (as on CI); FMOE_CUDA_REQUIRE=1 turns the skip into a
+// failure, for runs on a GPU machine.
 func newOrSkip(t testing.TB) *Backend {
 	t.Helper()
 	be, err := New()
 	if err != nil {
+		if os.Getenv("FMOE_CUDA_REQUIRE") != "" {
+			t.Fatalf("CUDA backend required (FMOE_CUDA_REQUIRE set): %v", err)
+		}
 		t.Skipf("CUDA backend unavailable, skipping: %v", err)
 	}
 	return be
@@ -62,10 +67,10 @@ func TestMatMulShapes(t *testing.T) {
 		R, C, G int
 		T       int
 	}{
-		{backend.Q2, 33, 128, 32, 3},  // group 32 < 64-element chunk: generic
-		{backend.BF16, 17, 36, 0, 2},  // 72-byte rows: generic
-		{backend.F32, 9, 6, 0, 5},     // 24-byte rows: generic
-		{backend.F16, 70, 200, 0, 1},  // 400-byte rows: fast
+		{backend.Q2, 33, 128, 32, 3}, // group 32 < 64-element chunk: generic
+		{backend.BF16, 17, 36, 0, 2}, // 72-byte rows: generic
+		{backend.F32, 9, 6, 0, 5},    // 24-byte rows: generic
+		{backend.F16, 70, 200, 0, 1}, // 400-byte rows: fast
 		{backend.Q4, 300, 4096, 64, 11},
 		{backend.Q8, 129, 2048, 128, 7},
 	} {

@@ -1,0 +1,125 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+)
+
+// Sampler picks the next token from logits. The zero value is greedy.
+type Sampler struct {
+	// Temperature ≤ 0 means greedy (argmax, ties to the lower id).
+	Temperature float64
+	// TopK keeps the K most likely tokens (0: all).
+	TopK int
+	// TopP keeps the smallest set of most likely tokens whose probability
+	// reaches TopP (0 or ≥ 1: all).
+	TopP float64
+	// Seed makes sampling reproducible.
+	Seed uint64
+
+	rng *rand.Rand
+	idx []int
+	p   []float64
+}
+
+// Sample returns the chosen token id.
+func (s *Sampler) Sample(logits []float32) (int, error) {
+	if len(logits) == 0 {
+		return 0, fmt.Errorf("model: sample from empty logits")
+	}
+	if s.Temperature <= 0 || s.TopK == 1 {
+		best := 0
+		for i, v := range logits {
+			if v > logits[best] {
+				best = i
+			}
+		}
+		return best, nil
+	}
+	if s.rng == nil {
+		s.rng = rand.New(rand.NewPCG(s.Seed, 0x9e3779b97f4a7c15))
+	}
+	// Sort ids by logit (descending, ties to the lower id) so top-k and
+	// top-p are prefixes.
+	s.idx = s.idx[:0]
+	for i := range logits {
+		s.idx = append(s.idx, i)
+	}
+	slices.SortStableFunc(s.idx, func(a, b int) int {
+		switch {
+		case logits[a] > logits[b]:
+			return -1
+		case logits[a] < logits[b]:
+			return 1
+		}
+		return 0
+	})
+	n := len(s.idx)
+	if s.TopK > 0 && s.TopK < n {
+		n = s.TopK
+	}
+	m := float64(logits[s.idx[0]])
+	s.p = s.p[:0]
+	var z float64
+	for _, i := range s.idx[:n] {
+		e := math.Exp((float64(logits[i]) - m) / s.Temperature)
+		s.p = append(s.p, e)
+		z += e
+	}
+	if s.TopP > 0 && s.TopP < 1 {
+		var c float64
+		for j, e := range s.p {
+			c += e / z
+			if c >= s.TopP {
+				n = j + 1
+				break
+			}
+		}
+		z = 0
+		for _, e := range s.p[:n] {
+			z += e
+		}
+	}
+	r := s.rng.Float64() * z
+	for j, e := range s.p[:n] {
+		r -= e
+		if r < 0 {
+			return s.idx[j], nil
+		}
+	}
+	return s.idx[n-1], nil
+}
+
+// Generate feeds prompt, then samples up to max tokens one at a time
+// through the caches, stopping after a token in stop. onToken, if not nil,
+// sees each token as it is chosen and may return false to stop. It returns
+// the generated ids (including a final stop token).
+func (s *Session) Generate(prompt []int, max int, smp *Sampler, stop []int, onToken func(id int) bool) ([]int, error) {
+	if smp == nil {
+		smp = &Sampler{}
+	}
+	logits, err := s.Forward(prompt)
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for len(out) < max {
+		id, err := smp.Sample(logits)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, id)
+		if onToken != nil && !onToken(id) {
+			break
+		}
+		if slices.Contains(stop, id) || len(out) == max {
+			break
+		}
+		if logits, err = s.Forward([]int{id}); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}

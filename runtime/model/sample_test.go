@@ -1,0 +1,82 @@
+package model
+
+import (
+	"math"
+	"slices"
+	"testing"
+)
+
+func TestSamplerGreedy(t *testing.T) {
+	var s Sampler
+	id, err := s.Sample([]float32{1, 3, 3, 2})
+	if err != nil || id != 1 {
+		t.Fatalf("greedy = %d, %v; want 1 (first of the tied maxima)", id, err)
+	}
+	if _, err := s.Sample(nil); err == nil {
+		t.Fatal("sampling empty logits succeeded")
+	}
+}
+
+func TestSamplerDistribution(t *testing.T) {
+	logits := []float32{0, float32(math.Log(2)), float32(math.Log(3)), -50}
+	count := func(s Sampler, n int) []int {
+		c := make([]int, len(logits))
+		for i := 0; i < n; i++ {
+			id, err := s.Sample(logits)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c[id]++
+		}
+		return c
+	}
+	// Temperature 1: p ∝ 1:2:3:~0.
+	n := 60000
+	c := count(Sampler{Temperature: 1, Seed: 1}, n)
+	for i, want := range []float64{1.0 / 6, 2.0 / 6, 3.0 / 6} {
+		if got := float64(c[i]) / float64(n); math.Abs(got-want) > 0.01 {
+			t.Errorf("token %d: frequency %.3f, want %.3f", i, got, want)
+		}
+	}
+	// Top-k 2 keeps tokens 2 and 1 (3:2).
+	c = count(Sampler{Temperature: 1, TopK: 2, Seed: 2}, n)
+	if c[0] != 0 || c[3] != 0 || math.Abs(float64(c[2])/float64(n)-0.6) > 0.01 {
+		t.Errorf("top-k 2 counts %v", c)
+	}
+	// Top-p 0.5 keeps only token 2 (p = 0.5 reaches it).
+	c = count(Sampler{Temperature: 1, TopP: 0.5, Seed: 3}, 1000)
+	if c[2] != 1000 {
+		t.Errorf("top-p 0.5 counts %v", c)
+	}
+	// Same seed, same sequence.
+	a, b := Sampler{Temperature: 0.8, Seed: 7}, Sampler{Temperature: 0.8, Seed: 7}
+	for i := 0; i < 100; i++ {
+		x, _ := a.Sample(logits)
+		y, _ := b.Sample(logits)
+		if x != y {
+			t.Fatalf("draw %d differs with the same seed", i)
+		}
+	}
+}
+
+func TestGenerateStops(t *testing.T) {
+	g := readGolden(t, "bf16")
+	m := open(t, "hf", 16, 0, Options{})
+	s, _ := m.NewSession()
+	want := g.i64["generated_ids"]
+	var seen []int
+	got, err := s.Generate(g.i64["input_ids"], 16, nil, []int{want[5]}, func(id int) bool {
+		seen = append(seen, id)
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopAt := slices.Index(want, want[5]) + 1
+	if !slices.Equal(got, want[:stopAt]) || !slices.Equal(seen, got) {
+		t.Fatalf("generated %v (seen %v), want %v", got, seen, want[:stopAt])
+	}
+	if s.Pos() != len(g.i64["input_ids"])+stopAt-1 {
+		t.Fatalf("position %d after generating", s.Pos())
+	}
+}
