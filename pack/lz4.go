@@ -55,6 +55,10 @@ type LZ4Options struct {
 	Workers  int // 0 means one per CPU
 	Progress io.Writer
 	Log      io.Writer
+
+	// forceBlock stores every expert LZ4-encoded even when that makes it larger, so the
+	// benchmark measures decompression on content LZ4 cannot shrink.
+	forceBlock bool
 }
 
 // LZ4Stats summarises a compression run.
@@ -180,7 +184,7 @@ func lz4Layer(ctx context.Context, o LZ4Options, set *format.ExpertSet, l int, p
 		var wg sync.WaitGroup
 		errs := make([]error, n)
 		for i := range n {
-			wg.Go(func() { errs[i] = jobs[i].compress(in, set, l, e0+i) })
+			wg.Go(func() { errs[i] = jobs[i].compress(in, set, l, e0+i, o.forceBlock) })
 		}
 		wg.Wait()
 		if err := errors.Join(errs...); err != nil {
@@ -224,7 +228,7 @@ func lz4Layer(ctx context.Context, o LZ4Options, set *format.ExpertSet, l int, p
 
 // compress reads expert e, checks it against the manifest (a damaged block must not get a
 // valid-looking compressed copy) and compresses it, keeping it raw when LZ4 does not shrink it.
-func (j *lz4Job) compress(in *os.File, set *format.ExpertSet, l, e int) error {
+func (j *lz4Job) compress(in *os.File, set *format.ExpertSet, l, e int, force bool) error {
 	if _, err := in.ReadAt(j.raw, int64(e)*set.Stride); err != nil {
 		return fmt.Errorf("lz4: reading layer %d expert %d: %w", l, e, err)
 	}
@@ -236,7 +240,7 @@ func (j *lz4Job) compress(in *os.File, set *format.ExpertSet, l, e int) error {
 		return fmt.Errorf("lz4: layer %d expert %d: %w", l, e, err)
 	}
 	j.n, j.method = n, lz4Block
-	if n == 0 || n >= len(j.raw) {
+	if n == 0 || n >= len(j.raw) && !force {
 		j.method = lz4Stored
 	}
 	return nil
