@@ -226,7 +226,7 @@ func QuantizeWith(rule Rule, dst *Matrix, src []float32) error {
 	for r := 0; r < dst.Rows; r++ {
 		p, s, b := dst.row(r)
 		if err := QuantizeRowWith(rule, src[r*dst.Cols:(r+1)*dst.Cols], dst.Bits, dst.Group, p, s, b); err != nil {
-			return fmt.Errorf("row %d: %w", r, err)
+			return fmt.Errorf("%w (row %d)", err, r)
 		}
 	}
 	return nil

@@ -14,10 +14,10 @@ func Requant4to2(rule Rule, group int, packed4 []uint32, scales4, biases4 []uint
 // size; the bit widths may be anything supported (the packer uses 4 -> 2).
 func Requant(rule Rule, dst, src *Matrix) error {
 	if err := src.Check(); err != nil {
-		return fmt.Errorf("requant source: %w", err)
+		return fmt.Errorf("%w (requant source)", err)
 	}
 	if err := dst.Check(); err != nil {
-		return fmt.Errorf("requant destination: %w", err)
+		return fmt.Errorf("%w (requant destination)", err)
 	}
 	if dst.Rows != src.Rows || dst.Cols != src.Cols || dst.Group != src.Group {
 		return fmt.Errorf("quant: requant [%d, %d] group %d into [%d, %d] group %d: shapes and groups must match",
@@ -27,7 +27,7 @@ func Requant(rule Rule, dst, src *Matrix) error {
 		sp, ss, sb := src.row(r)
 		dp, ds, db := dst.row(r)
 		if err := requantRow(rule, src.Group, src.Bits, sp, ss, sb, dst.Bits, dp, ds, db); err != nil {
-			return fmt.Errorf("row %d: %w", r, err)
+			return fmt.Errorf("%w (row %d)", err, r)
 		}
 	}
 	return nil
@@ -43,10 +43,10 @@ func requantRow(rule Rule, group, srcBits int, srcPacked []uint32, srcScales, sr
 	}
 	cols := len(srcPacked) * 32 / srcBits
 	if err := checkRow(cols, srcBits, group, len(srcPacked), len(srcScales), len(srcBiases)); err != nil {
-		return fmt.Errorf("requant source: %w", err)
+		return fmt.Errorf("%w (requant source)", err)
 	}
 	if err := checkRow(cols, dstBits, group, len(dstPacked), len(dstScales), len(dstBiases)); err != nil {
-		return fmt.Errorf("requant destination: %w", err)
+		return fmt.Errorf("%w (requant destination)", err)
 	}
 	var buf [MaxGroup]float32
 	x := buf[:group]

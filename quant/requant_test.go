@@ -174,11 +174,11 @@ func TestRequantErrors(t *testing.T) {
 		want string
 	}{
 		{"rule", Requant4to2(Rule(7), 64, p4, s4, b4, p2, s2, b2), "unknown rule"},
-		{"group", Requant4to2(RuleLSQ, 32, p4, s4, b4, p2, s2, b2), "source: quant: 2 scales and 2 biases for 4 groups"},
-		{"dst", Requant4to2(RuleLSQ, 64, p4, s4, b4, p2[:7], s2, b2), "destination: quant: 7 packed words"},
+		{"group", Requant4to2(RuleLSQ, 32, p4, s4, b4, p2, s2, b2), "2 scales and 2 biases for 4 groups (requant source)"},
+		{"dst", Requant4to2(RuleLSQ, 64, p4, s4, b4, p2[:7], s2, b2), "(requant destination)"},
 		{"inf", Requant4to2(RuleMinMax, 64, p4, bad, b4, p2, s2, b2), "group at column 64: non-finite"},
 		{"shape", Requant(RuleMLX, mustMatrix(t, 1, 128, 2, 64), m4), "shapes and groups must match"},
-		{"nil", Requant(RuleMLX, nil, m4), "destination: quant: nil matrix"},
+		{"nil", Requant(RuleMLX, nil, m4), "quant: nil matrix (requant destination)"},
 	} {
 		if c.err == nil || !strings.Contains(c.err.Error(), c.want) {
 			t.Errorf("%s: error %v, want one containing %q", c.name, c.err, c.want)

@@ -24,11 +24,12 @@ const (
 	// truncated to bf16. Only for reproducing old packs.
 	RuleSeed
 	// RuleLSQ fits scale and bias by least squares, alternating level
-	// assignment with the 2x2 normal equations, starting from the better of
-	// RuleMinMax and RuleMLX. It keeps whichever iterate has the lowest
-	// squared error measured with the bf16-rounded parameters, so per group
-	// it is never worse than either start, and it rejects iterates whose
-	// worst element would break ErrorBound.
+	// assignment with the 2x2 normal equations, starting from the best of
+	// RuleMinMax, RuleMLX and two min/max grids shrunk about the group's
+	// midpoint. It keeps whichever candidate has the lowest squared error
+	// measured with the bf16-rounded parameters, so per group it is never
+	// worse than RuleMinMax or RuleMLX, and it never picks one whose worst
+	// element would break ErrorBound. Slowest rule, about 8 passes a group.
 	RuleLSQ
 )
 
