@@ -41,7 +41,7 @@ func cleanPack(t *testing.T, layout string) string {
 var shared string
 
 // sharedTemp is a temporary directory for the whole test binary, removed by TestMain.
-func sharedTemp(t *testing.T) string {
+func sharedTemp(t testing.TB) string {
 	if shared == "" {
 		d, err := os.MkdirTemp("", "fmoe-verify-test-")
 		if err != nil {
