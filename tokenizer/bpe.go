@@ -7,12 +7,6 @@ import (
 	"sync/atomic"
 )
 
-// merge is the result of merging an adjacent pair of tokens.
-type merge struct {
-	rank  int32 // position in model.merges; lower merges first
-	token int32 // id of the concatenated token
-}
-
 // bpe holds the BPE model proper.
 type bpe struct {
 	merges *pairTable

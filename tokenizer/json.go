@@ -68,25 +68,33 @@ func (s *scanner) expect(c byte) error {
 // when the string has no escapes and s.buf otherwise, so it is only valid
 // until the next call.
 func (s *scanner) str() ([]byte, error) {
+	b, _, err := s.strAt()
+	return b, err
+}
+
+// strAt is str that also returns where the contents start in s.data, or -1
+// when they were unescaped into s.buf.
+func (s *scanner) strAt() ([]byte, int, error) {
 	if err := s.expect('"'); err != nil {
-		return nil, err
+		return nil, -1, err
 	}
 	start := s.pos
 	end := bytes.IndexByte(s.data[start:], '"')
 	if end < 0 {
-		return nil, s.fail("unterminated string")
+		return nil, -1, s.fail("unterminated string")
 	}
 	raw := s.data[start : start+end]
 	if bytes.IndexByte(raw, '\\') < 0 {
 		for _, c := range raw {
 			if c < 0x20 {
-				return nil, s.fail("control character in string")
+				return nil, -1, s.fail("control character in string")
 			}
 		}
 		s.pos = start + end + 1
-		return raw, nil
+		return raw, start, nil
 	}
-	return s.unescape(start)
+	b, err := s.unescape(start)
+	return b, -1, err
 }
 
 // unescape decodes a string with escapes starting at data[start] (just after
