@@ -10,13 +10,63 @@
 // Affine formats use the centred group-sum form of the CPU backend: per
 // chunk d = Σ (q−m)·x with m = 2^(bits−1), then acc += s·d + (b + m·s)·Σx.
 // Centring matters: MLX biases sit near −m·s, so s·Σq·x + b·Σx would cancel
-// two large terms whenever x has a non-zero mean. (q − m) comes exactly from
-// the float whose mantissa is q: as_float(0x4B000000 | q) − (2^23 + m).
+// two large terms whenever x has a non-zero mean. (q − m) is decoded
+// exactly in two instructions (see mv_decode).
 // The chunk must lie within one scale group (Group % elements-per-chunk ==
 // 0) and rows must be whole chunks; the host falls back to matvec_generic
 // otherwise.
 
 #define MV_NR 2
+#define MV_U 4  // chunks per lane loaded together: that many 16-byte loads in flight per row
+
+// mv_load fetches batch c0 (chunks c0 + 32u) of the warp's rows; a chunk
+// past the row end or a row past R is clamped to a valid address and its
+// result dropped.
+template <int FMT>
+DEVICE_FN void mv_load(GLOBAL_PTR(const uint4) W, GLOBAL_PTR(const ushort) S, GLOBAL_PTR(const ushort) B,
+                       int R, int nch, int ng, int G, int r0, int c0, THREAD uint4 (&wv)[MV_U][MV_NR],
+                       THREAD float (&sc)[MV_U][MV_NR], THREAD float (&bm)[MV_U][MV_NR]) {
+    const bool QUANT = FMT <= FMT_Q8;
+    const int EPC = FMT == FMT_Q2 ? 64 : FMT == FMT_Q4 ? 32 : FMT == FMT_Q8 ? 16 : FMT == FMT_F32 ? 4 : 8;
+    const float CENTRE = FMT == FMT_Q2 ? 2.0f : FMT == FMT_Q4 ? 8.0f : 128.0f;
+    UNROLL for (int u = 0; u < MV_U; u++) {
+        int c = c0 + 32 * u < nch ? c0 + 32 * u : nch - 1;
+        UNROLL for (int r = 0; r < MV_NR; r++) {
+            int row = r0 + r < R ? r0 + r : R - 1;
+            wv[u][r] = W[(i64)row * nch + c];
+            if (QUANT) {
+                int g = (c * EPC) / G;
+                float s = BF16_TO_FLOAT(S[(i64)row * ng + g]);
+                sc[u][r] = s;
+                bm[u][r] = BF16_TO_FLOAT(B[(i64)row * ng + g]) + CENTRE * s;
+            }
+        }
+    }
+}
+
+// mv_decode is element pos of word (0 ≤ pos < 32/bits) as (q − m) for the
+// affine formats, or the value for the dense ones. For affine fields the
+// low and high 16 bits are handled apart (hi = word >> 16, one shift per
+// word) so that a field at bit sh < 16 can be OR-ed under the mantissa of
+// 2^23 with no shift: as_float(0x4B000000 | field·2^sh) = 2^23 + q·2^sh,
+// and one FMA by 2^−sh minus (2^(23−sh) + m) gives q − m exactly.
+template <int FMT>
+DEVICE_FN float mv_decode(uint word, uint hi, int pos) {
+    const int BITS = FMT == FMT_Q2 ? 2 : FMT == FMT_Q4 ? 4 : FMT == FMT_Q8 ? 8 : FMT == FMT_F32 ? 32 : 16;
+    if (FMT <= FMT_Q8) {
+        const int PER = 32 / BITS;
+        const uint MASK = (1u << (BITS & 31)) - 1u;
+        const float CENTRE = (float)(1 << ((BITS - 1) & 31));
+        int p = pos < PER / 2 ? pos : pos - PER / 2;
+        uint part = pos < PER / 2 ? word : hi;
+        int sh = BITS * p;
+        float inv = 1.0f / (float)(1 << sh);
+        return FMAF(AS_FLOAT(0x4B000000u | (part & (MASK << sh))), inv, -(8388608.0f * inv + CENTRE));
+    }
+    if (FMT == FMT_BF16) return AS_FLOAT(pos == 0 ? word << 16 : word & 0xffff0000u);
+    if (FMT == FMT_F16) return HALF_TO_FLOAT(pos == 0 ? word & 0xffffu : word >> 16);
+    return AS_FLOAT(word);
+}
 
 template <int FMT, int TT>
 DEVICE_FN void matvec(GLOBAL_PTR(const uint4) W, GLOBAL_PTR(const ushort) S, GLOBAL_PTR(const ushort) B,
@@ -27,12 +77,23 @@ DEVICE_FN void matvec(GLOBAL_PTR(const uint4) W, GLOBAL_PTR(const ushort) S, GLO
     const int PER = 32 / BITS;  // elements per word
     const int EPC = 4 * PER;    // elements per uint4 chunk
     const int STRIDE = EPC + ((EPC / 4) % 2 == 0 ? 4 : 0);
-    const uint MASK = (1u << (BITS & 31)) - 1u;
-    const float CENTRE = QUANT ? (float)(1 << ((BITS - 1) & 31)) : 0.0f;
-    const float MAGIC = 8388608.0f + CENTRE;
 
     const int nch = C / EPC;
     const int plane = nch * STRIDE;
+    const int lane = tid & 31;
+    const int r0 = (bx * (nthreads >> 5) + (tid >> 5)) * MV_NR;
+    const int ng = QUANT ? C / G : 1;
+
+    // The first weight loads go out before x is staged, so the two
+    // memory latencies overlap.
+    uint4 wv[MV_U][MV_NR];
+    float sc[MV_U][MV_NR];
+    float bm[MV_U][MV_NR];
+    if (r0 < R) mv_load<FMT>(W, S, B, R, nch, ng, G, r0, lane, wv, sc, bm);
+
+    // Stage x; after it, for the affine formats, Σx of each chunk (per
+    // token) in xsum, so the row loop does not redo it per row.
+    SHARED_PTR(float) xsum = xs + TT * plane;
     for (int i = tid; i < TT * C; i += nthreads) {
         int t = i / C;
         int e = i - t * C;
@@ -40,62 +101,49 @@ DEVICE_FN void matvec(GLOBAL_PTR(const uint4) W, GLOBAL_PTR(const ushort) S, GLO
         xs[t * plane + c * STRIDE + (e - c * EPC)] = x[(i64)(tok0 + t) * C + e];
     }
     BARRIER();
-
-    const int lane = tid & 31;
-    const int r0 = (bx * (nthreads >> 5) + (tid >> 5)) * MV_NR;
+    if (QUANT) {
+        for (int i = tid; i < TT * nch; i += nthreads) {
+            int t = i / nch;
+            int c = i - t * nch;
+            SHARED_PTR(const float4) p = (SHARED_PTR(const float4))(xs + t * plane + c * STRIDE);
+            float s = 0.0f;
+            UNROLL for (int v = 0; v < EPC / 4; v++) {
+                float4 q = p[v];
+                s += (q.x + q.y) + (q.z + q.w);
+            }
+            xsum[i] = s;
+        }
+        BARRIER();
+    }
     if (r0 >= R) return;  // whole warps leave; no barrier follows
-    const int ng = QUANT ? C / G : 1;
 
     float acc[MV_NR][TT];
     UNROLL for (int r = 0; r < MV_NR; r++) UNROLL for (int t = 0; t < TT; t++) acc[r][t] = 0.0f;
 
-    for (int c = lane; c < nch; c += 32) {
-        uint4 wv[MV_NR];
-        float sc[MV_NR];
-        float bm[MV_NR];
-        const int g = QUANT ? (c * EPC) / G : 0;
-        UNROLL for (int r = 0; r < MV_NR; r++) {
-            int row = r0 + r < R ? r0 + r : R - 1;  // a clamped row's result is dropped
-            wv[r] = W[(i64)row * nch + c];
-            if (QUANT) {
-                float s = BF16_TO_FLOAT(S[(i64)row * ng + g]);
-                sc[r] = s;
-                bm[r] = BF16_TO_FLOAT(B[(i64)row * ng + g]) + CENTRE * s;
-            }
-        }
-        float d[MV_NR][TT];
-        float sx[TT];
-        UNROLL for (int t = 0; t < TT; t++) {
-            sx[t] = 0.0f;
-            UNROLL for (int r = 0; r < MV_NR; r++) d[r][t] = 0.0f;
-        }
-        SHARED_PTR(const float4) xc = (SHARED_PTR(const float4))(xs + c * STRIDE);
-        UNROLL for (int v = 0; v < EPC / 4; v++) {
-            float4 xv[TT];
-            UNROLL for (int t = 0; t < TT; t++) xv[t] = xc[t * (plane / 4) + v];
-            UNROLL for (int k = 0; k < 4; k++) {
-                const int e = 4 * v + k;
-                const int pos = e % PER;
-                UNROLL for (int t = 0; t < TT; t++) if (QUANT) sx[t] += f4_at(xv[t], k);
-                UNROLL for (int r = 0; r < MV_NR; r++) {
-                    uint word = u4_at(wv[r], e / PER);
-                    float w;
-                    if (QUANT) {
-                        w = AS_FLOAT(0x4B000000u | ((word >> (BITS * pos)) & MASK)) - MAGIC;
-                    } else if (FMT == FMT_BF16) {
-                        w = AS_FLOAT(pos == 0 ? word << 16 : word & 0xffff0000u);
-                    } else if (FMT == FMT_F16) {
-                        w = HALF_TO_FLOAT(pos == 0 ? word & 0xffffu : word >> 16);
-                    } else {
-                        w = AS_FLOAT(word);
+    for (int c0 = lane; c0 < nch; c0 += 32 * MV_U) {
+        if (c0 != lane) mv_load<FMT>(W, S, B, R, nch, ng, G, r0, c0, wv, sc, bm);
+        UNROLL for (int u = 0; u < MV_U; u++) {
+            const int c = c0 + 32 * u;
+            if (c >= nch) break;
+            float d[MV_NR][TT];
+            UNROLL for (int r = 0; r < MV_NR; r++) UNROLL for (int t = 0; t < TT; t++) d[r][t] = 0.0f;
+            SHARED_PTR(const float4) xc = (SHARED_PTR(const float4))(xs + c * STRIDE);
+            UNROLL for (int v = 0; v < EPC / 4; v++) {
+                float4 xv[TT];
+                UNROLL for (int t = 0; t < TT; t++) xv[t] = xc[t * (plane / 4) + v];
+                UNROLL for (int k = 0; k < 4; k++) {
+                    const int e = 4 * v + k;
+                    UNROLL for (int r = 0; r < MV_NR; r++) {
+                        uint word = u4_at(wv[u][r], e / PER);
+                        float w = mv_decode<FMT>(word, word >> 16, e % PER);
+                        UNROLL for (int t = 0; t < TT; t++) d[r][t] = FMAF(w, f4_at(xv[t], k), d[r][t]);
                     }
-                    UNROLL for (int t = 0; t < TT; t++) d[r][t] = FMAF(w, f4_at(xv[t], k), d[r][t]);
                 }
             }
-        }
-        UNROLL for (int r = 0; r < MV_NR; r++) UNROLL for (int t = 0; t < TT; t++) {
-            if (QUANT) acc[r][t] += FMAF(sc[r], d[r][t], bm[r] * sx[t]);
-            else acc[r][t] += d[r][t];
+            UNROLL for (int r = 0; r < MV_NR; r++) UNROLL for (int t = 0; t < TT; t++) {
+                if (QUANT) acc[r][t] += FMAF(sc[u][r], d[r][t], bm[u][r] * xsum[t * nch + c]);
+                else acc[r][t] += d[r][t];
+            }
         }
     }
     UNROLL for (int r = 0; r < MV_NR; r++) UNROLL for (int t = 0; t < TT; t++) {
@@ -105,7 +153,8 @@ DEVICE_FN void matvec(GLOBAL_PTR(const uint4) W, GLOBAL_PTR(const ushort) S, GLO
 }
 
 // One entry point per (format, tokens per pass). grid = (row blocks, token
-// passes); block = 32·warps threads; shared = TT·(C/EPC)·STRIDE floats.
+// passes); block = 32·warps threads; shared = TT·(C/EPC)·(STRIDE+1) floats
+// (x, then the chunk sums).
 #define MATVEC_KERNEL(name, FMT, TT)                                                                   \
     KERNEL(name)(PARAM_PTR(const uint4, W, 0), PARAM_PTR(const ushort, S, 1), PARAM_PTR(const ushort, B, 2), \
                  PARAM_PTR(const float, x, 3), PARAM_PTR(float, y, 4), PARAM(int, R, 5), PARAM(int, C, 6),  \

@@ -13,6 +13,8 @@
 //     of the two is empty per API).
 //   DEVICE_FN                             a helper function (inlined).
 //   GLOBAL_PTR(T), SHARED_PTR(T)          pointers with explicit address space.
+//   THREAD                                the address space of a reference to
+//                                         a thread-local array (Metal: thread).
 //   SHARED(T, name, n)                    a threadgroup array, at kernel scope.
 //   BARRIER()                             threadgroup barrier (shared memory).
 //   THREAD_ID_X, BLOCK_ID_X/Y, BLOCK_DIM_X, GRID_DIM_X
@@ -41,6 +43,7 @@ typedef long long i64;
 #define DEVICE_FN static __device__ __forceinline__
 #define GLOBAL_PTR(T) T*
 #define SHARED_PTR(T) T*
+#define THREAD
 #define SHARED(T, name, n) __shared__ __align__(16) T name[n]
 #define BARRIER() __syncthreads()
 

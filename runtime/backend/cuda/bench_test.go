@@ -249,8 +249,8 @@ func BenchmarkH2D(b *testing.B) {
 // BenchmarkExpertPipeline runs the routed-expert step per expert: Bind its
 // three projections from pinned memory, gate and up matvecs, SwiGLU, down,
 // Release. "serial" waits for each expert's copy before its compute is
-// queued; "overlap" lets the copy of expert e+1 run under the compute of
-// expert e (the host keeps ahead).
+// queued and for the compute before the next copy; "overlap" lets the copy
+// of expert e+1 run under the compute of expert e.
 func BenchmarkExpertPipeline(b *testing.B) {
 	be := newOrSkip(b)
 	defer be.Close()
@@ -304,6 +304,9 @@ func BenchmarkExpertPipeline(b *testing.B) {
 			if err := be.Release(t); err != nil {
 				return err
 			}
+		}
+		if serial {
+			return be.Sync()
 		}
 		return nil
 	}

@@ -49,7 +49,7 @@ func (be *Backend) matmul(y C.CUdeviceptr, t *tensor, x C.CUdeviceptr, T int) er
 	if (epc/4)%2 == 0 {
 		stride += 4 // see matvec.h: bank-conflict-free float4 reads
 	}
-	smem1 := Cc / epc * stride * 4
+	smem1 := Cc / epc * (stride + 1) * 4 // x, then per-chunk Σx
 	fast := Cc%epc == 0 && (!t.format.Quantized() || t.group%epc == 0) && smem1 <= be.dev.maxSmem
 	if !fast {
 		be.args.reset()
