@@ -2,10 +2,12 @@ package tokenizer
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf16"
 )
 
 func TestAccessors(t *testing.T) {
@@ -264,3 +266,83 @@ func TestMergeStrategiesAgree(t *testing.T) {
 		}
 	}
 }
+
+// asciiJSON escapes every non-ASCII character of a JSON document as \uXXXX
+// (surrogate pairs above the BMP), as Python's json.dumps does by default.
+func asciiJSON(data []byte) []byte {
+	var b strings.Builder
+	for _, r := range string(data) {
+		switch {
+		case r < 0x80:
+			b.WriteRune(r)
+		case r < 0x10000:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			hi, lo := utf16.EncodeRune(r)
+			fmt.Fprintf(&b, `\u%04x\u%04x`, hi, lo)
+		}
+	}
+	return []byte(b.String())
+}
+
+// TestFileVariants re-encodes the tiny tokenizer the ways other writers do:
+// merges as "left right" strings, every non-ASCII character escaped, and
+// merges before vocab (json.Marshal sorts keys). All golden cases must
+// still pass.
+func TestFileVariants(t *testing.T) {
+	data := editedTiny(t, func(m map[string]any) {
+		model := m["model"].(map[string]any)
+		var legacy []any
+		for _, p := range model["merges"].([]any) {
+			pair := p.([]any)
+			legacy = append(legacy, pair[0].(string)+" "+pair[1].(string))
+		}
+		model["merges"] = legacy
+	})
+	if !strings.Contains(string(data), `"merges":["Ġ Ġ"`) || strings.Index(string(data), `"merges"`) > strings.Index(string(data), `"vocab"`) {
+		t.Fatalf("variant not built as intended: %.200s", data)
+	}
+	g := readGolden(t, tinyGoldenPath)
+	for _, variant := range []struct {
+		name string
+		data []byte
+	}{{"string merges", data}, {"escaped", asciiJSON(data)}} {
+		tok, err := Parse(variant.data)
+		if err != nil {
+			t.Fatalf("%s: %v", variant.name, err)
+		}
+		for _, c := range g.Cases {
+			if got := tok.Encode(c.Text); !slices.Equal(got, c.IDs) {
+				t.Errorf("%s: Encode(%q) = %v, want %v", variant.name, c.Text, got, c.IDs)
+			}
+			if got := tok.Decode(c.IDs); got != c.Decoded {
+				t.Errorf("%s: Decode = %q, want %q", variant.name, got, c.Decoded)
+			}
+		}
+	}
+}
+
+func TestDuplicateVocabKey(t *testing.T) {
+	// "Ġa" appears twice; like serde's map, the later id wins for lookups
+	// and the earlier id no longer decodes.
+	data := []byte(`{"model": {"type": "BPE", "vocab": {"a": 0, "\u0120": 1, "\u0120a": 2, "b": 3, "\u0120a": 4},
+		"merges": [["\u0120", "a"]]},
+		"pre_tokenizer": ` + qwenPreTokenizer + `, "decoder": {"type": "ByteLevel"}}`)
+	tok, err := Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, ok := tok.TokenID("Ġa"); !ok || id != 4 {
+		t.Errorf("TokenID(Ġa) = %d, %v; want 4", id, ok)
+	}
+	if s := tok.TokenString(2); s != "" {
+		t.Errorf("TokenString(2) = %q, want empty", s)
+	}
+	if got := tok.Encode(" a"); !slices.Equal(got, []int{4}) {
+		t.Errorf("Encode(\" a\") = %v, want [4]", got)
+	}
+}
+
+const qwenPreTokenizer = `{"type": "Sequence", "pretokenizers": [
+	{"type": "Split", "pattern": {"Regex": "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}, "behavior": "Isolated", "invert": false},
+	{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}]}`

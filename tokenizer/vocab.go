@@ -44,6 +44,13 @@ func (v *vocabIndex) info(key []byte) keyInfo {
 	return keyInfo{hash: maphash.Bytes(v.seed, key), head: binary.LittleEndian.Uint64(b[:]), n: len(key)}
 }
 
+// infoString is info for a string; maphash gives both the same hash.
+func (v *vocabIndex) infoString(key string) keyInfo {
+	var b [8]byte
+	copy(b[:], key)
+	return keyInfo{hash: maphash.String(v.seed, key), head: binary.LittleEndian.Uint64(b[:]), n: len(key)}
+}
+
 // homeOf returns the slot a hash probes first.
 func (v *vocabIndex) homeOf(h uint64) uint64 { return h & v.mask }
 
@@ -54,15 +61,16 @@ func buildVocabIndex(tokens []string, keys []string, ids []int32) *vocabIndex {
 	size := max(1<<bits.Len(uint(len(keys)+len(keys)/2)), 16) // load factor ≤ 2/3
 	v := &vocabIndex{slots: make([]vocabSlot, size), mask: uint64(size - 1), seed: maphash.MakeSeed(), tokens: tokens}
 	type item struct {
-		k keyInfo
-		i int32 // index into keys and ids; no pointers, so the GC skips it
+		k  keyInfo
+		i  int32 // index into keys; no pointers, so the GC skips items
+		id int32
 	}
 	items := make([]item, len(keys))
 	for i, key := range keys {
-		items[i] = item{k: v.info([]byte(key)), i: int32(i)}
+		items[i] = item{k: v.infoString(key), i: int32(i), id: ids[i]}
 	}
 	for _, it := range bucketSort(items, size, func(it *item) uint64 { return v.homeOf(it.k.hash) }) {
-		key, id, k := keys[it.i], ids[it.i], it.k
+		id, k := it.id, it.k
 		for j := v.homeOf(k.hash); ; j = (j + 1) & v.mask {
 			s := &v.slots[j]
 			if s.meta == 0 {
@@ -71,7 +79,9 @@ func buildVocabIndex(tokens []string, keys []string, ids []int32) *vocabIndex {
 				break
 			}
 			if s.meta&tagMask == k.tag() && s.head == k.head {
-				if old := int32(uint32(s.meta)) - 1; k.n <= 8 || tokens[old] == key {
+				// Only a repeated key (or a rare 24-bit hash collision)
+				// gets here, so reading the key again costs nothing.
+				if old, key := int32(uint32(s.meta))-1, keys[it.i]; k.n <= 8 || tokens[old] == key {
 					s.meta = k.tag() | uint64(uint32(id+1))
 					if old != id && tokens[old] == key {
 						tokens[old] = ""
