@@ -185,6 +185,9 @@ func (s *scanner) int() (int32, error) {
 		s.pos++
 	}
 	v, err := strconv.ParseInt(string(s.data[start:s.pos]), 10, 32)
+	if s.pos < len(s.data) && (s.data[s.pos] == '.' || s.data[s.pos] == 'e' || s.data[s.pos] == 'E') {
+		err = strconv.ErrSyntax
+	}
 	if err != nil {
 		s.pos = start
 		return 0, s.fail("want a 32-bit integer")

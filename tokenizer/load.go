@@ -75,6 +75,38 @@ type modelJSON struct {
 	IgnoreMerges            bool     `json:"ignore_merges"`
 }
 
+func (m *modelJSON) field(key string) any {
+	switch key {
+	case "type":
+		return &m.Type
+	case "dropout":
+		return &m.Dropout
+	case "unk_token":
+		return &m.UnkToken
+	case "continuing_subword_prefix":
+		return &m.ContinuingSubwordPrefix
+	case "end_of_word_suffix":
+		return &m.EndOfWordSuffix
+	case "fuse_unk":
+		return &m.FuseUnk
+	case "byte_fallback":
+		return &m.ByteFallback
+	case "ignore_merges":
+		return &m.IgnoreMerges
+	}
+	return nil
+}
+
+// inField prefixes JSON syntax errors met inside a field with its name; the
+// field's own errors already carry it.
+func inField(field string, err error) error {
+	var se *syntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	return err
+}
+
 // fieldError names the tokenizer.json field a problem was found in.
 func fieldError(field string, format string, args ...any) error {
 	return fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...))
@@ -108,11 +140,17 @@ func parse(data []byte) (*Tokenizer, error) {
 			decRaw, err = s.skip()
 		case "model":
 			haveModel = true
+			if s.peek() != '{' {
+				return fieldError("model", "want an object")
+			}
 			return s.object(func(key string) error {
+				var err error
 				switch key {
 				case "vocab":
-					vocab, err = parseVocab(s)
-					return err
+					if vocab, err = parseVocab(s); err != nil {
+						return fmt.Errorf("model.vocab: %w", err)
+					}
+					return nil
 				case "merges":
 					if vocab == nil {
 						// Resolving merges needs the vocabulary; come back later.
@@ -120,14 +158,16 @@ func parse(data []byte) (*Tokenizer, error) {
 						return err
 					}
 					merges, err = parseMerges(s, vocab)
-					return err
+					return inField("model.merges", err)
 				}
 				raw, err := s.skip()
 				if err != nil {
 					return err
 				}
-				if err := json.Unmarshal(fmt.Appendf(nil, "{%q:%s}", key, raw), &mj); err != nil {
-					return fieldError("model."+key, "%v", err)
+				if dst := mj.field(key); dst != nil {
+					if err := json.Unmarshal(raw, dst); err != nil {
+						return fieldError("model."+key, "%v", err)
+					}
 				}
 				return nil
 			})
@@ -156,7 +196,7 @@ func parse(data []byte) (*Tokenizer, error) {
 			return nil, fieldError("model.merges", "missing")
 		}
 		if merges, err = parseMerges(&scanner{data: mergesRaw}, vocab); err != nil {
-			return nil, err
+			return nil, inField("model.merges", err)
 		}
 	}
 

@@ -39,10 +39,10 @@ func parseVocab(s *scanner) (*vocabIndex, error) {
 				return nil, err
 			}
 			if e.id, err = s.int(); err != nil {
-				return nil, fieldError("model.vocab", "token %q: %v", k, err)
+				return nil, fmt.Errorf("token %q: %w", k, err)
 			}
 			if e.id < 0 || e.id >= maxID {
-				return nil, fieldError("model.vocab", "token %q: id %d out of range [0, %d)", k, e.id, maxID)
+				return nil, fmt.Errorf("token %q: id %d out of range [0, %d)", k, e.id, maxID)
 			}
 			maxSeen = max(maxSeen, e.id)
 			entries = append(entries, e)
@@ -52,7 +52,7 @@ func parseVocab(s *scanner) (*vocabIndex, error) {
 				s.pos++
 				break
 			} else {
-				return nil, s.fail("want ',' or '}' in model.vocab")
+				return nil, s.fail("want ',' or '}' after a token id")
 			}
 		}
 	}

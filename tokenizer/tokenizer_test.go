@@ -346,3 +346,21 @@ func TestDuplicateVocabKey(t *testing.T) {
 const qwenPreTokenizer = `{"type": "Sequence", "pretokenizers": [
 	{"type": "Split", "pattern": {"Regex": "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}, "behavior": "Isolated", "invert": false},
 	{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}]}`
+
+func TestFieldErrorsNameTheField(t *testing.T) {
+	cases := []struct{ json, want string }{
+		{`{"model": 3}`, "model: want an object"},
+		{`{"model": {"vocab": []}}`, "model.vocab: invalid JSON"},
+		{`{"model": {"vocab": {"a": -1}}}`, `model.vocab: token "a": id -1 out of range`},
+		{`{"model": {"vocab": {"a": 1.5}}}`, `model.vocab: token "a": invalid JSON`},
+		{`{"model": {"vocab": {"a": 0}, "merges": {}}}`, "model.merges: invalid JSON"},
+		{`{"model": {"vocab": {"a": 0}, "merges": [["a"]]}}`, "model.merges[0]: want 2 tokens, got 1"},
+		{`{"model": {"type": 7}}`, "model.type: json: cannot unmarshal number"},
+	}
+	for _, c := range cases {
+		_, err := Parse([]byte(c.json))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Parse(%s): err = %v, want one containing %q", c.json, err, c.want)
+		}
+	}
+}
