@@ -89,16 +89,19 @@ func (m *bpe) encodeWord(dst []int32, word string, scratch *[]symbol) []int32 {
 			return append(dst, id)
 		}
 	}
-	if m.ignoreMerges {
-		if id, ok := m.vocab.get(byteLevelString(word)); ok {
-			return append(dst, id)
-		}
-	}
 	if ids, ok := m.cache.get(word); ok {
 		return append(dst, ids...)
 	}
 	start := len(dst)
-	dst = m.mergeWord(dst, word, scratch)
+	id, whole := int32(0), false
+	if m.ignoreMerges {
+		id, whole = m.vocab.get(byteLevelString(word))
+	}
+	if whole {
+		dst = append(dst, id)
+	} else {
+		dst = m.mergeWord(dst, word, scratch)
+	}
 	m.cache.put(word, append([]int32(nil), dst[start:]...))
 	return dst
 }

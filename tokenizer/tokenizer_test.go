@@ -364,3 +364,55 @@ func TestFieldErrorsNameTheField(t *testing.T) {
 		}
 	}
 }
+
+func TestIgnoreMerges(t *testing.T) {
+	// The merges alone stop at "ab" + "c"; ignore_merges takes the whole
+	// word from the vocabulary instead.
+	build := func(ignore bool) *Tokenizer {
+		data := fmt.Sprintf(`{"model": {"type": "BPE", "ignore_merges": %v,
+			"vocab": {"a": 0, "b": 1, "c": 2, "ab": 3, "abc": 4}, "merges": ["a b"]},
+			"pre_tokenizer": %s, "decoder": {"type": "ByteLevel"}}`, ignore, qwenPreTokenizer)
+		tok, err := Parse([]byte(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	for _, c := range []struct {
+		ignore bool
+		text   string
+		want   []int
+	}{
+		{false, "abc", []int{3, 2}},
+		{true, "abc", []int{4}},
+		{true, "abcab", []int{3, 2, 3}}, // not in the vocabulary: merges as usual
+	} {
+		tok := build(c.ignore)
+		for range 2 { // the second time comes from the word cache
+			if got := tok.Encode(c.text); !slices.Equal(got, c.want) {
+				t.Errorf("ignore_merges=%v: Encode(%q) = %v, want %v", c.ignore, c.text, got, c.want)
+			}
+		}
+	}
+}
+
+func TestUnknownBytes(t *testing.T) {
+	for _, c := range []struct {
+		model string
+		want  []int
+	}{
+		{`"unk_token": null`, []int{0, 0}}, // dropped, as tokenizers does without unk
+		{`"unk_token": "<unk>", "fuse_unk": false`, []int{0, 1, 1, 0}},
+		{`"unk_token": "<unk>", "fuse_unk": true`, []int{0, 1, 0}},
+	} {
+		data := fmt.Sprintf(`{"model": {"type": "BPE", %s, "vocab": {"a": 0, "<unk>": 1}, "merges": []},
+			"pre_tokenizer": %s, "decoder": {"type": "ByteLevel"}}`, c.model, qwenPreTokenizer)
+		tok, err := Parse([]byte(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tok.Encode("axxa"); !slices.Equal(got, c.want) {
+			t.Errorf("%s: Encode = %v, want %v", c.model, got, c.want)
+		}
+	}
+}
