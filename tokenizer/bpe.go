@@ -155,14 +155,15 @@ func (m *bpe) mergeWord(dst []int32, word string, scratch *[]symbol) []int32 {
 	if pendingUnk {
 		add(m.unk)
 	}
+	*scratch = syms
+	if len(syms) == 0 {
+		return dst // every byte was unknown and dropped
+	}
 	for i := range syms {
 		syms[i].prev = int32(i - 1)
 		syms[i].next = int32(i + 1)
 	}
-	if len(syms) > 0 {
-		syms[len(syms)-1].next = -1
-	}
-	*scratch = syms
+	syms[len(syms)-1].next = -1
 
 	if len(syms) <= quadraticLimit {
 		m.mergeQuadratic(syms)

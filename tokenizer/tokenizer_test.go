@@ -397,13 +397,14 @@ func TestIgnoreMerges(t *testing.T) {
 }
 
 func TestUnknownBytes(t *testing.T) {
+	// Only "a" is in the vocabulary: 'x' and ' ' are unknown bytes.
 	for _, c := range []struct {
-		model string
-		want  []int
+		model      string
+		want, only []int // Encode("axxa"), Encode("x x")
 	}{
-		{`"unk_token": null`, []int{0, 0}}, // dropped, as tokenizers does without unk
-		{`"unk_token": "<unk>", "fuse_unk": false`, []int{0, 1, 1, 0}},
-		{`"unk_token": "<unk>", "fuse_unk": true`, []int{0, 1, 0}},
+		{`"unk_token": null`, []int{0, 0}, nil}, // dropped, as tokenizers does without unk
+		{`"unk_token": "<unk>", "fuse_unk": false`, []int{0, 1, 1, 0}, []int{1, 1, 1}},
+		{`"unk_token": "<unk>", "fuse_unk": true`, []int{0, 1, 0}, []int{1, 1}},
 	} {
 		data := fmt.Sprintf(`{"model": {"type": "BPE", %s, "vocab": {"a": 0, "<unk>": 1}, "merges": []},
 			"pre_tokenizer": %s, "decoder": {"type": "ByteLevel"}}`, c.model, qwenPreTokenizer)
@@ -412,7 +413,10 @@ func TestUnknownBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got := tok.Encode("axxa"); !slices.Equal(got, c.want) {
-			t.Errorf("%s: Encode = %v, want %v", c.model, got, c.want)
+			t.Errorf("%s: Encode(axxa) = %v, want %v", c.model, got, c.want)
+		}
+		if got := tok.Encode("x x"); !slices.Equal(got, c.only) {
+			t.Errorf("%s: Encode(\"x x\") = %v, want %v", c.model, got, c.only)
 		}
 	}
 }
