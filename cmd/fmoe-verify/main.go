@@ -43,10 +43,11 @@ Examples:
 			&cli.StringFlag{Name: "model", Usage: "packed model `DIR` (holds model_weights.json)", Required: true},
 			&cli.StringFlag{Name: "source", Usage: "the checkpoint `DIR` the model was packed from, to compare values"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
-			&cli.IntFlag{Name: "workers", Usage: fmt.Sprintf("files read at once (default %d)", verify.DefaultWorkers())},
+			&cli.IntFlag{Name: "workers", Usage: "files read at once: `N` (more helps on NVMe, not on a slow disk)", DefaultText: fmt.Sprint(verify.DefaultWorkers())},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
 		},
-		Action: run,
+		Action:          run,
+		HideHelpCommand: true,
 	}
 }
 
