@@ -9,11 +9,10 @@ import (
 
 // addedToken is an entry of tokenizer.json's added_tokens.
 type addedToken struct {
-	id                 int32
-	content            string
-	singleWord, lstrip bool
-	rstrip, normalized bool
-	special            bool
+	id      int32
+	content string
+	// The flags of tokenizers' AddedToken.
+	singleWord, lstrip, rstrip, normalized, special bool
 }
 
 // matcher finds added tokens in text with the semantics of the

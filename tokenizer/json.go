@@ -34,7 +34,7 @@ func (s *scanner) fail(format string, args ...any) error {
 }
 
 func (s *scanner) ws() {
-	for s.pos < len(s.data) {
+	for s.pos < len(s.data) && s.data[s.pos] <= ' ' {
 		switch s.data[s.pos] {
 		case ' ', '\t', '\n', '\r':
 			s.pos++
@@ -78,23 +78,23 @@ func (s *scanner) strAt() ([]byte, int, error) {
 	if err := s.expect('"'); err != nil {
 		return nil, -1, err
 	}
+	// Vocabulary strings are short, so one pass that stops at the quote,
+	// a backslash or a control character beats separate searches.
 	start := s.pos
-	end := bytes.IndexByte(s.data[start:], '"')
-	if end < 0 {
-		return nil, -1, s.fail("unterminated string")
-	}
-	raw := s.data[start : start+end]
-	if bytes.IndexByte(raw, '\\') < 0 {
-		for _, c := range raw {
-			if c < 0x20 {
-				return nil, -1, s.fail("control character in string")
-			}
+	for i := start; i < len(s.data); i++ {
+		switch c := s.data[i]; {
+		case c == '"':
+			s.pos = i + 1
+			return s.data[start:i], start, nil
+		case c == '\\':
+			b, err := s.unescape(start)
+			return b, -1, err
+		case c < 0x20:
+			s.pos = i
+			return nil, -1, s.fail("control character in string")
 		}
-		s.pos = start + end + 1
-		return raw, start, nil
 	}
-	b, err := s.unescape(start)
-	return b, -1, err
+	return nil, -1, s.fail("unterminated string")
 }
 
 // unescape decodes a string with escapes starting at data[start] (just after

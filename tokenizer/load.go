@@ -375,9 +375,18 @@ func (t *Tokenizer) setAddedTokens(raw []byte, modelSize int) error {
 
 	// The vocabulary index keeps the original strings; added tokens may
 	// override what an id decodes to.
-	t.tokens = slices.Clone(t.model.vocab.tokens)
-	for int(maxAdded) >= len(t.tokens) {
-		t.tokens = append(t.tokens, "")
+	// The index keeps its own view of the vocabulary strings: ids past it
+	// can share the backing array, but an added token that renames a
+	// vocabulary id needs a copy.
+	t.tokens = t.model.vocab.tokens
+	for id, tok := range byID {
+		if int(id) < len(t.tokens) && t.tokens[id] != tok.content {
+			t.tokens = slices.Clone(t.tokens)
+			break
+		}
+	}
+	if n := int(maxAdded) + 1; n > len(t.tokens) {
+		t.tokens = append(t.tokens, make([]string, n-len(t.tokens))...)
 	}
 	t.special = make([]bool, len(t.tokens))
 	for id, tok := range byID {

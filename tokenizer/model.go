@@ -57,7 +57,9 @@ func parseVocab(s *scanner) (*vocabIndex, error) {
 		}
 	}
 	region := string(s.data[start:s.pos])
-	tokens := make([]string, maxSeen+1)
+	// Room for the added tokens that usually follow the vocabulary, so
+	// that the Tokenizer's id table can extend this one without a copy.
+	tokens := make([]string, maxSeen+1, maxSeen+1+1024)
 	keys := make([]string, len(entries))
 	ids := make([]int32, len(entries))
 	for i, e := range entries {
@@ -150,17 +152,21 @@ func parseMerges(s *scanner, vocab *vocabIndex) (*pairTable, error) {
 	}
 
 	type query struct {
-		k  keyInfo
-		sp span
-		q  int32 // index into halves
+		hash, head uint64
+		n, q       int32 // key length; index into halves
 	}
 	queries := make([]query, len(halves))
 	for q, h := range halves {
-		queries[q] = query{k: vocab.info(bytesOf(h)), sp: h, q: int32(q)}
+		k := vocab.info(bytesOf(h))
+		queries[q] = query{hash: k.hash, head: k.head, n: int32(k.n), q: int32(q)}
 	}
 	ids := make([]int32, len(halves))
-	for _, qu := range bucketSort(queries, len(vocab.slots), func(qu *query) uint64 { return vocab.homeOf(qu.k.hash) }) {
-		id, ok := vocab.probe(qu.k, bytesOf(qu.sp))
+	for _, qu := range bucketSort(queries, len(vocab.slots), func(qu *query) uint64 { return vocab.homeOf(qu.hash) }) {
+		var key []byte
+		if qu.n > 8 { // only long keys are compared byte by byte
+			key = bytesOf(halves[qu.q])
+		}
+		id, ok := vocab.probe(keyInfo{hash: qu.hash, head: qu.head, n: int(qu.n)}, key)
 		if !ok {
 			id = -1
 		}
