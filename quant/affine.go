@@ -133,28 +133,58 @@ func dequantizeGroup(words []uint32, s, b float32, bits int, dst []float32) {
 }
 
 // packGroup assigns every value its level q = clamp(RNE((x-b)/s), 0, n) and
-// packs the levels LSB-first. The division (not a reciprocal multiply) and
-// the float32 rounding of x-b are what torch does, so ties land the same way.
+// packs the levels LSB-first. Unrolled per width: constant shifts make it
+// about a third faster than a loop with a variable shift.
 func packGroup(x []float32, s, b float32, bits int, out []uint32) {
-	per := 32 / bits
 	nf := float32(int(1)<<bits - 1)
-	x = x[:per*len(out)]
-	for i := range out {
-		var word uint32
-		for j, v := range x[per*i : per*i+per] {
-			t := float32(v-b) / s
-			if !(t > 0) { // also maps NaN to level 0
-				t = 0
-			} else if t > nf {
-				t = nf
-			}
-			// t is in [0, 255]; adding 2^23 makes the float32 adder round to
-			// the nearest integer, ties to even, like torch.round.
-			q := math.Float32bits(float32(t+0x1p23)) - 0x4b000000
-			word |= q << (bits * j)
+	switch bits {
+	case 2:
+		x = x[:16*len(out)]
+		for i := range out {
+			v := x[16*i : 16*i+16 : 16*i+16]
+			out[i] = level(v[0], s, b, nf) | level(v[1], s, b, nf)<<2 |
+				level(v[2], s, b, nf)<<4 | level(v[3], s, b, nf)<<6 |
+				level(v[4], s, b, nf)<<8 | level(v[5], s, b, nf)<<10 |
+				level(v[6], s, b, nf)<<12 | level(v[7], s, b, nf)<<14 |
+				level(v[8], s, b, nf)<<16 | level(v[9], s, b, nf)<<18 |
+				level(v[10], s, b, nf)<<20 | level(v[11], s, b, nf)<<22 |
+				level(v[12], s, b, nf)<<24 | level(v[13], s, b, nf)<<26 |
+				level(v[14], s, b, nf)<<28 | level(v[15], s, b, nf)<<30
 		}
-		out[i] = word
+	case 4:
+		x = x[:8*len(out)]
+		for i := range out {
+			v := x[8*i : 8*i+8 : 8*i+8]
+			out[i] = level(v[0], s, b, nf) | level(v[1], s, b, nf)<<4 |
+				level(v[2], s, b, nf)<<8 | level(v[3], s, b, nf)<<12 |
+				level(v[4], s, b, nf)<<16 | level(v[5], s, b, nf)<<20 |
+				level(v[6], s, b, nf)<<24 | level(v[7], s, b, nf)<<28
+		}
+	default:
+		per := 32 / bits
+		x = x[:per*len(out)]
+		for i := range out {
+			var word uint32
+			for j, v := range x[per*i : per*i+per] {
+				word |= level(v, s, b, nf) << (bits * j)
+			}
+			out[i] = word
+		}
 	}
+}
+
+// level is one value's level. The division (not a reciprocal multiply) and
+// the float32 rounding of x-b are what torch does, so ties land the same way.
+func level(x, s, b, nf float32) uint32 {
+	t := float32(x-b) / s
+	if !(t > 0) { // also maps NaN to level 0
+		t = 0
+	} else if t > nf {
+		t = nf
+	}
+	// t is in [0, 255]; adding 2^23 makes the float32 adder round to the
+	// nearest integer, ties to even, like torch.round.
+	return math.Float32bits(float32(t+0x1p23)) - 0x4b000000
 }
 
 // Matrix is a row-major quantised matrix in MLX layout. A stacked expert
