@@ -35,8 +35,6 @@ type Engine struct {
 	// prefillChunk bounds one Forward call while feeding a prompt, so a
 	// cancelled request stops within one chunk rather than after the prompt.
 	prefillChunk int
-	// step, when set (tests), runs before every decode step.
-	step func()
 }
 
 // Open opens the packed model in dir with its tokenizer and chat template.
@@ -130,6 +128,9 @@ type Options struct {
 	// a tool call that tool_choice requires; it is fed to the model and
 	// passed to OnText as if generated. It should return "" once satisfied.
 	Inject func(generated string) string
+	// Logits, when set, may change the logits before each token is sampled
+	// (constrained decoding), given the text generated so far.
+	Logits func(generated string, logits []float32)
 	// OnText receives output text as it completes (end-of-turn tokens are
 	// not text) and may return false to stop.
 	OnText func(piece string) bool
@@ -214,6 +215,13 @@ func (e *Engine) generate(ctx context.Context, feed []int, reused int, o Options
 		res.Text = sb.String()
 		return o.OnText == nil || s == "" || o.OnText(s)
 	}
+	// A caller that stops because its context ended was cancelled.
+	caller := func() Finish {
+		if ctx.Err() != nil {
+			return FinishCancelled
+		}
+		return FinishCaller
+	}
 	smp := o.Sampler
 	max := o.MaxTokens
 	for {
@@ -230,7 +238,7 @@ func (e *Engine) generate(ctx context.Context, feed []int, reused int, o Options
 				res.IDs = append(res.IDs, ids...)
 				res.InjectedTokens += len(ids)
 				if !emit(dec.Flush() + s) {
-					res.Finish = FinishCaller
+					res.Finish = caller()
 					return res, nil
 				}
 			}
@@ -244,8 +252,8 @@ func (e *Engine) generate(ctx context.Context, feed []int, reused int, o Options
 			res.Finish = FinishLength
 			return res, nil
 		}
-		if e.step != nil {
-			e.step()
+		if o.Logits != nil {
+			o.Logits(sb.String(), logits)
 		}
 		id, err := smp.Sample(logits)
 		if err != nil {
@@ -258,7 +266,7 @@ func (e *Engine) generate(ctx context.Context, feed []int, reused int, o Options
 			return res, nil
 		}
 		if !emit(dec.Add(id)) {
-			res.Finish = FinishCaller
+			res.Finish = caller()
 			return res, nil
 		}
 		// Fed even when it is the last one wanted, so the history always

@@ -1,0 +1,210 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/fmoe/fmoe/chat"
+	"github.com/fmoe/fmoe/convo"
+	"github.com/fmoe/fmoe/runtime/model"
+)
+
+// job is a validated request, rendered and ready to generate.
+type job struct {
+	req    chatRequest
+	prompt string
+	choice toolChoice
+	stops  []string
+	popts  chat.ParserOptions
+	max    int
+	smp    model.Sampler
+}
+
+func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			badRequest(w, "request body exceeds the limit of %d bytes", s.opts.MaxBodyBytes)
+		} else {
+			badRequest(w, "reading the request body: %v", err)
+		}
+		return
+	}
+	j, status, err := s.prepare(body)
+	if err != nil {
+		code := "invalid_request"
+		if errors.Is(err, convo.ErrContext) {
+			code = "context_length_exceeded"
+		}
+		writeError(w, status, "invalid_request_error", code, err.Error())
+		return
+	}
+	release, err := s.acquire(r)
+	if errors.Is(err, errBusy) {
+		writeError(w, http.StatusTooManyRequests, "rate_limit_error", "rate_limit_exceeded",
+			fmt.Sprintf("the model is busy and %d requests are already queued; retry later", s.opts.QueueSize))
+		return
+	}
+	if err != nil {
+		return // the client went away while queued
+	}
+	defer release()
+	s.generate(w, r, j)
+}
+
+// prepare parses and checks a request body and renders its prompt.
+func (s *Server) prepare(body []byte) (*job, int, error) {
+	j := &job{}
+	req := &j.req
+	if err := json.Unmarshal(body, req); err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("malformed JSON in the request body: %v", err)
+	}
+	if err := req.validate(); err != nil {
+		return nil, http.StatusBadRequest, err
+	}
+	var err error
+	if j.choice, err = parseToolChoice(req.ToolChoice, req.Tools); err != nil {
+		return nil, http.StatusBadRequest, err
+	}
+	if j.stops, err = parseStop(req.Stop); err != nil {
+		return nil, http.StatusBadRequest, err
+	}
+	msgs := make([]chat.Message, len(req.Messages))
+	for i, m := range req.Messages {
+		if m.Role == "developer" { // OpenAI's newer name for system
+			m.Role = "system"
+		}
+		msgs[i] = m
+	}
+	tools := req.Tools
+	if j.choice.mode == "none" {
+		// The model is not told about the tools, so it answers in text.
+		tools = nil
+	}
+	ro := chat.RenderOptions{AddGenerationPrompt: true, Vars: req.ChatTemplateKwargs}
+	if v, ok := req.ChatTemplateKwargs["enable_thinking"].(bool); ok {
+		ro.EnableThinking = &v
+	}
+	if j.prompt, err = s.e.Template.Render(msgs, tools, ro); err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("the chat template rejected the conversation: %v", err)
+	}
+	j.popts = chat.ParserOptions{Tools: req.Tools, StartInReasoning: chat.PromptEndsInReasoning(j.prompt)}
+	switch {
+	case req.MaxCompletionTokens != nil:
+		j.max = *req.MaxCompletionTokens
+	case req.MaxTokens != nil:
+		j.max = *req.MaxTokens
+	}
+	j.smp.Temperature, j.smp.TopP = 1, 1 // OpenAI's defaults
+	if req.Temperature != nil {
+		j.smp.Temperature = *req.Temperature
+	}
+	if req.TopP != nil {
+		j.smp.TopP = *req.TopP
+	}
+	if req.Seed != nil {
+		j.smp.Seed = uint64(*req.Seed)
+	} else {
+		j.smp.Seed = uint64(time.Now().UnixNano())
+	}
+	return j, 0, nil
+}
+
+func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
+	ctx := r.Context()
+	out := &responder{
+		w: w, stream: j.req.Stream, id: newID(), created: time.Now().Unix(), name: s.opts.Name, fp: s.fp,
+		parser: chat.NewParser(j.popts), filter: stopFilter{stops: j.stops}, none: j.choice.mode == "none",
+	}
+	if f, ok := w.(http.Flusher); ok {
+		out.flusher = f
+	}
+	out.start()
+	opts := convo.Options{
+		MaxTokens: j.max,
+		Sampler:   j.smp,
+		Inject:    forceToolCall(j.choice, j.popts.StartInReasoning),
+		Logits:    s.toolNameConstraint(j),
+		OnText: func(piece string) bool {
+			if s.onToken != nil {
+				s.onToken()
+			}
+			out.feed(piece)
+			return !out.filter.hit && out.err == nil && ctx.Err() == nil
+		},
+	}
+	res, err := s.e.Generate(ctx, j.prompt, opts)
+	if err != nil {
+		status := http.StatusInternalServerError
+		if errors.Is(err, convo.ErrContext) {
+			status = http.StatusBadRequest
+		}
+		s.opts.Log.Printf("%s: error: %v", out.id, err)
+		out.fail(status, err)
+		return
+	}
+	s.opts.Log.Printf("%s: prompt %d tokens (%d cached) in %.2fs, %d generated in %.2fs, %s",
+		out.id, res.PromptTokens, res.ReusedTokens, res.PrefillTime.Seconds(), len(res.IDs), res.GenerateTime.Seconds(), res.Finish)
+	if res.Finish == convo.FinishCancelled {
+		return // nobody is listening
+	}
+	u := &usage{PromptTokens: res.PromptTokens, CompletionTokens: len(res.IDs), TotalTokens: res.PromptTokens + len(res.IDs),
+		PromptTokensDetails: &promptDetails{CachedTokens: res.ReusedTokens}}
+	out.finish(res.Finish == convo.FinishLength, u, j.req.StreamOptions != nil && j.req.StreamOptions.IncludeUsage)
+}
+
+// forceToolCall implements tool_choice "required" and a named function: once
+// the reasoning is over (or at once when the prompt closed it), the start of
+// a tool call is written for the model unless it began one itself.
+func forceToolCall(tc toolChoice, inReasoning bool) func(string) string {
+	if tc.mode != "required" && tc.mode != "function" {
+		return nil
+	}
+	done := false
+	return func(gen string) string {
+		if done {
+			return ""
+		}
+		if strings.Contains(gen, "<tool_call>") {
+			done = true
+			return ""
+		}
+		var lead string
+		switch {
+		case !inReasoning && strings.TrimSpace(gen) == "":
+		case inReasoning && strings.HasSuffix(strings.TrimRight(gen, " \n"), "</think>"):
+			lead = "\n\n"
+		default:
+			return ""
+		}
+		done = true
+		s := lead + "<tool_call>\n<function="
+		if tc.mode == "function" {
+			s += tc.name + ">\n"
+		}
+		return s
+	}
+}
+
+// toolNameConstraint keeps a call that tool_choice forces well formed and
+// its function among the offered tools.
+func (s *Server) toolNameConstraint(j *job) func(string, []float32) {
+	if j.choice.mode != "required" && j.choice.mode != "function" {
+		return nil
+	}
+	return newCallGrammar(s.tokenTexts(), j.req.Tools).mask
+}
+
+func newID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return "chatcmpl-" + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,161 @@
+// Package server serves a model over an OpenAI-compatible HTTP API:
+// POST /v1/chat/completions (plain and streamed, with tools and reasoning),
+// GET /v1/models and GET /health.
+//
+// The model runs one generation at a time. Requests wait in a bounded queue
+// and get HTTP 429 when it is full. The server keeps one session and the
+// tokens it holds; a request whose prompt continues those tokens (the usual
+// agent loop: the same conversation plus a tool result) only computes the new
+// tokens, and usage.prompt_tokens_details.cached_tokens says how many were
+// reused.
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fmoe/fmoe/convo"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Name is the model id in responses and /v1/models.
+	Name string
+	// QueueSize is how many requests may wait while one generates (0: 4;
+	// negative: none wait).
+	QueueSize int
+	// MaxBodyBytes bounds a request body (0: 4 MiB).
+	MaxBodyBytes int64
+	// Log receives one line per request; nil discards.
+	Log *log.Logger
+}
+
+// Server is the HTTP API over one engine.
+type Server struct {
+	e    *convo.Engine
+	opts Options
+	// admit has one slot per request allowed in (running or queued); run
+	// has one, held by the request that is generating.
+	admit     chan struct{}
+	run       chan struct{}
+	waiting   atomic.Int32
+	busy      atomic.Bool
+	created   int64
+	fp        string
+	textsOnce sync.Once
+	texts     []string
+	// onToken, when set (tests), runs for every piece of generated text.
+	onToken func()
+}
+
+// New returns a server for e. The server owns e's session from now on.
+func New(e *convo.Engine, o Options) *Server {
+	if o.QueueSize == 0 {
+		o.QueueSize = 4
+	}
+	if o.QueueSize < 0 {
+		o.QueueSize = 0
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 4 << 20
+	}
+	if o.Name == "" {
+		o.Name = "fmoe"
+	}
+	if o.Log == nil {
+		o.Log = log.New(io.Discard, "", 0)
+	}
+	return &Server{
+		e: e, opts: o,
+		admit:   make(chan struct{}, 1+o.QueueSize),
+		run:     make(chan struct{}, 1),
+		created: time.Now().Unix(),
+		fp:      fmt.Sprintf("fmoe-k%d", e.Model.K),
+	}
+}
+
+// Handler routes the API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/chat/completions", s.chatCompletions)
+	mux.HandleFunc("GET /v1/models", s.models)
+	mux.HandleFunc("GET /v1/models/{id}", s.model)
+	mux.HandleFunc("GET /health", s.health)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "invalid_request_error", "not_found",
+			fmt.Sprintf("no route for %s %s (POST /v1/chat/completions, GET /v1/models, GET /health)", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func (s *Server) modelObject() map[string]any {
+	return map[string]any{"id": s.opts.Name, "object": "model", "created": s.created, "owned_by": "fmoe"}
+}
+
+func (s *Server) models(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []any{s.modelObject()}})
+}
+
+func (s *Server) model(w http.ResponseWriter, r *http.Request) {
+	if r.PathValue("id") != s.opts.Name {
+		writeError(w, http.StatusNotFound, "invalid_request_error", "model_not_found",
+			fmt.Sprintf("the model %q does not exist; this server serves %q", r.PathValue("id"), s.opts.Name))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.modelObject())
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"status": "ok", "model": s.opts.Name, "generating": s.busy.Load(), "queued": s.waiting.Load(),
+	})
+}
+
+// errBusy is returned by acquire when the queue is full.
+var errBusy = errors.New("busy")
+
+// acquire admits a request and waits for the model. It fails at once when
+// the queue is full, and when the client goes away while waiting.
+func (s *Server) acquire(r *http.Request) (release func(), err error) {
+	select {
+	case s.admit <- struct{}{}:
+	default:
+		return nil, errBusy
+	}
+	s.waiting.Add(1)
+	select {
+	case s.run <- struct{}{}:
+		s.waiting.Add(-1)
+		s.busy.Store(true)
+		return func() {
+			s.busy.Store(false)
+			<-s.run
+			<-s.admit
+		}, nil
+	case <-r.Context().Done():
+		s.waiting.Add(-1)
+		<-s.admit
+		return nil, r.Context().Err()
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, typ, code, msg string) {
+	writeJSON(w, status, newAPIError(typ, code, msg))
+}
+
+func badRequest(w http.ResponseWriter, format string, args ...any) {
+	writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_request", fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,195 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/fmoe/fmoe/chat"
+)
+
+// chatRequest is the part of an OpenAI chat.completions request the server
+// honours; other fields are accepted and ignored.
+type chatRequest struct {
+	Model               string          `json:"model"`
+	Messages            []chat.Message  `json:"messages"`
+	Tools               []chat.Tool     `json:"tools"`
+	ToolChoice          json.RawMessage `json:"tool_choice"`
+	Stream              bool            `json:"stream"`
+	StreamOptions       *streamOptions  `json:"stream_options"`
+	MaxTokens           *int            `json:"max_tokens"`
+	MaxCompletionTokens *int            `json:"max_completion_tokens"`
+	Temperature         *float64        `json:"temperature"`
+	TopP                *float64        `json:"top_p"`
+	Stop                json.RawMessage `json:"stop"`
+	Seed                *int64          `json:"seed"`
+	N                   *int            `json:"n"`
+	// ChatTemplateKwargs are extra template variables, as in vLLM and
+	// llama.cpp; enable_thinking among them switches Qwen3.5's reasoning.
+	ChatTemplateKwargs map[string]any `json:"chat_template_kwargs"`
+}
+
+type streamOptions struct {
+	IncludeUsage bool `json:"include_usage"`
+}
+
+// toolChoice is the parsed tool_choice: "auto", "none", "required", or a
+// named function.
+type toolChoice struct {
+	mode string // auto, none, required, function
+	name string
+}
+
+func parseToolChoice(raw json.RawMessage, tools []chat.Tool) (toolChoice, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return toolChoice{mode: "auto"}, nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		switch s {
+		case "auto", "none", "required":
+			if s == "required" && len(tools) == 0 {
+				return toolChoice{}, fmt.Errorf(`tool_choice "required" needs tools`)
+			}
+			return toolChoice{mode: s}, nil
+		}
+		return toolChoice{}, fmt.Errorf(`tool_choice must be "auto", "none", "required" or {"type":"function","function":{"name":…}}, not %q`, s)
+	}
+	var named struct {
+		Type     string `json:"type"`
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	}
+	if err := json.Unmarshal(raw, &named); err != nil || named.Type != "function" || named.Function.Name == "" {
+		return toolChoice{}, fmt.Errorf(`tool_choice must be "auto", "none", "required" or {"type":"function","function":{"name":…}}`)
+	}
+	for _, t := range tools {
+		if t.Function.Name == named.Function.Name {
+			return toolChoice{mode: "function", name: named.Function.Name}, nil
+		}
+	}
+	return toolChoice{}, fmt.Errorf("tool_choice names function %q, which is not among the tools", named.Function.Name)
+}
+
+// parseStop accepts a string or an array of up to 4 strings.
+func parseStop(raw json.RawMessage) ([]string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		if one == "" {
+			return nil, nil
+		}
+		return []string{one}, nil
+	}
+	var many []string
+	if err := json.Unmarshal(raw, &many); err != nil {
+		return nil, fmt.Errorf("stop must be a string or an array of strings")
+	}
+	if len(many) > 4 {
+		return nil, fmt.Errorf("stop takes at most 4 sequences, got %d", len(many))
+	}
+	out := many[:0]
+	for _, s := range many {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func (r *chatRequest) validate() error {
+	if len(r.Messages) == 0 {
+		return fmt.Errorf("messages must not be empty")
+	}
+	for i, m := range r.Messages {
+		switch m.Role {
+		case "system", "developer", "user", "assistant", "tool":
+		default:
+			return fmt.Errorf("messages[%d]: unknown role %q", i, m.Role)
+		}
+	}
+	for i, t := range r.Tools {
+		if t.Type != "" && t.Type != "function" {
+			return fmt.Errorf("tools[%d]: type must be \"function\"", i)
+		}
+		if strings.TrimSpace(t.Function.Name) == "" {
+			return fmt.Errorf("tools[%d]: function.name is required", i)
+		}
+	}
+	if r.N != nil && *r.N != 1 {
+		return fmt.Errorf("n must be 1 (one generation at a time)")
+	}
+	for _, p := range []struct {
+		name string
+		v    *int
+	}{{"max_tokens", r.MaxTokens}, {"max_completion_tokens", r.MaxCompletionTokens}} {
+		if p.v != nil && *p.v < 1 {
+			return fmt.Errorf("%s must be at least 1", p.name)
+		}
+	}
+	if t := r.Temperature; t != nil && (*t < 0 || *t > 2) {
+		return fmt.Errorf("temperature must be between 0 and 2")
+	}
+	if p := r.TopP; p != nil && (*p <= 0 || *p > 1) {
+		return fmt.Errorf("top_p must be in (0, 1]")
+	}
+	return nil
+}
+
+// Response shapes.
+
+type completion struct {
+	ID                string   `json:"id"`
+	Object            string   `json:"object"`
+	Created           int64    `json:"created"`
+	Model             string   `json:"model"`
+	SystemFingerprint string   `json:"system_fingerprint"`
+	Choices           []choice `json:"choices"`
+	Usage             *usage   `json:"usage,omitempty"`
+}
+
+type choice struct {
+	Index        int           `json:"index"`
+	Message      *chat.Message `json:"message,omitempty"`
+	Delta        *delta        `json:"delta,omitempty"`
+	FinishReason *string       `json:"finish_reason"`
+	Logprobs     *struct{}     `json:"logprobs"`
+}
+
+type delta struct {
+	Role             string               `json:"role,omitempty"`
+	Content          *string              `json:"content,omitempty"`
+	ReasoningContent string               `json:"reasoning_content,omitempty"`
+	ToolCalls        []chat.ToolCallDelta `json:"tool_calls,omitempty"`
+}
+
+type usage struct {
+	PromptTokens        int            `json:"prompt_tokens"`
+	CompletionTokens    int            `json:"completion_tokens"`
+	TotalTokens         int            `json:"total_tokens"`
+	PromptTokensDetails *promptDetails `json:"prompt_tokens_details,omitempty"`
+}
+
+// promptDetails reports, as OpenAI's prompt caching does, how many prompt
+// tokens came from the saved session state instead of being computed.
+type promptDetails struct {
+	CachedTokens int `json:"cached_tokens"`
+}
+
+type apiError struct {
+	Error struct {
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Param   *string `json:"param"`
+		Code    string  `json:"code"`
+	} `json:"error"`
+}
+
+func newAPIError(typ, code, msg string) apiError {
+	var e apiError
+	e.Error.Message, e.Error.Type, e.Error.Code = msg, typ, code
+	return e
+}
