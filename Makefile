@@ -22,8 +22,8 @@ fuzz:
 # The main job on the built-in model: pack -> verify -> generate.
 demo: build
 	$(BIN)/fmoe-pack convert --in models/fmoe-tiny-chat/mlx-4bit --out $(DEMO) --force
-	@if [ -x $(BIN)/fmoe-verify ]; then $(BIN)/fmoe-verify --model $(DEMO); fi
-	@if [ -x $(BIN)/fmoe-run ]; then $(BIN)/fmoe-run generate --model $(DEMO) --prompt "What's the weather in Paris?" --tools models/fmoe-tiny-chat/tools.json --tokens 64; fi
+	$(BIN)/fmoe-verify --model $(DEMO)
+	$(BIN)/fmoe-run generate --model $(DEMO) --prompt "What's the weather in Paris?" --tools models/fmoe-tiny-chat/tools.json --tokens 64
 
 # Benchmarks write tens of GB under BENCH_DIR (default /tmp/fmoe-bench); results go to stdout
 # and are recorded by hand in docs/benchmarks.md with the machine.

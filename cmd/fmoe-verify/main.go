@@ -36,11 +36,15 @@ func newApp() *cli.App {
 Results go to stdout (--json for a machine-readable report), progress and notes to stderr.
 Exit status: 0 all good, 1 something is wrong (or could not be read), 2 usage error.
 
+fmoe-verify golden runs the model against reference outputs of Hugging Face transformers (see
+fmoe-verify golden --help).
+
 Examples:
    fmoe-verify --model ~/models/q397-fmoe
    fmoe-verify --model ~/models/q397-fmoe --source ~/models/Qwen3.5-397B-A17B --json > report.json`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "model", Usage: "packed model `DIR` (holds model_weights.json)", Required: true},
+			// Not Required: urfave/cli would then demand it before the golden subcommand too.
+			&cli.StringFlag{Name: "model", Usage: "packed model `DIR` (holds model_weights.json)"},
 			&cli.StringFlag{Name: "source", Usage: "the checkpoint `DIR` the model was packed from, to compare values"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 			&cli.IntFlag{Name: "workers", Usage: "files read at once: `N` (more helps on NVMe, not on a slow disk)", DefaultText: fmt.Sprint(verify.DefaultWorkers())},
@@ -48,12 +52,16 @@ Examples:
 		},
 		Action:          run,
 		HideHelpCommand: true,
+		Commands:        []*cli.Command{goldenCmd()},
 	}
 }
 
 func run(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return cliutil.UsageError("unexpected arguments %q: use --model DIR", c.Args().Slice())
+	}
+	if c.String("model") == "" {
+		return cliutil.UsageError("--model DIR is required (see --help)")
 	}
 	if c.Int("workers") < 0 {
 		return cliutil.UsageError("--workers %d: want a positive number", c.Int("workers"))

@@ -51,6 +51,18 @@ func TestExitCodes(t *testing.T) {
 	if c := code("--model", dir, "extra"); c != 2 {
 		t.Errorf("stray argument: exit %d, want 2", c)
 	}
+	if c := code(); c != 2 {
+		t.Errorf("no --model: exit %d, want 2", c)
+	}
+	if c := code("golden", "--model", dir, "--golden", "../../testdata/tiny/golden/mlx4.safetensors"); c != 0 {
+		t.Errorf("golden mlx4 on the mlx pack: exit %d, want 0 (PASS)", c)
+	}
+	if c := code("golden", "--model", dir, "--golden", "../../testdata/tiny/golden/bf16.safetensors"); c != 1 {
+		t.Errorf("golden bf16 on the 4-bit pack: exit %d, want 1 (FAIL)", c)
+	}
+	if c := code("golden", "--model", dir, "--golden", "../../testdata/tiny/golden/mlx4.safetensors", "--tol", "0"); c != 2 {
+		t.Errorf("golden --tol 0: exit %d, want 2", c)
+	}
 	b, _ := os.ReadFile(filepath.Join(dir, format.WeightsName))
 	b[len(b)/2] ^= 1
 	os.WriteFile(filepath.Join(dir, format.WeightsName), b, 0o644)
