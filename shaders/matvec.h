@@ -81,7 +81,12 @@ DEVICE_FN void matvec(GLOBAL_PTR(const uint4) W, GLOBAL_PTR(const ushort) S, GLO
     const int nch = C / EPC;
     const int plane = nch * STRIDE;
     const int lane = tid & 31;
-    const int r0 = (bx * (nthreads >> 5) + (tid >> 5)) * MV_NR;
+    const int nw = nthreads >> 5;
+    // Blocks are persistent: warp w of block bx takes row groups bx·nw+w,
+    // then every gridDim·nw-th, so x is staged once per block, not once per
+    // 2·nw rows.
+    const int rstep = GRID_DIM_X * nw * MV_NR;
+    int r0 = (bx * nw + (tid >> 5)) * MV_NR;
     const int ng = QUANT ? C / G : 1;
 
     // The first weight loads go out before x is staged, so the two
@@ -94,61 +99,63 @@ DEVICE_FN void matvec(GLOBAL_PTR(const uint4) W, GLOBAL_PTR(const ushort) S, GLO
     // Stage x; after it, for the affine formats, Σx of each chunk (per
     // token) in xsum, so the row loop does not redo it per row.
     SHARED_PTR(float) xsum = xs + TT * plane;
-    for (int i = tid; i < TT * C; i += nthreads) {
-        int t = i / C;
-        int e = i - t * C;
-        int c = e / EPC;
-        xs[t * plane + c * STRIDE + (e - c * EPC)] = x[(i64)(tok0 + t) * C + e];
+    UNROLL for (int t = 0; t < TT; t++) {
+        for (int e = tid; e < C; e += nthreads) {
+            int c = e / EPC;  // EPC is a power of two: a shift
+            xs[t * plane + c * STRIDE + (e - c * EPC)] = x[(i64)(tok0 + t) * C + e];
+        }
     }
     BARRIER();
     if (QUANT) {
-        for (int i = tid; i < TT * nch; i += nthreads) {
-            int t = i / nch;
-            int c = i - t * nch;
-            SHARED_PTR(const float4) p = (SHARED_PTR(const float4))(xs + t * plane + c * STRIDE);
-            float s = 0.0f;
-            UNROLL for (int v = 0; v < EPC / 4; v++) {
-                float4 q = p[v];
-                s += (q.x + q.y) + (q.z + q.w);
+        UNROLL for (int t = 0; t < TT; t++) {
+            for (int c = tid; c < nch; c += nthreads) {
+                SHARED_PTR(const float4) p = (SHARED_PTR(const float4))(xs + t * plane + c * STRIDE);
+                float s = 0.0f;
+                UNROLL for (int v = 0; v < EPC / 4; v++) {
+                    float4 q = p[v];
+                    s += (q.x + q.y) + (q.z + q.w);
+                }
+                xsum[t * nch + c] = s;
             }
-            xsum[i] = s;
         }
         BARRIER();
     }
-    if (r0 >= R) return;  // whole warps leave; no barrier follows
 
-    float acc[MV_NR][TT];
-    UNROLL for (int r = 0; r < MV_NR; r++) UNROLL for (int t = 0; t < TT; t++) acc[r][t] = 0.0f;
-
-    for (int c0 = lane; c0 < nch; c0 += 32 * MV_U) {
-        if (c0 != lane) mv_load<FMT>(W, S, B, R, nch, ng, G, r0, c0, wv, sc, bm);
-        UNROLL for (int u = 0; u < MV_U; u++) {
-            const int c = c0 + 32 * u;
-            if (c >= nch) break;
-            float d[MV_NR][TT];
-            UNROLL for (int r = 0; r < MV_NR; r++) UNROLL for (int t = 0; t < TT; t++) d[r][t] = 0.0f;
-            SHARED_PTR(const float4) xc = (SHARED_PTR(const float4))(xs + c * STRIDE);
-            UNROLL for (int v = 0; v < EPC / 4; v++) {
-                float4 xv[TT];
-                UNROLL for (int t = 0; t < TT; t++) xv[t] = xc[t * (plane / 4) + v];
-                UNROLL for (int k = 0; k < 4; k++) {
-                    const int e = 4 * v + k;
-                    UNROLL for (int r = 0; r < MV_NR; r++) {
-                        uint word = u4_at(wv[u][r], e / PER);
-                        float w = mv_decode<FMT>(word, word >> 16, e % PER);
-                        UNROLL for (int t = 0; t < TT; t++) d[r][t] = FMAF(w, f4_at(xv[t], k), d[r][t]);
+    bool loaded = true;  // the first batch of the first row group is in wv
+    for (; r0 < R; r0 += rstep) {  // whole warps; no barrier follows
+        float acc[MV_NR][TT];
+        UNROLL for (int r = 0; r < MV_NR; r++) UNROLL for (int t = 0; t < TT; t++) acc[r][t] = 0.0f;
+        for (int c0 = lane; c0 < nch; c0 += 32 * MV_U) {
+            if (!loaded) mv_load<FMT>(W, S, B, R, nch, ng, G, r0, c0, wv, sc, bm);
+            loaded = false;
+            UNROLL for (int u = 0; u < MV_U; u++) {
+                const int c = c0 + 32 * u;
+                if (c >= nch) break;
+                float d[MV_NR][TT];
+                UNROLL for (int r = 0; r < MV_NR; r++) UNROLL for (int t = 0; t < TT; t++) d[r][t] = 0.0f;
+                SHARED_PTR(const float4) xc = (SHARED_PTR(const float4))(xs + c * STRIDE);
+                UNROLL for (int v = 0; v < EPC / 4; v++) {
+                    float4 xv[TT];
+                    UNROLL for (int t = 0; t < TT; t++) xv[t] = xc[t * (plane / 4) + v];
+                    UNROLL for (int k = 0; k < 4; k++) {
+                        const int e = 4 * v + k;
+                        UNROLL for (int r = 0; r < MV_NR; r++) {
+                            uint word = u4_at(wv[u][r], e / PER);
+                            float w = mv_decode<FMT>(word, word >> 16, e % PER);
+                            UNROLL for (int t = 0; t < TT; t++) d[r][t] = FMAF(w, f4_at(xv[t], k), d[r][t]);
+                        }
                     }
                 }
-            }
-            UNROLL for (int r = 0; r < MV_NR; r++) UNROLL for (int t = 0; t < TT; t++) {
-                if (QUANT) acc[r][t] += FMAF(sc[u][r], d[r][t], bm[u][r] * xsum[t * nch + c]);
-                else acc[r][t] += d[r][t];
+                UNROLL for (int r = 0; r < MV_NR; r++) UNROLL for (int t = 0; t < TT; t++) {
+                    if (QUANT) acc[r][t] += FMAF(sc[u][r], d[r][t], bm[u][r] * xsum[t * nch + c]);
+                    else acc[r][t] += d[r][t];
+                }
             }
         }
-    }
-    UNROLL for (int r = 0; r < MV_NR; r++) UNROLL for (int t = 0; t < TT; t++) {
-        float v = SIMD_SUM(acc[r][t]);
-        if (lane == 0 && r0 + r < R) y[(i64)(tok0 + t) * R + r0 + r] = v;
+        UNROLL for (int r = 0; r < MV_NR; r++) UNROLL for (int t = 0; t < TT; t++) {
+            float v = SIMD_SUM(acc[r][t]);
+            if (lane == 0 && r0 + r < R) y[(i64)(tok0 + t) * R + r0 + r] = v;
+        }
     }
 }
 

@@ -31,6 +31,7 @@ typedef long i64;
 #define DEVICE_FN static inline
 #define GLOBAL_PTR(T) device T*
 #define SHARED_PTR(T) threadgroup T*
+#define THREAD thread
 // The CPU simulator and the mock parse (FMOE_MOCK, never set for Metal) run
 // the threads of a threadgroup as fibers of one kernel call, so there a
 // threadgroup array must be static to be shared (and C++ allows no address

@@ -324,3 +324,21 @@ func BenchmarkExpertPipeline(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLaunch is the host cost of one op (a one-element Add): the
+// floor under any single small kernel, such as an expert's matvec.
+func BenchmarkLaunch(b *testing.B) {
+	be := newOrSkip(b)
+	defer be.Close()
+	x, _ := be.Alloc(1)
+	y, _ := be.Alloc(1)
+	be.Add(y, x)
+	be.Sync()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := be.Add(y, x); err != nil {
+			b.Fatal(err)
+		}
+	}
+	be.Sync()
+}

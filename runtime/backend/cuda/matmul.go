@@ -61,7 +61,8 @@ func (be *Backend) matmul(y C.CUdeviceptr, t *tensor, x C.CUdeviceptr, T int) er
 	if (R+15)/16 < 2*be.dev.sms {
 		warps = 4
 	}
-	blocks := (R + 2*warps - 1) / (2 * warps)
+	// Blocks loop over row groups (see matvec.h); a few per SM suffice.
+	blocks := min((R+2*warps-1)/(2*warps), 4*be.dev.sms)
 	passes4 := T / 4
 	if 4*smem1 > be.dev.maxSmem {
 		passes4 = 0
