@@ -79,9 +79,12 @@ type Tensor struct {
 	Shape     []int  `json:"shape"`
 	Bits      int    `json:"bits,omitempty"`
 	GroupSize int    `json:"group_size,omitempty"`
-	Data      Span   `json:"data"`
-	Scales    *Span  `json:"scales,omitempty"`
-	Biases    *Span  `json:"biases,omitempty"`
+	// Rule names the quantisation rule that chose the scales and biases ("minmax", "mlx",
+	// "lsq", "seed"); empty when the pack copied them from an already-quantised source.
+	Rule   string `json:"rule,omitempty"`
+	Data   Span   `json:"data"`
+	Scales *Span  `json:"scales,omitempty"`
+	Biases *Span  `json:"biases,omitempty"`
 }
 
 // Quantized reports whether t is MLX affine-quantised.
@@ -129,6 +132,13 @@ type ExpertLayer struct {
 	File   string   `json:"file"`
 	Size   int64    `json:"size"`
 	CRC32C []uint32 `json:"crc32c"` // one per expert block, over the whole stride
+}
+
+// SetRule records the quantisation rule on every projection of the set.
+func (s *ExpertSet) SetRule(rule string) {
+	for i := range s.Projections {
+		s.Projections[i].Rule = rule
+	}
 }
 
 // Projection returns the named projection ("gate_proj", "up_proj", "down_proj").

@@ -69,6 +69,9 @@ func validateTensors(m *Manifest) error {
 	return checkOverlap(spans, WeightsName)
 }
 
+// knownRules are the quantisation rules package quant implements ("" for copied data).
+var knownRules = map[string]bool{"": true, "minmax": true, "mlx": true, "lsq": true, "seed": true}
+
 type labelled struct {
 	name string
 	span Span
@@ -113,8 +116,11 @@ func checkTensorLayout(t *Tensor, limit, align int64) error {
 			span *Span
 			size int64
 		}{"biases", t.Biases, gs})
-	} else if t.Scales != nil || t.Biases != nil || t.Bits != 0 {
+	} else if t.Scales != nil || t.Biases != nil || t.Bits != 0 || t.Rule != "" {
 		return fmt.Errorf("dtype %s has quantisation fields", t.DType)
+	}
+	if !knownRules[t.Rule] {
+		return fmt.Errorf("unknown quantisation rule %q", t.Rule)
 	}
 	for _, w := range want {
 		s := w.span

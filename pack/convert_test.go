@@ -286,5 +286,21 @@ func TestDenseBitsAndGates(t *testing.T) {
 			t.Errorf("%s: %d bits, want dense 4", ten.Name, ten.Bits)
 		}
 	}
+	for _, ten := range p.m.Tensors {
+		if ten.Quantized() && ten.Rule != "minmax" {
+			t.Errorf("%s: rule %q, want the default minmax recorded", ten.Name, ten.Rule)
+		}
+	}
+	for _, pr := range p.m.Experts[0].Projections {
+		if pr.Rule != "minmax" {
+			t.Errorf("expert %s: rule %q, want minmax", pr.Name, pr.Rule)
+		}
+	}
+	mlx := convert(t, tiny+"mlx-4bit", Options{})
+	for _, pr := range mlx.m.Experts[0].Projections {
+		if pr.Rule != "" {
+			t.Errorf("copied mlx expert %s: rule %q, want none (unknown provenance)", pr.Name, pr.Rule)
+		}
+	}
 	_ = binary.LittleEndian
 }

@@ -25,7 +25,7 @@ func (p *packer) packDense() error {
 			f.Close()
 			return err
 		}
-		t := format.Tensor{Name: spec.Name, DType: enc.dtype, Shape: enc.shape, Bits: enc.bits, GroupSize: enc.group}
+		t := format.Tensor{Name: spec.Name, DType: enc.dtype, Shape: enc.shape, Bits: enc.bits, GroupSize: enc.group, Rule: enc.rule}
 		if t.Data, err = w.put(enc.data); err != nil {
 			f.Close()
 			return err

@@ -219,6 +219,9 @@ func (p *packer) packExperts() error {
 				return err
 			}
 			set.Dir = format.ExpertsDir
+			if le.q == nil && set.Bits != 16 {
+				set.SetRule(p.rule.String())
+			}
 			if err := os.Mkdir(p.out.path(set.Dir), 0o755); err != nil {
 				return fmt.Errorf("output: %w", err)
 			}

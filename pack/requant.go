@@ -81,6 +81,7 @@ func Requant(ctx context.Context, o RequantOptions) (*RequantStats, error) {
 		return nil, err
 	}
 	set.Dir = format.ExpertSetDir(o.Bits, src.Bits)
+	set.SetRule(rule.String())
 	final := filepath.Join(o.Model, set.Dir)
 	if err := clearOldSet(m, o, set.Dir, final); err != nil {
 		return nil, err

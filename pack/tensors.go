@@ -15,6 +15,7 @@ type encoded struct {
 	shape  []int
 	bits   int
 	group  int
+	rule   string
 	data   []byte
 	scales []byte
 	biases []byte
@@ -29,7 +30,7 @@ func quantizeFloat(rule quant.Rule, src []byte, dtype string, rows, cols, bits, 
 	if err != nil {
 		return nil, err
 	}
-	e := &encoded{dtype: format.DTypeU32, shape: []int{rows, cols}, bits: bits, group: group,
+	e := &encoded{dtype: format.DTypeU32, shape: []int{rows, cols}, bits: bits, group: group, rule: rule.String(),
 		data: make([]byte, rows*wordsPerRow*4), scales: make([]byte, rows*groups*2), biases: make([]byte, rows*groups*2)}
 	err = parallelRows(rows, workers, func(r0, r1 int) error {
 		row := make([]float32, cols)

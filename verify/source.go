@@ -212,7 +212,7 @@ func (c *sourceCmp) denseTensor(t *format.Tensor, w []byte) {
 		return
 	}
 	rows, cols := asMatrix(t.Shape)
-	got := &matrix{rows: rows, cols: cols, dtype: t.DType, bits: t.Bits, group: t.GroupSize,
+	got := &matrix{rows: rows, cols: cols, dtype: t.DType, bits: t.Bits, group: t.GroupSize, rule: t.Rule,
 		data: span(w, &t.Data), scales: span(w, t.Scales), biases: span(w, t.Biases)}
 	want := &matrix{rows: rows, cols: cols, dtype: src.DType, data: src.Data}
 	if src.DType == format.DTypeU32 {
@@ -284,7 +284,7 @@ func (w *worker) compareBlock(dir string, set, l, e int, blk []byte) {
 }
 
 func projMatrix(pr *format.Tensor, blk []byte) *matrix {
-	return &matrix{rows: pr.Shape[0], cols: pr.Shape[1], dtype: pr.DType, bits: pr.Bits, group: pr.GroupSize,
+	return &matrix{rows: pr.Shape[0], cols: pr.Shape[1], dtype: pr.DType, bits: pr.Bits, group: pr.GroupSize, rule: pr.Rule,
 		data: span(blk, &pr.Data), scales: span(blk, pr.Scales), biases: span(blk, pr.Biases)}
 }
 

@@ -17,6 +17,7 @@ type matrix struct {
 	rows, cols           int
 	dtype                string
 	bits, group          int
+	rule                 string // quantisation rule of got, "" if unknown
 	data, scales, biases []byte
 }
 
@@ -160,8 +161,8 @@ func roundTo(dtype string, f float32) float32 {
 }
 
 // compareBound requires every element of the quantised got to be within the quantisation bound
-// of its reference group. The manifest does not record which rule quantised a tensor, so the
-// bound is the loosest of quant's rules; see the report's proposal for recording it.
+// of its reference group: the bound of the rule the manifest records, or the loosest of quant's
+// rules when it records none (data copied from an already-quantised source).
 func compareBound(got, want *matrix) cmpResult {
 	res := cmpResult{mode: "bound"}
 	var s rowScratch
@@ -181,7 +182,7 @@ func compareBound(got, want *matrix) cmpResult {
 			for _, v := range grp {
 				lo, hi = min(lo, v), max(hi, v)
 			}
-			bound := loosestBound(got.bits, lo, hi)
+			bound := ruleBound(got.rule, got.bits, lo, hi)
 			for c := c0; c < c0+got.group; c++ {
 				d := math.Abs(float64(g[c]) - float64(w[c]))
 				if math.IsNaN(d) {
@@ -198,6 +199,13 @@ func compareBound(got, want *matrix) cmpResult {
 		}
 	}
 	return res
+}
+
+func ruleBound(rule string, bits int, lo, hi float32) float32 {
+	if r, err := quant.ParseRule(rule); err == nil {
+		return quant.ErrorBound(r, bits, lo, hi)
+	}
+	return loosestBound(bits, lo, hi)
 }
 
 func loosestBound(bits int, lo, hi float32) float32 {
