@@ -191,6 +191,7 @@ func parse(data []byte) (*Tokenizer, error) {
 	if vocab == nil {
 		return nil, fieldError("model.vocab", "missing")
 	}
+	vocab.wait()
 	if merges == nil {
 		if mergesRaw == nil {
 			return nil, fieldError("model.merges", "missing")

@@ -71,7 +71,11 @@ func parseVocab(s *scanner) (*vocabIndex, error) {
 		ids[i] = e.id
 		tokens[e.id] = keys[i]
 	}
-	return buildVocabIndex(tokens, keys, ids), nil
+	v := newVocabIndex(tokens, len(keys))
+	// Indexing overlaps with scanning the merges, which needs only the
+	// hash seed until it resolves them.
+	go v.fill(keys, ids)
+	return v, nil
 }
 
 // span locates a merge half: s.data[off:off+n], or esc[-off-1:][:n] when the
@@ -160,6 +164,7 @@ func parseMerges(s *scanner, vocab *vocabIndex) (*pairTable, error) {
 		k := vocab.info(bytesOf(h))
 		queries[q] = query{hash: k.hash, head: k.head, n: int32(k.n), q: int32(q)}
 	}
+	vocab.wait()
 	ids := make([]int32, len(halves))
 	for _, qu := range bucketSort(queries, len(vocab.slots), func(qu *query) uint64 { return vocab.homeOf(qu.hash) }) {
 		var key []byte

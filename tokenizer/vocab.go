@@ -19,6 +19,7 @@ type vocabIndex struct {
 	seed   maphash.Seed
 	tokens []string // id → string; the index's own copy
 	n      int
+	filled chan struct{} // closed once fill is done
 }
 
 type vocabSlot struct {
@@ -54,12 +55,23 @@ func (v *vocabIndex) infoString(key string) keyInfo {
 // homeOf returns the slot a hash probes first.
 func (v *vocabIndex) homeOf(h uint64) uint64 { return h & v.mask }
 
-// buildVocabIndex indexes keys[i] → ids[i] over tokens (id → string). A
-// repeated key keeps its last id, as in serde's map, and its earlier id stops
+// newVocabIndex returns an empty index sized for n keys. Its hash seed and
+// size are fixed, so keys can be hashed (info, homeOf) before fill is done.
+func newVocabIndex(tokens []string, n int) *vocabIndex {
+	size := max(1<<bits.Len(uint(n+n/2)), 16) // load factor ≤ 2/3
+	return &vocabIndex{
+		slots: make([]vocabSlot, size), mask: uint64(size - 1), seed: maphash.MakeSeed(),
+		tokens: tokens, filled: make(chan struct{}),
+	}
+}
+
+// fill indexes keys[i] → ids[i] and then marks the index ready. Load runs
+// it concurrently with scanning the merges; lookups wait for it. A repeated
+// key keeps its last id, as in serde's map, and its earlier id stops
 // decoding, as with tokenizers' reversed map.
-func buildVocabIndex(tokens []string, keys []string, ids []int32) *vocabIndex {
-	size := max(1<<bits.Len(uint(len(keys)+len(keys)/2)), 16) // load factor ≤ 2/3
-	v := &vocabIndex{slots: make([]vocabSlot, size), mask: uint64(size - 1), seed: maphash.MakeSeed(), tokens: tokens}
+func (v *vocabIndex) fill(keys []string, ids []int32) {
+	defer close(v.filled)
+	tokens, size := v.tokens, len(v.slots)
 	type item struct {
 		k  keyInfo
 		i  int32 // index into keys; no pointers, so the GC skips items
@@ -91,8 +103,10 @@ func buildVocabIndex(tokens []string, keys []string, ids []int32) *vocabIndex {
 			}
 		}
 	}
-	return v
 }
+
+// wait blocks until fill is done; every lookup must come after it.
+func (v *vocabIndex) wait() { <-v.filled }
 
 // probe looks up a key given its info.
 func (v *vocabIndex) probe(k keyInfo, key []byte) (int32, bool) {
