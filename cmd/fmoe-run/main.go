@@ -22,5 +22,5 @@ func main() {
 
 // commands is extended by the files that add subcommands.
 func commands() []*cli.Command {
-	return []*cli.Command{generateCmd(), tokenizeCmd(), evalCmd(), serveCmd()}
+	return []*cli.Command{generateCmd(), tokenizeCmd(), evalCmd(), serveCmd(), chatCmd()}
 }

@@ -1,0 +1,230 @@
+package chatui
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+
+	"github.com/fmoe/fmoe/chat"
+	"github.com/fmoe/fmoe/convo"
+)
+
+const (
+	dim   = "\x1b[2m"
+	reset = "\x1b[0m"
+)
+
+// Turn answers one user message, running tool rounds until the model
+// replies without calling a tool.
+func (c *Chat) Turn(parent context.Context, text string) error {
+	ctx, cancel := c.o.TurnContext(parent)
+	defer cancel()
+	c.stats.turns++
+	n := len(c.msgs)
+	c.msgs = append(c.msgs, chat.Message{Role: "user", Content: text})
+	for round := 0; ; round++ {
+		reply, err := c.reply(ctx, c.msgs[n:])
+		if err != nil {
+			c.synced = false
+			return err
+		}
+		c.msgs = append(c.msgs, reply)
+		if ctx.Err() != nil {
+			fmt.Fprintln(c.out, "\n(interrupted)")
+			c.synced = false
+			return nil
+		}
+		if len(reply.ToolCalls) == 0 {
+			return nil
+		}
+		if round+1 >= c.o.MaxToolRounds {
+			fmt.Fprintf(c.out, "(stopping after %d tool rounds)\n", round+1)
+			return nil
+		}
+		n = len(c.msgs)
+		for _, call := range reply.ToolCalls {
+			c.msgs = append(c.msgs, chat.Message{Role: "tool", Content: c.runTool(ctx, call), ToolCallID: call.ID, Name: call.Function.Name})
+		}
+	}
+}
+
+// reply generates the assistant's answer to the conversation, of which
+// fresh are the messages the session has not seen yet.
+func (c *Chat) reply(ctx context.Context, fresh []chat.Message) (chat.Message, error) {
+	think := !c.o.NoThink
+	ro := chat.RenderOptions{AddGenerationPrompt: true, EnableThinking: &think}
+	var prompt string
+	var err error
+	continuing := c.synced && len(c.e.History()) > 0
+	if continuing {
+		prompt, err = c.renderTail(fresh, ro)
+		if err != nil {
+			continuing = false
+		}
+	}
+	if !continuing {
+		if prompt, err = c.e.Template.Render(c.msgs, c.tools, ro); err != nil {
+			return chat.Message{}, fmt.Errorf("chat template: %w", err)
+		}
+	}
+	p := chat.NewParser(chat.ParserOptions{Tools: c.tools, StartInReasoning: chat.PromptEndsInReasoning(prompt)})
+	var events []chat.Event
+	inReasoning := false
+	show := func(evs []chat.Event) {
+		for _, ev := range evs {
+			events = append(events, ev)
+			switch ev.Kind {
+			case chat.EventReasoning:
+				if c.o.HideReasoning {
+					continue
+				}
+				if !inReasoning {
+					inReasoning = true
+					c.write(dim + "thinking: ")
+				}
+				c.write(ev.Text)
+			case chat.EventContent:
+				c.endReasoning(&inReasoning)
+				c.write(ev.Text)
+			case chat.EventToolCall:
+				c.endReasoning(&inReasoning)
+			}
+		}
+	}
+	o := convo.Options{MaxTokens: c.o.MaxTokens, Sampler: c.o.Sampler, OnText: func(s string) bool {
+		show(p.Feed(s))
+		return true
+	}}
+	var res *convo.Result
+	if continuing {
+		res, err = c.e.Append(ctx, prompt, o)
+	} else {
+		res, err = c.e.Generate(ctx, prompt, o)
+	}
+	if err != nil {
+		return chat.Message{}, err
+	}
+	show(p.Close())
+	c.endReasoning(&inReasoning)
+	c.write("\n")
+	c.stats.last = res
+	c.stats.generated += len(res.IDs)
+	c.stats.fed += res.PromptTokens - res.ReusedTokens
+	c.stats.reused += res.ReusedTokens
+	// The session holds the reply (less its end-of-turn token), so the next
+	// turn can be appended, unless it was cut short.
+	c.synced = res.Finish == convo.FinishStop || res.Finish == convo.FinishLength
+	if res.Finish == convo.FinishLength {
+		fmt.Fprintf(c.out, "(reply cut at %d tokens)\n", c.o.MaxTokens)
+	}
+	r := chat.Collect(events)
+	return chat.Message{Role: "assistant", Content: r.Content, ReasoningContent: r.Reasoning, ToolCalls: r.ToolCalls}, nil
+}
+
+func (c *Chat) endReasoning(in *bool) {
+	if *in {
+		*in = false
+		c.write(reset + "\n")
+	}
+}
+
+// write prints model output, dropping the dim/reset escapes without color.
+func (c *Chat) write(s string) {
+	if !c.o.Color {
+		s = strings.NewReplacer(dim, "", reset, "").Replace(s)
+	}
+	fmt.Fprint(c.out, s)
+}
+
+// renderTail renders fresh messages as the text that follows the session's
+// history: the end of the last reply, then the messages as the template
+// renders them after a conversation, then the generation prompt. It keeps
+// earlier turns exactly as the model saw them (the template would drop the
+// reasoning of earlier turns, which would force a full recompute).
+func (c *Chat) renderTail(fresh []chat.Message, ro chat.RenderOptions) (string, error) {
+	if len(fresh) == 0 {
+		return "", fmt.Errorf("nothing new")
+	}
+	// The template wants a user query before tool results: render behind a
+	// stand-in one and cut it off.
+	anchor := []chat.Message{{Role: "user", Content: "\x00anchor\x00"}}
+	if fresh[0].Role == "user" {
+		anchor = nil
+	}
+	base := ""
+	if anchor != nil {
+		var err error
+		if base, err = c.e.Template.Render(anchor, nil, chat.RenderOptions{}); err != nil {
+			return "", err
+		}
+	}
+	full, err := c.e.Template.Render(append(anchor, fresh...), nil, ro)
+	if err != nil {
+		return "", err
+	}
+	if !strings.HasPrefix(full, base) {
+		return "", fmt.Errorf("the template renders tool results differently in context")
+	}
+	return c.close + full[len(base):], nil
+}
+
+// runTool produces a call's result: the built-in bash tool asks before
+// running; other tools ask the user to type the result.
+func (c *Chat) runTool(ctx context.Context, call chat.ToolCall) string {
+	var args map[string]any
+	json.Unmarshal([]byte(call.Function.Arguments), &args)
+	if call.Function.Name == "bash" {
+		command, _ := args["command"].(string)
+		if command == "" {
+			return "error: no command given"
+		}
+		fmt.Fprintf(c.out, "run: %s\n", command)
+		ans, err := c.in.ReadLine("run this command? [y/N] ")
+		if err != nil || !strings.EqualFold(strings.TrimSpace(ans), "y") && !strings.EqualFold(strings.TrimSpace(ans), "yes") {
+			fmt.Fprintln(c.out, "(declined)")
+			return "The user declined to run the command."
+		}
+		run := c.o.RunBash
+		if run == nil {
+			run = runBash
+		}
+		out := run(ctx, command)
+		fmt.Fprint(c.out, out)
+		if !strings.HasSuffix(out, "\n") {
+			fmt.Fprintln(c.out)
+		}
+		return out
+	}
+	fmt.Fprintf(c.out, "tool call: %s(%s)\n", call.Function.Name, call.Function.Arguments)
+	if c.tool(call.Function.Name) == nil {
+		return fmt.Sprintf("error: there is no tool named %q", call.Function.Name)
+	}
+	ans, err := c.in.ReadLine("result (empty to decline): ")
+	if err != nil || strings.TrimSpace(ans) == "" {
+		fmt.Fprintln(c.out, "(declined)")
+		return "The user declined to run the tool."
+	}
+	return ans
+}
+
+// execBash runs command and returns stdout and stderr with the exit status
+// when it is not 0, capped so a huge output cannot flood the context.
+func execBash(ctx context.Context, command string, env []string) string {
+	cmd := exec.CommandContext(ctx, "bash", "-c", command)
+	cmd.Env = env
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	s := out.String()
+	const max = 16 << 10
+	if len(s) > max {
+		s = s[:max] + "\n[output truncated]\n"
+	}
+	if err != nil {
+		s += fmt.Sprintf("[%v]\n", err)
+	}
+	return s
+}

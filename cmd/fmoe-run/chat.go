@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/fmoe/fmoe/chatui"
+	"github.com/fmoe/fmoe/convo"
+	"github.com/fmoe/fmoe/internal/cliutil"
+	"github.com/fmoe/fmoe/runtime/model"
+)
+
+func chatCmd() *cli.Command {
+	return &cli.Command{
+		Name:      "chat",
+		Usage:     "chat with the model in the terminal",
+		UsageText: "fmoe-run chat --model DIR [--system FILE] [--tools FILE] [--no-think] [--hide-reasoning] [--tokens N] [--temperature T] [--k K] [--2bit]",
+		Description: `Replies stream as they are generated; reasoning is shown dimmed (or hidden with
+--hide-reasoning). The model can call a built-in bash tool, which asks before running anything
+(y/N) and returns the command's output, and the tools of an OpenAI-format JSON file (a list of
+{"type":"function","function":{...}}), whose results you type (an empty line declines).
+The conversation stays in the model's session, so each turn computes only its new tokens.
+Commands: /reset, /system TEXT, /stats, /help, /exit. Ctrl-C stops a reply; Ctrl-D quits.`,
+		Flags: append(modelFlags(),
+			&cli.StringFlag{Name: "system", Usage: "system message `FILE`"},
+			&cli.StringFlag{Name: "tools", Usage: "OpenAI-format tools JSON `FILE`"},
+			&cli.BoolFlag{Name: "no-think", Usage: "render the template with thinking disabled"},
+			&cli.BoolFlag{Name: "hide-reasoning", Usage: "do not print the model's reasoning"},
+			&cli.IntFlag{Name: "tokens", Value: 1024, Usage: "maximum tokens per reply"},
+			&cli.Float64Flag{Name: "temperature", Usage: "sampling temperature (0: greedy)"},
+			&cli.Float64Flag{Name: "top-p", Usage: "nucleus sampling mass (0: off)"},
+			&cli.Uint64Flag{Name: "seed", Usage: "sampling seed"},
+		),
+		Action: runChat,
+	}
+}
+
+func runChat(c *cli.Context) error {
+	if c.Int("tokens") < 1 {
+		return cliutil.UsageError("--tokens must be at least 1")
+	}
+	o := chatui.Options{
+		NoThink:       c.Bool("no-think"),
+		HideReasoning: c.Bool("hide-reasoning"),
+		MaxTokens:     c.Int("tokens"),
+		Sampler:       model.Sampler{Temperature: c.Float64("temperature"), TopP: c.Float64("top-p"), Seed: c.Uint64("seed")},
+		TurnContext: func(ctx context.Context) (context.Context, context.CancelFunc) {
+			return signal.NotifyContext(ctx, os.Interrupt)
+		},
+	}
+	if f := c.String("system"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		o.System = string(b)
+	}
+	if f := c.String("tools"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &o.Tools); err != nil {
+			return cliutil.UsageError("--tools %s: want a JSON list of OpenAI tools: %v", f, err)
+		}
+		for i, t := range o.Tools {
+			if t.Function.Name == "" {
+				return cliutil.UsageError("--tools %s: tool %d has no function name", f, i)
+			}
+		}
+	}
+	in, isTerm := chatui.NewTerminalReader()
+	if !isTerm {
+		in = chatui.NewPlainReader(os.Stdin, os.Stdout)
+	}
+	o.Color = isTerm && os.Getenv("NO_COLOR") == "" && term.IsTerminal(int(os.Stdout.Fd()))
+	m, err := openModel(c)
+	if err != nil {
+		return err
+	}
+	e, err := convo.New(m, c.String("model"))
+	if err != nil {
+		m.Close()
+		return err
+	}
+	defer e.Close()
+	ch, err := chatui.New(e, in, os.Stdout, o)
+	if err != nil {
+		return err
+	}
+	if err := ch.Run(context.Background()); err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
+	return nil
+}
