@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"slices"
+	"sync"
 	"testing"
 )
 
@@ -41,4 +42,23 @@ func checkGolden(t *testing.T, tok *Tokenizer, g goldenFile) {
 		}
 	}
 	t.Logf("%s (%s): %d/%d cases pass", g.Tokenizer, g.Reference, pass, len(g.Cases))
+}
+
+// TestConcurrentEncode shares one Tokenizer (and its word cache) between
+// goroutines; run with -race to check the cache.
+func TestConcurrentEncode(t *testing.T) {
+	tok := loadQwen3(t)
+	g := readGolden(t, qwen3GoldenPath)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range g.Cases {
+				c := g.Cases[(i+w*37)%len(g.Cases)]
+				if got := tok.Encode(c.Text); !slices.Equal(got, c.IDs) {
+					t.Errorf("goroutine %d: Encode(%q) = %v, want %v", w, c.Text, got, c.IDs)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
