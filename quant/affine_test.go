@@ -46,6 +46,9 @@ func refQuantize(w []float32, bits, group int) (q []uint32, scales, biases []uin
 		scales, biases = append(scales, sb), append(biases, bb)
 		for _, v := range grp {
 			r := math.RoundToEven(float64(float32(float32(v-BF16ToF32(bb)) / BF16ToF32(sb))))
+			if math.IsNaN(r) { // 0/0 when the scale underflowed to zero: level 0
+				r = 0
+			}
 			r = math.Min(math.Max(r, 0), float64(nbins))
 			q = append(q, uint32(r))
 		}

@@ -66,13 +66,13 @@ func lsqParams(x []float32, lo, hi float32, bits int) params {
 	if m := evalGroup(x, mlxParams(lo, hi, n), nf); m.sse < best.sse {
 		best = m
 	}
-	if !best.p.ok() {
+	if !best.p.ok(nf) {
 		return best.p // overflow; quantizeGroup reports it
 	}
 	mid, half := lo+(hi-lo)/2, (hi-lo)/2
 	for _, f := range lsqShrink {
 		p := minMaxParams(mid-half*f, mid+half*f, n)
-		if !p.ok() {
+		if !p.ok(nf) {
 			continue
 		}
 		if c := evalGroup(x, p, nf); c.sse < best.sse && c.worst <= limit {
@@ -94,7 +94,7 @@ func lsqParams(x []float32, lo, hi float32, bits int) params {
 		s := (count*cur.sqx - cur.sq*sx) / det
 		b := (sx - s*cur.sq) / count
 		p := rounded(F32ToBF16(float32(s)), F32ToBF16(float32(b)))
-		if p == cur.p || !p.ok() || BF16ToF32(p.s16) == 0 {
+		if p == cur.p || !p.ok(nf) || BF16ToF32(p.s16) == 0 {
 			break
 		}
 		cur = evalGroup(x, p, nf)

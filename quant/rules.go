@@ -64,7 +64,7 @@ func (r Rule) check() error {
 
 var (
 	errNonFinite = errors.New("non-finite value")
-	errOverflow  = errors.New("scale or bias overflows bf16")
+	errOverflow  = errors.New("scale, bias or a dequantised level overflows")
 )
 
 // groupRange returns the group's min and max, or an error if any value is
@@ -114,8 +114,13 @@ func rounded(s16, b16 uint16) params {
 	return p
 }
 
-func (p params) ok() bool {
-	return finite(BF16ToF32(p.s16)) && finite(BF16ToF32(p.b16))
+// ok reports whether the stored scale and bias, and every level they
+// dequantise to (the extremes suffice: levels are monotonic in q), are
+// finite. Only groups with values near float32's limit can fail.
+func (p params) ok(nf float32) bool {
+	s, b := BF16ToF32(p.s16), BF16ToF32(p.b16)
+	top := float32(nf * s)
+	return finite(s) && finite(b) && finite(top) && finite(float32(top+b))
 }
 
 // mlxParams is the reference rule, in float32 step for step:
@@ -141,7 +146,11 @@ func mlxParams(lo, hi float32, n int) params {
 	if q0 != 0 {
 		scale, bias = edge/q0, edge
 	}
-	return rounded(F32ToBF16(scale), F32ToBF16(bias))
+	// No zero-scale substitution here: the reference divides by whatever
+	// the scale became (a signed zero when edge/scale overflowed to
+	// infinity), and the levels must match it even then.
+	s16, b16 := F32ToBF16(scale), F32ToBF16(bias)
+	return params{s16: s16, b16: b16, as: BF16ToF32(s16), ab: BF16ToF32(b16)}
 }
 
 func minMaxParams(lo, hi float32, n int) params {
@@ -176,7 +185,7 @@ func quantizeGroup(rule Rule, x []float32, bits int, out []uint32) (s16, b16 uin
 	case RuleLSQ:
 		p = lsqParams(x, lo, hi, bits)
 	}
-	if !p.ok() {
+	if !p.ok(float32(n)) {
 		return 0, 0, errOverflow
 	}
 	packGroup(x, p.as, p.ab, bits, out)
