@@ -26,6 +26,7 @@ type Options struct {
 	Tools         []chat.Tool // offered besides the built-in bash tool
 	NoThink       bool        // render the template with thinking off
 	HideReasoning bool
+	NoBash        bool // do not offer the built-in bash tool
 	Color         bool // dim reasoning with ANSI escapes
 	MaxTokens     int  // per reply (0: 1024)
 	Sampler       model.Sampler
@@ -78,7 +79,7 @@ func New(e *convo.Engine, in LineReader, out io.Writer, o Options) (*Chat, error
 		o.TurnContext = context.WithCancel
 	}
 	c := &Chat{e: e, o: o, in: in, out: out, tools: append([]chat.Tool(nil), o.Tools...)}
-	if c.tool("bash") == nil {
+	if c.tool("bash") == nil && !o.NoBash {
 		c.tools = append(c.tools, BashTool)
 	}
 	const mark = "\x00reply\x00"

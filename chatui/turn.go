@@ -176,7 +176,7 @@ func (c *Chat) renderTail(fresh []chat.Message, ro chat.RenderOptions) (string, 
 func (c *Chat) runTool(ctx context.Context, call chat.ToolCall) string {
 	var args map[string]any
 	json.Unmarshal([]byte(call.Function.Arguments), &args)
-	if call.Function.Name == "bash" {
+	if call.Function.Name == "bash" && !c.o.NoBash {
 		command, _ := args["command"].(string)
 		if command == "" {
 			return "error: no command given"

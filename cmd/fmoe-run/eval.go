@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -16,7 +18,7 @@ func evalCmd() *cli.Command {
 	return &cli.Command{
 		Name:      "eval",
 		Usage:     "run an eval file's prompts greedily and score the answers",
-		UsageText: "fmoe-run eval --model DIR --eval FILE [--2bit] [--k K] [--threads N] [--json]",
+		UsageText: "fmoe-run eval --model DIR --eval FILE [--2bit] [--k K] [--threads N] [--cases 0,1,2] [--json]",
 		Description: `Runs every case of an fmoe eval file (models/fmoe-tiny-chat/eval/eval.json) as the reference
 did: greedy, at most 64 new tokens, stopping at <|im_end|>. Each answer is scored by the file's
 rule (exact: the right call with every parameter, equal JSON, equal text; structurally valid:
@@ -25,6 +27,7 @@ the reference's greedy ids on the dequantised mlx-4bit weights (mlx4_ids).`,
 		Flags: append(modelFlags(),
 			&cli.StringFlag{Name: "eval", Usage: "eval `FILE` (JSON)", Required: true},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+			&cli.StringFlag{Name: "cases", Usage: "run only these case `INDICES` (comma-separated, from 0)"},
 		),
 		Action: func(c *cli.Context) error {
 			if c.Int("k") < 0 {
@@ -47,9 +50,22 @@ the reference's greedy ids on the dequantised mlx-4bit weights (mlx4_ids).`,
 			ctx, stop := cliutil.SignalContext()
 			defer stop()
 			o := eval.Options{}
+			if c.IsSet("cases") {
+				for _, v := range strings.FieldsFunc(c.String("cases"), func(r rune) bool { return r == ',' || r == ' ' }) {
+					i, err := strconv.Atoi(v)
+					if err != nil || i < 0 || i >= len(f.Cases) {
+						return cliutil.UsageError("--cases: %q is not a case index (0..%d)", v, len(f.Cases)-1)
+					}
+					o.Cases = append(o.Cases, i)
+				}
+			}
 			if w := cliutil.ProgressWriter(c.Bool("json")); w != nil {
 				done := 0
-				o.OnCase = func(*eval.CaseResult) { done++; fmt.Fprintf(w, "\rcase %d/%d", done, len(f.Cases)) }
+				total := len(f.Cases)
+				if o.Cases != nil {
+					total = len(o.Cases)
+				}
+				o.OnCase = func(*eval.CaseResult) { done++; fmt.Fprintf(w, "\rcase %d/%d", done, total) }
 				defer fmt.Fprintln(w)
 			}
 			rep, err := eval.Run(ctx, m, tok, f, o)
