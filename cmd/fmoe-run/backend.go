@@ -1,10 +1,15 @@
 package main
 
 import (
+	"os"
+
+	"github.com/urfave/cli/v2"
+
 	"github.com/fmoe/fmoe/runtime/backend"
-	"github.com/fmoe/fmoe/runtime/backend/cpu"
+	"github.com/fmoe/fmoe/runtime/backends"
 )
 
-func newCPUBackend(threads int) (backend.Backend, error) {
-	return cpu.New(cpu.Options{Threads: threads}), nil
+// openBackend opens the --backend choice; auto reports on stderr what it picked and why.
+func openBackend(c *cli.Context) (backend.Backend, error) {
+	return backends.Open(c.String("backend"), backends.Options{Threads: c.Int("threads"), Log: os.Stderr})
 }

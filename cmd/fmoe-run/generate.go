@@ -21,6 +21,7 @@ func modelFlags() []cli.Flag {
 		&cli.IntFlag{Name: "k", Usage: "routed experts per token (default: the model's; fewer reads less from disk, at some quality cost)"},
 		&cli.BoolFlag{Name: "2bit", Usage: "stream the 2-bit expert set (made by fmoe-pack requant --bits 2)"},
 		&cli.IntFlag{Name: "threads", Usage: "CPU threads per op (default: all cores)"},
+		&cli.StringFlag{Name: "backend", Value: "auto", Usage: "compute backend: auto (a GPU when present, else the CPU), cpu or cuda"},
 	}
 }
 
@@ -29,14 +30,16 @@ func openModel(c *cli.Context) (*model.Model, error) {
 	if c.Bool("2bit") {
 		o.ExpertBits = 2
 	}
-	if c.Int("threads") > 0 {
-		be, err := newCPUBackend(c.Int("threads"))
-		if err != nil {
-			return nil, err
-		}
-		o.Backend = be
+	be, err := openBackend(c)
+	if err != nil {
+		return nil, err
 	}
-	return model.Open(c.String("model"), o)
+	o.Backend = be
+	m, err := model.Open(c.String("model"), o)
+	if err != nil {
+		be.Close()
+	}
+	return m, err
 }
 
 func generateCmd() *cli.Command {

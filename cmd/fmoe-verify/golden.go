@@ -2,10 +2,12 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/fmoe/fmoe/internal/cliutil"
+	"github.com/fmoe/fmoe/runtime/backends"
 	"github.com/fmoe/fmoe/runtime/golden"
 	"github.com/fmoe/fmoe/runtime/model"
 )
@@ -29,6 +31,7 @@ Example:
 			&cli.StringFlag{Name: "golden", Usage: "golden safetensors `FILE`", Required: true},
 			&cli.IntFlag{Name: "k", Usage: "routed experts per token (the reference's; default: the model's)"},
 			&cli.Float64Flag{Name: "tol", Value: 1e-4, Usage: "largest relative L2 error allowed per position"},
+			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "compute backend: auto, cpu or cuda"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.Float64("tol") <= 0 {
@@ -38,7 +41,12 @@ Example:
 			if err != nil {
 				return err
 			}
-			m, err := model.Open(c.String("model"), model.Options{ExpertsPerToken: c.Int("k")})
+			be, err := backends.Open(c.String("backend"), backends.Options{Log: os.Stderr})
+			if err != nil {
+				return err
+			}
+			defer be.Close()
+			m, err := model.Open(c.String("model"), model.Options{ExpertsPerToken: c.Int("k"), Backend: be})
 			if err != nil {
 				return err
 			}
