@@ -1,20 +1,33 @@
 // Package tokenizer encodes and decodes text with the byte-level BPE
 // tokenizers shipped with Qwen3 and Qwen3.5 checkpoints, reproducing Hugging
-// Face tokenizers bit for bit.
+// Face tokenizers id for id.
 //
-// It reads the checkpoint's tokenizer.json and runs the same pipeline as
-// tokenizers' encode(text, add_special_tokens=False):
+// Load (or Parse) reads a checkpoint's tokenizer.json; Encode, Decode and
+// the streaming Decoder then behave like tokenizers'
+// encode(text, add_special_tokens=False) and
+// decode(ids, skip_special_tokens=False). A Tokenizer is safe for
+// concurrent use.
+//
+// Encoding runs the same pipeline as tokenizers:
 //
 //  1. added tokens whose "normalized" flag is false are split out of the raw
-//     text (leftmost-longest, honouring lstrip/rstrip/single_word);
+//     text (leftmost-longest, honouring lstrip, rstrip and single_word);
 //  2. every remaining segment is NFC-normalised on its own, then added tokens
 //     with "normalized": true are split out of it;
 //  3. the Split pre-tokenizer cuts what is left into words with the Qwen
-//     regular expression, implemented here as a hand-written scanner because
-//     Go's regexp lacks the look-ahead in `\s+(?!\S)`;
+//     regular expression, implemented as a hand-written scanner because Go's
+//     regexp lacks the look-ahead in `\s+(?!\S)`;
 //  4. each word's bytes become GPT-2 byte-level symbols, merged by BPE rank.
 //
 // Decoding maps tokens back to bytes and replaces invalid UTF-8 the way
-// Rust's String::from_utf8_lossy does, so output matches tokenizers' decode
-// with skip_special_tokens=False.
+// Rust's String::from_utf8_lossy does.
+//
+// Supported tokenizer.json settings: normalizer NFC or null; pre_tokenizer a
+// Sequence of Split (the Qwen3 or Qwen3.5 regex, Isolated) and ByteLevel
+// (add_prefix_space and use_regex false); model BPE with unk_token,
+// fuse_unk, byte_fallback and ignore_merges, merges as "a b" strings or
+// [a, b] pairs; decoder ByteLevel. Anything else is rejected with an error
+// naming the field. The post_processor is ignored, as it adds nothing when
+// special tokens are not requested; so are truncation and padding: Encode
+// always returns every id.
 package tokenizer
