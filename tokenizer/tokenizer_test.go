@@ -420,3 +420,24 @@ func TestUnknownBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestMatcherLeftmostLongest(t *testing.T) {
+	pats := []string{"ab", "abc", "bcd", "d"}
+	var toks []*addedToken
+	for i, p := range pats {
+		toks = append(toks, &addedToken{id: int32(i), content: p})
+	}
+	m := newMatcher(toks, pats)
+	var got []string
+	for _, p := range m.split(nil, "xabcdab bcd") {
+		s := p.text
+		if p.tok != nil {
+			s = "[" + s + "]"
+		}
+		got = append(got, s)
+	}
+	want := []string{"x", "[abc]", "[d]", "[ab]", " ", "[bcd]"}
+	if !slices.Equal(got, want) {
+		t.Errorf("split = %q, want %q", got, want)
+	}
+}
