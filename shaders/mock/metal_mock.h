@@ -3,7 +3,8 @@
 // (prelude_metal.h + the bodies) and, in the simulator (metalsim.cc), to
 // run them on the CPU.
 //
-// Address-space qualifiers and `kernel` become nothing and [[buffer(n)]]
+// Address-space qualifiers and `kernel` become nothing (with clang they
+// can become clang address spaces instead, see FMOE_MOCK_ADDRESS_SPACES) and [[buffer(n)]]
 // style attributes are left to the compiler to ignore (build with
 // -Wno-attributes), so the parse checks the C++ the bodies write, the
 // macro expansion of the Metal prelude and the types of every builtin they
@@ -20,6 +21,7 @@
 #include <type_traits>
 
 #define kernel
+#define thread
 #if defined(FMOE_MOCK_ADDRESS_SPACES)
 // Clang only: Metal's address spaces as clang address spaces, so that a
 // pointer or reference that crosses spaces without a cast fails here as it

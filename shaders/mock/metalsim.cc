@@ -174,6 +174,7 @@ float fm_sim_ulp(float r) {
 #include "kernels.metal"
 
 #undef kernel
+#undef thread
 #undef device
 #undef constant
 #undef threadgroup

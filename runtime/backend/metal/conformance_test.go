@@ -1,0 +1,48 @@
+package metal
+
+import (
+	"testing"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/backendtest"
+)
+
+func newSimBackend(t *testing.T, tweak func(*Backend, *simDevice), env ...string) func() backend.Backend {
+	return func() backend.Backend {
+		d := newSimDevice(t, env...)
+		be, err := newBackend(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tweak != nil {
+			tweak(be, d)
+		}
+		return be
+	}
+}
+
+// TestConformanceSim runs the conformance suite on the Metal backend with
+// the simulator as its device: the Metal build of the kernels, launched
+// with this package's grids, arguments and threadgroup sizes.
+func TestConformanceSim(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the kernel simulator")
+	}
+	backendtest.Run(t, newSimBackend(t, nil))
+}
+
+// TestConformanceSimTight runs it again where the host must adapt: pipelines
+// that allow only 128 threads per threadgroup (as register-heavy kernels
+// can report), 3 matvec threadgroups (each loops over many row groups), and
+// every exp, log and rsqrt off by up to 4 ulp, a pessimistic reading of
+// Metal's precise-math bounds, to show the tolerances do not rest on the
+// host's libm being better than the GPU's.
+func TestConformanceSimTight(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the kernel simulator")
+	}
+	backendtest.Run(t, newSimBackend(t, func(be *Backend, d *simDevice) {
+		d.threads = 128
+		be.mvGroups = 3
+	}, "FMOE_MOCK_ULP=4"))
+}
