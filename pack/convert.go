@@ -30,7 +30,8 @@ type Options struct {
 	// and Bits otherwise. Router and shared-expert gates are never below 8.
 	DenseBits int
 	// Rule is the quantisation rule for float sources: "minmax" (default: every element within
-	// half a step) or "mlx" (MLX's edge-exact rule, bit-identical to mlx-community conversions).
+	// half a step), "mlx" (MLX's edge-exact rule, bit-identical to mlx-community conversions) or
+	// "lsq" (least squares: lowest RMSE, worst element up to one step; docs/quantization.md).
 	Rule     string
 	Force    bool
 	Workers  int       // 0 means one per CPU
@@ -142,8 +143,10 @@ func (p *packer) resolveBits() error {
 		p.rule = quant.RuleMinMax
 	case "mlx":
 		p.rule = quant.RuleMLX
+	case "lsq":
+		p.rule = quant.RuleLSQ
 	default:
-		return fmt.Errorf("--rule %q: want minmax or mlx", o.Rule)
+		return fmt.Errorf("--rule %q: want minmax, mlx or lsq", o.Rule)
 	}
 	switch o.Bits {
 	case 0, 2, 4, 8, 16:
