@@ -26,7 +26,8 @@ func modelFlags() []cli.Flag {
 }
 
 func openModel(c *cli.Context) (*model.Model, error) {
-	o := model.Options{ExpertsPerToken: c.Int("k")}
+	// Commands without a --direct-io flag read it as false.
+	o := model.Options{ExpertsPerToken: c.Int("k"), DirectIO: c.Bool("direct-io")}
 	if c.Bool("2bit") {
 		o.ExpertBits = 2
 	}
@@ -46,11 +47,18 @@ func generateCmd() *cli.Command {
 	return &cli.Command{
 		Name:      "generate",
 		Usage:     "generate a reply (or a raw continuation) and stream it to stdout",
-		UsageText: "fmoe-run generate --model DIR (--prompt TEXT | --ids 1,2,3) [--tokens N] [--k K] [--2bit] [--temperature T] [--top-p P] [--top-k N] [--seed S] [--threads N]",
+		UsageText: "fmoe-run generate --model DIR (--prompt TEXT | --ids 1,2,3) [--tokens N] [--k K] [--2bit] [--temperature T] [--top-p P] [--top-k N] [--seed S] [--threads N] [--timing] [--direct-io]",
 		Description: `--prompt is sent as a user message through the model's own chat template (with --system and
 --tools when given), so a chat model answers it; --raw feeds the text as it is. --ids feeds token
 ids as they are and prints ids. Sampling is greedy unless --temperature is above 0. Generation
 stops at the model's end tokens or after --tokens tokens.
+
+--timing prints to stderr, after the reply, where the forward time went per layer (attention or
+GatedDeltaNet, routing, waiting for expert reads, expert compute, shared expert) and per token
+(embedding, lm_head), for prefill and decode separately, with the bytes read from the expert files
+per token and the share of those reads the page cache served (checked with mincore before each
+read). --direct-io reads experts around the page cache (O_DIRECT on Linux, F_NOCACHE on macOS),
+so every read goes to the disk.
 
 Example:
    fmoe-run generate --model build/fmoe-tiny-chat --prompt "What's the weather in Paris?" \
@@ -67,6 +75,8 @@ Example:
 			&cli.Float64Flag{Name: "top-p", Usage: "nucleus sampling mass (0: off)"},
 			&cli.IntFlag{Name: "top-k", Usage: "sample among the K most likely tokens (0: off)"},
 			&cli.Uint64Flag{Name: "seed", Usage: "sampling seed"},
+			&cli.BoolFlag{Name: "timing", Usage: "print a per-layer time breakdown, expert bytes read and page-cache hits to stderr"},
+			&cli.BoolFlag{Name: "direct-io", Usage: "read experts around the page cache (O_DIRECT; F_NOCACHE on macOS)"},
 		),
 		Action: runGenerate,
 	}
@@ -111,6 +121,9 @@ func runGenerate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.Bool("timing") {
+		sess.Timing = &model.Timing{}
+	}
 	smp := &model.Sampler{Temperature: c.Float64("temperature"), TopP: c.Float64("top-p"), TopK: c.Int("top-k"), Seed: c.Uint64("seed")}
 	stop := stopTokens(m, tok)
 	var dec *tokenizer.Decoder
@@ -143,6 +156,9 @@ func runGenerate(c *cli.Context) error {
 	fmt.Fprintf(os.Stderr, "%d prompt tokens in %.2fs (%.1f tok/s), %d generated in %.2fs (%.2f tok/s)\n",
 		len(prompt), first.Seconds(), float64(len(prompt))/first.Seconds(),
 		len(out), decode.Seconds(), float64(max(len(out)-1, 0))/max(decode.Seconds(), 1e-9))
+	if sess.Timing != nil {
+		sess.Timing.Report(os.Stderr)
+	}
 	return nil
 }
 

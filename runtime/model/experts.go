@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/fmoe/fmoe/format"
@@ -22,10 +24,14 @@ type expertReader struct {
 	// pool bounds the host memory in flight to 2·par blocks: par being read
 	// while up to par wait for (or are in) compute.
 	pool chan []byte
+	// direct: the files bypass the page cache (direct_*.go).
+	direct bool
+	// probe: mincore reports the truth for these files (timing only).
+	probe bool
 }
 
-func openExperts(dir string, c *format.Config, set *format.ExpertSet, par int) (*expertReader, error) {
-	r := &expertReader{set: set, par: par, pool: make(chan []byte, 2*par)}
+func openExperts(dir string, c *format.Config, set *format.ExpertSet, par int, direct bool) (*expertReader, error) {
+	r := &expertReader{set: set, par: par, pool: make(chan []byte, 2*par), direct: direct}
 	for i, name := range format.ExpertProjections {
 		p, err := set.Projection(name)
 		if err != nil {
@@ -37,13 +43,14 @@ func openExperts(dir string, c *format.Config, set *format.ExpertSet, par int) (
 		return nil, fmt.Errorf("model: expert set %s has %d layers, config %d", set.Dir, len(set.Layers), c.NumHiddenLayers)
 	}
 	for _, l := range set.Layers {
-		f, err := os.Open(filepath.Join(dir, set.Dir, l.File))
+		f, err := openExpertFile(filepath.Join(dir, set.Dir, l.File), direct)
 		if err != nil {
 			r.Close()
-			return nil, fmt.Errorf("model: %w", err)
+			return nil, err
 		}
 		r.files = append(r.files, f)
 	}
+	r.probe = len(set.Layers) > 0 && canProbe(filepath.Join(dir, set.Dir, set.Layers[0].File))
 	for i := 0; i < 2*par; i++ {
 		r.pool <- nil // allocated on first use
 	}
@@ -77,6 +84,11 @@ type expert struct {
 	buf []byte
 	w   [3]backend.Weight
 	err error
+
+	// Filled only for a timed stream (Timing).
+	n               int64         // bytes read
+	dur             time.Duration // pread latency
+	pages, resident int           // pages probed for residency before the read, and how many were resident
 }
 
 // stream reads experts ids of layer l with r.par concurrent preads and
@@ -84,6 +96,12 @@ type expert struct {
 // expert overlaps the reads of the next. fn's weights are valid only during
 // the call. The first error (read or fn) stops the stream and is returned.
 func (r *expertReader) stream(l int, ids []int, fn func(id int, w *[3]backend.Weight) error) error {
+	return r.streamTimed(l, ids, nil, fn)
+}
+
+// streamTimed is stream that, when tp is not nil, adds each read's bytes,
+// latency and page-cache residency to tp.
+func (r *expertReader) streamTimed(l int, ids []int, tp *PhaseTiming, fn func(id int, w *[3]backend.Weight) error) error {
 	if l < 0 || l >= len(r.files) {
 		return fmt.Errorf("model: expert layer %d of %d", l, len(r.files))
 	}
@@ -97,7 +115,7 @@ func (r *expertReader) stream(l int, ids []int, fn func(id int, w *[3]backend.We
 			defer wg.Done()
 			for id := range jobs {
 				buf := <-r.pool
-				done <- r.read(l, id, buf)
+				done <- r.read(l, id, buf, tp != nil)
 			}
 		}()
 	}
@@ -114,6 +132,9 @@ func (r *expertReader) stream(l int, ids []int, fn func(id int, w *[3]backend.We
 	var first error
 	for range ids {
 		e := <-done
+		if tp != nil && e.err == nil {
+			tp.read(e)
+		}
 		if first == nil {
 			first = e.err
 			if first == nil {
@@ -144,7 +165,7 @@ func (r *expertReader) stream(l int, ids []int, fn func(id int, w *[3]backend.We
 	return nil
 }
 
-func (r *expertReader) read(l, id int, buf []byte) *expert {
+func (r *expertReader) read(l, id int, buf []byte, timed bool) *expert {
 	e := &expert{id: id}
 	stride := r.set.Stride
 	if buf == nil {
@@ -156,9 +177,22 @@ func (r *expertReader) read(l, id int, buf []byte) *expert {
 		e.err = fmt.Errorf("model: layer %d expert %d out of range [0, %d)", l, id, ne)
 		return e
 	}
+	var t0 time.Time
+	if timed {
+		if !r.direct && r.probe {
+			e.resident, e.pages = residentPages(r.files[l], int64(id)*stride, stride)
+		}
+		t0 = time.Now()
+	}
 	if _, err := r.files[l].ReadAt(buf, int64(id)*stride); err != nil {
 		e.err = fmt.Errorf("model: read layer %d expert %d: %w", l, id, err)
+		if r.direct && errors.Is(err, syscall.EINVAL) {
+			e.err = fmt.Errorf("%w (direct I/O needs block-aligned reads the filesystem accepts)", e.err)
+		}
 		return e
+	}
+	if timed {
+		e.dur, e.n = time.Since(t0), stride
 	}
 	for i, p := range r.proj {
 		w, err := weight(p, buf)

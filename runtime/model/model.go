@@ -32,6 +32,11 @@ type Options struct {
 	PrefillChunk int
 	// MaxContext caps the KV cache (0: the config's max_position_embeddings).
 	MaxContext int
+	// DirectIO reads experts around the page cache (O_DIRECT on Linux,
+	// F_NOCACHE on macOS; an error elsewhere, or where the filesystem
+	// refuses it). Every read then costs a disk read: for measuring the
+	// disk, or for leaving the cache to other work.
+	DirectIO bool
 }
 
 // Model is an opened packed model. Sessions of one model share its backend
@@ -117,7 +122,7 @@ func Open(dir string, opts Options) (*Model, error) {
 	if par <= 0 {
 		par = m.K
 	}
-	if m.experts, err = openExperts(dir, &c, set, par); err != nil {
+	if m.experts, err = openExperts(dir, &c, set, par, opts.DirectIO); err != nil {
 		return nil, err
 	}
 	ok = true

@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 )
@@ -58,7 +59,17 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 		allW = append(allW, weights[e]...)
 	}
 	I := c.MoeIntermediateSize
-	err := m.experts.stream(l, ids, func(id int, w *[3]backend.Weight) error {
+	s.lap(PhaseRouting)
+	// The stream's time is the compute inside fn plus what is left, which
+	// is the compute waiting for reads: expert_io_wait.
+	tp := s.tm.p
+	var inFn time.Duration
+	err := m.experts.streamTimed(l, ids, tp, func(id int, w *[3]backend.Weight) error {
+		var t0 time.Time
+		if tp != nil {
+			t0 = time.Now()
+			defer func() { inFn += time.Since(t0) }()
+		}
 		tr := rows[id]
 		n := len(tr)
 		x := xn
@@ -91,6 +102,13 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 		}
 		return r.err
 	})
+	if tp != nil {
+		now := time.Now()
+		tp.Time[PhaseExpertCompute] += inFn
+		tp.Time[PhaseExpertWait] += now.Sub(s.tm.last) - inFn
+		s.tm.last = now
+		s.lap(PhaseExpertCompute) // compute still queued on an asynchronous backend
+	}
 	if err != nil {
 		return err
 	}
@@ -99,6 +117,7 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 	acc := r.view(s.sc.acc, 0, T*H)
 	r.do(be.Zero(acc))
 	r.do(be.ScatterAdd(acc, r.view(s.sc.eo, 0, len(allRows)*H), allRows, allW, H))
+	s.lap(PhaseCombine)
 	if L.shGate != nil {
 		Is := c.SharedExpertIntermediateSize
 		sg := r.view(s.sc.sg, 0, T*Is)
@@ -110,8 +129,10 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 		r.do(be.SwiGLU(sg, sg, su))
 		r.do(be.MatMul(sd, L.shDown, sg, T))
 		r.do(be.MatMul(gt, L.shScale, xn, T))
+		s.lap(PhaseSharedExpert)
 		r.do(be.GatedAdd(acc, sd, gt, T))
 	}
 	r.do(be.Add(h, acc))
+	s.lap(PhaseCombine)
 	return r.err
 }

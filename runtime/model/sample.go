@@ -106,7 +106,9 @@ func (s *Session) Generate(prompt []int, max int, smp *Sampler, stop []int, onTo
 	}
 	var out []int
 	for len(out) < max {
+		t0 := s.sampleStart()
 		id, err := smp.Sample(logits)
+		s.sampleDone(t0, len(out) == 0)
 		if err != nil {
 			return out, err
 		}

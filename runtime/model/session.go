@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 )
@@ -18,6 +19,11 @@ type Session struct {
 	// [T, hidden] row-major: "embed", "layerNN" (after decoder layer NN)
 	// and "final_norm". The slice is reused after the call returns.
 	Capture func(name string, T int, h []float32)
+
+	// Timing, when set, accumulates a per-phase breakdown of every step
+	// (see Timing); nil turns it off.
+	Timing *Timing
+	tm     timer
 
 	host []float32 // captures read back to the host
 
@@ -99,10 +105,11 @@ func (s *Session) forward(ids []int, all bool) ([]float32, error) {
 	if all {
 		out = make([]float32, 0, len(ids)*V)
 	}
+	decode := len(ids) == 1 && s.pos > 0
 	for off := 0; off < len(ids); off += m.chunk {
 		chunk := ids[off:min(off+m.chunk, len(ids))]
 		last := off+m.chunk >= len(ids)
-		lg, err := s.step(chunk, all, last)
+		lg, err := s.step(chunk, all, last, decode)
 		if err != nil {
 			return nil, err
 		}
@@ -136,28 +143,39 @@ func (r *run) view(b backend.Buffer, off, n int) backend.Buffer {
 
 // step runs one chunk of tokens through the model. It returns the logits of
 // every position (all) or of the last one (last), or nil.
-func (s *Session) step(ids []int, all, last bool) ([]float32, error) {
+func (s *Session) step(ids []int, all, last, decode bool) ([]float32, error) {
 	m := s.m
 	c := &m.Config
 	T, H := len(ids), c.HiddenSize
 	eps := float32(c.RMSNormEps)
+	var t0 time.Time
+	if s.Timing != nil {
+		t0 = time.Now()
+	}
 	if err := s.sc.ensure(m, T); err != nil {
 		return nil, err
 	}
+	s.startTiming(T, decode)
+	defer s.stopTiming(t0)
 	r := &run{be: m.be}
 	h := r.view(s.sc.h, 0, T*H)
 	xn := r.view(s.sc.xn, 0, T*H)
 	r.do(m.be.Embed(h, m.embed, ids))
+	s.lap(PhaseEmbed)
 	s.capture(r, "embed", h, T)
 	for l := range m.layers {
 		L, st := &m.layers[l], &s.layers[l]
 		r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), L.inNorm, eps))
+		s.lap(PhaseNorm)
 		if L.full {
 			s.attention(r, L, st, xn, h, T)
+			s.lap(PhaseAttention)
 		} else {
 			s.deltaNet(r, L, st, xn, h, T)
+			s.lap(PhaseDeltaNet)
 		}
 		r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), L.postNorm, eps))
+		s.lap(PhaseNorm)
 		if r.err == nil {
 			r.do(s.moe(r, l, L, xn, h, T))
 		}
@@ -167,6 +185,7 @@ func (s *Session) step(ids []int, all, last bool) ([]float32, error) {
 		s.capture(r, fmt.Sprintf("layer%02d", l), h, T)
 	}
 	r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), m.norm, eps))
+	s.lap(PhaseHead)
 	s.capture(r, "final_norm", xn, T)
 	var logits []float32
 	V := c.VocabSize
@@ -185,6 +204,7 @@ func (s *Session) step(ids []int, all, last bool) ([]float32, error) {
 		logits = make([]float32, V)
 		r.do(m.be.Read(logits, lb))
 	}
+	s.lap(PhaseHead)
 	if r.err != nil {
 		return nil, fmt.Errorf("model: %w", r.err)
 	}
@@ -204,5 +224,10 @@ func (s *Session) capture(r *run, name string, b backend.Buffer, T int) {
 	r.do(s.m.be.Read(h, b))
 	if r.err == nil {
 		s.Capture(name, T, h)
+	}
+	if s.tm.p != nil {
+		// Captures are instrumentation, not forward work: they count in
+		// the step's wall time but in no phase.
+		s.tm.last = time.Now()
 	}
 }

@@ -1,0 +1,291 @@
+package model
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// Phase is one part of a forward step that Timing accounts for.
+type Phase int
+
+const (
+	PhaseEmbed         Phase = iota // token embedding lookup
+	PhaseNorm                       // input and post-attention RMSNorms
+	PhaseAttention                  // full-attention mixer (projections, RoPE, attention, o_proj)
+	PhaseDeltaNet                   // GatedDeltaNet mixer
+	PhaseRouting                    // router matmul, logits read-back, top-K
+	PhaseExpertWait                 // compute blocked waiting for expert preads
+	PhaseExpertCompute              // routed experts' matmuls (incl. Bind/Release)
+	PhaseSharedExpert               // shared expert and its gate
+	PhaseCombine                    // weighted sum of the experts and the residual add
+	PhaseHead                       // final norm, lm_head and logits read-back
+	NumPhases
+)
+
+var phaseNames = [NumPhases]string{
+	"embed", "norms", "attention", "deltanet", "routing",
+	"expert_io_wait", "expert_compute", "shared_expert", "combine", "lm_head",
+}
+
+func (p Phase) String() string {
+	if p < 0 || p >= NumPhases {
+		return fmt.Sprintf("Phase(%d)", int(p))
+	}
+	return phaseNames[p]
+}
+
+// Timing accumulates where a session's forward time goes, for prefill and
+// decode separately. Set Session.Timing to a non-nil *Timing to collect it;
+// nil (the default) costs one pointer test per phase and no clock reads.
+//
+// A step of one token after the first position is decode; every other step
+// (the prompt, however long, and a one-token prompt at position 0) is
+// prefill. On a backend whose ops run asynchronously each phase ends with a
+// one-value read-back so that its time is its own; that costs a device
+// sync per phase, so timing perturbs a GPU run more than a CPU one.
+type Timing struct {
+	Prefill, Decode PhaseTiming
+
+	Layers     int   // decoder layers of the model
+	FullLayers int   // of which full attention (the rest GatedDeltaNet)
+	K          int   // routed experts per token
+	Stride     int64 // bytes per expert read
+	// Residency says how PhaseTiming.CachedReads was measured: "mincore",
+	// or why it was not.
+	Residency string
+}
+
+// PhaseTiming is the sum over the steps of one kind.
+type PhaseTiming struct {
+	Steps  int           // forward steps (chunks)
+	Tokens int           // tokens fed
+	Wall   time.Duration // wall time of the steps, start to logits
+	Time   [NumPhases]time.Duration
+
+	Samples    int           // tokens sampled by Generate after steps of this kind
+	SampleTime time.Duration // time Generate spent sampling them
+
+	ExpertReads int64         // preads of one expert block
+	ExpertBytes int64         // bytes they read
+	ReadTime    time.Duration // summed pread latency (reads overlap, so this exceeds their wall time)
+	// ProbedReads were checked for page-cache residency just before the
+	// pread; CachedReads of them had every page resident, and
+	// CachedPages/ProbedPages is the resident share by bytes.
+	ProbedReads, CachedReads int64
+	ProbedPages, CachedPages int64
+}
+
+// Accounted is the sum of the phases; it falls short of Wall only by the
+// bookkeeping between phases.
+func (p *PhaseTiming) Accounted() time.Duration {
+	var d time.Duration
+	for _, t := range p.Time {
+		d += t
+	}
+	return d
+}
+
+// CacheShare is the fraction of probed expert reads that were served
+// entirely by the page cache, or -1 when none was probed.
+func (p *PhaseTiming) CacheShare() float64 {
+	if p.ProbedReads == 0 {
+		return -1
+	}
+	return float64(p.CachedReads) / float64(p.ProbedReads)
+}
+
+// read adds one expert read's statistics.
+func (p *PhaseTiming) read(e *expert) {
+	p.ExpertReads++
+	p.ExpertBytes += e.n
+	p.ReadTime += e.dur
+	if e.pages > 0 {
+		p.ProbedReads++
+		p.ProbedPages += int64(e.pages)
+		p.CachedPages += int64(e.resident)
+		if e.resident == e.pages {
+			p.CachedReads++
+		}
+	}
+}
+
+// timer is a session's clock while Timing is on: each lap charges the time
+// since the previous one to a phase, so the phases tile the step.
+type timer struct {
+	p    *PhaseTiming // nil: timing off
+	last time.Time
+	sync backend.Buffer // one value read back to end asynchronous ops
+	one  [1]float32
+}
+
+// lap charges the time since the last lap to ph. It is a no-op when
+// timing is off, so call sites need no guard.
+func (s *Session) lap(ph Phase) {
+	tm := &s.tm
+	if tm.p == nil {
+		return
+	}
+	if tm.sync != nil {
+		// An error here would also fail the step's next op; timing must
+		// not change which error the caller sees.
+		_ = s.m.be.Read(tm.one[:], tm.sync)
+	}
+	now := time.Now()
+	tm.p.Time[ph] += now.Sub(tm.last)
+	tm.last = now
+}
+
+// startTiming begins timing a step of T tokens, or does nothing when
+// Session.Timing is nil.
+func (s *Session) startTiming(T int, decode bool) {
+	t := s.Timing
+	if t == nil {
+		s.tm.p = nil
+		return
+	}
+	m := s.m
+	t.Layers, t.K = len(m.layers), m.K
+	t.FullLayers = 0
+	for i := range m.layers {
+		if m.layers[i].full {
+			t.FullLayers++
+		}
+	}
+	t.Stride = m.experts.set.Stride
+	t.Residency = m.experts.residency()
+	s.tm.p = &t.Prefill
+	if decode {
+		s.tm.p = &t.Decode
+	}
+	s.tm.p.Steps++
+	s.tm.p.Tokens += T
+	// Made per step because ensure may have replaced the scratch. View
+	// fails only for a bad range; without a sync buffer the phases of an
+	// asynchronous backend just blur into each other.
+	s.tm.sync, _ = m.be.View(s.sc.h, 0, 1)
+	s.tm.last = time.Now()
+}
+
+// stopTiming ends the step started by startTiming.
+func (s *Session) stopTiming(start time.Time) {
+	if s.tm.p != nil {
+		s.tm.p.Wall += time.Since(start)
+		s.tm.p = nil
+	}
+}
+
+// Report writes the breakdown in the spirit of the flash-moe seed's
+// --timing: milliseconds per token, per layer for the in-layer phases.
+func (t *Timing) Report(w io.Writer) {
+	lin := t.Layers - t.FullLayers
+	ph := [2]*PhaseTiming{&t.Prefill, &t.Decode}
+	fmt.Fprintf(w, "[timing] %d layers (%d full attention, %d GatedDeltaNet), K=%d, expert block %d B\n",
+		t.Layers, t.FullLayers, lin, t.K, t.Stride)
+	for i, name := range [2]string{"prefill", "decode"} {
+		p := ph[i]
+		if p.Tokens == 0 {
+			fmt.Fprintf(w, "[timing] %s: no steps\n", name)
+			continue
+		}
+		fmt.Fprintf(w, "[timing] %s: %d tokens in %d step(s), %.3f s forward: %.2f tok/s (sampling adds %.3f ms/token)\n",
+			name, p.Tokens, p.Steps, p.Wall.Seconds(), float64(p.Tokens)/p.Wall.Seconds(),
+			ms(p.SampleTime)/float64(max(p.Samples, 1)))
+	}
+	// per token per layer of the kind the phase runs in
+	perLayer := func(p *PhaseTiming, d time.Duration, layers int) string {
+		if p.Tokens == 0 || layers == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.3f", ms(d)/float64(p.Tokens)/float64(layers))
+	}
+	perTok := func(p *PhaseTiming, d time.Duration) string {
+		if p.Tokens == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.3f", ms(d)/float64(p.Tokens))
+	}
+	row := func(name string, f func(p *PhaseTiming) string, note string) {
+		fmt.Fprintf(w, "  %-26s %10s %10s  %s\n", name, f(ph[0]), f(ph[1]), note)
+	}
+	fmt.Fprintf(w, "[timing] per-layer breakdown (ms per token per layer)\n  %-26s %10s %10s\n", "", "prefill", "decode")
+	row("attention", func(p *PhaseTiming) string { return perLayer(p, p.Time[PhaseAttention], t.FullLayers) },
+		"per full-attention layer")
+	row("deltanet", func(p *PhaseTiming) string { return perLayer(p, p.Time[PhaseDeltaNet], lin) },
+		"per GatedDeltaNet layer")
+	for _, q := range []Phase{PhaseNorm, PhaseRouting, PhaseExpertWait, PhaseExpertCompute, PhaseSharedExpert, PhaseCombine} {
+		row(q.String(), func(p *PhaseTiming) string { return perLayer(p, p.Time[q], t.Layers) }, "")
+	}
+	row("layer_total", func(p *PhaseTiming) string { return perLayer(p, layerTime(p), t.Layers) }, "mean over all layers")
+	fmt.Fprintf(w, "[timing] per token (ms)\n")
+	row("embed", func(p *PhaseTiming) string { return perTok(p, p.Time[PhaseEmbed]) }, "")
+	row("lm_head", func(p *PhaseTiming) string { return perTok(p, p.Time[PhaseHead]) }, "incl. final norm")
+	row("layers", func(p *PhaseTiming) string { return perTok(p, layerTime(p)) }, "")
+	row("unaccounted", func(p *PhaseTiming) string { return perTok(p, p.Wall-p.Accounted()) }, "")
+	row("total", func(p *PhaseTiming) string { return perTok(p, p.Wall) }, "")
+	fmt.Fprintf(w, "[timing] expert reads\n")
+	row("MB read per token", func(p *PhaseTiming) string {
+		if p.Tokens == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", float64(p.ExpertBytes)/1e6/float64(p.Tokens))
+	}, fmt.Sprintf("(decode: K x layers x block = %.1f MB)", float64(int64(t.K*t.Layers)*t.Stride)/1e6))
+	row("reads per token", func(p *PhaseTiming) string {
+		if p.Tokens == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", float64(p.ExpertReads)/float64(p.Tokens))
+	}, "")
+	row("mean pread (ms)", func(p *PhaseTiming) string {
+		if p.ExpertReads == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.3f", ms(p.ReadTime)/float64(p.ExpertReads))
+	}, "one block, reads overlap")
+	row("page-cache hit, reads", func(p *PhaseTiming) string { return pct(p.CacheShare()) },
+		"every page resident before the pread ("+t.Residency+")")
+	row("page-cache hit, bytes", func(p *PhaseTiming) string {
+		if p.ProbedPages == 0 {
+			return "-"
+		}
+		return pct(float64(p.CachedPages) / float64(p.ProbedPages))
+	}, "")
+}
+
+// layerTime is the time spent inside the decoder layers.
+func layerTime(p *PhaseTiming) time.Duration {
+	return p.Accounted() - p.Time[PhaseEmbed] - p.Time[PhaseHead]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+func pct(f float64) string {
+	if f < 0 {
+		return "-"
+	}
+	return strings.TrimSuffix(fmt.Sprintf("%.1f", 100*f), ".0") + "%"
+}
+
+// sampleStart and sampleDone time one Sample call of Generate; the first
+// token is sampled from the prompt's logits, so it counts to prefill.
+func (s *Session) sampleStart() time.Time {
+	if s.Timing == nil {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+func (s *Session) sampleDone(t0 time.Time, first bool) {
+	if s.Timing == nil || t0.IsZero() {
+		return
+	}
+	p := &s.Timing.Decode
+	if first {
+		p = &s.Timing.Prefill
+	}
+	p.Samples++
+	p.SampleTime += time.Since(t0)
+}
