@@ -1,0 +1,208 @@
+package model
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var timingPrompt = []int{1, 5, 9, 13, 2, 7}
+
+// decodeSteps feeds prompt, then n single tokens, as Generate does, and
+// returns the wall time spent in Forward.
+func decodeSteps(t *testing.T, s *Session, prompt []int, n int) time.Duration {
+	t.Helper()
+	var wall time.Duration
+	t0 := time.Now()
+	if _, err := s.Forward(prompt); err != nil {
+		t.Fatal(err)
+	}
+	wall += time.Since(t0)
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		if _, err := s.Forward([]int{(3*i + 4) % 32}); err != nil {
+			t.Fatal(err)
+		}
+		wall += time.Since(t0)
+	}
+	return wall
+}
+
+// TestTimingAccountsForWallTime: the phases tile each step, so their sum
+// is the Forward time measured from outside, and each phase of the tiny
+// model (which has both mixers and a shared expert) takes some time.
+func TestTimingAccountsForWallTime(t *testing.T) {
+	m := open(t, "mlx-4bit", 0, 0, Options{})
+	s, err := m.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := &Timing{}
+	s.Timing = tm
+	const n = 8
+	wall := decodeSteps(t, s, timingPrompt, n)
+	for _, c := range []struct {
+		name   string
+		p      *PhaseTiming
+		tokens int
+	}{{"prefill", &tm.Prefill, len(timingPrompt)}, {"decode", &tm.Decode, n}} {
+		if c.p.Tokens != c.tokens {
+			t.Errorf("%s: %d tokens, want %d", c.name, c.p.Tokens, c.tokens)
+		}
+		for ph := Phase(0); ph < NumPhases; ph++ {
+			if c.p.Time[ph] <= 0 {
+				t.Errorf("%s: phase %s took %v", c.name, ph, c.p.Time[ph])
+			}
+		}
+		if acc := c.p.Accounted(); acc > c.p.Wall {
+			t.Errorf("%s: phases sum to %v, more than the steps' wall time %v", c.name, acc, c.p.Wall)
+		}
+	}
+	if tm.Prefill.Steps != 1 || tm.Decode.Steps != n {
+		t.Errorf("steps: prefill %d, decode %d; want 1, %d", tm.Prefill.Steps, tm.Decode.Steps, n)
+	}
+	acc := tm.Prefill.Accounted() + tm.Decode.Accounted()
+	if r := float64(acc) / float64(wall); r < 0.9 || r > 1 {
+		t.Errorf("phases sum to %v of %v Forward wall time (%.1f%%), want within 10%%", acc, wall, 100*r)
+	}
+	if tm.Layers != m.Config.NumHiddenLayers || tm.K != m.K || tm.FullLayers == 0 || tm.FullLayers == tm.Layers {
+		t.Errorf("model shape: %d layers, %d full, K=%d", tm.Layers, tm.FullLayers, tm.K)
+	}
+	var b bytes.Buffer
+	tm.Report(&b)
+	out := b.String()
+	for _, want := range []string{"prefill: 6 tokens", "decode: 8 tokens", "expert_io_wait", "deltanet", "attention", "lm_head", "page-cache hit"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "NaN") || strings.Contains(out, "Inf") {
+		t.Errorf("report has NaN or Inf:\n%s", out)
+	}
+}
+
+// TestTimingOff: a nil Timing leaves no trace, and a zero Timing reports
+// without dividing by zero.
+func TestTimingOff(t *testing.T) {
+	m := open(t, "mlx-4bit", 0, 0, Options{})
+	s, err := m.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	decodeSteps(t, s, timingPrompt, 2)
+	if s.tm.p != nil {
+		t.Error("timer active with Timing nil")
+	}
+	var b bytes.Buffer
+	(&Timing{}).Report(&b)
+	if strings.Contains(b.String(), "NaN") || !strings.Contains(b.String(), "decode: no steps") {
+		t.Errorf("empty report:\n%s", b.String())
+	}
+	if got := Phase(NumPhases).String(); got != "Phase(10)" {
+		t.Errorf("out-of-range phase prints %q", got)
+	}
+}
+
+// TestTimingExpertBytes: a decode step reads exactly K experts per layer,
+// each one block; a prefill step reads each distinct routed expert of a
+// layer once.
+func TestTimingExpertBytes(t *testing.T) {
+	for _, k := range []int{0, 2} {
+		m := open(t, "mlx-4bit", 0, k, Options{})
+		s, err := m.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tm := &Timing{}
+		s.Timing = tm
+		distinct := 0
+		s.onRoute = func(l int, idx []int) {
+			if len(idx) > m.K { // prefill
+				seen := map[int]bool{}
+				for _, e := range idx {
+					seen[e] = true
+				}
+				distinct += len(seen)
+			}
+		}
+		const n = 5
+		decodeSteps(t, s, timingPrompt, n)
+		stride := m.experts.set.Stride
+		L := int64(m.Config.NumHiddenLayers)
+		if want := int64(m.K) * L * stride * n; tm.Decode.ExpertBytes != want {
+			t.Errorf("K=%d: decode read %d bytes in %d steps, want K x layers x stride x steps = %d", m.K, tm.Decode.ExpertBytes, n, want)
+		}
+		if want := int64(m.K) * L * n; tm.Decode.ExpertReads != want {
+			t.Errorf("K=%d: %d decode reads, want %d", m.K, tm.Decode.ExpertReads, want)
+		}
+		if tm.Prefill.ExpertReads != int64(distinct) || tm.Prefill.ExpertBytes != int64(distinct)*stride {
+			t.Errorf("K=%d: prefill %d reads, %d bytes; routed to %d distinct experts", m.K, tm.Prefill.ExpertReads, tm.Prefill.ExpertBytes, distinct)
+		}
+	}
+}
+
+// TestTimingCacheShare: once the expert files are read, a second identical
+// run finds every read in the page cache; after the files are evicted,
+// mincore says so (it is not just reporting every page resident, as Linux
+// does for files the caller may not write).
+func TestTimingCacheShare(t *testing.T) {
+	dir := packed(t, "mlx-4bit", 0)
+	m := open(t, "mlx-4bit", 0, 0, Options{})
+	if got := m.experts.residency(); got != "mincore" {
+		t.Skipf("page-cache residency %s", got)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, m.experts.set.Dir, "*.bin"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("expert files: %v %v", files, err)
+	}
+	run := func() *Timing {
+		s, err := m.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Timing = &Timing{}
+		decodeSteps(t, s, timingPrompt, 3)
+		return s.Timing
+	}
+	run()
+	for _, f := range files {
+		if _, err := os.ReadFile(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tm := run()
+	for _, p := range []*PhaseTiming{&tm.Prefill, &tm.Decode} {
+		if p.ProbedReads != p.ExpertReads || p.ExpertReads == 0 {
+			t.Fatalf("%d of %d reads probed", p.ProbedReads, p.ExpertReads)
+		}
+		if p.CacheShare() != 1 || p.CachedPages != p.ProbedPages {
+			t.Errorf("warm run: cache share %.3f (%d of %d pages)", p.CacheShare(), p.CachedPages, p.ProbedPages)
+		}
+	}
+
+	evicted := false
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := f.Stat()
+		if err := evict(f); err != nil {
+			f.Close()
+			t.Skipf("cannot evict: %v", err)
+		}
+		res, pages := residentPages(f, 0, st.Size())
+		evicted = evicted || res < pages
+		f.Close()
+	}
+	if !evicted {
+		t.Skip("the filesystem keeps evicted pages (tmpfs?): cannot test a cold read")
+	}
+	tm = run()
+	if p := &tm.Prefill; p.CacheShare() >= 1 {
+		t.Errorf("after eviction: cache share %.3f of %d reads", p.CacheShare(), p.ProbedReads)
+	}
+}
