@@ -6,7 +6,7 @@ import "unicode/utf8"
 // skip_special_tokens=False): special tokens are included, unknown ids are
 // skipped, and bytes that do not form valid UTF-8 become U+FFFD.
 func (t *Tokenizer) Decode(ids []int) string {
-	var b []byte
+	b := make([]byte, 0, 4*len(ids)) // tokens average under 4 bytes
 	for _, id := range ids {
 		b = t.appendBytes(b, id)
 	}

@@ -1,6 +1,8 @@
 package tokenizer
 
 import (
+	"bytes"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -111,5 +113,27 @@ func TestDecodeSkipsUnknownIDs(t *testing.T) {
 	}
 	if got := tok.TokenString(-5); got != "" {
 		t.Errorf("TokenString(-5) = %q", got)
+	}
+}
+
+// TestTokenBytes checks the inline decoding of byte-level strings against a
+// plain rune loop over every vocabulary token and some non-alphabet ones.
+func TestTokenBytes(t *testing.T) {
+	tok := loadQwen3(t)
+	slow := func(s string) []byte {
+		var out []byte
+		for _, r := range s {
+			if r >= byteLevelLimit || runeToByte[r] < 0 {
+				return []byte(s)
+			}
+			out = append(out, byte(runeToByte[r]))
+		}
+		return out
+	}
+	extra := []string{"<think>", "日本", "a b", "\xc4", "\xc4\x80\xc5", "Ā", "ō", "Ń", "é"}
+	for _, s := range append(slices.Clone(tok.tokens), extra...) {
+		if got, want := appendTokenBytes([]byte("x"), s), append([]byte("x"), slow(s)...); !bytes.Equal(got, want) {
+			t.Fatalf("appendTokenBytes(%q) = %q, want %q", s, got, want)
+		}
 	}
 }
