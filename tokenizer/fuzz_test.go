@@ -108,3 +108,24 @@ func FuzzEncodeDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParse feeds mutated small tokenizer.json files to Parse, which must
+// return an error or a working Tokenizer, never panic.
+func FuzzParse(f *testing.F) {
+	f.Add(`{"model": {"type": "BPE", "ignore_merges": true, "unk_token": "<unk>", "fuse_unk": true,
+		"vocab": {"a": 0, "b": 1, "c": 2, "ab": 3, "abc": 4, "\u0120": 5, "<unk>": 6}, "merges": ["a b", ["ab", "c"]]},
+		"added_tokens": [{"id": 7, "content": "<x>", "lstrip": true, "rstrip": true, "single_word": true, "normalized": true, "special": true}],
+		"normalizer": {"type": "NFC"}, "pre_tokenizer": ` + qwenPreTokenizer + `, "decoder": {"type": "ByteLevel"}}`)
+	f.Fuzz(func(t *testing.T, data string) {
+		tok, err := Parse([]byte(data))
+		if err != nil {
+			return
+		}
+		ids := tok.Encode("abc <x> ab\u0301c")
+		tok.Decode(ids)
+		for id := -1; id <= tok.VocabSize(); id++ {
+			tok.TokenString(id)
+			tok.IsSpecial(id)
+		}
+	})
+}

@@ -10,9 +10,9 @@ import (
 	"golang.org/x/text/unicode/norm"
 )
 
-// maxID bounds token ids so a corrupt file cannot make Parse allocate
-// gigabytes for the id table; real vocabularies stay below 300k.
-const maxID = 1 << 24
+// maxID bounds token ids so a corrupt file cannot make Parse allocate a
+// huge id table (at most 64 MB); real vocabularies stay below 300k.
+const maxID = 1 << 22
 
 // Load reads a Hugging Face tokenizer.json file.
 func Load(path string) (*Tokenizer, error) {
