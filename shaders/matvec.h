@@ -71,7 +71,7 @@ DEVICE_FN float mv_decode(uint word, uint hi, int pos) {
 template <int FMT, int TT>
 DEVICE_FN void matvec(GLOBAL_PTR(const uint4) W, GLOBAL_PTR(const ushort) S, GLOBAL_PTR(const ushort) B,
                       GLOBAL_PTR(const float) x, GLOBAL_PTR(float) y, int R, int C, int G, int tok0,
-                      SHARED_PTR(float) xs, int tid, int nthreads, int bx) {
+                      SHARED_PTR(float) xs, int tid, int nthreads, int bx, int nblocks) {
     const int BITS = FMT == FMT_Q2 ? 2 : FMT == FMT_Q4 ? 4 : FMT == FMT_Q8 ? 8 : FMT == FMT_F32 ? 32 : 16;
     const bool QUANT = FMT <= FMT_Q8;
     const int PER = 32 / BITS;  // elements per word
@@ -85,7 +85,7 @@ DEVICE_FN void matvec(GLOBAL_PTR(const uint4) W, GLOBAL_PTR(const ushort) S, GLO
     // Blocks are persistent: warp w of block bx takes row groups bx·nw+w,
     // then every gridDim·nw-th, so x is staged once per block, not once per
     // 2·nw rows.
-    const int rstep = GRID_DIM_X * nw * MV_NR;
+    const int rstep = nblocks * nw * MV_NR;
     int r0 = (bx * nw + (tid >> 5)) * MV_NR;
     const int ng = QUANT ? C / G : 1;
 
@@ -168,7 +168,7 @@ DEVICE_FN void matvec(GLOBAL_PTR(const uint4) W, GLOBAL_PTR(const ushort) S, GLO
                  PARAM(int, G, 7), PARAM(int, t0, 8) KERNEL_IDS_SHARED(float, xs)) {                   \
         DYN_SHARED(float, xs);                                                                         \
         matvec<FMT, TT>(W, S, B, x, y, R, C, G, t0 + BLOCK_ID_Y * TT, xs, THREAD_ID_X, BLOCK_DIM_X,   \
-                        BLOCK_ID_X);                                                                   \
+                        BLOCK_ID_X, GRID_DIM_X);                                                       \
     }
 
 MATVEC_KERNEL(matvec_q2_t1, FMT_Q2, 1)

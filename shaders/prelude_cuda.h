@@ -18,6 +18,8 @@
 //   SHARED(T, name, n)                    a threadgroup array, at kernel scope.
 //   BARRIER()                             threadgroup barrier (shared memory).
 //   THREAD_ID_X, BLOCK_ID_X/Y, BLOCK_DIM_X, GRID_DIM_X
+//   (thread and grid ids may only be read inside KERNEL bodies: Metal passes them to the
+//   entry point alone, so helpers take them as arguments)
 //   SIMD_SUM(x), SIMD_MAX(x)              reductions over a 32-wide SIMD group;
 //                                         every lane of the group must call.
 //   EXPF, LOG1PF, SQRTF, RSQRTF, FMAF, FMAXF, FMINF: float math (accurate,
