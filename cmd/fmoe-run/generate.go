@@ -21,7 +21,7 @@ func modelFlags() []cli.Flag {
 		&cli.IntFlag{Name: "k", Usage: "routed experts per token (default: the model's; fewer reads less from disk, at some quality cost)"},
 		&cli.BoolFlag{Name: "2bit", Usage: "stream the 2-bit expert set (made by fmoe-pack requant --bits 2)"},
 		&cli.IntFlag{Name: "threads", Usage: "CPU threads per op (default: all cores)"},
-		&cli.StringFlag{Name: "backend", Value: "auto", Usage: "compute backend: auto (a GPU when present, else the CPU), cpu or cuda"},
+		&cli.StringFlag{Name: "backend", Value: "auto", Usage: "compute backend: auto (a GPU when present, else the CPU), cpu, cuda or metal"},
 	}
 }
 

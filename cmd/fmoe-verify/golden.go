@@ -31,7 +31,7 @@ Example:
 			&cli.StringFlag{Name: "golden", Usage: "golden safetensors `FILE`", Required: true},
 			&cli.IntFlag{Name: "k", Usage: "routed experts per token (the reference's; default: the model's)"},
 			&cli.Float64Flag{Name: "tol", Value: 1e-4, Usage: "largest relative L2 error allowed per position"},
-			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "compute backend: auto, cpu or cuda"},
+			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "compute backend: auto, cpu, cuda or metal"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.Float64("tol") <= 0 {

@@ -1,20 +1,22 @@
 // Package backends opens a compute backend by name, so every command offers the same
-// --backend auto|cpu|cuda choice and the same fallback: auto takes a GPU where its library and
+// --backend auto|cpu|cuda|metal choice and the same fallback: auto takes a GPU where its library and
 // device are present and the CPU otherwise, saying which and why.
 package backends
 
 import (
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 	"github.com/fmoe/fmoe/runtime/backend/cpu"
 	"github.com/fmoe/fmoe/runtime/backend/cuda"
+	"github.com/fmoe/fmoe/runtime/backend/metal"
 )
 
 // Names are the accepted backend names.
-var Names = []string{"auto", "cpu", "cuda"}
+var Names = []string{"auto", "cpu", "cuda", "metal"}
 
 // Options configure Open.
 type Options struct {
@@ -38,13 +40,30 @@ func Open(name string, o Options) (backend.Backend, error) {
 			return nil, fmt.Errorf("--backend cuda: %w", err)
 		}
 		return be, nil
-	case "", "auto":
-		be, err := cuda.New()
-		if err == nil {
-			logf("backend: cuda")
-			return be, nil
+	case "metal":
+		be, err := metal.New()
+		if err != nil {
+			return nil, fmt.Errorf("--backend metal: %w", err)
 		}
-		logf("backend: cpu (%v)", err)
+		return be, nil
+	case "", "auto":
+		var why []string
+		if runtime.GOOS == "darwin" {
+			be, err := metal.New()
+			if err == nil {
+				logf("backend: metal")
+				return be, nil
+			}
+			why = append(why, err.Error())
+		} else {
+			be, err := cuda.New()
+			if err == nil {
+				logf("backend: cuda")
+				return be, nil
+			}
+			why = append(why, err.Error())
+		}
+		logf("backend: cpu (%s)", strings.Join(why, "; "))
 		return cpu.New(cpu.Options{Threads: o.Threads}), nil
 	}
 	return nil, fmt.Errorf("unknown backend %q (want %s)", name, strings.Join(Names, ", "))
