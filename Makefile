@@ -4,7 +4,7 @@ BIN := bin
 DEMO := build/fmoe-tiny-chat
 FUZZTIME ?= 3s
 
-.PHONY: build test demo bench bench-pack lint fuzz clean
+.PHONY: build test demo bench bench-pack lint fuzz clean metal-check
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -33,6 +33,12 @@ bench: build
 
 bench-pack: build
 	scripts/bench-pack.sh
+
+# Metal backend checks that need no Mac (g++ or clang required); see docs/metal.md.
+metal-check:
+	$(GO) test -count=1 -v -run 'Prelude|SameKernels|Parses|Rejects|NoCUDA|ThreadIds|ConformanceSim|CrossBuild|ObjC' ./runtime/backend/metal
+	GOOS=darwin GOARCH=arm64 CGO_ENABLED=0 $(GO) build ./...
+	GOOS=darwin GOARCH=arm64 CGO_ENABLED=0 $(GO) vet ./runtime/backend/metal ./shaders
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
