@@ -84,8 +84,8 @@ type span struct{ off, n int32 }
 
 // parseMerges reads model.merges, a list of "left right" strings (older
 // files) or of [left, right] pairs (tokenizers >= 0.20), in rank order. It
-// first records where every half is, then resolves all halves to ids in
-// table order (see bucketSort) rather than one random probe at a time.
+// records where every half is while the vocabulary index is still being
+// filled, then resolves them.
 func parseMerges(s *scanner, vocab *vocabIndex) (*pairTable, error) {
 	var (
 		halves = make([]span, 0, len(s.data)/32) // left, right, left, right, ...
@@ -155,32 +155,21 @@ func parseMerges(s *scanner, vocab *vocabIndex) (*pairTable, error) {
 		return s.data[h.off:][:h.n]
 	}
 
-	type query struct {
-		hash, head uint64
-		n, q       int32 // key length; index into halves
-	}
-	queries := make([]query, len(halves))
-	for q, h := range halves {
-		k := vocab.info(bytesOf(h))
-		queries[q] = query{hash: k.hash, head: k.head, n: int32(k.n), q: int32(q)}
-	}
+	// Resolving every half in one tight loop, apart from the table inserts,
+	// lets the processor overlap the cache misses of independent lookups.
 	vocab.wait()
 	ids := make([]int32, len(halves))
-	for _, qu := range bucketSort(queries, len(vocab.slots), func(qu *query) uint64 { return vocab.homeOf(qu.hash) }) {
-		var key []byte
-		if qu.n > 8 { // only long keys are compared byte by byte
-			key = bytesOf(halves[qu.q])
-		}
-		id, ok := vocab.probe(keyInfo{hash: qu.hash, head: qu.head, n: int(qu.n)}, key)
+	for q, h := range halves {
+		id, ok := vocab.getBytes(bytesOf(h))
 		if !ok {
 			id = -1
 		}
-		ids[qu.q] = id
+		ids[q] = id
 	}
 
 	n := len(halves) / 2
 	keys := make([]uint64, n)
-	merges := make([]merge, n)
+	vals := make([]merge, n)
 	last := int32(-2)
 	var pair []byte
 	for i := range n {
@@ -201,9 +190,13 @@ func parseMerges(s *scanner, vocab *vocabIndex) (*pairTable, error) {
 		}
 		last = merged
 		keys[i] = pairKey(ids[2*i], ids[2*i+1])
-		merges[i] = merge{rank: int32(i), token: merged}
+		vals[i] = merge{rank: int32(i), token: merged}
 	}
-	return buildPairTable(keys, merges), nil
+	merges := newPairTable(n)
+	for i, k := range keys {
+		merges.put(k, vals[i])
+	}
+	return merges, nil
 }
 
 // mergeField names merge i lazily: formatting it for each of ~150k merges

@@ -8,6 +8,7 @@ import "math/bits"
 // probing over 16-byte slots keeps a probe to one cache line.
 type pairTable struct {
 	slots []pairSlot
+	n     int
 	shift uint // 64 - log2(len(slots))
 	mask  uint64
 }
@@ -31,29 +32,37 @@ func pairKey(a, b int32) uint64 { return uint64(uint32(a))<<32 | uint64(uint32(b
 // their low bits alone would cluster.
 func (p *pairTable) home(key uint64) uint64 { return (key * 0x9E3779B97F4A7C15) >> p.shift }
 
-// buildPairTable indexes keys[i] → merges[i]. A repeated pair takes its
-// later rank, as when tokenizers collects the merges into a HashMap.
-func buildPairTable(keys []uint64, merges []merge) *pairTable {
-	logSize := max(bits.Len(uint(len(keys)+len(keys)/2)), 4) // load factor ≤ 2/3
-	p := &pairTable{slots: make([]pairSlot, 1<<logSize), shift: uint(64 - logSize), mask: 1<<logSize - 1}
-	type item struct {
-		key uint64
-		m   merge
+func newPairTable(n int) *pairTable {
+	logSize := max(bits.Len(uint(n+n/2)), 4) // load factor ≤ 2/3
+	return &pairTable{slots: make([]pairSlot, 1<<logSize), shift: uint(64 - logSize), mask: 1<<logSize - 1}
+}
+
+// put sets the merge of a pair. A repeated pair takes its later rank, as
+// when tokenizers collects the merges into a HashMap.
+func (p *pairTable) put(key uint64, m merge) {
+	if 3*(p.n+1) > 2*len(p.slots) {
+		p.grow()
 	}
-	items := make([]item, len(keys))
-	for i, k := range keys {
-		items[i] = item{k, merges[i]}
-	}
-	for _, it := range bucketSort(items, len(p.slots), func(it *item) uint64 { return p.home(it.key) }) {
-		for j := p.home(it.key); ; j = (j + 1) & p.mask {
-			s := &p.slots[j]
-			if s.rank1 == 0 || s.key == it.key {
-				*s = pairSlot{key: it.key, rank1: it.m.rank + 1, token: it.m.token}
-				break
+	for i := p.home(key); ; i = (i + 1) & p.mask {
+		s := &p.slots[i]
+		if s.rank1 == 0 || s.key == key {
+			if s.rank1 == 0 {
+				p.n++
 			}
+			*s = pairSlot{key: key, rank1: m.rank + 1, token: m.token}
+			return
 		}
 	}
-	return p
+}
+
+func (p *pairTable) grow() {
+	bigger := newPairTable(len(p.slots))
+	for _, s := range p.slots {
+		if s.rank1 != 0 {
+			bigger.put(s.key, merge{rank: s.rank1 - 1, token: s.token})
+		}
+	}
+	*p = *bigger
 }
 
 func (p *pairTable) get(key uint64) (merge, bool) {

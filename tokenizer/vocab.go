@@ -7,12 +7,11 @@ import (
 )
 
 // vocabIndex maps token strings to ids. Load resolves ~450k merge strings,
-// and its cost is almost all cache misses: a Go map[string]int32 misses about
+// and its cost is mostly cache misses: a Go map[string]int32 misses about
 // three times per probe (control word, slot, key bytes). This open-addressing
 // table keeps each key's first 8 bytes inline beside its id, so a short key
 // (92% of merge halves) costs one miss; longer keys are confirmed against the
-// token list. Bulk operations also go through the table in slot order (see
-// bucketOrder), which turns random misses into a sequential sweep.
+// token list.
 type vocabIndex struct {
 	slots  []vocabSlot
 	mask   uint64
@@ -45,11 +44,11 @@ func (v *vocabIndex) info(key []byte) keyInfo {
 	return keyInfo{hash: maphash.Bytes(v.seed, key), head: binary.LittleEndian.Uint64(b[:]), n: len(key)}
 }
 
-// infoString is info for a string; maphash gives both the same hash.
-func (v *vocabIndex) infoString(key string) keyInfo {
+// headOf packs the first 8 bytes of a key, zero-padded.
+func headOf(key string) uint64 {
 	var b [8]byte
 	copy(b[:], key)
-	return keyInfo{hash: maphash.String(v.seed, key), head: binary.LittleEndian.Uint64(b[:]), n: len(key)}
+	return binary.LittleEndian.Uint64(b[:])
 }
 
 // homeOf returns the slot a hash probes first.
@@ -71,18 +70,15 @@ func newVocabIndex(tokens []string, n int) *vocabIndex {
 // decoding, as with tokenizers' reversed map.
 func (v *vocabIndex) fill(keys []string, ids []int32) {
 	defer close(v.filled)
-	tokens, size := v.tokens, len(v.slots)
-	type item struct {
-		k  keyInfo
-		i  int32 // index into keys; no pointers, so the GC skips items
-		id int32
-	}
-	items := make([]item, len(keys))
+	tokens := v.tokens
+	// Hashing in a pass of its own keeps the insert loop short, so the
+	// processor can overlap the cache misses of consecutive inserts.
+	hashes := make([]uint64, len(keys))
 	for i, key := range keys {
-		items[i] = item{k: v.infoString(key), i: int32(i), id: ids[i]}
+		hashes[i] = maphash.String(v.seed, key)
 	}
-	for _, it := range bucketSort(items, size, func(it *item) uint64 { return v.homeOf(it.k.hash) }) {
-		id, k := it.id, it.k
+	for i, key := range keys {
+		k, id := keyInfo{hash: hashes[i], head: headOf(key), n: len(key)}, ids[i]
 		for j := v.homeOf(k.hash); ; j = (j + 1) & v.mask {
 			s := &v.slots[j]
 			if s.meta == 0 {
@@ -91,9 +87,7 @@ func (v *vocabIndex) fill(keys []string, ids []int32) {
 				break
 			}
 			if s.meta&tagMask == k.tag() && s.head == k.head {
-				// Only a repeated key (or a rare 24-bit hash collision)
-				// gets here, so reading the key again costs nothing.
-				if old, key := int32(uint32(s.meta))-1, keys[it.i]; k.n <= 8 || tokens[old] == key {
+				if old := int32(uint32(s.meta)) - 1; k.n <= 8 || tokens[old] == key {
 					s.meta = k.tag() | uint64(uint32(id+1))
 					if old != id && tokens[old] == key {
 						tokens[old] = ""
@@ -138,28 +132,3 @@ func (v *vocabIndex) token(id int32) string {
 
 // len returns the number of distinct tokens.
 func (v *vocabIndex) len() int { return v.n }
-
-// bucketSort returns items stably sorted by coarse table region: home(item)
-// is a slot of a power-of-two table of the given size, and there are at most
-// 1024 regions. Processing a bulk insert or lookup in that order confines
-// each stretch of work to a few KB of the table and reads the items
-// sequentially, so a bulk operation costs a sweep instead of a cache miss per
-// key; that matters most on a busy machine, where misses are slow. Stability
-// keeps file order among equal keys, so "last one wins" rules still hold.
-func bucketSort[T any](items []T, size int, home func(*T) uint64) []T {
-	shift := max(bits.Len(uint(size))-1-10, 0)
-	counts := make([]int, size>>shift+1)
-	for i := range items {
-		counts[home(&items[i])>>shift+1]++
-	}
-	for i := 1; i < len(counts); i++ {
-		counts[i] += counts[i-1]
-	}
-	out := make([]T, len(items))
-	for i := range items {
-		b := home(&items[i]) >> shift
-		out[counts[b]] = items[i]
-		counts[b]++
-	}
-	return out
-}
