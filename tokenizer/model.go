@@ -155,16 +155,24 @@ func parseMerges(s *scanner, vocab *vocabIndex) (*pairTable, error) {
 		return s.data[h.off:][:h.n]
 	}
 
-	// Resolving every half in one tight loop, apart from the table inserts,
-	// lets the processor overlap the cache misses of independent lookups.
 	vocab.wait()
 	ids := make([]int32, len(halves))
-	for q, h := range halves {
-		id, ok := vocab.getBytes(bytesOf(h))
-		if !ok {
-			id = -1
+	var infos [prefetchBatch]keyInfo
+	var hashes [prefetchBatch]uint64
+	for start := 0; start < len(halves); start += prefetchBatch {
+		batch := halves[start:min(start+prefetchBatch, len(halves))]
+		for j, h := range batch {
+			infos[j] = vocab.info(bytesOf(h))
+			hashes[j] = infos[j].hash
 		}
-		ids[q] = id
+		vocab.touch(hashes[:len(batch)])
+		for j, h := range batch {
+			id, ok := vocab.probe(infos[j], bytesOf(h))
+			if !ok {
+				id = -1
+			}
+			ids[start+j] = id
+		}
 	}
 
 	n := len(halves) / 2
@@ -194,6 +202,9 @@ func parseMerges(s *scanner, vocab *vocabIndex) (*pairTable, error) {
 	}
 	merges := newPairTable(n)
 	for i, k := range keys {
+		if i%prefetchBatch == 0 {
+			merges.touch(keys[i:min(i+prefetchBatch, len(keys))])
+		}
 		merges.put(k, vals[i])
 	}
 	return merges, nil

@@ -9,7 +9,8 @@ import "math/bits"
 type pairTable struct {
 	slots []pairSlot
 	n     int
-	shift uint // 64 - log2(len(slots))
+	sink  int32 // keeps touch's loads alive
+	shift uint  // 64 - log2(len(slots))
 	mask  uint64
 }
 
@@ -53,6 +54,15 @@ func (p *pairTable) put(key uint64, m merge) {
 			return
 		}
 	}
+}
+
+// touch loads the home slots of a batch of keys (see prefetchBatch).
+func (p *pairTable) touch(keys []uint64) {
+	var x int32
+	for _, k := range keys {
+		x += p.slots[p.home(k)].rank1
+	}
+	p.sink += x
 }
 
 func (p *pairTable) grow() {
