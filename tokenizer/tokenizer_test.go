@@ -441,3 +441,22 @@ func TestMatcherLeftmostLongest(t *testing.T) {
 		t.Errorf("split = %q, want %q", got, want)
 	}
 }
+
+func TestScannerInt(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int32
+		ok   bool
+	}{
+		{"0", 0, true}, {"151643", 151643, true}, {"-7", -7, true},
+		{"2147483647", 2147483647, true}, {"-2147483648", -2147483648, true},
+		{"2147483648", 0, false}, {"99999999999999999999", 0, false},
+		{"1.5", 0, false}, {"1e3", 0, false}, {"01", 0, false}, {"-", 0, false}, {"x", 0, false},
+	} {
+		s := &scanner{data: []byte(c.in + ",")}
+		got, err := s.int()
+		if (err == nil) != c.ok || (c.ok && got != c.want) {
+			t.Errorf("int(%q) = %d, %v; want %d, ok %v", c.in, got, err, c.want, c.ok)
+		}
+	}
+}
