@@ -1,7 +1,5 @@
 package tokenizer
 
-import "golang.org/x/text/unicode/norm"
-
 // Tokenizer is a loaded tokenizer.json. It is safe for concurrent use.
 type Tokenizer struct {
 	model bpe
@@ -88,7 +86,7 @@ func (e *encoder) segment(s string) {
 		return
 	}
 	if e.t.nfc {
-		s = norm.NFC.String(s)
+		s = nfc(s)
 	}
 	if e.t.normalized == nil {
 		e.text(s)
