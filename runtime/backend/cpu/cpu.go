@@ -54,6 +54,9 @@ type Options struct {
 	Path Path
 }
 
+// chk words argument errors as every backend does, with no kernel limits.
+var chk = backend.Check{Name: "cpu"}
+
 // Backend is the CPU backend. It is not safe for concurrent use.
 type Backend struct {
 	threads int
@@ -121,8 +124,8 @@ func (be *Backend) View(b backend.Buffer, off, n int) (backend.Buffer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if off < 0 || n < 0 || off+n > len(d) {
-		return nil, fmt.Errorf("cpu: view [%d, %d) of a %d-value buffer", off, off+n, len(d))
+	if err := chk.View(off, n, len(d)); err != nil {
+		return nil, err
 	}
 	return &buf{d: d[off : off+n : off+n]}, nil
 }
@@ -132,8 +135,8 @@ func (be *Backend) Write(dst backend.Buffer, src []float32) error {
 	if err != nil {
 		return err
 	}
-	if len(src) > len(d) {
-		return fmt.Errorf("cpu: write of %d values into a %d-value buffer", len(src), len(d))
+	if err := chk.Write(len(src), len(d)); err != nil {
+		return err
 	}
 	copy(d, src)
 	return nil
@@ -144,8 +147,8 @@ func (be *Backend) Read(dst []float32, src backend.Buffer) error {
 	if err != nil {
 		return err
 	}
-	if len(dst) > len(s) {
-		return fmt.Errorf("cpu: read of %d values from a %d-value buffer", len(dst), len(s))
+	if err := chk.Read(len(dst), len(s)); err != nil {
+		return err
 	}
 	copy(dst, s)
 	return nil
@@ -160,8 +163,8 @@ func (be *Backend) Copy(dst, src backend.Buffer) error {
 	if err != nil {
 		return err
 	}
-	if len(d) != len(s) {
-		return fmt.Errorf("cpu: copy of %d values into %d", len(s), len(d))
+	if err := chk.Copy(len(d), len(s)); err != nil {
+		return err
 	}
 	copy(d, s)
 	return nil

@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"fmt"
 	"sync"
 
 	"github.com/fmoe/fmoe/runtime/backend"
@@ -31,9 +30,8 @@ func (be *Backend) MatMul(y backend.Buffer, w backend.Tensor, x backend.Buffer, 
 		return err
 	}
 	R, C := t.w.Rows, t.w.Cols
-	if T <= 0 || len(xd) < T*C || len(yd) < T*R {
-		return fmt.Errorf("cpu: matmul of [%d, %d] weight with T=%d: x has %d values (want %d), y %d (want %d)",
-			R, C, T, len(xd), T*C, len(yd), T*R)
+	if err := chk.MatMul(R, C, T, len(xd), len(yd)); err != nil {
+		return err
 	}
 	be.matmul(yd, &t.w, xd[:T*C], T)
 	return nil
@@ -108,13 +106,10 @@ func (be *Backend) Embed(y backend.Buffer, w backend.Tensor, ids []int) error {
 		return err
 	}
 	C := t.w.Cols
-	if len(yd) < len(ids)*C {
-		return fmt.Errorf("cpu: embed of %d ids × %d cols into a %d-value buffer", len(ids), C, len(yd))
+	if err := chk.Embed(ids, t.w.Rows, C, len(yd)); err != nil {
+		return err
 	}
 	for i, id := range ids {
-		if id < 0 || id >= t.w.Rows {
-			return fmt.Errorf("cpu: embed id %d out of range [0, %d)", id, t.w.Rows)
-		}
 		dequantRow(&t.w, id, yd[i*C:(i+1)*C])
 	}
 	return nil

@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"fmt"
 	"math"
 	"sync"
 
@@ -32,16 +31,6 @@ func (be *Backend) parallelN(n, work int, fn func(lo, hi int)) {
 	wg.Wait()
 }
 
-func checkHeads(l backend.Heads, n int, what string) error {
-	if l.T <= 0 || l.H <= 0 || l.Dim <= 0 || l.Off < 0 || l.RowStride < 0 || l.HeadStride < 0 {
-		return fmt.Errorf("cpu: %s: bad layout %+v", what, l)
-	}
-	if s := l.Span(); s > n {
-		return fmt.Errorf("cpu: %s: layout %+v spans %d values, buffer has %d", what, l, s, n)
-	}
-	return nil
-}
-
 // rmsScale is rsqrt(mean(x²)+eps), accumulated in float64 so the result
 // does not depend on the summation order.
 func rmsScale(x []float32, eps float32) float32 {
@@ -61,7 +50,7 @@ func (be *Backend) RMSNorm(y, x backend.Buffer, l backend.Heads, w backend.Tenso
 	if err != nil {
 		return err
 	}
-	if err := checkHeads(l, min(len(xd), len(yd)), "rmsnorm"); err != nil {
+	if err := chk.Heads(l, min(len(xd), len(yd)), "rmsnorm"); err != nil {
 		return err
 	}
 	var wv []float32
@@ -100,7 +89,7 @@ func (be *Backend) GatedRMSNorm(y, x, z backend.Buffer, l backend.Heads, w backe
 	if err != nil {
 		return err
 	}
-	if err := checkHeads(l, min(len(xd), len(yd), len(zd)), "gated rmsnorm"); err != nil {
+	if err := chk.Heads(l, min(len(xd), len(yd), len(zd)), "gated rmsnorm"); err != nil {
 		return err
 	}
 	wv, err := be.vector(w, l.Dim, "gated rmsnorm")
@@ -125,11 +114,8 @@ func (be *Backend) Rope(x backend.Buffer, l backend.Heads, rotaryDim int, theta 
 	if err != nil {
 		return err
 	}
-	if err := checkHeads(l, len(xd), "rope"); err != nil {
+	if err := chk.Rope(l, len(xd), rotaryDim, theta, pos0); err != nil {
 		return err
-	}
-	if rotaryDim <= 0 || rotaryDim%2 != 0 || rotaryDim > l.Dim || pos0 < 0 || !(theta > 0) {
-		return fmt.Errorf("cpu: rope: rotary dim %d of head dim %d, theta %v, pos0 %d", rotaryDim, l.Dim, theta, pos0)
 	}
 	half := rotaryDim / 2
 	cs := make([]float32, 2*half)
@@ -170,7 +156,7 @@ func (be *Backend) Attention(out, q, gate backend.Buffer, ql, gl backend.Heads, 
 	if err != nil {
 		return err
 	}
-	if err := checkHeads(ql, len(qd), "attention q"); err != nil {
+	if err := chk.Heads(ql, len(qd), "attention q"); err != nil {
 		return err
 	}
 	var gd []float32
@@ -178,25 +164,16 @@ func (be *Backend) Attention(out, q, gate backend.Buffer, ql, gl backend.Heads, 
 		if gd, err = be.data(gate, "attention gate"); err != nil {
 			return err
 		}
-		if gl.T != ql.T || gl.H != ql.H || gl.Dim != ql.Dim {
-			return fmt.Errorf("cpu: attention gate layout %+v does not match q %+v", gl, ql)
-		}
-		if err := checkHeads(gl, len(gd), "attention gate"); err != nil {
+		if err := chk.AttentionGate(ql, gl, len(gd)); err != nil {
 			return err
 		}
 	}
-	T, H, D := ql.T, ql.H, ql.Dim
-	if kvHeads <= 0 || H%kvHeads != 0 || pos0 < 0 {
-		return fmt.Errorf("cpu: attention: %d query heads over %d KV heads, pos0 %d", H, kvHeads, pos0)
+	if err := chk.Attention(ql, kvHeads, pos0, len(kd), len(vd), len(od)); err != nil {
+		return err
 	}
+	T, H, D := ql.T, ql.H, ql.Dim
 	kvw := kvHeads * D
 	n := pos0 + T
-	if len(kd) < n*kvw || len(vd) < n*kvw {
-		return fmt.Errorf("cpu: attention over %d positions needs %d cache values, k has %d, v %d", n, n*kvw, len(kd), len(vd))
-	}
-	if len(od) < T*H*D {
-		return fmt.Errorf("cpu: attention out has %d values, want %d", len(od), T*H*D)
-	}
 	group := H / kvHeads
 	scale := float32(1 / math.Sqrt(float64(D)))
 	be.parallelN(T*H, T*H*n*D, func(lo, hi int) {
@@ -266,8 +243,8 @@ func (be *Backend) Conv1D(y, x backend.Buffer, w backend.Tensor, state backend.B
 		return err
 	}
 	C, K := wt.w.Rows, wt.w.Cols
-	if T <= 0 || K < 1 || len(xd) < T*C || len(yd) < T*C || len(sd) < (K-1)*C {
-		return fmt.Errorf("cpu: conv1d [%d, %d] taps, T=%d: x %d, y %d, state %d values", C, K, T, len(xd), len(yd), len(sd))
+	if err := chk.Conv1D(C, K, T, len(xd), len(yd), len(sd)); err != nil {
+		return err
 	}
 	wv := wt.floats()
 	// in(s, c) is input step s, where steps -K+1..-1 are the state.

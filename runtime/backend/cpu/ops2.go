@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"fmt"
 	"math"
 
 	"github.com/fmoe/fmoe/runtime/backend"
@@ -45,15 +44,11 @@ func (be *Backend) DeltaNet(y, qkv, a, b backend.Buffer, aLog, dtBias backend.Te
 	if err != nil {
 		return err
 	}
+	if err := chk.DeltaNet(s, len(xd), len(ad), len(bd), len(yd), len(sd)); err != nil {
+		return err
+	}
 	T, Hk, Dk, Hv, Dv := s.T, s.Hk, s.Dk, s.Hv, s.Dv
-	if T <= 0 || Hk <= 0 || Dk <= 0 || Hv <= 0 || Dv <= 0 || Hv%Hk != 0 {
-		return fmt.Errorf("cpu: deltanet: bad shape %+v", s)
-	}
 	W := s.QKVLen()
-	if len(xd) < T*W || len(ad) < T*Hv || len(bd) < T*Hv || len(yd) < T*Hv*Dv || len(sd) < s.StateLen() {
-		return fmt.Errorf("cpu: deltanet %+v: qkv %d (want %d), a %d, b %d (want %d), y %d (want %d), state %d (want %d) values",
-			s, len(xd), T*W, len(ad), len(bd), T*Hv, len(yd), T*Hv*Dv, len(sd), s.StateLen())
-	}
 	al, err := be.vector(aLog, Hv, "deltanet A_log")
 	if err != nil {
 		return err
@@ -133,8 +128,8 @@ func (be *Backend) SwiGLU(y, g, u backend.Buffer) error {
 	if err != nil {
 		return err
 	}
-	if len(gd) != len(yd) || len(ud) != len(yd) {
-		return fmt.Errorf("cpu: swiglu lengths y %d, gate %d, up %d differ", len(yd), len(gd), len(ud))
+	if err := chk.SwiGLU(len(yd), len(gd), len(ud)); err != nil {
+		return err
 	}
 	for i, v := range gd {
 		yd[i] = silu(v) * ud[i]
@@ -151,13 +146,10 @@ func (be *Backend) Gather(dst, src backend.Buffer, rows []int, n int) error {
 	if err != nil {
 		return err
 	}
-	if n <= 0 || len(dd) < len(rows)*n {
-		return fmt.Errorf("cpu: gather of %d rows of %d into %d values", len(rows), n, len(dd))
+	if err := chk.Gather(rows, n, len(dd), len(sd)); err != nil {
+		return err
 	}
 	for i, r := range rows {
-		if r < 0 || (r+1)*n > len(sd) {
-			return fmt.Errorf("cpu: gather row %d out of range of a %d-value buffer", r, len(sd))
-		}
 		copy(dd[i*n:(i+1)*n], sd[r*n:(r+1)*n])
 	}
 	return nil
@@ -172,13 +164,10 @@ func (be *Backend) ScatterAdd(dst, src backend.Buffer, rows []int, weights []flo
 	if err != nil {
 		return err
 	}
-	if n <= 0 || len(weights) != len(rows) || len(sd) < len(rows)*n {
-		return fmt.Errorf("cpu: scatter-add of %d rows of %d (%d weights) from %d values", len(rows), n, len(weights), len(sd))
+	if err := chk.ScatterAdd(rows, weights, n, len(dd), len(sd)); err != nil {
+		return err
 	}
 	for i, r := range rows {
-		if r < 0 || (r+1)*n > len(dd) {
-			return fmt.Errorf("cpu: scatter-add row %d out of range of a %d-value buffer", r, len(dd))
-		}
 		d, s, w := dd[r*n:(r+1)*n], sd[i*n:(i+1)*n], weights[i]
 		for j, v := range s {
 			d[j] += w * v
@@ -200,8 +189,8 @@ func (be *Backend) GatedAdd(h, x, gate backend.Buffer, T int) error {
 	if err != nil {
 		return err
 	}
-	if T <= 0 || len(hd)%T != 0 || len(xd) < len(hd) || len(gd) < T {
-		return fmt.Errorf("cpu: gated add of T=%d: h %d, x %d, gate %d values", T, len(hd), len(xd), len(gd))
+	if err := chk.GatedAdd(T, len(hd), len(xd), len(gd)); err != nil {
+		return err
 	}
 	n := len(hd) / T
 	for t := 0; t < T; t++ {
@@ -223,8 +212,8 @@ func (be *Backend) Add(dst, src backend.Buffer) error {
 	if err != nil {
 		return err
 	}
-	if len(dd) != len(sd) {
-		return fmt.Errorf("cpu: add of %d values to %d", len(sd), len(dd))
+	if err := chk.Add(len(dd), len(sd)); err != nil {
+		return err
 	}
 	for i, v := range sd {
 		dd[i] += v

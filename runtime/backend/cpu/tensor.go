@@ -90,8 +90,8 @@ func (be *Backend) vector(t backend.Tensor, n int, what string) ([]float32, erro
 	if err != nil {
 		return nil, err
 	}
-	if x.w.Rows*x.w.Cols != n {
-		return nil, fmt.Errorf("cpu: %s weight is [%d, %d], want %d values", what, x.w.Rows, x.w.Cols, n)
+	if err := chk.Vector(what, x.w.Rows, x.w.Cols, n); err != nil {
+		return nil, err
 	}
 	return x.floats(), nil
 }
