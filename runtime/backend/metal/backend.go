@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/gpu"
 )
 
 // arenaBytes is the size of the staging buffer for per-op host data
@@ -21,12 +22,16 @@ const defaultMVGroups = 320
 
 var errClosed = errors.New("metal: backend is closed")
 
+// ops are the compute ops, shared with the CUDA backend.
+type ops = gpu.Ops[arg]
+
 // Backend is the Metal backend. It is not safe for concurrent use.
 type Backend struct {
-	dev      device
-	maxTG    int
-	mvGroups int   // most threadgroups of one matvec dispatch
-	dummy    bufID // bound to pointer arguments a kernel will not read
+	ops
+	dev   device
+	lim   gpu.Limits
+	chk   backend.Check
+	dummy bufID // bound to pointer arguments a kernel will not read
 
 	arena     bufID
 	arenaUsed int
@@ -48,7 +53,14 @@ var _ backend.Backend = (*Backend)(nil)
 
 // newBackend wraps an opened device.
 func newBackend(dev device) (*Backend, error) {
-	be := &Backend{dev: dev, maxTG: dev.maxThreadgroupMemory(), mvGroups: defaultMVGroups}
+	be := &Backend{dev: dev, lim: gpu.Limits{
+		MaxShared:    dev.maxThreadgroupMemory(),
+		SharedAlign:  16,
+		DataAlign:    16,
+		MaxThreads:   func(k gpu.Kernel) int { return dev.maxThreads(k.String()) },
+		MatvecBlocks: defaultMVGroups,
+	}}
+	be.chk = gpu.NewCheck("metal", &be.lim)
 	var err error
 	if be.dummy, err = dev.newBuffer(16); err != nil {
 		return nil, err
@@ -56,6 +68,7 @@ func newBackend(dev device) (*Backend, error) {
 	if be.arena, err = dev.newBuffer(arenaBytes); err != nil {
 		return nil, err
 	}
+	be.ops = gpu.NewOps[arg]("metal", gpuDev{be}, &be.lim, at(be.dummy, 0))
 	return be, nil
 }
 
@@ -131,8 +144,6 @@ func (b *buf) Len() int { return b.n }
 // arg binds b at element offset e.
 func (b *buf) arg(e int) arg { return arg{buf: b.r.id, off: 4 * (b.off + e)} }
 
-func i32(v int) arg            { return arg{kind: 'i', bits: uint32(int32(v))} }
-func f32(v float32) arg        { return arg{kind: 'f', bits: f32bits(v)} }
 func at(id bufID, off int) arg { return arg{buf: id, off: off} }
 
 func (be *Backend) data(b backend.Buffer, what string) (*buf, error) {
@@ -181,8 +192,8 @@ func (be *Backend) View(b backend.Buffer, off, n int) (backend.Buffer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if off < 0 || n < 0 || off+n > x.n {
-		return nil, fmt.Errorf("metal: view [%d, %d) of a %d-value buffer", off, off+n, x.n)
+	if err := be.chk.View(off, n, x.n); err != nil {
+		return nil, err
 	}
 	return &buf{be: be, r: x.r, off: x.off + off, n: n}, nil
 }
@@ -200,8 +211,8 @@ func (be *Backend) Write(dst backend.Buffer, src []float32) error {
 	if err != nil {
 		return err
 	}
-	if len(src) > d.n {
-		return fmt.Errorf("metal: write of %d values into a %d-value buffer", len(src), d.n)
+	if err := be.chk.Write(len(src), d.n); err != nil {
+		return err
 	}
 	if err := be.Sync(); err != nil {
 		return err
@@ -216,8 +227,8 @@ func (be *Backend) Read(dst []float32, src backend.Buffer) error {
 	if err != nil {
 		return err
 	}
-	if len(dst) > s.n {
-		return fmt.Errorf("metal: read of %d values from a %d-value buffer", len(dst), s.n)
+	if err := be.chk.Read(len(dst), s.n); err != nil {
+		return err
 	}
 	if err := be.Sync(); err != nil {
 		return err
@@ -236,8 +247,8 @@ func (be *Backend) Copy(dst, src backend.Buffer) error {
 	if err != nil {
 		return err
 	}
-	if d.n != s.n {
-		return fmt.Errorf("metal: copy of %d values into %d", s.n, d.n)
+	if err := be.chk.Copy(d.n, s.n); err != nil {
+		return err
 	}
 	if d.n > 0 {
 		be.dev.copyBuf(d.r.id, 4*d.off, s.r.id, 4*s.off, 4*d.n)
@@ -257,21 +268,6 @@ func (be *Backend) Zero(b backend.Buffer) error {
 		be.pending = true
 	}
 	return nil
-}
-
-// run encodes one dispatch of gx×gy threadgroups of threads threads.
-func (be *Backend) run(kernel string, gx, gy, threads, shared int, args ...arg) {
-	if gx <= 0 || gy <= 0 {
-		return
-	}
-	be.dev.dispatch(kernel, gx, gy, threads, shared, args)
-	be.pending = true
-}
-
-// threads is want threads per threadgroup, lowered to what the kernel's
-// pipeline allows (a multiple of 32: the bodies work in whole SIMD groups).
-func (be *Backend) threads(kernel string, want int) int {
-	return max(32, min(want, be.dev.maxThreads(kernel)&^31))
 }
 
 // stage copies one op's host data (all of it in one call, so that a
@@ -307,12 +303,4 @@ func (be *Backend) stage(parts ...[]byte) ([]arg, error) {
 		be.arenaUsed += (len(p) + 15) &^ 15
 	}
 	return out, nil
-}
-
-func int32Bytes(v []int) []byte {
-	b := make([]byte, 4*len(v))
-	for i, x := range v {
-		*(*int32)(unsafe.Pointer(&b[4*i])) = int32(x)
-	}
-	return b
 }

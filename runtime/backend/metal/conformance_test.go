@@ -43,6 +43,6 @@ func TestConformanceSimTight(t *testing.T) {
 	}
 	backendtest.Run(t, newSimBackend(t, func(be *Backend, d *simDevice) {
 		d.threads = 128
-		be.mvGroups = 3
+		be.lim.MatvecBlocks = 3
 	}, "FMOE_MOCK_ULP=4"))
 }

@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/gpu"
 )
 
 // region is host memory wrapped as one no-copy device buffer (MapHost,
@@ -124,6 +125,12 @@ type tensor struct {
 	own               *owned
 }
 
+// weight is t as the shared ops address it.
+func (t *tensor) weight() gpu.Weight[arg] {
+	return gpu.Weight[arg]{Rows: t.rows, Cols: t.cols, Group: t.group, Format: t.format,
+		Data: t.data, Scales: t.sc, Biases: t.bi, DataOff: t.data.off}
+}
+
 func (t *tensor) Rows() int              { return t.rows }
 func (t *tensor) Cols() int              { return t.cols }
 func (t *tensor) Format() backend.Format { return t.format }
@@ -234,8 +241,8 @@ func (be *Backend) vector(t backend.Tensor, n int, what string) (arg, error) {
 	if err != nil {
 		return arg{}, err
 	}
-	if x.rows*x.cols != n {
-		return arg{}, fmt.Errorf("metal: %s weight is [%d, %d], want %d values", what, x.rows, x.cols, n)
+	if err := be.chk.Vector(what, x.rows, x.cols, n); err != nil {
+		return arg{}, err
 	}
 	if x.format == backend.F32 {
 		return x.data, nil // place aligned it to 16
@@ -248,7 +255,10 @@ func (be *Backend) vector(t backend.Tensor, n int, what string) (arg, error) {
 		return arg{}, err
 	}
 	x.own.ids = append(x.own.ids, id)
-	be.dequant(at(id, 0), x, arg{}, x.rows)
+	w := x.weight()
+	if err := gpu.Decode(&be.ops, at(id, 0), &w); err != nil {
+		return arg{}, err
+	}
 	v := at(id, 0)
 	x.vec = &v
 	return v, nil

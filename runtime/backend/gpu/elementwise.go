@@ -1,0 +1,80 @@
+package gpu
+
+import "github.com/fmoe/fmoe/runtime/backend"
+
+func (o *Ops[A]) SwiGLU(y, g, u backend.Buffer) error {
+	var p [3]A
+	var n [3]int
+	if err := o.buffers(p[:], n[:], []string{"swiglu y", "swiglu gate", "swiglu up"}, y, g, u); err != nil {
+		return err
+	}
+	if err := o.chk.SwiGLU(n[0], n[1], n[2]); err != nil {
+		return err
+	}
+	return o.dev.Launch(o.elementwise(kSwiGLU, n[0]).ptr(p[0]).ptr(p[1]).ptr(p[2]).i32(n[0]))
+}
+
+func (o *Ops[A]) Gather(dst, src backend.Buffer, rows []int, n int) error {
+	var p [2]A
+	var ln [2]int
+	if err := o.buffers(p[:], ln[:], []string{"gather dst", "gather src"}, dst, src); err != nil {
+		return err
+	}
+	if err := o.chk.Gather(rows, n, ln[0], ln[1]); err != nil {
+		return err
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	st, err := o.dev.Stage(int32Bytes(rows))
+	if err != nil {
+		return err
+	}
+	l := o.elementwise(kGather, len(rows)*n)
+	return o.dev.Launch(l.ptr(p[0]).ptr(p[1]).ptr(st[0]).i32(n).i32(len(rows) * n))
+}
+
+func (o *Ops[A]) ScatterAdd(dst, src backend.Buffer, rows []int, weights []float32, n int) error {
+	var p [2]A
+	var ln [2]int
+	if err := o.buffers(p[:], ln[:], []string{"scatter dst", "scatter src"}, dst, src); err != nil {
+		return err
+	}
+	if err := o.chk.ScatterAdd(rows, weights, n, ln[0], ln[1]); err != nil {
+		return err
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	st, err := o.dev.Stage(int32Bytes(rows), floatBytes(weights))
+	if err != nil {
+		return err
+	}
+	l := o.elementwise(kScatterAdd, n)
+	return o.dev.Launch(l.ptr(p[0]).ptr(p[1]).ptr(st[0]).ptr(st[1]).i32(n).i32(len(rows)))
+}
+
+func (o *Ops[A]) GatedAdd(h, x, gate backend.Buffer, T int) error {
+	var p [3]A
+	var n [3]int
+	if err := o.buffers(p[:], n[:], []string{"gated add h", "gated add x", "gated add gate"}, h, x, gate); err != nil {
+		return err
+	}
+	if err := o.chk.GatedAdd(T, n[0], n[1], n[2]); err != nil {
+		return err
+	}
+	l := o.elementwise(kGatedAdd, n[0])
+	return o.dev.Launch(l.ptr(p[0]).ptr(p[1]).ptr(p[2]).i32(n[0] / T).i32(n[0]))
+}
+
+func (o *Ops[A]) Add(dst, src backend.Buffer) error {
+	var p [2]A
+	var n [2]int
+	if err := o.buffers(p[:], n[:], []string{"add dst", "add src"}, dst, src); err != nil {
+		return err
+	}
+	if err := o.chk.Add(n[0], n[1]); err != nil {
+		return err
+	}
+	return o.dev.Launch(o.elementwise(kAdd, n[0]).ptr(p[0]).ptr(p[1]).i32(n[0]))
+}
