@@ -15,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/gpu"
 )
 
 // Options configures a CUDA backend.
@@ -30,6 +31,9 @@ type Options struct {
 // goroutine at a time; only the garbage collector's buffer cleanups reach
 // it concurrently, through freeMu.
 type Backend struct {
+	ops
+	lim    gpu.Limits
+	chk    backend.Check
 	dev    *device
 	ctx    C.CUcontext
 	mod    C.CUmodule
@@ -50,7 +54,7 @@ type Backend struct {
 	params  scratch // small host arrays (ids, rows) uploaded per op
 	work    scratch // DeltaNet's normalised q and k
 	ropeTab scratch
-	ropeKey ropeKey
+	ropeKey gpu.RopeKey
 
 	slots   map[int][]*slot // free device slots for Bind, by size
 	stages  []*stage        // pinned staging ring for Bind from pageable memory
@@ -72,6 +76,10 @@ func NewWithOptions(opts Options) (*Backend, error) {
 		return nil, err
 	}
 	be := &Backend{dev: d, ctx: d.ctx, live: map[C.CUdeviceptr]int{}, slots: map[int][]*slot{}}
+	// Blocks loop over matvec row groups (see matvec.h); a few per SM suffice.
+	be.lim = gpu.Limits{MaxGridY: maxGridY, MaxShared: d.maxSmem, SMs: d.sms, MatvecBlocks: 4 * d.sms}
+	be.chk = gpu.NewCheck("cuda", &be.lim)
+	be.ops = gpu.NewOps[C.CUdeviceptr]("cuda", gpuDev{be}, &be.lim, 0)
 	if err := be.init(opts); err != nil {
 		be.Close()
 		return nil, err
@@ -297,8 +305,8 @@ func (be *Backend) View(b backend.Buffer, off, n int) (backend.Buffer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if off < 0 || n < 0 || off+n > x.n {
-		return nil, fmt.Errorf("cuda: view [%d, %d) of a %d-value buffer", off, off+n, x.n)
+	if err := be.chk.View(off, n, x.n); err != nil {
+		return nil, err
 	}
 	return &buf{be: be, mem: x.mem, ptr: x.ptr + C.CUdeviceptr(4*off), n: n}, nil
 }
@@ -310,8 +318,8 @@ func (be *Backend) Write(dst backend.Buffer, src []float32) error {
 	if err != nil {
 		return err
 	}
-	if len(src) > d.n {
-		return fmt.Errorf("cuda: write of %d values into a %d-value buffer", len(src), d.n)
+	if err := be.chk.Write(len(src), d.n); err != nil {
+		return err
 	}
 	if len(src) == 0 {
 		return nil
@@ -325,8 +333,8 @@ func (be *Backend) Read(dst []float32, src backend.Buffer) error {
 	if err != nil {
 		return err
 	}
-	if len(dst) > s.n {
-		return fmt.Errorf("cuda: read of %d values from a %d-value buffer", len(dst), s.n)
+	if err := be.chk.Read(len(dst), s.n); err != nil {
+		return err
 	}
 	if len(dst) > 0 {
 		if err := cuErr(C.fm_dtoh(be.ctx, unsafe.Pointer(&dst[0]), s.ptr, C.size_t(4*len(dst)), be.stream), "read"); err != nil {
@@ -347,8 +355,8 @@ func (be *Backend) Copy(dst, src backend.Buffer) error {
 	if err != nil {
 		return err
 	}
-	if d.n != s.n {
-		return fmt.Errorf("cuda: copy of %d values into %d", s.n, d.n)
+	if err := be.chk.Copy(d.n, s.n); err != nil {
+		return err
 	}
 	if d.n == 0 {
 		return nil

@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/gpu"
 )
 
 // tensor is a weight in device memory: Data, then Scales and Biases at
@@ -27,6 +28,13 @@ type tensor struct {
 	bound, released      bool
 	direct               bool // bound by DMA from pinned host bytes: Release waits for the copy
 	vec                  *buf // float32 decoding for element-wise ops (registered only)
+}
+
+// weight is t as the shared ops address it; the allocation is 256-byte
+// aligned, so DataOff is 0.
+func (t *tensor) weight() gpu.Weight[C.CUdeviceptr] {
+	return gpu.Weight[C.CUdeviceptr]{Rows: t.rows, Cols: t.cols, Group: t.group, Format: t.format,
+		Data: t.data, Scales: t.scales, Biases: t.biases}
 }
 
 func (t *tensor) Rows() int              { return t.rows }
@@ -116,8 +124,8 @@ func (be *Backend) vector(t backend.Tensor, n int, what string) (C.CUdeviceptr, 
 	if err != nil {
 		return 0, err
 	}
-	if x.rows*x.cols != n {
-		return 0, fmt.Errorf("cuda: %s weight is [%d, %d], want %d values", what, x.rows, x.cols, n)
+	if err := be.chk.Vector(what, x.rows, x.cols, n); err != nil {
+		return 0, err
 	}
 	if x.vec != nil {
 		return x.vec.ptr, nil
@@ -130,7 +138,8 @@ func (be *Backend) vector(t backend.Tensor, n int, what string) (C.CUdeviceptr, 
 		return 0, err
 	}
 	v := b.(*buf)
-	if err := be.dequantRows(v.ptr, x, nil, x.rows); err != nil {
+	w := x.weight()
+	if err := gpu.Decode(&be.ops, v.ptr, &w); err != nil {
 		return 0, err
 	}
 	if !x.bound {
