@@ -11,6 +11,7 @@ import (
 
 	"github.com/fmoe/fmoe/eval"
 	"github.com/fmoe/fmoe/internal/cliutil"
+	"github.com/fmoe/fmoe/runtime/model"
 	"github.com/fmoe/fmoe/tokenizer"
 )
 
@@ -28,10 +29,14 @@ the reference's greedy ids on the dequantised mlx-4bit weights (mlx4_ids).`,
 			&cli.StringFlag{Name: "eval", Usage: "eval `FILE` (JSON)", Required: true},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 			&cli.StringFlag{Name: "cases", Usage: "run only these case `INDICES` (comma-separated, from 0)"},
+			&cli.StringFlag{Name: "reference", Usage: "also compare, position by position, with a reference pack `DIR` of the same model (e.g. its --bits 16 pack): top-1 agreement and KL"},
 		),
 		Action: func(c *cli.Context) error {
 			if c.Int("k") < 0 {
 				return cliutil.UsageError("--k must be positive")
+			}
+			if c.Bool("json") && c.IsSet("reference") {
+				return cliutil.UsageError("--reference prints a line of its own: use it without --json")
 			}
 			f, err := eval.Load(c.String("eval"))
 			if err != nil {
@@ -76,7 +81,26 @@ the reference's greedy ids on the dequantised mlx-4bit weights (mlx4_ids).`,
 				return rep.WriteJSON(os.Stdout)
 			}
 			fmt.Printf("model %s (K=%d), eval %s\n", dir, m.K, c.String("eval"))
-			return rep.WriteTable(os.Stdout)
+			if err := rep.WriteTable(os.Stdout); err != nil {
+				return err
+			}
+			if tok := rep.Tokens; tok > 0 {
+				fmt.Printf("generated %d tokens in %.1fs (%.1f tok/s, prompts included)\n", tok, rep.Elapsed.Seconds(), float64(tok)/rep.Elapsed.Seconds())
+			}
+			if refDir := c.String("reference"); refDir != "" {
+				ref, err := model.Open(refDir, model.Options{})
+				if err != nil {
+					return fmt.Errorf("--reference: %w", err)
+				}
+				defer ref.Close()
+				a, err := eval.Agree(ctx, m, ref, f, o.Cases)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("against %s over %d answer positions: top-1 agreement %.1f%%, mean KL %.4f nats (max %.3f)\n",
+					refDir, a.Positions, 100*float64(a.Top1)/float64(a.Positions), a.MeanKL, a.MaxKL)
+			}
+			return nil
 		},
 	}
 }
