@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The seed's question on the built-in model's bf16 weights: does 2-bit break JSON and tool calls,
+# and does a better 2-bit rule fix it? Packs a bf16 checkpoint of fmoe-tiny-chat at 16, 8, 4 and 2
+# bits, requantises the 4-bit pack to 2 bits with the seed's rule and with least squares, and
+# runs the 60-prompt eval on each with the 16-bit pack as the reference for top-1 agreement and KL.
+#   usage: scripts/quant-study.sh BF16_CHECKPOINT_DIR [SCRATCH_DIR]
+# The bf16 checkpoint is not in the repository (34 MB); its maintainers keep it beside the
+# built-in model's sources.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SRC=${1:?usage: scripts/quant-study.sh BF16_CHECKPOINT_DIR [SCRATCH_DIR]}
+T=${2:-/tmp/fmoe-quant-study}
+B=bin
+EVAL=models/fmoe-tiny-chat/eval/eval.json
+rm -rf "$T"; mkdir -p "$T"
+for bits in 16 8 4 2; do
+  $B/fmoe-pack convert -q --in "$SRC" --out "$T/b$bits" --bits "$bits" >/dev/null
+done
+for rule in seed minmax lsq; do
+  cp -r "$T/b4" "$T/r4-$rule"
+  $B/fmoe-pack requant -q --model "$T/r4-$rule" --bits 2 --rule "$rule" >/dev/null
+done
+run() { # label dir [flags]
+  local label=$1 dir=$2; shift 2
+  echo "== $label"
+  $B/fmoe-run eval --model "$dir" --eval "$EVAL" --reference "$T/b16" "$@" | grep -E "^(exact|valid|total|generated|against|model)|/60|/41" || true
+}
+run "bf16 (16-bit pack)" "$T/b16"
+run "8-bit experts, 8-bit dense" "$T/b8"
+run "4-bit experts, 4-bit dense (minmax)" "$T/b4"
+run "2-bit experts from bf16 (minmax), 4-bit dense" "$T/b2"
+for rule in seed minmax lsq; do
+  run "4-bit pack, experts requantised to 2-bit ($rule)" "$T/r4-$rule" --2bit
+done
