@@ -23,7 +23,7 @@ done
 run() { # label dir [flags]
   local label=$1 dir=$2; shift 2
   echo "== $label"
-  $B/fmoe-run eval --model "$dir" --eval "$EVAL" --reference "$T/b16" "$@" | grep -E "^(exact|valid|total|generated|against|model)|/60|/41" || true
+  $B/fmoe-run eval --model "$dir" --eval "$EVAL" --reference "$T/b16" "$@" | grep -E "^(exact|structurally|reproduces|[0-9]+ tokens|against)" || true
 }
 run "bf16 (16-bit pack)" "$T/b16"
 run "8-bit experts, 8-bit dense" "$T/b8"

@@ -84,9 +84,6 @@ the reference's greedy ids on the dequantised mlx-4bit weights (mlx4_ids).`,
 			if err := rep.WriteTable(os.Stdout); err != nil {
 				return err
 			}
-			if tok := rep.Tokens; tok > 0 {
-				fmt.Printf("generated %d tokens in %.1fs (%.1f tok/s, prompts included)\n", tok, rep.Elapsed.Seconds(), float64(tok)/rep.Elapsed.Seconds())
-			}
 			if refDir := c.String("reference"); refDir != "" {
 				ref, err := model.Open(refDir, model.Options{})
 				if err != nil {
