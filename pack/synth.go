@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/fmoe/fmoe/format"
@@ -124,15 +125,30 @@ func Synth(ctx context.Context, o SynthOptions) (int64, error) {
 	}
 	bar := progress.New(o.Progress, total, "writing "+p.Name)
 	weightMap := map[string]string{}
-	r := &rng{s: o.Seed*0x9E3779B97F4A7C15 + 1}
+	// Shards are independent (each has its own seeded generator), so they are written in
+	// parallel: generating tens of gigabytes of random numbers is CPU-bound.
+	sem := make(chan struct{}, runtime.NumCPU())
+	errs := make(chan error, len(shards))
 	for i, s := range shards {
 		name := fmt.Sprintf("model-%05d-of-%05d.safetensors", i+1, len(shards))
-		if err := writeSynthShard(ctx, out.path(name), s, r, bar); err != nil {
-			return 0, err
-		}
 		for _, t := range s {
 			weightMap[t.name] = name
 		}
+		r := &rng{s: (o.Seed+uint64(i))*0x9E3779B97F4A7C15 + 1}
+		go func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs <- writeSynthShard(ctx, out.path(name), s, r, bar)
+		}()
+	}
+	var first error
+	for range shards {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return 0, first
 	}
 	idx, _ := json.MarshalIndent(map[string]any{"metadata": map[string]any{"total_size": total}, "weight_map": weightMap}, "", "  ")
 	cj, _ := json.MarshalIndent(cfg, "", "  ")

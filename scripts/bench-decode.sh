@@ -19,6 +19,8 @@
 #   BENCH_KEEP    1 keeps the synthesised pack
 #   BENCH_MAXLOAD before each case wait (up to 3 minutes) for the 1-minute load average to fall
 #                 below this (default: no waiting); other work on the machine skews CPU timings
+#   BENCH_BACKEND compute backend for the decode runs (default cpu; cuda on the GPU machine)
+#   MODEL_TEST    a prebuilt `go test -c ./runtime/model` binary (machines without Go)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${BENCH_DIR:-/tmp/fmoe-bench-decode}
@@ -52,7 +54,8 @@ if [ -z "$MODEL" ]; then
 fi
 EXP=$(ls "$MODEL"/packed_experts/*.bin | head -1)
 NL=$(ls "$MODEL"/packed_experts/*.bin | wc -l)
-$GO test -c -o "$DIR/model.test" ./runtime/model/
+if [ -n "${MODEL_TEST:-}" ]; then cp "$MODEL_TEST" "$DIR/model.test"; else $GO test -c -o "$DIR/model.test" ./runtime/model/; fi
+BACKEND=${BENCH_BACKEND:-cpu}
 
 # cold: evict everything, then bring the dense weights back (they are 5.5 GB of a 209 GB model
 # and stay resident in practice); only the expert files are then cold.
@@ -97,12 +100,13 @@ for k in 4 10; do
 done
 
 echo
-echo "## (b, c) decode: fmoe-run generate --ids $PROMPT --tokens $TOKENS --timing"
+echo "## (b, c) decode: fmoe-run generate --backend $BACKEND --ids $PROMPT --tokens $TOKENS --timing"
 echo
 # field NAME COLUMN: value of a row of the timing report (column 1 prefill, 2 decode)
 field() { awk -v n="$1" -v c="$2" '{k=$1; for(i=2;i<=NF && $i !~ /^[-0-9.]+%?$/;i++) k=k" "$i; if(k==n){v=$(i+c-1); sub("%","",v); print v; exit}}' "$DIR/.timing"; }
 gen() { # K [FLAGS] -> writes $DIR/.timing, prints peak RSS KB
-  /usr/bin/time -f %M -o "$DIR/.rss" "$BIN/fmoe-run" generate --model "$MODEL" --ids $PROMPT --tokens "$TOKENS" --k "$1" --timing ${2:-} \
+  [ -x /usr/bin/time ] || { echo 0 > "$DIR/.rss"; TIMECMD=; }
+  ${TIMECMD-/usr/bin/time -f %M -o "$DIR/.rss"} "$BIN/fmoe-run" generate --backend "$BACKEND" --model "$MODEL" --ids $PROMPT --tokens "$TOKENS" --k "$1" --timing ${2:-} \
     > /dev/null 2> "$DIR/.timing"
   tail -1 "$DIR/.rss"
 }
