@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -28,10 +29,24 @@ type expertReader struct {
 	direct bool
 	// probe: mincore reports the truth for these files (timing only).
 	probe bool
+	// host, when set, allocated every pool buffer (all at open: the
+	// backend need not allow HostAlloc beside ops running on another
+	// goroutine); hostBufs are its allocations, for HostFree at Close.
+	host     backend.HostAllocator
+	hostBufs [][]byte
 }
 
-func openExperts(dir string, c *format.Config, set *format.ExpertSet, par int, direct bool) (*expertReader, error) {
-	r := &expertReader{set: set, par: par, pool: make(chan []byte, 2*par), direct: direct}
+// expertOptions configure openExperts.
+type expertOptions struct {
+	par    int
+	direct bool
+	// host allocates the read buffers when the backend offers it.
+	host backend.HostAllocator
+}
+
+func openExperts(dir string, c *format.Config, set *format.ExpertSet, o expertOptions) (*expertReader, error) {
+	par := o.par
+	r := &expertReader{set: set, par: par, pool: make(chan []byte, 2*par), direct: o.direct}
 	for i, name := range format.ExpertProjections {
 		p, err := set.Projection(name)
 		if err != nil {
@@ -43,7 +58,7 @@ func openExperts(dir string, c *format.Config, set *format.ExpertSet, par int, d
 		return nil, fmt.Errorf("model: expert set %s has %d layers, config %d", set.Dir, len(set.Layers), c.NumHiddenLayers)
 	}
 	for _, l := range set.Layers {
-		f, err := openExpertFile(filepath.Join(dir, set.Dir, l.File), direct)
+		f, err := openExpertFile(filepath.Join(dir, set.Dir, l.File), o.direct)
 		if err != nil {
 			r.Close()
 			return nil, err
@@ -51,10 +66,70 @@ func openExperts(dir string, c *format.Config, set *format.ExpertSet, par int, d
 		r.files = append(r.files, f)
 	}
 	r.probe = len(set.Layers) > 0 && canProbe(filepath.Join(dir, set.Dir, set.Layers[0].File))
-	for i := 0; i < 2*par; i++ {
+	if o.host != nil {
+		if err := r.hostAlloc(o.host); err != nil {
+			// Ordinary memory still works, only Bind is slower: not worth
+			// failing Open or alarming the user over.
+			slog.Debug("model: expert buffers from Go memory", "err", err)
+		}
+	}
+	for len(r.pool) < 2*par {
 		r.pool <- nil // allocated on first use
 	}
 	return r, nil
+}
+
+// hostAlloc fills the pool with 2·par buffers from the backend, aligned to
+// format.ExpertAlign. On failure it frees what it got and leaves the pool
+// empty.
+func (r *expertReader) hostAlloc(h backend.HostAllocator) error {
+	const a = format.ExpertAlign
+	n := int(r.set.Stride)
+	r.host = h
+	var bufs [][]byte
+	for i := 0; i < 2*r.par; i++ {
+		b, err := h.HostAlloc(n)
+		if err == nil && len(b) >= n && aligned(b) {
+			r.hostBufs = append(r.hostBufs, b)
+			bufs = append(bufs, b[:n:n])
+			continue
+		}
+		if err == nil {
+			// Not page-aligned (no backend does this today, but the
+			// interface does not promise it): over-allocate and align.
+			if err = h.HostFree(b); err == nil {
+				b, err = h.HostAlloc(n + a)
+			}
+		}
+		if err == nil && len(b) < n+a {
+			err = fmt.Errorf("HostAlloc(%d) returned %d bytes", n+a, len(b))
+		}
+		if err != nil {
+			return errors.Join(err, r.freeHost())
+		}
+		r.hostBufs = append(r.hostBufs, b)
+		off := int(-uintptr(unsafe.Pointer(&b[0])) & (a - 1))
+		bufs = append(bufs, b[off:off+n:off+n])
+	}
+	for _, b := range bufs {
+		r.pool <- b
+	}
+	return nil
+}
+
+func aligned(b []byte) bool {
+	return uintptr(unsafe.Pointer(unsafe.SliceData(b)))&(format.ExpertAlign-1) == 0
+}
+
+// freeHost returns the backend's buffers. The pool must hold them all
+// (no stream running).
+func (r *expertReader) freeHost() error {
+	var errs []error
+	for _, b := range r.hostBufs {
+		errs = append(errs, r.host.HostFree(b))
+	}
+	r.hostBufs, r.host = nil, nil
+	return errors.Join(errs...)
 }
 
 func (r *expertReader) Close() error {
@@ -63,6 +138,9 @@ func (r *expertReader) Close() error {
 		errs = append(errs, f.Close())
 	}
 	r.files = nil
+	if r.host != nil {
+		errs = append(errs, r.freeHost())
+	}
 	return errors.Join(errs...)
 }
 

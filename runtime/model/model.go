@@ -8,6 +8,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync"
 
@@ -20,6 +21,11 @@ import (
 // Options configures Open.
 type Options struct {
 	// Backend runs the compute; nil means a CPU backend with default options.
+	// Where it implements backend.HostAllocator the expert read buffers come
+	// from it (freed at Close); where it implements backend.HostMapper the
+	// weights mapping is handed to it before the weights are registered. A
+	// backend the caller passes keeps pointers into the model's mapping:
+	// use no tensor of it after Model.Close.
 	Backend backend.Backend
 	// ExpertsPerToken overrides the config's num_experts_per_tok (0 keeps it).
 	ExpertsPerToken int
@@ -57,6 +63,8 @@ type Model struct {
 	chunk   int
 	maxCtx  int
 	mu      sync.Mutex
+	// hostMapped: the backend wrapped the weights mapping (HostMapper).
+	hostMapped bool
 }
 
 // layer holds the resident tensors of one decoder layer.
@@ -109,6 +117,16 @@ func Open(dir string, opts Options) (*Model, error) {
 	if m.weights, err = mmap.Open(filepath.Join(dir, man.Weights.File)); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
+	if hm, ok := m.be.(backend.HostMapper); ok {
+		// Registering from the wrapped mapping binds weights in place;
+		// where wrapping fails (Metal: past maxBufferLength) Register
+		// copies them, which costs memory but nothing else.
+		if err := hm.MapHost(m.weights.Data); err != nil {
+			slog.Debug("model: weights copied to the backend", "err", err)
+		} else {
+			m.hostMapped = true
+		}
+	}
 	if err := m.registerAll(man); err != nil {
 		return nil, err
 	}
@@ -122,7 +140,9 @@ func Open(dir string, opts Options) (*Model, error) {
 	if par <= 0 {
 		par = m.K
 	}
-	if m.experts, err = openExperts(dir, &c, set, par, opts.DirectIO); err != nil {
+	eo := expertOptions{par: par, direct: opts.DirectIO}
+	eo.host, _ = m.be.(backend.HostAllocator)
+	if m.experts, err = openExperts(dir, &c, set, eo); err != nil {
 		return nil, err
 	}
 	ok = true
