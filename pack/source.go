@@ -203,6 +203,7 @@ func (c *checkpoint) loadShards() error {
 			}
 			return fmt.Errorf("shard %s: %w", path, err)
 		}
+		mf.Sequential()
 		sh := &shard{name: f, file: mf}
 		c.shards = append(c.shards, sh)
 		entries, dataStart, err := parseHeader(mf.Data)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Packing throughput on a synthetic Qwen3.5-397B-A17B checkpoint (first BENCH_LAYERS layers),
-# beside `cp` of the same bytes in the same run, with peak RSS. Cold runs drop the page cache
+# beside `cp` of the same bytes in the same run (followed by sync: the packer fsyncs what it
+# writes, so both are timed to the disk), with peak RSS. Cold runs drop the page cache
 # first when the machine allows it (root on Linux).
 #   BENCH_DIR      scratch directory (default /tmp/fmoe-bench; needs ~40 GB with the bf16 case)
 #   BENCH_LAYERS   layers for the mlx-4bit source (default 2)
@@ -36,8 +37,8 @@ row() { # label cache bytes secs rsskb
 for mode in cold warm; do
   rm -rf "$DIR/cp" "$DIR/packed-mlx"
   c=$( [ $mode = cold ] && drop || echo warm )
-  read -r _ s r < <(run cp cp -r "$DIR/src-mlx" "$DIR/cp")
-  row "cp -r (same bytes)" "$c" "$bytes" "$s" "$r"
+  read -r _ s r < <(run cp sh -c "cp -r '$DIR/src-mlx' '$DIR/cp' && sync")
+  row "cp -r + sync (same bytes)" "$c" "$bytes" "$s" "$r"
   rm -rf "$DIR/cp"
   c=$( [ $mode = cold ] && drop || echo warm )
   read -r _ s r < <(run pack $BIN/fmoe-pack convert --in "$DIR/src-mlx" --out "$DIR/packed-mlx" --force -q)
@@ -49,8 +50,8 @@ if [ "$HF_LAYERS" -gt 0 ]; then
   $BIN/fmoe-pack synth --preset qwen3.5-397b-a17b --layers "$HF_LAYERS" --layout hf --out "$DIR/src-hf" --force -q >/dev/null
   bytes=$(size "$DIR/src-hf")
   c=$(drop)
-  read -r _ s r < <(run cp cp -r "$DIR/src-hf" "$DIR/cp")
-  row "cp -r (same bytes, $HF_LAYERS layer bf16)" "$c" "$bytes" "$s" "$r"
+  read -r _ s r < <(run cp sh -c "cp -r '$DIR/src-hf' '$DIR/cp' && sync")
+  row "cp -r + sync (same bytes, $HF_LAYERS layer bf16)" "$c" "$bytes" "$s" "$r"
   rm -rf "$DIR/cp"
   c=$(drop)
   read -r _ s r < <(run pack $BIN/fmoe-pack convert --in "$DIR/src-hf" --out "$DIR/packed-hf" --force -q)

@@ -21,5 +21,8 @@ func Open(path string) (*File, error) {
 // Release is a no-op without mmap.
 func (f *File) Release(off, n int64) {}
 
+// Sequential is a no-op without mmap.
+func (f *File) Sequential() {}
+
 // Close drops the data.
 func (f *File) Close() error { f.Data = nil; return nil }

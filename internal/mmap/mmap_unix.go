@@ -60,6 +60,14 @@ func (f *File) Release(off, n int64) {
 	_ = madvise(f.Data[start:end], unix.MADV_DONTNEED)
 }
 
+// Sequential tells the kernel the mapping will be read front to back, so it reads ahead
+// aggressively: the packer streams every shard once.
+func (f *File) Sequential() {
+	if len(f.Data) > 0 {
+		_ = madvise(f.Data, unix.MADV_SEQUENTIAL)
+	}
+}
+
 // Close unmaps the file.
 func (f *File) Close() error {
 	if f.Data == nil {
