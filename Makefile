@@ -4,7 +4,7 @@ BIN := bin
 DEMO := build/fmoe-tiny-chat
 FUZZTIME ?= 3s
 
-.PHONY: build test demo bench bench-pack lint fuzz clean metal-check
+.PHONY: build test demo bench bench-pack bench-decode lint fuzz clean metal-check
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -25,14 +25,19 @@ demo: build
 	$(BIN)/fmoe-verify --model $(DEMO)
 	$(BIN)/fmoe-run generate --model $(DEMO) --prompt "What's the weather in Paris?" --tools models/fmoe-tiny-chat/tools.json --tokens 64
 
-# Benchmarks write tens of GB under BENCH_DIR (default /tmp/fmoe-bench); results go to stdout
-# and are recorded by hand in docs/benchmarks.md with the machine.
+# Benchmarks write tens of GB under /tmp (see each script's header); results go to stdout and are
+# recorded with the machine in docs/benchmarks.md. The GPU benchmark is scripts/gpu-bench.sh.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 2x ./quant/ ./runtime/... 2>/dev/null || true
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./quant/ ./runtime/backend/cpu/ ./runtime/model/ ./tokenizer/ ./chat/
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./pack/ ./verify/
 	scripts/bench-pack.sh
+	GO=$(GO) scripts/bench-decode.sh
 
 bench-pack: build
 	scripts/bench-pack.sh
+
+bench-decode: build
+	GO=$(GO) scripts/bench-decode.sh
 
 # Metal backend checks that need no Mac (g++ or clang required); see docs/metal.md.
 metal-check:
