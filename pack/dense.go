@@ -106,7 +106,10 @@ func (p *packer) encodeDense(spec format.TensorSpec) (*encoded, []*srcTensor, er
 		if bits == 16 || spec.Shape[1]%64 != 0 {
 			return &encoded{dtype: src.dtype, shape: spec.Shape, data: src.data}, srcs, nil
 		}
-		enc, err := quantizeFloat(p.rule, src.data, src.dtype, spec.Shape[0], spec.Shape[1], bits, 64, p.o.Workers)
+		rowBytes := int64(len(src.data) / spec.Shape[0])
+		enc, err := quantizeFloat(p.rule, src.data, src.dtype, spec.Shape[0], spec.Shape[1], bits, 64, p.o.Workers, func(r0, r1 int) {
+			src.shard.file.Release(src.off+int64(r0)*rowBytes, int64(r1-r0)*rowBytes)
+		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("quantising %s: %w", src.orig, err)
 		}

@@ -324,7 +324,7 @@ func (p *packer) fillBlock(buf []byte, set *format.ExpertSet, le *layerExperts, 
 			copy(buf[t.Data.Offset:t.Data.End()], b)
 			continue
 		}
-		enc, err := quantizeFloat(p.rule, src, le.dtype, t.Shape[0], t.Shape[1], t.Bits, t.GroupSize, 1)
+		enc, err := quantizeFloat(p.rule, src, le.dtype, t.Shape[0], t.Shape[1], t.Bits, t.GroupSize, 1, nil)
 		if err != nil {
 			return fmt.Errorf("layer %d expert %d %s: %w", le.layer, e, t.Name, err)
 		}

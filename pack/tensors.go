@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/fmoe/fmoe/format"
 	"github.com/fmoe/fmoe/quant"
@@ -21,9 +22,11 @@ type encoded struct {
 	biases []byte
 }
 
-// quantizeFloat quantises a float matrix (rows x cols, little-endian src of dtype) with MLX's
-// affine rule. Rows are independent, so large matrices are split across workers.
-func quantizeFloat(rule quant.Rule, src []byte, dtype string, rows, cols, bits, group, workers int) (*encoded, error) {
+// quantizeFloat quantises a float matrix (rows x cols, little-endian src of dtype) with the given
+// rule. Rows are independent, so large matrices are split across workers in blocks of rows;
+// done, if not nil, is told each finished block so the caller can release its source pages (a
+// bf16 embedding is 2 GB: holding it all resident would dominate the packer's memory).
+func quantizeFloat(rule quant.Rule, src []byte, dtype string, rows, cols, bits, group, workers int, done func(r0, r1 int)) (*encoded, error) {
 	wordsPerRow := cols * bits / 32
 	groups := cols / group
 	elem, err := quant.ElemSize(dtype)
@@ -52,24 +55,42 @@ func quantizeFloat(rule quant.Rule, src []byte, dtype string, rows, cols, bits, 
 				binary.LittleEndian.PutUint16(e.biases[(r*groups+i)*2:], bi[i])
 			}
 		}
+		if done != nil {
+			done(r0, r1)
+		}
 		return nil
 	})
 	return e, err
 }
 
-// parallelRows splits [0, rows) into contiguous chunks, one goroutine each.
+// rowBlock is how many rows a worker takes at a time: small enough that finished source pages
+// can be released as the matrix is walked, large enough that handing out blocks costs nothing.
+const rowBlock = 256
+
+// parallelRows runs fn over [0, rows) in blocks of rowBlock rows, handed out to workers in order.
 func parallelRows(rows, workers int, fn func(r0, r1 int) error) error {
-	if workers < 1 || rows < 64 {
+	if workers < 1 {
 		workers = 1
 	}
-	if workers > rows {
-		workers = rows
-	}
+	blocks := (rows + rowBlock - 1) / rowBlock
+	workers = min(workers, blocks)
+	var next atomic.Int64
 	errs := make(chan error, workers)
-	chunk := (rows + workers - 1) / workers
 	for w := 0; w < workers; w++ {
-		r0, r1 := w*chunk, min((w+1)*chunk, rows)
-		go func() { errs <- fn(r0, r1) }()
+		go func() {
+			for {
+				b := int(next.Add(1) - 1)
+				if b >= blocks {
+					errs <- nil
+					return
+				}
+				if err := fn(b*rowBlock, min((b+1)*rowBlock, rows)); err != nil {
+					next.Store(int64(blocks)) // stop the others early
+					errs <- err
+					return
+				}
+			}
+		}()
 	}
 	var first error
 	for w := 0; w < workers; w++ {
