@@ -26,8 +26,8 @@ func modelFlags() []cli.Flag {
 }
 
 func openModel(c *cli.Context) (*model.Model, error) {
-	// Commands without a --direct-io flag read it as false.
-	o := model.Options{ExpertsPerToken: c.Int("k"), DirectIO: c.Bool("direct-io")}
+	// Commands without a --direct-io or --lz4 flag read them as false.
+	o := model.Options{ExpertsPerToken: c.Int("k"), DirectIO: c.Bool("direct-io"), LZ4: c.Bool("lz4")}
 	if c.Bool("2bit") {
 		o.ExpertBits = 2
 	}
@@ -47,7 +47,7 @@ func generateCmd() *cli.Command {
 	return &cli.Command{
 		Name:      "generate",
 		Usage:     "generate a reply (or a raw continuation) and stream it to stdout",
-		UsageText: "fmoe-run generate --model DIR (--prompt TEXT | --ids 1,2,3) [--tokens N] [--k K] [--2bit] [--temperature T] [--top-p P] [--top-k N] [--seed S] [--threads N] [--timing] [--direct-io]",
+		UsageText: "fmoe-run generate --model DIR (--prompt TEXT | --ids 1,2,3) [--tokens N] [--k K] [--2bit] [--temperature T] [--top-p P] [--top-k N] [--seed S] [--threads N] [--timing] [--direct-io | --lz4]",
 		Description: `--prompt is sent as a user message through the model's own chat template (with --system and
 --tools when given), so a chat model answers it; --raw feeds the text as it is. --ids feeds token
 ids as they are and prints ids. Sampling is greedy unless --temperature is above 0. Generation
@@ -58,7 +58,9 @@ GatedDeltaNet, routing, waiting for expert reads, expert compute, shared expert)
 (embedding, lm_head), for prefill and decode separately, with the bytes read from the expert files
 per token and the share of those reads the page cache served (checked with mincore before each
 read). --direct-io reads experts around the page cache (O_DIRECT on Linux, F_NOCACHE on macOS),
-so every read goes to the disk.
+so every read goes to the disk. --lz4 reads the experts from the LZ4 copy fmoe-pack lz4 makes
+(packed_experts_lz4/; with --2bit the 2-bit set's copy, made by fmoe-pack lz4 --bits 2) and
+decompresses each one: the LZ4 experiment end to end (docs/negative-results.md).
 
 Example:
    fmoe-run generate --model build/fmoe-tiny-chat --prompt "What's the weather in Paris?" \
@@ -77,6 +79,7 @@ Example:
 			&cli.Uint64Flag{Name: "seed", Usage: "sampling seed"},
 			&cli.BoolFlag{Name: "timing", Usage: "print a per-layer time breakdown, expert bytes read and page-cache hits to stderr"},
 			&cli.BoolFlag{Name: "direct-io", Usage: "read experts around the page cache (O_DIRECT; F_NOCACHE on macOS)"},
+			&cli.BoolFlag{Name: "lz4", Usage: "read experts from the LZ4 copy (made by fmoe-pack lz4) and decompress them"},
 		),
 		Action: runGenerate,
 	}
@@ -85,6 +88,9 @@ Example:
 func runGenerate(c *cli.Context) error {
 	if c.IsSet("prompt") == c.IsSet("ids") {
 		return cliutil.UsageError("give exactly one of --prompt and --ids")
+	}
+	if c.Bool("lz4") && c.Bool("direct-io") {
+		return cliutil.UsageError("--lz4 and --direct-io cannot be combined: the LZ4 copy's blocks are not block-aligned")
 	}
 	if c.Int("tokens") < 1 {
 		return cliutil.UsageError("--tokens must be at least 1")

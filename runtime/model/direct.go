@@ -32,6 +32,8 @@ func (r *expertReader) residency() string {
 	switch {
 	case r.direct:
 		return "not measured: direct I/O bypasses the page cache"
+	case r.lz4 != nil:
+		return "not measured for the LZ4 copy"
 	case !r.probe:
 		return noResidency
 	}

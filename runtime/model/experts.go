@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/pack"
 	"github.com/fmoe/fmoe/runtime/backend"
 )
 
@@ -20,8 +21,10 @@ import (
 type expertReader struct {
 	set   *format.ExpertSet
 	files []*os.File
-	proj  [3]*format.Tensor // gate_proj, up_proj, down_proj
-	par   int
+	// lz4 replaces files when reading the LZ4 copy (Options.LZ4).
+	lz4  []*pack.LZ4Layer
+	proj [3]*format.Tensor // gate_proj, up_proj, down_proj
+	par  int
 	// pool bounds the host memory in flight to 2·par blocks: par being read
 	// while up to par wait for (or are in) compute.
 	pool chan []byte
@@ -42,6 +45,8 @@ type expertOptions struct {
 	direct bool
 	// host allocates the read buffers when the backend offers it.
 	host backend.HostAllocator
+	// lz4 reads the LZ4 copy of the set (pack.LZ4Dir) instead.
+	lz4 bool
 }
 
 func openExperts(dir string, c *format.Config, set *format.ExpertSet, o expertOptions) (*expertReader, error) {
@@ -57,15 +62,22 @@ func openExperts(dir string, c *format.Config, set *format.ExpertSet, o expertOp
 	if len(set.Layers) != c.NumHiddenLayers {
 		return nil, fmt.Errorf("model: expert set %s has %d layers, config %d", set.Dir, len(set.Layers), c.NumHiddenLayers)
 	}
-	for _, l := range set.Layers {
-		f, err := openExpertFile(filepath.Join(dir, set.Dir, l.File), o.direct)
-		if err != nil {
+	if o.lz4 {
+		if err := r.openLZ4(dir); err != nil {
 			r.Close()
 			return nil, err
 		}
-		r.files = append(r.files, f)
+	} else {
+		for _, l := range set.Layers {
+			f, err := openExpertFile(filepath.Join(dir, set.Dir, l.File), o.direct)
+			if err != nil {
+				r.Close()
+				return nil, err
+			}
+			r.files = append(r.files, f)
+		}
+		r.probe = len(set.Layers) > 0 && canProbe(filepath.Join(dir, set.Dir, set.Layers[0].File))
 	}
-	r.probe = len(set.Layers) > 0 && canProbe(filepath.Join(dir, set.Dir, set.Layers[0].File))
 	if o.host != nil {
 		if err := r.hostAlloc(o.host); err != nil {
 			// Ordinary memory still works, only Bind is slower: not worth
@@ -137,7 +149,10 @@ func (r *expertReader) Close() error {
 	for _, f := range r.files {
 		errs = append(errs, f.Close())
 	}
-	r.files = nil
+	for _, f := range r.lz4 {
+		errs = append(errs, f.Close())
+	}
+	r.files, r.lz4 = nil, nil
 	if r.host != nil {
 		errs = append(errs, r.freeHost())
 	}
@@ -180,8 +195,8 @@ func (r *expertReader) stream(l int, ids []int, fn func(id int, w *[3]backend.We
 // streamTimed is stream that, when tp is not nil, adds each read's bytes,
 // latency and page-cache residency to tp.
 func (r *expertReader) streamTimed(l int, ids []int, tp *PhaseTiming, fn func(id int, w *[3]backend.Weight) error) error {
-	if l < 0 || l >= len(r.files) {
-		return fmt.Errorf("model: expert layer %d of %d", l, len(r.files))
+	if n := len(r.files) + len(r.lz4); l < 0 || l >= n {
+		return fmt.Errorf("model: expert layer %d of %d", l, n)
 	}
 	jobs := make(chan int)
 	done := make(chan *expert, len(ids))
@@ -255,6 +270,9 @@ func (r *expertReader) read(l, id int, buf []byte, timed bool) *expert {
 		e.err = fmt.Errorf("model: layer %d expert %d out of range [0, %d)", l, id, ne)
 		return e
 	}
+	if r.lz4 != nil {
+		return r.readLZ4(e, l, timed)
+	}
 	var t0 time.Time
 	if timed {
 		if !r.direct && r.probe {
@@ -272,13 +290,18 @@ func (r *expertReader) read(l, id int, buf []byte, timed bool) *expert {
 	if timed {
 		e.dur, e.n = time.Since(t0), stride
 	}
+	r.describe(e, l)
+	return e
+}
+
+// describe points e's weights into its buffer.
+func (r *expertReader) describe(e *expert, l int) {
 	for i, p := range r.proj {
-		w, err := weight(p, buf)
+		w, err := weight(p, e.buf)
 		if err != nil {
-			e.err = fmt.Errorf("model: layer %d expert %d: %w", l, id, err)
-			return e
+			e.err = fmt.Errorf("model: layer %d expert %d: %w", l, e.id, err)
+			return
 		}
 		e.w[i] = w
 	}
-	return e
 }

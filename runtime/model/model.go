@@ -43,6 +43,13 @@ type Options struct {
 	// refuses it). Every read then costs a disk read: for measuring the
 	// disk, or for leaving the cache to other work.
 	DirectIO bool
+	// LZ4 reads the experts from the LZ4 copy of the selected set
+	// (packed_experts_lz4/ beside packed_experts/, made by fmoe-pack lz4;
+	// the 2-bit set has its own copy) instead of the raw files, with one
+	// decompression per expert: the LZ4 experiment end to end. Open fails
+	// when the copy is missing or was made from other weights. Not with
+	// DirectIO: the compressed blocks are not block-aligned.
+	LZ4 bool
 }
 
 // Model is an opened packed model. Sessions of one model share its backend
@@ -93,6 +100,9 @@ func Open(dir string, opts Options) (*Model, error) {
 	if opts.ExpertsPerToken != 0 {
 		m.K = opts.ExpertsPerToken
 	}
+	if opts.LZ4 && opts.DirectIO {
+		return nil, fmt.Errorf("model: the LZ4 copy cannot be read with direct I/O (its compressed blocks are not block-aligned)")
+	}
 	if m.K <= 0 || m.K > c.NumExperts {
 		return nil, fmt.Errorf("model: %d experts per token of %d", m.K, c.NumExperts)
 	}
@@ -140,7 +150,7 @@ func Open(dir string, opts Options) (*Model, error) {
 	if par <= 0 {
 		par = m.K
 	}
-	eo := expertOptions{par: par, direct: opts.DirectIO}
+	eo := expertOptions{par: par, direct: opts.DirectIO, lz4: opts.LZ4}
 	eo.host, _ = m.be.(backend.HostAllocator)
 	if m.experts, err = openExperts(dir, &c, set, eo); err != nil {
 		return nil, err
