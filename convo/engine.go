@@ -2,7 +2,18 @@
 // conversation that continues where the last generation stopped only feeds
 // the new tokens: the session holds the KV caches of the attention layers and
 // the conv and recurrent states of the DeltaNet layers, and the recurrent
-// states cannot be rewound, so anything but an exact continuation starts over.
+// states cannot be rewound.
+//
+// So that a conversation need not continue the session exactly, the engine
+// also keeps a snapshot (model.Snapshot) of the session taken while feeding
+// the last prompt, just before its generation prompt (the final
+// "<|im_start|>assistant…"): a new turn re-renders the conversation up to
+// there unchanged, while the reply after it usually comes back different
+// (Qwen3.5's template drops the reasoning of turns before the last user
+// message, and clients re-serialise tool calls). A prompt that extends the
+// snapshot's tokens restores it and feeds only the rest. It costs host memory
+// the size of the model's state (model.Snapshot; about 190 MB for
+// Qwen3.5-397B plus the KV rows) and one copy of it per prompt.
 package convo
 
 import (
@@ -10,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,6 +47,14 @@ type Engine struct {
 	// prefillChunk bounds one Forward call while feeding a prompt, so a
 	// cancelled request stops within one chunk rather than after the prompt.
 	prefillChunk int
+
+	// snap is the session at snapIDs (whose text is snapText), taken
+	// before the last prompt's generation prompt; nil until one is taken.
+	snap     *model.Snapshot
+	snapIDs  []int
+	snapText string
+	// imStart (-1 if the tokenizer lacks it) starts the generation prompt.
+	imStart int
 }
 
 // Open opens the packed model in dir with its tokenizer and chat template.
@@ -66,7 +86,10 @@ func New(m *model.Model, dir string) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{Model: m, Tok: tok, Template: tpl, Dir: dir, sess: s, prefillChunk: 256, hdec: tok.NewDecoder()}
+	e := &Engine{Model: m, Tok: tok, Template: tpl, Dir: dir, sess: s, prefillChunk: 256, hdec: tok.NewDecoder(), imStart: -1}
+	if id, ok := tok.TokenID("<|im_start|>"); ok {
+		e.imStart = id
+	}
 	for _, name := range []string{"<|im_end|>", "<|endoftext|>"} {
 		if id, ok := tok.TokenID(name); ok {
 			e.stopIDs = append(e.stopIDs, id)
@@ -89,8 +112,16 @@ func (e *Engine) StopIDs() []int { return e.stopIDs }
 // History is the tokens the session has consumed (do not modify).
 func (e *Engine) History() []int { return e.hist }
 
-// Reset empties the session.
+// Reset empties the session and forgets the snapshot, so the next prompt is
+// computed from scratch.
 func (e *Engine) Reset() error {
+	e.dropSnapshot()
+	return e.resetSession()
+}
+
+// resetSession empties the session but keeps the snapshot: after a failed
+// step the snapshot, a copy, is still good.
+func (e *Engine) resetSession() error {
 	e.hist = e.hist[:0]
 	e.text.Reset()
 	e.hdec = e.Tok.NewDecoder()
@@ -101,22 +132,59 @@ func (e *Engine) Reset() error {
 func (e *Engine) MaxContext() int { return e.Model.Config.MaxPositionEmbeddings }
 
 // Plan returns the tokens to feed for a prompt and how many of the prompt's
-// tokens the session already holds. The session is reused when the prompt
-// continues its history exactly, as token ids or as text cut at a special
-// token (so the cut cannot change how either side tokenises).
+// tokens the session already holds, or holds once the snapshot is restored.
+// The session is reused when the prompt continues its history exactly, the
+// snapshot when the prompt continues the snapshot's tokens; either as token
+// ids or as text cut at a special token (so the cut cannot change how either
+// side tokenises). The longer reuse wins.
 func (e *Engine) Plan(prompt string) (feed []int, reused int) {
-	if text := e.text.String(); len(e.hist) > 0 && len(prompt) > len(text) && strings.HasPrefix(prompt, text) {
-		rest := prompt[len(text):]
-		ids := e.Tok.Encode(rest)
-		if len(ids) > 0 && e.Tok.IsSpecial(ids[0]) {
-			return ids, len(e.hist)
+	p := e.plan(prompt)
+	return p.feed, p.reused
+}
+
+// plan is Plan that also says whether the snapshot must be restored first.
+type plan struct {
+	feed    []int
+	reused  int
+	restore bool
+}
+
+func (e *Engine) plan(prompt string) plan {
+	var ids []int // the prompt's tokens, encoded once if needed
+	extends := func(held []int, text string) ([]int, bool) {
+		if len(held) == 0 {
+			return nil, false
+		}
+		if len(prompt) > len(text) && strings.HasPrefix(prompt, text) {
+			rest := e.Tok.Encode(prompt[len(text):])
+			if len(rest) > 0 && e.Tok.IsSpecial(rest[0]) {
+				return rest, true
+			}
+		}
+		if ids == nil {
+			ids = e.Tok.Encode(prompt)
+		}
+		if len(ids) > len(held) && equal(ids[:len(held)], held) {
+			return ids[len(held):], true
+		}
+		return nil, false
+	}
+	var best plan
+	if feed, ok := extends(e.hist, e.text.String()); ok {
+		best = plan{feed: feed, reused: len(e.hist)}
+	}
+	if len(e.snapIDs) > best.reused {
+		if feed, ok := extends(e.snapIDs, e.snapText); ok {
+			best = plan{feed: feed, reused: len(e.snapIDs), restore: true}
 		}
 	}
-	ids := e.Tok.Encode(prompt)
-	if len(e.hist) > 0 && len(ids) > len(e.hist) && equal(ids[:len(e.hist)], e.hist) {
-		return ids[len(e.hist):], len(e.hist)
+	if best.reused == 0 {
+		if ids == nil {
+			ids = e.Tok.Encode(prompt)
+		}
+		best.feed = ids
 	}
-	return ids, 0
+	return best
 }
 
 // Options control one generation.
@@ -164,13 +232,70 @@ var ErrContext = errors.New("prompt exceeds the model context")
 // Generate continues the session with prompt (the whole conversation text,
 // as rendered by the template) and samples a reply.
 func (e *Engine) Generate(ctx context.Context, prompt string, o Options) (*Result, error) {
-	feed, reused := e.Plan(prompt)
-	if reused == 0 && len(e.hist) > 0 {
-		if err := e.Reset(); err != nil {
+	p := e.plan(prompt)
+	switch {
+	case p.restore:
+		if err := e.restore(); err != nil {
+			// The snapshot is no good: start over without it.
+			if err := e.Reset(); err != nil {
+				return nil, err
+			}
+			p = plan{feed: e.Tok.Encode(prompt)}
+		}
+	case p.reused == 0 && len(e.hist) > 0:
+		if err := e.resetSession(); err != nil {
 			return nil, err
 		}
 	}
-	return e.generate(ctx, feed, reused, o)
+	return e.generate(ctx, p.feed, p.reused, o)
+}
+
+// restore puts the session and its history back to the snapshot.
+func (e *Engine) restore() error {
+	if err := e.sess.Restore(e.snap); err != nil {
+		return err
+	}
+	e.hist = append(e.hist[:0], e.snapIDs...)
+	e.text.Reset()
+	e.text.WriteString(e.snapText)
+	// The decoder may hold the start of a character split across tokens:
+	// replay the tokens rather than trust the text alone.
+	e.hdec = e.Tok.NewDecoder()
+	for _, id := range e.snapIDs {
+		e.hdec.Add(id)
+	}
+	return nil
+}
+
+func (e *Engine) dropSnapshot() { e.snap, e.snapIDs, e.snapText = nil, nil, "" }
+
+// takeSnapshot snapshots the session at its current history. A failure
+// only loses the reuse it would have offered.
+func (e *Engine) takeSnapshot() {
+	old := e.snap
+	e.dropSnapshot()
+	sn, err := e.sess.SnapshotReuse(old)
+	if err != nil {
+		return
+	}
+	e.snap, e.snapIDs, e.snapText = sn, slices.Clone(e.hist), e.text.String()
+}
+
+// snapshotAt is where in feed to snapshot: before the last <|im_start|>,
+// where the generation prompt starts, or at its end when there is none.
+// -1 when the snapshot would be the one already held.
+func (e *Engine) snapshotAt(feed []int) int {
+	cut := len(feed)
+	for i := len(feed) - 1; i >= 0; i-- {
+		if feed[i] == e.imStart {
+			cut = i
+			break
+		}
+	}
+	if cut == 0 && e.snap != nil && equal(e.snapIDs, e.hist) {
+		return -1
+	}
+	return cut
 }
 
 // Append feeds raw text after the history (no template) and samples a reply;
@@ -190,19 +315,31 @@ func (e *Engine) generate(ctx context.Context, feed []int, reused int, o Options
 	// A failed step can leave the states half-updated: start over next time.
 	defer func() {
 		if err != nil {
-			e.Reset()
+			e.resetSession()
 		}
 	}()
 	t0 := time.Now()
 	var logits []float32
-	for off := 0; off < len(feed); off += e.prefillChunk {
+	cut := e.snapshotAt(feed)
+	for off := 0; off < len(feed); {
+		if off == cut {
+			e.takeSnapshot()
+		}
 		if ctx.Err() != nil {
 			res.Finish = FinishCancelled
 			return res, nil
 		}
-		if logits, err = e.forward(feed[off:min(off+e.prefillChunk, len(feed))]); err != nil {
+		end := min(off+e.prefillChunk, len(feed))
+		if off < cut && cut < end {
+			end = cut
+		}
+		if logits, err = e.forward(feed[off:end]); err != nil {
 			return nil, err
 		}
+		off = end
+	}
+	if cut == len(feed) {
+		e.takeSnapshot()
 	}
 	res.PrefillTime = time.Since(t0)
 	t1 := time.Now()

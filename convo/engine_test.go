@@ -116,3 +116,49 @@ func TestGenerateLimits(t *testing.T) {
 		t.Fatalf("after the errors: %+v %v", r, err)
 	}
 }
+
+// TestNewTurnRestoresSnapshot: the next user turn re-renders the first
+// reply without its reasoning, so it does not continue the session; it does
+// continue the first prompt up to its generation prompt, which the engine
+// snapshotted, and the reply equals the one computed from scratch.
+func TestNewTurnRestoresSnapshot(t *testing.T) {
+	ctx := context.Background()
+	engine.Reset()
+	u1 := chat.Message{Role: "user", Content: "Count from 5 to 12."}
+	p1 := render(t, u1)
+	r1, err := engine.Generate(ctx, p1, Options{MaxTokens: 64})
+	if err != nil || r1.Finish != FinishStop || !strings.Contains(r1.Text, "</think>") {
+		t.Fatalf("first reply %+v %v", r1, err)
+	}
+	genPrompt := len(engine.Tok.Encode("<|im_start|>assistant\n<think>\n"))
+	p2 := render(t, u1, chat.Message{Role: "assistant", Content: r1.Text}, chat.Message{Role: "user", Content: "Count from 1 to 3."})
+	if strings.HasPrefix(p2, p1) {
+		t.Fatal("the template kept the reasoning: this test needs one that drops it")
+	}
+	_, reused := engine.Plan(p2)
+	if want := r1.PromptTokens - genPrompt; reused != want {
+		t.Fatalf("plan reuses %d tokens, want the %d before the generation prompt", reused, want)
+	}
+	r2, err := engine.Generate(ctx, p2, Options{MaxTokens: 64})
+	if err != nil || r2.ReusedTokens != reused {
+		t.Fatalf("second turn %+v %v", r2, err)
+	}
+	// A failed or cancelled request leaves the snapshot usable: the third
+	// turn's is the second prompt's.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	p3 := render(t, u1, chat.Message{Role: "assistant", Content: r1.Text}, chat.Message{Role: "user", Content: "Count from 1 to 3."},
+		chat.Message{Role: "assistant", Content: r2.Text}, chat.Message{Role: "user", Content: "Count from 5 to 12."})
+	if r, err := engine.Generate(cctx, p3, Options{}); err != nil || r.Finish != FinishCancelled {
+		t.Fatalf("cancelled: %+v %v", r, err)
+	}
+	r3, err := engine.Generate(ctx, p3, Options{MaxTokens: 64})
+	if err != nil || r3.ReusedTokens != r2.PromptTokens-genPrompt {
+		t.Fatalf("third turn reused %d of %d (%v)", r3.ReusedTokens, r2.PromptTokens, err)
+	}
+	engine.Reset()
+	scratch, err := engine.Generate(ctx, p2, Options{MaxTokens: 64})
+	if err != nil || scratch.ReusedTokens != 0 || scratch.Text != r2.Text {
+		t.Errorf("from scratch %q (reused %d), from the snapshot %q (%v)", scratch.Text, scratch.ReusedTokens, r2.Text, err)
+	}
+}

@@ -7,7 +7,9 @@
 // tokens it holds; a request whose prompt continues those tokens (the usual
 // agent loop: the same conversation plus a tool result) only computes the new
 // tokens, and usage.prompt_tokens_details.cached_tokens says how many were
-// reused.
+// reused. A new user turn, whose prompt re-renders the last reply differently,
+// reuses instead the state the engine snapshotted at the end of the last
+// prompt's conversation (convo).
 package server
 
 import (

@@ -29,6 +29,10 @@ type Session struct {
 
 	// onRoute, when set (tests), receives each layer's expert choices [T, K].
 	onRoute func(layer int, idx []int)
+
+	// broken is why the states are half-updated (a step failed or was
+	// cancelled); Forward refuses to go on until Reset or Restore.
+	broken error
 }
 
 type layerState struct {
@@ -73,7 +77,7 @@ func (s *Session) Reset() error {
 			}
 		}
 	}
-	s.pos = 0
+	s.pos, s.broken = 0, nil
 	return nil
 }
 
@@ -89,6 +93,9 @@ func (s *Session) forward(ids []int, all bool) ([]float32, error) {
 	m := s.m
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("model: forward of no tokens")
+	}
+	if s.broken != nil {
+		return nil, fmt.Errorf("model: the session needs Reset or Restore after: %w", s.broken)
 	}
 	V := m.Config.VocabSize
 	for i, id := range ids {
@@ -111,6 +118,7 @@ func (s *Session) forward(ids []int, all bool) ([]float32, error) {
 		last := off+m.chunk >= len(ids)
 		lg, err := s.step(chunk, all, last, decode)
 		if err != nil {
+			s.broken = err
 			return nil, err
 		}
 		if all {
