@@ -44,9 +44,6 @@ type Engine struct {
 	hdec *tokenizer.Decoder
 
 	stopIDs []int
-	// prefillChunk bounds one Forward call while feeding a prompt, so a
-	// cancelled request stops within one chunk rather than after the prompt.
-	prefillChunk int
 
 	// snap is the session at snapIDs (whose text is snapText), taken
 	// before the last prompt's generation prompt; nil until one is taken.
@@ -86,7 +83,7 @@ func New(m *model.Model, dir string) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{Model: m, Tok: tok, Template: tpl, Dir: dir, sess: s, prefillChunk: 256, hdec: tok.NewDecoder(), imStart: -1}
+	e := &Engine{Model: m, Tok: tok, Template: tpl, Dir: dir, sess: s, hdec: tok.NewDecoder(), imStart: -1}
 	if id, ok := tok.TokenID("<|im_start|>"); ok {
 		e.imStart = id
 	}
@@ -320,26 +317,30 @@ func (e *Engine) generate(ctx context.Context, feed []int, reused int, o Options
 	}()
 	t0 := time.Now()
 	var logits []float32
+	// Fed in two parts around the snapshot point; the model checks ctx
+	// between layers, so a cancel stops within one layer either way.
 	cut := e.snapshotAt(feed)
-	for off := 0; off < len(feed); {
-		if off == cut {
-			e.takeSnapshot()
+	if cut == 0 && ctx.Err() == nil {
+		e.takeSnapshot()
+	}
+	for _, part := range [][]int{feed[:max(cut, 0)], feed[max(cut, 0):]} {
+		if len(part) == 0 {
+			continue
 		}
 		if ctx.Err() != nil {
 			res.Finish = FinishCancelled
 			return res, nil
 		}
-		end := min(off+e.prefillChunk, len(feed))
-		if off < cut && cut < end {
-			end = cut
-		}
-		if logits, err = e.forward(feed[off:end]); err != nil {
+		if logits, err = e.forward(ctx, part); err != nil {
+			if e.cancelled(ctx, err) {
+				res.Finish = FinishCancelled
+				return res, nil
+			}
 			return nil, err
 		}
-		off = end
-	}
-	if cut == len(feed) {
-		e.takeSnapshot()
+		if cut > 0 && len(e.hist) == reused+cut {
+			e.takeSnapshot()
+		}
 	}
 	res.PrefillTime = time.Since(t0)
 	t1 := time.Now()
@@ -369,7 +370,11 @@ func (e *Engine) generate(ctx context.Context, feed []int, reused int, o Options
 					res.Finish = FinishLength
 					return res, nil
 				}
-				if logits, err = e.forward(ids); err != nil {
+				if logits, err = e.forward(ctx, ids); err != nil {
+					if e.cancelled(ctx, err) {
+						res.Finish = FinishCancelled
+						return res, nil
+					}
 					return res, err
 				}
 				res.IDs = append(res.IDs, ids...)
@@ -408,15 +413,21 @@ func (e *Engine) generate(ctx context.Context, feed []int, reused int, o Options
 		}
 		// Fed even when it is the last one wanted, so the history always
 		// equals the text the caller saw and a continuation can reuse it.
-		if logits, err = e.forward([]int{id}); err != nil {
+		if logits, err = e.forward(ctx, []int{id}); err != nil {
+			if e.cancelled(ctx, err) {
+				res.Finish = FinishCancelled
+				return res, nil
+			}
 			return res, err
 		}
 	}
 }
 
-// forward feeds ids and records them in the history.
-func (e *Engine) forward(ids []int) ([]float32, error) {
-	lg, err := e.sess.Forward(ids)
+// forward feeds ids and records them in the history. It stops within a
+// layer when ctx ends, so a client that goes away during a long prefill
+// frees the model at once.
+func (e *Engine) forward(ctx context.Context, ids []int) ([]float32, error) {
+	lg, err := e.sess.ForwardContext(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -425,6 +436,16 @@ func (e *Engine) forward(ids []int) ([]float32, error) {
 		e.text.WriteString(e.hdec.Add(id))
 	}
 	return lg, nil
+}
+
+// cancelled reports whether err is ctx ending during a step. The step
+// left the session part-way, so it is reset (the snapshot, a copy, stays).
+func (e *Engine) cancelled(ctx context.Context, err error) bool {
+	if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+		return false
+	}
+	e.resetSession()
+	return true
 }
 
 func contains(xs []int, x int) bool {

@@ -162,3 +162,31 @@ func TestNewTurnRestoresSnapshot(t *testing.T) {
 		t.Errorf("from scratch %q (reused %d), from the snapshot %q (%v)", scratch.Text, scratch.ReusedTokens, r2.Text, err)
 	}
 }
+
+// TestCancelDuringPrefill: a context that ends inside a layer of the prompt
+// stops the prefill before the next layer; the engine starts over cleanly.
+func TestCancelDuringPrefill(t *testing.T) {
+	engine.Reset()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	layers := 0
+	engine.sess.Capture = func(name string, T int, h []float32) {
+		if strings.HasPrefix(name, "layer") {
+			layers++
+			cancel()
+		}
+	}
+	p := render(t, chat.Message{Role: "user", Content: "Count from 5 to 12."})
+	r, err := engine.Generate(ctx, p, Options{MaxTokens: 64})
+	engine.sess.Capture = nil
+	if err != nil || r.Finish != FinishCancelled || layers != 1 || len(r.IDs) != 0 {
+		t.Fatalf("cancelled after %d layers: %+v %v", layers, r, err)
+	}
+	if len(engine.History()) != 0 {
+		t.Fatalf("a cancelled prefill left %d tokens of history", len(engine.History()))
+	}
+	r, err = engine.Generate(context.Background(), p, Options{MaxTokens: 64})
+	if err != nil || !strings.HasSuffix(r.Text, "5, 6, 7, 8, 9, 10, 11, 12.") {
+		t.Fatalf("after the cancel: %+v %v", r, err)
+	}
+}

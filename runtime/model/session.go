@@ -1,6 +1,7 @@
 package model
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -83,13 +84,32 @@ func (s *Session) Reset() error {
 
 // Forward feeds ids at the next positions and returns the logits of the
 // last one ([vocab]).
-func (s *Session) Forward(ids []int) ([]float32, error) { return s.forward(ids, false) }
+func (s *Session) Forward(ids []int) ([]float32, error) {
+	return s.forward(context.Background(), ids, false)
+}
 
 // ForwardAll feeds ids and returns the logits at every position
 // ([len(ids), vocab] row-major).
-func (s *Session) ForwardAll(ids []int) ([]float32, error) { return s.forward(ids, true) }
+func (s *Session) ForwardAll(ids []int) ([]float32, error) {
+	return s.forward(context.Background(), ids, true)
+}
 
-func (s *Session) forward(ids []int, all bool) ([]float32, error) {
+// ForwardContext is Forward that stops when ctx ends, checking between
+// prefill chunks and between layers, so a long prefill stops within one
+// layer. It then returns ctx.Err() and the session, part-way through the
+// tokens, needs Reset or Restore before it can go on (Forward refuses
+// until then): a layer's state cannot be rolled back on its own.
+func (s *Session) ForwardContext(ctx context.Context, ids []int) ([]float32, error) {
+	return s.forward(ctx, ids, false)
+}
+
+// ForwardAllContext is ForwardAll that stops when ctx ends, as
+// ForwardContext does.
+func (s *Session) ForwardAllContext(ctx context.Context, ids []int) ([]float32, error) {
+	return s.forward(ctx, ids, true)
+}
+
+func (s *Session) forward(ctx context.Context, ids []int, all bool) ([]float32, error) {
 	m := s.m
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("model: forward of no tokens")
@@ -116,7 +136,7 @@ func (s *Session) forward(ids []int, all bool) ([]float32, error) {
 	for off := 0; off < len(ids); off += m.chunk {
 		chunk := ids[off:min(off+m.chunk, len(ids))]
 		last := off+m.chunk >= len(ids)
-		lg, err := s.step(chunk, all, last, decode)
+		lg, err := s.step(ctx, chunk, all, last, decode)
 		if err != nil {
 			s.broken = err
 			return nil, err
@@ -151,7 +171,7 @@ func (r *run) view(b backend.Buffer, off, n int) backend.Buffer {
 
 // step runs one chunk of tokens through the model. It returns the logits of
 // every position (all) or of the last one (last), or nil.
-func (s *Session) step(ids []int, all, last, decode bool) ([]float32, error) {
+func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) ([]float32, error) {
 	m := s.m
 	c := &m.Config
 	T, H := len(ids), c.HiddenSize
@@ -172,6 +192,11 @@ func (s *Session) step(ids []int, all, last, decode bool) ([]float32, error) {
 	s.lap(PhaseEmbed)
 	s.capture(r, "embed", h, T)
 	for l := range m.layers {
+		// Before the layer, not after: its own ops are not interruptible,
+		// and the first check also covers the time between chunks.
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		L, st := &m.layers[l], &s.layers[l]
 		r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), L.inNorm, eps))
 		s.lap(PhaseNorm)

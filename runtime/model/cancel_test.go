@@ -1,0 +1,55 @@
+package model
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestForwardContextCancels: a cancel during a layer stops the forward
+// before the next layer, with ctx.Err(); the session then refuses to go on
+// until Reset (or Restore), after which it computes what a fresh one does.
+func TestForwardContextCancels(t *testing.T) {
+	m := open(t, "mlx-4bit", 0, 0, Options{PrefillChunk: 4})
+	ids := []int{1, 5, 9, 13, 2, 7, 11, 3, 8, 4}
+	want := forwardAll(t, m, ids)
+	s, _ := m.NewSession()
+	for _, c := range []struct {
+		name  string
+		after string // the capture that cancels
+		runs  int    // layer captures seen
+	}{
+		{"in the first chunk", "layer00", 1},
+		{"between chunks", "final_norm", len(m.layers)},
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		n := 0
+		s.Capture = func(name string, T int, h []float32) {
+			if strings.HasPrefix(name, "layer") {
+				n++
+			}
+			if name == c.after {
+				cancel()
+			}
+		}
+		_, err := s.ForwardContext(ctx, ids)
+		cancel()
+		if !errors.Is(err, context.Canceled) || n != c.runs {
+			t.Fatalf("%s: %v after %d layers, want Canceled after %d", c.name, err, n, c.runs)
+		}
+		s.Capture = nil
+		if _, err := s.Forward([]int{1}); err == nil || !strings.Contains(err.Error(), "Reset") {
+			t.Fatalf("%s: a cancelled session went on: %v", c.name, err)
+		}
+		if err := s.Reset(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.ForwardAllContext(context.Background(), ids)
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("%s: after Reset the logits differ (%v)", c.name, err)
+		}
+		s.Reset()
+	}
+}
