@@ -62,6 +62,7 @@ type packer struct {
 	expBits   int
 	denseBits int
 	rule      quant.Rule
+	unsynced  []unsynced // expert files awaiting their fsync
 }
 
 // Convert packs the checkpoint in o.In into o.Out.
@@ -107,6 +108,7 @@ func Convert(ctx context.Context, o Options) (*Stats, error) {
 		return nil, err
 	}
 	if err := p.packExperts(); err != nil {
+		p.closeUnsynced()
 		return nil, err
 	}
 	if err := p.copySideFiles(); err != nil {

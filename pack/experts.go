@@ -1,7 +1,6 @@
 package pack
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"slices"
@@ -239,11 +238,17 @@ func (p *packer) packExperts() error {
 			p.stats.BytesIn += int64(len(s.data))
 		}
 	}
+	if err := p.syncAll(); err != nil {
+		return err
+	}
 	p.m.Experts = []format.ExpertSet{set}
 	return nil
 }
 
-// writeLayer fills expert blocks in parallel, a batch at a time, and writes them in order.
+// writeLayer fills expert blocks in parallel, a batch at a time, and writes them in order. Two
+// batches alternate so that writing one overlaps filling the next: packing an mlx checkpoint is
+// a copy, and read, gather and write should run at the same time, not in turn. The file is
+// synced later (see syncAll), so its writeback overlaps the next layer too.
 func (p *packer) writeLayer(set *format.ExpertSet, le *layerExperts) (format.ExpertLayer, error) {
 	E := p.cfg.NumExperts
 	name := format.LayerFileName(le.layer)
@@ -253,25 +258,40 @@ func (p *packer) writeLayer(set *format.ExpertSet, le *layerExperts) (format.Exp
 	if err != nil {
 		return lf, fmt.Errorf("creating %s: %w", path, err)
 	}
-	bw := bufio.NewWriterSize(f, 1<<20)
-	fail := func(err error) (format.ExpertLayer, error) { f.Close(); return lf, err }
+	p.unsynced = append(p.unsynced, unsynced{f, path})
 	var srcBytes int64
 	for _, s := range le.srcs {
 		srcBytes += int64(len(s.data))
 	}
 	batch := p.o.Workers
-	bufs := make([][]byte, batch)
-	for i := range bufs {
-		bufs[i] = make([]byte, set.Stride)
+	var bufs [2][][]byte
+	for k := range bufs {
+		for i := 0; i < batch; i++ {
+			bufs[k] = append(bufs[k], make([]byte, set.Stride))
+		}
 	}
-	for e0 := 0; e0 < E; e0 += batch {
+	var writing chan error // the write of the previous batch, if any
+	wait := func() error {
+		if writing == nil {
+			return nil
+		}
+		err := <-writing
+		writing = nil
+		return err
+	}
+	for e0, k := 0, 0; e0 < E; e0, k = e0+batch, k^1 {
 		if err := p.checkCancelled(); err != nil {
-			return fail(err)
+			wait()
+			return lf, err
 		}
 		n := min(batch, E-e0)
 		errs := make(chan error, n)
 		for i := 0; i < n; i++ {
-			go func(i int) { errs <- p.fillBlock(bufs[i], set, le, e0+i) }(i)
+			go func(i int) {
+				err := p.fillBlock(bufs[k][i], set, le, e0+i)
+				lf.CRC32C[e0+i] = format.CRC32C(bufs[k][i])
+				errs <- err
+			}(i)
 		}
 		var first error
 		for i := 0; i < n; i++ {
@@ -279,27 +299,69 @@ func (p *packer) writeLayer(set *format.ExpertSet, le *layerExperts) (format.Exp
 				first = err
 			}
 		}
+		if err := wait(); err != nil && first == nil {
+			first = err
+		}
 		if first != nil {
-			return fail(first)
+			return lf, first
 		}
-		for i := 0; i < n; i++ {
-			lf.CRC32C[e0+i] = format.CRC32C(bufs[i])
-			if _, err := bw.Write(bufs[i]); err != nil {
-				return fail(fmt.Errorf("writing %s: %w", path, err))
+		writing = make(chan error, 1)
+		go func(blocks [][]byte, e0 int) {
+			for i, b := range blocks {
+				if _, err := f.Write(b); err != nil {
+					writing <- fmt.Errorf("writing %s: %w", path, err)
+					return
+				}
+				le.done(e0 + i)
 			}
-			le.done(e0 + i)
-		}
-		p.bar.Add(srcBytes * int64(n) / int64(E))
+			p.bar.Add(srcBytes * int64(len(blocks)) / int64(E))
+			writing <- nil
+		}(bufs[k][:n], e0)
 		p.stats.Experts += n
 	}
-	if err := bw.Flush(); err != nil {
-		return fail(fmt.Errorf("writing %s: %w", path, err))
-	}
-	if err := f.Sync(); err != nil {
-		return fail(fmt.Errorf("syncing %s: %w", path, err))
+	if err := wait(); err != nil {
+		return lf, err
 	}
 	p.stats.BytesOut += lf.Size
-	return lf, f.Close()
+	return lf, nil
+}
+
+// unsynced is an expert file written but not yet synced.
+type unsynced struct {
+	f    outFile
+	path string
+}
+
+// syncAll syncs and closes every expert file, in parallel: the disk writes them back while
+// later layers are packed, and this waits only for what is left.
+func (p *packer) syncAll() error {
+	errs := make(chan error, len(p.unsynced))
+	for _, u := range p.unsynced {
+		go func() {
+			if err := u.f.Sync(); err != nil {
+				u.f.Close()
+				errs <- fmt.Errorf("syncing %s: %w", u.path, err)
+				return
+			}
+			errs <- u.f.Close()
+		}()
+	}
+	var first error
+	for range p.unsynced {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	p.unsynced = nil
+	return first
+}
+
+// closeUnsynced closes expert files after a failure (the staged directory is then removed).
+func (p *packer) closeUnsynced() {
+	for _, u := range p.unsynced {
+		u.f.Close()
+	}
+	p.unsynced = nil
 }
 
 // fillBlock writes expert e's projections into buf at the set's offsets. Padding is never
