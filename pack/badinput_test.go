@@ -1,16 +1,20 @@
 package pack
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/fmoe/fmoe/quant"
 )
 
 // copyDir copies a fixture so a test can damage it.
@@ -301,4 +305,81 @@ func TestBadOptions(t *testing.T) {
 	expectFailure(t, tiny+"mlx-4bit", Options{Bits: 2}, "requant")
 	expectFailure(t, tiny+"hf", Options{Rule: "best"}, "--rule")
 	expectFailure(t, filepath.Join(t.TempDir(), "nope"), Options{}, "config.json")
+}
+
+// readAllTensors loads every tensor of a sharded fixture, for rewriting it in another form.
+func readAllTensors(t *testing.T, dir string) []stEntry {
+	t.Helper()
+	var out []stEntry
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".safetensors") {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdr, start, err := parseHeader(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range hdr {
+			out = append(out, stEntry{h.Name, h.DType, h.Shape, data[start+h.Offsets[0] : start+h.Offsets[1]]})
+		}
+	}
+	return out
+}
+
+// A single model.safetensors without an index packs exactly like the sharded original.
+func TestSingleFileCheckpoint(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "single")
+	os.Mkdir(dir, 0o755)
+	writeSafetensors(t, filepath.Join(dir, "model.safetensors"), readAllTensors(t, tiny+"mlx-4bit"))
+	cfg, _ := os.ReadFile(tiny + "mlx-4bit/config.json")
+	os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644)
+	single := convert(t, dir, Options{})
+	sharded := convert(t, tiny+"mlx-4bit", Options{})
+	if !bytes.Equal(single.weights, sharded.weights) {
+		t.Error("model_weights.bin differs between the single-file and sharded checkpoints")
+	}
+	for l := range sharded.m.Experts[0].Layers {
+		a, b := single.m.Experts[0].Layers[l].CRC32C, sharded.m.Experts[0].Layers[l].CRC32C
+		if !slices.Equal(a, b) {
+			t.Fatalf("layer %d experts differ", l)
+		}
+	}
+}
+
+// F16 and F32 sources are read too: a converted copy of the bf16 fixture packs at 16 bits with
+// its float tensors kept in the source dtype, and packs at 4 bits.
+func TestF16AndF32Sources(t *testing.T) {
+	for _, dtype := range []string{"F16", "F32"} {
+		t.Run(dtype, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "src")
+			os.Mkdir(dir, 0o755)
+			var conv []stEntry
+			for _, e := range readAllTensors(t, tiny+"hf") {
+				f := decodeFloats(t, e.dtype, e.data)
+				n, _ := quant.ElemSize(dtype)
+				b := make([]byte, len(f)*n)
+				if err := quant.EncodeFloats(dtype, f, b); err != nil {
+					t.Fatal(err)
+				}
+				conv = append(conv, stEntry{e.name, dtype, e.shape, b})
+			}
+			writeSafetensors(t, filepath.Join(dir, "model.safetensors"), conv)
+			cfg, _ := os.ReadFile(tiny + "hf/config.json")
+			os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644)
+			p := convert(t, dir, Options{Bits: 16})
+			for _, ten := range p.m.Tensors {
+				if !specOf(&p.m.Config, ten.Name).NormShift && ten.DType != dtype {
+					t.Errorf("%s stored as %s, want the source's %s", ten.Name, ten.DType, dtype)
+				}
+			}
+			if _, err := Convert(context.Background(), Options{In: dir, Out: filepath.Join(t.TempDir(), "q4"), Bits: 4}); err != nil {
+				t.Fatalf("4-bit pack of an %s source: %v", dtype, err)
+			}
+		})
+	}
 }
