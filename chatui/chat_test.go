@@ -3,9 +3,6 @@ package chatui
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,34 +11,14 @@ import (
 
 	"github.com/fmoe/fmoe/chat"
 	"github.com/fmoe/fmoe/convo"
-	"github.com/fmoe/fmoe/pack"
-	"github.com/fmoe/fmoe/runtime/model"
+	"github.com/fmoe/fmoe/convo/convotest"
 )
 
 var engine *convo.Engine
 
 // TestMain packs the built-in model once for the test binary.
 func TestMain(m *testing.M) {
-	root, err := os.MkdirTemp("", "fmoe-chatui-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := func() int {
-		defer os.RemoveAll(root)
-		dir := filepath.Join(root, "fmoe-tiny-chat")
-		if _, err := pack.Convert(context.Background(), pack.Options{In: "../models/fmoe-tiny-chat/mlx-4bit", Out: dir}); err != nil {
-			fmt.Fprintln(os.Stderr, "pack:", err)
-			return 1
-		}
-		if engine, err = convo.Open(dir, model.Options{}); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer engine.Close()
-		return m.Run()
-	}()
-	os.Exit(code)
+	convotest.Main(m, "../models/fmoe-tiny-chat/mlx-4bit", &engine)
 }
 
 var weather = chat.Tool{Type: "function", Function: chat.ToolFunction{

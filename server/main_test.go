@@ -1,11 +1,7 @@
 package server
 
 import (
-	"context"
-	"fmt"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/openai/openai-go"
@@ -13,8 +9,7 @@ import (
 	"github.com/openai/openai-go/shared"
 
 	"github.com/fmoe/fmoe/convo"
-	"github.com/fmoe/fmoe/pack"
-	"github.com/fmoe/fmoe/runtime/model"
+	"github.com/fmoe/fmoe/convo/convotest"
 )
 
 // engine is the built-in fmoe-tiny-chat model, packed once per test binary.
@@ -22,26 +17,7 @@ import (
 var engine *convo.Engine
 
 func TestMain(m *testing.M) {
-	root, err := os.MkdirTemp("", "fmoe-server-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := func() int {
-		defer os.RemoveAll(root)
-		dir := filepath.Join(root, "fmoe-tiny-chat")
-		if _, err := pack.Convert(context.Background(), pack.Options{In: "../models/fmoe-tiny-chat/mlx-4bit", Out: dir}); err != nil {
-			fmt.Fprintln(os.Stderr, "pack:", err)
-			return 1
-		}
-		if engine, err = convo.Open(dir, model.Options{}); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer engine.Close()
-		return m.Run()
-	}()
-	os.Exit(code)
+	convotest.Main(m, "../models/fmoe-tiny-chat/mlx-4bit", &engine)
 }
 
 // start serves s (a fresh Server over the shared engine when nil) and
