@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
@@ -64,17 +63,9 @@ func runChat(c *cli.Context) error {
 		o.System = string(b)
 	}
 	if f := c.String("tools"); f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
+		var err error
+		if o.Tools, err = readTools(f); err != nil {
 			return err
-		}
-		if err := json.Unmarshal(b, &o.Tools); err != nil {
-			return cliutil.UsageError("--tools %s: want a JSON list of OpenAI tools: %v", f, err)
-		}
-		for i, t := range o.Tools {
-			if t.Function.Name == "" {
-				return cliutil.UsageError("--tools %s: tool %d has no function name", f, i)
-			}
 		}
 	}
 	in, isTerm := chatui.NewTerminalReader()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"time"
@@ -184,12 +183,9 @@ func promptText(c *cli.Context, dir string) (string, error) {
 	msgs = append(msgs, chat.Message{Role: "user", Content: c.String("prompt")})
 	var tools []chat.Tool
 	if f := c.String("tools"); f != "" {
-		raw, err := os.ReadFile(f)
-		if err != nil {
+		var err error
+		if tools, err = readTools(f); err != nil {
 			return "", err
-		}
-		if err := json.Unmarshal(raw, &tools); err != nil {
-			return "", fmt.Errorf("%s: want an OpenAI tools array: %v", f, err)
 		}
 	}
 	opts := chat.RenderOptions{AddGenerationPrompt: true}
