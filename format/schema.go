@@ -37,7 +37,7 @@ func Schema(c *Config) []TensorSpec {
 		add(p+"input_layernorm.weight", H).NormShift = true
 		switch c.LayerTypes[l] {
 		case LinearAttention:
-			hv, dk, dv := c.LinearNumValueHeads, c.LinearKeyHeadDim, c.LinearValueHeadDim
+			hv, dv := c.LinearNumValueHeads, c.LinearValueHeadDim
 			mat(p+"linear_attn.in_proj_qkv.weight", c.ConvDim(), H)
 			mat(p+"linear_attn.in_proj_z.weight", hv*dv, H)
 			mat(p+"linear_attn.in_proj_b.weight", hv, H)
@@ -47,7 +47,6 @@ func Schema(c *Config) []TensorSpec {
 			add(p+"linear_attn.dt_bias", hv)
 			add(p+"linear_attn.norm.weight", dv)
 			mat(p+"linear_attn.out_proj.weight", H, hv*dv)
-			_ = dk
 		case FullAttention:
 			nh, nkv, hd := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
 			qRows := nh * hd

@@ -122,9 +122,6 @@ func (p *packer) encodeDense(spec format.TensorSpec) (*encoded, []*srcTensor, er
 func origName(layout, canon string) string {
 	switch layout {
 	case LayoutMLX:
-		if strings.HasPrefix(canon, "model.") {
-			return "language_model." + canon
-		}
 		return "language_model." + canon
 	case LayoutHFVL:
 		if strings.HasPrefix(canon, "model.") {

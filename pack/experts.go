@@ -46,11 +46,10 @@ func (p *packer) findExperts(l int) (*layerExperts, error) {
 		le.srcs = append(le.srcs, t)
 		return nil
 	}
-	if w, ok := ck.tensors[pre+"switch_mlp.gate_proj.weight"]; ok {
+	if _, ok := ck.tensors[pre+"switch_mlp.gate_proj.weight"]; ok {
 		if _, quantised := ck.tensors[pre+"switch_mlp.gate_proj.scales"]; quantised {
 			return p.findStackedQuantised(l, le)
 		}
-		_ = w
 		stacked := map[string]*srcTensor{}
 		for _, proj := range format.ExpertProjections {
 			t, ok := ck.tensors[pre+"switch_mlp."+proj+".weight"]
