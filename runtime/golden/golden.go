@@ -22,8 +22,6 @@ type File struct {
 	Generated       []int
 	GeneratedLogits []float32
 	Vocab           int
-	// Hidden holds the optional per-layer states (hidden.embed, hidden.layerNN, ...), [T, hidden].
-	Hidden map[string][]float32
 }
 
 // Load reads a golden file.
@@ -36,7 +34,7 @@ func Load(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: not a safetensors file: %v", path, err)
 	}
-	f := &File{Hidden: map[string][]float32{}}
+	f := &File{}
 	get := func(name string, dtype safetensors.DType, rank int) (safetensors.TensorView, error) {
 		tv, ok := st.Tensor(name)
 		if !ok {
@@ -70,14 +68,6 @@ func Load(path string) (*File, error) {
 		f.GeneratedLogits = float32s(gl.Data())
 		if int(gl.Shape()[0]) != len(f.Generated) || int(gl.Shape()[1]) != f.Vocab {
 			return nil, fmt.Errorf("%s: generated_logits is %v for %d generated ids", path, gl.Shape(), len(f.Generated))
-		}
-	}
-	for _, n := range st.Names() {
-		if len(n) > 7 && n[:7] == "hidden." {
-			tv, _ := st.Tensor(n)
-			if tv.DType() == safetensors.F32 {
-				f.Hidden[n] = float32s(tv.Data())
-			}
 		}
 	}
 	return f, nil
