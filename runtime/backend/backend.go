@@ -2,7 +2,7 @@
 // Qwen3.5-MoE forward on.
 //
 // It follows gonum's blas.Float32 pattern: one interface, several
-// implementations (pure Go CPU now; CUDA and Metal later), and one
+// implementations (CPU, CUDA, Metal), and one
 // conformance suite (package backendtest) that every implementation runs.
 //
 // Activations live in backend-owned Buffers so that a GPU backend can keep
@@ -86,6 +86,14 @@ type Backend interface {
 
 	// Alloc returns a zeroed buffer of n float32 values.
 	Alloc(n int) (Buffer, error)
+	// Free releases a buffer Alloc returned now, rather than when the
+	// garbage collector finds it unreachable: the collector does not see
+	// device memory, so a GPU could fill up long before it runs. Ops
+	// already issued that use the buffer complete first; afterwards the
+	// buffer and every view of it are unusable (ops given them return an
+	// error). Freeing a view, a buffer twice or another backend's buffer
+	// is an error. Close frees every buffer still held.
+	Free(b Buffer) error
 	// View returns the sub-buffer [off, off+n) of b, sharing storage.
 	View(b Buffer, off, n int) (Buffer, error)
 	// Write copies len(src) values into dst[0:len(src)].

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/fmoe/fmoe/runtime/backend"
@@ -66,23 +67,36 @@ func (s *Session) growKV(st *layerState, n int) error {
 		if err != nil {
 			return err
 		}
-		if st.cap > 0 && s.pos > 0 {
-			dst, err := be.View(nb, 0, s.pos*kw)
-			if err != nil {
-				return err
-			}
-			src, err := be.View(*p, 0, s.pos*kw)
-			if err != nil {
-				return err
-			}
-			if err := be.Copy(dst, src); err != nil {
-				return err
-			}
+		if err := moveKV(be, nb, *p, s.pos*kw); err != nil {
+			return errors.Join(err, be.Free(nb))
 		}
 		*p = nb
 	}
 	st.cap = nc
 	return nil
+}
+
+// moveKV copies the first n values of old (nil when there is none) into
+// nb and frees old: left to the garbage collector, which does not see
+// device memory, the old caches of a long context fill a GPU.
+func moveKV(be backend.Backend, nb, old backend.Buffer, n int) error {
+	if old == nil {
+		return nil
+	}
+	if n > 0 {
+		dst, err := be.View(nb, 0, n)
+		if err != nil {
+			return err
+		}
+		src, err := be.View(old, 0, n)
+		if err != nil {
+			return err
+		}
+		if err := be.Copy(dst, src); err != nil {
+			return err
+		}
+	}
+	return be.Free(old)
 }
 
 // deltaNet is the GatedDeltaNet (linear attention) mixer; it adds its

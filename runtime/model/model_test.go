@@ -27,6 +27,9 @@ const tolLogits = 1e-4
 func open(t *testing.T, src string, bits, k int, o Options) *Model {
 	t.Helper()
 	o.ExpertsPerToken = k
+	if o.Backend == nil {
+		o.Backend = testBackend(t)
+	}
 	m, err := Open(packed(t, src, bits), o)
 	if err != nil {
 		t.Fatal(err)

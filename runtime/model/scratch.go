@@ -1,6 +1,10 @@
 package model
 
-import "github.com/fmoe/fmoe/runtime/backend"
+import (
+	"errors"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
 
 // scratch holds the activation buffers of one step, sized for up to n
 // tokens; ops use views of the exact size.
@@ -42,6 +46,9 @@ func (sc *scratch) ensure(m *Model, n int) error {
 		{&sc.xg, n * H}, {&sc.eg, n * I}, {&sc.eu, n * I}, {&sc.eo, n * m.K * H}, {&sc.acc, n * H},
 		{&sc.logits, c.VocabSize},
 	}
+	if err := sc.free(m.be); err != nil {
+		return err
+	}
 	for _, s := range sizes {
 		b, err := m.be.Alloc(s.n)
 		if err != nil {
@@ -51,4 +58,18 @@ func (sc *scratch) ensure(m *Model, n int) error {
 	}
 	sc.n = n
 	return nil
+}
+
+// free releases the buffers (ensure then allocates afresh).
+func (sc *scratch) free(be backend.Backend) error {
+	var errs []error
+	for _, b := range []*backend.Buffer{&sc.h, &sc.xn, &sc.o, &sc.qg, &sc.ao, &sc.qkv, &sc.z, &sc.a, &sc.b, &sc.y,
+		&sc.router, &sc.sg, &sc.su, &sc.sd, &sc.sgate, &sc.xg, &sc.eg, &sc.eu, &sc.eo, &sc.acc, &sc.logits} {
+		if *b != nil {
+			errs = append(errs, be.Free(*b))
+			*b = nil
+		}
+	}
+	sc.n = 0
+	return errors.Join(errs...)
 }

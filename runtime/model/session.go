@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -30,6 +31,8 @@ type Session struct {
 
 	// onRoute, when set (tests), receives each layer's expert choices [T, K].
 	onRoute func(layer int, idx []int)
+
+	closed bool
 
 	// broken is why the states are half-updated (a step failed or was
 	// cancelled); Forward refuses to go on until Reset or Restore.
@@ -61,6 +64,31 @@ func (m *Model) NewSession() (*Session, error) {
 		}
 	}
 	return s, nil
+}
+
+// Close frees the session's device buffers (KV caches, recurrent states,
+// activations) now rather than when the garbage collector finds the
+// session unreachable, which on a GPU may be too late. The session is
+// unusable afterwards.
+func (s *Session) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	be := s.m.be
+	var errs []error
+	for l := range s.layers {
+		st := &s.layers[l]
+		for _, b := range []*backend.Buffer{&st.k, &st.v, &st.conv, &st.s} {
+			if *b != nil {
+				errs = append(errs, be.Free(*b))
+				*b = nil
+			}
+		}
+		st.cap = 0
+	}
+	errs = append(errs, s.sc.free(be))
+	return errors.Join(errs...)
 }
 
 // Pos is the number of tokens the session has consumed.
@@ -113,6 +141,9 @@ func (s *Session) forward(ctx context.Context, ids []int, all bool) ([]float32, 
 	m := s.m
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("model: forward of no tokens")
+	}
+	if s.closed {
+		return nil, errors.New("model: forward on a closed session")
 	}
 	if s.broken != nil {
 		return nil, fmt.Errorf("model: the session needs Reset or Restore after: %w", s.broken)
@@ -230,6 +261,7 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 			r.do(m.be.MatMul(lb, m.head, xn, T))
 			logits = make([]float32, T*V)
 			r.do(m.be.Read(logits, lb))
+			r.do(m.be.Free(lb))
 		}
 	case last:
 		lb := r.view(s.sc.logits, 0, V)

@@ -54,6 +54,7 @@ func Run(t *testing.T, newBackend func() backend.Backend) {
 		{"Elementwise", testElementwise},
 		{"Bind", testBind},
 		{"Errors", testErrors},
+		{"Free", testFree},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -432,6 +433,56 @@ func testBuffers(t *testing.T, be backend.Backend) {
 	z := alloc(t, be, 4)
 	if got := get(t, be, z); fmt.Sprint(got) != "[0 0 0 0]" {
 		t.Fatalf("Alloc not zeroed: %v", got)
+	}
+}
+
+// testFree: work issued before Free completes with the buffer's values;
+// afterwards the buffer and its views are refused, and so are a second
+// Free, a Free of a view and of a foreign value.
+func testFree(t *testing.T, be backend.Backend) {
+	a := put(t, be, []float32{1, 2, 3, 4})
+	view, err := be.View(a, 1, 2)
+	must(t, err)
+	dst := put(t, be, []float32{10, 20, 30, 40})
+	must(t, be.Add(dst, a))
+	if err := be.Free(view); err == nil {
+		t.Fatal("Free of a view succeeded")
+	}
+	must(t, be.Free(a))
+	if got := get(t, be, dst); fmt.Sprint(got) != "[11 22 33 44]" {
+		t.Fatalf("op issued before Free read %v, want [11 22 33 44]", got)
+	}
+	host := make([]float32, 2)
+	for name, err := range map[string]error{
+		"Read":        be.Read(host, a),
+		"Read (view)": be.Read(host, view),
+		"Write":       be.Write(a, host),
+		"Add":         be.Add(dst, a),
+		"Zero (view)": be.Zero(view),
+		"Free again":  be.Free(a),
+		"Free(nil)":   be.Free(nil),
+	} {
+		if err == nil {
+			t.Errorf("%s after Free succeeded", name)
+		}
+	}
+	if _, err := be.View(a, 0, 1); err == nil {
+		t.Error("View of a freed buffer succeeded")
+	}
+	empty := alloc(t, be, 0)
+	must(t, be.Free(empty))
+	// Buffers other than the freed one are unaffected, and the memory can
+	// be allocated again many times over.
+	for i := 0; i < 50; i++ {
+		b := alloc(t, be, 1<<16)
+		must(t, be.Write(b, []float32{float32(i)}))
+		head, err := be.View(b, 0, 4)
+		must(t, err)
+		must(t, be.Add(dst, head))
+		must(t, be.Free(b))
+	}
+	if got := get(t, be, dst); fmt.Sprint(got) != fmt.Sprint([]float32{11 + 49*50/2, 22, 33, 44}) {
+		t.Fatalf("after 50 alloc/free rounds dst = %v", got)
 	}
 }
 

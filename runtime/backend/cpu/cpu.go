@@ -91,11 +91,20 @@ func (be *Backend) Name() string {
 	return fmt.Sprintf("cpu(%s, %d threads)", k, be.threads)
 }
 
-// Close releases nothing: buffers are garbage collected.
+// Close releases nothing: buffers are Go memory, garbage collected once
+// unreachable (or freed).
 func (be *Backend) Close() error { return nil }
 
-// buf is a Buffer: a float32 slice (a view shares its parent's array).
-type buf struct{ d []float32 }
+// buf is a Buffer: a float32 slice (a view shares its parent's array and
+// root, so that a Free of the parent makes its views unusable too).
+type buf struct {
+	d    []float32
+	r    *root
+	view bool
+}
+
+// root is the state an allocation and its views share.
+type root struct{ freed bool }
 
 func (b *buf) Len() int { return len(b.d) }
 
@@ -107,6 +116,9 @@ func (be *Backend) data(b backend.Buffer, what string) ([]float32, error) {
 	if !ok {
 		return nil, fmt.Errorf("cpu: %s buffer %T does not belong to the CPU backend", what, b)
 	}
+	if x.r.freed {
+		return nil, fmt.Errorf("cpu: %s buffer used after Free", what)
+	}
 	return x.d, nil
 }
 
@@ -115,7 +127,24 @@ func (be *Backend) Alloc(n int) (backend.Buffer, error) {
 	if n < 0 {
 		return nil, fmt.Errorf("cpu: alloc of %d values", n)
 	}
-	return &buf{d: make([]float32, n)}, nil
+	return &buf{d: make([]float32, n), r: &root{}}, nil
+}
+
+// Free drops the buffer's array (the collector reclaims it once no view
+// holds it) and makes the buffer and its views unusable.
+func (be *Backend) Free(b backend.Buffer) error {
+	x, ok := b.(*buf)
+	if !ok || x == nil {
+		return fmt.Errorf("cpu: free of %T, not a buffer of the CPU backend", b)
+	}
+	switch {
+	case x.view:
+		return fmt.Errorf("cpu: free of a view (free the buffer Alloc returned)")
+	case x.r.freed:
+		return fmt.Errorf("cpu: buffer freed twice")
+	}
+	x.r.freed, x.d = true, nil
+	return nil
 }
 
 // View returns b[off:off+n].
@@ -127,7 +156,7 @@ func (be *Backend) View(b backend.Buffer, off, n int) (backend.Buffer, error) {
 	if err := chk.View(off, n, len(d)); err != nil {
 		return nil, err
 	}
-	return &buf{d: d[off : off+n : off+n]}, nil
+	return &buf{d: d[off : off+n : off+n], r: b.(*buf).r, view: true}, nil
 }
 
 func (be *Backend) Write(dst backend.Buffer, src []float32) error {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/fmoe/fmoe/runtime/backend"
@@ -25,6 +26,10 @@ type Options struct {
 	// CacheDir overrides where compiled kernels are cached
 	// (default os.UserCacheDir()/fmoe/cuda).
 	CacheDir string
+	// MemLimit, when positive, caps the device memory the backend holds
+	// (bytes): an allocation past it fails as if the device were full.
+	// For tests of memory pressure on a large card.
+	MemLimit int
 }
 
 // Backend is the CUDA backend. Like every backend it is driven from one
@@ -44,7 +49,9 @@ type Backend struct {
 	args   argPack
 	closed bool
 
-	live map[C.CUdeviceptr]int // device allocations, freed at Close
+	live      map[C.CUdeviceptr]int // device allocations, freed at Close
+	liveBytes int                   // their total
+	memLimit  int                   // Options.MemLimit
 
 	freeMu      sync.Mutex
 	freeClosed  bool
@@ -75,7 +82,7 @@ func NewWithOptions(opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	be := &Backend{dev: d, ctx: d.ctx, live: map[C.CUdeviceptr]int{}, slots: map[int][]*slot{}}
+	be := &Backend{dev: d, ctx: d.ctx, live: map[C.CUdeviceptr]int{}, slots: map[int][]*slot{}, memLimit: opts.MemLimit}
 	// Blocks loop over matvec row groups (see matvec.h); a few per SM suffice.
 	be.lim = gpu.Limits{MaxGridY: maxGridY, MaxShared: d.maxSmem, SMs: d.sms, MatvecBlocks: 4 * d.sms}
 	be.chk = gpu.NewCheck("cuda", &be.lim)
@@ -169,8 +176,10 @@ func (be *Backend) Sync() error {
 
 var errClosed = errors.New("cuda: backend is closed")
 
-// devAlloc allocates n bytes of device memory (256-byte aligned), freeing
-// pending garbage and retrying once when the device is full.
+// devAlloc allocates n bytes of device memory (256-byte aligned). When
+// the device is full it frees what is pending and retries; then, as a last
+// resort for buffers nobody Freed, it runs the garbage collector, waits
+// for the cleanups it queues and retries once more.
 func (be *Backend) devAlloc(n int) (C.CUdeviceptr, error) {
 	if be.closed {
 		return 0, errClosed
@@ -187,18 +196,52 @@ func (be *Backend) devAlloc(n int) (C.CUdeviceptr, error) {
 		}
 	}
 	var p C.CUdeviceptr
-	r := C.fm_mem_alloc(be.ctx, &p, C.size_t(n))
-	if r == 2 { // CUDA_ERROR_OUT_OF_MEMORY
+	r := be.memAlloc(&p, n)
+	if r == cudaErrorOutOfMemory {
 		if err := be.Sync(); err != nil {
 			return 0, err
 		}
-		r = C.fm_mem_alloc(be.ctx, &p, C.size_t(n))
+		r = be.memAlloc(&p, n)
+	}
+	if r == cudaErrorOutOfMemory && be.collect() {
+		if err := be.Sync(); err != nil {
+			return 0, err
+		}
+		r = be.memAlloc(&p, n)
 	}
 	if err := cuErr(r, fmt.Sprintf("cuMemAlloc(%d bytes)", n)); err != nil {
 		return 0, err
 	}
 	be.live[p] = n
+	be.liveBytes += n
 	return p, nil
+}
+
+const cudaErrorOutOfMemory = 2
+
+// memAlloc is cuMemAlloc under the optional MemLimit.
+func (be *Backend) memAlloc(p *C.CUdeviceptr, n int) C.CUresult {
+	if be.memLimit > 0 && be.liveBytes+n > be.memLimit {
+		return cudaErrorOutOfMemory
+	}
+	return C.fm_mem_alloc(be.ctx, p, C.size_t(n))
+}
+
+// collect runs the garbage collector and waits (briefly) for the cleanups
+// of unreachable buffers to queue their memory. It reports whether any
+// was queued.
+func (be *Backend) collect() bool {
+	runtime.GC()
+	for i := 0; i < 20; i++ {
+		be.freeMu.Lock()
+		n := len(be.pending)
+		be.freeMu.Unlock()
+		if n > 0 {
+			return true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return false
 }
 
 // devFree frees now; only for memory no queued work uses.
@@ -206,6 +249,7 @@ func (be *Backend) devFree(p C.CUdeviceptr) error {
 	if _, ok := be.live[p]; !ok {
 		return nil
 	}
+	be.liveBytes -= be.live[p]
 	delete(be.live, p)
 	return cuErr(C.fm_mem_free(be.ctx, p), "cuMemFree")
 }
@@ -236,11 +280,13 @@ func (be *Backend) freePending() error {
 	return errors.Join(errs...)
 }
 
-// devMem is one device allocation shared by a buffer and its views; when
-// the last of them is unreachable its memory is queued for freeing.
+// devMem is one device allocation shared by a buffer and its views; it is
+// queued for freeing by Free, or when the last of them is unreachable.
 type devMem struct {
-	ptr  C.CUdeviceptr
-	size int
+	ptr     C.CUdeviceptr // 0 for an empty buffer
+	size    int
+	freed   bool
+	cleanup runtime.Cleanup
 }
 
 func (be *Backend) newMem(n int) (*devMem, error) {
@@ -249,16 +295,41 @@ func (be *Backend) newMem(n int) (*devMem, error) {
 		return nil, err
 	}
 	m := &devMem{ptr: p, size: n}
-	runtime.AddCleanup(m, func(p C.CUdeviceptr) { be.queueFree(p, n) }, p)
+	m.cleanup = runtime.AddCleanup(m, func(p C.CUdeviceptr) { be.queueFree(p, n) }, p)
 	return m, nil
 }
 
 // buf is a Buffer: n float32 values at ptr inside mem.
 type buf struct {
-	be  *Backend
-	mem *devMem
-	ptr C.CUdeviceptr
-	n   int
+	be   *Backend
+	mem  *devMem
+	ptr  C.CUdeviceptr
+	n    int
+	view bool
+}
+
+// Free queues the buffer's memory for freeing at the next sync (queued
+// kernels may still use it) and makes the buffer and its views unusable.
+func (be *Backend) Free(b backend.Buffer) error {
+	if be.closed {
+		return errClosed
+	}
+	x, ok := b.(*buf)
+	switch {
+	case !ok || x == nil || x.be != be:
+		return fmt.Errorf("cuda: free of %T, not a buffer of this CUDA backend", b)
+	case x.view:
+		return errors.New("cuda: free of a view (free the buffer Alloc returned)")
+	case x.mem.freed:
+		return errors.New("cuda: buffer freed twice")
+	}
+	m := x.mem
+	m.freed = true
+	if m.ptr != 0 {
+		m.cleanup.Stop()
+		be.queueFree(m.ptr, m.size)
+	}
+	return nil
 }
 
 func (b *buf) Len() int { return b.n }
@@ -274,6 +345,9 @@ func (be *Backend) data(b backend.Buffer, what string) (*buf, error) {
 	if !ok || x.be != be {
 		return nil, fmt.Errorf("cuda: %s buffer %T does not belong to this CUDA backend", what, b)
 	}
+	if x.mem.freed {
+		return nil, fmt.Errorf("cuda: %s buffer used after Free", what)
+	}
 	return x, nil
 }
 
@@ -286,7 +360,7 @@ func (be *Backend) Alloc(n int) (backend.Buffer, error) {
 		return nil, fmt.Errorf("cuda: alloc of %d values", n)
 	}
 	if n == 0 {
-		return &buf{be: be}, nil
+		return &buf{be: be, mem: &devMem{}}, nil
 	}
 	m, err := be.newMem(4 * n)
 	if err != nil {
@@ -308,7 +382,7 @@ func (be *Backend) View(b backend.Buffer, off, n int) (backend.Buffer, error) {
 	if err := be.chk.View(off, n, x.n); err != nil {
 		return nil, err
 	}
-	return &buf{be: be, mem: x.mem, ptr: x.ptr + C.CUdeviceptr(4*off), n: n}, nil
+	return &buf{be: be, mem: x.mem, ptr: x.ptr + C.CUdeviceptr(4*off), n: n, view: true}, nil
 }
 
 // Write copies src to dst; the driver stages pageable memory before it

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime/debug"
 	"testing"
 
 	"github.com/fmoe/fmoe/runtime/backend"
@@ -172,5 +173,40 @@ func TestBindPaths(t *testing.T) {
 		if e := relErr(got, want); !(e < 2e-5) {
 			t.Errorf("expert %d: relative error %.3g", i, e)
 		}
+	}
+}
+
+// TestMemoryPressure holds the backend to 64 MiB and allocates 1 GiB in
+// 16 MiB buffers: with the collector off, only Free makes room; with it
+// on and no Free, devAlloc's last resort (collect, then retry) must.
+func TestMemoryPressure(t *testing.T) {
+	be, err := NewWithOptions(Options{MemLimit: 64 << 20})
+	if err != nil {
+		newOrSkip(t).Close()
+		t.Fatal(err)
+	}
+	defer be.Close()
+	const n = 4 << 20 // 16 MiB of float32
+	t.Run("Free", func(t *testing.T) {
+		defer debug.SetGCPercent(debug.SetGCPercent(-1))
+		for i := 0; i < 64; i++ {
+			b, err := be.Alloc(n)
+			if err != nil {
+				t.Fatalf("round %d: %v", i, err)
+			}
+			if err := be.Free(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	t.Run("Collect", func(t *testing.T) {
+		for i := 0; i < 64; i++ {
+			if _, err := be.Alloc(n); err != nil {
+				t.Fatalf("round %d: %v", i, err)
+			}
+		}
+	})
+	if _, err := be.Alloc(32 << 20); err == nil {
+		t.Fatal("a 128 MiB buffer fit a 64 MiB limit")
 	}
 }

@@ -129,14 +129,19 @@ func (be *Backend) queueFree(id bufID) {
 }
 
 // root owns a device buffer; views share it, and the buffer is released
-// once no view is reachable.
-type root struct{ id bufID }
+// by Free or once no view is reachable.
+type root struct {
+	id      bufID
+	freed   bool
+	cleanup runtime.Cleanup
+}
 
 // buf is a Buffer: n float32 values at element offset off of a device buffer.
 type buf struct {
 	be     *Backend
 	r      *root
 	off, n int
+	view   bool
 }
 
 func (b *buf) Len() int { return b.n }
@@ -157,6 +162,9 @@ func (be *Backend) data(b backend.Buffer, what string) (*buf, error) {
 	if !ok || x.be != be {
 		return nil, fmt.Errorf("metal: %s buffer %T does not belong to this Metal backend", what, b)
 	}
+	if x.r.freed {
+		return nil, fmt.Errorf("metal: %s buffer used after Free", what)
+	}
 	return x, nil
 }
 
@@ -167,8 +175,29 @@ func (be *Backend) newRoot(n int) (*root, error) {
 		return nil, err
 	}
 	r := &root{id: id}
-	runtime.AddCleanup(r, be.queueFree, id)
+	r.cleanup = runtime.AddCleanup(r, be.queueFree, id)
 	return r, nil
+}
+
+// Free queues the buffer's release for the next wait (encoded work may
+// still use it) and makes the buffer and its views unusable.
+func (be *Backend) Free(b backend.Buffer) error {
+	if be.closed {
+		return errClosed
+	}
+	x, ok := b.(*buf)
+	switch {
+	case !ok || x == nil || x.be != be:
+		return fmt.Errorf("metal: free of %T, not a buffer of this Metal backend", b)
+	case x.view:
+		return errors.New("metal: free of a view (free the buffer Alloc returned)")
+	case x.r.freed:
+		return errors.New("metal: buffer freed twice")
+	}
+	x.r.freed = true
+	x.r.cleanup.Stop()
+	be.queueFree(x.r.id)
+	return nil
 }
 
 // Alloc returns a zeroed buffer.
@@ -195,7 +224,7 @@ func (be *Backend) View(b backend.Buffer, off, n int) (backend.Buffer, error) {
 	if err := be.chk.View(off, n, x.n); err != nil {
 		return nil, err
 	}
-	return &buf{be: be, r: x.r, off: x.off + off, n: n}, nil
+	return &buf{be: be, r: x.r, off: x.off + off, n: n, view: true}, nil
 }
 
 func floatBytes(v []float32) []byte {
