@@ -21,6 +21,7 @@ func modelFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "2bit", Usage: "stream the 2-bit expert set (made by fmoe-pack requant --bits 2)"},
 		&cli.IntFlag{Name: "threads", Usage: "CPU threads per op (default: all cores)"},
 		&cli.StringFlag{Name: "backend", Value: "auto", Usage: "compute backend: auto (a GPU when present, else the CPU), cpu, cuda or metal"},
+		&cli.StringFlag{Name: "gpu-cache", Value: "auto", Usage: "`SIZE` of the GPU tier: routed experts kept in device memory across tokens (CUDA; e.g. 40G, 512M); auto takes the free device memory less what the context needs, 0 turns it off"},
 	}
 }
 
@@ -30,6 +31,11 @@ func openModel(c *cli.Context) (*model.Model, error) {
 	if c.Bool("2bit") {
 		o.ExpertBits = 2
 	}
+	gc, err := parseCacheSize(c.String("gpu-cache"))
+	if err != nil {
+		return nil, cliutil.UsageError("--gpu-cache: %v", err)
+	}
+	o.GPUCache = gc
 	be, err := openBackend(c)
 	if err != nil {
 		return nil, err

@@ -188,3 +188,26 @@ type HostAllocator interface {
 type HostMapper interface {
 	MapHost(b []byte) error
 }
+
+// ExpertCache is implemented by backends that keep routed experts in their
+// own memory across steps, keyed by (layer, expert), within a byte budget:
+// the CUDA backend keeps them in device memory, so a hit costs neither a
+// disk read nor a host-to-device copy. Metal and the CPU leave caching to
+// the OS page cache (on unified memory an in-process cache measured as a
+// loss). A hit binds the very bytes the miss copied, so it computes exactly
+// what the miss did.
+type ExpertCache interface {
+	// SetExpertCache sets the budget in bytes; 0 turns the cache off. It
+	// drops what the cache holds.
+	SetExpertCache(bytes int64) error
+	// DeviceMemory reports the device memory free now and in all.
+	DeviceMemory() (free, total int64, err error)
+	// CachedExpert returns the tensors of expert (layer, id), in the order
+	// BindExpert was given its weights, when the cache holds it. Release
+	// each when done, as after Bind; until then it is not evicted.
+	CachedExpert(layer, id int) ([]Tensor, bool)
+	// BindExpert binds the weights of expert (layer, id) as Bind does and
+	// keeps them when the budget has room after evicting experts not in
+	// use; otherwise they are bound uncached. Release each tensor.
+	BindExpert(layer, id int, ws []Weight) ([]Tensor, error)
+}

@@ -50,6 +50,14 @@ type Options struct {
 	// when the copy is missing or was made from other weights. Not with
 	// DirectIO: the compressed blocks are not block-aligned.
 	LZ4 bool
+	// GPUCache is the byte budget of the GPU tier of experts, kept in
+	// device memory across steps by a backend that offers it
+	// (backend.ExpertCache: CUDA). GPUCacheAuto (0) takes the device's
+	// free memory less what the context needs (KV caches at MaxContext,
+	// activations) and a margin; GPUCacheOff turns it off. A budget past
+	// what is available is refused, and so is one on a backend without
+	// a cache.
+	GPUCache int64
 }
 
 // Model is an opened packed model. Sessions of one model share its backend
@@ -72,6 +80,9 @@ type Model struct {
 	mu      sync.Mutex
 	// hostMapped: the backend wrapped the weights mapping (HostMapper).
 	hostMapped bool
+	// cache is the backend's expert cache while it has a budget.
+	cache       backend.ExpertCache
+	cacheBudget int64
 }
 
 // layer holds the resident tensors of one decoder layer.
@@ -155,6 +166,9 @@ func Open(dir string, opts Options) (*Model, error) {
 	if m.experts, err = openExperts(dir, &c, set, eo); err != nil {
 		return nil, err
 	}
+	if err := m.setupCache(opts.GPUCache); err != nil {
+		return nil, err
+	}
 	ok = true
 	return m, nil
 }
@@ -162,6 +176,10 @@ func Open(dir string, opts Options) (*Model, error) {
 // Close releases the mapping, the expert files and an owned backend.
 func (m *Model) Close() error {
 	var errs []error
+	if m.cache != nil {
+		errs = append(errs, m.cache.SetExpertCache(0))
+		m.cache = nil
+	}
 	if m.experts != nil {
 		errs = append(errs, m.experts.Close())
 	}

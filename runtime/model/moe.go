@@ -64,27 +64,15 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 	// is the compute waiting for reads: expert_io_wait.
 	tp := s.tm.p
 	var inFn time.Duration
-	err := m.experts.streamTimed(l, ids, tp, func(id int, w *[3]backend.Weight) error {
-		var t0 time.Time
-		if tp != nil {
-			t0 = time.Now()
-			defer func() { inFn += time.Since(t0) }()
-		}
+	// compute queues expert id's matmuls on tensors bound from the cache
+	// or from its read, then releases them.
+	compute := func(id int, bound []backend.Tensor) {
 		tr := rows[id]
 		n := len(tr)
 		x := xn
 		if T > 1 {
 			x = r.view(s.sc.xg, 0, n*H)
 			r.do(be.Gather(x, xn, tr, H))
-		}
-		var bound [3]backend.Tensor
-		for i := range w {
-			t, err := be.Bind(w[i])
-			if err != nil {
-				r.do(fmt.Errorf("expert %d: %w", id, err))
-				break
-			}
-			bound[i] = t
 		}
 		if r.err == nil {
 			g := r.view(s.sc.eg, 0, n*I)
@@ -100,8 +88,46 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 				r.do(be.Release(t))
 			}
 		}
+	}
+	// GPU-tier hits first: their kernels run while the misses are read.
+	miss := ids
+	if m.cache != nil {
+		miss = miss[:0:0]
+		for _, id := range ids {
+			if bound, ok := m.cache.CachedExpert(l, id); ok {
+				compute(id, bound)
+				if tp != nil {
+					tp.GPUHits++
+				}
+				continue
+			}
+			miss = append(miss, id)
+		}
+		if r.err != nil {
+			return r.err
+		}
+	}
+	err := m.experts.streamTimed(l, miss, tp, func(id int, w *[3]backend.Weight) error {
+		var t0 time.Time
+		if tp != nil {
+			t0 = time.Now()
+			defer func() { inFn += time.Since(t0) }()
+		}
+		bound, err := s.bindExpert(l, id, w)
+		if err != nil {
+			return fmt.Errorf("expert %d: %w", id, err)
+		}
+		if tp != nil && m.cache != nil {
+			for i := range w {
+				tp.DeviceBytes += int64(len(w[i].Data) + len(w[i].Scales) + len(w[i].Biases))
+			}
+		}
+		compute(id, bound)
 		return r.err
 	})
+	if tp != nil {
+		tp.ExpertUses += int64(len(ids))
+	}
 	if tp != nil {
 		now := time.Now()
 		tp.Time[PhaseExpertCompute] += inFn
@@ -135,4 +161,25 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 	r.do(be.Add(h, acc))
 	s.lap(PhaseCombine)
 	return r.err
+}
+
+// bindExpert binds a read expert: through the GPU tier when there is one
+// (which may keep it), else with Bind.
+func (s *Session) bindExpert(l, id int, w *[3]backend.Weight) ([]backend.Tensor, error) {
+	be := s.m.be
+	if c := s.m.cache; c != nil {
+		return c.BindExpert(l, id, w[:])
+	}
+	bound := make([]backend.Tensor, len(w))
+	for i := range w {
+		t, err := be.Bind(w[i])
+		if err != nil {
+			for _, t := range bound[:i] {
+				be.Release(t)
+			}
+			return nil, err
+		}
+		bound[i] = t
+	}
+	return bound, nil
 }

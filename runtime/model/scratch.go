@@ -25,28 +25,8 @@ func (sc *scratch) ensure(m *Model, n int) error {
 	if n <= sc.n {
 		return nil
 	}
-	c := &m.Config
-	H := c.HiddenSize
-	qRows := c.NumAttentionHeads * c.HeadDim
-	if c.AttnOutputGate {
-		qRows *= 2
-	}
-	hv := c.LinearNumValueHeads * c.LinearValueHeadDim
-	I, Is := c.MoeIntermediateSize, c.SharedExpertIntermediateSize
-	sizes := []struct {
-		b *backend.Buffer
-		n int
-	}{
-		{&sc.h, n * H}, {&sc.xn, n * H}, {&sc.o, n * H},
-		{&sc.qg, n * qRows}, {&sc.ao, n * c.NumAttentionHeads * c.HeadDim},
-		{&sc.qkv, n * c.ConvDim()}, {&sc.z, n * hv}, {&sc.y, n * hv},
-		{&sc.a, n * c.LinearNumValueHeads}, {&sc.b, n * c.LinearNumValueHeads},
-		{&sc.router, n * c.NumExperts},
-		{&sc.sg, n * max(Is, 1)}, {&sc.su, n * max(Is, 1)}, {&sc.sd, n * H}, {&sc.sgate, n},
-		{&sc.xg, n * H}, {&sc.eg, n * I}, {&sc.eu, n * I}, {&sc.eo, n * m.K * H}, {&sc.acc, n * H},
-		{&sc.logits, c.VocabSize},
-	}
-	if err := sc.free(m.be); err != nil {
+	sizes := scratchSizes(sc, m, n)
+	if err := sc.free(m); err != nil {
 		return err
 	}
 	for _, s := range sizes {
@@ -60,14 +40,49 @@ func (sc *scratch) ensure(m *Model, n int) error {
 	return nil
 }
 
+type scratchSize struct {
+	b *backend.Buffer
+	n int
+}
+
+// scratchSizes lists the buffers of sc and their sizes for n tokens.
+func scratchSizes(sc *scratch, m *Model, n int) []scratchSize {
+	c := &m.Config
+	H := c.HiddenSize
+	qRows := c.NumAttentionHeads * c.HeadDim
+	if c.AttnOutputGate {
+		qRows *= 2
+	}
+	hv := c.LinearNumValueHeads * c.LinearValueHeadDim
+	I, Is := c.MoeIntermediateSize, c.SharedExpertIntermediateSize
+	return []scratchSize{
+		{&sc.h, n * H}, {&sc.xn, n * H}, {&sc.o, n * H},
+		{&sc.qg, n * qRows}, {&sc.ao, n * c.NumAttentionHeads * c.HeadDim},
+		{&sc.qkv, n * c.ConvDim()}, {&sc.z, n * hv}, {&sc.y, n * hv},
+		{&sc.a, n * c.LinearNumValueHeads}, {&sc.b, n * c.LinearNumValueHeads},
+		{&sc.router, n * c.NumExperts},
+		{&sc.sg, n * max(Is, 1)}, {&sc.su, n * max(Is, 1)}, {&sc.sd, n * H}, {&sc.sgate, n},
+		{&sc.xg, n * H}, {&sc.eg, n * I}, {&sc.eu, n * I}, {&sc.eo, n * m.K * H}, {&sc.acc, n * H},
+		{&sc.logits, c.VocabSize},
+	}
+}
+
+// scratchFloats is the float32 values the activations of n tokens take.
+func scratchFloats(m *Model, n int) int {
+	t := 0
+	for _, s := range scratchSizes(&scratch{}, m, n) {
+		t += s.n
+	}
+	return t
+}
+
 // free releases the buffers (ensure then allocates afresh).
-func (sc *scratch) free(be backend.Backend) error {
+func (sc *scratch) free(m *Model) error {
 	var errs []error
-	for _, b := range []*backend.Buffer{&sc.h, &sc.xn, &sc.o, &sc.qg, &sc.ao, &sc.qkv, &sc.z, &sc.a, &sc.b, &sc.y,
-		&sc.router, &sc.sg, &sc.su, &sc.sd, &sc.sgate, &sc.xg, &sc.eg, &sc.eu, &sc.eo, &sc.acc, &sc.logits} {
-		if *b != nil {
-			errs = append(errs, be.Free(*b))
-			*b = nil
+	for _, s := range scratchSizes(sc, m, 0) {
+		if *s.b != nil {
+			errs = append(errs, m.be.Free(*s.b))
+			*s.b = nil
 		}
 	}
 	sc.n = 0

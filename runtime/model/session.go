@@ -87,7 +87,7 @@ func (s *Session) Close() error {
 		}
 		st.cap = 0
 	}
-	errs = append(errs, s.sc.free(be))
+	errs = append(errs, s.sc.free(s.m))
 	return errors.Join(errs...)
 }
 

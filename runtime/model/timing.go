@@ -57,6 +57,8 @@ type Timing struct {
 	// Residency says how PhaseTiming.CachedReads was measured: "mincore",
 	// or why it was not.
 	Residency string
+	// GPUCache is the GPU tier's budget in bytes (0: none).
+	GPUCache int64
 }
 
 // PhaseTiming is the sum over the steps of one kind.
@@ -77,6 +79,12 @@ type PhaseTiming struct {
 	// CachedPages/ProbedPages is the resident share by bytes.
 	ProbedReads, CachedReads int64
 	ProbedPages, CachedPages int64
+
+	// ExpertUses counts routed experts computed (one per distinct expert
+	// of a step's layer); GPUHits of them came from the GPU tier, and
+	// DeviceBytes were copied host-to-device for the rest (GPU tier
+	// present only).
+	ExpertUses, GPUHits, DeviceBytes int64
 }
 
 // Accounted is the sum of the phases; it falls short of Wall only by the
@@ -157,6 +165,7 @@ func (s *Session) startTiming(T int, decode bool) {
 	}
 	t.Stride = m.experts.set.Stride
 	t.Residency = m.experts.residency()
+	t.GPUCache = m.cacheBudget
 	s.tm.p = &t.Prefill
 	if decode {
 		s.tm.p = &t.Decode
@@ -253,6 +262,29 @@ func (t *Timing) Report(w io.Writer) {
 		}
 		return pct(float64(p.CachedPages) / float64(p.ProbedPages))
 	}, "")
+	row("MB from disk per token", func(p *PhaseTiming) string {
+		if p.ProbedPages == 0 || p.Tokens == 0 {
+			return "-"
+		}
+		miss := float64(p.ProbedPages-p.CachedPages) / float64(p.ProbedPages)
+		return fmt.Sprintf("%.1f", miss*float64(p.ExpertBytes)/1e6/float64(p.Tokens))
+	}, "the reads' bytes the page cache did not hold")
+	if t.GPUCache == 0 {
+		return
+	}
+	fmt.Fprintf(w, "[timing] GPU tier (%s budget)\n", gib(t.GPUCache))
+	row("GPU-tier hit, experts", func(p *PhaseTiming) string {
+		if p.ExpertUses == 0 {
+			return "-"
+		}
+		return pct(float64(p.GPUHits) / float64(p.ExpertUses))
+	}, "computed from device memory, no read and no copy")
+	row("MB over PCIe per token", func(p *PhaseTiming) string {
+		if p.Tokens == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", float64(p.DeviceBytes)/1e6/float64(p.Tokens))
+	}, "host-to-device copies of the misses")
 }
 
 // layerTime is the time spent inside the decoder layers.

@@ -49,6 +49,11 @@ func (be *Backend) getSlot(size int) (*slot, error) {
 		be.slots[size] = l[:len(l)-1]
 		return s, nil
 	}
+	return be.newSlot(size)
+}
+
+// newSlot allocates a slot of size bytes with its events.
+func (be *Backend) newSlot(size int) (*slot, error) {
 	p, err := be.devAlloc(size)
 	if err != nil {
 		return nil, err
@@ -168,11 +173,22 @@ func (be *Backend) Bind(w backend.Weight) (backend.Tensor, error) {
 	if err := checkWeight(w); err != nil {
 		return nil, err
 	}
-	so, bo, size := layout(w)
+	_, _, size := layout(w)
 	s, err := be.getSlot(size)
 	if err != nil {
 		return nil, err
 	}
+	t, err := be.fill(s, w)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// fill queues the copy of w into slot s on the copy stream, after the
+// slot's last use, and makes the compute stream wait for it.
+func (be *Backend) fill(s *slot, w backend.Weight) (*tensor, error) {
+	so, bo, _ := layout(w)
 	if s.used {
 		if err := cuErr(C.fm_stream_wait(be.ctx, be.copy, s.free), "cuStreamWaitEvent"); err != nil {
 			return nil, err
@@ -255,7 +271,11 @@ func (be *Backend) Release(t backend.Tensor) error {
 		return err
 	}
 	s.used = true
-	be.slots[s.size] = append(be.slots[s.size], s)
 	x.slot = nil
+	if x.entry != nil {
+		x.entry.pins-- // the slot stays the cache's
+		return nil
+	}
+	be.slots[s.size] = append(be.slots[s.size], s)
 	return nil
 }

@@ -63,6 +63,8 @@ type Backend struct {
 	ropeTab scratch
 	ropeKey gpu.RopeKey
 
+	cache   *expertCache    // routed experts kept across steps (SetExpertCache)
+	policy  Policy          // the cache's eviction policy
 	slots   map[int][]*slot // free device slots for Bind, by size
 	stages  []*stage        // pinned staging ring for Bind from pageable memory
 	stageAt int
@@ -138,6 +140,17 @@ func (be *Backend) Close() error {
 	be.live = nil
 	for _, s := range be.allSlots() {
 		s.destroy(be)
+	}
+	if c := be.cache; c != nil {
+		for _, e := range c.m {
+			for _, s := range e.slots {
+				s.destroy(be)
+			}
+		}
+		for _, s := range c.spare {
+			s.destroy(be)
+		}
+		be.cache = nil
 	}
 	for _, st := range be.stages {
 		st.destroy(be)

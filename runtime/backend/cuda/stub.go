@@ -14,6 +14,8 @@ type Options struct {
 	Device int
 	// CacheDir overrides where compiled kernels are cached.
 	CacheDir string
+	// MemLimit caps the device memory the backend holds (bytes).
+	MemLimit int
 }
 
 // ErrUnavailable is returned by New on platforms without the CUDA backend.

@@ -25,6 +25,7 @@ type tensor struct {
 	data, scales, biases C.CUdeviceptr
 	mem                  C.CUdeviceptr // registered: its allocation
 	slot                 *slot         // bound: its slot
+	entry                *centry       // bound from the expert cache: its entry
 	bound, released      bool
 	direct               bool // bound by DMA from pinned host bytes: Release waits for the copy
 	vec                  *buf // float32 decoding for element-wise ops (registered only)

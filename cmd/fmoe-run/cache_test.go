@@ -1,0 +1,39 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/fmoe/fmoe/runtime/model"
+)
+
+func TestParseCacheSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"auto": model.GPUCacheAuto, "0": model.GPUCacheOff, "0G": model.GPUCacheOff,
+		"1024": 1024, "512M": 512 << 20, "40G": 40 << 30, "40GiB": 40 << 30, "1.5g": 3 << 29, "2T": 2 << 40,
+	} {
+		if got, err := parseCacheSize(in); err != nil || got != want {
+			t.Errorf("parseCacheSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"-1G", "lots", "G", "1e400", "12Q"} {
+		if _, err := parseCacheSize(in); err == nil {
+			t.Errorf("parseCacheSize(%q) succeeded", in)
+		}
+	}
+}
+
+// TestGPUCacheRefused: a GPU tier asked of a backend that has none is an
+// error naming the backend; a malformed size is a usage error.
+func TestGPUCacheRefused(t *testing.T) {
+	args := []string{"generate", "--model", "$MODEL", "--ids", "1,5", "--tokens", "2", "--backend", "cpu"}
+	if _, err := runApp(t, "", append(args, "--gpu-cache", "1G")...); err == nil || !strings.Contains(err.Error(), "keeps none") {
+		t.Fatalf("--gpu-cache 1G on the CPU: %v", err)
+	}
+	if _, err := runApp(t, "", append(args, "--gpu-cache", "lots")...); err == nil || !strings.Contains(err.Error(), "not a size") {
+		t.Fatalf("--gpu-cache lots: %v", err)
+	}
+	if _, err := runApp(t, "", append(args, "--gpu-cache", "0")...); err != nil {
+		t.Fatalf("--gpu-cache 0 on the CPU: %v", err)
+	}
+}

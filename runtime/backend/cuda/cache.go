@@ -1,0 +1,248 @@
+//go:build linux && cgo
+
+package cuda
+
+/*
+#include "fmcuda.h"
+*/
+import "C"
+
+import (
+	"fmt"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// The expert cache (backend.ExpertCache) keeps routed experts in device
+// memory across steps, keyed by (layer, expert), within a byte budget. An
+// entry is the slots of its projections, filled once by the copy that a
+// miss makes anyway; a hit binds tensors over the same slots, so it
+// computes on the very bytes the miss did. Entries in use (between
+// CachedExpert or BindExpert and the Release of their tensors) are never
+// evicted; an evicted entry's slots go to the expert that displaced it,
+// whose copy waits, on the copy stream, for the last kernel that read them.
+
+var _ backend.ExpertCache = (*Backend)(nil)
+
+// centry is one cached expert.
+type centry struct {
+	key   ExpertKey
+	slots []*slot
+	tmpl  []tensor // the projections' shapes, over the slots
+	size  int
+	pins  int // tensors bound over it and not yet released
+}
+
+type expertCache struct {
+	budget, used int
+	m            map[ExpertKey]*centry
+	pol          Policy
+	spare        []*slot // slots of evicted entries not yet reused
+}
+
+// DefaultPolicy is the cache's policy, chosen on routing traces
+// (cache_policy_test.go; docs/benchmarks.md has the figures).
+const DefaultPolicy = "lru"
+
+// SetExpertCache sets the budget in bytes; 0 turns the cache off. It
+// drops what the cache holds (an error while any of it is in use).
+func (be *Backend) SetExpertCache(bytes int64) error {
+	if be.closed {
+		return errClosed
+	}
+	if bytes < 0 {
+		return fmt.Errorf("cuda: expert cache budget %d bytes", bytes)
+	}
+	if err := be.dropCache(); err != nil {
+		return err
+	}
+	if be.policy == nil {
+		p, err := NewPolicy(DefaultPolicy, 0)
+		if err != nil {
+			return err
+		}
+		be.policy = p
+	}
+	be.cache = &expertCache{budget: int(bytes), m: map[ExpertKey]*centry{}, pol: be.policy}
+	return nil
+}
+
+// SetCachePolicy replaces the eviction policy (NewPolicy); it takes
+// effect at the next SetExpertCache.
+func (be *Backend) SetCachePolicy(p Policy) { be.policy = p }
+
+// dropCache frees every entry's slots (after the work that reads them).
+func (be *Backend) dropCache() error {
+	c := be.cache
+	if c == nil {
+		return nil
+	}
+	for _, e := range c.m {
+		if e.pins > 0 {
+			return fmt.Errorf("cuda: expert cache entry (layer %d, expert %d) still in use", e.key.Layer, e.key.ID)
+		}
+	}
+	var all []*slot
+	for _, e := range c.m {
+		all = append(all, e.slots...)
+	}
+	all = append(all, c.spare...)
+	be.cache = nil
+	for _, s := range all {
+		be.queueFree(s.ptr, s.size)
+		s.destroy(be)
+	}
+	return nil
+}
+
+// DeviceMemory reports the device's free and total memory.
+func (be *Backend) DeviceMemory() (free, total int64, err error) {
+	if be.closed {
+		return 0, 0, errClosed
+	}
+	if err := be.Sync(); err != nil { // frees what is pending, so free is current
+		return 0, 0, err
+	}
+	var f, t C.size_t
+	if err := cuErr(C.fm_mem_info(be.ctx, &f, &t), "cuMemGetInfo"); err != nil {
+		return 0, 0, err
+	}
+	return int64(f), int64(t), nil
+}
+
+// ExpertCacheStats reports the cache's budget, the bytes and experts it
+// holds.
+func (be *Backend) ExpertCacheStats() (budget, used int64, entries int) {
+	if c := be.cache; c != nil {
+		return int64(c.budget), int64(c.used), len(c.m)
+	}
+	return 0, 0, 0
+}
+
+// CachedExpert returns tensors over the cached expert (layer, id).
+func (be *Backend) CachedExpert(layer, id int) ([]backend.Tensor, bool) {
+	c := be.cache
+	if be.closed || c == nil {
+		return nil, false
+	}
+	e := c.m[ExpertKey{layer, id}]
+	if e == nil {
+		return nil, false
+	}
+	c.pol.Access(e.key)
+	return be.entryTensors(e), true
+}
+
+// entryTensors returns fresh tensors over e's slots (each is released on
+// its own) and pins e once per tensor.
+func (be *Backend) entryTensors(e *centry) []backend.Tensor {
+	out := make([]backend.Tensor, len(e.tmpl))
+	for i := range e.tmpl {
+		t := e.tmpl[i]
+		out[i] = &t
+		e.pins++
+	}
+	return out
+}
+
+// BindExpert binds ws (one expert's projections) as Bind does and keeps
+// them as (layer, id) when the budget, after evicting entries not in use,
+// has room; otherwise they are bound uncached.
+func (be *Backend) BindExpert(layer, id int, ws []backend.Weight) ([]backend.Tensor, error) {
+	if be.closed {
+		return nil, errClosed
+	}
+	for _, w := range ws {
+		if err := checkWeight(w); err != nil {
+			return nil, err
+		}
+	}
+	c := be.cache
+	k := ExpertKey{layer, id}
+	if c == nil || c.budget == 0 || c.m[k] != nil {
+		return be.bindAll(ws)
+	}
+	sizes := make([]int, len(ws))
+	size := 0
+	for i, w := range ws {
+		_, _, sizes[i] = layout(w)
+		size += sizes[i]
+	}
+	for c.used+size > c.budget {
+		v, ok := c.pol.Victim(func(k ExpertKey) bool { return c.m[k].pins > 0 })
+		if !ok {
+			return be.bindAll(ws) // everything held is in use
+		}
+		be.evict(c.m[v])
+	}
+	e := &centry{key: k, size: size}
+	for _, n := range sizes {
+		s, err := be.cacheSlot(n)
+		if err != nil {
+			for _, s := range e.slots {
+				c.spare = append(c.spare, s)
+			}
+			return be.bindAll(ws) // the device is full: bind uncached
+		}
+		e.slots = append(e.slots, s)
+	}
+	direct := make([]bool, len(ws))
+	for i, w := range ws {
+		t, err := be.fill(e.slots[i], w)
+		if err != nil {
+			return nil, err
+		}
+		direct[i], t.direct, t.entry = t.direct, false, e // a hit reads no host memory
+		e.tmpl = append(e.tmpl, *t)
+	}
+	out := be.entryTensors(e)
+	for i := range out {
+		out[i].(*tensor).direct = direct[i]
+	}
+	c.m[k] = e
+	c.used += size
+	c.pol.Insert(k)
+	return out, nil
+}
+
+func (be *Backend) bindAll(ws []backend.Weight) ([]backend.Tensor, error) {
+	out := make([]backend.Tensor, len(ws))
+	for i, w := range ws {
+		t, err := be.Bind(w)
+		if err != nil {
+			for _, t := range out[:i] {
+				be.Release(t)
+			}
+			return nil, err
+		}
+		out[i] = t
+	}
+	return out, nil
+}
+
+// evict removes e, keeping its slots for the next entry.
+func (be *Backend) evict(e *centry) {
+	c := be.cache
+	c.pol.Remove(e.key)
+	delete(c.m, e.key)
+	c.used -= e.size
+	c.spare = append(c.spare, e.slots...)
+}
+
+// cacheSlot takes a spare slot of size n, or allocates one.
+func (be *Backend) cacheSlot(n int) (*slot, error) {
+	c := be.cache
+	for i, s := range c.spare {
+		if s.size == n {
+			c.spare = append(c.spare[:i], c.spare[i+1:]...)
+			return s, nil
+		}
+	}
+	// Spare slots of other sizes would only fragment the budget.
+	for _, s := range c.spare {
+		be.queueFree(s.ptr, s.size)
+		s.destroy(be)
+	}
+	c.spare = nil
+	return be.newSlot(n)
+}

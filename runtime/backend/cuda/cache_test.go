@@ -1,0 +1,154 @@
+//go:build linux && cgo
+
+package cuda
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/backendtest"
+	"github.com/fmoe/fmoe/runtime/backend/cpu"
+)
+
+// TestExpertCacheEviction drives the GPU tier with a budget of three
+// experts: misses fill it, a hit computes bit for bit what its miss did,
+// LRU evicts the least recent expert not in use, an expert in use is never
+// evicted (the bind goes uncached instead), and dropping the tier while an
+// expert is in use is refused.
+func TestExpertCacheEviction(t *testing.T) {
+	be := newOrSkip(t)
+	defer be.Close()
+	ref := cpu.New(cpu.Options{})
+	const R, C = 96, 512
+	rng := rand.New(rand.NewPCG(5, 6))
+	experts := make([][]backend.Weight, 6)
+	for i := range experts {
+		for j := 0; j < 3; j++ {
+			w, _ := backendtest.RandomWeight(rng, backend.Q4, R, C, 64)
+			experts[i] = append(experts[i], w)
+		}
+	}
+	_, _, one := layout(experts[0][0])
+	if err := be.SetExpertCache(int64(3 * 3 * one)); err != nil {
+		t.Fatal(err)
+	}
+	x := make([]float32, C)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	xb, _ := be.Alloc(C)
+	if err := be.Write(xb, x); err != nil {
+		t.Fatal(err)
+	}
+	// run computes the three projections of expert e (bound by bind) and
+	// returns the outputs; release false keeps the tensors in use.
+	run := func(e int, ts []backend.Tensor, release bool) [][]float32 {
+		t.Helper()
+		var out [][]float32
+		for j, wt := range ts {
+			yb, _ := be.Alloc(R)
+			if err := be.MatMul(yb, wt, xb, 1); err != nil {
+				t.Fatal(err)
+			}
+			y := make([]float32, R)
+			if err := be.Read(y, yb); err != nil {
+				t.Fatal(err)
+			}
+			want := runMatMul(t, ref, experts[e][j], x, 1, R)
+			if err := relErr(y, want); !(err < 2e-5) {
+				t.Fatalf("expert %d projection %d: relative error %.3g", e, j, err)
+			}
+			out = append(out, y)
+			if release {
+				if err := be.Release(wt); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		return out
+	}
+	miss := func(e int, release bool) ([][]float32, []backend.Tensor) {
+		t.Helper()
+		ts, err := be.BindExpert(0, e, experts[e])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return run(e, ts, release), ts
+	}
+	held := func() map[int]bool {
+		h := map[int]bool{}
+		for e := range experts {
+			if _, ok := be.cache.m[ExpertKey{0, e}]; ok {
+				h[e] = true
+			}
+		}
+		return h
+	}
+	first := map[int][][]float32{}
+	for e := 0; e < 3; e++ {
+		first[e], _ = miss(e, true)
+	}
+	if h := held(); len(h) != 3 {
+		t.Fatalf("after three misses the tier holds %v", h)
+	}
+	ts, ok := be.CachedExpert(0, 0) // 0 becomes the most recent
+	if !ok {
+		t.Fatal("expert 0 not cached")
+	}
+	if got := run(0, ts, true); firstDiffRows(got, first[0]) {
+		t.Fatal("a hit computed other values than its miss")
+	}
+	miss(3, true) // evicts 1, the least recent
+	if h := held(); h[1] || !h[0] || !h[2] || !h[3] {
+		t.Fatalf("after the fourth miss the tier holds %v, want 0, 2, 3", h)
+	}
+	// Keep 2 and 3 in use (3 via a hit); then two misses may evict only 0
+	// and then what they brought themselves.
+	ts2, _ := be.CachedExpert(0, 2)
+	ts3, _ := be.CachedExpert(0, 3)
+	if err := be.SetExpertCache(0); err == nil {
+		t.Fatal("the tier was dropped while experts were in use")
+	}
+	miss(4, true)
+	_, ts5 := miss(5, false)
+	if h := held(); !h[2] || !h[3] || len(h) != 3 {
+		t.Fatalf("experts in use were evicted: the tier holds %v", h)
+	}
+	miss(1, true) // the three held are in use: bound uncached
+	if h := held(); h[1] {
+		t.Fatalf("expert 1 was cached with every entry in use: %v", h)
+	}
+	for _, t2 := range [][]backend.Tensor{ts2, ts3, ts5} {
+		for _, x := range t2 {
+			if err := be.Release(x); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	budget, used, n := be.ExpertCacheStats()
+	if n != 3 || used > budget {
+		t.Fatalf("tier: %d entries, %d of %d bytes", n, used, budget)
+	}
+	ts, _ = be.CachedExpert(0, 2)
+	if got := run(2, ts, true); firstDiffRows(got, first[2]) {
+		t.Fatal("a hit after evictions computed other values than the first miss")
+	}
+	if err := be.SetExpertCache(0); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := be.CachedExpert(0, 2); ok {
+		t.Fatal("a hit with the tier off")
+	}
+}
+
+func firstDiffRows(a, b [][]float32) bool {
+	for i := range a {
+		for j := range a[i] {
+			if a[i][j] != b[i][j] {
+				return true
+			}
+		}
+	}
+	return false
+}
