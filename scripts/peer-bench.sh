@@ -10,6 +10,7 @@
 #               one 10-minute command on the H200 machine; run bench right after build, while the
 #               machine is still warm (its /tmp survives only then).
 #   PEER_TOKENS decode tokens per run (default 32); PEER_PP prefill length (default 512)
+#   PEER_KS     expert counts to compare (default "10 4")
 #
 # The model: fmoe-pack synth --preset qwen3.5-397b-a17b --layers 2 --layout hf (bf16, random
 # weights, the real shapes and vocabulary). fmoe packs the bf16 source at 4 bits (minmax, group
@@ -119,7 +120,7 @@ bench() {
   local cg; cg=$(memcg "${PEER_MEMMAX:-3G}")
   echo "| row | K | fmoe ms/layer | fmoe fixed ms | fmoe tok/s (60 layers) | llama.cpp ms/layer | llama.cpp fixed ms | llama.cpp tok/s (60 layers) | fmoe / llama.cpp | fmoe pp$PP tok/s | llama.cpp pp$PP tok/s |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
-  for k in 10 4; do
+  for k in ${PEER_KS:-10 4}; do
     setk $k
     for row in resident host disk; do
       local lflags=() fflags=() pre=()
