@@ -17,7 +17,7 @@ func lz4Cmd() *cli.Command {
 		UsageText: "fmoe-pack lz4 --model DIR [--bits N] [--force]",
 		Description: `Writes packed_experts_lz4/layer_NN.lz4 beside packed_experts/: each expert is one independently
 decodable LZ4 block (kept raw when LZ4 would not shrink it) with a per-layer index, so a
-reader fetches one expert with one pread and one decompression (pack.OpenLZ4 / ReadExpert).
+reader fetches one expert with one pread and one decompression (format/lz4file: Open / ReadExpert).
 The manifest is not changed and fmoe-run ignores the copy unless told to read it.
 
 This is kept so the measurement can be rerun: quantised weights are close to random bytes,
