@@ -46,7 +46,7 @@ func generateCmd() *cli.Command {
 	return &cli.Command{
 		Name:      "generate",
 		Usage:     "generate a reply (or a raw continuation) and stream it to stdout",
-		UsageText: "fmoe-run generate --model DIR (--prompt TEXT | --ids 1,2,3) [--tokens N] [--k K] [--2bit] [--temperature T] [--top-p P] [--top-k N] [--seed S] [--threads N] [--timing] [--direct-io | --lz4]",
+		UsageText: "fmoe-run generate --model DIR (--prompt TEXT | --ids 1,2,3) [--tokens N] [--k K] [--2bit] [--temperature T] [--top-p P] [--top-k N] [--seed S] [--threads N] [--timing] [--direct-io | --lz4] [--route-trace FILE]",
 		Description: `--prompt is sent as a user message through the model's own chat template (with --system and
 --tools when given), so a chat model answers it; --raw feeds the text as it is. --ids feeds token
 ids as they are and prints ids. Sampling is greedy unless --temperature is above 0. Generation
@@ -60,6 +60,12 @@ read). --direct-io reads experts around the page cache (O_DIRECT on Linux, F_NOC
 so every read goes to the disk. --lz4 reads the experts from the LZ4 copy fmoe-pack lz4 makes
 (packed_experts_lz4/; with --2bit the 2-bit set's copy, made by fmoe-pack lz4 --bits 2) and
 decompresses each one: the LZ4 experiment end to end (docs/negative-results.md).
+
+--route-trace FILE is for benchmarks only: the router still runs, but the experts and weights
+used at each token position and layer are the trace's (fmoe-pack route-trace writes traces with
+the 397B's measured routing statistics; docs/route-trace.md). The trace must match the model's
+layers, experts and K (--k) and cover the prompt plus --tokens positions (it is never wrapped
+around); the text generated is meaningless.
 
 Example:
    fmoe-run generate --model build/fmoe-tiny-chat --prompt "What's the weather in Paris?" \
@@ -79,6 +85,7 @@ Example:
 			&cli.BoolFlag{Name: "timing", Usage: "print a per-layer time breakdown, expert bytes read and page-cache hits to stderr"},
 			&cli.BoolFlag{Name: "direct-io", Usage: "read experts around the page cache (O_DIRECT; F_NOCACHE on macOS)"},
 			&cli.BoolFlag{Name: "lz4", Usage: "read experts from the LZ4 copy (made by fmoe-pack lz4) and decompress them"},
+			routeTraceFlag,
 		),
 		Action: runGenerate,
 	}
@@ -124,6 +131,9 @@ func runGenerate(c *cli.Context) error {
 	}
 	sess, err := m.NewSession()
 	if err != nil {
+		return err
+	}
+	if err := useRouteTrace(c, m, sess, len(prompt)+c.Int("tokens")); err != nil {
 		return err
 	}
 	if c.Bool("timing") {
