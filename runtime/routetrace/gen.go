@@ -98,7 +98,7 @@ func Generate(o Options) (*Trace, error) {
 	}
 	for l := 0; l < o.Layers; l++ {
 		newLayerGen(tr, o.Params, o.Seed, l).run()
-		weights(tr, l, sigma, rand.New(rand.NewPCG(o.Seed, uint64(l)<<8|3)))
+		weights(tr, l, sigma, rand.New(rand.NewPCG(o.Seed, uint64(l)<<8|3)), rand.New(rand.NewPCG(o.Seed, uint64(l)<<8|4)))
 	}
 	return tr, nil
 }
@@ -188,18 +188,24 @@ func (g *layerGen) fresh(r *rand.Rand) int {
 
 // weights fills layer l's weights: the softmax of the K largest of Experts
 // normal logits of scale sigma, drawn in descending order (order statistics
-// of uniforms), so the top 4 do not depend on K.
-func weights(tr *Trace, l int, sigma float64, r *rand.Rand) {
+// of uniforms); the top TopGroup come from r0, the rest from r1, so the top
+// 4 do not depend on K.
+func weights(tr *Trace, l int, sigma float64, r0, r1 *rand.Rand) {
 	x := make([]float64, tr.K)
 	for t := 0; t < tr.Tokens; t++ {
 		u := 1.0
 		for j := range x {
+			r := r0
+			if j >= TopGroup {
+				r = r1
+			}
 			u *= math.Pow(open01(r), 1/float64(tr.Experts-j))
 			x[j] = sigma * math.Sqrt2 * math.Erfinv(2*u-1)
 		}
 		var sum float64
+		top := x[0]
 		for j := range x {
-			x[j] = math.Exp(x[j] - x[0])
+			x[j] = math.Exp(x[j] - top)
 			sum += x[j]
 		}
 		_, w := tr.At(t, l)
