@@ -57,7 +57,7 @@ func TestChatSession(t *testing.T) {
 	}, "\n") + "\n"
 	var out bytes.Buffer
 	ran := 0
-	c, err := New(engine, NewPlainReader(strings.NewReader(input), &out), &out, Options{
+	c, err := New(engine, NewPlainReader(strings.NewReader(input), &out, true), &out, Options{
 		Tools:   []chat.Tool{weather},
 		RunBash: func(context.Context, string) string { ran++; return "" },
 	})
@@ -83,7 +83,7 @@ func TestChatSession(t *testing.T) {
 		`tool call: get_weather({"city":"Paris"})`,
 		"It is 18 degrees and sunny in Paris.",
 		"run: ls",
-		"run this command? [y/N] (declined)",
+		"run this command? [y/N] n\n(declined)",
 		"(conversation cleared)",
 		"5, 6, 7, 8, 9, 10, 11, 12.",
 		"(system message set; conversation cleared)",

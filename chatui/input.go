@@ -17,18 +17,21 @@ type LineReader interface {
 	ReadLine(prompt string) (string, error)
 }
 
-// plainReader reads lines from a stream (tests, pipes). It echoes nothing:
-// the prompt goes to out so transcripts read naturally.
+// plainReader reads lines from a stream (tests, pipes), writing the prompt
+// and, with echo, the line read to out, so that a transcript of piped input
+// reads as a conversation.
 type plainReader struct {
-	sc  *bufio.Scanner
-	out io.Writer
+	sc   *bufio.Scanner
+	out  io.Writer
+	echo bool
 }
 
-// NewPlainReader reads lines from r, writing prompts to out.
-func NewPlainReader(r io.Reader, out io.Writer) LineReader {
+// NewPlainReader reads lines from r, writing prompts to out, and the lines
+// themselves when echo is set (input that no terminal shows as it is typed).
+func NewPlainReader(r io.Reader, out io.Writer, echo bool) LineReader {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	return &plainReader{sc: sc, out: out}
+	return &plainReader{sc: sc, out: out, echo: echo}
 }
 
 func (p *plainReader) ReadLine(prompt string) (string, error) {
@@ -38,6 +41,9 @@ func (p *plainReader) ReadLine(prompt string) (string, error) {
 			return "", err
 		}
 		return "", io.EOF
+	}
+	if p.echo {
+		fmt.Fprintln(p.out, p.sc.Text())
 	}
 	return p.sc.Text(), nil
 }

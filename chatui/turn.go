@@ -12,11 +12,6 @@ import (
 	"github.com/fmoe/fmoe/convo"
 )
 
-const (
-	dim   = "\x1b[2m"
-	reset = "\x1b[0m"
-)
-
 // Turn answers one user message, running tool rounds until the model
 // replies without calling a tool.
 func (c *Chat) Turn(parent context.Context, text string) error {
@@ -72,27 +67,10 @@ func (c *Chat) reply(ctx context.Context, fresh []chat.Message) (chat.Message, e
 	}
 	p := chat.NewParser(chat.ParserOptions{Tools: c.tools, StartInReasoning: chat.PromptEndsInReasoning(prompt)})
 	var events []chat.Event
-	inReasoning := false
+	pr := &Printer{Out: c.out, HideReasoning: c.o.HideReasoning, Color: c.o.Color}
 	show := func(evs []chat.Event) {
-		for _, ev := range evs {
-			events = append(events, ev)
-			switch ev.Kind {
-			case chat.EventReasoning:
-				if c.o.HideReasoning {
-					continue
-				}
-				if !inReasoning {
-					inReasoning = true
-					c.write(dim + "thinking: ")
-				}
-				c.write(ev.Text)
-			case chat.EventContent:
-				c.endReasoning(&inReasoning)
-				c.write(ev.Text)
-			case chat.EventToolCall:
-				c.endReasoning(&inReasoning)
-			}
-		}
+		events = append(events, evs...)
+		pr.Print(evs)
 	}
 	o := convo.Options{MaxTokens: c.o.MaxTokens, Sampler: c.o.Sampler, OnText: func(s string) bool {
 		show(p.Feed(s))
@@ -108,8 +86,7 @@ func (c *Chat) reply(ctx context.Context, fresh []chat.Message) (chat.Message, e
 		return chat.Message{}, err
 	}
 	show(p.Close())
-	c.endReasoning(&inReasoning)
-	c.write("\n")
+	pr.End()
 	c.stats.last = res
 	c.stats.generated += len(res.IDs)
 	c.stats.fed += res.PromptTokens - res.ReusedTokens
@@ -122,21 +99,6 @@ func (c *Chat) reply(ctx context.Context, fresh []chat.Message) (chat.Message, e
 	}
 	r := chat.Collect(events)
 	return chat.Message{Role: "assistant", Content: r.Content, ReasoningContent: r.Reasoning, ToolCalls: r.ToolCalls}, nil
-}
-
-func (c *Chat) endReasoning(in *bool) {
-	if *in {
-		*in = false
-		c.write(reset + "\n")
-	}
-}
-
-// write prints model output, dropping the dim/reset escapes without color.
-func (c *Chat) write(s string) {
-	if !c.o.Color {
-		s = strings.NewReplacer(dim, "", reset, "").Replace(s)
-	}
-	fmt.Fprint(c.out, s)
 }
 
 // renderTail renders fresh messages as the text that follows the session's

@@ -70,7 +70,7 @@ func runChat(c *cli.Context) error {
 	}
 	in, isTerm := chatui.NewTerminalReader()
 	if !isTerm {
-		in = chatui.NewPlainReader(os.Stdin, os.Stdout)
+		in = chatui.NewPlainReader(os.Stdin, os.Stdout, !term.IsTerminal(int(os.Stdin.Fd())))
 	}
 	o.Color = isTerm && os.Getenv("NO_COLOR") == "" && term.IsTerminal(int(os.Stdout.Fd()))
 	m, err := openModel(c)
