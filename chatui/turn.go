@@ -160,8 +160,11 @@ func (c *Chat) runTool(ctx context.Context, call chat.ToolCall) string {
 		}
 		return out
 	}
-	fmt.Fprintf(c.out, "tool call: %s(%s)\n", call.Function.Name, call.Function.Arguments)
+	fmt.Fprintf(c.out, "tool call: %s\n", FormatCall(call))
 	if c.tool(call.Function.Name) == nil {
+		// The model made up a tool: say so, or its next words (often an
+		// invented result) would look like an answer.
+		fmt.Fprintf(c.out, "(refused: no tool %s was offered; %s)\n", call.Function.Name, c.offered())
 		return fmt.Sprintf("error: there is no tool named %q", call.Function.Name)
 	}
 	ans, err := c.in.ReadLine("result (empty to decline): ")
@@ -189,4 +192,16 @@ func execBash(ctx context.Context, command string, env []string) string {
 		s += fmt.Sprintf("[%v]\n", err)
 	}
 	return s
+}
+
+// offered lists the tools the model was given, for a refusal.
+func (c *Chat) offered() string {
+	if len(c.tools) == 0 {
+		return "the chat offers none (--tools FILE offers some)"
+	}
+	names := make([]string, len(c.tools))
+	for i, t := range c.tools {
+		names[i] = t.Function.Name
+	}
+	return "offered: " + strings.Join(names, ", ")
 }

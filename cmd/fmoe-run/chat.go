@@ -25,7 +25,9 @@ func chatCmd() *cli.Command {
 (y/N) and returns the command's output, and the tools of an OpenAI-format JSON file (a list of
 {"type":"function","function":{...}}), whose results you type (an empty line declines).
 The conversation stays in the model's session, so each turn computes only its new tokens.
-Commands: /reset, /system TEXT, /stats, /help, /exit. Ctrl-C stops a reply; Ctrl-D quits.`,
+A call to a tool that was not offered is shown and refused (the model is told so).
+Commands: /reset, /system TEXT, /stats, /help, /exit. Ctrl-C stops a reply; at the prompt,
+Ctrl-D (or Ctrl-C twice) quits.`,
 		Flags: append(modelFlags(),
 			&cli.StringFlag{Name: "system", Usage: "system message `FILE`"},
 			&cli.StringFlag{Name: "tools", Usage: "OpenAI-format tools JSON `FILE`"},
