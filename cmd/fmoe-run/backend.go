@@ -18,12 +18,11 @@ import (
 // openBackend opens the --backend choice; auto says on stderr what it picked
 // and, in a few words, why (in full with --verbose).
 func openBackend(c *cli.Context) (backend.Backend, error) {
-	name := c.String("backend")
-	if !slices.Contains(backends.Names, name) {
-		return nil, cliutil.UsageError("--backend %q: want one of %s", name, strings.Join(backends.Names, ", "))
+	if err := checkModelFlags(c); err != nil {
+		return nil, err
 	}
 	var log bytes.Buffer
-	be, err := backends.Open(name, backends.Options{Threads: c.Int("threads"), Log: &log})
+	be, err := backends.Open(c.String("backend"), backends.Options{Threads: c.Int("threads"), Log: &log})
 	writeBackendLog(os.Stderr, log.String(), c.Bool("verbose"))
 	return be, err
 }
@@ -60,4 +59,24 @@ func shortBackendLine(line string) string {
 		short = append(short, strings.TrimSpace(r))
 	}
 	return head + " (" + strings.Join(short, "; ") + ")"
+}
+
+// checkModelFlags refuses model flags out of range before anything is
+// opened (--k above the model's expert count is found when it is opened).
+func checkModelFlags(c *cli.Context) error {
+	if name := c.String("backend"); !slices.Contains(backends.Names, name) {
+		return cliutil.UsageError("--backend %q: want one of %s", name, strings.Join(backends.Names, ", "))
+	}
+	if d := c.String("model"); d != "" {
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			return cliutil.UsageError("--model %s: not a directory", d)
+		}
+	}
+	if c.IsSet("k") && c.Int("k") < 1 {
+		return cliutil.UsageError("--k must be at least 1 (got %d)", c.Int("k"))
+	}
+	if c.Int("threads") < 0 {
+		return cliutil.UsageError("--threads must be 0 (all cores) or more (got %d)", c.Int("threads"))
+	}
+	return nil
 }

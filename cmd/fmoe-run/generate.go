@@ -69,7 +69,7 @@ decompresses each one: the LZ4 experiment end to end (docs/negative-results.md).
 Example:
    fmoe-run generate --model build/fmoe-tiny-chat --prompt "What's the weather in Paris?" \
        --tools models/fmoe-tiny-chat/tools.json`,
-		Flags: append(modelFlags(),
+		Flags: append(append(modelFlags(), samplingFlags()...),
 			&cli.StringFlag{Name: "prompt", Usage: "the user's `TEXT`"},
 			&cli.StringFlag{Name: "ids", Usage: "comma-separated token `IDS` to feed instead of a prompt"},
 			&cli.BoolFlag{Name: "raw", Usage: "print the generated text as it is (reasoning and tool-call markup included)"},
@@ -79,10 +79,6 @@ Example:
 			&cli.StringFlag{Name: "tools", Usage: "OpenAI-format tools JSON `FILE` offered to the model"},
 			&cli.BoolFlag{Name: "no-think", Usage: "render the template with thinking disabled"},
 			&cli.IntFlag{Name: "tokens", Value: 256, Usage: "maximum new tokens"},
-			&cli.Float64Flag{Name: "temperature", Usage: "sampling temperature (0: greedy)"},
-			&cli.Float64Flag{Name: "top-p", Usage: "nucleus sampling mass (0: off)"},
-			&cli.IntFlag{Name: "top-k", Usage: "sample among the K most likely tokens (0: off)"},
-			&cli.Uint64Flag{Name: "seed", Usage: "sampling seed"},
 			&cli.BoolFlag{Name: "timing", Usage: "print a per-layer time breakdown, expert bytes read and page-cache hits to stderr"},
 			&cli.BoolFlag{Name: "direct-io", Usage: "read experts around the page cache (O_DIRECT; F_NOCACHE on macOS)"},
 			&cli.BoolFlag{Name: "lz4", Usage: "read experts from the LZ4 copy (made by fmoe-pack lz4) and decompress them"},
@@ -98,8 +94,9 @@ func runGenerate(c *cli.Context) error {
 	if c.Bool("lz4") && c.Bool("direct-io") {
 		return cliutil.UsageError("--lz4 and --direct-io cannot be combined: the LZ4 copy's blocks are not block-aligned")
 	}
-	if c.Int("tokens") < 1 {
-		return cliutil.UsageError("--tokens must be at least 1")
+	smp, err := sampler(c)
+	if err != nil {
+		return err
 	}
 	if c.Bool("raw") && c.Bool("show-reasoning") {
 		return cliutil.UsageError("--raw prints the reasoning as it is: use it without --show-reasoning")
@@ -140,13 +137,12 @@ func runGenerate(c *cli.Context) error {
 	if c.Bool("timing") {
 		sess.Timing = &model.Timing{}
 	}
-	smp := &model.Sampler{Temperature: c.Float64("temperature"), TopP: c.Float64("top-p"), TopK: c.Int("top-k"), Seed: c.Uint64("seed")}
 	stop := stopTokens(m, tok)
 	parse := !c.Bool("raw") && !c.Bool("no-template")
 	w := newReplyWriter(os.Stdout, tok, stop, parse, tools, text, c.Bool("show-reasoning"))
 	start := time.Now()
 	var first time.Duration
-	out, err := sess.Generate(prompt, c.Int("tokens"), smp, stop, func(id int) bool {
+	out, err := sess.Generate(prompt, c.Int("tokens"), &smp, stop, func(id int) bool {
 		if first == 0 {
 			first = time.Since(start)
 		}
