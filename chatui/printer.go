@@ -88,7 +88,10 @@ func (p *Printer) text(kind chat.EventKind, s string) {
 	p.pending = s[len(body):]
 }
 
-// FormatCall shows a tool call as name(arguments).
+// FormatCall shows a tool call as name(arguments), with any character a
+// terminal would act on made visible (JSON escapes most control characters,
+// but not DEL, C1 controls or bidirectional overrides).
 func FormatCall(call chat.ToolCall) string {
-	return call.Function.Name + "(" + call.Function.Arguments + ")"
+	s, _ := Visible(call.Function.Name + "(" + call.Function.Arguments + ")")
+	return s
 }

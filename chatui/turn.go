@@ -1,12 +1,13 @@
 package chatui
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/fmoe/fmoe/chat"
 	"github.com/fmoe/fmoe/convo"
@@ -143,7 +144,11 @@ func (c *Chat) runTool(ctx context.Context, call chat.ToolCall) string {
 		if command == "" {
 			return "error: no command given"
 		}
-		fmt.Fprintf(c.out, "run: %s\n", command)
+		shown, escaped := Visible(command)
+		fmt.Fprintf(c.out, "run: %s\n", strings.ReplaceAll(shown, "\n", "\n     "))
+		if escaped {
+			fmt.Fprintln(c.out, "(the command contains control characters, shown escaped as \\x1b, \\r, \\u202e…: a terminal would hide or redraw text there)")
+		}
 		ans, err := c.in.ReadLine("run this command? [y/N] ")
 		if err != nil || !strings.EqualFold(strings.TrimSpace(ans), "y") && !strings.EqualFold(strings.TrimSpace(ans), "yes") {
 			fmt.Fprintln(c.out, "(declined)")
@@ -176,22 +181,58 @@ func (c *Chat) runTool(ctx context.Context, call chat.ToolCall) string {
 }
 
 // execBash runs command and returns stdout and stderr with the exit status
-// when it is not 0, capped so a huge output cannot flood the context.
+// when it is not 0. The output is capped as it is read, so a command that
+// prints gigabytes neither floods the model's context nor fills memory.
 func execBash(ctx context.Context, command string, env []string) string {
 	cmd := exec.CommandContext(ctx, "bash", "-c", command)
 	cmd.Env = env
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	// Ctrl-C kills bash; a child still holding the output pipe must not
+	// keep the chat waiting.
+	cmd.WaitDelay = 2 * time.Second
+	out := &capBuffer{max: maxToolOutput}
+	cmd.Stdout, cmd.Stderr = out, out
 	err := cmd.Run()
 	s := out.String()
-	const max = 16 << 10
-	if len(s) > max {
-		s = s[:max] + "\n[output truncated]\n"
-	}
 	if err != nil {
 		s += fmt.Sprintf("[%v]\n", err)
 	}
 	return s
+}
+
+// maxToolOutput is how much of a command's output the model gets back.
+const maxToolOutput = 16 << 10
+
+// capBuffer keeps the first max bytes written to it and counts the rest.
+// (exec.Cmd calls Write from one goroutine at a time when Stdout and Stderr
+// are the same writer.)
+type capBuffer struct {
+	buf     []byte
+	max     int
+	dropped int64
+}
+
+func (c *capBuffer) Write(p []byte) (int, error) {
+	keep := min(len(p), c.max-len(c.buf))
+	c.buf = append(c.buf, p[:keep]...)
+	c.dropped += int64(len(p) - keep)
+	return len(p), nil
+}
+
+// String is what was kept, cut at a whole character, and how much was not.
+func (c *capBuffer) String() string {
+	if c.dropped == 0 {
+		return string(c.buf)
+	}
+	b := c.buf
+	for i := 1; i <= utf8.UTFMax && i <= len(b); i++ {
+		if utf8.RuneStart(b[len(b)-i]) {
+			if !utf8.FullRune(b[len(b)-i:]) {
+				b = b[:len(b)-i] // a character cut in half
+			}
+			break
+		}
+	}
+	return fmt.Sprintf("%s\n[output truncated: %d more bytes]\n", b, c.dropped+int64(len(c.buf)-len(b)))
 }
 
 // offered lists the tools the model was given, for a refusal.
