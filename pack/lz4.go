@@ -16,36 +16,28 @@ import (
 	"github.com/pierrec/lz4/v4"
 
 	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/format/lz4file"
 	"github.com/fmoe/fmoe/internal/progress"
 )
 
 // The LZ4 copy of an expert set is an experiment kept so it can be rerun
 // (docs/negative-results.md): 4-bit weights are close to random bytes and barely compress,
-// so decompressing costs more than the bytes it saves. It lives beside the set it copies
-// (packed_experts_lz4/ for packed_experts/) and is not recorded in the manifest, which stays
-// the authority on the raw files.
-//
-// layer_NN.lz4 is little-endian:
-//
-//	header  magic "FMOELZ4\x00", version u32 (1), layer u32, experts u32, reserved u32, stride u64
-//	index   experts x {offset u64, size u32, method u32 (0 stored, 1 LZ4 block), crc32c u32 of
-//	        the stored bytes, crc32c u32 of the raw block (the manifest's)}
-//	blocks  each expert's bytes at its offset, one independently decodable LZ4 block (or the raw
-//	        block when LZ4 would make it larger), back to back
+// so decompressing costs more than the bytes it saves. Its layout, and the reader fmoe-run uses,
+// are in package format/lz4file.
 const (
-	lz4Magic      = "FMOELZ4\x00"
-	lz4Version    = 1
-	lz4HeaderSize = 32
-	lz4EntrySize  = 24
-	lz4Stored     = 0
-	lz4Block      = 1
+	lz4Magic      = lz4file.Magic
+	lz4Version    = lz4file.Version
+	lz4HeaderSize = lz4file.HeaderSize
+	lz4EntrySize  = lz4file.EntrySize
+	lz4Stored     = lz4file.MethodStored
+	lz4Block      = lz4file.MethodBlock
 )
 
 // LZ4Dir is the directory of the LZ4 copy of an expert set directory.
-func LZ4Dir(setDir string) string { return setDir + "_lz4" }
+func LZ4Dir(setDir string) string { return lz4file.Dir(setDir) }
 
 // LZ4FileName is the LZ4 copy of layer l's expert file.
-func LZ4FileName(l int) string { return fmt.Sprintf("layer_%02d.lz4", l) }
+func LZ4FileName(l int) string { return lz4file.FileName(l) }
 
 // LZ4Options control LZ4.
 type LZ4Options struct {

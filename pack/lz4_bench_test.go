@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/format/lz4file"
 	"github.com/fmoe/fmoe/quant"
 )
 
@@ -192,7 +193,7 @@ func BenchmarkLZ4Expert(b *testing.B) {
 				}
 			})
 			b.Run(fmt.Sprintf("%s/%s/lz4", content, cache), func(b *testing.B) {
-				z, err := OpenLZ4(fb.lz4dir, 0)
+				z, err := lz4file.Open(fb.lz4dir, 0)
 				if err != nil {
 					b.Fatal(err)
 				}

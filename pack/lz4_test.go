@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/format/lz4file"
 )
 
 // Every expert of every layer, of the pack's own set and of a requantised set, decompresses to
@@ -48,7 +49,7 @@ func checkLZ4Copy(t *testing.T, dir string, set *format.ExpertSet) {
 	t.Helper()
 	buf := make([]byte, set.Stride+100)
 	for l := range set.Layers {
-		z, err := OpenLZ4(filepath.Join(dir, LZ4Dir(set.Dir)), l)
+		z, err := lz4file.Open(filepath.Join(dir, LZ4Dir(set.Dir)), l)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,7 +100,7 @@ func TestLZ4StoresIncompressibleRaw(t *testing.T) {
 	if st.Stored != 1 {
 		t.Fatalf("%d experts stored raw, want 1", st.Stored)
 	}
-	z, err := OpenLZ4(st.Dir, 1)
+	z, err := lz4file.Open(st.Dir, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,10 +126,10 @@ func TestLZ4BadInput(t *testing.T) {
 	if _, err := LZ4(context.Background(), LZ4Options{Model: dir, Bits: 2}); err == nil || !strings.Contains(err.Error(), "no 2-bit expert set") {
 		t.Errorf("missing set: %v", err)
 	}
-	if _, err := OpenLZ4(st.Dir, 1000); err == nil {
+	if _, err := lz4file.Open(st.Dir, 1000); err == nil {
 		t.Error("opening a missing layer succeeded")
 	}
-	if _, err := OpenLZ4(st.Dir+"/..", 0); err == nil {
+	if _, err := lz4file.Open(st.Dir+"/..", 0); err == nil {
 		t.Error("opening a directory without LZ4 files succeeded")
 	}
 	path := filepath.Join(st.Dir, LZ4FileName(2))
@@ -146,7 +147,7 @@ func TestLZ4BadInput(t *testing.T) {
 		{"method", func(b []byte) []byte { b[lz4HeaderSize+12] = 9; return b }, "method 9"},
 	} {
 		os.WriteFile(path, c.mut(bytes.Clone(good)), 0o644)
-		if _, err := OpenLZ4(st.Dir, 2); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := lz4file.Open(st.Dir, 2); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %q", c.name, err, c.want)
 		}
 	}
@@ -156,7 +157,7 @@ func TestLZ4BadInput(t *testing.T) {
 		b[i] = 0xff
 	}
 	os.WriteFile(path, b, 0o644)
-	z, err := OpenLZ4(st.Dir, 2)
+	z, err := lz4file.Open(st.Dir, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

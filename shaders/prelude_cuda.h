@@ -2,7 +2,7 @@
 //
 // The kernel bodies (common.h, matvec.h, ...) are written once against the
 // macros below, in the C++ subset that both CUDA C and the Metal Shading
-// Language accept; prelude_metal.h will define the same names for Metal.
+// Language accept; prelude_metal.h defines the same names for Metal.
 //
 //   KERNEL(name)(params KERNEL_IDS)      an entry point; params are
 //       PARAM_PTR(T, name, slot)          a device buffer (T may be const),

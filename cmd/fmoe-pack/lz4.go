@@ -17,7 +17,7 @@ func lz4Cmd() *cli.Command {
 		UsageText: "fmoe-pack lz4 --model DIR [--bits N] [--force]",
 		Description: `Writes packed_experts_lz4/layer_NN.lz4 beside packed_experts/: each expert is one independently
 decodable LZ4 block (kept raw when LZ4 would not shrink it) with a per-layer index, so a
-reader fetches one expert with one pread and one decompression (pack.OpenLZ4 / ReadExpert).
+reader fetches one expert with one pread and one decompression (format/lz4file: Open / ReadExpert).
 The manifest is not changed and fmoe-run ignores the copy unless told to read it.
 
 This is kept so the measurement can be rerun: quantised weights are close to random bytes,
@@ -33,6 +33,9 @@ LZ4 saves little, and decompressing costs more than the read it saves
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return cliutil.UsageError("lz4 takes no arguments (got %q); use --model", c.Args().Slice())
+			}
+			if err := cliutil.NotNegative(c, "bits", "workers"); err != nil {
+				return err
 			}
 			ctx, stop := cliutil.SignalContext()
 			defer stop()

@@ -2,7 +2,7 @@
 // Qwen3.5-MoE forward on.
 //
 // It follows gonum's blas.Float32 pattern: one interface, several
-// implementations (CPU, CUDA, Metal), and one
+// implementations (cpu, cuda and metal, chosen by package backends), and one
 // conformance suite (package backendtest) that every implementation runs.
 //
 // Activations live in backend-owned Buffers so that a GPU backend can keep

@@ -12,7 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/fmoe/fmoe/format"
-	"github.com/fmoe/fmoe/pack"
+	"github.com/fmoe/fmoe/format/lz4file"
 	"github.com/fmoe/fmoe/runtime/backend"
 )
 
@@ -22,7 +22,7 @@ type expertReader struct {
 	set   *format.ExpertSet
 	files []*os.File
 	// lz4 replaces files when reading the LZ4 copy (Options.LZ4).
-	lz4  []*pack.LZ4Layer
+	lz4  []*lz4file.Layer
 	proj [3]*format.Tensor // gate_proj, up_proj, down_proj
 	par  int
 	// pool bounds the host memory in flight to 2·par blocks: par being read
@@ -45,7 +45,7 @@ type expertOptions struct {
 	direct bool
 	// host allocates the read buffers when the backend offers it.
 	host backend.HostAllocator
-	// lz4 reads the LZ4 copy of the set (pack.LZ4Dir) instead.
+	// lz4 reads the LZ4 copy of the set (lz4file.Dir) instead.
 	lz4 bool
 }
 

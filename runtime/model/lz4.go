@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/fmoe/fmoe/format"
-	"github.com/fmoe/fmoe/pack"
+	"github.com/fmoe/fmoe/format/lz4file"
 )
 
 // Options.LZ4 reads the experts from the LZ4 copy fmoe-pack lz4 writes
@@ -20,7 +20,7 @@ import (
 // openLZ4 opens the LZ4 copy of r.set in the model dir.
 func (r *expertReader) openLZ4(dir string) error {
 	set := r.set
-	ldir := filepath.Join(dir, pack.LZ4Dir(set.Dir))
+	ldir := filepath.Join(dir, lz4file.Dir(set.Dir))
 	if _, err := os.Stat(ldir); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			bits := ""
@@ -32,7 +32,7 @@ func (r *expertReader) openLZ4(dir string) error {
 		return fmt.Errorf("model: %w", err)
 	}
 	for l := range set.Layers {
-		z, err := pack.OpenLZ4(ldir, l)
+		z, err := lz4file.Open(ldir, l)
 		if err != nil {
 			return fmt.Errorf("model: LZ4 copy: %w", err)
 		}

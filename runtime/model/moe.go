@@ -29,8 +29,8 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 	rows := make(map[int][]int, min(T*K, E))
 	weights := make(map[int][]float32, min(T*K, E))
 	for t := 0; t < T; t++ {
-		if err := backend.Route(host[t*E:(t+1)*E], K, idx[t*K:(t+1)*K], wts[t*K:(t+1)*K]); err != nil {
-			return fmt.Errorf("token %d: %w", t, err)
+		if err := s.route(host[t*E:(t+1)*E], l, t, idx[t*K:(t+1)*K], wts[t*K:(t+1)*K]); err != nil {
+			return err
 		}
 		for j := t * K; j < (t+1)*K; j++ {
 			rows[idx[j]] = append(rows[idx[j]], t)
@@ -38,7 +38,7 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 		}
 	}
 	if s.onRoute != nil {
-		s.onRoute(l, idx)
+		s.onRoute(l, idx, wts)
 	}
 
 	ids := make([]int, 0, len(rows))

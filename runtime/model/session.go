@@ -29,8 +29,13 @@ type Session struct {
 
 	host []float32 // captures read back to the host
 
-	// onRoute, when set (tests), receives each layer's expert choices [T, K].
-	onRoute func(layer int, idx []int)
+	// Routes, when set, replaces the router's choice (benchmarks only: the
+	// output is then meaningless as text).
+	Routes RouteSource
+
+	// onRoute, when set (tests), receives each layer's expert choices and
+	// their weights [T, K].
+	onRoute func(layer int, idx []int, w []float32)
 
 	closed bool
 

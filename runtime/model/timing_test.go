@@ -119,7 +119,7 @@ func TestTimingExpertBytes(t *testing.T) {
 		tm := &Timing{}
 		s.Timing = tm
 		distinct := 0
-		s.onRoute = func(l int, idx []int) {
+		s.onRoute = func(l int, idx []int, _ []float32) {
 			if len(idx) > m.K { // prefill
 				seen := map[int]bool{}
 				for _, e := range idx {

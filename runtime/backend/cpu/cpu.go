@@ -1,10 +1,12 @@
-// Package cpu is the pure-Go CPU implementation of backend.Backend.
+// Package cpu is the CPU implementation of backend.Backend: Go, with
+// assembly for the hottest kernel where the CPU has it.
 //
 // The hot op is the dequantising matvec over routed experts streamed from
 // disk, so it has three paths, all testable on any machine:
 //
 //   - PathAuto: AVX2+FMA assembly on amd64 when the CPU has it (and the
-//     purego build tag is absent), otherwise PathGo.
+//     purego build tag is absent) for 4-bit group-64 weights, PathGo for
+//     every other format (2- and 8-bit, bf16, f16, f32) and machine.
 //   - PathGo: unrolled pure-Go kernels using the group-sum identity
 //     y = Σ_groups (s·Σ q_j x_j + b·Σ x_j), so the bias costs one multiply
 //     per group instead of one per weight.

@@ -1,0 +1,36 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// RouteSource replaces the router's choice, for benchmarks that need a real
+// model's expert usage on a model whose router cannot give it (a synthetic
+// one): runtime/routetrace.Trace is one. Choose fills the K expert ids and
+// weights of token position pos at layer l.
+type RouteSource interface {
+	Choose(l, pos int, idx []int, w []float32) error
+}
+
+// route is token t's choice at layer l: the router's top-K of its logits,
+// or, with s.Routes, the source's (the router still runs, so the step costs
+// what it costs without a source).
+func (s *Session) route(logits []float32, l, t int, idx []int, w []float32) error {
+	if err := backend.Route(logits, len(idx), idx, w); err != nil {
+		return fmt.Errorf("token %d: %w", t, err)
+	}
+	if s.Routes == nil {
+		return nil
+	}
+	if err := s.Routes.Choose(l, s.pos+t, idx, w); err != nil {
+		return err
+	}
+	for _, e := range idx {
+		if e < 0 || e >= s.m.Config.NumExperts {
+			return fmt.Errorf("route source: position %d: expert %d outside [0, %d)", s.pos+t, e, s.m.Config.NumExperts)
+		}
+	}
+	return nil
+}
