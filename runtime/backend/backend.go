@@ -198,8 +198,9 @@ type HostMapper interface {
 // what the miss did.
 type ExpertCache interface {
 	// SetExpertCache sets the budget in bytes; 0 turns the cache off. It
-	// drops what the cache holds.
-	SetExpertCache(bytes int64) error
+	// drops what the cache holds. perToken is the experts one token uses
+	// (layers × K): the policy measures age in tokens.
+	SetExpertCache(bytes int64, perToken int) error
 	// DeviceMemory reports the device memory free now and in all.
 	DeviceMemory() (free, total int64, err error)
 	// CachedExpert returns the tensors of expert (layer, id), in the order

@@ -26,7 +26,7 @@ func (m *Model) setupCache(budget int64) error {
 		return nil
 	}
 	if budget == GPUCacheOff {
-		return ec.SetExpertCache(0)
+		return ec.SetExpertCache(0, 0)
 	}
 	free, total, err := ec.DeviceMemory()
 	if err != nil {
@@ -46,7 +46,7 @@ func (m *Model) setupCache(budget int64) error {
 	if budget == 0 {
 		m.cache = nil
 	}
-	return ec.SetExpertCache(budget)
+	return ec.SetExpertCache(budget, len(m.layers)*m.K)
 }
 
 // contextBytes is the device memory a session needs beside the weights at

@@ -177,7 +177,7 @@ func Open(dir string, opts Options) (*Model, error) {
 func (m *Model) Close() error {
 	var errs []error
 	if m.cache != nil {
-		errs = append(errs, m.cache.SetExpertCache(0))
+		errs = append(errs, m.cache.SetExpertCache(0, 0))
 		m.cache = nil
 	}
 	if m.experts != nil {

@@ -40,13 +40,21 @@ type expertCache struct {
 	spare        []*slot // slots of evicted entries not yet reused
 }
 
-// DefaultPolicy is the cache's policy, chosen on routing traces
-// (cache_policy_test.go; docs/benchmarks.md has the figures).
-const DefaultPolicy = "lru"
+// DefaultPolicy and DefaultHalfLife (in tokens) are the cache's policy:
+// frequency with decay, chosen on routing traces (TestPolicyStudy;
+// docs/benchmarks.md has the figures): up to 2 points above LRU where the
+// tier holds 32–128 experts per layer, equal at 307 (an H200), and far
+// above plain LFU, which hoards experts that were hot long ago.
+const (
+	DefaultPolicy   = "decay"
+	DefaultHalfLife = 16
+)
 
 // SetExpertCache sets the budget in bytes; 0 turns the cache off. It
 // drops what the cache holds (an error while any of it is in use).
-func (be *Backend) SetExpertCache(bytes int64) error {
+// perToken, the experts one token uses (layers × K), converts the
+// policy's half-life from tokens to lookups.
+func (be *Backend) SetExpertCache(bytes int64, perToken int) error {
 	if be.closed {
 		return errClosed
 	}
@@ -56,19 +64,21 @@ func (be *Backend) SetExpertCache(bytes int64) error {
 	if err := be.dropCache(); err != nil {
 		return err
 	}
-	if be.policy == nil {
-		p, err := NewPolicy(DefaultPolicy, 0)
+	pol := be.policy
+	if pol == nil {
+		p, err := NewPolicy(DefaultPolicy, DefaultHalfLife*float64(max(perToken, 1)))
 		if err != nil {
 			return err
 		}
-		be.policy = p
+		pol = p
 	}
-	be.cache = &expertCache{budget: int(bytes), m: map[ExpertKey]*centry{}, pol: be.policy}
+	be.cache = &expertCache{budget: int(bytes), m: map[ExpertKey]*centry{}, pol: pol}
 	return nil
 }
 
-// SetCachePolicy replaces the eviction policy (NewPolicy); it takes
-// effect at the next SetExpertCache.
+// SetCachePolicy replaces the eviction policy (NewPolicy; nil: the
+// default) for the caches the next SetExpertCache makes. A policy is
+// bookkeeping of one cache: give each cache its own.
 func (be *Backend) SetCachePolicy(p Policy) { be.policy = p }
 
 // dropCache frees every entry's slots (after the work that reads them).

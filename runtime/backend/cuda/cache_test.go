@@ -30,7 +30,9 @@ func TestExpertCacheEviction(t *testing.T) {
 		}
 	}
 	_, _, one := layout(experts[0][0])
-	if err := be.SetExpertCache(int64(3 * 3 * one)); err != nil {
+	lru, _ := NewPolicy("lru", 0)
+	be.SetCachePolicy(lru)
+	if err := be.SetExpertCache(int64(3*3*one), 1); err != nil {
 		t.Fatal(err)
 	}
 	x := make([]float32, C)
@@ -107,7 +109,7 @@ func TestExpertCacheEviction(t *testing.T) {
 	// and then what they brought themselves.
 	ts2, _ := be.CachedExpert(0, 2)
 	ts3, _ := be.CachedExpert(0, 3)
-	if err := be.SetExpertCache(0); err == nil {
+	if err := be.SetExpertCache(0, 1); err == nil {
 		t.Fatal("the tier was dropped while experts were in use")
 	}
 	miss(4, true)
@@ -134,7 +136,7 @@ func TestExpertCacheEviction(t *testing.T) {
 	if got := run(2, ts, true); firstDiffRows(got, first[2]) {
 		t.Fatal("a hit after evictions computed other values than the first miss")
 	}
-	if err := be.SetExpertCache(0); err != nil {
+	if err := be.SetExpertCache(0, 1); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := be.CachedExpert(0, 2); ok {

@@ -5,6 +5,8 @@ import (
 	"container/list"
 	"fmt"
 	"math"
+
+	"github.com/fmoe/fmoe/runtime/routetrace"
 )
 
 // ExpertKey names a routed expert: its layer and its id within the layer.
@@ -159,35 +161,44 @@ func (h *freqHeap) Pop() any {
 	return it
 }
 
-// SimulatePolicy replays a routing trace (trace[t][l] holds the experts
-// token t routes to in layer l) through a cache of capacity experts run by
-// p, with the cache's own rules (the experts of the layer being computed
-// are not evicted to make room for each other), and returns the hit rate.
-func SimulatePolicy(p Policy, capacity int, trace [][][]int) float64 {
+// SimulatePolicy replays a routing trace through one cache of capacity
+// experts (all layers together, as the GPU tier is) run by p, with the
+// runtime's order and the cache's rules: a layer's hits are looked up
+// first and stay in use, then its misses are bound, evicting only experts
+// the layer does not use (when every held one is in use, the expert goes
+// uncached). It returns the hit rate over tokens [from, Tokens).
+func SimulatePolicy(p Policy, capacity int, tr *routetrace.Trace, from int) float64 {
 	held := map[ExpertKey]bool{}
 	var hits, total int
-	for _, tok := range trace {
-		for l, ids := range tok {
-			cur := map[ExpertKey]bool{}
+	cur := map[ExpertKey]bool{}
+	keep := func(k ExpertKey) bool { return cur[k] }
+	for t := 0; t < tr.Tokens; t++ {
+		for l := 0; l < tr.Layers; l++ {
+			ids, _ := tr.At(t, l)
+			clear(cur)
 			for _, id := range ids {
-				cur[ExpertKey{l, id}] = true
+				cur[ExpertKey{l, int(id)}] = true
 			}
-			keep := func(k ExpertKey) bool { return cur[k] }
+			if t >= from {
+				total += len(ids)
+			}
 			for _, id := range ids {
-				k := ExpertKey{l, id}
-				total++
-				if held[k] {
-					hits++
+				if k := (ExpertKey{l, int(id)}); held[k] {
+					if t >= from {
+						hits++
+					}
 					p.Access(k)
-					continue
 				}
-				if capacity <= 0 {
+			}
+			for _, id := range ids {
+				k := ExpertKey{l, int(id)}
+				if held[k] || capacity <= 0 {
 					continue
 				}
 				if len(held) >= capacity {
 					v, ok := p.Victim(keep)
 					if !ok {
-						continue // every held expert is in use: bind uncached
+						continue
 					}
 					p.Remove(v)
 					delete(held, v)
