@@ -1,26 +1,61 @@
 #!/usr/bin/env bash
-# The CUDA backend's benchmark, one device run (issue 6): on a synthetic Qwen3.5-397B-A17B pack of
-# BENCH_LAYERS layers (default 4: three GatedDeltaNet layers and one full-attention layer),
-#  (a) the 4-bit matvec's bandwidth beside a device-to-device copy, and host-to-device bandwidth
-#      (pinned and pageable), from the CUDA package's benchmarks;
-#  (b) decode per layer at K=4 and K=10, cold / warm / direct, with --backend cuda, beside the
-#      floor for this run: K x expert bytes per layer over the measured pread and host-to-device
-#      bandwidths (scripts/bench-decode.sh does the decode part);
-#  (c) tok/s extrapolated to 60 layers, with the seed's 4.28 ms/layer beside it;
-#  (d) GPU memory held (nvidia-smi, sampled during the decode runs) and host peak RSS.
-# Binaries come prebuilt from the dev machine in $BIN (fmoe-pack, fmoe-run, cuda.test, model.test).
+# GPU decode benchmark (issue 12 §4), one device run. On a synthetic Qwen3.5-397B-A17B pack of
+# BENCH_LAYERS layers (default 4: three GatedDeltaNet and one full-attention layer, the full model's
+# 3:1 mix), with routing replayed from a trace fitted to the 397B's measured routing
+# (runtime/routetrace, model BENCH_ROUTING, default mix):
+#  (a) the ceilings of this run: device copy (HBM, read+write) and pinned host-to-device (PCIe)
+#      bandwidth, from the CUDA package's benchmarks;
+#  (b) decode at K=4 and K=10 (runtime/model BenchmarkTieredDecode): BENCH_WARM tokens of warm-up,
+#      then BENCH_TOKENS timed tokens, with the GPU tier scaled to what the whole model would get
+#      per layer on this card ((free memory - 5.5 GB of resident weights - 2 GiB) / 60 per layer),
+#      with no tier, and with every expert resident. Every expert file is in the page cache (the
+#      host tier: at 60 layers, RAM left / 60 per layer plus the GPU tier cover all 512 experts of
+#      a layer, so after warm-up nothing comes from the disk);
+#  (c) tok/s extrapolated to 60 layers (60 x measured ms/layer + lm_head), beside the per-token
+#      floor from the same run: misses x expert bytes / H2D GB/s + bytes the token reads from GPU
+#      memory (K experts and the resident weights per layer, lm_head) / HBM GB/s.
+# Binaries come prebuilt from the dev machine in $BIN (fmoe-pack, cuda.test, model.test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${BIN:-gpu}
-export BENCH_DIR=${BENCH_DIR:-/tmp/fmoe-gpu-bench} BENCH_LAYERS=${BENCH_LAYERS:-4} BENCH_REPEAT=${BENCH_REPEAT:-2}
-mkdir -p "$BENCH_DIR"
-nvidia-smi --query-gpu=name,memory.total,driver_version,pcie.link.gen.current,pcie.link.width.current --format=csv,noheader
-echo "## (a) kernels and transfers (go test -bench in runtime/backend/cuda)"
-FMOE_CUDA_REQUIRE=1 "$BIN/cuda.test" -test.run '^$' -test.bench 'MatVecQ4|CopyDtoD|H2D|ExpertPipeline' -test.benchtime 200x 2>&1 | grep -E '^Benchmark|GB/s' || true
-nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$BENCH_DIR/gpumem" &
-smi=$!
-BIN=$BIN MODEL_TEST=$BIN/model.test BENCH_BACKEND=cuda scripts/bench-decode.sh
-kill $smi 2>/dev/null || true
+B=$(realpath "${BIN:-gpu}")
+DIR=${BENCH_DIR:-/tmp/fmoe-gpu-bench}
+LAYERS=${BENCH_LAYERS:-4}
+mkdir -p "$DIR"
+echo "# machine: $(nvidia-smi --query-gpu=name,memory.total,memory.free,driver_version,pcie.link.gen.current,pcie.link.width.current --format=csv,noheader);" \
+  "$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GB RAM, disk free $(df -h "$DIR" | awk 'NR==2{print $4}')"
+echo "## (a) ceilings"
+FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run '^$' -test.bench 'CopyDtoD|H2D/raw-pinned' -test.benchtime 50x 2>&1 | grep -E '^Benchmark' | tee "$DIR/ceil"
+HBM=$(awk '/CopyDtoD/{for(i=1;i<=NF;i++) if($i=="GB/s-rw-gpu") print $(i-1)}' "$DIR/ceil" | head -1)
+H2D=$(awk '/raw-pinned/{for(i=1;i<=NF;i++) if($i=="MB/s") print $(i-1)/1000}' "$DIR/ceil" | head -1)
+echo "HBM (device copy, read+write) $HBM GB/s; pinned host-to-device $H2D GB/s"
+M=$DIR/packed
+if [ ! -f "$M/model_weights.json" ]; then
+  echo "# synthesising qwen3.5-397b-a17b, $LAYERS layers, mlx-4bit" >&2
+  t0=$(date +%s)
+  "$B/fmoe-pack" synth --preset qwen3.5-397b-a17b --layers "$LAYERS" --out "$DIR/src" --force -q >/dev/null
+  "$B/fmoe-pack" convert --in "$DIR/src" --out "$M" --force -q >/dev/null
+  rm -rf "$DIR/src"
+  echo "# packed in $(( $(date +%s) - t0 )) s: $(du -sh "$M" | cut -f1)" >&2
+fi
+cat "$M"/packed_experts/*.bin > /dev/null
+echo "## (b) decode, routing trace ${BENCH_ROUTING:-mix}, ${BENCH_WARM:-1000} warm-up + ${BENCH_TOKENS:-500} timed tokens"
+FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M FMOE_BENCH_WARM=${BENCH_WARM:-1000} FMOE_BENCH_TOKENS=${BENCH_TOKENS:-500} \
+  FMOE_BENCH_ROUTING=${BENCH_ROUTING:-mix} "$B/model.test" -test.run '^$' -test.bench TieredDecode -test.benchtime 1x 2>&1 |
+  grep -E '^Benchmark|FAIL|panic' | tee "$DIR/tier"
+echo "## (c) 60 layers"
+printf '| K | GPU tier | experts/layer in tier | hit | misses/layer | H2D MB/token | ms/layer | lm_head ms | **60 layers: ms/token, tok/s** | floor ms/token (H2D + HBM) | tok/s / floor |\n|---|---|---|---|---|---|---|---|---|---|---|\n'
+awk -v hbm="$HBM" -v h2d="$H2D" '
+/^BenchmarkTieredDecode/ {
+  split($1, p, "/"); k = p[2]; sub("k=", "", k); tier = p[3]; sub(/-[0-9]+$/, "", tier)
+  for (i = 2; i <= NF; i++) v[$(i+1)] = $i
+  L = 60; ms = v["ms/layer"]; head = v["head-ms/token"]; eb = v["expert-B"]
+  tok = L * ms + head
+  h2dms = v["misses/layer"] * L * eb / (h2d * 1e9) * 1e3
+  hbmms = (L * (k * eb + v["resident-MB/layer"] * 1e6) + v["head-MB"] * 1e6) / (hbm * 1e9) * 1e3
+  fl = h2dms + hbmms
+  printf "| %d | %s | %.0f | %.1f%% | %.2f | %.1f | %.3f | %.2f | **%.1f, %.1f** | %.2f + %.2f = %.2f (%.0f tok/s) | %.2fx |\n",
+    k, tier, v["tier-experts/layer"], v["hit-%"], v["misses/layer"], v["h2d-MB/token"], ms, head, tok, 1000 / tok, h2dms, hbmms, fl, 1000 / fl, tok / fl
+}' "$DIR/tier"
 echo
-echo "GPU memory used during the decode runs: peak $(sort -n "$BENCH_DIR/gpumem" | tail -1) MiB (whole card, sampled every 200 ms; idle $(sort -n "$BENCH_DIR/gpumem" | head -1) MiB)"
-echo "Floor per layer = K x 7,077,888 B / pread GB/s (section a of the decode table) + K x 7,077,888 B / pinned H2D GB/s."
+echo "flash-moe (the seed), M3 Max, K=4: 4.36 tok/s."
+[ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$M"

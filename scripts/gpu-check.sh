@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
-# GPU acceptance in one device run: the backend conformance suite on the GPU and every tiny
-# golden case through `fmoe-verify golden --backend cuda`. Expects binaries built on the dev
-# machine: bin/ (make build) and gpu/cuda.test (go test -c -o gpu/cuda.test ./runtime/backend/cuda).
+# GPU acceptance in one device run: the backend conformance suite and the CUDA package's own tests
+# (expert cache eviction, memory pressure, bind paths), runtime/model's golden tests on CUDA with the
+# GPU tier on (prefill with per-layer checks, generate, decode = prefill, each golden case twice in
+# one process with the default tier and with a three-expert tier, a long context growing the KV cache
+# nine times with the collector off), and every tiny golden case through
+# `fmoe-verify golden --backend cuda`. Expects binaries built on the dev machine in $BIN (default gpu/):
+# fmoe-pack, fmoe-verify (go build -o gpu/ ./cmd/...), cuda.test and model.test
+# (go test -c -o gpu/cuda.test ./runtime/backend/cuda; go test -c -o gpu/model.test ./runtime/model).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-B=${BIN:-bin}
+B=$(realpath "${BIN:-gpu}")
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-echo "== conformance suite on the GPU"
-FMOE_CUDA_REQUIRE=1 gpu/cuda.test -test.run 'Conformance|MatMulShapes|BindPaths' 2>&1 | tail -3
-echo "== golden cases, --backend cuda"
-$B/fmoe-pack convert -q --in testdata/tiny/hf --out "$T/hf" --bits 16 >/dev/null
-$B/fmoe-pack convert -q --in testdata/tiny/hf-vl --out "$T/hf-vl" --bits 16 >/dev/null
-$B/fmoe-pack convert -q --in testdata/tiny/mlx-4bit --out "$T/mlx" >/dev/null
 fail=0
+echo "== CUDA package: conformance, cache eviction, memory pressure, bind paths"
+FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run 'Conformance|MatMulShapes|BindPaths|ExpertCache|MatVecBatch|MemoryPressure|Policy|Simulate' 2>&1 | tail -5 || fail=1
+echo "== runtime/model on CUDA (GPU tier on)"
+(cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext' -test.v 2>&1 |
+  grep -E '^(=== RUN|--- |ok|FAIL|PASS)|tier|identical|error' | grep -v '=== RUN' | tail -60) || fail=1
+echo "== golden cases, fmoe-verify --backend cuda"
+"$B/fmoe-pack" convert -q --in testdata/tiny/hf --out "$T/hf" --bits 16 >/dev/null
+"$B/fmoe-pack" convert -q --in testdata/tiny/hf-vl --out "$T/hf-vl" --bits 16 >/dev/null
+"$B/fmoe-pack" convert -q --in testdata/tiny/mlx-4bit --out "$T/mlx" >/dev/null
 check() { # model golden [k]
   local k=()
   [ -n "${3:-}" ] && k=(--k "$3")
   echo "-- $1 vs $2 ${k[*]}"
-  $B/fmoe-verify golden --backend cuda --model "$T/$1" --golden "testdata/tiny/golden/$2.safetensors" "${k[@]}" || fail=1
+  "$B/fmoe-verify" golden --backend cuda --model "$T/$1" --golden "testdata/tiny/golden/$2.safetensors" "${k[@]}" | tail -1 || fail=1
 }
 for m in hf hf-vl; do
   check "$m" bf16
@@ -27,4 +35,5 @@ for m in hf hf-vl; do
   check "$m" bf16-k2 2
 done
 check mlx mlx4
+echo "gpu-check: $([ $fail = 0 ] && echo PASS || echo FAIL)"
 exit $fail

@@ -26,6 +26,8 @@ var (
 	recurrent string
 	//go:embed elementwise.h
 	elementwise string
+	//go:embed batch_cuda.h
+	batchCUDA string
 )
 
 // Bodies are the API-independent kernel sources, in inclusion order.
@@ -36,5 +38,5 @@ func Bodies() []string {
 // CUDA is the complete CUDA C translation unit: the CUDA prelude followed by
 // the bodies. It needs no include path.
 func CUDA() string {
-	return preludeCUDA + "\n" + strings.Join(Bodies(), "\n")
+	return preludeCUDA + "\n" + strings.Join(Bodies(), "\n") + "\n" + batchCUDA
 }

@@ -212,3 +212,11 @@ type ExpertCache interface {
 	// use; otherwise they are bound uncached. Release each tensor.
 	BindExpert(layer, id int, ws []Weight) ([]Tensor, error)
 }
+
+// MatVecBatcher is implemented by backends that run several one-token
+// matmuls of one shape in a single launch (CUDA): a decode step's K
+// routed experts then cost a few launches instead of 4K. Each job must
+// compute exactly what MatMul(ys[i], ws[i], xs[i], 1) computes.
+type MatVecBatcher interface {
+	MatVecBatch(ys []Buffer, ws []Tensor, xs []Buffer) error
+}

@@ -74,3 +74,14 @@ func gib(b int64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) }
 
 // CacheBudget is the GPU expert cache's budget in bytes (0: no cache).
 func (m *Model) CacheBudget() int64 { return m.cacheBudget }
+
+// ExpertStats counts the routed experts a model computed since Open: Uses
+// (one per distinct expert of a step's layer), of which GPUHits came from
+// the GPU tier, and DeviceBytes copied host-to-device for the others when
+// a GPU tier is present.
+type ExpertStats struct {
+	Uses, GPUHits, DeviceBytes int64
+}
+
+// ExpertStats returns the counters.
+func (m *Model) ExpertStats() ExpertStats { return m.stats }

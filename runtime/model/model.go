@@ -83,6 +83,7 @@ type Model struct {
 	// cache is the backend's expert cache while it has a budget.
 	cache       backend.ExpertCache
 	cacheBudget int64
+	stats       ExpertStats
 }
 
 // layer holds the resident tensors of one decoder layer.

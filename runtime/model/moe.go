@@ -93,15 +93,25 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 	miss := ids
 	if m.cache != nil {
 		miss = miss[:0:0]
+		var hits []int
+		var hitT [][]backend.Tensor
 		for _, id := range ids {
 			if bound, ok := m.cache.CachedExpert(l, id); ok {
-				compute(id, bound)
-				if tp != nil {
-					tp.GPUHits++
-				}
+				hits, hitT = append(hits, id), append(hitT, bound)
 				continue
 			}
 			miss = append(miss, id)
+		}
+		m.stats.GPUHits += int64(len(hits))
+		if tp != nil {
+			tp.GPUHits += int64(len(hits))
+		}
+		if bt, ok := be.(backend.MatVecBatcher); ok && T == 1 && len(hits) > 1 {
+			s.batchExperts(r, bt, hits, hitT, xn, slot)
+		} else {
+			for i, id := range hits {
+				compute(id, hitT[i])
+			}
 		}
 		if r.err != nil {
 			return r.err
@@ -117,14 +127,20 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 		if err != nil {
 			return fmt.Errorf("expert %d: %w", id, err)
 		}
-		if tp != nil && m.cache != nil {
+		if m.cache != nil {
+			var n int64
 			for i := range w {
-				tp.DeviceBytes += int64(len(w[i].Data) + len(w[i].Scales) + len(w[i].Biases))
+				n += int64(len(w[i].Data) + len(w[i].Scales) + len(w[i].Biases))
+			}
+			m.stats.DeviceBytes += n
+			if tp != nil {
+				tp.DeviceBytes += n
 			}
 		}
 		compute(id, bound)
 		return r.err
 	})
+	m.stats.Uses += int64(len(ids))
 	if tp != nil {
 		tp.ExpertUses += int64(len(ids))
 	}
@@ -182,4 +198,47 @@ func (s *Session) bindExpert(l, id int, w *[3]backend.Weight) ([]backend.Tensor,
 		bound[i] = t
 	}
 	return bound, nil
+}
+
+// batchExperts computes the experts ids of a one-token step, bound as ts,
+// in three launches (gate and up of all, SwiGLU, down of all) instead of
+// four per expert, and releases them. Each job computes what its own
+// MatMul would, so the output is the same bit for bit.
+func (s *Session) batchExperts(r *run, bt backend.MatVecBatcher, ids []int, ts [][]backend.Tensor, xn backend.Buffer, slot map[int]int) {
+	be := s.m.be
+	H, I, n := s.m.Config.HiddenSize, s.m.Config.MoeIntermediateSize, len(ids)
+	g := r.view(s.sc.eg, 0, n*I)
+	u := r.view(s.sc.eu, 0, n*I)
+	ys := make([]backend.Buffer, 0, 2*n)
+	ws := make([]backend.Tensor, 0, 2*n)
+	xs := make([]backend.Buffer, 0, 2*n)
+	for i := range ids {
+		ys = append(ys, r.view(g, i*I, I))
+		ws = append(ws, ts[i][0])
+	}
+	for i := range ids {
+		ys = append(ys, r.view(u, i*I, I))
+		ws = append(ws, ts[i][1])
+	}
+	for range ws {
+		xs = append(xs, xn)
+	}
+	if r.err == nil {
+		r.do(bt.MatVecBatch(ys, ws, xs))
+		r.do(be.SwiGLU(g, g, u))
+	}
+	ys, ws, xs = ys[:0], ws[:0], xs[:0]
+	for i, id := range ids {
+		ys = append(ys, r.view(s.sc.eo, slot[id]*H, H))
+		ws = append(ws, ts[i][2])
+		xs = append(xs, r.view(g, i*I, I))
+	}
+	if r.err == nil {
+		r.do(bt.MatVecBatch(ys, ws, xs))
+	}
+	for _, b := range ts {
+		for _, t := range b {
+			r.do(be.Release(t))
+		}
+	}
 }

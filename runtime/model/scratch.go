@@ -15,7 +15,8 @@ type scratch struct {
 	qkv, z, a, b, y   backend.Buffer // GatedDeltaNet
 	router            backend.Buffer // [n, E]
 	sg, su, sd, sgate backend.Buffer // shared expert
-	xg, eg, eu        backend.Buffer // routed expert on its gathered tokens
+	xg                backend.Buffer // routed expert: its gathered tokens
+	eg, eu            backend.Buffer // [n·K, I]: gate and up (one expert, or a batch of them)
 	eo                backend.Buffer // [n·K, H]: every expert's output rows
 	acc               backend.Buffer // [n, H]: the MoE block's output
 	logits            backend.Buffer // [vocab]
@@ -62,7 +63,7 @@ func scratchSizes(sc *scratch, m *Model, n int) []scratchSize {
 		{&sc.a, n * c.LinearNumValueHeads}, {&sc.b, n * c.LinearNumValueHeads},
 		{&sc.router, n * c.NumExperts},
 		{&sc.sg, n * max(Is, 1)}, {&sc.su, n * max(Is, 1)}, {&sc.sd, n * H}, {&sc.sgate, n},
-		{&sc.xg, n * H}, {&sc.eg, n * I}, {&sc.eu, n * I}, {&sc.eo, n * m.K * H}, {&sc.acc, n * H},
+		{&sc.xg, n * H}, {&sc.eg, n * m.K * I}, {&sc.eu, n * m.K * I}, {&sc.eo, n * m.K * H}, {&sc.acc, n * H},
 		{&sc.logits, c.VocabSize},
 	}
 }

@@ -267,15 +267,17 @@ func (be *Backend) Release(t backend.Tensor) error {
 			return err
 		}
 	}
+	x.slot = nil
+	if x.entry != nil {
+		// The slot stays the cache's; evict records its last use, once,
+		// rather than every hit here (a driver call per tensor).
+		x.entry.pins--
+		return nil
+	}
 	if err := cuErr(C.fm_event_record(be.ctx, s.free, be.stream), "cuEventRecord"); err != nil {
 		return err
 	}
 	s.used = true
-	x.slot = nil
-	if x.entry != nil {
-		x.entry.pins-- // the slot stays the cache's
-		return nil
-	}
 	be.slots[s.size] = append(be.slots[s.size], s)
 	return nil
 }

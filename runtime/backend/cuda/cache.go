@@ -183,7 +183,9 @@ func (be *Backend) BindExpert(layer, id int, ws []backend.Weight) ([]backend.Ten
 		if !ok {
 			return be.bindAll(ws) // everything held is in use
 		}
-		be.evict(c.m[v])
+		if err := be.evict(c.m[v]); err != nil {
+			return nil, err
+		}
 	}
 	e := &centry{key: k, size: size}
 	for _, n := range sizes {
@@ -230,13 +232,22 @@ func (be *Backend) bindAll(ws []backend.Weight) ([]backend.Tensor, error) {
 	return out, nil
 }
 
-// evict removes e, keeping its slots for the next entry.
-func (be *Backend) evict(e *centry) {
+// evict removes e, keeping its slots for the next entry. Every kernel
+// that read e is queued on the compute stream by now (e is not in use), so
+// one event recorded there now marks the slots' last use.
+func (be *Backend) evict(e *centry) error {
 	c := be.cache
 	c.pol.Remove(e.key)
 	delete(c.m, e.key)
 	c.used -= e.size
+	for _, s := range e.slots {
+		if err := cuErr(C.fm_event_record(be.ctx, s.free, be.stream), "cuEventRecord"); err != nil {
+			return err
+		}
+		s.used = true
+	}
 	c.spare = append(c.spare, e.slots...)
+	return nil
 }
 
 // cacheSlot takes a spare slot of size n, or allocates one.

@@ -154,3 +154,62 @@ func firstDiffRows(a, b [][]float32) bool {
 	}
 	return false
 }
+
+// TestMatVecBatch: one batched launch computes, job by job, bit for bit
+// what each job's own MatMul does, for every format; a job of another
+// shape is refused.
+func TestMatVecBatch(t *testing.T) {
+	be := newOrSkip(t)
+	defer be.Close()
+	rng := rand.New(rand.NewPCG(8, 9))
+	for _, f := range []backend.Format{backend.Q2, backend.Q4, backend.Q8, backend.BF16, backend.F16, backend.F32} {
+		const R, C, n = 256, 1024, 7
+		var ys, xs, ref []backend.Buffer
+		var ws []backend.Tensor
+		for i := 0; i < n; i++ {
+			w, _ := backendtest.RandomWeight(rng, f, R, C, 64)
+			wt, err := be.Register(w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := make([]float32, C)
+			for j := range x {
+				x[j] = float32(rng.NormFloat64())
+			}
+			xb, _ := be.Alloc(C)
+			yb, _ := be.Alloc(R)
+			rb, _ := be.Alloc(R)
+			if err := be.Write(xb, x); err != nil {
+				t.Fatal(err)
+			}
+			if err := be.MatMul(rb, wt, xb, 1); err != nil {
+				t.Fatal(err)
+			}
+			ys, xs, ws, ref = append(ys, yb), append(xs, xb), append(ws, wt), append(ref, rb)
+		}
+		if err := be.MatVecBatch(ys, ws, xs); err != nil {
+			t.Fatalf("%v: %v", f, err)
+		}
+		for i := range ys {
+			got, want := make([]float32, R), make([]float32, R)
+			if err := be.Read(got, ys[i]); err != nil {
+				t.Fatal(err)
+			}
+			if err := be.Read(want, ref[i]); err != nil {
+				t.Fatal(err)
+			}
+			if firstDiffRows([][]float32{got}, [][]float32{want}) {
+				t.Fatalf("%v job %d: batched result differs from its MatMul", f, i)
+			}
+		}
+	}
+	w, _ := backendtest.RandomWeight(rng, backend.Q4, 128, 1024, 64)
+	odd, _ := be.Register(w)
+	w2, _ := backendtest.RandomWeight(rng, backend.Q4, 256, 1024, 64)
+	ok, _ := be.Register(w2)
+	x, _ := be.Alloc(1024)
+	y, _ := be.Alloc(256)
+	if err := be.MatVecBatch([]backend.Buffer{y, y}, []backend.Tensor{ok, odd}, []backend.Buffer{x, x}); err == nil {
+		t.Fatal("a batch of two shapes was accepted")
+	}
+}

@@ -43,6 +43,7 @@ type Backend struct {
 	ctx    C.CUcontext
 	mod    C.CUmodule
 	k      kernels
+	batch  batchKernels
 	img    *image
 	stream C.CUstream // every op, in order
 	copy   C.CUstream // Bind's host-to-device copies
@@ -106,6 +107,9 @@ func (be *Backend) init(opts Options) error {
 		return err
 	}
 	if err := be.k.load(be); err != nil {
+		return err
+	}
+	if err := be.batch.load(be); err != nil {
 		return err
 	}
 	if err := cuErr(C.fm_stream_create(be.ctx, &be.stream), "cuStreamCreate"); err != nil {

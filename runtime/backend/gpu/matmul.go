@@ -35,6 +35,29 @@ func (o *Ops[A]) matvecShared(t *Weight[A]) (smem1 int, ok bool) {
 	return smem1, ok
 }
 
+// MatvecPlan is how matmul launches matvec.h's fast kernel for one token
+// of t: warps per block, blocks, and dynamic shared memory; ok is false
+// where only matvec_generic applies. Batched launches (the CUDA backend's
+// MatVecBatch) use it so that each job runs as its own launch would.
+func (o *Ops[A]) MatvecPlan(t *Weight[A]) (warps, blocks, shared int, ok bool) {
+	smem1, ok := o.matvecShared(t)
+	if !ok {
+		return 0, 0, 0, false
+	}
+	k1, k4 := matvec(t.Format, false), matvec(t.Format, true)
+	warps = o.mvWarps(t.Rows, k1, k4)
+	return warps, min((t.Rows+2*warps-1)/(2*warps), o.lim.MatvecBlocks), o.lim.shared(smem1), true
+}
+
+// mvWarps: 8 warps of 2 rows per block, or 4 where that leaves SMs idle.
+func (o *Ops[A]) mvWarps(R int, k1, k4 Kernel) int {
+	warps := mvWarps
+	if (R+15)/16 < 2*o.lim.SMs {
+		warps = 4
+	}
+	return o.lim.warps(k1, o.lim.warps(k4, warps))
+}
+
 func (o *Ops[A]) matmul(y A, t *Weight[A], x A, T int) error {
 	R, C := t.Rows, t.Cols
 	smem1, fast := o.matvecShared(t)
@@ -44,12 +67,7 @@ func (o *Ops[A]) matmul(y A, t *Weight[A], x A, T int) error {
 		return o.dev.Launch(l)
 	}
 	k1, k4 := matvec(t.Format, false), matvec(t.Format, true)
-	// 8 warps of 2 rows per block, or 4 where that leaves SMs idle.
-	warps := mvWarps
-	if (R+15)/16 < 2*o.lim.SMs {
-		warps = 4
-	}
-	warps = o.lim.warps(k1, o.lim.warps(k4, warps))
+	warps := o.mvWarps(R, k1, k4)
 	// Blocks loop over row groups (matvec.h stages x once per block), so a
 	// bounded number of them covers any R.
 	blocks := min((R+2*warps-1)/(2*warps), o.lim.MatvecBlocks)

@@ -1,0 +1,156 @@
+package model
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/routetrace"
+)
+
+// BenchmarkTieredDecode is scripts/gpu-bench.sh's decode measurement: it
+// replays a routing trace fitted to the 397B's measured routing
+// (routetrace.Fitted, model FMOE_BENCH_ROUTING, default mix) on the model
+// FMOE_BENCH_MODEL (a synthetic pack of a few of its layers), warms up for
+// FMOE_BENCH_WARM tokens and times FMOE_BENCH_TOKENS decode tokens, at
+// K=4 and K=10, with three GPU tiers:
+//   - scaled: what the whole model would get per layer on this card, i.e.
+//     (free device memory − FMOE_BENCH_RESIDENT bytes of the full model's
+//     non-expert weights − 2 GiB) / FMOE_BENCH_FULL_LAYERS (60), times the
+//     pack's layers;
+//   - off: no GPU tier (every expert from the page cache, copied);
+//   - resident: every expert of the pack on the GPU (the launch-bound
+//     floor of a layer).
+//
+// Metrics: ms/token and ms/layer (wall clock, no Timing syncs), the GPU
+// tier's hit share, misses and host-to-device MB per token, and for the
+// floor the bytes a token reads from resident weights per layer and for
+// lm_head. Run it with FMOE_TEST_BACKEND=cuda on the GPU machine.
+func BenchmarkTieredDecode(b *testing.B) {
+	dir := benchModelDir(b)
+	warm, meas := envInt("FMOE_BENCH_WARM", 1000), envInt("FMOE_BENCH_TOKENS", 500)
+	fullLayers := envInt("FMOE_BENCH_FULL_LAYERS", 60)
+	resident := int64(envInt("FMOE_BENCH_RESIDENT", 5_500_000_000))
+	routing := os.Getenv("FMOE_BENCH_ROUTING")
+	if routing == "" {
+		routing = "mix"
+	}
+	perLayer, headBytes, err := residentBytes(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, k := range []int{4, 10} {
+		for _, tier := range []string{"scaled", "off", "resident"} {
+			b.Run(fmt.Sprintf("k=%d/%s", k, tier), func(b *testing.B) {
+				be := testBackend(b)
+				ec, ok := be.(backend.ExpertCache)
+				if !ok {
+					b.Skip("the backend has no GPU tier (FMOE_TEST_BACKEND=cuda)")
+				}
+				free, _, err := ec.DeviceMemory()
+				if err != nil {
+					b.Fatal(err)
+				}
+				m, err := Open(dir, Options{Backend: be, ExpertsPerToken: k, GPUCache: GPUCacheOff, MaxContext: 4096})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer m.Close()
+				L := len(m.layers)
+				var budget int64
+				switch tier {
+				case "scaled":
+					budget = (free - resident - 2<<30) / int64(fullLayers) * int64(L)
+				case "resident":
+					budget = int64(L*m.Config.NumExperts) * (m.experts.set.Stride + 4096)
+				}
+				if budget > 0 {
+					if err := m.setupCache(budget); err != nil {
+						b.Fatal(err)
+					}
+				}
+				tr, err := routetrace.Generate(routetrace.Options{Layers: L, Experts: m.Config.NumExperts, K: k,
+					Tokens: 2 + warm + meas + 20, Seed: 1, Params: routetrace.Fitted[routing]})
+				if err != nil {
+					b.Fatal(err)
+				}
+				s, err := m.NewSession()
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				s.Routes = tr
+				V := m.Config.VocabSize
+				step := func(n int) {
+					for i := 0; i < n; i++ {
+						if _, err := s.Forward([]int{(s.pos*7919 + 5) % V}); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				step(1 + warm)
+				st0 := m.ExpertStats()
+				b.ResetTimer()
+				t0 := time.Now()
+				step(meas)
+				wall := time.Since(t0)
+				b.StopTimer()
+				st := m.ExpertStats()
+				uses, hits := st.Uses-st0.Uses, st.GPUHits-st0.GPUHits
+				// A short timed pass for lm_head + embed (their phases sync).
+				tm := &Timing{}
+				s.Timing = tm
+				step(20)
+				head := ms(tm.Decode.Time[PhaseEmbed]+tm.Decode.Time[PhaseHead]) / float64(tm.Decode.Tokens)
+				tok := ms(wall) / float64(meas)
+				b.ReportMetric(tok, "ms/token")
+				b.ReportMetric((tok-head)/float64(L), "ms/layer")
+				b.ReportMetric(head, "head-ms/token")
+				b.ReportMetric(float64(L), "layers")
+				b.ReportMetric(100*float64(hits)/float64(max(uses, 1)), "hit-%")
+				b.ReportMetric(float64(uses-hits)/float64(meas)/float64(L), "misses/layer")
+				b.ReportMetric(float64(st.DeviceBytes-st0.DeviceBytes)/1e6/float64(meas), "h2d-MB/token")
+				b.ReportMetric(float64(budget)/float64(L)/float64(m.experts.set.Stride), "tier-experts/layer")
+				b.ReportMetric(float64(perLayer)/1e6, "resident-MB/layer")
+				b.ReportMetric(float64(headBytes)/1e6, "head-MB")
+				b.ReportMetric(float64(m.experts.set.Stride), "expert-B")
+			})
+		}
+	}
+}
+
+// residentBytes is what a decode token reads of the non-expert weights:
+// per layer (the mean), and for lm_head (the embedding reads one row).
+func residentBytes(dir string) (perLayer, head int64, err error) {
+	man, err := format.Open(dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	var layers int64
+	for i := range man.Tensors {
+		t := &man.Tensors[i]
+		n := t.Data.Size
+		if t.Scales != nil {
+			n += t.Scales.Size + t.Biases.Size
+		}
+		switch {
+		case t.Name == "lm_head.weight" || t.Name == "model.embed_tokens.weight" && man.Config.TieWordEmbeddings:
+			head += n
+		case strings.HasPrefix(t.Name, "model.layers."):
+			layers += n
+		}
+	}
+	return layers / int64(man.Config.NumHiddenLayers), head, nil
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
