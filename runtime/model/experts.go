@@ -332,5 +332,6 @@ func readSplit(f *os.File, buf []byte, off int64) error {
 	return errors.Join(errs...)
 }
 
-// readParts is how many preads readSplit issues for one expert.
-const readParts = 4
+// readParts is how many preads readSplit issues for one expert (a
+// variable so that BenchmarkTieredDecode can measure what it saves).
+var readParts = 4

@@ -106,7 +106,7 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 		if tp != nil {
 			tp.GPUHits += int64(len(hits))
 		}
-		if bt, ok := be.(backend.MatVecBatcher); ok && T == 1 && len(hits) > 1 {
+		if bt, ok := be.(backend.MatVecBatcher); ok && batchHits && T == 1 && len(hits) > 1 {
 			s.batchExperts(r, bt, hits, hitT, xn, slot)
 		} else {
 			for i, id := range hits {
@@ -199,6 +199,10 @@ func (s *Session) bindExpert(l, id int, w *[3]backend.Weight) ([]backend.Tensor,
 	}
 	return bound, nil
 }
+
+// batchHits turns batchExperts on (a variable so that
+// BenchmarkTieredDecode can measure what it saves).
+var batchHits = true
 
 // batchExperts computes the experts ids of a one-token step, bound as ts,
 // in three launches (gate and up of all, SwiGLU, down of all) instead of

@@ -25,7 +25,10 @@ import (
 //     pack's layers;
 //   - off: no GPU tier (every expert from the page cache, copied);
 //   - resident: every expert of the pack on the GPU (the launch-bound
-//     floor of a layer).
+//     floor of a layer);
+//   - at K=10 also resident-unbatched (hits computed one launch per op,
+//     not batched) and scaled-1pread (each expert read by one pread), to
+//     measure what each of those levers saves.
 //
 // Metrics: ms/token and ms/layer (wall clock, no Timing syncs), the GPU
 // tier's hit share, misses and host-to-device MB per token, and for the
@@ -45,8 +48,21 @@ func BenchmarkTieredDecode(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, k := range []int{4, 10} {
-		for _, tier := range []string{"scaled", "off", "resident"} {
-			b.Run(fmt.Sprintf("k=%d/%s", k, tier), func(b *testing.B) {
+		tiers := []string{"scaled", "off", "resident"}
+		if k == 10 {
+			// What each lever saves: batched hits (launches) and split reads.
+			tiers = append(tiers, "resident-unbatched", "scaled-1pread")
+		}
+		for _, name := range tiers {
+			tier, lever, _ := strings.Cut(name, "-")
+			b.Run(fmt.Sprintf("k=%d/%s", k, name), func(b *testing.B) {
+				defer func(bh bool, rp int) { batchHits, readParts = bh, rp }(batchHits, readParts)
+				switch lever {
+				case "unbatched":
+					batchHits = false
+				case "1pread":
+					readParts = 1
+				}
 				be := testBackend(b)
 				ec, ok := be.(backend.ExpertCache)
 				if !ok {
