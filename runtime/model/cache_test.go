@@ -34,7 +34,7 @@ func goldenRun(t *testing.T, m *Model, g *golden) ([]float32, *Timing) {
 }
 
 // TestGoldenWarmCache runs every golden case twice in one process per GPU
-// tier setting (default budget, and a budget of a dozen experts, which
+// tier setting (default budget, and a budget of forty experts (of 128), which
 // evicts all the time yet hits now and then) and requires the logits of both runs to be
 // bit-identical to a run without the tier: a hit computes exactly what a
 // miss does. The uncached run is held to the golden's tolerance. With
@@ -71,7 +71,7 @@ func TestGoldenWarmCache(t *testing.T) {
 			tiers := []tier{{"default", GPUCacheAuto}}
 			_, cached := m0.be.(backend.ExpertCache)
 			if cached { // elsewhere a budget is refused (TestGPUCacheRefused in cmd/fmoe-run)
-				tiers = append(tiers, tier{"a dozen experts", 12 * m0.experts.set.Stride})
+				tiers = append(tiers, tier{"forty experts", 40 * m0.experts.set.Stride})
 			}
 			for _, b := range tiers {
 				m := open(t, c.src, c.bits, c.k, Options{GPUCache: b.budget})
@@ -91,7 +91,7 @@ func TestGoldenWarmCache(t *testing.T) {
 					case b.budget == GPUCacheAuto && run == 2 && d.GPUHits != d.ExpertUses:
 						t.Errorf("warm run: %d of %d experts from the tier, want all", d.GPUHits, d.ExpertUses)
 					case b.budget > 0 && (d.GPUHits == 0 || d.GPUHits == d.ExpertUses):
-						t.Errorf("a dozen-expert tier served %d of %d experts, want some but not all", d.GPUHits, d.ExpertUses)
+						t.Errorf("a forty-expert tier served %d of %d experts, want some but not all", d.GPUHits, d.ExpertUses)
 					}
 				}
 			}
