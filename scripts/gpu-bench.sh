@@ -8,9 +8,11 @@
 #  (b) decode at K=4 and K=10 (runtime/model BenchmarkTieredDecode): BENCH_WARM tokens of warm-up,
 #      then BENCH_TOKENS timed tokens, with the GPU tier scaled to what the whole model would get
 #      per layer on this card ((free memory - 5.5 GB of resident weights - 2 GiB) / 60 per layer),
-#      with no tier, and with every expert resident. Every expert file is in the page cache (the
-#      host tier: at 60 layers, RAM left / 60 per layer plus the GPU tier cover all 512 experts of
-#      a layer, so after warm-up nothing comes from the disk);
+#      with that and the host tier scaled the same way ((memory available - 8 GiB) / 60 per layer,
+#      pinned), with no tier, and with every expert resident (BENCH_TIERS picks among scaled,
+#      tiered, off, resident, resident-unbatched, scaled-1pread). Every expert file is in the page
+#      cache (at 60 layers the GPU and host tiers together hold all 512 experts of a layer, so after
+#      warm-up nothing comes from the disk);
 #  (c) tok/s extrapolated to 60 layers (60 x measured ms/layer + lm_head), beside the per-token
 #      floor from the same run: misses x expert bytes / H2D GB/s + bytes the token reads from GPU
 #      memory (K experts and the resident weights per layer, lm_head) / HBM GB/s.
@@ -39,11 +41,11 @@ if [ ! -f "$M/model_weights.json" ]; then
 fi
 cat "$M"/packed_experts/*.bin > /dev/null
 echo "## (b) decode, routing trace ${BENCH_ROUTING:-mix}, ${BENCH_WARM:-1000} warm-up + ${BENCH_TOKENS:-500} timed tokens"
-FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M FMOE_BENCH_WARM=${BENCH_WARM:-1000} FMOE_BENCH_TOKENS=${BENCH_TOKENS:-500} \
+FMOE_BENCH_TIERS=${BENCH_TIERS:-} FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M FMOE_BENCH_WARM=${BENCH_WARM:-1000} FMOE_BENCH_TOKENS=${BENCH_TOKENS:-500} \
   FMOE_BENCH_ROUTING=${BENCH_ROUTING:-mix} "$B/model.test" -test.run '^$' -test.bench TieredDecode -test.benchtime 1x 2>&1 |
   grep -E '^Benchmark|FAIL|panic' | tee "$DIR/tier"
 echo "## (c) 60 layers"
-printf '| K | GPU tier | experts/layer in tier | hit | misses/layer | H2D MB/token | ms/layer | lm_head ms | **60 layers: ms/token, tok/s** | floor ms/token (H2D + HBM) | tok/s / floor |\n|---|---|---|---|---|---|---|---|---|---|---|\n'
+printf '| K | tiers | GPU tier experts/layer | GPU hit | misses/layer | of which host-tier hits | H2D MB/token | ms/layer | lm_head ms | **60 layers: ms/token, tok/s** | floor ms/token (H2D + HBM) | time / floor |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n'
 awk -v hbm="$HBM" -v h2d="$H2D" '
 /^BenchmarkTieredDecode/ {
   split($1, p, "/"); k = p[2]; sub("k=", "", k); tier = p[3]; sub(/-[0-9]+$/, "", tier)
@@ -53,8 +55,8 @@ awk -v hbm="$HBM" -v h2d="$H2D" '
   h2dms = v["misses/layer"] * L * eb / (h2d * 1e9) * 1e3
   hbmms = (L * (k * eb + v["resident-MB/layer"] * 1e6) + v["head-MB"] * 1e6) / (hbm * 1e9) * 1e3
   fl = h2dms + hbmms
-  printf "| %d | %s | %.0f | %.1f%% | %.2f | %.1f | %.3f | %.2f | **%.1f, %.1f** | %.2f + %.2f = %.2f (%.0f tok/s) | %.2fx |\n",
-    k, tier, v["tier-experts/layer"], v["hit-%"], v["misses/layer"], v["h2d-MB/token"], ms, head, tok, 1000 / tok, h2dms, hbmms, fl, 1000 / fl, tok / fl
+  printf "| %d | %s | %.0f | %.1f%% | %.2f | %.1f%% | %.1f | %.3f | %.2f | **%.1f, %.1f** | %.2f + %.2f = %.2f (%.0f tok/s) | %.2fx |\n",
+    k, tier, v["tier-experts/layer"], v["hit-%"], v["misses/layer"], v["host-hit-%"], v["h2d-MB/token"], ms, head, tok, 1000 / tok, h2dms, hbmms, fl, 1000 / fl, tok / fl
 }' "$DIR/tier"
 echo
 echo "flash-moe (the seed), M3 Max, K=4: 4.36 tok/s."

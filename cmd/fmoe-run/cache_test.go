@@ -37,3 +37,26 @@ func TestGPUCacheRefused(t *testing.T) {
 		t.Fatalf("--gpu-cache 0 on the CPU: %v", err)
 	}
 }
+
+// TestHostCacheFlag: a host tier runs on any backend and generates what
+// the page cache does; one larger than the machine's memory is refused
+// naming what is available; a malformed size is a usage error.
+func TestHostCacheFlag(t *testing.T) {
+	args := []string{"generate", "--model", "$MODEL", "--ids", "1,5,9,13", "--tokens", "6", "--backend", "cpu"}
+	want, err := runApp(t, "", args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := runApp(t, "", append(args, "--host-cache", "1M")...)
+	if err != nil || got != want {
+		t.Fatalf("--host-cache 1M: %q, %v; without: %q", got, err, want)
+	}
+	if _, err := runApp(t, "", append(args, "--host-cache", "1000T")...); err == nil || !strings.Contains(err.Error(), "available") {
+		t.Fatalf("--host-cache 1000T: %v", err)
+	}
+	for _, bad := range []string{"auto", "lots"} {
+		if _, err := runApp(t, "", append(args, "--host-cache", bad)...); err == nil || !strings.Contains(err.Error(), "--host-cache") {
+			t.Fatalf("--host-cache %s: %v", bad, err)
+		}
+	}
+}

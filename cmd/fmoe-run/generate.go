@@ -22,6 +22,7 @@ func modelFlags() []cli.Flag {
 		&cli.IntFlag{Name: "threads", Usage: "CPU threads per op (default: all cores)"},
 		&cli.StringFlag{Name: "backend", Value: "auto", Usage: "compute backend: auto (a GPU when present, else the CPU), cpu, cuda or metal"},
 		&cli.StringFlag{Name: "gpu-cache", Value: "auto", Usage: "`SIZE` of the GPU tier: routed experts kept in device memory across tokens (CUDA; e.g. 40G, 512M); auto takes the free device memory less what the context needs, 0 turns it off"},
+		&cli.StringFlag{Name: "host-cache", Value: "0", Usage: "`SIZE` of the host tier: experts the GPU tier misses kept in pinned host memory (CUDA) and bound with one DMA, no read; 0 (default) leaves caching to the OS page cache"},
 		&cli.BoolFlag{Name: "verbose", Usage: "say in full why a backend was or was not chosen"},
 	}
 }
@@ -37,6 +38,11 @@ func openModel(c *cli.Context) (*model.Model, error) {
 		return nil, cliutil.UsageError("--gpu-cache: %v", err)
 	}
 	o.GPUCache = gc
+	hc, err := parseCacheSize(c.String("host-cache"))
+	if err != nil || c.String("host-cache") == "auto" {
+		return nil, cliutil.UsageError("--host-cache: %q is not a size (want 0 or a number of bytes such as 48G)", c.String("host-cache"))
+	}
+	o.HostCache = max(hc, 0) // "0" parses as GPUCacheOff
 	be, err := openBackend(c)
 	if err != nil {
 		return nil, err

@@ -81,7 +81,12 @@ func (m *Model) CacheBudget() int64 { return m.cacheBudget }
 // a GPU tier is present.
 type ExpertStats struct {
 	Uses, GPUHits, DeviceBytes int64
+	HostHits                   int64 // GPU-tier misses the host tier served
 }
 
 // ExpertStats returns the counters.
-func (m *Model) ExpertStats() ExpertStats { return m.stats }
+func (m *Model) ExpertStats() ExpertStats {
+	st := m.stats
+	st.HostHits = m.experts.hostHits
+	return st
+}

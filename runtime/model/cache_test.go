@@ -65,16 +65,17 @@ func TestGoldenWarmCache(t *testing.T) {
 				t.Fatalf("uncached run: logits relative error %.3g > %g", worst, tolLogits)
 			}
 			type tier struct {
-				name   string
-				budget int64
+				name         string
+				budget, host int64
 			}
-			tiers := []tier{{"default", GPUCacheAuto}}
+			stride := m0.experts.set.Stride
+			tiers := []tier{{"default", GPUCacheAuto, 0}, {"host tier of forty", GPUCacheOff, 40 * stride}}
 			_, cached := m0.be.(backend.ExpertCache)
 			if cached { // elsewhere a budget is refused (TestGPUCacheRefused in cmd/fmoe-run)
-				tiers = append(tiers, tier{"forty experts", 40 * m0.experts.set.Stride})
+				tiers = append(tiers, tier{"forty experts", 40 * stride, 0}, tier{"forty, host tier of forty", 40 * stride, 40 * stride})
 			}
 			for _, b := range tiers {
-				m := open(t, c.src, c.bits, c.k, Options{GPUCache: b.budget})
+				m := open(t, c.src, c.bits, c.k, Options{GPUCache: b.budget, HostCache: b.host})
 				for run := 1; run <= 2; run++ {
 					got, tm := goldenRun(t, m, g)
 					if i := firstDiff(got, ref); i >= 0 {
@@ -82,8 +83,12 @@ func TestGoldenWarmCache(t *testing.T) {
 							b.name, run, i, i/V, got[i], ref[i])
 					}
 					d := &tm.Decode
-					t.Logf("GPU tier %s (budget %d B), run %d: %d of %d experts from the tier, %.1f MB/token over PCIe",
-						b.name, m.CacheBudget(), run, d.GPUHits, d.ExpertUses, float64(d.DeviceBytes)/1e6/float64(d.Tokens))
+					t.Logf("tiers %s (GPU budget %d B), run %d: %d of %d experts from the GPU tier, %d from the host tier, %.1f MB/token over PCIe",
+						b.name, m.CacheBudget(), run, d.GPUHits, d.ExpertUses, d.HostHits, float64(d.DeviceBytes)/1e6/float64(d.Tokens))
+					if b.host > 0 && (d.HostHits == 0 || d.GPUHits+d.HostHits == d.ExpertUses) {
+						t.Errorf("a host tier of forty served %d of the %d experts the GPU tier missed, want some but not all",
+							d.HostHits, d.ExpertUses-d.GPUHits)
+					}
 					if !cached {
 						continue
 					}

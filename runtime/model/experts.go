@@ -37,6 +37,10 @@ type expertReader struct {
 	// goroutine); hostBufs are its allocations, for HostFree at Close.
 	host     backend.HostAllocator
 	hostBufs [][]byte
+	// tier is the host tier (Options.HostCache), nil when off; hostHits
+	// counts its hits (on the stream's own goroutine).
+	tier     *hostTier
+	hostHits int64
 }
 
 // expertOptions configure openExperts.
@@ -47,6 +51,8 @@ type expertOptions struct {
 	host backend.HostAllocator
 	// lz4 reads the LZ4 copy of the set (lz4file.Dir) instead.
 	lz4 bool
+	// hostTier is the host tier's budget in bytes (0: none).
+	hostTier int64
 }
 
 func openExperts(dir string, c *format.Config, set *format.ExpertSet, o expertOptions) (*expertReader, error) {
@@ -87,6 +93,14 @@ func openExperts(dir string, c *format.Config, set *format.ExpertSet, o expertOp
 	}
 	for len(r.pool) < 2*par {
 		r.pool <- nil // allocated on first use
+	}
+	if o.hostTier > 0 {
+		t, err := newHostTier(o.hostTier, int(set.Stride), o.host)
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		r.tier = t
 	}
 	return r, nil
 }
@@ -153,6 +167,10 @@ func (r *expertReader) Close() error {
 		errs = append(errs, f.Close())
 	}
 	r.files, r.lz4 = nil, nil
+	if r.tier != nil {
+		errs = append(errs, r.tier.close())
+		r.tier = nil
+	}
 	if r.host != nil {
 		errs = append(errs, r.freeHost())
 	}
@@ -177,6 +195,11 @@ type expert struct {
 	buf []byte
 	w   [3]backend.Weight
 	err error
+
+	// tier is the host-tier entry buf belongs to (nil: a pool buffer);
+	// hostHit says the tier held the expert, so nothing was read.
+	tier    *hentry
+	hostHit bool
 
 	// Filled only for a timed stream (Timing).
 	n               int64         // bytes read
@@ -207,6 +230,10 @@ func (r *expertReader) streamTimed(l int, ids []int, tp *PhaseTiming, fn func(id
 		go func() {
 			defer wg.Done()
 			for id := range jobs {
+				if e := r.readTier(l, id, tp != nil); e != nil {
+					done <- e
+					continue
+				}
 				buf := <-r.pool
 				done <- r.read(l, id, buf, tp != nil)
 			}
@@ -225,8 +252,15 @@ func (r *expertReader) streamTimed(l int, ids []int, tp *PhaseTiming, fn func(id
 	var first error
 	for range ids {
 		e := <-done
+		if e.hostHit && e.err == nil {
+			r.hostHits++
+		}
 		if tp != nil && e.err == nil {
-			tp.read(e)
+			if e.hostHit {
+				tp.HostHits++
+			} else {
+				tp.read(e)
+			}
 		}
 		if first == nil {
 			first = e.err
@@ -237,7 +271,7 @@ func (r *expertReader) streamTimed(l int, ids []int, tp *PhaseTiming, fn func(id
 				close(stop)
 			}
 		}
-		r.pool <- e.buf
+		r.giveBack(e)
 		if first != nil {
 			break
 		}
@@ -250,7 +284,7 @@ func (r *expertReader) streamTimed(l int, ids []int, tp *PhaseTiming, fn func(id
 			close(done)
 		}()
 		for e := range done {
-			r.pool <- e.buf
+			r.giveBack(e)
 		}
 		return first
 	}
@@ -292,6 +326,37 @@ func (r *expertReader) read(l, id int, buf []byte, timed bool) *expert {
 	}
 	r.describe(e, l)
 	return e
+}
+
+// readTier serves expert (l, id) through the host tier: from its buffer
+// on a hit, else read into the buffer it evicts. nil means no tier, or
+// none of its buffers is free of use (the caller reads into the pool).
+func (r *expertReader) readTier(l, id int, timed bool) *expert {
+	if r.tier == nil || r.lz4 != nil {
+		return nil
+	}
+	te, buf, hit := r.tier.get(l, id)
+	if te == nil {
+		return nil
+	}
+	if hit {
+		e := &expert{id: id, buf: buf, tier: te, hostHit: true}
+		r.describe(e, l)
+		return e
+	}
+	e := r.read(l, id, buf, timed)
+	e.tier = te
+	return e
+}
+
+// giveBack returns e's buffer: to the pool, or, unpinned, to the host
+// tier (which keeps it when the read succeeded).
+func (r *expertReader) giveBack(e *expert) {
+	if e.tier != nil {
+		r.tier.put(e.tier, e.err == nil)
+		return
+	}
+	r.pool <- e.buf
 }
 
 // describe points e's weights into its buffer.

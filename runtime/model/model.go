@@ -58,6 +58,12 @@ type Options struct {
 	// what is available is refused, and so is one on a backend without
 	// a cache.
 	GPUCache int64
+	// HostCache is the byte budget of the host tier of experts (0: none,
+	// the OS page cache caches them): buffers from the backend's
+	// HostAlloc (CUDA: pinned) that keep what the GPU tier misses, so
+	// that a hit is one DMA with no read and no copy. A budget past the
+	// memory available is refused.
+	HostCache int64
 }
 
 // Model is an opened packed model. Sessions of one model share its backend
@@ -83,6 +89,7 @@ type Model struct {
 	// cache is the backend's expert cache while it has a budget.
 	cache       backend.ExpertCache
 	cacheBudget int64
+	hostBudget  int64
 	stats       ExpertStats
 }
 
@@ -162,7 +169,11 @@ func Open(dir string, opts Options) (*Model, error) {
 	if par <= 0 {
 		par = m.K
 	}
-	eo := expertOptions{par: par, direct: opts.DirectIO, lz4: opts.LZ4}
+	if err := checkHostCache(opts.HostCache); err != nil {
+		return nil, err
+	}
+	eo := expertOptions{par: par, direct: opts.DirectIO, lz4: opts.LZ4, hostTier: opts.HostCache}
+	m.hostBudget = opts.HostCache
 	eo.host, _ = m.be.(backend.HostAllocator)
 	if m.experts, err = openExperts(dir, &c, set, eo); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/fmoe/fmoe/format"
 	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/cpu"
 	"github.com/fmoe/fmoe/runtime/routetrace"
 )
 
@@ -23,6 +25,8 @@ import (
 //     (free device memory − FMOE_BENCH_RESIDENT bytes of the full model's
 //     non-expert weights − 2 GiB) / FMOE_BENCH_FULL_LAYERS (60), times the
 //     pack's layers;
+//   - tiered: scaled, plus the host tier (Options.HostCache) the whole
+//     model would get per layer: (memory available − 8 GiB) / 60;
 //   - off: no GPU tier (every expert from the page cache, copied);
 //   - resident: every expert of the pack on the GPU (the launch-bound
 //     floor of a layer);
@@ -33,7 +37,8 @@ import (
 // Metrics: ms/token and ms/layer (wall clock, no Timing syncs), the GPU
 // tier's hit share, misses and host-to-device MB per token, and for the
 // floor the bytes a token reads from resident weights per layer and for
-// lm_head. Run it with FMOE_TEST_BACKEND=cuda on the GPU machine.
+// lm_head. FMOE_BENCH_TIERS (comma-separated) picks among the tiers. Run
+// it with FMOE_TEST_BACKEND=cuda on the GPU machine.
 func BenchmarkTieredDecode(b *testing.B) {
 	dir := benchModelDir(b)
 	warm, meas := envInt("FMOE_BENCH_WARM", 1000), envInt("FMOE_BENCH_TOKENS", 500)
@@ -48,10 +53,13 @@ func BenchmarkTieredDecode(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, k := range []int{4, 10} {
-		tiers := []string{"scaled", "off", "resident"}
+		tiers := []string{"scaled", "tiered", "off", "resident"}
 		if k == 10 {
 			// What each lever saves: batched hits (launches) and split reads.
 			tiers = append(tiers, "resident-unbatched", "scaled-1pread")
+		}
+		if v := os.Getenv("FMOE_BENCH_TIERS"); v != "" {
+			tiers = slices.DeleteFunc(tiers, func(t string) bool { return !slices.Contains(strings.Split(v, ","), t) })
 		}
 		for _, name := range tiers {
 			tier, lever, _ := strings.Cut(name, "-")
@@ -64,15 +72,27 @@ func BenchmarkTieredDecode(b *testing.B) {
 					readParts = 1
 				}
 				be := testBackend(b)
-				ec, ok := be.(backend.ExpertCache)
-				if !ok {
+				if be == nil {
+					be = cpu.New(cpu.Options{})
+				}
+				var free int64
+				ec, gpuTier := be.(backend.ExpertCache)
+				if gpuTier {
+					var err error
+					if free, _, err = ec.DeviceMemory(); err != nil {
+						b.Fatal(err)
+					}
+				} else if tier != "off" && tier != "tiered" {
 					b.Skip("the backend has no GPU tier (FMOE_TEST_BACKEND=cuda)")
 				}
-				free, _, err := ec.DeviceMemory()
-				if err != nil {
-					b.Fatal(err)
+				var host int64
+				if tier == "tiered" {
+					// The host tier the whole model would get per layer:
+					// the memory available less 8 GiB, over 60 layers.
+					avail, _, _ := memAvailable()
+					host = (avail - 8<<30) / int64(fullLayers) * int64(len(m0layers(dir)))
 				}
-				m, err := Open(dir, Options{Backend: be, ExpertsPerToken: k, GPUCache: GPUCacheOff, MaxContext: 4096})
+				m, err := Open(dir, Options{Backend: be, ExpertsPerToken: k, GPUCache: GPUCacheOff, MaxContext: 4096, HostCache: host})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -80,12 +100,12 @@ func BenchmarkTieredDecode(b *testing.B) {
 				L := len(m.layers)
 				var budget int64
 				switch tier {
-				case "scaled":
+				case "scaled", "tiered":
 					budget = (free - resident - 2<<30) / int64(fullLayers) * int64(L)
 				case "resident":
 					budget = int64(L*m.Config.NumExperts) * (m.experts.set.Stride + 4096)
 				}
-				if budget > 0 {
+				if budget > 0 && gpuTier {
 					if err := m.setupCache(budget); err != nil {
 						b.Fatal(err)
 					}
@@ -131,6 +151,8 @@ func BenchmarkTieredDecode(b *testing.B) {
 				b.ReportMetric(100*float64(hits)/float64(max(uses, 1)), "hit-%")
 				b.ReportMetric(float64(uses-hits)/float64(meas)/float64(L), "misses/layer")
 				b.ReportMetric(float64(st.DeviceBytes-st0.DeviceBytes)/1e6/float64(meas), "h2d-MB/token")
+				b.ReportMetric(100*float64(st.HostHits-st0.HostHits)/float64(max(uses-hits, 1)), "host-hit-%")
+				b.ReportMetric(float64(host)/float64(max(L, 1))/float64(m.experts.set.Stride), "host-experts/layer")
 				b.ReportMetric(float64(budget)/float64(L)/float64(m.experts.set.Stride), "tier-experts/layer")
 				b.ReportMetric(float64(perLayer)/1e6, "resident-MB/layer")
 				b.ReportMetric(float64(headBytes)/1e6, "head-MB")
@@ -169,4 +191,14 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// m0layers is the pack's layer list (its manifest), for sizing a tier
+// before Open.
+func m0layers(dir string) []format.ExpertLayer {
+	man, err := format.Open(dir)
+	if err != nil {
+		return nil
+	}
+	return man.Experts[0].Layers
 }

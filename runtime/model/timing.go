@@ -57,8 +57,8 @@ type Timing struct {
 	// Residency says how PhaseTiming.CachedReads was measured: "mincore",
 	// or why it was not.
 	Residency string
-	// GPUCache is the GPU tier's budget in bytes (0: none).
-	GPUCache int64
+	// GPUCache and HostCache are the tiers' budgets in bytes (0: none).
+	GPUCache, HostCache int64
 }
 
 // PhaseTiming is the sum over the steps of one kind.
@@ -85,6 +85,9 @@ type PhaseTiming struct {
 	// DeviceBytes were copied host-to-device for the rest (GPU tier
 	// present only).
 	ExpertUses, GPUHits, DeviceBytes int64
+	// HostHits of the GPU tier's misses were served by the host tier
+	// (Options.HostCache) with no read.
+	HostHits int64
 }
 
 // Accounted is the sum of the phases; it falls short of Wall only by the
@@ -165,7 +168,7 @@ func (s *Session) startTiming(T int, decode bool) {
 	}
 	t.Stride = m.experts.set.Stride
 	t.Residency = m.experts.residency()
-	t.GPUCache = m.cacheBudget
+	t.GPUCache, t.HostCache = m.cacheBudget, m.hostBudget
 	s.tm.p = &t.Prefill
 	if decode {
 		s.tm.p = &t.Decode
@@ -279,6 +282,12 @@ func (t *Timing) Report(w io.Writer) {
 		}
 		return pct(float64(p.GPUHits) / float64(p.ExpertUses))
 	}, "computed from device memory, no read and no copy")
+	row("host-tier hit, experts", func(p *PhaseTiming) string {
+		if p.ExpertUses == 0 || t.HostCache == 0 {
+			return "-"
+		}
+		return pct(float64(p.HostHits) / float64(p.ExpertUses))
+	}, "of all experts: GPU-tier misses bound from pinned host memory, no read")
 	row("MB over PCIe per token", func(p *PhaseTiming) string {
 		if p.Tokens == 0 {
 			return "-"

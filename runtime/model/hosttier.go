@@ -1,0 +1,171 @@
+package model
+
+import (
+	"container/list"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// hostTier is the host tier of experts (Options.HostCache): buffers in the
+// backend's host memory (CUDA: pinned) that keep experts across steps,
+// keyed by (layer, expert), least recently used first out, within a byte
+// budget. It sees only what the GPU tier misses. A hit is bound straight
+// from its buffer (one DMA from pinned memory) with no read; a miss is read
+// into the buffer of the expert it evicts. All buffers are allocated at
+// Open: HostAlloc need not be safe beside ops running on another goroutine.
+type hostTier struct {
+	mu    sync.Mutex
+	slots [][]byte // stride bytes each, aligned
+	raw   [][]byte // the allocations, for HostFree
+	host  backend.HostAllocator
+	free  []int
+	m     map[[2]int]*hentry
+	lru   *list.List // of *hentry, most recent first
+}
+
+type hentry struct {
+	key   [2]int // layer, expert
+	slot  int
+	pins  int  // reads or binds in flight
+	ready bool // the slot holds the expert's bytes
+	el    *list.Element
+}
+
+// hostChunk is how many slots one HostAlloc holds (~450 MB at 397B sizes):
+// fewer, larger pinned allocations than one per slot.
+const hostChunk = 64
+
+func newHostTier(budget int64, stride int, h backend.HostAllocator) (*hostTier, error) {
+	n := int(budget / int64(stride))
+	t := &hostTier{host: h, m: map[[2]int]*hentry{}, lru: list.New()}
+	for len(t.slots) < n {
+		k := min(hostChunk, n-len(t.slots))
+		var b []byte
+		var err error
+		if h != nil {
+			b, err = h.HostAlloc(k * stride)
+			if err == nil && !aligned(b) {
+				err = errors.Join(errors.New("HostAlloc memory is not aligned"), h.HostFree(b))
+			}
+		} else {
+			b = alignedBuf(k * stride)
+		}
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("model: host tier of %s: %w", gib(budget), err), t.close())
+		}
+		t.raw = append(t.raw, b)
+		for i := 0; i < k; i++ {
+			t.free = append(t.free, len(t.slots))
+			t.slots = append(t.slots, b[i*stride:(i+1)*stride:(i+1)*stride])
+		}
+	}
+	return t, nil
+}
+
+func (t *hostTier) close() error {
+	var errs []error
+	if t.host != nil {
+		for _, b := range t.raw {
+			errs = append(errs, t.host.HostFree(b))
+		}
+	}
+	t.raw, t.slots = nil, nil
+	return errors.Join(errs...)
+}
+
+// get returns the buffer for expert (l, id), pinned until put: hit says
+// it already holds the expert; otherwise the caller reads it in and calls
+// put with ok set once it has. nil means no buffer is free of use.
+func (t *hostTier) get(l, id int) (e *hentry, buf []byte, hit bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := [2]int{l, id}
+	if e := t.m[k]; e != nil {
+		e.pins++
+		t.lru.MoveToFront(e.el)
+		return e, t.slots[e.slot], e.ready
+	}
+	slot := -1
+	if n := len(t.free); n > 0 {
+		slot, t.free = t.free[n-1], t.free[:n-1]
+	} else {
+		for el := t.lru.Back(); el != nil; el = el.Prev() {
+			if v := el.Value.(*hentry); v.pins == 0 {
+				t.lru.Remove(el)
+				delete(t.m, v.key)
+				slot = v.slot
+				break
+			}
+		}
+	}
+	if slot < 0 {
+		return nil, nil, false
+	}
+	e = &hentry{key: k, slot: slot, pins: 1}
+	e.el = t.lru.PushFront(e)
+	t.m[k] = e
+	return e, t.slots[slot], false
+}
+
+// put ends a get; filled reports that a miss's read succeeded (a failed
+// one gives the slot back empty).
+func (t *hostTier) put(e *hentry, filled bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e.pins--
+	if filled {
+		e.ready = true
+	}
+	if !e.ready && e.pins == 0 {
+		t.lru.Remove(e.el)
+		delete(t.m, e.key)
+		t.free = append(t.free, e.slot)
+	}
+}
+
+// checkHostCache refuses a host tier larger than the memory available
+// (MemAvailable on Linux; elsewhere it is not checked).
+func checkHostCache(budget int64) error {
+	if budget < 0 {
+		return fmt.Errorf("model: host tier of %d bytes", budget)
+	}
+	if budget == 0 {
+		return nil
+	}
+	avail, total, ok := memAvailable()
+	if ok && budget > avail {
+		return fmt.Errorf("model: a host tier of %s does not fit: %s of memory is available (of %s)", gib(budget), gib(avail), gib(total))
+	}
+	return nil
+}
+
+// memAvailable reads MemAvailable and MemTotal from /proc/meminfo.
+func memAvailable() (avail, total int64, ok bool) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case "MemAvailable:":
+			avail = v << 10
+		case "MemTotal:":
+			total = v << 10
+		}
+	}
+	return avail, total, avail > 0
+}
