@@ -191,8 +191,8 @@ func weight(t *format.Tensor, blob []byte) (backend.Weight, error) {
 		return w, fmt.Errorf("model: tensor %s has shape %v, want 1 or 2 dims", t.Name, t.Shape)
 	}
 	span := func(s format.Span) ([]byte, error) {
-		if s.Offset < 0 || s.Size < 0 || s.End() > int64(len(blob)) {
-			return nil, fmt.Errorf("model: tensor %s range [%d, %d) outside its %d-byte file", t.Name, s.Offset, s.End(), len(blob))
+		if !s.Within(int64(len(blob))) {
+			return nil, fmt.Errorf("model: tensor %s range at %d (%d bytes) outside its %d-byte file", t.Name, s.Offset, s.Size, len(blob))
 		}
 		return blob[s.Offset:s.End():s.End()], nil
 	}
