@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fmoe/fmoe/format"
 	"github.com/fmoe/fmoe/format/formattest"
 )
 
@@ -37,5 +38,15 @@ func TestSymlinkOutOfModelReported(t *testing.T) {
 	p := wantProblem(t, r, "structure", Problem{File: rel})
 	if !strings.Contains(p.Message, "outside the model directory") {
 		t.Errorf("problem %+v", p)
+	}
+}
+
+// fmoe-verify on an unpacked checkpoint says to pack it, with the command.
+func TestUnpackedCheckpointSaysConvert(t *testing.T) {
+	dir := tiny + "mlx-4bit"
+	r := run(t, Options{Model: dir})
+	p := wantProblem(t, r, "structure", Problem{File: format.ManifestName})
+	if want := "fmoe-pack convert --in " + dir + " --out " + dir + "-fmoe"; !strings.Contains(p.Message, want) {
+		t.Errorf("%q lacks %q", p.Message, want)
 	}
 }
