@@ -2,12 +2,12 @@ package format
 
 import (
 	"bytes"
-	"errors"
-	"io/fs"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/crc32"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
