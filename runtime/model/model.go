@@ -50,6 +50,9 @@ type Options struct {
 	// when the copy is missing or was made from other weights. Not with
 	// DirectIO: the compressed blocks are not block-aligned.
 	LZ4 bool
+	// VerifyEveryRead checksums every expert block read, not only the first read of each
+	// block in the process: for a disk suspected of going bad under a long-running server.
+	VerifyEveryRead bool
 }
 
 // Model is an opened packed model. Sessions of one model share its backend
@@ -67,6 +70,7 @@ type Model struct {
 	norm    backend.Tensor
 	head    backend.Tensor
 	experts *expertReader
+	dir     string // for messages
 	chunk   int
 	maxCtx  int
 	mu      sync.Mutex
@@ -96,7 +100,7 @@ func Open(dir string, opts Options) (*Model, error) {
 	if c.Architecture != format.ArchQwen35MoE {
 		return nil, fmt.Errorf("model: %s: architecture %q, want %q", dir, c.Architecture, format.ArchQwen35MoE)
 	}
-	m := &Model{Config: c, K: c.NumExpertsPerTok, be: opts.Backend, chunk: opts.PrefillChunk, maxCtx: opts.MaxContext}
+	m := &Model{Config: c, K: c.NumExpertsPerTok, be: opts.Backend, dir: dir, chunk: opts.PrefillChunk, maxCtx: opts.MaxContext}
 	if opts.ExpertsPerToken != 0 {
 		m.K = opts.ExpertsPerToken
 	}
@@ -127,6 +131,9 @@ func Open(dir string, opts Options) (*Model, error) {
 	if m.weights, err = mmap.Open(filepath.Join(dir, man.Weights.File)); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
+	if err := checkDense(dir, man); err != nil {
+		return nil, err
+	}
 	if hm, ok := m.be.(backend.HostMapper); ok {
 		// Registering from the wrapped mapping binds weights in place;
 		// where wrapping fails (Metal: past maxBufferLength) Register
@@ -150,7 +157,10 @@ func Open(dir string, opts Options) (*Model, error) {
 	if par <= 0 {
 		par = m.K
 	}
-	eo := expertOptions{par: par, direct: opts.DirectIO, lz4: opts.LZ4}
+	eo := expertOptions{par: par, direct: opts.DirectIO, lz4: opts.LZ4, check: checkFirst}
+	if opts.VerifyEveryRead {
+		eo.check = checkEvery
+	}
 	eo.host, _ = m.be.(backend.HostAllocator)
 	if m.experts, err = openExperts(dir, &c, set, eo); err != nil {
 		return nil, err
