@@ -192,3 +192,33 @@ func TestNaNLogitsAreAnError(t *testing.T) {
 		t.Error("the session went on after non-finite logits")
 	}
 }
+
+// A block is checked on its first read in the process; with VerifyEveryRead on every read.
+func TestExpertCheckPolicy(t *testing.T) {
+	for _, every := range []bool{false, true} {
+		dir, man := damagedCopy(t)
+		m, err := Open(dir, Options{VerifyEveryRead: every})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nop := func(int, *[3]backend.Weight) error { return nil }
+		if err := m.experts.stream(1, []int{7}, nop); err != nil {
+			t.Fatal(err)
+		}
+		set := &man.Experts[0]
+		xorByte(t, filepath.Join(dir, set.Dir, set.Layers[1].File), 7*set.Stride+3)
+		err = m.experts.stream(1, []int{7}, nop)
+		if every && err == nil {
+			t.Error("VerifyEveryRead: the second read of a damaged block passed")
+		}
+		if !every && err != nil {
+			t.Errorf("default: a block already checked was checked again: %v", err)
+		}
+		// An unread block is checked either way.
+		xorByte(t, filepath.Join(dir, set.Dir, set.Layers[1].File), 8*set.Stride+3)
+		if err := m.experts.stream(1, []int{8}, nop); err == nil {
+			t.Errorf("every=%v: first read of a damaged block passed", every)
+		}
+		m.Close()
+	}
+}
