@@ -37,7 +37,7 @@ func notPacked(dir string, cause error) error {
 		e.msg = fmt.Sprintf("%s is a Hugging Face / MLX checkpoint (config.json and *.safetensors), not a packed model; pack it first:\n  fmoe-pack convert --in %s --out %s",
 			dir, shellQuote(dir), shellQuote(SuggestPackDir(dir)))
 	default:
-		e.msg = fmt.Sprintf("%s is not a packed model (no %s) nor a checkpoint fmoe-pack convert reads (config.json beside *.safetensors)", dir, ManifestName)
+		e.msg = fmt.Sprintf("%s is not a packed model (no manifest, %s) nor a checkpoint fmoe-pack convert reads (config.json beside *.safetensors)", dir, ManifestName)
 	}
 	return e
 }

@@ -40,8 +40,8 @@ func TestReadManifestExplainsUnpackedDirs(t *testing.T) {
 		{"hf/", []string{"fmoe-pack convert --in " + root + "/hf/ --out " + root + "/hf-fmoe"}},
 		{"sharded", []string{"fmoe-pack convert --in " + root + "/sharded --out " + root + "/sharded-fmoe"}},
 		{"my model", []string{"fmoe-pack convert --in '" + root + "/my model' --out '" + root + "/my model-fmoe'"}},
-		{"configonly", []string{"not a packed model (no model_weights.json) nor a checkpoint"}},
-		{"empty", []string{"not a packed model (no model_weights.json) nor a checkpoint"}},
+		{"configonly", []string{"not a packed model (no manifest, model_weights.json) nor a checkpoint"}},
+		{"empty", []string{"not a packed model (no manifest, model_weights.json) nor a checkpoint"}},
 		{"afile", []string{"is a file"}},
 		{"missing", []string{"missing: no such directory"}},
 	} {
