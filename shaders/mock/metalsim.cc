@@ -30,6 +30,8 @@
 #include <utility>
 #include <vector>
 
+#include "metal_mock.h"  // fm_site; kernels.metal includes it again (guarded)
+
 namespace sim {
 
 enum State { RUNNABLE, AT_BARRIER, AT_SIMD, DONE };
@@ -37,7 +39,7 @@ enum State { RUNNABLE, AT_BARRIER, AT_SIMD, DONE };
 struct Fiber {
     ucontext_t ctx;
     State st;
-    const void* site;
+    fm_site site;  // of the barrier or reduction it waits at
     int op;
     float val, res;
 };
@@ -52,6 +54,11 @@ std::string err;  // first error since the last sync
 
 void fail(const std::string& m) {
     if (err.empty()) err = m;
+}
+
+std::string where(const fm_site& s) {
+    const char* f = std::strrchr(s.file, '/');
+    return std::string(f ? f + 1 : s.file) + ":" + std::to_string(s.line);
 }
 
 void entry() {
@@ -100,9 +107,11 @@ bool runGroup(int n, const char* kname) {
             }
             float r = fibers[g].op == 1 ? -INFINITY : 0.0f;
             for (int i = g; i < e; i++) {
-                if (fibers[i].site != fibers[g].site || fibers[i].op != fibers[g].op) {
+                if (fibers[i].site.id != fibers[g].site.id || fibers[i].op != fibers[g].op) {
                     fail(std::string(kname) + ": lanes of SIMD group " + std::to_string(g / 32) +
-                         " are in different SIMD reductions (divergent control flow)");
+                         " are in different SIMD reductions (divergent control flow): lane " + std::to_string(g % 32) +
+                         " at " + where(fibers[g].site) + ", lane " + std::to_string(i % 32) + " at " +
+                         where(fibers[i].site));
                     return false;
                 }
                 r = fibers[g].op == 1 ? std::fmax(r, fibers[i].val) : r + fibers[i].val;
@@ -123,15 +132,14 @@ bool runGroup(int n, const char* kname) {
                  std::to_string(done) + " threads that already returned will never reach");
             return false;
         }
-        const void* site = nullptr;
         for (int i = 0; i < n; i++) {
-            if (i > 0 && fibers[i].site != site) {
-                fail(std::string(kname) + ": threads wait at different barriers (divergent control flow)");
+            if (fibers[i].site.id != fibers[0].site.id) {
+                fail(std::string(kname) + ": threads wait at different barriers (divergent control flow): thread 0 at " +
+                     where(fibers[0].site) + ", thread " + std::to_string(i) + " at " + where(fibers[i].site));
                 return false;
             }
-            site = fibers[i].site;
-            fibers[i].st = RUNNABLE;
         }
+        for (int i = 0; i < n; i++) fibers[i].st = RUNNABLE;
     }
 }
 
@@ -141,7 +149,7 @@ uint64_t rng = 0x9E3779B97F4A7C15ull;
 
 }  // namespace sim
 
-float fm_sim_simd(float v, int op, const void* site) {
+float fm_sim_simd(float v, int op, fm_site site) {
     sim::Fiber& f = sim::fibers[sim::cur];
     f.st = sim::AT_SIMD;
     f.val = v;
@@ -151,7 +159,7 @@ float fm_sim_simd(float v, int op, const void* site) {
     return f.res;
 }
 
-void fm_sim_barrier(const void* site) {
+void fm_sim_barrier(fm_site site) {
     sim::Fiber& f = sim::fibers[sim::cur];
     f.st = sim::AT_BARRIER;
     f.site = site;
