@@ -39,11 +39,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// buildSim compiles the simulator of the repository's kernels with the
-// preferred C++ compiler, once per test process.
-func buildSim(t testing.TB) string {
+// buildSim compiles the simulator of the repository's kernels with C++
+// compiler cc, once per test process.
+func buildSim(t testing.TB, cc string) string {
 	t.Helper()
-	return buildSimWith(t, needCXX(t), "-O1", metalForMock())
+	return buildSimWith(t, cc, "-O1", metalForMock())
 }
 
 // buildSimWith compiles the simulator of the Metal translation unit src
@@ -126,8 +126,8 @@ type simDevice struct {
 	maxTG   int
 }
 
-func newSimDevice(t testing.TB, env ...string) *simDevice {
-	return startSim(t, buildSim(t), env...)
+func newSimDevice(t testing.TB, cc string, env ...string) *simDevice {
+	return startSim(t, buildSim(t, cc), env...)
 }
 
 // startSim starts a simulator binary as a device.

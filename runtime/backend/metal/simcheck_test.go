@@ -1,6 +1,7 @@
 package metal
 
 import (
+	"encoding/binary"
 	"math"
 	"os"
 	"regexp"
@@ -58,7 +59,7 @@ func checkSimBarriers(t *testing.T, d *simDevice) {
 		}
 		want += n + 31 // the uniform branch's Σ 1, the SIMD max of the lane
 		for i := 0; i < n; i++ {
-			if v := math.Float32frombits(le32(got[4*i:])); v != want {
+			if v := math.Float32frombits(binary.LittleEndian.Uint32(got[4*i:])); v != want {
 				t.Fatalf("uniform kernel: y[%d] = %v, want %v", i, v, want)
 			}
 		}
@@ -94,5 +95,3 @@ func checkSimBarriers(t *testing.T, d *simDevice) {
 	}
 	uniform() // an error is reported once; the simulator still runs
 }
-
-func le32(b []byte) uint32 { return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24 }
