@@ -11,11 +11,22 @@
 //
 // It checks what a GPU would not report: every lane of a SIMD group
 // reaching the same reduction, every thread of a threadgroup the same
-// barrier (and none having exited before it), the host's arguments against
+// barrier (and none having exited before it), a reduction or barrier being
+// the same when it is the same use in the source (metal_mock.h gives each
+// its site; a compiler may copy one into several places in the machine
+// code, and two that are alike must still differ: threads that wait at the
+// barrier after a loop while others wait at the one in it, say, or two
+// helpers' barriers reached in different orders), the host's arguments against
 // each kernel's signature (count, buffer vs scalar, int vs float), and
 // dynamic threadgroup memory is filled with NaN so that reading an
 // unwritten element shows up in the results.
 
+// The fibers switch with _setjmp/_longjmp, which do not save the signal
+// mask (swapcontext makes a system call per switch, most of the
+// simulator's time); the fortified longjmp would take a jump to another
+// stack for a corrupt one.
+#undef _FORTIFY_SOURCE
+#include <setjmp.h>
 #include <ucontext.h>
 
 #include <cmath>
@@ -37,7 +48,9 @@ namespace sim {
 enum State { RUNNABLE, AT_BARRIER, AT_SIMD, DONE };
 
 struct Fiber {
-    ucontext_t ctx;
+    ucontext_t ctx;  // only to start it
+    jmp_buf jb;      // where it waits, once started
+    bool started;
     State st;
     fm_site site;  // of the barrier or reduction it waits at
     int op;
@@ -49,6 +62,7 @@ std::vector<Fiber> fibers;
 std::vector<std::vector<char>> stacks;
 int cur;
 ucontext_t sched;
+jmp_buf schedJB;  // where the scheduler resumes a fiber
 std::function<void(int)> body;
 std::string err;  // first error since the last sync
 
@@ -63,7 +77,22 @@ std::string where(const fm_site& s) {
 
 void entry() {
     body(cur);
-    fibers[cur].st = DONE;  // uc_link returns to the scheduler
+    fibers[cur].st = DONE;
+    _longjmp(schedJB, 1);  // never returns: its stack is reused
+}
+
+// resume runs fiber i until it waits or returns.
+void resume(int i) {
+    cur = i;
+    if (_setjmp(schedJB)) return;
+    if (fibers[i].started) _longjmp(fibers[i].jb, 1);
+    fibers[i].started = true;
+    swapcontext(&sched, &fibers[i].ctx);
+}
+
+// yield returns to the scheduler from the running fiber.
+void yield() {
+    if (!_setjmp(fibers[cur].jb)) _longjmp(schedJB, 1);
 }
 
 // runGroup runs n threads of one threadgroup to completion, resolving
@@ -79,15 +108,15 @@ bool runGroup(int n, const char* kname) {
         getcontext(&f.ctx);
         f.ctx.uc_stack.ss_sp = stacks[i].data();
         f.ctx.uc_stack.ss_size = kStack;
-        f.ctx.uc_link = &sched;
+        f.ctx.uc_link = nullptr;  // entry never returns
         makecontext(&f.ctx, entry, 0);
+        f.started = false;
         f.st = RUNNABLE;
     }
     for (;;) {
         for (int i = 0; i < n; i++) {
             if (fibers[i].st != RUNNABLE) continue;
-            cur = i;
-            swapcontext(&sched, &fibers[i].ctx);
+            resume(i);
         }
         int done = 0, atBar = 0;
         for (int i = 0; i < n; i++) {
@@ -155,7 +184,7 @@ float fm_sim_simd(float v, int op, fm_site site) {
     f.val = v;
     f.op = op;
     f.site = site;
-    swapcontext(&f.ctx, &sim::sched);
+    sim::yield();
     return f.res;
 }
 
@@ -163,7 +192,7 @@ void fm_sim_barrier(fm_site site) {
     sim::Fiber& f = sim::fibers[sim::cur];
     f.st = sim::AT_BARRIER;
     f.site = site;
-    swapcontext(&f.ctx, &sim::sched);
+    sim::yield();
 }
 
 namespace metal {
