@@ -11,12 +11,9 @@
 //
 // It checks what a GPU would not report: every lane of a SIMD group
 // reaching the same reduction, every thread of a threadgroup the same
-// barrier (and none having exited before it), a reduction or barrier being
-// the same when it is the same use in the source (metal_mock.h gives each
-// its site; a compiler may copy one into several places in the machine
-// code, and two that are alike must still differ: threads that wait at the
-// barrier after a loop while others wait at the one in it, say, or two
-// helpers' barriers reached in different orders), the host's arguments against
+// barrier (and none having exited before it) — the same meaning the same
+// use in the source, which metal_mock.h passes in, as a compiler may copy
+// one use into several places in the machine code —, the host's arguments against
 // each kernel's signature (count, buffer vs scalar, int vs float), and
 // dynamic threadgroup memory is filled with NaN so that reading an
 // unwritten element shows up in the results.
