@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -32,12 +33,16 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			badRequest(w, "request body exceeds the limit of %d bytes", s.opts.MaxBodyBytes)
+			writeError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large",
+				fmt.Sprintf("request body exceeds the limit of %d bytes", s.opts.MaxBodyBytes))
 		} else {
 			badRequest(w, "reading the request body: %v", err)
 		}
 		return
 	}
+	// The server's read timeout covers the request, not the reply: left
+	// in place, it would cancel a generation that outlasts it.
+	http.NewResponseController(w).SetReadDeadline(time.Time{})
 	j, status, err := s.prepare(body)
 	if err != nil {
 		code := "invalid_request"
@@ -48,12 +53,15 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	release, err := s.acquire(r)
-	if errors.Is(err, errBusy) {
+	switch {
+	case errors.Is(err, errBusy):
 		writeError(w, http.StatusTooManyRequests, "rate_limit_error", "rate_limit_exceeded",
 			fmt.Sprintf("the model is busy and %d requests are already queued; retry later", s.opts.QueueSize))
 		return
-	}
-	if err != nil {
+	case errors.Is(err, errClosing):
+		writeError(w, http.StatusServiceUnavailable, "server_error", "server_shutting_down", errClosing.Error())
+		return
+	case err != nil:
 		return // the client went away while queued
 	}
 	defer release()
@@ -119,13 +127,20 @@ func (s *Server) prepare(body []byte) (*job, int, error) {
 }
 
 func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
-	ctx := r.Context()
+	// The generation ends with the client, or when a shutdown's grace
+	// period is over.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(s.base, cancel)()
 	out := &responder{
-		w: w, stream: j.req.Stream, id: newID(), created: time.Now().Unix(), name: s.opts.Name, fp: s.fp,
+		w: w, rc: http.NewResponseController(w), stall: s.opts.Timeouts.Write,
+		stream: j.req.Stream, id: newID(), created: time.Now().Unix(), name: s.opts.Name, fp: s.fp,
 		parser: chat.NewParser(j.popts), filter: stopFilter{stops: j.stops}, none: j.choice.mode == "none",
 	}
-	if f, ok := w.(http.Flusher); ok {
-		out.flusher = f
+	if feed, reused := s.e.Plan(j.prompt); reused+len(feed) >= s.e.MaxContext() {
+		out.fail(http.StatusBadRequest, "context_length_exceeded", fmt.Errorf("%w: %d tokens, context %d",
+			convo.ErrContext, reused+len(feed), s.e.MaxContext()))
+		return
 	}
 	out.start()
 	opts := convo.Options{
@@ -143,18 +158,23 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
 	}
 	res, err := s.e.Generate(ctx, j.prompt, opts)
 	if err != nil {
-		status := http.StatusInternalServerError
+		status, code := http.StatusInternalServerError, "internal_error"
 		if errors.Is(err, convo.ErrContext) {
-			status = http.StatusBadRequest
+			status, code = http.StatusBadRequest, "context_length_exceeded"
 		}
 		s.opts.Log.Printf("%s: error: %v", out.id, err)
-		out.fail(status, err)
+		out.fail(status, code, err)
 		return
 	}
 	s.opts.Log.Printf("%s: prompt %d tokens (%d cached) in %.2fs, %d generated in %.2fs, %s",
 		out.id, res.PromptTokens, res.ReusedTokens, res.PrefillTime.Seconds(), len(res.IDs), res.GenerateTime.Seconds(), res.Finish)
 	if res.Finish == convo.FinishCancelled {
-		return // nobody is listening
+		if r.Context().Err() == nil && s.base.Err() != nil {
+			// The client is still there: end its reply cleanly.
+			out.fail(http.StatusServiceUnavailable, "server_shutting_down",
+				fmt.Errorf("%w; the reply was cut off after %d tokens", errClosing, len(res.IDs)))
+		}
+		return // otherwise nobody is listening
 	}
 	u := &usage{PromptTokens: res.PromptTokens, CompletionTokens: len(res.IDs), TotalTokens: res.PromptTokens + len(res.IDs),
 		PromptTokensDetails: &promptDetails{CachedTokens: res.ReusedTokens}}

@@ -13,6 +13,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,6 +38,8 @@ type Options struct {
 	MaxBodyBytes int64
 	// Log receives one line per request; nil discards.
 	Log *log.Logger
+	// Timeouts bound how long a client may hold a connection; see Serve.
+	Timeouts Timeouts
 }
 
 // Server is the HTTP API over one engine.
@@ -55,6 +58,18 @@ type Server struct {
 	texts     []string
 	// onToken, when set (tests), runs for every piece of generated text.
 	onToken func()
+
+	// base is cancelled when a shutdown's grace period is over: it stops
+	// every generation and every request still queued.
+	base    context.Context
+	stopAll context.CancelFunc
+	// mu guards closing and active (requests admitted to the queue or
+	// generating); drained is closed once closing and active is 0.
+	mu          sync.Mutex
+	closing     bool
+	active      int
+	drained     chan struct{}
+	drainClosed bool
 }
 
 // New returns a server for e. The server owns e's session from now on.
@@ -74,12 +89,16 @@ func New(e *convo.Engine, o Options) *Server {
 	if o.Log == nil {
 		o.Log = log.New(io.Discard, "", 0)
 	}
+	o.Timeouts = o.Timeouts.withDefaults()
+	base, stopAll := context.WithCancel(context.Background())
 	return &Server{
 		e: e, opts: o,
 		admit:   make(chan struct{}, 1+o.QueueSize),
 		run:     make(chan struct{}, 1),
 		created: time.Now().Unix(),
 		fp:      fmt.Sprintf("fmoe-k%d", e.Model.K),
+		base:    base, stopAll: stopAll,
+		drained: make(chan struct{}),
 	}
 }
 
@@ -120,15 +139,24 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// errBusy is returned by acquire when the queue is full.
-var errBusy = errors.New("busy")
+// errBusy is returned by acquire when the queue is full, errClosing when
+// the server is shutting down.
+var (
+	errBusy    = errors.New("busy")
+	errClosing = errors.New("the server is shutting down")
+)
 
 // acquire admits a request and waits for the model. It fails at once when
-// the queue is full, and when the client goes away while waiting.
+// the queue is full or the server is shutting down, and when the client
+// goes away (or the shutdown's grace period ends) while waiting.
 func (s *Server) acquire(r *http.Request) (release func(), err error) {
+	if !s.enter() {
+		return nil, errClosing
+	}
 	select {
 	case s.admit <- struct{}{}:
 	default:
+		s.leave()
 		return nil, errBusy
 	}
 	s.waiting.Add(1)
@@ -140,12 +168,17 @@ func (s *Server) acquire(r *http.Request) (release func(), err error) {
 			s.busy.Store(false)
 			<-s.run
 			<-s.admit
+			s.leave()
 		}, nil
 	case <-r.Context().Done():
-		s.waiting.Add(-1)
-		<-s.admit
-		return nil, r.Context().Err()
+		err = r.Context().Err()
+	case <-s.base.Done():
+		err = errClosing
 	}
+	s.waiting.Add(-1)
+	<-s.admit
+	s.leave()
+	return nil, err
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

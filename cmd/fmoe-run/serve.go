@@ -1,15 +1,11 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"log"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -77,20 +73,14 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := cliutil.SignalContext()
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		hs.Shutdown(sctx)
-	}()
 	logger.Printf("serving %s (K=%d) on http://%s/v1", name, m.K, ln.Addr())
-	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	// Serve returns once no request uses the engine, so the deferred
+	// Close cannot pull the model from under a generation.
+	err = srv.Serve(ctx, ln)
+	logger.Printf("stopped")
+	return err
 }
 
 // isLoopback reports whether host only accepts local connections.
