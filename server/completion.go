@@ -45,11 +45,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	http.NewResponseController(w).SetReadDeadline(time.Time{})
 	j, status, err := s.prepare(body)
 	if err != nil {
-		code := "invalid_request"
-		if errors.Is(err, convo.ErrContext) {
-			code = "context_length_exceeded"
-		}
-		writeError(w, status, "invalid_request_error", code, err.Error())
+		writeJSON(w, status, requestError(err))
 		return
 	}
 	release, err := s.acquire(r)
@@ -77,6 +73,10 @@ func (s *Server) prepare(body []byte) (*job, int, error) {
 	}
 	if err := req.validate(); err != nil {
 		return nil, http.StatusBadRequest, err
+	}
+	if req.Model != "" && req.Model != s.opts.Name {
+		return nil, http.StatusNotFound, &fieldError{param: "model", code: "model_not_found",
+			msg: fmt.Sprintf("the model %q does not exist; this server serves %q (GET /v1/models)", req.Model, s.opts.Name)}
 	}
 	var err error
 	if j.choice, err = parseToolChoice(req.ToolChoice, req.Tools); err != nil {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -186,5 +187,28 @@ type apiError struct {
 func newAPIError(typ, code, msg string) apiError {
 	var e apiError
 	e.Error.Message, e.Error.Type, e.Error.Code = msg, typ, code
+	return e
+}
+
+// fieldError is a request error that names the offending field (OpenAI's
+// error.param) and, where OpenAI has one, a specific error code.
+type fieldError struct {
+	param, code, msg string
+}
+
+func (e *fieldError) Error() string { return e.msg }
+
+// requestError is the OpenAI error body for a rejected request.
+func requestError(err error) apiError {
+	e := newAPIError("invalid_request_error", "invalid_request", err.Error())
+	var fe *fieldError
+	if errors.As(err, &fe) {
+		if fe.param != "" {
+			e.Error.Param = &fe.param
+		}
+		if fe.code != "" {
+			e.Error.Code = fe.code
+		}
+	}
 	return e
 }

@@ -23,6 +23,9 @@ func serveCmd() *cli.Command {
 max_tokens / max_completion_tokens, temperature, top_p, stop, seed, stream_options.include_usage,
 chat_template_kwargs), GET /v1/models, GET /health.
 
+A request's "model" must be the served id (--name, default the model directory's name; GET /v1/models
+lists it) or be left out; any other name gets HTTP 404 model_not_found.
+
 The model generates one reply at a time; up to --queue requests wait, and more get HTTP 429.
 A request that continues the previous conversation (the same messages plus new ones, e.g. a tool
 result) reuses the model state of that prefix. The server listens on loopback unless --addr says
