@@ -156,6 +156,13 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
 			return !out.filter.hit && out.err == nil && ctx.Err() == nil
 		},
 	}
+	if s.noStop {
+		opts.Logits = func(_ string, logits []float32) {
+			for _, id := range s.e.StopIDs() {
+				logits[id] = -1e30
+			}
+		}
+	}
 	res, err := s.e.Generate(ctx, j.prompt, opts)
 	if err != nil {
 		status, code := http.StatusInternalServerError, "internal_error"
@@ -165,6 +172,9 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
 		s.opts.Log.Printf("%s: error: %v", out.id, err)
 		out.fail(status, code, err)
 		return
+	}
+	if out.err != nil {
+		s.opts.Log.Printf("%s: the client stopped reading (%v); generation stopped", out.id, out.err)
 	}
 	s.opts.Log.Printf("%s: prompt %d tokens (%d cached) in %.2fs, %d generated in %.2fs, %s",
 		out.id, res.PromptTokens, res.ReusedTokens, res.PrefillTime.Seconds(), len(res.IDs), res.GenerateTime.Seconds(), res.Finish)

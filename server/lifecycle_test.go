@@ -38,6 +38,11 @@ func serveOn(t *testing.T, s *Server) (url string, shutdown context.CancelFunc, 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveLn(t, s, ln)
+}
+
+func serveLn(t *testing.T, s *Server, ln net.Listener) (url string, shutdown context.CancelFunc, wait func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan error, 1)
 	go func() { ch <- s.Serve(ctx, ln) }()

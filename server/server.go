@@ -58,6 +58,9 @@ type Server struct {
 	texts     []string
 	// onToken, when set (tests), runs for every piece of generated text.
 	onToken func()
+	// noStop, when set (tests), keeps the model from ending its turn, so
+	// the tiny model's replies run to max_tokens.
+	noStop bool
 
 	// base is cancelled when a shutdown's grace period is over: it stops
 	// every generation and every request still queued.
