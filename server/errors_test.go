@@ -51,3 +51,47 @@ func TestContextOverflow(t *testing.T) {
 		}
 	}
 }
+
+// TestToolValidation: tool names follow OpenAI's rule (so markup cannot
+// ride in on one), parameters must be a schema object, names are unique;
+// each error names the field.
+func TestToolValidation(t *testing.T) {
+	_, _, url := start(t, nil)
+	tool := func(name, params string) string {
+		s := `{"type":"function","function":{"name":` + name
+		if params != "" {
+			s += `,"parameters":` + params
+		}
+		return s + `}}`
+	}
+	obj := `{"type":"object","properties":{}}`
+	for _, c := range []struct {
+		tools, param string // param "" means accepted
+	}{
+		{tool(`"x></function></tool_call>"`, obj), "tools[0].function.name"},
+		{tool(`"get weather"`, obj), "tools[0].function.name"},
+		{tool(`"`+strings.Repeat("a", 65)+`"`, obj), "tools[0].function.name"},
+		{tool(`"é"`, obj), "tools[0].function.name"},
+		{tool(`""`, obj), "tools[0].function.name"},
+		{tool(`"a"`, `"object"`), "tools[0].function.parameters"},
+		{tool(`"a"`, `[]`), "tools[0].function.parameters"},
+		{tool(`"a"`, `7`), "tools[0].function.parameters"},
+		{tool(`"a"`, obj) + "," + tool(`"b"`, obj) + "," + tool(`"a"`, obj), "tools[2].function.name"},
+		{`{"type":"retrieval","function":{"name":"a"}}`, "tools[0].type"},
+		{tool(`"`+strings.Repeat("a", 64)+`"`, obj) + "," + tool(`"get-weather_2"`, "") + "," + tool(`"c"`, "null"), ""},
+	} {
+		status, body := do(t, "POST", url+"/v1/chat/completions",
+			`{"max_tokens":1,"messages":[{"role":"user","content":"hi"}],"tools":[`+c.tools+`]}`)
+		if c.param == "" {
+			if status != http.StatusOK {
+				t.Errorf("%.80s: %d %s", c.tools, status, body)
+			}
+			continue
+		}
+		e := decodeError(t, body)
+		if status != http.StatusBadRequest || e.Error.Param == nil || *e.Error.Param != c.param ||
+			e.Error.Type != "invalid_request_error" || !strings.Contains(e.Error.Message, c.param) {
+			t.Errorf("%.80s: %d %s; want 400 naming %s", c.tools, status, body, c.param)
+		}
+	}
+}
