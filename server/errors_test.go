@@ -3,12 +3,15 @@ package server
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/openai/openai-go"
+	"github.com/openai/openai-go/option"
 )
 
 // TestUnknownModel: a model name other than the served one gets OpenAI's
@@ -93,5 +96,52 @@ func TestToolValidation(t *testing.T) {
 			e.Error.Type != "invalid_request_error" || !strings.Contains(e.Error.Message, c.param) {
 			t.Errorf("%.80s: %d %s; want 400 naming %s", c.tools, status, body, c.param)
 		}
+	}
+}
+
+// TestAPIKey: with a key set, every route but /health wants it as a
+// Bearer token and answers 401 in OpenAI's shape otherwise.
+func TestAPIKey(t *testing.T) {
+	s := New(engine, Options{Name: "fmoe-tiny-chat", APIKey: "s3cret-key"})
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	call := func(method, path, auth string) (int, string) {
+		req, _ := http.NewRequest(method, ts.URL+path, strings.NewReader(`{"max_tokens":2,"messages":[{"role":"user","content":"hi"}]}`))
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, auth := range []string{"", "Bearer", "Bearer wrong", "Bearer s3cret-key2", "Bearer s3cret-ke", "Basic s3cret-key", "s3cret-key"} {
+		for _, route := range [][2]string{{"POST", "/v1/chat/completions"}, {"GET", "/v1/models"}, {"GET", "/v1/models/fmoe-tiny-chat"}} {
+			status, body := call(route[0], route[1], auth)
+			if e := decodeError(t, body); status != http.StatusUnauthorized || e.Error.Code != "invalid_api_key" {
+				t.Errorf("%s %s with %q: %d %s", route[0], route[1], auth, status, body)
+			}
+		}
+	}
+	if status, body := call("GET", "/health", ""); status != http.StatusOK {
+		t.Errorf("/health without a key: %d %s", status, body)
+	}
+	if status, body := call("POST", "/v1/chat/completions", "Bearer s3cret-key"); status != http.StatusOK {
+		t.Errorf("with the key: %d %s", status, body)
+	}
+	c := openai.NewClient(option.WithBaseURL(ts.URL+"/v1/"), option.WithAPIKey("s3cret-key"), option.WithMaxRetries(0))
+	if _, err := c.Chat.Completions.New(ctx, params("Count from 1 to 3.", false)); err != nil {
+		t.Errorf("the OpenAI client with the key: %v", err)
+	}
+	c = openai.NewClient(option.WithBaseURL(ts.URL+"/v1/"), option.WithAPIKey("nope"), option.WithMaxRetries(0))
+	_, err := c.Models.List(ctx)
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the OpenAI client with a wrong key: %v", err)
 	}
 }

@@ -14,12 +14,15 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,7 +32,8 @@ import (
 
 // Options configure a Server.
 type Options struct {
-	// Name is the model id in responses and /v1/models.
+	// Name is the model id in responses and /v1/models, and the only
+	// model name a request may ask for (or leave out).
 	Name string
 	// QueueSize is how many requests may wait while one generates (0: 4;
 	// negative: none wait).
@@ -40,6 +44,9 @@ type Options struct {
 	Log *log.Logger
 	// Timeouts bound how long a client may hold a connection; see Serve.
 	Timeouts Timeouts
+	// APIKey, when set, must come with every request but GET /health as
+	// "Authorization: Bearer KEY"; others get HTTP 401.
+	APIKey string
 }
 
 // Server is the HTTP API over one engine.
@@ -116,7 +123,26 @@ func (s *Server) Handler() http.Handler {
 		writeError(w, http.StatusNotFound, "invalid_request_error", "not_found",
 			fmt.Sprintf("no route for %s %s (POST /v1/chat/completions, GET /v1/models, GET /health)", r.Method, r.URL.Path))
 	})
-	return mux
+	if s.opts.APIKey == "" {
+		return mux
+	}
+	want := sha256.Sum256([]byte(s.opts.APIKey))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/health" {
+			mux.ServeHTTP(w, r) // for load balancers and probes; it tells nothing secret
+			return
+		}
+		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		// Hashes compare in constant time whatever the lengths.
+		got := sha256.Sum256([]byte(strings.TrimSpace(key)))
+		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="fmoe"`)
+			writeError(w, http.StatusUnauthorized, "invalid_request_error", "invalid_api_key",
+				"a valid API key is required: send it as \"Authorization: Bearer KEY\"")
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) modelObject() map[string]any {
