@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/fmoe/fmoe/chat"
@@ -146,8 +145,6 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
 	opts := convo.Options{
 		MaxTokens: j.max,
 		Sampler:   j.smp,
-		Inject:    forceToolCall(j.choice, j.popts.StartInReasoning),
-		Logits:    s.toolNameConstraint(j),
 		OnText: func(piece string) bool {
 			if s.onToken != nil {
 				s.onToken()
@@ -155,6 +152,10 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
 			out.feed(piece)
 			return !out.filter.hit && out.err == nil && ctx.Err() == nil
 		},
+	}
+	if g := s.forcedCall(j); g != nil {
+		opts.Inject, opts.Logits = g.inject, g.mask
+		out.forced = true
 	}
 	if s.noStop {
 		opts.Logits = func(_ string, logits []float32) {
@@ -191,46 +192,15 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
 	out.finish(res.Finish == convo.FinishLength, u, j.req.StreamOptions != nil && j.req.StreamOptions.IncludeUsage)
 }
 
-// forceToolCall implements tool_choice "required" and a named function: once
-// the reasoning is over (or at once when the prompt closed it), the start of
-// a tool call is written for the model unless it began one itself.
-func forceToolCall(tc toolChoice, inReasoning bool) func(string) string {
-	if tc.mode != "required" && tc.mode != "function" {
-		return nil
-	}
-	done := false
-	return func(gen string) string {
-		if done {
-			return ""
-		}
-		if strings.Contains(gen, "<tool_call>") {
-			done = true
-			return ""
-		}
-		var lead string
-		switch {
-		case !inReasoning && strings.TrimSpace(gen) == "":
-		case inReasoning && strings.HasSuffix(strings.TrimRight(gen, " \n"), "</think>"):
-			lead = "\n\n"
-		default:
-			return ""
-		}
-		done = true
-		s := lead + "<tool_call>\n<function="
-		if tc.mode == "function" {
-			s += tc.name + ">\n"
-		}
-		return s
-	}
-}
-
-// toolNameConstraint keeps a call that tool_choice forces well formed and
-// its function among the offered tools.
-func (s *Server) toolNameConstraint(j *job) func(string, []float32) {
+// forcedCall returns the grammar that holds the reply to a tool call when
+// tool_choice is "required" or names a function, or nil.
+func (s *Server) forcedCall(j *job) *callGrammar {
 	if j.choice.mode != "required" && j.choice.mode != "function" {
 		return nil
 	}
-	return newCallGrammar(s.tokenTexts(), j.req.Tools).mask
+	multi := j.req.ParallelToolCalls == nil || *j.req.ParallelToolCalls
+	texts := s.tokenTexts() // fills s.special too
+	return newCallGrammar(texts, s.special, s.e.StopIDs(), j.req.Tools, j.choice, multi, j.popts.StartInReasoning)
 }
 
 func newID() string {

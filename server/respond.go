@@ -27,6 +27,9 @@ type responder struct {
 	parser  *chat.Parser
 	filter  stopFilter
 	none    bool // tool_choice "none": tool calls stay text
+	// forced: tool_choice forces a call. A call cut off (by max_tokens)
+	// is dropped rather than returned as markup in the content.
+	forced  bool
 	events  []chat.Event
 	started bool  // the stream's headers are out
 	err     error // a failed write: the client is gone
@@ -55,6 +58,9 @@ func (o *responder) feed(piece string) {
 
 func (o *responder) handle(evs []chat.Event) {
 	for _, ev := range evs {
+		if o.forced && ev.Unparsed {
+			continue
+		}
 		if o.none {
 			switch ev.Kind {
 			case chat.EventToolCallDelta:

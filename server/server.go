@@ -63,6 +63,7 @@ type Server struct {
 	fp        string
 	textsOnce sync.Once
 	texts     []string
+	special   []bool
 	// onToken, when set (tests), runs for every piece of generated text.
 	onToken func()
 	// noStop, when set (tests), keeps the model from ending its turn, so

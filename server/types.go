@@ -17,6 +17,7 @@ type chatRequest struct {
 	Messages            []chat.Message  `json:"messages"`
 	Tools               []chat.Tool     `json:"tools"`
 	ToolChoice          json.RawMessage `json:"tool_choice"`
+	ParallelToolCalls   *bool           `json:"parallel_tool_calls"`
 	Stream              bool            `json:"stream"`
 	StreamOptions       *streamOptions  `json:"stream_options"`
 	MaxTokens           *int            `json:"max_tokens"`
