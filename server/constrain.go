@@ -146,14 +146,24 @@ func (g *callGrammar) mask(gen string, logits []float32) {
 	// In free text with no tag forming, a token without '<' cannot
 	// complete a tag: it needs no trial.
 	free := (st.ph == phReasoning || st.ph == phValue) && !st.exit && !strings.Contains(st.tail, "<")
+	// In a structural piece most tokens are decided by the rest of its
+	// alternatives alone; only one that completes a piece needs a trial.
+	var rest []string
+	if st.ph == phLit {
+		for _, alt := range g.expect(&st) {
+			if strings.HasPrefix(alt, st.lit) {
+				rest = append(rest, alt[len(st.lit):])
+			}
+		}
+	}
 	for id := range logits {
-		if !g.allowed(st, id, free) {
+		if !g.allowed(st, id, free, rest) {
 			logits[id] = -1e30
 		}
 	}
 }
 
-func (g *callGrammar) allowed(st gstate, id int, free bool) bool {
+func (g *callGrammar) allowed(st gstate, id int, free bool, rest []string) bool {
 	if id >= len(g.texts) {
 		return false
 	}
@@ -166,6 +176,18 @@ func (g *callGrammar) allowed(st gstate, id int, free bool) bool {
 	}
 	if free && !strings.Contains(text, "<") {
 		return true
+	}
+	if rest != nil {
+		trial := false
+		for _, r := range rest {
+			if len(text) < len(r) && strings.HasPrefix(r, text) {
+				return true // inside the piece
+			}
+			trial = trial || strings.HasPrefix(text, r)
+		}
+		if !trial {
+			return false // leaves every alternative
+		}
 	}
 	return g.feed(&st, text)
 }

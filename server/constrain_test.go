@@ -199,3 +199,29 @@ func complete(t *testing.T, ctx context.Context, c openai.Client, p openai.ChatC
 	}
 	return acc.Choices[0].Message, acc.Choices[0].FinishReason
 }
+
+// BenchmarkCallGrammarMask masks a vocabulary the size of Qwen3.5's
+// (248k; the tiny model's texts repeated) at a structural point and
+// inside a value: the cost added to each sampled token.
+func BenchmarkCallGrammarMask(b *testing.B) {
+	s := New(engine, Options{})
+	tiny := s.tokenTexts()
+	var texts []string
+	var special []bool
+	for len(texts) < 248320 {
+		texts = append(texts, tiny...)
+		special = append(special, s.special...)
+	}
+	var tl []chat.Tool
+	bt, _ := json.Marshal(tools)
+	json.Unmarshal(bt, &tl)
+	for _, gen := range []string{"<tool_call>\n<function=get_w", "<tool_call>\n<function=get_weather>\n<parameter=city>\nPar"} {
+		b.Run(fmt.Sprintf("%.30q", gen[len(gen)-8:]), func(b *testing.B) {
+			g := newCallGrammar(texts, special, engine.StopIDs(), tl, toolChoice{mode: "required"}, true, false)
+			logits := make([]float32, len(texts))
+			for b.Loop() {
+				g.mask(gen, logits)
+			}
+		})
+	}
+}
