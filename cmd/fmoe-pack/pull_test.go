@@ -77,3 +77,54 @@ func TestPullCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestConvertFromHub: convert --in hf://... packs exactly what convert of the same local
+// folder packs, byte for byte.
+func TestConvertFromHub(t *testing.T) {
+	const src = "../../testdata/tiny/hf"
+	repo, err := hubtest.RepoFromDir("fmoe/tiny-hf", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := hubtest.New([]*hubtest.Repo{repo})
+	defer srv.Close()
+	hubEnv(t, srv)
+	tmp := t.TempDir()
+	fromHub, local := filepath.Join(tmp, "hub"), filepath.Join(tmp, "local")
+	if code, _, stderr := run(t, "convert", "--in", "hf://fmoe/tiny-hf", "--out", fromHub, "-q"); code != 0 {
+		t.Fatalf("convert from the Hub: exit %d: %s", code, stderr)
+	}
+	if code, _, stderr := run(t, "convert", "--in", src, "--out", local, "-q"); code != 0 {
+		t.Fatalf("convert of the folder: exit %d: %s", code, stderr)
+	}
+	n := 0
+	filepath.Walk(local, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(local, p)
+		want, _ := os.ReadFile(p)
+		got, err := os.ReadFile(filepath.Join(fromHub, rel))
+		if err != nil || string(got) != string(want) {
+			t.Errorf("%s differs between the two packs (%v)", rel, err)
+		}
+		n++
+		return nil
+	})
+	m := 0
+	filepath.Walk(fromHub, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			m++
+		}
+		return err
+	})
+	if n == 0 || n != m {
+		t.Errorf("local pack has %d files, the Hub's %d", n, m)
+	}
+	if code, _, stderr := run(t, "convert", "--in", "hf://fmoe/nothing", "--out", filepath.Join(tmp, "x")); code != 1 || !strings.Contains(stderr, "fmoe/nothing not found") {
+		t.Errorf("convert of a missing repository: exit %d, %q", code, stderr)
+	}
+	if code, _, stderr := run(t, "convert", "--in", "hf://nothing", "--out", filepath.Join(tmp, "x")); code != 2 || !strings.Contains(stderr, "--in") {
+		t.Errorf("convert of a bad reference: exit %d, %q", code, stderr)
+	}
+}
