@@ -63,7 +63,7 @@ type RepoInfo struct {
 // Info fetches the file list and the commit the revision points to.
 func (c *Client) Info(ctx context.Context, ref Ref) (*RepoInfo, error) {
 	u := fmt.Sprintf("%s/api/models/%s/revision/%s?blobs=true", c.s.Endpoint, ref.Repo, url.PathEscape(ref.Revision))
-	resp, err := c.get(ctx, u, nil)
+	resp, _, err := c.followRedirects(ctx, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", ref, err)
 	}
@@ -115,28 +115,34 @@ func sameHost(a, b string) bool {
 	return err1 == nil && err2 == nil && ua.Scheme == ub.Scheme && ua.Host == ub.Host
 }
 
-// followRedirects GETs u and follows up to 10 redirects (relative ones on the Hub for
-// renamed repositories, absolute ones to the CDN). It returns the final response and the
-// headers of the first one, which carry the Hub's X-Repo-Commit and X-Linked-* values.
+// followRedirects GETs u and follows up to 10 redirects: relative ones on the Hub (a renamed
+// repository) and the absolute one to the CDN an LFS file gets. It returns the final response
+// and the headers of the Hub's own answer (the first one that is not a same-host redirect),
+// which carry X-Repo-Commit and the X-Linked-* values.
 func (c *Client) followRedirects(ctx context.Context, u string, hdr http.Header) (*http.Response, http.Header, error) {
-	var first http.Header
+	var hubHeaders http.Header
 	for range 10 {
 		resp, err := c.get(ctx, u, hdr)
 		if err != nil {
 			return nil, nil, err
 		}
-		if first == nil {
-			first = resp.Header
+		redirect := resp.StatusCode >= 300 && resp.StatusCode <= 399 && resp.StatusCode != http.StatusNotModified
+		var next *url.URL
+		if redirect {
+			loc := resp.Header.Get("Location")
+			next, err = resp.Request.URL.Parse(loc)
+			if loc == "" || err != nil {
+				resp.Body.Close()
+				return nil, nil, fmt.Errorf("%s: redirect %s without a usable Location (%q)", u, resp.Status, loc)
+			}
 		}
-		if resp.StatusCode < 300 || resp.StatusCode > 399 || resp.StatusCode == http.StatusNotModified {
-			return resp, first, nil
+		if hubHeaders == nil && (!redirect || next.Host != resp.Request.URL.Host) {
+			hubHeaders = resp.Header
 		}
-		loc := resp.Header.Get("Location")
+		if !redirect {
+			return resp, hubHeaders, nil
+		}
 		resp.Body.Close()
-		next, err := resp.Request.URL.Parse(loc)
-		if loc == "" || err != nil {
-			return nil, nil, fmt.Errorf("%s: redirect %s without a usable Location (%q)", u, resp.Status, loc)
-		}
 		u = next.String()
 	}
 	return nil, nil, fmt.Errorf("%s: more than 10 redirects", u)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -355,4 +356,66 @@ func TestParseRef(t *testing.T) {
 			t.Errorf("ParseRef(%q) accepted", bad)
 		}
 	}
+}
+
+// TestPullRenamed: a renamed repository answers with relative redirects, which are followed
+// (with the token: they stay on the Hub), and the file checks use the Hub's final headers.
+func TestPullRenamed(t *testing.T) {
+	srv := startHub(t, fixtureRepo(t, "fmoe/tiny-chat", tinyChat))
+	srv.Rename("old-org/tiny", "fmoe/tiny-chat")
+	res, err := pull(t, newTestClient(srv, t.TempDir(), token), "hf://old-org/tiny", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameFiles(t, tinyChat, res.Dir, res)
+	if !strings.Contains(res.Dir, "models--old-org--tiny") {
+		t.Errorf("cached under %s, want the name asked for (as huggingface_hub does)", res.Dir)
+	}
+}
+
+// TestPullCancelled: an interrupted pull (Ctrl-C) keeps its partial file for the next run
+// and names nothing complete.
+func TestPullCancelled(t *testing.T) {
+	repo := fixtureRepo(t, "fmoe/tiny-chat", tinyChat)
+	srv := startHub(t, repo)
+	cache := t.TempDir()
+	const shard = "model-00001-of-00003.safetensors"
+	srv.DropAt(shard, 1000) // holds the shard back while the context is cancelled
+	ctx, cancel := context.WithCancel(context.Background())
+	c := newTestClient(srv, cache, "")
+	log := &syncWriter{w: &bytes.Buffer{}}
+	go func() {
+		for !log.contains("resuming") {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+	}()
+	_, err := c.Pull(ctx, Ref{Repo: "fmoe/tiny-chat", Revision: "main"}, Options{Log: log})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled pull: %v", err)
+	}
+	blob := filepath.Join(cache, "models--fmoe--tiny-chat", "blobs", hubtest.SHA256(repo.Files[shard].Data))
+	if st, err := os.Stat(blob + ".incomplete"); err != nil || st.Size() != 1000 {
+		t.Errorf("partial file after cancel: %v %v", st, err)
+	}
+	if _, err := os.Stat(blob); err == nil {
+		t.Error("a cancelled download has its final name")
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func (s *syncWriter) contains(sub string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Contains(s.w.String(), sub)
 }

@@ -141,10 +141,11 @@ type Server struct {
 	Hub, CDN *httptest.Server
 	Stats    *Stats
 
-	mu     sync.Mutex
-	repos  map[string]*Repo
-	tokens map[string]bool // valid tokens
-	faults map[string]*fault
+	mu      sync.Mutex
+	repos   map[string]*Repo
+	renamed map[string]string // old ORG/NAME -> new, answered with a relative redirect
+	tokens  map[string]bool   // valid tokens
+	faults  map[string]*fault
 }
 
 type fault struct {
@@ -154,7 +155,7 @@ type fault struct {
 
 // New starts a Hub with the given repositories and valid tokens.
 func New(repos []*Repo, tokens ...string) *Server {
-	s := &Server{Stats: &Stats{body: map[string]int64{}}, repos: map[string]*Repo{}, tokens: map[string]bool{}, faults: map[string]*fault{}}
+	s := &Server{Stats: &Stats{body: map[string]int64{}}, repos: map[string]*Repo{}, renamed: map[string]string{}, tokens: map[string]bool{}, faults: map[string]*fault{}}
 	for _, r := range repos {
 		s.repos[r.ID] = r
 	}
@@ -173,6 +174,14 @@ func (s *Server) URL() string { return s.Hub.URL }
 func (s *Server) Close() {
 	s.Hub.Close()
 	s.CDN.Close()
+}
+
+// Rename makes old answer with a relative redirect to new, as the Hub does for a repository
+// that was renamed or moved.
+func (s *Server) Rename(old, new string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.renamed[old] = new
 }
 
 // DropAt makes every response for path end (connection closed) before byte offset off of the
@@ -299,6 +308,9 @@ func segments(req *http.Request) []string {
 func (s *Server) serveHub(w http.ResponseWriter, req *http.Request) {
 	s.Stats.requests.Add(1)
 	p := segments(req)
+	if s.redirectRenamed(w, req, p) {
+		return
+	}
 	switch {
 	case len(p) == 6 && p[0] == "api" && p[1] == "models" && p[4] == "revision":
 		s.serveInfo(w, req, p[2]+"/"+p[3], p[5])
@@ -307,6 +319,35 @@ func (s *Server) serveHub(w http.ResponseWriter, req *http.Request) {
 	default:
 		http.NotFound(w, req)
 	}
+}
+
+// redirectRenamed answers a request for a renamed repository with a 307 to the same path
+// under the new name (a relative Location, as the Hub sends).
+func (s *Server) redirectRenamed(w http.ResponseWriter, req *http.Request, p []string) bool {
+	i := 0
+	if len(p) > 2 && p[0] == "api" {
+		i = 2
+	}
+	if len(p) < i+2 {
+		return false
+	}
+	s.mu.Lock()
+	to, ok := s.renamed[p[i]+"/"+p[i+1]]
+	s.mu.Unlock()
+	if !ok {
+		return false
+	}
+	old := "/" + strings.Join(p[:i], "/")
+	if i == 0 {
+		old = ""
+	}
+	path := strings.Replace(req.URL.EscapedPath(), old+"/"+p[i]+"/"+p[i+1]+"/", old+"/"+to+"/", 1)
+	if req.URL.RawQuery != "" {
+		path += "?" + req.URL.RawQuery
+	}
+	w.Header().Set("Location", path)
+	w.WriteHeader(http.StatusTemporaryRedirect)
+	return true
 }
 
 type sibling struct {
