@@ -129,11 +129,14 @@ func (c *Client) fetchOnce(ctx context.Context, j *fetchJob) error {
 		if !isDrop(err) {
 			return err
 		}
+		if attempt >= maxResumes && have == 0 {
+			return fmt.Errorf("downloading %s of %s: %d attempts failed (%v)", f.Path, j.ref.Repo, attempt+1, err)
+		}
 		if attempt >= maxResumes {
-			return fmt.Errorf("downloading %s of %s: the connection dropped at %d of %d bytes, %d times (%v); the %d bytes are kept in %s: run the command again to resume",
+			return fmt.Errorf("downloading %s of %s: the transfer broke off at %d of %d bytes, %d times (%v); the %d bytes are kept in %s: run the command again to resume",
 				f.Path, j.ref.Repo, have, f.Size, attempt+1, err, have, tmp)
 		}
-		fmt.Fprintf(j.log, "%s: connection dropped at %d of %d bytes (%v); resuming\n", f.Path, have, f.Size, err)
+		fmt.Fprintf(j.log, "%s: transfer broke off at %d of %d bytes (%v); resuming\n", f.Path, have, f.Size, err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -224,6 +227,9 @@ func (c *Client) receive(ctx context.Context, j *fetchJob, fh *os.File, h hash.H
 		return 0, &restartError{fmt.Sprintf("%s: the server ignored the Range request twice", f.Path)}
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
 		return 0, &restartError{fmt.Sprintf("%s: the server refused to resume at byte %d twice", f.Path, have)}
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+		// The Hub and its CDN answer overload and outages this way; worth another try.
+		return 0, &dropError{fmt.Errorf("the server answered %s", resp.Status)}
 	case resp.StatusCode != http.StatusOK:
 		return 0, c.responseError(resp, j.ref, f.Path)
 	}

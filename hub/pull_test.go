@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -190,7 +191,7 @@ func TestPullResumesAfterDrop(t *testing.T) {
 	half := size / 2
 	srv.DropAt(shard, half)
 	_, err := pull(t, c, "hf://fmoe/tiny-chat", Options{})
-	if err == nil || !strings.Contains(err.Error(), "connection dropped") || !strings.Contains(err.Error(), shard) ||
+	if err == nil || !strings.Contains(err.Error(), "broke off at") || !strings.Contains(err.Error(), shard) ||
 		!strings.Contains(err.Error(), "run the command again") {
 		t.Fatalf("dropped connection: %v", err)
 	}
@@ -355,6 +356,24 @@ func TestParseRef(t *testing.T) {
 		if _, err := ParseRef(bad); err == nil {
 			t.Errorf("ParseRef(%q) accepted", bad)
 		}
+	}
+}
+
+// TestPullServerErrors: a 503 from the CDN is retried; one that persists stops the run
+// saying what the server answered.
+func TestPullServerErrors(t *testing.T) {
+	srv := startHub(t, fixtureRepo(t, "fmoe/tiny-chat", tinyChat))
+	const shard = "model-00002-of-00003.safetensors"
+	srv.Fail(shard, http.StatusServiceUnavailable, 2)
+	res, err := pull(t, newTestClient(srv, t.TempDir(), ""), "hf://fmoe/tiny-chat", Options{})
+	if err != nil {
+		t.Fatalf("two 503s then success: %v", err)
+	}
+	sameFiles(t, tinyChat, res.Dir, res)
+	srv.Fail(shard, http.StatusServiceUnavailable, 100)
+	_, err = pull(t, newTestClient(srv, t.TempDir(), ""), "hf://fmoe/tiny-chat", Options{})
+	if err == nil || !strings.Contains(err.Error(), "503 Service Unavailable") || !strings.Contains(err.Error(), shard) {
+		t.Errorf("persistent 503: %v", err)
 	}
 }
 

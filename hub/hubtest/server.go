@@ -151,6 +151,8 @@ type Server struct {
 type fault struct {
 	dropAt       int64 // close the connection before sending this offset of the file (-1: never)
 	corruptTimes int   // flip one byte in this many more responses
+	failStatus   int   // answer this status instead ...
+	failTimes    int   // ... this many more times
 }
 
 // New starts a Hub with the given repositories and valid tokens.
@@ -190,6 +192,26 @@ func (s *Server) DropAt(path string, off int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faultFor(path).dropAt = off
+}
+
+// Fail answers the next n requests for path's content with status (a 5xx: an outage).
+func (s *Server) Fail(path string, status, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.faultFor(path)
+	f.failStatus, f.failTimes = status, n
+}
+
+// takeFailure consumes one forced failure for path, returning its status (0: none).
+func (s *Server) takeFailure(path string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.faults[path]
+	if f == nil || f.failTimes == 0 {
+		return 0
+	}
+	f.failTimes--
+	return f.failStatus
 }
 
 // Corrupt flips one byte in the next n responses for path.
@@ -458,6 +480,10 @@ func (s *Server) serveCDN(w http.ResponseWriter, req *http.Request) {
 
 // serveContent serves f with Range support, counting bytes and applying faults.
 func (s *Server) serveContent(w http.ResponseWriter, req *http.Request, f *File) {
+	if status := s.takeFailure(f.Path); status != 0 {
+		http.Error(w, http.StatusText(status), status)
+		return
+	}
 	data := f.Data
 	dropAt, corrupt := s.takeFault(f.Path)
 	if corrupt {
