@@ -25,10 +25,15 @@ const (
 	// OrderConvert is fmoe-pack convert's order today: every dense tensor first, then the
 	// experts layer by layer.
 	OrderConvert
+	// OrderInterleaved is today's order with dense and expert work interleaved by layer: the
+	// embedding, then each layer's dense tensors and experts, then the final norm and lm_head.
+	// model_weights.bin is written in the same order as today (the schema is layer by layer),
+	// so the pack is byte for byte the same; only when each part is written changes.
+	OrderInterleaved
 )
 
 func (o Order) String() string {
-	return [...]string{"per block", "per layer", "convert today"}[o]
+	return [...]string{"per block", "per layer", "convert today", "interleaved"}[o]
 }
 
 // Window is the disk a streaming pack needs for source shards under one order.
@@ -55,13 +60,19 @@ func unitOf(tensor string, o Order) string {
 	if m == nil && o == OrderConvert {
 		return "dense"
 	}
+	if m == nil && o == OrderInterleaved {
+		if strings.Contains(tensor, "embed_tokens") {
+			return "first"
+		}
+		return "last"
+	}
 	if m == nil {
 		return "t:" + module(tensor)
 	}
 	layer := m[1]
 	isExpert := fusedRe.MatchString(tensor)
 	switch o {
-	case OrderLayer:
+	case OrderLayer, OrderInterleaved:
 		return "L" + layer
 	case OrderConvert:
 		if !isExpert {
@@ -93,7 +104,7 @@ func module(tensor string) string {
 
 // ShardWindow simulates a download that brings shards one at a time in name order (the order
 // pull schedules them) and a pack that writes each unit once all its shards are present
-// (under OrderConvert, in sequence: the dense unit first, then layers in order) and deletes a
+// (under OrderConvert and OrderInterleaved, strictly in their sequence) and deletes a
 // shard once all units reading it are written. sizes gives each shard's size in bytes.
 func ShardWindow(weightMap map[string]string, sizes map[string]int64, o Order) (Window, error) {
 	unitShards := map[string]map[string]bool{}
@@ -133,7 +144,7 @@ func ShardWindow(weightMap map[string]string, sizes map[string]int64, o Order) (
 			}
 			return true
 		}
-		if o == OrderConvert {
+		if o == OrderConvert || o == OrderInterleaved {
 			for len(sequence) > 0 && ready(sequence[0]) {
 				written[sequence[0]] = true
 				sequence = sequence[1:]
@@ -155,8 +166,8 @@ func ShardWindow(weightMap map[string]string, sizes map[string]int64, o Order) (
 	return w, nil
 }
 
-// convertSequence is OrderConvert's unit order: the dense unit, the layers in numeric
-// order, then tensors outside the layers.
+// convertSequence is the unit order of OrderConvert (the dense unit, then the layers) and
+// OrderInterleaved (the embedding, the layers, then the rest), layers in numeric order.
 func convertSequence(unitShards map[string]map[string]bool) []string {
 	var seq []string
 	for u := range unitShards {
@@ -165,7 +176,7 @@ func convertSequence(unitShards map[string]map[string]bool) []string {
 	rank := func(u string) (int, int, string) {
 		var n int
 		switch {
-		case u == "dense":
+		case u == "dense" || u == "first":
 			return 0, 0, u
 		case len(u) > 1 && u[0] == 'L':
 			fmt.Sscanf(u[1:], "%d", &n)

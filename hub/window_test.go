@@ -27,21 +27,28 @@ func TestShardWindow(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		index map[string]string
-		want  [3]int64 // per block, per layer, convert today
+		want  [4]int64 // per block, per layer, convert today, interleaved
 	}{
 		// One layer per shard: a streaming pack holds one shard at a time; today's order
 		// needs every dense tensor first, so all of them.
-		{"layer per shard", synthIndex(4, 2, shard, func(l, _ int) string { return shard(l) }), [3]int64{10, 10, 40}},
+		{"layer per shard", synthIndex(4, 2, shard, func(l, _ int) string { return shard(l) }), [4]int64{10, 10, 40, 10}},
 		// Each layer's dense tensors sit in the shard before its experts: a layer needs two
 		// shards, a block one; today's order needs the three shards holding dense tensors.
-		{"layer straddles", synthIndex(3, 2, shard, func(l, _ int) string { return shard(l + 1) }), [3]int64{10, 20, 30}},
+		{"layer straddles", synthIndex(3, 2, shard, func(l, _ int) string { return shard(l + 1) }), [4]int64{10, 20, 30, 20}},
 		// An expert split over two shards (gate/up in one, down in the next) pins both.
 		{"expert straddles", func() map[string]string {
 			m := synthIndex(2, 1, func(l int) string { return shard(2 * l) }, func(l, _ int) string { return shard(2 * l) })
 			m["model.layers.0.mlp.experts.0.down_proj.weight"] = "s2"
 			m["model.layers.1.mlp.experts.0.down_proj.weight"] = "s4"
 			return m
-		}(), [3]int64{20, 20, 30}},
+		}(), [4]int64{20, 20, 30, 20}},
+		// The embedding and lm_head in the first shard (as in some checkpoints): the
+		// interleaved order writes lm_head last, so the first shard stays to the end.
+		{"lm_head first", func() map[string]string {
+			m := synthIndex(4, 2, shard, func(l, _ int) string { return shard(l) })
+			m["lm_head.weight"] = "s1"
+			return m
+		}(), [4]int64{10, 10, 40, 20}},
 	} {
 		for o, want := range tc.want {
 			w, err := ShardWindow(tc.index, sizes, Order(o))

@@ -22,8 +22,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: go run ./scripts/shardwindow DIR...")
 		os.Exit(2)
 	}
-	fmt.Println("| checkpoint | shards | download | per block | per layer | convert today |")
-	fmt.Println("|---|---|---|---|---|---|")
+	fmt.Println("| checkpoint | shards | download | per block | per layer | convert today | interleaved |")
+	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, dir := range os.Args[1:] {
 		if err := measure(dir); err != nil {
 			fmt.Fprintf(os.Stderr, "shardwindow: %s: %v\n", dir, err)
@@ -55,7 +55,7 @@ func measure(dir string) error {
 		sizes[shard] = n
 	}
 	row := []string{filepath.Base(dir)}
-	for o := hub.OrderBlock; o <= hub.OrderConvert; o++ {
+	for o := hub.OrderBlock; o <= hub.OrderInterleaved; o++ {
 		w, err := hub.ShardWindow(idx.WeightMap, sizes, o)
 		if err != nil {
 			return err
