@@ -88,7 +88,7 @@ func (c *Client) Pull(ctx context.Context, ref Ref, o Options) (*Result, error) 
 	need := res.remaining(todo)
 	fmt.Fprintf(o.Log, "pulling %s (commit %s) into %s: %d files, %s to fetch, %s already here\n",
 		ref, info.Commit[:12], t.dir(), len(files), gb(need), gb(res.AlreadyHad))
-	if free := freeBytes(t.dir()); free >= 0 && free < need {
+	if free := freeSpace(t.dir()); free >= 0 && free < need {
 		return nil, fmt.Errorf("pulling %s needs %s free in %s, it has %s", ref, gb(need), t.dir(), gb(free))
 	}
 	bar := progress.New(o.Progress, need, "pulling "+ref.Repo)
@@ -122,6 +122,9 @@ func cleanRel(p string) string {
 	}
 	return p
 }
+
+// freeSpace is freeBytes, replaceable in tests.
+var freeSpace = freeBytes
 
 func gb(n int64) string { return fmt.Sprintf("%.2f GB", float64(n)/1e9) }
 

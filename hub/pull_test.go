@@ -438,3 +438,18 @@ func (s *syncWriter) contains(sub string) bool {
 	defer s.mu.Unlock()
 	return strings.Contains(s.w.String(), sub)
 }
+
+// TestPullNoRoom: a download that cannot fit stops before fetching any shard, saying how much
+// it needs and how much there is.
+func TestPullNoRoom(t *testing.T) {
+	srv := startHub(t, fixtureRepo(t, "fmoe/tiny-chat", tinyChat))
+	freeSpace = func(string) int64 { return 1_000_000 }
+	defer func() { freeSpace = freeBytes }()
+	_, err := pull(t, newTestClient(srv, t.TempDir(), ""), "hf://fmoe/tiny-chat", Options{})
+	if err == nil || !strings.Contains(err.Error(), "needs 0.01 GB free") || !strings.Contains(err.Error(), "it has 0.00 GB") {
+		t.Errorf("no room: %v", err)
+	}
+	if n := srv.Stats.BodyBytes("model-00001-of-00003.safetensors"); n != 0 {
+		t.Errorf("fetched %d bytes of a shard that cannot fit", n)
+	}
+}
