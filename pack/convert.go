@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/internal/fsguard"
 	"github.com/fmoe/fmoe/internal/progress"
 	"github.com/fmoe/fmoe/quant"
 )
@@ -77,11 +78,20 @@ func Convert(ctx context.Context, o Options) (*Stats, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
+	// Checked before anything is opened, and again once the shards are known (they may be
+	// links to elsewhere): with --force, an output over the source would delete it.
+	outPath := fsguard.Path{Label: "--out", Path: o.Out}
+	if err := fsguard.CheckOutput(outPath, fsguard.Path{Label: "--in", Path: o.In}); err != nil {
+		return nil, err
+	}
 	ck, err := openCheckpoint(o.In)
 	if err != nil {
 		return nil, err
 	}
 	defer ck.Close()
+	if err := fsguard.CheckOutput(outPath, ck.inputs()...); err != nil {
+		return nil, err
+	}
 	p := &packer{ctx: ctx, o: o, ck: ck, cfg: &ck.config}
 	if err := p.resolveBits(); err != nil {
 		return nil, err
@@ -192,7 +202,7 @@ func (p *packer) totalSourceBytes() int64 {
 
 // copySideFiles copies the tokenizer, template and config files users and the runtime need.
 func (p *packer) copySideFiles() error {
-	for _, name := range []string{"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"} {
+	for _, name := range sideFiles {
 		data, err := os.ReadFile(filepath.Join(p.ck.dir, name))
 		if os.IsNotExist(err) {
 			continue

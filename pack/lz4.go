@@ -17,6 +17,7 @@ import (
 
 	"github.com/fmoe/fmoe/format"
 	"github.com/fmoe/fmoe/format/lz4file"
+	"github.com/fmoe/fmoe/internal/fsguard"
 	"github.com/fmoe/fmoe/internal/progress"
 )
 
@@ -83,6 +84,9 @@ func LZ4(ctx context.Context, o LZ4Options) (*LZ4Stats, error) {
 		}
 	}
 	final := filepath.Join(o.Model, LZ4Dir(set.Dir))
+	if err := fsguard.CheckOutput(fsguard.Path{Label: "the LZ4 copy", Path: final}, packInputs(o.Model, m, 0)...); err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(final); err == nil && !o.Force {
 		return nil, fmt.Errorf("lz4: %s already exists (use --force to rebuild it)", final)
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/internal/fsguard"
 	"github.com/fmoe/fmoe/internal/progress"
 	"github.com/fmoe/fmoe/quant"
 )
@@ -83,6 +84,9 @@ func Requant(ctx context.Context, o RequantOptions) (*RequantStats, error) {
 	set.Dir = format.ExpertSetDir(o.Bits, src.Bits)
 	set.SetRule(rule.String())
 	final := filepath.Join(o.Model, set.Dir)
+	if err := fsguard.CheckOutput(fsguard.Path{Label: "the requantised set", Path: final}, packInputs(o.Model, m, o.Bits)...); err != nil {
+		return nil, err
+	}
 	if err := clearOldSet(m, o, set.Dir, final); err != nil {
 		return nil, err
 	}

@@ -44,7 +44,7 @@ LZ4 saves little, and decompressing costs more than the read it saves
 				Progress: cliutil.ProgressWriter(c.Bool("quiet")), Log: os.Stderr,
 			})
 			if err != nil {
-				return err
+				return exitErr(err)
 			}
 			fmt.Printf("compressed %d experts into %s: %.3f GB -> %.3f GB (ratio %.3f, %d kept raw) in %.1fs\n",
 				st.Experts, st.Dir, float64(st.RawBytes)/1e9, float64(st.LZ4Bytes)/1e9,

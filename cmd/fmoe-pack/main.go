@@ -39,7 +39,8 @@ func convertCmd() *cli.Command {
 Float checkpoints are quantised (MLX affine, group 64): routed experts at --bits, other matrices
 at --dense-bits (router and shared-expert gates at 8 bits or more); --bits 16 keeps bf16 and is
 lossless. mlx-community checkpoints are copied bit-exact. The output is written to a temporary
-directory beside --out and renamed when complete.`,
+directory beside --out and renamed when complete. --out must not be, contain or lie inside --in
+(or the files its shards link to): such an output is refused before anything is written.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "in", Usage: "source checkpoint `DIR`", Required: true},
 			&cli.StringFlag{Name: "out", Usage: "output `DIR` (must not exist unless --force)", Required: true},
@@ -65,7 +66,7 @@ directory beside --out and renamed when complete.`,
 				Progress: cliutil.ProgressWriter(c.Bool("quiet")), Log: os.Stderr,
 			})
 			if err != nil {
-				return err
+				return exitErr(err)
 			}
 			secs := st.Elapsed.Seconds()
 			fmt.Printf("packed %s (%s layout) into %s: %d tensors, %d experts at %d bits (dense %d bits), read %.2f GB, wrote %.2f GB in %.1fs (%.2f GB/s read)\n",

@@ -57,7 +57,7 @@ to reproduce old packs). Check the result with: fmoe-verify --model DIR`,
 				Workers: c.Int("workers"), Progress: cliutil.ProgressWriter(c.Bool("quiet")), Log: os.Stderr,
 			})
 			if err != nil {
-				return err
+				return exitErr(err)
 			}
 			secs := st.Elapsed.Seconds()
 			fmt.Printf("requantised %d experts to %d bits (rule %s) into %s: read %.2f GB, wrote %.2f GB in %.1fs\n",
