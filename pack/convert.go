@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -214,6 +215,17 @@ func (p *packer) copySideFiles() error {
 			return err
 		}
 		p.m.Files = append(p.m.Files, format.SideFile{Name: name, Size: int64(len(data)), CRC32C: format.CRC32C(data)})
+	}
+	var missing []string
+	for _, name := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		if !slices.ContainsFunc(p.m.Files, func(f format.SideFile) bool { return f.Name == name }) {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		// The weights are still worth packing, but the user must hear now, not from verify.
+		fmt.Fprintf(p.o.Log, "warning: %s has no %s: fmoe-run cannot tokenize and fmoe-verify will fail until you copy the model's tokenizer files into the source and pack again\n",
+			p.ck.dir, strings.Join(missing, " or "))
 	}
 	return nil
 }
