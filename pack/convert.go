@@ -93,6 +93,12 @@ func Convert(ctx context.Context, o Options) (*Stats, error) {
 	if err := fsguard.CheckOutput(outPath, ck.inputs()...); err != nil {
 		return nil, err
 	}
+	if err := checkConfigRanges(filepath.Join(ck.dir, "config.json"), &ck.config); err != nil {
+		return nil, err
+	}
+	if err := checkTokenizer(ck.dir, &ck.config); err != nil {
+		return nil, err
+	}
 	p := &packer{ctx: ctx, o: o, ck: ck, cfg: &ck.config}
 	if err := p.resolveBits(); err != nil {
 		return nil, err
@@ -122,6 +128,7 @@ func Convert(ctx context.Context, o Options) (*Stats, error) {
 		p.closeUnsynced()
 		return nil, err
 	}
+	p.reportUnused()
 	if err := p.copySideFiles(); err != nil {
 		return nil, err
 	}

@@ -28,6 +28,7 @@ type srcTensor struct {
 	data  []byte // view into the mapped shard
 	shard *shard
 	off   int64 // offset of data in the shard, for releasing pages
+	used  bool  // read by the packer; the rest is reported
 }
 
 type shard struct {
