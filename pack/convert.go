@@ -4,6 +4,7 @@ package pack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -211,8 +212,8 @@ func (p *packer) totalSourceBytes() int64 {
 // copySideFiles copies the tokenizer, template and config files users and the runtime need.
 func (p *packer) copySideFiles() error {
 	for _, name := range sideFiles {
-		data, err := os.ReadFile(filepath.Join(p.ck.dir, name))
-		if os.IsNotExist(err) {
+		data, err := fsguard.ReadRegular(filepath.Join(p.ck.dir, name))
+		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {

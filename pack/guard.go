@@ -1,7 +1,9 @@
 package pack
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/fmoe/fmoe/format"
@@ -54,4 +56,16 @@ func bitsName(bits int) string {
 		return "bf16"
 	}
 	return fmt.Sprintf("%d-bit", bits)
+}
+
+// openPack opens a packed model's manifest after checking it is a regular file: format.Open
+// reads it with os.ReadFile, which would wait forever on a named pipe.
+func openPack(model string) (*format.Manifest, error) {
+	if err := fsguard.RequireRegular(filepath.Join(model, format.ManifestName)); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return format.Open(model) // its message says what is missing
+		}
+		return nil, err
+	}
+	return format.Open(model)
 }

@@ -73,7 +73,7 @@ func LZ4(ctx context.Context, o LZ4Options) (*LZ4Stats, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	m, err := format.Open(o.Model)
+	m, err := openPack(o.Model)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +145,7 @@ type lz4Job struct {
 func lz4Layer(ctx context.Context, o LZ4Options, set *format.ExpertSet, l int, path string, st *LZ4Stats, bar *progress.Bar) error {
 	lf := &set.Layers[l]
 	E := len(lf.CRC32C)
-	in, err := os.Open(filepath.Join(o.Model, set.Dir, lf.File))
+	in, err := fsguard.OpenRegular(filepath.Join(o.Model, set.Dir, lf.File))
 	if err != nil {
 		return fmt.Errorf("lz4: %w", err)
 	}

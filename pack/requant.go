@@ -68,7 +68,7 @@ func Requant(ctx context.Context, o RequantOptions) (*RequantStats, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--rule: %w", err)
 	}
-	m, err := format.Open(o.Model)
+	m, err := openPack(o.Model)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +222,7 @@ func (rq *requanter) layer(l int) (format.ExpertLayer, error) {
 	E := rq.m.Config.NumExperts
 	name := format.LayerFileName(l)
 	lf := format.ExpertLayer{File: name, Size: int64(E) * rq.dst.Stride, CRC32C: make([]uint32, E)}
-	in, err := os.Open(filepath.Join(rq.o.Model, rq.src.Dir, rq.src.Layers[l].File))
+	in, err := fsguard.OpenRegular(filepath.Join(rq.o.Model, rq.src.Dir, rq.src.Layers[l].File))
 	if err != nil {
 		return lf, fmt.Errorf("requant: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/internal/fsguard"
 	"github.com/fmoe/fmoe/quant"
 	"github.com/fmoe/fmoe/tokenizer"
 )
@@ -101,12 +102,16 @@ func checkConfigRanges(path string, c *format.Config) error {
 // beyond it) or that lacks an end-of-sequence token named by the config.
 func checkTokenizer(dir string, c *format.Config) error {
 	path := filepath.Join(dir, "tokenizer.json")
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+	data, err := fsguard.ReadRegular(path)
+	if errors.Is(err, os.ErrNotExist) {
 		return nil // convert warns about a missing tokenizer
 	}
-	tok, err := tokenizer.Load(path)
 	if err != nil {
 		return fmt.Errorf("source checkpoint: %w", err)
+	}
+	tok, err := tokenizer.Parse(data)
+	if err != nil {
+		return fmt.Errorf("source checkpoint %s: %w", path, err)
 	}
 	if n := tok.VocabSize(); n > c.VocabSize {
 		return fmt.Errorf("%s has %d tokens but config.json's vocab_size is %d: the embedding has no row for ids %d and up", path, n, c.VocabSize, c.VocabSize)

@@ -37,7 +37,7 @@ LZ4 saves little, and decompressing costs more than the read it saves
 			if err := cliutil.NotNegative(c, "bits", "workers"); err != nil {
 				return err
 			}
-			ctx, stop := cliutil.SignalContext()
+			ctx, stop := signalContext()
 			defer stop()
 			st, err := pack.LZ4(ctx, pack.LZ4Options{
 				Model: c.String("model"), Bits: c.Int("bits"), Force: c.Bool("force"), Workers: c.Int("workers"),

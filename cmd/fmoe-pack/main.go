@@ -58,7 +58,7 @@ directory beside --out and renamed when complete. --out must not be, contain or 
 			if err := checkConvertFlags(c); err != nil {
 				return err
 			}
-			ctx, stop := cliutil.SignalContext()
+			ctx, stop := signalContext()
 			defer stop()
 			st, err := pack.Convert(ctx, pack.Options{
 				In: c.String("in"), Out: c.String("out"), Bits: c.Int("bits"), DenseBits: c.Int("dense-bits"),

@@ -50,7 +50,7 @@ to reproduce old packs). Check the result with: fmoe-verify --model DIR`,
 			if err := cliutil.NotNegative(c, "workers"); err != nil {
 				return err
 			}
-			ctx, stop := cliutil.SignalContext()
+			ctx, stop := signalContext()
 			defer stop()
 			st, err := pack.Requant(ctx, pack.RequantOptions{
 				Model: c.String("model"), Bits: c.Int("bits"), Rule: c.String("rule"), Force: c.Bool("force"),
