@@ -107,7 +107,7 @@ func Convert(ctx context.Context, o Options) (*Stats, error) {
 	if len(ck.skipped) > 0 {
 		fmt.Fprintf(o.Log, "skipping %s (%d tensors): not used by a text runtime\n", strings.Join(ck.skipped, ", "), ck.skippedCount)
 	}
-	out, err := newStagedDir(o.Out, o.Force)
+	out, err := newStagedDir(o.Out, o.Force, o.Log)
 	if err != nil {
 		return nil, err
 	}

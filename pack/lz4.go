@@ -18,6 +18,7 @@ import (
 	"github.com/fmoe/fmoe/format"
 	"github.com/fmoe/fmoe/format/lz4file"
 	"github.com/fmoe/fmoe/internal/fsguard"
+	"github.com/fmoe/fmoe/internal/partial"
 	"github.com/fmoe/fmoe/internal/progress"
 )
 
@@ -92,14 +93,16 @@ func LZ4(ctx context.Context, o LZ4Options) (*LZ4Stats, error) {
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("lz4: %w", err)
 	}
-	tmp, err := os.MkdirTemp(o.Model, "."+LZ4Dir(set.Dir)+".partial-")
+	cleanStale(o.Model, LZ4Dir(set.Dir), o.Log)
+	part, err := partial.Create(o.Model, LZ4Dir(set.Dir))
 	if err != nil {
 		return nil, fmt.Errorf("lz4: %w", err)
 	}
+	tmp := part.Path
 	done := false
 	defer func() {
 		if !done {
-			os.RemoveAll(tmp)
+			part.Abandon()
 		}
 	}()
 	st := &LZ4Stats{Dir: final}
@@ -116,7 +119,7 @@ func LZ4(ctx context.Context, o LZ4Options) (*LZ4Stats, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("lz4 interrupted: %w", err)
 	}
-	old := tmp + ".old"
+	old := part.OldPath()
 	if _, err := os.Stat(final); err == nil {
 		if err := os.Rename(final, old); err != nil {
 			return nil, fmt.Errorf("lz4: replacing %s: %w", final, err)
@@ -128,6 +131,7 @@ func LZ4(ctx context.Context, o LZ4Options) (*LZ4Stats, error) {
 	}
 	done = true
 	os.RemoveAll(old)
+	part.Release()
 	syncDir(o.Model)
 	bar.Finish()
 	st.Elapsed = time.Since(start)

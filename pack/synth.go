@@ -108,7 +108,7 @@ func Synth(ctx context.Context, o SynthOptions) (int64, error) {
 		return 0, err
 	}
 	shards := synthShards(&c, o.Layout == "mlx-4bit")
-	out, err := newStagedDir(o.Out, o.Force)
+	out, err := newStagedDir(o.Out, o.Force, nil)
 	if err != nil {
 		return 0, err
 	}
