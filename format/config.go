@@ -162,8 +162,39 @@ func ParseConfig(name string, data, generation []byte) (Config, error) {
 	return c, nil
 }
 
-// Validate checks that the dimensions are consistent with each other.
+// maxDim bounds every dimension of a config, far above any real model's (Qwen3.5-397B's
+// largest is its 248k vocabulary), so that products of two or three dimensions cannot
+// overflow an int.
+const maxDim = 1 << 24
+
+// Validate checks that every dimension is in range and that they are consistent with each
+// other. A manifest's config is untrusted input: this runs before anything divides by or
+// allocates from these values.
 func (c *Config) Validate() error {
+	for _, d := range []struct {
+		name string
+		v    int
+		zero bool // 0 is allowed
+	}{
+		{"hidden_size", c.HiddenSize, false}, {"num_hidden_layers", c.NumHiddenLayers, false},
+		{"vocab_size", c.VocabSize, false}, {"num_attention_heads", c.NumAttentionHeads, false},
+		{"num_key_value_heads", c.NumKeyValueHeads, false}, {"head_dim", c.HeadDim, false},
+		{"rotary_dim", c.RotaryDim, true}, {"linear_num_key_heads", c.LinearNumKeyHeads, false},
+		{"linear_num_value_heads", c.LinearNumValueHeads, false}, {"linear_key_head_dim", c.LinearKeyHeadDim, false},
+		{"linear_value_head_dim", c.LinearValueHeadDim, false}, {"linear_conv_kernel_dim", c.LinearConvKernelDim, false},
+		{"num_experts", c.NumExperts, false}, {"num_experts_per_tok", c.NumExpertsPerTok, false},
+		{"moe_intermediate_size", c.MoeIntermediateSize, false},
+		{"shared_expert_intermediate_size", c.SharedExpertIntermediateSize, true},
+		{"max_position_embeddings", c.MaxPositionEmbeddings, true},
+	} {
+		if d.v > maxDim || d.v < 0 || d.v == 0 && !d.zero {
+			want := "a positive integer"
+			if d.zero {
+				want = "a non-negative integer"
+			}
+			return fmt.Errorf("%s is %d, want %s at most %d", d.name, d.v, want, maxDim)
+		}
+	}
 	switch {
 	case c.Architecture != ArchQwen35MoE:
 		return fmt.Errorf("architecture %q is not supported", c.Architecture)

@@ -64,6 +64,9 @@ type Options struct {
 	// that a hit is one DMA with no read and no copy. A budget past the
 	// memory available is refused.
 	HostCache int64
+	// VerifyEveryRead checksums every expert block read, not only the first read of each
+	// block in the process: for a disk suspected of going bad under a long-running server.
+	VerifyEveryRead bool
 }
 
 // Model is an opened packed model. Sessions of one model share its backend
@@ -81,9 +84,14 @@ type Model struct {
 	norm    backend.Tensor
 	head    backend.Tensor
 	experts *expertReader
+	dir     string // for messages
 	chunk   int
 	maxCtx  int
-	mu      sync.Mutex
+	// mu serialises forward passes, snapshots and Close; closed (under
+	// mu) makes a pass that comes after Close fail instead of reading
+	// unmapped weights.
+	mu     sync.Mutex
+	closed bool
 	// hostMapped: the backend wrapped the weights mapping (HostMapper).
 	hostMapped bool
 	// cache is the backend's expert cache while it has a budget.
@@ -115,7 +123,7 @@ func Open(dir string, opts Options) (*Model, error) {
 	if c.Architecture != format.ArchQwen35MoE {
 		return nil, fmt.Errorf("model: %s: architecture %q, want %q", dir, c.Architecture, format.ArchQwen35MoE)
 	}
-	m := &Model{Config: c, K: c.NumExpertsPerTok, be: opts.Backend, chunk: opts.PrefillChunk, maxCtx: opts.MaxContext}
+	m := &Model{Config: c, K: c.NumExpertsPerTok, be: opts.Backend, dir: dir, chunk: opts.PrefillChunk, maxCtx: opts.MaxContext}
 	if opts.ExpertsPerToken != 0 {
 		m.K = opts.ExpertsPerToken
 	}
@@ -146,6 +154,9 @@ func Open(dir string, opts Options) (*Model, error) {
 	if m.weights, err = mmap.Open(filepath.Join(dir, man.Weights.File)); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
+	if err := checkDense(dir, man); err != nil {
+		return nil, err
+	}
 	if hm, ok := m.be.(backend.HostMapper); ok {
 		// Registering from the wrapped mapping binds weights in place;
 		// where wrapping fails (Metal: past maxBufferLength) Register
@@ -172,8 +183,11 @@ func Open(dir string, opts Options) (*Model, error) {
 	if err := checkHostCache(opts.HostCache); err != nil {
 		return nil, err
 	}
-	eo := expertOptions{par: par, direct: opts.DirectIO, lz4: opts.LZ4, hostTier: opts.HostCache}
+	eo := expertOptions{par: par, direct: opts.DirectIO, lz4: opts.LZ4, check: checkFirst, hostTier: opts.HostCache}
 	m.hostBudget = opts.HostCache
+	if opts.VerifyEveryRead {
+		eo.check = checkEvery
+	}
 	eo.host, _ = m.be.(backend.HostAllocator)
 	if m.experts, err = openExperts(dir, &c, set, eo); err != nil {
 		return nil, err
@@ -187,6 +201,12 @@ func Open(dir string, opts Options) (*Model, error) {
 
 // Close releases the mapping, the expert files and an owned backend.
 func (m *Model) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	m.closed = true
 	var errs []error
 	if m.cache != nil {
 		errs = append(errs, m.cache.SetExpertCache(0, 0))
@@ -205,6 +225,9 @@ func (m *Model) Close() error {
 	return errors.Join(errs...)
 }
 
+// errClosed is returned by a pass that comes after Close.
+var errClosed = errors.New("model: used after Close")
+
 // Backend is the backend the model runs on.
 func (m *Model) Backend() backend.Backend { return m.be }
 
@@ -221,8 +244,8 @@ func weight(t *format.Tensor, blob []byte) (backend.Weight, error) {
 		return w, fmt.Errorf("model: tensor %s has shape %v, want 1 or 2 dims", t.Name, t.Shape)
 	}
 	span := func(s format.Span) ([]byte, error) {
-		if s.Offset < 0 || s.Size < 0 || s.End() > int64(len(blob)) {
-			return nil, fmt.Errorf("model: tensor %s range [%d, %d) outside its %d-byte file", t.Name, s.Offset, s.End(), len(blob))
+		if !s.Within(int64(len(blob))) {
+			return nil, fmt.Errorf("model: tensor %s range at %d (%d bytes) outside its %d-byte file", t.Name, s.Offset, s.Size, len(blob))
 		}
 		return blob[s.Offset:s.End():s.End()], nil
 	}

@@ -164,6 +164,9 @@ func (s *Session) forward(ctx context.Context, ids []int, all bool) ([]float32, 
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return nil, errClosed
+	}
 	var out []float32
 	if all {
 		out = make([]float32, 0, len(ids)*V)
@@ -277,6 +280,9 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 	s.lap(PhaseHead)
 	if r.err != nil {
 		return nil, fmt.Errorf("model: %w", r.err)
+	}
+	if err := m.checkLogits(logits); err != nil {
+		return nil, err
 	}
 	s.pos += T
 	return logits, nil
