@@ -2,9 +2,11 @@ package model
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/cpu"
 )
 
 // goldenRun feeds a golden case's prompt (one batched prefill) and then its
@@ -115,4 +117,76 @@ func firstDiff(a, b []float32) int {
 		}
 	}
 	return -1
+}
+
+// fakeTier is a CPU backend that claims a GPU tier on a device with the
+// given memory, to test how Open sizes and refuses budgets. It caches
+// nothing: CachedExpert always misses and BindExpert binds uncached.
+type fakeTier struct {
+	backend.Backend
+	free, total int64
+	budget      int64
+}
+
+func (f *fakeTier) SetExpertCache(b int64, _ int) error { f.budget = b; return nil }
+func (f *fakeTier) DeviceMemory() (int64, int64, error) { return f.free, f.total, nil }
+func (f *fakeTier) CachedExpert(int, int) ([]backend.Tensor, bool) {
+	return nil, false
+}
+func (f *fakeTier) BindExpert(_, _ int, ws []backend.Weight) ([]backend.Tensor, error) {
+	out := make([]backend.Tensor, len(ws))
+	for i, w := range ws {
+		t, err := f.Bind(w)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = t
+	}
+	return out, nil
+}
+
+// TestGPUCacheBudget: the default budget is the free memory less what the
+// context needs and the margin; a budget past that is refused naming the
+// memory free and total; GPUCacheOff sets none.
+func TestGPUCacheBudget(t *testing.T) {
+	const gib = 1 << 30
+	dir := packed(t, "hf", 16)
+	be := &fakeTier{Backend: cpu.New(cpu.Options{}), free: 10 * gib, total: 16 * gib}
+	m, err := Open(dir, Options{Backend: be, MaxContext: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := be.free - m.contextBytes() - gib // margin: max(1 GiB, 16 GiB/32)
+	if be.budget != want || m.CacheBudget() != want {
+		t.Errorf("default budget %d (model says %d), want %d", be.budget, m.CacheBudget(), want)
+	}
+	// The tier path (lookups that miss, BindExpert) computes what Bind does.
+	ref := open(t, "hf", 16, 0, Options{Backend: cpu.New(cpu.Options{})})
+	ids := []int{1, 5, 9, 13}
+	s1, _ := m.NewSession()
+	s2, _ := ref.NewSession()
+	got, err1 := s1.ForwardAll(ids)
+	wantLg, err2 := s2.ForwardAll(ids)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if i := firstDiff(got, wantLg); i >= 0 {
+		t.Fatalf("logit %d differs through the tier path", i)
+	}
+	if st := m.ExpertStats(); st.Uses == 0 || st.GPUHits != 0 || st.DeviceBytes == 0 {
+		t.Errorf("stats through a tier that never hits: %+v", st)
+	}
+	m.Close()
+	_, err = Open(dir, Options{Backend: be, MaxContext: 4096, GPUCache: 12 * gib})
+	if err == nil || !strings.Contains(err.Error(), "10.0 GiB free of 16.0 GiB") {
+		t.Fatalf("a 12 GiB tier on a 10 GiB-free card: %v", err)
+	}
+	m, err = Open(dir, Options{Backend: be, GPUCache: GPUCacheOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if be.budget != 0 || m.CacheBudget() != 0 {
+		t.Errorf("GPUCacheOff set a budget of %d", be.budget)
+	}
+	m.Close()
 }
