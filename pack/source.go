@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/fmoe/fmoe/format"
@@ -233,6 +234,10 @@ func (c *checkpoint) loadShards() error {
 				c.noteSkipped(e.Name)
 				continue
 			}
+			if pastLastLayer(canon, c.config.NumHiddenLayers) {
+				c.notePattern(fmt.Sprintf("%s%d.* (multi-token prediction)", strings.TrimSuffix(e.Name, strings.TrimPrefix(canon, "model.layers.")), c.config.NumHiddenLayers))
+				continue
+			}
 			c.tensors[canon] = &srcTensor{orig: e.Name, dtype: e.DType, shape: e.Shape, data: views[e.Name], shard: sh, off: dataStart + e.Offsets[0]}
 		}
 	}
@@ -271,8 +276,20 @@ func canonicalName(n string) (string, bool) {
 	return n, true
 }
 
+// pastLastLayer reports a tensor of layer num_hidden_layers or later: the multi-token-prediction
+// layer GLM-4.5 and DeepSeek-V3 store as model.layers.{num_hidden_layers}.*, which a text
+// runtime does not run.
+func pastLastLayer(canon string, layers int) bool {
+	rest, ok := strings.CutPrefix(canon, "model.layers.")
+	if !ok {
+		return false
+	}
+	n, _, _ := strings.Cut(rest, ".")
+	l, err := strconv.Atoi(n)
+	return err == nil && l >= layers
+}
+
 func (c *checkpoint) noteSkipped(orig string) {
-	c.skippedCount++
 	prefix := orig
 	if i := strings.IndexByte(orig, '.'); i > 0 {
 		prefix = orig[:i+1]
@@ -282,12 +299,17 @@ func (c *checkpoint) noteSkipped(orig string) {
 			}
 		}
 	}
+	c.notePattern(prefix + "*")
+}
+
+func (c *checkpoint) notePattern(pattern string) {
+	c.skippedCount++
 	for _, p := range c.skipped {
-		if p == prefix+"*" {
+		if p == pattern {
 			return
 		}
 	}
-	c.skipped = append(c.skipped, prefix+"*")
+	c.skipped = append(c.skipped, pattern)
 }
 
 func detectLayout(names map[string]string) string {

@@ -1,0 +1,123 @@
+package model
+
+import (
+	"fmt"
+	"testing"
+)
+
+// The other families' goldens (testdata/arch, from transformers): each
+// family's hf checkpoint packed at 16 bits, every golden file, with the
+// experts-per-token override of the k2 files.
+var familyCases = []struct {
+	family, golden string
+	k              int
+}{
+	{"qwen3_moe", "bf16", 0},
+	{"qwen3_moe", "bf16-long", 0},
+	{"qwen3_moe", "bf16-k2", 2},
+	{"glm4_moe", "bf16", 0},
+	{"glm4_moe", "bf16-long", 0},
+	{"glm4_moe", "bf16-k2", 2},
+}
+
+// TestFamilyGolden compares the batched prefill with transformers (the
+// residual stream after every layer, then the logits at every position)
+// and decodes the greedy continuation through the caches (every token and
+// the logits that chose it).
+func TestFamilyGolden(t *testing.T) {
+	for _, c := range familyCases {
+		t.Run(c.family+"/"+c.golden, func(t *testing.T) {
+			g := readGolden(t, "../../arch/"+c.family+"/golden/"+c.golden)
+			m := open(t, "../arch/"+c.family+"/hf", 16, c.k, Options{})
+			if m.Config.Architecture != c.family {
+				t.Fatalf("architecture %q, want %q", m.Config.Architecture, c.family)
+			}
+			checkHiddenAndLogits(t, m, g)
+			checkGreedy(t, m, g)
+		})
+	}
+}
+
+func checkHiddenAndLogits(t *testing.T, m *Model, g *golden) {
+	t.Helper()
+	s, err := m.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hidden := map[string][]float32{}
+	s.Capture = func(name string, T int, h []float32) {
+		hidden[name] = append([]float32(nil), h...)
+	}
+	ids := g.i64["input_ids"]
+	logits, err := s.ForwardAll(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	H, V := m.Config.HiddenSize, m.Config.VocabSize
+	names := []string{"embed"}
+	for l := 0; l < m.Config.NumHiddenLayers; l++ {
+		names = append(names, fmt.Sprintf("layer%02d", l))
+	}
+	names = append(names, "final_norm")
+	var errs []string
+	for _, n := range names {
+		want, got := g.f32["hidden."+n], hidden[n]
+		if len(want) == 0 || len(got) != len(want) {
+			t.Fatalf("hidden %s: %d values, golden %d", n, len(got), len(want))
+		}
+		worst := 0.0
+		for p := range ids {
+			worst = max(worst, rel(got[p*H:(p+1)*H], want[p*H:(p+1)*H]))
+		}
+		errs = append(errs, fmt.Sprintf("%s %.2g", n, worst))
+		if worst > tolLogits {
+			t.Fatalf("first diverging hidden state: %s, worst position error %.3g (before: %v)", n, worst, errs)
+		}
+	}
+	t.Logf("hidden-state errors: %v", errs)
+	worst, wp := 0.0, 0
+	want := g.f32["logits"]
+	for p := range ids {
+		if e := rel(logits[p*V:(p+1)*V], want[p*V:(p+1)*V]); e > worst {
+			worst, wp = e, p
+		}
+		if a, b := argmax(logits[p*V:(p+1)*V]), argmax(want[p*V:(p+1)*V]); a != b {
+			t.Errorf("position %d: top-1 %d, golden %d", p, a, b)
+		}
+	}
+	t.Logf("prefill: %d positions, worst logits relative error %.3g (position %d)", len(ids), worst, wp)
+	if worst > tolLogits {
+		t.Errorf("logits relative error %.3g at position %d > %g", worst, wp, tolLogits)
+	}
+}
+
+func checkGreedy(t *testing.T, m *Model, g *golden) {
+	t.Helper()
+	s, err := m.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantIDs, wantLg := g.i64["generated_ids"], g.f32["generated_logits"]
+	if len(wantIDs) == 0 {
+		t.Fatal("golden file has no generated_ids")
+	}
+	V := m.Config.VocabSize
+	lg, err := s.Forward(g.i64["input_ids"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst := 0.0
+	for i, want := range wantIDs {
+		worst = max(worst, rel(lg, wantLg[i*V:(i+1)*V]))
+		if got := argmax(lg); got != want {
+			t.Fatalf("token %d: generated %d, golden %d", i, got, want)
+		}
+		if lg, err = s.Forward([]int{want}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("decode: %d/%d greedy tokens identical; worst logits relative error %.3g", len(wantIDs), len(wantIDs), worst)
+	if worst > tolLogits {
+		t.Errorf("generated logits relative error %.3g > %g", worst, tolLogits)
+	}
+}
