@@ -1,8 +1,13 @@
 package model
 
 import (
+	"context"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"testing"
+
+	"github.com/fmoe/fmoe/pack"
 )
 
 // The other families' goldens (testdata/arch, from transformers): each
@@ -119,5 +124,35 @@ func checkGreedy(t *testing.T, m *Model, g *golden) {
 	t.Logf("decode: %d/%d greedy tokens identical; worst logits relative error %.3g", len(wantIDs), len(wantIDs), worst)
 	if worst > tolLogits {
 		t.Errorf("generated logits relative error %.3g > %g", worst, tolLogits)
+	}
+}
+
+// TestFamilyDenseLayerReaders: a pack whose first layer is dense (GLM-4.5,
+// an empty expert file) reads through every expert path — the raw files,
+// the LZ4 copy and a requantised 2-bit set — and the LZ4 copy gives the
+// raw files' logits bit for bit.
+func TestFamilyDenseLayerReaders(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "m")
+	copyDir(t, packed(t, "../arch/glm4_moe/hf", 4), dir)
+	if _, err := pack.Requant(ctx, pack.RequantOptions{Model: dir, Bits: 2}); err != nil {
+		t.Fatal(err)
+	}
+	for _, bits := range []int{0, 2} {
+		if _, err := pack.LZ4(ctx, pack.LZ4Options{Model: dir, Bits: bits}); err != nil {
+			t.Fatal(err)
+		}
+		var logits [2][]float32
+		for i, lz := range []bool{false, true} {
+			m, err := Open(dir, Options{LZ4: lz, ExpertBits: bits})
+			if err != nil {
+				t.Fatal(err)
+			}
+			logits[i] = forwardAll(t, m, timingPrompt)
+			m.Close()
+		}
+		if !slices.Equal(logits[0], logits[1]) {
+			t.Errorf("%d-bit set: the LZ4 copy's logits differ from the raw files'", bits)
+		}
 	}
 }
