@@ -3,6 +3,7 @@ package model
 import (
 	"context"
 	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -154,5 +155,50 @@ func TestFamilyDenseLayerReaders(t *testing.T) {
 		if !slices.Equal(logits[0], logits[1]) {
 			t.Errorf("%d-bit set: the LZ4 copy's logits differ from the raw files'", bits)
 		}
+	}
+}
+
+// TestFamilySynthDecodeEqualsPrefill runs each family's synthetic test
+// shape (fmoe-pack synth; Qwen3-MoE's has a dense first layer, which the
+// transformers fixture lacks): logits are finite, and feeding the prompt
+// one token at a time through the caches gives the batched forward's.
+func TestFamilySynthDecodeEqualsPrefill(t *testing.T) {
+	for _, preset := range []string{"qwen3-moe-tiny", "glm4-moe-tiny"} {
+		t.Run(preset, func(t *testing.T) {
+			ctx := context.Background()
+			src, out := filepath.Join(t.TempDir(), "ck"), filepath.Join(t.TempDir(), "m")
+			if _, err := pack.Synth(ctx, pack.SynthOptions{Preset: preset, Layout: "hf", Out: src, Seed: 3}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := pack.Convert(ctx, pack.Options{In: src, Out: out, Bits: 16}); err != nil {
+				t.Fatal(err)
+			}
+			m, err := Open(out, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			if !m.Config.Dense(0) {
+				t.Fatalf("%s: layer 0 is not dense", preset)
+			}
+			ids := []int{3, 17, 400, 9, 1023, 5, 77, 12}
+			full := forwardAll(t, m, ids)
+			for i, v := range full {
+				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+					t.Fatalf("logit %d is %v", i, v)
+				}
+			}
+			V := m.Config.VocabSize
+			s, _ := m.NewSession()
+			for p, id := range ids {
+				lg, err := s.Forward([]int{id})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e := rel(lg, full[p*V:(p+1)*V]); e > 1e-5 {
+					t.Fatalf("position %d: decode vs prefill relative error %.3g", p, e)
+				}
+			}
+		})
 	}
 }
