@@ -17,13 +17,17 @@ test:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./format/
+	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./format/
 	$(GO) test -run '^$$' -fuzz '^FuzzSafetensorsHeader$$' -fuzztime $(FUZZTIME) ./pack/
 
-# The main job on the built-in model: pack -> verify -> generate.
+# The main job on the built-in model: pack -> verify -> generate, then a chat that answers the
+# model's tool call with a result typed on standard input.
 demo: build
 	$(BIN)/fmoe-pack convert --in models/fmoe-tiny-chat/mlx-4bit --out $(DEMO) --force
 	$(BIN)/fmoe-verify --model $(DEMO)
 	$(BIN)/fmoe-run generate --model $(DEMO) --prompt "What's the weather in Paris?" --tools models/fmoe-tiny-chat/tools.json --tokens 64
+	printf '%s\n' "What's the weather in Paris?" '{"temp": 18, "condition": "sunny"}' | \
+		$(BIN)/fmoe-run chat --model $(DEMO) --tools models/fmoe-tiny-chat/tools.json --no-bash --hide-reasoning
 
 # Benchmarks write tens of GB under /tmp (see each script's header); results go to stdout and are
 # recorded with the machine in docs/benchmarks.md. The GPU benchmark is scripts/gpu-bench.sh.

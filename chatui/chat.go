@@ -104,9 +104,11 @@ func (c *Chat) tool(name string) *chat.Tool {
 	return nil
 }
 
-// Reset forgets the conversation (keeping the system message).
+// Reset forgets the conversation (keeping the system message) and starts
+// the session's statistics afresh.
 func (c *Chat) Reset() error {
 	c.msgs = c.msgs[:0]
+	c.stats = stats{}
 	if c.o.System != "" {
 		c.msgs = append(c.msgs, chat.Message{Role: "system", Content: c.o.System})
 	}
@@ -120,8 +122,19 @@ const help = `/reset  forget the conversation   /system TEXT  set the system mes
 // Run reads and answers lines until /exit or the end of input.
 func (c *Chat) Run(ctx context.Context) error {
 	fmt.Fprintf(c.out, "fmoe chat: %s (K=%d). /help for commands.\n", c.e.Dir, c.e.Model.K)
+	interrupted := false
 	for {
 		line, err := c.in.ReadLine("> ")
+		if errors.Is(err, ErrInterrupt) {
+			// A second Ctrl-C in a row quits; one alone only says how.
+			if interrupted {
+				return nil
+			}
+			interrupted = true
+			fmt.Fprintln(c.out, "(Ctrl-C again or Ctrl-D quits; /help for commands)")
+			continue
+		}
+		interrupted = false
 		if errors.Is(err, io.EOF) {
 			fmt.Fprintln(c.out)
 			return nil

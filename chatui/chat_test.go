@@ -57,7 +57,7 @@ func TestChatSession(t *testing.T) {
 	}, "\n") + "\n"
 	var out bytes.Buffer
 	ran := 0
-	c, err := New(engine, NewPlainReader(strings.NewReader(input), &out), &out, Options{
+	c, err := New(engine, NewPlainReader(strings.NewReader(input), &out, true), &out, Options{
 		Tools:   []chat.Tool{weather},
 		RunBash: func(context.Context, string) string { ran++; return "" },
 	})
@@ -83,7 +83,7 @@ func TestChatSession(t *testing.T) {
 		`tool call: get_weather({"city":"Paris"})`,
 		"It is 18 degrees and sunny in Paris.",
 		"run: ls",
-		"run this command? [y/N] (declined)",
+		"run this command? [y/N] n\n(declined)",
 		"(conversation cleared)",
 		"5, 6, 7, 8, 9, 10, 11, 12.",
 		"(system message set; conversation cleared)",
@@ -98,5 +98,31 @@ func TestChatSession(t *testing.T) {
 	}
 	if strings.Contains(got, "never read") {
 		t.Error("input after /exit was read")
+	}
+}
+
+// TestChatRefusesUnofferedTool: a call to a tool that was not offered is
+// shown to the user as refused, and the model is told so.
+func TestChatRefusesUnofferedTool(t *testing.T) {
+	var out bytes.Buffer
+	c, err := New(engine, NewPlainReader(strings.NewReader("What's the weather in Paris?\n/exit\n"), &out, true), &out, Options{
+		RunBash: func(context.Context, string) string { t.Error("bash ran"); return "" },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := run(t, c)
+	t.Log(got)
+	for _, want := range []string{`tool call: get_weather({"city":"Paris"})`, "(refused: no tool get_weather was offered; offered: bash)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("transcript lacks %q", want)
+		}
+	}
+	told := false
+	for _, m := range c.msgs {
+		told = told || m.Role == "tool" && m.Content == `error: there is no tool named "get_weather"`
+	}
+	if !told {
+		t.Errorf("the model was not told of the refusal: %+v", c.msgs)
 	}
 }

@@ -1,20 +1,16 @@
 package chatui
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/fmoe/fmoe/chat"
 	"github.com/fmoe/fmoe/convo"
-)
-
-const (
-	dim   = "\x1b[2m"
-	reset = "\x1b[0m"
 )
 
 // Turn answers one user message, running tool rounds until the model
@@ -72,27 +68,10 @@ func (c *Chat) reply(ctx context.Context, fresh []chat.Message) (chat.Message, e
 	}
 	p := chat.NewParser(chat.ParserOptions{Tools: c.tools, StartInReasoning: chat.PromptEndsInReasoning(prompt)})
 	var events []chat.Event
-	inReasoning := false
+	pr := &Printer{Out: c.out, HideReasoning: c.o.HideReasoning, Color: c.o.Color}
 	show := func(evs []chat.Event) {
-		for _, ev := range evs {
-			events = append(events, ev)
-			switch ev.Kind {
-			case chat.EventReasoning:
-				if c.o.HideReasoning {
-					continue
-				}
-				if !inReasoning {
-					inReasoning = true
-					c.write(dim + "thinking: ")
-				}
-				c.write(ev.Text)
-			case chat.EventContent:
-				c.endReasoning(&inReasoning)
-				c.write(ev.Text)
-			case chat.EventToolCall:
-				c.endReasoning(&inReasoning)
-			}
-		}
+		events = append(events, evs...)
+		pr.Print(evs)
 	}
 	o := convo.Options{MaxTokens: c.o.MaxTokens, Sampler: c.o.Sampler, OnText: func(s string) bool {
 		show(p.Feed(s))
@@ -108,8 +87,7 @@ func (c *Chat) reply(ctx context.Context, fresh []chat.Message) (chat.Message, e
 		return chat.Message{}, err
 	}
 	show(p.Close())
-	c.endReasoning(&inReasoning)
-	c.write("\n")
+	pr.End()
 	c.stats.last = res
 	c.stats.generated += len(res.IDs)
 	c.stats.fed += res.PromptTokens - res.ReusedTokens
@@ -122,21 +100,6 @@ func (c *Chat) reply(ctx context.Context, fresh []chat.Message) (chat.Message, e
 	}
 	r := chat.Collect(events)
 	return chat.Message{Role: "assistant", Content: r.Content, ReasoningContent: r.Reasoning, ToolCalls: r.ToolCalls}, nil
-}
-
-func (c *Chat) endReasoning(in *bool) {
-	if *in {
-		*in = false
-		c.write(reset + "\n")
-	}
-}
-
-// write prints model output, dropping the dim/reset escapes without color.
-func (c *Chat) write(s string) {
-	if !c.o.Color {
-		s = strings.NewReplacer(dim, "", reset, "").Replace(s)
-	}
-	fmt.Fprint(c.out, s)
 }
 
 // renderTail renders fresh messages as the text that follows the session's
@@ -181,7 +144,11 @@ func (c *Chat) runTool(ctx context.Context, call chat.ToolCall) string {
 		if command == "" {
 			return "error: no command given"
 		}
-		fmt.Fprintf(c.out, "run: %s\n", command)
+		shown, escaped := Visible(command)
+		fmt.Fprintf(c.out, "run: %s\n", strings.ReplaceAll(shown, "\n", "\n     "))
+		if escaped {
+			fmt.Fprintln(c.out, "(the command contains control characters, shown escaped as \\x1b, \\r, \\u202e…: a terminal would hide or redraw text there)")
+		}
 		ans, err := c.in.ReadLine("run this command? [y/N] ")
 		if err != nil || !strings.EqualFold(strings.TrimSpace(ans), "y") && !strings.EqualFold(strings.TrimSpace(ans), "yes") {
 			fmt.Fprintln(c.out, "(declined)")
@@ -198,8 +165,11 @@ func (c *Chat) runTool(ctx context.Context, call chat.ToolCall) string {
 		}
 		return out
 	}
-	fmt.Fprintf(c.out, "tool call: %s(%s)\n", call.Function.Name, call.Function.Arguments)
+	fmt.Fprintf(c.out, "tool call: %s\n", FormatCall(call))
 	if c.tool(call.Function.Name) == nil {
+		// The model made up a tool: say so, or its next words (often an
+		// invented result) would look like an answer.
+		fmt.Fprintf(c.out, "(refused: no tool %s was offered; %s)\n", call.Function.Name, c.offered())
 		return fmt.Sprintf("error: there is no tool named %q", call.Function.Name)
 	}
 	ans, err := c.in.ReadLine("result (empty to decline): ")
@@ -211,20 +181,68 @@ func (c *Chat) runTool(ctx context.Context, call chat.ToolCall) string {
 }
 
 // execBash runs command and returns stdout and stderr with the exit status
-// when it is not 0, capped so a huge output cannot flood the context.
+// when it is not 0. The output is capped as it is read, so a command that
+// prints gigabytes neither floods the model's context nor fills memory.
 func execBash(ctx context.Context, command string, env []string) string {
 	cmd := exec.CommandContext(ctx, "bash", "-c", command)
 	cmd.Env = env
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	// Ctrl-C kills bash; a child still holding the output pipe must not
+	// keep the chat waiting.
+	cmd.WaitDelay = 2 * time.Second
+	out := &capBuffer{max: maxToolOutput}
+	cmd.Stdout, cmd.Stderr = out, out
 	err := cmd.Run()
 	s := out.String()
-	const max = 16 << 10
-	if len(s) > max {
-		s = s[:max] + "\n[output truncated]\n"
-	}
 	if err != nil {
 		s += fmt.Sprintf("[%v]\n", err)
 	}
 	return s
+}
+
+// maxToolOutput is how much of a command's output the model gets back.
+const maxToolOutput = 16 << 10
+
+// capBuffer keeps the first max bytes written to it and counts the rest.
+// (exec.Cmd calls Write from one goroutine at a time when Stdout and Stderr
+// are the same writer.)
+type capBuffer struct {
+	buf     []byte
+	max     int
+	dropped int64
+}
+
+func (c *capBuffer) Write(p []byte) (int, error) {
+	keep := min(len(p), c.max-len(c.buf))
+	c.buf = append(c.buf, p[:keep]...)
+	c.dropped += int64(len(p) - keep)
+	return len(p), nil
+}
+
+// String is what was kept, cut at a whole character, and how much was not.
+func (c *capBuffer) String() string {
+	if c.dropped == 0 {
+		return string(c.buf)
+	}
+	b := c.buf
+	for i := 1; i <= utf8.UTFMax && i <= len(b); i++ {
+		if utf8.RuneStart(b[len(b)-i]) {
+			if !utf8.FullRune(b[len(b)-i:]) {
+				b = b[:len(b)-i] // a character cut in half
+			}
+			break
+		}
+	}
+	return fmt.Sprintf("%s\n[output truncated: %d more bytes]\n", b, c.dropped+int64(len(c.buf)-len(b)))
+}
+
+// offered lists the tools the model was given, for a refusal.
+func (c *Chat) offered() string {
+	if len(c.tools) == 0 {
+		return "the chat offers none (--tools FILE offers some)"
+	}
+	names := make([]string, len(c.tools))
+	for i, t := range c.tools {
+		names[i] = t.Function.Name
+	}
+	return "offered: " + strings.Join(names, ", ")
 }

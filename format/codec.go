@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/crc32"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -78,6 +80,11 @@ func Decode(data []byte) (*Manifest, error) {
 // ReadManifest reads and decodes dir/model_weights.json.
 func ReadManifest(dir string) (*Manifest, error) {
 	data, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	if err != nil {
+		if st, serr := os.Stat(dir); errors.Is(err, fs.ErrNotExist) || serr != nil || !st.IsDir() {
+			return nil, notPacked(dir, err)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest: %w", err)
 	}

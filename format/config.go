@@ -160,22 +160,50 @@ func ParseConfig(name string, data, generation []byte) (Config, error) {
 	return c, nil
 }
 
-// Validate checks that the dimensions are consistent with each other.
+// maxDim bounds every dimension of a config, far above any real model's (Qwen3.5-397B's
+// largest is its 248k vocabulary), so that products of two or three dimensions cannot
+// overflow an int.
+const maxDim = 1 << 24
+
+// Validate checks that every dimension is in range and that they are consistent with each
+// other. A manifest's config is untrusted input: this runs before anything divides by or
+// allocates from these values.
 func (c *Config) Validate() error {
 	fam := familyByArch(c.Architecture)
-	switch {
-	case fam == nil:
+	if fam == nil {
 		return fmt.Errorf("architecture %q is not supported: fmoe runs %s", c.Architecture, SupportedFamilies())
-	case c.HiddenSize <= 0 || c.NumHiddenLayers <= 0 || c.VocabSize <= 0 || c.HeadDim <= 0:
-		return fmt.Errorf("hidden_size %d, num_hidden_layers %d, vocab_size %d, head_dim %d: want positive sizes", c.HiddenSize, c.NumHiddenLayers, c.VocabSize, c.HeadDim)
-	case c.NumAttentionHeads <= 0 || c.NumKeyValueHeads <= 0:
-		return fmt.Errorf("num_attention_heads %d, num_key_value_heads %d: want positive counts", c.NumAttentionHeads, c.NumKeyValueHeads)
+	}
+	// The linear-attention sizes are 0 in the families without it; qwen35.go requires them.
+	for _, d := range []struct {
+		name string
+		v    int
+		zero bool // 0 is allowed
+	}{
+		{"hidden_size", c.HiddenSize, false}, {"num_hidden_layers", c.NumHiddenLayers, false},
+		{"vocab_size", c.VocabSize, false}, {"num_attention_heads", c.NumAttentionHeads, false},
+		{"num_key_value_heads", c.NumKeyValueHeads, false}, {"head_dim", c.HeadDim, false},
+		{"rotary_dim", c.RotaryDim, true}, {"linear_num_key_heads", c.LinearNumKeyHeads, true},
+		{"linear_num_value_heads", c.LinearNumValueHeads, true}, {"linear_key_head_dim", c.LinearKeyHeadDim, true},
+		{"linear_value_head_dim", c.LinearValueHeadDim, true}, {"linear_conv_kernel_dim", c.LinearConvKernelDim, true},
+		{"num_experts", c.NumExperts, false}, {"num_experts_per_tok", c.NumExpertsPerTok, false},
+		{"moe_intermediate_size", c.MoeIntermediateSize, false},
+		{"shared_expert_intermediate_size", c.SharedExpertIntermediateSize, true},
+		{"max_position_embeddings", c.MaxPositionEmbeddings, true},
+		{"intermediate_size", c.IntermediateSize, true}, {"n_group", c.NGroup, true}, {"topk_group", c.TopKGroup, true},
+	} {
+		if d.v > maxDim || d.v < 0 || d.v == 0 && !d.zero {
+			want := "a positive integer"
+			if d.zero {
+				want = "a non-negative integer"
+			}
+			return fmt.Errorf("%s is %d, want %s at most %d", d.name, d.v, want, maxDim)
+		}
+	}
+	switch {
 	case len(c.LayerTypes) != c.NumHiddenLayers:
 		return fmt.Errorf("layer_types has %d entries, num_hidden_layers is %d", len(c.LayerTypes), c.NumHiddenLayers)
 	case c.NumAttentionHeads%c.NumKeyValueHeads != 0:
 		return fmt.Errorf("num_attention_heads %d is not a multiple of num_key_value_heads %d", c.NumAttentionHeads, c.NumKeyValueHeads)
-	case c.NumExperts <= 0 || c.NumExpertsPerTok <= 0 || c.MoeIntermediateSize <= 0:
-		return fmt.Errorf("num_experts %d, num_experts_per_tok %d, moe_intermediate_size %d: want positive sizes", c.NumExperts, c.NumExpertsPerTok, c.MoeIntermediateSize)
 	case c.NumExpertsPerTok > c.NumExperts:
 		return fmt.Errorf("num_experts_per_tok %d exceeds num_experts %d", c.NumExpertsPerTok, c.NumExperts)
 	case c.RotaryDim%2 != 0 || c.RotaryDim > c.HeadDim:

@@ -17,6 +17,12 @@ func testManifest(tb testing.TB) *Manifest {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return manifestFor(tb, cfg)
+}
+
+// manifestFor lays out a consistent manifest (4-bit matrices, group 64) for cfg.
+func manifestFor(tb testing.TB, cfg Config) *Manifest {
+	tb.Helper()
 	m := &Manifest{Format: "fmoe", Version: Version, CreatedBy: "test", Config: cfg,
 		Source: Source{Layout: "hf", Architecture: cfg.Architecture}}
 	var off int64
@@ -54,9 +60,9 @@ func testManifest(tb testing.TB) *Manifest {
 		t.Data = Span{Offset: eoff, Size: size}
 		eoff += 4096 * ((size + 4095) / 4096)
 		sc := Span{Offset: eoff, Size: gs}
-		eoff += 4096
+		eoff += 4096 * ((gs + 4095) / 4096)
 		bi := Span{Offset: eoff, Size: gs}
-		eoff += 4096
+		eoff += 4096 * ((gs + 4095) / 4096)
 		t.Scales, t.Biases = &sc, &bi
 		set.Projections = append(set.Projections, t)
 	}

@@ -68,8 +68,16 @@ type Span struct {
 	CRC32C uint32 `json:"crc32c"`
 }
 
-// End is the first byte after the span.
+// End is the first byte after the span. It can overflow for a span that Within has not
+// accepted: check that first.
 func (s Span) End() int64 { return s.Offset + s.Size }
+
+// Within reports whether the span lies inside [0, limit). It is written so that no operand can
+// overflow: a hostile manifest's offset near 2^63 would make Offset+Size wrap negative and pass
+// a naive End() <= limit.
+func (s Span) Within(limit int64) bool {
+	return limit >= 0 && s.Offset >= 0 && s.Size >= 0 && s.Offset <= limit-s.Size
+}
 
 // Tensor is one stored tensor: a plain float tensor, or an affine-quantised matrix with its
 // scales and biases. Shape is always the logical element shape.

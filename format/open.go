@@ -17,6 +17,11 @@ func Open(dir string) (*Manifest, error) {
 	if err := Validate(m); err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
+	for _, p := range m.Paths() {
+		if err := CheckInside(dir, p); err != nil {
+			return nil, err
+		}
+	}
 	if err := checkSize(filepath.Join(dir, m.Weights.File), m.Weights.Size); err != nil {
 		return nil, err
 	}

@@ -88,14 +88,31 @@ func ExpertShape(c *Config, proj string) ([]int, error) {
 	return nil, fmt.Errorf("unknown expert projection %q", proj)
 }
 
-// DataSize is the byte size of a tensor's data range.
-func DataSize(dtype string, shape []int, bits int) (int64, error) {
+// maxElements bounds a tensor's element count so that its byte size (at most 4 bytes an
+// element) and any sum of a few such sizes stay far from int64 overflow.
+const maxElements = 1 << 56
+
+// elements is the product of shape, or an error when a dimension is not positive or the
+// product exceeds maxElements.
+func elements(shape []int) (int64, error) {
 	n := int64(1)
 	for _, d := range shape {
 		if d <= 0 {
 			return 0, fmt.Errorf("shape %v has a non-positive dimension", shape)
 		}
+		if int64(d) > maxElements/n {
+			return 0, fmt.Errorf("shape %v has more than 2^56 elements", shape)
+		}
 		n *= int64(d)
+	}
+	return n, nil
+}
+
+// DataSize is the byte size of a tensor's data range.
+func DataSize(dtype string, shape []int, bits int) (int64, error) {
+	n, err := elements(shape)
+	if err != nil {
+		return 0, err
 	}
 	switch dtype {
 	case DTypeBF16, DTypeF16:
@@ -119,5 +136,9 @@ func GroupParamSize(shape []int, group int) (int64, error) {
 	if len(shape) != 2 || group <= 0 || shape[1]%group != 0 {
 		return 0, fmt.Errorf("quantised shape %v: cols must be a multiple of group size %d", shape, group)
 	}
-	return int64(shape[0]) * int64(shape[1]/group) * 2, nil
+	n, err := elements([]int{shape[0], shape[1] / group})
+	if err != nil {
+		return 0, err
+	}
+	return n * 2, nil
 }

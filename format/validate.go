@@ -2,6 +2,7 @@ package format
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 )
@@ -19,6 +20,9 @@ func Validate(m *Manifest) error {
 	if len(m.Experts) == 0 {
 		return fmt.Errorf("%s: no expert set", ManifestName)
 	}
+	if err := validatePaths(m); err != nil {
+		return fmt.Errorf("%s: %w", ManifestName, err)
+	}
 	for i := range m.Experts {
 		if err := validateExpertSet(&m.Config, &m.Experts[i]); err != nil {
 			return fmt.Errorf("%s: expert set %q: %w", ManifestName, m.Experts[i].Dir, err)
@@ -30,6 +34,9 @@ func Validate(m *Manifest) error {
 func validateTensors(m *Manifest) error {
 	if m.Weights.File != WeightsName {
 		return fmt.Errorf("weights.file is %q, want %q", m.Weights.File, WeightsName)
+	}
+	if m.Weights.Size < 0 || m.Weights.Align != WeightsAlign {
+		return fmt.Errorf("weights: size %d, align %d: want a non-negative size and align %d", m.Weights.Size, m.Weights.Align, WeightsAlign)
 	}
 	idx := m.TensorIndex()
 	if len(idx) != len(m.Tensors) {
@@ -127,8 +134,8 @@ func checkTensorLayout(t *Tensor, limit, align int64) error {
 		switch {
 		case s.Size != w.size:
 			return fmt.Errorf("%s is %d bytes, dtype %s shape %v needs %d", w.part, s.Size, t.DType, t.Shape, w.size)
-		case s.Offset < 0 || s.End() > limit:
-			return fmt.Errorf("%s [%d, %d) is outside the file (%d bytes)", w.part, s.Offset, s.End(), limit)
+		case !s.Within(limit):
+			return fmt.Errorf("%s at offset %d (%d bytes) is outside the file (%d bytes)", w.part, s.Offset, s.Size, limit)
 		case s.Offset%align != 0:
 			return fmt.Errorf("%s offset %d is not a multiple of %d", w.part, s.Offset, align)
 		}
@@ -174,6 +181,18 @@ func validateExpertSet(c *Config, s *ExpertSet) error {
 	}
 	if err := checkOverlap(spans, "expert block"); err != nil {
 		return err
+	}
+	// The packer's stride is the last component's end rounded up to the alignment: a larger
+	// one would only make every reader allocate and read more.
+	end := int64(0)
+	for _, sp := range spans {
+		end = max(end, sp.span.End())
+	}
+	if s.Stride-end >= s.Align {
+		return fmt.Errorf("stride %d leaves %d unused bytes after the last component (at most %d)", s.Stride, s.Stride-end, s.Align-1)
+	}
+	if s.Stride > math.MaxInt64/int64(c.NumExperts) {
+		return fmt.Errorf("stride %d x %d experts overflows a file size", s.Stride, c.NumExperts)
 	}
 	if len(s.Layers) != c.NumHiddenLayers {
 		return fmt.Errorf("%d layer files, the config has %d layers", len(s.Layers), c.NumHiddenLayers)

@@ -130,13 +130,8 @@ func (r *chatRequest) validate() error {
 			return fmt.Errorf("%s must be at least 1", p.name)
 		}
 	}
-	if t := r.Temperature; t != nil && (*t < 0 || *t > 2) {
-		return fmt.Errorf("temperature must be between 0 and 2")
-	}
-	if p := r.TopP; p != nil && (*p <= 0 || *p > 1) {
-		return fmt.Errorf("top_p must be in (0, 1]")
-	}
-	return nil
+	// fmoe-run's flags are checked by the same function.
+	return chat.Sampling{Temperature: r.Temperature, TopP: r.TopP}.Validate()
 }
 
 // Response shapes.

@@ -34,6 +34,9 @@ LZ4 saves little, and decompressing costs more than the read it saves
 			if c.NArg() > 0 {
 				return cliutil.UsageError("lz4 takes no arguments (got %q); use --model", c.Args().Slice())
 			}
+			if err := cliutil.NotNegative(c, "bits", "workers"); err != nil {
+				return err
+			}
 			ctx, stop := cliutil.SignalContext()
 			defer stop()
 			st, err := pack.LZ4(ctx, pack.LZ4Options{

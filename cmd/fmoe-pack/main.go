@@ -12,8 +12,10 @@ import (
 	"github.com/fmoe/fmoe/pack"
 )
 
-func main() {
-	app := &cli.App{
+func main() { cliutil.Run(newApp()) }
+
+func newApp() *cli.App {
+	return &cli.App{
 		Name:  "fmoe-pack",
 		Usage: "turn a model checkpoint into fmoe's packed streaming layout",
 		Description: `fmoe-pack reads a Qwen3.5-MoE checkpoint (Hugging Face safetensors in bf16/f16/f32, or an
@@ -26,7 +28,6 @@ Example:
    fmoe-verify --model ~/models/q397-fmoe`,
 		Commands: []*cli.Command{convertCmd(), synthCmd(), requantCmd(), lz4Cmd(), routeTraceCmd()},
 	}
-	cliutil.Run(app)
 }
 
 func convertCmd() *cli.Command {
@@ -53,6 +54,9 @@ directory beside --out and renamed when complete.`,
 			if c.NArg() > 0 {
 				return cliutil.UsageError("convert takes no arguments (got %q); use --in and --out", c.Args().Slice())
 			}
+			if err := checkConvertFlags(c); err != nil {
+				return err
+			}
 			ctx, stop := cliutil.SignalContext()
 			defer stop()
 			st, err := pack.Convert(ctx, pack.Options{
@@ -70,4 +74,19 @@ directory beside --out and renamed when complete.`,
 			return nil
 		},
 	}
+}
+
+// checkConvertFlags refuses values pack.Convert would refuse, before anything is read, as
+// usage errors.
+func checkConvertFlags(c *cli.Context) error {
+	if err := cliutil.OneOf("bits", c.Int("bits"), 2, 4, 8, 16); err != nil && c.IsSet("bits") {
+		return err
+	}
+	if err := cliutil.OneOf("dense-bits", c.Int("dense-bits"), 4, 8, 16); err != nil && c.IsSet("dense-bits") {
+		return err
+	}
+	if err := cliutil.OneOf("rule", c.String("rule"), "minmax", "mlx", "lsq"); err != nil {
+		return err
+	}
+	return cliutil.NotNegative(c, "workers")
 }

@@ -47,6 +47,9 @@ to reproduce old packs). Check the result with: fmoe-verify --model DIR`,
 			if b := c.Int("bits"); b != 2 && b != 4 {
 				return cliutil.UsageError("--bits %d: want 2 (or 4 for an 8-bit pack)", b)
 			}
+			if err := cliutil.NotNegative(c, "workers"); err != nil {
+				return err
+			}
 			ctx, stop := cliutil.SignalContext()
 			defer stop()
 			st, err := pack.Requant(ctx, pack.RequantOptions{

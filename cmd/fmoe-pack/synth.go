@@ -32,6 +32,15 @@ about 13 GB per layer.`,
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
 		},
 		Action: func(c *cli.Context) error {
+			if err := cliutil.OneOf("preset", c.String("preset"), pack.PresetNames()...); err != nil {
+				return err
+			}
+			if err := cliutil.OneOf("layout", c.String("layout"), "mlx-4bit", "hf"); err != nil {
+				return err
+			}
+			if err := cliutil.NotNegative(c, "layers"); err != nil {
+				return err
+			}
 			ctx, stop := cliutil.SignalContext()
 			defer stop()
 			n, err := pack.Synth(ctx, pack.SynthOptions{Preset: c.String("preset"), Layers: c.Int("layers"), Layout: c.String("layout"),

@@ -11,46 +11,44 @@ import (
 
 	"github.com/fmoe/fmoe/chatui"
 	"github.com/fmoe/fmoe/convo"
-	"github.com/fmoe/fmoe/internal/cliutil"
-	"github.com/fmoe/fmoe/runtime/model"
 )
 
 func chatCmd() *cli.Command {
 	return &cli.Command{
 		Name:      "chat",
 		Usage:     "chat with the model in the terminal",
-		UsageText: "fmoe-run chat --model DIR [--system FILE] [--tools FILE] [--no-think] [--hide-reasoning] [--no-bash] [--tokens N] [--temperature T] [--k K] [--2bit]",
+		UsageText: "fmoe-run chat --model DIR [--system FILE] [--tools FILE] [--no-think] [--hide-reasoning] [--no-bash] [--tokens N] [--temperature T] [--top-p P] [--top-k N] [--seed S] [--k K] [--2bit]",
 		Description: `Replies stream as they are generated; reasoning is shown dimmed (or hidden with
 --hide-reasoning). The model can call a built-in bash tool, which asks before running anything
 (y/N) and returns the command's output, and the tools of an OpenAI-format JSON file (a list of
 {"type":"function","function":{...}}), whose results you type (an empty line declines).
 The conversation stays in the model's session, so each turn computes only its new tokens.
-Commands: /reset, /system TEXT, /stats, /help, /exit. Ctrl-C stops a reply; Ctrl-D quits.`,
-		Flags: append(modelFlags(),
+A call to a tool that was not offered is shown and refused (the model is told so).
+Commands: /reset, /system TEXT, /stats, /help, /exit. Ctrl-C stops a reply; at the prompt,
+Ctrl-D (or Ctrl-C twice) quits.`,
+		Flags: append(append(modelFlags(), samplingFlags()...),
 			&cli.StringFlag{Name: "system", Usage: "system message `FILE`"},
 			&cli.StringFlag{Name: "tools", Usage: "OpenAI-format tools JSON `FILE`"},
 			&cli.BoolFlag{Name: "no-think", Usage: "render the template with thinking disabled"},
 			&cli.BoolFlag{Name: "hide-reasoning", Usage: "do not print the model's reasoning"},
 			&cli.BoolFlag{Name: "no-bash", Usage: "do not offer the built-in bash tool"},
 			&cli.IntFlag{Name: "tokens", Value: 1024, Usage: "maximum tokens per reply"},
-			&cli.Float64Flag{Name: "temperature", Usage: "sampling temperature (0: greedy)"},
-			&cli.Float64Flag{Name: "top-p", Usage: "nucleus sampling mass (0: off)"},
-			&cli.Uint64Flag{Name: "seed", Usage: "sampling seed"},
 		),
 		Action: runChat,
 	}
 }
 
 func runChat(c *cli.Context) error {
-	if c.Int("tokens") < 1 {
-		return cliutil.UsageError("--tokens must be at least 1")
+	smp, err := sampler(c)
+	if err != nil {
+		return err
 	}
 	o := chatui.Options{
 		NoThink:       c.Bool("no-think"),
 		HideReasoning: c.Bool("hide-reasoning"),
 		NoBash:        c.Bool("no-bash"),
 		MaxTokens:     c.Int("tokens"),
-		Sampler:       model.Sampler{Temperature: c.Float64("temperature"), TopP: c.Float64("top-p"), Seed: c.Uint64("seed")},
+		Sampler:       smp,
 		TurnContext: func(ctx context.Context) (context.Context, context.CancelFunc) {
 			return signal.NotifyContext(ctx, os.Interrupt)
 		},
@@ -70,7 +68,7 @@ func runChat(c *cli.Context) error {
 	}
 	in, isTerm := chatui.NewTerminalReader()
 	if !isTerm {
-		in = chatui.NewPlainReader(os.Stdin, os.Stdout)
+		in = chatui.NewPlainReader(os.Stdin, os.Stdout, !term.IsTerminal(int(os.Stdin.Fd())))
 	}
 	o.Color = isTerm && os.Getenv("NO_COLOR") == "" && term.IsTerminal(int(os.Stdout.Fd()))
 	m, err := openModel(c)

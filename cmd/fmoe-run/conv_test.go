@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/fmoe/fmoe/internal/cliutil"
 	"github.com/fmoe/fmoe/pack"
 )
 
@@ -56,8 +57,8 @@ func runApp(t *testing.T, stdin string, args ...string) (string, error) {
 	go func() { io.WriteString(inW, stdin); inW.Close() }()
 	got := make(chan string)
 	go func() { b, _ := io.ReadAll(outR); got <- string(b) }()
-	app := &cli.App{Name: "fmoe-run", Commands: commands(), Writer: io.Discard, ErrWriter: io.Discard,
-		ExitErrHandler: func(*cli.Context, error) {}} // errors come back instead of exiting
+	app := &cli.App{Name: "fmoe-run", Commands: commands(), Writer: io.Discard, ErrWriter: io.Discard}
+	cliutil.Prepare(app) // usage errors as the command has them; errors come back instead of exiting
 	err = app.Run(append([]string{"fmoe-run"}, args...))
 	outW.Close()
 	return <-got, err

@@ -32,9 +32,6 @@ the reference's greedy ids on the dequantised mlx-4bit weights (mlx4_ids).`,
 			&cli.StringFlag{Name: "reference", Usage: "also compare, position by position, with a reference pack `DIR` of the same model (e.g. its --bits 16 pack): top-1 agreement and KL"},
 		),
 		Action: func(c *cli.Context) error {
-			if c.Int("k") < 0 {
-				return cliutil.UsageError("--k must be positive")
-			}
 			if c.Bool("json") && c.IsSet("reference") {
 				return cliutil.UsageError("--reference prints a line of its own: use it without --json")
 			}

@@ -21,6 +21,7 @@ func modelFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "2bit", Usage: "stream the 2-bit expert set (made by fmoe-pack requant --bits 2)"},
 		&cli.IntFlag{Name: "threads", Usage: "CPU threads per op (default: all cores)"},
 		&cli.StringFlag{Name: "backend", Value: "auto", Usage: "compute backend: auto (a GPU when present, else the CPU), cpu, cuda or metal"},
+		&cli.BoolFlag{Name: "verbose", Usage: "say in full why a backend was or was not chosen"},
 	}
 }
 
@@ -46,11 +47,15 @@ func generateCmd() *cli.Command {
 	return &cli.Command{
 		Name:      "generate",
 		Usage:     "generate a reply (or a raw continuation) and stream it to stdout",
-		UsageText: "fmoe-run generate --model DIR (--prompt TEXT | --ids 1,2,3) [--tokens N] [--k K] [--2bit] [--temperature T] [--top-p P] [--top-k N] [--seed S] [--threads N] [--timing] [--direct-io | --lz4] [--route-trace FILE]",
+		UsageText: "fmoe-run generate --model DIR (--prompt TEXT | --ids 1,2,3) [--tokens N] [--show-reasoning | --raw] [--k K] [--2bit] [--temperature T] [--top-p P] [--top-k N] [--seed S] [--threads N] [--timing] [--direct-io | --lz4] [--route-trace FILE]",
 		Description: `--prompt is sent as a user message through the model's own chat template (with --system and
---tools when given), so a chat model answers it; --raw feeds the text as it is. --ids feeds token
-ids as they are and prints ids. Sampling is greedy unless --temperature is above 0. Generation
-stops at the model's end tokens or after --tokens tokens.
+--tools when given), so a chat model answers it, and the reply is shown as fmoe-run chat shows it:
+the answer, and each tool call as name({"arg":"value"}); the model's reasoning is left out unless
+--show-reasoning (dimmed on a terminal). --raw prints the generated text as it is, markup
+included. --no-template feeds --prompt as plain text and prints the raw continuation. --ids feeds
+token ids as they are and prints ids. Sampling is greedy unless --temperature is above 0.
+Generation stops at the model's end tokens or after --tokens tokens. generate makes one reply: a
+tool call ends it (fmoe-run chat runs tools and continues the conversation).
 
 --timing prints to stderr, after the reply, where the forward time went per layer (attention or
 GatedDeltaNet, routing, waiting for expert reads, expert compute, shared expert) and per token
@@ -70,18 +75,16 @@ around); the text generated is meaningless.
 Example:
    fmoe-run generate --model build/fmoe-tiny-chat --prompt "What's the weather in Paris?" \
        --tools models/fmoe-tiny-chat/tools.json`,
-		Flags: append(modelFlags(),
+		Flags: append(append(modelFlags(), samplingFlags()...),
 			&cli.StringFlag{Name: "prompt", Usage: "the user's `TEXT`"},
 			&cli.StringFlag{Name: "ids", Usage: "comma-separated token `IDS` to feed instead of a prompt"},
-			&cli.BoolFlag{Name: "raw", Usage: "feed --prompt as plain text, without the chat template"},
+			&cli.BoolFlag{Name: "raw", Usage: "print the generated text as it is (reasoning and tool-call markup included)"},
+			&cli.BoolFlag{Name: "no-template", Usage: "feed --prompt as plain text, without the chat template (prints the raw text)"},
+			&cli.BoolFlag{Name: "show-reasoning", Usage: "print the model's reasoning (dimmed on a terminal)"},
 			&cli.StringFlag{Name: "system", Usage: "system message `TEXT`"},
 			&cli.StringFlag{Name: "tools", Usage: "OpenAI-format tools JSON `FILE` offered to the model"},
 			&cli.BoolFlag{Name: "no-think", Usage: "render the template with thinking disabled"},
 			&cli.IntFlag{Name: "tokens", Value: 256, Usage: "maximum new tokens"},
-			&cli.Float64Flag{Name: "temperature", Usage: "sampling temperature (0: greedy)"},
-			&cli.Float64Flag{Name: "top-p", Usage: "nucleus sampling mass (0: off)"},
-			&cli.IntFlag{Name: "top-k", Usage: "sample among the K most likely tokens (0: off)"},
-			&cli.Uint64Flag{Name: "seed", Usage: "sampling seed"},
 			&cli.BoolFlag{Name: "timing", Usage: "print a per-layer time breakdown, expert bytes read and page-cache hits to stderr"},
 			&cli.BoolFlag{Name: "direct-io", Usage: "read experts around the page cache (O_DIRECT; F_NOCACHE on macOS)"},
 			&cli.BoolFlag{Name: "lz4", Usage: "read experts from the LZ4 copy (made by fmoe-pack lz4) and decompress them"},
@@ -98,8 +101,12 @@ func runGenerate(c *cli.Context) error {
 	if c.Bool("lz4") && c.Bool("direct-io") {
 		return cliutil.UsageError("--lz4 and --direct-io cannot be combined: the LZ4 copy's blocks are not block-aligned")
 	}
-	if c.Int("tokens") < 1 {
-		return cliutil.UsageError("--tokens must be at least 1")
+	smp, err := sampler(c)
+	if err != nil {
+		return err
+	}
+	if c.Bool("raw") && c.Bool("show-reasoning") {
+		return cliutil.UsageError("--raw prints the reasoning as it is: use it without --show-reasoning")
 	}
 	dir := c.String("model")
 	m, err := openModel(c)
@@ -109,6 +116,8 @@ func runGenerate(c *cli.Context) error {
 	defer m.Close()
 	var tok *tokenizer.Tokenizer
 	var prompt []int
+	var text string
+	var tools []chat.Tool
 	if c.IsSet("ids") {
 		if prompt, err = parseIDs(c.String("ids"), m.Config.VocabSize); err != nil {
 			return cliutil.UsageError("--ids: %v", err)
@@ -117,8 +126,7 @@ func runGenerate(c *cli.Context) error {
 		if tok, err = tokenizer.Load(dir + "/tokenizer.json"); err != nil {
 			return err
 		}
-		text, err := promptText(c, dir)
-		if err != nil {
+		if text, tools, err = promptText(c, dir); err != nil {
 			return err
 		}
 		prompt = tok.Encode(text)
@@ -139,30 +147,19 @@ func runGenerate(c *cli.Context) error {
 	if c.Bool("timing") {
 		sess.Timing = &model.Timing{}
 	}
-	smp := &model.Sampler{Temperature: c.Float64("temperature"), TopP: c.Float64("top-p"), TopK: c.Int("top-k"), Seed: c.Uint64("seed")}
 	stop := stopTokens(m, tok)
-	var dec *tokenizer.Decoder
-	if tok != nil {
-		dec = tok.NewDecoder()
-	}
+	parse := !c.Bool("raw") && !c.Bool("no-template")
+	w := newReplyWriter(os.Stdout, tok, stop, parse, tools, text, c.Bool("show-reasoning"))
 	start := time.Now()
 	var first time.Duration
-	out, err := sess.Generate(prompt, c.Int("tokens"), smp, stop, func(id int) bool {
+	out, err := sess.Generate(prompt, c.Int("tokens"), &smp, stop, func(id int) bool {
 		if first == 0 {
 			first = time.Since(start)
 		}
-		switch {
-		case dec == nil:
-			fmt.Printf("%d ", id)
-		case !containsID(stop, id):
-			fmt.Print(dec.Add(id))
-		}
+		w.token(id)
 		return true
 	})
-	if dec != nil {
-		fmt.Print(dec.Flush())
-	}
-	fmt.Println()
+	w.close()
 	if err != nil {
 		return err
 	}
@@ -174,17 +171,21 @@ func runGenerate(c *cli.Context) error {
 	if sess.Timing != nil {
 		sess.Timing.Report(os.Stderr)
 	}
+	if w.calls > 0 {
+		fmt.Fprintln(os.Stderr, "(the reply ends at a tool call: fmoe-run chat --tools FILE runs it and continues)")
+	}
 	return nil
 }
 
-// promptText renders --prompt through the chat template unless --raw.
-func promptText(c *cli.Context, dir string) (string, error) {
-	if c.Bool("raw") {
-		return c.String("prompt"), nil
+// promptText renders --prompt through the chat template unless
+// --no-template, and returns the tools it offered.
+func promptText(c *cli.Context, dir string) (string, []chat.Tool, error) {
+	if c.Bool("no-template") {
+		return c.String("prompt"), nil, nil
 	}
 	tpl, err := chat.LoadTemplate(dir)
 	if err != nil {
-		return "", fmt.Errorf("%v (use --raw to feed the prompt without a chat template)", err)
+		return "", nil, fmt.Errorf("%v (use --no-template to feed the prompt without a chat template)", err)
 	}
 	var msgs []chat.Message
 	if s := c.String("system"); s != "" {
@@ -195,7 +196,7 @@ func promptText(c *cli.Context, dir string) (string, error) {
 	if f := c.String("tools"); f != "" {
 		var err error
 		if tools, err = readTools(f); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
 	opts := chat.RenderOptions{AddGenerationPrompt: true}
@@ -203,7 +204,8 @@ func promptText(c *cli.Context, dir string) (string, error) {
 		f := false
 		opts.EnableThinking = &f
 	}
-	return tpl.Render(msgs, tools, opts)
+	text, err := tpl.Render(msgs, tools, opts)
+	return text, tools, err
 }
 
 // stopTokens are the config's end-of-sequence ids plus the chat end markers the tokenizer knows.

@@ -39,3 +39,50 @@ func TestGenerateLZ4(t *testing.T) {
 		t.Errorf("--lz4 generates %q, the raw experts %q", got, want)
 	}
 }
+
+// TestGenerateReply: a chat reply reads as the chat shows it (no blank line,
+// no </think>, no tool-call markup); --raw keeps the markup.
+func TestGenerateReply(t *testing.T) {
+	args := []string{"generate", "--model", "$MODEL", "--prompt", "What's the weather in Paris?",
+		"--tools", "../../models/fmoe-tiny-chat/tools.json", "--tokens", "64", "--backend", "cpu"}
+	got, err := runApp(t, "", args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "tool call: get_weather({\"city\":\"Paris\"})\n"; got != want {
+		t.Errorf("reply %q, want %q", got, want)
+	}
+	raw, err := runApp(t, "", append(args, "--raw")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"</think>", "<tool_call>\n<function=get_weather>"} {
+		if !strings.Contains(raw, want) {
+			t.Errorf("--raw output %q lacks %q", raw, want)
+		}
+	}
+	got, err = runApp(t, "", "generate", "--model", "$MODEL", "--prompt", "Count from 1 to 5", "--tokens", "64", "--backend", "cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "1, 2, 3, 4, 5.\n"; got != want {
+		t.Errorf("reply %q, want %q", got, want)
+	}
+}
+
+func TestShortBackendLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"backend: cpu (cuda: no CUDA driver (libcuda.so.1): libcuda.so.1: cannot open shared object file: No such file or directory)": "backend: cpu (no CUDA driver)",
+		"backend: cpu (metal: Metal backend needs macOS on Apple Silicon (darwin/arm64, built with cgo))":                             "backend: cpu (Metal backend needs macOS on Apple Silicon)",
+		"backend: cuda": "backend: cuda",
+	} {
+		if got := shortBackendLine(in); got != want {
+			t.Errorf("shortBackendLine(%q) = %q, want %q", in, got, want)
+		}
+	}
+	var b strings.Builder
+	writeBackendLog(&b, "backend: cpu (cuda: no CUDA driver (libcuda.so.1): gone)\n", true)
+	if b.String() != "backend: cpu (cuda: no CUDA driver (libcuda.so.1): gone)\n" {
+		t.Errorf("--verbose shortened the line: %q", b.String())
+	}
+}

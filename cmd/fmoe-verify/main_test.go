@@ -2,27 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/urfave/cli/v2"
-
 	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/internal/cliutil"
 	"github.com/fmoe/fmoe/pack"
 )
-
-func exitCode(err error) int {
-	if err == nil {
-		return 0
-	}
-	var ec cli.ExitCoder
-	if errors.As(err, &ec) {
-		return ec.ExitCode()
-	}
-	return 1
-}
 
 func TestExitCodes(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "m")
@@ -34,10 +21,7 @@ func TestExitCodes(t *testing.T) {
 	os.Stdout = devnull // the report itself is tested in package verify
 	defer func() { os.Stdout = stdout }()
 	code := func(args ...string) int {
-		app := newApp()
-		app.Writer, app.ErrWriter = devnull, devnull
-		app.ExitErrHandler = func(*cli.Context, error) {} // urfave/cli would os.Exit
-		return exitCode(app.Run(append([]string{"fmoe-verify"}, args...)))
+		return cliutil.RunArgs(newApp(), append([]string{"fmoe-verify"}, args...), devnull, devnull)
 	}
 	if c := code("--model", dir, "-q"); c != 0 {
 		t.Errorf("clean pack: exit %d", c)
@@ -53,6 +37,11 @@ func TestExitCodes(t *testing.T) {
 	}
 	if c := code(); c != 2 {
 		t.Errorf("no --model: exit %d, want 2", c)
+	}
+	for _, args := range [][]string{{"--model", dir, "--bogus"}, {"--model", dir, "--workers", "x"}, {"golden", "--model", dir}, {"golden", "--model", dir, "--golden", "g", "extra"}, {"help", "bogus"}} {
+		if c := code(args...); c != 2 {
+			t.Errorf("%q: exit %d, want 2", args, c)
+		}
 	}
 	if c := code("golden", "--model", dir, "--golden", "../../testdata/tiny/golden/mlx4.safetensors"); c != 0 {
 		t.Errorf("golden mlx4 on the mlx pack: exit %d, want 0 (PASS)", c)

@@ -1,5 +1,5 @@
-// Package cliutil holds what every fmoe command shares: exit codes, signal handling and
-// where progress goes.
+// Package cliutil holds what every fmoe command shares: exit codes, usage-error handling,
+// signal handling and where progress goes.
 package cliutil
 
 import (
@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -46,29 +45,32 @@ func ProgressWriter(quiet bool) io.Writer {
 
 // Run runs app with the process arguments and exits with the right code. Errors go to stderr.
 func Run(app *cli.App) {
-	app.ErrWriter = os.Stderr
-	app.Writer = os.Stdout
-	app.ExitErrHandler = func(c *cli.Context, err error) {}
-	app.OnUsageError = func(c *cli.Context, err error, isSubcommand bool) error {
-		return cli.Exit(fmt.Sprintf("%s: %v (see --help)", app.Name, err), ExitUsage)
-	}
-	err := app.Run(os.Args)
+	os.Exit(RunArgs(app, os.Args, os.Stdout, os.Stderr))
+}
+
+// RunArgs runs app (Prepared) with args, results to stdout and errors to stderr, and returns
+// the exit status.
+func RunArgs(app *cli.App, args []string, stdout, stderr io.Writer) int {
+	Prepare(app)
+	app.Writer, app.ErrWriter = stdout, stderr
+	return Status(app.Run(args), app.Name, stderr)
+}
+
+// Status is the exit status for an error app.Run returned, whose message it writes to w.
+func Status(err error, name string, w io.Writer) int {
 	if err == nil {
-		return
+		return 0
 	}
 	code := ExitFailure
 	var ec cli.ExitCoder
 	if errors.As(err, &ec) {
 		code = ec.ExitCode()
-		if msg := err.Error(); msg != "" {
-			fmt.Fprintf(os.Stderr, "%s: %s\n", app.Name, msg)
-		}
-	} else {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
-		// urfave/cli reports missing required flags as plain errors; they are usage errors.
-		if strings.HasPrefix(err.Error(), "Required flag") {
+		if code == helpTopicExit {
 			code = ExitUsage
 		}
 	}
-	os.Exit(code)
+	if msg := err.Error(); msg != "" {
+		fmt.Fprintf(w, "%s: %s\n", name, msg)
+	}
+	return code
 }

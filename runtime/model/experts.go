@@ -19,6 +19,7 @@ import (
 // expertReader preads routed experts into aligned host buffers. One expert
 // is one contiguous block (gate, up, down), so one read per expert.
 type expertReader struct {
+	dir   string // the model directory, for messages
 	set   *format.ExpertSet
 	files []*os.File
 	// lz4 replaces files when reading the LZ4 copy (Options.LZ4).
@@ -37,6 +38,9 @@ type expertReader struct {
 	// goroutine); hostBufs are its allocations, for HostFree at Close.
 	host     backend.HostAllocator
 	hostBufs [][]byte
+	// check and verified: which reads are checksummed (integrity.go).
+	check    checkMode
+	verified []verifiedSet
 }
 
 // expertOptions configure openExperts.
@@ -46,12 +50,14 @@ type expertOptions struct {
 	// host allocates the read buffers when the backend offers it.
 	host backend.HostAllocator
 	// lz4 reads the LZ4 copy of the set (lz4file.Dir) instead.
-	lz4 bool
+	lz4   bool
+	check checkMode
 }
 
 func openExperts(dir string, c *format.Config, set *format.ExpertSet, o expertOptions) (*expertReader, error) {
 	par := o.par
-	r := &expertReader{set: set, par: par, pool: make(chan []byte, 2*par), direct: o.direct}
+	r := &expertReader{dir: dir, set: set, par: par, pool: make(chan []byte, 2*par), direct: o.direct,
+		check: o.check, verified: newVerified(len(set.Layers), c.NumExperts)}
 	for i, name := range format.ExpertProjections {
 		p, err := set.Projection(name)
 		if err != nil {
@@ -289,6 +295,9 @@ func (r *expertReader) read(l, id int, buf []byte, timed bool) *expert {
 	}
 	if timed {
 		e.dur, e.n = time.Since(t0), stride
+	}
+	if r.checkBlock(e, l); e.err != nil {
+		return e
 	}
 	r.describe(e, l)
 	return e

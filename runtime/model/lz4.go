@@ -67,6 +67,9 @@ func (r *expertReader) readLZ4(e *expert, l int, timed bool) *expert {
 	if timed {
 		e.dur, e.n = time.Since(t0), r.lz4[l].CompressedSize(e.id)
 	}
+	if r.checkBlock(e, l); e.err != nil {
+		return e
+	}
 	r.describe(e, l)
 	return e
 }

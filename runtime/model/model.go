@@ -50,6 +50,9 @@ type Options struct {
 	// when the copy is missing or was made from other weights. Not with
 	// DirectIO: the compressed blocks are not block-aligned.
 	LZ4 bool
+	// VerifyEveryRead checksums every expert block read, not only the first read of each
+	// block in the process: for a disk suspected of going bad under a long-running server.
+	VerifyEveryRead bool
 }
 
 // Model is an opened packed model. Sessions of one model share its backend
@@ -67,6 +70,7 @@ type Model struct {
 	norm    backend.Tensor
 	head    backend.Tensor
 	experts *expertReader
+	dir     string // for messages
 	chunk   int
 	maxCtx  int
 	mu      sync.Mutex
@@ -103,7 +107,7 @@ func Open(dir string, opts Options) (*Model, error) {
 	if families[c.Architecture] == nil {
 		return nil, fmt.Errorf("model: %s: architecture %q: fmoe runs %s", dir, c.Architecture, format.SupportedFamilies())
 	}
-	m := &Model{Config: c, K: c.NumExpertsPerTok, be: opts.Backend, chunk: opts.PrefillChunk, maxCtx: opts.MaxContext}
+	m := &Model{Config: c, K: c.NumExpertsPerTok, be: opts.Backend, dir: dir, chunk: opts.PrefillChunk, maxCtx: opts.MaxContext}
 	if opts.ExpertsPerToken != 0 {
 		m.K = opts.ExpertsPerToken
 	}
@@ -134,6 +138,9 @@ func Open(dir string, opts Options) (*Model, error) {
 	if m.weights, err = mmap.Open(filepath.Join(dir, man.Weights.File)); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
+	if err := checkDense(dir, man); err != nil {
+		return nil, err
+	}
 	if hm, ok := m.be.(backend.HostMapper); ok {
 		// Registering from the wrapped mapping binds weights in place;
 		// where wrapping fails (Metal: past maxBufferLength) Register
@@ -157,7 +164,10 @@ func Open(dir string, opts Options) (*Model, error) {
 	if par <= 0 {
 		par = m.K
 	}
-	eo := expertOptions{par: par, direct: opts.DirectIO, lz4: opts.LZ4}
+	eo := expertOptions{par: par, direct: opts.DirectIO, lz4: opts.LZ4, check: checkFirst}
+	if opts.VerifyEveryRead {
+		eo.check = checkEvery
+	}
 	eo.host, _ = m.be.(backend.HostAllocator)
 	if m.experts, err = openExperts(dir, &c, set, eo); err != nil {
 		return nil, err
@@ -198,8 +208,8 @@ func weight(t *format.Tensor, blob []byte) (backend.Weight, error) {
 		return w, fmt.Errorf("model: tensor %s has shape %v, want 1 or 2 dims", t.Name, t.Shape)
 	}
 	span := func(s format.Span) ([]byte, error) {
-		if s.Offset < 0 || s.Size < 0 || s.End() > int64(len(blob)) {
-			return nil, fmt.Errorf("model: tensor %s range [%d, %d) outside its %d-byte file", t.Name, s.Offset, s.End(), len(blob))
+		if !s.Within(int64(len(blob))) {
+			return nil, fmt.Errorf("model: tensor %s range at %d (%d bytes) outside its %d-byte file", t.Name, s.Offset, s.Size, len(blob))
 		}
 		return blob[s.Offset:s.End():s.End()], nil
 	}

@@ -247,6 +247,9 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 	if r.err != nil {
 		return nil, fmt.Errorf("model: %w", r.err)
 	}
+	if err := m.checkLogits(logits); err != nil {
+		return nil, err
+	}
 	s.pos += T
 	return logits, nil
 }

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fmoe/fmoe/internal/cliutil"
+)
+
+// TestUsageExit: bad invocations exit 2 before anything is read or written;
+// a failure at run time exits 1.
+func TestUsageExit(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	in := "../../testdata/tiny/mlx-4bit"
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"convert", "--in", in, "--out", out, "--bits", "3"}, 2, "--bits 3: want 2, 4, 8, 16"},
+		{[]string{"convert", "--in", in, "--out", out, "--dense-bits", "2"}, 2, "--dense-bits 2: want 4, 8, 16"},
+		{[]string{"convert", "--in", in, "--out", out, "--rule", "best"}, 2, "--rule best: want minmax, mlx, lsq"},
+		{[]string{"convert", "--in", in, "--out", out, "--workers", "-1"}, 2, "--workers -1: want 0 or more"},
+		{[]string{"convert", "--in", in}, 2, "--out is required"},
+		{[]string{"convert", "--in", in, "--out", out, "--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"convert", "--in", in, "--out", out, "--bits", "four"}, 2, `invalid value "four" for flag -bits`},
+		{[]string{"synth", "--preset", "qwen9", "--out", out}, 2, "--preset qwen9: want qwen3.5-397b-a17b"},
+		{[]string{"synth", "--preset", "tiny", "--out", out, "--layout", "gguf"}, 2, "--layout gguf: want mlx-4bit, hf"},
+		{[]string{"requant", "--model", out, "--bits", "3"}, 2, "--bits 3"},
+		{[]string{"lz4", "--model", out, "--workers", "-4"}, 2, "--workers -4: want 0 or more"},
+		{[]string{"lz4"}, 2, "--model is required"},
+		{[]string{"pack"}, 2, `unknown command "pack"`},
+		{[]string{"help", "pack"}, 2, "No help topic"},
+		{[]string{"convert", "--in", filepath.Join(t.TempDir(), "missing"), "--out", out}, 1, "config.json"},
+	} {
+		var stdout, stderr strings.Builder
+		code := cliutil.RunArgs(newApp(), append([]string{"fmoe-pack"}, tc.args...), &stdout, &stderr)
+		if code != tc.code || !strings.Contains(stderr.String(), tc.msg) {
+			t.Errorf("%q: exit %d, %q; want %d, %q", tc.args, code, stderr.String(), tc.code, tc.msg)
+		}
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("a refused invocation wrote %s", out)
+	}
+}

@@ -1,0 +1,71 @@
+package cliutil
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+)
+
+func testApp() *cli.App {
+	return &cli.App{Name: "tool", Commands: []*cli.Command{{
+		Name:  "do",
+		Flags: []cli.Flag{&cli.StringFlag{Name: "in", Required: true}, &cli.IntFlag{Name: "n"}},
+		Action: func(c *cli.Context) error {
+			switch c.Int("n") {
+			case 1:
+				return errors.New("disk on fire")
+			case 2:
+				return UsageError("--n 2: want anything else")
+			}
+			return nil
+		},
+	}}}
+}
+
+// TestUsageErrors: every kind of usage error exits 2 with one line on
+// stderr and nothing on stdout; a failure exits 1.
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"do", "--in", "x"}, 0, ""},
+		{[]string{"do", "--in", "x", "--n", "1"}, 1, "tool: disk on fire\n"},
+		{[]string{"do", "--in", "x", "--n", "2"}, 2, "tool: --n 2: want anything else\n"},
+		{[]string{"do", "--in", "x", "--n", "two"}, 2, "tool: invalid value \"two\" for flag -n: parse error (see tool do --help)\n"},
+		{[]string{"do", "--in", "x", "--bogus"}, 2, "tool: flag provided but not defined: -bogus (see tool do --help)\n"},
+		{[]string{"do"}, 2, "tool: --in is required (see tool do --help)\n"},
+		{[]string{"do", "--in", "x", "extra", "--n", "1"}, 2, "unexpected argument \"extra --n 1\""},
+		{[]string{"bogus"}, 2, "tool: unknown command \"bogus\" (see tool --help)\n"},
+		{[]string{"--bogus"}, 2, "tool: flag provided but not defined: -bogus (see tool --help)\n"},
+		{[]string{"help", "bogus"}, 2, "No help topic"},
+	} {
+		var out, errOut strings.Builder
+		code := RunArgs(testApp(), append([]string{"tool"}, tc.args...), &out, &errOut)
+		if code != tc.code || !strings.Contains(errOut.String(), tc.msg) || tc.msg == "" && errOut.Len() > 0 {
+			t.Errorf("%q: exit %d, stderr %q; want %d, %q", tc.args, code, errOut.String(), tc.code, tc.msg)
+		}
+		if tc.code == 2 && out.Len() > 0 {
+			t.Errorf("%q: a usage error printed %q to stdout", tc.args, out.String())
+		}
+	}
+	var out strings.Builder
+	RunArgs(testApp(), []string{"tool", "do", "--help"}, &out, &out)
+	if !strings.Contains(out.String(), "Exit status: 0 success, 1 failure, 2 usage error") || !strings.Contains(out.String(), "(required)") {
+		t.Errorf("help lacks the exit statuses or a required mark:\n%s", out.String())
+	}
+}
+
+func TestOneOf(t *testing.T) {
+	if OneOf("bits", 4, 2, 4) != nil {
+		t.Error("4 of 2, 4 refused")
+	}
+	err := OneOf("bits", 3, 2, 4)
+	var ec cli.ExitCoder
+	if !errors.As(err, &ec) || ec.ExitCode() != ExitUsage || err.Error() != "--bits 3: want 2, 4" {
+		t.Errorf("OneOf(3 of 2, 4) = %v", err)
+	}
+}
