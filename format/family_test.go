@@ -163,3 +163,27 @@ func TestUnknownFamily(t *testing.T) {
 		t.Errorf("Validate of an unknown architecture: %v", err)
 	}
 }
+
+// TestDenseLayerFile: a dense layer's expert file is empty, and a manifest
+// that gives it experts (or takes a sparse layer's away) is refused.
+func TestDenseLayerFile(t *testing.T) {
+	m := manifestOf(t, "../testdata/arch/glm4_moe/hf/config.json")
+	if err := Validate(m); err != nil {
+		t.Fatal(err)
+	}
+	set := &m.Experts[0]
+	if set.Layers[0].Size != 0 || len(set.Layers[1].CRC32C) != m.Config.NumExperts {
+		t.Fatalf("layers %+v", set.Layers[:2])
+	}
+	dense, sparse := set.Layers[0], set.Layers[1]
+	set.Layers[0] = sparse
+	set.Layers[0].File = LayerFileName(0)
+	if err := Validate(m); err == nil || !strings.Contains(err.Error(), "layer_00.bin") {
+		t.Errorf("experts in the dense layer: %v", err)
+	}
+	set.Layers[0], set.Layers[1] = dense, dense
+	set.Layers[1].File = LayerFileName(1)
+	if err := Validate(m); err == nil || !strings.Contains(err.Error(), "layer_01.bin") {
+		t.Errorf("no experts in a sparse layer: %v", err)
+	}
+}
