@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/fmoe/fmoe/format"
 )
@@ -30,7 +31,7 @@ func (p *packer) findExperts(l int) (*layerExperts, error) {
 	pre := format.LayerPrefix(l) + "mlp."
 	le := &layerExperts{layer: l}
 	missing := func(name string) error {
-		return fmt.Errorf("source checkpoint %s: layer %d routed experts: tensor %s is missing", ck.dir, l, origName(ck.layout, name))
+		return fmt.Errorf("source checkpoint %s: layer %d routed experts: tensor %s is missing", ck.dir, l, ck.origName(name))
 	}
 	checkFloat := func(t *srcTensor, want []int) error {
 		if !isFloat(t.dtype) {
@@ -128,12 +129,12 @@ func (p *packer) findStackedQuantised(l int, le *layerExperts) (*layerExperts, e
 		for i, part := range []string{"weight", "scales", "biases"} {
 			t, ok := ck.tensors[pre+proj+"."+part]
 			if !ok {
-				return nil, fmt.Errorf("source checkpoint %s: layer %d routed experts: tensor %s is missing", ck.dir, l, origName(ck.layout, pre+proj+"."+part))
+				return nil, fmt.Errorf("source checkpoint %s: layer %d routed experts: tensor %s is missing", ck.dir, l, ck.origName(pre+proj+"."+part))
 			}
 			ts[i] = t
 			le.srcs = append(le.srcs, t)
 		}
-		bits, group := ck.quant.forModule("language_model." + pre + proj)
+		bits, group := ck.quant.forModule(strings.TrimSuffix(ts[0].orig, ".weight"))
 		if le.bits != 0 && (bits != le.bits || group != le.group) {
 			return nil, fmt.Errorf("source checkpoint %s: layer %d experts mix %d-bit and %d-bit projections; fmoe needs one expert format", ck.dir, l, le.bits, bits)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,6 +49,9 @@ type checkpoint struct {
 	skipped      []string // name patterns of tensors a text runtime does not need
 	skippedCount int
 	normShifted  bool
+	// bareMLX: an mlx-community conversion of a text-only model, whose names carry no
+	// language_model. prefix (Qwen3-MoE, GLM-4.5).
+	bareMLX bool
 }
 
 // quantConfig is config.json's "quantization" block (MLX).
@@ -254,6 +258,9 @@ func (c *checkpoint) loadShards() error {
 		}
 	}
 	c.layout = detectLayout(where)
+	if c.layout == LayoutHF && c.quant != nil {
+		c.layout, c.bareMLX = LayoutMLX, true
+	}
 	c.normShifted = c.detectNormShift()
 	return nil
 }
@@ -329,6 +336,9 @@ func detectLayout(names map[string]string) string {
 // detectNormShift applies mlx-lm's test: a conv1d kernel stored [C,1,K] means a raw Hugging Face
 // checkpoint whose zero-centred norms still need the +1.
 func (c *checkpoint) detectNormShift() bool {
+	if !slices.ContainsFunc(format.Schema(&c.config), func(s format.TensorSpec) bool { return s.NormShift }) {
+		return false // a family without zero-centred norms
+	}
 	for l, t := range c.config.LayerTypes {
 		if t != format.LinearAttention {
 			continue
