@@ -87,3 +87,29 @@ func TestUnsupportedFamilyLeavesNothing(t *testing.T) {
 	})
 	expectFailure(t, src, Options{Bits: 16}, "mixtral", "qwen3_5_moe", "qwen3_moe", "glm4_moe")
 }
+
+// TestFamilyBadInputs: a GLM-4.5 or Qwen3-MoE checkpoint missing a tensor
+// only its family has, or with one misshapen, is refused by name and
+// leaves nothing behind.
+func TestFamilyBadInputs(t *testing.T) {
+	for _, c := range []struct {
+		src, tensor string
+		mutate      func(e *stEntry) bool
+		want        []string
+	}{
+		{glmFixture, "model.layers.2.mlp.gate.e_score_correction_bias", func(*stEntry) bool { return false },
+			[]string{"model.layers.2.mlp.gate.e_score_correction_bias", "missing"}},
+		{glmFixture, "model.layers.1.self_attn.k_proj.bias", func(e *stEntry) bool { e.shape = []int{32, 2}; return true },
+			[]string{"model.layers.1.self_attn.k_proj.bias", "[32 2]", "[64]"}},
+		{glmFixture, "model.layers.0.mlp.up_proj.weight", func(*stEntry) bool { return false },
+			[]string{"model.layers.0.mlp.up_proj.weight", "missing"}},
+		{"../testdata/arch/qwen3_moe/hf", "model.layers.3.self_attn.q_norm.weight", func(*stEntry) bool { return false },
+			[]string{"model.layers.3.self_attn.q_norm.weight", "missing"}},
+	} {
+		t.Run(c.tensor, func(t *testing.T) {
+			src := copyDir(t, c.src)
+			rewriteShard(t, src, c.tensor, c.mutate)
+			expectFailure(t, src, Options{Bits: 16}, c.want...)
+		})
+	}
+}
