@@ -30,8 +30,10 @@ func familyConfig(p *Preset, layers int) map[string]any {
 		c["model_type"] = "glm4_moe"
 		c["n_routed_experts"], c["n_shared_experts"] = p.Experts, p.SharedInter/p.MoeInter
 		c["first_k_dense_replace"] = dense
-		c["n_group"], c["topk_group"], c["routed_scaling_factor"] = 1, 1, 2.5
-		c["attention_bias"], c["use_qk_norm"] = true, false
+		// Grouped routing and q/k norm, which the transformers fixture leaves out, so that a
+		// synthetic model runs them (n_group must divide the experts).
+		c["n_group"], c["topk_group"], c["routed_scaling_factor"] = 4, 2, 2.5
+		c["attention_bias"], c["use_qk_norm"] = true, true
 		c["rope_parameters"] = map[string]any{"rope_type": "default", "rope_theta": 1e6, "partial_rotary_factor": 0.5}
 		c["max_position_embeddings"] = 131072
 	}

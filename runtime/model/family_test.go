@@ -159,8 +159,9 @@ func TestFamilyDenseLayerReaders(t *testing.T) {
 }
 
 // TestFamilySynthDecodeEqualsPrefill runs each family's synthetic test
-// shape (fmoe-pack synth; Qwen3-MoE's has a dense first layer, which the
-// transformers fixture lacks): logits are finite, and feeding the prompt
+// shape (fmoe-pack synth) with what the transformers fixtures lack — a
+// Qwen3-MoE dense layer; GLM grouped routing and q/k norm: logits are
+// finite, and feeding the prompt
 // one token at a time through the caches gives the batched forward's.
 func TestFamilySynthDecodeEqualsPrefill(t *testing.T) {
 	for _, preset := range []string{"qwen3-moe-tiny", "glm4-moe-tiny"} {
@@ -180,6 +181,9 @@ func TestFamilySynthDecodeEqualsPrefill(t *testing.T) {
 			defer m.Close()
 			if !m.Config.Dense(0) {
 				t.Fatalf("%s: layer 0 is not dense", preset)
+			}
+			if c := &m.Config; c.Architecture == "glm4_moe" && (c.NGroup != 4 || !c.UseQKNorm || m.layers[1].qNorm == nil) {
+				t.Fatalf("glm4-moe-tiny: n_group %d, use_qk_norm %v", c.NGroup, c.UseQKNorm)
 			}
 			ids := []int{3, 17, 400, 9, 1023, 5, 77, 12}
 			full := forwardAll(t, m, ids)
