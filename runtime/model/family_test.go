@@ -166,15 +166,7 @@ func TestFamilyDenseLayerReaders(t *testing.T) {
 func TestFamilySynthDecodeEqualsPrefill(t *testing.T) {
 	for _, preset := range []string{"qwen3-moe-tiny", "glm4-moe-tiny"} {
 		t.Run(preset, func(t *testing.T) {
-			ctx := context.Background()
-			src, out := filepath.Join(t.TempDir(), "ck"), filepath.Join(t.TempDir(), "m")
-			if _, err := pack.Synth(ctx, pack.SynthOptions{Preset: preset, Layout: "hf", Out: src, Seed: 3}); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := pack.Convert(ctx, pack.Options{In: src, Out: out, Bits: 16}); err != nil {
-				t.Fatal(err)
-			}
-			m, err := Open(out, Options{})
+			m, err := Open(synthPacked(t, preset), Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -205,4 +197,18 @@ func TestFamilySynthDecodeEqualsPrefill(t *testing.T) {
 			}
 		})
 	}
+}
+
+// synthPacked writes a preset's synthetic checkpoint (hf layout, seed 3) and packs it at 16 bits.
+func synthPacked(t *testing.T, preset string) string {
+	t.Helper()
+	ctx := context.Background()
+	src, out := filepath.Join(t.TempDir(), "ck"), filepath.Join(t.TempDir(), "m")
+	if _, err := pack.Synth(ctx, pack.SynthOptions{Preset: preset, Layout: "hf", Out: src, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pack.Convert(ctx, pack.Options{In: src, Out: out, Bits: 16}); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
