@@ -67,8 +67,12 @@ func Schema(c *Config) []TensorSpec {
 	return f.schema(c)
 }
 
-// allFull is the layer_types of a model whose every layer is full attention.
+// allFull is the layer_types of a model whose every layer is full attention (nil for a layer
+// count Validate refuses: a config is untrusted, and this allocates before Validate runs).
 func allFull(n int) []string {
+	if n <= 0 || n > maxDim {
+		return nil
+	}
 	t := make([]string, n)
 	for i := range t {
 		t[i] = FullAttention

@@ -30,7 +30,9 @@ func parseGLM4MoE(r *reader, c *Config) {
 	c.AttentionBias = r.boolOr("attention_bias", false)
 	c.UseQKNorm = r.boolOr("use_qk_norm", false)
 	c.IntermediateSize = r.intOr("intermediate_size", 0)
-	c.LayerTypes = allFull(c.NumHiddenLayers)
+	if c.LayerTypes = allFull(c.NumHiddenLayers); c.LayerTypes == nil {
+		return // Validate names the layer count
+	}
 	if k := r.intOr("first_k_dense_replace", 1); k > 0 {
 		c.MLPTypes = make([]string, c.NumHiddenLayers)
 		for l := range c.MLPTypes {

@@ -1,9 +1,6 @@
 package format
 
-import (
-	"fmt"
-	"slices"
-)
+import "fmt"
 
 // qwen3MoEFamily is Qwen3-MoE (Qwen3-30B-A3B, Qwen3-235B-A22B, Qwen3-Coder-480B-A35B): GQA with
 // per-head q/k RMSNorm, full rotary, softmax top-k routing, no shared expert, optional dense
@@ -31,7 +28,9 @@ func parseQwen3MoE(r *reader, c *Config) {
 	if r.boolOr("use_sliding_window", false) {
 		r.fail("use_sliding_window is true: fmoe does not implement sliding-window attention")
 	}
-	c.LayerTypes = allFull(c.NumHiddenLayers)
+	if c.LayerTypes = allFull(c.NumHiddenLayers); c.LayerTypes == nil {
+		return // Validate names the layer count
+	}
 	var only []int
 	r.opt("mlp_only_layers", &only)
 	step := r.intOr("decoder_sparse_step", 1)
@@ -39,18 +38,20 @@ func parseQwen3MoE(r *reader, c *Config) {
 		r.fail("decoder_sparse_step is %d, want a positive integer", step)
 		return
 	}
+	mlpOnly := make([]bool, c.NumHiddenLayers)
 	for _, l := range only {
 		if l < 0 || l >= c.NumHiddenLayers {
 			r.fail("mlp_only_layers names layer %d of %d", l, c.NumHiddenLayers)
 			return
 		}
+		mlpOnly[l] = true
 	}
 	types := make([]string, c.NumHiddenLayers)
 	dense := false
 	for l := range types {
 		// transformers' Qwen3MoeDecoderLayer: sparse iff not MLP-only and (l+1) % step == 0.
 		types[l] = MLPMoE
-		if slices.Contains(only, l) || (l+1)%step != 0 {
+		if mlpOnly[l] || (l+1)%step != 0 {
 			types[l], dense = MLPDense, true
 		}
 	}
