@@ -78,7 +78,7 @@ func TestQwen3MoEConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.MLPTypes != nil || c.NormTopKProb || c.NumExperts != 8 {
+	if c.MLPTypes != nil || c.NormTopKProb || c.NumExperts != 8 || c.IntermediateSize != 0 {
 		t.Fatalf("defaults: mlp_types %v, norm_topk_prob %v, experts %d", c.MLPTypes, c.NormTopKProb, c.NumExperts)
 	}
 	for _, bad := range []struct{ js, want string }{

@@ -33,7 +33,9 @@ func parseGLM4MoE(r *reader, c *Config) {
 	if c.LayerTypes = allFull(c.NumHiddenLayers); c.LayerTypes == nil {
 		return // Validate names the layer count
 	}
-	if k := r.intOr("first_k_dense_replace", 1); k > 0 {
+	if k := r.intOr("first_k_dense_replace", 1); k <= 0 {
+		c.IntermediateSize = 0 // no layer has the dense MLP it sizes
+	} else {
 		c.MLPTypes = make([]string, c.NumHiddenLayers)
 		for l := range c.MLPTypes {
 			c.MLPTypes[l] = MLPMoE

@@ -57,6 +57,8 @@ func parseQwen3MoE(r *reader, c *Config) {
 	}
 	if dense {
 		c.MLPTypes = types
+	} else {
+		c.IntermediateSize = 0 // no layer has the dense MLP it sizes
 	}
 }
 
