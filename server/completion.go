@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -8,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/fmoe/fmoe/chat"
@@ -32,28 +32,31 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			badRequest(w, "request body exceeds the limit of %d bytes", s.opts.MaxBodyBytes)
+			writeError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large",
+				fmt.Sprintf("request body exceeds the limit of %d bytes", s.opts.MaxBodyBytes))
 		} else {
 			badRequest(w, "reading the request body: %v", err)
 		}
 		return
 	}
+	// The server's read timeout covers the request, not the reply: left
+	// in place, it would cancel a generation that outlasts it.
+	http.NewResponseController(w).SetReadDeadline(time.Time{})
 	j, status, err := s.prepare(body)
 	if err != nil {
-		code := "invalid_request"
-		if errors.Is(err, convo.ErrContext) {
-			code = "context_length_exceeded"
-		}
-		writeError(w, status, "invalid_request_error", code, err.Error())
+		writeJSON(w, status, requestError(err))
 		return
 	}
 	release, err := s.acquire(r)
-	if errors.Is(err, errBusy) {
+	switch {
+	case errors.Is(err, errBusy):
 		writeError(w, http.StatusTooManyRequests, "rate_limit_error", "rate_limit_exceeded",
 			fmt.Sprintf("the model is busy and %d requests are already queued; retry later", s.opts.QueueSize))
 		return
-	}
-	if err != nil {
+	case errors.Is(err, errClosing):
+		writeError(w, http.StatusServiceUnavailable, "server_error", "server_shutting_down", errClosing.Error())
+		return
+	case err != nil:
 		return // the client went away while queued
 	}
 	defer release()
@@ -69,6 +72,10 @@ func (s *Server) prepare(body []byte) (*job, int, error) {
 	}
 	if err := req.validate(); err != nil {
 		return nil, http.StatusBadRequest, err
+	}
+	if req.Model != "" && req.Model != s.opts.Name {
+		return nil, http.StatusNotFound, &fieldError{param: "model", code: "model_not_found",
+			msg: fmt.Sprintf("the model %q does not exist; this server serves %q (GET /v1/models)", req.Model, s.opts.Name)}
 	}
 	var err error
 	if j.choice, err = parseToolChoice(req.ToolChoice, req.Tools); err != nil {
@@ -119,20 +126,25 @@ func (s *Server) prepare(body []byte) (*job, int, error) {
 }
 
 func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
-	ctx := r.Context()
+	// The generation ends with the client, or when a shutdown's grace
+	// period is over.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(s.base, cancel)()
 	out := &responder{
-		w: w, stream: j.req.Stream, id: newID(), created: time.Now().Unix(), name: s.opts.Name, fp: s.fp,
+		w: w, rc: http.NewResponseController(w), stall: s.opts.Timeouts.Write,
+		stream: j.req.Stream, id: newID(), created: time.Now().Unix(), name: s.opts.Name, fp: s.fp,
 		parser: chat.NewParser(j.popts), filter: stopFilter{stops: j.stops}, none: j.choice.mode == "none",
 	}
-	if f, ok := w.(http.Flusher); ok {
-		out.flusher = f
+	if feed, reused := s.e.Plan(j.prompt); reused+len(feed) >= s.e.MaxContext() {
+		out.fail(http.StatusBadRequest, "context_length_exceeded", fmt.Errorf("%w: %d tokens, context %d",
+			convo.ErrContext, reused+len(feed), s.e.MaxContext()))
+		return
 	}
 	out.start()
 	opts := convo.Options{
 		MaxTokens: j.max,
 		Sampler:   j.smp,
-		Inject:    forceToolCall(j.choice, j.popts.StartInReasoning),
-		Logits:    s.toolNameConstraint(j),
 		OnText: func(piece string) bool {
 			if s.onToken != nil {
 				s.onToken()
@@ -141,66 +153,54 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
 			return !out.filter.hit && out.err == nil && ctx.Err() == nil
 		},
 	}
+	if g := s.forcedCall(j); g != nil {
+		opts.Inject, opts.Logits = g.inject, g.mask
+		out.forced = true
+	}
+	if s.noStop {
+		opts.Logits = func(_ string, logits []float32) {
+			for _, id := range s.e.StopIDs() {
+				logits[id] = -1e30
+			}
+		}
+	}
 	res, err := s.e.Generate(ctx, j.prompt, opts)
 	if err != nil {
-		status := http.StatusInternalServerError
+		status, code := http.StatusInternalServerError, "internal_error"
 		if errors.Is(err, convo.ErrContext) {
-			status = http.StatusBadRequest
+			status, code = http.StatusBadRequest, "context_length_exceeded"
 		}
 		s.opts.Log.Printf("%s: error: %v", out.id, err)
-		out.fail(status, err)
+		out.fail(status, code, err)
 		return
+	}
+	if out.err != nil {
+		s.opts.Log.Printf("%s: the client stopped reading (%v); generation stopped", out.id, out.err)
 	}
 	s.opts.Log.Printf("%s: prompt %d tokens (%d cached) in %.2fs, %d generated in %.2fs, %s",
 		out.id, res.PromptTokens, res.ReusedTokens, res.PrefillTime.Seconds(), len(res.IDs), res.GenerateTime.Seconds(), res.Finish)
 	if res.Finish == convo.FinishCancelled {
-		return // nobody is listening
+		if r.Context().Err() == nil && s.base.Err() != nil {
+			// The client is still there: end its reply cleanly.
+			out.fail(http.StatusServiceUnavailable, "server_shutting_down",
+				fmt.Errorf("%w; the reply was cut off after %d tokens", errClosing, len(res.IDs)))
+		}
+		return // otherwise nobody is listening
 	}
 	u := &usage{PromptTokens: res.PromptTokens, CompletionTokens: len(res.IDs), TotalTokens: res.PromptTokens + len(res.IDs),
 		PromptTokensDetails: &promptDetails{CachedTokens: res.ReusedTokens}}
 	out.finish(res.Finish == convo.FinishLength, u, j.req.StreamOptions != nil && j.req.StreamOptions.IncludeUsage)
 }
 
-// forceToolCall implements tool_choice "required" and a named function: once
-// the reasoning is over (or at once when the prompt closed it), the start of
-// a tool call is written for the model unless it began one itself.
-func forceToolCall(tc toolChoice, inReasoning bool) func(string) string {
-	if tc.mode != "required" && tc.mode != "function" {
-		return nil
-	}
-	done := false
-	return func(gen string) string {
-		if done {
-			return ""
-		}
-		if strings.Contains(gen, "<tool_call>") {
-			done = true
-			return ""
-		}
-		var lead string
-		switch {
-		case !inReasoning && strings.TrimSpace(gen) == "":
-		case inReasoning && strings.HasSuffix(strings.TrimRight(gen, " \n"), "</think>"):
-			lead = "\n\n"
-		default:
-			return ""
-		}
-		done = true
-		s := lead + "<tool_call>\n<function="
-		if tc.mode == "function" {
-			s += tc.name + ">\n"
-		}
-		return s
-	}
-}
-
-// toolNameConstraint keeps a call that tool_choice forces well formed and
-// its function among the offered tools.
-func (s *Server) toolNameConstraint(j *job) func(string, []float32) {
+// forcedCall returns the grammar that holds the reply to a tool call when
+// tool_choice is "required" or names a function, or nil.
+func (s *Server) forcedCall(j *job) *callGrammar {
 	if j.choice.mode != "required" && j.choice.mode != "function" {
 		return nil
 	}
-	return newCallGrammar(s.tokenTexts(), j.req.Tools).mask
+	multi := j.req.ParallelToolCalls == nil || *j.req.ParallelToolCalls
+	texts := s.tokenTexts() // fills s.special too
+	return newCallGrammar(texts, s.special, s.e.StopIDs(), j.req.Tools, j.choice, multi, j.popts.StartInReasoning)
 }
 
 func newID() string {

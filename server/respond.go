@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/fmoe/fmoe/chat"
 )
@@ -13,8 +14,11 @@ import (
 // reasoning and tool calls, and streamed as chat.completion.chunk events or
 // collected into one chat.completion.
 type responder struct {
-	w       http.ResponseWriter
-	flusher http.Flusher
+	w  http.ResponseWriter
+	rc *http.ResponseController
+	// stall is how long the client may take to accept one write; a write
+	// that takes longer fails, which cancels the generation.
+	stall   time.Duration
 	stream  bool
 	id      string
 	created int64
@@ -23,6 +27,9 @@ type responder struct {
 	parser  *chat.Parser
 	filter  stopFilter
 	none    bool // tool_choice "none": tool calls stay text
+	// forced: tool_choice forces a call. A call cut off (by max_tokens)
+	// is dropped rather than returned as markup in the content.
+	forced  bool
 	events  []chat.Event
 	started bool  // the stream's headers are out
 	err     error // a failed write: the client is gone
@@ -51,6 +58,9 @@ func (o *responder) feed(piece string) {
 
 func (o *responder) handle(evs []chat.Event) {
 	for _, ev := range evs {
+		if o.forced && ev.Unparsed {
+			continue
+		}
 		if o.none {
 			switch ev.Kind {
 			case chat.EventToolCallDelta:
@@ -119,6 +129,7 @@ func (o *responder) finish(length bool, u *usage, includeUsage bool) {
 		return
 	}
 	msg := &chat.Message{Role: "assistant", Content: res.Content, ReasoningContent: res.Reasoning, ToolCalls: res.ToolCalls}
+	o.deadline()
 	writeJSON(o.w, http.StatusOK, &completion{
 		ID: o.id, Object: "chat.completion", Created: o.created, Model: o.name, SystemFingerprint: o.fp,
 		Choices: []choice{{Message: msg, FinishReason: &reason}}, Usage: u,
@@ -127,16 +138,17 @@ func (o *responder) finish(length bool, u *usage, includeUsage bool) {
 
 // fail reports an error: as a status before the stream starts, as an error
 // event after.
-func (o *responder) fail(status int, err error) {
+func (o *responder) fail(status int, code string, err error) {
 	typ := "server_error"
 	if status < 500 {
 		typ = "invalid_request_error"
 	}
 	if !o.started {
-		writeError(o.w, status, typ, "", err.Error())
+		o.deadline()
+		writeError(o.w, status, typ, code, err.Error())
 		return
 	}
-	b, _ := json.Marshal(newAPIError(typ, "", err.Error()))
+	b, _ := json.Marshal(newAPIError(typ, code, err.Error()))
 	o.write(string(b))
 	o.write("[DONE]")
 }
@@ -156,15 +168,29 @@ func (o *responder) chunk(d *delta, finish *string, u *usage) {
 	o.write(string(b))
 }
 
+// write sends one event and flushes it to the client, which must take it
+// within the stall time: a client that stops reading fails the write
+// instead of holding the model.
 func (o *responder) write(data string) {
 	if o.err != nil {
 		return
 	}
+	o.deadline()
 	if _, err := fmt.Fprintf(o.w, "data: %s\n\n", data); err != nil {
 		o.err = err
 		return
 	}
-	if o.flusher != nil {
-		o.flusher.Flush()
+	if o.rc != nil {
+		if err := o.rc.Flush(); err != nil {
+			o.err = err
+		}
+	}
+}
+
+// deadline gives the next write the stall time. Writers without deadlines
+// (test recorders) are left as they are.
+func (o *responder) deadline() {
+	if o.rc != nil && o.stall > 0 {
+		o.rc.SetWriteDeadline(time.Now().Add(o.stall))
 	}
 }

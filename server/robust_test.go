@@ -35,6 +35,15 @@ func do(t *testing.T, method, url, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+func decodeError(t *testing.T, body string) apiError {
+	t.Helper()
+	var e apiError
+	if err := json.Unmarshal([]byte(body), &e); err != nil || e.Error.Message == "" {
+		t.Errorf("not an OpenAI error: %s", body)
+	}
+	return e
+}
+
 // waitFor polls cond for at most 20 seconds.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -185,7 +194,6 @@ func TestBadRequests(t *testing.T) {
 		{`{` + user + `,"tool_choice":{"type":"function"}}`, "tool_choice"},
 		{`{` + user + `,"tools":[{"type":"function","function":{}}]}`, "function.name"},
 		{`{` + user + `,"tools":[{"type":"retrieval","function":{"name":"a"}}]}`, "type must be"},
-		{`{` + user + `,"pad":"` + strings.Repeat("x", 5000) + `"}`, "exceeds the limit of 4096 bytes"},
 	} {
 		status, body := do(t, "POST", url+"/v1/chat/completions", c.body)
 		var e apiError
@@ -194,7 +202,11 @@ func TestBadRequests(t *testing.T) {
 			t.Errorf("%.60s: %d %s; want 400 mentioning %q", c.body, status, body, c.want)
 		}
 	}
-	status, body := do(t, "GET", url+"/v1/chat/completions", "")
+	status, body := do(t, "POST", url+"/v1/chat/completions", `{`+user+`,"pad":"`+strings.Repeat("x", 5000)+`"}`)
+	if e := decodeError(t, body); status != http.StatusRequestEntityTooLarge || !strings.Contains(e.Error.Message, "exceeds the limit of 4096 bytes") {
+		t.Errorf("an oversized body: %d %s; want 413", status, body)
+	}
+	status, body = do(t, "GET", url+"/v1/chat/completions", "")
 	if status != http.StatusNotFound || !strings.Contains(body, `"error"`) {
 		t.Errorf("GET /v1/chat/completions: %d %s", status, body)
 	}

@@ -13,12 +13,16 @@
 package server
 
 import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,7 +32,8 @@ import (
 
 // Options configure a Server.
 type Options struct {
-	// Name is the model id in responses and /v1/models.
+	// Name is the model id in responses and /v1/models, and the only
+	// model name a request may ask for (or leave out).
 	Name string
 	// QueueSize is how many requests may wait while one generates (0: 4;
 	// negative: none wait).
@@ -37,6 +42,11 @@ type Options struct {
 	MaxBodyBytes int64
 	// Log receives one line per request; nil discards.
 	Log *log.Logger
+	// Timeouts bound how long a client may hold a connection; see Serve.
+	Timeouts Timeouts
+	// APIKey, when set, must come with every request but GET /health as
+	// "Authorization: Bearer KEY"; others get HTTP 401.
+	APIKey string
 }
 
 // Server is the HTTP API over one engine.
@@ -53,8 +63,24 @@ type Server struct {
 	fp        string
 	textsOnce sync.Once
 	texts     []string
+	special   []bool
 	// onToken, when set (tests), runs for every piece of generated text.
 	onToken func()
+	// noStop, when set (tests), keeps the model from ending its turn, so
+	// the tiny model's replies run to max_tokens.
+	noStop bool
+
+	// base is cancelled when a shutdown's grace period is over: it stops
+	// every generation and every request still queued.
+	base    context.Context
+	stopAll context.CancelFunc
+	// mu guards closing and active (requests admitted to the queue or
+	// generating); drained is closed once closing and active is 0.
+	mu          sync.Mutex
+	closing     bool
+	active      int
+	drained     chan struct{}
+	drainClosed bool
 }
 
 // New returns a server for e. The server owns e's session from now on.
@@ -74,12 +100,16 @@ func New(e *convo.Engine, o Options) *Server {
 	if o.Log == nil {
 		o.Log = log.New(io.Discard, "", 0)
 	}
+	o.Timeouts = o.Timeouts.withDefaults()
+	base, stopAll := context.WithCancel(context.Background())
 	return &Server{
 		e: e, opts: o,
 		admit:   make(chan struct{}, 1+o.QueueSize),
 		run:     make(chan struct{}, 1),
 		created: time.Now().Unix(),
 		fp:      fmt.Sprintf("fmoe-k%d", e.Model.K),
+		base:    base, stopAll: stopAll,
+		drained: make(chan struct{}),
 	}
 }
 
@@ -94,7 +124,26 @@ func (s *Server) Handler() http.Handler {
 		writeError(w, http.StatusNotFound, "invalid_request_error", "not_found",
 			fmt.Sprintf("no route for %s %s (POST /v1/chat/completions, GET /v1/models, GET /health)", r.Method, r.URL.Path))
 	})
-	return mux
+	if s.opts.APIKey == "" {
+		return mux
+	}
+	want := sha256.Sum256([]byte(s.opts.APIKey))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/health" {
+			mux.ServeHTTP(w, r) // for load balancers and probes; it tells nothing secret
+			return
+		}
+		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		// Hashes compare in constant time whatever the lengths.
+		got := sha256.Sum256([]byte(strings.TrimSpace(key)))
+		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="fmoe"`)
+			writeError(w, http.StatusUnauthorized, "invalid_request_error", "invalid_api_key",
+				"a valid API key is required: send it as \"Authorization: Bearer KEY\"")
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) modelObject() map[string]any {
@@ -120,15 +169,24 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// errBusy is returned by acquire when the queue is full.
-var errBusy = errors.New("busy")
+// errBusy is returned by acquire when the queue is full, errClosing when
+// the server is shutting down.
+var (
+	errBusy    = errors.New("busy")
+	errClosing = errors.New("the server is shutting down")
+)
 
 // acquire admits a request and waits for the model. It fails at once when
-// the queue is full, and when the client goes away while waiting.
+// the queue is full or the server is shutting down, and when the client
+// goes away (or the shutdown's grace period ends) while waiting.
 func (s *Server) acquire(r *http.Request) (release func(), err error) {
+	if !s.enter() {
+		return nil, errClosing
+	}
 	select {
 	case s.admit <- struct{}{}:
 	default:
+		s.leave()
 		return nil, errBusy
 	}
 	s.waiting.Add(1)
@@ -140,12 +198,17 @@ func (s *Server) acquire(r *http.Request) (release func(), err error) {
 			s.busy.Store(false)
 			<-s.run
 			<-s.admit
+			s.leave()
 		}, nil
 	case <-r.Context().Done():
-		s.waiting.Add(-1)
-		<-s.admit
-		return nil, r.Context().Err()
+		err = r.Context().Err()
+	case <-s.base.Done():
+		err = errClosing
 	}
+	s.waiting.Add(-1)
+	<-s.admit
+	s.leave()
+	return nil, err
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

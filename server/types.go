@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"strings"
+	"regexp"
 
 	"github.com/fmoe/fmoe/chat"
 )
@@ -15,6 +17,7 @@ type chatRequest struct {
 	Messages            []chat.Message  `json:"messages"`
 	Tools               []chat.Tool     `json:"tools"`
 	ToolChoice          json.RawMessage `json:"tool_choice"`
+	ParallelToolCalls   *bool           `json:"parallel_tool_calls"`
 	Stream              bool            `json:"stream"`
 	StreamOptions       *streamOptions  `json:"stream_options"`
 	MaxTokens           *int            `json:"max_tokens"`
@@ -111,13 +114,8 @@ func (r *chatRequest) validate() error {
 			return fmt.Errorf("messages[%d]: unknown role %q", i, m.Role)
 		}
 	}
-	for i, t := range r.Tools {
-		if t.Type != "" && t.Type != "function" {
-			return fmt.Errorf("tools[%d]: type must be \"function\"", i)
-		}
-		if strings.TrimSpace(t.Function.Name) == "" {
-			return fmt.Errorf("tools[%d]: function.name is required", i)
-		}
+	if err := validateTools(r.Tools); err != nil {
+		return err
 	}
 	if r.N != nil && *r.N != 1 {
 		return fmt.Errorf("n must be 1 (one generation at a time)")
@@ -132,6 +130,37 @@ func (r *chatRequest) validate() error {
 	}
 	// fmoe-run's flags are checked by the same function.
 	return chat.Sampling{Temperature: r.Temperature, TopP: r.TopP}.Validate()
+}
+
+// toolName is OpenAI's rule for function names. It also keeps names from
+// carrying markup into the prompt or the call grammar.
+var toolName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
+
+func validateTools(tools []chat.Tool) error {
+	seen := map[string]int{}
+	for i, t := range tools {
+		field := func(f string) string { return fmt.Sprintf("tools[%d].%s", i, f) }
+		if t.Type != "" && t.Type != "function" {
+			return &fieldError{param: field("type"), msg: fmt.Sprintf(`%s must be "function", not %q`, field("type"), t.Type)}
+		}
+		name := t.Function.Name
+		switch j, dup := seen[name]; {
+		case name == "":
+			return &fieldError{param: field("function.name"), msg: field("function.name") + " is required"}
+		case !toolName.MatchString(name):
+			return &fieldError{param: field("function.name"), msg: fmt.Sprintf(
+				"%s %q is invalid: use 1 to 64 letters, digits, underscores or dashes", field("function.name"), name)}
+		case dup:
+			return &fieldError{param: field("function.name"), msg: fmt.Sprintf(
+				"%s %q is already the name of tools[%d]", field("function.name"), name, j)}
+		}
+		seen[name] = i
+		if p := bytes.TrimSpace(t.Function.Parameters); len(p) > 0 && string(p) != "null" && p[0] != '{' {
+			return &fieldError{param: field("function.parameters"), msg: field("function.parameters") +
+				" must be a JSON Schema object, e.g. {\"type\":\"object\",\"properties\":{…}}"}
+		}
+	}
+	return nil
 }
 
 // Response shapes.
@@ -186,5 +215,28 @@ type apiError struct {
 func newAPIError(typ, code, msg string) apiError {
 	var e apiError
 	e.Error.Message, e.Error.Type, e.Error.Code = msg, typ, code
+	return e
+}
+
+// fieldError is a request error that names the offending field (OpenAI's
+// error.param) and, where OpenAI has one, a specific error code.
+type fieldError struct {
+	param, code, msg string
+}
+
+func (e *fieldError) Error() string { return e.msg }
+
+// requestError is the OpenAI error body for a rejected request.
+func requestError(err error) apiError {
+	e := newAPIError("invalid_request_error", "invalid_request", err.Error())
+	var fe *fieldError
+	if errors.As(err, &fe) {
+		if fe.param != "" {
+			e.Error.Param = &fe.param
+		}
+		if fe.code != "" {
+			e.Error.Code = fe.code
+		}
+	}
 	return e
 }

@@ -27,7 +27,7 @@ packed_experts/layer_NN.bin (one file per layer, one aligned block per expert).
 Example:
    fmoe-pack convert --in ~/models/Qwen3.5-397B-A17B-4bit --out ~/models/q397-fmoe
    fmoe-verify --model ~/models/q397-fmoe`,
-		Commands: []*cli.Command{convertCmd(), synthCmd(), requantCmd(), lz4Cmd(), routeTraceCmd()},
+		Commands: []*cli.Command{convertCmd(), pullCmd(), synthCmd(), requantCmd(), lz4Cmd(), routeTraceCmd()},
 	}
 }
 
@@ -35,14 +35,15 @@ func convertCmd() *cli.Command {
 	return &cli.Command{
 		Name:      "convert",
 		Usage:     "pack a checkpoint directory",
-		UsageText: "fmoe-pack convert --in DIR --out DIR [--bits 4|2|8|16] [--dense-bits 4|8|16] [--force]",
+		UsageText: "fmoe-pack convert --in DIR|hf://ORG/NAME[@REV] --out DIR [--bits 4|2|8|16] [--dense-bits 4|8|16] [--force]",
 		Description: `Reads config.json, model.safetensors.index.json (or model.safetensors) and the shards from --in.
 Float checkpoints are quantised (MLX affine, group 64): routed experts at --bits, other matrices
 at --dense-bits (router and shared-expert gates at 8 bits or more); --bits 16 keeps bf16 and is
 lossless. mlx-community checkpoints are copied bit-exact. The output is written to a temporary
-directory beside --out and renamed when complete.`,
+directory beside --out and renamed when complete. --in hf://ORG/NAME[@REVISION] first downloads
+the files a pack needs into the Hugging Face cache (see fmoe-pack pull --help) and packs from there.`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "in", Usage: "source checkpoint `DIR`", Required: true},
+			&cli.StringFlag{Name: "in", Usage: "source checkpoint `DIR`, or hf://ORG/NAME[@REVISION] to download it first (as fmoe-pack pull)", Required: true},
 			&cli.StringFlag{Name: "out", Usage: "output `DIR` (must not exist unless --force)", Required: true},
 			&cli.IntFlag{Name: "bits", Usage: "routed expert bits: 2, 4, 8 or 16 (default 4, or the source's own)"},
 			&cli.IntFlag{Name: "dense-bits", Usage: "bits for other matrices of a float source: 4, 8 or 16 (default 4; --bits 8/16 raise it)"},
@@ -60,8 +61,12 @@ directory beside --out and renamed when complete.`,
 			}
 			ctx, stop := cliutil.SignalContext()
 			defer stop()
+			in, err := convertInput(ctx, c)
+			if err != nil {
+				return err
+			}
 			st, err := pack.Convert(ctx, pack.Options{
-				In: c.String("in"), Out: c.String("out"), Bits: c.Int("bits"), DenseBits: c.Int("dense-bits"),
+				In: in, Out: c.String("out"), Bits: c.Int("bits"), DenseBits: c.Int("dense-bits"),
 				Rule: c.String("rule"), Force: c.Bool("force"), Workers: c.Int("workers"),
 				Progress: cliutil.ProgressWriter(c.Bool("quiet")), Log: os.Stderr,
 			})

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestForwardContextCancels: a cancel during a layer stops the forward
@@ -51,5 +52,50 @@ func TestForwardContextCancels(t *testing.T) {
 			t.Fatalf("%s: after Reset the logits differ (%v)", c.name, err)
 		}
 		s.Reset()
+	}
+}
+
+// TestCloseWaitsForForward: Close waits for a forward pass in flight (it
+// must not unmap weights under it), and every pass after Close fails
+// cleanly instead of reading unmapped memory.
+func TestCloseWaitsForForward(t *testing.T) {
+	m, err := Open(packed(t, "mlx-4bit", 0), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := m.NewSession()
+	inLayer, release := make(chan struct{}), make(chan struct{})
+	s.Capture = func(name string, T int, h []float32) {
+		if name == "layer00" {
+			close(inLayer)
+			<-release
+		}
+	}
+	fwd := make(chan error, 1)
+	go func() { _, err := s.Forward([]int{1, 5, 9}); fwd <- err }()
+	<-inLayer
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a forward pass was running")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	if err := <-fwd; err != nil {
+		t.Fatalf("the pass Close waited for: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	s.Capture = nil
+	if _, err := s.Forward([]int{1}); !errors.Is(err, errClosed) {
+		t.Errorf("Forward after Close: %v", err)
+	}
+	if _, err := s.Snapshot(); !errors.Is(err, errClosed) {
+		t.Errorf("Snapshot after Close: %v", err)
+	}
+	if err := m.Close(); err != nil {
+		t.Errorf("a second Close: %v", err)
 	}
 }

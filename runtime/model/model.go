@@ -73,7 +73,11 @@ type Model struct {
 	dir     string // for messages
 	chunk   int
 	maxCtx  int
-	mu      sync.Mutex
+	// mu serialises forward passes, snapshots and Close; closed (under
+	// mu) makes a pass that comes after Close fail instead of reading
+	// unmapped weights.
+	mu     sync.Mutex
+	closed bool
 	// hostMapped: the backend wrapped the weights mapping (HostMapper).
 	hostMapped bool
 }
@@ -178,6 +182,12 @@ func Open(dir string, opts Options) (*Model, error) {
 
 // Close releases the mapping, the expert files and an owned backend.
 func (m *Model) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	m.closed = true
 	var errs []error
 	if m.experts != nil {
 		errs = append(errs, m.experts.Close())
@@ -191,6 +201,9 @@ func (m *Model) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// errClosed is returned by a pass that comes after Close.
+var errClosed = errors.New("model: used after Close")
 
 // Backend is the backend the model runs on.
 func (m *Model) Backend() backend.Backend { return m.be }

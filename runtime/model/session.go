@@ -134,6 +134,9 @@ func (s *Session) forward(ctx context.Context, ids []int, all bool) ([]float32, 
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return nil, errClosed
+	}
 	var out []float32
 	if all {
 		out = make([]float32, 0, len(ids)*V)

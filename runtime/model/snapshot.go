@@ -57,6 +57,9 @@ func (s *Session) SnapshotReuse(old *Snapshot) (*Snapshot, error) {
 	m := s.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return nil, errClosed
+	}
 	sn := old
 	if sn == nil || len(sn.layers) != len(s.layers) {
 		sn = &Snapshot{layers: make([]snapLayer, len(s.layers))}
@@ -103,6 +106,9 @@ func (s *Session) Restore(sn *Snapshot) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return errClosed
+	}
 	// Until every layer is written the session is neither state.
 	s.pos = 0
 	for l := range s.layers {

@@ -92,26 +92,36 @@ typedef fm_vec4<uint> uint4;
 typedef fm_vec4<int> int4;
 #endif
 
-// Hooks into the simulator: op 0 = sum, 1 = max; site identifies the call
-// (the simulator checks that every lane reached the same one).
-float fm_sim_simd(float v, int op, const void* site);
-void fm_sim_barrier(const void* site);
-
-#if defined(__GNUC__)
-#define FM_MOCK_NOINLINE __attribute__((noinline))
-#define FM_MOCK_SITE __builtin_return_address(0)
-#else
-#define FM_MOCK_NOINLINE
-#define FM_MOCK_SITE nullptr
-#endif
+// Hooks into the simulator: op 0 = sum, 1 = max. A fm_site names the
+// source site of the call: the simulator checks that every thread of a
+// threadgroup waits at the same barrier, and every lane of a SIMD group is
+// in the same reduction. The identity comes from the preprocessor
+// (__COUNTER__, unique per macro expansion, so also per site when two
+// share a line; __FILE__ and __LINE__ for the message), not from a code
+// address: a compiler may duplicate one source barrier into several call
+// sites (g++ -O1 does, in matvec), which must not read as divergence.
+struct fm_site {
+    int id;
+    const char* file;
+    int line;
+};
+float fm_sim_simd(float v, int op, fm_site site);
+void fm_sim_barrier(fm_site site);
 
 namespace metal {
 
 enum class mem_flags { mem_none = 0, mem_device = 1, mem_threadgroup = 2, mem_texture = 4 };
 
-FM_MOCK_NOINLINE inline void threadgroup_barrier(mem_flags) { fm_sim_barrier(FM_MOCK_SITE); }
-FM_MOCK_NOINLINE inline float simd_sum(float v) { return fm_sim_simd(v, 0, FM_MOCK_SITE); }
-FM_MOCK_NOINLINE inline float simd_max(float v) { return fm_sim_simd(v, 1, FM_MOCK_SITE); }
+inline void threadgroup_barrier_at(mem_flags, fm_site s) { fm_sim_barrier(s); }
+inline float simd_sum_at(float v, fm_site s) { return fm_sim_simd(v, 0, s); }
+inline float simd_max_at(float v, fm_site s) { return fm_sim_simd(v, 1, s); }
+
+// The builtins as function-like macros, so that each use expands to its own
+// site (a `metal::` before the name is kept).
+#define FM_MOCK_SITE (fm_site{__COUNTER__, __FILE__, __LINE__})
+#define threadgroup_barrier(flags) threadgroup_barrier_at(flags, FM_MOCK_SITE)
+#define simd_sum(v) simd_sum_at(v, FM_MOCK_SITE)
+#define simd_max(v) simd_max_at(v, FM_MOCK_SITE)
 
 // as_type reinterprets the bits of a value of the same size (MSL 2.x).
 template <class T, class U>

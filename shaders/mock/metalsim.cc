@@ -11,11 +11,19 @@
 //
 // It checks what a GPU would not report: every lane of a SIMD group
 // reaching the same reduction, every thread of a threadgroup the same
-// barrier (and none having exited before it), the host's arguments against
+// barrier (and none having exited before it) — the same meaning the same
+// use in the source, which metal_mock.h passes in, as a compiler may copy
+// one use into several places in the machine code —, the host's arguments against
 // each kernel's signature (count, buffer vs scalar, int vs float), and
 // dynamic threadgroup memory is filled with NaN so that reading an
 // unwritten element shows up in the results.
 
+// The fibers switch with _setjmp/_longjmp, which do not save the signal
+// mask (swapcontext makes a system call per switch, most of the
+// simulator's time); the fortified longjmp would take a jump to another
+// stack for a corrupt one.
+#undef _FORTIFY_SOURCE
+#include <setjmp.h>
 #include <ucontext.h>
 
 #include <cmath>
@@ -30,14 +38,18 @@
 #include <utility>
 #include <vector>
 
+#include "metal_mock.h"  // fm_site; kernels.metal includes it again (guarded)
+
 namespace sim {
 
 enum State { RUNNABLE, AT_BARRIER, AT_SIMD, DONE };
 
 struct Fiber {
-    ucontext_t ctx;
+    ucontext_t ctx;  // only to start it
+    jmp_buf jb;      // where it waits, once started
+    bool started;
     State st;
-    const void* site;
+    fm_site site;  // of the barrier or reduction it waits at
     int op;
     float val, res;
 };
@@ -47,6 +59,7 @@ std::vector<Fiber> fibers;
 std::vector<std::vector<char>> stacks;
 int cur;
 ucontext_t sched;
+jmp_buf schedJB;  // where the scheduler resumes a fiber
 std::function<void(int)> body;
 std::string err;  // first error since the last sync
 
@@ -54,9 +67,29 @@ void fail(const std::string& m) {
     if (err.empty()) err = m;
 }
 
+std::string where(const fm_site& s) {
+    const char* f = std::strrchr(s.file, '/');
+    return std::string(f ? f + 1 : s.file) + ":" + std::to_string(s.line);
+}
+
 void entry() {
     body(cur);
-    fibers[cur].st = DONE;  // uc_link returns to the scheduler
+    fibers[cur].st = DONE;
+    _longjmp(schedJB, 1);  // never returns: its stack is reused
+}
+
+// resume runs fiber i until it waits or returns.
+void resume(int i) {
+    cur = i;
+    if (_setjmp(schedJB)) return;
+    if (fibers[i].started) _longjmp(fibers[i].jb, 1);
+    fibers[i].started = true;
+    swapcontext(&sched, &fibers[i].ctx);
+}
+
+// yield returns to the scheduler from the running fiber.
+void yield() {
+    if (!_setjmp(fibers[cur].jb)) _longjmp(schedJB, 1);
 }
 
 // runGroup runs n threads of one threadgroup to completion, resolving
@@ -72,15 +105,15 @@ bool runGroup(int n, const char* kname) {
         getcontext(&f.ctx);
         f.ctx.uc_stack.ss_sp = stacks[i].data();
         f.ctx.uc_stack.ss_size = kStack;
-        f.ctx.uc_link = &sched;
+        f.ctx.uc_link = nullptr;  // entry never returns
         makecontext(&f.ctx, entry, 0);
+        f.started = false;
         f.st = RUNNABLE;
     }
     for (;;) {
         for (int i = 0; i < n; i++) {
             if (fibers[i].st != RUNNABLE) continue;
-            cur = i;
-            swapcontext(&sched, &fibers[i].ctx);
+            resume(i);
         }
         int done = 0, atBar = 0;
         for (int i = 0; i < n; i++) {
@@ -100,9 +133,11 @@ bool runGroup(int n, const char* kname) {
             }
             float r = fibers[g].op == 1 ? -INFINITY : 0.0f;
             for (int i = g; i < e; i++) {
-                if (fibers[i].site != fibers[g].site || fibers[i].op != fibers[g].op) {
+                if (fibers[i].site.id != fibers[g].site.id || fibers[i].op != fibers[g].op) {
                     fail(std::string(kname) + ": lanes of SIMD group " + std::to_string(g / 32) +
-                         " are in different SIMD reductions (divergent control flow)");
+                         " are in different SIMD reductions (divergent control flow): lane " + std::to_string(g % 32) +
+                         " at " + where(fibers[g].site) + ", lane " + std::to_string(i % 32) + " at " +
+                         where(fibers[i].site));
                     return false;
                 }
                 r = fibers[g].op == 1 ? std::fmax(r, fibers[i].val) : r + fibers[i].val;
@@ -123,15 +158,14 @@ bool runGroup(int n, const char* kname) {
                  std::to_string(done) + " threads that already returned will never reach");
             return false;
         }
-        const void* site = nullptr;
         for (int i = 0; i < n; i++) {
-            if (i > 0 && fibers[i].site != site) {
-                fail(std::string(kname) + ": threads wait at different barriers (divergent control flow)");
+            if (fibers[i].site.id != fibers[0].site.id) {
+                fail(std::string(kname) + ": threads wait at different barriers (divergent control flow): thread 0 at " +
+                     where(fibers[0].site) + ", thread " + std::to_string(i) + " at " + where(fibers[i].site));
                 return false;
             }
-            site = fibers[i].site;
-            fibers[i].st = RUNNABLE;
         }
+        for (int i = 0; i < n; i++) fibers[i].st = RUNNABLE;
     }
 }
 
@@ -141,21 +175,21 @@ uint64_t rng = 0x9E3779B97F4A7C15ull;
 
 }  // namespace sim
 
-float fm_sim_simd(float v, int op, const void* site) {
+float fm_sim_simd(float v, int op, fm_site site) {
     sim::Fiber& f = sim::fibers[sim::cur];
     f.st = sim::AT_SIMD;
     f.val = v;
     f.op = op;
     f.site = site;
-    swapcontext(&f.ctx, &sim::sched);
+    sim::yield();
     return f.res;
 }
 
-void fm_sim_barrier(const void* site) {
+void fm_sim_barrier(fm_site site) {
     sim::Fiber& f = sim::fibers[sim::cur];
     f.st = sim::AT_BARRIER;
     f.site = site;
-    swapcontext(&f.ctx, &sim::sched);
+    sim::yield();
 }
 
 namespace metal {

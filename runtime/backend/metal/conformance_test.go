@@ -7,9 +7,10 @@ import (
 	"github.com/fmoe/fmoe/runtime/backend/backendtest"
 )
 
-func newSimBackend(t *testing.T, tweak func(*Backend, *simDevice), env ...string) func() backend.Backend {
+func newSimBackend(t *testing.T, cc string, tweak func(*Backend, *simDevice), env ...string) func() backend.Backend {
+	t.Logf("simulator built with %s", cc)
 	return func() backend.Backend {
-		d := newSimDevice(t, env...)
+		d := newSimDevice(t, cc, env...)
 		be, err := newBackend(d)
 		if err != nil {
 			t.Fatal(err)
@@ -23,12 +24,16 @@ func newSimBackend(t *testing.T, tweak func(*Backend, *simDevice), env ...string
 
 // TestConformanceSim runs the conformance suite on the Metal backend with
 // the simulator as its device: the Metal build of the kernels, launched
-// with this package's grids, arguments and threadgroup sizes.
+// with this package's grids, arguments and threadgroup sizes. The
+// simulator is built with the first C++ compiler found (clang++ before
+// g++), TestConformanceSimTight's with the last, so that with both present
+// each compiles the kernels once and the suite runs on both builds.
 func TestConformanceSim(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the kernel simulator")
 	}
-	backendtest.Run(t, newSimBackend(t, nil))
+	needCXX(t)
+	backendtest.Run(t, newSimBackend(t, cxx()[0], nil))
 }
 
 // TestConformanceSimTight runs it again where the host must adapt: pipelines
@@ -41,7 +46,9 @@ func TestConformanceSimTight(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the kernel simulator")
 	}
-	backendtest.Run(t, newSimBackend(t, func(be *Backend, d *simDevice) {
+	needCXX(t)
+	ccs := cxx()
+	backendtest.Run(t, newSimBackend(t, ccs[len(ccs)-1], func(be *Backend, d *simDevice) {
 		d.threads = 128
 		be.lim.MatvecBlocks = 3
 	}, "FMOE_MOCK_ULP=4"))

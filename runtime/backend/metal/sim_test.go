@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,11 +19,17 @@ import (
 // build of the kernels, executed by shaders/mock/metalsim.cc on the CPU.
 
 var (
-	simOnce sync.Once
-	simBin  string
-	simErr  error
-	simDir  string
+	simMu     sync.Mutex
+	simBuilds = map[string]*simBuild{}
+	simDir    string
 )
+
+type simBuild struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -32,43 +39,70 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// buildSim compiles the simulator once per test process.
-func buildSim(t testing.TB) string {
+// buildSim compiles the simulator of the repository's kernels with C++
+// compiler cc, once per test process.
+func buildSim(t testing.TB, cc string) string {
 	t.Helper()
-	cc := needCXX(t)
-	simOnce.Do(func() {
-		root := repoRoot(t)
-		if simDir, simErr = os.MkdirTemp("", "metalsim"); simErr != nil {
-			return
-		}
-		src := metalForMock()
-		var inc strings.Builder
-		for _, m := range regexp.MustCompile(`(?m)^\s*kernel\s+void\s+(\w+)\s*\(`).FindAllStringSubmatch(expandKernels(src), -1) {
-			fmt.Fprintf(&inc, "FM_KERNEL(%s)\n", m[1])
-		}
-		if inc.Len() == 0 {
-			simErr = fmt.Errorf("no kernels found in the Metal source")
-			return
-		}
-		os.WriteFile(filepath.Join(simDir, "kernels.metal"), []byte(src), 0o644)
-		os.WriteFile(filepath.Join(simDir, "kernels.inc"), []byte(inc.String()), 0o644)
-		simBin = filepath.Join(simDir, "metalsim")
-		args := []string{"-std=c++17", "-O1", "-g0", "-DFMOE_MOCK", "-I", simDir, "-I", filepath.Join(root, "shaders", "mock"),
-			"-o", simBin, filepath.Join(root, "shaders", "mock", "metalsim.cc")}
-		if cc == "clang++" {
-			args = append(args, "-Wno-unknown-attributes")
-		} else {
-			args = append(args, "-Wno-attributes")
-		}
-		out, err := exec.Command(cc, args...).CombinedOutput()
+	return buildSimWith(t, cc, "-O1", metalForMock())
+}
+
+// buildSimWith compiles the simulator of the Metal translation unit src
+// with compiler cc at optimisation level opt, once per process for each
+// (cc, opt, src).
+func buildSimWith(t testing.TB, cc, opt, src string) string {
+	t.Helper()
+	key := cc + "\x00" + opt + "\x00" + src
+	simMu.Lock()
+	if simDir == "" {
+		d, err := os.MkdirTemp("", "metalsim")
 		if err != nil {
-			simErr = fmt.Errorf("building the simulator: %v\n%s", err, out)
+			simMu.Unlock()
+			t.Fatal(err)
 		}
-	})
-	if simErr != nil {
-		t.Fatal(simErr)
+		simDir = d
 	}
-	return simBin
+	b := simBuilds[key]
+	if b == nil {
+		b = &simBuild{dir: filepath.Join(simDir, strconv.Itoa(len(simBuilds)))}
+		simBuilds[key] = b
+	}
+	simMu.Unlock()
+	b.once.Do(func() { b.bin, b.err = compileSim(repoRoot(t), b.dir, cc, opt, src) })
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.bin
+}
+
+func compileSim(root, dir, cc, opt, src string) (string, error) {
+	var inc strings.Builder
+	for _, m := range regexp.MustCompile(`(?m)^\s*kernel\s+void\s+(\w+)\s*\(`).FindAllStringSubmatch(expandKernels(src), -1) {
+		fmt.Fprintf(&inc, "FM_KERNEL(%s)\n", m[1])
+	}
+	if inc.Len() == 0 {
+		return "", fmt.Errorf("no kernels found in the Metal source")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kernels.metal"), []byte(src), 0o644); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kernels.inc"), []byte(inc.String()), 0o644); err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "metalsim")
+	args := []string{"-std=c++17", opt, "-g0", "-DFMOE_MOCK", "-I", dir, "-I", filepath.Join(root, "shaders", "mock"),
+		"-o", bin, filepath.Join(root, "shaders", "mock", "metalsim.cc")}
+	if cc == "clang++" {
+		args = append(args, "-Wno-unknown-attributes")
+	} else {
+		args = append(args, "-Wno-attributes")
+	}
+	if out, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the simulator with %s %s: %v\n%s", cc, opt, err, out)
+	}
+	return bin, nil
 }
 
 // expandKernels lists entry points without a preprocessor: the KERNEL lines
@@ -92,8 +126,12 @@ type simDevice struct {
 	maxTG   int
 }
 
-func newSimDevice(t testing.TB, env ...string) *simDevice {
-	bin := buildSim(t)
+func newSimDevice(t testing.TB, cc string, env ...string) *simDevice {
+	return startSim(t, buildSim(t, cc), env...)
+}
+
+// startSim starts a simulator binary as a device.
+func startSim(t testing.TB, bin string, env ...string) *simDevice {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr

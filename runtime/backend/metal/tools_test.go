@@ -1,9 +1,11 @@
 package metal
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -55,9 +57,34 @@ func metalSource() string {
 
 // metalForMock is the Metal translation unit as the mock reads it: the
 // attribute [[threadgroup(n)]] renamed, since the mock's empty
-// `threadgroup` macro would otherwise eat its name (metal_mock.h).
+// `threadgroup` macro would otherwise eat its name (metal_mock.h), and, for
+// the embedded source, a #line before each part so that compiler messages
+// and the simulator's barrier sites name the file and line of the body.
 func metalForMock() string {
-	return strings.ReplaceAll(metalSource(), "[[threadgroup(", "[[fm_threadgroup(")
+	if os.Getenv("FMOE_METAL_SOURCE") != "" {
+		return mockAttrs(metalSource())
+	}
+	return mockTU(shaders.Bodies()...)
+}
+
+// mockTU is the Metal prelude followed by bodies, each part after a #line
+// naming it (by its first line, "// name.h: …").
+func mockTU(bodies ...string) string {
+	var b strings.Builder
+	for i, part := range append([]string{shaders.PreludeMetal()}, bodies...) {
+		name := fmt.Sprintf("body%d", i)
+		if m := partNameRE.FindStringSubmatch(part); m != nil {
+			name = m[1]
+		}
+		fmt.Fprintf(&b, "#line 1 %q\n%s\n", name, mockAttrs(part))
+	}
+	return b.String()
+}
+
+var partNameRE = regexp.MustCompile(`^//\s*([\w.-]+\.h):`)
+
+func mockAttrs(src string) string {
+	return strings.ReplaceAll(src, "[[threadgroup(", "[[fm_threadgroup(")
 }
 
 func writeFile(t testing.TB, dir, name, text string) string {
