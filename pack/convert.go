@@ -4,15 +4,18 @@ package pack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/internal/fsguard"
 	"github.com/fmoe/fmoe/internal/progress"
 	"github.com/fmoe/fmoe/quant"
 )
@@ -77,11 +80,26 @@ func Convert(ctx context.Context, o Options) (*Stats, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
+	// Checked before anything is opened, and again once the shards are known (they may be
+	// links to elsewhere): with --force, an output over the source would delete it.
+	outPath := fsguard.Path{Label: "--out", Path: o.Out}
+	if err := fsguard.CheckOutput(outPath, fsguard.Path{Label: "--in", Path: o.In}); err != nil {
+		return nil, err
+	}
 	ck, err := openCheckpoint(o.In)
 	if err != nil {
 		return nil, err
 	}
 	defer ck.Close()
+	if err := fsguard.CheckOutput(outPath, ck.inputs()...); err != nil {
+		return nil, err
+	}
+	if err := checkConfigRanges(filepath.Join(ck.dir, "config.json"), &ck.config); err != nil {
+		return nil, err
+	}
+	if err := checkTokenizer(ck.dir, &ck.config); err != nil {
+		return nil, err
+	}
 	p := &packer{ctx: ctx, o: o, ck: ck, cfg: &ck.config}
 	if err := p.resolveBits(); err != nil {
 		return nil, err
@@ -89,7 +107,7 @@ func Convert(ctx context.Context, o Options) (*Stats, error) {
 	if len(ck.skipped) > 0 {
 		fmt.Fprintf(o.Log, "skipping %s (%d tensors): not used by a text runtime\n", strings.Join(ck.skipped, ", "), ck.skippedCount)
 	}
-	out, err := newStagedDir(o.Out, o.Force)
+	out, err := newStagedDir(o.Out, o.Force, o.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -111,6 +129,7 @@ func Convert(ctx context.Context, o Options) (*Stats, error) {
 		p.closeUnsynced()
 		return nil, err
 	}
+	p.reportUnused()
 	if err := p.copySideFiles(); err != nil {
 		return nil, err
 	}
@@ -192,9 +211,9 @@ func (p *packer) totalSourceBytes() int64 {
 
 // copySideFiles copies the tokenizer, template and config files users and the runtime need.
 func (p *packer) copySideFiles() error {
-	for _, name := range []string{"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"} {
-		data, err := os.ReadFile(filepath.Join(p.ck.dir, name))
-		if os.IsNotExist(err) {
+	for _, name := range sideFiles {
+		data, err := fsguard.ReadRegular(filepath.Join(p.ck.dir, name))
+		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
@@ -204,6 +223,17 @@ func (p *packer) copySideFiles() error {
 			return err
 		}
 		p.m.Files = append(p.m.Files, format.SideFile{Name: name, Size: int64(len(data)), CRC32C: format.CRC32C(data)})
+	}
+	var missing []string
+	for _, name := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		if !slices.ContainsFunc(p.m.Files, func(f format.SideFile) bool { return f.Name == name }) {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		// The weights are still worth packing, but the user must hear now, not from verify.
+		fmt.Fprintf(p.o.Log, "warning: %s has no %s: fmoe-run cannot tokenize and fmoe-verify will fail until you copy the model's tokenizer files into the source and pack again\n",
+			p.ck.dir, strings.Join(missing, " or "))
 	}
 	return nil
 }

@@ -21,6 +21,9 @@ func (p *packer) packDense() error {
 			return err
 		}
 		enc, srcs, err := p.encodeDense(spec)
+		if err == nil {
+			err = p.checkDenseFinite(srcs)
+		}
 		if err != nil {
 			f.Close()
 			return err
@@ -148,4 +151,16 @@ func layerWhat(name string) string {
 		}
 	}
 	return "model"
+}
+
+// checkDenseFinite rejects NaN or infinity in the float tensors a dense tensor is made from
+// (quantised weights are U32 and have none), and marks them used.
+func (p *packer) checkDenseFinite(srcs []*srcTensor) error {
+	for _, s := range srcs {
+		s.used = true
+		if err := p.ck.checkFinite(s, s.data, "", 0); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -14,7 +14,9 @@ type layerExperts struct {
 	layer int
 	// Float sources: per projection, the bytes of expert e's [rows, cols] matrix.
 	float func(e int, proj string) []byte
-	dtype string
+	// source names the tensor float(e, proj) is cut from and the slice's first element in it.
+	source func(e int, proj string) (*srcTensor, int)
+	dtype  string
 	// Quantised (MLX stacked) sources: per projection, weight/scales/biases tensors [E, ...].
 	q           map[string][3]*srcTensor
 	bits, group int
@@ -64,6 +66,10 @@ func (p *packer) findExperts(l int) (*layerExperts, error) {
 			stacked[proj] = t
 		}
 		le.float = func(e int, proj string) []byte { return sliceExpert(stacked[proj].data, E, e) }
+		le.source = func(e int, proj string) (*srcTensor, int) {
+			t := stacked[proj]
+			return t, e * (len(t.data) / E) / elemSize(t.dtype)
+		}
 		le.done = func(e int) {
 			for _, t := range stacked {
 				t.releaseExpert(E, e)
@@ -92,6 +98,16 @@ func (p *packer) findExperts(l int) (*layerExperts, error) {
 			}
 			return both[len(both)/2:]
 		}
+		le.source = func(e int, proj string) (*srcTensor, int) {
+			t, half := dn, 0
+			if proj != "down_proj" {
+				t = gu
+				if proj == "up_proj" {
+					half = len(gu.data) / E / 2
+				}
+			}
+			return t, (e*(len(t.data)/E) + half) / elemSize(t.dtype)
+		}
 		le.done = func(e int) { gu.releaseExpert(E, e); dn.releaseExpert(E, e) }
 		return le, nil
 	}
@@ -112,6 +128,7 @@ func (p *packer) findExperts(l int) (*layerExperts, error) {
 		}
 	}
 	le.float = func(e int, proj string) []byte { return per[e][proj].data }
+	le.source = func(e int, proj string) (*srcTensor, int) { return per[e][proj], 0 }
 	le.done = func(e int) {
 		for _, t := range per[e] {
 			t.release()
@@ -248,6 +265,9 @@ func (p *packer) packExperts() error {
 			return fmt.Errorf("source checkpoint %s: layer %d experts are %d-bit group %d, the first layer's are %d-bit group %d; fmoe needs one expert format", p.ck.dir, l, le.bits, le.group, set.Bits, group)
 		}
 		p.bar.Describe(fmt.Sprintf("layer %d/%d", l+1, p.cfg.NumHiddenLayers))
+		for _, s := range le.srcs {
+			s.used = true
+		}
 		lf, err := p.writeLayer(&set, le)
 		if err != nil {
 			return err
@@ -401,12 +421,22 @@ func (p *packer) fillBlock(buf []byte, set *format.ExpertSet, le *layerExperts, 
 		if le.q != nil {
 			ts := le.q[t.Name]
 			n := p.cfg.NumExperts
+			for _, q := range ts[1:] { // scales and biases are bf16, copied as they are
+				if err := p.ck.checkFinite(q, sliceExpert(q.data, n, e), fmt.Sprintf("expert %d", e), e*(len(q.data)/n)/2); err != nil {
+					return err
+				}
+			}
 			copy(buf[t.Data.Offset:t.Data.End()], sliceExpert(ts[0].data, n, e))
 			copy(buf[t.Scales.Offset:t.Scales.End()], sliceExpert(ts[1].data, n, e))
 			copy(buf[t.Biases.Offset:t.Biases.End()], sliceExpert(ts[2].data, n, e))
 			continue
 		}
 		src := le.float(e, t.Name)
+		if st, base := le.source(e, t.Name); st != nil {
+			if err := p.ck.checkFinite(st, src, fmt.Sprintf("expert %d %s", e, t.Name), base); err != nil {
+				return err
+			}
+		}
 		if set.Bits == 16 {
 			b, err := toBF16(src, le.dtype)
 			if err != nil {

@@ -17,6 +17,8 @@ import (
 
 	"github.com/fmoe/fmoe/format"
 	"github.com/fmoe/fmoe/format/lz4file"
+	"github.com/fmoe/fmoe/internal/fsguard"
+	"github.com/fmoe/fmoe/internal/partial"
 	"github.com/fmoe/fmoe/internal/progress"
 )
 
@@ -72,7 +74,7 @@ func LZ4(ctx context.Context, o LZ4Options) (*LZ4Stats, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	m, err := format.Open(o.Model)
+	m, err := openPack(o.Model)
 	if err != nil {
 		return nil, err
 	}
@@ -83,19 +85,24 @@ func LZ4(ctx context.Context, o LZ4Options) (*LZ4Stats, error) {
 		}
 	}
 	final := filepath.Join(o.Model, LZ4Dir(set.Dir))
+	if err := fsguard.CheckOutput(fsguard.Path{Label: "the LZ4 copy", Path: final}, packInputs(o.Model, m, 0)...); err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(final); err == nil && !o.Force {
 		return nil, fmt.Errorf("lz4: %s already exists (use --force to rebuild it)", final)
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("lz4: %w", err)
 	}
-	tmp, err := os.MkdirTemp(o.Model, "."+LZ4Dir(set.Dir)+".partial-")
+	cleanStale(o.Model, LZ4Dir(set.Dir), o.Log)
+	part, err := partial.Create(o.Model, LZ4Dir(set.Dir))
 	if err != nil {
 		return nil, fmt.Errorf("lz4: %w", err)
 	}
+	tmp := part.Path
 	done := false
 	defer func() {
 		if !done {
-			os.RemoveAll(tmp)
+			part.Abandon()
 		}
 	}()
 	st := &LZ4Stats{Dir: final}
@@ -112,7 +119,7 @@ func LZ4(ctx context.Context, o LZ4Options) (*LZ4Stats, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("lz4 interrupted: %w", err)
 	}
-	old := tmp + ".old"
+	old := part.OldPath()
 	if _, err := os.Stat(final); err == nil {
 		if err := os.Rename(final, old); err != nil {
 			return nil, fmt.Errorf("lz4: replacing %s: %w", final, err)
@@ -124,6 +131,7 @@ func LZ4(ctx context.Context, o LZ4Options) (*LZ4Stats, error) {
 	}
 	done = true
 	os.RemoveAll(old)
+	part.Release()
 	syncDir(o.Model)
 	bar.Finish()
 	st.Elapsed = time.Since(start)
@@ -141,7 +149,7 @@ type lz4Job struct {
 func lz4Layer(ctx context.Context, o LZ4Options, set *format.ExpertSet, l int, path string, st *LZ4Stats, bar *progress.Bar) error {
 	lf := &set.Layers[l]
 	E := len(lf.CRC32C)
-	in, err := os.Open(filepath.Join(o.Model, set.Dir, lf.File))
+	in, err := fsguard.OpenRegular(filepath.Join(o.Model, set.Dir, lf.File))
 	if err != nil {
 		return fmt.Errorf("lz4: %w", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/fmoe/fmoe/internal/partial"
 )
 
 // outFile is what the packer writes through; tests substitute one that fails (disk full).
@@ -23,10 +25,13 @@ func osCreate(path string) (outFile, error) { return os.Create(path) }
 type stagedDir struct {
 	final string
 	tmp   string
+	part  *partial.Dir
 	force bool
 }
 
-func newStagedDir(final string, force bool) (*stagedDir, error) {
+// newStagedDir first removes what runs for the same output left when they were killed (only
+// those provably dead; the rest are named in log), then makes the partial folder.
+func newStagedDir(final string, force bool, log io.Writer) (*stagedDir, error) {
 	final = filepath.Clean(final)
 	if st, err := os.Stat(final); err == nil {
 		if !force {
@@ -42,11 +47,27 @@ func newStagedDir(final string, force bool) (*stagedDir, error) {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, fmt.Errorf("output: %w", err)
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(final)+".partial-")
+	cleanStale(parent, filepath.Base(final), log)
+	part, err := partial.Create(parent, filepath.Base(final))
 	if err != nil {
-		return nil, fmt.Errorf("output: %w", err)
+		return nil, err
 	}
-	return &stagedDir{final: final, tmp: tmp, force: force}, nil
+	return &stagedDir{final: final, tmp: part.Path, part: part, force: force}, nil
+}
+
+// cleanStale removes the partial outputs of parent/base whose writers are provably dead and
+// names the ones it must leave.
+func cleanStale(parent, base string, log io.Writer) {
+	if log == nil {
+		log = io.Discard
+	}
+	removed, kept := partial.CleanStale(parent, base)
+	for _, l := range removed {
+		fmt.Fprintf(log, "removed %s, left by an interrupted run (%s)\n", l.Path, l.Reason)
+	}
+	for _, l := range kept {
+		fmt.Fprintf(log, "warning: leaving %s: %s\n", l.Path, l.Reason)
+	}
 }
 
 // path is where a file of the output lives while it is being written.
@@ -55,7 +76,7 @@ func (d *stagedDir) path(parts ...string) string {
 }
 
 // abandon removes everything written so far.
-func (d *stagedDir) abandon() { os.RemoveAll(d.tmp) }
+func (d *stagedDir) abandon() { d.part.Abandon() }
 
 // commit moves the finished directory into place, replacing an old one only now that the new
 // one is complete.
@@ -69,7 +90,7 @@ func (d *stagedDir) commit() error {
 	}
 	var old string
 	if _, err := os.Stat(d.final); err == nil {
-		old = d.tmp + ".old"
+		old = d.part.OldPath()
 		if err := os.Rename(d.final, old); err != nil {
 			return fmt.Errorf("replacing %s: %w", d.final, err)
 		}
@@ -83,6 +104,7 @@ func (d *stagedDir) commit() error {
 	if old != "" {
 		os.RemoveAll(old)
 	}
+	d.part.Release()
 	return syncDir(filepath.Dir(d.final))
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/internal/fsguard"
+	"github.com/fmoe/fmoe/internal/partial"
 	"github.com/fmoe/fmoe/internal/progress"
 	"github.com/fmoe/fmoe/quant"
 )
@@ -67,7 +69,7 @@ func Requant(ctx context.Context, o RequantOptions) (*RequantStats, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--rule: %w", err)
 	}
-	m, err := format.Open(o.Model)
+	m, err := openPack(o.Model)
 	if err != nil {
 		return nil, err
 	}
@@ -83,17 +85,22 @@ func Requant(ctx context.Context, o RequantOptions) (*RequantStats, error) {
 	set.Dir = format.ExpertSetDir(o.Bits, src.Bits)
 	set.SetRule(rule.String())
 	final := filepath.Join(o.Model, set.Dir)
+	if err := fsguard.CheckOutput(fsguard.Path{Label: "the requantised set", Path: final}, packInputs(o.Model, m, o.Bits)...); err != nil {
+		return nil, err
+	}
 	if err := clearOldSet(m, o, set.Dir, final); err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(o.Model, "."+set.Dir+".partial-")
+	cleanStale(o.Model, set.Dir, o.Log)
+	part, err := partial.Create(o.Model, set.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("requant: %w", err)
 	}
+	tmp := part.Path
 	committed := false
 	defer func() {
 		if !committed {
-			os.RemoveAll(tmp)
+			part.Abandon()
 		}
 	}()
 	rq := &requanter{ctx: ctx, o: o, rule: rule, m: m, src: src, dst: &set, tmp: tmp,
@@ -124,6 +131,7 @@ func Requant(ctx context.Context, o RequantOptions) (*RequantStats, error) {
 		return nil, fmt.Errorf("moving the finished set into place: %w", err)
 	}
 	committed = true
+	part.Release()
 	// From here the set is complete on disk; until the manifest names it, the model is the old
 	// model with an unreferenced directory, which the next run replaces.
 	if err := replaceManifest(o.Model, data); err != nil {
@@ -153,6 +161,7 @@ func checkRequantBits(src *format.ExpertSet, bits int) error {
 // rather than a manifest describing files that changed. A directory the manifest does not
 // record is a leftover of a run that died before its manifest was written; it is removed.
 func clearOldSet(m *format.Manifest, o RequantOptions, dir, path string) error {
+	dropped := false
 	if i := slices.IndexFunc(m.Experts, func(s format.ExpertSet) bool { return s.Bits == o.Bits }); i >= 0 {
 		if !o.Force {
 			return fmt.Errorf("requant: %s already has a %d-bit expert set (%s); use --force to rebuild it", o.Model, o.Bits, m.Experts[i].Dir)
@@ -166,9 +175,16 @@ func clearOldSet(m *format.Manifest, o RequantOptions, dir, path string) error {
 			return err
 		}
 		fmt.Fprintf(o.Log, "removed the old %d-bit set from the manifest; rebuilding %s\n", o.Bits, dir)
+		dropped = true
 	}
-	if _, err := os.Stat(path); err == nil {
-		fmt.Fprintf(o.Log, "removing %s: the manifest does not record it (left by an interrupted run)\n", path)
+	if _, err := os.Lstat(path); err == nil {
+		if dropped {
+			fmt.Fprintf(o.Log, "removing the old set's files in %s\n", path)
+		} else {
+			// Requant renames the finished set into place and then writes the manifest: a
+			// set on disk that the manifest lacks is a run that died between the two.
+			fmt.Fprintf(o.Log, "removing %s: the manifest does not record it (a run was interrupted after writing the set, before recording it)\n", path)
+		}
 		if err := os.RemoveAll(path); err != nil {
 			return fmt.Errorf("requant: %w", err)
 		}
@@ -218,7 +234,7 @@ func (rq *requanter) layer(l int) (format.ExpertLayer, error) {
 	E := rq.m.Config.LayerExperts(l) // 0 for a dense layer: an empty file
 	name := format.LayerFileName(l)
 	lf := format.ExpertLayer{File: name, Size: int64(E) * rq.dst.Stride, CRC32C: make([]uint32, E)}
-	in, err := os.Open(filepath.Join(rq.o.Model, rq.src.Dir, rq.src.Layers[l].File))
+	in, err := fsguard.OpenRegular(filepath.Join(rq.o.Model, rq.src.Dir, rq.src.Layers[l].File))
 	if err != nil {
 		return lf, fmt.Errorf("requant: %w", err)
 	}

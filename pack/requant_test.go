@@ -34,6 +34,11 @@ func snapshot(t *testing.T, dir string) map[string][]byte {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
+		if fi.Mode()&os.ModeSymlink != 0 {
+			target, err := os.Readlink(p)
+			out[rel+"@"] = []byte(target)
+			return err
+		}
 		if fi.IsDir() {
 			out[rel+"/"] = nil
 			return nil

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/internal/fsguard"
 	"github.com/fmoe/fmoe/internal/mmap"
 )
 
@@ -30,6 +31,7 @@ type srcTensor struct {
 	data  []byte // view into the mapped shard
 	shard *shard
 	off   int64 // offset of data in the shard, for releasing pages
+	used  bool  // read by the packer; the rest is reported
 }
 
 type shard struct {
@@ -77,11 +79,14 @@ func (c *checkpoint) Close() {
 // openCheckpoint maps every shard and indexes the tensors under canonical names.
 func openCheckpoint(dir string) (*checkpoint, error) {
 	cfgPath := filepath.Join(dir, "config.json")
-	raw, err := os.ReadFile(cfgPath)
+	raw, err := fsguard.ReadRegular(cfgPath)
 	if err != nil {
 		return nil, fmt.Errorf("source checkpoint: %w", err)
 	}
-	gen, _ := os.ReadFile(filepath.Join(dir, "generation_config.json"))
+	gen, err := fsguard.ReadRegular(filepath.Join(dir, "generation_config.json"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("source checkpoint: %w", err)
+	}
 	cfg, err := format.ParseConfig(cfgPath, raw, gen)
 	if err != nil {
 		return nil, err
@@ -157,7 +162,7 @@ func parseQuantConfig(path string, raw []byte) (*quantConfig, error) {
 // shardList returns the shard files and, with an index, which shard each tensor should be in.
 func (c *checkpoint) shardList() ([]string, map[string]string, error) {
 	idxPath := filepath.Join(c.dir, "model.safetensors.index.json")
-	raw, err := os.ReadFile(idxPath)
+	raw, err := fsguard.ReadRegular(idxPath)
 	if errors.Is(err, os.ErrNotExist) {
 		single := filepath.Join(c.dir, "model.safetensors")
 		if _, err := os.Stat(single); err != nil {
@@ -206,7 +211,7 @@ func (c *checkpoint) loadShards() error {
 			if errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("shard %s named in model.safetensors.index.json is missing: %v", path, err)
 			}
-			return fmt.Errorf("shard %s: %w", path, err)
+			return fmt.Errorf("shard: %w", err) // the error names the file
 		}
 		mf.Sequential()
 		sh := &shard{name: f, file: mf}

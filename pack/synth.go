@@ -82,7 +82,8 @@ func (t *synthTensor) size() int64 {
 // Synth writes a random checkpoint with a preset's real dimensions (its first Layers layers), in
 // the mlx-community or Hugging Face layout, for benchmarks and for sizing a disk. Values are
 // random but shaped like real ones (bf16 weights of about 1/sqrt(in), positive scales), so
-// quantisation and compression behave as on a real model.
+// quantisation and compression behave as on a real model. The tiny fixture's tokenizer and chat
+// template go beside the shards, so the checkpoint is complete for every tool that reads one.
 func Synth(ctx context.Context, o SynthOptions) (int64, error) {
 	var p *Preset
 	for i := range Presets {
@@ -117,7 +118,7 @@ func Synth(ctx context.Context, o SynthOptions) (int64, error) {
 		return 0, err
 	}
 	shards := synthShards(&c, o.Layout == "mlx-4bit")
-	out, err := newStagedDir(o.Out, o.Force)
+	out, err := newStagedDir(o.Out, o.Force, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -162,7 +163,12 @@ func Synth(ctx context.Context, o SynthOptions) (int64, error) {
 	}
 	idx, _ := json.MarshalIndent(map[string]any{"metadata": map[string]any{"total_size": total}, "weight_map": weightMap}, "", "  ")
 	cj, _ := json.MarshalIndent(cfg, "", "  ")
-	for name, data := range map[string][]byte{"model.safetensors.index.json": idx, "config.json": cj} {
+	files, err := synthTokenizerFiles()
+	if err != nil {
+		return 0, err
+	}
+	files["model.safetensors.index.json"], files["config.json"] = idx, cj
+	for name, data := range files {
 		if err := writeFileVia(osCreate, out.path(name), data); err != nil {
 			return 0, err
 		}
@@ -194,7 +200,7 @@ func synthConfig(p *Preset, layers int, mlx bool) map[string]any {
 		"num_experts": p.Experts, "num_experts_per_tok": p.TopK, "moe_intermediate_size": p.MoeInter,
 		"shared_expert_intermediate_size": p.SharedInter, "rms_norm_eps": 1e-6, "max_position_embeddings": 262144,
 		"rope_parameters":     map[string]any{"rope_type": "default", "rope_theta": 1e7, "partial_rotary_factor": 0.25},
-		"tie_word_embeddings": false, "eos_token_id": 1,
+		"tie_word_embeddings": false, "eos_token_id": synthEOS,
 	}
 	top := map[string]any{"architectures": []string{"Qwen3_5MoeForConditionalGeneration"}, "model_type": "qwen3_5_moe",
 		"text_config": text, "tie_word_embeddings": false}

@@ -1,7 +1,9 @@
 package pack
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -75,5 +77,29 @@ func TestSynthFamilies(t *testing.T) {
 				t.Errorf("mlx layout of %s: %v", c.preset, err)
 			}
 		})
+	}
+}
+
+// A source without a tokenizer still packs, but convert says at once what verify will say.
+func TestConvertWarnsWithoutTokenizer(t *testing.T) {
+	src := copyDir(t, tiny+"mlx-4bit")
+	for _, name := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		if err := os.Remove(filepath.Join(src, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var log bytes.Buffer
+	if _, err := Convert(context.Background(), Options{In: src, Out: filepath.Join(t.TempDir(), "o"), Log: &log}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "warning: "+src+" has no tokenizer.json or tokenizer_config.json") {
+		t.Errorf("log %q", log.String())
+	}
+	log.Reset()
+	if _, err := Convert(context.Background(), Options{In: tiny + "mlx-4bit", Out: filepath.Join(t.TempDir(), "o"), Log: &log}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(log.String(), "tokenizer") {
+		t.Errorf("warned about a tokenizer that is there: %q", log.String())
 	}
 }

@@ -33,6 +33,9 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 		tw.Flush()
 	}
+	for _, s := range r.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", s)
+	}
 	if r.ProblemCount > 0 {
 		fmt.Fprintf(w, "problems (%d):\n", r.ProblemCount)
 		for _, p := range r.Problems {

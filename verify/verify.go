@@ -10,10 +10,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/internal/partial"
 )
 
 // Options control Run.
@@ -42,6 +45,9 @@ type Report struct {
 	ProblemCount int           `json:"problem_count"`
 	Read         ReadStats     `json:"read"`
 	Source       *SourceReport `json:"source,omitempty"`
+	// Warnings do not fail the verification: partial outputs of interrupted runs beside the
+	// model, which take disk space and which the next run of the same command removes.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Summary describes the pack, from its manifest.
@@ -119,7 +125,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("--model %s is not a directory (a packed model is a directory holding %s)", o.Model, format.ManifestName)
 	}
-	r := &Report{Model: o.Model, Problems: []Problem{}}
+	r := &Report{Model: o.Model, Problems: []Problem{}, Warnings: leftovers(o.Model)}
 	m, ok := checkManifest(r, o.Model)
 	if !ok {
 		return r, nil
@@ -157,4 +163,23 @@ func summarize(m *format.Manifest) *Summary {
 		s.ExpertSets = append(s.ExpertSets, SetSummary{Dir: e.Dir, Bits: e.Bits, Stride: e.Stride})
 	}
 	return s
+}
+
+// leftovers names the partial outputs in the model (requant, lz4) and beside it (convert).
+func leftovers(model string) []string {
+	var w []string
+	abs, err := filepath.Abs(model)
+	if err != nil {
+		return nil
+	}
+	found := partial.Find(abs)
+	for _, p := range partial.Find(filepath.Dir(abs)) {
+		if strings.HasPrefix(filepath.Base(p), "."+filepath.Base(abs)+".partial-") {
+			found = append(found, p)
+		}
+	}
+	for _, p := range found {
+		w = append(w, fmt.Sprintf("%s is the partial output of an interrupted or running fmoe-pack; the next run for the same output removes it once its writer has exited", p))
+	}
+	return w
 }

@@ -37,14 +37,14 @@ LZ4 saves little, and decompressing costs more than the read it saves
 			if err := cliutil.NotNegative(c, "bits", "workers"); err != nil {
 				return err
 			}
-			ctx, stop := cliutil.SignalContext()
+			ctx, stop := signalContext()
 			defer stop()
 			st, err := pack.LZ4(ctx, pack.LZ4Options{
 				Model: c.String("model"), Bits: c.Int("bits"), Force: c.Bool("force"), Workers: c.Int("workers"),
 				Progress: cliutil.ProgressWriter(c.Bool("quiet")), Log: os.Stderr,
 			})
 			if err != nil {
-				return err
+				return exitErr(err)
 			}
 			fmt.Printf("compressed %d experts into %s: %.3f GB -> %.3f GB (ratio %.3f, %d kept raw) in %.1fs\n",
 				st.Experts, st.Dir, float64(st.RawBytes)/1e9, float64(st.LZ4Bytes)/1e9,

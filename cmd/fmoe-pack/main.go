@@ -40,8 +40,10 @@ func convertCmd() *cli.Command {
 Float checkpoints are quantised (MLX affine, group 64): routed experts at --bits, other matrices
 at --dense-bits (router and shared-expert gates at 8 bits or more); --bits 16 keeps bf16 and is
 lossless. mlx-community checkpoints are copied bit-exact. The output is written to a temporary
-directory beside --out and renamed when complete. --in hf://ORG/NAME[@REVISION] first downloads
-the files a pack needs into the Hugging Face cache (see fmoe-pack pull --help) and packs from there.`,
+directory beside --out and renamed when complete. --out must not be, contain or lie inside --in
+(or the files its shards link to): such an output is refused before anything is written.
+--in hf://ORG/NAME[@REVISION] first downloads the files a pack needs into the Hugging Face cache
+(see fmoe-pack pull --help) and packs from there.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "in", Usage: "source checkpoint `DIR`, or hf://ORG/NAME[@REVISION] to download it first (as fmoe-pack pull)", Required: true},
 			&cli.StringFlag{Name: "out", Usage: "output `DIR` (must not exist unless --force)", Required: true},
@@ -59,7 +61,7 @@ the files a pack needs into the Hugging Face cache (see fmoe-pack pull --help) a
 			if err := checkConvertFlags(c); err != nil {
 				return err
 			}
-			ctx, stop := cliutil.SignalContext()
+			ctx, stop := signalContext()
 			defer stop()
 			in, err := convertInput(ctx, c)
 			if err != nil {
@@ -71,7 +73,7 @@ the files a pack needs into the Hugging Face cache (see fmoe-pack pull --help) a
 				Progress: cliutil.ProgressWriter(c.Bool("quiet")), Log: os.Stderr,
 			})
 			if err != nil {
-				return err
+				return exitErr(err)
 			}
 			secs := st.Elapsed.Seconds()
 			fmt.Printf("packed %s (%s layout) into %s: %d tensors, %d experts at %d bits (dense %d bits), read %.2f GB, wrote %.2f GB in %.1fs (%.2f GB/s read)\n",

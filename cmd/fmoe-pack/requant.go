@@ -50,14 +50,14 @@ to reproduce old packs). Check the result with: fmoe-verify --model DIR`,
 			if err := cliutil.NotNegative(c, "workers"); err != nil {
 				return err
 			}
-			ctx, stop := cliutil.SignalContext()
+			ctx, stop := signalContext()
 			defer stop()
 			st, err := pack.Requant(ctx, pack.RequantOptions{
 				Model: c.String("model"), Bits: c.Int("bits"), Rule: c.String("rule"), Force: c.Bool("force"),
 				Workers: c.Int("workers"), Progress: cliutil.ProgressWriter(c.Bool("quiet")), Log: os.Stderr,
 			})
 			if err != nil {
-				return err
+				return exitErr(err)
 			}
 			secs := st.Elapsed.Seconds()
 			fmt.Printf("requantised %d experts to %d bits (rule %s) into %s: read %.2f GB, wrote %.2f GB in %.1fs\n",

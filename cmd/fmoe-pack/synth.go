@@ -41,7 +41,7 @@ about 13 GB per layer.`,
 			if err := cliutil.NotNegative(c, "layers"); err != nil {
 				return err
 			}
-			ctx, stop := cliutil.SignalContext()
+			ctx, stop := signalContext()
 			defer stop()
 			n, err := pack.Synth(ctx, pack.SynthOptions{Preset: c.String("preset"), Layers: c.Int("layers"), Layout: c.String("layout"),
 				Out: c.String("out"), Force: c.Bool("force"), Seed: c.Uint64("seed"), Progress: cliutil.ProgressWriter(c.Bool("quiet"))})

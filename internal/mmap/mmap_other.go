@@ -2,7 +2,7 @@
 
 package mmap
 
-import "os"
+import "github.com/fmoe/fmoe/internal/fsguard"
 
 // File holds a whole file. Without mmap the portable fallback reads it into memory.
 type File struct {
@@ -11,7 +11,7 @@ type File struct {
 
 // Open reads path.
 func Open(path string) (*File, error) {
-	data, err := os.ReadFile(path)
+	data, err := fsguard.ReadRegular(path)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fmoe/fmoe/internal/fsguard"
 )
 
 // File is a read-only mapping of a whole file.
@@ -18,9 +20,10 @@ type File struct {
 	name string
 }
 
-// Open maps path read-only. An empty file maps to an empty slice.
+// Open maps path read-only. An empty file maps to an empty slice. Only regular files are
+// opened: a named pipe would block the open forever.
 func Open(path string) (*File, error) {
-	f, err := os.Open(path)
+	f, err := fsguard.OpenRegular(path)
 	if err != nil {
 		return nil, err
 	}
