@@ -16,13 +16,15 @@ const glmFixture = "../testdata/arch/glm4_moe/hf"
 
 // TestGLMDenseLayerAndMTP packs GLM-4.5 (layer 0 dense) with a
 // multi-token-prediction layer added as the release stores it
-// (model.layers.{num_hidden_layers}.*): the MTP layer is skipped and said
-// so, the dense layer's expert file is empty, the others hold every expert,
+// (model.layers.{num_hidden_layers}.*, num_nextn_predict_layers of them)
+// and a stray layer after it: the MTP layer is skipped and said so, the
+// stray one reported as unused, the dense layer's expert file is empty, the others hold every expert,
 // and a 2-bit requant of the pack handles the empty layer too.
 func TestGLMDenseLayerAndMTP(t *testing.T) {
 	src := copyDir(t, glmFixture)
 	writeSafetensors(t, filepath.Join(src, "mtp.safetensors"), []stEntry{
 		{"model.layers.4.eh_proj.weight", "BF16", []int{2, 2}, make([]byte, 8)},
+		{"model.layers.5.eh_proj.weight", "BF16", []int{2, 2}, make([]byte, 8)},
 	})
 	idxPath := filepath.Join(src, "model.safetensors.index.json")
 	raw, _ := os.ReadFile(idxPath)
@@ -31,13 +33,16 @@ func TestGLMDenseLayerAndMTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	idx["weight_map"].(map[string]any)["model.layers.4.eh_proj.weight"] = "mtp.safetensors"
+	idx["weight_map"].(map[string]any)["model.layers.5.eh_proj.weight"] = "mtp.safetensors"
 	raw, _ = json.Marshal(idx)
 	os.WriteFile(idxPath, raw, 0o644)
 
 	var log bytes.Buffer
 	p := convert(t, src, Options{Bits: 4, Log: &log})
-	if !strings.Contains(log.String(), "model.layers.4.* (multi-token prediction)") {
-		t.Errorf("log does not name the skipped MTP layer: %q", log.String())
+	// num_nextn_predict_layers is 1: layer 4 is the MTP layer, layer 5 is not GLM's at all.
+	if !strings.Contains(log.String(), "model.layers.4.* (multi-token prediction)") ||
+		!strings.Contains(log.String(), "not used by the model") || !strings.Contains(log.String(), "model.layers.5.eh_proj.weight") {
+		t.Errorf("log does not name the skipped MTP layer and the unused layer 5: %q", log.String())
 	}
 	if _, err := p.m.Tensor("model.layers.4.eh_proj.weight"); err == nil {
 		t.Error("the MTP tensor was packed")

@@ -243,7 +243,7 @@ func (c *checkpoint) loadShards() error {
 				c.noteSkipped(e.Name)
 				continue
 			}
-			if pastLastLayer(canon, c.config.NumHiddenLayers) {
+			if c.mtpLayer(canon) {
 				c.notePattern(fmt.Sprintf("%s%d.* (multi-token prediction)", strings.TrimSuffix(e.Name, strings.TrimPrefix(canon, "model.layers.")), c.config.NumHiddenLayers))
 				continue
 			}
@@ -288,17 +288,37 @@ func canonicalName(n string) (string, bool) {
 	return n, true
 }
 
-// pastLastLayer reports a tensor of layer num_hidden_layers or later: the multi-token-prediction
-// layer GLM-4.5 and DeepSeek-V3 store as model.layers.{num_hidden_layers}.*, which a text
-// runtime does not run.
-func pastLastLayer(canon string, layers int) bool {
+// mtpLayer reports a tensor of a multi-token-prediction layer: GLM-4.5 and DeepSeek-V3 store
+// their num_nextn_predict_layers of them after the decoder, as model.layers.{num_hidden_layers}.*
+// on, and a text runtime does not run them. Other layers past the last are not skipped here
+// (the packer reports them as unused).
+func (c *checkpoint) mtpLayer(canon string) bool {
 	rest, ok := strings.CutPrefix(canon, "model.layers.")
 	if !ok {
 		return false
 	}
 	n, _, _ := strings.Cut(rest, ".")
 	l, err := strconv.Atoi(n)
-	return err == nil && l >= layers
+	first := c.config.NumHiddenLayers
+	return err == nil && l >= first && l-first < nextnLayers(c.rawConfig)
+}
+
+// nextnLayers is config.json's num_nextn_predict_layers (0 when absent or not a small count).
+func nextnLayers(raw []byte) int {
+	var cfg struct {
+		N    int `json:"num_nextn_predict_layers"`
+		Text *struct {
+			N int `json:"num_nextn_predict_layers"`
+		} `json:"text_config"`
+	}
+	if json.Unmarshal(raw, &cfg) != nil {
+		return 0
+	}
+	n := cfg.N
+	if cfg.Text != nil && cfg.Text.N > 0 {
+		n = cfg.Text.N
+	}
+	return min(max(n, 0), 16)
 }
 
 func (c *checkpoint) noteSkipped(orig string) {
