@@ -48,6 +48,15 @@ func familyByArch(arch string) *family {
 	return nil
 }
 
+// Architectures lists the Config.Architecture values fmoe runs.
+func Architectures() []string {
+	var a []string
+	for _, f := range families {
+		a = append(a, f.arch)
+	}
+	return a
+}
+
 // SupportedFamilies names the families fmoe runs, for error messages.
 func SupportedFamilies() string {
 	var s []string

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/fmoe/fmoe/format"
 	"github.com/fmoe/fmoe/pack"
 )
 
@@ -211,4 +212,17 @@ func synthPacked(t *testing.T, preset string) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestEveryFamilyRuns: every architecture the format accepts has a layer
+// builder here, so a pack that validates also opens.
+func TestEveryFamilyRuns(t *testing.T) {
+	for _, a := range format.Architectures() {
+		if families[a] == nil {
+			t.Errorf("architecture %q has no runtime family", a)
+		}
+	}
+	if len(families) != len(format.Architectures()) {
+		t.Errorf("%d runtime families for %d architectures", len(families), len(format.Architectures()))
+	}
 }
