@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU acceptance in one device run: the backend conformance suite on the GPU and every tiny
-# golden case through `fmoe-verify golden --backend cuda`. Expects binaries built on the dev
+# golden case (Qwen3.5, then the other families of testdata/arch) through
+# `fmoe-verify golden --backend cuda`. Expects binaries built on the dev
 # machine: bin/ (make build) and gpu/cuda.test (go test -c -o gpu/cuda.test ./runtime/backend/cuda).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,4 +28,14 @@ for m in hf hf-vl; do
   check "$m" bf16-k2 2
 done
 check mlx mlx4
+echo "== other families (testdata/arch), --backend cuda"
+for f in qwen3_moe glm4_moe; do
+  $B/fmoe-pack convert -q --in "testdata/arch/$f/hf" --out "$T/$f" --bits 16 >/dev/null 2>&1
+  for g in bf16 bf16-long bf16-k2; do
+    k=()
+    [ "$g" = bf16-k2 ] && k=(--k 2)
+    echo "-- $f vs $g ${k[*]}"
+    $B/fmoe-verify golden --backend cuda --model "$T/$f" --golden "testdata/arch/$f/golden/$g.safetensors" "${k[@]}" || fail=1
+  done
+done
 exit $fail

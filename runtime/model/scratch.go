@@ -28,7 +28,8 @@ func (sc *scratch) ensure(m *Model, n int) error {
 		qRows *= 2
 	}
 	hv := c.LinearNumValueHeads * c.LinearValueHeadDim
-	I, Is := c.MoeIntermediateSize, c.SharedExpertIntermediateSize
+	// sg and su serve the shared expert and a dense layer's MLP.
+	I, Is := c.MoeIntermediateSize, max(c.SharedExpertIntermediateSize, c.IntermediateSize)
 	sizes := []struct {
 		b *backend.Buffer
 		n int
