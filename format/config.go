@@ -33,6 +33,17 @@ type Config struct {
 	MaxPositionEmbeddings        int      `json:"max_position_embeddings"`
 	TieWordEmbeddings            bool     `json:"tie_word_embeddings"`
 	EOSTokenIDs                  []int    `json:"eos_token_ids"`
+
+	// The later families' fields (docs/format.md): omitted at their zero
+	// value, so a Qwen3.5 manifest is what it was before them.
+	MLPTypes            []string `json:"mlp_types,omitempty"` // per layer: MLPMoE or MLPDense; nil: all MLPMoE
+	IntermediateSize    int      `json:"intermediate_size,omitempty"`
+	NormTopKProb        bool     `json:"norm_topk_prob,omitempty"`
+	NGroup              int      `json:"n_group,omitempty"`
+	TopKGroup           int      `json:"topk_group,omitempty"`
+	RoutedScalingFactor float64  `json:"routed_scaling_factor,omitempty"`
+	AttentionBias       bool     `json:"attention_bias,omitempty"`
+	UseQKNorm           bool     `json:"use_qk_norm,omitempty"`
 }
 
 // Layer types.
@@ -41,13 +52,23 @@ const (
 	FullAttention   = "full_attention"
 )
 
-// Architecture names fmoe runs.
-const ArchQwen35MoE = "qwen3_5_moe"
+// MLP types (Config.MLPTypes).
+const (
+	MLPMoE   = "moe"
+	MLPDense = "dense"
+)
 
-// supportedModelTypes maps config model_type values to the architecture that runs them.
-var supportedModelTypes = map[string]string{
-	"qwen3_5_moe":      ArchQwen35MoE,
-	"qwen3_5_moe_text": ArchQwen35MoE,
+// Dense reports whether layer l has a dense MLP instead of routed experts.
+func (c *Config) Dense(l int) bool {
+	return l >= 0 && l < len(c.MLPTypes) && c.MLPTypes[l] == MLPDense
+}
+
+// LayerExperts is the number of routed experts layer l stores: 0 for a dense layer.
+func (c *Config) LayerExperts(l int) int {
+	if c.Dense(l) {
+		return 0
+	}
+	return c.NumExperts
 }
 
 // ConvDim is the channel count of the GatedDeltaNet causal convolution (q, k and v together).
@@ -81,13 +102,13 @@ func ParseConfig(name string, data, generation []byte) (Config, error) {
 	var c Config
 
 	mt := r.str("model_type", "")
-	arch, ok := supportedModelTypes[mt]
-	if !ok {
+	fam := familyByModelType(mt)
+	if fam == nil {
 		var archs []string
 		r.opt("architectures", &archs)
-		return Config{}, fmt.Errorf("%s: unknown architecture (model_type %q, architectures %v): fmoe runs qwen3_5_moe (Qwen3.5 MoE)", name, mt, archs)
+		return Config{}, fmt.Errorf("%s: unknown architecture (model_type %q, architectures %v): fmoe runs %s", name, mt, archs, SupportedFamilies())
 	}
-	c.Architecture = arch
+	c.Architecture = fam.arch
 	c.HiddenSize = r.posInt("hidden_size")
 	c.NumHiddenLayers = r.posInt("num_hidden_layers")
 	c.VocabSize = r.posInt("vocab_size")
@@ -97,16 +118,8 @@ func ParseConfig(name string, data, generation []byte) (Config, error) {
 	if c.HeadDim == 0 && c.NumAttentionHeads > 0 {
 		c.HeadDim = c.HiddenSize / c.NumAttentionHeads
 	}
-	c.AttnOutputGate = r.boolOr("attn_output_gate", true)
-	c.LinearNumKeyHeads = r.posInt("linear_num_key_heads")
-	c.LinearNumValueHeads = r.posInt("linear_num_value_heads")
-	c.LinearKeyHeadDim = r.posInt("linear_key_head_dim")
-	c.LinearValueHeadDim = r.posInt("linear_value_head_dim")
-	c.LinearConvKernelDim = r.posInt("linear_conv_kernel_dim")
-	c.NumExperts = r.posInt("num_experts")
 	c.NumExpertsPerTok = r.posInt("num_experts_per_tok")
 	c.MoeIntermediateSize = r.posInt("moe_intermediate_size")
-	c.SharedExpertIntermediateSize = r.intOr("shared_expert_intermediate_size", 0)
 	c.RMSNormEps = r.floatOr("rms_norm_eps", 1e-6)
 	c.MaxPositionEmbeddings = r.intOr("max_position_embeddings", 32768)
 	c.TieWordEmbeddings = r.boolOr("tie_word_embeddings", false)
@@ -118,27 +131,12 @@ func ParseConfig(name string, data, generation []byte) (Config, error) {
 	}
 	rr := reader{name: name + " rope_parameters", fields: rope}
 	c.RopeTheta = rr.floatOr("rope_theta", r.floatOr("rope_theta", 10000))
-	c.PartialRotaryFactor = rr.floatOr("partial_rotary_factor", r.floatOr("partial_rotary_factor", 1))
+	c.PartialRotaryFactor = rr.floatOr("partial_rotary_factor", r.floatOr("partial_rotary_factor", fam.partialRotary))
 	if rt := rr.str("rope_type", "default"); rt != "default" {
 		r.fail("rope_parameters.rope_type %q is not supported (want default)", rt)
 	}
 	c.RotaryDim = int(math.Round(float64(c.HeadDim) * c.PartialRotaryFactor))
-
-	r.opt("layer_types", &c.LayerTypes)
-	if c.LayerTypes == nil && r.err == nil {
-		interval := r.intOr("full_attention_interval", 0)
-		if interval <= 0 {
-			r.fail("missing field layer_types (or full_attention_interval)")
-		} else {
-			for i := 0; i < c.NumHiddenLayers; i++ {
-				t := LinearAttention
-				if (i+1)%interval == 0 {
-					t = FullAttention
-				}
-				c.LayerTypes = append(c.LayerTypes, t)
-			}
-		}
-	}
+	fam.parse(&r, &c)
 	c.EOSTokenIDs = r.ids("eos_token_id")
 	if r.err != nil {
 		return Config{}, r.err
@@ -171,6 +169,11 @@ const maxDim = 1 << 24
 // other. A manifest's config is untrusted input: this runs before anything divides by or
 // allocates from these values.
 func (c *Config) Validate() error {
+	fam := familyByArch(c.Architecture)
+	if fam == nil {
+		return fmt.Errorf("architecture %q is not supported: fmoe runs %s", c.Architecture, SupportedFamilies())
+	}
+	// The linear-attention sizes are 0 in the families without it; qwen35.go requires them.
 	for _, d := range []struct {
 		name string
 		v    int
@@ -179,13 +182,14 @@ func (c *Config) Validate() error {
 		{"hidden_size", c.HiddenSize, false}, {"num_hidden_layers", c.NumHiddenLayers, false},
 		{"vocab_size", c.VocabSize, false}, {"num_attention_heads", c.NumAttentionHeads, false},
 		{"num_key_value_heads", c.NumKeyValueHeads, false}, {"head_dim", c.HeadDim, false},
-		{"rotary_dim", c.RotaryDim, true}, {"linear_num_key_heads", c.LinearNumKeyHeads, false},
-		{"linear_num_value_heads", c.LinearNumValueHeads, false}, {"linear_key_head_dim", c.LinearKeyHeadDim, false},
-		{"linear_value_head_dim", c.LinearValueHeadDim, false}, {"linear_conv_kernel_dim", c.LinearConvKernelDim, false},
+		{"rotary_dim", c.RotaryDim, true}, {"linear_num_key_heads", c.LinearNumKeyHeads, true},
+		{"linear_num_value_heads", c.LinearNumValueHeads, true}, {"linear_key_head_dim", c.LinearKeyHeadDim, true},
+		{"linear_value_head_dim", c.LinearValueHeadDim, true}, {"linear_conv_kernel_dim", c.LinearConvKernelDim, true},
 		{"num_experts", c.NumExperts, false}, {"num_experts_per_tok", c.NumExpertsPerTok, false},
 		{"moe_intermediate_size", c.MoeIntermediateSize, false},
 		{"shared_expert_intermediate_size", c.SharedExpertIntermediateSize, true},
 		{"max_position_embeddings", c.MaxPositionEmbeddings, true},
+		{"intermediate_size", c.IntermediateSize, true}, {"n_group", c.NGroup, true}, {"topk_group", c.TopKGroup, true},
 	} {
 		if d.v > maxDim || d.v < 0 || d.v == 0 && !d.zero {
 			want := "a positive integer"
@@ -196,25 +200,31 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch {
-	case c.Architecture != ArchQwen35MoE:
-		return fmt.Errorf("architecture %q is not supported", c.Architecture)
 	case len(c.LayerTypes) != c.NumHiddenLayers:
 		return fmt.Errorf("layer_types has %d entries, num_hidden_layers is %d", len(c.LayerTypes), c.NumHiddenLayers)
 	case c.NumAttentionHeads%c.NumKeyValueHeads != 0:
 		return fmt.Errorf("num_attention_heads %d is not a multiple of num_key_value_heads %d", c.NumAttentionHeads, c.NumKeyValueHeads)
-	case c.LinearNumValueHeads%c.LinearNumKeyHeads != 0:
-		return fmt.Errorf("linear_num_value_heads %d is not a multiple of linear_num_key_heads %d", c.LinearNumValueHeads, c.LinearNumKeyHeads)
 	case c.NumExpertsPerTok > c.NumExperts:
 		return fmt.Errorf("num_experts_per_tok %d exceeds num_experts %d", c.NumExpertsPerTok, c.NumExperts)
 	case c.RotaryDim%2 != 0 || c.RotaryDim > c.HeadDim:
 		return fmt.Errorf("rotary dim %d (head_dim %d x partial_rotary_factor %g) must be even and at most head_dim", c.RotaryDim, c.HeadDim, c.PartialRotaryFactor)
+	case c.MLPTypes != nil && len(c.MLPTypes) != c.NumHiddenLayers:
+		return fmt.Errorf("mlp_types has %d entries, num_hidden_layers is %d", len(c.MLPTypes), c.NumHiddenLayers)
 	}
 	for i, t := range c.LayerTypes {
 		if t != LinearAttention && t != FullAttention {
 			return fmt.Errorf("layer_types[%d] is %q, want %q or %q", i, t, LinearAttention, FullAttention)
 		}
 	}
-	return nil
+	for i, t := range c.MLPTypes {
+		if t != MLPMoE && t != MLPDense {
+			return fmt.Errorf("mlp_types[%d] is %q, want %q or %q", i, t, MLPMoE, MLPDense)
+		}
+		if t == MLPDense && c.IntermediateSize <= 0 {
+			return fmt.Errorf("layer %d is dense but intermediate_size is %d", i, c.IntermediateSize)
+		}
+	}
+	return fam.validate(c)
 }
 
 func appendUnique(s []int, v int) []int {

@@ -9,7 +9,13 @@ import (
 // testManifest builds a valid manifest for the tiny fixture's config with a synthetic layout.
 func testManifest(tb testing.TB) *Manifest {
 	tb.Helper()
-	raw, err := os.ReadFile("../testdata/tiny/hf/config.json")
+	return manifestOf(tb, "../testdata/tiny/hf/config.json")
+}
+
+// manifestOf builds a valid manifest for a checkpoint's config with a synthetic layout.
+func manifestOf(tb testing.TB, path string) *Manifest {
+	tb.Helper()
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -68,7 +74,8 @@ func manifestFor(tb testing.TB, cfg Config) *Manifest {
 	}
 	set.Stride = eoff
 	for l := 0; l < cfg.NumHiddenLayers; l++ {
-		set.Layers = append(set.Layers, ExpertLayer{File: LayerFileName(l), Size: int64(cfg.NumExperts) * eoff, CRC32C: make([]uint32, cfg.NumExperts)})
+		n := cfg.LayerExperts(l) // 0 for a dense layer
+		set.Layers = append(set.Layers, ExpertLayer{File: LayerFileName(l), Size: int64(n) * eoff, CRC32C: make([]uint32, n)})
 	}
 	m.Experts = []ExpertSet{set}
 	return m

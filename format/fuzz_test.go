@@ -58,7 +58,7 @@ func smallManifest(tb testing.TB) *Manifest {
 // refuses the manifest or accepts one that every reader can trust: all ranges inside their
 // files (no overflow), layer sizes exact, every path inside the model directory.
 func FuzzValidate(f *testing.F) {
-	for _, m := range []*Manifest{smallManifest(f), testManifest(f)} {
+	for _, m := range []*Manifest{smallManifest(f), testManifest(f), manifestOf(f, "../testdata/arch/glm4_moe/hf/config.json")} {
 		data, err := Encode(m)
 		if err != nil {
 			f.Fatal(err)
@@ -95,9 +95,10 @@ func checkTrusted(t *testing.T, m *Manifest) {
 				}
 			}
 		}
-		for _, l := range set.Layers {
-			if l.Size <= 0 || l.Size%set.Stride != 0 || l.Size/set.Stride != int64(m.Config.NumExperts) {
-				t.Fatalf("accepted %s of %d bytes for %d experts x %d", l.File, l.Size, m.Config.NumExperts, set.Stride)
+		for i, l := range set.Layers {
+			n := int64(m.Config.LayerExperts(i)) // 0 for a dense layer
+			if l.Size < 0 || l.Size%set.Stride != 0 || l.Size/set.Stride != n || len(l.CRC32C) != int(n) {
+				t.Fatalf("accepted %s of %d bytes for %d experts x %d", l.File, l.Size, n, set.Stride)
 			}
 		}
 	}

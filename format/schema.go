@@ -18,8 +18,8 @@ type TensorSpec struct {
 // LayerPrefix is the canonical prefix of layer l's tensors.
 func LayerPrefix(l int) string { return fmt.Sprintf("model.layers.%d.", l) }
 
-// Schema lists every non-expert tensor of the model in file order.
-func Schema(c *Config) []TensorSpec {
+// qwen35Schema lists Qwen3.5-MoE's non-expert tensors in file order.
+func qwen35Schema(c *Config) []TensorSpec {
 	H, V := c.HiddenSize, c.VocabSize
 	var s []TensorSpec
 	add := func(name string, shape ...int) *TensorSpec {

@@ -201,11 +201,12 @@ func validateExpertSet(c *Config, s *ExpertSet) error {
 		if lf.File != LayerFileName(l) {
 			return fmt.Errorf("layer %d file is %q, want %q", l, lf.File, LayerFileName(l))
 		}
-		if lf.Size != int64(c.NumExperts)*s.Stride {
-			return fmt.Errorf("%s: size %d, want %d experts x stride %d", lf.File, lf.Size, c.NumExperts, s.Stride)
+		n := c.LayerExperts(l) // 0 for a dense layer: an empty file
+		if lf.Size != int64(n)*s.Stride {
+			return fmt.Errorf("%s: size %d, want %d experts x stride %d", lf.File, lf.Size, n, s.Stride)
 		}
-		if len(lf.CRC32C) != c.NumExperts {
-			return fmt.Errorf("%s: %d checksums, want one per expert (%d)", lf.File, len(lf.CRC32C), c.NumExperts)
+		if len(lf.CRC32C) != n {
+			return fmt.Errorf("%s: %d checksums, want one per expert (%d)", lf.File, len(lf.CRC32C), n)
 		}
 	}
 	return nil

@@ -67,7 +67,7 @@ func (p *packer) encodeDense(spec format.TensorSpec) (*encoded, []*srcTensor, er
 	ck := p.ck
 	src, ok := ck.tensors[spec.Name]
 	if !ok {
-		return nil, nil, fmt.Errorf("source checkpoint %s: tensor %s is missing (the config's %s needs it)", ck.dir, origName(ck.layout, spec.Name), layerWhat(spec.Name))
+		return nil, nil, fmt.Errorf("source checkpoint %s: tensor %s is missing (the config's %s needs it)", ck.dir, ck.origName(spec.Name), layerWhat(spec.Name))
 	}
 	base := strings.TrimSuffix(spec.Name, ".weight")
 	scales, hasScales := ck.tensors[base+".scales"]
@@ -122,6 +122,14 @@ func (p *packer) encodeDense(spec format.TensorSpec) (*encoded, []*srcTensor, er
 }
 
 // origName maps a canonical name back to the checkpoint's naming, for messages.
+func (c *checkpoint) origName(canon string) string {
+	if c.bareMLX {
+		return canon
+	}
+	return origName(c.layout, canon)
+}
+
+// origName maps a canonical name back to a layout's naming.
 func origName(layout, canon string) string {
 	switch layout {
 	case LayoutMLX:

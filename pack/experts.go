@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/fmoe/fmoe/format"
 )
@@ -32,7 +33,7 @@ func (p *packer) findExperts(l int) (*layerExperts, error) {
 	pre := format.LayerPrefix(l) + "mlp."
 	le := &layerExperts{layer: l}
 	missing := func(name string) error {
-		return fmt.Errorf("source checkpoint %s: layer %d routed experts: tensor %s is missing", ck.dir, l, origName(ck.layout, name))
+		return fmt.Errorf("source checkpoint %s: layer %d routed experts: tensor %s is missing", ck.dir, l, ck.origName(name))
 	}
 	checkFloat := func(t *srcTensor, want []int) error {
 		if !isFloat(t.dtype) {
@@ -145,12 +146,12 @@ func (p *packer) findStackedQuantised(l int, le *layerExperts) (*layerExperts, e
 		for i, part := range []string{"weight", "scales", "biases"} {
 			t, ok := ck.tensors[pre+proj+"."+part]
 			if !ok {
-				return nil, fmt.Errorf("source checkpoint %s: layer %d routed experts: tensor %s is missing", ck.dir, l, origName(ck.layout, pre+proj+"."+part))
+				return nil, fmt.Errorf("source checkpoint %s: layer %d routed experts: tensor %s is missing", ck.dir, l, ck.origName(pre+proj+"."+part))
 			}
 			ts[i] = t
 			le.srcs = append(le.srcs, t)
 		}
-		bits, group := ck.quant.forModule("language_model." + pre + proj)
+		bits, group := ck.quant.forModule(strings.TrimSuffix(ts[0].orig, ".weight"))
 		if le.bits != 0 && (bits != le.bits || group != le.group) {
 			return nil, fmt.Errorf("source checkpoint %s: layer %d experts mix %d-bit and %d-bit projections; fmoe needs one expert format", ck.dir, l, le.bits, bits)
 		}
@@ -214,22 +215,30 @@ func expertSetLayout(cfg *format.Config, bits, group int) (format.ExpertSet, err
 	return set, nil
 }
 
-// packExperts writes packed_experts/layer_NN.bin for every layer.
+// packExperts writes packed_experts/layer_NN.bin for every layer (empty for a dense layer).
 func (p *packer) packExperts() error {
 	group := 64
 	if p.ck.quant != nil {
 		group = p.ck.quant.GroupSize
 	}
 	var set format.ExpertSet
+	started := false
 	for l := 0; l < p.cfg.NumHiddenLayers; l++ {
-		le, err := p.findExperts(l)
-		if err != nil {
-			return err
+		le := &layerExperts{layer: l, done: func(int) {}}
+		if !p.cfg.Dense(l) {
+			var err error
+			if le, err = p.findExperts(l); err != nil {
+				return err
+			}
 		}
-		if l == 0 {
+		// The set is laid out at the first layer with experts: a leading dense layer (GLM-4.5's
+		// first) says nothing of their format.
+		if !started && (!p.cfg.Dense(l) || !p.anyRouted(l+1)) {
+			started = true
 			if le.q != nil {
 				group = le.group
 			}
+			var err error
 			if set, err = expertSetLayout(p.cfg, p.expBits, group); err != nil {
 				return err
 			}
@@ -240,9 +249,20 @@ func (p *packer) packExperts() error {
 			if err := os.Mkdir(p.out.path(set.Dir), 0o755); err != nil {
 				return fmt.Errorf("output: %w", err)
 			}
+			// The dense layers before this one get their (empty) files now.
+			for d := 0; d < l; d++ {
+				lf, err := p.writeLayer(&set, &layerExperts{layer: d, done: func(int) {}})
+				if err != nil {
+					return err
+				}
+				set.Layers = append(set.Layers, lf)
+			}
+		}
+		if !started {
+			continue
 		}
 		if le.q != nil && (le.bits != set.Bits || le.group != group) {
-			return fmt.Errorf("source checkpoint %s: layer %d experts are %d-bit group %d, layer 0's are %d-bit group %d; fmoe needs one expert format", p.ck.dir, l, le.bits, le.group, set.Bits, group)
+			return fmt.Errorf("source checkpoint %s: layer %d experts are %d-bit group %d, the first layer's are %d-bit group %d; fmoe needs one expert format", p.ck.dir, l, le.bits, le.group, set.Bits, group)
 		}
 		p.bar.Describe(fmt.Sprintf("layer %d/%d", l+1, p.cfg.NumHiddenLayers))
 		for _, s := range le.srcs {
@@ -264,12 +284,22 @@ func (p *packer) packExperts() error {
 	return nil
 }
 
+// anyRouted reports whether a layer from l on has routed experts.
+func (p *packer) anyRouted(l int) bool {
+	for ; l < p.cfg.NumHiddenLayers; l++ {
+		if !p.cfg.Dense(l) {
+			return true
+		}
+	}
+	return false
+}
+
 // writeLayer fills expert blocks in parallel, a batch at a time, and writes them in order. Two
 // batches alternate so that writing one overlaps filling the next: packing an mlx checkpoint is
 // a copy, and read, gather and write should run at the same time, not in turn. The file is
 // synced later (see syncAll), so its writeback overlaps the next layer too.
 func (p *packer) writeLayer(set *format.ExpertSet, le *layerExperts) (format.ExpertLayer, error) {
-	E := p.cfg.NumExperts
+	E := p.cfg.LayerExperts(le.layer)
 	name := format.LayerFileName(le.layer)
 	path := p.out.path(set.Dir, name)
 	lf := format.ExpertLayer{File: name, Size: int64(E) * set.Stride, CRC32C: make([]uint32, E)}

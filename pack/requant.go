@@ -231,7 +231,7 @@ type requanter struct {
 // layer requantises one layer file: blocks are read and converted in parallel, a batch at a
 // time, and written in order.
 func (rq *requanter) layer(l int) (format.ExpertLayer, error) {
-	E := rq.m.Config.NumExperts
+	E := rq.m.Config.LayerExperts(l) // 0 for a dense layer: an empty file
 	name := format.LayerFileName(l)
 	lf := format.ExpertLayer{File: name, Size: int64(E) * rq.dst.Stride, CRC32C: make([]uint32, E)}
 	in, err := fsguard.OpenRegular(filepath.Join(rq.o.Model, rq.src.Dir, rq.src.Layers[l].File))

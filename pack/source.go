@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/fmoe/fmoe/format"
@@ -49,6 +51,9 @@ type checkpoint struct {
 	skipped      []string // name patterns of tensors a text runtime does not need
 	skippedCount int
 	normShifted  bool
+	// bareMLX: an mlx-community conversion of a text-only model, whose names carry no
+	// language_model. prefix (Qwen3-MoE, GLM-4.5).
+	bareMLX bool
 }
 
 // quantConfig is config.json's "quantization" block (MLX).
@@ -238,6 +243,10 @@ func (c *checkpoint) loadShards() error {
 				c.noteSkipped(e.Name)
 				continue
 			}
+			if c.mtpLayer(canon) {
+				c.notePattern(fmt.Sprintf("%s%d.* (multi-token prediction)", strings.TrimSuffix(e.Name, strings.TrimPrefix(canon, "model.layers.")), c.config.NumHiddenLayers))
+				continue
+			}
 			c.tensors[canon] = &srcTensor{orig: e.Name, dtype: e.DType, shape: e.Shape, data: views[e.Name], shard: sh, off: dataStart + e.Offsets[0]}
 		}
 	}
@@ -254,6 +263,9 @@ func (c *checkpoint) loadShards() error {
 		}
 	}
 	c.layout = detectLayout(where)
+	if c.layout == LayoutHF && c.quant != nil {
+		c.layout, c.bareMLX = LayoutMLX, true
+	}
 	c.normShifted = c.detectNormShift()
 	return nil
 }
@@ -276,8 +288,40 @@ func canonicalName(n string) (string, bool) {
 	return n, true
 }
 
+// mtpLayer reports a tensor of a multi-token-prediction layer: GLM-4.5 and DeepSeek-V3 store
+// their num_nextn_predict_layers of them after the decoder, as model.layers.{num_hidden_layers}.*
+// on, and a text runtime does not run them. Other layers past the last are not skipped here
+// (the packer reports them as unused).
+func (c *checkpoint) mtpLayer(canon string) bool {
+	rest, ok := strings.CutPrefix(canon, "model.layers.")
+	if !ok {
+		return false
+	}
+	n, _, _ := strings.Cut(rest, ".")
+	l, err := strconv.Atoi(n)
+	first := c.config.NumHiddenLayers
+	return err == nil && l >= first && l-first < nextnLayers(c.rawConfig)
+}
+
+// nextnLayers is config.json's num_nextn_predict_layers (0 when absent or not a small count).
+func nextnLayers(raw []byte) int {
+	var cfg struct {
+		N    int `json:"num_nextn_predict_layers"`
+		Text *struct {
+			N int `json:"num_nextn_predict_layers"`
+		} `json:"text_config"`
+	}
+	if json.Unmarshal(raw, &cfg) != nil {
+		return 0
+	}
+	n := cfg.N
+	if cfg.Text != nil && cfg.Text.N > 0 {
+		n = cfg.Text.N
+	}
+	return min(max(n, 0), 16)
+}
+
 func (c *checkpoint) noteSkipped(orig string) {
-	c.skippedCount++
 	prefix := orig
 	if i := strings.IndexByte(orig, '.'); i > 0 {
 		prefix = orig[:i+1]
@@ -287,12 +331,17 @@ func (c *checkpoint) noteSkipped(orig string) {
 			}
 		}
 	}
+	c.notePattern(prefix + "*")
+}
+
+func (c *checkpoint) notePattern(pattern string) {
+	c.skippedCount++
 	for _, p := range c.skipped {
-		if p == prefix+"*" {
+		if p == pattern {
 			return
 		}
 	}
-	c.skipped = append(c.skipped, prefix+"*")
+	c.skipped = append(c.skipped, pattern)
 }
 
 func detectLayout(names map[string]string) string {
@@ -312,6 +361,9 @@ func detectLayout(names map[string]string) string {
 // detectNormShift applies mlx-lm's test: a conv1d kernel stored [C,1,K] means a raw Hugging Face
 // checkpoint whose zero-centred norms still need the +1.
 func (c *checkpoint) detectNormShift() bool {
+	if !slices.ContainsFunc(format.Schema(&c.config), func(s format.TensorSpec) bool { return s.NormShift }) {
+		return false // a family without zero-centred norms
+	}
 	for l, t := range c.config.LayerTypes {
 		if t != format.LinearAttention {
 			continue

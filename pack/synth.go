@@ -22,15 +22,22 @@ type Preset struct {
 	Heads, KVHeads, HeadDim                            int
 	LinearKHeads, LinearVHeads, LinearKDim, LinearVDim int
 	Experts, TopK, MoeInter, SharedInter               int
+	// Family is the format.Arch* of the shape ("": Qwen3.5-MoE); the other families have
+	// DenseLayers leading dense layers of MLP width DenseInter (synthconfig.go).
+	Family                  string
+	DenseLayers, DenseInter int
 }
 
 // Presets are the Qwen3.5-MoE family's real dimensions (reference-notes §1.1–1.2) and the
-// tiny test shape.
+// tiny test shapes of each family. The real Qwen3-MoE and GLM-4.5 checkpoints have no preset
+// yet: their dimensions are not in the project's reference notes (docs/families.md).
 var Presets = []Preset{
-	{"qwen3.5-397b-a17b", 60, 4096, 248320, 32, 2, 256, 16, 64, 128, 128, 512, 10, 1024, 1024},
-	{"qwen3.5-122b-a10b", 48, 3072, 248320, 32, 2, 256, 16, 64, 128, 128, 256, 8, 1024, 1024},
-	{"qwen3.5-35b-a3b", 40, 2048, 248320, 16, 2, 256, 16, 32, 128, 128, 256, 8, 512, 512},
-	{"tiny", 8, 128, 2048, 4, 2, 64, 2, 4, 32, 32, 16, 4, 64, 64},
+	{"qwen3.5-397b-a17b", 60, 4096, 248320, 32, 2, 256, 16, 64, 128, 128, 512, 10, 1024, 1024, "", 0, 0},
+	{"qwen3.5-122b-a10b", 48, 3072, 248320, 32, 2, 256, 16, 64, 128, 128, 256, 8, 1024, 1024, "", 0, 0},
+	{"qwen3.5-35b-a3b", 40, 2048, 248320, 16, 2, 256, 16, 32, 128, 128, 256, 8, 512, 512, "", 0, 0},
+	{"tiny", 8, 128, 2048, 4, 2, 64, 2, 4, 32, 32, 16, 4, 64, 64, "", 0, 0},
+	{"qwen3-moe-tiny", 4, 128, 2048, 4, 2, 32, 0, 0, 0, 0, 16, 4, 64, 0, format.ArchQwen3MoE, 1, 256},
+	{"glm4-moe-tiny", 4, 128, 2048, 4, 2, 32, 0, 0, 0, 0, 16, 4, 64, 64, format.ArchGLM4MoE, 1, 256},
 }
 
 // PresetNames lists the preset names.
@@ -99,6 +106,9 @@ func Synth(ctx context.Context, o SynthOptions) (int64, error) {
 	}
 	if o.Layout != "mlx-4bit" && o.Layout != "hf" {
 		return 0, fmt.Errorf("--layout %q: want mlx-4bit or hf", o.Layout)
+	}
+	if o.Layout == "mlx-4bit" && p.Family != "" && p.Family != format.ArchQwen35MoE {
+		return 0, fmt.Errorf("--layout mlx-4bit: %s is a %s shape, which synth writes in the hf layout only (want --layout hf)", p.Name, p.Family)
 	}
 	cfg := synthConfig(p, layers, o.Layout == "mlx-4bit")
 	var c format.Config
@@ -172,6 +182,9 @@ func Synth(ctx context.Context, o SynthOptions) (int64, error) {
 }
 
 func synthConfig(p *Preset, layers int, mlx bool) map[string]any {
+	if p.Family != "" && p.Family != format.ArchQwen35MoE {
+		return familyConfig(p, layers)
+	}
 	types := make([]string, layers)
 	for i := range types {
 		types[i] = format.LinearAttention
@@ -242,7 +255,9 @@ func synthShards(c *format.Config, mlx bool) [][]synthTensor {
 		case strings.HasSuffix(s.Name, "A_log") && mlx:
 			dense = append(dense, synthTensor{name(s.Name), format.DTypeF32, s.Shape, fillALog})
 		default:
-			dense = append(dense, synthTensor{name(s.Name), format.DTypeBF16, s.Shape, fillNorm(s.NormShift && mlx)})
+			// Norms are stored as 1+w (MLX Qwen3.5) or are plain w (the other families): about 1.
+			one := (s.NormShift && mlx) || (c.Architecture != format.ArchQwen35MoE && strings.HasSuffix(s.Name, "norm.weight"))
+			dense = append(dense, synthTensor{name(s.Name), format.DTypeBF16, s.Shape, fillNorm(one)})
 		}
 	}
 	for l := 0; l < c.NumHiddenLayers; l++ {
@@ -254,7 +269,7 @@ func synthShards(c *format.Config, mlx bool) [][]synthTensor {
 			}
 		}
 		if !mlx {
-			for e := 0; e < c.NumExperts; e++ {
+			for e := 0; e < c.LayerExperts(l); e++ {
 				for _, proj := range format.ExpertProjections {
 					shape, _ := format.ExpertShape(c, proj)
 					addMatrix(&experts[l], fmt.Sprintf("%sexperts.%d.%s.weight", pre, e, proj), nil, shape[0], shape[1], 16)

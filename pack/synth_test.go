@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fmoe/fmoe/format"
 )
 
 func TestSynthPacks(t *testing.T) {
@@ -53,6 +55,28 @@ func TestSynthErrors(t *testing.T) {
 		if _, err := Synth(context.Background(), o); err == nil || !strings.Contains(err.Error(), "want") && !strings.Contains(err.Error(), "have") && !strings.Contains(err.Error(), "has") {
 			t.Errorf("%+v: %v", o, err)
 		}
+	}
+}
+
+// TestSynthFamilies: each family's test shape synthesises in the hf
+// layout, with its dense layers, and packs; the mlx layout is refused.
+func TestSynthFamilies(t *testing.T) {
+	for _, c := range []struct{ preset, arch string }{{"qwen3-moe-tiny", format.ArchQwen3MoE}, {"glm4-moe-tiny", format.ArchGLM4MoE}} {
+		t.Run(c.preset, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "ck")
+			if _, err := Synth(context.Background(), SynthOptions{Preset: c.preset, Layout: "hf", Out: dir, Seed: 1}); err != nil {
+				t.Fatal(err)
+			}
+			p := convert(t, dir, Options{Bits: 4})
+			cfg := &p.m.Config
+			if cfg.Architecture != c.arch || !cfg.Dense(0) || cfg.Dense(1) || p.m.Experts[0].Layers[0].Size != 0 {
+				t.Errorf("%s: architecture %q, mlp_types %v, layer 0 experts %d bytes", c.preset, cfg.Architecture, cfg.MLPTypes, p.m.Experts[0].Layers[0].Size)
+			}
+			_, err := Synth(context.Background(), SynthOptions{Preset: c.preset, Out: filepath.Join(t.TempDir(), "mlx"), Seed: 1})
+			if err == nil || !strings.Contains(err.Error(), "--layout hf") {
+				t.Errorf("mlx layout of %s: %v", c.preset, err)
+			}
+		})
 	}
 }
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # GPU acceptance in one device run: the backend conformance suite and the CUDA package's own tests
-# (expert cache eviction, memory pressure, bind paths), runtime/model's golden tests on CUDA with the
-# GPU tier on (prefill with per-layer checks, generate, decode = prefill, each golden case twice in
-# one process with the default tier and with a three-expert tier, a long context growing the KV cache
-# nine times with the collector off), and every tiny golden case through
-# `fmoe-verify golden --backend cuda`. Expects binaries built on the dev machine in $BIN (default gpu/):
-# fmoe-pack, fmoe-verify (go build -o gpu/ ./cmd/...), cuda.test and model.test
-# (go test -c -o gpu/cuda.test ./runtime/backend/cuda; go test -c -o gpu/model.test ./runtime/model).
+# (expert cache eviction, batched matvecs, memory pressure, bind paths), runtime/model's golden tests
+# on CUDA with the GPU tier on (prefill with per-layer checks, generate, decode = prefill, each golden
+# case twice in one process with the default tier, a forty-expert tier and a host tier, a long context
+# growing the KV cache nine times with the collector off), and every tiny golden case (Qwen3.5, then
+# the other families of testdata/arch) through `fmoe-verify golden --backend cuda`. Expects binaries
+# built on the dev machine in $BIN (default gpu/): fmoe-pack, fmoe-verify (go build -o gpu/ ./cmd/...),
+# cuda.test and model.test (go test -c -o gpu/cuda.test ./runtime/backend/cuda;
+# go test -c -o gpu/model.test ./runtime/model).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=$(realpath "${BIN:-gpu}")
@@ -35,5 +36,15 @@ for m in hf hf-vl; do
   check "$m" bf16-k2 2
 done
 check mlx mlx4
+echo "== other families (testdata/arch), --backend cuda"
+for f in qwen3_moe glm4_moe; do
+  "$B/fmoe-pack" convert -q --in "testdata/arch/$f/hf" --out "$T/$f" --bits 16 >/dev/null 2>&1
+  for g in bf16 bf16-long bf16-k2; do
+    k=()
+    [ "$g" = bf16-k2 ] && k=(--k 2)
+    echo "-- $f vs $g ${k[*]}"
+    "$B/fmoe-verify" golden --backend cuda --model "$T/$f" --golden "testdata/arch/$f/golden/$g.safetensors" "${k[@]}" || fail=1
+  done
+done
 echo "gpu-check: $([ $fail = 0 ] && echo PASS || echo FAIL)"
 exit $fail

@@ -18,8 +18,9 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:  "fmoe-pack",
 		Usage: "turn a model checkpoint into fmoe's packed streaming layout",
-		Description: `fmoe-pack reads a Qwen3.5-MoE checkpoint (Hugging Face safetensors in bf16/f16/f32, or an
-mlx-community affine-quantised one) and writes a packed model directory: model_weights.bin (all
+		Description: `fmoe-pack reads a Qwen3.5-MoE, Qwen3-MoE or GLM-4.5 MoE checkpoint (Hugging Face safetensors
+in bf16/f16/f32, or an mlx-community affine-quantised one; docs/families.md) and writes a packed
+model directory: model_weights.bin (all
 non-expert tensors, mmapped by fmoe-run), model_weights.json (the manifest, with checksums) and
 packed_experts/layer_NN.bin (one file per layer, one aligned block per expert).
 

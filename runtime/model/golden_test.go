@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -42,7 +43,8 @@ func TestMain(m *testing.M) {
 // with the given expert bits (0: as the source is).
 func packed(t testing.TB, src string, bits int) string {
 	t.Helper()
-	key := fmt.Sprintf("%s-%d", src, bits)
+	// src may be a path ("../arch/glm4_moe/hf"): the key names a directory.
+	key := strings.NewReplacer("/", "_", ".", "_").Replace(fmt.Sprintf("%s-%d", src, bits))
 	packs.mu.Lock()
 	if packs.once == nil {
 		packs.once, packs.dir, packs.err = map[string]*sync.Once{}, map[string]string{}, map[string]error{}

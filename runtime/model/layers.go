@@ -30,11 +30,18 @@ func (s *Session) attention(r *run, L *layer, st *layerState, xn, h backend.Buff
 	vc := r.view(st.v, s.pos*kw, T*kw)
 	r.do(be.MatMul(kc, L.k, xn, T))
 	r.do(be.MatMul(vc, L.v, xn, T))
+	if L.qb != nil { // GLM-4.5's attention_bias
+		s.addBias(r, qg, L.qb, T)
+		s.addBias(r, kc, L.kb, T)
+		s.addBias(r, vc, L.vb, T)
+	}
 	// q_proj emits [q_h | gate_h] per head when gated.
 	ql := backend.Heads{T: T, H: nh, Dim: hd, RowStride: qRows, HeadStride: hs}
 	kl := backend.Packed(T, nkv, hd)
-	r.do(be.RMSNorm(qg, qg, ql, L.qNorm, eps))
-	r.do(be.RMSNorm(kc, kc, kl, L.kNorm, eps))
+	if L.qNorm != nil { // optional in GLM-4.5 (use_qk_norm)
+		r.do(be.RMSNorm(qg, qg, ql, L.qNorm, eps))
+		r.do(be.RMSNorm(kc, kc, kl, L.kNorm, eps))
+	}
 	r.do(be.Rope(qg, ql, c.RotaryDim, c.RopeTheta, s.pos))
 	r.do(be.Rope(kc, kl, c.RotaryDim, c.RopeTheta, s.pos))
 	ao := r.view(s.sc.ao, 0, T*nh*hd)
@@ -47,6 +54,19 @@ func (s *Session) attention(r *run, L *layer, st *layerState, xn, h backend.Buff
 	o := r.view(s.sc.o, 0, T*c.HiddenSize)
 	r.do(be.MatMul(o, L.o, ao, T))
 	r.do(be.Add(h, o))
+}
+
+// addBias adds a [1, n] bias to each of the T rows of x ([T, n]): the bias
+// is broadcast into the attention-output scratch (free until the attention
+// writes it) by Embed of row 0, then added, so no backend needs an op of
+// its own for it.
+func (s *Session) addBias(r *run, x backend.Buffer, b backend.Tensor, T int) {
+	if len(s.zeros) < T {
+		s.zeros = make([]int, T)
+	}
+	tmp := r.view(s.sc.ao, 0, T*b.Cols())
+	r.do(s.m.be.Embed(tmp, b, s.zeros[:T]))
+	r.do(s.m.be.Add(x, tmp))
 }
 
 // growKV makes the layer's KV cache hold at least n positions, doubling

@@ -110,7 +110,14 @@ type layer struct {
 	conv, aLog, dtBias, gNrm backend.Tensor
 	router                   backend.Tensor
 	shGate, shUp, shDown     backend.Tensor
-	shScale                  backend.Tensor // shared_expert_gate [1, H]
+	shScale                  backend.Tensor // shared_expert_gate [1, H]; nil: the shared expert is ungated
+	qb, kb, vb               backend.Tensor // q/k/v projection biases, or nil
+	mlpGate, mlpUp, mlpDown  backend.Tensor // a dense layer's MLP
+
+	// Set by the model's family (family.go): the MLP (the MoE block or a
+	// dense MLP) and the router of the MoE block.
+	ffn   func(s *Session, r *run, l int, L *layer, xn, h backend.Buffer, T int) error
+	route router
 }
 
 // Open opens the packed model in dir.
@@ -120,8 +127,8 @@ func Open(dir string, opts Options) (*Model, error) {
 		return nil, err
 	}
 	c := man.Config
-	if c.Architecture != format.ArchQwen35MoE {
-		return nil, fmt.Errorf("model: %s: architecture %q, want %q", dir, c.Architecture, format.ArchQwen35MoE)
+	if families[c.Architecture] == nil {
+		return nil, fmt.Errorf("model: %s: architecture %q: fmoe runs %s", dir, c.Architecture, format.SupportedFamilies())
 	}
 	m := &Model{Config: c, K: c.NumExpertsPerTok, be: opts.Backend, dir: dir, chunk: opts.PrefillChunk, maxCtx: opts.MaxContext}
 	if opts.ExpertsPerToken != 0 {
@@ -313,40 +320,17 @@ func (m *Model) registerAll(man *format.Manifest) error {
 	} else {
 		m.head = get("lm_head.weight")
 	}
+	src := &layerSource{c: c, get: get, vec: func(name string) ([]float32, error) {
+		return hostVector(man, m.weights.Data, name)
+	}}
 	m.layers = make([]layer, c.NumHiddenLayers)
 	for l := range m.layers {
-		p := format.LayerPrefix(l)
+		src.l, src.p = l, format.LayerPrefix(l)
 		L := &m.layers[l]
-		L.inNorm = get(p + "input_layernorm.weight")
-		L.postNorm = get(p + "post_attention_layernorm.weight")
-		switch c.LayerTypes[l] {
-		case format.FullAttention:
-			L.full = true
-			L.q = get(p + "self_attn.q_proj.weight")
-			L.k = get(p + "self_attn.k_proj.weight")
-			L.v = get(p + "self_attn.v_proj.weight")
-			L.o = get(p + "self_attn.o_proj.weight")
-			L.qNorm = get(p + "self_attn.q_norm.weight")
-			L.kNorm = get(p + "self_attn.k_norm.weight")
-		case format.LinearAttention:
-			L.qkv = get(p + "linear_attn.in_proj_qkv.weight")
-			L.z = get(p + "linear_attn.in_proj_z.weight")
-			L.b = get(p + "linear_attn.in_proj_b.weight")
-			L.a = get(p + "linear_attn.in_proj_a.weight")
-			L.out = get(p + "linear_attn.out_proj.weight")
-			L.conv = get(p + "linear_attn.conv1d.weight")
-			L.aLog = get(p + "linear_attn.A_log")
-			L.dtBias = get(p + "linear_attn.dt_bias")
-			L.gNrm = get(p + "linear_attn.norm.weight")
-		default:
-			return fmt.Errorf("model: layer %d has type %q", l, c.LayerTypes[l])
-		}
-		L.router = get(p + "mlp.gate.weight")
-		if c.SharedExpertIntermediateSize > 0 {
-			L.shGate = get(p + "mlp.shared_expert.gate_proj.weight")
-			L.shUp = get(p + "mlp.shared_expert.up_proj.weight")
-			L.shDown = get(p + "mlp.shared_expert.down_proj.weight")
-			L.shScale = get(p + "mlp.shared_expert_gate.weight")
+		L.inNorm = get(src.p + "input_layernorm.weight")
+		L.postNorm = get(src.p + "post_attention_layernorm.weight")
+		if err := families[c.Architecture](src, L); err != nil {
+			return err
 		}
 	}
 	if len(missing) > 0 {

@@ -165,14 +165,19 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 		sg := r.view(s.sc.sg, 0, T*Is)
 		su := r.view(s.sc.su, 0, T*Is)
 		sd := r.view(s.sc.sd, 0, T*H)
-		gt := r.view(s.sc.sgate, 0, T)
 		r.do(be.MatMul(sg, L.shGate, xn, T))
 		r.do(be.MatMul(su, L.shUp, xn, T))
 		r.do(be.SwiGLU(sg, sg, su))
 		r.do(be.MatMul(sd, L.shDown, sg, T))
-		r.do(be.MatMul(gt, L.shScale, xn, T))
-		s.lap(PhaseSharedExpert)
-		r.do(be.GatedAdd(acc, sd, gt, T))
+		if L.shScale == nil { // GLM-4.5's shared experts are added as they are
+			s.lap(PhaseSharedExpert)
+			r.do(be.Add(acc, sd))
+		} else {
+			gt := r.view(s.sc.sgate, 0, T)
+			r.do(be.MatMul(gt, L.shScale, xn, T))
+			s.lap(PhaseSharedExpert)
+			r.do(be.GatedAdd(acc, sd, gt, T))
+		}
 	}
 	r.do(be.Add(h, acc))
 	s.lap(PhaseCombine)

@@ -1,10 +1,6 @@
 package model
 
-import (
-	"fmt"
-
-	"github.com/fmoe/fmoe/runtime/backend"
-)
+import "fmt"
 
 // RouteSource replaces the router's choice, for benchmarks that need a real
 // model's expert usage on a model whose router cannot give it (a synthetic
@@ -14,11 +10,11 @@ type RouteSource interface {
 	Choose(l, pos int, idx []int, w []float32) error
 }
 
-// route is token t's choice at layer l: the router's top-K of its logits,
+// route is token t's choice at layer l: the family's router on its logits,
 // or, with s.Routes, the source's (the router still runs, so the step costs
 // what it costs without a source).
 func (s *Session) route(logits []float32, l, t int, idx []int, w []float32) error {
-	if err := backend.Route(logits, len(idx), idx, w); err != nil {
+	if err := s.m.layers[l].route(logits, idx, w); err != nil {
 		return fmt.Errorf("token %d: %w", t, err)
 	}
 	if s.Routes == nil {

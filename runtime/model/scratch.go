@@ -55,7 +55,8 @@ func scratchSizes(sc *scratch, m *Model, n int) []scratchSize {
 		qRows *= 2
 	}
 	hv := c.LinearNumValueHeads * c.LinearValueHeadDim
-	I, Is := c.MoeIntermediateSize, c.SharedExpertIntermediateSize
+	// sg and su serve the shared expert and a dense layer's MLP.
+	I, Is := c.MoeIntermediateSize, max(c.SharedExpertIntermediateSize, c.IntermediateSize)
 	return []scratchSize{
 		{&sc.h, n * H}, {&sc.xn, n * H}, {&sc.o, n * H},
 		{&sc.qg, n * qRows}, {&sc.ao, n * c.NumAttentionHeads * c.HeadDim},

@@ -27,7 +27,8 @@ type Session struct {
 	Timing *Timing
 	tm     timer
 
-	host []float32 // captures read back to the host
+	host  []float32 // captures read back to the host
+	zeros []int     // row ids for broadcasting a bias (addBias)
 
 	// Routes, when set, replaces the router's choice (benchmarks only: the
 	// output is then meaningless as text).
@@ -249,7 +250,7 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), L.postNorm, eps))
 		s.lap(PhaseNorm)
 		if r.err == nil {
-			r.do(s.moe(r, l, L, xn, h, T))
+			r.do(L.ffn(s, r, l, L, xn, h, T))
 		}
 		if r.err != nil {
 			return nil, fmt.Errorf("model: layer %d: %w", l, r.err)

@@ -52,6 +52,7 @@ type Timing struct {
 
 	Layers     int   // decoder layers of the model
 	FullLayers int   // of which full attention (the rest GatedDeltaNet)
+	MoELayers  int   // of which with routed experts (the rest dense MLPs)
 	K          int   // routed experts per token
 	Stride     int64 // bytes per expert read
 	// Residency says how PhaseTiming.CachedReads was measured: "mincore",
@@ -160,10 +161,13 @@ func (s *Session) startTiming(T int, decode bool) {
 	}
 	m := s.m
 	t.Layers, t.K = len(m.layers), m.K
-	t.FullLayers = 0
+	t.FullLayers, t.MoELayers = 0, 0
 	for i := range m.layers {
 		if m.layers[i].full {
 			t.FullLayers++
+		}
+		if m.Config.LayerExperts(i) > 0 {
+			t.MoELayers++
 		}
 	}
 	t.Stride = m.experts.set.Stride
@@ -231,6 +235,9 @@ func (t *Timing) Report(w io.Writer) {
 	for _, q := range []Phase{PhaseNorm, PhaseRouting, PhaseExpertWait, PhaseExpertCompute, PhaseSharedExpert, PhaseCombine} {
 		row(q.String(), func(p *PhaseTiming) string { return perLayer(p, p.Time[q], t.Layers) }, "")
 	}
+	if t.MoELayers != t.Layers {
+		fmt.Fprintf(w, "  (%d of the %d layers are dense: no routing or expert reads; their MLP counts as shared_expert)\n", t.Layers-t.MoELayers, t.Layers)
+	}
 	row("layer_total", func(p *PhaseTiming) string { return perLayer(p, layerTime(p), t.Layers) }, "mean over all layers")
 	fmt.Fprintf(w, "[timing] per token (ms)\n")
 	row("embed", func(p *PhaseTiming) string { return perTok(p, p.Time[PhaseEmbed]) }, "")
@@ -244,7 +251,7 @@ func (t *Timing) Report(w io.Writer) {
 			return "-"
 		}
 		return fmt.Sprintf("%.1f", float64(p.ExpertBytes)/1e6/float64(p.Tokens))
-	}, fmt.Sprintf("(decode: K x layers x block = %.1f MB)", float64(int64(t.K*t.Layers)*t.Stride)/1e6))
+	}, fmt.Sprintf("(decode: K x layers with experts x block = %.1f MB)", float64(int64(t.K*t.MoELayers)*t.Stride)/1e6))
 	row("reads per token", func(p *PhaseTiming) string {
 		if p.Tokens == 0 {
 			return "-"

@@ -1,0 +1,41 @@
+package pack
+
+import "github.com/fmoe/fmoe/format"
+
+// familyConfig is the config.json of a Qwen3-MoE or GLM-4.5 preset, in the Hugging Face layout
+// transformers writes. Values that do not change the model's size (rope, norms, routing
+// constants) are those of the families' test fixtures.
+func familyConfig(p *Preset, layers int) map[string]any {
+	c := map[string]any{
+		"hidden_size": p.Hidden, "num_hidden_layers": layers, "vocab_size": p.Vocab,
+		"num_attention_heads": p.Heads, "num_key_value_heads": p.KVHeads, "head_dim": p.HeadDim,
+		"num_experts_per_tok": p.TopK, "moe_intermediate_size": p.MoeInter, "intermediate_size": p.DenseInter,
+		"norm_topk_prob": true, "rms_norm_eps": 1e-6, "tie_word_embeddings": false, "eos_token_id": 1,
+	}
+	dense := min(p.DenseLayers, layers)
+	switch p.Family {
+	case format.ArchQwen3MoE:
+		only := []int{}
+		for l := 0; l < dense; l++ {
+			only = append(only, l)
+		}
+		c["architectures"] = []string{"Qwen3MoeForCausalLM"}
+		c["model_type"] = "qwen3_moe"
+		c["num_experts"] = p.Experts
+		c["mlp_only_layers"], c["decoder_sparse_step"] = only, 1
+		c["rope_parameters"] = map[string]any{"rope_type": "default", "rope_theta": 1e6}
+		c["max_position_embeddings"] = 32768
+	case format.ArchGLM4MoE:
+		c["architectures"] = []string{"Glm4MoeForCausalLM"}
+		c["model_type"] = "glm4_moe"
+		c["n_routed_experts"], c["n_shared_experts"] = p.Experts, p.SharedInter/p.MoeInter
+		c["first_k_dense_replace"] = dense
+		// Grouped routing and q/k norm, which the transformers fixture leaves out, so that a
+		// synthetic model runs them (n_group must divide the experts).
+		c["n_group"], c["topk_group"], c["routed_scaling_factor"] = 4, 2, 2.5
+		c["attention_bias"], c["use_qk_norm"] = true, true
+		c["rope_parameters"] = map[string]any{"rope_type": "default", "rope_theta": 1e6, "partial_rotary_factor": 0.5}
+		c["max_position_embeddings"] = 131072
+	}
+	return c
+}

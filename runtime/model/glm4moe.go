@@ -1,0 +1,26 @@
+package model
+
+// glm4MoELayer fills a GLM-4.5 MoE layer: GQA with q/k/v biases (attention_bias), optional
+// per-head q/k norm and partial rotary; the first first_k_dense_replace layers a dense MLP, the
+// others routed experts with the grouped sigmoid router and an ungated shared expert.
+func glm4MoELayer(src *layerSource, L *layer) error {
+	c, p := src.c, src.p+"mlp."
+	src.gqa(L, c.AttentionBias, c.UseQKNorm)
+	if c.Dense(src.l) {
+		src.dense(L)
+		return nil
+	}
+	bias, err := src.vec(p + "gate.e_score_correction_bias")
+	if err != nil {
+		return err
+	}
+	L.router = src.get(p + "gate.weight")
+	if c.SharedExpertIntermediateSize > 0 {
+		L.shGate = src.get(p + "shared_experts.gate_proj.weight")
+		L.shUp = src.get(p + "shared_experts.up_proj.weight")
+		L.shDown = src.get(p + "shared_experts.down_proj.weight")
+	}
+	L.ffn = (*Session).moe
+	L.route = sigmoidRoute(bias, c.NGroup, c.TopKGroup, c.NormTopKProb, c.RoutedScalingFactor)
+	return nil
+}
