@@ -35,8 +35,12 @@ func Bodies() []string {
 	return []string{common, matvec, norm, attention, recurrent, elementwise}
 }
 
-// CUDA is the complete CUDA C translation unit: the CUDA prelude followed by
-// the bodies. It needs no include path.
-func CUDA() string {
-	return preludeCUDA + "\n" + strings.Join(Bodies(), "\n") + "\n" + batchCUDA
-}
+// CUDA is the complete CUDA C translation unit: the CUDA prelude, the
+// bodies, then the CUDA-only kernels. It needs no include path.
+func CUDA() string { return CUDAShared() + "\n" + batchCUDA }
+
+// CUDAShared is the CUDA translation unit of the kernels Metal has too: the
+// prelude and the bodies. The batched expert matvecs (batch_cuda.h) are
+// CUDA's alone: their job table holds device pointers, which Metal would
+// pass as argument buffers.
+func CUDAShared() string { return preludeCUDA + "\n" + strings.Join(Bodies(), "\n") }
