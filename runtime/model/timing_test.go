@@ -206,3 +206,19 @@ func TestTimingCacheShare(t *testing.T) {
 		t.Errorf("after eviction: cache share %.3f of %d reads", p.CacheShare(), p.ProbedReads)
 	}
 }
+
+// TestTimingReportsTiers: with tiers the report gives the GPU-tier and
+// host-tier hit shares, MB over PCIe and MB from disk per token.
+func TestTimingReportsTiers(t *testing.T) {
+	tm := &Timing{Layers: 4, K: 2, Stride: 1000, GPUCache: 3 << 30, HostCache: 1 << 30, Residency: "mincore"}
+	tm.Decode = PhaseTiming{Tokens: 10, Steps: 10, Wall: time.Second, ExpertUses: 80, GPUHits: 60, HostHits: 10,
+		DeviceBytes: 20_000_000, ExpertBytes: 10_000_000, ExpertReads: 10, ProbedReads: 10, ProbedPages: 100, CachedPages: 75}
+	var b strings.Builder
+	tm.Report(&b)
+	for _, want := range []string{"GPU tier (3.0 GiB budget)", "GPU-tier hit, experts", "75%", "host-tier hit, experts", "12.5%",
+		"MB over PCIe per token", "2.0", "MB from disk per token", "0.2"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, b.String())
+		}
+	}
+}
