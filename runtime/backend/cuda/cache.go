@@ -40,16 +40,6 @@ type expertCache struct {
 	spare        []*slot // slots of evicted entries not yet reused
 }
 
-// DefaultPolicy and DefaultHalfLife (in tokens) are the cache's policy:
-// frequency with decay, chosen on routing traces (TestPolicyStudy;
-// docs/benchmarks.md has the figures): up to 2 points above LRU where the
-// tier holds 32–128 experts per layer, equal at 307 (an H200), and far
-// above plain LFU, which hoards experts that were hot long ago.
-const (
-	DefaultPolicy   = "decay"
-	DefaultHalfLife = 16
-)
-
 // SetExpertCache sets the budget in bytes; 0 turns the cache off. It
 // drops what the cache holds (an error while any of it is in use).
 // perToken, the experts one token uses (layers × K), converts the

@@ -25,6 +25,16 @@ type Policy interface {
 	Victim(keep func(ExpertKey) bool) (ExpertKey, bool)
 }
 
+// DefaultPolicy and DefaultHalfLife (in tokens) are the cache's policy:
+// frequency with decay, chosen on routing traces (TestPolicyStudy;
+// docs/benchmarks.md has the figures): up to 2 points above LRU where the
+// tier holds 32–128 experts per layer, equal at 307 (an H200), and far
+// above plain LFU, which hoards experts that were hot long ago.
+const (
+	DefaultPolicy   = "decay"
+	DefaultHalfLife = 16
+)
+
 // PolicyNames are the policies NewPolicy knows, the cache's default first.
 var PolicyNames = []string{"lru", "lfu", "decay"}
 
