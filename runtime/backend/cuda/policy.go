@@ -27,15 +27,15 @@ type Policy interface {
 
 // DefaultPolicy and DefaultHalfLife (in tokens) are the cache's policy:
 // frequency with decay, chosen on routing traces (TestPolicyStudy;
-// docs/benchmarks.md has the figures): up to 2 points above LRU where the
-// tier holds 32–128 experts per layer, equal at 307 (an H200), and far
-// above plain LFU, which hoards experts that were hot long ago.
+// docs/benchmarks.md has the figures): up to 7 points above LRU at 32
+// experts per layer, 0–2 at 64–128, equal at 307 (an H200), and far above
+// plain LFU, which hoards experts that were hot long ago.
 const (
 	DefaultPolicy   = "decay"
 	DefaultHalfLife = 16
 )
 
-// PolicyNames are the policies NewPolicy knows, the cache's default first.
+// PolicyNames are the policies NewPolicy knows.
 var PolicyNames = []string{"lru", "lfu", "decay"}
 
 // NewPolicy returns the named policy: "lru" (least recently used), "lfu"
