@@ -42,6 +42,10 @@ PP=${PEER_PP:-512}
 LL=$DIR/llama.cpp
 LB=$LL/build/bin
 mkdir -p "$DIR"
+if ls "$BIN"/*.xz > /dev/null 2>&1; then  # binaries sent compressed (the GPU machine takes 64 MiB of tree)
+  mkdir -p "$DIR/bin"; for f in "$BIN"/*.xz; do xz -dc "$f" > "$DIR/bin/$(basename "$f" .xz)"; done
+  chmod +x "$DIR"/bin/*; BIN=$DIR/bin
+fi
 log() { echo "# $(date +%T) $*" >&2; }
 
 build() {
@@ -80,15 +84,23 @@ setk() { # K: the expert count both engines use (GGUF metadata; fmoe-run -k)
   done
 }
 # llama-bench tg/pp in t/s for one model file and flags (markdown output, column "t/s")
-lbench() { # FILE FLAGS... -> prints "pp_tps tg_tps"
-  local f=$1; shift
-  "$LB/llama-bench" -m "$f" -p "$PP" -n "$TOKENS" -r 2 -o csv "$@" 2> "$DIR/lb.err" |
-    awk -F, 'NR==1{for(i=1;i<=NF;i++){gsub(/"/,"",$i); h[$i]=i}; next}
-      {gsub(/"/,""); if($h["n_prompt"]>0) pp=$h["avg_ts"]; else tg=$h["avg_ts"]} END{printf "%s %s\n", pp, tg}' ||
-    { cat "$DIR/lb.err" >&2; echo "- -"; }
+lbench() { # FILE PP FLAGS... -> prints "pp_tps tg_tps" (pp "-" when PP is 0)
+  local f=$1 pp=$2; shift 2
+  "$LB/llama-bench" -m "$f" -p "$pp" -n "$TOKENS" -r 2 -o jsonl "$@" 2> "$DIR/lb.err" > "$DIR/lb.out" ||
+    { tail -5 "$DIR/lb.err" >&2; echo "- -"; return; }
+  python3 -c '
+import json, sys
+pp = tg = "-"
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("n_prompt", 0) > 0: pp = "%.1f" % r["avg_ts"]
+    elif r.get("n_gen", 0) > 0: tg = "%.2f" % r["avg_ts"]
+print(pp, tg)' "$DIR/lb.out"
 }
 ids() { seq -s, 1 "$1"; }
-# fmoe: generate with --timing; prints "prefill_tps decode_ms_per_token layer_ms fixed_ms hit%"
+# fmoe: generate with --timing after a PROMPT_LEN-token prompt (whose prefill also fills the GPU
+# tier, as llama.cpp's weights are all in place before it starts); prints
+# "prefill_tps decode_ms_per_token layer_ms fixed_ms"
 fgen() { # K PROMPT_LEN TOKENS FLAGS...
   local k=$1 n=$2 t=$3; shift 3
   "$BIN/fmoe-run" generate --backend cuda --model "$DIR/fmoe" --ids "$(ids "$n")" --tokens "$t" -k "$k" --timing "$@" > /dev/null 2> "$DIR/.timing" ||
@@ -115,7 +127,7 @@ bench() {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   echo "llama.cpp: $(cat "$LL/FMOE-SOURCE.txt"); build flags: GGML_CUDA=ON, sm_90, GGML_NATIVE"
   echo "model: synthetic qwen3.5-397b-a17b, 2 layers (both GatedDeltaNet), fmoe 4-bit g64 $(du -sh "$DIR/fmoe" | cut -f1), llama.cpp Q4_0 $(du -sh "$DIR/m-q4_0.gguf" | cut -f1)"
-  echo "decode: $TOKENS tokens after a $PP-token prompt (llama-bench tg$TOKENS / pp$PP; fmoe generate --ids 1..$PP --tokens $TOKENS)"
+  echo "decode: llama-bench tg$TOKENS (from an empty context) and pp$PP, -r 2; fmoe generate --ids 1..$PP --tokens $TOKENS --timing (decode after the prompt)"
   echo
   local cg; cg=$(memcg "${PEER_MEMMAX:-3G}")
   echo "| row | K | fmoe ms/layer | fmoe fixed ms | fmoe tok/s (60 layers) | llama.cpp ms/layer | llama.cpp fixed ms | llama.cpp tok/s (60 layers) | fmoe / llama.cpp | fmoe pp$PP tok/s | llama.cpp pp$PP tok/s |"
@@ -131,11 +143,10 @@ bench() {
               lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0); pre=(incg "$cg") ;;
       esac
       [ $row = host ] && cat "$DIR"/fmoe/packed_experts/*.bin "$DIR"/m-q4_0.gguf > /dev/null  # warm the page cache
-      read -r lpp2 ltg2 < <("${pre[@]}" lbench "$DIR/m-q4_0.gguf" "${lflags[@]}")
-      read -r _ ltg1 < <("${pre[@]}" lbench "$DIR/m1-q4_0.gguf" "${lflags[@]}")
+      read -r lpp2 ltg2 < <("${pre[@]}" lbench "$DIR/m-q4_0.gguf" "$PP" "${lflags[@]}")
+      read -r _ ltg1 < <("${pre[@]}" lbench "$DIR/m1-q4_0.gguf" 0 "${lflags[@]}")
       read -r lper lfix < <(lsplit "$ltg2" "$ltg1")
-      read -r fpp _ _ _ < <("${pre[@]}" fgen $k "$PP" 1 "${fflags[@]}")
-      read -r _ _ flt ffix < <("${pre[@]}" fgen $k 4 "$TOKENS" "${fflags[@]}")
+      read -r fpp _ flt ffix < <("${pre[@]}" fgen $k "$PP" "$TOKENS" "${fflags[@]}")
       local ft lt; ft=$(extrap "$flt" "$ffix"); lt=$(extrap "$lper" "$lfix")
       printf '| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' $row $k "$flt" "$ffix" "$ft" "$lper" "$lfix" "$lt" \
         "$(awk -v a="$ft" -v b="$lt" 'BEGIN{ if(a=="-"||b=="-"||b==0) print "-"; else printf "%.2fx", a/b }')" "$fpp" "$lpp2"
