@@ -61,7 +61,7 @@ build() {
   log "fmoe-pack convert --bits 4 (background) and convert_hf_to_gguf --outtype q8_0"
   "$BIN/fmoe-pack" convert --in "$DIR/src" --out "$DIR/fmoe" --bits 4 --force -q &
   local ppid=$!
-  LLAMA=$LL python3 scripts/peer/convert.py "$DIR/src" --outtype q8_0 --outfile "$DIR/m-q8_0.gguf" > "$DIR/convert.log" 2>&1 ||
+  LLAMA=$LL python3 scripts/peer/convert.py "$DIR/src" --no-mtp --outtype q8_0 --outfile "$DIR/m-q8_0.gguf" > "$DIR/convert.log" 2>&1 ||
     { tail -30 "$DIR/convert.log"; exit 1; }
   wait $ppid
   wait $bpid || { tail -40 "$DIR/build.log" "$DIR/cmake.log"; exit 1; }
@@ -72,7 +72,7 @@ build() {
   rm -f "$DIR/m-q8_0.gguf"
   PYTHONPATH=$LL/gguf-py python3 scripts/peer/gguf_layers.py "$DIR/m-q4_0.gguf" "$DIR/m1-q4_0.gguf" 1
   log "tiny cross-check model: testdata/tiny/hf -> F32 GGUF"
-  LLAMA=$LL python3 scripts/peer/convert.py testdata/tiny/hf --outtype f32 --outfile "$DIR/tiny-f32.gguf" > "$DIR/convert-tiny.log" 2>&1 ||
+  LLAMA=$LL python3 scripts/peer/convert.py testdata/tiny/hf --no-mtp --outtype f32 --outfile "$DIR/tiny-f32.gguf" > "$DIR/convert-tiny.log" 2>&1 ||
     { tail -30 "$DIR/convert-tiny.log"; echo "tiny conversion failed (cross-check skipped)"; }
   du -sh "$DIR"/* >&2
 }
