@@ -189,6 +189,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
 	}
 	u := &usage{PromptTokens: res.PromptTokens, CompletionTokens: len(res.IDs), TotalTokens: res.PromptTokens + len(res.IDs),
 		PromptTokensDetails: &promptDetails{CachedTokens: res.ReusedTokens}}
+	out.timings = newTimings(res)
 	out.finish(res.Finish == convo.FinishLength, u, j.req.StreamOptions != nil && j.req.StreamOptions.IncludeUsage)
 }
 

@@ -173,6 +173,8 @@ type completion struct {
 	SystemFingerprint string   `json:"system_fingerprint"`
 	Choices           []choice `json:"choices"`
 	Usage             *usage   `json:"usage,omitempty"`
+	// Timings ride with the usage, under llama.cpp's field names.
+	Timings *timings `json:"timings,omitempty"`
 }
 
 type choice struct {
