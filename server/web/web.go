@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"mime"
 	"path"
+	"slices"
 )
 
 //go:embed static
@@ -61,3 +62,13 @@ func Lookup(name string) *File { return files[name] }
 // markup that slipped into the page could neither run nor send anything.
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; " +
 	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// Names lists the embedded files, sorted.
+func Names() []string {
+	var out []string
+	for n := range files {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
