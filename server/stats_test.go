@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -268,5 +269,23 @@ func TestTimings(t *testing.T) {
 	}
 	if got := float64(tm.PredictedN) / (tm.PredictedMS / 1000); got < tm.PredictedPerSecond*0.95 || got > tm.PredictedPerSecond*1.05 {
 		t.Errorf("predicted_per_second %.2f, n/ms gives %.2f", tm.PredictedPerSecond, got)
+	}
+}
+
+// TestIgnoreEOS: ignore_eos runs a reply that would end at once to
+// max_tokens.
+func TestIgnoreEOS(t *testing.T) {
+	_, _, url := start(t, nil)
+	for _, ignore := range []bool{false, true} {
+		body := `{"temperature":0,"max_tokens":60,"ignore_eos":` + strconv.FormatBool(ignore) + `,"messages":[{"role":"user","content":"Count from 5 to 12."}]}`
+		status, out := do(t, "POST", url+"/v1/chat/completions", body)
+		var c completion
+		if err := json.Unmarshal([]byte(out), &c); status != 200 || err != nil {
+			t.Fatalf("%d %s", status, out)
+		}
+		finish, n := *c.Choices[0].FinishReason, c.Usage.CompletionTokens
+		if ignore && (finish != "length" || n != 60) || !ignore && (finish != "stop" || n >= 60) {
+			t.Errorf("ignore_eos %v: finish %q after %d tokens", ignore, finish, n)
+		}
 	}
 }
