@@ -162,7 +162,8 @@ export class Live {
         x += dx;
       });
     }
-    $("split-note").textContent = "(" + (dec.length ? "decode" : "prefill") + "; widest " + max.toFixed(3) + " ms; A = full attention)";
+    $("split-note").textContent = "Mean over the last " + use.length + " " + (dec.length ? "decode" : "prefill") +
+      " steps; the longest layer takes " + max.toFixed(3) + " ms per token. A: full attention; the other layers are GatedDeltaNet.";
   }
 
   heat() {
