@@ -144,7 +144,9 @@ func (b *browser) event(m cdpMsg) {
 		json.Unmarshal(m.Params, &p)
 		b.problems = append(b.problems, "exception: "+p.ExceptionDetails.Text+" "+p.ExceptionDetails.Exception.Description)
 	case "Log.entryAdded":
-		var p struct{ Entry struct{ Source, Level, Text string } }
+		var p struct {
+			Entry struct{ Source, Level, Text string }
+		}
 		json.Unmarshal(m.Params, &p)
 		if p.Entry.Source == "security" || p.Entry.Source == "javascript" {
 			b.problems = append(b.problems, p.Entry.Source+": "+p.Entry.Text)
