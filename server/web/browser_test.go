@@ -72,6 +72,7 @@ func TestBrowser(t *testing.T) {
 	b.eval(`(() => {
 		document.getElementById("toggle-settings").click();
 		document.getElementById("temperature").value = "0";
+		document.getElementById("system").value = "You are a helpful assistant.";
 		document.getElementById("tools").value = `+js(string(tools))+`;
 	})()`, nil)
 	b.screenshot("1-settings.png")
@@ -93,6 +94,20 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("the call's arguments show as %q", args)
 	}
 	b.screenshot("2-tool-call.png")
+	// The request carried the settings.
+	var req struct {
+		Messages    []struct{ Role, Content string }
+		Temperature *float64
+		Tools       []any
+		Stream      bool
+	}
+	if err := json.Unmarshal(px.lastBody(), &req); err != nil {
+		t.Fatal(err)
+	}
+	if len(req.Messages) != 2 || req.Messages[0].Role != "system" || req.Messages[0].Content != "You are a helpful assistant." ||
+		req.Temperature == nil || *req.Temperature != 0 || len(req.Tools) != 2 || !req.Stream {
+		t.Errorf("the page sent %s", px.lastBody())
+	}
 
 	// The user answers for the tool; the reply uses it, and most of the
 	// prompt is reused from the session.
@@ -226,6 +241,11 @@ func TestBrowser(t *testing.T) {
 		!strings.Contains(got.Call, `<script>window.__pwned=5</script>`) || got.Strong != 1 || got.Code != "<script>window.__pwned=6</script>" {
 		t.Errorf("hostile reply rendered as %+v", got)
 	}
+	var open bool
+	b.eval(last+`.querySelector(".reasoning").open`, &open)
+	if open {
+		t.Error("the reasoning is not collapsed")
+	}
 	b.eval(`document.querySelector(".reasoning").open = true`, nil)
 	b.screenshot("5-hostile.png")
 	b.checkClean("hostile output")
@@ -341,6 +361,14 @@ func startServe(t *testing.T, bin, model string) (string, *syncBuffer) {
 type proxy struct {
 	srv       *httptest.Server
 	ignoreEOS atomic.Bool
+	mu        sync.Mutex
+	last      []byte // the last chat request's body
+}
+
+func (p *proxy) lastBody() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.last
 }
 
 func newProxy(t *testing.T, addr string) *proxy {
@@ -350,6 +378,9 @@ func newProxy(t *testing.T, addr string) *proxy {
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == "POST" && r.URL.Path == "/v1/chat/completions" {
 			body, _ := io.ReadAll(r.Body)
+			p.mu.Lock()
+			p.last = body
+			p.mu.Unlock()
 			if bytes.Contains(body, []byte(hostile)) {
 				hostileReply(w)
 				return
