@@ -249,6 +249,30 @@ func TestBrowser(t *testing.T) {
 	b.eval(`document.querySelector(".reasoning").open = true`, nil)
 	b.screenshot("5-hostile.png")
 	b.checkClean("hostile output")
+
+	// 5. The Markdown renderer itself, case by case.
+	cases := [][2]string{
+		{"# Title\ntext", `<h2>Title</h2><p>text</p>`},
+		{"a **b** *c* `d` ~~e~~", `<p>a <strong>b</strong> <em>c</em> <code>d</code> <del>e</del></p>`},
+		{"snake_case_name, `__init__` and 2*3*4", `<p>snake_case_name, <code>__init__</code> and 2<em>3</em>4</p>`},
+		{"a | b\n---", `<p>a | b</p><hr>`},
+		{"line one\nline two\n\nnext", `<p>line one<br>line two</p><p>next</p>`},
+		{"- one\n- two\n\n3. x\n4. y", `<ul><li>one</li><li>two</li></ul><ol start="3"><li>x</li><li>y</li></ol>`},
+		{"| a | b |\n|---|:-:|\n| 1 | <i>2</i> |", `<table><thead><tr><th>a</th><th>b</th></tr></thead><tbody><tr><td>1</td><td>&lt;i&gt;2&lt;/i&gt;</td></tr></tbody></table>`},
+		{"> quoted *text*", `<blockquote><p>quoted <em>text</em></p></blockquote>`},
+		{"---", `<hr>`},
+		{"```go\nfmt.Println(\"<b>\")", `<pre><span class="lang">go</span><code class="language-go">fmt.Println("&lt;b&gt;")</code></pre>`},
+		{"[x](https://a.example/) [y](javascript:alert(1))", `<p><a href="https://a.example/" target="_blank" rel="noopener noreferrer nofollow">x</a> [y](javascript:alert(1))</p>`},
+		{"<b onclick=\"x()\">hi</b>", `<p>&lt;b onclick="x()"&gt;hi&lt;/b&gt;</p>`},
+	}
+	for _, c := range cases {
+		var got string
+		b.eval(`import("/ui/md.js").then((md) => { const d = document.createElement("div"); md.render(d, `+js(c[0])+`); return d.innerHTML; })`, &got)
+		if got != c[1] {
+			t.Errorf("Markdown %q:\n got %s\nwant %s", c[0], got, c[1])
+		}
+	}
+	b.checkClean("markdown")
 }
 
 func atoi(s string) int {

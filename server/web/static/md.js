@@ -59,7 +59,7 @@ const headRe = /^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$/;
 const ruleRe = /^ {0,3}([-*_])(\s*\1){2,}\s*$/;
 const itemRe = /^(\s*)([-*+]|\d{1,9}[.)])\s+(.*)$/;
 const quoteRe = /^ {0,3}>\s?(.*)$/;
-const tableSepRe = /^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$/;
+const tableSepRe = /^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$/;
 
 function cells(line) {
   return line.trim().replace(/^\|/, "").replace(/\|$/, "").split("|").map((c) => c.trim());
@@ -111,7 +111,7 @@ function blocks(parent, ls) {
       blocks(parent.appendChild(el("blockquote")), body);
       continue;
     }
-    if (line.includes("|") && i + 1 < ls.length && tableSepRe.test(ls[i + 1])) {
+    if (line.includes("|") && i + 1 < ls.length && tableSepRe.test(ls[i + 1]) && cells(line).length === cells(ls[i + 1]).length) {
       flush();
       const table = el("table");
       const tr = table.appendChild(el("thead")).appendChild(el("tr"));
