@@ -345,6 +345,11 @@ async function start() {
     $("model").textContent = "not connected: " + e.message;
   }
   if (liveOn) live.start();
+  // A hidden tab shows nothing: let the model run unobserved meanwhile.
+  document.addEventListener("visibilitychange", () => {
+    if ($("live").hidden) return;
+    document.hidden ? live.stop() : live.start();
+  });
   $("input").focus();
 }
 
