@@ -221,6 +221,9 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return // the headers are the whole answer
+	}
 	// Every write must be taken within the write timeout: a client that
 	// stops reading is dropped, never waited for.
 	send := func(format string, args ...any) bool {

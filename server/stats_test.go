@@ -178,6 +178,19 @@ func TestStatsStream(t *testing.T) {
 	})
 }
 
+// TestStatsHead: HEAD gets the stream's headers and ends.
+func TestStatsHead(t *testing.T) {
+	_, _, url := start(t, nil)
+	resp, err := http.Head(url + "/v1/fmoe/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Errorf("HEAD: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+}
+
 // TestStatsLimit: at most maxStatsStreams streams are open at once.
 func TestStatsLimit(t *testing.T) {
 	_, _, url := start(t, nil)
