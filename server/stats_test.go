@@ -180,7 +180,7 @@ func TestStatsStream(t *testing.T) {
 
 // TestStatsHead: HEAD gets the stream's headers and ends.
 func TestStatsHead(t *testing.T) {
-	_, _, url := start(t, nil)
+	s, _, url := start(t, nil)
 	resp, err := http.Head(url + "/v1/fmoe/stats")
 	if err != nil {
 		t.Fatal(err)
@@ -189,6 +189,11 @@ func TestStatsHead(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Errorf("HEAD: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
+	waitFor(t, "the HEAD request to end", func() bool {
+		s.hub.mu.Lock()
+		defer s.hub.mu.Unlock()
+		return len(s.hub.subs) == 0
+	})
 }
 
 // TestStatsLimit: at most maxStatsStreams streams are open at once.
