@@ -181,6 +181,10 @@ func TestBrowser(t *testing.T) {
 	b.eval(`document.getElementById("max-tokens").value = "4000"`, nil)
 	send("Count from 1 to 1000.")
 	b.wait("the reply to start", `!document.getElementById("stop").hidden && (`+last+`?.querySelector(".body").textContent.length || 0) > 40`, 60*time.Second)
+	// The live view moves while the reply streams.
+	var before int
+	b.eval(`+document.body.dataset.liveSteps`, &before)
+	b.wait("the live view to update mid-reply", `!document.getElementById("stop").hidden && +document.body.dataset.liveSteps > `+fmt.Sprint(before+5), 20*time.Second)
 	b.eval(`document.getElementById("stop").click()`, nil)
 	b.wait("the stop", idle+` && `+last+`.querySelector(".metrics .stopped")`, 20*time.Second)
 	px.ignoreEOS.Store(false)
