@@ -68,7 +68,7 @@ let keyPrompt = null;
 // askKey shows the key dialog once for however many callers wait on it.
 function askKey(why) {
   if (!keyPrompt) {
-    keyPrompt = new Promise((resolve) => {
+    keyPrompt = new Promise((resolve, reject) => {
       $("key-error").textContent = why || "";
       $("key").value = "";
       $("key-dialog").showModal();
@@ -76,6 +76,11 @@ function askKey(why) {
         setAPIKey($("key").value.trim());
         keyPrompt = null;
         resolve();
+      };
+      // Escape: the caller fails instead of waiting for ever.
+      $("key-dialog").oncancel = () => {
+        keyPrompt = null;
+        reject(new Error("this server needs an API key"));
       };
     });
   }
