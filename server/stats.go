@@ -65,27 +65,34 @@ type statsLayer struct {
 }
 
 type statsExperts struct {
+	// Uses counts the experts computed (one per distinct expert of a
+	// layer in the step); Reads of them were read from the files.
+	Uses          int64      `json:"uses"`
 	Reads         int64      `json:"reads"`
 	Bytes         int64      `json:"bytes"`
 	BytesPerToken float64    `json:"bytes_per_token"`
+	DeviceBytes   int64      `json:"device_bytes"` // copied host-to-device (GPU tier only)
 	Cache         statsTiers `json:"cache"`
 	PerLayerReads []int64    `json:"layer_reads"`
 }
 
-// statsTiers are the expert caches, fastest last. GPU is null until the
-// runtime keeps experts in GPU memory.
+// statsTiers are the expert caches, slowest first. A tier the server runs
+// without is null.
 type statsTiers struct {
+	// PageCache: of the reads probed, those whose pages were all
+	// resident; Pages* the same by page.
 	PageCache *statsTier `json:"page_cache"`
-	GPU       *statsTier `json:"gpu"`
+	// Host: of the GPU tier's misses, those the host tier served.
+	Host *statsTier `json:"host"`
+	// GPU: of the experts used, those computed from device memory.
+	GPU *statsTier `json:"gpu"`
 }
 
-// statsTier counts the reads a tier was asked about and those it served
-// whole; "pages" the same by 4 KiB page.
 type statsTier struct {
 	Probed      int64 `json:"probed"`
 	Hits        int64 `json:"hits"`
-	PagesProbed int64 `json:"pages_probed"`
-	PagesHit    int64 `json:"pages_hit"`
+	PagesProbed int64 `json:"pages_probed,omitempty"`
+	PagesHit    int64 `json:"pages_hit,omitempty"`
 }
 
 // statsHub fans the model's steps out to the open streams.
@@ -133,7 +140,8 @@ func (h *statsHub) unsubscribe(sub *statsSub) {
 // publish runs on the generating goroutine: it copies the step and hands
 // it to every stream without waiting for any.
 func (h *statsHub) publish(st *model.StepStats) {
-	ev := newStatsStep(st)
+	gpu, host := h.m.CacheBudgets()
+	ev := newStatsStep(st, gpu > 0, host > 0)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for sub := range h.subs {
@@ -147,7 +155,7 @@ func (h *statsHub) publish(st *model.StepStats) {
 	}
 }
 
-func newStatsStep(st *model.StepStats) *statsStep {
+func newStatsStep(st *model.StepStats, gpu, host bool) *statsStep {
 	ev := &statsStep{
 		Kind: "prefill", Pos: st.Pos, Tokens: st.Tokens,
 		WallMS: msec(st.Wall), EmbedMS: msec(st.Embed), HeadMS: msec(st.Head),
@@ -157,7 +165,7 @@ func newStatsStep(st *model.StepStats) *statsStep {
 	if st.Decode {
 		ev.Kind = "decode"
 	}
-	pc := &statsTier{}
+	pc, gt, ht := &statsTier{}, &statsTier{}, &statsTier{}
 	x := &ev.Experts
 	x.PerLayerReads = make([]int64, len(st.Layers))
 	for l := range st.Layers {
@@ -175,8 +183,14 @@ func newStatsStep(st *model.StepStats) *statsStep {
 		if n := ev.RouteTokens * st.K; n <= len(L.Experts) {
 			ev.Routes[l] = append([]int(nil), L.Experts[len(L.Experts)-n:]...)
 		}
+		x.Uses += L.ExpertUses
 		x.Reads += L.ExpertReads
 		x.Bytes += L.ExpertBytes
+		x.DeviceBytes += L.DeviceBytes
+		gt.Probed += L.ExpertUses
+		gt.Hits += L.GPUHits
+		ht.Probed += L.ExpertUses - L.GPUHits
+		ht.Hits += L.HostHits
 		x.PerLayerReads[l] = L.ExpertReads
 		pc.Probed += L.ProbedReads
 		pc.Hits += L.CachedReads
@@ -187,6 +201,12 @@ func newStatsStep(st *model.StepStats) *statsStep {
 		x.BytesPerToken = float64(x.Bytes) / float64(st.Tokens)
 	}
 	x.Cache.PageCache = pc
+	if gpu {
+		x.Cache.GPU = gt
+	}
+	if host {
+		x.Cache.Host = ht
+	}
 	return ev
 }
 
@@ -198,6 +218,13 @@ func (s *Server) statsConfig() *statsConfig {
 	c := &statsConfig{
 		Model: s.opts.Name, Layers: m.Config.NumHiddenLayers, Experts: m.Config.NumExperts, K: m.K,
 		Tiers: []string{"page_cache"}, RouteTokens: routeTokens,
+	}
+	gpu, host := m.CacheBudgets()
+	if host > 0 {
+		c.Tiers = append(c.Tiers, "host")
+	}
+	if gpu > 0 {
+		c.Tiers = append(c.Tiers, "gpu")
 	}
 	for l := 0; l < c.Layers; l++ {
 		c.FullAttention = append(c.FullAttention, m.Config.LayerTypes[l] == format.FullAttention)

@@ -105,8 +105,8 @@ func TestStatsStream(t *testing.T) {
 		if ev.name != "step" {
 			t.Fatalf("event %q", ev.name)
 		}
-		if !strings.Contains(ev.data, `"gpu":null`) {
-			t.Errorf("no GPU tier field: %s", ev.data)
+		if !strings.Contains(ev.data, `"host":null,"gpu":null`) {
+			t.Errorf("no null GPU and host tiers: %s", ev.data)
 		}
 		var st statsStep
 		if err := json.Unmarshal([]byte(ev.data), &st); err != nil {
@@ -147,6 +147,9 @@ func TestStatsStream(t *testing.T) {
 		pc := st.Experts.Cache.PageCache
 		if pc == nil || pc.Hits > pc.Probed || pc.Probed > st.Experts.Reads || pc.PagesHit > pc.PagesProbed {
 			t.Errorf("page cache %+v for %d reads", pc, st.Experts.Reads)
+		}
+		if st.Experts.Uses != st.Experts.Reads || st.Experts.DeviceBytes != 0 {
+			t.Errorf("%d experts used, %d read, %d bytes to a device, without cache tiers", st.Experts.Uses, st.Experts.Reads, st.Experts.DeviceBytes)
 		}
 		if st.Kind == "decode" {
 			decode++
@@ -194,6 +197,24 @@ func TestStatsHead(t *testing.T) {
 		defer s.hub.mu.Unlock()
 		return len(s.hub.subs) == 0
 	})
+}
+
+// TestStatsTiers: with GPU and host tiers, the step reports how each
+// served the experts used.
+func TestStatsTiers(t *testing.T) {
+	st := &model.StepStats{Tokens: 1, K: 2, Layers: []model.LayerStats{
+		{ExpertUses: 2, GPUHits: 1, HostHits: 1, DeviceBytes: 100, Experts: []int{3, 5}},
+		{ExpertUses: 2, GPUHits: 0, HostHits: 1, ExpertReads: 1, ExpertBytes: 64, DeviceBytes: 200, Experts: []int{1, 2}},
+	}}
+	ev := newStatsStep(st, true, true)
+	c := ev.Experts.Cache
+	if c.GPU == nil || *c.GPU != (statsTier{Probed: 4, Hits: 1}) || c.Host == nil || *c.Host != (statsTier{Probed: 3, Hits: 2}) ||
+		ev.Experts.Uses != 4 || ev.Experts.Reads != 1 || ev.Experts.DeviceBytes != 300 || ev.Experts.BytesPerToken != 64 {
+		t.Errorf("experts %+v, gpu %+v, host %+v", ev.Experts, c.GPU, c.Host)
+	}
+	if ev = newStatsStep(st, false, false); ev.Experts.Cache.GPU != nil || ev.Experts.Cache.Host != nil {
+		t.Errorf("tiers reported for a server without them: %+v", ev.Experts.Cache)
+	}
 }
 
 // TestStatsLimit: at most maxStatsStreams streams are open at once.

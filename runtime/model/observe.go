@@ -34,6 +34,10 @@ type LayerStats struct {
 	ExpertReads, ExpertBytes int64
 	ProbedReads, CachedReads int64
 	ProbedPages, CachedPages int64
+	// The layer's expert uses and how the cache tiers served them: as in
+	// PhaseTiming (GPUHits, HostHits and DeviceBytes stay 0 without the
+	// tiers; see CacheBudgets).
+	ExpertUses, GPUHits, HostHits, DeviceBytes int64
 	// Experts are the routed experts of each token, token-major [Tokens·K].
 	Experts []int
 }
@@ -48,6 +52,10 @@ func (m *Model) Observe(o Observer) {
 	}
 	m.obs.Store(&o)
 }
+
+// CacheBudgets are the byte budgets of the GPU and host tiers of experts
+// (Options.GPUCache, Options.HostCache), 0 for a tier that is off.
+func (m *Model) CacheBudgets() (gpu, host int64) { return m.cacheBudget, m.hostBudget }
 
 // observation is a session's state for observing the current step.
 type observation struct {
@@ -131,6 +139,10 @@ func (s *Session) observeLayer(l int) {
 	L.CachedReads = cur.CachedReads - o.prev.CachedReads
 	L.ProbedPages = cur.ProbedPages - o.prev.ProbedPages
 	L.CachedPages = cur.CachedPages - o.prev.CachedPages
+	L.ExpertUses = cur.ExpertUses - o.prev.ExpertUses
+	L.GPUHits = cur.GPUHits - o.prev.GPUHits
+	L.HostHits = cur.HostHits - o.prev.HostHits
+	L.DeviceBytes = cur.DeviceBytes - o.prev.DeviceBytes
 	o.prev = cur
 }
 

@@ -103,6 +103,9 @@ func TestObserve(t *testing.T) {
 			if st.Decode && (L.ExpertReads != int64(m.K) || L.ExpertBytes != int64(m.K)*stride) {
 				t.Errorf("step %d layer %d: %d reads of %d bytes, want K=%d blocks of %d", i, l, L.ExpertReads, L.ExpertBytes, m.K, stride)
 			}
+			if L.ExpertUses != L.ExpertReads || L.GPUHits != 0 || L.HostHits != 0 || L.DeviceBytes != 0 {
+				t.Errorf("step %d layer %d: %d uses for %d reads, tiers %d %d %d without tiers", i, l, L.ExpertUses, L.ExpertReads, L.GPUHits, L.HostHits, L.DeviceBytes)
+			}
 			if L.CachedReads > L.ProbedReads || L.ProbedReads > L.ExpertReads {
 				t.Errorf("step %d layer %d: cached %d > probed %d > reads %d", i, l, L.CachedReads, L.ProbedReads, L.ExpertReads)
 			}

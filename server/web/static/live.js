@@ -106,18 +106,20 @@ export class Live {
   tiles() {
     const dec = this.steps.filter((s) => s.kind === "decode");
     const all = dec.length ? dec : this.steps;
-    let tok = 0, bytes = 0, probed = 0, hits = 0, gProbed = 0, gHits = 0, gpu = false;
+    let tok = 0, bytes = 0, probed = 0, hits = 0, gProbed = 0, gHits = 0, gpu = false, hProbed = 0, hHits = 0, host = false;
     for (const s of all) {
       tok += s.tokens; bytes += s.experts.bytes;
       const c = s.experts.cache;
       if (c.page_cache) { probed += c.page_cache.probed; hits += c.page_cache.hits; }
       if (c.gpu) { gpu = true; gProbed += c.gpu.probed; gHits += c.gpu.hits; }
+      if (c.host) { host = true; hProbed += c.host.probed; hHits += c.host.hits; }
     }
     $("s-rate").textContent = dec.length ? (dec.length / (dec.reduce((a, s) => a + s.wall_ms, 0) / 1000)).toFixed(1) : "–";
     $("s-bytes").textContent = tok ? (bytes / tok / 1e6).toFixed(2) : "–";
     $("s-page").textContent = probed ? Math.round((100 * hits) / probed) + "%" : "–";
     $("s-gpu").textContent = gpu && gProbed ? Math.round((100 * gHits) / gProbed) + "%" : "–";
-    $("s-gpu-u").textContent = gpu ? "of reads" : "no GPU tier";
+    $("s-gpu-u").textContent = !gpu ? "no GPU tier" :
+      "of experts" + (host && hProbed ? "; host tier " + Math.round((100 * hHits) / hProbed) + "% of the rest" : "");
   }
 
   // split draws, per layer, the mean time per token of each phase over
