@@ -145,7 +145,10 @@ export class Live {
     const g = c.getContext("2d");
     g.scale(dpr, dpr);
     g.clearRect(0, 0, w, row * layers);
-    if (!tok) return;
+    if (!tok) {
+      $("split-note").textContent = "Waiting for the model to generate.";
+      return;
+    }
     let max = 0;
     for (const p of per) max = Math.max(max, p.reduce((a, b) => a + b, 0) / tok);
     const css = getComputedStyle(document.documentElement);
