@@ -431,27 +431,24 @@ func newProxy(t *testing.T, addr string) *proxy {
 // hostileReply streams a reply whose every part carries markup.
 func hostileReply(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "text/event-stream")
-	chunk := func(delta map[string]any, extra map[string]any) {
+	chunk := func(delta map[string]any) {
 		c := map[string]any{"object": "chat.completion.chunk", "choices": []any{map[string]any{"index": 0, "delta": delta}}}
-		for k, v := range extra {
-			c[k] = v
-		}
 		b, _ := json.Marshal(c)
 		fmt.Fprintf(w, "data: %s\n\n", b)
 		w.(http.Flusher).Flush()
 		time.Sleep(20 * time.Millisecond)
 	}
-	chunk(map[string]any{"reasoning_content": "Thinking <img src=x onerror=window.__pwned=3> about it."}, nil)
+	chunk(map[string]any{"reasoning_content": "Thinking <img src=x onerror=window.__pwned=3> about it."})
 	for _, s := range []string{
 		"Here is markup: <script>window.__pwned=1</script> and ",
 		`<img src=x onerror="window.__pwned=2">, in **bold**, `,
 		"a [bad link](javascript:window.__pwned=7), a [good one](https://example.com/) and code:\n\n",
 		"```html\n<script>window.__pwned=6</script>\n```\n",
 	} {
-		chunk(map[string]any{"content": s}, nil)
+		chunk(map[string]any{"content": s})
 	}
 	chunk(map[string]any{"tool_calls": []any{map[string]any{"index": 0, "id": "call_1", "type": "function",
-		"function": map[string]any{"name": "<svg onload=window.__pwned=4>", "arguments": `{"x": "<script>window.__pwned=5</script>"}`}}}}, nil)
+		"function": map[string]any{"name": "<svg onload=window.__pwned=4>", "arguments": `{"x": "<script>window.__pwned=5</script>"}`}}}})
 	c := map[string]any{"object": "chat.completion.chunk", "choices": []any{map[string]any{"index": 0, "delta": map[string]any{}, "finish_reason": "tool_calls"}}}
 	b, _ := json.Marshal(c)
 	fmt.Fprintf(w, "data: %s\n\n", b)
