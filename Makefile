@@ -1,10 +1,10 @@
-# fmoe — see README.md. Targets: build, test, demo, bench, lint.
+# fmoe — see README.md. Targets: build, test, demo, bench, lint, ui-test.
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN := bin
 DEMO := build/fmoe-tiny-chat
 FUZZTIME ?= 3s
 
-.PHONY: build test demo bench bench-pack bench-decode lint fuzz clean metal-check
+.PHONY: build test demo bench bench-pack bench-decode lint fuzz clean metal-check ui-test
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -29,6 +29,17 @@ demo: build
 	printf '%s\n' "What's the weather in Paris?" '{"temp": 18, "condition": "sunny"}' | \
 		$(BIN)/fmoe-run chat --model $(DEMO) --tools models/fmoe-tiny-chat/tools.json --no-bash --hide-reasoning
 
+# The chat page (GET /) in headless Chromium against fmoe-run serve on the built-in model: a tool
+# call, a streamed answer, the stop button, hostile markup shown as text; screenshots in build/ui/.
+# Skips, saying so, where no chromium is installed (Debian: apt-get install -y chromium).
+ui-test: build
+	@if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then \
+		echo "ui-test: SKIPPED: no chromium on PATH (Debian: apt-get install -y chromium)"; exit 0; fi; \
+	set -e; \
+	$(BIN)/fmoe-pack convert --in models/fmoe-tiny-chat/mlx-4bit --out $(DEMO) --force; \
+	FMOE_UI_BIN=$(CURDIR)/$(BIN)/fmoe-run FMOE_UI_MODEL=$(CURDIR)/$(DEMO) \
+		$(GO) test -tags uitest -count=1 -v -run '^TestBrowser$$' ./server/web/
+
 # Benchmarks write tens of GB under /tmp (see each script's header); results go to stdout and are
 # recorded with the machine in docs/benchmarks.md. The GPU benchmark is scripts/gpu-bench.sh.
 bench: build
@@ -52,6 +63,7 @@ metal-check:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
+	$(GO) vet -tags uitest ./server/web/
 
 clean:
 	rm -rf $(BIN) build

@@ -157,8 +157,12 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
 		opts.Inject, opts.Logits = g.inject, g.mask
 		out.forced = true
 	}
-	if s.noStop {
-		opts.Logits = func(_ string, logits []float32) {
+	if s.noStop || j.req.IgnoreEOS {
+		mask := opts.Logits
+		opts.Logits = func(text string, logits []float32) {
+			if mask != nil {
+				mask(text, logits)
+			}
 			for _, id := range s.e.StopIDs() {
 				logits[id] = -1e30
 			}
@@ -189,6 +193,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
 	}
 	u := &usage{PromptTokens: res.PromptTokens, CompletionTokens: len(res.IDs), TotalTokens: res.PromptTokens + len(res.IDs),
 		PromptTokensDetails: &promptDetails{CachedTokens: res.ReusedTokens}}
+	out.timings = newTimings(res)
 	out.finish(res.Finish == convo.FinishLength, u, j.req.StreamOptions != nil && j.req.StreamOptions.IncludeUsage)
 }
 

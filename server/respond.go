@@ -30,6 +30,7 @@ type responder struct {
 	// forced: tool_choice forces a call. A call cut off (by max_tokens)
 	// is dropped rather than returned as markup in the content.
 	forced  bool
+	timings *timings // sent with the usage
 	events  []chat.Event
 	started bool  // the stream's headers are out
 	err     error // a failed write: the client is gone
@@ -132,7 +133,7 @@ func (o *responder) finish(length bool, u *usage, includeUsage bool) {
 	o.deadline()
 	writeJSON(o.w, http.StatusOK, &completion{
 		ID: o.id, Object: "chat.completion", Created: o.created, Model: o.name, SystemFingerprint: o.fp,
-		Choices: []choice{{Message: msg, FinishReason: &reason}}, Usage: u,
+		Choices: []choice{{Message: msg, FinishReason: &reason}}, Usage: u, Timings: o.timings,
 	})
 }
 
@@ -159,6 +160,9 @@ func (o *responder) chunk(d *delta, finish *string, u *usage) {
 	c := completion{ID: o.id, Object: "chat.completion.chunk", Created: o.created, Model: o.name, SystemFingerprint: o.fp, Usage: u, Choices: []choice{}}
 	if d != nil {
 		c.Choices = []choice{{Delta: d, FinishReason: finish}}
+	}
+	if u != nil {
+		c.Timings = o.timings
 	}
 	b, err := json.Marshal(&c)
 	if err != nil {

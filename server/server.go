@@ -1,6 +1,7 @@
 // Package server serves a model over an OpenAI-compatible HTTP API:
 // POST /v1/chat/completions (plain and streamed, with tools and reasoning),
-// GET /v1/models and GET /health.
+// GET /v1/models and GET /health, with a chat page at GET / and a live view
+// of the model's steps at GET /v1/fmoe/stats.
 //
 // The model runs one generation at a time. Requests wait in a bounded queue
 // and get HTTP 429 when it is full. The server keeps one session and the
@@ -66,6 +67,8 @@ type Server struct {
 	special   []bool
 	// onToken, when set (tests), runs for every piece of generated text.
 	onToken func()
+	// hub streams the model's steps to GET /v1/fmoe/stats (stats.go).
+	hub statsHub
 	// noStop, when set (tests), keeps the model from ending its turn, so
 	// the tiny model's replies run to max_tokens.
 	noStop bool
@@ -103,7 +106,7 @@ func New(e *convo.Engine, o Options) *Server {
 	o.Timeouts = o.Timeouts.withDefaults()
 	base, stopAll := context.WithCancel(context.Background())
 	return &Server{
-		e: e, opts: o,
+		e: e, opts: o, hub: statsHub{m: e.Model},
 		admit:   make(chan struct{}, 1+o.QueueSize),
 		run:     make(chan struct{}, 1),
 		created: time.Now().Unix(),
@@ -120,17 +123,20 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/models", s.models)
 	mux.HandleFunc("GET /v1/models/{id}", s.model)
 	mux.HandleFunc("GET /health", s.health)
+	mux.HandleFunc("GET /v1/fmoe/stats", s.stats)
+	mux.HandleFunc("GET /{$}", s.page)
+	mux.HandleFunc("GET /ui/{file}", s.asset)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "invalid_request_error", "not_found",
-			fmt.Sprintf("no route for %s %s (POST /v1/chat/completions, GET /v1/models, GET /health)", r.Method, r.URL.Path))
+			fmt.Sprintf("no route for %s %s (GET / for the chat page, POST /v1/chat/completions, GET /v1/models, GET /v1/fmoe/stats, GET /health)", r.Method, r.URL.Path))
 	})
 	if s.opts.APIKey == "" {
 		return mux
 	}
 	want := sha256.Sum256([]byte(s.opts.APIKey))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && r.URL.Path == "/health" {
-			mux.ServeHTTP(w, r) // for load balancers and probes; it tells nothing secret
+		if public(r) {
+			mux.ServeHTTP(w, r)
 			return
 		}
 		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -144,6 +150,17 @@ func (s *Server) Handler() http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// public reports whether r needs no API key: GET /health, for load
+// balancers and probes, and the chat page and its files, which ask the
+// user for the key. None of them tells anything secret.
+func public(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	p := r.URL.Path
+	return p == "/health" || p == "/" || strings.HasPrefix(p, "/ui/")
 }
 
 func (s *Server) modelObject() map[string]any {

@@ -27,6 +27,9 @@ type chatRequest struct {
 	Stop                json.RawMessage `json:"stop"`
 	Seed                *int64          `json:"seed"`
 	N                   *int            `json:"n"`
+	// IgnoreEOS keeps the model from ending its turn, so the reply runs to
+	// max_tokens, as in vLLM and llama.cpp: for measuring decode speed.
+	IgnoreEOS bool `json:"ignore_eos"`
 	// ChatTemplateKwargs are extra template variables, as in vLLM and
 	// llama.cpp; enable_thinking among them switches Qwen3.5's reasoning.
 	ChatTemplateKwargs map[string]any `json:"chat_template_kwargs"`
@@ -173,6 +176,8 @@ type completion struct {
 	SystemFingerprint string   `json:"system_fingerprint"`
 	Choices           []choice `json:"choices"`
 	Usage             *usage   `json:"usage,omitempty"`
+	// Timings ride with the usage, under llama.cpp's field names.
+	Timings *timings `json:"timings,omitempty"`
 }
 
 type choice struct {

@@ -25,7 +25,10 @@ func serveCmd() *cli.Command {
 		UsageText: "fmoe-run serve --model DIR [--addr 127.0.0.1:8080] [--api-key KEY] [--name NAME] [--queue N] [--k K] [--2bit] [--threads N] [timeouts]",
 		Description: `Endpoints: POST /v1/chat/completions (stream or not; tools, tool_choice, reasoning_content,
 max_tokens / max_completion_tokens, temperature, top_p, stop, seed, stream_options.include_usage,
-chat_template_kwargs), GET /v1/models, GET /health.
+chat_template_kwargs, ignore_eos), GET /v1/models, GET /health; GET / is a chat page (open
+http://ADDRESS/ in a browser), GET /v1/fmoe/stats a server-sent-event stream of each forward step's
+per-layer times, expert reads, cache hits and routing (the page's live view; README, "The chat
+page and the live view"). The model is observed only while a stats stream is open.
 
 A request's "model" must be the served id (--name, default the model directory's name; GET /v1/models
 lists it) or be left out; any other name gets HTTP 404 model_not_found.
@@ -36,8 +39,9 @@ result) reuses the model state of that prefix.
 
 The server listens on loopback unless --addr says otherwise (host:port; an empty host, as in
 ":8080", means every interface). With --api-key (or FMOE_API_KEY) every request but GET /health
-must carry "Authorization: Bearer KEY", as OpenAI clients send their api_key, and gets HTTP 401
-otherwise. Listening beyond loopback without a key prints a warning.
+and the chat page's files must carry "Authorization: Bearer KEY", as OpenAI clients send their
+api_key, and gets HTTP 401 otherwise (the page asks for the key). Listening beyond loopback
+without a key prints a warning.
 
 Timeouts keep one client from holding the server: a request's headers must arrive within
 --read-header-timeout and the whole request within --read-timeout; a kept-alive connection is
@@ -108,7 +112,7 @@ func runServe(c *cli.Context) error {
 	srv := server.New(e, server.Options{Name: name, QueueSize: q, Log: logger, Timeouts: timeouts, APIKey: key})
 	ctx, stop := cliutil.SignalContext()
 	defer stop()
-	logger.Printf("serving %s (K=%d) on http://%s/v1", name, m.K, ln.Addr())
+	logger.Printf("serving %s (K=%d) on http://%s/v1; chat page at http://%s/", name, m.K, ln.Addr(), ln.Addr())
 	// Serve returns once no request uses the engine, so the deferred
 	// Close cannot pull the model from under a generation.
 	err = srv.Serve(ctx, ln)

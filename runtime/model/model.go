@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/fmoe/fmoe/format"
 	"github.com/fmoe/fmoe/internal/mmap"
@@ -99,6 +100,8 @@ type Model struct {
 	cacheBudget int64
 	hostBudget  int64
 	stats       ExpertStats
+	// obs is the Observer set by Observe, or nil (observe.go).
+	obs atomic.Pointer[Observer]
 }
 
 // layer holds the resident tensors of one decoder layer.

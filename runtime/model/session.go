@@ -39,6 +39,8 @@ type Session struct {
 	onRoute func(layer int, idx []int, w []float32)
 
 	closed bool
+	// ob is this step's observation while Model.Observe is set.
+	ob observation
 
 	// broken is why the states are half-updated (a step failed or was
 	// cancelled); Forward refuses to go on until Reset or Restore.
@@ -216,6 +218,8 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 	c := &m.Config
 	T, H := len(ids), c.HiddenSize
 	eps := float32(c.RMSNormEps)
+	s.observeStart(T, decode) // may switch Timing on for the step
+	defer s.observeEnd()
 	var t0 time.Time
 	if s.Timing != nil {
 		t0 = time.Now()
@@ -256,6 +260,7 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 			return nil, fmt.Errorf("model: layer %d: %w", l, r.err)
 		}
 		s.capture(r, fmt.Sprintf("layer%02d", l), h, T)
+		s.observeLayer(l)
 	}
 	r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), m.norm, eps))
 	s.lap(PhaseHead)
@@ -285,6 +290,7 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 	if err := m.checkLogits(logits); err != nil {
 		return nil, err
 	}
+	s.observeDone()
 	s.pos += T
 	return logits, nil
 }
