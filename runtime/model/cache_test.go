@@ -87,8 +87,11 @@ func TestGoldenWarmCache(t *testing.T) {
 					d := &tm.Decode
 					t.Logf("tiers %s (GPU budget %d B), run %d: %d of %d experts from the GPU tier, %d from the host tier, %.1f MB/token over PCIe",
 						b.name, m.CacheBudget(), run, d.GPUHits, d.ExpertUses, d.HostHits, float64(d.DeviceBytes)/1e6/float64(d.Tokens))
-					if b.host > 0 && (d.HostHits == 0 || d.GPUHits+d.HostHits == d.ExpertUses) {
-						t.Errorf("a host tier of forty served %d of the %d experts the GPU tier missed, want some but not all",
+					// A host tier alone must both hit and miss (it is bounded); under
+					// a GPU tier it sees only that tier's misses, which forty entries
+					// may then hold entirely (seen on CUDA with bf16-long's warm run).
+					if b.host > 0 && (d.HostHits == 0 || (b.budget == GPUCacheOff && d.HostHits == d.ExpertUses)) {
+						t.Errorf("a host tier of forty served %d of the %d experts the GPU tier missed, want some (and, alone, not all)",
 							d.HostHits, d.ExpertUses-d.GPUHits)
 					}
 					if !cached {
