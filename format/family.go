@@ -14,19 +14,22 @@ type family struct {
 	modelTypes []string // config.json model_type values
 	// partialRotary is partial_rotary_factor when the config leaves it out.
 	partialRotary float64
-	parse         func(r *reader, c *Config)
-	validate      func(c *Config) error
-	schema        func(c *Config) []TensorSpec
+	// ropeTypes are the rope_type values other than "default" the family's parse reads itself.
+	ropeTypes []string
+	parse     func(r *reader, c *Config)
+	validate  func(c *Config) error
+	schema    func(c *Config) []TensorSpec
 }
 
 // Architecture names fmoe runs.
 const (
-	ArchQwen35MoE = "qwen3_5_moe"
-	ArchQwen3MoE  = "qwen3_moe"
-	ArchGLM4MoE   = "glm4_moe"
+	ArchQwen35MoE  = "qwen3_5_moe"
+	ArchQwen3MoE   = "qwen3_moe"
+	ArchGLM4MoE    = "glm4_moe"
+	ArchDeepseekV3 = "deepseek_v3"
 )
 
-var families = []*family{qwen35Family, qwen3MoEFamily, glm4MoEFamily}
+var families = []*family{qwen35Family, qwen3MoEFamily, glm4MoEFamily, deepseekV3Family}
 
 func familyByModelType(mt string) *family {
 	for _, f := range families {
