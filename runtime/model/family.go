@@ -16,9 +16,10 @@ import (
 type family func(src *layerSource, L *layer) error
 
 var families = map[string]family{
-	format.ArchQwen35MoE: qwen35Layer,
-	format.ArchQwen3MoE:  qwen3MoELayer,
-	format.ArchGLM4MoE:   glm4MoELayer,
+	format.ArchQwen35MoE:  qwen35Layer,
+	format.ArchQwen3MoE:   qwen3MoELayer,
+	format.ArchGLM4MoE:    glm4MoELayer,
+	format.ArchDeepseekV3: deepseekV3Layer,
 }
 
 // layerSource hands a family the tensors of layer l.
