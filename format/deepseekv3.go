@@ -77,7 +77,12 @@ func parseDeepseekV3(r *reader, c *Config) {
 		r.opt("rope_scaling", &rope)
 	}
 	rr := reader{name: r.name + " rope parameters", fields: rope}
-	if rr.str("rope_type", rr.str("type", "default")) != "yarn" {
+	switch rt := rr.str("rope_type", rr.str("type", "default")); rt {
+	case "default":
+		return
+	case "yarn":
+	default: // the hub's "type" spelling escapes ParseConfig's check of rope_type
+		r.fail("rope scaling type %q is not supported (want default or yarn)", rt)
 		return
 	}
 	y := &Yarn{
