@@ -2,6 +2,7 @@ package model
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
 
 	"github.com/fmoe/fmoe/runtime/backend"
@@ -57,8 +58,13 @@ func (ms *mlaScratch) ensure(s *Session, T, n int) error {
 	c := &s.m.Config
 	m := c.MLA
 	nh, qkh := c.NumAttentionHeads, c.HeadDim
-	T, n = max(T, ms.n), max(n, ms.ctx, 2*ms.ctx)
-	n = min(n, max(s.m.maxCtx, T))
+	// The context doubles, so that decode reallocates O(log n) times.
+	if n > ms.ctx {
+		n = min(max(n, 2*ms.ctx), max(s.m.maxCtx, n))
+	} else {
+		n = ms.ctx
+	}
+	T = max(T, ms.n)
 	sizes := []struct {
 		b *backend.Buffer
 		n int
@@ -67,6 +73,10 @@ func (ms *mlaScratch) ensure(s *Session, T, n int) error {
 		{&ms.ckv, T * (m.KVLoraRank + m.QKRopeHeadDim)}, {&ms.ao, T * nh * qkh}, {&ms.oh, T * nh * m.VHeadDim},
 		{&ms.kv, n*nh*(m.QKNopeHeadDim+m.VHeadDim) + n*m.QKRopeHeadDim + qkh},
 		{&ms.k, n * nh * qkh}, {&ms.v, n * nh * qkh},
+	}
+	// Freed, not left to the garbage collector, which does not see device memory.
+	if err := ms.free(s.m.be); err != nil {
+		return err
 	}
 	for _, sz := range sizes {
 		b, err := s.m.be.Alloc(sz.n)
@@ -77,6 +87,33 @@ func (ms *mlaScratch) ensure(s *Session, T, n int) error {
 	}
 	ms.n, ms.ctx = T, n
 	return nil
+}
+
+// free releases the buffers (ensure then allocates afresh).
+func (ms *mlaScratch) free(be backend.Backend) error {
+	var errs []error
+	for _, b := range []*backend.Buffer{&ms.qa, &ms.q, &ms.qs, &ms.ckv, &ms.ao, &ms.oh, &ms.kv, &ms.k, &ms.v} {
+		if *b != nil {
+			errs = append(errs, be.Free(*b))
+			*b = nil
+		}
+	}
+	ms.n, ms.ctx = 0, 0
+	return errors.Join(errs...)
+}
+
+// mlaScratchBytes is the device memory of a session's MLA work space at the model's context and
+// prefill chunk (0 for the other families): mostly the keys and values every step expands.
+func mlaScratchBytes(m *Model) int64 {
+	c := &m.Config
+	ml := c.MLA
+	if ml == nil {
+		return 0
+	}
+	nh, qkh, T, n := int64(c.NumAttentionHeads), int64(c.HeadDim), int64(m.chunk), int64(m.maxCtx)
+	perTok := int64(max(ml.QLoraRank, 1)) + 3*nh*qkh + int64(ml.KVLoraRank+ml.QKRopeHeadDim) + nh*int64(ml.VHeadDim)
+	perPos := nh*int64(ml.QKNopeHeadDim+ml.VHeadDim) + int64(ml.QKRopeHeadDim) + 2*nh*qkh
+	return (T*perTok + n*perPos + qkh) * 4
 }
 
 func gcd(a, b int) int {
