@@ -7,13 +7,14 @@ import (
 
 // TestMLACacheSnapshot: a DeepSeek-V3 session caches per position and layer only the latent and
 // the shared rotary key (kv_lora_rank + qk_rope_head_dim values, which a snapshot holds
-// exactly), a restored snapshot continues to the same logits bit for bit, and a prompt fed in
+// exactly, and --timing reports), a restored snapshot continues to the same logits bit for bit, and a prompt fed in
 // chunks of 5 (steps of unequal length after a cache) gives the one-step prefill's logits.
 func TestMLACacheSnapshot(t *testing.T) {
 	m := open(t, "../arch/deepseek_v3/hf", 16, 0, Options{})
 	c := &m.Config
 	a, b := []int{1, 5, 9, 13, 2, 7, 11}, []int{3, 8, 4, 300, 6}
 	s, _ := m.NewSession()
+	s.Timing = &Timing{}
 	if _, err := s.Forward(a); err != nil {
 		t.Fatal(err)
 	}
@@ -25,6 +26,10 @@ func TestMLACacheSnapshot(t *testing.T) {
 	if want := int64(c.NumHiddenLayers * len(a) * perPos * 4); sn.Bytes() != want {
 		t.Fatalf("snapshot of %d positions holds %d bytes, want %d (layers × (kv_lora_rank + qk_rope_head_dim) float32)", len(a), sn.Bytes(), want)
 	}
+	if s.Timing.KVBytes != int64(c.NumHiddenLayers*perPos*4) {
+		t.Fatalf("timing reports %d KV bytes per token, want %d", s.Timing.KVBytes, c.NumHiddenLayers*perPos*4)
+	}
+	s.Timing = nil
 	want, err := s.ForwardAll(b)
 	if err != nil {
 		t.Fatal(err)
