@@ -23,7 +23,9 @@ import (
 // 671B) and (pos+T)·heads·(qk_nope+qk_rope)·8 bytes of scratch for the expanded keys and
 // values (197 KB per cached position). Absorbing kv_b_proj into the query and the output, as
 // the DeepSeek-V2 paper describes, would make decode independent of that product; it needs
-// kv_b_proj's per-head blocks transposed, which no backend op gives yet.
+// kv_b_proj's per-head key blocks transposed (no op transposes a weight) and attention over
+// one shared head of kv_lora_rank + qk_rope_head_dim (576) values, past the GPU kernels' 256:
+// a new op, with CPU, conformance, CUDA and Metal versions.
 //
 // Rotary: the backend's Rope turns pair i by pos·theta^(-2i/d), which cannot express YaRN's
 // blended frequencies. The rotation is instead a matrix per position ([qk_head, qk_head] for
