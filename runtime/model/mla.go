@@ -13,16 +13,17 @@ import (
 // The cache of a layer stores per position what MLA is designed to keep: the normed latent
 // (kv_lora_rank values, layerState.k) and the rotated key shared by every head
 // (qk_rope_head_dim, layerState.v) — 576 float32 values, 2,304 bytes, per position and layer
-// for DeepSeek-V3-671B (61 layers: 141 KB per token; the ~70 KB usually quoted is the same
-// cache in bf16), where plain attention would keep 128 heads × (192 + 128) values.
+// for DeepSeek-V3-671B as its published config sizes it (61 layers: 141 KB per token; the
+// ~70 KB usually quoted is the same cache in bf16), where plain attention would keep 128 heads × (192 + 128) values.
 //
 // Each step then up-projects the whole cache, positions [0, pos+T), to per-head keys and
 // values with kv_b_proj (one MatMul over the cached rows) and runs the ordinary Attention op
 // on them. That is correct first and costly second: per step and layer,
 // (pos+T)·heads·(qk_nope+v)·kv_lora_rank multiply-adds (16.8 M per cached position for the
-// 671B) and (pos+T)·heads·(qk_nope+qk_rope)·8 bytes of scratch for the expanded keys and
-// values (197 KB per cached position). Absorbing kv_b_proj into the query and the output, as
-// the DeepSeek-V2 paper describes, would make decode independent of that product; it needs
+// 671B) and (pos+T)·(heads·(2·qk_head + qk_nope + v_head) + qk_rope)·4 bytes of scratch for
+// kv_b_proj's output and the expanded keys and values (328 KB per cached position).
+// Absorbing kv_b_proj into the query and the output, as the DeepSeek-V2 paper describes,
+// would make decode independent of that product; it needs
 // kv_b_proj's per-head key blocks transposed (no op transposes a weight) and attention over
 // one shared head of kv_lora_rank + qk_rope_head_dim (576) values, past the GPU kernels' 256:
 // a new op, with CPU, conformance, CUDA and Metal versions.
