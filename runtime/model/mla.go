@@ -40,18 +40,18 @@ type mlaScratch struct {
 	qa, q, qs, ckv, ao, oh backend.Buffer
 	kv, k, v               backend.Buffer // [ctx·heads·(nope+v) | ctx·rope | zeros], expanded K and V
 
-	rope    *mlaRope
-	rotPos  int       // position and count the rotations are for
-	rotT    int       //
-	qRot    [][]byte  // per position: [qk_head, qk_head] float32
-	kRot    [][]byte  // per position: [rope, rope] float32
-	latRows []int     // Gather rows, cached by size
-	latT    int       //
-	kvRows  [2][]int  // K and V
-	kvN     int       //
-	oRows   []int     //
-	oT      int       //
-	wbuf    []float32 //
+	rope     *mlaRope
+	qRot     [][]byte         // per position: [qk_head, qk_head] float32
+	kRot     [][]byte         // per position: [rope, rope] float32
+	bound    []backend.Tensor // qRot then kRot, bound
+	boundPos int              // the first position they are for
+	latRows  []int            // Gather rows, cached by size
+	latT     int              //
+	kvRows   [2][]int         // K and V
+	kvN      int              //
+	oRows    []int            //
+	oT       int              //
+	wbuf     []float32        //
 }
 
 func (ms *mlaScratch) ensure(s *Session, T, n int) error {
@@ -105,6 +105,11 @@ func (ms *mlaScratch) free(be backend.Backend) error {
 	return errors.Join(errs...)
 }
 
+// close frees the buffers and releases the rotations (Session.Close).
+func (ms *mlaScratch) close(be backend.Backend) error {
+	return errors.Join(ms.free(be), ms.release(be))
+}
+
 // mlaScratchBytes is the device memory of a session's MLA work space at the model's context and
 // prefill chunk (0 for the other families): mostly the keys and values every step expands.
 func mlaScratchBytes(m *Model) int64 {
@@ -116,7 +121,8 @@ func mlaScratchBytes(m *Model) int64 {
 	nh, qkh, T, n := int64(c.NumAttentionHeads), int64(c.HeadDim), int64(m.chunk), int64(m.maxCtx)
 	perTok := int64(max(ml.QLoraRank, 1)) + 3*nh*qkh + int64(ml.KVLoraRank+ml.QKRopeHeadDim) + nh*int64(ml.VHeadDim)
 	perPos := nh*int64(ml.QKNopeHeadDim+ml.VHeadDim) + int64(ml.QKRopeHeadDim) + 2*nh*qkh
-	return (T*perTok + n*perPos + qkh) * 4
+	rot := qkh*qkh + int64(ml.QKRopeHeadDim*ml.QKRopeHeadDim) // the bound rotations, per token
+	return (T*(perTok+rot) + n*perPos + qkh) * 4
 }
 
 func gcd(a, b int) int {
@@ -142,17 +148,11 @@ func (s *Session) latentAttention(r *run, L *layer, st *layerState, xn, h backen
 	if r.err != nil {
 		return
 	}
-	qRot, kRot := s.mlaRotations(r, T)
-	defer func() {
-		for _, t := range append(qRot, kRot...) {
-			if t != nil {
-				r.do(be.Release(t))
-			}
-		}
-	}()
+	r.do(s.mlaRotations(T))
 	if r.err != nil {
 		return
 	}
+	qRot, kRot := ms.bound[:T], ms.bound[T:]
 
 	// Query: q_b_proj(q_a_layernorm(q_a_proj(x))) or q_proj(x), then per position the
 	// rotation (and scale) of its heads.
@@ -206,34 +206,51 @@ func (s *Session) latentAttention(r *run, L *layer, st *layerState, xn, h backen
 	r.do(be.Add(h, o))
 }
 
-// mlaRotations binds the rotation matrices of positions [pos, pos+T) (computed once per step,
-// shared by the layers); the caller releases them.
-func (s *Session) mlaRotations(r *run, T int) (q, k []backend.Tensor) {
+// mlaRotations binds the rotation matrices of positions [pos, pos+T) to ms.bound (the query's,
+// then the key's) unless they are bound already: once per step, for all the layers, and kept
+// until the positions change or the session closes. A matrix depends on its position only.
+func (s *Session) mlaRotations(T int) error {
 	ms, c := &s.mla, &s.m.Config
+	if ms.boundPos == s.pos && len(ms.bound) == 2*T {
+		return nil
+	}
+	if err := ms.release(s.m.be); err != nil {
+		return err
+	}
 	qkh, rd := c.HeadDim, c.MLA.QKRopeHeadDim
 	if ms.rope == nil {
 		rope := newMLARope(c)
 		ms.rope = &rope
 	}
-	if ms.rotPos != s.pos || ms.rotT != T || ms.qRot == nil {
-		ms.qRot, ms.kRot = ms.qRot[:0], ms.kRot[:0]
-		alpha := ms.rope.scale * math.Sqrt(float64(qkh)) // Attention scales by 1/sqrt(qk_head)
-		for t := 0; t < T; t++ {
-			ms.qRot = append(ms.qRot, ms.matrix(qkh, func(w []float32) { ms.rope.rotation(w, qkh-rd, s.pos+t, alpha) }))
-			ms.kRot = append(ms.kRot, ms.matrix(rd, func(w []float32) { ms.rope.rotation(w, 0, s.pos+t, 1) }))
+	ms.qRot, ms.kRot = ms.qRot[:0], ms.kRot[:0]
+	alpha := ms.rope.scale * math.Sqrt(float64(qkh)) // Attention scales by 1/sqrt(qk_head)
+	for t := 0; t < T; t++ {
+		ms.qRot = append(ms.qRot, ms.matrix(qkh, func(w []float32) { ms.rope.rotation(w, qkh-rd, s.pos+t, alpha) }))
+		ms.kRot = append(ms.kRot, ms.matrix(rd, func(w []float32) { ms.rope.rotation(w, 0, s.pos+t, 1) }))
+	}
+	for i, b := range append(append([][]byte(nil), ms.qRot...), ms.kRot...) {
+		n := qkh
+		if i >= T {
+			n = rd
 		}
-		ms.rotPos, ms.rotT = s.pos, T
-	}
-	bind := func(b []byte, n int) backend.Tensor {
 		t, err := s.m.be.Bind(backend.Weight{Format: backend.F32, Rows: n, Cols: n, Data: b})
-		r.do(err)
-		return t
+		if err != nil {
+			return errors.Join(err, ms.release(s.m.be))
+		}
+		ms.bound = append(ms.bound, t)
 	}
-	for t := 0; t < T && r.err == nil; t++ {
-		q = append(q, bind(ms.qRot[t], qkh))
-		k = append(k, bind(ms.kRot[t], rd))
+	ms.boundPos = s.pos
+	return nil
+}
+
+// release ends the Binds of the rotation matrices.
+func (ms *mlaScratch) release(be backend.Backend) error {
+	var errs []error
+	for _, t := range ms.bound {
+		errs = append(errs, be.Release(t))
 	}
-	return q, k
+	ms.bound = ms.bound[:0]
+	return errors.Join(errs...)
 }
 
 // matrix fills an [n, n] float32 matrix and returns its little-endian bytes.

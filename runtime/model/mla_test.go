@@ -45,6 +45,13 @@ func TestMLACacheSnapshot(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatal("a restored MLA cache continues to other logits")
 	}
+	// Close frees the work space and ends the rotations' Binds (the CPU backend refuses a
+	// second Release).
+	for _, x := range []*Session{s, other, s} {
+		if err := x.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	ids := append(append([]int(nil), a...), b...)
 	full := forwardAll(t, m, ids)

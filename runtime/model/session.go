@@ -102,7 +102,7 @@ func (s *Session) Close() error {
 		}
 		st.cap = 0
 	}
-	errs = append(errs, s.sc.free(s.m), s.mla.free(be))
+	errs = append(errs, s.sc.free(s.m), s.mla.close(be))
 	return errors.Join(errs...)
 }
 
