@@ -7,7 +7,7 @@ import (
 
 // A family is one model architecture fmoe runs: which config.json model_type values it reads,
 // the fields only it has, the checks on them, and the tensors its layers hold. Each family is
-// its own file (qwen35.go, qwen3moe.go, glm4moe.go); the shared code asks the registry.
+// its own file (qwen35.go, qwen3moe.go, glm4moe.go, deepseekv3.go); the shared code asks the registry.
 type family struct {
 	arch       string   // Config.Architecture
 	name       string   // for people: "Qwen3.5-MoE"
