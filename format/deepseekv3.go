@@ -51,17 +51,20 @@ type Yarn struct {
 
 // The defaults are transformers' DeepseekV3Config's.
 func parseDeepseekV3(r *reader, c *Config) {
-	parseGroupedMoE(r, c)
+	parseGroupedMoE(r, c, 3, 8, 4)
 	if r.boolOr("attention_bias", false) {
 		r.fail("attention_bias is true: fmoe runs DeepSeek-V3 attention without biases (as every released checkpoint has it)")
 	}
 	m := &MLA{
-		QLoraRank:      r.intOr("q_lora_rank", 0), // null: q_proj
+		QLoraRank:      r.intOr("q_lora_rank", 0), // null: q_proj (absent: below)
 		KVLoraRank:     r.posInt("kv_lora_rank"),
 		QKNopeHeadDim:  r.posInt("qk_nope_head_dim"),
 		QKRopeHeadDim:  r.posInt("qk_rope_head_dim"),
 		VHeadDim:       r.posInt("v_head_dim"),
 		RopeInterleave: r.boolOr("rope_interleave", true),
+	}
+	if _, ok := r.fields["q_lora_rank"]; !ok {
+		m.QLoraRank = 1536 // transformers' default; null means no q LoRA
 	}
 	c.MLA = m
 	// Every head has its own key and value; HeadDim is the query/key head (nope + rope), the

@@ -70,6 +70,15 @@ func TestDeepseekV3Config(t *testing.T) {
 	if !slices.Equal(names["model.layers.2.self_attn.q_proj.weight"], []int{4 * 24, 64}) || names["model.layers.2.self_attn.q_a_proj.weight"] != nil {
 		t.Errorf("q_lora_rank null: q_proj %v, q_a_proj %v", names["model.layers.2.self_attn.q_proj.weight"], names["model.layers.2.self_attn.q_a_proj.weight"])
 	}
+	// Left out: transformers' DeepseekV3Config defaults (q LoRA 1536, 3 dense layers, 8 groups,
+	// top 4 of them).
+	c, err = parse(t, `{`+strings.Replace(strings.Replace(dsBase, `"n_group": 4, "topk_group": 2, `, ``, 1), `"first_k_dense_replace": 1,`, ``, 1)+`, "n_routed_experts": 16}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MLA.QLoraRank != 1536 || c.NGroup != 8 || c.TopKGroup != 4 || !slices.Equal(c.MLPTypes, []string{MLPDense, MLPDense, MLPDense}) {
+		t.Fatalf("defaults: q LoRA %d, groups %d/%d, mlp_types %v", c.MLA.QLoraRank, c.NGroup, c.TopKGroup, c.MLPTypes)
+	}
 	// No factor: transformers takes the context's ratio.
 	c, err = parse(t, `{`+dsBase+`, "rope_scaling": {"rope_type": "yarn", "original_max_position_embeddings": 1024}}`)
 	if err != nil || c.Yarn.Factor != 4 {

@@ -23,24 +23,24 @@ var glm4MoEFamily = &family{
 func parseGLM4MoE(r *reader, c *Config) {
 	c.AttentionBias = r.boolOr("attention_bias", false)
 	c.UseQKNorm = r.boolOr("use_qk_norm", false)
-	parseGroupedMoE(r, c)
+	parseGroupedMoE(r, c, 1, 1, 1)
 }
 
-// parseGroupedMoE reads the MLP fields GLM-4.5 and DeepSeek-V3 share (their defaults agree):
-// routed and shared experts, the grouped sigmoid router and the first_k_dense_replace dense
-// layers; every layer is full attention.
-func parseGroupedMoE(r *reader, c *Config) {
+// parseGroupedMoE reads the MLP fields GLM-4.5 and DeepSeek-V3 share: routed and shared experts,
+// the grouped sigmoid router and the first_k_dense_replace dense layers (the family's defaults
+// for the last three, where the config leaves them out); every layer is full attention.
+func parseGroupedMoE(r *reader, c *Config, denseK, nGroup, topkGroup int) {
 	c.NumExperts = r.posInt("n_routed_experts")
 	c.SharedExpertIntermediateSize = r.intOr("n_shared_experts", 1) * c.MoeIntermediateSize
 	c.RoutedScalingFactor = r.floatOr("routed_scaling_factor", 1)
-	c.NGroup = r.intOr("n_group", 1)
-	c.TopKGroup = r.intOr("topk_group", 1)
+	c.NGroup = r.intOr("n_group", nGroup)
+	c.TopKGroup = r.intOr("topk_group", topkGroup)
 	c.NormTopKProb = r.boolOr("norm_topk_prob", true)
 	c.IntermediateSize = r.intOr("intermediate_size", 0)
 	if c.LayerTypes = allFull(c.NumHiddenLayers); c.LayerTypes == nil {
 		return // Validate names the layer count
 	}
-	if k := r.intOr("first_k_dense_replace", 1); k <= 0 {
+	if k := r.intOr("first_k_dense_replace", denseK); k <= 0 {
 		c.IntermediateSize = 0 // no layer has the dense MLP it sizes
 	} else {
 		c.MLPTypes = make([]string, c.NumHiddenLayers)
