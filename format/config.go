@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Config is the model's text config, normalised from a Hugging Face or MLX config.json.
@@ -44,6 +45,8 @@ type Config struct {
 	RoutedScalingFactor float64  `json:"routed_scaling_factor,omitempty"`
 	AttentionBias       bool     `json:"attention_bias,omitempty"`
 	UseQKNorm           bool     `json:"use_qk_norm,omitempty"`
+	MLA                 *MLA     `json:"mla,omitempty"`          // DeepSeek-V3's latent attention (deepseekv3.go)
+	Yarn                *Yarn    `json:"rope_scaling,omitempty"` // YaRN rotary scaling; nil: plain rotary
 }
 
 // Layer types.
@@ -132,7 +135,7 @@ func ParseConfig(name string, data, generation []byte) (Config, error) {
 	rr := reader{name: name + " rope_parameters", fields: rope}
 	c.RopeTheta = rr.floatOr("rope_theta", r.floatOr("rope_theta", 10000))
 	c.PartialRotaryFactor = rr.floatOr("partial_rotary_factor", r.floatOr("partial_rotary_factor", fam.partialRotary))
-	if rt := rr.str("rope_type", "default"); rt != "default" {
+	if rt := rr.str("rope_type", "default"); rt != "default" && !slices.Contains(fam.ropeTypes, rt) {
 		r.fail("rope_parameters.rope_type %q is not supported (want default)", rt)
 	}
 	c.RotaryDim = int(math.Round(float64(c.HeadDim) * c.PartialRotaryFactor))

@@ -7,26 +7,29 @@ import (
 
 // A family is one model architecture fmoe runs: which config.json model_type values it reads,
 // the fields only it has, the checks on them, and the tensors its layers hold. Each family is
-// its own file (qwen35.go, qwen3moe.go, glm4moe.go); the shared code asks the registry.
+// its own file (qwen35.go, qwen3moe.go, glm4moe.go, deepseekv3.go); the shared code asks the registry.
 type family struct {
 	arch       string   // Config.Architecture
 	name       string   // for people: "Qwen3.5-MoE"
 	modelTypes []string // config.json model_type values
 	// partialRotary is partial_rotary_factor when the config leaves it out.
 	partialRotary float64
-	parse         func(r *reader, c *Config)
-	validate      func(c *Config) error
-	schema        func(c *Config) []TensorSpec
+	// ropeTypes are the rope_type values other than "default" the family's parse reads itself.
+	ropeTypes []string
+	parse     func(r *reader, c *Config)
+	validate  func(c *Config) error
+	schema    func(c *Config) []TensorSpec
 }
 
 // Architecture names fmoe runs.
 const (
-	ArchQwen35MoE = "qwen3_5_moe"
-	ArchQwen3MoE  = "qwen3_moe"
-	ArchGLM4MoE   = "glm4_moe"
+	ArchQwen35MoE  = "qwen3_5_moe"
+	ArchQwen3MoE   = "qwen3_moe"
+	ArchGLM4MoE    = "glm4_moe"
+	ArchDeepseekV3 = "deepseek_v3"
 )
 
-var families = []*family{qwen35Family, qwen3MoEFamily, glm4MoEFamily}
+var families = []*family{qwen35Family, qwen3MoEFamily, glm4MoEFamily, deepseekV3Family}
 
 func familyByModelType(mt string) *family {
 	for _, f := range families {

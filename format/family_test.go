@@ -191,7 +191,7 @@ func TestDenseLayerFile(t *testing.T) {
 // TestFamilyConfigHugeLayers: a layer count past the bound is refused
 // before any per-layer slice is allocated.
 func TestFamilyConfigHugeLayers(t *testing.T) {
-	for _, base := range []string{qwen3MoEBase, glmBase} {
+	for _, base := range []string{qwen3MoEBase, glmBase, dsBase} {
 		js := `{` + strings.Replace(strings.Replace(base, `"num_hidden_layers": 4`, `"num_hidden_layers": 1000000000000`, 1), `"num_hidden_layers": 3`, `"num_hidden_layers": 1000000000000`, 1) + `}`
 		if _, err := parse(t, js); err == nil || !strings.Contains(err.Error(), "num_hidden_layers") {
 			t.Errorf("error %v, want one naming num_hidden_layers", err)

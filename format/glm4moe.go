@@ -21,19 +21,26 @@ var glm4MoEFamily = &family{
 
 // The defaults are transformers' Glm4MoeConfig's.
 func parseGLM4MoE(r *reader, c *Config) {
+	c.AttentionBias = r.boolOr("attention_bias", false)
+	c.UseQKNorm = r.boolOr("use_qk_norm", false)
+	parseGroupedMoE(r, c, 1, 1, 1)
+}
+
+// parseGroupedMoE reads the MLP fields GLM-4.5 and DeepSeek-V3 share: routed and shared experts,
+// the grouped sigmoid router and the first_k_dense_replace dense layers (the family's defaults
+// for the last three, where the config leaves them out); every layer is full attention.
+func parseGroupedMoE(r *reader, c *Config, denseK, nGroup, topkGroup int) {
 	c.NumExperts = r.posInt("n_routed_experts")
 	c.SharedExpertIntermediateSize = r.intOr("n_shared_experts", 1) * c.MoeIntermediateSize
 	c.RoutedScalingFactor = r.floatOr("routed_scaling_factor", 1)
-	c.NGroup = r.intOr("n_group", 1)
-	c.TopKGroup = r.intOr("topk_group", 1)
+	c.NGroup = r.intOr("n_group", nGroup)
+	c.TopKGroup = r.intOr("topk_group", topkGroup)
 	c.NormTopKProb = r.boolOr("norm_topk_prob", true)
-	c.AttentionBias = r.boolOr("attention_bias", false)
-	c.UseQKNorm = r.boolOr("use_qk_norm", false)
 	c.IntermediateSize = r.intOr("intermediate_size", 0)
 	if c.LayerTypes = allFull(c.NumHiddenLayers); c.LayerTypes == nil {
 		return // Validate names the layer count
 	}
-	if k := r.intOr("first_k_dense_replace", 1); k <= 0 {
+	if k := r.intOr("first_k_dense_replace", denseK); k <= 0 {
 		c.IntermediateSize = 0 // no layer has the dense MLP it sizes
 	} else {
 		c.MLPTypes = make([]string, c.NumHiddenLayers)
@@ -47,6 +54,14 @@ func parseGLM4MoE(r *reader, c *Config) {
 }
 
 func validateGLM4MoE(c *Config) error {
+	if c.MLA != nil || c.Yarn != nil {
+		return fmt.Errorf("%s has no latent attention or YaRN rotary, but the config sets one", c.Architecture)
+	}
+	return validateGroupedMoE(c)
+}
+
+// validateGroupedMoE checks the fields parseGroupedMoE reads.
+func validateGroupedMoE(c *Config) error {
 	if err := checkAllFull(c); err != nil {
 		return err
 	}
@@ -64,10 +79,16 @@ func validateGLM4MoE(c *Config) error {
 }
 
 func glm4MoESchema(c *Config) []TensorSpec {
-	H := c.HiddenSize
 	return schemaOf(c, func(add func(string, ...int) *TensorSpec, l int) {
 		gqaSchema(add, LayerPrefix(l), c, c.AttentionBias, c.UseQKNorm)
-	}, func(add func(string, ...int) *TensorSpec, l int) {
+	}, groupedMoESchema(c))
+}
+
+// groupedMoESchema lists the MLP tensors of a layer of GLM-4.5 or DeepSeek-V3: a dense MLP, or
+// the router with its correction bias and the shared experts.
+func groupedMoESchema(c *Config) func(add func(string, ...int) *TensorSpec, l int) {
+	H := c.HiddenSize
+	return func(add func(string, ...int) *TensorSpec, l int) {
 		p := LayerPrefix(l) + "mlp."
 		if c.Dense(l) {
 			denseMLPSchema(add, p, c.IntermediateSize, H)
@@ -79,5 +100,5 @@ func glm4MoESchema(c *Config) []TensorSpec {
 		if is := c.SharedExpertIntermediateSize; is > 0 {
 			denseMLPSchema(add, p+"shared_experts.", is, H)
 		}
-	})
+	}
 }

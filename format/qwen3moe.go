@@ -66,8 +66,8 @@ func validateQwen3MoE(c *Config) error {
 	if err := checkAllFull(c); err != nil {
 		return err
 	}
-	if c.SharedExpertIntermediateSize != 0 || c.AttentionBias || c.NGroup != 0 || c.LinearNumKeyHeads != 0 {
-		return fmt.Errorf("%s has no shared expert, attention bias, expert groups or linear attention, but the config sets one", c.Architecture)
+	if c.SharedExpertIntermediateSize != 0 || c.AttentionBias || c.NGroup != 0 || c.LinearNumKeyHeads != 0 || c.MLA != nil || c.Yarn != nil {
+		return fmt.Errorf("%s has no shared expert, attention bias, expert groups, linear or latent attention or YaRN rotary, but the config sets one", c.Architecture)
 	}
 	return nil
 }

@@ -29,8 +29,9 @@ type Preset struct {
 }
 
 // Presets are the Qwen3.5-MoE family's real dimensions (reference-notes §1.1–1.2) and the
-// tiny test shapes of each family. The real Qwen3-MoE and GLM-4.5 checkpoints have no preset
-// yet: their dimensions are not in the project's reference notes (docs/families.md).
+// tiny test shapes of each family. The real Qwen3-MoE, GLM-4.5, DeepSeek-V3 and Kimi-K2
+// checkpoints have no preset yet: their dimensions are not in the project's reference notes
+// (docs/families.md).
 var Presets = []Preset{
 	{"qwen3.5-397b-a17b", 60, 4096, 248320, 32, 2, 256, 16, 64, 128, 128, 512, 10, 1024, 1024, "", 0, 0},
 	{"qwen3.5-122b-a10b", 48, 3072, 248320, 32, 2, 256, 16, 64, 128, 128, 256, 8, 1024, 1024, "", 0, 0},
@@ -38,6 +39,7 @@ var Presets = []Preset{
 	{"tiny", 8, 128, 2048, 4, 2, 64, 2, 4, 32, 32, 16, 4, 64, 64, "", 0, 0},
 	{"qwen3-moe-tiny", 4, 128, 2048, 4, 2, 32, 0, 0, 0, 0, 16, 4, 64, 0, format.ArchQwen3MoE, 1, 256},
 	{"glm4-moe-tiny", 4, 128, 2048, 4, 2, 32, 0, 0, 0, 0, 16, 4, 64, 64, format.ArchGLM4MoE, 1, 256},
+	{"deepseek-v3-tiny", 4, 128, 2048, 4, 4, 32, 0, 0, 0, 0, 16, 4, 64, 64, format.ArchDeepseekV3, 1, 256},
 }
 
 // PresetNames lists the preset names.

@@ -2,7 +2,7 @@ package pack
 
 import "github.com/fmoe/fmoe/format"
 
-// familyConfig is the config.json of a Qwen3-MoE or GLM-4.5 preset, in the Hugging Face layout
+// familyConfig is the config.json of a Qwen3-MoE, GLM-4.5 or DeepSeek-V3 preset, in the Hugging Face layout
 // transformers writes. Values that do not change the model's size (rope, norms, routing
 // constants) are those of the families' test fixtures.
 func familyConfig(p *Preset, layers int) map[string]any {
@@ -36,6 +36,22 @@ func familyConfig(p *Preset, layers int) map[string]any {
 		c["attention_bias"], c["use_qk_norm"] = true, true
 		c["rope_parameters"] = map[string]any{"rope_type": "default", "rope_theta": 1e6, "partial_rotary_factor": 0.5}
 		c["max_position_embeddings"] = 131072
+	case format.ArchDeepseekV3:
+		c["architectures"] = []string{"DeepseekV3ForCausalLM"}
+		c["model_type"] = "deepseek_v3"
+		c["n_routed_experts"], c["n_shared_experts"] = p.Experts, p.SharedInter/p.MoeInter
+		c["first_k_dense_replace"] = dense
+		c["n_group"], c["topk_group"], c["routed_scaling_factor"] = 4, 2, 2.5
+		// What the transformers fixture leaves out: q_proj without LoRA, rotary pairs not
+		// interleaved, v_head_dim below qk_nope_head_dim, a YaRN attention_factor other than 1
+		// (mscale differs from mscale_all_dim), and the hub's spelling of the rotary block.
+		c["q_lora_rank"], c["kv_lora_rank"] = nil, 48
+		c["qk_nope_head_dim"], c["qk_rope_head_dim"], c["v_head_dim"] = p.HeadDim*3/4, p.HeadDim/4, p.HeadDim/2
+		c["rope_interleave"] = false
+		c["rope_theta"] = 10000.0
+		c["rope_scaling"] = map[string]any{"type": "yarn", "factor": 40.0, "original_max_position_embeddings": 64,
+			"beta_fast": 32.0, "beta_slow": 1.0, "mscale": 0.707, "mscale_all_dim": 1.0}
+		c["max_position_embeddings"] = 2560
 	}
 	return c
 }

@@ -37,7 +37,7 @@ for m in hf hf-vl; do
 done
 check mlx mlx4
 echo "== other families (testdata/arch), --backend cuda"
-for f in qwen3_moe glm4_moe; do
+for f in qwen3_moe glm4_moe deepseek_v3; do
   "$B/fmoe-pack" convert -q --in "testdata/arch/$f/hf" --out "$T/$f" --bits 16 >/dev/null 2>&1
   for g in bf16 bf16-long bf16-k2; do
     k=()

@@ -18,7 +18,7 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:  "fmoe-pack",
 		Usage: "turn a model checkpoint into fmoe's packed streaming layout",
-		Description: `fmoe-pack reads a Qwen3.5-MoE, Qwen3-MoE or GLM-4.5 MoE checkpoint (Hugging Face safetensors
+		Description: `fmoe-pack reads a Qwen3.5-MoE, Qwen3-MoE, GLM-4.5 MoE or DeepSeek-V3 / Kimi-K2 checkpoint (Hugging Face safetensors
 in bf16/f16/f32, or an mlx-community affine-quantised one; docs/families.md) and writes a packed
 model directory: model_weights.bin (all
 non-expert tensors, mmapped by fmoe-run), model_weights.json (the manifest, with checksums) and

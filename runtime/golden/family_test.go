@@ -12,7 +12,7 @@ import (
 // families (testdata/arch), packed at 16 bits: within 1e-4, every greedy
 // token identical.
 func TestFamilyCheck(t *testing.T) {
-	for _, fam := range []string{"qwen3_moe", "glm4_moe"} {
+	for _, fam := range []string{"qwen3_moe", "glm4_moe", "deepseek_v3"} {
 		dir := packTiny(t, "../arch/"+fam+"/hf", 16)
 		for _, g := range []struct {
 			name string
@@ -46,7 +46,7 @@ func TestFamilyQuantisedAgreement(t *testing.T) {
 	if testing.Short() {
 		t.Skip("packs each family four times")
 	}
-	for _, fam := range []string{"qwen3_moe", "glm4_moe"} {
+	for _, fam := range []string{"qwen3_moe", "glm4_moe", "deepseek_v3"} {
 		f, err := Load("../../testdata/arch/" + fam + "/golden/bf16-long.safetensors")
 		if err != nil {
 			t.Fatal(err)

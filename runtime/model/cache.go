@@ -55,15 +55,18 @@ func (m *Model) setupCache(budget int64) error {
 // experts twice over.
 func (m *Model) contextBytes() int64 {
 	c := &m.Config
-	var full, lin int64
+	var kv, lin int64
 	for _, L := range m.layers {
-		if L.full {
-			full++
-		} else {
+		switch {
+		case L.cacheW[0] > 0: // DeepSeek-V3's latent cache
+			kv += int64(m.maxCtx) * int64(L.cacheW[0]+L.cacheW[1]) * 4
+		case L.full:
+			kv += 2 * int64(m.maxCtx) * int64(c.NumKeyValueHeads*c.HeadDim) * 4
+		default:
 			lin++
 		}
 	}
-	kv := full * 2 * int64(m.maxCtx) * int64(c.NumKeyValueHeads*c.HeadDim) * 4
+	kv += mlaScratchBytes(m)
 	states := lin * int64((c.LinearConvKernelDim-1)*c.ConvDim()+c.LinearNumValueHeads*c.LinearKeyHeadDim*c.LinearValueHeadDim) * 4
 	act := int64(scratchFloats(m, m.chunk)+m.chunk*c.VocabSize) * 4
 	slots := 2 * int64(m.K) * m.experts.set.Stride

@@ -11,14 +11,15 @@ import (
 
 // A family fills one decoder layer: its resident tensors, its MLP (routed experts or dense) and
 // its router. The decoder loop (Session.step), the attention and the MoE block are shared; each
-// family is a file of its own (qwen35.go, qwen3moe.go, glm4moe.go) registered here by
+// family is a file of its own (qwen35.go, qwen3moe.go, glm4moe.go, deepseekv3.go) registered here by
 // format.Config.Architecture.
 type family func(src *layerSource, L *layer) error
 
 var families = map[string]family{
-	format.ArchQwen35MoE: qwen35Layer,
-	format.ArchQwen3MoE:  qwen3MoELayer,
-	format.ArchGLM4MoE:   glm4MoELayer,
+	format.ArchQwen35MoE:  qwen35Layer,
+	format.ArchQwen3MoE:   qwen3MoELayer,
+	format.ArchGLM4MoE:    glm4MoELayer,
+	format.ArchDeepseekV3: deepseekV3Layer,
 }
 
 // layerSource hands a family the tensors of layer l.

@@ -25,6 +25,9 @@ var familyCases = []struct {
 	{"glm4_moe", "bf16", 0},
 	{"glm4_moe", "bf16-long", 0},
 	{"glm4_moe", "bf16-k2", 2},
+	{"deepseek_v3", "bf16", 0},
+	{"deepseek_v3", "bf16-long", 0},
+	{"deepseek_v3", "bf16-k2", 2},
 }
 
 // TestFamilyGolden compares the batched prefill with transformers (the
@@ -161,11 +164,12 @@ func TestFamilyDenseLayerReaders(t *testing.T) {
 
 // TestFamilySynthDecodeEqualsPrefill runs each family's synthetic test
 // shape (fmoe-pack synth) with what the transformers fixtures lack — a
-// Qwen3-MoE dense layer; GLM grouped routing and q/k norm: logits are
+// Qwen3-MoE dense layer; GLM grouped routing and q/k norm; DeepSeek-V3's q_proj
+// without LoRA, rotary pairs not interleaved, a YaRN attention factor: logits are
 // finite, and feeding the prompt
 // one token at a time through the caches gives the batched forward's.
 func TestFamilySynthDecodeEqualsPrefill(t *testing.T) {
-	for _, preset := range []string{"qwen3-moe-tiny", "glm4-moe-tiny"} {
+	for _, preset := range []string{"qwen3-moe-tiny", "glm4-moe-tiny", "deepseek-v3-tiny"} {
 		t.Run(preset, func(t *testing.T) {
 			m, err := Open(synthPacked(t, preset), Options{})
 			if err != nil {
@@ -177,6 +181,11 @@ func TestFamilySynthDecodeEqualsPrefill(t *testing.T) {
 			}
 			if c := &m.Config; c.Architecture == "glm4_moe" && (c.NGroup != 4 || !c.UseQKNorm || m.layers[1].qNorm == nil) {
 				t.Fatalf("glm4-moe-tiny: n_group %d, use_qk_norm %v", c.NGroup, c.UseQKNorm)
+			}
+			if c := &m.Config; c.Architecture == format.ArchDeepseekV3 {
+				if r := newMLARope(c); c.MLA.QLoraRank != 0 || c.MLA.RopeInterleave || c.MLA.VHeadDim >= c.MLA.QKNopeHeadDim || r.att == 1 || c.NGroup != 4 {
+					t.Fatalf("deepseek-v3-tiny: mla %+v, attention factor %v, n_group %d", *c.MLA, r.att, c.NGroup)
+				}
 			}
 			ids := []int{3, 17, 400, 9, 1023, 5, 77, 12}
 			full := forwardAll(t, m, ids)

@@ -1,11 +1,17 @@
 package model
 
 // glm4MoELayer fills a GLM-4.5 MoE layer: GQA with q/k/v biases (attention_bias), optional
-// per-head q/k norm and partial rotary; the first first_k_dense_replace layers a dense MLP, the
-// others routed experts with the grouped sigmoid router and an ungated shared expert.
+// per-head q/k norm and partial rotary; the MLP of groupedMoELayer.
 func glm4MoELayer(src *layerSource, L *layer) error {
+	src.gqa(L, src.c.AttentionBias, src.c.UseQKNorm)
+	return groupedMoELayer(src, L)
+}
+
+// groupedMoELayer fills the MLP GLM-4.5 and DeepSeek-V3 share: a dense MLP in the first
+// first_k_dense_replace layers, routed experts with the grouped sigmoid router and an ungated
+// shared expert in the others.
+func groupedMoELayer(src *layerSource, L *layer) error {
 	c, p := src.c, src.p+"mlp."
-	src.gqa(L, c.AttentionBias, c.UseQKNorm)
 	if c.Dense(src.l) {
 		src.dense(L)
 		return nil

@@ -75,14 +75,16 @@ func (s *Session) growKV(st *layerState, n int) error {
 	if n <= st.cap {
 		return nil
 	}
-	c := &s.m.Config
 	be := s.m.be
-	kw := c.NumKeyValueHeads * c.HeadDim
 	nc := min(max(n, 2*st.cap, 256), s.m.maxCtx)
 	if nc < n {
 		return fmt.Errorf("KV cache of %d positions exceeds the context of %d", n, s.m.maxCtx)
 	}
-	for _, p := range []*backend.Buffer{&st.k, &st.v} {
+	for i, p := range []*backend.Buffer{&st.k, &st.v} {
+		kw := st.kw
+		if i == 1 {
+			kw = st.vw
+		}
 		nb, err := be.Alloc(nc * kw)
 		if err != nil {
 			return err

@@ -121,6 +121,12 @@ type layer struct {
 	// dense MLP) and the router of the MoE block.
 	ffn   func(s *Session, r *run, l int, L *layer, xn, h backend.Buffer, T int) error
 	route router
+	// mix, when set, replaces the GQA attention of a full layer (DeepSeek-V3's latent
+	// attention, with its tensors in mla); cacheW then gives the widths of the two per-position
+	// cache rows (layerState.k and .v) instead of kvHeads*headDim each.
+	mix    func(s *Session, r *run, L *layer, st *layerState, xn, h backend.Buffer, T int)
+	mla    *mlaLayer
+	cacheW [2]int
 }
 
 // Open opens the packed model in dir.

@@ -12,7 +12,7 @@ import (
 	"github.com/fmoe/fmoe/runtime/backend"
 )
 
-// ref64 is a float64 forward pass of the GQA families (qwen3_moe, glm4_moe), written from
+// ref64 is a float64 forward pass of the other families (qwen3_moe, glm4_moe, deepseek_v3), written from
 // transformers' modeling files independently of the runtime (no backend, no shared code but the
 // manifest reader), over a 16-bit pack. It is checked against transformers' goldens itself, then
 // stands in for them where the fixtures do not reach.
@@ -209,7 +209,7 @@ func (r *ref64) route(l int, logits []float64, k int) ([]int, []float64) {
 // forward returns the logits at every position of ids (k experts per token).
 func (r *ref64) forward(ids []int, k int) [][]float64 {
 	c := r.c
-	H, nh, nkv, hd := c.HiddenSize, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
+	H := c.HiddenSize
 	T := len(ids)
 	h := make([][]float64, T)
 	for p, id := range ids {
@@ -217,58 +217,10 @@ func (r *ref64) forward(ids []int, k int) [][]float64 {
 	}
 	for l := 0; l < c.NumHiddenLayers; l++ {
 		pre := format.LayerPrefix(l)
-		at := pre + "self_attn."
-		qs, ks, vs := make([][]float64, T), make([][]float64, T), make([][]float64, T)
-		for p := range h {
-			xn := rmsnorm(h[p], r.w[pre+"input_layernorm.weight"], c.RMSNormEps)
-			qs[p] = linear(r.w[at+"q_proj.weight"], xn, r.w[at+"q_proj.bias"])
-			ks[p] = linear(r.w[at+"k_proj.weight"], xn, r.w[at+"k_proj.bias"])
-			vs[p] = linear(r.w[at+"v_proj.weight"], xn, r.w[at+"v_proj.bias"])
-			for hh := 0; hh < nh; hh++ {
-				v := qs[p][hh*hd : (hh+1)*hd]
-				if qn := r.w[at+"q_norm.weight"]; qn != nil {
-					copy(v, rmsnorm(v, qn, c.RMSNormEps))
-				}
-				rope(v, c.RotaryDim, c.RopeTheta, p)
-			}
-			for hh := 0; hh < nkv; hh++ {
-				v := ks[p][hh*hd : (hh+1)*hd]
-				if kn := r.w[at+"k_norm.weight"]; kn != nil {
-					copy(v, rmsnorm(v, kn, c.RMSNormEps))
-				}
-				rope(v, c.RotaryDim, c.RopeTheta, p)
-			}
-		}
-		for p := range h {
-			out := make([]float64, nh*hd)
-			for hh := 0; hh < nh; hh++ {
-				kh := hh / (nh / nkv)
-				q := qs[p][hh*hd : (hh+1)*hd]
-				sc := make([]float64, p+1)
-				mx := math.Inf(-1)
-				for j := 0; j <= p; j++ {
-					var d float64
-					for i := range q {
-						d += q[i] * ks[j][kh*hd+i]
-					}
-					sc[j] = d / math.Sqrt(float64(hd))
-					mx = math.Max(mx, sc[j])
-				}
-				var sum float64
-				for j := range sc {
-					sc[j] = math.Exp(sc[j] - mx)
-					sum += sc[j]
-				}
-				for j := range sc {
-					for i := 0; i < hd; i++ {
-						out[hh*hd+i] += sc[j] / sum * vs[j][kh*hd+i]
-					}
-				}
-			}
-			o := linear(r.w[at+"o_proj.weight"], out, nil)
-			for i := range o {
-				h[p][i] += o[i]
-			}
+		if c.MLA != nil {
+			r.mlaAttention(pre, h)
+		} else {
+			r.gqaAttention(pre, h)
 		}
 		for p := range h {
 			xn := rmsnorm(h[p], r.w[pre+"post_attention_layernorm.weight"], c.RMSNormEps)
@@ -301,6 +253,66 @@ func (r *ref64) forward(ids []int, k int) [][]float64 {
 		logits[p] = linear(r.w["lm_head.weight"], rmsnorm(h[p], r.w["model.norm.weight"], c.RMSNormEps), nil)
 	}
 	return logits
+}
+
+// gqaAttention is the attention of the GQA families in float64: it adds its output to h.
+func (r *ref64) gqaAttention(pre string, h [][]float64) {
+	c := r.c
+	nh, nkv, hd := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim
+	T := len(h)
+	at := pre + "self_attn."
+	qs, ks, vs := make([][]float64, T), make([][]float64, T), make([][]float64, T)
+	for p := range h {
+		xn := rmsnorm(h[p], r.w[pre+"input_layernorm.weight"], c.RMSNormEps)
+		qs[p] = linear(r.w[at+"q_proj.weight"], xn, r.w[at+"q_proj.bias"])
+		ks[p] = linear(r.w[at+"k_proj.weight"], xn, r.w[at+"k_proj.bias"])
+		vs[p] = linear(r.w[at+"v_proj.weight"], xn, r.w[at+"v_proj.bias"])
+		for hh := 0; hh < nh; hh++ {
+			v := qs[p][hh*hd : (hh+1)*hd]
+			if qn := r.w[at+"q_norm.weight"]; qn != nil {
+				copy(v, rmsnorm(v, qn, c.RMSNormEps))
+			}
+			rope(v, c.RotaryDim, c.RopeTheta, p)
+		}
+		for hh := 0; hh < nkv; hh++ {
+			v := ks[p][hh*hd : (hh+1)*hd]
+			if kn := r.w[at+"k_norm.weight"]; kn != nil {
+				copy(v, rmsnorm(v, kn, c.RMSNormEps))
+			}
+			rope(v, c.RotaryDim, c.RopeTheta, p)
+		}
+	}
+	for p := range h {
+		out := make([]float64, nh*hd)
+		for hh := 0; hh < nh; hh++ {
+			kh := hh / (nh / nkv)
+			q := qs[p][hh*hd : (hh+1)*hd]
+			sc := make([]float64, p+1)
+			mx := math.Inf(-1)
+			for j := 0; j <= p; j++ {
+				var d float64
+				for i := range q {
+					d += q[i] * ks[j][kh*hd+i]
+				}
+				sc[j] = d / math.Sqrt(float64(hd))
+				mx = math.Max(mx, sc[j])
+			}
+			var sum float64
+			for j := range sc {
+				sc[j] = math.Exp(sc[j] - mx)
+				sum += sc[j]
+			}
+			for j := range sc {
+				for i := 0; i < hd; i++ {
+					out[hh*hd+i] += sc[j] / sum * vs[j][kh*hd+i]
+				}
+			}
+		}
+		o := linear(r.w[at+"o_proj.weight"], out, nil)
+		for i := range o {
+			h[p][i] += o[i]
+		}
+	}
 }
 
 func rel64(got []float32, want []float64) float64 {
@@ -351,7 +363,7 @@ func TestReferenceAgainstTransformers(t *testing.T) {
 // grouped routing and q/k norm), at the model's K and at K=2, and with the routing weights
 // renormalised (norm_topk_prob) or not.
 func TestFamilySynthAgainstReference(t *testing.T) {
-	for _, preset := range []string{"qwen3-moe-tiny", "glm4-moe-tiny"} {
+	for _, preset := range []string{"qwen3-moe-tiny", "glm4-moe-tiny", "deepseek-v3-tiny"} {
 		dir := synthPacked(t, preset)
 		for _, norm := range []bool{true, false} {
 			setNormTopK(t, dir, norm)

@@ -42,16 +42,19 @@ type Session struct {
 	// ob is this step's observation while Model.Observe is set.
 	ob observation
 
+	mla mlaScratch // DeepSeek-V3's latent attention (mla.go)
+
 	// broken is why the states are half-updated (a step failed or was
 	// cancelled); Forward refuses to go on until Reset or Restore.
 	broken error
 }
 
 type layerState struct {
-	k, v backend.Buffer // [capacity, kvHeads*headDim]
-	cap  int            // positions the cache holds
-	conv backend.Buffer // [kernel-1, convDim]
-	s    backend.Buffer // [Hv, Dk, Dv]
+	k, v   backend.Buffer // [capacity, kw] and [capacity, vw]
+	kw, vw int            // values per position: kvHeads*headDim, or the layer's cacheW
+	cap    int            // positions the cache holds
+	conv   backend.Buffer // [kernel-1, convDim]
+	s      backend.Buffer // [Hv, Dk, Dv]
 }
 
 // NewSession starts an empty sequence.
@@ -59,10 +62,14 @@ func (m *Model) NewSession() (*Session, error) {
 	c := &m.Config
 	s := &Session{m: m, layers: make([]layerState, len(m.layers))}
 	for l := range m.layers {
-		if m.layers[l].full {
+		st := &s.layers[l]
+		if L := &m.layers[l]; L.full {
+			st.kw, st.vw = c.NumKeyValueHeads*c.HeadDim, c.NumKeyValueHeads*c.HeadDim
+			if L.cacheW[0] > 0 {
+				st.kw, st.vw = L.cacheW[0], L.cacheW[1]
+			}
 			continue // KV caches grow on first use
 		}
-		st := &s.layers[l]
 		var err error
 		if st.conv, err = m.be.Alloc((c.LinearConvKernelDim - 1) * c.ConvDim()); err != nil {
 			return nil, err
@@ -95,7 +102,7 @@ func (s *Session) Close() error {
 		}
 		st.cap = 0
 	}
-	errs = append(errs, s.sc.free(s.m))
+	errs = append(errs, s.sc.free(s.m), s.mla.close(be))
 	return errors.Join(errs...)
 }
 
@@ -244,7 +251,10 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		L, st := &m.layers[l], &s.layers[l]
 		r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), L.inNorm, eps))
 		s.lap(PhaseNorm)
-		if L.full {
+		if L.mix != nil {
+			L.mix(s, r, L, st, xn, h, T)
+			s.lap(PhaseAttention)
+		} else if L.full {
 			s.attention(r, L, st, xn, h, T)
 			s.lap(PhaseAttention)
 		} else {

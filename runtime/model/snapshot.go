@@ -65,7 +65,6 @@ func (s *Session) SnapshotReuse(old *Snapshot) (*Snapshot, error) {
 		sn = &Snapshot{layers: make([]snapLayer, len(s.layers))}
 	}
 	sn.m, sn.pos = m, s.pos
-	kw := m.Config.NumKeyValueHeads * m.Config.HeadDim
 	read := func(dst *[]float32, src backend.Buffer, n int) error {
 		if cap(*dst) < n {
 			*dst = make([]float32, n)
@@ -80,11 +79,11 @@ func (s *Session) SnapshotReuse(old *Snapshot) (*Snapshot, error) {
 		st, sl := &s.layers[l], &sn.layers[l]
 		var err error
 		if m.layers[l].full {
-			n := 0
+			nk, nv := 0, 0
 			if st.cap > 0 {
-				n = s.pos * kw
+				nk, nv = s.pos*st.kw, s.pos*st.vw
 			}
-			err = errors.Join(read(&sl.k, st.k, n), read(&sl.v, st.v, n))
+			err = errors.Join(read(&sl.k, st.k, nk), read(&sl.v, st.v, nv))
 		} else {
 			err = errors.Join(read(&sl.conv, st.conv, st.conv.Len()), read(&sl.s, st.s, st.s.Len()))
 		}

@@ -55,6 +55,7 @@ type Timing struct {
 	MoELayers  int   // of which with routed experts (the rest dense MLPs)
 	K          int   // routed experts per token
 	Stride     int64 // bytes per expert read
+	KVBytes    int64 // KV cache bytes per position, all layers (MLA: the latent and the rotary key)
 	// Residency says how PhaseTiming.CachedReads was measured: "mincore",
 	// or why it was not.
 	Residency string
@@ -171,6 +172,10 @@ func (s *Session) startTiming(T int, decode bool) {
 		}
 	}
 	t.Stride = m.experts.set.Stride
+	t.KVBytes = 0
+	for i := range s.layers {
+		t.KVBytes += int64(s.layers[i].kw+s.layers[i].vw) * 4
+	}
 	t.Residency = m.experts.residency()
 	t.GPUCache, t.HostCache = m.cacheBudget, m.hostBudget
 	s.tm.p = &t.Prefill
@@ -199,8 +204,8 @@ func (s *Session) stopTiming(start time.Time) {
 func (t *Timing) Report(w io.Writer) {
 	lin := t.Layers - t.FullLayers
 	ph := [2]*PhaseTiming{&t.Prefill, &t.Decode}
-	fmt.Fprintf(w, "[timing] %d layers (%d full attention, %d GatedDeltaNet), K=%d, expert block %d B\n",
-		t.Layers, t.FullLayers, lin, t.K, t.Stride)
+	fmt.Fprintf(w, "[timing] %d layers (%d full attention, %d GatedDeltaNet), K=%d, expert block %d B, KV cache %d B per token\n",
+		t.Layers, t.FullLayers, lin, t.K, t.Stride, t.KVBytes)
 	for i, name := range [2]string{"prefill", "decode"} {
 		p := ph[i]
 		if p.Tokens == 0 {
