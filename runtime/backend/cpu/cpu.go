@@ -49,7 +49,8 @@ func (p Path) String() string {
 
 // Options configures a CPU backend.
 type Options struct {
-	// Threads is the number of goroutines an op splits its rows over;
+	// Threads is the number of goroutines (the caller and threads−1
+	// persistent workers) an op splits its rows over;
 	// 0 means runtime.GOMAXPROCS(0).
 	Threads int
 	// Path selects the kernels (see the package doc).
@@ -64,6 +65,17 @@ type Backend struct {
 	threads int
 	path    Path
 	asm     bool // AVX2 kernels in use
+
+	// Per-op state re-used by every op, so the decode path allocates
+	// nothing: the worker pool, the matmul task and its prepared input,
+	// and per-part scratch (scratch[part]).
+	pool    *pool
+	mm      matJob
+	prep    prepared
+	scratch [][]float32
+	tmp     []float32 // serial ops' scratch
+	attn    attnJob
+	delta   deltaJob
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -74,7 +86,8 @@ func New(opts Options) *Backend {
 	if t <= 0 {
 		t = runtime.GOMAXPROCS(0)
 	}
-	be := &Backend{threads: t, path: opts.Path}
+	be := &Backend{threads: t, path: opts.Path, scratch: make([][]float32, t)}
+	be.attachPool()
 	if opts.Path == PathAuto && haveAsm {
 		be.asm = true
 	}
@@ -93,9 +106,12 @@ func (be *Backend) Name() string {
 	return fmt.Sprintf("cpu(%s, %d threads)", k, be.threads)
 }
 
-// Close releases nothing: buffers are Go memory, garbage collected once
-// unreachable (or freed).
-func (be *Backend) Close() error { return nil }
+// Close stops the worker goroutines; buffers are Go memory, garbage
+// collected once unreachable (or freed).
+func (be *Backend) Close() error {
+	be.pool.close()
+	return nil
+}
 
 // buf is a Buffer: a float32 slice (a view shares its parent's array and
 // root, so that a Free of the parent makes its views unusable too).

@@ -22,14 +22,12 @@ func q4RowsAVX2(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 // a vector; lane i of nibble n holds column 8i+n, hence the re-ordering of x.
 type asmQ4 struct{}
 
-func (asmQ4) prep(w *backend.Weight, x []float32, T int) *prepared {
+func (asmQ4) prep(w *backend.Weight, x []float32, T int, p *prepared) {
 	C, ng := w.Cols, w.Groups()
-	p := newPrepared(x, T*(C+ng))
-	p.xt = (*p.buf)[:T*C]
-	p.sx = (*p.buf)[T*C : T*(C+ng)]
+	b := p.reset(x, T*(C+ng))
+	p.xt, p.sx = b[:T*C], b[T*C:]
 	p.groupSums(w, T)
 	q4Order(p.xt, x[:T*C])
-	return p
 }
 
 func q4Order(xt, x []float32) {

@@ -20,12 +20,9 @@ func bf16at(b []byte, i int) float32 { return math.Float32frombits(uint32(le.Uin
 // mlx4 golden). b+m·s is exact in float32 for such bf16 pairs.
 type goQuant struct{}
 
-func (goQuant) prep(w *backend.Weight, x []float32, T int) *prepared {
-	ng := w.Groups()
-	p := newPrepared(x, T*ng)
-	p.sx = (*p.buf)[:T*ng]
+func (goQuant) prep(w *backend.Weight, x []float32, T int, p *prepared) {
+	p.sx = p.reset(x, T*w.Groups())
 	p.groupSums(w, T)
-	return p
 }
 
 func (goQuant) rows(w *backend.Weight, r0, r1 int, p *prepared, t int, y []float32) {
@@ -112,8 +109,8 @@ func dotQ8(row, sc, bi []byte, x, sx []float32, G int) float32 {
 // goDense is the pure-Go kernel for bf16, f16 and f32 weights.
 type goDense struct{}
 
-func (goDense) prep(w *backend.Weight, x []float32, T int) *prepared {
-	return &prepared{x: x}
+func (goDense) prep(w *backend.Weight, x []float32, T int, p *prepared) {
+	p.reset(x, 0)
 }
 
 func (goDense) rows(w *backend.Weight, r0, r1 int, p *prepared, t int, y []float32) {

@@ -1,8 +1,6 @@
 package cpu
 
 import (
-	"sync"
-
 	"github.com/fmoe/fmoe/runtime/backend"
 )
 
@@ -12,7 +10,7 @@ import (
 const rowBlock = 64
 
 // minParallelBytes: below this many weight bytes a matmul runs on the
-// calling goroutine; starting goroutines costs more than it saves.
+// calling goroutine; waking the workers costs more than it saves.
 const minParallelBytes = 64 << 10
 
 // MatMul computes y[T, Rows] = x[T, Cols]·wᵀ.
@@ -38,50 +36,67 @@ func (be *Backend) MatMul(y backend.Buffer, w backend.Tensor, x backend.Buffer, 
 }
 
 func (be *Backend) matmul(y []float32, w *backend.Weight, x []float32, T int) {
-	if be.path == PathReference {
-		be.parallel(w, func(lo, hi int) { refRows(w, lo, hi, x, y, T) })
+	j := &be.mm
+	*j = matJob{w: w, x: x, y: y, T: T, scratch: be.scratch}
+	if be.path != PathReference {
+		j.k = be.kernel(w)
+		j.p = &be.prep
+		j.k.prep(w, x, T, j.p)
+	}
+	be.parallel(w, j)
+	*j = matJob{} // keep no reference to the caller's weight or buffers
+}
+
+// matJob is a matmul as a pool task over rows.
+type matJob struct {
+	w       *backend.Weight
+	k       kernel // nil: the reference path
+	p       *prepared
+	x, y    []float32
+	T       int
+	scratch [][]float32
+}
+
+func (j *matJob) do(part, lo, hi int) {
+	w, T := j.w, j.T
+	if j.k == nil {
+		refRows(w, lo, hi, j.x, j.y, T, grow(&j.scratch[part], w.Cols))
 		return
 	}
-	k := be.kernel(w)
-	px := k.prep(w, x, T)
-	be.parallel(w, func(lo, hi int) {
-		for r0 := lo; r0 < hi; r0 += rowBlock {
-			r1 := min(r0+rowBlock, hi)
-			for t := 0; t < T; t++ {
-				k.rows(w, r0, r1, px, t, y[t*w.Rows:(t+1)*w.Rows])
-			}
+	for r0 := lo; r0 < hi; r0 += rowBlock {
+		r1 := min(r0+rowBlock, hi)
+		for t := 0; t < T; t++ {
+			j.k.rows(w, r0, r1, j.p, t, j.y[t*w.Rows:(t+1)*w.Rows])
 		}
-	})
-	px.free()
+	}
 }
 
 // parallel splits the rows of w over the backend's threads.
-func (be *Backend) parallel(w *backend.Weight, fn func(lo, hi int)) {
+func (be *Backend) parallel(w *backend.Weight, t task) {
 	R := w.Rows
 	n := be.threads
 	if len(w.Data) < minParallelBytes || n <= 1 || R < 8 {
-		fn(0, R)
+		t.do(0, 0, R)
 		return
 	}
 	n = min(n, R/4)
 	// Chunks are multiples of 4 rows so kernels that block rows stay aligned.
 	chunk := (R + n - 1) / n
 	chunk = (chunk + 3) &^ 3
-	var wg sync.WaitGroup
-	for lo := chunk; lo < R; lo += chunk {
-		wg.Add(1)
-		go func(lo int) {
-			defer wg.Done()
-			fn(lo, min(lo+chunk, R))
-		}(lo)
+	be.pool.run(t, R, chunk)
+}
+
+// grow returns (*s)[:n], reallocating only when the capacity is short, so
+// per-part scratch is allocated once per backend, not once per op.
+func grow(s *[]float32, n int) []float32 {
+	if cap(*s) < n {
+		*s = make([]float32, n)
 	}
-	fn(0, min(chunk, R))
-	wg.Wait()
+	return (*s)[:n]
 }
 
 // refRows is the reference matmul: dequantise each row, then a plain dot.
-func refRows(w *backend.Weight, lo, hi int, x, y []float32, T int) {
-	row := make([]float32, w.Cols)
+func refRows(w *backend.Weight, lo, hi int, x, y []float32, T int, row []float32) {
 	for r := lo; r < hi; r++ {
 		dequantRow(w, r, row)
 		for t := 0; t < T; t++ {
@@ -118,36 +133,26 @@ func (be *Backend) Embed(y backend.Buffer, w backend.Tensor, ids []int) error {
 // kernel is a fast matmul implementation for one weight format.
 type kernel interface {
 	// prep derives per-token data from x once per call (group sums,
-	// re-ordered copies) so the row loop only streams weights.
-	prep(w *backend.Weight, x []float32, T int) *prepared
+	// re-ordered copies) into p so the row loop only streams weights.
+	prep(w *backend.Weight, x []float32, T int, p *prepared)
 	// rows writes y[r] for r in [r0, r1) for token t.
 	rows(w *backend.Weight, r0, r1 int, p *prepared, t int, y []float32)
 }
 
-// prepared is the per-call input of a kernel.
+// prepared is the per-call input of a kernel. The Backend holds one and
+// re-uses its buffer: ops run one at a time.
 type prepared struct {
 	x   []float32 // [T, Cols] as given
 	xt  []float32 // [T, Cols] re-ordered for the assembly kernels
 	sx  []float32 // [T, Groups]: Σx per scale group
 	ng  int
-	buf *[]float32
+	buf []float32
 }
 
-var scratch = sync.Pool{New: func() any { return new([]float32) }}
-
-func newPrepared(x []float32, n int) *prepared {
-	b := scratch.Get().(*[]float32)
-	if cap(*b) < n {
-		*b = make([]float32, n)
-	}
-	return &prepared{x: x, buf: b}
-}
-
-func (p *prepared) free() {
-	if p.buf != nil {
-		scratch.Put(p.buf)
-		p.buf = nil
-	}
+// reset points p at x and returns a scratch slice of n values.
+func (p *prepared) reset(x []float32, n int) []float32 {
+	p.x, p.xt, p.sx, p.ng = x, nil, nil, 0
+	return grow(&p.buf, n)
 }
 
 // groupSums fills p.sx with Σx over each group of each token.

@@ -2,7 +2,6 @@ package cpu
 
 import (
 	"math"
-	"sync"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 )
@@ -10,25 +9,15 @@ import (
 func silu(x float32) float32    { return x / (1 + float32(math.Exp(float64(-x)))) }
 func sigmoid(x float32) float32 { return 1 / (1 + float32(math.Exp(float64(-x)))) }
 
-// parallelN runs fn over [0, n) split across the threads when work (a
-// rough count of multiply-adds) is large enough to pay for goroutines.
-func (be *Backend) parallelN(n, work int, fn func(lo, hi int)) {
+// parallelN runs t over [0, n) split across the threads when work (a
+// rough count of multiply-adds) is large enough to pay for waking workers.
+func (be *Backend) parallelN(n, work int, t task) {
 	k := min(be.threads, n)
 	if k <= 1 || work < 1<<15 {
-		fn(0, n)
+		t.do(0, 0, n)
 		return
 	}
-	chunk := (n + k - 1) / k
-	var wg sync.WaitGroup
-	for lo := chunk; lo < n; lo += chunk {
-		wg.Add(1)
-		go func(lo int) {
-			defer wg.Done()
-			fn(lo, min(lo+chunk, n))
-		}(lo)
-	}
-	fn(0, min(chunk, n))
-	wg.Wait()
+	be.pool.run(t, n, (n+k-1)/k)
 }
 
 // rmsScale is rsqrt(mean(x²)+eps), accumulated in float64 so the result
@@ -118,7 +107,7 @@ func (be *Backend) Rope(x backend.Buffer, l backend.Heads, rotaryDim int, theta 
 		return err
 	}
 	half := rotaryDim / 2
-	cs := make([]float32, 2*half)
+	cs := grow(&be.tmp, 2*half)
 	for t := 0; t < l.T; t++ {
 		// Angles in float64: at long positions pos·inv_freq loses phase in f32.
 		p := float64(pos0 + t)
@@ -172,57 +161,73 @@ func (be *Backend) Attention(out, q, gate backend.Buffer, ql, gl backend.Heads, 
 		return err
 	}
 	T, H, D := ql.T, ql.H, ql.Dim
-	kvw := kvHeads * D
 	n := pos0 + T
-	group := H / kvHeads
+	j := &be.attn
+	*j = attnJob{od: od, qd: qd, kd: kd, vd: vd, gd: gd, ql: ql, gl: gl, kvHeads: kvHeads, pos0: pos0, scratch: be.scratch}
+	be.parallelN(T*H, T*H*n*D, j)
+	*j = attnJob{}
+	return nil
+}
+
+// attnJob is Attention as a pool task over (token, head) pairs.
+type attnJob struct {
+	od, qd, kd, vd, gd []float32
+	ql, gl             backend.Heads
+	kvHeads, pos0      int
+	scratch            [][]float32
+}
+
+func (j *attnJob) do(part, lo, hi int) {
+	ql, gl, qd, kd, vd, od, gd, pos0 := j.ql, j.gl, j.qd, j.kd, j.vd, j.od, j.gd, j.pos0
+	H, D := ql.H, ql.Dim
+	kvw := j.kvHeads * D
+	n := pos0 + ql.T
+	group := H / j.kvHeads
 	scale := float32(1 / math.Sqrt(float64(D)))
-	be.parallelN(T*H, T*H*n*D, func(lo, hi int) {
-		sc := make([]float32, n)
-		acc := make([]float32, D)
-		for th := lo; th < hi; th++ {
-			t, h := th/H, th%H
-			qv := qd[ql.At(t, h) : ql.At(t, h)+D]
-			kh := h / group
-			last := pos0 + t // causal: positions 0..last
-			m := float32(math.Inf(-1))
-			for p := 0; p <= last; p++ {
-				kr := kd[p*kvw+kh*D : p*kvw+kh*D+D]
-				var s float32
-				for i, x := range qv {
-					s += x * kr[i]
-				}
-				s *= scale
-				sc[p] = s
-				m = max(m, s)
+	buf := grow(&j.scratch[part], n+D)
+	sc, acc := buf[:n], buf[n:]
+	for th := lo; th < hi; th++ {
+		t, h := th/H, th%H
+		qv := qd[ql.At(t, h) : ql.At(t, h)+D]
+		kh := h / group
+		last := pos0 + t // causal: positions 0..last
+		m := float32(math.Inf(-1))
+		for p := 0; p <= last; p++ {
+			kr := kd[p*kvw+kh*D : p*kvw+kh*D+D]
+			var s float32
+			for i, x := range qv {
+				s += x * kr[i]
 			}
-			var sum float64
-			for p := 0; p <= last; p++ {
-				e := math.Exp(float64(sc[p] - m))
-				sc[p] = float32(e)
-				sum += e
-			}
-			clear(acc)
-			for p := 0; p <= last; p++ {
-				pw := sc[p]
-				vr := vd[p*kvw+kh*D : p*kvw+kh*D+D]
-				for i, x := range vr {
-					acc[i] += pw * x
-				}
-			}
-			inv := float32(1 / sum)
-			o := od[(t*H+h)*D : (t*H+h)*D+D]
-			for i := range o {
-				o[i] = acc[i] * inv
-			}
-			if gd != nil {
-				g := gd[gl.At(t, h) : gl.At(t, h)+D]
-				for i := range o {
-					o[i] *= sigmoid(g[i])
-				}
+			s *= scale
+			sc[p] = s
+			m = max(m, s)
+		}
+		var sum float64
+		for p := 0; p <= last; p++ {
+			e := math.Exp(float64(sc[p] - m))
+			sc[p] = float32(e)
+			sum += e
+		}
+		clear(acc)
+		for p := 0; p <= last; p++ {
+			pw := sc[p]
+			vr := vd[p*kvw+kh*D : p*kvw+kh*D+D]
+			for i, x := range vr {
+				acc[i] += pw * x
 			}
 		}
-	})
-	return nil
+		inv := float32(1 / sum)
+		o := od[(t*H+h)*D : (t*H+h)*D+D]
+		for i := range o {
+			o[i] = acc[i] * inv
+		}
+		if gd != nil {
+			g := gd[gl.At(t, h) : gl.At(t, h)+D]
+			for i := range o {
+				o[i] *= sigmoid(g[i])
+			}
+		}
+	}
 }
 
 func (be *Backend) Conv1D(y, x backend.Buffer, w backend.Tensor, state backend.Buffer, T int) error {
@@ -257,7 +262,7 @@ func (be *Backend) Conv1D(y, x backend.Buffer, w backend.Tensor, state backend.B
 	// The new state (the last K-1 steps of state ++ x) is taken first, and
 	// the steps are computed last to first, so y may be x itself: step t
 	// overwrites only input t, which no earlier step reads.
-	ns := make([]float32, (K-1)*C)
+	ns := grow(&be.tmp, (K-1)*C)
 	for j := 0; j < K-1; j++ {
 		s := T - (K - 1) + j
 		for c := 0; c < C; c++ {

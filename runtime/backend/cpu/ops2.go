@@ -58,14 +58,15 @@ func (be *Backend) DeltaNet(y, qkv, a, b backend.Buffer, aLog, dtBias backend.Te
 		return err
 	}
 	// Normalise q and k of every token once (not once per value head).
-	qk := make([]float32, T*2*Hk*Dk)
+	j := &be.delta
+	qk := grow(&j.qk, T*2*Hk*Dk)
 	qscale := float32(1 / math.Sqrt(float64(Dk)))
 	for t := 0; t < T; t++ {
-		for j := 0; j < 2*Hk; j++ {
-			src := xd[t*W+j*Dk : t*W+(j+1)*Dk]
-			dst := qk[(t*2*Hk+j)*Dk : (t*2*Hk+j+1)*Dk]
+		for h := 0; h < 2*Hk; h++ {
+			src := xd[t*W+h*Dk : t*W+(h+1)*Dk]
+			dst := qk[(t*2*Hk+h)*Dk : (t*2*Hk+h+1)*Dk]
 			r := l2scale(src, s.Eps)
-			if j < Hk {
+			if h < Hk {
 				r *= qscale
 			}
 			for i, v := range src {
@@ -73,46 +74,61 @@ func (be *Backend) DeltaNet(y, qkv, a, b backend.Buffer, aLog, dtBias backend.Te
 			}
 		}
 	}
+	*j = deltaJob{s: s, qk: j.qk, yd: yd, xd: xd, ad: ad, bd: bd, sd: sd, al: al, dt: dt, scratch: be.scratch}
+	be.parallelN(Hv, T*Hv*Dk*Dv*4, j)
+	*j = deltaJob{qk: j.qk}
+	return nil
+}
+
+// deltaJob is DeltaNet as a pool task over value heads; qk (the normalised
+// q and k) is kept between calls as scratch.
+type deltaJob struct {
+	s                              backend.DeltaShape
+	qk, yd, xd, ad, bd, sd, al, dt []float32
+	scratch                        [][]float32
+}
+
+func (j *deltaJob) do(part, lo, hi int) {
+	T, Hk, Dk, Hv, Dv := j.s.T, j.s.Hk, j.s.Dk, j.s.Hv, j.s.Dv
+	W := j.s.QKVLen()
+	qk, xd, yd, ad, bd, al, dt := j.qk, j.xd, j.yd, j.ad, j.bd, j.al, j.dt
 	rep := Hv / Hk
-	be.parallelN(Hv, T*Hv*Dk*Dv*4, func(lo, hi int) {
-		mem := make([]float32, Dv)
-		for h := lo; h < hi; h++ {
-			S := sd[h*Dk*Dv : (h+1)*Dk*Dv]
-			kh := h / rep
-			for t := 0; t < T; t++ {
-				qv := qk[(t*2*Hk+kh)*Dk : (t*2*Hk+kh+1)*Dk]
-				kv := qk[(t*2*Hk+Hk+kh)*Dk : (t*2*Hk+Hk+kh+1)*Dk]
-				vv := xd[t*W+2*Hk*Dk+h*Dv : t*W+2*Hk*Dk+(h+1)*Dv]
-				beta := sigmoid(bd[t*Hv+h])
-				g := float32(math.Exp(-math.Exp(float64(al[h])) * softplus(float64(ad[t*Hv+h])+float64(dt[h]))))
-				// Pass 1: decay S and read kv_mem = Sᵀk.
-				clear(mem)
-				for i := 0; i < Dk; i++ {
-					row := S[i*Dv : (i+1)*Dv]
-					ki := kv[i]
-					for j := range row {
-						row[j] *= g
-						mem[j] += row[j] * ki
-					}
+	mem := grow(&j.scratch[part], Dv)
+	for h := lo; h < hi; h++ {
+		S := j.sd[h*Dk*Dv : (h+1)*Dk*Dv]
+		kh := h / rep
+		for t := 0; t < T; t++ {
+			qv := qk[(t*2*Hk+kh)*Dk : (t*2*Hk+kh+1)*Dk]
+			kv := qk[(t*2*Hk+Hk+kh)*Dk : (t*2*Hk+Hk+kh+1)*Dk]
+			vv := xd[t*W+2*Hk*Dk+h*Dv : t*W+2*Hk*Dk+(h+1)*Dv]
+			beta := sigmoid(bd[t*Hv+h])
+			g := float32(math.Exp(-math.Exp(float64(al[h])) * softplus(float64(ad[t*Hv+h])+float64(dt[h]))))
+			// Pass 1: decay S and read kv_mem = Sᵀk.
+			clear(mem)
+			for i := 0; i < Dk; i++ {
+				row := S[i*Dv : (i+1)*Dv]
+				ki := kv[i]
+				for j := range row {
+					row[j] *= g
+					mem[j] += row[j] * ki
 				}
-				for j := range mem {
-					mem[j] = (vv[j] - mem[j]) * beta
-				}
-				// Pass 2: rank-1 update and read out y = Sᵀq with the new S.
-				out := yd[(t*Hv+h)*Dv : (t*Hv+h+1)*Dv]
-				clear(out)
-				for i := 0; i < Dk; i++ {
-					row := S[i*Dv : (i+1)*Dv]
-					ki, qi := kv[i], qv[i]
-					for j := range row {
-						row[j] += ki * mem[j]
-						out[j] += row[j] * qi
-					}
+			}
+			for j := range mem {
+				mem[j] = (vv[j] - mem[j]) * beta
+			}
+			// Pass 2: rank-1 update and read out y = Sᵀq with the new S.
+			out := yd[(t*Hv+h)*Dv : (t*Hv+h+1)*Dv]
+			clear(out)
+			for i := 0; i < Dk; i++ {
+				row := S[i*Dv : (i+1)*Dv]
+				ki, qi := kv[i], qv[i]
+				for j := range row {
+					row[j] += ki * mem[j]
+					out[j] += row[j] * qi
 				}
 			}
 		}
-	})
-	return nil
+	}
 }
 
 func (be *Backend) SwiGLU(y, g, u backend.Buffer) error {

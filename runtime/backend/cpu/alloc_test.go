@@ -1,0 +1,131 @@
+package cpu
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/backendtest"
+)
+
+// The decode step runs thousands of ops per token: after the first call
+// (which sizes the backend's scratch) none of them may allocate.
+func TestOpsDoNotAllocate(t *testing.T) {
+	for _, p := range []Path{PathAuto, PathGo, PathReference} {
+		be := New(Options{Path: p, Threads: 2})
+		rng := rand.New(rand.NewPCG(3, 4))
+		for _, f := range []backend.Format{backend.Q2, backend.Q4, backend.Q8, backend.BF16, backend.F16, backend.F32} {
+			// 512×1024 is above minParallelBytes for every format, so the
+			// pool is used.
+			w, _ := backendtest.RandomWeight(rng, f, 512, 1024, 64)
+			wt, err := be.Bind(w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x, _ := be.Alloc(1024)
+			y, _ := be.Alloc(512)
+			noAllocs(t, fmt.Sprintf("%v/%v matmul", p, f), func() error { return be.MatMul(y, wt, x, 1) })
+		}
+		be.Close()
+	}
+
+	be := New(Options{Threads: 2})
+	defer be.Close()
+	const H, KV, D, pos = 8, 2, 64, 200
+	q, _ := be.Alloc(H * D)
+	k, _ := be.Alloc((pos + 1) * KV * D)
+	v, _ := be.Alloc((pos + 1) * KV * D)
+	out, _ := be.Alloc(H * D)
+	ql := backend.Packed(1, H, D)
+	noAllocs(t, "attention", func() error { return be.Attention(out, q, nil, ql, ql, k, v, KV, pos) })
+	noAllocs(t, "rope", func() error { return be.Rope(q, ql, 32, 1e7, pos) })
+
+	s := backend.DeltaShape{T: 1, Hk: 4, Dk: 64, Hv: 8, Dv: 64, Eps: 1e-6}
+	qkv, _ := be.Alloc(s.QKVLen())
+	a, _ := be.Alloc(s.Hv)
+	b, _ := be.Alloc(s.Hv)
+	st, _ := be.Alloc(s.StateLen())
+	yd, _ := be.Alloc(s.Hv * s.Dv)
+	al, _ := be.Register(backendtest.DenseF32(1, s.Hv, make([]float32, s.Hv)))
+	dt, _ := be.Register(backendtest.DenseF32(1, s.Hv, make([]float32, s.Hv)))
+	noAllocs(t, "deltanet", func() error { return be.DeltaNet(yd, qkv, a, b, al, dt, st, s) })
+
+	const C, K = 256, 4
+	cw, _ := be.Register(backendtest.DenseF32(C, K, make([]float32, C*K)))
+	cs, _ := be.Alloc((K - 1) * C)
+	noAllocs(t, "conv1d", func() error { return be.Conv1D(qkv, qkv, cw, cs, 1) })
+}
+
+func noAllocs(t *testing.T, what string, op func() error) {
+	t.Helper()
+	if err := op(); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if n := testing.AllocsPerRun(20, func() { _ = op() }); n != 0 {
+		t.Errorf("%s: %v allocations per call, want 0", what, n)
+	}
+}
+
+// Close stops the workers, and the backend still computes afterwards
+// (on the calling goroutine).
+func TestPoolClose(t *testing.T) {
+	before := runtime.NumGoroutine()
+	be := New(Options{Threads: 4})
+	if got := runtime.NumGoroutine() - before; got != 3 {
+		t.Errorf("New(Threads 4) started %d goroutines, want 3 workers", got)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	w, vals := backendtest.RandomWeight(rng, backend.Q4, 256, 1024, 64)
+	wt, _ := be.Register(w)
+	x := make([]float32, 1024)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	want := make([]float32, 256)
+	for r := range want {
+		var s float64
+		for j, v := range x {
+			s += vals[r*1024+j] * float64(v)
+		}
+		want[r] = float32(s)
+	}
+	xb, _ := be.Alloc(1024)
+	yb, _ := be.Alloc(256)
+	if err := be.Write(xb, x); err != nil {
+		t.Fatal(err)
+	}
+	for _, phase := range []string{"open", "closed"} {
+		if phase == "closed" {
+			if err := be.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := be.Close(); err != nil {
+				t.Fatalf("second Close: %v", err)
+			}
+			waitGoroutines(t, before)
+		}
+		if err := be.MatMul(yb, wt, xb, 1); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]float32, 256)
+		be.Read(got, yb)
+		for r := range got {
+			if d := got[r] - want[r]; d > 1e-3 || d < -1e-3 {
+				t.Fatalf("%s: row %d = %v, want %v", phase, r, got[r], want[r])
+			}
+		}
+	}
+}
+
+func waitGoroutines(t *testing.T, n int) {
+	t.Helper()
+	for i := 0; i < 100 && runtime.NumGoroutine() > n; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g > n {
+		t.Errorf("%d goroutines after Close, want %d", g, n)
+	}
+}
