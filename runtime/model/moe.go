@@ -2,7 +2,6 @@ package model
 
 import (
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/fmoe/fmoe/runtime/backend"
@@ -19,45 +18,27 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 	H, E, K := c.HiddenSize, c.NumExperts, m.K
 	lg := r.view(s.sc.router, 0, T*E)
 	r.do(be.MatMul(lg, L.router, xn, T))
-	host := make([]float32, T*E)
-	r.do(be.Read(host, lg))
+	pl := &s.plan
+	pl.reset(T, E, K)
+	r.do(be.Read(pl.host, lg))
 	if r.err != nil {
 		return r.err
 	}
-	idx := make([]int, T*K)
-	wts := make([]float32, T*K)
-	rows := make(map[int][]int, min(T*K, E))
-	weights := make(map[int][]float32, min(T*K, E))
+	idx, wts := pl.idx, pl.wts
 	for t := 0; t < T; t++ {
-		if err := s.route(host[t*E:(t+1)*E], l, t, idx[t*K:(t+1)*K], wts[t*K:(t+1)*K]); err != nil {
+		if err := s.route(pl.host[t*E:(t+1)*E], l, t, idx[t*K:(t+1)*K], wts[t*K:(t+1)*K]); err != nil {
 			return err
-		}
-		for j := t * K; j < (t+1)*K; j++ {
-			rows[idx[j]] = append(rows[idx[j]], t)
-			weights[idx[j]] = append(weights[idx[j]], wts[j])
 		}
 	}
 	if s.onRoute != nil {
 		s.onRoute(l, idx, wts)
 	}
-
-	ids := make([]int, 0, len(rows))
-	for e := range rows {
-		ids = append(ids, e)
-	}
-	slices.Sort(ids)
 	// Each expert writes its weighted rows into its own slot range of
-	// s.sc.eo; the slots are then summed in ascending expert order, as
-	// transformers' index_add_ loop does. Summing in read-completion order
-	// instead would make results vary from run to run.
-	slot := make(map[int]int, len(ids))
-	var allRows []int
-	var allW []float32
-	for _, e := range ids {
-		slot[e] = len(allRows)
-		allRows = append(allRows, rows[e]...)
-		allW = append(allW, weights[e]...)
-	}
+	// s.sc.eo (pl.rows order); the slots are then summed in ascending
+	// expert order, as transformers' index_add_ loop does. Summing in
+	// read-completion order instead would make results vary from run to run.
+	pl.group(K)
+	ids, allRows, allW := pl.ids, pl.rows, pl.w
 	I := c.MoeIntermediateSize
 	s.lap(PhaseRouting)
 	// The stream's time is the compute inside fn plus what is left, which
@@ -67,7 +48,7 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 	// compute queues expert id's matmuls on tensors bound from the cache
 	// or from its read, then releases them.
 	compute := func(id int, bound []backend.Tensor) {
-		tr := rows[id]
+		tr, slot := pl.expert(id)
 		n := len(tr)
 		x := xn
 		if T > 1 {
@@ -77,7 +58,7 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 		if r.err == nil {
 			g := r.view(s.sc.eg, 0, n*I)
 			u := r.view(s.sc.eu, 0, n*I)
-			d := r.view(s.sc.eo, slot[id]*H, n*H)
+			d := r.view(s.sc.eo, slot*H, n*H)
 			r.do(be.MatMul(g, bound[0], x, n))
 			r.do(be.MatMul(u, bound[1], x, n))
 			r.do(be.SwiGLU(g, g, u))
@@ -107,7 +88,7 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 			tp.GPUHits += int64(len(hits))
 		}
 		if bt, ok := be.(backend.MatVecBatcher); ok && batchHits && T == 1 && len(hits) > 1 {
-			s.batchExperts(r, bt, hits, hitT, xn, slot)
+			s.batchExperts(r, bt, hits, hitT, xn, pl)
 		} else {
 			for i, id := range hits {
 				compute(id, hitT[i])
@@ -213,7 +194,7 @@ var batchHits = true
 // in three launches (gate and up of all, SwiGLU, down of all) instead of
 // four per expert, and releases them. Each job computes what its own
 // MatMul would, so the output is the same bit for bit.
-func (s *Session) batchExperts(r *run, bt backend.MatVecBatcher, ids []int, ts [][]backend.Tensor, xn backend.Buffer, slot map[int]int) {
+func (s *Session) batchExperts(r *run, bt backend.MatVecBatcher, ids []int, ts [][]backend.Tensor, xn backend.Buffer, pl *moePlan) {
 	be := s.m.be
 	H, I, n := s.m.Config.HiddenSize, s.m.Config.MoeIntermediateSize, len(ids)
 	g := r.view(s.sc.eg, 0, n*I)
@@ -238,7 +219,8 @@ func (s *Session) batchExperts(r *run, bt backend.MatVecBatcher, ids []int, ts [
 	}
 	ys, ws, xs = ys[:0], ws[:0], xs[:0]
 	for i, id := range ids {
-		ys = append(ys, r.view(s.sc.eo, slot[id]*H, H))
+		_, slot := pl.expert(id)
+		ys = append(ys, r.view(s.sc.eo, slot*H, H))
 		ws = append(ws, ts[i][2])
 		xs = append(xs, r.view(g, i*I, I))
 	}

@@ -16,6 +16,7 @@ type Session struct {
 	pos    int
 	layers []layerState
 	sc     scratch
+	plan   moePlan // the MoE block's routing, re-used every layer
 
 	// Capture, when set, receives the residual stream of every step as
 	// [T, hidden] row-major: "embed", "layerNN" (after decoder layer NN)
@@ -35,7 +36,7 @@ type Session struct {
 	Routes RouteSource
 
 	// onRoute, when set (tests), receives each layer's expert choices and
-	// their weights [T, K].
+	// their weights [T, K] (slices re-used by the next layer: copy them).
 	onRoute func(layer int, idx []int, w []float32)
 
 	closed bool
