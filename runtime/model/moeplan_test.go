@@ -46,4 +46,3 @@ func TestMoePlanGroup(t *testing.T) {
 		}
 	}
 }
-
