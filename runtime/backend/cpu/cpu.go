@@ -64,7 +64,7 @@ var chk = backend.Check{Name: "cpu"}
 type Backend struct {
 	threads int
 	path    Path
-	asm     bool // AVX2 kernels in use
+	isa     int // instruction set of the kernels in use (isaGo: none)
 
 	// Per-op state re-used by every op, so the decode path allocates
 	// nothing: the worker pool, the matmul task and its prepared input,
@@ -88,11 +88,11 @@ func New(opts Options) *Backend {
 	}
 	be := &Backend{threads: t, path: opts.Path, scratch: make([][]float32, t)}
 	be.attachPool()
-	if opts.Path == PathAuto && haveAsm {
-		be.asm = true
-	}
-	if opts.Path == PathAuto && !haveAsm {
-		be.path = PathGo
+	if opts.Path == PathAuto {
+		be.isa = bestISA
+		if be.isa == isaGo {
+			be.path = PathGo
+		}
 	}
 	return be
 }
@@ -100,8 +100,8 @@ func New(opts Options) *Backend {
 // Name describes the backend and the kernels it selected.
 func (be *Backend) Name() string {
 	k := be.path.String()
-	if be.asm {
-		k = "avx2"
+	if be.isa != isaGo {
+		k = isaNames[be.isa]
 	}
 	return fmt.Sprintf("cpu(%s, %d threads)", k, be.threads)
 }

@@ -1,0 +1,131 @@
+package cpu
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/backendtest"
+)
+
+// BenchmarkBandwidth is the acceptance measure of the matvec kernels: each
+// iteration times a read-only pass (readSum: vector loads XORed together,
+// the cheapest way to touch every byte) over one expert's weight bytes and
+// the matvec over another's, on the same threads, and reports both rates
+// and matvec/ceiling. Interleaving them makes the ratio fair on a loaded
+// machine. Experts cycle through 128 MiB, so both come from memory.
+func BenchmarkBandwidth(b *testing.B) {
+	for _, f := range []backend.Format{backend.Q2, backend.Q4, backend.Q8, backend.BF16} {
+		for _, isa := range isaLevels() {
+			for _, th := range []int{1, 2} {
+				for _, s := range [][2]int{{1024, 4096}, {4096, 1024}} {
+					name := fmt.Sprintf("%v/%s/threads%d/%dx%d", f, isaNames[isa], th, s[0], s[1])
+					b.Run(name, func(b *testing.B) { benchBW(b, f, isa, th, s[0], s[1]) })
+				}
+			}
+		}
+	}
+}
+
+func benchBW(b *testing.B, f backend.Format, isa, threads, R, C int) {
+	be := New(Options{Threads: threads})
+	defer be.Close()
+	be.isa = isa
+	if isa == isaGo {
+		be.path = PathGo
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	w, _ := backendtest.RandomWeight(rng, f, R, C, 64)
+	size := len(w.Data) + len(w.Scales) + len(w.Biases)
+	n := max(2, (128<<20)/size)
+	ts := make([]backend.Tensor, n)
+	raw := make([][]byte, n) // each expert's bytes in one block, as in a pack
+	for i := range ts {
+		blk := make([]byte, 0, size+128)
+		blk = append(append(append(blk, w.Data...), w.Scales...), w.Biases...)
+		c := w
+		c.Data = blk[:len(w.Data)]
+		c.Scales = blk[len(w.Data) : len(w.Data)+len(w.Scales)]
+		c.Biases = blk[len(w.Data)+len(w.Scales) : size]
+		raw[i] = blk[:size&^127]
+		t, err := be.Register(c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ts[i] = t
+	}
+	x, _ := be.Alloc(C)
+	y, _ := be.Alloc(R)
+	xs := make([]float32, C)
+	for i := range xs {
+		xs[i] = float32(rng.NormFloat64())
+	}
+	be.Write(x, xs)
+	var sum sumJob
+	var tSum, tMat, cSum, cMat time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0, c0 := time.Now(), cpuTime()
+		sum.b = raw[i%n]
+		be.pool.run(&sum, len(sum.b)/128, (len(sum.b)/128+threads-1)/threads)
+		t1, c1 := time.Now(), cpuTime()
+		if err := be.MatMul(y, ts[(i+n/2)%n], x, 1); err != nil {
+			b.Fatal(err)
+		}
+		t2, c2 := time.Now(), cpuTime()
+		tSum += t1.Sub(t0)
+		tMat += t2.Sub(t1)
+		cSum += c1 - c0
+		cMat += c2 - c1
+	}
+	// Rates from CPU time count threads×seconds, so they are scaled by
+	// threads to be comparable with the wall-clock ones.
+	mb := float64(size) * float64(b.N) / 1e6
+	b.ReportMetric(mb/tMat.Seconds(), "matvec-MB/s")
+	b.ReportMetric(mb/tSum.Seconds(), "ceiling-MB/s")
+	b.ReportMetric(100*tSum.Seconds()/tMat.Seconds(), "%ceiling")
+	b.ReportMetric(float64(threads)*mb/cMat.Seconds(), "matvec-MB/cpu-s")
+	b.ReportMetric(float64(threads)*mb/cSum.Seconds(), "ceiling-MB/cpu-s")
+	b.ReportMetric(100*cSum.Seconds()/cMat.Seconds(), "%ceiling-cpu")
+}
+
+// sumJob is readSum over b's 128-byte blocks [lo, hi) as a pool task.
+type sumJob struct {
+	b   []byte
+	out [8]uint64
+}
+
+func (j *sumJob) do(part, lo, hi int) {
+	j.out[part%8] ^= readSum(j.b[lo*128 : hi*128])
+}
+
+// BenchmarkKernelHot re-uses one 256×4096 weight that stays in L2: the
+// kernels' compute rate (weight bytes per second) without the memory
+// system, which a kernel must exceed by a margin to run at memory speed.
+func BenchmarkKernelHot(b *testing.B) {
+	for _, f := range []backend.Format{backend.Q2, backend.Q4, backend.Q8, backend.BF16} {
+		for _, isa := range isaLevels() {
+			b.Run(fmt.Sprintf("%v/%s", f, isaNames[isa]), func(b *testing.B) {
+				be := New(Options{Threads: 1})
+				defer be.Close()
+				be.isa = isa
+				if isa == isaGo {
+					be.path = PathGo
+				}
+				w, _ := backendtest.RandomWeight(rand.New(rand.NewPCG(1, 2)), f, 256, 4096, 64)
+				t, _ := be.Register(w)
+				x, _ := be.Alloc(4096)
+				y, _ := be.Alloc(256)
+				size := len(w.Data) + len(w.Scales) + len(w.Biases)
+				b.SetBytes(int64(size))
+				c0 := cpuTime()
+				for i := 0; i < b.N; i++ {
+					be.MatMul(y, t, x, 1)
+				}
+				b.ReportMetric(float64(size)*float64(b.N)/1e6/(cpuTime()-c0).Seconds(), "MB/cpu-s")
+			})
+		}
+	}
+}

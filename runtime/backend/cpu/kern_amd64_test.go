@@ -1,0 +1,102 @@
+//go:build amd64 && !purego
+
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/backendtest"
+)
+
+// TestConformanceAuto runs the best kernels; these run each lower level
+// the CPU has too, so a machine with AVX-512 still tests the AVX2 kernels
+// that machines without it will use.
+func TestConformanceISA(t *testing.T) {
+	for isa := isaAVX2; isa <= bestISA; isa++ {
+		t.Run(isaNames[isa], func(t *testing.T) {
+			for _, th := range []int{1, 2} {
+				t.Run(fmt.Sprintf("threads%d", th), func(t *testing.T) {
+					backendtest.Run(t, func() backend.Backend {
+						be := New(Options{Threads: th})
+						be.isa = isa
+						return be
+					})
+				})
+			}
+		})
+	}
+	if bestISA < isaAVX512 {
+		t.Logf("CPU without AVX-512 (F, BW, VL): AVX-512 kernels not run")
+	}
+}
+
+// Every kernel order is a permutation of a group's 64 columns.
+func TestKernelOrders(t *testing.T) {
+	for name, k := range map[string]*asmAffine{"q4avx2": kQ4AVX2, "q2avx2": kQ2AVX2, "q4avx512": kQ4AVX512, "q2avx512": kQ2AVX512} {
+		for _, o := range [][]uint8{k.order, k.block} {
+			seen := make([]bool, len(o))
+			for _, c := range o {
+				if int(c) >= len(o) || seen[c] {
+					t.Fatalf("%s: order %v is not a permutation", name, o)
+				}
+				seen[c] = true
+			}
+		}
+	}
+}
+
+// The bandwidth benchmarks' ceiling must read every byte.
+func TestReadSum(t *testing.T) {
+	b := make([]byte, 128*5)
+	for i := range b {
+		b[i] = byte(i * 7)
+	}
+	if got, want := readSum(b), readSumGo(b); got != want {
+		t.Fatalf("readSum = %#x, readSumGo = %#x", got, want)
+	}
+	b[300] ^= 1
+	if readSum(b) == readSumGo(b[:len(b)-128]) {
+		t.Fatal("readSum ignores its input")
+	}
+}
+
+func isaLevels() []int {
+	var l []int
+	for isa := bestISA; isa >= isaGo; isa-- {
+		l = append(l, isa)
+	}
+	return l
+}
+
+// Rows of every group count from 1 to 9 reach each kernel's block loop,
+// its single-group tail, and both in one row.
+func TestKernelGroupCounts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for isa := isaAVX2; isa <= bestISA; isa++ {
+		for _, f := range []backend.Format{backend.Q2, backend.Q4, backend.Q8, backend.BF16} {
+			for ng := 1; ng <= 9; ng++ {
+				R, C, T := 11, 64*ng, 2
+				w, _ := backendtest.RandomWeight(rng, f, R, C, 64)
+				x := make([]float32, T*C)
+				for i := range x {
+					x[i] = float32(rng.NormFloat64())
+				}
+				want := make([]float32, T*R)
+				New(Options{Path: PathReference, Threads: 1}).matmul(want, &w, x, T)
+				be := New(Options{Threads: 1})
+				be.isa = isa
+				got := make([]float32, T*R)
+				be.matmul(got, &w, x, T)
+				for i := range got {
+					if d := math.Abs(float64(got[i] - want[i])); d > 1e-4*(1+math.Abs(float64(want[i]))) {
+						t.Fatalf("%s %v %d groups: y[%d] = %v, reference %v", isaNames[isa], f, ng, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
