@@ -182,6 +182,138 @@ done:
 def acc(i):  # alternate two accumulators
     return 2 + (i & 1)
 
+def tile4(name, bits, G, sidx, table, scale, mconst, wstep):
+    """4 tokens at once over rows whose groups are all in blocks of G (the
+    Go side checks): each block line is decoded once and multiplied with
+    the 4 tokens' x, which halves the work of a prefill matmul. Token t's x
+    is at xt + t·C floats, its Σx at sx + t·groups, its y at y + t·R."""
+    w("""// func %(n)s(w, s, b *byte, groups int, xt, sx, y *float32, rows, C, R int)
+//
+// The 4-token form of the AVX-512 block loop (prefill).
+TEXT ·%(n)s(SB), NOSPLIT, $0-80""" % {"n": name})
+    w(HDR)
+    w("\tVMOVUPS %s<>(SB), Z10" % table)
+    w("\tVMOVDQU32 %s<>(SB), Z11" % sidx)
+    w("\tMOVL $%s, AX // m = %g" % (f2h(mconst), mconst))
+    w("\tVMOVD AX, X9")
+    w("\tVBROADCASTSS X9, Y9")
+    accs = [("Z2", "Z3", "Z0"), ("Z12", "Z13", "Z19"), ("Z22", "Z23", "Z20"), ("Z24", "Z25", "Z21")]
+    xs = ["%d(DX)", "%d(DX)(R15*1)", "%d(R10)", "%d(R10)(R15*1)"]
+    w("""
+rowloop:
+	TESTQ BX, BX
+	JZ    done
+	MOVQ C+64(FP), R15
+	SHLQ $2, R15 // bytes between tokens' x
+	VXORPS Z0, Z0, Z0
+	VXORPS Z19, Z19, Z19
+	VXORPS Z20, Z20, Z20
+	VXORPS Z21, Z21, Z21
+	MOVQ R11, DX
+	LEAQ (R11)(R15*2), R10
+	MOVQ CX, R13
+	SHRQ $%d, R13
+
+blockloop:
+	PREFETCHT0 512(SI)
+	VMOVDQU32 (SI), Z1""" % {2: 1, 4: 2}[G])
+    tmps = ["Z4", "Z5", "Z16", "Z17"]
+    for k in range(32 // bits):
+        t = tmps[k % 4]
+        src = "Z1"
+        if k:
+            w("\tVPSRLD $%d, Z1, %s" % (bits*k, t)); src = t
+        w("\tVPERMPS Z10, %s, %s" % (src, t))
+        for tok in range(4):
+            op = "VMULPS" if k < 2 else "VFMADD231PS"
+            w("\t%s %s, %s, %s" % (op, xs[tok] % (64*k), t, accs[tok][k % 2]))
+    for l in scale("R8", "Z7"): w("\t" + l)
+    for a, b2, r in accs:
+        w("\tVADDPS %s, %s, %s" % (b2, a, a))
+        w("\tVFMADD231PS %s, Z7, %s" % (a, r))
+    w("""	ADDQ $64, SI
+	ADDQ $%(x)d, DX
+	ADDQ $%(x)d, R10
+	ADDQ $%(s)d, R8
+	DECQ R13
+	JNZ  blockloop
+
+	// Per token: the bias pass over the row's scales and biases (R14 and
+	// R9 go back to the row's start each time) and the store.
+	MOVQ R12, R10
+	MOVQ DI, DX
+	MOVQ R+72(FP), R15
+	SHLQ $2, R15 // bytes between tokens' y""" % {"x": 256*G, "s": 2*G})
+    for tok in range(4):
+        sfx = "t%d" % tok
+        w("\tMOVQ CX, R14")
+        w("\tSHLQ $1, R14")
+        w("\tNEGQ R14")
+        w("\tADDQ R8, R14 // the row's scales")
+        if tok:
+            w("\tSUBQ CX, R9")
+            w("\tSUBQ CX, R9 // the row's biases again")
+            w("\tVMOVAPS %s, Z0" % accs[tok][2])
+        w("""	VXORPS Y15, Y15, Y15
+	VXORPS X14, X14, X14
+	MOVQ CX, R13
+	SHRQ $3, R13
+	JZ   biastail%(s)s
+
+bias8%(s)s:
+	VPMOVZXWD (R14), Y6
+	VPSLLD $16, Y6, Y6
+	VPMOVZXWD (R9), Y7
+	VPSLLD $16, Y7, Y7
+	VFMADD231PS Y9, Y6, Y7
+	VFMADD231PS (R10), Y7, Y15
+	ADDQ $16, R14
+	ADDQ $16, R9
+	ADDQ $32, R10
+	DECQ R13
+	JNZ  bias8%(s)s
+
+biastail%(s)s:
+	MOVQ CX, R13
+	ANDQ $7, R13
+	JZ   biasdone%(s)s
+
+bias1%(s)s:
+	MOVWLZX (R14), AX
+	SHLL    $16, AX
+	VMOVD   AX, X7
+	MOVWLZX (R9), AX
+	SHLL    $16, AX
+	VMOVD   AX, X6
+	VFMADD231SS X9, X7, X6 // b + m·s
+	VFMADD231SS (R10), X6, X14
+	ADDQ $2, R14
+	ADDQ $2, R9
+	ADDQ $4, R10
+	DECQ R13
+	JNZ  bias1%(s)s
+
+biasdone%(s)s:
+	VEXTRACTF64X4 $1, Z0, Y1
+	VADDPS Y1, Y0, Y0
+	VADDPS Y15, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	VADDSS X14, X0, X0
+	VMOVSS X0, (DX)
+	ADDQ R15, DX""" % {"s": sfx})
+    w("""	ADDQ $4, DI
+	DECQ BX
+	JMP  rowloop
+
+done:
+	VZEROUPPER
+	RET
+""")
+
+
 # q4 AVX2: lane i holds word i (XORed with 0x88888888 so that a nibble read
 # as signed is q−8); step n shifts nibble n to the top and back (arithmetic).
 body = ["VPXOR (SI), Y8, Y1"]
@@ -362,6 +494,12 @@ done:
 	VZEROUPPER
 	RET
 """)
+
+q4scale = lambda m, z: ["VMOVD (%s), X%s" % (m, z[1:]), "VPMOVZXWD X%s, X%s" % (z[1:], z[1:]),
+                        "VPERMD %s, Z11, %s" % (z, z), "VPSLLD $16, %s, %s" % (z, z)]
+q2scale = lambda m, z: ["VPMOVZXWD (%s), X%s" % (m, z[1:]), "VPERMD %s, Z11, %s" % (z, z), "VPSLLD $16, %s, %s" % (z, z)]
+tile4("q4Tile4AVX512", 4, 2, "q4sidx", "q4tab16", q4scale, 8.0, 32)
+tile4("q2Tile4AVX512", 2, 4, "q2sidx", "q2tab16", q2scale, 2.0, 16)
 
 bf16("bf16RowsAVX2", "Y")
 bf16("bf16RowsAVX512", "Z")

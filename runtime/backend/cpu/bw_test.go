@@ -129,3 +129,42 @@ func BenchmarkKernelHot(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPrefill is a 16-token matmul through one 397B expert
+// projection at each kernel level: weights per second (MB/cpu-s counts the
+// weight bytes once per call) and tokens per CPU-second.
+func BenchmarkPrefill(b *testing.B) {
+	for _, f := range []backend.Format{backend.Q2, backend.Q4} {
+		for _, isa := range isaLevels() {
+			for _, tile := range []bool{true, false} {
+				if !tile && isa != isaAVX512 {
+					continue
+				}
+				name := isaNames[isa]
+				if !tile {
+					name += "-1token"
+				}
+				b.Run(fmt.Sprintf("%v/%s/1024x4096/T16", f, name), func(b *testing.B) {
+					be := New(Options{Threads: 1})
+					defer be.Close()
+					be.isa = isa
+					be.noTile = !tile
+					if isa == isaGo {
+						be.path = PathGo
+					}
+					const R, C, T = 1024, 4096, 16
+					w, _ := backendtest.RandomWeight(rand.New(rand.NewPCG(1, 2)), f, R, C, 64)
+					t, _ := be.Register(w)
+					x, _ := be.Alloc(T * C)
+					y, _ := be.Alloc(T * R)
+					c0 := cpuTime()
+					for i := 0; i < b.N; i++ {
+						be.MatMul(y, t, x, T)
+					}
+					cs := (cpuTime() - c0).Seconds()
+					b.ReportMetric(float64(T*b.N)/cs, "tok/cpu-s")
+				})
+			}
+		}
+	}
+}

@@ -64,7 +64,8 @@ var chk = backend.Check{Name: "cpu"}
 type Backend struct {
 	threads int
 	path    Path
-	isa     int // instruction set of the kernels in use (isaGo: none)
+	isa     int  // instruction set of the kernels in use (isaGo: none)
+	noTile  bool // no 4-token kernels (benchmarks compare)
 
 	// Per-op state re-used by every op, so the decode path allocates
 	// nothing: the worker pool, the matmul task and its prepared input,
