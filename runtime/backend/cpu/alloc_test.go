@@ -72,10 +72,10 @@ func noAllocs(t *testing.T, what string, op func() error) {
 // Close stops the workers, and the backend still computes afterwards
 // (on the calling goroutine).
 func TestPoolClose(t *testing.T) {
-	before := runtime.NumGoroutine()
 	be := New(Options{Threads: 4})
-	if got := runtime.NumGoroutine() - before; got != 3 {
-		t.Errorf("New(Threads 4) started %d goroutines, want 3 workers", got)
+	p := be.pool
+	if got := p.live.Load(); got != 3 {
+		t.Errorf("New(Threads 4) started %d workers, want 3", got)
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
 	w, vals := backendtest.RandomWeight(rng, backend.Q4, 256, 1024, 64)
@@ -105,7 +105,7 @@ func TestPoolClose(t *testing.T) {
 			if err := be.Close(); err != nil {
 				t.Fatalf("second Close: %v", err)
 			}
-			waitGoroutines(t, before)
+			waitWorkers(t, p)
 		}
 		if err := be.MatMul(yb, wt, xb, 1); err != nil {
 			t.Fatal(err)
@@ -120,12 +120,25 @@ func TestPoolClose(t *testing.T) {
 	}
 }
 
-func waitGoroutines(t *testing.T, n int) {
+func waitWorkers(t *testing.T, p *pool) {
 	t.Helper()
-	for i := 0; i < 100 && runtime.NumGoroutine() > n; i++ {
+	for i := 0; i < 100 && p.live.Load() > 0; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if g := runtime.NumGoroutine(); g > n {
-		t.Errorf("%d goroutines after Close, want %d", g, n)
+	if n := p.live.Load(); n > 0 {
+		t.Errorf("%d workers still running after Close", n)
+	}
+}
+
+// A backend dropped without Close has its workers stopped by the
+// garbage collector.
+func TestPoolCleanup(t *testing.T) {
+	p := New(Options{Threads: 3}).pool
+	for i := 0; i < 50 && p.live.Load() > 0; i++ {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := p.live.Load(); n > 0 {
+		t.Errorf("%d workers still running after the backend was collected", n)
 	}
 }

@@ -17,6 +17,7 @@ import (
 // the weights come from memory, not cache, as they do at run time.
 func benchMatMul(b *testing.B, hot bool, opts Options, f backend.Format, R, C, T int) {
 	be := New(opts)
+	defer be.Close()
 	rng := rand.New(rand.NewPCG(1, 2))
 	w, _ := backendtest.RandomWeight(rng, f, R, C, 64)
 	size := len(w.Data) + len(w.Scales) + len(w.Biases)

@@ -8,7 +8,9 @@ import (
 )
 
 func TestConformanceAuto(t *testing.T) {
-	t.Logf("kernels: %s", New(Options{}).Name())
+	be := New(Options{})
+	t.Logf("kernels: %s", be.Name())
+	be.Close()
 	backendtest.Run(t, func() backend.Backend { return New(Options{}) })
 }
 

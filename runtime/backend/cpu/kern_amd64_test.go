@@ -87,8 +87,11 @@ func TestKernelGroupCounts(t *testing.T) {
 					x[i] = float32(rng.NormFloat64())
 				}
 				want := make([]float32, T*R)
-				New(Options{Path: PathReference, Threads: 1}).matmul(want, &w, x, T)
+				ref := New(Options{Path: PathReference, Threads: 1})
+				ref.matmul(want, &w, x, T)
+				ref.Close()
 				be := New(Options{Threads: 1})
+				defer be.Close()
 				be.isa = isa
 				got := make([]float32, T*R)
 				be.matmul(got, &w, x, T)

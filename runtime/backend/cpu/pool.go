@@ -3,6 +3,7 @@ package cpu
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // task is one parallel op: do computes the items [lo, hi) as part number
@@ -29,6 +30,7 @@ type pool struct {
 	work []chan span // one per worker; the caller is part 0
 	wg   sync.WaitGroup
 	once sync.Once
+	live atomic.Int32 // workers running (tests)
 }
 
 func newPool(workers int) *pool {
@@ -36,12 +38,14 @@ func newPool(workers int) *pool {
 	for i := range p.work {
 		ch := make(chan span, 1)
 		p.work[i] = ch
-		go worker(ch, &p.wg)
+		p.live.Add(1)
+		go worker(ch, &p.wg, &p.live)
 	}
 	return p
 }
 
-func worker(ch chan span, wg *sync.WaitGroup) {
+func worker(ch chan span, wg *sync.WaitGroup, live *atomic.Int32) {
+	defer live.Add(-1)
 	for s := range ch {
 		s.t.do(s.part, s.lo, s.hi)
 		s = span{} // drop the task so an idle worker keeps nothing alive
