@@ -4,7 +4,7 @@ BIN := bin
 DEMO := build/fmoe-tiny-chat
 FUZZTIME ?= 3s
 
-.PHONY: build test demo bench bench-pack bench-decode lint fuzz clean metal-check ui-test
+.PHONY: build test demo bench bench-pack bench-decode lint fuzz clean metal-check ui-test arm64-check
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -13,7 +13,19 @@ build:
 test:
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -tags purego ./runtime/backend/cpu/
+	$(MAKE) --no-print-directory arm64-check
 	$(MAKE) --no-print-directory fuzz
+
+# The CPU backend's tests (conformance suite included) built for arm64 and run under
+# qemu-aarch64 (Debian package qemu-user; .ci/run installs it). arm64 has no assembly kernels
+# yet, so this is the pure-Go path, the one Apple Silicon and Graviton machines run.
+arm64-check:
+	@command -v qemu-aarch64 >/dev/null || { echo "arm64-check: qemu-aarch64 not found; install it (Debian: apt-get install -y qemu-user)" >&2; exit 1; }
+	@mkdir -p build
+	GOARCH=arm64 $(GO) vet ./runtime/backend/cpu/
+	GOARCH=arm64 $(GO) test -c -o build/cpu.arm64.test ./runtime/backend/cpu/
+	qemu-aarch64 build/cpu.arm64.test -test.count=1
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./format/
@@ -43,7 +55,8 @@ ui-test: build
 # Benchmarks write tens of GB under /tmp (see each script's header); results go to stdout and are
 # recorded with the machine in docs/benchmarks.md. The GPU benchmark is scripts/gpu-bench.sh.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./quant/ ./runtime/backend/cpu/ ./runtime/model/ ./tokenizer/ ./chat/
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./quant/ ./runtime/model/ ./tokenizer/ ./chat/
+	$(GO) test -run '^$$' -bench . -benchtime 200x -count 3 ./runtime/backend/cpu/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./pack/ ./verify/
 	scripts/bench-pack.sh
 	GO=$(GO) scripts/bench-decode.sh
