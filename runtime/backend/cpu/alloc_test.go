@@ -142,3 +142,32 @@ func TestPoolCleanup(t *testing.T) {
 		t.Errorf("%d workers still running after the backend was collected", n)
 	}
 }
+
+// Views are re-used: asking again for a recent view allocates nothing, and
+// every view, re-used or new, addresses its own range of the parent.
+func TestViews(t *testing.T) {
+	be := New(Options{Threads: 1})
+	defer be.Close()
+	const n = 100
+	p, _ := be.Alloc(n)
+	vals := make([]float32, n)
+	for i := range vals {
+		vals[i] = float32(i)
+	}
+	be.Write(p, vals)
+	noAllocs(t, "view", func() error { _, err := be.View(p, 3, 5); return err })
+	// More distinct views than the cache holds, twice over.
+	for round := 0; round < 2; round++ {
+		for off := 0; off < 40; off++ {
+			v, err := be.View(p, off, 2+off%3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make([]float32, v.Len())
+			be.Read(got, v)
+			if v.Len() != 2+off%3 || got[0] != float32(off) || got[len(got)-1] != float32(off+len(got)-1) {
+				t.Fatalf("view(%d, %d) = %v", off, 2+off%3, got)
+			}
+		}
+	}
+}

@@ -124,13 +124,29 @@ func (be *Backend) Close() error {
 // buf is a Buffer: a float32 slice (a view shares its parent's array and
 // root, so that a Free of the parent makes its views unusable too).
 type buf struct {
-	d    []float32
-	r    *root
-	view bool
+	d     []float32
+	r     *root
+	view  bool
+	views *viewCache // the views last made of this buffer, made on first View
 }
 
 // root is the state an allocation and its views share.
 type root struct{ freed bool }
+
+// viewCache remembers a buffer's recent views. A decode step asks for the
+// same few views of its scratch buffers in every layer and every step, and
+// a view is only a slice header, so handing the same one back is the same
+// as making a new one; without it View was half of a decode step's
+// allocations.
+type viewCache struct {
+	e    [16]viewEntry
+	next int
+}
+
+type viewEntry struct {
+	off, n int
+	v      *buf
+}
 
 func (b *buf) Len() int { return len(b.d) }
 
@@ -169,7 +185,7 @@ func (be *Backend) Free(b backend.Buffer) error {
 	case x.r.freed:
 		return fmt.Errorf("cpu: buffer freed twice")
 	}
-	x.r.freed, x.d = true, nil
+	x.r.freed, x.d, x.views = true, nil, nil
 	return nil
 }
 
@@ -182,7 +198,20 @@ func (be *Backend) View(b backend.Buffer, off, n int) (backend.Buffer, error) {
 	if err := chk.View(off, n, len(d)); err != nil {
 		return nil, err
 	}
-	return &buf{d: d[off : off+n : off+n], r: b.(*buf).r, view: true}, nil
+	p := b.(*buf)
+	if p.views == nil {
+		p.views = new(viewCache)
+	}
+	c := p.views
+	for i := range c.e {
+		if e := &c.e[i]; e.v != nil && e.off == off && e.n == n {
+			return e.v, nil
+		}
+	}
+	v := &buf{d: d[off : off+n : off+n], r: p.r, view: true}
+	c.e[c.next] = viewEntry{off, n, v}
+	c.next = (c.next + 1) % len(c.e)
+	return v, nil
 }
 
 func (be *Backend) Write(dst backend.Buffer, src []float32) error {
