@@ -53,16 +53,6 @@ func q4RowsAVX512(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 //go:noescape
 func q2RowsAVX512(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 
-// The Tile4 kernels are the AVX-512 block loops for 4 tokens at once:
-// token t's x at xt+t·C, Σx at sx+t·groups, y at y+t·R. Every group of
-// the rows must be in a block.
-//
-//go:noescape
-func q4Tile4AVX512(w, s, b *byte, groups int, xt, sx, y *float32, rows, C, R int)
-
-//go:noescape
-func q2Tile4AVX512(w, s, b *byte, groups int, xt, sx, y *float32, rows, C, R int)
-
 //go:noescape
 func q8RowsAVX512(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 
@@ -89,7 +79,6 @@ type asmAffine struct {
 	fn    func(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 	order []uint8
 	block []uint8
-	tile  func(w, s, b *byte, groups int, xt, sx, y *float32, rows, C, R int)
 }
 
 // xorder builds a kernel's x order over n columns from col(lane, step)
@@ -115,14 +104,12 @@ var (
 	// nibble k.
 	kQ4AVX512 = &asmAffine{fn: q4RowsAVX512,
 		order: xorder(64, 16, func(l, k int) int { return 8*(l&7) + 4*(l>>3) + k }),
-		block: xorder(128, 16, func(l, k int) int { return 8*l + k }),
-		tile:  q4Tile4AVX512}
+		block: xorder(128, 16, func(l, k int) int { return 8*l + k })}
 	// q2 AVX-512: lane 4c+i holds word i >> 8c; step k reads crumb k.
 	// Blocks of 4 groups: lane i holds word i, step k reads crumb k.
 	kQ2AVX512 = &asmAffine{fn: q2RowsAVX512,
 		order: xorder(64, 16, func(l, k int) int { return 16*(l&3) + 4*(l>>2) + k }),
-		block: xorder(256, 16, func(l, k int) int { return 16*l + k }),
-		tile:  q2Tile4AVX512}
+		block: xorder(256, 16, func(l, k int) int { return 16*l + k })}
 	kQ8AVX512 = &asmAffine{fn: q8RowsAVX512}
 
 	kBF16AVX2   = &asmBF16{bf16RowsAVX2, 32}
@@ -210,23 +197,6 @@ func (k *asmAffine) rows(w *backend.Weight, r0, r1 int, p *prepared, t int, y []
 	rb := w.RowBytes()
 	k.fn(&w.Data[r0*rb], &w.Scales[2*r0*ng], &w.Biases[2*r0*ng], ng,
 		&p.xt[t*C], &p.sx[t*ng], &y[r0], r1-r0)
-}
-
-// tiles reports whether rows4 applies to w: the kernel has a 4-token
-// form and every group of a row is in a block.
-func (k *asmAffine) tiles(w *backend.Weight) bool {
-	return k.tile != nil && (w.Cols/64)%(len(k.block)/64) == 0
-}
-
-// rows4 is rows for tokens t0..t0+3; y is the whole [T, Rows] output.
-func (k *asmAffine) rows4(w *backend.Weight, r0, r1 int, p *prepared, t0 int, y []float32) {
-	if r1 <= r0 {
-		return
-	}
-	C, R, ng := w.Cols, w.Rows, p.ng
-	rb := w.RowBytes()
-	k.tile(&w.Data[r0*rb], &w.Scales[2*r0*ng], &w.Biases[2*r0*ng], ng,
-		&p.xt[t0*C], &p.sx[t0*ng], &y[t0*R+r0], r1-r0, C, R)
 }
 
 // asmBF16 drives a bf16 kernel; block is its column multiple.

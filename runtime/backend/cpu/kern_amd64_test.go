@@ -73,8 +73,7 @@ func isaLevels() []int {
 }
 
 // Rows of every group count from 1 to 9 reach each kernel's block loop,
-// its single-group tail, and both in one row; 9 tokens reach the 4-token
-// kernels twice and the 1-token ones once.
+// its single-group tail, and both in one row, for 2 and 9 tokens.
 func TestKernelGroupCounts(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	for isa := isaAVX2; isa <= bestISA; isa++ {

@@ -3,5 +3,3 @@
 package cpu
 
 func isaLevels() []int { return []int{isaGo} }
-
-const isaAVX512 = -1 // no such level here

@@ -37,7 +37,7 @@ func (be *Backend) MatMul(y backend.Buffer, w backend.Tensor, x backend.Buffer, 
 
 func (be *Backend) matmul(y []float32, w *backend.Weight, x []float32, T int) {
 	j := &be.mm
-	*j = matJob{w: w, x: x, y: y, T: T, scratch: be.scratch, noTile: be.noTile}
+	*j = matJob{w: w, x: x, y: y, T: T, scratch: be.scratch}
 	if be.path != PathReference {
 		j.k = be.kernel(w)
 		j.p = &be.prep
@@ -55,7 +55,6 @@ type matJob struct {
 	x, y    []float32
 	T       int
 	scratch [][]float32
-	noTile  bool
 }
 
 func (j *matJob) do(part, lo, hi int) {
@@ -64,19 +63,9 @@ func (j *matJob) do(part, lo, hi int) {
 		refRows(w, lo, hi, j.x, j.y, T, grow(&j.scratch[part], w.Cols))
 		return
 	}
-	tl, _ := j.k.(tiler)
-	if tl != nil && (T < 4 || j.noTile || !tl.tiles(w)) {
-		tl = nil
-	}
 	for r0 := lo; r0 < hi; r0 += rowBlock {
 		r1 := min(r0+rowBlock, hi)
-		t := 0
-		if tl != nil {
-			for ; t+4 <= T; t += 4 {
-				tl.rows4(w, r0, r1, j.p, t, j.y)
-			}
-		}
-		for ; t < T; t++ {
+		for t := 0; t < T; t++ {
 			j.k.rows(w, r0, r1, j.p, t, j.y[t*w.Rows:(t+1)*w.Rows])
 		}
 	}
@@ -148,13 +137,6 @@ type kernel interface {
 	prep(w *backend.Weight, x []float32, T int, p *prepared)
 	// rows writes y[r] for r in [r0, r1) for token t.
 	rows(w *backend.Weight, r0, r1 int, p *prepared, t int, y []float32)
-}
-
-// tiler is a kernel with a 4-token form (prefill): each weight is decoded
-// once for 4 tokens.
-type tiler interface {
-	tiles(w *backend.Weight) bool
-	rows4(w *backend.Weight, r0, r1 int, p *prepared, t0 int, y []float32)
 }
 
 // prepared is the per-call input of a kernel. The Backend holds one and
