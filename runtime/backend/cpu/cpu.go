@@ -71,7 +71,7 @@ var chk = backend.Check{Name: "cpu"}
 type Backend struct {
 	threads int
 	path    Path
-	isa     int  // instruction set of the kernels in use (isaGo: none)
+	isa     int // instruction set of the kernels in use (isaGo: none)
 
 	// Per-op state re-used by every op, so the decode path allocates
 	// nothing: the worker pool, the matmul task and its prepared input,
