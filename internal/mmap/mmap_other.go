@@ -2,7 +2,11 @@
 
 package mmap
 
-import "github.com/fmoe/fmoe/internal/fsguard"
+import (
+	"fmt"
+
+	"github.com/fmoe/fmoe/internal/fsguard"
+)
 
 // File holds a whole file. Without mmap the portable fallback reads it into memory.
 type File struct {
@@ -16,6 +20,18 @@ func Open(path string) (*File, error) {
 		return nil, err
 	}
 	return &File{Data: data}, nil
+}
+
+// OpenPrivate reads path: the copy in memory is already private.
+func OpenPrivate(path string) (*File, error) { return Open(path) }
+
+// Overwrite copies b over Data[off:] in memory; the file never changes.
+func (f *File) Overwrite(off int, b []byte) error {
+	if off < 0 || off+len(b) > len(f.Data) {
+		return fmt.Errorf("mmap: Overwrite of [%d, %d) outside the %d-byte file", off, off+len(b), len(f.Data))
+	}
+	copy(f.Data[off:], b)
+	return nil
 }
 
 // Release is a no-op without mmap.

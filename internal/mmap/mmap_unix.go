@@ -16,13 +16,28 @@ import (
 
 // File is a read-only mapping of a whole file.
 type File struct {
-	Data []byte
-	name string
+	Data    []byte
+	name    string
+	private bool
 }
 
 // Open maps path read-only. An empty file maps to an empty slice. Only regular files are
 // opened: a named pipe would block the open forever.
-func Open(path string) (*File, error) {
+func Open(path string) (*File, error) { return open(path, syscall.MAP_SHARED) }
+
+// OpenPrivate maps path read-only and copy-on-write, so that Overwrite can change this
+// process's view of a few bytes (the packer retypes FP8 entries of a safetensors header, see
+// pack/fp8_header.go) without writing the file. Pages never overwritten are the page cache's,
+// exactly as with Open; the mapping stays read-only, so it reserves no memory.
+func OpenPrivate(path string) (*File, error) {
+	f, err := open(path, syscall.MAP_PRIVATE)
+	if f != nil {
+		f.private = true
+	}
+	return f, err
+}
+
+func open(path string, flags int) (*File, error) {
 	f, err := fsguard.OpenRegular(path)
 	if err != nil {
 		return nil, err
@@ -39,7 +54,7 @@ func Open(path string) (*File, error) {
 	if int64(int(size)) != size {
 		return nil, fmt.Errorf("%s: %d bytes is too large to map", path, size)
 	}
-	data, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
+	data, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, flags)
 	if err != nil {
 		return nil, fmt.Errorf("mmap %s: %w", path, err)
 	}
@@ -69,6 +84,27 @@ func (f *File) Sequential() {
 	if len(f.Data) > 0 {
 		_ = madvise(f.Data, unix.MADV_SEQUENTIAL)
 	}
+}
+
+// Overwrite copies b over Data[off:] in a mapping from OpenPrivate: the pages it touches become
+// this process's private copies, writable only for the copy. The file never changes.
+func (f *File) Overwrite(off int, b []byte) error {
+	if !f.private {
+		return fmt.Errorf("mmap %s: Overwrite needs a mapping from OpenPrivate", f.name)
+	}
+	if off < 0 || off+len(b) > len(f.Data) {
+		return fmt.Errorf("mmap %s: Overwrite of [%d, %d) outside the %d-byte mapping", f.name, off, off+len(b), len(f.Data))
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	page := os.Getpagesize()
+	pages := f.Data[off/page*page : min((off+len(b)+page-1)/page*page, len(f.Data))]
+	if err := unix.Mprotect(pages, unix.PROT_READ|unix.PROT_WRITE); err != nil {
+		return fmt.Errorf("mmap %s: %w", f.name, err)
+	}
+	copy(f.Data[off:], b)
+	return unix.Mprotect(pages, unix.PROT_READ)
 }
 
 // Close unmaps the file.
