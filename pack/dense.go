@@ -69,6 +69,9 @@ func (p *packer) encodeDense(spec format.TensorSpec) (*encoded, []*srcTensor, er
 	if !ok {
 		return nil, nil, fmt.Errorf("source checkpoint %s: tensor %s is missing (the config's %s needs it)", ck.dir, ck.origName(spec.Name), layerWhat(spec.Name))
 	}
+	if src.scale != nil {
+		return p.encodeDenseFP8(spec, src)
+	}
 	base := strings.TrimSuffix(spec.Name, ".weight")
 	scales, hasScales := ck.tensors[base+".scales"]
 	if spec.Matrix && hasScales {
@@ -93,32 +96,40 @@ func (p *packer) encodeDense(spec format.TensorSpec) (*encoded, []*srcTensor, er
 	if !sameElements(src.shape, spec.Shape) || (spec.Matrix && len(src.shape) != 2) {
 		return nil, nil, fmt.Errorf("source checkpoint %s: tensor %s has shape %v, the config implies %v", ck.dir, src.orig, src.shape, spec.Shape)
 	}
-	srcs := []*srcTensor{src}
+	enc, err := p.encodeFloat(spec, src)
+	return enc, []*srcTensor{src}, err
+}
+
+// encodeFloat stores a float tensor whose shape has been checked: shifted if it is a norm,
+// quantised if it is a matrix at fewer than 16 bits, copied otherwise.
+func (p *packer) encodeFloat(spec format.TensorSpec, src *srcTensor) (*encoded, error) {
 	switch {
-	case spec.NormShift && !ck.normShifted:
+	case spec.NormShift && !p.ck.normShifted:
 		data, err := shiftNorm(src.data, src.dtype)
 		if err != nil {
-			return nil, nil, fmt.Errorf("tensor %s: %w", src.orig, err)
+			return nil, fmt.Errorf("tensor %s: %w", src.orig, err)
 		}
-		return &encoded{dtype: format.DTypeF32, shape: spec.Shape, data: data}, srcs, nil
-	case spec.Matrix && ck.quant == nil:
+		return &encoded{dtype: format.DTypeF32, shape: spec.Shape, data: data}, nil
+	case spec.Matrix && p.ck.quant == nil:
 		bits := p.denseBits
 		if spec.Gate && bits < 8 {
 			bits = 8
 		}
 		if bits == 16 || spec.Shape[1]%64 != 0 {
-			return &encoded{dtype: src.dtype, shape: spec.Shape, data: src.data}, srcs, nil
+			return &encoded{dtype: src.dtype, shape: spec.Shape, data: src.data}, nil
 		}
 		rowBytes := int64(len(src.data) / spec.Shape[0])
 		enc, err := quantizeFloat(p.rule, src.data, src.dtype, spec.Shape[0], spec.Shape[1], bits, 64, p.o.Workers, func(r0, r1 int) {
-			src.shard.file.Release(src.off+int64(r0)*rowBytes, int64(r1-r0)*rowBytes)
+			if !src.inMemory {
+				src.shard.file.Release(src.off+int64(r0)*rowBytes, int64(r1-r0)*rowBytes)
+			}
 		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("quantising %s: %w", src.orig, err)
+			return nil, fmt.Errorf("quantising %s: %w", src.orig, err)
 		}
-		return enc, srcs, nil
+		return enc, nil
 	}
-	return &encoded{dtype: src.dtype, shape: spec.Shape, data: src.data}, srcs, nil
+	return &encoded{dtype: src.dtype, shape: spec.Shape, data: src.data}, nil
 }
 
 // origName maps a canonical name back to the checkpoint's naming, for messages.

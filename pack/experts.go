@@ -49,6 +49,9 @@ func (p *packer) findExperts(l int) (*layerExperts, error) {
 		le.srcs = append(le.srcs, t)
 		return nil
 	}
+	if le, ok, err := p.findExpertsFP8(l); ok {
+		return le, err
+	}
 	if _, ok := ck.tensors[pre+"switch_mlp.gate_proj.weight"]; ok {
 		if _, quantised := ck.tensors[pre+"switch_mlp.gate_proj.scales"]; quantised {
 			return p.findStackedQuantised(l, le)

@@ -8,6 +8,8 @@ import (
 	"sort"
 
 	"github.com/nlpodyssey/safetensors"
+
+	"github.com/fmoe/fmoe/quant"
 )
 
 // headerEntry is one tensor of a safetensors header as the file states it, before any check.
@@ -81,16 +83,27 @@ func parseHeader(data []byte) ([]headerEntry, int64, error) {
 }
 
 // sliceTensors checks the file with nlpodyssey/safetensors (offsets contiguous, sizes matching
-// dtype x shape, no trailing bytes) and returns a view of each tensor's bytes.
-func sliceTensors(data []byte, entries []headerEntry) (map[string][]byte, error) {
+// dtype x shape, no trailing bytes) and returns a view of each tensor's bytes. overwrite changes
+// bytes of data in place, for FP8 files only (fp8_header.go says why).
+func sliceTensors(data []byte, entries []headerEntry, overwrite func(off int, b []byte) error) (map[string][]byte, error) {
+	hasF8 := false
 	for _, e := range entries {
-		if !readableDTypes[e.DType] {
+		if e.DType == quant.DTypeF8E4M3 {
+			hasF8 = true
+		} else if !readableDTypes[e.DType] {
 			if _, err := safetensors.ParseDType(e.DType); err != nil {
 				// The library can't read this file at all; the caller decides whether the
 				// tensor matters and names it.
 				return nil, &dtypeError{name: e.Name, dtype: e.DType}
 			}
 		}
+	}
+	if hasF8 {
+		restore, err := retypeF8(data, overwrite)
+		if err != nil {
+			return nil, err
+		}
+		defer restore()
 	}
 	st, err := safetensors.Deserialize(data)
 	if err != nil {
@@ -110,5 +123,5 @@ func sliceTensors(data []byte, entries []headerEntry) (map[string][]byte, error)
 type dtypeError struct{ shard, name, dtype string }
 
 func (e *dtypeError) Error() string {
-	return fmt.Sprintf("shard %s: tensor %s has dtype %s, which fmoe-pack does not read (supported: BF16, F16, F32, and U32 for MLX-quantised weights)", e.shard, e.name, e.dtype)
+	return fmt.Sprintf("shard %s: tensor %s has dtype %s, which fmoe-pack does not read (supported: BF16, F16, F32, U32 for MLX-quantised weights, and F8_E4M3 for block-scaled FP8 weights)", e.shard, e.name, e.dtype)
 }

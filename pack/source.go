@@ -32,6 +32,10 @@ type srcTensor struct {
 	shard *shard
 	off   int64 // offset of data in the shard, for releasing pages
 	used  bool  // read by the packer; the rest is reported
+	scale *srcTensor // an F8_E4M3 weight's weight_scale_inv (fp8.go)
+	// inMemory data was made by the packer (a dequantised FP8 weight), not mapped: nothing to
+	// release. shard still names the file it came from.
+	inMemory bool
 }
 
 type shard struct {
@@ -46,6 +50,7 @@ type checkpoint struct {
 	rawConfig    []byte
 	config       format.Config
 	quant        *quantConfig // nil for float checkpoints
+	fp8          *fp8Config   // block-scaled FP8 checkpoints (fp8.go)
 	tensors      map[string]*srcTensor
 	shards       []*shard
 	skipped      []string // name patterns of tensors a text runtime does not need
@@ -91,12 +96,22 @@ func openCheckpoint(dir string) (*checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	q, err := parseQuantConfig(cfgPath, raw)
+	fp8, err := parseFP8Config(cfgPath, raw)
 	if err != nil {
 		return nil, err
 	}
-	ck := &checkpoint{dir: dir, rawConfig: raw, config: cfg, quant: q, tensors: map[string]*srcTensor{}}
-	if err := ck.loadShards(); err != nil {
+	var q *quantConfig
+	if fp8 == nil {
+		if q, err = parseQuantConfig(cfgPath, raw); err != nil {
+			return nil, err
+		}
+	}
+	ck := &checkpoint{dir: dir, rawConfig: raw, config: cfg, quant: q, fp8: fp8, tensors: map[string]*srcTensor{}}
+	err = ck.loadShards()
+	if err == nil {
+		err = ck.attachFP8()
+	}
+	if err != nil {
 		ck.Close()
 		return nil, err
 	}
@@ -136,7 +151,7 @@ func parseQuantConfig(path string, raw []byte) (*quantConfig, error) {
 		case "quant_method":
 			var m string
 			_ = json.Unmarshal(v, &m)
-			return nil, fmt.Errorf("%s: quantization method %q is not supported (fmoe reads bf16/f16/f32 and MLX affine checkpoints)", path, m)
+			return nil, fmt.Errorf("%s: quantization method %q is not supported (fmoe reads bf16/f16/f32, MLX affine and block-scaled FP8 checkpoints)", path, m)
 		default:
 			var o struct {
 				GroupSize int `json:"group_size"`
@@ -206,7 +221,7 @@ func (c *checkpoint) loadShards() error {
 	var dtypeErrs []*dtypeError
 	for _, f := range files {
 		path := filepath.Join(c.dir, f)
-		mf, err := mmap.Open(path)
+		mf, err := mmap.OpenPrivate(path) // private: FP8 headers are retyped in place (fp8_header.go)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("shard %s named in model.safetensors.index.json is missing: %v", path, err)
@@ -220,7 +235,7 @@ func (c *checkpoint) loadShards() error {
 		if err != nil {
 			return fmt.Errorf("shard %s: %w", path, err)
 		}
-		views, err := sliceTensors(mf.Data, entries)
+		views, err := sliceTensors(mf.Data, entries, mf.Overwrite)
 		var de *dtypeError
 		if errors.As(err, &de) {
 			// Decide below whether the tensor is needed; slice by hand meanwhile.
@@ -377,12 +392,18 @@ func (c *checkpoint) detectNormShift() bool {
 
 // release drops a source tensor's pages from this process's resident set once it is packed.
 func (t *srcTensor) release() {
+	if t.inMemory {
+		return
+	}
 	t.shard.file.Release(t.off, int64(len(t.data)))
 }
 
 // releaseExpert drops expert e's slice of a tensor stacked over n experts: a layer's stacked
 // experts are gigabytes, so pages go as soon as each expert is written, not at the layer's end.
 func (t *srcTensor) releaseExpert(n, e int) {
+	if t.inMemory {
+		return
+	}
 	per := int64(len(t.data) / n)
 	t.shard.file.Release(t.off+int64(e)*per, per)
 }
