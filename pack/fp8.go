@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -139,9 +140,13 @@ func (p *packer) encodeDenseFP8(spec format.TensorSpec, src *srcTensor) (*encode
 	if !slices.Equal(src.shape, spec.Shape) {
 		return nil, nil, fmt.Errorf("source checkpoint %s: tensor %s has shape %v, the config implies %v", ck.dir, src.orig, src.shape, spec.Shape)
 	}
+	if i := slices.IndexFunc(src.data, quant.E4M3IsNaN); i >= 0 {
+		return nil, nil, fmt.Errorf("source checkpoint: tensor %s in %s: element %d is the F8_E4M3 NaN code %#02x; a checkpoint's weights are finite, so this file is damaged (download it again)",
+			src.orig, filepath.Join(ck.dir, src.shard.name), i, src.data[i])
+	}
 	deq := ck.dequantFP8(src)
 	if err := ck.checkFinite(deq, deq.data, "", 0); err != nil {
-		return nil, nil, fmt.Errorf("%w (F8_E4M3 codes 0x7f and 0xff are NaN)", err)
+		return nil, nil, err // a finite code times a huge scale can still overflow
 	}
 	enc, err := p.encodeFloat(spec, deq)
 	return enc, []*srcTensor{src, src.scale}, err
@@ -175,12 +180,13 @@ func (p *packer) findExpertsFP8(l int) (le *layerExperts, ok bool, err error) {
 			le.srcs = append(le.srcs, t, t.scale)
 		}
 	}
-	// fillBlock checks what float returns with the tensor source names: a NaN code is reported
-	// there, against the FP8 tensor, with its element index.
+	// fillBlock checks what float returns against the tensor source names: a NaN code (0x7f,
+	// 0xff) dequantises to NaN and is reported there, against the FP8 tensor, by element index.
+	// Scanning the codes here instead would read every expert twice.
 	le.float = func(e int, proj string) []byte { return ck.dequantFP8(per[e][proj]).data }
 	le.source = func(e int, proj string) (*srcTensor, int) {
 		t := per[e][proj]
-		return &srcTensor{orig: t.orig + " (F8_E4M3; codes 0x7f and 0xff are NaN)", dtype: format.DTypeBF16, shard: t.shard, inMemory: true}, 0
+		return &srcTensor{orig: t.orig, dtype: format.DTypeBF16, shard: t.shard, inMemory: true}, 0
 	}
 	le.done = func(e int) {
 		for _, t := range per[e] {
