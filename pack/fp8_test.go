@@ -304,6 +304,9 @@ func TestFP8DequantTiles(t *testing.T) {
 			t.Fatalf("%s %v has no partial tile in blocks of [%d, %d]", name, w.shape, fp8BlockRows, fp8BlockCols)
 		}
 		deq := ck.dequantFP8(w)
+		if st, _ := (&SourceCheckpoint{ck: ck}).Tensor(name); st.DType != format.DTypeBF16 || !bytes.Equal(st.Data, deq.data) {
+			t.Errorf("%s: fmoe-verify --source sees it as %s, not as the bf16 tensor convert packs", name, st.DType)
+		}
 		for r := 0; r < rows; r++ {
 			for c := 0; c < cols; c++ {
 				want := fp8Want(w.data[r*cols+c], scales[(r/fp8BlockRows)*tc+c/fp8BlockCols])

@@ -30,8 +30,8 @@ type srcTensor struct {
 	shape []int
 	data  []byte // view into the mapped shard
 	shard *shard
-	off   int64 // offset of data in the shard, for releasing pages
-	used  bool  // read by the packer; the rest is reported
+	off   int64      // offset of data in the shard, for releasing pages
+	used  bool       // read by the packer; the rest is reported
 	scale *srcTensor // an F8_E4M3 weight's weight_scale_inv (fp8.go)
 	// inMemory data was made by the packer (a dequantised FP8 weight), not mapped: nothing to
 	// release. shard still names the file it came from.

@@ -18,9 +18,9 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:  "fmoe-pack",
 		Usage: "turn a model checkpoint into fmoe's packed streaming layout",
-		Description: `fmoe-pack reads a Qwen3.5-MoE, Qwen3-MoE, GLM-4.5 MoE or DeepSeek-V3 / Kimi-K2 checkpoint (Hugging Face safetensors
-in bf16/f16/f32, or an mlx-community affine-quantised one; docs/families.md) and writes a packed
-model directory: model_weights.bin (all
+		Description: `fmoe-pack reads a Qwen3.5-MoE, Qwen3-MoE, GLM-4.5 MoE or DeepSeek-V3 / Kimi-K2 checkpoint
+(Hugging Face safetensors in bf16/f16/f32 or block-scaled FP8, or an mlx-community
+affine-quantised one; docs/families.md) and writes a packed model directory: model_weights.bin (all
 non-expert tensors, mmapped by fmoe-run), model_weights.json (the manifest, with checksums) and
 packed_experts/layer_NN.bin (one file per layer, one aligned block per expert).
 
@@ -39,7 +39,9 @@ func convertCmd() *cli.Command {
 		Description: `Reads config.json, model.safetensors.index.json (or model.safetensors) and the shards from --in.
 Float checkpoints are quantised (MLX affine, group 64): routed experts at --bits, other matrices
 at --dense-bits (router and shared-expert gates at 8 bits or more); --bits 16 keeps bf16 and is
-lossless. mlx-community checkpoints are copied bit-exact. The output is written to a temporary
+lossless. FP8 checkpoints (F8_E4M3 weights with weight_scale_inv block scales) are read as the
+bf16 values they stand for, rounded from code x scale, and then packed as bf16 would be.
+mlx-community checkpoints are copied bit-exact. The output is written to a temporary
 directory beside --out and renamed when complete. --out must not be, contain or lie inside --in
 (or the files its shards link to): such an output is refused before anything is written.
 --in hf://ORG/NAME[@REVISION] first downloads the files a pack needs into the Hugging Face cache
