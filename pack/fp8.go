@@ -168,7 +168,7 @@ func (p *packer) findExpertsFP8(l int) (le *layerExperts, ok bool, err error) {
 			name := fmt.Sprintf("%s%d.%s.weight", pre, e, proj)
 			t, ok := ck.tensors[name]
 			if !ok {
-				return nil, true, fmt.Errorf("source checkpoint %s: layer %d routed experts: tensor %s is missing", ck.dir, l, origName(ck.layout, name))
+				return nil, true, fmt.Errorf("source checkpoint %s: layer %d routed experts: tensor %s is missing", ck.dir, l, ck.origName(name))
 			}
 			if t.scale == nil {
 				return nil, true, fmt.Errorf("source checkpoint %s: tensor %s is %s but other experts of layer %d are F8_E4M3", ck.dir, t.orig, t.dtype, l)

@@ -128,8 +128,12 @@ func floatBytes(dtype string, f []float32) []byte {
 // them), the others F32 (as DeepSeek's). vl renames to the official release's
 // model.language_model.* layout with a nested config, as Qwen3.5-397B-A17B-FP8 ships.
 func fp8Checkpoints(t *testing.T, vl bool) (fp8Dir, bf16Dir string) {
+	return fp8CheckpointsOf(t, tiny+"hf", vl)
+}
+
+// fp8CheckpointsOf is fp8Checkpoints from another bf16 checkpoint in the hf layout.
+func fp8CheckpointsOf(t *testing.T, src string, vl bool) (fp8Dir, bf16Dir string) {
 	t.Helper()
-	src := tiny + "hf"
 	entries := readTensors(t, src)
 	var fp8, ref []stEntry
 	for _, e := range entries {
@@ -163,16 +167,16 @@ func fp8Checkpoints(t *testing.T, vl bool) (fp8Dir, bf16Dir string) {
 			stEntry{strings.TrimSuffix(name, "weight") + "weight_scale_inv", sdt, []int{len(scales) / tc, tc}, floatBytes(sdt, scales)})
 		ref = append(ref, stEntry{name, format.DTypeBF16, e.shape, deq})
 	}
-	cfgSrc := src
-	if vl {
-		cfgSrc = tiny + "hf-vl"
-	}
 	fp8Dir, bf16Dir = filepath.Join(t.TempDir(), "fp8"), filepath.Join(t.TempDir(), "bf16")
 	for _, d := range []struct {
 		dir string
 		st  []stEntry
 	}{{fp8Dir, fp8}, {bf16Dir, ref}} {
-		writeCheckpoint(t, d.dir, cfgSrc, d.st)
+		writeCheckpoint(t, d.dir, src, d.st)
+		if vl {
+			cfg, _ := os.ReadFile(tiny + "hf-vl/config.json")
+			os.WriteFile(filepath.Join(d.dir, "config.json"), cfg, 0o644)
+		}
 	}
 	editConfig(t, fp8Dir, func(m map[string]any) {
 		m["quantization_config"] = map[string]any{"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
@@ -203,8 +207,8 @@ func readTensors(t *testing.T, dir string) []stEntry {
 	return out
 }
 
-// writeCheckpoint writes tensors as two shards with an index, beside cfgDir's config and
-// tokenizer files.
+// writeCheckpoint writes tensors as two shards with an index, beside the config and tokenizer
+// files of cfgDir.
 func writeCheckpoint(t *testing.T, dir, cfgDir string, st []stEntry) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -212,9 +216,6 @@ func writeCheckpoint(t *testing.T, dir, cfgDir string, st []stEntry) {
 	}
 	for _, f := range []string{"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} {
 		data, err := os.ReadFile(filepath.Join(cfgDir, f))
-		if os.IsNotExist(err) {
-			data, err = os.ReadFile(filepath.Join(tiny+"hf", f))
-		}
 		if os.IsNotExist(err) {
 			continue
 		}
@@ -280,6 +281,28 @@ func TestFP8PacksAsItsBF16(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestFP8Families: Qwen3-MoE (Qwen3-235B-A22B-FP8, Qwen3-Coder-480B-A35B-FP8 ship this way) and
+// GLM-4.5 (a dense first layer, shared experts, q/k/v biases kept bf16) FP8 checkpoints pack as
+// their bf16 ones.
+func TestFP8Families(t *testing.T) {
+	for _, fam := range []string{"qwen3_moe", "glm4_moe"} {
+		t.Run(fam, func(t *testing.T) {
+			fp8Dir, bf16Dir := fp8CheckpointsOf(t, "../testdata/arch/"+fam+"/hf", false)
+			ck := openSource(t, fp8Dir)
+			n := 0
+			for _, w := range ck.tensors {
+				if w.scale != nil {
+					n++
+				}
+			}
+			if n == 0 {
+				t.Fatal("no FP8 weight in the test checkpoint")
+			}
+			samePack(t, convert(t, fp8Dir, Options{}), convert(t, bf16Dir, Options{}))
+		})
 	}
 }
 
