@@ -1,7 +1,6 @@
 package pack
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -18,11 +17,12 @@ import (
 // quantization_config.weight_block_size, the last tile of a row or column partial when the
 // dimension is not a multiple. Embeddings, lm_head, norms and routers stay bf16.
 //
-// The packer reads such a weight as the bf16 tensor bf16(float32(code) * float32(scale)): the
-// float32 product torch computes, rounded to nearest even, which is the bf16 checkpoint
-// DeepSeek's fp8_cast_bf16.py writes. Everything after that is the bf16 path, so an FP8 source
-// packs byte for byte as that bf16 checkpoint would (TestFP8PacksAsItsBF16). --bits 16 therefore
-// stores the rounded product, not the float32 one: the format's 16-bit experts are bf16.
+// The packer reads such a weight as the float32 tensor float32(code) * float32(scale), one
+// rounding, exactly the weights transformers and DeepSeek's reference code compute with. From
+// there on it is a float32 source: an FP8 checkpoint packs byte for byte as the checkpoint
+// holding those float32 values would (TestFP8PacksAsItsFloat). So --bits 16 stores dense
+// matrices exactly (F32) and experts rounded to nearest-even bf16, the format's only 16-bit
+// expert type; 4 and 8 bits quantise the float32 values.
 
 // fp8Config is config.json's quantization_config of a block-scaled FP8 checkpoint.
 type fp8Config struct {
@@ -105,7 +105,7 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// dequantFP8 returns an FP8 weight as the bf16 tensor it stands for (the rule above), in
+// dequantFP8 returns an FP8 weight as the float32 tensor it stands for (the rule above), in
 // memory. The result names the source tensor in messages and has no pages to release.
 func (c *checkpoint) dequantFP8(t *srcTensor) *srcTensor {
 	rows, cols := t.shape[0], t.shape[1]
@@ -113,16 +113,14 @@ func (c *checkpoint) dequantFP8(t *srcTensor) *srcTensor {
 	ntc := (cols + bc - 1) / bc
 	scales := make([]float32, len(t.scale.data)/elemSize(t.scale.dtype))
 	must(quant.DecodeFloats(t.scale.dtype, t.scale.data, scales)) // attachFP8 checked the sizes
-	out := make([]byte, rows*cols*2)
+	out := make([]byte, rows*cols*4)
 	row := make([]float32, cols)
 	for r := 0; r < rows; r++ {
 		tr := r / br
 		must(quant.DequantFP8Row(row, t.data[r*cols:(r+1)*cols], scales[tr*ntc:(tr+1)*ntc], bc))
-		for j, f := range row {
-			binary.LittleEndian.PutUint16(out[(r*cols+j)*2:], quant.F32ToBF16(f))
-		}
+		must(quant.EncodeFloats(format.DTypeF32, row, out[r*cols*4:(r+1)*cols*4]))
 	}
-	return &srcTensor{orig: t.orig, dtype: format.DTypeBF16, shape: t.shape, data: out, shard: t.shard, inMemory: true}
+	return &srcTensor{orig: t.orig, dtype: format.DTypeF32, shape: t.shape, data: out, shard: t.shard, inMemory: true}
 }
 
 func must(err error) {
@@ -131,7 +129,7 @@ func must(err error) {
 	}
 }
 
-// encodeDenseFP8 is encodeDense for an FP8 weight: dequantised, then packed as bf16 is.
+// encodeDenseFP8 is encodeDense for an FP8 weight: dequantised, then packed as float32 is.
 func (p *packer) encodeDenseFP8(spec format.TensorSpec, src *srcTensor) (*encoded, []*srcTensor, error) {
 	ck := p.ck
 	if !spec.Matrix {
@@ -160,7 +158,7 @@ func (p *packer) findExpertsFP8(l int) (le *layerExperts, ok bool, err error) {
 	if t := ck.tensors[pre+"0.gate_proj.weight"]; t == nil || t.scale == nil {
 		return nil, false, nil
 	}
-	le = &layerExperts{layer: l, dtype: format.DTypeBF16}
+	le = &layerExperts{layer: l, dtype: format.DTypeF32}
 	per := make([]map[string]*srcTensor, cfg.NumExperts)
 	for e := range per {
 		per[e] = map[string]*srcTensor{}
@@ -186,7 +184,7 @@ func (p *packer) findExpertsFP8(l int) (le *layerExperts, ok bool, err error) {
 	le.float = func(e int, proj string) []byte { return ck.dequantFP8(per[e][proj]).data }
 	le.source = func(e int, proj string) (*srcTensor, int) {
 		t := per[e][proj]
-		return &srcTensor{orig: t.orig, dtype: format.DTypeBF16, shard: t.shard, inMemory: true}, 0
+		return &srcTensor{orig: t.orig, dtype: format.DTypeF32, shard: t.shard, inMemory: true}, 0
 	}
 	le.done = func(e int) {
 		for _, t := range per[e] {

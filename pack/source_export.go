@@ -62,7 +62,7 @@ func (s *SourceCheckpoint) Config() *format.Config { return &s.ck.config }
 
 // Tensor looks a non-expert tensor up by canonical name (e.g. "model.layers.3.self_attn.q_proj.weight",
 // or its ".scales"/".biases" companions in a quantised checkpoint). An FP8 weight comes back as
-// the bf16 tensor Convert reads it as (its Data then in memory, not mapped).
+// the float32 tensor Convert reads it as (its Data then in memory, not mapped).
 func (s *SourceCheckpoint) Tensor(canonical string) (*SourceTensor, bool) {
 	t, ok := s.ck.tensors[canonical]
 	if !ok {

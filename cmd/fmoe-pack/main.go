@@ -40,7 +40,8 @@ func convertCmd() *cli.Command {
 Float checkpoints are quantised (MLX affine, group 64): routed experts at --bits, other matrices
 at --dense-bits (router and shared-expert gates at 8 bits or more); --bits 16 keeps bf16 and is
 lossless. FP8 checkpoints (F8_E4M3 weights with weight_scale_inv block scales) are read as the
-bf16 values they stand for, rounded from code x scale, and then packed as bf16 would be.
+float32 values code x scale and packed as a float32 source would be (--bits 16 keeps their
+dense matrices as F32 and rounds their experts to bf16).
 mlx-community checkpoints are copied bit-exact. The output is written to a temporary
 directory beside --out and renamed when complete. --out must not be, contain or lie inside --in
 (or the files its shards link to): such an output is refused before anything is written.
