@@ -635,3 +635,19 @@ func TestFP8Golden(t *testing.T) {
 		}
 	}
 }
+
+// TestF8DTypeOffsets finds dtype values wherever the JSON puts them, and refuses a spelling it
+// cannot rewrite in place.
+func TestF8DTypeOffsets(t *testing.T) {
+	hdr := []byte("{ \"__metadata__\": {\"dtype\": \"F8_E4M3\"},\n  \"w\" : { \"shape\": [1], \"dtype\" :  \"F8_E4M3\" , \"data_offsets\": [0, 1] },\"v\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}")
+	offs, err := f8DTypeOffsets(hdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(offs) != 1 || string(hdr[offs[0]:offs[0]+9]) != `"F8_E4M3"` || offs[0] < bytes.Index(hdr, []byte(`"w"`)) {
+		t.Fatalf("offsets %v", offs)
+	}
+	if _, err := f8DTypeOffsets([]byte(`{"w":{"dtype":"F8\u005fE4M3","shape":[1],"data_offsets":[0,1]}}`)); err == nil || !strings.Contains(err.Error(), "escapes") {
+		t.Errorf("an escaped dtype: %v", err)
+	}
+}
