@@ -101,7 +101,8 @@ func fp8Tensor(w []float32, rows, cols, br, bc int) (codes []byte, scales []floa
 	codes = make([]byte, rows*cols)
 	for r := 0; r < rows; r++ {
 		for c := 0; c < cols; c++ {
-			codes[r*cols+c] = e4m3Encode(float64(w[r*cols+c]) / float64(scales[(r/br)*tc+c/bc]))
+			// float32 division, then the nearest code: torch's (w / scale).to(float8_e4m3fn)
+			codes[r*cols+c] = e4m3Encode(float64(w[r*cols+c] / scales[(r/br)*tc+c/bc]))
 		}
 	}
 	return codes, scales
@@ -110,7 +111,7 @@ func fp8Tensor(w []float32, rows, cols, br, bc int) (codes []byte, scales []floa
 // isFP8Projection follows the releases: projections FP8; embeddings, lm_head, norms, routers,
 // shared-expert gates and GatedDeltaNet's small in_proj_a/b stay bf16.
 func isFP8Projection(name string, shape []int) bool {
-	return len(shape) == 2 && strings.HasSuffix(name, "_proj.weight") &&
+	return len(shape) == 2 && (strings.HasSuffix(name, "_proj.weight") || strings.HasSuffix(name, "_proj_with_mqa.weight")) &&
 		!strings.Contains(name, "in_proj_a.") && !strings.Contains(name, "in_proj_b.")
 }
 
