@@ -124,25 +124,33 @@ func floatBytes(dtype string, f []float32) []byte {
 	return out
 }
 
-// fp8Checkpoints writes, from testdata/tiny/hf, an FP8 checkpoint and the float checkpoint
-// holding exactly the values it stands for (F32 where the FP8 one has FP8, bf16 elsewhere). Expert scales are BF16 (as Qwen's releases store
-// them), the others F32 (as DeepSeek's). vl renames to the official release's
-// model.language_model.* layout with a nested config, as Qwen3.5-397B-A17B-FP8 ships.
-func fp8Checkpoints(t *testing.T, vl bool) (fp8Dir, bf16Dir string) {
-	return fp8CheckpointsOf(t, tiny+"hf", vl)
+// fp8Build says how to make an FP8 checkpoint from a bf16 one in the hf layout.
+type fp8Build struct {
+	src    string
+	br, bc int  // weight_block_size
+	vl     bool // rename to the official Qwen3.5 release's model.language_model.* layout (and its nested config)
+	// bf16Experts keeps routed experts bf16, as make_arch_fixtures.py's deepseek_v3 fp8/ does.
+	bf16Experts bool
 }
 
-// fp8CheckpointsOf is fp8Checkpoints from another bf16 checkpoint in the hf layout.
-func fp8CheckpointsOf(t *testing.T, src string, vl bool) (fp8Dir, bf16Dir string) {
+// fp8Checkpoints writes, from testdata/tiny/hf, an FP8 checkpoint and the float checkpoint
+// holding exactly the values it stands for (F32 where the FP8 one has FP8, bf16 elsewhere).
+func fp8Checkpoints(t *testing.T, vl bool) (fp8Dir, refDir string) {
+	return fp8Build{src: tiny + "hf", br: fp8BlockRows, bc: fp8BlockCols, vl: vl}.write(t)
+}
+
+// write makes the two checkpoints. Expert scales are BF16 (as Qwen's releases store them), the
+// others F32 (as DeepSeek's).
+func (b fp8Build) write(t *testing.T) (fp8Dir, refDir string) {
 	t.Helper()
-	entries := readTensors(t, src)
 	var fp8, ref []stEntry
-	for _, e := range entries {
+	for _, e := range readTensors(t, b.src) {
 		name := e.name
-		if vl && strings.HasPrefix(name, "model.") {
+		if b.vl && strings.HasPrefix(name, "model.") {
 			name = "model.language_model." + strings.TrimPrefix(name, "model.")
 		}
-		if !isFP8Projection(e.name, e.shape) {
+		expert := strings.Contains(name, ".experts.")
+		if !isFP8Projection(e.name, e.shape) || (expert && b.bf16Experts) {
 			fp8 = append(fp8, stEntry{name, e.dtype, e.shape, e.data})
 			ref = append(ref, stEntry{name, e.dtype, e.shape, e.data})
 			continue
@@ -152,38 +160,38 @@ func fp8CheckpointsOf(t *testing.T, src string, vl bool) (fp8Dir, bf16Dir string
 		if err := quant.DecodeFloats(e.dtype, e.data, w); err != nil {
 			t.Fatal(err)
 		}
-		codes, scales := fp8Tensor(w, rows, cols, fp8BlockRows, fp8BlockCols)
+		codes, scales := fp8Tensor(w, rows, cols, b.br, b.bc)
 		sdt := format.DTypeF32
-		if strings.Contains(name, ".experts.") {
+		if expert {
 			sdt = format.DTypeBF16
 			// The stored scale is what counts: the reference uses it as stored.
 			_ = quant.DecodeFloats(sdt, floatBytes(sdt, scales), scales)
 		}
-		tc := (cols + fp8BlockCols - 1) / fp8BlockCols
+		tc := (cols + b.bc - 1) / b.bc
 		deq := make([]float32, rows*cols)
 		for i, c := range codes {
-			deq[i] = fp8Want(c, scales[(i/cols/fp8BlockRows)*tc+(i%cols)/fp8BlockCols])
+			deq[i] = fp8Want(c, scales[(i/cols/b.br)*tc+(i%cols)/b.bc])
 		}
 		fp8 = append(fp8, stEntry{name, quant.DTypeF8E4M3, e.shape, codes},
 			stEntry{strings.TrimSuffix(name, "weight") + "weight_scale_inv", sdt, []int{len(scales) / tc, tc}, floatBytes(sdt, scales)})
 		ref = append(ref, stEntry{name, format.DTypeF32, e.shape, floatBytes(format.DTypeF32, deq)})
 	}
-	fp8Dir, bf16Dir = filepath.Join(t.TempDir(), "fp8"), filepath.Join(t.TempDir(), "bf16")
+	fp8Dir, refDir = filepath.Join(t.TempDir(), "fp8"), filepath.Join(t.TempDir(), "ref")
 	for _, d := range []struct {
 		dir string
 		st  []stEntry
-	}{{fp8Dir, fp8}, {bf16Dir, ref}} {
-		writeCheckpoint(t, d.dir, src, d.st)
-		if vl {
+	}{{fp8Dir, fp8}, {refDir, ref}} {
+		writeCheckpoint(t, d.dir, b.src, d.st)
+		if b.vl {
 			cfg, _ := os.ReadFile(tiny + "hf-vl/config.json")
 			os.WriteFile(filepath.Join(d.dir, "config.json"), cfg, 0o644)
 		}
 	}
 	editConfig(t, fp8Dir, func(m map[string]any) {
 		m["quantization_config"] = map[string]any{"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
-			"weight_block_size": []int{fp8BlockRows, fp8BlockCols}}
+			"weight_block_size": []int{b.br, b.bc}}
 	})
-	return fp8Dir, bf16Dir
+	return fp8Dir, refDir
 }
 
 // readTensors reads every tensor of a checkpoint directory in offset order, shard by shard.
@@ -291,7 +299,7 @@ func TestFP8PacksAsItsFloat(t *testing.T) {
 func TestFP8Families(t *testing.T) {
 	for _, fam := range []string{"qwen3_moe", "glm4_moe"} {
 		t.Run(fam, func(t *testing.T) {
-			fp8Dir, bf16Dir := fp8CheckpointsOf(t, "../testdata/arch/"+fam+"/hf", false)
+			fp8Dir, bf16Dir := fp8Build{src: "../testdata/arch/" + fam + "/hf", br: fp8BlockRows, bc: fp8BlockCols}.write(t)
 			ck := openSource(t, fp8Dir)
 			n := 0
 			for _, w := range ck.tensors {
