@@ -293,11 +293,12 @@ func TestFP8PacksAsItsFloat(t *testing.T) {
 	}
 }
 
-// TestFP8Families: Qwen3-MoE (Qwen3-235B-A22B-FP8, Qwen3-Coder-480B-A35B-FP8 ship this way) and
+// TestFP8Families: Qwen3-MoE (Qwen3-235B-A22B-FP8, Qwen3-Coder-480B-A35B-FP8 ship this way),
+// DeepSeek-V3 (every expert FP8, as DeepSeek and Kimi-K2 ship them) and
 // GLM-4.5 (a dense first layer, shared experts, q/k/v biases kept bf16) FP8 checkpoints pack as
 // the checkpoints of their float32 values.
 func TestFP8Families(t *testing.T) {
-	for _, fam := range []string{"qwen3_moe", "glm4_moe"} {
+	for _, fam := range []string{"qwen3_moe", "glm4_moe", "deepseek_v3"} {
 		t.Run(fam, func(t *testing.T) {
 			fp8Dir, bf16Dir := fp8Build{src: "../testdata/arch/" + fam + "/hf", br: fp8BlockRows, bc: fp8BlockCols}.write(t)
 			ck := openSource(t, fp8Dir)
