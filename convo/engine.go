@@ -101,7 +101,11 @@ func New(m *model.Model, dir string) (*Engine, error) {
 }
 
 // Close releases the model.
-func (e *Engine) Close() error { return e.Model.Close() }
+func (e *Engine) Close() error {
+	// The session's buffers go back to the backend before the model (and
+	// with it the backend) closes.
+	return errors.Join(e.sess.Close(), e.Model.Close())
+}
 
 // StopIDs are the end-of-turn tokens generation stops at.
 func (e *Engine) StopIDs() []int { return e.stopIDs }

@@ -34,10 +34,12 @@ func Agree(ctx context.Context, m, ref *model.Model, f *File, idx []int) (*Agree
 	if err != nil {
 		return nil, err
 	}
+	defer sm.Close()
 	sr, err := ref.NewSession()
 	if err != nil {
 		return nil, err
 	}
+	defer sr.Close()
 	V := m.Config.VocabSize
 	a := &Agreement{}
 	var klSum float64

@@ -119,6 +119,7 @@ func Run(ctx context.Context, m *model.Model, tok *tokenizer.Tokenizer, f *File,
 	if err != nil {
 		return nil, err
 	}
+	defer s.Close()
 	rep := &Report{}
 	t0 := time.Now()
 	for _, i := range idx {

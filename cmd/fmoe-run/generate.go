@@ -153,6 +153,7 @@ func runGenerate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	defer sess.Close()
 	if err := useRouteTrace(c, m, sess, len(prompt)+c.Int("tokens")); err != nil {
 		return err
 	}

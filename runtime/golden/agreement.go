@@ -29,6 +29,7 @@ func Agree(m *model.Model, f *File) (*Agreement, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer s.Close()
 	V := f.Vocab
 	ids := append(append([]int(nil), f.InputIDs...), f.Generated...)
 	ref := append(append([]float32(nil), f.Logits...), f.GeneratedLogits...)

@@ -131,6 +131,7 @@ func Check(m *model.Model, f *File, tol float64) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer s.Close() // its KV cache and scratch now, not when the collector runs
 	r := &Report{Positions: len(f.InputIDs), Generated: len(f.Generated), FirstMismatch: -1, Tolerance: tol}
 	all, err := s.ForwardAll(f.InputIDs)
 	if err != nil {
