@@ -307,7 +307,7 @@ func (r *expertReader) read(l, id int, buf []byte, timed bool) *expert {
 	e.buf = buf
 	ne := len(r.set.Layers[l].CRC32C)
 	if id < 0 || id >= ne {
-		e.err = fmt.Errorf("model: layer %d expert %d out of range [0, %d)", l, id, ne)
+		e.err = layerError(l, fmt.Errorf("model: layer %d expert %d out of range [0, %d)", l, id, ne))
 		return e
 	}
 	if r.lz4 != nil {
@@ -373,7 +373,7 @@ func (r *expertReader) describe(e *expert, l int) {
 	for i, p := range r.proj {
 		w, err := weight(p, e.buf)
 		if err != nil {
-			e.err = fmt.Errorf("model: layer %d expert %d: %w", l, e.id, err)
+			e.err = layerError(l, fmt.Errorf("model: layer %d expert %d: %w", l, e.id, err))
 			return
 		}
 		e.w[i] = w
@@ -409,3 +409,22 @@ func readSplit(f *os.File, buf []byte, off int64) error {
 // readParts is how many preads readSplit issues for one expert (a
 // variable so that BenchmarkTieredDecode can measure what it saves).
 var readParts = 4
+
+// layerErr marks an error that already names its layer, so that the forward
+// pass does not prefix the layer a second time.
+type layerErr struct {
+	layer int
+	err   error
+}
+
+func layerError(l int, err error) error { return &layerErr{layer: l, err: err} }
+func (e *layerErr) Error() string       { return e.err.Error() }
+func (e *layerErr) Unwrap() error       { return e.err }
+
+// inLayer wraps err with its layer unless it names that layer already.
+func inLayer(l int, err error) error {
+	if le, ok := errors.AsType[*layerErr](err); ok && le.layer == l {
+		return err
+	}
+	return fmt.Errorf("model: layer %d: %w", l, err)
+}

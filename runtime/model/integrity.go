@@ -118,8 +118,7 @@ func (r *expertReader) checkBlock(e *expert, l int) {
 	}
 	want := r.set.Layers[l].CRC32C[e.id]
 	if got := format.CRC32C(e.buf[:r.set.Stride]); got != want {
-		e.err = fmt.Errorf("model: layer %d expert %d (%s, block at offset %d): checksum mismatch (manifest %08x, read %08x): %s",
-			l, e.id, filepath.Join(r.set.Dir, r.set.Layers[l].File), int64(e.id)*r.set.Stride, want, got, damaged(r.dir))
+		e.err = layerError(l, fmt.Errorf("model: layer %d expert %d (%s, block at offset %d): checksum mismatch (manifest %08x, read %08x): %s", l, e.id, filepath.Join(r.set.Dir, r.set.Layers[l].File), int64(e.id)*r.set.Stride, want, got, damaged(r.dir)))
 		return
 	}
 	r.verified[l][word].Or(bit)

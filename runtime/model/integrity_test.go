@@ -99,7 +99,10 @@ func TestExpertReadCatchesDamagedBlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = s.Forward([]int{1, 2, 3})
-	wantAll(t, err, "model: layer 2: model: layer 2 expert", "fmoe-verify")
+	wantAll(t, err, "model: layer 2 expert ", "checksum mismatch", "fmoe-verify")
+	if strings.Count(err.Error(), "layer 2") != 1 {
+		t.Errorf("the layer is named more than once: %v", err)
+	}
 }
 
 // The LZ4 path checks the decompressed block too: a copy whose index carries the manifest's

@@ -268,7 +268,7 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 			r.do(L.ffn(s, r, l, L, xn, h, T))
 		}
 		if r.err != nil {
-			return nil, fmt.Errorf("model: layer %d: %w", l, r.err)
+			return nil, inLayer(l, r.err)
 		}
 		s.capture(r, fmt.Sprintf("layer%02d", l), h, T)
 		s.observeLayer(l)
