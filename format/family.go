@@ -2,12 +2,15 @@ package format
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
 // A family is one model architecture fmoe runs: which config.json model_type values it reads,
 // the fields only it has, the checks on them, and the tensors its layers hold. Each family is
-// its own file (qwen35.go, qwen3moe.go, glm4moe.go, deepseekv3.go); the shared code asks the registry.
+// its own file (qwen35.go, qwen3moe.go, glm4moe.go, deepseekv3.go, qwen3next.go); the shared code
+// asks the registry. Two families may share an arch when one is packed as the other
+// (Qwen3-Next as Qwen3.5-MoE): the first listed is the arch's.
 type family struct {
 	arch       string   // Config.Architecture
 	name       string   // for people: "Qwen3.5-MoE"
@@ -29,7 +32,7 @@ const (
 	ArchDeepseekV3 = "deepseek_v3"
 )
 
-var families = []*family{qwen35Family, qwen3MoEFamily, glm4MoEFamily, deepseekV3Family}
+var families = []*family{qwen35Family, qwen3MoEFamily, glm4MoEFamily, deepseekV3Family, qwen3NextFamily}
 
 func familyByModelType(mt string) *family {
 	for _, f := range families {
@@ -55,16 +58,19 @@ func familyByArch(arch string) *family {
 func Architectures() []string {
 	var a []string
 	for _, f := range families {
-		a = append(a, f.arch)
+		if !slices.Contains(a, f.arch) {
+			a = append(a, f.arch)
+		}
 	}
 	return a
 }
 
-// SupportedFamilies names the families fmoe runs, for error messages.
+// SupportedFamilies names the families fmoe runs by their config.json model_type, for error
+// messages.
 func SupportedFamilies() string {
 	var s []string
 	for _, f := range families {
-		s = append(s, fmt.Sprintf("%s (%s)", f.arch, f.name))
+		s = append(s, fmt.Sprintf("%s (%s)", f.modelTypes[0], f.name))
 	}
 	return strings.Join(s, ", ")
 }

@@ -65,7 +65,7 @@ func (p *packer) packDense() error {
 // encodeDense produces the stored form of one non-expert tensor and the source tensors it read.
 func (p *packer) encodeDense(spec format.TensorSpec) (*encoded, []*srcTensor, error) {
 	ck := p.ck
-	src, ok := ck.tensors[spec.Name]
+	src, ok := ck.tensor(spec.Name)
 	if !ok {
 		return nil, nil, fmt.Errorf("source checkpoint %s: tensor %s is missing (the config's %s needs it)", ck.dir, ck.origName(spec.Name), layerWhat(spec.Name))
 	}
@@ -73,9 +73,9 @@ func (p *packer) encodeDense(spec format.TensorSpec) (*encoded, []*srcTensor, er
 		return p.encodeDenseFP8(spec, src)
 	}
 	base := strings.TrimSuffix(spec.Name, ".weight")
-	scales, hasScales := ck.tensors[base+".scales"]
+	scales, hasScales := ck.tensor(base + ".scales")
 	if spec.Matrix && hasScales {
-		biases, ok := ck.tensors[base+".biases"]
+		biases, ok := ck.tensor(base + ".biases")
 		if !ok {
 			return nil, nil, fmt.Errorf("source checkpoint %s: tensor %s has scales but no biases", ck.dir, src.orig)
 		}

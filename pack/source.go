@@ -59,6 +59,8 @@ type checkpoint struct {
 	// bareMLX: an mlx-community conversion of a text-only model, whose names carry no
 	// language_model. prefix (Qwen3-MoE, GLM-4.5).
 	bareMLX bool
+	// fused holds Qwen3-Next's split projections by canonical name (fused.go).
+	fused map[string]fusedPart
 }
 
 // quantConfig is config.json's "quantization" block (MLX).
@@ -110,6 +112,9 @@ func openCheckpoint(dir string) (*checkpoint, error) {
 	err = ck.loadShards()
 	if err == nil {
 		err = ck.attachFP8()
+	}
+	if err == nil {
+		err = ck.splitFused()
 	}
 	if err != nil {
 		ck.Close()

@@ -64,7 +64,7 @@ func (s *SourceCheckpoint) Config() *format.Config { return &s.ck.config }
 // or its ".scales"/".biases" companions in a quantised checkpoint). An FP8 weight comes back as
 // the float32 tensor Convert reads it as (its Data then in memory, not mapped).
 func (s *SourceCheckpoint) Tensor(canonical string) (*SourceTensor, bool) {
-	t, ok := s.ck.tensors[canonical]
+	t, ok := s.ck.tensor(canonical) // Qwen3-Next's fused projections as Convert splits them
 	if !ok {
 		return nil, false
 	}
