@@ -51,14 +51,15 @@ func (c *checkpoint) splitFused() error {
 		}
 		p := format.LayerPrefix(l) + "linear_attn."
 		for _, f := range []struct {
-			name  string
-			rows  int
-			parts map[string][]int
+			name, why string
+			rows      int
+			parts     map[string][]int
 		}{
-			{"in_proj_qkvz", nk * qkvzBlock, map[string][]int{"in_proj_qkv": qkv, "in_proj_z": z}},
-			{"in_proj_ba", nk * baBlock, map[string][]int{"in_proj_b": b, "in_proj_a": a}},
+			{"in_proj_qkvz", fmt.Sprintf("linear_num_key_heads %d × (2 × linear_key_head_dim %d + 2 × %d value heads per key head × linear_value_head_dim %d)", nk, hk, r, hv),
+				nk * qkvzBlock, map[string][]int{"in_proj_qkv": qkv, "in_proj_z": z}},
+			{"in_proj_ba", fmt.Sprintf("2 × linear_num_value_heads %d", nv), nk * baBlock, map[string][]int{"in_proj_b": b, "in_proj_a": a}},
 		} {
-			src, err := c.fusedSource(p+f.name+".weight", f.rows)
+			src, err := c.fusedSource(p+f.name+".weight", f.rows, f.why)
 			if err != nil {
 				return err
 			}
@@ -72,7 +73,7 @@ func (c *checkpoint) splitFused() error {
 
 // fusedSource finds a fused projection and checks it is the float [rows, hidden_size] matrix
 // the config implies.
-func (c *checkpoint) fusedSource(canon string, rows int) (*srcTensor, error) {
+func (c *checkpoint) fusedSource(canon string, rows int, why string) (*srcTensor, error) {
 	cfg := &c.config
 	t, ok := c.tensors[canon]
 	if !ok {
@@ -82,9 +83,8 @@ func (c *checkpoint) fusedSource(canon string, rows int) (*srcTensor, error) {
 		return nil, fmt.Errorf("source checkpoint %s: tensor %s has dtype %s; fmoe reads Qwen3-Next's fused projections in BF16, F16 or F32 (not FP8 or MLX-quantised yet)", c.dir, t.orig, t.dtype)
 	}
 	if len(t.shape) != 2 || t.shape[0] != rows || t.shape[1] != cfg.HiddenSize {
-		return nil, fmt.Errorf("source checkpoint %s: tensor %s has shape %v, the config implies [%d %d] (linear_num_key_heads %d × (2 × linear_key_head_dim %d + 2 × %d value heads per key head × linear_value_head_dim %d), or 2 × %d for in_proj_ba, by hidden_size %d)",
-			c.dir, t.orig, t.shape, rows, cfg.HiddenSize, cfg.LinearNumKeyHeads, cfg.LinearKeyHeadDim,
-			cfg.LinearNumValueHeads/cfg.LinearNumKeyHeads, cfg.LinearValueHeadDim, cfg.LinearNumValueHeads, cfg.HiddenSize)
+		return nil, fmt.Errorf("source checkpoint %s: tensor %s has shape %v, the config implies [%d %d] (%s by hidden_size %d)",
+			c.dir, t.orig, t.shape, rows, cfg.HiddenSize, why, cfg.HiddenSize)
 	}
 	return t, nil
 }
