@@ -108,19 +108,28 @@ func sortedKeys[V any](m map[string]V) []string {
 // dequantFP8 returns an FP8 weight as the float32 tensor it stands for (the rule above), in
 // memory. The result names the source tensor in messages and has no pages to release.
 func (c *checkpoint) dequantFP8(t *srcTensor) *srcTensor {
-	rows, cols := t.shape[0], t.shape[1]
+	return c.dequantFP8Rows(t, nil)
+}
+
+// dequantFP8Rows is dequantFP8 of the given rows only, in that order (nil: every row), for
+// Qwen3-Next's fused projections (fused.go).
+func (c *checkpoint) dequantFP8Rows(t *srcTensor, rows []int) *srcTensor {
+	cols := t.shape[1]
+	if rows == nil {
+		rows = appendRange(nil, 0, t.shape[0])
+	}
 	br, bc := c.fp8.blockRows, c.fp8.blockCols
 	ntc := (cols + bc - 1) / bc
 	scales := make([]float32, len(t.scale.data)/elemSize(t.scale.dtype))
 	must(quant.DecodeFloats(t.scale.dtype, t.scale.data, scales)) // attachFP8 checked the sizes
-	out := make([]byte, rows*cols*4)
+	out := make([]byte, len(rows)*cols*4)
 	row := make([]float32, cols)
-	for r := 0; r < rows; r++ {
+	for i, r := range rows {
 		tr := r / br
 		must(quant.DequantFP8Row(row, t.data[r*cols:(r+1)*cols], scales[tr*ntc:(tr+1)*ntc], bc))
-		must(quant.EncodeFloats(format.DTypeF32, row, out[r*cols*4:(r+1)*cols*4]))
+		must(quant.EncodeFloats(format.DTypeF32, row, out[i*cols*4:(i+1)*cols*4]))
 	}
-	return &srcTensor{orig: t.orig, dtype: format.DTypeF32, shape: t.shape, data: out, shard: t.shard, inMemory: true}
+	return &srcTensor{orig: t.orig, dtype: format.DTypeF32, shape: []int{len(rows), cols}, data: out, shard: t.shard, inMemory: true}
 }
 
 func must(err error) {

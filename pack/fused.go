@@ -59,34 +59,53 @@ func (c *checkpoint) splitFused() error {
 				nk * qkvzBlock, map[string][]int{"in_proj_qkv": qkv, "in_proj_z": z}},
 			{"in_proj_ba", fmt.Sprintf("2 × linear_num_value_heads %d", nv), nk * baBlock, map[string][]int{"in_proj_b": b, "in_proj_a": a}},
 		} {
-			src, err := c.fusedSource(p+f.name+".weight", f.rows, f.why)
+			srcs, err := c.fusedSource(p+f.name, f.rows, f.why)
 			if err != nil {
 				return err
 			}
 			for part, rows := range f.parts {
-				c.fused[p+part+".weight"] = fusedPart{src: src, rows: rows}
+				for suffix, src := range srcs {
+					c.fused[p+part+suffix] = fusedPart{src: src, rows: rows}
+				}
 			}
 		}
 	}
 	return nil
 }
 
-// fusedSource finds a fused projection and checks it is the float [rows, hidden_size] matrix
-// the config implies.
-func (c *checkpoint) fusedSource(canon string, rows int, why string) (*srcTensor, error) {
+// fusedSource finds a fused projection (base "…in_proj_qkvz") and checks it has the rows the
+// config implies: a float or FP8 [rows, hidden_size] weight, or an MLX-quantised one with its
+// scales and biases (encodeDense checks their columns, as for any quantised matrix). It returns
+// the tensors by suffix.
+func (c *checkpoint) fusedSource(base string, rows int, why string) (map[string]*srcTensor, error) {
 	cfg := &c.config
-	t, ok := c.tensors[canon]
+	t, ok := c.tensors[base+".weight"]
 	if !ok {
-		return nil, fmt.Errorf("source checkpoint %s: tensor %s is missing (Qwen3-Next stores %s's linear-attention input projections fused in it)", c.dir, c.origName(canon), layerWhat(canon))
+		return nil, fmt.Errorf("source checkpoint %s: tensor %s is missing (Qwen3-Next stores %s's linear-attention input projections fused in it)", c.dir, c.origName(base+".weight"), layerWhat(base))
 	}
-	if t.scale != nil || !isFloat(t.dtype) {
-		return nil, fmt.Errorf("source checkpoint %s: tensor %s has dtype %s; fmoe reads Qwen3-Next's fused projections in BF16, F16 or F32 (not FP8 or MLX-quantised yet)", c.dir, t.orig, t.dtype)
+	srcs := map[string]*srcTensor{".weight": t}
+	cols := cfg.HiddenSize
+	switch {
+	case t.dtype == format.DTypeU32 && c.quant != nil:
+		cols = -1 // packed words; checkQuantShape checks them against the bits
+		for _, suffix := range []string{".scales", ".biases"} {
+			q, ok := c.tensors[base+suffix]
+			if !ok {
+				return nil, fmt.Errorf("source checkpoint %s: tensor %s is quantised but %s is missing", c.dir, t.orig, c.origName(base+suffix))
+			}
+			if len(q.shape) != 2 || q.shape[0] != rows {
+				return nil, fmt.Errorf("source checkpoint %s: tensor %s has shape %v, want %d rows (%s)", c.dir, q.orig, q.shape, rows, why)
+			}
+			srcs[suffix] = q
+		}
+	case t.scale == nil && !isFloat(t.dtype):
+		return nil, fmt.Errorf("source checkpoint %s: tensor %s has dtype %s; fmoe reads Qwen3-Next's fused projections in BF16, F16, F32, block-scaled FP8 or MLX affine", c.dir, t.orig, t.dtype)
 	}
-	if len(t.shape) != 2 || t.shape[0] != rows || t.shape[1] != cfg.HiddenSize {
+	if len(t.shape) != 2 || t.shape[0] != rows || cols > 0 && t.shape[1] != cols {
 		return nil, fmt.Errorf("source checkpoint %s: tensor %s has shape %v, the config implies [%d %d] (%s by hidden_size %d)",
 			c.dir, t.orig, t.shape, rows, cfg.HiddenSize, why, cfg.HiddenSize)
 	}
-	return t, nil
+	return srcs, nil
 }
 
 // tensor looks a tensor up by canonical name, assembling a Qwen3.5 projection from its fused
@@ -101,6 +120,10 @@ func (c *checkpoint) tensor(canon string) (*srcTensor, bool) {
 		return nil, false
 	}
 	f.src.used = true
+	if f.src.scale != nil {
+		f.src.scale.used = true
+		return c.dequantFP8Rows(f.src, f.rows), true // one rounding, as Convert reads any FP8 weight
+	}
 	rowBytes := len(f.src.data) / f.src.shape[0]
 	out := make([]byte, 0, len(f.rows)*rowBytes)
 	for _, r := range f.rows {
