@@ -179,9 +179,9 @@ func TestQwen3NextMLX(t *testing.T) {
 	}
 }
 
-// TestQwen3NextFP8: Qwen3-Next-80B-A3B-*-FP8 layout — fused projections block-scaled FP8, tiles
-// crossing the key-head blocks and partial at the edges — packs as the checkpoint of their
-// float32 values: each part is dequantised from its own rows' tiles.
+// TestQwen3NextFP8: a block-scaled FP8 checkpoint whose fused projections are FP8 (tiles crossing
+// the key-head blocks and partial at the edges) packs as the checkpoint of their float32 values:
+// each part is dequantised from its own rows' tiles.
 func TestQwen3NextFP8(t *testing.T) {
 	next := qwen3NextOf(t, tiny+"hf")
 	const br, bc = 40, 48 // 384 and 8 rows, 128 columns: partial tiles everywhere
