@@ -26,9 +26,12 @@ func parseQwen35(r *reader, c *Config) {
 	r.opt("layer_types", &c.LayerTypes)
 	if c.LayerTypes == nil && r.err == nil {
 		interval := r.intOr("full_attention_interval", 0)
-		if interval <= 0 {
+		switch {
+		case interval <= 0:
 			r.fail("missing field layer_types (or full_attention_interval)")
-		} else {
+		case c.NumHiddenLayers < 0 || c.NumHiddenLayers > maxDim:
+			// Validate reports the field; the list is not built for a count it refuses.
+		default:
 			for i := 0; i < c.NumHiddenLayers; i++ {
 				t := LinearAttention
 				if (i+1)%interval == 0 {

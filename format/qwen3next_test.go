@@ -67,3 +67,12 @@ func TestSupportedFamiliesOnce(t *testing.T) {
 		t.Errorf("Architectures %v lists %s twice", a, ArchQwen35MoE)
 	}
 }
+
+// TestHugeLayerCountNotBuilt: layer types derived from full_attention_interval are not built for a
+// layer count validation refuses (a hostile config once meant an allocation of 2^40 entries).
+func TestHugeLayerCountNotBuilt(t *testing.T) {
+	js := `{` + strings.Replace(qwen3NextBase, `"num_hidden_layers": 4`, `"num_hidden_layers": 1099511627776`, 1) + `}`
+	if _, err := parse(t, js); err == nil || !strings.Contains(err.Error(), "num_hidden_layers") {
+		t.Fatalf("err = %v, want num_hidden_layers refused", err)
+	}
+}
