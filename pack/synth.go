@@ -279,7 +279,36 @@ func synthShards(c *format.Config, mlx bool) [][]synthTensor {
 			}
 		}
 	}
-	return append([][]synthTensor{dense}, experts...)
+	shards := [][]synthTensor{dense}
+	for _, ts := range experts {
+		shards = append(shards, splitShard(ts, synthShardBytes)...)
+	}
+	return shards
+}
+
+// synthShardBytes caps an expert shard, as real checkpoints are sharded: one generator per
+// shard, so a few layers of a large model still use every core (one shard per layer wrote a
+// 397B layer's 13 GB of bf16 at one core's speed).
+const synthShardBytes = 2 << 30
+
+// splitShard cuts ts into runs of whole tensors of at most max bytes each (a larger tensor
+// stands alone).
+func splitShard(ts []synthTensor, max int64) [][]synthTensor {
+	var out [][]synthTensor
+	var cur []synthTensor
+	var n int64
+	for _, t := range ts {
+		if len(cur) > 0 && n+t.size() > max {
+			out = append(out, cur)
+			cur, n = nil, 0
+		}
+		cur = append(cur, t)
+		n += t.size()
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
 }
 
 func writeSynthShard(ctx context.Context, path string, ts []synthTensor, r *rng, bar *progress.Bar) error {

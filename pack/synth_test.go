@@ -3,6 +3,7 @@ package pack
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,5 +102,31 @@ func TestConvertWarnsWithoutTokenizer(t *testing.T) {
 	}
 	if strings.Contains(log.String(), "tokenizer") {
 		t.Errorf("warned about a tokenizer that is there: %q", log.String())
+	}
+}
+
+// TestSplitShard: expert shards are cut at whole tensors, none over the cap unless one tensor is.
+func TestSplitShard(t *testing.T) {
+	mk := func(sizes ...int) []synthTensor {
+		var ts []synthTensor
+		for i, n := range sizes {
+			ts = append(ts, synthTensor{name: fmt.Sprint(i), dtype: format.DTypeU32, shape: []int{n}})
+		}
+		return ts
+	}
+	got := splitShard(mk(4, 4, 4, 10, 1, 1), 32) // U32: 4 bytes an element
+	var sizes [][]int64
+	for _, s := range got {
+		var row []int64
+		for _, t := range s {
+			row = append(row, t.size())
+		}
+		sizes = append(sizes, row)
+	}
+	if fmt.Sprint(sizes) != "[[16 16] [16] [40] [4 4]]" {
+		t.Fatalf("split %v", sizes)
+	}
+	if len(splitShard(nil, 8)) != 0 {
+		t.Fatal("an empty layer makes no shard")
 	}
 }
