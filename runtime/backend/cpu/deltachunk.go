@@ -1,0 +1,196 @@
+package cpu
+
+import "math"
+
+// The chunked (WY / UT-transform) form of the gated delta rule, as
+// flash-linear-attention's chunk_gated_delta_rule computes it, for prompts.
+//
+// Within a chunk of L tokens with state S0 at its start, write G_t for the
+// cumulative log-decay (Σ_{j≤t} log g_j). Unrolling the recurrence gives
+//
+//	S_t = e^{G_t} S0 + Σ_{j≤t} e^{G_t−G_j} k_j u_jᵀ, with
+//	u_t = β_t (v_t − e^{G_t} S0ᵀk_t − Σ_{j<t} e^{G_t−G_j} (k_t·k_j) u_j),
+//
+// a unit lower-triangular system (I + A) U = R for the L corrected values
+// u_t, solved by forward substitution in float64 (its entries can be close
+// to 1 in magnitude and it feeds every later token of the chunk). Then
+//
+//	y_t = e^{G_t} S0ᵀq_t + Σ_{j≤t} e^{G_t−G_j} (q_t·k_j) u_j
+//	S_L = e^{G_L} S0 + Σ_j e^{G_L−G_j} k_j u_jᵀ.
+//
+// The work is the same as the sequential form's, but it reads S once per
+// chunk instead of twice per token and its inner loops are four-term
+// multiply-adds (axpy4) rather than one, which is what makes it faster.
+// Every exponent is ≤ 0, so strong decay underflows to 0 (as the
+// sequential form does) and never overflows.
+
+// deltaChunk is the chunk length, flash-linear-attention's.
+const deltaChunk = 64
+
+// deltaChunkMinDefault is the prompt length from which DeltaNet uses the
+// chunked form (measured: see docs/benchmarks.md).
+const deltaChunkMinDefault = 16
+
+// chunkScratch is one part's scratch for the chunked form.
+type chunkScratch struct {
+	p    []float32 // [2L, Dv]: rows 0..L-1 S0ᵀk_t, rows L..2L-1 S0ᵀq_t
+	u    []float32 // [L, Dv] the corrected values
+	u64  []float64 // [L, Dv] the same, while being solved
+	kk   []float32 // [L, L] k_t·k_j
+	qk   []float32 // [L, L] q_t·k_j
+	kw   []float32 // [Dk, L] e^{G_L−G_j} k_j, transposed
+	coef []float32 // [L]
+	g    []float64 // [L] G_t
+	beta []float64 // [L]
+}
+
+func (c *chunkScratch) size(Dk, Dv int) {
+	L := deltaChunk
+	if len(c.p) < 2*L*Dv || len(c.kw) < Dk*L {
+		*c = chunkScratch{
+			p: make([]float32, 2*L*Dv), u: make([]float32, L*Dv), u64: make([]float64, L*Dv),
+			kk: make([]float32, L*L), qk: make([]float32, L*L), kw: make([]float32, Dk*L),
+			coef: make([]float32, L), g: make([]float64, L), beta: make([]float64, L),
+		}
+	}
+}
+
+// chunkHead runs value head h over all T tokens in chunks.
+func (j *deltaJob) chunkHead(h int, c *chunkScratch) {
+	T, Hk, Dk, Hv, Dv := j.s.T, j.s.Hk, j.s.Dk, j.s.Hv, j.s.Dv
+	c.size(Dk, Dv)
+	S := j.sd[h*Dk*Dv : (h+1)*Dk*Dv]
+	kh := h / (Hv / Hk)
+	W := j.s.QKVLen()
+	qrow := func(t int) []float32 { return j.qk[(t*2*Hk+kh)*Dk : (t*2*Hk+kh+1)*Dk] }
+	krow := func(t int) []float32 { return j.qk[(t*2*Hk+Hk+kh)*Dk : (t*2*Hk+Hk+kh+1)*Dk] }
+	decay := -math.Exp(float64(j.al[h]))
+	for t0 := 0; t0 < T; t0 += deltaChunk {
+		L := min(deltaChunk, T-t0)
+		// Gates and the dot products within the chunk.
+		var G float64
+		for t := 0; t < L; t++ {
+			G += decay * softplus(float64(j.ad[(t0+t)*Hv+h])+float64(j.dt[h]))
+			c.g[t] = G
+			c.beta[t] = float64(sigmoid(j.bd[(t0+t)*Hv+h]))
+			kt, qt := krow(t0+t), qrow(t0+t)
+			for i := 0; i <= t; i++ {
+				ki := krow(t0 + i)
+				c.kk[t*L+i] = dot32(kt, ki)
+				c.qk[t*L+i] = dot32(qt, ki)
+			}
+		}
+		// P = [K; Q] S0.
+		for t := 0; t < L; t++ {
+			matRow(c.p[t*Dv:(t+1)*Dv], krow(t0+t), S, Dv)
+			matRow(c.p[(L+t)*Dv:(L+t+1)*Dv], qrow(t0+t), S, Dv)
+		}
+		// Solve (I + A) U = R row by row in float64.
+		u64 := c.u64[:L*Dv]
+		for t := 0; t < L; t++ {
+			ut := u64[t*Dv : (t+1)*Dv]
+			v := j.xd[(t0+t)*W+2*Hk*Dk+h*Dv : (t0+t)*W+2*Hk*Dk+(h+1)*Dv]
+			eg := math.Exp(c.g[t])
+			pk := c.p[t*Dv : (t+1)*Dv]
+			for x := range ut {
+				ut[x] = float64(v[x]) - eg*float64(pk[x])
+			}
+			for i := 0; i < t; i++ {
+				a := math.Exp(c.g[t]-c.g[i]) * float64(c.kk[t*L+i])
+				axpy64(ut, -a, u64[i*Dv:(i+1)*Dv])
+			}
+			b := c.beta[t]
+			for x := range ut {
+				ut[x] *= b
+			}
+		}
+		u := c.u[:L*Dv]
+		for x, v := range u64 {
+			u[x] = float32(v)
+		}
+		// Outputs.
+		for t := 0; t < L; t++ {
+			out := j.yd[((t0+t)*Hv+h)*Dv : ((t0+t)*Hv+h+1)*Dv]
+			eg := float32(math.Exp(c.g[t]))
+			pq := c.p[(L+t)*Dv : (L+t+1)*Dv]
+			for x := range out {
+				out[x] = eg * pq[x]
+			}
+			for i := 0; i <= t; i++ {
+				c.coef[i] = float32(math.Exp(c.g[t]-c.g[i])) * c.qk[t*L+i]
+			}
+			combine(out, c.coef[:t+1], u, Dv)
+		}
+		// State: S = e^{G_L} S0 + Σ_j e^{G_L−G_j} k_j u_jᵀ.
+		gl := c.g[L-1]
+		for i := 0; i < L; i++ {
+			w := float32(math.Exp(gl - c.g[i]))
+			ki := krow(t0 + i)
+			for r := 0; r < Dk; r++ {
+				c.kw[r*L+i] = w * ki[r]
+			}
+		}
+		egl := float32(math.Exp(gl))
+		for r := 0; r < Dk; r++ {
+			row := S[r*Dv : (r+1)*Dv]
+			for x := range row {
+				row[x] *= egl
+			}
+			combine(row, c.kw[r*L:(r+1)*L], u, Dv)
+		}
+	}
+}
+
+// dot32 is a·b with four float32 accumulators.
+func dot32(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// matRow sets dst = Σ_i w[i]·M[i] for M row-major [len(w), n].
+func matRow(dst, w, M []float32, n int) {
+	clear(dst)
+	combine(dst, w, M, n)
+}
+
+// combine adds Σ_i c[i]·M[i] to dst, M row-major [len(c), n], four rows at
+// a time so that dst is loaded and stored once per four multiply-adds.
+func combine(dst, c, M []float32, n int) {
+	dst = dst[:n]
+	i := 0
+	for ; i+4 <= len(c); i += 4 {
+		c0, c1, c2, c3 := c[i], c[i+1], c[i+2], c[i+3]
+		m0 := M[i*n : (i+1)*n][:len(dst)]
+		m1 := M[(i+1)*n : (i+2)*n][:len(dst)]
+		m2 := M[(i+2)*n : (i+3)*n][:len(dst)]
+		m3 := M[(i+3)*n : (i+4)*n][:len(dst)]
+		for x := range dst {
+			dst[x] += c0*m0[x] + c1*m1[x] + c2*m2[x] + c3*m3[x]
+		}
+	}
+	for ; i < len(c); i++ {
+		ci, m := c[i], M[i*n:(i+1)*n][:len(dst)]
+		for x := range dst {
+			dst[x] += ci * m[x]
+		}
+	}
+}
+
+// axpy64 is y += a·x in float64.
+func axpy64(y []float64, a float64, x []float64) {
+	x = x[:len(y)]
+	for i := range y {
+		y[i] += a * x[i]
+	}
+}
