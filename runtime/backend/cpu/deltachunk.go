@@ -36,7 +36,7 @@ type chunkScratch struct {
 	p    []float32 // [2L, Dv]: rows 0..L-1 S0ᵀk_t, rows L..2L-1 S0ᵀq_t
 	u    []float32 // [L, Dv] the corrected values
 	u64  []float64 // [L, Dv] the same, while being solved
-	kk   []float32 // [L, L] k_t·k_j
+	kk   []float64 // [L, L] k_t·k_j
 	qk   []float32 // [L, L] q_t·k_j
 	kw   []float32 // [Dk, L] e^{G_L−G_j} k_j, transposed
 	coef []float32 // [L]
@@ -49,7 +49,7 @@ func (c *chunkScratch) size(Dk, Dv int) {
 	if len(c.p) < 2*L*Dv || len(c.kw) < Dk*L {
 		*c = chunkScratch{
 			p: make([]float32, 2*L*Dv), u: make([]float32, L*Dv), u64: make([]float64, L*Dv),
-			kk: make([]float32, L*L), qk: make([]float32, L*L), kw: make([]float32, Dk*L),
+			kk: make([]float64, L*L), qk: make([]float32, L*L), kw: make([]float32, Dk*L),
 			coef: make([]float32, L), g: make([]float64, L), beta: make([]float64, L),
 		}
 	}
@@ -76,14 +76,14 @@ func (j *deltaJob) chunkHead(h int, c *chunkScratch) {
 			kt, qt := krow(t0+t), qrow(t0+t)
 			for i := 0; i <= t; i++ {
 				ki := krow(t0 + i)
-				c.kk[t*L+i] = dot32(kt, ki)
+				c.kk[t*L+i] = dot64(kt, ki)
 				c.qk[t*L+i] = dot32(qt, ki)
 			}
 		}
 		// P = [K; Q] S0.
 		for t := 0; t < L; t++ {
-			matRow(c.p[t*Dv:(t+1)*Dv], krow(t0+t), S, Dv)
-			matRow(c.p[(L+t)*Dv:(L+t+1)*Dv], qrow(t0+t), S, Dv)
+			matRow(c.p[t*Dv:(t+1)*Dv], krow(t0+t), S, Dv, j.asm)
+			matRow(c.p[(L+t)*Dv:(L+t+1)*Dv], qrow(t0+t), S, Dv, j.asm)
 		}
 		// Solve (I + A) U = R row by row in float64.
 		u64 := c.u64[:L*Dv]
@@ -96,7 +96,7 @@ func (j *deltaJob) chunkHead(h int, c *chunkScratch) {
 				ut[x] = float64(v[x]) - eg*float64(pk[x])
 			}
 			for i := 0; i < t; i++ {
-				a := math.Exp(c.g[t]-c.g[i]) * float64(c.kk[t*L+i])
+				a := math.Exp(c.g[t]-c.g[i]) * c.kk[t*L+i]
 				axpy64(ut, -a, u64[i*Dv:(i+1)*Dv])
 			}
 			b := c.beta[t]
@@ -119,7 +119,7 @@ func (j *deltaJob) chunkHead(h int, c *chunkScratch) {
 			for i := 0; i <= t; i++ {
 				c.coef[i] = float32(math.Exp(c.g[t]-c.g[i])) * c.qk[t*L+i]
 			}
-			combine(out, c.coef[:t+1], u, Dv)
+			combine(out, c.coef[:t+1], u, Dv, j.asm)
 		}
 		// State: S = e^{G_L} S0 + Σ_j e^{G_L−G_j} k_j u_jᵀ.
 		gl := c.g[L-1]
@@ -136,7 +136,7 @@ func (j *deltaJob) chunkHead(h int, c *chunkScratch) {
 			for x := range row {
 				row[x] *= egl
 			}
-			combine(row, c.kw[r*L:(r+1)*L], u, Dv)
+			combine(row, c.kw[r*L:(r+1)*L], u, Dv, j.asm)
 		}
 	}
 }
@@ -158,17 +158,39 @@ func dot32(a, b []float32) float32 {
 	return (s0 + s1) + (s2 + s3)
 }
 
+// dot64 is a·b accumulated in float64 (the products are exact).
+func dot64(a, b []float32) float64 {
+	b = b[:len(a)]
+	var s0, s1 float64
+	i := 0
+	for ; i+2 <= len(a); i += 2 {
+		s0 += float64(a[i]) * float64(b[i])
+		s1 += float64(a[i+1]) * float64(b[i+1])
+	}
+	for ; i < len(a); i++ {
+		s0 += float64(a[i]) * float64(b[i])
+	}
+	return s0 + s1
+}
+
 // matRow sets dst = Σ_i w[i]·M[i] for M row-major [len(w), n].
-func matRow(dst, w, M []float32, n int) {
+func matRow(dst, w, M []float32, n int, asm bool) {
 	clear(dst)
-	combine(dst, w, M, n)
+	combine(dst, w, M, n, asm)
 }
 
 // combine adds Σ_i c[i]·M[i] to dst, M row-major [len(c), n], four rows at
-// a time so that dst is loaded and stored once per four multiply-adds.
-func combine(dst, c, M []float32, n int) {
+// a time so that dst is loaded and stored once per four multiply-adds;
+// with asm, eight columns per instruction.
+func combine(dst, c, M []float32, n int, asm bool) {
 	dst = dst[:n]
 	i := 0
+	if asm && n%8 == 0 && n > 0 {
+		for ; i+4 <= len(c); i += 4 {
+			_ = M[(i+4)*n-1]
+			combine4AVX2(&dst[0], &M[i*n], &M[(i+1)*n], &M[(i+2)*n], &M[(i+3)*n], &c[i], n)
+		}
+	}
 	for ; i+4 <= len(c); i += 4 {
 		c0, c1, c2, c3 := c[i], c[i+1], c[i+2], c[i+3]
 		m0 := M[i*n : (i+1)*n][:len(dst)]
@@ -180,7 +202,7 @@ func combine(dst, c, M []float32, n int) {
 		}
 	}
 	for ; i < len(c); i++ {
-		ci, m := c[i], M[i*n:(i+1)*n][:len(dst)]
+		ci, m := c[i], M[i*n : (i+1)*n][:len(dst)]
 		for x := range dst {
 			dst[x] += ci * m[x]
 		}

@@ -78,7 +78,7 @@ func (be *Backend) DeltaNet(y, qkv, a, b backend.Buffer, aLog, dtBias backend.Te
 	if chunked && len(j.cs) < be.threads {
 		j.cs = make([]chunkScratch, be.threads)
 	}
-	*j = deltaJob{s: s, qk: j.qk, cs: j.cs, chunked: chunked, yd: yd, xd: xd, ad: ad, bd: bd, sd: sd, al: al, dt: dt, scratch: be.scratch}
+	*j = deltaJob{s: s, qk: j.qk, cs: j.cs, chunked: chunked, asm: deltaAsm(be.isa), yd: yd, xd: xd, ad: ad, bd: bd, sd: sd, al: al, dt: dt, scratch: be.scratch}
 	be.parallelN(Hv, T*Hv*Dk*Dv*4, j)
 	*j = deltaJob{qk: j.qk, cs: j.cs}
 	return nil
@@ -91,7 +91,7 @@ type deltaJob struct {
 	s                              backend.DeltaShape
 	qk, yd, xd, ad, bd, sd, al, dt []float32
 	scratch                        [][]float32
-	chunked                        bool
+	chunked, asm                   bool
 	cs                             []chunkScratch
 }
 
