@@ -40,6 +40,7 @@ type chunkScratch struct {
 	qk   []float32 // [L, L] q_t·k_j
 	kw   []float32 // [Dk, L] e^{G_L−G_j} k_j, transposed
 	coef []float32 // [L]
+	d    []float64 // [L, L] e^{G_t−G_j}
 	g    []float64 // [L] G_t
 	beta []float64 // [L]
 }
@@ -50,94 +51,125 @@ func (c *chunkScratch) size(Dk, Dv int) {
 		*c = chunkScratch{
 			p: make([]float32, 2*L*Dv), u: make([]float32, L*Dv), u64: make([]float64, L*Dv),
 			kk: make([]float64, L*L), qk: make([]float32, L*L), kw: make([]float32, Dk*L),
-			coef: make([]float32, L), g: make([]float64, L), beta: make([]float64, L),
+			coef: make([]float32, L), d: make([]float64, L*L), g: make([]float64, L), beta: make([]float64, L),
 		}
 	}
 }
 
-// chunkHead runs value head h over all T tokens in chunks.
-func (j *deltaJob) chunkHead(h int, c *chunkScratch) {
+// doChunked runs value heads [lo, hi) in chunks. Heads that share a key
+// head share the chunk's dot products, so the chunk loop sits inside the
+// key-head loop and the value heads of one key head advance together.
+func (j *deltaJob) doChunked(c *chunkScratch, lo, hi int) {
 	T, Hk, Dk, Hv, Dv := j.s.T, j.s.Hk, j.s.Dk, j.s.Hv, j.s.Dv
 	c.size(Dk, Dv)
+	rep := Hv / Hk
+	for h0 := lo; h0 < hi; {
+		kh := h0 / rep
+		h1 := min(hi, (kh+1)*rep)
+		for t0 := 0; t0 < T; t0 += deltaChunk {
+			L := min(deltaChunk, T-t0)
+			for t := 0; t < L; t++ {
+				kt, qt := j.krow(kh, t0+t), j.qrow(kh, t0+t)
+				for i := 0; i <= t; i++ {
+					ki := j.krow(kh, t0+i)
+					c.kk[t*L+i] = dot64(kt, ki)
+					c.qk[t*L+i] = dot32(qt, ki)
+				}
+			}
+			for h := h0; h < h1; h++ {
+				j.chunk(c, h, kh, t0, L)
+			}
+		}
+		h0 = h1
+	}
+}
+
+func (j *deltaJob) qrow(kh, t int) []float32 {
+	Hk, Dk := j.s.Hk, j.s.Dk
+	return j.qk[(t*2*Hk+kh)*Dk : (t*2*Hk+kh+1)*Dk]
+}
+
+func (j *deltaJob) krow(kh, t int) []float32 {
+	Hk, Dk := j.s.Hk, j.s.Dk
+	return j.qk[(t*2*Hk+Hk+kh)*Dk : (t*2*Hk+Hk+kh+1)*Dk]
+}
+
+// chunk advances value head h (key head kh) over tokens [t0, t0+L), with
+// c.kk and c.qk holding the chunk's dot products.
+func (j *deltaJob) chunk(c *chunkScratch, h, kh, t0, L int) {
+	Hk, Dk, Hv, Dv := j.s.Hk, j.s.Dk, j.s.Hv, j.s.Dv
 	S := j.sd[h*Dk*Dv : (h+1)*Dk*Dv]
-	kh := h / (Hv / Hk)
 	W := j.s.QKVLen()
-	qrow := func(t int) []float32 { return j.qk[(t*2*Hk+kh)*Dk : (t*2*Hk+kh+1)*Dk] }
-	krow := func(t int) []float32 { return j.qk[(t*2*Hk+Hk+kh)*Dk : (t*2*Hk+Hk+kh+1)*Dk] }
+	// Gates: c.g[t] = G_t, c.d[t*L+i] = e^{G_t−G_i} built as a running
+	// product of the g's (one exp per token, not per pair).
 	decay := -math.Exp(float64(j.al[h]))
-	for t0 := 0; t0 < T; t0 += deltaChunk {
-		L := min(deltaChunk, T-t0)
-		// Gates and the dot products within the chunk.
-		var G float64
-		for t := 0; t < L; t++ {
-			G += decay * softplus(float64(j.ad[(t0+t)*Hv+h])+float64(j.dt[h]))
-			c.g[t] = G
-			c.beta[t] = float64(sigmoid(j.bd[(t0+t)*Hv+h]))
-			kt, qt := krow(t0+t), qrow(t0+t)
-			for i := 0; i <= t; i++ {
-				ki := krow(t0 + i)
-				c.kk[t*L+i] = dot64(kt, ki)
-				c.qk[t*L+i] = dot32(qt, ki)
-			}
+	var G float64
+	for t := 0; t < L; t++ {
+		lg := decay * softplus(float64(j.ad[(t0+t)*Hv+h])+float64(j.dt[h]))
+		G += lg
+		c.g[t] = G
+		c.beta[t] = float64(sigmoid(j.bd[(t0+t)*Hv+h]))
+		g := math.Exp(lg)
+		for i := 0; i < t; i++ {
+			c.d[t*L+i] = c.d[(t-1)*L+i] * g
 		}
-		// P = [K; Q] S0.
-		for t := 0; t < L; t++ {
-			matRow(c.p[t*Dv:(t+1)*Dv], krow(t0+t), S, Dv, j.asm)
-			matRow(c.p[(L+t)*Dv:(L+t+1)*Dv], qrow(t0+t), S, Dv, j.asm)
+		c.d[t*L+t] = 1
+	}
+	// P = [K; Q] S0.
+	for t := 0; t < L; t++ {
+		matRow(c.p[t*Dv:(t+1)*Dv], j.krow(kh, t0+t), S, Dv, j.asm)
+		matRow(c.p[(L+t)*Dv:(L+t+1)*Dv], j.qrow(kh, t0+t), S, Dv, j.asm)
+	}
+	// Solve (I + A) U = R row by row in float64.
+	u64 := c.u64[:L*Dv]
+	for t := 0; t < L; t++ {
+		ut := u64[t*Dv : (t+1)*Dv]
+		v := j.xd[(t0+t)*W+2*Hk*Dk+h*Dv : (t0+t)*W+2*Hk*Dk+(h+1)*Dv]
+		eg := math.Exp(c.g[t])
+		pk := c.p[t*Dv : (t+1)*Dv]
+		for x := range ut {
+			ut[x] = float64(v[x]) - eg*float64(pk[x])
 		}
-		// Solve (I + A) U = R row by row in float64.
-		u64 := c.u64[:L*Dv]
-		for t := 0; t < L; t++ {
-			ut := u64[t*Dv : (t+1)*Dv]
-			v := j.xd[(t0+t)*W+2*Hk*Dk+h*Dv : (t0+t)*W+2*Hk*Dk+(h+1)*Dv]
-			eg := math.Exp(c.g[t])
-			pk := c.p[t*Dv : (t+1)*Dv]
-			for x := range ut {
-				ut[x] = float64(v[x]) - eg*float64(pk[x])
-			}
-			for i := 0; i < t; i++ {
-				a := math.Exp(c.g[t]-c.g[i]) * c.kk[t*L+i]
-				axpy64(ut, -a, u64[i*Dv:(i+1)*Dv])
-			}
-			b := c.beta[t]
-			for x := range ut {
-				ut[x] *= b
-			}
+		for i := 0; i < t; i++ {
+			axpy64(ut, -c.d[t*L+i]*c.kk[t*L+i], u64[i*Dv:(i+1)*Dv])
 		}
-		u := c.u[:L*Dv]
-		for x, v := range u64 {
-			u[x] = float32(v)
+		b := c.beta[t]
+		for x := range ut {
+			ut[x] *= b
 		}
-		// Outputs.
-		for t := 0; t < L; t++ {
-			out := j.yd[((t0+t)*Hv+h)*Dv : ((t0+t)*Hv+h+1)*Dv]
-			eg := float32(math.Exp(c.g[t]))
-			pq := c.p[(L+t)*Dv : (L+t+1)*Dv]
-			for x := range out {
-				out[x] = eg * pq[x]
-			}
-			for i := 0; i <= t; i++ {
-				c.coef[i] = float32(math.Exp(c.g[t]-c.g[i])) * c.qk[t*L+i]
-			}
-			combine(out, c.coef[:t+1], u, Dv, j.asm)
+	}
+	u := c.u[:L*Dv]
+	for x, v := range u64 {
+		u[x] = float32(v)
+	}
+	// Outputs.
+	for t := 0; t < L; t++ {
+		out := j.yd[((t0+t)*Hv+h)*Dv : ((t0+t)*Hv+h+1)*Dv]
+		eg := float32(math.Exp(c.g[t]))
+		pq := c.p[(L+t)*Dv : (L+t+1)*Dv]
+		for x := range out {
+			out[x] = eg * pq[x]
 		}
-		// State: S = e^{G_L} S0 + Σ_j e^{G_L−G_j} k_j u_jᵀ.
-		gl := c.g[L-1]
-		for i := 0; i < L; i++ {
-			w := float32(math.Exp(gl - c.g[i]))
-			ki := krow(t0 + i)
-			for r := 0; r < Dk; r++ {
-				c.kw[r*L+i] = w * ki[r]
-			}
+		for i := 0; i <= t; i++ {
+			c.coef[i] = float32(c.d[t*L+i]) * c.qk[t*L+i]
 		}
-		egl := float32(math.Exp(gl))
+		combine(out, c.coef[:t+1], u, Dv, j.asm)
+	}
+	// State: S = e^{G_L} S0 + Σ_j e^{G_L−G_j} k_j u_jᵀ.
+	for i := 0; i < L; i++ {
+		w := float32(c.d[(L-1)*L+i])
+		ki := j.krow(kh, t0+i)
 		for r := 0; r < Dk; r++ {
-			row := S[r*Dv : (r+1)*Dv]
-			for x := range row {
-				row[x] *= egl
-			}
-			combine(row, c.kw[r*L:(r+1)*L], u, Dv, j.asm)
+			c.kw[r*L+i] = w * ki[r]
 		}
+	}
+	egl := float32(math.Exp(c.g[L-1]))
+	for r := 0; r < Dk; r++ {
+		row := S[r*Dv : (r+1)*Dv]
+		for x := range row {
+			row[x] *= egl
+		}
+		combine(row, c.kw[r*L:(r+1)*L], u, Dv, j.asm)
 	}
 }
 

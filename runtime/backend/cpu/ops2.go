@@ -97,9 +97,7 @@ type deltaJob struct {
 
 func (j *deltaJob) do(part, lo, hi int) {
 	if j.chunked {
-		for h := lo; h < hi; h++ {
-			j.chunkHead(h, &j.cs[part])
-		}
+		j.doChunked(&j.cs[part], lo, hi)
 		return
 	}
 	T, Hk, Dk, Hv, Dv := j.s.T, j.s.Hk, j.s.Dk, j.s.Hv, j.s.Dv
