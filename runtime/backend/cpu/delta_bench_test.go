@@ -21,7 +21,7 @@ func BenchmarkDeltaNet(b *testing.B) {
 		{"tiny", backend.DeltaShape{Hk: 2, Dk: 64, Hv: 4, Dv: 64, Eps: 1e-6}},
 		{"397b", backend.DeltaShape{Hk: 16, Dk: 128, Hv: 64, Dv: 128, Eps: 1e-6}},
 	} {
-		for _, T := range []int{80, 512} {
+		for _, T := range []int{8, 16, 80, 512} {
 			for _, form := range []struct {
 				name string
 				min  int

@@ -29,7 +29,7 @@ const deltaChunk = 64
 
 // deltaChunkMinDefault is the prompt length from which DeltaNet uses the
 // chunked form (measured: see docs/benchmarks.md).
-const deltaChunkMinDefault = 16
+const deltaChunkMinDefault = 8
 
 // chunkScratch is one part's scratch for the chunked form.
 type chunkScratch struct {
