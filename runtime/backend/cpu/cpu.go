@@ -62,6 +62,10 @@ type Options struct {
 	Threads int
 	// Path selects the kernels (see the package doc).
 	Path Path
+	// DeltaChunkMin is the number of tokens from which DeltaNet runs the
+	// chunked form of the recurrence (deltachunk.go) instead of the
+	// sequential one: 0 means the default, a negative value never.
+	DeltaChunkMin int
 }
 
 // chk words argument errors as every backend does, with no kernel limits.
@@ -72,6 +76,8 @@ type Backend struct {
 	threads int
 	path    Path
 	isa     int // instruction set of the kernels in use (isaGo: none)
+
+	deltaChunkMin int // 0: DeltaNet is always sequential
 
 	// Per-op state re-used by every op, so the decode path allocates
 	// nothing: the worker pool, the matmul task and its prepared input,
@@ -94,6 +100,12 @@ func New(opts Options) *Backend {
 		t = runtime.GOMAXPROCS(0)
 	}
 	be := &Backend{threads: t, path: opts.Path, scratch: make([][]float32, t)}
+	switch {
+	case opts.DeltaChunkMin == 0:
+		be.deltaChunkMin = deltaChunkMinDefault
+	case opts.DeltaChunkMin > 0:
+		be.deltaChunkMin = max(opts.DeltaChunkMin, 2) // decode stays sequential
+	}
 	be.attachPool()
 	if opts.Path == PathAuto {
 		be.isa = bestISA

@@ -25,3 +25,13 @@ func TestConformanceReference(t *testing.T) {
 func TestConformanceOneThread(t *testing.T) {
 	backendtest.Run(t, func() backend.Backend { return New(Options{Threads: 1}) })
 }
+
+// The DeltaNet recurrence both ways on every case of the suite: chunked
+// from two tokens on, and sequential only.
+func TestConformanceDeltaChunked(t *testing.T) {
+	backendtest.Run(t, func() backend.Backend { return New(Options{DeltaChunkMin: 2}) })
+}
+
+func TestConformanceDeltaSequential(t *testing.T) {
+	backendtest.Run(t, func() backend.Backend { return New(Options{DeltaChunkMin: -1}) })
+}

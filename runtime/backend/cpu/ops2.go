@@ -74,21 +74,32 @@ func (be *Backend) DeltaNet(y, qkv, a, b backend.Buffer, aLog, dtBias backend.Te
 			}
 		}
 	}
-	*j = deltaJob{s: s, qk: j.qk, yd: yd, xd: xd, ad: ad, bd: bd, sd: sd, al: al, dt: dt, scratch: be.scratch}
+	chunked := be.deltaChunkMin > 0 && T >= be.deltaChunkMin
+	if chunked && len(j.cs) < be.threads {
+		j.cs = make([]chunkScratch, be.threads)
+	}
+	*j = deltaJob{s: s, qk: j.qk, cs: j.cs, chunked: chunked, asm: deltaAsm(be.isa), yd: yd, xd: xd, ad: ad, bd: bd, sd: sd, al: al, dt: dt, scratch: be.scratch}
 	be.parallelN(Hv, T*Hv*Dk*Dv*4, j)
-	*j = deltaJob{qk: j.qk}
+	*j = deltaJob{qk: j.qk, cs: j.cs}
 	return nil
 }
 
 // deltaJob is DeltaNet as a pool task over value heads; qk (the normalised
-// q and k) is kept between calls as scratch.
+// q and k) and cs (the chunked form's per-part scratch) are kept between
+// calls.
 type deltaJob struct {
 	s                              backend.DeltaShape
 	qk, yd, xd, ad, bd, sd, al, dt []float32
 	scratch                        [][]float32
+	chunked, asm                   bool
+	cs                             []chunkScratch
 }
 
 func (j *deltaJob) do(part, lo, hi int) {
+	if j.chunked {
+		j.doChunked(&j.cs[part], lo, hi)
+		return
+	}
 	T, Hk, Dk, Hv, Dv := j.s.T, j.s.Hk, j.s.Dk, j.s.Hv, j.s.Dv
 	W := j.s.QKVLen()
 	qk, xd, yd, ad, bd, al, dt := j.qk, j.xd, j.yd, j.ad, j.bd, j.al, j.dt
