@@ -11,9 +11,22 @@
 // there unchanged, while the reply after it usually comes back different
 // (Qwen3.5's template drops the reasoning of turns before the last user
 // message, and clients re-serialise tool calls). A prompt that extends the
-// snapshot's tokens restores it and feeds only the rest. It costs host memory
-// the size of the model's state (model.Snapshot; about 190 MB for
-// Qwen3.5-397B plus the KV rows) and one copy of it per prompt.
+// snapshot's tokens restores it and feeds only the rest.
+//
+// That snapshot does not survive a tool exchange: once a new user question
+// follows tool results, the template drops the reasoning of every assistant
+// turn before it (the tool call's included), so the last prompt's text
+// diverges right after the previous real user query. The engine therefore
+// keeps a second snapshot at the end of the last real user query of the
+// prompt it fed (before the <|im_start|> after the last user turn that is
+// not a "<tool_response>"), when that point differs from the first one's;
+// a prompt restores whichever held state, the session or a snapshot, gives
+// it the longest exact prefix.
+//
+// Each snapshot costs host memory the size of the model's state
+// (model.Snapshot; about 190 MB for Qwen3.5-397B plus the KV rows), so two
+// copies of it, and one copy per snapshot taken (at most two a prompt; the
+// memory of the one replaced is reused).
 package convo
 
 import (
@@ -45,14 +58,24 @@ type Engine struct {
 
 	stopIDs []int
 
-	// snap is the session at snapIDs (whose text is snapText), taken
-	// before the last prompt's generation prompt; nil until one is taken.
-	snap     *model.Snapshot
-	snapIDs  []int
-	snapText string
+	// snaps[genSnap] is taken before the last prompt's generation prompt,
+	// snaps[querySnap] at the end of its last real user query.
+	snaps [2]held
 	// imStart (-1 if the tokenizer lacks it) starts the generation prompt.
 	imStart int
 }
+
+// held is the session at ids (whose text is text); snap is nil until taken.
+type held struct {
+	snap *model.Snapshot
+	ids  []int
+	text string
+}
+
+const (
+	genSnap = iota
+	querySnap
+)
 
 // Open opens the packed model in dir with its tokenizer and chat template.
 func Open(dir string, opts model.Options) (*Engine, error) {
@@ -113,15 +136,15 @@ func (e *Engine) StopIDs() []int { return e.stopIDs }
 // History is the tokens the session has consumed (do not modify).
 func (e *Engine) History() []int { return e.hist }
 
-// Reset empties the session and forgets the snapshot, so the next prompt is
+// Reset empties the session and forgets the snapshots, so the next prompt is
 // computed from scratch.
 func (e *Engine) Reset() error {
 	e.dropSnapshot()
 	return e.resetSession()
 }
 
-// resetSession empties the session but keeps the snapshot: after a failed
-// step the snapshot, a copy, is still good.
+// resetSession empties the session but keeps the snapshots: after a failed
+// step the snapshots, copies, are still good.
 func (e *Engine) resetSession() error {
 	e.hist = e.hist[:0]
 	e.text.Reset()
@@ -133,21 +156,21 @@ func (e *Engine) resetSession() error {
 func (e *Engine) MaxContext() int { return e.Model.Config.MaxPositionEmbeddings }
 
 // Plan returns the tokens to feed for a prompt and how many of the prompt's
-// tokens the session already holds, or holds once the snapshot is restored.
-// The session is reused when the prompt continues its history exactly, the
-// snapshot when the prompt continues the snapshot's tokens; either as token
-// ids or as text cut at a special token (so the cut cannot change how either
-// side tokenises). The longer reuse wins.
+// tokens the session already holds, or holds once a snapshot is restored.
+// The session is reused when the prompt continues its history exactly, a
+// snapshot when the prompt continues its tokens; either as token ids or as
+// text cut at a special token (so the cut cannot change how either side
+// tokenises). The longest reuse wins.
 func (e *Engine) Plan(prompt string) (feed []int, reused int) {
 	p := e.plan(prompt)
 	return p.feed, p.reused
 }
 
-// plan is Plan that also says whether the snapshot must be restored first.
+// plan is Plan that also says which snapshot, if any, must be restored first.
 type plan struct {
 	feed    []int
 	reused  int
-	restore bool
+	restore *held
 }
 
 func (e *Engine) plan(prompt string) plan {
@@ -174,9 +197,13 @@ func (e *Engine) plan(prompt string) plan {
 	if feed, ok := extends(e.hist, e.text.String()); ok {
 		best = plan{feed: feed, reused: len(e.hist)}
 	}
-	if len(e.snapIDs) > best.reused {
-		if feed, ok := extends(e.snapIDs, e.snapText); ok {
-			best = plan{feed: feed, reused: len(e.snapIDs), restore: true}
+	for i := range e.snaps {
+		h := &e.snaps[i]
+		if h.snap == nil || len(h.ids) <= best.reused {
+			continue
+		}
+		if feed, ok := extends(h.ids, h.text); ok {
+			best = plan{feed: feed, reused: len(h.ids), restore: h}
 		}
 	}
 	if best.reused == 0 {
@@ -235,9 +262,9 @@ var ErrContext = errors.New("prompt exceeds the model context")
 func (e *Engine) Generate(ctx context.Context, prompt string, o Options) (*Result, error) {
 	p := e.plan(prompt)
 	switch {
-	case p.restore:
-		if err := e.restore(); err != nil {
-			// The snapshot is no good: start over without it.
+	case p.restore != nil:
+		if err := e.restore(p.restore); err != nil {
+			// The snapshot is no good: start over without any.
 			if err := e.Reset(); err != nil {
 				return nil, err
 			}
@@ -251,35 +278,51 @@ func (e *Engine) Generate(ctx context.Context, prompt string, o Options) (*Resul
 	return e.generate(ctx, p.feed, p.reused, o)
 }
 
-// restore puts the session and its history back to the snapshot.
-func (e *Engine) restore() error {
-	if err := e.sess.Restore(e.snap); err != nil {
+// restore puts the session and its history back to h.
+func (e *Engine) restore(h *held) error {
+	if err := e.sess.Restore(h.snap); err != nil {
 		return err
 	}
-	e.hist = append(e.hist[:0], e.snapIDs...)
+	e.hist = append(e.hist[:0], h.ids...)
 	e.text.Reset()
-	e.text.WriteString(e.snapText)
+	e.text.WriteString(h.text)
 	// The decoder may hold the start of a character split across tokens:
 	// replay the tokens rather than trust the text alone.
 	e.hdec = e.Tok.NewDecoder()
-	for _, id := range e.snapIDs {
+	for _, id := range h.ids {
 		e.hdec.Add(id)
 	}
 	return nil
 }
 
-func (e *Engine) dropSnapshot() { e.snap, e.snapIDs, e.snapText = nil, nil, "" }
+func (e *Engine) dropSnapshot() { e.snaps = [2]held{} }
 
-// takeSnapshot snapshots the session at its current history. A failure
-// only loses the reuse it would have offered.
-func (e *Engine) takeSnapshot() {
-	old := e.snap
-	e.dropSnapshot()
+// holds reports whether h holds the session at exactly ids.
+func (h *held) holds(ids []int) bool { return h.snap != nil && equal(h.ids, ids) }
+
+// takeSnapshot snapshots the session at its current history into slot i,
+// reusing the memory of the snapshot it replaces. A failure only loses the
+// reuse it would have offered.
+func (e *Engine) takeSnapshot(i int) {
+	old := e.snaps[i].snap
+	e.snaps[i] = held{}
 	sn, err := e.sess.SnapshotReuse(old)
 	if err != nil {
 		return
 	}
-	e.snap, e.snapIDs, e.snapText = sn, slices.Clone(e.hist), e.text.String()
+	e.snaps[i] = held{snap: sn, ids: slices.Clone(e.hist), text: e.text.String()}
+}
+
+// takeGenSnapshot takes the generation-prompt snapshot. When the one it
+// replaces is at query, the end of this prompt's last real user query (as
+// after a prompt whose generation prompt follows that query), it becomes
+// the query snapshot instead of being overwritten: moved, not copied.
+func (e *Engine) takeGenSnapshot(query int) {
+	g, q := &e.snaps[genSnap], &e.snaps[querySnap]
+	if query >= 0 && query <= len(e.hist) && g.holds(e.hist[:query]) && !q.holds(e.hist[:query]) {
+		*g, *q = *q, *g
+	}
+	e.takeSnapshot(genSnap)
 }
 
 // snapshotAt is where in feed to snapshot: before the last <|im_start|>,
@@ -293,10 +336,55 @@ func (e *Engine) snapshotAt(feed []int) int {
 			break
 		}
 	}
-	if cut == 0 && e.snap != nil && equal(e.snapIDs, e.hist) {
+	if cut == 0 && e.snaps[genSnap].holds(e.hist) {
 		return -1
 	}
 	return cut
+}
+
+// queryEnd is the end of the last real user query in the history followed
+// by feed: the position of the <|im_start|> after the last "user" turn that
+// is not tool results (which the template renders as user turns starting
+// "<tool_response>"). -1 when there is none.
+func (e *Engine) queryEnd(feed []int) int {
+	n := len(e.hist)
+	at := func(i int) int {
+		if i < n {
+			return e.hist[i]
+		}
+		return feed[i-n]
+	}
+	next := -1 // the <|im_start|> after i
+	for i := n + len(feed) - 1; i >= 0; i-- {
+		if at(i) != e.imStart {
+			continue
+		}
+		var head []int // enough of the turn to tell its role and start
+		for j := i + 1; j < n+len(feed) && j < i+8 && at(j) != e.imStart; j++ {
+			head = append(head, at(j))
+		}
+		s := e.Tok.Decode(head)
+		if strings.HasPrefix(s, "user\n") && !strings.HasPrefix(s, "user\n<tool_response>") {
+			return next
+		}
+		next = i
+	}
+	return -1
+}
+
+// queryAt is where in feed to take the query snapshot, given the end of the
+// last real user query (queryEnd) and the generation snapshot's cut: -1
+// when the point is in the history, is the generation snapshot's, or is
+// already held.
+func (e *Engine) queryAt(feed []int, query, gen int) int {
+	n := len(e.hist)
+	if query < n || query-n >= gen || query-n > len(feed) {
+		return -1
+	}
+	if query == n && (e.snaps[querySnap].holds(e.hist) || e.snaps[genSnap].holds(e.hist)) {
+		return -1
+	}
+	return query - n
 }
 
 // Append feeds raw text after the history (no template) and samples a reply;
@@ -321,16 +409,30 @@ func (e *Engine) generate(ctx context.Context, feed []int, reused int, o Options
 	}()
 	t0 := time.Now()
 	var logits []float32
-	// Fed in two parts around the snapshot point; the model checks ctx
+	// Fed in parts around the snapshot points; the model checks ctx
 	// between layers, so a cancel stops within one layer either way.
-	cut := e.snapshotAt(feed)
-	if cut == 0 && ctx.Err() == nil {
-		e.takeSnapshot()
-	}
-	for _, part := range [][]int{feed[:max(cut, 0)], feed[max(cut, 0):]} {
-		if len(part) == 0 {
-			continue
+	query := e.queryEnd(feed)
+	gen := e.snapshotAt(feed)
+	qcut := e.queryAt(feed, query, gen)
+	snapshot := func(fed int) {
+		if fed == qcut {
+			e.takeSnapshot(querySnap)
 		}
+		if fed == gen {
+			e.takeGenSnapshot(query)
+		}
+	}
+	if ctx.Err() == nil {
+		snapshot(0)
+	}
+	bounds := []int{0}
+	for _, c := range []int{qcut, gen, len(feed)} {
+		if c > bounds[len(bounds)-1] {
+			bounds = append(bounds, c)
+		}
+	}
+	for i := 1; i < len(bounds); i++ {
+		part := feed[bounds[i-1]:bounds[i]]
 		if ctx.Err() != nil {
 			res.Finish = FinishCancelled
 			return res, nil
@@ -342,9 +444,7 @@ func (e *Engine) generate(ctx context.Context, feed []int, reused int, o Options
 			}
 			return nil, err
 		}
-		if cut > 0 && len(e.hist) == reused+cut {
-			e.takeSnapshot()
-		}
+		snapshot(bounds[i])
 	}
 	res.PrefillTime = time.Since(t0)
 	t1 := time.Now()
@@ -443,7 +543,7 @@ func (e *Engine) forward(ctx context.Context, ids []int) ([]float32, error) {
 }
 
 // cancelled reports whether err is ctx ending during a step. The step
-// left the session part-way, so it is reset (the snapshot, a copy, stays).
+// left the session part-way, so it is reset (the snapshots, copies, stay).
 func (e *Engine) cancelled(ctx context.Context, err error) bool {
 	if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
 		return false
