@@ -41,7 +41,8 @@ func TestNewQuestionAfterToolsReusesQuery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	query := r1.PromptTokens - len(engine.Tok.Encode("<|im_start|>assistant\n<think>\n"))
+	genPrompt := len(engine.Tok.Encode("<|im_start|>assistant\n<think>\n"))
+	query := r1.PromptTokens - genPrompt
 	p2 := render(sys, u1, call, result)
 	r2, err := engine.Generate(ctx, p2, Options{MaxTokens: 8})
 	if err != nil || r2.ReusedTokens != query {
@@ -63,6 +64,19 @@ func TestNewQuestionAfterToolsReusesQuery(t *testing.T) {
 	}
 	got := logits
 	logits = nil
+
+	// The next exchange moves both snapshots on: a question after it
+	// reuses everything up to the end of u2.
+	call2 := call
+	call2.ReasoningContent = "Another call."
+	p4 := render(sys, u1, call, result, answer, u2, call2, result)
+	if r4, err := engine.Generate(ctx, p4, Options{MaxTokens: 8}); err != nil || r4.ReusedTokens != r3.PromptTokens-genPrompt {
+		t.Fatalf("second tool result turn reused %d tokens, want %d (%v)", r4.ReusedTokens, r3.PromptTokens-genPrompt, err)
+	}
+	p5 := render(sys, u1, call, result, answer, u2, call2, result, answer, u1)
+	if r5, err := engine.Generate(ctx, p5, Options{MaxTokens: 8}); err != nil || r5.ReusedTokens != r3.PromptTokens-genPrompt {
+		t.Fatalf("second new question reused %d tokens, want %d (%v)", r5.ReusedTokens, r3.PromptTokens-genPrompt, err)
+	}
 	engine.Reset()
 	scratch, err := engine.Generate(ctx, p3, Options{MaxTokens: 24, Logits: keep})
 	if err != nil || scratch.ReusedTokens != 0 {
@@ -79,7 +93,7 @@ func TestNewQuestionAfterToolsReusesQuery(t *testing.T) {
 	// same parts as the snapshots split it, and the whole turn against the
 	// from-scratch one within float32 rounding.
 	ids := engine.Tok.Encode(p3)
-	gen := len(ids) - len(engine.Tok.Encode("<|im_start|>assistant\n<think>\n"))
+	gen := len(ids) - genPrompt
 	if parts := forwardParts(t, ids, query, gen); !slices.Equal(parts, got[0]) {
 		t.Fatalf("the first logits from the query snapshot differ from a session fed the same parts (max %g)", maxDiff(parts, got[0]))
 	}
@@ -118,4 +132,29 @@ func maxDiff(a, b []float32) float64 {
 		m = max(m, math.Abs(float64(a[i]-b[i])))
 	}
 	return m
+}
+
+// TestToolResultContinuingSession: when the tool result turn continues the
+// session (the client sent the tool call back as generated), the snapshot at
+// the end of the query is kept all the same, so the next question reuses it.
+func TestToolResultContinuingSession(t *testing.T) {
+	ctx := context.Background()
+	engine.Reset()
+	u1 := chat.Message{Role: "user", Content: "What time is it in Paris?"}
+	p1 := render(t, u1)
+	r1, err := engine.Generate(ctx, p1, Options{MaxTokens: 16})
+	if err != nil || r1.Finish != FinishStop {
+		t.Fatalf("first reply %+v %v", r1, err)
+	}
+	query := r1.PromptTokens - len(engine.Tok.Encode("<|im_start|>assistant\n<think>\n"))
+	held := len(engine.History())
+	p2 := p1 + r1.Text + "<|im_end|>\n<|im_start|>user\n<tool_response>\n14:05\n</tool_response><|im_end|>\n<|im_start|>assistant\n<think>\n"
+	if r2, err := engine.Generate(ctx, p2, Options{MaxTokens: 8}); err != nil || r2.ReusedTokens != held {
+		t.Fatalf("tool result turn reused %d tokens, want the session's %d (%v)", r2.ReusedTokens, held, err)
+	}
+	p3 := render(t, u1, chat.Message{Role: "assistant", Content: "It is 14:05."}, chat.Message{Role: "user", Content: "And in Rome?"})
+	r3, err := engine.Generate(ctx, p3, Options{MaxTokens: 8})
+	if err != nil || r3.ReusedTokens != query {
+		t.Fatalf("new question reused %d tokens, want %d (%v)", r3.ReusedTokens, query, err)
+	}
 }
