@@ -23,10 +23,12 @@
 // a prompt restores whichever held state, the session or a snapshot, gives
 // it the longest exact prefix.
 //
-// Each snapshot costs host memory the size of the model's state
-// (model.Snapshot; about 190 MB for Qwen3.5-397B plus the KV rows), so two
-// copies of it, and one copy per snapshot taken (at most two a prompt; the
-// memory of the one replaced is reused).
+// Each snapshot is a copy of the model's state in host memory
+// (model.Snapshot; about 190 MB for Qwen3.5-397B plus the KV rows), so the
+// engine holds up to two, the second one more state copy than the engine
+// with one snapshot needed. Taking one copies the state into the memory of
+// the snapshot it replaces: once a prompt as a rule, twice when the prompt
+// restores a point before its last real user query and feeds past it.
 package convo
 
 import (
@@ -327,7 +329,8 @@ func (e *Engine) takeGenSnapshot(query int) {
 
 // snapshotAt is where in feed to snapshot: before the last <|im_start|>,
 // where the generation prompt starts, or at its end when there is none.
-// -1 when the snapshot would be the one already held.
+// -1 when a snapshot of that point is already held (either one: the prompt
+// restored the query snapshot and only adds its generation prompt).
 func (e *Engine) snapshotAt(feed []int) int {
 	cut := len(feed)
 	for i := len(feed) - 1; i >= 0; i-- {
@@ -336,7 +339,7 @@ func (e *Engine) snapshotAt(feed []int) int {
 			break
 		}
 	}
-	if cut == 0 && e.snaps[genSnap].holds(e.hist) {
+	if cut == 0 && (e.snaps[genSnap].holds(e.hist) || e.snaps[querySnap].holds(e.hist)) {
 		return -1
 	}
 	return cut
