@@ -1,7 +1,6 @@
 package model
 
 import (
-	"fmt"
 	"testing"
 
 	"github.com/fmoe/fmoe/runtime/backend/cpu"
@@ -47,58 +46,7 @@ func open(t *testing.T, src string, bits, k int, o Options) *Model {
 func TestGoldenPrefill(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.src+"/"+c.golden, func(t *testing.T) {
-			g := readGolden(t, c.golden)
-			m := open(t, c.src, c.bits, c.k, Options{})
-			s, err := m.NewSession()
-			if err != nil {
-				t.Fatal(err)
-			}
-			hidden := map[string][]float32{}
-			s.Capture = func(name string, T int, h []float32) {
-				hidden[name] = append([]float32(nil), h...)
-			}
-			ids := g.i64["input_ids"]
-			logits, err := s.ForwardAll(ids)
-			if err != nil {
-				t.Fatal(err)
-			}
-			H, V := m.Config.HiddenSize, m.Config.VocabSize
-			names := []string{"embed"}
-			for l := 0; l < m.Config.NumHiddenLayers; l++ {
-				names = append(names, fmt.Sprintf("layer%02d", l))
-			}
-			names = append(names, "final_norm")
-			var errs []string
-			defer func() { t.Logf("hidden-state errors: %v", errs) }()
-			for _, n := range names {
-				want, got := g.f32["hidden."+n], hidden[n]
-				if len(got) != len(want) {
-					t.Fatalf("hidden %s: %d values, golden %d", n, len(got), len(want))
-				}
-				worst := 0.0
-				for p := range ids {
-					worst = max(worst, rel(got[p*H:(p+1)*H], want[p*H:(p+1)*H]))
-				}
-				errs = append(errs, fmt.Sprintf("%s %.2g", n, worst))
-				if worst > tolLogits {
-					t.Fatalf("first diverging hidden state: %s, worst position error %.3g", n, worst)
-				}
-			}
-			worst, wp := 0.0, 0
-			want := g.f32["logits"]
-			for p := range ids {
-				e := rel(logits[p*V:(p+1)*V], want[p*V:(p+1)*V])
-				if e > worst {
-					worst, wp = e, p
-				}
-				if a, b := argmax(logits[p*V:(p+1)*V]), argmax(want[p*V:(p+1)*V]); a != b {
-					t.Errorf("position %d: top-1 %d, golden %d", p, a, b)
-				}
-			}
-			t.Logf("%d positions: worst logits relative error %.3g (position %d)", len(ids), worst, wp)
-			if worst > tolLogits {
-				t.Errorf("logits relative error %.3g at position %d > %g", worst, wp, tolLogits)
-			}
+			checkHiddenAndLogits(t, open(t, c.src, c.bits, c.k, Options{}), readGolden(t, c.golden))
 		})
 	}
 }
@@ -111,32 +59,7 @@ func TestGoldenGenerate(t *testing.T) {
 			continue
 		}
 		t.Run(c.src+"/"+c.golden, func(t *testing.T) {
-			g := readGolden(t, c.golden)
-			m := open(t, c.src, c.bits, c.k, Options{})
-			s, err := m.NewSession()
-			if err != nil {
-				t.Fatal(err)
-			}
-			wantIDs, wantLg := g.i64["generated_ids"], g.f32["generated_logits"]
-			V := m.Config.VocabSize
-			lg, err := s.Forward(g.i64["input_ids"])
-			if err != nil {
-				t.Fatal(err)
-			}
-			worst := 0.0
-			for i, want := range wantIDs {
-				worst = max(worst, rel(lg, wantLg[i*V:(i+1)*V]))
-				if got := argmax(lg); got != want {
-					t.Fatalf("token %d: generated %d, golden %d", i, got, want)
-				}
-				if lg, err = s.Forward([]int{want}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			t.Logf("%d tokens identical; worst logits relative error %.3g", len(wantIDs), worst)
-			if worst > tolLogits {
-				t.Errorf("generated logits relative error %.3g > %g", worst, tolLogits)
-			}
+			checkGreedy(t, open(t, c.src, c.bits, c.k, Options{}), readGolden(t, c.golden))
 		})
 	}
 }
