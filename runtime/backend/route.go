@@ -21,28 +21,12 @@ func Route(logits []float32, k int, idx []int, w []float32) error {
 	if len(idx) < k || len(w) < k {
 		return fmt.Errorf("backend: route outputs hold %d ids and %d weights, need %d", len(idx), len(w), k)
 	}
-	// Insertion into a sorted top-k list; k is small (≤ 16 in practice).
-	n := 0
 	for i, l := range logits {
 		if math.IsNaN(float64(l)) {
 			return fmt.Errorf("backend: router logit %d is NaN", i)
 		}
-		if n == k && l <= logits[idx[k-1]] {
-			continue
-		}
-		j := n
-		if n < k {
-			n++
-		} else {
-			j = k - 1
-		}
-		// Strict '>' keeps earlier (lower) indices ahead on ties.
-		for j > 0 && l > logits[idx[j-1]] {
-			idx[j] = idx[j-1]
-			j--
-		}
-		idx[j] = i
 	}
+	TopK(logits, idx[:k])
 	m := float64(logits[idx[0]])
 	var sum float64
 	for j := 0; j < k; j++ {
@@ -52,4 +36,28 @@ func Route(logits []float32, k int, idx []int, w []float32) error {
 		w[j] = float32(math.Exp(float64(logits[idx[j]])-m) / sum)
 	}
 	return nil
+}
+
+// TopK writes to out the indices of the len(out) largest values of v, in
+// decreasing order; ties go to the lower index. It inserts into a sorted
+// list, for the small k of routers (≤ 16 in practice). v holds no NaN.
+func TopK[T float32 | float64](v []T, out []int) {
+	n, k := 0, len(out)
+	for i, x := range v {
+		if n == k && x <= v[out[k-1]] {
+			continue
+		}
+		j := n
+		if n < k {
+			n++
+		} else {
+			j = k - 1
+		}
+		// Strict '>' keeps earlier (lower) indices ahead on ties.
+		for j > 0 && x > v[out[j-1]] {
+			out[j] = out[j-1]
+			j--
+		}
+		out[j] = i
+	}
 }

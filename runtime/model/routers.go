@@ -59,11 +59,11 @@ func sigmoidRoute(bias []float32, nGroup, topkGroup int, renorm bool, scale floa
 			gs := make([]float64, nGroup)
 			two := make([]int, 2)
 			for g := range gs {
-				topK(choice[g*per:(g+1)*per], two)
+				backend.TopK(choice[g*per:(g+1)*per], two)
 				gs[g] = choice[g*per+two[0]] + choice[g*per+two[1]]
 			}
 			keep := make([]int, topkGroup)
-			topK(gs, keep)
+			backend.TopK(gs, keep)
 			kept := make([]bool, nGroup)
 			for _, g := range keep {
 				kept[g] = true
@@ -74,7 +74,7 @@ func sigmoidRoute(bias []float32, nGroup, topkGroup int, renorm bool, scale floa
 				}
 			}
 		}
-		topK(choice, idx[:k])
+		backend.TopK(choice, idx[:k])
 		var sum float64
 		for _, e := range idx[:k] {
 			sum += s[e]
@@ -87,27 +87,5 @@ func sigmoidRoute(bias []float32, nGroup, topkGroup int, renorm bool, scale floa
 			w[j] = float32(v * scale)
 		}
 		return nil
-	}
-}
-
-// topK writes the indices of the len(out) largest values of v to out, largest first; ties go to
-// the lower index.
-func topK(v []float64, out []int) {
-	n := 0
-	for i, x := range v {
-		if n == len(out) && x <= v[out[n-1]] {
-			continue
-		}
-		j := n
-		if n < len(out) {
-			n++
-		} else {
-			j = n - 1
-		}
-		for j > 0 && x > v[out[j-1]] {
-			out[j] = out[j-1]
-			j--
-		}
-		out[j] = i
 	}
 }
