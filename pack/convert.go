@@ -66,11 +66,34 @@ type packer struct {
 	denseBits int
 	rule      quant.Rule
 	unsynced  []unsynced // expert files awaiting their fsync
+	specs     []format.TensorSpec
 }
 
 // Convert packs the checkpoint in o.In into o.Out.
 func Convert(ctx context.Context, o Options) (*Stats, error) {
 	start := time.Now()
+	p, err := newPacker(ctx, o, openCheckpoint)
+	if err != nil {
+		return nil, err
+	}
+	defer p.ck.Close()
+	if err := p.begin(); err != nil {
+		return nil, err
+	}
+	defer p.out.abandonUnlessCommitted()
+	if err := p.packDense(); err != nil {
+		return nil, err
+	}
+	if err := p.packExperts(); err != nil {
+		p.closeUnsynced()
+		return nil, err
+	}
+	return p.finish(start)
+}
+
+// newPacker opens the checkpoint in o.In (open maps it, or stands it in for a streaming pack)
+// and checks everything that can be checked before the output is created.
+func newPacker(ctx context.Context, o Options, open func(string) (*checkpoint, error)) (*packer, error) {
 	if o.Workers <= 0 {
 		o.Workers = runtime.NumCPU()
 	}
@@ -86,49 +109,55 @@ func Convert(ctx context.Context, o Options) (*Stats, error) {
 	if err := fsguard.CheckOutput(outPath, fsguard.Path{Label: "--in", Path: o.In}); err != nil {
 		return nil, err
 	}
-	ck, err := openCheckpoint(o.In)
+	ck, err := open(o.In)
 	if err != nil {
-		return nil, err
-	}
-	defer ck.Close()
-	if err := fsguard.CheckOutput(outPath, ck.inputs()...); err != nil {
-		return nil, err
-	}
-	if err := checkConfigRanges(filepath.Join(ck.dir, "config.json"), &ck.config); err != nil {
-		return nil, err
-	}
-	if err := checkTokenizer(ck.dir, &ck.config); err != nil {
 		return nil, err
 	}
 	p := &packer{ctx: ctx, o: o, ck: ck, cfg: &ck.config}
-	if err := p.resolveBits(); err != nil {
+	if err := p.check(outPath); err != nil {
+		ck.Close()
 		return nil, err
+	}
+	return p, nil
+}
+
+func (p *packer) check(outPath fsguard.Path) error {
+	ck := p.ck
+	if err := fsguard.CheckOutput(outPath, ck.inputs()...); err != nil {
+		return err
+	}
+	if err := checkConfigRanges(filepath.Join(ck.dir, "config.json"), &ck.config); err != nil {
+		return err
+	}
+	if err := checkTokenizer(ck.dir, &ck.config); err != nil {
+		return err
+	}
+	if err := p.resolveBits(); err != nil {
+		return err
 	}
 	if len(ck.skipped) > 0 {
-		fmt.Fprintf(o.Log, "skipping %s (%d tensors): not used by a text runtime\n", strings.Join(ck.skipped, ", "), ck.skippedCount)
+		fmt.Fprintf(p.o.Log, "skipping %s (%d tensors): not used by a text runtime\n", strings.Join(ck.skipped, ", "), ck.skippedCount)
 	}
-	out, err := newStagedDir(o.Out, o.Force, o.Log)
+	return nil
+}
+
+// begin creates the staged output and the progress bar.
+func (p *packer) begin() error {
+	out, err := newStagedDir(p.o.Out, p.o.Force, p.o.Log)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	p.out = out
-	done := false
-	defer func() {
-		if !done {
-			out.abandon()
-		}
-	}()
-	p.bar = progress.New(o.Progress, p.totalSourceBytes(), "packing")
+	p.bar = progress.New(p.o.Progress, p.totalSourceBytes(), "packing")
+	ck := p.ck
 	p.m = format.Manifest{Format: "fmoe", Version: format.Version, CreatedBy: Version,
 		Source: format.Source{Layout: ck.layout, Architecture: ck.config.Architecture, NormShifted: ck.normShifted},
 		Config: ck.config}
-	if err := p.packDense(); err != nil {
-		return nil, err
-	}
-	if err := p.packExperts(); err != nil {
-		p.closeUnsynced()
-		return nil, err
-	}
+	return nil
+}
+
+// finish adds the side files and the manifest, and moves the output into place.
+func (p *packer) finish(start time.Time) (*Stats, error) {
 	p.reportUnused()
 	if err := p.copySideFiles(); err != nil {
 		return nil, err
@@ -140,19 +169,18 @@ func Convert(ctx context.Context, o Options) (*Stats, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileVia(o.create, out.path(format.ManifestName), data); err != nil {
+	if err := writeFileVia(p.o.create, p.out.path(format.ManifestName), data); err != nil {
 		return nil, err
 	}
 	if err := p.ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := out.commit(); err != nil {
+	if err := p.out.commit(); err != nil {
 		return nil, err
 	}
-	done = true
 	p.bar.Finish()
 	p.stats.Elapsed = time.Since(start)
-	p.stats.Layout = ck.layout
+	p.stats.Layout = p.ck.layout
 	p.stats.ExpertBits, p.stats.DenseBits = p.expBits, p.denseBits
 	return &p.stats, nil
 }

@@ -9,56 +9,45 @@ import (
 
 // packDense writes every non-expert tensor to model_weights.bin in schema order.
 func (p *packer) packDense() error {
-	path := p.out.path(format.WeightsName)
-	f, err := p.o.create(path)
+	schema := format.Schema(p.cfg)
+	d, err := p.newDenseWriter(len(schema))
 	if err != nil {
-		return fmt.Errorf("creating %s: %w", path, err)
-	}
-	w := newWeightsWriter(f, format.WeightsName)
-	for _, spec := range format.Schema(p.cfg) {
-		if err := p.checkCancelled(); err != nil {
-			f.Close()
-			return err
-		}
-		enc, srcs, err := p.encodeDense(spec)
-		if err == nil {
-			err = p.checkDenseFinite(srcs)
-		}
-		if err != nil {
-			f.Close()
-			return err
-		}
-		t := format.Tensor{Name: spec.Name, DType: enc.dtype, Shape: enc.shape, Bits: enc.bits, GroupSize: enc.group, Rule: enc.rule}
-		if t.Data, err = w.put(enc.data); err != nil {
-			f.Close()
-			return err
-		}
-		if enc.dtype == format.DTypeU32 {
-			s, err := w.put(enc.scales)
-			if err != nil {
-				f.Close()
-				return err
-			}
-			b, err := w.put(enc.biases)
-			if err != nil {
-				f.Close()
-				return err
-			}
-			t.Scales, t.Biases = &s, &b
-		}
-		p.m.Tensors = append(p.m.Tensors, t)
-		p.stats.Tensors++
-		for _, s := range srcs {
-			p.bar.Add(int64(len(s.data)))
-			p.stats.BytesIn += int64(len(s.data))
-			s.release()
-		}
-	}
-	if err := w.finish(); err != nil {
 		return err
 	}
-	p.m.Weights = format.WeightsFile{File: format.WeightsName, Size: w.off, Align: format.WeightsAlign}
-	p.stats.BytesOut += w.off
+	for i, spec := range schema {
+		if err := p.packDenseTensor(d, i, spec); err != nil {
+			d.abandon()
+			return err
+		}
+	}
+	return d.finish()
+}
+
+// packDenseTensor encodes schema tensor i and hands it to d.
+func (p *packer) packDenseTensor(d *denseWriter, i int, spec format.TensorSpec) error {
+	if err := p.checkCancelled(); err != nil {
+		return err
+	}
+	enc, srcs, err := p.encodeDense(spec)
+	if err == nil {
+		err = p.checkArrived(srcs)
+	}
+	if err == nil {
+		err = p.checkDenseFinite(srcs)
+	}
+	if err != nil {
+		return err
+	}
+	t := format.Tensor{Name: spec.Name, DType: enc.dtype, Shape: enc.shape, Bits: enc.bits, GroupSize: enc.group, Rule: enc.rule}
+	if err := d.add(i, t, enc); err != nil {
+		return err
+	}
+	p.stats.Tensors++
+	for _, s := range srcs {
+		p.bar.Add(int64(len(s.data)))
+		p.stats.BytesIn += int64(len(s.data))
+		s.release()
+	}
 	return nil
 }
 

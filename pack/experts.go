@@ -220,70 +220,108 @@ func expertSetLayout(cfg *format.Config, bits, group int) (format.ExpertSet, err
 
 // packExperts writes packed_experts/layer_NN.bin for every layer (empty for a dense layer).
 func (p *packer) packExperts() error {
+	x, err := p.planExperts()
+	if err != nil {
+		return err
+	}
+	for l := 0; l < p.cfg.NumHiddenLayers; l++ {
+		if err := p.packExpertLayer(x, l); err != nil {
+			return err
+		}
+	}
+	return p.finishExperts(x)
+}
+
+// expertPlan is the expert set's layout, decided before any layer is written, and the layer
+// files as they are written (in any order: a streaming pack writes layers as they arrive).
+type expertPlan struct {
+	set   format.ExpertSet
+	group int
+}
+
+// planExperts lays out the expert set (expertLayout) and makes its folder.
+func (p *packer) planExperts() (*expertPlan, error) {
+	x, err := p.expertLayout()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(p.out.path(x.set.Dir), 0o755); err != nil {
+		return nil, fmt.Errorf("output: %w", err)
+	}
+	return x, nil
+}
+
+// expertLayout lays out the expert set at the first layer with experts (a leading dense
+// layer, GLM-4.5's first, says nothing of their format). It reads only shapes and dtypes, so
+// a streaming pack can call it before any shard has arrived.
+func (p *packer) expertLayout() (*expertPlan, error) {
 	group := 64
 	if p.ck.quant != nil {
 		group = p.ck.quant.GroupSize
 	}
-	var set format.ExpertSet
-	started := false
-	for l := 0; l < p.cfg.NumHiddenLayers; l++ {
-		le := &layerExperts{layer: l, done: func(int) {}}
-		if !p.cfg.Dense(l) {
-			var err error
-			if le, err = p.findExperts(l); err != nil {
-				return err
-			}
-		}
-		// The set is laid out at the first layer with experts: a leading dense layer (GLM-4.5's
-		// first) says nothing of their format.
-		if !started && (!p.cfg.Dense(l) || !p.anyRouted(l+1)) {
-			started = true
-			if le.q != nil {
-				group = le.group
-			}
-			var err error
-			if set, err = expertSetLayout(p.cfg, p.expBits, group); err != nil {
-				return err
-			}
-			set.Dir = format.ExpertsDir
-			if le.q == nil && set.Bits != 16 {
-				set.SetRule(p.rule.String())
-			}
-			if err := os.Mkdir(p.out.path(set.Dir), 0o755); err != nil {
-				return fmt.Errorf("output: %w", err)
-			}
-			// The dense layers before this one get their (empty) files now.
-			for d := 0; d < l; d++ {
-				lf, err := p.writeLayer(&set, &layerExperts{layer: d, done: func(int) {}})
-				if err != nil {
-					return err
-				}
-				set.Layers = append(set.Layers, lf)
-			}
-		}
-		if !started {
-			continue
-		}
-		if le.q != nil && (le.bits != set.Bits || le.group != group) {
-			return fmt.Errorf("source checkpoint %s: layer %d experts are %d-bit group %d, the first layer's are %d-bit group %d; fmoe needs one expert format", p.ck.dir, l, le.bits, le.group, set.Bits, group)
-		}
-		p.bar.Describe(fmt.Sprintf("layer %d/%d", l+1, p.cfg.NumHiddenLayers))
-		for _, s := range le.srcs {
-			s.used = true
-		}
-		lf, err := p.writeLayer(&set, le)
+	first := 0
+	for first < p.cfg.NumHiddenLayers && p.cfg.Dense(first) && p.anyRouted(first+1) {
+		first++
+	}
+	quantised := false
+	if first < p.cfg.NumHiddenLayers && !p.cfg.Dense(first) {
+		le, err := p.findExperts(first)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		set.Layers = append(set.Layers, lf)
-		for _, s := range le.srcs {
-			p.stats.BytesIn += int64(len(s.data))
+		if le.q != nil {
+			group, quantised = le.group, true
 		}
 	}
+	set, err := expertSetLayout(p.cfg, p.expBits, group)
+	if err != nil {
+		return nil, err
+	}
+	set.Dir = format.ExpertsDir
+	if !quantised && set.Bits != 16 {
+		set.SetRule(p.rule.String())
+	}
+	set.Layers = make([]format.ExpertLayer, p.cfg.NumHiddenLayers)
+	return &expertPlan{set: set, group: group}, nil
+}
+
+// packExpertLayer writes layer l's expert file (empty for a dense layer).
+func (p *packer) packExpertLayer(x *expertPlan, l int) error {
+	le := &layerExperts{layer: l, done: func(int) {}}
+	if !p.cfg.Dense(l) {
+		var err error
+		if le, err = p.findExperts(l); err != nil {
+			return err
+		}
+	}
+	set := &x.set
+	if le.q != nil && (le.bits != set.Bits || le.group != x.group) {
+		return fmt.Errorf("source checkpoint %s: layer %d experts are %d-bit group %d, the first layer's are %d-bit group %d; fmoe needs one expert format", p.ck.dir, l, le.bits, le.group, set.Bits, x.group)
+	}
+	p.bar.Describe(fmt.Sprintf("layer %d/%d", l+1, p.cfg.NumHiddenLayers))
+	if err := p.checkArrived(le.srcs); err != nil {
+		return err
+	}
+	for _, s := range le.srcs {
+		s.used = true
+	}
+	lf, err := p.writeLayer(set, le)
+	if err != nil {
+		return err
+	}
+	set.Layers[l] = lf
+	for _, s := range le.srcs {
+		p.stats.BytesIn += int64(len(s.data))
+	}
+	return nil
+}
+
+// finishExperts syncs the layer files and records the set.
+func (p *packer) finishExperts(x *expertPlan) error {
 	if err := p.syncAll(); err != nil {
 		return err
 	}
-	p.m.Experts = []format.ExpertSet{set}
+	p.m.Experts = []format.ExpertSet{x.set}
 	return nil
 }
 

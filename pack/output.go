@@ -23,10 +23,11 @@ func osCreate(path string) (outFile, error) { return os.Create(path) }
 // renamed into place only when complete, so an interrupted or failed pack never leaves a
 // directory that looks valid.
 type stagedDir struct {
-	final string
-	tmp   string
-	part  *partial.Dir
-	force bool
+	final     string
+	tmp       string
+	part      *partial.Dir
+	force     bool
+	committed bool
 }
 
 // newStagedDir first removes what runs for the same output left when they were killed (only
@@ -78,6 +79,13 @@ func (d *stagedDir) path(parts ...string) string {
 // abandon removes everything written so far.
 func (d *stagedDir) abandon() { d.part.Abandon() }
 
+// abandonUnlessCommitted is abandon for a deferred call: a finished output stays.
+func (d *stagedDir) abandonUnlessCommitted() {
+	if !d.committed {
+		d.abandon()
+	}
+}
+
 // commit moves the finished directory into place, replacing an old one only now that the new
 // one is complete.
 func (d *stagedDir) commit() error {
@@ -101,6 +109,7 @@ func (d *stagedDir) commit() error {
 		}
 		return fmt.Errorf("moving the finished pack to %s: %w", d.final, err)
 	}
+	d.committed = true
 	if old != "" {
 		os.RemoveAll(old)
 	}

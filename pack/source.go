@@ -41,6 +41,9 @@ type srcTensor struct {
 type shard struct {
 	name string
 	file *mmap.File
+	// standIn: file is a zero mapping laid out from the shard's header, not the shard itself
+	// (a streaming pack before the shard has arrived, stream.go). Its tensors read zeros.
+	standIn bool
 }
 
 // checkpoint is an opened source directory.
@@ -79,12 +82,26 @@ func (q *quantConfig) forModule(orig string) (bits, group int) {
 
 func (c *checkpoint) Close() {
 	for _, s := range c.shards {
-		s.file.Close()
+		if s.file != nil {
+			s.file.Close()
+		}
 	}
 }
 
+// shardOpener maps the shard at path; openCheckpoint maps the file itself, a streaming pack
+// a stand-in from its header.
+type shardOpener func(name, path string) (*mmap.File, bool, error)
+
+// openShardFile maps a shard privately (FP8 headers are retyped in place, fp8_header.go).
+func openShardFile(_, path string) (*mmap.File, bool, error) {
+	mf, err := mmap.OpenPrivate(path)
+	return mf, false, err
+}
+
 // openCheckpoint maps every shard and indexes the tensors under canonical names.
-func openCheckpoint(dir string) (*checkpoint, error) {
+func openCheckpoint(dir string) (*checkpoint, error) { return openCheckpointWith(dir, openShardFile) }
+
+func openCheckpointWith(dir string, open shardOpener) (*checkpoint, error) {
 	cfgPath := filepath.Join(dir, "config.json")
 	raw, err := fsguard.ReadRegular(cfgPath)
 	if err != nil {
@@ -109,7 +126,7 @@ func openCheckpoint(dir string) (*checkpoint, error) {
 		}
 	}
 	ck := &checkpoint{dir: dir, rawConfig: raw, config: cfg, quant: q, fp8: fp8, tensors: map[string]*srcTensor{}}
-	err = ck.loadShards()
+	err = ck.loadShards(open)
 	if err == nil {
 		err = ck.attachFP8()
 	}
@@ -217,7 +234,7 @@ func (c *checkpoint) shardList() ([]string, map[string]string, error) {
 	return files, idx.WeightMap, nil
 }
 
-func (c *checkpoint) loadShards() error {
+func (c *checkpoint) loadShards(open shardOpener) error {
 	files, weightMap, err := c.shardList()
 	if err != nil {
 		return err
@@ -226,7 +243,7 @@ func (c *checkpoint) loadShards() error {
 	var dtypeErrs []*dtypeError
 	for _, f := range files {
 		path := filepath.Join(c.dir, f)
-		mf, err := mmap.OpenPrivate(path) // private: FP8 headers are retyped in place (fp8_header.go)
+		mf, standIn, err := open(f, path)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("shard %s named in model.safetensors.index.json is missing: %v", path, err)
@@ -234,24 +251,14 @@ func (c *checkpoint) loadShards() error {
 			return fmt.Errorf("shard: %w", err) // the error names the file
 		}
 		mf.Sequential()
-		sh := &shard{name: f, file: mf}
+		sh := &shard{name: f, file: mf, standIn: standIn}
 		c.shards = append(c.shards, sh)
-		entries, dataStart, err := parseHeader(mf.Data)
+		entries, dataStart, views, de, err := shardViews(mf, path)
 		if err != nil {
-			return fmt.Errorf("shard %s: %w", path, err)
+			return err
 		}
-		views, err := sliceTensors(mf.Data, entries, mf.Overwrite)
-		var de *dtypeError
-		if errors.As(err, &de) {
-			// Decide below whether the tensor is needed; slice by hand meanwhile.
-			de.shard = path
+		if de != nil {
 			dtypeErrs = append(dtypeErrs, de)
-			views = map[string][]byte{}
-			for _, e := range entries {
-				views[e.Name] = mf.Data[dataStart+e.Offsets[0] : dataStart+e.Offsets[1]]
-			}
-		} else if err != nil {
-			return fmt.Errorf("shard %s: %w", path, err)
 		}
 		for _, e := range entries {
 			if prev, dup := where[e.Name]; dup {
@@ -411,4 +418,28 @@ func (t *srcTensor) releaseExpert(n, e int) {
 	}
 	per := int64(len(t.data) / n)
 	t.shard.file.Release(t.off+int64(e)*per, per)
+}
+
+// shardViews checks a mapped shard's framing and slices its tensors, returning where the data
+// starts. A dtype the packer does not read is returned, not failed on: the caller decides
+// whether the tensor matters (its view is sliced by hand meanwhile).
+func shardViews(mf *mmap.File, path string) ([]headerEntry, int64, map[string][]byte, *dtypeError, error) {
+	entries, dataStart, err := parseHeader(mf.Data)
+	if err != nil {
+		return nil, 0, nil, nil, fmt.Errorf("shard %s: %w", path, err)
+	}
+	views, err := sliceTensors(mf.Data, entries, mf.Overwrite)
+	var de *dtypeError
+	if errors.As(err, &de) {
+		de.shard = path
+		views = map[string][]byte{}
+		for _, e := range entries {
+			views[e.Name] = mf.Data[dataStart+e.Offsets[0] : dataStart+e.Offsets[1]]
+		}
+		return entries, dataStart, views, de, nil
+	}
+	if err != nil {
+		return nil, 0, nil, nil, fmt.Errorf("shard %s: %w", path, err)
+	}
+	return entries, dataStart, views, nil, nil
 }

@@ -42,3 +42,13 @@ func (f *File) Sequential() {}
 
 // Close drops the data.
 func (f *File) Close() error { f.Data = nil; return nil }
+
+// Zero holds size bytes that read as head followed by zeros (in memory, without mmap).
+func Zero(name string, size int64, head []byte) (*File, error) {
+	if int64(int(size)) != size || size < int64(len(head)) {
+		return nil, fmt.Errorf("%s: cannot stand in %d bytes with a %d-byte head", name, size, len(head))
+	}
+	data := make([]byte, size)
+	copy(data, head)
+	return &File{Data: data}, nil
+}

@@ -120,3 +120,25 @@ func (f *File) Close() error {
 func madvise(b []byte, advice int) error {
 	return unix.Madvise(b, advice)
 }
+
+// Zero maps size bytes that read as head followed by zeros, backed by no file: untouched pages
+// cost no memory. A streaming pack stands one in for each shard not downloaded yet, so the
+// shard's tensors can be laid out from its header before its bytes exist (pack/stream.go).
+func Zero(name string, size int64, head []byte) (*File, error) {
+	if int64(int(size)) != size || size < int64(len(head)) {
+		return nil, fmt.Errorf("mmap %s: cannot stand in %d bytes with a %d-byte head", name, size, len(head))
+	}
+	if size == 0 {
+		return &File{name: name, private: true}, nil
+	}
+	data, err := syscall.Mmap(-1, 0, int(size), syscall.PROT_READ, syscall.MAP_ANON|syscall.MAP_PRIVATE|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil, fmt.Errorf("mmap %s: %w", name, err)
+	}
+	f := &File{Data: data, name: name, private: true}
+	if err := f.Overwrite(0, head); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
