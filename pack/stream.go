@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -256,19 +255,6 @@ func headerBytes(data []byte) []byte {
 		return nil
 	}
 	return data[:8+n]
-}
-
-// StreamHeaderLen reads a safetensors file's first 8 bytes: the length of the JSON header that
-// follows, checked against the file's size.
-func StreamHeaderLen(first8 []byte, fileSize int64) (int64, error) {
-	if len(first8) < 8 {
-		return 0, errors.New("shorter than the 8-byte header length")
-	}
-	n := binary.LittleEndian.Uint64(first8)
-	if n > maxHeader || int64(n) > fileSize-8 {
-		return 0, fmt.Errorf("corrupt safetensors header: header length %d in a %d-byte file", n, fileSize)
-	}
-	return int64(n), nil
 }
 
 // sideFileBytes is the size of the side files a pack copies from dir.
