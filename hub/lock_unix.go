@@ -43,3 +43,25 @@ func freeBytes(dir string) int64 {
 		dir = parent
 	}
 }
+
+// SameFileSystem reports whether a and b (or their nearest existing ancestors) are on one
+// file system, so that space needed in both comes out of one free count.
+func SameFileSystem(a, b string) bool {
+	da, ok1 := device(a)
+	db, ok2 := device(b)
+	return ok1 && ok2 && da == db
+}
+
+func device(dir string) (uint64, bool) {
+	for {
+		var st syscall.Stat_t
+		if err := syscall.Stat(dir, &st); err == nil {
+			return uint64(st.Dev), true
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return 0, false
+		}
+		dir = parent
+	}
+}

@@ -253,3 +253,7 @@ func (c *Client) pullOffline(ref Ref, o Options) (*Result, error) {
 	fmt.Fprintf(o.Log, "offline: using %s (commit %s) from %s\n", ref, commit, t.dir())
 	return &Result{Dir: t.dir(), Commit: commit, Files: names, FromCacheOnly: true}, nil
 }
+
+// FreeBytes is the space left to an unprivileged user on the file system holding dir (or its
+// nearest existing ancestor), or -1 when unknown.
+func FreeBytes(dir string) int64 { return freeSpace(dir) }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/fmoe/fmoe/hub/hubtest"
 	"github.com/fmoe/fmoe/internal/cliutil"
+	"github.com/fmoe/fmoe/pack"
 )
 
 const tinyChat = "../../models/fmoe-tiny-chat/mlx-4bit"
@@ -126,5 +128,84 @@ func TestConvertFromHub(t *testing.T) {
 	}
 	if code, _, stderr := run(t, "convert", "--in", "hf://nothing", "--out", filepath.Join(tmp, "x")); code != 2 || !strings.Contains(stderr, "--in") {
 		t.Errorf("convert of a bad reference: exit %d, %q", code, stderr)
+	}
+}
+
+// TestConvertStreamCommand: convert --stream from the Hub packs what convert of the local
+// folder packs, says what it needs before downloading, leaves no shard in the cache, and
+// refuses --stream without a Hub reference.
+func TestConvertStreamCommand(t *testing.T) {
+	const src = "../../testdata/tiny/hf"
+	repo, err := hubtest.RepoFromDir("fmoe/tiny-hf", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := hubtest.New([]*hubtest.Repo{repo})
+	defer srv.Close()
+	home := hubEnv(t, srv)
+	tmp := t.TempDir()
+	streamed, local := filepath.Join(tmp, "stream"), filepath.Join(tmp, "local")
+	code, stdout, stderr := run(t, "convert", "--in", "hf://fmoe/tiny-hf", "--out", streamed, "--stream", "-q")
+	if code != 0 || !strings.Contains(stdout, "packed hf://fmoe/tiny-hf") {
+		t.Fatalf("convert --stream: exit %d, %q, %q", code, stdout, stderr)
+	}
+	for _, s := range []string{"streaming needs ", "GB free: the pack (at most", "of the 34 shards"} {
+		if !strings.Contains(stderr, s) {
+			t.Errorf("stderr does not say %q: %q", s, stderr)
+		}
+	}
+	if code, _, stderr := run(t, "convert", "--in", src, "--out", local, "-q"); code != 0 {
+		t.Fatalf("convert of the folder: exit %d: %s", code, stderr)
+	}
+	filepath.Walk(local, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(local, p)
+		want, _ := os.ReadFile(p)
+		if got, err := os.ReadFile(filepath.Join(streamed, rel)); err != nil || string(got) != string(want) {
+			t.Errorf("%s differs between the streamed and the local pack (%v)", rel, err)
+		}
+		return nil
+	})
+	for name, f := range repo.Files {
+		if _, err := os.Stat(filepath.Join(home, "hub", "models--fmoe--tiny-hf", "blobs", hubtest.SHA256(f.Data))); f.LFS && err == nil {
+			t.Errorf("shard %s is left in the cache", name)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"convert", "--in", src, "--out", filepath.Join(tmp, "x"), "--stream"}, "--stream packs while downloading from the Hub"},
+		{[]string{"convert", "--in", "hf://a/b", "--out", filepath.Join(tmp, "x"), "--stream", "--downloads", "0"}, "--downloads 0"},
+	} {
+		if code, _, stderr := run(t, tc.args...); code != 2 || !strings.Contains(stderr, tc.msg) {
+			t.Errorf("%q: exit %d, %q; want 2, %q", tc.args, code, stderr, tc.msg)
+		}
+	}
+}
+
+func TestCheckStreamSpace(t *testing.T) {
+	p := &pack.StreamPlan{PackBytes: 200e9, SpoolBytes: 2e9, WindowBytes: 15e9, WindowShards: 3, Shards: 94, DownloadBytes: 800e9}
+	var log strings.Builder
+	free := map[string]int64{"/out": 210e9, "/cache": 100e9}
+	get := func(d string) int64 { return free[d] }
+	same := func(a, b string) bool { return true }
+	err := checkStreamSpace(&log, p, "/cache", "/out/pack", get, same)
+	if err == nil || !strings.Contains(err.Error(), "streaming needs 217.00 GB free in /out, it has 210.00 GB") {
+		t.Errorf("one disk, too small: %v", err)
+	}
+	if !strings.Contains(log.String(), "at most 3 of the 94 shards (15.00 GB, of 800.00 GB to download)") {
+		t.Errorf("log: %q", log.String())
+	}
+	// Two disks: each is checked for its own part.
+	differ := func(a, b string) bool { return false }
+	if err := checkStreamSpace(io.Discard, p, "/cache", "/out/pack", get, differ); err != nil {
+		t.Errorf("two disks with room: %v", err)
+	}
+	free["/cache"] = 10e9
+	if err := checkStreamSpace(io.Discard, p, "/cache", "/out/pack", get, differ); err == nil || !strings.Contains(err.Error(), "15.00 GB free in /cache") {
+		t.Errorf("cache disk too small: %v", err)
 	}
 }
