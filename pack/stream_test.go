@@ -314,3 +314,149 @@ func TestConvertStreamInterrupted(t *testing.T) {
 	}
 	noOutput(t, r.out)
 }
+
+// dirSource delivers a local checkpoint's shards as a download would: each copied into a
+// scratch folder when its turn comes, deleted when released. With it every family the packer
+// reads is streamed, without a Hub.
+type dirSource struct {
+	src, dir string
+	shards   []SourceShard
+	released map[string]bool
+	// tamper, if set, changes a shard's bytes on the way (a source that lied in its header).
+	tamper func(name string, data []byte)
+}
+
+func newDirSource(t *testing.T, src string) *dirSource {
+	t.Helper()
+	dir := t.TempDir()
+	s := &dirSource{src: src, dir: dir, released: map[string]bool{}}
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		p := filepath.Join(src, e.Name())
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(e.Name(), ".safetensors") {
+			os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644)
+			continue
+		}
+		head := headerBytes(data)
+		if head == nil {
+			t.Fatalf("%s: no safetensors header", p)
+		}
+		s.shards = append(s.shards, SourceShard{Name: e.Name(), Size: int64(len(data)), Header: head})
+	}
+	return s
+}
+
+func (s *dirSource) Dir() string           { return s.dir }
+func (s *dirSource) Shards() []SourceShard { return s.shards }
+func (s *dirSource) Lookahead() int        { return 1 }
+func (s *dirSource) Release(name string) error {
+	if s.released[name] {
+		return errors.New("released twice: " + name)
+	}
+	s.released[name] = true
+	return os.Remove(filepath.Join(s.dir, name))
+}
+
+func (s *dirSource) Run(ctx context.Context, arrived func(name, path string) error) error {
+	for _, sh := range s.shards {
+		data, err := os.ReadFile(filepath.Join(s.src, sh.Name))
+		if err != nil {
+			return err
+		}
+		if s.tamper != nil {
+			s.tamper(sh.Name, data)
+		}
+		p := filepath.Join(s.dir, sh.Name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return err
+		}
+		if err := arrived(sh.Name, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestConvertStreamFamilies: for every layout and family the packer reads, and for the bit
+// options that change model_weights.bin, a streamed pack equals Convert's byte for byte, its
+// size is within the plan's bound, and every shard is released.
+func TestConvertStreamFamilies(t *testing.T) {
+	fp8, _ := fp8Checkpoints(t, false)
+	fp8vl, _ := fp8Checkpoints(t, true)
+	for _, tc := range []struct {
+		name, dir string
+		o         Options
+	}{
+		{"hf", tiny + "hf", Options{}},
+		{"hf bits 16", tiny + "hf", Options{Bits: 16}},
+		{"hf dense 8", tiny + "hf", Options{DenseBits: 8}},
+		{"hf-vl", tiny + "hf-vl", Options{}},
+		{"mlx-4bit", tiny + "mlx-4bit", Options{}},
+		{"fp8", fp8, Options{}},
+		{"fp8 vl bits 16", fp8vl, Options{Bits: 16}},
+		{"qwen3-next", qwen3NextOf(t, tiny+"hf"), Options{}},
+		{"glm4_moe", glmFixture, Options{}},
+		{"deepseek_v3", "../testdata/arch/deepseek_v3/hf", Options{}},
+		{"qwen3_moe", "../testdata/arch/qwen3_moe/hf", Options{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tmp := t.TempDir()
+			o := tc.o
+			o.In, o.Out, o.Workers = tc.dir, filepath.Join(tmp, "local"), 2
+			if _, err := Convert(context.Background(), o); err != nil {
+				t.Fatal(err)
+			}
+			src := newDirSource(t, tc.dir)
+			o.Out = filepath.Join(tmp, "stream")
+			var plan *StreamPlan
+			_, err := ConvertStream(context.Background(), o, src, StreamOptions{Check: func(p *StreamPlan) error { plan = p; return nil }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameStreamedPack(t, filepath.Join(tmp, "local"), o.Out)
+			if size := diskBytes(o.Out); size > plan.PackBytes {
+				t.Errorf("pack of %d bytes, over the plan's bound %d", size, plan.PackBytes)
+			}
+			if len(src.released) != len(src.shards) {
+				t.Errorf("%d of %d shards released", len(src.released), len(src.shards))
+			}
+			t.Logf("%d shards, window %d of %d bytes (%d shards)", plan.Shards, plan.WindowBytes, plan.DownloadBytes, plan.WindowShards)
+		})
+	}
+}
+
+// TestConvertStreamRefuses: a shard whose header is not the one announced, and a tensor read
+// before its shard arrived, stop the pack with an error instead of packing zeros.
+func TestConvertStreamRefuses(t *testing.T) {
+	src := newDirSource(t, tiny+"mlx-4bit")
+	victim := src.shards[1].Name
+	src.tamper = func(name string, data []byte) {
+		if name == victim {
+			data[9] ^= 1 // inside the JSON header
+		}
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	_, err := ConvertStream(context.Background(), Options{Out: out}, src, StreamOptions{})
+	if err == nil || !strings.Contains(err.Error(), victim) || !strings.Contains(err.Error(), "header differs") {
+		t.Errorf("tampered header: %v", err)
+	}
+	noOutput(t, out)
+
+	p := &packer{}
+	sh := &shard{name: "model-00002-of-00003.safetensors", standIn: true}
+	err = p.checkArrived([]*srcTensor{{orig: "model.layers.0.mlp.gate.weight", shard: sh}})
+	if err == nil || !strings.Contains(err.Error(), "before its shard model-00002-of-00003.safetensors arrived") {
+		t.Errorf("read from a stand-in: %v", err)
+	}
+	sh.standIn = false
+	if err := p.checkArrived([]*srcTensor{{orig: "x", shard: sh}}); err != nil {
+		t.Errorf("read from an arrived shard: %v", err)
+	}
+}
