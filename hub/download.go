@@ -120,6 +120,7 @@ func (c *Client) fetchOnce(ctx context.Context, j *fetchJob) error {
 			if restarted {
 				return err
 			}
+			fmt.Fprintf(j.log, "%s: the server will not resume at byte %d; starting the file over\n", f.Path, have)
 			restarted = true
 			if h, have, err = restartFile(fh, f); err != nil {
 				return err
@@ -221,7 +222,9 @@ func (c *Client) receive(ctx context.Context, j *fetchJob, fh *os.File, h hash.H
 		var start int64 = -1
 		fmt.Sscanf(resp.Header.Get("Content-Range"), "bytes %d-", &start)
 		if start != have {
-			return 0, fmt.Errorf("%s: asked for bytes from %d, the server sent Content-Range %q", f.Path, have, resp.Header.Get("Content-Range"))
+			// Not the bytes asked for: appending them would corrupt the file (huggingface_hub
+			// starts over in this case too).
+			return 0, &restartError{fmt.Sprintf("%s: asked for bytes from %d, the server sent Content-Range %q twice", f.Path, have, resp.Header.Get("Content-Range"))}
 		}
 	case resp.StatusCode == http.StatusOK && have > 0:
 		return 0, &restartError{fmt.Sprintf("%s: the server ignored the Range request twice", f.Path)}

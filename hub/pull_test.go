@@ -453,3 +453,29 @@ func TestPullNoRoom(t *testing.T) {
 		t.Errorf("fetched %d bytes of a shard that cannot fit", n)
 	}
 }
+
+// TestPullRangeIgnored: a server that answers the resume's Range with the whole file makes
+// the file start over (nothing of the 200 is appended to the partial file), and the result is
+// right.
+func TestPullRangeIgnored(t *testing.T) {
+	repo := fixtureRepo(t, "fmoe/tiny-chat", tinyChat)
+	srv := startHub(t, repo)
+	cache := t.TempDir()
+	const shard = "model-00001-of-00003.safetensors"
+	srv.DropAt(shard, int64(len(repo.Files[shard].Data)/2))
+	if _, err := pull(t, newTestClient(srv, cache, ""), "hf://fmoe/tiny-chat", Options{}); err == nil {
+		t.Fatal("the dropped pull succeeded")
+	}
+	srv.DropAt(shard, -1)
+	srv.IgnoreRange(shard, true)
+	var log bytes.Buffer
+	res, err := pull(t, newTestClient(srv, cache, ""), "hf://fmoe/tiny-chat", Options{Log: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "starting the file over") {
+		t.Errorf("log does not say the file started over: %q", log.String())
+	}
+	sameFiles(t, tinyChat, res.Dir, res)
+	noPartials(t, cache)
+}

@@ -306,6 +306,17 @@ func TestConvertStreamInterrupted(t *testing.T) {
 	}
 	sameStreamedPack(t, local, r.out)
 
+	// A mirror that ignores Range: the headers are cut from whole-file answers.
+	r = newStreamRun(t, "fmoe/tiny-chat", "../models/fmoe-tiny-chat/mlx-4bit")
+	for name := range r.repo.Files {
+		r.srv.IgnoreRange(name, true)
+	}
+	if _, err := r.run(t, context.Background()); err != nil {
+		t.Fatalf("Range ignored: %v", err)
+	}
+	sameStreamedPack(t, local, r.out)
+	noShardsLeft(t, r.cache, r.repo)
+
 	// Gated without a token: the Hub's refusal, before anything is written.
 	r = newStreamRun(t, "fmoe/gated", "../models/fmoe-tiny-chat/mlx-4bit")
 	r.repo.Gated, r.repo.Access = true, []string{"hf_test"}

@@ -153,6 +153,7 @@ type fault struct {
 	corruptTimes int   // flip one byte in this many more responses
 	failStatus   int   // answer this status instead ...
 	failTimes    int   // ... this many more times
+	ignoreRange  bool  // answer a Range request with the whole file (200), as some mirrors do
 }
 
 // New starts a Hub with the given repositories and valid tokens.
@@ -212,6 +213,21 @@ func (s *Server) takeFailure(path string) int {
 	}
 	f.failTimes--
 	return f.failStatus
+}
+
+// IgnoreRange makes the server answer Range requests for path with the whole file (200), as
+// some mirrors and proxies do; on false it honours them again.
+func (s *Server) IgnoreRange(path string, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faultFor(path).ignoreRange = on
+}
+
+func (s *Server) ignoresRange(path string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.faults[path]
+	return f != nil && f.ignoreRange
 }
 
 // Corrupt flips one byte in the next n responses for path.
@@ -492,6 +508,9 @@ func (s *Server) serveContent(w http.ResponseWriter, req *http.Request, f *File)
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	cw := &countingWriter{ResponseWriter: w, stats: s.Stats, path: f.Path, dropAt: dropAt}
+	if s.ignoresRange(f.Path) {
+		req.Header.Del("Range")
+	}
 	if rg := req.Header.Get("Range"); rg != "" {
 		var start int64
 		if _, err := fmt.Sscanf(rg, "bytes=%d-", &start); err == nil {
