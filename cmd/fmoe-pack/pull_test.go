@@ -173,6 +173,14 @@ func TestConvertStreamCommand(t *testing.T) {
 			t.Errorf("shard %s is left in the cache", name)
 		}
 	}
+	// Offline there is nothing to stream: the cached snapshot would be packed, but a stream
+	// leaves no complete snapshot (no refs/main), and says so.
+	t.Setenv("HF_HUB_OFFLINE", "1")
+	code, _, stderr = run(t, "convert", "--in", "hf://fmoe/tiny-hf", "--out", filepath.Join(tmp, "offline"), "--stream", "-q")
+	if code != 1 || !strings.Contains(stderr, "nothing to stream") || !strings.Contains(stderr, "fmoe/tiny-hf@main is not in the cache") {
+		t.Errorf("offline --stream after a stream: exit %d, %q", code, stderr)
+	}
+	t.Setenv("HF_HUB_OFFLINE", "")
 	for _, tc := range []struct {
 		args []string
 		msg  string
