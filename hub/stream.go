@@ -91,30 +91,62 @@ func (c *Client) OpenStream(ctx context.Context, ref Ref, o Options) (*Stream, e
 	s := &Stream{c: c, ref: pinned, t: t, shards: shards, workers: o.Workers, log: o.Log, bar: o.Progress,
 		fetched: map[string]*FileInfo{}, fresh: map[string]bool{}}
 	var toFetch, kept int64
-	for _, f := range shards {
+	s.info = make([]StreamShard, len(shards))
+	for i, f := range shards {
 		done, err := t.done(f)
 		if err != nil {
 			return nil, err
 		}
-		var head []byte
+		s.info[i] = StreamShard{Name: f.Path, Size: f.Size, Kept: done}
 		if done {
-			head, err = fileHeader(t.path(f.Path), f)
 			kept += f.Size
-		} else {
-			head, err = c.fetchHeader(ctx, pinned, f)
-			toFetch += f.Size
-			if _, serr := os.Stat(t.partial(f)); serr != nil {
-				s.fresh[f.Path] = true
-			}
+			continue
 		}
-		if err != nil {
-			return nil, err
+		toFetch += f.Size
+		if _, serr := os.Stat(t.partial(f)); serr != nil {
+			s.fresh[f.Path] = true
 		}
-		s.info = append(s.info, StreamShard{Name: f.Path, Size: f.Size, Header: head, Kept: done})
+	}
+	if err := s.readHeaders(ctx); err != nil {
+		return nil, err
 	}
 	fmt.Fprintf(o.Log, "streaming %s (commit %s): %d shards, %s to download, %s already in %s\n",
 		ref, info.Commit[:12], len(shards), gb(toFetch), gb(kept), c.s.CacheDir)
 	return s, nil
+}
+
+// readHeaders reads every shard's header, from the cache for kept shards and by Range
+// requests for the others, several at once (each is two round trips through a redirect).
+func (s *Stream) readHeaders(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(s.shards))
+	sem := make(chan struct{}, max(s.workers, 8))
+	var wg sync.WaitGroup
+	for i, f := range s.shards {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			var err error
+			if s.info[i].Kept {
+				s.info[i].Header, err = fileHeader(s.t.path(f.Path), f)
+			} else {
+				s.info[i].Header, err = s.c.fetchHeader(ctx, s.ref, f)
+			}
+			if err != nil {
+				errs[i] = err
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Dir is the snapshot folder holding the small files, and each shard while it is needed.
