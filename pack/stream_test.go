@@ -460,6 +460,25 @@ func TestConvertStreamRefuses(t *testing.T) {
 	}
 	noOutput(t, out)
 
+	// A tensor the config needs is missing: named before any shard is delivered.
+	src = newDirSource(t, tiny+"hf")
+	// Renamed in the index and the shard's header (same length: the offsets stand), as if the
+	// checkpoint lacked it.
+	const gone, renamed = "model.layers.1.mlp.experts.3.down_proj.weight", "model.layers.1.mlp.experts.3.down_prox.weight"
+	idxPath := filepath.Join(src.dir, "model.safetensors.index.json")
+	raw, _ := os.ReadFile(idxPath)
+	os.WriteFile(idxPath, bytes.ReplaceAll(raw, []byte(gone), []byte(renamed)), 0o644)
+	for i, sh := range src.shards {
+		src.shards[i].Header = bytes.ReplaceAll(sh.Header, []byte(gone), []byte(renamed))
+	}
+	delivered := 0
+	src.tamper = func(string, []byte) { delivered++ }
+	_, err = ConvertStream(context.Background(), Options{Out: out}, src, StreamOptions{})
+	if err == nil || !strings.Contains(err.Error(), "model.layers.1.mlp.experts.3.down_proj.weight is missing") || delivered != 0 {
+		t.Errorf("missing expert tensor: %v (after %d shards)", err, delivered)
+	}
+	noOutput(t, out)
+
 	p := &packer{}
 	sh := &shard{name: "model-00002-of-00003.safetensors", standIn: true}
 	err = p.checkArrived([]*srcTensor{{orig: "model.layers.0.mlp.gate.weight", shard: sh}})

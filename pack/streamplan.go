@@ -151,6 +151,9 @@ func (s *scheduler) finished() bool { return s.left == 0 }
 // planStream runs the scheduler over the shards in delivery order, with lookahead shards
 // downloading (one of them being delivered), and bounds the pack's size.
 func (p *packer) planStream(units []*streamUnit, shards []SourceShard, lookahead int) (*StreamPlan, error) {
+	if err := p.checkPresent(); err != nil {
+		return nil, err
+	}
 	plan := &StreamPlan{Shards: len(shards)}
 	size := map[string]int64{}
 	for _, s := range shards {
@@ -252,4 +255,26 @@ func (p *packer) denseBound(spec format.TensorSpec) int64 {
 		return rows*cols*int64(bits)/8 + 2*2*rows*(cols/64) + align
 	}
 	return stored + align
+}
+
+// checkPresent finds every tensor the pack reads, and checks every layer's experts' names,
+// shapes and dtypes, from the headers alone: a checkpoint that cannot be packed is refused
+// before anything is downloaded, with the errors Convert gives.
+func (p *packer) checkPresent() error {
+	for _, spec := range p.schema() {
+		if _, ok := p.ck.tensors[spec.Name]; ok {
+			continue
+		}
+		if _, ok := p.ck.fused[spec.Name]; !ok {
+			return fmt.Errorf("source checkpoint %s: tensor %s is missing (the config's %s needs it)", p.ck.dir, p.ck.origName(spec.Name), layerWhat(spec.Name))
+		}
+	}
+	for l := range p.cfg.NumHiddenLayers {
+		if !p.cfg.Dense(l) {
+			if _, err := p.findExperts(l); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
