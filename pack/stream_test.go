@@ -294,6 +294,24 @@ func TestConvertStreamInterrupted(t *testing.T) {
 	noOutput(t, r.out)
 	noShardsLeft(t, r.cache, r.repo)
 
+	// A connection that breaks once half-way through a shard resumes with a Range request:
+	// the pack is right and the shard's bytes were sent once, not twice.
+	r = newStreamRun(t, "fmoe/tiny-hf", "../testdata/tiny/hf")
+	r.srv.DropOnceAt(shard, int64(len(r.repo.Files[shard].Data)/2))
+	if _, err := r.run(t, context.Background()); err != nil {
+		t.Fatalf("one drop: %v", err)
+	}
+	data := r.repo.Files[shard].Data
+	if got, want := r.srv.Stats.BodyBytes(shard), int64(len(data)+len(headerBytes(data))); got > want {
+		t.Errorf("%s: %d bytes sent for a %d-byte shard and its header: the resume fetched again what it had", shard, got, want)
+	}
+	hfLocal := filepath.Join(t.TempDir(), "local")
+	if _, err := Convert(context.Background(), Options{In: "../testdata/tiny/hf", Out: hfLocal}); err != nil {
+		t.Fatal(err)
+	}
+	sameStreamedPack(t, hfLocal, r.out)
+	noShardsLeft(t, r.cache, r.repo)
+
 	// A byte corrupted in transit is caught by the sha256, fetched again, and the pack is right.
 	r = newStreamRun(t, "fmoe/tiny-chat", "../models/fmoe-tiny-chat/mlx-4bit")
 	r.srv.Corrupt("model-00002-of-00003.safetensors", 1)

@@ -150,6 +150,7 @@ type Server struct {
 
 type fault struct {
 	dropAt       int64 // close the connection before sending this offset of the file (-1: never)
+	dropOnce     bool  // ... in the next response only
 	corruptTimes int   // flip one byte in this many more responses
 	failStatus   int   // answer this status instead ...
 	failTimes    int   // ... this many more times
@@ -193,6 +194,15 @@ func (s *Server) DropAt(path string, off int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faultFor(path).dropAt = off
+}
+
+// DropOnceAt makes the next response for path that would send byte offset off end there, as
+// a connection that breaks once and then works.
+func (s *Server) DropOnceAt(path string, off int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.faultFor(path)
+	f.dropAt, f.dropOnce = off, true
 }
 
 // Fail answers the next n requests for path's content with status (a 5xx: an outage).
@@ -259,6 +269,16 @@ func (s *Server) takeFault(path string) (dropAt int64, corrupt bool) {
 		corrupt = true
 	}
 	return f.dropAt, corrupt
+}
+
+// dropped records that a response for path was cut at its drop offset: a DropOnceAt fault is
+// spent.
+func (s *Server) dropped(path string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f := s.faults[path]; f != nil && f.dropOnce {
+		f.dropAt, f.dropOnce = -1, false
+	}
 }
 
 func hubError(w http.ResponseWriter, status int, code, msg string) {
@@ -507,7 +527,7 @@ func (s *Server) serveContent(w http.ResponseWriter, req *http.Request, f *File)
 		data[len(data)/2] ^= 0x40
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
-	cw := &countingWriter{ResponseWriter: w, stats: s.Stats, path: f.Path, dropAt: dropAt}
+	cw := &countingWriter{ResponseWriter: w, stats: s.Stats, path: f.Path, dropAt: dropAt, dropped: s.dropped}
 	if s.ignoresRange(f.Path) {
 		req.Header.Del("Range")
 	}
@@ -523,10 +543,11 @@ func (s *Server) serveContent(w http.ResponseWriter, req *http.Request, f *File)
 // countingWriter counts content bytes and closes the connection at dropAt.
 type countingWriter struct {
 	http.ResponseWriter
-	stats  *Stats
-	path   string
-	off    int64 // file offset of the next byte written
-	dropAt int64
+	stats   *Stats
+	path    string
+	off     int64 // file offset of the next byte written
+	dropAt  int64
+	dropped func(path string)
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
@@ -537,6 +558,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 		if fl, ok := c.ResponseWriter.(http.Flusher); ok {
 			fl.Flush()
 		}
+		c.dropped(c.path)
 		panic(http.ErrAbortHandler) // the client sees the connection drop mid-body
 	}
 	n, err := c.ResponseWriter.Write(p)
