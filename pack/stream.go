@@ -76,19 +76,8 @@ type StreamOptions struct {
 func ConvertStream(ctx context.Context, o Options, src ShardSource, so StreamOptions) (*Stats, error) {
 	start := time.Now()
 	o.In = src.Dir()
-	shards := map[string]SourceShard{}
-	for _, s := range src.Shards() {
-		shards[s.Name] = s
-	}
 	p, err := newPacker(ctx, o, func(dir string) (*checkpoint, error) {
-		return openCheckpointWith(dir, func(name, path string) (*mmap.File, bool, error) {
-			s, ok := shards[name]
-			if !ok {
-				return nil, false, fmt.Errorf("%s: the index names shard %s, which the download does not bring", dir, name)
-			}
-			mf, err := mmap.Zero(path, s.Size, s.Header)
-			return mf, true, err
-		})
+		return openCheckpointWith(dir, standIns(dir, src.Shards()))
 	})
 	if err != nil {
 		return nil, err
@@ -104,60 +93,86 @@ func ConvertStream(ctx context.Context, o Options, src ShardSource, so StreamOpt
 			return nil, err
 		}
 	}
-	if so.Observe == nil {
-		so.Observe = func() {}
-	}
 	if err := p.begin(); err != nil {
 		return nil, err
 	}
 	defer p.out.abandonUnlessCommitted()
-	x, err := p.planExperts()
-	if err != nil {
+	st := &streamer{p: p, src: src, sched: newScheduler(units, src.Shards()), observe: so.Observe}
+	if st.observe == nil {
+		st.observe = func() {}
+	}
+	if st.x, err = p.planExperts(); err != nil {
 		return nil, err
 	}
-	d, err := p.newDenseWriter(len(p.schema()))
-	if err != nil {
+	if st.d, err = p.newDenseWriter(len(p.schema())); err != nil {
 		return nil, err
 	}
-	sched := newScheduler(units, src.Shards())
-	err = src.Run(ctx, func(name, path string) error {
-		if err := p.ck.bind(name, path); err != nil {
-			return err
-		}
-		ready, free := sched.arrive(name)
-		for len(ready) > 0 {
-			u := ready[0]
-			ready = ready[1:]
-			if err := p.packUnit(d, x, u); err != nil {
-				return err
-			}
-			so.Observe()
-			free = append(free, sched.done(u)...)
-		}
-		for _, s := range free {
-			p.ck.unbind(s)
-			if err := src.Release(s); err != nil {
-				return err
-			}
-		}
-		so.Observe()
-		return nil
-	})
-	if err == nil && !sched.finished() {
-		err = fmt.Errorf("internal error: the download ended with %d units of output unwritten", sched.left)
+	err = src.Run(ctx, st.arrived)
+	if err == nil && !st.sched.finished() {
+		err = fmt.Errorf("internal error: the download ended with %d units of output unwritten", st.sched.left)
 	}
 	if err != nil {
-		d.abandon()
+		st.d.abandon()
 		p.closeUnsynced()
 		return nil, err
 	}
-	if err := d.finish(); err != nil {
+	if err := st.d.finish(); err != nil {
 		return nil, err
 	}
-	if err := p.finishExperts(x); err != nil {
+	if err := p.finishExperts(st.x); err != nil {
 		return nil, err
 	}
 	return p.finish(start)
+}
+
+// standIns opens each shard of the index as a zero mapping laid out from its header.
+func standIns(dir string, list []SourceShard) shardOpener {
+	shards := map[string]SourceShard{}
+	for _, s := range list {
+		shards[s.Name] = s
+	}
+	return func(name, path string) (*mmap.File, bool, error) {
+		s, ok := shards[name]
+		if !ok {
+			return nil, false, fmt.Errorf("%s: the index names shard %s, which the download does not bring", dir, name)
+		}
+		mf, err := mmap.Zero(path, s.Size, s.Header)
+		return mf, true, err
+	}
+}
+
+// streamer is a streaming pack under way: what is written, and what each arrival completes.
+type streamer struct {
+	p       *packer
+	src     ShardSource
+	sched   *scheduler
+	x       *expertPlan
+	d       *denseWriter
+	observe func()
+}
+
+// arrived binds a delivered shard, writes every unit it completes, and releases every shard
+// nothing needs any more.
+func (s *streamer) arrived(name, path string) error {
+	if err := s.p.ck.bind(name, path); err != nil {
+		return err
+	}
+	ready, free := s.sched.arrive(name)
+	for _, u := range ready {
+		if err := s.p.packUnit(s.d, s.x, u); err != nil {
+			return err
+		}
+		s.observe()
+		free = append(free, s.sched.done(u)...)
+	}
+	for _, f := range free {
+		s.p.ck.unbind(f)
+		if err := s.src.Release(f); err != nil {
+			return err
+		}
+	}
+	s.observe()
+	return nil
 }
 
 // packUnit writes one unit of output: its dense tensors, then its layer's experts.
