@@ -128,3 +128,24 @@ func TestSynthMLXGroupsRefused(t *testing.T) {
 		t.Errorf("%s left behind: %v", out, err)
 	}
 }
+
+// TestSynthDeepseekMLX: a DeepSeek-V3 shape whose matrices are whole groups (as the real
+// presets' are) synthesises in the mlx-4bit layout and packs, dense first layer included: the
+// path scripts/gpu-families.sh takes with deepseek-v3-671b and kimi-k2-1t.
+func TestSynthDeepseekMLX(t *testing.T) {
+	p := *presetNamed(t, "deepseek-v3-tiny")
+	p.Name = "deepseek-v3-groups"
+	p.Config = mlaConfig(4, 2, 2.5, 10000, 40, 8192)
+	p.Config["kv_lora_rank"], p.Config["q_lora_rank"], p.Config["qk_nope_head_dim"], p.Config["qk_rope_head_dim"], p.Config["v_head_dim"] = 64, 64, 32, 32, 32
+	Presets = append(Presets, p)
+	defer func() { Presets = Presets[:len(Presets)-1] }()
+	dir := filepath.Join(t.TempDir(), "ck")
+	if _, err := Synth(context.Background(), SynthOptions{Preset: p.Name, Layers: 3, Out: dir, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	pk := convert(t, dir, Options{})
+	c := &pk.m.Config
+	if pk.m.Source.Layout != LayoutMLX || c.Architecture != format.ArchDeepseekV3 || c.MLA == nil || c.MLA.KVLoraRank != 64 || !c.Dense(0) || pk.m.Experts[0].Layers[1].Size == 0 {
+		t.Errorf("layout %s, architecture %s, MLA %+v, dense(0) %v", pk.m.Source.Layout, c.Architecture, c.MLA, c.Dense(0))
+	}
+}
