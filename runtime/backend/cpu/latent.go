@@ -1,18 +1,17 @@
 package cpu
 
 import (
-	"encoding/binary"
 	"math"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 )
 
 // LatentAttention is Multi-head Latent Attention with kv_b_proj absorbed (backend.Backend).
-// Both absorptions run as per-head matmuls through the backend's own kernels: the output one
-// on head h's value rows of kv_b_proj in place (a row range of the weight, any format), the
-// query one on head h's key block transposed to float32 [KVL, Nope], which no format stores and
-// which is built once per registered tensor (H·Nope·KVL·4 bytes: 33.5 MB a layer for
-// DeepSeek-V3-671B). The attention between them is over the latents themselves.
+// Per (token, head), in parallel: the query's latent ql = Σ_i qn[i]·Wk_h[i] as a combination of
+// head h's key rows of kv_b_proj, decoded to float32 once per registered tensor (H·Nope·KVL·4
+// bytes: 33.5 MB a layer for DeepSeek-V3-671B); the scores; the latent output as a
+// combination of the cached latents. The output absorption then runs per head through the
+// backend's matmul kernels on head h's value rows of kv_b_proj in place, in their format.
 func (be *Backend) LatentAttention(out, q backend.Buffer, wkv backend.Tensor, lat, kr backend.Buffer, s backend.LatentShape, pos0 int) error {
 	t, err := be.tensor(wkv, "latent attention kv_b_proj")
 	if err != nil {
@@ -32,25 +31,14 @@ func (be *Backend) LatentAttention(out, q backend.Buffer, wkv backend.Tensor, la
 		return err
 	}
 	a := t.absorbed(s)
-	T, H, qw := s.T, s.H, s.Nope+s.Rope
+	T, H := s.T, s.H
 	ls := &be.lat
-	ql, ol := grow(&ls.ql, T*H*s.KVL), grow(&ls.ol, T*H*s.KVL)
-	x, y := grow(&ls.x, T*max(s.Nope, s.KVL)), grow(&ls.y, T*max(s.KVL, s.V))
-
-	// ql[t, h] = Wk_hᵀ·qn: a matmul by the transposed key block.
-	for h := 0; h < H; h++ {
-		for i := 0; i < T; i++ {
-			copy(x[i*s.Nope:(i+1)*s.Nope], qd[(i*H+h)*qw:])
-		}
-		be.matmul(y[:T*s.KVL], &a.k[h], x[:T*s.Nope], T)
-		for i := 0; i < T; i++ {
-			copy(ql[(i*H+h)*s.KVL:(i*H+h+1)*s.KVL], y[i*s.KVL:])
-		}
-	}
+	ol := grow(&ls.ol, T*H*s.KVL)
+	x, y := grow(&ls.x, T*s.KVL), grow(&ls.y, T*s.V)
 
 	j := &be.latJob
-	*j = latentJob{s: s, pos0: pos0, qd: qd, ql: ql, ol: ol, ld: ld, rd: rd, scratch: be.scratch}
-	be.parallelN(T*H, T*H*(pos0+T)*(2*s.KVL+s.Rope), j)
+	*j = latentJob{s: s, pos0: pos0, asm: deltaAsm(be.isa), wk: a.k, qd: qd, ol: ol, ld: ld, rd: rd, scratch: be.scratch}
+	be.parallelN(T*H, T*H*((pos0+T)*(2*s.KVL+s.Rope)+s.Nope*s.KVL), j)
 	*j = latentJob{}
 
 	// out[t, h] = Wv_h·ol: a matmul by head h's value rows of kv_b_proj.
@@ -67,12 +55,12 @@ func (be *Backend) LatentAttention(out, q backend.Buffer, wkv backend.Tensor, la
 }
 
 // latentScratch is LatentAttention's host scratch, kept by the backend.
-type latentScratch struct{ ql, ol, x, y []float32 }
+type latentScratch struct{ ol, x, y []float32 }
 
 // absorbedWeights are kv_b_proj's per-head blocks as LatentAttention multiplies them.
 type absorbedWeights struct {
 	shape backend.LatentShape // the H, Nope, V they were cut for
-	k     []backend.Weight    // [KVL, Nope] float32: Wk_hᵀ
+	k     []float32           // [H, Nope, KVL]: the key rows Wk_h, decoded
 	v     []backend.Weight    // [V, KVL]: rows of the weight, in place
 }
 
@@ -83,17 +71,12 @@ func (t *tensor) absorbed(s backend.LatentShape) *absorbedWeights {
 	}
 	w := &t.w
 	a := &absorbedWeights{shape: s}
-	row := make([]float32, w.Cols)
+	a.k = make([]float32, s.H*s.Nope*s.KVL)
 	for h := 0; h < s.H; h++ {
 		base := h * (s.Nope + s.V)
-		kt := make([]byte, 4*s.KVL*s.Nope)
 		for i := 0; i < s.Nope; i++ {
-			dequantRow(w, base+i, row)
-			for c, v := range row {
-				binary.LittleEndian.PutUint32(kt[4*(c*s.Nope+i):], math.Float32bits(v))
-			}
+			dequantRow(w, base+i, a.k[(h*s.Nope+i)*s.KVL:(h*s.Nope+i+1)*s.KVL])
 		}
-		a.k = append(a.k, backend.Weight{Format: backend.F32, Rows: s.KVL, Cols: s.Nope, Data: kt})
 		a.v = append(a.v, rowRange(w, base+s.Nope, s.V))
 	}
 	if !t.bound {
@@ -117,51 +100,44 @@ func rowRange(w *backend.Weight, r0, n int) backend.Weight {
 	return sub
 }
 
-// latentJob is the attention over the latents as a pool task over (token, head) pairs.
+// latentJob is the query absorption and the attention over the latents as a pool task over
+// (token, head) pairs.
 type latentJob struct {
-	s                  backend.LatentShape
-	pos0               int
-	qd, ql, ol, ld, rd []float32
-	scratch            [][]float32
+	s       backend.LatentShape
+	pos0    int
+	asm     bool // combine4AVX2
+	wk      []float32
+	qd, ol  []float32
+	ld, rd  []float32
+	scratch [][]float32
 }
 
 func (j *latentJob) do(part, lo, hi int) {
 	s := j.s
-	H, L, R := s.H, s.KVL, s.Rope
+	H, L, R, qw := s.H, s.KVL, s.Rope, s.Nope+s.Rope
 	n := j.pos0 + s.T
-	buf := grow(&j.scratch[part], n)
+	buf := grow(&j.scratch[part], n+L)
+	sc, ql := buf[:n], buf[n:n+L]
 	for th := lo; th < hi; th++ {
-		t := th / H
-		qlat := j.ql[th*L : (th+1)*L]
-		qr := j.qd[th*(s.Nope+R)+s.Nope : (th+1)*(s.Nope+R)]
+		t, h := th/H, th%H
+		q := j.qd[th*qw : (th+1)*qw]
+		matRow(ql, q[:s.Nope], j.wk[h*s.Nope*L:(h+1)*s.Nope*L], L, j.asm)
+		qr := q[s.Nope:]
 		last := j.pos0 + t
 		m := float32(math.Inf(-1))
 		for p := 0; p <= last; p++ {
-			var a, b float32
-			for i, x := range j.ld[p*L : (p+1)*L] {
-				a += qlat[i] * x
-			}
-			for i, x := range j.rd[p*R : (p+1)*R] {
-				b += qr[i] * x
-			}
-			sc := s.Scale * (a + b)
-			buf[p] = sc
-			m = max(m, sc)
+			v := s.Scale * (dot32(ql, j.ld[p*L:(p+1)*L]) + dot32(qr, j.rd[p*R:(p+1)*R]))
+			sc[p] = v
+			m = max(m, v)
 		}
 		var sum float64
 		for p := 0; p <= last; p++ {
-			e := math.Exp(float64(buf[p] - m))
-			buf[p] = float32(e)
+			e := math.Exp(float64(sc[p] - m))
+			sc[p] = float32(e)
 			sum += e
 		}
 		o := j.ol[th*L : (th+1)*L]
-		clear(o)
-		for p := 0; p <= last; p++ {
-			pw := buf[p]
-			for i, x := range j.ld[p*L : (p+1)*L] {
-				o[i] += pw * x
-			}
-		}
+		matRow(o, sc[:last+1], j.ld[:(last+1)*L], L, j.asm)
 		inv := float32(1 / sum)
 		for i := range o {
 			o[i] *= inv
