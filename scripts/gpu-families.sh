@@ -33,7 +33,7 @@ echo "# $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GB RAM, disk free $(
 fail=0
 for run in $RUNS; do
   IFS=: read -r preset layers layout <<< "$run"
-  row=$(grep "^| $preset |" "$DIR/sizes.md")
+  row=$(grep "^| $preset |" "$DIR/sizes.md") || { echo "no preset $preset (fmoe-pack synth --list)"; fail=1; continue; }
   # columns: preset H I moe-layers experts K expert4 ...
   experts=$(awk -F'|' '{gsub(/ /,"",$6); print $6}' <<< "$row")
   expert4=$(awk -F'|' '{gsub(/[ ,B]/,"",$8); print $8}' <<< "$row")
