@@ -317,6 +317,7 @@ func testLatentAttention(t *testing.T, be backend.Backend) {
 		{backend.LatentShape{T: 2, H: 3, Nope: 24, Rope: 8, V: 32, KVL: 64}, 1, backend.Q8},      // v wider than nope
 		{backend.LatentShape{T: 1, H: 2, Nope: 128, Rope: 64, V: 128, KVL: 512}, 40, backend.Q4}, // DeepSeek-V3's head
 		{backend.LatentShape{T: 2, H: 2, Nope: 128, Rope: 64, V: 128, KVL: 512}, 7, backend.BF16},
+		{backend.LatentShape{T: 3, H: 3, Nope: 16, Rope: 8, V: 16, KVL: 64}, 150, backend.Q4}, // a long context
 	} {
 		s := c.s
 		s.Scale = float32(0.7 / math.Sqrt(float64(s.Nope+s.Rope)))

@@ -112,33 +112,55 @@ type latentJob struct {
 	scratch [][]float32
 }
 
+// latentBlock is how many cached positions a pass takes for all of a part's (token, head)
+// pairs before moving on: 64 latents of 512 values are 128 KiB, read from L2 by every head
+// instead of from memory by each (the latents of a long context are megabytes).
+const latentBlock = 64
+
 func (j *latentJob) do(part, lo, hi int) {
 	s := j.s
 	H, L, R, qw := s.H, s.KVL, s.Rope, s.Nope+s.Rope
-	n := j.pos0 + s.T
-	buf := grow(&j.scratch[part], n+L)
-	sc, ql := buf[:n], buf[n:n+L]
+	n, k := j.pos0+s.T, hi-lo
+	buf := grow(&j.scratch[part], k*(L+n))
+	qls, scs := buf[:k*L], buf[k*L:]
+	last := func(th int) int { return j.pos0 + th/H }
 	for th := lo; th < hi; th++ {
-		t, h := th/H, th%H
-		q := j.qd[th*qw : (th+1)*qw]
-		matRow(ql, q[:s.Nope], j.wk[h*s.Nope*L:(h+1)*s.Nope*L], L, j.asm)
-		qr := q[s.Nope:]
-		last := j.pos0 + t
+		h := th % H
+		matRow(qls[(th-lo)*L:(th-lo+1)*L], j.qd[th*qw:th*qw+s.Nope], j.wk[h*s.Nope*L:(h+1)*s.Nope*L], L, j.asm)
+	}
+	for p0 := 0; p0 < n; p0 += latentBlock {
+		for th := lo; th < hi; th++ {
+			ql, qr, sc := qls[(th-lo)*L:(th-lo+1)*L], j.qd[th*qw+s.Nope:(th+1)*qw], scs[(th-lo)*n:(th-lo+1)*n]
+			for p := p0; p < min(p0+latentBlock, last(th)+1); p++ {
+				sc[p] = s.Scale * (dot32(ql, j.ld[p*L:(p+1)*L]) + dot32(qr, j.rd[p*R:(p+1)*R]))
+			}
+		}
+	}
+	sums := qls[:k] // the queries' latents are spent: their room holds the softmax sums
+	for th := lo; th < hi; th++ {
+		sc := scs[(th-lo)*n : (th-lo)*n+last(th)+1]
 		m := float32(math.Inf(-1))
-		for p := 0; p <= last; p++ {
-			v := s.Scale * (dot32(ql, j.ld[p*L:(p+1)*L]) + dot32(qr, j.rd[p*R:(p+1)*R]))
-			sc[p] = v
+		for _, v := range sc {
 			m = max(m, v)
 		}
 		var sum float64
-		for p := 0; p <= last; p++ {
-			e := math.Exp(float64(sc[p] - m))
+		for p, v := range sc {
+			e := math.Exp(float64(v - m))
 			sc[p] = float32(e)
 			sum += e
 		}
-		o := j.ol[th*L : (th+1)*L]
-		matRow(o, sc[:last+1], j.ld[:(last+1)*L], L, j.asm)
-		inv := float32(1 / sum)
+		sums[th-lo] = float32(1 / sum)
+		clear(j.ol[th*L : (th+1)*L])
+	}
+	for p0 := 0; p0 < n; p0 += latentBlock {
+		for th := lo; th < hi; th++ {
+			if p1 := min(p0+latentBlock, last(th)+1); p1 > p0 {
+				combine(j.ol[th*L:(th+1)*L], scs[(th-lo)*n+p0:(th-lo)*n+p1], j.ld[p0*L:p1*L], L, j.asm)
+			}
+		}
+	}
+	for th := lo; th < hi; th++ {
+		o, inv := j.ol[th*L:(th+1)*L], sums[th-lo]
 		for i := range o {
 			o[i] *= inv
 		}
