@@ -71,7 +71,7 @@ bench-decode: build
 
 # Metal backend checks that need no Mac (g++ or clang required); see docs/metal.md.
 metal-check:
-	$(GO) test -count=1 -v -run 'Prelude|SameKernels|Parses|Rejects|NoCUDA|ThreadIds|ConformanceSim|SimulatorBarriers|CrossBuild|ObjC' ./runtime/backend/metal
+	$(GO) test -count=1 -v -run 'Prelude|SameKernels|Parses|Rejects|NoCUDA|ThreadIds|ConformanceSim|SimulatorBarriers|CrossBuild|ObjC|FamilyGoldenSim' ./runtime/backend/metal
 	GOOS=darwin GOARCH=arm64 CGO_ENABLED=0 $(GO) build ./...
 	GOOS=darwin GOARCH=arm64 CGO_ENABLED=0 $(GO) vet ./runtime/backend/metal ./shaders
 

@@ -70,7 +70,14 @@ func Architectures() []string {
 func SupportedFamilies() string {
 	var s []string
 	for _, f := range families {
-		s = append(s, fmt.Sprintf("%s (%s)", f.modelTypes[0], f.name))
+		var types []string
+		for _, t := range f.modelTypes {
+			// A text_config's own model_type (qwen3_5_moe_text) is never a checkpoint's.
+			if !strings.HasSuffix(t, "_text") {
+				types = append(types, t)
+			}
+		}
+		s = append(s, fmt.Sprintf("%s (%s)", strings.Join(types, " or "), f.name))
 	}
 	return strings.Join(s, ", ")
 }

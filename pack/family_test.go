@@ -90,7 +90,7 @@ func TestUnsupportedFamilyLeavesNothing(t *testing.T) {
 		m["model_type"] = "mixtral"
 		m["architectures"] = []string{"MixtralForCausalLM"}
 	})
-	expectFailure(t, src, Options{Bits: 16}, "mixtral", "qwen3_5_moe", "qwen3_moe", "glm4_moe")
+	expectFailure(t, src, Options{Bits: 16}, "mixtral", "qwen3_5_moe", "qwen3_moe", "glm4_moe", "deepseek_v3", "kimi_k2", "qwen3_next")
 }
 
 // TestFamilyBadInputs: a GLM-4.5 or Qwen3-MoE checkpoint missing a tensor

@@ -40,3 +40,43 @@ func TestFP8DeepSeekGolden(t *testing.T) {
 		}
 	}
 }
+
+// TestFP8DeepSeekBadScales: DeepSeek-V3's and Kimi-K2's FP8 releases with a latent-attention
+// scale missing or misshapen are refused naming the tensor, and the failed pack leaves nothing behind.
+func TestFP8DeepSeekBadScales(t *testing.T) {
+	fp8Dir, _ := fp8Build{src: "../testdata/arch/deepseek_v3/hf", br: 32, bc: 32, bf16Experts: true}.write(t)
+	const kvb = "model.layers.1.self_attn.kv_b_proj.weight"
+	const qa = "model.layers.0.self_attn.q_a_proj.weight"
+	for _, c := range []struct {
+		name  string
+		kimi  bool
+		bad   func(t *testing.T, dir string)
+		wants []string
+	}{
+		{"kv_b_proj scale missing", false, func(t *testing.T, d string) {
+			rewriteShard(t, d, kvb+"_scale_inv", func(*stEntry) bool { return false })
+		}, []string{kvb + "_scale_inv", "missing"}},
+		{"q_a_proj scale a row of tiles short", true, func(t *testing.T, d string) {
+			rewriteShard(t, d, qa+"_scale_inv", func(e *stEntry) bool {
+				e.shape[0]--
+				e.data = e.data[:e.shape[0]*e.shape[1]*4]
+				return true
+			})
+		}, []string{qa + "_scale_inv", "weight_block_size"}},
+		{"kv_b_proj scale of three dims", true, func(t *testing.T, d string) {
+			rewriteShard(t, d, kvb+"_scale_inv", func(e *stEntry) bool {
+				e.shape = []int{1, e.shape[0], e.shape[1]}
+				return true
+			})
+		}, []string{kvb + "_scale_inv"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := copyDir(t, fp8Dir)
+			if c.kimi {
+				editConfig(t, d, func(m map[string]any) { m["model_type"] = "kimi_k2" })
+			}
+			c.bad(t, d)
+			expectFailure(t, d, Options{}, c.wants...)
+		})
+	}
+}

@@ -26,20 +26,65 @@ type Preset struct {
 	// DenseLayers leading dense layers of MLP width DenseInter (synthconfig.go).
 	Family                  string
 	DenseLayers, DenseInter int
+	// Config overrides familyConfig's fields with the published checkpoint's (latent
+	// attention sizes, routing groups, rotary): those that change a tensor's size must.
+	Config map[string]any
 }
 
-// Presets are the Qwen3.5-MoE family's real dimensions (reference-notes §1.1–1.2) and the
-// tiny test shapes of each family. The real Qwen3-MoE, GLM-4.5, DeepSeek-V3 and Kimi-K2
-// checkpoints have no preset yet: their dimensions are not in the project's reference notes
-// (docs/families.md).
+// Presets are the real dimensions of released models and the tiny test shapes of each
+// family. Where each real preset's numbers come from (every one read from a published
+// config, none inferred; docs/families.md, "Where the sizes come from"):
+//   - qwen3.5-*: the project's reference notes §1.1–1.2.
+//   - deepseek-v3-671b: deepseek-ai/DeepSeek-V3 inference/configs/config_671B.json
+//     (commit 9b4e978) and the YaRN defaults of its inference/model.py ModelArgs.
+//   - kimi-k2-1t: MoonshotAI/Kimi-K2 README.md "Model Summary" (layers, dense layers, dims,
+//     heads, experts), THUDM/slime scripts/models/kimi-k2.sh (commit 624b824: vocabulary,
+//     latent sizes, rotary base and YaRN factor, routed_scaling_factor, groups).
+//   - glm-4.5-355b: THUDM/slime scripts/models/glm4.5-355B-A32B.sh (commit 624b824).
+//   - qwen3-235b-a22b: THUDM/slime scripts/models/qwen3-235B-A22B.sh (commit 624b824).
+//   - qwen3-coder-480b-a35b: zyzshishui/miles scripts/models/qwen3-coder-480B-A35B.sh
+//     (commit b269970, "Qwen/Qwen3-Coder-480B-A35B-Instruct").
+//   - qwen3-next-80b-a3b: THUDM/slime scripts/models/qwen3-next-80B-A3B.sh (commit 624b824)
+//     and the GatedDeltaNet sizes of transformers' Qwen3NextConfig defaults, documented as
+//     Qwen/Qwen3-Next-80B-A3B-Instruct's (configuration_qwen3_next.py, commit 008e574). A
+//     Qwen3-Next pack is a Qwen3.5-MoE pack (format/qwen3next.go), so synth writes the
+//     shape in Qwen3.5-MoE's (unfused) layout.
 var Presets = []Preset{
-	{"qwen3.5-397b-a17b", 60, 4096, 248320, 32, 2, 256, 16, 64, 128, 128, 512, 10, 1024, 1024, "", 0, 0},
-	{"qwen3.5-122b-a10b", 48, 3072, 248320, 32, 2, 256, 16, 64, 128, 128, 256, 8, 1024, 1024, "", 0, 0},
-	{"qwen3.5-35b-a3b", 40, 2048, 248320, 16, 2, 256, 16, 32, 128, 128, 256, 8, 512, 512, "", 0, 0},
-	{"tiny", 8, 128, 2048, 4, 2, 64, 2, 4, 32, 32, 16, 4, 64, 64, "", 0, 0},
-	{"qwen3-moe-tiny", 4, 128, 2048, 4, 2, 32, 0, 0, 0, 0, 16, 4, 64, 0, format.ArchQwen3MoE, 1, 256},
-	{"glm4-moe-tiny", 4, 128, 2048, 4, 2, 32, 0, 0, 0, 0, 16, 4, 64, 64, format.ArchGLM4MoE, 1, 256},
-	{"deepseek-v3-tiny", 4, 128, 2048, 4, 4, 32, 0, 0, 0, 0, 16, 4, 64, 64, format.ArchDeepseekV3, 1, 256},
+	{"qwen3.5-397b-a17b", 60, 4096, 248320, 32, 2, 256, 16, 64, 128, 128, 512, 10, 1024, 1024, "", 0, 0, nil},
+	{"qwen3.5-122b-a10b", 48, 3072, 248320, 32, 2, 256, 16, 64, 128, 128, 256, 8, 1024, 1024, "", 0, 0, nil},
+	{"qwen3.5-35b-a3b", 40, 2048, 248320, 16, 2, 256, 16, 32, 128, 128, 256, 8, 512, 512, "", 0, 0, nil},
+	{"qwen3-next-80b-a3b", 48, 2048, 151936, 16, 2, 256, 16, 32, 128, 128, 512, 10, 512, 512, "", 0, 0, nil},
+	{"qwen3-235b-a22b", 94, 4096, 151936, 64, 4, 128, 0, 0, 0, 0, 128, 8, 1536, 0, format.ArchQwen3MoE, 0, 12288, nil},
+	{"qwen3-coder-480b-a35b", 62, 6144, 151936, 96, 8, 128, 0, 0, 0, 0, 160, 8, 2560, 0, format.ArchQwen3MoE, 0, 8192,
+		map[string]any{"rope_parameters": map[string]any{"rope_type": "default", "rope_theta": 1e7}, "max_position_embeddings": 262144}},
+	{"glm-4.5-355b", 92, 5120, 151552, 96, 8, 128, 0, 0, 0, 0, 160, 8, 1536, 1536, format.ArchGLM4MoE, 3, 12288,
+		map[string]any{"n_group": 1, "topk_group": 1, "routed_scaling_factor": 2.5}},
+	{"deepseek-v3-671b", 61, 7168, 129280, 128, 128, 192, 0, 0, 0, 0, 256, 8, 2048, 2048, format.ArchDeepseekV3, 3, 18432,
+		mlaConfig(8, 4, 2.5, 10000, 40, 163840)},
+	{"kimi-k2-1t", 61, 7168, 163840, 64, 64, 192, 0, 0, 0, 0, 384, 8, 2048, 2048, format.ArchDeepseekV3, 1, 18432,
+		with(mlaConfig(1, 1, 2.827, 50000, 32, 131072), "model_type", "kimi_k2")},
+	{"tiny", 8, 128, 2048, 4, 2, 64, 2, 4, 32, 32, 16, 4, 64, 64, "", 0, 0, nil},
+	{"qwen3-moe-tiny", 4, 128, 2048, 4, 2, 32, 0, 0, 0, 0, 16, 4, 64, 0, format.ArchQwen3MoE, 1, 256, nil},
+	{"glm4-moe-tiny", 4, 128, 2048, 4, 2, 32, 0, 0, 0, 0, 16, 4, 64, 64, format.ArchGLM4MoE, 1, 256, nil},
+	{"deepseek-v3-tiny", 4, 128, 2048, 4, 4, 32, 0, 0, 0, 0, 16, 4, 64, 64, format.ArchDeepseekV3, 1, 256, nil},
+}
+
+// mlaConfig is the latent attention and routing of DeepSeek-V3 and Kimi-K2 as their configs
+// state them: q LoRA 1536, latent 512, 128 + 64 query/key dims and 128 value dims a head,
+// rotary pairs interleaved, YaRN from 4,096 positions.
+func mlaConfig(groups, topkGroups int, scale, theta, factor float64, maxPos int) map[string]any {
+	return map[string]any{
+		"q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
+		"rope_interleave": true, "n_group": groups, "topk_group": topkGroups, "routed_scaling_factor": scale,
+		"rope_theta": theta, "max_position_embeddings": maxPos,
+		"rope_scaling": map[string]any{"type": "yarn", "factor": factor, "original_max_position_embeddings": 4096,
+			"beta_fast": 32.0, "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0},
+	}
+}
+
+func with(m map[string]any, k string, v any) map[string]any {
+	m[k] = v
+	return m
 }
 
 // PresetNames lists the preset names.
@@ -109,15 +154,20 @@ func Synth(ctx context.Context, o SynthOptions) (int64, error) {
 	if o.Layout != "mlx-4bit" && o.Layout != "hf" {
 		return 0, fmt.Errorf("--layout %q: want mlx-4bit or hf", o.Layout)
 	}
-	if o.Layout == "mlx-4bit" && p.Family != "" && p.Family != format.ArchQwen35MoE {
-		return 0, fmt.Errorf("--layout mlx-4bit: %s is a %s shape, which synth writes in the hf layout only (want --layout hf)", p.Name, p.Family)
-	}
 	cfg := synthConfig(p, layers, o.Layout == "mlx-4bit")
 	var c format.Config
 	raw, _ := json.Marshal(cfg)
 	c, err := format.ParseConfig("synth config", raw, nil)
 	if err != nil {
 		return 0, err
+	}
+	if o.Layout == "mlx-4bit" {
+		if err := mlxGroupsFit(&c, p.Name); err != nil {
+			return 0, err
+		}
+		if p.Family != "" && p.Family != format.ArchQwen35MoE {
+			addFamilyMLXQuantization(cfg, &c)
+		}
 	}
 	shards := synthShards(&c, o.Layout == "mlx-4bit")
 	out, err := newStagedDir(o.Out, o.Force, nil)
@@ -224,7 +274,8 @@ func synthShards(c *format.Config, mlx bool) [][]synthTensor {
 	var dense []synthTensor
 	experts := make([][]synthTensor, c.NumHiddenLayers)
 	name := func(canon string) string {
-		if mlx {
+		// mlx-lm keeps Qwen3.5-MoE's multimodal prefix; the other families have none.
+		if mlx && c.Architecture == format.ArchQwen35MoE {
 			return "language_model." + canon
 		}
 		return canon
@@ -266,7 +317,7 @@ func synthShards(c *format.Config, mlx bool) [][]synthTensor {
 		pre := format.LayerPrefix(l) + "mlp."
 		for _, proj := range format.ExpertProjections {
 			shape, _ := format.ExpertShape(c, proj)
-			if mlx {
+			if mlx && c.LayerExperts(l) > 0 {
 				addMatrix(&experts[l], pre+"switch_mlp."+proj+".weight", []int{c.NumExperts}, shape[0], shape[1], 4)
 			}
 		}

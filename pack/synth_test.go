@@ -60,7 +60,7 @@ func TestSynthErrors(t *testing.T) {
 }
 
 // TestSynthFamilies: each family's test shape synthesises in the hf
-// layout, with its dense layers, and packs; the mlx layout is refused.
+// and mlx-community layouts, with its dense layers, and packs.
 func TestSynthFamilies(t *testing.T) {
 	for _, c := range []struct{ preset, arch string }{{"qwen3-moe-tiny", format.ArchQwen3MoE}, {"glm4-moe-tiny", format.ArchGLM4MoE}} {
 		t.Run(c.preset, func(t *testing.T) {
@@ -73,9 +73,16 @@ func TestSynthFamilies(t *testing.T) {
 			if cfg.Architecture != c.arch || !cfg.Dense(0) || cfg.Dense(1) || p.m.Experts[0].Layers[0].Size != 0 {
 				t.Errorf("%s: architecture %q, mlp_types %v, layer 0 experts %d bytes", c.preset, cfg.Architecture, cfg.MLPTypes, p.m.Experts[0].Layers[0].Size)
 			}
-			_, err := Synth(context.Background(), SynthOptions{Preset: c.preset, Out: filepath.Join(t.TempDir(), "mlx"), Seed: 1})
-			if err == nil || !strings.Contains(err.Error(), "--layout hf") {
-				t.Errorf("mlx layout of %s: %v", c.preset, err)
+			// The mlx-community layout of the family (no language_model. prefix, stacked
+			// switch_mlp experts only in MoE layers, 8-bit gates) packs to the same model.
+			mdir := filepath.Join(t.TempDir(), "mlx")
+			if _, err := Synth(context.Background(), SynthOptions{Preset: c.preset, Out: mdir, Seed: 1}); err != nil {
+				t.Fatal(err)
+			}
+			pm := convert(t, mdir, Options{})
+			if pm.m.Source.Layout != LayoutMLX || pm.m.Config.Architecture != c.arch || !pm.m.Config.Dense(0) || pm.m.Experts[0].Layers[1].Size != p.m.Experts[0].Layers[1].Size {
+				t.Errorf("mlx %s: layout %s, architecture %q, layer 1 experts %d bytes (hf: %d)", c.preset, pm.m.Source.Layout, pm.m.Config.Architecture,
+					pm.m.Experts[0].Layers[1].Size, p.m.Experts[0].Layers[1].Size)
 			}
 		})
 	}

@@ -1,6 +1,11 @@
 package pack
 
-import "github.com/fmoe/fmoe/format"
+import (
+	"fmt"
+	"strings"
+
+	"github.com/fmoe/fmoe/format"
+)
 
 // familyConfig is the config.json of a Qwen3-MoE, GLM-4.5 or DeepSeek-V3 preset, in the Hugging Face layout
 // transformers writes. Values that do not change the model's size (rope, norms, routing
@@ -53,5 +58,35 @@ func familyConfig(p *Preset, layers int) map[string]any {
 			"beta_fast": 32.0, "beta_slow": 1.0, "mscale": 0.707, "mscale_all_dim": 1.0}
 		c["max_position_embeddings"] = 2560
 	}
+	for k, v := range p.Config {
+		c[k] = v
+	}
 	return c
+}
+
+// addFamilyMLXQuantization is the quantization block mlx-lm writes for a Qwen3-MoE, GLM-4.5 or
+// DeepSeek-V3 conversion: 4 bits, group 64, and an 8-bit entry for each router gate (the
+// layout pack.TestFamilyMLXLayout checks the packer reads).
+func addFamilyMLXQuantization(cfg map[string]any, c *format.Config) {
+	q := map[string]any{"group_size": 64, "bits": 4, "mode": "affine"}
+	for _, s := range format.Schema(c) {
+		if s.Matrix && s.Gate {
+			q[strings.TrimSuffix(s.Name, ".weight")] = map[string]any{"group_size": 64, "bits": 8}
+		}
+	}
+	cfg["quantization"] = q
+}
+
+// mlxGroupsFit refuses an MLX layout for a shape whose matrices do not split into whole groups
+// of 64 inputs (the tiny DeepSeek-V3 shape's 48-wide latent): mlx-lm could not have written it.
+func mlxGroupsFit(c *format.Config, preset string) error {
+	for _, s := range format.Schema(c) {
+		if s.Matrix && s.Shape[1]%64 != 0 {
+			return fmt.Errorf("--layout mlx-4bit: %s's %s has %d inputs, not a multiple of the group size 64 (want --layout hf)", preset, s.Name, s.Shape[1])
+		}
+	}
+	if c.MoeIntermediateSize%64 != 0 || c.HiddenSize%64 != 0 {
+		return fmt.Errorf("--layout mlx-4bit: %s's experts are not a whole number of groups of 64 (want --layout hf)", preset)
+	}
+	return nil
 }

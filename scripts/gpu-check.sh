@@ -18,7 +18,7 @@ fail=0
 echo "== CUDA package: conformance, cache eviction, memory pressure, bind paths"
 FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run 'Conformance|MatMulShapes|BindPaths|ExpertCache|MatVecBatch|MemoryPressure|Policy|Simulate' 2>&1 | tail -5 || fail=1
 echo "== runtime/model on CUDA (GPU tier on)"
-(cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier' -test.v 2>&1 |
+(cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier|MLA' -test.v 2>&1 |
   grep -E '^(=== RUN|--- |ok|FAIL|PASS)|tier|identical|error' | grep -v '=== RUN' | tail -60) || fail=1
 echo "== golden cases, fmoe-verify --backend cuda"
 "$B/fmoe-pack" convert -q --in testdata/tiny/hf --out "$T/hf" --bits 16 >/dev/null

@@ -22,6 +22,8 @@ var (
 	norm string
 	//go:embed attention.h
 	attention string
+	//go:embed latent.h
+	latent string
 	//go:embed recurrent.h
 	recurrent string
 	//go:embed elementwise.h
@@ -32,7 +34,7 @@ var (
 
 // Bodies are the API-independent kernel sources, in inclusion order.
 func Bodies() []string {
-	return []string{common, matvec, norm, attention, recurrent, elementwise}
+	return []string{common, matvec, norm, attention, latent, recurrent, elementwise}
 }
 
 // CUDA is the complete CUDA C translation unit: the CUDA prelude, the

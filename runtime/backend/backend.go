@@ -75,6 +75,22 @@ func (s DeltaShape) QKVLen() int { return 2*s.Hk*s.Dk + s.Hv*s.Dv }
 // StateLen is the number of float32 values of the recurrent state S[Hv][Dk][Dv].
 func (s DeltaShape) StateLen() int { return s.Hv * s.Dk * s.Dv }
 
+// LatentShape gives the dimensions of Backend.LatentAttention: DeepSeek-V3's Multi-head Latent
+// Attention, whose cache holds per position a latent of KVL values and one rotary key of Rope
+// values shared by every head.
+type LatentShape struct {
+	T, H       int     // queries and heads
+	Nope, Rope int     // query/key dims per head without and with rotary (q is [T, H, Nope+Rope])
+	V          int     // value dims per head (out is [T, H·V])
+	KVL        int     // latent width (kv_lora_rank)
+	Scale      float32 // softmax scale
+}
+
+// QLen, OutLen and WeightRows are the sizes q, out and kv_b_proj must have.
+func (s LatentShape) QLen() int       { return s.T * s.H * (s.Nope + s.Rope) }
+func (s LatentShape) OutLen() int     { return s.T * s.H * s.V }
+func (s LatentShape) WeightRows() int { return s.H * (s.Nope + s.V) }
+
 // Backend is a compute device. Implementations need not be safe for
 // concurrent use: the runtime drives one backend from one goroutine and the
 // backend parallelises inside each op. Ops may run asynchronously; Read
@@ -136,6 +152,19 @@ type Backend interface {
 	// h/(ql.H/kvHeads)), scale 1/sqrt(ql.Dim), and writes
 	// out[T, ql.H*ql.Dim] = attn ⊙ sigmoid(gate). gate (layout gl) may be nil.
 	Attention(out, q, gate Buffer, ql, gl Heads, k, v Buffer, kvHeads, pos0 int) error
+	// LatentAttention is Multi-head Latent Attention with kv_b_proj absorbed into the query and
+	// the output (the DeepSeek-V2 paper's decode): no per-head key or value is formed, so a step
+	// costs O(positions·H·(KVL+Rope)) instead of up-projecting every cached latent. wkv is
+	// kv_b_proj, [H·(Nope+V), KVL]: head h's key block Wk_h is rows h·(Nope+V) + [0, Nope), its
+	// value block Wv_h the V rows after. For query t (position pos0+t) and head h, with
+	// qn = q[t,h,0:Nope] and qr = q[t,h,Nope:Nope+Rope]:
+	//   ql = Σ_i qn[i]·Wk_h[i, :]                          (KVL values)
+	//   s_j = Scale·(ql·lat[j] + qr·kr[j])  for j in [0, pos0+t]
+	//   ol = Σ_j softmax(s)_j·lat[j]
+	//   out[t, h·V:(h+1)·V] = Wv_h·ol
+	// lat holds rows [0, pos0+T) of KVL values, kr of Rope values. It is exactly the attention
+	// of per-head keys [Wk_h·lat[j] | kr[j]] and values Wv_h·lat[j], in another order of sums.
+	LatentAttention(out, q Buffer, wkv Tensor, lat, kr Buffer, s LatentShape, pos0 int) error
 	// Conv1D is the causal depthwise convolution with SiLU of GatedDeltaNet:
 	// x and y are [T, C], w is [C, K] (tap K-1 multiplies the current input)
 	// and state [K-1, C] holds the previous K-1 inputs, oldest first; it is

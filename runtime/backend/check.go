@@ -18,6 +18,8 @@ type Check struct {
 	// MaxHeadDim bounds Attention's head dim, MaxConvTaps Conv1D's kernel
 	// size and MaxKeyDim DeltaNet's Dk (per-thread register arrays).
 	MaxHeadDim, MaxConvTaps, MaxKeyDim int
+	// MaxLatent and MaxLatentRope bound LatentAttention's KVL and Rope.
+	MaxLatent, MaxLatentRope int
 }
 
 func (c Check) errorf(format string, a ...any) error {
@@ -139,6 +141,33 @@ func (c Check) Attention(ql Heads, kvHeads, pos0, nk, nv, nout int) error {
 	}
 	if nout < T*H*D {
 		return c.errorf("attention out has %d values, want %d", nout, T*H*D)
+	}
+	return nil
+}
+
+// LatentAttention checks LatentAttention's shape against the sizes of kv_b_proj (rows×cols),
+// q, the latent and rotary-key caches and out.
+func (c Check) LatentAttention(s LatentShape, pos0, rows, cols, nq, nlat, nkr, nout int) error {
+	if s.T <= 0 || s.H <= 0 || s.Nope <= 0 || s.Rope < 0 || s.V <= 0 || s.KVL <= 0 || pos0 < 0 {
+		return c.errorf("latent attention: shape %+v, pos0 %d", s, pos0)
+	}
+	if over(s.KVL, c.MaxLatent) || over(s.Rope, c.MaxLatentRope) {
+		return c.errorf("latent attention: latent %d and rotary key %d exceed the kernel's %d and %d", s.KVL, s.Rope, c.MaxLatent, c.MaxLatentRope)
+	}
+	if over(s.T, c.MaxRows) {
+		return c.errorf("latent attention: %d queries exceed %d", s.T, c.MaxRows)
+	}
+	if rows != s.WeightRows() || cols != s.KVL {
+		return c.errorf("latent attention: kv_b_proj is [%d, %d], want [%d, %d] (heads·(nope+v), kv_lora_rank)", rows, cols, s.WeightRows(), s.KVL)
+	}
+	n := pos0 + s.T
+	switch {
+	case nq < s.QLen():
+		return c.errorf("latent attention q has %d values, want %d", nq, s.QLen())
+	case nlat < n*s.KVL || nkr < n*s.Rope:
+		return c.errorf("latent attention over %d positions needs %d latent and %d rotary-key values, has %d and %d", n, n*s.KVL, n*s.Rope, nlat, nkr)
+	case nout < s.OutLen():
+		return c.errorf("latent attention out has %d values, want %d", nout, s.OutLen())
 	}
 	return nil
 }

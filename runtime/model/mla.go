@@ -16,18 +16,23 @@ import (
 // for DeepSeek-V3-671B as its published config sizes it (61 layers: 141 KB per token; the
 // ~70 KB usually quoted is the same cache in bf16), where plain attention would keep 128 heads × (192 + 128) values.
 //
-// Each step then up-projects the whole cache, positions [0, pos+T), to per-head keys and
-// values with kv_b_proj (one MatMul over the cached rows) and runs the ordinary Attention op
-// on them. That is correct first and costly second: per step and layer,
-// (pos+T)·heads·(qk_nope+v)·kv_lora_rank multiply-adds (16.8 M per cached position for the
-// 671B) and (pos+T)·(heads·(2·qk_head + qk_nope + v_head) + qk_rope)·4 bytes of scratch for
-// kv_b_proj's output and the expanded keys and values (328 KB per cached position).
-// Absorbing kv_b_proj into the query and the output, as the DeepSeek-V2 paper describes,
-// would make decode independent of that product; it needs
-// kv_b_proj's per-head key blocks transposed (no op transposes a weight) and attention over
-// one shared head of kv_lora_rank + qk_rope_head_dim (576) values, past the GPU kernels' 256:
-// a new op, with CPU, conformance, CUDA and Metal versions.
+// A step of at most mlaAbsorbMaxT tokens (decode) runs the backend's LatentAttention, which
+// absorbs kv_b_proj into the query and the output as the DeepSeek-V2 paper describes: each
+// head's query is taken into the latent space by its key block, attention runs over the
+// cached latents and rotary keys themselves, and each head's latent output is taken out by its
+// value block. Per token and layer that is 2·heads·(nope·kvl + v·kvl) multiply-adds for the
+// absorptions (16.8 M for the 671B) plus (pos+T)·heads·(2·kvl + rope) for the attention
+// (139 K per cached position), and no scratch that grows with the context.
 //
+// A longer step (a prompt) up-projects the cache instead, positions [0, pos+T), to per-head
+// keys and values with kv_b_proj (one MatMul over the cached rows) and runs the ordinary
+// Attention op on them: (pos+T)·heads·(nope+v)·kvl multiply-adds (16.8 M per cached position)
+// once per step rather than per token, and (pos+T)·(heads·(2·qk_head + nope + v) + rope)·4
+// bytes of scratch (328 KB per cached position). Per step the absorbed form costs
+// T·16.8 M + T·(pos+T)·139 K against (pos+T)·(16.8 M + T·41 K) expanded (41 K =
+// heads·(qk_head + v)): absorbing wins while T is below about 16.8 M / (139 K - 41 K) ≈ 170.
+// Both are transformers' attention in another order of sums; the goldens pass either way.
+
 // Rotary: the backend's Rope turns pair i by pos·theta^(-2i/d), which cannot express YaRN's
 // blended frequencies. The rotation is instead a matrix per position ([qk_head, qk_head] for
 // the query, which also applies the softmax scale's excess over 1/sqrt(qk_head), and
@@ -36,7 +41,7 @@ import (
 
 // mlaScratch is one session's MLA work space, grown as needed (shared by the layers).
 type mlaScratch struct {
-	n, ctx                 int // tokens and context positions the buffers hold
+	n, ctx                 int // tokens and context positions (expanded keys and values) the buffers hold
 	qa, q, qs, ckv, ao, oh backend.Buffer
 	kv, k, v               backend.Buffer // [ctx·heads·(nope+v) | ctx·rope | zeros], expanded K and V
 
@@ -54,17 +59,26 @@ type mlaScratch struct {
 	wbuf     []float32        //
 }
 
-func (ms *mlaScratch) ensure(s *Session, T, n int) error {
-	if T <= ms.n && n <= ms.ctx {
+// mlaAbsorbMaxT is the longest step that runs the absorbed LatentAttention (see above: the
+// expanded form is cheaper from about 170 tokens, and a prompt chunk is up to 512).
+const mlaAbsorbMaxT = 64
+
+// ensure sizes the buffers for T tokens and, when expand, for the expanded keys and values of
+// n positions.
+func (ms *mlaScratch) ensure(s *Session, T, n int, expand bool) error {
+	if T <= ms.n && (!expand || n <= ms.ctx) {
 		return nil
 	}
 	c := &s.m.Config
 	m := c.MLA
 	nh, qkh := c.NumAttentionHeads, c.HeadDim
-	// The context doubles, so that decode reallocates O(log n) times.
-	if n > ms.ctx {
+	// The context doubles, so that long prompts reallocate O(log n) times.
+	switch {
+	case !expand:
+		n = ms.ctx
+	case n > ms.ctx:
 		n = min(max(n, 2*ms.ctx), max(s.m.maxCtx, n))
-	} else {
+	default:
 		n = ms.ctx
 	}
 	T = max(T, ms.n)
@@ -74,8 +88,12 @@ func (ms *mlaScratch) ensure(s *Session, T, n int) error {
 	}{
 		{&ms.qa, T * max(m.QLoraRank, 1)}, {&ms.q, T * nh * qkh}, {&ms.qs, T * nh * qkh},
 		{&ms.ckv, T * (m.KVLoraRank + m.QKRopeHeadDim)}, {&ms.ao, T * nh * qkh}, {&ms.oh, T * nh * m.VHeadDim},
-		{&ms.kv, n*nh*(m.QKNopeHeadDim+m.VHeadDim) + n*m.QKRopeHeadDim + qkh},
-		{&ms.k, n * nh * qkh}, {&ms.v, n * nh * qkh},
+	}
+	if n > 0 {
+		sizes = append(sizes, []struct {
+			b *backend.Buffer
+			n int
+		}{{&ms.kv, n*nh*(m.QKNopeHeadDim+m.VHeadDim) + n*m.QKRopeHeadDim + qkh}, {&ms.k, n * nh * qkh}, {&ms.v, n * nh * qkh}}...)
 	}
 	// Freed, not left to the garbage collector, which does not see device memory.
 	if err := ms.free(s.m.be); err != nil {
@@ -144,7 +162,8 @@ func (s *Session) latentAttention(r *run, L *layer, st *layerState, xn, h backen
 	if r.err != nil {
 		return
 	}
-	r.do(ms.ensure(s, T, n))
+	absorb := T <= mlaAbsorbMaxT
+	r.do(ms.ensure(s, T, n, !absorb))
 	if r.err != nil {
 		return
 	}
@@ -181,6 +200,14 @@ func (s *Session) latentAttention(r *run, L *layer, st *layerState, xn, h backen
 		r.do(be.MatMul(r.view(st.v, (s.pos+t)*rd, rd), kRot[t], r.view(ckv, t*W+kvl, rd), 1))
 	}
 
+	if absorb {
+		oh := r.view(ms.oh, 0, T*nh*vd)
+		ls := backend.LatentShape{T: T, H: nh, Nope: nope, Rope: rd, V: vd, KVL: kvl, Scale: float32(1 / math.Sqrt(float64(qkh)))}
+		r.do(be.LatentAttention(oh, qs, a.kvb, r.view(st.k, 0, n*kvl), r.view(st.v, 0, n*rd), ls, s.pos))
+		s.mlaOut(r, L, oh, h, T)
+		return
+	}
+
 	// Keys and values of every cached position: kv_b_proj of the latents, beside the shared
 	// rotated keys and a zero block, gathered into [n, heads, qk_head] (values zero-padded).
 	kw := nh * (nope + vd)
@@ -201,9 +228,14 @@ func (s *Session) latentAttention(r *run, L *layer, st *layerState, xn, h backen
 	go_ := gcd(vd, qkh)
 	oh := r.view(ms.oh, 0, T*nh*vd)
 	r.do(be.Gather(oh, ao, ms.outRows(T, nh, qkh, vd, go_), go_))
-	o := r.view(s.sc.o, 0, T*c.HiddenSize)
-	r.do(be.MatMul(o, L.o, oh, T))
-	r.do(be.Add(h, o))
+	s.mlaOut(r, L, oh, h, T)
+}
+
+// mlaOut adds o_proj of the heads' outputs oh [T, heads·v_head] to h.
+func (s *Session) mlaOut(r *run, L *layer, oh, h backend.Buffer, T int) {
+	o := r.view(s.sc.o, 0, T*s.m.Config.HiddenSize)
+	r.do(s.m.be.MatMul(o, L.o, oh, T))
+	r.do(s.m.be.Add(h, o))
 }
 
 // mlaRotations binds the rotation matrices of positions [pos, pos+T) to ms.bound (the query's,

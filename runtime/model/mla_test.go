@@ -64,3 +64,31 @@ func TestMLACacheSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// TestMLAAbsorbedAgainstExpanded: the bf16-long golden's 80-token prompt runs the expanded
+// form (one step past mlaAbsorbMaxT) in one model and the absorbed LatentAttention (chunks of
+// 16) in the other; both pass transformers' golden, and their logits agree to float32 roundoff.
+func TestMLAAbsorbedAgainstExpanded(t *testing.T) {
+	g := readGolden(t, "../../arch/deepseek_v3/golden/bf16-long")
+	ids := g.i64["input_ids"]
+	if len(ids) <= mlaAbsorbMaxT {
+		t.Fatalf("the prompt has %d ids: it must exceed mlaAbsorbMaxT (%d) to run the expanded form", len(ids), mlaAbsorbMaxT)
+	}
+	expanded := open(t, "../arch/deepseek_v3/hf", 16, 0, Options{})
+	absorbed := open(t, "../arch/deepseek_v3/hf", 16, 0, Options{PrefillChunk: 16})
+	a, b := forwardAll(t, expanded, ids), forwardAll(t, absorbed, ids)
+	V := expanded.Config.VocabSize
+	want := g.f32["logits"]
+	worst, ga, gb := 0.0, 0.0, 0.0
+	for p := range ids {
+		worst = max(worst, rel(b[p*V:(p+1)*V], a[p*V:(p+1)*V]))
+		ga, gb = max(ga, rel(a[p*V:(p+1)*V], want[p*V:(p+1)*V])), max(gb, rel(b[p*V:(p+1)*V], want[p*V:(p+1)*V]))
+	}
+	t.Logf("against transformers: expanded %.2g, absorbed %.2g; absorbed against expanded %.2g (%d positions)", ga, gb, worst, len(ids))
+	if ga > tolLogits || gb > tolLogits {
+		t.Errorf("logits against the golden: expanded %.3g, absorbed %.3g (tolerance %g)", ga, gb, tolLogits)
+	}
+	if worst > 1e-5 || worst == 0 {
+		t.Errorf("absorbed and expanded logits differ by %.3g (want roundoff: above 0, at most 1e-5)", worst)
+	}
+}

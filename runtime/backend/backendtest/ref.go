@@ -106,6 +106,64 @@ func refAttention(q, gate, k, v []float32, T, H, D, kvH, pos0 int) []float64 {
 	return out
 }
 
+// refLatent is Multi-head Latent Attention as transformers computes it, without absorption:
+// each head's keys [Wk_h·lat[j] | kr[j]] and values Wv_h·lat[j] are formed, then softmax
+// attention with s.Scale. w holds kv_b_proj's values, [H·(Nope+V), KVL].
+func refLatent(q []float32, w []float64, lat, kr []float32, s backend.LatentShape, pos0 int) []float64 {
+	out := make([]float64, s.OutLen())
+	n := pos0 + s.T
+	qw := s.Nope + s.Rope
+	for h := 0; h < s.H; h++ {
+		base := h * (s.Nope + s.V)
+		key := make([][]float64, n)
+		val := make([][]float64, n)
+		for p := 0; p < n; p++ {
+			key[p] = make([]float64, qw)
+			val[p] = make([]float64, s.V)
+			for r := 0; r < s.Nope+s.V; r++ {
+				var a float64
+				for c := 0; c < s.KVL; c++ {
+					a += w[(base+r)*s.KVL+c] * float64(lat[p*s.KVL+c])
+				}
+				if r < s.Nope {
+					key[p][r] = a
+				} else {
+					val[p][r-s.Nope] = a
+				}
+			}
+			for i := 0; i < s.Rope; i++ {
+				key[p][s.Nope+i] = float64(kr[p*s.Rope+i])
+			}
+		}
+		for t := 0; t < s.T; t++ {
+			qv := q[(t*s.H+h)*qw : (t*s.H+h+1)*qw]
+			last := pos0 + t
+			sc := make([]float64, last+1)
+			m := math.Inf(-1)
+			for p := 0; p <= last; p++ {
+				for i, x := range qv {
+					sc[p] += float64(x) * key[p][i]
+				}
+				sc[p] *= float64(s.Scale)
+				m = math.Max(m, sc[p])
+			}
+			var z float64
+			for p := range sc {
+				sc[p] = math.Exp(sc[p] - m)
+				z += sc[p]
+			}
+			for i := 0; i < s.V; i++ {
+				var a float64
+				for p := 0; p <= last; p++ {
+					a += sc[p] / z * val[p][i]
+				}
+				out[(t*s.H+h)*s.V+i] = a
+			}
+		}
+	}
+	return out
+}
+
 // refConv runs the causal depthwise conv + SiLU over the whole sequence x
 // [T, C] from a zero state; w is [C, K].
 func refConv(x, w []float32, T, C, K int) []float64 {

@@ -53,6 +53,7 @@ func Run(t *testing.T, newBackend func() backend.Backend) {
 		{"GatedRMSNorm", testGatedRMSNorm},
 		{"Rope", testRope},
 		{"Attention", testAttention},
+		{"LatentAttention", testLatentAttention},
 		{"Conv1D", testConv1D},
 		{"DeltaNet", testDeltaNet},
 		{"Elementwise", testElementwise},
@@ -299,6 +300,40 @@ func testAttention(t *testing.T, be backend.Backend) {
 		}
 		must(t, be.Attention(ob, qb, gb, ql, gl, kb, vb, c.kvH, c.pos0))
 		check(t, name, get(t, be, ob), refAttention(q, refGate, k, v, c.T, c.H, c.D, c.kvH, c.pos0), tolAttn)
+	}
+}
+
+// testLatentAttention compares the absorbed latent attention with attention over the per-head
+// keys [Wk_h·lat | kr] and values Wv_h·lat it stands for, computed in float64 (refLatent).
+func testLatentAttention(t *testing.T, be backend.Backend) {
+	for _, c := range []struct {
+		s    backend.LatentShape
+		pos0 int
+		f    backend.Format
+	}{
+		{backend.LatentShape{T: 5, H: 4, Nope: 32, Rope: 16, V: 24, KVL: 64}, 0, backend.BF16},   // prefill from empty
+		{backend.LatentShape{T: 1, H: 4, Nope: 32, Rope: 16, V: 24, KVL: 64}, 9, backend.Q4},     // decode
+		{backend.LatentShape{T: 3, H: 2, Nope: 16, Rope: 8, V: 16, KVL: 128}, 4, backend.F32},    // a second chunk
+		{backend.LatentShape{T: 2, H: 3, Nope: 24, Rope: 8, V: 32, KVL: 64}, 1, backend.Q8},      // v wider than nope
+		{backend.LatentShape{T: 1, H: 2, Nope: 128, Rope: 64, V: 128, KVL: 512}, 40, backend.Q4}, // DeepSeek-V3's head
+		{backend.LatentShape{T: 2, H: 2, Nope: 128, Rope: 64, V: 128, KVL: 512}, 7, backend.BF16},
+		{backend.LatentShape{T: 3, H: 3, Nope: 16, Rope: 8, V: 16, KVL: 64}, 150, backend.Q4}, // a long context
+	} {
+		s := c.s
+		s.Scale = float32(0.7 / math.Sqrt(float64(s.Nope+s.Rope)))
+		name := fmt.Sprintf("T%d H%d nope%d rope%d v%d kvl%d pos%d %v", s.T, s.H, s.Nope, s.Rope, s.V, s.KVL, c.pos0, c.f)
+		rng := newRNG(name)
+		n := c.pos0 + s.T
+		w, wref := RandomWeight(rng, c.f, s.WeightRows(), s.KVL, 64)
+		wt, err := be.Register(w)
+		must(t, err)
+		q := randVec(rng, s.QLen(), 1)
+		lat := randVec(rng, (n+3)*s.KVL, 1) // caches longer than n: must be ignored
+		kr := randVec(rng, (n+3)*s.Rope, 1)
+		qb, lb, rb := put(t, be, q), put(t, be, lat), put(t, be, kr)
+		ob := alloc(t, be, s.OutLen())
+		must(t, be.LatentAttention(ob, qb, wt, lb, rb, s, c.pos0))
+		check(t, name, get(t, be, ob), refLatent(q, wref, lat, kr, s, c.pos0), tolMatMul)
 	}
 }
 
@@ -592,6 +627,13 @@ func testErrors(t *testing.T, be backend.Backend) {
 		}},
 		{"attention heads", func() error {
 			return be.Attention(y, y, nil, backend.Packed(1, 2, 4), backend.Heads{}, x, x, 3, 0)
+		}},
+		{"latent attention weight shape", func() error {
+			// wt is [8, 64]: 2 heads of nope 2 + v 2 rows want 64 columns, but 4 rows of 4+... do not.
+			return be.LatentAttention(y, x, wt, x, x, backend.LatentShape{T: 1, H: 2, Nope: 2, Rope: 2, V: 3, KVL: 64, Scale: 1}, 0)
+		}},
+		{"latent attention cache short", func() error {
+			return be.LatentAttention(y, x, wt, short, short, backend.LatentShape{T: 1, H: 2, Nope: 2, Rope: 2, V: 2, KVL: 64, Scale: 1}, 0)
 		}},
 		{"deltanet heads", func() error {
 			return be.DeltaNet(y, x, y, y, wt, wt, x, backend.DeltaShape{T: 1, Hk: 3, Dk: 2, Hv: 4, Dv: 2})

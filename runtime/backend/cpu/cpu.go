@@ -89,6 +89,8 @@ type Backend struct {
 	tmp     []float32 // serial ops' scratch
 	attn    attnJob
 	delta   deltaJob
+	lat     latentScratch
+	latJob  latentJob
 }
 
 var _ backend.Backend = (*Backend)(nil)

@@ -16,6 +16,7 @@ type tensor struct {
 	bound    bool // made by Bind
 	released bool
 	vec      []float32
+	lat      *absorbedWeights // kv_b_proj's blocks for LatentAttention (latent.go)
 }
 
 func (t *tensor) Rows() int              { return t.w.Rows }

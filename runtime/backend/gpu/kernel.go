@@ -23,6 +23,9 @@ const (
 	kGatedAdd
 	kGather
 	kScatterAdd
+	kMLAQ
+	kMLAAttention
+	kMLAO
 	// kMatvec is the first of the fast matvecs: format f (Q2..F32), one or
 	// four tokens per pass, at kMatvec + 2*(f-Q2) + (0 or 1).
 	kMatvec
@@ -36,6 +39,7 @@ var names = [NumKernels]string{
 	kMatvecGeneric: "matvec_generic", kDequant: "dequant", kRMSNorm: "rmsnorm", kRope: "rope",
 	kAttention: "attention", kConv1D: "conv1d", kDeltaPrep: "delta_prep", kDeltaStep: "delta_step",
 	kSwiGLU: "swiglu", kAdd: "add", kGatedAdd: "gated_add", kGather: "gather", kScatterAdd: "scatter_add",
+	kMLAQ: "mla_qabsorb", kMLAAttention: "mla_attention", kMLAO: "mla_oabsorb",
 }
 
 // matvec is the fast matvec kernel for f taking four tokens per pass or one.
@@ -63,9 +67,12 @@ func (k Kernel) Matvec() bool { return k >= kMatvec }
 
 // Bounds of the kernel bodies, mirrored from their headers.
 const (
-	attMaxDim   = 32 * 8 // 32·ATT_MAXI, attention.h
-	attMaxWarps = 8      // ATT_MAXW, attention.h
-	convMaxK    = 8      // CONV_MAXK, recurrent.h
-	deltaMaxDk  = 32 * 8 // 32·DELTA_MAXW, recurrent.h
-	mvWarps     = 8      // SIMD groups per matvec block, MV_NR rows each (matvec.h)
+	attMaxDim   = 32 * 8  // 32·ATT_MAXI, attention.h
+	attMaxWarps = 8       // ATT_MAXW, attention.h
+	latMaxL     = 32 * 16 // 32·LAT_MAXL, latent.h
+	latMaxR     = 32 * 4  // 32·LAT_MAXR, latent.h
+	latMaxWarps = 8       // LAT_MAXW, latent.h
+	convMaxK    = 8       // CONV_MAXK, recurrent.h
+	deltaMaxDk  = 32 * 8  // 32·DELTA_MAXW, recurrent.h
+	mvWarps     = 8       // SIMD groups per matvec block, MV_NR rows each (matvec.h)
 )

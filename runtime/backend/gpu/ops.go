@@ -72,7 +72,7 @@ func NewOps[A any](name string, dev Device[A], lim *Limits, null A) Ops[A] {
 // the kernels' own bounds included.
 func NewCheck(name string, lim *Limits) backend.Check {
 	return backend.Check{Name: name, MaxRows: lim.MaxGridY, MaxHeadDim: attMaxDim,
-		MaxConvTaps: convMaxK, MaxKeyDim: deltaMaxDk}
+		MaxConvTaps: convMaxK, MaxKeyDim: deltaMaxDk, MaxLatent: latMaxL, MaxLatentRope: latMaxR}
 }
 
 func (o *Ops[A]) launch(k Kernel, gx, gy, threads, shared int) *Launch[A] {

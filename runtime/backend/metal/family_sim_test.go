@@ -10,34 +10,46 @@ import (
 	"github.com/fmoe/fmoe/runtime/model"
 )
 
-// TestDeepseekV3GoldenSim runs DeepSeek-V3's transformers golden through the Metal backend on
-// the simulator: its latent attention uses only ops every backend has (bound float32 rotation
-// matrices, element gathers, attention over 48-wide heads), here with the kernels' Metal build,
-// the source the CUDA build shares.
-func TestDeepseekV3GoldenSim(t *testing.T) {
+// TestFamilyGoldenSim runs each new family's transformers goldens (testdata/arch, packed at 16
+// bits) through the Metal backend on the kernel simulator, as the CPU and CUDA backends run them:
+// Qwen3-MoE (q/k norm, softmax router, no shared expert), GLM-4.5 (q/k/v biases, half rotary,
+// grouped sigmoid router, shared expert) and DeepSeek-V3 (latent attention from bound float32
+// rotation matrices, element gathers and attention over 48-wide heads), each at its own K and at
+// --k 2. The kernels are the Metal build of the source the CUDA build shares.
+func TestFamilyGoldenSim(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the kernel simulator")
 	}
 	needCXX(t)
-	dir := filepath.Join(t.TempDir(), "m")
-	if _, err := pack.Convert(context.Background(), pack.Options{In: "../../../testdata/arch/deepseek_v3/hf", Out: dir, Bits: 16}); err != nil {
-		t.Fatal(err)
-	}
-	f, err := golden.Load("../../../testdata/arch/deepseek_v3/golden/bf16.safetensors")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := model.Open(dir, model.Options{Backend: newSimBackend(t, cxx()[0], nil)()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	r, err := golden.Check(m, f, 1e-4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("deepseek_v3 bf16 on the Metal simulator: worst prompt %.2e, greedy %d/%d, worst generated %.2e", r.WorstPrompt, r.SameTokens, r.Generated, r.WorstGenerated)
-	if !r.Pass() || r.Generated == 0 {
-		t.Errorf("fails: %+v", r)
+	newBackend := newSimBackend(t, cxx()[0], nil)
+	for _, fam := range []string{"qwen3_moe", "glm4_moe", "deepseek_v3"} {
+		t.Run(fam, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "m")
+			if _, err := pack.Convert(context.Background(), pack.Options{In: "../../../testdata/arch/" + fam + "/hf", Out: dir, Bits: 16}); err != nil {
+				t.Fatal(err)
+			}
+			for _, g := range []struct {
+				file string
+				k    int
+			}{{"bf16", 0}, {"bf16-k2", 2}} {
+				f, err := golden.Load("../../../testdata/arch/" + fam + "/golden/" + g.file + ".safetensors")
+				if err != nil {
+					t.Fatal(err)
+				}
+				m, err := model.Open(dir, model.Options{Backend: newBackend(), ExpertsPerToken: g.k})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := golden.Check(m, f, 1e-4)
+				m.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("%s %s on the Metal simulator: worst prompt %.2e, greedy %d/%d, worst generated %.2e", fam, g.file, r.WorstPrompt, r.SameTokens, r.Generated, r.WorstGenerated)
+				if !r.Pass() || r.Generated == 0 {
+					t.Errorf("%s %s fails: %+v", fam, g.file, r)
+				}
+			}
+		})
 	}
 }
