@@ -1,11 +1,9 @@
 // Command shardwindow measures how much source-shard disk a pack that streams a download
 // would need (hub.ShardWindow) for checkpoint folders. Each DIR holds a
-// model.safetensors.index.json (or the same file gzipped, .json.gz) and the shard sizes, as one
-// of:
-//   - shards.tsv, one shard a line: name, size in bytes, sha256 (tab-separated; the fixtures
-//     under testdata/hub-index are in this form);
-//   - the shards themselves, or the Git LFS pointer files of a clone made with
-//     GIT_LFS_SKIP_SMUDGE=1 (their "size" line is the shard's size).
+// model.safetensors.index.json (or the same file gzipped, .json.gz) and the shard sizes: either
+// a shards.tsv listing them (name, size in bytes, sha256, tab-separated: the fixtures under
+// testdata/hub-index are in this form), or the shards themselves, or the Git LFS pointer files
+// of a clone made with GIT_LFS_SKIP_SMUDGE=1 (their "size" line is the shard's size).
 //
 //	go run ./scripts/shardwindow DIR...
 //	go run ./scripts/shardwindow testdata/hub-index/*   # the table in docs/hub.md
