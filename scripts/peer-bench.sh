@@ -65,7 +65,6 @@ log() { echo "# $(date +%T) +$(( $(date +%s) - T0 ))s $*" >&2; }
 late() { [ "$DEADLINE" -gt 0 ] && [ $(( $(date +%s) - T0 )) -ge "$DEADLINE" ]; }
 
 llama_build() {
-  rm -rf "$LL"; tar xJf "$TAR" -C "$DIR"
   if ls "$PRE"* > /dev/null 2>&1; then
     log "llama.cpp: prebuilt binaries from $PRE"
     mkdir -p "$LB"; cat "$PRE"* | tar xJf - -C "$LB"; return
@@ -83,6 +82,7 @@ llama_build() {
 }
 
 build() {
+  rm -rf "$LL"; tar xJf "$TAR" -C "$DIR"  # the converter runs from this tree while it builds
   llama_build > "$DIR/llama-build.out" 2>&1 &
   local bpid=$!
   log "synthesising qwen3.5-397b-a17b, 1 layer, hf bf16"
