@@ -14,7 +14,8 @@
 #   PEER_PHASE  build | bench | all (default all)
 #   PEER_DEADLINE  seconds after the start past which no new benchmark row starts (default 0: none)
 #   PEER_TOKENS decode tokens (default 64; the disk row 32); PEER_PP prefill length (default 512)
-#   PEER_KS     expert counts to compare (default "10 4"); PEER_MEMMAX the disk row's memory.max (3G)
+#   PEER_KS     expert counts to compare (default "10 4"); PEER_ROWS the rows (default "resident host
+#               disk"); PEER_MEMMAX the disk row's memory.max (default 3G)
 #
 # The model: fmoe-pack synth --preset qwen3.5-397b-a17b --layers 1 --layout hf (bf16, random
 # weights, the real shapes and vocabulary; 17 GB). fmoe packs it at 4 bits (minmax, group 64);
@@ -114,7 +115,7 @@ build() {
 # --- the comparison ---
 setk() { # K: the expert count llama.cpp uses (GGUF metadata); fmoe takes -k
   for g in "$DIR/m-q4_0.gguf" "$DIR/m1-q4_0.gguf"; do
-    PYTHONPATH=$LL/gguf-py python3 "$LL/gguf-py/gguf/scripts/gguf_set_metadata.py" --force "$g" qwen35moe.expert_used_count "$1" > /dev/null
+    PYTHONPATH=$LL/gguf-py python3 "$LL/gguf-py/gguf/scripts/gguf_set_metadata.py" --force "$g" qwen35moe.expert_used_count "$1" > /dev/null 2>&1
   done
 }
 # llama-bench tg (and pp when PP > 0) in tok/s for one model file and flags
@@ -134,20 +135,21 @@ for line in open(sys.argv[1]):
 print(pp, tg)' "$DIR/lb.out"
 }
 ids() { seq -s, 1 "$1"; }
-# fmoe: generate with --timing after a PROMPT_LEN-token prompt; prints
-# "prefill_tps decode_tps layer_ms fixed_ms" (decode columns of the report; fixed = total - layers)
+# fmoe: generate with --timing after a PROMPT_LEN-token prompt; prints "decode_tps layer_ms fixed_ms
+# prefill_tps prefill_layer_ms prefill_fixed_ms" (ms per token; fixed = total - layers)
 fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
   local tag=$1 k=$2 n=$3 t=$4; shift 4
   echo "### $tag: fmoe-run generate -k $k --ids 1..$n --tokens $t $*" >> "$POUT/runs.log"
   "$BIN/fmoe-run" generate --backend cuda --model "$DIR/fmoe" --ids "$(ids "$n")" --tokens "$t" -k "$k" --timing "$@" > /dev/null 2> "$DIR/.timing" ||
-    { cat "$DIR/.timing" | tee -a "$POUT/runs.log" | tail -5 >&2; echo "- - - -"; return; }
+    { cat "$DIR/.timing" | tee -a "$POUT/runs.log" | tail -5 >&2; echo "- - - - - -"; return; }
   cat "$DIR/.timing" >> "$POUT/runs.log"
   awk '/\[timing\] prefill:/{for(i=1;i<=NF;i++) if($i=="tok/s") p=$(i-1)}
        /\[timing\] decode:/{for(i=1;i<=NF;i++) if($i=="tok/s") d=$(i-1)}
-       {k=$1; for(i=2;i<=NF && $i !~ /^[-0-9.]+%?$/;i++) k=k" "$i; v=$(i+1)}
-       k=="layer_total"{lt=v} k=="layers"{ly=v} k=="total"{tt=v}
-       END{printf "%s %s %s %.3f\n", p, d, lt, tt-ly}' "$DIR/.timing"
+       {k=$1; for(i=2;i<=NF && $i !~ /^[-0-9.]+%?$/;i++) k=k" "$i; u=$i; v=$(i+1)}
+       k=="layer_total"{lt=v; plt=u} k=="layers"{ly=v; ply=u} k=="total"{tt=v; ptt=u}
+       END{printf "%s %s %.3f %s %s %.3f\n", d, lt, tt-ly, p, plt, ptt-ply}' "$DIR/.timing"
 }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if(a=="-"||b=="-"||b==0) print "-"; else printf "%.2fx", a/b }'; }
 extrap() { awk -v l="$1" -v f="$2" 'BEGIN{ if (l=="-"||f=="-") print "-"; else printf "%.2f", 1000/(60*l+f) }'; }
 # llama.cpp per layer and fixed cost (ms) from the 2- and 1-layer models' decode rates
 lsplit() { awk -v a="$1" -v b="$2" 'BEGIN{ if(a=="-"||b=="-"){print "- -"; exit}; t2=1000/a; t1=1000/b; printf "%.3f %.3f\n", t2-t1, 2*t1-t2 }'; }
@@ -174,20 +176,20 @@ row() { # ROW K
           lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0); pre=(incg "$CG"); n=32; r=1
           sync; echo 3 > /proc/sys/vm/drop_caches ;;
   esac
-  local lpp2 ltg2 ltg1 lper lfix fpp ftg flt ffix ft lt
+  local lpp2 ltg2 lpp1 ltg1 lper lfix lpper lpfix fpp ftg flt ffix fplt fpfix ft lt fpt lpt
   read -r lpp2 ltg2 < <("${pre[@]}" lbench "$DIR/m-q4_0.gguf" "$pp" "$n" $r "${lflags[@]}")
   [ $row = disk ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
-  read -r _ ltg1 < <("${pre[@]}" lbench "$DIR/m1-q4_0.gguf" 0 "$n" $r "${lflags[@]}")
+  read -r lpp1 ltg1 < <("${pre[@]}" lbench "$DIR/m1-q4_0.gguf" "$pp" "$n" $r "${lflags[@]}")
   read -r lper lfix < <(lsplit "$ltg2" "$ltg1")
-  lt=$(extrap "$lper" "$lfix")
+  read -r lpper lpfix < <(lsplit "$lpp2" "$lpp1")
+  lt=$(extrap "$lper" "$lfix"); lpt=$(extrap "$lpper" "$lpfix")
   local name=$row
   while :; do
     [ $row = disk ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
-    read -r fpp ftg flt ffix < <("${pre[@]}" fgen "$name K=$k" "$k" "$pp" "$n" "${fflags[@]}")
-    ft=$(extrap "$flt" "$ffix")
-    printf '| %s | %d | %s / %s / %s | %s / %s | %s / %s | **%s / %s** | %s | %s / %s |\n' "$name" "$k" "$ftg" "$ltg1" "$ltg2" \
-      "$flt" "$lper" "$ffix" "$lfix" "$ft" "$lt" \
-      "$(awk -v a="$ft" -v b="$lt" 'BEGIN{ if(a=="-"||b=="-"||b==0) print "-"; else printf "%.2fx", a/b }')" "$fpp" "$lpp2"
+    read -r ftg flt ffix fpp fplt fpfix < <("${pre[@]}" fgen "$name K=$k" "$k" "$pp" "$n" "${fflags[@]}")
+    ft=$(extrap "$flt" "$ffix"); fpt=$(extrap "$fplt" "$fpfix")
+    printf '| %s | %d | %s / %s / %s | %s / %s | %s / %s | **%s / %s** | %s | %s / %s / %s | %s / %s |\n' "$name" "$k" "$ftg" "$ltg1" "$ltg2" \
+      "$flt" "$lper" "$ffix" "$lfix" "$ft" "$lt" "$(ratio "$ft" "$lt")" "$fpp" "$lpp1" "$lpp2" "$fpt" "$lpt"
     # experts in RAM: fmoe's pinned host tier (one DMA per expert, no read) beside its page-cache reads
     [ $row = host ] && [ "$name" = host ] && ! late || break
     name="host, fmoe host tier"; fflags=(--gpu-cache 0 --host-cache 8G)
@@ -221,14 +223,17 @@ bench() {
   echo "fmoe: fmoe-run generate --backend cuda --ids 1..$PP --tokens $TOKENS -k K --timing (decode after the prompt), --gpu-cache 100G (resident) or 0 (host, disk)"
   ceilings
   echo
-  CG=$(memcg "${PEER_MEMMAX:-3G}")
+  CG=; [[ " ${PEER_ROWS:-disk} " == *" disk "* ]] && CG=$(memcg "${PEER_MEMMAX:-3G}")
   [ -n "$CG" ] && echo "disk row: each engine alone in cgroup $CG with memory.max=$(cat "$CG"/memory.max) (page cache included), after drop_caches"
   { echo
-    echo "| row | K | tok/s measured: fmoe (1 layer) / llama.cpp (1 layer) / llama.cpp (2 layers) | ms per layer fmoe / llama.cpp | fixed ms per token fmoe / llama.cpp | tok/s at 60 layers fmoe / llama.cpp | fmoe / llama.cpp | fmoe pp$PP / llama.cpp pp$PP tok/s |"
-    echo "|---|---|---|---|---|---|---|---|"; }
-  local ks=(${PEER_KS:-10 4}) plan=() p
-  for k in "${ks[@]}"; do plan+=("resident $k" "host $k"); [ "$k" = "${ks[0]}" ] && plan+=(check); done
-  for k in "${ks[@]}"; do plan+=("disk $k"); done
+    echo "| row | K | decode tok/s measured: fmoe (1 layer) / llama.cpp (1 layer) / llama.cpp (2 layers) | decode ms per layer fmoe / llama.cpp | fixed ms per token fmoe / llama.cpp | **decode tok/s at 60 layers fmoe / llama.cpp** | fmoe / llama.cpp | prefill $PP tok/s measured fmoe (1) / llama.cpp (1 / 2) | prefill tok/s at 60 layers fmoe / llama.cpp |"
+    echo "|---|---|---|---|---|---|---|---|---|"; }
+  local ks=(${PEER_KS:-10 4}) rows=" ${PEER_ROWS:-resident host disk} " plan=() p r
+  for k in "${ks[@]}"; do
+    for r in resident host; do [[ $rows == *" $r "* ]] && plan+=("$r $k"); done
+    [ "$k" = "${ks[0]}" ] && plan+=(check)
+  done
+  [[ $rows == *" disk "* ]] && for k in "${ks[@]}"; do plan+=("disk $k"); done
   for p in "${plan[@]}"; do
     if late; then echo "(deadline: '$p' and later rows not run)"; break; fi
     if [ "$p" = check ]; then crosscheck > "$DIR/crosscheck.txt" 2>&1 || true; continue; fi
