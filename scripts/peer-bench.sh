@@ -21,12 +21,14 @@
 # weights, the real shapes and vocabulary; 17 GB). fmoe packs it at 4 bits (minmax, group 64);
 # llama.cpp converts the same files with its own convert_hf_to_gguf.py (bf16 GGUF) and llama-quantize
 # takes that to Q4_0 (4.5 bits per weight, like fmoe's 4-bit group-64 affine format; llama-quantize
-# keeps output.weight at Q6_K). The 1-layer GGUF is then copied to a 2-layer one whose layer 1
-# repeats layer 0's tensors at their own file offsets (scripts/peer/gguf_layers.py): llama.cpp's
-# per-layer cost is the 2-layer minus the 1-layer decode time, the rest its per-token fixed cost.
-# fmoe's per-layer and fixed costs come from its own --timing report. Both are extrapolated to 60
-# layers alike: 1000 / (60 x ms per layer + fixed ms). The measured layers are GatedDeltaNet layers
-# (the 397B's are 45 of 60; its 15 full-attention layers are not in this model).
+# keeps output.weight at Q6_K). llama.cpp v0.5.0 aborts on a Qwen3.5 model with no attention layer,
+# so scripts/peer/gguf_layers.py stacks that GGUF's GatedDeltaNet block (L) with a full-attention
+# block (A: block 0's experts, random Q4_0 attention weights) three ways, each block with its own
+# copy of the data: LA, LLA and LAA. llama.cpp's GatedDeltaNet layer costs LLA - LA, its attention
+# layer LAA - LA, its per-token fixed cost the rest of LA. fmoe's per-layer and fixed costs come
+# from its own --timing report on the 1-layer pack. Both are extrapolated to 60 GatedDeltaNet
+# layers alike: 1000 / (60 x ms per layer + fixed ms) (the 397B has 45 of them and 15 attention
+# layers; fmoe's attention layer is not measured here).
 #
 # Rows (each at K=10, the model's, and K=4, set in both engines' model metadata / -k):
 #   resident  llama.cpp -ngl 99 (all on the GPU)   | fmoe --gpu-cache 100G (prefill loads every expert
@@ -103,18 +105,21 @@ build() {
   cat "$DIR/llama-build.out" >&2
   [ $ok = 1 ] || exit 1
   log "llama-quantize bf16 -> Q4_0"
-  "$LB/llama-quantize" "$DIR/m1-bf16.gguf" "$DIR/m1-q4_0.gguf" Q4_0 "$(nproc)" > "$DIR/quantize.log" 2>&1 ||
+  "$LB/llama-quantize" "$DIR/m1-bf16.gguf" "$DIR/l-q4_0.gguf" Q4_0 "$(nproc)" > "$DIR/quantize.log" 2>&1 ||
     { tail -20 "$DIR/quantize.log" >&2; exit 1; }
   rm -f "$DIR/m1-bf16.gguf"
-  log "2-layer GGUF (layer 1 repeats layer 0)"
-  PYTHONPATH=$LL/gguf-py python3 "$HERE/peer/gguf_layers.py" "$DIR/m1-q4_0.gguf" "$DIR/m-q4_0.gguf" 2
+  log "stacks LA, LLA, LAA (L: the GatedDeltaNet block, A: a full-attention block)"
+  local st
+  for st in LA LLA LAA; do PYTHONPATH=$LL/gguf-py python3 "$HERE/peer/gguf_layers.py" "$DIR/l-q4_0.gguf" "$DIR/$st.gguf" $st & done
+  wait
+  rm -f "$DIR/l-q4_0.gguf"
   du -sh "$DIR"/* >&2
   log "build phase done"
 }
 
 # --- the comparison ---
 setk() { # K: the expert count llama.cpp uses (GGUF metadata); fmoe takes -k
-  for g in "$DIR/m-q4_0.gguf" "$DIR/m1-q4_0.gguf"; do
+  for g in "$DIR"/LA.gguf "$DIR"/LLA.gguf "$DIR"/LAA.gguf; do
     PYTHONPATH=$LL/gguf-py python3 "$LL/gguf-py/gguf/scripts/gguf_set_metadata.py" --force "$g" qwen35moe.expert_used_count "$1" > /dev/null 2>&1
   done
 }
@@ -152,7 +157,9 @@ fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if(a=="-"||b=="-"||b==0) print "-"; else printf "%.2fx", a/b }'; }
 extrap() { awk -v l="$1" -v f="$2" 'BEGIN{ if (l=="-"||f=="-") print "-"; else printf "%.2f", 1000/(60*l+f) }'; }
 # llama.cpp per layer and fixed cost (ms) from the 2- and 1-layer models' decode rates
-lsplit() { awk -v a="$1" -v b="$2" 'BEGIN{ if(a=="-"||b=="-"){print "- -"; exit}; t2=1000/a; t1=1000/b; printf "%.3f %.3f\n", t2-t1, 2*t1-t2 }'; }
+# llama.cpp's GatedDeltaNet layer, attention layer and fixed cost (ms) from the LA, LLA, LAA rates
+lsplit() { awk -v a="$1" -v b="$2" -v c="$3" 'BEGIN{ if(a=="-"||b=="-"||c=="-"){print "- - -"; exit}
+  ta=1000/a; tb=1000/b; tc=1000/c; printf "%.3f %.3f %.3f\n", tb-ta, tc-ta, 2*ta-tb-tc }'; }
 
 memcg() { # creates /sys/fs/cgroup/fmoe-peer with memory.max=$1; prints its path or nothing
   local cg=/sys/fs/cgroup/fmoe-peer
@@ -171,25 +178,28 @@ row() { # ROW K
   case $row in
     resident) lflags=(-ngl 99); fflags=(--gpu-cache 100G) ;;
     host) lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0)
-          cat "$DIR"/fmoe/packed_experts/*.bin "$DIR"/m-q4_0.gguf "$DIR"/m1-q4_0.gguf > /dev/null ;;  # warm the page cache
+          cat "$DIR"/fmoe/packed_experts/*.bin "$DIR"/L*.gguf > /dev/null ;;  # warm the page cache
     disk) [ -n "$CG" ] || { echo "| disk | $k | (no memory cgroup on this machine: skipped) |"; return; }
           lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0); pre=(incg "$CG"); n=32; r=1
           sync; echo 3 > /proc/sys/vm/drop_caches ;;
   esac
-  local lpp2 ltg2 lpp1 ltg1 lper lfix lpper lpfix fpp ftg flt ffix fplt fpfix ft lt fpt lpt
-  read -r lpp2 ltg2 < <("${pre[@]}" lbench "$DIR/m-q4_0.gguf" "$pp" "$n" $r "${lflags[@]}")
-  [ $row = disk ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
-  read -r lpp1 ltg1 < <("${pre[@]}" lbench "$DIR/m1-q4_0.gguf" "$pp" "$n" $r "${lflags[@]}")
-  read -r lper lfix < <(lsplit "$ltg2" "$ltg1")
-  read -r lpper lpfix < <(lsplit "$lpp2" "$lpp1")
+  local st pp_ tg_ ppa tga ppb tgb ppc tgc lper latt lfix lpper lpatt lpfix fpp ftg flt ffix fplt fpfix ft lt fpt lpt
+  for st in LA LLA LAA; do
+    [ $row = disk ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
+    read -r pp_ tg_ < <("${pre[@]}" lbench "$DIR/$st.gguf" "$pp" "$n" $r "${lflags[@]}")
+    case $st in LA) ppa=$pp_ tga=$tg_ ;; LLA) ppb=$pp_ tgb=$tg_ ;; LAA) ppc=$pp_ tgc=$tg_ ;; esac
+  done
+  read -r lper latt lfix < <(lsplit "$tga" "$tgb" "$tgc")
+  read -r lpper lpatt lpfix < <(lsplit "$ppa" "$ppb" "$ppc")
   lt=$(extrap "$lper" "$lfix"); lpt=$(extrap "$lpper" "$lpfix")
   local name=$row
   while :; do
     [ $row = disk ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
     read -r ftg flt ffix fpp fplt fpfix < <("${pre[@]}" fgen "$name K=$k" "$k" "$pp" "$n" "${fflags[@]}")
     ft=$(extrap "$flt" "$ffix"); fpt=$(extrap "$fplt" "$fpfix")
-    printf '| %s | %d | %s / %s / %s | %s / %s | %s / %s | **%s / %s** | %s | %s / %s / %s | %s / %s |\n' "$name" "$k" "$ftg" "$ltg1" "$ltg2" \
-      "$flt" "$lper" "$ffix" "$lfix" "$ft" "$lt" "$(ratio "$ft" "$lt")" "$fpp" "$lpp1" "$lpp2" "$fpt" "$lpt"
+    printf '| %s | %d | %s / %s, %s, %s | %s / %s (%s) | %s / %s | **%s / %s** | %s | %s / %s, %s, %s | %s / %s |\n' "$name" "$k" \
+      "$ftg" "$tga" "$tgb" "$tgc" "$flt" "$lper" "$latt" "$ffix" "$lfix" "$ft" "$lt" "$(ratio "$ft" "$lt")" \
+      "$fpp" "$ppa" "$ppb" "$ppc" "$fpt" "$lpt"
     # experts in RAM: fmoe's pinned host tier (one DMA per expert, no read) beside its page-cache reads
     [ $row = host ] && [ "$name" = host ] && ! late || break
     name="host, fmoe host tier"; fflags=(--gpu-cache 0 --host-cache 8G)
@@ -218,7 +228,7 @@ PY
 bench() {
   echo "machine: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader); $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p')), $(free -g | awk '/Mem:/{print $2}') GB RAM"
   echo "llama.cpp: $(tr '\n' ' ' < "$LL/FMOE-SOURCE.txt"); built with GGML_CUDA=ON, sm_90, GGML_NATIVE, FlashAttention kernels off"
-  echo "model: synthetic qwen3.5-397b-a17b, fmoe 1 layer 4-bit g64 ($(du -sh "$DIR/fmoe" | cut -f1)); llama.cpp Q4_0 1 layer $(du -sh "$DIR/m1-q4_0.gguf" | cut -f1), 2 layers $(du -sh "$DIR/m-q4_0.gguf" | cut -f1)"
+  echo "model: synthetic qwen3.5-397b-a17b, fmoe 1 GatedDeltaNet layer 4-bit g64 ($(du -sh "$DIR/fmoe" | cut -f1)); llama.cpp Q4_0 stacks $(cd "$DIR" && du -sh LA.gguf LLA.gguf LAA.gguf | awk '{printf "%s %s, ", $2, $1}')"
   echo "llama.cpp: llama-bench -m M.gguf -p $PP -n $TOKENS -r 2 -o jsonl (tg from an empty context; disk row -n 32 -r 1) with -ngl 99 (resident) or -ngl 99 -ot exps=CPU (host, disk)"
   echo "fmoe: fmoe-run generate --backend cuda --ids 1..$PP --tokens $TOKENS -k K --timing (decode after the prompt), --gpu-cache 100G (resident) or 0 (host, disk)"
   ceilings
@@ -226,7 +236,7 @@ bench() {
   CG=; [[ " ${PEER_ROWS:-disk} " == *" disk "* ]] && CG=$(memcg "${PEER_MEMMAX:-3G}")
   [ -n "$CG" ] && echo "disk row: each engine alone in cgroup $CG with memory.max=$(cat "$CG"/memory.max) (page cache included), after drop_caches"
   { echo
-    echo "| row | K | decode tok/s measured: fmoe (1 layer) / llama.cpp (1 layer) / llama.cpp (2 layers) | decode ms per layer fmoe / llama.cpp | fixed ms per token fmoe / llama.cpp | **decode tok/s at 60 layers fmoe / llama.cpp** | fmoe / llama.cpp | prefill $PP tok/s measured fmoe (1) / llama.cpp (1 / 2) | prefill tok/s at 60 layers fmoe / llama.cpp |"
+    echo "| row | K | decode tok/s measured: fmoe (L) / llama.cpp (LA, LLA, LAA) | decode ms per GatedDeltaNet layer fmoe / llama.cpp (llama.cpp attention layer) | fixed ms per token fmoe / llama.cpp | **decode tok/s at 60 layers fmoe / llama.cpp** | fmoe / llama.cpp | prefill $PP tok/s measured fmoe (L) / llama.cpp (LA, LLA, LAA) | prefill tok/s at 60 layers fmoe / llama.cpp |"
     echo "|---|---|---|---|---|---|---|---|---|"; }
   local ks=(${PEER_KS:-10 4}) rows=" ${PEER_ROWS:-resident host disk} " plan=() p r
   for k in "${ks[@]}"; do
