@@ -21,6 +21,8 @@ cp -r $S/CMakeLists.txt $S/cmake $S/src $S/include $S/common $S/gguf-py $S/conve
 cp -r $S/ggml/CMakeLists.txt $S/ggml/cmake $S/ggml/include $T/ggml/
 cp $S/ggml/src/*.c $S/ggml/src/*.cpp $S/ggml/src/*.h $S/ggml/src/*.in $S/ggml/src/CMakeLists.txt $T/ggml/src/
 cp -r $S/ggml/src/ggml-cuda $S/ggml/src/ggml-cpu $T/ggml/src/
+# the converter imports a model family's module only when converting it: keep Qwen3.5's
+( cd $T/conversion && ls | grep -vx -e __init__.py -e base.py -e qwen.py -e qwen3vl.py -e qwenvl.py | xargs rm -rf )
 # the GPU machine is x86-64: other CPUs' kernels are compiled only on those CPUs
 ( cd $T/ggml/src/ggml-cpu && rm -rf spacemit kleidiai && find arch -mindepth 1 -maxdepth 1 ! -name x86 -exec rm -rf {} + )
 cp -r $S/tools/llama-bench $S/tools/completion $S/tools/quantize $T/tools/
