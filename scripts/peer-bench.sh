@@ -270,7 +270,7 @@ text = tok.decode(prompt, skip_special_tokens=False)
 out = subprocess.run([f"{lb}/llama-completion", "-m", f"{d}/tiny-f32.gguf", "-p", text, "-n", str(len(want)),
                       "--temp", "0", "-no-cnv", "--no-warmup", "-ngl", "99", "--verbose-prompt"],
                      capture_output=True, text=True)
-seen = [int(m.group(1)) for m in re.finditer(r"^\s*(\d+) -> '", out.stderr, re.M)]
+seen = [int(m.group(1)) for m in re.finditer(r"(\d+) -> '", out.stderr)]  # --verbose-prompt's lines
 gen = out.stdout[len(text):] if out.stdout.startswith(text) else out.stdout
 got = tok.encode(gen, add_special_tokens=False).ids[:len(want)]
 print(f"prompt ids (transformers) {prompt}")
