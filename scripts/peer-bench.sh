@@ -15,7 +15,8 @@
 #   PEER_DEADLINE  seconds after the start past which no new benchmark row starts (default 0: none)
 #   PEER_TOKENS decode tokens (default 64; the disk row 32); PEER_PP prefill length (default 512)
 #   PEER_KS     expert counts to compare (default "10 4"); PEER_ROWS the rows (default "resident host
-#               disk"); PEER_MEMMAX the disk row's memory.max (default 3G)
+#               disk"); PEER_PLAN instead an explicit comma-separated list of "ROW K" and "check"
+#               (e.g. "resident 4,host 4,disk 10,disk 4"); PEER_MEMMAX the disk row's memory.max (3G)
 #
 # The model: fmoe-pack synth --preset qwen3.5-397b-a17b --layers 1 --layout hf (bf16, random
 # weights, the real shapes and vocabulary; 17 GB). fmoe packs it at 4 bits (minmax, group 64);
@@ -233,7 +234,7 @@ bench() {
   echo "fmoe: fmoe-run generate --backend cuda --ids 1..$PP --tokens $TOKENS -k K --timing (decode after the prompt), --gpu-cache 100G (resident) or 0 (host, disk)"
   ceilings
   echo
-  CG=; [[ " ${PEER_ROWS:-disk} " == *" disk "* ]] && CG=$(memcg "${PEER_MEMMAX:-3G}")
+  CG=; [[ " ${PEER_ROWS:-disk} ${PEER_PLAN:-} " == *"disk "* ]] && CG=$(memcg "${PEER_MEMMAX:-3G}")
   [ -n "$CG" ] && echo "disk row: each engine alone in cgroup $CG with memory.max=$(cat "$CG"/memory.max) (page cache included), after drop_caches"
   { echo
     echo "| row | K | decode tok/s measured: fmoe (L) / llama.cpp (LA, LLA, LAA) | decode ms per GatedDeltaNet layer fmoe / llama.cpp (llama.cpp attention layer) | fixed ms per token fmoe / llama.cpp | **decode tok/s at 60 layers fmoe / llama.cpp** | fmoe / llama.cpp | prefill $PP tok/s measured fmoe (L) / llama.cpp (LA, LLA, LAA) | prefill tok/s at 60 layers fmoe / llama.cpp |"
@@ -244,6 +245,7 @@ bench() {
     [ "$k" = "${ks[0]}" ] && plan+=(check)
   done
   [[ $rows == *" disk "* ]] && for k in "${ks[@]}"; do plan+=("disk $k"); done
+  [ -z "${PEER_PLAN:-}" ] || IFS=, read -r -a plan <<< "$PEER_PLAN"
   for p in "${plan[@]}"; do
     if late; then echo "(deadline: '$p' and later rows not run)"; break; fi
     if [ "$p" = check ]; then crosscheck > "$DIR/crosscheck.txt" 2>&1 || true; continue; fi
