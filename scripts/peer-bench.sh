@@ -113,6 +113,7 @@ build() {
   local st
   for st in LA LLA LAA; do PYTHONPATH=$LL/gguf-py python3 "$HERE/peer/gguf_layers.py" "$DIR/l-q4_0.gguf" "$DIR/$st.gguf" $st & done
   wait
+  for st in LA LLA LAA; do [ -f "$DIR/$st.gguf" ] || { echo "gguf_layers.py $st failed" >&2; exit 1; }; done
   rm -f "$DIR/l-q4_0.gguf"
   du -sh "$DIR"/* >&2
   log "build phase done"
