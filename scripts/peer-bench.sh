@@ -1,93 +1,137 @@
 #!/usr/bin/env bash
-# fmoe beside llama.cpp on the same machine and the same weights (issue 13). Runs on the GPU
-# machine, which has nvcc, cmake and python3 with torch but no Go and no network:
-#   PEER_BIN    prebuilt fmoe-pack and fmoe-run (default .llama/bin)
-#   LLAMA_TAR   llama.cpp source tarball (default .llama/llama.cpp.tar.xz; its FMOE-SOURCE.txt
-#               names the release it was cut from)
-#   PEER_DIR    scratch (default /tmp/fmoe-peer; needs ~55 GB at 2 layers)
-#   PEER_PHASE  build | bench | all (default all). build: compile llama.cpp, synthesise the model,
-#               pack it for fmoe, convert it for llama.cpp. bench: the comparison. Each phase fits
-#               one 10-minute command on the H200 machine; run bench right after build, while the
-#               machine is still warm (its /tmp survives only then).
-#   PEER_TOKENS decode tokens per run (default 32); PEER_PP prefill length (default 512)
-#   PEER_KS     expert counts to compare (default "10 4")
+# fmoe beside llama.cpp on the same machine and the same weights (issue 13). One run on the GPU
+# machine, which has nvcc, cmake, ninja and python3 with torch but no Go and no network:
+#   PEER_BIN    prebuilt fmoe-pack and fmoe-run, plain or .xz (default .gpu/peer/bin, else .llama/bin)
+#   LLAMA_TAR   llama.cpp source tarball (default .llama/llama.cpp.tar.xz, cut by
+#               scripts/peer/llama-source.sh; its FMOE-SOURCE.txt names the release)
+#   LLAMA_PREBUILT  llama-bin.tar.xz (or its split parts llama-bin.tar.xz.aa, ...) from an earlier
+#               run's PEER_OUT: the llama.cpp binaries, used instead of building (default
+#               .llama/llama-bin.tar.xz*)
+#   PEER_DIR    scratch (default /tmp/fmoe-peer; needs ~40 GB)
+#   PEER_OUT    where build.txt and bench.txt (the logs), runs.log (every llama-bench line and fmoe
+#               --timing report) and the llama.cpp binaries (llama-bin.tar.xz.*, 15 MiB parts) go
+#               (default $OUT when set, so they come back from the device)
+#   PEER_PHASE  build | bench | all (default all)
+#   PEER_DEADLINE  seconds after the start past which no new benchmark row starts (default 0: none)
+#   PEER_TOKENS decode tokens (default 64; the disk row 32); PEER_PP prefill length (default 512)
+#   PEER_KS     expert counts to compare (default "10 4"); PEER_ROWS the rows (default "resident host
+#               disk"); PEER_PLAN instead an explicit comma-separated list of "ROW K" and "check"
+#               (e.g. "resident 4,host 4,disk 10,disk 4"); PEER_MEMMAX the disk row's memory.max (3G)
 #
-# The model: fmoe-pack synth --preset qwen3.5-397b-a17b --layers 2 --layout hf (bf16, random
-# weights, the real shapes and vocabulary). fmoe packs the bf16 source at 4 bits (minmax, group
-# 64); llama.cpp converts it with its own convert_hf_to_gguf.py to Q8_0 and llama-quantize takes
-# that to Q4_0 (4.5 bits per weight like fmoe's 4-bit group-64 affine format). The detour through
-# Q8_0 is for the 64 GB disk: a bf16 GGUF beside the bf16 source and fmoe's pack would not fit.
-# llama.cpp is also timed on a 1-layer copy of the same GGUF (scripts/peer/gguf_layers.py): the
-# difference is its cost per layer, from which both engines are extrapolated to 60 layers alike
-# (fmoe's per-layer figure comes from its own --timing report).
+# The model: fmoe-pack synth --preset qwen3.5-397b-a17b --layers 1 --layout hf (bf16, random
+# weights, the real shapes and vocabulary; 17 GB). fmoe packs it at 4 bits (minmax, group 64);
+# llama.cpp converts the same files with its own convert_hf_to_gguf.py (bf16 GGUF) and llama-quantize
+# takes that to Q4_0 (4.5 bits per weight, like fmoe's 4-bit group-64 affine format; llama-quantize
+# keeps output.weight at Q6_K). llama.cpp v0.5.0 aborts on a Qwen3.5 model with no attention layer,
+# so scripts/peer/gguf_layers.py stacks that GGUF's GatedDeltaNet block (L) with a full-attention
+# block (A: block 0's experts, random Q4_0 attention weights) three ways, each block with its own
+# copy of the data: LA, LLA and LAA. llama.cpp's GatedDeltaNet layer costs LLA - LA, its attention
+# layer LAA - LA, its per-token fixed cost the rest of LA. fmoe's per-layer and fixed costs come
+# from its own --timing report on the 1-layer pack. Both are extrapolated to 60 GatedDeltaNet
+# layers alike: 1000 / (60 x ms per layer + fixed ms) (the 397B has 45 of them and 15 attention
+# layers; fmoe's attention layer is not measured here).
 #
-# Rows (each at K=10, the model's, and K=4, set in both engines' model metadata):
-#   1 resident:  llama.cpp -ngl 99 (all on the GPU)   | fmoe --gpu-cache holding every expert
-#   2 host RAM:  llama.cpp -ngl 99 -ot exps=CPU        | fmoe experts from the page cache, GPU compute
-#   3 disk:      both in a cgroup v2 with memory.max below the model's size (PEER_MEMMAX, default
-#                3G: the 2-layer pack is 8.5 GB, its dense part 1.3 GB), so neither keeps the
-#                experts in the page cache; if the cgroup can't be made, row 3 is skipped
+# Rows (each at K=10, the model's, and K=4, set in both engines' model metadata / -k):
+#   resident  llama.cpp -ngl 99 (all on the GPU)   | fmoe --gpu-cache 100G (prefill loads every expert
+#             it routes to; decode hits reported)
+#   host      llama.cpp -ngl 99 -ot exps=CPU (its CPU computes the experts, from mmap'd page cache)
+#             | fmoe --gpu-cache 0: experts pread from the page cache each token, GPU computes; and
+#             fmoe --gpu-cache 0 --host-cache 8G: experts in its pinned host tier, one DMA each
+#   disk      both in a cgroup v2 with memory.max=PEER_MEMMAX (page cache included), after
+#             drop_caches, so experts come from the disk: llama.cpp's mmap vs fmoe's preads
 # and a cross-check that both compute the same function: the repo's tiny Qwen3.5-MoE test checkpoint
 # (testdata/tiny/hf, bf16, random weights) converted to an F32 GGUF; llama.cpp's greedy ids for the
 # golden prompt beside transformers' (testdata/tiny/golden), which fmoe matches (fmoe-verify golden).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-BIN=${PEER_BIN:-$ROOT/.llama/bin}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=${PEER_REPO:-$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null || (cd "$HERE/.." && pwd))}
+cd "$ROOT"
+T0=$(date +%s)
+BIN=${PEER_BIN:-}
+[ -n "$BIN" ] || { [ -d .gpu/peer/bin ] && BIN=$ROOT/.gpu/peer/bin || BIN=$ROOT/.llama/bin; }
 TAR=${LLAMA_TAR:-$ROOT/.llama/llama.cpp.tar.xz}
+PRE=${LLAMA_PREBUILT:-$ROOT/.llama/llama-bin.tar.xz}
 DIR=${PEER_DIR:-/tmp/fmoe-peer}
+POUT=${PEER_OUT:-${OUT:-$DIR/out}}
 PHASE=${PEER_PHASE:-all}
-TOKENS=${PEER_TOKENS:-32}
+TOKENS=${PEER_TOKENS:-64}
 PP=${PEER_PP:-512}
+DEADLINE=${PEER_DEADLINE:-0}
 LL=$DIR/llama.cpp
 LB=$LL/build/bin
-mkdir -p "$DIR"
+export LD_LIBRARY_PATH=$LB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+mkdir -p "$DIR" "$POUT"
 if ls "$BIN"/*.xz > /dev/null 2>&1; then  # binaries sent compressed (the GPU machine takes 64 MiB of tree)
   mkdir -p "$DIR/bin"; for f in "$BIN"/*.xz; do xz -dc "$f" > "$DIR/bin/$(basename "$f" .xz)"; done
   chmod +x "$DIR"/bin/*; BIN=$DIR/bin
 fi
-log() { echo "# $(date +%T) $*" >&2; }
+log() { echo "# $(date +%T) +$(( $(date +%s) - T0 ))s $*" >&2; }
+late() { [ "$DEADLINE" -gt 0 ] && [ $(( $(date +%s) - T0 )) -ge "$DEADLINE" ]; }
+
+llama_build() {
+  if ls "$PRE"* > /dev/null 2>&1; then
+    log "llama.cpp: prebuilt binaries from $PRE"
+    mkdir -p "$LB"; cat "$PRE"* | tar xJf - -C "$LB"; return
+  fi
+  log "llama.cpp: building (CUDA sm_90, FlashAttention kernels off: no attention layer is measured)"
+  ( cd "$LL" && cmake -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+      -DGGML_NATIVE=ON -DGGML_CUDA_FA=OFF -DGGML_CUDA_NCCL=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+      -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
+      > "$DIR/cmake.log" 2>&1 &&
+    cmake --build build -j "$(nproc)" --target llama-bench llama-completion llama-quantize > "$DIR/build.log" 2>&1 ) ||
+    { tail -40 "$DIR/cmake.log" "$DIR/build.log" >&2; return 1; }
+  log "llama.cpp built; binaries to $POUT/llama-bin.tar.xz.*"
+  ( cd "$LB" && tar cf - llama-bench llama-completion llama-quantize ./*.so* | xz -T0 -3 |
+      split -b 15M - "$POUT/llama-bin.tar.xz." ) || true
+}
 
 build() {
-  log "llama.cpp: unpacking and building (CUDA, sm_90)"
-  rm -rf "$LL"; tar xJf "$TAR" -C "$DIR"
-  ( cd "$LL" && cmake -B build -G Ninja -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=ON \
-      -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-      -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF > "$DIR/cmake.log" 2>&1 &&
-    cmake --build build -j "$(nproc)" --target llama-bench llama-completion llama-quantize > "$DIR/build.log" 2>&1 ) &
+  rm -rf "$LL"; tar xJf "$TAR" -C "$DIR"  # the converter runs from this tree while it builds
+  llama_build > "$DIR/llama-build.out" 2>&1 &
   local bpid=$!
-  log "synthesising qwen3.5-397b-a17b, 2 layers, hf bf16"
-  "$BIN/fmoe-pack" synth --preset qwen3.5-397b-a17b --layers 2 --layout hf --out "$DIR/src" --force -q
-  log "fmoe-pack convert --bits 4 (background) and convert_hf_to_gguf --outtype q8_0"
-  "$BIN/fmoe-pack" convert --in "$DIR/src" --out "$DIR/fmoe" --bits 4 --force -q &
+  log "synthesising qwen3.5-397b-a17b, 1 layer, hf bf16"
+  nice -n 5 "$BIN/fmoe-pack" synth --preset qwen3.5-397b-a17b --layers 1 --layout hf --out "$DIR/src" --force -q
+  log "fmoe-pack convert --bits 4 (background) and convert_hf_to_gguf --outtype bf16"
+  nice -n 5 "$BIN/fmoe-pack" convert --in "$DIR/src" --out "$DIR/fmoe" --bits 4 --force -q > "$DIR/pack.log" 2>&1 &
   local ppid=$!
-  LLAMA=$LL python3 scripts/peer/convert.py "$DIR/src" --no-mtp --outtype q8_0 --outfile "$DIR/m-q8_0.gguf" > "$DIR/convert.log" 2>&1 ||
-    { tail -30 "$DIR/convert.log"; exit 1; }
-  wait $ppid
-  wait $bpid || { tail -40 "$DIR/build.log" "$DIR/cmake.log"; exit 1; }
+  local ok=1
+  LLAMA=$LL PYTHONUNBUFFERED=1 python3 "$HERE/peer/convert.py" "$DIR/src" --no-mtp --outtype bf16 --outfile "$DIR/m1-bf16.gguf" > "$DIR/convert.log" 2>&1 ||
+    { ok=0; tail -40 "$DIR/convert.log" >&2; }
+  wait $ppid || { tail -20 "$DIR/pack.log" >&2; exit 1; }
+  log "fmoe pack done ($(du -sh "$DIR/fmoe" | cut -f1)); tiny cross-check model: testdata/tiny/hf -> F32 GGUF"
   rm -rf "$DIR/src"
-  log "llama-quantize Q8_0 -> Q4_0"
-  "$LB/llama-quantize" --allow-requantize "$DIR/m-q8_0.gguf" "$DIR/m-q4_0.gguf" Q4_0 > "$DIR/quantize.log" 2>&1 ||
-    { tail -20 "$DIR/quantize.log"; exit 1; }
-  rm -f "$DIR/m-q8_0.gguf"
-  PYTHONPATH=$LL/gguf-py python3 scripts/peer/gguf_layers.py "$DIR/m-q4_0.gguf" "$DIR/m1-q4_0.gguf" 1
-  log "tiny cross-check model: testdata/tiny/hf -> F32 GGUF"
-  LLAMA=$LL python3 scripts/peer/convert.py testdata/tiny/hf --no-mtp --outtype f32 --outfile "$DIR/tiny-f32.gguf" > "$DIR/convert-tiny.log" 2>&1 ||
-    { tail -30 "$DIR/convert-tiny.log"; echo "tiny conversion failed (cross-check skipped)"; }
+  LLAMA=$LL python3 "$HERE/peer/convert.py" testdata/tiny/hf --no-mtp --outtype f32 --outfile "$DIR/tiny-f32.gguf" > "$DIR/convert-tiny.log" 2>&1 ||
+    { tail -20 "$DIR/convert-tiny.log" >&2; echo "tiny conversion failed (cross-check skipped)" >&2; }
+  wait $bpid || { cat "$DIR/llama-build.out" >&2; exit 1; }
+  cat "$DIR/llama-build.out" >&2
+  [ $ok = 1 ] || exit 1
+  log "llama-quantize bf16 -> Q4_0"
+  "$LB/llama-quantize" "$DIR/m1-bf16.gguf" "$DIR/l-q4_0.gguf" Q4_0 "$(nproc)" > "$DIR/quantize.log" 2>&1 ||
+    { tail -20 "$DIR/quantize.log" >&2; exit 1; }
+  rm -f "$DIR/m1-bf16.gguf"
+  log "stacks LA, LLA, LAA (L: the GatedDeltaNet block, A: a full-attention block)"
+  local st
+  for st in LA LLA LAA; do PYTHONPATH=$LL/gguf-py python3 "$HERE/peer/gguf_layers.py" "$DIR/l-q4_0.gguf" "$DIR/$st.gguf" $st & done
+  wait
+  for st in LA LLA LAA; do [ -f "$DIR/$st.gguf" ] || { echo "gguf_layers.py $st failed" >&2; exit 1; }; done
+  rm -f "$DIR/l-q4_0.gguf"
   du -sh "$DIR"/* >&2
+  log "build phase done"
 }
 
 # --- the comparison ---
-setk() { # K: the expert count both engines use (GGUF metadata; fmoe-run -k)
-  for g in "$DIR/m-q4_0.gguf" "$DIR/m1-q4_0.gguf"; do
-    PYTHONPATH=$LL/gguf-py python3 "$LL/gguf-py/gguf/scripts/gguf_set_metadata.py" --force "$g" qwen35moe.expert_used_count "$1" > /dev/null
+setk() { # K: the expert count llama.cpp uses (GGUF metadata); fmoe takes -k
+  for g in "$DIR"/LA.gguf "$DIR"/LLA.gguf "$DIR"/LAA.gguf; do
+    PYTHONPATH=$LL/gguf-py python3 "$LL/gguf-py/gguf/scripts/gguf_set_metadata.py" --force "$g" qwen35moe.expert_used_count "$1" > /dev/null 2>&1
   done
 }
-# llama-bench tg/pp in t/s for one model file and flags (markdown output, column "t/s")
-lbench() { # FILE PP FLAGS... -> prints "pp_tps tg_tps" (pp "-" when PP is 0)
-  local f=$1 pp=$2; shift 2
-  "$LB/llama-bench" -m "$f" -p "$pp" -n "$TOKENS" -r 2 -o jsonl "$@" 2> "$DIR/lb.err" > "$DIR/lb.out" ||
-    { tail -5 "$DIR/lb.err" >&2; echo "- -"; return; }
+# llama-bench tg (and pp when PP > 0) in tok/s for one model file and flags
+lbench() { # FILE PP TOKENS REPS FLAGS... -> prints "pp_tps tg_tps"
+  local f=$1 pp=$2 n=$3 r=$4; shift 4
+  echo "llama-bench -m $(basename "$f") -p $pp -n $n -r $r $*" >> "$POUT/runs.log"
+  "$LB/llama-bench" -m "$f" -p "$pp" -n "$n" -r "$r" -o jsonl "$@" 2> "$DIR/lb.err" > "$DIR/lb.out" ||
+    { tail -15 "$DIR/lb.err" | tee -a "$POUT/runs.log" >&2; echo "- -"; return; }
+  cat "$DIR/lb.out" >> "$POUT/runs.log"
   python3 -c '
 import json, sys
 pp = tg = "-"
@@ -98,68 +142,125 @@ for line in open(sys.argv[1]):
 print(pp, tg)' "$DIR/lb.out"
 }
 ids() { seq -s, 1 "$1"; }
-# fmoe: generate with --timing after a PROMPT_LEN-token prompt (whose prefill also fills the GPU
-# tier, as llama.cpp's weights are all in place before it starts); prints
-# "prefill_tps decode_ms_per_token layer_ms fixed_ms"
-fgen() { # K PROMPT_LEN TOKENS FLAGS...
-  local k=$1 n=$2 t=$3; shift 3
+# fmoe: generate with --timing after a PROMPT_LEN-token prompt; prints "decode_tps layer_ms fixed_ms
+# prefill_tps prefill_layer_ms prefill_fixed_ms" (ms per token; fixed = total - layers)
+fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
+  local tag=$1 k=$2 n=$3 t=$4; shift 4
+  echo "### $tag: fmoe-run generate -k $k --ids 1..$n --tokens $t $*" >> "$POUT/runs.log"
   "$BIN/fmoe-run" generate --backend cuda --model "$DIR/fmoe" --ids "$(ids "$n")" --tokens "$t" -k "$k" --timing "$@" > /dev/null 2> "$DIR/.timing" ||
-    { cat "$DIR/.timing" >&2; echo "- - - - -"; return; }
+    { cat "$DIR/.timing" | tee -a "$POUT/runs.log" | tail -5 >&2; echo "- - - - - -"; return; }
+  cat "$DIR/.timing" >> "$POUT/runs.log"
   awk '/\[timing\] prefill:/{for(i=1;i<=NF;i++) if($i=="tok/s") p=$(i-1)}
-       /\[timing\] decode:/{for(i=1;i<=NF;i++){if($i=="tok/s") d=1000/$(i-1)}}
-       {k=$1; for(i=2;i<=NF && $i !~ /^[-0-9.]+%?$/;i++) k=k" "$i; v=$(i+1)}
-       k=="layer_total"{lt=v} k=="embed"{e=v} k=="lm_head"{h=v}
-       END{printf "%s %s %s %s\n", p, d, lt, e+h}' "$DIR/.timing"
+       /\[timing\] decode:/{for(i=1;i<=NF;i++) if($i=="tok/s") d=$(i-1)}
+       {k=$1; for(i=2;i<=NF && $i !~ /^[-0-9.]+%?$/;i++) k=k" "$i; u=$i; v=$(i+1)}
+       k=="layer_total"{lt=v; plt=u} k=="layers"{ly=v; ply=u} k=="total"{tt=v; ptt=u}
+       END{printf "%s %s %.3f %s %s %.3f\n", d, lt, tt-ly, p, plt, ptt-ply}' "$DIR/.timing"
 }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if(a=="-"||b=="-"||b==0) print "-"; else printf "%.2fx", a/b }'; }
 extrap() { awk -v l="$1" -v f="$2" 'BEGIN{ if (l=="-"||f=="-") print "-"; else printf "%.2f", 1000/(60*l+f) }'; }
-# llama.cpp per layer and fixed cost from the 2- and 1-layer models' decode rates
-lsplit() { awk -v a="$1" -v b="$2" 'BEGIN{ if(a=="-"||b=="-"){print "- -"; exit}; t2=1000/a; t1=1000/b; printf "%.3f %.3f\n", t2-t1, 2*t1-t2 }'; }
+# llama.cpp per layer and fixed cost (ms) from the 2- and 1-layer models' decode rates
+# llama.cpp's GatedDeltaNet layer, attention layer and fixed cost (ms) from the LA, LLA, LAA rates
+lsplit() { awk -v a="$1" -v b="$2" -v c="$3" 'BEGIN{ if(a=="-"||b=="-"||c=="-"){print "- - -"; exit}
+  ta=1000/a; tb=1000/b; tc=1000/c; printf "%.3f %.3f %.3f\n", tb-ta, tc-ta, 2*ta-tb-tc }'; }
 
 memcg() { # creates /sys/fs/cgroup/fmoe-peer with memory.max=$1; prints its path or nothing
   local cg=/sys/fs/cgroup/fmoe-peer
   grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null || return 0
   echo +memory > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
-  mkdir -p $cg 2>/dev/null && echo "$1" > $cg/memory.max 2>/dev/null && echo 0 > $cg/memory.swap.max 2>/dev/null; [ -w $cg/cgroup.procs ] && echo $cg
+  mkdir -p $cg 2>/dev/null && echo "$1" > $cg/memory.max 2>/dev/null && { echo 0 > $cg/memory.swap.max 2>/dev/null || true; }
+  [ -w $cg/cgroup.procs ] && echo $cg || true
 }
-incg() { local cg=$1; shift; bash -c 'echo $$ > '"$cg"'/cgroup.procs; exec "$@"' _ "$@"; }
+# runs a command or one of the functions above in cgroup $1 (its children stay there too)
+incg() { local cg=$1; shift; bash -c 'echo $$ > '"$cg"'/cgroup.procs; "$@"' _ "$@"; }
+export -f lbench fgen ids
+export LB DIR POUT BIN
+
+row() { # ROW K
+  local row=$1 k=$2 lflags=() fflags=() pre=() n=$TOKENS r=2 pp=$PP
+  case $row in
+    resident) lflags=(-ngl 99); fflags=(--gpu-cache 100G) ;;
+    host) lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0)
+          cat "$DIR"/fmoe/packed_experts/*.bin "$DIR"/L*.gguf > /dev/null ;;  # warm the page cache
+    disk) [ -n "$CG" ] || { echo "| disk | $k | (no memory cgroup on this machine: skipped) |"; return; }
+          lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0); pre=(incg "$CG"); n=32; r=1
+          sync; echo 3 > /proc/sys/vm/drop_caches ;;
+  esac
+  local st pp_ tg_ ppa tga ppb tgb ppc tgc lper latt lfix lpper lpatt lpfix fpp ftg flt ffix fplt fpfix ft lt fpt lpt
+  for st in LA LLA LAA; do
+    [ $row = disk ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
+    read -r pp_ tg_ < <("${pre[@]}" lbench "$DIR/$st.gguf" "$pp" "$n" $r "${lflags[@]}")
+    case $st in LA) ppa=$pp_ tga=$tg_ ;; LLA) ppb=$pp_ tgb=$tg_ ;; LAA) ppc=$pp_ tgc=$tg_ ;; esac
+  done
+  read -r lper latt lfix < <(lsplit "$tga" "$tgb" "$tgc")
+  read -r lpper lpatt lpfix < <(lsplit "$ppa" "$ppb" "$ppc")
+  lt=$(extrap "$lper" "$lfix"); lpt=$(extrap "$lpper" "$lpfix")
+  local name=$row
+  while :; do
+    [ $row = disk ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
+    read -r ftg flt ffix fpp fplt fpfix < <("${pre[@]}" fgen "$name K=$k" "$k" "$pp" "$n" "${fflags[@]}")
+    ft=$(extrap "$flt" "$ffix"); fpt=$(extrap "$fplt" "$fpfix")
+    printf '| %s | %d | %s / %s, %s, %s | %s / %s (%s) | %s / %s | **%s / %s** | %s | %s / %s, %s, %s | %s / %s |\n' "$name" "$k" \
+      "$ftg" "$tga" "$tgb" "$tgc" "$flt" "$lper" "$latt" "$ffix" "$lfix" "$ft" "$lt" "$(ratio "$ft" "$lt")" \
+      "$fpp" "$ppa" "$ppb" "$ppc" "$fpt" "$lpt"
+    # experts in RAM: fmoe's pinned host tier (one DMA per expert, no read) beside its page-cache reads
+    [ $row = host ] && [ "$name" = host ] && ! late || break
+    name="host, fmoe host tier"; fflags=(--gpu-cache 0 --host-cache 8G)
+  done
+}
+
+ceilings() { # the bandwidths that bound these rows, measured now (torch)
+  python3 - "$DIR/fmoe" <<'PY' || echo "(ceilings: torch failed)"
+import glob, os, sys, time, torch
+def rate(f, nbytes, reps=5):
+    f(); torch.cuda.synchronize(); t = time.perf_counter()
+    for _ in range(reps): f()
+    torch.cuda.synchronize(); return nbytes * reps / (time.perf_counter() - t) / 1e9
+n = 1 << 30
+h = torch.empty(n, dtype=torch.uint8).pin_memory(); d = torch.empty(n, dtype=torch.uint8, device="cuda")
+d2 = torch.empty_like(d)
+print("pinned host->device %.1f GB/s; device copy (read+write) %.0f GB/s" %
+      (rate(lambda: d.copy_(h, non_blocking=True), n), rate(lambda: d2.copy_(d), 2 * n)))
+x = torch.ones(1 << 28, dtype=torch.float32)  # 1 GiB in RAM
+torch.set_num_threads(os.cpu_count()); x.sum(); t = time.perf_counter()
+for _ in range(5): x.sum()
+print("CPU memory read (torch sum, %d threads) %.1f GB/s" % (os.cpu_count(), 5 * x.numel() * 4 / (time.perf_counter() - t) / 1e9))
+PY
+}
 
 bench() {
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  echo "llama.cpp: $(cat "$LL/FMOE-SOURCE.txt"); build flags: GGML_CUDA=ON, sm_90, GGML_NATIVE"
-  echo "model: synthetic qwen3.5-397b-a17b, 2 layers (both GatedDeltaNet), fmoe 4-bit g64 $(du -sh "$DIR/fmoe" | cut -f1), llama.cpp Q4_0 $(du -sh "$DIR/m-q4_0.gguf" | cut -f1)"
-  echo "decode: llama-bench tg$TOKENS (from an empty context) and pp$PP, -r 2; fmoe generate --ids 1..$PP --tokens $TOKENS --timing (decode after the prompt)"
+  echo "machine: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader); $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p')), $(free -g | awk '/Mem:/{print $2}') GB RAM"
+  echo "llama.cpp: $(tr '\n' ' ' < "$LL/FMOE-SOURCE.txt"); built with GGML_CUDA=ON, sm_90, GGML_NATIVE, FlashAttention kernels off"
+  echo "model: synthetic qwen3.5-397b-a17b, fmoe 1 GatedDeltaNet layer 4-bit g64 ($(du -sh "$DIR/fmoe" | cut -f1)); llama.cpp Q4_0 stacks $(cd "$DIR" && du -sh LA.gguf LLA.gguf LAA.gguf | awk '{printf "%s %s, ", $2, $1}')"
+  echo "llama.cpp: llama-bench -m M.gguf -p $PP -n $TOKENS -r 2 -o jsonl (tg from an empty context; disk row -n 32 -r 1) with -ngl 99 (resident) or -ngl 99 -ot exps=CPU (host, disk)"
+  echo "fmoe: fmoe-run generate --backend cuda --ids 1..$PP --tokens $TOKENS -k K --timing (decode after the prompt), --gpu-cache 100G (resident) or 0 (host, disk)"
+  ceilings
   echo
-  local cg; cg=$(memcg "${PEER_MEMMAX:-3G}")
-  echo "| row | K | fmoe ms/layer | fmoe fixed ms | fmoe tok/s (60 layers) | llama.cpp ms/layer | llama.cpp fixed ms | llama.cpp tok/s (60 layers) | fmoe / llama.cpp | fmoe pp$PP tok/s | llama.cpp pp$PP tok/s |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|"
-  for k in ${PEER_KS:-10 4}; do
-    setk $k
-    for row in resident host disk; do
-      local lflags=() fflags=() pre=()
-      case $row in
-        resident) lflags=(-ngl 99); fflags=(--gpu-cache 100G) ;;
-        host) lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0) ;;
-        disk) [ -n "$cg" ] || { echo "| disk | $k | (no memory cgroup on this machine: skipped) |"; continue; }
-              lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0); pre=(incg "$cg") ;;
-      esac
-      [ $row = host ] && cat "$DIR"/fmoe/packed_experts/*.bin "$DIR"/m-q4_0.gguf > /dev/null  # warm the page cache
-      read -r lpp2 ltg2 < <("${pre[@]}" lbench "$DIR/m-q4_0.gguf" "$PP" "${lflags[@]}")
-      read -r _ ltg1 < <("${pre[@]}" lbench "$DIR/m1-q4_0.gguf" 0 "${lflags[@]}")
-      read -r lper lfix < <(lsplit "$ltg2" "$ltg1")
-      read -r fpp _ flt ffix < <("${pre[@]}" fgen $k "$PP" "$TOKENS" "${fflags[@]}")
-      local ft lt; ft=$(extrap "$flt" "$ffix"); lt=$(extrap "$lper" "$lfix")
-      printf '| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' $row $k "$flt" "$ffix" "$ft" "$lper" "$lfix" "$lt" \
-        "$(awk -v a="$ft" -v b="$lt" 'BEGIN{ if(a=="-"||b=="-"||b==0) print "-"; else printf "%.2fx", a/b }')" "$fpp" "$lpp2"
-    done
+  CG=; [[ " ${PEER_ROWS:-disk} ${PEER_PLAN:-} " == *"disk "* ]] && CG=$(memcg "${PEER_MEMMAX:-3G}")
+  [ -n "$CG" ] && echo "disk row: each engine alone in cgroup $CG with memory.max=$(cat "$CG"/memory.max) (page cache included), after drop_caches"
+  { echo
+    echo "| row | K | decode tok/s measured: fmoe (L) / llama.cpp (LA, LLA, LAA) | decode ms per GatedDeltaNet layer fmoe / llama.cpp (llama.cpp attention layer) | fixed ms per token fmoe / llama.cpp | **decode tok/s at 60 layers fmoe / llama.cpp** | fmoe / llama.cpp | prefill $PP tok/s measured fmoe (L) / llama.cpp (LA, LLA, LAA) | prefill tok/s at 60 layers fmoe / llama.cpp |"
+    echo "|---|---|---|---|---|---|---|---|---|"; }
+  local ks=(${PEER_KS:-10 4}) rows=" ${PEER_ROWS:-resident host disk} " plan=() p r
+  for k in "${ks[@]}"; do
+    for r in resident host; do [[ $rows == *" $r "* ]] && plan+=("$r $k"); done
+    [ "$k" = "${ks[0]}" ] && plan+=(check)
+  done
+  [[ $rows == *" disk "* ]] && for k in "${ks[@]}"; do plan+=("disk $k"); done
+  [ -z "${PEER_PLAN:-}" ] || IFS=, read -r -a plan <<< "$PEER_PLAN"
+  for p in "${plan[@]}"; do
+    if late; then echo "(deadline: '$p' and later rows not run)"; break; fi
+    if [ "$p" = check ]; then crosscheck > "$DIR/crosscheck.txt" 2>&1 || true; continue; fi
+    set -- $p; setk "$2"; row "$1" "$2" || echo "| $1 | $2 | (failed) |"
   done
   setk 10
   echo
-  echo "llama.cpp command lines: $LB/llama-bench -m MODEL.gguf -p $PP -n $TOKENS -r 2 -o csv, with -ngl 99 (resident) or -ngl 99 -ot exps=CPU (host, disk)"
-  [ -n "$cg" ] && echo "disk row: both engines in cgroup $cg with memory.max=$(cat "$cg"/memory.max) (page cache included), swap 0"
-  echo
+  cat "$DIR/crosscheck.txt" 2> /dev/null || true
+}
+
+crosscheck() {
   echo "## cross-check on testdata/tiny/hf (F32 GGUF) against transformers' greedy ids"
-  if [ -f "$DIR/tiny-f32.gguf" ]; then
-    python3 - "$DIR" "$LB" <<'PY' || echo "cross-check failed to run"
+  [ -f "$DIR/tiny-f32.gguf" ] || { echo "(no tiny GGUF: see convert-tiny.log)"; return; }
+  python3 - "$DIR" "$LB" <<'PY' || echo "cross-check failed to run"
 import re, subprocess, sys
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
@@ -172,7 +273,7 @@ text = tok.decode(prompt, skip_special_tokens=False)
 out = subprocess.run([f"{lb}/llama-completion", "-m", f"{d}/tiny-f32.gguf", "-p", text, "-n", str(len(want)),
                       "--temp", "0", "-no-cnv", "--no-warmup", "-ngl", "99", "--verbose-prompt"],
                      capture_output=True, text=True)
-seen = [int(m.group(1)) for m in re.finditer(r"^\s*(\d+) -> '", out.stderr, re.M)]
+seen = [int(m.group(1)) for m in re.finditer(r"(\d+) -> '", out.stderr)]  # --verbose-prompt's lines
 gen = out.stdout[len(text):] if out.stdout.startswith(text) else out.stdout
 got = tok.encode(gen, add_special_tokens=False).ids[:len(want)]
 print(f"prompt ids (transformers) {prompt}")
@@ -185,17 +286,14 @@ for a, b in zip(want, got):
         break
     agree += 1
 print(f"first {agree} of {len(want)} generated tokens agree")
-if out.returncode:
-    print(out.stderr[-2000:])
+if out.returncode or not got:
+    print(out.stderr[-3000:])
 PY
-  else
-    echo "(no tiny GGUF: see $DIR/convert-tiny.log)"
-  fi
 }
 
 case $PHASE in
   build) build ;;
-  bench) bench ;;
-  all) build; bench ;;
+  bench) bench | tee "$POUT/bench.txt" ;;
+  all) build 2> >(tee "$POUT/build.txt" >&2); bench | tee "$POUT/bench.txt" ;;
   *) echo "PEER_PHASE must be build, bench or all" >&2; exit 2 ;;
 esac
