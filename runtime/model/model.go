@@ -17,6 +17,7 @@ import (
 	"github.com/fmoe/fmoe/internal/mmap"
 	"github.com/fmoe/fmoe/runtime/backend"
 	"github.com/fmoe/fmoe/runtime/backend/cpu"
+	"github.com/fmoe/fmoe/runtime/parallel"
 )
 
 // Options configures Open.
@@ -68,6 +69,19 @@ type Options struct {
 	// VerifyEveryRead checksums every expert block read, not only the first read of each
 	// block in the process: for a disk suspected of going bad under a long-running server.
 	VerifyEveryRead bool
+
+	// Devices are further devices (ranks 1…) that compute a share of the
+	// routed experts; Backend is rank 0 and runs everything else. Each
+	// needs a backend of its own; they stay the caller's (Close them after
+	// the model). Experts are read on the host and bound on their rank.
+	Devices []backend.Backend
+	// Placement says which rank computes each routed expert
+	// (parallel.Partition of a trace's or a run's counts); nil spreads
+	// each layer's experts evenly by number.
+	Placement *parallel.Placement
+	// Collective exchanges the hidden state between the ranks once per
+	// MoE layer; nil is parallel.Local, through host memory.
+	Collective parallel.Collective
 }
 
 // Model is an opened packed model. Sessions of one model share its backend
@@ -102,6 +116,11 @@ type Model struct {
 	stats       ExpertStats
 	// obs is the Observer set by Observe, or nil (observe.go).
 	obs atomic.Pointer[Observer]
+	// ranks are the devices of the MoE block, rank 0 being be (ranks.go);
+	// coll joins them and place puts the experts on them (nil: rank 0).
+	ranks []rank
+	coll  parallel.Collective
+	place *parallel.Placement
 }
 
 // layer holds the resident tensors of one decoder layer.
@@ -211,6 +230,9 @@ func Open(dir string, opts Options) (*Model, error) {
 	if err := m.setupCache(opts.GPUCache); err != nil {
 		return nil, err
 	}
+	if err := m.setupRanks(opts); err != nil {
+		return nil, err
+	}
 	ok = true
 	return m, nil
 }
@@ -228,6 +250,7 @@ func (m *Model) Close() error {
 		errs = append(errs, m.cache.SetExpertCache(0, 0))
 		m.cache = nil
 	}
+	errs = append(errs, m.closeRanks())
 	if m.experts != nil {
 		errs = append(errs, m.experts.Close())
 	}

@@ -13,6 +13,10 @@ type moePlan struct {
 	// order, with weights w[start[i]:start[i+1]]. at[e] is i for e = ids[i].
 	ids, start, at, rows []int
 	w                    []float32
+
+	// After split: each rank's part, and each expert's slot in its part.
+	part []planPart
+	slot []int
 }
 
 func growTo[T any](s []T, n int) []T {
@@ -69,4 +73,36 @@ func (p *moePlan) group(K int) {
 func (p *moePlan) expert(e int) (rows []int, first int) {
 	i := p.at[e]
 	return p.rows[p.start[i]:p.start[i+1]], p.start[i]
+}
+
+// planPart is one rank's share of a layer's plan: its experts (ascending),
+// and their rows and weights in that order, which is the order its partial
+// sum adds them in.
+type planPart struct {
+	ids, rows []int
+	w         []float32
+}
+
+// split divides the grouped plan among n ranks by owner (owner[e] is expert
+// e's rank; nil puts every expert on rank 0, whose part is then the whole
+// plan in its own order). slot[e] becomes expert e's first row in its
+// rank's rows.
+func (p *moePlan) split(owner []int, n int) {
+	p.part = growTo(p.part, n)
+	for d := range p.part {
+		pt := &p.part[d]
+		pt.ids, pt.rows, pt.w = pt.ids[:0], pt.rows[:0], pt.w[:0]
+	}
+	p.slot = growTo(p.slot, len(p.at))
+	for i, e := range p.ids {
+		d := 0
+		if owner != nil {
+			d = owner[e]
+		}
+		pt := &p.part[d]
+		p.slot[e] = len(pt.rows)
+		pt.ids = append(pt.ids, e)
+		pt.rows = append(pt.rows, p.rows[p.start[i]:p.start[i+1]]...)
+		pt.w = append(pt.w, p.w[p.start[i]:p.start[i+1]]...)
+	}
 }

@@ -43,7 +43,8 @@ type Session struct {
 	// ob is this step's observation while Model.Observe is set.
 	ob observation
 
-	mla mlaScratch // DeepSeek-V3's latent attention (mla.go)
+	mla mlaScratch   // DeepSeek-V3's latent attention (mla.go)
+	rb  []expertBufs // each rank's expert buffers (ranks.go); rank 0's are sc's
 
 	// broken is why the states are half-updated (a step failed or was
 	// cancelled); Forward refuses to go on until Reset or Restore.
@@ -103,7 +104,7 @@ func (s *Session) Close() error {
 		}
 		st.cap = 0
 	}
-	errs = append(errs, s.sc.free(s.m), s.mla.close(be))
+	errs = append(errs, s.sc.free(s.m), s.mla.close(be), s.freeRanks())
 	return errors.Join(errs...)
 }
 

@@ -74,6 +74,9 @@ func (c *Local) Broadcast(bufs []backend.Buffer, root int) error {
 	if root < 0 || root >= len(bufs) {
 		return fmt.Errorf("parallel: broadcast from rank %d of %d", root, len(bufs))
 	}
+	if len(bufs) == 1 {
+		return nil // one device: nothing to move, and no Read to wait on
+	}
 	src := c.host[root]
 	if err := c.bes[root].Read(src, bufs[root]); err != nil {
 		return fmt.Errorf("parallel: broadcast: rank %d: %w", root, err)
@@ -92,6 +95,9 @@ func (c *Local) Broadcast(bufs []backend.Buffer, root int) error {
 func (c *Local) AllReduce(bufs []backend.Buffer) error {
 	if _, err := c.check("all-reduce", bufs); err != nil {
 		return err
+	}
+	if len(bufs) == 1 {
+		return nil
 	}
 	for r, b := range bufs {
 		if err := c.bes[r].Read(c.host[r], b); err != nil {

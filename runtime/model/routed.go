@@ -1,0 +1,234 @@
+package model
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// routed computes acc = Σ w·expert over the layer's grouped plan. Each rank
+// (ranks.go) computes the experts the placement gives it: rank 0's normed
+// input is broadcast to the others, every rank sums its own experts' rows
+// into its partial acc (ascending expert, then token, as transformers'
+// index_add_ loop does), and the collective adds the partials. On one rank
+// that is the whole sum in that order; on several, the partials change
+// only the order of the additions. The misses of all ranks are read in one
+// stream and computed on their rank as they arrive.
+func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int) error {
+	m := s.m
+	pl := &s.plan
+	H := m.Config.HiddenSize
+	bufs, err := s.rankBufs(xn, acc, T)
+	if err != nil {
+		return err
+	}
+	pl.split(m.owner(l), len(bufs))
+	xs := make([]backend.Buffer, len(bufs))
+	accs := make([]backend.Buffer, len(bufs))
+	for d := range bufs {
+		xs[d] = r.viewOn(m.ranks[d].be, bufs[d].xn, 0, T*H)
+		accs[d] = r.viewOn(m.ranks[d].be, bufs[d].acc, 0, T*H)
+	}
+	if r.err == nil {
+		r.do(m.coll.Broadcast(xs, 0))
+	}
+	tp := s.tm.p
+	var inFn time.Duration
+	// Hits of the GPU tiers first: their kernels run while the misses are read.
+	var miss []int
+	for d, pt := range pl.part[:len(bufs)] {
+		miss = append(miss, s.cachedOn(r, d, l, pt.ids, xs[d], bufs[d], T)...)
+		if r.err != nil {
+			return r.err
+		}
+	}
+	owner := m.owner(l)
+	err = m.experts.streamTimed(l, miss, tp, func(id int, w *[3]backend.Weight) error {
+		var t0 time.Time
+		if tp != nil {
+			t0 = time.Now()
+			defer func() { inFn += time.Since(t0) }()
+		}
+		d := 0
+		if owner != nil {
+			d = owner[id]
+		}
+		bound, err := s.bindExpert(d, l, id, w)
+		if err != nil {
+			return fmt.Errorf("expert %d: %w", id, err)
+		}
+		if m.ranks[d].cache != nil {
+			var n int64
+			for i := range w {
+				n += int64(len(w[i].Data) + len(w[i].Scales) + len(w[i].Biases))
+			}
+			m.stats.DeviceBytes += n
+			if tp != nil {
+				tp.DeviceBytes += n
+			}
+		}
+		s.computeExpert(r, d, id, bound, xs[d], bufs[d], T)
+		return r.err
+	})
+	m.stats.Uses += int64(len(pl.ids))
+	if tp != nil {
+		tp.ExpertUses += int64(len(pl.ids))
+		now := time.Now()
+		tp.Time[PhaseExpertCompute] += inFn
+		tp.Time[PhaseExpertWait] += now.Sub(s.tm.last) - inFn
+		s.tm.last = now
+		s.lap(PhaseExpertCompute) // compute still queued on an asynchronous backend
+	}
+	if err != nil {
+		return err
+	}
+	for d, pt := range pl.part[:len(bufs)] {
+		be := m.ranks[d].be
+		r.do(be.Zero(accs[d]))
+		if len(pt.rows) > 0 {
+			r.do(be.ScatterAdd(accs[d], r.viewOn(be, bufs[d].eo, 0, len(pt.rows)*H), pt.rows, pt.w, H))
+		}
+	}
+	if r.err == nil {
+		r.do(m.coll.AllReduce(accs))
+	}
+	return r.err
+}
+
+// viewOn is view on another rank's backend.
+func (r *run) viewOn(be backend.Backend, b backend.Buffer, off, n int) backend.Buffer {
+	v, err := be.View(b, off, n)
+	r.do(err)
+	return v
+}
+
+// cachedOn computes rank d's experts ids that its GPU tier holds and
+// returns the others, which are to be read.
+func (s *Session) cachedOn(r *run, d, l int, ids []int, xn backend.Buffer, b expertBufs, T int) []int {
+	m := s.m
+	c := m.ranks[d].cache
+	if c == nil {
+		return ids
+	}
+	var miss, hits []int
+	var hitT [][]backend.Tensor
+	for _, id := range ids {
+		if bound, ok := c.CachedExpert(l, id); ok {
+			hits, hitT = append(hits, id), append(hitT, bound)
+			continue
+		}
+		miss = append(miss, id)
+	}
+	m.stats.GPUHits += int64(len(hits))
+	if tp := s.tm.p; tp != nil {
+		tp.GPUHits += int64(len(hits))
+	}
+	be := m.ranks[d].be
+	if bt, ok := be.(backend.MatVecBatcher); ok && batchHits && T == 1 && len(hits) > 1 {
+		s.batchExperts(r, d, bt, hits, hitT, xn, b)
+	} else {
+		for i, id := range hits {
+			s.computeExpert(r, d, id, hitT[i], xn, b, T)
+		}
+	}
+	return miss
+}
+
+// computeExpert queues expert id's matmuls on rank d, bound as bound,
+// writing its weighted rows at its slot of the rank's output rows, then
+// releases the tensors.
+func (s *Session) computeExpert(r *run, d, id int, bound []backend.Tensor, xn backend.Buffer, b expertBufs, T int) {
+	be := s.m.ranks[d].be
+	pl := &s.plan
+	H, I := s.m.Config.HiddenSize, s.m.Config.MoeIntermediateSize
+	tr, _ := pl.expert(id)
+	n := len(tr)
+	x := xn
+	if T > 1 {
+		x = r.viewOn(be, b.xg, 0, n*H)
+		r.do(be.Gather(x, xn, tr, H))
+	}
+	if r.err == nil {
+		g := r.viewOn(be, b.eg, 0, n*I)
+		u := r.viewOn(be, b.eu, 0, n*I)
+		o := r.viewOn(be, b.eo, pl.slot[id]*H, n*H)
+		r.do(be.MatMul(g, bound[0], x, n))
+		r.do(be.MatMul(u, bound[1], x, n))
+		r.do(be.SwiGLU(g, g, u))
+		r.do(be.MatMul(o, bound[2], g, n))
+	}
+	for _, t := range bound {
+		if t != nil {
+			r.do(be.Release(t))
+		}
+	}
+}
+
+// bindExpert binds a read expert on rank d: through its GPU tier when it
+// has one (which may keep it), else with Bind.
+func (s *Session) bindExpert(d, l, id int, w *[3]backend.Weight) ([]backend.Tensor, error) {
+	rk := &s.m.ranks[d]
+	if c := rk.cache; c != nil {
+		return c.BindExpert(l, id, w[:])
+	}
+	bound := make([]backend.Tensor, len(w))
+	for i := range w {
+		t, err := rk.be.Bind(w[i])
+		if err != nil {
+			for _, t := range bound[:i] {
+				rk.be.Release(t)
+			}
+			return nil, err
+		}
+		bound[i] = t
+	}
+	return bound, nil
+}
+
+// batchHits turns batchExperts on (a variable so that
+// BenchmarkTieredDecode can measure what it saves).
+var batchHits = true
+
+// batchExperts computes the experts ids of a one-token step on rank d,
+// bound as ts, in three launches (gate and up of all, SwiGLU, down of all)
+// instead of four per expert, and releases them. Each job computes what its
+// own MatMul would, so the output is the same bit for bit.
+func (s *Session) batchExperts(r *run, d int, bt backend.MatVecBatcher, ids []int, ts [][]backend.Tensor, xn backend.Buffer, b expertBufs) {
+	be := s.m.ranks[d].be
+	H, I, n := s.m.Config.HiddenSize, s.m.Config.MoeIntermediateSize, len(ids)
+	g := r.viewOn(be, b.eg, 0, n*I)
+	u := r.viewOn(be, b.eu, 0, n*I)
+	ys := make([]backend.Buffer, 0, 2*n)
+	ws := make([]backend.Tensor, 0, 2*n)
+	xs := make([]backend.Buffer, 0, 2*n)
+	for i := range ids {
+		ys = append(ys, r.viewOn(be, g, i*I, I))
+		ws = append(ws, ts[i][0])
+	}
+	for i := range ids {
+		ys = append(ys, r.viewOn(be, u, i*I, I))
+		ws = append(ws, ts[i][1])
+	}
+	for range ws {
+		xs = append(xs, xn)
+	}
+	if r.err == nil {
+		r.do(bt.MatVecBatch(ys, ws, xs))
+		r.do(be.SwiGLU(g, g, u))
+	}
+	ys, ws, xs = ys[:0], ws[:0], xs[:0]
+	for i, id := range ids {
+		ys = append(ys, r.viewOn(be, b.eo, s.plan.slot[id]*H, H))
+		ws = append(ws, ts[i][2])
+		xs = append(xs, r.viewOn(be, g, i*I, I))
+	}
+	if r.err == nil {
+		r.do(bt.MatVecBatch(ys, ws, xs))
+	}
+	for _, b := range ts {
+		for _, t := range b {
+			r.do(be.Release(t))
+		}
+	}
+}
