@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/fmoe/fmoe/runtime/backend"
@@ -189,5 +190,43 @@ func TestSplitOptionsErrors(t *testing.T) {
 			continue
 		}
 		t.Log(err)
+	}
+}
+
+// TestSplitRankTiers: a further rank with a GPU tier gets its free memory
+// less the slots of K experts and the margin (it holds no KV cache), the
+// experts it computes go through the tier (stats count their bytes) and
+// give what the rank without a tier gives, bit for bit; a budget past its
+// memory is refused naming the device; Close drops the tier.
+func TestSplitRankTiers(t *testing.T) {
+	const gib = 1 << 30
+	dir := packed(t, "hf", 16)
+	ids := readGolden(t, "bf16").i64["input_ids"]
+	plain := devices(t, 2)
+	ref := open(t, "hf", 16, 0, Options{Devices: []backend.Backend{plain[0]}})
+	ft := &fakeTier{Backend: cpu.New(cpu.Options{Threads: 1}), free: 10 * gib, total: 16 * gib}
+	t.Cleanup(func() { ft.Close() })
+	m, err := Open(dir, Options{Devices: []backend.Backend{ft}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := ft.free - 2*int64(m.K)*m.experts.set.Stride - gib; ft.budget != want {
+		t.Errorf("device 1's tier: budget %d, want %d", ft.budget, want)
+	}
+	if i := firstDiff(forwardAll(t, m, ids), forwardAll(t, ref, ids)); i >= 0 {
+		t.Fatalf("logit %d differs through device 1's tier", i)
+	}
+	if st := m.ExpertStats(); st.DeviceBytes == 0 {
+		t.Errorf("device 1's tier bound no bytes: %+v", st)
+	}
+	m.Close()
+	if ft.budget != 0 {
+		t.Errorf("Close left device 1 a tier of %d bytes", ft.budget)
+	}
+	big := &fakeTier{Backend: cpu.New(cpu.Options{Threads: 1}), free: 80 * gib, total: 80 * gib}
+	t.Cleanup(func() { big.Close() })
+	_, err = Open(dir, Options{Backend: big, Devices: []backend.Backend{ft}, GPUCache: 12 * gib})
+	if err == nil || !strings.Contains(err.Error(), "device 1") {
+		t.Fatalf("a 12 GiB tier on a 10 GiB-free device 1: %v", err)
 	}
 }
