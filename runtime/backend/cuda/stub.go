@@ -39,3 +39,15 @@ func (*Backend) HostFree([]byte) error { return ErrUnavailable }
 
 // Sync reports that the CUDA backend is not available on this platform.
 func (*Backend) Sync() error { return ErrUnavailable }
+
+// Ordinal reports no device on this platform.
+func (*Backend) Ordinal() int { return -1 }
+
+// Stream reports no stream on this platform.
+func (*Backend) Stream() uintptr { return 0 }
+
+// DevicePointer reports that the CUDA backend is not available on this platform.
+func (*Backend) DevicePointer(backend.Buffer) (uintptr, int, error) { return 0, 0, ErrUnavailable }
+
+// DeviceCount reports that the CUDA backend is not available on this platform.
+func DeviceCount() (int, error) { return 0, ErrUnavailable }
