@@ -144,4 +144,3 @@ func (c *NCCL) Close() error {
 	c.comms = nil
 	return errors.Join(errs...)
 }
-
