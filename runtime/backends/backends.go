@@ -22,6 +22,7 @@ var Names = []string{"auto", "cpu", "cuda", "metal"}
 type Options struct {
 	Threads int       // CPU threads per op (0: all cores)
 	Log     io.Writer // where auto says what it chose; nil is silent
+	Device  int       // CUDA device ordinal (0: the first)
 }
 
 // Open returns the named backend.
@@ -35,7 +36,7 @@ func Open(name string, o Options) (backend.Backend, error) {
 	case "cpu":
 		return cpu.New(cpu.Options{Threads: o.Threads}), nil
 	case "cuda":
-		be, err := cuda.New()
+		be, err := cuda.NewWithOptions(cuda.Options{Device: o.Device})
 		if err != nil {
 			return nil, fmt.Errorf("--backend cuda: %w", err)
 		}
@@ -56,7 +57,7 @@ func Open(name string, o Options) (backend.Backend, error) {
 			}
 			why = append(why, err.Error())
 		} else {
-			be, err := cuda.New()
+			be, err := cuda.NewWithOptions(cuda.Options{Device: o.Device})
 			if err == nil {
 				logf("backend: cuda")
 				return be, nil
