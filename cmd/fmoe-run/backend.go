@@ -18,16 +18,34 @@ import (
 	"github.com/fmoe/fmoe/runtime/model"
 )
 
-// openBackend opens the --backend choice; auto says on stderr what it picked
-// and, in a few words, why (in full with --verbose).
-func openBackend(c *cli.Context) (backend.Backend, error) {
+// openDevices opens the --backend choice on the --gpus devices into o
+// (Backend, Devices, Collective and, over several, the Placement); auto
+// says on stderr what it picked and, in a few words, why (in full with
+// --verbose). It returns the backends, for closing should Open fail.
+func openDevices(c *cli.Context, o *model.Options) ([]backend.Backend, error) {
 	if err := checkModelFlags(c); err != nil {
 		return nil, err
 	}
+	ids, err := backends.ParseDevices(c.String("gpus"))
+	if err != nil {
+		return nil, cliutil.UsageError("%v", err)
+	}
 	var log bytes.Buffer
-	be, err := backends.Open(c.String("backend"), backends.Options{Threads: c.Int("threads"), Log: &log})
+	bes, coll, err := backends.OpenDevices(c.String("backend"), ids, backends.Options{Threads: c.Int("threads"), Log: &log})
 	writeBackendLog(os.Stderr, log.String(), c.Bool("verbose"))
-	return be, err
+	if err != nil {
+		return nil, err
+	}
+	o.Backend, o.Devices, o.Collective = bes[0], bes[1:], coll
+	if len(bes) > 1 {
+		if o.Placement, err = placement(c, len(bes)); err != nil {
+			for _, be := range bes {
+				be.Close()
+			}
+			return nil, err
+		}
+	}
+	return bes, nil
 }
 
 func writeBackendLog(w io.Writer, log string, verbose bool) {

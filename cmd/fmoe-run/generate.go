@@ -24,6 +24,8 @@ func modelFlags() []cli.Flag {
 		&cli.StringFlag{Name: "gpu-cache", Value: "auto", Usage: "`SIZE` of the GPU tier: routed experts kept in device memory across tokens (CUDA; e.g. 40G, 512M); auto takes the free device memory less what the context needs, 0 turns it off"},
 		&cli.StringFlag{Name: "host-cache", Value: "0", Usage: "`SIZE` of the host tier: experts the GPU tier misses kept in pinned host memory (CUDA) and bound with one DMA, no read; 0 (default) leaves caching to the OS page cache"},
 		&cli.BoolFlag{Name: "verbose", Usage: "say in full why a backend was or was not chosen"},
+		&cli.StringFlag{Name: "gpus", Value: "all", Usage: "`LIST` of devices to split the routed experts over, such as 0,1 (CUDA: device numbers, joined by NCCL; the CPU: logical devices in one process); all takes every visible GPU (one on the CPU and Metal)"},
+		&cli.StringFlag{Name: "expert-load", Usage: "routing trace `FILE` (fmoe-pack route-trace) whose expert counts place the experts over --gpus, balanced by load (default: --route-trace when given, else evenly by number)"},
 	}
 }
 
@@ -43,14 +45,15 @@ func openModel(c *cli.Context) (*model.Model, error) {
 		return nil, cliutil.UsageError("--host-cache: %q is not a size (want 0 or a number of bytes such as 48G)", c.String("host-cache"))
 	}
 	o.HostCache = max(hc, 0) // "0" parses as GPUCacheOff
-	be, err := openBackend(c)
+	bes, err := openDevices(c, &o)
 	if err != nil {
 		return nil, err
 	}
-	o.Backend = be
 	m, err := model.Open(c.String("model"), o)
 	if err != nil {
-		be.Close()
+		for _, be := range bes {
+			be.Close()
+		}
 	}
 	return m, err
 }
