@@ -219,6 +219,19 @@ func TestSplitRankTiers(t *testing.T) {
 	if st := m.ExpertStats(); st.DeviceBytes == 0 {
 		t.Errorf("device 1's tier bound no bytes: %+v", st)
 	}
+	s, _ := m.NewSession()
+	s.Timing = &Timing{}
+	if _, err := s.Forward(ids[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if s.Timing.GPUCache != ft.budget || s.Timing.Devices != 2 {
+		t.Errorf("--timing shows a GPU tier of %d bytes over %d devices, want %d over 2", s.Timing.GPUCache, s.Timing.Devices, ft.budget)
+	}
+	var rep strings.Builder
+	s.Timing.Report(&rep)
+	if !strings.Contains(rep.String(), "over 2 devices") {
+		t.Errorf("timing report does not say the tier spans 2 devices:\n%s", rep.String())
+	}
 	m.Close()
 	if ft.budget != 0 {
 		t.Errorf("Close left device 1 a tier of %d bytes", ft.budget)

@@ -13,8 +13,9 @@ import (
 // there only (docs/scaling.md says why none are replicated). Ranks 1… hold
 // routed experts only (Options.Devices).
 type rank struct {
-	be    backend.Backend
-	cache backend.ExpertCache // its GPU tier while it has a budget, or nil
+	be     backend.Backend
+	cache  backend.ExpertCache // its GPU tier while it has a budget, or nil
+	budget int64               // that tier's budget (ranks 1…; rank 0's is Model.cacheBudget)
 }
 
 // setupRanks opens the ranks, their collective and the placement of the
@@ -90,7 +91,7 @@ func (m *Model) setupRankCaches(budget int64) error {
 			return fmt.Errorf("model: device %d: %w", d, err)
 		}
 		if b > 0 {
-			rk.cache = ec
+			rk.cache, rk.budget = ec, b
 		}
 	}
 	return nil
@@ -103,13 +104,22 @@ func (m *Model) closeRanks() error {
 	for d := 1; d < len(m.ranks); d++ {
 		if c := m.ranks[d].cache; c != nil {
 			errs = append(errs, c.SetExpertCache(0, 0))
-			m.ranks[d].cache = nil
+			m.ranks[d].cache, m.ranks[d].budget = nil, 0
 		}
 	}
 	if m.coll != nil {
 		errs = append(errs, m.coll.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// tierBudget is the GPU tiers' budget over every device.
+func (m *Model) tierBudget() int64 {
+	b := m.cacheBudget
+	for _, rk := range m.ranks[min(1, len(m.ranks)):] {
+		b += rk.budget
+	}
+	return b
 }
 
 // owner is layer l's placement (nil: every expert on rank 0).

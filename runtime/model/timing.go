@@ -59,8 +59,11 @@ type Timing struct {
 	// Residency says how PhaseTiming.CachedReads was measured: "mincore",
 	// or why it was not.
 	Residency string
-	// GPUCache and HostCache are the tiers' budgets in bytes (0: none).
+	// GPUCache and HostCache are the tiers' budgets in bytes (0: none);
+	// GPUCache sums every device's.
 	GPUCache, HostCache int64
+	// Devices is the number of devices the routed experts are split over.
+	Devices int
 }
 
 // PhaseTiming is the sum over the steps of one kind.
@@ -177,7 +180,7 @@ func (s *Session) startTiming(T int, decode bool) {
 		t.KVBytes += int64(s.layers[i].kw+s.layers[i].vw) * 4
 	}
 	t.Residency = m.experts.residency()
-	t.GPUCache, t.HostCache = m.cacheBudget, m.hostBudget
+	t.GPUCache, t.HostCache, t.Devices = m.tierBudget(), m.hostBudget, len(m.ranks)
 	s.tm.p = &t.Prefill
 	if decode {
 		s.tm.p = &t.Decode
@@ -287,7 +290,11 @@ func (t *Timing) Report(w io.Writer) {
 	if t.GPUCache == 0 {
 		return
 	}
-	fmt.Fprintf(w, "[timing] GPU tier (%s budget)\n", gib(t.GPUCache))
+	if t.Devices > 1 {
+		fmt.Fprintf(w, "[timing] GPU tier (%s budget over %d devices)\n", gib(t.GPUCache), t.Devices)
+	} else {
+		fmt.Fprintf(w, "[timing] GPU tier (%s budget)\n", gib(t.GPUCache))
+	}
 	row("GPU-tier hit, experts", func(p *PhaseTiming) string {
 		if p.ExpertUses == 0 {
 			return "-"
