@@ -80,7 +80,8 @@ type Options struct {
 	// each layer's experts evenly by number.
 	Placement *parallel.Placement
 	// Collective exchanges the hidden state between the ranks once per
-	// MoE layer; nil is parallel.Local, through host memory.
+	// MoE layer; nil is parallel.Local, through host memory. Close closes
+	// it.
 	Collective parallel.Collective
 }
 

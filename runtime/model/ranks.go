@@ -130,9 +130,6 @@ func (m *Model) owner(l int) []int {
 	return m.place.Owner[l]
 }
 
-// Placement is where the routed experts run (nil on one device).
-func (m *Model) Placement() *parallel.Placement { return m.place }
-
 // expertBufs are the buffers one rank's experts use, for up to n tokens:
 // the normed input, its gathered rows, gate and up, the experts' output
 // rows and the rank's partial sum.

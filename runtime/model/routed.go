@@ -24,8 +24,8 @@ func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int) error {
 		return err
 	}
 	pl.split(m.owner(l), len(bufs))
-	xs := make([]backend.Buffer, len(bufs))
-	accs := make([]backend.Buffer, len(bufs))
+	s.rx, s.racc = growTo(s.rx, len(bufs)), growTo(s.racc, len(bufs))
+	xs, accs := s.rx, s.racc
 	for d := range bufs {
 		xs[d] = r.viewOn(m.ranks[d].be, bufs[d].xn, 0, T*H)
 		accs[d] = r.viewOn(m.ranks[d].be, bufs[d].acc, 0, T*H)

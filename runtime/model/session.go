@@ -45,6 +45,8 @@ type Session struct {
 
 	mla mlaScratch   // DeepSeek-V3's latent attention (mla.go)
 	rb  []expertBufs // each rank's expert buffers (ranks.go); rank 0's are sc's
+	// rx and racc hold each rank's view of xn and of its partial sum for the collective.
+	rx, racc []backend.Buffer
 
 	// broken is why the states are half-updated (a step failed or was
 	// cancelled); Forward refuses to go on until Reset or Restore.
