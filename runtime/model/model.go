@@ -122,6 +122,7 @@ type Model struct {
 	ranks []rank
 	coll  parallel.Collective
 	place *parallel.Placement
+	load  [][]int64 // picks per layer and expert since Open (ExpertLoad)
 }
 
 // layer holds the resident tensors of one decoder layer.

@@ -30,6 +30,7 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 	if s.onRoute != nil {
 		s.onRoute(l, idx, wts)
 	}
+	m.countPicks(l, idx)
 	pl.group(K)
 	s.lap(PhaseRouting)
 	acc := r.view(s.sc.acc, 0, T*H)

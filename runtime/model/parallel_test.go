@@ -94,6 +94,9 @@ func TestGoldenSplit(t *testing.T) {
 				ids := g.i64["input_ids"]
 				one := open(t, c.src, c.bits, c.k, Options{})
 				load := measuredLoad(t, one, ids)
+				if got := one.ExpertLoad(); !slices.EqualFunc(got, load, slices.Equal) {
+					t.Fatalf("ExpertLoad %v, the routes counted %v", got, load)
+				}
 				p, err := parallel.Partition(load, n)
 				if err != nil {
 					t.Fatal(err)
@@ -241,5 +244,31 @@ func TestSplitRankTiers(t *testing.T) {
 	_, err = Open(dir, Options{Backend: big, Devices: []backend.Backend{ft}, GPUCache: 12 * gib})
 	if err == nil || !strings.Contains(err.Error(), "device 1") {
 		t.Fatalf("a 12 GiB tier on a 10 GiB-free device 1: %v", err)
+	}
+}
+
+// TestSetPlacement: moving every expert to rank 1 between steps gives the
+// logits one device gives, bit for bit, from then on; a placement for
+// other devices is refused.
+func TestSetPlacement(t *testing.T) {
+	ids := readGolden(t, "bf16").i64["input_ids"]
+	one := open(t, "hf", 16, 0, Options{})
+	ds := devices(t, 2)
+	m := open(t, "hf", 16, 0, Options{Devices: []backend.Backend{ds[0]}})
+	forwardAll(t, m, ids) // under the default, even placement
+	c := &m.Config
+	p := &parallel.Placement{Devices: 2, Owner: make([][]int, c.NumHiddenLayers)}
+	for l := range p.Owner {
+		p.Owner[l] = slices.Repeat([]int{1}, c.NumExperts)
+	}
+	if err := m.SetPlacement(p); err != nil {
+		t.Fatal(err)
+	}
+	if i := firstDiff(forwardAll(t, m, ids), forwardAll(t, one, ids)); i >= 0 {
+		t.Fatalf("logit %d differs with every expert moved to rank 1", i)
+	}
+	three, _ := parallel.Partition(parallel.Uniform(c.NumHiddenLayers, c.NumExperts), 3)
+	if err := m.SetPlacement(three); err == nil {
+		t.Error("a placement for 3 devices accepted on 2")
 	}
 }

@@ -122,6 +122,48 @@ func (m *Model) tierBudget() int64 {
 	return b
 }
 
+// countPicks adds a layer's picks to the load counts (ExpertLoad).
+func (m *Model) countPicks(l int, idx []int) {
+	if m.load == nil {
+		m.load = parallel.Uniform(len(m.layers), m.Config.NumExperts)
+	}
+	for _, e := range idx {
+		m.load[l][e]++
+	}
+}
+
+// ExpertLoad returns how often each expert of each layer was routed to
+// since Open ([layer][expert]): the measured load parallel.Partition
+// balances, for SetPlacement or a later run.
+func (m *Model) ExpertLoad() [][]int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := parallel.Uniform(len(m.layers), m.Config.NumExperts)
+	for l := range m.load {
+		copy(out[l], m.load[l])
+	}
+	return out
+}
+
+// SetPlacement moves the routed experts to the ranks p gives, from the
+// next step on (experts hold no state between steps; a rank's GPU tier
+// keeps what it holds until evicted). p must be for the model's devices.
+func (m *Model) SetPlacement(p *parallel.Placement) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errClosed
+	}
+	if p == nil || p.Devices != len(m.ranks) {
+		return fmt.Errorf("model: a placement must be for the model's %d devices", len(m.ranks))
+	}
+	if err := p.Check(m.Config.NumHiddenLayers, m.Config.NumExperts); err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
+	m.place = p
+	return nil
+}
+
 // owner is layer l's placement (nil: every expert on rank 0).
 func (m *Model) owner(l int) []int {
 	if m.place == nil {
