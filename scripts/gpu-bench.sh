@@ -16,12 +16,17 @@
 #  (c) tok/s extrapolated to 60 layers (60 x measured ms/layer + lm_head), beside the per-token
 #      floor from the same run: misses x expert bytes / H2D GB/s + bytes the token reads from GPU
 #      memory (K experts and the resident weights per layer, lm_head) / HBM GB/s.
-# Binaries come prebuilt from the dev machine in $BIN (fmoe-pack, cuda.test, model.test).
+# BENCH_GPUS=N (default 1) splits the routed experts over CUDA devices 0…N-1 (NCCL) and first times
+# one layer's exchange (runtime/parallel BenchmarkExchange, parallel.test): the floor then counts
+# each device's share of the experts and that exchange x 60 layers.
+# Binaries come prebuilt from the dev machine in $BIN (fmoe-pack, cuda.test, model.test; parallel.test
+# for BENCH_GPUS > 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=$(realpath "${BIN:-gpu}")
 DIR=${BENCH_DIR:-/tmp/fmoe-gpu-bench}
 LAYERS=${BENCH_LAYERS:-4}
+GPUS=${BENCH_GPUS:-1}
 mkdir -p "$DIR"
 echo "# machine: $(nvidia-smi --query-gpu=name,memory.total,memory.free,driver_version,pcie.link.gen.current,pcie.link.width.current --format=csv,noheader);" \
   "$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GB RAM, disk free $(df -h "$DIR" | awk 'NR==2{print $4}')"
@@ -30,6 +35,13 @@ FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run '^$' -test.bench 'CopyDtoD|H2D/raw-
 HBM=$(awk '/CopyDtoD/{for(i=1;i<=NF;i++) if($i=="GB/s-rw-gpu") print $(i-1)}' "$DIR/ceil" | head -1)
 H2D=$(awk '/raw-pinned/{for(i=1;i<=NF;i++) if($i=="MB/s") print $(i-1)/1000}' "$DIR/ceil" | head -1)
 echo "HBM (device copy, read+write) $HBM GB/s; pinned host-to-device $H2D GB/s"
+EXCH=0
+if [ "$GPUS" -gt 1 ]; then
+  echo "## exchange per MoE layer, $GPUS GPUs (NCCL: broadcast + all-reduce of 4096 float32)"
+  FMOE_BENCH_GPUS=$GPUS "$B/parallel.test" -test.run '^$' -test.bench Exchange -test.benchtime 2000x 2>&1 | grep -E '^Benchmark|FAIL|panic|needs' | tee "$DIR/exch"
+  EXCH=$(awk '/^BenchmarkExchange/{for(i=1;i<=NF;i++) if($i=="us/layer") print $(i-1)}' "$DIR/exch" | head -1)
+  [ -n "$EXCH" ] || { echo "no exchange figure: see above" >&2; exit 1; }
+fi
 M=$DIR/packed
 if [ ! -f "$M/model_weights.json" ]; then
   echo "# synthesising qwen3.5-397b-a17b, $LAYERS layers, mlx-4bit" >&2
@@ -41,22 +53,24 @@ if [ ! -f "$M/model_weights.json" ]; then
 fi
 cat "$M"/packed_experts/*.bin > /dev/null
 echo "## (b) decode, routing trace ${BENCH_ROUTING:-mix}, ${BENCH_WARM:-1000} warm-up + ${BENCH_TOKENS:-500} timed tokens"
-FMOE_BENCH_TIERS=${BENCH_TIERS:-} FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M FMOE_BENCH_WARM=${BENCH_WARM:-1000} FMOE_BENCH_TOKENS=${BENCH_TOKENS:-500} \
+FMOE_BENCH_GPUS=$GPUS FMOE_BENCH_TIERS=${BENCH_TIERS:-} FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M FMOE_BENCH_WARM=${BENCH_WARM:-1000} FMOE_BENCH_TOKENS=${BENCH_TOKENS:-500} \
   FMOE_BENCH_ROUTING=${BENCH_ROUTING:-mix} "$B/model.test" -test.run '^$' -test.bench TieredDecode -test.benchtime 1x 2>&1 |
   grep -E '^Benchmark|FAIL|panic' | tee "$DIR/tier"
-echo "## (c) 60 layers"
-printf '| K | tiers | GPU tier experts/layer | GPU hit | misses/layer | of which host-tier hits | H2D MB/token | ms/layer | lm_head ms | **60 layers: ms/token, tok/s** | floor ms/token (H2D + HBM) | time / floor |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n'
-awk -v hbm="$HBM" -v h2d="$H2D" '
+echo "## (c) 60 layers, $GPUS GPU(s)"
+printf '| K | tiers | GPU tier experts/layer | GPU hit | misses/layer | of which host-tier hits | H2D MB/token | ms/layer | lm_head ms | **60 layers: ms/token, tok/s** | floor ms/token (H2D + HBM + exchange) | time / floor |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n'
+awk -v hbm="$HBM" -v h2d="$H2D" -v gpus="$GPUS" -v exch="$EXCH" '
 /^BenchmarkTieredDecode/ {
   split($1, p, "/"); k = p[2]; sub("k=", "", k); tier = p[3]; sub(/-[0-9]+$/, "", tier)
   for (i = 2; i <= NF; i++) v[$(i+1)] = $i
   L = 60; ms = v["ms/layer"]; head = v["head-ms/token"]; eb = v["expert-B"]
   tok = L * ms + head
   h2dms = v["misses/layer"] * L * eb / (h2d * 1e9) * 1e3
-  hbmms = (L * (k * eb + v["resident-MB/layer"] * 1e6) + v["head-MB"] * 1e6) / (hbm * 1e9) * 1e3
-  fl = h2dms + hbmms
-  printf "| %d | %s | %.0f | %.1f%% | %.2f | %.1f%% | %.1f | %.3f | %.2f | **%.1f, %.1f** | %.2f + %.2f = %.2f (%.0f tok/s) | %.2fx |\n",
-    k, tier, v["tier-experts/layer"], v["hit-%"], v["misses/layer"], v["host-hit-%"], v["h2d-MB/token"], ms, head, tok, 1000 / tok, h2dms, hbmms, fl, 1000 / fl, tok / fl
+  # The devices read their shares of the K experts at once (an even split); rank 0 reads the rest.
+  hbmms = (L * (k * eb / gpus + v["resident-MB/layer"] * 1e6) + v["head-MB"] * 1e6) / (hbm * 1e9) * 1e3
+  exms = L * exch / 1000
+  fl = h2dms + hbmms + exms
+  printf "| %d | %s | %.0f | %.1f%% | %.2f | %.1f%% | %.1f | %.3f | %.2f | **%.1f, %.1f** | %.2f + %.2f + %.2f = %.2f (%.0f tok/s) | %.2fx |\n",
+    k, tier, v["tier-experts/layer"], v["hit-%"], v["misses/layer"], v["host-hit-%"], v["h2d-MB/token"], ms, head, tok, 1000 / tok, h2dms, hbmms, exms, fl, 1000 / fl, tok / fl
 }' "$DIR/tier"
 echo
 echo "flash-moe (the seed), M3 Max, K=4: 4.36 tok/s."

@@ -12,6 +12,8 @@ import (
 	"github.com/fmoe/fmoe/format"
 	"github.com/fmoe/fmoe/runtime/backend"
 	"github.com/fmoe/fmoe/runtime/backend/cpu"
+	"github.com/fmoe/fmoe/runtime/backend/cuda"
+	"github.com/fmoe/fmoe/runtime/parallel"
 	"github.com/fmoe/fmoe/runtime/routetrace"
 )
 
@@ -92,7 +94,9 @@ func BenchmarkTieredDecode(b *testing.B) {
 					avail, _, _ := memAvailable()
 					host = (avail - 8<<30) / int64(fullLayers) * int64(len(m0layers(dir)))
 				}
-				m, err := Open(dir, Options{Backend: be, ExpertsPerToken: k, GPUCache: GPUCacheOff, MaxContext: 4096, HostCache: host})
+				devs, coll := benchDevices(b, be)
+				m, err := Open(dir, Options{Backend: be, ExpertsPerToken: k, GPUCache: GPUCacheOff, MaxContext: 4096, HostCache: host,
+					Devices: devs, Collective: coll})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -107,6 +111,10 @@ func BenchmarkTieredDecode(b *testing.B) {
 				}
 				if budget > 0 && gpuTier {
 					if err := m.setupCache(budget); err != nil {
+						b.Fatal(err)
+					}
+					// Each further device holds a tier of the same budget.
+					if err := m.setupRankCaches(budget); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -157,9 +165,37 @@ func BenchmarkTieredDecode(b *testing.B) {
 				b.ReportMetric(float64(perLayer)/1e6, "resident-MB/layer")
 				b.ReportMetric(float64(headBytes)/1e6, "head-MB")
 				b.ReportMetric(float64(m.experts.set.Stride), "expert-B")
+				b.ReportMetric(float64(len(m.ranks)), "devices")
 			})
 		}
 	}
+}
+
+// benchDevices opens CUDA devices 1…FMOE_BENCH_GPUS-1 beside be (device 0)
+// and NCCL over all of them, for the routed experts to be split over; none
+// by default.
+func benchDevices(b *testing.B, be backend.Backend) ([]backend.Backend, parallel.Collective) {
+	n := envInt("FMOE_BENCH_GPUS", 1)
+	if n <= 1 {
+		return nil, nil
+	}
+	if _, ok := be.(*cuda.Backend); !ok {
+		b.Skipf("FMOE_BENCH_GPUS=%d needs FMOE_TEST_BACKEND=cuda", n)
+	}
+	all := []backend.Backend{be}
+	for d := 1; d < n; d++ {
+		x, err := cuda.NewWithOptions(cuda.Options{Device: d})
+		if err != nil {
+			b.Fatalf("FMOE_BENCH_GPUS=%d: device %d: %v", n, d, err)
+		}
+		b.Cleanup(func() { x.Close() })
+		all = append(all, x)
+	}
+	coll, err := parallel.NewNCCL(all)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return all[1:], coll
 }
 
 // residentBytes is what a decode token reads of the non-expert weights:
