@@ -2,12 +2,14 @@ package model
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 	"github.com/fmoe/fmoe/runtime/backend/cpu"
+	"github.com/fmoe/fmoe/runtime/backend/cuda"
 	"github.com/fmoe/fmoe/runtime/parallel"
 )
 
@@ -23,12 +25,22 @@ func (b *binds) Bind(w backend.Weight) (backend.Tensor, error) {
 	return b.Backend.Bind(w)
 }
 
-// devices returns n-1 further CPU backends (ranks 1…), one thread each:
-// the logical devices of the split tests.
+// devices returns n-1 further backends (ranks 1…): the logical devices of
+// the split tests. CPU backends of one thread each; with
+// FMOE_TEST_BACKEND=cuda, CUDA backends on the one card, each with its own
+// streams and buffers, exchanging through host memory (parallel.Local).
 func devices(t *testing.T, n int) []*binds {
 	var ds []*binds
 	for range n - 1 {
-		be := cpu.New(cpu.Options{Threads: 1})
+		var be backend.Backend = cpu.New(cpu.Options{Threads: 1})
+		if os.Getenv("FMOE_TEST_BACKEND") == "cuda" {
+			be.Close()
+			cb, err := cuda.New()
+			if err != nil {
+				t.Fatalf("FMOE_TEST_BACKEND=cuda: %v", err)
+			}
+			be = cb
+		}
 		t.Cleanup(func() { be.Close() })
 		ds = append(ds, &binds{Backend: be})
 	}
