@@ -28,16 +28,22 @@ func (b *binds) Bind(w backend.Weight) (backend.Tensor, error) {
 // devices returns n-1 further backends (ranks 1…): the logical devices of
 // the split tests. CPU backends of one thread each; with
 // FMOE_TEST_BACKEND=cuda, CUDA backends on the one card, each with its own
-// streams and buffers, exchanging through host memory (parallel.Local).
+// streams and buffers, exchanging through host memory (parallel.Local);
+// with FMOE_TEST_NCCL=1 as well, CUDA devices 1…n-1, joined by NCCL
+// (splitOptions).
 func devices(t *testing.T, n int) []*binds {
 	var ds []*binds
-	for range n - 1 {
+	for i := range n - 1 {
 		var be backend.Backend = cpu.New(cpu.Options{Threads: 1})
 		if os.Getenv("FMOE_TEST_BACKEND") == "cuda" {
 			be.Close()
-			cb, err := cuda.New()
+			ord := 0
+			if os.Getenv("FMOE_TEST_NCCL") == "1" {
+				ord = i + 1
+			}
+			cb, err := cuda.NewWithOptions(cuda.Options{Device: ord})
 			if err != nil {
-				t.Fatalf("FMOE_TEST_BACKEND=cuda: %v", err)
+				t.Fatalf("FMOE_TEST_BACKEND=cuda, device %d: %v", ord, err)
 			}
 			be = cb
 		}
@@ -45,6 +51,32 @@ func devices(t *testing.T, n int) []*binds {
 		ds = append(ds, &binds{Backend: be})
 	}
 	return ds
+}
+
+// splitOptions puts rank 0 (the test backend) and the devices ds into o,
+// with NCCL between them when FMOE_TEST_NCCL=1 (several CUDA devices).
+func splitOptions(t *testing.T, o Options, ds []*binds) Options {
+	t.Helper()
+	o.Backend = testBackend(t)
+	for _, d := range ds {
+		o.Devices = append(o.Devices, d)
+	}
+	if os.Getenv("FMOE_TEST_NCCL") != "1" {
+		return o
+	}
+	if o.Backend == nil {
+		t.Fatal("FMOE_TEST_NCCL=1 needs FMOE_TEST_BACKEND=cuda")
+	}
+	all := []backend.Backend{o.Backend}
+	for _, d := range ds {
+		all = append(all, d.Backend) // NCCL needs the CUDA backends themselves
+	}
+	c, err := parallel.NewNCCL(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Collective = c
+	return o
 }
 
 // measuredLoad runs the golden prompt on m and counts each layer's expert
@@ -102,6 +134,11 @@ func TestGoldenSplit(t *testing.T) {
 		}
 		for _, n := range []int{2, 3} {
 			t.Run(fmt.Sprintf("%s/%d", c.name, n), func(t *testing.T) {
+				if os.Getenv("FMOE_TEST_NCCL") == "1" {
+					if have, _ := cuda.DeviceCount(); n > have {
+						t.Skipf("%d devices through NCCL: %d CUDA devices here", n, have)
+					}
+				}
 				g := readGolden(t, c.golden)
 				ids := g.i64["input_ids"]
 				one := open(t, c.src, c.bits, c.k, Options{})
@@ -114,11 +151,7 @@ func TestGoldenSplit(t *testing.T) {
 					t.Fatal(err)
 				}
 				ds := devices(t, n)
-				o := Options{Placement: p}
-				for _, d := range ds {
-					o.Devices = append(o.Devices, d)
-				}
-				m := open(t, c.src, c.bits, c.k, o)
+				m := open(t, c.src, c.bits, c.k, splitOptions(t, Options{Placement: p}, ds))
 				checkHiddenAndLogits(t, m, g)
 				checkGreedy(t, m, g)
 				for i, d := range ds {
@@ -155,7 +188,7 @@ func TestSplitExchangeExact(t *testing.T) {
 		p.Owner[l] = slices.Repeat([]int{1}, c.NumExperts)
 	}
 	ds := devices(t, 2)
-	m := open(t, "hf", 16, 0, Options{Devices: []backend.Backend{ds[0]}, Placement: p})
+	m := open(t, "hf", 16, 0, splitOptions(t, Options{Placement: p}, ds))
 	want, got := forwardAll(t, one, ids), forwardAll(t, m, ids)
 	if i := firstDiff(got, want); i >= 0 {
 		t.Fatalf("prefill logit %d: %v on rank 1, %v on one device", i, got[i], want[i])
