@@ -178,7 +178,7 @@ func newStatsStep(st *model.StepStats, gpu, host bool) *statsStep {
 		ev.Layers[l] = statsLayer{
 			MixerMS: msec(mixer), RoutingMS: msec(t[model.PhaseRouting]),
 			ExpertIOMS: msec(t[model.PhaseExpertWait]), ExpertComputeMS: msec(t[model.PhaseExpertCompute]),
-			OtherMS: msec(t[model.PhaseNorm] + t[model.PhaseSharedExpert] + t[model.PhaseCombine]),
+			OtherMS: msec(t[model.PhaseNorm] + t[model.PhaseSharedExpert] + t[model.PhaseCombine] + t[model.PhaseExchange]),
 		}
 		if n := ev.RouteTokens * st.K; n <= len(L.Experts) {
 			ev.Routes[l] = append([]int(nil), L.Experts[len(L.Experts)-n:]...)

@@ -317,3 +317,39 @@ func TestSetPlacement(t *testing.T) {
 		t.Error("a placement for 3 devices accepted on 2")
 	}
 }
+
+// TestSplitTiming: over 2 devices --timing has an exchange phase with
+// time in it, reported per layer, and the phases still account for the
+// step (each lap is counted once).
+func TestSplitTiming(t *testing.T) {
+	ids := readGolden(t, "bf16").i64["input_ids"]
+	ds := devices(t, 2)
+	m := open(t, "hf", 16, 0, Options{Devices: []backend.Backend{ds[0]}})
+	s, err := m.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := &Timing{}
+	s.Timing = tm
+	if _, err := s.Forward(ids); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if _, err := s.Forward(ids[:1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []*PhaseTiming{&tm.Prefill, &tm.Decode} {
+		if p.Time[PhaseExchange] <= 0 {
+			t.Errorf("no exchange time over 2 devices: %v", p.Time)
+		}
+		if p.Accounted() > p.Wall {
+			t.Errorf("phases sum to %v, more than the wall time %v", p.Accounted(), p.Wall)
+		}
+	}
+	var rep strings.Builder
+	tm.Report(&rep)
+	if !strings.Contains(rep.String(), "exchange") || !strings.Contains(rep.String(), "between the 2 devices") {
+		t.Errorf("report lacks the exchange row:\n%s", rep.String())
+	}
+}

@@ -33,6 +33,7 @@ func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int) error {
 	if r.err == nil {
 		r.do(m.coll.Broadcast(xs, 0))
 	}
+	s.lap(PhaseExchange)
 	tp := s.tm.p
 	var inFn time.Duration
 	// Hits of the GPU tiers first: their kernels run while the misses are read.
@@ -90,9 +91,11 @@ func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int) error {
 			r.do(be.ScatterAdd(accs[d], r.viewOn(be, bufs[d].eo, 0, len(pt.rows)*H), pt.rows, pt.w, H))
 		}
 	}
+	s.lap(PhaseCombine)
 	if r.err == nil {
 		r.do(m.coll.AllReduce(accs))
 	}
+	s.lap(PhaseExchange)
 	return r.err
 }
 

@@ -22,13 +22,17 @@ const (
 	PhaseExpertCompute              // routed experts' matmuls (incl. Bind/Release)
 	PhaseSharedExpert               // shared expert and its gate
 	PhaseCombine                    // weighted sum of the experts and the residual add
-	PhaseHead                       // final norm, lm_head and logits read-back
+	// PhaseExchange is the hidden state's exchange between devices (--gpus:
+	// broadcast and all-reduce); with GPUs it also holds the other devices'
+	// expert compute still running, which the all-reduce waits for.
+	PhaseExchange
+	PhaseHead // final norm, lm_head and logits read-back
 	NumPhases
 )
 
 var phaseNames = [NumPhases]string{
 	"embed", "norms", "attention", "deltanet", "routing",
-	"expert_io_wait", "expert_compute", "shared_expert", "combine", "lm_head",
+	"expert_io_wait", "expert_compute", "shared_expert", "combine", "exchange", "lm_head",
 }
 
 func (p Phase) String() string {
@@ -242,6 +246,10 @@ func (t *Timing) Report(w io.Writer) {
 		"per GatedDeltaNet layer")
 	for _, q := range []Phase{PhaseNorm, PhaseRouting, PhaseExpertWait, PhaseExpertCompute, PhaseSharedExpert, PhaseCombine} {
 		row(q.String(), func(p *PhaseTiming) string { return perLayer(p, p.Time[q], t.Layers) }, "")
+	}
+	if t.Devices > 1 {
+		row(PhaseExchange.String(), func(p *PhaseTiming) string { return perLayer(p, p.Time[PhaseExchange], t.Layers) },
+			fmt.Sprintf("between the %d devices", t.Devices))
 	}
 	if t.MoELayers != t.Layers {
 		fmt.Fprintf(w, "  (%d of the %d layers are dense: no routing or expert reads; their MLP counts as shared_expert)\n", t.Layers-t.MoELayers, t.Layers)

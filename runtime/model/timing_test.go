@@ -101,7 +101,7 @@ func TestTimingOff(t *testing.T) {
 	if strings.Contains(b.String(), "NaN") || !strings.Contains(b.String(), "decode: no steps") {
 		t.Errorf("empty report:\n%s", b.String())
 	}
-	if got := Phase(NumPhases).String(); got != "Phase(10)" {
+	if got := Phase(NumPhases).String(); got != "Phase(11)" {
 		t.Errorf("out-of-range phase prints %q", got)
 	}
 }
