@@ -15,12 +15,12 @@ import (
 // function<｜tool▁sep｜>NAME, then the arguments in a ```json fence. Both
 // read. The templates concatenate the arguments as JSON text.
 var FormatDeepSeek = &Format{
-	Name:          "deepseek",
-	markers:       []string{"<｜tool▁calls▁begin｜>", "<｜Assistant｜>"},
+	Name:            "deepseek",
+	markers:         []string{"<｜tool▁calls▁begin｜>", "<｜Assistant｜>"},
 	argumentsText:   true,
 	nullCallContent: true,
-	StopTokens:    []string{"<｜end▁of▁sentence｜>"},
-	newParser:     deepseekMarkup.parser,
+	StopTokens:      []string{"<｜end▁of▁sentence｜>"},
+	newParser:       deepseekMarkup.parser,
 }
 
 var deepseekMarkup = &markup{
