@@ -46,6 +46,7 @@ type markupParser struct {
 	buf       string
 	raw       strings.Builder // markup since the section or the last call, returned if it fails
 	nextIndex int
+	inSection int // calls emitted in the current section
 	textEmitter
 }
 
@@ -151,6 +152,7 @@ func (p *markupParser) stepText(final bool) bool {
 		p.reasoning = false
 		p.raw.Reset()
 		p.raw.WriteString(tag)
+		p.inSection = 0
 		p.st = mSection
 		if p.mk.callBegin == "" {
 			p.st = mCall
@@ -170,8 +172,16 @@ func (p *markupParser) stepSection(final bool) bool {
 		p.consume(len(p.mk.close))
 		p.raw.Reset()
 		p.st = mText
+	case p.inSection > 0 && (final || p.buf != "" && !prefixOf(p.buf, p.mk.callBegin, p.mk.close)):
+		// The section's end tag was left out after its calls: what follows
+		// is text.
+		p.raw.Reset()
+		p.st = mText
+		return p.buf != ""
 	case p.buf != "" && !prefixOf(p.buf, p.mk.callBegin, p.mk.close):
-		p.abandon(false, fmt.Sprintf("expected %s or %s between calls, found %q", p.mk.callBegin, p.mk.close, firstRunes(p.buf, 24)))
+		// What follows is not quoted: how much of it has arrived depends on
+		// the chunking, and the events must not.
+		p.abandon(false, fmt.Sprintf("expected %s or %s after %s", p.mk.callBegin, p.mk.close, p.mk.open))
 	case final:
 		p.abandon(true, fmt.Sprintf("the output ended inside a section of calls, before %s", p.mk.close))
 	default:
@@ -239,6 +249,7 @@ func (p *markupParser) emit(c parsedCall) {
 		Event{Kind: EventToolCallDelta, Delta: &ToolCallDelta{Index: index, Function: FunctionDelta{Arguments: c.args}}},
 		Event{Kind: EventToolCall, Index: index, Call: &ToolCall{ID: c.id, Type: "function", Function: FunctionCall{Name: c.name, Arguments: c.args}}})
 	p.raw.Reset()
+	p.inSection++
 }
 
 // abandon gives up on the current section: its markup so far becomes

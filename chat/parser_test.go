@@ -159,7 +159,7 @@ func dump(events []Event) string {
 		case EventToolCall:
 			fmt.Fprintf(&b, "\n  call[%d] %+v", e.Index, *e.Call)
 		default:
-			fmt.Fprintf(&b, "\n  %s %q unparsed=%v index=%d", e.Kind, e.Text, e.Unparsed, e.Index)
+			fmt.Fprintf(&b, "\n  %s %q unparsed=%v index=%d problem=%q", e.Kind, e.Text, e.Unparsed, e.Index, e.Problem)
 		}
 	}
 	return b.String()
