@@ -103,7 +103,10 @@ func (s *Server) prepare(body []byte) (*job, int, error) {
 	if j.prompt, err = s.e.Template.Render(msgs, tools, ro); err != nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("the chat template rejected the conversation: %v", err)
 	}
-	j.popts = chat.ParserOptions{Tools: req.Tools, StartInReasoning: chat.PromptEndsInReasoning(j.prompt)}
+	j.popts = chat.ParserOptions{Tools: req.Tools, StartInReasoning: chat.PromptEndsInReasoning(j.prompt), Format: s.e.Template.Format()}
+	if f := j.popts.Format; (j.choice.mode == "required" || j.choice.mode == "function") && !f.ForcedCalls {
+		return nil, http.StatusBadRequest, fmt.Errorf("tool_choice %q: this model's tool-call markup (%s) cannot be forced; use \"auto\"", j.choice.mode, f.Name)
+	}
 	switch {
 	case req.MaxCompletionTokens != nil:
 		j.max = *req.MaxCompletionTokens

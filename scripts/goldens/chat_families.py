@@ -248,23 +248,29 @@ def trim(tok_json, texts, tk):
     used, pairs = applied_merges(tok_json, words)
     vocab = tok_json["model"]["vocab"]
     keep = {}
-    from_bytes = bytes_to_unicode()
-    for ch in from_bytes.values():
-        keep[ch] = vocab[ch]
+    for ch in bytes_to_unicode().values():
+        if ch in vocab:
+            keep[ch] = vocab[ch]
     merges = []
     for r in used:
         a, b = pairs[r]
         for tok in (a, b, a + b):
             keep[tok] = vocab[tok]
         merges.append(tok_json["model"]["merges"][r])
+    # tokenizers gives an added token the id of the vocabulary entry with its content, else the
+    # next id after the vocabulary's size: with a smaller vocabulary that id would change, so the
+    # added tokens enter the trimmed vocabulary with the ids the full tokenizer gives them.
     for a in tok_json["added_tokens"]:
-        if a["content"] in vocab:
-            keep[a["content"]] = vocab[a["content"]]
+        tid = full.token_to_id(a["content"])
+        if tid is not None:
+            keep[a["content"]] = tid
     out = copy.deepcopy(tok_json)
     out["model"]["vocab"] = dict(sorted(keep.items(), key=lambda kv: kv[1]))
     out["model"]["merges"] = merges
     small = Tokenizer.from_str(json.dumps(out, ensure_ascii=False))
-    bad = [t for t in texts if small.encode(t, add_special_tokens=False).ids != full.encode(t, add_special_tokens=False).ids]
+    bad = [t for t in texts if small.encode(t, add_special_tokens=False).ids != full.encode(t, add_special_tokens=False).ids
+           or small.decode(full.encode(t, add_special_tokens=False).ids, skip_special_tokens=False)
+           != full.decode(full.encode(t, add_special_tokens=False).ids, skip_special_tokens=False)]
     return out, bad
 
 
