@@ -210,14 +210,14 @@ func (p *markupParser) stepCall(final bool) bool {
 		// call (complete JSON arguments) is one.
 		body := p.consume(len(p.buf))
 		p.raw.WriteString(body)
-		if c, err := p.mk.parseCall(body, p.schemas); err == nil {
-			p.emit(c)
-			p.st = mText
-			return false
-		} else {
+		c, err := p.mk.parseCall(body, p.schemas)
+		if err != nil {
 			p.abandon(true, fmt.Sprintf("the output ended before %s (%v)", p.mk.callEnd, err))
+			return true
 		}
-		return true
+		p.emit(c)
+		p.st = mText
+		return false
 	}
 	body := p.consume(i)
 	p.raw.WriteString(body)
