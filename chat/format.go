@@ -51,6 +51,3 @@ func DetectFormat(templateSource string) *Format {
 	}
 	return FormatQwen
 }
-
-// Formats lists the chat formats fmoe reads.
-func Formats() []*Format { return formats }

@@ -184,6 +184,11 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
 	if out.err != nil {
 		s.opts.Log.Printf("%s: the client stopped reading (%v); generation stopped", out.id, out.err)
 	}
+	for _, ev := range out.events {
+		if ev.Unparsed && ev.Problem != "" {
+			s.opts.Log.Printf("%s: %s; the markup was returned as content", out.id, ev.Problem)
+		}
+	}
 	s.opts.Log.Printf("%s: prompt %d tokens (%d cached) in %.2fs, %d generated in %.2fs, %s",
 		out.id, res.PromptTokens, res.ReusedTokens, res.PrefillTime.Seconds(), len(res.IDs), res.GenerateTime.Seconds(), res.Finish)
 	if res.Finish == convo.FinishCancelled {

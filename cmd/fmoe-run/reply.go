@@ -76,6 +76,9 @@ func (w *replyWriter) print(evs []chat.Event) {
 		if ev.Kind == chat.EventToolCall {
 			w.calls++
 		}
+		if ev.Unparsed && ev.Problem != "" {
+			fmt.Fprintf(os.Stderr, "warning: %s; it is shown as text\n", ev.Problem)
+		}
 	}
 	w.pr.Print(evs)
 }
