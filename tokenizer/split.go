@@ -19,6 +19,13 @@ type pretokenizer struct {
 
 // appendWords appends the [start, end) offsets of the words of s to dst.
 func (p pretokenizer) appendWords(dst [][2]int, s string) [][2]int {
+	if len(p.stages) == 1 {
+		// Qwen's single regex matches at every character: no gaps, no
+		// recursion, and no interface call per word on the hot path.
+		if sp, ok := p.stages[0].(splitter); ok {
+			return sp.appendWords(dst, s)
+		}
+	}
 	return p.cut(dst, s, 0, len(s), 0)
 }
 
