@@ -143,6 +143,12 @@ func BenchmarkTieredDecode(b *testing.B) {
 				s.Timing = tm
 				step(20)
 				head := ms(tm.Decode.Time[PhaseEmbed]+tm.Decode.Time[PhaseHead]) / float64(tm.Decode.Tokens)
+				if os.Getenv("FMOE_BENCH_REPORT") != "" {
+					// The phases of the timed pass (each phase syncs, so
+					// they show where host and device time go, not speed).
+					fmt.Fprintf(os.Stderr, "### %s\n", b.Name())
+					tm.Report(os.Stderr)
+				}
 				tok := ms(wall) / float64(meas)
 				b.ReportMetric(tok, "ms/token")
 				b.ReportMetric((tok-head)/float64(L), "ms/layer")
