@@ -32,7 +32,9 @@ import (
 //     floor of a layer);
 //   - at K=10 also resident-unbatched (hits computed one launch per op,
 //     not batched) and scaled-1pread (each expert read by one pread), to
-//     measure what each of those levers saves.
+//     measure what each of those levers saves;
+//   - on request (FMOE_BENCH_TIERS), scaled-nographs and
+//     resident-nographs: every op launched one by one, no layer graphs.
 //
 // Metrics: ms/token and ms/layer (wall clock, no Timing syncs), the GPU
 // tier's hit share, misses and host-to-device MB per token, and for the
@@ -58,16 +60,22 @@ func BenchmarkTieredDecode(b *testing.B) {
 			// What each lever saves: batched hits (launches) and split reads.
 			tiers = append(tiers, "resident-unbatched", "scaled-1pread")
 		}
+		if os.Getenv("FMOE_BENCH_TIERS") != "" {
+			// What the layers' graphs save (graph.go); on request only.
+			tiers = append(tiers, "scaled-nographs", "resident-nographs")
+		}
 		if v := os.Getenv("FMOE_BENCH_TIERS"); v != "" {
 			tiers = slices.DeleteFunc(tiers, func(t string) bool { return !slices.Contains(strings.Split(v, ","), t) })
 		}
 		for _, name := range tiers {
 			tier, lever, _ := strings.Cut(name, "-")
 			b.Run(fmt.Sprintf("k=%d/%s", k, name), func(b *testing.B) {
-				defer func(bh bool, rp int) { batchHits, readParts = bh, rp }(batchHits, readParts)
+				defer func(bh, g bool, rp int) { batchHits, graphsOff, readParts = bh, g, rp }(batchHits, graphsOff, readParts)
 				switch lever {
 				case "unbatched":
 					batchHits = false
+				case "nographs":
+					graphsOff = true
 				case "1pread":
 					readParts = 1
 				}
