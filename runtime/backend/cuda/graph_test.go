@@ -30,7 +30,10 @@ func TestGraphReplay(t *testing.T) {
 		}
 		return tt
 	}
-	q4 := func(r, c int) backend.Tensor { w, _ := backendtest.RandomWeight(rng, backend.Q4, r, c, 64); return reg(w) }
+	q4 := func(r, c int) backend.Tensor {
+		w, _ := backendtest.RandomWeight(rng, backend.Q4, r, c, 64)
+		return reg(w)
+	}
 	vec := func(n int, scale float32) []float32 {
 		v := make([]float32, n)
 		for i := range v {
