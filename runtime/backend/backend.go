@@ -223,6 +223,16 @@ type MatVecBatcher interface {
 	MatVecBatch(ys []Buffer, ws []Tensor, xs []Buffer) error
 }
 
+// TokenCombiner is implemented by backends that add one token's MoE block
+// output to h in one launch (CUDA): h += (Σ_i w[i]·eo[i], fused
+// multiply-adds from zero in ascending i) + the shared expert, which is
+// sigmoid(gate[0])·sd (gate not nil), sd (gate nil) or nothing (sd nil). It
+// computes exactly what Zero of an accumulator, ScatterAdd, GatedAdd (or
+// Add) and Add compute for that token. len(w) is at most 32.
+type TokenCombiner interface {
+	CombineToken(h, eo Buffer, w []float32, sd, gate Buffer) error
+}
+
 // GraphRecorder is implemented by backends that can record a run of ops
 // once and replay it with one host call (CUDA graphs): a decode step's
 // fixed ops of a layer (its norms, mixer, router logits and shared expert)

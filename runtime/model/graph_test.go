@@ -8,7 +8,9 @@ import (
 )
 
 // TestGraphDecodeIdentical: decoding with each layer's fixed ops replayed
-// from a graph gives the logits of the ops run one by one, bit for bit:
+// from a graph and the MoE output combined in one launch
+// (backend.TokenCombiner) gives the logits of the ops run one by one, bit
+// for bit:
 // from the first token, after a prefill that reallocates the activations
 // and grows the backend's scratch (the graphs are recorded again), and
 // with the GPU tier serving the experts. Graphs exist on CUDA only
@@ -21,8 +23,8 @@ func TestGraphDecodeIdentical(t *testing.T) {
 	ids := g.i64["input_ids"]
 	layers := 0
 	run := func(off bool) (out [][]float32, graphs int) {
-		defer func(v bool) { graphsOff = v }(graphsOff)
-		graphsOff = off
+		defer func(g, c bool) { graphsOff, combineOff = g, c }(graphsOff, combineOff)
+		graphsOff, combineOff = off, off
 		m := open(t, "hf", 16, 0, Options{})
 		layers = len(m.layers)
 		s, err := m.NewSession()

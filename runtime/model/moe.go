@@ -163,6 +163,20 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 	}
 	// out = Σ_experts w·expert + sigmoid(g)·shared, then the residual add,
 	// in transformers' order.
+	if tc, ok := be.(backend.TokenCombiner); ok && T == 1 && len(allW) <= 32 && !combineOff {
+		// One launch for the same arithmetic (the token's rows are its
+		// expert slots in order).
+		var sd, gt backend.Buffer
+		if L.shGate != nil {
+			sd = r.view(s.sc.sd, 0, H)
+			if L.shScale != nil {
+				gt = r.view(s.sc.sgate, 0, 1)
+			}
+		}
+		r.do(tc.CombineToken(h, r.view(s.sc.eo, 0, len(allW)*H), allW, sd, gt))
+		s.lap(PhaseCombine)
+		return r.err
+	}
 	acc := r.view(s.sc.acc, 0, T*H)
 	r.do(be.Zero(acc))
 	r.do(be.ScatterAdd(acc, r.view(s.sc.eo, 0, len(allRows)*H), allRows, allW, H))
@@ -200,6 +214,10 @@ func (s *Session) bindExpert(l, id int, w *[3]backend.Weight) ([]backend.Tensor,
 	}
 	return bound, nil
 }
+
+// combineOff makes a one-token step combine with the separate ops even
+// where the backend fuses them (tests compare the two).
+var combineOff = false
 
 // batchHits turns batchExperts on (a variable so that
 // BenchmarkTieredDecode can measure what it saves).

@@ -33,8 +33,8 @@ import (
 //   - at K=10 also resident-unbatched (hits computed one launch per op,
 //     not batched) and scaled-1pread (each expert read by one pread), to
 //     measure what each of those levers saves;
-//   - on request (FMOE_BENCH_TIERS), scaled-nographs and
-//     resident-nographs: every op launched one by one, no layer graphs.
+//   - on request (FMOE_BENCH_TIERS), scaled-eager and resident-eager:
+//     every op launched one by one (no layer graphs, no fused combine).
 //
 // Metrics: ms/token and ms/layer (wall clock, no Timing syncs), the GPU
 // tier's hit share, misses and host-to-device MB per token, and for the
@@ -61,8 +61,9 @@ func BenchmarkTieredDecode(b *testing.B) {
 			tiers = append(tiers, "resident-unbatched", "scaled-1pread")
 		}
 		if os.Getenv("FMOE_BENCH_TIERS") != "" {
-			// What the layers' graphs save (graph.go); on request only.
-			tiers = append(tiers, "scaled-nographs", "resident-nographs")
+			// What the layers' graphs and the fused combine save; on
+			// request only.
+			tiers = append(tiers, "scaled-eager", "resident-eager")
 		}
 		if v := os.Getenv("FMOE_BENCH_TIERS"); v != "" {
 			tiers = slices.DeleteFunc(tiers, func(t string) bool { return !slices.Contains(strings.Split(v, ","), t) })
@@ -70,12 +71,14 @@ func BenchmarkTieredDecode(b *testing.B) {
 		for _, name := range tiers {
 			tier, lever, _ := strings.Cut(name, "-")
 			b.Run(fmt.Sprintf("k=%d/%s", k, name), func(b *testing.B) {
-				defer func(bh, g bool, rp int) { batchHits, graphsOff, readParts = bh, g, rp }(batchHits, graphsOff, readParts)
+				defer func(bh, g, c bool, rp int) {
+					batchHits, graphsOff, combineOff, readParts = bh, g, c, rp
+				}(batchHits, graphsOff, combineOff, readParts)
 				switch lever {
 				case "unbatched":
 					batchHits = false
-				case "nographs":
-					graphsOff = true
+				case "eager":
+					graphsOff, combineOff = true, true
 				case "1pread":
 					readParts = 1
 				}

@@ -122,3 +122,66 @@ func TestGraphReplay(t *testing.T) {
 		t.Fatalf("replay after the scratch grew: %v, want ErrGraphStale", err)
 	}
 }
+
+// TestCombineToken: the one-launch combine of a token's MoE output is bit
+// for bit Zero, ScatterAdd, GatedAdd (or Add) and Add, for 1 to 32 expert
+// rows, with a gated, an ungated and no shared expert.
+func TestCombineToken(t *testing.T) {
+	be := newOrSkip(t)
+	defer be.Close()
+	const H = 1000 // not a multiple of the block
+	rng := rand.New(rand.NewPCG(3, 5))
+	vec := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64())
+		}
+		return v
+	}
+	put := func(v []float32) backend.Buffer {
+		b, err := be.Alloc(len(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := be.Write(b, v); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, n := range []int{1, 4, 10, 32} {
+		for mode := range 3 {
+			h0, eo, w, sdv, g := vec(H), vec(n*H), vec(n), vec(H), vec(1)
+			eob, sd, gate := put(eo), put(sdv), put(g)
+			rows := make([]int, n)
+			// The ops: acc = 0; acc += Σ w·eo; acc += shared; h += acc.
+			href, acc := put(h0), put(make([]float32, H))
+			err := errors.Join(be.Zero(acc), be.ScatterAdd(acc, eob, rows, w, H))
+			var sdArg, gArg backend.Buffer
+			switch mode {
+			case 1:
+				err = errors.Join(err, be.GatedAdd(acc, sd, gate, 1))
+				sdArg, gArg = sd, gate
+			case 2:
+				err = errors.Join(err, be.Add(acc, sd))
+				sdArg = sd
+			}
+			hf := put(h0)
+			err = errors.Join(err, be.Add(href, acc), be.CombineToken(hf, eob, w, sdArg, gArg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, got := make([]float32, H), make([]float32, H)
+			if err := errors.Join(be.Read(want, href), be.Read(got, hf)); err != nil {
+				t.Fatal(err)
+			}
+			for j := range want {
+				if math.Float32bits(want[j]) != math.Float32bits(got[j]) {
+					t.Fatalf("%d rows, mode %d: h[%d] fused %v, ops %v", n, mode, j, got[j], want[j])
+				}
+			}
+		}
+	}
+	if err := be.CombineToken(nil, nil, make([]float32, 33), nil, nil); err == nil {
+		t.Fatal("combine of nil buffers: no error")
+	}
+}
