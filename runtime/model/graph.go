@@ -72,14 +72,13 @@ func (s *Session) replay(r *run, l int, fn func(r *run)) bool {
 	rec := &run{be: r.be}
 	fn(rec)
 	g, err := gr.EndGraph()
-	switch {
-	case rec.err != nil: // an op refused: the same error the ops would give
+	if rec.err != nil || err != nil {
+		// Nothing ran: run the ops directly, from now on, so that an op
+		// that refused gives its error (or one that cannot be recorded
+		// runs).
 		if g != nil {
 			g.Release()
 		}
-		r.do(rec.err)
-		return true
-	case err != nil: // nothing ran: run the ops directly from now on
 		gs.off = true
 		return false
 	}
