@@ -311,12 +311,18 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		logits = make([]float32, V)
 		r.do(m.be.Read(logits, lb))
 	}
+	// The logits check is part of the head's time (once per token, not
+	// per layer).
+	var bad error
+	if r.err == nil {
+		bad = m.checkLogits(logits)
+	}
 	s.lap(PhaseHead)
 	if r.err != nil {
 		return nil, fmt.Errorf("model: %w", r.err)
 	}
-	if err := m.checkLogits(logits); err != nil {
-		return nil, err
+	if bad != nil {
+		return nil, bad
 	}
 	s.observeDone()
 	s.pos += T
