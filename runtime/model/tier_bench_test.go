@@ -121,6 +121,14 @@ func BenchmarkTieredDecode(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
+				if tier == "resident" && gpuTier {
+					// Every expert into the tier before decoding, so that
+					// "resident" means every hit (not the trace's first
+					// uses during warm-up).
+					if err := m.preloadExperts(); err != nil {
+						b.Fatal(err)
+					}
+				}
 				tr, err := routetrace.Generate(routetrace.Options{Layers: L, Experts: m.Config.NumExperts, K: k,
 					Tokens: 2 + warm + meas + 20, Seed: 1, Params: routetrace.Fitted[routing]})
 				if err != nil {
@@ -218,4 +226,31 @@ func m0layers(dir string) []format.ExpertLayer {
 		return nil
 	}
 	return man.Experts[0].Layers
+}
+
+// preloadExperts binds every expert of every layer through the GPU tier
+// (which keeps those its budget holds).
+func (m *Model) preloadExperts() error {
+	ids := make([]int, m.Config.NumExperts)
+	for i := range ids {
+		ids[i] = i
+	}
+	for l := range m.layers {
+		err := m.experts.streamTimed(l, ids, nil, func(id int, w *[3]backend.Weight) error {
+			ts, err := m.cache.BindExpert(l, id, w[:])
+			if err != nil {
+				return err
+			}
+			for _, t := range ts {
+				if err := m.be.Release(t); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -34,10 +34,15 @@ var batchNames = [...]string{"matvec_batch_q2", "matvec_batch_q4", "matvec_batch
 	"matvec_batch_bf16", "matvec_batch_f16", "matvec_batch_f32"}
 
 func (k *batchKernels) load(be *Backend) error {
-	get := func(f *C.CUfunction, name string) error {
+	// Into a local: cgo refuses a pointer into the Backend (it holds Go
+	// pointers) unless it is written as &field at the call.
+	get := func(dst *C.CUfunction, name string) error {
 		cs := C.CString(name)
 		defer C.free(unsafe.Pointer(cs))
-		return cuErr(C.fm_module_function(be.ctx, f, be.mod, cs), "cuModuleGetFunction "+name)
+		var f C.CUfunction
+		err := cuErr(C.fm_module_function(be.ctx, &f, be.mod, cs), "cuModuleGetFunction "+name)
+		*dst = f
+		return err
 	}
 	if err := get(&k.combine, "moe_combine1"); err != nil {
 		return err

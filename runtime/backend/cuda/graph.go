@@ -44,11 +44,11 @@ func (be *Backend) EndGraph() (backend.Graph, error) {
 		return nil, errors.New("cuda: EndGraph without BeginGraph")
 	}
 	be.recording = false
-	g := &graph{be: be, epoch: be.epoch}
-	if err := cuErr(C.fm_capture_end(be.ctx, be.stream, &g.exec), "cuStreamEndCapture/cuGraphInstantiate"); err != nil {
+	var exec C.CUgraphExec
+	if err := cuErr(C.fm_capture_end(be.ctx, be.stream, &exec), "cuStreamEndCapture/cuGraphInstantiate"); err != nil {
 		return nil, err
 	}
-	return g, nil
+	return &graph{be: be, exec: exec, epoch: be.epoch}, nil
 }
 
 // graph is an instantiated CUDA graph and the scratch epoch it was
