@@ -162,11 +162,15 @@ func BenchmarkTieredDecode(b *testing.B) {
 				s.Timing = tm
 				step(20)
 				head := ms(tm.Decode.Time[PhaseEmbed]+tm.Decode.Time[PhaseHead]) / float64(tm.Decode.Tokens)
-				if os.Getenv("FMOE_BENCH_REPORT") != "" {
+				if p := os.Getenv("FMOE_BENCH_REPORT"); p != "" {
 					// The phases of the timed pass (each phase syncs, so
-					// they show where host and device time go, not speed).
-					fmt.Fprintf(os.Stderr, "### %s\n", b.Name())
-					tm.Report(os.Stderr)
+					// they show where host and device time go, not
+					// speed), appended to the file FMOE_BENCH_REPORT.
+					if f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+						fmt.Fprintf(f, "### %s\n", b.Name())
+						tm.Report(f)
+						f.Close()
+					}
 				}
 				tok := ms(wall) / float64(meas)
 				b.ReportMetric(tok, "ms/token")
