@@ -26,10 +26,17 @@ var graphsOff = false
 
 // sessionGraphs are a session's recorded layers.
 type sessionGraphs struct {
-	g   []backend.Graph // per layer; nil: not recorded
-	gen []int           // the scratch generation each was recorded with
-	off bool            // the backend failed to record: run ops one by one
+	g     []backend.Graph // per layer; nil: not recorded
+	gen   []int           // the scratch generation each was recorded with
+	fails []int           // failed recordings per layer
+	off   bool            // the backend records no graphs: run ops one by one
 }
+
+// maxGraphFails is how many failed recordings of a layer make it run its
+// ops one by one for good. A first recording can fail for a reason the
+// direct run removes: a norm weight decoded to float32 on its first use
+// allocates, which a recording refuses.
+const maxGraphFails = 3
 
 // graphed reports whether layer L's fixed ops of a T-token step go through
 // a graph, and which of them: all from the input norm (whole) or from the
@@ -51,7 +58,10 @@ func (s *Session) replay(r *run, l int, fn func(r *run)) bool {
 	gs := &s.gr
 	if gs.g == nil {
 		n := len(s.m.layers)
-		gs.g, gs.gen = make([]backend.Graph, n), make([]int, n)
+		gs.g, gs.gen, gs.fails = make([]backend.Graph, n), make([]int, n), make([]int, n)
+	}
+	if gs.fails[l] >= maxGraphFails {
+		return false
 	}
 	if g := gs.g[l]; g != nil {
 		if gs.gen[l] == s.sc.gen {
@@ -73,13 +83,12 @@ func (s *Session) replay(r *run, l int, fn func(r *run)) bool {
 	fn(rec)
 	g, err := gr.EndGraph()
 	if rec.err != nil || err != nil {
-		// Nothing ran: run the ops directly, from now on, so that an op
-		// that refused gives its error (or one that cannot be recorded
-		// runs).
+		// Nothing ran: run the ops directly (an op that refused then
+		// gives its error, or does what it could not while recording).
 		if g != nil {
 			g.Release()
 		}
-		gs.off = true
+		gs.fails[l]++
 		return false
 	}
 	gs.g[l], gs.gen[l] = g, s.sc.gen

@@ -109,19 +109,30 @@ func newVerified(layers, experts int) []verifiedSet {
 // checkBlock checks expert e's block, just read for layer l, against the manifest, unless the
 // mode says it need not.
 func (r *expertReader) checkBlock(e *expert, l int) {
-	word, bit := e.id/64, uint64(1)<<(e.id%64)
-	switch {
-	case r.check == checkOff:
-		return
-	case r.check == checkFirst && r.verified[l][word].Load()&bit != 0:
+	if !r.needsCheck(l, e.id) {
 		return
 	}
 	want := r.set.Layers[l].CRC32C[e.id]
-	if got := format.CRC32C(e.buf[:r.set.Stride]); got != want {
+	got := e.crc
+	if !e.hasCRC {
+		got = format.CRC32C(e.buf[:r.set.Stride])
+	}
+	if got != want {
 		e.err = layerError(l, fmt.Errorf("model: layer %d expert %d (%s, block at offset %d): checksum mismatch (manifest %08x, read %08x): %s", l, e.id, filepath.Join(r.set.Dir, r.set.Layers[l].File), int64(e.id)*r.set.Stride, want, got, damaged(r.dir)))
 		return
 	}
-	r.verified[l][word].Or(bit)
+	r.verified[l][e.id/64].Or(uint64(1) << (e.id % 64))
+}
+
+// needsCheck reports whether a read of expert (l, id) is to be checksummed.
+func (r *expertReader) needsCheck(l, id int) bool {
+	switch r.check {
+	case checkOff:
+		return false
+	case checkFirst:
+		return r.verified[l][id/64].Load()&(uint64(1)<<(id%64)) == 0
+	}
+	return true
 }
 
 // checkLogits refuses non-finite logits: sampling from them would print an arbitrary token
