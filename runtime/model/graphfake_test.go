@@ -113,15 +113,21 @@ func (r *recorder) Alloc(n int) (backend.Buffer, error) {
 	}
 	return r.Backend.Alloc(n)
 }
-func (r *recorder) Free(b backend.Buffer) error { return r.refuse(func() error { return r.Backend.Free(b) }) }
+func (r *recorder) Free(b backend.Buffer) error {
+	return r.refuse(func() error { return r.Backend.Free(b) })
+}
 func (r *recorder) Write(d backend.Buffer, s []float32) error {
 	return r.refuse(func() error { return r.Backend.Write(d, s) })
 }
 func (r *recorder) Read(d []float32, s backend.Buffer) error {
 	return r.refuse(func() error { return r.Backend.Read(d, s) })
 }
-func (r *recorder) Copy(d, s backend.Buffer) error { return r.refuse(func() error { return r.Backend.Copy(d, s) }) }
-func (r *recorder) Zero(b backend.Buffer) error    { return r.refuse(func() error { return r.Backend.Zero(b) }) }
+func (r *recorder) Copy(d, s backend.Buffer) error {
+	return r.refuse(func() error { return r.Backend.Copy(d, s) })
+}
+func (r *recorder) Zero(b backend.Buffer) error {
+	return r.refuse(func() error { return r.Backend.Zero(b) })
+}
 func (r *recorder) Embed(y backend.Buffer, w backend.Tensor, ids []int) error {
 	return r.refuse(func() error { return r.Backend.Embed(y, w, ids) })
 }
