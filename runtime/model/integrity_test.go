@@ -251,3 +251,19 @@ func TestAllFinite(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyExperts: the benchmark's pass over every expert leaves every
+// block verified, so later reads skip the checksum.
+func TestVerifyExperts(t *testing.T) {
+	m := open(t, "hf", 16, 0, Options{})
+	if err := m.verifyExperts(); err != nil {
+		t.Fatal(err)
+	}
+	for l := range m.layers {
+		for id := 0; id < m.Config.NumExperts; id++ {
+			if m.experts.needsCheck(l, id) {
+				t.Fatalf("layer %d expert %d not verified", l, id)
+			}
+		}
+	}
+}

@@ -34,7 +34,10 @@ import (
 //     not batched) and scaled-1pread (each expert read by one pread), to
 //     measure what each of those levers saves;
 //   - on request (FMOE_BENCH_TIERS), scaled-eager and resident-eager:
-//     every op launched one by one (no layer graphs, no fused combine).
+//     every op launched one by one (no layer graphs, no fused combine);
+//     scaled-verified: every expert read and checksummed once before
+//     decoding, as in a process that has run a while (a first read is
+//     checksummed, integrity.go; the GPU tier starts empty all the same).
 //
 // Metrics: ms/token and ms/layer (wall clock, no Timing syncs), the GPU
 // tier's hit share, misses and host-to-device MB per token, and for the
@@ -63,7 +66,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 		if os.Getenv("FMOE_BENCH_TIERS") != "" {
 			// What the layers' graphs and the fused combine save; on
 			// request only.
-			tiers = append(tiers, "scaled-eager", "resident-eager")
+			tiers = append(tiers, "scaled-eager", "resident-eager", "scaled-verified")
 		}
 		if v := os.Getenv("FMOE_BENCH_TIERS"); v != "" {
 			tiers = slices.DeleteFunc(tiers, func(t string) bool { return !slices.Contains(strings.Split(v, ","), t) })
@@ -118,6 +121,11 @@ func BenchmarkTieredDecode(b *testing.B) {
 				}
 				if budget > 0 && gpuTier {
 					if err := m.setupCache(budget); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if lever == "verified" {
+					if err := m.verifyExperts(); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -253,6 +261,21 @@ func (m *Model) preloadExperts() error {
 			return nil
 		})
 		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// verifyExperts reads every expert of every layer once, so that the
+// first-read checksums (integrity.go) are behind the benchmark.
+func (m *Model) verifyExperts() error {
+	ids := make([]int, m.Config.NumExperts)
+	for i := range ids {
+		ids[i] = i
+	}
+	for l := range m.layers {
+		if err := m.experts.streamTimed(l, ids, nil, func(int, *[3]backend.Weight) error { return nil }); err != nil {
 			return err
 		}
 	}
