@@ -268,7 +268,9 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		fixed := func(r *run) {
 			r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), L.postNorm, eps))
 			s.lap(PhaseNorm)
-			L.fixed(s, r, L, xn, h, T)
+			if L.fixed != nil {
+				L.fixed(s, r, L, xn, h, T)
+			}
 		}
 		switch graph, whole := s.graphed(L, T); {
 		case graph && whole && s.replay(r, l, func(r *run) { mixer(r); fixed(r) }):
