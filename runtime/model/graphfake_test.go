@@ -153,12 +153,12 @@ func (r *recorder) Bind(w backend.Weight) (backend.Tensor, error) {
 // TestGraphLogic: on a backend that records (the CPU fake above), decoding
 // through the layers' graphs gives the logits of the plain CPU backend bit
 // for bit, for Qwen3.5 (GatedDeltaNet layers recorded whole, attention
-// layers from their post-attention norm) and GLM-4.5 (dense and MoE
-// layers, attention only); a failed first recording is retried; a graph
+// layers from their post-attention norm), GLM-4.5 and DeepSeek-V3 (dense
+// and MoE layers; latent attention) and Qwen3-MoE; a failed first recording is retried; a graph
 // goes stale when the backend's memory moves and when a prefill
 // reallocates the activations, and is recorded again.
 func TestGraphLogic(t *testing.T) {
-	for _, src := range []string{"hf", "../arch/glm4_moe/hf"} {
+	for _, src := range []string{"hf", "../arch/glm4_moe/hf", "../arch/deepseek_v3/hf", "../arch/qwen3_moe/hf"} {
 		t.Run(src, func(t *testing.T) {
 			run := func(rec *recorder) [][]float32 {
 				var o Options
