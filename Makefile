@@ -33,6 +33,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./format/
 	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./format/
 	$(GO) test -run '^$$' -fuzz '^FuzzSafetensorsHeader$$' -fuzztime $(FUZZTIME) ./pack/
+	$(GO) test -run '^$$' -fuzz '^FuzzFormatParsers$$' -fuzztime $(FUZZTIME) ./chat/
 
 # The main job on the built-in model: pack -> verify -> generate, then a chat that answers the
 # model's tool call with a result typed on standard input.

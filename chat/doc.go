@@ -1,5 +1,8 @@
-// Package chat turns OpenAI-shaped conversations into Qwen3.5 prompts and
-// turns generated text back into content, reasoning and tool calls.
+// Package chat turns OpenAI-shaped conversations into prompts and turns
+// generated text back into content, reasoning and tool calls, in the chat
+// format (Format) of the model's family: Qwen3.5/Qwen3, GLM-4.5, DeepSeek-V3
+// (V3, R1, V3.1) or Kimi-K2, read from the checkpoint's own template
+// (docs/chat-formats.md).
 //
 // Rendering runs the checkpoint's own Jinja chat template through a small
 // interpreter (internal/jinja) that reproduces Hugging Face

@@ -107,7 +107,13 @@ func normalizeType(t string) string {
 // framing, not value.
 func paramValue(raw string, types []string) string {
 	v := strings.TrimPrefix(raw, "\n")
-	v = strings.TrimSuffix(v, "\n")
+	return typedValue(strings.TrimSuffix(v, "\n"), types)
+}
+
+// typedValue converts a parameter's text to JSON text of the first of its
+// schema types the text reads as; a string when none does, or when there is
+// no schema.
+func typedValue(v string, types []string) string {
 	if len(types) == 0 {
 		return jsonString(v)
 	}

@@ -48,6 +48,9 @@ type Event struct {
 	// valid call (cut off at Close, or malformed); it is passed through
 	// verbatim so that no generated text is lost.
 	Unparsed bool
+	// Problem says what is wrong with Unparsed markup ("arguments are not a
+	// JSON object: …"), for logs; empty when the format's parser does not say.
+	Problem string
 }
 
 // ToolCallDelta is the OpenAI chat.completion.chunk tool_calls element.
@@ -76,7 +79,46 @@ type ParserOptions struct {
 	StartInReasoning bool
 	// NewID makes tool-call IDs; nil gives "call_" plus 24 random characters.
 	NewID func() string
+	// Format is the model's chat markup (Template.Format); nil is Qwen's.
+	Format *Format
 }
+
+// Parser splits streamed model output into content, reasoning and tool
+// calls, in the markup of its ParserOptions.Format. Feed it text as it is
+// generated; it holds back only text that could still turn out to be the
+// start of a tag. The events for any chunking of a text are the same as for
+// the whole text at once, up to how content and reasoning text is split
+// between events.
+//
+// Whitespace that separates sections (after <think>, around </think>,
+// between tool calls) is formatting, not text, and is dropped: each content
+// or reasoning section is trimmed at both ends.
+type Parser struct{ m machine }
+
+// machine is one format's parser.
+type machine interface {
+	Feed(chunk string) []Event
+	Close() []Event
+}
+
+// NewParser returns a Parser for one generated response.
+func NewParser(opts ParserOptions) *Parser {
+	if opts.NewID == nil {
+		opts.NewID = NewCallID
+	}
+	f := opts.Format
+	if f == nil {
+		f = FormatQwen
+	}
+	return &Parser{m: f.newParser(opts)}
+}
+
+// Feed consumes the next chunk of generated text.
+func (p *Parser) Feed(chunk string) []Event { return p.m.Feed(chunk) }
+
+// Close ends the stream: held-back text is flushed and an unfinished tool
+// call is returned as Unparsed content. Later calls return nothing.
+func (p *Parser) Close() []Event { return p.m.Close() }
 
 // PromptEndsInReasoning reports whether a rendered prompt leaves the model
 // inside an open <think> block, i.e. whether a Parser should start in reasoning.
@@ -126,26 +168,14 @@ const (
 	stClosed
 )
 
-// Parser splits streamed Qwen3.5 (and Qwen3) output into content, reasoning
-// and tool calls. Feed it text as it is generated; it holds back only text
-// that could still turn out to be the start of a tag. The events for any
-// chunking of a text are the same as for the whole text at once, up to how
-// content and reasoning text is split between events.
-//
-// Whitespace that separates sections (after <think>, around </think>,
-// between tool calls) is formatting, not text, and is dropped: each content
-// or reasoning section is trimmed at both ends.
-type Parser struct {
+// qwenParser reads Qwen3.5's XML tool calls (<function=NAME><parameter=…>) and Qwen3's JSON
+// ones inside <tool_call>…</tool_call>, streaming each parameter as soon as it is complete.
+type qwenParser struct {
 	opts    ParserOptions
 	schemas toolSchemas
 	st      state
 	buf     string
-	events  []Event
-
-	// Text section being emitted.
-	secStarted bool   // non-space text already emitted in this section
-	secPending string // trailing spaces held until more text follows
-	sawContent bool   // <think> is only honoured before any answer text
+	textEmitter
 
 	// Tool call being parsed.
 	raw        strings.Builder // verbatim markup, returned if the call fails
@@ -158,20 +188,15 @@ type Parser struct {
 	paramValue strings.Builder
 }
 
-// NewParser returns a Parser for one generated response.
-func NewParser(opts ParserOptions) *Parser {
-	p := &Parser{opts: opts, schemas: newToolSchemas(opts.Tools), callIndex: -1}
-	if opts.NewID == nil {
-		p.opts.NewID = NewCallID
-	}
+func newQwenParser(opts ParserOptions) machine {
+	p := &qwenParser{opts: opts, schemas: newToolSchemas(opts.Tools), callIndex: -1}
 	if opts.StartInReasoning {
 		p.st = stReasoning
 	}
 	return p
 }
 
-// Feed consumes the next chunk of generated text.
-func (p *Parser) Feed(chunk string) []Event {
+func (p *qwenParser) Feed(chunk string) []Event {
 	if p.st == stClosed {
 		return nil
 	}
@@ -180,9 +205,7 @@ func (p *Parser) Feed(chunk string) []Event {
 	return p.take()
 }
 
-// Close ends the stream: held-back text is flushed and an unfinished tool
-// call is returned as Unparsed content. Later calls return nothing.
-func (p *Parser) Close() []Event {
+func (p *qwenParser) Close() []Event {
 	if p.st == stClosed {
 		return nil
 	}
@@ -191,20 +214,14 @@ func (p *Parser) Close() []Event {
 	return p.take()
 }
 
-func (p *Parser) take() []Event {
-	ev := p.events
-	p.events = nil
-	return ev
-}
-
-func (p *Parser) consume(n int) string {
+func (p *qwenParser) consume(n int) string {
 	s := p.buf[:n]
 	p.buf = p.buf[n:]
 	return s
 }
 
 // run advances the state machine as far as the buffered text allows.
-func (p *Parser) run(final bool) {
+func (p *qwenParser) run(final bool) {
 	for {
 		var progressed bool
 		switch p.st {
@@ -282,7 +299,7 @@ func completeUTF8(s string) int {
 	return len(s)
 }
 
-func (p *Parser) stepText(final bool) bool {
+func (p *qwenParser) stepText(final bool) bool {
 	if p.buf == "" {
 		return false
 	}
@@ -332,41 +349,11 @@ func (p *Parser) stepText(final bool) bool {
 	return true
 }
 
-// text emits section text, trimming the section's leading and trailing spaces.
-func (p *Parser) text(s string) {
-	if !p.secStarted {
-		s = strings.TrimLeft(s, spaces)
-		if s == "" {
-			return
-		}
-		p.secStarted = true
-	}
-	body := strings.TrimRight(s, spaces)
-	if body == "" {
-		p.secPending += s
-		return
-	}
+// text emits section text of the current state's kind.
+func (p *qwenParser) text(s string) {
 	kind := EventContent
 	if p.st == stReasoning {
 		kind = EventReasoning
-	} else {
-		p.sawContent = true
 	}
-	p.pushText(kind, p.secPending+body, false, 0)
-	p.secPending = s[len(body):]
-}
-
-func (p *Parser) endSection() {
-	p.secStarted = false
-	p.secPending = ""
-}
-
-func (p *Parser) pushText(kind EventKind, s string, unparsed bool, index int) {
-	if n := len(p.events); n > 0 && !unparsed {
-		if last := &p.events[n-1]; last.Kind == kind && !last.Unparsed {
-			last.Text += s
-			return
-		}
-	}
-	p.events = append(p.events, Event{Kind: kind, Text: s, Unparsed: unparsed, Index: index})
+	p.textEmitter.text(kind, s)
 }

@@ -159,7 +159,7 @@ func dump(events []Event) string {
 		case EventToolCall:
 			fmt.Fprintf(&b, "\n  call[%d] %+v", e.Index, *e.Call)
 		default:
-			fmt.Fprintf(&b, "\n  %s %q unparsed=%v index=%d", e.Kind, e.Text, e.Unparsed, e.Index)
+			fmt.Fprintf(&b, "\n  %s %q unparsed=%v index=%d problem=%q", e.Kind, e.Text, e.Unparsed, e.Index, e.Problem)
 		}
 	}
 	return b.String()
@@ -237,6 +237,15 @@ var parseCases = []parseCase{
 	{name: "qwen3 json call unterminated but complete",
 		text: "<tool_call>\n{\"name\": \"bash\", \"arguments\": {}}",
 		want: Result{ToolCalls: []ToolCall{call("call_1", "bash", `{}`)}}},
+	{name: "qwen3 json call after reasoning", reasoning: true,
+		text: "I should look it up.\n</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Zürich\", \"detail\": {\"a\": [1, \"x</y\"]}}}\n</tool_call>",
+		want: Result{Reasoning: "I should look it up.", ToolCalls: []ToolCall{call("call_1", "get_weather", `{"city":"Zürich","detail":{"a":[1,"x</y"]}}`)}}},
+	{name: "qwen3 json arguments not an object",
+		text: "<tool_call>\n{\"name\": \"bash\", \"arguments\": [\"ls\"]}\n</tool_call>",
+		want: Result{Content: "<tool_call>\n{\"name\": \"bash\", \"arguments\": [\"ls\"]}\n</tool_call>", Unparsed: true}},
+	{name: "qwen3 json without a name",
+		text: "<tool_call>\n{\"arguments\": {}}\n</tool_call>",
+		want: Result{Content: "<tool_call>\n{\"arguments\": {}}\n</tool_call>", Unparsed: true}},
 	{name: "unterminated call at close",
 		text: "Sure.\n<tool_call>\n<function=bash>\n<parameter=command>\nls -la",
 		want: Result{Content: "Sure.<tool_call>\n<function=bash>\n<parameter=command>\nls -la", Unparsed: true}},

@@ -18,7 +18,12 @@ type Template struct {
 	// special holds the tokenizer's special tokens (bos_token, eos_token, …),
 	// which HF passes to every render.
 	special map[string]any
+	format  *Format
 }
+
+// Format is the chat markup the template writes, which the model's replies
+// use too (DetectFormat).
+func (t *Template) Format() *Format { return t.format }
 
 // RenderOptions are the apply_chat_template arguments besides messages and tools.
 type RenderOptions struct {
@@ -37,7 +42,7 @@ func ParseTemplate(src string) (*Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chat template: %w", err)
 	}
-	return &Template{def: t}, nil
+	return &Template{def: t, format: DetectFormat(src)}, nil
 }
 
 // LoadTemplate reads a checkpoint directory's chat template with Hugging
@@ -120,6 +125,7 @@ func templateFromField(raw json.RawMessage) (*Template, error) {
 		switch n.Name {
 		case "default":
 			t.def = p
+			t.format = DetectFormat(n.Template)
 		case "tool_use":
 			t.toolUse = p
 		}
@@ -173,7 +179,7 @@ func (t *Template) Render(messages []Message, tools []Tool, opts RenderOptions) 
 	if opts.EnableThinking != nil {
 		vars["enable_thinking"] = *opts.EnableThinking
 	}
-	msgs, err := messageValues(messages)
+	msgs, err := messageValues(messages, t.format)
 	if err != nil {
 		return "", err
 	}
@@ -211,19 +217,25 @@ func toValue(v any) (any, error) {
 
 // messageValues builds the dicts HF would see. Keys are present only when
 // set, because templates test `is defined` and `is string` on them.
-func messageValues(messages []Message) ([]any, error) {
+// The format says how its template wants tool calls (Format.argumentsText,
+// Format.nullCallContent).
+func messageValues(messages []Message, f *Format) ([]any, error) {
 	out := make([]any, len(messages))
 	for i, m := range messages {
 		d := jinja.NewDict()
 		d.Set("role", m.Role)
-		d.Set("content", m.Content)
+		if f.nullCallContent && m.Content == "" && len(m.ToolCalls) > 0 {
+			d.Set("content", nil)
+		} else {
+			d.Set("content", m.Content)
+		}
 		if m.ReasoningContent != "" {
 			d.Set("reasoning_content", m.ReasoningContent)
 		}
 		if len(m.ToolCalls) > 0 {
 			calls := make([]any, len(m.ToolCalls))
 			for j, c := range m.ToolCalls {
-				args, err := argumentsValue(c.Function.Arguments)
+				args, err := argumentsValue(c.Function.Arguments, f.argumentsText)
 				if err != nil {
 					return nil, fmt.Errorf("messages[%d].tool_calls[%d].function.arguments: %w", i, j, err)
 				}
@@ -256,9 +268,13 @@ func messageValues(messages []Message) ([]any, error) {
 }
 
 // argumentsValue parses OpenAI's JSON-text arguments into a mapping, since
-// templates iterate them with |items (as vLLM does before rendering).
-func argumentsValue(args string) (any, error) {
+// templates iterate them with |items (as vLLM does before rendering). With
+// asText they are checked the same way but passed on as the text itself.
+func argumentsValue(args string, asText bool) (any, error) {
 	if args == "" {
+		if asText {
+			return "{}", nil
+		}
 		return jinja.NewDict(), nil
 	}
 	v, err := jinja.FromJSON([]byte(args))
@@ -267,6 +283,9 @@ func argumentsValue(args string) (any, error) {
 	}
 	if _, ok := v.(*jinja.Dict); !ok {
 		return nil, fmt.Errorf("expected a JSON object, got %s", firstBytes([]byte(args)))
+	}
+	if asText {
+		return args, nil
 	}
 	return v, nil
 }

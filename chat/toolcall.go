@@ -7,7 +7,7 @@ import "strings"
 // more input could change.
 
 // skipSpaces moves leading whitespace of the buffer into the raw markup.
-func (p *Parser) skipSpaces() {
+func (p *qwenParser) skipSpaces() {
 	n := len(p.buf) - len(strings.TrimLeft(p.buf, spaces))
 	p.raw.WriteString(p.consume(n))
 }
@@ -15,7 +15,7 @@ func (p *Parser) skipSpaces() {
 // abandon gives up on the current tool call: its markup so far becomes
 // Unparsed content and parsing resumes as content at the current position.
 // At the end of the stream the rest of the buffer belongs to it as well.
-func (p *Parser) abandon(final bool) {
+func (p *qwenParser) abandon(final bool) {
 	if final {
 		p.raw.WriteString(p.consume(len(p.buf)))
 	}
@@ -26,7 +26,7 @@ func (p *Parser) abandon(final bool) {
 	p.st = stContent
 }
 
-func (p *Parser) resetCall() {
+func (p *qwenParser) resetCall() {
 	p.raw.Reset()
 	p.callIndex = -1
 	p.callID, p.callName, p.paramName = "", "", ""
@@ -34,7 +34,7 @@ func (p *Parser) resetCall() {
 	p.paramValue.Reset()
 }
 
-func (p *Parser) stepCallOpen(final bool) bool {
+func (p *qwenParser) stepCallOpen(final bool) bool {
 	p.skipSpaces()
 	switch {
 	case strings.HasPrefix(p.buf, tagFunction):
@@ -54,7 +54,7 @@ func (p *Parser) stepCallOpen(final bool) bool {
 	return false
 }
 
-func (p *Parser) stepName(final bool) bool {
+func (p *qwenParser) stepName(final bool) bool {
 	end := strings.IndexByte(p.buf, '>')
 	scan := p.buf
 	if end >= 0 {
@@ -85,7 +85,7 @@ func (p *Parser) stepName(final bool) bool {
 	return true
 }
 
-func (p *Parser) startCall(name string) {
+func (p *qwenParser) startCall(name string) {
 	p.callIndex = p.nextIndex
 	p.nextIndex++
 	p.callID = p.opts.NewID()
@@ -97,14 +97,14 @@ func (p *Parser) startCall(name string) {
 	}})
 }
 
-func (p *Parser) argsDelta(fragment string) {
+func (p *qwenParser) argsDelta(fragment string) {
 	p.callArgs.WriteString(fragment)
 	p.events = append(p.events, Event{Kind: EventToolCallDelta, Delta: &ToolCallDelta{
 		Index: p.callIndex, Function: FunctionDelta{Arguments: fragment},
 	}})
 }
 
-func (p *Parser) finishCall() {
+func (p *qwenParser) finishCall() {
 	if p.callArgs.Len() == 0 {
 		p.argsDelta("{}")
 	} else {
@@ -117,7 +117,7 @@ func (p *Parser) finishCall() {
 	p.resetCall()
 }
 
-func (p *Parser) stepFuncBody(final bool) bool {
+func (p *qwenParser) stepFuncBody(final bool) bool {
 	p.skipSpaces()
 	switch {
 	case strings.HasPrefix(p.buf, tagParameter):
@@ -142,7 +142,7 @@ func (p *Parser) stepFuncBody(final bool) bool {
 	return true
 }
 
-func (p *Parser) stepParamValue(final bool) bool {
+func (p *qwenParser) stepParamValue(final bool) bool {
 	i, tag, partial := scanTags(p.buf, tagParameterEnd, tagParameter, tagFunctionEnd, tagToolCallEnd)
 	switch {
 	case i < 0 || partial:
@@ -171,7 +171,7 @@ func (p *Parser) stepParamValue(final bool) bool {
 	return true
 }
 
-func (p *Parser) addParam() {
+func (p *qwenParser) addParam() {
 	sep := ","
 	if p.callArgs.Len() == 0 {
 		sep = "{"
@@ -182,7 +182,7 @@ func (p *Parser) addParam() {
 	p.paramValue.Reset()
 }
 
-func (p *Parser) stepAfterFunc(final bool) bool {
+func (p *qwenParser) stepAfterFunc(final bool) bool {
 	p.buf = strings.TrimLeft(p.buf, spaces)
 	switch {
 	case strings.HasPrefix(p.buf, tagToolCallEnd):
@@ -211,7 +211,7 @@ func (p *Parser) stepAfterFunc(final bool) bool {
 	return true
 }
 
-func (p *Parser) stepJSONCall(final bool) bool {
+func (p *qwenParser) stepJSONCall(final bool) bool {
 	i, _, partial := scanTags(p.buf, tagToolCallEnd)
 	if i < 0 || partial {
 		n := len(p.buf)
@@ -245,7 +245,7 @@ func (p *Parser) stepJSONCall(final bool) bool {
 	return true
 }
 
-func (p *Parser) emitJSONCall(name, args string) {
+func (p *qwenParser) emitJSONCall(name, args string) {
 	p.startCall(name)
 	p.callArgs.WriteString(args)
 	p.events = append(p.events, Event{Kind: EventToolCallDelta, Delta: &ToolCallDelta{

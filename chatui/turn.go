@@ -66,7 +66,7 @@ func (c *Chat) reply(ctx context.Context, fresh []chat.Message) (chat.Message, e
 			return chat.Message{}, fmt.Errorf("chat template: %w", err)
 		}
 	}
-	p := chat.NewParser(chat.ParserOptions{Tools: c.tools, StartInReasoning: chat.PromptEndsInReasoning(prompt)})
+	p := chat.NewParser(chat.ParserOptions{Tools: c.tools, StartInReasoning: chat.PromptEndsInReasoning(prompt), Format: c.e.Template.Format()})
 	var events []chat.Event
 	pr := &Printer{Out: c.out, HideReasoning: c.o.HideReasoning, Color: c.o.Color}
 	show := func(evs []chat.Event) {

@@ -112,7 +112,8 @@ func New(m *model.Model, dir string) (*Engine, error) {
 	if id, ok := tok.TokenID("<|im_start|>"); ok {
 		e.imStart = id
 	}
-	for _, name := range []string{"<|im_end|>", "<|endoftext|>"} {
+	// The turn ends at the chat format's end-of-turn tokens (chat.Format.StopTokens).
+	for _, name := range tpl.Format().StopTokens {
 		if id, ok := tok.TokenID(name); ok {
 			e.stopIDs = append(e.stopIDs, id)
 		}

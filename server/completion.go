@@ -103,7 +103,10 @@ func (s *Server) prepare(body []byte) (*job, int, error) {
 	if j.prompt, err = s.e.Template.Render(msgs, tools, ro); err != nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("the chat template rejected the conversation: %v", err)
 	}
-	j.popts = chat.ParserOptions{Tools: req.Tools, StartInReasoning: chat.PromptEndsInReasoning(j.prompt)}
+	j.popts = chat.ParserOptions{Tools: req.Tools, StartInReasoning: chat.PromptEndsInReasoning(j.prompt), Format: s.e.Template.Format()}
+	if f := j.popts.Format; (j.choice.mode == "required" || j.choice.mode == "function") && !f.ForcedCalls {
+		return nil, http.StatusBadRequest, fmt.Errorf("tool_choice %q: this model's tool-call markup (%s) cannot be forced; use \"auto\"", j.choice.mode, f.Name)
+	}
 	switch {
 	case req.MaxCompletionTokens != nil:
 		j.max = *req.MaxCompletionTokens
@@ -180,6 +183,11 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
 	}
 	if out.err != nil {
 		s.opts.Log.Printf("%s: the client stopped reading (%v); generation stopped", out.id, out.err)
+	}
+	for _, ev := range out.events {
+		if ev.Unparsed && ev.Problem != "" {
+			s.opts.Log.Printf("%s: %s; the markup was returned as content", out.id, ev.Problem)
+		}
 	}
 	s.opts.Log.Printf("%s: prompt %d tokens (%d cached) in %.2fs, %d generated in %.2fs, %s",
 		out.id, res.PromptTokens, res.ReusedTokens, res.PrefillTime.Seconds(), len(res.IDs), res.GenerateTime.Seconds(), res.Finish)

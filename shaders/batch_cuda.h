@@ -26,3 +26,28 @@ MATVEC_BATCH_KERNEL(matvec_batch_q8, FMT_Q8)
 MATVEC_BATCH_KERNEL(matvec_batch_bf16, FMT_BF16)
 MATVEC_BATCH_KERNEL(matvec_batch_f16, FMT_F16)
 MATVEC_BATCH_KERNEL(matvec_batch_f32, FMT_F32)
+
+// moe_combine1 adds one token's MoE block output to h in one launch:
+// h[j] += (Σ_i w[i]·eo[i, j], fused multiply-adds from 0 in ascending i)
+// + the shared expert (mode 1: sigmoid(gate[0])·sd[j]; mode 2: sd[j];
+// mode 0: none). It is, bit for bit, what zeroing an accumulator,
+// scatter_add, gated_add (or add) and add compute for that token, in four
+// launches and an upload; the weights come by value (at most 32).
+struct combine_w {
+    float v[32];
+};
+KERNEL(moe_combine1)(float* h, const float* eo, const float* sd, const float* gate, combine_w w, int m, int count,
+                     int mode) {
+    int j = BLOCK_ID_X * BLOCK_DIM_X + THREAD_ID_X;
+    if (j >= m) return;
+    float a = 0.0f;
+    UNROLL for (int i = 0; i < 32; i++) {
+        if (i < count) a = FMAF(w.v[i], eo[(i64)i * m + j], a);
+    }
+    if (mode == 1) {
+        a += sigmoid_(gate[0]) * sd[j];
+    } else if (mode == 2) {
+        a += sd[j];
+    }
+    h[j] += a;
+}

@@ -227,19 +227,29 @@ func (t *Tokenizer) setNormalizer(raw []byte) error {
 	if isNull(raw) {
 		return nil
 	}
-	var n typed
+	var n struct {
+		Type        string            `json:"type"`
+		Normalizers []json.RawMessage `json:"normalizers"`
+	}
 	if err := json.Unmarshal(raw, &n); err != nil {
 		return fieldError("normalizer", "%v", err)
 	}
+	if n.Type == "Sequence" && len(n.Normalizers) <= 1 {
+		// DeepSeek-V3 ships an empty Sequence; one NFC inside is NFC.
+		if len(n.Normalizers) == 0 {
+			return nil
+		}
+		return t.setNormalizer(n.Normalizers[0])
+	}
 	if n.Type != "NFC" {
-		return fieldError("normalizer", "unsupported type %q, want \"NFC\" or null", n.Type)
+		return fieldError("normalizer", "unsupported type %q, want \"NFC\", an empty Sequence or null", n.Type)
 	}
 	t.nfc = true
 	return nil
 }
 
 func (t *Tokenizer) setPreTokenizer(raw []byte) error {
-	const want = `a Sequence of Split (Isolated, Qwen regex) and ByteLevel (add_prefix_space and use_regex false)`
+	const want = `a Sequence of Split pre-tokenizers (Isolated, a Qwen or DeepSeek-V3 regex) ending with ByteLevel (add_prefix_space and use_regex false)`
 	var seq struct {
 		Type          string            `json:"type"`
 		PreTokenizers []json.RawMessage `json:"pretokenizers"`
@@ -250,41 +260,55 @@ func (t *Tokenizer) setPreTokenizer(raw []byte) error {
 	if err := json.Unmarshal(raw, &seq); err != nil {
 		return fieldError("pre_tokenizer", "%v", err)
 	}
-	if seq.Type != "Sequence" || len(seq.PreTokenizers) != 2 {
+	if seq.Type != "Sequence" || len(seq.PreTokenizers) < 2 {
 		return fieldError("pre_tokenizer", "unsupported %s, want %s", describe(raw), want)
 	}
-	var split splitJSON
-	var kind typed
-	if err := json.Unmarshal(seq.PreTokenizers[0], &kind); err != nil || kind.Type != "Split" {
-		return fieldError("pre_tokenizer.pretokenizers[0]", "unsupported %s, want Split", describe(seq.PreTokenizers[0]))
+	last := len(seq.PreTokenizers) - 1
+	for i, rawSplit := range seq.PreTokenizers[:last] {
+		pat, err := splitStage(rawSplit, fmt.Sprintf("pre_tokenizer.pretokenizers[%d]", i))
+		if err != nil {
+			return err
+		}
+		t.split.stages = append(t.split.stages, pat)
 	}
-	if err := json.Unmarshal(seq.PreTokenizers[0], &split); err != nil {
-		return fieldError("pre_tokenizer.pretokenizers[0]", "%v", err)
-	}
-	if split.Pattern.Regex == nil {
-		return fieldError("pre_tokenizer.pretokenizers[0].pattern", "want a Regex pattern")
-	}
-	sp, ok := newSplitter(*split.Pattern.Regex)
-	if !ok {
-		return fieldError("pre_tokenizer.pretokenizers[0].pattern.Regex",
-			"unsupported regex %q; only the Qwen3 and Qwen3.5 patterns are implemented", *split.Pattern.Regex)
-	}
-	if split.Behavior != "Isolated" || split.Invert {
-		return fieldError("pre_tokenizer.pretokenizers[0]", "behavior %q invert %v, want Isolated without invert", split.Behavior, split.Invert)
-	}
-	t.split = sp
 
+	var kind typed
 	var bl byteLevelJSON
-	if err := json.Unmarshal(seq.PreTokenizers[1], &kind); err != nil || kind.Type != "ByteLevel" {
-		return fieldError("pre_tokenizer.pretokenizers[1]", "unsupported %s, want ByteLevel", describe(seq.PreTokenizers[1]))
+	field := fmt.Sprintf("pre_tokenizer.pretokenizers[%d]", last)
+	if err := json.Unmarshal(seq.PreTokenizers[last], &kind); err != nil || kind.Type != "ByteLevel" {
+		return fieldError(field, "unsupported %s, want ByteLevel", describe(seq.PreTokenizers[last]))
 	}
-	if err := json.Unmarshal(seq.PreTokenizers[1], &bl); err != nil {
-		return fieldError("pre_tokenizer.pretokenizers[1]", "%v", err)
+	if err := json.Unmarshal(seq.PreTokenizers[last], &bl); err != nil {
+		return fieldError(field, "%v", err)
 	}
 	if bl.AddPrefixSpace || bl.UseRegex {
-		return fieldError("pre_tokenizer.pretokenizers[1]", "ByteLevel with add_prefix_space=%v use_regex=%v, want both false", bl.AddPrefixSpace, bl.UseRegex)
+		return fieldError(field, "ByteLevel with add_prefix_space=%v use_regex=%v, want both false", bl.AddPrefixSpace, bl.UseRegex)
 	}
 	return nil
+}
+
+// splitStage reads one Split pre-tokenizer.
+func splitStage(raw json.RawMessage, field string) (pattern, error) {
+	var split splitJSON
+	var kind typed
+	if err := json.Unmarshal(raw, &kind); err != nil || kind.Type != "Split" {
+		return nil, fieldError(field, "unsupported %s, want Split", describe(raw))
+	}
+	if err := json.Unmarshal(raw, &split); err != nil {
+		return nil, fieldError(field, "%v", err)
+	}
+	if split.Pattern.Regex == nil {
+		return nil, fieldError(field+".pattern", "want a Regex pattern")
+	}
+	pat, ok := newPattern(*split.Pattern.Regex)
+	if !ok {
+		return nil, fieldError(field+".pattern.Regex",
+			"unsupported regex %q; only the Qwen3, Qwen3.5 and DeepSeek-V3 patterns are implemented", *split.Pattern.Regex)
+	}
+	if split.Behavior != "Isolated" || split.Invert {
+		return nil, fieldError(field, "behavior %q invert %v, want Isolated without invert", split.Behavior, split.Invert)
+	}
+	return pat, nil
 }
 
 func (t *Tokenizer) setDecoder(raw []byte) error {

@@ -25,6 +25,8 @@ const (
 	clsM                 // \p{M}
 	clsSpace             // \s: Unicode White_Space, as in Oniguruma
 	clsCRLF              // \r or \n
+	clsP                 // \p{P}
+	clsS                 // \p{S}
 )
 
 // bmpClass caches the class of every Basic Multilingual Plane code point:
@@ -50,6 +52,8 @@ func buildClassTable() {
 	mark(unicode.L, clsL)
 	mark(unicode.N, clsN)
 	mark(unicode.M, clsM)
+	mark(unicode.P, clsP)
+	mark(unicode.S, clsS)
 	mark(unicode.White_Space, clsSpace)
 	t['\r'] |= clsCRLF
 	t['\n'] |= clsCRLF
@@ -65,6 +69,10 @@ func classOfSlow(r rune) uint8 {
 		return clsN
 	case unicode.IsMark(r):
 		return clsM
+	case unicode.IsPunct(r):
+		return clsP
+	case unicode.IsSymbol(r):
+		return clsS
 	case unicode.IsSpace(r):
 		return clsSpace // no White_Space code point is outside the BMP
 	}
@@ -184,8 +192,17 @@ func (sp splitter) next(s string, i int) int {
 		return e
 	}
 
-	// Only whitespace remains. Find the maximal \s run [i, e), the start of its
-	// last character and the end of its last \r or \n.
+	return spaceWord(s, i, j, c0)
+}
+
+// spaceWord is the end of `\s*[\r\n]+|\s+(?!\S)|\s+` matched at s[i], whose
+// first character (class c0) ends at j; i when that is not a space.
+func spaceWord(s string, i, j int, c0 uint8) int {
+	if c0&clsSpace == 0 {
+		return i
+	}
+	// Find the maximal \s run [i, e), the start of its last character and
+	// the end of its last \r or \n.
 	e, last, nl := j, i, -1
 	if c0&clsCRLF != 0 {
 		nl = j

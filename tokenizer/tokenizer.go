@@ -9,7 +9,7 @@ type Tokenizer struct {
 	special    []bool           // by id: added token flagged "special"
 	added      map[string]int32 // added token content → id
 	nfc        bool             // normalizer is NFC
-	split      splitter         // Split pre-tokenizer
+	split      pretokenizer     // Split pre-tokenizers
 	raw        *matcher         // added tokens with normalized=false, or nil
 	normalized *matcher         // added tokens with normalized=true, or nil
 	vocabSize  int

@@ -163,9 +163,10 @@ func runGenerate(c *cli.Context) error {
 	if c.Bool("timing") {
 		sess.Timing = &model.Timing{}
 	}
-	stop := stopTokens(m, tok)
+	format := chatFormat(dir)
+	stop := stopTokens(m, tok, format)
 	parse := !c.Bool("raw") && !c.Bool("no-template")
-	w := newReplyWriter(os.Stdout, tok, stop, parse, tools, text, c.Bool("show-reasoning"))
+	w := newReplyWriter(os.Stdout, tok, stop, parse, tools, format, text, c.Bool("show-reasoning"))
 	start := time.Now()
 	var first time.Duration
 	out, err := sess.Generate(prompt, c.Int("tokens"), &smp, stop, func(id int) bool {
@@ -224,11 +225,21 @@ func promptText(c *cli.Context, dir string) (string, []chat.Tool, error) {
 	return text, tools, err
 }
 
-// stopTokens are the config's end-of-sequence ids plus the chat end markers the tokenizer knows.
-func stopTokens(m *model.Model, tok *tokenizer.Tokenizer) []int {
+// chatFormat is the markup of the model's chat template: its end-of-turn
+// tokens and its tool calls (Qwen's when the model has no template).
+func chatFormat(dir string) *chat.Format {
+	if tpl, err := chat.LoadTemplate(dir); err == nil {
+		return tpl.Format()
+	}
+	return chat.FormatQwen
+}
+
+// stopTokens are the config's end-of-sequence ids plus the chat format's end-of-turn tokens the
+// tokenizer knows.
+func stopTokens(m *model.Model, tok *tokenizer.Tokenizer, format *chat.Format) []int {
 	stop := append([]int(nil), m.Config.EOSTokenIDs...)
 	if tok != nil {
-		for _, s := range []string{"<|im_end|>", "<|endoftext|>"} {
+		for _, s := range format.StopTokens {
 			if id, ok := tok.TokenID(s); ok && !containsID(stop, id) {
 				stop = append(stop, id)
 			}

@@ -24,16 +24,16 @@ type replyWriter struct {
 }
 
 // newReplyWriter prints a chat reply when parse is set, with tools typing
-// the calls' arguments and prompt saying whether the reply starts inside
-// <think>.
-func newReplyWriter(out io.Writer, tok *tokenizer.Tokenizer, stop []int, parse bool, tools []chat.Tool, prompt string, showReasoning bool) *replyWriter {
+// the calls' arguments, format the model's chat markup and prompt saying
+// whether the reply starts inside <think>.
+func newReplyWriter(out io.Writer, tok *tokenizer.Tokenizer, stop []int, parse bool, tools []chat.Tool, format *chat.Format, prompt string, showReasoning bool) *replyWriter {
 	w := &replyWriter{out: out, stop: stop}
 	if tok == nil {
 		return w
 	}
 	w.dec = tok.NewDecoder()
 	if parse {
-		w.parser = chat.NewParser(chat.ParserOptions{Tools: tools, StartInReasoning: chat.PromptEndsInReasoning(prompt)})
+		w.parser = chat.NewParser(chat.ParserOptions{Tools: tools, StartInReasoning: chat.PromptEndsInReasoning(prompt), Format: format})
 		w.pr = &chatui.Printer{Out: out, HideReasoning: !showReasoning, Color: colorOut(out), ShowCalls: true}
 	}
 	return w
@@ -75,6 +75,9 @@ func (w *replyWriter) print(evs []chat.Event) {
 	for _, ev := range evs {
 		if ev.Kind == chat.EventToolCall {
 			w.calls++
+		}
+		if ev.Unparsed && ev.Problem != "" {
+			fmt.Fprintf(os.Stderr, "warning: %s; it is shown as text\n", ev.Problem)
 		}
 	}
 	w.pr.Print(evs)

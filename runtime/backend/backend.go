@@ -17,6 +17,8 @@
 // backend can implement each op as one fused kernel.
 package backend
 
+import "errors"
+
 // Buffer is a backend-owned array of float32 values. Handles are opaque:
 // a Buffer from one backend must not be passed to another.
 type Buffer interface {
@@ -249,3 +251,42 @@ type ExpertCache interface {
 type MatVecBatcher interface {
 	MatVecBatch(ys []Buffer, ws []Tensor, xs []Buffer) error
 }
+
+// TokenCombiner is implemented by backends that add one token's MoE block
+// output to h in one launch (CUDA): h += (Σ_i w[i]·eo[i], fused
+// multiply-adds from zero in ascending i) + the shared expert, which is
+// sigmoid(gate[0])·sd (gate not nil), sd (gate nil) or nothing (sd nil). It
+// computes exactly what Zero of an accumulator, ScatterAdd, GatedAdd (or
+// Add) and Add compute for that token. len(w) is at most 32.
+type TokenCombiner interface {
+	CombineToken(h, eo Buffer, w []float32, sd, gate Buffer) error
+}
+
+// GraphRecorder is implemented by backends that can record a run of ops
+// once and replay it with one host call (CUDA graphs): a decode step's
+// fixed ops of a layer (its norms, mixer, router logits and shared expert)
+// then cost one launch instead of one per op. Between BeginGraph and
+// EndGraph ops are recorded, not run, and must not read back (Read and
+// Sync fail). A replay runs exactly the recorded kernels on the buffers
+// and tensors they were recorded with, so it computes what the ops would
+// have, bit for bit; the caller keeps those alive and unchanged in place.
+type GraphRecorder interface {
+	BeginGraph() error
+	// EndGraph stops recording and returns the graph. Nothing recorded
+	// has run yet: Replay runs it. On an error (an op failed while
+	// recording) the recording is dropped.
+	EndGraph() (Graph, error)
+}
+
+// Graph is a recorded run of ops (GraphRecorder).
+type Graph interface {
+	// Replay queues the recorded ops. It returns ErrGraphStale when
+	// memory the backend manages itself (its scratch) has moved since
+	// the recording: the caller records again.
+	Replay() error
+	// Release frees the graph.
+	Release() error
+}
+
+// ErrGraphStale is Replay's error for a graph that must be recorded again.
+var ErrGraphStale = errors.New("backend: graph recorded before the backend's scratch moved")

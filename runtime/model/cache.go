@@ -46,6 +46,11 @@ func (m *Model) setupCache(budget int64) error {
 	if budget == 0 {
 		m.cache = nil
 	}
+	if len(m.ranks) > 0 {
+		// Rank 0 is the model's backend: its tier is this one, also when
+		// set again after Open (BenchmarkTieredDecode does).
+		m.ranks[0].cache = m.cache
+	}
 	return ec.SetExpertCache(budget, len(m.layers)*m.K)
 }
 

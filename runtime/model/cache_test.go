@@ -191,5 +191,16 @@ func TestGPUCacheBudget(t *testing.T) {
 	if be.budget != 0 || m.CacheBudget() != 0 {
 		t.Errorf("GPUCacheOff set a budget of %d", be.budget)
 	}
+	// A tier set after Open (as BenchmarkTieredDecode does) is rank 0's.
+	if err := m.setupCache(gib); err != nil {
+		t.Fatal(err)
+	}
+	s3, _ := m.NewSession()
+	if _, err := s3.ForwardAll(ids); err != nil {
+		t.Fatal(err)
+	}
+	if st := m.ExpertStats(); st.DeviceBytes == 0 {
+		t.Errorf("a tier set after Open bound no bytes: %+v", st)
+	}
 	m.Close()
 }

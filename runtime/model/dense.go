@@ -5,7 +5,7 @@ import "github.com/fmoe/fmoe/runtime/backend"
 // denseMLP is a dense layer's MLP on the normed input xn (down(silu(gate·x) ⊙ up·x)); it adds
 // its output to h. Its time counts as shared_expert: resident-weight MLP compute, like the
 // shared expert's.
-func (s *Session) denseMLP(r *run, l int, L *layer, xn, h backend.Buffer, T int) error {
+func (s *Session) denseMLP(r *run, L *layer, xn, h backend.Buffer, T int) {
 	be := s.m.be
 	I, H := s.m.Config.IntermediateSize, s.m.Config.HiddenSize
 	g := r.view(s.sc.sg, 0, T*I)
@@ -18,5 +18,4 @@ func (s *Session) denseMLP(r *run, l int, L *layer, xn, h backend.Buffer, T int)
 	s.lap(PhaseSharedExpert)
 	r.do(be.Add(h, d))
 	s.lap(PhaseCombine)
-	return r.err
 }

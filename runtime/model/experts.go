@@ -207,6 +207,10 @@ type expert struct {
 	tier    *hentry
 	hostHit bool
 
+	// crc is the block's CRC32C when the read computed it (hasCRC).
+	crc    uint32
+	hasCRC bool
+
 	// Filled only for a timed stream (Timing).
 	n               int64         // bytes read
 	dur             time.Duration // pread latency
@@ -320,7 +324,11 @@ func (r *expertReader) read(l, id int, buf []byte, timed bool) *expert {
 		}
 		t0 = time.Now()
 	}
-	if err := readSplit(r.files[l], buf, int64(id)*stride); err != nil {
+	var crc *uint32
+	if r.needsCheck(l, id) && int64(len(buf)) == stride {
+		crc, e.hasCRC = &e.crc, true
+	}
+	if err := readSplit(r.files[l], buf, int64(id)*stride, crc); err != nil {
 		e.err = fmt.Errorf("model: read layer %d expert %d: %w", l, id, err)
 		if r.direct && errors.Is(err, syscall.EINVAL) {
 			e.err = fmt.Errorf("%w (direct I/O needs block-aligned reads the filesystem accepts)", e.err)
@@ -385,25 +393,42 @@ func (r *expertReader) describe(e *expert, l int) {
 // single core's memcpy speed (about 7 MB in 1 ms on the GPU machine), which
 // made a GPU-tier miss cost 5x its host-to-device copy; split, the copy
 // runs on several cores, and a disk sees a deeper queue.
-func readSplit(f *os.File, buf []byte, off int64) error {
+func readSplit(f *os.File, buf []byte, off int64, crc *uint32) error {
 	const piece = 64 << 10
 	part := (len(buf)/readParts + piece - 1) &^ (piece - 1)
 	if part <= 0 || len(buf) <= piece {
 		_, err := f.ReadAt(buf, off)
+		if crc != nil && err == nil {
+			*crc = format.CRC32C(buf)
+		}
 		return err
 	}
 	var wg sync.WaitGroup
-	errs := make([]error, readParts)
+	np := (len(buf) + part - 1) / part // readParts, or one more when rounding leaves a tail
+	errs := make([]error, np)
+	crcs := make([]uint32, np)
 	for i := 0; i*part < len(buf); i++ {
 		b := buf[i*part : min((i+1)*part, len(buf))]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = f.ReadAt(b, off+int64(i*part))
+			if _, errs[i] = f.ReadAt(b, off+int64(i*part)); errs[i] == nil && crc != nil {
+				crcs[i] = format.CRC32C(b) // each part's own, combined below
+			}
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if crc != nil {
+		c := crcs[0]
+		for i := 1; i*part < len(buf); i++ {
+			c = crc32cCombine(c, crcs[i], int64(min((i+1)*part, len(buf))-i*part))
+		}
+		*crc = c
+	}
+	return nil
 }
 
 // readParts is how many preads readSplit issues for one expert (a

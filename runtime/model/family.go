@@ -58,7 +58,13 @@ func (src *layerSource) dense(L *layer) {
 	L.mlpGate = src.get(p + "gate_proj.weight")
 	L.mlpUp = src.get(p + "up_proj.weight")
 	L.mlpDown = src.get(p + "down_proj.weight")
-	L.ffn = (*Session).denseMLP
+	L.fixed, L.ffn = (*Session).denseMLP, nil
+}
+
+// moe makes the layer's MLP the MoE block (moe.go) with router rt.
+func (L *layer) moe(rt router) {
+	L.fixed = func(s *Session, r *run, L *layer, xn, _ backend.Buffer, T int) { s.moeFixed(r, L, xn, T) }
+	L.ffn, L.route = (*Session).moe, rt
 }
 
 // hostVector decodes a 1-D float tensor of the weights file.

@@ -26,7 +26,6 @@ func groupedMoELayer(src *layerSource, L *layer) error {
 		L.shUp = src.get(p + "shared_experts.up_proj.weight")
 		L.shDown = src.get(p + "shared_experts.down_proj.weight")
 	}
-	L.ffn = (*Session).moe
-	L.route = sigmoidRoute(bias, c.NGroup, c.TopKGroup, c.NormTopKProb, c.RoutedScalingFactor)
+	L.moe(sigmoidRoute(bias, c.NGroup, c.TopKGroup, c.NormTopKProb, c.RoutedScalingFactor))
 	return nil
 }

@@ -225,3 +225,45 @@ func TestExpertCheckPolicy(t *testing.T) {
 		m.Close()
 	}
 }
+
+// TestAllFinite: the branchless check finds a NaN or an infinity at every
+// position of the 4-wide loop and its tail, and passes the extreme finite
+// values.
+func TestAllFinite(t *testing.T) {
+	finite := []float32{0, float32(math.Copysign(0, -1)), math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32, 1e-40, -3}
+	for n := 0; n <= 11; n++ {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = finite[i%len(finite)]
+		}
+		if !allFinite(v) {
+			t.Fatalf("%d finite values: reported not finite", n)
+		}
+		for i := range v {
+			for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))} {
+				old := v[i]
+				v[i] = bad
+				if allFinite(v) {
+					t.Fatalf("%v at %d of %d: reported finite", bad, i, n)
+				}
+				v[i] = old
+			}
+		}
+	}
+}
+
+// TestVerifyExperts: the benchmark's pass over every expert leaves every
+// block verified, so later reads skip the checksum.
+func TestVerifyExperts(t *testing.T) {
+	m := open(t, "hf", 16, 0, Options{})
+	if err := m.verifyExperts(); err != nil {
+		t.Fatal(err)
+	}
+	for l := range m.layers {
+		for id := 0; id < m.Config.NumExperts; id++ {
+			if m.experts.needsCheck(l, id) {
+				t.Fatalf("layer %d expert %d not verified", l, id)
+			}
+		}
+	}
+}

@@ -138,8 +138,12 @@ type layer struct {
 	qb, kb, vb               backend.Tensor // q/k/v projection biases, or nil
 	mlpGate, mlpUp, mlpDown  backend.Tensor // a dense layer's MLP
 
-	// Set by the model's family (family.go): the MLP (the MoE block or a
-	// dense MLP) and the router of the MoE block.
+	// Set by the model's family (family.go): the MLP in two parts, fixed
+	// (the ops that depend on the normed input alone: a dense MLP, or the
+	// MoE block's router logits and shared expert; recorded into the
+	// layer's graph on decode, graph.go) and ffn (the rest, nil for a
+	// dense MLP), and the router of the MoE block.
+	fixed func(s *Session, r *run, L *layer, xn, h backend.Buffer, T int)
 	ffn   func(s *Session, r *run, l int, L *layer, xn, h backend.Buffer, T int) error
 	route router
 	// mix, when set, replaces the GQA attention of a full layer (DeepSeek-V3's latent

@@ -4,17 +4,43 @@ import (
 	"github.com/fmoe/fmoe/runtime/backend"
 )
 
-// moe is the sparse MoE block on the normed input xn; it adds the routed
-// experts (weighted) and the sigmoid-gated shared expert to h. The tokens
-// are grouped by expert so that each needed expert is read from disk once
-// per step, whatever the batch size.
+// moeFixed queues the MoE block's ops that depend on xn alone: the router
+// logits (into s.sc.router) and the shared expert (into s.sc.sd and, when
+// gated, s.sc.sgate). It needs no decision on the host, so a decode step
+// records it with the layer's mixer into one graph (graph.go); moe then
+// does the rest.
+func (s *Session) moeFixed(r *run, L *layer, xn backend.Buffer, T int) {
+	m := s.m
+	c := &m.Config
+	be := m.be
+	r.do(be.MatMul(r.view(s.sc.router, 0, T*c.NumExperts), L.router, xn, T))
+	s.lap(PhaseRouting)
+	if L.shGate == nil {
+		return
+	}
+	Is := c.SharedExpertIntermediateSize
+	sg := r.view(s.sc.sg, 0, T*Is)
+	su := r.view(s.sc.su, 0, T*Is)
+	r.do(be.MatMul(sg, L.shGate, xn, T))
+	r.do(be.MatMul(su, L.shUp, xn, T))
+	r.do(be.SwiGLU(sg, sg, su))
+	r.do(be.MatMul(r.view(s.sc.sd, 0, T*c.HiddenSize), L.shDown, sg, T))
+	if L.shScale != nil {
+		r.do(be.MatMul(r.view(s.sc.sgate, 0, T), L.shScale, xn, T))
+	}
+	s.lap(PhaseSharedExpert)
+}
+
+// moe is the sparse MoE block on the normed input xn, after moeFixed; it
+// adds the routed experts (weighted) and the shared expert (sigmoid-gated
+// where it has a gate) to h. The tokens are grouped by expert so that each
+// needed expert is read from disk once per step, whatever the batch size.
 func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) error {
 	m := s.m
 	c := &m.Config
 	be := m.be
 	H, E, K := c.HiddenSize, c.NumExperts, m.K
 	lg := r.view(s.sc.router, 0, T*E)
-	r.do(be.MatMul(lg, L.router, xn, T))
 	pl := &s.plan
 	pl.reset(T, E, K)
 	r.do(be.Read(pl.host, lg))
@@ -33,33 +59,44 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 	m.countPicks(l, idx)
 	pl.group(K)
 	s.lap(PhaseRouting)
+	// One launch for the whole combine where the backend fuses it: the
+	// token's rows are its expert slots in order, as routed leaves them on
+	// a single device. With several ranks the routed sum arrives as
+	// all-reduced partials, not as rows, so the separate ops below add it.
+	tc, fuse := be.(backend.TokenCombiner)
+	fuse = fuse && len(m.ranks) == 1 && T == 1 && len(pl.w) <= 32 && !combineOff
 	acc := r.view(s.sc.acc, 0, T*H)
-	if err := s.routed(r, l, xn, acc, T); err != nil {
+	if err := s.routed(r, l, xn, acc, T, fuse); err != nil {
 		return err
 	}
 	s.lap(PhaseCombine)
+	if fuse {
+		var sd, gt backend.Buffer
+		if L.shGate != nil {
+			sd = r.view(s.sc.sd, 0, H)
+			if L.shScale != nil {
+				gt = r.view(s.sc.sgate, 0, 1)
+			}
+		}
+		r.do(tc.CombineToken(h, r.view(s.sc.eo, 0, len(pl.w)*H), pl.w, sd, gt))
+		s.lap(PhaseCombine)
+		return r.err
+	}
 	// out = Σ_experts w·expert + sigmoid(g)·shared, then the residual add,
 	// in transformers' order.
 	if L.shGate != nil {
-		Is := c.SharedExpertIntermediateSize
-		sg := r.view(s.sc.sg, 0, T*Is)
-		su := r.view(s.sc.su, 0, T*Is)
 		sd := r.view(s.sc.sd, 0, T*H)
-		r.do(be.MatMul(sg, L.shGate, xn, T))
-		r.do(be.MatMul(su, L.shUp, xn, T))
-		r.do(be.SwiGLU(sg, sg, su))
-		r.do(be.MatMul(sd, L.shDown, sg, T))
 		if L.shScale == nil { // GLM-4.5's shared experts are added as they are
-			s.lap(PhaseSharedExpert)
 			r.do(be.Add(acc, sd))
 		} else {
-			gt := r.view(s.sc.sgate, 0, T)
-			r.do(be.MatMul(gt, L.shScale, xn, T))
-			s.lap(PhaseSharedExpert)
-			r.do(be.GatedAdd(acc, sd, gt, T))
+			r.do(be.GatedAdd(acc, sd, r.view(s.sc.sgate, 0, T), T))
 		}
 	}
 	r.do(be.Add(h, acc))
 	s.lap(PhaseCombine)
 	return r.err
 }
+
+// combineOff makes a one-token step combine with the separate ops even
+// where the backend fuses them (tests compare the two).
+var combineOff = false

@@ -39,7 +39,6 @@ func qwen35Layer(src *layerSource, L *layer) error {
 		L.shDown = get(p + "mlp.shared_expert.down_proj.weight")
 		L.shScale = get(p + "mlp.shared_expert_gate.weight")
 	}
-	L.ffn = (*Session).moe
-	L.route = softmaxRoute(true)
+	L.moe(softmaxRoute(true))
 	return nil
 }

@@ -10,7 +10,6 @@ func qwen3MoELayer(src *layerSource, L *layer) error {
 		return nil
 	}
 	L.router = src.get(src.p + "mlp.gate.weight")
-	L.ffn = (*Session).moe
-	L.route = softmaxRoute(src.c.NormTopKProb)
+	L.moe(softmaxRoute(src.c.NormTopKProb))
 	return nil
 }

@@ -15,7 +15,11 @@ import (
 // that is the whole sum in that order; on several, the partials change
 // only the order of the additions. The misses of all ranks are read in one
 // stream and computed on their rank as they arrive.
-func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int) error {
+//
+// With fuse (one rank only) routed stops once the experts' rows are
+// queued, leaving acc alone: the caller combines the rows itself
+// (backend.TokenCombiner).
+func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int, fuse bool) error {
 	m := s.m
 	pl := &s.plan
 	H := m.Config.HiddenSize
@@ -83,6 +87,9 @@ func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int) error {
 	}
 	if err != nil {
 		return err
+	}
+	if fuse && len(bufs) == 1 {
+		return r.err
 	}
 	for d, pt := range pl.part[:len(bufs)] {
 		be := m.ranks[d].be

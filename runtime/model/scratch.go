@@ -10,6 +10,7 @@ import (
 // tokens; ops use views of the exact size.
 type scratch struct {
 	n                 int
+	gen               int            // counts reallocations (graphs recorded before are stale)
 	h, xn, o          backend.Buffer // [n, H]
 	qg, ao            backend.Buffer // full attention: q_proj out, attention out
 	qkv, z, a, b, y   backend.Buffer // GatedDeltaNet
@@ -38,6 +39,7 @@ func (sc *scratch) ensure(m *Model, n int) error {
 		*s.b = b
 	}
 	sc.n = n
+	sc.gen++
 	return nil
 }
 

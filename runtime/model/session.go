@@ -43,8 +43,9 @@ type Session struct {
 	// ob is this step's observation while Model.Observe is set.
 	ob observation
 
-	mla mlaScratch   // DeepSeek-V3's latent attention (mla.go)
-	rb  []expertBufs // each rank's expert buffers (ranks.go); rank 0's are sc's
+	mla mlaScratch    // DeepSeek-V3's latent attention (mla.go)
+	gr  sessionGraphs // recorded layers of decode steps (graph.go)
+	rb  []expertBufs  // each rank's expert buffers (ranks.go); rank 0's are sc's
 	// rx and racc hold each rank's view of xn and of its partial sum for the collective.
 	rx, racc []backend.Buffer
 
@@ -106,7 +107,7 @@ func (s *Session) Close() error {
 		}
 		st.cap = 0
 	}
-	errs = append(errs, s.sc.free(s.m), s.mla.close(be), s.freeRanks())
+	errs = append(errs, s.gr.release(), s.sc.free(s.m), s.mla.close(be), s.freeRanks())
 	return errors.Join(errs...)
 }
 
@@ -253,21 +254,39 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 			return nil, err
 		}
 		L, st := &m.layers[l], &s.layers[l]
-		r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), L.inNorm, eps))
-		s.lap(PhaseNorm)
-		if L.mix != nil {
-			L.mix(s, r, L, st, xn, h, T)
-			s.lap(PhaseAttention)
-		} else if L.full {
-			s.attention(r, L, st, xn, h, T)
-			s.lap(PhaseAttention)
-		} else {
-			s.deltaNet(r, L, st, xn, h, T)
-			s.lap(PhaseDeltaNet)
+		mixer := func(r *run) {
+			r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), L.inNorm, eps))
+			s.lap(PhaseNorm)
+			if L.mix != nil {
+				L.mix(s, r, L, st, xn, h, T)
+				s.lap(PhaseAttention)
+			} else if L.full {
+				s.attention(r, L, st, xn, h, T)
+				s.lap(PhaseAttention)
+			} else {
+				s.deltaNet(r, L, st, xn, h, T)
+				s.lap(PhaseDeltaNet)
+			}
 		}
-		r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), L.postNorm, eps))
-		s.lap(PhaseNorm)
-		if r.err == nil {
+		fixed := func(r *run) {
+			r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), L.postNorm, eps))
+			s.lap(PhaseNorm)
+			if L.fixed != nil {
+				L.fixed(s, r, L, xn, h, T)
+			}
+		}
+		switch graph, whole := s.graphed(L, T); {
+		case graph && whole && s.replay(r, l, func(r *run) { mixer(r); fixed(r) }):
+		case graph && !whole:
+			mixer(r)
+			if r.err == nil && !s.replay(r, l, fixed) {
+				fixed(r)
+			}
+		default:
+			mixer(r)
+			fixed(r)
+		}
+		if r.err == nil && L.ffn != nil {
 			r.do(L.ffn(s, r, l, L, xn, h, T))
 		}
 		if r.err != nil {
@@ -297,12 +316,18 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		logits = make([]float32, V)
 		r.do(m.be.Read(logits, lb))
 	}
+	// The logits check is part of the head's time (once per token, not
+	// per layer).
+	var bad error
+	if r.err == nil {
+		bad = m.checkLogits(logits)
+	}
 	s.lap(PhaseHead)
 	if r.err != nil {
 		return nil, fmt.Errorf("model: %w", r.err)
 	}
-	if err := m.checkLogits(logits); err != nil {
-		return nil, err
+	if bad != nil {
+		return nil, bad
 	}
 	s.observeDone()
 	s.pos += T

@@ -34,7 +34,12 @@ import (
 //     floor of a layer);
 //   - at K=10 also resident-unbatched (hits computed one launch per op,
 //     not batched) and scaled-1pread (each expert read by one pread), to
-//     measure what each of those levers saves.
+//     measure what each of those levers saves;
+//   - on request (FMOE_BENCH_TIERS), scaled-eager and resident-eager:
+//     every op launched one by one (no layer graphs, no fused combine);
+//     scaled-verified: every expert read and checksummed once before
+//     decoding, as in a process that has run a while (a first read is
+//     checksummed, integrity.go; the GPU tier starts empty all the same).
 //
 // Metrics: ms/token and ms/layer (wall clock, no Timing syncs), the GPU
 // tier's hit share, misses and host-to-device MB per token, and for the
@@ -60,16 +65,25 @@ func BenchmarkTieredDecode(b *testing.B) {
 			// What each lever saves: batched hits (launches) and split reads.
 			tiers = append(tiers, "resident-unbatched", "scaled-1pread")
 		}
+		if os.Getenv("FMOE_BENCH_TIERS") != "" {
+			// What the layers' graphs and the fused combine save; on
+			// request only.
+			tiers = append(tiers, "scaled-eager", "resident-eager", "scaled-verified")
+		}
 		if v := os.Getenv("FMOE_BENCH_TIERS"); v != "" {
 			tiers = slices.DeleteFunc(tiers, func(t string) bool { return !slices.Contains(strings.Split(v, ","), t) })
 		}
 		for _, name := range tiers {
 			tier, lever, _ := strings.Cut(name, "-")
 			b.Run(fmt.Sprintf("k=%d/%s", k, name), func(b *testing.B) {
-				defer func(bh bool, rp int) { batchHits, readParts = bh, rp }(batchHits, readParts)
+				defer func(bh, g, c bool, rp int) {
+					batchHits, graphsOff, combineOff, readParts = bh, g, c, rp
+				}(batchHits, graphsOff, combineOff, readParts)
 				switch lever {
 				case "unbatched":
 					batchHits = false
+				case "eager":
+					graphsOff, combineOff = true, true
 				case "1pread":
 					readParts = 1
 				}
@@ -118,6 +132,19 @@ func BenchmarkTieredDecode(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
+				if lever == "verified" {
+					if err := m.verifyExperts(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if tier == "resident" && gpuTier {
+					// Every expert into the tier before decoding, so that
+					// "resident" means every hit (not the trace's first
+					// uses during warm-up).
+					if err := m.preloadExperts(); err != nil {
+						b.Fatal(err)
+					}
+				}
 				tr, err := routetrace.Generate(routetrace.Options{Layers: L, Experts: m.Config.NumExperts, K: k,
 					Tokens: 2 + warm + meas + 20, Seed: 1, Params: routetrace.Fitted[routing]})
 				if err != nil {
@@ -151,6 +178,16 @@ func BenchmarkTieredDecode(b *testing.B) {
 				s.Timing = tm
 				step(20)
 				head := ms(tm.Decode.Time[PhaseEmbed]+tm.Decode.Time[PhaseHead]) / float64(tm.Decode.Tokens)
+				if p := os.Getenv("FMOE_BENCH_REPORT"); p != "" {
+					// The phases of the timed pass (each phase syncs, so
+					// they show where host and device time go, not
+					// speed), appended to the file FMOE_BENCH_REPORT.
+					if f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+						fmt.Fprintf(f, "### %s\n", b.Name())
+						tm.Report(f)
+						f.Close()
+					}
+				}
 				tok := ms(wall) / float64(meas)
 				b.ReportMetric(tok, "ms/token")
 				b.ReportMetric((tok-head)/float64(L), "ms/layer")
@@ -237,4 +274,55 @@ func m0layers(dir string) []format.ExpertLayer {
 		return nil
 	}
 	return man.Experts[0].Layers
+}
+
+// preloadExperts binds every expert of every layer through the GPU tier
+// of the device the placement gives it (which keeps those its budget
+// holds).
+func (m *Model) preloadExperts() error {
+	ids := make([]int, m.Config.NumExperts)
+	for i := range ids {
+		ids[i] = i
+	}
+	for l := range m.layers {
+		owner := m.owner(l)
+		err := m.experts.streamTimed(l, ids, nil, func(id int, w *[3]backend.Weight) error {
+			rk := &m.ranks[0]
+			if owner != nil {
+				rk = &m.ranks[owner[id]]
+			}
+			if rk.cache == nil {
+				return nil // a device without a tier reads its experts
+			}
+			ts, err := rk.cache.BindExpert(l, id, w[:])
+			if err != nil {
+				return err
+			}
+			for _, t := range ts {
+				if err := rk.be.Release(t); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// verifyExperts reads every expert of every layer once, so that the
+// first-read checksums (integrity.go) are behind the benchmark.
+func (m *Model) verifyExperts() error {
+	ids := make([]int, m.Config.NumExperts)
+	for i := range ids {
+		ids[i] = i
+	}
+	for l := range m.layers {
+		if err := m.experts.streamTimed(l, ids, nil, func(int, *[3]backend.Weight) error { return nil }); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -10,30 +10,48 @@ import "C"
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"unsafe"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 )
 
-var _ backend.MatVecBatcher = (*Backend)(nil)
+var (
+	_ backend.MatVecBatcher = (*Backend)(nil)
+	_ backend.TokenCombiner = (*Backend)(nil)
+)
 
-// batchKernels are batch_cuda.h's entry points, by format (Q2..F32). They
-// are the CUDA module's own, outside gpu.Kernel, which Metal shares.
-type batchKernels [backend.F32 - backend.Q2 + 1]C.CUfunction
+// batchKernels are batch_cuda.h's entry points: the batched matvecs by
+// format (Q2..F32), and moe_combine1. They are the CUDA module's own,
+// outside gpu.Kernel, which Metal shares.
+type batchKernels struct {
+	mv      [backend.F32 - backend.Q2 + 1]C.CUfunction
+	combine C.CUfunction
+}
 
 var batchNames = [...]string{"matvec_batch_q2", "matvec_batch_q4", "matvec_batch_q8",
 	"matvec_batch_bf16", "matvec_batch_f16", "matvec_batch_f32"}
 
 func (k *batchKernels) load(be *Backend) error {
-	for i, name := range batchNames {
+	// Into a local: cgo refuses a pointer into the Backend (it holds Go
+	// pointers) unless it is written as &field at the call.
+	get := func(dst *C.CUfunction, name string) error {
 		cs := C.CString(name)
-		err := cuErr(C.fm_module_function(be.ctx, &k[i], be.mod, cs), "cuModuleGetFunction "+name)
-		C.free(unsafe.Pointer(cs))
-		if err != nil {
+		defer C.free(unsafe.Pointer(cs))
+		var f C.CUfunction
+		err := cuErr(C.fm_module_function(be.ctx, &f, be.mod, cs), "cuModuleGetFunction "+name)
+		*dst = f
+		return err
+	}
+	if err := get(&k.combine, "moe_combine1"); err != nil {
+		return err
+	}
+	for i, name := range batchNames {
+		if err := get(&k.mv[i], name); err != nil {
 			return err
 		}
-		if err := cuErr(C.fm_func_set_attr(be.ctx, k[i], funcAttrMaxDynShared, C.int(be.dev.maxSmem)),
+		if err := cuErr(C.fm_func_set_attr(be.ctx, k.mv[i], funcAttrMaxDynShared, C.int(be.dev.maxSmem)),
 			"cuFuncSetAttribute"); err != nil {
 			return err
 		}
@@ -103,5 +121,58 @@ func (be *Backend) MatVecBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 	be.args.i32(first.rows)
 	be.args.i32(first.cols)
 	be.args.i32(first.group)
-	return be.launch(be.batch[first.format-backend.Q2], blocks, len(ws), 32*warps, shared)
+	return be.launch(be.batch.mv[first.format-backend.Q2], blocks, len(ws), 32*warps, shared)
+}
+
+// maxCombine is the most expert rows CombineToken takes (its weights are
+// a kernel parameter: combine_w in batch_cuda.h).
+const maxCombine = 32
+
+// CombineToken adds one token's MoE output to h in one launch (backend.TokenCombiner).
+func (be *Backend) CombineToken(h, eo backend.Buffer, w []float32, sd, gate backend.Buffer) error {
+	if be.closed {
+		return errClosed
+	}
+	hb, err := be.data(h, "combine h")
+	if err != nil {
+		return err
+	}
+	eb, err := be.data(eo, "combine experts")
+	if err != nil {
+		return err
+	}
+	m, n := hb.n, len(w)
+	if n > maxCombine || eb.n < n*m {
+		return fmt.Errorf("cuda: combine of %d expert rows of %d values from a buffer of %d (at most %d rows)", n, m, eb.n, maxCombine)
+	}
+	mode, sdp, gp := 0, C.CUdeviceptr(0), C.CUdeviceptr(0)
+	if sd != nil {
+		sb, err := be.data(sd, "combine shared")
+		if err != nil {
+			return err
+		}
+		if sb.n != m {
+			return fmt.Errorf("cuda: combine: shared expert output of %d values, h of %d", sb.n, m)
+		}
+		mode, sdp = 2, sb.ptr
+		if gate != nil {
+			gb, err := be.data(gate, "combine gate")
+			if err != nil {
+				return err
+			}
+			if gb.n < 1 {
+				return errors.New("cuda: combine: empty shared expert gate")
+			}
+			mode, gp = 1, gb.ptr
+		}
+	}
+	var wv [maxCombine]float32
+	copy(wv[:], w)
+	a := &be.args
+	a.reset()
+	a.ptr(hb.ptr).ptr(eb.ptr).ptr(sdp).ptr(gp)
+	a.put(unsafe.Pointer(&wv[0]), 4*maxCombine)
+	a.i32(m).i32(n).i32(mode)
+	const threads = 256
+	return be.launch(be.batch.combine, (m+threads-1)/threads, 1, threads, 0)
 }

@@ -188,6 +188,9 @@ func (be *Backend) Bind(w backend.Weight) (backend.Tensor, error) {
 // fill queues the copy of w into slot s on the copy stream, after the
 // slot's last use, and makes the compute stream wait for it.
 func (be *Backend) fill(s *slot, w backend.Weight) (*tensor, error) {
+	if be.recording {
+		return nil, errRecording
+	}
 	so, bo, _ := layout(w)
 	if s.used {
 		if err := cuErr(C.fm_stream_wait(be.ctx, be.copy, s.free), "cuStreamWaitEvent"); err != nil {

@@ -49,6 +49,11 @@ type Backend struct {
 	copy   C.CUstream // Bind's host-to-device copies
 	args   argPack
 	closed bool
+	// recording: the compute stream is being captured into a graph
+	// (graph.go); epoch counts moves of the scratch buffers, which make
+	// graphs recorded before stale.
+	recording bool
+	epoch     uint64
 
 	live      map[C.CUdeviceptr]int // device allocations, freed at Close
 	liveBytes int                   // their total
@@ -182,6 +187,9 @@ func (be *Backend) Sync() error {
 	if be.closed {
 		return errClosed
 	}
+	if be.recording {
+		return errRecording
+	}
 	if err := cuErr(C.fm_stream_sync(be.ctx, be.copy), "cuStreamSynchronize"); err != nil {
 		return err
 	}
@@ -205,7 +213,7 @@ func (be *Backend) devAlloc(n int) (C.CUdeviceptr, error) {
 		n = 4
 	}
 	be.freeMu.Lock()
-	big := be.pendingSize > 256<<20
+	big := be.pendingSize > 256<<20 && !be.recording
 	be.freeMu.Unlock()
 	if big {
 		if err := be.Sync(); err != nil {
@@ -379,6 +387,9 @@ func (be *Backend) Alloc(n int) (backend.Buffer, error) {
 	if n == 0 {
 		return &buf{be: be, mem: &devMem{}}, nil
 	}
+	if be.recording {
+		return nil, errRecording // its zeroing would wait for a replay
+	}
 	m, err := be.newMem(4 * n)
 	if err != nil {
 		return nil, err
@@ -415,6 +426,9 @@ func (be *Backend) Write(dst backend.Buffer, src []float32) error {
 	if len(src) == 0 {
 		return nil
 	}
+	if be.recording {
+		return errRecording
+	}
 	return cuErr(C.fm_htod(be.ctx, d.ptr, unsafe.Pointer(&src[0]), C.size_t(4*len(src)), be.stream), "write")
 }
 
@@ -426,6 +440,9 @@ func (be *Backend) Read(dst []float32, src backend.Buffer) error {
 	}
 	if err := be.chk.Read(len(dst), s.n); err != nil {
 		return err
+	}
+	if be.recording {
+		return errRecording
 	}
 	if len(dst) > 0 {
 		if err := cuErr(C.fm_dtoh(be.ctx, unsafe.Pointer(&dst[0]), s.ptr, C.size_t(4*len(dst)), be.stream), "read"); err != nil {
@@ -486,6 +503,9 @@ func (be *Backend) grow(s *scratch, n int) (C.CUdeviceptr, error) {
 		be.queueFree(s.ptr, s.size)
 	}
 	s.ptr, s.size = p, size
+	if s == &be.work {
+		be.epoch++ // ops record it into graphs; params and rope tables are never recorded
+	}
 	return p, nil
 }
 
@@ -493,6 +513,9 @@ func (be *Backend) grow(s *scratch, n int) (C.CUdeviceptr, error) {
 // Ops run in stream order, so the next upload cannot overwrite data a
 // queued kernel has yet to read.
 func (be *Backend) upload(b []byte) (C.CUdeviceptr, error) {
+	if be.recording {
+		return 0, errRecording
+	}
 	p, err := be.grow(&be.params, len(b))
 	if err != nil || len(b) == 0 {
 		return p, err

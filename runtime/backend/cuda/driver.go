@@ -131,7 +131,7 @@ func (d *device) close() error { return cuErr(C.fm_ctx_release(d.dev), "cuDevice
 // argPack packs kernel arguments at their natural alignment; fm_launch
 // hands the driver a pointer to each.
 type argPack struct {
-	buf  [256]byte
+	buf  [512]byte
 	offs [32]C.int
 	n    int
 	size int

@@ -43,6 +43,12 @@ static CUresult (*p_cuEventSynchronize)(CUevent);
 static CUresult (*p_cuEventElapsedTime)(float *, CUevent, CUevent);
 static CUresult (*p_cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
                                     CUstream, void **, void **);
+static CUresult (*p_cuStreamBeginCapture)(CUstream, int);
+static CUresult (*p_cuStreamEndCapture)(CUstream, CUgraph *);
+static CUresult (*p_cuGraphInstantiateWithFlags)(CUgraphExec *, CUgraph, unsigned long long);
+static CUresult (*p_cuGraphLaunch)(CUgraphExec, CUstream);
+static CUresult (*p_cuGraphExecDestroy)(CUgraphExec);
+static CUresult (*p_cuGraphDestroy)(CUgraph);
 static CUresult (*p_cuGetErrorName)(CUresult, const char **);
 static CUresult (*p_cuGetErrorString)(CUresult, const char **);
 
@@ -121,6 +127,13 @@ int fm_load_driver(char *err, int errlen) {
     SYM(l, p_cuLaunchKernel, "cuLaunchKernel", NULL);
     SYM(l, p_cuGetErrorName, "cuGetErrorName", NULL);
     SYM(l, p_cuGetErrorString, "cuGetErrorString", NULL);
+    // Optional: graphs are a speed-up, not a requirement.
+    *(void **)&p_cuStreamBeginCapture = dlsym(l, "cuStreamBeginCapture_v2");
+    *(void **)&p_cuStreamEndCapture = dlsym(l, "cuStreamEndCapture");
+    *(void **)&p_cuGraphInstantiateWithFlags = dlsym(l, "cuGraphInstantiateWithFlags");
+    *(void **)&p_cuGraphLaunch = dlsym(l, "cuGraphLaunch");
+    *(void **)&p_cuGraphExecDestroy = dlsym(l, "cuGraphExecDestroy");
+    *(void **)&p_cuGraphDestroy = dlsym(l, "cuGraphDestroy");
     libcuda = l;
     return 0;
 }
@@ -225,6 +238,30 @@ CUresult fm_launch(CUcontext c, CUfunction f, unsigned gx, unsigned gy, unsigned
     for (int i = 0; i < n; i++) params[i] = (char *)args + offs[i];
     CTX_CALL(c, p_cuLaunchKernel, f, gx, gy, 1, bx, 1, 1, shmem, s, params, NULL);
 }
+
+int fm_has_graphs(void) {
+    return p_cuStreamBeginCapture && p_cuStreamEndCapture && p_cuGraphInstantiateWithFlags && p_cuGraphLaunch &&
+           p_cuGraphExecDestroy && p_cuGraphDestroy;
+}
+
+/* CU_STREAM_CAPTURE_MODE_RELAXED: other threads may call the driver
+   (allocations included) while the stream records. */
+CUresult fm_capture_begin(CUcontext c, CUstream s) { CTX_CALL(c, p_cuStreamBeginCapture, s, 2); }
+
+CUresult fm_capture_end(CUcontext c, CUstream s, CUgraphExec *exec) {
+    if (!fm_has_graphs() || !p_cuCtxSetCurrent) return NOT_LOADED;
+    CUresult r = p_cuCtxSetCurrent(c);
+    if (r != 0) return r;
+    CUgraph g = NULL;
+    r = p_cuStreamEndCapture(s, &g);
+    if (r != 0) return r;
+    r = p_cuGraphInstantiateWithFlags(exec, g, 0);
+    CUresult d = p_cuGraphDestroy(g);
+    return r != 0 ? r : d;
+}
+
+CUresult fm_graph_launch(CUcontext c, CUgraphExec g, CUstream s) { CTX_CALL(c, p_cuGraphLaunch, g, s); }
+CUresult fm_graph_destroy(CUcontext c, CUgraphExec g) { CTX_CALL(c, p_cuGraphExecDestroy, g); }
 
 int fm_nvrtc_version(int *major, int *minor) {
     if (!p_nvrtcVersion) return NOT_LOADED;

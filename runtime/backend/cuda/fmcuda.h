@@ -16,6 +16,8 @@ typedef struct CUmod_st *CUmodule;
 typedef struct CUfunc_st *CUfunction;
 typedef struct CUstream_st *CUstream;
 typedef struct CUevent_st *CUevent;
+typedef struct CUgraph_st *CUgraph;
+typedef struct CUgraphExec_st *CUgraphExec;
 
 int fm_load_driver(char *err, int errlen);
 int fm_load_nvrtc(const char *path, char *err, int errlen);
@@ -61,6 +63,16 @@ CUresult fm_event_elapsed(CUcontext c, float *ms, CUevent a, CUevent b);
 // offsets offs (the driver copies them before returning).
 CUresult fm_launch(CUcontext c, CUfunction f, unsigned gx, unsigned gy, unsigned bx, unsigned shmem, CUstream s,
                    void *args, const int *offs, int n);
+
+// CUDA graphs (stream capture). The driver symbols are optional: where
+// they are missing fm_has_graphs is 0 and the backend runs ops one by one.
+int fm_has_graphs(void);
+CUresult fm_capture_begin(CUcontext c, CUstream s);
+// fm_capture_end ends the capture on s and instantiates what it recorded
+// into *exec (the graph itself is destroyed).
+CUresult fm_capture_end(CUcontext c, CUstream s, CUgraphExec *exec);
+CUresult fm_graph_launch(CUcontext c, CUgraphExec g, CUstream s);
+CUresult fm_graph_destroy(CUcontext c, CUgraphExec g);
 
 int fm_nvrtc_version(int *major, int *minor);
 // fm_nvrtc_compile compiles src; on success *out (malloc'd, *outlen bytes)

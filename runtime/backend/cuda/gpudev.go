@@ -74,6 +74,9 @@ func (d gpuDev) RopeTable(key gpu.RopeKey, build func() []float32) (C.CUdevicept
 	if key == d.ropeKey && d.ropeTab.ptr != 0 {
 		return d.ropeTab.ptr, nil
 	}
+	if d.recording {
+		return 0, errRecording
+	}
 	tab := build()
 	p, err := d.grow(&d.ropeTab, 4*len(tab))
 	if err != nil {
