@@ -1,0 +1,181 @@
+//go:build linux && cgo
+
+package cuda
+
+/*
+#include <stdlib.h>
+#include "fmcuda.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"unsafe"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// DefaultMMAMinRows is the fewest rows (tokens) of a MatMul that run on
+// the tensor cores (shaders/mma_cuda.h); fewer take matvec.h's CUDA-core
+// kernel, which decode (one row) always uses. Measured on the H200
+// (docs/benchmarks.md, "Prefill on tensor cores"): the tensor-core kernel
+// is already faster at a few rows for an expert-sized weight, and the
+// batched decode paths never reach it.
+const DefaultMMAMinRows = 8
+
+// Tile shape of mma_cuda.h, mirrored.
+const (
+	mmaBM      = 64
+	mmaBN      = 128
+	mmaBK      = 32
+	mmaThreads = 256
+)
+
+// mmaState is the tensor-core path: its entry points (Q2, Q4, Q8, BF16,
+// then the split-K reduction), the row threshold, and the split-K
+// partials' scratch.
+type mmaState struct {
+	k       [4]C.CUfunction
+	reduce  C.CUfunction
+	minRows int // 0: off
+	part    scratch
+}
+
+var mmaNames = [...]string{"mma_q2", "mma_q4", "mma_q8", "mma_bf16", "mma_reduce"}
+
+// load finds the entry points and sets the threshold: opt when non-zero
+// (negative turns the path off), else FMOE_CUDA_MMA_MIN, else
+// DefaultMMAMinRows. Cards before sm_80 have no bf16 mma.sync: off.
+func (m *mmaState) load(be *Backend, opt int) error {
+	for i, name := range mmaNames {
+		f := &m.reduce
+		if i < len(m.k) {
+			f = &m.k[i]
+		}
+		cs := C.CString(name)
+		err := cuErr(C.fm_module_function(be.ctx, f, be.mod, cs), "cuModuleGetFunction "+name)
+		C.free(unsafe.Pointer(cs))
+		if err != nil {
+			return err
+		}
+	}
+	n := opt
+	if n == 0 {
+		n = DefaultMMAMinRows
+		if v := os.Getenv("FMOE_CUDA_MMA_MIN"); v != "" {
+			var err error
+			if n, err = strconv.Atoi(v); err != nil {
+				return fmt.Errorf("cuda: FMOE_CUDA_MMA_MIN=%q: want a row count (negative: off)", v)
+			}
+		}
+	}
+	if n < 0 || be.dev.major < 8 {
+		n = 0
+	}
+	m.minRows = n
+	return nil
+}
+
+// MMAMinRows is the fewest rows a MatMul needs to run on the tensor
+// cores, or 0 where that path is off.
+func (be *Backend) MMAMinRows() int { return be.mma.minRows }
+
+// MatMul computes y[T, w.Rows] = x[T, w.Cols]·wᵀ: on the tensor cores from
+// MMAMinRows rows where the weight's format and shape allow it (see
+// mmaFits), otherwise with the shared CUDA-core kernels. Both meet the
+// conformance suite's float32 tolerance (mma_cuda.h says why).
+func (be *Backend) MatMul(y backend.Buffer, w backend.Tensor, x backend.Buffer, T int) error {
+	if be.mma.minRows > 0 && T >= be.mma.minRows {
+		if done, err := be.mmaMatMul(y, w, x, T); done || err != nil {
+			return err
+		}
+	}
+	return be.ops.MatMul(y, w, x, T)
+}
+
+// mmaFits reports whether mma_cuda.h takes a weight of format f, shape
+// [rows, cols] and group g: the formats whose values bf16 holds exactly
+// (F16 and F32 weights would not be exact), whole 32-column K steps, and
+// groups that are whole K steps.
+func mmaFits(f backend.Format, cols, g int) bool {
+	switch f {
+	case backend.Q2, backend.Q4, backend.Q8:
+		return cols%mmaBK == 0 && g > 0 && g%mmaBK == 0 && cols%g == 0
+	case backend.BF16:
+		return cols%mmaBK == 0
+	}
+	return false
+}
+
+// mmaPlan splits K so that a launch fills the card: with fewer output
+// tiles than SMs each block column takes kLen columns (a multiple of unit,
+// the K step and the group), and the splits' partials are summed after.
+func mmaPlan(T, R, C, unit, sms int) (ntiles, mtiles, splits, kLen int) {
+	ntiles, mtiles = (R+mmaBN-1)/mmaBN, (T+mmaBM-1)/mmaBM
+	splits, kLen = 1, C
+	if tiles := ntiles * mtiles; tiles < sms {
+		want := min((sms+tiles-1)/tiles, C/unit)
+		kLen = (C/unit + want - 1) / want * unit
+		splits = (C + kLen - 1) / kLen
+	}
+	return ntiles, mtiles, splits, kLen
+}
+
+// mmaMatMul runs MatMul on the tensor cores; done is false (and nothing
+// is queued) where the path does not take the weight or the buffers, for
+// the caller to fall back.
+func (be *Backend) mmaMatMul(y backend.Buffer, w backend.Tensor, x backend.Buffer, T int) (done bool, err error) {
+	t, err := be.tensor(w, "matmul")
+	if err != nil {
+		return true, err
+	}
+	yb, err := be.data(y, "matmul y")
+	if err != nil {
+		return true, err
+	}
+	xb, err := be.data(x, "matmul x")
+	if err != nil {
+		return true, err
+	}
+	if err := be.chk.MatMul(t.rows, t.cols, T, xb.n, yb.n); err != nil {
+		return true, err
+	}
+	// x is read as float4s; a view may start anywhere.
+	if !mmaFits(t.format, t.cols, t.group) || xb.ptr%16 != 0 || T > maxGridY*mmaBM {
+		return false, nil
+	}
+	R, Cc := t.rows, t.cols
+	unit := mmaBK
+	if t.format.Quantized() {
+		unit = max(unit, t.group)
+	}
+	ntiles, mtiles, splits, kLen := mmaPlan(T, R, Cc, unit, be.dev.sms)
+	var part C.CUdeviceptr
+	if splits > 1 {
+		if part, err = be.grow(&be.mma.part, 4*splits*T*R); err != nil {
+			return true, err
+		}
+	}
+	be.args.reset()
+	be.args.ptr(t.data).ptr(t.scales).ptr(t.biases).ptr(xb.ptr).ptr(yb.ptr).ptr(part)
+	be.args.i32(T).i32(R).i32(Cc).i32(t.group).i32(kLen).i32(ntiles)
+	if err := be.launch(be.mma.k[mmaKernel(t.format)], ntiles*splits, mtiles, mmaThreads, 0); err != nil {
+		return true, err
+	}
+	if splits == 1 {
+		return true, nil
+	}
+	n := T * R
+	be.args.reset()
+	be.args.ptr(part).ptr(yb.ptr).i32(n).i32(splits)
+	return true, be.launch(be.mma.reduce, (n+255)/256, 1, 256, 0)
+}
+
+func mmaKernel(f backend.Format) int {
+	if f == backend.BF16 {
+		return 3
+	}
+	return int(f - backend.Q2)
+}
