@@ -50,14 +50,19 @@ var mmaNames = [...]string{"mma_q2", "mma_q4", "mma_q8", "mma_bf16", "mma_reduce
 // DefaultMMAMinRows. Cards before sm_80 have no bf16 mma.sync: off.
 func (m *mmaState) load(be *Backend, opt int) error {
 	for i, name := range mmaNames {
-		f := &m.reduce
-		if i < len(m.k) {
-			f = &m.k[i]
-		}
 		cs := C.CString(name)
-		err := cuErr(C.fm_module_function(be.ctx, f, be.mod, cs), "cuModuleGetFunction "+name)
+		// The destination is written as an address expression in the call
+		// itself: cgo then checks only that element, whereas a pointer held
+		// in a variable makes it check the whole Backend, which holds Go
+		// pointers, and panic.
+		var r C.CUresult
+		if i < len(m.k) {
+			r = C.fm_module_function(be.ctx, &m.k[i], be.mod, cs)
+		} else {
+			r = C.fm_module_function(be.ctx, &m.reduce, be.mod, cs)
+		}
 		C.free(unsafe.Pointer(cs))
-		if err != nil {
+		if err := cuErr(r, "cuModuleGetFunction "+name); err != nil {
 			return err
 		}
 	}
