@@ -7,7 +7,8 @@
 #      (cuda BenchmarkMatMulPrefill), device time per op;
 #  (e) one N-token prompt through the pack in one chunk (runtime/model BenchmarkPrefillPrompt),
 #      routed by the fitted trace, with every expert resident on the GPU and from the page cache,
-#      each with the tensor cores ("mma") and without ("cores"): measured on the pack's layers,
+#      each with the tensor cores ("mma", from BENCH_MMA_MIN rows, default 8) and without ("cores"):
+#      measured on the pack's layers,
 #      extrapolated to 60 (60 x ms/layer; lm_head runs for the last token only), beside the floor:
 #      every distinct expert the prompt routes to read once (over PCIe at the H2D rate when not
 #      resident) + weight bytes over HBM + matmul FLOPs at the tensor cores' rate (989 TFLOP/s dense
@@ -40,7 +41,7 @@ MMA=$(awk '/8192x4096\/mma/{for(i=2;i<=NF;i++) if($(i+1)=="TFLOP/s-T1024") print
 MMA=${MMA:-0}
 echo "mma kernel on 8192x4096 at T=1024: $MMA TFLOP/s (useful FLOPs)"
 echo "## (e) prefill of a $N-token prompt (routing trace ${BENCH_ROUTING:-mix}, one chunk)"
-FMOE_BENCH_PREFILL=$N FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M FMOE_BENCH_ROUTING=${BENCH_ROUTING:-mix} \
+FMOE_BENCH_PREFILL=$N FMOE_BENCH_MMA_MIN=${BENCH_MMA_MIN:-8} FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M FMOE_BENCH_ROUTING=${BENCH_ROUTING:-mix} \
   FMOE_BENCH_PREFILL_TIERS=${BENCH_PREFILL_TIERS:-} "$B/model.test" -test.run '^$' -test.bench PrefillPrompt -test.benchtime 1x 2>&1 |
   grep -E '^Benchmark|FAIL|panic' | tee "$DIR/prefill"
 printf '| experts | matmuls | distinct experts/layer | GPU hit | ms/layer | measured tok/s (%s layers) | **60 layers: s/prompt, tok/s** | floor/layer ms: H2D, HBM, FLOPs@989T, FLOPs@mma | floor 60 layers tok/s (peak, mma rate) | time / floor (mma rate) |\n|---|---|---|---|---|---|---|---|---|---|\n' \

@@ -24,9 +24,10 @@ import (
 //   - pagecache: no GPU tier, every needed expert read once from the page
 //     cache and copied to the device.
 //
-// Each tier runs with the tensor-core matmul ("mma") and without it
-// ("cores": FMOE_CUDA_MMA_MIN=-1, matvec.h's CUDA-core kernel), so one
-// run gives the before and after. Metrics: ms per prompt (wall, no
+// Each tier runs with the tensor-core matmul ("mma": FMOE_CUDA_MMA_MIN set
+// to FMOE_BENCH_MMA_MIN, default 8) and without it ("cores":
+// FMOE_CUDA_MMA_MIN=-1, matvec.h's CUDA-core kernel), so one run gives the
+// before and after. Metrics: ms per prompt (wall, no
 // Timing syncs) and per layer; the floor's terms: distinct experts per
 // layer, expert bytes, resident weight bytes and matmul FLOPs per layer.
 // CUDA only (FMOE_TEST_BACKEND=cuda); the CPU would take minutes.
@@ -45,6 +46,10 @@ func BenchmarkPrefillPrompt(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	mmaMin := os.Getenv("FMOE_BENCH_MMA_MIN") // rows from which "mma" runs use the tensor cores
+	if mmaMin == "" {
+		mmaMin = "8"
+	}
 	tiers := []string{"resident", "pagecache"}
 	if v := os.Getenv("FMOE_BENCH_PREFILL_TIERS"); v != "" {
 		tiers = slices.DeleteFunc(tiers, func(t string) bool { return !slices.Contains(strings.Split(v, ","), t) })
@@ -52,8 +57,11 @@ func BenchmarkPrefillPrompt(b *testing.B) {
 	for _, tier := range tiers {
 		for _, path := range []string{"mma", "cores"} {
 			b.Run(fmt.Sprintf("%s/%s", tier, path), func(b *testing.B) {
+				// The CUDA backend reads its threshold at New.
 				if path == "cores" {
 					b.Setenv("FMOE_CUDA_MMA_MIN", "-1")
+				} else {
+					b.Setenv("FMOE_CUDA_MMA_MIN", mmaMin)
 				}
 				be := testBackend(b)
 				if be == nil {
