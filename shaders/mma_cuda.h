@@ -50,6 +50,10 @@ DEVICE_FN void mma_split3(float v0, float v1, uint (&w)[3]) {
     w[2] = mma_bf16_rn(r0) | (mma_bf16_rn(r1) << 16);
 }
 
+// d += a·b for one m16n8k16 tile, fragments as PTX lays them out for
+// bf16. A host build of this file (runtime/backend/cuda/testdata/mmaemu)
+// defines MMA_EMULATED and brings its own, to run the kernel on the CPU.
+#ifndef MMA_EMULATED
 DEVICE_FN void mma_16816(float (&d)[4], uint a0, uint a1, uint a2, uint a3, uint b0, uint b1) {
 #if __CUDA_ARCH__ >= 800
     asm volatile(
@@ -59,6 +63,7 @@ DEVICE_FN void mma_16816(float (&d)[4], uint a0, uint a1, uint a2, uint a3, uint
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 #endif
 }
+#endif
 
 // mma_wload fetches this thread's 16 weight elements of a K step: row
 // (tid/2) of the tile, elements 16·(tid%2) .. +15, i.e. BITS/2 words.
