@@ -29,14 +29,6 @@ import (
 // over the weight). Decode (one row) keeps matvec.h either way.
 const DefaultMMAMinRows = 0
 
-// Tile shape of mma_cuda.h, mirrored.
-const (
-	mmaBM      = 64
-	mmaBN      = 128
-	mmaBK      = 32
-	mmaThreads = 256
-)
-
 // mmaState is the tensor-core path: its entry points (Q2, Q4, Q8, BF16,
 // then the split-K reduction), the row threshold, and the split-K
 // partials' scratch.
@@ -104,34 +96,6 @@ func (be *Backend) MatMul(y backend.Buffer, w backend.Tensor, x backend.Buffer, 
 	return be.ops.MatMul(y, w, x, T)
 }
 
-// mmaFits reports whether mma_cuda.h takes a weight of format f, shape
-// [rows, cols] and group g: the formats whose values bf16 holds exactly
-// (F16 and F32 weights would not be exact), whole 32-column K steps, and
-// groups that are whole K steps.
-func mmaFits(f backend.Format, cols, g int) bool {
-	switch f {
-	case backend.Q2, backend.Q4, backend.Q8:
-		return cols%mmaBK == 0 && g > 0 && g%mmaBK == 0 && cols%g == 0
-	case backend.BF16:
-		return cols%mmaBK == 0
-	}
-	return false
-}
-
-// mmaPlan splits K so that a launch fills the card: with fewer output
-// tiles than SMs each block column takes kLen columns (a multiple of unit,
-// the K step and the group), and the splits' partials are summed after.
-func mmaPlan(T, R, C, unit, sms int) (ntiles, mtiles, splits, kLen int) {
-	ntiles, mtiles = (R+mmaBN-1)/mmaBN, (T+mmaBM-1)/mmaBM
-	splits, kLen = 1, C
-	if tiles := ntiles * mtiles; tiles < sms {
-		want := min((sms+tiles-1)/tiles, C/unit)
-		kLen = (C/unit + want - 1) / want * unit
-		splits = (C + kLen - 1) / kLen
-	}
-	return ntiles, mtiles, splits, kLen
-}
-
 // mmaMatMul runs MatMul on the tensor cores; done is false (and nothing
 // is queued) where the path does not take the weight or the buffers, for
 // the caller to fall back.
@@ -156,11 +120,7 @@ func (be *Backend) mmaMatMul(y backend.Buffer, w backend.Tensor, x backend.Buffe
 		return false, nil
 	}
 	R, Cc := t.rows, t.cols
-	unit := mmaBK
-	if t.format.Quantized() {
-		unit = max(unit, t.group)
-	}
-	ntiles, mtiles, splits, kLen := mmaPlan(T, R, Cc, unit, be.dev.sms)
+	ntiles, mtiles, splits, kLen := mmaPlan(T, R, Cc, mmaUnit(t.format, t.group), be.dev.sms)
 	var part C.CUdeviceptr
 	if splits > 1 {
 		if part, err = be.grow(&be.mma.part, 4*splits*T*R); err != nil {
