@@ -16,8 +16,11 @@
 #  (c) tok/s extrapolated to 60 layers (60 x measured ms/layer + lm_head), beside the per-token
 #      floor from the same run: misses x expert bytes / H2D GB/s + bytes the token reads from GPU
 #      memory (K experts and the resident weights per layer, lm_head) / HBM GB/s.
+# BENCH_PREFILL=N adds the prefill of an N-token prompt (scripts/gpu-bench-prefill.sh: the tensor-core
+# crossover, then the prompt with and without tensor cores beside its floor); BENCH_DECODE=0 skips (b)-(c).
 # Binaries come prebuilt from the dev machine in $BIN (fmoe-pack, cuda.test, model.test).
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$(dirname "$0")/.."
 B=$(realpath "${BIN:-gpu}")
 DIR=${BENCH_DIR:-/tmp/fmoe-gpu-bench}
@@ -40,6 +43,13 @@ if [ ! -f "$M/model_weights.json" ]; then
   echo "# packed in $(( $(date +%s) - t0 )) s: $(du -sh "$M" | cut -f1)" >&2
 fi
 cat "$M"/packed_experts/*.bin > /dev/null
+if [ -n "${BENCH_PREFILL:-}" ]; then
+  B=$B DIR=$DIR M=$M HBM=$HBM H2D=$H2D bash "$HERE/gpu-bench-prefill.sh"
+fi
+if [ "${BENCH_DECODE:-1}" = 0 ]; then
+  [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$M"
+  exit 0
+fi
 echo "## (b) decode, routing trace ${BENCH_ROUTING:-mix}, ${BENCH_WARM:-1000} warm-up + ${BENCH_TOKENS:-500} timed tokens"
 FMOE_BENCH_TIERS=${BENCH_TIERS:-} FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M FMOE_BENCH_WARM=${BENCH_WARM:-1000} FMOE_BENCH_TOKENS=${BENCH_TOKENS:-500} \
   FMOE_BENCH_ROUTING=${BENCH_ROUTING:-mix} "$B/model.test" -test.run '^$' -test.bench TieredDecode -test.benchtime 1x 2>&1 |
