@@ -19,9 +19,12 @@
 # BENCH_GPUS=N (default 1) splits the routed experts over CUDA devices 0…N-1 (NCCL) and first times
 # one layer's exchange (runtime/parallel BenchmarkExchange, parallel.test): the floor then counts
 # each device's share of the experts and that exchange x 60 layers.
+# BENCH_PREFILL=N adds the prefill of an N-token prompt (scripts/gpu-bench-prefill.sh: the tensor-core
+# crossover, then the prompt with and without tensor cores beside its floor); BENCH_DECODE=0 skips (b)-(c).
 # Binaries come prebuilt from the dev machine in $BIN (fmoe-pack, cuda.test, model.test; parallel.test
 # for BENCH_GPUS > 1).
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$(dirname "$0")/.."
 B=$(realpath "${BIN:-gpu}")
 DIR=${BENCH_DIR:-/tmp/fmoe-gpu-bench}
@@ -52,6 +55,13 @@ if [ ! -f "$M/model_weights.json" ]; then
   echo "# packed in $(( $(date +%s) - t0 )) s: $(du -sh "$M" | cut -f1)" >&2
 fi
 cat "$M"/packed_experts/*.bin > /dev/null
+if [ -n "${BENCH_PREFILL:-}" ]; then
+  B=$B DIR=$DIR M=$M HBM=$HBM H2D=$H2D bash "$HERE/gpu-bench-prefill.sh"
+fi
+if [ "${BENCH_DECODE:-1}" = 0 ]; then
+  [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$M"
+  exit 0
+fi
 echo "## (b) decode, routing trace ${BENCH_ROUTING:-mix}, ${BENCH_WARM:-1000} warm-up + ${BENCH_TOKENS:-500} timed tokens"
 FMOE_BENCH_GPUS=$GPUS FMOE_BENCH_TIERS=${BENCH_TIERS:-} FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M FMOE_BENCH_WARM=${BENCH_WARM:-1000} FMOE_BENCH_TOKENS=${BENCH_TOKENS:-500} \
   FMOE_BENCH_ROUTING=${BENCH_ROUTING:-mix} "$B/model.test" -test.run '^$' -test.bench TieredDecode -test.benchtime 1x 2>&1 |

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU acceptance in one device run: the backend conformance suite and the CUDA package's own tests
-# (expert cache eviction, batched matvecs, memory pressure, bind paths, layer graphs, the fused combine), runtime/model's golden tests
+# (expert cache eviction, batched matvecs, the tensor-core matmul, memory pressure, bind paths, layer
+# graphs, the fused combine), runtime/model's golden tests
 # on CUDA with the GPU tier on (prefill with per-layer checks, generate, decode = prefill, each golden
 # case twice in one process with the default tier, a forty-expert tier and a host tier, a long context
 # growing the KV cache nine times with the collector off), and every tiny golden case (Qwen3.5, then
@@ -16,10 +17,12 @@ trap 'rm -rf "$T"' EXIT
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 fail=0
 echo "== CUDA package: conformance, cache eviction, memory pressure, bind paths"
-FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run 'Conformance|MatMulShapes|BindPaths|ExpertCache|MatVecBatch|MemoryPressure|Policy|Simulate|GraphReplay|CombineToken' 2>&1 | tail -5 || fail=1
+FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run 'Conformance|TensorCores|MatMulShapes|BindPaths|ExpertCache|MatVecBatch|MemoryPressure|Policy|Simulate|GraphReplay|CombineToken' 2>&1 | tail -5 || fail=1
 echo "== runtime/model on CUDA (GPU tier on)"
 (cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier|GraphDecode|MLA' -test.v 2>&1 |
   grep -E '^(=== RUN|--- |ok|FAIL|PASS)|tier|identical|error' | grep -v '=== RUN' | tail -60) || fail=1
+echo "== runtime/model golden prefill on CUDA with every matmul on the tensor cores (FMOE_CUDA_MMA_MIN=1)"
+(cd runtime/model && FMOE_CUDA_MMA_MIN=1 FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'GoldenPrefill|DecodeEqualsPrefill' 2>&1 | tail -3) || fail=1
 echo "== golden cases, fmoe-verify --backend cuda"
 "$B/fmoe-pack" convert -q --in testdata/tiny/hf --out "$T/hf" --bits 16 >/dev/null
 "$B/fmoe-pack" convert -q --in testdata/tiny/hf-vl --out "$T/hf-vl" --bits 16 >/dev/null

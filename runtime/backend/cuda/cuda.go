@@ -30,6 +30,10 @@ type Options struct {
 	// (bytes): an allocation past it fails as if the device were full.
 	// For tests of memory pressure on a large card.
 	MemLimit int
+	// MMAMinRows is the fewest rows (tokens) of a MatMul that run on the
+	// tensor cores; 0 means FMOE_CUDA_MMA_MIN or DefaultMMAMinRows, a
+	// negative value turns that path off (see mma.go).
+	MMAMinRows int
 }
 
 // Backend is the CUDA backend. Like every backend it is driven from one
@@ -44,6 +48,7 @@ type Backend struct {
 	mod    C.CUmodule
 	k      kernels
 	batch  batchKernels
+	mma    mmaState // the tensor-core prefill matmul (mma.go)
 	img    *image
 	stream C.CUstream // every op, in order
 	copy   C.CUstream // Bind's host-to-device copies
@@ -115,6 +120,9 @@ func (be *Backend) init(opts Options) error {
 		return err
 	}
 	if err := be.batch.load(be); err != nil {
+		return err
+	}
+	if err := be.mma.load(be, opts.MMAMinRows); err != nil {
 		return err
 	}
 	if err := cuErr(C.fm_stream_create(be.ctx, &be.stream), "cuStreamCreate"); err != nil {

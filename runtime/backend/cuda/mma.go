@@ -1,0 +1,150 @@
+//go:build linux && cgo
+
+package cuda
+
+/*
+#include <stdlib.h>
+#include "fmcuda.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"unsafe"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// DefaultMMAMinRows is the fewest rows (tokens) of a MatMul that run on
+// the tensor cores (shaders/mma_cuda.h) when nothing else says: 0, off.
+// The kernel passed NVRTC and the CPU-side tests but has not yet run on a
+// GPU (the session's device time ran out after a first call found a cgo
+// bug at load); TestConformanceTensorCores and TestMatMulTensorCores force
+// it on, and `FMOE_CUDA_MMA_MIN=N` (or Options.MMAMinRows) turns it on from
+// N rows. Once those tests pass on the H200, set this to the crossover that
+// scripts/gpu-bench.sh's BENCH_PREFILL table (d) measures (8 is the
+// estimate: at T=8 the CUDA-core kernel already takes two 4-token passes
+// over the weight). Decode (one row) keeps matvec.h either way.
+const DefaultMMAMinRows = 0
+
+// mmaState is the tensor-core path: its entry points (Q2, Q4, Q8, BF16,
+// then the split-K reduction), the row threshold, and the split-K
+// partials' scratch.
+type mmaState struct {
+	k       [4]C.CUfunction
+	reduce  C.CUfunction
+	minRows int // 0: off
+	part    scratch
+}
+
+var mmaNames = [...]string{"mma_q2", "mma_q4", "mma_q8", "mma_bf16", "mma_reduce"}
+
+// load finds the entry points and sets the threshold: opt when non-zero
+// (negative turns the path off), else FMOE_CUDA_MMA_MIN, else
+// DefaultMMAMinRows. Cards before sm_80 have no bf16 mma.sync: off.
+func (m *mmaState) load(be *Backend, opt int) error {
+	for i, name := range mmaNames {
+		cs := C.CString(name)
+		// The destination is written as an address expression in the call
+		// itself: cgo then checks only that element, whereas a pointer held
+		// in a variable makes it check the whole Backend, which holds Go
+		// pointers, and panic.
+		var r C.CUresult
+		if i < len(m.k) {
+			r = C.fm_module_function(be.ctx, &m.k[i], be.mod, cs)
+		} else {
+			r = C.fm_module_function(be.ctx, &m.reduce, be.mod, cs)
+		}
+		C.free(unsafe.Pointer(cs))
+		if err := cuErr(r, "cuModuleGetFunction "+name); err != nil {
+			return err
+		}
+	}
+	n := opt
+	if n == 0 {
+		n = DefaultMMAMinRows
+		if v := os.Getenv("FMOE_CUDA_MMA_MIN"); v != "" {
+			var err error
+			if n, err = strconv.Atoi(v); err != nil {
+				return fmt.Errorf("cuda: FMOE_CUDA_MMA_MIN=%q: want a row count (negative: off)", v)
+			}
+		}
+	}
+	if n < 0 || be.dev.major < 8 {
+		n = 0
+	}
+	m.minRows = n
+	return nil
+}
+
+// MMAMinRows is the fewest rows a MatMul needs to run on the tensor
+// cores, or 0 where that path is off.
+func (be *Backend) MMAMinRows() int { return be.mma.minRows }
+
+// MatMul computes y[T, w.Rows] = x[T, w.Cols]·wᵀ: on the tensor cores from
+// MMAMinRows rows where the weight's format and shape allow it (see
+// mmaFits), otherwise with the shared CUDA-core kernels. Both meet the
+// conformance suite's float32 tolerance (mma_cuda.h says why).
+func (be *Backend) MatMul(y backend.Buffer, w backend.Tensor, x backend.Buffer, T int) error {
+	if be.mma.minRows > 0 && T >= be.mma.minRows {
+		if done, err := be.mmaMatMul(y, w, x, T); done || err != nil {
+			return err
+		}
+	}
+	return be.ops.MatMul(y, w, x, T)
+}
+
+// mmaMatMul runs MatMul on the tensor cores; done is false (and nothing
+// is queued) where the path does not take the weight or the buffers, for
+// the caller to fall back.
+func (be *Backend) mmaMatMul(y backend.Buffer, w backend.Tensor, x backend.Buffer, T int) (done bool, err error) {
+	t, err := be.tensor(w, "matmul")
+	if err != nil {
+		return true, err
+	}
+	yb, err := be.data(y, "matmul y")
+	if err != nil {
+		return true, err
+	}
+	xb, err := be.data(x, "matmul x")
+	if err != nil {
+		return true, err
+	}
+	if err := be.chk.MatMul(t.rows, t.cols, T, xb.n, yb.n); err != nil {
+		return true, err
+	}
+	// x is read as float4s; a view may start anywhere.
+	if !mmaFits(t.format, t.cols, t.group) || xb.ptr%16 != 0 || T > maxGridY*mmaBM {
+		return false, nil
+	}
+	R, Cc := t.rows, t.cols
+	ntiles, mtiles, splits, kLen := mmaPlan(T, R, Cc, mmaUnit(t.format, t.group), be.dev.sms)
+	var part C.CUdeviceptr
+	if splits > 1 {
+		if part, err = be.grow(&be.mma.part, 4*splits*T*R); err != nil {
+			return true, err
+		}
+	}
+	be.args.reset()
+	be.args.ptr(t.data).ptr(t.scales).ptr(t.biases).ptr(xb.ptr).ptr(yb.ptr).ptr(part)
+	be.args.i32(T).i32(R).i32(Cc).i32(t.group).i32(kLen).i32(ntiles)
+	if err := be.launch(be.mma.k[mmaKernel(t.format)], ntiles*splits, mtiles, mmaThreads, 0); err != nil {
+		return true, err
+	}
+	if splits == 1 {
+		return true, nil
+	}
+	n := T * R
+	be.args.reset()
+	be.args.ptr(part).ptr(yb.ptr).i32(n).i32(splits)
+	return true, be.launch(be.mma.reduce, (n+255)/256, 1, 256, 0)
+}
+
+func mmaKernel(f backend.Format) int {
+	if f == backend.BF16 {
+		return 3
+	}
+	return int(f - backend.Q2)
+}

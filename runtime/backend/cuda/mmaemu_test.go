@@ -1,0 +1,92 @@
+//go:build linux
+
+package cuda
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// TestMMAKernelEmulated runs shaders/mma_cuda.h on the CPU, on machines
+// without a GPU: testdata/mmaemu builds it with g++ against a host shim
+// whose threads meet at barriers for __syncthreads, shuffles and an
+// emulated mma.sync (PTX's m16n8k16 bf16 fragment layout), launches it
+// with the backend's own plan (mmaPlan, for an H200's 132 SMs or fewer)
+// and checks every token row against float64 at the conformance suite's
+// MatMul tolerance (2e-5): Q2, Q4, Q8 and BF16, split and whole K, row and
+// token tails, x with a large common offset. It checks the kernel's
+// indexing, staging and group arithmetic; that the hardware's fragment
+// layout is the one emulated is left to the GPU tests
+// (TestMatMulTensorCores).
+func TestMMAKernelEmulated(t *testing.T) {
+	gxx, err := exec.LookPath("g++")
+	if err != nil {
+		t.Skip("no g++")
+	}
+	bin := filepath.Join(t.TempDir(), "mmaemu")
+	out, err := exec.Command(gxx, "-std=c++20", "-O1", "-pthread", "-I", "../../../shaders", "-o", bin,
+		"testdata/mmaemu/mmaemu.cc").CombinedOutput()
+	if err != nil {
+		if strings.Contains(string(out), "barrier: No such file") {
+			t.Skipf("g++ without C++20 <barrier>: %s", out)
+		}
+		t.Fatalf("g++: %v\n%s", err, out)
+	}
+	for i, c := range []struct {
+		f          backend.Format
+		R, C, G, T int
+		offset     bool
+		sms        int
+	}{
+		{backend.Q4, 256, 512, 64, 20, false, 132},  // split-K: an expert's few tokens
+		{backend.Q4, 200, 256, 64, 70, true, 132},   // row and token tails, offset x
+		{backend.Q8, 130, 256, 128, 33, false, 132}, // group 128
+		{backend.Q2, 128, 192, 32, 5, true, 132},    // group 32, few tokens
+		{backend.BF16, 140, 96, 0, 65, false, 132},
+		{backend.Q4, 256, 256, 64, 130, true, 2}, // whole K (tiles ≥ SMs), three token tiles
+	} {
+		if !mmaFits(c.f, c.C, c.G) {
+			t.Fatalf("case %d: mmaFits(%v, %d, %d) is false", i, c.f, c.C, c.G)
+		}
+		_, _, splits, kLen := mmaPlan(c.T, c.R, c.C, mmaUnit(c.f, c.G), c.sms)
+		off := 0
+		if c.offset {
+			off = 1
+		}
+		args := strings.Fields(fmt.Sprint(c.f.Bits(), c.R, c.C, c.G, c.T, off, kLen, splits, i+1))
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		t.Logf("%v: %s", c.f, strings.TrimSpace(string(out)))
+		if err != nil || !strings.HasPrefix(string(out), "ok") {
+			t.Errorf("emulated tensor-core kernel, %v %dx%d g%d T=%d: %v", c.f, c.R, c.C, c.G, c.T, err)
+		}
+	}
+}
+
+// TestMMAPlan: a K split covers K exactly once in whole units, leaves no
+// split empty, gives at least half as many blocks as SMs when K allows
+// (rounding kLen up to whole units costs some: 128 blocks for 132 SMs on
+// an expert's gate), and is one split where the output tiles fill the SMs.
+func TestMMAPlan(t *testing.T) {
+	for _, c := range []struct{ T, R, C, unit, sms int }{
+		{20, 1024, 4096, 64, 132}, {20, 4096, 1024, 64, 132}, {1024, 1024, 4096, 64, 132},
+		{1, 64, 128, 64, 132}, {300, 384, 512, 128, 132}, {5, 128, 192, 32, 132}, {100, 8192, 4096, 32, 132},
+	} {
+		nt, mt, splits, kLen := mmaPlan(c.T, c.R, c.C, c.unit, c.sms)
+		name := fmt.Sprintf("T%d %dx%d unit %d: %d×%d tiles, %d splits of %d", c.T, c.R, c.C, c.unit, nt, mt, splits, kLen)
+		switch {
+		case kLen%c.unit != 0 || kLen <= 0:
+			t.Errorf("%s: split not whole units", name)
+		case (splits-1)*kLen >= c.C || splits*kLen < c.C:
+			t.Errorf("%s: splits do not cover K once", name)
+		case nt*mt >= c.sms && splits != 1:
+			t.Errorf("%s: split although the tiles fill the SMs", name)
+		case 2*nt*mt*splits < c.sms && kLen != c.unit:
+			t.Errorf("%s: fewer blocks than SMs though K could split further", name)
+		}
+	}
+}

@@ -1,0 +1,53 @@
+package cuda
+
+import "github.com/fmoe/fmoe/runtime/backend"
+
+// The tensor-core matmul's launch plan, apart from the cgo code so that
+// TestMMAKernelEmulated, which runs the kernel on the CPU, launches it as
+// the backend would on any build.
+
+// Tile shape of mma_cuda.h, mirrored.
+const (
+	mmaBM      = 64
+	mmaBN      = 128
+	mmaBK      = 32
+	mmaThreads = 256
+)
+
+// mmaFits reports whether mma_cuda.h takes a weight of format f, shape
+// [rows, cols] and group g: the formats whose values bf16 holds exactly
+// (F16 and F32 weights would not be exact), whole 32-column K steps, and
+// groups that are whole K steps.
+func mmaFits(f backend.Format, cols, g int) bool {
+	switch f {
+	case backend.Q2, backend.Q4, backend.Q8:
+		return cols%mmaBK == 0 && g > 0 && g%mmaBK == 0 && cols%g == 0
+	case backend.BF16:
+		return cols%mmaBK == 0
+	}
+	return false
+}
+
+// mmaPlan splits K so that a launch fills the card: with fewer output
+// tiles than SMs each block column takes kLen columns (a multiple of unit,
+// the K step and the group), and the splits' partials are summed after.
+func mmaPlan(T, R, C, unit, sms int) (ntiles, mtiles, splits, kLen int) {
+	ntiles, mtiles = (R+mmaBN-1)/mmaBN, (T+mmaBM-1)/mmaBM
+	splits, kLen = 1, C
+	if tiles := ntiles * mtiles; tiles < sms {
+		want := min((sms+tiles-1)/tiles, C/unit)
+		kLen = (C/unit + want - 1) / want * unit
+		splits = (C + kLen - 1) / kLen
+	}
+	return ntiles, mtiles, splits, kLen
+}
+
+// mmaUnit is the granularity of a K split: whole 32-column steps and, for
+// the affine formats, whole groups (mmaFits makes one a multiple of the
+// other).
+func mmaUnit(f backend.Format, g int) int {
+	if f.Quantized() {
+		return max(mmaBK, g)
+	}
+	return mmaBK
+}

@@ -1,0 +1,257 @@
+// mma_cuda.h (CUDA only, sm_80 and later): the many-row matmul of prefill
+// on tensor cores, y[T, R] = x[T, C]·Wᵀ for W in Q2/Q4/Q8 (MLX affine,
+// group G) or BF16, with mma.sync.m16n8k16 (bf16 inputs, f32 accumulate).
+//
+// It computes what matvec.h computes, to float32 accuracy, not bf16's:
+//  - the weights enter the MMA exactly: for the affine formats as the
+//    centred integer q − m (m = 2^(bits−1)), at most 8 significant bits,
+//    which bf16 holds; the scale and bias are applied per group in f32 as
+//    in matvec.h, acc += s·Σ(q−m)x + (b + m·s)·Σx (centring keeps the two
+//    terms from cancelling when x has a large mean). BF16 weights are bf16.
+//  - x is split exactly into three bf16 pieces, x = hi + mid + lo (8 + 8 +
+//    8 significant bits cover float32's 24; each remainder is exact by
+//    Sterbenz's lemma), and each piece is multiplied in its own MMA.
+// So every product is exact and the only rounding is the f32 accumulation,
+// as in the CUDA-core kernel: the result meets the same tolerance against
+// float64 (backendtest's tolMatMul). The price is three MMAs where
+// one bf16 product would do; at prefill sizes the tensor cores have that
+// to spare (see docs/benchmarks.md, "Prefill on tensor cores").
+//
+// Tiling: a block of 8 warps computes a 64 × 128 tile of y (64 tokens, 128
+// weight rows), each warp 32 × 32 (2 × 4 MMA tiles), over K in steps of
+// 32 columns staged in shared memory: x split into its pieces, W decoded to
+// bf16 in the tile loader. The next step's global loads are issued before
+// the current step's MMAs. Split-K for few tokens: block column
+// BLOCK_ID_X = split·ntiles + ntile computes columns [split·kLen,
+// (split+1)·kLen) and, when there are several splits, writes its partial
+// tile to part[split] for mma_reduce to sum in split order (deterministic:
+// a rerun gives the same bits). kLen is a multiple of 32 and of G.
+
+#define MMA_BM 64
+#define MMA_BN 128
+#define MMA_BK 32
+#define MMA_LDW 20  // shared row stride in 32-bit words: 32 bf16 + 8 of padding, conflict-free fragments
+
+DEVICE_FN uint mma_bf16_rn(float v) {
+    uint u = __float_as_uint(v);
+    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+// mma_split3 packs pieces p of two values into one word per piece (the
+// first value in the low half, the MMA fragments' order).
+DEVICE_FN void mma_split3(float v0, float v1, uint (&w)[3]) {
+    uint h0 = mma_bf16_rn(v0), h1 = mma_bf16_rn(v1);
+    float r0 = v0 - __uint_as_float(h0 << 16), r1 = v1 - __uint_as_float(h1 << 16);
+    uint m0 = mma_bf16_rn(r0), m1 = mma_bf16_rn(r1);
+    r0 -= __uint_as_float(m0 << 16);
+    r1 -= __uint_as_float(m1 << 16);
+    w[0] = h0 | (h1 << 16);
+    w[1] = m0 | (m1 << 16);
+    w[2] = mma_bf16_rn(r0) | (mma_bf16_rn(r1) << 16);
+}
+
+// d += a·b for one m16n8k16 tile, fragments as PTX lays them out for
+// bf16. A host build of this file (runtime/backend/cuda/testdata/mmaemu)
+// defines MMA_EMULATED and brings its own, to run the kernel on the CPU.
+#ifndef MMA_EMULATED
+DEVICE_FN void mma_16816(float (&d)[4], uint a0, uint a1, uint a2, uint a3, uint b0, uint b1) {
+#if __CUDA_ARCH__ >= 800
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#endif
+}
+#endif
+
+// mma_wload fetches this thread's 16 weight elements of a K step: row
+// (tid/2) of the tile, elements 16·(tid%2) .. +15, i.e. BITS/2 words.
+template <int BITS>
+DEVICE_FN void mma_wload(const uint* W, i64 off, uint (&wv)[8]) {
+    if (BITS == 2) {
+        wv[0] = W[off];
+    } else if (BITS == 4) {
+        uint2 v = *(const uint2*)(W + off);
+        wv[0] = v.x, wv[1] = v.y;
+    } else {
+        uint4 v = *(const uint4*)(W + off);
+        wv[0] = v.x, wv[1] = v.y, wv[2] = v.z, wv[3] = v.w;
+        if (BITS == 16) {
+            v = *(const uint4*)(W + off + 4);
+            wv[4] = v.x, wv[5] = v.y, wv[6] = v.z, wv[7] = v.w;
+        }
+    }
+}
+
+// mma_wdecode turns the 16 elements into 8 words of bf16 pairs: q − m for
+// the affine formats (exact: 2^23 + q via the mantissa, minus 2^23 + m,
+// then the high half of that small integer's float32), bf16 as stored.
+template <int BITS>
+DEVICE_FN void mma_wdecode(const uint (&wv)[8], uint (&out)[8]) {
+    if (BITS == 16) {
+        UNROLL for (int i = 0; i < 8; i++) out[i] = wv[i];
+        return;
+    }
+    const int PER = 32 / BITS;
+    const uint MASK = (1u << (BITS & 31)) - 1u;
+    const float BASE = 8388608.0f + (float)(1 << ((BITS - 1) & 31));
+    UNROLL for (int i = 0; i < 8; i++) {
+        const int e0 = 2 * i, e1 = 2 * i + 1;
+        uint q0 = (wv[e0 / PER] >> (BITS * (e0 % PER))) & MASK;
+        uint q1 = (wv[e1 / PER] >> (BITS * (e1 % PER))) & MASK;
+        float f0 = __uint_as_float(0x4B000000u | q0) - BASE;
+        float f1 = __uint_as_float(0x4B000000u | q1) - BASE;
+        out[i] = __byte_perm(__float_as_uint(f0), __float_as_uint(f1), 0x7632);
+    }
+}
+
+template <int BITS>
+DEVICE_FN void mma_body(const uint* W, const ushort* S, const ushort* B, const float* x, float* y, float* part,
+                        int T, int R, int C, int G, int kLen, int ntiles) {
+    const bool QUANT = BITS < 16;
+    const float CENTRE = (float)(1 << ((BITS - 1) & 15));
+    __shared__ __align__(16) uint As[3][MMA_BM * MMA_LDW];
+    __shared__ __align__(16) uint Bs[MMA_BN * MMA_LDW];
+    __shared__ float gsum[MMA_BM];
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int g = lane >> 2, t4 = lane & 3;
+    const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm·32, cols wn·32
+    const int split = blockIdx.x / ntiles;
+    const int n0 = (blockIdx.x - split * ntiles) * MMA_BN, m0 = blockIdx.y * MMA_BM;
+    const int kBeg = split * kLen, kEnd = min(C, kBeg + kLen);
+    const int ng = QUANT ? C / G : 1;
+
+    // Loader roles: x row tid/4, columns 8·(tid%4)..+7; W row tid/2,
+    // elements 16·(tid%2)..+15.
+    const int xr = tid >> 2, xc = (tid & 3) * 8;
+    const bool xok = m0 + xr < T;
+    const float* xrow = x + (i64)(xok ? m0 + xr : 0) * C + xc;
+    const int wr = tid >> 1, wh = tid & 1;
+    const i64 wpr = (i64)C * BITS / 32;  // words per weight row
+    const uint* wrow = W + (i64)min(n0 + wr, R - 1) * wpr + wh * (BITS / 2);
+
+    float4 xa = make_float4(0.f, 0.f, 0.f, 0.f), xb = xa;
+    uint wv[8];
+    if (xok) {
+        xa = *(const float4*)(xrow + kBeg);
+        xb = *(const float4*)(xrow + kBeg + 4);
+    }
+    mma_wload<BITS>(wrow, (i64)kBeg * BITS / 32, wv);
+
+    float acc[2][4][4], pt[2][4][4];
+    UNROLL for (int i = 0; i < 2; i++) UNROLL for (int j = 0; j < 4; j++) UNROLL for (int c = 0; c < 4; c++) {
+        acc[i][j][c] = 0.f;
+        pt[i][j][c] = 0.f;
+    }
+
+    for (int k0 = kBeg; k0 < kEnd; k0 += MMA_BK) {
+        // Store the staged step: x's pieces, its row sums, W decoded.
+        {
+            uint p0[3], p1[3], p2[3], p3[3];
+            mma_split3(xa.x, xa.y, p0);
+            mma_split3(xa.z, xa.w, p1);
+            mma_split3(xb.x, xb.y, p2);
+            mma_split3(xb.z, xb.w, p3);
+            UNROLL for (int p = 0; p < 3; p++)
+                *(uint4*)&As[p][xr * MMA_LDW + xc / 2] = make_uint4(p0[p], p1[p], p2[p], p3[p]);
+            if (QUANT) {
+                float s = ((xa.x + xa.y) + (xa.z + xa.w)) + ((xb.x + xb.y) + (xb.z + xb.w));
+                s += __shfl_xor_sync(0xffffffffu, s, 1);
+                s += __shfl_xor_sync(0xffffffffu, s, 2);
+                if ((tid & 3) == 0) gsum[xr] = k0 % G == 0 ? s : gsum[xr] + s;
+            }
+            uint dw[8];
+            mma_wdecode<BITS>(wv, dw);
+            *(uint4*)&Bs[wr * MMA_LDW + wh * 8] = make_uint4(dw[0], dw[1], dw[2], dw[3]);
+            *(uint4*)&Bs[wr * MMA_LDW + wh * 8 + 4] = make_uint4(dw[4], dw[5], dw[6], dw[7]);
+        }
+        __syncthreads();
+        // Issue the next step's loads; they complete under the MMAs.
+        if (k0 + MMA_BK < kEnd) {
+            if (xok) {
+                xa = *(const float4*)(xrow + k0 + MMA_BK);
+                xb = *(const float4*)(xrow + k0 + MMA_BK + 4);
+            }
+            mma_wload<BITS>(wrow, (i64)(k0 + MMA_BK) * BITS / 32, wv);
+        }
+        UNROLL for (int ks = 0; ks < MMA_BK / 16; ks++) {
+            uint bf[4][2];
+            UNROLL for (int j = 0; j < 4; j++) {
+                const uint* bp = &Bs[(wn * 32 + j * 8 + g) * MMA_LDW + ks * 8 + t4];
+                bf[j][0] = bp[0];
+                bf[j][1] = bp[4];
+            }
+            UNROLL for (int i = 0; i < 2; i++) {
+                if (m0 + wm * 32 + i * 16 >= T) continue;  // warp-uniform: rows past T
+                // Smallest piece first: the f32 sum then rounds least.
+                UNROLL for (int p = 2; p >= 0; p--) {
+                    const uint* ap = &As[p][(wm * 32 + i * 16 + g) * MMA_LDW + ks * 8 + t4];
+                    uint a0 = ap[0], a1 = ap[8 * MMA_LDW], a2 = ap[4], a3 = ap[8 * MMA_LDW + 4];
+                    UNROLL for (int j = 0; j < 4; j++) {
+                        if (QUANT) mma_16816(pt[i][j], a0, a1, a2, a3, bf[j][0], bf[j][1]);
+                        else mma_16816(acc[i][j], a0, a1, a2, a3, bf[j][0], bf[j][1]);
+                    }
+                }
+            }
+            if (QUANT && (k0 + ks * 16 + 16) % G == 0) {
+                // Group end: acc += s·Σ(q−m)x + (b + m·s)·Σx, per column.
+                const int grp = (k0 + ks * 16) / G;
+                UNROLL for (int j = 0; j < 4; j++) UNROLL for (int cc = 0; cc < 2; cc++) {
+                    const i64 n = min(n0 + wn * 32 + j * 8 + 2 * t4 + cc, R - 1);
+                    const float s = BF16_TO_FLOAT(S[n * ng + grp]);
+                    const float bm = BF16_TO_FLOAT(B[n * ng + grp]) + CENTRE * s;
+                    UNROLL for (int i = 0; i < 2; i++) UNROLL for (int rr = 0; rr < 2; rr++) {
+                        const float xs = gsum[wm * 32 + i * 16 + g + 8 * rr];
+                        acc[i][j][2 * rr + cc] += FMAF(s, pt[i][j][2 * rr + cc], bm * xs);
+                        pt[i][j][2 * rr + cc] = 0.f;
+                    }
+                }
+            }
+        }
+        __syncthreads();
+    }
+
+    float* out = part ? part + (i64)split * T * R : y;
+    UNROLL for (int i = 0; i < 2; i++) UNROLL for (int rr = 0; rr < 2; rr++) {
+        const int m = m0 + wm * 32 + i * 16 + g + 8 * rr;
+        if (m >= T) continue;
+        UNROLL for (int j = 0; j < 4; j++) UNROLL for (int cc = 0; cc < 2; cc++) {
+            const int n = n0 + wn * 32 + j * 8 + 2 * t4 + cc;
+            if (n < R) out[(i64)m * R + n] = acc[i][j][2 * rr + cc];
+        }
+    }
+}
+
+// The entry points exist on every architecture, so that the module loads;
+// below sm_80 (no bf16 mma.sync) they are empty and the host never
+// launches them.
+#if __CUDA_ARCH__ >= 800
+#define MMA_BODY(call) call
+#else
+#define MMA_BODY(call)
+#endif
+
+// grid = (ntiles·splits, ceil(T/64)), block = 256; part is null with one
+// split.
+#define MMA_KERNEL(name, BITS)                                                                          \
+    extern "C" __global__ void __launch_bounds__(256, 2)                                                 \
+        name(const uint* W, const ushort* S, const ushort* B, const float* x, float* y, float* part, int T, \
+             int R, int C, int G, int kLen, int ntiles) {                                                 \
+        MMA_BODY(mma_body<BITS>(W, S, B, x, y, part, T, R, C, G, kLen, ntiles));                          \
+    }
+MMA_KERNEL(mma_q2, 2)
+MMA_KERNEL(mma_q4, 4)
+MMA_KERNEL(mma_q8, 8)
+MMA_KERNEL(mma_bf16, 16)
+
+// mma_reduce sums the splits' partial tiles in split order: y[i] =
+// Σ_s part[s·n + i] for i < n. grid = ceil(n/256), block = 256.
+extern "C" __global__ void mma_reduce(const float* part, float* y, int n, int splits) {
+    const i64 i = (i64)blockIdx.x * 256 + threadIdx.x;
+    if (i >= n) return;
+    float s = part[i];
+    for (int k = 1; k < splits; k++) s += part[(i64)k * n + i];
+    y[i] = s;
+}
