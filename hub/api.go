@@ -147,3 +147,18 @@ func (c *Client) followRedirects(ctx context.Context, u string, hdr http.Header)
 	}
 	return nil, nil, fmt.Errorf("%s: more than 10 redirects", u)
 }
+
+// safeInfo is Info for a download: a listing naming a file outside the
+// repository (an absolute path, "..") is refused before anything is written.
+func (c *Client) safeInfo(ctx context.Context, ref Ref) (*RepoInfo, error) {
+	info, err := c.Info(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range info.Files {
+		if f.Path != cleanRel(f.Path) {
+			return nil, fmt.Errorf("%s lists a file %q outside the repository", ref, f.Path)
+		}
+	}
+	return info, nil
+}

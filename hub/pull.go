@@ -47,14 +47,9 @@ func (c *Client) Pull(ctx context.Context, ref Ref, o Options) (*Result, error) 
 	if c.s.Offline {
 		return c.pullOffline(ref, o)
 	}
-	info, err := c.Info(ctx, ref)
+	info, err := c.safeInfo(ctx, ref)
 	if err != nil {
 		return nil, err
-	}
-	for _, f := range info.Files {
-		if f.Path != cleanRel(f.Path) {
-			return nil, fmt.Errorf("%s lists a file %q outside the repository", ref, f.Path)
-		}
 	}
 	pinned := Ref{Repo: ref.Repo, Revision: info.Commit}
 	t := c.newTarget(ref.Repo, info.Commit, o.Dir)

@@ -63,14 +63,9 @@ func (c *Client) OpenStream(ctx context.Context, ref Ref, o Options) (*Stream, e
 	if c.s.Offline {
 		return nil, fmt.Errorf("%w: HF_HUB_OFFLINE is set: a streamed convert downloads; convert from the cache without --stream", ErrNotCached)
 	}
-	info, err := c.Info(ctx, ref)
+	info, err := c.safeInfo(ctx, ref)
 	if err != nil {
 		return nil, err
-	}
-	for _, f := range info.Files {
-		if f.Path != cleanRel(f.Path) {
-			return nil, fmt.Errorf("%s lists a file %q outside the repository", ref, f.Path)
-		}
 	}
 	pinned := Ref{Repo: ref.Repo, Revision: info.Commit}
 	t := newCacheTarget(c.s.CacheDir, ref.Repo, info.Commit)
