@@ -1,4 +1,4 @@
-//go:build amd64 && !purego
+//go:build (amd64 || arm64) && !purego
 
 package cpu
 
@@ -12,11 +12,11 @@ import (
 	"github.com/fmoe/fmoe/runtime/backend/backendtest"
 )
 
-// TestConformanceAuto runs the best kernels; these run each lower level
-// the CPU has too, so a machine with AVX-512 still tests the AVX2 kernels
-// that machines without it will use.
+// TestConformanceAuto runs the best kernels; these run each level with
+// assembly kernels the CPU has, so a machine with AVX-512 still tests the
+// AVX2 kernels that machines without it will use.
 func TestConformanceISA(t *testing.T) {
-	for isa := isaAVX2; isa <= bestISA; isa++ {
+	for isa := isaFirstASM; isa <= bestISA; isa++ {
 		t.Run(isaNames[isa], func(t *testing.T) {
 			for _, th := range []int{1, 2} {
 				t.Run(fmt.Sprintf("threads%d", th), func(t *testing.T) {
@@ -29,14 +29,14 @@ func TestConformanceISA(t *testing.T) {
 			}
 		})
 	}
-	if bestISA < isaAVX512 {
-		t.Logf("CPU without AVX-512 (F, BW, VL): AVX-512 kernels not run")
+	if bestISA < len(isaNames)-1 {
+		t.Logf("CPU without %s: its kernels not run", isaNames[len(isaNames)-1])
 	}
 }
 
 // Every kernel order is a permutation of a group's 64 columns.
 func TestKernelOrders(t *testing.T) {
-	for name, k := range map[string]*asmAffine{"q4avx2": kQ4AVX2, "q2avx2": kQ2AVX2, "q4avx512": kQ4AVX512, "q2avx512": kQ2AVX512} {
+	for name, k := range affineKernels {
 		for _, o := range [][]uint8{k.order, k.block} {
 			seen := make([]bool, len(o))
 			for _, c := range o {
@@ -76,7 +76,7 @@ func isaLevels() []int {
 // its single-group tail, and both in one row, for 2 and 9 tokens.
 func TestKernelGroupCounts(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
-	for isa := isaAVX2; isa <= bestISA; isa++ {
+	for isa := isaFirstASM; isa <= bestISA; isa++ {
 		for _, f := range []backend.Format{backend.Q2, backend.Q4, backend.Q8, backend.BF16} {
 			for ng := 1; ng <= 9; ng++ {
 				R, C, T := 11, 64*ng, 2+7*(ng%2)
