@@ -557,3 +557,63 @@ fold:
 	EOR  R3, R2, R2
 	MOVD R2, ret+16(FP)
 	RET
+
+// func dotASM(a, b *float32, n int) float32
+//
+// Σ a[i]·b[i] for n a multiple of 16 (attention's q·k): four accumulators
+// of 4 lanes.
+TEXT ·dotASM(SB), NOSPLIT, $0-28
+	MOVD a+0(FP), R0
+	MOVD b+8(FP), R1
+	MOVD n+16(FP), R2
+	VEOR V0.B16, V0.B16, V0.B16
+	VEOR V1.B16, V1.B16, V1.B16
+	VEOR V2.B16, V2.B16, V2.B16
+	VEOR V3.B16, V3.B16, V3.B16
+	LSR  $4, R2, R2
+	CBZ  R2, dotdone
+
+dotloop:
+	VLD1.P 64(R0), [V4.S4, V5.S4, V6.S4, V7.S4]
+	VLD1.P 64(R1), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VFMLA V16.S4, V4.S4, V0.S4
+	VFMLA V17.S4, V5.S4, V1.S4
+	VFMLA V18.S4, V6.S4, V2.S4
+	VFMLA V19.S4, V7.S4, V3.S4
+	SUBS $1, R2, R2
+	BNE  dotloop
+
+dotdone:
+	WORD $0x4e21d400 // FADD V0.4S, V0.4S, V1.4S
+	WORD $0x4e23d442 // FADD V2.4S, V2.4S, V3.4S
+	WORD $0x4e22d400 // FADD V0.4S, V0.4S, V2.4S
+	WORD $0x6e20d400 // FADDP V0.4S, V0.4S, V0.4S
+	WORD $0x7e30d800 // FADDP S0, V0.2S
+	FMOVS F0, ret+24(FP)
+	RET
+
+// func axpyASM(y, x *float32, a float32, n int)
+//
+// y[i] += a·x[i] for n a multiple of 16 (attention's weighted sum of v).
+TEXT ·axpyASM(SB), NOSPLIT, $0-32
+	MOVD y+0(FP), R0
+	MOVD x+8(FP), R1
+	MOVWU a+16(FP), R3
+	VDUP R3, V0.S4
+	MOVD n+24(FP), R2
+	LSR  $4, R2, R2
+	CBZ  R2, axpydone
+
+axpyloop:
+	VLD1 (R0), [V4.S4, V5.S4, V6.S4, V7.S4]
+	VLD1.P 64(R1), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VFMLA V0.S4, V16.S4, V4.S4
+	VFMLA V0.S4, V17.S4, V5.S4
+	VFMLA V0.S4, V18.S4, V6.S4
+	VFMLA V0.S4, V19.S4, V7.S4
+	VST1.P [V4.S4, V5.S4, V6.S4, V7.S4], 64(R0)
+	SUBS $1, R2, R2
+	BNE  axpyloop
+
+axpydone:
+	RET

@@ -123,3 +123,37 @@ func (k *asmBF16) rows(w *backend.Weight, r0, r1 int, p *prepared, t int, y []fl
 	C := w.Cols
 	k.fn(&w.Data[r0*C*2], C/k.block, &p.x[t*C], &y[r0], r1-r0)
 }
+
+// dotASM and axpyASM (n a multiple of 16) are in each architecture's .s.
+//
+//go:noescape
+func dotASM(a, b *float32, n int) float32
+
+//go:noescape
+func axpyASM(y, x *float32, a float32, n int)
+
+// dotVec is Σ a[i]·b[i] over len(a) (b at least as long), vectorised.
+func dotVec(a, b []float32) float32 {
+	n := len(a) &^ 15
+	var s float32
+	if n > 0 {
+		b = b[:len(a)]
+		s = dotASM(&a[0], &b[0], n)
+	}
+	for i := n; i < len(a); i++ {
+		s += a[i] * b[i]
+	}
+	return s
+}
+
+// axpyVec is y[i] += a·x[i] over len(y) (x at least as long), vectorised.
+func axpyVec(y, x []float32, a float32) {
+	n := len(y) &^ 15
+	if n > 0 {
+		x = x[:len(y)]
+		axpyASM(&y[0], &x[0], a, n)
+	}
+	for i := n; i < len(y); i++ {
+		y[i] += a * x[i]
+	}
+}

@@ -103,3 +103,34 @@ func TestKernelGroupCounts(t *testing.T) {
 		}
 	}
 }
+
+// dotVec and axpyVec against float64 for every length to 40 (the
+// assembly's 16-wide loop, the Go tail, and both).
+func TestDotAxpy(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for n := 0; n <= 40; n++ {
+		a, b, y := make([]float32, n), make([]float32, n+3), make([]float32, n)
+		for i := range a {
+			a[i], y[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
+		}
+		for i := range b {
+			b[i] = float32(rng.NormFloat64())
+		}
+		var want, mag float64
+		for i := range a {
+			want += float64(a[i]) * float64(b[i])
+			mag += math.Abs(float64(a[i]) * float64(b[i]))
+		}
+		if got := dotVec(a, b); math.Abs(float64(got)-want) > 1e-6*(1+mag) {
+			t.Fatalf("n=%d: dotVec = %v, want %v", n, got, want)
+		}
+		const c = 0.37
+		y0 := append([]float32(nil), y...)
+		axpyVec(y, b, c)
+		for i := range y {
+			if w := float64(y0[i]) + c*float64(b[i]); math.Abs(float64(y[i])-w) > 1e-6*(1+math.Abs(w)) {
+				t.Fatalf("n=%d: axpyVec y[%d] = %v, want %v", n, i, y[i], w)
+			}
+		}
+	}
+}

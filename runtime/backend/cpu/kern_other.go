@@ -15,3 +15,19 @@ var isaNames = [...]string{isaGo: "go"}
 func asmKernel(w *backend.Weight, isa int) kernel { return nil }
 
 func readSum(b []byte) uint64 { return readSumGo(b) }
+
+// dotVec and axpyVec are never called without assembly (be.isa is isaGo):
+// they are here so that attention compiles on every architecture.
+func dotVec(a, b []float32) float32 {
+	var s float32
+	for i, x := range a {
+		s += x * b[i]
+	}
+	return s
+}
+
+func axpyVec(y, x []float32, a float32) {
+	for i := range y {
+		y[i] += a * x[i]
+	}
+}
