@@ -353,4 +353,42 @@ axpyloop:
 axpydone:
 	RET
 """)
+w("""// func combine4ASM(dst, m0, m1, m2, m3, c *float32, n int)
+//
+// dst[x] += c[0]·m0[x] + c[1]·m1[x] + c[2]·m2[x] + c[3]·m3[x] for n a
+// multiple of 4, one fused multiply-add after another as in
+// delta_amd64.s, so both give the same bits.
+TEXT ·combine4ASM(SB), NOSPLIT, $0-56
+	MOVD dst+0(FP), R0
+	MOVD m0+8(FP), R1
+	MOVD m1+16(FP), R2
+	MOVD m2+24(FP), R3
+	MOVD m3+32(FP), R4
+	MOVD c+40(FP), R5
+	MOVD n+48(FP), R6
+	VLD1 (R5), [V0.S4]
+	LSR  $2, R6, R6
+	CBZ  R6, combdone
+	VDUP V0.S[0], V16.S4
+	VDUP V0.S[1], V17.S4
+	VDUP V0.S[2], V18.S4
+	VDUP V0.S[3], V19.S4
+
+combloop:
+	VLD1 (R0), [V4.S4]
+	VLD1.P 16(R1), [V5.S4]
+	VLD1.P 16(R2), [V6.S4]
+	VLD1.P 16(R3), [V7.S4]
+	VLD1.P 16(R4), [V8.S4]
+	VFMLA V16.S4, V5.S4, V4.S4
+	VFMLA V17.S4, V6.S4, V4.S4
+	VFMLA V18.S4, V7.S4, V4.S4
+	VFMLA V19.S4, V8.S4, V4.S4
+	VST1.P [V4.S4], 16(R0)
+	SUBS $1, R6, R6
+	BNE  combloop
+
+combdone:
+	RET
+""")
 open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "kern_arm64.s"), "w").write("\n".join(out))
