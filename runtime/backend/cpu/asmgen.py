@@ -468,4 +468,74 @@ axpydone:
 	VZEROUPPER
 	RET
 """)
+w("""// func decayReadASM(row, mem *float32, decay, k float32, n int)
+//
+// The sequential DeltaNet's first pass over a row of the state, n a
+// multiple of 16: row[j] *= g; mem[j] += row[j]·k.
+TEXT ·decayReadASM(SB), NOSPLIT, $0-32
+	MOVQ row+0(FP), DI
+	MOVQ mem+8(FP), SI
+	VBROADCASTSS decay+16(FP), Y0
+	VBROADCASTSS k+20(FP), Y1
+	MOVQ n+24(FP), CX
+	SHRQ $4, CX
+	JZ   drdone
+
+drloop:
+	VMULPS (DI), Y0, Y2
+	VMOVUPS Y2, (DI)
+	VMOVUPS (SI), Y3
+	VFMADD231PS Y2, Y1, Y3
+	VMOVUPS Y3, (SI)
+	VMULPS 32(DI), Y0, Y4
+	VMOVUPS Y4, 32(DI)
+	VMOVUPS 32(SI), Y5
+	VFMADD231PS Y4, Y1, Y5
+	VMOVUPS Y5, 32(SI)
+	ADDQ $64, DI
+	ADDQ $64, SI
+	DECQ CX
+	JNZ  drloop
+
+drdone:
+	VZEROUPPER
+	RET
+
+// func updateReadASM(row, mem, out *float32, k, q float32, n int)
+//
+// The second pass, n a multiple of 16: row[j] += k·mem[j];
+// out[j] += row[j]·q.
+TEXT ·updateReadASM(SB), NOSPLIT, $0-40
+	MOVQ row+0(FP), DI
+	MOVQ mem+8(FP), SI
+	MOVQ out+16(FP), DX
+	VBROADCASTSS k+24(FP), Y0
+	VBROADCASTSS q+28(FP), Y1
+	MOVQ n+32(FP), CX
+	SHRQ $4, CX
+	JZ   urdone
+
+urloop:
+	VMOVUPS (DI), Y2
+	VFMADD231PS (SI), Y0, Y2
+	VMOVUPS Y2, (DI)
+	VMOVUPS (DX), Y3
+	VFMADD231PS Y2, Y1, Y3
+	VMOVUPS Y3, (DX)
+	VMOVUPS 32(DI), Y4
+	VFMADD231PS 32(SI), Y0, Y4
+	VMOVUPS Y4, 32(DI)
+	VMOVUPS 32(DX), Y5
+	VFMADD231PS Y4, Y1, Y5
+	VMOVUPS Y5, 32(DX)
+	ADDQ $64, DI
+	ADDQ $64, SI
+	ADDQ $64, DX
+	DECQ CX
+	JNZ  urloop
+
+urdone:
+	VZEROUPPER
+	RET
+""")
 open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "kern_amd64.s"), "w").write("\n".join(out))

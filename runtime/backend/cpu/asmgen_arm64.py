@@ -391,4 +391,72 @@ combloop:
 combdone:
 	RET
 """)
+w("""// func decayReadASM(row, mem *float32, decay, k float32, n int)
+//
+// The sequential DeltaNet's first pass over a row of the state, n a
+// multiple of 16: row[j] *= g; mem[j] += row[j]·k.
+TEXT ·decayReadASM(SB), NOSPLIT, $0-32
+	MOVD row+0(FP), R0
+	MOVD mem+8(FP), R1
+	MOVWU decay+16(FP), R3
+	VDUP R3, V0.S4
+	MOVWU k+20(FP), R3
+	VDUP R3, V1.S4
+	MOVD n+24(FP), R2
+	LSR  $4, R2, R2
+	CBZ  R2, drdone
+
+drloop:
+	VLD1 (R0), [V4.S4, V5.S4, V6.S4, V7.S4]""")
+for i in range(4):
+    w("\t" + fmul(4 + i, 4 + i, 0))
+w("""	VST1.P [V4.S4, V5.S4, V6.S4, V7.S4], 64(R0)
+	VLD1 (R1), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VFMLA V1.S4, V4.S4, V16.S4
+	VFMLA V1.S4, V5.S4, V17.S4
+	VFMLA V1.S4, V6.S4, V18.S4
+	VFMLA V1.S4, V7.S4, V19.S4
+	VST1.P [V16.S4, V17.S4, V18.S4, V19.S4], 64(R1)
+	SUBS $1, R2, R2
+	BNE  drloop
+
+drdone:
+	RET
+
+// func updateReadASM(row, mem, out *float32, k, q float32, n int)
+//
+// The second pass, n a multiple of 16: row[j] += k·mem[j];
+// out[j] += row[j]·q.
+TEXT ·updateReadASM(SB), NOSPLIT, $0-40
+	MOVD row+0(FP), R0
+	MOVD mem+8(FP), R1
+	MOVD out+16(FP), R4
+	MOVWU k+24(FP), R3
+	VDUP R3, V0.S4
+	MOVWU q+28(FP), R3
+	VDUP R3, V1.S4
+	MOVD n+32(FP), R2
+	LSR  $4, R2, R2
+	CBZ  R2, urdone
+
+urloop:
+	VLD1 (R0), [V4.S4, V5.S4, V6.S4, V7.S4]
+	VLD1.P 64(R1), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VFMLA V0.S4, V16.S4, V4.S4
+	VFMLA V0.S4, V17.S4, V5.S4
+	VFMLA V0.S4, V18.S4, V6.S4
+	VFMLA V0.S4, V19.S4, V7.S4
+	VST1.P [V4.S4, V5.S4, V6.S4, V7.S4], 64(R0)
+	VLD1 (R4), [V20.S4, V21.S4, V22.S4, V23.S4]
+	VFMLA V1.S4, V4.S4, V20.S4
+	VFMLA V1.S4, V5.S4, V21.S4
+	VFMLA V1.S4, V6.S4, V22.S4
+	VFMLA V1.S4, V7.S4, V23.S4
+	VST1.P [V20.S4, V21.S4, V22.S4, V23.S4], 64(R4)
+	SUBS $1, R2, R2
+	BNE  urloop
+
+urdone:
+	RET
+""")
 open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "kern_arm64.s"), "w").write("\n".join(out))

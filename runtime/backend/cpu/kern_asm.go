@@ -157,3 +157,38 @@ func axpyVec(y, x []float32, a float32) {
 		y[i] += a * x[i]
 	}
 }
+
+// decayReadASM and updateReadASM (n a multiple of 16) are the sequential
+// DeltaNet's two passes over a row of the state (ops2.go).
+//
+//go:noescape
+func decayReadASM(row, mem *float32, decay, k float32, n int)
+
+//go:noescape
+func updateReadASM(row, mem, out *float32, k, q float32, n int)
+
+// decayRead is row[j] *= g; mem[j] += row[j]·k over len(row).
+func decayRead(row, mem []float32, g, k float32) {
+	n := len(row) &^ 15
+	mem = mem[:len(row)]
+	if n > 0 {
+		decayReadASM(&row[0], &mem[0], g, k, n)
+	}
+	for j := n; j < len(row); j++ {
+		row[j] *= g
+		mem[j] += row[j] * k
+	}
+}
+
+// updateRead is row[j] += k·mem[j]; out[j] += row[j]·q over len(row).
+func updateRead(row, mem, out []float32, k, q float32) {
+	n := len(row) &^ 15
+	mem, out = mem[:len(row)], out[:len(row)]
+	if n > 0 {
+		updateReadASM(&row[0], &mem[0], &out[0], k, q, n)
+	}
+	for j := n; j < len(row); j++ {
+		row[j] += k * mem[j]
+		out[j] += row[j] * q
+	}
+}

@@ -104,8 +104,8 @@ func TestKernelGroupCounts(t *testing.T) {
 	}
 }
 
-// dotVec and axpyVec against float64 for every length to 40 (the
-// assembly's 16-wide loop, the Go tail, and both).
+// dotVec, axpyVec, decayRead and updateRead against float64 for every
+// length to 40 (the assembly's 16-wide loop, the Go tail, and both).
 func TestDotAxpy(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for n := 0; n <= 40; n++ {
@@ -124,6 +124,7 @@ func TestDotAxpy(t *testing.T) {
 		if got := dotVec(a, b); math.Abs(float64(got)-want) > 1e-6*(1+mag) {
 			t.Fatalf("n=%d: dotVec = %v, want %v", n, got, want)
 		}
+		checkDeltaRows(t, a, b, y)
 		const c = 0.37
 		y0 := append([]float32(nil), y...)
 		axpyVec(y, b, c)
@@ -132,5 +133,30 @@ func TestDotAxpy(t *testing.T) {
 				t.Fatalf("n=%d: axpyVec y[%d] = %v, want %v", n, i, y[i], w)
 			}
 		}
+	}
+}
+
+func checkDeltaRows(t *testing.T, row, mem, out []float32) {
+	t.Helper()
+	n := len(row)
+	const g, k, q = 0.9, -0.55, 1.25
+	r0, m0, o0 := append([]float32(nil), row...), append([]float32(nil), mem[:n]...), append([]float32(nil), out...)
+	near := func(what string, i int, got float32, want float64) {
+		if math.Abs(float64(got)-want) > 1e-6*(1+math.Abs(want)) {
+			t.Fatalf("n=%d: %s[%d] = %v, want %v", n, what, i, got, want)
+		}
+	}
+	decayRead(row, mem, g, k)
+	for i := 0; i < n; i++ {
+		r := float64(r0[i]) * g
+		near("decayRead row", i, row[i], r)
+		near("decayRead mem", i, mem[i], float64(m0[i])+r*k)
+	}
+	r1, m1 := append([]float32(nil), row...), append([]float32(nil), mem[:n]...)
+	updateRead(row, mem, out, k, q)
+	for i := 0; i < n; i++ {
+		r := float64(r1[i]) + k*float64(m1[i])
+		near("updateRead row", i, row[i], r)
+		near("updateRead out", i, out[i], float64(o0[i])+r*q)
 	}
 }

@@ -31,3 +31,17 @@ func axpyVec(y, x []float32, a float32) {
 		y[i] += a * x[i]
 	}
 }
+
+func decayRead(row, mem []float32, g, k float32) {
+	for j := range row {
+		row[j] *= g
+		mem[j] += row[j] * k
+	}
+}
+
+func updateRead(row, mem, out []float32, k, q float32) {
+	for j := range row {
+		row[j] += k * mem[j]
+		out[j] += row[j] * q
+	}
+}
