@@ -28,7 +28,10 @@ import "math"
 const deltaChunk = 64
 
 // deltaChunkMinDefault is the prompt length from which DeltaNet uses the
-// chunked form (measured: see docs/benchmarks.md).
+// chunked form by default where the sequential form is scalar Go. Where it
+// has vector kernels (decayRead, updateRead) the sequential form measured
+// as fast or faster at every prompt length, 1.2–2× at 80 and 512 tokens
+// (docs/benchmarks.md), so there the default is sequential.
 const deltaChunkMinDefault = 8
 
 // chunkScratch is one part's scratch for the chunked form.
