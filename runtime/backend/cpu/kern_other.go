@@ -16,8 +16,9 @@ func asmKernel(w *backend.Weight, isa int) kernel { return nil }
 
 func readSum(b []byte) uint64 { return readSumGo(b) }
 
-// dotVec and axpyVec are never called without assembly (be.isa is isaGo):
-// they are here so that attention compiles on every architecture.
+// dotVec, axpyVec, decayRead and updateRead are never called without
+// assembly (be.isa is isaGo, deltaAsm false): they are here so that
+// attention and DeltaNet compile on every architecture.
 func dotVec(a, b []float32) float32 {
 	var s float32
 	for i, x := range a {
