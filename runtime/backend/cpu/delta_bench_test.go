@@ -27,6 +27,9 @@ func BenchmarkDeltaNet(b *testing.B) {
 				min  int
 				path Path
 			}{{"sequential", -1, PathAuto}, {"sequential-go", -1, PathGo}, {"chunked", 2, PathAuto}} {
+				if form.path == PathGo && T > 80 {
+					continue // minutes per run at 512 tokens (docs/benchmarks.md has one)
+				}
 				b.Run(fmt.Sprintf("%s/T=%d/%s", sh.name, T, form.name), func(b *testing.B) {
 					benchDelta(b, sh.s, T, Options{DeltaChunkMin: form.min, Path: form.path})
 				})
