@@ -18,14 +18,22 @@ test:
 	$(MAKE) --no-print-directory fuzz
 
 # The CPU backend's tests (conformance suite included) built for arm64 and run under
-# qemu-aarch64 (Debian package qemu-user; .ci/run installs it). arm64 has no assembly kernels
-# yet, so this is the pure-Go path, the one Apple Silicon and Graviton machines run.
+# qemu-aarch64 (Debian package qemu-user; .ci/run installs it), twice: with the NEON kernels
+# (kern_arm64.s) that Apple Silicon and Graviton machines run, and with -tags purego, the
+# pure-Go fallback; then the model's goldens on the NEON kernels.
 arm64-check:
 	@mkdir -p build
 	GOARCH=arm64 $(GO) vet ./runtime/backend/cpu/
+	GOARCH=arm64 $(GO) vet -tags purego ./runtime/backend/cpu/
 	GOARCH=arm64 $(GO) test -c -o build/cpu.arm64.test ./runtime/backend/cpu/
+	GOARCH=arm64 $(GO) test -c -tags purego -o build/cpu.arm64.purego.test ./runtime/backend/cpu/
+	GOARCH=arm64 $(GO) test -c -o build/model.arm64.test ./runtime/model/
 	@# Without qemu-aarch64 a developer's make test says so and goes on; CI (.ci/run installs it) fails.
-	@if command -v qemu-aarch64 >/dev/null; then qemu-aarch64 build/cpu.arm64.test -test.count=1; \
+	@if command -v qemu-aarch64 >/dev/null; then \
+		qemu-aarch64 build/cpu.arm64.test -test.count=1 && \
+		qemu-aarch64 build/cpu.arm64.purego.test -test.count=1 && \
+		(cd runtime/model && qemu-aarch64 ../../build/model.arm64.test -test.count=1 -test.short \
+			-test.run 'TestGoldenPrefill|TestGoldenGenerate|TestFamilyGolden'); \
 	elif [ -n "$$CI" ]; then echo "arm64-check: qemu-aarch64 not found (.ci/run installs Debian's qemu-user)" >&2; exit 1; \
 	else echo "arm64-check: SKIPPED running the arm64 tests: qemu-aarch64 not found (Debian: apt-get install -y qemu-user)" >&2; fi
 

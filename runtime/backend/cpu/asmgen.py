@@ -408,4 +408,134 @@ fold:
 	VZEROUPPER
 	RET
 """)
+w("""// func dotASM(a, b *float32, n int) float32
+//
+// Σ a[i]·b[i] for n a multiple of 16 (attention's q·k): two accumulators
+// of 8 lanes.
+TEXT ·dotASM(SB), NOSPLIT, $0-28
+	MOVQ a+0(FP), SI
+	MOVQ b+8(FP), DI
+	MOVQ n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	SHRQ $4, CX
+	JZ   dotdone
+
+dotloop:
+	VMOVUPS (SI), Y2
+	VFMADD231PS (DI), Y2, Y0
+	VMOVUPS 32(SI), Y3
+	VFMADD231PS 32(DI), Y3, Y1
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  dotloop
+
+dotdone:
+	VADDPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	VMOVSS X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func axpyASM(y, x *float32, a float32, n int)
+//
+// y[i] += a·x[i] for n a multiple of 16 (attention's weighted sum of v).
+TEXT ·axpyASM(SB), NOSPLIT, $0-32
+	MOVQ y+0(FP), DI
+	MOVQ x+8(FP), SI
+	VBROADCASTSS a+16(FP), Y0
+	MOVQ n+24(FP), CX
+	SHRQ $4, CX
+	JZ   axpydone
+
+axpyloop:
+	VMOVUPS (DI), Y1
+	VFMADD231PS (SI), Y0, Y1
+	VMOVUPS Y1, (DI)
+	VMOVUPS 32(DI), Y2
+	VFMADD231PS 32(SI), Y0, Y2
+	VMOVUPS Y2, 32(DI)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  axpyloop
+
+axpydone:
+	VZEROUPPER
+	RET
+""")
+w("""// func decayReadASM(row, mem *float32, decay, k float32, n int)
+//
+// The sequential DeltaNet's first pass over a row of the state, n a
+// multiple of 16: row[j] *= g; mem[j] += row[j]·k.
+TEXT ·decayReadASM(SB), NOSPLIT, $0-32
+	MOVQ row+0(FP), DI
+	MOVQ mem+8(FP), SI
+	VBROADCASTSS decay+16(FP), Y0
+	VBROADCASTSS k+20(FP), Y1
+	MOVQ n+24(FP), CX
+	SHRQ $4, CX
+	JZ   drdone
+
+drloop:
+	VMULPS (DI), Y0, Y2
+	VMOVUPS Y2, (DI)
+	VMOVUPS (SI), Y3
+	VFMADD231PS Y2, Y1, Y3
+	VMOVUPS Y3, (SI)
+	VMULPS 32(DI), Y0, Y4
+	VMOVUPS Y4, 32(DI)
+	VMOVUPS 32(SI), Y5
+	VFMADD231PS Y4, Y1, Y5
+	VMOVUPS Y5, 32(SI)
+	ADDQ $64, DI
+	ADDQ $64, SI
+	DECQ CX
+	JNZ  drloop
+
+drdone:
+	VZEROUPPER
+	RET
+
+// func updateReadASM(row, mem, out *float32, k, q float32, n int)
+//
+// The second pass, n a multiple of 16: row[j] += k·mem[j];
+// out[j] += row[j]·q.
+TEXT ·updateReadASM(SB), NOSPLIT, $0-40
+	MOVQ row+0(FP), DI
+	MOVQ mem+8(FP), SI
+	MOVQ out+16(FP), DX
+	VBROADCASTSS k+24(FP), Y0
+	VBROADCASTSS q+28(FP), Y1
+	MOVQ n+32(FP), CX
+	SHRQ $4, CX
+	JZ   urdone
+
+urloop:
+	VMOVUPS (DI), Y2
+	VFMADD231PS (SI), Y0, Y2
+	VMOVUPS Y2, (DI)
+	VMOVUPS (DX), Y3
+	VFMADD231PS Y2, Y1, Y3
+	VMOVUPS Y3, (DX)
+	VMOVUPS 32(DI), Y4
+	VFMADD231PS 32(SI), Y0, Y4
+	VMOVUPS Y4, 32(DI)
+	VMOVUPS 32(DX), Y5
+	VFMADD231PS Y4, Y1, Y5
+	VMOVUPS Y5, 32(DX)
+	ADDQ $64, DI
+	ADDQ $64, SI
+	ADDQ $64, DX
+	DECQ CX
+	JNZ  urloop
+
+urdone:
+	VZEROUPPER
+	RET
+""")
 open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "kern_amd64.s"), "w").write("\n".join(out))

@@ -64,7 +64,8 @@ type Options struct {
 	Path Path
 	// DeltaChunkMin is the number of tokens from which DeltaNet runs the
 	// chunked form of the recurrence (deltachunk.go) instead of the
-	// sequential one: 0 means the default, a negative value never.
+	// sequential one: 0 means the default (never with the vector kernels,
+	// else deltaChunkMinDefault), a negative value never.
 	DeltaChunkMin int
 }
 
@@ -102,18 +103,18 @@ func New(opts Options) *Backend {
 		t = runtime.GOMAXPROCS(0)
 	}
 	be := &Backend{threads: t, path: opts.Path, scratch: make([][]float32, t)}
-	switch {
-	case opts.DeltaChunkMin == 0:
-		be.deltaChunkMin = deltaChunkMinDefault
-	case opts.DeltaChunkMin > 0:
-		be.deltaChunkMin = max(opts.DeltaChunkMin, 2) // decode stays sequential
-	}
 	be.attachPool()
 	if opts.Path == PathAuto {
 		be.isa = bestISA
 		if be.isa == isaGo {
 			be.path = PathGo
 		}
+	}
+	switch {
+	case opts.DeltaChunkMin == 0 && !deltaAsm(be.isa):
+		be.deltaChunkMin = deltaChunkMinDefault
+	case opts.DeltaChunkMin > 0:
+		be.deltaChunkMin = max(opts.DeltaChunkMin, 2) // decode stays sequential
 	}
 	return be
 }

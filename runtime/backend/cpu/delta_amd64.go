@@ -2,11 +2,11 @@
 
 package cpu
 
-// combine4AVX2 is dst[x] += Σ_{r<4} c[r]·m_r[x] for x < n, n a multiple
+// combine4ASM is dst[x] += Σ_{r<4} c[r]·m_r[x] for x < n, n a multiple
 // of 8 (delta_amd64.s): the chunked DeltaNet's only hot loop.
 //
 //go:noescape
-func combine4AVX2(dst, m0, m1, m2, m3, c *float32, n int)
+func combine4ASM(dst, m0, m1, m2, m3, c *float32, n int)
 
-// deltaAsm reports whether the chunked DeltaNet can use combine4AVX2.
+// deltaAsm reports whether the chunked DeltaNet can use combine4ASM.
 func deltaAsm(isa int) bool { return isa >= isaAVX2 }

@@ -2,9 +2,9 @@
 
 #include "textflag.h"
 
-// func combine4AVX2(dst, m0, m1, m2, m3, c *float32, n int)
+// func combine4ASM(dst, m0, m1, m2, m3, c *float32, n int)
 // dst[x] += c[0]*m0[x] + c[1]*m1[x] + c[2]*m2[x] + c[3]*m3[x], n a multiple of 8.
-TEXT ·combine4AVX2(SB), NOSPLIT, $0-56
+TEXT ·combine4ASM(SB), NOSPLIT, $0-56
 	MOVQ dst+0(FP), DI
 	MOVQ m0+8(FP), R8
 	MOVQ m1+16(FP), R9

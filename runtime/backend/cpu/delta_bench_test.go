@@ -21,13 +21,17 @@ func BenchmarkDeltaNet(b *testing.B) {
 		{"tiny", backend.DeltaShape{Hk: 2, Dk: 64, Hv: 4, Dv: 64, Eps: 1e-6}},
 		{"397b", backend.DeltaShape{Hk: 16, Dk: 128, Hv: 64, Dv: 128, Eps: 1e-6}},
 	} {
-		for _, T := range []int{8, 16, 80, 512} {
+		for _, T := range []int{1, 8, 16, 80, 512} {
 			for _, form := range []struct {
 				name string
 				min  int
-			}{{"sequential", -1}, {"chunked", 2}} {
+				path Path
+			}{{"sequential", -1, PathAuto}, {"sequential-go", -1, PathGo}, {"chunked", 2, PathAuto}} {
+				if form.path == PathGo && T > 80 {
+					continue // minutes per run at 512 tokens (docs/benchmarks.md has one)
+				}
 				b.Run(fmt.Sprintf("%s/T=%d/%s", sh.name, T, form.name), func(b *testing.B) {
-					benchDelta(b, sh.s, T, Options{DeltaChunkMin: form.min})
+					benchDelta(b, sh.s, T, Options{DeltaChunkMin: form.min, Path: form.path})
 				})
 			}
 		}

@@ -28,7 +28,10 @@ import "math"
 const deltaChunk = 64
 
 // deltaChunkMinDefault is the prompt length from which DeltaNet uses the
-// chunked form (measured: see docs/benchmarks.md).
+// chunked form by default where the sequential form is scalar Go. Where it
+// has vector kernels (decayRead, updateRead) the sequential form measured
+// as fast or faster at every prompt length, 1.2–2× at 80 and 512 tokens
+// (docs/benchmarks.md), so there the default is sequential.
 const deltaChunkMinDefault = 8
 
 // chunkScratch is one part's scratch for the chunked form.
@@ -213,14 +216,14 @@ func matRow(dst, w, M []float32, n int, asm bool) {
 
 // combine adds Σ_i c[i]·M[i] to dst, M row-major [len(c), n], four rows at
 // a time so that dst is loaded and stored once per four multiply-adds;
-// with asm, eight columns per instruction.
+// with asm, 8 (AVX2) or 4 (NEON) columns per instruction.
 func combine(dst, c, M []float32, n int, asm bool) {
 	dst = dst[:n]
 	i := 0
 	if asm && n%8 == 0 && n > 0 {
 		for ; i+4 <= len(c); i += 4 {
 			_ = M[(i+4)*n-1]
-			combine4AVX2(&dst[0], &M[i*n], &M[(i+1)*n], &M[(i+2)*n], &M[(i+3)*n], &c[i], n)
+			combine4ASM(&dst[0], &M[i*n], &M[(i+1)*n], &M[(i+2)*n], &M[(i+3)*n], &c[i], n)
 		}
 	}
 	for ; i+4 <= len(c); i += 4 {

@@ -31,6 +31,9 @@ func detectISA() int {
 
 var isaNames = [...]string{isaGo: "go", isaAVX2: "avx2", isaAVX512: "avx512"}
 
+// isaFirstASM is the lowest level with assembly kernels.
+const isaFirstASM = isaAVX2
+
 //go:generate python3 asmgen.py
 
 // Every affine kernel computes rows consecutive dot products of group-64
@@ -68,31 +71,6 @@ func bf16RowsAVX512(w *byte, blocks int, x, y *float32, rows int)
 //go:noescape
 func readSumAVX2(p *byte, blocks int) uint64
 
-// asmAffine drives one affine assembly kernel. order[i] is the column of
-// a group whose x value goes to xt[i]: step k of the kernel reads xt[L·k :
-// L·(k+1)] for lane width L, matching the column each lane decodes at that
-// step; nil means the kernel reads x in column order.
-//
-// A kernel with a block order handles runs of len(block)/64 groups at once
-// (x in block order) and the groups left over one at a time (x in order).
-type asmAffine struct {
-	fn    func(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
-	order []uint8
-	block []uint8
-}
-
-// xorder builds a kernel's x order over n columns from col(lane, step)
-// for lanes lanes.
-func xorder(n, lanes int, col func(lane, k int) int) []uint8 {
-	o := make([]uint8, n)
-	for k := 0; k < n/lanes; k++ {
-		for l := 0; l < lanes; l++ {
-			o[k*lanes+l] = uint8(col(l, k))
-		}
-	}
-	return o
-}
-
 var (
 	// q4 AVX2: lane i holds word i; step n reads its nibble n.
 	kQ4AVX2 = &asmAffine{fn: q4RowsAVX2, order: xorder(64, 8, func(l, k int) int { return 8*l + k })}
@@ -124,96 +102,8 @@ var asmKernels = [...]map[backend.Format]kernel{
 	isaAVX512: {backend.Q4: kQ4AVX512, backend.Q2: kQ2AVX512, backend.Q8: kQ8AVX512, backend.BF16: kBF16AVX512},
 }
 
-func asmKernel(w *backend.Weight, isa int) kernel {
-	if isa <= isaGo || isa >= len(asmKernels) {
-		return nil
-	}
-	k := asmKernels[isa][w.Format]
-	switch k := k.(type) {
-	case *asmAffine:
-		if w.Group != 64 {
-			return nil
-		}
-	case *asmBF16:
-		if w.Cols%k.block != 0 {
-			return nil
-		}
-	}
-	return k
-}
-
-func (k *asmAffine) prep(w *backend.Weight, x []float32, T int, p *prepared) {
-	C, ng := w.Cols, w.Groups()
-	if k.order == nil {
-		p.sx = p.reset(x, T*ng)
-		p.xt = x[:T*C]
-	} else {
-		b := p.reset(x, T*(C+ng))
-		p.xt, p.sx = b[:T*C], b[T*C:]
-		for t := 0; t < T; t++ {
-			k.reorder(p.xt[t*C:(t+1)*C], x[t*C:(t+1)*C])
-		}
-	}
-	p.groupSums(w, T)
-}
-
-// reorder puts one token's x in the kernel's order: blocks first, then
-// single groups.
-func (k *asmAffine) reorder(xt, x []float32) {
-	b := 0
-	if n := len(k.block); n > 0 {
-		for ; b+n <= len(x); b += n {
-			permute(xt[b:b+n], x[b:b+n], k.block)
-		}
-	}
-	for ; b+64 <= len(x); b += 64 {
-		permute(xt[b:b+64], x[b:b+64], k.order)
-	}
-}
-
-// permute is dst[i] = src[o[i]] for the order sizes there are (64, 128,
-// 256), on arrays so that a uint8 index needs no bounds check.
-func permute(dst, src []float32, o []uint8) {
-	switch len(o) {
-	case 256:
-		d, s, o := (*[256]float32)(dst), (*[256]float32)(src), (*[256]uint8)(o)
-		for i := 0; i < 256; i += 4 {
-			d[i], d[i+1], d[i+2], d[i+3] = s[o[i]], s[o[i+1]], s[o[i+2]], s[o[i+3]]
-		}
-	default:
-		dst = dst[:len(o)]
-		src = src[:len(o)]
-		for i, c := range o {
-			dst[i] = src[c]
-		}
-	}
-}
-
-func (k *asmAffine) rows(w *backend.Weight, r0, r1 int, p *prepared, t int, y []float32) {
-	if r1 <= r0 {
-		return
-	}
-	C, ng := w.Cols, p.ng
-	rb := w.RowBytes()
-	k.fn(&w.Data[r0*rb], &w.Scales[2*r0*ng], &w.Biases[2*r0*ng], ng,
-		&p.xt[t*C], &p.sx[t*ng], &y[r0], r1-r0)
-}
-
-// asmBF16 drives a bf16 kernel; block is its column multiple.
-type asmBF16 struct {
-	fn    func(w *byte, blocks int, x, y *float32, rows int)
-	block int
-}
-
-func (k *asmBF16) prep(w *backend.Weight, x []float32, T int, p *prepared) { p.reset(x, 0) }
-
-func (k *asmBF16) rows(w *backend.Weight, r0, r1 int, p *prepared, t int, y []float32) {
-	if r1 <= r0 {
-		return
-	}
-	C := w.Cols
-	k.fn(&w.Data[r0*C*2], C/k.block, &p.x[t*C], &y[r0], r1-r0)
-}
+// affineKernels names the kernels whose x orders TestKernelOrders checks.
+var affineKernels = map[string]*asmAffine{"q4avx2": kQ4AVX2, "q2avx2": kQ2AVX2, "q4avx512": kQ4AVX512, "q2avx512": kQ2AVX512}
 
 // readSum reads b (whose length is a multiple of 128) at the CPU's full
 // load rate, for the bandwidth benchmarks.

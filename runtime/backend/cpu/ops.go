@@ -163,18 +163,32 @@ func (be *Backend) Attention(out, q, gate backend.Buffer, ql, gl backend.Heads, 
 	T, H, D := ql.T, ql.H, ql.Dim
 	n := pos0 + T
 	j := &be.attn
-	*j = attnJob{od: od, qd: qd, kd: kd, vd: vd, gd: gd, ql: ql, gl: gl, kvHeads: kvHeads, pos0: pos0, scratch: be.scratch}
+	*j = attnJob{od: od, qd: qd, kd: kd, vd: vd, gd: gd, ql: ql, gl: gl, kvHeads: kvHeads, pos0: pos0,
+		scratch: be.scratch, asm: be.isa != isaGo}
 	be.parallelN(T*H, T*H*n*D, j)
 	*j = attnJob{}
 	return nil
 }
 
-// attnJob is Attention as a pool task over (token, head) pairs.
+// attnJob is Attention as a pool task over (token, head) pairs. Item i
+// is token order(i/H) (see attnToken), head i%H.
 type attnJob struct {
 	od, qd, kd, vd, gd []float32
 	ql, gl             backend.Heads
 	kvHeads, pos0      int
 	scratch            [][]float32
+	asm                bool // dot products and sums of v by dotVec, axpyVec
+}
+
+// attnToken orders a prompt's tokens first, last, second, second-to-last,
+// and so on: causal attention's cost grows with the position, so the
+// pool's contiguous parts then get about the same work (in token order the
+// second of two threads had three quarters of it).
+func attnToken(i, T int) int {
+	if i%2 == 0 {
+		return i / 2
+	}
+	return T - 1 - i/2
 }
 
 func (j *attnJob) do(part, lo, hi int) {
@@ -187,7 +201,7 @@ func (j *attnJob) do(part, lo, hi int) {
 	buf := grow(&j.scratch[part], n+D)
 	sc, acc := buf[:n], buf[n:]
 	for th := lo; th < hi; th++ {
-		t, h := th/H, th%H
+		t, h := attnToken(th/H, ql.T), th%H
 		qv := qd[ql.At(t, h) : ql.At(t, h)+D]
 		kh := h / group
 		last := pos0 + t // causal: positions 0..last
@@ -195,8 +209,12 @@ func (j *attnJob) do(part, lo, hi int) {
 		for p := 0; p <= last; p++ {
 			kr := kd[p*kvw+kh*D : p*kvw+kh*D+D]
 			var s float32
-			for i, x := range qv {
-				s += x * kr[i]
+			if j.asm {
+				s = dotVec(qv, kr)
+			} else {
+				for i, x := range qv {
+					s += x * kr[i]
+				}
 			}
 			s *= scale
 			sc[p] = s
@@ -212,6 +230,10 @@ func (j *attnJob) do(part, lo, hi int) {
 		for p := 0; p <= last; p++ {
 			pw := sc[p]
 			vr := vd[p*kvw+kh*D : p*kvw+kh*D+D]
+			if j.asm {
+				axpyVec(acc, vr, pw)
+				continue
+			}
 			for i, x := range vr {
 				acc[i] += pw * x
 			}

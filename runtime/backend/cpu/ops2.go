@@ -119,6 +119,10 @@ func (j *deltaJob) do(part, lo, hi int) {
 			for i := 0; i < Dk; i++ {
 				row := S[i*Dv : (i+1)*Dv]
 				ki := kv[i]
+				if j.asm {
+					decayRead(row, mem, g, ki)
+					continue
+				}
 				for j := range row {
 					row[j] *= g
 					mem[j] += row[j] * ki
@@ -133,6 +137,10 @@ func (j *deltaJob) do(part, lo, hi int) {
 			for i := 0; i < Dk; i++ {
 				row := S[i*Dv : (i+1)*Dv]
 				ki, qi := kv[i], qv[i]
+				if j.asm {
+					updateRead(row, mem, out, ki, qi)
+					continue
+				}
 				for j := range row {
 					row[j] += ki * mem[j]
 					out[j] += row[j] * qi

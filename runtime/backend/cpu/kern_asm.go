@@ -1,0 +1,194 @@
+//go:build (amd64 || arm64) && !purego
+
+package cpu
+
+import "github.com/fmoe/fmoe/runtime/backend"
+
+// The assembly drivers shared by the amd64 and arm64 kernels: each
+// architecture's file declares its kernels and their lane orders, and the
+// table asmKernels[isa][format].
+
+// asmAffine drives one affine assembly kernel. order[i] is the column of
+// a group whose x value goes to xt[i]: step k of the kernel reads xt[L·k :
+// L·(k+1)] for lane width L, matching the column each lane decodes at that
+// step; nil means the kernel reads x in column order.
+//
+// A kernel with a block order handles runs of len(block)/64 groups at once
+// (x in block order) and the groups left over one at a time (x in order).
+type asmAffine struct {
+	fn    func(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
+	order []uint8
+	block []uint8
+}
+
+// xorder builds a kernel's x order over n columns from col(lane, step)
+// for lanes lanes.
+func xorder(n, lanes int, col func(lane, k int) int) []uint8 {
+	o := make([]uint8, n)
+	for k := 0; k < n/lanes; k++ {
+		for l := 0; l < lanes; l++ {
+			o[k*lanes+l] = uint8(col(l, k))
+		}
+	}
+	return o
+}
+
+func asmKernel(w *backend.Weight, isa int) kernel {
+	if isa <= isaGo || isa >= len(asmKernels) {
+		return nil
+	}
+	k := asmKernels[isa][w.Format]
+	switch k := k.(type) {
+	case *asmAffine:
+		if w.Group != 64 {
+			return nil
+		}
+	case *asmBF16:
+		if w.Cols%k.block != 0 {
+			return nil
+		}
+	}
+	return k
+}
+
+func (k *asmAffine) prep(w *backend.Weight, x []float32, T int, p *prepared) {
+	C, ng := w.Cols, w.Groups()
+	if k.order == nil {
+		p.sx = p.reset(x, T*ng)
+		p.xt = x[:T*C]
+	} else {
+		b := p.reset(x, T*(C+ng))
+		p.xt, p.sx = b[:T*C], b[T*C:]
+		for t := 0; t < T; t++ {
+			k.reorder(p.xt[t*C:(t+1)*C], x[t*C:(t+1)*C])
+		}
+	}
+	p.groupSums(w, T)
+}
+
+// reorder puts one token's x in the kernel's order: blocks first, then
+// single groups.
+func (k *asmAffine) reorder(xt, x []float32) {
+	b := 0
+	if n := len(k.block); n > 0 {
+		for ; b+n <= len(x); b += n {
+			permute(xt[b:b+n], x[b:b+n], k.block)
+		}
+	}
+	for ; b+64 <= len(x); b += 64 {
+		permute(xt[b:b+64], x[b:b+64], k.order)
+	}
+}
+
+// permute is dst[i] = src[o[i]] for the order sizes there are (64, 128,
+// 256), on arrays so that a uint8 index needs no bounds check.
+func permute(dst, src []float32, o []uint8) {
+	switch len(o) {
+	case 256:
+		d, s, o := (*[256]float32)(dst), (*[256]float32)(src), (*[256]uint8)(o)
+		for i := 0; i < 256; i += 4 {
+			d[i], d[i+1], d[i+2], d[i+3] = s[o[i]], s[o[i+1]], s[o[i+2]], s[o[i+3]]
+		}
+	default:
+		dst = dst[:len(o)]
+		src = src[:len(o)]
+		for i, c := range o {
+			dst[i] = src[c]
+		}
+	}
+}
+
+func (k *asmAffine) rows(w *backend.Weight, r0, r1 int, p *prepared, t int, y []float32) {
+	if r1 <= r0 {
+		return
+	}
+	C, ng := w.Cols, p.ng
+	rb := w.RowBytes()
+	k.fn(&w.Data[r0*rb], &w.Scales[2*r0*ng], &w.Biases[2*r0*ng], ng,
+		&p.xt[t*C], &p.sx[t*ng], &y[r0], r1-r0)
+}
+
+// asmBF16 drives a bf16 kernel; block is its column multiple.
+type asmBF16 struct {
+	fn    func(w *byte, blocks int, x, y *float32, rows int)
+	block int
+}
+
+func (k *asmBF16) prep(w *backend.Weight, x []float32, T int, p *prepared) { p.reset(x, 0) }
+
+func (k *asmBF16) rows(w *backend.Weight, r0, r1 int, p *prepared, t int, y []float32) {
+	if r1 <= r0 {
+		return
+	}
+	C := w.Cols
+	k.fn(&w.Data[r0*C*2], C/k.block, &p.x[t*C], &y[r0], r1-r0)
+}
+
+// dotASM and axpyASM (n a multiple of 16) are in each architecture's .s.
+//
+//go:noescape
+func dotASM(a, b *float32, n int) float32
+
+//go:noescape
+func axpyASM(y, x *float32, a float32, n int)
+
+// dotVec is Σ a[i]·b[i] over len(a) (b at least as long), vectorised.
+func dotVec(a, b []float32) float32 {
+	n := len(a) &^ 15
+	var s float32
+	if n > 0 {
+		b = b[:len(a)]
+		s = dotASM(&a[0], &b[0], n)
+	}
+	for i := n; i < len(a); i++ {
+		s += a[i] * b[i]
+	}
+	return s
+}
+
+// axpyVec is y[i] += a·x[i] over len(y) (x at least as long), vectorised.
+func axpyVec(y, x []float32, a float32) {
+	n := len(y) &^ 15
+	if n > 0 {
+		x = x[:len(y)]
+		axpyASM(&y[0], &x[0], a, n)
+	}
+	for i := n; i < len(y); i++ {
+		y[i] += a * x[i]
+	}
+}
+
+// decayReadASM and updateReadASM (n a multiple of 16) are the sequential
+// DeltaNet's two passes over a row of the state (ops2.go).
+//
+//go:noescape
+func decayReadASM(row, mem *float32, decay, k float32, n int)
+
+//go:noescape
+func updateReadASM(row, mem, out *float32, k, q float32, n int)
+
+// decayRead is row[j] *= g; mem[j] += row[j]·k over len(row).
+func decayRead(row, mem []float32, g, k float32) {
+	n := len(row) &^ 15
+	mem = mem[:len(row)]
+	if n > 0 {
+		decayReadASM(&row[0], &mem[0], g, k, n)
+	}
+	for j := n; j < len(row); j++ {
+		row[j] *= g
+		mem[j] += row[j] * k
+	}
+}
+
+// updateRead is row[j] += k·mem[j]; out[j] += row[j]·q over len(row).
+func updateRead(row, mem, out []float32, k, q float32) {
+	n := len(row) &^ 15
+	mem, out = mem[:len(row)], out[:len(row)]
+	if n > 0 {
+		updateReadASM(&row[0], &mem[0], &out[0], k, q, n)
+	}
+	for j := n; j < len(row); j++ {
+		row[j] += k * mem[j]
+		out[j] += row[j] * q
+	}
+}
