@@ -166,7 +166,14 @@ func TestGoldenSplit(t *testing.T) {
 					worst = max(worst, rel(b[p*V:(p+1)*V], a[p*V:(p+1)*V]))
 				}
 				t.Logf("%d devices: logits vs one device: worst relative difference %.3g", n, worst)
-				if worst > tolLogits/10 {
+				// Regrouping the per-device partial sums changes float32
+				// rounding by a few ulps per layer, and the DeltaNet recurrence
+				// carries that through every later position, so the long prompt
+				// drifts furthest (4e-5 on the vectorised CPU kernels). Half the
+				// golden bar still separates that from a wrong expert or a lost
+				// partial (>1e-2); TestSplitExchangeExact checks the exchange bit
+				// for bit.
+				if worst > tolLogits/2 {
 					t.Errorf("%d devices differ from one by %.3g: more than summation order explains", n, worst)
 				}
 			})
