@@ -33,6 +33,14 @@ type Format struct {
 	// (tool_choice "required" or a named function).
 	ForcedCalls bool
 	newParser   func(ParserOptions) machine
+	// callsOpen is the first tag of the markup of an assistant turn's calls
+	// and callsClose its possible last tags, the first found in a render
+	// counting (CallMarkup cuts the markup out of a render).
+	callsOpen  string
+	callsClose []string
+	// writeCalls writes calls in the format's markup, for templates that
+	// render none.
+	writeCalls func([]ToolCall) string
 }
 
 // formats are tried in order; FormatQwen is the fallback.

@@ -21,6 +21,26 @@ var FormatGLM45 = &Format{
 	markers:    []string{"<arg_key>", "[gMASK]<sop>"},
 	StopTokens: []string{"<|user|>", "<|observation|>", "<|endoftext|>"},
 	newParser:  glm45Markup.parser,
+	callsOpen:  "<tool_call>",
+	callsClose: []string{"</tool_call>"},
+	writeCalls: writeGLM45Calls,
+}
+
+// writeGLM45Calls writes calls as GLM-4.5's template does.
+func writeGLM45Calls(calls []ToolCall) string {
+	var b strings.Builder
+	for i, c := range calls {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString("<tool_call>" + c.Function.Name + "\n")
+		keys, values := orderedArgs(c.Function.Arguments)
+		for k, key := range keys {
+			b.WriteString(glmKey + key + glmKeyEnd + "\n" + glmValue + values[k] + glmValueEnd + "\n")
+		}
+		b.WriteString("</tool_call>")
+	}
+	return b.String()
 }
 
 var glm45Markup = &markup{

@@ -1,5 +1,7 @@
 package chat
 
+import "strings"
+
 // FormatQwen is Qwen3.5's and Qwen3's markup: <|im_start|>role … <|im_end|>
 // turns, <think> reasoning, and <tool_call> holding either Qwen3.5's XML
 // (<function=NAME><parameter=P>…) or Qwen3's JSON ({"name", "arguments"}).
@@ -10,4 +12,24 @@ var FormatQwen = &Format{
 	StopTokens:  []string{"<|im_end|>", "<|endoftext|>"},
 	ForcedCalls: true,
 	newParser:   newQwenParser,
+	callsOpen:   "<tool_call>",
+	callsClose:  []string{"</tool_call>"},
+	writeCalls:  writeQwenCalls,
+}
+
+// writeQwenCalls writes Qwen3.5's XML calls as its template does.
+func writeQwenCalls(calls []ToolCall) string {
+	var b strings.Builder
+	for i, c := range calls {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString("<tool_call>\n<function=" + c.Function.Name + ">\n")
+		keys, values := orderedArgs(c.Function.Arguments)
+		for k, key := range keys {
+			b.WriteString("<parameter=" + key + ">\n" + values[k] + "\n</parameter>\n")
+		}
+		b.WriteString("</function>\n</tool_call>")
+	}
+	return b.String()
 }

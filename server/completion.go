@@ -137,7 +137,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
 	out := &responder{
 		w: w, rc: http.NewResponseController(w), stall: s.opts.Timeouts.Write,
 		stream: j.req.Stream, id: newID(), created: time.Now().Unix(), name: s.opts.Name, fp: s.fp,
-		parser: chat.NewParser(j.popts), filter: stopFilter{stops: j.stops}, none: j.choice.mode == "none",
+		parser: chat.NewParser(j.popts), filter: stopFilter{stops: j.stops}, none: j.choice.mode == "none", tpl: s.e.Template,
 	}
 	if feed, reused := s.e.Plan(j.prompt); reused+len(feed) >= s.e.MaxContext() {
 		out.fail(http.StatusBadRequest, "context_length_exceeded", fmt.Errorf("%w: %d tokens, context %d",
