@@ -21,6 +21,12 @@ var FormatGLM45 = &Format{
 	markers:    []string{"<arg_key>", "[gMASK]<sop>"},
 	StopTokens: []string{"<|user|>", "<|observation|>", "<|endoftext|>"},
 	newParser:  glm45Markup.parser,
+	Calls: &CallSyntax{
+		Lead: "\n", Open: "<tool_call>", Again: "\n<tool_call>", NameEnd: "\n",
+		Param: true, ParamOpen: glmKey, ParamMid: glmKeyEnd + "\n" + glmValue, ValueEnd: glmValueEnd, AfterValue: "\n",
+		CallEnd: "</tool_call>",
+		Tags:    []string{glmKey, glmKeyEnd, glmValue, "<tool_call>", "</tool_call>", "</think>"},
+	},
 	callsOpen:  "<tool_call>",
 	callsClose: []string{"</tool_call>"},
 	writeCalls: writeGLM45Calls,

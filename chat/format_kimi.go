@@ -17,6 +17,11 @@ var FormatKimiK2 = &Format{
 	markers:    []string{"<|im_middle|>", "<|tool_calls_section_begin|>"},
 	StopTokens: []string{"<|im_end|>"},
 	newParser:  kimiMarkup.parser,
+	Calls: &CallSyntax{
+		Open: "<|tool_calls_section_begin|><|tool_call_begin|>functions.", Again: "<|tool_call_begin|>functions.",
+		Index: true, NameEnd: kimiArgs, CallEnd: "<|tool_call_end|>", Close: "<|tool_calls_section_end|>",
+		Tags: []string{"<|tool_calls_section_begin|>", "<|tool_call_begin|>", kimiArgs, "<|tool_call_end|>", "<|tool_calls_section_end|>"},
+	},
 	callsOpen:  "<|tool_calls_section_begin|>",
 	callsClose: []string{"<|tool_calls_section_end|>"},
 	writeCalls: writeKimiCalls,

@@ -7,14 +7,19 @@ import "strings"
 // (<function=NAME><parameter=P>…) or Qwen3's JSON ({"name", "arguments"}).
 // The parser is parser.go and toolcall.go.
 var FormatQwen = &Format{
-	Name:        "qwen",
-	markers:     []string{"<|im_start|>"},
-	StopTokens:  []string{"<|im_end|>", "<|endoftext|>"},
-	ForcedCalls: true,
-	newParser:   newQwenParser,
-	callsOpen:   "<tool_call>",
-	callsClose:  []string{"</tool_call>"},
-	writeCalls:  writeQwenCalls,
+	Name:       "qwen",
+	markers:    []string{"<|im_start|>"},
+	StopTokens: []string{"<|im_end|>", "<|endoftext|>"},
+	Calls: &CallSyntax{
+		Lead: "\n\n", Open: "<tool_call>\n<function=", Again: "\n<tool_call>\n<function=", NameEnd: ">\n",
+		Param: true, ParamOpen: "<parameter=", ParamMid: ">\n", ValueEnd: "</parameter>", AfterValue: "\n",
+		CallEnd: "</function>\n</tool_call>",
+		Tags:    []string{"<parameter=", "</function>", "</tool_call>", "<tool_call>", "<function=", "</think>"},
+	},
+	newParser:  newQwenParser,
+	callsOpen:  "<tool_call>",
+	callsClose: []string{"</tool_call>"},
+	writeCalls: writeQwenCalls,
 }
 
 // writeQwenCalls writes Qwen3.5's XML calls as its template does.
