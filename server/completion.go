@@ -213,7 +213,7 @@ func (s *Server) forcedCall(j *job) *callGrammar {
 	}
 	multi := j.req.ParallelToolCalls == nil || *j.req.ParallelToolCalls
 	texts := s.tokenTexts() // fills s.special too
-	first := 0 // Kimi-K2 numbers the calls of the conversation
+	first := 0              // Kimi-K2 numbers the calls of the conversation
 	for _, m := range j.req.Messages {
 		first += len(m.ToolCalls)
 	}

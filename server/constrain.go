@@ -61,6 +61,11 @@ type callGrammar struct {
 	multi   bool
 	first   int // the conversation's calls before this reply (Kimi-K2's INDEX)
 	maxTail int
+	// tokTags are the tags that are tokens of the vocabulary: a structural
+	// piece is written with them, never split across tokens (the
+	// tokenizer's own spelling; a split multi-byte tag may not be
+	// completable at all, its bytes being no token's text).
+	tokTags []string
 	// st is the state after the first n bytes of the generated text.
 	st gstate
 	n  int
@@ -173,6 +178,17 @@ func jsonKey(p string) string {
 
 // mask is a convo.Options.Logits function.
 func (g *callGrammar) mask(gen string, logits []float32) {
+	if g.lt == nil {
+		g.lt = make([]bool, len(g.texts))
+		g.plain = make([]bool, len(g.texts))
+		for id, t := range g.texts {
+			g.lt[id] = strings.IndexByte(t, '<') >= 0
+			g.plain[id] = !g.lt[id] && !strings.ContainsFunc(t, func(r rune) bool { return r == '"' || r == '\\' || r < 0x20 })
+			if (slices.Contains(g.sx.Tags, t) || t == g.sx.ValueEnd) && !slices.Contains(g.tokTags, t) {
+				g.tokTags = append(g.tokTags, t)
+			}
+		}
+	}
 	st := g.state(gen)
 	if st.ph == phBad {
 		return // cannot happen while every token is masked; let it be
@@ -190,14 +206,6 @@ func (g *callGrammar) mask(gen string, logits []float32) {
 			if strings.HasPrefix(alt, st.lit) {
 				rest = append(rest, alt[len(st.lit):])
 			}
-		}
-	}
-	if g.lt == nil {
-		g.lt = make([]bool, len(g.texts))
-		g.plain = make([]bool, len(g.texts))
-		for id, t := range g.texts {
-			g.lt[id] = strings.IndexByte(t, '<') >= 0
-			g.plain[id] = !g.lt[id] && !strings.ContainsFunc(t, func(r rune) bool { return r == '"' || r == '\\' || r < 0x20 })
 		}
 	}
 	for id := range logits {
@@ -227,7 +235,7 @@ func (g *callGrammar) allowed(st gstate, id int, free, plain bool, rest []string
 		trial := false
 		for _, r := range rest {
 			if len(text) < len(r) && strings.HasPrefix(r, text) {
-				return true // inside the piece
+				return !g.splitsTag(st, st.lit+text) // inside the piece
 			}
 			trial = trial || strings.HasPrefix(text, r)
 		}
@@ -235,7 +243,39 @@ func (g *callGrammar) allowed(st gstate, id int, free, plain bool, rest []string
 			return false // leaves every alternative
 		}
 	}
-	return g.feed(&st, text)
+	return g.feed(&st, text) && (st.ph != phLit || !g.splitsTag(st, st.lit))
+}
+
+// splitsTag reports whether lit, the start of st's structural piece, ends
+// inside a tag that is a token in every alternative it begins.
+func (g *callGrammar) splitsTag(st gstate, lit string) bool {
+	if len(g.tokTags) == 0 || lit == "" {
+		return false
+	}
+	st.lit = lit
+	for _, alt := range g.expect(&st) {
+		if strings.HasPrefix(alt, lit) && !cutsTag(alt, len(lit), g.tokTags) {
+			return false
+		}
+	}
+	return true
+}
+
+// cutsTag reports whether position n of s falls strictly inside one of tags.
+func cutsTag(s string, n int, tags []string) bool {
+	for _, tag := range tags {
+		for i := 0; ; {
+			k := strings.Index(s[i:], tag)
+			if k < 0 {
+				break
+			}
+			if start := i + k; start < n && n < start+len(tag) {
+				return true
+			}
+			i += k + 1
+		}
+	}
+	return false
 }
 
 // state is the grammar's state after gen, which only grows between calls.
@@ -316,7 +356,7 @@ func (g *callGrammar) step(st *gstate, c byte) {
 
 // stepLit matches c against the current piece's alternatives.
 func (g *callGrammar) stepLit(st *gstate, c byte) {
-	lit := st.lit + string(c)
+	lit := st.lit + string([]byte{c}) // a byte, not the rune c
 	done, ok := "", false
 	for _, alt := range g.expect(st) {
 		if strings.HasPrefix(alt, lit) {
@@ -475,7 +515,7 @@ func (g *callGrammar) stepValue(st *gstate, c byte) {
 }
 
 func keepTail(tail string, c byte, n int) string {
-	tail += string(c)
+	tail += string([]byte{c})
 	if len(tail) > n {
 		tail = tail[len(tail)-n:]
 	}

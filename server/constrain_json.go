@@ -13,29 +13,33 @@ type jsonState struct {
 	hex   uint8  // \u digits still to come
 	space uint8  // spaces in a row
 	word  string // the rest of true, false or null
+	// digits in the number's current part. Bounding them keeps every
+	// number a float64 (at most 16 digits before and after the point, 2
+	// in the exponent: under 1e116), which clients decode.
+	digits uint8
 }
 
 type jsState uint8
 
 const (
-	jsValue   jsState = iota // a value starts (after spaces)
-	jsArray                  // after "[": a value or "]"
-	jsObject                 // after "{": a key or "}"
-	jsKey                    // after "," in an object: a key
-	jsColon                  // after a key
-	jsAfter                  // after a value in an array or object
-	jsString                 // inside a string
-	jsEscape                 // after "\"
-	jsHex                    // in \uXXXX
-	jsWord                   // in true, false or null
-	jsMinus                  // "-"
-	jsZero                   // "0" or "-0": a number that may end
-	jsInt                    // integer digits: may end
-	jsDot                    // "."
-	jsFrac                   // fraction digits: may end
-	jsE                      // "e"
-	jsESign                  // "e" and its sign
-	jsExp                    // exponent digits: may end
+	jsValue  jsState = iota // a value starts (after spaces)
+	jsArray                 // after "[": a value or "]"
+	jsObject                // after "{": a key or "}"
+	jsKey                   // after "," in an object: a key
+	jsColon                 // after a key
+	jsAfter                 // after a value in an array or object
+	jsString                // inside a string
+	jsEscape                // after "\"
+	jsHex                   // in \uXXXX
+	jsWord                  // in true, false or null
+	jsMinus                 // "-"
+	jsZero                  // "0" or "-0": a number that may end
+	jsInt                   // integer digits: may end
+	jsDot                   // "."
+	jsFrac                  // fraction digits: may end
+	jsE                     // "e"
+	jsESign                 // "e" and its sign
+	jsExp                   // exponent digits: may end
 )
 
 // stepJSON takes c in a JSON value; it reports false when c is not the
@@ -162,9 +166,9 @@ func (g *callGrammar) startValue(st *gstate, c byte) bool {
 	case c == '-':
 		j.st = jsMinus
 	case c == '0':
-		j.st = jsZero
+		j.st, j.digits = jsZero, 1
 	case c >= '1' && c <= '9':
-		j.st = jsInt
+		j.st, j.digits = jsInt, 1
 	default:
 		st.ph = phBad
 	}
@@ -212,6 +216,18 @@ func (g *callGrammar) stepNumber(st *gstate, c byte) bool {
 	}
 	switch {
 	case next != 255:
+		switch {
+		case !digit:
+			j.digits = 0
+		case next == j.st:
+			j.digits++
+		default:
+			j.digits = 1
+		}
+		if j.digits > 16 || next == jsExp && j.digits > 2 {
+			st.ph = phBad
+			return true
+		}
 		j.st = next
 		return true
 	case j.st == jsZero || j.st == jsInt || j.st == jsFrac || j.st == jsExp:
