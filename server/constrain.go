@@ -40,8 +40,9 @@ func (s *Server) tokenTexts() []string {
 // parameters, at most once, and the required ones all come before the
 // call's end. Reasoning and markup values are free text, except that they
 // may not hold a tag that would end them early (the format's tags) or an
-// end-of-turn; JSON values are any JSON (nesting at most maxDepth), whose
-// strings may not hold a tag either. A single call is allowed for a named
+// end-of-turn; JSON values are any JSON (nesting at most maxDepth) of
+// the type the parameter's schema gives, whose strings may not hold a tag
+// either. (Markup values are typed by the parser, from the same schema.) A single call is allowed for a named
 // function or parallel_tool_calls false. INDEX (Kimi-K2) counts the calls
 // of the conversation.
 //
@@ -57,6 +58,7 @@ type callGrammar struct {
 	names   []string
 	params  map[string][]string // function → parameter names
 	keys    map[string][]string // function → parameter names as JSON strings
+	types   map[string][]string // function → each parameter's JSON schema type, or ""
 	need    map[string]uint64   // function → bitmask of required parameters
 	multi   bool
 	first   int // the conversation's calls before this reply (Kimi-K2's INDEX)
@@ -66,9 +68,10 @@ type callGrammar struct {
 	// tokenizer's own spelling; a split multi-byte tag may not be
 	// completable at all, its bytes being no token's text).
 	tokTags []string
-	// st is the state after the first n bytes of the generated text.
-	st gstate
-	n  int
+	// st is the state after the first n bytes of the generated text;
+	// st0 before any.
+	st, st0 gstate
+	n       int
 }
 
 type phase uint8
@@ -121,7 +124,7 @@ const (
 )
 
 func newCallGrammar(sx *chat.CallSyntax, texts []string, special []bool, stops []int, tools []chat.Tool, tc toolChoice, multi, inReasoning bool, first int) *callGrammar {
-	g := &callGrammar{sx: sx, texts: texts, special: special, params: map[string][]string{}, keys: map[string][]string{},
+	g := &callGrammar{sx: sx, texts: texts, special: special, params: map[string][]string{}, keys: map[string][]string{}, types: map[string][]string{},
 		need: map[string]uint64{}, multi: multi && tc.mode == "required", first: first}
 	for _, tag := range append(slices.Clone(sx.Tags), sx.ValueEnd, "</think>") {
 		g.maxTail = max(g.maxTail, len(tag))
@@ -153,7 +156,13 @@ func newCallGrammar(sx *chat.CallSyntax, texts []string, special []bool, stops [
 		}
 		g.params[name] = ps
 		for _, p := range ps {
+			var prop struct {
+				Type any `json:"type"`
+			}
+			json.Unmarshal(schema.Properties[p], &prop)
+			typ, _ := prop.Type.(string) // a list of types is not held to
 			g.keys[name] = append(g.keys[name], jsonKey(p))
+			g.types[name] = append(g.types[name], typ)
 		}
 		for _, r := range schema.Required {
 			if i := slices.Index(ps, r); i >= 0 {
@@ -164,6 +173,7 @@ func newCallGrammar(sx *chat.CallSyntax, texts []string, special []bool, stops [
 	if !inReasoning {
 		g.st.ph = phGap
 	}
+	g.st0 = g.st
 	return g
 }
 
@@ -281,7 +291,7 @@ func cutsTag(s string, n int, tags []string) bool {
 // state is the grammar's state after gen, which only grows between calls.
 func (g *callGrammar) state(gen string) gstate {
 	if len(gen) < g.n {
-		g.st, g.n = gstate{}, 0 // not expected; start over
+		g.st, g.n = g.st0, 0 // not expected; start over
 	}
 	g.feed(&g.st, gen[g.n:])
 	g.n = len(gen)
@@ -409,12 +419,13 @@ func (g *callGrammar) stepLit(st *gstate, c byte) {
 			g.callDone(st)
 			return
 		}
+		st.opened, st.ph, st.json = true, phJSON, jsonState{}
 		for i, k := range g.keys[st.fn] {
 			if strings.HasSuffix(done, k+": ") {
 				st.used |= 1 << i
+				st.json.want = g.types[st.fn][i]
 			}
 		}
-		st.opened, st.ph, st.json = true, phJSON, jsonState{}
 	}
 }
 

@@ -17,6 +17,9 @@ type jsonState struct {
 	// number a float64 (at most 16 digits before and after the point, 2
 	// in the exponent: under 1e116), which clients decode.
 	digits uint8
+	// want is the JSON schema type of the argument ("" for any), which
+	// its first byte decides (and, for "integer", no fraction or exponent).
+	want string
 }
 
 type jsState uint8
@@ -146,6 +149,10 @@ func (g *callGrammar) stepJSON(st *gstate, c byte) bool {
 // startValue takes the first byte of a value.
 func (g *callGrammar) startValue(st *gstate, c byte) bool {
 	j := &st.json
+	if j.depth == 0 && j.want != "" && !strings.ContainsRune(typeStarts[j.want], rune(c)) {
+		st.ph = phBad
+		return true
+	}
 	switch {
 	case c == '{' || c == '[':
 		if j.depth >= maxDepth {
@@ -174,6 +181,10 @@ func (g *callGrammar) startValue(st *gstate, c byte) bool {
 	}
 	return true
 }
+
+// typeStarts are the first bytes of a value of each JSON schema type.
+var typeStarts = map[string]string{"string": `"`, "number": "-0123456789", "integer": "-0123456789",
+	"boolean": "tf", "null": "n", "array": "[", "object": "{"}
 
 // stepNumber takes c in a number; a byte that cannot continue a number
 // that may end there ends it, and is left to what follows.
@@ -213,6 +224,9 @@ func (g *callGrammar) stepNumber(st *gstate, c byte) bool {
 		if digit {
 			next = jsExp
 		}
+	}
+	if (next == jsDot || next == jsE) && j.depth == 0 && j.want == "integer" {
+		next = 255
 	}
 	switch {
 	case next != 255:
