@@ -219,13 +219,16 @@ func (g *callGrammar) mask(gen string, logits []float32) {
 		}
 	}
 	for id := range logits {
-		if !g.allowed(st, id, free, plain, rest) {
+		if !g.allowed(&st, id, free, plain, rest) {
 			logits[id] = -1e30
 		}
 	}
 }
 
-func (g *callGrammar) allowed(st gstate, id int, free, plain bool, rest []string) bool {
+// allowed reports whether token id may follow *st, which it leaves as it
+// is (a trial runs on a copy: copying the state for every token of the
+// vocabulary would cost more than the test).
+func (g *callGrammar) allowed(st *gstate, id int, free, plain bool, rest []string) bool {
 	if id >= len(g.texts) {
 		return false
 	}
@@ -245,7 +248,7 @@ func (g *callGrammar) allowed(st gstate, id int, free, plain bool, rest []string
 		trial := false
 		for _, r := range rest {
 			if len(text) < len(r) && strings.HasPrefix(r, text) {
-				return !g.splitsTag(st, st.lit+text) // inside the piece
+				return !g.splitsTag(*st, st.lit+text) // inside the piece
 			}
 			trial = trial || strings.HasPrefix(text, r)
 		}
@@ -253,7 +256,8 @@ func (g *callGrammar) allowed(st gstate, id int, free, plain bool, rest []string
 			return false // leaves every alternative
 		}
 	}
-	return g.feed(&st, text) && (st.ph != phLit || !g.splitsTag(st, st.lit))
+	trial := *st
+	return g.feed(&trial, text) && (trial.ph != phLit || !g.splitsTag(trial, trial.lit))
 }
 
 // splitsTag reports whether lit, the start of st's structural piece, ends

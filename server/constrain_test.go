@@ -215,9 +215,16 @@ func BenchmarkCallGrammarMask(b *testing.B) {
 	var tl []chat.Tool
 	bt, _ := json.Marshal(tools)
 	json.Unmarshal(bt, &tl)
-	for _, gen := range []string{"<tool_call>\n<function=get_w", "<tool_call>\n<function=get_weather>\n<parameter=city>\nPar"} {
-		b.Run(fmt.Sprintf("%.30q", gen[len(gen)-8:]), func(b *testing.B) {
-			g := newCallGrammar(chat.FormatQwen.Calls, texts, special, engine.StopIDs(), tl, toolChoice{mode: "required"}, true, false, 0)
+	for _, c := range []struct {
+		f   *chat.Format
+		gen string
+	}{
+		{chat.FormatQwen, "<tool_call>\n<function=get_w"}, {chat.FormatQwen, "<tool_call>\n<function=get_weather>\n<parameter=city>\nPar"},
+		{chat.FormatDeepSeek, "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{\"city\": \"Par"},
+	} {
+		gen := c.gen
+		b.Run(fmt.Sprintf("%s/%.30q", c.f.Name, gen[len(gen)-8:]), func(b *testing.B) {
+			g := newCallGrammar(c.f.Calls, texts, special, engine.StopIDs(), tl, toolChoice{mode: "required"}, true, false, 0)
 			logits := make([]float32, len(texts))
 			for b.Loop() {
 				g.mask(gen, logits)
