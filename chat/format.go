@@ -29,10 +29,18 @@ type Format struct {
 	// StopTokens end an assistant turn: added tokens of the family's
 	// tokenizer, besides the config's eos_token_id.
 	StopTokens []string
-	// ForcedCalls: the server can hold a reply to a tool call of this markup
+	// Calls spells the format's tool calls for a grammar that forces one
 	// (tool_choice "required" or a named function).
-	ForcedCalls bool
-	newParser   func(ParserOptions) machine
+	Calls     *CallSyntax
+	newParser func(ParserOptions) machine
+	// callsOpen is the first tag of the markup of an assistant turn's calls
+	// and callsClose its possible last tags, the first found in a render
+	// counting (CallMarkup cuts the markup out of a render).
+	callsOpen  string
+	callsClose []string
+	// writeCalls writes calls in the format's markup, for templates that
+	// render none.
+	writeCalls func([]ToolCall) string
 }
 
 // formats are tried in order; FormatQwen is the fallback.

@@ -21,6 +21,25 @@ var FormatDeepSeek = &Format{
 	nullCallContent: true,
 	StopTokens:      []string{"<｜end▁of▁sentence｜>"},
 	newParser:       deepseekMarkup.parser,
+	// V3.1's markup; V3's ```json fences are not forced.
+	Calls: &CallSyntax{
+		Open: "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>", Again: "<｜tool▁call▁begin｜>", NameEnd: deepseekSep,
+		CallEnd: "<｜tool▁call▁end｜>", Close: "<｜tool▁calls▁end｜>",
+		Tags: []string{"<｜tool▁calls▁begin｜>", "<｜tool▁call▁begin｜>", deepseekSep, "<｜tool▁call▁end｜>", "<｜tool▁calls▁end｜>", "</think>"},
+	},
+	callsOpen:  "<｜tool▁calls▁begin｜>",
+	callsClose: []string{"<｜tool▁calls▁end｜>", "<｜tool▁call▁end｜>"},
+	writeCalls: writeDeepSeekCalls,
+}
+
+// writeDeepSeekCalls writes calls as DeepSeek-V3.1's template does.
+func writeDeepSeekCalls(calls []ToolCall) string {
+	var b strings.Builder
+	b.WriteString(deepseekMarkup.open)
+	for _, c := range calls {
+		b.WriteString(deepseekMarkup.callBegin + c.Function.Name + deepseekSep + compactArgs(c.Function.Arguments) + deepseekMarkup.callEnd)
+	}
+	return b.String() + deepseekMarkup.close
 }
 
 var deepseekMarkup = &markup{

@@ -21,6 +21,32 @@ var FormatGLM45 = &Format{
 	markers:    []string{"<arg_key>", "[gMASK]<sop>"},
 	StopTokens: []string{"<|user|>", "<|observation|>", "<|endoftext|>"},
 	newParser:  glm45Markup.parser,
+	Calls: &CallSyntax{
+		Lead: "\n", Open: "<tool_call>", Again: "\n<tool_call>", NameEnd: "\n",
+		Param: true, ParamOpen: glmKey, ParamMid: glmKeyEnd + "\n" + glmValue, ValueEnd: glmValueEnd, AfterValue: "\n",
+		CallEnd: "</tool_call>",
+		Tags:    []string{glmKey, glmKeyEnd, glmValue, "<tool_call>", "</tool_call>", "</think>"},
+	},
+	callsOpen:  "<tool_call>",
+	callsClose: []string{"</tool_call>"},
+	writeCalls: writeGLM45Calls,
+}
+
+// writeGLM45Calls writes calls as GLM-4.5's template does.
+func writeGLM45Calls(calls []ToolCall) string {
+	var b strings.Builder
+	for i, c := range calls {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString("<tool_call>" + c.Function.Name + "\n")
+		keys, values := orderedArgs(c.Function.Arguments)
+		for k, key := range keys {
+			b.WriteString(glmKey + key + glmKeyEnd + "\n" + glmValue + values[k] + glmValueEnd + "\n")
+		}
+		b.WriteString("</tool_call>")
+	}
+	return b.String()
 }
 
 var glm45Markup = &markup{

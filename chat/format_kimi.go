@@ -17,6 +17,29 @@ var FormatKimiK2 = &Format{
 	markers:    []string{"<|im_middle|>", "<|tool_calls_section_begin|>"},
 	StopTokens: []string{"<|im_end|>"},
 	newParser:  kimiMarkup.parser,
+	Calls: &CallSyntax{
+		Open: "<|tool_calls_section_begin|><|tool_call_begin|>functions.", Again: "<|tool_call_begin|>functions.",
+		Index: true, NameEnd: kimiArgs, CallEnd: "<|tool_call_end|>", Close: "<|tool_calls_section_end|>",
+		Tags: []string{"<|tool_calls_section_begin|>", "<|tool_call_begin|>", kimiArgs, "<|tool_call_end|>", "<|tool_calls_section_end|>"},
+	},
+	callsOpen:  "<|tool_calls_section_begin|>",
+	callsClose: []string{"<|tool_calls_section_end|>"},
+	writeCalls: writeKimiCalls,
+}
+
+// writeKimiCalls writes calls as Kimi-K2's later templates do, each under
+// its ID: the model's own functions.NAME:IDX, or one made from its place.
+func writeKimiCalls(calls []ToolCall) string {
+	var b strings.Builder
+	b.WriteString(kimiMarkup.open)
+	for i, c := range calls {
+		id := c.ID
+		if p, err := parseKimiCall(id+kimiArgs, nil); err != nil || p.name != c.Function.Name {
+			id = fmt.Sprintf("functions.%s:%d", c.Function.Name, i)
+		}
+		b.WriteString(kimiMarkup.callBegin + id + kimiArgs + compactArgs(c.Function.Arguments) + kimiMarkup.callEnd)
+	}
+	return b.String() + kimiMarkup.close
 }
 
 var kimiMarkup = &markup{

@@ -104,7 +104,7 @@ func (s *Server) prepare(body []byte) (*job, int, error) {
 		return nil, http.StatusBadRequest, fmt.Errorf("the chat template rejected the conversation: %v", err)
 	}
 	j.popts = chat.ParserOptions{Tools: req.Tools, StartInReasoning: chat.PromptEndsInReasoning(j.prompt), Format: s.e.Template.Format()}
-	if f := j.popts.Format; (j.choice.mode == "required" || j.choice.mode == "function") && !f.ForcedCalls {
+	if f := j.popts.Format; (j.choice.mode == "required" || j.choice.mode == "function") && f.Calls == nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("tool_choice %q: this model's tool-call markup (%s) cannot be forced; use \"auto\"", j.choice.mode, f.Name)
 	}
 	switch {
@@ -137,7 +137,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
 	out := &responder{
 		w: w, rc: http.NewResponseController(w), stall: s.opts.Timeouts.Write,
 		stream: j.req.Stream, id: newID(), created: time.Now().Unix(), name: s.opts.Name, fp: s.fp,
-		parser: chat.NewParser(j.popts), filter: stopFilter{stops: j.stops}, none: j.choice.mode == "none",
+		parser: chat.NewParser(j.popts), filter: stopFilter{stops: j.stops}, none: j.choice.mode == "none", tpl: s.e.Template,
 	}
 	if feed, reused := s.e.Plan(j.prompt); reused+len(feed) >= s.e.MaxContext() {
 		out.fail(http.StatusBadRequest, "context_length_exceeded", fmt.Errorf("%w: %d tokens, context %d",
@@ -213,7 +213,11 @@ func (s *Server) forcedCall(j *job) *callGrammar {
 	}
 	multi := j.req.ParallelToolCalls == nil || *j.req.ParallelToolCalls
 	texts := s.tokenTexts() // fills s.special too
-	return newCallGrammar(texts, s.special, s.e.StopIDs(), j.req.Tools, j.choice, multi, j.popts.StartInReasoning)
+	first := 0              // Kimi-K2 numbers the calls of the conversation
+	for _, m := range j.req.Messages {
+		first += len(m.ToolCalls)
+	}
+	return newCallGrammar(j.popts.Format.Calls, texts, s.special, s.e.StopIDs(), j.req.Tools, j.choice, multi, j.popts.StartInReasoning, first)
 }
 
 func newID() string {

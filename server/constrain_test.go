@@ -68,7 +68,7 @@ func TestCallGrammarLanguage(t *testing.T) {
 		{toolChoice{mode: "function", name: "bash"}, true, false, call("bash", "<parameter=command>\nls\n</parameter>\n"), true, true},
 		{toolChoice{mode: "function", name: "bash"}, true, false, call("bash", "<parameter=command>\nls\n</parameter>\n") + "\n", false, false},
 	} {
-		g := newCallGrammar(nil, nil, nil, grammarTools(t), c.choice, c.multi, c.reas)
+		g := newCallGrammar(chat.FormatQwen.Calls, nil, nil, nil, grammarTools(t), c.choice, c.multi, c.reas, 0)
 		st := g.state(c.text)
 		if ok := st.ph != phBad; ok != c.ok || ok && (st.ph == phEnd) != c.end {
 			t.Errorf("%+v multi %v reasoning %v: %q: ok %v, at end %v; want %v, %v", c.choice, c.multi, c.reas, c.text, ok, st.ph == phEnd, c.ok, c.end)
@@ -82,7 +82,7 @@ func TestCallGrammarLanguage(t *testing.T) {
 func TestCallGrammarMask(t *testing.T) {
 	s := New(engine, Options{})
 	texts := s.tokenTexts()
-	g := newCallGrammar(texts, s.special, engine.StopIDs(), grammarTools(t), toolChoice{mode: "required"}, true, false)
+	g := newCallGrammar(chat.FormatQwen.Calls, texts, s.special, engine.StopIDs(), grammarTools(t), toolChoice{mode: "required"}, true, false, 0)
 	for _, gen := range []string{"", "<tool_call>\n<function=", "<tool_call>\n<function=get_weather>\n",
 		"<tool_call>\n<function=get_weather>\n<parameter=city>\nPar", "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</par",
 		"<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>"} {
@@ -215,9 +215,16 @@ func BenchmarkCallGrammarMask(b *testing.B) {
 	var tl []chat.Tool
 	bt, _ := json.Marshal(tools)
 	json.Unmarshal(bt, &tl)
-	for _, gen := range []string{"<tool_call>\n<function=get_w", "<tool_call>\n<function=get_weather>\n<parameter=city>\nPar"} {
-		b.Run(fmt.Sprintf("%.30q", gen[len(gen)-8:]), func(b *testing.B) {
-			g := newCallGrammar(texts, special, engine.StopIDs(), tl, toolChoice{mode: "required"}, true, false)
+	for _, c := range []struct {
+		f   *chat.Format
+		gen string
+	}{
+		{chat.FormatQwen, "<tool_call>\n<function=get_w"}, {chat.FormatQwen, "<tool_call>\n<function=get_weather>\n<parameter=city>\nPar"},
+		{chat.FormatDeepSeek, "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{\"city\": \"Par"},
+	} {
+		gen := c.gen
+		b.Run(fmt.Sprintf("%s/%.30q", c.f.Name, gen[len(gen)-8:]), func(b *testing.B) {
+			g := newCallGrammar(c.f.Calls, texts, special, engine.StopIDs(), tl, toolChoice{mode: "required"}, true, false, 0)
 			logits := make([]float32, len(texts))
 			for b.Loop() {
 				g.mask(gen, logits)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/fmoe/fmoe/chat"
@@ -27,6 +26,9 @@ type responder struct {
 	parser  *chat.Parser
 	filter  stopFilter
 	none    bool // tool_choice "none": tool calls stay text
+	// tpl writes the calls back as text when none is set, in the model's
+	// own markup.
+	tpl *chat.Template
 	// forced: tool_choice forces a call. A call cut off (by max_tokens)
 	// is dropped rather than returned as markup in the content.
 	forced  bool
@@ -67,7 +69,7 @@ func (o *responder) handle(evs []chat.Event) {
 			case chat.EventToolCallDelta:
 				continue
 			case chat.EventToolCall:
-				ev = chat.Event{Kind: chat.EventContent, Text: callMarkup(ev.Call)}
+				ev = chat.Event{Kind: chat.EventContent, Text: o.tpl.CallMarkup([]chat.ToolCall{*ev.Call})}
 			}
 		}
 		o.events = append(o.events, ev)
@@ -84,25 +86,6 @@ func (o *responder) handle(evs []chat.Event) {
 			o.chunk(&delta{ToolCalls: []chat.ToolCallDelta{*ev.Delta}}, nil, nil)
 		}
 	}
-}
-
-// callMarkup writes a parsed call back in Qwen3.5's format, for
-// tool_choice "none", where calls are not extracted.
-func callMarkup(c *chat.ToolCall) string {
-	var b strings.Builder
-	b.WriteString("<tool_call>\n<function=" + c.Function.Name + ">\n")
-	var args map[string]json.RawMessage
-	if json.Unmarshal([]byte(c.Function.Arguments), &args) == nil {
-		for k, v := range args {
-			var s string
-			if json.Unmarshal(v, &s) != nil {
-				s = string(v)
-			}
-			b.WriteString("<parameter=" + k + ">\n" + s + "\n</parameter>\n")
-		}
-	}
-	b.WriteString("</function>\n</tool_call>")
-	return b.String()
 }
 
 // finish ends the response once generation has ended.
