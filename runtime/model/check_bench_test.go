@@ -154,8 +154,9 @@ func BenchmarkExpertReadCheck(b *testing.B) {
 // experts of one layer are read, bound and computed on the model's backend (one token's gate,
 // up, SwiGLU and down), every read a first read (the layer's verified set is cleared, as in a
 // cold process). "before" checksums each block before its bind (Options.VerifyBeforeCompute),
-// "beside" while it is computed, awaiting the checks at the end of the layer as a step does,
-// and "none" checks nothing: the floor. The CPU backend computes on half the cores
+// "beside" while it is computed, awaiting the checks every four layers (a decode step of
+// gpu-bench.sh's four-layer pack awaits them once, after its last layer), and "none" checks
+// nothing: the floor. The CPU backend computes on half the cores
 // (FMOE_BENCH_THREADS overrides), leaving the others to the reads and checks as a GPU does.
 // Run it on a pack of real expert sizes (FMOE_BENCH_MODEL); on the tiny test pack the blocks
 // are too small for the check to show.
@@ -211,10 +212,17 @@ func BenchmarkExpertCheckOverlap(b *testing.B) {
 				for j := range r.verified[l] {
 					r.verified[l][j].Store(0)
 				}
-				err := r.streamTimed(l, rng.Perm(m.Config.NumExperts)[:k], nil, compute)
-				if _, cerr := r.awaitChecks(); cerr != nil || err != nil {
-					b.Fatal(cerr, err)
+				if err := r.streamTimed(l, rng.Perm(m.Config.NumExperts)[:k], nil, compute); err != nil {
+					b.Fatal(err)
 				}
+				if i%4 == 0 {
+					if _, err := r.awaitChecks(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			if _, err := r.awaitChecks(); err != nil {
+				b.Fatal(err)
 			}
 			b.ReportMetric(ms(b.Elapsed())/float64(b.N), "ms/layer")
 		})
