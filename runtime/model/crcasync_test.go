@@ -104,7 +104,8 @@ func TestAsyncCheckGolden(t *testing.T) {
 // refuses to go on; neither the GPU tier (keepTier) nor the host tier
 // keeps a layer-2 expert, none is marked verified, and after Reset (and in
 // a new session) the same step fails again instead of being served from a
-// tier. Undamaged layers are verified once and kept by both tiers.
+// tier. Undamaged layers are verified once and kept by both tiers, and no
+// hidden state after the damaged layer reaches a Capture.
 func TestAsyncCheckDamagedExpert(t *testing.T) {
 	for _, before := range []bool{false, true} {
 		t.Run(map[bool]string{false: "beside", true: "before"}[before], func(t *testing.T) {
@@ -155,8 +156,16 @@ func TestAsyncCheckDamagedExpert(t *testing.T) {
 					t.Errorf("%s: %d checks pending after the step returned", what, n)
 				}
 			}
+			// No hidden state computed from the damaged layer reaches the
+			// caller: Capture sees the embedding and layers 0-1 only.
+			var seen []string
+			s.Capture = func(name string, _ int, _ []float32) { seen = append(seen, name) }
 			_, err = s.ForwardAll(prompt)
 			damagedStep("first step", err)
+			if want := []string{"embed", "layer00", "layer01"}; strings.Join(seen, " ") != strings.Join(want, " ") {
+				t.Errorf("captured %v, want %v", seen, want)
+			}
+			s.Capture = nil
 			// Beside the compute the damaged experts were bound (and kept)
 			// before their check failed, then dropped; before the bind
 			// they never reach the tier.
