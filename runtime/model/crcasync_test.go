@@ -105,18 +105,32 @@ func TestAsyncCheckGolden(t *testing.T) {
 // keeps a layer-2 expert, none is marked verified, and after Reset (and in
 // a new session) the same step fails again instead of being served from a
 // tier. Undamaged layers are verified once and kept by both tiers, and no
-// hidden state after the damaged layer reaches a Capture.
+// hidden state after the damaged layer reaches a Capture. With
+// FMOE_TEST_BACKEND=cuda the same runs on the GPU's own tier ("device").
 func TestAsyncCheckDamagedExpert(t *testing.T) {
-	for _, before := range []bool{false, true} {
-		t.Run(map[bool]string{false: "beside", true: "before"}[before], func(t *testing.T) {
+	for _, v := range []struct {
+		name   string
+		before bool
+	}{{"beside", false}, {"before", true}, {"device", false}} {
+		t.Run(v.name, func(t *testing.T) {
+			before := v.before
+			var be backend.ExpertCache
+			keep := newKeepTier()
+			be = keep
+			if v.name == "device" {
+				tb, ok := testBackend(t).(backend.ExpertCache)
+				if !ok {
+					t.Skip("the test backend has no GPU tier (FMOE_TEST_BACKEND=cuda)")
+				}
+				be, keep = tb, nil
+			}
 			dir, man := damagedCopy(t)
 			set := &man.Experts[0]
 			path := filepath.Join(dir, set.Dir, set.Layers[2].File)
 			for e := range man.Config.NumExperts {
 				xorByte(t, path, int64(e)*set.Stride+int64(e)*97%set.Stride)
 			}
-			be := newKeepTier()
-			m, err := Open(dir, Options{Backend: be, HostCache: 8 * set.Stride, VerifyBeforeCompute: before})
+			m, err := Open(dir, Options{Backend: be.(backend.Backend), HostCache: 8 * set.Stride, VerifyBeforeCompute: before})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -135,9 +149,9 @@ func TestAsyncCheckDamagedExpert(t *testing.T) {
 				if n := strings.Count(err.Error(), "layer 2"); n != 1 {
 					t.Errorf("%s: layer 2 named %d times: %v", what, n, err)
 				}
-				for k := range be.held {
-					if k[0] == 2 {
-						t.Errorf("%s: the GPU tier kept damaged expert %v", what, k)
+				for id := range man.Config.NumExperts {
+					if tierHolds(t, be, 2, id) {
+						t.Errorf("%s: the GPU tier kept damaged expert %d", what, id)
 					}
 				}
 				m.experts.tier.mu.Lock()
@@ -170,23 +184,28 @@ func TestAsyncCheckDamagedExpert(t *testing.T) {
 			// before their check failed, then dropped; before the bind
 			// they never reach the tier.
 			switch {
-			case !before && (be.binds[2] == 0 || len(be.drops) != be.binds[2]):
-				t.Errorf("beside: %d layer-2 binds, %d drops (%v), want as many, not 0", be.binds[2], len(be.drops), be.drops)
-			case before && (be.binds[2] != 0 || len(be.drops) != 0):
-				t.Errorf("before: %d layer-2 binds and %d drops, want none", be.binds[2], len(be.drops))
+			case keep == nil:
+			case !before && (keep.binds[2] == 0 || len(keep.drops) != keep.binds[2]):
+				t.Errorf("beside: %d layer-2 binds, %d drops (%v), want as many, not 0", keep.binds[2], len(keep.drops), keep.drops)
+			case before && (keep.binds[2] != 0 || len(keep.drops) != 0):
+				t.Errorf("before: %d layer-2 binds and %d drops, want none", keep.binds[2], len(keep.drops))
 			}
-			for _, k := range be.drops {
-				if k[0] != 2 {
-					t.Errorf("an undamaged expert %v was dropped", k)
+			if keep != nil {
+				for _, k := range keep.drops {
+					if k[0] != 2 {
+						t.Errorf("an undamaged expert %v was dropped", k)
+					}
 				}
 			}
 			if _, err := s.Forward([]int{4}); err == nil || !strings.Contains(err.Error(), "needs Reset or Restore") {
 				t.Fatalf("the session went on after a damaged expert: %v", err)
 			}
 			var held0, verified0 int
-			for k := range be.held {
-				if k[0] < 2 {
-					held0++
+			for l := range 2 {
+				for id := range man.Config.NumExperts {
+					if tierHolds(t, be, l, id) {
+						held0++
+					}
 				}
 			}
 			for l := range 2 {
@@ -211,4 +230,17 @@ func TestAsyncCheckDamagedExpert(t *testing.T) {
 			damagedStep("a new session", err)
 		})
 	}
+}
+
+// tierHolds reports whether GPU tier c holds expert (l, id), releasing
+// what a hit bound.
+func tierHolds(t *testing.T, c backend.ExpertCache, l, id int) bool {
+	t.Helper()
+	ts, ok := c.CachedExpert(l, id)
+	for _, x := range ts {
+		if err := c.(backend.Backend).Release(x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ok
 }
