@@ -10,7 +10,11 @@
 #      per layer on this card ((free memory - 5.5 GB of resident weights - 2 GiB) / 60 per layer),
 #      with that and the host tier scaled the same way ((memory available - 8 GiB) / 60 per layer,
 #      pinned), with no tier, and with every expert resident (BENCH_TIERS picks among scaled,
-#      tiered, off, resident, resident-unbatched, scaled-1pread). Every expert file is in the page
+#      tiered, off, resident, resident-unbatched, scaled-1pread, scaled-sync; on request also
+#      scaled-eager, resident-eager, scaled-verified and any TIER-sync). scaled-sync checksums each
+#      first read before its bind (the order before issue 12's change), scaled beside its compute:
+#      BENCH_TIERS=scaled,scaled-sync,scaled-verified measures what the change saves and what is
+#      left of the check (scaled-verified: every expert checked before decoding). Every expert file is in the page
 #      cache (at 60 layers the GPU and host tiers together hold all 512 experts of a layer, so after
 #      warm-up nothing comes from the disk);
 #  (c) tok/s extrapolated to 60 layers (60 x measured ms/layer + lm_head), beside the per-token

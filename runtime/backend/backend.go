@@ -242,6 +242,10 @@ type ExpertCache interface {
 	// keeps them when the budget has room after evicting experts not in
 	// use; otherwise they are bound uncached. Release each tensor.
 	BindExpert(layer, id int, ws []Weight) ([]Tensor, error)
+	// DropExpert forgets expert (layer, id) if the cache holds it: its
+	// bytes failed a checksum that finished after BindExpert kept them.
+	// Tensors already bound over it stay valid until released.
+	DropExpert(layer, id int) error
 }
 
 // MatVecBatcher is implemented by backends that run several one-token

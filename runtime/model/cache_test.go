@@ -136,6 +136,7 @@ func (f *fakeTier) DeviceMemory() (int64, int64, error) { return f.free, f.total
 func (f *fakeTier) CachedExpert(int, int) ([]backend.Tensor, bool) {
 	return nil, false
 }
+func (f *fakeTier) DropExpert(int, int) error { return nil }
 func (f *fakeTier) BindExpert(_, _ int, ws []backend.Weight) ([]backend.Tensor, error) {
 	out := make([]backend.Tensor, len(ws))
 	for i, w := range ws {

@@ -1,15 +1,18 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/fmoe/fmoe/format"
 	"github.com/fmoe/fmoe/internal/mmap"
 	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/cpu"
 )
 
 // The cost of the run path's integrity checks (docs/benchmarks.md, "Checksums on the run
@@ -139,6 +142,87 @@ func BenchmarkExpertReadCheck(b *testing.B) {
 					b.Fatal(err)
 				}
 				i++
+			}
+			b.ReportMetric(ms(b.Elapsed())/float64(b.N), "ms/layer")
+		})
+		m.Close()
+	}
+}
+
+// BenchmarkExpertCheckOverlap measures what checking a first read beside its compute saves
+// (docs/benchmarks.md, "A first read is checked beside its compute"): per iteration K random
+// experts of one layer are read, bound and computed on the model's backend (one token's gate,
+// up, SwiGLU and down), every read a first read (the layer's verified set is cleared, as in a
+// cold process). "before" checksums each block before its bind (Options.VerifyBeforeCompute),
+// "beside" while it is computed, awaiting the checks every four layers (a decode step of
+// gpu-bench.sh's four-layer pack awaits them once, after its last layer), and "none" checks
+// nothing: the floor. The CPU backend computes on half the cores
+// (FMOE_BENCH_THREADS overrides), leaving the others to the reads and checks as a GPU does.
+// Run it on a pack of real expert sizes (FMOE_BENCH_MODEL); on the tiny test pack the blocks
+// are too small for the check to show.
+func BenchmarkExpertCheckOverlap(b *testing.B) {
+	dir := benchModelDir(b)
+	threads := envInt("FMOE_BENCH_THREADS", max(1, runtime.NumCPU()/2))
+	for _, mode := range []string{"none", "before", "beside"} {
+		cb := cpu.New(cpu.Options{Threads: threads})
+		defer cb.Close()
+		m, err := Open(dir, Options{Backend: cb, VerifyBeforeCompute: mode == "before"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if mode == "none" {
+			m.experts.check = checkOff
+		}
+		b.Run(mode, func(b *testing.B) {
+			r, be := m.experts, m.be
+			H, I, k := m.Config.HiddenSize, m.Config.MoeIntermediateSize, m.K
+			var bufs [4]backend.Buffer // x, gate, up, out
+			for i, n := range []int{H, I, I, H} {
+				if bufs[i], err = be.Alloc(n); err != nil {
+					b.Fatal(err)
+				}
+				defer be.Free(bufs[i])
+			}
+			x := make([]float32, H)
+			for i := range x {
+				x[i] = float32(i%7) / 7
+			}
+			if err := be.Write(bufs[0], x); err != nil {
+				b.Fatal(err)
+			}
+			compute := func(_ int, w *[3]backend.Weight) error {
+				var ts [3]backend.Tensor
+				for i := range w {
+					var err error
+					if ts[i], err = be.Bind(w[i]); err != nil {
+						return err
+					}
+				}
+				return errors.Join(be.MatMul(bufs[1], ts[0], bufs[0], 1), be.MatMul(bufs[2], ts[1], bufs[0], 1),
+					be.SwiGLU(bufs[1], bufs[1], bufs[2]), be.MatMul(bufs[3], ts[2], bufs[1], 1),
+					be.Release(ts[0]), be.Release(ts[1]), be.Release(ts[2]))
+			}
+			rng := rand.New(rand.NewPCG(5, 1))
+			layers := len(r.files)
+			b.SetBytes(int64(k) * r.set.Stride)
+			i := 0
+			for b.Loop() {
+				l := i % layers
+				i++
+				for j := range r.verified[l] {
+					r.verified[l][j].Store(0)
+				}
+				if err := r.streamTimed(l, rng.Perm(m.Config.NumExperts)[:k], nil, compute); err != nil {
+					b.Fatal(err)
+				}
+				if i%4 == 0 {
+					if _, err := r.awaitChecks(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			if _, err := r.awaitChecks(); err != nil {
+				b.Fatal(err)
 			}
 			b.ReportMetric(ms(b.Elapsed())/float64(b.N), "ms/layer")
 		})

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -28,9 +29,9 @@ func TestCRC32CCombine(t *testing.T) {
 	}
 }
 
-// TestReadSplitCRC: the split read's combined checksum is the block's,
-// for a block that splits into whole and short parts and one too small
-// to split.
+// TestReadSplitCRC: the split read's bytes are the file's and its combined
+// checksum the block's, for a block that splits into whole and short parts
+// and one too small to split; without hashing it returns no sum.
 func TestReadSplitCRC(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	data := make([]byte, 3<<20)
@@ -48,12 +49,23 @@ func TestReadSplitCRC(t *testing.T) {
 	defer f.Close()
 	for _, c := range []struct{ off, n int }{{0, 7077888 / 4}, {12345, 1<<20 + 3}, {100, 60_000}} {
 		buf := make([]byte, c.n)
-		var crc uint32
-		if err := readSplit(f, buf, int64(c.off), &crc); err != nil {
+		sum, err := readSplit(f, buf, int64(c.off), true)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if want := format.CRC32C(data[c.off : c.off+c.n]); crc != want {
-			t.Fatalf("%d bytes at %d: split read's checksum %08x, want %08x", c.n, c.off, crc, want)
+		if !bytes.Equal(buf, data[c.off:c.off+c.n]) {
+			t.Fatalf("%d bytes at %d: the split read's bytes differ", c.n, c.off)
 		}
+		if got, want := sum(), format.CRC32C(data[c.off:c.off+c.n]); got != want {
+			t.Fatalf("%d bytes at %d: split read's checksum %08x, want %08x", c.n, c.off, got, want)
+		}
+		if sum, err := readSplit(f, buf, int64(c.off), false); err != nil || sum != nil {
+			t.Fatalf("%d bytes at %d, no hash: sum %v, error %v", c.n, c.off, sum != nil, err)
+		}
+	}
+	// A read past the end fails, with no checksum (its parts that did
+	// read have finished hashing before it returns: the buffer is reused).
+	if sum, err := readSplit(f, make([]byte, 2<<20), int64(len(data)-1<<20), true); err == nil || sum != nil {
+		t.Fatalf("a read past the end: sum %v, error %v", sum != nil, err)
 	}
 }

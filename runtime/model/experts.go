@@ -45,6 +45,10 @@ type expertReader struct {
 	// check and verified: which reads are checksummed (integrity.go).
 	check    checkMode
 	verified []verifiedSet
+	// async: a read's checksum finishes beside the expert's compute;
+	// pending are those checks, until awaitChecks (integrity.go).
+	async   bool
+	pending []*pendingCheck
 }
 
 // expertOptions configure openExperts.
@@ -56,6 +60,8 @@ type expertOptions struct {
 	// lz4 reads the LZ4 copy of the set (lz4file.Dir) instead.
 	lz4   bool
 	check checkMode
+	// async checks a read beside its compute (integrity.go).
+	async bool
 	// hostTier is the host tier's budget in bytes (0: none).
 	hostTier int64
 }
@@ -63,7 +69,7 @@ type expertOptions struct {
 func openExperts(dir string, c *format.Config, set *format.ExpertSet, o expertOptions) (*expertReader, error) {
 	par := o.par
 	r := &expertReader{dir: dir, set: set, par: par, pool: make(chan []byte, 2*par), direct: o.direct,
-		check: o.check, verified: newVerified(len(set.Layers), c.NumExperts)}
+		check: o.check, async: o.async, verified: newVerified(len(set.Layers), c.NumExperts)}
 	for i, name := range format.ExpertProjections {
 		p, err := set.Projection(name)
 		if err != nil {
@@ -207,9 +213,11 @@ type expert struct {
 	tier    *hentry
 	hostHit bool
 
-	// crc is the block's CRC32C when the read computed it (hasCRC).
-	crc    uint32
-	hasCRC bool
+	// sum, when the read hashed the block, returns its CRC32C (waiting
+	// for the hashing to end); pending: its check is left to run beside
+	// the compute (async), and finish starts it.
+	sum     func() uint32
+	pending bool
 
 	// Filled only for a timed stream (Timing).
 	n               int64         // bytes read
@@ -220,13 +228,20 @@ type expert struct {
 // stream reads experts ids of layer l with r.par concurrent preads and
 // calls fn for each as it arrives (in completion order), so compute on one
 // expert overlaps the reads of the next. fn's weights are valid only during
-// the call. The first error (read or fn) stops the stream and is returned.
+// the call. The first error (read or fn) stops the stream and is returned;
+// stream awaits the checksums of its reads (a damaged block's error comes
+// after fn saw it when checks run beside the compute).
 func (r *expertReader) stream(l int, ids []int, fn func(id int, w *[3]backend.Weight) error) error {
-	return r.streamTimed(l, ids, nil, fn)
+	err := r.streamTimed(l, ids, nil, fn)
+	if _, cerr := r.awaitChecks(); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // streamTimed is stream that, when tp is not nil, adds each read's bytes,
-// latency and page-cache residency to tp.
+// latency and page-cache residency to tp, and that leaves the checksums
+// still running to the caller's awaitChecks (Model.settleChecks).
 func (r *expertReader) streamTimed(l int, ids []int, tp *PhaseTiming, fn func(id int, w *[3]backend.Weight) error) error {
 	if n := len(r.files) + len(r.lz4); l < 0 || l >= n {
 		return fmt.Errorf("model: expert layer %d of %d", l, n)
@@ -281,7 +296,7 @@ func (r *expertReader) streamTimed(l int, ids []int, tp *PhaseTiming, fn func(id
 				close(stop)
 			}
 		}
-		r.giveBack(e)
+		r.finish(e, l)
 		if first != nil {
 			break
 		}
@@ -294,7 +309,7 @@ func (r *expertReader) streamTimed(l int, ids []int, tp *PhaseTiming, fn func(id
 			close(done)
 		}()
 		for e := range done {
-			r.giveBack(e)
+			r.finish(e, l)
 		}
 		return first
 	}
@@ -324,11 +339,9 @@ func (r *expertReader) read(l, id int, buf []byte, timed bool) *expert {
 		}
 		t0 = time.Now()
 	}
-	var crc *uint32
-	if r.needsCheck(l, id) && int64(len(buf)) == stride {
-		crc, e.hasCRC = &e.crc, true
-	}
-	if err := readSplit(r.files[l], buf, int64(id)*stride, crc); err != nil {
+	check := r.needsCheck(l, id)
+	sum, err := readSplit(r.files[l], buf, int64(id)*stride, check)
+	if err != nil {
 		e.err = fmt.Errorf("model: read layer %d expert %d: %w", l, id, err)
 		if r.direct && errors.Is(err, syscall.EINVAL) {
 			e.err = fmt.Errorf("%w (direct I/O needs block-aligned reads the filesystem accepts)", e.err)
@@ -338,8 +351,14 @@ func (r *expertReader) read(l, id int, buf []byte, timed bool) *expert {
 	if timed {
 		e.dur, e.n = time.Since(t0), stride
 	}
-	if r.checkBlock(e, l); e.err != nil {
-		return e
+	e.sum = sum
+	switch {
+	case check && r.async:
+		e.pending = true
+	case check:
+		if r.verify(e, l); e.err != nil {
+			return e
+		}
 	}
 	r.describe(e, l)
 	return e
@@ -364,6 +383,24 @@ func (r *expertReader) readTier(l, id int, timed bool) *expert {
 	e := r.read(l, id, buf, timed)
 	e.tier = te
 	return e
+}
+
+// finish ends the stream's use of e. Its buffer goes back now, or, with
+// its check pending, once a goroutine of its own has checked it (while the
+// caller computes), which awaitChecks then waits for.
+func (r *expertReader) finish(e *expert, l int) {
+	if !e.pending || e.err != nil {
+		r.giveBack(e)
+		return
+	}
+	p := &pendingCheck{l: l, id: e.id, done: make(chan struct{})}
+	r.pending = append(r.pending, p)
+	go func() {
+		r.verify(e, l)
+		p.err = e.err
+		r.giveBack(e) // the host tier keeps the block only if it passed
+		close(p.done)
+	}()
 }
 
 // giveBack returns e's buffer: to the pool, or, unpinned, to the host
@@ -393,42 +430,54 @@ func (r *expertReader) describe(e *expert, l int) {
 // single core's memcpy speed (about 7 MB in 1 ms on the GPU machine), which
 // made a GPU-tier miss cost 5x its host-to-device copy; split, the copy
 // runs on several cores, and a disk sees a deeper queue.
-func readSplit(f *os.File, buf []byte, off int64, crc *uint32) error {
+//
+// With hash, each pread's goroutine goes on to checksum its own part, and
+// sum returns the block's CRC32C, combined from the parts' once they are
+// done: readSplit returns when the bytes are in, not when they are hashed,
+// so the caller can use them while the hashing runs.
+func readSplit(f *os.File, buf []byte, off int64, hash bool) (sum func() uint32, err error) {
 	const piece = 64 << 10
 	part := (len(buf)/readParts + piece - 1) &^ (piece - 1)
 	if part <= 0 || len(buf) <= piece {
-		_, err := f.ReadAt(buf, off)
-		if crc != nil && err == nil {
-			*crc = format.CRC32C(buf)
+		if _, err := f.ReadAt(buf, off); err != nil || !hash {
+			return nil, err
 		}
-		return err
+		return func() uint32 { return format.CRC32C(buf) }, nil
 	}
-	var wg sync.WaitGroup
+	var read, hashed sync.WaitGroup
 	np := (len(buf) + part - 1) / part // readParts, or one more when rounding leaves a tail
 	errs := make([]error, np)
 	crcs := make([]uint32, np)
-	for i := 0; i*part < len(buf); i++ {
+	for i := range np {
 		b := buf[i*part : min((i+1)*part, len(buf))]
-		wg.Add(1)
+		read.Add(1)
+		hashed.Add(1)
 		go func() {
-			defer wg.Done()
-			if _, errs[i] = f.ReadAt(b, off+int64(i*part)); errs[i] == nil && crc != nil {
-				crcs[i] = format.CRC32C(b) // each part's own, combined below
+			defer hashed.Done()
+			_, err := f.ReadAt(b, off+int64(i*part))
+			errs[i] = err
+			read.Done()
+			if err == nil && hash {
+				crcs[i] = format.CRC32C(b) // each part's own, combined by sum
 			}
 		}()
 	}
-	wg.Wait()
+	read.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return err
+		hashed.Wait() // parts still hashing read buf, which goes back to its pool
+		return nil, err
 	}
-	if crc != nil {
+	if !hash {
+		return nil, nil
+	}
+	return func() uint32 {
+		hashed.Wait()
 		c := crcs[0]
-		for i := 1; i*part < len(buf); i++ {
+		for i := 1; i < np; i++ {
 			c = crc32cCombine(c, crcs[i], int64(min((i+1)*part, len(buf))-i*part))
 		}
-		*crc = c
-	}
-	return nil
+		return c
+	}, nil
 }
 
 // readParts is how many preads readSplit issues for one expert (a

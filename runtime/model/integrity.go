@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -109,12 +110,19 @@ func newVerified(layers, experts int) []verifiedSet {
 // checkBlock checks expert e's block, just read for layer l, against the manifest, unless the
 // mode says it need not.
 func (r *expertReader) checkBlock(e *expert, l int) {
-	if !r.needsCheck(l, e.id) {
-		return
+	if r.needsCheck(l, e.id) {
+		r.verify(e, l)
 	}
+}
+
+// verify checks expert e's block of layer l against the manifest: it sets e.err on a mismatch,
+// else records the block as verified. It may run on a goroutine of its own (async).
+func (r *expertReader) verify(e *expert, l int) {
 	want := r.set.Layers[l].CRC32C[e.id]
-	got := e.crc
-	if !e.hasCRC {
+	var got uint32
+	if e.sum != nil {
+		got = e.sum()
+	} else {
 		got = format.CRC32C(e.buf[:r.set.Stride])
 	}
 	if got != want {
@@ -122,6 +130,65 @@ func (r *expertReader) checkBlock(e *expert, l int) {
 		return
 	}
 	r.verified[l][e.id/64].Or(uint64(1) << (e.id % 64))
+}
+
+// A first read is checked beside its compute (docs/benchmarks.md, "Checksums on the run path";
+// Options.VerifyBeforeCompute restores the check before the bind): the stream hands a block on
+// when its bytes are in, its checksum ends on a goroutine of its own (finish), and the step
+// awaits every such check before anything leaves it (Model.settleChecks).
+
+// pendingCheck is one expert block's checksum running beside the compute.
+type pendingCheck struct {
+	l, id int
+	done  chan struct{} // closed when err is set and the buffer is back
+	err   error
+}
+
+// awaitChecks waits for every pending check and returns the experts that failed, as (layer,
+// id), and the first failure in read order. Only the goroutine that runs the streams calls it.
+func (r *expertReader) awaitChecks() (bad [][2]int, err error) {
+	for _, p := range r.pending {
+		<-p.done
+		if p.err != nil {
+			bad = append(bad, [2]int{p.l, p.id})
+			if err == nil {
+				err = p.err
+			}
+		}
+	}
+	clear(r.pending)
+	r.pending = r.pending[:0]
+	return bad, err
+}
+
+// pendingIn reports whether a check of layer l is pending.
+func (r *expertReader) pendingIn(l int) bool {
+	for _, p := range r.pending {
+		if p.l == l {
+			return true
+		}
+	}
+	return false
+}
+
+// settleChecks awaits the pending checks and drops every expert that failed from every
+// device's GPU tier (the host tier never kept it: finish gave its slot back unfilled), so no
+// later step computes on it. It returns the first mismatch.
+func (m *Model) settleChecks() error {
+	if len(m.experts.pending) == 0 {
+		return nil
+	}
+	bad, err := m.experts.awaitChecks()
+	for _, k := range bad {
+		for d := range m.ranks {
+			if c := m.ranks[d].cache; c != nil {
+				if derr := c.DropExpert(k[0], k[1]); derr != nil {
+					err = errors.Join(err, fmt.Errorf("model: dropping layer %d expert %d from the GPU tier: %w", k[0], k[1], derr))
+				}
+			}
+		}
+	}
+	return err
 }
 
 // needsCheck reports whether a read of expert (l, id) is to be checksummed.

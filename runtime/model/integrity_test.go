@@ -196,11 +196,13 @@ func TestNaNLogitsAreAnError(t *testing.T) {
 	}
 }
 
-// A block is checked on its first read in the process; with VerifyEveryRead on every read.
+// A block is checked on its first read in the process; with VerifyEveryRead on every read;
+// either way beside the compute (the default) or before it (VerifyBeforeCompute).
 func TestExpertCheckPolicy(t *testing.T) {
-	for _, every := range []bool{false, true} {
+	for _, o := range []Options{{}, {VerifyEveryRead: true}, {VerifyBeforeCompute: true}, {VerifyEveryRead: true, VerifyBeforeCompute: true}} {
+		every := o.VerifyEveryRead
 		dir, man := damagedCopy(t)
-		m, err := Open(dir, Options{VerifyEveryRead: every})
+		m, err := Open(dir, o)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -69,6 +69,11 @@ type Options struct {
 	// VerifyEveryRead checksums every expert block read, not only the first read of each
 	// block in the process: for a disk suspected of going bad under a long-running server.
 	VerifyEveryRead bool
+	// VerifyBeforeCompute checksums an expert block before it is bound
+	// and computed, on the read's critical path, instead of beside its
+	// compute (the default; either way a step returns nothing before
+	// every check it started has passed): for tests and benchmarks.
+	VerifyBeforeCompute bool
 
 	// Devices are further devices (ranks 1…) that compute a share of the
 	// routed experts; Backend is rank 0 and runs everything else. Each
@@ -224,7 +229,8 @@ func Open(dir string, opts Options) (*Model, error) {
 	if err := checkHostCache(opts.HostCache); err != nil {
 		return nil, err
 	}
-	eo := expertOptions{par: par, direct: opts.DirectIO, lz4: opts.LZ4, check: checkFirst, hostTier: opts.HostCache}
+	eo := expertOptions{par: par, direct: opts.DirectIO, lz4: opts.LZ4, check: checkFirst, hostTier: opts.HostCache,
+		async: !opts.VerifyBeforeCompute}
 	m.hostBudget = opts.HostCache
 	if opts.VerifyEveryRead {
 		eo.check = checkEvery

@@ -40,6 +40,13 @@ func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int, fuse bool
 	s.lap(PhaseExchange)
 	tp := s.tm.p
 	var inFn time.Duration
+	if m.experts.pendingIn(l) {
+		// A layer run twice in one step (no family does) would look up a
+		// tier that may hold an expert still being checked.
+		if err := m.settleChecks(); err != nil {
+			return err
+		}
+	}
 	// Hits of the GPU tiers first: their kernels run while the misses are read.
 	var miss []int
 	for d, pt := range pl.part[:len(bufs)] {

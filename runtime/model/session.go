@@ -225,8 +225,15 @@ func (r *run) view(b backend.Buffer, off, n int) backend.Buffer {
 
 // step runs one chunk of tokens through the model. It returns the logits of
 // every position (all) or of the last one (last), or nil.
-func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) ([]float32, error) {
+func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (lg []float32, err error) {
 	m := s.m
+	// No checksum outlives its step, whichever way it returns (integrity.go); a
+	// mismatch is the step's error, ahead of any other.
+	defer func() {
+		if cerr := m.settleChecks(); cerr != nil {
+			lg, err = nil, errors.Join(cerr, err)
+		}
+	}()
 	c := &m.Config
 	T, H := len(ids), c.HiddenSize
 	eps := float32(c.RMSNormEps)
@@ -323,6 +330,12 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		bad = m.checkLogits(logits)
 	}
 	s.lap(PhaseHead)
+	// Every checksum of the step's reads before its logits leave it; the
+	// wait is the experts'.
+	if err := m.settleChecks(); err != nil {
+		return nil, err
+	}
+	s.lap(PhaseExpertWait)
 	if r.err != nil {
 		return nil, fmt.Errorf("model: %w", r.err)
 	}
@@ -336,6 +349,11 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 
 func (s *Session) capture(r *run, name string, b backend.Buffer, T int) {
 	if s.Capture == nil || r.err != nil {
+		return
+	}
+	// A hidden state leaves the step only after the checks of the
+	// experts that made it.
+	if r.do(s.m.settleChecks()); r.err != nil {
 		return
 	}
 	n := b.Len()

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -35,11 +36,16 @@ import (
 //   - at K=10 also resident-unbatched (hits computed one launch per op,
 //     not batched) and scaled-1pread (each expert read by one pread), to
 //     measure what each of those levers saves;
+//   - at K=4 also scaled-sync: each first read checksummed before its
+//     bind (Options.VerifyBeforeCompute, the order before issue 12's
+//     change) instead of beside its compute (the default, integrity.go);
 //   - on request (FMOE_BENCH_TIERS), scaled-eager and resident-eager:
 //     every op launched one by one (no layer graphs, no fused combine);
 //     scaled-verified: every expert read and checksummed once before
 //     decoding, as in a process that has run a while (a first read is
-//     checksummed, integrity.go; the GPU tier starts empty all the same).
+//     checksummed, integrity.go; the GPU tier starts empty all the same);
+//     "-sync" after any other tier (off-sync, tiered-sync: the CPU has
+//     off and tiered) is that tier with the checks before the bind.
 //
 // Metrics: ms/token and ms/layer (wall clock, no Timing syncs), the GPU
 // tier's hit share, misses and host-to-device MB per token, and for the
@@ -61,6 +67,10 @@ func BenchmarkTieredDecode(b *testing.B) {
 	}
 	for _, k := range []int{4, 10} {
 		tiers := []string{"scaled", "tiered", "off", "resident"}
+		if k == 4 {
+			// The first-read checksum beside the compute against before it.
+			tiers = append(tiers, "scaled-sync")
+		}
 		if k == 10 {
 			// What each lever saves: batched hits (launches) and split reads.
 			tiers = append(tiers, "resident-unbatched", "scaled-1pread")
@@ -72,6 +82,12 @@ func BenchmarkTieredDecode(b *testing.B) {
 		}
 		if v := os.Getenv("FMOE_BENCH_TIERS"); v != "" {
 			tiers = slices.DeleteFunc(tiers, func(t string) bool { return !slices.Contains(strings.Split(v, ","), t) })
+			for _, t := range strings.Split(v, ",") {
+				// Any tier with its checks before the bind.
+				if base, ok := strings.CutSuffix(t, "-sync"); ok && !slices.Contains(tiers, t) && !strings.Contains(base, "-") {
+					tiers = append(tiers, t)
+				}
+			}
 		}
 		for _, name := range tiers {
 			tier, lever, _ := strings.Cut(name, "-")
@@ -110,7 +126,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 				}
 				devs, coll := benchDevices(b, be)
 				m, err := Open(dir, Options{Backend: be, ExpertsPerToken: k, GPUCache: GPUCacheOff, MaxContext: 4096, HostCache: host,
-					Devices: devs, Collective: coll})
+					Devices: devs, Collective: coll, VerifyBeforeCompute: lever == "sync"})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -305,7 +321,9 @@ func (m *Model) preloadExperts() error {
 			}
 			return nil
 		})
-		if err != nil {
+		// The checks beside the binds end before the tier is used;
+		// a damaged expert leaves it.
+		if err := errors.Join(m.settleChecks(), err); err != nil {
 			return err
 		}
 	}
@@ -320,7 +338,7 @@ func (m *Model) verifyExperts() error {
 		ids[i] = i
 	}
 	for l := range m.layers {
-		if err := m.experts.streamTimed(l, ids, nil, func(int, *[3]backend.Weight) error { return nil }); err != nil {
+		if err := m.experts.stream(l, ids, func(int, *[3]backend.Weight) error { return nil }); err != nil {
 			return err
 		}
 	}

@@ -275,6 +275,9 @@ func (be *Backend) Release(t backend.Tensor) error {
 		// The slot stays the cache's; evict records its last use, once,
 		// rather than every hit here (a driver call per tensor).
 		x.entry.pins--
+		if x.entry.dropped && x.entry.pins == 0 {
+			be.freeDropped(x.entry)
+		}
 		return nil
 	}
 	if err := cuErr(C.fm_event_record(be.ctx, s.free, be.stream), "cuEventRecord"); err != nil {

@@ -31,6 +31,9 @@ type centry struct {
 	tmpl  []tensor // the projections' shapes, over the slots
 	size  int
 	pins  int // tensors bound over it and not yet released
+	// dropped: DropExpert removed it while in use; the last Release
+	// frees its slots.
+	dropped bool
 }
 
 type expertCache struct {
@@ -220,6 +223,39 @@ func (be *Backend) bindAll(ws []backend.Weight) ([]backend.Tensor, error) {
 		out[i] = t
 	}
 	return out, nil
+}
+
+// DropExpert removes expert (layer, id) from the cache: its bytes failed
+// the checksum that the model verifies beside the compute. An entry not in
+// use is evicted at once; one in use leaves the cache now (no later hit)
+// and its slots are freed after its last tensor's Release.
+func (be *Backend) DropExpert(layer, id int) error {
+	c := be.cache
+	if be.closed || c == nil {
+		return nil
+	}
+	e := c.m[ExpertKey{layer, id}]
+	if e == nil {
+		return nil
+	}
+	if e.pins == 0 {
+		return be.evict(e)
+	}
+	c.pol.Remove(e.key)
+	delete(c.m, e.key)
+	c.used -= e.size
+	e.dropped = true
+	return nil
+}
+
+// freeDropped frees the slots of an entry dropped while in use, once its
+// last tensor is released (after the work queued on them).
+func (be *Backend) freeDropped(e *centry) {
+	for _, s := range e.slots {
+		be.queueFree(s.ptr, s.size)
+		s.destroy(be)
+	}
+	e.slots = nil
 }
 
 // evict removes e, keeping its slots for the next entry. Every kernel

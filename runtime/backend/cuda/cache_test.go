@@ -144,6 +144,88 @@ func TestExpertCacheEviction(t *testing.T) {
 	}
 }
 
+// TestExpertCacheDrop: DropExpert (a checksum failed after the bind)
+// evicts an entry not in use; one in use leaves the tier at once (no
+// later hit) while its tensors still compute the expert, and its slots are
+// freed at the last Release; the budget it held is free again; dropping an
+// expert the tier does not hold does nothing.
+func TestExpertCacheDrop(t *testing.T) {
+	be := newOrSkip(t)
+	defer be.Close()
+	const R, C = 96, 512
+	rng := rand.New(rand.NewPCG(7, 8))
+	var ws [2][]backend.Weight
+	for i := range ws {
+		for j := 0; j < 3; j++ {
+			w, _ := backendtest.RandomWeight(rng, backend.Q4, R, C, 64)
+			ws[i] = append(ws[i], w)
+		}
+	}
+	if err := be.SetExpertCache(1<<30, 1); err != nil {
+		t.Fatal(err)
+	}
+	release := func(ts []backend.Tensor) {
+		t.Helper()
+		for _, x := range ts {
+			if err := be.Release(x); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ts, err := be.BindExpert(0, 0, ws[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	release(ts)
+	in, err := be.BindExpert(0, 1, ws[1]) // kept in use
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, used, n := be.ExpertCacheStats(); n != 2 || used == 0 {
+		t.Fatalf("after two binds: %d entries, %d bytes", n, used)
+	}
+	for _, id := range []int{0, 1, 2} {
+		if err := be.DropExpert(0, id); err != nil {
+			t.Fatalf("drop expert %d: %v", id, err)
+		}
+	}
+	if _, used, n := be.ExpertCacheStats(); n != 0 || used != 0 {
+		t.Fatalf("after the drops: %d entries, %d bytes", n, used)
+	}
+	for _, id := range []int{0, 1} {
+		if _, ok := be.CachedExpert(0, id); ok {
+			t.Fatalf("a dropped expert %d was served", id)
+		}
+	}
+	// The dropped entry's tensors still compute its expert until released.
+	x := make([]float32, C)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	xb, _ := be.Alloc(C)
+	yb, _ := be.Alloc(R)
+	if err := be.Write(xb, x); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.MatMul(yb, in[0], xb, 1); err != nil {
+		t.Fatal(err)
+	}
+	y := make([]float32, R)
+	if err := be.Read(y, yb); err != nil {
+		t.Fatal(err)
+	}
+	if e := relErr(y, runMatMul(t, cpu.New(cpu.Options{}), ws[1][0], x, 1, R)); !(e < 2e-5) {
+		t.Fatalf("a dropped entry's tensor in use: relative error %.3g", e)
+	}
+	release(in)
+	if err := be.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.SetExpertCache(0, 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func firstDiffRows(a, b [][]float32) bool {
 	for i := range a {
 		for j := range a[i] {
