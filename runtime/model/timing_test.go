@@ -2,6 +2,7 @@ package model
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,14 +37,32 @@ func decodeSteps(t *testing.T, s *Session, prompt []int, n int) time.Duration {
 // model (which has both mixers and a shared expert) takes some time.
 func TestTimingAccountsForWallTime(t *testing.T) {
 	m := open(t, "mlx-4bit", 0, 0, Options{})
-	s, err := m.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tm := &Timing{}
-	s.Timing = tm
 	const n = 8
-	wall := decodeSteps(t, s, timingPrompt, n)
+	// The tiny model's steps take about a millisecond, so one preemption
+	// between phases (a loaded CI machine) can leave 10% of a run outside
+	// them. Time that a phase really misses is missed on every run, so
+	// the ratio must hold on one of three fresh sessions.
+	var tm *Timing
+	var wall time.Duration
+	var ratios []string
+	for try := 0; try < 3; try++ {
+		s, err := m.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tm = &Timing{}
+		s.Timing = tm
+		wall = decodeSteps(t, s, timingPrompt, n)
+		s.Close()
+		r := float64(tm.Prefill.Accounted()+tm.Decode.Accounted()) / float64(wall)
+		ratios = append(ratios, fmt.Sprintf("%.1f%%", 100*r))
+		if r >= 0.9 && r <= 1 {
+			break
+		}
+		if try == 2 {
+			t.Errorf("phases sum to %s of the Forward wall time in three runs, want within 10%% in one", strings.Join(ratios, ", "))
+		}
+	}
 	for _, c := range []struct {
 		name   string
 		p      *PhaseTiming
@@ -63,10 +82,6 @@ func TestTimingAccountsForWallTime(t *testing.T) {
 	}
 	if tm.Prefill.Steps != 1 || tm.Decode.Steps != n {
 		t.Errorf("steps: prefill %d, decode %d; want 1, %d", tm.Prefill.Steps, tm.Decode.Steps, n)
-	}
-	acc := tm.Prefill.Accounted() + tm.Decode.Accounted()
-	if r := float64(acc) / float64(wall); r < 0.9 || r > 1 {
-		t.Errorf("phases sum to %v of %v Forward wall time (%.1f%%), want within 10%%", acc, wall, 100*r)
 	}
 	if tm.Layers != m.Config.NumHiddenLayers || tm.K != m.K || tm.FullLayers == 0 || tm.FullLayers == tm.Layers {
 		t.Errorf("model shape: %d layers, %d full, K=%d", tm.Layers, tm.FullLayers, tm.K)
