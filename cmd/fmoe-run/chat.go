@@ -49,6 +49,7 @@ func runChat(c *cli.Context) error {
 		NoBash:        c.Bool("no-bash"),
 		MaxTokens:     c.Int("tokens"),
 		Sampler:       smp,
+		Warn:          os.Stderr,
 		TurnContext: func(ctx context.Context) (context.Context, context.CancelFunc) {
 			return signal.NotifyContext(ctx, os.Interrupt)
 		},
