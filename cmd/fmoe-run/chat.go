@@ -17,7 +17,7 @@ func chatCmd() *cli.Command {
 	return &cli.Command{
 		Name:      "chat",
 		Usage:     "chat with the model in the terminal",
-		UsageText: "fmoe-run chat --model DIR [--system FILE] [--tools FILE] [--no-think] [--hide-reasoning] [--no-bash] [--tokens N] [--temperature T] [--top-p P] [--top-k N] [--seed S] [--k K] [--2bit]",
+		UsageText: "fmoe-run chat --model DIR [--system FILE] [--tools FILE] [--no-think] [--hide-reasoning] [--no-bash] [--tokens N] [--temperature T] [--top-p P] [--top-k N] [--seed S] [--k K] [--2bit] [--gpus LIST [--expert-load FILE]]",
 		Description: `Replies stream as they are generated; reasoning is shown dimmed (or hidden with
 --hide-reasoning). The model can call a built-in bash tool, which asks before running anything
 (y/N) and returns the command's output, and the tools of an OpenAI-format JSON file (a list of
