@@ -122,6 +122,9 @@ func checkConvertFlags(c *cli.Context) error {
 	if c.Bool("stream") && !hub.IsRef(c.String("in")) {
 		return cliutil.UsageError("--stream packs while downloading from the Hub: it needs --in hf://ORG/NAME[@REVISION], not %q", c.String("in"))
 	}
+	if err := outFree(c); err != nil {
+		return err
+	}
 	if c.IsSet("downloads") && !c.Bool("stream") {
 		return cliutil.UsageError("--downloads %d: it is the number of shards --stream downloads at once; add --stream, or leave --downloads out", c.Int("downloads"))
 	}
@@ -129,4 +132,14 @@ func checkConvertFlags(c *cli.Context) error {
 		return cliutil.UsageError("--downloads %d: want 1 or more", c.Int("downloads"))
 	}
 	return cliutil.NotNegative(c, "workers")
+}
+
+// outFree refuses an existing --out without --force before anything is read: with --in
+// hf://... the pack would otherwise find it only after the whole download.
+func outFree(c *cli.Context) error {
+	out := c.String("out")
+	if _, err := os.Lstat(out); err == nil && !c.Bool("force") {
+		return cliutil.UsageError("--out %s already exists (use --force to replace it, or another --out)", out)
+	}
+	return nil
 }

@@ -39,6 +39,8 @@ func TestUsageExit(t *testing.T) {
 		{[]string{"convert", "--in", "hf://org/name", "--out", out, "--stream", "--downloads", "-3"}, 2, "--downloads -3: want 1 or more"},
 		{[]string{"convert", "--in", "hf://org/name", "--out", out, "--downloads", "4"}, 2, "--downloads 4: it is the number of shards --stream downloads at once"},
 		{[]string{"convert", "--in", "hf://org", "--out", out, "--stream"}, 2, `--in "hf://org": want hf://ORG/NAME[@REVISION]`},
+		{[]string{"convert", "--in", in, "--out", in}, 2, "--out " + in + " already exists (use --force to replace it"},
+		{[]string{"synth", "--preset", "tiny", "--out", in}, 2, "--out " + in + " already exists (use --force to replace it"},
 		{[]string{"requant", "--model", out, "--bits", "3"}, 2, "--bits 3"},
 		{[]string{"lz4", "--model", out, "--workers", "-4"}, 2, "--workers -4: want 0 or more"},
 		{[]string{"lz4"}, 2, "--model is required"},

@@ -77,6 +77,9 @@ func checkSynthFlags(c *cli.Context) (string, error) {
 	if err := cliutil.OneOf("preset", c.String("preset"), pack.PresetNames()...); err != nil {
 		return "", err
 	}
+	if err := outFree(c); err != nil {
+		return "", err
+	}
 	p := pack.FindPreset(c.String("preset"))
 	if err := cliutil.NotNegative(c, "layers"); err != nil {
 		return "", err
