@@ -38,8 +38,8 @@ func openDevices(c *cli.Context, o *model.Options) ([]backend.Backend, error) {
 	var log bytes.Buffer
 	bes, coll, err := backends.OpenDevices(c.String("backend"), ids, backends.Options{Threads: c.Int("threads"), Log: &log})
 	writeBackendLog(os.Stderr, log.String(), c.Bool("verbose"))
-	if backends.NoSuchDevice(err) {
-		return nil, cliutil.UsageError("--gpus %s: %v", c.String("gpus"), err)
+	if backends.BadDeviceList(err) {
+		return nil, cliutil.UsageError("--gpus %s: %v", c.String("gpus"), strings.TrimPrefix(err.Error(), "--gpus: "))
 	}
 	if err != nil {
 		return nil, err

@@ -75,9 +75,16 @@ func Open(name string, o Options) (backend.Backend, error) {
 }
 
 // NoSuchDevice reports whether err is a device number the machine lacks
-// (a usage error: the --gpus list is wrong), rather than a backend that
-// failed to start.
+// (the --gpus list is wrong), rather than a backend that failed to start.
 func NoSuchDevice(err error) bool {
 	var nd *cuda.NoDeviceError
 	return errors.As(err, &nd)
+}
+
+// BadDeviceList reports whether err is OpenDevices refusing the device
+// list itself (a device the machine lacks, several on Metal): a usage
+// error, where other errors are a backend failing.
+func BadDeviceList(err error) bool {
+	var le *listError
+	return NoSuchDevice(err) || errors.As(err, &le)
 }

@@ -56,7 +56,7 @@ func OpenDevices(name string, ids []int, o Options) (bes []backend.Backend, coll
 		return bes, c, err
 	}
 	if kind == "metal" {
-		return bes, nil, fmt.Errorf("--gpus: Metal runs on one GPU (asked for %d)", len(ids))
+		return bes, nil, &listError{fmt.Sprintf("--gpus: Metal runs on one GPU (asked for %d)", len(ids))}
 	}
 	for _, id := range ids[1:] {
 		oi := o
@@ -138,3 +138,8 @@ func ParseDevices(s string) ([]int, error) {
 	}
 	return ids, checkIDs(ids)
 }
+
+// listError is a --gpus list the machine cannot honour (BadDeviceList).
+type listError struct{ msg string }
+
+func (e *listError) Error() string { return e.msg }

@@ -94,8 +94,11 @@ func TestNoSuchDevice(t *testing.T) {
 		t.Errorf("no GPU at all: %v", e)
 	}
 	for _, err := range []error{nil, errors.New("cuda: no CUDA driver"), fmt.Errorf("x: %w", errors.New("device 3"))} {
-		if NoSuchDevice(err) {
-			t.Errorf("NoSuchDevice(%v) = true", err)
+		if NoSuchDevice(err) || BadDeviceList(err) {
+			t.Errorf("NoSuchDevice(%v) or BadDeviceList = true", err)
 		}
+	}
+	if !BadDeviceList(err) || !BadDeviceList(&listError{"--gpus: Metal runs on one GPU (asked for 2)"}) {
+		t.Error("BadDeviceList misses a device the machine lacks or several on Metal")
 	}
 }
