@@ -11,6 +11,7 @@ import (
 
 	"github.com/fmoe/fmoe/chatui"
 	"github.com/fmoe/fmoe/convo"
+	"github.com/fmoe/fmoe/internal/cliutil"
 )
 
 func chatCmd() *cli.Command {
@@ -57,7 +58,7 @@ func runChat(c *cli.Context) error {
 	if f := c.String("system"); f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return err
+			return cliutil.UsageError("--system: %v", err)
 		}
 		o.System = string(b)
 	}
