@@ -43,7 +43,7 @@ func expertLoad(c *cli.Context, flag, path string) ([][]int64, error) {
 // on stderr how even the load is.
 func placement(load [][]int64, path string, n int) (*parallel.Placement, error) {
 	if load == nil {
-		fmt.Fprintf(os.Stderr, "experts: spread evenly by number over %d devices (--expert-load places them by measured load)\n", n)
+		fmt.Fprintf(os.Stderr, "experts: spread evenly by number over %d devices (--expert-load FILE places them by a routing trace's counts)\n", n)
 		return nil, nil
 	}
 	p, err := parallel.Partition(load, n)
