@@ -49,7 +49,7 @@ type Event struct {
 	// verbatim so that no generated text is lost.
 	Unparsed bool
 	// Problem says what is wrong with Unparsed markup ("arguments are not a
-	// JSON object: …"), for logs; empty when the format's parser does not say.
+	// JSON object: …"), for logs and the user's warning; every format's parser says.
 	Problem string
 }
 

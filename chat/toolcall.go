@@ -15,12 +15,14 @@ func (p *qwenParser) skipSpaces() {
 // abandon gives up on the current tool call: its markup so far becomes
 // Unparsed content and parsing resumes as content at the current position.
 // At the end of the stream the rest of the buffer belongs to it as well.
-func (p *qwenParser) abandon(final bool) {
+// problem says what was wrong (Event.Problem), for the user's warning.
+func (p *qwenParser) abandon(final bool, problem string) {
 	if final {
 		p.raw.WriteString(p.consume(len(p.buf)))
 	}
 	p.endSection()
 	p.pushText(EventContent, p.raw.String(), true, p.callIndex)
+	p.events[len(p.events)-1].Problem = FormatQwen.Name + " tool call: " + problem
 	p.sawContent = true
 	p.resetCall()
 	p.st = stContent
@@ -45,10 +47,10 @@ func (p *qwenParser) stepCallOpen(final bool) bool {
 		p.st = stJSONCall
 		return true
 	case p.buf != "" && !prefixOf(p.buf, tagFunction):
-		p.abandon(false)
+		p.abandon(false, "expected <function=NAME> or a JSON object after <tool_call>")
 		return true
 	case final:
-		p.abandon(true)
+		p.abandon(true, "the output ended before </tool_call>")
 		return true
 	}
 	return false
@@ -62,7 +64,7 @@ func (p *qwenParser) stepName(final bool) bool {
 	}
 	bad := strings.ContainsAny(scan, "<\n") || len(scan) > maxNameLen
 	if bad || end < 0 && final {
-		p.abandon(final)
+		p.abandon(final, nameProblem(bad))
 		return true
 	}
 	if end < 0 {
@@ -70,7 +72,7 @@ func (p *qwenParser) stepName(final bool) bool {
 	}
 	name := strings.TrimSpace(scan)
 	if name == "" {
-		p.abandon(final)
+		p.abandon(final, "an empty function or parameter name")
 		return true
 	}
 	p.raw.WriteString(p.consume(end + 1))
@@ -133,9 +135,9 @@ func (p *qwenParser) stepFuncBody(final bool) bool {
 		p.finishCall()
 		p.st = stContent
 	case p.buf != "" && !prefixOf(p.buf, tagParameter, tagFunctionEnd, tagToolCallEnd):
-		p.abandon(false)
+		p.abandon(false, "expected <parameter=NAME> or </function> inside <function=NAME>")
 	case final:
-		p.abandon(true)
+		p.abandon(true, "the output ended before </tool_call>")
 	default:
 		return false
 	}
@@ -154,7 +156,7 @@ func (p *qwenParser) stepParamValue(final bool) bool {
 		p.raw.WriteString(v)
 		p.paramValue.WriteString(v)
 		if final {
-			p.abandon(true)
+			p.abandon(true, "the output ended before </parameter>")
 			return true
 		}
 		return false
@@ -229,7 +231,7 @@ func (p *qwenParser) stepJSONCall(final bool) bool {
 			p.st = stContent
 			return false
 		}
-		p.abandon(true)
+		p.abandon(true, "the output ended before </tool_call>")
 		return true
 	}
 	v := p.consume(i)
@@ -241,7 +243,7 @@ func (p *qwenParser) stepJSONCall(final bool) bool {
 		p.st = stContent
 		return true
 	}
-	p.abandon(false)
+	p.abandon(false, `the call is not JSON of the form {"name": ..., "arguments": {...}}`)
 	return true
 }
 
@@ -256,4 +258,13 @@ func (p *qwenParser) emitJSONCall(name, args string) {
 		Function: FunctionCall{Name: name, Arguments: args},
 	}})
 	p.resetCall()
+}
+
+// nameProblem is the Problem of a function or parameter name that is not
+// one (bad) or that the output ended in.
+func nameProblem(bad bool) string {
+	if bad {
+		return "a function or parameter name holds a newline or '<', or is too long (want <function=NAME>)"
+	}
+	return "the output ended in a function or parameter name"
 }

@@ -37,6 +37,9 @@ type Options struct {
 	// TurnContext derives the context of one turn (the command cancels it
 	// on Ctrl-C); nil uses context.WithCancel.
 	TurnContext func(context.Context) (context.Context, context.CancelFunc)
+	// Warn is where a malformed tool call is reported (Printer.Warn); nil
+	// is silent.
+	Warn io.Writer
 }
 
 // BashTool is the built-in tool's declaration (the shape the tiny model was

@@ -26,6 +26,10 @@ type Printer struct {
 	// ShowCalls prints each tool call on a line of its own; the chat
 	// leaves it off and prints calls as it runs them.
 	ShowCalls bool
+	// Warn, when set, is told of markup that looked like a tool call but
+	// could not be read (chat.Event.Problem): the model's words are still
+	// printed as text, and the warning says why no call was made.
+	Warn io.Writer
 
 	kind    chat.EventKind // the section being printed (0: none)
 	started bool           // the section has printed something
@@ -35,6 +39,9 @@ type Printer struct {
 // Print writes parsed events.
 func (p *Printer) Print(evs []chat.Event) {
 	for _, ev := range evs {
+		if ev.Unparsed && ev.Problem != "" && p.Warn != nil {
+			fmt.Fprintf(p.Warn, "warning: %s; it is shown as text\n", ev.Problem)
+		}
 		switch ev.Kind {
 		case chat.EventReasoning:
 			if !p.HideReasoning {

@@ -68,7 +68,7 @@ func (c *Chat) reply(ctx context.Context, fresh []chat.Message) (chat.Message, e
 	}
 	p := chat.NewParser(chat.ParserOptions{Tools: c.tools, StartInReasoning: chat.PromptEndsInReasoning(prompt), Format: c.e.Template.Format()})
 	var events []chat.Event
-	pr := &Printer{Out: c.out, HideReasoning: c.o.HideReasoning, Color: c.o.Color}
+	pr := &Printer{Out: c.out, HideReasoning: c.o.HideReasoning, Color: c.o.Color, Warn: c.o.Warn}
 	show := func(evs []chat.Event) {
 		events = append(events, evs...)
 		pr.Print(evs)

@@ -100,7 +100,7 @@ func PresetNames() []string {
 type SynthOptions struct {
 	Preset   string
 	Layers   int    // 0: all of the preset's layers
-	Layout   string // "mlx-4bit" (default) or "hf"
+	Layout   string // "mlx-4bit" or "hf"; "": SynthLayout's choice for the preset
 	Out      string
 	Force    bool
 	Seed     uint64
@@ -132,12 +132,7 @@ func (t *synthTensor) size() int64 {
 // quantisation and compression behave as on a real model. The tiny fixture's tokenizer and chat
 // template go beside the shards, so the checkpoint is complete for every tool that reads one.
 func Synth(ctx context.Context, o SynthOptions) (int64, error) {
-	var p *Preset
-	for i := range Presets {
-		if Presets[i].Name == o.Preset {
-			p = &Presets[i]
-		}
-	}
+	p := FindPreset(o.Preset)
 	if p == nil {
 		return 0, fmt.Errorf("unknown preset %q (have %s)", o.Preset, strings.Join(PresetNames(), ", "))
 	}
@@ -149,7 +144,10 @@ func Synth(ctx context.Context, o SynthOptions) (int64, error) {
 		layers = o.Layers
 	}
 	if o.Layout == "" {
-		o.Layout = "mlx-4bit"
+		var err error
+		if o.Layout, err = SynthLayout(p.Name); err != nil {
+			return 0, err
+		}
 	}
 	if o.Layout != "mlx-4bit" && o.Layout != "hf" {
 		return 0, fmt.Errorf("--layout %q: want mlx-4bit or hf", o.Layout)

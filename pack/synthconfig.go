@@ -1,6 +1,7 @@
 package pack
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -87,6 +88,35 @@ func mlxGroupsFit(c *format.Config, preset string) error {
 	}
 	if c.MoeIntermediateSize%64 != 0 || c.HiddenSize%64 != 0 {
 		return fmt.Errorf("--layout mlx-4bit: %s's experts are not a whole number of groups of 64 (want --layout hf)", preset)
+	}
+	return nil
+}
+
+// SynthLayout is the layout synth writes for a preset when none is asked for: mlx-4bit, the
+// layout of most published MoE checkpoints, unless the preset's shapes do not split into
+// mlx-lm's groups of 64 (deepseek-v3-tiny), then hf.
+func SynthLayout(preset string) (string, error) {
+	p := FindPreset(preset)
+	if p == nil {
+		return "", fmt.Errorf("unknown preset %q (have %s)", preset, strings.Join(PresetNames(), ", "))
+	}
+	raw, _ := json.Marshal(synthConfig(p, p.Layers, true))
+	c, err := format.ParseConfig("synth config", raw, nil)
+	if err != nil {
+		return "", err
+	}
+	if mlxGroupsFit(&c, p.Name) != nil {
+		return "hf", nil
+	}
+	return "mlx-4bit", nil
+}
+
+// FindPreset is the preset of that name, or nil.
+func FindPreset(name string) *Preset {
+	for i := range Presets {
+		if Presets[i].Name == name {
+			return &Presets[i]
+		}
 	}
 	return nil
 }

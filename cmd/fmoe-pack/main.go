@@ -69,7 +69,7 @@ Example:
 			&cli.IntFlag{Name: "dense-bits", Usage: "bits for other matrices of a float source: 4, 8 or 16 (default 4; --bits 8/16 raise it)"},
 			&cli.StringFlag{Name: "rule", Value: "minmax", Usage: "quantisation rule for float sources: minmax (every weight within half a step), mlx (bit-identical to mlx-community conversions) or lsq (lowest RMSE, ~10x slower)"},
 			&cli.BoolFlag{Name: "stream", Usage: "with --in hf://...: pack while downloading, keeping only a few shards on disk"},
-			&cli.IntFlag{Name: "downloads", Value: 2, Usage: "with --stream: shards downloaded at once (each one more adds a shard to the disk needed)"},
+			&cli.IntFlag{Name: "downloads", Value: 2, Usage: "with --stream: `N` shards downloaded at once, 1 or more (each one more adds a shard's size to the disk needed)"},
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing --out"},
 			&cli.IntFlag{Name: "workers", Usage: "parallel quantisation workers (default: one per CPU)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
@@ -122,8 +122,24 @@ func checkConvertFlags(c *cli.Context) error {
 	if c.Bool("stream") && !hub.IsRef(c.String("in")) {
 		return cliutil.UsageError("--stream packs while downloading from the Hub: it needs --in hf://ORG/NAME[@REVISION], not %q", c.String("in"))
 	}
+	if err := outFree(c); err != nil {
+		return err
+	}
+	if c.IsSet("downloads") && !c.Bool("stream") {
+		return cliutil.UsageError("--downloads %d: it is the number of shards --stream downloads at once; add --stream, or leave --downloads out", c.Int("downloads"))
+	}
 	if c.Int("downloads") < 1 {
 		return cliutil.UsageError("--downloads %d: want 1 or more", c.Int("downloads"))
 	}
 	return cliutil.NotNegative(c, "workers")
+}
+
+// outFree refuses an existing --out without --force before anything is read: with --in
+// hf://... the pack would otherwise find it only after the whole download.
+func outFree(c *cli.Context) error {
+	out := c.String("out")
+	if _, err := os.Lstat(out); err == nil && !c.Bool("force") {
+		return cliutil.UsageError("--out %s already exists (use --force to replace it, or another --out)", out)
+	}
+	return nil
 }

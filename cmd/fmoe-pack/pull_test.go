@@ -173,6 +173,23 @@ func TestConvertStreamCommand(t *testing.T) {
 			t.Errorf("shard %s is left in the cache", name)
 		}
 	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"convert", "--in", "hf://fmoe/tiny-hf", "--out", streamed, "--stream", "-q"}, 2, "--out " + streamed + " already exists (use --force to replace it"},
+		{[]string{"convert", "--in", "hf://fmoe/tiny-hf", "--out", streamed, "-q"}, 2, "--out " + streamed + " already exists (use --force to replace it"},
+		{[]string{"convert", "--in", "hf://fmoe/missing", "--out", filepath.Join(tmp, "m"), "--stream", "-q"}, 1, "fmoe/missing"},
+		{[]string{"convert", "--in", "hf://fmoe/tiny-hf@nobranch", "--out", filepath.Join(tmp, "m"), "--stream", "-q"}, 1, "nobranch"},
+	} {
+		if code, _, stderr := run(t, tc.args...); code != tc.code || !strings.Contains(stderr, tc.msg) {
+			t.Errorf("%q: exit %d, %q; want %d, %q", tc.args, code, stderr, tc.code, tc.msg)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "m")); !os.IsNotExist(err) {
+		t.Errorf("a failed --stream left %s", filepath.Join(tmp, "m"))
+	}
 	// Offline there is nothing to stream: the cached snapshot would be packed, but a stream
 	// leaves no complete snapshot (no refs/main), and says so.
 	t.Setenv("HF_HUB_OFFLINE", "1")

@@ -30,20 +30,36 @@ func openDevices(c *cli.Context, o *model.Options) ([]backend.Backend, error) {
 	if err != nil {
 		return nil, cliutil.UsageError("%v", err)
 	}
+	loadPath := c.String("expert-load")
+	load, err := expertLoad(c, "--expert-load", loadPath)
+	if err != nil {
+		return nil, err
+	}
 	var log bytes.Buffer
 	bes, coll, err := backends.OpenDevices(c.String("backend"), ids, backends.Options{Threads: c.Int("threads"), Log: &log})
 	writeBackendLog(os.Stderr, log.String(), c.Bool("verbose"))
+	if backends.BadDeviceList(err) {
+		return nil, cliutil.UsageError("--gpus %s: %v", c.String("gpus"), strings.TrimPrefix(err.Error(), "--gpus: "))
+	}
 	if err != nil {
 		return nil, err
 	}
 	o.Backend, o.Devices, o.Collective = bes[0], bes[1:], coll
-	if len(bes) > 1 {
-		if o.Placement, err = placement(c, len(bes)); err != nil {
-			for _, be := range bes {
-				be.Close()
-			}
-			return nil, err
+	if len(bes) > 1 && load == nil && c.String("route-trace") != "" {
+		loadPath = c.String("route-trace")
+		load, err = expertLoad(c, "--route-trace", loadPath)
+	}
+	if len(bes) > 1 && err == nil {
+		o.Placement, err = placement(load, loadPath, len(bes))
+	}
+	if err != nil {
+		for _, be := range bes {
+			be.Close()
 		}
+		return nil, err
+	}
+	if len(bes) == 1 && c.String("expert-load") != "" {
+		fmt.Fprintln(os.Stderr, "--expert-load: one device, so every expert is on it (the load places experts over several --gpus)")
 	}
 	return bes, nil
 }

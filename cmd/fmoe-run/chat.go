@@ -11,13 +11,14 @@ import (
 
 	"github.com/fmoe/fmoe/chatui"
 	"github.com/fmoe/fmoe/convo"
+	"github.com/fmoe/fmoe/internal/cliutil"
 )
 
 func chatCmd() *cli.Command {
 	return &cli.Command{
 		Name:      "chat",
 		Usage:     "chat with the model in the terminal",
-		UsageText: "fmoe-run chat --model DIR [--system FILE] [--tools FILE] [--no-think] [--hide-reasoning] [--no-bash] [--tokens N] [--temperature T] [--top-p P] [--top-k N] [--seed S] [--k K] [--2bit]",
+		UsageText: "fmoe-run chat --model DIR [--system FILE] [--tools FILE] [--no-think] [--hide-reasoning] [--no-bash] [--tokens N] [--temperature T] [--top-p P] [--top-k N] [--seed S] [--k K] [--2bit] [--gpus LIST [--expert-load FILE]]",
 		Description: `Replies stream as they are generated; reasoning is shown dimmed (or hidden with
 --hide-reasoning). The model can call a built-in bash tool, which asks before running anything
 (y/N) and returns the command's output, and the tools of an OpenAI-format JSON file (a list of
@@ -49,6 +50,7 @@ func runChat(c *cli.Context) error {
 		NoBash:        c.Bool("no-bash"),
 		MaxTokens:     c.Int("tokens"),
 		Sampler:       smp,
+		Warn:          os.Stderr,
 		TurnContext: func(ctx context.Context) (context.Context, context.CancelFunc) {
 			return signal.NotifyContext(ctx, os.Interrupt)
 		},
@@ -56,7 +58,7 @@ func runChat(c *cli.Context) error {
 	if f := c.String("system"); f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return err
+			return cliutil.UsageError("--system: %v", err)
 		}
 		o.System = string(b)
 	}

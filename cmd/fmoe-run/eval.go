@@ -19,7 +19,7 @@ func evalCmd() *cli.Command {
 	return &cli.Command{
 		Name:      "eval",
 		Usage:     "run an eval file's prompts greedily and score the answers",
-		UsageText: "fmoe-run eval --model DIR --eval FILE [--2bit] [--k K] [--threads N] [--cases 0,1,2] [--json]",
+		UsageText: "fmoe-run eval --model DIR --eval FILE [--2bit] [--k K] [--threads N] [--cases 0,1,2] [--json] [--gpus LIST [--expert-load FILE]]",
 		Description: `Runs every case of an fmoe eval file (models/fmoe-tiny-chat/eval/eval.json) as the reference
 did: greedy, at most 64 new tokens, stopping at <|im_end|>. Each answer is scored by the file's
 rule (exact: the right call with every parameter, equal JSON, equal text; structurally valid:

@@ -25,7 +25,7 @@ func modelFlags() []cli.Flag {
 		&cli.StringFlag{Name: "host-cache", Value: "0", Usage: "`SIZE` of the host tier: experts the GPU tier misses kept in pinned host memory (CUDA) and bound with one DMA, no read; 0 (default) leaves caching to the OS page cache"},
 		&cli.BoolFlag{Name: "verbose", Usage: "say in full why a backend was or was not chosen"},
 		&cli.StringFlag{Name: "gpus", Value: "all", Usage: "`LIST` of devices to split the routed experts over, such as 0,1 (CUDA: device numbers, joined by NCCL; the CPU: logical devices in one process); all takes every visible GPU (one on the CPU and Metal)"},
-		&cli.StringFlag{Name: "expert-load", Usage: "routing trace `FILE` (fmoe-pack route-trace) whose expert counts place the experts over --gpus, balanced by load (default: --route-trace when given, else evenly by number)"},
+		&cli.StringFlag{Name: "expert-load", Usage: "routing trace `FILE` (docs/route-trace.md; fmoe-pack route-trace writes synthetic ones) whose per-expert counts place the experts over several --gpus, balanced by load; it must have the model's layers and experts (default: the --route-trace being replayed, else evenly by number)"},
 	}
 }
 
@@ -62,7 +62,7 @@ func generateCmd() *cli.Command {
 	return &cli.Command{
 		Name:      "generate",
 		Usage:     "generate a reply (or a raw continuation) and stream it to stdout",
-		UsageText: "fmoe-run generate --model DIR (--prompt TEXT | --ids 1,2,3) [--tokens N] [--show-reasoning | --raw] [--k K] [--2bit] [--temperature T] [--top-p P] [--top-k N] [--seed S] [--threads N] [--timing] [--direct-io | --lz4] [--route-trace FILE]",
+		UsageText: "fmoe-run generate --model DIR (--prompt TEXT | --ids 1,2,3) [--tokens N] [--show-reasoning | --raw] [--k K] [--2bit] [--temperature T] [--top-p P] [--top-k N] [--seed S] [--threads N] [--timing] [--direct-io | --lz4] [--gpus LIST [--expert-load FILE]] [--route-trace FILE]",
 		Description: `--prompt is sent as a user message through the model's own chat template (with --system and
 --tools when given), so a chat model answers it, and the reply is shown as fmoe-run chat shows it:
 the answer, and each tool call as name({"arg":"value"}); the model's reasoning is left out unless
@@ -87,9 +87,17 @@ the 397B's measured routing statistics; docs/route-trace.md). The trace must mat
 layers, experts and K (--k) and cover the prompt plus --tokens positions (it is never wrapped
 around); the text generated is meaningless.
 
-Example:
+--gpus 0,1 splits each layer's routed experts over those devices (the tokens are the same as on
+one; docs/scaling.md): evenly by number, or by the per-expert counts of the routing trace
+--expert-load names, heaviest experts spread first. The trace must have the model's layers and
+experts; fmoe-pack route-trace writes synthetic ones, whose counts come from a statistical model
+of routing, not from this model, so they balance a benchmark's replayed load (--route-trace),
+not a real run's. --gpus and --expert-load work the same in chat, serve and eval.
+
+Examples:
    fmoe-run generate --model build/fmoe-tiny-chat --prompt "What's the weather in Paris?" \
-       --tools models/fmoe-tiny-chat/tools.json`,
+       --tools models/fmoe-tiny-chat/tools.json
+   fmoe-run generate --model ~/models/q35-fmoe --prompt "Hello" --gpus 0,1`,
 		Flags: append(append(modelFlags(), samplingFlags()...),
 			&cli.StringFlag{Name: "prompt", Usage: "the user's `TEXT`"},
 			&cli.StringFlag{Name: "ids", Usage: "comma-separated token `IDS` to feed instead of a prompt"},

@@ -8,34 +8,44 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/internal/cliutil"
 	"github.com/fmoe/fmoe/runtime/parallel"
 	"github.com/fmoe/fmoe/runtime/routetrace"
 )
 
-// placement puts the experts on n devices: balanced by the counts of
-// --expert-load (or of --route-trace) when given, else nil (the model
-// spreads them evenly by number). It says on stderr how even the load is.
-func placement(c *cli.Context, n int) (*parallel.Placement, error) {
-	path, flag := c.String("expert-load"), "--expert-load"
+// expertLoad reads the per-expert counts of a routing trace (flag names
+// where the path came from) and checks their shape against the model. It
+// runs before any device is opened for --expert-load, so a bad file is a
+// usage error (exit 2) whatever the device count; --route-trace stands in
+// for it over several devices only (useRouteTrace checks that trace for
+// the run). It returns nil for an empty path.
+func expertLoad(c *cli.Context, flag, path string) ([][]int64, error) {
 	if path == "" {
-		path, flag = c.String("route-trace"), "--route-trace"
-	}
-	if path == "" {
-		fmt.Fprintf(os.Stderr, "experts: spread evenly by number over %d devices (--expert-load places them by measured load)\n", n)
 		return nil, nil
 	}
 	tr, err := routetrace.Load(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", flag, err)
+		return nil, cliutil.UsageError("%s: %v", flag, err)
 	}
 	man, err := format.Open(c.String("model"))
 	if err != nil {
 		return nil, err
 	}
 	if cf := &man.Config; tr.Layers != cf.NumHiddenLayers || tr.Experts != cf.NumExperts {
-		return nil, fmt.Errorf("%s %s: a trace of %d layers × %d experts, the model has %d × %d", flag, path, tr.Layers, tr.Experts, cf.NumHiddenLayers, cf.NumExperts)
+		return nil, cliutil.UsageError("%s %s: a trace of %d layers × %d experts, the model has %d × %d (make one for this model with fmoe-pack route-trace)",
+			flag, path, tr.Layers, tr.Experts, cf.NumHiddenLayers, cf.NumExperts)
 	}
-	load := parallel.TraceLoad(tr)
+	return parallel.TraceLoad(tr), nil
+}
+
+// placement puts the experts on n devices: balanced by load when given
+// (expertLoad), else nil (the model spreads them evenly by number). It says
+// on stderr how even the load is.
+func placement(load [][]int64, path string, n int) (*parallel.Placement, error) {
+	if load == nil {
+		fmt.Fprintf(os.Stderr, "experts: spread evenly by number over %d devices (--expert-load FILE places them by a routing trace's counts)\n", n)
+		return nil, nil
+	}
 	p, err := parallel.Partition(load, n)
 	if err != nil {
 		return nil, err

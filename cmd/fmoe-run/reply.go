@@ -34,7 +34,7 @@ func newReplyWriter(out io.Writer, tok *tokenizer.Tokenizer, stop []int, parse b
 	w.dec = tok.NewDecoder()
 	if parse {
 		w.parser = chat.NewParser(chat.ParserOptions{Tools: tools, StartInReasoning: chat.PromptEndsInReasoning(prompt), Format: format})
-		w.pr = &chatui.Printer{Out: out, HideReasoning: !showReasoning, Color: colorOut(out), ShowCalls: true}
+		w.pr = &chatui.Printer{Out: out, HideReasoning: !showReasoning, Color: colorOut(out), ShowCalls: true, Warn: os.Stderr}
 	}
 	return w
 }
@@ -75,9 +75,6 @@ func (w *replyWriter) print(evs []chat.Event) {
 	for _, ev := range evs {
 		if ev.Kind == chat.EventToolCall {
 			w.calls++
-		}
-		if ev.Unparsed && ev.Problem != "" {
-			fmt.Fprintf(os.Stderr, "warning: %s; it is shown as text\n", ev.Problem)
 		}
 	}
 	w.pr.Print(evs)

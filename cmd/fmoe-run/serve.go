@@ -22,7 +22,7 @@ func serveCmd() *cli.Command {
 	return &cli.Command{
 		Name:      "serve",
 		Usage:     "serve the model over an OpenAI-compatible HTTP API",
-		UsageText: "fmoe-run serve --model DIR [--addr 127.0.0.1:8080] [--api-key KEY] [--name NAME] [--queue N] [--k K] [--2bit] [--threads N] [timeouts]",
+		UsageText: "fmoe-run serve --model DIR [--addr 127.0.0.1:8080] [--api-key KEY] [--name NAME] [--queue N] [--k K] [--2bit] [--threads N] [--gpus LIST [--expert-load FILE]] [timeouts]",
 		Description: `Endpoints: POST /v1/chat/completions (stream or not; tools, tool_choice, reasoning_content,
 max_tokens / max_completion_tokens, temperature, top_p, stop, seed, stream_options.include_usage,
 chat_template_kwargs, ignore_eos), GET /v1/models, GET /health; GET / is a chat page (open

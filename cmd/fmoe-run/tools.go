@@ -13,7 +13,7 @@ import (
 func readTools(path string) ([]chat.Tool, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, cliutil.UsageError("--tools: %v", err)
 	}
 	var tools []chat.Tool
 	if err := json.Unmarshal(b, &tools); err != nil {

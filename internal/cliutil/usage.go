@@ -40,6 +40,9 @@ func prepareCommand(cmd *cli.Command, path string) {
 	}
 	cmd.OnUsageError = usageError(path)
 	cmd.Description = withExitStatus(cmd.Description)
+	for _, f := range cmd.Flags {
+		oneDefault(f)
+	}
 	for _, sub := range cmd.Subcommands {
 		prepareCommand(sub, path+" "+sub.Name)
 	}
@@ -108,4 +111,35 @@ func NotNegative(c *cli.Context, flags ...string) error {
 		}
 	}
 	return nil
+}
+
+// oneDefault moves a default the usage states in words ("(default: all cores)" at its end) to
+// the flag's default text, so help says it once instead of adding urfave/cli's "(default: 0)"
+// (the zero value that stands for it).
+func oneDefault(f cli.Flag) {
+	var usage, text *string
+	switch f := f.(type) {
+	case *cli.IntFlag:
+		usage, text = &f.Usage, &f.DefaultText
+	case *cli.Int64Flag:
+		usage, text = &f.Usage, &f.DefaultText
+	case *cli.Uint64Flag:
+		usage, text = &f.Usage, &f.DefaultText
+	case *cli.Float64Flag:
+		usage, text = &f.Usage, &f.DefaultText
+	case *cli.StringFlag:
+		usage, text = &f.Usage, &f.DefaultText
+	default:
+		return
+	}
+	u := strings.TrimSpace(*usage)
+	i := strings.LastIndex(u, "(default")
+	if *text != "" || i < 0 || !strings.HasSuffix(u, ")") || strings.Count(u[i:], "(") != strings.Count(u[i:], ")") {
+		return
+	}
+	d := strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(u[i+len("(default"):len(u)-1], ":"), " "))
+	if d == "" {
+		return
+	}
+	*usage, *text = strings.TrimSpace(u[:i]), d
 }

@@ -69,3 +69,34 @@ func TestOneOf(t *testing.T) {
 		t.Errorf("OneOf(3 of 2, 4) = %v", err)
 	}
 }
+
+// TestOneDefault: a default stated in words at the end of a flag's usage is
+// said once in help, not followed by urfave/cli's zero value; other usages
+// and flags with their own default text are left alone.
+func TestOneDefault(t *testing.T) {
+	app := &cli.App{Name: "tool", Commands: []*cli.Command{{
+		Name: "do",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "threads", Usage: "CPU threads (default: all cores)"},
+			&cli.IntFlag{Name: "bits", Usage: "expert bits (default 4, or the source's own)"},
+			&cli.StringFlag{Name: "load", Usage: "trace FILE (default: evenly (by number))"},
+			&cli.IntFlag{Name: "layers", Usage: "layers (default: all)", DefaultText: "every one"},
+			&cli.IntFlag{Name: "seed", Value: 7, Usage: "seed; 0 (default) is random"},
+		},
+		Action: func(*cli.Context) error { return nil },
+	}}}
+	var out, errw strings.Builder
+	if code := RunArgs(app, []string{"tool", "do", "--help"}, &out, &errw); code != 0 {
+		t.Fatalf("--help: exit %d: %s", code, errw.String())
+	}
+	help := out.String()
+	for _, want := range []string{"CPU threads (default: all cores)\n", "expert bits (default: 4, or the source's own)\n",
+		"trace FILE (default: evenly (by number))\n", "layers (default: all) (default: every one)\n", "seed; 0 (default) is random (default: 7)\n"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("help lacks %q:\n%s", want, help)
+		}
+	}
+	if strings.Contains(help, "(default: 0)") {
+		t.Errorf("help still adds a zero default:\n%s", help)
+	}
+}

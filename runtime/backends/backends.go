@@ -4,6 +4,7 @@
 package backends
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -62,10 +63,28 @@ func Open(name string, o Options) (backend.Backend, error) {
 				logf("backend: cuda")
 				return be, nil
 			}
+			if NoSuchDevice(err) {
+				return nil, err // a GPU asked for that is not there: no CPU in its place
+			}
 			why = append(why, err.Error())
 		}
 		logf("backend: cpu (%s)", strings.Join(why, "; "))
 		return cpu.New(cpu.Options{Threads: o.Threads}), nil
 	}
 	return nil, fmt.Errorf("unknown backend %q (want %s)", name, strings.Join(Names, ", "))
+}
+
+// NoSuchDevice reports whether err is a device number the machine lacks
+// (the --gpus list is wrong), rather than a backend that failed to start.
+func NoSuchDevice(err error) bool {
+	var nd *cuda.NoDeviceError
+	return errors.As(err, &nd)
+}
+
+// BadDeviceList reports whether err is OpenDevices refusing the device
+// list itself (a device the machine lacks, several on Metal): a usage
+// error, where other errors are a backend failing.
+func BadDeviceList(err error) bool {
+	var le *listError
+	return NoSuchDevice(err) || errors.As(err, &le)
 }

@@ -1,8 +1,8 @@
 package backends
 
 import (
-	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/fmoe/fmoe/runtime/backend"
@@ -56,7 +56,7 @@ func OpenDevices(name string, ids []int, o Options) (bes []backend.Backend, coll
 		return bes, c, err
 	}
 	if kind == "metal" {
-		return bes, nil, fmt.Errorf("--gpus: Metal runs on one GPU (asked for %d)", len(ids))
+		return bes, nil, &listError{fmt.Sprintf("--gpus: Metal runs on one GPU (asked for %d)", len(ids))}
 	}
 	for _, id := range ids[1:] {
 		oi := o
@@ -125,11 +125,21 @@ func ParseDevices(s string) ([]int, error) {
 	}
 	var ids []int
 	for _, f := range strings.Split(s, ",") {
-		var id int
-		if _, err := fmt.Sscanf(strings.TrimSpace(f), "%d", &id); err != nil || fmt.Sprint(id) != strings.TrimSpace(f) {
-			return nil, errors.New("--gpus: want device numbers separated by commas, such as 0,1, or all")
+		f = strings.TrimSpace(f)
+		id, err := strconv.Atoi(f)
+		if err != nil || strconv.Itoa(id) != f {
+			what := fmt.Sprintf("%q is not a device number", f)
+			if f == "" {
+				what = "an empty item"
+			}
+			return nil, fmt.Errorf("--gpus %q: %s (want device numbers separated by commas, such as 0,1, or all)", s, what)
 		}
 		ids = append(ids, id)
 	}
 	return ids, checkIDs(ids)
 }
+
+// listError is a --gpus list the machine cannot honour (BadDeviceList).
+type listError struct{ msg string }
+
+func (e *listError) Error() string { return e.msg }

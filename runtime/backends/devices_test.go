@@ -2,9 +2,13 @@ package backends
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/fmoe/fmoe/runtime/backend/cuda"
 )
 
 func TestParseDevices(t *testing.T) {
@@ -56,5 +60,45 @@ func TestOpenDevicesCUDAMissing(t *testing.T) {
 	bes, _, err := OpenDevices("cuda", []int{0, 1}, Options{})
 	if err == nil || bes != nil || !strings.Contains(err.Error(), "cuda") {
 		t.Fatalf("CUDA devices 0,1 without CUDA: %d backends, %v", len(bes), err)
+	}
+}
+
+// TestParseDevicesSaysWhich: the error quotes the list and names the item
+// that is not a device number.
+func TestParseDevicesSaysWhich(t *testing.T) {
+	for s, want := range map[string]string{
+		"0,,1":  `--gpus "0,,1": an empty item`,
+		"0,1,":  `--gpus "0,1,": an empty item`,
+		"0,x":   `"x" is not a device number`,
+		"+1":    `"+1" is not a device number`,
+		"00":    `"00" is not a device number`,
+		"1-2":   `"1-2" is not a device number`,
+		"-1":    "device -1 is negative",
+		"2,0,2": "device 2 is listed twice",
+	} {
+		if _, err := ParseDevices(s); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseDevices(%q): %v, want %q", s, err, want)
+		}
+	}
+}
+
+// TestNoSuchDevice: a device number the machine lacks is told apart from a
+// backend that cannot start (auto falls back to the CPU only for the
+// latter), through wrapping, and says which numbers exist.
+func TestNoSuchDevice(t *testing.T) {
+	err := fmt.Errorf("device 3: %w", &cuda.NoDeviceError{Device: 3, Present: 2})
+	if !NoSuchDevice(err) || !strings.Contains(err.Error(), "no device 3 (2 present, numbered 0 to 1)") {
+		t.Errorf("%v: NoSuchDevice %v", err, NoSuchDevice(err))
+	}
+	if e := (&cuda.NoDeviceError{Device: 0}); !strings.Contains(e.Error(), "sees no GPU") {
+		t.Errorf("no GPU at all: %v", e)
+	}
+	for _, err := range []error{nil, errors.New("cuda: no CUDA driver"), fmt.Errorf("x: %w", errors.New("device 3"))} {
+		if NoSuchDevice(err) || BadDeviceList(err) {
+			t.Errorf("NoSuchDevice(%v) or BadDeviceList = true", err)
+		}
+	}
+	if !BadDeviceList(err) || !BadDeviceList(&listError{"--gpus: Metal runs on one GPU (asked for 2)"}) {
+		t.Error("BadDeviceList misses a device the machine lacks or several on Metal")
 	}
 }

@@ -81,7 +81,7 @@ func openDevice(ordinal int) (*device, error) {
 		return nil, err
 	}
 	if ordinal < 0 || ordinal >= int(n) {
-		return nil, fmt.Errorf("cuda: device %d requested, %d present", ordinal, int(n))
+		return nil, &NoDeviceError{Device: ordinal, Present: int(n)}
 	}
 	d := &device{ordinal: ordinal}
 	if err := cuErr(C.fm_device_get(&d.dev, C.int(ordinal)), "cuDeviceGet"); err != nil {
