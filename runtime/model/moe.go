@@ -56,6 +56,11 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 	if s.onRoute != nil {
 		s.onRoute(l, idx, wts)
 	}
+	if s.RouteLog != nil {
+		for t := 0; t < T; t++ {
+			s.RouteLog.Record(l, s.pos+t, idx[t*K:(t+1)*K], wts[t*K:(t+1)*K])
+		}
+	}
 	m.countPicks(l, idx)
 	pl.group(K)
 	s.lap(PhaseRouting)

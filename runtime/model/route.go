@@ -10,6 +10,14 @@ type RouteSource interface {
 	Choose(l, pos int, idx []int, w []float32) error
 }
 
+// RouteSink receives the experts and weights every routed layer used, per
+// token position, after the router (or the RouteSource) chose them:
+// runtime/routetrace.Recorder is one. idx and w (len K) are re-used after
+// the call returns. Recording changes nothing the session computes.
+type RouteSink interface {
+	Record(l, pos int, idx []int, w []float32)
+}
+
 // route is token t's choice at layer l: the family's router on its logits,
 // or, with s.Routes, the source's (the router still runs, so the step costs
 // what it costs without a source).

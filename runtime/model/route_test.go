@@ -132,3 +132,58 @@ func TestRouteSourceErrors(t *testing.T) {
 		t.Errorf("a trace shorter than the prompt: %v", err)
 	}
 }
+
+// TestRouteLog: a routetrace.Recorder set as RouteLog records, position by
+// position, exactly the routing the session used (the test hook's), with
+// and without a RouteSource, and leaves the logits bit-identical.
+func TestRouteLog(t *testing.T) {
+	m := open(t, "mlx-4bit", 0, 0, Options{})
+	want, rec := recordRoutes(t, m, routePrompt, nil)
+	c := &m.Config
+	other, err := routetrace.Generate(routetrace.Options{Layers: c.NumHiddenLayers, Experts: c.NumExperts, K: m.K,
+		Tokens: len(routePrompt), Seed: 5, Params: routetrace.Fitted["zipf"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range []*routetrace.Trace{nil, other} {
+		r, err := routetrace.NewRecorder(c.NumHiddenLayers, c.NumExperts, m.K)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := m.NewSession()
+		s.RouteLog = r
+		if src != nil {
+			s.Routes = src
+		}
+		half := len(routePrompt) / 2
+		var got [][]float32
+		lg, err := s.ForwardAll(routePrompt[:half])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, lg)
+		for _, id := range routePrompt[half:] {
+			if lg, err = s.Forward([]int{id}); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, lg)
+		}
+		tr, err := r.Trace()
+		if err != nil {
+			t.Fatal(err)
+		}
+		exp := rec
+		if src != nil {
+			exp = src
+		} else {
+			for i := range want {
+				if !slices.Equal(got[i], want[i]) {
+					t.Fatalf("step %d: recording changed the logits", i)
+				}
+			}
+		}
+		if tr.Tokens != len(routePrompt) || tr.Model != "recorded" || !slices.Equal(tr.IDs, exp.IDs) || !slices.Equal(tr.Weights, exp.Weights) {
+			t.Errorf("source %v: recorded %d tokens (model %q), want the %d the session routed", src != nil, tr.Tokens, tr.Model, len(routePrompt))
+		}
+	}
+}

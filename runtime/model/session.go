@@ -35,6 +35,10 @@ type Session struct {
 	// output is then meaningless as text).
 	Routes RouteSource
 
+	// RouteLog, when set, receives the routing actually used (what
+	// fmoe-run --record-route writes).
+	RouteLog RouteSink
+
 	// onRoute, when set (tests), receives each layer's expert choices and
 	// their weights [T, K] (slices re-used by the next layer: copy them).
 	onRoute func(layer int, idx []int, w []float32)
