@@ -25,7 +25,7 @@ func modelFlags() []cli.Flag {
 		&cli.StringFlag{Name: "host-cache", Value: "0", Usage: "`SIZE` of the host tier: experts the GPU tier misses kept in pinned host memory (CUDA) and bound with one DMA, no read; 0 (default) leaves caching to the OS page cache"},
 		&cli.BoolFlag{Name: "verbose", Usage: "say in full why a backend was or was not chosen"},
 		&cli.StringFlag{Name: "gpus", Value: "all", Usage: "`LIST` of devices to split the routed experts over, such as 0,1 (CUDA: device numbers, joined by NCCL; the CPU: logical devices in one process); all takes every visible GPU (one on the CPU and Metal)"},
-		&cli.StringFlag{Name: "expert-load", Usage: "routing trace `FILE` (docs/route-trace.md; fmoe-pack route-trace writes synthetic ones) whose per-expert counts place the experts over several --gpus, balanced by load; it must have the model's layers and experts (default: the --route-trace being replayed, else evenly by number)"},
+		&cli.StringFlag{Name: "expert-load", Usage: "routing trace `FILE` (docs/route-trace.md: one recorded from this model's runs with fmoe-run generate --record-route, or a synthetic one from fmoe-pack route-trace) whose per-expert counts place the experts over several --gpus, balanced by load; it must have the model's layers and experts (default: the --route-trace being replayed, else evenly by number)"},
 	}
 }
 
@@ -62,7 +62,7 @@ func generateCmd() *cli.Command {
 	return &cli.Command{
 		Name:      "generate",
 		Usage:     "generate a reply (or a raw continuation) and stream it to stdout",
-		UsageText: "fmoe-run generate --model DIR (--prompt TEXT | --ids 1,2,3) [--tokens N] [--show-reasoning | --raw] [--k K] [--2bit] [--temperature T] [--top-p P] [--top-k N] [--seed S] [--threads N] [--timing] [--direct-io | --lz4] [--gpus LIST [--expert-load FILE]] [--route-trace FILE]",
+		UsageText: "fmoe-run generate --model DIR (--prompt TEXT | --ids 1,2,3) [--tokens N] [--show-reasoning | --raw] [--k K] [--2bit] [--temperature T] [--top-p P] [--top-k N] [--seed S] [--threads N] [--timing] [--direct-io | --lz4] [--gpus LIST [--expert-load FILE]] [--route-trace FILE] [--record-route FILE]",
 		Description: `--prompt is sent as a user message through the model's own chat template (with --system and
 --tools when given), so a chat model answers it, and the reply is shown as fmoe-run chat shows it:
 the answer, and each tool call as name({"arg":"value"}); the model's reasoning is left out unless
@@ -84,15 +84,23 @@ decompresses each one: the LZ4 experiment end to end (docs/negative-results.md).
 --route-trace FILE is for benchmarks only: the router still runs, but the experts and weights
 used at each token position and layer are the trace's (fmoe-pack route-trace writes traces with
 the 397B's measured routing statistics; docs/route-trace.md). The trace must match the model's
-layers, experts and K (--k) and cover the prompt plus --tokens positions (it is never wrapped
-around); the text generated is meaningless.
+layers, experts and K (--k) and cover the prompt plus --tokens − 1 positions (the last token
+generated is never fed back; a trace is never wrapped around); the text generated is meaningless.
+
+--record-route FILE writes the routing this run actually used: for every position of the prompt
+and of the tokens fed back, at every layer, the K experts and weights (docs/route-trace.md, model
+"recorded"). It changes nothing the run computes. Replayed with --route-trace and the same
+prompt, settings and --tokens (or fewer), it gives the same tokens; its per-expert counts place a
+real model's experts by its real load (--expert-load); fmoe-pack route-stats prints its cache
+statistics. FILE must not exist; it is written when the run ends (through a temporary name).
 
 --gpus 0,1 splits each layer's routed experts over those devices (the tokens are the same as on
 one; docs/scaling.md): evenly by number, or by the per-expert counts of the routing trace
 --expert-load names, heaviest experts spread first. The trace must have the model's layers and
-experts; fmoe-pack route-trace writes synthetic ones, whose counts come from a statistical model
-of routing, not from this model, so they balance a benchmark's replayed load (--route-trace),
-not a real run's. --gpus and --expert-load work the same in chat, serve and eval.
+experts. Record one from this model's own runs with --record-route (its counts are this model's
+real load on those prompts); fmoe-pack route-trace writes synthetic ones, whose counts come from a
+statistical model of routing, not from this model, so they balance a benchmark's replayed load
+(--route-trace), not a real run's. --gpus and --expert-load work the same in chat, serve and eval.
 
 Examples:
    fmoe-run generate --model build/fmoe-tiny-chat --prompt "What's the weather in Paris?" \
@@ -112,6 +120,7 @@ Examples:
 			&cli.BoolFlag{Name: "direct-io", Usage: "read experts around the page cache (O_DIRECT; F_NOCACHE on macOS)"},
 			&cli.BoolFlag{Name: "lz4", Usage: "read experts from the LZ4 copy (made by fmoe-pack lz4) and decompress them"},
 			routeTraceFlag,
+			recordRouteFlag,
 		),
 		Action: runGenerate,
 	}
@@ -130,6 +139,9 @@ func runGenerate(c *cli.Context) error {
 	}
 	if c.Bool("raw") && c.Bool("show-reasoning") {
 		return cliutil.UsageError("--raw prints the reasoning as it is: use it without --show-reasoning")
+	}
+	if err := checkRecordRoute(c); err != nil {
+		return err
 	}
 	dir := c.String("model")
 	m, err := openModel(c)
@@ -165,7 +177,13 @@ func runGenerate(c *cli.Context) error {
 		return err
 	}
 	defer sess.Close()
-	if err := useRouteTrace(c, m, sess, len(prompt)+c.Int("tokens")); err != nil {
+	// The last token generated is never fed back, so the run routes the
+	// prompt plus --tokens − 1 positions.
+	if err := useRouteTrace(c, m, sess, len(prompt)+max(c.Int("tokens")-1, 0)); err != nil {
+		return err
+	}
+	rec, err := recordRoute(c, m, sess)
+	if err != nil {
 		return err
 	}
 	if c.Bool("timing") {
@@ -186,6 +204,9 @@ func runGenerate(c *cli.Context) error {
 	})
 	w.close()
 	if err != nil {
+		return err
+	}
+	if err := saveRecordedRoute(c, rec, len(prompt)); err != nil {
 		return err
 	}
 	total := time.Since(start)

@@ -49,7 +49,7 @@ func TestGenerateRouteTrace(t *testing.T) {
 		{write("experts.fmrt", 8, 32, 4, 10), nil, "the trace has 32 experts per layer, the model 16"},
 		{k2, nil, "the trace has K=2 experts per token, the model runs with K=4"},
 		{good, []string{"--k", "3"}, "the model runs with K=3"},
-		{write("short.fmrt", 8, 16, 4, 9), nil, "covers 9 token positions, the run needs 10"},
+		{write("short.fmrt", 8, 16, 4, 8), nil, "covers 8 token positions, the run needs 9"},
 		{corrupt, nil, "checksum mismatch"},
 		{notTrace, nil, "not a routing trace"},
 		{filepath.Join(dir, "missing.fmrt"), nil, "no such file"},
