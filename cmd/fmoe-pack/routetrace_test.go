@@ -21,7 +21,7 @@ func runPack(t *testing.T, args ...string) (string, error) {
 	defer func() { os.Stdout = old }()
 	got := make(chan string)
 	go func() { b, _ := io.ReadAll(r); got <- string(b) }()
-	app := &cli.App{Name: "fmoe-pack", Commands: []*cli.Command{routeTraceCmd()}, Writer: io.Discard, ErrWriter: io.Discard,
+	app := &cli.App{Name: "fmoe-pack", Commands: []*cli.Command{routeTraceCmd(), routeStatsCmd()}, Writer: io.Discard, ErrWriter: io.Discard,
 		ExitErrHandler: func(*cli.Context, error) {}}
 	err := app.Run(append([]string{"fmoe-pack"}, args...))
 	w.Close()

@@ -88,3 +88,44 @@ func (r *Recorder) Trace() (*Trace, error) {
 	copy(tr.Weights, r.weights)
 	return tr, tr.validate()
 }
+
+// Routed returns the trace without its unrouted layers (every weight 0 at
+// every position: dense layers of a recorded trace) and the indices of the
+// layers it left out; the trace itself when every layer is routed. Cache
+// statistics on a dense layer's placeholder ids would count hits no cache
+// sees. It returns nil when no layer is routed.
+func (tr *Trace) Routed() (*Trace, []int) {
+	var keep, drop []int
+	for l := 0; l < tr.Layers; l++ {
+		routed := false
+		for t := 0; t < tr.Tokens && !routed; t++ {
+			_, w := tr.At(t, l)
+			for _, x := range w {
+				routed = routed || x != 0
+			}
+		}
+		if routed {
+			keep = append(keep, l)
+		} else {
+			drop = append(drop, l)
+		}
+	}
+	if len(drop) == 0 {
+		return tr, nil
+	}
+	if len(keep) == 0 {
+		return nil, drop
+	}
+	h := tr.Header
+	h.Layers = len(keep)
+	out, _ := New(h)
+	for t := 0; t < tr.Tokens; t++ {
+		for i, l := range keep {
+			ids, w := tr.At(t, l)
+			oi, ow := out.At(t, i)
+			copy(oi, ids)
+			copy(ow, w)
+		}
+	}
+	return out, drop
+}

@@ -80,3 +80,37 @@ func TestRecorderErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRouted: layers whose weights are all 0 are left out, the others kept
+// in order with their entries.
+func TestRouted(t *testing.T) {
+	r, _ := NewRecorder(4, 8, 2)
+	for pos := 0; pos < 3; pos++ {
+		for _, l := range []int{1, 3} {
+			r.Record(l, pos, []int{pos + l, 7}, []float32{0.5, 0.5})
+		}
+	}
+	tr, err := r.Trace()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, drop := tr.Routed()
+	if got == nil || got.Layers != 2 || got.Tokens != 3 || !slices.Equal(drop, []int{0, 2}) {
+		t.Fatalf("Routed: %+v, dropped %v", got, drop)
+	}
+	for pos := 0; pos < 3; pos++ {
+		for i, l := range []int{1, 3} {
+			ids, _ := got.At(pos, i)
+			if !slices.Equal(ids, []uint16{uint16(pos + l), 7}) {
+				t.Errorf("token %d layer %d (was %d): %v", pos, i, l, ids)
+			}
+		}
+	}
+	if same, drop := got.Routed(); same != got || drop != nil {
+		t.Error("a fully routed trace was copied")
+	}
+	dense, _ := New(Header{Layers: 2, Experts: 4, K: 1, Tokens: 1})
+	if none, drop := dense.Routed(); none != nil || len(drop) != 2 {
+		t.Errorf("all dense: %v %v", none, drop)
+	}
+}

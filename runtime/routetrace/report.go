@@ -22,7 +22,8 @@ func ReportSizes(experts int) []int {
 }
 
 // Report writes a trace's statistics beside flash-moe's and beside other,
-// a trace of the other model with the same shape and seed (nil: none): per
+// a trace of the other model with the same shape and seed (nil: no such
+// column, as for a recorded trace): per
 // cache size the LRU hit rate over the first 200 tokens from a cold cache
 // (as flash-moe measured) and, when the trace is longer than 400 tokens,
 // warm (the tokens after those 200); then distinct experts over 30 tokens,
@@ -53,10 +54,6 @@ func reportK(w io.Writer, tr, other *Trace) error {
 	f := FlashMoE
 	cold := min(f.Tokens, tr.Tokens)
 	warm := tr.Tokens > 2*f.Tokens
-	otherName := "-"
-	if other != nil {
-		otherName = other.Model
-	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "per-layer LRU hit rate at K=%d, mean over %d layers; cold = tokens 0-%d from an empty cache", tr.K, tr.Layers, cold-1)
 	if warm {
@@ -66,9 +63,11 @@ func reportK(w io.Writer, tr, other *Trace) error {
 	if warm {
 		fmt.Fprintf(&b, " %-10s", tr.Model+" warm")
 	}
-	fmt.Fprintf(&b, " %-10s", otherName+" cold")
-	if warm {
-		fmt.Fprintf(&b, " %-10s", otherName+" warm")
+	if other != nil {
+		fmt.Fprintf(&b, " %-10s", other.Model+" cold")
+		if warm {
+			fmt.Fprintf(&b, " %-10s", other.Model+" warm")
+		}
 	}
 	fmt.Fprintf(&b, " %s\n", "flash-moe (K=4, 200 tokens)")
 	for _, c := range ReportSizes(tr.Experts) {
@@ -76,14 +75,11 @@ func reportK(w io.Writer, tr, other *Trace) error {
 		if warm {
 			fmt.Fprintf(&b, " %-10s", pct(mean(SimulateLRU(tr, c, f.Tokens, tr.Tokens))))
 		}
-		o, ow := "-", "-"
 		if other != nil {
-			o = pct(mean(SimulateLRU(other, c, 0, min(cold, other.Tokens))))
-			ow = pct(mean(SimulateLRU(other, c, f.Tokens, other.Tokens)))
-		}
-		fmt.Fprintf(&b, " %-10s", o)
-		if warm {
-			fmt.Fprintf(&b, " %-10s", ow)
+			fmt.Fprintf(&b, " %-10s", pct(mean(SimulateLRU(other, c, 0, min(cold, other.Tokens)))))
+			if warm {
+				fmt.Fprintf(&b, " %-10s", pct(mean(SimulateLRU(other, c, f.Tokens, other.Tokens))))
+			}
 		}
 		fm := "-"
 		for i, s := range f.Sizes {
