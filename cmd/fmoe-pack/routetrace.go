@@ -31,7 +31,8 @@ uncertainty. The top 4 of a trace with K >= 4 is the K=4 trace of the same seed.
 
 The report (stdout): the trace's per-layer LRU hit rate per cache size beside the other model's
 and flash-moe's, distinct experts over 30 tokens, consecutive-token overlap, cross-layer
-correlation. Presets: ` + strings.Join(pack.PresetNames(), ", ") + ` (the fit is the 397B's;
+correlation (fmoe-pack route-stats prints the same for any trace, such as one recorded from a real
+run with fmoe-run generate --record-route). Presets: ` + strings.Join(pack.PresetNames(), ", ") + ` (the fit is the 397B's;
 other presets reuse its parameters).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "preset", Usage: "model shape: " + strings.Join(pack.PresetNames(), ", "), Required: true},
