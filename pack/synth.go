@@ -87,6 +87,17 @@ func with(m map[string]any, k string, v any) map[string]any {
 	return m
 }
 
+// CheckMoELayers refuses a synth of the first layers layers that has no MoE layer: a preset
+// whose first DenseLayers layers are dense needs at least DenseLayers+1, or the checkpoint has
+// no experts to stream (and nothing fmoe is for to measure).
+func (p *Preset) CheckMoELayers(layers int) error {
+	if layers <= p.DenseLayers {
+		return fmt.Errorf("--layers %d: %s's first %d layers are dense, so %d layers have no experts (want at least %d for one MoE layer)",
+			layers, p.Name, p.DenseLayers, layers, p.DenseLayers+1)
+	}
+	return nil
+}
+
 // PresetNames lists the preset names.
 func PresetNames() []string {
 	var n []string
@@ -142,6 +153,9 @@ func Synth(ctx context.Context, o SynthOptions) (int64, error) {
 			return 0, fmt.Errorf("--layers %d: %s has %d layers", o.Layers, p.Name, p.Layers)
 		}
 		layers = o.Layers
+	}
+	if err := p.CheckMoELayers(layers); err != nil {
+		return 0, err
 	}
 	if o.Layout == "" {
 		var err error

@@ -51,7 +51,7 @@ func TestPreset397BExpertSize(t *testing.T) {
 }
 
 func TestSynthErrors(t *testing.T) {
-	for _, o := range []SynthOptions{{Preset: "gpt5"}, {Preset: "tiny", Layers: 99}, {Preset: "tiny", Layout: "gguf"}} {
+	for _, o := range []SynthOptions{{Preset: "gpt5"}, {Preset: "tiny", Layers: 99}, {Preset: "tiny", Layout: "gguf"}, {Preset: "deepseek-v3-671b", Layers: 3}} {
 		o.Out = filepath.Join(t.TempDir(), "x")
 		if _, err := Synth(context.Background(), o); err == nil || !strings.Contains(err.Error(), "want") && !strings.Contains(err.Error(), "have") && !strings.Contains(err.Error(), "has") {
 			t.Errorf("%+v: %v", o, err)

@@ -25,8 +25,8 @@ about 13 GB per layer. --list prints each preset's expert size, the bytes a toke
 2 bits, and its KV cache per token. Each family is written in the mlx-4bit layout by default
 (mlx-lm's naming for that family; deepseek-v3-tiny, whose 48-wide latent mlx-lm could not
 quantize, is written in hf) or the Hugging Face bf16 layout (--layout hf); the
-DeepSeek-V3 and GLM-4.5 presets begin with dense layers (3 of them), so --layers must exceed
-that for a synth with experts.
+DeepSeek-V3 and GLM-4.5 presets begin with 3 dense layers (Kimi-K2 with 1), so --layers must
+exceed that: a synth without a MoE layer is refused.
 
 Example: fmoe-pack synth --preset qwen3.5-35b-a3b --layers 2 --out /tmp/q35-2l
          fmoe-pack convert --in /tmp/q35-2l --out /tmp/q35-2l-fmoe`,
@@ -86,6 +86,10 @@ func checkSynthFlags(c *cli.Context) (string, error) {
 	}
 	if n := c.Int("layers"); n > p.Layers {
 		return "", cliutil.UsageError("--layers %d: %s has %d layers (want 1 to %d, or 0 for all)", n, p.Name, p.Layers, p.Layers)
+	} else if n > 0 {
+		if err := p.CheckMoELayers(n); err != nil {
+			return "", cliutil.UsageError("%v", err)
+		}
 	}
 	fits, err := pack.SynthLayout(p.Name)
 	if err != nil {
