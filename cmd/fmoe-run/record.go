@@ -42,7 +42,11 @@ func checkRecordRoute(c *cli.Context) error {
 	dir := filepath.Dir(path)
 	probe, err := os.CreateTemp(dir, "."+filepath.Base(path)+".probe*")
 	if err != nil {
-		return cliutil.UsageError("--record-route %s: cannot write in %s: %v", path, dir, errors.Unwrap(err))
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the probe's name would only confuse
+		}
+		return cliutil.UsageError("--record-route %s: cannot write in %s: %v", path, dir, err)
 	}
 	probe.Close()
 	os.Remove(probe.Name())
