@@ -90,6 +90,7 @@ func (m *Model) CacheBudget() int64 { return m.cacheBudget }
 type ExpertStats struct {
 	Uses, GPUHits, DeviceBytes int64
 	HostHits                   int64 // GPU-tier misses the host tier served
+	MissRank                   int64 // GPU-tier misses computed on Options.MissBackend
 }
 
 // ExpertStats returns the counters.

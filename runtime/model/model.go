@@ -88,6 +88,13 @@ type Options struct {
 	// MoE layer; nil is parallel.Local, through host memory. Close closes
 	// it.
 	Collective parallel.Collective
+	// MissBackend (experimental, a measurement vehicle: issue 12 §2) is
+	// a further rank, normally the CPU backend, that computes the routed
+	// experts missing rank 0's GPU tier in each step while rank 0
+	// computes the hits, instead of copying them to the device
+	// (cpumiss.go). It stays the caller's; it excludes Devices and
+	// Placement.
+	MissBackend backend.Backend
 }
 
 // Model is an opened packed model. Sessions of one model share its backend
@@ -127,6 +134,7 @@ type Model struct {
 	ranks []rank
 	coll  parallel.Collective
 	place *parallel.Placement
+	miss  int       // the rank of Options.MissBackend, or 0 for none
 	load  [][]int64 // picks per layer and expert since Open (ExpertLoad)
 }
 

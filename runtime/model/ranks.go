@@ -35,6 +35,9 @@ func (m *Model) setupRanks(opts Options) error {
 		bes = append(bes, be)
 		m.ranks = append(m.ranks, rank{be: be})
 	}
+	if err := m.setupMissRank(opts, &bes); err != nil {
+		return err
+	}
 	n, c := len(bes), &m.Config
 	m.coll = opts.Collective
 	if m.coll == nil {
@@ -47,7 +50,7 @@ func (m *Model) setupRanks(opts Options) error {
 		return fmt.Errorf("model: the collective joins %d ranks, the model runs on %d devices", m.coll.Size(), n)
 	}
 	m.place = opts.Placement
-	if m.place == nil && n > 1 {
+	if m.place == nil && n > 1 && m.miss == 0 {
 		var err error
 		if m.place, err = parallel.Partition(parallel.Uniform(c.NumHiddenLayers, c.NumExperts), n); err != nil {
 			return err
@@ -72,7 +75,7 @@ func (m *Model) setupRankCaches(budget int64) error {
 	for d := 1; d < len(m.ranks); d++ {
 		rk := &m.ranks[d]
 		ec, ok := rk.be.(backend.ExpertCache)
-		if !ok || budget == GPUCacheOff {
+		if !ok || budget == GPUCacheOff || d == m.miss {
 			continue
 		}
 		free, total, err := ec.DeviceMemory()
@@ -153,6 +156,9 @@ func (m *Model) SetPlacement(p *parallel.Placement) error {
 	defer m.mu.Unlock()
 	if m.closed {
 		return errClosed
+	}
+	if m.miss > 0 {
+		return errors.New("model: no placement with Options.MissBackend: the GPU tier's misses decide each step which rank computes an expert")
 	}
 	if p == nil || p.Devices != len(m.ranks) {
 		return fmt.Errorf("model: a placement must be for the model's %d devices", len(m.ranks))

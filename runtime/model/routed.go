@@ -21,6 +21,9 @@ import (
 // (backend.TokenCombiner).
 func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int, fuse bool) error {
 	m := s.m
+	if m.miss > 0 {
+		return s.routedMiss(r, l, xn, acc, T)
+	}
 	pl := &s.plan
 	H := m.Config.HiddenSize
 	bufs, err := s.rankBufs(xn, acc, T)

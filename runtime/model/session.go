@@ -52,6 +52,8 @@ type Session struct {
 	rb  []expertBufs  // each rank's expert buffers (ranks.go); rank 0's are sc's
 	// rx and racc hold each rank's view of xn and of its partial sum for the collective.
 	rx, racc []backend.Buffer
+	// mown is a layer's rank per expert with Options.MissBackend: the GPU tier's hits on rank 0, the misses on the miss rank.
+	mown []int
 
 	// broken is why the states are half-updated (a step failed or was
 	// cancelled); Forward refuses to go on until Reset or Restore.

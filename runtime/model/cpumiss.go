@@ -1,0 +1,151 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// Computing GPU-tier misses on the CPU (Options.MissBackend; issue 12 §2,
+// the Fiddler/ktransformers idea): a miss costs the GPU path a read into
+// pinned memory, a checksum on first read, a host-to-device copy and the
+// compute; the CPU needs no copy to the device. Whether that wins is to be
+// measured (BENCH_TIERS=scaled-cpumiss, docs/benchmarks.md); this is the
+// vehicle. It is expert parallelism with a placement decided per step: the
+// miss backend is a further rank, rank 0 keeps the experts its GPU tier
+// holds in this layer and the miss rank computes the others, each into its
+// partial sum, which the collective adds (ranks.go, routed.go). Misses
+// are still read by the one expert stream and checked as every read is
+// (integrity.go): the step awaits their checksums before it returns.
+
+// setupMissRank adds Options.MissBackend as the last rank.
+func (m *Model) setupMissRank(opts Options, bes *[]backend.Backend) error {
+	be := opts.MissBackend
+	if be == nil {
+		return nil
+	}
+	if len(opts.Devices) > 0 || opts.Placement != nil {
+		return errors.New("model: a miss backend (CPU misses) runs beside one device only: it cannot be combined with further devices or an expert placement")
+	}
+	if be == m.be {
+		return fmt.Errorf("model: the miss backend (%s) is the model's backend: it needs a backend of its own", be.Name())
+	}
+	m.miss = len(m.ranks)
+	m.ranks = append(m.ranks, rank{be: be})
+	*bes = append(*bes, be)
+	return nil
+}
+
+// routedMiss is routed with a miss rank: rank 0's GPU tier is looked up
+// first, the plan split by the answer (hits on rank 0, misses on the miss
+// rank), the hits queued on rank 0 and the misses read and computed on the
+// miss rank meanwhile. A layer without misses runs on rank 0 alone, with
+// no exchange: the same operations as one rank, so the same bits.
+func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int) error {
+	m := s.m
+	pl := &s.plan
+	H := m.Config.HiddenSize
+	if m.experts.pendingIn(l) {
+		if err := m.settleChecks(); err != nil {
+			return err
+		}
+	}
+	s.mown = growTo(s.mown, m.Config.NumExperts)
+	hits, hitT, miss := s.lookupHits(l)
+	n := 1
+	if len(miss) > 0 {
+		n = len(m.ranks)
+	}
+	bufs, err := s.rankBufs(xn, acc, T)
+	if err != nil {
+		return err
+	}
+	pl.split(s.mown, n)
+	s.rx, s.racc = growTo(s.rx, n), growTo(s.racc, n)
+	xs, accs := s.rx, s.racc
+	for d := range n {
+		xs[d] = r.viewOn(m.ranks[d].be, bufs[d].xn, 0, T*H)
+		accs[d] = r.viewOn(m.ranks[d].be, bufs[d].acc, 0, T*H)
+	}
+	// The broadcast reads xn back before the hits are queued, so that the
+	// device computes them while the miss rank works.
+	if n > 1 && r.err == nil {
+		r.do(m.coll.Broadcast(xs, 0))
+	}
+	s.lap(PhaseExchange)
+	if bt, ok := m.ranks[0].be.(backend.MatVecBatcher); ok && batchHits && T == 1 && len(hits) > 1 {
+		s.batchExperts(r, 0, bt, hits, hitT, xs[0], bufs[0])
+	} else {
+		for i, id := range hits {
+			s.computeExpert(r, 0, id, hitT[i], xs[0], bufs[0], T)
+		}
+	}
+	if r.err != nil {
+		return r.err
+	}
+	tp := s.tm.p
+	var inFn time.Duration
+	err = m.experts.streamTimed(l, miss, tp, func(id int, w *[3]backend.Weight) error {
+		t0 := time.Now()
+		defer func() { inFn += time.Since(t0) }()
+		bound, err := s.bindExpert(m.miss, l, id, w)
+		if err != nil {
+			return fmt.Errorf("expert %d: %w", id, err)
+		}
+		s.computeExpert(r, m.miss, id, bound, xs[m.miss], bufs[m.miss], T)
+		return r.err
+	})
+	m.stats.Uses += int64(len(pl.ids))
+	m.stats.MissRank += int64(len(miss))
+	if tp != nil {
+		tp.ExpertUses += int64(len(pl.ids))
+		now := time.Now()
+		tp.Time[PhaseExpertCompute] += inFn
+		tp.Time[PhaseExpertWait] += now.Sub(s.tm.last) - inFn
+		s.tm.last = now
+		s.lap(PhaseExpertCompute)
+	}
+	if err != nil {
+		return err
+	}
+	for d, pt := range pl.part[:n] {
+		be := m.ranks[d].be
+		r.do(be.Zero(accs[d]))
+		if len(pt.rows) > 0 {
+			r.do(be.ScatterAdd(accs[d], r.viewOn(be, bufs[d].eo, 0, len(pt.rows)*H), pt.rows, pt.w, H))
+		}
+	}
+	s.lap(PhaseCombine)
+	if n > 1 && r.err == nil {
+		r.do(m.coll.AllReduce(accs))
+	}
+	s.lap(PhaseExchange)
+	return r.err
+}
+
+// lookupHits asks rank 0's GPU tier for each of the layer's experts and
+// records in mown the rank that computes it: the hits (returned bound)
+// stay on rank 0, the misses go to the miss rank. Without a tier every
+// expert misses.
+func (s *Session) lookupHits(l int) (hits []int, hitT [][]backend.Tensor, miss []int) {
+	m := s.m
+	c := m.ranks[0].cache
+	for _, id := range s.plan.ids {
+		if c != nil {
+			if bound, ok := c.CachedExpert(l, id); ok {
+				hits, hitT = append(hits, id), append(hitT, bound)
+				s.mown[id] = 0
+				continue
+			}
+		}
+		miss = append(miss, id)
+		s.mown[id] = m.miss
+	}
+	m.stats.GPUHits += int64(len(hits))
+	if tp := s.tm.p; tp != nil {
+		tp.GPUHits += int64(len(hits))
+	}
+	return hits, hitT, miss
+}

@@ -1,0 +1,234 @@
+package model
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/cpu"
+)
+
+// holdTier is a CPU backend with a stand-in GPU tier that keeps every
+// expert keep accepts (nil: all) after its first bind, and serves it from
+// then on: the hits and misses a real tier makes, on the CPU.
+type holdTier struct {
+	backend.Backend
+	keep  func(l, id int) bool
+	held  map[[2]int][]backend.Tensor
+	own   map[backend.Tensor]bool
+	binds int // BindExpert calls
+}
+
+func newHoldTier(keep func(l, id int) bool) *holdTier {
+	return &holdTier{Backend: cpu.New(cpu.Options{}), keep: keep, held: map[[2]int][]backend.Tensor{}, own: map[backend.Tensor]bool{}}
+}
+
+func (h *holdTier) SetExpertCache(int64, int) error     { return nil }
+func (h *holdTier) DeviceMemory() (int64, int64, error) { return 64 << 30, 80 << 30, nil }
+func (h *holdTier) CachedExpert(l, id int) ([]backend.Tensor, bool) {
+	ts, ok := h.held[[2]int{l, id}]
+	return ts, ok
+}
+func (h *holdTier) DropExpert(l, id int) error {
+	delete(h.held, [2]int{l, id})
+	return nil
+}
+
+// BindExpert keeps a copy of the bytes (the stream reuses its buffers).
+func (h *holdTier) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor, error) {
+	h.binds++
+	keep := h.keep == nil || h.keep(l, id)
+	out := make([]backend.Tensor, len(ws))
+	for i, w := range ws {
+		if keep {
+			w.Data, w.Scales, w.Biases = bytes.Clone(w.Data), bytes.Clone(w.Scales), bytes.Clone(w.Biases)
+		}
+		t, err := h.Bind(w)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = t
+		if keep {
+			h.own[t] = true
+		}
+	}
+	if keep {
+		h.held[[2]int{l, id}] = out
+	}
+	return out, nil
+}
+
+// Release leaves the tier's tensors bound, as a real tier does.
+func (h *holdTier) Release(t backend.Tensor) error {
+	if h.own[t] {
+		return nil
+	}
+	return h.Backend.Release(t)
+}
+
+func evenExperts(_, id int) bool { return id%2 == 0 }
+
+// TestGoldenCPUMisses runs every golden case with a stand-in GPU tier on
+// rank 0 that keeps the even experts and a CPU miss rank, cold (every
+// expert misses) and warm (the even ones hit), and holds it to the
+// goldens' 1e-4 and the greedy continuation. Warm, the miss rank computes
+// exactly the odd experts and rank 0 binds nothing.
+func TestGoldenCPUMisses(t *testing.T) {
+	for _, c := range allGoldenCases() {
+		if c.golden == "bf16-long" && testing.Short() {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) {
+			g := readGolden(t, c.golden)
+			tier := newHoldTier(evenExperts)
+			mb := &binds{Backend: cpu.New(cpu.Options{Threads: 2})}
+			t.Cleanup(func() { mb.Close(); tier.Close() })
+			m := open(t, c.src, c.bits, c.k, Options{Backend: tier, MissBackend: mb})
+			checkHiddenAndLogits(t, m, g) // cold: the tier fills
+			st0, n0 := m.ExpertStats(), mb.n
+			if st0.MissRank == 0 || n0 != 3*int(st0.MissRank) {
+				t.Fatalf("cold: %d misses on the miss rank, %d binds there", st0.MissRank, n0)
+			}
+			checkHiddenAndLogits(t, m, g) // warm: even experts hit
+			checkGreedy(t, m, g)
+			st := m.ExpertStats()
+			hits, misses := st.GPUHits-st0.GPUHits, st.MissRank-st0.MissRank
+			if hits == 0 || misses == 0 || hits+misses != st.Uses-st0.Uses {
+				t.Errorf("warm: %d hits + %d misses of %d uses", hits, misses, st.Uses-st0.Uses)
+			}
+			if int64(mb.n-n0) != 3*misses {
+				t.Errorf("warm: %d binds on the miss rank for %d misses", mb.n-n0, misses)
+			}
+		})
+	}
+}
+
+// TestCPUMissesPlacement: warm, every even expert a step routes to (the
+// tier holds those) is a hit computed on rank 0 and every odd one a miss
+// bound and computed on the miss rank only — rank 0's tier binds nothing;
+// with every expert held, the run is bit for bit the plain path's with the
+// same tier, and the miss rank does nothing.
+func TestCPUMissesPlacement(t *testing.T) {
+	g := readGolden(t, "bf16")
+	ids := g.i64["input_ids"]
+	tier := newHoldTier(nil)
+	mb := &binds{Backend: cpu.New(cpu.Options{Threads: 1})}
+	defer mb.Close()
+	m := open(t, "hf", 16, 0, Options{Backend: tier, MissBackend: mb})
+	ref := open(t, "hf", 16, 0, Options{Backend: newHoldTier(nil)})
+	forwardAll(t, m, ids)
+	forwardAll(t, ref, ids)
+	n0 := mb.n
+	if n0 == 0 {
+		t.Fatal("cold: nothing computed on the miss rank")
+	}
+	for range 2 {
+		want, got := forwardAll(t, ref, ids), forwardAll(t, m, ids)
+		if i := firstDiff(got, want); i >= 0 {
+			t.Fatalf("all hits: logit %d differs from the plain path", i)
+		}
+	}
+	if mb.n != n0 {
+		t.Errorf("all hits: %d experts bound on the miss rank", mb.n-n0)
+	}
+
+	odd := newHoldTier(evenExperts)
+	mo := &binds{Backend: cpu.New(cpu.Options{Threads: 1})}
+	defer mo.Close()
+	m2 := open(t, "hf", 16, 0, Options{Backend: odd, MissBackend: mo})
+	forwardAll(t, m2, ids)
+	st0, b0, tb0 := m2.ExpertStats(), mo.n, odd.binds
+	s, err := m2.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var even, other int64
+	s.onRoute = func(_ int, idx []int, _ []float32) {
+		seen := map[int]bool{}
+		for _, e := range idx {
+			if !seen[e] {
+				seen[e] = true
+				if e%2 == 0 {
+					even++
+				} else {
+					other++
+				}
+			}
+		}
+	}
+	if _, err := s.ForwardAll(ids); err != nil {
+		t.Fatal(err)
+	}
+	st := m2.ExpertStats()
+	if hits, misses := st.GPUHits-st0.GPUHits, st.MissRank-st0.MissRank; hits != even || misses != other || even == 0 || other == 0 {
+		t.Errorf("warm: %d hits, %d misses on the miss rank; the routes had %d even and %d odd experts", hits, misses, even, other)
+	}
+	if got := int64(mo.n - b0); got != 3*other {
+		t.Errorf("warm: %d binds on the miss rank, want 3 per odd expert (%d)", got, 3*other)
+	}
+	if odd.binds != tb0 {
+		t.Errorf("warm: rank 0's tier bound %d experts: a miss went to rank 0", odd.binds-tb0)
+	}
+}
+
+// TestCPUMissesChecked: a flipped byte in an expert that misses the tier
+// and is computed on the miss rank is still caught by the first-read
+// checksum, naming the layer and fmoe-verify.
+func TestCPUMissesChecked(t *testing.T) {
+	dir, man := damagedCopy(t)
+	set := &man.Experts[0]
+	path := filepath.Join(dir, set.Dir, set.Layers[2].File)
+	for e := range man.Config.NumExperts {
+		xorByte(t, path, int64(e)*set.Stride+int64(e)*97%set.Stride)
+	}
+	tier := newHoldTier(evenExperts)
+	mb := cpu.New(cpu.Options{Threads: 1})
+	defer mb.Close()
+	m, err := Open(dir, Options{Backend: tier, MissBackend: mb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	s, err := m.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Forward([]int{1, 2, 3})
+	wantAll(t, err, "model: layer 2 expert ", "checksum mismatch", "fmoe-verify")
+	if st := m.ExpertStats(); st.MissRank == 0 {
+		t.Errorf("no expert computed on the miss rank before the error: %+v", st)
+	}
+}
+
+// TestCPUMissesRefused: a miss backend excludes further devices, a
+// placement, and being the model's own backend.
+func TestCPUMissesRefused(t *testing.T) {
+	dir := packed(t, "hf", 16)
+	be := cpu.New(cpu.Options{Threads: 1})
+	defer be.Close()
+	other := cpu.New(cpu.Options{Threads: 1})
+	defer other.Close()
+	for _, c := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{Backend: be, MissBackend: be}, "needs a backend of its own"},
+		{Options{Backend: be, MissBackend: other, Devices: []backend.Backend{cpu.New(cpu.Options{Threads: 1})}}, "cannot be combined"},
+	} {
+		_, err := Open(dir, c.o)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("want an error containing %q, got %v", c.want, err)
+		}
+	}
+	m, err := Open(dir, Options{Backend: be, MissBackend: other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.SetPlacement(nil); err == nil || !strings.Contains(err.Error(), "MissBackend") {
+		t.Errorf("SetPlacement with a miss rank: %v", err)
+	}
+}
