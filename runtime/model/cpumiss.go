@@ -19,6 +19,12 @@ import (
 // partial sum, which the collective adds (ranks.go, routed.go). Misses
 // are still read by the one expert stream and checked as every read is
 // (integrity.go): the step awaits their checksums before it returns.
+//
+// The tier must still fill: an expert's first miss in the process takes
+// the GPU path (read, copied, offered to the tier as without a miss rank);
+// only its later misses go to the miss rank. After warm-up the tier then
+// holds what it admitted while experts were new, not the hottest — a
+// policy to revisit if the measurement says CPU misses win.
 
 // setupMissRank adds Options.MissBackend as the last rank.
 func (m *Model) setupMissRank(opts Options, bes *[]backend.Backend) error {
@@ -33,6 +39,7 @@ func (m *Model) setupMissRank(opts Options, bes *[]backend.Backend) error {
 		return fmt.Errorf("model: the miss backend (%s) is the model's backend: it needs a backend of its own", be.Name())
 	}
 	m.miss = len(m.ranks)
+	m.offered = newVerified(m.Config.NumHiddenLayers, m.Config.NumExperts)
 	m.ranks = append(m.ranks, rank{be: be})
 	*bes = append(*bes, be)
 	return nil
@@ -53,9 +60,9 @@ func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int) error
 		}
 	}
 	s.mown = growTo(s.mown, m.Config.NumExperts)
-	hits, hitT, miss := s.lookupHits(l)
+	hits, hitT, miss, toMiss := s.lookupHits(l)
 	n := 1
-	if len(miss) > 0 {
+	if toMiss > 0 {
 		n = len(m.ranks)
 	}
 	bufs, err := s.rankBufs(xn, acc, T)
@@ -90,15 +97,19 @@ func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int) error
 	err = m.experts.streamTimed(l, miss, tp, func(id int, w *[3]backend.Weight) error {
 		t0 := time.Now()
 		defer func() { inFn += time.Since(t0) }()
-		bound, err := s.bindExpert(m.miss, l, id, w)
+		d := s.mown[id]
+		bound, err := s.bindExpert(d, l, id, w)
 		if err != nil {
 			return fmt.Errorf("expert %d: %w", id, err)
 		}
-		s.computeExpert(r, m.miss, id, bound, xs[m.miss], bufs[m.miss], T)
+		if d == 0 && m.ranks[0].cache != nil {
+			s.countCopied(w)
+		}
+		s.computeExpert(r, d, id, bound, xs[d], bufs[d], T)
 		return r.err
 	})
 	m.stats.Uses += int64(len(pl.ids))
-	m.stats.MissRank += int64(len(miss))
+	m.stats.MissRank += int64(toMiss)
 	if tp != nil {
 		tp.ExpertUses += int64(len(pl.ids))
 		now := time.Now()
@@ -127,9 +138,9 @@ func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int) error
 
 // lookupHits asks rank 0's GPU tier for each of the layer's experts and
 // records in mown the rank that computes it: the hits (returned bound)
-// stay on rank 0, the misses go to the miss rank. Without a tier every
-// expert misses.
-func (s *Session) lookupHits(l int) (hits []int, hitT [][]backend.Tensor, miss []int) {
+// and first misses stay on rank 0, later misses (toMiss of miss) go to
+// the miss rank. Without a tier every expert misses.
+func (s *Session) lookupHits(l int) (hits []int, hitT [][]backend.Tensor, miss []int, toMiss int) {
 	m := s.m
 	c := m.ranks[0].cache
 	for _, id := range s.plan.ids {
@@ -141,11 +152,29 @@ func (s *Session) lookupHits(l int) (hits []int, hitT [][]backend.Tensor, miss [
 			}
 		}
 		miss = append(miss, id)
+		bit := uint64(1) << (id % 64)
+		if m.offered[l][id/64].Or(bit)&bit == 0 {
+			s.mown[id] = 0 // the first miss: offered to the tier
+			continue
+		}
 		s.mown[id] = m.miss
+		toMiss++
 	}
 	m.stats.GPUHits += int64(len(hits))
 	if tp := s.tm.p; tp != nil {
 		tp.GPUHits += int64(len(hits))
 	}
-	return hits, hitT, miss
+	return hits, hitT, miss, toMiss
+}
+
+// countCopied adds an expert copied to rank 0's device to the counters.
+func (s *Session) countCopied(w *[3]backend.Weight) {
+	var n int64
+	for i := range w {
+		n += int64(len(w[i].Data) + len(w[i].Scales) + len(w[i].Biases))
+	}
+	s.m.stats.DeviceBytes += n
+	if tp := s.tm.p; tp != nil {
+		tp.DeviceBytes += n
+	}
 }

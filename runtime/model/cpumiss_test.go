@@ -71,10 +71,10 @@ func (h *holdTier) Release(t backend.Tensor) error {
 func evenExperts(_, id int) bool { return id%2 == 0 }
 
 // TestGoldenCPUMisses runs every golden case with a stand-in GPU tier on
-// rank 0 that keeps the even experts and a CPU miss rank, cold (every
-// expert misses) and warm (the even ones hit), and holds it to the
-// goldens' 1e-4 and the greedy continuation. Warm, the miss rank computes
-// exactly the odd experts and rank 0 binds nothing.
+// rank 0 that keeps the even experts and a CPU miss rank, cold (first
+// misses take the GPU path) and warm (the even ones hit, the odd ones go
+// to the miss rank), and holds it to the goldens' 1e-4 and the greedy
+// continuation.
 func TestGoldenCPUMisses(t *testing.T) {
 	for _, c := range allGoldenCases() {
 		if c.golden == "bf16-long" && testing.Short() {
@@ -88,11 +88,10 @@ func TestGoldenCPUMisses(t *testing.T) {
 			m := open(t, c.src, c.bits, c.k, Options{Backend: tier, MissBackend: mb})
 			checkHiddenAndLogits(t, m, g) // cold: the tier fills
 			st0, n0 := m.ExpertStats(), mb.n
-			if st0.MissRank == 0 || n0 != 3*int(st0.MissRank) {
+			if n0 != 3*int(st0.MissRank) {
 				t.Fatalf("cold: %d misses on the miss rank, %d binds there", st0.MissRank, n0)
 			}
-			checkHiddenAndLogits(t, m, g) // warm: even experts hit
-			checkGreedy(t, m, g)
+			checkHiddenAndLogits(t, m, g) // warm: even experts hit, odd ones go to the CPU
 			st := m.ExpertStats()
 			hits, misses := st.GPUHits-st0.GPUHits, st.MissRank-st0.MissRank
 			if hits == 0 || misses == 0 || hits+misses != st.Uses-st0.Uses {
@@ -101,15 +100,17 @@ func TestGoldenCPUMisses(t *testing.T) {
 			if int64(mb.n-n0) != 3*misses {
 				t.Errorf("warm: %d binds on the miss rank for %d misses", mb.n-n0, misses)
 			}
+			checkGreedy(t, m, g)
 		})
 	}
 }
 
-// TestCPUMissesPlacement: warm, every even expert a step routes to (the
-// tier holds those) is a hit computed on rank 0 and every odd one a miss
-// bound and computed on the miss rank only — rank 0's tier binds nothing;
-// with every expert held, the run is bit for bit the plain path's with the
-// same tier, and the miss rank does nothing.
+// TestCPUMissesPlacement: with a tier that keeps every expert, first
+// misses fill it, so the miss rank never computes and the run is bit for
+// bit the plain path's with the same tier. With one that keeps the even
+// experts, warm, every even expert a step routes to is a hit computed on
+// rank 0 and every odd one a miss bound and computed on the miss rank
+// only: rank 0's tier binds nothing.
 func TestCPUMissesPlacement(t *testing.T) {
 	g := readGolden(t, "bf16")
 	ids := g.i64["input_ids"]
@@ -121,8 +122,8 @@ func TestCPUMissesPlacement(t *testing.T) {
 	forwardAll(t, m, ids)
 	forwardAll(t, ref, ids)
 	n0 := mb.n
-	if n0 == 0 {
-		t.Fatal("cold: nothing computed on the miss rank")
+	if n0 != 0 {
+		t.Fatalf("cold: the miss rank bound %d tensors: a first miss must fill the tier", n0)
 	}
 	for range 2 {
 		want, got := forwardAll(t, ref, ids), forwardAll(t, m, ids)
@@ -175,31 +176,45 @@ func TestCPUMissesPlacement(t *testing.T) {
 }
 
 // TestCPUMissesChecked: a flipped byte in an expert that misses the tier
-// and is computed on the miss rank is still caught by the first-read
-// checksum, naming the layer and fmoe-verify.
+// and is computed on the miss rank is still caught by the read's
+// checksum, naming the layer and fmoe-verify. A miss-rank read is never an
+// expert's first (first misses take the GPU path, whose first read is
+// checked), so the damage comes after a clean pass, as a disk going bad
+// does, with Options.VerifyEveryRead.
 func TestCPUMissesChecked(t *testing.T) {
 	dir, man := damagedCopy(t)
 	set := &man.Experts[0]
 	path := filepath.Join(dir, set.Dir, set.Layers[2].File)
-	for e := range man.Config.NumExperts {
-		xorByte(t, path, int64(e)*set.Stride+int64(e)*97%set.Stride)
-	}
 	tier := newHoldTier(evenExperts)
 	mb := cpu.New(cpu.Options{Threads: 1})
 	defer mb.Close()
-	m, err := Open(dir, Options{Backend: tier, MissBackend: mb})
+	m, err := Open(dir, Options{Backend: tier, MissBackend: mb, VerifyEveryRead: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	s, err := m.NewSession()
-	if err != nil {
+	fwd := func() error {
+		s, err := m.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		_, err = s.Forward([]int{1, 2, 3})
+		return err
+	}
+	if err := fwd(); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Forward([]int{1, 2, 3})
+	for e := range man.Config.NumExperts {
+		if e%2 == 1 {
+			xorByte(t, path, int64(e)*set.Stride+int64(e)*97%set.Stride)
+		}
+	}
+	st0 := m.ExpertStats()
+	err = fwd()
 	wantAll(t, err, "model: layer 2 expert ", "checksum mismatch", "fmoe-verify")
-	if st := m.ExpertStats(); st.MissRank == 0 {
-		t.Errorf("no expert computed on the miss rank before the error: %+v", st)
+	if st := m.ExpertStats(); st.MissRank == st0.MissRank {
+		t.Errorf("no expert went to the miss rank in the damaged pass: %+v", st)
 	}
 }
 

@@ -136,6 +136,8 @@ type Model struct {
 	place *parallel.Placement
 	miss  int       // the rank of Options.MissBackend, or 0 for none
 	load  [][]int64 // picks per layer and expert since Open (ExpertLoad)
+	// offered marks the experts whose first miss took the GPU path (cpumiss.go).
+	offered []verifiedSet
 }
 
 // layer holds the resident tensors of one decoder layer.
