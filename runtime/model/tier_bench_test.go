@@ -45,7 +45,10 @@ import (
 //     decoding, as in a process that has run a while (a first read is
 //     checksummed, integrity.go; the GPU tier starts empty all the same);
 //     "-sync" after any other tier (off-sync, tiered-sync: the CPU has
-//     off and tiered) is that tier with the checks before the bind.
+//     off and tiered) is that tier with the checks before the bind;
+//     scaled-cpumiss: scaled with Options.MissBackend, a CPU backend on
+//     every core computing the tier's repeat misses beside the GPU's hits
+//     (issue 12 §2; cpumiss.go), its share in cpu-misses/layer.
 //
 // Metrics: ms/token and ms/layer (wall clock, no Timing syncs), the GPU
 // tier's hit share, misses and host-to-device MB per token, and for the
@@ -78,7 +81,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 		if os.Getenv("FMOE_BENCH_TIERS") != "" {
 			// What the layers' graphs and the fused combine save; on
 			// request only.
-			tiers = append(tiers, "scaled-eager", "resident-eager", "scaled-verified")
+			tiers = append(tiers, "scaled-eager", "resident-eager", "scaled-verified", "scaled-cpumiss")
 		}
 		if v := os.Getenv("FMOE_BENCH_TIERS"); v != "" {
 			tiers = slices.DeleteFunc(tiers, func(t string) bool { return !slices.Contains(strings.Split(v, ","), t) })
@@ -125,8 +128,13 @@ func BenchmarkTieredDecode(b *testing.B) {
 					host = (avail - 8<<30) / int64(fullLayers) * int64(len(m0layers(dir)))
 				}
 				devs, coll := benchDevices(b, be)
+				var missBe backend.Backend
+				if lever == "cpumiss" {
+					missBe = cpu.New(cpu.Options{})
+					defer missBe.Close()
+				}
 				m, err := Open(dir, Options{Backend: be, ExpertsPerToken: k, GPUCache: GPUCacheOff, MaxContext: 4096, HostCache: host,
-					Devices: devs, Collective: coll, VerifyBeforeCompute: lever == "sync"})
+					Devices: devs, Collective: coll, VerifyBeforeCompute: lever == "sync", MissBackend: missBe})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -211,6 +219,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 				b.ReportMetric(float64(L), "layers")
 				b.ReportMetric(100*float64(hits)/float64(max(uses, 1)), "hit-%")
 				b.ReportMetric(float64(uses-hits)/float64(meas)/float64(L), "misses/layer")
+				b.ReportMetric(float64(st.MissRank-st0.MissRank)/float64(meas)/float64(L), "cpu-misses/layer")
 				b.ReportMetric(float64(st.DeviceBytes-st0.DeviceBytes)/1e6/float64(meas), "h2d-MB/token")
 				b.ReportMetric(100*float64(st.HostHits-st0.HostHits)/float64(max(uses-hits, 1)), "host-hit-%")
 				b.ReportMetric(float64(host)/float64(max(L, 1))/float64(m.experts.set.Stride), "host-experts/layer")
