@@ -11,7 +11,9 @@
 #      with that and the host tier scaled the same way ((memory available - 8 GiB) / 60 per layer,
 #      pinned), with no tier, and with every expert resident (BENCH_TIERS picks among scaled,
 #      tiered, off, resident, resident-unbatched, scaled-1pread, scaled-sync; on request also
-#      scaled-eager, resident-eager, scaled-verified and any TIER-sync). scaled-sync checksums each
+#      scaled-eager, resident-eager, scaled-verified, scaled-cpumiss and any TIER-sync;
+#      scaled-cpumiss: a CPU rank on every core computes the GPU tier's repeat misses, issue 12 §2,
+#      docs/benchmarks.md "CPU misses beside the GPU's hits"). scaled-sync checksums each
 #      first read before its bind (the order before issue 12's change), scaled beside its compute:
 #      BENCH_TIERS=scaled,scaled-sync,scaled-verified measures what the change saves and what is
 #      left of the check (scaled-verified: every expert checked before decoding). Every expert file is in the page
