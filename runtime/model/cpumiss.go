@@ -112,6 +112,7 @@ func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int) error
 	m.stats.MissRank += int64(toMiss)
 	if tp != nil {
 		tp.ExpertUses += int64(len(pl.ids))
+		tp.MissRank += int64(toMiss)
 		now := time.Now()
 		tp.Time[PhaseExpertCompute] += inFn
 		tp.Time[PhaseExpertWait] += now.Sub(s.tm.last) - inFn

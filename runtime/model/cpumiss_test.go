@@ -160,8 +160,15 @@ func TestCPUMissesPlacement(t *testing.T) {
 			}
 		}
 	}
+	tm := &Timing{}
+	s.Timing = tm
 	if _, err := s.ForwardAll(ids); err != nil {
 		t.Fatal(err)
+	}
+	var rep strings.Builder
+	tm.Report(&rep)
+	if tm.Prefill.MissRank != other || tm.Devices != 1 || !strings.Contains(rep.String(), "computed on the CPU, experts") {
+		t.Errorf("--timing: %d CPU misses (want %d) on %d devices (want 1):\n%s", tm.Prefill.MissRank, other, tm.Devices, rep.String())
 	}
 	st := m2.ExpertStats()
 	if hits, misses := st.GPUHits-st0.GPUHits, st.MissRank-st0.MissRank; hits != even || misses != other || even == 0 || other == 0 {

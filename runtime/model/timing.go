@@ -68,6 +68,9 @@ type Timing struct {
 	GPUCache, HostCache int64
 	// Devices is the number of devices the routed experts are split over.
 	Devices int
+	// CPUMisses says the GPU tier's repeat misses are computed on the
+	// CPU (Options.MissBackend).
+	CPUMisses bool
 }
 
 // PhaseTiming is the sum over the steps of one kind.
@@ -97,6 +100,9 @@ type PhaseTiming struct {
 	// HostHits of the GPU tier's misses were served by the host tier
 	// (Options.HostCache) with no read.
 	HostHits int64
+	// MissRank of the GPU tier's misses were computed on the CPU
+	// (Options.MissBackend) instead of copied.
+	MissRank int64
 }
 
 // Accounted is the sum of the phases; it falls short of Wall only by the
@@ -185,6 +191,9 @@ func (s *Session) startTiming(T int, decode bool) {
 	}
 	t.Residency = m.experts.residency()
 	t.GPUCache, t.HostCache, t.Devices = m.tierBudget(), m.hostBudget, len(m.ranks)
+	if m.miss > 0 {
+		t.Devices, t.CPUMisses = t.Devices-1, true
+	}
 	s.tm.p = &t.Prefill
 	if decode {
 		s.tm.p = &t.Decode
@@ -315,6 +324,14 @@ func (t *Timing) Report(w io.Writer) {
 		}
 		return pct(float64(p.HostHits) / float64(p.ExpertUses))
 	}, "of all experts: GPU-tier misses bound from pinned host memory, no read")
+	if t.CPUMisses {
+		row("computed on the CPU, experts", func(p *PhaseTiming) string {
+			if p.ExpertUses == 0 {
+				return "-"
+			}
+			return pct(float64(p.MissRank) / float64(p.ExpertUses))
+		}, "of all experts: repeat GPU-tier misses computed on the CPU (--cpu-misses), no copy")
+	}
 	row("MB over PCIe per token", func(p *PhaseTiming) string {
 		if p.Tokens == 0 {
 			return "-"
