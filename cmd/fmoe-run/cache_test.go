@@ -60,21 +60,3 @@ func TestHostCacheFlag(t *testing.T) {
 		}
 	}
 }
-
-// TestCPUMissesFlag: --cpu-misses (experimental) generates what the plain
-// run does — on the CPU backend, which has no GPU tier, every repeat
-// expert goes to the CPU miss rank — and is refused beside several devices.
-func TestCPUMissesFlag(t *testing.T) {
-	args := []string{"generate", "--model", "$MODEL", "--ids", "1,5,9,13", "--tokens", "6", "--backend", "cpu"}
-	want, err := runApp(t, "", args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := runApp(t, "", append(args, "--cpu-misses")...)
-	if err != nil || got != want {
-		t.Fatalf("--cpu-misses: %q, %v; without: %q", got, err, want)
-	}
-	if _, err := runApp(t, "", append(args, "--cpu-misses", "--gpus", "0,1")...); err == nil || !strings.Contains(err.Error(), "one device") {
-		t.Fatalf("--cpu-misses over 2 devices: %v", err)
-	}
-}

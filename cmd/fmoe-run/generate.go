@@ -9,7 +9,6 @@ import (
 
 	"github.com/fmoe/fmoe/chat"
 	"github.com/fmoe/fmoe/internal/cliutil"
-	"github.com/fmoe/fmoe/runtime/backend/cpu"
 	"github.com/fmoe/fmoe/runtime/model"
 	"github.com/fmoe/fmoe/tokenizer"
 )
@@ -26,7 +25,6 @@ func modelFlags() []cli.Flag {
 		&cli.StringFlag{Name: "host-cache", Value: "0", Usage: "`SIZE` of the host tier: experts the GPU tier misses kept in pinned host memory (CUDA) and bound with one DMA, no read; 0 (default) leaves caching to the OS page cache"},
 		&cli.BoolFlag{Name: "verbose", Usage: "say in full why a backend was or was not chosen"},
 		&cli.StringFlag{Name: "gpus", Value: "all", Usage: "`LIST` of devices to split the routed experts over, such as 0,1 (CUDA: device numbers, joined by NCCL; the CPU: logical devices in one process); all takes every visible GPU (one on the CPU and Metal)"},
-		&cli.BoolFlag{Name: "cpu-misses", Usage: "EXPERIMENTAL, unmeasured on the GPU: compute the experts that miss the GPU tier on the CPU (all --threads) beside the GPU's hits instead of copying them to the device (an expert's first miss still fills the tier); one device only. A measurement vehicle (docs/benchmarks.md, \"CPU misses beside the GPU's hits\"): it may well be slower"},
 		&cli.StringFlag{Name: "expert-load", Usage: "routing trace `FILE` (docs/route-trace.md: one recorded from this model's runs with fmoe-run generate --record-route, or a synthetic one from fmoe-pack route-trace) whose per-expert counts place the experts over several --gpus, balanced by load; it must have the model's layers and experts (default: the --route-trace being replayed, else evenly by number)"},
 	}
 }
@@ -50,20 +48,6 @@ func openModel(c *cli.Context) (*model.Model, error) {
 	bes, err := openDevices(c, &o)
 	if err != nil {
 		return nil, err
-	}
-	if c.Bool("cpu-misses") {
-		if len(o.Devices) > 0 {
-			for _, be := range bes {
-				be.Close()
-			}
-			return nil, cliutil.UsageError("--cpu-misses runs beside one device: pick one with --gpus (got %d devices)", len(bes))
-		}
-		if o.Collective != nil { // one device's: the model joins it to the CPU rank itself
-			o.Collective.Close()
-			o.Collective = nil
-		}
-		o.MissBackend = cpu.New(cpu.Options{Threads: c.Int("threads")})
-		bes = append(bes, o.MissBackend)
 	}
 	m, err := model.Open(c.String("model"), o)
 	if err != nil {

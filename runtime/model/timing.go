@@ -330,7 +330,7 @@ func (t *Timing) Report(w io.Writer) {
 				return "-"
 			}
 			return pct(float64(p.MissRank) / float64(p.ExpertUses))
-		}, "of all experts: repeat GPU-tier misses computed on the CPU (--cpu-misses), no copy")
+		}, "of all experts: repeat GPU-tier misses computed on the CPU (Options.MissBackend), no copy")
 	}
 	row("MB over PCIe per token", func(p *PhaseTiming) string {
 		if p.Tokens == 0 {
