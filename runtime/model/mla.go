@@ -24,7 +24,7 @@ import (
 // absorptions (16.8 M for the 671B) plus (pos+T)·heads·(2·kvl + rope) for the attention
 // (139 K per cached position), and no scratch that grows with the context.
 //
-// A longer step (a prompt) up-projects the cache instead, positions [0, pos+T), to per-head
+// A longer step (a prompt) whose context pos+T is at most Options.MLAExpandedMax up-projects the cache instead, positions [0, pos+T), to per-head
 // keys and values with kv_b_proj (one MatMul over the cached rows) and runs the ordinary
 // Attention op on them: (pos+T)·heads·(nope+v)·kvl multiply-adds (16.8 M per cached position)
 // once per step rather than per token, and (pos+T)·(heads·(2·qk_head + nope + v) + rope)·4
@@ -59,6 +59,13 @@ type mlaScratch struct {
 	wbuf     []float32        //
 }
 
+// MLAExpandedDefault is Options.MLAExpandedMax's default: 8,192 positions of expanded keys and
+// values, 2.7 GB of scratch at the 671B's shape (327,936 bytes a position, mlaScratchBytes),
+// where the whole default context (163,840) would take 53.7 GB. A prompt step past it runs the
+// absorbed form: 139 K·T against 41 K·T + 16.8 M multiply-adds per cached position by the
+// costs above, 1.9x the expanded form's at T = 512, but only for a prompt's steps past 8,192.
+const MLAExpandedDefault = 8192
+
 // mlaAbsorbMaxT is the longest step that runs the absorbed LatentAttention (see above: the
 // expanded form is cheaper from about 170 tokens, and a prompt chunk is up to 512).
 const mlaAbsorbMaxT = 64
@@ -77,7 +84,7 @@ func (ms *mlaScratch) ensure(s *Session, T, n int, expand bool) error {
 	case !expand:
 		n = ms.ctx
 	case n > ms.ctx:
-		n = min(max(n, 2*ms.ctx), max(s.m.maxCtx, n))
+		n = min(max(n, 2*ms.ctx), max(min(s.m.maxCtx, s.m.mlaExpand), n))
 	default:
 		n = ms.ctx
 	}
@@ -129,18 +136,21 @@ func (ms *mlaScratch) close(be backend.Backend) error {
 }
 
 // mlaScratchBytes is the device memory of a session's MLA work space at the model's context and
-// prefill chunk (0 for the other families): mostly the keys and values every step expands.
+// prefill chunk (0 for the other families): mostly the keys and values the expanded form makes,
+// for at most mlaExpand positions, and the 2·T·heads·kv_lora_rank values a GPU's
+// LatentAttention takes for a prompt step beyond them.
 func mlaScratchBytes(m *Model) int64 {
 	c := &m.Config
 	ml := c.MLA
 	if ml == nil {
 		return 0
 	}
-	nh, qkh, T, n := int64(c.NumAttentionHeads), int64(c.HeadDim), int64(m.chunk), int64(m.maxCtx)
+	nh, qkh, T, n := int64(c.NumAttentionHeads), int64(c.HeadDim), int64(m.chunk), int64(min(m.maxCtx, m.mlaExpand))
 	perTok := int64(max(ml.QLoraRank, 1)) + 3*nh*qkh + int64(ml.KVLoraRank+ml.QKRopeHeadDim) + nh*int64(ml.VHeadDim)
 	perPos := nh*int64(ml.QKNopeHeadDim+ml.VHeadDim) + int64(ml.QKRopeHeadDim) + 2*nh*qkh
 	rot := qkh*qkh + int64(ml.QKRopeHeadDim*ml.QKRopeHeadDim) // the bound rotations, per token
-	return (T*(perTok+rot) + n*perPos + qkh) * 4
+	absorbed := 2 * nh * int64(ml.KVLoraRank)                 // LatentAttention's device scratch, per token
+	return (T*(perTok+rot+absorbed) + n*perPos + qkh) * 4
 }
 
 func gcd(a, b int) int {
@@ -162,7 +172,12 @@ func (s *Session) latentAttention(r *run, L *layer, st *layerState, xn, h backen
 	if r.err != nil {
 		return
 	}
-	absorb := T <= mlaAbsorbMaxT
+	// Past mlaExpand positions the expanded keys and values would outgrow their budget; the
+	// absorbed op takes a step of any length (causal within it), only more slowly.
+	absorb := T <= mlaAbsorbMaxT || n > m.mlaExpand
+	if absorb && T > mlaAbsorbMaxT {
+		m.mlaCapped++
+	}
 	r.do(ms.ensure(s, T, n, !absorb))
 	if r.err != nil {
 		return

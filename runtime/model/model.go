@@ -40,6 +40,10 @@ type Options struct {
 	PrefillChunk int
 	// MaxContext caps the KV cache (0: the config's max_position_embeddings).
 	MaxContext int
+	// MLAExpandedMax caps the context a DeepSeek-V3 prompt step attends
+	// over in MLA's expanded form (mla.go), and so its scratch: a longer
+	// one runs the absorbed LatentAttention (0: MLAExpandedDefault).
+	MLAExpandedMax int
 	// DirectIO reads experts around the page cache (O_DIRECT on Linux,
 	// F_NOCACHE on macOS; an error elsewhere, or where the filesystem
 	// refuses it). Every read then costs a disk read: for measuring the
@@ -115,6 +119,11 @@ type Model struct {
 	dir     string // for messages
 	chunk   int
 	maxCtx  int
+	// mlaExpand caps the positions of MLA's expanded form; mlaCapped
+	// counts the layer steps longer than mlaAbsorbMaxT it sent to the
+	// absorbed form instead (tests assert the path).
+	mlaExpand int
+	mlaCapped int64
 	// mu serialises forward passes, snapshots and Close; closed (under
 	// mu) makes a pass that comes after Close fail instead of reading
 	// unmapped weights.
@@ -197,6 +206,9 @@ func Open(dir string, opts Options) (*Model, error) {
 	}
 	if m.maxCtx <= 0 {
 		m.maxCtx = 1 << 20
+	}
+	if m.mlaExpand = opts.MLAExpandedMax; m.mlaExpand <= 0 {
+		m.mlaExpand = MLAExpandedDefault
 	}
 	if m.be == nil {
 		m.be, m.ownBE = cpu.New(cpu.Options{}), true
