@@ -82,13 +82,7 @@ func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int) error
 		r.do(m.coll.Broadcast(xs, 0))
 	}
 	s.lap(PhaseExchange)
-	if bt, ok := m.ranks[0].be.(backend.MatVecBatcher); ok && batchHits && T == 1 && len(hits) > 1 {
-		s.batchExperts(r, 0, bt, hits, hitT, xs[0], bufs[0])
-	} else {
-		for i, id := range hits {
-			s.computeExpert(r, 0, id, hitT[i], xs[0], bufs[0], T)
-		}
-	}
+	s.computeHits(r, 0, hits, hitT, xs[0], bufs[0], T)
 	if r.err != nil {
 		return r.err
 	}
@@ -108,32 +102,15 @@ func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int) error
 		s.computeExpert(r, d, id, bound, xs[d], bufs[d], T)
 		return r.err
 	})
-	m.stats.Uses += int64(len(pl.ids))
 	m.stats.MissRank += int64(toMiss)
 	if tp != nil {
-		tp.ExpertUses += int64(len(pl.ids))
 		tp.MissRank += int64(toMiss)
-		now := time.Now()
-		tp.Time[PhaseExpertCompute] += inFn
-		tp.Time[PhaseExpertWait] += now.Sub(s.tm.last) - inFn
-		s.tm.last = now
-		s.lap(PhaseExpertCompute)
 	}
+	s.endStream(len(pl.ids), inFn)
 	if err != nil {
 		return err
 	}
-	for d, pt := range pl.part[:n] {
-		be := m.ranks[d].be
-		r.do(be.Zero(accs[d]))
-		if len(pt.rows) > 0 {
-			r.do(be.ScatterAdd(accs[d], r.viewOn(be, bufs[d].eo, 0, len(pt.rows)*H), pt.rows, pt.w, H))
-		}
-	}
-	s.lap(PhaseCombine)
-	if n > 1 && r.err == nil {
-		r.do(m.coll.AllReduce(accs))
-	}
-	s.lap(PhaseExchange)
+	s.sumParts(r, bufs[:n], accs)
 	return r.err
 }
 

@@ -74,33 +74,44 @@ func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int, fuse bool
 			return fmt.Errorf("expert %d: %w", id, err)
 		}
 		if m.ranks[d].cache != nil {
-			var n int64
-			for i := range w {
-				n += int64(len(w[i].Data) + len(w[i].Scales) + len(w[i].Biases))
-			}
-			m.stats.DeviceBytes += n
-			if tp != nil {
-				tp.DeviceBytes += n
-			}
+			s.countCopied(w)
 		}
 		s.computeExpert(r, d, id, bound, xs[d], bufs[d], T)
 		return r.err
 	})
-	m.stats.Uses += int64(len(pl.ids))
-	if tp != nil {
-		tp.ExpertUses += int64(len(pl.ids))
-		now := time.Now()
-		tp.Time[PhaseExpertCompute] += inFn
-		tp.Time[PhaseExpertWait] += now.Sub(s.tm.last) - inFn
-		s.tm.last = now
-		s.lap(PhaseExpertCompute) // compute still queued on an asynchronous backend
-	}
+	s.endStream(len(pl.ids), inFn)
 	if err != nil {
 		return err
 	}
 	if fuse && len(bufs) == 1 {
 		return r.err
 	}
+	s.sumParts(r, bufs, accs)
+	return r.err
+}
+
+// endStream counts a layer's uses experts and, when timed, splits the time
+// since the last lap into the experts' compute (inFn, spent in the stream's
+// callback) and the wait for their reads.
+func (s *Session) endStream(uses int, inFn time.Duration) {
+	s.m.stats.Uses += int64(uses)
+	tp := s.tm.p
+	if tp == nil {
+		return
+	}
+	tp.ExpertUses += int64(uses)
+	now := time.Now()
+	tp.Time[PhaseExpertCompute] += inFn
+	tp.Time[PhaseExpertWait] += now.Sub(s.tm.last) - inFn
+	s.tm.last = now
+	s.lap(PhaseExpertCompute) // compute still queued on an asynchronous backend
+}
+
+// sumParts adds each rank's expert rows into its partial sum (its part of
+// the plan, in order) and, over several ranks, all-reduces the partials.
+func (s *Session) sumParts(r *run, bufs []expertBufs, accs []backend.Buffer) {
+	m, pl := s.m, &s.plan
+	H := m.Config.HiddenSize
 	for d, pt := range pl.part[:len(bufs)] {
 		be := m.ranks[d].be
 		r.do(be.Zero(accs[d]))
@@ -109,11 +120,10 @@ func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int, fuse bool
 		}
 	}
 	s.lap(PhaseCombine)
-	if r.err == nil {
+	if len(bufs) > 1 && r.err == nil {
 		r.do(m.coll.AllReduce(accs))
 	}
 	s.lap(PhaseExchange)
-	return r.err
 }
 
 // viewOn is view on another rank's backend.
@@ -144,15 +154,20 @@ func (s *Session) cachedOn(r *run, d, l int, ids []int, xn backend.Buffer, b exp
 	if tp := s.tm.p; tp != nil {
 		tp.GPUHits += int64(len(hits))
 	}
-	be := m.ranks[d].be
-	if bt, ok := be.(backend.MatVecBatcher); ok && batchHits && T == 1 && len(hits) > 1 {
-		s.batchExperts(r, d, bt, hits, hitT, xn, b)
-	} else {
-		for i, id := range hits {
-			s.computeExpert(r, d, id, hitT[i], xn, b, T)
-		}
-	}
+	s.computeHits(r, d, hits, hitT, xn, b, T)
 	return miss
+}
+
+// computeHits queues rank d's GPU-tier hits, bound as hitT: batched where
+// the backend batches matvecs (a one-token step), else one by one.
+func (s *Session) computeHits(r *run, d int, hits []int, hitT [][]backend.Tensor, xn backend.Buffer, b expertBufs, T int) {
+	if bt, ok := s.m.ranks[d].be.(backend.MatVecBatcher); ok && batchHits && T == 1 && len(hits) > 1 {
+		s.batchExperts(r, d, bt, hits, hitT, xn, b)
+		return
+	}
+	for i, id := range hits {
+		s.computeExpert(r, d, id, hitT[i], xn, b, T)
+	}
 }
 
 // computeExpert queues expert id's matmuls on rank d, bound as bound,

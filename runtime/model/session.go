@@ -224,9 +224,7 @@ func (r *run) do(err error) {
 }
 
 func (r *run) view(b backend.Buffer, off, n int) backend.Buffer {
-	v, err := r.be.View(b, off, n)
-	r.do(err)
-	return v
+	return r.viewOn(r.be, b, off, n)
 }
 
 // step runs one chunk of tokens through the model. It returns the logits of
