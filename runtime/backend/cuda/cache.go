@@ -241,11 +241,17 @@ func (be *Backend) DropExpert(layer, id int) error {
 	if e.pins == 0 {
 		return be.evict(e)
 	}
+	c.unlink(e)
+	e.dropped = true
+	return nil
+}
+
+// unlink takes e out of the cache's index, policy and budget; its slots
+// are the caller's to keep or free.
+func (c *expertCache) unlink(e *centry) {
 	c.pol.Remove(e.key)
 	delete(c.m, e.key)
 	c.used -= e.size
-	e.dropped = true
-	return nil
 }
 
 // freeDropped frees the slots of an entry dropped while in use, once its
@@ -263,9 +269,7 @@ func (be *Backend) freeDropped(e *centry) {
 // one event recorded there now marks the slots' last use.
 func (be *Backend) evict(e *centry) error {
 	c := be.cache
-	c.pol.Remove(e.key)
-	delete(c.m, e.key)
-	c.used -= e.size
+	c.unlink(e)
 	for _, s := range e.slots {
 		if err := cuErr(C.fm_event_record(be.ctx, s.free, be.stream), "cuEventRecord"); err != nil {
 			return err
