@@ -19,8 +19,11 @@ fail=0
 echo "== CUDA package: conformance, cache eviction, memory pressure, bind paths"
 FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run 'Conformance|TensorCores|MatMulShapes|BindPaths|ExpertCache|MatVecBatch|MemoryPressure|Policy|Simulate|GraphReplay|CombineToken' 2>&1 | tail -5 || fail=1
 echo "== runtime/model on CUDA (GPU tier on)"
-(cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier|GraphDecode|MLA' -test.v 2>&1 |
-  grep -E '^(=== RUN|--- |ok|FAIL|PASS)|tier|identical|error' | grep -v '=== RUN' | tail -60) || fail=1
+# The whole log goes to a file; shown: each test's verdict, the tier lines, and every failure's messages.
+(cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier|GraphDecode|MLA|Split|SetPlacement' -test.v > "$T/model.log" 2>&1) || fail=1
+grep -E '^ *--- (PASS|FAIL|SKIP)|tier.*(hit|served)' "$T/model.log" | tail -80
+awk '/^ *--- FAIL/{f=1} /^ *--- (PASS|SKIP)|^=== RUN/{f=0} f' "$T/model.log" | head -60
+tail -1 "$T/model.log"
 echo "== runtime/model golden prefill on CUDA with every matmul on the tensor cores (FMOE_CUDA_MMA_MIN=1)"
 (cd runtime/model && FMOE_CUDA_MMA_MIN=1 FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'GoldenPrefill|DecodeEqualsPrefill' 2>&1 | tail -3) || fail=1
 echo "== golden cases, fmoe-verify --backend cuda"

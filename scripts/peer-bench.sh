@@ -110,9 +110,11 @@ build() {
     { tail -20 "$DIR/quantize.log" >&2; exit 1; }
   rm -f "$DIR/m1-bf16.gguf"
   log "stacks LA, LLA, LAA (L: the GatedDeltaNet block, A: a full-attention block)"
-  local st
-  for st in LA LLA LAA; do PYTHONPATH=$LL/gguf-py python3 "$HERE/peer/gguf_layers.py" "$DIR/l-q4_0.gguf" "$DIR/$st.gguf" $st & done
-  wait
+  local st pids=()
+  for st in LA LLA LAA; do PYTHONPATH=$LL/gguf-py python3 "$HERE/peer/gguf_layers.py" "$DIR/l-q4_0.gguf" "$DIR/$st.gguf" $st & pids+=($!); done
+  # waits for these three only: a bare wait would also wait for the tee that PEER_PHASE=all pipes
+  # this function's stderr through, which ends only when the function does
+  wait "${pids[@]}" || true
   for st in LA LLA LAA; do [ -f "$DIR/$st.gguf" ] || { echo "gguf_layers.py $st failed" >&2; exit 1; }; done
   rm -f "$DIR/l-q4_0.gguf"
   du -sh "$DIR"/* >&2

@@ -21,8 +21,12 @@ type keepTier struct {
 	drops [][2]int
 }
 
-func newKeepTier() *keepTier {
-	return &keepTier{Backend: cpu.New(cpu.Options{}), held: map[[2]int][]backend.Weight{}, binds: map[int]int{}}
+// newKeepTier wraps be (nil: a CPU backend).
+func newKeepTier(be backend.Backend) *keepTier {
+	if be == nil {
+		be = cpu.New(cpu.Options{})
+	}
+	return &keepTier{Backend: be, held: map[[2]int][]backend.Weight{}, binds: map[int]int{}}
 }
 
 func (k *keepTier) SetExpertCache(int64, int) error     { clear(k.held); return nil }
@@ -81,7 +85,9 @@ func TestAsyncCheckGolden(t *testing.T) {
 			}{
 				{"no tier", Options{}},
 				{"host tier of forty", Options{HostCache: 40 * stride}},
-				{"GPU tier", Options{Backend: newKeepTier()}},
+				// the test backend's arithmetic (CUDA's under FMOE_TEST_BACKEND=cuda):
+				// the comparison with ref is bit for bit
+				{"GPU tier", Options{Backend: newKeepTier(testBackend(t))}},
 			} {
 				m := open(t, c.src, c.bits, c.k, v.o)
 				for run := 1; run <= 2; run++ {
@@ -115,7 +121,7 @@ func TestAsyncCheckDamagedExpert(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			before := v.before
 			var be backend.ExpertCache
-			keep := newKeepTier()
+			keep := newKeepTier(nil)
 			be = keep
 			if v.name == "device" {
 				tb, ok := testBackend(t).(backend.ExpertCache)

@@ -34,23 +34,31 @@ func (b *binds) Bind(w backend.Weight) (backend.Tensor, error) {
 func devices(t *testing.T, n int) []*binds {
 	var ds []*binds
 	for i := range n - 1 {
-		var be backend.Backend = cpu.New(cpu.Options{Threads: 1})
-		if os.Getenv("FMOE_TEST_BACKEND") == "cuda" {
-			be.Close()
-			ord := 0
-			if os.Getenv("FMOE_TEST_NCCL") == "1" {
-				ord = i + 1
-			}
-			cb, err := cuda.NewWithOptions(cuda.Options{Device: ord})
-			if err != nil {
-				t.Fatalf("FMOE_TEST_BACKEND=cuda, device %d: %v", ord, err)
-			}
-			be = cb
-		}
-		t.Cleanup(func() { be.Close() })
-		ds = append(ds, &binds{Backend: be})
+		ds = append(ds, &binds{Backend: device(t, i+1)})
 	}
 	return ds
+}
+
+// device opens rank i's backend: a one-thread CPU backend, or under
+// FMOE_TEST_BACKEND=cuda a CUDA one (device i with FMOE_TEST_NCCL=1, else
+// device 0 again), so that a test comparing two splits compares the same
+// arithmetic. It is closed when the test ends.
+func device(t *testing.T, i int) backend.Backend {
+	var be backend.Backend = cpu.New(cpu.Options{Threads: 1})
+	if os.Getenv("FMOE_TEST_BACKEND") == "cuda" {
+		be.Close()
+		ord := 0
+		if os.Getenv("FMOE_TEST_NCCL") == "1" {
+			ord = i
+		}
+		cb, err := cuda.NewWithOptions(cuda.Options{Device: ord})
+		if err != nil {
+			t.Fatalf("FMOE_TEST_BACKEND=cuda, device %d: %v", ord, err)
+		}
+		be = cb
+	}
+	t.Cleanup(func() { be.Close() })
+	return be
 }
 
 // splitOptions puts rank 0 (the test backend) and the devices ds into o,
@@ -259,8 +267,9 @@ func TestSplitRankTiers(t *testing.T) {
 	ids := readGolden(t, "bf16").i64["input_ids"]
 	plain := devices(t, 2)
 	ref := open(t, "hf", 16, 0, Options{Devices: []backend.Backend{plain[0]}})
-	ft := &fakeTier{Backend: cpu.New(cpu.Options{Threads: 1}), free: 10 * gib, total: 16 * gib}
-	t.Cleanup(func() { ft.Close() })
+	// Device 1 computes with the backend ref's device 1 uses: the logits
+	// must then be bit-identical, the tier being the only difference.
+	ft := &fakeTier{Backend: device(t, 1), free: 10 * gib, total: 16 * gib}
 	m, err := Open(dir, Options{Devices: []backend.Backend{ft}})
 	if err != nil {
 		t.Fatal(err)
