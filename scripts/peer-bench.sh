@@ -163,7 +163,7 @@ extrap() { awk -v l="$1" -v f="$2" 'BEGIN{ if (l=="-"||f=="-") print "-"; else p
 # llama.cpp per layer and fixed cost (ms) from the 2- and 1-layer models' decode rates
 # llama.cpp's GatedDeltaNet layer, attention layer and fixed cost (ms) from the LA, LLA, LAA rates
 lsplit() { awk -v a="$1" -v b="$2" -v c="$3" 'BEGIN{ if(a=="-"||b=="-"||c=="-"){print "- - -"; exit}
-  ta=1000/a; tb=1000/b; tc=1000/c; printf "%.3f %.3f %.3f\n", tb-ta, tc-ta, 2*ta-tb-tc }'; }
+  ta=1000/a; tb=1000/b; tc=1000/c; printf "%.3f %.3f %.3f\n", tb-ta, tc-ta, 3*ta-tb-tc }'; }
 
 memcg() { # creates /sys/fs/cgroup/fmoe-peer with memory.max=$1; prints its path or nothing
   local cg=/sys/fs/cgroup/fmoe-peer
