@@ -34,19 +34,11 @@ var FormatGLM45 = &Format{
 
 // writeGLM45Calls writes calls as GLM-4.5's template does.
 func writeGLM45Calls(calls []ToolCall) string {
-	var b strings.Builder
-	for i, c := range calls {
-		if i > 0 {
-			b.WriteString("\n")
-		}
-		b.WriteString("<tool_call>" + c.Function.Name + "\n")
-		keys, values := orderedArgs(c.Function.Arguments)
-		for k, key := range keys {
-			b.WriteString(glmKey + key + glmKeyEnd + "\n" + glmValue + values[k] + glmValueEnd + "\n")
-		}
-		b.WriteString("</tool_call>")
-	}
-	return b.String()
+	return writeParamCalls(calls, func(name string) string { return "<tool_call>" + name + "\n" },
+		func(key, value string) string {
+			return glmKey + key + glmKeyEnd + "\n" + glmValue + value + glmValueEnd + "\n"
+		},
+		"</tool_call>")
 }
 
 var glm45Markup = &markup{

@@ -24,17 +24,26 @@ var FormatQwen = &Format{
 
 // writeQwenCalls writes Qwen3.5's XML calls as its template does.
 func writeQwenCalls(calls []ToolCall) string {
+	return writeParamCalls(calls, func(name string) string { return "<tool_call>\n<function=" + name + ">\n" },
+		func(key, value string) string { return "<parameter=" + key + ">\n" + value + "\n</parameter>\n" },
+		"</function>\n</tool_call>")
+}
+
+// writeParamCalls writes calls whose arguments are one tagged block per
+// parameter (Qwen3.5's and GLM-4.5's markups), one call per line, the
+// parameters in orderedArgs' order.
+func writeParamCalls(calls []ToolCall, open func(name string) string, param func(key, value string) string, end string) string {
 	var b strings.Builder
 	for i, c := range calls {
 		if i > 0 {
 			b.WriteString("\n")
 		}
-		b.WriteString("<tool_call>\n<function=" + c.Function.Name + ">\n")
+		b.WriteString(open(c.Function.Name))
 		keys, values := orderedArgs(c.Function.Arguments)
 		for k, key := range keys {
-			b.WriteString("<parameter=" + key + ">\n" + values[k] + "\n</parameter>\n")
+			b.WriteString(param(key, values[k]))
 		}
-		b.WriteString("</function>\n</tool_call>")
+		b.WriteString(end)
 	}
 	return b.String()
 }
