@@ -32,13 +32,18 @@
 # layers; fmoe's attention layer is not measured here).
 #
 # Rows (each at K=10, the model's, and K=4, set in both engines' model metadata / -k):
-#   resident  llama.cpp -ngl 99 (all on the GPU)   | fmoe --gpu-cache 100G (prefill loads every expert
-#             it routes to; decode hits reported)
+#   resident  llama.cpp -ngl 99 (all on the GPU)   | fmoe --gpu-cache 100G --preload (every expert in
+#             the GPU tier before the prompt, as llama.cpp has loaded its weights before it times;
+#             fmoe's "preload:" line in runs.log gives the load's time, outside prefill)
 #   host      llama.cpp -ngl 99 -ot exps=CPU (its CPU computes the experts, from mmap'd page cache)
 #             | fmoe --gpu-cache 0: experts pread from the page cache each token, GPU computes; and
 #             fmoe --gpu-cache 0 --host-cache 8G: experts in its pinned host tier, one DMA each
 #   disk      both in a cgroup v2 with memory.max=PEER_MEMMAX (page cache included), after
 #             drop_caches, so experts come from the disk: llama.cpp's mmap vs fmoe's preads
+# fmoe's measured decode tok/s is "timed/untimed": timed from the --timing run (which gives the
+# per-stage split, and so the per-layer and fixed costs and the 60-layer figures, but turns off the
+# CUDA layer graphs and syncs once per phase, so its rate understates), untimed from a second run
+# of the same command without --timing (its own "generated in" line: what a user sees).
 # and a cross-check that both compute the same function: the repo's tiny Qwen3.5-MoE test checkpoint
 # (testdata/tiny/hf, bf16, random weights) converted to an F32 GGUF; llama.cpp's greedy ids for the
 # golden prompt beside transformers' (testdata/tiny/golden), which fmoe matches (fmoe-verify golden).
@@ -144,19 +149,32 @@ for line in open(sys.argv[1]):
 print(pp, tg)' "$DIR/lb.out"
 }
 ids() { seq -s, 1 "$1"; }
-# fmoe: generate with --timing after a PROMPT_LEN-token prompt; prints "decode_tps layer_ms fixed_ms
-# prefill_tps prefill_layer_ms prefill_fixed_ms" (ms per token; fixed = total - layers)
+# fmoe: generate with --timing after a PROMPT_LEN-token prompt, then the same without --timing;
+# prints "untimed_decode_tps decode_tps layer_ms fixed_ms prefill_tps prefill_layer_ms
+# prefill_fixed_ms" (ms per token; fixed = total - layers). FDROP=1 drops the page cache before
+# the second run too (the disk row).
 fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
-  local tag=$1 k=$2 n=$3 t=$4; shift 4
-  echo "### $tag: fmoe-run generate -k $k --ids 1..$n --tokens $t $*" >> "$POUT/runs.log"
-  "$BIN/fmoe-run" generate --backend cuda --model "$DIR/fmoe" --ids "$(ids "$n")" --tokens "$t" -k "$k" --timing "$@" > /dev/null 2> "$DIR/.timing" ||
-    { cat "$DIR/.timing" | tee -a "$POUT/runs.log" | tail -5 >&2; echo "- - - - - -"; return; }
-  cat "$DIR/.timing" >> "$POUT/runs.log"
-  awk '/\[timing\] prefill:/{for(i=1;i<=NF;i++) if($i=="tok/s") p=$(i-1)}
+  local tag=$1 k=$2 n=$3 t=$4 timed untimed; shift 4
+  echo "### $tag: fmoe-run generate -k $k --ids 1..$n --tokens $t --timing $*" >> "$POUT/runs.log"
+  if "$BIN/fmoe-run" generate --backend cuda --model "$DIR/fmoe" --ids "$(ids "$n")" --tokens "$t" -k "$k" --timing "$@" > /dev/null 2> "$DIR/.timing"; then
+    cat "$DIR/.timing" >> "$POUT/runs.log"
+    timed=$(awk '/\[timing\] prefill:/{for(i=1;i<=NF;i++) if($i=="tok/s") p=$(i-1)}
        /\[timing\] decode:/{for(i=1;i<=NF;i++) if($i=="tok/s") d=$(i-1)}
        {k=$1; for(i=2;i<=NF && $i !~ /^[-0-9.]+%?$/;i++) k=k" "$i; u=$i; v=$(i+1)}
        k=="layer_total"{lt=v; plt=u} k=="layers"{ly=v; ply=u} k=="total"{tt=v; ptt=u}
-       END{printf "%s %s %.3f %s %s %.3f\n", d, lt, tt-ly, p, plt, ptt-ply}' "$DIR/.timing"
+       END{printf "%s %s %.3f %s %s %.3f\n", d, lt, tt-ly, p, plt, ptt-ply}' "$DIR/.timing")
+  else
+    cat "$DIR/.timing" | tee -a "$POUT/runs.log" | tail -5 >&2; timed="- - - - - -"
+  fi
+  [ "${FDROP:-0}" = 1 ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
+  echo "### $tag, untimed: fmoe-run generate -k $k --ids 1..$n --tokens $t $*" >> "$POUT/runs.log"
+  if "$BIN/fmoe-run" generate --backend cuda --model "$DIR/fmoe" --ids "$(ids "$n")" --tokens "$t" -k "$k" "$@" > /dev/null 2> "$DIR/.untimed"; then
+    cat "$DIR/.untimed" >> "$POUT/runs.log"
+    untimed=$(sed -n 's/.* generated in [0-9.]*s (\([0-9.]*\) tok\/s).*/\1/p' "$DIR/.untimed" | tail -1)
+  else
+    cat "$DIR/.untimed" | tee -a "$POUT/runs.log" | tail -5 >&2
+  fi
+  echo "${untimed:--} $timed"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if(a=="-"||b=="-"||b==0) print "-"; else printf "%.2fx", a/b }'; }
 extrap() { awk -v l="$1" -v f="$2" 'BEGIN{ if (l=="-"||f=="-") print "-"; else printf "%.2f", 1000/(60*l+f) }'; }
@@ -178,16 +196,16 @@ export -f lbench fgen ids
 export LB DIR POUT BIN
 
 row() { # ROW K
-  local row=$1 k=$2 lflags=() fflags=() pre=() n=$TOKENS r=2 pp=$PP
+  local row=$1 k=$2 lflags=() fflags=() pre=() n=$TOKENS r=2 pp=$PP drop=0
   case $row in
-    resident) lflags=(-ngl 99); fflags=(--gpu-cache 100G) ;;
+    resident) lflags=(-ngl 99); fflags=(--gpu-cache 100G --preload) ;;
     host) lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0)
           cat "$DIR"/fmoe/packed_experts/*.bin "$DIR"/L*.gguf > /dev/null ;;  # warm the page cache
     disk) [ -n "$CG" ] || { echo "| disk | $k | (no memory cgroup on this machine: skipped) |"; return; }
-          lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0); pre=(incg "$CG"); n=32; r=1
+          lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0); pre=(incg "$CG"); n=32; r=1; drop=1
           sync; echo 3 > /proc/sys/vm/drop_caches ;;
   esac
-  local st pp_ tg_ ppa tga ppb tgb ppc tgc lper latt lfix lpper lpatt lpfix fpp ftg flt ffix fplt fpfix ft lt fpt lpt
+  local st pp_ tg_ ppa tga ppb tgb ppc tgc lper latt lfix lpper lpatt lpfix fpp ftg flt ffix fplt fpfix fut ft lt fpt lpt
   for st in LA LLA LAA; do
     [ $row = disk ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
     read -r pp_ tg_ < <("${pre[@]}" lbench "$DIR/$st.gguf" "$pp" "$n" $r "${lflags[@]}")
@@ -199,10 +217,10 @@ row() { # ROW K
   local name=$row
   while :; do
     [ $row = disk ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
-    read -r ftg flt ffix fpp fplt fpfix < <("${pre[@]}" fgen "$name K=$k" "$k" "$pp" "$n" "${fflags[@]}")
+    read -r fut ftg flt ffix fpp fplt fpfix < <(FDROP=$drop "${pre[@]}" fgen "$name K=$k" "$k" "$pp" "$n" "${fflags[@]}")
     ft=$(extrap "$flt" "$ffix"); fpt=$(extrap "$fplt" "$fpfix")
-    printf '| %s | %d | %s / %s, %s, %s | %s / %s (%s) | %s / %s | **%s / %s** | %s | %s / %s, %s, %s | %s / %s |\n' "$name" "$k" \
-      "$ftg" "$tga" "$tgb" "$tgc" "$flt" "$lper" "$latt" "$ffix" "$lfix" "$ft" "$lt" "$(ratio "$ft" "$lt")" \
+    printf '| %s | %d | %s/%s / %s, %s, %s | %s / %s (%s) | %s / %s | **%s / %s** | %s | %s / %s, %s, %s | %s / %s |\n' "$name" "$k" \
+      "$ftg" "$fut" "$tga" "$tgb" "$tgc" "$flt" "$lper" "$latt" "$ffix" "$lfix" "$ft" "$lt" "$(ratio "$ft" "$lt")" \
       "$fpp" "$ppa" "$ppb" "$ppc" "$fpt" "$lpt"
     # experts in RAM: fmoe's pinned host tier (one DMA per expert, no read) beside its page-cache reads
     [ $row = host ] && [ "$name" = host ] && ! late || break
@@ -234,13 +252,13 @@ bench() {
   echo "llama.cpp: $(tr '\n' ' ' < "$LL/FMOE-SOURCE.txt"); built with GGML_CUDA=ON, sm_90, GGML_NATIVE, FlashAttention kernels off"
   echo "model: synthetic qwen3.5-397b-a17b, fmoe 1 GatedDeltaNet layer 4-bit g64 ($(du -sh "$DIR/fmoe" | cut -f1)); llama.cpp Q4_0 stacks $(cd "$DIR" && du -sh LA.gguf LLA.gguf LAA.gguf | awk '{printf "%s %s, ", $2, $1}')"
   echo "llama.cpp: llama-bench -m M.gguf -p $PP -n $TOKENS -r 2 -o jsonl (tg from an empty context; disk row -n 32 -r 1) with -ngl 99 (resident) or -ngl 99 -ot exps=CPU (host, disk)"
-  echo "fmoe: fmoe-run generate --backend cuda --ids 1..$PP --tokens $TOKENS -k K --timing (decode after the prompt), --gpu-cache 100G (resident) or 0 (host, disk)"
+  echo "fmoe: fmoe-run generate --backend cuda --ids 1..$PP --tokens $TOKENS -k K --timing (decode after the prompt), --gpu-cache 100G --preload (resident) or 0 (host, disk); then the same without --timing for the untimed decode tok/s"
   ceilings
   echo
   CG=; [[ " ${PEER_ROWS:-disk} ${PEER_PLAN:-} " == *"disk "* ]] && CG=$(memcg "${PEER_MEMMAX:-3G}")
   [ -n "$CG" ] && echo "disk row: each engine alone in cgroup $CG with memory.max=$(cat "$CG"/memory.max) (page cache included), after drop_caches"
   { echo
-    echo "| row | K | decode tok/s measured: fmoe (L) / llama.cpp (LA, LLA, LAA) | decode ms per GatedDeltaNet layer fmoe / llama.cpp (llama.cpp attention layer) | fixed ms per token fmoe / llama.cpp | **decode tok/s at 60 layers fmoe / llama.cpp** | fmoe / llama.cpp | prefill $PP tok/s measured fmoe (L) / llama.cpp (LA, LLA, LAA) | prefill tok/s at 60 layers fmoe / llama.cpp |"
+    echo "| row | K | decode tok/s measured: fmoe timed/untimed (L) / llama.cpp (LA, LLA, LAA) | decode ms per GatedDeltaNet layer fmoe / llama.cpp (llama.cpp attention layer) | fixed ms per token fmoe / llama.cpp | **decode tok/s at 60 layers fmoe / llama.cpp** | fmoe / llama.cpp | prefill $PP tok/s measured fmoe (L) / llama.cpp (LA, LLA, LAA) | prefill tok/s at 60 layers fmoe / llama.cpp |"
     echo "|---|---|---|---|---|---|---|---|---|"; }
   local ks=(${PEER_KS:-10 4}) rows=" ${PEER_ROWS:-resident host disk} " plan=() p r
   for k in "${ks[@]}"; do

@@ -21,28 +21,30 @@ import (
 // openDevices opens the --backend choice on the --gpus devices into o
 // (Backend, Devices, Collective and, over several, the Placement); auto
 // says on stderr what it picked and, in a few words, why (in full with
-// --verbose). It returns the backends, for closing should Open fail.
-func openDevices(c *cli.Context, o *model.Options) ([]backend.Backend, error) {
+// --verbose). It returns the backends, for closing should Open fail, and
+// the per-expert load it read (--expert-load, or over several devices
+// --route-trace), or nil.
+func openDevices(c *cli.Context, o *model.Options) ([]backend.Backend, [][]int64, error) {
 	if err := checkModelFlags(c); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ids, err := backends.ParseDevices(c.String("gpus"))
 	if err != nil {
-		return nil, cliutil.UsageError("%v", err)
+		return nil, nil, cliutil.UsageError("%v", err)
 	}
 	loadPath := c.String("expert-load")
 	load, err := expertLoad(c, "--expert-load", loadPath)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var log bytes.Buffer
 	bes, coll, err := backends.OpenDevices(c.String("backend"), ids, backends.Options{Threads: c.Int("threads"), Log: &log})
 	writeBackendLog(os.Stderr, log.String(), c.Bool("verbose"))
 	if backends.BadDeviceList(err) {
-		return nil, cliutil.UsageError("--gpus %s: %v", c.String("gpus"), strings.TrimPrefix(err.Error(), "--gpus: "))
+		return nil, nil, cliutil.UsageError("--gpus %s: %v", c.String("gpus"), strings.TrimPrefix(err.Error(), "--gpus: "))
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	o.Backend, o.Devices, o.Collective = bes[0], bes[1:], coll
 	if len(bes) > 1 && load == nil && c.String("route-trace") != "" {
@@ -56,12 +58,12 @@ func openDevices(c *cli.Context, o *model.Options) ([]backend.Backend, error) {
 		for _, be := range bes {
 			be.Close()
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	if len(bes) == 1 && c.String("expert-load") != "" {
-		fmt.Fprintln(os.Stderr, "--expert-load: one device, so every expert is on it (the load places experts over several --gpus)")
+	if len(bes) == 1 && c.String("expert-load") != "" && !c.Bool("preload") {
+		fmt.Fprintln(os.Stderr, "--expert-load: one device, so every expert is on it (the load places experts over several --gpus, and orders --preload)")
 	}
-	return bes, nil
+	return bes, load, nil
 }
 
 func writeBackendLog(w io.Writer, log string, verbose bool) {

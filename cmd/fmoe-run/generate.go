@@ -25,6 +25,7 @@ func modelFlags() []cli.Flag {
 		&cli.StringFlag{Name: "host-cache", Value: "0", Usage: "`SIZE` of the host tier: experts the GPU tier misses kept in pinned host memory (CUDA) and bound with one DMA, no read; 0 (default) leaves caching to the OS page cache"},
 		&cli.BoolFlag{Name: "verbose", Usage: "say in full why a backend was or was not chosen"},
 		&cli.StringFlag{Name: "gpus", Value: "all", Usage: "`LIST` of devices to split the routed experts over, such as 0,1 (CUDA: device numbers, joined by NCCL; the CPU: logical devices in one process); all takes every visible GPU (one on the CPU and Metal)"},
+		preloadFlag,
 		&cli.StringFlag{Name: "expert-load", Usage: "routing trace `FILE` (docs/route-trace.md: one recorded from this model's runs with fmoe-run generate --record-route, or a synthetic one from fmoe-pack route-trace) whose per-expert counts place the experts over several --gpus, balanced by load; it must have the model's layers and experts (default: the --route-trace being replayed, else evenly by number)"},
 	}
 }
@@ -40,22 +41,34 @@ func openModel(c *cli.Context) (*model.Model, error) {
 		return nil, cliutil.UsageError("--gpu-cache: %v", err)
 	}
 	o.GPUCache = gc
+	if err := checkPreload(c, gc, nil); err != nil {
+		return nil, err
+	}
 	hc, err := parseCacheSize(c.String("host-cache"))
 	if err != nil || c.String("host-cache") == "auto" {
 		return nil, cliutil.UsageError("--host-cache: %q is not a size (want 0 or a number of bytes such as 48G)", c.String("host-cache"))
 	}
 	o.HostCache = max(hc, 0) // "0" parses as GPUCacheOff
-	bes, err := openDevices(c, &o)
-	if err != nil {
-		return nil, err
+	bes, load, err := openDevices(c, &o)
+	if err == nil {
+		err = checkPreload(c, gc, bes)
 	}
-	m, err := model.Open(c.String("model"), o)
+	var m *model.Model
+	if err == nil {
+		m, err = model.Open(c.String("model"), o)
+	}
+	if err == nil && c.Bool("preload") {
+		if err = preload(m, load, os.Stderr, cliutil.ProgressWriter(false)); err != nil {
+			m.Close()
+		}
+	}
 	if err != nil {
 		for _, be := range bes {
 			be.Close()
 		}
+		return nil, err
 	}
-	return m, err
+	return m, nil
 }
 
 func generateCmd() *cli.Command {
@@ -80,6 +93,11 @@ read). --direct-io reads experts around the page cache (O_DIRECT on Linux, F_NOC
 so every read goes to the disk. --lz4 reads the experts from the LZ4 copy fmoe-pack lz4 makes
 (packed_experts_lz4/; with --2bit the 2-bit set's copy, made by fmoe-pack lz4 --bits 2) and
 decompresses each one: the LZ4 experiment end to end (docs/negative-results.md).
+
+--preload fills the GPU tier (--gpu-cache, CUDA) before the prompt, as llama.cpp's -ngl 99 loads
+its weights at start: as many experts as the tier holds, the same number in each layer, the most
+picked first by --expert-load's counts when given. It prints how many it loaded and how long that
+took on a line of its own, so neither the prompt's time nor --timing's prefill includes the load.
 
 --route-trace FILE is for benchmarks only: the router still runs, but the experts and weights
 used at each token position and layer are the trace's (fmoe-pack route-trace writes traces with

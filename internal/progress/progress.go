@@ -9,7 +9,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 )
 
-// Bar counts bytes towards a total.
+// Bar counts bytes (or items, NewCount) towards a total.
 type Bar struct {
 	pb *progressbar.ProgressBar
 }
@@ -19,19 +19,31 @@ func New(w io.Writer, total int64, desc string) *Bar {
 	if w == nil {
 		return nil
 	}
-	return &Bar{pb: progressbar.NewOptions64(total,
+	return newBar(w, total, desc, progressbar.OptionShowBytes(true))
+}
+
+// NewCount returns a bar counting items named unit ("experts") towards
+// total, or nil (silent) when w is nil.
+func NewCount(w io.Writer, total int64, desc, unit string) *Bar {
+	if w == nil {
+		return nil
+	}
+	return newBar(w, total, desc, progressbar.OptionSetItsString(unit), progressbar.OptionShowIts())
+}
+
+func newBar(w io.Writer, total int64, desc string, unit ...progressbar.Option) *Bar {
+	return &Bar{pb: progressbar.NewOptions64(total, append([]progressbar.Option{
 		progressbar.OptionSetWriter(w),
 		progressbar.OptionSetDescription(desc),
-		progressbar.OptionShowBytes(true),
 		progressbar.OptionSetWidth(30),
 		progressbar.OptionThrottle(100_000_000), // 100 ms: redraws cost nothing measurable
 		progressbar.OptionShowCount(),
 		progressbar.OptionOnCompletion(func() { io.WriteString(w, "\n") }),
 		progressbar.OptionSetRenderBlankState(true),
-	)}
+	}, unit...)...)}
 }
 
-// Add advances the bar by n bytes.
+// Add advances the bar by n bytes (items for NewCount).
 func (b *Bar) Add(n int64) {
 	if b != nil {
 		b.pb.Add64(n)

@@ -1,7 +1,7 @@
 package model
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"os"
 	"slices"
@@ -165,7 +165,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 					// Every expert into the tier before decoding, so that
 					// "resident" means every hit (not the trace's first
 					// uses during warm-up).
-					if err := m.preloadExperts(); err != nil {
+					if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -299,44 +299,6 @@ func m0layers(dir string) []format.ExpertLayer {
 		return nil
 	}
 	return man.Experts[0].Layers
-}
-
-// preloadExperts binds every expert of every layer through the GPU tier
-// of the device the placement gives it (which keeps those its budget
-// holds).
-func (m *Model) preloadExperts() error {
-	ids := make([]int, m.Config.NumExperts)
-	for i := range ids {
-		ids[i] = i
-	}
-	for l := range m.layers {
-		owner := m.owner(l)
-		err := m.experts.streamTimed(l, ids, nil, func(id int, w *[3]backend.Weight) error {
-			rk := &m.ranks[0]
-			if owner != nil {
-				rk = &m.ranks[owner[id]]
-			}
-			if rk.cache == nil {
-				return nil // a device without a tier reads its experts
-			}
-			ts, err := rk.cache.BindExpert(l, id, w[:])
-			if err != nil {
-				return err
-			}
-			for _, t := range ts {
-				if err := rk.be.Release(t); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		// The checks beside the binds end before the tier is used;
-		// a damaged expert leaves it.
-		if err := errors.Join(m.settleChecks(), err); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // verifyExperts reads every expert of every layer once, so that the
