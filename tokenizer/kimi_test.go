@@ -74,6 +74,14 @@ func TestKimiSpecials(t *testing.T) {
 	if n := tok.VocabSize(); n != 163842 {
 		t.Errorf("VocabSize = %d, want 163842 (163,584 ranks + 258 special ids)", n)
 	}
+	for id, want := range map[int]bool{163839: false, 163840: true, 163841: true, 163842: false} {
+		if tok.ExtraReserved(id) != want {
+			t.Errorf("ExtraReserved(%d) = %v, want %v", id, !want, want)
+		}
+	}
+	if loadQwen3(t).ExtraReserved(151668) {
+		t.Error("a tokenizer.json tokenizer has extra reserved ids")
+	}
 }
 
 // TestKimiWords pins the pre-tokenizer's words on each alternative of
@@ -150,3 +158,38 @@ func TestParseTiktokenErrors(t *testing.T) {
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// LoadDir prefers tokenizer.json, falls back on tiktoken.model, and says
+// what it looked for when a directory has neither.
+func TestLoadDir(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := LoadDir(dir); err == nil || !strings.Contains(err.Error(), "neither tokenizer.json nor tiktoken.model") {
+		t.Errorf("empty dir: %v", err)
+	}
+	var ranks strings.Builder
+	for b := range 256 {
+		ranks.WriteString(b64([]byte{byte(b)}) + " " + itoa(b) + "\n")
+	}
+	write := func(name, data string) {
+		if err := os.WriteFile(dir+"/"+name, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("tiktoken.model", ranks.String())
+	if _, err := LoadDir(dir); err == nil || !strings.Contains(err.Error(), "needs its tokenizer_config.json") {
+		t.Errorf("no config: %v", err)
+	}
+	write("tokenizer_config.json", `{"tokenizer_class": "TikTokenTokenizer"}`)
+	tok, err := LoadDir(dir)
+	if err != nil || tok.VocabSize() != 256+kimiReserved {
+		t.Fatalf("tiktoken dir: %v", err)
+	}
+	hf, err := os.ReadFile(tinyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("tokenizer.json", string(hf))
+	if tok, err = LoadDir(dir); err != nil || tok.VocabSize() != loadTiny(t).VocabSize() {
+		t.Errorf("tokenizer.json is not preferred: %v", err)
+	}
+}

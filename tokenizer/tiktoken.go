@@ -229,6 +229,15 @@ func kimiSpecials(config []byte, n int) ([]*addedToken, error) {
 	return out, nil
 }
 
+// ExtraReserved reports whether id is one of the two special ids a Kimi-K2
+// tokenizer numbers after its 256 reserved ones (tokenization_kimi.py's
+// "num_reserved_special_tokens + 2"). Kimi-K2's embedding stops before
+// them; only their literal text, such as "<|reserved_token_163840|>",
+// encodes to them.
+func (t *Tokenizer) ExtraReserved(id int) bool {
+	return t.chunked && id >= len(t.tokens)-2 && id < len(t.tokens)
+}
+
 // setSpecials makes the special tokens matchable anywhere in the text, as
 // tiktoken's encode(allowed_special="all") does (none of Kimi's is a prefix
 // of another, so leftmost-longest matching finds tiktoken's matches).
