@@ -66,7 +66,7 @@ func LoadTiktoken(modelPath, configPath string) (*Tokenizer, error) {
 
 // ParseTiktoken is LoadTiktoken on the contents of the two files.
 func ParseTiktoken(ranks, config []byte) (*Tokenizer, error) {
-	tokens, err := parseRanks(ranks)
+	tokens, byRaw, err := parseRanks(ranks)
 	if err != nil {
 		return nil, fmt.Errorf("tiktoken.model: %w", err)
 	}
@@ -75,19 +75,19 @@ func ParseTiktoken(ranks, config []byte) (*Tokenizer, error) {
 		return nil, fmt.Errorf("tokenizer_config.json: %w", err)
 	}
 	t := &Tokenizer{added: map[string]int32{}, chunked: true}
-	t.setTiktokenModel(tokens)
+	t.setTiktokenModel(tokens, byRaw)
 	t.split.stages = []pattern{newKimiWord()}
 	t.setSpecials(specials)
 	return t, nil
 }
 
-// parseRanks reads tiktoken.model into raw token bytes by rank, as
-// tiktoken's load_tiktoken_bpe does (blank lines skipped). Ranks must be
-// 0..n-1 without gaps or repeats, and every single byte must be a token,
-// which tiktoken's BPE assumes.
-func parseRanks(data []byte) ([][]byte, error) {
+// parseRanks reads tiktoken.model into raw token bytes by rank, and their
+// ranks by bytes, as tiktoken's load_tiktoken_bpe does (blank lines
+// skipped). Ranks must be 0..n-1 without gaps or repeats, and every single
+// byte must be a token, which tiktoken's BPE assumes.
+func parseRanks(data []byte) ([][]byte, map[string]int32, error) {
 	var tokens [][]byte
-	seen := map[string]int{}
+	seen := make(map[string]int32, len(data)/16) // Kimi's lines average 17 bytes
 	line := 0
 	for len(data) > 0 {
 		var l []byte
@@ -102,31 +102,31 @@ func parseRanks(data []byte) ([][]byte, error) {
 			continue
 		}
 		if len(f) != 2 {
-			return nil, fmt.Errorf("line %d: want \"<base64 token> <rank>\", got %d fields", line, len(f))
+			return nil, nil, fmt.Errorf("line %d: want \"<base64 token> <rank>\", got %d fields", line, len(f))
 		}
 		tok, err := base64.StdEncoding.DecodeString(string(f[0]))
 		if err != nil || len(tok) == 0 {
-			return nil, fmt.Errorf("line %d: token %q is not non-empty base64", line, f[0])
+			return nil, nil, fmt.Errorf("line %d: token %q is not non-empty base64", line, f[0])
 		}
 		rank, err := strconv.Atoi(string(f[1]))
 		if err != nil || rank != len(tokens) {
-			return nil, fmt.Errorf("line %d: rank %q, want %d (ranks must count up from 0)", line, f[1], len(tokens))
+			return nil, nil, fmt.Errorf("line %d: rank %q, want %d (ranks must count up from 0)", line, f[1], len(tokens))
 		}
 		if prev, dup := seen[string(tok)]; dup {
-			return nil, fmt.Errorf("line %d: token %q repeats rank %d", line, tok, prev)
+			return nil, nil, fmt.Errorf("line %d: token %q repeats rank %d", line, tok, prev)
 		}
 		if rank+kimiReserved >= maxID {
-			return nil, fmt.Errorf("line %d: more ranks than the %d ids this package allows", line, maxID)
+			return nil, nil, fmt.Errorf("line %d: more ranks than the %d ids this package allows", line, maxID)
 		}
-		seen[string(tok)] = rank
+		seen[string(tok)] = int32(rank)
 		tokens = append(tokens, tok)
 	}
 	for b := range 256 {
 		if _, ok := seen[string([]byte{byte(b)})]; !ok {
-			return nil, fmt.Errorf("byte 0x%02x has no token (tiktoken needs all 256)", b)
+			return nil, nil, fmt.Errorf("byte 0x%02x has no token (tiktoken needs all 256)", b)
 		}
 	}
-	return tokens, nil
+	return tokens, seen, nil
 }
 
 // setTiktokenModel indexes the tokens under their byte-level strings (as
@@ -139,14 +139,12 @@ func parseRanks(data []byte) ([][]byte, error) {
 // token into two tokens, ranked by the whole token: the BPE loop then takes
 // exactly tiktoken's steps. tiktoken also emits a word that is a token as
 // that token without merging, which is ignore_merges.
-func (t *Tokenizer) setTiktokenModel(tokens [][]byte) {
+func (t *Tokenizer) setTiktokenModel(tokens [][]byte, byRaw map[string]int32) {
 	strs := make([]string, len(tokens), len(tokens)+kimiReserved)
 	ids := make([]int32, len(tokens))
-	byRaw := make(map[string]int32, len(tokens))
 	for i, tok := range tokens {
 		strs[i] = byteLevelString(string(tok))
 		ids[i] = int32(i)
-		byRaw[string(tok)] = int32(i)
 	}
 	vocab := newVocabIndex(strs, len(strs))
 	vocab.fill(slices2(strs), ids)
@@ -154,9 +152,11 @@ func (t *Tokenizer) setTiktokenModel(tokens [][]byte) {
 	merges := newPairTable(2 * len(tokens))
 	for id, tok := range tokens {
 		for k := 1; k < len(tok); k++ {
-			a, okA := byRaw[string(tok[:k])]
-			b, okB := byRaw[string(tok[k:])]
-			if okA && okB {
+			a, ok := byRaw[string(tok[:k])]
+			if !ok {
+				continue
+			}
+			if b, ok := byRaw[string(tok[k:])]; ok {
 				merges.put(pairKey(a, b), merge{rank: int32(id), token: int32(id)})
 			}
 		}
