@@ -35,7 +35,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -93,10 +92,11 @@ func Open(dir string, opts model.Options) (*Engine, error) {
 	return e, nil
 }
 
-// New wraps an opened model; dir holds its tokenizer.json and chat template.
+// New wraps an opened model; dir holds its tokenizer (tokenizer.json, or
+// Kimi-K2's tiktoken.model) and chat template.
 // Close closes m.
 func New(m *model.Model, dir string) (*Engine, error) {
-	tok, err := tokenizer.Load(filepath.Join(dir, "tokenizer.json"))
+	tok, err := tokenizer.LoadDir(dir)
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@ const (
 
 // PackSideFiles are the files besides the weights that fmoe-pack convert reads or copies into
 // a pack (config.json is required; the others are fetched when the repository has them).
-var PackSideFiles = []string{"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"}
+var PackSideFiles = []string{"config.json", "generation_config.json", "tokenizer.json", "tiktoken.model", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"}
 
 // packMeta picks the small files a pack needs from the repository's list: the side files and
 // the index (or the single weights file).

@@ -253,10 +253,14 @@ func (p *packer) copySideFiles() error {
 		p.m.Files = append(p.m.Files, format.SideFile{Name: name, Size: int64(len(data)), CRC32C: format.CRC32C(data)})
 	}
 	var missing []string
-	for _, name := range []string{"tokenizer.json", "tokenizer_config.json"} {
-		if !slices.ContainsFunc(p.m.Files, func(f format.SideFile) bool { return f.Name == name }) {
-			missing = append(missing, name)
-		}
+	has := func(name string) bool {
+		return slices.ContainsFunc(p.m.Files, func(f format.SideFile) bool { return f.Name == name })
+	}
+	if !has("tokenizer.json") && !has("tiktoken.model") {
+		missing = append(missing, "tokenizer.json")
+	}
+	if !has("tokenizer_config.json") {
+		missing = append(missing, "tokenizer_config.json")
 	}
 	if len(missing) > 0 {
 		// The weights are still worth packing, but the user must hear now, not from verify.

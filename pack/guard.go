@@ -11,7 +11,7 @@ import (
 )
 
 // sideFiles are the tokenizer, template and config files a pack carries beside its weights.
-var sideFiles = []string{"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"}
+var sideFiles = []string{"config.json", "generation_config.json", "tokenizer.json", "tiktoken.model", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"}
 
 // inputs lists what Convert reads: the folder, and every file on its own, because a Hugging
 // Face cache links shards into a blobs folder elsewhere.

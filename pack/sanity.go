@@ -101,20 +101,16 @@ func checkConfigRanges(path string, c *format.Config) error {
 // checkTokenizer rejects a tokenizer whose ids run past the embedding (the runtime would index
 // beyond it) or that lacks an end-of-sequence token named by the config.
 func checkTokenizer(dir string, c *format.Config) error {
-	path := filepath.Join(dir, "tokenizer.json")
-	data, err := fsguard.ReadRegular(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil // convert warns about a missing tokenizer
+	tok, path, err := sourceTokenizer(dir)
+	if tok == nil || err != nil {
+		return err // no tokenizer: convert warns about it
 	}
-	if err != nil {
-		return fmt.Errorf("source checkpoint: %w", err)
-	}
-	tok, err := tokenizer.Parse(data)
-	if err != nil {
-		return fmt.Errorf("source checkpoint %s: %w", path, err)
-	}
-	if n := tok.VocabSize(); n > c.VocabSize {
-		return fmt.Errorf("%s has %d tokens but config.json's vocab_size is %d: the embedding has no row for ids %d and up", path, n, c.VocabSize, c.VocabSize)
+	for id := c.VocabSize; id < tok.VocabSize(); id++ {
+		// Kimi-K2 numbers two reserved tokens past its embedding; only their literal text
+		// encodes to them, and the runtime rejects such ids with an error.
+		if !tok.ExtraReserved(id) {
+			return fmt.Errorf("%s has %d tokens but config.json's vocab_size is %d: the embedding has no row for ids %d and up", path, tok.VocabSize(), c.VocabSize, c.VocabSize)
+		}
 	}
 	for _, id := range c.EOSTokenIDs {
 		if tok.TokenString(id) == "" {
@@ -122,6 +118,39 @@ func checkTokenizer(dir string, c *format.Config) error {
 		}
 	}
 	return nil
+}
+
+// sourceTokenizer reads the checkpoint's tokenizer.json, or else Kimi-K2's tiktoken.model with
+// its tokenizer_config.json; nil when it has neither.
+func sourceTokenizer(dir string) (*tokenizer.Tokenizer, string, error) {
+	path := filepath.Join(dir, "tokenizer.json")
+	data, err := fsguard.ReadRegular(path)
+	if errors.Is(err, os.ErrNotExist) {
+		path = filepath.Join(dir, "tiktoken.model")
+		if data, err = fsguard.ReadRegular(path); errors.Is(err, os.ErrNotExist) {
+			return nil, "", nil
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("source checkpoint: %w", err)
+		}
+		config, err := fsguard.ReadRegular(filepath.Join(dir, "tokenizer_config.json"))
+		if err != nil {
+			return nil, "", fmt.Errorf("source checkpoint: %w (a tiktoken.model needs its tokenizer_config.json)", err)
+		}
+		tok, err := tokenizer.ParseTiktoken(data, config)
+		if err != nil {
+			return nil, "", fmt.Errorf("source checkpoint %s: %w", dir, err)
+		}
+		return tok, path, nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("source checkpoint: %w", err)
+	}
+	tok, err := tokenizer.Parse(data)
+	if err != nil {
+		return nil, "", fmt.Errorf("source checkpoint %s: %w", path, err)
+	}
+	return tok, path, nil
 }
 
 // unused lists the source tensors nothing read, in the checkpoint's own names.

@@ -1,8 +1,12 @@
 // Package tokenizer encodes and decodes text with the byte-level BPE
 // tokenizers shipped with Qwen3, Qwen3.5 and DeepSeek-V3 (V3, R1, V3.1)
-// checkpoints, reproducing Hugging Face tokenizers id for id.
+// checkpoints, reproducing Hugging Face tokenizers id for id (and the GPT-4
+// split regex of GLM-4.5's), and Kimi-K2's tiktoken tokenizer, reproducing
+// tiktoken.
 //
-// Load (or Parse) reads a checkpoint's tokenizer.json; Encode, Decode and
+// LoadDir reads a checkpoint's tokenizer.json, or Kimi-K2's tiktoken.model
+// and tokenizer_config.json (LoadTiktoken); Load (or Parse) reads a
+// tokenizer.json. Encode, Decode and
 // the streaming Decoder then behave like tokenizers'
 // encode(text, add_special_tokens=False) and
 // decode(ids, skip_special_tokens=False). A Tokenizer is safe for
@@ -24,8 +28,8 @@
 // Rust's String::from_utf8_lossy does.
 //
 // Supported tokenizer.json settings: normalizer NFC, an empty Sequence or
-// null; pre_tokenizer a Sequence of Splits (the Qwen3, Qwen3.5 or DeepSeek-V3
-// regexes, Isolated) and ByteLevel
+// null; pre_tokenizer a Sequence of Splits (the Qwen3, Qwen3.5, GPT-4 or
+// DeepSeek-V3 regexes, Isolated) and ByteLevel
 // (add_prefix_space and use_regex false); model BPE with unk_token,
 // fuse_unk, byte_fallback and ignore_merges, merges as "a b" strings or
 // [a, b] pairs; decoder ByteLevel. Anything else is rejected with an error

@@ -58,9 +58,11 @@ func expectedRoundTrip(s string, raw []string) string {
 }
 
 func FuzzEncodeDecode(f *testing.F) {
-	for _, path := range []string{tinyGoldenPath, qwen3GoldenPath} {
+	for _, path := range []string{tinyGoldenPath, qwen3GoldenPath, kimiGoldenPath} {
 		for _, c := range readGolden(f, path).Cases {
-			f.Add(c.Text)
+			if len(c.Text) < 4096 {
+				f.Add(c.Text)
+			}
 		}
 	}
 	f.Add("\xff\xfe<|im_end|>\xe6\x97")
@@ -76,9 +78,11 @@ func FuzzEncodeDecode(f *testing.F) {
 		name string
 		tok  *Tokenizer
 		raw  []string
+		nfc  bool // the tokenizer NFC-normalises
 	}{
-		{"tiny", loadTiny(f), rawAddedTokens(f, tinyData)},
-		{"qwen3", loadQwen3(f), rawAddedTokens(f, qwenData)},
+		{"tiny", loadTiny(f), rawAddedTokens(f, tinyData), true},
+		{"qwen3", loadQwen3(f), rawAddedTokens(f, qwenData), true},
+		{"kimi", loadKimi(f), nil, false},
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		for _, tk := range toks {
@@ -102,7 +106,11 @@ func FuzzEncodeDecode(f *testing.F) {
 				}
 				continue
 			}
-			if want := expectedRoundTrip(s, tk.raw); got != want {
+			want := s
+			if tk.nfc {
+				want = expectedRoundTrip(s, tk.raw)
+			}
+			if got != want {
 				t.Errorf("%s: decode(encode(%q)) = %q, want %q", tk.name, s, got, want)
 			}
 		}

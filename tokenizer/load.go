@@ -303,7 +303,7 @@ func splitStage(raw json.RawMessage, field string) (pattern, error) {
 	pat, ok := newPattern(*split.Pattern.Regex)
 	if !ok {
 		return nil, fieldError(field+".pattern.Regex",
-			"unsupported regex %q; only the Qwen3, Qwen3.5 and DeepSeek-V3 patterns are implemented", *split.Pattern.Regex)
+			"unsupported regex %q; only the Qwen3, Qwen3.5, GPT-4 (Llama 3, GLM-4.5) and DeepSeek-V3 patterns are implemented", *split.Pattern.Regex)
 	}
 	if split.Behavior != "Isolated" || split.Invert {
 		return nil, fieldError(field, "behavior %q invert %v, want Isolated without invert", split.Behavior, split.Invert)

@@ -6,7 +6,8 @@ import (
 	"unicode/utf8"
 )
 
-// The Split pre-tokenizer regexes this package implements. tokenizers runs
+// The Split pre-tokenizer regexes this package implements (Kimi-K2's is in
+// kimi.go). tokenizers runs
 // them with Oniguruma (leftmost-first alternation, backtracking); Go's regexp
 // has no look-ahead for `\s+(?!\S)`, so splitWords reproduces the alternation
 // by hand instead of compiling the pattern.
@@ -16,6 +17,10 @@ const (
 	// qwen35Pattern (Qwen3.5) also keeps combining marks (\p{M}) inside words
 	// instead of treating them as punctuation.
 	qwen35Pattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+	// gpt4Pattern is Qwen3's with digits in groups of up to three: OpenAI's
+	// cl100k pattern, in the tokenizer.json of Llama 3 and of the GLM-4
+	// family (GLM-4.5 to 4.7, as llama.cpp's chatglm4 pre-tokenizer has it).
+	gpt4Pattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 )
 
 // Character classes the patterns use, as bit flags.
@@ -84,15 +89,19 @@ type splitter struct {
 	// letter is the class set of `[\p{L}\p{M}]+` (Qwen3.5) or `\p{L}+` (Qwen3);
 	// punct is the complement set of `[^\s\p{L}\p{M}\p{N}]` or `[^\s\p{L}\p{N}]`.
 	letter, punct uint8
+	// digits is how many \p{N} one word takes at most: 1, or 3 in gpt4Pattern.
+	digits int
 }
 
 func newSplitter(pattern string) (splitter, bool) {
 	bmpClassOnce.Do(buildClassTable)
 	switch pattern {
 	case qwen3Pattern:
-		return splitter{letter: clsL, punct: clsSpace | clsL | clsN}, true
+		return splitter{letter: clsL, punct: clsSpace | clsL | clsN, digits: 1}, true
 	case qwen35Pattern:
-		return splitter{letter: clsL | clsM, punct: clsSpace | clsL | clsM | clsN}, true
+		return splitter{letter: clsL | clsM, punct: clsSpace | clsL | clsM | clsN, digits: 1}, true
+	case gpt4Pattern:
+		return splitter{letter: clsL, punct: clsSpace | clsL | clsN, digits: 3}, true
 	}
 	return splitter{}, false
 }
@@ -169,8 +178,15 @@ func (sp splitter) next(s string, i int) int {
 		return sp.run(s, j, sp.letter, true)
 	}
 
-	// \p{N}
+	// \p{N} or \p{N}{1,3}
 	if c0&clsN != 0 {
+		for k := 1; k < sp.digits && j < len(s); k++ {
+			_, n, c := decodeAt(s, j)
+			if c&clsN == 0 {
+				break
+			}
+			j += n
+		}
 		return j
 	}
 

@@ -13,6 +13,8 @@ type Tokenizer struct {
 	raw        *matcher         // added tokens with normalized=false, or nil
 	normalized *matcher         // added tokens with normalized=true, or nil
 	vocabSize  int
+	// chunked: encode each of kimiChunks' pieces on its own (Kimi-K2).
+	chunked bool
 }
 
 // VocabSize returns one more than the largest token id, the number of rows
@@ -54,9 +56,20 @@ func (t *Tokenizer) Encode(text string) []int {
 	// Qwen averages over 3 bytes per token on mixed text; starting near that
 	// avoids most regrowth of the output.
 	e := encoder{t: t, ids: make([]int, 0, len(text)/3+8)}
+	if t.chunked {
+		kimiChunks(text, e.added)
+		return e.ids
+	}
+	e.added(text)
+	return e.ids
+}
+
+// added splits added tokens out of raw text and encodes the rest.
+func (e *encoder) added(text string) {
+	t := e.t
 	if t.raw == nil {
 		e.segment(text)
-		return e.ids
+		return
 	}
 	for _, p := range t.raw.split(nil, text) {
 		if p.tok != nil {
@@ -65,7 +78,6 @@ func (t *Tokenizer) Encode(text string) []int {
 			e.segment(p.text)
 		}
 	}
-	return e.ids
 }
 
 // encoder holds the output and scratch space of one Encode call.

@@ -77,6 +77,9 @@ func checkStructure(r *Report, dir string, m *format.Manifest) *sizes {
 		}
 	}
 	for _, name := range requiredFiles {
+		if name == "tokenizer.json" && have["tiktoken.model"] {
+			continue // Kimi-K2 ships tiktoken.model instead
+		}
 		if !have[name] {
 			r.add(Problem{Check: "structure", File: name, Message: "missing from the manifest's files: fmoe-run needs it (re-pack from a checkpoint that has it)"})
 		}

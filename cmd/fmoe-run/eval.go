@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -40,7 +39,7 @@ the reference's greedy ids on the dequantised mlx-4bit weights (mlx4_ids).`,
 				return err
 			}
 			dir := c.String("model")
-			tok, err := tokenizer.Load(filepath.Join(dir, "tokenizer.json"))
+			tok, err := tokenizer.LoadDir(dir)
 			if err != nil {
 				return err
 			}

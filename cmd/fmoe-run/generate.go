@@ -176,7 +176,7 @@ func runGenerate(c *cli.Context) error {
 			return cliutil.UsageError("--ids: %v", err)
 		}
 	} else {
-		if tok, err = tokenizer.Load(dir + "/tokenizer.json"); err != nil {
+		if tok, err = tokenizer.LoadDir(dir); err != nil {
 			return err
 		}
 		if text, tools, err = promptText(c, dir); err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -20,16 +19,16 @@ func tokenizeCmd() *cli.Command {
 		Name:      "tokenize",
 		Usage:     "print the token ids of a text as JSON (or decode ids with --decode)",
 		UsageText: "fmoe-run tokenize --model DIR [--text TEXT | < file]\n   fmoe-run tokenize --model DIR --decode [--text \"1,2,3\" | < ids]",
-		Description: `Uses the model's own tokenizer.json (copied into the packed directory by fmoe-pack; a checkpoint
-directory works too). Special tokens written in the text (<|im_start|>, <tool_call>, ...) are
+		Description: `Uses the model's own tokenizer.json, or Kimi-K2's tiktoken.model with its tokenizer_config.json
+(copied into the packed directory by fmoe-pack; a checkpoint directory works too). Special tokens written in the text (<|im_start|>, <tool_call>, ...) are
 recognised, as Hugging Face tokenizers does. Without --text the text is read from standard input.`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "model", Usage: "packed model (or checkpoint) `DIR` holding tokenizer.json", Required: true},
+			&cli.StringFlag{Name: "model", Usage: "packed model (or checkpoint) `DIR` holding tokenizer.json (or tiktoken.model)", Required: true},
 			&cli.StringFlag{Name: "text", Usage: "the `TEXT` to encode (or the ids to decode); default: standard input"},
 			&cli.BoolFlag{Name: "decode", Usage: "decode ids (JSON list or comma/space separated) to text"},
 		},
 		Action: func(c *cli.Context) error {
-			tok, err := tokenizer.Load(filepath.Join(c.String("model"), "tokenizer.json"))
+			tok, err := tokenizer.LoadDir(c.String("model"))
 			if err != nil {
 				return err
 			}
