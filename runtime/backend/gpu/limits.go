@@ -25,6 +25,20 @@ type Limits struct {
 	// MatvecBlocks bounds the blocks of one matvec; they loop over row
 	// groups, so a few per SM (or GPU core) suffice.
 	MatvecBlocks int
+	// MatvecRows is the rows each warp of the fast matvec takes: matvec.h's
+	// MV_NR as the module was compiled; 0 means the header's 2.
+	MatvecRows int
+	// MatvecWarps is the warps per fast-matvec block; 0 means 8. Where the
+	// blocks would not give every SM two, it is halved, down to 4.
+	MatvecWarps int
+}
+
+// mvRows is MV_NR of the compiled module.
+func (l *Limits) mvRows() int {
+	if l.MatvecRows > 0 {
+		return l.MatvecRows
+	}
+	return 2
 }
 
 // threads is want threads per block, lowered to what k's pipeline allows
