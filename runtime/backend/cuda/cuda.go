@@ -145,10 +145,15 @@ func (be *Backend) init(opts Options) error {
 	return cuErr(C.fm_stream_create(be.ctx, &be.copy), "cuStreamCreate")
 }
 
-// Name describes the device and the kernel image.
+// Name describes the device and the kernel image, and the matvec setting
+// where it is not the default.
 func (be *Backend) Name() string {
-	return fmt.Sprintf("cuda(%s, sm_%d%d, %d SMs, %.0f GiB; %s)", be.dev.name, be.dev.major, be.dev.minor,
-		be.dev.sms, float64(be.dev.totalMem)/(1<<30), be.img.desc)
+	mv := ""
+	if be.mv != (MatvecConfig{DefaultMatvecRows, DefaultMatvecUnroll, DefaultMatvecWarps, DefaultMatvecBlocksPerSM}) {
+		mv = "; matvec " + be.mv.String()
+	}
+	return fmt.Sprintf("cuda(%s, sm_%d%d, %d SMs, %.0f GiB; %s%s)", be.dev.name, be.dev.major, be.dev.minor,
+		be.dev.sms, float64(be.dev.totalMem)/(1<<30), be.img.desc, mv)
 }
 
 // Close waits for the device, frees everything the backend allocated and

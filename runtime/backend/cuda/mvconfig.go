@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -96,15 +97,28 @@ func (c MatvecConfig) check() error {
 	return nil
 }
 
+// ConfigError is a bad matvec setting (Options.Matvec or FMOE_CUDA_MV):
+// the user's mistake, which a caller that falls back to the CPU when CUDA
+// is unavailable should report instead.
+type ConfigError struct{ msg string }
+
+func (e *ConfigError) Error() string { return e.msg }
+
+// IsConfigError reports whether err is, or wraps, a ConfigError.
+func IsConfigError(err error) bool {
+	var ce *ConfigError
+	return errors.As(err, &ce)
+}
+
 // resolve fills c's zero fields from env (FMOE_CUDA_MV's value), then the
 // defaults.
 func (c MatvecConfig) resolve(env string) (MatvecConfig, error) {
 	if err := c.check(); err != nil {
-		return c, fmt.Errorf("cuda: Options.Matvec: %v", err)
+		return c, &ConfigError{fmt.Sprintf("cuda: Options.Matvec: %v", err)}
 	}
 	e, err := ParseMatvecConfig(env)
 	if err != nil {
-		return c, fmt.Errorf("cuda: FMOE_CUDA_MV=%q: %v", env, err)
+		return c, &ConfigError{fmt.Sprintf("cuda: FMOE_CUDA_MV=%q: %v", env, err)}
 	}
 	def := MatvecConfig{DefaultMatvecRows, DefaultMatvecUnroll, DefaultMatvecWarps, DefaultMatvecBlocksPerSM}
 	for _, m := range mvKeys {

@@ -40,7 +40,7 @@ func TestMatvecConfigResolve(t *testing.T) {
 	if err != nil || got != want {
 		t.Errorf("got %v, %v; want %v (options over the environment over the defaults)", got, err, want)
 	}
-	if _, err := (MatvecConfig{}).resolve("nr=9"); err == nil || !strings.Contains(err.Error(), `FMOE_CUDA_MV="nr=9"`) {
+	if _, err := (MatvecConfig{}).resolve("nr=9"); !IsConfigError(err) || !strings.Contains(err.Error(), `FMOE_CUDA_MV="nr=9"`) {
 		t.Errorf("bad environment: %v", err)
 	}
 	if _, err := (MatvecConfig{Rows: -1}).resolve(""); err == nil || !strings.Contains(err.Error(), "Options.Matvec: nr=-1") {
