@@ -14,9 +14,10 @@ type Limits struct {
 	// DataAlign is the byte alignment the fast matvec needs of a weight's
 	// data offset in its buffer (it reads uint4); 0 or 1: none.
 	DataAlign int
-	// MaxThreads, if set, is a kernel's maxTotalThreadsPerThreadgroup
-	// (Metal: register pressure can put it below 1024); nil means every
-	// block size the plans choose is allowed (CUDA).
+	// MaxThreads, if set, is a kernel's largest block (Metal's
+	// maxTotalThreadsPerThreadgroup, CUDA's MAX_THREADS_PER_BLOCK): register
+	// pressure can put it below 1024; nil means every block size the plans
+	// choose is allowed.
 	MaxThreads func(Kernel) int
 	// SMs is the number of multiprocessors, where known: a matvec with
 	// too few row groups to give each two blocks of 8 warps uses 4-warp
