@@ -318,7 +318,10 @@ func printBest(results [][]sweepResult) {
 	for c := range geo {
 		cfgs = append(cfgs, c)
 	}
-	sort.Slice(cfgs, func(i, j int) bool { return geo[cfgs[i]] < geo[cfgs[j]] })
+	sort.Slice(cfgs, func(i, j int) bool {
+		a, b := geo[cfgs[i]], geo[cfgs[j]]
+		return a < b || a == b && cfgs[i].String() < cfgs[j].String()
+	})
 	for _, c := range cfgs[:min(5, len(cfgs))] {
 		fmt.Printf("mvsweep overall %-28s %.3fx the default's time (geometric mean over shapes)\n", c,
 			math.Exp(geo[c]/float64(len(results))))
