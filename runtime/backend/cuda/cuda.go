@@ -46,23 +46,26 @@ type Options struct {
 // it concurrently, through freeMu.
 type Backend struct {
 	ops
-	lim gpu.Limits
-	mv  MatvecConfig // resolved: no zero fields
-	// mvThreads is each fast matvec's largest block (kernels.load); 0 for
-	// the other kernels.
+	lim    gpu.Limits
+	chk    backend.Check
+	dev    *device
+	ctx    C.CUcontext
+	mod    C.CUmodule
+	k      kernels
+	batch  batchKernels
+	mma    mmaState // the tensor-core prefill matmul (mma.go)
+	img    *image
+	stream C.CUstream // every op, in order
+	copy   C.CUstream // Bind's host-to-device copies
+	args   argPack
+	closed bool
+
+	// mv is the decode matvec's setting, resolved (no zero fields);
+	// mvThreads each fast matvec's largest block (kernels.load), 0 for the
+	// other kernels.
+	mv        MatvecConfig
 	mvThreads [gpu.NumKernels]int
-	chk       backend.Check
-	dev       *device
-	ctx       C.CUcontext
-	mod       C.CUmodule
-	k         kernels
-	batch     batchKernels
-	mma       mmaState // the tensor-core prefill matmul (mma.go)
-	img       *image
-	stream    C.CUstream // every op, in order
-	copy      C.CUstream // Bind's host-to-device copies
-	args      argPack
-	closed    bool
+
 	// recording: the compute stream is being captured into a graph
 	// (graph.go); epoch counts moves of the scratch buffers, which make
 	// graphs recorded before stale.
