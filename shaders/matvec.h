@@ -16,8 +16,17 @@
 // 0) and rows must be whole chunks; the host falls back to matvec_generic
 // otherwise.
 
-#define MV_NR 2
+// MV_NR and MV_U change what each warp holds in registers, never the order
+// of a row's sums: lane l always takes chunks l, l+32, l+64, ... in turn,
+// one d per chunk, so every setting computes the same bits. The CUDA
+// backend passes both as -D options (its defaults and FMOE_CUDA_MV live in
+// runtime/backend/cuda/mvconfig.go); Metal takes these.
+#ifndef MV_NR
+#define MV_NR 2  // rows per warp: each x value read from shared memory feeds MV_NR rows
+#endif
+#ifndef MV_U
 #define MV_U 4  // chunks per lane loaded together: that many 16-byte loads in flight per row
+#endif
 
 // mv_load fetches batch c0 (chunks c0 + 32u) of the warp's rows; a chunk
 // past the row end or a row past R is clamped to a valid address and its

@@ -63,8 +63,8 @@ func Open(name string, o Options) (backend.Backend, error) {
 				logf("backend: cuda")
 				return be, nil
 			}
-			if NoSuchDevice(err) {
-				return nil, err // a GPU asked for that is not there: no CPU in its place
+			if NoSuchDevice(err) || cuda.IsConfigError(err) {
+				return nil, err // a GPU asked for that is not there, or a bad FMOE_CUDA_MV: no CPU in its place
 			}
 			why = append(why, err.Error())
 		}

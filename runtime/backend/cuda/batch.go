@@ -26,8 +26,9 @@ var (
 // format (Q2..F32), and moe_combine1. They are the CUDA module's own,
 // outside gpu.Kernel, which Metal shares.
 type batchKernels struct {
-	mv      [backend.F32 - backend.Q2 + 1]C.CUfunction
-	combine C.CUfunction
+	mv        [backend.F32 - backend.Q2 + 1]C.CUfunction
+	mvThreads [backend.F32 - backend.Q2 + 1]int // each one's largest block
+	combine   C.CUfunction
 }
 
 var batchNames = [...]string{"matvec_batch_q2", "matvec_batch_q4", "matvec_batch_q8",
@@ -55,6 +56,11 @@ func (k *batchKernels) load(be *Backend) error {
 			"cuFuncSetAttribute"); err != nil {
 			return err
 		}
+		n, err := maxThreads(be, k.mv[i])
+		if err != nil {
+			return err
+		}
+		k.mvThreads[i] = n
 	}
 	return nil
 }
@@ -112,6 +118,9 @@ func (be *Backend) MatVecBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 		}
 		return nil
 	}
+	// The plan fits the single-job kernels' registers; where this one's
+	// differ, fewer warps: the blocks loop over the rows that leaves.
+	warps = min(warps, be.batch.mvThreads[first.format-backend.Q2]/32)
 	p, err := be.upload(jobs)
 	if err != nil {
 		return err

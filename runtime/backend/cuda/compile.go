@@ -31,8 +31,16 @@ var (
 	nvrtcVer  string
 
 	imageMu    sync.Mutex
-	imageCache = map[string]*image{} // compiled module per cache key, per process
+	imageCache = map[string]*imageSlot{} // compiled module per cache key, per process
 )
+
+// imageSlot is one cache key's module, loaded or compiled once; keys
+// compile concurrently (NVRTC compiles separate programs in parallel).
+type imageSlot struct {
+	once sync.Once
+	im   *image
+	err  error
+}
 
 // image is a compiled kernel module: a cubin, or PTX the driver compiles.
 type image struct {
@@ -95,33 +103,54 @@ func cacheDir(override string) string {
 }
 
 // moduleImage returns the kernels compiled for compute capability
-// major.minor: from this process's cache, the disk cache, or NVRTC.
-func moduleImage(major, minor int, dir string) (*image, error) {
+// major.minor with the extra -D options defs: from this process's cache,
+// the disk cache, or NVRTC. The cache key covers the options, so modules
+// compiled with other matvec settings are never confused.
+func moduleImage(major, minor int, dir string, defs []string) (*image, error) {
 	if err := loadNVRTC(); err != nil {
 		return nil, err
 	}
 	src := shaders.CUDA()
 	cc := fmt.Sprintf("%d%d", major, minor)
-	h := sha256.Sum256([]byte(src + "\x00sm_" + cc + "\x00nvrtc " + nvrtcVer))
-	key := hex.EncodeToString(h[:12])
+	key := imageKey(src, cc, nvrtcVer, defs)
 
 	imageMu.Lock()
-	defer imageMu.Unlock()
-	if im := imageCache[key]; im != nil {
-		return im, nil
+	slot := imageCache[key]
+	if slot == nil {
+		slot = &imageSlot{}
+		imageCache[key] = slot
 	}
-	dir = cacheDir(dir)
+	imageMu.Unlock()
+	slot.once.Do(func() { slot.im, slot.err = loadImage(src, cc, key, cacheDir(dir), defs) })
+	if slot.err != nil {
+		imageMu.Lock()
+		if imageCache[key] == slot {
+			delete(imageCache, key) // the next call tries again
+		}
+		imageMu.Unlock()
+	}
+	return slot.im, slot.err
+}
+
+// imageKey names a module by everything that shapes it: the source, the
+// architecture, the NVRTC version and the -D options.
+func imageKey(src, cc, ver string, defs []string) string {
+	h := sha256.Sum256([]byte(src + "\x00sm_" + cc + "\x00nvrtc " + ver + "\x00" + strings.Join(defs, "\x00")))
+	return hex.EncodeToString(h[:12])
+}
+
+// loadImage reads key's module from the disk cache dir, or compiles it
+// there.
+func loadImage(src, cc, key, dir string, defs []string) (*image, error) {
 	for _, ext := range []string{".cubin", ".ptx"} {
 		if dir == "" {
 			break
 		}
 		if b, err := os.ReadFile(filepath.Join(dir, key+ext)); err == nil && len(b) > 0 {
-			im := &image{data: b, desc: fmt.Sprintf("sm_%s %s, NVRTC %s, cached", cc, ext[1:], nvrtcVer)}
-			imageCache[key] = im
-			return im, nil
+			return &image{data: b, desc: fmt.Sprintf("sm_%s %s, NVRTC %s, cached", cc, ext[1:], nvrtcVer)}, nil
 		}
 	}
-	im, ext, err := compile(src, cc)
+	im, ext, err := compile(src, cc, defs)
 	if err != nil {
 		return nil, err
 	}
@@ -136,15 +165,14 @@ func moduleImage(major, minor int, dir string) (*image, error) {
 			}
 		}
 	}
-	imageCache[key] = im
 	return im, nil
 }
 
 // compile runs NVRTC for the card's real architecture (a cubin); if this
 // NVRTC does not know it, for the newest virtual architecture it accepts
 // at or below the card's (PTX, which the driver compiles forward).
-func compile(src, cc string) (*image, string, error) {
-	out, err := nvrtc(src, "--gpu-architecture=sm_"+cc, true)
+func compile(src, cc string, defs []string) (*image, string, error) {
+	out, err := nvrtc(src, "--gpu-architecture=sm_"+cc, true, defs)
 	if err == nil {
 		return &image{data: out, desc: fmt.Sprintf("sm_%s cubin, NVRTC %s", cc, nvrtcVer)}, ".cubin", nil
 	}
@@ -154,7 +182,7 @@ func compile(src, cc string) (*image, string, error) {
 		if n, _ := strconv.Atoi(v); n > have {
 			continue
 		}
-		out, err := nvrtc(src, "--gpu-architecture=compute_"+v, false)
+		out, err := nvrtc(src, "--gpu-architecture=compute_"+v, false, defs)
 		if err == nil {
 			out = append(out, 0)
 			return &image{data: out, desc: fmt.Sprintf("compute_%s PTX, NVRTC %s", v, nvrtcVer)}, ".ptx", nil
@@ -163,8 +191,8 @@ func compile(src, cc string) (*image, string, error) {
 	return nil, "", first
 }
 
-func nvrtc(src, arch string, cubin bool) ([]byte, error) {
-	opts := []string{arch, "--std=c++17", "-DFMOE_CUDA=1"}
+func nvrtc(src, arch string, cubin bool, defs []string) ([]byte, error) {
+	opts := append([]string{arch, "--std=c++17", "-DFMOE_CUDA=1"}, defs...)
 	copts := make([]*C.char, len(opts))
 	for i, o := range opts {
 		copts[i] = C.CString(o)
@@ -192,7 +220,7 @@ func nvrtc(src, arch string, cubin bool) ([]byte, error) {
 		if out != nil {
 			C.free(unsafe.Pointer(out))
 		}
-		msg := fmt.Sprintf("cuda: NVRTC (%s, %s): %s", nvrtcPath, arch, C.GoString(C.fm_nvrtc_error(r)))
+		msg := fmt.Sprintf("cuda: NVRTC (%s, %s %s): %s", nvrtcPath, arch, strings.Join(defs, " "), C.GoString(C.fm_nvrtc_error(r)))
 		if logs != "" {
 			msg += "\n" + logs
 		}

@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/fmoe/fmoe/shaders"
@@ -14,7 +15,9 @@ import (
 // or device: a syntax or type error in a kernel fails here, on a machine
 // without a GPU (Debian's libnvrtc11.2 will do), rather than at the first
 // New on one. .ci/run installs Debian's NVRTC and sets FMOE_NVRTC_REQUIRE=1,
-// so that in CI a missing NVRTC fails instead of skipping.
+// so that in CI a missing NVRTC fails instead of skipping. Besides the
+// default matvec settings it compiles the sweep grid's extremes (fewest
+// and most registers per warp), in parallel as BenchmarkMatVecSweep does.
 func TestKernelsCompile(t *testing.T) {
 	if err := loadNVRTC(); err != nil {
 		if os.Getenv("FMOE_NVRTC_REQUIRE") != "" {
@@ -22,11 +25,33 @@ func TestKernelsCompile(t *testing.T) {
 		}
 		t.Skipf("no NVRTC: %v", err)
 	}
-	for _, cc := range []string{"90"} {
-		im, _, err := compile(shaders.CUDA(), cc)
-		if err != nil {
-			t.Fatalf("sm_%s: %v", cc, err)
-		}
-		t.Logf("sm_%s: %s, %d bytes", cc, im.desc, len(im.data))
+	cfgs := []MatvecConfig{{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll}, {Rows: 1, Unroll: 2}, {Rows: 4, Unroll: 8}}
+	var wg sync.WaitGroup
+	for _, c := range cfgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			im, _, err := compile(shaders.CUDA(), "90", c.defines())
+			if err != nil {
+				t.Errorf("sm_90 %v: %v", c.defines(), err)
+				return
+			}
+			t.Logf("sm_90 %v: %s, %d bytes", c.defines(), im.desc, len(im.data))
+		}()
+	}
+	wg.Wait()
+}
+
+// TestImageKeyCoversOptions: modules compiled with other matvec settings
+// must not be taken from the cache for these.
+func TestImageKeyCoversOptions(t *testing.T) {
+	a := MatvecConfig{Rows: 2, Unroll: 4}.defines()
+	b := MatvecConfig{Rows: 4, Unroll: 2}.defines()
+	ka, kb := imageKey("src", "90", "13.0", a), imageKey("src", "90", "13.0", b)
+	if ka == kb || ka == imageKey("src", "90", "13.0", nil) {
+		t.Errorf("keys %s (%v), %s (%v) collide", ka, a, kb, b)
+	}
+	if ka != imageKey("src", "90", "13.0", a) {
+		t.Error("key not deterministic")
 	}
 }

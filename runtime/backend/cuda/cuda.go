@@ -10,6 +10,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -34,6 +35,10 @@ type Options struct {
 	// tensor cores; 0 means FMOE_CUDA_MMA_MIN or DefaultMMAMinRows, a
 	// negative value turns that path off (see mma.go).
 	MMAMinRows int
+	// Matvec tunes the decode matvec (rows per warp, chunks in flight,
+	// warps per block, blocks per SM); zero fields take FMOE_CUDA_MV's
+	// values, then the defaults (mvconfig.go). Results do not depend on it.
+	Matvec MatvecConfig
 }
 
 // Backend is the CUDA backend. Like every backend it is driven from one
@@ -54,6 +59,13 @@ type Backend struct {
 	copy   C.CUstream // Bind's host-to-device copies
 	args   argPack
 	closed bool
+
+	// mv is the decode matvec's setting, resolved (no zero fields);
+	// mvThreads each fast matvec's largest block (kernels.load), 0 for the
+	// other kernels.
+	mv        MatvecConfig
+	mvThreads [gpu.NumKernels]int
+
 	// recording: the compute stream is being captured into a graph
 	// (graph.go); epoch counts moves of the scratch buffers, which make
 	// graphs recorded before stale.
@@ -91,13 +103,18 @@ func New() (*Backend, error) { return NewWithOptions(Options{}) }
 // compiles (or loads from the cache) the kernels and creates the streams.
 // Where any of that is missing it returns an error saying what.
 func NewWithOptions(opts Options) (*Backend, error) {
+	mv, err := opts.Matvec.resolve(os.Getenv("FMOE_CUDA_MV"))
+	if err != nil {
+		return nil, err
+	}
 	d, err := openDevice(opts.Device)
 	if err != nil {
 		return nil, err
 	}
-	be := &Backend{dev: d, ctx: d.ctx, live: map[C.CUdeviceptr]int{}, slots: map[int][]*slot{}, memLimit: opts.MemLimit}
+	be := &Backend{dev: d, ctx: d.ctx, live: map[C.CUdeviceptr]int{}, slots: map[int][]*slot{}, memLimit: opts.MemLimit, mv: mv}
 	// Blocks loop over matvec row groups (see matvec.h); a few per SM suffice.
-	be.lim = gpu.Limits{MaxGridY: maxGridY, MaxShared: d.maxSmem, SMs: d.sms, MatvecBlocks: 4 * d.sms}
+	be.lim = gpu.Limits{MaxGridY: maxGridY, MaxShared: d.maxSmem, SMs: d.sms, MatvecBlocks: mv.BlocksPerSM * d.sms,
+		MatvecRows: mv.Rows, MatvecWarps: mv.Warps, MaxThreads: be.kernelThreads}
 	be.chk = gpu.NewCheck("cuda", &be.lim)
 	be.ops = gpu.NewOps[C.CUdeviceptr]("cuda", gpuDev{be}, &be.lim, 0)
 	if err := be.init(opts); err != nil {
@@ -108,7 +125,7 @@ func NewWithOptions(opts Options) (*Backend, error) {
 }
 
 func (be *Backend) init(opts Options) error {
-	im, err := moduleImage(be.dev.major, be.dev.minor, opts.CacheDir)
+	im, err := moduleImage(be.dev.major, be.dev.minor, opts.CacheDir, be.mv.defines())
 	if err != nil {
 		return err
 	}
@@ -131,10 +148,15 @@ func (be *Backend) init(opts Options) error {
 	return cuErr(C.fm_stream_create(be.ctx, &be.copy), "cuStreamCreate")
 }
 
-// Name describes the device and the kernel image.
+// Name describes the device and the kernel image, and the matvec setting
+// where it is not the default.
 func (be *Backend) Name() string {
-	return fmt.Sprintf("cuda(%s, sm_%d%d, %d SMs, %.0f GiB; %s)", be.dev.name, be.dev.major, be.dev.minor,
-		be.dev.sms, float64(be.dev.totalMem)/(1<<30), be.img.desc)
+	mv := ""
+	if be.mv != (MatvecConfig{DefaultMatvecRows, DefaultMatvecUnroll, DefaultMatvecWarps, DefaultMatvecBlocksPerSM}) {
+		mv = "; matvec " + be.mv.String()
+	}
+	return fmt.Sprintf("cuda(%s, sm_%d%d, %d SMs, %.0f GiB; %s%s)", be.dev.name, be.dev.major, be.dev.minor,
+		be.dev.sms, float64(be.dev.totalMem)/(1<<30), be.img.desc, mv)
 }
 
 // Close waits for the device, frees everything the backend allocated and

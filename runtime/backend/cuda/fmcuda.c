@@ -23,6 +23,7 @@ static CUresult (*p_cuModuleLoadData)(CUmodule *, const void *);
 static CUresult (*p_cuModuleUnload)(CUmodule);
 static CUresult (*p_cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
 static CUresult (*p_cuFuncSetAttribute)(CUfunction, int, int);
+static CUresult (*p_cuFuncGetAttribute)(int *, int, CUfunction);
 static CUresult (*p_cuMemAlloc)(CUdeviceptr *, size_t);
 static CUresult (*p_cuMemFree)(CUdeviceptr);
 static CUresult (*p_cuMemGetInfo)(size_t *, size_t *);
@@ -106,6 +107,7 @@ int fm_load_driver(char *err, int errlen) {
     SYM(l, p_cuModuleUnload, "cuModuleUnload", NULL);
     SYM(l, p_cuModuleGetFunction, "cuModuleGetFunction", NULL);
     SYM(l, p_cuFuncSetAttribute, "cuFuncSetAttribute", NULL);
+    SYM(l, p_cuFuncGetAttribute, "cuFuncGetAttribute", NULL);
     SYM(l, p_cuMemAlloc, "cuMemAlloc_v2", NULL);
     SYM(l, p_cuMemFree, "cuMemFree_v2", NULL);
     SYM(l, p_cuMemGetInfo, "cuMemGetInfo_v2", NULL);
@@ -198,6 +200,7 @@ CUresult fm_module_function(CUcontext c, CUfunction *f, CUmodule m, const char *
     CTX_CALL(c, p_cuModuleGetFunction, f, m, name);
 }
 CUresult fm_func_set_attr(CUcontext c, CUfunction f, int attr, int v) { CTX_CALL(c, p_cuFuncSetAttribute, f, attr, v); }
+CUresult fm_func_get_attr(CUcontext c, int *v, int attr, CUfunction f) { CTX_CALL(c, p_cuFuncGetAttribute, v, attr, f); }
 
 CUresult fm_mem_alloc(CUcontext c, CUdeviceptr *p, size_t n) { CTX_CALL(c, p_cuMemAlloc, p, n); }
 CUresult fm_mem_free(CUcontext c, CUdeviceptr p) { CTX_CALL(c, p_cuMemFree, p); }

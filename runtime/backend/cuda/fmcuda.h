@@ -38,6 +38,7 @@ CUresult fm_module_load(CUcontext c, CUmodule *m, const void *image);
 CUresult fm_module_unload(CUcontext c, CUmodule m);
 CUresult fm_module_function(CUcontext c, CUfunction *f, CUmodule m, const char *name);
 CUresult fm_func_set_attr(CUcontext c, CUfunction f, int attr, int v);
+CUresult fm_func_get_attr(CUcontext c, int *v, int attr, CUfunction f);
 
 CUresult fm_mem_alloc(CUcontext c, CUdeviceptr *p, size_t n);
 CUresult fm_mem_free(CUcontext c, CUdeviceptr p);

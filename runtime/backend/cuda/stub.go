@@ -16,6 +16,8 @@ type Options struct {
 	CacheDir string
 	// MemLimit caps the device memory the backend holds (bytes).
 	MemLimit int
+	// Matvec tunes the decode matvec (see mvconfig.go).
+	Matvec MatvecConfig
 }
 
 // ErrUnavailable is returned by New on platforms without the CUDA backend.

@@ -74,5 +74,5 @@ const (
 	latMaxWarps = 8       // LAT_MAXW, latent.h
 	convMaxK    = 8       // CONV_MAXK, recurrent.h
 	deltaMaxDk  = 32 * 8  // 32·DELTA_MAXW, recurrent.h
-	mvWarps     = 8       // SIMD groups per matvec block, MV_NR rows each (matvec.h)
+	mvWarps     = 8       // SIMD groups per matvec block, MV_NR rows each (matvec.h); Limits.MatvecWarps overrides
 )

@@ -14,9 +14,10 @@ type Limits struct {
 	// DataAlign is the byte alignment the fast matvec needs of a weight's
 	// data offset in its buffer (it reads uint4); 0 or 1: none.
 	DataAlign int
-	// MaxThreads, if set, is a kernel's maxTotalThreadsPerThreadgroup
-	// (Metal: register pressure can put it below 1024); nil means every
-	// block size the plans choose is allowed (CUDA).
+	// MaxThreads, if set, is a kernel's largest block (Metal's
+	// maxTotalThreadsPerThreadgroup, CUDA's MAX_THREADS_PER_BLOCK): register
+	// pressure can put it below 1024; nil means every block size the plans
+	// choose is allowed.
 	MaxThreads func(Kernel) int
 	// SMs is the number of multiprocessors, where known: a matvec with
 	// too few row groups to give each two blocks of 8 warps uses 4-warp
@@ -25,6 +26,20 @@ type Limits struct {
 	// MatvecBlocks bounds the blocks of one matvec; they loop over row
 	// groups, so a few per SM (or GPU core) suffice.
 	MatvecBlocks int
+	// MatvecRows is the rows each warp of the fast matvec takes: matvec.h's
+	// MV_NR as the module was compiled; 0 means the header's 2.
+	MatvecRows int
+	// MatvecWarps is the warps per fast-matvec block; 0 means 8. Where the
+	// blocks would not give every SM two, it is halved, down to 4.
+	MatvecWarps int
+}
+
+// mvRows is MV_NR of the compiled module.
+func (l *Limits) mvRows() int {
+	if l.MatvecRows > 0 {
+		return l.MatvecRows
+	}
+	return 2
 }
 
 // threads is want threads per block, lowered to what k's pipeline allows

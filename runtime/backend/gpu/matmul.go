@@ -46,16 +46,29 @@ func (o *Ops[A]) MatvecPlan(t *Weight[A]) (warps, blocks, shared int, ok bool) {
 	}
 	k1, k4 := matvec(t.Format, false), matvec(t.Format, true)
 	warps = o.mvWarps(t.Rows, k1, k4)
-	return warps, min((t.Rows+2*warps-1)/(2*warps), o.lim.MatvecBlocks), o.lim.shared(smem1), true
+	return warps, o.mvBlocks(t.Rows, warps), o.lim.shared(smem1), true
 }
 
-// mvWarps: 8 warps of 2 rows per block, or 4 where that leaves SMs idle.
+// mvWarps: MatvecWarps (8) warps of MV_NR rows per block, halved (to no
+// fewer than 4) while that leaves SMs without two blocks.
 func (o *Ops[A]) mvWarps(R int, k1, k4 Kernel) int {
 	warps := mvWarps
-	if (R+15)/16 < 2*o.lim.SMs {
-		warps = 4
+	if o.lim.MatvecWarps > 0 {
+		warps = o.lim.MatvecWarps
+	}
+	nr := o.lim.mvRows()
+	for warps > 4 && (R+nr*warps-1)/(nr*warps) < 2*o.lim.SMs {
+		warps /= 2
 	}
 	return o.lim.warps(k1, o.lim.warps(k4, warps))
+}
+
+// mvBlocks: one block per warps·MV_NR rows, up to MatvecBlocks. Blocks loop
+// over row groups (matvec.h stages x once per block), so a bounded number
+// of them covers any R.
+func (o *Ops[A]) mvBlocks(R, warps int) int {
+	nr := o.lim.mvRows()
+	return min((R+nr*warps-1)/(nr*warps), o.lim.MatvecBlocks)
 }
 
 func (o *Ops[A]) matmul(y A, t *Weight[A], x A, T int) error {
@@ -68,9 +81,7 @@ func (o *Ops[A]) matmul(y A, t *Weight[A], x A, T int) error {
 	}
 	k1, k4 := matvec(t.Format, false), matvec(t.Format, true)
 	warps := o.mvWarps(R, k1, k4)
-	// Blocks loop over row groups (matvec.h stages x once per block), so a
-	// bounded number of them covers any R.
-	blocks := min((R+2*warps-1)/(2*warps), o.lim.MatvecBlocks)
+	blocks := o.mvBlocks(R, warps)
 	passes4 := T / 4
 	if 4*smem1 > o.lim.MaxShared {
 		passes4 = 0 // four tokens of a wide x may not fit (Apple GPUs have 32 KiB)

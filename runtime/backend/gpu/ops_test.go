@@ -61,6 +61,13 @@ func TestMatvecLimits(t *testing.T) {
 		// Few SMs per row group: 8 warps; blocks bounded by MatvecBlocks.
 		{"few SMs", Limits{MaxShared: 99 << 10, SMs: 1, MatvecBlocks: 3},
 			"[matvec_q4_t4 [3 1] 256 75776 matvec_q4_t1 [3 2] 256 18944]"},
+		// One row per warp, 16 warps asked: 256 blocks of 16 rows leave
+		// SMs short, so 8 warps (512 blocks of 8 rows).
+		{"nr1 warps16", Limits{MaxShared: 99 << 10, SMs: 132, MatvecBlocks: 528, MatvecRows: 1, MatvecWarps: 16},
+			"[matvec_q4_t4 [512 1] 256 75776 matvec_q4_t1 [512 2] 256 18944]"},
+		// Four rows per warp, 16 warps, enough blocks per SM: as asked.
+		{"nr4 warps16", Limits{MaxShared: 99 << 10, SMs: 1, MatvecBlocks: 3, MatvecRows: 4, MatvecWarps: 16},
+			"[matvec_q4_t4 [3 1] 512 75776 matvec_q4_t1 [3 2] 512 18944]"},
 		// Metal-like: pipelines of 128 threads give 4 warps; 32 KiB keeps
 		// four tokens out.
 		{"metal", Limits{MaxShared: 32 << 10, SharedAlign: 16, DataAlign: 16, MatvecBlocks: 320,

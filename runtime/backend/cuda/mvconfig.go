@@ -1,0 +1,146 @@
+package cuda
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// The decode matvec's defaults on CUDA (matvec.h's fast kernel). Rows and
+// Unroll are compiled in (-DMV_NR, -DMV_U); Warps and BlocksPerSM shape
+// the launch. No setting changes a result: each lane of a warp sums its
+// row's chunks lane, lane+32, lane+64, … in that order whatever the
+// rows per warp, chunks in flight, warps or blocks (see matvec.h), so a
+// new default changes speed only. BenchmarkMatVecSweep measures the
+// candidates; Metal keeps matvec.h's own MV_NR and MV_U.
+const (
+	DefaultMatvecRows        = 2 // MV_NR: rows per warp
+	DefaultMatvecUnroll      = 4 // MV_U: 16-byte chunks per lane in flight per row
+	DefaultMatvecWarps       = 8 // warps per block (halved to 4 for matrices too short to fill the SMs)
+	DefaultMatvecBlocksPerSM = 4 // persistent blocks per SM
+)
+
+// MatvecConfig tunes the decode matvec. A zero field takes FMOE_CUDA_MV's
+// value, then the default.
+type MatvecConfig struct {
+	Rows        int // rows per warp (MV_NR), 1 to 8
+	Unroll      int // 16-byte chunks per lane in flight per row (MV_U), 1 to 16
+	Warps       int // warps per block, 1 to 32
+	BlocksPerSM int // persistent blocks per SM, 1 to 64
+}
+
+// mvKeys are FMOE_CUDA_MV's keys and each one's range.
+var mvKeys = []struct {
+	name   string
+	lo, hi int
+	field  func(*MatvecConfig) *int
+}{
+	{"nr", 1, 8, func(c *MatvecConfig) *int { return &c.Rows }},
+	{"u", 1, 16, func(c *MatvecConfig) *int { return &c.Unroll }},
+	{"warps", 1, 32, func(c *MatvecConfig) *int { return &c.Warps }},
+	{"bpsm", 1, 64, func(c *MatvecConfig) *int { return &c.BlocksPerSM }},
+}
+
+// ParseMatvecConfig reads FMOE_CUDA_MV's form, comma-separated key=value
+// pairs such as "nr=4,u=4,warps=8,bpsm=4"; keys left out stay zero.
+func ParseMatvecConfig(s string) (MatvecConfig, error) {
+	var c MatvecConfig
+	seen := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		k = strings.TrimSpace(k)
+		if !ok {
+			return MatvecConfig{}, fmt.Errorf("%q is not key=value (keys: nr, u, warps, bpsm)", part)
+		}
+		i := mvKey(k)
+		if i < 0 {
+			return MatvecConfig{}, fmt.Errorf("unknown key %q (want nr, u, warps or bpsm)", k)
+		}
+		if seen[k] {
+			return MatvecConfig{}, fmt.Errorf("%s given twice", k)
+		}
+		seen[k] = true
+		m := mvKeys[i]
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return MatvecConfig{}, fmt.Errorf("%s=%q: want a whole number from %d to %d", k, v, m.lo, m.hi)
+		}
+		if n < m.lo || n > m.hi {
+			return MatvecConfig{}, fmt.Errorf("%s=%d: want %d to %d", k, n, m.lo, m.hi)
+		}
+		*m.field(&c) = n
+	}
+	return c, nil
+}
+
+func mvKey(k string) int {
+	for i, m := range mvKeys {
+		if m.name == k {
+			return i
+		}
+	}
+	return -1
+}
+
+// check reports a field outside its range; zero (unset) is allowed.
+func (c MatvecConfig) check() error {
+	for _, m := range mvKeys {
+		if v := *m.field(&c); v != 0 && (v < m.lo || v > m.hi) {
+			return fmt.Errorf("%s=%d: want %d to %d", m.name, v, m.lo, m.hi)
+		}
+	}
+	return nil
+}
+
+// ConfigError is a bad matvec setting (Options.Matvec or FMOE_CUDA_MV):
+// the user's mistake, which a caller that falls back to the CPU when CUDA
+// is unavailable should report instead.
+type ConfigError struct{ msg string }
+
+func (e *ConfigError) Error() string { return e.msg }
+
+// IsConfigError reports whether err is, or wraps, a ConfigError.
+func IsConfigError(err error) bool {
+	var ce *ConfigError
+	return errors.As(err, &ce)
+}
+
+// resolve fills c's zero fields from env (FMOE_CUDA_MV's value), then the
+// defaults.
+func (c MatvecConfig) resolve(env string) (MatvecConfig, error) {
+	if err := c.check(); err != nil {
+		return c, &ConfigError{fmt.Sprintf("cuda: Options.Matvec: %v", err)}
+	}
+	e, err := ParseMatvecConfig(env)
+	if err != nil {
+		return c, &ConfigError{fmt.Sprintf("cuda: FMOE_CUDA_MV=%q: %v", env, err)}
+	}
+	def := MatvecConfig{DefaultMatvecRows, DefaultMatvecUnroll, DefaultMatvecWarps, DefaultMatvecBlocksPerSM}
+	for _, m := range mvKeys {
+		p := m.field(&c)
+		if *p == 0 {
+			*p = *m.field(&e)
+		}
+		if *p == 0 {
+			*p = *m.field(&def)
+		}
+	}
+	return c, nil
+}
+
+// String is the FMOE_CUDA_MV form of c.
+func (c MatvecConfig) String() string {
+	return fmt.Sprintf("nr=%d,u=%d,warps=%d,bpsm=%d", c.Rows, c.Unroll, c.Warps, c.BlocksPerSM)
+}
+
+// defines are the compile options of c's module: only Rows and Unroll
+// are compiled in, so configurations differing in Warps or BlocksPerSM
+// share one module.
+func (c MatvecConfig) defines() []string {
+	return []string{fmt.Sprintf("-DMV_NR=%d", c.Rows), fmt.Sprintf("-DMV_U=%d", c.Unroll)}
+}
