@@ -106,7 +106,7 @@ func TestDecodeEqualsPrefill(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e := rel(lg, full[p*V:(p+1)*V]); e > 1e-5 {
+		if e := rel(lg, full[p*V:(p+1)*V]); e > tolDecodePrefill(m) {
 			t.Fatalf("position %d: decode vs prefill relative error %.3g", p, e)
 		}
 		dec = append(dec, lg...)
@@ -144,4 +144,18 @@ func TestDecodeEqualsPrefill(t *testing.T) {
 			t.Fatalf("position %d: 7-token chunks vs one prefill relative error %.3g", p, e)
 		}
 	}
+}
+
+// tolDecodePrefill bounds decode against prefill: 1e-5 where one kernel
+// computes both (their matmuls then differ only in summation order), 5e-5
+// where a prompt's matmuls run on other kernels than decode's one-token
+// ones — CUDA's tensor cores from cuda.DefaultMMAMinRows rows. Each kernel
+// is within backendtest's tolMatMul (2e-5 relative L2) of float64, so two
+// of them may stand up to 4e-5 apart; on an H200 the 40-position prompt
+// measured 1.3e-5 with the tensor cores from 16 rows.
+func tolDecodePrefill(m *Model) float64 {
+	if mm, ok := m.Backend().(interface{ MMAMinRows() int }); ok && mm.MMAMinRows() > 0 {
+		return 5e-5
+	}
+	return 1e-5
 }

@@ -267,10 +267,11 @@ func TestSplitRankTiers(t *testing.T) {
 	ids := readGolden(t, "bf16").i64["input_ids"]
 	plain := devices(t, 2)
 	ref := open(t, "hf", 16, 0, Options{Devices: []backend.Backend{plain[0]}})
-	// Device 1 computes with the backend ref's device 1 uses: the logits
-	// must then be bit-identical, the tier being the only difference.
+	// Both ranks compute with the backends ref's use (rank 0 the test
+	// backend, device 1 a bare one binding uncached, as fakeTier does): the
+	// logits must then be bit-identical, the tier being the only difference.
 	ft := &fakeTier{Backend: device(t, 1), free: 10 * gib, total: 16 * gib}
-	m, err := Open(dir, Options{Devices: []backend.Backend{ft}})
+	m, err := Open(dir, Options{Backend: testBackend(t), Devices: []backend.Backend{ft}})
 	if err != nil {
 		t.Fatal(err)
 	}

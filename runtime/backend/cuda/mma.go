@@ -18,16 +18,15 @@ import (
 )
 
 // DefaultMMAMinRows is the fewest rows (tokens) of a MatMul that run on
-// the tensor cores (shaders/mma_cuda.h) when nothing else says: 0, off.
-// The kernel passed NVRTC and the CPU-side tests but has not yet run on a
-// GPU (the session's device time ran out after a first call found a cgo
-// bug at load); TestConformanceTensorCores and TestMatMulTensorCores force
-// it on, and `FMOE_CUDA_MMA_MIN=N` (or Options.MMAMinRows) turns it on from
-// N rows. Once those tests pass on the H200, set this to the crossover that
-// scripts/gpu-bench.sh's BENCH_PREFILL table (d) measures (8 is the
-// estimate: at T=8 the CUDA-core kernel already takes two 4-token passes
-// over the weight). Decode (one row) keeps matvec.h either way.
-const DefaultMMAMinRows = 0
+// the tensor cores (shaders/mma_cuda.h) when nothing else says. 16 is the
+// crossover measured on an H200 (docs/benchmarks.md, "Prefill on tensor
+// cores"): at 8 rows the CUDA-core kernel (matvec.h) is faster on every
+// shape (13.6 against 18.3 µs on a 1024×4096 expert projection), at 16 the
+// tensor cores win on the expert projections (18.8 against 25.4 µs) and
+// tie on a mixer-sized weight, from 32 on every shape. Decode (one row)
+// keeps matvec.h. `FMOE_CUDA_MMA_MIN=N` (or Options.MMAMinRows) overrides;
+// a negative value turns the path off.
+const DefaultMMAMinRows = 16
 
 // mmaState is the tensor-core path: its entry points (Q2, Q4, Q8, BF16,
 // then the split-K reduction), the row threshold, and the split-K
