@@ -47,15 +47,16 @@ w("GLOBL q2shift16<>(SB), RODATA|NOPTR, $64")
 for i in range(16):
     w("DATA q4shift16<>+%d(SB)/4, $%d" % (4*i, 0 if i < 8 else 16))
 w("GLOBL q4shift16<>(SB), RODATA|NOPTR, $64")
-w("// VPERMD indices spreading 2 groups' scales over 16 lanes (q4).")
-for i in range(16):
-    w("DATA q4sidx<>+%d(SB)/4, $%d" % (4*i, i//8))
-w("GLOBL q4sidx<>(SB), RODATA|NOPTR, $64")
+
 w("// VPERMW indices (with K1 = odd words, the even ones zeroed) putting word")
-w("// i/4 of a qword of 4 bf16 scales at the top of dword i: q2 (G=4).")
+w("// i/4 of a qword of 4 bf16 scales at the top of dword i: q2 (G=4);")
+w("// q4 (G=2) takes word i/8.")
 for i in range(16):
     w("DATA q2widx<>+%d(SB)/4, $0x%04x0000" % (4*i, i//4))
 w("GLOBL q2widx<>(SB), RODATA|NOPTR, $64")
+for i in range(16):
+    w("DATA q4widx<>+%d(SB)/4, $0x%04x0000" % (4*i, i//8))
+w("GLOBL q4widx<>(SB), RODATA|NOPTR, $64")
 w("")
 
 HDR = """	MOVQ w+0(FP), SI
@@ -295,7 +296,7 @@ for k in range(4):
     body.append("VPERMPS Z10, %s, %s" % (src, t))
     op = "VMULPS" if k < 2 else "VFMADD231PS"
     body.append("%s %d(DX), %s, Z%d" % (op, 64*k, t, acc(k)))
-affine("q4RowsAVX512", "Z", ["VMOVDQU32 q4shift16<>(SB), Z8", "VMOVUPS q4tab16<>(SB), Z10", "VMOVDQU32 q4sidx<>(SB), Z11"], body, 32, 8.0,
+affine("q4RowsAVX512", "Z", ["VMOVDQU32 q4shift16<>(SB), Z8", "VMOVUPS q4tab16<>(SB), Z10", "VMOVDQU32 q4widx<>(SB), Z11", "MOVL $0xaaaaaaaa, AX", "KMOVD AX, K1"], body, 32, 8.0,
 """// func q4RowsAVX512(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 //
 // 4-bit group 64 with 16 lanes: the group's 8 words in both halves of Z1,
@@ -303,7 +304,7 @@ affine("q4RowsAVX512", "Z", ["VMOVDQU32 q4shift16<>(SB), Z8", "VMOVUPS q4tab16<>
 // lane i and nibble 4+k in lane 8+i; VPERMPS (4 index bits) maps it to q−8.
 // Pairs of groups go faster as one line of 16 words, lane i = word i, step
 // k (0..7) reading nibble k of every word.""",
-    block=(2, wide(4), ["VMOVD (R8), X7", "VPMOVZXWD X7, X7", "VPERMD Z7, Z11, Z7", "VPSLLD $16, Z7, Z7"]))
+    block=(2, wide(4), ["VPBROADCASTD (R8), Z7", "VPERMW.Z Z7, Z11, K1, Z7"]))
 
 # q2 AVX-512: 4 words in each quarter, quarter c shifted by 8c: step k (0..3)
 # finds crumb 4c+k of word i in lane 4c+i.

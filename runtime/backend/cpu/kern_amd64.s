@@ -114,26 +114,9 @@ DATA q4shift16<>+52(SB)/4, $16
 DATA q4shift16<>+56(SB)/4, $16
 DATA q4shift16<>+60(SB)/4, $16
 GLOBL q4shift16<>(SB), RODATA|NOPTR, $64
-// VPERMD indices spreading 2 groups' scales over 16 lanes (q4).
-DATA q4sidx<>+0(SB)/4, $0
-DATA q4sidx<>+4(SB)/4, $0
-DATA q4sidx<>+8(SB)/4, $0
-DATA q4sidx<>+12(SB)/4, $0
-DATA q4sidx<>+16(SB)/4, $0
-DATA q4sidx<>+20(SB)/4, $0
-DATA q4sidx<>+24(SB)/4, $0
-DATA q4sidx<>+28(SB)/4, $0
-DATA q4sidx<>+32(SB)/4, $1
-DATA q4sidx<>+36(SB)/4, $1
-DATA q4sidx<>+40(SB)/4, $1
-DATA q4sidx<>+44(SB)/4, $1
-DATA q4sidx<>+48(SB)/4, $1
-DATA q4sidx<>+52(SB)/4, $1
-DATA q4sidx<>+56(SB)/4, $1
-DATA q4sidx<>+60(SB)/4, $1
-GLOBL q4sidx<>(SB), RODATA|NOPTR, $64
 // VPERMW indices (with K1 = odd words, the even ones zeroed) putting word
-// i/4 of a qword of 4 bf16 scales at the top of dword i: q2 (G=4).
+// i/4 of a qword of 4 bf16 scales at the top of dword i: q2 (G=4);
+// q4 (G=2) takes word i/8.
 DATA q2widx<>+0(SB)/4, $0x00000000
 DATA q2widx<>+4(SB)/4, $0x00000000
 DATA q2widx<>+8(SB)/4, $0x00000000
@@ -151,6 +134,23 @@ DATA q2widx<>+52(SB)/4, $0x00030000
 DATA q2widx<>+56(SB)/4, $0x00030000
 DATA q2widx<>+60(SB)/4, $0x00030000
 GLOBL q2widx<>(SB), RODATA|NOPTR, $64
+DATA q4widx<>+0(SB)/4, $0x00000000
+DATA q4widx<>+4(SB)/4, $0x00000000
+DATA q4widx<>+8(SB)/4, $0x00000000
+DATA q4widx<>+12(SB)/4, $0x00000000
+DATA q4widx<>+16(SB)/4, $0x00000000
+DATA q4widx<>+20(SB)/4, $0x00000000
+DATA q4widx<>+24(SB)/4, $0x00000000
+DATA q4widx<>+28(SB)/4, $0x00000000
+DATA q4widx<>+32(SB)/4, $0x00010000
+DATA q4widx<>+36(SB)/4, $0x00010000
+DATA q4widx<>+40(SB)/4, $0x00010000
+DATA q4widx<>+44(SB)/4, $0x00010000
+DATA q4widx<>+48(SB)/4, $0x00010000
+DATA q4widx<>+52(SB)/4, $0x00010000
+DATA q4widx<>+56(SB)/4, $0x00010000
+DATA q4widx<>+60(SB)/4, $0x00010000
+GLOBL q4widx<>(SB), RODATA|NOPTR, $64
 
 // func q4RowsAVX2(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 //
@@ -573,7 +573,9 @@ TEXT ·q4RowsAVX512(SB), NOSPLIT, $0-64
 	MOVQ rows+56(FP), BX
 	VMOVDQU32 q4shift16<>(SB), Z8
 	VMOVUPS q4tab16<>(SB), Z10
-	VMOVDQU32 q4sidx<>(SB), Z11
+	VMOVDQU32 q4widx<>(SB), Z11
+	MOVL $0xaaaaaaaa, AX
+	KMOVD AX, K1
 	MOVL $0x41000000, AX // m = 8
 	VMOVD AX, X9
 	VBROADCASTSS X9, Y9
@@ -621,10 +623,8 @@ blockloop:
 	VADDPS Z3, Z2, Z2
 	VADDPS Z13, Z12, Z12
 	VADDPS Z12, Z2, Z2
-	VMOVD (R8), X7
-	VPMOVZXWD X7, X7
-	VPERMD Z7, Z11, Z7
-	VPSLLD $16, Z7, Z7
+	VPBROADCASTD (R8), Z7
+	VPERMW.Z Z7, Z11, K1, Z7
 	VFMADD231PS Z2, Z7, Z0
 	ADDQ $64, SI
 	ADDQ $512, DX
