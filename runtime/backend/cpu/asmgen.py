@@ -374,8 +374,8 @@ biasdone%(s)s:
 	VMOVSS X0, %(o)d(DI)""" % {"s": sfx, "a": acc, "y": "Y" + acc[1:], "o": off})
 
 # q2 AVX-512, two rows at a time: each x vector is loaded once for both
-# rows' FMAs (one 64-byte load of x per 16 weights was the load ports'
-# whole budget on one row).
+# rows' FMAs. As fast as one row in cache, 1-4 points of the read-only
+# ceiling higher from memory (docs/benchmarks.md, round 3).
 w("""// func q2Rows2AVX512(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 //
 // q2RowsAVX512's block loop over pairs of rows: rows even, groups a
