@@ -28,6 +28,10 @@ w("// q2tab16: 4 index bits (AVX-512), crumb + 4·(next crumb): value crumb−2.
 for i in range(16):
     w("DATA q2tab16<>+%d(SB)/4, $%s" % (4*i, f2h(float((i&3)-2))))
 w("GLOBL q2tab16<>(SB), RODATA|NOPTR, $64")
+w("// q2tabhi16: 4 index bits (AVX-512), crumb + 4·(next crumb): value next crumb−2.")
+for i in range(16):
+    w("DATA q2tabhi16<>+%d(SB)/4, $%s" % (4*i, f2h(float((i>>2)-2))))
+w("GLOBL q2tabhi16<>(SB), RODATA|NOPTR, $64")
 w("// q4tab16: nibble q: value q−8.")
 for i in range(16):
     w("DATA q4tab16<>+%d(SB)/4, $%s" % (4*i, f2h(float(i-8))))
@@ -43,13 +47,16 @@ w("GLOBL q2shift16<>(SB), RODATA|NOPTR, $64")
 for i in range(16):
     w("DATA q4shift16<>+%d(SB)/4, $%d" % (4*i, 0 if i < 8 else 16))
 w("GLOBL q4shift16<>(SB), RODATA|NOPTR, $64")
-w("// VPERMD indices spreading G groups' scales over 16 lanes: q2 (G=4), q4 (G=2).")
+
+w("// VPERMW indices (with K1 = odd words, the even ones zeroed) putting word")
+w("// i/4 of a qword of 4 bf16 scales at the top of dword i: q2 (G=4);")
+w("// q4 (G=2) takes word i/8.")
 for i in range(16):
-    w("DATA q2sidx<>+%d(SB)/4, $%d" % (4*i, i//4))
-w("GLOBL q2sidx<>(SB), RODATA|NOPTR, $64")
+    w("DATA q2widx<>+%d(SB)/4, $0x%04x0000" % (4*i, i//4))
+w("GLOBL q2widx<>(SB), RODATA|NOPTR, $64")
 for i in range(16):
-    w("DATA q4sidx<>+%d(SB)/4, $%d" % (4*i, i//8))
-w("GLOBL q4sidx<>(SB), RODATA|NOPTR, $64")
+    w("DATA q4widx<>+%d(SB)/4, $0x%04x0000" % (4*i, i//8))
+w("GLOBL q4widx<>(SB), RODATA|NOPTR, $64")
 w("")
 
 HDR = """	MOVQ w+0(FP), SI
@@ -214,17 +221,28 @@ affine("q4RowsAVX2", "Y", ["MOVL $0x88888888, AX", "VMOVD AX, X8", "VPBROADCASTD
 
 def wide(bits):
     """AVX-512 block body: Z1 = 16 words in order; step k reads field k of
-    each lane through the VPERMPS table in Z10; four accumulators."""
+    each lane through the VPERMPS table in Z10; four accumulators. (8 or 2
+    accumulators measured no faster at 2 bits.)"""
     steps = 32 // bits
     accs = ["Z2", "Z3", "Z12", "Z13"]
     tmps = ["Z4", "Z5", "Z16", "Z17"]
     body = ["VMOVDQU32 (SI), Z1"]
     for k in range(steps):
         t = tmps[k % 4]
-        src = "Z1"
-        if k:
-            body.append("VPSRLD $%d, Z1, %s" % (bits*k, t)); src = t
-        body.append("VPERMPS Z10, %s, %s" % (src, t))
+        if bits == 2:
+            # VPERMPS reads 4 index bits, two crumbs: one shift serves
+            # crumbs 2j (table Z10) and 2j+1 (table Z18), so a line takes
+            # 7 shifts instead of 15.
+            j = k // 2
+            src = "Z1" if j == 0 else "Z6"
+            if k % 2 == 0 and j:
+                body.append("VPSRLD $%d, Z1, Z6" % (4*j))
+            body.append("VPERMPS %s, %s, %s" % ("Z10" if k % 2 == 0 else "Z18", src, t))
+        else:
+            src = "Z1"
+            if k:
+                body.append("VPSRLD $%d, Z1, %s" % (bits*k, t)); src = t
+            body.append("VPERMPS Z10, %s, %s" % (src, t))
         op = "VMULPS" if k < 4 else "VFMADD231PS"
         body.append("%s %d(DX), %s, %s" % (op, 64*k, t, accs[k % 4]))
     body += ["VADDPS Z3, Z2, Z2", "VADDPS Z13, Z12, Z12", "VADDPS Z12, Z2, Z2"]
@@ -272,7 +290,7 @@ for k in range(4):
     body.append("VPERMPS Z10, %s, %s" % (src, t))
     op = "VMULPS" if k < 2 else "VFMADD231PS"
     body.append("%s %d(DX), %s, Z%d" % (op, 64*k, t, acc(k)))
-affine("q4RowsAVX512", "Z", ["VMOVDQU32 q4shift16<>(SB), Z8", "VMOVUPS q4tab16<>(SB), Z10", "VMOVDQU32 q4sidx<>(SB), Z11"], body, 32, 8.0,
+affine("q4RowsAVX512", "Z", ["VMOVDQU32 q4shift16<>(SB), Z8", "VMOVUPS q4tab16<>(SB), Z10", "VMOVDQU32 q4widx<>(SB), Z11", "MOVL $0xaaaaaaaa, AX", "KMOVD AX, K1"], body, 32, 8.0,
 """// func q4RowsAVX512(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 //
 // 4-bit group 64 with 16 lanes: the group's 8 words in both halves of Z1,
@@ -280,7 +298,7 @@ affine("q4RowsAVX512", "Z", ["VMOVDQU32 q4shift16<>(SB), Z8", "VMOVUPS q4tab16<>
 // lane i and nibble 4+k in lane 8+i; VPERMPS (4 index bits) maps it to q−8.
 // Pairs of groups go faster as one line of 16 words, lane i = word i, step
 // k (0..7) reading nibble k of every word.""",
-    block=(2, wide(4), ["VMOVD (R8), X7", "VPMOVZXWD X7, X7", "VPERMD Z7, Z11, Z7", "VPSLLD $16, Z7, Z7"]))
+    block=(2, wide(4), ["VPBROADCASTD (R8), Z7", "VPERMW.Z Z7, Z11, K1, Z7"]))
 
 # q2 AVX-512: 4 words in each quarter, quarter c shifted by 8c: step k (0..3)
 # finds crumb 4c+k of word i in lane 4c+i.
@@ -292,14 +310,155 @@ for k in range(4):
     body.append("VPERMPS Z10, %s, %s" % (src, t))
     op = "VMULPS" if k < 2 else "VFMADD231PS"
     body.append("%s %d(DX), %s, Z%d" % (op, 64*k, t, acc(k)))
-affine("q2RowsAVX512", "Z", ["VMOVDQU32 q2shift16<>(SB), Z8", "VMOVUPS q2tab16<>(SB), Z10", "VMOVDQU32 q2sidx<>(SB), Z11"], body, 16, 2.0,
+affine("q2RowsAVX512", "Z", ["VMOVDQU32 q2shift16<>(SB), Z8", "VMOVUPS q2tab16<>(SB), Z10", "VMOVUPS q2tabhi16<>(SB), Z18", "VMOVDQU32 q2widx<>(SB), Z19", "MOVL $0xaaaaaaaa, AX", "KMOVD AX, K1"], body, 16, 2.0,
 """// func q2RowsAVX512(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 //
 // 2-bit group 64 with 16 lanes: the 4 words in each quarter of Z1, quarter
 // c shifted by 8c; step k (0..3) reads crumb 4c+k of word i in lane 4c+i.
 // Runs of 4 groups go faster as one line of 16 words, lane i = word i, step
 // k (0..15) reading crumb k of every word.""",
-    block=(4, wide(2), ["VPMOVZXWD (R8), X7", "VPERMD Z7, Z11, Z7", "VPSLLD $16, Z7, Z7"]))
+    block=(4, wide(2), ["VPBROADCASTQ (R8), Z7", "VPERMW.Z Z7, Z19, K1, Z7"]))
+
+def bias_reduce(sfx, acc, off):
+    """The bias pass of the row whose scales, biases and group sums are at
+    R14, R9 and R10 (leaving R14 and R9 at the next row's), folded with the
+    row's 16-lane sum in acc and stored at off(DI)."""
+    w("""	VXORPS Y15, Y15, Y15
+	VXORPS X14, X14, X14
+	MOVQ CX, R13
+	SHRQ $3, R13
+	JZ   biastail%(s)s
+
+bias8%(s)s:
+	VPMOVZXWD (R14), Y6
+	VPSLLD $16, Y6, Y6
+	VPMOVZXWD (R9), Y7
+	VPSLLD $16, Y7, Y7
+	VFMADD231PS Y9, Y6, Y7
+	VFMADD231PS (R10), Y7, Y15
+	ADDQ $16, R14
+	ADDQ $16, R9
+	ADDQ $32, R10
+	DECQ R13
+	JNZ  bias8%(s)s
+
+biastail%(s)s:
+	MOVQ CX, R13
+	ANDQ $7, R13
+	JZ   biasdone%(s)s
+
+bias1%(s)s:
+	MOVWLZX (R14), DX
+	SHLL    $16, DX
+	VMOVD   DX, X7
+	MOVWLZX (R9), DX
+	SHLL    $16, DX
+	VMOVD   DX, X6
+	VFMADD231SS X9, X7, X6 // b + m·s
+	VFMADD231SS (R10), X6, X14
+	ADDQ $2, R14
+	ADDQ $2, R9
+	ADDQ $4, R10
+	DECQ R13
+	JNZ  bias1%(s)s
+
+biasdone%(s)s:
+	VEXTRACTF64X4 $1, %(a)s, Y1
+	VADDPS Y1, %(y)s, Y1
+	VADDPS Y15, Y1, Y1
+	VEXTRACTF128 $1, Y1, X0
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	VADDSS X14, X0, X0
+	VMOVSS X0, %(o)d(DI)""" % {"s": sfx, "a": acc, "y": "Y" + acc[1:], "o": off})
+
+# q2 AVX-512, two rows at a time: each x vector is loaded once for both
+# rows' FMAs. As fast as one row in cache, 1-4 points of the read-only
+# ceiling higher from memory (docs/benchmarks.md, round 3).
+w("""// func q2Rows2AVX512(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
+//
+// q2RowsAVX512's block loop over pairs of rows: rows even, groups a
+// multiple of 4 (x in block order). Rows A and B are one row stride apart
+// (R15 data bytes, AX scale bytes).
+TEXT ·q2Rows2AVX512(SB), NOSPLIT, $0-64""")
+w(HDR)
+w("""	VMOVUPS q2tab16<>(SB), Z10
+	VMOVUPS q2tabhi16<>(SB), Z18
+	VMOVDQU32 q2widx<>(SB), Z11
+	MOVL $0xaaaaaaaa, AX
+	KMOVD AX, K1
+	MOVL $%s, AX // m = 2
+	VMOVD AX, X9
+	VBROADCASTSS X9, Y9
+	MOVQ CX, R15
+	SHLQ $4, R15
+	MOVQ CX, AX
+	SHLQ $1, AX
+
+pairloop:
+	CMPQ BX, $2
+	JLT  done
+	VXORPS Z0, Z0, Z0
+	VXORPS Z19, Z19, Z19
+	MOVQ R11, DX
+	MOVQ R12, R10
+	MOVQ R8, R14
+	MOVQ CX, R13
+	SHRQ $2, R13
+
+blockloop:
+	PREFETCHT0 2048(SI)
+	PREFETCHT0 2048(SI)(R15*1)
+	VMOVDQU32 (SI), Z1
+	VMOVDQU32 (SI)(R15*1), Z20""" % f2h(2.0))
+accA = ["Z2", "Z3", "Z12", "Z13"]; accB = ["Z22", "Z23", "Z24", "Z25"]
+tmpA = ["Z4", "Z5", "Z16", "Z17"]; tmpB = ["Z26", "Z27", "Z28", "Z29"]
+for k in range(16):
+    j = k // 2
+    if k % 2 == 0 and j:
+        w("\tVPSRLD $%d, Z1, Z6" % (4*j))
+        w("\tVPSRLD $%d, Z20, Z21" % (4*j))
+    tab = "Z10" if k % 2 == 0 else "Z18"
+    sa, sb = ("Z1", "Z20") if j == 0 else ("Z6", "Z21")
+    xr = "Z30" if k % 2 == 0 else "Z31"
+    w("\tVPERMPS %s, %s, %s" % (tab, sa, tmpA[k % 4]))
+    w("\tVPERMPS %s, %s, %s" % (tab, sb, tmpB[k % 4]))
+    w("\tVMOVUPS %d(DX), %s" % (64*k, xr))
+    op = "VMULPS" if k < 4 else "VFMADD231PS"
+    w("\t%s %s, %s, %s" % (op, xr, tmpA[k % 4], accA[k % 4]))
+    w("\t%s %s, %s, %s" % (op, xr, tmpB[k % 4], accB[k % 4]))
+w("""	VADDPS Z3, Z2, Z2
+	VADDPS Z13, Z12, Z12
+	VADDPS Z12, Z2, Z2
+	VADDPS Z23, Z22, Z22
+	VADDPS Z25, Z24, Z24
+	VADDPS Z24, Z22, Z22
+	VPBROADCASTQ (R8), Z7
+	VPERMW.Z Z7, Z11, K1, Z7
+	VFMADD231PS Z2, Z7, Z0
+	VPBROADCASTQ (R8)(AX*1), Z14
+	VPERMW.Z Z14, Z11, K1, Z14
+	VFMADD231PS Z22, Z14, Z19
+	ADDQ $64, SI
+	ADDQ $1024, DX
+	ADDQ $8, R8
+	DECQ R13
+	JNZ  blockloop
+""")
+bias_reduce("A", "Z0", 0)
+w("	MOVQ R12, R10")
+bias_reduce("B", "Z19", 4)
+w("""	ADDQ R15, SI
+	ADDQ AX, R8
+	ADDQ $8, DI
+	SUBQ $2, BX
+	JMP  pairloop
+
+done:
+	VZEROUPPER
+	RET
+""")
 
 # q8 AVX-512
 body = []

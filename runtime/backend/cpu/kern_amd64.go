@@ -56,6 +56,12 @@ func q4RowsAVX512(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 //go:noescape
 func q2RowsAVX512(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 
+// q2Rows2AVX512 is q2RowsAVX512 two rows at a time: rows even, groups a
+// multiple of 4.
+//
+//go:noescape
+func q2Rows2AVX512(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
+
 //go:noescape
 func q8RowsAVX512(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 
@@ -85,7 +91,7 @@ var (
 		block: xorder(128, 16, func(l, k int) int { return 8*l + k })}
 	// q2 AVX-512: lane 4c+i holds word i >> 8c; step k reads crumb k.
 	// Blocks of 4 groups: lane i holds word i, step k reads crumb k.
-	kQ2AVX512 = &asmAffine{fn: q2RowsAVX512,
+	kQ2AVX512 = &asmAffine{fn: q2RowsAVX512, pair: q2Rows2AVX512,
 		order: xorder(64, 16, func(l, k int) int { return 16*(l&3) + 4*(l>>2) + k }),
 		block: xorder(256, 16, func(l, k int) int { return 16*l + k })}
 	kQ8AVX512 = &asmAffine{fn: q8RowsAVX512}

@@ -15,8 +15,12 @@ import "github.com/fmoe/fmoe/runtime/backend"
 //
 // A kernel with a block order handles runs of len(block)/64 groups at once
 // (x in block order) and the groups left over one at a time (x in order).
+//
+// pair, where there is one, is fn for an even number of rows of whole
+// blocks, two rows at a time (each load of x serves both).
 type asmAffine struct {
 	fn    func(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
+	pair  func(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 	order []uint8
 	block []uint8
 }
@@ -104,6 +108,14 @@ func (k *asmAffine) rows(w *backend.Weight, r0, r1 int, p *prepared, t int, y []
 	}
 	C, ng := w.Cols, p.ng
 	rb := w.RowBytes()
+	if k.pair != nil && len(k.block) > 0 && C%len(k.block) == 0 && r1-r0 >= 2 {
+		n := (r1 - r0) &^ 1
+		k.pair(&w.Data[r0*rb], &w.Scales[2*r0*ng], &w.Biases[2*r0*ng], ng,
+			&p.xt[t*C], &p.sx[t*ng], &y[r0], n)
+		if r0 += n; r0 == r1 {
+			return
+		}
+	}
 	k.fn(&w.Data[r0*rb], &w.Scales[2*r0*ng], &w.Biases[2*r0*ng], ng,
 		&p.xt[t*C], &p.sx[t*ng], &y[r0], r1-r0)
 }
