@@ -72,7 +72,11 @@ func preload(m *model.Model, load [][]int64, w, bar io.Writer) error {
 // every expert, that the rest is read on first use.
 func preloadLine(st model.PreloadStats, d time.Duration) string {
 	s := fmt.Sprintf("preload: %d of %d experts (%s) in the GPU tier in %.2fs", st.Experts, st.Total, sizeString(st.Bytes), d.Seconds())
-	if st.Experts < st.Total {
+	switch {
+	case st.Unheld > 0:
+		s += fmt.Sprintf("; the device ran out of memory before --gpu-cache's budget did (%d experts the budget allowed were not kept): the other %d are read on first use",
+			st.Unheld, st.Total-st.Experts)
+	case st.Experts < st.Total:
 		s += fmt.Sprintf("; --gpu-cache holds no more, the other %d are read on first use", st.Total-st.Experts)
 	}
 	return s

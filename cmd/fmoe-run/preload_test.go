@@ -46,15 +46,34 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// tierCPU is the CPU backend claiming a GPU tier that caches nothing, for
-// --preload's path on a machine without a GPU.
-type tierCPU struct{ backend.Backend }
+// tierCPU is the CPU backend claiming a GPU tier, for --preload's path on
+// a machine without a GPU. With held set it keeps every expert bound (as
+// a tier with room does); without, it binds uncached, as a tier on a
+// device out of memory does.
+type tierCPU struct {
+	backend.Backend
+	held map[[2]int][]backend.Weight
+}
 
-func (tierCPU) SetExpertCache(int64, int) error                { return nil }
-func (tierCPU) DeviceMemory() (int64, int64, error)            { return 1 << 40, 1 << 40, nil }
-func (tierCPU) CachedExpert(int, int) ([]backend.Tensor, bool) { return nil, false }
-func (tierCPU) DropExpert(int, int) error                      { return nil }
-func (b tierCPU) BindExpert(_, _ int, ws []backend.Weight) ([]backend.Tensor, error) {
+func (tierCPU) SetExpertCache(int64, int) error     { return nil }
+func (tierCPU) DeviceMemory() (int64, int64, error) { return 1 << 40, 1 << 40, nil }
+func (tierCPU) DropExpert(int, int) error           { return nil }
+func (b tierCPU) CachedExpert(l, id int) ([]backend.Tensor, bool) {
+	ws, ok := b.held[[2]int{l, id}]
+	if !ok {
+		return nil, false
+	}
+	ts, err := b.bindAll(ws)
+	return ts, err == nil
+}
+func (b tierCPU) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor, error) {
+	if b.held != nil {
+		b.held[[2]int{l, id}] = ws
+	}
+	return b.bindAll(ws)
+}
+
+func (b tierCPU) bindAll(ws []backend.Weight) ([]backend.Tensor, error) {
 	var out []backend.Tensor
 	for _, w := range ws {
 		t, err := b.Bind(w)
@@ -76,7 +95,8 @@ func TestPreloadMessage(t *testing.T) {
 	}
 	line := regexp.MustCompile(`^preload: (\d+) of 128 experts \([0-9.]+ MiB\) in the GPU tier in [0-9.]+s(; --gpu-cache holds no more, the other (\d+) are read on first use)?\n$`)
 	for _, budget := range []int64{model.GPUCacheAuto, 1 << 20} {
-		m, err := model.Open(dir, model.Options{Backend: tierCPU{cpu.New(cpu.Options{})}, GPUCache: budget})
+		be := tierCPU{Backend: cpu.New(cpu.Options{}), held: map[[2]int][]backend.Weight{}}
+		m, err := model.Open(dir, model.Options{Backend: be, GPUCache: budget})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,5 +119,28 @@ func TestPreloadMessage(t *testing.T) {
 		if !strings.Contains(bar.String(), "preloading experts") || !strings.Contains(bar.String(), fmt.Sprintf("(%d/%d", n, n)) {
 			t.Errorf("budget %d: the bar drawn: %q", budget, bar.String())
 		}
+	}
+}
+
+// TestPreloadDeviceShort: a tier that binds every expert uncached (its
+// device out of memory before its budget) is reported as holding none of
+// them, with the reason, not as holding all.
+func TestPreloadDeviceShort(t *testing.T) {
+	dir, err := tinyPack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Open(dir, model.Options{Backend: tierCPU{Backend: cpu.New(cpu.Options{})}, GPUCache: model.GPUCacheAuto})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var msg, bar bytes.Buffer
+	if err := preload(m, nil, &msg, &bar); err != nil {
+		t.Fatal(err)
+	}
+	if want := "preload: 0 of 128 experts (0.0 MiB)"; !strings.HasPrefix(msg.String(), want) ||
+		!strings.Contains(msg.String(), "the device ran out of memory before --gpu-cache's budget did (128 experts the budget allowed were not kept): the other 128 are read on first use") {
+		t.Errorf("got %q", msg.String())
 	}
 }

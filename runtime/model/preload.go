@@ -28,9 +28,12 @@ type PreloadOptions struct {
 
 // PreloadStats is what Preload put into the GPU tiers.
 type PreloadStats struct {
-	Experts int   // experts bound into a tier
+	Experts int   // experts the tiers hold after the preload
 	Bytes   int64 // the tier memory they take, at most
 	Total   int   // the routed experts of the devices with a tier: all would fit in a tier this large
+	// Unheld counts experts the budget had room for but a tier bound
+	// uncached: the device had less free memory than the budget assumed.
+	Unheld int
 }
 
 // Preload reads routed experts into the GPU tier of the device that
@@ -56,7 +59,7 @@ func (m *Model) Preload(ctx context.Context, o PreloadOptions) (PreloadStats, er
 	if err != nil {
 		return PreloadStats{}, err
 	}
-	done := 0
+	planned, done := st.Experts, 0
 	for l, ids := range plan {
 		if len(ids) == 0 {
 			continue
@@ -67,14 +70,42 @@ func (m *Model) Preload(ctx context.Context, o PreloadOptions) (PreloadStats, er
 		err := m.preloadLayer(ctx, l, ids, func() {
 			done++
 			if o.Progress != nil {
-				o.Progress(done, st.Experts)
+				o.Progress(done, planned)
 			}
 		})
 		if err != nil {
+			st.Experts, st.Unheld = 0, 0
 			return st, err
 		}
+		held := m.heldInTier(l, ids)
+		st.Unheld += len(ids) - held
 	}
+	st.Experts = planned - st.Unheld
+	st.Bytes = int64(st.Experts) * m.experts.tierEntryBytes()
 	return st, nil
+}
+
+// heldInTier counts the experts ids of layer l their rank's tier holds: a
+// tier binds an expert uncached when its device runs out of memory before
+// its budget does, and Preload reports what is held, not what was bound.
+func (m *Model) heldInTier(l int, ids []int) int {
+	owner := m.owner(l)
+	held := 0
+	for _, id := range ids {
+		rk := &m.ranks[0]
+		if owner != nil {
+			rk = &m.ranks[owner[id]]
+		}
+		ts, ok := rk.cache.CachedExpert(l, id)
+		if !ok {
+			continue
+		}
+		held++
+		for _, t := range ts {
+			_ = rk.be.Release(t) // a held expert's tensors: releasing only unpins them
+		}
+	}
+	return held
 }
 
 // preloadPlan lists the experts of each layer to preload: on each rank
