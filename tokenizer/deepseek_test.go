@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"os"
-	"slices"
 	"testing"
 )
 
@@ -64,10 +63,7 @@ func TestDeepSeekWords(t *testing.T) {
 		}
 		p.stages = append(p.stages, pat)
 	}
-	cases := []struct {
-		text string
-		want []string
-	}{
+	cases := []wordCase{
 		{"Hello, World!", []string{"Hello", ",", " World", "!"}},
 		{"x1y22z333w4444", []string{"x", "1", "y", "22", "z", "333", "w", "444", "4"}},
 		{"don't (a+b)", []string{"don", "'t", " (", "a", "+b", ")"}},
@@ -79,13 +75,5 @@ func TestDeepSeekWords(t *testing.T) {
 		{"12 34", []string{"12", " ", "34"}},
 		{"...\r\n", []string{"...\r\n"}},
 	}
-	for _, c := range cases {
-		var got []string
-		for _, w := range p.appendWords(nil, c.text) {
-			got = append(got, c.text[w[0]:w[1]])
-		}
-		if !slices.Equal(got, c.want) {
-			t.Errorf("words(%q) = %q, want %q", c.text, got, c.want)
-		}
-	}
+	checkWords(t, p, cases)
 }

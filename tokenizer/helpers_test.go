@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -46,8 +47,11 @@ func readGolden(t testing.TB, path string) goldenFile {
 	return g
 }
 
-var qwen3JSON = sync.OnceValues(func() ([]byte, error) {
-	f, err := os.Open(qwen3GzPath)
+var qwen3JSON = sync.OnceValues(func() ([]byte, error) { return gunzipFile(qwen3GzPath) })
+
+// gunzipFile is the content of a gzipped test file.
+func gunzipFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +65,7 @@ var qwen3JSON = sync.OnceValues(func() ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
-})
+}
 
 var (
 	qwen3Tok = sync.OnceValues(func() (*Tokenizer, error) {
@@ -90,4 +94,24 @@ func loadTiny(t testing.TB) *Tokenizer {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// wordCase is a text and the words a pre-tokenizer must cut it into.
+type wordCase struct {
+	text string
+	want []string
+}
+
+// checkWords runs p over every case and reports each cut that differs.
+func checkWords(t *testing.T, p pretokenizer, cases []wordCase) {
+	t.Helper()
+	for _, c := range cases {
+		var got []string
+		for _, w := range p.appendWords(nil, c.text) {
+			got = append(got, c.text[w[0]:w[1]])
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("words(%q) = %q, want %q", c.text, got, c.want)
+		}
+	}
 }

@@ -1,10 +1,7 @@
 package tokenizer
 
 import (
-	"bytes"
-	"compress/gzip"
 	"encoding/base64"
-	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -19,24 +16,15 @@ const (
 )
 
 var kimiTok = sync.OnceValues(func() (*Tokenizer, error) {
-	f, err := os.Open(kimiDir + "tiktoken.model.gz")
+	ranks, err := gunzipFile(kimiDir + "tiktoken.model.gz")
 	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		return nil, err
-	}
-	var ranks bytes.Buffer
-	if _, err := io.Copy(&ranks, zr); err != nil {
 		return nil, err
 	}
 	config, err := os.ReadFile(kimiDir + "tokenizer_config.json")
 	if err != nil {
 		return nil, err
 	}
-	return ParseTiktoken(ranks.Bytes(), config)
+	return ParseTiktoken(ranks, config)
 })
 
 func loadKimi(t testing.TB) *Tokenizer {
@@ -89,10 +77,7 @@ func TestKimiSpecials(t *testing.T) {
 // expected words are Python regex's findall of the pattern).
 func TestKimiWords(t *testing.T) {
 	p := pretokenizer{stages: []pattern{newKimiWord()}}
-	cases := []struct {
-		text string
-		want []string
-	}{
+	cases := []wordCase{
 		{"Hello, World!", []string{"Hello", ",", " World", "!"}},
 		{"中文and日本語カナ", []string{"中文", "and", "日本語", "カナ"}},
 		{"HTTPServer iPhone", []string{"HTTPServer", " i", "Phone"}},
@@ -104,15 +89,7 @@ func TestKimiWords(t *testing.T) {
 		{"'ſ x'ſ", []string{"'ſ", " x'ſ"}},
 		{"〇⺀a", []string{"〇⺀", "a"}},
 	}
-	for _, c := range cases {
-		var got []string
-		for _, w := range p.appendWords(nil, c.text) {
-			got = append(got, c.text[w[0]:w[1]])
-		}
-		if !slices.Equal(got, c.want) {
-			t.Errorf("words(%q) = %q, want %q", c.text, got, c.want)
-		}
-	}
+	checkWords(t, p, cases)
 }
 
 func TestKimiChunks(t *testing.T) {
