@@ -57,6 +57,17 @@ w("GLOBL q2widx<>(SB), RODATA|NOPTR, $64")
 for i in range(16):
     w("DATA q4widx<>+%d(SB)/4, $0x%04x0000" % (4*i, i//8))
 w("GLOBL q4widx<>(SB), RODATA|NOPTR, $64")
+w("// AVX2 field masks: q4and step k (0..6) is 0xf<<4k in all 8 lanes (AVX2")
+w("// has no broadcast memory operand).")
+for k in range(7):
+    for i in range(8):
+        w("DATA q4and<>+%d(SB)/4, $0x%08x" % (32*k + 4*i, 0xf << (4*k)))
+w("GLOBL q4and<>(SB), RODATA|NOPTR, $224")
+w("// VPSHUFB control putting bf16 scale 0 (lanes 0-3) or 1 (lanes 4-7) of a")
+w("// broadcast dword at the top of each dword: the AVX2 2-bit block's scales.")
+for i in range(8):
+    w("DATA q2bsh<>+%d(SB)/4, $0x%02x%02x8080" % (4*i, 2*(i//4)+1, 2*(i//4)))
+w("GLOBL q2bsh<>(SB), RODATA|NOPTR, $32")
 w("")
 
 HDR = """	MOVQ w+0(FP), SI
@@ -89,28 +100,43 @@ rowloop:
 	MOVQ R12, R10
 	MOVQ R8, R14 // the row's scales, again for the bias pass""" % {"V": V})
     if block:
-        G, bbody, bscale = block
+        G, bbody, bscale = block[:3]
+        safe = block[3] if len(block) > 3 else None
         sh = {2: 1, 4: 2}[G]
         w("""	MOVQ CX, R13
 	SHRQ $%d, R13
-	JZ   tail
-
-	// %d groups (one 64-byte line of words) per step.
+	JZ   tail""" % sh)
+        if safe:
+            w("""	CMPQ BX, $1
+	JNE  blockloop
+	DECQ R13 // the last row's last block: lastblock
+	JZ   lastblock""")
+        w("""
+	// %d groups per step.
 blockloop:
-	PREFETCHT0 2048(SI)""" % (sh, G))
+	PREFETCHT0 2048(SI)""" % G)
         for l in bbody: w("\t" + l)
         for l in bscale: w("\t" + l)
-        w("""	VFMADD231PS Z2, Z7, Z0
-	ADDQ $64, SI
-	ADDQ $%d, DX
-	ADDQ $%d, R8
-	DECQ R13
-	JNZ  blockloop
+        step = """	VFMADD231PS %(V)s2, %(V)s7, %(V)s0
+	ADDQ $%(wb)d, SI
+	ADDQ $%(xb)d, DX
+	ADDQ $%(sb)d, R8""" % {"V": V, "wb": G*wstep, "xb": 256*G, "sb": 2*G}
+        w(step)
+        w("""	DECQ R13
+	JNZ  blockloop""")
+        if safe:
+            w("""	CMPQ BX, $1
+	JNE  tail
 
+lastblock:""")
+            for l in safe: w("\t" + l)
+            for l in bscale: w("\t" + l)
+            w(step)
+        w("""
 tail:
 	MOVQ CX, R13
 	ANDQ $%d, R13
-	JZ   groupsdone""" % (256*G, 2*G, G-1))
+	JZ   groupsdone""" % (G-1))
     else:
         w("""	MOVQ CX, R13""")
     w("""
@@ -193,30 +219,31 @@ done:
 def acc(i):  # alternate two accumulators
     return 2 + (i & 1)
 
-# q4 AVX2: lane i holds word i (XORed with 0x88888888 so that a nibble read
-# as signed is q−8); step n shifts nibble n to the top and back (arithmetic).
-body = ["VPXOR (SI), Y8, Y1"]
+# q4 AVX2: lane i holds word i; step k (0..6) masks nibble k in place, so
+# the lane holds q·16^k, converted exactly, against x·16^−k (the reorder
+# scales x by a power of two, which is exact); step 7 shifts the top
+# nibble down. Masking instead of shifting keeps the decode off the
+# shift/shuffle pipes the FMAs share (docs/benchmarks.md, issue 15 AVX2).
+body = ["VMOVDQU (SI), Y1"]
 for k in range(8):
     t = "Y%d" % (4 + (k & 1))
     if k < 7:
-        body.append("VPSLLD $%d, Y1, %s" % (28 - 4*k, t))
-        body.append("VPSRAD $28, %s, %s" % (t, t))
+        body.append("VPAND q4and<>+%d(SB), Y1, %s" % (32*k, t))
     else:
-        body.append("VPSRAD $28, Y1, %s" % t)
+        body.append("VPSRLD $28, Y1, %s" % t)
     body.append("VCVTDQ2PS %s, %s" % (t, t))
     op = "VMULPS" if k < 2 else "VFMADD231PS"
     body.append("%s %d(DX), %s, Y%d" % (op, 32*k, t, acc(k)))
-affine("q4RowsAVX2", "Y", ["MOVL $0x88888888, AX", "VMOVD AX, X8", "VPBROADCASTD X8, Y8"], body, 32, 8.0,
+affine("q4RowsAVX2", "Y", [], body, 32, 0.0,
 """// func q4RowsAVX2(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 //
-// Per group of 64 columns (8 words, one vector): y += s·Σ(q−8)·x + (b+8s)·Σx.
-// Centring q on 8 keeps s·Σ(q−8)x and (b+8s)·Σx from cancelling (MLX biases
-// sit near −8s), so the result is as accurate as dequantise-then-dot; b+8s
-// is exact in float32 (two bf16 values of similar magnitude). The bias term
-// is a second, vectorised pass over the row's scales and biases.
-//
-// q−8 is nibble q of the word XOR 0x88888888 read as a signed 4-bit number:
-// shift it to the top of the lane, then arithmetic-shift it back down.""")
+// Per group of 64 columns (8 words, one vector): y += s·Σq·x + b·Σx, the
+// bias term a second, vectorised pass over the row's scales and biases.
+// Step k masks nibble k of every word where it lies (q·16^k) against x
+// scaled by 16^−k in the re-ordered xt, so each product is q·x exactly;
+// q is not centred on 8 (that needed a shift pair per nibble), which
+// leaves the rounding within a few times that of the centred sum, inside
+// the conformance tolerance (TestConformanceISA).""")
 
 
 def wide(bits):
@@ -258,6 +285,32 @@ for k in range(8):
     body.append("VPERMPS Y10, %s, %s" % (src, t))
     op = "VMULPS" if k < 2 else "VFMADD231PS"
     body.append("%s %d(DX), %s, Y%d" % (op, 32*k, t, acc(k)))
+
+def q2block(offsets):
+    """AVX2 2-bit block of 2 groups (8 words, lane i = word i), step k
+    (0..15) reading crumb k of every word. With offsets, byte j of each
+    word comes from a load 1..3 bytes further on (a load, not a shift), so
+    16 crumbs take 12 shifts, not 15; it reads up to 3 bytes past the
+    block."""
+    b = ["VMOVDQU (SI), Y1"]
+    if offsets:
+        b += ["VMOVDQU %d(SI), Y%d" % (j, 10 + j) for j in (1, 2, 3)]
+    srcs = ["Y1", "Y11", "Y12", "Y13"]
+    for k in range(16):
+        t = "Y%d" % (4 + (k % 3))
+        j, i = divmod(k, 4)
+        if offsets:
+            src, sh = srcs[j], 2*i
+        else:
+            src, sh = "Y1", 2*k
+        if sh:
+            b.append("VPSRLD $%d, %s, %s" % (sh, src, t)); src = t
+        b.append("VPERMPS Y10, %s, %s" % (src, t))
+        op = "VMULPS" if k < 2 else "VFMADD231PS"
+        b.append("%s %d(DX), %s, Y%d" % (op, 32*k, t, 2 + (k & 1)))
+    b.append("VADDPS Y3, Y2, Y2")
+    return b
+
 affine("q2RowsAVX2", "Y", ["VMOVDQU q2shift8<>(SB), Y8", "VMOVUPS q2tab8<>(SB), Y10"], body, 16, 2.0,
 """// func q2RowsAVX2(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 //
@@ -265,7 +318,12 @@ affine("q2RowsAVX2", "Y", ["VMOVDQU q2shift8<>(SB), Y8", "VMOVUPS q2tab8<>(SB), 
 // The words are broadcast to both halves and the upper half shifted by 16,
 // so step k (0..7) finds crumb k of word i in lane i and crumb 8+k in lane
 // 4+i at bits 2k; VPERMPS maps those bits straight to the float q−2 (no
-// mask, no convert).""")
+// mask, no convert). Pairs of groups go faster as one vector of 8 words,
+// lane i = word i, step k (0..15) reading crumb k of every word, bytes 1-3
+// of each word loaded 1-3 bytes on so that only crumbs within a byte need
+// a shift; the last block of the call's last row, where those loads would
+// read past the weights, shifts instead.""",
+    block=(2, q2block(True), ["VPBROADCASTD (R8), Y7", "VPSHUFB q2bsh<>(SB), Y7, Y7"], q2block(False)))
 
 # q8 AVX2: bytes are columns in order, xt = x.
 body = []
@@ -698,3 +756,15 @@ urdone:
 	RET
 """)
 open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "kern_amd64.s"), "w").write("\n".join(out))
+# The x scale of the kernel that decodes fields in place (kern_asm.go's
+# asmAffine.scale): step k < 7 of q4RowsAVX2 reads bits 4k.
+q4exp = [4*k for k in range(7)] + [0]
+open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "kern_amd64_scale.go"), "w").write("""// Code generated by asmgen.py; DO NOT EDIT.
+
+//go:build amd64 && !purego
+
+package cpu
+
+// The powers of two at which q4RowsAVX2 finds each step's field (xscale).
+var q4AVX2Exp = []int{%s}
+""" % ", ".join(map(str, q4exp)))

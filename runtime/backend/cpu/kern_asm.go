@@ -2,7 +2,11 @@
 
 package cpu
 
-import "github.com/fmoe/fmoe/runtime/backend"
+import (
+	"math"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
 
 // The assembly drivers shared by the amd64 and arm64 kernels: each
 // architecture's file declares its kernels and their lane orders, and the
@@ -18,11 +22,16 @@ import "github.com/fmoe/fmoe/runtime/backend"
 //
 // pair, where there is one, is fn for an even number of rows of whole
 // blocks, two rows at a time (each load of x serves both).
+//
+// scale, where there is one, multiplies xt[i] of each single-group order
+// (no blocks) by a power of two: kernels that decode a field in place,
+// q·2^j, read x·2^−j, so each product is q·x exactly.
 type asmAffine struct {
 	fn    func(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 	pair  func(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 	order []uint8
 	block []uint8
+	scale []float32
 }
 
 // xorder builds a kernel's x order over n columns from col(lane, step)
@@ -81,7 +90,23 @@ func (k *asmAffine) reorder(xt, x []float32) {
 	}
 	for ; b+64 <= len(x); b += 64 {
 		permute(xt[b:b+64], x[b:b+64], k.order)
+		if k.scale != nil {
+			d, sc := (*[64]float32)(xt[b:b+64]), (*[64]float32)(k.scale)
+			for i := range d {
+				d[i] *= sc[i]
+			}
+		}
 	}
+}
+
+// xscale is the scale of a kernel of lanes lanes whose step k reads its
+// field at bits exp[k] in place (q·2^exp[k]).
+func xscale(lanes int, exp ...int) []float32 {
+	s := make([]float32, lanes*len(exp))
+	for i := range s {
+		s[i] = float32(math.Ldexp(1, -exp[i/lanes]))
+	}
+	return s
 }
 
 // permute is dst[i] = src[o[i]] for the order sizes there are (64, 128,
