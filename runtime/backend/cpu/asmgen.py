@@ -79,9 +79,10 @@ HDR = """	MOVQ w+0(FP), SI
 	MOVQ y+48(FP), DI
 	MOVQ rows+56(FP), BX"""
 
-def affine(name, V, setup, body, wstep, mconst, comment, block=None):
+def affine(name, V, setup, body, wstep, mconst, comment, block=None, gpost=(), xstep=256):
     """V is 'Y' or 'Z'. body lines decode one group and leave its Σ(q−m)·x
-    partial sums in V2 and V3."""
+    partial sums in V2 and V3 (or, with gpost, lines that make them so once
+    added into V2); xstep is the bytes of xt per group."""
     w(comment)
     w("TEXT ·%s(SB), NOSPLIT, $0-64" % name)
     w(HDR)
@@ -143,14 +144,15 @@ tail:
 grouploop:
 	PREFETCHT0 2048(SI)""")
     for l in body: w("\t" + l)
-    w("""	VADDPS %(V)s3, %(V)s2, %(V)s2
-	// The group's scale in every lane: bf16 in both halves of each dword,
+    w("""	VADDPS %(V)s3, %(V)s2, %(V)s2""" % {"V": V})
+    for l in gpost: w("\t" + l)
+    w("""	// The group's scale in every lane: bf16 in both halves of each dword,
 	// shifted up to an f32.
 	VPBROADCASTW (R8), %(V)s7
 	VPSLLD $16, %(V)s7, %(V)s7
 	VFMADD231PS %(V)s2, %(V)s7, %(V)s0
 	ADDQ $%(ws)d, SI
-	ADDQ $256, DX
+	ADDQ $%(xs)d, DX
 	ADDQ $2, R8
 	DECQ R13
 	JNZ  grouploop
@@ -196,7 +198,7 @@ bias1:
 	DECQ R13
 	JNZ  bias1
 
-biasdone:""" % {"V": V, "ws": wstep})
+biasdone:""" % {"V": V, "ws": wstep, "xs": xstep})
     if V == "Z":
         w("\tVEXTRACTF64X4 $1, Z0, Y1")
         w("\tVADDPS Y1, Y0, Y0")
@@ -234,16 +236,22 @@ for k in range(8):
     body.append("VCVTDQ2PS %s, %s" % (t, t))
     op = "VMULPS" if k < 2 else "VFMADD231PS"
     body.append("%s %d(DX), %s, Y%d" % (op, 32*k, t, acc(k)))
-affine("q4RowsAVX2", "Y", [], body, 32, 0.0,
+affine("q4RowsAVX2", "Y", [], body, 32, 8.0,
 """// func q4RowsAVX2(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 //
-// Per group of 64 columns (8 words, one vector): y += s·Σq·x + b·Σx, the
-// bias term a second, vectorised pass over the row's scales and biases.
+// Per group of 64 columns (8 words, one vector): y += s·Σ(q−8)·x +
+// (b+8s)·Σx. Centring q on 8 keeps s·Σ(q−8)x and (b+8s)·Σx from
+// cancelling (MLX biases sit near −8s), so the result is as accurate as
+// dequantise-then-dot; b+8s is exact in float32 (two bf16 values of
+// similar magnitude). The bias term is a second, vectorised pass over the
+// row's scales and biases.
+//
 // Step k masks nibble k of every word where it lies (q·16^k) against x
 // scaled by 16^−k in the re-ordered xt, so each product is q·x exactly;
-// q is not centred on 8 (that needed a shift pair per nibble), which
-// leaves the rounding within a few times that of the centred sum, inside
-// the conformance tolerance (TestConformanceISA).""")
+// each group's 64 values of xt are followed by 8·Σx over each lane's 8
+// columns, subtracted from the lanes once per group (one instruction,
+// where centring each nibble took a shift pair).""",
+    gpost=["VSUBPS 256(DX), Y2, Y2"], xstep=288)
 
 
 def wide(bits):

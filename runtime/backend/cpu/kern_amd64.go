@@ -79,9 +79,9 @@ func readSumAVX2(p *byte, blocks int) uint64
 
 var (
 	// q4 AVX2: lane i holds word i; step n reads its nibble n, in place
-	// (q·16^n) for n < 7.
+	// (q·16^n) for n < 7, and centres each lane's sum on 8 once per group.
 	kQ4AVX2 = &asmAffine{fn: q4RowsAVX2, order: xorder(64, 8, func(l, k int) int { return 8*l + k }),
-		scale: xscale(8, q4AVX2Exp...)}
+		scale: xscale(8, q4AVX2Exp...), centre: 8, lanes: 8}
 	// q2 AVX2: lane i<4 holds word i, lane 4+i word i >> 16; step k reads
 	// crumb k. Blocks of 2 groups: lane i holds word i, step k reads crumb k.
 	kQ2AVX2 = &asmAffine{fn: q2RowsAVX2, order: xorder(64, 8, func(l, k int) int { return 16*(l&3) + 8*(l>>2) + k }),

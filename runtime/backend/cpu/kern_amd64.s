@@ -224,13 +224,18 @@ GLOBL q2bsh<>(SB), RODATA|NOPTR, $32
 
 // func q4RowsAVX2(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 //
-// Per group of 64 columns (8 words, one vector): y += s·Σq·x + b·Σx, the
-// bias term a second, vectorised pass over the row's scales and biases.
+// Per group of 64 columns (8 words, one vector): y += s·Σ(q−8)·x +
+// (b+8s)·Σx. Centring q on 8 keeps s·Σ(q−8)x and (b+8s)·Σx from
+// cancelling (MLX biases sit near −8s), so the result is as accurate as
+// dequantise-then-dot; b+8s is exact in float32 (two bf16 values of
+// similar magnitude). The bias term is a second, vectorised pass over the
+// row's scales and biases.
+//
 // Step k masks nibble k of every word where it lies (q·16^k) against x
 // scaled by 16^−k in the re-ordered xt, so each product is q·x exactly;
-// q is not centred on 8 (that needed a shift pair per nibble), which
-// leaves the rounding within a few times that of the centred sum, inside
-// the conformance tolerance (TestConformanceISA).
+// each group's 64 values of xt are followed by 8·Σx over each lane's 8
+// columns, subtracted from the lanes once per group (one instruction,
+// where centring each nibble took a shift pair).
 TEXT ·q4RowsAVX2(SB), NOSPLIT, $0-64
 	MOVQ w+0(FP), SI
 	MOVQ s+8(FP), R8
@@ -240,7 +245,7 @@ TEXT ·q4RowsAVX2(SB), NOSPLIT, $0-64
 	MOVQ sx+40(FP), R12
 	MOVQ y+48(FP), DI
 	MOVQ rows+56(FP), BX
-	MOVL $0x00000000, AX // m = 0
+	MOVL $0x41000000, AX // m = 8
 	VMOVD AX, X9
 	VBROADCASTSS X9, Y9
 
@@ -283,13 +288,14 @@ grouploop:
 	VCVTDQ2PS Y5, Y5
 	VFMADD231PS 224(DX), Y5, Y3
 	VADDPS Y3, Y2, Y2
+	VSUBPS 256(DX), Y2, Y2
 	// The group's scale in every lane: bf16 in both halves of each dword,
 	// shifted up to an f32.
 	VPBROADCASTW (R8), Y7
 	VPSLLD $16, Y7, Y7
 	VFMADD231PS Y2, Y7, Y0
 	ADDQ $32, SI
-	ADDQ $256, DX
+	ADDQ $288, DX
 	ADDQ $2, R8
 	DECQ R13
 	JNZ  grouploop
