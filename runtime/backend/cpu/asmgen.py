@@ -79,10 +79,11 @@ HDR = """	MOVQ w+0(FP), SI
 	MOVQ y+48(FP), DI
 	MOVQ rows+56(FP), BX"""
 
-def affine(name, V, setup, body, wstep, mconst, comment, block=None, gpost=(), xstep=256):
+def affine(name, V, setup, body, wstep, mconst, comment, block=None, gpost=(), xstep=256, rowsetup=()):
     """V is 'Y' or 'Z'. body lines decode one group and leave its Σ(q−m)·x
     partial sums in V2 and V3 (or, with gpost, lines that make them so once
-    added into V2); xstep is the bytes of xt per group."""
+    added into V2); xstep is the bytes of xt per group. rowsetup restores
+    registers the bias pass (Y6, Y7, Y14, Y15) overwrites."""
     w(comment)
     w("TEXT ·%s(SB), NOSPLIT, $0-64" % name)
     w(HDR)
@@ -95,11 +96,10 @@ rowloop:
 	TESTQ BX, BX
 	JZ    done
 	VXORPS %(V)s0, %(V)s0, %(V)s0
-	VXORPS Y15, Y15, Y15
-	VXORPS X14, X14, X14
 	MOVQ R11, DX
 	MOVQ R12, R10
 	MOVQ R8, R14 // the row's scales, again for the bias pass""" % {"V": V})
+    for l in rowsetup: w("\t" + l)
     if block:
         G, bbody, bscale = block[:3]
         safe = block[3] if len(block) > 3 else None
@@ -161,6 +161,8 @@ groupsdone:
 	// Bias pass: Σ_g (b+m·s)·Σx over the row's groups, 8 at a time, then
 	// one at a time (into X14: a VEX scalar op clears the upper lanes of
 	// its destination).
+	VXORPS Y15, Y15, Y15
+	VXORPS X14, X14, X14
 	MOVQ CX, R13
 	SHRQ $3, R13
 	JZ   biastail
@@ -226,17 +228,21 @@ def acc(i):  # alternate two accumulators
 # scales x by a power of two, which is exact); step 7 shifts the top
 # nibble down. Masking instead of shifting keeps the decode off the
 # shift/shuffle pipes the FMAs share (docs/benchmarks.md, issue 15 AVX2).
+# The masks stay in registers: as memory operands their loads beside x's
+# made the loop 30% slower (load-bound).
+Q4MASK = ["Y6", "Y8", "Y10", "Y11", "Y12", "Y13", "Y14"]
 body = ["VMOVDQU (SI), Y1"]
 for k in range(8):
     t = "Y%d" % (4 + (k & 1))
     if k < 7:
-        body.append("VPAND q4and<>+%d(SB), Y1, %s" % (32*k, t))
+        body.append("VPAND %s, Y1, %s" % (Q4MASK[k], t))
     else:
         body.append("VPSRLD $28, Y1, %s" % t)
     body.append("VCVTDQ2PS %s, %s" % (t, t))
     op = "VMULPS" if k < 2 else "VFMADD231PS"
     body.append("%s %d(DX), %s, Y%d" % (op, 32*k, t, acc(k)))
-affine("q4RowsAVX2", "Y", [], body, 32, 8.0,
+q4masks = ["VMOVDQU q4and<>+%d(SB), %s" % (32*k, r) for k, r in enumerate(Q4MASK)]
+affine("q4RowsAVX2", "Y", q4masks, body, 32, 8.0,
 """// func q4RowsAVX2(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 //
 // Per group of 64 columns (8 words, one vector): y += s·Σ(q−8)·x +
@@ -251,7 +257,7 @@ affine("q4RowsAVX2", "Y", [], body, 32, 8.0,
 // each group's 64 values of xt are followed by 8·Σx over each lane's 8
 // columns, subtracted from the lanes once per group (one instruction,
 // where centring each nibble took a shift pair).""",
-    gpost=["VSUBPS 256(DX), Y2, Y2"], xstep=288)
+    gpost=["VSUBPS 256(DX), Y2, Y2"], xstep=288, rowsetup=[l for l in q4masks if l.endswith(("Y6", "Y14"))])
 
 
 def wide(bits):

@@ -245,6 +245,13 @@ TEXT ·q4RowsAVX2(SB), NOSPLIT, $0-64
 	MOVQ sx+40(FP), R12
 	MOVQ y+48(FP), DI
 	MOVQ rows+56(FP), BX
+	VMOVDQU q4and<>+0(SB), Y6
+	VMOVDQU q4and<>+32(SB), Y8
+	VMOVDQU q4and<>+64(SB), Y10
+	VMOVDQU q4and<>+96(SB), Y11
+	VMOVDQU q4and<>+128(SB), Y12
+	VMOVDQU q4and<>+160(SB), Y13
+	VMOVDQU q4and<>+192(SB), Y14
 	MOVL $0x41000000, AX // m = 8
 	VMOVD AX, X9
 	VBROADCASTSS X9, Y9
@@ -253,35 +260,35 @@ rowloop:
 	TESTQ BX, BX
 	JZ    done
 	VXORPS Y0, Y0, Y0
-	VXORPS Y15, Y15, Y15
-	VXORPS X14, X14, X14
 	MOVQ R11, DX
 	MOVQ R12, R10
 	MOVQ R8, R14 // the row's scales, again for the bias pass
+	VMOVDQU q4and<>+0(SB), Y6
+	VMOVDQU q4and<>+192(SB), Y14
 	MOVQ CX, R13
 
 grouploop:
 	PREFETCHT0 2048(SI)
 	VMOVDQU (SI), Y1
-	VPAND q4and<>+0(SB), Y1, Y4
+	VPAND Y6, Y1, Y4
 	VCVTDQ2PS Y4, Y4
 	VMULPS 0(DX), Y4, Y2
-	VPAND q4and<>+32(SB), Y1, Y5
+	VPAND Y8, Y1, Y5
 	VCVTDQ2PS Y5, Y5
 	VMULPS 32(DX), Y5, Y3
-	VPAND q4and<>+64(SB), Y1, Y4
+	VPAND Y10, Y1, Y4
 	VCVTDQ2PS Y4, Y4
 	VFMADD231PS 64(DX), Y4, Y2
-	VPAND q4and<>+96(SB), Y1, Y5
+	VPAND Y11, Y1, Y5
 	VCVTDQ2PS Y5, Y5
 	VFMADD231PS 96(DX), Y5, Y3
-	VPAND q4and<>+128(SB), Y1, Y4
+	VPAND Y12, Y1, Y4
 	VCVTDQ2PS Y4, Y4
 	VFMADD231PS 128(DX), Y4, Y2
-	VPAND q4and<>+160(SB), Y1, Y5
+	VPAND Y13, Y1, Y5
 	VCVTDQ2PS Y5, Y5
 	VFMADD231PS 160(DX), Y5, Y3
-	VPAND q4and<>+192(SB), Y1, Y4
+	VPAND Y14, Y1, Y4
 	VCVTDQ2PS Y4, Y4
 	VFMADD231PS 192(DX), Y4, Y2
 	VPSRLD $28, Y1, Y5
@@ -304,6 +311,8 @@ groupsdone:
 	// Bias pass: Σ_g (b+m·s)·Σx over the row's groups, 8 at a time, then
 	// one at a time (into X14: a VEX scalar op clears the upper lanes of
 	// its destination).
+	VXORPS Y15, Y15, Y15
+	VXORPS X14, X14, X14
 	MOVQ CX, R13
 	SHRQ $3, R13
 	JZ   biastail
@@ -387,8 +396,6 @@ rowloop:
 	TESTQ BX, BX
 	JZ    done
 	VXORPS Y0, Y0, Y0
-	VXORPS Y15, Y15, Y15
-	VXORPS X14, X14, X14
 	MOVQ R11, DX
 	MOVQ R12, R10
 	MOVQ R8, R14 // the row's scales, again for the bias pass
@@ -568,6 +575,8 @@ groupsdone:
 	// Bias pass: Σ_g (b+m·s)·Σx over the row's groups, 8 at a time, then
 	// one at a time (into X14: a VEX scalar op clears the upper lanes of
 	// its destination).
+	VXORPS Y15, Y15, Y15
+	VXORPS X14, X14, X14
 	MOVQ CX, R13
 	SHRQ $3, R13
 	JZ   biastail
@@ -645,8 +654,6 @@ rowloop:
 	TESTQ BX, BX
 	JZ    done
 	VXORPS Y0, Y0, Y0
-	VXORPS Y15, Y15, Y15
-	VXORPS X14, X14, X14
 	MOVQ R11, DX
 	MOVQ R12, R10
 	MOVQ R8, R14 // the row's scales, again for the bias pass
@@ -702,6 +709,8 @@ groupsdone:
 	// Bias pass: Σ_g (b+m·s)·Σx over the row's groups, 8 at a time, then
 	// one at a time (into X14: a VEX scalar op clears the upper lanes of
 	// its destination).
+	VXORPS Y15, Y15, Y15
+	VXORPS X14, X14, X14
 	MOVQ CX, R13
 	SHRQ $3, R13
 	JZ   biastail
@@ -784,8 +793,6 @@ rowloop:
 	TESTQ BX, BX
 	JZ    done
 	VXORPS Z0, Z0, Z0
-	VXORPS Y15, Y15, Y15
-	VXORPS X14, X14, X14
 	MOVQ R11, DX
 	MOVQ R12, R10
 	MOVQ R8, R14 // the row's scales, again for the bias pass
@@ -868,6 +875,8 @@ groupsdone:
 	// Bias pass: Σ_g (b+m·s)·Σx over the row's groups, 8 at a time, then
 	// one at a time (into X14: a VEX scalar op clears the upper lanes of
 	// its destination).
+	VXORPS Y15, Y15, Y15
+	VXORPS X14, X14, X14
 	MOVQ CX, R13
 	SHRQ $3, R13
 	JZ   biastail
@@ -952,8 +961,6 @@ rowloop:
 	TESTQ BX, BX
 	JZ    done
 	VXORPS Z0, Z0, Z0
-	VXORPS Y15, Y15, Y15
-	VXORPS X14, X14, X14
 	MOVQ R11, DX
 	MOVQ R12, R10
 	MOVQ R8, R14 // the row's scales, again for the bias pass
@@ -1052,6 +1059,8 @@ groupsdone:
 	// Bias pass: Σ_g (b+m·s)·Σx over the row's groups, 8 at a time, then
 	// one at a time (into X14: a VEX scalar op clears the upper lanes of
 	// its destination).
+	VXORPS Y15, Y15, Y15
+	VXORPS X14, X14, X14
 	MOVQ CX, R13
 	SHRQ $3, R13
 	JZ   biastail
@@ -1394,8 +1403,6 @@ rowloop:
 	TESTQ BX, BX
 	JZ    done
 	VXORPS Z0, Z0, Z0
-	VXORPS Y15, Y15, Y15
-	VXORPS X14, X14, X14
 	MOVQ R11, DX
 	MOVQ R12, R10
 	MOVQ R8, R14 // the row's scales, again for the bias pass
@@ -1435,6 +1442,8 @@ groupsdone:
 	// Bias pass: Σ_g (b+m·s)·Σx over the row's groups, 8 at a time, then
 	// one at a time (into X14: a VEX scalar op clears the upper lanes of
 	// its destination).
+	VXORPS Y15, Y15, Y15
+	VXORPS X14, X14, X14
 	MOVQ CX, R13
 	SHRQ $3, R13
 	JZ   biastail
