@@ -16,7 +16,7 @@ const (
 	isaAVX512
 )
 
-var bestISA = detectISA()
+var bestISA = capISA(detectISA())
 
 func detectISA() int {
 	x := cpu.X86

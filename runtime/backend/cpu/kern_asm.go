@@ -3,7 +3,9 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
+	"os"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 )
@@ -261,4 +263,20 @@ func updateRead(row, mem, out []float32, k, q float32) {
 		row[j] += k * mem[j]
 		out[j] += row[j] * q
 	}
+}
+
+// capISA is have, lowered to the level named by FMOE_CPU_ISA where that is
+// lower (the package doc).
+func capISA(have int) int {
+	want := os.Getenv("FMOE_CPU_ISA")
+	if want == "" {
+		return have
+	}
+	for isa, name := range isaNames {
+		if name == want {
+			return min(have, isa)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "cpu: FMOE_CPU_ISA=%q is not one of %v; ignored\n", want, isaNames)
+	return have
 }
