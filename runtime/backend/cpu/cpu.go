@@ -14,9 +14,8 @@
 //     the AVX2 kernels that machines without it use (in the tests, for
 //     one: FMOE_CPU_ISA=avx2 go test -count=1 ./runtime/model, the count
 //     because the test cache does not see a variable read at start-up);
-//     it never picks a
-//     level the CPU lacks, and an unknown name is reported on stderr and
-//     ignored.
+//     it never picks a level the CPU lacks, and an unknown name is
+//     reported on stderr and ignored.
 //   - PathGo: unrolled pure-Go kernels using the group-sum identity
 //     y = Σ_groups (s·Σ q_j x_j + b·Σ x_j), so the bias costs one multiply
 //     per group instead of one per weight.
