@@ -226,10 +226,10 @@ def acc(i):  # alternate two accumulators
 # q4 AVX2: lane i holds word i; step k (0..6) masks nibble k in place, so
 # the lane holds q·16^k, converted exactly, against x·16^−k (the reorder
 # scales x by a power of two, which is exact); step 7 shifts the top
-# nibble down. Masking instead of shifting keeps the decode off the
-# shift/shuffle pipes the FMAs share (docs/benchmarks.md, issue 15 AVX2).
-# The masks stay in registers: as memory operands their loads beside x's
-# made the loop 30% slower (load-bound).
+# nibble down. One mask where the shift kernel took a shift pair: 1.3x in
+# cache (docs/benchmarks.md, issue 15, AVX2 round). The masks stay in
+# registers: as memory operands their loads beside x's cost about a
+# quarter of the loop's speed (removing them measured 1.3x).
 Q4MASK = ["Y6", "Y8", "Y10", "Y11", "Y12", "Y13", "Y14"]
 body = ["VMOVDQU (SI), Y1"]
 for k in range(8):
