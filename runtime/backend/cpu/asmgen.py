@@ -57,6 +57,17 @@ w("GLOBL q2widx<>(SB), RODATA|NOPTR, $64")
 for i in range(16):
     w("DATA q4widx<>+%d(SB)/4, $0x%04x0000" % (4*i, i//8))
 w("GLOBL q4widx<>(SB), RODATA|NOPTR, $64")
+w("// AVX2 field masks: q4and step k (0..6) is 0xf<<4k in all 8 lanes (AVX2")
+w("// has no broadcast memory operand).")
+for k in range(7):
+    for i in range(8):
+        w("DATA q4and<>+%d(SB)/4, $0x%08x" % (32*k + 4*i, 0xf << (4*k)))
+w("GLOBL q4and<>(SB), RODATA|NOPTR, $224")
+w("// VPSHUFB control putting bf16 scale 0 (lanes 0-3) or 1 (lanes 4-7) of a")
+w("// broadcast dword at the top of each dword: the AVX2 2-bit block's scales.")
+for i in range(8):
+    w("DATA q2bsh<>+%d(SB)/4, $0x%02x%02x8080" % (4*i, 2*(i//4)+1, 2*(i//4)))
+w("GLOBL q2bsh<>(SB), RODATA|NOPTR, $32")
 w("")
 
 HDR = """	MOVQ w+0(FP), SI
@@ -68,9 +79,11 @@ HDR = """	MOVQ w+0(FP), SI
 	MOVQ y+48(FP), DI
 	MOVQ rows+56(FP), BX"""
 
-def affine(name, V, setup, body, wstep, mconst, comment, block=None):
+def affine(name, V, setup, body, wstep, mconst, comment, block=None, gpost=(), xstep=256, rowsetup=()):
     """V is 'Y' or 'Z'. body lines decode one group and leave its Σ(q−m)·x
-    partial sums in V2 and V3."""
+    partial sums in V2 and V3 (or, with gpost, lines that make them so once
+    added into V2); xstep is the bytes of xt per group. rowsetup restores
+    registers the bias pass (Y6, Y7, Y14, Y15) overwrites."""
     w(comment)
     w("TEXT ·%s(SB), NOSPLIT, $0-64" % name)
     w(HDR)
@@ -83,48 +96,63 @@ rowloop:
 	TESTQ BX, BX
 	JZ    done
 	VXORPS %(V)s0, %(V)s0, %(V)s0
-	VXORPS Y15, Y15, Y15
-	VXORPS X14, X14, X14
 	MOVQ R11, DX
 	MOVQ R12, R10
 	MOVQ R8, R14 // the row's scales, again for the bias pass""" % {"V": V})
+    for l in rowsetup: w("\t" + l)
     if block:
-        G, bbody, bscale = block
+        G, bbody, bscale = block[:3]
+        safe = block[3] if len(block) > 3 else None
         sh = {2: 1, 4: 2}[G]
         w("""	MOVQ CX, R13
 	SHRQ $%d, R13
-	JZ   tail
-
-	// %d groups (one 64-byte line of words) per step.
+	JZ   tail""" % sh)
+        if safe:
+            w("""	CMPQ BX, $1
+	JNE  blockloop
+	DECQ R13 // the last row's last block: lastblock
+	JZ   lastblock""")
+        w("""
+	// %d groups per step.
 blockloop:
-	PREFETCHT0 2048(SI)""" % (sh, G))
+	PREFETCHT0 2048(SI)""" % G)
         for l in bbody: w("\t" + l)
         for l in bscale: w("\t" + l)
-        w("""	VFMADD231PS Z2, Z7, Z0
-	ADDQ $64, SI
-	ADDQ $%d, DX
-	ADDQ $%d, R8
-	DECQ R13
-	JNZ  blockloop
+        step = """	VFMADD231PS %(V)s2, %(V)s7, %(V)s0
+	ADDQ $%(wb)d, SI
+	ADDQ $%(xb)d, DX
+	ADDQ $%(sb)d, R8""" % {"V": V, "wb": G*wstep, "xb": 256*G, "sb": 2*G}
+        w(step)
+        w("""	DECQ R13
+	JNZ  blockloop""")
+        if safe:
+            w("""	CMPQ BX, $1
+	JNE  tail
 
+lastblock:""")
+            for l in safe: w("\t" + l)
+            for l in bscale: w("\t" + l)
+            w(step)
+        w("""
 tail:
 	MOVQ CX, R13
 	ANDQ $%d, R13
-	JZ   groupsdone""" % (256*G, 2*G, G-1))
+	JZ   groupsdone""" % (G-1))
     else:
         w("""	MOVQ CX, R13""")
     w("""
 grouploop:
 	PREFETCHT0 2048(SI)""")
     for l in body: w("\t" + l)
-    w("""	VADDPS %(V)s3, %(V)s2, %(V)s2
-	// The group's scale in every lane: bf16 in both halves of each dword,
+    w("""	VADDPS %(V)s3, %(V)s2, %(V)s2""" % {"V": V})
+    for l in gpost: w("\t" + l)
+    w("""	// The group's scale in every lane: bf16 in both halves of each dword,
 	// shifted up to an f32.
 	VPBROADCASTW (R8), %(V)s7
 	VPSLLD $16, %(V)s7, %(V)s7
 	VFMADD231PS %(V)s2, %(V)s7, %(V)s0
 	ADDQ $%(ws)d, SI
-	ADDQ $256, DX
+	ADDQ $%(xs)d, DX
 	ADDQ $2, R8
 	DECQ R13
 	JNZ  grouploop
@@ -133,6 +161,8 @@ groupsdone:
 	// Bias pass: Σ_g (b+m·s)·Σx over the row's groups, 8 at a time, then
 	// one at a time (into X14: a VEX scalar op clears the upper lanes of
 	// its destination).
+	VXORPS Y15, Y15, Y15
+	VXORPS X14, X14, X14
 	MOVQ CX, R13
 	SHRQ $3, R13
 	JZ   biastail
@@ -170,7 +200,7 @@ bias1:
 	DECQ R13
 	JNZ  bias1
 
-biasdone:""" % {"V": V, "ws": wstep})
+biasdone:""" % {"V": V, "ws": wstep, "xs": xstep})
     if V == "Z":
         w("\tVEXTRACTF64X4 $1, Z0, Y1")
         w("\tVADDPS Y1, Y0, Y0")
@@ -193,30 +223,41 @@ done:
 def acc(i):  # alternate two accumulators
     return 2 + (i & 1)
 
-# q4 AVX2: lane i holds word i (XORed with 0x88888888 so that a nibble read
-# as signed is q−8); step n shifts nibble n to the top and back (arithmetic).
-body = ["VPXOR (SI), Y8, Y1"]
+# q4 AVX2: lane i holds word i; step k (0..6) masks nibble k in place, so
+# the lane holds q·16^k, converted exactly, against x·16^−k (the reorder
+# scales x by a power of two, which is exact); step 7 shifts the top
+# nibble down. One mask where the shift kernel took a shift pair: 1.3x in
+# cache (docs/benchmarks.md, issue 15, AVX2 round). The masks stay in
+# registers: as memory operands their loads beside x's cost about a
+# quarter of the loop's speed (removing them measured 1.3x).
+Q4MASK = ["Y6", "Y8", "Y10", "Y11", "Y12", "Y13", "Y14"]
+body = ["VMOVDQU (SI), Y1"]
 for k in range(8):
     t = "Y%d" % (4 + (k & 1))
     if k < 7:
-        body.append("VPSLLD $%d, Y1, %s" % (28 - 4*k, t))
-        body.append("VPSRAD $28, %s, %s" % (t, t))
+        body.append("VPAND %s, Y1, %s" % (Q4MASK[k], t))
     else:
-        body.append("VPSRAD $28, Y1, %s" % t)
+        body.append("VPSRLD $28, Y1, %s" % t)
     body.append("VCVTDQ2PS %s, %s" % (t, t))
     op = "VMULPS" if k < 2 else "VFMADD231PS"
     body.append("%s %d(DX), %s, Y%d" % (op, 32*k, t, acc(k)))
-affine("q4RowsAVX2", "Y", ["MOVL $0x88888888, AX", "VMOVD AX, X8", "VPBROADCASTD X8, Y8"], body, 32, 8.0,
+q4masks = ["VMOVDQU q4and<>+%d(SB), %s" % (32*k, r) for k, r in enumerate(Q4MASK)]
+affine("q4RowsAVX2", "Y", q4masks, body, 32, 8.0,
 """// func q4RowsAVX2(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 //
-// Per group of 64 columns (8 words, one vector): y += s·Σ(q−8)·x + (b+8s)·Σx.
-// Centring q on 8 keeps s·Σ(q−8)x and (b+8s)·Σx from cancelling (MLX biases
-// sit near −8s), so the result is as accurate as dequantise-then-dot; b+8s
-// is exact in float32 (two bf16 values of similar magnitude). The bias term
-// is a second, vectorised pass over the row's scales and biases.
+// Per group of 64 columns (8 words, one vector): y += s·Σ(q−8)·x +
+// (b+8s)·Σx. Centring q on 8 keeps s·Σ(q−8)x and (b+8s)·Σx from
+// cancelling (MLX biases sit near −8s), so the result is as accurate as
+// dequantise-then-dot; b+8s is exact in float32 (two bf16 values of
+// similar magnitude). The bias term is a second, vectorised pass over the
+// row's scales and biases.
 //
-// q−8 is nibble q of the word XOR 0x88888888 read as a signed 4-bit number:
-// shift it to the top of the lane, then arithmetic-shift it back down.""")
+// Step k masks nibble k of every word where it lies (q·16^k) against x
+// scaled by 16^−k in the re-ordered xt, so each product is q·x exactly;
+// each group's 64 values of xt are followed by 8·Σx over each lane's 8
+// columns, subtracted from the lanes once per group (one instruction,
+// where centring each nibble took a shift pair).""",
+    gpost=["VSUBPS 256(DX), Y2, Y2"], xstep=288, rowsetup=[l for l in q4masks if l.endswith(("Y6", "Y14"))])
 
 
 def wide(bits):
@@ -258,6 +299,32 @@ for k in range(8):
     body.append("VPERMPS Y10, %s, %s" % (src, t))
     op = "VMULPS" if k < 2 else "VFMADD231PS"
     body.append("%s %d(DX), %s, Y%d" % (op, 32*k, t, acc(k)))
+
+def q2block(offsets):
+    """AVX2 2-bit block of 2 groups (8 words, lane i = word i), step k
+    (0..15) reading crumb k of every word. With offsets, byte j of each
+    word comes from a load 1..3 bytes further on (a load, not a shift), so
+    16 crumbs take 12 shifts, not 15; it reads up to 3 bytes past the
+    block."""
+    b = ["VMOVDQU (SI), Y1"]
+    if offsets:
+        b += ["VMOVDQU %d(SI), Y%d" % (j, 10 + j) for j in (1, 2, 3)]
+    srcs = ["Y1", "Y11", "Y12", "Y13"]
+    for k in range(16):
+        t = "Y%d" % (4 + (k % 3))
+        j, i = divmod(k, 4)
+        if offsets:
+            src, sh = srcs[j], 2*i
+        else:
+            src, sh = "Y1", 2*k
+        if sh:
+            b.append("VPSRLD $%d, %s, %s" % (sh, src, t)); src = t
+        b.append("VPERMPS Y10, %s, %s" % (src, t))
+        op = "VMULPS" if k < 2 else "VFMADD231PS"
+        b.append("%s %d(DX), %s, Y%d" % (op, 32*k, t, 2 + (k & 1)))
+    b.append("VADDPS Y3, Y2, Y2")
+    return b
+
 affine("q2RowsAVX2", "Y", ["VMOVDQU q2shift8<>(SB), Y8", "VMOVUPS q2tab8<>(SB), Y10"], body, 16, 2.0,
 """// func q2RowsAVX2(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 //
@@ -265,7 +332,12 @@ affine("q2RowsAVX2", "Y", ["VMOVDQU q2shift8<>(SB), Y8", "VMOVUPS q2tab8<>(SB), 
 // The words are broadcast to both halves and the upper half shifted by 16,
 // so step k (0..7) finds crumb k of word i in lane i and crumb 8+k in lane
 // 4+i at bits 2k; VPERMPS maps those bits straight to the float q−2 (no
-// mask, no convert).""")
+// mask, no convert). Pairs of groups go faster as one vector of 8 words,
+// lane i = word i, step k (0..15) reading crumb k of every word, bytes 1-3
+// of each word loaded 1-3 bytes on so that only crumbs within a byte need
+// a shift; the last block of the call's last row, where those loads would
+// read past the weights, shifts instead.""",
+    block=(2, q2block(True), ["VPBROADCASTD (R8), Y7", "VPSHUFB q2bsh<>(SB), Y7, Y7"], q2block(False)))
 
 # q8 AVX2: bytes are columns in order, xt = x.
 body = []
@@ -698,3 +770,15 @@ urdone:
 	RET
 """)
 open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "kern_amd64.s"), "w").write("\n".join(out))
+# The x scale of the kernel that decodes fields in place (kern_asm.go's
+# asmAffine.scale): step k < 7 of q4RowsAVX2 reads bits 4k.
+q4exp = [4*k for k in range(7)] + [0]
+open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "kern_amd64_scale.go"), "w").write("""// Code generated by asmgen.py; DO NOT EDIT.
+
+//go:build amd64 && !purego
+
+package cpu
+
+// The powers of two at which q4RowsAVX2 finds each step's field (xscale).
+var q4AVX2Exp = []int{%s}
+""" % ", ".join(map(str, q4exp)))

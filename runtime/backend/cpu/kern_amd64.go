@@ -16,7 +16,7 @@ const (
 	isaAVX512
 )
 
-var bestISA = detectISA()
+var bestISA = capISA(detectISA())
 
 func detectISA() int {
 	x := cpu.X86
@@ -78,10 +78,14 @@ func bf16RowsAVX512(w *byte, blocks int, x, y *float32, rows int)
 func readSumAVX2(p *byte, blocks int) uint64
 
 var (
-	// q4 AVX2: lane i holds word i; step n reads its nibble n.
-	kQ4AVX2 = &asmAffine{fn: q4RowsAVX2, order: xorder(64, 8, func(l, k int) int { return 8*l + k })}
-	// q2 AVX2: lane i<4 holds word i, lane 4+i word i >> 16; step k reads crumb k.
-	kQ2AVX2 = &asmAffine{fn: q2RowsAVX2, order: xorder(64, 8, func(l, k int) int { return 16*(l&3) + 8*(l>>2) + k })}
+	// q4 AVX2: lane i holds word i; step n reads its nibble n, in place
+	// (q·16^n) for n < 7, and centres each lane's sum on 8 once per group.
+	kQ4AVX2 = &asmAffine{fn: q4RowsAVX2, order: xorder(64, 8, func(l, k int) int { return 8*l + k }),
+		scale: xscale(8, q4AVX2Exp...), centre: 8, lanes: 8}
+	// q2 AVX2: lane i<4 holds word i, lane 4+i word i >> 16; step k reads
+	// crumb k. Blocks of 2 groups: lane i holds word i, step k reads crumb k.
+	kQ2AVX2 = &asmAffine{fn: q2RowsAVX2, order: xorder(64, 8, func(l, k int) int { return 16*(l&3) + 8*(l>>2) + k }),
+		block: xorder(128, 8, func(l, k int) int { return 16*l + k })}
 	kQ8AVX2 = &asmAffine{fn: q8RowsAVX2}
 	// q4 AVX-512: lane i<8 holds word i, lane 8+i word i >> 16; step k
 	// reads nibble k. Blocks of 2 groups: lane i holds word i, step k reads

@@ -151,17 +151,91 @@ DATA q4widx<>+52(SB)/4, $0x00010000
 DATA q4widx<>+56(SB)/4, $0x00010000
 DATA q4widx<>+60(SB)/4, $0x00010000
 GLOBL q4widx<>(SB), RODATA|NOPTR, $64
+// AVX2 field masks: q4and step k (0..6) is 0xf<<4k in all 8 lanes (AVX2
+// has no broadcast memory operand).
+DATA q4and<>+0(SB)/4, $0x0000000f
+DATA q4and<>+4(SB)/4, $0x0000000f
+DATA q4and<>+8(SB)/4, $0x0000000f
+DATA q4and<>+12(SB)/4, $0x0000000f
+DATA q4and<>+16(SB)/4, $0x0000000f
+DATA q4and<>+20(SB)/4, $0x0000000f
+DATA q4and<>+24(SB)/4, $0x0000000f
+DATA q4and<>+28(SB)/4, $0x0000000f
+DATA q4and<>+32(SB)/4, $0x000000f0
+DATA q4and<>+36(SB)/4, $0x000000f0
+DATA q4and<>+40(SB)/4, $0x000000f0
+DATA q4and<>+44(SB)/4, $0x000000f0
+DATA q4and<>+48(SB)/4, $0x000000f0
+DATA q4and<>+52(SB)/4, $0x000000f0
+DATA q4and<>+56(SB)/4, $0x000000f0
+DATA q4and<>+60(SB)/4, $0x000000f0
+DATA q4and<>+64(SB)/4, $0x00000f00
+DATA q4and<>+68(SB)/4, $0x00000f00
+DATA q4and<>+72(SB)/4, $0x00000f00
+DATA q4and<>+76(SB)/4, $0x00000f00
+DATA q4and<>+80(SB)/4, $0x00000f00
+DATA q4and<>+84(SB)/4, $0x00000f00
+DATA q4and<>+88(SB)/4, $0x00000f00
+DATA q4and<>+92(SB)/4, $0x00000f00
+DATA q4and<>+96(SB)/4, $0x0000f000
+DATA q4and<>+100(SB)/4, $0x0000f000
+DATA q4and<>+104(SB)/4, $0x0000f000
+DATA q4and<>+108(SB)/4, $0x0000f000
+DATA q4and<>+112(SB)/4, $0x0000f000
+DATA q4and<>+116(SB)/4, $0x0000f000
+DATA q4and<>+120(SB)/4, $0x0000f000
+DATA q4and<>+124(SB)/4, $0x0000f000
+DATA q4and<>+128(SB)/4, $0x000f0000
+DATA q4and<>+132(SB)/4, $0x000f0000
+DATA q4and<>+136(SB)/4, $0x000f0000
+DATA q4and<>+140(SB)/4, $0x000f0000
+DATA q4and<>+144(SB)/4, $0x000f0000
+DATA q4and<>+148(SB)/4, $0x000f0000
+DATA q4and<>+152(SB)/4, $0x000f0000
+DATA q4and<>+156(SB)/4, $0x000f0000
+DATA q4and<>+160(SB)/4, $0x00f00000
+DATA q4and<>+164(SB)/4, $0x00f00000
+DATA q4and<>+168(SB)/4, $0x00f00000
+DATA q4and<>+172(SB)/4, $0x00f00000
+DATA q4and<>+176(SB)/4, $0x00f00000
+DATA q4and<>+180(SB)/4, $0x00f00000
+DATA q4and<>+184(SB)/4, $0x00f00000
+DATA q4and<>+188(SB)/4, $0x00f00000
+DATA q4and<>+192(SB)/4, $0x0f000000
+DATA q4and<>+196(SB)/4, $0x0f000000
+DATA q4and<>+200(SB)/4, $0x0f000000
+DATA q4and<>+204(SB)/4, $0x0f000000
+DATA q4and<>+208(SB)/4, $0x0f000000
+DATA q4and<>+212(SB)/4, $0x0f000000
+DATA q4and<>+216(SB)/4, $0x0f000000
+DATA q4and<>+220(SB)/4, $0x0f000000
+GLOBL q4and<>(SB), RODATA|NOPTR, $224
+// VPSHUFB control putting bf16 scale 0 (lanes 0-3) or 1 (lanes 4-7) of a
+// broadcast dword at the top of each dword: the AVX2 2-bit block's scales.
+DATA q2bsh<>+0(SB)/4, $0x01008080
+DATA q2bsh<>+4(SB)/4, $0x01008080
+DATA q2bsh<>+8(SB)/4, $0x01008080
+DATA q2bsh<>+12(SB)/4, $0x01008080
+DATA q2bsh<>+16(SB)/4, $0x03028080
+DATA q2bsh<>+20(SB)/4, $0x03028080
+DATA q2bsh<>+24(SB)/4, $0x03028080
+DATA q2bsh<>+28(SB)/4, $0x03028080
+GLOBL q2bsh<>(SB), RODATA|NOPTR, $32
 
 // func q4RowsAVX2(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 //
-// Per group of 64 columns (8 words, one vector): y += s·Σ(q−8)·x + (b+8s)·Σx.
-// Centring q on 8 keeps s·Σ(q−8)x and (b+8s)·Σx from cancelling (MLX biases
-// sit near −8s), so the result is as accurate as dequantise-then-dot; b+8s
-// is exact in float32 (two bf16 values of similar magnitude). The bias term
-// is a second, vectorised pass over the row's scales and biases.
+// Per group of 64 columns (8 words, one vector): y += s·Σ(q−8)·x +
+// (b+8s)·Σx. Centring q on 8 keeps s·Σ(q−8)x and (b+8s)·Σx from
+// cancelling (MLX biases sit near −8s), so the result is as accurate as
+// dequantise-then-dot; b+8s is exact in float32 (two bf16 values of
+// similar magnitude). The bias term is a second, vectorised pass over the
+// row's scales and biases.
 //
-// q−8 is nibble q of the word XOR 0x88888888 read as a signed 4-bit number:
-// shift it to the top of the lane, then arithmetic-shift it back down.
+// Step k masks nibble k of every word where it lies (q·16^k) against x
+// scaled by 16^−k in the re-ordered xt, so each product is q·x exactly;
+// each group's 64 values of xt are followed by 8·Σx over each lane's 8
+// columns, subtracted from the lanes once per group (one instruction,
+// where centring each nibble took a shift pair).
 TEXT ·q4RowsAVX2(SB), NOSPLIT, $0-64
 	MOVQ w+0(FP), SI
 	MOVQ s+8(FP), R8
@@ -171,9 +245,13 @@ TEXT ·q4RowsAVX2(SB), NOSPLIT, $0-64
 	MOVQ sx+40(FP), R12
 	MOVQ y+48(FP), DI
 	MOVQ rows+56(FP), BX
-	MOVL $0x88888888, AX
-	VMOVD AX, X8
-	VPBROADCASTD X8, Y8
+	VMOVDQU q4and<>+0(SB), Y6
+	VMOVDQU q4and<>+32(SB), Y8
+	VMOVDQU q4and<>+64(SB), Y10
+	VMOVDQU q4and<>+96(SB), Y11
+	VMOVDQU q4and<>+128(SB), Y12
+	VMOVDQU q4and<>+160(SB), Y13
+	VMOVDQU q4and<>+192(SB), Y14
 	MOVL $0x41000000, AX // m = 8
 	VMOVD AX, X9
 	VBROADCASTSS X9, Y9
@@ -182,55 +260,49 @@ rowloop:
 	TESTQ BX, BX
 	JZ    done
 	VXORPS Y0, Y0, Y0
-	VXORPS Y15, Y15, Y15
-	VXORPS X14, X14, X14
 	MOVQ R11, DX
 	MOVQ R12, R10
 	MOVQ R8, R14 // the row's scales, again for the bias pass
+	VMOVDQU q4and<>+0(SB), Y6
+	VMOVDQU q4and<>+192(SB), Y14
 	MOVQ CX, R13
 
 grouploop:
 	PREFETCHT0 2048(SI)
-	VPXOR (SI), Y8, Y1
-	VPSLLD $28, Y1, Y4
-	VPSRAD $28, Y4, Y4
+	VMOVDQU (SI), Y1
+	VPAND Y6, Y1, Y4
 	VCVTDQ2PS Y4, Y4
 	VMULPS 0(DX), Y4, Y2
-	VPSLLD $24, Y1, Y5
-	VPSRAD $28, Y5, Y5
+	VPAND Y8, Y1, Y5
 	VCVTDQ2PS Y5, Y5
 	VMULPS 32(DX), Y5, Y3
-	VPSLLD $20, Y1, Y4
-	VPSRAD $28, Y4, Y4
+	VPAND Y10, Y1, Y4
 	VCVTDQ2PS Y4, Y4
 	VFMADD231PS 64(DX), Y4, Y2
-	VPSLLD $16, Y1, Y5
-	VPSRAD $28, Y5, Y5
+	VPAND Y11, Y1, Y5
 	VCVTDQ2PS Y5, Y5
 	VFMADD231PS 96(DX), Y5, Y3
-	VPSLLD $12, Y1, Y4
-	VPSRAD $28, Y4, Y4
+	VPAND Y12, Y1, Y4
 	VCVTDQ2PS Y4, Y4
 	VFMADD231PS 128(DX), Y4, Y2
-	VPSLLD $8, Y1, Y5
-	VPSRAD $28, Y5, Y5
+	VPAND Y13, Y1, Y5
 	VCVTDQ2PS Y5, Y5
 	VFMADD231PS 160(DX), Y5, Y3
-	VPSLLD $4, Y1, Y4
-	VPSRAD $28, Y4, Y4
+	VPAND Y14, Y1, Y4
 	VCVTDQ2PS Y4, Y4
 	VFMADD231PS 192(DX), Y4, Y2
-	VPSRAD $28, Y1, Y5
+	VPSRLD $28, Y1, Y5
 	VCVTDQ2PS Y5, Y5
 	VFMADD231PS 224(DX), Y5, Y3
 	VADDPS Y3, Y2, Y2
+	VSUBPS 256(DX), Y2, Y2
 	// The group's scale in every lane: bf16 in both halves of each dword,
 	// shifted up to an f32.
 	VPBROADCASTW (R8), Y7
 	VPSLLD $16, Y7, Y7
 	VFMADD231PS Y2, Y7, Y0
 	ADDQ $32, SI
-	ADDQ $256, DX
+	ADDQ $288, DX
 	ADDQ $2, R8
 	DECQ R13
 	JNZ  grouploop
@@ -239,6 +311,8 @@ groupsdone:
 	// Bias pass: Σ_g (b+m·s)·Σx over the row's groups, 8 at a time, then
 	// one at a time (into X14: a VEX scalar op clears the upper lanes of
 	// its destination).
+	VXORPS Y15, Y15, Y15
+	VXORPS X14, X14, X14
 	MOVQ CX, R13
 	SHRQ $3, R13
 	JZ   biastail
@@ -298,7 +372,11 @@ done:
 // The words are broadcast to both halves and the upper half shifted by 16,
 // so step k (0..7) finds crumb k of word i in lane i and crumb 8+k in lane
 // 4+i at bits 2k; VPERMPS maps those bits straight to the float q−2 (no
-// mask, no convert).
+// mask, no convert). Pairs of groups go faster as one vector of 8 words,
+// lane i = word i, step k (0..15) reading crumb k of every word, bytes 1-3
+// of each word loaded 1-3 bytes on so that only crumbs within a byte need
+// a shift; the last block of the call's last row, where those loads would
+// read past the weights, shifts instead.
 TEXT ·q2RowsAVX2(SB), NOSPLIT, $0-64
 	MOVQ w+0(FP), SI
 	MOVQ s+8(FP), R8
@@ -318,12 +396,141 @@ rowloop:
 	TESTQ BX, BX
 	JZ    done
 	VXORPS Y0, Y0, Y0
-	VXORPS Y15, Y15, Y15
-	VXORPS X14, X14, X14
 	MOVQ R11, DX
 	MOVQ R12, R10
 	MOVQ R8, R14 // the row's scales, again for the bias pass
 	MOVQ CX, R13
+	SHRQ $1, R13
+	JZ   tail
+	CMPQ BX, $1
+	JNE  blockloop
+	DECQ R13 // the last row's last block: lastblock
+	JZ   lastblock
+
+	// 2 groups per step.
+blockloop:
+	PREFETCHT0 2048(SI)
+	VMOVDQU (SI), Y1
+	VMOVDQU 1(SI), Y11
+	VMOVDQU 2(SI), Y12
+	VMOVDQU 3(SI), Y13
+	VPERMPS Y10, Y1, Y4
+	VMULPS 0(DX), Y4, Y2
+	VPSRLD $2, Y1, Y5
+	VPERMPS Y10, Y5, Y5
+	VMULPS 32(DX), Y5, Y3
+	VPSRLD $4, Y1, Y6
+	VPERMPS Y10, Y6, Y6
+	VFMADD231PS 64(DX), Y6, Y2
+	VPSRLD $6, Y1, Y4
+	VPERMPS Y10, Y4, Y4
+	VFMADD231PS 96(DX), Y4, Y3
+	VPERMPS Y10, Y11, Y5
+	VFMADD231PS 128(DX), Y5, Y2
+	VPSRLD $2, Y11, Y6
+	VPERMPS Y10, Y6, Y6
+	VFMADD231PS 160(DX), Y6, Y3
+	VPSRLD $4, Y11, Y4
+	VPERMPS Y10, Y4, Y4
+	VFMADD231PS 192(DX), Y4, Y2
+	VPSRLD $6, Y11, Y5
+	VPERMPS Y10, Y5, Y5
+	VFMADD231PS 224(DX), Y5, Y3
+	VPERMPS Y10, Y12, Y6
+	VFMADD231PS 256(DX), Y6, Y2
+	VPSRLD $2, Y12, Y4
+	VPERMPS Y10, Y4, Y4
+	VFMADD231PS 288(DX), Y4, Y3
+	VPSRLD $4, Y12, Y5
+	VPERMPS Y10, Y5, Y5
+	VFMADD231PS 320(DX), Y5, Y2
+	VPSRLD $6, Y12, Y6
+	VPERMPS Y10, Y6, Y6
+	VFMADD231PS 352(DX), Y6, Y3
+	VPERMPS Y10, Y13, Y4
+	VFMADD231PS 384(DX), Y4, Y2
+	VPSRLD $2, Y13, Y5
+	VPERMPS Y10, Y5, Y5
+	VFMADD231PS 416(DX), Y5, Y3
+	VPSRLD $4, Y13, Y6
+	VPERMPS Y10, Y6, Y6
+	VFMADD231PS 448(DX), Y6, Y2
+	VPSRLD $6, Y13, Y4
+	VPERMPS Y10, Y4, Y4
+	VFMADD231PS 480(DX), Y4, Y3
+	VADDPS Y3, Y2, Y2
+	VPBROADCASTD (R8), Y7
+	VPSHUFB q2bsh<>(SB), Y7, Y7
+	VFMADD231PS Y2, Y7, Y0
+	ADDQ $32, SI
+	ADDQ $512, DX
+	ADDQ $4, R8
+	DECQ R13
+	JNZ  blockloop
+	CMPQ BX, $1
+	JNE  tail
+
+lastblock:
+	VMOVDQU (SI), Y1
+	VPERMPS Y10, Y1, Y4
+	VMULPS 0(DX), Y4, Y2
+	VPSRLD $2, Y1, Y5
+	VPERMPS Y10, Y5, Y5
+	VMULPS 32(DX), Y5, Y3
+	VPSRLD $4, Y1, Y6
+	VPERMPS Y10, Y6, Y6
+	VFMADD231PS 64(DX), Y6, Y2
+	VPSRLD $6, Y1, Y4
+	VPERMPS Y10, Y4, Y4
+	VFMADD231PS 96(DX), Y4, Y3
+	VPSRLD $8, Y1, Y5
+	VPERMPS Y10, Y5, Y5
+	VFMADD231PS 128(DX), Y5, Y2
+	VPSRLD $10, Y1, Y6
+	VPERMPS Y10, Y6, Y6
+	VFMADD231PS 160(DX), Y6, Y3
+	VPSRLD $12, Y1, Y4
+	VPERMPS Y10, Y4, Y4
+	VFMADD231PS 192(DX), Y4, Y2
+	VPSRLD $14, Y1, Y5
+	VPERMPS Y10, Y5, Y5
+	VFMADD231PS 224(DX), Y5, Y3
+	VPSRLD $16, Y1, Y6
+	VPERMPS Y10, Y6, Y6
+	VFMADD231PS 256(DX), Y6, Y2
+	VPSRLD $18, Y1, Y4
+	VPERMPS Y10, Y4, Y4
+	VFMADD231PS 288(DX), Y4, Y3
+	VPSRLD $20, Y1, Y5
+	VPERMPS Y10, Y5, Y5
+	VFMADD231PS 320(DX), Y5, Y2
+	VPSRLD $22, Y1, Y6
+	VPERMPS Y10, Y6, Y6
+	VFMADD231PS 352(DX), Y6, Y3
+	VPSRLD $24, Y1, Y4
+	VPERMPS Y10, Y4, Y4
+	VFMADD231PS 384(DX), Y4, Y2
+	VPSRLD $26, Y1, Y5
+	VPERMPS Y10, Y5, Y5
+	VFMADD231PS 416(DX), Y5, Y3
+	VPSRLD $28, Y1, Y6
+	VPERMPS Y10, Y6, Y6
+	VFMADD231PS 448(DX), Y6, Y2
+	VPSRLD $30, Y1, Y4
+	VPERMPS Y10, Y4, Y4
+	VFMADD231PS 480(DX), Y4, Y3
+	VADDPS Y3, Y2, Y2
+	VPBROADCASTD (R8), Y7
+	VPSHUFB q2bsh<>(SB), Y7, Y7
+	VFMADD231PS Y2, Y7, Y0
+	ADDQ $32, SI
+	ADDQ $512, DX
+	ADDQ $4, R8
+
+tail:
+	MOVQ CX, R13
+	ANDQ $1, R13
+	JZ   groupsdone
 
 grouploop:
 	PREFETCHT0 2048(SI)
@@ -368,6 +575,8 @@ groupsdone:
 	// Bias pass: Σ_g (b+m·s)·Σx over the row's groups, 8 at a time, then
 	// one at a time (into X14: a VEX scalar op clears the upper lanes of
 	// its destination).
+	VXORPS Y15, Y15, Y15
+	VXORPS X14, X14, X14
 	MOVQ CX, R13
 	SHRQ $3, R13
 	JZ   biastail
@@ -445,8 +654,6 @@ rowloop:
 	TESTQ BX, BX
 	JZ    done
 	VXORPS Y0, Y0, Y0
-	VXORPS Y15, Y15, Y15
-	VXORPS X14, X14, X14
 	MOVQ R11, DX
 	MOVQ R12, R10
 	MOVQ R8, R14 // the row's scales, again for the bias pass
@@ -502,6 +709,8 @@ groupsdone:
 	// Bias pass: Σ_g (b+m·s)·Σx over the row's groups, 8 at a time, then
 	// one at a time (into X14: a VEX scalar op clears the upper lanes of
 	// its destination).
+	VXORPS Y15, Y15, Y15
+	VXORPS X14, X14, X14
 	MOVQ CX, R13
 	SHRQ $3, R13
 	JZ   biastail
@@ -584,8 +793,6 @@ rowloop:
 	TESTQ BX, BX
 	JZ    done
 	VXORPS Z0, Z0, Z0
-	VXORPS Y15, Y15, Y15
-	VXORPS X14, X14, X14
 	MOVQ R11, DX
 	MOVQ R12, R10
 	MOVQ R8, R14 // the row's scales, again for the bias pass
@@ -593,7 +800,7 @@ rowloop:
 	SHRQ $1, R13
 	JZ   tail
 
-	// 2 groups (one 64-byte line of words) per step.
+	// 2 groups per step.
 blockloop:
 	PREFETCHT0 2048(SI)
 	VMOVDQU32 (SI), Z1
@@ -668,6 +875,8 @@ groupsdone:
 	// Bias pass: Σ_g (b+m·s)·Σx over the row's groups, 8 at a time, then
 	// one at a time (into X14: a VEX scalar op clears the upper lanes of
 	// its destination).
+	VXORPS Y15, Y15, Y15
+	VXORPS X14, X14, X14
 	MOVQ CX, R13
 	SHRQ $3, R13
 	JZ   biastail
@@ -752,8 +961,6 @@ rowloop:
 	TESTQ BX, BX
 	JZ    done
 	VXORPS Z0, Z0, Z0
-	VXORPS Y15, Y15, Y15
-	VXORPS X14, X14, X14
 	MOVQ R11, DX
 	MOVQ R12, R10
 	MOVQ R8, R14 // the row's scales, again for the bias pass
@@ -761,7 +968,7 @@ rowloop:
 	SHRQ $2, R13
 	JZ   tail
 
-	// 4 groups (one 64-byte line of words) per step.
+	// 4 groups per step.
 blockloop:
 	PREFETCHT0 2048(SI)
 	VMOVDQU32 (SI), Z1
@@ -852,6 +1059,8 @@ groupsdone:
 	// Bias pass: Σ_g (b+m·s)·Σx over the row's groups, 8 at a time, then
 	// one at a time (into X14: a VEX scalar op clears the upper lanes of
 	// its destination).
+	VXORPS Y15, Y15, Y15
+	VXORPS X14, X14, X14
 	MOVQ CX, R13
 	SHRQ $3, R13
 	JZ   biastail
@@ -1194,8 +1403,6 @@ rowloop:
 	TESTQ BX, BX
 	JZ    done
 	VXORPS Z0, Z0, Z0
-	VXORPS Y15, Y15, Y15
-	VXORPS X14, X14, X14
 	MOVQ R11, DX
 	MOVQ R12, R10
 	MOVQ R8, R14 // the row's scales, again for the bias pass
@@ -1235,6 +1442,8 @@ groupsdone:
 	// Bias pass: Σ_g (b+m·s)·Σx over the row's groups, 8 at a time, then
 	// one at a time (into X14: a VEX scalar op clears the upper lanes of
 	// its destination).
+	VXORPS Y15, Y15, Y15
+	VXORPS X14, X14, X14
 	MOVQ CX, R13
 	SHRQ $3, R13
 	JZ   biastail

@@ -15,7 +15,7 @@ const (
 	isaNEON
 )
 
-var bestISA = detectISA()
+var bestISA = capISA(detectISA())
 
 func detectISA() int {
 	if cpu.ARM64.HasASIMD {

@@ -2,7 +2,13 @@
 
 package cpu
 
-import "github.com/fmoe/fmoe/runtime/backend"
+import (
+	"fmt"
+	"math"
+	"os"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
 
 // The assembly drivers shared by the amd64 and arm64 kernels: each
 // architecture's file declares its kernels and their lane orders, and the
@@ -18,11 +24,28 @@ import "github.com/fmoe/fmoe/runtime/backend"
 //
 // pair, where there is one, is fn for an even number of rows of whole
 // blocks, two rows at a time (each load of x serves both).
+//
+// scale, where there is one, multiplies xt[i] of each single-group order
+// (no blocks) by a power of two: kernels that decode a field in place,
+// q·2^j, read x·2^−j, so each product is q·x exactly. Such a kernel sums
+// q·x uncentred, so centre (its m, lanes lanes) follows each group's 64
+// values of xt with m·Σx over each lane's columns, which it subtracts.
 type asmAffine struct {
-	fn    func(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
-	pair  func(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
-	order []uint8
-	block []uint8
+	fn     func(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
+	pair   func(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
+	order  []uint8
+	block  []uint8
+	scale  []float32
+	centre float32
+	lanes  int
+}
+
+// xlen is the length of one token's xt for C columns.
+func (k *asmAffine) xlen(C int) int {
+	if k.centre != 0 {
+		return C / 64 * (64 + k.lanes)
+	}
+	return C
 }
 
 // xorder builds a kernel's x order over n columns from col(lane, step)
@@ -61,10 +84,11 @@ func (k *asmAffine) prep(w *backend.Weight, x []float32, T int, p *prepared) {
 		p.sx = p.reset(x, T*ng)
 		p.xt = x[:T*C]
 	} else {
-		b := p.reset(x, T*(C+ng))
-		p.xt, p.sx = b[:T*C], b[T*C:]
+		n := k.xlen(C)
+		b := p.reset(x, T*(n+ng))
+		p.xt, p.sx = b[:T*n], b[T*n:]
 		for t := 0; t < T; t++ {
-			k.reorder(p.xt[t*C:(t+1)*C], x[t*C:(t+1)*C])
+			k.reorder(p.xt[t*n:(t+1)*n], x[t*C:(t+1)*C])
 		}
 	}
 	p.groupSums(w, T)
@@ -79,9 +103,44 @@ func (k *asmAffine) reorder(xt, x []float32) {
 			permute(xt[b:b+n], x[b:b+n], k.block)
 		}
 	}
+	if k.centre != 0 && k.lanes == 8 {
+		k.reorderCentred(xt, x)
+		return
+	}
 	for ; b+64 <= len(x); b += 64 {
 		permute(xt[b:b+64], x[b:b+64], k.order)
 	}
+}
+
+// reorderCentred is reorder for a kernel with scale and centre (no
+// blocks, 8 lanes): each group's 64 scaled values, then m·Σx per lane.
+func (k *asmAffine) reorderCentred(xt, x []float32) {
+	sc, o := (*[64]float32)(k.scale), (*[64]uint8)(k.order)
+	for g := 0; g+64 <= len(x); g += 64 {
+		d := (*[72]float32)(xt[g/64*72:])
+		src := (*[64]float32)(x[g:])
+		var s [8]float32
+		for i := 0; i < 64; i += 8 {
+			for l := 0; l < 8; l++ {
+				v := src[o[i+l]]
+				s[l] += v
+				d[i+l] = v * sc[i+l]
+			}
+		}
+		for l, v := range s {
+			d[64+l] = v * k.centre
+		}
+	}
+}
+
+// xscale is the scale of a kernel of lanes lanes whose step k reads its
+// field at bits exp[k] in place (q·2^exp[k]).
+func xscale(lanes int, exp ...int) []float32 {
+	s := make([]float32, lanes*len(exp))
+	for i := range s {
+		s[i] = float32(math.Ldexp(1, -exp[i/lanes]))
+	}
+	return s
 }
 
 // permute is dst[i] = src[o[i]] for the order sizes there are (64, 128,
@@ -108,16 +167,17 @@ func (k *asmAffine) rows(w *backend.Weight, r0, r1 int, p *prepared, t int, y []
 	}
 	C, ng := w.Cols, p.ng
 	rb := w.RowBytes()
+	xt := p.xt[t*k.xlen(C):]
 	if k.pair != nil && len(k.block) > 0 && C%len(k.block) == 0 && r1-r0 >= 2 {
 		n := (r1 - r0) &^ 1
 		k.pair(&w.Data[r0*rb], &w.Scales[2*r0*ng], &w.Biases[2*r0*ng], ng,
-			&p.xt[t*C], &p.sx[t*ng], &y[r0], n)
+			&xt[0], &p.sx[t*ng], &y[r0], n)
 		if r0 += n; r0 == r1 {
 			return
 		}
 	}
 	k.fn(&w.Data[r0*rb], &w.Scales[2*r0*ng], &w.Biases[2*r0*ng], ng,
-		&p.xt[t*C], &p.sx[t*ng], &y[r0], r1-r0)
+		&xt[0], &p.sx[t*ng], &y[r0], r1-r0)
 }
 
 // asmBF16 drives a bf16 kernel; block is its column multiple.
@@ -203,4 +263,20 @@ func updateRead(row, mem, out []float32, k, q float32) {
 		row[j] += k * mem[j]
 		out[j] += row[j] * q
 	}
+}
+
+// capISA is have, lowered to the level named by FMOE_CPU_ISA where that is
+// lower (the package doc).
+func capISA(have int) int {
+	want := os.Getenv("FMOE_CPU_ISA")
+	if want == "" {
+		return have
+	}
+	for isa, name := range isaNames {
+		if name == want {
+			return min(have, isa)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "cpu: FMOE_CPU_ISA=%q is not one of %v; ignored\n", want, isaNames)
+	return have
 }

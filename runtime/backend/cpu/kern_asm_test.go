@@ -30,7 +30,7 @@ func TestConformanceISA(t *testing.T) {
 		})
 	}
 	if bestISA < len(isaNames)-1 {
-		t.Logf("CPU without %s: its kernels not run", isaNames[len(isaNames)-1])
+		t.Logf("%s kernels not run (not on this CPU, or capped by FMOE_CPU_ISA)", isaNames[len(isaNames)-1])
 	}
 }
 
