@@ -152,7 +152,7 @@ func (be *Backend) init(opts Options) error {
 // where it is not the default.
 func (be *Backend) Name() string {
 	mv := ""
-	if be.mv != (MatvecConfig{DefaultMatvecRows, DefaultMatvecUnroll, DefaultMatvecWarps, DefaultMatvecBlocksPerSM}) {
+	if be.mv != defaultMatvec {
 		mv = "; matvec " + be.mv.String()
 	}
 	return fmt.Sprintf("cuda(%s, sm_%d%d, %d SMs, %.0f GiB; %s%s)", be.dev.name, be.dev.major, be.dev.minor,

@@ -21,6 +21,9 @@ const (
 	DefaultMatvecBlocksPerSM = 4 // persistent blocks per SM
 )
 
+// defaultMatvec is the setting the constants above make.
+var defaultMatvec = MatvecConfig{DefaultMatvecRows, DefaultMatvecUnroll, DefaultMatvecWarps, DefaultMatvecBlocksPerSM}
+
 // MatvecConfig tunes the decode matvec. A zero field takes FMOE_CUDA_MV's
 // value, then the default.
 type MatvecConfig struct {
@@ -120,7 +123,7 @@ func (c MatvecConfig) resolve(env string) (MatvecConfig, error) {
 	if err != nil {
 		return c, &ConfigError{fmt.Sprintf("cuda: FMOE_CUDA_MV=%q: %v", env, err)}
 	}
-	def := MatvecConfig{DefaultMatvecRows, DefaultMatvecUnroll, DefaultMatvecWarps, DefaultMatvecBlocksPerSM}
+	def := defaultMatvec
 	for _, m := range mvKeys {
 		p := m.field(&c)
 		if *p == 0 {

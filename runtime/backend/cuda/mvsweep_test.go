@@ -46,10 +46,6 @@ func withLaunch(m MatvecConfig, l [2]int) MatvecConfig {
 	return m
 }
 
-func defaultMatvec() MatvecConfig {
-	return MatvecConfig{DefaultMatvecRows, DefaultMatvecUnroll, DefaultMatvecWarps, DefaultMatvecBlocksPerSM}
-}
-
 // setLaunch changes the launch shape of an open backend's matvecs; the
 // module (Rows, Unroll) stays.
 func (be *Backend) setLaunch(c MatvecConfig) {
@@ -295,7 +291,7 @@ func timeCase(b *testing.B, be *Backend, c *sweepCase, w busy) float64 {
 // then the configuration with the smallest geometric mean of time relative
 // to the default over all shapes.
 func printBest(results [][]sweepResult) {
-	def := defaultMatvec()
+	def := defaultMatvec
 	geo := map[MatvecConfig]float64{}
 	for i, rs := range results {
 		if len(rs) == 0 {
@@ -420,7 +416,7 @@ func TestMatVecConfigsBitIdentical(t *testing.T) {
 	}
 
 	want := make([][3][]float32, len(shapes))
-	ref := openModule(t, defaultMatvec())
+	ref := openModule(t, defaultMatvec)
 	for i, d := range ds {
 		want[i] = run(ref, d)
 	}
