@@ -43,8 +43,8 @@ type PreloadStats struct {
 // binds is evicted by Preload itself; the budget is counted from empty, so
 // call it before the first step. A layer goes in whole or not at all: on a
 // damaged block or a cancel of ctx (checked between experts), every expert
-// of that layer is dropped again and the error returned; earlier layers
-// stay.
+// of that layer is dropped again and the error returned (with zero
+// stats); earlier layers stay.
 func (m *Model) Preload(ctx context.Context, o PreloadOptions) (PreloadStats, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -65,7 +65,7 @@ func (m *Model) Preload(ctx context.Context, o PreloadOptions) (PreloadStats, er
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return st, err
+			return PreloadStats{}, err
 		}
 		err := m.preloadLayer(ctx, l, ids, func() {
 			done++
@@ -74,8 +74,7 @@ func (m *Model) Preload(ctx context.Context, o PreloadOptions) (PreloadStats, er
 			}
 		})
 		if err != nil {
-			st.Experts, st.Unheld = 0, 0
-			return st, err
+			return PreloadStats{}, err
 		}
 		held := m.heldInTier(l, ids)
 		st.Unheld += len(ids) - held
@@ -89,13 +88,10 @@ func (m *Model) Preload(ctx context.Context, o PreloadOptions) (PreloadStats, er
 // tier binds an expert uncached when its device runs out of memory before
 // its budget does, and Preload reports what is held, not what was bound.
 func (m *Model) heldInTier(l int, ids []int) int {
-	owner := m.owner(l)
+	rankOf := m.expertRanks(l)
 	held := 0
 	for _, id := range ids {
-		rk := &m.ranks[0]
-		if owner != nil {
-			rk = &m.ranks[owner[id]]
-		}
+		rk := rankOf(id)
 		ts, ok := rk.cache.CachedExpert(l, id)
 		if !ok {
 			continue
@@ -153,7 +149,6 @@ func (m *Model) preloadPlan(load [][]int64) ([][]int, PreloadStats, error) {
 	if tiers == 0 {
 		return nil, st, errors.New("model: no GPU tier to preload into: the backend keeps none, or its budget is 0")
 	}
-	st.Bytes = int64(st.Experts) * entry
 	return plan, st, nil
 }
 
@@ -201,13 +196,7 @@ func (r *expertReader) tierEntryBytes() int64 {
 // tier, calling each after each bind. On any error (a read, a checksum,
 // ctx) it drops every expert of the layer it bound.
 func (m *Model) preloadLayer(ctx context.Context, l int, ids []int, each func()) error {
-	owner := m.owner(l)
-	rankOf := func(id int) *rank {
-		if owner == nil {
-			return &m.ranks[0]
-		}
-		return &m.ranks[owner[id]]
-	}
+	rankOf := m.expertRanks(l)
 	var bound []int
 	err := m.experts.streamTimed(l, ids, nil, func(id int, w *[3]backend.Weight) error {
 		if err := ctx.Err(); err != nil {
@@ -240,4 +229,16 @@ func (m *Model) preloadLayer(ctx context.Context, l int, ids []int, each func())
 		}
 	}
 	return err
+}
+
+// expertRanks returns the rank that computes each expert of layer l:
+// rank 0 without a placement, else the placement's owner.
+func (m *Model) expertRanks(l int) func(id int) *rank {
+	owner := m.owner(l)
+	return func(id int) *rank {
+		if owner == nil {
+			return &m.ranks[0]
+		}
+		return &m.ranks[owner[id]]
+	}
 }
