@@ -294,3 +294,43 @@ type Graph interface {
 
 // ErrGraphStale is Replay's error for a graph that must be recorded again.
 var ErrGraphStale = errors.New("backend: graph recorded before the backend's scratch moved")
+
+// DeviceRouter is implemented by backends that route a token on the device
+// (CUDA): the router's logits need not be read back to the host, so a decode
+// step whose experts are all in the device's expert cache (IndexedExperts)
+// runs a layer with no host round trip.
+type DeviceRouter interface {
+	// RouteTopK is Route (softmax, the K largest probabilities, ties to the
+	// lower index, ordered by decreasing probability) for each of T tokens
+	// of logits [T, E], with the weights renormalised over the K when renorm
+	// and the probabilities over all E otherwise (model's softmaxRoute). It
+	// writes the ids, as float32 values (exact: E < 2^24), to ids [T, K] and
+	// the weights to w [T, K]. The ids are exact; each weight is within 2
+	// float32 ulps of Route's float64-computed value. A NaN logit can't be an
+	// error here without a sync: the token's ids become 0..K-1 (so that what
+	// reads them stays in range) and status[0] is set to 1; status (one
+	// value, which the caller zeroes) is read when the step ends.
+	RouteTopK(ids, w, status, logits Buffer, T, E, K int, renorm bool) error
+}
+
+// IndexedExperts is implemented by backends whose expert cache
+// (ExpertCache) computes a decode step's routed experts from expert ids in
+// device memory (CUDA): with DeviceRouter, a layer whose experts are all
+// cached costs no host sync, and its ops can be recorded in a graph (the
+// cache's index is read when the kernels run, not when they are queued).
+type IndexedExperts interface {
+	// LayerCached reports whether the cache holds all E experts of layer.
+	LayerCached(layer, E int) bool
+	// ExpertsIndexed computes, for one token x [H] and each i < K with
+	// e = ids[i], eo[i, :] = down_e(silu(gate_e·x) ⊙ (up_e·x)) from the
+	// cache's copy of expert (layer, e); g and u are scratch of at least
+	// K·I values. Each expert computes exactly what MatMul, SwiGLU and MatMul
+	// compute for it. An id the cache does not hold when the kernels run (a
+	// bug: the caller asks only for a cached layer) sets status[0] to 2 and
+	// leaves that expert's row 0.
+	ExpertsIndexed(eo, g, u, x, ids, status Buffer, layer, K int) error
+	// CombineTokenIndexed is TokenCombiner.CombineToken with the K weights
+	// read from the device buffer w (as RouteTopK writes them): the same
+	// sum in the same order, bit for bit.
+	CombineTokenIndexed(h, eo, w Buffer, K int, sd, gate Buffer) error
+}
