@@ -301,11 +301,12 @@ var ErrGraphStale = errors.New("backend: graph recorded before the backend's scr
 // runs a layer with no host round trip.
 type DeviceRouter interface {
 	// RouteTopK is Route (softmax, the K largest probabilities, ties to the
-	// lower index, ordered by decreasing probability) for each of T tokens
-	// of logits [T, E], with the weights renormalised over the K when renorm
-	// and the probabilities over all E otherwise (model's softmaxRoute). It
-	// writes the ids, as float32 values (exact: E < 2^24), to ids [T, K] and
-	// the weights to w [T, K]. The ids are exact; each weight is within 2
+	// lower index) for each of T tokens of logits [T, E], with the weights
+	// renormalised over the K when renorm and the probabilities over all E
+	// otherwise (model's softmaxRoute). It writes the ids, as float32 values
+	// (exact: E < 2^24), to ids [T, K] in ascending id (the order in which
+	// the host path's combine adds the experts, so that both compute the
+	// same sums), and their weights to w [T, K]. The ids are exact; each weight is within 2
 	// float32 ulps of Route's float64-computed value. A NaN logit can't be an
 	// error here without a sync: the token's ids become 0..K-1 (so that what
 	// reads them stays in range) and status[0] is set to 1; status (one

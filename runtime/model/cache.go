@@ -91,6 +91,7 @@ type ExpertStats struct {
 	Uses, GPUHits, DeviceBytes int64
 	HostHits                   int64 // GPU-tier misses the host tier served
 	MissRank                   int64 // GPU-tier misses computed on Options.MissBackend
+	DevLayers                  int64 // layers of one-token steps routed on the device (devroute.go)
 }
 
 // ExpertStats returns the counters.

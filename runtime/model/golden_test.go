@@ -34,6 +34,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	packs.root = root
+	// Tests compare configurations bit for bit on the host path; the
+	// device-routed path (within 2 ulps of its weights) is on only where a
+	// test or benchmark turns it on (devroute_test.go).
+	devOff = true
 	code := m.Run()
 	os.RemoveAll(root)
 	os.Exit(code)

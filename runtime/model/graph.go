@@ -51,13 +51,15 @@ func (s *Session) graphed(L *layer, T int) (ok, whole bool) {
 	return true, !L.full && L.mix == nil
 }
 
-// replay runs layer l's graph, recording it first when it has none or
+// replay runs graph l (layer l's, or l-layers's device-routed one), recording it first when it has none or
 // when it is stale; fn queues the ops it holds. It returns false when fn
 // is to be run directly instead (the backend could not record).
 func (s *Session) replay(r *run, l int, fn func(r *run)) bool {
 	gs := &s.gr
 	if gs.g == nil {
-		n := len(s.m.layers)
+		// A layer has two graphs: its fixed ops, and those with its MoE
+		// block routed on the device (l + layers).
+		n := 2 * len(s.m.layers)
 		gs.g, gs.gen, gs.fails = make([]backend.Graph, n), make([]int, n), make([]int, n)
 	}
 	if gs.fails[l] >= maxGraphFails {

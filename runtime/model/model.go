@@ -170,6 +170,7 @@ type layer struct {
 	fixed func(s *Session, r *run, L *layer, xn, h backend.Buffer, T int)
 	ffn   func(s *Session, r *run, l int, L *layer, xn, h backend.Buffer, T int) error
 	route router
+	dev   *devRule // the router's device form (devroute.go); nil: none
 	// mix, when set, replaces the GQA attention of a full layer (DeepSeek-V3's latent
 	// attention, with its tensors in mla); cacheW then gives the widths of the two per-position
 	// cache rows (layerState.k and .v) instead of kvHeads*headDim each.

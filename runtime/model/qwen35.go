@@ -40,5 +40,6 @@ func qwen35Layer(src *layerSource, L *layer) error {
 		L.shScale = get(p + "mlp.shared_expert_gate.weight")
 	}
 	L.moe(softmaxRoute(true))
+	L.dev = &devRule{renorm: true}
 	return nil
 }

@@ -11,5 +11,6 @@ func qwen3MoELayer(src *layerSource, L *layer) error {
 	}
 	L.router = src.get(src.p + "mlp.gate.weight")
 	L.moe(softmaxRoute(src.c.NormTopKProb))
+	L.dev = &devRule{renorm: src.c.NormTopKProb}
 	return nil
 }

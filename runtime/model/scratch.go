@@ -21,6 +21,7 @@ type scratch struct {
 	eo                backend.Buffer // [n·K, H]: every expert's output rows
 	acc               backend.Buffer // [n, H]: the MoE block's output
 	logits            backend.Buffer // [vocab]
+	dev               backend.Buffer // device routing: status, ids, weights (devroute.go)
 }
 
 func (sc *scratch) ensure(m *Model, n int) error {
@@ -67,7 +68,7 @@ func scratchSizes(sc *scratch, m *Model, n int) []scratchSize {
 		{&sc.router, n * c.NumExperts},
 		{&sc.sg, n * max(Is, 1)}, {&sc.su, n * max(Is, 1)}, {&sc.sd, n * H}, {&sc.sgate, n},
 		{&sc.xg, n * H}, {&sc.eg, n * m.K * I}, {&sc.eu, n * m.K * I}, {&sc.eo, n * m.K * H}, {&sc.acc, n * H},
-		{&sc.logits, c.VocabSize},
+		{&sc.logits, c.VocabSize}, {&sc.dev, devBufLen(m)},
 	}
 }
 

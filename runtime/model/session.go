@@ -48,6 +48,7 @@ type Session struct {
 	ob observation
 
 	mla mlaScratch    // DeepSeek-V3's latent attention (mla.go)
+	dev devState      // layers routed on the device in this step (devroute.go)
 	gr  sessionGraphs // recorded layers of decode steps (graph.go)
 	rb  []expertBufs  // each rank's expert buffers (ranks.go); rank 0's are sc's
 	// rx and racc hold each rank's view of xn and of its partial sum for the collective.
@@ -256,6 +257,7 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 	h := r.view(s.sc.h, 0, T*H)
 	xn := r.view(s.sc.xn, 0, T*H)
 	r.do(m.be.Embed(h, m.embed, ids))
+	s.devStart(r)
 	s.lap(PhaseEmbed)
 	s.capture(r, "embed", h, T)
 	for l := range m.layers {
@@ -286,18 +288,27 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 				L.fixed(s, r, L, xn, h, T)
 			}
 		}
+		// A device-routed layer's MoE block joins its fixed ops (and
+		// their graph, which is then another: gk).
+		dev, gk := s.devRouted(l, L, T), l
+		tail := fixed
+		if dev {
+			s.devMark(l)
+			tail = func(r *run) { fixed(r); s.moeDevice(r, l, L, xn, h) }
+			gk += len(m.layers)
+		}
 		switch graph, whole := s.graphed(L, T); {
-		case graph && whole && s.replay(r, l, func(r *run) { mixer(r); fixed(r) }):
+		case graph && whole && s.replay(r, gk, func(r *run) { mixer(r); tail(r) }):
 		case graph && !whole:
 			mixer(r)
-			if r.err == nil && !s.replay(r, l, fixed) {
-				fixed(r)
+			if r.err == nil && !s.replay(r, gk, tail) {
+				tail(r)
 			}
 		default:
 			mixer(r)
-			fixed(r)
+			tail(r)
 		}
-		if r.err == nil && L.ffn != nil {
+		if r.err == nil && L.ffn != nil && !dev {
 			r.do(L.ffn(s, r, l, L, xn, h, T))
 		}
 		if r.err != nil {
@@ -327,6 +338,7 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		logits = make([]float32, V)
 		r.do(m.be.Read(logits, lb))
 	}
+	s.devEnd(r)
 	// The logits check is part of the head's time (once per token, not
 	// per layer).
 	var bad error

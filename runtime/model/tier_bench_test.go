@@ -69,7 +69,11 @@ func BenchmarkTieredDecode(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, k := range []int{4, 10} {
-		tiers := []string{"scaled", "tiered", "off", "resident"}
+		// resident-dev: every expert in the tier and the layers routed on
+		// the device (devroute.go): the model's own router, as no trace
+		// can be replayed without the host's choice; with every expert
+		// resident the choice changes no cost.
+		tiers := []string{"scaled", "tiered", "off", "resident", "resident-dev"}
 		if k == 4 {
 			// The first-read checksum beside the compute against before it.
 			tiers = append(tiers, "scaled-sync")
@@ -95,10 +99,12 @@ func BenchmarkTieredDecode(b *testing.B) {
 		for _, name := range tiers {
 			tier, lever, _ := strings.Cut(name, "-")
 			b.Run(fmt.Sprintf("k=%d/%s", k, name), func(b *testing.B) {
-				defer func(bh, g, c bool, rp int) {
-					batchHits, graphsOff, combineOff, readParts = bh, g, c, rp
-				}(batchHits, graphsOff, combineOff, readParts)
+				defer func(bh, g, c, d bool, rp int) {
+					batchHits, graphsOff, combineOff, devOff, readParts = bh, g, c, d, rp
+				}(batchHits, graphsOff, combineOff, devOff, readParts)
 				switch lever {
+				case "dev":
+					devOff = false
 				case "unbatched":
 					batchHits = false
 				case "eager":
@@ -180,6 +186,9 @@ func BenchmarkTieredDecode(b *testing.B) {
 				}
 				defer s.Close()
 				s.Routes = tr
+				if lever == "dev" {
+					s.Routes = nil
+				}
 				V := m.Config.VocabSize
 				step := func(n int) {
 					for i := 0; i < n; i++ {
@@ -220,6 +229,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 				b.ReportMetric(100*float64(hits)/float64(max(uses, 1)), "hit-%")
 				b.ReportMetric(float64(uses-hits)/float64(meas)/float64(L), "misses/layer")
 				b.ReportMetric(float64(st.MissRank-st0.MissRank)/float64(meas)/float64(L), "cpu-misses/layer")
+				b.ReportMetric(100*float64(st.DevLayers-st0.DevLayers)/float64(meas)/float64(L), "dev-routed-%")
 				b.ReportMetric(float64(st.DeviceBytes-st0.DeviceBytes)/1e6/float64(meas), "h2d-MB/token")
 				b.ReportMetric(100*float64(st.HostHits-st0.HostHits)/float64(max(uses-hits, 1)), "host-hit-%")
 				b.ReportMetric(float64(host)/float64(max(L, 1))/float64(m.experts.set.Stride), "host-experts/layer")

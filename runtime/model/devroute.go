@@ -1,0 +1,176 @@
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// A decode step routed on the device (docs/gpu-decode.md A–C). When the
+// backend routes on the device (backend.DeviceRouter) and its expert cache
+// holds every expert of a layer (backend.IndexedExperts), that layer's MoE
+// block needs nothing from the host: the router's top-K, the experts read
+// from the cache by the ids it wrote, and the combine with its weights are
+// queued with no read-back, and they join the layer's graph (graph.go), so
+// a resident layer is one replay. The step reads the ids of every such
+// layer once, after its logits (one copy, with the status word), for the
+// counts the host path keeps per layer (uses, hits, the load per expert).
+//
+// It computes the sums of the host path in its order (the router's ids
+// come in ascending id, the order the host's combine adds them in); only
+// the weights may differ, by 2 float32 ulps (a device's exp).
+
+// devOff turns the device-routed path off (tests and benchmarks compare the
+// two).
+var devOff = false
+
+// devRule is a layer's router as the device runs it; nil: the layer's
+// router has no device form (its layers route on the host).
+type devRule struct {
+	renorm bool // softmax top-K renormalised over the K (else over all E)
+}
+
+// devState is what a session keeps of its device-routed layers within a step.
+type devState struct {
+	used []bool    // layer l routed on the device in this step
+	any  bool      // some layer did
+	host []float32 // the read-back: status, then ids [layers, K]
+}
+
+// devBufLen is the values of the scratch's device-routing buffer: the
+// status word, every layer's K ids, then every layer's K weights.
+func devBufLen(m *Model) int { return 1 + 2*len(m.layers)*m.K }
+
+// devRouted reports whether layer l's MoE block of a T-token step runs on
+// the device.
+func (s *Session) devRouted(l int, L *layer, T int) bool {
+	m := s.m
+	if devOff || T != 1 || L.dev == nil || m.K > maxDevK || len(m.ranks) != 1 || m.miss > 0 || m.ranks[0].cache == nil {
+		return false
+	}
+	// What observes or replaces the host's choice needs the host path.
+	if s.Routes != nil || s.RouteLog != nil || s.onRoute != nil {
+		return false
+	}
+	if _, ok := m.be.(backend.DeviceRouter); !ok {
+		return false
+	}
+	ie, ok := m.be.(backend.IndexedExperts)
+	if !ok {
+		return false
+	}
+	if m.experts.pendingIn(l) {
+		// An expert of the layer is cached before its first read's
+		// checksum ended: the host path settles it first.
+		return false
+	}
+	return ie.LayerCached(l, m.Config.NumExperts)
+}
+
+// maxDevK is the most experts per token the device combine takes.
+const maxDevK = 32
+
+// devStart begins a step's device bookkeeping: the status word to zero.
+func (s *Session) devStart(r *run) {
+	d := &s.dev
+	if len(d.used) != len(s.m.layers) {
+		d.used = make([]bool, len(s.m.layers))
+	}
+	clear(d.used)
+	d.any = false
+	r.do(s.m.be.Zero(r.view(s.sc.dev, 0, 1)))
+}
+
+// moeDevice is moe for a device-routed layer: its ops take no host data
+// that changes between steps, so a graph may hold them.
+func (s *Session) moeDevice(r *run, l int, L *layer, xn, h backend.Buffer) {
+	m := s.m
+	c := &m.Config
+	H, I, E, K := c.HiddenSize, c.MoeIntermediateSize, c.NumExperts, m.K
+	dr := m.be.(backend.DeviceRouter)
+	ie := m.be.(backend.IndexedExperts)
+	status := r.view(s.sc.dev, 0, 1)
+	ids := r.view(s.sc.dev, 1+l*K, K)
+	w := r.view(s.sc.dev, 1+(len(m.layers)+l)*K, K)
+	if r.err != nil {
+		return
+	}
+	r.do(dr.RouteTopK(ids, w, status, r.view(s.sc.router, 0, E), 1, E, K, L.dev.renorm))
+	s.lap(PhaseRouting)
+	eo := r.view(s.sc.eo, 0, K*H)
+	if r.err != nil {
+		return
+	}
+	r.do(ie.ExpertsIndexed(eo, r.view(s.sc.eg, 0, K*I), r.view(s.sc.eu, 0, K*I), xn, ids, status, l, K))
+	s.lap(PhaseExpertCompute)
+	var sd, gt backend.Buffer
+	if L.shGate != nil {
+		sd = r.view(s.sc.sd, 0, H)
+		if L.shScale != nil {
+			gt = r.view(s.sc.sgate, 0, 1)
+		}
+	}
+	if r.err == nil {
+		r.do(ie.CombineTokenIndexed(h, eo, w, K, sd, gt))
+	}
+	s.lap(PhaseCombine)
+}
+
+// devMark records that layer l ran on the device in this step.
+func (s *Session) devMark(l int) {
+	s.dev.used[l] = true
+	s.dev.any = true
+}
+
+// devEnd reads the step's device routing back (after the logits: the
+// stream is drained by then) and counts it as the host path counts its
+// own. A nonzero status is the step's error: a NaN router logit (1), or an
+// expert the cache no longer held when its kernel ran (2, a bug).
+func (s *Session) devEnd(r *run) {
+	d := &s.dev
+	if !d.any || r.err != nil {
+		return
+	}
+	m := s.m
+	K := m.K
+	n := 1 + len(m.layers)*K
+	if cap(d.host) < n {
+		d.host = make([]float32, n)
+	}
+	d.host = d.host[:n]
+	if r.do(m.be.Read(d.host, r.view(s.sc.dev, 0, n))); r.err != nil {
+		return
+	}
+	switch st := d.host[0]; st {
+	case 0:
+	case 1:
+		r.do(fmt.Errorf("a router logit is NaN (routed on the device)"))
+		return
+	default:
+		r.do(fmt.Errorf("device routing status %v: an expert was not in the cache when its kernel ran", st))
+		return
+	}
+	s.plan.idx = growTo(s.plan.idx, K)
+	idx := s.plan.idx[:K]
+	for l, used := range d.used {
+		if !used {
+			continue
+		}
+		for j, v := range d.host[1+l*K : 1+(l+1)*K] {
+			if v < 0 || v >= float32(m.Config.NumExperts) || v != float32(math.Trunc(float64(v))) {
+				r.do(fmt.Errorf("layer %d: the device router wrote expert id %v, outside [0, %d)", l, v, m.Config.NumExperts))
+				return
+			}
+			idx[j] = int(v)
+		}
+		m.countPicks(l, idx)
+		m.stats.DevLayers++
+		m.stats.Uses += int64(K)
+		m.stats.GPUHits += int64(K)
+		if tp := s.tm.p; tp != nil {
+			tp.ExpertUses += int64(K)
+			tp.GPUHits += int64(K)
+		}
+	}
+}

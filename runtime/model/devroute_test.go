@@ -1,0 +1,316 @@
+package model
+
+import (
+	"context"
+	"errors"
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// devTier is keepTier with the device-routing ops done on the host, so
+// that the model's device-routed path (devroute.go) is tested without a
+// GPU: RouteTopK by backend.Route (or the plain softmax), ExpertsIndexed
+// from the tier's copies, CombineTokenIndexed by the separate ops in the
+// router's order. What it reads from its buffers it reads when called, as
+// a kernel reads when it runs.
+type devTier struct {
+	*keepTier
+	E       int
+	routed  int // RouteTopK calls
+	indexed int // ExpertsIndexed calls
+	nan     bool
+}
+
+func (d *devTier) RouteTopK(ids, w, status, logits backend.Buffer, T, E, K int, renorm bool) error {
+	d.routed++
+	lg := make([]float32, T*E)
+	if err := d.Read(lg, logits); err != nil {
+		return err
+	}
+	hi, hw := make([]float32, T*K), make([]float32, T*K)
+	idx := make([]int, K)
+	for t := range T {
+		row := lg[t*E : (t+1)*E]
+		if d.nan {
+			row[0] = float32(math.NaN())
+		}
+		err := softmaxRoute(renorm)(row, idx, hw[t*K:(t+1)*K])
+		if err != nil {
+			if err := d.Write(status, []float32{1}); err != nil {
+				return err
+			}
+			for j := range idx {
+				idx[j] = j
+			}
+		}
+		// In ascending id, as the contract has it, with their weights.
+		ord := make([]int, K)
+		for j := range ord {
+			ord[j] = j
+		}
+		slices.SortFunc(ord, func(a, b int) int { return idx[a] - idx[b] })
+		tw := slices.Clone(hw[t*K : (t+1)*K])
+		for j, o := range ord {
+			hi[t*K+j], hw[t*K+j] = float32(idx[o]), tw[o]
+		}
+	}
+	if err := d.Write(ids, hi); err != nil {
+		return err
+	}
+	return d.Write(w, hw)
+}
+
+func (d *devTier) LayerCached(l, E int) bool {
+	n := 0
+	for k := range d.held {
+		if k[0] == l {
+			n++
+		}
+	}
+	return n == E
+}
+
+func (d *devTier) ExpertsIndexed(eo, g, u, x, ids, status backend.Buffer, l, K int) error {
+	d.indexed++
+	hi := make([]float32, K)
+	if err := d.Read(hi, ids); err != nil {
+		return err
+	}
+	H, I := eo.Len()/K, g.Len()/K
+	for i, v := range hi {
+		view := func(b backend.Buffer, n int) backend.Buffer {
+			vb, _ := d.View(b, i*n, n)
+			return vb
+		}
+		ws, ok := d.held[[2]int{l, int(v)}]
+		if !ok {
+			return d.Write(status, []float32{2})
+		}
+		ts, err := d.bindAll(ws)
+		if err != nil {
+			return err
+		}
+		gi, ui := view(g, I), view(u, I)
+		err = errors.Join(d.MatMul(gi, ts[0], x, 1), d.MatMul(ui, ts[1], x, 1), d.SwiGLU(gi, gi, ui),
+			d.MatMul(view(eo, H), ts[2], gi, 1))
+		for _, t := range ts {
+			err = errors.Join(err, d.Release(t))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *devTier) CombineTokenIndexed(h, eo, w backend.Buffer, K int, sd, gate backend.Buffer) error {
+	hw := make([]float32, K)
+	if err := d.Read(hw, w); err != nil {
+		return err
+	}
+	H := h.Len()
+	acc, err := d.Alloc(H)
+	if err != nil {
+		return err
+	}
+	defer d.Free(acc)
+	err = d.ScatterAdd(acc, eo, make([]int, K), hw, H)
+	switch {
+	case sd != nil && gate != nil:
+		err = errors.Join(err, d.GatedAdd(acc, sd, gate, 1))
+	case sd != nil:
+		err = errors.Join(err, d.Add(acc, sd))
+	}
+	return errors.Join(err, d.Add(h, acc))
+}
+
+// TestGoldenDeviceRouted: with every expert in the tier, a decode step
+// routes every layer on the device (no host read of the router's logits)
+// and computes what the host path computes: the same sums in the same
+// order, so the same bits where the weights are the host's (devTier), and
+// within 1e-5 (relative) where a device computed them (within 2 ulps);
+// each golden case also stays within the fixtures' tolerance. With FMOE_TEST_BACKEND=cuda the
+// GPU's own tier and kernels run it, else devTier.
+func TestGoldenDeviceRouted(t *testing.T) {
+	defer func(v bool) { devOff = v }(devOff)
+	for _, c := range cases {
+		t.Run(c.src+"/"+c.golden, func(t *testing.T) {
+			g := readGolden(t, c.golden)
+			devOff = true
+			ref, _ := goldenRun(t, open(t, c.src, c.bits, c.k, Options{Backend: newKeepTier(testBackend(t))}), g)
+			devOff = false
+			tb := testBackend(t)
+			var fake *devTier
+			if _, ok := tb.(backend.IndexedExperts); !ok {
+				fake = &devTier{keepTier: newKeepTier(tb)}
+				tb = fake
+			}
+			m := open(t, c.src, c.bits, c.k, Options{Backend: tb})
+			if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			got, tm := goldenRun(t, m, g)
+			V := m.Config.VocabSize
+			worst := 0.0
+			for p := 0; p < len(ref)/V; p++ {
+				worst = max(worst, rel(got[p*V:(p+1)*V], ref[p*V:(p+1)*V]))
+			}
+			// devTier's weights are the host's own: the same bits. A
+			// device's are within 2 ulps, which moves the logits by ~1e-7
+			// relative; 1e-5 leaves room for the layers to amplify it.
+			if i := firstDiff(got, ref); fake != nil && i >= 0 {
+				t.Errorf("logit %d is %v routed on the device, %v on the host", i, got[i], ref[i])
+			}
+			if worst > 1e-5 {
+				t.Errorf("device-routed logits differ from the host path's by %.3g (relative, worst position), want ≤ 1e-5", worst)
+			}
+			checkGoldenLogits(t, got, g, V)
+			d := &tm.Decode
+			moe := m.Config.NumHiddenLayers // every tiny layer is MoE
+			if d.GPUHits != d.ExpertUses || d.ExpertUses != int64(d.Tokens)*int64(moe*m.K) {
+				t.Errorf("decode: %d of %d experts counted as tier hits over %d tokens, want %d each", d.GPUHits, d.ExpertUses, d.Tokens, d.Tokens*moe*m.K)
+			}
+			if fake != nil && fake.indexed != d.Tokens*moe {
+				t.Errorf("%d device-routed layers over %d decode tokens, want %d", fake.indexed, d.Tokens, d.Tokens*moe)
+			}
+			t.Logf("worst relative difference from the host path %.3g over %d positions", worst, len(ref)/V)
+		})
+	}
+}
+
+// checkGoldenLogits holds a golden run's rows (goldenRun's: the prompt's,
+// then one per fed generated token) to the fixtures' tolerance.
+func checkGoldenLogits(t *testing.T, got []float32, g *golden, V int) {
+	t.Helper()
+	want := append(append([]float32(nil), g.f32["logits"]...), g.f32["generated_logits"]...)
+	nIn := len(g.i64["input_ids"])
+	for p := 0; p < len(got)/V-1; p++ { // the last fed token's logits have no golden row
+		w := p
+		if p >= nIn {
+			w = p + 1
+		}
+		if e := rel(got[p*V:(p+1)*V], want[w*V:(w+1)*V]); e > tolLogits {
+			t.Fatalf("position %d: logits relative error %.3g > %g", p, e, tolLogits)
+		}
+	}
+}
+
+// TestDeviceRoutedFallback: the device path yields to the host path where
+// the host must see the choice (a route log, a route source), while a
+// layer is not wholly cached, and for a prompt; a NaN router logit found
+// on the device is the step's error, as on the host.
+func TestDeviceRoutedFallback(t *testing.T) {
+	defer func(v bool) { devOff = v }(devOff)
+	devOff = false
+	fake := &devTier{keepTier: newKeepTier(nil)}
+	m := open(t, "hf", 16, 0, Options{Backend: fake})
+	s, err := m.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Cold: the prompt and the first decode steps bind experts on the
+	// host path; a layer goes to the device once all of its are held.
+	if _, err := s.ForwardAll([]int{1, 2, 3, 4}); err != nil {
+		t.Fatal(err)
+	}
+	if fake.routed != 0 {
+		t.Fatalf("a prompt routed %d layers on the device", fake.routed)
+	}
+	if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s.RouteLog = sinkFunc(func(int, int, []int, []float32) {})
+	if _, err := s.Forward([]int{5}); err != nil || fake.routed != 0 {
+		t.Fatalf("with a route log: %d layers routed on the device (%v)", fake.routed, err)
+	}
+	s.RouteLog = nil
+	if _, err := s.Forward([]int{6}); err != nil || fake.routed != m.Config.NumHiddenLayers {
+		t.Fatalf("warm: %d layers routed on the device, want %d (%v)", fake.routed, m.Config.NumHiddenLayers, err)
+	}
+	delete(fake.held, [2]int{1, 0})
+	before := fake.routed
+	if _, err := s.Forward([]int{7}); err != nil || fake.routed-before != m.Config.NumHiddenLayers-1 {
+		t.Fatalf("layer 1 short of an expert: %d layers routed on the device, want %d (%v)", fake.routed-before, m.Config.NumHiddenLayers-1, err)
+	}
+	fake.nan = true
+	if _, err := s.Forward([]int{8}); err == nil {
+		t.Fatal("a NaN router logit on the device: no error")
+	}
+}
+
+type sinkFunc func(l, pos int, idx []int, w []float32)
+
+func (f sinkFunc) Record(l, pos int, idx []int, w []float32) { f(l, pos, idx, w) }
+
+// devRecorder records devTier's device-routing ops into the fake graphs
+// like every other op, so that a device-routed layer's graph is tested.
+type devRecorder struct {
+	*recorder
+	d *devTier
+}
+
+func (r devRecorder) RouteTopK(ids, w, status, logits backend.Buffer, T, E, K int, renorm bool) error {
+	return r.op(func() error { return r.d.RouteTopK(ids, w, status, logits, T, E, K, renorm) })
+}
+func (r devRecorder) LayerCached(l, E int) bool { return r.d.LayerCached(l, E) }
+func (r devRecorder) ExpertsIndexed(eo, g, u, x, ids, status backend.Buffer, l, K int) error {
+	return r.op(func() error { return r.d.ExpertsIndexed(eo, g, u, x, ids, status, l, K) })
+}
+func (r devRecorder) CombineTokenIndexed(h, eo, w backend.Buffer, K int, sd, gate backend.Buffer) error {
+	return r.op(func() error { return r.d.CombineTokenIndexed(h, eo, w, K, sd, gate) })
+}
+func (r devRecorder) SetExpertCache(b int64, n int) error { return r.d.SetExpertCache(b, n) }
+func (r devRecorder) DeviceMemory() (int64, int64, error)  { return r.d.DeviceMemory() }
+func (r devRecorder) DropExpert(l, id int) error           { return r.d.DropExpert(l, id) }
+func (r devRecorder) CachedExpert(l, id int) ([]backend.Tensor, bool) {
+	return r.d.CachedExpert(l, id)
+}
+func (r devRecorder) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor, error) {
+	return r.d.BindExpert(l, id, ws)
+}
+
+// TestGraphDeviceRouted: decoding with every expert cached, a layer's
+// graph holds its device-routed MoE block (a GatedDeltaNet layer is then
+// one replay) and computes what the same ops run one by one compute, bit
+// for bit.
+func TestGraphDeviceRouted(t *testing.T) {
+	defer func(v, g bool) { devOff, graphsOff = v, g }(devOff, graphsOff)
+	devOff = false
+	run := func(graphs bool) ([][]float32, *devTier, *recorder) {
+		graphsOff = !graphs
+		d := &devTier{keepTier: newKeepTier(nil)}
+		rec := &recorder{Backend: d.keepTier}
+		m := open(t, "hf", 16, 0, Options{Backend: devRecorder{rec, d}})
+		if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		s, err := m.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var out [][]float32
+		for i := range 6 {
+			lg, err := s.Forward([]int{(i*7919 + 5) % m.Config.VocabSize})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, lg)
+		}
+		return out, d, rec
+	}
+	want, d0, _ := run(false)
+	got, d1, rec := run(true)
+	if d0.indexed == 0 || d1.indexed != d0.indexed || rec.records == 0 {
+		t.Fatalf("device-routed layers: %d without graphs, %d with (%d recordings); want the same, > 0", d0.indexed, d1.indexed, rec.records)
+	}
+	for i := range want {
+		if j := firstDiff(got[i], want[i]); j >= 0 {
+			t.Fatalf("step %d: logit %d is %v through graphs, %v without", i, j, got[i][j], want[i][j])
+		}
+	}
+}
