@@ -264,8 +264,8 @@ func (r devRecorder) CombineTokenIndexed(h, eo, w backend.Buffer, K int, sd, gat
 	return r.op(func() error { return r.d.CombineTokenIndexed(h, eo, w, K, sd, gate) })
 }
 func (r devRecorder) SetExpertCache(b int64, n int) error { return r.d.SetExpertCache(b, n) }
-func (r devRecorder) DeviceMemory() (int64, int64, error)  { return r.d.DeviceMemory() }
-func (r devRecorder) DropExpert(l, id int) error           { return r.d.DropExpert(l, id) }
+func (r devRecorder) DeviceMemory() (int64, int64, error) { return r.d.DeviceMemory() }
+func (r devRecorder) DropExpert(l, id int) error          { return r.d.DropExpert(l, id) }
 func (r devRecorder) CachedExpert(l, id int) ([]backend.Tensor, bool) {
 	return r.d.CachedExpert(l, id)
 }
