@@ -48,7 +48,11 @@ import (
 //     off and tiered) is that tier with the checks before the bind;
 //     scaled-cpumiss: scaled with Options.MissBackend, a CPU backend on
 //     every core computing the tier's repeat misses beside the GPU's hits
-//     (issue 12 §2; cpumiss.go), its share in cpu-misses/layer.
+//     (issue 12 §2; cpumiss.go), its share in cpu-misses/layer;
+//     scaled-8pread and scaled-16pread: each miss read by 8 or 16
+//     preads (readParts) instead of 4; resident-dev: resident with the
+//     layers routed on the device (devroute.go) and the model's own
+//     router (a trace is a host choice), its share in dev-routed-%.
 //
 // Metrics: ms/token and ms/layer (wall clock, no Timing syncs), the GPU
 // tier's hit share, misses and host-to-device MB per token, and for the
@@ -85,7 +89,8 @@ func BenchmarkTieredDecode(b *testing.B) {
 		if os.Getenv("FMOE_BENCH_TIERS") != "" {
 			// What the layers' graphs and the fused combine save; on
 			// request only.
-			tiers = append(tiers, "scaled-eager", "resident-eager", "scaled-verified", "scaled-cpumiss")
+			tiers = append(tiers, "scaled-eager", "resident-eager", "scaled-verified", "scaled-cpumiss",
+				"scaled-8pread", "scaled-16pread")
 		}
 		if v := os.Getenv("FMOE_BENCH_TIERS"); v != "" {
 			tiers = slices.DeleteFunc(tiers, func(t string) bool { return !slices.Contains(strings.Split(v, ","), t) })
@@ -109,8 +114,8 @@ func BenchmarkTieredDecode(b *testing.B) {
 					batchHits = false
 				case "eager":
 					graphsOff, combineOff = true, true
-				case "1pread":
-					readParts = 1
+				case "1pread", "8pread", "16pread":
+					readParts, _ = strconv.Atoi(strings.TrimSuffix(lever, "pread"))
 				}
 				be := testBackend(b)
 				if be == nil {
