@@ -171,6 +171,8 @@ func (s *Session) devEnd(r *run) {
 		if tp := s.tm.p; tp != nil {
 			tp.ExpertUses += int64(K)
 			tp.GPUHits += int64(K)
+			tp.DevLayers++
+			tp.MoELayers++
 		}
 	}
 }

@@ -173,6 +173,9 @@ func TestGoldenDeviceRouted(t *testing.T) {
 			if d.GPUHits != d.ExpertUses || d.ExpertUses != int64(d.Tokens)*int64(moe*m.K) {
 				t.Errorf("decode: %d of %d experts counted as tier hits over %d tokens, want %d each", d.GPUHits, d.ExpertUses, d.Tokens, d.Tokens*moe*m.K)
 			}
+			if want := int64(d.Tokens * moe); d.DevLayers != want || d.MoELayers != want {
+				t.Errorf("timing: %d of %d MoE layers routed on the device over %d tokens, want %d of %d", d.DevLayers, d.MoELayers, d.Tokens, want, want)
+			}
 			if fake != nil && fake.indexed != d.Tokens*moe {
 				t.Errorf("%d device-routed layers over %d decode tokens, want %d", fake.indexed, d.Tokens, d.Tokens*moe)
 			}

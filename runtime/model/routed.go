@@ -100,6 +100,7 @@ func (s *Session) endStream(uses int, inFn time.Duration) {
 		return
 	}
 	tp.ExpertUses += int64(uses)
+	tp.MoELayers++
 	now := time.Now()
 	tp.Time[PhaseExpertCompute] += inFn
 	tp.Time[PhaseExpertWait] += now.Sub(s.tm.last) - inFn

@@ -103,6 +103,9 @@ type PhaseTiming struct {
 	// MissRank of the GPU tier's misses were computed on the CPU
 	// (Options.MissBackend) instead of copied.
 	MissRank int64
+	// DevLayers of the steps' MoE layers were routed on the device, with
+	// every expert in the GPU tier (devroute.go); MoELayers in all.
+	DevLayers, MoELayers int64
 }
 
 // Accounted is the sum of the phases; it falls short of Wall only by the
@@ -332,6 +335,12 @@ func (t *Timing) Report(w io.Writer) {
 			return pct(float64(p.MissRank) / float64(p.ExpertUses))
 		}, "of all experts: repeat GPU-tier misses computed on the CPU (Options.MissBackend), no copy")
 	}
+	row("routed on the GPU, layers", func(p *PhaseTiming) string {
+		if p.MoELayers == 0 {
+			return "-"
+		}
+		return pct(float64(p.DevLayers) / float64(p.MoELayers))
+	}, "MoE layers with every expert in the GPU tier: no host round trip")
 	row("MB over PCIe per token", func(p *PhaseTiming) string {
 		if p.Tokens == 0 {
 			return "-"
