@@ -335,3 +335,14 @@ type IndexedExperts interface {
 	// sum in the same order, bit for bit.
 	CombineTokenIndexed(h, eo, w Buffer, K int, sd, gate Buffer) error
 }
+
+// EvictionReporter is implemented by expert caches that report what they
+// evict to make room (CUDA's), so that the host tier below them can take it
+// in: the two tiers then hold disjoint sets of experts, and together more
+// of the model than either alone (an expert hit in the host tier moves up,
+// an evicted one moves down).
+type EvictionReporter interface {
+	// Evicted appends to dst the (layer, expert) keys evicted since the
+	// last call and forgets them.
+	Evicted(dst [][2]int) [][2]int
+}

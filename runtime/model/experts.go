@@ -41,6 +41,7 @@ type expertReader struct {
 	// tier is the host tier (Options.HostCache), nil when off; hostHits
 	// counts its hits (on the stream's own goroutine).
 	tier     *hostTier
+	dem      demoter // reads the GPU tier's evictions into tier (demote.go)
 	hostHits int64
 	// check and verified: which reads are checksummed (integrity.go).
 	check    checkMode
@@ -178,6 +179,7 @@ func (r *expertReader) Close() error {
 	for _, f := range r.lz4 {
 		errs = append(errs, f.Close())
 	}
+	r.stopDemoter()
 	r.files, r.lz4 = nil, nil
 	if r.tier != nil {
 		errs = append(errs, r.tier.close())
@@ -371,7 +373,15 @@ func (r *expertReader) readTier(l, id int, timed bool) *expert {
 	if r.tier == nil || r.lz4 != nil {
 		return nil
 	}
-	te, buf, hit := r.tier.get(l, id)
+	var te *hentry
+	var buf []byte
+	var hit bool
+	if r.tier.exclusive {
+		// A miss is read into an ordinary buffer: the GPU tier takes it.
+		te, buf, hit = r.tier.lookup(l, id)
+	} else {
+		te, buf, hit = r.tier.get(l, id)
+	}
 	if te == nil {
 		return nil
 	}
@@ -408,6 +418,9 @@ func (r *expertReader) finish(e *expert, l int) {
 func (r *expertReader) giveBack(e *expert) {
 	if e.tier != nil {
 		r.tier.put(e.tier, e.err == nil)
+		if r.tier.exclusive && e.hostHit {
+			r.tier.drop(e.tier) // the GPU tier has taken it
+		}
 		return
 	}
 	r.pool <- e.buf

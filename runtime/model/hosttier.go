@@ -27,6 +27,9 @@ type hostTier struct {
 	free  []int
 	m     map[[2]int]*hentry
 	lru   *list.List // of *hentry, most recent first
+	// exclusive: the tier is the GPU tier's victim cache (demote.go).
+	// Set between steps, by the step's goroutine.
+	exclusive bool
 }
 
 type hentry struct {
@@ -34,7 +37,9 @@ type hentry struct {
 	slot  int
 	pins  int  // reads or binds in flight
 	ready bool // the slot holds the expert's bytes
-	el    *list.Element
+	// dropped: drop removed it while pinned; the last put frees the slot.
+	dropped bool
+	el      *list.Element
 }
 
 // hostChunk is how many slots one HostAlloc holds (~450 MB at 397B sizes):
@@ -87,6 +92,10 @@ func (t *hostTier) get(l, id int) (e *hentry, buf []byte, hit bool) {
 	defer t.mu.Unlock()
 	k := [2]int{l, id}
 	if e := t.m[k]; e != nil {
+		if !e.ready {
+			// Being read by another (demote.go): not a buffer to share.
+			return nil, nil, false
+		}
 		e.pins++
 		t.lru.MoveToFront(e.el)
 		return e, t.slots[e.slot], e.ready
@@ -113,6 +122,37 @@ func (t *hostTier) get(l, id int) (e *hentry, buf []byte, hit bool) {
 	return e, t.slots[slot], false
 }
 
+// lookup is get without a buffer for a miss: the entry of (l, id) pinned
+// when the tier holds its bytes, else nil.
+func (t *hostTier) lookup(l, id int) (e *hentry, buf []byte, hit bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e = t.m[[2]int{l, id}]
+	if e == nil || !e.ready {
+		return nil, nil, false
+	}
+	e.pins++
+	t.lru.MoveToFront(e.el)
+	return e, t.slots[e.slot], true
+}
+
+// drop forgets e's expert (it moved up to the GPU tier): its slot is free
+// once no get holds it.
+func (t *hostTier) drop(e *hentry) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m[e.key] != e {
+		return // already evicted or dropped
+	}
+	t.lru.Remove(e.el)
+	delete(t.m, e.key)
+	if e.pins == 0 {
+		t.free = append(t.free, e.slot)
+		return
+	}
+	e.dropped = true
+}
+
 // put ends a get; filled reports that a miss's read succeeded (a failed
 // one gives the slot back empty).
 func (t *hostTier) put(e *hentry, filled bool) {
@@ -121,6 +161,12 @@ func (t *hostTier) put(e *hentry, filled bool) {
 	e.pins--
 	if filled {
 		e.ready = true
+	}
+	if e.dropped {
+		if e.pins == 0 {
+			t.free = append(t.free, e.slot)
+		}
+		return
 	}
 	if !e.ready && e.pins == 0 {
 		t.lru.Remove(e.el)

@@ -145,6 +145,8 @@ type Model struct {
 	place *parallel.Placement
 	miss  int       // the rank of Options.MissBackend, or 0 for none
 	load  [][]int64 // picks per layer and expert since Open (ExpertLoad)
+	// evicted is the GPU tier's evictions of the last step (demote.go).
+	evicted [][2]int
 	// offered marks the experts whose first miss took the GPU path (cpumiss.go).
 	offered []verifiedSet
 }

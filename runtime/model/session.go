@@ -256,6 +256,7 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 	r := &run{be: m.be}
 	h := r.view(s.sc.h, 0, T*H)
 	xn := r.view(s.sc.xn, 0, T*H)
+	m.tierMode()
 	r.do(m.be.Embed(h, m.embed, ids))
 	s.devStart(r)
 	s.lap(PhaseEmbed)
@@ -310,6 +311,7 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		}
 		if r.err == nil && L.ffn != nil && !dev {
 			r.do(L.ffn(s, r, l, L, xn, h, T))
+			m.demoteEvicted()
 		}
 		if r.err != nil {
 			return nil, inLayer(l, r.err)

@@ -52,7 +52,9 @@ import (
 //     scaled-8pread and scaled-16pread: each miss read by 8 or 16
 //     preads (readParts) instead of 4; resident-dev: resident with the
 //     layers routed on the device (devroute.go) and the model's own
-//     router (a trace is a host choice), its share in dev-routed-%.
+//     router (a trace is a host choice), its share in dev-routed-%;
+//     tiered-incl: tiered with the host tier inclusive (every miss read
+//     into it) rather than the GPU tier's victim cache (demote.go).
 //
 // Metrics: ms/token and ms/layer (wall clock, no Timing syncs), the GPU
 // tier's hit share, misses and host-to-device MB per token, and for the
@@ -90,7 +92,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 			// What the layers' graphs and the fused combine save; on
 			// request only.
 			tiers = append(tiers, "scaled-eager", "resident-eager", "scaled-verified", "scaled-cpumiss",
-				"scaled-8pread", "scaled-16pread")
+				"scaled-8pread", "scaled-16pread", "tiered-incl")
 		}
 		if v := os.Getenv("FMOE_BENCH_TIERS"); v != "" {
 			tiers = slices.DeleteFunc(tiers, func(t string) bool { return !slices.Contains(strings.Split(v, ","), t) })
@@ -104,10 +106,12 @@ func BenchmarkTieredDecode(b *testing.B) {
 		for _, name := range tiers {
 			tier, lever, _ := strings.Cut(name, "-")
 			b.Run(fmt.Sprintf("k=%d/%s", k, name), func(b *testing.B) {
-				defer func(bh, g, c, d bool, rp int) {
-					batchHits, graphsOff, combineOff, devOff, readParts = bh, g, c, d, rp
-				}(batchHits, graphsOff, combineOff, devOff, readParts)
+				defer func(bh, g, c, d, x bool, rp int) {
+					batchHits, graphsOff, combineOff, devOff, exclusiveOff, readParts = bh, g, c, d, x, rp
+				}(batchHits, graphsOff, combineOff, devOff, exclusiveOff, readParts)
 				switch lever {
+				case "incl":
+					exclusiveOff = true
 				case "dev":
 					devOff = false
 				case "unbatched":
