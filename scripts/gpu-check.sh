@@ -20,7 +20,7 @@ echo "== CUDA package: conformance, cache eviction, memory pressure, bind paths"
 FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run 'Conformance|TensorCores|MatMulShapes|BindPaths|ExpertCache|MatVecBatch|MemoryPressure|Policy|Simulate|GraphReplay|CombineToken' 2>&1 | tail -5 || fail=1
 echo "== runtime/model on CUDA (GPU tier on)"
 # The whole log goes to a file; shown: each test's verdict, the tier lines, and every failure's messages.
-(cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier|GraphDecode|MLA|Split|SetPlacement' -test.v > "$T/model.log" 2>&1) || fail=1
+(cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier|GraphDecode|MLA|Split|SetPlacement|DeviceRouted|ExclusiveTiers' -test.v > "$T/model.log" 2>&1) || fail=1
 grep -E '^ *--- (PASS|FAIL|SKIP)|tier.*(hit|served)' "$T/model.log" | tail -80
 awk '/^ *--- FAIL/{f=1} /^ *--- (PASS|SKIP)|^=== RUN/{f=0} f' "$T/model.log" | head -60
 tail -1 "$T/model.log"
