@@ -3,25 +3,26 @@ package backendtest
 import (
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"sort"
 	"testing"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 )
 
-// routeCase is one RouteTopK input: T rows of E logits and the K to pick.
-type routeCase struct {
-	name    string
+// RouteCase is one RouteTopK input: T rows of E logits and the K to pick.
+type RouteCase struct {
+	Name    string
 	T, E, K int
-	logits  []float32
+	Logits  []float32
 }
 
-// routeCases are the adversarial inputs of DeviceRouter: ties (within the
+// RouteCases are the adversarial inputs of DeviceRouter: ties (within the
 // top K and across its boundary, a row of equal logits), −Inf logits (also
 // inside the top K, and a row of them), a NaN in one row of three, K = 1,
 // K = E, widths that are not multiples of 32, and rows that differ.
-func routeCases(rng *rand.Rand) []routeCase {
+// They are exported for kernels tested outside a backend (an emulator).
+func RouteCases() []RouteCase {
+	rng := newRNG("RouteTopK")
 	normal := func(n int, scale float64) []float32 {
 		v := make([]float32, n)
 		for i := range v {
@@ -69,7 +70,7 @@ func routeCases(rng *rand.Rand) []routeCase {
 	}
 	nan := normal(257, 1)
 	nan[200] = float32(math.NaN())
-	return []routeCase{
+	return []RouteCase{
 		{"E60K4ties", 3, 60, 4, rows(normal(60, 3), coarse(60), equal(60, 0.25))},
 		{"E257K10boundary", 2, 257, 10, rows(boundary, coarse(257))},
 		{"E512K32", 2, 512, 32, rows(normal(512, 4), coarse(512))},
@@ -130,10 +131,9 @@ func testRouteTopK(t *testing.T, be backend.Backend) {
 	if !ok {
 		t.Skip("the backend does not route on the device")
 	}
-	rng := newRNG("RouteTopK")
-	for _, c := range routeCases(rng) {
+	for _, c := range RouteCases() {
 		for _, renorm := range []bool{true, false} {
-			t.Run(fmt.Sprintf("%s/renorm=%v", c.name, renorm), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s/renorm=%v", c.Name, renorm), func(t *testing.T) {
 				checkRoute(t, be, dr, c, renorm)
 			})
 		}
@@ -146,14 +146,21 @@ func testRouteTopK(t *testing.T, be backend.Backend) {
 	}
 }
 
-func checkRoute(t *testing.T, be backend.Backend, dr backend.DeviceRouter, c routeCase, renorm bool) {
-	lg := put(t, be, c.logits)
+func checkRoute(t *testing.T, be backend.Backend, dr backend.DeviceRouter, c RouteCase, renorm bool) {
+	lg := put(t, be, c.Logits)
 	ids, w, st := alloc(t, be, c.T*c.K), alloc(t, be, c.T*c.K), alloc(t, be, 1)
 	must(t, dr.RouteTopK(ids, w, st, lg, c.T, c.E, c.K, renorm))
-	gotIDs, gotW, status := get(t, be, ids), get(t, be, w), get(t, be, st)[0]
+	CheckRoute(t, c, renorm, get(t, be, ids), get(t, be, w), get(t, be, st)[0])
+}
+
+// CheckRoute checks RouteTopK's outputs for c (status as the caller
+// zeroed it): ids exact, weights within 2 float32 ulps of float64, a row
+// with a NaN reported with status 1 and ids 0..K-1.
+func CheckRoute(t *testing.T, c RouteCase, renorm bool, gotIDs, gotW []float32, status float32) {
+	t.Helper()
 	var wantStatus float32
 	for r := 0; r < c.T; r++ {
-		wid, ww, nan := wantRoute(c.logits[r*c.E:(r+1)*c.E], c.K, renorm)
+		wid, ww, nan := wantRoute(c.Logits[r*c.E:(r+1)*c.E], c.K, renorm)
 		if nan {
 			wantStatus = 1
 		}
