@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU acceptance in one device run: the backend conformance suite and the CUDA package's own tests
 # (expert cache eviction, batched matvecs, the tensor-core matmul, memory pressure, bind paths, layer
-# graphs, the fused combine), runtime/model's golden tests
+# graphs, the fused combine, device routing and the indexed experts), runtime/model's golden tests
 # on CUDA with the GPU tier on (prefill with per-layer checks, generate, decode = prefill, each golden
 # case twice in one process with the default tier, a forty-expert tier and a host tier, a long context
 # growing the KV cache nine times with the collector off), and every tiny golden case (Qwen3.5, then

@@ -166,7 +166,7 @@ func TestExpertsIndexed(t *testing.T) {
 		{backend.Q2, 576, 320, 64},
 		{backend.Q4, 544, 288, 32},
 		{backend.Q8, 528, 272, 16},
-		{backend.BF16, 520, 264, 0}, // 520 and 264 rows: tails of 8 rows past the 16-row groups
+		{backend.BF16, 520, 264, 0}, // rows not multiples of 16 (a block's rows by default)
 	} {
 		f := newIdxFixture(t, be, uint64(layer+1), c.H, c.I, K)
 		for e := 0; e < E; e++ {
@@ -193,7 +193,28 @@ func TestExpertsIndexed(t *testing.T) {
 			t.Fatalf("%v: the hits beside misses differ", c.f)
 		}
 	}
+	// Growth: id 70 moves layer 10's index (64 entries) before any
+	// ExpertsIndexed; after one, the index is fixed and id 200 stays out.
 	f := newIdxFixture(t, be, 9, 544, 288, K)
+	f.keep(10, 0, f.expert(backend.Q4, 32))
+	f.keep(10, 70, f.expert(backend.Q4, 32))
+	want := f.batched(10, []int{70, 0})
+	if got, st := f.indexed(10, []float32{70, 0}); sameBits(got, want) >= 0 || st != 0 {
+		t.Fatalf("after the index grew: status %v or values differ", st)
+	}
+	f.keep(10, 200, f.expert(backend.Q4, 32))
+	ts, ok := be.CachedExpert(10, 200)
+	if !ok {
+		t.Fatal("expert (10, 200) not cached")
+	}
+	for _, x := range ts {
+		if err := be.Release(x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, st := f.indexed(10, []float32{200}); st != 2 || sameBits(got, make([]float32, f.H)) >= 0 {
+		t.Fatalf("an id past a fixed index: status %v, want 2 and a zero row", st)
+	}
 	for _, bad := range []struct {
 		layer, K int
 	}{{99, 1}, {1, 0}, {1, maxIndexedK + 1}} {
@@ -271,6 +292,7 @@ func TestIndexedEviction(t *testing.T) {
 		t.Fatalf("a dropped expert: status %v, want 2 and a zero row", st)
 	}
 	// Dropping the cache empties the index.
+	be.SetCachePolicy(nil)
 	if err := be.SetExpertCache(int64(3*E*one), 1); err != nil {
 		t.Fatal(err)
 	}
