@@ -21,9 +21,9 @@ var (
 	_ backend.TokenCombiner = (*Backend)(nil)
 )
 
-// batchKernels are batch_cuda.h's entry points: the batched matvecs by
-// format (Q2..F32), and moe_combine1; and route_cuda.h's. They are the CUDA module's own,
-// outside gpu.Kernel, which Metal shares.
+// batchKernels are batch_cuda.h's entry points (the batched matvecs by
+// format, Q2..F32, and moe_combine1) and route_cuda.h's. They are the CUDA
+// module's own, outside gpu.Kernel, which Metal shares.
 type batchKernels struct {
 	mv        [backend.F32 - backend.Q2 + 1]C.CUfunction
 	mvThreads [backend.F32 - backend.Q2 + 1]int // each one's largest block

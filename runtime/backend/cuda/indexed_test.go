@@ -403,3 +403,96 @@ func TestIndexedGraph(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkIndexedStep times one token's routed experts with all of them
+// cached (E = 64 experts of a Qwen3.5-397B layer's shape, K = 10): "device"
+// routes and computes on the device (RouteTopK, ExpertsIndexed,
+// CombineTokenIndexed), "host" reads the logits back, routes on the host
+// and runs MatVecBatch, SwiGLU, MatVecBatch and CombineToken on the cached
+// tensors. Each step ends with a sync, as a layer of the host path does.
+func BenchmarkIndexedStep(b *testing.B) {
+	be := newOrSkip(b)
+	defer be.Close()
+	const H, I, E, K = 4096, 1024, 64, 10
+	if err := be.SetExpertCache(1<<34, 1); err != nil {
+		b.Fatal(err)
+	}
+	for e := 0; e < E; e++ {
+		ws := []backend.Weight{fastQ4(I, H, uint64(3*e)), fastQ4(I, H, uint64(3*e+1)), fastQ4(H, I, uint64(3*e+2))}
+		ts, err := be.BindExpert(0, e, ws)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, t := range ts {
+			be.Release(t)
+		}
+	}
+	if !be.LayerCached(0, E) {
+		b.Fatal("layer not cached")
+	}
+	mk := func(n int) backend.Buffer {
+		x, err := be.Alloc(n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return x
+	}
+	x, g, u, eo, h := mk(H), mk(K*I), mk(K*I), mk(K*H), mk(H)
+	ids, w, st, logits := mk(K), mk(K), mk(1), mk(E)
+	l := make([]float32, E)
+	for i := range l {
+		l[i] = float32(i%7) * 0.1
+	}
+	if err := be.Write(logits, l); err != nil {
+		b.Fatal(err)
+	}
+	view := func(v backend.Buffer, off, n int) backend.Buffer { r, _ := be.View(v, off, n); return r }
+	host := func() error {
+		lh := make([]float32, E)
+		if err := be.Read(lh, logits); err != nil {
+			return err
+		}
+		idx, wv := make([]int, K), make([]float32, K)
+		if err := backend.Route(lh, K, idx, wv); err != nil {
+			return err
+		}
+		var ys, xs []backend.Buffer
+		var ws, all []backend.Tensor
+		ts := make([][]backend.Tensor, K)
+		for i, id := range idx {
+			ts[i], _ = be.CachedExpert(0, id)
+			all = append(all, ts[i]...)
+		}
+		for p := 0; p < 2; p++ {
+			for i := range idx {
+				ys, ws, xs = append(ys, view([]backend.Buffer{g, u}[p], i*I, I)), append(ws, ts[i][p]), append(xs, x)
+			}
+		}
+		err := errors.Join(be.MatVecBatch(ys, ws, xs), be.SwiGLU(view(g, 0, K*I), view(g, 0, K*I), view(u, 0, K*I)))
+		ys, ws, xs = ys[:0], ws[:0], xs[:0]
+		for i := range idx {
+			ys, ws, xs = append(ys, view(eo, i*H, H)), append(ws, ts[i][2]), append(xs, view(g, i*I, I))
+		}
+		err = errors.Join(err, be.MatVecBatch(ys, ws, xs), be.CombineToken(h, eo, wv, nil, nil))
+		for _, t := range all {
+			err = errors.Join(err, be.Release(t))
+		}
+		return errors.Join(err, be.Sync())
+	}
+	device := func() error {
+		return errors.Join(be.RouteTopK(ids, w, st, logits, 1, E, K, true),
+			be.ExpertsIndexed(eo, g, u, x, ids, st, 0, K), be.CombineTokenIndexed(h, eo, w, K, nil, nil), be.Sync())
+	}
+	for _, m := range []struct {
+		name string
+		step func() error
+	}{{"host", host}, {"device", device}} {
+		b.Run(m.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if err := m.step(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
