@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU acceptance in one device run: the backend conformance suite and the CUDA package's own tests
 # (expert cache eviction, batched matvecs, the tensor-core matmul, memory pressure, bind paths, layer
-# graphs, the fused combine), runtime/model's golden tests
+# graphs, the fused combine, device routing and the indexed experts), runtime/model's golden tests
 # on CUDA with the GPU tier on (prefill with per-layer checks, generate, decode = prefill, each golden
 # case twice in one process with the default tier, a forty-expert tier and a host tier, a long context
 # growing the KV cache nine times with the collector off), and every tiny golden case (Qwen3.5, then
@@ -17,7 +17,7 @@ trap 'rm -rf "$T"' EXIT
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 fail=0
 echo "== CUDA package: conformance, cache eviction, memory pressure, bind paths"
-FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run 'Conformance|TensorCores|MatMulShapes|BindPaths|ExpertCache|MatVecBatch|MemoryPressure|Policy|Simulate|GraphReplay|CombineToken' 2>&1 | tail -5 || fail=1
+FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run 'Conformance|TensorCores|MatMulShapes|BindPaths|ExpertCache|MatVecBatch|MemoryPressure|Policy|Simulate|GraphReplay|CombineToken|Indexed' 2>&1 | tail -5 || fail=1
 echo "== runtime/model on CUDA (GPU tier on)"
 # The whole log goes to a file; shown: each test's verdict, the tier lines, and every failure's messages.
 (cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier|GraphDecode|MLA|Split|SetPlacement|DeviceRouted|ExclusiveTiers' -test.v > "$T/model.log" 2>&1) || fail=1

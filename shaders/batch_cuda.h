@@ -17,6 +17,7 @@ struct mv_job {
     KERNEL(name)(const mv_job* jobs, int R, int C, int G) {                                          \
         DYN_SHARED(float, xs);                                                                       \
         const mv_job j = jobs[BLOCK_ID_Y];                                                           \
+        if (j.W == 0) return; /* a job experts_jobs found no expert for (route_cuda.h) */            \
         matvec<FMT, 1>(j.W, j.S, j.B, j.x, j.y, R, C, G, 0, xs, THREAD_ID_X, BLOCK_DIM_X, BLOCK_ID_X, \
                        GRID_DIM_X);                                                                  \
     }
@@ -33,6 +34,17 @@ MATVEC_BATCH_KERNEL(matvec_batch_f32, FMT_F32)
 // mode 0: none). It is, bit for bit, what zeroing an accumulator,
 // scatter_add, gated_add (or add) and add compute for that token, in four
 // launches and an upload; the weights come by value (at most 32).
+// combine_finish_ adds the shared expert (by mode) to the routed sum a and
+// a to h[j]: one body for moe_combine1 and moe_combine_idx, so that the
+// two round alike.
+DEVICE_FN void combine_finish_(float* h, const float* sd, const float* gate, float a, int mode, int j) {
+    if (mode == 1) {
+        a += sigmoid_(gate[0]) * sd[j];
+    } else if (mode == 2) {
+        a += sd[j];
+    }
+    h[j] += a;
+}
 struct combine_w {
     float v[32];
 };
@@ -44,10 +56,5 @@ KERNEL(moe_combine1)(float* h, const float* eo, const float* sd, const float* ga
     UNROLL for (int i = 0; i < 32; i++) {
         if (i < count) a = FMAF(w.v[i], eo[(i64)i * m + j], a);
     }
-    if (mode == 1) {
-        a += sigmoid_(gate[0]) * sd[j];
-    } else if (mode == 2) {
-        a += sd[j];
-    }
-    h[j] += a;
+    combine_finish_(h, sd, gate, a, mode, j);
 }

@@ -30,6 +30,8 @@ var (
 	elementwise string
 	//go:embed batch_cuda.h
 	batchCUDA string
+	//go:embed route_cuda.h
+	routeCUDA string
 	//go:embed mma_cuda.h
 	mmaCUDA string
 )
@@ -40,9 +42,10 @@ func Bodies() []string {
 }
 
 // CUDA is the complete CUDA C translation unit: the CUDA prelude, the
-// bodies, then the CUDA-only kernels (batched matvecs, the tensor-core
-// prefill matmul). It needs no include path.
-func CUDA() string { return CUDAShared() + "\n" + batchCUDA + "\n" + mmaCUDA }
+// bodies, then the CUDA-only kernels (batched matvecs, routing and the
+// indexed experts, the tensor-core prefill matmul). It needs no include
+// path.
+func CUDA() string { return CUDAShared() + "\n" + batchCUDA + "\n" + routeCUDA + "\n" + mmaCUDA }
 
 // CUDAShared is the CUDA translation unit of the kernels Metal has too: the
 // prelude and the bodies. The batched expert matvecs (batch_cuda.h) are

@@ -60,6 +60,7 @@ func Run(t *testing.T, newBackend func() backend.Backend) {
 		{"Bind", testBind},
 		{"Errors", testErrors},
 		{"Free", testFree},
+		{"RouteTopK", testRouteTopK},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,7 +10,6 @@ import "C"
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"unsafe"
 
@@ -22,13 +21,16 @@ var (
 	_ backend.TokenCombiner = (*Backend)(nil)
 )
 
-// batchKernels are batch_cuda.h's entry points: the batched matvecs by
-// format (Q2..F32), and moe_combine1. They are the CUDA module's own,
-// outside gpu.Kernel, which Metal shares.
+// batchKernels are batch_cuda.h's entry points (the batched matvecs by
+// format, Q2..F32, and moe_combine1) and route_cuda.h's. They are the CUDA
+// module's own, outside gpu.Kernel, which Metal shares.
 type batchKernels struct {
 	mv        [backend.F32 - backend.Q2 + 1]C.CUfunction
 	mvThreads [backend.F32 - backend.Q2 + 1]int // each one's largest block
 	combine   C.CUfunction
+	// route_cuda.h: RouteTopK, ExpertsIndexed's job tables,
+	// CombineTokenIndexed.
+	route, jobs, combineIdx C.CUfunction
 }
 
 var batchNames = [...]string{"matvec_batch_q2", "matvec_batch_q4", "matvec_batch_q8",
@@ -45,8 +47,13 @@ func (k *batchKernels) load(be *Backend) error {
 		*dst = f
 		return err
 	}
-	if err := get(&k.combine, "moe_combine1"); err != nil {
-		return err
+	for _, f := range []struct {
+		dst  *C.CUfunction
+		name string
+	}{{&k.combine, "moe_combine1"}, {&k.route, "route_topk"}, {&k.jobs, "experts_jobs"}, {&k.combineIdx, "moe_combine_idx"}} {
+		if err := get(f.dst, f.name); err != nil {
+			return err
+		}
 	}
 	for i, name := range batchNames {
 		if err := get(&k.mv[i], name); err != nil {
@@ -154,26 +161,9 @@ func (be *Backend) CombineToken(h, eo backend.Buffer, w []float32, sd, gate back
 	if n > maxCombine || eb.n < n*m {
 		return fmt.Errorf("cuda: combine of %d expert rows of %d values from a buffer of %d (at most %d rows)", n, m, eb.n, maxCombine)
 	}
-	mode, sdp, gp := 0, C.CUdeviceptr(0), C.CUdeviceptr(0)
-	if sd != nil {
-		sb, err := be.data(sd, "combine shared")
-		if err != nil {
-			return err
-		}
-		if sb.n != m {
-			return fmt.Errorf("cuda: combine: shared expert output of %d values, h of %d", sb.n, m)
-		}
-		mode, sdp = 2, sb.ptr
-		if gate != nil {
-			gb, err := be.data(gate, "combine gate")
-			if err != nil {
-				return err
-			}
-			if gb.n < 1 {
-				return errors.New("cuda: combine: empty shared expert gate")
-			}
-			mode, gp = 1, gb.ptr
-		}
+	mode, sdp, gp, err := be.combineShared(m, sd, gate)
+	if err != nil {
+		return err
 	}
 	var wv [maxCombine]float32
 	copy(wv[:], w)

@@ -80,6 +80,9 @@ func (be *Backend) dropCache() error {
 	if c == nil {
 		return nil
 	}
+	if be.recording {
+		return errRecording
+	}
 	for _, e := range c.m {
 		if e.pins > 0 {
 			return fmt.Errorf("cuda: expert cache entry (layer %d, expert %d) still in use", e.key.Layer, e.key.ID)
@@ -90,6 +93,9 @@ func (be *Backend) dropCache() error {
 		all = append(all, e.slots...)
 	}
 	all = append(all, c.spare...)
+	if err := be.indexClear(); err != nil {
+		return err
+	}
 	be.cache = nil
 	for _, s := range all {
 		be.queueFree(s.ptr, s.size)
@@ -155,6 +161,9 @@ func (be *Backend) BindExpert(layer, id int, ws []backend.Weight) ([]backend.Ten
 	if be.closed {
 		return nil, errClosed
 	}
+	if be.recording {
+		return nil, errRecording // a bind copies; an eviction updates the index
+	}
 	for _, w := range ws {
 		if err := checkWeight(w); err != nil {
 			return nil, err
@@ -207,6 +216,9 @@ func (be *Backend) BindExpert(layer, id int, ws []backend.Weight) ([]backend.Ten
 	c.m[k] = e
 	c.used += size
 	c.pol.Insert(k)
+	if err := be.indexKeep(e); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
@@ -238,12 +250,15 @@ func (be *Backend) DropExpert(layer, id int) error {
 	if e == nil {
 		return nil
 	}
+	if be.recording {
+		return errRecording
+	}
 	if e.pins == 0 {
 		return be.evict(e)
 	}
 	c.unlink(e)
 	e.dropped = true
-	return nil
+	return be.indexDrop(e.key)
 }
 
 // unlink takes e out of the cache's index, policy and budget; its slots
@@ -270,6 +285,9 @@ func (be *Backend) freeDropped(e *centry) {
 func (be *Backend) evict(e *centry) error {
 	c := be.cache
 	c.unlink(e)
+	if err := be.indexDrop(e.key); err != nil {
+		return err
+	}
 	for _, s := range e.slots {
 		if err := cuErr(C.fm_event_record(be.ctx, s.free, be.stream), "cuEventRecord"); err != nil {
 			return err

@@ -87,6 +87,7 @@ type Backend struct {
 	ropeKey gpu.RopeKey
 
 	cache   *expertCache    // routed experts kept across steps (SetExpertCache)
+	idx     devIndex        // the cache's device index (index.go)
 	policy  Policy          // the cache's eviction policy
 	slots   map[int][]*slot // free device slots for Bind, by size
 	stages  []*stage        // pinned staging ring for Bind from pageable memory

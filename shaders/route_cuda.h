@@ -1,0 +1,161 @@
+// route_cuda.h (CUDA only, after batch_cuda.h): a decode step routed on the
+// device (docs/gpu-decode.md A-C). route_topk picks each token's experts
+// from the router's logits; experts_jobs turns the picked ids into the job
+// tables of batch_cuda.h's matvecs through the expert cache's device index;
+// moe_combine_idx is moe_combine1 with the weights in device memory. None
+// of them needs the host between the router and the combine.
+
+#define ROUTE_THREADS 256
+
+// route_before: expert (a, ia) comes before (b, ib) in the router's order:
+// a larger logit first, equal logits by lower index (backend.TopK's strict
+// '>'). NaN never reaches it (route_topk checks first).
+DEVICE_FN bool route_before(float a, int ia, float b, int ib) { return a > b || (a == b && ia < ib); }
+
+// route_best_ keeps in (bv, bi) the earlier of itself and (v, i); bi < 0
+// is "none yet".
+DEVICE_FN void route_best_(float& bv, int& bi, float v, int i) {
+    if (i >= 0 && (bi < 0 || route_before(v, i, bv, bi))) {
+        bv = v;
+        bi = i;
+    }
+}
+
+// route_topk: one block of ROUTE_THREADS per token of logits [T, E]. The K
+// picks are K block-wide argmins of the order above, each over the experts
+// that come after the previous pick, so no chosen-set is kept and ties
+// resolve exactly as on the host. ids [T, K] get the ids as floats; w
+// [T, K] the softmax weights in double precision as backend.Route computes
+// them: exp(l_i - m) / sum, over the K picks (renorm) or all E. A NaN logit
+// makes the token's ids 0..K-1 (weights 0) and sets status[0] = 1.
+KERNEL(route_topk)(const float* logits, float* ids, float* w, float* status, int E, int K, int renorm) {
+    SHARED(float, sv, ROUTE_THREADS / 32);
+    SHARED(int, si, ROUTE_THREADS / 32);
+    SHARED(double, sd, ROUTE_THREADS / 32);
+    const float* l = logits + (i64)BLOCK_ID_X * E;
+    float* oid = ids + (i64)BLOCK_ID_X * K;
+    float* ow = w + (i64)BLOCK_ID_X * K;
+    const int tid = THREAD_ID_X, lane = tid & 31, warp = tid >> 5, nw = BLOCK_DIM_X >> 5;
+    int nan = 0;
+    for (int i = tid; i < E; i += BLOCK_DIM_X) nan |= l[i] != l[i];
+    if (__syncthreads_or(nan)) {
+        for (int j = tid; j < K; j += BLOCK_DIM_X) {
+            oid[j] = (float)j;
+            ow[j] = 0.0f;
+        }
+        if (tid == 0) status[0] = 1.0f;
+        return;
+    }
+    float pv = INFINITY_F, m = 0.0f;
+    int pi = -1; // (+Inf, -1) comes before every expert
+    for (int j = 0; j < K; j++) {
+        float bv = 0.0f;
+        int bi = -1;
+        for (int i = tid; i < E; i += BLOCK_DIM_X) {
+            const float v = l[i];
+            if (route_before(pv, pi, v, i)) route_best_(bv, bi, v, i);
+        }
+        UNROLL for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            route_best_(bv, bi, ov, oi);
+        }
+        if (lane == 0) {
+            sv[warp] = bv;
+            si[warp] = bi;
+        }
+        BARRIER();
+        bv = sv[0];
+        bi = si[0];
+        for (int k = 1; k < nw; k++) route_best_(bv, bi, sv[k], si[k]);
+        BARRIER(); // sv and si are written again in the next round
+        pv = bv;
+        pi = bi;
+        if (j == 0) m = bv;
+        if (tid == 0) {
+            oid[j] = (float)bi;
+            ow[j] = bv; // the logit, until the weights below
+        }
+    }
+    const double md = (double)m;
+    double s = 0.0;
+    if (renorm) {
+        if (tid == 0) {
+            for (int j = 0; j < K; j++) s += exp((double)ow[j] - md);
+        }
+    } else {
+        for (int i = tid; i < E; i += BLOCK_DIM_X) s += exp((double)l[i] - md);
+        UNROLL for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) sd[warp] = s;
+        BARRIER();
+        s = 0.0;
+        for (int k = 0; k < nw; k++) s += sd[k];
+    }
+    if (tid == 0) {
+        for (int j = 0; j < K; j++) ow[j] = (float)(exp((double)ow[j] - md) / s);
+    }
+}
+
+// EXPERT_PTRS is the expert cache's device index entry of one expert: the
+// data, scales and biases pointers of its gate, up and down projections
+// (cache index in runtime/backend/cuda/index.go), all 0 when not held.
+#define EXPERT_PTRS 9
+
+// experts_jobs builds the job tables of a decode step's K routed experts
+// (K <= 32, one block): gu[i] and gu[K + i] the gate and up matvecs of
+// expert ids[i] (x -> g + i*I, u + i*I), dn[i] its down matvec (g + i*I ->
+// eo + i*H), each job what MatVecBatch would upload for it. An id that is
+// not an integer in [0, E) or whose entry is 0 (not held) is a miss: its
+// jobs get null weights (matvec_batch_* skips them), its eo row is zeroed
+// and status[0] = 2.
+KERNEL(experts_jobs)(const unsigned long long* index, int E, const float* ids, float* status, mv_job* gu, mv_job* dn,
+                     const float* x, float* g, float* u, float* eo, int K, int I, int H) {
+    SHARED(int, missed, 32);
+    const int i = THREAD_ID_X;
+    if (i < K) {
+        const float f = ids[i];
+        bool ok = f >= 0.0f && f < (float)E; // false for NaN
+        const int e = ok ? (int)f : 0;
+        ok = ok && (float)e == f;
+        const unsigned long long* p = index + (i64)e * EXPERT_PTRS;
+        ok = ok && p[0] != 0 && p[3] != 0 && p[6] != 0;
+        mv_job a, b, c;
+        a.W = ok ? (const uint4*)p[0] : 0;
+        a.S = ok ? (const ushort*)p[1] : 0;
+        a.B = ok ? (const ushort*)p[2] : 0;
+        a.x = x;
+        a.y = g + (i64)i * I;
+        b.W = ok ? (const uint4*)p[3] : 0;
+        b.S = ok ? (const ushort*)p[4] : 0;
+        b.B = ok ? (const ushort*)p[5] : 0;
+        b.x = x;
+        b.y = u + (i64)i * I;
+        c.W = ok ? (const uint4*)p[6] : 0;
+        c.S = ok ? (const ushort*)p[7] : 0;
+        c.B = ok ? (const ushort*)p[8] : 0;
+        c.x = g + (i64)i * I;
+        c.y = eo + (i64)i * H;
+        gu[i] = a;
+        gu[K + i] = b;
+        dn[i] = c;
+        missed[i] = !ok;
+        if (!ok) status[0] = 2.0f;
+    }
+    BARRIER();
+    for (int r = 0; r < K; r++) {
+        if (!missed[r]) continue;
+        for (int j = THREAD_ID_X; j < H; j += BLOCK_DIM_X) eo[(i64)r * H + j] = 0.0f;
+    }
+}
+
+// moe_combine_idx is moe_combine1 (batch_cuda.h) with the K weights read
+// from w in device memory (as route_topk writes them): the same fused
+// multiply-adds in the same order, so the same bits.
+KERNEL(moe_combine_idx)(float* h, const float* eo, const float* sd, const float* gate, const float* w, int m, int count,
+                        int mode) {
+    int j = BLOCK_ID_X * BLOCK_DIM_X + THREAD_ID_X;
+    if (j >= m) return;
+    float a = 0.0f;
+    for (int i = 0; i < count; i++) a = FMAF(w[i], eo[(i64)i * m + j], a);
+    combine_finish_(h, sd, gate, a, mode, j);
+}
