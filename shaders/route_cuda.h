@@ -24,8 +24,8 @@ DEVICE_FN void route_best_(float& bv, int& bi, float v, int i) {
 // route_topk: one block of ROUTE_THREADS per token of logits [T, E]. The K
 // picks are K block-wide argmins of the order above, each over the experts
 // that come after the previous pick, so no chosen-set is kept and ties
-// resolve exactly as on the host. ids [T, K] get the ids as floats; w
-// [T, K] the softmax weights in double precision as backend.Route computes
+// resolve exactly as on the host. ids [T, K] get the ids as floats, in
+// ascending id; w [T, K] their softmax weights in double precision as backend.Route computes
 // them: exp(l_i - m) / sum, over the K picks (renorm) or all E. A NaN logit
 // makes the token's ids 0..K-1 (weights 0) and sets status[0] = 1.
 KERNEL(route_topk)(const float* logits, float* ids, float* w, float* status, int E, int K, int renorm) {
@@ -93,6 +93,18 @@ KERNEL(route_topk)(const float* logits, float* ids, float* w, float* status, int
     }
     if (tid == 0) {
         for (int j = 0; j < K; j++) ow[j] = (float)(exp((double)ow[j] - md) / s);
+        // In ascending id (the order the host path's combine adds them in):
+        // an insertion sort of the K picks with their weights.
+        for (int j = 1; j < K; j++) {
+            const float fi = oid[j], fw = ow[j];
+            int k = j;
+            for (; k > 0 && oid[k - 1] > fi; k--) {
+                oid[k] = oid[k - 1];
+                ow[k] = ow[k - 1];
+            }
+            oid[k] = fi;
+            ow[k] = fw;
+        }
     }
 }
 

@@ -3,6 +3,7 @@ package backendtest
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"testing"
 
@@ -84,10 +85,10 @@ func RouteCases() []RouteCase {
 }
 
 // wantRoute is the contract's reference for one row: the K largest logits,
-// ordered by decreasing value and then increasing index (a stable sort,
-// which is what backend.TopK's strict '>' gives), and their softmax
-// weights in float64, over the K (renorm) or over all E. nan: the row holds
-// a NaN (ids 0..K-1, status 1).
+// chosen by decreasing value and then increasing index (a stable sort,
+// which is what backend.TopK's strict '>' gives), written in ascending id,
+// and their softmax weights in float64, over the K (renorm) or over all E.
+// nan: the row holds a NaN (ids 0..K-1, status 1).
 func wantRoute(row []float32, K int, renorm bool) (ids []int, w []float64, nan bool) {
 	order := make([]int, len(row))
 	for i := range order {
@@ -110,6 +111,8 @@ func wantRoute(row []float32, K int, renorm bool) (ids []int, w []float64, nan b
 	for _, e := range over {
 		sum += math.Exp(float64(row[e]) - m)
 	}
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
 	for _, e := range ids {
 		w = append(w, math.Exp(float64(row[e])-m)/sum)
 	}

@@ -10,7 +10,7 @@ var _ backend.DeviceRouter = (*Backend)(nil)
 
 // RouteTopK is backend.DeviceRouter on the host: backend.Route per token,
 // with the probabilities over all E (the model's softmaxRoute) when
-// !renorm. A token with a NaN logit gets ids 0..K-1, weights 0 and sets
+// !renorm, the picks then in ascending id. A token with a NaN logit gets ids 0..K-1, weights 0 and sets
 // status[0] to 1, as the device does (it cannot fail without a sync).
 func (be *Backend) RouteTopK(ids, w, status, logits backend.Buffer, T, E, K int, renorm bool) error {
 	var bufs [4][]float32
@@ -35,14 +35,26 @@ func (be *Backend) RouteTopK(ids, w, status, logits backend.Buffer, T, E, K int,
 			}
 			continue
 		}
-		for j, e := range idx {
-			ot[j] = float32(e)
-		}
 		if !renorm {
 			probs(row, idx, wt)
 		}
+		ascending(idx, wt)
+		for j, e := range idx {
+			ot[j] = float32(e)
+		}
 	}
 	return nil
+}
+
+// ascending sorts the picks idx, with their weights w, by id (the
+// contract's order; K is small).
+func ascending(idx []int, w []float32) {
+	for i := 1; i < len(idx); i++ {
+		for j := i; j > 0 && idx[j] < idx[j-1]; j-- {
+			idx[j], idx[j-1] = idx[j-1], idx[j]
+			w[j], w[j-1] = w[j-1], w[j]
+		}
+	}
 }
 
 // probs writes the softmax probabilities of the experts idx over all of

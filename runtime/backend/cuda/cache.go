@@ -41,6 +41,20 @@ type expertCache struct {
 	m            map[ExpertKey]*centry
 	pol          Policy
 	spare        []*slot // slots of evicted entries not yet reused
+	evicted      [][2]int // evicted to make room, since Evicted last took them
+}
+
+var _ backend.EvictionReporter = (*Backend)(nil)
+
+// Evicted reports the experts evicted to make room for others (not those
+// dropped for a failed checksum), for a host tier to take in.
+func (be *Backend) Evicted(dst [][2]int) [][2]int {
+	if be.cache == nil {
+		return dst
+	}
+	dst = append(dst, be.cache.evicted...)
+	be.cache.evicted = be.cache.evicted[:0]
+	return dst
 }
 
 // SetExpertCache sets the budget in bytes; 0 turns the cache off. It
@@ -188,6 +202,7 @@ func (be *Backend) BindExpert(layer, id int, ws []backend.Weight) ([]backend.Ten
 		if err := be.evict(c.m[v]); err != nil {
 			return nil, err
 		}
+		c.evicted = append(c.evicted, [2]int{v.Layer, v.ID})
 	}
 	e := &centry{key: k, size: size}
 	for _, n := range sizes {

@@ -101,9 +101,19 @@ func TestExpertCacheEviction(t *testing.T) {
 	if got := run(0, ts, true); firstDiffRows(got, first[0]) {
 		t.Fatal("a hit computed other values than its miss")
 	}
+	if ev := be.Evicted(nil); len(ev) != 0 {
+		t.Fatalf("evictions %v before the tier was full", ev)
+	}
 	miss(3, true) // evicts 1, the least recent
 	if h := held(); h[1] || !h[0] || !h[2] || !h[3] {
 		t.Fatalf("after the fourth miss the tier holds %v, want 0, 2, 3", h)
+	}
+	// The eviction is reported once, for a host tier to take in.
+	if ev := be.Evicted(nil); len(ev) != 1 || ev[0] != [2]int{0, 1} {
+		t.Fatalf("evictions reported %v, want [[0 1]]", ev)
+	}
+	if ev := be.Evicted(nil); len(ev) != 0 {
+		t.Fatalf("evictions reported again: %v", ev)
 	}
 	// Keep 2 and 3 in use (3 via a hit); then two misses may evict only 0
 	// and then what they brought themselves.
@@ -191,6 +201,10 @@ func TestExpertCacheDrop(t *testing.T) {
 	}
 	if _, used, n := be.ExpertCacheStats(); n != 0 || used != 0 {
 		t.Fatalf("after the drops: %d entries, %d bytes", n, used)
+	}
+	// A dropped expert failed its checksum: no host tier may take it in.
+	if ev := be.Evicted(nil); len(ev) != 0 {
+		t.Fatalf("drops reported as evictions: %v", ev)
 	}
 	for _, id := range []int{0, 1} {
 		if _, ok := be.CachedExpert(0, id); ok {
