@@ -40,7 +40,7 @@ type expertCache struct {
 	budget, used int
 	m            map[ExpertKey]*centry
 	pol          Policy
-	spare        []*slot // slots of evicted entries not yet reused
+	spare        []*slot  // slots of evicted entries not yet reused
 	evicted      [][2]int // evicted to make room, since Evicted last took them
 }
 
