@@ -8,7 +8,8 @@
 #   5. scripts/gpu-bench.sh decode (resident and scaled tiers, K=4 and K=10);
 #   6. scripts/gpu-bench.sh prefill (BENCH_PREFILL=1024), while time is left.
 # Binaries from scripts/gpu-bins.sh in BIN (default .gpu/bin; .xz or plain). Logs go to $OUT (the
-# device tool's folder) or LOGS. GPU stages take a lock so that no two time the GPU at once (the
+# device tool's folder) or LOGS. ALL_SKIP (words: mvsweep, families, tok, prefill) leaves stages out;
+# ALL_EXTRA, a command, runs after gpu-check with the binaries in $B. GPU stages take a lock so that no two time the GPU at once (the
 # families' generate runs wait for it); ALL_BUDGET (default 390 s) bounds the optional stages.
 set -u
 cd "$(dirname "$0")/.."
@@ -30,23 +31,37 @@ L() { flock "$lock" "$@"; }
 cp "$B/fmoe-pack" "$B/lock/"
 printf '#!/bin/sh\nexec flock %s %s/fmoe-run "$@"\n' "$lock" "$B" > "$B/lock/fmoe-run"
 chmod +x "$B/lock/fmoe-run"
+skip() { case " ${ALL_SKIP:-} " in *" $1 "*) return 0;; esac; return 1; }
+fam=
+if ! skip families; then
 ( BIN=$B/lock DIR=/tmp/fmoe-families timeout 270 bash scripts/gpu-families.sh > "$logs/families.log" 2>&1
   echo "rc=$?" >> "$logs/families.log" ) &
 fam=$!
-( PYTHONUNBUFFERED=1 timeout 120 python3 scripts/goldens/tokenizer_crosscheck.py > "$logs/tok.log" 2>&1
+fi
+skip tok || ( PYTHONUNBUFFERED=1 timeout 120 python3 scripts/goldens/tokenizer_crosscheck.py > "$logs/tok.log" 2>&1
   echo "rc=$?" >> "$logs/tok.log" ) &
 el gpu-check
 BIN=$B L timeout 200 bash scripts/gpu-check.sh > "$logs/check.log" 2>&1
 echo "gpu-check rc=$?"
 grep -E -- '--- FAIL|^gpu-check' "$logs/check.log" | head -20
-el mvsweep
-BIN=$B L timeout 170 bash scripts/gpu-mvsweep.sh > "$logs/sweep.log" 2>&1
-echo "mvsweep rc=$?"
-grep -E -- '^--- |mvsweep (best|overall)' "$logs/sweep.log" | head -16
-el "families"
-wait $fam
-tail -40 "$logs/families.log"
-tail -4 "$logs/tok.log"
+if [ -n "${ALL_EXTRA:-}" ]; then
+  el extra
+  B=$B L timeout 200 bash -c "$ALL_EXTRA" > "$logs/extra.log" 2>&1
+  echo "extra rc=$?"
+  tail -30 "$logs/extra.log"
+fi
+if ! skip mvsweep; then
+  el mvsweep
+  BIN=$B L timeout 170 bash scripts/gpu-mvsweep.sh > "$logs/sweep.log" 2>&1
+  echo "mvsweep rc=$?"
+  grep -E -- '^--- |mvsweep (best|overall)' "$logs/sweep.log" | head -16
+fi
+if [ -n "$fam" ]; then
+  el "families"
+  wait $fam
+  tail -40 "$logs/families.log"
+fi
+skip tok || { wait; tail -4 "$logs/tok.log"; }
 left() { echo $(( ${ALL_BUDGET:-390} - ($(date +%s) - T0) )); }
 if [ "$(left)" -gt 90 ]; then
   el decode
@@ -54,7 +69,7 @@ if [ "$(left)" -gt 90 ]; then
     timeout "$(( $(left) - 10 ))" bash scripts/gpu-bench.sh > "$logs/decode.log" 2>&1
   grep -E '^\| [0-9]|^HBM' "$logs/decode.log"
 fi
-if [ "$(left)" -gt 100 ]; then
+if ! skip prefill && [ "$(left)" -gt 100 ]; then
   el prefill
   BIN=$B BENCH_PREFILL=1024 BENCH_DECODE=0 timeout "$(( $(left) - 5 ))" bash scripts/gpu-bench.sh > "$logs/prefill.log" 2>&1
   tail -8 "$logs/prefill.log"
