@@ -22,7 +22,14 @@ echo "== runtime/model on CUDA (GPU tier on)"
 # The whole log goes to a file; shown: each test's verdict, the tier lines, and every failure's messages.
 (cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier|GraphDecode|MLA|Split|SetPlacement|DeviceRouted|ExclusiveTiers' -test.v > "$T/model.log" 2>&1) || fail=1
 grep -E '^ *--- (PASS|FAIL|SKIP)|tier.*(hit|served)' "$T/model.log" | tail -80
-awk '/^ *--- FAIL/{f=1} /^ *--- (PASS|SKIP)|^=== RUN/{f=0} f' "$T/model.log" | head -60
+# With -test.v a failure's messages come before its verdict: the failed tests run again, quietly,
+# where Go prints each verdict with its messages.
+failed=$(grep -oE '^--- FAIL: [A-Za-z0-9_]+' "$T/model.log" | awk '{print $3}' | sort -u | paste -sd'|')
+if [ -n "$failed" ]; then
+  (cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run "^($failed)\$" 2>&1 | head -80)
+fi
+grep -E 'DeviceRouted|ExclusiveTiers|host path' "$T/model.log" | head -20
+[ -n "${OUT:-}" ] && cp "$T/model.log" "$OUT/model.log"
 tail -1 "$T/model.log"
 echo "== runtime/model golden prefill on CUDA with every matmul on the tensor cores (FMOE_CUDA_MMA_MIN=1)"
 (cd runtime/model && FMOE_CUDA_MMA_MIN=1 FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'GoldenPrefill|DecodeEqualsPrefill' 2>&1 | tail -3) || fail=1

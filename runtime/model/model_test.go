@@ -139,8 +139,10 @@ func TestDecodeEqualsPrefill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// 7-row chunks stay below the tensor cores' threshold where the whole
+	// prompt crosses it: two kernels, as decode against prefill.
 	for p := range ids {
-		if e := rel(lg[p*V:(p+1)*V], full[p*V:(p+1)*V]); e > 1e-5 {
+		if e := rel(lg[p*V:(p+1)*V], full[p*V:(p+1)*V]); e > tolDecodePrefill(chunked) {
 			t.Fatalf("position %d: 7-token chunks vs one prefill relative error %.3g", p, e)
 		}
 	}
