@@ -16,7 +16,7 @@ import (
 	"github.com/fmoe/fmoe/runtime/model"
 )
 
-var preloadFlag = &cli.BoolFlag{Name: "preload", Usage: "load experts into the GPU tier before the first token (as many as --gpu-cache holds), as llama.cpp's -ngl 99 loads its weights at start; prints how many"}
+var preloadFlag = &cli.BoolFlag{Name: "preload", Usage: "load experts into the GPU tier before the first token (as many as --gpu-cache holds), and the rest into the host tier (as many as --host-cache holds), as llama.cpp's -ngl 99 loads its weights at start; prints how many"}
 
 // checkPreload refuses --preload where there is no GPU tier to load into:
 // --gpu-cache 0, or backends that keep none (bes nil: not opened yet).
@@ -72,11 +72,16 @@ func preload(m *model.Model, load [][]int64, w, bar io.Writer) error {
 // every expert, that the rest is read on first use.
 func preloadLine(st model.PreloadStats, d time.Duration) string {
 	s := fmt.Sprintf("preload: %d of %d experts (%s) in the GPU tier in %.2fs", st.Experts, st.Total, sizeString(st.Bytes), d.Seconds())
+	if st.HostExperts > 0 {
+		s += fmt.Sprintf(", %d more in the host tier", st.HostExperts)
+	}
 	switch {
 	case st.Unheld > 0:
 		s += fmt.Sprintf("; the device ran out of memory before --gpu-cache's budget did (%d experts the budget allowed were not kept): the other %d are read on first use",
 			st.Unheld, st.Total-st.Experts)
-	case st.Experts < st.Total:
+	case st.Experts+st.HostExperts < st.Total && st.HostExperts > 0:
+		s += fmt.Sprintf("; the two tiers hold no more, the other %d are read on first use", st.Total-st.Experts-st.HostExperts)
+	case st.Experts < st.Total && st.HostExperts == 0:
 		s += fmt.Sprintf("; --gpu-cache holds no more, the other %d are read on first use", st.Total-st.Experts)
 	}
 	return s

@@ -3,6 +3,7 @@ package model
 import (
 	"bytes"
 	"container/list"
+	"context"
 	"testing"
 
 	"github.com/fmoe/fmoe/runtime/backend"
@@ -148,5 +149,44 @@ func TestExclusiveTiersAsync(t *testing.T) {
 	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPreloadHostTier: with exclusive tiers Preload fills the host tier
+// with what the GPU tier leaves out, so that with the two covering the
+// model no step reads an expert from the files: every GPU-tier miss from
+// the first token on is a host-tier hit, and the logits are those of a
+// run without tiers.
+func TestPreloadHostTier(t *testing.T) {
+	defer func(v bool) { demoteSync = v }(demoteSync)
+	demoteSync = true // a GPU tier's eviction is back in the host tier by the next step
+	g := readGolden(t, "bf16")
+	ref, _ := goldenRun(t, open(t, "hf", 16, 0, Options{Backend: cpu.New(cpu.Options{})}), g)
+	probe := open(t, "hf", 16, 0, Options{Backend: cpu.New(cpu.Options{})})
+	all := probe.Config.NumHiddenLayers * probe.Config.NumExperts
+	n := all * 2 / 5
+	m := open(t, "hf", 16, 0, Options{Backend: newLRUTier(n), GPUCache: int64(n) * probe.experts.tierEntryBytes(),
+		HostCache: int64(all*7/10) * probe.experts.set.Stride})
+	var calls, last int
+	st, err := m.Preload(context.Background(), PreloadOptions{Progress: func(done, total int) {
+		calls++
+		if done != last+1 || total != all {
+			t.Errorf("progress (%d, %d) after %d, want a count to %d", done, total, last, all)
+		}
+		last = done
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Experts+st.HostExperts != all || st.HostExperts == 0 || calls != all {
+		t.Fatalf("Preload %+v after %d progress calls: want %d experts over the two tiers", st, calls, all)
+	}
+	got, _ := goldenRun(t, m, g)
+	if i := firstDiff(got, ref); i >= 0 {
+		t.Fatalf("logit %d is %v, without tiers %v", i, got[i], ref[i])
+	}
+	es := m.ExpertStats()
+	if miss := es.Uses - es.GPUHits; miss == 0 || es.HostHits != miss {
+		t.Errorf("after Preload: %d of %d GPU-tier misses from the host tier, want all (and some misses)", es.HostHits, miss)
 	}
 }

@@ -122,6 +122,14 @@ func (t *hostTier) get(l, id int) (e *hentry, buf []byte, hit bool) {
 	return e, t.slots[slot], false
 }
 
+// holds reports whether the tier holds expert (l, id)'s bytes.
+func (t *hostTier) holds(l, id int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.m[[2]int{l, id}]
+	return e != nil && e.ready
+}
+
 // lookup is get without a buffer for a miss: the entry of (l, id) pinned
 // when the tier holds its bytes, else nil.
 func (t *hostTier) lookup(l, id int) (e *hentry, buf []byte, hit bool) {

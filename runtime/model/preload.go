@@ -34,11 +34,15 @@ type PreloadStats struct {
 	// Unheld counts experts the budget had room for but a tier bound
 	// uncached: the device had less free memory than the budget assumed.
 	Unheld int
+	// HostExperts went into the host tier (exclusive tiers, demote.go):
+	// the experts the GPU tier left out, as many as the host tier holds.
+	HostExperts int
 }
 
 // Preload reads routed experts into the GPU tier of the device that
 // computes them (ranks without a tier are skipped), checksumming each as a
-// first read is. A tier too small for every expert gets as many as its
+// first read is, then, with exclusive tiers, the rest into the host tier
+// (preloadhost.go). A tier too small for every expert gets as many as its
 // budget holds, shared evenly over the layers, so that nothing Preload
 // binds is evicted by Preload itself; the budget is counted from empty, so
 // call it before the first step. A layer goes in whole or not at all: on a
@@ -59,7 +63,13 @@ func (m *Model) Preload(ctx context.Context, o PreloadOptions) (PreloadStats, er
 	if err != nil {
 		return PreloadStats{}, err
 	}
+	_, excl := m.exclusiveTiers()
 	planned, done := st.Experts, 0
+	if excl {
+		for _, ids := range m.hostPlan(plan, load) {
+			planned += len(ids)
+		}
+	}
 	for l, ids := range plan {
 		if len(ids) == 0 {
 			continue
@@ -79,8 +89,19 @@ func (m *Model) Preload(ctx context.Context, o PreloadOptions) (PreloadStats, er
 		held := m.heldInTier(l, ids)
 		st.Unheld += len(ids) - held
 	}
-	st.Experts = planned - st.Unheld
+	st.Experts -= st.Unheld
 	st.Bytes = int64(st.Experts) * m.experts.tierEntryBytes()
+	if excl {
+		st.HostExperts = m.preloadHost(ctx, plan, load, func() {
+			done++
+			if o.Progress != nil {
+				o.Progress(done, planned)
+			}
+		})
+		if err := ctx.Err(); err != nil {
+			return PreloadStats{}, err
+		}
+	}
 	return st, nil
 }
 
