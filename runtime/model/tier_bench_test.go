@@ -54,7 +54,10 @@ import (
 //     layers routed on the device (devroute.go) and the model's own
 //     router (a trace is a host choice), its share in dev-routed-%;
 //     tiered-incl: tiered with the host tier inclusive (every miss read
-//     into it) rather than the GPU tier's victim cache (demote.go).
+//     into it) rather than the GPU tier's victim cache (demote.go);
+//     tiered-preload: tiered with both tiers preloaded (Preload: the
+//     host tier takes what the GPU tier leaves out), as a server started
+//     with --preload, so no miss is a first read from the files.
 //
 // Metrics: ms/token and ms/layer (wall clock, no Timing syncs), the GPU
 // tier's hit share, misses and host-to-device MB per token, and for the
@@ -92,7 +95,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 			// What the layers' graphs and the fused combine save; on
 			// request only.
 			tiers = append(tiers, "scaled-eager", "resident-eager", "scaled-verified", "scaled-cpumiss",
-				"scaled-8pread", "scaled-16pread", "tiered-incl")
+				"scaled-8pread", "scaled-16pread", "tiered-incl", "tiered-preload")
 		}
 		if v := os.Getenv("FMOE_BENCH_TIERS"); v != "" {
 			tiers = slices.DeleteFunc(tiers, func(t string) bool { return !slices.Contains(strings.Split(v, ","), t) })
@@ -176,7 +179,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				if tier == "resident" && gpuTier {
+				if (tier == "resident" || lever == "preload") && gpuTier {
 					// Every expert into the tier before decoding, so that
 					// "resident" means every hit (not the trace's first
 					// uses during warm-up).
