@@ -14,5 +14,7 @@ out=${OUT:-/tmp}/profile
   FMOE_BENCH_WARM=50 FMOE_BENCH_TOKENS=${PROFILE_TOKENS:-100} \
   nsys profile -t cuda -o "$out" --force-overwrite true "$B/model.test" -test.run '^$' \
   -test.bench "TieredDecode/k=${PROFILE_K:-10}/" -test.benchtime 1x 2>&1 | grep -E '^Benchmark|FAIL|Error' )
-nsys stats -q -r cuda_gpu_kern_sum,cuda_api_sum -f csv "$out.nsys-rep" 2>/dev/null |
-  awk -F, 'NR<=1 || /Time/ {print; next} {n++} n<=25 {print $1","$2","$3","$4","$NF}' | cut -c1-200
+for r in cuda_gpu_kern_sum cuda_api_sum; do
+  echo "## $r (time %, total ns, calls, avg ns, name)"
+  nsys stats -q -r $r -f csv "$out.nsys-rep" 2>/dev/null | cut -d, -f1-4,9 | cut -c1-160 | head -28
+done
