@@ -9,7 +9,8 @@
 #   6. scripts/gpu-bench.sh prefill (BENCH_PREFILL=1024), while time is left.
 # Binaries from scripts/gpu-bins.sh in BIN (default .gpu/bin; .xz or plain). Logs go to $OUT (the
 # device tool's folder) or LOGS. ALL_SKIP (words: mvsweep, families, tok, prefill) leaves stages out;
-# ALL_EXTRA, a command, runs after gpu-check with the binaries in $B. GPU stages take a lock so that no two time the GPU at once (the
+# ALL_EXTRA, a command, runs after gpu-check with the binaries in $B; ALL_POST after the decode
+# benchmark, with its model in $M (e.g. 'BIN=$B bash scripts/gpu-profile.sh'). GPU stages take a lock so that no two time the GPU at once (the
 # families' generate runs wait for it); ALL_BUDGET (default 390 s) bounds the optional stages.
 set -u
 cd "$(dirname "$0")/.."
@@ -68,6 +69,12 @@ if [ "$(left)" -gt 90 ]; then
   BIN=$B BENCH_KEEP=1 BENCH_TIERS=${ALL_TIERS:-resident,scaled} BENCH_WARM=300 BENCH_TOKENS=100 \
     timeout "$(( $(left) - 10 ))" bash scripts/gpu-bench.sh > "$logs/decode.log" 2>&1
   grep -E '^\| [0-9]|^HBM' "$logs/decode.log"
+  if [ -n "${ALL_POST:-}" ] && [ "$(left)" -gt 30 ]; then
+    el post
+    B=$B M=/tmp/fmoe-gpu-bench/packed L timeout "$(( $(left) - 5 ))" bash -c "$ALL_POST" > "$logs/post.log" 2>&1
+    echo "post rc=$?"
+    cat "$logs/post.log"
+  fi
 fi
 if ! skip prefill && [ "$(left)" -gt 100 ]; then
   el prefill

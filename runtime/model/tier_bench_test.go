@@ -211,11 +211,25 @@ func BenchmarkTieredDecode(b *testing.B) {
 				}
 				step(1 + warm)
 				st0 := m.ExpertStats()
+				// FMOE_CUDA_PROFILE: each kernel's device time over the timed tokens.
+				prof, _ := be.(interface{ KernelProfile() (string, error) })
+				if prof != nil {
+					if _, err := prof.KernelProfile(); err != nil {
+						b.Fatal(err)
+					}
+				}
 				b.ResetTimer()
 				t0 := time.Now()
 				step(meas)
 				wall := time.Since(t0)
 				b.StopTimer()
+				if prof != nil {
+					if t, err := prof.KernelProfile(); err != nil {
+						b.Fatal(err)
+					} else if t != "" {
+						fmt.Fprintf(os.Stderr, "### %s: device time over %d tokens (wall %.2f ms)\n%s", b.Name(), meas, ms(wall), t)
+					}
+				}
 				st := m.ExpertStats()
 				uses, hits := st.Uses-st0.Uses, st.GPUHits-st0.GPUHits
 				// A short timed pass for lm_head + embed (their phases sync).

@@ -93,6 +93,8 @@ type Backend struct {
 	stages  []*stage        // pinned staging ring for Bind from pageable memory
 	stageAt int
 	pinned  []hostRegion // HostAlloc allocations
+
+	prof *launchProfile // FMOE_CUDA_PROFILE (profile.go); nil when off
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -112,7 +114,8 @@ func NewWithOptions(opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	be := &Backend{dev: d, ctx: d.ctx, live: map[C.CUdeviceptr]int{}, slots: map[int][]*slot{}, memLimit: opts.MemLimit, mv: mv}
+	be := &Backend{dev: d, ctx: d.ctx, live: map[C.CUdeviceptr]int{}, slots: map[int][]*slot{}, memLimit: opts.MemLimit, mv: mv,
+		prof: profileFromEnv()}
 	// Blocks loop over matvec row groups (see matvec.h); a few per SM suffice.
 	be.lim = gpu.Limits{MaxGridY: maxGridY, MaxShared: d.maxSmem, SMs: d.sms, MatvecBlocks: mv.BlocksPerSM * d.sms,
 		MatvecRows: mv.Rows, MatvecWarps: mv.Warps, MaxThreads: be.kernelThreads}
@@ -170,6 +173,7 @@ func (be *Backend) Close() error {
 	if be.stream != nil {
 		errs = append(errs, be.Sync())
 	}
+	be.prof.destroy(be)
 	be.freeMu.Lock()
 	be.freeClosed = true
 	be.pending = nil
@@ -551,15 +555,24 @@ func (be *Backend) upload(b []byte) (C.CUdeviceptr, error) {
 	if err != nil || len(b) == 0 {
 		return p, err
 	}
-	return p, cuErr(C.fm_htod(be.ctx, p, unsafe.Pointer(&b[0]), C.size_t(len(b)), be.stream), "upload")
+	return p, be.timed("(upload)", func() error {
+		return cuErr(C.fm_htod(be.ctx, p, unsafe.Pointer(&b[0]), C.size_t(len(b)), be.stream), "upload")
+	})
 }
 
 // launch runs f on the compute stream with the packed arguments.
 func (be *Backend) launch(f C.CUfunction, gx, gy, block, shmem int) error {
-	a := &be.args
 	if gx <= 0 || gy <= 0 {
 		return nil
 	}
+	if be.prof != nil {
+		return be.timed(be.prof.name(f), func() error { return be.launchNow(f, gx, gy, block, shmem) })
+	}
+	return be.launchNow(f, gx, gy, block, shmem)
+}
+
+func (be *Backend) launchNow(f C.CUfunction, gx, gy, block, shmem int) error {
+	a := &be.args
 	r := C.fm_launch(be.ctx, f, C.uint(gx), C.uint(gy), C.uint(block), C.uint(shmem), be.stream,
 		unsafe.Pointer(&a.buf[0]), &a.offs[0], C.int(a.n))
 	return cuErr(r, "cuLaunchKernel")

@@ -48,6 +48,7 @@ static CUresult (*p_cuStreamBeginCapture)(CUstream, int);
 static CUresult (*p_cuStreamEndCapture)(CUstream, CUgraph *);
 static CUresult (*p_cuGraphInstantiateWithFlags)(CUgraphExec *, CUgraph, unsigned long long);
 static CUresult (*p_cuGraphLaunch)(CUgraphExec, CUstream);
+static CUresult (*p_cuFuncGetName)(const char **, CUfunction);
 static CUresult (*p_cuGraphExecDestroy)(CUgraphExec);
 static CUresult (*p_cuGraphDestroy)(CUgraph);
 static CUresult (*p_cuGetErrorName)(CUresult, const char **);
@@ -134,6 +135,8 @@ int fm_load_driver(char *err, int errlen) {
     *(void **)&p_cuStreamEndCapture = dlsym(l, "cuStreamEndCapture");
     *(void **)&p_cuGraphInstantiateWithFlags = dlsym(l, "cuGraphInstantiateWithFlags");
     *(void **)&p_cuGraphLaunch = dlsym(l, "cuGraphLaunch");
+    // Optional (CUDA 12.3+): names kernels in the launch profile.
+    *(void **)&p_cuFuncGetName = dlsym(l, "cuFuncGetName");
     *(void **)&p_cuGraphExecDestroy = dlsym(l, "cuGraphExecDestroy");
     *(void **)&p_cuGraphDestroy = dlsym(l, "cuGraphDestroy");
     libcuda = l;
@@ -265,6 +268,12 @@ CUresult fm_capture_end(CUcontext c, CUstream s, CUgraphExec *exec) {
 
 CUresult fm_graph_launch(CUcontext c, CUgraphExec g, CUstream s) { CTX_CALL(c, p_cuGraphLaunch, g, s); }
 CUresult fm_graph_destroy(CUcontext c, CUgraphExec g) { CTX_CALL(c, p_cuGraphExecDestroy, g); }
+
+const char *fm_func_name(CUfunction f) {
+    const char *name = NULL;
+    if (!p_cuFuncGetName || p_cuFuncGetName(&name, f) != 0) return NULL;
+    return name;
+}
 
 int fm_nvrtc_version(int *major, int *minor) {
     if (!p_nvrtcVersion) return NOT_LOADED;

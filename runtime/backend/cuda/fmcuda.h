@@ -74,6 +74,8 @@ CUresult fm_capture_begin(CUcontext c, CUstream s);
 CUresult fm_capture_end(CUcontext c, CUstream s, CUgraphExec *exec);
 CUresult fm_graph_launch(CUcontext c, CUgraphExec g, CUstream s);
 CUresult fm_graph_destroy(CUcontext c, CUgraphExec g);
+// fm_func_name is f's name, or NULL where the driver cannot say (before CUDA 12.3).
+const char *fm_func_name(CUfunction f);
 
 int fm_nvrtc_version(int *major, int *minor);
 // fm_nvrtc_compile compiles src; on success *out (malloc'd, *outlen bytes)

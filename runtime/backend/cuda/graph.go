@@ -28,6 +28,8 @@ func (be *Backend) BeginGraph() error {
 		return errClosed
 	case be.recording:
 		return errors.New("cuda: BeginGraph while recording a graph")
+	case be.prof != nil:
+		return errProfiling
 	case C.fm_has_graphs() == 0:
 		return errors.New("cuda: the driver has no CUDA graph entry points")
 	}
