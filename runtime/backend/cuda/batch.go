@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/gpu"
 )
 
 var (
@@ -116,7 +117,7 @@ func (be *Backend) MatVecBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 		}
 	}
 	w := first.weight()
-	warps, blocks, shared, ok := be.ops.MatvecPlan(&w)
+	warps, blocks, shared, ok := be.batchPlan(&w, len(ws))
 	if !ok || len(ws) > maxGridY {
 		for i := range ws {
 			if err := be.MatMul(ys[i], ws[i], xs[i], 1); err != nil {
@@ -125,9 +126,6 @@ func (be *Backend) MatVecBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 		}
 		return nil
 	}
-	// The plan fits the single-job kernels' registers; where this one's
-	// differ, fewer warps: the blocks loop over the rows that leaves.
-	warps = min(warps, be.batch.mvThreads[first.format-backend.Q2]/32)
 	p, err := be.upload(jobs)
 	if err != nil {
 		return err
@@ -138,6 +136,36 @@ func (be *Backend) MatVecBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 	be.args.i32(first.cols)
 	be.args.i32(first.group)
 	return be.launch(be.batch.mv[first.format-backend.Q2], blocks, len(ws), 32*warps, shared)
+}
+
+// batchPlan is how a batched matvec of n jobs of t's shape launches:
+// warps per block, blocks per job (grid x; the jobs are grid y) and
+// dynamic shared memory. A block stages the job's x in shared memory once
+// and then loops over row groups (matvec.h), so the blocks of all the jobs
+// together are the persistent blocks of one matvec (MatvecBlocks): each
+// block then computes several row groups per staging, where one launch's
+// plan per job (FMOE_CUDA_BATCH_PLAN=perjob, the plan before) gave an
+// expert projection's 1,024 rows 128 blocks of one row group each, as many
+// bytes of x staged as of weights read. Which block computes a row changes
+// no bit of it.
+func (be *Backend) batchPlan(t *gpu.Weight[C.CUdeviceptr], n int) (warps, blocks, shared int, ok bool) {
+	warps, blocks, shared, ok = be.ops.MatvecPlan(t)
+	if !ok {
+		return
+	}
+	f := t.Format - backend.Q2
+	if !be.batchPerJob {
+		warps = be.mv.Warps
+	}
+	// Where the batch kernel's registers allow fewer threads than the
+	// single-job kernel's, fewer warps: the blocks loop over the rest.
+	warps = max(1, min(warps, be.batch.mvThreads[f]/32))
+	if be.batchPerJob {
+		return warps, blocks, shared, true
+	}
+	groups := (t.Rows + be.mv.Rows*warps - 1) / (be.mv.Rows * warps)
+	blocks = min(groups, max(1, (be.lim.MatvecBlocks+n-1)/n))
+	return warps, blocks, shared, true
 }
 
 // maxCombine is the most expert rows CombineToken takes (its weights are

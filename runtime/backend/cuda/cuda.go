@@ -95,6 +95,10 @@ type Backend struct {
 	pinned  []hostRegion // HostAlloc allocations
 
 	prof *launchProfile // FMOE_CUDA_PROFILE (profile.go); nil when off
+
+	// batchPerJob: batched matvecs launch each job as its own matvec
+	// would (FMOE_CUDA_BATCH_PLAN=perjob, for comparison; batchPlan).
+	batchPerJob bool
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -115,7 +119,7 @@ func NewWithOptions(opts Options) (*Backend, error) {
 		return nil, err
 	}
 	be := &Backend{dev: d, ctx: d.ctx, live: map[C.CUdeviceptr]int{}, slots: map[int][]*slot{}, memLimit: opts.MemLimit, mv: mv,
-		prof: profileFromEnv()}
+		prof: profileFromEnv(), batchPerJob: os.Getenv("FMOE_CUDA_BATCH_PLAN") == "perjob"}
 	// Blocks loop over matvec row groups (see matvec.h); a few per SM suffice.
 	be.lim = gpu.Limits{MaxGridY: maxGridY, MaxShared: d.maxSmem, SMs: d.sms, MatvecBlocks: mv.BlocksPerSM * d.sms,
 		MatvecRows: mv.Rows, MatvecWarps: mv.Warps, MaxThreads: be.kernelThreads}

@@ -108,12 +108,11 @@ func (be *Backend) ExpertsIndexed(eo, g, u, x, ids, status backend.Buffer, layer
 // at jobs, with MatVecBatch's plan.
 func (be *Backend) batchJobs(jobs C.CUdeviceptr, s projShape, n int) error {
 	w := gpu.Weight[C.CUdeviceptr]{Rows: s.rows, Cols: s.cols, Group: s.group, Format: s.format}
-	warps, blocks, shared, ok := be.ops.MatvecPlan(&w)
+	warps, blocks, shared, ok := be.batchPlan(&w, n)
 	if !ok {
 		return fmt.Errorf("cuda: indexed experts: no batched matvec for %v [%d, %d]", s.format, s.rows, s.cols)
 	}
 	f := s.format - backend.Q2
-	warps = min(warps, be.batch.mvThreads[f]/32)
 	be.args.reset()
 	be.args.ptr(jobs).i32(s.rows).i32(s.cols).i32(s.group)
 	return be.launch(be.batch.mv[f], blocks, n, 32*warps, shared)
