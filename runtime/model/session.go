@@ -43,6 +43,11 @@ type Session struct {
 	// their weights [T, K] (slices re-used by the next layer: copy them).
 	onRoute func(layer int, idx []int, w []float32)
 
+	// beforeHead, when set (benchmarks), runs after the last layer's ops
+	// are queued and before the final norm's: a sync there times the head
+	// alone with the layers' graphs on.
+	beforeHead func()
+
 	closed bool
 	// ob is this step's observation while Model.Observe is set.
 	ob observation
@@ -318,6 +323,9 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		}
 		s.capture(r, fmt.Sprintf("layer%02d", l), h, T)
 		s.observeLayer(l)
+	}
+	if s.beforeHead != nil && r.err == nil {
+		s.beforeHead()
 	}
 	r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), m.norm, eps))
 	s.lap(PhaseHead)
