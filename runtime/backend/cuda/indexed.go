@@ -25,7 +25,7 @@ import (
 var _ backend.DeviceRouter = (*Backend)(nil)
 
 // routeThreads is route_cuda.h's ROUTE_THREADS.
-const routeThreads = 256
+const routeThreads = 32
 
 // RouteTopK is backend.DeviceRouter: one block per token (route_topk).
 func (be *Backend) RouteTopK(ids, w, status, logits backend.Buffer, T, E, K int, renorm bool) error {

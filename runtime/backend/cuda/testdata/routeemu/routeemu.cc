@@ -77,19 +77,20 @@ static inline void combine_finish_(float* h, const float*, const float*, float a
 
 #include "route_cuda.h"
 
-// launch runs a grid of gx blocks of 256 threads, one block at a time.
+// launch runs a grid of gx blocks of nt threads (32 or 256), one block at
+// a time.
 template <class F>
-static void launch(int gx, F body) {
-    blockDim = {256, 1, 1};
+static void launch(int gx, int nt, F body) {
+    blockDim = {(uint)nt, 1, 1};
     for (int bx = 0; bx < gx; bx++) {
         blockIdx = {(uint)bx, 0, 0};
-        std::barrier<> bar(256);
+        std::barrier<> bar(nt);
         std::barrier<> wb[8] = {std::barrier<>(32), std::barrier<>(32), std::barrier<>(32), std::barrier<>(32),
                                 std::barrier<>(32), std::barrier<>(32), std::barrier<>(32), std::barrier<>(32)};
         blockBar = &bar;
         for (int i = 0; i < 8; i++) warpBar[i] = &wb[i];
         std::vector<std::thread> th;
-        for (int t = 0; t < 256; t++)
+        for (int t = 0; t < nt; t++)
             th.emplace_back([t, &body] {
                 threadIdx = {(uint)t, 0, 0};
                 body();
@@ -114,7 +115,7 @@ static int route() {
         memcpy(&v, &u, 4);
     }
     float status = 0;
-    launch(T, [&] { route_topk(l.data(), ids.data(), w.data(), &status, E, K, renorm); });
+    launch(T, ROUTE_THREADS, [&] { route_topk(l.data(), ids.data(), w.data(), &status, E, K, renorm); });
     for (float v : ids) printf("%08x ", bitsOf(v));
     printf("\n");
     for (float v : w) printf("%08x ", bitsOf(v));
@@ -136,7 +137,7 @@ static int jobs() {
     float status = 0, x[H], g[K * I], u[K * I];
     std::vector<float> eo(K * H, 1.0f);
     mv_job gu[2 * K], dn[K];
-    launch(1, [&] { experts_jobs(index.data(), E, ids, &status, gu, dn, x, g, u, eo.data(), K, I, H); });
+    launch(1, 256, [&] { experts_jobs(index.data(), E, ids, &status, gu, dn, x, g, u, eo.data(), K, I, H); });
     for (int i = 0; i < K; i++) {
         const unsigned long long* p = hit[i] ? &index[(int)ids[i] * EXPERT_PTRS] : nullptr;
         auto ptr = [&](int k) { return p ? (const void*)p[k] : nullptr; };
