@@ -188,7 +188,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 					}
 				}
 				tr, err := routetrace.Generate(routetrace.Options{Layers: L, Experts: m.Config.NumExperts, K: k,
-					Tokens: 2 + warm + meas + 20, Seed: 1, Params: routetrace.Fitted[routing]})
+					Tokens: 2 + warm + meas + 40, Seed: 1, Params: routetrace.Fitted[routing]})
 				if err != nil {
 					b.Fatal(err)
 				}
