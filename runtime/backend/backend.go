@@ -266,6 +266,21 @@ type TokenCombiner interface {
 	CombineToken(h, eo Buffer, w []float32, sd, gate Buffer) error
 }
 
+// RowConcatenator is implemented by backends that can register several
+// weights of one format, group and width as the rows of one tensor, in
+// order: a one-token step then runs the matvecs of weights that share their
+// input (a GatedDeltaNet's four input projections, a shared expert's gate
+// and up) as one launch, whose output is the parts' outputs one after the
+// other. Each row's sum is computed as in its own weight's matvec, so the
+// output is the parts' bit for bit. The parts stay usable alone: they are
+// views of the same memory, nothing is held twice. It returns an error,
+// and registers nothing, where the backend cannot place the parts so
+// (mismatched shapes, formats or alignment): the caller registers them one
+// by one.
+type RowConcatenator interface {
+	RegisterRows(ws []Weight) (whole Tensor, parts []Tensor, err error)
+}
+
 // GraphRecorder is implemented by backends that can record a run of ops
 // once and replay it with one host call (CUDA graphs): a decode step's
 // fixed ops of a layer (its norms, mixer, router logits and shared expert)

@@ -28,6 +28,10 @@ type layerSource struct {
 	l   int
 	p   string // format.LayerPrefix(l)
 	get func(name string) backend.Tensor
+	// rows registers the named weights as the rows of one tensor where the
+	// backend can (backend.RowConcatenator): whole is nil where it cannot,
+	// and parts are then registered one by one (fuse.go).
+	rows func(names ...string) (whole backend.Tensor, parts []backend.Tensor)
 	// vec reads a 1-D float tensor to the host (a router's correction bias).
 	vec func(name string) ([]float32, error)
 }

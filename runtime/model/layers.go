@@ -128,14 +128,25 @@ func (s *Session) deltaNet(r *run, L *layer, st *layerState, xn, h backend.Buffe
 	c := &m.Config
 	be := m.be
 	hv, dv := c.LinearNumValueHeads, c.LinearValueHeadDim
-	qkv := r.view(s.sc.qkv, 0, T*c.ConvDim())
-	z := r.view(s.sc.z, 0, T*hv*dv)
-	b := r.view(s.sc.b, 0, T*hv)
-	a := r.view(s.sc.a, 0, T*hv)
-	r.do(be.MatMul(qkv, L.qkv, xn, T))
-	r.do(be.MatMul(z, L.z, xn, T))
-	r.do(be.MatMul(b, L.b, xn, T))
-	r.do(be.MatMul(a, L.a, xn, T))
+	var qkv, z, b, a backend.Buffer
+	if cd, nz := c.ConvDim(), hv*dv; T == 1 && L.inProj != nil {
+		// One launch (fuse.go): qkv, z, b and a one after the other in
+		// qkv's scratch, which has the room for one token.
+		r.do(be.MatMul(r.view(s.sc.qkv, 0, cd+nz+2*hv), L.inProj, xn, 1))
+		qkv = r.view(s.sc.qkv, 0, cd)
+		z = r.view(s.sc.qkv, cd, nz)
+		b = r.view(s.sc.qkv, cd+nz, hv)
+		a = r.view(s.sc.qkv, cd+nz+hv, hv)
+	} else {
+		qkv = r.view(s.sc.qkv, 0, T*cd)
+		z = r.view(s.sc.z, 0, T*nz)
+		b = r.view(s.sc.b, 0, T*hv)
+		a = r.view(s.sc.a, 0, T*hv)
+		r.do(be.MatMul(qkv, L.qkv, xn, T))
+		r.do(be.MatMul(z, L.z, xn, T))
+		r.do(be.MatMul(b, L.b, xn, T))
+		r.do(be.MatMul(a, L.a, xn, T))
+	}
 	r.do(be.Conv1D(qkv, qkv, L.conv, st.conv, T))
 	y := r.view(s.sc.y, 0, T*hv*dv)
 	shape := backend.DeltaShape{T: T, Hk: c.LinearNumKeyHeads, Dk: c.LinearKeyHeadDim, Hv: hv, Dv: dv, Eps: 1e-6}

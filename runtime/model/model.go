@@ -163,6 +163,10 @@ type layer struct {
 	shScale                  backend.Tensor // shared_expert_gate [1, H]; nil: the shared expert is ungated
 	qb, kb, vb               backend.Tensor // q/k/v projection biases, or nil
 	mlpGate, mlpUp, mlpDown  backend.Tensor // a dense layer's MLP
+	// Weights registered as one tensor's rows (fuse.go), for one-token
+	// steps; nil where the backend keeps them apart: qkv, z, b and a
+	// (inProj); shGate and shUp (shGU).
+	inProj, shGU backend.Tensor
 
 	// Set by the model's family (family.go): the MLP in two parts, fixed
 	// (the ops that depend on the normed input alone: a dense MLP, or the
@@ -360,27 +364,8 @@ func weight(t *format.Tensor, blob []byte) (backend.Weight, error) {
 }
 
 func (m *Model) registerAll(man *format.Manifest) error {
-	m.t = make(map[string]backend.Tensor, len(man.Tensors))
-	for i := range man.Tensors {
-		t := &man.Tensors[i]
-		w, err := weight(t, m.weights.Data)
-		if err != nil {
-			return err
-		}
-		bt, err := m.be.Register(w)
-		if err != nil {
-			return fmt.Errorf("model: register %s: %w", t.Name, err)
-		}
-		m.t[t.Name] = bt
-	}
-	var missing []string
-	get := func(name string) backend.Tensor {
-		t, ok := m.t[name]
-		if !ok {
-			missing = append(missing, name)
-		}
-		return t
-	}
+	reg := newRegistry(m, man)
+	get := reg.get
 	c := &m.Config
 	m.embed = get("model.embed_tokens.weight")
 	m.norm = get("model.norm.weight")
@@ -389,7 +374,7 @@ func (m *Model) registerAll(man *format.Manifest) error {
 	} else {
 		m.head = get("lm_head.weight")
 	}
-	src := &layerSource{c: c, get: get, vec: func(name string) ([]float32, error) {
+	src := &layerSource{c: c, get: get, rows: reg.rows, vec: func(name string) ([]float32, error) {
 		return hostVector(man, m.weights.Data, name)
 	}}
 	m.layers = make([]layer, c.NumHiddenLayers)
@@ -402,8 +387,5 @@ func (m *Model) registerAll(man *format.Manifest) error {
 			return err
 		}
 	}
-	if len(missing) > 0 {
-		return fmt.Errorf("model: manifest lacks %d tensors, first %s", len(missing), missing[0])
-	}
-	return nil
+	return reg.done()
 }

@@ -20,9 +20,17 @@ func (s *Session) moeFixed(r *run, L *layer, xn backend.Buffer, T int) {
 	}
 	Is := c.SharedExpertIntermediateSize
 	sg := r.view(s.sc.sg, 0, T*Is)
-	su := r.view(s.sc.su, 0, T*Is)
-	r.do(be.MatMul(sg, L.shGate, xn, T))
-	r.do(be.MatMul(su, L.shUp, xn, T))
+	var su backend.Buffer
+	if T == 1 && L.shGU != nil {
+		// Gate and up in one launch (fuse.go), one after the other in
+		// sg's scratch, which has the room for one token.
+		r.do(be.MatMul(r.view(s.sc.sg, 0, 2*Is), L.shGU, xn, 1))
+		su = r.view(s.sc.sg, Is, Is)
+	} else {
+		su = r.view(s.sc.su, 0, T*Is)
+		r.do(be.MatMul(sg, L.shGate, xn, T))
+		r.do(be.MatMul(su, L.shUp, xn, T))
+	}
 	r.do(be.SwiGLU(sg, sg, su))
 	r.do(be.MatMul(r.view(s.sc.sd, 0, T*c.HiddenSize), L.shDown, sg, T))
 	if L.shScale != nil {

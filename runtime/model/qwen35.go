@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/runtime/backend"
 )
 
 // qwen35Layer fills a Qwen3.5-MoE layer: gated full attention or GatedDeltaNet, routed experts
@@ -20,10 +21,10 @@ func qwen35Layer(src *layerSource, L *layer) error {
 		L.qNorm = get(p + "self_attn.q_norm.weight")
 		L.kNorm = get(p + "self_attn.k_norm.weight")
 	case format.LinearAttention:
-		L.qkv = get(p + "linear_attn.in_proj_qkv.weight")
-		L.z = get(p + "linear_attn.in_proj_z.weight")
-		L.b = get(p + "linear_attn.in_proj_b.weight")
-		L.a = get(p + "linear_attn.in_proj_a.weight")
+		var in []backend.Tensor
+		L.inProj, in = src.rows(p+"linear_attn.in_proj_qkv.weight", p+"linear_attn.in_proj_z.weight",
+			p+"linear_attn.in_proj_b.weight", p+"linear_attn.in_proj_a.weight")
+		L.qkv, L.z, L.b, L.a = in[0], in[1], in[2], in[3]
 		L.out = get(p + "linear_attn.out_proj.weight")
 		L.conv = get(p + "linear_attn.conv1d.weight")
 		L.aLog = get(p + "linear_attn.A_log")
@@ -34,8 +35,9 @@ func qwen35Layer(src *layerSource, L *layer) error {
 	}
 	L.router = get(p + "mlp.gate.weight")
 	if c.SharedExpertIntermediateSize > 0 {
-		L.shGate = get(p + "mlp.shared_expert.gate_proj.weight")
-		L.shUp = get(p + "mlp.shared_expert.up_proj.weight")
+		var gu []backend.Tensor
+		L.shGU, gu = src.rows(p+"mlp.shared_expert.gate_proj.weight", p+"mlp.shared_expert.up_proj.weight")
+		L.shGate, L.shUp = gu[0], gu[1]
 		L.shDown = get(p + "mlp.shared_expert.down_proj.weight")
 		L.shScale = get(p + "mlp.shared_expert_gate.weight")
 	}

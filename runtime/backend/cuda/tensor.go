@@ -46,9 +46,14 @@ func align256(n int) int { return (n + 255) &^ 255 }
 
 // layout returns the offsets of scales and biases and the total size.
 func layout(w backend.Weight) (so, bo, size int) {
-	so = align256(len(w.Data))
-	bo = so + align256(len(w.Scales))
-	return so, bo, bo + align256(len(w.Biases))
+	return layoutLens(len(w.Data), len(w.Scales), len(w.Biases))
+}
+
+// layoutLens is layout for data, scales and biases of those lengths.
+func layoutLens(nd, ns, nb int) (so, bo, size int) {
+	so = align256(nd)
+	bo = so + align256(ns)
+	return so, bo, bo + align256(nb)
 }
 
 func (be *Backend) newTensor(w backend.Weight, base C.CUdeviceptr) *tensor {
@@ -98,6 +103,73 @@ func (be *Backend) Register(w backend.Weight) (backend.Tensor, error) {
 	t := be.newTensor(w, p)
 	t.mem = p
 	return t, nil
+}
+
+var _ backend.RowConcatenator = (*Backend)(nil)
+
+// RegisterRows is backend.RowConcatenator: one allocation laid out as the
+// concatenated weight (its data, then scales and biases at 256-byte
+// aligned offsets), uploaded part by part, and each part a tensor whose
+// pointers are its first row's in the whole. A part must start at a
+// 16-byte boundary of the data (the matvecs load 16-byte chunks).
+func (be *Backend) RegisterRows(ws []backend.Weight) (backend.Tensor, []backend.Tensor, error) {
+	if be.closed {
+		return nil, nil, errClosed
+	}
+	if len(ws) == 0 {
+		return nil, nil, errors.New("cuda: RegisterRows of no weights")
+	}
+	w0 := ws[0]
+	rows, nd, ns, nb := 0, 0, 0, 0 // the whole's rows and byte counts
+	for i, w := range ws {
+		if err := checkWeight(w); err != nil {
+			return nil, nil, fmt.Errorf("part %d: %w", i, err)
+		}
+		if w.Cols != w0.Cols || w.Format != w0.Format || w.Group != w0.Group {
+			return nil, nil, fmt.Errorf("cuda: RegisterRows part %d is a %v [%d, %d] group %d weight, part 0 a %v [%d, %d] group %d",
+				i, w.Format, w.Rows, w.Cols, w.Group, w0.Format, w0.Rows, w0.Cols, w0.Group)
+		}
+		if nd%16 != 0 {
+			return nil, nil, fmt.Errorf("cuda: RegisterRows part %d would start at data byte %d, not a 16-byte boundary", i, nd)
+		}
+		rows, nd, ns, nb = rows+w.Rows, nd+len(w.Data), ns+len(w.Scales), nb+len(w.Biases)
+	}
+	if rows*w0.Cols > maxElems || rows > 1<<30 {
+		return nil, nil, fmt.Errorf("cuda: weight [%d, %d] too large for 32-bit element indices", rows, w0.Cols)
+	}
+	so, bo, size := layoutLens(nd, ns, nb)
+	p, err := be.devAlloc(size)
+	if err != nil {
+		return nil, nil, err
+	}
+	whole := &tensor{be: be, rows: rows, cols: w0.Cols, group: w0.Group, format: w0.Format, data: p, mem: p}
+	if w0.Format.Quantized() {
+		whole.scales, whole.biases = p+C.CUdeviceptr(so), p+C.CUdeviceptr(bo)
+	}
+	parts := make([]backend.Tensor, len(ws))
+	var d, sb int // the part's first byte in Data and in Scales (= in Biases)
+	for i, w := range ws {
+		for _, part := range []struct {
+			off int
+			b   []byte
+		}{{d, w.Data}, {so + sb, w.Scales}, {bo + sb, w.Biases}} {
+			if len(part.b) == 0 {
+				continue
+			}
+			r := C.fm_htod(be.ctx, p+C.CUdeviceptr(part.off), unsafe.Pointer(&part.b[0]), C.size_t(len(part.b)), be.stream)
+			if err := cuErr(r, "register upload"); err != nil {
+				return nil, nil, errors.Join(err, be.devFree(p))
+			}
+		}
+		t := &tensor{be: be, rows: w.Rows, cols: w.Cols, group: w.Group, format: w.Format, data: p + C.CUdeviceptr(d)}
+		if w.Format.Quantized() {
+			t.scales, t.biases = p+C.CUdeviceptr(so+sb), p+C.CUdeviceptr(bo+sb)
+		}
+		parts[i] = t
+		d += len(w.Data)
+		sb += len(w.Scales)
+	}
+	return whole, parts, nil
 }
 
 func (be *Backend) tensor(t backend.Tensor, what string) (*tensor, error) {

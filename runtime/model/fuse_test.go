@@ -1,0 +1,93 @@
+package model
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/cpu"
+)
+
+// rowsBackend gives a backend RegisterRows by copying the parts' bytes into
+// one weight (host memory, tests only; the CUDA backend lays the parts out
+// in one device allocation instead), so that the model's fused path runs
+// on the CPU. The parts are registered alone.
+type rowsBackend struct {
+	backend.Backend
+	calls int
+	rows  []int // every whole's row count
+}
+
+func (b *rowsBackend) RegisterRows(ws []backend.Weight) (backend.Tensor, []backend.Tensor, error) {
+	all := backend.Weight{Cols: ws[0].Cols, Format: ws[0].Format, Group: ws[0].Group}
+	parts := make([]backend.Tensor, len(ws))
+	for i, w := range ws {
+		all.Rows += w.Rows
+		all.Data = append(slices.Clip(all.Data), w.Data...)
+		all.Scales = append(slices.Clip(all.Scales), w.Scales...)
+		all.Biases = append(slices.Clip(all.Biases), w.Biases...)
+		t, err := b.Register(w)
+		if err != nil {
+			return nil, nil, err
+		}
+		parts[i] = t
+	}
+	whole, err := b.Register(all)
+	if err != nil {
+		return nil, nil, err
+	}
+	b.calls++
+	b.rows = append(b.rows, all.Rows)
+	return whole, parts, nil
+}
+
+// TestGoldenFusedRows: with a backend that registers weights as one
+// tensor's rows, every GatedDeltaNet layer's input projections and every
+// shared expert's gate and up are fused, and a golden run (prompt, then
+// decode steps that use the fused tensors) computes the unfused run's
+// logits bit for bit and stays within the goldens' tolerance.
+func TestGoldenFusedRows(t *testing.T) {
+	defer func(v bool) { fuseOff = v }(fuseOff)
+	for _, c := range cases {
+		t.Run(c.src+"/"+c.golden, func(t *testing.T) {
+			g := readGolden(t, c.golden)
+			fuseOff = true
+			ref, _ := goldenRun(t, open(t, c.src, c.bits, c.k, Options{Backend: testBackend(t)}), g)
+			fuseOff = false
+			// A backend with its own RegisterRows (CUDA) runs as it is.
+			tb := testBackend(t)
+			var rb *rowsBackend
+			if _, ok := tb.(backend.RowConcatenator); !ok {
+				if tb == nil {
+					tb = cpu.New(cpu.Options{})
+					t.Cleanup(func() { tb.Close() })
+				}
+				rb = &rowsBackend{Backend: tb}
+				tb = rb
+			}
+			m := open(t, c.src, c.bits, c.k, Options{Backend: tb})
+			cfg := &m.Config
+			delta := 0
+			for l := range m.layers {
+				if m.layers[l].inProj != nil {
+					delta++
+				}
+				if (m.layers[l].shGU != nil) != (cfg.SharedExpertIntermediateSize > 0) {
+					t.Errorf("layer %d: shared expert fused %v", l, m.layers[l].shGU != nil)
+				}
+			}
+			if delta == 0 {
+				t.Fatal("no GatedDeltaNet layer's input projections fused")
+			}
+			want := cfg.ConvDim() + cfg.LinearNumValueHeads*(cfg.LinearValueHeadDim+2)
+			if rb != nil && !slices.Contains(rb.rows, want) {
+				t.Errorf("fused row counts %v lack the in-projections' %d", rb.rows, want)
+			}
+			got, _ := goldenRun(t, m, g)
+			if i := firstDiff(got, ref); i >= 0 {
+				t.Errorf("logit %d is %v fused, %v unfused", i, got[i], ref[i])
+			}
+			checkGoldenLogits(t, got, g, m.Config.VocabSize)
+		})
+	}
+}
