@@ -108,7 +108,7 @@ func (s *Session) moeDevice(r *run, l int, L *layer, xn, h backend.Buffer) {
 	if L.shGate != nil {
 		sd = r.view(s.sc.sd, 0, H)
 		if L.shScale != nil {
-			gt = r.view(s.sc.sgate, 0, 1)
+			gt = s.sgate(r, L, 1)
 		}
 	}
 	if r.err == nil {

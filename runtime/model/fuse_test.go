@@ -42,8 +42,9 @@ func (b *rowsBackend) RegisterRows(ws []backend.Weight) (backend.Tensor, []backe
 }
 
 // TestGoldenFusedRows: with a backend that registers weights as one
-// tensor's rows, every GatedDeltaNet layer's input projections and every
-// shared expert's gate and up are fused, and a golden run (prompt, then
+// tensor's rows, every GatedDeltaNet layer's input projections, every
+// shared expert's gate and up, and every router with its shared expert's
+// gate are fused, and a golden run (prompt, then
 // decode steps that use the fused tensors) computes the unfused run's
 // logits bit for bit and stays within the goldens' tolerance.
 func TestGoldenFusedRows(t *testing.T) {
@@ -72,8 +73,10 @@ func TestGoldenFusedRows(t *testing.T) {
 				if m.layers[l].inProj != nil {
 					delta++
 				}
-				if (m.layers[l].shGU != nil) != (cfg.SharedExpertIntermediateSize > 0) {
-					t.Errorf("layer %d: shared expert fused %v", l, m.layers[l].shGU != nil)
+				sh := cfg.SharedExpertIntermediateSize > 0
+				if (m.layers[l].shGU != nil) != sh || (m.layers[l].routerSh != nil) != sh {
+					t.Errorf("layer %d: shared expert's gate and up fused %v, router and its gate %v", l,
+						m.layers[l].shGU != nil, m.layers[l].routerSh != nil)
 				}
 			}
 			if delta == 0 {

@@ -165,8 +165,8 @@ type layer struct {
 	mlpGate, mlpUp, mlpDown  backend.Tensor // a dense layer's MLP
 	// Weights registered as one tensor's rows (fuse.go), for one-token
 	// steps; nil where the backend keeps them apart: qkv, z, b and a
-	// (inProj); shGate and shUp (shGU).
-	inProj, shGU backend.Tensor
+	// (inProj); shGate and shUp (shGU); router and shScale (routerSh).
+	inProj, shGU, routerSh backend.Tensor
 
 	// Set by the model's family (family.go): the MLP in two parts, fixed
 	// (the ops that depend on the normed input alone: a dense MLP, or the

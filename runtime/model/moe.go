@@ -13,7 +13,14 @@ func (s *Session) moeFixed(r *run, L *layer, xn backend.Buffer, T int) {
 	m := s.m
 	c := &m.Config
 	be := m.be
-	r.do(be.MatMul(r.view(s.sc.router, 0, T*c.NumExperts), L.router, xn, T))
+	fused := T == 1 && L.routerSh != nil
+	if fused {
+		// The router's logits and the shared expert's gate in one launch
+		// (fuse.go), the gate after the logits (sgate).
+		r.do(be.MatMul(r.view(s.sc.router, 0, c.NumExperts+1), L.routerSh, xn, 1))
+	} else {
+		r.do(be.MatMul(r.view(s.sc.router, 0, T*c.NumExperts), L.router, xn, T))
+	}
 	s.lap(PhaseRouting)
 	if L.shGate == nil {
 		return
@@ -33,7 +40,7 @@ func (s *Session) moeFixed(r *run, L *layer, xn backend.Buffer, T int) {
 	}
 	r.do(be.SwiGLU(sg, sg, su))
 	r.do(be.MatMul(r.view(s.sc.sd, 0, T*c.HiddenSize), L.shDown, sg, T))
-	if L.shScale != nil {
+	if L.shScale != nil && !fused {
 		r.do(be.MatMul(r.view(s.sc.sgate, 0, T), L.shScale, xn, T))
 	}
 	s.lap(PhaseSharedExpert)
@@ -88,7 +95,7 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 		if L.shGate != nil {
 			sd = r.view(s.sc.sd, 0, H)
 			if L.shScale != nil {
-				gt = r.view(s.sc.sgate, 0, 1)
+				gt = s.sgate(r, L, 1)
 			}
 		}
 		r.do(tc.CombineToken(h, r.view(s.sc.eo, 0, len(pl.w)*H), pl.w, sd, gt))
@@ -102,7 +109,7 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 		if L.shScale == nil { // GLM-4.5's shared experts are added as they are
 			r.do(be.Add(acc, sd))
 		} else {
-			r.do(be.GatedAdd(acc, sd, r.view(s.sc.sgate, 0, T), T))
+			r.do(be.GatedAdd(acc, sd, s.sgate(r, L, T), T))
 		}
 	}
 	r.do(be.Add(h, acc))
@@ -113,3 +120,12 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 // combineOff makes a one-token step combine with the separate ops even
 // where the backend fuses them (tests compare the two).
 var combineOff = false
+
+// sgate is the shared expert's gate logits of a T-token step: after the
+// router's logits where moeFixed computed the two in one launch.
+func (s *Session) sgate(r *run, L *layer, T int) backend.Buffer {
+	if T == 1 && L.routerSh != nil {
+		return r.view(s.sc.router, s.m.Config.NumExperts, 1)
+	}
+	return r.view(s.sc.sgate, 0, T)
+}

@@ -33,13 +33,15 @@ func qwen35Layer(src *layerSource, L *layer) error {
 	default:
 		return fmt.Errorf("model: layer %d has type %q", src.l, c.LayerTypes[src.l])
 	}
-	L.router = get(p + "mlp.gate.weight")
 	if c.SharedExpertIntermediateSize > 0 {
-		var gu []backend.Tensor
+		var gu, rs []backend.Tensor
 		L.shGU, gu = src.rows(p+"mlp.shared_expert.gate_proj.weight", p+"mlp.shared_expert.up_proj.weight")
 		L.shGate, L.shUp = gu[0], gu[1]
 		L.shDown = get(p + "mlp.shared_expert.down_proj.weight")
-		L.shScale = get(p + "mlp.shared_expert_gate.weight")
+		L.routerSh, rs = src.rows(p+"mlp.gate.weight", p+"mlp.shared_expert_gate.weight")
+		L.router, L.shScale = rs[0], rs[1]
+	} else {
+		L.router = get(p + "mlp.gate.weight")
 	}
 	L.moe(softmaxRoute(true))
 	L.dev = &devRule{renorm: true}
