@@ -151,6 +151,8 @@ func BenchmarkTieredDecode(b *testing.B) {
 					missBe = cpu.New(cpu.Options{})
 					defer missBe.Close()
 				}
+				// FMOE_BENCH_FUSE=0: every weight registered alone (fuse.go), for comparison.
+				fuseOff = os.Getenv("FMOE_BENCH_FUSE") == "0"
 				m, err := Open(dir, Options{Backend: be, ExpertsPerToken: k, GPUCache: GPUCacheOff, MaxContext: 4096, HostCache: host,
 					Devices: devs, Collective: coll, VerifyBeforeCompute: lever == "sync", MissBackend: missBe})
 				if err != nil {
