@@ -141,44 +141,31 @@ func (be *Backend) MatVecBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 // batchPlan is how a batched matvec of n jobs of t's shape launches:
 // warps per block, blocks per job (grid x; the jobs are grid y) and
 // dynamic shared memory. A block stages the job's x in shared memory once
-// and then loops over row groups (matvec.h). Three plans, chosen by
-// FMOE_CUDA_BATCH_PLAN (measured against each other in docs/benchmarks.md):
-//   - "" (shared): the blocks of all the jobs together are the persistent
-//     blocks of one matvec (MatvecBlocks), 8 warps each, so each block
-//     computes several row groups per staging of x;
-//   - "perjob": each job gets the blocks its own launch would (an expert
-//     projection's 1,024 rows: 128 blocks of 4 warps, one row group each,
-//     as many bytes of x staged as of weights read);
-//   - "wave": 8 warps a block and as many blocks as one wave of the device
-//     holds (threads and shared memory per SM), the passes over the row
-//     groups balanced (every block the same number, give or take one).
-//
-// Which block computes a row changes no bit of it.
+// and then loops over row groups (matvec.h), so the blocks of all the jobs
+// together are the persistent blocks of one matvec (MatvecBlocks): each
+// block then computes several row groups per staging, where one launch's
+// plan per job (FMOE_CUDA_BATCH_PLAN=perjob, the plan before) gave an
+// expert projection's 1,024 rows 128 blocks of one row group each, as many
+// bytes of x staged as of weights read. Which block computes a row changes
+// no bit of it.
 func (be *Backend) batchPlan(t *gpu.Weight[C.CUdeviceptr], n int) (warps, blocks, shared int, ok bool) {
 	warps, blocks, shared, ok = be.ops.MatvecPlan(t)
 	if !ok {
 		return
 	}
 	f := t.Format - backend.Q2
-	if be.batchMode != "perjob" {
+	if !be.batchPerJob {
 		warps = be.mv.Warps
 	}
 	// Where the batch kernel's registers allow fewer threads than the
 	// single-job kernel's, fewer warps: the blocks loop over the rest.
 	warps = max(1, min(warps, be.batch.mvThreads[f]/32))
-	groups := (t.Rows + be.mv.Rows*warps - 1) / (be.mv.Rows * warps)
-	switch be.batchMode {
-	case "perjob":
+	if be.batchPerJob {
 		return warps, blocks, shared, true
-	case "wave":
-		// Hopper: 2,048 threads, 32 blocks and 228 KiB of shared memory an
-		// SM (the per-block maximum plus the 1 KiB the driver reserves).
-		perSM := min(2048/(32*warps), 32, (be.dev.maxSmem+1024)/max(shared+1024, 1))
-		per := max(1, be.dev.sms*perSM/n) // blocks a job may have in one wave
-		passes := (groups + per - 1) / per
-		return warps, (groups + passes - 1) / passes, shared, true
 	}
-	return warps, min(groups, max(1, (be.lim.MatvecBlocks+n-1)/n)), shared, true
+	groups := (t.Rows + be.mv.Rows*warps - 1) / (be.mv.Rows * warps)
+	blocks = min(groups, max(1, (be.lim.MatvecBlocks+n-1)/n))
+	return warps, blocks, shared, true
 }
 
 // maxCombine is the most expert rows CombineToken takes (its weights are

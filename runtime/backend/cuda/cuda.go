@@ -96,9 +96,9 @@ type Backend struct {
 
 	prof *launchProfile // FMOE_CUDA_PROFILE (profile.go); nil when off
 
-	// batchMode is FMOE_CUDA_BATCH_PLAN, the batched matvecs' plan
-	// (batchPlan): "" (shared), "perjob" or "wave".
-	batchMode string
+	// batchPerJob: batched matvecs launch each job as its own matvec
+	// would (FMOE_CUDA_BATCH_PLAN=perjob, for comparison; batchPlan).
+	batchPerJob bool
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -114,17 +114,12 @@ func NewWithOptions(opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch v := os.Getenv("FMOE_CUDA_BATCH_PLAN"); v {
-	case "", "perjob", "wave":
-	default:
-		return nil, fmt.Errorf("cuda: FMOE_CUDA_BATCH_PLAN=%q: want perjob or wave, or unset", v)
-	}
 	d, err := openDevice(opts.Device)
 	if err != nil {
 		return nil, err
 	}
 	be := &Backend{dev: d, ctx: d.ctx, live: map[C.CUdeviceptr]int{}, slots: map[int][]*slot{}, memLimit: opts.MemLimit, mv: mv,
-		prof: profileFromEnv(), batchMode: os.Getenv("FMOE_CUDA_BATCH_PLAN")}
+		prof: profileFromEnv(), batchPerJob: os.Getenv("FMOE_CUDA_BATCH_PLAN") == "perjob"}
 	// Blocks loop over matvec row groups (see matvec.h); a few per SM suffice.
 	be.lim = gpu.Limits{MaxGridY: maxGridY, MaxShared: d.maxSmem, SMs: d.sms, MatvecBlocks: mv.BlocksPerSM * d.sms,
 		MatvecRows: mv.Rows, MatvecWarps: mv.Warps, MaxThreads: be.kernelThreads}
