@@ -114,6 +114,9 @@ func NewWithOptions(opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	if v := os.Getenv("FMOE_CUDA_BATCH_PLAN"); v != "" && v != "perjob" {
+		return nil, fmt.Errorf("cuda: FMOE_CUDA_BATCH_PLAN=%q: want perjob, or unset", v)
+	}
 	d, err := openDevice(opts.Device)
 	if err != nil {
 		return nil, err

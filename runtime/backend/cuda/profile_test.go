@@ -78,3 +78,17 @@ func atoi(s string) int {
 	}
 	return n
 }
+
+// TestBatchPlanEnv: a batch plan the backend does not know is an error at
+// New, before any device is opened, not a silent default.
+func TestBatchPlanEnv(t *testing.T) {
+	t.Setenv("FMOE_CUDA_BATCH_PLAN", "wave")
+	be, err := New()
+	if err == nil {
+		be.Close()
+		t.Fatal("FMOE_CUDA_BATCH_PLAN=wave accepted")
+	}
+	if !strings.Contains(err.Error(), "FMOE_CUDA_BATCH_PLAN") {
+		t.Errorf("error %q does not name FMOE_CUDA_BATCH_PLAN", err)
+	}
+}
