@@ -3,6 +3,7 @@ package pack
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -12,8 +13,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/fmoe/fmoe/internal/pagecache"
 	"github.com/pierrec/lz4/v4"
-	"golang.org/x/sys/unix"
 
 	"github.com/fmoe/fmoe/format"
 	"github.com/fmoe/fmoe/format/lz4file"
@@ -158,7 +159,9 @@ func dropCache(b *testing.B, path string) {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+	if err := pagecache.Drop(f); errors.Is(err, pagecache.ErrUnsupported) {
+		b.Skip(err)
+	} else if err != nil {
 		b.Fatal(err)
 	}
 }

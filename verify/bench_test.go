@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -12,7 +13,7 @@ import (
 	"sync"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/fmoe/fmoe/internal/pagecache"
 
 	"github.com/fmoe/fmoe/format"
 )
@@ -195,12 +196,14 @@ func setCache(b *testing.B, cold bool) {
 			b.Fatal(err)
 		}
 		if cold {
-			err = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+			err = pagecache.Drop(f)
 		} else {
-			err = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_WILLNEED)
+			err = pagecache.WillNeed(f)
 		}
 		f.Close()
-		if err != nil {
+		if errors.Is(err, pagecache.ErrUnsupported) {
+			b.Skip(err)
+		} else if err != nil {
 			b.Fatal(err)
 		}
 	}
