@@ -96,19 +96,7 @@ func runMatMul(t *testing.T, be backend.Backend, w backend.Weight, x []float32, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	xb, _ := be.Alloc(len(x))
-	yb, _ := be.Alloc(T * R)
-	if err := be.Write(xb, x); err != nil {
-		t.Fatal(err)
-	}
-	if err := be.MatMul(yb, wt, xb, T); err != nil {
-		t.Fatal(err)
-	}
-	y := make([]float32, T*R)
-	if err := be.Read(y, yb); err != nil {
-		t.Fatal(err)
-	}
-	return y
+	return runTensor(t, be, wt, x, T, R)
 }
 
 func relErr(got, want []float32) float64 {
