@@ -27,6 +27,14 @@
 #ifndef MV_U
 #define MV_U 4  // chunks per lane loaded together: that many 16-byte loads in flight per row
 #endif
+// MV_DEPTH 2: while a lane computes one batch of chunks, the next batch
+// (its row group's next chunks, or the next row group's first) is already
+// loading into a second set of registers, so a warp's loads and FMAs
+// overlap instead of alternating; 1: load, then compute. The same sums in
+// the same order either way.
+#ifndef MV_DEPTH
+#define MV_DEPTH 1
+#endif
 
 // mv_load fetches batch c0 (chunks c0 + 32u) of the warp's rows; a chunk
 // past the row end or a row past R is clamped to a valid address and its
@@ -131,12 +139,30 @@ DEVICE_FN void matvec(GLOBAL_PTR(const uint4) W, GLOBAL_PTR(const ushort) S, GLO
     }
 
     bool loaded = true;  // the first batch of the first row group is in wv
+#if MV_DEPTH > 1
+    uint4 nwv[MV_U][MV_NR];
+    float nsc[MV_U][MV_NR];
+    float nbm[MV_U][MV_NR];
+#endif
     for (; r0 < R; r0 += rstep) {  // whole warps; no barrier follows
         float acc[MV_NR][TT];
         UNROLL for (int r = 0; r < MV_NR; r++) UNROLL for (int t = 0; t < TT; t++) acc[r][t] = 0.0f;
         for (int c0 = lane; c0 < nch; c0 += 32 * MV_U) {
+#if MV_DEPTH > 1
+            // wv holds this batch (loaded before the staging, or moved in
+            // from nwv at the end of the previous one); the next goes out now.
+            int nc0 = c0 + 32 * MV_U, nr0 = r0;
+            if (nc0 >= nch) {
+                nc0 = lane;
+                nr0 = r0 + rstep;
+            }
+            const bool more = nr0 < R;
+            if (more) mv_load<FMT>(W, S, B, R, nch, ng, G, nr0, nc0, nwv, nsc, nbm);
+            (void)loaded;
+#else
             if (!loaded) mv_load<FMT>(W, S, B, R, nch, ng, G, r0, c0, wv, sc, bm);
             loaded = false;
+#endif
             UNROLL for (int u = 0; u < MV_U; u++) {
                 const int c = c0 + 32 * u;
                 if (c >= nch) break;
@@ -160,6 +186,15 @@ DEVICE_FN void matvec(GLOBAL_PTR(const uint4) W, GLOBAL_PTR(const ushort) S, GLO
                     else acc[r][t] += d[r][t];
                 }
             }
+#if MV_DEPTH > 1
+            if (more) {
+                UNROLL for (int u = 0; u < MV_U; u++) UNROLL for (int r = 0; r < MV_NR; r++) {
+                    wv[u][r] = nwv[u][r];
+                    sc[u][r] = nsc[u][r];
+                    bm[u][r] = nbm[u][r];
+                }
+            }
+#endif
         }
         UNROLL for (int r = 0; r < MV_NR; r++) UNROLL for (int t = 0; t < TT; t++) {
             float v = SIMD_SUM(acc[r][t]);

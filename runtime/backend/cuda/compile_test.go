@@ -25,7 +25,8 @@ func TestKernelsCompile(t *testing.T) {
 		}
 		t.Skipf("no NVRTC: %v", err)
 	}
-	cfgs := []MatvecConfig{{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll}, {Rows: 1, Unroll: 2}, {Rows: 4, Unroll: 8}}
+	cfgs := []MatvecConfig{{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll}, {Rows: 1, Unroll: 2}, {Rows: 4, Unroll: 8},
+		{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll, Depth: 2}}
 	var wg sync.WaitGroup
 	for _, c := range cfgs {
 		wg.Add(1)

@@ -9,7 +9,7 @@ import (
 
 // The decode matvec's defaults on CUDA (matvec.h's fast kernel). Rows and
 // Unroll are compiled in (-DMV_NR, -DMV_U); Warps and BlocksPerSM shape
-// the launch. No setting changes a result: each lane of a warp sums its
+// the launch; Depth is compiled in too (-DMV_DEPTH). No setting changes a result: each lane of a warp sums its
 // row's chunks lane, lane+32, lane+64, … in that order whatever the
 // rows per warp, chunks in flight, warps or blocks (see matvec.h), so a
 // new default changes speed only. BenchmarkMatVecSweep measures the
@@ -19,10 +19,11 @@ const (
 	DefaultMatvecUnroll      = 4 // MV_U: 16-byte chunks per lane in flight per row
 	DefaultMatvecWarps       = 8 // warps per block (halved to 4 for matrices too short to fill the SMs)
 	DefaultMatvecBlocksPerSM = 4 // persistent blocks per SM
+	DefaultMatvecDepth       = 1 // MV_DEPTH: batches of chunks in flight per lane (2: the next loads while this one computes)
 )
 
 // defaultMatvec is the setting the constants above make.
-var defaultMatvec = MatvecConfig{DefaultMatvecRows, DefaultMatvecUnroll, DefaultMatvecWarps, DefaultMatvecBlocksPerSM}
+var defaultMatvec = MatvecConfig{DefaultMatvecRows, DefaultMatvecUnroll, DefaultMatvecWarps, DefaultMatvecBlocksPerSM, DefaultMatvecDepth}
 
 // MatvecConfig tunes the decode matvec. A zero field takes FMOE_CUDA_MV's
 // value, then the default.
@@ -31,6 +32,7 @@ type MatvecConfig struct {
 	Unroll      int // 16-byte chunks per lane in flight per row (MV_U), 1 to 16
 	Warps       int // warps per block, 1 to 32
 	BlocksPerSM int // persistent blocks per SM, 1 to 64
+	Depth       int // batches of chunks in flight per lane (MV_DEPTH), 1 or 2
 }
 
 // mvKeys are FMOE_CUDA_MV's keys and each one's range.
@@ -43,10 +45,11 @@ var mvKeys = []struct {
 	{"u", 1, 16, func(c *MatvecConfig) *int { return &c.Unroll }},
 	{"warps", 1, 32, func(c *MatvecConfig) *int { return &c.Warps }},
 	{"bpsm", 1, 64, func(c *MatvecConfig) *int { return &c.BlocksPerSM }},
+	{"depth", 1, 2, func(c *MatvecConfig) *int { return &c.Depth }},
 }
 
 // ParseMatvecConfig reads FMOE_CUDA_MV's form, comma-separated key=value
-// pairs such as "nr=4,u=4,warps=8,bpsm=4"; keys left out stay zero.
+// pairs such as "nr=4,u=4,warps=8,bpsm=4,depth=2"; keys left out stay zero.
 func ParseMatvecConfig(s string) (MatvecConfig, error) {
 	var c MatvecConfig
 	seen := map[string]bool{}
@@ -58,11 +61,11 @@ func ParseMatvecConfig(s string) (MatvecConfig, error) {
 		k, v, ok := strings.Cut(part, "=")
 		k = strings.TrimSpace(k)
 		if !ok {
-			return MatvecConfig{}, fmt.Errorf("%q is not key=value (keys: nr, u, warps, bpsm)", part)
+			return MatvecConfig{}, fmt.Errorf("%q is not key=value (keys: nr, u, warps, bpsm, depth)", part)
 		}
 		i := mvKey(k)
 		if i < 0 {
-			return MatvecConfig{}, fmt.Errorf("unknown key %q (want nr, u, warps or bpsm)", k)
+			return MatvecConfig{}, fmt.Errorf("unknown key %q (want nr, u, warps, bpsm or depth)", k)
 		}
 		if seen[k] {
 			return MatvecConfig{}, fmt.Errorf("%s given twice", k)
@@ -138,12 +141,17 @@ func (c MatvecConfig) resolve(env string) (MatvecConfig, error) {
 
 // String is the FMOE_CUDA_MV form of c.
 func (c MatvecConfig) String() string {
-	return fmt.Sprintf("nr=%d,u=%d,warps=%d,bpsm=%d", c.Rows, c.Unroll, c.Warps, c.BlocksPerSM)
+	return fmt.Sprintf("nr=%d,u=%d,warps=%d,bpsm=%d,depth=%d", c.Rows, c.Unroll, c.Warps, c.BlocksPerSM, c.Depth)
 }
 
-// defines are the compile options of c's module: only Rows and Unroll
-// are compiled in, so configurations differing in Warps or BlocksPerSM
-// share one module.
+// defines are the compile options of c's module: only Rows, Unroll and
+// Depth are compiled in, so configurations differing in Warps or
+// BlocksPerSM share one module. Depth 1 (or unset) adds nothing, so the
+// modules cached before Depth existed keep their keys.
 func (c MatvecConfig) defines() []string {
-	return []string{fmt.Sprintf("-DMV_NR=%d", c.Rows), fmt.Sprintf("-DMV_U=%d", c.Unroll)}
+	d := []string{fmt.Sprintf("-DMV_NR=%d", c.Rows), fmt.Sprintf("-DMV_U=%d", c.Unroll)}
+	if c.Depth > 1 {
+		d = append(d, fmt.Sprintf("-DMV_DEPTH=%d", c.Depth))
+	}
+	return d
 }

@@ -12,12 +12,14 @@ func TestParseMatvecConfig(t *testing.T) {
 		err  string
 	}{
 		{"", MatvecConfig{}, ""},
-		{"nr=4,u=4,warps=8,bpsm=4", MatvecConfig{4, 4, 8, 4}, ""},
+		{"nr=4,u=4,warps=8,bpsm=4", MatvecConfig{4, 4, 8, 4, 0}, ""},
+		{"depth=2", MatvecConfig{Depth: 2}, ""},
+		{"depth=3", MatvecConfig{}, "depth=3: want 1 to 2"},
 		{" u = 8 , nr=1 ,", MatvecConfig{Rows: 1, Unroll: 8}, ""},
 		{"nr=0", MatvecConfig{}, "nr=0: want 1 to 8"},
 		{"warps=33", MatvecConfig{}, "warps=33: want 1 to 32"},
 		{"bpsm=x", MatvecConfig{}, `bpsm="x": want a whole number from 1 to 64`},
-		{"rows=2", MatvecConfig{}, `unknown key "rows" (want nr, u, warps or bpsm)`},
+		{"rows=2", MatvecConfig{}, `unknown key "rows" (want nr, u, warps, bpsm or depth)`},
 		{"nr=2,nr=4", MatvecConfig{}, "nr given twice"},
 		{"nr", MatvecConfig{}, `"nr" is not key=value`},
 	} {
@@ -36,7 +38,7 @@ func TestParseMatvecConfig(t *testing.T) {
 
 func TestMatvecConfigResolve(t *testing.T) {
 	got, err := MatvecConfig{Warps: 16}.resolve("warps=4,u=8")
-	want := MatvecConfig{DefaultMatvecRows, 8, 16, DefaultMatvecBlocksPerSM}
+	want := MatvecConfig{DefaultMatvecRows, 8, 16, DefaultMatvecBlocksPerSM, DefaultMatvecDepth}
 	if err != nil || got != want {
 		t.Errorf("got %v, %v; want %v (options over the environment over the defaults)", got, err, want)
 	}
@@ -46,10 +48,15 @@ func TestMatvecConfigResolve(t *testing.T) {
 	if _, err := (MatvecConfig{Rows: -1}).resolve(""); err == nil || !strings.Contains(err.Error(), "Options.Matvec: nr=-1") {
 		t.Errorf("bad option: %v", err)
 	}
-	if s := want.String(); s != "nr=2,u=8,warps=16,bpsm=4" {
+	if s := want.String(); s != "nr=2,u=8,warps=16,bpsm=4,depth=1" {
 		t.Errorf("String() = %q", s)
 	}
 	if d := want.defines(); strings.Join(d, " ") != "-DMV_NR=2 -DMV_U=8" {
 		t.Errorf("defines() = %v", d)
+	}
+	deep := want
+	deep.Depth = 2
+	if d := deep.defines(); strings.Join(d, " ") != "-DMV_NR=2 -DMV_U=8 -DMV_DEPTH=2" {
+		t.Errorf("depth 2: defines() = %v", d)
 	}
 }

@@ -23,7 +23,9 @@ import (
 // blocks per SM for 16, 32 and 64 resident warps per SM; 64 exceeds what
 // any setting's registers allow, which measures a second wave of blocks.
 var (
-	sweepPairs  = [][2]int{{1, 4}, {1, 8}, {2, 2}, {2, 4}, {2, 8}, {4, 2}, {4, 4}}
+	sweepPairs = [][2]int{{1, 4}, {1, 8}, {2, 2}, {2, 4}, {2, 8}, {4, 2}, {4, 4}}
+	// sweepDeep are the (nr, u) pairs also compiled with MV_DEPTH 2.
+	sweepDeep   = [][2]int{{2, 2}, {2, 4}, {4, 2}}
 	sweepLaunch = [][2]int{{4, 4}, {4, 8}, {8, 4}, {16, 2}, {8, 8}}
 )
 
@@ -33,8 +35,11 @@ func sweepModules() []MatvecConfig {
 	for _, p := range sweepPairs {
 		cs = append(cs, MatvecConfig{Rows: p[0], Unroll: p[1]})
 	}
+	for _, p := range sweepDeep {
+		cs = append(cs, MatvecConfig{Rows: p[0], Unroll: p[1], Depth: 2})
+	}
 	def := slices.IndexFunc(cs, func(c MatvecConfig) bool {
-		return c.Rows == DefaultMatvecRows && c.Unroll == DefaultMatvecUnroll
+		return c.Rows == DefaultMatvecRows && c.Unroll == DefaultMatvecUnroll && c.Depth == 0
 	})
 	cs[0], cs[def] = cs[def], cs[0]
 	return cs
@@ -58,7 +63,7 @@ func (be *Backend) setLaunch(c MatvecConfig) {
 func precompile(tb testing.TB, be *Backend) {
 	start := time.Now()
 	var wg sync.WaitGroup
-	errs := make([]error, len(sweepPairs))
+	errs := make([]error, len(sweepModules()))
 	for i, m := range sweepModules() {
 		wg.Add(1)
 		go func() {
@@ -72,7 +77,7 @@ func precompile(tb testing.TB, be *Backend) {
 			tb.Fatal(err)
 		}
 	}
-	tb.Logf("%d modules ready in %v", len(sweepPairs), time.Since(start).Round(time.Millisecond))
+	tb.Logf("%d modules ready in %v", len(errs), time.Since(start).Round(time.Millisecond))
 }
 
 // openModule opens a backend compiled with m's Rows and Unroll, or fails
