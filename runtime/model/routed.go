@@ -208,7 +208,9 @@ func (s *Session) bindExpert(d, l, id int, w *[3]backend.Weight) ([]backend.Tens
 	if c := rk.cache; c != nil {
 		return c.BindExpert(l, id, w[:])
 	}
-	bound := make([]backend.Tensor, len(w))
+	// The session's own array: the caller computes and releases the three
+	// before it binds the next expert.
+	bound := s.bound[:len(w)]
 	for i := range w {
 		t, err := rk.be.Bind(w[i])
 		if err != nil {

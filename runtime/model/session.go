@@ -43,6 +43,9 @@ type Session struct {
 	// their weights [T, K] (slices re-used by the next layer: copy them).
 	onRoute func(layer int, idx []int, w []float32)
 
+	// bound holds the tensors of the expert bindExpert bound last.
+	bound [3]backend.Tensor
+
 	// beforeHead, when set (benchmarks), runs after the last layer's ops
 	// are queued and before the final norm's: a sync there times the head
 	// alone with the layers' graphs on.

@@ -59,6 +59,37 @@ func TestOpsDoNotAllocate(t *testing.T) {
 	noAllocs(t, "conv1d", func() error { return be.Conv1D(qkv, qkv, cw, cs, 1) })
 }
 
+// A routed expert is bound and released three times per layer per token:
+// once warm, the pair allocates nothing, and a released tensor is refused
+// until a later Bind takes it again.
+func TestBindDoesNotAllocate(t *testing.T) {
+	be := New(Options{Threads: 1})
+	defer be.Close()
+	w, _ := backendtest.RandomWeight(rand.New(rand.NewPCG(1, 2)), backend.Q4, 64, 256, 64)
+	x, _ := be.Alloc(256)
+	y, _ := be.Alloc(64)
+	noAllocs(t, "bind+matmul+release", func() error {
+		wt, err := be.Bind(w)
+		if err != nil {
+			return err
+		}
+		if err := be.MatMul(y, wt, x, 1); err != nil {
+			return err
+		}
+		return be.Release(wt)
+	})
+	wt, _ := be.Bind(w)
+	if err := be.Release(wt); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.MatMul(y, wt, x, 1); err == nil {
+		t.Error("MatMul with a released tensor succeeded")
+	}
+	if err := be.Release(wt); err == nil {
+		t.Error("a second Release succeeded")
+	}
+}
+
 func noAllocs(t *testing.T, what string, op func() error) {
 	t.Helper()
 	if err := op(); err != nil {

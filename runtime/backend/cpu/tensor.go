@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 )
@@ -30,13 +31,24 @@ func (be *Backend) Register(w backend.Weight) (backend.Tensor, error) {
 	return &tensor{w: w}, nil
 }
 
-// Bind costs one small allocation: the CPU reads the host bytes in place.
+// Bind allocates nothing once warm (boundPool): the CPU reads the host
+// bytes in place.
 func (be *Backend) Bind(w backend.Weight) (backend.Tensor, error) {
 	if err := w.Check(); err != nil {
 		return nil, err
 	}
-	return &tensor{w: w, bound: true}, nil
+	t, _ := boundPool.Get().(*tensor)
+	if t == nil {
+		t = &tensor{}
+	}
+	*t = tensor{w: w, bound: true}
+	return t, nil
 }
+
+// boundPool recycles released bound tensors: a decode step binds three per
+// routed expert per layer, and the descriptor is all a bind is on the CPU.
+// A released tensor stays marked released until a later Bind takes it.
+var boundPool sync.Pool
 
 func (be *Backend) Release(t backend.Tensor) error {
 	x, ok := t.(*tensor)
@@ -51,6 +63,8 @@ func (be *Backend) Release(t backend.Tensor) error {
 	}
 	x.released = true
 	x.w = backend.Weight{Rows: x.w.Rows, Cols: x.w.Cols, Format: x.w.Format}
+	x.vec, x.lat = nil, nil
+	boundPool.Put(x)
 	return nil
 }
 
