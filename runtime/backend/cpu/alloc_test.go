@@ -60,14 +60,33 @@ func TestOpsDoNotAllocate(t *testing.T) {
 }
 
 // A routed expert is bound and released three times per layer per token:
-// once warm, the pair allocates nothing, and a released tensor is refused
-// until a later Bind takes it again.
+// once warm, the pair allocates nothing, and a released tensor is still
+// refused after a quarantine's worth of further binds and releases.
 func TestBindDoesNotAllocate(t *testing.T) {
 	be := New(Options{Threads: 1})
 	defer be.Close()
 	w, _ := backendtest.RandomWeight(rand.New(rand.NewPCG(1, 2)), backend.Q4, 64, 256, 64)
 	x, _ := be.Alloc(256)
 	y, _ := be.Alloc(64)
+	stale, _ := be.Bind(w)
+	if err := be.Release(stale); err != nil {
+		t.Fatal(err)
+	}
+	for range quarantine {
+		wt, err := be.Bind(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wt == stale {
+			t.Fatal("a released tensor was re-used within the quarantine")
+		}
+		if err := be.Release(wt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := be.MatMul(y, stale, x, 1); err == nil {
+		t.Error("MatMul with a tensor released a quarantine ago succeeded")
+	}
 	noAllocs(t, "bind+matmul+release", func() error {
 		wt, err := be.Bind(w)
 		if err != nil {

@@ -98,6 +98,7 @@ type Backend struct {
 	delta   deltaJob
 	lat     latentScratch
 	latJob  latentJob
+	bound   recycle // released bound tensors, for Bind to re-use (tensor.go)
 }
 
 var _ backend.Backend = (*Backend)(nil)

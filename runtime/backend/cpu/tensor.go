@@ -31,13 +31,13 @@ func (be *Backend) Register(w backend.Weight) (backend.Tensor, error) {
 	return &tensor{w: w}, nil
 }
 
-// Bind allocates nothing once warm (boundPool): the CPU reads the host
+// Bind allocates nothing once warm (recycle): the CPU reads the host
 // bytes in place.
 func (be *Backend) Bind(w backend.Weight) (backend.Tensor, error) {
 	if err := w.Check(); err != nil {
 		return nil, err
 	}
-	t, _ := boundPool.Get().(*tensor)
+	t := be.bound.get()
 	if t == nil {
 		t = &tensor{}
 	}
@@ -45,10 +45,45 @@ func (be *Backend) Bind(w backend.Weight) (backend.Tensor, error) {
 	return t, nil
 }
 
-// boundPool recycles released bound tensors: a decode step binds three per
-// routed expert per layer, and the descriptor is all a bind is on the CPU.
-// A released tensor stays marked released until a later Bind takes it.
-var boundPool sync.Pool
+// recycle is a FIFO of released bound tensors: a decode step binds three
+// per routed expert per layer, and the descriptor is all a bind is on the
+// CPU, so Bind re-uses the oldest released one instead of allocating. It
+// does so only once more than quarantine wait behind it, so a use of a
+// tensor after its Release is still refused for the next quarantine
+// releases (the model uses a bound tensor only between its Bind and its
+// Release, within one layer).
+type recycle struct {
+	mu      sync.Mutex
+	ring    [2 * quarantine]*tensor
+	head, n int
+}
+
+const quarantine = 256
+
+func (r *recycle) put(t *tensor) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == len(r.ring) { // full: the oldest goes to the garbage collector
+		r.ring[r.head] = nil
+		r.head = (r.head + 1) % len(r.ring)
+		r.n--
+	}
+	r.ring[(r.head+r.n)%len(r.ring)] = t
+	r.n++
+}
+
+func (r *recycle) get() *tensor {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n <= quarantine {
+		return nil
+	}
+	t := r.ring[r.head]
+	r.ring[r.head] = nil
+	r.head = (r.head + 1) % len(r.ring)
+	r.n--
+	return t
+}
 
 func (be *Backend) Release(t backend.Tensor) error {
 	x, ok := t.(*tensor)
@@ -64,7 +99,7 @@ func (be *Backend) Release(t backend.Tensor) error {
 	x.released = true
 	x.w = backend.Weight{Rows: x.w.Rows, Cols: x.w.Cols, Format: x.w.Format}
 	x.vec, x.lat = nil, nil
-	boundPool.Put(x)
+	be.bound.put(x)
 	return nil
 }
 
