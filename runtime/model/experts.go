@@ -50,6 +50,20 @@ type expertReader struct {
 	// pending are those checks, until awaitChecks (integrity.go).
 	async   bool
 	pending []*pendingCheck
+	// work feeds the par readers, started at open and stopped at Close
+	// (workers), which send each read to the job's done; done is the
+	// streams' own (one stream at a time, each drains what it sent).
+	work    chan readJob
+	done    chan *expert
+	workers sync.WaitGroup
+	free    chan *expert // finished read records (newExpert, recycle)
+}
+
+// readJob is one expert for a reader to read (l, id) and send to done.
+type readJob struct {
+	l, id int
+	timed bool
+	done  chan<- *expert
 }
 
 // expertOptions configure openExperts.
@@ -69,7 +83,7 @@ type expertOptions struct {
 
 func openExperts(dir string, c *format.Config, set *format.ExpertSet, o expertOptions) (*expertReader, error) {
 	par := o.par
-	r := &expertReader{dir: dir, set: set, par: par, pool: make(chan []byte, 2*par), direct: o.direct,
+	r := &expertReader{dir: dir, set: set, par: par, pool: make(chan []byte, 2*par), free: make(chan *expert, 4*par), direct: o.direct,
 		check: o.check, async: o.async, verified: newVerified(len(set.Layers), c.NumExperts)}
 	for i, name := range format.ExpertProjections {
 		p, err := set.Projection(name)
@@ -115,7 +129,28 @@ func openExperts(dir string, c *format.Config, set *format.ExpertSet, o expertOp
 		}
 		r.tier = t
 	}
+	r.startReaders()
 	return r, nil
+}
+
+// startReaders starts the par readers for the life of r: a stream hands
+// them jobs instead of starting goroutines and channels per layer.
+func (r *expertReader) startReaders() {
+	r.work = make(chan readJob)
+	r.done = make(chan *expert, 2*r.par)
+	for range r.par {
+		r.workers.Add(1)
+		go func() {
+			defer r.workers.Done()
+			for j := range r.work {
+				e := r.readTier(j.l, j.id, j.timed)
+				if e == nil {
+					e = r.read(j.l, j.id, <-r.pool, j.timed)
+				}
+				j.done <- e
+			}
+		}()
+	}
 }
 
 // hostAlloc fills the pool with 2·par buffers from the backend, aligned to
@@ -180,6 +215,11 @@ func (r *expertReader) Close() error {
 		errs = append(errs, f.Close())
 	}
 	r.stopDemoter()
+	if r.work != nil {
+		close(r.work)
+		r.workers.Wait()
+		r.work = nil
+	}
 	r.files, r.lz4 = nil, nil
 	if r.tier != nil {
 		errs = append(errs, r.tier.close())
@@ -248,79 +288,52 @@ func (r *expertReader) streamTimed(l int, ids []int, tp *PhaseTiming, fn func(id
 	if n := len(r.files) + len(r.lz4); l < 0 || l >= n {
 		return fmt.Errorf("model: expert layer %d of %d", l, n)
 	}
-	jobs := make(chan int)
-	done := make(chan *expert, len(ids))
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	for i := 0; i < min(r.par, len(ids)); i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range jobs {
-				if e := r.readTier(l, id, tp != nil); e != nil {
-					done <- e
-					continue
-				}
-				buf := <-r.pool
-				done <- r.read(l, id, buf, tp != nil)
-			}
-		}()
-	}
-	go func() {
-		defer close(jobs)
-		for _, id := range ids {
-			select {
-			case jobs <- id:
-			case <-stop:
-				return
-			}
-		}
-	}()
+	// Hand out the jobs while taking the reads as they arrive; after the
+	// first error no more go out, and the reads already out are taken (so
+	// that their buffers return before the next stream) but not computed.
 	var first error
-	for range ids {
-		e := <-done
-		if e.hostHit && e.err == nil {
-			r.hostHits++
-		}
-		if tp != nil && e.err == nil {
-			if e.hostHit {
-				tp.HostHits++
-			} else {
-				tp.read(e)
+	sent, got := 0, 0
+	for got < sent || (sent < len(ids) && first == nil) {
+		if sent < len(ids) && first == nil {
+			select {
+			case r.work <- readJob{l: l, id: ids[sent], timed: tp != nil, done: r.done}:
+				sent++
+				continue
+			case e := <-r.done:
+				first = r.take(e, l, tp, fn, first)
 			}
+		} else {
+			first = r.take(<-r.done, l, tp, fn, first)
 		}
-		if first == nil {
-			first = e.err
-			if first == nil {
-				first = fn(e.id, &e.w)
-			}
-			if first != nil {
-				close(stop)
-			}
-		}
-		r.finish(e, l)
-		if first != nil {
-			break
+		got++
+	}
+	return first
+}
+
+// take counts a stream's read e, passes it to fn unless the stream has
+// failed (first), and finishes it; it returns the stream's first error.
+func (r *expertReader) take(e *expert, l int, tp *PhaseTiming, fn func(id int, w *[3]backend.Weight) error, first error) error {
+	if e.hostHit && e.err == nil {
+		r.hostHits++
+	}
+	if tp != nil && e.err == nil {
+		if e.hostHit {
+			tp.HostHits++
+		} else {
+			tp.read(e)
 		}
 	}
-	if first != nil {
-		// Drain the reads already started so their buffers return to the
-		// pool before the next stream.
-		go func() {
-			wg.Wait()
-			close(done)
-		}()
-		for e := range done {
-			r.finish(e, l)
+	if first == nil {
+		if first = e.err; first == nil {
+			first = fn(e.id, &e.w)
 		}
-		return first
 	}
-	wg.Wait()
-	return nil
+	r.finish(e, l)
+	return first
 }
 
 func (r *expertReader) read(l, id int, buf []byte, timed bool) *expert {
-	e := &expert{id: id}
+	e := r.newExpert(id)
 	stride := r.set.Stride
 	if buf == nil {
 		buf = alignedBuf(int(stride))
@@ -386,7 +399,8 @@ func (r *expertReader) readTier(l, id int, timed bool) *expert {
 		return nil
 	}
 	if hit {
-		e := &expert{id: id, buf: buf, tier: te, hostHit: true}
+		e := r.newExpert(id)
+		e.buf, e.tier, e.hostHit = buf, te, true
 		r.describe(e, l)
 		return e
 	}
@@ -401,6 +415,7 @@ func (r *expertReader) readTier(l, id int, timed bool) *expert {
 func (r *expertReader) finish(e *expert, l int) {
 	if !e.pending || e.err != nil {
 		r.giveBack(e)
+		r.recycle(e)
 		return
 	}
 	p := &pendingCheck{l: l, id: e.id, done: make(chan struct{})}
@@ -410,7 +425,29 @@ func (r *expertReader) finish(e *expert, l int) {
 		p.err = e.err
 		r.giveBack(e) // the host tier keeps the block only if it passed
 		close(p.done)
+		r.recycle(e)
 	}()
+}
+
+// newExpert is a cleared record for a read of expert id: a finished one
+// when there is one (a decode step reads K per layer).
+func (r *expertReader) newExpert(id int) *expert {
+	select {
+	case e := <-r.free:
+		*e = expert{id: id}
+		return e
+	default:
+		return &expert{id: id}
+	}
+}
+
+// recycle keeps e, finished and given back, for a later read.
+func (r *expertReader) recycle(e *expert) {
+	*e = expert{}
+	select {
+	case r.free <- e:
+	default:
+	}
 }
 
 // giveBack returns e's buffer: to the pool, or, unpinned, to the host
