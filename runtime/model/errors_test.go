@@ -4,8 +4,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 )
@@ -126,5 +128,31 @@ func TestExpertStreamErrors(t *testing.T) {
 	}
 	if err := r.stream(len(r.files), []int{0}, ok); err == nil {
 		t.Fatal("stream of a layer past the end succeeded")
+	}
+}
+
+// TestExpertReadersStop: the expert readers, started at open, serve many
+// streams and end with Close (no goroutine left behind).
+func TestExpertReadersStop(t *testing.T) {
+	dir := packed(t, "hf", 16)
+	before := runtime.NumGoroutine()
+	m, err := Open(dir, Options{ReadParallel: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if err := m.experts.stream(i%m.Config.NumHiddenLayers, []int{0, 3, 7, 11}, func(int, *[3]backend.Weight) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines after Close, %d before Open", n, before)
 	}
 }
