@@ -43,8 +43,12 @@ type Session struct {
 	// their weights [T, K] (slices re-used by the next layer: copy them).
 	onRoute func(layer int, idx []int, w []float32)
 
-	// bound holds the tensors of the expert bindExpert bound last.
+	// bound holds the tensors of the expert bindExpert bound last; miss
+	// the ids a layer reads (routed), re-used from layer to layer; run
+	// the step's op runner.
 	bound [3]backend.Tensor
+	miss  []int
+	run   run
 
 	// beforeHead, when set (benchmarks), runs after the last layer's ops
 	// are queued and before the final norm's: a sync there times the head
@@ -261,7 +265,8 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 	}
 	s.startTiming(T, decode)
 	defer s.stopTiming(t0)
-	r := &run{be: m.be}
+	s.run = run{be: m.be}
+	r := &s.run
 	h := r.view(s.sc.h, 0, T*H)
 	xn := r.view(s.sc.xn, 0, T*H)
 	m.tierMode()
