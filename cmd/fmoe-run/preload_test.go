@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -68,7 +69,8 @@ func (b tierCPU) CachedExpert(l, id int) ([]backend.Tensor, bool) {
 }
 func (b tierCPU) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor, error) {
 	if b.held != nil {
-		b.held[[2]int{l, id}] = ws
+		// ws is the reader's, valid during the call: a tier keeps its own.
+		b.held[[2]int{l, id}] = slices.Clone(ws)
 	}
 	return b.bindAll(ws)
 }
