@@ -240,7 +240,9 @@ type ExpertCache interface {
 	CachedExpert(layer, id int) ([]Tensor, bool)
 	// BindExpert binds the weights of expert (layer, id) as Bind does and
 	// keeps them when the budget has room after evicting experts not in
-	// use; otherwise they are bound uncached. Release each tensor.
+	// use; otherwise they are bound uncached. Release each tensor. ws and
+	// the bytes it points to are the caller's, valid during the call and
+	// until the tensors are released: what the cache keeps, it copies.
 	BindExpert(layer, id int, ws []Weight) ([]Tensor, error)
 	// DropExpert forgets expert (layer, id) if the cache holds it: its
 	// bytes failed a checksum that finished after BindExpert kept them.
