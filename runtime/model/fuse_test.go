@@ -94,3 +94,44 @@ func TestGoldenFusedRows(t *testing.T) {
 		})
 	}
 }
+
+// TestFamilyFusedRows: GLM-4.5's and DeepSeek-V3's shared experts fuse
+// their gate and up the same way, bit for bit the unfused run, within the
+// family goldens' tolerance (Qwen3-MoE has no shared expert: nothing fuses).
+func TestFamilyFusedRows(t *testing.T) {
+	defer func(v bool) { fuseOff = v }(fuseOff)
+	for _, c := range familyCases {
+		t.Run(c.family+"/"+c.golden, func(t *testing.T) {
+			g := readGolden(t, "../../arch/"+c.family+"/golden/"+c.golden)
+			src := "../arch/" + c.family + "/hf"
+			fuseOff = true
+			ref, _ := goldenRun(t, open(t, src, 16, c.k, Options{}), g)
+			fuseOff = false
+			tb := testBackend(t)
+			if _, ok := tb.(backend.RowConcatenator); !ok {
+				if tb == nil {
+					tb = cpu.New(cpu.Options{})
+					t.Cleanup(func() { tb.Close() })
+				}
+				tb = &rowsBackend{Backend: tb}
+			}
+			m := open(t, src, 16, c.k, Options{Backend: tb})
+			fused := 0
+			for l := range m.layers {
+				if m.layers[l].shGU != nil {
+					fused++
+				}
+				if (m.layers[l].shGU != nil) != (m.layers[l].shGate != nil) {
+					t.Errorf("layer %d: shared expert %v, fused %v", l, m.layers[l].shGate != nil, m.layers[l].shGU != nil)
+				}
+			}
+			if shared := m.Config.SharedExpertIntermediateSize > 0; shared != (fused > 0) {
+				t.Errorf("%d layers fused their shared expert; the config's shared expert: %v", fused, shared)
+			}
+			got, _ := goldenRun(t, m, g)
+			if i := firstDiff(got, ref); i >= 0 {
+				t.Errorf("logit %d is %v fused, %v unfused", i, got[i], ref[i])
+			}
+		})
+	}
+}

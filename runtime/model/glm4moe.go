@@ -1,5 +1,7 @@
 package model
 
+import "github.com/fmoe/fmoe/runtime/backend"
+
 // glm4MoELayer fills a GLM-4.5 MoE layer: GQA with q/k/v biases (attention_bias), optional
 // per-head q/k norm and partial rotary; the MLP of groupedMoELayer.
 func glm4MoELayer(src *layerSource, L *layer) error {
@@ -22,8 +24,9 @@ func groupedMoELayer(src *layerSource, L *layer) error {
 	}
 	L.router = src.get(p + "gate.weight")
 	if c.SharedExpertIntermediateSize > 0 {
-		L.shGate = src.get(p + "shared_experts.gate_proj.weight")
-		L.shUp = src.get(p + "shared_experts.up_proj.weight")
+		var gu []backend.Tensor
+		L.shGU, gu = src.rows(p+"shared_experts.gate_proj.weight", p+"shared_experts.up_proj.weight")
+		L.shGate, L.shUp = gu[0], gu[1]
 		L.shDown = src.get(p + "shared_experts.down_proj.weight")
 	}
 	L.moe(sigmoidRoute(bias, c.NGroup, c.TopKGroup, c.NormTopKProb, c.RoutedScalingFactor))
