@@ -153,19 +153,15 @@ func (be *Backend) batchPlan(t *gpu.Weight[C.CUdeviceptr], n int) (warps, blocks
 	if !ok {
 		return
 	}
-	f := t.Format - backend.Q2
-	if !be.batchPerJob {
-		warps = be.mv.Warps
-	}
 	// Where the batch kernel's registers allow fewer threads than the
 	// single-job kernel's, fewer warps: the blocks loop over the rest.
-	warps = max(1, min(warps, be.batch.mvThreads[f]/32))
+	most := be.batch.mvThreads[t.Format-backend.Q2] / 32
 	if be.batchPerJob {
-		return warps, blocks, shared, true
+		return max(1, min(warps, most)), blocks, shared, true
 	}
+	warps = max(1, min(be.mv.Warps, most))
 	groups := (t.Rows + be.mv.Rows*warps - 1) / (be.mv.Rows * warps)
-	blocks = min(groups, max(1, (be.lim.MatvecBlocks+n-1)/n))
-	return warps, blocks, shared, true
+	return warps, min(groups, max(1, (be.lim.MatvecBlocks+n-1)/n)), shared, true
 }
 
 // maxCombine is the most expert rows CombineToken takes (its weights are

@@ -114,15 +114,16 @@ func NewWithOptions(opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	if v := os.Getenv("FMOE_CUDA_BATCH_PLAN"); v != "" && v != "perjob" {
-		return nil, fmt.Errorf("cuda: FMOE_CUDA_BATCH_PLAN=%q: want perjob, or unset", v)
+	plan := os.Getenv("FMOE_CUDA_BATCH_PLAN")
+	if plan != "" && plan != "perjob" {
+		return nil, fmt.Errorf("cuda: FMOE_CUDA_BATCH_PLAN=%q: want perjob, or unset", plan)
 	}
 	d, err := openDevice(opts.Device)
 	if err != nil {
 		return nil, err
 	}
 	be := &Backend{dev: d, ctx: d.ctx, live: map[C.CUdeviceptr]int{}, slots: map[int][]*slot{}, memLimit: opts.MemLimit, mv: mv,
-		prof: profileFromEnv(), batchPerJob: os.Getenv("FMOE_CUDA_BATCH_PLAN") == "perjob"}
+		prof: profileFromEnv(), batchPerJob: plan == "perjob"}
 	// Blocks loop over matvec row groups (see matvec.h); a few per SM suffice.
 	be.lim = gpu.Limits{MaxGridY: maxGridY, MaxShared: d.maxSmem, SMs: d.sms, MatvecBlocks: mv.BlocksPerSM * d.sms,
 		MatvecRows: mv.Rows, MatvecWarps: mv.Warps, MaxThreads: be.kernelThreads}

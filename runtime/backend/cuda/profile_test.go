@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -55,7 +56,7 @@ func TestKernelProfile(t *testing.T) {
 		t.Fatalf("no kernel rows:\n%s", tab)
 	}
 	for _, r := range rows {
-		if c := atoi(r[1]); c%n != 0 {
+		if c, _ := strconv.Atoi(r[1]); c%n != 0 {
 			t.Errorf("%s: %d calls, not a multiple of %d", r[2], c, n)
 		}
 	}
@@ -70,14 +71,6 @@ func TestKernelProfile(t *testing.T) {
 
 // rowRE matches a kernel row of KernelProfile's table: calls, name.
 var rowRE = regexp.MustCompile(`(?m)^\s*[0-9.]+\s+[0-9.]+%\s+([0-9]+)\s+[0-9.]+\s+(\S+)$`)
-
-func atoi(s string) int {
-	n := 0
-	for _, c := range s {
-		n = 10*n + int(c-'0')
-	}
-	return n
-}
 
 // TestBatchPlanEnv: a batch plan the backend does not know is an error at
 // New, before any device is opened, not a silent default.

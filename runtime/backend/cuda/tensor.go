@@ -58,11 +58,36 @@ func layoutLens(nd, ns, nb int) (so, bo, size int) {
 
 func (be *Backend) newTensor(w backend.Weight, base C.CUdeviceptr) *tensor {
 	so, bo, _ := layout(w)
-	t := &tensor{be: be, rows: w.Rows, cols: w.Cols, group: w.Group, format: w.Format, data: base}
+	return be.tensorAt(w, base, base+C.CUdeviceptr(so), base+C.CUdeviceptr(bo))
+}
+
+// tensorAt is a tensor of w's shape and format whose data, scales and
+// biases start at those device addresses (scales and biases are kept only
+// for the quantised formats).
+func (be *Backend) tensorAt(w backend.Weight, data, scales, biases C.CUdeviceptr) *tensor {
+	t := &tensor{be: be, rows: w.Rows, cols: w.Cols, group: w.Group, format: w.Format, data: data}
 	if w.Format.Quantized() {
-		t.scales, t.biases = base+C.CUdeviceptr(so), base+C.CUdeviceptr(bo)
+		t.scales, t.biases = scales, biases
 	}
 	return t
+}
+
+// uploadWeight queues the copies of w's data, scales and biases to p plus
+// the offsets d, s and b.
+func (be *Backend) uploadWeight(p C.CUdeviceptr, w backend.Weight, d, s, b int) error {
+	for _, part := range []struct {
+		off int
+		b   []byte
+	}{{d, w.Data}, {s, w.Scales}, {b, w.Biases}} {
+		if len(part.b) == 0 {
+			continue
+		}
+		r := C.fm_htod(be.ctx, p+C.CUdeviceptr(part.off), unsafe.Pointer(&part.b[0]), C.size_t(len(part.b)), be.stream)
+		if err := cuErr(r, "register upload"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func checkWeight(w backend.Weight) error {
@@ -88,17 +113,8 @@ func (be *Backend) Register(w backend.Weight) (backend.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, part := range []struct {
-		off int
-		b   []byte
-	}{{0, w.Data}, {so, w.Scales}, {bo, w.Biases}} {
-		if len(part.b) == 0 {
-			continue
-		}
-		r := C.fm_htod(be.ctx, p+C.CUdeviceptr(part.off), unsafe.Pointer(&part.b[0]), C.size_t(len(part.b)), be.stream)
-		if err := cuErr(r, "register upload"); err != nil {
-			return nil, errors.Join(err, be.devFree(p))
-		}
+	if err := be.uploadWeight(p, w, 0, so, bo); err != nil {
+		return nil, errors.Join(err, be.devFree(p))
 	}
 	t := be.newTensor(w, p)
 	t.mem = p
@@ -142,30 +158,18 @@ func (be *Backend) RegisterRows(ws []backend.Weight) (backend.Tensor, []backend.
 	if err != nil {
 		return nil, nil, err
 	}
-	whole := &tensor{be: be, rows: rows, cols: w0.Cols, group: w0.Group, format: w0.Format, data: p, mem: p}
-	if w0.Format.Quantized() {
-		whole.scales, whole.biases = p+C.CUdeviceptr(so), p+C.CUdeviceptr(bo)
-	}
+	at := func(off int) C.CUdeviceptr { return p + C.CUdeviceptr(off) }
+	shape := w0
+	shape.Rows = rows
+	whole := be.tensorAt(shape, p, at(so), at(bo))
+	whole.mem = p
 	parts := make([]backend.Tensor, len(ws))
 	var d, sb int // the part's first byte in Data and in Scales (= in Biases)
 	for i, w := range ws {
-		for _, part := range []struct {
-			off int
-			b   []byte
-		}{{d, w.Data}, {so + sb, w.Scales}, {bo + sb, w.Biases}} {
-			if len(part.b) == 0 {
-				continue
-			}
-			r := C.fm_htod(be.ctx, p+C.CUdeviceptr(part.off), unsafe.Pointer(&part.b[0]), C.size_t(len(part.b)), be.stream)
-			if err := cuErr(r, "register upload"); err != nil {
-				return nil, nil, errors.Join(err, be.devFree(p))
-			}
+		if err := be.uploadWeight(p, w, d, so+sb, bo+sb); err != nil {
+			return nil, nil, errors.Join(err, be.devFree(p))
 		}
-		t := &tensor{be: be, rows: w.Rows, cols: w.Cols, group: w.Group, format: w.Format, data: p + C.CUdeviceptr(d)}
-		if w.Format.Quantized() {
-			t.scales, t.biases = p+C.CUdeviceptr(so+sb), p+C.CUdeviceptr(bo+sb)
-		}
-		parts[i] = t
+		parts[i] = be.tensorAt(w, at(d), at(so+sb), at(bo+sb))
 		d += len(w.Data)
 		sb += len(w.Scales)
 	}
