@@ -51,8 +51,8 @@ type expertReader struct {
 	async   bool
 	pending []*pendingCheck
 	// work feeds the par readers, started at open and stopped at Close
-	// (workers), which send each read to the job's done; done is the
-	// streams' own (one stream at a time, each drains what it sent).
+	// (workers), which send each read to done (one stream at a time, each
+	// takes every read it handed out).
 	work    chan readJob
 	done    chan *expert
 	workers sync.WaitGroup
@@ -63,7 +63,6 @@ type expertReader struct {
 type readJob struct {
 	l, id int
 	timed bool
-	done  chan<- *expert
 }
 
 // expertOptions configure openExperts.
@@ -147,7 +146,7 @@ func (r *expertReader) startReaders() {
 				if e == nil {
 					e = r.read(j.l, j.id, <-r.pool, j.timed)
 				}
-				j.done <- e
+				r.done <- e
 			}
 		}()
 	}
@@ -296,7 +295,7 @@ func (r *expertReader) streamTimed(l int, ids []int, tp *PhaseTiming, fn func(id
 	for got < sent || (sent < len(ids) && first == nil) {
 		if sent < len(ids) && first == nil {
 			select {
-			case r.work <- readJob{l: l, id: ids[sent], timed: tp != nil, done: r.done}:
+			case r.work <- readJob{l: l, id: ids[sent], timed: tp != nil}:
 				sent++
 				continue
 			case e := <-r.done:

@@ -41,6 +41,22 @@ func (b *rowsBackend) RegisterRows(ws []backend.Weight) (backend.Tensor, []backe
 	return whole, parts, nil
 }
 
+// rowsTestBackend is the test backend where it registers rows itself
+// (CUDA), else the CPU (or the test backend) wrapped in rowsBackend, which
+// it also returns.
+func rowsTestBackend(t *testing.T) (backend.Backend, *rowsBackend) {
+	tb := testBackend(t)
+	if _, ok := tb.(backend.RowConcatenator); ok {
+		return tb, nil
+	}
+	if tb == nil {
+		tb = cpu.New(cpu.Options{})
+		t.Cleanup(func() { tb.Close() })
+	}
+	rb := &rowsBackend{Backend: tb}
+	return rb, rb
+}
+
 // TestGoldenFusedRows: with a backend that registers weights as one
 // tensor's rows, every GatedDeltaNet layer's input projections, every
 // shared expert's gate and up, and every router with its shared expert's
@@ -55,17 +71,7 @@ func TestGoldenFusedRows(t *testing.T) {
 			fuseOff = true
 			ref, _ := goldenRun(t, open(t, c.src, c.bits, c.k, Options{Backend: testBackend(t)}), g)
 			fuseOff = false
-			// A backend with its own RegisterRows (CUDA) runs as it is.
-			tb := testBackend(t)
-			var rb *rowsBackend
-			if _, ok := tb.(backend.RowConcatenator); !ok {
-				if tb == nil {
-					tb = cpu.New(cpu.Options{})
-					t.Cleanup(func() { tb.Close() })
-				}
-				rb = &rowsBackend{Backend: tb}
-				tb = rb
-			}
+			tb, rb := rowsTestBackend(t)
 			m := open(t, c.src, c.bits, c.k, Options{Backend: tb})
 			cfg := &m.Config
 			delta := 0
@@ -107,14 +113,7 @@ func TestFamilyFusedRows(t *testing.T) {
 			fuseOff = true
 			ref, _ := goldenRun(t, open(t, src, 16, c.k, Options{}), g)
 			fuseOff = false
-			tb := testBackend(t)
-			if _, ok := tb.(backend.RowConcatenator); !ok {
-				if tb == nil {
-					tb = cpu.New(cpu.Options{})
-					t.Cleanup(func() { tb.Close() })
-				}
-				tb = &rowsBackend{Backend: tb}
-			}
+			tb, _ := rowsTestBackend(t)
 			m := open(t, src, 16, c.k, Options{Backend: tb})
 			fused := 0
 			for l := range m.layers {

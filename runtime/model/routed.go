@@ -52,13 +52,13 @@ func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int, fuse bool
 	}
 	// Hits of the GPU tiers first: their kernels run while the misses are read.
 	miss := s.miss[:0]
-	defer func() { s.miss = miss[:0] }() // re-used by the next layer
 	for d, pt := range pl.part[:len(bufs)] {
 		miss = append(miss, s.cachedOn(r, d, l, pt.ids, xs[d], bufs[d], T)...)
 		if r.err != nil {
 			return r.err
 		}
 	}
+	s.miss = miss // its room, for the next layer
 	owner := m.owner(l)
 	err = m.experts.streamTimed(l, miss, tp, func(id int, w *[3]backend.Weight) error {
 		var t0 time.Time
