@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -241,11 +242,14 @@ func BenchmarkTieredDecode(b *testing.B) {
 				// timed (graphs on), unlike under Timing, whose phases sync.
 				var headT time.Duration
 				var at time.Time
+				var probeErr error
 				one := make([]float32, 1)
 				s.beforeHead = func() {
-					if v, err := m.be.View(s.sc.h, 0, 1); err == nil {
-						_ = m.be.Read(one, v)
+					v, err := m.be.View(s.sc.h, 0, 1)
+					if err == nil {
+						err = m.be.Read(one, v)
 					}
+					probeErr = errors.Join(probeErr, err)
 					at = time.Now()
 				}
 				for i := 0; i < 20; i++ {
@@ -253,6 +257,9 @@ func BenchmarkTieredDecode(b *testing.B) {
 					headT += time.Since(at)
 				}
 				s.beforeHead = nil
+				if probeErr != nil {
+					b.Fatal(probeErr)
+				}
 				head := ms(headT) / 20
 				// A short pass with Timing for the report's phases.
 				tm := &Timing{}
