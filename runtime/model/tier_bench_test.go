@@ -40,13 +40,15 @@ import (
 //   - at K=4 also scaled-sync: each first read checksummed before its
 //     bind (Options.VerifyBeforeCompute, the order before issue 12's
 //     change) instead of beside its compute (the default, integrity.go);
-//   - on request (FMOE_BENCH_TIERS), scaled-eager and resident-eager:
+//   - on request (FMOE_BENCH_TIERS, comma-separated names, run exactly as
+//     given; a tier's levers combine, e.g. tiered-preload-cpumiss):
+//     scaled-eager and resident-eager:
 //     every op launched one by one (no layer graphs, no fused combine);
 //     scaled-verified: every expert read and checksummed once before
 //     decoding, as in a process that has run a while (a first read is
 //     checksummed, integrity.go; the GPU tier starts empty all the same);
-//     "-sync" after any other tier (off-sync, tiered-sync: the CPU has
-//     off and tiered) is that tier with the checks before the bind;
+//     "-sync" on any tier (off-sync, tiered-sync: the CPU has off and
+//     tiered) is that tier with the checks before the bind;
 //     scaled-cpumiss: scaled with Options.MissBackend, a CPU backend on
 //     every core computing the tier's repeat misses beside the GPU's hits
 //     (issue 12 §2; cpumiss.go), its share in cpu-misses/layer;
@@ -63,7 +65,7 @@ import (
 // Metrics: ms/token and ms/layer (wall clock, no Timing syncs), the GPU
 // tier's hit share, misses and host-to-device MB per token, and for the
 // floor the bytes a token reads from resident weights per layer and for
-// lm_head. FMOE_BENCH_TIERS (comma-separated) picks among the tiers. Run
+// lm_head. Run
 // it with FMOE_TEST_BACKEND=cuda on the GPU machine.
 func BenchmarkTieredDecode(b *testing.B) {
 	dir := benchModelDir(b)
@@ -92,38 +94,35 @@ func BenchmarkTieredDecode(b *testing.B) {
 			// What each lever saves: batched hits (launches) and split reads.
 			tiers = append(tiers, "resident-unbatched", "scaled-1pread")
 		}
-		if os.Getenv("FMOE_BENCH_TIERS") != "" {
-			// What the layers' graphs and the fused combine save; on
-			// request only.
-			tiers = append(tiers, "scaled-eager", "resident-eager", "scaled-verified", "scaled-cpumiss",
-				"scaled-8pread", "scaled-16pread", "tiered-incl", "tiered-preload")
-		}
 		if v := os.Getenv("FMOE_BENCH_TIERS"); v != "" {
-			tiers = slices.DeleteFunc(tiers, func(t string) bool { return !slices.Contains(strings.Split(v, ","), t) })
-			for _, t := range strings.Split(v, ",") {
-				// Any tier with its checks before the bind.
-				if base, ok := strings.CutSuffix(t, "-sync"); ok && !slices.Contains(tiers, t) && !strings.Contains(base, "-") {
-					tiers = append(tiers, t)
-				}
-			}
+			// Exactly the tiers asked for, levers combined as given.
+			tiers = strings.Split(v, ",")
 		}
 		for _, name := range tiers {
-			tier, lever, _ := strings.Cut(name, "-")
+			// A tier's levers combine: tiered-preload-cpumiss is both.
+			tier, rest, _ := strings.Cut(name, "-")
+			levers := strings.Split(rest, "-")
+			has := func(l string) bool { return slices.Contains(levers, l) }
 			b.Run(fmt.Sprintf("k=%d/%s", k, name), func(b *testing.B) {
 				defer func(bh, g, c, d, x bool, rp int) {
 					batchHits, graphsOff, combineOff, devOff, exclusiveOff, readParts = bh, g, c, d, x, rp
 				}(batchHits, graphsOff, combineOff, devOff, exclusiveOff, readParts)
-				switch lever {
-				case "incl":
-					exclusiveOff = true
-				case "dev":
-					devOff = false
-				case "unbatched":
-					batchHits = false
-				case "eager":
-					graphsOff, combineOff = true, true
-				case "1pread", "8pread", "16pread":
-					readParts, _ = strconv.Atoi(strings.TrimSuffix(lever, "pread"))
+				for _, lever := range levers {
+					switch lever {
+					case "incl":
+						exclusiveOff = true
+					case "dev":
+						devOff = false
+					case "unbatched":
+						batchHits = false
+					case "eager":
+						graphsOff, combineOff = true, true
+					case "1pread", "8pread", "16pread":
+						readParts, _ = strconv.Atoi(strings.TrimSuffix(lever, "pread"))
+					case "", "cpumiss", "sync", "verified", "preload":
+					default:
+						b.Fatalf("tier %s: unknown lever %q", name, lever)
+					}
 				}
 				be := testBackend(b)
 				if be == nil {
@@ -148,14 +147,14 @@ func BenchmarkTieredDecode(b *testing.B) {
 				}
 				devs, coll := benchDevices(b, be)
 				var missBe backend.Backend
-				if lever == "cpumiss" {
+				if has("cpumiss") {
 					missBe = cpu.New(cpu.Options{})
 					defer missBe.Close()
 				}
 				// FMOE_BENCH_FUSE=0: every weight registered alone (fuse.go), for comparison.
 				fuseOff = os.Getenv("FMOE_BENCH_FUSE") == "0"
 				m, err := Open(dir, Options{Backend: be, ExpertsPerToken: k, GPUCache: GPUCacheOff, MaxContext: 4096, HostCache: host,
-					Devices: devs, Collective: coll, VerifyBeforeCompute: lever == "sync", MissBackend: missBe})
+					Devices: devs, Collective: coll, VerifyBeforeCompute: has("sync"), MissBackend: missBe})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -177,12 +176,12 @@ func BenchmarkTieredDecode(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				if lever == "verified" {
+				if has("verified") {
 					if err := m.verifyExperts(); err != nil {
 						b.Fatal(err)
 					}
 				}
-				if (tier == "resident" || lever == "preload") && gpuTier {
+				if (tier == "resident" || has("preload")) && gpuTier {
 					// Every expert into the tier before decoding, so that
 					// "resident" means every hit (not the trace's first
 					// uses during warm-up).
@@ -201,7 +200,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 				}
 				defer s.Close()
 				s.Routes = tr
-				if lever == "dev" {
+				if has("dev") {
 					s.Routes = nil
 				}
 				V := m.Config.VocabSize
