@@ -26,11 +26,24 @@ import (
 // holds what it admitted while experts were new, not the hottest — a
 // policy to revisit if the measurement says CPU misses win.
 
+// oneDevice reports whether the routed experts run on rank 0's device
+// alone, or there and on a miss rank.
+func (m *Model) oneDevice() bool {
+	return len(m.ranks) == 1 || len(m.ranks) == 2 && m.miss == 1
+}
+
 // setupMissRank adds Options.MissBackend as the last rank.
 func (m *Model) setupMissRank(opts Options, bes *[]backend.Backend) error {
 	be := opts.MissBackend
+	if sh := opts.MissShare; !(sh >= 0 && sh <= 1) || sh != 0 && be == nil {
+		return fmt.Errorf("model: a miss share of %v: want a share in (0, 1] of the misses a miss backend computes", sh)
+	}
 	if be == nil {
 		return nil
+	}
+	m.missShare = opts.MissShare
+	if m.missShare == 0 {
+		m.missShare = 1
 	}
 	if len(opts.Devices) > 0 || opts.Placement != nil {
 		return errors.New("model: a miss backend (CPU misses) runs beside one device only: it cannot be combined with further devices or an expert placement")
@@ -50,7 +63,12 @@ func (m *Model) setupMissRank(opts Options, bes *[]backend.Backend) error {
 // rank), the hits queued on rank 0 and the misses read and computed on the
 // miss rank meanwhile. A layer without misses runs on rank 0 alone, with
 // no exchange: the same operations as one rank, so the same bits.
-func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int) error {
+//
+// With fuse (a one-token step) no partial sums are exchanged: the miss
+// rank's expert rows are written into rank 0's rows at their slots (16 KB
+// each, queued, no wait) and the caller's one combine launch adds every
+// row as on one rank, so the host never waits for the device's hits.
+func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int, fuse bool) error {
 	m := s.m
 	pl := &s.plan
 	H := m.Config.HiddenSize
@@ -69,7 +87,13 @@ func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int) error
 	if err != nil {
 		return err
 	}
-	pl.split(s.mown, n)
+	if fuse {
+		// Every row at its slot of the whole plan, on either rank, as
+		// the combine on rank 0 reads them.
+		pl.split(nil, n)
+	} else {
+		pl.split(s.mown, n)
+	}
 	s.rx, s.racc = growTo(s.rx, n), growTo(s.racc, n)
 	xs, accs := s.rx, s.racc
 	for d := range n {
@@ -88,7 +112,7 @@ func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int) error
 	}
 	tp := s.tm.p
 	var inFn time.Duration
-	err = m.experts.streamTimed(l, miss, tp, func(id int, w *[3]backend.Weight) error {
+	err = m.experts.streamStay(l, miss, len(miss)-toMiss, tp, func(id int, w *[3]backend.Weight) error {
 		t0 := time.Now()
 		defer func() { inFn += time.Since(t0) }()
 		d := s.mown[id]
@@ -110,17 +134,46 @@ func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int) error
 	if err != nil {
 		return err
 	}
+	if fuse {
+		if n > 1 {
+			s.sendRows(r, bufs)
+		}
+		return r.err
+	}
 	s.sumParts(r, bufs[:n], accs)
 	return r.err
 }
 
+// sendRows writes the miss rank's expert rows of a one-token step into
+// rank 0's rows at the same slots (the whole plan's: split(nil)).
+func (s *Session) sendRows(r *run, bufs []expertBufs) {
+	m, pl := s.m, &s.plan
+	H := m.Config.HiddenSize
+	mb, be := m.ranks[m.miss].be, m.ranks[0].be
+	s.row = growTo(s.row, H)
+	for _, id := range s.cpuMiss {
+		off := pl.slot[id] * H
+		if r.err == nil {
+			r.do(mb.Read(s.row, r.viewOn(mb, bufs[m.miss].eo, off, H)))
+		}
+		if r.err == nil {
+			r.do(be.Write(r.viewOn(be, bufs[0].eo, off, H), s.row))
+		}
+	}
+	s.lap(PhaseExchange)
+}
+
 // lookupHits asks rank 0's GPU tier for each of the layer's experts and
 // records in mown the rank that computes it: the hits (returned bound)
-// and first misses stay on rank 0, later misses (toMiss of miss) go to
-// the miss rank. Without a tier every expert misses.
+// and first misses stay on rank 0, and of the later misses the miss rank
+// takes its share (toMiss of miss), the others go to rank 0. Without a
+// tier every expert misses. miss lists rank 0's misses first, so that
+// their copies and kernels are queued before the miss rank's compute
+// holds the stream's goroutine.
 func (s *Session) lookupHits(l int) (hits []int, hitT [][]backend.Tensor, miss []int, toMiss int) {
 	m := s.m
 	c := m.ranks[0].cache
+	cpu := s.cpuMiss[:0]
 	for _, id := range s.plan.ids {
 		if c != nil {
 			if bound, ok := c.CachedExpert(l, id); ok {
@@ -129,15 +182,24 @@ func (s *Session) lookupHits(l int) (hits []int, hitT [][]backend.Tensor, miss [
 				continue
 			}
 		}
-		miss = append(miss, id)
 		bit := uint64(1) << (id % 64)
 		if m.offered[l][id/64].Or(bit)&bit == 0 {
 			s.mown[id] = 0 // the first miss: offered to the tier
+			miss = append(miss, id)
 			continue
 		}
+		if s.missDue += m.missShare; s.missDue < 1 {
+			s.mown[id] = 0 // the link's share: copied as without a miss rank
+			miss = append(miss, id)
+			continue
+		}
+		s.missDue--
 		s.mown[id] = m.miss
-		toMiss++
+		cpu = append(cpu, id)
 	}
+	s.cpuMiss = cpu
+	toMiss = len(cpu)
+	miss = append(miss, cpu...)
 	m.stats.GPUHits += int64(len(hits))
 	if tp := s.tm.p; tp != nil {
 		tp.GPUHits += int64(len(hits))

@@ -2,6 +2,7 @@ package model
 
 import (
 	"bytes"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -69,6 +70,19 @@ func (h *holdTier) Release(t backend.Tensor) error {
 }
 
 func evenExperts(_, id int) bool { return id%2 == 0 }
+
+// combTier is a holdTier that combines a token in one call, as CUDA does
+// (backend.TokenCombiner, in the separate CPU ops), so that a one-token
+// step takes the fused combine and a miss rank sends its rows to rank 0.
+type combTier struct {
+	*holdTier
+	combines int
+}
+
+func (c *combTier) CombineToken(h, eo backend.Buffer, w []float32, sd, gate backend.Buffer) error {
+	c.combines++
+	return hostCombine(c.Backend, h, eo, w, sd, gate)
+}
 
 // TestGoldenCPUMisses runs every golden case with a stand-in GPU tier on
 // rank 0 that keeps the even experts and a CPU miss rank, cold (first
@@ -182,6 +196,35 @@ func TestCPUMissesPlacement(t *testing.T) {
 	}
 }
 
+// TestCPUMissesShare: with MissShare ½ the repeat misses split between
+// the miss rank and rank 0's copies (within one expert of half over the
+// pass: the share carries from expert to expert), and a decode step's
+// miss-rank rows reach rank 0's one-launch combine: the goldens hold, cold
+// and warm, prompt and greedy decode.
+func TestCPUMissesShare(t *testing.T) {
+	g := readGolden(t, "bf16")
+	tier := &combTier{holdTier: newHoldTier(evenExperts)}
+	mb := &binds{Backend: cpu.New(cpu.Options{Threads: 2})}
+	t.Cleanup(func() { mb.Close(); tier.Close() })
+	m := open(t, "hf", 16, 0, Options{Backend: tier, MissBackend: mb, MissShare: 0.5})
+	checkHiddenAndLogits(t, m, g) // cold: the tier fills
+	st0, tb0 := m.ExpertStats(), tier.binds
+	checkHiddenAndLogits(t, m, g)
+	st := m.ExpertStats()
+	repeat, cpuN := st.Uses-st0.Uses-(st.GPUHits-st0.GPUHits), st.MissRank-st0.MissRank
+	if repeat < 4 || math.Abs(float64(cpuN)-float64(repeat)/2) > 1 {
+		t.Errorf("warm prompt: %d of %d repeat misses on the miss rank, want half", cpuN, repeat)
+	}
+	if got := int64(tier.binds - tb0); got != repeat-cpuN {
+		t.Errorf("warm prompt: rank 0 bound %d misses, want the other half (%d)", got, repeat-cpuN)
+	}
+	c0, st0 := tier.combines, m.ExpertStats()
+	checkGreedy(t, m, g)
+	if st := m.ExpertStats(); tier.combines == c0 || st.MissRank == st0.MissRank {
+		t.Errorf("decode: %d fused combines, %d experts on the miss rank: want both", tier.combines-c0, st.MissRank-st0.MissRank)
+	}
+}
+
 // TestCPUMissesChecked: a flipped byte in an expert that misses the tier
 // and is computed on the miss rank is still caught by the read's
 // checksum, naming the layer and fmoe-verify. A miss-rank read is never an
@@ -239,6 +282,9 @@ func TestCPUMissesRefused(t *testing.T) {
 	}{
 		{Options{Backend: be, MissBackend: be}, "needs a backend of its own"},
 		{Options{Backend: be, MissBackend: other, Devices: []backend.Backend{cpu.New(cpu.Options{Threads: 1})}}, "cannot be combined"},
+		{Options{Backend: be, MissBackend: other, MissShare: 1.5}, "want a share in (0, 1]"},
+		{Options{Backend: be, MissBackend: other, MissShare: math.NaN()}, "want a share in (0, 1]"},
+		{Options{Backend: be, MissShare: 0.5}, "a miss backend"},
 	} {
 		_, err := Open(dir, c.o)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -19,8 +19,8 @@ import (
 // tier or the other, and with both budgets covering the model every GPU
 // miss is one DMA from pinned memory, with no read.
 //
-// Only one device and no miss rank: with those, experts reach a device
-// other than through rank 0's GPU tier, which the moves assume.
+// Only one device (and a miss rank): with further devices, experts reach
+// a device other than through rank 0's GPU tier, which the moves assume.
 
 // exclusiveOff keeps the tiers inclusive (benchmarks compare the two).
 var exclusiveOff = false
@@ -30,10 +30,12 @@ var exclusiveOff = false
 const demoteQueue = 4096
 
 // exclusiveTiers reports whether the host tier runs as the GPU tier's
-// victim cache, and the GPU tier's eviction log.
+// victim cache, and the GPU tier's eviction log. With a miss rank
+// (cpumiss.go) the experts it computes stay in the host tier (or are read
+// into it): only those the GPU tier takes move up.
 func (m *Model) exclusiveTiers() (backend.EvictionReporter, bool) {
 	r := m.experts
-	if exclusiveOff || r.tier == nil || r.lz4 != nil || len(m.ranks) != 1 || m.miss > 0 || m.ranks[0].cache == nil {
+	if exclusiveOff || r.tier == nil || r.lz4 != nil || !m.oneDevice() || m.ranks[0].cache == nil {
 		return nil, false
 	}
 	ev, ok := m.ranks[0].cache.(backend.EvictionReporter)

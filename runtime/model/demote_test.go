@@ -190,3 +190,33 @@ func TestPreloadHostTier(t *testing.T) {
 		t.Errorf("after Preload: %d of %d GPU-tier misses from the host tier, want all (and some misses)", es.HostHits, miss)
 	}
 }
+
+// TestPreloadHostTierMissRank: with a miss rank the host tier is inclusive,
+// and Preload fills it all the same with what the GPU tier leaves out, and
+// the GPU tier's evictions are read back into it, so that no miss is read
+// from the files: every GPU-tier miss from the first token on is a
+// host-tier hit, within the goldens.
+func TestPreloadHostTierMissRank(t *testing.T) {
+	defer func(v bool) { demoteSync = v }(demoteSync)
+	demoteSync = true // a GPU tier's eviction is back in the host tier by the next step
+	g := readGolden(t, "bf16")
+	probe := open(t, "hf", 16, 0, Options{Backend: cpu.New(cpu.Options{})})
+	all := probe.Config.NumHiddenLayers * probe.Config.NumExperts
+	n := all * 2 / 5
+	mb := cpu.New(cpu.Options{Threads: 2})
+	defer mb.Close()
+	m := open(t, "hf", 16, 0, Options{Backend: newLRUTier(n), GPUCache: int64(n) * probe.experts.tierEntryBytes(),
+		HostCache: int64(all*7/10) * probe.experts.set.Stride, MissBackend: mb, MissShare: 0.5})
+	st, err := m.Preload(context.Background(), PreloadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Experts+st.HostExperts != all || st.HostExperts == 0 {
+		t.Fatalf("Preload %+v: want %d experts over the two tiers", st, all)
+	}
+	checkHiddenAndLogits(t, m, g)
+	es := m.ExpertStats()
+	if miss := es.Uses - es.GPUHits; miss == 0 || es.HostHits != miss {
+		t.Errorf("after Preload: %d of %d GPU-tier misses from the host tier, want all (and some misses)", es.HostHits, miss)
+	}
+}

@@ -63,6 +63,7 @@ type expertReader struct {
 type readJob struct {
 	l, id int
 	timed bool
+	stay  bool // with exclusive tiers, a host-tier copy stays (cpumiss.go)
 }
 
 // expertOptions configure openExperts.
@@ -142,7 +143,7 @@ func (r *expertReader) startReaders() {
 		go func() {
 			defer r.workers.Done()
 			for j := range r.work {
-				e := r.readTier(j.l, j.id, j.timed)
+				e := r.readTier(j.l, j.id, j.timed, j.stay)
 				if e == nil {
 					e = r.read(j.l, j.id, <-r.pool, j.timed)
 				}
@@ -253,6 +254,7 @@ type expert struct {
 	// hostHit says the tier held the expert, so nothing was read.
 	tier    *hentry
 	hostHit bool
+	stay    bool // a host-tier hit that stays there (readTier)
 
 	// sum, when the read hashed the block, returns its CRC32C (waiting
 	// for the hashing to end); pending: its check is left to run beside
@@ -284,6 +286,13 @@ func (r *expertReader) stream(l int, ids []int, fn func(id int, w *[3]backend.We
 // latency and page-cache residency to tp, and that leaves the checksums
 // still running to the caller's awaitChecks (Model.settleChecks).
 func (r *expertReader) streamTimed(l int, ids []int, tp *PhaseTiming, fn func(id int, w *[3]backend.Weight) error) error {
+	return r.streamStay(l, ids, len(ids), tp, fn)
+}
+
+// streamStay is streamTimed whose experts from ids[stay:] on stay in the
+// host tier with exclusive tiers, or are read into it: a miss rank
+// computes them where they lie, and the GPU tier does not take them.
+func (r *expertReader) streamStay(l int, ids []int, stay int, tp *PhaseTiming, fn func(id int, w *[3]backend.Weight) error) error {
 	if n := len(r.files) + len(r.lz4); l < 0 || l >= n {
 		return fmt.Errorf("model: expert layer %d of %d", l, n)
 	}
@@ -295,7 +304,7 @@ func (r *expertReader) streamTimed(l int, ids []int, tp *PhaseTiming, fn func(id
 	for got < sent || (sent < len(ids) && first == nil) {
 		if sent < len(ids) && first == nil {
 			select {
-			case r.work <- readJob{l: l, id: ids[sent], timed: tp != nil}:
+			case r.work <- readJob{l: l, id: ids[sent], timed: tp != nil, stay: sent >= stay}:
 				sent++
 				continue
 			case e := <-r.done:
@@ -381,14 +390,16 @@ func (r *expertReader) read(l, id int, buf []byte, timed bool) *expert {
 // readTier serves expert (l, id) through the host tier: from its buffer
 // on a hit, else read into the buffer it evicts. nil means no tier, or
 // none of its buffers is free of use (the caller reads into the pool).
-func (r *expertReader) readTier(l, id int, timed bool) *expert {
+// stay keeps it in the tier with exclusive tiers as without (a miss
+// rank's expert).
+func (r *expertReader) readTier(l, id int, timed, stay bool) *expert {
 	if r.tier == nil || r.lz4 != nil {
 		return nil
 	}
 	var te *hentry
 	var buf []byte
 	var hit bool
-	if r.tier.exclusive {
+	if r.tier.exclusive && !stay {
 		// A miss is read into an ordinary buffer: the GPU tier takes it.
 		te, buf, hit = r.tier.lookup(l, id)
 	} else {
@@ -399,7 +410,7 @@ func (r *expertReader) readTier(l, id int, timed bool) *expert {
 	}
 	if hit {
 		e := r.newExpert(id)
-		e.buf, e.tier, e.hostHit = buf, te, true
+		e.buf, e.tier, e.hostHit, e.stay = buf, te, true, stay
 		r.describe(e, l)
 		return e
 	}
@@ -454,7 +465,7 @@ func (r *expertReader) recycle(e *expert) {
 func (r *expertReader) giveBack(e *expert) {
 	if e.tier != nil {
 		r.tier.put(e.tier, e.err == nil)
-		if r.tier.exclusive && e.hostHit {
+		if r.tier.exclusive && e.hostHit && !e.stay {
 			r.tier.drop(e.tier) // the GPU tier has taken it
 		}
 		return

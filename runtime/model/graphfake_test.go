@@ -153,7 +153,12 @@ func (r *recorder) CombineToken(h, eo backend.Buffer, w []float32, sd, gate back
 		return errFakeRecording
 	}
 	r.combines++
-	be, H := r.Backend, h.Len()
+	return hostCombine(r.Backend, h, eo, w, sd, gate)
+}
+
+// hostCombine is backend.TokenCombiner's arithmetic in the separate ops.
+func hostCombine(be backend.Backend, h, eo backend.Buffer, w []float32, sd, gate backend.Buffer) error {
+	H := h.Len()
 	acc, err := be.Alloc(H)
 	if err != nil {
 		return err

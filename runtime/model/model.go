@@ -99,6 +99,11 @@ type Options struct {
 	// (cpumiss.go). It stays the caller's; it excludes Devices and
 	// Placement.
 	MissBackend backend.Backend
+	// MissShare is the share of the repeat misses MissBackend computes,
+	// in (0, 1]; the others are copied to rank 0 as without a miss rank,
+	// so that the CPU and the host-to-device link work side by side. 0
+	// means 1: every repeat miss.
+	MissShare float64
 }
 
 // Model is an opened packed model. Sessions of one model share its backend
@@ -149,6 +154,8 @@ type Model struct {
 	evicted [][2]int
 	// offered marks the experts whose first miss took the GPU path (cpumiss.go).
 	offered []verifiedSet
+	// missShare is Options.MissShare, 1 for 0.
+	missShare float64
 }
 
 // layer holds the resident tensors of one decoder layer.

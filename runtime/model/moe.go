@@ -81,10 +81,11 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 	s.lap(PhaseRouting)
 	// One launch for the whole combine where the backend fuses it: the
 	// token's rows are its expert slots in order, as routed leaves them on
-	// a single device. With several ranks the routed sum arrives as
-	// all-reduced partials, not as rows, so the separate ops below add it.
+	// a single device (a miss rank's rows are sent there, cpumiss.go).
+	// With several devices the routed sum arrives as all-reduced
+	// partials, not as rows, so the separate ops below add it.
 	tc, fuse := be.(backend.TokenCombiner)
-	fuse = fuse && len(m.ranks) == 1 && T == 1 && len(pl.w) <= 32 && !combineOff
+	fuse = fuse && m.oneDevice() && T == 1 && len(pl.w) <= 32 && !combineOff
 	acc := r.view(s.sc.acc, 0, T*H)
 	if err := s.routed(r, l, xn, acc, T, fuse); err != nil {
 		return err

@@ -16,13 +16,13 @@ import (
 // only the order of the additions. The misses of all ranks are read in one
 // stream and computed on their rank as they arrive.
 //
-// With fuse (one rank only) routed stops once the experts' rows are
-// queued, leaving acc alone: the caller combines the rows itself
-// (backend.TokenCombiner).
+// With fuse (one device, with or without a miss rank) routed stops once
+// the experts' rows are queued on rank 0, leaving acc alone: the caller
+// combines the rows itself (backend.TokenCombiner).
 func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int, fuse bool) error {
 	m := s.m
 	if m.miss > 0 {
-		return s.routedMiss(r, l, xn, acc, T)
+		return s.routedMiss(r, l, xn, acc, T, fuse)
 	}
 	pl := &s.plan
 	H := m.Config.HiddenSize

@@ -67,6 +67,12 @@ type Session struct {
 	rx, racc []backend.Buffer
 	// mown is a layer's rank per expert with Options.MissBackend: the GPU tier's hits on rank 0, the misses on the miss rank.
 	mown []int
+	// missDue carries the miss rank's share of the repeat misses from one
+	// expert to the next (cpumiss.go), so that the split keeps the share
+	// over a run, whatever each layer's count.
+	missDue float64
+	cpuMiss []int     // a layer's misses for the miss rank (lookupHits)
+	row     []float32 // one hidden row on the host (sendRows)
 
 	// broken is why the states are half-updated (a step failed or was
 	// cancelled); Forward refuses to go on until Reset or Restore.

@@ -32,6 +32,8 @@ import (
 //   - tiered: scaled, plus the host tier (Options.HostCache) the whole
 //     model would get per layer: (memory available − 8 GiB) / 60;
 //   - off: no GPU tier (every expert from the page cache, copied);
+//   - host: no GPU tier, every expert in the host tier (issue 13's row 2:
+//     experts in RAM; with -cpumiss the CPU computes its share there);
 //   - resident: every expert of the pack on the GPU (the launch-bound
 //     floor of a layer);
 //   - at K=10 also resident-unbatched (hits computed one launch per op,
@@ -135,10 +137,15 @@ func BenchmarkTieredDecode(b *testing.B) {
 					if free, _, err = ec.DeviceMemory(); err != nil {
 						b.Fatal(err)
 					}
-				} else if tier != "off" && tier != "tiered" {
+				} else if tier != "off" && tier != "tiered" && tier != "host" {
 					b.Skip("the backend has no GPU tier (FMOE_TEST_BACKEND=cuda)")
 				}
 				var host int64
+				if tier == "host" {
+					// Every expert of the pack in the host tier and none on
+					// the GPU: issue 13's row 2 (experts in RAM).
+					host = packExpertBytes(dir)
+				}
 				if tier == "tiered" {
 					// The host tier the whole model would get per layer:
 					// the memory available less 8 GiB, over 60 layers.
@@ -147,14 +154,21 @@ func BenchmarkTieredDecode(b *testing.B) {
 				}
 				devs, coll := benchDevices(b, be)
 				var missBe backend.Backend
+				var share float64
 				if has("cpumiss") {
+					// FMOE_BENCH_MISS_SHARE: the CPU's share of the repeat misses (default all).
 					missBe = cpu.New(cpu.Options{})
 					defer missBe.Close()
+					if v := os.Getenv("FMOE_BENCH_MISS_SHARE"); v != "" {
+						if share, err = strconv.ParseFloat(v, 64); err != nil {
+							b.Fatal(err)
+						}
+					}
 				}
 				// FMOE_BENCH_FUSE=0: every weight registered alone (fuse.go), for comparison.
 				fuseOff = os.Getenv("FMOE_BENCH_FUSE") == "0"
 				m, err := Open(dir, Options{Backend: be, ExpertsPerToken: k, GPUCache: GPUCacheOff, MaxContext: 4096, HostCache: host,
-					Devices: devs, Collective: coll, VerifyBeforeCompute: has("sync"), MissBackend: missBe})
+					Devices: devs, Collective: coll, VerifyBeforeCompute: has("sync"), MissBackend: missBe, MissShare: share})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -356,6 +370,20 @@ func envInt(name string, def int) int {
 
 // m0layers is the pack's layer list (its manifest), for sizing a tier
 // before Open.
+// packExpertBytes is the size of every routed expert of the pack's first
+// expert set, as the host tier lays them out (one stride each).
+func packExpertBytes(dir string) int64 {
+	man, err := format.Open(dir)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, l := range man.Experts[0].Layers {
+		n += int64(len(l.CRC32C)) * man.Experts[0].Stride
+	}
+	return n
+}
+
 func m0layers(dir string) []format.ExpertLayer {
 	man, err := format.Open(dir)
 	if err != nil {
