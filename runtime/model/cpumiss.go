@@ -123,9 +123,9 @@ func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int, fuse 
 		if d == 0 && m.ranks[0].cache != nil {
 			s.countCopied(w)
 		}
-		s.computeExpert(r, d, id, bound, xs[d], bufs[d], T)
+		s.computeHeld(r, d, id, bound, xs[d], bufs[d], T)
 		return r.err
-	})
+	}, func() { s.releaseHeld(r) })
 	m.stats.MissRank += int64(toMiss)
 	if tp != nil {
 		tp.MissRank += int64(toMiss)

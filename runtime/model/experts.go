@@ -286,13 +286,20 @@ func (r *expertReader) stream(l int, ids []int, fn func(id int, w *[3]backend.We
 // latency and page-cache residency to tp, and that leaves the checksums
 // still running to the caller's awaitChecks (Model.settleChecks).
 func (r *expertReader) streamTimed(l int, ids []int, tp *PhaseTiming, fn func(id int, w *[3]backend.Weight) error) error {
-	return r.streamStay(l, ids, len(ids), tp, fn)
+	return r.streamStay(l, ids, len(ids), tp, fn, nil)
 }
 
 // streamStay is streamTimed whose experts from ids[stay:] on stay in the
 // host tier with exclusive tiers, or are read into it: a miss rank
 // computes them where they lie, and the GPU tier does not take them.
-func (r *expertReader) streamStay(l int, ids []int, stay int, tp *PhaseTiming, fn func(id int, w *[3]backend.Weight) error) error {
+//
+// With late set, each expert's bytes stay the caller's until the next
+// call of fn has returned, and, for the last one, until late has: fn may
+// leave its binds in use (a device's copy from pinned memory still
+// running) and let them go in its next call, so that the next expert's
+// copy is queued before the host waits for this one's (a device's copy
+// queue never runs dry between experts). late lets the last one go.
+func (r *expertReader) streamStay(l int, ids []int, stay int, tp *PhaseTiming, fn func(id int, w *[3]backend.Weight) error, late func()) error {
 	if n := len(r.files) + len(r.lz4); l < 0 || l >= n {
 		return fmt.Errorf("model: expert layer %d of %d", l, n)
 	}
@@ -300,6 +307,18 @@ func (r *expertReader) streamStay(l int, ids []int, stay int, tp *PhaseTiming, f
 	// first error no more go out, and the reads already out are taken (so
 	// that their buffers return before the next stream) but not computed.
 	var first error
+	var held *expert
+	take := func(e *expert) {
+		first = r.take(e, tp, fn, first)
+		if late == nil {
+			r.finish(e, l)
+			return
+		}
+		if held != nil {
+			r.finish(held, l)
+		}
+		held = e
+	}
 	sent, got := 0, 0
 	for got < sent || (sent < len(ids) && first == nil) {
 		if sent < len(ids) && first == nil {
@@ -308,19 +327,24 @@ func (r *expertReader) streamStay(l int, ids []int, stay int, tp *PhaseTiming, f
 				sent++
 				continue
 			case e := <-r.done:
-				first = r.take(e, l, tp, fn, first)
+				take(e)
 			}
 		} else {
-			first = r.take(<-r.done, l, tp, fn, first)
+			take(<-r.done)
 		}
 		got++
+	}
+	if held != nil {
+		late()
+		r.finish(held, l)
 	}
 	return first
 }
 
-// take counts a stream's read e, passes it to fn unless the stream has
-// failed (first), and finishes it; it returns the stream's first error.
-func (r *expertReader) take(e *expert, l int, tp *PhaseTiming, fn func(id int, w *[3]backend.Weight) error, first error) error {
+// take counts a stream's read e and passes it to fn unless the stream has
+// failed (first); it returns the stream's first error. The caller
+// finishes e.
+func (r *expertReader) take(e *expert, tp *PhaseTiming, fn func(id int, w *[3]backend.Weight) error, first error) error {
 	if e.hostHit && e.err == nil {
 		r.hostHits++
 	}
@@ -336,7 +360,6 @@ func (r *expertReader) take(e *expert, l int, tp *PhaseTiming, fn func(id int, w
 			first = fn(e.id, &e.w)
 		}
 	}
-	r.finish(e, l)
 	return first
 }
 

@@ -219,7 +219,21 @@ func (r *expertReader) tierEntryBytes() int64 {
 func (m *Model) preloadLayer(ctx context.Context, l int, ids []int, each func()) error {
 	rankOf := m.expertRanks(l)
 	var bound []int
-	err := m.experts.streamTimed(l, ids, nil, func(id int, w *[3]backend.Weight) error {
+	// Each expert's tensors are released after the next one's bind
+	// (streamStay's late), so that its copy is queued before Release
+	// waits for this one's.
+	var held []backend.Tensor
+	var heldBe backend.Backend
+	release := func() error {
+		var errs []error
+		for _, t := range held {
+			errs = append(errs, heldBe.Release(t))
+		}
+		held = nil
+		return errors.Join(errs...)
+	}
+	var lateErr error
+	err := m.experts.streamStay(l, ids, len(ids), nil, func(id int, w *[3]backend.Weight) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -229,16 +243,14 @@ func (m *Model) preloadLayer(ctx context.Context, l int, ids []int, each func())
 			return fmt.Errorf("model: layer %d expert %d: binding into the GPU tier: %w", l, id, err)
 		}
 		bound = append(bound, id)
-		var errs []error
-		for _, t := range ts {
-			errs = append(errs, rk.be.Release(t))
-		}
-		if err := errors.Join(errs...); err != nil {
+		if err := release(); err != nil {
 			return err
 		}
+		held, heldBe = ts, rk.be
 		each()
 		return nil
-	})
+	}, func() { lateErr = release() })
+	err = errors.Join(err, lateErr)
 	// The checks beside the binds end before the tier is used; a damaged
 	// expert leaves it (settleChecks), and with it the rest of its layer.
 	if err = errors.Join(m.settleChecks(), err); err == nil {

@@ -60,7 +60,7 @@ func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int, fuse bool
 	}
 	s.miss = miss // its room, for the next layer
 	owner := m.owner(l)
-	err = m.experts.streamTimed(l, miss, tp, func(id int, w *[3]backend.Weight) error {
+	err = m.experts.streamStay(l, miss, len(miss), tp, func(id int, w *[3]backend.Weight) error {
 		var t0 time.Time
 		if tp != nil {
 			t0 = time.Now()
@@ -77,9 +77,9 @@ func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int, fuse bool
 		if m.ranks[d].cache != nil {
 			s.countCopied(w)
 		}
-		s.computeExpert(r, d, id, bound, xs[d], bufs[d], T)
+		s.computeHeld(r, d, id, bound, xs[d], bufs[d], T)
 		return r.err
-	})
+	}, func() { s.releaseHeld(r) })
 	s.endStream(len(pl.ids), inFn)
 	if err != nil {
 		return err
@@ -176,6 +176,48 @@ func (s *Session) computeHits(r *run, d int, hits []int, hitT [][]backend.Tensor
 // writing its weighted rows at its slot of the rank's output rows, then
 // releases the tensors.
 func (s *Session) computeExpert(r *run, d, id int, bound []backend.Tensor, xn backend.Buffer, b expertBufs, T int) {
+	s.expertOps(r, d, id, bound, xn, b, T)
+	be := s.m.ranks[d].be
+	for _, t := range bound {
+		if t != nil {
+			r.do(be.Release(t))
+		}
+	}
+}
+
+// computeHeld is computeExpert for a miss in a stream with late release
+// (streamStay): it queues expert id's matmuls, then releases the miss
+// before it, and keeps id's tensors bound until the next miss (or the
+// stream's end, releaseHeld). A device whose Release waits for a copy from
+// pinned memory then has the next copy queued while it waits.
+func (s *Session) computeHeld(r *run, d, id int, bound []backend.Tensor, xn backend.Buffer, b expertBufs, T int) {
+	s.expertOps(r, d, id, bound, xn, b, T)
+	s.releaseHeld(r)
+	h := &s.held
+	h.be, h.n = s.m.ranks[d].be, copy(h.ts[:], bound)
+}
+
+// releaseHeld releases the tensors computeHeld kept.
+func (s *Session) releaseHeld(r *run) {
+	h := &s.held
+	for i, t := range h.ts[:h.n] {
+		if t != nil {
+			r.do(h.be.Release(t))
+		}
+		h.ts[i] = nil
+	}
+	h.n = 0
+}
+
+// heldBind is a miss's tensors that computeHeld keeps bound.
+type heldBind struct {
+	be backend.Backend
+	ts [3]backend.Tensor
+	n  int
+}
+
+// expertOps queues expert id's matmuls on rank d (computeExpert).
+func (s *Session) expertOps(r *run, d, id int, bound []backend.Tensor, xn backend.Buffer, b expertBufs, T int) {
 	be := s.m.ranks[d].be
 	pl := &s.plan
 	H, I := s.m.Config.HiddenSize, s.m.Config.MoeIntermediateSize
@@ -194,11 +236,6 @@ func (s *Session) computeExpert(r *run, d, id int, bound []backend.Tensor, xn ba
 		r.do(be.MatMul(u, bound[1], x, n))
 		r.do(be.SwiGLU(g, g, u))
 		r.do(be.MatMul(o, bound[2], g, n))
-	}
-	for _, t := range bound {
-		if t != nil {
-			r.do(be.Release(t))
-		}
 	}
 }
 

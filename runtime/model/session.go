@@ -72,6 +72,7 @@ type Session struct {
 	// over a run, whatever each layer's count.
 	missDue float64
 	cpuMiss []int     // a layer's misses for the miss rank (lookupHits)
+	held    heldBind  // a miss's tensors kept bound (computeHeld)
 	row     []float32 // one hidden row on the host (sendRows)
 
 	// broken is why the states are half-updated (a step failed or was

@@ -198,15 +198,23 @@ func (be *Backend) fill(s *slot, w backend.Weight) (*tensor, error) {
 		}
 	}
 	direct := true
-	for _, part := range []struct {
-		off int
-		b   []byte
-	}{{0, w.Data}, {so, w.Scales}, {bo, w.Biases}} {
-		ok, err := be.copyIn(s.ptr+C.CUdeviceptr(part.off), part.b)
-		if err != nil {
+	if span := hostSpan(w, so, bo); span != nil && be.isPinned(span) {
+		// The parts lie in pinned memory as they will on the device (a
+		// pack's expert layout): one DMA instead of three.
+		if _, err := be.copyIn(s.ptr, span); err != nil {
 			return nil, err
 		}
-		direct = direct && ok
+	} else {
+		for _, part := range []struct {
+			off int
+			b   []byte
+		}{{0, w.Data}, {so, w.Scales}, {bo, w.Biases}} {
+			ok, err := be.copyIn(s.ptr+C.CUdeviceptr(part.off), part.b)
+			if err != nil {
+				return nil, err
+			}
+			direct = direct && ok
+		}
 	}
 	if err := cuErr(C.fm_event_record(be.ctx, s.ready, be.copy), "cuEventRecord"); err != nil {
 		return nil, err
@@ -217,6 +225,20 @@ func (be *Backend) fill(s *slot, w backend.Weight) (*tensor, error) {
 	t := be.newTensor(w, s.ptr)
 	t.bound, t.slot, t.direct = true, s, direct
 	return t, nil
+}
+
+// hostSpan is the host bytes from w's data to the end of its biases when
+// its scales and biases start at so and bo past its data, the offsets
+// they take on the device; nil otherwise (or with no scales or biases).
+func hostSpan(w backend.Weight, so, bo int) []byte {
+	if len(w.Data) == 0 || len(w.Scales) == 0 || len(w.Biases) == 0 {
+		return nil
+	}
+	base := unsafe.Pointer(&w.Data[0])
+	if unsafe.Pointer(&w.Scales[0]) != unsafe.Add(base, so) || unsafe.Pointer(&w.Biases[0]) != unsafe.Add(base, bo) {
+		return nil
+	}
+	return unsafe.Slice((*byte)(base), bo+len(w.Biases))
 }
 
 // copyIn queues the copy of b to dst on the copy stream: one DMA from

@@ -111,55 +111,69 @@ func relErr(got, want []float32) float64 {
 
 // TestBindPaths binds experts larger than a staging chunk from pageable
 // memory and from HostAlloc memory, reusing slots, and checks each result.
+// Pinned parts that lie at the device's offsets (a pack's layout) go in one
+// DMA (hostSpan); others, packed tight or apart, one DMA each.
 func TestBindPaths(t *testing.T) {
 	be := newOrSkip(t)
 	defer be.Close()
 	ref := cpu.New(cpu.Options{})
-	R, C := 1024, 4096 // 2 MiB of data: two staging chunks
 	rng := rand.New(rand.NewPCG(3, 4))
-	x := make([]float32, C)
-	for i := range x {
-		x[i] = float32(rng.NormFloat64())
-	}
-	xb, _ := be.Alloc(C)
-	if err := be.Write(xb, x); err != nil {
-		t.Fatal(err)
-	}
 	pinned, err := be.HostAlloc(8 << 20)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer be.HostFree(pinned)
-	for i := 0; i < 6; i++ {
-		w, _ := backendtest.RandomWeight(rng, backend.Q4, R, C, 64)
-		want := runMatMul(t, ref, w, x, 1, R)
-		if i%2 == 1 {
-			// Read into pinned memory, as the runtime's pread would.
-			n := copy(pinned, w.Data)
-			s := copy(pinned[n:], w.Scales)
-			copy(pinned[n+s:], w.Biases)
-			w.Data, w.Scales, w.Biases = pinned[:n], pinned[n:n+s], pinned[n+s:n+2*s]
+	for _, c := range []struct {
+		R, C, gap int
+		span      bool
+	}{
+		{1024, 4096, 0, true},     // 2 MiB of data: two staging chunks; parts at 256-byte offsets
+		{1024, 4096, 4096, false}, // the parts apart
+		{1001, 192, 0, false},     // data of 96,096 bytes: scales not at a 256-byte offset
+	} {
+		x := make([]float32, c.C)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
 		}
-		wt, err := be.Bind(w)
-		if err != nil {
+		xb, _ := be.Alloc(c.C)
+		if err := be.Write(xb, x); err != nil {
 			t.Fatal(err)
 		}
-		if got := wt.(*tensor).direct; got != (i%2 == 1) {
-			t.Errorf("expert %d: direct = %v", i, got)
-		}
-		yb, _ := be.Alloc(R)
-		if err := be.MatMul(yb, wt, xb, 1); err != nil {
-			t.Fatal(err)
-		}
-		if err := be.Release(wt); err != nil {
-			t.Fatal(err)
-		}
-		got := make([]float32, R)
-		if err := be.Read(got, yb); err != nil {
-			t.Fatal(err)
-		}
-		if e := relErr(got, want); !(e < 2e-5) {
-			t.Errorf("expert %d: relative error %.3g", i, e)
+		for i := 0; i < 4; i++ {
+			w, _ := backendtest.RandomWeight(rng, backend.Q4, c.R, c.C, 64)
+			want := runMatMul(t, ref, w, x, 1, c.R)
+			if i%2 == 1 {
+				// Read into pinned memory, as the runtime's pread would.
+				n := copy(pinned, w.Data) + c.gap
+				s := copy(pinned[n:], w.Scales) + c.gap
+				b := copy(pinned[n+s:], w.Biases)
+				w.Data, w.Scales, w.Biases = pinned[:n-c.gap], pinned[n:n+s-c.gap], pinned[n+s:n+s+b]
+				so, bo, _ := layout(w)
+				if got := hostSpan(w, so, bo) != nil; got != c.span {
+					t.Errorf("%dx%d gap %d: one span = %v", c.R, c.C, c.gap, got)
+				}
+			}
+			wt, err := be.Bind(w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := wt.(*tensor).direct; got != (i%2 == 1) {
+				t.Errorf("%dx%d expert %d: direct = %v", c.R, c.C, i, got)
+			}
+			yb, _ := be.Alloc(c.R)
+			if err := be.MatMul(yb, wt, xb, 1); err != nil {
+				t.Fatal(err)
+			}
+			if err := be.Release(wt); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]float32, c.R)
+			if err := be.Read(got, yb); err != nil {
+				t.Fatal(err)
+			}
+			if e := relErr(got, want); !(e < 2e-5) {
+				t.Errorf("%dx%d gap %d expert %d: relative error %.3g", c.R, c.C, c.gap, i, e)
+			}
 		}
 	}
 }
@@ -196,5 +210,28 @@ func TestMemoryPressure(t *testing.T) {
 	})
 	if _, err := be.Alloc(32 << 20); err == nil {
 		t.Fatal("a 128 MiB buffer fit a 64 MiB limit")
+	}
+}
+
+// TestHostSpan: one span only when the scales and biases start where the
+// device layout puts them past the data, in one buffer (no GPU needed).
+func TestHostSpan(t *testing.T) {
+	buf := make([]byte, 1<<16)
+	w := backend.Weight{Format: backend.Q4, Rows: 64, Cols: 128, Group: 64}
+	nd, ns := 64*128/2, 64*2*2
+	so, bo, _ := layoutLens(nd, ns, ns)
+	for _, c := range []struct {
+		s, b int
+		want bool
+	}{{so, bo, true}, {nd, nd + ns, so == nd && bo == nd+ns}, {so + 256, bo + 256, false}, {so, bo + 4, false}} {
+		w.Data, w.Scales, w.Biases = buf[:nd], buf[c.s:c.s+ns], buf[c.b:c.b+ns]
+		span := hostSpan(w, so, bo)
+		if (span != nil) != c.want || span != nil && (&span[0] != &buf[0] || len(span) != bo+ns) {
+			t.Errorf("scales at %d, biases at %d: span of %d bytes, want one: %v", c.s, c.b, len(span), c.want)
+		}
+	}
+	w.Scales, w.Biases = nil, nil
+	if hostSpan(w, so, bo) != nil {
+		t.Error("a weight without scales has a span")
 	}
 }
