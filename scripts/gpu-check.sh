@@ -20,7 +20,7 @@ echo "== CUDA package: conformance, cache eviction, memory pressure, bind paths"
 FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run 'Conformance|TensorCores|MatMulShapes|BindPaths|ExpertCache|MatVecBatch|MemoryPressure|Policy|Simulate|GraphReplay|CombineToken|Indexed|KernelProfile|RegisterRows' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -30; [ "${PIPESTATUS[0]}" = 0 ] || fail=1
 echo "== runtime/model on CUDA (GPU tier on)"
 # The whole log goes to a file; shown: each test's verdict, the tier lines, and every failure's messages.
-(cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier|GraphDecode|MLA|Split|SetPlacement|DeviceRouted|ExclusiveTiers|FusedRows' -test.v > "$T/model.log" 2>&1) || fail=1
+(cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier|GraphDecode|MLA|Split|SetPlacement|DeviceRouted|ExclusiveTiers|FusedRows|Preload' -test.v > "$T/model.log" 2>&1) || fail=1
 grep -E '^ *--- (PASS|FAIL|SKIP)|tier.*(hit|served)' "$T/model.log" | tail -80 || true
 # With -test.v a failure's messages come before its verdict: the failed tests run again, quietly,
 # where Go prints each verdict with its messages.
