@@ -15,6 +15,29 @@ func TestSamplerGreedy(t *testing.T) {
 	if _, err := s.Sample(nil); err == nil {
 		t.Fatal("sampling empty logits succeeded")
 	}
+	inf := float32(math.Inf(1))
+	for _, c := range []struct {
+		lg   []float32
+		want int
+	}{{[]float32{5, 1, 2}, 0}, {[]float32{-inf, -inf, -1}, 2}, {[]float32{-inf, -inf}, 0}, {[]float32{1, 2, inf, inf}, 2}} {
+		if id, _ := s.Sample(c.lg); id != c.want {
+			t.Errorf("greedy over %v = %d, want %d", c.lg, id, c.want)
+		}
+	}
+}
+
+// BenchmarkSampleGreedy: greedy over Qwen3.5's 248,320 logits, once a token.
+func BenchmarkSampleGreedy(b *testing.B) {
+	lg := make([]float32, 248320)
+	for i := range lg {
+		lg[i] = float32(math.Sin(float64(i)))
+	}
+	var s Sampler
+	for b.Loop() {
+		if _, err := s.Sample(lg); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 func TestSamplerDistribution(t *testing.T) {
