@@ -227,6 +227,70 @@ func (be *Backend) fill(s *slot, w backend.Weight) (*tensor, error) {
 	return t, nil
 }
 
+// readStagedMin is the size from which Read goes through pinned staging:
+// a copy to pageable memory runs through the driver's own buffers at a
+// fraction of the link's rate, and a decode step reads a vocabulary's
+// logits (1 MB for Qwen3.5) every token.
+const readStagedMin = 256 << 10
+
+// readStaged copies n floats at src to dst through two pinned chunks in
+// turn: chunk i+1's copy runs while chunk i is copied out on the host.
+// The stream is drained before it returns, as by Read.
+func (be *Backend) readStaged(dst []float32, src C.CUdeviceptr) error {
+	out := unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), 4*len(dst))
+	for k := range be.rstages {
+		if be.rstages[k] != nil {
+			continue
+		}
+		st := &stage{}
+		if err := cuErr(C.fm_host_alloc(be.ctx, &st.host, stageChunk), "cuMemHostAlloc"); err != nil {
+			return err
+		}
+		if err := cuErr(C.fm_event_create(be.ctx, &st.ev, eventDisableTiming), "cuEventCreate"); err != nil {
+			C.fm_host_free(be.ctx, st.host)
+			return err
+		}
+		be.rstages[k] = st
+	}
+	var at [2]int // the offset each chunk holds, -1: none
+	at[0], at[1] = -1, -1
+	drain := func(k int) error {
+		if at[k] < 0 {
+			return nil
+		}
+		st := be.rstages[k]
+		if err := cuErr(C.fm_event_sync(be.ctx, st.ev), "cuEventSynchronize"); err != nil {
+			return err
+		}
+		n := min(stageChunk, len(out)-at[k])
+		copy(out[at[k]:at[k]+n], unsafe.Slice((*byte)(st.host), n))
+		at[k] = -1
+		return nil
+	}
+	k := 0
+	for off := 0; off < len(out); off += stageChunk {
+		if err := drain(k); err != nil {
+			return err
+		}
+		st, n := be.rstages[k], min(stageChunk, len(out)-off)
+		if err := cuErr(C.fm_dtoh_async(be.ctx, st.host, src+C.CUdeviceptr(off), C.size_t(n), be.stream), "read"); err != nil {
+			return err
+		}
+		if err := cuErr(C.fm_event_record(be.ctx, st.ev, be.stream), "cuEventRecord"); err != nil {
+			return err
+		}
+		at[k], k = off, 1-k
+	}
+	// The older chunk first, then the newer; then nothing is in flight.
+	if err := drain(k); err != nil {
+		return err
+	}
+	if err := drain(1 - k); err != nil {
+		return err
+	}
+	return cuErr(C.fm_stream_sync(be.ctx, be.stream), "cuStreamSynchronize")
+}
+
 // hostSpan is the host bytes from w's data to the end of its biases when
 // its scales and biases start at so and bo past its data, the offsets
 // they take on the device; nil otherwise (or with no scales or biases).

@@ -91,6 +91,7 @@ type Backend struct {
 	policy  Policy          // the cache's eviction policy
 	slots   map[int][]*slot // free device slots for Bind, by size
 	stages  []*stage        // pinned staging ring for Bind from pageable memory
+	rstages [2]*stage       // pinned staging for large Reads (readStaged)
 	stageAt int
 	pinned  []hostRegion // HostAlloc allocations
 
@@ -207,6 +208,12 @@ func (be *Backend) Close() error {
 	for _, st := range be.stages {
 		st.destroy(be)
 	}
+	for _, st := range be.rstages {
+		if st != nil {
+			st.destroy(be)
+		}
+	}
+	be.rstages = [2]*stage{}
 	for _, r := range be.pinned {
 		errs = append(errs, cuErr(C.fm_host_free(be.ctx, r.p), "cuMemFreeHost"))
 	}
@@ -487,7 +494,11 @@ func (be *Backend) Read(dst []float32, src backend.Buffer) error {
 	if be.recording {
 		return errRecording
 	}
-	if len(dst) > 0 {
+	if 4*len(dst) >= readStagedMin {
+		if err := be.readStaged(dst, s.ptr); err != nil {
+			return err
+		}
+	} else if len(dst) > 0 {
 		if err := cuErr(C.fm_dtoh(be.ctx, unsafe.Pointer(&dst[0]), s.ptr, C.size_t(4*len(dst)), be.stream), "read"); err != nil {
 			return err
 		}

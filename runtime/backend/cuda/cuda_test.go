@@ -235,3 +235,44 @@ func TestHostSpan(t *testing.T) {
 		t.Error("a weight without scales has a span")
 	}
 }
+
+// TestReadStaged: reads from the size where Read goes through pinned
+// chunks, over one, several and a part chunk, from a view's offset,
+// return every value written (bit for bit), and a small read after them
+// too.
+func TestReadStaged(t *testing.T) {
+	be := newOrSkip(t)
+	defer be.Close()
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, n := range []int{readStagedMin / 4, stageChunk/4 + 13, 3*stageChunk/4 + 5, 2 * stageChunk / 4} {
+		buf, err := be.Alloc(n + 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]float32, n+7)
+		for i := range want {
+			want[i] = float32(rng.NormFloat64())
+		}
+		if err := be.Write(buf, want); err != nil {
+			t.Fatal(err)
+		}
+		v, err := be.View(buf, 7, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]float32, n)
+		if err := be.Read(got, v); err != nil {
+			t.Fatal(err)
+		}
+		for i := range got {
+			if got[i] != want[7+i] {
+				t.Fatalf("%d floats: value %d is %v, wrote %v", n, i, got[i], want[7+i])
+			}
+		}
+		small := make([]float32, 3)
+		if err := be.Read(small, buf); err != nil || small[2] != want[2] {
+			t.Fatalf("a small read after a staged one: %v, %v", small, err)
+		}
+		be.Free(buf)
+	}
+}

@@ -220,6 +220,9 @@ CUresult fm_dtoh(CUcontext c, void *dst, CUdeviceptr src, size_t n, CUstream s) 
     if (r == 0) r = p_cuStreamSynchronize(s);
     return r;
 }
+CUresult fm_dtoh_async(CUcontext c, void *dst, CUdeviceptr src, size_t n, CUstream s) {
+    CTX_CALL(c, p_cuMemcpyDtoHAsync, dst, src, n, s);
+}
 CUresult fm_dtod(CUcontext c, CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) {
     CTX_CALL(c, p_cuMemcpyDtoDAsync, dst, src, n, s);
 }

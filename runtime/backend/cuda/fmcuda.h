@@ -47,6 +47,7 @@ CUresult fm_host_alloc(CUcontext c, void **p, size_t n);
 CUresult fm_host_free(CUcontext c, void *p);
 CUresult fm_htod(CUcontext c, CUdeviceptr dst, const void *src, size_t n, CUstream s);
 CUresult fm_dtoh(CUcontext c, void *dst, CUdeviceptr src, size_t n, CUstream s);
+CUresult fm_dtoh_async(CUcontext c, void *dst, CUdeviceptr src, size_t n, CUstream s);
 CUresult fm_dtod(CUcontext c, CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s);
 CUresult fm_memset32(CUcontext c, CUdeviceptr dst, unsigned v, size_t n, CUstream s);
 
