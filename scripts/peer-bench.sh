@@ -43,7 +43,8 @@
 # fmoe's measured decode tok/s is "timed/untimed": timed from the --timing run (which gives the
 # per-stage split, and so the per-layer and fixed costs and the 60-layer figures, but turns off the
 # CUDA layer graphs and syncs once per phase, so its rate understates), untimed from a second run
-# of the same command without --timing (its own "generated in" line: what a user sees).
+# of the same command without --timing (its "generated in" line's "forward alone" rate: the steps
+# without the sampling and printing between them, which llama-bench does not time either).
 # and a cross-check that both compute the same function: the repo's tiny Qwen3.5-MoE test checkpoint
 # (testdata/tiny/hf, bf16, random weights) converted to an F32 GGUF; llama.cpp's greedy ids for the
 # golden prompt beside transformers' (testdata/tiny/golden), which fmoe matches (fmoe-verify golden).
@@ -170,7 +171,7 @@ fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
   echo "### $tag, untimed: fmoe-run generate -k $k --ids 1..$n --tokens $t $*" >> "$POUT/runs.log"
   if "$BIN/fmoe-run" generate --backend cuda --model "$DIR/fmoe" --ids "$(ids "$n")" --tokens "$t" -k "$k" "$@" > /dev/null 2> "$DIR/.untimed"; then
     cat "$DIR/.untimed" >> "$POUT/runs.log"
-    untimed=$(sed -n 's/.* generated in [0-9.]*s (\([0-9.]*\) tok\/s).*/\1/p' "$DIR/.untimed" | tail -1)
+    untimed=$(sed -n 's/.* generated in .*forward alone \([0-9.]*\) tok\/s).*/\1/p' "$DIR/.untimed" | tail -1)
   else
     cat "$DIR/.untimed" | tee -a "$POUT/runs.log" | tail -5 >&2
   fi

@@ -212,10 +212,11 @@ func runGenerate(c *cli.Context) error {
 	parse := !c.Bool("raw") && !c.Bool("no-template")
 	w := newReplyWriter(os.Stdout, tok, stop, parse, tools, format, text, c.Bool("show-reasoning"))
 	start := time.Now()
-	var first time.Duration
+	var first, fwd0 time.Duration
 	out, err := sess.Generate(prompt, c.Int("tokens"), &smp, stop, func(id int) bool {
 		if first == 0 {
 			first = time.Since(start)
+			fwd0 = sess.ForwardTime()
 		}
 		w.token(id)
 		return true
@@ -229,9 +230,10 @@ func runGenerate(c *cli.Context) error {
 	}
 	total := time.Since(start)
 	decode := total - first
-	fmt.Fprintf(os.Stderr, "%d prompt tokens in %.2fs (%.1f tok/s), %d generated in %.2fs (%.2f tok/s)\n",
+	steps := float64(max(len(out)-1, 0))
+	fmt.Fprintf(os.Stderr, "%d prompt tokens in %.2fs (%.1f tok/s), %d generated in %.2fs (%.2f tok/s; forward alone %.2f tok/s)\n",
 		len(prompt), first.Seconds(), float64(len(prompt))/first.Seconds(),
-		len(out), decode.Seconds(), float64(max(len(out)-1, 0))/max(decode.Seconds(), 1e-9))
+		len(out), decode.Seconds(), steps/max(decode.Seconds(), 1e-9), steps/max((sess.ForwardTime()-fwd0).Seconds(), 1e-9))
 	if sess.Timing != nil {
 		sess.Timing.Report(os.Stderr)
 	}

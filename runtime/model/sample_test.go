@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestSamplerGreedy(t *testing.T) {
@@ -88,10 +89,25 @@ func TestGenerateStops(t *testing.T) {
 	s, _ := m.NewSession()
 	want := g.i64["generated_ids"]
 	var seen []int
+	var inFwd []time.Duration
+	const pause = 2 * time.Millisecond
+	start := time.Now()
 	got, err := s.Generate(g.i64["input_ids"], 16, nil, []int{want[5]}, func(id int) bool {
 		seen = append(seen, id)
+		inFwd = append(inFwd, s.ForwardTime())
+		time.Sleep(pause) // the caller's time between steps: not the forward's
 		return true
 	})
+	wall := time.Since(start)
+	// ForwardTime grows with each step and leaves the caller's time out.
+	for i := 1; i < len(inFwd); i++ {
+		if inFwd[i] <= inFwd[i-1] {
+			t.Errorf("step %d: ForwardTime %v after %v", i, inFwd[i], inFwd[i-1])
+		}
+	}
+	if f := s.ForwardTime(); f <= 0 || f > wall-time.Duration(len(inFwd))*pause {
+		t.Errorf("ForwardTime %v of a %v run that slept %d × %v between steps", f, wall, len(inFwd), pause)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,6 +75,9 @@ type Session struct {
 	held    heldBind  // a miss's tensors kept bound (computeHeld)
 	row     []float32 // one hidden row on the host (sendRows)
 
+	// fwdTime is the wall time spent in forward calls (ForwardTime).
+	fwdTime time.Duration
+
 	// broken is why the states are half-updated (a step failed or was
 	// cancelled); Forward refuses to go on until Reset or Restore.
 	broken error
@@ -156,6 +159,11 @@ func (s *Session) Reset() error {
 	return nil
 }
 
+// ForwardTime is the wall time the session has spent in its forward
+// calls: a decode rate without what the caller does between steps
+// (sampling, detokenising, printing), measured without Timing's syncs.
+func (s *Session) ForwardTime() time.Duration { return s.fwdTime }
+
 // Forward feeds ids at the next positions and returns the logits of the
 // last one ([vocab]).
 func (s *Session) Forward(ids []int) ([]float32, error) {
@@ -184,6 +192,8 @@ func (s *Session) ForwardAllContext(ctx context.Context, ids []int) ([]float32, 
 }
 
 func (s *Session) forward(ctx context.Context, ids []int, all bool) ([]float32, error) {
+	t0 := time.Now()
+	defer func() { s.fwdTime += time.Since(t0) }()
 	m := s.m
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("model: forward of no tokens")
