@@ -56,6 +56,8 @@ type Engine struct {
 	hist []int           // tokens the session has consumed, in order
 	text strings.Builder // Decode(hist), kept alongside so continuations compare as text
 	hdec *tokenizer.Decoder
+	// logits is the buffer every step writes its logits into (forward).
+	logits []float32
 
 	stopIDs []int
 
@@ -535,10 +537,12 @@ func (e *Engine) generate(ctx context.Context, feed []int, reused int, o Options
 // layer when ctx ends, so a client that goes away during a long prefill
 // frees the model at once.
 func (e *Engine) forward(ctx context.Context, ids []int) ([]float32, error) {
-	lg, err := e.sess.ForwardContext(ctx, ids)
+	// The logits are read only until the next step: one buffer for all.
+	lg, err := e.sess.ForwardContextInto(ctx, e.logits, ids)
 	if err != nil {
 		return nil, err
 	}
+	e.logits = lg
 	e.hist = append(e.hist, ids...)
 	for _, id := range ids {
 		e.text.WriteString(e.hdec.Add(id))

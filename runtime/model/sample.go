@@ -1,6 +1,7 @@
 package model
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -102,10 +103,13 @@ func (s *Session) Generate(prompt []int, max int, smp *Sampler, stop []int, onTo
 	if smp == nil {
 		smp = &Sampler{}
 	}
-	logits, err := s.Forward(prompt)
+	// One buffer for the logits of every step: they are read only until
+	// the next.
+	logits, err := s.ForwardContextInto(context.Background(), s.gen, prompt)
 	if err != nil {
 		return nil, err
 	}
+	s.gen = logits
 	var out []int
 	for len(out) < max {
 		t0 := s.sampleStart()
@@ -121,7 +125,7 @@ func (s *Session) Generate(prompt []int, max int, smp *Sampler, stop []int, onTo
 		if slices.Contains(stop, id) || len(out) == max {
 			break
 		}
-		if logits, err = s.Forward([]int{id}); err != nil {
+		if logits, err = s.ForwardContextInto(context.Background(), s.gen, []int{id}); err != nil {
 			return out, err
 		}
 	}

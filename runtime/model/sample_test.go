@@ -1,6 +1,7 @@
 package model
 
 import (
+	"context"
 	"math"
 	"slices"
 	"testing"
@@ -117,5 +118,36 @@ func TestGenerateStops(t *testing.T) {
 	}
 	if s.Pos() != len(g.i64["input_ids"])+stopAt-1 {
 		t.Fatalf("position %d after generating", s.Pos())
+	}
+}
+
+// TestForwardInto: ForwardContextInto writes the logits into the caller's
+// buffer when it holds a vocabulary (the same values as Forward's), and
+// into a new slice when it does not.
+func TestForwardInto(t *testing.T) {
+	m := open(t, "hf", 16, 0, Options{})
+	a, _ := m.NewSession()
+	b, _ := m.NewSession()
+	defer a.Close()
+	defer b.Close()
+	V := m.Config.VocabSize
+	buf := make([]float32, V+5)
+	for i, ids := range [][]int{{1, 2, 3}, {4}, {5}} {
+		want, err := a.Forward(ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.ForwardContextInto(context.Background(), buf, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if &got[0] != &buf[0] || len(got) != V || firstDiff(got, want) >= 0 {
+			t.Fatalf("step %d: %d logits in the caller's buffer: %v, same as Forward's: %v", i, len(got), &got[0] == &buf[0], firstDiff(got, want) < 0)
+		}
+	}
+	small := make([]float32, 3)
+	got, err := b.ForwardContextInto(context.Background(), small, []int{6})
+	if err != nil || len(got) != V || &got[0] == &small[0] {
+		t.Fatalf("a buffer too small: %d logits, %v", len(got), err)
 	}
 }
