@@ -40,11 +40,12 @@ var batchNames = [...]string{"matvec_batch_q2", "matvec_batch_q4", "matvec_batch
 func (k *batchKernels) load(be *Backend) error {
 	// Into a local: cgo refuses a pointer into the Backend (it holds Go
 	// pointers) unless it is written as &field at the call.
+	mod := be.mod
 	get := func(dst *C.CUfunction, name string) error {
 		cs := C.CString(name)
 		defer C.free(unsafe.Pointer(cs))
 		var f C.CUfunction
-		err := cuErr(C.fm_module_function(be.ctx, &f, be.mod, cs), "cuModuleGetFunction "+name)
+		err := cuErr(C.fm_module_function(be.ctx, &f, mod, cs), "cuModuleGetFunction "+name)
 		*dst = f
 		return err
 	}
@@ -55,6 +56,9 @@ func (k *batchKernels) load(be *Backend) error {
 		if err := get(f.dst, f.name); err != nil {
 			return err
 		}
+	}
+	if be.bmod != nil {
+		mod = be.bmod // the batched matvecs' own setting (Options.BatchMatvec)
 	}
 	for i, name := range batchNames {
 		if err := get(&k.mv[i], name); err != nil {
@@ -159,9 +163,10 @@ func (be *Backend) batchPlan(t *gpu.Weight[C.CUdeviceptr], n int) (warps, blocks
 	if be.batchPerJob {
 		return max(1, min(warps, most)), blocks, shared, true
 	}
-	warps = max(1, min(be.mv.Warps, most))
-	groups := (t.Rows + be.mv.Rows*warps - 1) / (be.mv.Rows * warps)
-	return warps, min(groups, max(1, (be.lim.MatvecBlocks+n-1)/n)), shared, true
+	warps = max(1, min(be.bmv.Warps, most))
+	groups := (t.Rows + be.bmv.Rows*warps - 1) / (be.bmv.Rows * warps)
+	persistent := be.bmv.BlocksPerSM * be.dev.sms
+	return warps, min(groups, max(1, (persistent+n-1)/n)), shared, true
 }
 
 // maxCombine is the most expert rows CombineToken takes (its weights are

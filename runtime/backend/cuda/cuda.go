@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 	"unsafe"
@@ -39,6 +40,10 @@ type Options struct {
 	// warps per block, blocks per SM); zero fields take FMOE_CUDA_MV's
 	// values, then the defaults (mvconfig.go). Results do not depend on it.
 	Matvec MatvecConfig
+	// BatchMatvec is Matvec for the batched matvecs (MatVecBatch,
+	// ExpertsIndexed); zero fields take FMOE_CUDA_BATCH_MV's values, then
+	// the defaults (mvconfig.go). Results do not depend on it.
+	BatchMatvec MatvecConfig
 }
 
 // Backend is the CUDA backend. Like every backend it is driven from one
@@ -51,6 +56,7 @@ type Backend struct {
 	dev    *device
 	ctx    C.CUcontext
 	mod    C.CUmodule
+	bmod   C.CUmodule // the batched matvecs' module where bmv compiles apart; nil: mod
 	k      kernels
 	batch  batchKernels
 	mma    mmaState // the tensor-core prefill matmul (mma.go)
@@ -64,6 +70,7 @@ type Backend struct {
 	// mvThreads each fast matvec's largest block (kernels.load), 0 for the
 	// other kernels.
 	mv        MatvecConfig
+	bmv       MatvecConfig // the batched matvecs' setting (MatVecBatch, ExpertsIndexed)
 	mvThreads [gpu.NumKernels]int
 
 	// recording: the compute stream is being captured into a graph
@@ -115,6 +122,10 @@ func NewWithOptions(opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	bmv, err := opts.BatchMatvec.resolveFrom("Options.BatchMatvec", "FMOE_CUDA_BATCH_MV", os.Getenv("FMOE_CUDA_BATCH_MV"), defaultBatchMatvec)
+	if err != nil {
+		return nil, err
+	}
 	plan := os.Getenv("FMOE_CUDA_BATCH_PLAN")
 	if plan != "" && plan != "perjob" {
 		return nil, fmt.Errorf("cuda: FMOE_CUDA_BATCH_PLAN=%q: want perjob, or unset", plan)
@@ -123,7 +134,7 @@ func NewWithOptions(opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	be := &Backend{dev: d, ctx: d.ctx, live: map[C.CUdeviceptr]int{}, slots: map[int][]*slot{}, memLimit: opts.MemLimit, mv: mv,
+	be := &Backend{dev: d, ctx: d.ctx, live: map[C.CUdeviceptr]int{}, slots: map[int][]*slot{}, memLimit: opts.MemLimit, mv: mv, bmv: bmv,
 		prof: profileFromEnv(), batchPerJob: plan == "perjob"}
 	// Blocks loop over matvec row groups (see matvec.h); a few per SM suffice.
 	be.lim = gpu.Limits{MaxGridY: maxGridY, MaxShared: d.maxSmem, SMs: d.sms, MatvecBlocks: mv.BlocksPerSM * d.sms,
@@ -146,6 +157,15 @@ func (be *Backend) init(opts Options) error {
 	if err := cuErr(C.fm_module_load(be.ctx, &be.mod, unsafe.Pointer(&im.data[0])), "cuModuleLoadData"); err != nil {
 		return err
 	}
+	if !slices.Equal(be.bmv.defines(), be.mv.defines()) {
+		bim, err := moduleImage(be.dev.major, be.dev.minor, opts.CacheDir, be.bmv.defines())
+		if err != nil {
+			return err
+		}
+		if err := cuErr(C.fm_module_load(be.ctx, &be.bmod, unsafe.Pointer(&bim.data[0])), "cuModuleLoadData"); err != nil {
+			return err
+		}
+	}
 	if err := be.k.load(be); err != nil {
 		return err
 	}
@@ -167,6 +187,9 @@ func (be *Backend) Name() string {
 	mv := ""
 	if be.mv != defaultMatvec {
 		mv = "; matvec " + be.mv.String()
+	}
+	if be.bmv != defaultBatchMatvec {
+		mv += "; batched matvec " + be.bmv.String()
 	}
 	return fmt.Sprintf("cuda(%s, sm_%d%d, %d SMs, %.0f GiB; %s%s)", be.dev.name, be.dev.major, be.dev.minor,
 		be.dev.sms, float64(be.dev.totalMem)/(1<<30), be.img.desc, mv)
@@ -222,6 +245,10 @@ func (be *Backend) Close() error {
 		if s != nil {
 			errs = append(errs, cuErr(C.fm_stream_destroy(be.ctx, s), "cuStreamDestroy"))
 		}
+	}
+	if be.bmod != nil {
+		errs = append(errs, cuErr(C.fm_module_unload(be.ctx, be.bmod), "cuModuleUnload"))
+		be.bmod = nil
 	}
 	if be.mod != nil {
 		errs = append(errs, cuErr(C.fm_module_unload(be.ctx, be.mod), "cuModuleUnload"))

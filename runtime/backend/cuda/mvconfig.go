@@ -25,6 +25,20 @@ const (
 // defaultMatvec is the setting the constants above make.
 var defaultMatvec = MatvecConfig{DefaultMatvecRows, DefaultMatvecUnroll, DefaultMatvecWarps, DefaultMatvecBlocksPerSM, DefaultMatvecDepth}
 
+// The batched matvec's defaults (MatVecBatch, ExpertsIndexed: a decode
+// step's routed experts), compiled as a module of their own when they
+// differ from the matvec's: BenchmarkMatVecSweep's best for the batched
+// expert launches (20 gate/up jobs 39.4 → 31.6 µs, 10 down jobs 25.1 →
+// 19.9, docs/benchmarks.md), where a lone projection gains nothing from
+// it. As for the matvec, no setting changes a result (TestMatVecBatch
+// compares every job with its MatMul bit for bit).
+const (
+	DefaultBatchMatvecRows   = 4
+	DefaultBatchMatvecUnroll = 2
+)
+
+var defaultBatchMatvec = MatvecConfig{DefaultBatchMatvecRows, DefaultBatchMatvecUnroll, DefaultMatvecWarps, DefaultMatvecBlocksPerSM, DefaultMatvecDepth}
+
 // MatvecConfig tunes the decode matvec. A zero field takes FMOE_CUDA_MV's
 // value, then the default.
 type MatvecConfig struct {
@@ -119,14 +133,19 @@ func IsConfigError(err error) bool {
 // resolve fills c's zero fields from env (FMOE_CUDA_MV's value), then the
 // defaults.
 func (c MatvecConfig) resolve(env string) (MatvecConfig, error) {
+	return c.resolveFrom("Options.Matvec", "FMOE_CUDA_MV", env, defaultMatvec)
+}
+
+// resolveFrom is resolve for the option named opt, the environment
+// variable named name (whose value is env) and the defaults def.
+func (c MatvecConfig) resolveFrom(opt, name, env string, def MatvecConfig) (MatvecConfig, error) {
 	if err := c.check(); err != nil {
-		return c, &ConfigError{fmt.Sprintf("cuda: Options.Matvec: %v", err)}
+		return c, &ConfigError{fmt.Sprintf("cuda: %s: %v", opt, err)}
 	}
 	e, err := ParseMatvecConfig(env)
 	if err != nil {
-		return c, &ConfigError{fmt.Sprintf("cuda: FMOE_CUDA_MV=%q: %v", env, err)}
+		return c, &ConfigError{fmt.Sprintf("cuda: %s=%q: %v", name, env, err)}
 	}
-	def := defaultMatvec
 	for _, m := range mvKeys {
 		p := m.field(&c)
 		if *p == 0 {

@@ -48,6 +48,14 @@ func TestMatvecConfigResolve(t *testing.T) {
 	if _, err := (MatvecConfig{Rows: -1}).resolve(""); err == nil || !strings.Contains(err.Error(), "Options.Matvec: nr=-1") {
 		t.Errorf("bad option: %v", err)
 	}
+	// The batched matvecs: their own variable and defaults.
+	got, err = MatvecConfig{}.resolveFrom("Options.BatchMatvec", "FMOE_CUDA_BATCH_MV", "u=4", defaultBatchMatvec)
+	if want := (MatvecConfig{DefaultBatchMatvecRows, 4, DefaultMatvecWarps, DefaultMatvecBlocksPerSM, DefaultMatvecDepth}); err != nil || got != want {
+		t.Errorf("batched: got %v, %v; want %v", got, err, want)
+	}
+	if _, err := (MatvecConfig{}).resolveFrom("Options.BatchMatvec", "FMOE_CUDA_BATCH_MV", "nr=0", defaultBatchMatvec); !IsConfigError(err) || !strings.Contains(err.Error(), `FMOE_CUDA_BATCH_MV="nr=0"`) {
+		t.Errorf("batched, bad environment: %v", err)
+	}
 	if s := want.String(); s != "nr=2,u=8,warps=16,bpsm=4,depth=1" {
 		t.Errorf("String() = %q", s)
 	}

@@ -80,10 +80,10 @@ func precompile(tb testing.TB, be *Backend) {
 	tb.Logf("%d modules ready in %v", len(errs), time.Since(start).Round(time.Millisecond))
 }
 
-// openModule opens a backend compiled with m's Rows and Unroll, or fails
-// the test (the GPU is known to be there).
+// openModule opens a backend compiled with m's Rows and Unroll, its
+// batched matvecs too, or fails the test (the GPU is known to be there).
 func openModule(tb testing.TB, m MatvecConfig) *Backend {
-	be, err := NewWithOptions(Options{Matvec: m})
+	be, err := NewWithOptions(Options{Matvec: m, BatchMatvec: m})
 	if err != nil {
 		tb.Fatalf("%v: %v", m.defines(), err)
 	}
