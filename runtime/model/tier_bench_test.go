@@ -218,9 +218,12 @@ func BenchmarkTieredDecode(b *testing.B) {
 					s.Routes = nil
 				}
 				V := m.Config.VocabSize
+				// One logits buffer, as Generate and the server keep.
+				var lg []float32
 				step := func(n int) {
 					for i := 0; i < n; i++ {
-						if _, err := s.Forward([]int{(s.pos*7919 + 5) % V}); err != nil {
+						var err error
+						if lg, err = s.ForwardContextInto(context.Background(), lg, []int{(s.pos*7919 + 5) % V}); err != nil {
 							b.Fatal(err)
 						}
 					}
