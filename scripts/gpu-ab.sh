@@ -4,7 +4,7 @@
 # times (default 2) so that drift shows. AB_VARIANTS: variants separated by ';', each a list of
 # environment assignments ('-' for none), e.g. '-;FMOE_CUDA_BATCH_PLAN=perjob;FMOE_CUDA_MV=bpsm=2'.
 # AB_TIERS (default resident-dev), AB_KS (default "4 10"). Binaries in BIN (model.test), model in M.
-# Prints one line per run: variant, K, tier, ms/layer, head ms/token, 60-layer tok/s, GPU-tier misses
+# Prints one line per run: variant, K, tier, ms/layer (mean; p50: the median token's), head ms/token, 60-layer tok/s, GPU-tier misses
 # and those computed on the CPU per layer, the GPU tier's hit %.
 set -u
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ B=$(realpath "${BIN:-gpu}")
 M=${M:-/tmp/fmoe-gpu-bench/packed}
 [ -f "$M/model_weights.json" ] || { echo "gpu-ab: no model at $M (run scripts/gpu-bench.sh with BENCH_KEEP=1 first)"; exit 1; }
 IFS=';' read -r -a variants <<< "${AB_VARIANTS:--}"
-printf '%-40s %3s %-24s %9s %8s %8s %7s %7s %6s\n' variant K tier ms/layer head-ms tok/s@60 miss/l cpu/l hit-%
+printf '%-40s %3s %-24s %9s %9s %8s %8s %7s %7s %6s\n' variant K tier ms/layer p50-ms/l head-ms tok/s@60 miss/l cpu/l hit-%
 for round in $(seq "${AB_ROUNDS:-2}"); do
   for v in "${variants[@]}"; do
     envs=()
@@ -24,7 +24,7 @@ for round in $(seq "${AB_ROUNDS:-2}"); do
           "$B/model.test" -test.run '^$' -test.bench "TieredDecode/k=$k/$t\$" -test.benchtime 1x 2>&1 | grep -E '^Benchmark|FAIL|panic')
         echo "$line" | grep -qE 'FAIL|panic' && { echo "$v K=$k $t: $line"; continue; }
         echo "$line" | awk -v v="$v" -v k="$k" -v t="$t" '{for (i = 2; i <= NF; i++) m[$(i+1)] = $i}
-          END {printf "%-40s %3s %-24s %9.3f %8.2f %8.1f %7.2f %7.2f %6.1f\n", v, k, t, m["ms/layer"], m["head-ms/token"], 1000 / (60 * m["ms/layer"] + m["head-ms/token"]),
+          END {printf "%-40s %3s %-24s %9.3f %9.3f %8.2f %8.1f %7.2f %7.2f %6.1f\n", v, k, t, m["ms/layer"], m["p50-ms/layer"], m["head-ms/token"], 1000 / (60 * m["ms/layer"] + m["head-ms/token"]),
             m["misses/layer"], m["cpu-misses/layer"], m["hit-%"]}'
       done
     done

@@ -239,9 +239,19 @@ func BenchmarkTieredDecode(b *testing.B) {
 				}
 				b.ResetTimer()
 				t0 := time.Now()
-				step(meas)
+				// Each token's time too: the median is steadier than the
+				// mean against the odd slow token (a page fault, the host
+				// descheduled).
+				each := make([]time.Duration, meas)
+				for i := range each {
+					t := time.Now()
+					step(1)
+					each[i] = time.Since(t)
+				}
 				wall := time.Since(t0)
 				b.StopTimer()
+				slices.Sort(each)
+				p50 := ms(each[meas/2])
 				if prof != nil {
 					if t, err := prof.KernelProfile(); err != nil {
 						b.Fatal(err)
@@ -294,6 +304,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 				tok := ms(wall) / float64(meas)
 				b.ReportMetric(tok, "ms/token")
 				b.ReportMetric((tok-head)/float64(L), "ms/layer")
+				b.ReportMetric((p50-head)/float64(L), "p50-ms/layer")
 				b.ReportMetric(head, "head-ms/token")
 				b.ReportMetric(float64(L), "layers")
 				b.ReportMetric(100*float64(hits)/float64(max(uses, 1)), "hit-%")
