@@ -106,8 +106,15 @@ build() {
   wait $ppid || { tail -20 "$DIR/pack.log" >&2; exit 1; }
   log "fmoe pack done ($(du -sh "$DIR/fmoe" | cut -f1)); tiny cross-check model: testdata/tiny/hf -> F32 GGUF"
   rm -rf "$DIR/src"
+  # fmoe's 2-layer pack (its own random weights: a layer's cost does not depend on them), for its
+  # untimed per-layer cost as llama.cpp's comes from its stacks; beside the rest of the build
+  ( nice -n 5 "$BIN/fmoe-pack" synth --preset qwen3.5-397b-a17b --layers 2 --out "$DIR/src2" --force -q > /dev/null &&
+    nice -n 5 "$BIN/fmoe-pack" convert --in "$DIR/src2" --out "$DIR/fmoe2" --force -q > /dev/null; rm -rf "$DIR/src2" ) \
+    > "$DIR/pack2.log" 2>&1 &
+  local p2pid=$!
   LLAMA=$LL python3 "$HERE/peer/convert.py" testdata/tiny/hf --no-mtp --outtype f32 --outfile "$DIR/tiny-f32.gguf" > "$DIR/convert-tiny.log" 2>&1 ||
     { tail -20 "$DIR/convert-tiny.log" >&2; echo "tiny conversion failed (cross-check skipped)" >&2; }
+  wait $p2pid || { tail -5 "$DIR/pack2.log" >&2; echo "fmoe's 2-layer pack failed (no untimed split)" >&2; rm -rf "$DIR/fmoe2"; }
   wait $bpid || { cat "$DIR/llama-build.out" >&2; exit 1; }
   cat "$DIR/llama-build.out" >&2
   [ $ok = 1 ] || exit 1
@@ -150,10 +157,11 @@ for line in open(sys.argv[1]):
 print(pp, tg)' "$DIR/lb.out"
 }
 ids() { seq -s, 1 "$1"; }
-# fmoe: generate with --timing after a PROMPT_LEN-token prompt, then the same without --timing;
-# prints "untimed_decode_tps decode_tps layer_ms fixed_ms prefill_tps prefill_layer_ms
-# prefill_fixed_ms" (ms per token; fixed = total - layers). FDROP=1 drops the page cache before
-# the second run too (the disk row).
+# fmoe: generate with --timing after a PROMPT_LEN-token prompt, then the same without --timing on
+# the 1-layer pack and on the 2-layer one (fmoe2, when the build made it); prints
+# "untimed_decode_tps untimed2_decode_tps decode_tps layer_ms fixed_ms prefill_tps prefill_layer_ms
+# prefill_fixed_ms" (ms per token; fixed = total - layers; untimed: the "forward alone" rate). FDROP=1
+# drops the page cache before each untimed run too (the disk row).
 fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
   local tag=$1 k=$2 n=$3 t=$4 timed untimed; shift 4
   echo "### $tag: fmoe-run generate -k $k --ids 1..$n --tokens $t --timing $*" >> "$POUT/runs.log"
@@ -169,14 +177,26 @@ fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
   fi
   [ "${FDROP:-0}" = 1 ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
   echo "### $tag, untimed: fmoe-run generate -k $k --ids 1..$n --tokens $t $*" >> "$POUT/runs.log"
-  if "$BIN/fmoe-run" generate --backend cuda --model "$DIR/fmoe" --ids "$(ids "$n")" --tokens "$t" -k "$k" "$@" > /dev/null 2> "$DIR/.untimed"; then
-    cat "$DIR/.untimed" >> "$POUT/runs.log"
-    untimed=$(sed -n 's/.* generated in .*forward alone \([0-9.]*\) tok\/s).*/\1/p' "$DIR/.untimed" | tail -1)
-  else
-    cat "$DIR/.untimed" | tee -a "$POUT/runs.log" | tail -5 >&2
-  fi
-  echo "${untimed:--} $timed"
+  local u m untimed2=
+  for m in fmoe fmoe2; do
+    [ -d "$DIR/$m" ] || continue
+    [ "${FDROP:-0}" = 1 ] && [ $m = fmoe2 ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
+    echo "### $tag, untimed ($m): fmoe-run generate -k $k --ids 1..$n --tokens $t $*" >> "$POUT/runs.log"
+    u=
+    if "$BIN/fmoe-run" generate --backend cuda --model "$DIR/$m" --ids "$(ids "$n")" --tokens "$t" -k "$k" "$@" > /dev/null 2> "$DIR/.untimed"; then
+      cat "$DIR/.untimed" >> "$POUT/runs.log"
+      u=$(sed -n 's/.* generated in .*forward alone \([0-9.]*\) tok\/s).*/\1/p' "$DIR/.untimed" | tail -1)
+    else
+      cat "$DIR/.untimed" | tee -a "$POUT/runs.log" | tail -5 >&2
+    fi
+    if [ $m = fmoe ]; then untimed=$u; else untimed2=$u; fi
+  done
+  echo "${untimed:--} ${untimed2:--} $timed"
 }
+# fmoe's untimed GatedDeltaNet layer and fixed cost (ms) from its 1- and 2-layer packs' rates, as
+# llama.cpp's from its stacks: layer = t2 - t1, fixed = 2 t1 - t2
+fsplit() { awk -v a="$1" -v b="$2" 'BEGIN{ if(a=="-"||b=="-"||a==0||b==0){print "- -"; exit}
+  t1=1000/a; t2=1000/b; printf "%.3f %.3f\n", t2-t1, 2*t1-t2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if(a=="-"||b=="-"||b==0) print "-"; else printf "%.2fx", a/b }'; }
 extrap() { awk -v l="$1" -v f="$2" 'BEGIN{ if (l=="-"||f=="-") print "-"; else printf "%.2f", 1000/(60*l+f) }'; }
 # llama.cpp per layer and fixed cost (ms) from the 2- and 1-layer models' decode rates
@@ -201,12 +221,12 @@ row() { # ROW K
   case $row in
     resident) lflags=(-ngl 99); fflags=(--gpu-cache 100G --preload) ;;
     host) lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0)
-          cat "$DIR"/fmoe/packed_experts/*.bin "$DIR"/L*.gguf > /dev/null ;;  # warm the page cache
+          cat "$DIR"/fmoe*/packed_experts/*.bin "$DIR"/L*.gguf > /dev/null ;;  # warm the page cache
     disk) [ -n "$CG" ] || { echo "| disk | $k | (no memory cgroup on this machine: skipped) |"; return; }
           lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0); pre=(incg "$CG"); n=32; r=1; drop=1
           sync; echo 3 > /proc/sys/vm/drop_caches ;;
   esac
-  local st pp_ tg_ ppa tga ppb tgb ppc tgc lper latt lfix lpper lpatt lpfix fpp ftg flt ffix fplt fpfix fut ft lt fpt lpt
+  local st pp_ tg_ ppa tga ppb tgb ppc tgc lper latt lfix lpper lpatt lpfix fpp ftg flt ffix fplt fpfix fut fut2 fult fufix fu ft lt fpt lpt
   for st in LA LLA LAA; do
     [ $row = disk ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
     read -r pp_ tg_ < <("${pre[@]}" lbench "$DIR/$st.gguf" "$pp" "$n" $r "${lflags[@]}")
@@ -218,14 +238,14 @@ row() { # ROW K
   local name=$row
   while :; do
     [ $row = disk ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
-    read -r fut ftg flt ffix fpp fplt fpfix < <(FDROP=$drop "${pre[@]}" fgen "$name K=$k" "$k" "$pp" "$n" "${fflags[@]}")
+    read -r fut fut2 ftg flt ffix fpp fplt fpfix < <(FDROP=$drop "${pre[@]}" fgen "$name K=$k" "$k" "$pp" "$n" "${fflags[@]}")
     ft=$(extrap "$flt" "$ffix"); fpt=$(extrap "$fplt" "$fpfix")
-    # the untimed run's layer: its ms per token less the timed run's fixed part (--timing turns the
-    # layer graphs off and syncs each phase, so the timed layer overstates what a user's run costs)
-    fult=$(awk -v u="$fut" -v f="$ffix" 'BEGIN{ if(u=="-"||f=="-"||u==0) print "-"; else printf "%.3f", 1000/u-f }')
-    fu=$(extrap "$fult" "$ffix")
-    printf '| %s | %d | %s/%s / %s, %s, %s | %s, untimed %s / %s (%s) | %s / %s | **%s / %s** | %s | **%s** | %s | %s / %s, %s, %s | %s / %s |\n' "$name" "$k" \
-      "$ftg" "$fut" "$tga" "$tgb" "$tgc" "$flt" "$fult" "$lper" "$latt" "$ffix" "$lfix" "$ft" "$lt" "$(ratio "$ft" "$lt")" \
+    # untimed, split like llama.cpp's (--timing turns the layer graphs off and syncs each phase, so
+    # its split overstates what a user's run costs): the 2-layer pack's rate against the 1-layer's
+    read -r fult fufix < <(fsplit "$fut" "$fut2")
+    fu=$(extrap "$fult" "$fufix")
+    printf '| %s | %d | %s/%s, %s / %s, %s, %s | %s, untimed %s / %s (%s) | %s, untimed %s / %s | **%s / %s** | %s | **%s** | %s | %s / %s, %s, %s | %s / %s |\n' "$name" "$k" \
+      "$ftg" "$fut" "$fut2" "$tga" "$tgb" "$tgc" "$flt" "$fult" "$lper" "$latt" "$ffix" "$fufix" "$lfix" "$ft" "$lt" "$(ratio "$ft" "$lt")" \
       "$fu" "$(ratio "$fu" "$lt")" "$fpp" "$ppa" "$ppb" "$ppc" "$fpt" "$lpt"
     # experts in RAM: fmoe's pinned host tier (one DMA per expert, no read) beside its page-cache reads
     [ $row = host ] && [ "$name" = host ] && ! late || break
@@ -263,7 +283,7 @@ bench() {
   CG=; [[ " ${PEER_ROWS:-disk} ${PEER_PLAN:-} " == *"disk "* ]] && CG=$(memcg "${PEER_MEMMAX:-3G}")
   [ -n "$CG" ] && echo "disk row: each engine alone in cgroup $CG with memory.max=$(cat "$CG"/memory.max) (page cache included), after drop_caches"
   { echo
-    echo "| row | K | decode tok/s measured: fmoe timed/untimed (L) / llama.cpp (LA, LLA, LAA) | decode ms per GatedDeltaNet layer fmoe timed, untimed / llama.cpp (llama.cpp attention layer) | fixed ms per token fmoe / llama.cpp | **decode tok/s at 60 layers fmoe timed / llama.cpp** | fmoe / llama.cpp | **fmoe untimed at 60 layers** | fmoe untimed / llama.cpp | prefill $PP tok/s measured fmoe (L) / llama.cpp (LA, LLA, LAA) | prefill tok/s at 60 layers fmoe / llama.cpp |"
+    echo "| row | K | decode tok/s measured: fmoe timed/untimed (L), untimed (LL) / llama.cpp (LA, LLA, LAA) | decode ms per GatedDeltaNet layer fmoe timed, untimed (LL − L) / llama.cpp (llama.cpp attention layer) | fixed ms per token fmoe timed, untimed / llama.cpp | **decode tok/s at 60 layers fmoe timed / llama.cpp** | fmoe / llama.cpp | **fmoe untimed at 60 layers** | fmoe untimed / llama.cpp | prefill $PP tok/s measured fmoe (L) / llama.cpp (LA, LLA, LAA) | prefill tok/s at 60 layers fmoe / llama.cpp |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|"; }
   local ks=(${PEER_KS:-10 4}) rows=" ${PEER_ROWS:-resident host disk} " plan=() p r
   for k in "${ks[@]}"; do
