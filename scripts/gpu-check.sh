@@ -20,7 +20,7 @@ echo "== CUDA package: conformance, cache eviction, memory pressure, bind paths"
 FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run 'Conformance|TensorCores|MatMulShapes|BindPaths|ReadStaged|ExpertCache|MatVecBatch|MemoryPressure|Policy|Simulate|GraphReplay|CombineToken|Indexed|KernelProfile|RegisterRows' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -30; [ "${PIPESTATUS[0]}" = 0 ] || fail=1
 echo "== runtime/model on CUDA (GPU tier on)"
 # The whole log goes to a file; shown: each test's verdict, the tier lines, and every failure's messages.
-(cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier|GraphDecode|MLA|Split|SetPlacement|DeviceRouted|ExclusiveTiers|FusedRows|Preload' -test.v > "$T/model.log" 2>&1) || fail=1
+(cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier|GraphDecode|MLA|Split|SetPlacement|DeviceRouted|DevicePartial|ExclusiveTiers|FusedRows|Preload' -test.v > "$T/model.log" 2>&1) || fail=1
 grep -E '^ *--- (PASS|FAIL|SKIP)|tier.*(hit|served)' "$T/model.log" | tail -80 || true
 # With -test.v a failure's messages come before its verdict: the failed tests run again, quietly,
 # where Go prints each verdict with its messages.
@@ -28,7 +28,7 @@ failed=$(grep -oE '^--- FAIL: [A-Za-z0-9_]+' "$T/model.log" | awk '{print $3}' |
 if [ -n "$failed" ]; then
   (cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run "^($failed)\$" 2>&1 | head -80)
 fi
-grep -E 'DeviceRouted|ExclusiveTiers|host path' "$T/model.log" | head -20 || true
+grep -E 'DeviceRouted|DevicePartial|ExclusiveTiers|host path' "$T/model.log" | head -20 || true
 [ -n "${OUT:-}" ] && cp "$T/model.log" "$OUT/model.log"
 tail -1 "$T/model.log"
 echo "== runtime/model golden prefill on CUDA with every matmul on the tensor cores (FMOE_CUDA_MMA_MIN=1)"

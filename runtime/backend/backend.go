@@ -343,9 +343,10 @@ type IndexedExperts interface {
 	// e = ids[i], eo[i, :] = down_e(silu(gate_e·x) ⊙ (up_e·x)) from the
 	// cache's copy of expert (layer, e); g and u are scratch of at least
 	// K·I values. Each expert computes exactly what MatMul, SwiGLU and MatMul
-	// compute for it. An id the cache does not hold when the kernels run (a
-	// bug: the caller asks only for a cached layer) sets status[0] to 2 and
-	// leaves that expert's row 0.
+	// compute for it. An id the cache does not hold when the kernels run
+	// sets status[0] to 2 and leaves that expert's row 0, the others
+	// computed: a bug for a layer the caller knows cached, the misses the
+	// host then computes for a partly held one (runtime/model/devpartial.go).
 	ExpertsIndexed(eo, g, u, x, ids, status Buffer, layer, K int) error
 	// CombineTokenIndexed is TokenCombiner.CombineToken with the K weights
 	// read from the device buffer w (as RouteTopK writes them): the same

@@ -36,36 +36,46 @@ type devState struct {
 	used []bool    // layer l routed on the device in this step
 	any  bool      // some layer did
 	host []float32 // the read-back: status, then ids [layers, K]
+	part []float32 // a partly held layer's ids (devpartial.go)
 }
 
 // devBufLen is the values of the scratch's device-routing buffer: the
-// status word, every layer's K ids, then every layer's K weights.
-func devBufLen(m *Model) int { return 1 + 2*len(m.layers)*m.K }
+// status word, every layer's K ids, then every layer's K weights, then a
+// word the indexed experts of a partly held layer mark their misses in
+// (devPartial: the host finds them itself, so it is never read).
+func devBufLen(m *Model) int { return 1 + 2*len(m.layers)*m.K + 1 }
 
 // devRouted reports whether layer l's MoE block of a T-token step runs on
 // the device.
 func (s *Session) devRouted(l int, L *layer, T int) bool {
+	ie, ok := s.devEligible(l, L, T)
+	return ok && ie.LayerCached(l, s.m.Config.NumExperts)
+}
+
+// devEligible is devRouted but for the tier's holding every expert of
+// the layer, which it leaves to the caller (devRouted, devPartial).
+func (s *Session) devEligible(l int, L *layer, T int) (backend.IndexedExperts, bool) {
 	m := s.m
 	if devOff || T != 1 || L.dev == nil || m.K > maxDevK || len(m.ranks) != 1 || m.miss > 0 || m.ranks[0].cache == nil {
-		return false
+		return nil, false
 	}
 	// What observes or replaces the host's choice needs the host path.
 	if s.Routes != nil || s.RouteLog != nil || s.onRoute != nil {
-		return false
+		return nil, false
 	}
 	if _, ok := m.be.(backend.DeviceRouter); !ok {
-		return false
+		return nil, false
 	}
 	ie, ok := m.be.(backend.IndexedExperts)
 	if !ok {
-		return false
+		return nil, false
 	}
 	if m.experts.pendingIn(l) {
 		// An expert of the layer is cached before its first read's
 		// checksum ended: the host path settles it first.
-		return false
+		return nil, false
 	}
-	return ie.LayerCached(l, m.Config.NumExperts)
+	return ie, true
 }
 
 // maxDevK is the most experts per token the device combine takes.

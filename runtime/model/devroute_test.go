@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/cpu"
 )
 
 // devTier is keepTier with the device-routing ops done on the host, so
@@ -22,6 +23,18 @@ type devTier struct {
 	routed  int // RouteTopK calls
 	indexed int // ExpertsIndexed calls
 	nan     bool
+	// evenOnly keeps only the even experts in the tier: every layer is
+	// then partly held, and each odd expert a step routes to is a miss,
+	// read and bound anew (devpartial.go).
+	evenOnly bool
+}
+
+func (d *devTier) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor, error) {
+	ts, err := d.keepTier.BindExpert(l, id, ws)
+	if d.evenOnly && id%2 == 1 {
+		delete(d.held, [2]int{l, id})
+	}
+	return ts, err
 }
 
 func (d *devTier) RouteTopK(ids, w, status, logits backend.Buffer, T, E, K int, renorm bool) error {
@@ -87,7 +100,11 @@ func (d *devTier) ExpertsIndexed(eo, g, u, x, ids, status backend.Buffer, l, K i
 		}
 		ws, ok := d.held[[2]int{l, int(v)}]
 		if !ok {
-			return d.Write(status, []float32{2})
+			// As the contract has it: the row zero, status 2, the rest computed.
+			if err := errors.Join(d.Zero(view(eo, H)), d.Write(status, []float32{2})); err != nil {
+				return err
+			}
+			continue
 		}
 		ts, err := d.bindAll(ws)
 		if err != nil {
@@ -281,11 +298,20 @@ func (r devRecorder) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tenso
 // one replay) and computes what the same ops run one by one compute, bit
 // for bit.
 func TestGraphDeviceRouted(t *testing.T) {
-	defer func(v, g bool) { devOff, graphsOff = v, g }(devOff, graphsOff)
-	devOff = false
+	for _, partial := range []bool{false, true} {
+		graphDeviceRouted(t, partial)
+	}
+}
+
+// graphDeviceRouted is TestGraphDeviceRouted with every expert held, or
+// (partial) half of them, the layers then routed on the device with the
+// host computing the misses after the graph (devpartial.go).
+func graphDeviceRouted(t *testing.T, partial bool) {
+	defer func(v, g, p bool) { devOff, graphsOff, devMissOn = v, g, p }(devOff, graphsOff, devMissOn)
+	devOff, devMissOn = false, partial
 	run := func(graphs bool) ([][]float32, *devTier, *recorder) {
 		graphsOff = !graphs
-		d := &devTier{keepTier: newKeepTier(nil)}
+		d := &devTier{keepTier: newKeepTier(nil), evenOnly: partial}
 		rec := &recorder{Backend: d.keepTier}
 		m := open(t, "hf", 16, 0, Options{Backend: devRecorder{rec, d}})
 		if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
@@ -309,11 +335,85 @@ func TestGraphDeviceRouted(t *testing.T) {
 	want, d0, _ := run(false)
 	got, d1, rec := run(true)
 	if d0.indexed == 0 || d1.indexed != d0.indexed || rec.records == 0 {
-		t.Fatalf("device-routed layers: %d without graphs, %d with (%d recordings); want the same, > 0", d0.indexed, d1.indexed, rec.records)
+		t.Fatalf("partly held %v: device-routed layers: %d without graphs, %d with (%d recordings); want the same, > 0", partial, d0.indexed, d1.indexed, rec.records)
 	}
 	for i := range want {
 		if j := firstDiff(got[i], want[i]); j >= 0 {
-			t.Fatalf("step %d: logit %d is %v through graphs, %v without", i, j, got[i][j], want[i][j])
+			t.Fatalf("partly held %v: step %d: logit %d is %v through graphs, %v without", partial, i, j, got[i][j], want[i][j])
 		}
 	}
+}
+
+// TestGoldenDevicePartial: with the tier holding half of each layer's
+// experts, a decode step routes every layer on the device anyway
+// (devMissOn): the top-K and the held experts there, the misses computed
+// by the host into their rows after one read of the ids, the combine with
+// the device's weights. Its logits are the host path's bit for bit (the
+// fake's weights are the host's), and the fixtures' within tolerance.
+func TestGoldenDevicePartial(t *testing.T) {
+	defer func(v, w bool) { devOff, devMissOn = v, w }(devOff, devMissOn)
+	devOff = false
+	g := readGolden(t, "bf16")
+	run := func(partial bool) ([]float32, *Timing, *devTier, *Model) {
+		devMissOn = partial
+		fake := &devTier{keepTier: newKeepTier(nil), evenOnly: true}
+		m := open(t, "hf", 16, 0, Options{Backend: fake})
+		if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		got, tm := goldenRun(t, m, g)
+		return got, tm, fake, m
+	}
+	ref, _, hostFake, _ := run(false)
+	if hostFake.routed != 0 {
+		t.Fatalf("without devMissOn %d partly held layers routed on the device", hostFake.routed)
+	}
+	got, tm, fake, m := run(true)
+	if i := firstDiff(got, ref); i >= 0 {
+		t.Fatalf("logit %d is %v routed on the device with host misses, %v on the host path", i, got[i], ref[i])
+	}
+	if _, ok := testBackend(t).(backend.IndexedExperts); ok {
+		devicePartialOn(t, g)
+	}
+	checkGoldenLogits(t, got, g, m.Config.VocabSize)
+	d := &tm.Decode
+	want := int64(d.Tokens * m.Config.NumHiddenLayers)
+	if d.DevLayers != want || int64(fake.indexed) != want {
+		t.Errorf("decode: %d layers routed on the device (%d indexed launches), want %d", d.DevLayers, fake.indexed, want)
+	}
+	if d.GPUHits == 0 || d.GPUHits >= d.ExpertUses || d.ExpertUses != want*int64(m.K) {
+		t.Errorf("decode: %d tier hits of %d expert uses over %d layers: want some misses and K uses a layer", d.GPUHits, d.ExpertUses, want)
+	}
+}
+
+// devicePartialOn is TestGoldenDevicePartial on a GPU (FMOE_TEST_BACKEND=cuda):
+// its own tier with room for half of the experts, preloaded, its kernels
+// zeroing the misses' rows; the logits within 1e-5 of the host path's
+// (the device's weights are within 2 ulps) and the fixtures' tolerance.
+func devicePartialOn(t *testing.T, g *golden) {
+	probe := open(t, "hf", 16, 0, Options{Backend: cpu.New(cpu.Options{Threads: 1})})
+	budget := int64(probe.Config.NumHiddenLayers*probe.Config.NumExperts/2) * probe.experts.tierEntryBytes()
+	run := func(partial bool) ([]float32, *Timing) {
+		devMissOn = partial
+		m := open(t, "hf", 16, 0, Options{Backend: testBackend(t), GPUCache: budget})
+		if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return goldenRun(t, m, g)
+	}
+	ref, _ := run(false)
+	got, tm := run(true)
+	V := probe.Config.VocabSize
+	worst := 0.0
+	for p := 0; p < len(ref)/V; p++ {
+		worst = max(worst, rel(got[p*V:(p+1)*V], ref[p*V:(p+1)*V]))
+	}
+	if worst > 1e-5 {
+		t.Errorf("partly held layers routed on the device differ from the host path by %.3g (relative), want ≤ 1e-5", worst)
+	}
+	checkGoldenLogits(t, got, g, V)
+	if d := &tm.Decode; d.DevLayers == 0 || d.GPUHits >= d.ExpertUses {
+		t.Errorf("%d layers routed on the device, %d tier hits of %d uses: want partly held layers on the device", d.DevLayers, d.GPUHits, d.ExpertUses)
+	}
+	t.Logf("on the GPU: worst relative difference from the host path %.3g", worst)
 }

@@ -335,11 +335,17 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		// A device-routed layer's MoE block joins its fixed ops (and
 		// their graph, which is then another: gk).
 		dev, gk := s.devRouted(l, L, T), l
+		part := !dev && s.devPartial(l, L, T)
 		tail := fixed
-		if dev {
+		switch {
+		case dev:
 			s.devMark(l)
 			tail = func(r *run) { fixed(r); s.moeDevice(r, l, L, xn, h) }
 			gk += len(m.layers)
+		case part:
+			// The misses come after the graph (devpartial.go).
+			tail = func(r *run) { fixed(r); s.moePartialDevice(r, l, xn) }
+			gk += 2 * len(m.layers)
 		}
 		switch graph, whole := s.graphed(L, T); {
 		case graph && whole && s.replay(r, gk, func(r *run) { mixer(r); tail(r) }):
@@ -352,7 +358,12 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 			mixer(r)
 			tail(r)
 		}
-		if r.err == nil && L.ffn != nil && !dev {
+		switch {
+		case r.err != nil || dev:
+		case part:
+			r.do(s.moePartialHost(r, l, L, xn, h))
+			m.demoteEvicted()
+		case L.ffn != nil:
 			r.do(L.ffn(s, r, l, L, xn, h, T))
 			m.demoteEvicted()
 		}

@@ -62,7 +62,11 @@ import (
 //     into it) rather than the GPU tier's victim cache (demote.go);
 //     tiered-preload: tiered with both tiers preloaded (Preload: the
 //     host tier takes what the GPU tier leaves out), as a server started
-//     with --preload, so no miss is a first read from the files.
+//     with --preload, so no miss is a first read from the files;
+//     -devmiss (with -dev): the layers the GPU tier holds in part routed
+//     on the device too, their misses computed by the host after
+//     (devpartial.go), against the same tier with -dev alone (the
+//     model's own router in both: a trace is a host choice).
 //
 // Metrics: ms/token and ms/layer (wall clock, no Timing syncs), the GPU
 // tier's hit share, misses and host-to-device MB per token, and for the
@@ -106,15 +110,17 @@ func BenchmarkTieredDecode(b *testing.B) {
 			levers := strings.Split(rest, "-")
 			has := func(l string) bool { return slices.Contains(levers, l) }
 			b.Run(fmt.Sprintf("k=%d/%s", k, name), func(b *testing.B) {
-				defer func(bh, g, c, d, x bool, rp int) {
-					batchHits, graphsOff, combineOff, devOff, exclusiveOff, readParts = bh, g, c, d, x, rp
-				}(batchHits, graphsOff, combineOff, devOff, exclusiveOff, readParts)
+				defer func(bh, g, c, d, x, dm bool, rp int) {
+					batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, readParts = bh, g, c, d, x, dm, rp
+				}(batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, readParts)
 				for _, lever := range levers {
 					switch lever {
 					case "incl":
 						exclusiveOff = true
 					case "dev":
 						devOff = false
+					case "devmiss":
+						devMissOn = true
 					case "unbatched":
 						batchHits = false
 					case "eager":
