@@ -130,13 +130,7 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer) 
 	if err != nil {
 		return err
 	}
-	var sd, gt backend.Buffer
-	if L.shGate != nil {
-		sd = r.view(s.sc.sd, 0, H)
-		if L.shScale != nil {
-			gt = s.sgate(r, L, 1)
-		}
-	}
+	sd, gt := s.sharedOut(r, L)
 	if r.err == nil {
 		ie := m.be.(backend.IndexedExperts)
 		r.do(ie.CombineTokenIndexed(h, r.view(s.sc.eo, 0, K*H), r.view(s.sc.dev, 1+(len(m.layers)+l)*K, K), K, sd, gt))

@@ -114,13 +114,7 @@ func (s *Session) moeDevice(r *run, l int, L *layer, xn, h backend.Buffer) {
 	}
 	r.do(ie.ExpertsIndexed(eo, r.view(s.sc.eg, 0, K*I), r.view(s.sc.eu, 0, K*I), xn, ids, status, l, K))
 	s.lap(PhaseExpertCompute)
-	var sd, gt backend.Buffer
-	if L.shGate != nil {
-		sd = r.view(s.sc.sd, 0, H)
-		if L.shScale != nil {
-			gt = s.sgate(r, L, 1)
-		}
-	}
+	sd, gt := s.sharedOut(r, L)
 	if r.err == nil {
 		r.do(ie.CombineTokenIndexed(h, eo, w, K, sd, gt))
 	}

@@ -92,13 +92,7 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 	}
 	s.lap(PhaseCombine)
 	if fuse {
-		var sd, gt backend.Buffer
-		if L.shGate != nil {
-			sd = r.view(s.sc.sd, 0, H)
-			if L.shScale != nil {
-				gt = s.sgate(r, L, 1)
-			}
-		}
+		sd, gt := s.sharedOut(r, L)
 		r.do(tc.CombineToken(h, r.view(s.sc.eo, 0, len(pl.w)*H), pl.w, sd, gt))
 		s.lap(PhaseCombine)
 		return r.err
@@ -116,6 +110,19 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 	r.do(be.Add(h, acc))
 	s.lap(PhaseCombine)
 	return r.err
+}
+
+// sharedOut is a one-token step's shared expert output and its gate's
+// logit for the one-launch combines (nil where the layer has none, or, the
+// gate, where it adds the shared expert ungated).
+func (s *Session) sharedOut(r *run, L *layer) (sd, gt backend.Buffer) {
+	if L.shGate != nil {
+		sd = r.view(s.sc.sd, 0, s.m.Config.HiddenSize)
+		if L.shScale != nil {
+			gt = s.sgate(r, L, 1)
+		}
+	}
+	return sd, gt
 }
 
 // combineOff makes a one-token step combine with the separate ops even
