@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/routetrace"
 )
 
 // BenchmarkRouterPrediction measures, on the built-in model (a trained
@@ -134,15 +135,15 @@ func (st *predictStats) run(m *Model, ids []int) error {
 			backend.TopK(lg, pred)
 			backend.TopK(lg, wide)
 			got := picks[l][t*K : (t+1)*K]
-			n := overlap(pred, got)
-			st.wide += overlap(wide, got)
+			n := routetrace.Shared(pred, got)
+			st.wide += routetrace.Shared(wide, got)
 			st.layers++
 			st.pred += n
 			if n == K {
 				st.predAll++
 			}
 			if t > 0 {
-				p := overlap(picks[l][(t-1)*K:t*K], got)
+				p := routetrace.Shared(picks[l][(t-1)*K:t*K], got)
 				st.prevLayers++
 				st.prev += p
 				if p == K {
@@ -152,18 +153,4 @@ func (st *predictStats) run(m *Model, ids []int) error {
 		}
 	}
 	return nil
-}
-
-// overlap counts the ids of a also in b.
-func overlap(a, b []int) int {
-	n := 0
-	for _, x := range a {
-		for _, y := range b {
-			if x == y {
-				n++
-				break
-			}
-		}
-	}
-	return n
 }

@@ -119,18 +119,23 @@ func overlaps(tr *Trace, l, to int) []float64 {
 	for t := 1; t < to; t++ {
 		a, _ := tr.At(t, l)
 		b, _ := tr.At(t-1, l)
-		n := 0
-		for _, e := range a {
-			for _, f := range b {
-				if e == f {
-					n++
-					break
-				}
-			}
-		}
-		o = append(o, float64(n))
+		o = append(o, float64(Shared(a, b)))
 	}
 	return o
+}
+
+// Shared counts the expert ids of a that b holds too (each id of a once).
+func Shared[T comparable](a, b []T) int {
+	n := 0
+	for _, e := range a {
+		for _, f := range b {
+			if e == f {
+				n++
+				break
+			}
+		}
+	}
+	return n
 }
 
 // Overlap is, per layer, the mean share of a token's K experts that the
