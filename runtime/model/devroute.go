@@ -60,7 +60,7 @@ func (s *Session) devEligible(l int, L *layer, T int) (backend.IndexedExperts, b
 		return nil, false
 	}
 	// What observes or replaces the host's choice needs the host path.
-	if s.Routes != nil || s.RouteLog != nil || s.onRoute != nil {
+	if s.Routes != nil || s.RouteLog != nil || s.onRoute != nil || s.onRouteIn != nil {
 		return nil, false
 	}
 	if _, ok := m.be.(backend.DeviceRouter); !ok {

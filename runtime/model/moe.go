@@ -68,6 +68,9 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 			return err
 		}
 	}
+	if s.onRouteIn != nil {
+		s.onRouteIn(l, xn, T)
+	}
 	if s.onRoute != nil {
 		s.onRoute(l, idx, wts)
 	}

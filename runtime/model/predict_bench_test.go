@@ -23,7 +23,9 @@ import (
 // layer but the first, every position. Metrics: the share of a layer's K
 // picks predicted (pred-%), of layers with all K predicted (pred-all-%),
 // of the picks among the prediction's top 2K (pred-2k-%: a prefetch of
-// twice as many),
+// twice as many), and of the picks this layer's router names on the layer
+// before's own router input (early-%: known at that layer's routing read,
+// a layer sooner, with no sync of its own),
 // the same for the token before (prev-%, prev-all-%), and chance-%. The
 // model has 16 experts and K=4, the 397B 512 and K=10: what carries over
 // is the method, and whether the signal is there at all, not the rate.
@@ -63,6 +65,7 @@ func BenchmarkRouterPrediction(b *testing.B) {
 	b.ReportMetric(100*float64(st.pred)/n/float64(K), "pred-%")
 	b.ReportMetric(100*float64(st.predAll)/n, "pred-all-%")
 	b.ReportMetric(100*float64(st.wide)/n/float64(K), "pred-2k-%")
+	b.ReportMetric(100*float64(st.early)/float64(max(st.earlyN, 1))/float64(K), "early-%")
 	b.ReportMetric(100*float64(st.prev)/float64(max(st.prevLayers, 1))/float64(K), "prev-%")
 	b.ReportMetric(100*float64(st.prevAll)/float64(max(st.prevLayers, 1)), "prev-all-%")
 	b.ReportMetric(100*float64(K)/float64(E), "chance-%")
@@ -72,6 +75,7 @@ func BenchmarkRouterPrediction(b *testing.B) {
 // predictStats counts predicted picks over layer-positions.
 type predictStats struct {
 	layers, pred, predAll, wide int
+	early, earlyN               int // from the layer before's router input
 	prevLayers, prev, prevAll   int
 }
 
@@ -96,8 +100,17 @@ func (st *predictStats) run(m *Model, ids []int) error {
 		}
 	}
 	s.onRoute = func(l int, idx []int, _ []float32) { picks[l] = append([]int(nil), idx...) }
+	xns := make([][]float32, len(m.layers)) // each layer's router input, [T, H]
+	var inErr error
+	s.onRouteIn = func(l int, xn backend.Buffer, T int) {
+		xns[l] = make([]float32, T*H)
+		inErr = errors.Join(inErr, m.be.Read(xns[l], xn))
+	}
 	if _, err := s.ForwardAll(ids); err != nil {
 		return err
+	}
+	if inErr != nil {
+		return inErr
 	}
 	be := m.be
 	hb, err := be.Alloc(H)
@@ -137,6 +150,17 @@ func (st *predictStats) run(m *Model, ids []int) error {
 			got := picks[l][t*K : (t+1)*K]
 			n := routetrace.Shared(pred, got)
 			st.wide += routetrace.Shared(wide, got)
+			// Earlier still: this layer's router on the layer before's
+			// router input, known at that layer's routing read-back.
+			if xns[l-1] != nil {
+				err := errors.Join(be.Write(xb, xns[l-1][t*H:(t+1)*H]), be.MatMul(lb, L.router, xb, 1), be.Read(lg, lb))
+				if err != nil {
+					return err
+				}
+				backend.TopK(lg, pred)
+				st.early += routetrace.Shared(pred, got)
+				st.earlyN++
+			}
 			st.layers++
 			st.pred += n
 			if n == K {

@@ -42,6 +42,9 @@ type Session struct {
 	// onRoute, when set (tests), receives each layer's expert choices and
 	// their weights [T, K] (slices re-used by the next layer: copy them).
 	onRoute func(layer int, idx []int, w []float32)
+	// onRouteIn, when set (benchmarks), sees each routed layer's normed
+	// input, the router's x [T, hidden], before the host routes.
+	onRouteIn func(layer int, xn backend.Buffer, T int)
 
 	// bound holds the tensors of the expert bindExpert bound last; miss
 	// the ids a layer reads (routed), re-used from layer to layer; run
