@@ -3,7 +3,6 @@ package model
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 )
@@ -110,27 +109,11 @@ func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int, fuse 
 	if r.err != nil {
 		return r.err
 	}
-	tp := s.tm.p
-	var inFn time.Duration
-	err = m.experts.streamStay(l, miss, len(miss)-toMiss, tp, func(id int, w *[3]backend.Weight) error {
-		t0 := time.Now()
-		defer func() { inFn += time.Since(t0) }()
-		d := s.mown[id]
-		bound, err := s.bindExpert(d, l, id, w)
-		if err != nil {
-			return fmt.Errorf("expert %d: %w", id, err)
-		}
-		if d == 0 && m.ranks[0].cache != nil {
-			s.countCopied(w)
-		}
-		s.computeHeld(r, d, id, bound, xs[d], bufs[d], T)
-		return r.err
-	}, func() { s.releaseHeld(r) })
+	err = s.streamMisses(r, l, miss, len(miss)-toMiss, s.mown, xs, bufs, T, len(pl.ids))
 	m.stats.MissRank += int64(toMiss)
-	if tp != nil {
+	if tp := s.tm.p; tp != nil {
 		tp.MissRank += int64(toMiss)
 	}
-	s.endStream(len(pl.ids), inFn)
 	if err != nil {
 		return err
 	}

@@ -1,10 +1,6 @@
 package model
 
 import (
-	"fmt"
-	"math"
-	"time"
-
 	"github.com/fmoe/fmoe/runtime/backend"
 )
 
@@ -37,29 +33,10 @@ func (s *Session) devPartial(l int, L *layer, T int) bool {
 }
 
 // moePartialDevice is a partly held layer's device part: the top-K and
-// the held experts, nothing read back, so a graph may hold it.
-func (s *Session) moePartialDevice(r *run, l int, xn backend.Buffer) {
-	m := s.m
-	c := &m.Config
-	H, I, E, K := c.HiddenSize, c.MoeIntermediateSize, c.NumExperts, m.K
-	L := len(m.layers)
-	dr := m.be.(backend.DeviceRouter)
-	ie := m.be.(backend.IndexedExperts)
-	status := r.view(s.sc.dev, 0, 1)
-	ids := r.view(s.sc.dev, 1+l*K, K)
-	w := r.view(s.sc.dev, 1+(L+l)*K, K)
-	missed := r.view(s.sc.dev, 1+2*L*K, 1)
-	if r.err != nil {
-		return
-	}
-	// A NaN logit marks the step's status, which devEnd reads after the
-	// logits; the misses mark a word of their own, not read.
-	r.do(dr.RouteTopK(ids, w, status, r.view(s.sc.router, 0, E), 1, E, K, s.m.layers[l].dev.renorm))
-	s.lap(PhaseRouting)
-	if r.err == nil {
-		r.do(ie.ExpertsIndexed(r.view(s.sc.eo, 0, K*H), r.view(s.sc.eg, 0, K*I), r.view(s.sc.eu, 0, K*I), xn, ids, missed, l, K))
-	}
-	s.lap(PhaseExpertCompute)
+// the held experts, nothing read back, so a graph may hold it. The misses
+// mark a word of their own, never read: the host finds them in the tier.
+func (s *Session) moePartialDevice(r *run, l int, L *layer, xn backend.Buffer) {
+	s.routeIndexed(r, l, L, xn, r.view(s.sc.dev, 1+2*len(s.m.layers)*s.m.K, 1))
 }
 
 // moePartialHost is a partly held layer's host part, after its device
@@ -71,19 +48,18 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer) 
 	H, E, K := c.HiddenSize, c.NumExperts, m.K
 	pl := &s.plan
 	pl.reset(1, E, K)
-	got := s.dev.part[:0]
-	for range K {
-		got = append(got, 0)
-	}
+	ids, _ := s.devViews(r, l)
+	got := growTo(s.dev.part, K)
 	s.dev.part = got
-	if r.do(m.be.Read(got, r.view(s.sc.dev, 1+l*K, K))); r.err != nil {
+	if r.do(m.be.Read(got, ids)); r.err != nil {
 		return r.err
 	}
 	for j, v := range got {
-		if v < 0 || v >= float32(E) || v != float32(math.Trunc(float64(v))) {
-			return fmt.Errorf("layer %d: the device router wrote expert id %v, outside [0, %d)", l, v, E)
+		id, err := devID(l, v, E)
+		if err != nil {
+			return err
 		}
-		pl.idx[j], pl.wts[j] = int(v), 0 // the weights stay on the device
+		pl.idx[j], pl.wts[j] = id, 0 // the weights stay on the device
 	}
 	m.countPicks(l, pl.idx)
 	pl.group(K)
@@ -113,28 +89,10 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer) 
 	if err != nil {
 		return err
 	}
-	tp := s.tm.p
-	var inFn time.Duration
-	err = m.experts.streamStay(l, miss, len(miss), tp, func(id int, w *[3]backend.Weight) error {
-		t0 := time.Now()
-		defer func() { inFn += time.Since(t0) }()
-		bound, err := s.bindExpert(0, l, id, w)
-		if err != nil {
-			return fmt.Errorf("expert %d: %w", id, err)
-		}
-		s.countCopied(w)
-		s.computeHeld(r, 0, id, bound, xn, bufs[0], 1)
-		return r.err
-	}, func() { s.releaseHeld(r) })
-	s.endStream(len(pl.ids), inFn)
-	if err != nil {
+	s.rx = append(s.rx[:0], xn)
+	if err := s.streamMisses(r, l, miss, len(miss), nil, s.rx, bufs, 1, len(pl.ids)); err != nil {
 		return err
 	}
-	sd, gt := s.sharedOut(r, L)
-	if r.err == nil {
-		ie := m.be.(backend.IndexedExperts)
-		r.do(ie.CombineTokenIndexed(h, r.view(s.sc.eo, 0, K*H), r.view(s.sc.dev, 1+(len(m.layers)+l)*K, K), K, sd, gt))
-	}
-	s.lap(PhaseCombine)
+	s.combineIndexed(r, l, L, h)
 	return r.err
 }

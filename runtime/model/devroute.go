@@ -95,30 +95,55 @@ func (s *Session) devStart(r *run) {
 // moeDevice is moe for a device-routed layer: its ops take no host data
 // that changes between steps, so a graph may hold them.
 func (s *Session) moeDevice(r *run, l int, L *layer, xn, h backend.Buffer) {
+	s.routeIndexed(r, l, L, xn, r.view(s.sc.dev, 0, 1))
+	s.combineIndexed(r, l, L, h)
+}
+
+// devViews are layer l's K ids and K weights in the device-routing buffer.
+func (s *Session) devViews(r *run, l int) (ids, w backend.Buffer) {
+	K := s.m.K
+	return r.view(s.sc.dev, 1+l*K, K), r.view(s.sc.dev, 1+(len(s.m.layers)+l)*K, K)
+}
+
+// routeIndexed queues layer l's top-K on the device (a NaN logit marks the
+// step's status word) and the experts it picks from the tier into their
+// rows (an expert not held marks missed and leaves its row zero).
+func (s *Session) routeIndexed(r *run, l int, L *layer, xn, missed backend.Buffer) {
 	m := s.m
 	c := &m.Config
 	H, I, E, K := c.HiddenSize, c.MoeIntermediateSize, c.NumExperts, m.K
-	dr := m.be.(backend.DeviceRouter)
-	ie := m.be.(backend.IndexedExperts)
+	ids, w := s.devViews(r, l)
 	status := r.view(s.sc.dev, 0, 1)
-	ids := r.view(s.sc.dev, 1+l*K, K)
-	w := r.view(s.sc.dev, 1+(len(m.layers)+l)*K, K)
 	if r.err != nil {
 		return
 	}
-	r.do(dr.RouteTopK(ids, w, status, r.view(s.sc.router, 0, E), 1, E, K, L.dev.renorm))
+	r.do(m.be.(backend.DeviceRouter).RouteTopK(ids, w, status, r.view(s.sc.router, 0, E), 1, E, K, L.dev.renorm))
 	s.lap(PhaseRouting)
-	eo := r.view(s.sc.eo, 0, K*H)
-	if r.err != nil {
-		return
+	if r.err == nil {
+		r.do(m.be.(backend.IndexedExperts).ExpertsIndexed(r.view(s.sc.eo, 0, K*H), r.view(s.sc.eg, 0, K*I), r.view(s.sc.eu, 0, K*I), xn, ids, missed, l, K))
 	}
-	r.do(ie.ExpertsIndexed(eo, r.view(s.sc.eg, 0, K*I), r.view(s.sc.eu, 0, K*I), xn, ids, status, l, K))
 	s.lap(PhaseExpertCompute)
+}
+
+// combineIndexed adds layer l's expert rows, weighted by the device's
+// weights, and its shared expert to h.
+func (s *Session) combineIndexed(r *run, l int, L *layer, h backend.Buffer) {
+	K := s.m.K
+	_, w := s.devViews(r, l)
 	sd, gt := s.sharedOut(r, L)
 	if r.err == nil {
-		r.do(ie.CombineTokenIndexed(h, eo, w, K, sd, gt))
+		r.do(s.m.be.(backend.IndexedExperts).CombineTokenIndexed(h, r.view(s.sc.eo, 0, K*s.m.Config.HiddenSize), w, K, sd, gt))
 	}
 	s.lap(PhaseCombine)
+}
+
+// devID is expert id v as the device router wrote it for layer l,
+// checked to be one of the E.
+func devID(l int, v float32, E int) (int, error) {
+	if v < 0 || v >= float32(E) || v != float32(math.Trunc(float64(v))) {
+		return 0, fmt.Errorf("layer %d: the device router wrote expert id %v, outside [0, %d)", l, v, E)
+	}
+	return int(v), nil
 }
 
 // devMark records that layer l ran on the device in this step.
@@ -162,11 +187,11 @@ func (s *Session) devEnd(r *run) {
 			continue
 		}
 		for j, v := range d.host[1+l*K : 1+(l+1)*K] {
-			if v < 0 || v >= float32(m.Config.NumExperts) || v != float32(math.Trunc(float64(v))) {
-				r.do(fmt.Errorf("layer %d: the device router wrote expert id %v, outside [0, %d)", l, v, m.Config.NumExperts))
+			id, err := devID(l, v, m.Config.NumExperts)
+			if r.do(err); r.err != nil {
 				return
 			}
-			idx[j] = int(v)
+			idx[j] = id
 		}
 		m.countPicks(l, idx)
 		m.stats.DevLayers++

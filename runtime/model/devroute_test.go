@@ -171,10 +171,7 @@ func TestGoldenDeviceRouted(t *testing.T) {
 			}
 			got, tm := goldenRun(t, m, g)
 			V := m.Config.VocabSize
-			worst := 0.0
-			for p := 0; p < len(ref)/V; p++ {
-				worst = max(worst, rel(got[p*V:(p+1)*V], ref[p*V:(p+1)*V]))
-			}
+			worst := worstRowRel(got, ref, V)
 			// devTier's weights are the host's own: the same bits. A
 			// device's are within 2 ulps, which moves the logits by ~1e-7
 			// relative; 1e-5 leaves room for the layers to amplify it.
@@ -199,6 +196,16 @@ func TestGoldenDeviceRouted(t *testing.T) {
 			t.Logf("worst relative difference from the host path %.3g over %d positions", worst, len(ref)/V)
 		})
 	}
+}
+
+// worstRowRel is the largest relative difference between got's and ref's
+// rows of V logits.
+func worstRowRel(got, ref []float32, V int) float64 {
+	worst := 0.0
+	for p := 0; p < len(ref)/V; p++ {
+		worst = max(worst, rel(got[p*V:(p+1)*V], ref[p*V:(p+1)*V]))
+	}
+	return worst
 }
 
 // checkGoldenLogits holds a golden run's rows (goldenRun's: the prompt's,
@@ -404,10 +411,7 @@ func devicePartialOn(t *testing.T, g *golden) {
 	ref, _ := run(false)
 	got, tm := run(true)
 	V := probe.Config.VocabSize
-	worst := 0.0
-	for p := 0; p < len(ref)/V; p++ {
-		worst = max(worst, rel(got[p*V:(p+1)*V], ref[p*V:(p+1)*V]))
-	}
+	worst := worstRowRel(got, ref, V)
 	if worst > 1e-5 {
 		t.Errorf("partly held layers routed on the device differ from the host path by %.3g (relative), want ≤ 1e-5", worst)
 	}

@@ -41,8 +41,6 @@ func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int, fuse bool
 		r.do(m.coll.Broadcast(xs, 0))
 	}
 	s.lap(PhaseExchange)
-	tp := s.tm.p
-	var inFn time.Duration
 	if m.experts.pendingIn(l) {
 		// A layer run twice in one step (no family does) would look up a
 		// tier that may hold an expert still being checked.
@@ -59,16 +57,32 @@ func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int, fuse bool
 		}
 	}
 	s.miss = miss // its room, for the next layer
-	owner := m.owner(l)
-	err = m.experts.streamStay(l, miss, len(miss), tp, func(id int, w *[3]backend.Weight) error {
-		var t0 time.Time
+	if err := s.streamMisses(r, l, miss, len(miss), m.owner(l), xs, bufs, T, len(pl.ids)); err != nil {
+		return err
+	}
+	if fuse && len(bufs) == 1 {
+		return r.err
+	}
+	s.sumParts(r, bufs, accs)
+	return r.err
+}
+
+// streamMisses reads a layer's misses (from ids[stay:] on they stay in
+// the host tier: streamStay), binds each on its rank (own[id]; nil: rank
+// 0) and queues its matmuls there, releasing each after the next one's
+// binds (computeHeld), then counts the layer's uses (endStream).
+func (s *Session) streamMisses(r *run, l int, ids []int, stay int, own []int, xs []backend.Buffer, bufs []expertBufs, T, uses int) error {
+	m := s.m
+	tp := s.tm.p
+	var inFn time.Duration
+	err := m.experts.streamStay(l, ids, stay, tp, func(id int, w *[3]backend.Weight) error {
 		if tp != nil {
-			t0 = time.Now()
+			t0 := time.Now()
 			defer func() { inFn += time.Since(t0) }()
 		}
 		d := 0
-		if owner != nil {
-			d = owner[id]
+		if own != nil {
+			d = own[id]
 		}
 		bound, err := s.bindExpert(d, l, id, w)
 		if err != nil {
@@ -80,15 +94,8 @@ func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int, fuse bool
 		s.computeHeld(r, d, id, bound, xs[d], bufs[d], T)
 		return r.err
 	}, func() { s.releaseHeld(r) })
-	s.endStream(len(pl.ids), inFn)
-	if err != nil {
-		return err
-	}
-	if fuse && len(bufs) == 1 {
-		return r.err
-	}
-	s.sumParts(r, bufs, accs)
-	return r.err
+	s.endStream(uses, inFn)
+	return err
 }
 
 // endStream counts a layer's uses experts and, when timed, splits the time

@@ -347,7 +347,7 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 			gk += len(m.layers)
 		case part:
 			// The misses come after the graph (devpartial.go).
-			tail = func(r *run) { fixed(r); s.moePartialDevice(r, l, xn) }
+			tail = func(r *run) { fixed(r); s.moePartialDevice(r, l, L, xn) }
 			gk += 2 * len(m.layers)
 		}
 		switch graph, whole := s.graphed(L, T); {
