@@ -364,3 +364,24 @@ type EvictionReporter interface {
 	// last call and forgets them.
 	Evicted(dst [][2]int) [][2]int
 }
+
+// ExpertPrefetcher is implemented by expert caches that can take an expert
+// in ahead of its use (CUDA's): a decode step copies the experts it
+// predicts the next layer will miss while this layer computes, so that the
+// copy is off the step's path when the prediction is right. A wrong one
+// costs link time and a place in the cache, never a wrong result: an entry
+// holds the very bytes a miss would have copied.
+type ExpertPrefetcher interface {
+	// PrefetchExpert admits the weights of expert (layer, id) as
+	// BindExpert would (evicting experts not in use), but binds no tensors
+	// and leaves the backend's computation free of the copy: the first
+	// CachedExpert of the expert orders the work after it. ok is false
+	// when the cache did not take it (it holds it already, has no budget,
+	// or every entry it could evict is in use). ws's bytes are read until
+	// the copy ends: they must stay as they are until PrefetchDone(tok)
+	// has reported true.
+	PrefetchExpert(layer, id int, ws []Weight) (tok int, ok bool, err error)
+	// PrefetchDone reports whether prefetch tok's copy has ended, waiting
+	// for it when wait is set. Once it has reported true, tok is spent.
+	PrefetchDone(tok int, wait bool) (bool, error)
+}

@@ -28,6 +28,9 @@ type slot struct {
 	ready C.CUevent // copy into the slot done (copy stream)
 	free  C.CUevent // last use of the slot done (compute stream)
 	used  bool      // free has been recorded
+	// unwaited: its last copy was a prefetch's that no compute has
+	// waited for (prefetch.go), so a compute sync does not imply it.
+	unwaited bool
 }
 
 func (s *slot) destroy(be *Backend) {
@@ -178,7 +181,7 @@ func (be *Backend) Bind(w backend.Weight) (backend.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := be.fill(s, w)
+	t, err := be.fill(s, w, true)
 	if err != nil {
 		return nil, err
 	}
@@ -186,8 +189,9 @@ func (be *Backend) Bind(w backend.Weight) (backend.Tensor, error) {
 }
 
 // fill queues the copy of w into slot s on the copy stream, after the
-// slot's last use, and makes the compute stream wait for it.
-func (be *Backend) fill(s *slot, w backend.Weight) (*tensor, error) {
+// slot's last use, and, with wait, makes the compute stream wait for it
+// (a prefetch leaves that to its entry's first use).
+func (be *Backend) fill(s *slot, w backend.Weight, wait bool) (*tensor, error) {
 	if be.recording {
 		return nil, errRecording
 	}
@@ -219,8 +223,10 @@ func (be *Backend) fill(s *slot, w backend.Weight) (*tensor, error) {
 	if err := cuErr(C.fm_event_record(be.ctx, s.ready, be.copy), "cuEventRecord"); err != nil {
 		return nil, err
 	}
-	if err := cuErr(C.fm_stream_wait(be.ctx, be.stream, s.ready), "cuStreamWaitEvent"); err != nil {
-		return nil, err
+	if s.unwaited = !wait; wait {
+		if err := cuErr(C.fm_stream_wait(be.ctx, be.stream, s.ready), "cuStreamWaitEvent"); err != nil {
+			return nil, err
+		}
 	}
 	t := be.newTensor(w, s.ptr)
 	t.bound, t.slot, t.direct = true, s, direct

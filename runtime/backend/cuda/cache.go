@@ -34,6 +34,9 @@ type centry struct {
 	// dropped: DropExpert removed it while in use; the last Release
 	// frees its slots.
 	dropped bool
+	// pending: prefetched (prefetch.go), and no work waits for its copy
+	// yet; it is not in the device index either.
+	pending bool
 }
 
 type expertCache struct {
@@ -111,11 +114,7 @@ func (be *Backend) dropCache() error {
 		return err
 	}
 	be.cache = nil
-	for _, s := range all {
-		be.queueFree(s.ptr, s.size)
-		s.destroy(be)
-	}
-	return nil
+	return be.freeSlots(all)
 }
 
 // DeviceMemory reports the device's free and total memory.
@@ -152,6 +151,9 @@ func (be *Backend) CachedExpert(layer, id int) ([]backend.Tensor, bool) {
 	if e == nil {
 		return nil, false
 	}
+	if e.pending && be.settle(e) != nil {
+		return nil, false // forgotten (settle): the caller binds it anew
+	}
 	c.pol.Access(e.key)
 	return be.entryTensors(e), true
 }
@@ -183,10 +185,32 @@ func (be *Backend) BindExpert(layer, id int, ws []backend.Weight) ([]backend.Ten
 			return nil, err
 		}
 	}
-	c := be.cache
-	k := ExpertKey{layer, id}
-	if c == nil || c.budget == 0 || c.m[k] != nil {
+	e, direct, err := be.admit(ExpertKey{layer, id}, ws, true)
+	if err != nil {
+		return nil, err
+	}
+	if e == nil {
 		return be.bindAll(ws)
+	}
+	out := be.entryTensors(e)
+	for i := range out {
+		out[i].(*tensor).direct = direct[i]
+	}
+	if err := be.indexKeep(e); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// admit makes k an entry holding ws when the budget, after evicting
+// entries not in use, has room, and queues the copies (with wait, the
+// compute stream waits for them). direct reports, per weight, a copy
+// straight from pinned memory. A nil entry means the cache did not take
+// it: no cache, held already, or no room.
+func (be *Backend) admit(k ExpertKey, ws []backend.Weight, wait bool) (*centry, []bool, error) {
+	c := be.cache
+	if c == nil || c.budget == 0 || c.m[k] != nil {
+		return nil, nil, nil
 	}
 	sizes := make([]int, len(ws))
 	size := 0
@@ -197,10 +221,10 @@ func (be *Backend) BindExpert(layer, id int, ws []backend.Weight) ([]backend.Ten
 	for c.used+size > c.budget {
 		v, ok := c.pol.Victim(func(k ExpertKey) bool { return c.m[k].pins > 0 })
 		if !ok {
-			return be.bindAll(ws) // everything held is in use
+			return nil, nil, nil // everything held is in use
 		}
 		if err := be.evict(c.m[v]); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		c.evicted = append(c.evicted, [2]int{v.Layer, v.ID})
 	}
@@ -208,33 +232,24 @@ func (be *Backend) BindExpert(layer, id int, ws []backend.Weight) ([]backend.Ten
 	for _, n := range sizes {
 		s, err := be.cacheSlot(n)
 		if err != nil {
-			for _, s := range e.slots {
-				c.spare = append(c.spare, s)
-			}
-			return be.bindAll(ws) // the device is full: bind uncached
+			c.spare = append(c.spare, e.slots...)
+			return nil, nil, nil // the device is full: bind uncached
 		}
 		e.slots = append(e.slots, s)
 	}
 	direct := make([]bool, len(ws))
 	for i, w := range ws {
-		t, err := be.fill(e.slots[i], w)
+		t, err := be.fill(e.slots[i], w, wait)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		direct[i], t.direct, t.entry = t.direct, false, e // a hit reads no host memory
 		e.tmpl = append(e.tmpl, *t)
 	}
-	out := be.entryTensors(e)
-	for i := range out {
-		out[i].(*tensor).direct = direct[i]
-	}
 	c.m[k] = e
 	c.used += size
 	c.pol.Insert(k)
-	if err := be.indexKeep(e); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return e, direct, nil
 }
 
 func (be *Backend) bindAll(ws []backend.Weight) ([]backend.Tensor, error) {
@@ -287,10 +302,7 @@ func (c *expertCache) unlink(e *centry) {
 // freeDropped frees the slots of an entry dropped while in use, once its
 // last tensor is released (after the work queued on them).
 func (be *Backend) freeDropped(e *centry) {
-	for _, s := range e.slots {
-		be.queueFree(s.ptr, s.size)
-		s.destroy(be)
-	}
+	be.freeSlots(e.slots) // in use, so waited for: no error
 	e.slots = nil
 }
 
@@ -323,10 +335,10 @@ func (be *Backend) cacheSlot(n int) (*slot, error) {
 		}
 	}
 	// Spare slots of other sizes would only fragment the budget.
-	for _, s := range c.spare {
-		be.queueFree(s.ptr, s.size)
-		s.destroy(be)
-	}
+	err := be.freeSlots(c.spare)
 	c.spare = nil
+	if err != nil {
+		return nil, err
+	}
 	return be.newSlot(n)
 }

@@ -51,6 +51,7 @@ type Options struct {
 // it concurrently, through freeMu.
 type Backend struct {
 	ops
+	pf     prefetches
 	lim    gpu.Limits
 	chk    backend.Check
 	dev    *device
@@ -206,6 +207,7 @@ func (be *Backend) Close() error {
 		errs = append(errs, be.Sync())
 	}
 	be.prof.destroy(be)
+	be.destroyPrefetches()
 	be.freeMu.Lock()
 	be.freeClosed = true
 	be.pending = nil

@@ -41,6 +41,7 @@ static CUresult (*p_cuEventCreate)(CUevent *, unsigned);
 static CUresult (*p_cuEventDestroy)(CUevent);
 static CUresult (*p_cuEventRecord)(CUevent, CUstream);
 static CUresult (*p_cuEventSynchronize)(CUevent);
+static CUresult (*p_cuEventQuery)(CUevent);
 static CUresult (*p_cuEventElapsedTime)(float *, CUevent, CUevent);
 static CUresult (*p_cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
                                     CUstream, void **, void **);
@@ -126,6 +127,7 @@ int fm_load_driver(char *err, int errlen) {
     SYM(l, p_cuEventDestroy, "cuEventDestroy_v2", "cuEventDestroy");
     SYM(l, p_cuEventRecord, "cuEventRecord", NULL);
     SYM(l, p_cuEventSynchronize, "cuEventSynchronize", NULL);
+    SYM(l, p_cuEventQuery, "cuEventQuery", NULL);
     SYM(l, p_cuEventElapsedTime, "cuEventElapsedTime_v2", "cuEventElapsedTime");
     SYM(l, p_cuLaunchKernel, "cuLaunchKernel", NULL);
     SYM(l, p_cuGetErrorName, "cuGetErrorName", NULL);
@@ -238,6 +240,7 @@ CUresult fm_event_create(CUcontext c, CUevent *e, unsigned flags) { CTX_CALL(c, 
 CUresult fm_event_destroy(CUcontext c, CUevent e) { CTX_CALL(c, p_cuEventDestroy, e); }
 CUresult fm_event_record(CUcontext c, CUevent e, CUstream s) { CTX_CALL(c, p_cuEventRecord, e, s); }
 CUresult fm_event_sync(CUcontext c, CUevent e) { CTX_CALL(c, p_cuEventSynchronize, e); }
+CUresult fm_event_query(CUcontext c, CUevent e) { CTX_CALL(c, p_cuEventQuery, e); }
 CUresult fm_event_elapsed(CUcontext c, float *ms, CUevent a, CUevent b) { CTX_CALL(c, p_cuEventElapsedTime, ms, a, b); }
 
 CUresult fm_launch(CUcontext c, CUfunction f, unsigned gx, unsigned gy, unsigned bx, unsigned shmem, CUstream s,

@@ -59,6 +59,8 @@ CUresult fm_event_create(CUcontext c, CUevent *e, unsigned flags);
 CUresult fm_event_destroy(CUcontext c, CUevent e);
 CUresult fm_event_record(CUcontext c, CUevent e, CUstream s);
 CUresult fm_event_sync(CUcontext c, CUevent e);
+// fm_event_query: CUDA_SUCCESS when e has completed, CUDA_ERROR_NOT_READY (600) while not.
+CUresult fm_event_query(CUcontext c, CUevent e);
 CUresult fm_event_elapsed(CUcontext c, float *ms, CUevent a, CUevent b);
 
 // fm_launch launches f with the n kernel arguments packed in args at byte

@@ -1,0 +1,164 @@
+//go:build linux && cgo
+
+package cuda
+
+/*
+#include "fmcuda.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// A prefetch (backend.ExpertPrefetcher) is an admission whose copies the
+// compute stream does not wait for: the entry is pending until its first
+// CachedExpert, which makes the compute stream wait for its slots' copies
+// and enters it in the device index (a device-routed layer must not find
+// its pointers before its bytes). Until then it is an ordinary entry not
+// in use: the policy may evict it, and its slots' next copy is ordered
+// after this one on the copy stream. The caller's host bytes are read
+// until the event PrefetchDone polls.
+
+var _ backend.ExpertPrefetcher = (*Backend)(nil)
+
+// prefetches are the events of copies in flight, by token.
+type prefetches struct {
+	ev   map[int]C.CUevent
+	free []C.CUevent
+	next int
+}
+
+// PrefetchExpert queues expert (layer, id)'s copy into the cache (see
+// backend.ExpertPrefetcher).
+func (be *Backend) PrefetchExpert(layer, id int, ws []backend.Weight) (int, bool, error) {
+	if be.closed {
+		return 0, false, errClosed
+	}
+	if be.recording {
+		return 0, false, errRecording
+	}
+	for _, w := range ws {
+		if err := checkWeight(w); err != nil {
+			return 0, false, err
+		}
+	}
+	e, _, err := be.admit(ExpertKey{layer, id}, ws, false)
+	if err != nil || e == nil {
+		return 0, false, err
+	}
+	e.pending = true
+	ev, err := be.prefetchEvent()
+	if err != nil {
+		return 0, false, err
+	}
+	if err := cuErr(C.fm_event_record(be.ctx, ev, be.copy), "cuEventRecord"); err != nil {
+		return 0, false, err
+	}
+	p := &be.pf
+	if p.ev == nil {
+		p.ev = map[int]C.CUevent{}
+	}
+	p.next++
+	p.ev[p.next] = ev
+	return p.next, true, nil
+}
+
+// PrefetchDone reports whether prefetch tok's copy has ended.
+func (be *Backend) PrefetchDone(tok int, wait bool) (bool, error) {
+	if be.closed {
+		return false, errClosed
+	}
+	p := &be.pf
+	ev, ok := p.ev[tok]
+	if !ok {
+		return false, fmt.Errorf("cuda: prefetch %d unknown or already reported done", tok)
+	}
+	if wait {
+		if err := cuErr(C.fm_event_sync(be.ctx, ev), "cuEventSynchronize"); err != nil {
+			return false, err
+		}
+	} else {
+		switch r := C.fm_event_query(be.ctx, ev); r {
+		case 0:
+		case cudaNotReady:
+			return false, nil
+		default:
+			return false, cuErr(r, "cuEventQuery")
+		}
+	}
+	delete(p.ev, tok)
+	p.free = append(p.free, ev)
+	return true, nil
+}
+
+// cudaNotReady is CUDA_ERROR_NOT_READY: an event not yet reached.
+const cudaNotReady = 600
+
+// prefetchEvent is an event for one prefetch: a spent one, or a new one.
+func (be *Backend) prefetchEvent() (C.CUevent, error) {
+	p := &be.pf
+	if n := len(p.free); n > 0 {
+		ev := p.free[n-1]
+		p.free = p.free[:n-1]
+		return ev, nil
+	}
+	var ev C.CUevent
+	err := cuErr(C.fm_event_create(be.ctx, &ev, eventDisableTiming), "cuEventCreate")
+	return ev, err
+}
+
+// settle ends e's pending state at its first use: the compute stream
+// waits for its copies, and the device index takes it. On an error e is
+// forgotten, so that the caller binds the expert anew.
+func (be *Backend) settle(e *centry) error {
+	var err error
+	for _, s := range e.slots {
+		if err = cuErr(C.fm_stream_wait(be.ctx, be.stream, s.ready), "cuStreamWaitEvent"); err != nil {
+			break
+		}
+		s.unwaited = false
+	}
+	if err == nil {
+		e.pending = false
+		err = be.indexKeep(e)
+	}
+	if err != nil {
+		return errors.Join(err, be.evict(e))
+	}
+	return nil
+}
+
+// destroyPrefetches destroys the prefetch events (Close, after Sync).
+func (be *Backend) destroyPrefetches() {
+	p := &be.pf
+	for _, ev := range p.ev {
+		C.fm_event_destroy(be.ctx, ev)
+	}
+	for _, ev := range p.free {
+		C.fm_event_destroy(be.ctx, ev)
+	}
+	*p = prefetches{}
+}
+
+// freeSlots frees cache slots after the work queued on them. Memory is
+// freed after a sync of the compute stream (queueFree), which covers a
+// copy only once the compute stream has waited for it: a prefetch's copy
+// that nothing waited for is waited for here.
+func (be *Backend) freeSlots(slots []*slot) error {
+	var err error
+	for _, s := range slots {
+		if s.unwaited {
+			err = cuErr(C.fm_stream_sync(be.ctx, be.copy), "cuStreamSynchronize")
+			break
+		}
+	}
+	for _, s := range slots {
+		be.queueFree(s.ptr, s.size)
+		s.destroy(be)
+	}
+	return err
+}
