@@ -92,6 +92,10 @@ type ExpertStats struct {
 	HostHits                   int64 // GPU-tier misses the host tier served
 	MissRank                   int64 // GPU-tier misses computed on Options.MissBackend
 	DevLayers                  int64 // layers of one-token steps routed on the device (devroute.go)
+	// Prefetched counts experts copied ahead for the next layer
+	// (Options.Prefetch), PrefetchUsed the GPU-tier hits among them: the
+	// misses they saved (counted in GPUHits too).
+	Prefetched, PrefetchUsed int64
 }
 
 // ExpertStats returns the counters.

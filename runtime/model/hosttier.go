@@ -223,3 +223,24 @@ func memAvailable() (avail, total int64, ok bool) {
 	}
 	return avail, total, avail > 0
 }
+
+// hostWeights is expert (l, id)'s weights over its host-tier buffer,
+// pinned (put it when done) when the tier holds the expert.
+func (r *expertReader) hostWeights(l, id int) (*hentry, [3]backend.Weight, bool) {
+	var w [3]backend.Weight
+	if r.tier == nil || l < 0 || l >= len(r.files) {
+		return nil, w, false
+	}
+	te, buf, hit := r.tier.lookup(l, id)
+	if te == nil || !hit {
+		return nil, w, false
+	}
+	for i, p := range r.proj {
+		var err error
+		if w[i], err = weight(p, buf); err != nil {
+			r.tier.put(te, false)
+			return nil, w, false
+		}
+	}
+	return te, w, true
+}

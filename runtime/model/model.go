@@ -104,6 +104,12 @@ type Options struct {
 	// so that the CPU and the host-to-device link work side by side. 0
 	// means 1: every repeat miss.
 	MissShare float64
+	// Prefetch copies the experts a session's route source predicts for
+	// the next layer (RoutePredictor) from the host tier into the GPU tier
+	// while the layer before computes (prefetch.go). Benchmarks only until
+	// the model's own router predicts: a trace's choice has no hidden
+	// state to predict from.
+	Prefetch bool
 }
 
 // Model is an opened packed model. Sessions of one model share its backend
@@ -156,6 +162,7 @@ type Model struct {
 	offered []verifiedSet
 	// missShare is Options.MissShare, 1 for 0.
 	missShare float64
+	prefetch  bool // Options.Prefetch
 }
 
 // layer holds the resident tensors of one decoder layer.
@@ -202,7 +209,7 @@ func Open(dir string, opts Options) (*Model, error) {
 	if families[c.Architecture] == nil {
 		return nil, fmt.Errorf("model: %s: architecture %q: fmoe runs %s", dir, c.Architecture, format.SupportedFamilies())
 	}
-	m := &Model{Config: c, K: c.NumExpertsPerTok, be: opts.Backend, dir: dir, chunk: opts.PrefillChunk, maxCtx: opts.MaxContext}
+	m := &Model{Config: c, K: c.NumExpertsPerTok, be: opts.Backend, dir: dir, chunk: opts.PrefillChunk, maxCtx: opts.MaxContext, prefetch: opts.Prefetch}
 	if opts.ExpertsPerToken != 0 {
 		m.K = opts.ExpertsPerToken
 	}

@@ -163,6 +163,7 @@ func (s *Session) cachedOn(r *run, d, l int, ids []int, xn backend.Buffer, b exp
 	if tp := s.tm.p; tp != nil {
 		tp.GPUHits += int64(len(hits))
 	}
+	s.prefetchUsed(l, hits)
 	s.computeHits(r, d, hits, hitT, xn, b, T)
 	return miss
 }

@@ -76,6 +76,7 @@ type Session struct {
 	missDue float64
 	cpuMiss []int     // a layer's misses for the miss rank (lookupHits)
 	held    heldBind  // a miss's tensors kept bound (computeHeld)
+	pf      prefetchState
 	row     []float32 // one hidden row on the host (sendRows)
 
 	// fwdTime is the wall time spent in forward calls (ForwardTime).
@@ -284,6 +285,13 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 			lg, err = nil, errors.Join(cerr, err)
 		}
 	}()
+	// Nor any prefetch's copy (prefetch.go): the host tier's buffers it
+	// reads are free once the step returns.
+	defer func() {
+		if perr := s.prefetchEnd(); perr != nil {
+			lg, err = nil, errors.Join(err, perr)
+		}
+	}()
 	c := &m.Config
 	T, H := len(ids), c.HiddenSize
 	eps := float32(c.RMSNormEps)
@@ -369,6 +377,9 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		case L.ffn != nil:
 			r.do(L.ffn(s, r, l, L, xn, h, T))
 			m.demoteEvicted()
+		}
+		if r.err == nil && T == 1 {
+			r.do(s.prefetchNext(l))
 		}
 		if r.err != nil {
 			return nil, inLayer(l, r.err)

@@ -1,0 +1,161 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// Prefetch of predicted misses (Options.Prefetch; docs/gpu-decode.md). A
+// one-token step's layer waits for the copies of its GPU-tier misses, and
+// they can start only once its router has spoken, so they overlap little
+// of the layer. With a prediction of the next layer's picks, the copies of
+// those the GPU tier lacks and the host tier holds go on the copy stream
+// behind this layer's own misses (backend.ExpertPrefetcher), while this
+// layer's experts and the next layer's mixer compute; the next layer then
+// finds them in the GPU tier. A wrong prediction costs link time and a
+// place in the GPU tier, never a result: the entry holds the very bytes a
+// miss would have copied.
+
+// RoutePredictor is implemented by route sources that can say, at layer
+// l, which experts layer l+1 will pick at token position pos (a trace
+// knows; a benchmark's source blurs that to a measured accuracy). dst's
+// room is re-used; the ids need not be distinct or sorted.
+type RoutePredictor interface {
+	Predict(l, pos int, dst []int) []int
+}
+
+// prefetchState is a session's prefetches: copies whose host bytes are
+// still read, and the experts prefetched for the next layer (to count
+// those it uses).
+type prefetchState struct {
+	flight []pfFlight
+	next   []int // expert ids prefetched for layer nextL
+	nextL  int
+	ids    []int
+}
+
+type pfFlight struct {
+	te  *hentry // the host-tier entry the copy reads, pinned
+	tok int
+}
+
+// prefetcher is the GPU tier's prefetch when Options.Prefetch is on and a
+// one-token step can use it: one device, a host tier to copy from.
+func (s *Session) prefetcher(T int) (backend.ExpertPrefetcher, RoutePredictor, bool) {
+	m := s.m
+	if !m.prefetch || T != 1 || len(m.ranks) != 1 || m.ranks[0].cache == nil || m.experts.tier == nil || m.experts.lz4 != nil {
+		return nil, nil, false
+	}
+	pf, ok := m.ranks[0].cache.(backend.ExpertPrefetcher)
+	if !ok {
+		return nil, nil, false
+	}
+	pr, ok := s.Routes.(RoutePredictor)
+	return pf, pr, ok
+}
+
+// prefetchNext prefetches layer l+1's predicted experts after layer l's
+// ops (and its misses' copies) are queued, and lets go of the host bytes
+// of earlier prefetches whose copies have ended.
+func (s *Session) prefetchNext(l int) error {
+	pf, pr, ok := s.prefetcher(1)
+	if !ok {
+		return nil
+	}
+	if err := s.prefetchPoll(pf, false); err != nil {
+		return err
+	}
+	m := s.m
+	st := &s.pf
+	st.next, st.nextL = st.next[:0], l+1
+	if l+1 >= len(m.layers) {
+		return nil
+	}
+	st.ids = pr.Predict(l, s.pos, st.ids[:0])
+	tier := m.experts.tier
+	for _, id := range st.ids {
+		if id < 0 || id >= m.Config.NumExperts || containsInt(st.next, id) {
+			continue
+		}
+		te, w, ok := m.experts.hostWeights(l+1, id)
+		if !ok {
+			continue // only what the host tier holds: no read on the step's path
+		}
+		tok, ok, err := pf.PrefetchExpert(l+1, id, w[:])
+		if err != nil || !ok {
+			tier.put(te, false)
+			if err != nil {
+				return fmt.Errorf("prefetch of layer %d expert %d: %w", l+1, id, err)
+			}
+			continue
+		}
+		if tier.exclusive {
+			tier.drop(te) // the GPU tier has it now; the slot frees at the put
+		}
+		st.flight = append(st.flight, pfFlight{te, tok})
+		st.next = append(st.next, id)
+		m.stats.Prefetched++
+		s.countCopied(&w)
+	}
+	return nil
+}
+
+// prefetchUsed counts layer l's GPU-tier hits that a prefetch brought in.
+func (s *Session) prefetchUsed(l int, hits []int) {
+	st := &s.pf
+	if st.nextL != l || len(st.next) == 0 {
+		return
+	}
+	for _, id := range hits {
+		if containsInt(st.next, id) {
+			s.m.stats.PrefetchUsed++
+		}
+	}
+	st.next = st.next[:0]
+}
+
+// prefetchPoll lets go of the host bytes of prefetches whose copies have
+// ended (all of them, waiting, with wait: at the end of a step, so that
+// no copy outlives the step that queued it).
+func (s *Session) prefetchPoll(pf backend.ExpertPrefetcher, wait bool) error {
+	st := &s.pf
+	var errs []error
+	keep := st.flight[:0]
+	for _, f := range st.flight {
+		done, err := pf.PrefetchDone(f.tok, wait)
+		if err != nil {
+			errs = append(errs, err)
+			done = wait // the bytes are not released while a copy may read them
+		}
+		if !done {
+			keep = append(keep, f)
+			continue
+		}
+		s.m.experts.tier.put(f.te, false)
+	}
+	st.flight = keep
+	return errors.Join(errs...)
+}
+
+// prefetchEnd waits for the step's prefetches.
+func (s *Session) prefetchEnd() error {
+	if len(s.pf.flight) == 0 {
+		return nil
+	}
+	pf, ok := s.m.ranks[0].cache.(backend.ExpertPrefetcher)
+	if !ok {
+		return errors.New("model: prefetches in flight without a prefetching GPU tier")
+	}
+	return s.prefetchPoll(pf, true)
+}
+
+func containsInt(a []int, v int) bool {
+	for _, x := range a {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

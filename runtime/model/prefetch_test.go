@@ -1,0 +1,210 @@
+package model
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// pfTier is lruTier with a prefetch whose copy reads the caller's bytes as
+// late as a device's may: at the first use of the entry or when
+// PrefetchDone reports it done (the second poll), whichever comes first.
+// A caller that lets the host bytes change before then gets other
+// weights, and other logits.
+type pfTier struct {
+	*lruTier
+	pending map[[2]int]*lruEntry
+	toks    map[int]*pfTok
+	next    int
+	copies  int
+}
+
+type pfTok struct {
+	key   [2]int
+	ws    []backend.Weight // the caller's, until copied
+	polls int
+}
+
+func newPFTier(n int) *pfTier {
+	return &pfTier{lruTier: newLRUTier(n), pending: map[[2]int]*lruEntry{}, toks: map[int]*pfTok{}}
+}
+
+func (f *pfTier) PrefetchExpert(l, id int, ws []backend.Weight) (int, bool, error) {
+	k := [2]int{l, id}
+	if f.held[k] != nil {
+		return 0, false, nil
+	}
+	if f.order.Len() >= f.n {
+		old := f.order.Back()
+		ok := old.Value.(*lruEntry).key
+		f.order.Remove(old)
+		delete(f.held, ok)
+		f.evicted = append(f.evicted, ok)
+	}
+	e := &lruEntry{key: k} // ws filled by the copy
+	f.held[k] = f.order.PushFront(e)
+	f.pending[k] = e
+	f.next++
+	f.toks[f.next] = &pfTok{key: k, ws: append([]backend.Weight(nil), ws...)}
+	return f.next, true, nil
+}
+
+// copyNow makes tok's copy happen (if it has not).
+func (f *pfTier) copyNow(p *pfTok) {
+	e := f.pending[p.key]
+	if e == nil || e.ws != nil || p.ws == nil {
+		return
+	}
+	for _, w := range p.ws {
+		w.Data, w.Scales, w.Biases = bytes.Clone(w.Data), bytes.Clone(w.Scales), bytes.Clone(w.Biases)
+		e.ws = append(e.ws, w)
+	}
+	p.ws = nil
+	f.copies++
+}
+
+func (f *pfTier) PrefetchDone(tok int, wait bool) (bool, error) {
+	p := f.toks[tok]
+	if p == nil {
+		return false, errSpent
+	}
+	if p.polls++; !wait && p.polls < 2 {
+		return false, nil
+	}
+	f.copyNow(p)
+	delete(f.toks, tok)
+	return true, nil
+}
+
+func (f *pfTier) CachedExpert(l, id int) ([]backend.Tensor, bool) {
+	k := [2]int{l, id}
+	if e := f.pending[k]; e != nil {
+		for _, p := range f.toks {
+			if p.key == k {
+				f.copyNow(p)
+			}
+		}
+		delete(f.pending, k)
+	}
+	return f.lruTier.CachedExpert(l, id)
+}
+
+var errSpent = bytesErr("prefetch token spent")
+
+type bytesErr string
+
+func (e bytesErr) Error() string { return string(e) }
+
+// recordedRoutes keeps the router's own choice (Choose changes nothing)
+// and predicts layer l+1 from a recording of the same run, with its first
+// pick replaced by another expert: one wrong prediction in K.
+type recordedRoutes struct {
+	picks map[[2]int][]int // (layer, position) -> ids
+	E     int
+}
+
+func (r *recordedRoutes) Choose(int, int, []int, []float32) error { return nil }
+
+func (r *recordedRoutes) Predict(l, pos int, dst []int) []int {
+	p := r.picks[[2]int{l + 1, pos}]
+	dst = append(dst, p...)
+	if len(dst) > 0 {
+		dst[0] = (dst[0] + 1) % r.E
+	}
+	return dst
+}
+
+// TestPrefetchGolden: with the next layer's picks predicted (one in K
+// wrong), prefetches from the host tier into a GPU tier too small for
+// the model compute the logits of a run without them, bit for bit; they
+// are issued, some are used, and every copy ends within its step. On the
+// CPU it runs on pfTier (whose copies read the host bytes as late as a
+// device may); with FMOE_TEST_BACKEND=cuda on the GPU tier itself.
+func TestPrefetchGolden(t *testing.T) {
+	defer func(v bool) { demoteSync = v }(demoteSync)
+	demoteSync = true
+	g := readGolden(t, "bf16-long")
+	probe := open(t, "hf", 16, 0, Options{})
+	all := probe.Config.NumHiddenLayers * probe.Config.NumExperts
+	stride := probe.experts.set.Stride
+	rec := &recordedRoutes{picks: map[[2]int][]int{}, E: probe.Config.NumExperts}
+	// The reference: no tiers; its routing recorded for the predictions.
+	s, err := probe.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.onRoute = func(l int, idx []int, _ []float32) {
+		if len(idx) == probe.K { // one-token steps
+			rec.picks[[2]int{l, s.pos}] = append([]int(nil), idx...)
+		}
+	}
+	ref, err := s.ForwardAll(g.i64["input_ids"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range g.i64["generated_ids"] {
+		lg, err := s.Forward([]int{id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref = append(ref, lg...)
+	}
+	s.Close()
+	var be backend.Backend
+	var fake *pfTier
+	budget := int64(all/3) * stride
+	if tb := testBackend(t); tb != nil {
+		if _, ok := tb.(backend.ExpertPrefetcher); !ok {
+			t.Skipf("backend %s does not prefetch", tb.Name())
+		}
+		be = tb
+	} else {
+		fake = newPFTier(all / 3)
+		be, budget = fake, 0
+	}
+	for _, excl := range []bool{true, false} {
+		func() {
+			defer func(v bool) { exclusiveOff = v }(exclusiveOff)
+			exclusiveOff = !excl
+			m := open(t, "hf", 16, 0, Options{Backend: be, GPUCache: budget, HostCache: int64(all) * stride, Prefetch: true})
+			for run := 1; run <= 2; run++ {
+				st0 := m.ExpertStats()
+				s, err := m.NewSession()
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.Routes = rec
+				got, err := s.ForwardAll(g.i64["input_ids"])
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, id := range g.i64["generated_ids"] {
+					lg, err := s.Forward([]int{id})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(s.pf.flight) != 0 {
+						t.Fatalf("%d prefetches in flight after a step", len(s.pf.flight))
+					}
+					got = append(got, lg...)
+				}
+				s.Close()
+				if i := firstDiff(got, ref); i >= 0 {
+					t.Fatalf("exclusive %v, run %d: logit %d is %v, without tiers %v", excl, run, i, got[i], ref[i])
+				}
+				st := m.ExpertStats()
+				pf, used := st.Prefetched-st0.Prefetched, st.PrefetchUsed-st0.PrefetchUsed
+				t.Logf("exclusive %v, run %d: %d prefetched, %d used; %d GPU-tier hits of %d", excl, run, pf, used, st.GPUHits-st0.GPUHits, st.Uses-st0.Uses)
+				if run == 2 && (pf == 0 || used == 0 || used > pf) {
+					t.Errorf("exclusive %v, warm run: %d prefetched, %d used: want some of each, used <= prefetched", excl, pf, used)
+				}
+			}
+			m.experts.settleDemotions()
+			m.Close()
+		}()
+	}
+	if fake != nil && (fake.copies == 0 || len(fake.toks) != 0) {
+		t.Errorf("the fake tier copied %d prefetches, %d tokens never reported done", fake.copies, len(fake.toks))
+	}
+}
