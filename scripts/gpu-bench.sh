@@ -85,6 +85,8 @@ awk -v hbm="$HBM" -v h2d="$H2D" -v gpus="$GPUS" -v exch="$EXCH" '
   hbmms = (L * (k * eb / gpus + v["resident-MB/layer"] * 1e6) + v["head-MB"] * 1e6) / (hbm * 1e9) * 1e3
   exms = L * exch / 1000
   fl = h2dms + hbmms + exms
+  # misses/layer counts the ones a prefetch brought in (their bytes crossed the link)
+  if (v["prefetch/layer"] > 0) tier = sprintf("%s (%.2f prefetched/layer, %.0f%% used)", tier, v["prefetch/layer"], v["prefetch-used-%"])
   printf "| %d | %s | %.0f | %.1f%% | %.2f | %.1f%% | %.1f | %.3f | %.2f | **%.1f, %.1f** | %.2f + %.2f + %.2f = %.2f (%.0f tok/s) | %.2fx |\n",
     k, tier, v["tier-experts/layer"], v["hit-%"], v["misses/layer"], v["host-hit-%"], v["h2d-MB/token"], ms, head, tok, 1000 / tok, h2dms, hbmms, exms, fl, 1000 / fl, tok / fl
 }' "$DIR/tier"

@@ -2,9 +2,11 @@ package model
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 
 	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/routetrace"
 )
 
 // pfTier is lruTier with a prefetch whose copy reads the caller's bytes as
@@ -206,5 +208,43 @@ func TestPrefetchGolden(t *testing.T) {
 	}
 	if fake != nil && (fake.copies == 0 || len(fake.toks) != 0) {
 		t.Errorf("the fake tier copied %d prefetches, %d tokens never reported done", fake.copies, len(fake.toks))
+	}
+}
+
+// TestBlurredTrace: the benchmark's predictor names the share of the next
+// layer's picks it is set to, and distinct ids that the layer may pick.
+func TestBlurredTrace(t *testing.T) {
+	const L, E, K, N = 4, 512, 10, 400
+	tr, err := routetrace.Generate(routetrace.Options{Layers: L, Experts: E, K: K, Tokens: N, Seed: 3, Params: routetrace.Fitted["mix"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, acc := range []float64{0, 0.766, 1} {
+		p := &blurredTrace{Trace: tr, acc: acc, E: E, K: K}
+		idx, w := make([]int, K), make([]float32, K)
+		right, all := 0, 0
+		for pos := 0; pos < N; pos++ {
+			for l := 0; l+1 < L; l++ {
+				got := p.Predict(l, pos, nil)
+				if err := tr.Choose(l+1, pos, idx, w); err != nil {
+					t.Fatal(err)
+				}
+				if len(got) != K {
+					t.Fatalf("predicted %d ids, want %d", len(got), K)
+				}
+				for _, id := range got {
+					if id < 0 || id >= E {
+						t.Fatalf("predicted expert %d outside [0, %d)", id, E)
+					}
+					if slices.Contains(idx, id) {
+						right++
+					}
+				}
+				all += K
+			}
+		}
+		if share := float64(right) / float64(all); share < acc-0.02 || share > acc+0.02 {
+			t.Errorf("accuracy %v: %.3f of the picks predicted", acc, share)
+		}
 	}
 }

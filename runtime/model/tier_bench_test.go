@@ -127,7 +127,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 						graphsOff, combineOff = true, true
 					case "1pread", "8pread", "16pread":
 						readParts, _ = strconv.Atoi(strings.TrimSuffix(lever, "pread"))
-					case "", "cpumiss", "sync", "verified", "preload":
+					case "", "cpumiss", "sync", "verified", "preload", "prefetch":
 					default:
 						b.Fatalf("tier %s: unknown lever %q", name, lever)
 					}
@@ -174,7 +174,8 @@ func BenchmarkTieredDecode(b *testing.B) {
 				// FMOE_BENCH_FUSE=0: every weight registered alone (fuse.go), for comparison.
 				fuseOff = os.Getenv("FMOE_BENCH_FUSE") == "0"
 				m, err := Open(dir, Options{Backend: be, ExpertsPerToken: k, GPUCache: GPUCacheOff, MaxContext: 4096, HostCache: host,
-					Devices: devs, Collective: coll, VerifyBeforeCompute: has("sync"), MissBackend: missBe, MissShare: share})
+					Devices: devs, Collective: coll, VerifyBeforeCompute: has("sync"), MissBackend: missBe, MissShare: share,
+					Prefetch: has("prefetch")})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -220,6 +221,19 @@ func BenchmarkTieredDecode(b *testing.B) {
 				}
 				defer s.Close()
 				s.Routes = tr
+				if has("prefetch") {
+					// FMOE_BENCH_PREDICT: the share of the next layer's picks
+					// predicted right (default 0.766, measured on the built-in
+					// model by BenchmarkRouterPrediction from the layer
+					// before's router input).
+					acc := 0.766
+					if v := os.Getenv("FMOE_BENCH_PREDICT"); v != "" {
+						if acc, err = strconv.ParseFloat(v, 64); err != nil || acc < 0 || acc > 1 {
+							b.Fatalf("FMOE_BENCH_PREDICT=%q: want a share in [0, 1]", v)
+						}
+					}
+					s.Routes = &blurredTrace{Trace: tr, acc: acc, E: m.Config.NumExperts, K: k}
+				}
 				if has("dev") {
 					s.Routes = nil
 				}
@@ -266,7 +280,11 @@ func BenchmarkTieredDecode(b *testing.B) {
 					}
 				}
 				st := m.ExpertStats()
-				uses, hits := st.Uses-st0.Uses, st.GPUHits-st0.GPUHits
+				// A prefetched expert the layer used is a miss the prefetch
+				// moved off the step's path: still a miss for the floor
+				// (its bytes crossed the link), not a GPU-tier hit.
+				pf, pfUsed := st.Prefetched-st0.Prefetched, st.PrefetchUsed-st0.PrefetchUsed
+				uses, hits := st.Uses-st0.Uses, st.GPUHits-st0.GPUHits-pfUsed
 				// The head (final norm, lm_head, logits read back and
 				// checked) timed alone over 20 more tokens: a one-float read
 				// after the last layer's ops drains the stream, the clock
@@ -316,6 +334,8 @@ func BenchmarkTieredDecode(b *testing.B) {
 				b.ReportMetric(100*float64(hits)/float64(max(uses, 1)), "hit-%")
 				b.ReportMetric(float64(uses-hits)/float64(meas)/float64(L), "misses/layer")
 				b.ReportMetric(float64(st.MissRank-st0.MissRank)/float64(meas)/float64(L), "cpu-misses/layer")
+				b.ReportMetric(float64(pf)/float64(meas)/float64(L), "prefetch/layer")
+				b.ReportMetric(100*float64(pfUsed)/float64(max(pf, 1)), "prefetch-used-%")
 				b.ReportMetric(100*float64(st.DevLayers-st0.DevLayers)/float64(meas)/float64(L), "dev-routed-%")
 				b.ReportMetric(float64(st.DeviceBytes-st0.DeviceBytes)/1e6/float64(meas), "h2d-MB/token")
 				b.ReportMetric(100*float64(st.HostHits-st0.HostHits)/float64(max(uses-hits, 1)), "host-hit-%")
@@ -425,4 +445,40 @@ func (m *Model) verifyExperts() error {
 		}
 	}
 	return nil
+}
+
+// blurredTrace is a trace that predicts its own next layer's picks with a
+// given accuracy (RoutePredictor, for the prefetch lever): each pick is
+// named with probability acc, else replaced by an expert the layer does
+// not pick. The draws are a hash of (layer, position, pick), so that every
+// run predicts alike.
+type blurredTrace struct {
+	*routetrace.Trace
+	acc  float64
+	E, K int
+	idx  []int
+	w    []float32
+}
+
+func (p *blurredTrace) Predict(l, pos int, dst []int) []int {
+	p.idx, p.w = growTo(p.idx, p.K), growTo(p.w, p.K)
+	if p.Choose(l+1, pos, p.idx, p.w) != nil {
+		return dst
+	}
+	for j, id := range p.idx {
+		h := splitmix(uint64(l)<<40 ^ uint64(pos)<<8 ^ uint64(j))
+		if float64(h>>11)/(1<<53) >= p.acc {
+			for id = int(splitmix(h) % uint64(p.E)); slices.Contains(p.idx, id); id = (id + 1) % p.E {
+			}
+		}
+		dst = append(dst, id)
+	}
+	return dst
+}
+
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
 }
