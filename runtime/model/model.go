@@ -110,6 +110,8 @@ type Options struct {
 	// the model's own router predicts: a trace's choice has no hidden
 	// state to predict from.
 	Prefetch bool
+	// PrefetchAhead is how many layers ahead Prefetch predicts (0: 1).
+	PrefetchAhead int
 }
 
 // Model is an opened packed model. Sessions of one model share its backend
@@ -161,8 +163,9 @@ type Model struct {
 	// offered marks the experts whose first miss took the GPU path (cpumiss.go).
 	offered []verifiedSet
 	// missShare is Options.MissShare, 1 for 0.
-	missShare float64
-	prefetch  bool // Options.Prefetch
+	missShare     float64
+	prefetch      bool // Options.Prefetch
+	prefetchAhead int  // Options.PrefetchAhead
 }
 
 // layer holds the resident tensors of one decoder layer.
@@ -209,7 +212,7 @@ func Open(dir string, opts Options) (*Model, error) {
 	if families[c.Architecture] == nil {
 		return nil, fmt.Errorf("model: %s: architecture %q: fmoe runs %s", dir, c.Architecture, format.SupportedFamilies())
 	}
-	m := &Model{Config: c, K: c.NumExpertsPerTok, be: opts.Backend, dir: dir, chunk: opts.PrefillChunk, maxCtx: opts.MaxContext, prefetch: opts.Prefetch}
+	m := &Model{Config: c, K: c.NumExpertsPerTok, be: opts.Backend, dir: dir, chunk: opts.PrefillChunk, maxCtx: opts.MaxContext, prefetch: opts.Prefetch, prefetchAhead: opts.PrefetchAhead}
 	if opts.ExpertsPerToken != 0 {
 		m.K = opts.ExpertsPerToken
 	}

@@ -18,8 +18,8 @@ import (
 // place in the GPU tier, never a result: the entry holds the very bytes a
 // miss would have copied.
 
-// RoutePredictor is implemented by route sources that can say, at layer
-// l, which experts layer l+1 will pick at token position pos (a trace
+// RoutePredictor is implemented by route sources that can say, layers
+// ahead, which experts layer l will pick at token position pos (a trace
 // knows; a benchmark's source blurs that to a measured accuracy). dst's
 // room is re-used; the ids need not be distinct or sorted.
 type RoutePredictor interface {
@@ -27,12 +27,11 @@ type RoutePredictor interface {
 }
 
 // prefetchState is a session's prefetches: copies whose host bytes are
-// still read, and the experts prefetched for the next layer (to count
-// those it uses).
+// still read, and the experts prefetched for each layer not yet run (to
+// count those it uses).
 type prefetchState struct {
 	flight []pfFlight
-	next   []int // expert ids prefetched for layer nextL
-	nextL  int
+	marks  [][]int // by layer: expert ids prefetched for it
 	ids    []int
 }
 
@@ -56,9 +55,10 @@ func (s *Session) prefetcher(T int) (backend.ExpertPrefetcher, RoutePredictor, b
 	return pf, pr, ok
 }
 
-// prefetchNext prefetches layer l+1's predicted experts after layer l's
-// ops (and its misses' copies) are queued, and lets go of the host bytes
-// of earlier prefetches whose copies have ended.
+// prefetchNext prefetches the predicted experts of layer l+d (d:
+// Options.PrefetchAhead) after layer l's ops (and its misses' copies) are
+// queued, and lets go of the host bytes of earlier prefetches whose copies
+// have ended.
 func (s *Session) prefetchNext(l int) error {
 	pf, pr, ok := s.prefetcher(1)
 	if !ok {
@@ -69,25 +69,27 @@ func (s *Session) prefetchNext(l int) error {
 	}
 	m := s.m
 	st := &s.pf
-	st.next, st.nextL = st.next[:0], l+1
-	if l+1 >= len(m.layers) {
+	st.marks = growTo(st.marks, len(m.layers))
+	st.marks[l] = st.marks[l][:0] // layer l has run: what it did not use is spent
+	t := l + max(m.prefetchAhead, 1)
+	if t >= len(m.layers) {
 		return nil
 	}
-	st.ids = pr.Predict(l, s.pos, st.ids[:0])
+	st.ids = pr.Predict(t, s.pos, st.ids[:0])
 	tier := m.experts.tier
 	for _, id := range st.ids {
-		if id < 0 || id >= m.Config.NumExperts || containsInt(st.next, id) {
+		if id < 0 || id >= m.Config.NumExperts || containsInt(st.marks[t], id) {
 			continue
 		}
-		te, w, ok := m.experts.hostWeights(l+1, id)
+		te, w, ok := m.experts.hostWeights(t, id)
 		if !ok {
 			continue // only what the host tier holds: no read on the step's path
 		}
-		tok, ok, err := pf.PrefetchExpert(l+1, id, w[:])
+		tok, ok, err := pf.PrefetchExpert(t, id, w[:])
 		if err != nil || !ok {
 			tier.put(te, false)
 			if err != nil {
-				return fmt.Errorf("prefetch of layer %d expert %d: %w", l+1, id, err)
+				return fmt.Errorf("prefetch of layer %d expert %d: %w", t, id, err)
 			}
 			continue
 		}
@@ -95,7 +97,7 @@ func (s *Session) prefetchNext(l int) error {
 			tier.drop(te) // the GPU tier has it now; the slot frees at the put
 		}
 		st.flight = append(st.flight, pfFlight{te, tok})
-		st.next = append(st.next, id)
+		st.marks[t] = append(st.marks[t], id)
 		m.stats.Prefetched++
 		s.countCopied(&w)
 	}
@@ -105,15 +107,15 @@ func (s *Session) prefetchNext(l int) error {
 // prefetchUsed counts layer l's GPU-tier hits that a prefetch brought in.
 func (s *Session) prefetchUsed(l int, hits []int) {
 	st := &s.pf
-	if st.nextL != l || len(st.next) == 0 {
+	if l >= len(st.marks) || len(st.marks[l]) == 0 {
 		return
 	}
 	for _, id := range hits {
-		if containsInt(st.next, id) {
+		if containsInt(st.marks[l], id) {
 			s.m.stats.PrefetchUsed++
 		}
 	}
-	st.next = st.next[:0]
+	st.marks[l] = st.marks[l][:0]
 }
 
 // prefetchPoll lets go of the host bytes of prefetches whose copies have

@@ -109,7 +109,7 @@ type recordedRoutes struct {
 func (r *recordedRoutes) Choose(int, int, []int, []float32) error { return nil }
 
 func (r *recordedRoutes) Predict(l, pos int, dst []int) []int {
-	p := r.picks[[2]int{l + 1, pos}]
+	p := r.picks[[2]int{l, pos}]
 	dst = append(dst, p...)
 	if len(dst) > 0 {
 		dst[0] = (dst[0] + 1) % r.E
@@ -165,11 +165,15 @@ func TestPrefetchGolden(t *testing.T) {
 		fake = newPFTier(all / 3)
 		be, budget = fake, 0
 	}
-	for _, excl := range []bool{true, false} {
+	for _, c := range []struct {
+		excl  bool
+		ahead int
+	}{{true, 1}, {false, 1}, {true, 2}} {
+		excl := c.excl
 		func() {
 			defer func(v bool) { exclusiveOff = v }(exclusiveOff)
 			exclusiveOff = !excl
-			m := open(t, "hf", 16, 0, Options{Backend: be, GPUCache: budget, HostCache: int64(all) * stride, Prefetch: true})
+			m := open(t, "hf", 16, 0, Options{Backend: be, GPUCache: budget, HostCache: int64(all) * stride, Prefetch: true, PrefetchAhead: c.ahead})
 			for run := 1; run <= 2; run++ {
 				st0 := m.ExpertStats()
 				s, err := m.NewSession()
@@ -197,7 +201,7 @@ func TestPrefetchGolden(t *testing.T) {
 				}
 				st := m.ExpertStats()
 				pf, used := st.Prefetched-st0.Prefetched, st.PrefetchUsed-st0.PrefetchUsed
-				t.Logf("exclusive %v, run %d: %d prefetched, %d used; %d GPU-tier hits of %d", excl, run, pf, used, st.GPUHits-st0.GPUHits, st.Uses-st0.Uses)
+				t.Logf("%d ahead, exclusive %v, run %d: %d prefetched, %d used; %d GPU-tier hits of %d", c.ahead, excl, run, pf, used, st.GPUHits-st0.GPUHits, st.Uses-st0.Uses)
 				if run == 2 && (pf == 0 || used == 0 || used > pf) {
 					t.Errorf("exclusive %v, warm run: %d prefetched, %d used: want some of each, used <= prefetched", excl, pf, used)
 				}
@@ -225,7 +229,7 @@ func TestBlurredTrace(t *testing.T) {
 		right, all := 0, 0
 		for pos := 0; pos < N; pos++ {
 			for l := 0; l+1 < L; l++ {
-				got := p.Predict(l, pos, nil)
+				got := p.Predict(l+1, pos, nil)
 				if err := tr.Choose(l+1, pos, idx, w); err != nil {
 					t.Fatal(err)
 				}

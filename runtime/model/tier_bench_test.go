@@ -175,7 +175,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 				fuseOff = os.Getenv("FMOE_BENCH_FUSE") == "0"
 				m, err := Open(dir, Options{Backend: be, ExpertsPerToken: k, GPUCache: GPUCacheOff, MaxContext: 4096, HostCache: host,
 					Devices: devs, Collective: coll, VerifyBeforeCompute: has("sync"), MissBackend: missBe, MissShare: share,
-					Prefetch: has("prefetch")})
+					Prefetch: has("prefetch"), PrefetchAhead: envInt("FMOE_BENCH_PREFETCH_AHEAD", 1)})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -462,7 +462,7 @@ type blurredTrace struct {
 
 func (p *blurredTrace) Predict(l, pos int, dst []int) []int {
 	p.idx, p.w = growTo(p.idx, p.K), growTo(p.w, p.K)
-	if p.Choose(l+1, pos, p.idx, p.w) != nil {
+	if p.Choose(l, pos, p.idx, p.w) != nil {
 		return dst
 	}
 	for j, id := range p.idx {

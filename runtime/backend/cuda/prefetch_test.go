@@ -23,7 +23,7 @@ func TestPrefetchExpert(t *testing.T) {
 	be := newOrSkip(t)
 	defer be.Close()
 	ref := cpu.New(cpu.Options{})
-	const R, C = 96, 512
+	const R, C = 128, 512
 	rng := rand.New(rand.NewPCG(7, 8))
 	experts := make([][]backend.Weight, 4)
 	pinned := make([][]backend.Weight, 4)
