@@ -66,6 +66,7 @@ func BenchmarkRouterPrediction(b *testing.B) {
 	b.ReportMetric(100*float64(st.predAll)/n, "pred-all-%")
 	b.ReportMetric(100*float64(st.wide)/n/float64(K), "pred-2k-%")
 	b.ReportMetric(100*float64(st.early)/float64(max(st.earlyN, 1))/float64(K), "early-%")
+	b.ReportMetric(100*float64(st.early2)/float64(max(st.early2N, 1))/float64(K), "early2-%")
 	b.ReportMetric(100*float64(st.prev)/float64(max(st.prevLayers, 1))/float64(K), "prev-%")
 	b.ReportMetric(100*float64(st.prevAll)/float64(max(st.prevLayers, 1)), "prev-all-%")
 	b.ReportMetric(100*float64(K)/float64(E), "chance-%")
@@ -76,6 +77,7 @@ func BenchmarkRouterPrediction(b *testing.B) {
 type predictStats struct {
 	layers, pred, predAll, wide int
 	early, earlyN               int // from the layer before's router input
+	early2, early2N             int // from the router input two layers before
 	prevLayers, prev, prevAll   int
 }
 
@@ -160,6 +162,16 @@ func (st *predictStats) run(m *Model, ids []int) error {
 				backend.TopK(lg, pred)
 				st.early += routetrace.Shared(pred, got)
 				st.earlyN++
+			}
+			// Two layers ahead (a prefetch with PrefetchAhead 2).
+			if l >= 2 && xns[l-2] != nil {
+				err := errors.Join(be.Write(xb, xns[l-2][t*H:(t+1)*H]), be.MatMul(lb, L.router, xb, 1), be.Read(lg, lb))
+				if err != nil {
+					return err
+				}
+				backend.TopK(lg, pred)
+				st.early2 += routetrace.Shared(pred, got)
+				st.early2N++
 			}
 			st.layers++
 			st.pred += n
