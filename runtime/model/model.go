@@ -184,6 +184,10 @@ type layer struct {
 	// steps; nil where the backend keeps them apart: qkv, z, b and a
 	// (inProj); shGate and shUp (shGU); router and shScale (routerSh).
 	inProj, shGU, routerSh backend.Tensor
+	// predict is the router of the layer Options.PrefetchAhead ahead,
+	// run on this layer's router input in a one-token step to predict that
+	// layer's picks (prefetch.go); nil without Options.Prefetch.
+	predict backend.Tensor
 
 	// Set by the model's family (family.go): the MLP in two parts, fixed
 	// (the ops that depend on the normed input alone: a dense MLP, or the
@@ -262,6 +266,7 @@ func Open(dir string, opts Options) (*Model, error) {
 	if err := m.registerAll(man); err != nil {
 		return nil, err
 	}
+	m.setupPredict()
 	set := &man.Experts[0]
 	if opts.ExpertBits != 0 {
 		if set, err = man.ExpertSet(opts.ExpertBits); err != nil {

@@ -21,6 +21,11 @@ func (s *Session) moeFixed(r *run, L *layer, xn backend.Buffer, T int) {
 	} else {
 		r.do(be.MatMul(r.view(s.sc.router, 0, T*c.NumExperts), L.router, xn, T))
 	}
+	if T == 1 && L.predict != nil {
+		// A later layer's logits from this layer's input, read back with
+		// this layer's own (prefetch.go).
+		r.do(be.MatMul(r.view(s.sc.router, predictAt(c), c.NumExperts), L.predict, xn, 1))
+	}
 	s.lap(PhaseRouting)
 	if L.shGate == nil {
 		return
@@ -55,12 +60,19 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 	c := &m.Config
 	be := m.be
 	H, E, K := c.HiddenSize, c.NumExperts, m.K
-	lg := r.view(s.sc.router, 0, T*E)
+	n := T * E
+	if T == 1 && L.predict != nil {
+		n = predictAt(c) + E
+	}
 	pl := &s.plan
 	pl.reset(T, E, K)
-	r.do(be.Read(pl.host, lg))
+	pl.host = growTo(pl.host, n)
+	r.do(be.Read(pl.host, r.view(s.sc.router, 0, n)))
 	if r.err != nil {
 		return r.err
+	}
+	if n > T*E {
+		s.predicted(l, pl.host[predictAt(c):n])
 	}
 	idx, wts := pl.idx, pl.wts
 	for t := 0; t < T; t++ {

@@ -165,10 +165,11 @@ func TestPrefetchGolden(t *testing.T) {
 		fake = newPFTier(all / 3)
 		be, budget = fake, 0
 	}
+	// own: the model's own prediction (layer.predict), no route source.
 	for _, c := range []struct {
-		excl  bool
-		ahead int
-	}{{true, 1}, {false, 1}, {true, 2}} {
+		excl, own bool
+		ahead     int
+	}{{true, false, 1}, {false, false, 1}, {true, false, 2}, {true, true, 1}, {false, true, 2}} {
 		excl := c.excl
 		func() {
 			defer func(v bool) { exclusiveOff = v }(exclusiveOff)
@@ -180,7 +181,9 @@ func TestPrefetchGolden(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				s.Routes = rec
+				if !c.own {
+					s.Routes = rec
+				}
 				got, err := s.ForwardAll(g.i64["input_ids"])
 				if err != nil {
 					t.Fatal(err)
@@ -201,7 +204,7 @@ func TestPrefetchGolden(t *testing.T) {
 				}
 				st := m.ExpertStats()
 				pf, used := st.Prefetched-st0.Prefetched, st.PrefetchUsed-st0.PrefetchUsed
-				t.Logf("%d ahead, exclusive %v, run %d: %d prefetched, %d used; %d GPU-tier hits of %d", c.ahead, excl, run, pf, used, st.GPUHits-st0.GPUHits, st.Uses-st0.Uses)
+				t.Logf("own %v, %d ahead, exclusive %v, run %d: %d prefetched, %d used; %d GPU-tier hits of %d", c.own, c.ahead, excl, run, pf, used, st.GPUHits-st0.GPUHits, st.Uses-st0.Uses)
 				if run == 2 && (pf == 0 || used == 0 || used > pf) {
 					t.Errorf("exclusive %v, warm run: %d prefetched, %d used: want some of each, used <= prefetched", excl, pf, used)
 				}

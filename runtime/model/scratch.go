@@ -66,7 +66,9 @@ func scratchSizes(sc *scratch, m *Model, n int) []scratchSize {
 		// qkv and sg also hold one token's fused outputs (fuse.go).
 		{&sc.qkv, max(n*c.ConvDim(), c.ConvDim()+hv+2*c.LinearNumValueHeads)}, {&sc.z, n * hv}, {&sc.y, n * hv},
 		{&sc.a, n * c.LinearNumValueHeads}, {&sc.b, n * c.LinearNumValueHeads},
-		{&sc.router, max(n*c.NumExperts, c.NumExperts+1)},
+		// One token's logits, the shared expert's gate, and the logits
+		// predicted for a later layer (prefetch.go).
+		{&sc.router, max(n*c.NumExperts, 2*c.NumExperts+1)},
 		{&sc.sg, max(n, 2) * max(Is, 1)}, {&sc.su, n * max(Is, 1)}, {&sc.sd, n * H}, {&sc.sgate, n},
 		{&sc.xg, n * H}, {&sc.eg, n * m.K * I}, {&sc.eu, n * m.K * I}, {&sc.eo, n * m.K * H}, {&sc.acc, n * H},
 		{&sc.logits, c.VocabSize}, {&sc.dev, devBufLen(m)},
