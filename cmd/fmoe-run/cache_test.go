@@ -60,3 +60,24 @@ func TestHostCacheFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefetchRefused: --prefetch needs a GPU tier that prefetches and a
+// host tier; without them it is refused with the reason, not ignored.
+func TestPrefetchRefused(t *testing.T) {
+	args := []string{"generate", "--model", "$MODEL", "--ids", "1,5", "--tokens", "2", "--backend", "cpu"}
+	for _, c := range []struct {
+		extra []string
+		want  string
+	}{
+		{[]string{"--prefetch", "1"}, "needs a GPU tier"},
+		{[]string{"--prefetch", "1", "--host-cache", "1M"}, "needs a GPU tier"},
+		{[]string{"--prefetch", "-1"}, "want 0, off, or more"},
+	} {
+		if _, err := runApp(t, "", append(args, c.extra...)...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error saying %q", c.extra, err, c.want)
+		}
+	}
+	if _, err := runApp(t, "", append(args, "--prefetch", "0")...); err != nil {
+		t.Errorf("--prefetch 0: %v", err)
+	}
+}

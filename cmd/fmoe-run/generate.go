@@ -26,6 +26,7 @@ func modelFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "verbose", Usage: "say in full why a backend was or was not chosen"},
 		&cli.StringFlag{Name: "gpus", Value: "all", Usage: "`LIST` of devices to split the routed experts over, such as 0,1 (CUDA: device numbers, joined by NCCL; the CPU: logical devices in one process); all takes every visible GPU (one on the CPU and Metal)"},
 		preloadFlag,
+		&cli.IntFlag{Name: "prefetch", Usage: "predict each layer's experts `N` layers ahead (the model's own router run on an earlier layer's input) and copy those the GPU tier lacks from the host tier while the layers before compute (CUDA, with --host-cache; 0, the default, is off). A wrong guess costs link time, never a wrong result; measured in docs/benchmarks.md run 11 (N=1: 9-11% off a layer with misses at 77% of picks predicted)"},
 		&cli.StringFlag{Name: "expert-load", Usage: "routing trace `FILE` (docs/route-trace.md: one recorded from this model's runs with fmoe-run generate --record-route, or a synthetic one from fmoe-pack route-trace) whose per-expert counts place the experts over several --gpus, balanced by load; it must have the model's layers and experts (default: the --route-trace being replayed, else evenly by number)"},
 	}
 }
@@ -49,6 +50,11 @@ func openModel(c *cli.Context) (*model.Model, error) {
 		return nil, cliutil.UsageError("--host-cache: %q is not a size (want 0 or a number of bytes such as 48G)", c.String("host-cache"))
 	}
 	o.HostCache = max(hc, 0) // "0" parses as GPUCacheOff
+	if n := c.Int("prefetch"); n < 0 {
+		return nil, cliutil.UsageError("--prefetch: %d layers ahead (want 0, off, or more)", n)
+	} else if n > 0 {
+		o.Prefetch, o.PrefetchAhead = true, n
+	}
 	bes, load, err := openDevices(c, &o)
 	if err == nil {
 		err = checkPreload(c, gc, bes)
@@ -56,6 +62,12 @@ func openModel(c *cli.Context) (*model.Model, error) {
 	var m *model.Model
 	if err == nil {
 		m, err = model.Open(c.String("model"), o)
+	}
+	if err == nil {
+		if err = m.PrefetchCheck(); err != nil {
+			m.Close()
+			m, err = nil, cliutil.UsageError("--prefetch: %v", err)
+		}
 	}
 	if err == nil && c.Bool("preload") {
 		if err = preload(m, load, os.Stderr, cliutil.ProgressWriter(false)); err != nil {

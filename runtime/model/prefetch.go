@@ -56,6 +56,34 @@ func (s *Session) prefetcher(T int) (backend.ExpertPrefetcher, bool) {
 	return pf, ok
 }
 
+// PrefetchCheck says why Options.Prefetch cannot run on this model as
+// opened (nil when it can, or when it is off): it needs a GPU tier that
+// prefetches (CUDA), a host tier to copy from, and one device.
+func (m *Model) PrefetchCheck() error {
+	if !m.prefetch {
+		return nil
+	}
+	var why string
+	switch c := m.ranks[0].cache; {
+	case c == nil:
+		why = "it needs a GPU tier (--gpu-cache; CUDA)"
+	case m.experts.tier == nil:
+		why = "it copies from the host tier: give one (--host-cache)"
+	case m.experts.lz4 != nil:
+		why = "the LZ4 copy has no host tier"
+	case len(m.ranks) != 1:
+		why = "it runs on one device (and no miss rank)"
+	default:
+		if _, ok := c.(backend.ExpertPrefetcher); !ok {
+			why = fmt.Sprintf("backend %s's GPU tier does not prefetch", m.be.Name())
+		}
+	}
+	if why == "" {
+		return nil
+	}
+	return fmt.Errorf("model: prefetch: %s", why)
+}
+
 // The model's own prediction: the router of the layer PrefetchAhead
 // ahead runs on a layer's router input beside the layer's own router
 // (moeFixed), its logits after the layer's and the shared expert gate's,
@@ -148,6 +176,9 @@ func (s *Session) prefetchNext(l int) error {
 		st.flight = append(st.flight, pfFlight{te, tok})
 		st.marks[t] = append(st.marks[t], id)
 		m.stats.Prefetched++
+		if tp := s.tm.p; tp != nil {
+			tp.Prefetched++
+		}
 		s.countCopied(&w)
 	}
 	return nil
@@ -162,6 +193,9 @@ func (s *Session) prefetchUsed(l int, hits []int) {
 	for _, id := range hits {
 		if containsInt(st.marks[l], id) {
 			s.m.stats.PrefetchUsed++
+			if tp := s.tm.p; tp != nil {
+				tp.PrefetchUsed++
+			}
 		}
 	}
 	st.marks[l] = st.marks[l][:0]

@@ -3,6 +3,7 @@ package model
 import (
 	"bytes"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/fmoe/fmoe/runtime/backend"
@@ -175,6 +176,9 @@ func TestPrefetchGolden(t *testing.T) {
 			defer func(v bool) { exclusiveOff = v }(exclusiveOff)
 			exclusiveOff = !excl
 			m := open(t, "hf", 16, 0, Options{Backend: be, GPUCache: budget, HostCache: int64(all) * stride, Prefetch: true, PrefetchAhead: c.ahead})
+			if err := m.PrefetchCheck(); err != nil {
+				t.Fatal(err)
+			}
 			for run := 1; run <= 2; run++ {
 				st0 := m.ExpertStats()
 				s, err := m.NewSession()
@@ -213,6 +217,12 @@ func TestPrefetchGolden(t *testing.T) {
 			m.Close()
 		}()
 	}
+	// Without a host tier there is nothing to copy from: refused, named.
+	m := open(t, "hf", 16, 0, Options{Backend: be, GPUCache: budget, Prefetch: true})
+	if err := m.PrefetchCheck(); err == nil || !strings.Contains(err.Error(), "host tier") {
+		t.Errorf("prefetch without a host tier: %v", err)
+	}
+	m.Close()
 	if fake != nil && (fake.copies == 0 || len(fake.toks) != 0) {
 		t.Errorf("the fake tier copied %d prefetches, %d tokens never reported done", fake.copies, len(fake.toks))
 	}

@@ -71,6 +71,8 @@ type Timing struct {
 	// CPUMisses says the GPU tier's repeat misses are computed on the
 	// CPU (Options.MissBackend).
 	CPUMisses bool
+	// Prefetch is Options.PrefetchAhead when Options.Prefetch is on, else 0.
+	Prefetch int
 }
 
 // PhaseTiming is the sum over the steps of one kind.
@@ -106,6 +108,9 @@ type PhaseTiming struct {
 	// DevLayers of the steps' MoE layers were routed on the device, with
 	// every expert in the GPU tier (devroute.go); MoELayers in all.
 	DevLayers, MoELayers int64
+	// Prefetched experts were copied into the GPU tier ahead of their
+	// layer (Options.Prefetch); PrefetchUsed of them were then hits.
+	Prefetched, PrefetchUsed int64
 }
 
 // Accounted is the sum of the phases; it falls short of Wall only by the
@@ -196,6 +201,9 @@ func (s *Session) startTiming(T int, decode bool) {
 	t.GPUCache, t.HostCache, t.Devices = m.tierBudget(), m.hostBudget, len(m.ranks)
 	if m.miss > 0 {
 		t.Devices, t.CPUMisses = t.Devices-1, true
+	}
+	if t.Prefetch = 0; m.prefetch {
+		t.Prefetch = max(m.prefetchAhead, 1)
 	}
 	s.tm.p = &t.Prefill
 	if decode {
@@ -341,6 +349,20 @@ func (t *Timing) Report(w io.Writer) {
 		}
 		return pct(float64(p.DevLayers) / float64(p.MoELayers))
 	}, "MoE layers with every expert in the GPU tier: no host round trip")
+	if t.Prefetch > 0 {
+		row("prefetched, experts", func(p *PhaseTiming) string {
+			if p.ExpertUses == 0 {
+				return "-"
+			}
+			return pct(float64(p.Prefetched) / float64(p.ExpertUses))
+		}, fmt.Sprintf("of all experts: predicted %d layer(s) ahead and copied from the host tier", t.Prefetch))
+		row("prefetches used", func(p *PhaseTiming) string {
+			if p.Prefetched == 0 {
+				return "-"
+			}
+			return pct(float64(p.PrefetchUsed) / float64(p.Prefetched))
+		}, "of the prefetched: GPU-tier hits they made (the rest were wrong guesses)")
+	}
 	row("MB over PCIe per token", func(p *PhaseTiming) string {
 		if p.Tokens == 0 {
 			return "-"
