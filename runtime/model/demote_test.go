@@ -50,7 +50,8 @@ func (f *lruTier) CachedExpert(l, id int) ([]backend.Tensor, bool) {
 	return ts, err == nil
 }
 
-func (f *lruTier) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor, error) {
+// makeRoom evicts the least recent entry when the tier is full.
+func (f *lruTier) makeRoom() {
 	if f.order.Len() >= f.n {
 		old := f.order.Back()
 		k := old.Value.(*lruEntry).key
@@ -58,6 +59,10 @@ func (f *lruTier) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor, 
 		delete(f.held, k)
 		f.evicted = append(f.evicted, k)
 	}
+}
+
+func (f *lruTier) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor, error) {
+	f.makeRoom()
 	cp := make([]backend.Weight, len(ws))
 	for i, w := range ws {
 		w.Data, w.Scales, w.Biases = bytes.Clone(w.Data), bytes.Clone(w.Scales), bytes.Clone(w.Biases)

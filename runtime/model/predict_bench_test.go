@@ -65,8 +65,8 @@ func BenchmarkRouterPrediction(b *testing.B) {
 	b.ReportMetric(100*float64(st.pred)/n/float64(K), "pred-%")
 	b.ReportMetric(100*float64(st.predAll)/n, "pred-all-%")
 	b.ReportMetric(100*float64(st.wide)/n/float64(K), "pred-2k-%")
-	b.ReportMetric(100*float64(st.early)/float64(max(st.earlyN, 1))/float64(K), "early-%")
-	b.ReportMetric(100*float64(st.early2)/float64(max(st.early2N, 1))/float64(K), "early2-%")
+	b.ReportMetric(100*float64(st.early[0])/float64(max(st.early[1], 1))/float64(K), "early-%")
+	b.ReportMetric(100*float64(st.early2[0])/float64(max(st.early2[1], 1))/float64(K), "early2-%")
 	b.ReportMetric(100*float64(st.prev)/float64(max(st.prevLayers, 1))/float64(K), "prev-%")
 	b.ReportMetric(100*float64(st.prevAll)/float64(max(st.prevLayers, 1)), "prev-all-%")
 	b.ReportMetric(100*float64(K)/float64(E), "chance-%")
@@ -76,8 +76,7 @@ func BenchmarkRouterPrediction(b *testing.B) {
 // predictStats counts predicted picks over layer-positions.
 type predictStats struct {
 	layers, pred, predAll, wide int
-	early, earlyN               int // from the layer before's router input
-	early2, early2N             int // from the router input two layers before
+	early, early2               [2]int // picks named, layer-positions: from the router input one or two layers before
 	prevLayers, prev, prevAll   int
 }
 
@@ -152,26 +151,20 @@ func (st *predictStats) run(m *Model, ids []int) error {
 			got := picks[l][t*K : (t+1)*K]
 			n := routetrace.Shared(pred, got)
 			st.wide += routetrace.Shared(wide, got)
-			// Earlier still: this layer's router on the layer before's
-			// router input, known at that layer's routing read-back.
-			if xns[l-1] != nil {
-				err := errors.Join(be.Write(xb, xns[l-1][t*H:(t+1)*H]), be.MatMul(lb, L.router, xb, 1), be.Read(lg, lb))
+			// Earlier still: this layer's router on the router input of
+			// the layer d before, known at that layer's routing read-back
+			// (a prefetch with PrefetchAhead d).
+			for d, c := range []*[2]int{{}, &st.early, &st.early2} {
+				if d == 0 || l < d || xns[l-d] == nil {
+					continue
+				}
+				err := errors.Join(be.Write(xb, xns[l-d][t*H:(t+1)*H]), be.MatMul(lb, L.router, xb, 1), be.Read(lg, lb))
 				if err != nil {
 					return err
 				}
 				backend.TopK(lg, pred)
-				st.early += routetrace.Shared(pred, got)
-				st.earlyN++
-			}
-			// Two layers ahead (a prefetch with PrefetchAhead 2).
-			if l >= 2 && xns[l-2] != nil {
-				err := errors.Join(be.Write(xb, xns[l-2][t*H:(t+1)*H]), be.MatMul(lb, L.router, xb, 1), be.Read(lg, lb))
-				if err != nil {
-					return err
-				}
-				backend.TopK(lg, pred)
-				st.early2 += routetrace.Shared(pred, got)
-				st.early2N++
+				c[0] += routetrace.Shared(pred, got)
+				c[1]++
 			}
 			st.layers++
 			st.pred += n

@@ -38,13 +38,7 @@ func (f *pfTier) PrefetchExpert(l, id int, ws []backend.Weight) (int, bool, erro
 	if f.held[k] != nil {
 		return 0, false, nil
 	}
-	if f.order.Len() >= f.n {
-		old := f.order.Back()
-		ok := old.Value.(*lruEntry).key
-		f.order.Remove(old)
-		delete(f.held, ok)
-		f.evicted = append(f.evicted, ok)
-	}
+	f.makeRoom()
 	e := &lruEntry{key: k} // ws filled by the copy
 	f.held[k] = f.order.PushFront(e)
 	f.pending[k] = e
@@ -142,18 +136,7 @@ func TestPrefetchGolden(t *testing.T) {
 			rec.picks[[2]int{l, s.pos}] = append([]int(nil), idx...)
 		}
 	}
-	ref, err := s.ForwardAll(g.i64["input_ids"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range g.i64["generated_ids"] {
-		lg, err := s.Forward([]int{id})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ref = append(ref, lg...)
-	}
-	s.Close()
+	ref := sessionRun(t, s, g, nil)
 	var be backend.Backend
 	var fake *pfTier
 	budget := int64(all/3) * stride
@@ -188,21 +171,11 @@ func TestPrefetchGolden(t *testing.T) {
 				if !c.own {
 					s.Routes = rec
 				}
-				got, err := s.ForwardAll(g.i64["input_ids"])
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, id := range g.i64["generated_ids"] {
-					lg, err := s.Forward([]int{id})
-					if err != nil {
-						t.Fatal(err)
-					}
+				got := sessionRun(t, s, g, func() {
 					if len(s.pf.flight) != 0 {
 						t.Fatalf("%d prefetches in flight after a step", len(s.pf.flight))
 					}
-					got = append(got, lg...)
-				}
-				s.Close()
+				})
 				if i := firstDiff(got, ref); i >= 0 {
 					t.Fatalf("exclusive %v, run %d: logit %d is %v, without tiers %v", excl, run, i, got[i], ref[i])
 				}
@@ -264,4 +237,27 @@ func TestBlurredTrace(t *testing.T) {
 			t.Errorf("accuracy %v: %.3f of the picks predicted", acc, share)
 		}
 	}
+}
+
+// sessionRun feeds g's prompt in one step and its generated tokens one at
+// a time, calling each (if set) after each of those, and returns every
+// logit; it closes s.
+func sessionRun(t *testing.T, s *Session, g *golden, each func()) []float32 {
+	t.Helper()
+	defer s.Close()
+	out, err := s.ForwardAll(g.i64["input_ids"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range g.i64["generated_ids"] {
+		lg, err := s.Forward([]int{id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if each != nil {
+			each()
+		}
+		out = append(out, lg...)
+	}
+	return out
 }
