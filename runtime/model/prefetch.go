@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/fmoe/fmoe/format"
 	"github.com/fmoe/fmoe/runtime/backend"
@@ -155,7 +156,7 @@ func (s *Session) prefetchNext(l int) error {
 	}
 	tier := m.experts.tier
 	for _, id := range s.prediction(t) {
-		if id < 0 || id >= m.Config.NumExperts || containsInt(st.marks[t], id) {
+		if id < 0 || id >= m.Config.NumExperts || slices.Contains(st.marks[t], id) {
 			continue
 		}
 		te, w, ok := m.experts.hostWeights(t, id)
@@ -191,7 +192,7 @@ func (s *Session) prefetchUsed(l int, hits []int) {
 		return
 	}
 	for _, id := range hits {
-		if containsInt(st.marks[l], id) {
+		if slices.Contains(st.marks[l], id) {
 			s.m.stats.PrefetchUsed++
 			if tp := s.tm.p; tp != nil {
 				tp.PrefetchUsed++
@@ -210,15 +211,17 @@ func (s *Session) prefetchPoll(pf backend.ExpertPrefetcher, wait bool) error {
 	keep := st.flight[:0]
 	for _, f := range st.flight {
 		done, err := pf.PrefetchDone(f.tok, wait)
-		if err != nil {
+		switch {
+		case err != nil:
+			// The copy's end is unknown: its host-tier entry stays pinned
+			// (a slot lost to the tier rather than bytes changed under a
+			// copy), and the step fails with err.
 			errs = append(errs, err)
-			done = wait // the bytes are not released while a copy may read them
-		}
-		if !done {
+		case done:
+			s.m.experts.tier.put(f.te, false)
+		default:
 			keep = append(keep, f)
-			continue
 		}
-		s.m.experts.tier.put(f.te, false)
 	}
 	st.flight = keep
 	return errors.Join(errs...)
@@ -234,13 +237,4 @@ func (s *Session) prefetchEnd() error {
 		return errors.New("model: prefetches in flight without a prefetching GPU tier")
 	}
 	return s.prefetchPoll(pf, true)
-}
-
-func containsInt(a []int, v int) bool {
-	for _, x := range a {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

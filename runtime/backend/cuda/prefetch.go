@@ -46,16 +46,23 @@ func (be *Backend) PrefetchExpert(layer, id int, ws []backend.Weight) (int, bool
 			return 0, false, err
 		}
 	}
-	e, _, err := be.admit(ExpertKey{layer, id}, ws, false)
-	if err != nil || e == nil {
-		return 0, false, err
-	}
-	e.pending = true
+	// The event first: once the copy is queued, every way out must leave
+	// the caller knowing when its bytes are free.
 	ev, err := be.prefetchEvent()
 	if err != nil {
 		return 0, false, err
 	}
-	if err := cuErr(C.fm_event_record(be.ctx, ev, be.copy), "cuEventRecord"); err != nil {
+	e, _, err := be.admit(ExpertKey{layer, id}, ws, false)
+	if err == nil && e != nil {
+		e.pending = true
+		err = cuErr(C.fm_event_record(be.ctx, ev, be.copy), "cuEventRecord")
+	}
+	if err != nil || e == nil {
+		be.pf.free = append(be.pf.free, ev)
+		if err != nil {
+			// A copy may be queued: it ends before the caller's bytes go back.
+			err = errors.Join(err, cuErr(C.fm_stream_sync(be.ctx, be.copy), "cuStreamSynchronize"))
+		}
 		return 0, false, err
 	}
 	p := &be.pf
