@@ -4,7 +4,8 @@
 #
 # Every loop prefetches 2048 bytes ahead: measured against 512 (the first
 # choice), 1024, 4096 and none on dev-2c, 2048 and 4096 were best (4-bit
-# 1 thread: 61-73% of the read-only ceiling against 51-58% at 512).
+# 1 thread: 61-73% of the read-only ceiling against 51-58% at 512), except
+# q2Rows4AVX512 (4096, and the next rows' scales and biases: see there).
 import os
 import struct
 
@@ -57,6 +58,15 @@ w("GLOBL q2widx<>(SB), RODATA|NOPTR, $64")
 for i in range(16):
     w("DATA q4widx<>+%d(SB)/4, $0x%04x0000" % (4*i, i//8))
 w("GLOBL q4widx<>(SB), RODATA|NOPTR, $64")
+w("// q2tailmask: the low n of 16 bits, n = 0..15 (the four-row kernel's")
+w("// last groups of its bias pass).")
+for i in range(16):
+    w("DATA q2tailmask<>+%d(SB)/2, $0x%04x" % (2*i, (1 << i) - 1))
+w("GLOBL q2tailmask<>(SB), RODATA|NOPTR, $32")
+w("// q2rsum: dword 4i of each 128-bit lane, for the four-row kernel's sums.")
+for i in range(16):
+    w("DATA q2rsum<>+%d(SB)/4, $%d" % (4*i, 4*(i % 4)))
+w("GLOBL q2rsum<>(SB), RODATA|NOPTR, $64")
 w("// AVX2 field masks: q4and step k (0..6) is 0xf<<4k in all 8 lanes (AVX2")
 w("// has no broadcast memory operand).")
 for k in range(7):
@@ -528,6 +538,275 @@ w("""	ADDQ R15, SI
 	JMP  pairloop
 
 done:
+	VZEROUPPER
+	RET
+""")
+
+# q2 AVX-512, four rows at a time (issue 15, round 4). From memory the 2-bit
+# kernels lose more to their loads of x than their vector work suggests: a
+# line of 256 weights (64 bytes) takes 16 loads of x (1 KiB) from L1, and in
+# a throw-away harness on dev-2c a read of one line from memory plus 16
+# 64-byte loads from L1 ran at 20 cycles a line against 9 in cache (8 loads:
+# 15; 4: 10), as slow as the whole 1-row kernel. Here each load of x serves
+# four rows (4 loads a line-row). Each row keeps two accumulators (8 FMA
+# chains in all) and shifts its words in place (one register a row); data
+# rows are 16·groups bytes apart. The bias pass runs 16 groups a vector for
+# the four rows into their totals, and the four totals are summed together.
+# Exactness: the same float32 products (q−2)·x, scale·sum and (b+2s)·Σx as
+# the other 2-bit kernels, in another order: per block each lane sums 8
+# products in each of two accumulators (four of 4 before), the bias terms
+# go 16 groups a vector into the row totals, and the totals' 16 lanes are
+# summed as a tree. Each result is still a float32 sum of the same terms
+# with at most n ≈ 8 + groups/4 + groups/16 + 6 roundings on any path, so
+# |error| ≤ n·u·Σ|terms| (u = 2^-24) as before: measured against float64
+# (TestQ2Rows4, 140 shapes, zero-mean and offset x) a mean relative error
+# of 6.9e-8 against the pair kernel's 7.5e-8 (the suite allows 2e-5).
+# Registers: x Z30/Z31; words Z1 Z20 Z21 Z8; sums Z2 Z3, Z12 Z13, Z22 Z23,
+# Z24 Z25; row totals Z26-Z29; VPERMPS results Z4 Z5 Z16 Z17; scales Z7
+# Z19 Z14 Z15. AX, R15, R14 hold 1, 2 and 3 times the scale stride (2·groups
+# bytes; data rows are 8 times that apart); CX the distance from the biases
+# to the scales, R10 the next rows' biases (prefetch).
+#
+# Prefetch: PREFETCHT0 4096 bytes ahead in each row. Measured against 2048,
+# 8192, PREFETCHT1 4096 and 8192, and one sequential stream over the next
+# rows (4 lines a block, 0 or 4096 bytes further): within the noise (the
+# range of three to four runs) of each other, 4096 a little ahead. What did
+# count: the next four rows' biases and scales (8·groups bytes each, read
+# in a burst by the bias pass and at the start of the block loop), 32 bytes
+# of each a block: +3 points for the biases and +2-4 more for the scales at
+# 1024×4096 on one thread, where four rows' biases are 8 lines (medians of
+# 4 alternations). With them in, eight rows ahead instead of four, and the
+# weights 8192 bytes ahead, measured the same (12-15 alternations).
+# Also tried in this kernel and dropped, none faster in cache (within 5%
+# either way of the kept one's 17.5-18.2 GB/cpu-s) or from memory: bytes
+# 1-3 of each word from loads 1-3 bytes on in place of 3 of the 7 shifts;
+# x, or the words, loaded as two 32-byte halves; odd crumbs decoded by
+# VPANDD and VCVTDQ2PS (4q against x/4) in place of VPERMPS, to spread the
+# work over more ports. docs/benchmarks.md (round 4) has the figures.
+def q2rows4(name, pf=4096):
+    w("""// func %s(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
+//
+// q2Rows2AVX512 over four rows at a time: rows a multiple of 4, groups a
+// multiple of 4 (x in block order): each load of x serves four rows.
+TEXT ·%s(SB), NOSPLIT, $0-64""" % (name, name))
+    w(HDR)
+    w("""	VMOVUPS q2tab16<>(SB), Z10
+	VMOVUPS q2tabhi16<>(SB), Z18
+	VMOVDQU32 q2widx<>(SB), Z11
+	MOVL $0xaaaaaaaa, AX
+	KMOVD AX, K1
+	MOVL $%s, AX // m = 2
+	VMOVD AX, X9
+	VBROADCASTSS X9, Z9
+	MOVQ CX, AX
+	SHLQ $1, AX
+	MOVQ AX, R15
+	SHLQ $1, R15
+	MOVQ R8, CX
+	SUBQ R9, CX // scales − biases: groups is AX/2 from here
+
+quadloop:
+	CMPQ BX, $4
+	JLT  done
+	LEAQ (AX)(AX*2), R14
+	VXORPS Z26, Z26, Z26
+	VXORPS Z27, Z27, Z27
+	VXORPS Z28, Z28, Z28
+	VXORPS Z29, Z29, Z29
+	MOVQ R11, DX
+	MOVQ AX, R13
+	SHRQ $3, R13 // blocks: groups/4""" % f2h(2.0))
+    w("""	LEAQ (R9)(AX*4), R10 // the next four rows' biases""")
+    w("""
+blockloop:""")
+    W = ["Z1", "Z20", "Z21", "Z8"]
+    ACC = [["Z2", "Z3"], ["Z12", "Z13"], ["Z22", "Z23"], ["Z24", "Z25"]]
+    TOT = ["Z26", "Z27", "Z28", "Z29"]
+    TMP = ["Z4", "Z5", "Z16", "Z17"]
+    SC = ["Z7", "Z19", "Z14", "Z15"]
+    dat = ["(SI)", "(SI)(AX*8)", "(SI)(R15*8)", "(SI)(R14*8)"]
+    sca = ["(R8)", "(R8)(AX*1)", "(R8)(R15*1)", "(R8)(R14*1)"]
+    for r in range(4):
+        w("\tPREFETCHT0 %d%s" % (pf, dat[r]))
+    w("\tPREFETCHT0 (R10) // the next four rows' biases, 32 bytes a block")
+    w("\tPREFETCHT0 (R10)(CX*1) // and their scales")
+    w("\tADDQ $32, R10")
+    for r in range(4):
+        w("\tVMOVDQU32 %s, %s" % (dat[r], W[r]))
+    for k in range(16):
+        xr = "Z30" if k % 2 == 0 else "Z31"
+        w("\tVMOVUPS %d(DX), %s" % (64*k, xr))
+        tab = "Z10" if k % 2 == 0 else "Z18"
+        for r in range(4):
+            t = TMP[r]
+            w("\tVPERMPS %s, %s, %s" % (tab, W[r], t))
+            op = "VMULPS" if k < 2 else "VFMADD231PS"
+            w("\t%s %s, %s, %s" % (op, xr, t, ACC[r][k % 2]))
+            if k % 2 == 1 and k < 15:
+                w("\tVPSRLD $4, %s, %s" % (W[r], W[r]))
+    for r in range(4):
+        a, b = ACC[r]
+        w("\tVADDPS %s, %s, %s" % (b, a, a))
+        w("\tVPBROADCASTQ %s, %s" % (sca[r], SC[r]))
+        w("\tVPERMW.Z %s, Z11, K1, %s" % (SC[r], SC[r]))
+        w("\tVFMADD231PS %s, %s, %s" % (a, SC[r], TOT[r]))
+    w("""	ADDQ $64, SI
+	ADDQ $1024, DX
+	ADDQ $8, R8
+	DECQ R13
+	JNZ  blockloop
+
+	// Bias pass, into the row totals (only their sums matter): Σ_g
+	// (b+m·s)·Σx over the four rows' groups, 16 at a time, the last 1-15
+	// under a mask. R8 is at row 1's scales: DX at row 0's; R9 at row 0's
+	// biases; rows r are r·AX bytes on (AX, R15, R14: 1, 2, 3 rows); R13
+	// is the byte offset of the group (2 per group, 4 in sx).
+	MOVQ R8, DX
+	SUBQ AX, DX
+	XORQ R13, R13
+
+bias16:
+	LEAQ 32(R13), R10
+	CMPQ R10, AX
+	JGT  biastail
+	VMOVUPS (R12)(R13*2), Z6""")
+    for r in range(4):
+        w("""	VPMOVZXWD %(s)s, Z7
+	VPSLLD $16, Z7, Z7
+	VPMOVZXWD %(b)s, %(t)s
+	VPSLLD $16, %(t)s, %(t)s
+	VFMADD231PS Z9, Z7, %(t)s // b + m·s
+	VFMADD231PS Z6, %(t)s, %(T)s""" % {"s": ["(DX)", "(DX)(AX*1)", "(DX)(R15*1)", "(DX)(R14*1)"][r], "b": ["(R9)", "(R9)(AX*1)", "(R9)(R15*1)", "(R9)(R14*1)"][r], "t": TMP[r], "T": TOT[r]})
+    w("""	ADDQ $32, DX
+	ADDQ $32, R9
+	ADDQ $32, R13
+	JMP  bias16
+
+biastail:
+	MOVQ AX, R10
+	SUBQ R13, R10 // 2·(groups left), 0..30
+	JZ   biasdone
+	LEAQ q2tailmask<>(SB), R13
+	MOVWLZX (R13)(R10*1), R10
+	KMOVW R10, K2
+	MOVQ DX, R13
+	SUBQ R8, R13
+	ADDQ AX, R13 // the byte offset again
+	VMOVUPS.Z (R12)(R13*2), K2, Z6""")
+    for r in range(4):
+        w("""	VPMOVZXWD.Z %(s)s, K2, Z7
+	VPSLLD $16, Z7, Z7
+	VPMOVZXWD.Z %(b)s, K2, %(t)s
+	VPSLLD $16, %(t)s, %(t)s
+	VFMADD231PS Z9, Z7, %(t)s
+	VFMADD231PS Z6, %(t)s, %(T)s""" % {"s": ["(DX)", "(DX)(AX*1)", "(DX)(R15*1)", "(DX)(R14*1)"][r], "b": ["(R9)", "(R9)(AX*1)", "(R9)(R15*1)", "(R9)(R14*1)"][r], "t": TMP[r], "T": TOT[r]})
+    w("""	MOVQ AX, R10
+	SUBQ R13, R10
+	ADDQ R10, R9 // R9 at row 1's biases, as R8 at row 1's scales
+
+biasdone:
+	// The four totals' sums, together: halves, then quarters, then the
+	// four lanes of each quarter.
+	VINSERTF64X4 $1, Y27, Z26, Z4
+	VSHUFF64X2 $0xee, Z27, Z26, Z5
+	VADDPS Z5, Z4, Z4 // row 0 in lanes 0-7, row 1 in 8-15
+	VINSERTF64X4 $1, Y29, Z28, Z16
+	VSHUFF64X2 $0xee, Z29, Z28, Z17
+	VADDPS Z17, Z16, Z16 // rows 2, 3
+	VSHUFF64X2 $0x88, Z16, Z4, Z5
+	VSHUFF64X2 $0xdd, Z16, Z4, Z17
+	VADDPS Z17, Z5, Z5 // row r in lanes 4r..4r+3
+	VPERMILPS $0x4e, Z5, Z4
+	VADDPS Z4, Z5, Z5
+	VPERMILPS $0xb1, Z5, Z4
+	VADDPS Z4, Z5, Z5 // row r's sum in all of lanes 4r..4r+3
+	VMOVDQU32 q2rsum<>(SB), Z12
+	VPERMPS Z5, Z12, Z5
+	VMOVUPS X5, (DI)
+	ADDQ R14, R8 // rows 1 → 4
+	ADDQ R14, R9
+	LEAQ (SI)(R14*8), SI
+	ADDQ $16, DI
+	SUBQ $4, BX
+	JMP  quadloop
+
+done:
+	VZEROUPPER
+	RET
+""")
+
+q2rows4("q2Rows4AVX512")
+
+# The 2-bit AVX-512 kernels' x order, block part (kern_asm.go's prep): per
+# 256 columns a 16×16 transpose, xt[16k+l] = x[16l+k], and the 4 groups'
+# Σx. In Go the re-order and the sums took 2.3-2.6 µs a token at 4096
+# columns (0.6 at 1024), 2-3% of a 1024×4096 matvec from memory; this takes
+# 0.13-0.16 µs (0.05).
+# Transpose: within each group of 4 rows, dword then qword unpacks (lane m
+# of U_j holds element 4m+j of the 4 rows), then a 4×4 transpose of 128-bit
+# lanes across the 4 groups' U_j (VSHUFF32X4). The sums add the group's 4
+# rows, then the 16 lanes of the 4 groups together (as q2Rows4AVX512's row
+# totals): another order than the Go loop's, the same terms.
+w("""// func q2PrepAVX512(x, xt, sx *float32, blocks int)
+TEXT ·q2PrepAVX512(SB), NOSPLIT, $0-32
+	MOVQ x+0(FP), SI
+	MOVQ xt+8(FP), DI
+	MOVQ sx+16(FP), DX
+	MOVQ blocks+24(FP), CX
+	VMOVDQU32 q2rsum<>(SB), Z31
+	TESTQ CX, CX
+	JZ   prepdone
+
+prepblock:""")
+for G in range(4):
+    for i in range(4):
+        w("\tVMOVUPS %d(SI), Z%d" % (64*(4*G + i), i))
+    w("\tVUNPCKLPS Z1, Z0, Z4")
+    w("\tVUNPCKHPS Z1, Z0, Z5")
+    w("\tVUNPCKLPS Z3, Z2, Z6")
+    w("\tVUNPCKHPS Z3, Z2, Z7")
+    w("\tVADDPS Z1, Z0, Z28")
+    w("\tVADDPS Z3, Z2, Z29")
+    w("\tVADDPS Z29, Z28, Z%d // group %d's rows" % (24 + G, G))
+    U = ["Z%d" % (8 + 4*G + j) for j in range(4)]
+    w("\tVUNPCKLPD Z6, Z4, %s" % U[0])
+    w("\tVUNPCKHPD Z6, Z4, %s" % U[1])
+    w("\tVUNPCKLPD Z7, Z5, %s" % U[2])
+    w("\tVUNPCKHPD Z7, Z5, %s" % U[3])
+for j in range(4):
+    A, B, C, D = ["Z%d" % (8 + 4*G + j) for G in range(4)]
+    w("\tVSHUFF32X4 $0x44, %s, %s, Z0" % (B, A))
+    w("\tVSHUFF32X4 $0xee, %s, %s, Z1" % (B, A))
+    w("\tVSHUFF32X4 $0x44, %s, %s, Z2" % (D, C))
+    w("\tVSHUFF32X4 $0xee, %s, %s, Z3" % (D, C))
+    w("\tVSHUFF32X4 $0x88, Z2, Z0, Z4")
+    w("\tVSHUFF32X4 $0xdd, Z2, Z0, Z5")
+    w("\tVSHUFF32X4 $0x88, Z3, Z1, Z6")
+    w("\tVSHUFF32X4 $0xdd, Z3, Z1, Z7")
+    for m, r in enumerate(["Z4", "Z5", "Z6", "Z7"]):
+        w("\tVMOVUPS %s, %d(DI) // xt row %d" % (r, 64*(4*m + j), 4*m + j))
+w("""	VINSERTF64X4 $1, Y25, Z24, Z4
+	VSHUFF64X2 $0xee, Z25, Z24, Z5
+	VADDPS Z5, Z4, Z4
+	VINSERTF64X4 $1, Y27, Z26, Z6
+	VSHUFF64X2 $0xee, Z27, Z26, Z7
+	VADDPS Z7, Z6, Z6
+	VSHUFF64X2 $0x88, Z6, Z4, Z5
+	VSHUFF64X2 $0xdd, Z6, Z4, Z7
+	VADDPS Z7, Z5, Z5
+	VPERMILPS $0x4e, Z5, Z4
+	VADDPS Z4, Z5, Z5
+	VPERMILPS $0xb1, Z5, Z4
+	VADDPS Z4, Z5, Z5
+	VPERMPS Z5, Z31, Z5
+	VMOVUPS X5, (DX)
+	ADDQ $1024, SI
+	ADDQ $1024, DI
+	ADDQ $16, DX
+	DECQ CX
+	JNZ  prepblock
+
+prepdone:
 	VZEROUPPER
 	RET
 """)

@@ -23,10 +23,33 @@ func BenchmarkBandwidth(b *testing.B) {
 				for _, s := range [][2]int{{1024, 4096}, {4096, 1024}} {
 					name := fmt.Sprintf("%v/%s/threads%d/%dx%d", f, isaNames[isa], th, s[0], s[1])
 					b.Run(name, func(b *testing.B) { benchBW(b, f, isa, th, s[0], s[1]) })
+					// Each alternative right after the kernel it would replace.
+					for _, a := range benchAlts {
+						if a.f == f && a.isa == isa {
+							name := fmt.Sprintf("%v/%s-%s/threads%d/%dx%d", f, isaNames[isa], a.name, th, s[0], s[1])
+							b.Run(name, func(b *testing.B) {
+								defer a.use()()
+								benchBW(b, f, isa, th, s[0], s[1])
+							})
+						}
+					}
 				}
 			}
 		}
 	}
+}
+
+// benchAlts are kernels that BenchmarkBandwidth, BenchmarkKernelHot and
+// BenchmarkPrefill also run in place of a level's own for one format (named <isa>-<name>), to
+// compare them in one run; an architecture's tests fill it. use installs
+// the alternative and returns what restores the kernel it replaced.
+var benchAlts []benchAlt
+
+type benchAlt struct {
+	f    backend.Format
+	isa  int
+	name string
+	use  func() (restore func())
 }
 
 func benchBW(b *testing.B, f backend.Format, isa, threads, R, C int) {
@@ -107,27 +130,37 @@ func (j *sumJob) do(part, lo, hi int) {
 func BenchmarkKernelHot(b *testing.B) {
 	for _, f := range []backend.Format{backend.Q2, backend.Q4, backend.Q8, backend.BF16} {
 		for _, isa := range isaLevels() {
-			b.Run(fmt.Sprintf("%v/%s", f, isaNames[isa]), func(b *testing.B) {
-				be := New(Options{Threads: 1})
-				defer be.Close()
-				be.isa = isa
-				if isa == isaGo {
-					be.path = PathGo
+			b.Run(fmt.Sprintf("%v/%s", f, isaNames[isa]), func(b *testing.B) { benchHot(b, f, isa) })
+			for _, a := range benchAlts {
+				if a.f == f && a.isa == isa {
+					b.Run(fmt.Sprintf("%v/%s-%s", f, isaNames[isa], a.name), func(b *testing.B) {
+						defer a.use()()
+						benchHot(b, f, isa)
+					})
 				}
-				w, _ := backendtest.RandomWeight(rand.New(rand.NewPCG(1, 2)), f, 256, 4096, 64)
-				t, _ := be.Register(w)
-				x, _ := be.Alloc(4096)
-				y, _ := be.Alloc(256)
-				size := len(w.Data) + len(w.Scales) + len(w.Biases)
-				b.SetBytes(int64(size))
-				c0 := cpuTime()
-				for i := 0; i < b.N; i++ {
-					be.MatMul(y, t, x, 1)
-				}
-				b.ReportMetric(float64(size)*float64(b.N)/1e6/(cpuTime()-c0).Seconds(), "MB/cpu-s")
-			})
+			}
 		}
 	}
+}
+
+func benchHot(b *testing.B, f backend.Format, isa int) {
+	be := New(Options{Threads: 1})
+	defer be.Close()
+	be.isa = isa
+	if isa == isaGo {
+		be.path = PathGo
+	}
+	w, _ := backendtest.RandomWeight(rand.New(rand.NewPCG(1, 2)), f, 256, 4096, 64)
+	t, _ := be.Register(w)
+	x, _ := be.Alloc(4096)
+	y, _ := be.Alloc(256)
+	size := len(w.Data) + len(w.Scales) + len(w.Biases)
+	b.SetBytes(int64(size))
+	c0 := cpuTime()
+	for i := 0; i < b.N; i++ {
+		be.MatMul(y, t, x, 1)
+	}
+	b.ReportMetric(float64(size)*float64(b.N)/1e6/(cpuTime()-c0).Seconds(), "MB/cpu-s")
 }
 
 // BenchmarkPrefill is a 16-token matmul through one 397B expert
@@ -137,25 +170,35 @@ func BenchmarkKernelHot(b *testing.B) {
 func BenchmarkPrefill(b *testing.B) {
 	for _, f := range []backend.Format{backend.Q2, backend.Q4} {
 		for _, isa := range isaLevels() {
-			b.Run(fmt.Sprintf("%v/%s/1024x4096/T16", f, isaNames[isa]), func(b *testing.B) {
-				be := New(Options{Threads: 1})
-				defer be.Close()
-				be.isa = isa
-				if isa == isaGo {
-					be.path = PathGo
+			b.Run(fmt.Sprintf("%v/%s/1024x4096/T16", f, isaNames[isa]), func(b *testing.B) { benchPrefill(b, f, isa) })
+			for _, a := range benchAlts {
+				if a.f == f && a.isa == isa {
+					b.Run(fmt.Sprintf("%v/%s-%s/1024x4096/T16", f, isaNames[isa], a.name), func(b *testing.B) {
+						defer a.use()()
+						benchPrefill(b, f, isa)
+					})
 				}
-				const R, C, T = 1024, 4096, 16
-				w, _ := backendtest.RandomWeight(rand.New(rand.NewPCG(1, 2)), f, R, C, 64)
-				t, _ := be.Register(w)
-				x, _ := be.Alloc(T * C)
-				y, _ := be.Alloc(T * R)
-				c0 := cpuTime()
-				for i := 0; i < b.N; i++ {
-					be.MatMul(y, t, x, T)
-				}
-				cs := (cpuTime() - c0).Seconds()
-				b.ReportMetric(float64(T*b.N)/cs, "tok/cpu-s")
-			})
+			}
 		}
 	}
+}
+
+func benchPrefill(b *testing.B, f backend.Format, isa int) {
+	be := New(Options{Threads: 1})
+	defer be.Close()
+	be.isa = isa
+	if isa == isaGo {
+		be.path = PathGo
+	}
+	const R, C, T = 1024, 4096, 16
+	w, _ := backendtest.RandomWeight(rand.New(rand.NewPCG(1, 2)), f, R, C, 64)
+	t, _ := be.Register(w)
+	x, _ := be.Alloc(T * C)
+	y, _ := be.Alloc(T * R)
+	c0 := cpuTime()
+	for i := 0; i < b.N; i++ {
+		be.MatMul(y, t, x, T)
+	}
+	cs := (cpuTime() - c0).Seconds()
+	b.ReportMetric(float64(T*b.N)/cs, "tok/cpu-s")
 }

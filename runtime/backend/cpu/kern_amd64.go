@@ -62,8 +62,20 @@ func q2RowsAVX512(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 //go:noescape
 func q2Rows2AVX512(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
 
+// q2Rows4AVX512 is q2Rows2AVX512 four rows at a time: rows a multiple of
+// 4, groups a multiple of 4.
+//
+//go:noescape
+func q2Rows4AVX512(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
+
 //go:noescape
 func q8RowsAVX512(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
+
+// q2PrepAVX512 writes blocks runs of 256 columns of x into xt in the 2-bit
+// AVX-512 block order and their group sums into sx (asmAffine.fast).
+//
+//go:noescape
+func q2PrepAVX512(x, xt, sx *float32, blocks int)
 
 // bf16Rows kernels compute rows dot products of bf16 rows of blocks·32
 // (AVX2) or blocks·64 (AVX-512) columns with x.
@@ -95,13 +107,23 @@ var (
 		block: xorder(128, 16, func(l, k int) int { return 8*l + k })}
 	// q2 AVX-512: lane 4c+i holds word i >> 8c; step k reads crumb k.
 	// Blocks of 4 groups: lane i holds word i, step k reads crumb k.
-	kQ2AVX512 = &asmAffine{fn: q2RowsAVX512, pair: q2Rows2AVX512,
-		order: xorder(64, 16, func(l, k int) int { return 16*(l&3) + 4*(l>>2) + k }),
-		block: xorder(256, 16, func(l, k int) int { return 16*l + k })}
+	// Runs of four rows go faster as one pass (quad: each load of x serves
+	// four rows), then pairs, then single rows.
+	kQ2AVX512 = &asmAffine{fn: q2RowsAVX512, pair: q2Rows2AVX512, quad: q2Rows4AVX512,
+		fast: q2PrepAVX512, order: q2AVX512Order, block: q2AVX512Block}
+	// kQ2AVX512Pair is kQ2AVX512 without the four-row pass (round 3's
+	// kernel), kept for comparison (BenchmarkBandwidth's avx512-pair).
+	kQ2AVX512Pair = &asmAffine{fn: q2RowsAVX512, pair: q2Rows2AVX512,
+		order: q2AVX512Order, block: q2AVX512Block}
 	kQ8AVX512 = &asmAffine{fn: q8RowsAVX512}
 
 	kBF16AVX2   = &asmBF16{bf16RowsAVX2, 32}
 	kBF16AVX512 = &asmBF16{bf16RowsAVX512, 64}
+)
+
+var (
+	q2AVX512Order = xorder(64, 16, func(l, k int) int { return 16*(l&3) + 4*(l>>2) + k })
+	q2AVX512Block = xorder(256, 16, func(l, k int) int { return 16*l + k })
 )
 
 // asmKernels[isa][format] is the kernel for each format at each level.

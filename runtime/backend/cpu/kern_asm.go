@@ -23,7 +23,8 @@ import (
 // (x in block order) and the groups left over one at a time (x in order).
 //
 // pair, where there is one, is fn for an even number of rows of whole
-// blocks, two rows at a time (each load of x serves both).
+// blocks, two rows at a time (each load of x serves both); quad, where
+// there is one, the same for a multiple of four rows, four at a time.
 //
 // scale, where there is one, multiplies xt[i] of each single-group order
 // (no blocks) by a power of two: kernels that decode a field in place,
@@ -31,8 +32,12 @@ import (
 // q·x uncentred, so centre (its m, lanes lanes) follows each group's 64
 // values of xt with m·Σx over each lane's columns, which it subtracts.
 type asmAffine struct {
-	fn     func(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
-	pair   func(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
+	fn   func(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
+	pair func(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
+	quad func(w, s, b *byte, groups int, xt, sx, y *float32, rows int)
+	// fast, where there is one, writes blocks runs of 256 columns of xt in
+	// block order (a 16×16 transpose) and their 4·blocks group sums.
+	fast   func(x, xt, sx *float32, blocks int)
 	order  []uint8
 	block  []uint8
 	scale  []float32
@@ -80,6 +85,10 @@ func asmKernel(w *backend.Weight, isa int) kernel {
 
 func (k *asmAffine) prep(w *backend.Weight, x []float32, T int, p *prepared) {
 	C, ng := w.Cols, w.Groups()
+	if k.fast != nil && len(k.block) == 256 && w.Group == 64 && C >= 256 {
+		k.prepFast(w, x, T, p)
+		return
+	}
 	if k.order == nil {
 		p.sx = p.reset(x, T*ng)
 		p.xt = x[:T*C]
@@ -92,6 +101,29 @@ func (k *asmAffine) prep(w *backend.Weight, x []float32, T int, p *prepared) {
 		}
 	}
 	p.groupSums(w, T)
+}
+
+// prepFast is prep with k.fast doing the whole blocks: the re-order and
+// their group sums; the single groups left over as before.
+func (k *asmAffine) prepFast(w *backend.Weight, x []float32, T int, p *prepared) {
+	C, ng := w.Cols, w.Groups()
+	n := k.xlen(C)
+	b := p.reset(x, T*(n+ng))
+	p.xt, p.sx, p.ng = b[:T*n], b[T*n:], ng
+	nb := C / 256
+	for t := 0; t < T; t++ {
+		xr, xt, sx := x[t*C:(t+1)*C], p.xt[t*n:(t+1)*n], p.sx[t*ng:(t+1)*ng]
+		k.fast(&xr[0], &xt[0], &sx[0], nb)
+		for g := 4 * nb; g < ng; g++ {
+			c := 64 * g
+			permute(xt[c:c+64], xr[c:c+64], k.order)
+			var s float32
+			for _, v := range xr[c : c+64] {
+				s += v
+			}
+			sx[g] = s
+		}
+	}
 }
 
 // reorder puts one token's x in the kernel's order: blocks first, then
@@ -168,7 +200,16 @@ func (k *asmAffine) rows(w *backend.Weight, r0, r1 int, p *prepared, t int, y []
 	C, ng := w.Cols, p.ng
 	rb := w.RowBytes()
 	xt := p.xt[t*k.xlen(C):]
-	if k.pair != nil && len(k.block) > 0 && C%len(k.block) == 0 && r1-r0 >= 2 {
+	whole := len(k.block) > 0 && C%len(k.block) == 0
+	if k.quad != nil && whole && r1-r0 >= 4 {
+		n := (r1 - r0) &^ 3
+		k.quad(&w.Data[r0*rb], &w.Scales[2*r0*ng], &w.Biases[2*r0*ng], ng,
+			&xt[0], &p.sx[t*ng], &y[r0], n)
+		if r0 += n; r0 == r1 {
+			return
+		}
+	}
+	if k.pair != nil && whole && r1-r0 >= 2 {
 		n := (r1 - r0) &^ 1
 		k.pair(&w.Data[r0*rb], &w.Scales[2*r0*ng], &w.Biases[2*r0*ng], ng,
 			&xt[0], &p.sx[t*ng], &y[r0], n)
