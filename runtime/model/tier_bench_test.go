@@ -66,7 +66,11 @@ import (
 //     -devmiss (with -dev): the layers the GPU tier holds in part routed
 //     on the device too, their misses computed by the host after
 //     (devpartial.go), against the same tier with -dev alone (the
-//     model's own router in both: a trace is a host choice).
+//     model's own router in both: a trace is a host choice);
+//     -prefetch: the next layer's picks prefetched from the host tier
+//     (Options.Prefetch), predicted by the trace blurred to
+//     FMOE_BENCH_PREDICT's accuracy (default 0.766), FMOE_BENCH_PREFETCH_AHEAD
+//     layers ahead (default 1); its prefetches/layer and the share used.
 //
 // Metrics: ms/token and ms/layer (wall clock, no Timing syncs), the GPU
 // tier's hit share, misses and host-to-device MB per token, and for the
