@@ -104,11 +104,11 @@ type Options struct {
 	// so that the CPU and the host-to-device link work side by side. 0
 	// means 1: every repeat miss.
 	MissShare float64
-	// Prefetch copies the experts a session's route source predicts for
-	// the next layer (RoutePredictor) from the host tier into the GPU tier
-	// while the layer before computes (prefetch.go). Benchmarks only until
-	// the model's own router predicts: a trace's choice has no hidden
-	// state to predict from.
+	// Prefetch copies the experts predicted for a later layer from the
+	// host tier into the GPU tier while the layers before compute
+	// (prefetch.go): predicted by the session's route source where it
+	// predicts (RoutePredictor: benchmarks), else by that layer's router
+	// run on an earlier layer's input. Needs both tiers (PrefetchCheck).
 	Prefetch bool
 	// PrefetchAhead is how many layers ahead Prefetch predicts (0: 1).
 	PrefetchAhead int
