@@ -36,8 +36,9 @@
 #             the GPU tier before the prompt, as llama.cpp has loaded its weights before it times;
 #             fmoe's "preload:" line in runs.log gives the load's time, outside prefill)
 #   host      llama.cpp -ngl 99 -ot exps=CPU (its CPU computes the experts, from mmap'd page cache)
-#             | fmoe --gpu-cache 0: experts pread from the page cache each token, GPU computes; and
-#             fmoe --gpu-cache 0 --host-cache 8G: experts in its pinned host tier, one DMA each
+#             | fmoe --gpu-cache 0 --host-cache 8G: experts in its pinned host tier, one DMA each,
+#             GPU computes; then (deadline permitting) fmoe --gpu-cache 0: experts pread from the
+#             page cache each token
 #   disk      both in a cgroup v2 with memory.max=PEER_MEMMAX (page cache included), after
 #             drop_caches, so experts come from the disk: llama.cpp's mmap vs fmoe's preads
 # fmoe's measured decode tok/s is "timed/untimed": timed from the --timing run (which gives the
@@ -220,7 +221,7 @@ row() { # ROW K
   local row=$1 k=$2 lflags=() fflags=() pre=() n=$TOKENS r=2 pp=$PP drop=0
   case $row in
     resident) lflags=(-ngl 99); fflags=(--gpu-cache 100G --preload) ;;
-    host) lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0)
+    host) lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0 --host-cache 8G)
           cat "$DIR"/fmoe*/packed_experts/*.bin "$DIR"/L*.gguf > /dev/null ;;  # warm the page cache
     disk) [ -n "$CG" ] || { echo "| disk | $k | (no memory cgroup on this machine: skipped) |"; return; }
           lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0); pre=(incg "$CG"); n=32; r=1; drop=1
@@ -236,6 +237,7 @@ row() { # ROW K
   read -r lpper lpatt lpfix < <(lsplit "$ppa" "$ppb" "$ppc")
   lt=$(extrap "$lper" "$lfix"); lpt=$(extrap "$lpper" "$lpfix")
   local name=$row
+  [ $row = host ] && name="host, fmoe host tier"
   while :; do
     [ $row = disk ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
     read -r fut fut2 ftg flt ffix fpp fplt fpfix < <(FDROP=$drop "${pre[@]}" fgen "$name K=$k" "$k" "$pp" "$n" "${fflags[@]}")
@@ -247,9 +249,10 @@ row() { # ROW K
     printf '| %s | %d | %s/%s, %s / %s, %s, %s | %s, untimed %s / %s (%s) | %s, untimed %s / %s | **%s / %s** | %s | **%s** | %s | %s / %s, %s, %s | %s / %s |\n' "$name" "$k" \
       "$ftg" "$fut" "$fut2" "$tga" "$tgb" "$tgc" "$flt" "$fult" "$lper" "$latt" "$ffix" "$fufix" "$lfix" "$ft" "$lt" "$(ratio "$ft" "$lt")" \
       "$fu" "$(ratio "$fu" "$lt")" "$fpp" "$ppa" "$ppb" "$ppc" "$fpt" "$lpt"
-    # experts in RAM: fmoe's pinned host tier (one DMA per expert, no read) beside its page-cache reads
-    [ $row = host ] && [ "$name" = host ] && ! late || break
-    name="host, fmoe host tier"; fflags=(--gpu-cache 0 --host-cache 8G)
+    # experts in RAM: fmoe's pinned host tier (one DMA per expert, no read) first, as fmoe runs
+    # them; then its page-cache reads, while the deadline leaves time
+    [ $row = host ] && [ "$name" = "host, fmoe host tier" ] && ! late || break
+    name="host, fmoe page cache"; fflags=(--gpu-cache 0)
   done
 }
 
