@@ -21,20 +21,24 @@ func BenchmarkBandwidth(b *testing.B) {
 		for _, isa := range isaLevels() {
 			for _, th := range []int{1, 2} {
 				for _, s := range [][2]int{{1024, 4096}, {4096, 1024}} {
-					name := fmt.Sprintf("%v/%s/threads%d/%dx%d", f, isaNames[isa], th, s[0], s[1])
-					b.Run(name, func(b *testing.B) { benchBW(b, f, isa, th, s[0], s[1]) })
-					// Each alternative right after the kernel it would replace.
-					for _, a := range benchAlts {
-						if a.f == f && a.isa == isa {
-							name := fmt.Sprintf("%v/%s-%s/threads%d/%dx%d", f, isaNames[isa], a.name, th, s[0], s[1])
-							b.Run(name, func(b *testing.B) {
-								defer a.use()()
-								benchBW(b, f, isa, th, s[0], s[1])
-							})
-						}
-					}
+					runKernels(b, f, isa, fmt.Sprintf("/threads%d/%dx%d", th, s[0], s[1]), func(b *testing.B) { benchBW(b, f, isa, th, s[0], s[1]) })
 				}
 			}
+		}
+	}
+}
+
+// runKernels runs bench as "<format>/<isa><suffix>" with the level's own
+// kernel, then as "<format>/<isa>-<alt><suffix>" with each alternative for
+// the format and level (benchAlts), right after the kernel it would replace.
+func runKernels(b *testing.B, f backend.Format, isa int, suffix string, bench func(b *testing.B)) {
+	b.Run(fmt.Sprintf("%v/%s%s", f, isaNames[isa], suffix), bench)
+	for _, a := range benchAlts {
+		if a.f == f && a.isa == isa {
+			b.Run(fmt.Sprintf("%v/%s-%s%s", f, isaNames[isa], a.name, suffix), func(b *testing.B) {
+				defer a.use()()
+				bench(b)
+			})
 		}
 	}
 }
@@ -130,15 +134,7 @@ func (j *sumJob) do(part, lo, hi int) {
 func BenchmarkKernelHot(b *testing.B) {
 	for _, f := range []backend.Format{backend.Q2, backend.Q4, backend.Q8, backend.BF16} {
 		for _, isa := range isaLevels() {
-			b.Run(fmt.Sprintf("%v/%s", f, isaNames[isa]), func(b *testing.B) { benchHot(b, f, isa) })
-			for _, a := range benchAlts {
-				if a.f == f && a.isa == isa {
-					b.Run(fmt.Sprintf("%v/%s-%s", f, isaNames[isa], a.name), func(b *testing.B) {
-						defer a.use()()
-						benchHot(b, f, isa)
-					})
-				}
-			}
+			runKernels(b, f, isa, "", func(b *testing.B) { benchHot(b, f, isa) })
 		}
 	}
 }
@@ -170,15 +166,7 @@ func benchHot(b *testing.B, f backend.Format, isa int) {
 func BenchmarkPrefill(b *testing.B) {
 	for _, f := range []backend.Format{backend.Q2, backend.Q4} {
 		for _, isa := range isaLevels() {
-			b.Run(fmt.Sprintf("%v/%s/1024x4096/T16", f, isaNames[isa]), func(b *testing.B) { benchPrefill(b, f, isa) })
-			for _, a := range benchAlts {
-				if a.f == f && a.isa == isa {
-					b.Run(fmt.Sprintf("%v/%s-%s/1024x4096/T16", f, isaNames[isa], a.name), func(b *testing.B) {
-						defer a.use()()
-						benchPrefill(b, f, isa)
-					})
-				}
-			}
+			runKernels(b, f, isa, "/1024x4096/T16", func(b *testing.B) { benchPrefill(b, f, isa) })
 		}
 	}
 }
