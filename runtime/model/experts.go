@@ -498,14 +498,20 @@ func (r *expertReader) giveBack(e *expert) {
 
 // describe points e's weights into its buffer.
 func (r *expertReader) describe(e *expert, l int) {
-	for i, p := range r.proj {
-		w, err := weight(p, e.buf)
-		if err != nil {
-			e.err = layerError(l, fmt.Errorf("model: layer %d expert %d: %w", l, e.id, err))
-			return
-		}
-		e.w[i] = w
+	if err := r.weightsOver(e.buf, &e.w); err != nil {
+		e.err = layerError(l, fmt.Errorf("model: layer %d expert %d: %w", l, e.id, err))
 	}
+}
+
+// weightsOver points w, an expert's projections, into its block buf.
+func (r *expertReader) weightsOver(buf []byte, w *[3]backend.Weight) error {
+	for i, p := range r.proj {
+		var err error
+		if w[i], err = weight(p, buf); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // readSplit reads len(buf) bytes at off as up to readParts concurrent

@@ -235,12 +235,9 @@ func (r *expertReader) hostWeights(l, id int) (*hentry, [3]backend.Weight, bool)
 	if te == nil || !hit {
 		return nil, w, false
 	}
-	for i, p := range r.proj {
-		var err error
-		if w[i], err = weight(p, buf); err != nil {
-			r.tier.put(te, false)
-			return nil, w, false
-		}
+	if r.weightsOver(buf, &w) != nil {
+		r.tier.put(te, false)
+		return nil, w, false
 	}
 	return te, w, true
 }

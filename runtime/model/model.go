@@ -165,7 +165,7 @@ type Model struct {
 	// missShare is Options.MissShare, 1 for 0.
 	missShare     float64
 	prefetch      bool // Options.Prefetch
-	prefetchAhead int  // Options.PrefetchAhead
+	prefetchAhead int  // Options.PrefetchAhead, at least 1
 }
 
 // layer holds the resident tensors of one decoder layer.
@@ -216,7 +216,7 @@ func Open(dir string, opts Options) (*Model, error) {
 	if families[c.Architecture] == nil {
 		return nil, fmt.Errorf("model: %s: architecture %q: fmoe runs %s", dir, c.Architecture, format.SupportedFamilies())
 	}
-	m := &Model{Config: c, K: c.NumExpertsPerTok, be: opts.Backend, dir: dir, chunk: opts.PrefillChunk, maxCtx: opts.MaxContext, prefetch: opts.Prefetch, prefetchAhead: opts.PrefetchAhead}
+	m := &Model{Config: c, K: c.NumExpertsPerTok, be: opts.Backend, dir: dir, chunk: opts.PrefillChunk, maxCtx: opts.MaxContext, prefetch: opts.Prefetch, prefetchAhead: max(opts.PrefetchAhead, 1)}
 	if opts.ExpertsPerToken != 0 {
 		m.K = opts.ExpertsPerToken
 	}

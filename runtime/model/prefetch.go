@@ -47,42 +47,46 @@ type pfFlight struct {
 }
 
 // prefetcher is the GPU tier's prefetch when Options.Prefetch is on and a
-// one-token step can use it: one device, a host tier to copy from.
+// one-token step can use it.
 func (s *Session) prefetcher(T int) (backend.ExpertPrefetcher, bool) {
-	m := s.m
-	if !m.prefetch || T != 1 || len(m.ranks) != 1 || m.ranks[0].cache == nil || m.experts.tier == nil || m.experts.lz4 != nil {
+	if !s.m.prefetch || T != 1 {
 		return nil, false
 	}
-	pf, ok := m.ranks[0].cache.(backend.ExpertPrefetcher)
-	return pf, ok
+	pf, why := s.m.tierPrefetcher()
+	return pf, why == ""
 }
 
 // PrefetchCheck says why Options.Prefetch cannot run on this model as
-// opened (nil when it can, or when it is off): it needs a GPU tier that
-// prefetches (CUDA), a host tier to copy from, and one device.
+// opened (nil when it can, or when it is off).
 func (m *Model) PrefetchCheck() error {
 	if !m.prefetch {
 		return nil
 	}
-	var why string
-	switch c := m.ranks[0].cache; {
+	if _, why := m.tierPrefetcher(); why != "" {
+		return fmt.Errorf("model: prefetch: %s", why)
+	}
+	return nil
+}
+
+// tierPrefetcher is the GPU tier's prefetch, or why there is none to use:
+// it needs a GPU tier that prefetches (CUDA), a host tier to copy from,
+// and one device.
+func (m *Model) tierPrefetcher() (backend.ExpertPrefetcher, string) {
+	c := m.ranks[0].cache
+	switch {
 	case c == nil:
-		why = "it needs a GPU tier (--gpu-cache; CUDA)"
+		return nil, "it needs a GPU tier (--gpu-cache; CUDA)"
 	case m.experts.tier == nil:
-		why = "it copies from the host tier: give one (--host-cache)"
+		return nil, "it copies from the host tier: give one (--host-cache)"
 	case m.experts.lz4 != nil:
-		why = "the LZ4 copy has no host tier"
+		return nil, "the LZ4 copy has no host tier"
 	case len(m.ranks) != 1:
-		why = "it runs on one device (and no miss rank)"
-	default:
-		if _, ok := c.(backend.ExpertPrefetcher); !ok {
-			why = fmt.Sprintf("backend %s's GPU tier does not prefetch", m.be.Name())
-		}
+		return nil, "it runs on one device (and no miss rank)"
 	}
-	if why == "" {
-		return nil
+	if pf, ok := c.(backend.ExpertPrefetcher); ok {
+		return pf, ""
 	}
-	return fmt.Errorf("model: prefetch: %s", why)
+	return nil, fmt.Sprintf("backend %s's GPU tier does not prefetch", m.be.Name())
 }
 
 // The model's own prediction: the router of the layer PrefetchAhead
@@ -102,9 +106,8 @@ func (m *Model) setupPredict() {
 	if !m.prefetch {
 		return
 	}
-	d := max(m.prefetchAhead, 1)
 	for l := range m.layers {
-		if t := l + d; t < len(m.layers) && m.layers[l].router != nil && m.layers[t].router != nil {
+		if t := l + m.prefetchAhead; t < len(m.layers) && m.layers[l].router != nil && m.layers[t].router != nil {
 			m.layers[l].predict = m.layers[t].router
 		}
 	}
@@ -116,7 +119,7 @@ func (s *Session) predicted(l int, logits []float32) {
 	st := &s.pf
 	st.own = growTo(st.own, s.m.K)
 	backend.TopK(logits, st.own)
-	st.ownL = l + max(s.m.prefetchAhead, 1)
+	st.ownL = l + s.m.prefetchAhead
 }
 
 // prediction is the experts layer t is expected to pick: the route
@@ -150,7 +153,7 @@ func (s *Session) prefetchNext(l int) error {
 	st := &s.pf
 	st.marks = growTo(st.marks, len(m.layers))
 	st.marks[l] = st.marks[l][:0] // layer l has run: what it did not use is spent
-	t := l + max(m.prefetchAhead, 1)
+	t := l + m.prefetchAhead
 	if t >= len(m.layers) {
 		return nil
 	}

@@ -203,7 +203,7 @@ func (s *Session) startTiming(T int, decode bool) {
 		t.Devices, t.CPUMisses = t.Devices-1, true
 	}
 	if t.Prefetch = 0; m.prefetch {
-		t.Prefetch = max(m.prefetchAhead, 1)
+		t.Prefetch = m.prefetchAhead
 	}
 	s.tm.p = &t.Prefill
 	if decode {

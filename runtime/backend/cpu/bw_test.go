@@ -56,13 +56,20 @@ type benchAlt struct {
 	use  func() (restore func())
 }
 
-func benchBW(b *testing.B, f backend.Format, isa, threads, R, C int) {
+// benchBackend is a CPU backend of threads threads held to kernel level
+// isa, closed when b ends.
+func benchBackend(b *testing.B, threads, isa int) *Backend {
 	be := New(Options{Threads: threads})
-	defer be.Close()
+	b.Cleanup(func() { be.Close() })
 	be.isa = isa
 	if isa == isaGo {
 		be.path = PathGo
 	}
+	return be
+}
+
+func benchBW(b *testing.B, f backend.Format, isa, threads, R, C int) {
+	be := benchBackend(b, threads, isa)
 	rng := rand.New(rand.NewPCG(1, 2))
 	w, _ := backendtest.RandomWeight(rng, f, R, C, 64)
 	size := len(w.Data) + len(w.Scales) + len(w.Biases)
@@ -140,12 +147,7 @@ func BenchmarkKernelHot(b *testing.B) {
 }
 
 func benchHot(b *testing.B, f backend.Format, isa int) {
-	be := New(Options{Threads: 1})
-	defer be.Close()
-	be.isa = isa
-	if isa == isaGo {
-		be.path = PathGo
-	}
+	be := benchBackend(b, 1, isa)
 	w, _ := backendtest.RandomWeight(rand.New(rand.NewPCG(1, 2)), f, 256, 4096, 64)
 	t, _ := be.Register(w)
 	x, _ := be.Alloc(4096)
@@ -172,12 +174,7 @@ func BenchmarkPrefill(b *testing.B) {
 }
 
 func benchPrefill(b *testing.B, f backend.Format, isa int) {
-	be := New(Options{Threads: 1})
-	defer be.Close()
-	be.isa = isa
-	if isa == isaGo {
-		be.path = PathGo
-	}
+	be := benchBackend(b, 1, isa)
 	const R, C, T = 1024, 4096, 16
 	w, _ := backendtest.RandomWeight(rand.New(rand.NewPCG(1, 2)), f, R, C, 64)
 	t, _ := be.Register(w)
