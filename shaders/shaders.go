@@ -34,6 +34,8 @@ var (
 	routeCUDA string
 	//go:embed mma_cuda.h
 	mmaCUDA string
+	//go:embed mmv_cuda.h
+	mmvCUDA string
 )
 
 // Bodies are the API-independent kernel sources, in inclusion order.
@@ -43,9 +45,11 @@ func Bodies() []string {
 
 // CUDA is the complete CUDA C translation unit: the CUDA prelude, the
 // bodies, then the CUDA-only kernels (batched matvecs, routing and the
-// indexed experts, the tensor-core prefill matmul). It needs no include
-// path.
-func CUDA() string { return CUDAShared() + "\n" + batchCUDA + "\n" + routeCUDA + "\n" + mmaCUDA }
+// indexed experts, the tensor-core prefill matmul and one-token matvec).
+// It needs no include path.
+func CUDA() string {
+	return CUDAShared() + "\n" + batchCUDA + "\n" + routeCUDA + "\n" + mmaCUDA + "\n" + mmvCUDA
+}
 
 // CUDAShared is the CUDA translation unit of the kernels Metal has too: the
 // prelude and the bodies. The batched expert matvecs (batch_cuda.h) are

@@ -134,6 +134,9 @@ func (be *Backend) MatVecBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 	if err != nil {
 		return err
 	}
+	if ok, err := be.mmvBatch(p, first.format, first.rows, first.cols, first.group, len(ws), 0); ok || err != nil {
+		return err
+	}
 	be.args.reset()
 	be.args.ptr(p)
 	be.args.i32(first.rows)

@@ -36,6 +36,10 @@ type Options struct {
 	// tensor cores; 0 means FMOE_CUDA_MMA_MIN or DefaultMMAMinRows, a
 	// negative value turns that path off (see mma.go).
 	MMAMinRows int
+	// MMVBlocksPerSM is the one-token tensor-core matvec's blocks per SM;
+	// 0 means FMOE_CUDA_MMV or DefaultMMVBlocksPerSM, a negative value
+	// turns that path off (see mmv.go).
+	MMVBlocksPerSM int
 	// Matvec tunes the decode matvec (rows per warp, chunks in flight,
 	// warps per block, blocks per SM); zero fields take FMOE_CUDA_MV's
 	// values, then the defaults (mvconfig.go). Results do not depend on it.
@@ -61,6 +65,7 @@ type Backend struct {
 	k      kernels
 	batch  batchKernels
 	mma    mmaState // the tensor-core prefill matmul (mma.go)
+	mmv    mmvState // the tensor-core one-token matvec (mmv.go)
 	img    *image
 	stream C.CUstream // every op, in order
 	copy   C.CUstream // Bind's host-to-device copies
@@ -176,6 +181,9 @@ func (be *Backend) init(opts Options) error {
 	if err := be.mma.load(be, opts.MMAMinRows); err != nil {
 		return err
 	}
+	if err := be.mmv.load(be, opts.MMVBlocksPerSM); err != nil {
+		return err
+	}
 	if err := cuErr(C.fm_stream_create(be.ctx, &be.stream), "cuStreamCreate"); err != nil {
 		return err
 	}
@@ -191,6 +199,12 @@ func (be *Backend) Name() string {
 	}
 	if be.bmv != defaultBatchMatvec {
 		mv += "; batched matvec " + be.bmv.String()
+	}
+	switch b := be.mmv.bpsm; {
+	case b == 0:
+		mv += "; one-token matvec on CUDA cores"
+	case b != DefaultMMVBlocksPerSM:
+		mv += fmt.Sprintf("; one-token tensor-core matvec at %d blocks/SM", b)
 	}
 	return fmt.Sprintf("cuda(%s, sm_%d%d, %d SMs, %.0f GiB; %s%s)", be.dev.name, be.dev.major, be.dev.minor,
 		be.dev.sms, float64(be.dev.totalMem)/(1<<30), be.img.desc, mv)

@@ -82,11 +82,17 @@ func (m *mmaState) load(be *Backend, opt int) error {
 // cores, or 0 where that path is off.
 func (be *Backend) MMAMinRows() int { return be.mma.minRows }
 
-// MatMul computes y[T, w.Rows] = x[T, w.Cols]·wᵀ: on the tensor cores from
-// MMAMinRows rows where the weight's format and shape allow it (see
-// mmaFits), otherwise with the shared CUDA-core kernels. Both meet the
+// MatMul computes y[T, w.Rows] = x[T, w.Cols]·wᵀ: on the tensor cores for
+// one row (mmv.go) and from MMAMinRows rows where the weight's format and
+// shape allow it (mmvPlan, mmaFits), otherwise with the shared CUDA-core
+// kernels. Both meet the
 // conformance suite's float32 tolerance (mma_cuda.h says why).
 func (be *Backend) MatMul(y backend.Buffer, w backend.Tensor, x backend.Buffer, T int) error {
+	if T == 1 && be.mmv.bpsm > 0 {
+		if done, err := be.mmvMatMul(y, w, x); done || err != nil {
+			return err
+		}
+	}
 	if be.mma.minRows > 0 && T >= be.mma.minRows {
 		if done, err := be.mmaMatMul(y, w, x, T); done || err != nil {
 			return err

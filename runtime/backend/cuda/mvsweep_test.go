@@ -81,9 +81,11 @@ func precompile(tb testing.TB, be *Backend) {
 }
 
 // openModule opens a backend compiled with m's Rows and Unroll, its
-// batched matvecs too, or fails the test (the GPU is known to be there).
+// batched matvecs too, with the one-token tensor-core matvec off (the
+// sweep and its bit-identity test are about matvec.h), or fails the test
+// (the GPU is known to be there).
 func openModule(tb testing.TB, m MatvecConfig) *Backend {
-	be, err := NewWithOptions(Options{Matvec: m, BatchMatvec: m})
+	be, err := NewWithOptions(Options{Matvec: m, BatchMatvec: m, MMVBlocksPerSM: -1})
 	if err != nil {
 		tb.Fatalf("%v: %v", m.defines(), err)
 	}
@@ -138,10 +140,10 @@ func (c *sweepCase) run(be *Backend, n int) error {
 	return nil
 }
 
-// load registers the shapes' weights (made once, in ws) on be.
-func loadCases(tb testing.TB, be *Backend, ws map[[2]int]backend.Weight) []*sweepCase {
+// loadCases registers the shapes' weights (made once, in ws) on be.
+func loadCases(tb testing.TB, be *Backend, ws map[[2]int]backend.Weight, shapes []sweepShape) []*sweepCase {
 	var cs []*sweepCase
-	for _, s := range sweepShapes {
+	for _, s := range shapes {
 		w := ws[[2]int{s.R, s.C}]
 		c := &sweepCase{sweepShape: s, bytes: weightBytes(w) * max(1, s.jobs)}
 		for i := 0; i < s.copies; i++ {
@@ -206,7 +208,7 @@ func BenchmarkMatVecSweep(b *testing.B) {
 		}
 		for _, m := range sweepModules() {
 			be := openModule(b, m)
-			cases := loadCases(b, be, ws)
+			cases := loadCases(b, be, ws, sweepShapes)
 			w := newBusy(b, be)
 			for _, l := range sweepLaunch {
 				cfg := withLaunch(m, l)

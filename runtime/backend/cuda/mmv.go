@@ -1,0 +1,148 @@
+//go:build linux && cgo
+
+package cuda
+
+/*
+#include <stdlib.h>
+#include "fmcuda.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"unsafe"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
+
+// DefaultMMVBlocksPerSM is the one-token tensor-core matvec's persistent
+// blocks per SM (shaders/mmv_cuda.h: 256 threads each) when nothing else
+// says. `FMOE_CUDA_MMV=N` (or Options.MMVBlocksPerSM) overrides; 0 or a
+// negative value turns the path off, and one-token MatMuls and the batched
+// matvecs run matvec.h's CUDA-core kernels.
+const DefaultMMVBlocksPerSM = 4
+
+// mmvWarps is mmv_cuda.h's MMV_WARPS.
+const mmvWarps = 8
+
+// mmvState is the one-token tensor-core matvec: its entry points (Q2, Q4,
+// Q8, alone and batched) and blocks per SM (0: off).
+type mmvState struct {
+	k, batch [3]C.CUfunction
+	bpsm     int
+}
+
+var mmvNames = [...]string{"mmv_q2", "mmv_q4", "mmv_q8", "mmv_batch_q2", "mmv_batch_q4", "mmv_batch_q8"}
+
+// load finds the entry points and sets the blocks per SM: opt when
+// non-zero (negative turns the path off), else FMOE_CUDA_MMV, else the
+// default. Cards before sm_80 have no bf16 mma.sync: off.
+func (m *mmvState) load(be *Backend, opt int) error {
+	n := opt
+	if n == 0 {
+		n = DefaultMMVBlocksPerSM
+		if v := os.Getenv("FMOE_CUDA_MMV"); v != "" {
+			var err error
+			if n, err = strconv.Atoi(v); err != nil {
+				return fmt.Errorf("cuda: FMOE_CUDA_MMV=%q: want blocks per SM (0: off)", v)
+			}
+		}
+	}
+	if n <= 0 || be.dev.major < 8 {
+		m.bpsm = 0
+		return nil
+	}
+	m.bpsm = n
+	for i, name := range mmvNames {
+		cs := C.CString(name)
+		// Written as address expressions in the call: see mmaState.load.
+		var r C.CUresult
+		if i < len(m.k) {
+			r = C.fm_module_function(be.ctx, &m.k[i], be.mod, cs)
+		} else {
+			r = C.fm_module_function(be.ctx, &m.batch[i-len(m.k)], be.mod, cs)
+		}
+		C.free(unsafe.Pointer(cs))
+		if err := cuErr(r, "cuModuleGetFunction "+name); err != nil {
+			return err
+		}
+	}
+	for i := range m.k {
+		for _, f := range []C.CUfunction{m.k[i], m.batch[i]} {
+			if err := cuErr(C.fm_func_set_attr(be.ctx, f, funcAttrMaxDynShared, C.int(be.dev.maxSmem)),
+				"cuFuncSetAttribute"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// mmvShared is the dynamic shared memory of mmv_body for C columns: x's
+// three bf16 pieces (96 words a 64-column step), Σx per step, the warps'
+// partial sums.
+func mmvShared(C int) int { return 4 * ((C/64)*97 + 16*mmvWarps) }
+
+// mmvPlan is how the tensor-core matvec launches n jobs of one weight
+// shape: the entry point's index (Q2, Q4, Q8), blocks per job and shared
+// memory; ok is false where the path is off or does not take the shape
+// (then matvec.h's kernels run). A step of 64 columns must lie in one scale
+// group, and the weight's rows must start 16-byte aligned (a lane loads up
+// to 16 bytes of a row at once).
+func (be *Backend) mmvPlan(f backend.Format, R, C, G, n int, data C.CUdeviceptr) (fi, blocks, shared int, ok bool) {
+	if be.mmv.bpsm <= 0 || f < backend.Q2 || f > backend.Q8 || R < 1 || n < 1 {
+		return 0, 0, 0, false
+	}
+	shared = mmvShared(C)
+	if C < 64 || C%64 != 0 || G < 64 || G%64 != 0 || C%G != 0 || data%16 != 0 || shared > be.dev.maxSmem {
+		return 0, 0, 0, false
+	}
+	tiles := (R + 15) / 16
+	per := max(1, (be.mmv.bpsm*be.dev.sms+n-1)/n)
+	return int(f - backend.Q2), min(tiles, per), shared, true
+}
+
+// mmvMatMul runs a one-token MatMul on the tensor cores; done is false
+// (and nothing is queued) where the path does not take the weight.
+func (be *Backend) mmvMatMul(y backend.Buffer, w backend.Tensor, x backend.Buffer) (done bool, err error) {
+	t, err := be.tensor(w, "matmul")
+	if err != nil {
+		return true, err
+	}
+	fi, blocks, shared, ok := be.mmvPlan(t.format, t.rows, t.cols, t.group, 1, t.data)
+	if !ok {
+		return false, nil
+	}
+	yb, err := be.data(y, "matmul y")
+	if err != nil {
+		return true, err
+	}
+	xb, err := be.data(x, "matmul x")
+	if err != nil {
+		return true, err
+	}
+	if err := be.chk.MatMul(t.rows, t.cols, 1, xb.n, yb.n); err != nil {
+		return true, err
+	}
+	be.args.reset()
+	be.args.ptr(t.data).ptr(t.scales).ptr(t.biases).ptr(xb.ptr).ptr(yb.ptr)
+	be.args.i32(t.rows).i32(t.cols).i32(t.group)
+	return true, be.launch(be.mmv.k[fi], blocks, 1, 32*mmvWarps, shared)
+}
+
+// mmvBatch launches the batched tensor-core matvec on n jobs of the table
+// at jobs (batch_cuda.h's mv_job); ok is false where the path does not
+// take the shape. Every job's weight must start 16-byte aligned: data is
+// checked for the first, and the caller's weights all come from the same
+// kind of allocation (registered tensors and cache slots, 256-byte aligned).
+func (be *Backend) mmvBatch(jobs C.CUdeviceptr, f backend.Format, R, C, G, n int, data C.CUdeviceptr) (ok bool, err error) {
+	fi, blocks, shared, ok := be.mmvPlan(f, R, C, G, n, data)
+	if !ok || n > maxGridY {
+		return false, nil
+	}
+	be.args.reset()
+	be.args.ptr(jobs).i32(R).i32(C).i32(G)
+	return true, be.launch(be.mmv.batch[fi], blocks, n, 32*mmvWarps, shared)
+}

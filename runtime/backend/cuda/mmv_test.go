@@ -1,0 +1,215 @@
+//go:build linux && cgo
+
+package cuda
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/backendtest"
+)
+
+// newMMV opens a backend with the one-token tensor-core matvec at bpsm
+// blocks per SM (negative: off), or skips where the card has no bf16
+// tensor cores and the path was asked for.
+func newMMV(t testing.TB, bpsm int) *Backend {
+	t.Helper()
+	newOrSkip(t).Close()
+	be, err := NewWithOptions(Options{MMVBlocksPerSM: bpsm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bpsm > 0 && be.mmv.bpsm == 0 {
+		be.Close()
+		t.Skipf("no bf16 tensor cores on %s", be.Name())
+	}
+	return be
+}
+
+// TestConformanceCUDACores runs the conformance suite with the tensor-core
+// paths off, so that matvec.h's one-token kernels, which Metal shares and
+// which take what the tensor-core matvec does not, stay checked on CUDA.
+func TestConformanceCUDACores(t *testing.T) {
+	newOrSkip(t).Close()
+	backendtest.Run(t, func() backend.Backend {
+		b, err := NewWithOptions(Options{MMVBlocksPerSM: -1, MMAMinRows: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
+}
+
+// TestMatMulMMV checks one-token matmuls on the tensor cores against
+// float64 at the suite's MatMul tolerance (2e-5): Q2, Q4 and Q8, groups of
+// 64 and 128, row tails (rows not a multiple of 16), one row, few and many
+// tiles per block, activations with a large common offset; that the path
+// took each shape (mmvPlan); that a rerun and a MatVecBatch job give the
+// very bits of the MatMul (same tiles, same order, whatever the grid); and
+// that matvec.h's kernel (path off) agrees within the same tolerance.
+func TestMatMulMMV(t *testing.T) {
+	be := newMMV(t, DefaultMMVBlocksPerSM)
+	defer be.Close()
+	off := newMMV(t, -1)
+	defer off.Close()
+	for _, c := range []struct {
+		f       backend.Format
+		R, C, G int
+		offset  bool
+	}{
+		{backend.Q4, 1024, 4096, 64, false}, // an expert's gate/up
+		{backend.Q4, 4096, 1024, 64, true},  // its down
+		{backend.Q4, 1003, 8192, 128, true}, // an out-projection's width, a row tail
+		{backend.Q4, 20608, 4096, 64, false},
+		{backend.Q2, 4099, 1024, 64, true},
+		{backend.Q8, 513, 4096, 64, true}, // a router fused with the shared expert's gate
+		{backend.Q8, 37, 2048, 128, false},
+		{backend.Q4, 1, 64, 64, true}, // one row, one step
+	} {
+		name := fmt.Sprintf("%v/%dx%d/g%d", c.f, c.R, c.C, c.G)
+		rng := rand.New(rand.NewPCG(uint64(c.R), uint64(c.C)))
+		w, vals := backendtest.RandomWeight(rng, c.f, c.R, c.C, c.G)
+		x := make([]float32, c.C)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+			if c.offset {
+				x[i] = 3 + 0.1*x[i]
+			}
+		}
+		wt, err := be.Register(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tt, err := be.tensor(wt, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, ok := be.mmvPlan(tt.format, tt.rows, tt.cols, tt.group, 1, tt.data); !ok {
+			t.Fatalf("%s: the tensor-core matvec does not take this shape", name)
+		}
+		want := refMatMul64(vals, c.R, c.C, x, 1)
+		got := runTensor(t, be, wt, x, 1, c.R)
+		e := relErr64(got, want)
+		if !(e <= 2e-5) {
+			t.Fatalf("%s: relative error %.3g against float64", name, e)
+		}
+		cores := runMatMul(t, off, w, x, 1, c.R)
+		if ec := relErr64(cores, want); !(ec <= 2e-5) {
+			t.Fatalf("%s: matvec.h's relative error %.3g against float64", name, ec)
+		}
+		t.Logf("%s: relative error %.2g (matvec.h %.2g)", name, e, relErr64(cores, want))
+		again := runTensor(t, be, wt, x, 1, c.R)
+		batch := batchOne(t, be, wt, x, c.R)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(again[i]) || math.Float32bits(got[i]) != math.Float32bits(batch[i]) {
+				t.Fatalf("%s: row %d: %v, rerun %v, batch job %v", name, i, got[i], again[i], batch[i])
+			}
+		}
+	}
+}
+
+// batchOne runs x through wt as job 1 of a two-job MatVecBatch (job 0 the
+// same weight on zeros) and returns job 1's output.
+func batchOne(t *testing.T, be *Backend, wt backend.Tensor, x []float32, R int) []float32 {
+	t.Helper()
+	C := len(x)
+	x0, _ := be.Alloc(C)
+	x1, _ := be.Alloc(C)
+	y0, _ := be.Alloc(R)
+	y1, _ := be.Alloc(R)
+	if err := be.Write(x0, make([]float32, C)); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Write(x1, x); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.MatVecBatch([]backend.Buffer{y0, y1}, []backend.Tensor{wt, wt}, []backend.Buffer{x0, x1}); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float32, R)
+	if err := be.Read(out, y1); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// mmvShapes are the one-token projections of a Qwen3.5-397B-A17B layer
+// (4-bit, group 64) and its head, alone and batched as the routed experts
+// run (K=10: 20 gate/up jobs, 10 down jobs), with enough copies of each
+// weight to pass the 50 MB L2.
+var mmvShapes = []sweepShape{
+	{"lm_head 248320x4096", 248320, 4096, 1, 0, 20},
+	{"qkvzba 20608x4096", 20608, 4096, 4, 0, 64},
+	{"out_proj 4096x8192", 4096, 8192, 8, 0, 64},
+	{"shared gate+up 2048x4096", 2048, 4096, 16, 0, 128},
+	{"expert gate/up 1024x4096", 1024, 4096, 64, 0, 256},
+	{"expert down 4096x1024", 4096, 1024, 64, 0, 256},
+	{"batch 20x gate/up 1024x4096", 1024, 4096, 64, 20, 32},
+	{"batch 10x down 4096x1024", 4096, 1024, 64, 10, 32},
+}
+
+// BenchmarkMMV times the one-token matvec on the model's shapes with the
+// tensor-core path at 2, 4 and 8 blocks per SM and off (matvec.h's default
+// setting), in one process: device time per op by CUDA events (best of
+// three, each run queued behind busy work), GB/s of weight bytes and the
+// share of the device-to-device copy's rate measured in the same run.
+func BenchmarkMMV(b *testing.B) {
+	first := newOrSkip(b)
+	b.Logf("backend: %s", first.Name())
+	copyGBs := deviceCopyGBs(b, first)
+	first.Close()
+	ws := map[[2]int]backend.Weight{}
+	for _, s := range mmvShapes {
+		if _, ok := ws[[2]int{s.R, s.C}]; !ok {
+			ws[[2]int{s.R, s.C}] = fastQ4(s.R, s.C, uint64(s.R)^uint64(s.C)<<20)
+		}
+	}
+	fmt.Printf("mmv device copy %.0f GB/s\n", copyGBs)
+	for b.Loop() {
+		for _, bpsm := range []int{-1, 2, 4, 8} {
+			be, err := NewWithOptions(Options{MMVBlocksPerSM: bpsm})
+			if err != nil {
+				b.Fatal(err)
+			}
+			cases := loadCases(b, be, ws, mmvShapes)
+			w := newBusy(b, be)
+			label := "matvec.h"
+			if bpsm > 0 {
+				label = fmt.Sprintf("mmv bpsm=%d", bpsm)
+			}
+			for _, c := range cases {
+				us := timeCase(b, be, c, w)
+				gb := float64(c.bytes) / us / 1e3
+				fmt.Printf("mmv %-12s %-28s %9.2f us %7.1f GB/s %5.1f%% of copy\n", label, c.name, us, gb, 100*gb/copyGBs)
+			}
+			if err := be.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// deviceCopyGBs is the device-to-device copy rate (GB/s counting the bytes
+// read, as a matvec's weights are): 20 copies of 256 MiB, best of three.
+func deviceCopyGBs(b *testing.B, be *Backend) float64 {
+	w := newBusy(b, be)
+	best := math.Inf(1)
+	for r := 0; r < 3; r++ {
+		d, err := be.gpuTime(func() error {
+			for i := 0; i < 20; i++ {
+				if err := be.copyDtoD(w.dst.ptr, w.src.ptr, busyBytes); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		best = min(best, d.Seconds())
+	}
+	return 20 * busyBytes / best / 1e9
+}

@@ -1,0 +1,56 @@
+//go:build linux
+
+package cuda
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestMMVKernelEmulated runs shaders/mmv_cuda.h on the CPU, on machines
+// without a GPU: testdata/mmvemu builds it with g++ against mmaemu's shim
+// (threads meeting at barriers, an emulated mma.sync and bf16x2 FMA) and
+// checks y against float64 at the conformance suite's MatMul tolerance
+// (2e-5): Q2, Q4 and Q8, groups of 64 and 128, one step and many, row
+// tails, fewer tiles than blocks and several tiles a block, x with a large
+// common offset. That the hardware's fragment layout is the one emulated
+// is left to the GPU test (TestMatMulMMV).
+func TestMMVKernelEmulated(t *testing.T) {
+	gxx, err := exec.LookPath("g++")
+	if err != nil {
+		t.Skip("no g++")
+	}
+	bin := filepath.Join(t.TempDir(), "mmvemu")
+	out, err := exec.Command(gxx, "-std=c++20", "-O1", "-pthread", "-I", "../../../shaders", "-o", bin,
+		"testdata/mmvemu/mmvemu.cc").CombinedOutput()
+	if err != nil {
+		if strings.Contains(string(out), "barrier: No such file") {
+			t.Skipf("g++ without C++20 <barrier>: %s", out)
+		}
+		t.Fatalf("g++: %v\n%s", err, out)
+	}
+	for _, c := range [][6]int{
+		// bits, R, C, G, blocks, offset
+		{4, 40, 256, 64, 2, 0},
+		{4, 200, 1024, 64, 3, 1}, // a row tail, several tiles a block
+		{2, 33, 512, 64, 1, 1},
+		{8, 50, 512, 128, 2, 0},
+		{4, 64, 512, 128, 5, 1}, // more blocks than tiles
+		{4, 17, 64, 64, 4, 1},   // one step: seven warps idle
+		{2, 16, 640, 64, 1, 0},  // ten steps: warps with two, warps with one
+	} {
+		args := []string{}
+		for _, v := range c {
+			args = append(args, fmt.Sprint(v))
+		}
+		args = append(args, "11")
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		t.Logf("%s", strings.TrimSpace(string(out)))
+		if err != nil {
+			t.Fatalf("mmvemu %v: %v", args, err)
+		}
+	}
+}

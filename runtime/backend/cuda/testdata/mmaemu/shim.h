@@ -1,0 +1,170 @@
+// shim.h: the host stand-ins the emulators (mmaemu.cc, mmvemu.cc) run the
+// CUDA-only kernels with: each block's 256 threads are OS threads meeting at
+// barriers for __syncthreads, shuffles and the warp-wide mma.sync, which is
+// emulated from the PTX fragment layout of m16n8k16 bf16.
+#pragma once
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <thread>
+#include <vector>
+#include <algorithm>
+
+typedef unsigned int uint;
+typedef unsigned short ushort;
+typedef long long i64;
+using std::min;
+
+struct float4 { float x, y, z, w; };
+struct uint4 { uint x, y, z, w; };
+struct uint2 { uint x, y; };
+static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+static inline uint4 make_uint4(uint x, uint y, uint z, uint w) { return {x, y, z, w}; }
+static inline uint __float_as_uint(float f) { uint u; memcpy(&u, &f, 4); return u; }
+static inline float __uint_as_float(uint u) { float f; memcpy(&f, &u, 4); return f; }
+static inline uint __byte_perm(uint a, uint b, uint s) {
+    uint8_t bytes[8];
+    memcpy(bytes, &a, 4);
+    memcpy(bytes + 4, &b, 4);
+    uint r = 0;
+    for (int i = 0; i < 4; i++) r |= (uint)bytes[(s >> (4 * i)) & 7] << (8 * i);
+    return r;
+}
+
+struct dim3_ { uint x, y, z; };
+static thread_local dim3_ threadIdx;
+static dim3_ blockIdx;
+static std::barrier<>* blockBar;
+static std::barrier<>* warpBar[8];
+static float shflBuf[8][32];
+static uint mmaA[8][32][4], mmaB[8][32][2];
+
+static inline void __syncthreads() { blockBar->arrive_and_wait(); }
+static inline float __shfl_xor_sync(uint, float v, int m) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    shflBuf[w][lane] = v;
+    warpBar[w]->arrive_and_wait();
+    float r = shflBuf[w][lane ^ m];
+    warpBar[w]->arrive_and_wait();
+    return r;
+}
+
+static inline float bf16f(uint h) { return __uint_as_float(h << 16); }
+static inline float half_of(uint reg, int hi) { return bf16f(hi ? reg >> 16 : reg & 0xffffu); }
+
+// D = A·B + C for the warp, each lane supplying and receiving its fragment:
+// A (16×16, row): reg0 (g, 2t..2t+1), reg1 (g+8, ..), reg2 (g, 2t+8..), reg3
+// (g+8, 2t+8..); B (16×8, col): reg0 (k 2t..2t+1, n g), reg1 (k 2t+8..);
+// C/D: (g, 2t..2t+1), (g+8, 2t..2t+1); g = lane/4, t = lane%4.
+static void mma_16816(float (&d)[4], uint a0, uint a1, uint a2, uint a3, uint b0, uint b1) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    mmaA[w][lane][0] = a0, mmaA[w][lane][1] = a1, mmaA[w][lane][2] = a2, mmaA[w][lane][3] = a3;
+    mmaB[w][lane][0] = b0, mmaB[w][lane][1] = b1;
+    warpBar[w]->arrive_and_wait();
+    int g = lane >> 2, t = lane & 3;
+    for (int e = 0; e < 4; e++) {
+        int r = g + 8 * (e >> 1), c = 2 * t + (e & 1);
+        float s = 0;
+        for (int k = 0; k < 16; k++) {
+            int al = (r & 7) * 4 + ((k & 7) >> 1), areg = (r < 8 ? 0 : 1) + (k < 8 ? 0 : 2);
+            int bl = c * 4 + ((k & 7) >> 1), breg = k < 8 ? 0 : 1;
+            s += half_of(mmaA[w][al][areg], k & 1) * half_of(mmaB[w][bl][breg], k & 1);
+        }
+        d[e] += s;
+    }
+    warpBar[w]->arrive_and_wait();
+}
+
+#define MMA_EMULATED 1
+#define __CUDA_ARCH__ 800
+#define DEVICE_FN static inline
+#define UNROLL
+#define __global__
+#define __launch_bounds__(a, b)
+#define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
+#define BF16_TO_FLOAT(u) bf16f((uint)(u))
+#define FMAF(a, b, c) std::fma((float)(a), (float)(b), (float)(c))
+#define BARRIER() __syncthreads()
+#define SIMD_SUM(v) simd_sum_emu(v)
+static inline float simd_sum_emu(float v) {
+    for (int m = 16; m >= 1; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);
+    return v;
+}
+
+// launch runs grid (gx, gy) of 256-thread blocks, one block at a time.
+template <class F>
+static void launch(int gx, int gy, F body) {
+    for (int by = 0; by < gy; by++)
+        for (int bx = 0; bx < gx; bx++) {
+            blockIdx = {(uint)bx, (uint)by, 0};
+            std::barrier<> bar(256);
+            std::barrier<> wb[8] = {std::barrier<>(32), std::barrier<>(32), std::barrier<>(32), std::barrier<>(32),
+                                    std::barrier<>(32), std::barrier<>(32), std::barrier<>(32), std::barrier<>(32)};
+            blockBar = &bar;
+            for (int i = 0; i < 8; i++) warpBar[i] = &wb[i];
+            std::vector<std::thread> th;
+            for (int t = 0; t < 256; t++)
+                th.emplace_back([t, &body] {
+                    threadIdx = {(uint)t, 0, 0};
+                    body();
+                });
+            for (auto& x : th) x.join();
+        }
+}
+
+static uint16_t to_bf16(float f) {
+    uint b = __float_as_uint(f);
+    return (uint16_t)((b + 0x7fff + ((b >> 16) & 1)) >> 16);
+}
+
+// make_weights fills a random R×C weight of the format (bits 2/4/8: MLX
+// affine, group G, biases near −m·s as MLX's are; 16: bf16) and its values
+// as float64.
+static void make_weights(int bits, int R, int C, int G, std::mt19937_64& rng, std::vector<uint>& W,
+                         std::vector<ushort>& S, std::vector<ushort>& B, std::vector<double>& vals) {
+    std::normal_distribution<double> nd;
+    std::uniform_real_distribution<double> ud;
+    const bool quant = bits < 16;
+    const int ng = quant ? C / G : 0;
+    W.assign((size_t)R * C * bits / 32 + 8, 0);
+    S.assign(std::max(1, R * ng), 0), B.assign(std::max(1, R * ng), 0);
+    vals.assign((size_t)R * C, 0);
+    for (int r = 0; r < R; r++) {
+        if (!quant) {
+            for (int j = 0; j < C; j++) {
+                uint16_t h = to_bf16((float)(nd(rng) * 0.1));
+                size_t e = (size_t)r * C + j;
+                W[e / 2] |= (uint)h << (16 * (e & 1));
+                vals[e] = bf16f(h);
+            }
+            continue;
+        }
+        int levels = 1 << bits, per = 32 / bits;
+        for (int g = 0; g < ng; g++) {
+            uint16_t s = to_bf16((float)(0.01 + 0.05 * ud(rng)));
+            uint16_t b = to_bf16((float)(-bf16f(s) * levels / 2 * (0.8 + 0.4 * ud(rng))));
+            S[r * ng + g] = s, B[r * ng + g] = b;
+            for (int j = g * G; j < (g + 1) * G; j++) {
+                uint q = (uint)(rng() % levels);
+                W[((size_t)r * C + j) / per] |= q << (bits * (j % per));
+                vals[(size_t)r * C + j] = (double)q * bf16f(s) + bf16f(b);
+            }
+        }
+    }
+}
+
+// fma.rn.bf16x2: each half a·b + c in float, rounded to bf16 (nearest,
+// ties to even); the kernels use it where the result is exact.
+static inline uint mmv_fma_bf16x2(uint a, uint b, uint c) {
+    uint r = 0;
+    for (int h = 0; h < 2; h++) {
+        float v = std::fma(half_of(a, h), half_of(b, h), half_of(c, h));
+        r |= (uint)to_bf16(v) << (16 * h);
+    }
+    return r;
+}
