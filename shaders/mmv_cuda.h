@@ -5,36 +5,41 @@
 //
 // Why: matvec.h spends about three instructions an element (the decode's
 // mask and FMA, the product's FMA), which on an H200 is about what the SMs
-// can issue while HBM delivers the bytes: it reaches 2.5 TB/s on lm_head
-// and 1.1–1.3 on a layer's projections, of 4.2 (docs/benchmarks.md). Here
-// two elements are decoded by a shift, a mask and one bf16x2 FMA, and the
-// products go to the tensor cores: about 1.5 instructions an element.
+// can issue while HBM delivers the bytes. Here two elements are decoded by
+// a shift, a mask and one bf16x2 FMA, and the products go to the tensor
+// cores.
 //
 // Exactness is mma_cuda.h's: the weights enter as the centred integers
 // q − m (exact in bf16), x as three bf16 pieces hi + mid + lo (exact), and
-// the products accumulate in f32; the scale and bias apply per group in f32
-// in the centred form acc += s·Σ(q−m)x + (b + m·s)·Σx. The three pieces are
-// the MMA's columns n = 0, 1, 2 (the other five are zero), so one
-// m16n8k16 covers a 16-row × 16-column tile where a product per piece
-// would take three; the pieces' sums are added at the end.
+// the products accumulate in f32; the scale and bias apply per 64-column
+// step in f32 in the centred form acc += s·Σ(q−m)x + (b + m·s)·Σx.
 //
-// Layout: a warp computes 16 rows over steps of 64 columns (a step lies in
-// one scale group). Lane (g, c) (g = lane/4, c = lane%4) decodes columns
-// [64s + 16c, +16) of rows g and g+8 into 8 bf16 pairs each, which are its
-// A fragments of the step's 4 MMAs. Which column a k-slot holds is the
-// decode's order (mmv_col); x's pieces are staged in shared memory in that
-// order, lane (n, c) holding piece n's B fragment, so every slot multiplies
-// its own column. A block of 8 warps takes a 16-row tile at a time
-// (persistent: tiles bx, bx + grid, ...), its warps splitting the tile's
-// steps (warp w: w, w+8, ...) and adding their partial sums in warp order
-// through shared memory: a rerun gives the same bits, and which block
-// computes a tile changes none.
+// Layout: a warp computes 16 rows (the MMA's A rows g and g+8 of lane
+// (g, c), g = lane/4, c = lane%4) over pairs of 64-column steps: lane c
+// loads columns [128p + 32c, +32) of rows g and g+8 in one load each (the
+// four lanes of a row read 64 contiguous bytes at 4 bits), so lanes 0–1
+// hold step 2p and lanes 2–3 step 2p+1. One m16n8k16 then mixes two
+// steps, whose scales differ; B keeps them apart: its columns n = 0–2 are
+// x's three pieces on step 2p's k-slots (zero on the other step's), n = 3–5
+// the same on step 2p+1's, n = 6–7 zero. So D holds, per row, each step's
+// three partial sums, each scaled by its own step's scale. Which column a
+// k-slot holds is the decode's order (mmv_col); x's pieces are staged in
+// shared memory in that order.
+//
+// A block of 8 warps takes a 16-row tile at a time (persistent: tiles bx,
+// bx + grid, ...); warp w takes a contiguous range of the tile's step
+// pairs, and the warps' partial sums are added in warp order through shared
+// memory: a rerun gives the same bits, and which block computes a tile
+// changes none. The tile's scales and biases (one contiguous range of each
+// array) are staged in shared memory by the whole block, the next tile's
+// loaded while this one computes.
 
 #define MMV_WARPS 8
-#define MMV_U 4  // steps whose weights a lane loads before decoding them
+#define MMV_U 2      // step pairs whose weights a lane loads before decoding them
+#define MMV_SCV 4    // uint4s of scales and biases a thread stages per tile, at most (ng ≤ 256)
 
-// mmv_col is the column, within a lane's 16, of the low (hi = 0) or high
-// element of decoded pair k (0..7): pair k = i·HALF + p of word i holds
+// mmv_col is the column, within a lane's 32, of the low (hi = 0) or high
+// element of decoded pair k (0..15): pair k = i·HALF + p of word i holds
 // elements p and p + HALF of that word (PER = 32/BITS elements a word).
 template <int BITS>
 DEVICE_FN int mmv_col(int k, int hi) {
@@ -51,17 +56,17 @@ DEVICE_FN uint mmv_fma_bf16x2(uint a, uint b, uint c) {
 }
 #endif
 
-// mmv_decode turns a lane's BITS/2 words of one row (16 elements) into 8
+// mmv_decode turns a lane's BITS words of one row (32 elements) into 16
 // bf16 pairs q − m. Q2/Q4: the two fields of pair k sit at the bottom of
 // each 16-bit half after one shift; OR-ed under bf16's 128.0 they are
 // 128 + q, and one FMA subtracts 128 + m exactly. Q8: 2^23 + q through
 // float32's mantissa, minus 2^23 + 128, then the high halves (exact: at
 // most 8 significant bits).
 template <int BITS>
-DEVICE_FN void mmv_decode(const uint (&w)[BITS / 2], uint (&a)[8]) {
+DEVICE_FN void mmv_decode(const uint (&w)[BITS], uint (&a)[16]) {
     const int PER = 32 / BITS, HALF = PER / 2;
     if (BITS == 8) {
-        UNROLL for (int k = 0; k < 8; k++) {
+        UNROLL for (int k = 0; k < 16; k++) {
             const int i = k / HALF, p = k % HALF;
             float f0 = __uint_as_float(__byte_perm(w[i], 0x4B000000u, 0x7440 + p)) - 8388736.0f;
             float f1 = __uint_as_float(__byte_perm(w[i], 0x4B000000u, 0x7440 + p + 2)) - 8388736.0f;
@@ -72,139 +77,191 @@ DEVICE_FN void mmv_decode(const uint (&w)[BITS / 2], uint (&a)[8]) {
     const uint MASK = (1u << BITS) - 1u;
     const uint M2 = MASK | (MASK << 16);
     const uint NEG = 0xC300u | (1u << (BITS - 1));  // bf16 −(128 + m)
-    UNROLL for (int k = 0; k < 8; k++) {
+    UNROLL for (int k = 0; k < 16; k++) {
         const int i = k / HALF, p = k % HALF;
         uint t = ((w[i] >> (BITS * p)) & M2) | 0x43004300u;
         a[k] = mmv_fma_bf16x2(t, 0x3F803F80u, NEG | (NEG << 16));
     }
 }
 
-// mmv_wload fetches this lane's 16 elements of a row in one step: BITS/2
-// words, one 4-, 8- or 16-byte load.
+// mmv_wload fetches this lane's 32 elements of a row in one step pair:
+// BITS words, loaded 16 bytes (or 8 at 2 bits) at a time.
 template <int BITS>
-DEVICE_FN void mmv_wload(const uint* p, uint (&w)[BITS / 2]) {
+DEVICE_FN void mmv_wload(const uint* p, uint (&w)[BITS]) {
     if (BITS == 2) {
-        w[0] = p[0];
-    } else if (BITS == 4) {
         uint2 v = *(const uint2*)p;
         w[0] = v.x, w[1] = v.y;
     } else {
-        uint4 v = *(const uint4*)p;
-        w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+        UNROLL for (int i = 0; i < BITS / 4; i++) {
+            uint4 v = ((const uint4*)p)[i];
+            w[4 * i] = v.x, w[4 * i + 1] = v.y, w[4 * i + 2] = v.z, w[4 * i + 3] = v.w;
+        }
     }
 }
 
-// mmv_load fetches a lane's weights for the MMV_U steps s0, s0 + 8, ... of
-// a tile (rows r0 = tile·16 + g and r1 = r0 + 8, clamped to R − 1), with
-// each step's scale and centred bias (b + m·s) as floats. A step past the
-// row's end loads the last step again (a valid address; unused).
+// mmv_wbatch fetches a lane's weights for MMV_U step pairs from pair p0 of
+// a tile (rows r0, r1 already clamped to R − 1); pairs past pend load pair
+// pend − 1 again (a valid address; unused).
 template <int BITS>
-DEVICE_FN void mmv_load(const uint* W, const ushort* S, const ushort* B, int R, int C, int G, int tile, int s0,
-                        int lane, uint (&wa)[MMV_U][BITS / 2], uint (&wb)[MMV_U][BITS / 2], float (&sc)[MMV_U][2],
-                        float (&bm)[MMV_U][2]) {
-    const int WPL = BITS / 2;  // words a lane loads per row and step
-    const int g = lane >> 2, c = lane & 3, nst = C / 64, ng = C / G;
-    const i64 wpr = (i64)C * BITS / 32;
-    const float CENTRE = (float)(1 << (BITS - 1));
-    const int r0 = min(tile * 16 + g, R - 1), r1 = min(tile * 16 + g + 8, R - 1);
+DEVICE_FN void mmv_wbatch(const uint* W, i64 wpr, int r0, int r1, int c, int p0, int pend, uint (&wa)[MMV_U][BITS],
+                          uint (&wb)[MMV_U][BITS]) {
     UNROLL for (int u = 0; u < MMV_U; u++) {
-        const int s = min(s0 + u * MMV_WARPS, nst - 1);
-        mmv_wload<BITS>(W + (i64)r0 * wpr + (i64)s * 4 * WPL + c * WPL, wa[u]);
-        mmv_wload<BITS>(W + (i64)r1 * wpr + (i64)s * 4 * WPL + c * WPL, wb[u]);
-        const int grp = (64 * s) / G;
-        sc[u][0] = BF16_TO_FLOAT(S[(i64)r0 * ng + grp]);
-        sc[u][1] = BF16_TO_FLOAT(S[(i64)r1 * ng + grp]);
-        bm[u][0] = BF16_TO_FLOAT(B[(i64)r0 * ng + grp]) + CENTRE * sc[u][0];
-        bm[u][1] = BF16_TO_FLOAT(B[(i64)r1 * ng + grp]) + CENTRE * sc[u][1];
+        const int p = min(p0 + u, pend - 1);
+        const i64 off = (i64)p * 4 * BITS + c * BITS;
+        mmv_wload<BITS>(W + (i64)r0 * wpr + off, wa[u]);
+        mmv_wload<BITS>(W + (i64)r1 * wpr + off, wb[u]);
     }
 }
 
-// mmv_stage writes x's pieces and Σx per step to shared memory: warp w
-// takes steps w, w+8, ..., four at a time (their loads go out together);
-// lane l the pair l%8 of quarter l/8 of a step, split into three pieces.
+// mmv_scload loads tile's scales and biases (rows tile·16 .. +15, one
+// contiguous range of each array; rows past R as zeros) into registers,
+// MMV_SCV uint4s a thread at most: 2·ng of each array a tile.
+DEVICE_FN void mmv_scload(const ushort* S, const ushort* B, int R, int ng, int tile, int tid, uint4 (&v)[MMV_SCV]) {
+    const int per = 2 * ng;  // uint4s of one array in a tile
+    UNROLL for (int i = 0; i < MMV_SCV; i++) {
+        const int idx = tid + 256 * i;
+        v[i] = make_uint4(0u, 0u, 0u, 0u);
+        if (idx < 2 * per) {
+            const int arr = idx / per, j = idx - arr * per;
+            const int row = tile * 16 + (j * 8) / ng;
+            const uint4* src = (const uint4*)((arr ? B : S) + (i64)tile * 16 * ng);
+            if (row < R) v[i] = src[j];
+        }
+    }
+}
+
+DEVICE_FN void mmv_scstore(uint* ssm, int ng, int tid, const uint4 (&v)[MMV_SCV]) {
+    UNROLL for (int i = 0; i < MMV_SCV; i++) {
+        const int idx = tid + 256 * i;
+        if (idx < 4 * ng) ((uint4*)ssm)[idx] = v[i];
+    }
+}
+
+// mmv_stage writes x's pieces and Σx per step to shared memory. Each thread
+// loads float4s of x (all of them at once, so one latency) and writes each
+// element's three bf16 pieces at the half-word its k-slot takes:
+// [pair][quarter q][piece][c][4 words], word k%4 of quarter k/4 of lane c's
+// pairs, low or high half. Σx of a 64-column step is the 16 float4s of a
+// half-warp, added by shuffles in a fixed order.
 template <int BITS>
-DEVICE_FN void mmv_stage(const float* x, int C, uint* xp, float* xsum, int lane, int warp) {
-    const int nst = C / 64, cc = lane >> 3, k = lane & 7;
-    for (int s0 = warp; s0 < nst; s0 += 4 * MMV_WARPS) {
-        float v[4][2];
-        UNROLL for (int u = 0; u < 4; u++) {
-            const int s = min(s0 + u * MMV_WARPS, nst - 1);
-            const float* xc = x + 64 * s + 16 * cc;
-            v[u][0] = xc[mmv_col<BITS>(k, 0)];
-            v[u][1] = xc[mmv_col<BITS>(k, 1)];
+DEVICE_FN void mmv_stage(const float* x, int C, ushort* xh, float* xsum, int tid) {
+    const int PER = 32 / BITS, HALF = PER / 2;
+    const int nf = C / 4;
+    for (int f0 = 0; f0 < nf; f0 += 256 * 4) {
+        float4 v[4];
+        UNROLL for (int i = 0; i < 4; i++) {
+            const int f = f0 + 256 * i + tid;
+            v[i] = f < nf ? ((const float4*)x)[f] : make_float4(0.f, 0.f, 0.f, 0.f);
         }
-        UNROLL for (int u = 0; u < 4; u++) {
-            const int s = s0 + u * MMV_WARPS;
-            if (s >= nst) break;  // warp-uniform
-            uint pw[3];
-            mma_split3(v[u][0], v[u][1], pw);
-            UNROLL for (int n = 0; n < 3; n++) xp[((s * 2 + (k >> 2)) * 12 + n * 4 + cc) * 4 + (k & 3)] = pw[n];
-            float sum = SIMD_SUM(v[u][0] + v[u][1]);
-            if (lane == 0) xsum[s] = sum;
+        UNROLL for (int i = 0; i < 4; i++) {
+            const int f = f0 + 256 * i + tid;
+            if (f >= nf) break;  // warp-uniform: nf is a multiple of 32
+            float e4[4] = {v[i].x, v[i].y, v[i].z, v[i].w};
+            UNROLL for (int e = 0; e < 4; e++) {
+                const int j = 4 * f + e;
+                const int p = j >> 7, c = (j >> 5) & 3, cl = j & 31;
+                const int w = cl / PER, el = cl % PER;
+                const int k = w * HALF + el % HALF, hi = el / HALF;
+                uint pw[3];
+                mma_split3(e4[e], 0.f, pw);
+                UNROLL for (int n = 0; n < 3; n++)
+                    xh[(((((p * 4 + (k >> 2)) * 3 + n) * 4 + c) * 4 + (k & 3)) << 1) + hi] = (ushort)pw[n];
+            }
+            float s = (e4[0] + e4[1]) + (e4[2] + e4[3]);
+            UNROLL for (int m = 8; m >= 1; m >>= 1) s += __shfl_xor_sync(0xffffffffu, s, m);
+            if ((tid & 15) == 0) xsum[f >> 4] = s;
         }
     }
 }
 
-// mmv_body's shared memory sm holds (C/64)·97 + 16·MMV_WARPS words (the
-// host's mmvShared): x's pieces (96 words a step: [step][half][piece
-// n][c][4 words]), Σx per step, the warps' partial sums.
+// mmv_body's shared memory sm holds (the host's mmvShared) x's pieces (192
+// words a step pair), Σx per step (C/64 floats), the tile's scales and
+// biases (2·16·ng half-words), the warps' partial sums (16·MMV_WARPS).
 template <int BITS>
 DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const float* x, float* y, int R, int C, int G,
                         uint* sm, int bx, int nblocks) {
-    const int nst = C / 64;
+    const int np = C / 128, nst = C / 64, ng = C / G;
     uint* xp = sm;
-    float* xsum = (float*)(sm + nst * 96);
-    float* red = xsum + nst;  // [warp][16 rows]
+    float* xsum = (float*)(sm + np * 192);
+    uint* ssm = (uint*)(xsum + nst);  // [array][16 rows][ng] half-words
+    float* red = (float*)(ssm + 16 * ng);
+    const ushort* ss = (const ushort*)ssm;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, c = lane & 3;
     const int ntiles = (R + 15) / 16;
+    const i64 wpr = (i64)C * BITS / 32;
+    const float CENTRE = (float)(1 << (BITS - 1));
+    // This warp's step pairs, and whether lane (g, c) feeds B: piece g % 3
+    // of its own step (g / 3 == c / 2).
+    const int pbeg = warp * np / MMV_WARPS, pend = (warp + 1) * np / MMV_WARPS;
+    const bool feeds = g < 6 && g / 3 == c >> 1;
+    const int piece = g % 3;
 
-    // The first weights go out before x is staged, so the two memory
-    // latencies overlap.
-    uint wa[MMV_U][BITS / 2], wb[MMV_U][BITS / 2];
-    float sc[MMV_U][2], bm[MMV_U][2];
-    if (bx < ntiles && warp < nst) mmv_load<BITS>(W, S, B, R, C, G, bx, warp, lane, wa, wb, sc, bm);
-    mmv_stage<BITS>(x, C, sm, xsum, lane, warp);
+    // The first weights and scales go out before x is staged, so the
+    // memory latencies overlap.
+    uint wa[MMV_U][BITS], wb[MMV_U][BITS];
+    uint4 scv[MMV_SCV];
+    if (bx < ntiles) {
+        const int r0 = min(bx * 16 + g, R - 1), r1 = min(bx * 16 + g + 8, R - 1);
+        if (pbeg < pend) mmv_wbatch<BITS>(W, wpr, r0, r1, c, pbeg, pend, wa, wb);
+        mmv_scload(S, B, R, ng, bx, tid, scv);
+        mmv_scstore(ssm, ng, tid, scv);
+    }
+    mmv_stage<BITS>(x, C, (ushort*)xp, xsum, tid);
     BARRIER();
 
     bool loaded = true;
     for (int tile = bx; tile < ntiles; tile += nblocks) {
+        const int r0 = min(tile * 16 + g, R - 1), r1 = min(tile * 16 + g + 8, R - 1);
+        if (tile + nblocks < ntiles) mmv_scload(S, B, R, ng, tile + nblocks, tid, scv);
         float acc[4] = {0.f, 0.f, 0.f, 0.f};
-        for (int s0 = warp; s0 < nst; s0 += MMV_WARPS * MMV_U) {
-            if (!loaded) mmv_load<BITS>(W, S, B, R, C, G, tile, s0, lane, wa, wb, sc, bm);
+        for (int p0 = pbeg; p0 < pend; p0 += MMV_U) {
+            if (!loaded) mmv_wbatch<BITS>(W, wpr, r0, r1, c, p0, pend, wa, wb);
             loaded = false;
             UNROLL for (int u = 0; u < MMV_U; u++) {
-                const int s = s0 + u * MMV_WARPS;
-                if (s >= nst) break;
-                uint a0[8], a1[8], b[8];
+                const int p = p0 + u;
+                if (p >= pend) break;
+                uint a0[16], a1[16], b[16];
                 mmv_decode<BITS>(wa[u], a0);
                 mmv_decode<BITS>(wb[u], a1);
-                if (g < 3) {
-                    const uint4* bp = (const uint4*)xp;
-                    uint4 lo = bp[(s * 2) * 12 + g * 4 + c], hi = bp[(s * 2 + 1) * 12 + g * 4 + c];
-                    b[0] = lo.x, b[1] = lo.y, b[2] = lo.z, b[3] = lo.w;
-                    b[4] = hi.x, b[5] = hi.y, b[6] = hi.z, b[7] = hi.w;
+                if (feeds) {
+                    const uint4* bp = (const uint4*)xp + (p * 4 * 3 + piece) * 4 + c;
+                    UNROLL for (int q = 0; q < 4; q++) {
+                        uint4 v = bp[q * 12];
+                        b[4 * q] = v.x, b[4 * q + 1] = v.y, b[4 * q + 2] = v.z, b[4 * q + 3] = v.w;
+                    }
                 } else {
-                    UNROLL for (int k = 0; k < 8; k++) b[k] = 0u;
+                    UNROLL for (int k = 0; k < 16; k++) b[k] = 0u;
                 }
                 float d[4] = {0.f, 0.f, 0.f, 0.f};
-                UNROLL for (int j = 0; j < 4; j++) mma_16816(d, a0[2 * j], a1[2 * j], a0[2 * j + 1], a1[2 * j + 1], b[2 * j], b[2 * j + 1]);
-                acc[0] = FMAF(sc[u][0], d[0], acc[0]);
-                acc[1] = FMAF(sc[u][0], d[1], acc[1]);
-                acc[2] = FMAF(sc[u][1], d[2], acc[2]);
-                acc[3] = FMAF(sc[u][1], d[3], acc[3]);
-                if (c == 0) {  // columns n = 0 (hi) and 1: the bias term once a row
-                    acc[0] = FMAF(bm[u][0], xsum[s], acc[0]);
-                    acc[2] = FMAF(bm[u][1], xsum[s], acc[2]);
+                UNROLL for (int j = 0; j < 8; j++) mma_16816(d, a0[2 * j], a1[2 * j], a0[2 * j + 1], a1[2 * j + 1], b[2 * j], b[2 * j + 1]);
+                // Column n = 2c + e of D is step 2p + n/3's: scale it by that
+                // step's scale; the bias term goes in once per step and row,
+                // on columns 0 (lane c 0, e 0) and 3 (lane c 1, e 1).
+                const int sA = 2 * p, gA = (64 * sA) / G, gB = (64 * (sA + 1)) / G;
+                UNROLL for (int e = 0; e < 2; e++) {
+                    const int n = 2 * c + e;
+                    const int grp = n < 3 ? gA : gB;
+                    const float s0 = BF16_TO_FLOAT(ss[g * ng + grp]), s1 = BF16_TO_FLOAT(ss[(g + 8) * ng + grp]);
+                    acc[e] = FMAF(s0, d[e], acc[e]);
+                    acc[2 + e] = FMAF(s1, d[2 + e], acc[2 + e]);
+                    if (n == 0 || n == 3) {
+                        const float xs = xsum[sA + n / 3];
+                        const float b0 = BF16_TO_FLOAT(ss[(16 + g) * ng + grp]) + CENTRE * s0;
+                        const float b1 = BF16_TO_FLOAT(ss[(16 + g + 8) * ng + grp]) + CENTRE * s1;
+                        acc[e] = FMAF(b0, xs, acc[e]);
+                        acc[2 + e] = FMAF(b1, xs, acc[2 + e]);
+                    }
                 }
             }
         }
-        // Row g's sum is lane (g, 0)'s pieces hi + mid plus lane (g, 1)'s
-        // lo; the other columns are zero.
-        float v0 = c == 0 ? acc[0] + acc[1] : c == 1 ? acc[0] : 0.f;
-        float v1 = c == 0 ? acc[2] + acc[3] : c == 1 ? acc[2] : 0.f;
+        // Row g's sum is its six columns over lanes c = 0..2 (c = 3 holds
+        // the zero columns 6 and 7), added in a fixed order.
+        float v0 = acc[0] + acc[1], v1 = acc[2] + acc[3];
         v0 += __shfl_xor_sync(0xffffffffu, v0, 1);
         v1 += __shfl_xor_sync(0xffffffffu, v1, 1);
+        v0 += __shfl_xor_sync(0xffffffffu, v0, 2);
+        v1 += __shfl_xor_sync(0xffffffffu, v1, 2);
         if (c == 0) {
             red[warp * 16 + g] = v0;
             red[warp * 16 + g + 8] = v1;
@@ -215,6 +272,7 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const f
             for (int w = 1; w < MMV_WARPS; w++) t += red[w * 16 + tid];
             y[tile * 16 + tid] = t;
         }
+        if (tile + nblocks < ntiles) mmv_scstore(ssm, ng, tid, scv);
         BARRIER();
     }
 }

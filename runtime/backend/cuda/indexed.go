@@ -112,8 +112,7 @@ func (be *Backend) batchJobs(jobs C.CUdeviceptr, s projShape, n int) error {
 	if !ok {
 		return fmt.Errorf("cuda: indexed experts: no batched matvec for %v [%d, %d]", s.format, s.rows, s.cols)
 	}
-	// ok above says the weights are aligned as the tensor-core path wants.
-	if ok, err := be.mmvBatch(jobs, s.format, s.rows, s.cols, s.group, n, 0); ok || err != nil {
+	if ok, err := be.mmvBatch(jobs, s.format, s.rows, s.cols, s.group, n); ok || err != nil {
 		return err
 	}
 	f := s.format - backend.Q2

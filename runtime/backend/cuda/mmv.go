@@ -19,10 +19,11 @@ import (
 
 // DefaultMMVBlocksPerSM is the one-token tensor-core matvec's persistent
 // blocks per SM (shaders/mmv_cuda.h: 256 threads each) when nothing else
-// says. `FMOE_CUDA_MMV=N` (or Options.MMVBlocksPerSM) overrides; 0 or a
+// says: as many as its registers (80 a thread) let an SM hold.
+// `FMOE_CUDA_MMV=N` (or Options.MMVBlocksPerSM) overrides; 0 or a
 // negative value turns the path off, and one-token MatMuls and the batched
 // matvecs run matvec.h's CUDA-core kernels.
-const DefaultMMVBlocksPerSM = 4
+const DefaultMMVBlocksPerSM = 3
 
 // mmvWarps is mmv_cuda.h's MMV_WARPS.
 const mmvWarps = 8
@@ -80,23 +81,33 @@ func (m *mmvState) load(be *Backend, opt int) error {
 	return nil
 }
 
-// mmvShared is the dynamic shared memory of mmv_body for C columns: x's
-// three bf16 pieces (96 words a 64-column step), Σx per step, the warps'
-// partial sums.
-func mmvShared(C int) int { return 4 * ((C/64)*97 + 16*mmvWarps) }
+// mmvShared is the dynamic shared memory of mmv_body for C columns in
+// groups of G: x's three bf16 pieces (192 words a 128-column step pair), Σx
+// per 64-column step, the tile's scales and biases (16 rows of C/G each),
+// the warps' partial sums.
+func mmvShared(C, G int) int { return 4 * (C/128*192 + C/64 + 16*(C/G) + 16*mmvWarps) }
 
 // mmvPlan is how the tensor-core matvec launches n jobs of one weight
 // shape: the entry point's index (Q2, Q4, Q8), blocks per job and shared
 // memory; ok is false where the path is off or does not take the shape
-// (then matvec.h's kernels run). A step of 64 columns must lie in one scale
-// group, and the weight's rows must start 16-byte aligned (a lane loads up
-// to 16 bytes of a row at once).
-func (be *Backend) mmvPlan(f backend.Format, R, C, G, n int, data C.CUdeviceptr) (fi, blocks, shared int, ok bool) {
+// (then matvec.h's kernels run). The kernel reads a row in pairs of
+// 64-column steps, each step in one scale group, and stages a tile's
+// scales and biases 16 bytes at a time: C a multiple of 128, G of 64, C/G
+// a multiple of 8 and at most 256 (mmv_cuda.h's MMV_SCV), and ptrs (the
+// weights' data, scales and biases) 16-byte aligned.
+func (be *Backend) mmvPlan(f backend.Format, R, C, G, n int, ptrs ...C.CUdeviceptr) (fi, blocks, shared int, ok bool) {
 	if be.mmv.bpsm <= 0 || f < backend.Q2 || f > backend.Q8 || R < 1 || n < 1 {
 		return 0, 0, 0, false
 	}
-	shared = mmvShared(C)
-	if C < 64 || C%64 != 0 || G < 64 || G%64 != 0 || C%G != 0 || data%16 != 0 || shared > be.dev.maxSmem {
+	if C < 128 || C%128 != 0 || G < 64 || G%64 != 0 || C%G != 0 || (C/G)%8 != 0 || C/G > 256 {
+		return 0, 0, 0, false
+	}
+	for _, p := range ptrs {
+		if p%16 != 0 {
+			return 0, 0, 0, false
+		}
+	}
+	if shared = mmvShared(C, G); shared > be.dev.maxSmem {
 		return 0, 0, 0, false
 	}
 	tiles := (R + 15) / 16
@@ -111,7 +122,7 @@ func (be *Backend) mmvMatMul(y backend.Buffer, w backend.Tensor, x backend.Buffe
 	if err != nil {
 		return true, err
 	}
-	fi, blocks, shared, ok := be.mmvPlan(t.format, t.rows, t.cols, t.group, 1, t.data)
+	fi, blocks, shared, ok := be.mmvPlan(t.format, t.rows, t.cols, t.group, 1, t.data, t.scales, t.biases)
 	if !ok {
 		return false, nil
 	}
@@ -134,11 +145,13 @@ func (be *Backend) mmvMatMul(y backend.Buffer, w backend.Tensor, x backend.Buffe
 
 // mmvBatch launches the batched tensor-core matvec on n jobs of the table
 // at jobs (batch_cuda.h's mv_job); ok is false where the path does not
-// take the shape. Every job's weight must start 16-byte aligned: data is
-// checked for the first, and the caller's weights all come from the same
-// kind of allocation (registered tensors and cache slots, 256-byte aligned).
-func (be *Backend) mmvBatch(jobs C.CUdeviceptr, f backend.Format, R, C, G, n int, data C.CUdeviceptr) (ok bool, err error) {
-	fi, blocks, shared, ok := be.mmvPlan(f, R, C, G, n, data)
+// take the shape. ptrs are the jobs' weight pointers where the caller knows
+// them; the indexed experts' come from cache slots, where a tensor's parts
+// lie at offsets that are multiples of 16 whenever mmvPlan takes the shape
+// (whole rows of data, scales and biases, packed or at the pack's
+// 4096-aligned offsets).
+func (be *Backend) mmvBatch(jobs C.CUdeviceptr, f backend.Format, R, C, G, n int, ptrs ...C.CUdeviceptr) (ok bool, err error) {
+	fi, blocks, shared, ok := be.mmvPlan(f, R, C, G, n, ptrs...)
 	if !ok || n > maxGridY {
 		return false, nil
 	}

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/fmoe/fmoe/runtime/backend"
@@ -67,7 +70,7 @@ func TestMatMulMMV(t *testing.T) {
 		{backend.Q2, 4099, 1024, 64, true},
 		{backend.Q8, 513, 4096, 64, true}, // a router fused with the shared expert's gate
 		{backend.Q8, 37, 2048, 128, false},
-		{backend.Q4, 1, 64, 64, true}, // one row, one step
+		{backend.Q4, 1, 512, 64, true}, // one row, four step pairs
 	} {
 		name := fmt.Sprintf("%v/%dx%d/g%d", c.f, c.R, c.C, c.G)
 		rng := rand.New(rand.NewPCG(uint64(c.R), uint64(c.C)))
@@ -152,29 +155,48 @@ var mmvShapes = []sweepShape{
 }
 
 // BenchmarkMMV times the one-token matvec on the model's shapes with the
-// tensor-core path at 2, 4 and 8 blocks per SM and off (matvec.h's default
+// tensor-core path at 2, 3 and 6 blocks per SM and off (matvec.h's default
 // setting), in one process: device time per op by CUDA events (best of
 // three, each run queued behind busy work), GB/s of weight bytes and the
-// share of the device-to-device copy's rate measured in the same run.
+// share of the device copy's rate (bytes read and written) measured in the
+// same run. FMOE_BENCH_MMV_SHAPE (a substring of a shape's name) and
+// FMOE_BENCH_MMV_BPSM (a list, -1 for off) narrow it, e.g. for a profiler.
 func BenchmarkMMV(b *testing.B) {
 	first := newOrSkip(b)
 	b.Logf("backend: %s", first.Name())
 	copyGBs := deviceCopyGBs(b, first)
 	first.Close()
-	ws := map[[2]int]backend.Weight{}
+	var shapes []sweepShape
 	for _, s := range mmvShapes {
+		if strings.Contains(s.name, os.Getenv("FMOE_BENCH_MMV_SHAPE")) {
+			shapes = append(shapes, s)
+		}
+	}
+	bpsms := []int{-1, 2, 3, 6}
+	if v := os.Getenv("FMOE_BENCH_MMV_BPSM"); v != "" {
+		bpsms = bpsms[:0]
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil {
+				b.Fatalf("FMOE_BENCH_MMV_BPSM=%q: %v", v, err)
+			}
+			bpsms = append(bpsms, n)
+		}
+	}
+	ws := map[[2]int]backend.Weight{}
+	for _, s := range shapes {
 		if _, ok := ws[[2]int{s.R, s.C}]; !ok {
 			ws[[2]int{s.R, s.C}] = fastQ4(s.R, s.C, uint64(s.R)^uint64(s.C)<<20)
 		}
 	}
-	fmt.Printf("mmv device copy %.0f GB/s\n", copyGBs)
+	fmt.Printf("mmv device copy %.0f GB/s (read + write)\n", copyGBs)
 	for b.Loop() {
-		for _, bpsm := range []int{-1, 2, 4, 8} {
+		for _, bpsm := range bpsms {
 			be, err := NewWithOptions(Options{MMVBlocksPerSM: bpsm})
 			if err != nil {
 				b.Fatal(err)
 			}
-			cases := loadCases(b, be, ws, mmvShapes)
+			cases := loadCases(b, be, ws, shapes)
 			w := newBusy(b, be)
 			label := "matvec.h"
 			if bpsm > 0 {
@@ -192,8 +214,9 @@ func BenchmarkMMV(b *testing.B) {
 	}
 }
 
-// deviceCopyGBs is the device-to-device copy rate (GB/s counting the bytes
-// read, as a matvec's weights are): 20 copies of 256 MiB, best of three.
+// deviceCopyGBs is the device-to-device copy rate, GB/s of bytes read and
+// written (a copy moves twice its size): 20 copies of 256 MiB, best of
+// three.
 func deviceCopyGBs(b *testing.B, be *Backend) float64 {
 	w := newBusy(b, be)
 	best := math.Inf(1)
@@ -211,5 +234,5 @@ func deviceCopyGBs(b *testing.B, be *Backend) float64 {
 		}
 		best = min(best, d.Seconds())
 	}
-	return 20 * busyBytes / best / 1e9
+	return 2 * 20 * busyBytes / best / 1e9
 }

@@ -14,9 +14,9 @@ import (
 // without a GPU: testdata/mmvemu builds it with g++ against mmaemu's shim
 // (threads meeting at barriers, an emulated mma.sync and bf16x2 FMA) and
 // checks y against float64 at the conformance suite's MatMul tolerance
-// (2e-5): Q2, Q4 and Q8, groups of 64 and 128, one step and many, row
-// tails, fewer tiles than blocks and several tiles a block, x with a large
-// common offset. That the hardware's fragment layout is the one emulated
+// (2e-5): Q2, Q4 and Q8, groups of 64 and 128, few step pairs a warp and
+// several, row tails, fewer tiles than blocks and several tiles a block, x
+// with a large common offset. That the hardware's fragment layout is the one emulated
 // is left to the GPU test (TestMatMulMMV).
 func TestMMVKernelEmulated(t *testing.T) {
 	gxx, err := exec.LookPath("g++")
@@ -33,14 +33,16 @@ func TestMMVKernelEmulated(t *testing.T) {
 		t.Fatalf("g++: %v\n%s", err, out)
 	}
 	for _, c := range [][6]int{
-		// bits, R, C, G, blocks, offset
-		{4, 40, 256, 64, 2, 0},
+		// bits, R, C, G, blocks, offset: shapes mmvPlan passes
+		{4, 40, 512, 64, 2, 0},
 		{4, 200, 1024, 64, 3, 1}, // a row tail, several tiles a block
 		{2, 33, 512, 64, 1, 1},
-		{8, 50, 512, 128, 2, 0},
-		{4, 64, 512, 128, 5, 1}, // more blocks than tiles
-		{4, 17, 64, 64, 4, 1},   // one step: seven warps idle
-		{2, 16, 640, 64, 1, 0},  // ten steps: warps with two, warps with one
+		{8, 50, 1024, 128, 2, 0},
+		{4, 64, 1024, 128, 5, 1}, // more blocks than tiles
+		{4, 17, 512, 64, 4, 1},   // four step pairs: half the warps idle
+		{2, 16, 1536, 64, 1, 0},  // twelve pairs: warps with two, warps with one
+		{4, 100, 4096, 64, 2, 1}, // the 397B's hidden size: two batches a warp
+		{8, 20, 2048, 64, 1, 1},
 	} {
 		args := []string{}
 		for _, v := range c {

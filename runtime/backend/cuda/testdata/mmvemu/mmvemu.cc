@@ -10,6 +10,11 @@
 #include "mmv_cuda.h"
 
 static bool run(int bits, int R, int C, int G, int blocks, bool offset, unsigned seed) {
+    const int ng = C / G;
+    if (C % 128 != 0 || G % 64 != 0 || C % G != 0 || ng % 8 != 0 || ng > 256) {
+        printf("FAIL: %dx%d g%d is not a shape the host's mmvPlan passes\n", R, C, G);
+        return false;
+    }
     std::mt19937_64 rng(seed);
     std::normal_distribution<double> nd;
     std::vector<uint> W;
@@ -22,7 +27,7 @@ static bool run(int bits, int R, int C, int G, int blocks, bool offset, unsigned
         if (offset) v = 3 + 0.1f * v;
     }
     std::vector<float> y(R, NAN);
-    std::vector<uint> sm((size_t)(C / 64) * 97 + MMV_WARPS * 16, 0xdeadbeefu);
+    std::vector<uint> sm((size_t)(C / 128) * 192 + C / 64 + 16 * (C / G) + MMV_WARPS * 16, 0xdeadbeefu);
     auto body = [&] {
         if (bits == 2) mmv_body<2>(W.data(), S.data(), B.data(), x.data(), y.data(), R, C, G, sm.data(), blockIdx.x, blocks);
         if (bits == 4) mmv_body<4>(W.data(), S.data(), B.data(), x.data(), y.data(), R, C, G, sm.data(), blockIdx.x, blocks);
