@@ -36,7 +36,7 @@
 
 #define MMV_WARPS 8
 #define MMV_U 2      // step pairs whose weights a lane loads before decoding them
-#define MMV_SCV 4    // uint4s of scales and biases a thread stages per tile, at most (ng ≤ 256)
+#define MMV_SCV 2    // uint4s of scales and biases a thread stages per tile, at most (ng ≤ 128)
 
 // mmv_col is the column, within a lane's 32, of the low (hi = 0) or high
 // element of decoded pair k (0..15): pair k = i·HALF + p of word i holds
@@ -281,7 +281,7 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const f
 // One entry point per format: grid = blocks (persistent over the 16-row
 // tiles), block = 256 threads, shared = mmvShared(C) bytes.
 #define MMV_KERNEL(name, BITS)                                                                                   \
-    extern "C" __global__ void __launch_bounds__(256, 3) name(const uint* W, const ushort* S, const ushort* B,   \
+    extern "C" __global__ void __launch_bounds__(256, 2) name(const uint* W, const ushort* S, const ushort* B,   \
                                                            const float* x, float* y, int R, int C, int G) {  \
         extern __shared__ __align__(16) uint mmv_sm[];                                                       \
         mmv_body<BITS>(W, S, B, x, y, R, C, G, mmv_sm, blockIdx.x, gridDim.x);                              \
@@ -293,7 +293,7 @@ MMV_KERNEL(mmv_q8, 8)
 // The batched form: grid = (blocks per job, jobs), each job as batch_cuda.h's
 // (a null W is a job experts_jobs found no expert for: skipped, as there).
 #define MMV_BATCH_KERNEL(name, BITS)                                                                             \
-    extern "C" __global__ void __launch_bounds__(256, 3) name(const mv_job* jobs, int R, int C, int G) {          \
+    extern "C" __global__ void __launch_bounds__(256, 2) name(const mv_job* jobs, int R, int C, int G) {          \
         extern __shared__ __align__(16) uint mmv_sm[];                                                       \
         const mv_job j = jobs[blockIdx.y];                                                                   \
         if (j.W == 0) return;                                                                                \

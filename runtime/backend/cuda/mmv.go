@@ -93,13 +93,13 @@ func mmvShared(C, G int) int { return 4 * (C/128*192 + C/64 + 16*(C/G) + 16*mmvW
 // (then matvec.h's kernels run). The kernel reads a row in pairs of
 // 64-column steps, each step in one scale group, and stages a tile's
 // scales and biases 16 bytes at a time: C a multiple of 128, G of 64, C/G
-// a multiple of 8 and at most 256 (mmv_cuda.h's MMV_SCV), and ptrs (the
+// a multiple of 8 and at most 128 (mmv_cuda.h's MMV_SCV), and ptrs (the
 // weights' data, scales and biases) 16-byte aligned.
 func (be *Backend) mmvPlan(f backend.Format, R, C, G, n int, ptrs ...C.CUdeviceptr) (fi, blocks, shared int, ok bool) {
 	if be.mmv.bpsm <= 0 || f < backend.Q2 || f > backend.Q8 || R < 1 || n < 1 {
 		return 0, 0, 0, false
 	}
-	if C < 128 || C%128 != 0 || G < 64 || G%64 != 0 || C%G != 0 || (C/G)%8 != 0 || C/G > 256 {
+	if C < 128 || C%128 != 0 || G < 64 || G%64 != 0 || C%G != 0 || (C/G)%8 != 0 || C/G > 128 {
 		return 0, 0, 0, false
 	}
 	for _, p := range ptrs {

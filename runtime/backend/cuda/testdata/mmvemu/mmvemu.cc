@@ -11,7 +11,7 @@
 
 static bool run(int bits, int R, int C, int G, int blocks, bool offset, unsigned seed) {
     const int ng = C / G;
-    if (C % 128 != 0 || G % 64 != 0 || C % G != 0 || ng % 8 != 0 || ng > 256) {
+    if (C % 128 != 0 || G % 64 != 0 || C % G != 0 || ng % 8 != 0 || ng > 128) {
         printf("FAIL: %dx%d g%d is not a shape the host's mmvPlan passes\n", R, C, G);
         return false;
     }
