@@ -130,10 +130,19 @@ DEVICE_FN void mmv_scload(const ushort* S, const ushort* B, int R, int ng, int t
     }
 }
 
+// mmv_scstore writes them to shared memory as [array][16 rows][ng + 8]
+// half-words: the 16-byte pad puts the rows' same group in different banks
+// (ng half-words alone are a multiple of 128 bytes whenever ng is of 64, and
+// the eight rows a warp reads at once would all fall in one bank).
 DEVICE_FN void mmv_scstore(uint* ssm, int ng, int tid, const uint4 (&v)[MMV_SCV]) {
+    const int per = 2 * ng, rs = (ng + 8) / 8;  // uint4s: one array's tile; one padded row
     UNROLL for (int i = 0; i < MMV_SCV; i++) {
         const int idx = tid + 256 * i;
-        if (idx < 4 * ng) ((uint4*)ssm)[idx] = v[i];
+        if (idx < 2 * per) {
+            const int arr = idx / per, j = idx - arr * per;
+            const int row = (j * 8) / ng, col = j - row * (ng / 8);
+            ((uint4*)ssm)[(arr * 16 + row) * rs + col] = v[i];
+        }
     }
 }
 
@@ -176,15 +185,16 @@ DEVICE_FN void mmv_stage(const float* x, int C, ushort* xh, float* xsum, int tid
 
 // mmv_body's shared memory sm holds (the host's mmvShared) x's pieces (192
 // words a step pair), Σx per step (C/64 floats), the tile's scales and
-// biases (2·16·ng half-words), the warps' partial sums (16·MMV_WARPS).
+// biases (2·16·(ng + 8) half-words), the warps' partial sums (16·MMV_WARPS).
 template <int BITS>
 DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const float* x, float* y, int R, int C, int G,
                         uint* sm, int bx, int nblocks) {
     const int np = C / 128, nst = C / 64, ng = C / G;
     uint* xp = sm;
     float* xsum = (float*)(sm + np * 192);
-    uint* ssm = (uint*)(xsum + nst);  // [array][16 rows][ng] half-words
-    float* red = (float*)(ssm + 16 * ng);
+    uint* ssm = (uint*)(xsum + nst);  // [array][16 rows][ng + 8] half-words
+    float* red = (float*)(ssm + 16 * (ng + 8));
+    const int ngp = ng + 8;
     const ushort* ss = (const ushort*)ssm;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, c = lane & 3;
@@ -242,13 +252,13 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const f
                 UNROLL for (int e = 0; e < 2; e++) {
                     const int n = 2 * c + e;
                     const int grp = n < 3 ? gA : gB;
-                    const float s0 = BF16_TO_FLOAT(ss[g * ng + grp]), s1 = BF16_TO_FLOAT(ss[(g + 8) * ng + grp]);
+                    const float s0 = BF16_TO_FLOAT(ss[g * ngp + grp]), s1 = BF16_TO_FLOAT(ss[(g + 8) * ngp + grp]);
                     acc[e] = FMAF(s0, d[e], acc[e]);
                     acc[2 + e] = FMAF(s1, d[2 + e], acc[2 + e]);
                     if (n == 0 || n == 3) {
                         const float xs = xsum[sA + n / 3];
-                        const float b0 = BF16_TO_FLOAT(ss[(16 + g) * ng + grp]) + CENTRE * s0;
-                        const float b1 = BF16_TO_FLOAT(ss[(16 + g + 8) * ng + grp]) + CENTRE * s1;
+                        const float b0 = BF16_TO_FLOAT(ss[(16 + g) * ngp + grp]) + CENTRE * s0;
+                        const float b1 = BF16_TO_FLOAT(ss[(16 + g + 8) * ngp + grp]) + CENTRE * s1;
                         acc[e] = FMAF(b0, xs, acc[e]);
                         acc[2 + e] = FMAF(b1, xs, acc[2 + e]);
                     }
