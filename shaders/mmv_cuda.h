@@ -1,6 +1,6 @@
 // mmv_cuda.h (CUDA only, sm_80 and later; after batch_cuda.h and
 // mma_cuda.h): one token's matvec y[R] = W·x on the tensor cores, for W in
-// Q2/Q4/Q8 (MLX affine, group G a multiple of 64), alone or as a batch of
+// Q2/Q4/Q8 (MLX affine, group G 64 times a power of two), alone or as a batch of
 // jobs (the routed experts).
 //
 // Why: matvec.h spends about three instructions an element (the decode's
@@ -190,6 +190,7 @@ template <int BITS>
 DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const float* x, float* y, int R, int C, int G,
                         uint* sm, int bx, int nblocks) {
     const int np = C / 128, nst = C / 64, ng = C / G;
+    const int gsh = 31 - __clz(G / 64);  // a step's group is step >> gsh: G/64 is a power of two
     uint* xp = sm;
     float* xsum = (float*)(sm + np * 192);
     uint* ssm = (uint*)(xsum + nst);  // [array][16 rows][ng + 8] half-words
@@ -248,7 +249,7 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const f
                 // Column n = 2c + e of D is step 2p + n/3's: scale it by that
                 // step's scale; the bias term goes in once per step and row,
                 // on columns 0 (lane c 0, e 0) and 3 (lane c 1, e 1).
-                const int sA = 2 * p, gA = (64 * sA) / G, gB = (64 * (sA + 1)) / G;
+                const int sA = 2 * p, gA = sA >> gsh, gB = (sA + 1) >> gsh;
                 UNROLL for (int e = 0; e < 2; e++) {
                     const int n = 2 * c + e;
                     const int grp = n < 3 ? gA : gB;

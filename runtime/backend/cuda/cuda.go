@@ -37,8 +37,8 @@ type Options struct {
 	// negative value turns that path off (see mma.go).
 	MMAMinRows int
 	// MMVBlocksPerSM is the one-token tensor-core matvec's blocks per SM;
-	// 0 means FMOE_CUDA_MMV or DefaultMMVBlocksPerSM, a negative value
-	// turns that path off (see mmv.go).
+	// 0 means FMOE_CUDA_MMV or DefaultMMVBlocksPerSM (off), a negative
+	// value turns that path off (see mmv.go).
 	MMVBlocksPerSM int
 	// Matvec tunes the decode matvec (rows per warp, chunks in flight,
 	// warps per block, blocks per SM); zero fields take FMOE_CUDA_MV's
@@ -200,10 +200,7 @@ func (be *Backend) Name() string {
 	if be.bmv != defaultBatchMatvec {
 		mv += "; batched matvec " + be.bmv.String()
 	}
-	switch b := be.mmv.bpsm; {
-	case b == 0:
-		mv += "; one-token matvec on CUDA cores"
-	case b != DefaultMMVBlocksPerSM:
+	if b := be.mmv.bpsm; b > 0 {
 		mv += fmt.Sprintf("; one-token tensor-core matvec at %d blocks/SM", b)
 	}
 	return fmt.Sprintf("cuda(%s, sm_%d%d, %d SMs, %.0f GiB; %s%s)", be.dev.name, be.dev.major, be.dev.minor,

@@ -19,11 +19,15 @@ import (
 
 // DefaultMMVBlocksPerSM is the one-token tensor-core matvec's persistent
 // blocks per SM (shaders/mmv_cuda.h: 256 threads each) when nothing else
-// says: as many as its registers (80 a thread) let an SM hold.
-// `FMOE_CUDA_MMV=N` (or Options.MMVBlocksPerSM) overrides; 0 or a
-// negative value turns the path off, and one-token MatMuls and the batched
-// matvecs run matvec.h's CUDA-core kernels.
-const DefaultMMVBlocksPerSM = 3
+// says: 0, off. Measured on an H200 it is slower than matvec.h's CUDA-core
+// kernel on every decode shape (docs/benchmarks.md, run 12), so it is
+// opt-in: `FMOE_CUDA_MMV=N` (or Options.MMVBlocksPerSM = N) runs it at N
+// blocks per SM (2: what its registers let an SM hold); a negative
+// Options value keeps it off whatever the environment says.
+const DefaultMMVBlocksPerSM = 0
+
+// mmvOptIn is the setting the tests and benchmarks use to run the path.
+const mmvOptIn = 2
 
 // mmvWarps is mmv_cuda.h's MMV_WARPS.
 const mmvWarps = 8
@@ -92,7 +96,8 @@ func mmvShared(C, G int) int { return 4 * (C/128*192 + C/64 + 16*(C/G+8) + 16*mm
 // shape: the entry point's index (Q2, Q4, Q8), blocks per job and shared
 // memory; ok is false where the path is off or does not take the shape
 // (then matvec.h's kernels run). The kernel reads a row in pairs of
-// 64-column steps, each step in one scale group, and stages a tile's
+// 64-column steps, each step in one scale group (found by a shift: G/64 a
+// power of two), and stages a tile's
 // scales and biases 16 bytes at a time: C a multiple of 128, G of 64, C/G
 // a multiple of 8 and at most 128 (mmv_cuda.h's MMV_SCV), and ptrs (the
 // weights' data, scales and biases) 16-byte aligned.
@@ -100,7 +105,7 @@ func (be *Backend) mmvPlan(f backend.Format, R, C, G, n int, ptrs ...C.CUdevicep
 	if be.mmv.bpsm <= 0 || f < backend.Q2 || f > backend.Q8 || R < 1 || n < 1 {
 		return 0, 0, 0, false
 	}
-	if C < 128 || C%128 != 0 || G < 64 || G%64 != 0 || C%G != 0 || (C/G)%8 != 0 || C/G > 128 {
+	if C < 128 || C%128 != 0 || G < 64 || G%64 != 0 || (G/64)&(G/64-1) != 0 || C%G != 0 || (C/G)%8 != 0 || C/G > 128 {
 		return 0, 0, 0, false
 	}
 	for _, p := range ptrs {

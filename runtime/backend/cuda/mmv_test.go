@@ -32,13 +32,14 @@ func newMMV(t testing.TB, bpsm int) *Backend {
 	return be
 }
 
-// TestConformanceCUDACores runs the conformance suite with the tensor-core
-// paths off, so that matvec.h's one-token kernels, which Metal shares and
-// which take what the tensor-core matvec does not, stay checked on CUDA.
-func TestConformanceCUDACores(t *testing.T) {
-	newOrSkip(t).Close()
+// TestConformanceMMV runs the conformance suite with the one-token
+// tensor-core matvec on (it is off by default, so TestConformance checks
+// matvec.h's kernels): every one-token MatMul and MatVecBatch it takes is
+// held to the same float64 reference and tolerance.
+func TestConformanceMMV(t *testing.T) {
+	newMMV(t, mmvOptIn).Close()
 	backendtest.Run(t, func() backend.Backend {
-		b, err := NewWithOptions(Options{MMVBlocksPerSM: -1, MMAMinRows: -1})
+		b, err := NewWithOptions(Options{MMVBlocksPerSM: mmvOptIn})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,7 +55,7 @@ func TestConformanceCUDACores(t *testing.T) {
 // very bits of the MatMul (same tiles, same order, whatever the grid); and
 // that matvec.h's kernel (path off) agrees within the same tolerance.
 func TestMatMulMMV(t *testing.T) {
-	be := newMMV(t, DefaultMMVBlocksPerSM)
+	be := newMMV(t, mmvOptIn)
 	defer be.Close()
 	off := newMMV(t, -1)
 	defer off.Close()

@@ -168,3 +168,5 @@ static inline uint mmv_fma_bf16x2(uint a, uint b, uint c) {
     }
     return r;
 }
+
+static inline int __clz(int v) { return v == 0 ? 32 : __builtin_clz((unsigned)v); }
