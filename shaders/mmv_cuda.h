@@ -77,9 +77,15 @@ DEVICE_FN void mmv_decode(const uint (&w)[BITS], uint (&a)[16]) {
     const uint MASK = (1u << BITS) - 1u;
     const uint M2 = MASK | (MASK << 16);
     const uint NEG = 0xC300u | (1u << (BITS - 1));  // bf16 −(128 + m)
+    // 128.0 twice in a register: with the mask an immediate, the AND-OR is
+    // then one LOP3 (it takes one immediate), not two.
+    uint magic = 0x43004300u;
+#ifndef MMA_EMULATED
+    asm("" : "+r"(magic));
+#endif
     UNROLL for (int k = 0; k < 16; k++) {
         const int i = k / HALF, p = k % HALF;
-        uint t = ((w[i] >> (BITS * p)) & M2) | 0x43004300u;
+        uint t = ((w[i] >> (BITS * p)) & M2) | magic;
         a[k] = mmv_fma_bf16x2(t, 0x3F803F80u, NEG | (NEG << 16));
     }
 }
@@ -185,7 +191,8 @@ DEVICE_FN void mmv_stage(const float* x, int C, ushort* xh, float* xsum, int tid
 
 // mmv_body's shared memory sm holds (the host's mmvShared) x's pieces (192
 // words a step pair), Σx per step (C/64 floats), the tile's scales and
-// biases (2·16·(ng + 8) half-words), the warps' partial sums (16·MMV_WARPS).
+// biases (2·16·(ng + 8) half-words), the warps' partial sums (16·MMV_WARPS),
+// a zero uint4.
 template <int BITS>
 DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const float* x, float* y, int R, int C, int G,
                         uint* sm, int bx, int nblocks) {
@@ -195,6 +202,7 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const f
     float* xsum = (float*)(sm + np * 192);
     uint* ssm = (uint*)(xsum + nst);  // [array][16 rows][ng + 8] half-words
     float* red = (float*)(ssm + 16 * (ng + 8));
+    uint* zero = (uint*)(red + 16 * MMV_WARPS);  // 4 words
     const int ngp = ng + 8;
     const ushort* ss = (const ushort*)ssm;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -206,7 +214,7 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const f
     // of its own step (g / 3 == c / 2).
     const int pbeg = warp * np / MMV_WARPS, pend = (warp + 1) * np / MMV_WARPS;
     const bool feeds = g < 6 && g / 3 == c >> 1;
-    const int piece = g % 3;
+    const int piece = g % 3, qs = feeds ? 12 : 0;
 
     // The first weights and scales go out before x is staged, so the
     // memory latencies overlap.
@@ -218,6 +226,7 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const f
         mmv_scload(S, B, R, ng, bx, tid, scv);
         mmv_scstore(ssm, ng, tid, scv);
     }
+    if (tid < 4) zero[tid] = 0u;
     mmv_stage<BITS>(x, C, (ushort*)xp, xsum, tid);
     BARRIER();
 
@@ -235,14 +244,11 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const f
                 uint a0[16], a1[16], b[16];
                 mmv_decode<BITS>(wa[u], a0);
                 mmv_decode<BITS>(wb[u], a1);
-                if (feeds) {
-                    const uint4* bp = (const uint4*)xp + (p * 4 * 3 + piece) * 4 + c;
-                    UNROLL for (int q = 0; q < 4; q++) {
-                        uint4 v = bp[q * 12];
-                        b[4 * q] = v.x, b[4 * q + 1] = v.y, b[4 * q + 2] = v.z, b[4 * q + 3] = v.w;
-                    }
-                } else {
-                    UNROLL for (int k = 0; k < 16; k++) b[k] = 0u;
+                // A lane that feeds no column reads the zero word four times.
+                const uint4* bp = feeds ? (const uint4*)xp + (p * 4 * 3 + piece) * 4 + c : (const uint4*)zero;
+                UNROLL for (int q = 0; q < 4; q++) {
+                    uint4 v = bp[q * qs];
+                    b[4 * q] = v.x, b[4 * q + 1] = v.y, b[4 * q + 2] = v.z, b[4 * q + 3] = v.w;
                 }
                 float d[4] = {0.f, 0.f, 0.f, 0.f};
                 UNROLL for (int j = 0; j < 8; j++) mma_16816(d, a0[2 * j], a1[2 * j], a0[2 * j + 1], a1[2 * j + 1], b[2 * j], b[2 * j + 1]);

@@ -89,8 +89,8 @@ func (m *mmvState) load(be *Backend, opt int) error {
 // groups of G: x's three bf16 pieces (192 words a 128-column step pair), Σx
 // per 64-column step, the tile's scales and biases (16 rows of C/G + 8
 // half-words each: the pad keeps a warp's eight rows in different banks),
-// the warps' partial sums.
-func mmvShared(C, G int) int { return 4 * (C/128*192 + C/64 + 16*(C/G+8) + 16*mmvWarps) }
+// the warps' partial sums, a zero uint4.
+func mmvShared(C, G int) int { return 4 * (C/128*192 + C/64 + 16*(C/G+8) + 16*mmvWarps + 4) }
 
 // mmvPlan is how the tensor-core matvec launches n jobs of one weight
 // shape: the entry point's index (Q2, Q4, Q8), blocks per job and shared

@@ -27,7 +27,7 @@ static bool run(int bits, int R, int C, int G, int blocks, bool offset, unsigned
         if (offset) v = 3 + 0.1f * v;
     }
     std::vector<float> y(R, NAN);
-    std::vector<uint> sm((size_t)(C / 128) * 192 + C / 64 + 16 * (C / G + 8) + MMV_WARPS * 16, 0xdeadbeefu);
+    std::vector<uint> sm((size_t)(C / 128) * 192 + C / 64 + 16 * (C / G + 8) + MMV_WARPS * 16 + 4, 0xdeadbeefu);
     auto body = [&] {
         if (bits == 2) mmv_body<2>(W.data(), S.data(), B.data(), x.data(), y.data(), R, C, G, sm.data(), blockIdx.x, blocks);
         if (bits == 4) mmv_body<4>(W.data(), S.data(), B.data(), x.data(), y.data(), R, C, G, sm.data(), blockIdx.x, blocks);
