@@ -101,23 +101,30 @@ func (be *Backend) MatMul(y backend.Buffer, w backend.Tensor, x backend.Buffer, 
 	return be.ops.MatMul(y, w, x, T)
 }
 
+// matmulOperands resolves a MatMul's weight and buffers and checks their
+// sizes, for the paths that launch their own kernels.
+func (be *Backend) matmulOperands(y backend.Buffer, w backend.Tensor, x backend.Buffer, T int) (*tensor, *buf, *buf, error) {
+	t, err := be.tensor(w, "matmul")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	yb, err := be.data(y, "matmul y")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	xb, err := be.data(x, "matmul x")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return t, yb, xb, be.chk.MatMul(t.rows, t.cols, T, xb.n, yb.n)
+}
+
 // mmaMatMul runs MatMul on the tensor cores; done is false (and nothing
 // is queued) where the path does not take the weight or the buffers, for
 // the caller to fall back.
 func (be *Backend) mmaMatMul(y backend.Buffer, w backend.Tensor, x backend.Buffer, T int) (done bool, err error) {
-	t, err := be.tensor(w, "matmul")
+	t, yb, xb, err := be.matmulOperands(y, w, x, T)
 	if err != nil {
-		return true, err
-	}
-	yb, err := be.data(y, "matmul y")
-	if err != nil {
-		return true, err
-	}
-	xb, err := be.data(x, "matmul x")
-	if err != nil {
-		return true, err
-	}
-	if err := be.chk.MatMul(t.rows, t.cols, T, xb.n, yb.n); err != nil {
 		return true, err
 	}
 	// x is read as float4s; a view may start anywhere.

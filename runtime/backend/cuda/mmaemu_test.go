@@ -24,19 +24,7 @@ import (
 // layout is the one emulated is left to the GPU tests
 // (TestMatMulTensorCores).
 func TestMMAKernelEmulated(t *testing.T) {
-	gxx, err := exec.LookPath("g++")
-	if err != nil {
-		t.Skip("no g++")
-	}
-	bin := filepath.Join(t.TempDir(), "mmaemu")
-	out, err := exec.Command(gxx, "-std=c++20", "-O1", "-pthread", "-I", "../../../shaders", "-o", bin,
-		"testdata/mmaemu/mmaemu.cc").CombinedOutput()
-	if err != nil {
-		if strings.Contains(string(out), "barrier: No such file") {
-			t.Skipf("g++ without C++20 <barrier>: %s", out)
-		}
-		t.Fatalf("g++: %v\n%s", err, out)
-	}
+	bin := buildEmulator(t, "mmaemu")
 	for i, c := range []struct {
 		f          backend.Format
 		R, C, G, T int
@@ -89,4 +77,25 @@ func TestMMAPlan(t *testing.T) {
 			t.Errorf("%s: fewer blocks than SMs though K could split further", name)
 		}
 	}
+}
+
+// buildEmulator compiles testdata/NAME/NAME.cc (a kernel header run on the
+// CPU through testdata/mmaemu/shim.h) with g++ and returns the binary, or
+// skips where there is no g++ with C++20's <barrier>.
+func buildEmulator(t *testing.T, name string) string {
+	t.Helper()
+	gxx, err := exec.LookPath("g++")
+	if err != nil {
+		t.Skip("no g++")
+	}
+	bin := filepath.Join(t.TempDir(), name)
+	out, err := exec.Command(gxx, "-std=c++20", "-O1", "-pthread", "-I", "../../../shaders", "-o", bin,
+		filepath.Join("testdata", name, name+".cc")).CombinedOutput()
+	if err != nil {
+		if strings.Contains(string(out), "barrier: No such file") {
+			t.Skipf("g++ without C++20 <barrier>: %s", out)
+		}
+		t.Fatalf("g++: %v\n%s", err, out)
+	}
+	return bin
 }

@@ -124,24 +124,13 @@ func (be *Backend) mmvPlan(f backend.Format, R, C, G, n int, ptrs ...C.CUdevicep
 // mmvMatMul runs a one-token MatMul on the tensor cores; done is false
 // (and nothing is queued) where the path does not take the weight.
 func (be *Backend) mmvMatMul(y backend.Buffer, w backend.Tensor, x backend.Buffer) (done bool, err error) {
-	t, err := be.tensor(w, "matmul")
+	t, yb, xb, err := be.matmulOperands(y, w, x, 1)
 	if err != nil {
 		return true, err
 	}
 	fi, blocks, shared, ok := be.mmvPlan(t.format, t.rows, t.cols, t.group, 1, t.data, t.scales, t.biases)
 	if !ok {
 		return false, nil
-	}
-	yb, err := be.data(y, "matmul y")
-	if err != nil {
-		return true, err
-	}
-	xb, err := be.data(x, "matmul x")
-	if err != nil {
-		return true, err
-	}
-	if err := be.chk.MatMul(t.rows, t.cols, 1, xb.n, yb.n); err != nil {
-		return true, err
 	}
 	be.args.reset()
 	be.args.ptr(t.data).ptr(t.scales).ptr(t.biases).ptr(xb.ptr).ptr(yb.ptr)

@@ -5,7 +5,6 @@ package cuda
 import (
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -19,19 +18,7 @@ import (
 // with a large common offset. That the hardware's fragment layout is the one emulated
 // is left to the GPU test (TestMatMulMMV).
 func TestMMVKernelEmulated(t *testing.T) {
-	gxx, err := exec.LookPath("g++")
-	if err != nil {
-		t.Skip("no g++")
-	}
-	bin := filepath.Join(t.TempDir(), "mmvemu")
-	out, err := exec.Command(gxx, "-std=c++20", "-O1", "-pthread", "-I", "../../../shaders", "-o", bin,
-		"testdata/mmvemu/mmvemu.cc").CombinedOutput()
-	if err != nil {
-		if strings.Contains(string(out), "barrier: No such file") {
-			t.Skipf("g++ without C++20 <barrier>: %s", out)
-		}
-		t.Fatalf("g++: %v\n%s", err, out)
-	}
+	bin := buildEmulator(t, "mmvemu")
 	for _, c := range [][6]int{
 		// bits, R, C, G, blocks, offset: shapes mmvPlan passes
 		{4, 40, 512, 64, 2, 0},

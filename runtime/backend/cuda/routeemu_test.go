@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,19 +24,7 @@ import (
 // 2-ulp float32 tolerance covers that, and TestConformance/RouteTopK
 // checks the real kernel on a GPU.
 func TestRouteKernelsEmulated(t *testing.T) {
-	gxx, err := exec.LookPath("g++")
-	if err != nil {
-		t.Skip("no g++")
-	}
-	bin := filepath.Join(t.TempDir(), "routeemu")
-	out, err := exec.Command(gxx, "-std=c++20", "-O1", "-pthread", "-I", "../../../shaders", "-o", bin,
-		"testdata/routeemu/routeemu.cc").CombinedOutput()
-	if err != nil {
-		if strings.Contains(string(out), "barrier: No such file") {
-			t.Skipf("g++ without C++20 <barrier>: %s", out)
-		}
-		t.Fatalf("g++: %v\n%s", err, out)
-	}
+	bin := buildEmulator(t, "routeemu")
 	if out, err := exec.Command(bin, "jobs").CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "ok") {
 		t.Errorf("experts_jobs: %v: %s", err, out)
 	}
