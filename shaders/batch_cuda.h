@@ -14,7 +14,7 @@ struct mv_job {
 };
 
 #define MATVEC_BATCH_KERNEL(name, FMT)                                                               \
-    KERNEL(name)(const mv_job* jobs, int R, int C, int G) {                                          \
+    MV_KERNEL(name)(const mv_job* jobs, int R, int C, int G) {                                          \
         DYN_SHARED(float, xs);                                                                       \
         const mv_job j = jobs[BLOCK_ID_Y];                                                           \
         if (j.W == 0) return; /* a job experts_jobs found no expert for (route_cuda.h) */            \

@@ -207,7 +207,7 @@ DEVICE_FN void matvec(GLOBAL_PTR(const uint4) W, GLOBAL_PTR(const ushort) S, GLO
 // passes); block = 32·warps threads; shared = TT·(C/EPC)·(STRIDE+1) floats
 // (x, then the chunk sums).
 #define MATVEC_KERNEL(name, FMT, TT)                                                                   \
-    KERNEL(name)(PARAM_PTR(const uint4, W, 0), PARAM_PTR(const ushort, S, 1), PARAM_PTR(const ushort, B, 2), \
+    MV_KERNEL(name)(PARAM_PTR(const uint4, W, 0), PARAM_PTR(const ushort, S, 1), PARAM_PTR(const ushort, B, 2), \
                  PARAM_PTR(const float, x, 3), PARAM_PTR(float, y, 4), PARAM(int, R, 5), PARAM(int, C, 6),  \
                  PARAM(int, G, 7), PARAM(int, t0, 8) KERNEL_IDS_SHARED(float, xs)) {                   \
         DYN_SHARED(float, xs);                                                                         \

@@ -37,6 +37,14 @@ typedef unsigned short ushort;
 typedef long long i64;
 
 #define KERNEL(name) extern "C" __global__ void name
+// MV_KERNEL is KERNEL for the decode matvecs: with MV_MINB (a module's
+// matvec setting, runtime/backend/cuda/mvconfig.go) the compiler caps
+// registers so that an SM holds MV_MINB blocks of 256 threads.
+#ifdef MV_MINB
+#define MV_KERNEL(name) extern "C" __global__ void __launch_bounds__(256, MV_MINB) name
+#else
+#define MV_KERNEL(name) KERNEL(name)
+#endif
 #define PARAM_PTR(T, name, slot) T* name
 #define PARAM(T, name, slot) T name
 #define KERNEL_IDS

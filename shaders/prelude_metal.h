@@ -18,6 +18,7 @@ using namespace metal;
 typedef long i64;
 
 #define KERNEL(name) kernel void name
+#define MV_KERNEL(name) KERNEL(name)
 #define PARAM_PTR(T, name, slot) device T* name [[buffer(slot)]]
 #define PARAM(T, name, slot) constant T& name [[buffer(slot)]]
 #define KERNEL_IDS                                                                                     \

@@ -26,7 +26,7 @@ func TestKernelsCompile(t *testing.T) {
 		t.Skipf("no NVRTC: %v", err)
 	}
 	cfgs := []MatvecConfig{{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll}, {Rows: 1, Unroll: 2}, {Rows: DefaultBatchMatvecRows, Unroll: DefaultBatchMatvecUnroll},
-		{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll, Depth: 2}}
+		{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll, Depth: 2}, {Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll, MinBlocks: 4}}
 	var wg sync.WaitGroup
 	for _, c := range cfgs {
 		wg.Add(1)

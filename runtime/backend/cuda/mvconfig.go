@@ -20,10 +20,12 @@ const (
 	DefaultMatvecWarps       = 8 // warps per block (halved to 4 for matrices too short to fill the SMs)
 	DefaultMatvecBlocksPerSM = 4 // persistent blocks per SM
 	DefaultMatvecDepth       = 1 // MV_DEPTH: batches of chunks in flight per lane (2: the next loads while this one computes)
+	// MV_MINB: blocks of 256 threads an SM must be able to hold, the compiler capping registers to fit (1: no cap)
+	DefaultMatvecMinBlocks = 1
 )
 
 // defaultMatvec is the setting the constants above make.
-var defaultMatvec = MatvecConfig{DefaultMatvecRows, DefaultMatvecUnroll, DefaultMatvecWarps, DefaultMatvecBlocksPerSM, DefaultMatvecDepth}
+var defaultMatvec = MatvecConfig{DefaultMatvecRows, DefaultMatvecUnroll, DefaultMatvecWarps, DefaultMatvecBlocksPerSM, DefaultMatvecDepth, DefaultMatvecMinBlocks}
 
 // The batched matvec's defaults (MatVecBatch, ExpertsIndexed: a decode
 // step's routed experts), compiled as a module of their own when they
@@ -37,7 +39,7 @@ const (
 	DefaultBatchMatvecUnroll = 2
 )
 
-var defaultBatchMatvec = MatvecConfig{DefaultBatchMatvecRows, DefaultBatchMatvecUnroll, DefaultMatvecWarps, DefaultMatvecBlocksPerSM, DefaultMatvecDepth}
+var defaultBatchMatvec = MatvecConfig{DefaultBatchMatvecRows, DefaultBatchMatvecUnroll, DefaultMatvecWarps, DefaultMatvecBlocksPerSM, DefaultMatvecDepth, DefaultMatvecMinBlocks}
 
 // MatvecConfig tunes the decode matvec. A zero field takes FMOE_CUDA_MV's
 // value, then the default.
@@ -47,6 +49,7 @@ type MatvecConfig struct {
 	Warps       int // warps per block, 1 to 32
 	BlocksPerSM int // persistent blocks per SM, 1 to 64
 	Depth       int // batches of chunks in flight per lane (MV_DEPTH), 1 or 2
+	MinBlocks   int // 256-thread blocks an SM must hold (MV_MINB: registers capped to fit), 1 to 8
 }
 
 // mvKeys are FMOE_CUDA_MV's keys and each one's range.
@@ -60,10 +63,12 @@ var mvKeys = []struct {
 	{"warps", 1, 32, func(c *MatvecConfig) *int { return &c.Warps }},
 	{"bpsm", 1, 64, func(c *MatvecConfig) *int { return &c.BlocksPerSM }},
 	{"depth", 1, 2, func(c *MatvecConfig) *int { return &c.Depth }},
+	{"minb", 1, 8, func(c *MatvecConfig) *int { return &c.MinBlocks }},
 }
 
 // ParseMatvecConfig reads FMOE_CUDA_MV's form, comma-separated key=value
-// pairs such as "nr=4,u=4,warps=8,bpsm=4,depth=2"; keys left out stay zero.
+// pairs such as "nr=4,u=4,warps=8,bpsm=4,depth=2,minb=4"; keys left out
+// stay zero.
 func ParseMatvecConfig(s string) (MatvecConfig, error) {
 	var c MatvecConfig
 	seen := map[string]bool{}
@@ -75,11 +80,11 @@ func ParseMatvecConfig(s string) (MatvecConfig, error) {
 		k, v, ok := strings.Cut(part, "=")
 		k = strings.TrimSpace(k)
 		if !ok {
-			return MatvecConfig{}, fmt.Errorf("%q is not key=value (keys: nr, u, warps, bpsm, depth)", part)
+			return MatvecConfig{}, fmt.Errorf("%q is not key=value (keys: nr, u, warps, bpsm, depth, minb)", part)
 		}
 		i := mvKey(k)
 		if i < 0 {
-			return MatvecConfig{}, fmt.Errorf("unknown key %q (want nr, u, warps, bpsm or depth)", k)
+			return MatvecConfig{}, fmt.Errorf("unknown key %q (want nr, u, warps, bpsm, depth or minb)", k)
 		}
 		if seen[k] {
 			return MatvecConfig{}, fmt.Errorf("%s given twice", k)
@@ -160,17 +165,24 @@ func (c MatvecConfig) resolveFrom(opt, name, env string, def MatvecConfig) (Matv
 
 // String is the FMOE_CUDA_MV form of c.
 func (c MatvecConfig) String() string {
-	return fmt.Sprintf("nr=%d,u=%d,warps=%d,bpsm=%d,depth=%d", c.Rows, c.Unroll, c.Warps, c.BlocksPerSM, c.Depth)
+	s := fmt.Sprintf("nr=%d,u=%d,warps=%d,bpsm=%d,depth=%d", c.Rows, c.Unroll, c.Warps, c.BlocksPerSM, c.Depth)
+	if c.MinBlocks > 1 {
+		s += fmt.Sprintf(",minb=%d", c.MinBlocks)
+	}
+	return s
 }
 
-// defines are the compile options of c's module: only Rows, Unroll and
-// Depth are compiled in, so configurations differing in Warps or
-// BlocksPerSM share one module. Depth 1 (or unset) adds nothing, so the
-// modules cached before Depth existed keep their keys.
+// defines are the compile options of c's module: only Rows, Unroll, Depth
+// and MinBlocks are compiled in, so configurations differing in Warps or
+// BlocksPerSM share one module. Depth and MinBlocks at 1 (or unset) add
+// nothing, so the modules cached before they existed keep their keys.
 func (c MatvecConfig) defines() []string {
 	d := []string{fmt.Sprintf("-DMV_NR=%d", c.Rows), fmt.Sprintf("-DMV_U=%d", c.Unroll)}
 	if c.Depth > 1 {
 		d = append(d, fmt.Sprintf("-DMV_DEPTH=%d", c.Depth))
+	}
+	if c.MinBlocks > 1 {
+		d = append(d, fmt.Sprintf("-DMV_MINB=%d", c.MinBlocks))
 	}
 	return d
 }

@@ -12,14 +12,14 @@ func TestParseMatvecConfig(t *testing.T) {
 		err  string
 	}{
 		{"", MatvecConfig{}, ""},
-		{"nr=4,u=4,warps=8,bpsm=4", MatvecConfig{4, 4, 8, 4, 0}, ""},
+		{"nr=4,u=4,warps=8,bpsm=4", MatvecConfig{4, 4, 8, 4, 0, 0}, ""},
 		{"depth=2", MatvecConfig{Depth: 2}, ""},
 		{"depth=3", MatvecConfig{}, "depth=3: want 1 to 2"},
 		{" u = 8 , nr=1 ,", MatvecConfig{Rows: 1, Unroll: 8}, ""},
 		{"nr=0", MatvecConfig{}, "nr=0: want 1 to 8"},
 		{"warps=33", MatvecConfig{}, "warps=33: want 1 to 32"},
 		{"bpsm=x", MatvecConfig{}, `bpsm="x": want a whole number from 1 to 64`},
-		{"rows=2", MatvecConfig{}, `unknown key "rows" (want nr, u, warps, bpsm or depth)`},
+		{"rows=2", MatvecConfig{}, `unknown key "rows" (want nr, u, warps, bpsm, depth or minb)`},
 		{"nr=2,nr=4", MatvecConfig{}, "nr given twice"},
 		{"nr", MatvecConfig{}, `"nr" is not key=value`},
 	} {
@@ -38,7 +38,7 @@ func TestParseMatvecConfig(t *testing.T) {
 
 func TestMatvecConfigResolve(t *testing.T) {
 	got, err := MatvecConfig{Warps: 16}.resolve("warps=4,u=8")
-	want := MatvecConfig{DefaultMatvecRows, 8, 16, DefaultMatvecBlocksPerSM, DefaultMatvecDepth}
+	want := MatvecConfig{DefaultMatvecRows, 8, 16, DefaultMatvecBlocksPerSM, DefaultMatvecDepth, DefaultMatvecMinBlocks}
 	if err != nil || got != want {
 		t.Errorf("got %v, %v; want %v (options over the environment over the defaults)", got, err, want)
 	}
@@ -50,7 +50,7 @@ func TestMatvecConfigResolve(t *testing.T) {
 	}
 	// The batched matvecs: their own variable and defaults.
 	got, err = MatvecConfig{}.resolveFrom("Options.BatchMatvec", "FMOE_CUDA_BATCH_MV", "u=4", defaultBatchMatvec)
-	if want := (MatvecConfig{DefaultBatchMatvecRows, 4, DefaultMatvecWarps, DefaultMatvecBlocksPerSM, DefaultMatvecDepth}); err != nil || got != want {
+	if want := (MatvecConfig{DefaultBatchMatvecRows, 4, DefaultMatvecWarps, DefaultMatvecBlocksPerSM, DefaultMatvecDepth, DefaultMatvecMinBlocks}); err != nil || got != want {
 		t.Errorf("batched: got %v, %v; want %v", got, err, want)
 	}
 	if _, err := (MatvecConfig{}).resolveFrom("Options.BatchMatvec", "FMOE_CUDA_BATCH_MV", "nr=0", defaultBatchMatvec); !IsConfigError(err) || !strings.Contains(err.Error(), `FMOE_CUDA_BATCH_MV="nr=0"`) {
