@@ -17,7 +17,13 @@ trap 'rm -rf "$T"' EXIT
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 fail=0
 echo "== CUDA package: conformance, cache eviction, memory pressure, bind paths"
-FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run 'Conformance|TensorCores|MatMulShapes|BindPaths|ReadStaged|ExpertCache|MatVecBatch|MemoryPressure|Policy|Simulate|GraphReplay|CombineToken|Indexed|KernelProfile|RegisterRows|Prefetch|MatMulMMV' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -30; [ "${PIPESTATUS[0]}" = 0 ] || fail=1
+# set -e would end the script at a failing pipeline (pipefail), before the model's goldens: the
+# failure is counted instead, and every stage still runs.
+set +e
+FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run 'Conformance|TensorCores|MatMulShapes|BindPaths|ReadStaged|ExpertCache|MatVecBatch|MemoryPressure|Policy|Simulate|GraphReplay|CombineToken|Indexed|KernelProfile|RegisterRows|Prefetch|MatMulMMV' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -30
+rc=${PIPESTATUS[0]}
+set -e
+[ "$rc" = 0 ] || fail=1
 echo "== runtime/model on CUDA (GPU tier on)"
 # The whole log goes to a file; shown: each test's verdict, the tier lines, and every failure's messages.
 (cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier|GraphDecode|MLA|Split|SetPlacement|DeviceRouted|DevicePartial|ExclusiveTiers|FusedRows|Preload' -test.v > "$T/model.log" 2>&1) || fail=1
