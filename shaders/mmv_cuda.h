@@ -1,13 +1,16 @@
 // mmv_cuda.h (CUDA only, sm_80 and later; after batch_cuda.h and
 // mma_cuda.h): one token's matvec y[R] = W·x on the tensor cores, for W in
-// Q2/Q4/Q8 (MLX affine, group G 64 times a power of two), alone or as a batch of
-// jobs (the routed experts).
+// Q2/Q4/Q8 (MLX affine, group G 64 times a power of two), alone or as a
+// batch of jobs (the routed experts). Off by default: measured slower than
+// matvec.h on every decode shape (docs/benchmarks.md run 12), kept as the
+// measured starting point (FMOE_CUDA_MMV=N turns it on).
 //
-// Why: matvec.h spends about three instructions an element (the decode's
-// mask and FMA, the product's FMA), which on an H200 is about what the SMs
-// can issue while HBM delivers the bytes. Here two elements are decoded by
-// a shift, a mask and one bf16x2 FMA, and the products go to the tensor
-// cores.
+// The idea: matvec.h spends about three instructions an element (the
+// decode's mask and FMA, the product's FMA), about what the SMs can issue
+// while HBM delivers the bytes. Here two elements are decoded by a shift,
+// a mask and one bf16x2 FMA, and the products go to the tensor cores. (The
+// SASS shows the rest of the loop — scales, fragments, addresses — brings
+// it back to matvec.h's count.)
 //
 // Exactness is mma_cuda.h's: the weights enter as the centred integers
 // q − m (exact in bf16), x as three bf16 pieces hi + mid + lo (exact), and

@@ -97,10 +97,10 @@ func mmvShared(C, G int) int { return 4 * (C/128*192 + C/64 + 16*(C/G+8) + 16*mm
 // memory; ok is false where the path is off or does not take the shape
 // (then matvec.h's kernels run). The kernel reads a row in pairs of
 // 64-column steps, each step in one scale group (found by a shift: G/64 a
-// power of two), and stages a tile's
-// scales and biases 16 bytes at a time: C a multiple of 128, G of 64, C/G
-// a multiple of 8 and at most 128 (mmv_cuda.h's MMV_SCV), and ptrs (the
-// weights' data, scales and biases) 16-byte aligned.
+// power of two), and stages a tile's scales and biases 16 bytes at a time:
+// C a multiple of 128, G of 64, C/G a multiple of 8 and at most 128
+// (mmv_cuda.h's MMV_SCV), and ptrs (the weights' data, scales and biases)
+// 16-byte aligned.
 func (be *Backend) mmvPlan(f backend.Format, R, C, G, n int, ptrs ...C.CUdeviceptr) (fi, blocks, shared int, ok bool) {
 	if be.mmv.bpsm <= 0 || f < backend.Q2 || f > backend.Q8 || R < 1 || n < 1 {
 		return 0, 0, 0, false
