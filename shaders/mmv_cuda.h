@@ -51,10 +51,14 @@ DEVICE_FN int mmv_col(int k, int hi) {
 }
 
 #ifndef MMA_EMULATED
-// d = a·b + c on two bf16 lanes at once (round to nearest).
+// d = a·b + c on two bf16 lanes at once (round to nearest). sm_80 and
+// later only, like mma_16816: a module built as PTX for an older card must
+// still load there (the path is off on such cards: mmvState.load).
 DEVICE_FN uint mmv_fma_bf16x2(uint a, uint b, uint c) {
-    uint d;
+    uint d = 0;
+#if __CUDA_ARCH__ >= 800
     asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+#endif
     return d;
 }
 #endif
