@@ -83,10 +83,10 @@ func (m *mmaState) load(be *Backend, opt int) error {
 func (be *Backend) MMAMinRows() int { return be.mma.minRows }
 
 // MatMul computes y[T, w.Rows] = x[T, w.Cols]·wᵀ: on the tensor cores for
-// one row (mmv.go) and from MMAMinRows rows where the weight's format and
-// shape allow it (mmvPlan, mmaFits), otherwise with the shared CUDA-core
-// kernels. Both meet the
-// conformance suite's float32 tolerance (mma_cuda.h says why).
+// one row where that path is on (mmv.go) and from MMAMinRows rows, where
+// the weight's format and shape allow it (mmvPlan, mmaFits), otherwise with
+// the shared CUDA-core kernels. All meet the conformance suite's float32
+// tolerance (mma_cuda.h says why).
 func (be *Backend) MatMul(y backend.Buffer, w backend.Tensor, x backend.Buffer, T int) error {
 	if T == 1 && be.mmv.bpsm > 0 {
 		if done, err := be.mmvMatMul(y, w, x); done || err != nil {

@@ -184,12 +184,7 @@ func BenchmarkMMV(b *testing.B) {
 			bpsms = append(bpsms, n)
 		}
 	}
-	ws := map[[2]int]backend.Weight{}
-	for _, s := range shapes {
-		if _, ok := ws[[2]int{s.R, s.C}]; !ok {
-			ws[[2]int{s.R, s.C}] = fastQ4(s.R, s.C, uint64(s.R)^uint64(s.C)<<20)
-		}
-	}
+	ws := shapeWeights(shapes)
 	fmt.Printf("mmv device copy %.0f GB/s (read + write)\n", copyGBs)
 	for b.Loop() {
 		for _, bpsm := range bpsms {

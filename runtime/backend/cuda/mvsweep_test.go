@@ -140,6 +140,17 @@ func (c *sweepCase) run(be *Backend, n int) error {
 	return nil
 }
 
+// shapeWeights makes one random 4-bit weight per distinct shape of shapes.
+func shapeWeights(shapes []sweepShape) map[[2]int]backend.Weight {
+	ws := map[[2]int]backend.Weight{}
+	for _, s := range shapes {
+		if _, ok := ws[[2]int{s.R, s.C}]; !ok {
+			ws[[2]int{s.R, s.C}] = fastQ4(s.R, s.C, uint64(s.R)^uint64(s.C)<<20)
+		}
+	}
+	return ws
+}
+
 // loadCases registers the shapes' weights (made once, in ws) on be.
 func loadCases(tb testing.TB, be *Backend, ws map[[2]int]backend.Weight, shapes []sweepShape) []*sweepCase {
 	var cs []*sweepCase
@@ -193,12 +204,7 @@ func BenchmarkMatVecSweep(b *testing.B) {
 	first.Close()
 
 	start := time.Now()
-	ws := map[[2]int]backend.Weight{}
-	for _, s := range sweepShapes {
-		if _, ok := ws[[2]int{s.R, s.C}]; !ok {
-			ws[[2]int{s.R, s.C}] = fastQ4(s.R, s.C, uint64(s.R)^uint64(s.C)<<20)
-		}
-	}
+	ws := shapeWeights(sweepShapes)
 	b.Logf("weights made in %v", time.Since(start).Round(time.Millisecond))
 
 	results := make([][]sweepResult, len(sweepShapes))
