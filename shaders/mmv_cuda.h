@@ -1,128 +1,176 @@
-// mmv_cuda.h (CUDA only, sm_80 and later; after batch_cuda.h and
-// mma_cuda.h): one token's matvec y[R] = W·x on the tensor cores, for W in
-// Q2/Q4/Q8 (MLX affine, group G 64 times a power of two), alone or as a
-// batch of jobs (the routed experts). Off by default: measured slower than
-// matvec.h on every decode shape (docs/benchmarks.md run 12), kept as the
-// measured starting point (FMOE_CUDA_MMV=N turns it on).
+// mmv_cuda.h (CUDA only, sm_80 and later; after batch_cuda.h): one token's
+// matvec y[R] = W·x on the integer tensor cores, for W in Q2/Q4/Q8 (MLX
+// affine, group G 64 times a power of two), alone or as a batch of jobs
+// (the routed experts). docs/gpu-decode.md ("The one-token matvec on the
+// integer tensor cores") gives the design and its error bound.
 //
-// The idea: matvec.h spends about three instructions an element (the
-// decode's mask and FMA, the product's FMA), about what the SMs can issue
-// while HBM delivers the bytes. Here two elements are decoded by a shift,
-// a mask and one bf16x2 FMA, and the products go to the tensor cores. (The
-// SASS shows the rest of the loop — scales, fragments, addresses — brings
-// it back to matvec.h's count.)
+// Why integers: matvec.h spends about three instructions an element
+// (decode, scale, product), and so did the first tensor-core version of
+// this kernel (bf16, session 9: the decode to bf16 cost what the products
+// saved): the SMs cannot issue that as fast as HBM delivers the bytes.
+// Here the weights enter the MMA as they lie in memory: a Q4 word's eight
+// nibbles are two int8x4 registers after one AND and one shift-AND, a Q8
+// word is one as it is. So about 0.03 instructions a weight.
 //
-// Exactness is mma_cuda.h's: the weights enter as the centred integers
-// q − m (exact in bf16), x as three bf16 pieces hi + mid + lo (exact), and
-// the products accumulate in f32; the scale and bias apply per 64-column
-// step in f32 in the centred form acc += s·Σ(q−m)x + (b + m·s)·Σx.
+// x becomes integers once a launch, per 64-column block b: x_j =
+// 2^(E_b − 30)·n_j with |n_j| < 2^30 (E_b: max|x| of the block < 2^E_b)
+// and n_j in four balanced base-256 digits (int8), carried as four of the
+// MMA's B columns. Every product and sum inside a block is then exact in
+// int32; the error is the rounding of n_j, at most 2^(E_b − 31) an element:
+// exact for every element within 2^7 of its block's largest, and far below
+// float32's own rounding of the sum for the rest. The scale and bias apply
+// per block in float32 in the centred form acc += s·Σ(q − c)x + (b + c·s)·Σx
+// (c = 2^(BITS−1)), Σ(q − c)·n formed exactly as D − c·Σn. A block holding
+// an inf or NaN makes the rows it touches NaN. E_b is at least −96, so an
+// element below 2^-127 counts as zero (float32 has no normal number there).
 //
 // Layout: a warp computes 16 rows (the MMA's A rows g and g+8 of lane
-// (g, c), g = lane/4, c = lane%4) over pairs of 64-column steps: lane c
-// loads columns [128p + 32c, +32) of rows g and g+8 in one load each (the
-// four lanes of a row read 64 contiguous bytes at 4 bits), so lanes 0–1
-// hold step 2p and lanes 2–3 step 2p+1. One m16n8k16 then mixes two
-// steps, whose scales differ; B keeps them apart: its columns n = 0–2 are
-// x's three pieces on step 2p's k-slots (zero on the other step's), n = 3–5
-// the same on step 2p+1's, n = 6–7 zero. So D holds, per row, each step's
-// three partial sums, each scaled by its own step's scale. Which column a
-// k-slot holds is the decode's order (mmv_col); x's pieces are staged in
-// shared memory in that order.
+// (g, t), g = lane/4, t = lane%4) over 128-column chunks: lane t loads
+// columns [128p + 32t, +32) of rows g and g+8, BITS words each, so lanes
+// 0–1 hold block 2p and lanes 2–3 block 2p+1. Decoded, the 32 elements are
+// eight int8x4 registers; MMA m (0..3) takes registers 2m and 2m+1 as its
+// k-slots [4t, +4) and [16 + 4t, +4). Which column a k-slot holds is the
+// decode's order (mmv_col), and x's digits are staged in that order. One
+// m16n8k32 mixes the two blocks, whose scales differ; B keeps them apart:
+// its column n = 4h + k is digit k of block 2p + h on that block's k-slots,
+// zero on the other's. So lane (g, t)'s D columns 2t, 2t+1 are digits
+// 2(t%2), +1 of block 2p + t/2, for rows g and g+8.
 //
 // A block of 8 warps takes a 16-row tile at a time (persistent: tiles bx,
-// bx + grid, ...); warp w takes a contiguous range of the tile's step
-// pairs, and the warps' partial sums are added in warp order through shared
-// memory: a rerun gives the same bits, and which block computes a tile
-// changes none. The tile's scales and biases (one contiguous range of each
-// array) are staged in shared memory by the whole block, the next tile's
-// loaded while this one computes.
+// bx + grid, ...); warp w takes a contiguous range of the chunks, and the
+// warps' partial sums are added in warp order through shared memory: a
+// rerun gives the same bits, and which block computes a tile changes none.
+// The tile's scales and biases (one contiguous range of each array) are
+// staged in shared memory by the whole block, the next tile's loaded while
+// this one computes.
 
 #define MMV_WARPS 8
-#define MMV_U 2      // step pairs whose weights a lane loads before decoding them
 #define MMV_SCV 2    // uint4s of scales and biases a thread stages per tile, at most (ng ≤ 128)
 
-// mmv_col is the column, within a lane's 32, of the low (hi = 0) or high
-// element of decoded pair k (0..15): pair k = i·HALF + p of word i holds
-// elements p and p + HALF of that word (PER = 32/BITS elements a word).
-template <int BITS>
-DEVICE_FN int mmv_col(int k, int hi) {
-    const int PER = 32 / BITS, HALF = PER / 2;
-    return (k / HALF) * PER + (k % HALF) + (hi ? HALF : 0);
-}
-
 #ifndef MMA_EMULATED
-// d = a·b + c on two bf16 lanes at once (round to nearest). sm_80 and
-// later only, like mma_16816: a module built as PTX for an older card must
-// still load there (the path is off on such cards: mmvState.load).
-DEVICE_FN uint mmv_fma_bf16x2(uint a, uint b, uint c) {
-    uint d = 0;
+// D += A·B on the integer tensor cores: A 16×32 u8 (row), B 32×8 s8
+// (col), D 16×8 s32. sm_80 and later only: a module built as PTX for an
+// older card must still load there (the path is off on such cards:
+// mmvState.load).
+DEVICE_FN void mma_16832_u8s8(int (&d)[4], uint a0, uint a1, uint a2, uint a3, uint b0, uint b1) {
 #if __CUDA_ARCH__ >= 800
-    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 #endif
-    return d;
 }
 #endif
 
-// mmv_decode turns a lane's BITS words of one row (32 elements) into 16
-// bf16 pairs q − m. Q2/Q4: the two fields of pair k sit at the bottom of
-// each 16-bit half after one shift; OR-ed under bf16's 128.0 they are
-// 128 + q, and one FMA subtracts 128 + m exactly. Q8: 2^23 + q through
-// float32's mantissa, minus 2^23 + 128, then the high halves (exact: at
-// most 8 significant bits).
+// mmv_reg is int8x4 register r (0..7) of a lane's 32 elements of a row, from
+// its BITS words: Q8 the word itself; Q4 word r/2's low or high nibbles; Q2
+// word r/4's 2-bit fields at one offset.
 template <int BITS>
-DEVICE_FN void mmv_decode(const uint (&w)[BITS], uint (&a)[16]) {
-    const int PER = 32 / BITS, HALF = PER / 2;
-    if (BITS == 8) {
-        UNROLL for (int k = 0; k < 16; k++) {
-            const int i = k / HALF, p = k % HALF;
-            float f0 = __uint_as_float(__byte_perm(w[i], 0x4B000000u, 0x7440 + p)) - 8388736.0f;
-            float f1 = __uint_as_float(__byte_perm(w[i], 0x4B000000u, 0x7440 + p + 2)) - 8388736.0f;
-            a[k] = __byte_perm(__float_as_uint(f0), __float_as_uint(f1), 0x7632);
-        }
-        return;
-    }
-    const uint MASK = (1u << BITS) - 1u;
-    const uint M2 = MASK | (MASK << 16);
-    const uint NEG = 0xC300u | (1u << (BITS - 1));  // bf16 −(128 + m)
-    // 128.0 twice in a register: with the mask an immediate, the AND-OR is
-    // then one LOP3 (it takes one immediate), not two.
-    uint magic = 0x43004300u;
-#ifndef MMA_EMULATED
-    asm("" : "+r"(magic));
-#endif
-    UNROLL for (int k = 0; k < 16; k++) {
-        const int i = k / HALF, p = k % HALF;
-        uint t = ((w[i] >> (BITS * p)) & M2) | magic;
-        a[k] = mmv_fma_bf16x2(t, 0x3F803F80u, NEG | (NEG << 16));
-    }
+DEVICE_FN uint mmv_reg(const uint (&w)[BITS], int r) {
+    if (BITS == 8) return w[r];
+    if (BITS == 4) return (w[r >> 1] >> (4 * (r & 1))) & 0x0F0F0F0Fu;
+    return (w[r >> 2] >> (2 * (r & 3))) & 0x03030303u;
 }
 
-// mmv_wload fetches this lane's 32 elements of a row in one step pair:
-// BITS words, loaded 16 bytes (or 8 at 2 bits) at a time.
+// mmv_col is the column, within a lane's 32, that byte b of register r holds.
 template <int BITS>
-DEVICE_FN void mmv_wload(const uint* p, uint (&w)[BITS]) {
-    if (BITS == 2) {
-        uint2 v = *(const uint2*)p;
-        w[0] = v.x, w[1] = v.y;
-    } else {
-        UNROLL for (int i = 0; i < BITS / 4; i++) {
-            uint4 v = ((const uint4*)p)[i];
-            w[4 * i] = v.x, w[4 * i + 1] = v.y, w[4 * i + 2] = v.z, w[4 * i + 3] = v.w;
+DEVICE_FN int mmv_col(int r, int b) {
+    if (BITS == 8) return 4 * r + b;
+    if (BITS == 4) return 8 * (r >> 1) + 2 * b + (r & 1);
+    return 16 * (r >> 2) + 4 * b + (r & 3);
+}
+
+// mmv_fixed is x as the integer n = round(x·2^(30 − E)), |n| < 2^30 when
+// |x| < 2^E; mmv_digits splits n into balanced base-256 digits
+// n = d0 + 2^8·d1 + 2^16·d2 + 2^24·d3, each in [−128, 127].
+DEVICE_FN int mmv_fixed(float x, int E) { return __float2int_rn(ldexpf(x, 30 - E)); }
+DEVICE_FN void mmv_digits(int n, int (&d)[4]) {
+    UNROLL for (int k = 0; k < 3; k++) {
+        d[k] = ((n & 255) ^ 128) - 128;
+        n = (n - d[k]) >> 8;  // exact: n − d[k] is a multiple of 256
+    }
+    d[3] = n;
+}
+
+// mmv_stats finds, per 64-column block b (a warp a block, two elements a
+// lane), E_b (xe), the block's factor 2^(E_b − 30) (xf; NaN if the block
+// holds an inf or NaN), c·Σ of each digit over the block (xp, four ints:
+// the centring's exact correction) and Σx (xsum), added in a fixed order.
+template <int BITS>
+DEVICE_FN void mmv_stats(const float* x, int C, int* xe, float* xf, int* xp, float* xsum, int tid) {
+    const int lane = tid & 31, warp = tid >> 5, nb = C / 64;
+    const float INF = __uint_as_float(0x7f800000u);
+    for (int b = warp; b < nb; b += MMV_WARPS) {
+        const float v0 = x[64 * b + 2 * lane], v1 = x[64 * b + 2 * lane + 1];
+        float m = fmaxf(isfinite(v0) ? fabsf(v0) : INF, isfinite(v1) ? fabsf(v1) : INF);
+        UNROLL for (int s = 16; s >= 1; s >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, s));
+        const bool bad = !(m < INF);
+        int E = 0;
+        if (!bad) {
+            frexpf(m, &E);  // m < 2^E (0 for m = 0)
+            E = max(E, -96);
+        }
+        int d0[4], d1[4];
+        mmv_digits(bad ? 0 : mmv_fixed(v0, E), d0);
+        mmv_digits(bad ? 0 : mmv_fixed(v1, E), d1);
+        float ps[4], sx = v0 + v1;
+        UNROLL for (int k = 0; k < 4; k++) ps[k] = (float)(d0[k] + d1[k]);  // exact: |Σ| ≤ 2^13
+        UNROLL for (int s = 16; s >= 1; s >>= 1) {
+            sx += __shfl_xor_sync(0xffffffffu, sx, s);
+            UNROLL for (int k = 0; k < 4; k++) ps[k] += __shfl_xor_sync(0xffffffffu, ps[k], s);
+        }
+        if (lane == 0) {
+            xe[b] = E;
+            xf[b] = bad ? __uint_as_float(0x7fc00000u) : ldexpf(1.f, E - 30);
+            UNROLL for (int k = 0; k < 4; k++) xp[4 * b + k] = (1 << (BITS - 1)) * (int)ps[k];
+            xsum[b] = sx;
         }
     }
 }
 
-// mmv_wbatch fetches a lane's weights for MMV_U step pairs from pair p0 of
-// a tile (rows r0, r1 already clamped to R − 1); pairs past pend load pair
+// mmv_stageb writes x's digits as the B fragments: for chunk p, MMA m,
+// digit k and lane slice t, one uint2 (registers 2m and 2m+1's four
+// k-slots) at xb[(p·4 + m)·16 + 4k + t]. A thread builds the four digits'
+// words of one register from its four elements.
+template <int BITS>
+DEVICE_FN void mmv_stageb(const float* x, int C, uint* xb, const int* xe, int tid) {
+    const int n = (C / 128) * 32;  // (chunk, m, t, register half e)
+    for (int i = tid; i < n; i += 32 * MMV_WARPS) {
+        const int e = i & 1, t = (i >> 1) & 3, m = (i >> 3) & 3, p = i >> 5;
+        const int base = 128 * p + 32 * t, E = xe[2 * p + (t >> 1)];
+        uint wv[4] = {0u, 0u, 0u, 0u};
+        UNROLL for (int b = 0; b < 4; b++) {
+            int d[4];
+            mmv_digits(mmv_fixed(x[base + mmv_col<BITS>(2 * m + e, b)], E), d);
+            UNROLL for (int k = 0; k < 4; k++) wv[k] |= (uint)(d[k] & 255) << (8 * b);
+        }
+        UNROLL for (int k = 0; k < 4; k++) xb[2 * ((p * 4 + m) * 16 + 4 * k + t) + e] = wv[k];
+    }
+}
+
+// mmv_wbatch fetches a lane's weights for U chunks from chunk p0 of a tile
+// (rows r0, r1 already clamped to R − 1): BITS words a row and chunk,
+// loaded 16 bytes (8 at 2 bits) at a time; chunks past pend load chunk
 // pend − 1 again (a valid address; unused).
-template <int BITS>
-DEVICE_FN void mmv_wbatch(const uint* W, i64 wpr, int r0, int r1, int c, int p0, int pend, uint (&wa)[MMV_U][BITS],
-                          uint (&wb)[MMV_U][BITS]) {
-    UNROLL for (int u = 0; u < MMV_U; u++) {
+template <int BITS, int U>
+DEVICE_FN void mmv_wbatch(const uint* W, i64 wpr, int r0, int r1, int t, int p0, int pend, uint (&wa)[U][BITS],
+                          uint (&wb)[U][BITS]) {
+    UNROLL for (int u = 0; u < U; u++) {
         const int p = min(p0 + u, pend - 1);
-        const i64 off = (i64)p * 4 * BITS + c * BITS;
-        mmv_wload<BITS>(W + (i64)r0 * wpr + off, wa[u]);
-        mmv_wload<BITS>(W + (i64)r1 * wpr + off, wb[u]);
+        const i64 off = (i64)p * 4 * BITS + t * BITS;
+        UNROLL for (int h = 0; h < 2; h++) {
+            const uint* src = W + (i64)(h ? r1 : r0) * wpr + off;
+            uint(&w)[BITS] = h ? wb[u] : wa[u];
+            if (BITS == 2) {
+                uint2 v = *(const uint2*)src;
+                w[0] = v.x, w[1] = v.y;
+            } else {
+                UNROLL for (int i = 0; i < BITS / 4; i++) {
+                    uint4 v = ((const uint4*)src)[i];
+                    w[4 * i] = v.x, w[4 * i + 1] = v.y, w[4 * i + 2] = v.z, w[4 * i + 3] = v.w;
+                }
+            }
+        }
     }
 }
 
@@ -159,142 +207,106 @@ DEVICE_FN void mmv_scstore(uint* ssm, int ng, int tid, const uint4 (&v)[MMV_SCV]
     }
 }
 
-// mmv_stage writes x's pieces and Σx per step to shared memory. Each thread
-// loads float4s of x (all of them at once, so one latency) and writes each
-// element's three bf16 pieces at the half-word its k-slot takes:
-// [pair][quarter q][piece][c][4 words], word k%4 of quarter k/4 of lane c's
-// pairs, low or high half. Σx of a 64-column step is the 16 float4s of a
-// half-warp, added by shuffles in a fixed order.
-template <int BITS>
-DEVICE_FN void mmv_stage(const float* x, int C, ushort* xh, float* xsum, int tid) {
-    const int PER = 32 / BITS, HALF = PER / 2;
-    const int nf = C / 4;
-    for (int f0 = 0; f0 < nf; f0 += 256 * 4) {
-        float4 v[4];
-        UNROLL for (int i = 0; i < 4; i++) {
-            const int f = f0 + 256 * i + tid;
-            v[i] = f < nf ? ((const float4*)x)[f] : make_float4(0.f, 0.f, 0.f, 0.f);
-        }
-        UNROLL for (int i = 0; i < 4; i++) {
-            const int f = f0 + 256 * i + tid;
-            if (f >= nf) break;  // warp-uniform: nf is a multiple of 32
-            float e4[4] = {v[i].x, v[i].y, v[i].z, v[i].w};
-            UNROLL for (int e = 0; e < 4; e++) {
-                const int j = 4 * f + e;
-                const int p = j >> 7, c = (j >> 5) & 3, cl = j & 31;
-                const int w = cl / PER, el = cl % PER;
-                const int k = w * HALF + el % HALF, hi = el / HALF;
-                uint pw[3];
-                mma_split3(e4[e], 0.f, pw);
-                UNROLL for (int n = 0; n < 3; n++)
-                    xh[(((((p * 4 + (k >> 2)) * 3 + n) * 4 + c) * 4 + (k & 3)) << 1) + hi] = (ushort)pw[n];
-            }
-            float s = (e4[0] + e4[1]) + (e4[2] + e4[3]);
-            UNROLL for (int m = 8; m >= 1; m >>= 1) s += __shfl_xor_sync(0xffffffffu, s, m);
-            if ((tid & 15) == 0) xsum[f >> 4] = s;
-        }
-    }
-}
-
-// mmv_body's shared memory sm holds (the host's mmvShared) x's pieces (192
-// words a step pair), Σx per step (C/64 floats), the tile's scales and
-// biases (2·16·(ng + 8) half-words), the warps' partial sums (16·MMV_WARPS),
-// a zero uint4.
+// mmv_body's shared memory sm holds (the host's mmvShared, in words) x's B
+// fragments (128 a chunk), the tile's scales and biases (16·(ng + 8)), the
+// warps' partial sums (16·MMV_WARPS), a zero uint2 (4), then per 64-column
+// block E, the factor, the four digit sums and Σx (7).
 template <int BITS>
 DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const float* x, float* y, int R, int C, int G,
                         uint* sm, int bx, int nblocks) {
-    const int np = C / 128, nst = C / 64, ng = C / G;
-    const int gsh = 31 - __clz(G / 64);  // a step's group is step >> gsh: G/64 is a power of two
-    uint* xp = sm;
-    float* xsum = (float*)(sm + np * 192);
-    uint* ssm = (uint*)(xsum + nst);  // [array][16 rows][ng + 8] half-words
+    const int U = 16 / BITS;  // chunks a lane loads ahead: 16 words a row
+    const int np = C / 128, nb = C / 64, ng = C / G;
+    const int gsh = 31 - __clz(G / 64);  // a block's group is b >> gsh: G/64 is a power of two
+    uint* xb = sm;
+    uint* ssm = xb + 128 * np;  // [array][16 rows][ng + 8] half-words
     float* red = (float*)(ssm + 16 * (ng + 8));
-    uint* zero = (uint*)(red + 16 * MMV_WARPS);  // 4 words
+    uint* zero = (uint*)(red + 16 * MMV_WARPS);
+    int* xe = (int*)(zero + 4);
+    float* xf = (float*)(xe + nb);
+    int* xp = (int*)(xf + nb);
+    float* xsum = (float*)(xp + 4 * nb);
     const int ngp = ng + 8;
     const ushort* ss = (const ushort*)ssm;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int g = lane >> 2, c = lane & 3;
+    const int g = lane >> 2, t = lane & 3;
     const int ntiles = (R + 15) / 16;
     const i64 wpr = (i64)C * BITS / 32;
     const float CENTRE = (float)(1 << (BITS - 1));
-    // This warp's step pairs, and whether lane (g, c) feeds B: piece g % 3
-    // of its own step (g / 3 == c / 2).
     const int pbeg = warp * np / MMV_WARPS, pend = (warp + 1) * np / MMV_WARPS;
-    const bool feeds = g < 6 && g / 3 == c >> 1;
-    const int piece = g % 3, qs = feeds ? 12 : 0;
+    // Lane (g, t) feeds B's column g (digit g%4 of block half g/4) on its
+    // own slice's k-slots when that slice is in block half t/2; its D
+    // columns are digits k0, k0 + 1 of block half t/2.
+    const bool feeds = g >> 2 == t >> 1;
+    const int bofs = feeds ? 4 * (g & 3) + t : 0, bstep = feeds ? 16 : 0;
+    const int half = t >> 1, k0 = 2 * (t & 1);
+    const float w0 = k0 ? 65536.f : 1.f, w1 = k0 ? 16777216.f : 256.f;  // 2^(8·k0), 2^(8·(k0 + 1))
 
     // The first weights and scales go out before x is staged, so the
     // memory latencies overlap.
-    uint wa[MMV_U][BITS], wb[MMV_U][BITS];
+    uint wa[U][BITS], wb[U][BITS];
     uint4 scv[MMV_SCV];
     if (bx < ntiles) {
         const int r0 = min(bx * 16 + g, R - 1), r1 = min(bx * 16 + g + 8, R - 1);
-        if (pbeg < pend) mmv_wbatch<BITS>(W, wpr, r0, r1, c, pbeg, pend, wa, wb);
+        if (pbeg < pend) mmv_wbatch<BITS, U>(W, wpr, r0, r1, t, pbeg, pend, wa, wb);
         mmv_scload(S, B, R, ng, bx, tid, scv);
         mmv_scstore(ssm, ng, tid, scv);
     }
     if (tid < 4) zero[tid] = 0u;
-    mmv_stage<BITS>(x, C, (ushort*)xp, xsum, tid);
+    mmv_stats<BITS>(x, C, xe, xf, xp, xsum, tid);
+    BARRIER();
+    mmv_stageb<BITS>(x, C, xb, xe, tid);
     BARRIER();
 
     bool loaded = true;
     for (int tile = bx; tile < ntiles; tile += nblocks) {
         const int r0 = min(tile * 16 + g, R - 1), r1 = min(tile * 16 + g + 8, R - 1);
         if (tile + nblocks < ntiles) mmv_scload(S, B, R, ng, tile + nblocks, tid, scv);
-        float acc[4] = {0.f, 0.f, 0.f, 0.f};
-        for (int p0 = pbeg; p0 < pend; p0 += MMV_U) {
-            if (!loaded) mmv_wbatch<BITS>(W, wpr, r0, r1, c, p0, pend, wa, wb);
+        float acc0 = 0.f, acc1 = 0.f;
+        for (int p0 = pbeg; p0 < pend; p0 += U) {
+            if (!loaded) mmv_wbatch<BITS, U>(W, wpr, r0, r1, t, p0, pend, wa, wb);
             loaded = false;
-            UNROLL for (int u = 0; u < MMV_U; u++) {
+            UNROLL for (int u = 0; u < U; u++) {
                 const int p = p0 + u;
                 if (p >= pend) break;
-                uint a0[16], a1[16], b[16];
-                mmv_decode<BITS>(wa[u], a0);
-                mmv_decode<BITS>(wb[u], a1);
-                // A lane that feeds no column reads the zero word four times.
-                const uint4* bp = feeds ? (const uint4*)xp + (p * 4 * 3 + piece) * 4 + c : (const uint4*)zero;
-                UNROLL for (int q = 0; q < 4; q++) {
-                    uint4 v = bp[q * qs];
-                    b[4 * q] = v.x, b[4 * q + 1] = v.y, b[4 * q + 2] = v.z, b[4 * q + 3] = v.w;
+                // A lane that feeds no column reads the zero uint2 four times.
+                const uint2* bp = feeds ? (const uint2*)xb + p * 64 + bofs : (const uint2*)zero;
+                int d[4] = {0, 0, 0, 0};
+                UNROLL for (int m = 0; m < 4; m++) {
+                    const uint2 bv = bp[m * bstep];
+                    mma_16832_u8s8(d, mmv_reg<BITS>(wa[u], 2 * m), mmv_reg<BITS>(wb[u], 2 * m),
+                                   mmv_reg<BITS>(wa[u], 2 * m + 1), mmv_reg<BITS>(wb[u], 2 * m + 1), bv.x, bv.y);
                 }
-                float d[4] = {0.f, 0.f, 0.f, 0.f};
-                UNROLL for (int j = 0; j < 8; j++) mma_16816(d, a0[2 * j], a1[2 * j], a0[2 * j + 1], a1[2 * j + 1], b[2 * j], b[2 * j + 1]);
-                // Column n = 2c + e of D is step 2p + n/3's: scale it by that
-                // step's scale; the bias term goes in once per step and row,
-                // on columns 0 (lane c 0, e 0) and 3 (lane c 1, e 1).
-                const int sA = 2 * p, gA = sA >> gsh, gB = (sA + 1) >> gsh;
-                UNROLL for (int e = 0; e < 2; e++) {
-                    const int n = 2 * c + e;
-                    const int grp = n < 3 ? gA : gB;
-                    const float s0 = BF16_TO_FLOAT(ss[g * ngp + grp]), s1 = BF16_TO_FLOAT(ss[(g + 8) * ngp + grp]);
-                    acc[e] = FMAF(s0, d[e], acc[e]);
-                    acc[2 + e] = FMAF(s1, d[2 + e], acc[2 + e]);
-                    if (n == 0 || n == 3) {
-                        const float xs = xsum[sA + n / 3];
-                        const float b0 = BF16_TO_FLOAT(ss[(16 + g) * ngp + grp]) + CENTRE * s0;
-                        const float b1 = BF16_TO_FLOAT(ss[(16 + g + 8) * ngp + grp]) + CENTRE * s1;
-                        acc[e] = FMAF(b0, xs, acc[e]);
-                        acc[2 + e] = FMAF(b1, xs, acc[2 + e]);
-                    }
+                const int blk = 2 * p + half, grp = blk >> gsh;
+                const int c0 = xp[4 * blk + k0], c1 = xp[4 * blk + k0 + 1];
+                const float f = xf[blk];
+                // Σ(q − c)·n of rows g and g+8 over this lane's two digits:
+                // exact integers (|·| < 2^22), weighted by the digits' powers.
+                const float v0 = FMAF((float)(d[1] - c1), w1, (float)(d[0] - c0) * w0);
+                const float v1 = FMAF((float)(d[3] - c1), w1, (float)(d[2] - c0) * w0);
+                const float s0 = BF16_TO_FLOAT(ss[g * ngp + grp]), s1 = BF16_TO_FLOAT(ss[(g + 8) * ngp + grp]);
+                acc0 = FMAF(s0 * f, v0, acc0);
+                acc1 = FMAF(s1 * f, v1, acc1);
+                if (k0 == 0) {  // the bias term once per block and row
+                    const float xs = xsum[blk];
+                    acc0 = FMAF(BF16_TO_FLOAT(ss[(16 + g) * ngp + grp]) + CENTRE * s0, xs, acc0);
+                    acc1 = FMAF(BF16_TO_FLOAT(ss[(16 + g + 8) * ngp + grp]) + CENTRE * s1, xs, acc1);
                 }
             }
         }
-        // Row g's sum is its six columns over lanes c = 0..2 (c = 3 holds
-        // the zero columns 6 and 7), added in a fixed order.
-        float v0 = acc[0] + acc[1], v1 = acc[2] + acc[3];
-        v0 += __shfl_xor_sync(0xffffffffu, v0, 1);
-        v1 += __shfl_xor_sync(0xffffffffu, v1, 1);
-        v0 += __shfl_xor_sync(0xffffffffu, v0, 2);
-        v1 += __shfl_xor_sync(0xffffffffu, v1, 2);
-        if (c == 0) {
-            red[warp * 16 + g] = v0;
-            red[warp * 16 + g + 8] = v1;
+        // Row g's sum is over lanes t = 0..3, added in a fixed order.
+        acc0 += __shfl_xor_sync(0xffffffffu, acc0, 1);
+        acc1 += __shfl_xor_sync(0xffffffffu, acc1, 1);
+        acc0 += __shfl_xor_sync(0xffffffffu, acc0, 2);
+        acc1 += __shfl_xor_sync(0xffffffffu, acc1, 2);
+        if (t == 0) {
+            red[warp * 16 + g] = acc0;
+            red[warp * 16 + g + 8] = acc1;
         }
         BARRIER();
         if (tid < 16 && tile * 16 + tid < R) {
-            float t = red[tid];
-            for (int w = 1; w < MMV_WARPS; w++) t += red[w * 16 + tid];
-            y[tile * 16 + tid] = t;
+            float s = red[tid];
+            for (int w = 1; w < MMV_WARPS; w++) s += red[w * 16 + tid];
+            y[tile * 16 + tid] = s;
         }
         if (tile + nblocks < ntiles) mmv_scstore(ssm, ng, tid, scv);
         BARRIER();
@@ -303,7 +315,7 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const f
 
 #ifndef MMA_EMULATED
 // One entry point per format: grid = blocks (persistent over the 16-row
-// tiles), block = 256 threads, shared = mmvShared(C) bytes.
+// tiles), block = 256 threads, shared = mmvShared(C, G) bytes.
 #define MMV_KERNEL(name, BITS)                                                                                   \
     extern "C" __global__ void __launch_bounds__(256, 2) name(const uint* W, const ushort* S, const ushort* B,   \
                                                            const float* x, float* y, int R, int C, int G) {  \

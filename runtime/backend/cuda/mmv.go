@@ -17,13 +17,11 @@ import (
 	"github.com/fmoe/fmoe/runtime/backend"
 )
 
-// DefaultMMVBlocksPerSM is the one-token tensor-core matvec's persistent
-// blocks per SM (shaders/mmv_cuda.h: 256 threads each) when nothing else
-// says: 0, off. Measured on an H200 it is slower than matvec.h's CUDA-core
-// kernel on every decode shape (docs/benchmarks.md, run 12), so it is
-// opt-in: `FMOE_CUDA_MMV=N` (or Options.MMVBlocksPerSM = N) runs it at N
-// blocks per SM (2: what its registers let an SM hold); a negative
-// Options value keeps it off whatever the environment says.
+// DefaultMMVBlocksPerSM is the one-token integer tensor-core matvec's
+// persistent blocks per SM (shaders/mmv_cuda.h: 256 threads each) when
+// nothing else says: 0, off until measured on the decode (docs/benchmarks.md).
+// `FMOE_CUDA_MMV=N` (or Options.MMVBlocksPerSM = N) runs it at N blocks per
+// SM; a negative Options value keeps it off whatever the environment says.
 const DefaultMMVBlocksPerSM = 0
 
 // mmvOptIn is the setting the tests and benchmarks use to run the path.
@@ -43,7 +41,7 @@ var mmvNames = [...]string{"mmv_q2", "mmv_q4", "mmv_q8", "mmv_batch_q2", "mmv_ba
 
 // load finds the entry points and sets the blocks per SM: opt when
 // non-zero (negative turns the path off), else FMOE_CUDA_MMV, else the
-// default. Cards before sm_80 have no bf16 mma.sync: off.
+// default. Cards before sm_80 have no m16n8k32 integer mma.sync: off.
 func (m *mmvState) load(be *Backend, opt int) error {
 	n := opt
 	if n == 0 {
@@ -86,18 +84,19 @@ func (m *mmvState) load(be *Backend, opt int) error {
 }
 
 // mmvShared is the dynamic shared memory of mmv_body for C columns in
-// groups of G: x's three bf16 pieces (192 words a 128-column step pair), Σx
-// per 64-column step, the tile's scales and biases (16 rows of C/G + 8
-// half-words each: the pad keeps a warp's eight rows in different banks),
-// the warps' partial sums, a zero uint4.
-func mmvShared(C, G int) int { return 4 * (C/128*192 + C/64 + 16*(C/G+8) + 16*mmvWarps + 4) }
+// groups of G, in words: x's digits as B fragments (128 a 128-column
+// chunk), the tile's scales and biases (16 rows of C/G + 8 half-words each:
+// the pad keeps a warp's eight rows in different banks), the warps' partial
+// sums, a zero uint2 (4), and per 64-column block its exponent, factor,
+// four digit sums and Σx (7).
+func mmvShared(C, G int) int { return 4 * (C/128*128 + 16*(C/G+8) + 16*mmvWarps + 4 + 7*(C/64)) }
 
 // mmvPlan is how the tensor-core matvec launches n jobs of one weight
 // shape: the entry point's index (Q2, Q4, Q8), blocks per job and shared
 // memory; ok is false where the path is off or does not take the shape
-// (then matvec.h's kernels run). The kernel reads a row in pairs of
-// 64-column steps, each step in one scale group (found by a shift: G/64 a
-// power of two), and stages a tile's scales and biases 16 bytes at a time:
+// (then matvec.h's kernels run). The kernel reads a row in 128-column
+// chunks of two 64-column blocks, each block in one scale group (found by a
+// shift: G/64 a power of two), and stages a tile's scales and biases 16 bytes at a time:
 // C a multiple of 128, G of 64, C/G a multiple of 8 and at most 128
 // (mmv_cuda.h's MMV_SCV), and ptrs (the weights' data, scales and biases)
 // 16-byte aligned.

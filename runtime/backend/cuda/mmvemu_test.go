@@ -11,11 +11,11 @@ import (
 
 // TestMMVKernelEmulated runs shaders/mmv_cuda.h on the CPU, on machines
 // without a GPU: testdata/mmvemu builds it with g++ against mmaemu's shim
-// (threads meeting at barriers, an emulated mma.sync and bf16x2 FMA) and
+// (threads meeting at barriers, an emulated integer mma.sync) and
 // checks y against float64 at the conformance suite's MatMul tolerance
 // (2e-5): Q2, Q4 and Q8, groups of 64 and 128, few step pairs a warp and
 // several, row tails, fewer tiles than blocks and several tiles a block, x
-// with a large common offset. That the hardware's fragment layout is the one emulated
+// with a large common offset, x over eleven decades. That the hardware's fragment layout is the one emulated
 // is left to the GPU test (TestMatMulMMV).
 func TestMMVKernelEmulated(t *testing.T) {
 	bin := buildEmulator(t, "mmvemu")
@@ -30,6 +30,11 @@ func TestMMVKernelEmulated(t *testing.T) {
 		{2, 16, 1536, 64, 1, 0},  // twelve pairs: warps with two, warps with one
 		{4, 100, 4096, 64, 2, 1}, // the 397B's hidden size: two batches a warp
 		{8, 20, 2048, 64, 1, 1},
+		// x over eleven decades with a zero block and a block below the
+		// kernel's 2^-96 floor
+		{4, 40, 512, 64, 2, 2},
+		{8, 50, 1024, 128, 2, 2},
+		{2, 33, 512, 64, 1, 2},
 	} {
 		args := []string{}
 		for _, v := range c {

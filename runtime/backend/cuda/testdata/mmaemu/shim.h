@@ -1,7 +1,7 @@
 // shim.h: the host stand-ins the emulators (mmaemu.cc, mmvemu.cc) run the
 // CUDA-only kernels with: each block's 256 threads are OS threads meeting at
 // barriers for __syncthreads, shuffles and the warp-wide mma.sync, which is
-// emulated from the PTX fragment layout of m16n8k16 bf16.
+// emulated from the PTX fragment layouts of m16n8k16 bf16 and m16n8k32 u8·s8.
 #pragma once
 #include <barrier>
 #include <cmath>
@@ -17,7 +17,9 @@
 typedef unsigned int uint;
 typedef unsigned short ushort;
 typedef long long i64;
+using std::max;
 using std::min;
+using std::isfinite;
 
 struct float4 { float x, y, z, w; };
 struct uint4 { uint x, y, z, w; };
@@ -42,6 +44,7 @@ static std::barrier<>* blockBar;
 static std::barrier<>* warpBar[8];
 static float shflBuf[8][32];
 static uint mmaA[8][32][4], mmaB[8][32][2];
+static inline int __float2int_rn(float f) { return (int)std::nearbyint(f); }  // the default mode: to nearest, ties to even
 
 static inline void __syncthreads() { blockBar->arrive_and_wait(); }
 static inline float __shfl_xor_sync(uint, float v, int m) {
@@ -73,6 +76,31 @@ static void mma_16816(float (&d)[4], uint a0, uint a1, uint a2, uint a3, uint b0
             int al = (r & 7) * 4 + ((k & 7) >> 1), areg = (r < 8 ? 0 : 1) + (k < 8 ? 0 : 2);
             int bl = c * 4 + ((k & 7) >> 1), breg = k < 8 ? 0 : 1;
             s += half_of(mmaA[w][al][areg], k & 1) * half_of(mmaB[w][bl][breg], k & 1);
+        }
+        d[e] += s;
+    }
+    warpBar[w]->arrive_and_wait();
+}
+
+// D += A·B for m16n8k32 with A u8 and B s8, the same fragment pattern
+// with four bytes a register: A reg0 (g, 4t..4t+3), reg1 (g+8, ..), reg2
+// (g, 16+4t..), reg3 (g+8, 16+4t..); B reg0 (k 4t..4t+3, n g), reg1 (k
+// 16+4t..); D (g, 2t..2t+1), (g+8, 2t..2t+1).
+static void mma_16832_u8s8(int (&d)[4], uint a0, uint a1, uint a2, uint a3, uint b0, uint b1) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    mmaA[w][lane][0] = a0, mmaA[w][lane][1] = a1, mmaA[w][lane][2] = a2, mmaA[w][lane][3] = a3;
+    mmaB[w][lane][0] = b0, mmaB[w][lane][1] = b1;
+    warpBar[w]->arrive_and_wait();
+    int g = lane >> 2, t = lane & 3;
+    for (int e = 0; e < 4; e++) {
+        int r = g + 8 * (e >> 1), c = 2 * t + (e & 1);
+        int s = 0;
+        for (int k = 0; k < 32; k++) {
+            int al = (r & 7) * 4 + ((k & 15) >> 2), areg = (r < 8 ? 0 : 1) + (k < 16 ? 0 : 2);
+            int bl = c * 4 + ((k & 15) >> 2), breg = k < 16 ? 0 : 1;
+            int av = (mmaA[w][al][areg] >> (8 * (k & 3))) & 255;
+            int bv = (int)(signed char)((mmaB[w][bl][breg] >> (8 * (k & 3))) & 255);
+            s += av * bv;
         }
         d[e] += s;
     }
@@ -156,17 +184,6 @@ static void make_weights(int bits, int R, int C, int G, std::mt19937_64& rng, st
             }
         }
     }
-}
-
-// fma.rn.bf16x2: each half a·b + c in float, rounded to bf16 (nearest,
-// ties to even); the kernels use it where the result is exact.
-static inline uint mmv_fma_bf16x2(uint a, uint b, uint c) {
-    uint r = 0;
-    for (int h = 0; h < 2; h++) {
-        float v = std::fma(half_of(a, h), half_of(b, h), half_of(c, h));
-        r |= (uint)to_bf16(v) << (16 * h);
-    }
-    return r;
 }
 
 static inline int __clz(int v) { return v == 0 ? 32 : __builtin_clz((unsigned)v); }
