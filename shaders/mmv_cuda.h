@@ -16,9 +16,10 @@
 // 2^(E_b − 30)·n_j with |n_j| < 2^30 (E_b: max|x| of the block < 2^E_b)
 // and n_j in four balanced base-256 digits (int8), carried as four of the
 // MMA's B columns. Every product and sum inside a block is then exact in
-// int32; the error is the rounding of n_j, at most 2^(E_b − 31) an element:
-// exact for every element within 2^7 of its block's largest, and far below
-// float32's own rounding of the sum for the rest. The scale and bias apply
+// int32; the error is the rounding of n_j, at most 2^(E_b − 31) ≤ 2^-30 of
+// the block's largest |x| an element: none for an element within a factor
+// 64 of that largest (x_j·2^(30 − E_b) is then an integer already), and
+// below float32's own rounding of the sum for the rest. The scale and bias apply
 // per block in float32 in the centred form acc += s·Σ(q − c)x + (b + c·s)·Σx
 // (c = 2^(BITS−1)), Σ(q − c)·n formed exactly as D − c·Σn. A block holding
 // an inf or NaN makes the rows it touches NaN. E_b is at least −96, so an
