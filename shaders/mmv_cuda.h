@@ -93,38 +93,39 @@ DEVICE_FN void mmv_digits(int n, int (&d)[4]) {
     d[3] = n;
 }
 
-// mmv_stats finds, per 64-column block b (a warp a block, two elements a
-// lane), E_b (xe), the block's factor 2^(E_b − 30) (xf; NaN if the block
-// holds an inf or NaN), c·Σ of each digit over the block (xp, four ints:
-// the centring's exact correction) and Σx (xsum), added in a fixed order.
-template <int BITS>
-DEVICE_FN void mmv_stats(const float* x, int C, int* xe, float* xf, int* xp, float* xsum, int tid) {
+// mmv_stats finds, per 64-column block b, E_b (xe) and the block's factor
+// 2^(E_b − 30) (xf; NaN if the block holds an inf or NaN), and zeroes the
+// digit sums (xp). A warp takes four blocks at a time (two elements a lane
+// each), so that their loads and reductions overlap.
+DEVICE_FN void mmv_stats(const float* x, int C, int* xe, float* xf, int* xp, int tid) {
     const int lane = tid & 31, warp = tid >> 5, nb = C / 64;
     const float INF = __uint_as_float(0x7f800000u);
-    for (int b = warp; b < nb; b += MMV_WARPS) {
-        const float v0 = x[64 * b + 2 * lane], v1 = x[64 * b + 2 * lane + 1];
-        float m = fmaxf(isfinite(v0) ? fabsf(v0) : INF, isfinite(v1) ? fabsf(v1) : INF);
-        UNROLL for (int s = 16; s >= 1; s >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, s));
-        const bool bad = !(m < INF);
-        int E = 0;
-        if (!bad) {
-            frexpf(m, &E);  // m < 2^E (0 for m = 0)
-            E = max(E, -96);
+    for (int i = tid; i < 4 * nb; i += 32 * MMV_WARPS) xp[i] = 0;
+    for (int b0 = warp; b0 < nb; b0 += 4 * MMV_WARPS) {
+        float m[4];
+        UNROLL for (int i = 0; i < 4; i++) {
+            const int b = b0 + i * MMV_WARPS;
+            m[i] = 0.f;
+            if (b < nb) {
+                const float v0 = x[64 * b + 2 * lane], v1 = x[64 * b + 2 * lane + 1];
+                m[i] = fmaxf(isfinite(v0) ? fabsf(v0) : INF, isfinite(v1) ? fabsf(v1) : INF);
+            }
         }
-        int d0[4], d1[4];
-        mmv_digits(bad ? 0 : mmv_fixed(v0, E), d0);
-        mmv_digits(bad ? 0 : mmv_fixed(v1, E), d1);
-        float ps[4], sx = v0 + v1;
-        UNROLL for (int k = 0; k < 4; k++) ps[k] = (float)(d0[k] + d1[k]);  // exact: |Σ| ≤ 2^13
         UNROLL for (int s = 16; s >= 1; s >>= 1) {
-            sx += __shfl_xor_sync(0xffffffffu, sx, s);
-            UNROLL for (int k = 0; k < 4; k++) ps[k] += __shfl_xor_sync(0xffffffffu, ps[k], s);
+            UNROLL for (int i = 0; i < 4; i++) m[i] = fmaxf(m[i], __shfl_xor_sync(0xffffffffu, m[i], s));
         }
         if (lane == 0) {
-            xe[b] = E;
-            xf[b] = bad ? __uint_as_float(0x7fc00000u) : ldexpf(1.f, E - 30);
-            UNROLL for (int k = 0; k < 4; k++) xp[4 * b + k] = (1 << (BITS - 1)) * (int)ps[k];
-            xsum[b] = sx;
+            UNROLL for (int i = 0; i < 4; i++) {
+                const int b = b0 + i * MMV_WARPS;
+                if (b >= nb) break;
+                int E = 0;
+                if (m[i] < INF) {
+                    frexpf(m[i], &E);  // m < 2^E (0 for m = 0)
+                    E = max(E, -96);
+                }
+                xe[b] = E;
+                xf[b] = m[i] < INF ? ldexpf(1.f, E - 30) : __uint_as_float(0x7fc00000u);
+            }
         }
     }
 }
@@ -132,20 +133,43 @@ DEVICE_FN void mmv_stats(const float* x, int C, int* xe, float* xf, int* xp, flo
 // mmv_stageb writes x's digits as the B fragments: for chunk p, MMA m,
 // digit k and lane slice t, one uint2 (registers 2m and 2m+1's four
 // k-slots) at xb[(p·4 + m)·16 + 4k + t]. A thread builds the four digits'
-// words of one register from its four elements.
+// words of one register from its four elements, and adds its digits to the
+// block's sums (integers: the order of the atomic adds changes nothing).
 template <int BITS>
-DEVICE_FN void mmv_stageb(const float* x, int C, uint* xb, const int* xe, int tid) {
+DEVICE_FN void mmv_stageb(const float* x, int C, uint* xb, const int* xe, int* xp, int tid) {
     const int n = (C / 128) * 32;  // (chunk, m, t, register half e)
     for (int i = tid; i < n; i += 32 * MMV_WARPS) {
         const int e = i & 1, t = (i >> 1) & 3, m = (i >> 3) & 3, p = i >> 5;
-        const int base = 128 * p + 32 * t, E = xe[2 * p + (t >> 1)];
+        const int base = 128 * p + 32 * t, blk = 2 * p + (t >> 1), E = xe[blk];
         uint wv[4] = {0u, 0u, 0u, 0u};
+        int sum[4] = {0, 0, 0, 0};
         UNROLL for (int b = 0; b < 4; b++) {
             int d[4];
             mmv_digits(mmv_fixed(x[base + mmv_col<BITS>(2 * m + e, b)], E), d);
-            UNROLL for (int k = 0; k < 4; k++) wv[k] |= (uint)(d[k] & 255) << (8 * b);
+            UNROLL for (int k = 0; k < 4; k++) {
+                wv[k] |= (uint)(d[k] & 255) << (8 * b);
+                sum[k] += d[k];
+            }
         }
-        UNROLL for (int k = 0; k < 4; k++) xb[2 * ((p * 4 + m) * 16 + 4 * k + t) + e] = wv[k];
+        UNROLL for (int k = 0; k < 4; k++) {
+            xb[2 * ((p * 4 + m) * 16 + 4 * k + t) + e] = wv[k];
+            atomicAdd(&xp[4 * blk + k], sum[k]);
+        }
+    }
+}
+
+// mmv_sums turns the digit sums into what the epilogue takes: c·Σd_k (c =
+// 2^(BITS−1), the centring's exact correction) and Σx = 2^(E_b − 30)·Σn
+// (exact in int64 before the one rounding; NaN with the block's factor).
+template <int BITS>
+DEVICE_FN void mmv_sums(int C, const int* xe, const float* xf, int* xp, float* xsum, int tid) {
+    for (int b = tid; b < C / 64; b += 32 * MMV_WARPS) {
+        i64 n = 0;
+        UNROLL for (int k = 3; k >= 0; k--) {
+            n = n * 256 + xp[4 * b + k];
+            xp[4 * b + k] *= 1 << (BITS - 1);
+        }
+        xsum[b] = isfinite(xf[b]) ? ldexpf((float)n, xe[b] - 30) : xf[b];
     }
 }
 
@@ -253,9 +277,11 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const f
         mmv_scstore(ssm, ng, tid, scv);
     }
     if (tid < 4) zero[tid] = 0u;
-    mmv_stats<BITS>(x, C, xe, xf, xp, xsum, tid);
+    mmv_stats(x, C, xe, xf, xp, tid);
     BARRIER();
-    mmv_stageb<BITS>(x, C, xb, xe, tid);
+    mmv_stageb<BITS>(x, C, xb, xe, xp, tid);
+    BARRIER();
+    mmv_sums<BITS>(C, xe, xf, xp, xsum, tid);
     BARRIER();
 
     bool loaded = true;

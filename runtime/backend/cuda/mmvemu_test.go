@@ -35,6 +35,7 @@ func TestMMVKernelEmulated(t *testing.T) {
 		{4, 40, 512, 64, 2, 2},
 		{8, 50, 1024, 128, 2, 2},
 		{2, 33, 512, 64, 1, 2},
+		{4, 16, 16384, 128, 1, 2}, // 256 blocks of x: the staging loops
 	} {
 		args := []string{}
 		for _, v := range c {

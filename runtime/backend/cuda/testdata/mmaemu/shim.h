@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 #include <algorithm>
+#include <atomic>
 
 typedef unsigned int uint;
 typedef unsigned short ushort;
@@ -44,6 +45,7 @@ static std::barrier<>* blockBar;
 static std::barrier<>* warpBar[8];
 static float shflBuf[8][32];
 static uint mmaA[8][32][4], mmaB[8][32][2];
+static inline int atomicAdd(int* p, int v) { return std::atomic_ref<int>(*p).fetch_add(v); }
 static inline int __float2int_rn(float f) { return (int)std::nearbyint(f); }  // the default mode: to nearest, ties to even
 
 static inline void __syncthreads() { blockBar->arrive_and_wait(); }
