@@ -36,10 +36,10 @@ type Options struct {
 	// tensor cores; 0 means FMOE_CUDA_MMA_MIN or DefaultMMAMinRows, a
 	// negative value turns that path off (see mma.go).
 	MMAMinRows int
-	// MMVBlocksPerSM is the one-token tensor-core matvec's blocks per SM;
-	// 0 means FMOE_CUDA_MMV or DefaultMMVBlocksPerSM (off), a negative
+	// MMVWarpsPerSM is the one-token tensor-core matvec's blocks per SM;
+	// 0 means FMOE_CUDA_MMV or DefaultMMVWarpsPerSM (off), a negative
 	// value turns that path off (see mmv.go).
-	MMVBlocksPerSM int
+	MMVWarpsPerSM int
 	// Matvec tunes the decode matvec (rows per warp, chunks in flight,
 	// warps per block, blocks per SM); zero fields take FMOE_CUDA_MV's
 	// values, then the defaults (mvconfig.go). Results do not depend on it.
@@ -181,7 +181,7 @@ func (be *Backend) init(opts Options) error {
 	if err := be.mma.load(be, opts.MMAMinRows); err != nil {
 		return err
 	}
-	if err := be.mmv.load(be, opts.MMVBlocksPerSM); err != nil {
+	if err := be.mmv.load(be, opts.MMVWarpsPerSM); err != nil {
 		return err
 	}
 	if err := cuErr(C.fm_stream_create(be.ctx, &be.stream), "cuStreamCreate"); err != nil {
@@ -200,8 +200,8 @@ func (be *Backend) Name() string {
 	if be.bmv != defaultBatchMatvec {
 		mv += "; batched matvec " + be.bmv.String()
 	}
-	if b := be.mmv.bpsm; b > 0 {
-		mv += fmt.Sprintf("; one-token tensor-core matvec at %d blocks/SM", b)
+	if w := be.mmv.wpsm; w > 0 {
+		mv += fmt.Sprintf("; one-token integer tensor-core matvec at %d warps/SM", w)
 	}
 	return fmt.Sprintf("cuda(%s, sm_%d%d, %d SMs, %.0f GiB; %s%s)", be.dev.name, be.dev.major, be.dev.minor,
 		be.dev.sms, float64(be.dev.totalMem)/(1<<30), be.img.desc, mv)

@@ -88,7 +88,7 @@ func (be *Backend) MMAMinRows() int { return be.mma.minRows }
 // the shared CUDA-core kernels. All meet the conformance suite's float32
 // tolerance (mma_cuda.h says why).
 func (be *Backend) MatMul(y backend.Buffer, w backend.Tensor, x backend.Buffer, T int) error {
-	if T == 1 && be.mmv.bpsm > 0 {
+	if T == 1 && be.mmv.wpsm > 0 {
 		if done, err := be.mmvMatMul(y, w, x); done || err != nil {
 			return err
 		}

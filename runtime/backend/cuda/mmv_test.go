@@ -15,19 +15,19 @@ import (
 	"github.com/fmoe/fmoe/runtime/backend/backendtest"
 )
 
-// newMMV opens a backend with the one-token tensor-core matvec at bpsm
-// blocks per SM (negative: off), or skips where the card has no bf16
+// newMMV opens a backend with the one-token integer tensor-core matvec
+// aiming at wpsm warps an SM (negative: off), or skips where the card has no
 // tensor cores and the path was asked for.
-func newMMV(t testing.TB, bpsm int) *Backend {
+func newMMV(t testing.TB, wpsm int) *Backend {
 	t.Helper()
 	newOrSkip(t).Close()
-	be, err := NewWithOptions(Options{MMVBlocksPerSM: bpsm})
+	be, err := NewWithOptions(Options{MMVWarpsPerSM: wpsm})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bpsm > 0 && be.mmv.bpsm == 0 {
+	if wpsm > 0 && be.mmv.wpsm == 0 {
 		be.Close()
-		t.Skipf("no bf16 tensor cores on %s", be.Name())
+		t.Skipf("no integer m16n8k32 tensor cores on %s", be.Name())
 	}
 	return be
 }
@@ -39,7 +39,7 @@ func newMMV(t testing.TB, bpsm int) *Backend {
 func TestConformanceMMV(t *testing.T) {
 	newMMV(t, mmvOptIn).Close()
 	backendtest.Run(t, func() backend.Backend {
-		b, err := NewWithOptions(Options{MMVBlocksPerSM: mmvOptIn})
+		b, err := NewWithOptions(Options{MMVWarpsPerSM: mmvOptIn})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +91,7 @@ func TestMatMulMMV(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, _, ok := be.mmvPlan(tt.format, tt.rows, tt.cols, tt.group, 1, tt.data); !ok {
+		if _, _, ok := be.mmvPlan(tt.format, tt.rows, tt.cols, tt.group, 1, tt.data); !ok {
 			t.Fatalf("%s: the tensor-core matvec does not take this shape", name)
 		}
 		want := refMatMul64(vals, c.R, c.C, x, 1)
@@ -156,12 +156,12 @@ var mmvShapes = []sweepShape{
 }
 
 // BenchmarkMMV times the one-token matvec on the model's shapes with the
-// tensor-core path at 2, 3 and 6 blocks per SM and off (matvec.h's default
+// integer tensor-core path aiming at 16, 32 and 64 warps an SM and off (matvec.h's default
 // setting), in one process: device time per op by CUDA events (best of
 // three, each run queued behind busy work), GB/s of weight bytes and the
 // share of the device copy's rate (bytes read and written) measured in the
 // same run. FMOE_BENCH_MMV_SHAPE (a substring of a shape's name) and
-// FMOE_BENCH_MMV_BPSM (a list, -1 for off) narrow it, e.g. for a profiler.
+// FMOE_BENCH_MMV_WPSM (a list, -1 for off) narrow it, e.g. for a profiler.
 func BenchmarkMMV(b *testing.B) {
 	first := newOrSkip(b)
 	b.Logf("backend: %s", first.Name())
@@ -173,30 +173,30 @@ func BenchmarkMMV(b *testing.B) {
 			shapes = append(shapes, s)
 		}
 	}
-	bpsms := []int{-1, 2, 3, 6}
-	if v := os.Getenv("FMOE_BENCH_MMV_BPSM"); v != "" {
-		bpsms = bpsms[:0]
+	settings := []int{-1, 16, 32, 64}
+	if v := os.Getenv("FMOE_BENCH_MMV_WPSM"); v != "" {
+		settings = settings[:0]
 		for _, f := range strings.Split(v, ",") {
 			n, err := strconv.Atoi(f)
 			if err != nil {
-				b.Fatalf("FMOE_BENCH_MMV_BPSM=%q: %v", v, err)
+				b.Fatalf("FMOE_BENCH_MMV_WPSM=%q: %v", v, err)
 			}
-			bpsms = append(bpsms, n)
+			settings = append(settings, n)
 		}
 	}
 	ws := shapeWeights(shapes)
 	fmt.Printf("mmv device copy %.0f GB/s (read + write)\n", copyGBs)
 	for b.Loop() {
-		for _, bpsm := range bpsms {
-			be, err := NewWithOptions(Options{MMVBlocksPerSM: bpsm})
+		for _, wpsm := range settings {
+			be, err := NewWithOptions(Options{MMVWarpsPerSM: wpsm})
 			if err != nil {
 				b.Fatal(err)
 			}
 			cases := loadCases(b, be, ws, shapes)
 			w := newBusy(b, be)
 			label := "matvec.h"
-			if bpsm > 0 {
-				label = fmt.Sprintf("mmv bpsm=%d", bpsm)
+			if wpsm > 0 {
+				label = fmt.Sprintf("mmv wpsm=%d", wpsm)
 			}
 			for _, c := range cases {
 				us := timeCase(b, be, c, w)

@@ -85,7 +85,7 @@ func precompile(tb testing.TB, be *Backend) {
 // sweep and its bit-identity test are about matvec.h), or fails the test
 // (the GPU is known to be there).
 func openModule(tb testing.TB, m MatvecConfig) *Backend {
-	be, err := NewWithOptions(Options{Matvec: m, BatchMatvec: m, MMVBlocksPerSM: -1})
+	be, err := NewWithOptions(Options{Matvec: m, BatchMatvec: m, MMVWarpsPerSM: -1})
 	if err != nil {
 		tb.Fatalf("%v: %v", m.defines(), err)
 	}

@@ -1,5 +1,6 @@
 // shim.h: the host stand-ins the emulators (mmaemu.cc, mmvemu.cc) run the
-// CUDA-only kernels with: each block's 256 threads are OS threads meeting at
+// CUDA-only kernels with: each block's threads (256 unless
+// said) are OS threads meeting at
 // barriers for __syncthreads, shuffles and the warp-wide mma.sync, which is
 // emulated from the PTX fragment layouts of m16n8k16 bf16 and m16n8k32 u8·s8.
 #pragma once
@@ -25,6 +26,7 @@ using std::isfinite;
 struct float4 { float x, y, z, w; };
 struct uint4 { uint x, y, z, w; };
 struct uint2 { uint x, y; };
+static inline uint2 make_uint2(uint x, uint y) { return {x, y}; }
 static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 static inline uint4 make_uint4(uint x, uint y, uint z, uint w) { return {x, y, z, w}; }
 static inline uint __float_as_uint(float f) { uint u; memcpy(&u, &f, 4); return u; }
@@ -42,9 +44,9 @@ struct dim3_ { uint x, y, z; };
 static thread_local dim3_ threadIdx;
 static dim3_ blockIdx;
 static std::barrier<>* blockBar;
-static std::barrier<>* warpBar[8];
-static float shflBuf[8][32];
-static uint mmaA[8][32][4], mmaB[8][32][2];
+static std::barrier<>* warpBar[16];
+static float shflBuf[16][32];
+static uint mmaA[16][32][4], mmaB[16][32][2];
 static inline int atomicAdd(int* p, int v) { return std::atomic_ref<int>(*p).fetch_add(v); }
 static inline int __float2int_rn(float f) { return (int)std::nearbyint(f); }  // the default mode: to nearest, ties to even
 
@@ -126,24 +128,26 @@ static inline float simd_sum_emu(float v) {
     return v;
 }
 
-// launch runs grid (gx, gy) of 256-thread blocks, one block at a time.
+// launch runs grid (gx, gy) of blocks of threads threads (a multiple of 32,
+// at most 512), one block at a time.
 template <class F>
-static void launch(int gx, int gy, F body) {
+static void launch(int gx, int gy, F body, int threads = 256) {
     for (int by = 0; by < gy; by++)
         for (int bx = 0; bx < gx; bx++) {
             blockIdx = {(uint)bx, (uint)by, 0};
-            std::barrier<> bar(256);
-            std::barrier<> wb[8] = {std::barrier<>(32), std::barrier<>(32), std::barrier<>(32), std::barrier<>(32),
-                                    std::barrier<>(32), std::barrier<>(32), std::barrier<>(32), std::barrier<>(32)};
+            std::barrier<> bar(threads);
+            std::vector<std::barrier<>*> wb;
+            for (int i = 0; i < threads / 32; i++) wb.push_back(new std::barrier<>(32));
             blockBar = &bar;
-            for (int i = 0; i < 8; i++) warpBar[i] = &wb[i];
+            for (int i = 0; i < threads / 32; i++) warpBar[i] = wb[i];
             std::vector<std::thread> th;
-            for (int t = 0; t < 256; t++)
+            for (int t = 0; t < threads; t++)
                 th.emplace_back([t, &body] {
                     threadIdx = {(uint)t, 0, 0};
                     body();
                 });
             for (auto& x : th) x.join();
+            for (auto* b : wb) delete b;
         }
 }
 

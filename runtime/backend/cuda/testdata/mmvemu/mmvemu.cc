@@ -1,14 +1,14 @@
 // mmvemu runs shaders/mmv_cuda.h (one token's matvec on the integer tensor
 // cores) on the CPU through mmaemu's shim: the staging of x's digits, the decode's
-// column order, the fragments, the group arithmetic, the persistent tiles
-// and the warps' reduction, against float64, on machines without a GPU
+// column order, the fragments, the group arithmetic, the tiles and the
+// warps' split of the chunks and their reduction, against float64, on machines without a GPU
 // (TestMMVKernelEmulated builds and runs it with g++).
-// Usage: mmvemu bits R C G blocks offset seed — one case; prints "ok" or
+// Usage: mmvemu bits R C G nw offset seed — one case; prints "ok" or
 // "FAIL" and the relative error (norm of the difference over the norm).
 #include "../mmaemu/shim.h"
 #include "mmv_cuda.h"
 
-static bool run(int bits, int R, int C, int G, int blocks, int offset, unsigned seed) {
+static bool run(int bits, int R, int C, int G, int nw, int offset, unsigned seed) {
     const int ng = C / G;
     if (C % 128 != 0 || G % 64 != 0 || C % G != 0 || ng % 8 != 0 || ng > 128) {
         printf("FAIL: %dx%d g%d is not a shape the host's mmvPlan passes\n", R, C, G);
@@ -31,13 +31,23 @@ static bool run(int bits, int R, int C, int G, int blocks, int offset, unsigned 
         if (offset == 2) v = j < 64 ? 0.f : j < 128 ? v * 1e-30f : (float)(v * std::pow(10.0, ud(rng)));
     }
     std::vector<float> y(R, NAN);
-    std::vector<uint> sm((size_t)(C / 128) * 128 + 16 * (C / G + 8) + MMV_WARPS * 16 + 4 + 7 * (C / 64), 0xdeadbeefu);
-    auto body = [&] {
-        if (bits == 2) mmv_body<2>(W.data(), S.data(), B.data(), x.data(), y.data(), R, C, G, sm.data(), blockIdx.x, blocks);
-        if (bits == 4) mmv_body<4>(W.data(), S.data(), B.data(), x.data(), y.data(), R, C, G, sm.data(), blockIdx.x, blocks);
-        if (bits == 8) mmv_body<8>(W.data(), S.data(), B.data(), x.data(), y.data(), R, C, G, sm.data(), blockIdx.x, blocks);
+    std::vector<uint> xs(mmv_words(C), 0xdeadbeefu);
+    auto stage = [&] {
+        const int b = blockIdx.x * 8 + (threadIdx.x >> 5);
+        if (b >= C / 64) return;
+        if (bits == 2) mmv_stage_block<2>(x.data(), xs.data(), C, b, threadIdx.x & 31);
+        if (bits == 4) mmv_stage_block<4>(x.data(), xs.data(), C, b, threadIdx.x & 31);
+        if (bits == 8) mmv_stage_block<8>(x.data(), xs.data(), C, b, threadIdx.x & 31);
     };
-    launch(blocks, 1, body);
+    launch((C / 64 + 7) / 8, 1, stage);
+    static float red[16 * MMV_MAXW];
+    auto body = [&] {
+        const int tid = threadIdx.x, tile = blockIdx.x;
+        if (bits == 2) mmv_body<2>(W.data(), S.data(), B.data(), xs.data(), y.data(), R, C, G, tile, tid, nw, red);
+        if (bits == 4) mmv_body<4>(W.data(), S.data(), B.data(), xs.data(), y.data(), R, C, G, tile, tid, nw, red);
+        if (bits == 8) mmv_body<8>(W.data(), S.data(), B.data(), xs.data(), y.data(), R, C, G, tile, tid, nw, red);
+    };
+    launch((R + 15) / 16, 1, body, 32 * nw);
     double num = 0, den = 0;
     for (int r = 0; r < R; r++) {
         double want = 0;
@@ -47,14 +57,14 @@ static bool run(int bits, int R, int C, int G, int blocks, int offset, unsigned 
     }
     double e = std::sqrt(num / den);
     bool ok = e <= 2e-5;  // NaN fails
-    printf("%s bits=%d %dx%d g%d blocks=%d offset=%d: relative error %.3g\n", ok ? "ok" : "FAIL", bits, R, C, G, blocks,
+    printf("%s bits=%d %dx%d g%d nw=%d offset=%d: relative error %.3g\n", ok ? "ok" : "FAIL", bits, R, C, G, nw,
            (int)offset, e);
     return ok;
 }
 
 int main(int argc, char** argv) {
     if (argc != 8) {
-        fprintf(stderr, "usage: mmvemu bits R C G blocks offset seed\n");
+        fprintf(stderr, "usage: mmvemu bits R C G nw offset seed\n");
         return 2;
     }
     int a[7];
