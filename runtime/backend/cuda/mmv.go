@@ -68,14 +68,22 @@ func (m *mmvState) load(be *Backend, opt int) error {
 		return nil
 	}
 	for i, sfx := range []string{"q2", "q4", "q8"} {
-		for _, e := range []struct {
-			f    *C.CUfunction
-			name string
-		}{{&m.stage[i], "mmv_stage_"}, {&m.stageBatch[i], "mmv_stage_batch_"}, {&m.k[i], "mmv_"}, {&m.batch[i], "mmv_batch_"}} {
-			cs := C.CString(e.name + sfx)
-			r := C.fm_module_function(be.ctx, e.f, be.mod, cs)
+		for j, name := range []string{"mmv_stage_", "mmv_stage_batch_", "mmv_", "mmv_batch_"} {
+			cs := C.CString(name + sfx)
+			// Written as address expressions in the call: see mmaState.load.
+			var r C.CUresult
+			switch j {
+			case 0:
+				r = C.fm_module_function(be.ctx, &m.stage[i], be.mod, cs)
+			case 1:
+				r = C.fm_module_function(be.ctx, &m.stageBatch[i], be.mod, cs)
+			case 2:
+				r = C.fm_module_function(be.ctx, &m.k[i], be.mod, cs)
+			default:
+				r = C.fm_module_function(be.ctx, &m.batch[i], be.mod, cs)
+			}
 			C.free(unsafe.Pointer(cs))
-			if err := cuErr(r, "cuModuleGetFunction "+e.name+sfx); err != nil {
+			if err := cuErr(r, "cuModuleGetFunction "+name+sfx); err != nil {
 				return err
 			}
 		}
