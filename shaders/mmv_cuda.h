@@ -41,9 +41,8 @@
 // order the MMA takes them) and per-block sums to a scratch area once, then
 // the matvec's blocks start loading weights at once. A block is one 16-row
 // tile of nw warps (blockDim.x / 32, the host's choice: enough warps in all
-// to keep every SM's loads in flight), warp w taking a contiguous range of
-// the chunks; the warps' partial sums are added in warp order through
-// shared memory: a rerun gives the same bits.
+// to keep every SM's loads in flight), splitting the tile's columns; the
+// sums are added in an order fixed by the shape alone (mmv_body).
 
 #define MMV_MAXW 16  // warps a tile at most
 
@@ -154,14 +153,18 @@ DEVICE_FN void mmv_stage_block(const float* x, uint* xs, int C, int b, int lane)
 // mmv_words is the scratch one x takes: the fragments and the stats.
 DEVICE_FN int mmv_words(int C) { return 128 * (C / 128) + 8 * (C / 64); }
 
-// mmv_body computes rows tile·16 .. +15 of y = W·x from x's staged form xs,
-// warp w of nw taking its range of the chunks. red: 16·MMV_MAXW floats of
-// shared memory.
+// mmv_body computes rows tile·16 .. +15 of y = W·x from x's staged form xs.
+// The chunks fall in segments of U (the chunks a lane loads at once: 4 KB
+// of weights a warp); warp w of nw takes a contiguous range of segments, a
+// segment's sum is formed from zero and stored (red: 16 floats a segment,
+// MMV_MAXSEG at most), and the segments are added in order: the result's
+// bits do not depend on nw, so a batch job computes what MatMul does.
+#define MMV_MAXSEG 64
 template <int BITS>
 DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const uint* xs, float* y, int R, int C, int G,
                         int tile, int tid, int nw, float* red) {
-    const int U = 8 / BITS;  // chunks a lane loads at once: 2 KB of weights a warp
-    const int np = C / 128, ng = C / G;
+    const int U = 16 / BITS;
+    const int np = C / 128, ng = C / G, nseg = (np + U - 1) / U;
     const int gsh = 31 - __clz(G / 64);  // a block's group is b >> gsh: G/64 is a power of two
     const uint2* xb = (const uint2*)xs;
     const uint2* st = (const uint2*)(xs + 128 * np);  // four uint2 a block
@@ -170,7 +173,6 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
     const int r0 = min(tile * 16 + g, R - 1), r1 = min(tile * 16 + g + 8, R - 1);
     const i64 wpr = (i64)C * BITS / 32;
     const float CENTRE = (float)(1 << (BITS - 1));
-    const int pbeg = warp * np / nw, pend = (warp + 1) * np / nw;
     // Lane (g, t) feeds B's column g (digit g%4 of block half g/4) on its
     // own slice's k-slots when that slice is in block half t/2; its D
     // columns are digits k0, k0 + 1 of block half t/2.
@@ -182,15 +184,15 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
     const uint* W1 = W + (i64)r1 * wpr + t * BITS;
     const ushort *S0 = S + (i64)r0 * ng, *S1 = S + (i64)r1 * ng, *B0 = B + (i64)r0 * ng, *B1 = B + (i64)r1 * ng;
 
-    float acc0 = 0.f, acc1 = 0.f;
-    for (int p0 = pbeg; p0 < pend; p0 += U) {
-        // Everything U chunks need is loaded first (chunks past pend load
-        // chunk pend − 1 again: a valid address, unused), then used.
+    for (int seg = warp * nseg / nw; seg < (warp + 1) * nseg / nw; seg++) {
+        const int p0 = seg * U, pend = min(np, p0 + U);
+        // The segment's weights and scales are loaded first (chunks past
+        // pend load chunk pend − 1 again: a valid address, unused); x's
+        // fragments and sums, read by every warp (L1), when used.
         uint wa[U][BITS], wb[U][BITS];
-        uint2 bv[U][4], cp[U], fx[U];
         float sc[U][4];
         UNROLL for (int u = 0; u < U; u++) {
-            const int p = min(p0 + u, pend - 1), blk = 2 * p + half, grp = blk >> gsh;
+            const int p = min(p0 + u, pend - 1), grp = (2 * p + half) >> gsh;
             const i64 off = (i64)p * 4 * BITS;
             if (BITS == 2) {
                 const uint2 a = *(const uint2*)(W0 + off), c = *(const uint2*)(W1 + off);
@@ -202,46 +204,48 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
                     wb[u][4 * i] = c.x, wb[u][4 * i + 1] = c.y, wb[u][4 * i + 2] = c.z, wb[u][4 * i + 3] = c.w;
                 }
             }
-            UNROLL for (int m = 0; m < 4; m++) bv[u][m] = feeds ? xb[p * 64 + bofs + 16 * m] : make_uint2(0u, 0u);
-            cp[u] = st[4 * blk + (k0 >> 1)];
-            fx[u] = st[4 * blk + 2];
             sc[u][0] = BF16_TO_FLOAT(S0[grp]), sc[u][1] = BF16_TO_FLOAT(S1[grp]);
             sc[u][2] = BF16_TO_FLOAT(B0[grp]), sc[u][3] = BF16_TO_FLOAT(B1[grp]);
         }
+        float acc0 = 0.f, acc1 = 0.f;
         UNROLL for (int u = 0; u < U; u++) {
-            if (p0 + u >= pend) break;
+            const int p = p0 + u;
+            if (p >= pend) break;
+            const int blk = 2 * p + half;
             int d[4] = {0, 0, 0, 0};
-            UNROLL for (int m = 0; m < 4; m++)
+            UNROLL for (int m = 0; m < 4; m++) {
+                const uint2 bv = feeds ? xb[p * 64 + bofs + 16 * m] : make_uint2(0u, 0u);
                 mma_16832_u8s8(d, mmv_reg<BITS>(wa[u], 2 * m), mmv_reg<BITS>(wb[u], 2 * m),
-                               mmv_reg<BITS>(wa[u], 2 * m + 1), mmv_reg<BITS>(wb[u], 2 * m + 1), bv[u][m].x, bv[u][m].y);
+                               mmv_reg<BITS>(wa[u], 2 * m + 1), mmv_reg<BITS>(wb[u], 2 * m + 1), bv.x, bv.y);
+            }
             // Σ(q − c)·n of rows g and g+8 over this lane's two digits:
             // exact integers (|·| < 2^22), weighted by the digits' powers.
-            const int c0 = (int)cp[u].x, c1 = (int)cp[u].y;
-            const float f = __uint_as_float(fx[u].x);
-            const float v0 = FMAF((float)(d[1] - c1), w1, (float)(d[0] - c0) * w0);
-            const float v1 = FMAF((float)(d[3] - c1), w1, (float)(d[2] - c0) * w0);
+            const uint2 cp = st[4 * blk + (k0 >> 1)], fx = st[4 * blk + 2];
+            const float f = __uint_as_float(fx.x);
+            const float v0 = FMAF((float)(d[1] - (int)cp.y), w1, (float)(d[0] - (int)cp.x) * w0);
+            const float v1 = FMAF((float)(d[3] - (int)cp.y), w1, (float)(d[2] - (int)cp.x) * w0);
             acc0 = FMAF(sc[u][0] * f, v0, acc0);
             acc1 = FMAF(sc[u][1] * f, v1, acc1);
             if (k0 == 0) {  // the bias term once per block and row
-                const float xsum = __uint_as_float(fx[u].y);
+                const float xsum = __uint_as_float(fx.y);
                 acc0 = FMAF(sc[u][2] + CENTRE * sc[u][0], xsum, acc0);
                 acc1 = FMAF(sc[u][3] + CENTRE * sc[u][1], xsum, acc1);
             }
         }
-    }
-    // Row g's sum is over lanes t = 0..3, then over the warps, in a fixed order.
-    acc0 += __shfl_xor_sync(0xffffffffu, acc0, 1);
-    acc1 += __shfl_xor_sync(0xffffffffu, acc1, 1);
-    acc0 += __shfl_xor_sync(0xffffffffu, acc0, 2);
-    acc1 += __shfl_xor_sync(0xffffffffu, acc1, 2);
-    if (t == 0) {
-        red[warp * 16 + g] = acc0;
-        red[warp * 16 + g + 8] = acc1;
+        // Row g's segment sum is over lanes t = 0..3, in a fixed order.
+        acc0 += __shfl_xor_sync(0xffffffffu, acc0, 1);
+        acc1 += __shfl_xor_sync(0xffffffffu, acc1, 1);
+        acc0 += __shfl_xor_sync(0xffffffffu, acc0, 2);
+        acc1 += __shfl_xor_sync(0xffffffffu, acc1, 2);
+        if (t == 0) {
+            red[seg * 16 + g] = acc0;
+            red[seg * 16 + g + 8] = acc1;
+        }
     }
     BARRIER();
     if (tid < 16 && tile * 16 + tid < R) {
         float s = red[tid];
-        for (int w = 1; w < nw; w++) s += red[w * 16 + tid];
+        for (int k = 1; k < nseg; k++) s += red[k * 16 + tid];
         y[tile * 16 + tid] = s;
     }
 }
@@ -265,12 +269,12 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(512) mmv_##sfx(const uint* W, const ushort* S, const ushort* B,  \
                                                                const uint* xs, float* y, int R, int C, int G) { \
-        __shared__ float red[16 * MMV_MAXW];                                                                    \
+        __shared__ float red[16 * MMV_MAXSEG];                                                                    \
         mmv_body<BITS>(W, S, B, xs, y, R, C, G, blockIdx.x, threadIdx.x, blockDim.x >> 5, red);                 \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(512) mmv_batch_##sfx(const mv_job* jobs, const uint* xs, int R, \
                                                                      int C, int G) {                            \
-        __shared__ float red[16 * MMV_MAXW];                                                                    \
+        __shared__ float red[16 * MMV_MAXSEG];                                                                    \
         const mv_job j = jobs[blockIdx.y];                                                                      \
         if (j.W == 0) return;                                                                                   \
         mmv_body<BITS>((const uint*)j.W, j.S, j.B, xs + (i64)blockIdx.y * mmv_words(C), j.y, R, C, G,          \

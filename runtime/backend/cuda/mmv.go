@@ -101,7 +101,8 @@ func (m *mmvState) load(be *Backend, opt int) error {
 // takes; ok is false where the path is off or does not take the shape (then
 // matvec.h's kernels run). A tile's warps split its 128-column chunks, as
 // many as bring the launch to the warps an SM the setting aims at, at most
-// 16 and no fewer chunks a warp than it loads at once (8/bits). The kernel
+// 16 and no more than the row's segments (the chunks a warp loads at once,
+// 4 KB a warp; the sums' order is fixed by the shape, whatever the split). The kernel
 // finds a 64-column block's group by a shift (G a multiple of 64, G/64 a
 // power of two), reads rows 16 bytes at a time (ptrs, the weights' data,
 // scales and biases, 16-byte aligned) and stages x in the fixed scratch
@@ -119,10 +120,10 @@ func (be *Backend) mmvPlan(f backend.Format, R, C, G, n int, ptrs ...C.CUdevicep
 		}
 	}
 	fi = int(f - backend.Q2)
-	bits := []int{2, 4, 8}[fi]
-	tiles := n * ((R + 15) / 16)
+	per := 16 / []int{2, 4, 8}[fi] // chunks a segment (mmv_body)
+	segs, tiles := (C/128+per-1)/per, n*((R+15)/16)
 	warps = 1
-	for warps < 16 && tiles*warps < be.mmv.wpsm*be.dev.sms && C/128/(2*warps) >= 8/bits {
+	for warps < 16 && tiles*warps < be.mmv.wpsm*be.dev.sms && 2*warps <= segs {
 		warps *= 2
 	}
 	return fi, warps, true

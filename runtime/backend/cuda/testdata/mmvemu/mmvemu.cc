@@ -40,7 +40,7 @@ static bool run(int bits, int R, int C, int G, int nw, int offset, unsigned seed
         if (bits == 8) mmv_stage_block<8>(x.data(), xs.data(), C, b, threadIdx.x & 31);
     };
     launch((C / 64 + 7) / 8, 1, stage);
-    static float red[16 * MMV_MAXW];
+    static float red[16 * MMV_MAXSEG];
     auto body = [&] {
         const int tid = threadIdx.x, tile = blockIdx.x;
         if (bits == 2) mmv_body<2>(W.data(), S.data(), B.data(), xs.data(), y.data(), R, C, G, tile, tid, nw, red);
@@ -48,6 +48,19 @@ static bool run(int bits, int R, int C, int G, int nw, int offset, unsigned seed
         if (bits == 8) mmv_body<8>(W.data(), S.data(), B.data(), xs.data(), y.data(), R, C, G, tile, tid, nw, red);
     };
     launch((R + 15) / 16, 1, body, 32 * nw);
+    // The same tiles with one warp each: the sums' order is the shape's, so
+    // the bits must not move.
+    std::vector<float> y1 = y;
+    const int nw0 = nw;
+    nw = 1;
+    std::swap(y, y1);
+    launch((R + 15) / 16, 1, body, 32);
+    std::swap(y, y1);
+    nw = nw0;
+    if (memcmp(y.data(), y1.data(), R * sizeof(float)) != 0) {
+        printf("FAIL bits=%d %dx%d g%d: %d warps a tile and one give different bits\n", bits, R, C, G, nw);
+        return false;
+    }
     double num = 0, den = 0;
     for (int r = 0; r < R; r++) {
         double want = 0;
