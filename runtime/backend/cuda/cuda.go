@@ -200,8 +200,10 @@ func (be *Backend) Name() string {
 	if be.bmv != defaultBatchMatvec {
 		mv += "; batched matvec " + be.bmv.String()
 	}
-	if w := be.mmv.wpsm; w > 0 {
+	if w := be.mmv.wpsm; w != DefaultMMVWarpsPerSM && w > 0 {
 		mv += fmt.Sprintf("; one-token integer tensor-core matvec at %d warps/SM", w)
+	} else if w == 0 {
+		mv += "; one-token integer tensor-core matvec off"
 	}
 	return fmt.Sprintf("cuda(%s, sm_%d%d, %d SMs, %.0f GiB; %s%s)", be.dev.name, be.dev.major, be.dev.minor,
 		be.dev.sms, float64(be.dev.totalMem)/(1<<30), be.img.desc, mv)

@@ -32,14 +32,14 @@ func newMMV(t testing.TB, wpsm int) *Backend {
 	return be
 }
 
-// TestConformanceMMV runs the conformance suite with the one-token
-// tensor-core matvec on (it is off by default, so TestConformance checks
-// matvec.h's kernels): every one-token MatMul and MatVecBatch it takes is
-// held to the same float64 reference and tolerance.
-func TestConformanceMMV(t *testing.T) {
-	newMMV(t, mmvOptIn).Close()
+// TestConformanceMatvec runs the conformance suite with the integer
+// tensor-core matvec off (it is on by default, so TestConformance checks
+// it): every one-token MatMul and MatVecBatch then runs matvec.h's kernels,
+// the path for shapes and cards the integer one does not take.
+func TestConformanceMatvec(t *testing.T) {
+	newOrSkip(t).Close()
 	backendtest.Run(t, func() backend.Backend {
-		b, err := NewWithOptions(Options{MMVWarpsPerSM: mmvOptIn})
+		b, err := NewWithOptions(Options{MMVWarpsPerSM: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
