@@ -107,17 +107,25 @@ KERNEL(route_topk)(const float* logits, float* ids, float* w, float* status, int
 // eo + i*H), each job what MatVecBatch would upload for it. An id that is
 // not an integer in [0, E) or whose entry is 0 (not held) is a miss: its
 // jobs get null weights (matvec_batch_* skips them), its eo row is zeroed
-// and status[0] = 2.
+// and status[0] = 2. With shared (a layer's shared expert: EXPERT_PTRS
+// pointers, the same shapes) it is job K of each projection, the tables'
+// stride K + 1 (gu[K + 1 + i] the up matvecs, g + K*I, eo + K*H its rows).
 KERNEL(experts_jobs)(const unsigned long long* index, int E, const float* ids, float* status, mv_job* gu, mv_job* dn,
-                     const float* x, float* g, float* u, float* eo, int K, int I, int H) {
+                     const float* x, float* g, float* u, float* eo, int K, int I, int H,
+                     const unsigned long long* shared) {
     SHARED(int, missed, 32);
     const int i = THREAD_ID_X;
-    if (i < K) {
-        const float f = ids[i];
-        bool ok = f >= 0.0f && f < (float)E; // false for NaN
-        const int e = ok ? (int)f : 0;
-        ok = ok && (float)e == f;
-        const unsigned long long* p = index + (i64)e * EXPERT_PTRS;
+    const int n = shared ? K + 1 : K;  // jobs a projection: the shared expert is job K
+    if (i < n) {
+        bool ok = i == K;
+        const unsigned long long* p = shared;
+        if (i < K) {
+            const float f = ids[i];
+            ok = f >= 0.0f && f < (float)E; // false for NaN
+            const int e = ok ? (int)f : 0;
+            ok = ok && (float)e == f;
+            p = index + (i64)e * EXPERT_PTRS;
+        }
         ok = ok && p[0] != 0 && p[3] != 0 && p[6] != 0;
         mv_job a, b, c;
         a.W = ok ? (const uint4*)p[0] : 0;
@@ -136,9 +144,9 @@ KERNEL(experts_jobs)(const unsigned long long* index, int E, const float* ids, f
         c.x = g + (i64)i * I;
         c.y = eo + (i64)i * H;
         gu[i] = a;
-        gu[K + i] = b;
+        gu[n + i] = b;
         dn[i] = c;
-        missed[i] = !ok;
+        if (i < K) missed[i] = !ok;
         if (!ok) status[0] = 2.0f;
     }
     BARRIER();

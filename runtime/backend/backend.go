@@ -354,6 +354,23 @@ type IndexedExperts interface {
 	CombineTokenIndexed(h, eo, w Buffer, K int, sd, gate Buffer) error
 }
 
+// SharedIndexer is implemented by IndexedExperts backends that compute a
+// layer's shared expert as one more job of its routed experts' batched
+// launches (CUDA): a device-routed layer then runs no launches of its own
+// for it (docs/gpu-decode.md).
+type SharedIndexer interface {
+	// IndexShared registers layer's shared expert: ok is false, and
+	// nothing changes, where gate, up and down do not have the shapes and
+	// format of the layer's indexed routed experts (or the layer has none
+	// indexed yet). It uploads, so it is not called while a graph records.
+	IndexShared(layer int, gate, up, down Tensor) (ok bool, err error)
+	// ExpertsIndexedShared is ExpertsIndexed with the layer's registered
+	// shared expert as row K: eo takes K+1 rows, g and u (K+1)·I values,
+	// and row K is exactly what MatMul, SwiGLU and MatMul compute for the
+	// shared expert.
+	ExpertsIndexedShared(eo, g, u, x, ids, status Buffer, layer, K int) error
+}
+
 // EvictionReporter is implemented by expert caches that report what they
 // evict to make room (CUDA's), so that the host tier below them can take it
 // in: the two tiers then hold disjoint sets of experts, and together more

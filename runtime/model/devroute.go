@@ -99,6 +99,30 @@ func (s *Session) moeDevice(r *run, l int, L *layer, xn, h backend.Buffer) {
 	s.combineIndexed(r, l, L, h)
 }
 
+// devShared reports whether layer l's shared expert runs as job K of its
+// device-routed batch (backend.SharedIndexer), registering it at the
+// layer's first device-routed step (outside any graph: the registration
+// uploads). Then the step's fixed ops leave the shared expert out
+// (moeRouter), ExpertsIndexedShared computes it as row K of the experts'
+// output, and the combine takes that row: the same values in the same
+// sums, three launches fewer a layer.
+func (s *Session) devShared(l int, L *layer) bool {
+	if L.devShared == 0 {
+		L.devShared = -1
+		si, ok := s.m.be.(backend.SharedIndexer)
+		if ok && !sharedOff && L.shGate != nil && L.shUp != nil && L.shDown != nil {
+			if ok, err := si.IndexShared(l, L.shGate, L.shUp, L.shDown); err == nil && ok {
+				L.devShared = 1
+			}
+		}
+	}
+	return L.devShared == 1
+}
+
+// sharedOff keeps the shared expert out of the device-routed batch (tests
+// compare the two).
+var sharedOff = false
+
 // devViews are layer l's K ids and K weights in the device-routing buffer.
 func (s *Session) devViews(r *run, l int) (ids, w backend.Buffer) {
 	K := s.m.K
@@ -119,7 +143,12 @@ func (s *Session) routeIndexed(r *run, l int, L *layer, xn, missed backend.Buffe
 	}
 	r.do(m.be.(backend.DeviceRouter).RouteTopK(ids, w, status, r.view(s.sc.router, 0, E), 1, E, K, L.dev.renorm))
 	s.lap(PhaseRouting)
-	if r.err == nil {
+	switch {
+	case r.err != nil:
+	case L.devShared == 1:
+		n := K + 1
+		r.do(m.be.(backend.SharedIndexer).ExpertsIndexedShared(r.view(s.sc.eo, 0, n*H), r.view(s.sc.eg, 0, n*I), r.view(s.sc.eu, 0, n*I), xn, ids, missed, l, K))
+	default:
 		r.do(m.be.(backend.IndexedExperts).ExpertsIndexed(r.view(s.sc.eo, 0, K*H), r.view(s.sc.eg, 0, K*I), r.view(s.sc.eu, 0, K*I), xn, ids, missed, l, K))
 	}
 	s.lap(PhaseExpertCompute)
@@ -128,11 +157,14 @@ func (s *Session) routeIndexed(r *run, l int, L *layer, xn, missed backend.Buffe
 // combineIndexed adds layer l's expert rows, weighted by the device's
 // weights, and its shared expert to h.
 func (s *Session) combineIndexed(r *run, l int, L *layer, h backend.Buffer) {
-	K := s.m.K
+	K, H := s.m.K, s.m.Config.HiddenSize
 	_, w := s.devViews(r, l)
 	sd, gt := s.sharedOut(r, L)
+	if L.devShared == 1 {
+		sd = r.view(s.sc.eo, K*H, H) // row K: the shared expert (routeIndexed)
+	}
 	if r.err == nil {
-		r.do(s.m.be.(backend.IndexedExperts).CombineTokenIndexed(h, r.view(s.sc.eo, 0, K*s.m.Config.HiddenSize), w, K, sd, gt))
+		r.do(s.m.be.(backend.IndexedExperts).CombineTokenIndexed(h, r.view(s.sc.eo, 0, K*H), w, K, sd, gt))
 	}
 	s.lap(PhaseCombine)
 }

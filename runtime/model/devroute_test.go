@@ -27,6 +27,56 @@ type devTier struct {
 	// then partly held, and each odd expert a step routes to is a miss,
 	// read and bound anew (devpartial.go).
 	evenOnly bool
+	// The shared experts registered (IndexShared) and the steps that ran
+	// one as row K (ExpertsIndexedShared); noShared hides the interface.
+	shared   map[int][3]backend.Tensor
+	sharedN  int
+	noShared bool
+}
+
+// IndexShared is backend.SharedIndexer's: taken where the three tensors
+// have the layer's routed experts' shapes and format, as CUDA's is.
+func (d *devTier) IndexShared(l int, gate, up, down backend.Tensor) (bool, error) {
+	if d.noShared {
+		return false, nil
+	}
+	for k, ws := range d.held {
+		if k[0] != l {
+			continue
+		}
+		for i, t := range []backend.Tensor{gate, up, down} {
+			if t.Rows() != ws[i].Rows || t.Cols() != ws[i].Cols || t.Format() != ws[i].Format {
+				return false, nil
+			}
+		}
+		if d.shared == nil {
+			d.shared = map[int][3]backend.Tensor{}
+		}
+		d.shared[l] = [3]backend.Tensor{gate, up, down}
+		return true, nil
+	}
+	return false, nil
+}
+
+// ExpertsIndexedShared computes the K routed rows as ExpertsIndexed and
+// row K from the registered shared expert by MatMul, SwiGLU and MatMul.
+func (d *devTier) ExpertsIndexedShared(eo, g, u, x, ids, status backend.Buffer, l, K int) error {
+	sh, ok := d.shared[l]
+	if !ok {
+		return errors.New("devTier: no shared expert registered")
+	}
+	d.sharedN++
+	H, I := eo.Len()/(K+1), g.Len()/(K+1)
+	view := func(b backend.Buffer, off, n int) backend.Buffer {
+		v, _ := d.View(b, off, n)
+		return v
+	}
+	if err := d.ExpertsIndexed(view(eo, 0, K*H), view(g, 0, K*I), view(u, 0, K*I), x, ids, status, l, K); err != nil {
+		return err
+	}
+	gk, uk := view(g, K*I, I), view(u, K*I, I)
+	return errors.Join(d.MatMul(gk, sh[0], x, 1), d.MatMul(uk, sh[1], x, 1), d.SwiGLU(gk, gk, uk),
+		d.MatMul(view(eo, K*H, H), sh[2], gk, 1))
 }
 
 func (d *devTier) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor, error) {
@@ -151,10 +201,25 @@ func (d *devTier) CombineTokenIndexed(h, eo, w backend.Buffer, K int, sd, gate b
 // within 1e-5 (relative) where a device computed them (within 2 ulps);
 // each golden case also stays within the fixtures' tolerance. With FMOE_TEST_BACKEND=cuda the
 // GPU's own tier and kernels run it, else devTier.
+//
+// Each case runs with the shared expert as job K of the routed batch
+// (backend.SharedIndexer) and without (sharedOff): both the same bits as
+// the host path on devTier.
 func TestGoldenDeviceRouted(t *testing.T) {
-	defer func(v bool) { devOff = v }(devOff)
+	defer func(v, o bool) { devOff, sharedOff = v, o }(devOff, sharedOff)
+	for _, off := range []bool{false, true} {
+		sharedOff = off
+		goldenDeviceRouted(t, off)
+	}
+}
+
+func goldenDeviceRouted(t *testing.T, off bool) {
 	for _, c := range cases {
-		t.Run(c.src+"/"+c.golden, func(t *testing.T) {
+		name := c.src + "/" + c.golden + "/shared-in-batch"
+		if off {
+			name = c.src + "/" + c.golden + "/shared-apart"
+		}
+		t.Run(name, func(t *testing.T) {
 			g := readGolden(t, c.golden)
 			devOff = true
 			ref, _ := goldenRun(t, open(t, c.src, c.bits, c.k, Options{Backend: newKeepTier(testBackend(t))}), g)
@@ -192,6 +257,9 @@ func TestGoldenDeviceRouted(t *testing.T) {
 			}
 			if fake != nil && fake.indexed != d.Tokens*moe {
 				t.Errorf("%d device-routed layers over %d decode tokens, want %d", fake.indexed, d.Tokens, d.Tokens*moe)
+			}
+			if fake != nil && !off && m.Config.SharedExpertIntermediateSize > 0 && fake.sharedN != fake.indexed {
+				t.Errorf("%d device-routed layers ran the shared expert in the batch, want %d", fake.sharedN, fake.indexed)
 			}
 			t.Logf("worst relative difference from the host path %.3g over %d positions", worst, len(ref)/V)
 		})
@@ -289,6 +357,12 @@ func (r devRecorder) ExpertsIndexed(eo, g, u, x, ids, status backend.Buffer, l, 
 }
 func (r devRecorder) CombineTokenIndexed(h, eo, w backend.Buffer, K int, sd, gate backend.Buffer) error {
 	return r.op(func() error { return r.d.CombineTokenIndexed(h, eo, w, K, sd, gate) })
+}
+func (r devRecorder) IndexShared(l int, gate, up, down backend.Tensor) (bool, error) {
+	return r.d.IndexShared(l, gate, up, down)
+}
+func (r devRecorder) ExpertsIndexedShared(eo, g, u, x, ids, status backend.Buffer, l, K int) error {
+	return r.op(func() error { return r.d.ExpertsIndexedShared(eo, g, u, x, ids, status, l, K) })
 }
 func (r devRecorder) SetExpertCache(b int64, n int) error { return r.d.SetExpertCache(b, n) }
 func (r devRecorder) DeviceMemory() (int64, int64, error) { return r.d.DeviceMemory() }

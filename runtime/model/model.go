@@ -198,6 +198,9 @@ type layer struct {
 	ffn   func(s *Session, r *run, l int, L *layer, xn, h backend.Buffer, T int) error
 	route router
 	dev   *devRule // the router's device form (devroute.go); nil: none
+	// devShared: the shared expert runs as a job of the device-routed
+	// batch (devroute.go): 0 not yet asked, 1 registered, −1 not taken.
+	devShared int8
 	// mix, when set, replaces the GQA attention of a full layer (DeepSeek-V3's latent
 	// attention, with its tensors in mla); cacheW then gives the widths of the two per-position
 	// cache rows (layerState.k and .v) instead of kvHeads*headDim each.

@@ -10,6 +10,14 @@ import (
 // records it with the layer's mixer into one graph (graph.go); moe then
 // does the rest.
 func (s *Session) moeFixed(r *run, L *layer, xn backend.Buffer, T int) {
+	s.moeRouter(r, L, xn, T)
+	s.moeShared(r, L, xn, T)
+}
+
+// moeRouter queues the router's logits and the shared expert's gate logit:
+// all of moeFixed that a device-routed layer whose shared expert runs in
+// the routed batch needs (devroute.go).
+func (s *Session) moeRouter(r *run, L *layer, xn backend.Buffer, T int) {
 	m := s.m
 	c := &m.Config
 	be := m.be
@@ -26,10 +34,20 @@ func (s *Session) moeFixed(r *run, L *layer, xn backend.Buffer, T int) {
 		// this layer's own (prefetch.go).
 		r.do(be.MatMul(r.view(s.sc.router, predictAt(c), c.NumExperts), L.predict, xn, 1))
 	}
+	if L.shGate != nil && L.shScale != nil && !fused {
+		r.do(be.MatMul(r.view(s.sc.sgate, 0, T), L.shScale, xn, T))
+	}
 	s.lap(PhaseRouting)
+}
+
+// moeShared queues the shared expert into s.sc.sd.
+func (s *Session) moeShared(r *run, L *layer, xn backend.Buffer, T int) {
 	if L.shGate == nil {
 		return
 	}
+	m := s.m
+	c := &m.Config
+	be := m.be
 	Is := c.SharedExpertIntermediateSize
 	sg := r.view(s.sc.sg, 0, T*Is)
 	var su backend.Buffer
@@ -45,9 +63,6 @@ func (s *Session) moeFixed(r *run, L *layer, xn backend.Buffer, T int) {
 	}
 	r.do(be.SwiGLU(sg, sg, su))
 	r.do(be.MatMul(r.view(s.sc.sd, 0, T*c.HiddenSize), L.shDown, sg, T))
-	if L.shScale != nil && !fused {
-		r.do(be.MatMul(r.view(s.sc.sgate, 0, T), L.shScale, xn, T))
-	}
 	s.lap(PhaseSharedExpert)
 }
 

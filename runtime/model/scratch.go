@@ -70,7 +70,9 @@ func scratchSizes(sc *scratch, m *Model, n int) []scratchSize {
 		// predicted for a later layer (prefetch.go).
 		{&sc.router, max(n*c.NumExperts, 2*c.NumExperts+1)},
 		{&sc.sg, max(n, 2) * max(Is, 1)}, {&sc.su, n * max(Is, 1)}, {&sc.sd, n * H}, {&sc.sgate, n},
-		{&sc.xg, n * H}, {&sc.eg, n * m.K * I}, {&sc.eu, n * m.K * I}, {&sc.eo, n * m.K * H}, {&sc.acc, n * H},
+		// One more expert row than routed: a device-routed step's shared
+		// expert as the routed batch's job K (devroute.go).
+		{&sc.xg, n * H}, {&sc.eg, (n*m.K + 1) * I}, {&sc.eu, (n*m.K + 1) * I}, {&sc.eo, (n*m.K + 1) * H}, {&sc.acc, n * H},
 		{&sc.logits, c.VocabSize}, {&sc.dev, devBufLen(m)},
 	}
 }

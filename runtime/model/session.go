@@ -349,6 +349,16 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		part := !dev && s.devPartial(l, L, T)
 		tail := fixed
 		switch {
+		case dev && s.devShared(l, L):
+			// The shared expert goes with the routed experts (devroute.go).
+			s.devMark(l)
+			tail = func(r *run) {
+				r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), L.postNorm, eps))
+				s.lap(PhaseNorm)
+				s.moeRouter(r, L, xn, T)
+				s.moeDevice(r, l, L, xn, h)
+			}
+			gk += len(m.layers)
 		case dev:
 			s.devMark(l)
 			tail = func(r *run) { fixed(r); s.moeDevice(r, l, L, xn, h) }

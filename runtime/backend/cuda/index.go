@@ -67,8 +67,9 @@ type layerIndex struct {
 	frozen  bool   // an ExpertsIndexed may have recorded dev
 	e       int    // the E LayerCached was asked about (0: not yet)
 	gu, dn  projShape
-	fast    bool // the batched matvec applies to both shapes
-	plansOK bool // gu, dn set
+	fast    bool          // the batched matvec applies to both shapes
+	plansOK bool          // gu, dn set
+	shared  C.CUdeviceptr // the shared expert's expertPtrs pointers (IndexShared); 0: none
 }
 
 // devIndex is the backend's device index (it outlives SetExpertCache, as

@@ -10,6 +10,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 	"github.com/fmoe/fmoe/runtime/backend/gpu"
@@ -55,6 +56,58 @@ func (be *Backend) RouteTopK(ids, w, status, logits backend.Buffer, T, E, K int,
 // run gate and up (2K jobs), SwiGLU, and down (K jobs), so each expert is
 // bit for bit what MatVecBatch (and MatMul) computes for it.
 func (be *Backend) ExpertsIndexed(eo, g, u, x, ids, status backend.Buffer, layer, K int) error {
+	return be.expertsIndexed(eo, g, u, x, ids, status, layer, K, false)
+}
+
+var _ backend.SharedIndexer = (*Backend)(nil)
+
+// ExpertsIndexedShared is backend.SharedIndexer: ExpertsIndexed with the
+// layer's shared expert as job K of each launch (2(K+1) gate and up jobs,
+// K+1 down jobs), computed as MatVecBatch computes any job.
+func (be *Backend) ExpertsIndexedShared(eo, g, u, x, ids, status backend.Buffer, layer, K int) error {
+	return be.expertsIndexed(eo, g, u, x, ids, status, layer, K, true)
+}
+
+// IndexShared is backend.SharedIndexer: the shared expert's nine pointers
+// go to a small device table of the layer (uploaded once; a second call
+// replaces it in place, so a graph holding the table's address stays valid).
+func (be *Backend) IndexShared(layer int, gate, up, down backend.Tensor) (bool, error) {
+	if be.recording {
+		return false, errRecording
+	}
+	li := be.idx.layers[layer]
+	if li == nil || !li.plansOK || !li.fast {
+		return false, nil
+	}
+	var ptrs [expertPtrs]uint64
+	for i, w := range []backend.Tensor{gate, up, down} {
+		t, err := be.tensor(w, "shared expert")
+		if err != nil {
+			return false, err
+		}
+		want := li.gu
+		if i == 2 {
+			want = li.dn
+		}
+		if shapeOf(t) != want {
+			return false, nil
+		}
+		ptrs[3*i], ptrs[3*i+1], ptrs[3*i+2] = uint64(t.data), uint64(t.scales), uint64(t.biases)
+	}
+	if li.shared == 0 {
+		p, err := be.devAlloc(8 * expertPtrs)
+		if err != nil {
+			return false, err
+		}
+		li.shared = p
+	}
+	err := cuErr(C.fm_htod(be.ctx, li.shared, unsafe.Pointer(&ptrs[0]), C.size_t(8*expertPtrs), be.stream), "shared expert table")
+	return err == nil, err
+}
+
+// expertsIndexed is ExpertsIndexed, with the layer's shared expert as job K
+// when shared.
+func (be *Backend) expertsIndexed(eo, g, u, x, ids, status backend.Buffer, layer, K int, shared bool) error {
 	var b [6]*buf
 	for i, v := range []backend.Buffer{eo, g, u, x, ids, status} {
 		d, err := be.data(v, [...]string{"indexed eo", "indexed gate", "indexed up", "indexed x", "indexed ids", "indexed status"}[i])
@@ -64,44 +117,54 @@ func (be *Backend) ExpertsIndexed(eo, g, u, x, ids, status backend.Buffer, layer
 		b[i] = d
 	}
 	li := be.idx.layers[layer]
+	n := K
+	if shared {
+		n++
+	}
 	switch {
 	case li == nil || !li.plansOK:
 		return fmt.Errorf("cuda: indexed experts: the expert cache has indexed no expert of layer %d", layer)
 	case !li.fast:
 		return fmt.Errorf("cuda: indexed experts: layer %d's %v experts [%d, %d] have no batched matvec", layer, li.gu.format, li.gu.rows, li.gu.cols)
-	case K < 1 || K > maxIndexedK:
-		return fmt.Errorf("cuda: indexed experts: K = %d, want 1..%d", K, maxIndexedK)
+	case shared && li.shared == 0:
+		return fmt.Errorf("cuda: indexed experts: layer %d has no shared expert registered (IndexShared)", layer)
+	case K < 1 || n > maxIndexedK:
+		return fmt.Errorf("cuda: indexed experts: K = %d (%d jobs a projection), want at most %d jobs", K, n, maxIndexedK)
 	}
 	I, H := li.gu.rows, li.gu.cols
 	eb, gb, ub, xb, ib, sb := b[0], b[1], b[2], b[3], b[4], b[5]
-	if xb.n < H || gb.n < K*I || ub.n < K*I || eb.n < K*H || ib.n < K || sb.n < 1 {
-		return fmt.Errorf("cuda: indexed experts: x %d, gate %d, up %d, eo %d, ids %d, status %d values; want %d, %d, %d, %d, %d, 1 (K=%d, hidden %d, intermediate %d)",
-			xb.n, gb.n, ub.n, eb.n, ib.n, sb.n, H, K*I, K*I, K*H, K, K, H, I)
+	if xb.n < H || gb.n < n*I || ub.n < n*I || eb.n < n*H || ib.n < K || sb.n < 1 {
+		return fmt.Errorf("cuda: indexed experts: x %d, gate %d, up %d, eo %d, ids %d, status %d values; want %d, %d, %d, %d, %d, 1 (K=%d, %d rows, hidden %d, intermediate %d)",
+			xb.n, gb.n, ub.n, eb.n, ib.n, sb.n, H, n*I, n*I, n*H, K, K, n, H, I)
 	}
 	li.frozen = true // from here a graph may hold li.dev
 	jobsGU, jobsDN := be.idx.jobs, be.idx.jobs+C.CUdeviceptr(2*maxIndexedK*jobBytes)
+	var sh C.CUdeviceptr
+	if shared {
+		sh = li.shared
+	}
 	a := &be.args
 	a.reset()
 	a.ptr(li.dev).i32(li.capE).ptr(ib.ptr).ptr(sb.ptr).ptr(jobsGU).ptr(jobsDN)
-	a.ptr(xb.ptr).ptr(gb.ptr).ptr(ub.ptr).ptr(eb.ptr).i32(K).i32(I).i32(H)
+	a.ptr(xb.ptr).ptr(gb.ptr).ptr(ub.ptr).ptr(eb.ptr).i32(K).i32(I).i32(H).ptr(sh)
 	if err := be.launch(be.batch.jobs, 1, 1, 256, 0); err != nil {
 		return err
 	}
-	if err := be.batchJobs(jobsGU, li.gu, 2*K); err != nil {
+	if err := be.batchJobs(jobsGU, li.gu, 2*n); err != nil {
 		return err
 	}
-	gv, err := be.View(g, 0, K*I)
+	gv, err := be.View(g, 0, n*I)
 	if err != nil {
 		return err
 	}
-	uv, err := be.View(u, 0, K*I)
+	uv, err := be.View(u, 0, n*I)
 	if err != nil {
 		return err
 	}
 	if err := be.SwiGLU(gv, gv, uv); err != nil {
 		return err
 	}
-	return be.batchJobs(jobsDN, li.dn, K)
+	return be.batchJobs(jobsDN, li.dn, n)
 }
 
 // batchJobs launches the batched matvec of shape s on n jobs of the table

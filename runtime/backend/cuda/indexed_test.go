@@ -227,6 +227,73 @@ func TestExpertsIndexed(t *testing.T) {
 	}
 }
 
+// TestExpertsIndexedShared: with a layer's shared expert registered
+// (IndexShared), ExpertsIndexedShared's K routed rows are bit for bit
+// ExpertsIndexed's and its row K is bit for bit MatMul, SwiGLU and MatMul of
+// the shared expert, on the integer matvec's shapes (Q4, group 64) and
+// matvec.h's (Q8, group 16); a shared expert of another shape is refused
+// (ok false), and a layer with none registered is an error.
+func TestExpertsIndexedShared(t *testing.T) {
+	be := newOrSkip(t)
+	defer be.Close()
+	if err := be.SetExpertCache(1<<30, 1); err != nil {
+		t.Fatal(err)
+	}
+	const E, K = 6, 4
+	for layer, c := range []struct {
+		f           backend.Format
+		H, I, group int
+	}{
+		{backend.Q4, 512, 256, 64},
+		{backend.Q8, 528, 272, 16},
+	} {
+		f := newIdxFixture(t, be, uint64(layer+20), c.H, c.I, K+1)
+		for e := 0; e < E; e++ {
+			f.keep(layer, e, f.expert(c.f, c.group))
+		}
+		if err := be.ExpertsIndexedShared(f.eo, f.g, f.u, f.x, f.ids, f.st, layer, K); err == nil {
+			t.Fatalf("%v: ExpertsIndexedShared with no shared expert registered: no error", c.f)
+		}
+		var sh []backend.Tensor
+		for _, w := range f.expert(c.f, c.group) {
+			x, err := be.Register(w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sh = append(sh, x)
+		}
+		if ok, err := be.IndexShared(layer, sh[0], sh[1], sh[1]); ok || err != nil {
+			t.Fatalf("%v: a down projection of the gate's shape: ok %v, err %v; want refused", c.f, ok, err)
+		}
+		if ok, err := be.IndexShared(layer, sh[0], sh[1], sh[2]); !ok || err != nil {
+			t.Fatalf("%v: IndexShared: ok %v, err %v", c.f, ok, err)
+		}
+		ids := []float32{3, 0, 5, 2}
+		routed, st := f.indexed(layer, ids)
+		if st != 0 {
+			t.Fatalf("%v: status %v", c.f, st)
+		}
+		if err := errors.Join(be.Write(f.ids, ids), be.Zero(f.st)); err != nil {
+			t.Fatal(err)
+		}
+		if err := be.ExpertsIndexedShared(f.eo, f.g, f.u, f.x, f.ids, f.st, layer, K); err != nil {
+			t.Fatal(err)
+		}
+		got := f.read(f.eo)
+		if i := sameBits(got[:K*f.H], routed); i >= 0 || f.read(f.st)[0] != 0 {
+			t.Fatalf("%v: the routed rows differ from ExpertsIndexed's at %d", c.f, i)
+		}
+		g, u, d := f.alloc(c.I), f.alloc(c.I), f.alloc(c.H)
+		if err := errors.Join(be.MatMul(g, sh[0], f.x, 1), be.MatMul(u, sh[1], f.x, 1), be.SwiGLU(g, g, u),
+			be.MatMul(d, sh[2], g, 1)); err != nil {
+			t.Fatal(err)
+		}
+		if i := sameBits(got[K*f.H:], f.read(d)); i >= 0 {
+			t.Fatalf("%v: the shared row differs from MatMul, SwiGLU, MatMul at %d", c.f, i)
+		}
+	}
+}
+
 // TestIndexedEviction: the device index follows the cache. An evicted or
 // dropped expert misses (status 2, row 0) and its layer is no longer
 // cached; an expert that reuses an evicted expert's slots is computed from
