@@ -20,7 +20,7 @@ import (
 // route_topk must pass the conformance suite's RouteTopK cases (ties, −Inf,
 // NaN, K = 1, K = E, widths not multiples of 32); experts_jobs must build
 // the jobs of held experts, null jobs, zeroed rows and status 2 for
-// misses. The device's double exp may round differently from glibc's; the
+// misses, and with a shared expert its jobs at K, the tables' stride K+1. The device's double exp may round differently from glibc's; the
 // 2-ulp float32 tolerance covers that, and TestConformance/RouteTopK
 // checks the real kernel on a GPU.
 func TestRouteKernelsEmulated(t *testing.T) {

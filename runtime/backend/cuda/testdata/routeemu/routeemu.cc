@@ -125,31 +125,36 @@ static int route() {
 
 // jobs: 6 experts of which 1 and 4 are not held; ids 4 (miss), 0, 5, 2.5
 // (not an integer), 1 (miss), 9 (past E), NaN; eo rows of misses zeroed.
-static int jobs() {
-    const int E = 6, K = 7, I = 3, H = 300;
-    std::vector<unsigned long long> index(E * EXPERT_PTRS, 0);
+// With a shared expert (its own pointer table) it is job K of each
+// projection and the tables' stride K + 1; its row is never zeroed.
+static int jobs(bool withShared) {
+    const int E = 6, K = 7, I = 3, H = 300, n = withShared ? K + 1 : K;
+    std::vector<unsigned long long> index(E * EXPERT_PTRS, 0), shared(EXPERT_PTRS);
     for (int e = 0; e < E; e++) {
         if (e == 1 || e == 4) continue;
         for (int p = 0; p < EXPERT_PTRS; p++) index[e * EXPERT_PTRS + p] = 0x1000 * (e + 1) + 8 * p;
     }
+    for (int p = 0; p < EXPERT_PTRS; p++) shared[p] = 0x90000 + 8 * p;
     float ids[K] = {4, 0, 5, 2.5f, 1, 9, std::nanf("")};
     const bool hit[K] = {false, true, true, false, false, false, false};
-    float status = 0, x[H], g[K * I], u[K * I];
-    std::vector<float> eo(K * H, 1.0f);
-    mv_job gu[2 * K], dn[K];
-    launch(1, 256, [&] { experts_jobs(index.data(), E, ids, &status, gu, dn, x, g, u, eo.data(), K, I, H); });
-    for (int i = 0; i < K; i++) {
-        const unsigned long long* p = hit[i] ? &index[(int)ids[i] * EXPERT_PTRS] : nullptr;
+    float status = 0, x[H], g[(K + 1) * I], u[(K + 1) * I];
+    std::vector<float> eo((K + 1) * H, 1.0f);
+    mv_job gu[2 * (K + 1)], dn[K + 1];
+    const unsigned long long* sh = withShared ? shared.data() : nullptr;
+    launch(1, 256, [&] { experts_jobs(index.data(), E, ids, &status, gu, dn, x, g, u, eo.data(), K, I, H, sh); });
+    for (int i = 0; i < n; i++) {
+        const bool held = i == K || hit[i];
+        const unsigned long long* p = i == K ? shared.data() : hit[i] ? &index[(int)ids[i] * EXPERT_PTRS] : nullptr;
         auto ptr = [&](int k) { return p ? (const void*)p[k] : nullptr; };
         bool ok = gu[i].W == ptr(0) && (const void*)gu[i].S == ptr(1) && (const void*)gu[i].B == ptr(2) &&
                   gu[i].x == x && gu[i].y == g + i * I;
-        ok = ok && gu[K + i].W == ptr(3) && (const void*)gu[K + i].S == ptr(4) && (const void*)gu[K + i].B == ptr(5) &&
-             gu[K + i].x == x && gu[K + i].y == u + i * I;
+        ok = ok && gu[n + i].W == ptr(3) && (const void*)gu[n + i].S == ptr(4) && (const void*)gu[n + i].B == ptr(5) &&
+             gu[n + i].x == x && gu[n + i].y == u + i * I;
         ok = ok && dn[i].W == ptr(6) && (const void*)dn[i].S == ptr(7) && (const void*)dn[i].B == ptr(8) &&
              dn[i].x == g + i * I && dn[i].y == eo.data() + i * H;
-        for (int j = 0; j < H; j++) ok = ok && eo[i * H + j] == (hit[i] ? 1.0f : 0.0f);
+        for (int j = 0; j < H; j++) ok = ok && eo[i * H + j] == (held ? 1.0f : 0.0f);
         if (!ok) {
-            printf("FAIL: job %d (id %g)\n", i, ids[i]);
+            printf("FAIL: shared %d: job %d (id %g)\n", (int)withShared, i, i < K ? ids[i] : -1.0f);
             return 1;
         }
     }
@@ -163,7 +168,7 @@ static int jobs() {
 
 int main(int argc, char** argv) {
     if (argc == 2 && !strcmp(argv[1], "route")) return route();
-    if (argc == 2 && !strcmp(argv[1], "jobs")) return jobs();
+    if (argc == 2 && !strcmp(argv[1], "jobs")) return jobs(false) | jobs(true);
     fprintf(stderr, "usage: routeemu route < case | routeemu jobs\n");
     return 2;
 }
