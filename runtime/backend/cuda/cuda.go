@@ -36,9 +36,9 @@ type Options struct {
 	// tensor cores; 0 means FMOE_CUDA_MMA_MIN or DefaultMMAMinRows, a
 	// negative value turns that path off (see mma.go).
 	MMAMinRows int
-	// MMVWarpsPerSM is the one-token tensor-core matvec's blocks per SM;
-	// 0 means FMOE_CUDA_MMV or DefaultMMVWarpsPerSM (off), a negative
-	// value turns that path off (see mmv.go).
+	// MMVWarpsPerSM is the one-token integer tensor-core matvec's setting
+	// (the resident warps an SM it aims at); 0 means FMOE_CUDA_MMV or
+	// DefaultMMVWarpsPerSM (on), a negative value turns it off (see mmv.go).
 	MMVWarpsPerSM int
 	// Matvec tunes the decode matvec (rows per warp, chunks in flight,
 	// warps per block, blocks per SM); zero fields take FMOE_CUDA_MV's
