@@ -267,12 +267,12 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
         if (j.W != 0 && b < C / 64)                                                                             \
             mmv_stage_block<BITS>(j.x, xs + (i64)blockIdx.y * mmv_words(C), C, b, threadIdx.x & 31);            \
     }                                                                                                           \
-    extern "C" __global__ void __launch_bounds__(512) mmv_##sfx(const uint* W, const ushort* S, const ushort* B,  \
+    extern "C" __global__ void __launch_bounds__(32 * MMV_MAXW) mmv_##sfx(const uint* W, const ushort* S, const ushort* B,  \
                                                                const uint* xs, float* y, int R, int C, int G) { \
         __shared__ float red[16 * MMV_MAXSEG];                                                                    \
         mmv_body<BITS>(W, S, B, xs, y, R, C, G, blockIdx.x, threadIdx.x, blockDim.x >> 5, red);                 \
     }                                                                                                           \
-    extern "C" __global__ void __launch_bounds__(512) mmv_batch_##sfx(const mv_job* jobs, const uint* xs, int R, \
+    extern "C" __global__ void __launch_bounds__(32 * MMV_MAXW) mmv_batch_##sfx(const mv_job* jobs, const uint* xs, int R, \
                                                                      int C, int G) {                            \
         __shared__ float red[16 * MMV_MAXSEG];                                                                    \
         const mv_job j = jobs[blockIdx.y];                                                                      \

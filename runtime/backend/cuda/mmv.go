@@ -29,7 +29,7 @@ const DefaultMMVWarpsPerSM = 32
 // mmvOptIn is the setting the tests and benchmarks use to run the path.
 const mmvOptIn = 32
 
-// mmvMaxJobs and mmvMaxCols bound the x's one launch stages: the scratch
+// mmvMaxJobs and mmvMaxCols bound what one launch stages: the scratch
 // (mmvState.xs, 4.7 MB) is allocated once, when the path is on.
 const (
 	mmvMaxJobs = 64
