@@ -148,21 +148,32 @@ func sameBits(a, b []float32) int {
 	return -1
 }
 
+// newCached opens a backend with a 1 GiB expert cache (or skips).
+func newCached(t *testing.T) *Backend {
+	be := newOrSkip(t)
+	if err := be.SetExpertCache(1<<30, 1); err != nil {
+		be.Close()
+		t.Fatal(err)
+	}
+	return be
+}
+
+// idxShape is a test layer's experts: format, hidden and intermediate
+// sizes, group.
+type idxShape struct {
+	f           backend.Format
+	H, I, group int
+}
+
 // TestExpertsIndexed: the indexed experts, ids read from device memory,
 // are bit for bit what MatVecBatch, SwiGLU and MatVecBatch compute on the
 // same cached experts, for Q2, Q4, Q8 and BF16 (BF16 with row tails); an id
 // the cache does not hold sets status 2 and leaves its row 0.
 func TestExpertsIndexed(t *testing.T) {
-	be := newOrSkip(t)
+	be := newCached(t)
 	defer be.Close()
-	if err := be.SetExpertCache(1<<30, 1); err != nil {
-		t.Fatal(err)
-	}
 	const E, K = 6, 4
-	for layer, c := range []struct {
-		f           backend.Format
-		H, I, group int
-	}{
+	for layer, c := range []idxShape{
 		{backend.Q2, 576, 320, 64},
 		{backend.Q4, 544, 288, 32},
 		{backend.Q8, 528, 272, 16},
@@ -234,16 +245,10 @@ func TestExpertsIndexed(t *testing.T) {
 // matvec.h's (Q8, group 16); a shared expert of another shape is refused
 // (ok false), and a layer with none registered is an error.
 func TestExpertsIndexedShared(t *testing.T) {
-	be := newOrSkip(t)
+	be := newCached(t)
 	defer be.Close()
-	if err := be.SetExpertCache(1<<30, 1); err != nil {
-		t.Fatal(err)
-	}
 	const E, K = 6, 4
-	for layer, c := range []struct {
-		f           backend.Format
-		H, I, group int
-	}{
+	for layer, c := range []idxShape{
 		{backend.Q4, 512, 256, 64},
 		{backend.Q8, 528, 272, 16},
 	} {

@@ -63,52 +63,43 @@ static inline float __shfl_xor_sync(uint, float v, int m) {
 static inline float bf16f(uint h) { return __uint_as_float(h << 16); }
 static inline float half_of(uint reg, int hi) { return bf16f(hi ? reg >> 16 : reg & 0xffffu); }
 
-// D = A·B + C for the warp, each lane supplying and receiving its fragment:
-// A (16×16, row): reg0 (g, 2t..2t+1), reg1 (g+8, ..), reg2 (g, 2t+8..), reg3
-// (g+8, 2t+8..); B (16×8, col): reg0 (k 2t..2t+1, n g), reg1 (k 2t+8..);
-// C/D: (g, 2t..2t+1), (g+8, 2t..2t+1); g = lane/4, t = lane%4.
-static void mma_16816(float (&d)[4], uint a0, uint a1, uint a2, uint a3, uint b0, uint b1) {
+// mma_emu is the warp-wide mma.sync of m16n8k(8·PER), PER elements a
+// 32-bit register, each lane supplying and receiving its fragment: A (row):
+// reg0 (g, PER·t ..), reg1 (g+8, ..), reg2 (g, 4·PER + PER·t ..), reg3 (g+8,
+// ..); B (col): reg0 (k PER·t .., n g), reg1 (k 4·PER + PER·t ..); C/D: (g,
+// 2t..2t+1), (g+8, 2t..2t+1); g = lane/4, t = lane%4. prod(a, b, i) is the
+// product of element i of registers a and b; D += the sums.
+template <int PER, class T, class P>
+static void mma_emu(T (&d)[4], uint a0, uint a1, uint a2, uint a3, uint b0, uint b1, P prod) {
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     mmaA[w][lane][0] = a0, mmaA[w][lane][1] = a1, mmaA[w][lane][2] = a2, mmaA[w][lane][3] = a3;
     mmaB[w][lane][0] = b0, mmaB[w][lane][1] = b1;
     warpBar[w]->arrive_and_wait();
+    const int half = 4 * PER;  // k-slots of reg0 and reg1's columns
     int g = lane >> 2, t = lane & 3;
     for (int e = 0; e < 4; e++) {
         int r = g + 8 * (e >> 1), c = 2 * t + (e & 1);
-        float s = 0;
-        for (int k = 0; k < 16; k++) {
-            int al = (r & 7) * 4 + ((k & 7) >> 1), areg = (r < 8 ? 0 : 1) + (k < 8 ? 0 : 2);
-            int bl = c * 4 + ((k & 7) >> 1), breg = k < 8 ? 0 : 1;
-            s += half_of(mmaA[w][al][areg], k & 1) * half_of(mmaB[w][bl][breg], k & 1);
+        T s = 0;
+        for (int k = 0; k < 2 * half; k++) {
+            int al = (r & 7) * 4 + (k % half) / PER, areg = (r < 8 ? 0 : 1) + (k < half ? 0 : 2);
+            int bl = c * 4 + (k % half) / PER, breg = k < half ? 0 : 1;
+            s += prod(mmaA[w][al][areg], mmaB[w][bl][breg], k % PER);
         }
         d[e] += s;
     }
     warpBar[w]->arrive_and_wait();
 }
 
-// D += A·B for m16n8k32 with A u8 and B s8, the same fragment pattern
-// with four bytes a register: A reg0 (g, 4t..4t+3), reg1 (g+8, ..), reg2
-// (g, 16+4t..), reg3 (g+8, 16+4t..); B reg0 (k 4t..4t+3, n g), reg1 (k
-// 16+4t..); D (g, 2t..2t+1), (g+8, 2t..2t+1).
+// m16n8k16 with bf16 A and B, f32 accumulation.
+static void mma_16816(float (&d)[4], uint a0, uint a1, uint a2, uint a3, uint b0, uint b1) {
+    mma_emu<2>(d, a0, a1, a2, a3, b0, b1, [](uint a, uint b, int i) { return half_of(a, i) * half_of(b, i); });
+}
+
+// m16n8k32 with A u8 and B s8, s32 accumulation.
 static void mma_16832_u8s8(int (&d)[4], uint a0, uint a1, uint a2, uint a3, uint b0, uint b1) {
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    mmaA[w][lane][0] = a0, mmaA[w][lane][1] = a1, mmaA[w][lane][2] = a2, mmaA[w][lane][3] = a3;
-    mmaB[w][lane][0] = b0, mmaB[w][lane][1] = b1;
-    warpBar[w]->arrive_and_wait();
-    int g = lane >> 2, t = lane & 3;
-    for (int e = 0; e < 4; e++) {
-        int r = g + 8 * (e >> 1), c = 2 * t + (e & 1);
-        int s = 0;
-        for (int k = 0; k < 32; k++) {
-            int al = (r & 7) * 4 + ((k & 15) >> 2), areg = (r < 8 ? 0 : 1) + (k < 16 ? 0 : 2);
-            int bl = c * 4 + ((k & 15) >> 2), breg = k < 16 ? 0 : 1;
-            int av = (mmaA[w][al][areg] >> (8 * (k & 3))) & 255;
-            int bv = (int)(signed char)((mmaB[w][bl][breg] >> (8 * (k & 3))) & 255);
-            s += av * bv;
-        }
-        d[e] += s;
-    }
-    warpBar[w]->arrive_and_wait();
+    mma_emu<4>(d, a0, a1, a2, a3, b0, b1, [](uint a, uint b, int i) {
+        return (int)((a >> (8 * i)) & 255) * (int)(signed char)((b >> (8 * i)) & 255);
+    });
 }
 
 #define MMA_EMULATED 1
