@@ -67,6 +67,8 @@ import (
 //     on the device too, their misses computed by the host after
 //     (devpartial.go), against the same tier with -dev alone (the
 //     model's own router in both: a trace is a host choice);
+//     -apart (with -dev): the shared expert in launches of its own, not
+//     as a job of the routed batch (backend.SharedIndexer), for the A/B;
 //     -prefetch: the next layer's picks prefetched from the host tier
 //     (Options.Prefetch), predicted by the trace blurred to
 //     FMOE_BENCH_PREDICT's accuracy (default 0.766), FMOE_BENCH_PREFETCH_AHEAD
@@ -114,9 +116,9 @@ func BenchmarkTieredDecode(b *testing.B) {
 			levers := strings.Split(rest, "-")
 			has := func(l string) bool { return slices.Contains(levers, l) }
 			b.Run(fmt.Sprintf("k=%d/%s", k, name), func(b *testing.B) {
-				defer func(bh, g, c, d, x, dm bool, rp int) {
-					batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, readParts = bh, g, c, d, x, dm, rp
-				}(batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, readParts)
+				defer func(bh, g, c, d, x, dm, so bool, rp int) {
+					batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, sharedOff, readParts = bh, g, c, d, x, dm, so, rp
+				}(batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, sharedOff, readParts)
 				for _, lever := range levers {
 					switch lever {
 					case "incl":
@@ -125,6 +127,8 @@ func BenchmarkTieredDecode(b *testing.B) {
 						devOff = false
 					case "devmiss":
 						devMissOn = true
+					case "apart":
+						sharedOff = true
 					case "unbatched":
 						batchHits = false
 					case "eager":
