@@ -13,7 +13,8 @@
 #               (default $OUT when set, so they come back from the device)
 #   PEER_PHASE  build | bench | all (default all)
 #   PEER_DEADLINE  seconds after the start past which no new benchmark row starts (default 0: none)
-#   PEER_TOKENS decode tokens (default 64; the disk row 32); PEER_PP prefill length (default 512)
+#   PEER_TOKENS decode tokens (default 256: at 64 a 2 − 1 layer difference was noise, run 5's K=4
+#               resident split; the disk row 32); PEER_PP prefill length (default 512)
 #   PEER_KS     expert counts to compare (default "10 4"); PEER_ROWS the rows (default "resident host
 #               disk"); PEER_PLAN instead an explicit comma-separated list of "ROW K" and "check"
 #               (e.g. "resident 4,host 4,disk 10,disk 4"); PEER_MEMMAX the disk row's memory.max (3G)
@@ -61,7 +62,7 @@ PRE=${LLAMA_PREBUILT:-$ROOT/.llama/llama-bin.tar.xz}
 DIR=${PEER_DIR:-/tmp/fmoe-peer}
 POUT=${PEER_OUT:-${OUT:-$DIR/out}}
 PHASE=${PEER_PHASE:-all}
-TOKENS=${PEER_TOKENS:-64}
+TOKENS=${PEER_TOKENS:-256}
 PP=${PEER_PP:-512}
 DEADLINE=${PEER_DEADLINE:-0}
 LL=$DIR/llama.cpp
