@@ -36,7 +36,7 @@ func (s *Session) devPartial(l int, L *layer, T int) bool {
 // the held experts, nothing read back, so a graph may hold it. The misses
 // mark a word of their own, never read: the host finds them in the tier.
 func (s *Session) moePartialDevice(r *run, l int, L *layer, xn backend.Buffer) {
-	s.routeIndexed(r, l, L, xn, r.view(s.sc.dev, 1+2*len(s.m.layers)*s.m.K, 1))
+	s.routeIndexed(r, l, L, xn, r.view(s.sc.dev, 1+2*len(s.m.layers)*s.m.K, 1), false)
 }
 
 // moePartialHost is a partly held layer's host part, after its device
@@ -93,6 +93,6 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer) 
 	if err := s.streamMisses(r, l, miss, len(miss), nil, s.rx, bufs, 1, len(pl.ids)); err != nil {
 		return err
 	}
-	s.combineIndexed(r, l, L, h)
+	s.combineIndexed(r, l, L, h, false)
 	return r.err
 }

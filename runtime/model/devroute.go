@@ -93,10 +93,11 @@ func (s *Session) devStart(r *run) {
 }
 
 // moeDevice is moe for a device-routed layer: its ops take no host data
-// that changes between steps, so a graph may hold them.
-func (s *Session) moeDevice(r *run, l int, L *layer, xn, h backend.Buffer) {
-	s.routeIndexed(r, l, L, xn, r.view(s.sc.dev, 0, 1))
-	s.combineIndexed(r, l, L, h)
+// that changes between steps, so a graph may hold them. shared: the shared
+// expert runs as the batch's job K (devShared), not in the fixed ops.
+func (s *Session) moeDevice(r *run, l int, L *layer, xn, h backend.Buffer, shared bool) {
+	s.routeIndexed(r, l, L, xn, r.view(s.sc.dev, 0, 1), shared)
+	s.combineIndexed(r, l, L, h, shared)
 }
 
 // devShared reports whether layer l's shared expert runs as job K of its
@@ -131,8 +132,9 @@ func (s *Session) devViews(r *run, l int) (ids, w backend.Buffer) {
 
 // routeIndexed queues layer l's top-K on the device (a NaN logit marks the
 // step's status word) and the experts it picks from the tier into their
-// rows (an expert not held marks missed and leaves its row zero).
-func (s *Session) routeIndexed(r *run, l int, L *layer, xn, missed backend.Buffer) {
+// rows (an expert not held marks missed and leaves its row zero), and with
+// shared the layer's shared expert into row K.
+func (s *Session) routeIndexed(r *run, l int, L *layer, xn, missed backend.Buffer, shared bool) {
 	m := s.m
 	c := &m.Config
 	H, I, E, K := c.HiddenSize, c.MoeIntermediateSize, c.NumExperts, m.K
@@ -145,7 +147,7 @@ func (s *Session) routeIndexed(r *run, l int, L *layer, xn, missed backend.Buffe
 	s.lap(PhaseRouting)
 	switch {
 	case r.err != nil:
-	case L.devShared == 1:
+	case shared:
 		n := K + 1
 		r.do(m.be.(backend.SharedIndexer).ExpertsIndexedShared(r.view(s.sc.eo, 0, n*H), r.view(s.sc.eg, 0, n*I), r.view(s.sc.eu, 0, n*I), xn, ids, missed, l, K))
 	default:
@@ -155,12 +157,13 @@ func (s *Session) routeIndexed(r *run, l int, L *layer, xn, missed backend.Buffe
 }
 
 // combineIndexed adds layer l's expert rows, weighted by the device's
-// weights, and its shared expert to h.
-func (s *Session) combineIndexed(r *run, l int, L *layer, h backend.Buffer) {
+// weights, and its shared expert to h: eo's row K with shared, else the
+// fixed ops' output.
+func (s *Session) combineIndexed(r *run, l int, L *layer, h backend.Buffer, shared bool) {
 	K, H := s.m.K, s.m.Config.HiddenSize
 	_, w := s.devViews(r, l)
 	sd, gt := s.sharedOut(r, L)
-	if L.devShared == 1 {
+	if shared {
 		sd = r.view(s.sc.eo, K*H, H) // row K: the shared expert (routeIndexed)
 	}
 	if r.err == nil {

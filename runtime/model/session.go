@@ -336,9 +336,12 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 				s.lap(PhaseDeltaNet)
 			}
 		}
-		fixed := func(r *run) {
+		postNorm := func(r *run) {
 			r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), L.postNorm, eps))
 			s.lap(PhaseNorm)
+		}
+		fixed := func(r *run) {
+			postNorm(r)
 			if L.fixed != nil {
 				L.fixed(s, r, L, xn, h, T)
 			}
@@ -352,16 +355,11 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		case dev && s.devShared(l, L):
 			// The shared expert goes with the routed experts (devroute.go).
 			s.devMark(l)
-			tail = func(r *run) {
-				r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), L.postNorm, eps))
-				s.lap(PhaseNorm)
-				s.moeRouter(r, L, xn, T)
-				s.moeDevice(r, l, L, xn, h)
-			}
+			tail = func(r *run) { postNorm(r); s.moeRouter(r, L, xn, T); s.moeDevice(r, l, L, xn, h, true) }
 			gk += len(m.layers)
 		case dev:
 			s.devMark(l)
-			tail = func(r *run) { fixed(r); s.moeDevice(r, l, L, xn, h) }
+			tail = func(r *run) { fixed(r); s.moeDevice(r, l, L, xn, h, false) }
 			gk += len(m.layers)
 		case part:
 			// The misses come after the graph (devpartial.go).
