@@ -93,7 +93,7 @@ func (be *Backend) MatVecBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 		return nil
 	}
 	jobs := make([]byte, 0, 40*len(ws))
-	ptrs := make([]C.CUdeviceptr, 0, 3*len(ws))
+	aligned := true
 	var first *tensor
 	for i, w := range ws {
 		t, err := be.tensor(w, "matvec batch")
@@ -117,7 +117,7 @@ func (be *Backend) MatVecBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 		if err := be.chk.MatMul(t.rows, t.cols, 1, x.n, y.n); err != nil {
 			return fmt.Errorf("job %d: %w", i, err)
 		}
-		ptrs = append(ptrs, t.data, t.scales, t.biases)
+		aligned = aligned && aligned16(t)
 		for _, p := range []C.CUdeviceptr{t.data, t.scales, t.biases, x.ptr, y.ptr} {
 			jobs = binary.LittleEndian.AppendUint64(jobs, uint64(p))
 		}
@@ -136,7 +136,7 @@ func (be *Backend) MatVecBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 	if err != nil {
 		return err
 	}
-	if ok, err := be.mmvBatch(p, first.format, first.rows, first.cols, first.group, len(ws), ptrs...); ok || err != nil {
+	if ok, err := be.mmvBatch(p, first.format, first.rows, first.cols, first.group, len(ws), aligned); ok || err != nil {
 		return err
 	}
 	be.args.reset()

@@ -175,7 +175,7 @@ func (be *Backend) batchJobs(jobs C.CUdeviceptr, s projShape, n int) error {
 	if !ok {
 		return fmt.Errorf("cuda: indexed experts: no batched matvec for %v [%d, %d]", s.format, s.rows, s.cols)
 	}
-	if ok, err := be.mmvBatch(jobs, s.format, s.rows, s.cols, s.group, n); ok || err != nil {
+	if ok, err := be.mmvBatch(jobs, s.format, s.rows, s.cols, s.group, n, true); ok || err != nil {
 		return err
 	}
 	f := s.format - backend.Q2

@@ -105,20 +105,15 @@ func (m *mmvState) load(be *Backend, opt int) error {
 // 16 and no more than the row's segments (the chunks a warp loads at once,
 // 4 KB a warp; the sums' order is fixed by the shape, whatever the split). The kernel
 // finds a 64-column block's group by a shift (G a multiple of 64, G/64 a
-// power of two), reads rows 16 bytes at a time (ptrs, the weights' data,
-// scales and biases, 16-byte aligned) and stages x in the fixed scratch
-// (C at most mmvMaxCols, n at most mmvMaxJobs).
-func (be *Backend) mmvPlan(f backend.Format, R, C, G, n int, ptrs ...C.CUdeviceptr) (fi, warps int, ok bool) {
-	if be.mmv.wpsm <= 0 || f < backend.Q2 || f > backend.Q8 || R < 1 || n < 1 || n > mmvMaxJobs {
+// power of two), reads rows 16 bytes at a time (aligned: the weights'
+// data, scales and biases are 16-byte aligned, aligned16) and stages x in
+// the fixed scratch (C at most mmvMaxCols, n at most mmvMaxJobs).
+func (be *Backend) mmvPlan(f backend.Format, R, C, G, n int, aligned bool) (fi, warps int, ok bool) {
+	if be.mmv.wpsm <= 0 || !aligned || f < backend.Q2 || f > backend.Q8 || R < 1 || n < 1 || n > mmvMaxJobs {
 		return 0, 0, false
 	}
 	if C < 128 || C%128 != 0 || C > mmvMaxCols || G < 64 || G%64 != 0 || (G/64)&(G/64-1) != 0 || C%G != 0 {
 		return 0, 0, false
-	}
-	for _, p := range ptrs {
-		if p%16 != 0 {
-			return 0, 0, false
-		}
 	}
 	fi = int(f - backend.Q2)
 	per := 16 / []int{2, 4, 8}[fi] // chunks a segment (mmv_body)
@@ -137,7 +132,7 @@ func (be *Backend) mmvMatMul(y backend.Buffer, w backend.Tensor, x backend.Buffe
 	if err != nil {
 		return true, err
 	}
-	fi, warps, ok := be.mmvPlan(t.format, t.rows, t.cols, t.group, 1, t.data, t.scales, t.biases)
+	fi, warps, ok := be.mmvPlan(t.format, t.rows, t.cols, t.group, 1, aligned16(t))
 	if !ok {
 		return false, nil
 	}
@@ -154,13 +149,12 @@ func (be *Backend) mmvMatMul(y backend.Buffer, w backend.Tensor, x backend.Buffe
 
 // mmvBatch launches the batched integer tensor-core matvec on n jobs of the
 // table at jobs (batch_cuda.h's mv_job); ok is false where the path does
-// not take the shape. ptrs are the jobs' weight pointers where the caller
-// knows them; the indexed experts' come from cache slots, where a tensor's
-// parts lie at offsets that are multiples of 16 whenever mmvPlan takes the
-// shape (whole rows of data, scales and biases, packed or at the pack's
-// 4096-aligned offsets).
-func (be *Backend) mmvBatch(jobs C.CUdeviceptr, f backend.Format, R, C, G, n int, ptrs ...C.CUdeviceptr) (ok bool, err error) {
-	fi, warps, ok := be.mmvPlan(f, R, C, G, n, ptrs...)
+// not take the shape. aligned: every job's weight is (aligned16); the
+// indexed experts' are, from cache slots whose parts lie at offsets that
+// are multiples of 16 whenever mmvPlan takes the shape (whole rows of data,
+// scales and biases, packed or at the pack's 4096-aligned offsets).
+func (be *Backend) mmvBatch(jobs C.CUdeviceptr, f backend.Format, R, C, G, n int, aligned bool) (ok bool, err error) {
+	fi, warps, ok := be.mmvPlan(f, R, C, G, n, aligned)
 	if !ok || n > maxGridY {
 		return false, nil
 	}
@@ -173,3 +167,6 @@ func (be *Backend) mmvBatch(jobs C.CUdeviceptr, f backend.Format, R, C, G, n int
 	be.args.ptr(jobs).ptr(be.mmv.xs).i32(R).i32(C).i32(G)
 	return true, be.launch(be.mmv.batch[fi], (R+15)/16, n, 32*warps, 0)
 }
+
+// aligned16 reports whether t's data, scales and biases start on 16 bytes.
+func aligned16(t *tensor) bool { return (t.data|t.scales|t.biases)%16 == 0 }

@@ -91,7 +91,7 @@ func TestMatMulMMV(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, ok := be.mmvPlan(tt.format, tt.rows, tt.cols, tt.group, 1, tt.data); !ok {
+		if _, _, ok := be.mmvPlan(tt.format, tt.rows, tt.cols, tt.group, 1, aligned16(tt)); !ok {
 			t.Fatalf("%s: the tensor-core matvec does not take this shape", name)
 		}
 		want := refMatMul64(vals, c.R, c.C, x, 1)

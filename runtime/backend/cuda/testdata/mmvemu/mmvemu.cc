@@ -30,7 +30,6 @@ static bool run(int bits, int R, int C, int G, int nw, int offset, unsigned seed
         // (below the kernel's 2^-96 floor for a block's largest element).
         if (offset == 2) v = j < 64 ? 0.f : j < 128 ? v * 1e-30f : (float)(v * std::pow(10.0, ud(rng)));
     }
-    std::vector<float> y(R, NAN);
     std::vector<uint> xs(mmv_words(C), 0xdeadbeefu);
     auto stage = [&] {
         const int b = blockIdx.x * 8 + (threadIdx.x >> 5);
@@ -40,23 +39,22 @@ static bool run(int bits, int R, int C, int G, int nw, int offset, unsigned seed
         if (bits == 8) mmv_stage_block<8>(x.data(), xs.data(), C, b, threadIdx.x & 31);
     };
     launch((C / 64 + 7) / 8, 1, stage);
+    // tiles runs the matvec's tiles with warps warps each into y.
     static float red[16 * MMV_MAXSEG];
-    auto body = [&] {
-        const int tid = threadIdx.x, tile = blockIdx.x;
-        if (bits == 2) mmv_body<2>(W.data(), S.data(), B.data(), xs.data(), y.data(), R, C, G, tile, tid, nw, red);
-        if (bits == 4) mmv_body<4>(W.data(), S.data(), B.data(), xs.data(), y.data(), R, C, G, tile, tid, nw, red);
-        if (bits == 8) mmv_body<8>(W.data(), S.data(), B.data(), xs.data(), y.data(), R, C, G, tile, tid, nw, red);
+    auto tiles = [&](std::vector<float>& y, int warps) {
+        y.assign(R, NAN);
+        launch((R + 15) / 16, 1, [&] {
+            const int tid = threadIdx.x, tile = blockIdx.x;
+            if (bits == 2) mmv_body<2>(W.data(), S.data(), B.data(), xs.data(), y.data(), R, C, G, tile, tid, warps, red);
+            if (bits == 4) mmv_body<4>(W.data(), S.data(), B.data(), xs.data(), y.data(), R, C, G, tile, tid, warps, red);
+            if (bits == 8) mmv_body<8>(W.data(), S.data(), B.data(), xs.data(), y.data(), R, C, G, tile, tid, warps, red);
+        }, 32 * warps);
     };
-    launch((R + 15) / 16, 1, body, 32 * nw);
     // The same tiles with one warp each: the sums' order is the shape's, so
     // the bits must not move.
-    std::vector<float> y1 = y;
-    const int nw0 = nw;
-    nw = 1;
-    std::swap(y, y1);
-    launch((R + 15) / 16, 1, body, 32);
-    std::swap(y, y1);
-    nw = nw0;
+    std::vector<float> y, y1;
+    tiles(y, nw);
+    tiles(y1, 1);
     if (memcmp(y.data(), y1.data(), R * sizeof(float)) != 0) {
         printf("FAIL bits=%d %dx%d g%d: %d warps a tile and one give different bits\n", bits, R, C, G, nw);
         return false;
