@@ -25,19 +25,29 @@ DEVICE_FN void route_best_(float& bv, int& bi, float v, int i) {
 // picks are K warp-wide argmins of the order above, each over the experts
 // that come after the previous pick, so no chosen-set is kept and ties
 // resolve exactly as on the host. One warp and shuffles, no block
-// barriers: a pick costs E/32 loads and five shuffles (a block of 256
-// threads meeting at two barriers per pick took ~18 µs at K=10). ids
-// [T, K] get the ids as floats, in ascending id; w [T, K] their softmax
-// weights in double precision as backend.Route computes them: exp(l_i - m)
-// / sum, over the K picks (renorm) or all E. A NaN logit makes the token's
-// ids 0..K-1 (weights 0) and sets status[0] = 1.
+// barriers (a block of 256 threads meeting at two barriers per pick took
+// ~18 µs at K=10). A lane keeps its first ROUTE_REGS logits (lane + 32r) in
+// registers, read once: read from memory at every pick, the picks waited out
+// a load latency each (18 µs at E=512, K=10 on an H200, docs/benchmarks.md
+// run 14); experts past 32·ROUTE_REGS are read at each pick. ids [T, K] get
+// the ids as floats, in ascending id; w [T, K] their softmax weights in
+// double precision as backend.Route computes them: exp(l_i - m) / sum, over
+// the K picks (renorm) or all E. A NaN logit makes the token's ids 0..K-1
+// (weights 0) and sets status[0] = 1.
+#define ROUTE_REGS 16
 KERNEL(route_topk)(const float* logits, float* ids, float* w, float* status, int E, int K, int renorm) {
     const float* l = logits + (i64)BLOCK_ID_X * E;
     float* oid = ids + (i64)BLOCK_ID_X * K;
     float* ow = w + (i64)BLOCK_ID_X * K;
     const int lane = THREAD_ID_X;
+    float v[ROUTE_REGS];
     int nan = 0;
-    for (int i = lane; i < E; i += 32) nan |= l[i] != l[i];
+    UNROLL for (int r = 0; r < ROUTE_REGS; r++) {
+        const int i = lane + 32 * r;
+        v[r] = i < E ? l[i] : 0.0f;
+        nan |= v[r] != v[r];
+    }
+    for (int i = lane + 32 * ROUTE_REGS; i < E; i += 32) nan |= l[i] != l[i];
     UNROLL for (int o = 16; o > 0; o >>= 1) nan |= __shfl_xor_sync(0xffffffffu, nan, o);
     if (nan) {
         for (int j = lane; j < K; j += 32) {
@@ -47,14 +57,18 @@ KERNEL(route_topk)(const float* logits, float* ids, float* w, float* status, int
         if (lane == 0) status[0] = 1.0f;
         return;
     }
-    float pv = INFINITY_F, m = 0.0f;
-    int pi = -1; // (+Inf, -1) comes before every expert
+    float pv = INFINITY_F, m = 0.0f, mv = 0.0f;
+    int pi = -1, mi = 0; // (+Inf, -1) comes before every expert; (mv, mi): pick `lane`
     for (int j = 0; j < K; j++) {
         float bv = 0.0f;
         int bi = -1;
-        for (int i = lane; i < E; i += 32) {
-            const float v = l[i];
-            if (route_before(pv, pi, v, i)) route_best_(bv, bi, v, i);
+        UNROLL for (int r = 0; r < ROUTE_REGS; r++) {
+            const int i = lane + 32 * r;
+            if (i < E && route_before(pv, pi, v[r], i)) route_best_(bv, bi, v[r], i);
+        }
+        for (int i = lane + 32 * ROUTE_REGS; i < E; i += 32) {
+            const float x = l[i];
+            if (route_before(pv, pi, x, i)) route_best_(bv, bi, x, i);
         }
         UNROLL for (int o = 16; o > 0; o >>= 1) {
             const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
@@ -64,20 +78,39 @@ KERNEL(route_topk)(const float* logits, float* ids, float* w, float* status, int
         pv = bv;
         pi = bi;
         if (j == 0) m = bv;
-        if (lane == 0) {
+        if (lane == j) mv = bv, mi = bi;
+        if (K > 32 && lane == 0) {
             oid[j] = (float)bi;
             ow[j] = bv; // the logit, until the weights below
         }
     }
     const double md = (double)m;
     double s = 0.0;
-    if (renorm) {
-        if (lane == 0) {
-            for (int j = 0; j < K; j++) s += exp((double)ow[j] - md);
+    if (!renorm) {
+        UNROLL for (int r = 0; r < ROUTE_REGS; r++) {
+            if (lane + 32 * r < E) s += exp((double)v[r] - md);
         }
-    } else {
-        for (int i = lane; i < E; i += 32) s += exp((double)l[i] - md);
+        for (int i = lane + 32 * ROUTE_REGS; i < E; i += 32) s += exp((double)l[i] - md);
         UNROLL for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    }
+    if (K <= 32) {
+        // Pick j's weight on lane j; over the picks, the sum in pick order
+        // (the host's), broadcast pick by pick; each pick's place in
+        // ascending id is the number of picks with a smaller id.
+        const double e = lane < K ? exp((double)mv - md) : 0.0;
+        if (renorm) {
+            for (int j = 0; j < K; j++) s += __shfl_sync(0xffffffffu, e, j);
+        }
+        int at = 0;
+        for (int j = 0; j < K; j++) at += __shfl_sync(0xffffffffu, mi, j) < mi;
+        if (lane < K) {
+            oid[at] = (float)mi;
+            ow[at] = (float)(e / s);
+        }
+        return;
+    }
+    if (renorm && lane == 0) {
+        for (int j = 0; j < K; j++) s += exp((double)ow[j] - md);
     }
     if (lane == 0) {
         for (int j = 0; j < K; j++) ow[j] = (float)(exp((double)ow[j] - md) / s);

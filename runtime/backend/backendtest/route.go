@@ -71,6 +71,15 @@ func RouteCases() []RouteCase {
 	}
 	nan := normal(257, 1)
 	nan[200] = float32(math.NaN())
+	// wide: more experts than a CUDA lane keeps in registers (512), the
+	// leaders and a tie past that; wideNaN: the NaN past it too.
+	wide := coarse(700)
+	for i, e := range []int{690, 513, 3, 600} {
+		wide[e] = float32(20 - i)
+	}
+	wide[650], wide[520] = 15, 15
+	wideNaN := normal(700, 1)
+	wideNaN[699] = float32(math.NaN())
 	return []RouteCase{
 		{"E60K4ties", 3, 60, 4, rows(normal(60, 3), coarse(60), equal(60, 0.25))},
 		{"E257K10boundary", 2, 257, 10, rows(boundary, coarse(257))},
@@ -81,6 +90,8 @@ func RouteCases() []RouteCase {
 		{"E128K8wide", 1, 128, 8, normal(128, 30)},
 		{"NegInf", 3, 60, 8, rows(few, half, equal(60, inf))},
 		{"NaN", 3, 257, 4, rows(normal(257, 1), nan, coarse(257))},
+		{"E700K6wide", 2, 700, 6, rows(wide, wideNaN)},
+		{"E700K40", 1, 700, 40, wide},
 	}
 }
 

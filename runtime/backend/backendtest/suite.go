@@ -232,6 +232,17 @@ func testRMSNorm(t *testing.T, be backend.Backend) {
 		w32[i] = float32(v)
 	}
 	check(t, "bf16 weight", get(t, be, yb), refRMSNorm(x, l, w32, 1e-6, nil), tolElem)
+	// A model's hidden size, in place: a GPU thread holds many elements
+	// (unrolled loads, then a remainder: 4,100 is no multiple of a block).
+	n = 4100
+	x = randVec(rng, 2*n, 3)
+	w = randVec(rng, n, 1)
+	wt, err = be.Register(DenseF32(1, n, w))
+	must(t, err)
+	xb = put(t, be, x)
+	l = backend.Rows(2, n)
+	must(t, be.RMSNorm(xb, xb, l, wt, 1e-6))
+	check(t, "hidden size in place", get(t, be, xb), refRMSNorm(x, l, w, 1e-6, nil), tolElem)
 }
 
 func testGatedRMSNorm(t *testing.T, be backend.Backend) {
@@ -246,6 +257,15 @@ func testGatedRMSNorm(t *testing.T, be backend.Backend) {
 	xb, zb, yb := put(t, be, x), put(t, be, z), alloc(t, be, T*H*D)
 	must(t, be.GatedRMSNorm(yb, xb, zb, l, wt, 1e-6))
 	check(t, "gated", get(t, be, yb), refRMSNorm(x, l, w, 1e-6, z), tolElem)
+	// Wide heads: many elements a GPU thread (unrolled, then a remainder).
+	T, H, D = 1, 2, 2100
+	x, z, w = randVec(rng, T*H*D, 1), randVec(rng, T*H*D, 2), randVec(rng, D, 1)
+	wt, err = be.Register(DenseF32(1, D, w))
+	must(t, err)
+	l = backend.Packed(T, H, D)
+	xb, zb, yb = put(t, be, x), put(t, be, z), alloc(t, be, T*H*D)
+	must(t, be.GatedRMSNorm(yb, xb, zb, l, wt, 1e-6))
+	check(t, "gated wide", get(t, be, yb), refRMSNorm(x, l, w, 1e-6, z), tolElem)
 }
 
 func testRope(t *testing.T, be backend.Backend) {

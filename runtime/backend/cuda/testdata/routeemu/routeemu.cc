@@ -40,19 +40,24 @@ static inline int __syncthreads_or(int p) {
     if (threadIdx.x == 0) orAcc.store(0); // before anyone passes the next call's first barrier
     return r;
 }
+// shfl_ is lane src's v (a warp shuffle, up to 64 bits).
 template <class T>
-static inline T __shfl_xor_sync(uint, T v, int m) {
+static inline T shfl_(T v, int src) {
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     uint64_t bits = 0;
     memcpy(&bits, &v, sizeof v);
     shflBuf[w][lane] = bits;
     warpBar[w]->arrive_and_wait();
-    bits = shflBuf[w][lane ^ m];
+    bits = shflBuf[w][src & 31];
     warpBar[w]->arrive_and_wait();
     T r;
     memcpy(&r, &bits, sizeof r);
     return r;
 }
+template <class T>
+static inline T __shfl_xor_sync(uint, T v, int m) { return shfl_(v, (threadIdx.x & 31) ^ m); }
+template <class T>
+static inline T __shfl_sync(uint, T v, int src) { return shfl_(v, src); }
 
 #define KERNEL(name) static void name
 #define DEVICE_FN static inline
