@@ -10,6 +10,9 @@
 
 DEVICE_FN float sigmoid_(float x) { return 1.0f / (1.0f + EXPF(-x)); }
 DEVICE_FN float silu_(float x) { return x / (1.0f + EXPF(-x)); }
+// swiglu_ is SwiGLU's element, written once for every kernel that forms it
+// (the swiglu kernel, the integer matvec's staging), so they agree bit for bit.
+DEVICE_FN float swiglu_(float g, float u) { return silu_(g) * u; }
 
 DEVICE_FN uint u4_at(uint4 v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
 DEVICE_FN float f4_at(float4 v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }

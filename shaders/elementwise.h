@@ -4,7 +4,7 @@
 KERNEL(swiglu)(PARAM_PTR(float, y, 0), PARAM_PTR(const float, g, 1), PARAM_PTR(const float, u, 2),
                PARAM(int, n, 3) KERNEL_IDS) {
     int i = BLOCK_ID_X * BLOCK_DIM_X + THREAD_ID_X;
-    if (i < n) y[i] = silu_(g[i]) * u[i];
+    if (i < n) y[i] = swiglu_(g[i], u[i]);
 }
 
 KERNEL(add)(PARAM_PTR(float, dst, 0), PARAM_PTR(const float, src, 1), PARAM(int, n, 2) KERNEL_IDS) {

@@ -100,14 +100,19 @@ DEVICE_FN void mmv_digits(int n, int (&d)[4]) {
 // correction), the factor 2^(E_b − 30), Σx = 2^(E_b − 30)·Σn (exact in
 // int64 before its one rounding). Lane L builds register L%8 of slice L/8%2
 // of the block, digits 2·(L/16) and +1.
+//
+// With u (not null) the block staged is SwiGLU's output swiglu_(x, u), the
+// value the swiglu kernel writes: the down projection of the batched
+// experts stages it straight from their gate and up rows (one launch fewer).
 template <int BITS>
-DEVICE_FN void mmv_stage_block(const float* x, uint* xs, int C, int b, int lane) {
+DEVICE_FN void mmv_stage_block(const float* x, const float* u, uint* xs, int C, int b, int lane) {
     const float INF = __uint_as_float(0x7f800000u), NAN_ = __uint_as_float(0x7fc00000u);
     const int r = lane & 7, t = 2 * (b & 1) + ((lane >> 3) & 1), p = b >> 1, kp = 2 * (lane >> 4);
     const int base = 128 * p + 32 * t;
     float v[4], m = 0.f;
     UNROLL for (int i = 0; i < 4; i++) {
-        v[i] = x[base + mmv_col<BITS>(r, i)];
+        const int k = base + mmv_col<BITS>(r, i);
+        v[i] = u ? swiglu_(x[k], u[k]) : x[k];
         m = fmaxf(m, isfinite(v[i]) ? fabsf(v[i]) : INF);
     }
     UNROLL for (int s = 16; s >= 1; s >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, s));
@@ -255,17 +260,25 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
 // block = 256 (a warp a 64-column block); the matvec: grid = (⌈R/16⌉,
 // jobs), block = 32·nw. The batched forms take batch_cuda.h's job table
 // (a null W is a job experts_jobs found no expert for: skipped, as there)
-// and job j's staged x at xs + j·mmv_words(C).
+// and job j's staged x at xs + j·mmv_words(C). mmv_stage_swiglu stages
+// job j's SwiGLU of its x (a row of g) and the same row of u.
 #define MMV_KERNELS(sfx, BITS)                                                                                  \
     extern "C" __global__ void __launch_bounds__(256) mmv_stage_##sfx(const float* x, uint* xs, int C) {        \
         const int b = blockIdx.x * 8 + (threadIdx.x >> 5);                                                      \
-        if (b < C / 64) mmv_stage_block<BITS>(x, xs, C, b, threadIdx.x & 31);                                   \
+        if (b < C / 64) mmv_stage_block<BITS>(x, 0, xs, C, b, threadIdx.x & 31);                                \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(256) mmv_stage_batch_##sfx(const mv_job* jobs, uint* xs, int C) { \
         const mv_job j = jobs[blockIdx.y];                                                                      \
         const int b = blockIdx.x * 8 + (threadIdx.x >> 5);                                                      \
         if (j.W != 0 && b < C / 64)                                                                             \
-            mmv_stage_block<BITS>(j.x, xs + (i64)blockIdx.y * mmv_words(C), C, b, threadIdx.x & 31);            \
+            mmv_stage_block<BITS>(j.x, 0, xs + (i64)blockIdx.y * mmv_words(C), C, b, threadIdx.x & 31);         \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(256) mmv_stage_swiglu_##sfx(const mv_job* jobs, uint* xs, int C, \
+                                                                             const float* g, const float* u) {  \
+        const mv_job j = jobs[blockIdx.y];                                                                      \
+        const int b = blockIdx.x * 8 + (threadIdx.x >> 5);                                                      \
+        if (j.W != 0 && b < C / 64)                                                                             \
+            mmv_stage_block<BITS>(j.x, u + (j.x - g), xs + (i64)blockIdx.y * mmv_words(C), C, b, threadIdx.x & 31); \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(32 * MMV_MAXW) mmv_##sfx(const uint* W, const ushort* S, const ushort* B,  \
                                                                const uint* xs, float* y, int R, int C, int G) { \

@@ -153,6 +153,11 @@ func (be *Backend) expertsIndexed(eo, g, u, x, ids, status backend.Buffer, layer
 	if err := be.batchJobs(jobsGU, li.gu, 2*n); err != nil {
 		return err
 	}
+	// The down projection stages SwiGLU's output itself where the integer
+	// matvec takes its shape (no SwiGLU launch); else SwiGLU, then down.
+	if ok, err := be.mmvBatchSwiGLU(jobsDN, li.dn.format, li.dn.rows, li.dn.cols, li.dn.group, n, gb.ptr, ub.ptr); ok || err != nil {
+		return err
+	}
 	gv, err := be.View(g, 0, n*I)
 	if err != nil {
 		return err

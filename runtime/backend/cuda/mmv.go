@@ -44,7 +44,7 @@ func mmvWords(C int) int { return 128*(C/128) + 8*(C/64) }
 // (Q2, Q4, Q8: staging x, the matvec, alone and batched), the warps an SM
 // it aims at (0: off) and the staged x's scratch.
 type mmvState struct {
-	stage, stageBatch, k, batch [3]C.CUfunction
+	stage, stageBatch, stageSwiGLU, k, batch [3]C.CUfunction
 	wpsm                        int
 	xs                          C.CUdeviceptr
 }
@@ -69,7 +69,7 @@ func (m *mmvState) load(be *Backend, opt int) error {
 		return nil
 	}
 	for i, sfx := range []string{"q2", "q4", "q8"} {
-		for j, name := range []string{"mmv_stage_", "mmv_stage_batch_", "mmv_", "mmv_batch_"} {
+		for j, name := range []string{"mmv_stage_", "mmv_stage_batch_", "mmv_stage_swiglu_", "mmv_", "mmv_batch_"} {
 			cs := C.CString(name + sfx)
 			// Written as address expressions in the call: see mmaState.load.
 			var r C.CUresult
@@ -79,6 +79,8 @@ func (m *mmvState) load(be *Backend, opt int) error {
 			case 1:
 				r = C.fm_module_function(be.ctx, &m.stageBatch[i], be.mod, cs)
 			case 2:
+				r = C.fm_module_function(be.ctx, &m.stageSwiGLU[i], be.mod, cs)
+			case 3:
 				r = C.fm_module_function(be.ctx, &m.k[i], be.mod, cs)
 			default:
 				r = C.fm_module_function(be.ctx, &m.batch[i], be.mod, cs)
@@ -154,13 +156,30 @@ func (be *Backend) mmvMatMul(y backend.Buffer, w backend.Tensor, x backend.Buffe
 // are multiples of 16 whenever mmvPlan takes the shape (whole rows of data,
 // scales and biases, packed or at the pack's 4096-aligned offsets).
 func (be *Backend) mmvBatch(jobs C.CUdeviceptr, f backend.Format, R, C, G, n int, aligned bool) (ok bool, err error) {
+	return be.mmvBatchOf(jobs, f, R, C, G, n, aligned, 0, 0)
+}
+
+// mmvBatchSwiGLU is mmvBatch on jobs whose x are rows of g, with the
+// SwiGLU of each row and the same row of u staged in place of x
+// (mmv_stage_swiglu): the batched experts' down projection without a
+// SwiGLU launch of its own, bit for bit SwiGLU then mmvBatch.
+func (be *Backend) mmvBatchSwiGLU(jobs C.CUdeviceptr, f backend.Format, R, C, G, n int, g, u C.CUdeviceptr) (ok bool, err error) {
+	return be.mmvBatchOf(jobs, f, R, C, G, n, true, g, u)
+}
+
+func (be *Backend) mmvBatchOf(jobs C.CUdeviceptr, f backend.Format, R, C, G, n int, aligned bool, g, u C.CUdeviceptr) (ok bool, err error) {
 	fi, warps, ok := be.mmvPlan(f, R, C, G, n, aligned)
 	if !ok || n > maxGridY {
 		return false, nil
 	}
 	be.args.reset()
 	be.args.ptr(jobs).ptr(be.mmv.xs).i32(C)
-	if err := be.launch(be.mmv.stageBatch[fi], (C/64+7)/8, n, 256, 0); err != nil {
+	stage := be.mmv.stageBatch[fi]
+	if g != 0 {
+		be.args.ptr(g).ptr(u)
+		stage = be.mmv.stageSwiGLU[fi]
+	}
+	if err := be.launch(stage, (C/64+7)/8, n, 256, 0); err != nil {
 		return true, err
 	}
 	be.args.reset()

@@ -6,6 +6,8 @@
 // Usage: mmvemu bits R C G nw offset seed — one case; prints "ok" or
 // "FAIL" and the relative error (norm of the difference over the norm).
 #include "../mmaemu/shim.h"
+// common.h's SwiGLU element (the shim does not take common.h).
+static inline float swiglu_(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 #include "mmv_cuda.h"
 
 static bool run(int bits, int R, int C, int G, int nw, int offset, unsigned seed) {
@@ -34,11 +36,36 @@ static bool run(int bits, int R, int C, int G, int nw, int offset, unsigned seed
     auto stage = [&] {
         const int b = blockIdx.x * 8 + (threadIdx.x >> 5);
         if (b >= C / 64) return;
-        if (bits == 2) mmv_stage_block<2>(x.data(), xs.data(), C, b, threadIdx.x & 31);
-        if (bits == 4) mmv_stage_block<4>(x.data(), xs.data(), C, b, threadIdx.x & 31);
-        if (bits == 8) mmv_stage_block<8>(x.data(), xs.data(), C, b, threadIdx.x & 31);
+        if (bits == 2) mmv_stage_block<2>(x.data(), nullptr, xs.data(), C, b, threadIdx.x & 31);
+        if (bits == 4) mmv_stage_block<4>(x.data(), nullptr, xs.data(), C, b, threadIdx.x & 31);
+        if (bits == 8) mmv_stage_block<8>(x.data(), nullptr, xs.data(), C, b, threadIdx.x & 31);
     };
     launch((C / 64 + 7) / 8, 1, stage);
+    // Staging SwiGLU's output from gate and up rows (the down projection's
+    // mmv_stage_swiglu) must give the words staging that output does.
+    {
+        std::vector<float> g(C), u(C), sw(C);
+        for (int j = 0; j < C; j++) {
+            g[j] = (float)nd(rng);
+            u[j] = (float)nd(rng) * (1 + (j % 7));
+            sw[j] = swiglu_(g[j], u[j]);
+        }
+        std::vector<uint> a(mmv_words(C), 1u), c(mmv_words(C), 2u);
+        launch((C / 64 + 7) / 8, 1, [&] {
+            const int b = blockIdx.x * 8 + (threadIdx.x >> 5);
+            if (b >= C / 64) return;
+            if (bits == 2) mmv_stage_block<2>(sw.data(), nullptr, a.data(), C, b, threadIdx.x & 31);
+            if (bits == 4) mmv_stage_block<4>(sw.data(), nullptr, a.data(), C, b, threadIdx.x & 31);
+            if (bits == 8) mmv_stage_block<8>(sw.data(), nullptr, a.data(), C, b, threadIdx.x & 31);
+            if (bits == 2) mmv_stage_block<2>(g.data(), u.data(), c.data(), C, b, threadIdx.x & 31);
+            if (bits == 4) mmv_stage_block<4>(g.data(), u.data(), c.data(), C, b, threadIdx.x & 31);
+            if (bits == 8) mmv_stage_block<8>(g.data(), u.data(), c.data(), C, b, threadIdx.x & 31);
+        });
+        if (a != c) {
+            printf("FAIL bits=%d C=%d: staging SwiGLU from g and u differs from staging its output\n", bits, C);
+            return false;
+        }
+    }
     // tiles runs the matvec's tiles with warps warps each into y.
     static float red[16 * MMV_MAXSEG];
     auto tiles = [&](std::vector<float>& y, int warps) {
