@@ -45,8 +45,8 @@ func mmvWords(C int) int { return 128*(C/128) + 8*(C/64) }
 // it aims at (0: off) and the staged x's scratch.
 type mmvState struct {
 	stage, stageBatch, stageSwiGLU, k, batch [3]C.CUfunction
-	wpsm                        int
-	xs                          C.CUdeviceptr
+	wpsm                                     int
+	xs                                       C.CUdeviceptr
 }
 
 // load finds the entry points, sets the warps per SM (opt when non-zero,
