@@ -12,13 +12,14 @@
 // '>'). NaN never reaches it (route_topk checks first).
 DEVICE_FN bool route_before(float a, int ia, float b, int ib) { return a > b || (a == b && ia < ib); }
 
-// route_best_ keeps in (bv, bi) the earlier of itself and (v, i); bi < 0
-// is "none yet".
-DEVICE_FN void route_best_(float& bv, int& bi, float v, int i) {
-    if (i >= 0 && (bi < 0 || route_before(v, i, bv, bi))) {
-        bv = v;
-        bi = i;
-    }
+// route_min_ keeps in (bv, bi) the earlier of itself and (v, i) by
+// selects, no branch; "none" is (−Inf, ROUTE_NONE), which every expert
+// comes before (a −Inf logit by its lower index).
+#define ROUTE_NONE 0x7fffffff
+DEVICE_FN void route_min_(float& bv, int& bi, float v, int i) {
+    const bool t = route_before(v, i, bv, bi);
+    bv = t ? v : bv;
+    bi = t ? i : bi;
 }
 
 // route_topk: one warp (ROUTE_THREADS) per token of logits [T, E]. The K
@@ -34,7 +35,7 @@ DEVICE_FN void route_best_(float& bv, int& bi, float v, int i) {
 // double precision as backend.Route computes them: exp(l_i - m) / sum, over
 // the K picks (renorm) or all E. A NaN logit makes the token's ids 0..K-1
 // (weights 0) and sets status[0] = 1.
-#define ROUTE_REGS 16
+#define ROUTE_REGS 16 // a power of two (the candidates' tree)
 KERNEL(route_topk)(const float* logits, float* ids, float* w, float* status, int E, int K, int renorm) {
     const float* l = logits + (i64)BLOCK_ID_X * E;
     float* oid = ids + (i64)BLOCK_ID_X * K;
@@ -60,20 +61,31 @@ KERNEL(route_topk)(const float* logits, float* ids, float* w, float* status, int
     float pv = INFINITY_F, m = 0.0f, mv = 0.0f;
     int pi = -1, mi = 0; // (+Inf, -1) comes before every expert; (mv, mi): pick `lane`
     for (int j = 0; j < K; j++) {
-        float bv = 0.0f;
-        int bi = -1;
+        // The lane's candidates (those after the last pick) reduced as a
+        // tree by selects: the earliest of a strict order is the same
+        // whatever the order of the comparisons, and a chain of branches
+        // was most of a pick's time.
+        float cv[ROUTE_REGS];
+        int ci[ROUTE_REGS];
         UNROLL for (int r = 0; r < ROUTE_REGS; r++) {
             const int i = lane + 32 * r;
-            if (i < E && route_before(pv, pi, v[r], i)) route_best_(bv, bi, v[r], i);
+            const bool ok = i < E && route_before(pv, pi, v[r], i);
+            cv[r] = ok ? v[r] : -INFINITY_F;
+            ci[r] = ok ? i : ROUTE_NONE;
         }
+        UNROLL for (int h = ROUTE_REGS / 2; h > 0; h >>= 1) {
+            UNROLL for (int r = 0; r < h; r++) route_min_(cv[r], ci[r], cv[r + h], ci[r + h]);
+        }
+        float bv = cv[0];
+        int bi = ci[0];
         for (int i = lane + 32 * ROUTE_REGS; i < E; i += 32) {
             const float x = l[i];
-            if (route_before(pv, pi, x, i)) route_best_(bv, bi, x, i);
+            if (route_before(pv, pi, x, i)) route_min_(bv, bi, x, i);
         }
         UNROLL for (int o = 16; o > 0; o >>= 1) {
             const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
             const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            route_best_(bv, bi, ov, oi);
+            route_min_(bv, bi, ov, oi);
         }
         pv = bv;
         pi = bi;
@@ -189,14 +201,18 @@ KERNEL(experts_jobs)(const unsigned long long* index, int E, const float* ids, f
     }
 }
 
-// moe_combine_idx is moe_combine1 (batch_cuda.h) with the K weights read
+// moe_combine_idx is moe_combine1 (batch_cuda.h) with the K (at most 32) weights read
 // from w in device memory (as route_topk writes them): the same fused
 // multiply-adds in the same order, so the same bits.
 KERNEL(moe_combine_idx)(float* h, const float* eo, const float* sd, const float* gate, const float* w, int m, int count,
                         int mode) {
     int j = BLOCK_ID_X * BLOCK_DIM_X + THREAD_ID_X;
     if (j >= m) return;
+    // Unrolled as moe_combine1 (count ≤ 32): the rows' loads are issued
+    // together rather than one latency each.
     float a = 0.0f;
-    for (int i = 0; i < count; i++) a = FMAF(w[i], eo[(i64)i * m + j], a);
+    UNROLL for (int i = 0; i < 32; i++) {
+        if (i < count) a = FMAF(w[i], eo[(i64)i * m + j], a);
+    }
     combine_finish_(h, sd, gate, a, mode, j);
 }

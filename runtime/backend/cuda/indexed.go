@@ -150,8 +150,14 @@ func (be *Backend) expertsIndexed(eo, g, u, x, ids, status backend.Buffer, layer
 	if err := be.launch(be.batch.jobs, 1, 1, 256, 0); err != nil {
 		return err
 	}
-	if err := be.batchJobs(jobsGU, li.gu, 2*n); err != nil {
+	// Every gate and up job reads x: staged once where the integer matvec
+	// takes the shape.
+	if ok, err := be.mmvBatchSameX(jobsGU, li.gu.format, li.gu.rows, li.gu.cols, li.gu.group, 2*n, xb.ptr); err != nil {
 		return err
+	} else if !ok {
+		if err := be.batchJobs(jobsGU, li.gu, 2*n); err != nil {
+			return err
+		}
 	}
 	// The down projection stages SwiGLU's output itself where the integer
 	// matvec takes its shape (no SwiGLU launch); else SwiGLU, then down.

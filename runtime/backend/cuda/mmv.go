@@ -49,6 +49,11 @@ type mmvState struct {
 	xs                                       C.CUdeviceptr
 }
 
+// mmvPre reports FMOE_CUDA_MMV_PRE=1: the matvecs that load x's fragments
+// with the weights (mmv_cuda.h's PRE, mmvp_*), for measuring against the
+// default; the same bits either way.
+func mmvPre() bool { return os.Getenv("FMOE_CUDA_MMV_PRE") == "1" }
+
 // load finds the entry points, sets the warps per SM (opt when non-zero,
 // negative turning the path off, else FMOE_CUDA_MMV, else the default) and
 // allocates the scratch. Cards before sm_80 have no m16n8k32 integer
@@ -68,8 +73,12 @@ func (m *mmvState) load(be *Backend, opt int) error {
 		m.wpsm = 0
 		return nil
 	}
+	mv, bmv := "mmv_", "mmv_batch_"
+	if mmvPre() {
+		mv, bmv = "mmvp_", "mmvp_batch_"
+	}
 	for i, sfx := range []string{"q2", "q4", "q8"} {
-		for j, name := range []string{"mmv_stage_", "mmv_stage_batch_", "mmv_stage_swiglu_", "mmv_", "mmv_batch_"} {
+		for j, name := range []string{"mmv_stage_", "mmv_stage_batch_", "mmv_stage_swiglu_", mv, bmv} {
 			cs := C.CString(name + sfx)
 			// Written as address expressions in the call: see mmaState.load.
 			var r C.CUresult
@@ -156,7 +165,13 @@ func (be *Backend) mmvMatMul(y backend.Buffer, w backend.Tensor, x backend.Buffe
 // are multiples of 16 whenever mmvPlan takes the shape (whole rows of data,
 // scales and biases, packed or at the pack's 4096-aligned offsets).
 func (be *Backend) mmvBatch(jobs C.CUdeviceptr, f backend.Format, R, C, G, n int, aligned bool) (ok bool, err error) {
-	return be.mmvBatchOf(jobs, f, R, C, G, n, aligned, 0, 0)
+	return be.mmvBatchOf(jobs, f, R, C, G, n, aligned, 0, 0, 0)
+}
+
+// mmvBatchSameX is mmvBatch on jobs that all read x (the batched experts'
+// gate and up): x is staged once and every job reads that copy.
+func (be *Backend) mmvBatchSameX(jobs C.CUdeviceptr, f backend.Format, R, C, G, n int, x C.CUdeviceptr) (ok bool, err error) {
+	return be.mmvBatchOf(jobs, f, R, C, G, n, true, x, 0, 0)
 }
 
 // mmvBatchSwiGLU is mmvBatch on jobs whose x are rows of g, with the
@@ -164,26 +179,33 @@ func (be *Backend) mmvBatch(jobs C.CUdeviceptr, f backend.Format, R, C, G, n int
 // (mmv_stage_swiglu): the batched experts' down projection without a
 // SwiGLU launch of its own, bit for bit SwiGLU then mmvBatch.
 func (be *Backend) mmvBatchSwiGLU(jobs C.CUdeviceptr, f backend.Format, R, C, G, n int, g, u C.CUdeviceptr) (ok bool, err error) {
-	return be.mmvBatchOf(jobs, f, R, C, G, n, true, g, u)
+	return be.mmvBatchOf(jobs, f, R, C, G, n, true, 0, g, u)
 }
 
-func (be *Backend) mmvBatchOf(jobs C.CUdeviceptr, f backend.Format, R, C, G, n int, aligned bool, g, u C.CUdeviceptr) (ok bool, err error) {
+// mmvBatchOf stages x as the caller says (x: once, for every job; g and u:
+// each job's SwiGLU; neither: each job's own x) and launches the batch.
+func (be *Backend) mmvBatchOf(jobs C.CUdeviceptr, f backend.Format, R, C, G, n int, aligned bool, x, g, u C.CUdeviceptr) (ok bool, err error) {
 	fi, warps, ok := be.mmvPlan(f, R, C, G, n, aligned)
 	if !ok || n > maxGridY {
 		return false, nil
 	}
 	be.args.reset()
-	be.args.ptr(jobs).ptr(be.mmv.xs).i32(C)
-	stage := be.mmv.stageBatch[fi]
-	if g != 0 {
-		be.args.ptr(g).ptr(u)
+	stride, stage, jobsY := mmvWords(C), be.mmv.stageBatch[fi], n
+	switch {
+	case x != 0:
+		be.args.ptr(x).ptr(be.mmv.xs).i32(C)
+		stride, stage, jobsY = 0, be.mmv.stage[fi], 1
+	case g != 0:
+		be.args.ptr(jobs).ptr(be.mmv.xs).i32(C).ptr(g).ptr(u)
 		stage = be.mmv.stageSwiGLU[fi]
+	default:
+		be.args.ptr(jobs).ptr(be.mmv.xs).i32(C)
 	}
-	if err := be.launch(stage, (C/64+7)/8, n, 256, 0); err != nil {
+	if err := be.launch(stage, (C/64+7)/8, jobsY, 256, 0); err != nil {
 		return true, err
 	}
 	be.args.reset()
-	be.args.ptr(jobs).ptr(be.mmv.xs).i32(R).i32(C).i32(G)
+	be.args.ptr(jobs).ptr(be.mmv.xs).i32(R).i32(C).i32(G).i32(stride)
 	return true, be.launch(be.mmv.batch[fi], (R+15)/16, n, 32*warps, 0)
 }
 
