@@ -164,13 +164,8 @@ DEVICE_FN int mmv_words(int C) { return 128 * (C / 128) + 8 * (C / 64); }
 // segment's sum is formed from zero and stored (red: 16 floats a segment,
 // MMV_MAXSEG at most), and the segments are added in order: the result's
 // bits do not depend on nw, so a batch job computes what MatMul does.
-//
-// PRE (measured against the default, docs/gpu-decode.md): x's fragments and
-// sums of the segment are loaded with its weights, before any is used, so
-// that a segment waits out one memory latency instead of one for the
-// weights and one more for x (at the price of registers).
 #define MMV_MAXSEG 64
-template <int BITS, bool PRE>
+template <int BITS>
 DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const uint* xs, float* y, int R, int C, int G,
                         int tile, int tid, int nw, float* red) {
     const int U = 16 / BITS;
@@ -217,14 +212,6 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
             sc[u][0] = BF16_TO_FLOAT(S0[grp]), sc[u][1] = BF16_TO_FLOAT(S1[grp]);
             sc[u][2] = BF16_TO_FLOAT(B0[grp]), sc[u][3] = BF16_TO_FLOAT(B1[grp]);
         }
-        uint2 xf[U][4], cq[U], fq[U];  // PRE only (unused otherwise, so not kept)
-        if (PRE) {
-            UNROLL for (int u = 0; u < U; u++) {
-                const int p = min(p0 + u, pend - 1), blk = 2 * p + half;
-                UNROLL for (int m = 0; m < 4; m++) xf[u][m] = feeds ? xb[p * 64 + bofs + 16 * m] : make_uint2(0u, 0u);
-                cq[u] = st[4 * blk + (k0 >> 1)], fq[u] = st[4 * blk + 2];
-            }
-        }
         float acc0 = 0.f, acc1 = 0.f;
         UNROLL for (int u = 0; u < U; u++) {
             const int p = p0 + u;
@@ -232,13 +219,13 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
             const int blk = 2 * p + half;
             int d[4] = {0, 0, 0, 0};
             UNROLL for (int m = 0; m < 4; m++) {
-                const uint2 bv = PRE ? xf[u][m] : feeds ? xb[p * 64 + bofs + 16 * m] : make_uint2(0u, 0u);
+                const uint2 bv = feeds ? xb[p * 64 + bofs + 16 * m] : make_uint2(0u, 0u);
                 mma_16832_u8s8(d, mmv_reg<BITS>(wa[u], 2 * m), mmv_reg<BITS>(wb[u], 2 * m),
                                mmv_reg<BITS>(wa[u], 2 * m + 1), mmv_reg<BITS>(wb[u], 2 * m + 1), bv.x, bv.y);
             }
             // Σ(q − c)·n of rows g and g+8 over this lane's two digits:
             // exact integers (|·| < 2^22), weighted by the digits' powers.
-            const uint2 cp = PRE ? cq[u] : st[4 * blk + (k0 >> 1)], fx = PRE ? fq[u] : st[4 * blk + 2];
+            const uint2 cp = st[4 * blk + (k0 >> 1)], fx = st[4 * blk + 2];
             const float f = __uint_as_float(fx.x);
             const float v0 = FMAF((float)(d[1] - (int)cp.y), w1, (float)(d[0] - (int)cp.x) * w0);
             const float v1 = FMAF((float)(d[3] - (int)cp.y), w1, (float)(d[2] - (int)cp.x) * w0);
@@ -275,23 +262,19 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
 // (a null W is a job experts_jobs found no expert for: skipped, as there)
 // and job j's staged x at xs + j·xstride (mmv_words(C), or 0 where every
 // job has the same x, staged once by mmv_stage). mmv_stage_swiglu stages
-// job j's SwiGLU of its x (a row of g) and the same row of u; mmvp_* are
-// the matvecs with PRE.
-
-// MMV_MATVECS: the matvec's two entry points (alone, batched) for one
-// setting of mmv_body's PRE.
-#define MMV_MATVECS(name, bname, BITS, PRE)                                                                      \
+// job j's SwiGLU of its x (a row of g) and the same row of u.
+#define MMV_MATVECS(name, bname, BITS)                                                                      \
     extern "C" __global__ void __launch_bounds__(32 * MMV_MAXW) name(const uint* W, const ushort* S, const ushort* B, \
                                                                const uint* xs, float* y, int R, int C, int G) { \
         __shared__ float red[16 * MMV_MAXSEG];                                                                    \
-        mmv_body<BITS, PRE>(W, S, B, xs, y, R, C, G, blockIdx.x, threadIdx.x, blockDim.x >> 5, red);            \
+        mmv_body<BITS>(W, S, B, xs, y, R, C, G, blockIdx.x, threadIdx.x, blockDim.x >> 5, red);            \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(32 * MMV_MAXW) bname(const mv_job* jobs, const uint* xs, int R, \
                                                                      int C, int G, int xstride) {               \
         __shared__ float red[16 * MMV_MAXSEG];                                                                    \
         const mv_job j = jobs[blockIdx.y];                                                                      \
         if (j.W == 0) return;                                                                                   \
-        mmv_body<BITS, PRE>((const uint*)j.W, j.S, j.B, xs + (i64)blockIdx.y * xstride, j.y, R, C, G,          \
+        mmv_body<BITS>((const uint*)j.W, j.S, j.B, xs + (i64)blockIdx.y * xstride, j.y, R, C, G,          \
                             blockIdx.x, threadIdx.x, blockDim.x >> 5, red);                                     \
     }
 #define MMV_KERNELS(sfx, BITS)                                                                                  \
@@ -312,8 +295,7 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
         if (j.W != 0 && b < C / 64)                                                                             \
             mmv_stage_block<BITS>(j.x, u + (j.x - g), xs + (i64)blockIdx.y * mmv_words(C), C, b, threadIdx.x & 31); \
     }                                                                                                           \
-    MMV_MATVECS(mmv_##sfx, mmv_batch_##sfx, BITS, false)                                                       \
-    MMV_MATVECS(mmvp_##sfx, mmvp_batch_##sfx, BITS, true)
+    MMV_MATVECS(mmv_##sfx, mmv_batch_##sfx, BITS)
 
 MMV_KERNELS(q2, 2)
 MMV_KERNELS(q4, 4)

@@ -49,11 +49,6 @@ type mmvState struct {
 	xs                                       C.CUdeviceptr
 }
 
-// mmvPre reports FMOE_CUDA_MMV_PRE=1: the matvecs that load x's fragments
-// with the weights (mmv_cuda.h's PRE, mmvp_*), for measuring against the
-// default; the same bits either way.
-func mmvPre() bool { return os.Getenv("FMOE_CUDA_MMV_PRE") == "1" }
-
 // load finds the entry points, sets the warps per SM (opt when non-zero,
 // negative turning the path off, else FMOE_CUDA_MMV, else the default) and
 // allocates the scratch. Cards before sm_80 have no m16n8k32 integer
@@ -73,12 +68,8 @@ func (m *mmvState) load(be *Backend, opt int) error {
 		m.wpsm = 0
 		return nil
 	}
-	mv, bmv := "mmv_", "mmv_batch_"
-	if mmvPre() {
-		mv, bmv = "mmvp_", "mmvp_batch_"
-	}
 	for i, sfx := range []string{"q2", "q4", "q8"} {
-		for j, name := range []string{"mmv_stage_", "mmv_stage_batch_", "mmv_stage_swiglu_", mv, bmv} {
+		for j, name := range []string{"mmv_stage_", "mmv_stage_batch_", "mmv_stage_swiglu_", "mmv_", "mmv_batch_"} {
 			cs := C.CString(name + sfx)
 			// Written as address expressions in the call: see mmaState.load.
 			var r C.CUresult
