@@ -61,6 +61,26 @@ DEVICE_FN void mma_16832_u8s8(int (&d)[4], uint a0, uint a1, uint a2, uint a3, u
 }
 #endif
 
+#ifndef MMA_EMULATED
+// mmv_cp16 copies 16 bytes from global to shared memory without a register
+// (cp.async, sm_80 and later, like the MMA above); mmv_cp_wait waits for
+// this lane's copies and then for the warp's. Only the SMX matvecs call
+// them, and they are compiled only where asked for (FMOE_MMV_SMX, below).
+DEVICE_FN void mmv_cp16(void* s, const void* g) {
+#if defined(FMOE_MMV_SMX) && __CUDA_ARCH__ >= 800
+    unsigned sa;
+    asm volatile("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(sa) : "l"(s));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sa), "l"(g));
+#endif
+}
+DEVICE_FN void mmv_cp_wait() {
+#if defined(FMOE_MMV_SMX) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
+    __syncwarp();
+}
+#endif
+
 // mmv_reg is int8x4 register r (0..7) of a lane's 32 elements of a row, from
 // its BITS words: Q8 the word itself; Q4 word r/2's low or high nibbles; Q2
 // word r/4's 2-bit fields at one offset.
@@ -164,10 +184,18 @@ DEVICE_FN int mmv_words(int C) { return 128 * (C / 128) + 8 * (C / 64); }
 // segment's sum is formed from zero and stored (red: 16 floats a segment,
 // MMV_MAXSEG at most), and the segments are added in order: the result's
 // bits do not depend on nw, so a batch job computes what MatMul does.
+//
+// SMX (measured against the default, docs/gpu-decode.md): a warp copies its
+// segment's x fragments and sums into shared memory (xsm: MMV_SMX_WORDS
+// uint2 a warp) with cp.async before it loads the weights, so that both are
+// in flight at once without registers to hold x; the default reads them
+// from L1/L2 only when it uses them, a second latency after the weights'.
+// The same values in the same order: the same bits.
 #define MMV_MAXSEG 64
-template <int BITS>
+#define MMV_SMX_WORDS(BITS) ((16 / (BITS)) * 72)
+template <int BITS, bool SMX>
 DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const uint* xs, float* y, int R, int C, int G,
-                        int tile, int tid, int nw, float* red) {
+                        int tile, int tid, int nw, float* red, uint2* xsm) {
     const int U = 16 / BITS;
     const int np = C / 128, ng = C / G, nseg = (np + U - 1) / U;
     const int gsh = 31 - __clz(G / 64);  // a block's group is b >> gsh: G/64 is a power of two
@@ -189,8 +217,14 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
     const uint* W1 = W + (i64)r1 * wpr + t * BITS;
     const ushort *S0 = S + (i64)r0 * ng, *S1 = S + (i64)r1 * ng, *B0 = B + (i64)r0 * ng, *B1 = B + (i64)r1 * ng;
 
+    uint2* wx = xsm + (SMX ? warp * MMV_SMX_WORDS(BITS) : 0);  // this warp's copy: U·64 fragments, U·8 sums
     for (int seg = warp * nseg / nw; seg < (warp + 1) * nseg / nw; seg++) {
         const int p0 = seg * U, pend = min(np, p0 + U);
+        if (SMX) {
+            __syncwarp();  // the segment before is consumed
+            for (int k = lane; k < (pend - p0) * 32; k += 32) mmv_cp16(wx + 2 * k, xb + p0 * 64 + 2 * k);
+            for (int k = lane; k < (pend - p0) * 4; k += 32) mmv_cp16(wx + U * 64 + 2 * k, st + p0 * 8 + 2 * k);
+        }
         // The segment's weights and scales are loaded first (chunks past
         // pend load chunk pend − 1 again: a valid address, unused); x's
         // fragments and sums, read by every warp (L1), when used.
@@ -212,6 +246,7 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
             sc[u][0] = BF16_TO_FLOAT(S0[grp]), sc[u][1] = BF16_TO_FLOAT(S1[grp]);
             sc[u][2] = BF16_TO_FLOAT(B0[grp]), sc[u][3] = BF16_TO_FLOAT(B1[grp]);
         }
+        if (SMX) mmv_cp_wait();
         float acc0 = 0.f, acc1 = 0.f;
         UNROLL for (int u = 0; u < U; u++) {
             const int p = p0 + u;
@@ -219,13 +254,14 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
             const int blk = 2 * p + half;
             int d[4] = {0, 0, 0, 0};
             UNROLL for (int m = 0; m < 4; m++) {
-                const uint2 bv = feeds ? xb[p * 64 + bofs + 16 * m] : make_uint2(0u, 0u);
+                const uint2 bv = !feeds ? make_uint2(0u, 0u) : SMX ? wx[u * 64 + bofs + 16 * m] : xb[p * 64 + bofs + 16 * m];
                 mma_16832_u8s8(d, mmv_reg<BITS>(wa[u], 2 * m), mmv_reg<BITS>(wb[u], 2 * m),
                                mmv_reg<BITS>(wa[u], 2 * m + 1), mmv_reg<BITS>(wb[u], 2 * m + 1), bv.x, bv.y);
             }
             // Σ(q − c)·n of rows g and g+8 over this lane's two digits:
             // exact integers (|·| < 2^22), weighted by the digits' powers.
-            const uint2 cp = st[4 * blk + (k0 >> 1)], fx = st[4 * blk + 2];
+            const uint2* sb = SMX ? wx + U * 64 + 8 * u + 4 * half : st + 4 * blk;
+            const uint2 cp = sb[k0 >> 1], fx = sb[2];
             const float f = __uint_as_float(fx.x);
             const float v0 = FMAF((float)(d[1] - (int)cp.y), w1, (float)(d[0] - (int)cp.x) * w0);
             const float v1 = FMAF((float)(d[3] - (int)cp.y), w1, (float)(d[2] - (int)cp.x) * w0);
@@ -262,21 +298,32 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
 // (a null W is a job experts_jobs found no expert for: skipped, as there)
 // and job j's staged x at xs + j·xstride (mmv_words(C), or 0 where every
 // job has the same x, staged once by mmv_stage). mmv_stage_swiglu stages
-// job j's SwiGLU of its x (a row of g) and the same row of u.
-#define MMV_MATVECS(name, bname, BITS)                                                                      \
+// job j's SwiGLU of its x (a row of g) and the same row of u. mmvs_* are
+// the matvecs with SMX, compiled only with FMOE_MMV_SMX defined (the host
+// asks for it with the variant): their launch gives nw·MMV_SMX_WORDS(BITS)·8
+// bytes of dynamic shared memory.
+#define MMV_MATVECS(name, bname, BITS, SMX, XSM)                                                            \
     extern "C" __global__ void __launch_bounds__(32 * MMV_MAXW) name(const uint* W, const ushort* S, const ushort* B, \
                                                                const uint* xs, float* y, int R, int C, int G) { \
         __shared__ float red[16 * MMV_MAXSEG];                                                                    \
-        mmv_body<BITS>(W, S, B, xs, y, R, C, G, blockIdx.x, threadIdx.x, blockDim.x >> 5, red);            \
+        XSM(name)                                                                                               \
+        mmv_body<BITS, SMX>(W, S, B, xs, y, R, C, G, blockIdx.x, threadIdx.x, blockDim.x >> 5, red, xsm);      \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(32 * MMV_MAXW) bname(const mv_job* jobs, const uint* xs, int R, \
                                                                      int C, int G, int xstride) {               \
         __shared__ float red[16 * MMV_MAXSEG];                                                                    \
+        XSM(bname)                                                                                              \
         const mv_job j = jobs[blockIdx.y];                                                                      \
         if (j.W == 0) return;                                                                                   \
-        mmv_body<BITS>((const uint*)j.W, j.S, j.B, xs + (i64)blockIdx.y * xstride, j.y, R, C, G,          \
-                            blockIdx.x, threadIdx.x, blockDim.x >> 5, red);                                     \
+        mmv_body<BITS, SMX>((const uint*)j.W, j.S, j.B, xs + (i64)blockIdx.y * xstride, j.y, R, C, G,          \
+                            blockIdx.x, threadIdx.x, blockDim.x >> 5, red, xsm);                                \
     }
+// The default matvecs' xsm is null; the SMX ones' the launch's dynamic
+// shared memory.
+#define MMV_XSM_NONE(name) uint2* xsm = 0;
+#define MMV_XSM_DYN(name)                          \
+    extern __shared__ __align__(16) uint2 xsm_##name[]; \
+    uint2* xsm = xsm_##name;
 #define MMV_KERNELS(sfx, BITS)                                                                                  \
     extern "C" __global__ void __launch_bounds__(256) mmv_stage_##sfx(const float* x, uint* xs, int C) {        \
         const int b = blockIdx.x * 8 + (threadIdx.x >> 5);                                                      \
@@ -295,9 +342,14 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
         if (j.W != 0 && b < C / 64)                                                                             \
             mmv_stage_block<BITS>(j.x, u + (j.x - g), xs + (i64)blockIdx.y * mmv_words(C), C, b, threadIdx.x & 31); \
     }                                                                                                           \
-    MMV_MATVECS(mmv_##sfx, mmv_batch_##sfx, BITS)
+    MMV_MATVECS(mmv_##sfx, mmv_batch_##sfx, BITS, false, MMV_XSM_NONE)
 
 MMV_KERNELS(q2, 2)
 MMV_KERNELS(q4, 4)
 MMV_KERNELS(q8, 8)
+#ifdef FMOE_MMV_SMX
+MMV_MATVECS(mmvs_q2, mmvs_batch_q2, 2, true, MMV_XSM_DYN)
+MMV_MATVECS(mmvs_q4, mmvs_batch_q4, 4, true, MMV_XSM_DYN)
+MMV_MATVECS(mmvs_q8, mmvs_batch_q8, 8, true, MMV_XSM_DYN)
+#endif
 #endif

@@ -40,6 +40,11 @@ type Options struct {
 	// (the resident warps an SM it aims at); 0 means FMOE_CUDA_MMV or
 	// DefaultMMVWarpsPerSM (on), a negative value turns it off (see mmv.go).
 	MMVWarpsPerSM int
+	// MMVSharedX selects the integer matvec's variant that copies x's
+	// fragments to shared memory with cp.async before the weights load (as
+	// FMOE_CUDA_MMV_SMX=1 does): the same bits, a different speed, kept
+	// selectable until measurements decide (docs/gpu-decode.md).
+	MMVSharedX bool
 	// Matvec tunes the decode matvec (rows per warp, chunks in flight,
 	// warps per block, blocks per SM); zero fields take FMOE_CUDA_MV's
 	// values, then the defaults (mvconfig.go). Results do not depend on it.
@@ -155,7 +160,11 @@ func NewWithOptions(opts Options) (*Backend, error) {
 }
 
 func (be *Backend) init(opts Options) error {
-	im, err := moduleImage(be.dev.major, be.dev.minor, opts.CacheDir, be.mv.defines())
+	defs := be.mv.defines()
+	if opts.MMVSharedX || mmvSMX() {
+		defs = append(slices.Clone(defs), "-DFMOE_MMV_SMX=1") // the SMX matvecs (mmv.go)
+	}
+	im, err := moduleImage(be.dev.major, be.dev.minor, opts.CacheDir, defs)
 	if err != nil {
 		return err
 	}
@@ -181,7 +190,7 @@ func (be *Backend) init(opts Options) error {
 	if err := be.mma.load(be, opts.MMAMinRows); err != nil {
 		return err
 	}
-	if err := be.mmv.load(be, opts.MMVWarpsPerSM); err != nil {
+	if err := be.mmv.load(be, opts.MMVWarpsPerSM, opts.MMVSharedX); err != nil {
 		return err
 	}
 	if err := cuErr(C.fm_stream_create(be.ctx, &be.stream), "cuStreamCreate"); err != nil {

@@ -47,13 +47,27 @@ type mmvState struct {
 	stage, stageBatch, stageSwiGLU, k, batch [3]C.CUfunction
 	wpsm                                     int
 	xs                                       C.CUdeviceptr
+	smx                                      bool // the mmvs_* matvecs (mmvSMX)
 }
 
-// load finds the entry points, sets the warps per SM (opt when non-zero,
-// negative turning the path off, else FMOE_CUDA_MMV, else the default) and
-// allocates the scratch. Cards before sm_80 have no m16n8k32 integer
+// mmvSMX reports FMOE_CUDA_MMV_SMX=1: the matvecs that copy x's fragments
+// to shared memory with cp.async before the weights load (mmv_cuda.h's
+// SMX, mmvs_*), for measuring against the default; the same bits.
+func mmvSMX() bool { return os.Getenv("FMOE_CUDA_MMV_SMX") == "1" }
+
+// mmvSMXBytes is the dynamic shared memory an SMX launch of warps warps
+// takes (mmv_cuda.h's MMV_SMX_WORDS uint2 a warp), fi the format index.
+func mmvSMXBytes(fi, warps int) int { return warps * (16 >> (fi + 1)) * 72 * 8 }
+
+// mmvSMXMax keeps an SMX block within the 48 KB a launch may take without
+// opting in, beside the kernel's 4 KB of segment sums.
+const mmvSMXMax = 44 << 10
+
+// load finds the entry points (smx: the SMX matvecs), sets the warps per
+// SM (opt when non-zero, negative turning the path off, else FMOE_CUDA_MMV,
+// else the default) and allocates the scratch. Cards before sm_80 have no m16n8k32 integer
 // mma.sync: off.
-func (m *mmvState) load(be *Backend, opt int) error {
+func (m *mmvState) load(be *Backend, opt int, smx bool) error {
 	n := opt
 	if n == 0 {
 		n = DefaultMMVWarpsPerSM
@@ -68,8 +82,13 @@ func (m *mmvState) load(be *Backend, opt int) error {
 		m.wpsm = 0
 		return nil
 	}
+	m.smx = smx || mmvSMX()
+	mv, bmv := "mmv_", "mmv_batch_"
+	if m.smx {
+		mv, bmv = "mmvs_", "mmvs_batch_"
+	}
 	for i, sfx := range []string{"q2", "q4", "q8"} {
-		for j, name := range []string{"mmv_stage_", "mmv_stage_batch_", "mmv_stage_swiglu_", "mmv_", "mmv_batch_"} {
+		for j, name := range []string{"mmv_stage_", "mmv_stage_batch_", "mmv_stage_swiglu_", mv, bmv} {
 			cs := C.CString(name + sfx)
 			// Written as address expressions in the call: see mmaState.load.
 			var r C.CUresult
@@ -121,10 +140,19 @@ func (be *Backend) mmvPlan(f backend.Format, R, C, G, n int, aligned bool) (fi, 
 	per := 16 / []int{2, 4, 8}[fi] // chunks a segment (mmv_body)
 	segs, tiles := (C/128+per-1)/per, n*((R+15)/16)
 	warps = 1
-	for warps < 16 && tiles*warps < be.mmv.wpsm*be.dev.sms && 2*warps <= segs {
+	for warps < 16 && tiles*warps < be.mmv.wpsm*be.dev.sms && 2*warps <= segs &&
+		(!be.mmv.smx || mmvSMXBytes(fi, 2*warps) <= mmvSMXMax) {
 		warps *= 2
 	}
 	return fi, warps, true
+}
+
+// mmvShared is the dynamic shared memory of a matvec launch.
+func (be *Backend) mmvShared(fi, warps int) int {
+	if !be.mmv.smx {
+		return 0
+	}
+	return mmvSMXBytes(fi, warps)
 }
 
 // mmvMatMul runs a one-token MatMul on the integer tensor cores; done is
@@ -146,7 +174,7 @@ func (be *Backend) mmvMatMul(y backend.Buffer, w backend.Tensor, x backend.Buffe
 	be.args.reset()
 	be.args.ptr(t.data).ptr(t.scales).ptr(t.biases).ptr(be.mmv.xs).ptr(yb.ptr)
 	be.args.i32(t.rows).i32(t.cols).i32(t.group)
-	return true, be.launch(be.mmv.k[fi], (t.rows+15)/16, 1, 32*warps, 0)
+	return true, be.launch(be.mmv.k[fi], (t.rows+15)/16, 1, 32*warps, be.mmvShared(fi, warps))
 }
 
 // mmvBatch launches the batched integer tensor-core matvec on n jobs of the
@@ -197,7 +225,7 @@ func (be *Backend) mmvBatchOf(jobs C.CUdeviceptr, f backend.Format, R, C, G, n i
 	}
 	be.args.reset()
 	be.args.ptr(jobs).ptr(be.mmv.xs).i32(R).i32(C).i32(G).i32(stride)
-	return true, be.launch(be.mmv.batch[fi], (R+15)/16, n, 32*warps, 0)
+	return true, be.launch(be.mmv.batch[fi], (R+15)/16, n, 32*warps, be.mmvShared(fi, warps))
 }
 
 // aligned16 reports whether t's data, scales and biases start on 16 bytes.

@@ -18,10 +18,14 @@ import (
 // newMMV opens a backend with the one-token integer tensor-core matvec
 // aiming at wpsm warps an SM (negative: off), or skips where the card has no
 // tensor cores and the path was asked for.
-func newMMV(t testing.TB, wpsm int) *Backend {
+func newMMV(t testing.TB, wpsm int) *Backend { return newMMVWith(t, Options{MMVWarpsPerSM: wpsm}) }
+
+// newMMVWith is newMMV with more options.
+func newMMVWith(t testing.TB, o Options) *Backend {
 	t.Helper()
+	wpsm := o.MMVWarpsPerSM
 	newOrSkip(t).Close()
-	be, err := NewWithOptions(Options{MMVWarpsPerSM: wpsm})
+	be, err := NewWithOptions(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +63,8 @@ func TestMatMulMMV(t *testing.T) {
 	defer be.Close()
 	off := newMMV(t, -1)
 	defer off.Close()
+	smx := newMMVWith(t, Options{MMVWarpsPerSM: mmvOptIn, MMVSharedX: true})
+	defer smx.Close()
 	for _, c := range []struct {
 		f       backend.Format
 		R, C, G int
@@ -107,9 +113,17 @@ func TestMatMulMMV(t *testing.T) {
 		t.Logf("%s: relative error %.2g (matvec.h %.2g)", name, e, relErr64(cores, want))
 		again := runTensor(t, be, wt, x, 1, c.R)
 		batch := batchOne(t, be, wt, x, c.R)
+		// The SMX variant (x through shared memory) computes the same bits.
+		st, err := smx.Register(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		viaSmem, smemBatch := runTensor(t, smx, st, x, 1, c.R), batchOne(t, smx, st, x, c.R)
 		for i := range got {
-			if math.Float32bits(got[i]) != math.Float32bits(again[i]) || math.Float32bits(got[i]) != math.Float32bits(batch[i]) {
-				t.Fatalf("%s: row %d: %v, rerun %v, batch job %v", name, i, got[i], again[i], batch[i])
+			g := math.Float32bits(got[i])
+			if g != math.Float32bits(again[i]) || g != math.Float32bits(batch[i]) ||
+				g != math.Float32bits(viaSmem[i]) || g != math.Float32bits(smemBatch[i]) {
+				t.Fatalf("%s: row %d: %v, rerun %v, batch job %v, SMX %v, SMX batch job %v", name, i, got[i], again[i], batch[i], viaSmem[i], smemBatch[i])
 			}
 		}
 	}
