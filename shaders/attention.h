@@ -1,13 +1,18 @@
 // attention.h: causal GQA attention over the KV cache with the sigmoid
 // output gate, one threadgroup per (query head, token).
 //
-// Each warp walks positions warp, warp+nw, ... with an online softmax,
-// holding its share of the output (lane i owns dims i, i+32, ...), then
-// the warps' partial (max, sum, acc) are merged through shared memory.
+// Each warp walks chunks of ATT_CHUNK positions (chunk warp, warp+nw,
+// ...) with an online softmax, holding its share of the output (lane i
+// owns dims i, i+32, ...), then the warps' partial (max, sum, acc) are
+// merged through shared memory. A chunk's keys are loaded together, then
+// its values: position by position each step waited out two memory
+// latencies (keys, then values) in turn, which made a decode step's
+// attention grow by ~1 µs a position a warp (docs/gpu-decode.md, session 11).
 // Head dim ≤ 32·ATT_MAXI, at most ATT_MAXW warps.
 
 #define ATT_MAXI 8
-#define ATT_MAXW 8
+#define ATT_MAXW 16
+#define ATT_CHUNK 4
 
 KERNEL(attention)(PARAM_PTR(float, out, 0), PARAM_PTR(const float, q, 1), PARAM_PTR(const float, gate, 2),
                   PARAM_PTR(const float, k, 3), PARAM_PTR(const float, v, 4), PARAM(int, H, 5), PARAM(int, D, 6),
@@ -31,21 +36,41 @@ KERNEL(attention)(PARAM_PTR(float, out, 0), PARAM_PTR(const float, q, 1), PARAM_
     float m = -INFINITY_F, l = 0.0f;
     int last = pos0 + t;
     i64 kvw = (i64)kvH * D;
-    for (int p = warp; p <= last; p += nw) {
-        i64 base = (i64)p * kvw + (i64)kh * D;
-        float s = 0.0f;
-        UNROLL for (int i = 0; i < ATT_MAXI; i++) {
-            int d = lane + 32 * i;
-            if (d < D) s = FMAF(qr[i], k[base + d], s);
+    for (int p0 = warp * ATT_CHUNK; p0 <= last; p0 += nw * ATT_CHUNK) {
+        float s[ATT_CHUNK];
+        i64 row[ATT_CHUNK]; // position p0 + j's key and value offset (past last: last's, weight 0)
+        UNROLL for (int j = 0; j < ATT_CHUNK; j++) {
+            row[j] = (i64)(p0 + j <= last ? p0 + j : last) * kvw + (i64)kh * D;
         }
-        s = SIMD_SUM(s);
-        float mn = FMAXF(m, s);
+        UNROLL for (int j = 0; j < ATT_CHUNK; j++) {
+            i64 base = row[j];
+            s[j] = 0.0f;
+            UNROLL for (int i = 0; i < ATT_MAXI; i++) {
+                int d = lane + 32 * i;
+                if (d < D) s[j] = FMAF(qr[i], k[base + d], s[j]);
+            }
+        }
+        float mn = m;
+        UNROLL for (int j = 0; j < ATT_CHUNK; j++) {
+            s[j] = SIMD_SUM(s[j]);
+            if (p0 + j <= last) mn = FMAXF(mn, s[j]);
+        }
         float corr = EXPF(m - mn);
-        float pw = EXPF(s - mn);
-        l = FMAF(l, corr, pw);
+        float pw[ATT_CHUNK];
+        l *= corr;
+        UNROLL for (int j = 0; j < ATT_CHUNK; j++) {
+            pw[j] = p0 + j <= last ? EXPF(s[j] - mn) : 0.0f;
+            l += pw[j];
+        }
         UNROLL for (int i = 0; i < ATT_MAXI; i++) {
             int d = lane + 32 * i;
-            if (d < D) acc[i] = FMAF(pw, v[base + d], acc[i] * corr);
+            if (d < D) {
+                float a = acc[i] * corr;
+                UNROLL for (int j = 0; j < ATT_CHUNK; j++) {
+                    a = FMAF(pw[j], v[row[j] + d], a);
+                }
+                acc[i] = a;
+            }
         }
         m = mn;
     }

@@ -293,6 +293,7 @@ func testAttention(t *testing.T, be backend.Backend) {
 		{3, 4, 1, 32, 4, false}, // a second prefill chunk, MQA, no gate
 		{2, 2, 2, 64, 1, true},  // MHA
 		{1, 8, 2, 256, 60, true},
+		{1, 4, 2, 128, 700, true}, // a long context: many warps, many chunks each
 	} {
 		name := fmt.Sprintf("T%d H%d kv%d D%d pos%d", c.T, c.H, c.kvH, c.D, c.pos0)
 		rng := newRNG(name)

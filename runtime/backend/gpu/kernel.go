@@ -68,7 +68,7 @@ func (k Kernel) Matvec() bool { return k >= kMatvec }
 // Bounds of the kernel bodies, mirrored from their headers.
 const (
 	attMaxDim   = 32 * 8  // 32·ATT_MAXI, attention.h
-	attMaxWarps = 8       // ATT_MAXW, attention.h
+	attMaxWarps = 16      // ATT_MAXW, attention.h
 	latMaxL     = 32 * 16 // 32·LAT_MAXL, latent.h
 	latMaxR     = 32 * 4  // 32·LAT_MAXR, latent.h
 	latMaxWarps = 8       // LAT_MAXW, latent.h
