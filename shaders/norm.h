@@ -2,15 +2,17 @@
 
 // rmsnorm normalises the vector (t, h) = (BLOCK_ID_Y, BLOCK_ID_X) of a
 // strided layout: y = x·rsqrt(mean(x²)+eps)·w [·silu(z)]. flags bit 0: w is
-// given; bit 1: gated by z. x and y may alias: every element is read
-// (twice) by the thread that writes it, and the reduction ends in a barrier.
+// given; bit 1: gated by z; bit 2: a residual add first, x += z (written
+// back to x, then normalised: add's sum and rmsnorm's in one launch; not
+// with bit 1). x and y may alias: every element is read (twice) by the
+// thread that writes it, and the reduction ends in a barrier.
 // A thread's elements are loaded NORM_UNROLL at a time before they are used:
 // one block normalises a model's whole hidden vector, and element by element
 // each of a thread's 16 loads waited out its own latency (10.6 µs for 4,096
 // floats on an H200, docs/benchmarks.md run 14). The sums are taken in the
 // same order either way.
 #define NORM_UNROLL 8
-KERNEL(rmsnorm)(PARAM_PTR(float, y, 0), PARAM_PTR(const float, x, 1), PARAM_PTR(const float, z, 2),
+KERNEL(rmsnorm)(PARAM_PTR(float, y, 0), PARAM_PTR(float, x, 1), PARAM_PTR(const float, z, 2),
                 PARAM_PTR(const float, w, 3), PARAM(int, dim, 4), PARAM(int, rowStride, 5),
                 PARAM(int, headStride, 6), PARAM(int, off, 7), PARAM(float, eps, 8), PARAM(int, flags, 9) KERNEL_IDS) {
     SHARED(float, red, 32);
@@ -21,10 +23,20 @@ KERNEL(rmsnorm)(PARAM_PTR(float, y, 0), PARAM_PTR(const float, x, 1), PARAM_PTR(
     for (; i + (NORM_UNROLL - 1) * n < dim; i += NORM_UNROLL * n) {
         float v[NORM_UNROLL];
         UNROLL for (int u = 0; u < NORM_UNROLL; u++) v[u] = x[o + i + u * n];
+        if (flags & 4) {
+            UNROLL for (int u = 0; u < NORM_UNROLL; u++) {
+                v[u] += z[o + i + u * n];
+                x[o + i + u * n] = v[u];
+            }
+        }
         UNROLL for (int u = 0; u < NORM_UNROLL; u++) ss = FMAF(v[u], v[u], ss);
     }
     for (; i < dim; i += n) {
         float v = x[o + i];
+        if (flags & 4) {
+            v += z[o + i];
+            x[o + i] = v;
+        }
         ss = FMAF(v, v, ss);
     }
     ss = block_sum(ss, red, tid, n);

@@ -331,6 +331,16 @@ type DeviceRouter interface {
 	RouteTopK(ids, w, status, logits Buffer, T, E, K int, renorm bool) error
 }
 
+// AddNormer is implemented by backends that fuse a residual add into the
+// RMSNorm after it (the GPU backends: one launch in place of two, the
+// decode step's post-attention norm).
+type AddNormer interface {
+	// AddRMSNorm adds r into h (h += r) over the vectors of layout l, then
+	// computes y = RMSNorm(h) with w as RMSNorm does: bit for bit Add(h, r)
+	// then RMSNorm(y, h, l, w, eps) for a layout that covers h.
+	AddRMSNorm(y, h, r Buffer, l Heads, w Tensor, eps float32) error
+}
+
 // IndexedExperts is implemented by backends whose expert cache
 // (ExpertCache) computes a decode step's routed experts from expert ids in
 // device memory (CUDA): with DeviceRouter, a layer whose experts are all

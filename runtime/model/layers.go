@@ -53,7 +53,7 @@ func (s *Session) attention(r *run, L *layer, st *layerState, xn, h backend.Buff
 	r.do(be.Attention(ao, qg, gate, ql, gl, st.k, st.v, nkv, s.pos))
 	o := r.view(s.sc.o, 0, T*c.HiddenSize)
 	r.do(be.MatMul(o, L.o, ao, T))
-	r.do(be.Add(h, o))
+	s.residual(r, h, o)
 }
 
 // addBias adds a [1, n] bias to each of the T rows of x ([T, n]): the bias
@@ -154,5 +154,5 @@ func (s *Session) deltaNet(r *run, L *layer, st *layerState, xn, h backend.Buffe
 	r.do(be.GatedRMSNorm(y, y, z, backend.Packed(T, hv, dv), L.gNrm, float32(c.RMSNormEps)))
 	o := r.view(s.sc.o, 0, T*c.HiddenSize)
 	r.do(be.MatMul(o, L.out, y, T))
-	r.do(be.Add(h, o))
+	s.residual(r, h, o)
 }

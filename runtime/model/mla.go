@@ -250,7 +250,7 @@ func (s *Session) latentAttention(r *run, L *layer, st *layerState, xn, h backen
 func (s *Session) mlaOut(r *run, L *layer, oh, h backend.Buffer, T int) {
 	o := r.view(s.sc.o, 0, T*s.m.Config.HiddenSize)
 	r.do(s.m.be.MatMul(o, L.o, oh, T))
-	r.do(s.m.be.Add(h, o))
+	s.residual(r, h, o)
 }
 
 // mlaRotations binds the rotation matrices of positions [pos, pos+T) to ms.bound (the query's,

@@ -78,6 +78,9 @@ type Session struct {
 	held    heldBind // a miss's tensors kept bound (computeHeld)
 	pf      prefetchState
 	row     []float32 // one hidden row on the host (sendRows)
+	// pendAdd is a mixer's output whose add into the residual stream the
+	// post-mixer norm does (addnorm.go); nil: none pending.
+	pendAdd backend.Buffer
 
 	// fwdTime is the wall time spent in forward calls (ForwardTime).
 	fwdTime time.Duration
@@ -311,6 +314,7 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 	h := r.view(s.sc.h, 0, T*H)
 	xn := r.view(s.sc.xn, 0, T*H)
 	m.tierMode()
+	s.pendAdd = nil // a step that failed mid-layer may have left one
 	r.do(m.be.Embed(h, m.embed, ids))
 	s.devStart(r)
 	s.lap(PhaseEmbed)
@@ -337,7 +341,7 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 			}
 		}
 		postNorm := func(r *run) {
-			r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), L.postNorm, eps))
+			s.normResidual(r, xn, h, backend.Rows(T, H), L.postNorm, eps)
 			s.lap(PhaseNorm)
 		}
 		fixed := func(r *run) {

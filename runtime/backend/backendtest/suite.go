@@ -51,6 +51,7 @@ func Run(t *testing.T, newBackend func() backend.Backend) {
 		{"Embed", testEmbed},
 		{"RMSNorm", testRMSNorm},
 		{"GatedRMSNorm", testGatedRMSNorm},
+		{"AddRMSNorm", testAddRMSNorm},
 		{"Rope", testRope},
 		{"Attention", testAttention},
 		{"LatentAttention", testLatentAttention},

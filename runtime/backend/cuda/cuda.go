@@ -120,7 +120,10 @@ type Backend struct {
 	batchPerJob bool
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend   = (*Backend)(nil)
+	_ backend.AddNormer = (*Backend)(nil)
+)
 
 // New opens CUDA device 0 (see NewWithOptions).
 func New() (*Backend, error) { return NewWithOptions(Options{}) }

@@ -46,7 +46,32 @@ func (o *Ops[A]) GatedRMSNorm(y, x, z backend.Buffer, l backend.Heads, w backend
 	return o.norm(p[0], p[1], p[2], wp, l, eps, 3)
 }
 
-// norm launches rmsnorm; flags bit 0 multiplies by w, bit 1 gates by silu(z).
+var _ backend.AddNormer = (*Ops[int])(nil)
+
+// AddRMSNorm is backend.AddNormer: rmsnorm's residual mode (flags bit 2)
+// adds o into h as add does, then normalises h into y, in one launch.
+func (o *Ops[A]) AddRMSNorm(y, h, r backend.Buffer, l backend.Heads, w backend.Tensor, eps float32) error {
+	var p [3]A
+	var n [3]int
+	if err := o.buffers(p[:], n[:], []string{"add rmsnorm y", "add rmsnorm h", "add rmsnorm residual"}, y, h, r); err != nil {
+		return err
+	}
+	if err := o.chk.Heads(l, min(n[0], n[1], n[2]), "add rmsnorm"); err != nil {
+		return err
+	}
+	wp, flags := o.null, 4
+	if w != nil {
+		var err error
+		if wp, err = o.dev.Vector(w, l.Dim, "add rmsnorm"); err != nil {
+			return err
+		}
+		flags |= 1
+	}
+	return o.norm(p[0], p[1], p[2], wp, l, eps, flags)
+}
+
+// norm launches rmsnorm; flags bit 0 multiplies by w, bit 1 gates by
+// silu(z), bit 2 first adds z into x.
 func (o *Ops[A]) norm(y, x, z, w A, l backend.Heads, eps float32, flags int) error {
 	k := o.launch(kRMSNorm, l.H, l.T, o.lim.threads(kRMSNorm, normThreads(l.Dim)), 0)
 	k.ptr(y).ptr(x).ptr(z).ptr(w).i32(l.Dim).i32(l.RowStride).i32(l.HeadStride).i32(l.Off).f32(eps).i32(flags)

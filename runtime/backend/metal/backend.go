@@ -49,7 +49,10 @@ type Backend struct {
 	closed bool
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend   = (*Backend)(nil)
+	_ backend.AddNormer = (*Backend)(nil)
+)
 
 // newBackend wraps an opened device.
 func newBackend(dev device) (*Backend, error) {
