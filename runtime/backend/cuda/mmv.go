@@ -65,8 +65,8 @@ const mmvSMXMax = 44 << 10
 
 // load finds the entry points (smx: the SMX matvecs), sets the warps per
 // SM (opt when non-zero, negative turning the path off, else FMOE_CUDA_MMV,
-// else the default) and allocates the scratch. Cards before sm_80 have no m16n8k32 integer
-// mma.sync: off.
+// else the default) and allocates the scratch. Cards before sm_80 have no
+// m16n8k32 integer mma.sync: off.
 func (m *mmvState) load(be *Backend, opt int, smx bool) error {
 	n := opt
 	if n == 0 {
