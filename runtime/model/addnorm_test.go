@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/fmoe/fmoe/runtime/backend"
-	"github.com/fmoe/fmoe/runtime/backend/cpu"
 )
 
 // addNormBackend gives a backend backend.AddNormer as Add then RMSNorm (the
@@ -27,16 +26,8 @@ func (b *addNormBackend) AddRMSNorm(y, h, r backend.Buffer, l backend.Heads, w b
 // (CUDA), else the CPU (or the test backend) wrapped in addNormBackend,
 // which it also returns.
 func addNormTestBackend(t *testing.T) (backend.Backend, *addNormBackend) {
-	tb := testBackend(t)
-	if _, ok := tb.(backend.AddNormer); ok {
-		return tb, nil
-	}
-	if tb == nil {
-		tb = cpu.New(cpu.Options{})
-		t.Cleanup(func() { tb.Close() })
-	}
-	ab := &addNormBackend{Backend: tb}
-	return ab, ab
+	return standInBackend(t, func(b backend.Backend) bool { _, ok := b.(backend.AddNormer); return ok },
+		func(b backend.Backend) *addNormBackend { return &addNormBackend{Backend: b} })
 }
 
 // TestGoldenAddNorm: with a backend that fuses the residual add into the

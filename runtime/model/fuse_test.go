@@ -45,16 +45,24 @@ func (b *rowsBackend) RegisterRows(ws []backend.Weight) (backend.Tensor, []backe
 // (CUDA), else the CPU (or the test backend) wrapped in rowsBackend, which
 // it also returns.
 func rowsTestBackend(t *testing.T) (backend.Backend, *rowsBackend) {
+	return standInBackend(t, func(b backend.Backend) bool { _, ok := b.(backend.RowConcatenator); return ok },
+		func(b backend.Backend) *rowsBackend { return &rowsBackend{Backend: b} })
+}
+
+// standInBackend is the test backend where it has a capability itself
+// (has), else the CPU (or the test backend) wrapped in a stand-in for it
+// (wrap), which it also returns.
+func standInBackend[W any](t *testing.T, has func(backend.Backend) bool, wrap func(backend.Backend) *W) (backend.Backend, *W) {
 	tb := testBackend(t)
-	if _, ok := tb.(backend.RowConcatenator); ok {
+	if tb != nil && has(tb) {
 		return tb, nil
 	}
 	if tb == nil {
 		tb = cpu.New(cpu.Options{})
 		t.Cleanup(func() { tb.Close() })
 	}
-	rb := &rowsBackend{Backend: tb}
-	return rb, rb
+	w := wrap(tb)
+	return any(w).(backend.Backend), w
 }
 
 // TestGoldenFusedRows: with a backend that registers weights as one
