@@ -37,21 +37,30 @@ KERNEL(conv1d)(PARAM_PTR(float, y, 0), PARAM_PTR(const float, x, 1), PARAM_PTR(c
 
 // delta_prep l2-normalises q and k of every token: qk[t][j] for j < 2·Hk
 // (q heads then k heads), q also scaled by 1/sqrt(Dk). grid = (2·Hk, T),
-// block = 32.
+// block = 32, Dk ≤ 32·DELTA_MAXW (delta_step's bound). A lane's elements
+// are loaded at once and kept for the second pass (one memory latency, not
+// one an element and again for the write); a lane past Dk adds
+// fma(0, 0, ss) = ss, so the sums are those of the loop over i < Dk.
+#define DELTA_MAXW 8
 KERNEL(delta_prep)(PARAM_PTR(float, qk, 0), PARAM_PTR(const float, qkv, 1), PARAM(int, W, 2), PARAM(int, Hk, 3),
                    PARAM(int, Dk, 4), PARAM(float, eps, 5), PARAM(float, qscale, 6) KERNEL_IDS) {
     int j = BLOCK_ID_X, t = BLOCK_ID_Y, lane = THREAD_ID_X;
     i64 src = (i64)t * W + (i64)j * Dk;
     i64 dst = ((i64)t * 2 * Hk + j) * Dk;
+    float v[DELTA_MAXW];
     float ss = 0.0f;
-    for (int i = lane; i < Dk; i += 32) {
-        float v = qkv[src + i];
-        ss = FMAF(v, v, ss);
+    UNROLL for (int u = 0; u < DELTA_MAXW; u++) {
+        int i = lane + 32 * u;
+        v[u] = i < Dk ? qkv[src + i] : 0.0f;
+        ss = FMAF(v[u], v[u], ss);
     }
     ss = SIMD_SUM(ss);
     float r = RSQRTF(ss + eps);
     if (j < Hk) r *= qscale;
-    for (int i = lane; i < Dk; i += 32) qk[dst + i] = qkv[src + i] * r;
+    UNROLL for (int u = 0; u < DELTA_MAXW; u++) {
+        int i = lane + 32 * u;
+        if (i < Dk) qk[dst + i] = v[u] * r;
+    }
 }
 
 // delta_step runs the recurrence for value head h = BLOCK_ID_Y and the 32
@@ -60,7 +69,6 @@ KERNEL(delta_prep)(PARAM_PTR(float, qk, 0), PARAM_PTR(const float, qkv, 1), PARA
 // in registers for the whole call: warp w holds rows 32w .. 32w+31, and the
 // two dot products over rows (Sᵀk and Sᵀq) are summed across warps through
 // shared memory. block = 32·ceil(Dk/32) threads, Dk ≤ 32·DELTA_MAXW.
-#define DELTA_MAXW 8
 
 KERNEL(delta_step)(PARAM_PTR(float, y, 0), PARAM_PTR(const float, qk, 1), PARAM_PTR(const float, qkv, 2),
                    PARAM_PTR(const float, a, 3), PARAM_PTR(const float, b, 4), PARAM_PTR(const float, aLog, 5),
