@@ -23,13 +23,18 @@ func (s *Session) residual(r *run, h, o backend.Buffer) {
 }
 
 // normResidual is the post-mixer norm xn = RMSNorm(h), after the add that
-// residual left pending, if any.
+// residual left pending, if any. It leaves the add pending: a graph
+// recording that fails runs its ops again without the graph (graph.go's
+// replay), and those must add too. The next layer's mixer clears it
+// (clearResidual), before its own add.
 func (s *Session) normResidual(r *run, xn, h backend.Buffer, l backend.Heads, w backend.Tensor, eps float32) {
-	o := s.pendAdd
-	s.pendAdd = nil
-	if o == nil {
+	if s.pendAdd == nil {
 		r.do(s.m.be.RMSNorm(xn, h, l, w, eps))
 		return
 	}
-	r.do(s.m.be.(backend.AddNormer).AddRMSNorm(xn, h, o, l, w, eps))
+	r.do(s.m.be.(backend.AddNormer).AddRMSNorm(xn, h, s.pendAdd, l, w, eps))
 }
+
+// clearResidual forgets an add the norm has taken (at a layer's start, and
+// a step's: one that failed mid-layer may have left one).
+func (s *Session) clearResidual() { s.pendAdd = nil }

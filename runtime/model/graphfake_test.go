@@ -89,6 +89,21 @@ func (r *recorder) RMSNorm(y, x backend.Buffer, l backend.Heads, w backend.Tenso
 	}
 	return r.op(func() error { return r.Backend.RMSNorm(y, x, l, w, eps) })
 }
+// AddRMSNorm gives the fake the fused residual norm (backend.AddNormer), as
+// CUDA has it, with RMSNorm's injected recording failures: a recording that
+// fails there must leave the add to the ops run in its place.
+func (r *recorder) AddRMSNorm(y, h, res backend.Buffer, l backend.Heads, w backend.Tensor, eps float32) error {
+	if r.rec != nil && r.failNext > 0 {
+		r.failNext--
+		return errFakeRecording
+	}
+	return r.op(func() error {
+		if err := r.Backend.Add(h, res); err != nil {
+			return err
+		}
+		return r.Backend.RMSNorm(y, h, l, w, eps)
+	})
+}
 func (r *recorder) GatedRMSNorm(y, x, z backend.Buffer, l backend.Heads, w backend.Tensor, eps float32) error {
 	return r.op(func() error { return r.Backend.GatedRMSNorm(y, x, z, l, w, eps) })
 }

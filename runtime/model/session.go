@@ -314,7 +314,7 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 	h := r.view(s.sc.h, 0, T*H)
 	xn := r.view(s.sc.xn, 0, T*H)
 	m.tierMode()
-	s.pendAdd = nil // a step that failed mid-layer may have left one
+	s.clearResidual()
 	r.do(m.be.Embed(h, m.embed, ids))
 	s.devStart(r)
 	s.lap(PhaseEmbed)
@@ -327,6 +327,7 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		}
 		L, st := &m.layers[l], &s.layers[l]
 		mixer := func(r *run) {
+			s.clearResidual()
 			r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), L.inNorm, eps))
 			s.lap(PhaseNorm)
 			if L.mix != nil {
