@@ -89,6 +89,7 @@ func (r *recorder) RMSNorm(y, x backend.Buffer, l backend.Heads, w backend.Tenso
 	}
 	return r.op(func() error { return r.Backend.RMSNorm(y, x, l, w, eps) })
 }
+
 // AddRMSNorm gives the fake the fused residual norm (backend.AddNormer), as
 // CUDA has it, with RMSNorm's injected recording failures: a recording that
 // fails there must leave the add to the ops run in its place.
