@@ -16,8 +16,9 @@ import (
 // without a GPU (Debian's libnvrtc11.2 will do), rather than at the first
 // New on one. .ci/run installs Debian's NVRTC and sets FMOE_NVRTC_REQUIRE=1,
 // so that in CI a missing NVRTC fails instead of skipping. Besides the
-// default matvec settings it compiles the sweep grid's extremes (fewest
-// and most registers per warp), in parallel as BenchmarkMatVecSweep does.
+// default matvec settings (with the opt-in SMX integer matvec) it compiles
+// the sweep grid's extremes (fewest and most registers per warp), in
+// parallel as BenchmarkMatVecSweep does.
 func TestKernelsCompile(t *testing.T) {
 	if err := loadNVRTC(); err != nil {
 		if os.Getenv("FMOE_NVRTC_REQUIRE") != "" {
@@ -28,16 +29,21 @@ func TestKernelsCompile(t *testing.T) {
 	cfgs := []MatvecConfig{{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll}, {Rows: 1, Unroll: 2}, {Rows: DefaultBatchMatvecRows, Unroll: DefaultBatchMatvecUnroll},
 		{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll, Depth: 2}, {Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll, MinBlocks: 4}}
 	var wg sync.WaitGroup
-	for _, c := range cfgs {
+	for i, c := range cfgs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			im, _, err := compile(shaders.CUDA(), "90", c.defines())
+			defs := c.defines()
+			if i == 0 {
+				// The integer matvec's opt-in SMX kernels (cp.async) too.
+				defs = append(defs, "-DFMOE_MMV_SMX=1")
+			}
+			im, _, err := compile(shaders.CUDA(), "90", defs)
 			if err != nil {
-				t.Errorf("sm_90 %v: %v", c.defines(), err)
+				t.Errorf("sm_90 %v: %v", defs, err)
 				return
 			}
-			t.Logf("sm_90 %v: %s, %d bytes", c.defines(), im.desc, len(im.data))
+			t.Logf("sm_90 %v: %s, %d bytes", defs, im.desc, len(im.data))
 		}()
 	}
 	wg.Wait()
