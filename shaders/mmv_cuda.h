@@ -223,7 +223,6 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
     uint2* wx = xsm + (SMX ? warp * MMV_SMX_WORDS(BITS) : 0);  // this warp's copy: U·64 fragments, U·8 sums
     for (int seg = warp * nseg / nw; seg < (warp + 1) * nseg / nw; seg++) {
         const int p0 = seg * U, pend = min(np, p0 + U);
-
         // The segment's weights and scales are loaded first (chunks past
         // pend load chunk pend − 1 again: a valid address, unused); x's
         // fragments and sums, read by every warp (L1), when used.

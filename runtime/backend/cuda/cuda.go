@@ -41,7 +41,7 @@ type Options struct {
 	// DefaultMMVWarpsPerSM (on), a negative value turns it off (see mmv.go).
 	MMVWarpsPerSM int
 	// MMVSharedX selects the integer matvec's variant that copies x's
-	// fragments to shared memory with cp.async before the weights load (as
+	// fragments to shared memory with cp.async beside the weights' loads (as
 	// FMOE_CUDA_MMV_SMX=1 does): the same bits, a different speed, kept
 	// selectable until measurements decide (docs/gpu-decode.md).
 	MMVSharedX bool
@@ -164,7 +164,8 @@ func NewWithOptions(opts Options) (*Backend, error) {
 
 func (be *Backend) init(opts Options) error {
 	defs := be.mv.defines()
-	if opts.MMVSharedX || mmvSMX() {
+	smx := opts.MMVSharedX || mmvSMX()
+	if smx {
 		defs = append(slices.Clone(defs), "-DFMOE_MMV_SMX=1") // the SMX matvecs (mmv.go)
 	}
 	im, err := moduleImage(be.dev.major, be.dev.minor, opts.CacheDir, defs)
@@ -193,7 +194,7 @@ func (be *Backend) init(opts Options) error {
 	if err := be.mma.load(be, opts.MMAMinRows); err != nil {
 		return err
 	}
-	if err := be.mmv.load(be, opts.MMVWarpsPerSM, opts.MMVSharedX); err != nil {
+	if err := be.mmv.load(be, opts.MMVWarpsPerSM, smx); err != nil {
 		return err
 	}
 	if err := cuErr(C.fm_stream_create(be.ctx, &be.stream), "cuStreamCreate"); err != nil {

@@ -51,19 +51,24 @@ type mmvState struct {
 }
 
 // mmvSMX reports FMOE_CUDA_MMV_SMX=1: the matvecs that copy x's fragments
-// to shared memory with cp.async before the weights load (mmv_cuda.h's
+// to shared memory with cp.async beside the weights' loads (mmv_cuda.h's
 // SMX, mmvs_*), for measuring against the default; the same bits.
 func mmvSMX() bool { return os.Getenv("FMOE_CUDA_MMV_SMX") == "1" }
 
 // mmvSMXBytes is the dynamic shared memory an SMX launch of warps warps
 // takes (mmv_cuda.h's MMV_SMX_WORDS uint2 a warp), fi the format index.
-func mmvSMXBytes(fi, warps int) int { return warps * (16 >> (fi + 1)) * 72 * 8 }
+func mmvSMXBytes(fi, warps int) int { return warps * mmvChunks(fi) * 72 * 8 }
+
+// mmvChunks is mmv_body's U: the 128-column chunks of a segment (what a
+// lane loads at once) for format index fi (Q2, Q4, Q8).
+func mmvChunks(fi int) int { return 16 >> (fi + 1) }
 
 // mmvSMXMax keeps an SMX block within the 48 KB a launch may take without
 // opting in, beside the kernel's 4 KB of segment sums.
 const mmvSMXMax = 44 << 10
 
-// load finds the entry points (smx: the SMX matvecs), sets the warps per
+// load finds the entry points (smx: the SMX matvecs, which the module then
+// holds: Options.MMVSharedX or FMOE_CUDA_MMV_SMX), sets the warps per
 // SM (opt when non-zero, negative turning the path off, else FMOE_CUDA_MMV,
 // else the default) and allocates the scratch. Cards before sm_80 have no
 // m16n8k32 integer mma.sync: off.
@@ -82,7 +87,7 @@ func (m *mmvState) load(be *Backend, opt int, smx bool) error {
 		m.wpsm = 0
 		return nil
 	}
-	m.smx = smx || mmvSMX()
+	m.smx = smx
 	mv, bmv := "mmv_", "mmv_batch_"
 	if m.smx {
 		mv, bmv = "mmvs_", "mmvs_batch_"
@@ -137,7 +142,7 @@ func (be *Backend) mmvPlan(f backend.Format, R, C, G, n int, aligned bool) (fi, 
 		return 0, 0, false
 	}
 	fi = int(f - backend.Q2)
-	per := 16 / []int{2, 4, 8}[fi] // chunks a segment (mmv_body)
+	per := mmvChunks(fi)
 	segs, tiles := (C/128+per-1)/per, n*((R+15)/16)
 	warps = 1
 	for warps < 16 && tiles*warps < be.mmv.wpsm*be.dev.sms && 2*warps <= segs &&
