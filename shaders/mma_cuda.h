@@ -106,9 +106,12 @@ DEVICE_FN void mma_wdecode(const uint (&wv)[8], uint (&out)[8]) {
     }
 }
 
+// mma_body computes the 64 × 128 tile of y at token row m0, weight row n0,
+// over columns [split·kLen, (split+1)·kLen) of K (the whole of K for one
+// split); part, when not null, takes the partial tile at part[split].
 template <int BITS>
 DEVICE_FN void mma_body(const uint* W, const ushort* S, const ushort* B, const float* x, float* y, float* part,
-                        int T, int R, int C, int G, int kLen, int ntiles) {
+                        int T, int R, int C, int G, int kLen, int split, int n0, int m0) {
     const bool QUANT = BITS < 16;
     const float CENTRE = (float)(1 << ((BITS - 1) & 15));
     __shared__ __align__(16) uint As[3][MMA_BM * MMA_LDW];
@@ -118,8 +121,6 @@ DEVICE_FN void mma_body(const uint* W, const ushort* S, const ushort* B, const f
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, t4 = lane & 3;
     const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm·32, cols wn·32
-    const int split = blockIdx.x / ntiles;
-    const int n0 = (blockIdx.x - split * ntiles) * MMA_BN, m0 = blockIdx.y * MMA_BM;
     const int kBeg = split * kLen, kEnd = min(C, kBeg + kLen);
     const int ng = QUANT ? C / G : 1;
 
@@ -239,12 +240,48 @@ DEVICE_FN void mma_body(const uint* W, const ushort* S, const ushort* B, const f
     extern "C" __global__ void __launch_bounds__(256, 2)                                                 \
         name(const uint* W, const ushort* S, const ushort* B, const float* x, float* y, float* part, int T, \
              int R, int C, int G, int kLen, int ntiles) {                                                 \
-        MMA_BODY(mma_body<BITS>(W, S, B, x, y, part, T, R, C, G, kLen, ntiles));                          \
+        const int split = blockIdx.x / ntiles;                                                            \
+        MMA_BODY(mma_body<BITS>(W, S, B, x, y, part, T, R, C, G, kLen, split,                             \
+                                (blockIdx.x - split * ntiles) * MMA_BN, blockIdx.y * MMA_BM));            \
     }
 MMA_KERNEL(mma_q2, 2)
 MMA_KERNEL(mma_q4, 4)
 MMA_KERNEL(mma_q8, 8)
 MMA_KERNEL(mma_bf16, 16)
+
+// The grouped matmul (MatMulBatch): one launch computes many jobs of one
+// weight shape and format, each y_j[T_j, R] = x_j[T_j, C]·W_jᵀ with its
+// own weight, x, y and row count, e.g. a prefill layer's routed experts,
+// which one by one cost a few launches each (and a K split to fill the
+// card with an expert's few tokens). Here the jobs fill it: no K split, so
+// a job's tiles are what mma_body computes for it alone over the whole of
+// K, the same bits whichever jobs share its launch.
+struct mma_job {
+    const uint* W;
+    const ushort* S;
+    const ushort* B;
+    const float* x;
+    float* y;
+    i64 T;
+};
+
+// grid = (ntiles·mtiles, jobs), block = 256: block (nt + ntiles·mt, j)
+// computes job j's tile at weight rows 128·nt, token rows 64·mt; mtiles
+// covers the launch's largest job, and a smaller job's blocks past its
+// rows return at once.
+#define MMA_GROUPED_KERNEL(name, BITS)                                                                  \
+    extern "C" __global__ void __launch_bounds__(256, 2)                                                 \
+        name(const mma_job* jobs, int R, int C, int G, int ntiles) {                                      \
+        const mma_job j = jobs[blockIdx.y];                                                               \
+        const int mt = blockIdx.x / ntiles, m0 = mt * MMA_BM;                                             \
+        if (m0 >= (int)j.T) return;                                                                       \
+        MMA_BODY(mma_body<BITS>(j.W, j.S, j.B, j.x, j.y, nullptr, (int)j.T, R, C, G, C, 0,                \
+                                (blockIdx.x - mt * ntiles) * MMA_BN, m0));                                \
+    }
+MMA_GROUPED_KERNEL(mmag_q2, 2)
+MMA_GROUPED_KERNEL(mmag_q4, 4)
+MMA_GROUPED_KERNEL(mmag_q8, 8)
+MMA_GROUPED_KERNEL(mmag_bf16, 16)
 
 // mma_reduce sums the splits' partial tiles in split order: y[i] =
 // Σ_s part[s·n + i] for i < n. grid = ceil(n/256), block = 256.

@@ -60,22 +60,24 @@ type Options struct {
 // it concurrently, through freeMu.
 type Backend struct {
 	ops
-	pf     prefetches
-	lim    gpu.Limits
-	chk    backend.Check
-	dev    *device
-	ctx    C.CUcontext
-	mod    C.CUmodule
-	bmod   C.CUmodule // the batched matvecs' module where bmv compiles apart; nil: mod
-	k      kernels
-	batch  batchKernels
-	mma    mmaState // the tensor-core prefill matmul (mma.go)
-	mmv    mmvState // the tensor-core one-token matvec (mmv.go)
-	img    *image
-	stream C.CUstream // every op, in order
-	copy   C.CUstream // Bind's host-to-device copies
-	args   argPack
-	closed bool
+	pf    prefetches
+	lim   gpu.Limits
+	chk   backend.Check
+	dev   *device
+	ctx   C.CUcontext
+	mod   C.CUmodule
+	bmod  C.CUmodule // the batched matvecs' module where bmv compiles apart; nil: mod
+	k     kernels
+	batch batchKernels
+	mma   mmaState // the tensor-core prefill matmul (mma.go)
+	mmv   mmvState // the tensor-core one-token matvec (mmv.go)
+	// mmaJobs is MatMulBatch's job table, kept for its room.
+	mmaJobs []byte
+	img     *image
+	stream  C.CUstream // every op, in order
+	copy    C.CUstream // Bind's host-to-device copies
+	args    argPack
+	closed  bool
 
 	// mv is the decode matvec's setting, resolved (no zero fields);
 	// mvThreads each fast matvec's largest block (kernels.load), 0 for the

@@ -28,17 +28,19 @@ import (
 // a negative value turns the path off.
 const DefaultMMAMinRows = 16
 
-// mmaState is the tensor-core path: its entry points (Q2, Q4, Q8, BF16,
-// then the split-K reduction), the row threshold, and the split-K
-// partials' scratch.
+// mmaState is the tensor-core path: its entry points (Q2, Q4, Q8, BF16;
+// the grouped ones of MatMulBatch in the same order; the split-K
+// reduction), the row threshold, and the split-K partials' scratch.
 type mmaState struct {
 	k       [4]C.CUfunction
+	g       [4]C.CUfunction
 	reduce  C.CUfunction
 	minRows int // 0: off
 	part    scratch
 }
 
-var mmaNames = [...]string{"mma_q2", "mma_q4", "mma_q8", "mma_bf16", "mma_reduce"}
+var mmaNames = [...]string{"mma_q2", "mma_q4", "mma_q8", "mma_bf16",
+	"mmag_q2", "mmag_q4", "mmag_q8", "mmag_bf16", "mma_reduce"}
 
 // load finds the entry points and sets the threshold: opt when non-zero
 // (negative turns the path off), else FMOE_CUDA_MMA_MIN, else
@@ -51,9 +53,12 @@ func (m *mmaState) load(be *Backend, opt int) error {
 		// in a variable makes it check the whole Backend, which holds Go
 		// pointers, and panic.
 		var r C.CUresult
-		if i < len(m.k) {
+		switch n := len(m.k); {
+		case i < n:
 			r = C.fm_module_function(be.ctx, &m.k[i], be.mod, cs)
-		} else {
+		case i < 2*n:
+			r = C.fm_module_function(be.ctx, &m.g[i-n], be.mod, cs)
+		default:
 			r = C.fm_module_function(be.ctx, &m.reduce, be.mod, cs)
 		}
 		C.free(unsafe.Pointer(cs))

@@ -55,6 +55,37 @@ func TestMMAKernelEmulated(t *testing.T) {
 	}
 }
 
+// TestMMAGroupedEmulated runs MatMulBatch's grouped kernel on the CPU:
+// jobs of different token counts (one row, a tile's tail, several tiles)
+// in one launch, each within float64's tolerance and bit for bit what the
+// plain kernel computes for the job alone with one split.
+func TestMMAGroupedEmulated(t *testing.T) {
+	bin := buildEmulator(t, "mmaemu")
+	for _, c := range []struct {
+		f       backend.Format
+		R, C, G int
+		Ts      []int
+	}{
+		// Row tail; the largest job sets the grid, the others' blocks past
+		// their rows return. The formats' decoding is TestMMAKernelEmulated's.
+		{backend.Q4, 200, 256, 64, []int{5, 70, 1, 17}},
+		{backend.BF16, 96, 96, 0, []int{1, 64}},
+	} {
+		if !mmaFits(c.f, c.C, c.G) {
+			t.Fatalf("%v: mmaFits(%d, %d) is false", c.f, c.C, c.G)
+		}
+		args := strings.Fields(fmt.Sprint("grouped ", c.f.Bits(), c.R, c.C, c.G, 7, c.Ts))
+		for i, a := range args {
+			args[i] = strings.Trim(a, "[]")
+		}
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		t.Logf("%v: %s", c.f, strings.TrimSpace(string(out)))
+		if err != nil || strings.Contains(string(out), "FAIL") || !strings.HasPrefix(string(out), "ok") {
+			t.Errorf("emulated grouped kernel, %v %dx%d g%d jobs %v: %v", c.f, c.R, c.C, c.G, c.Ts, err)
+		}
+	}
+}
+
 // TestMMAPlan: a K split covers K exactly once in whole units, leaves no
 // split empty, gives at least half as many blocks as SMs when K allows
 // (rounding kLen up to whole units costs some: 128 blocks for 132 SMs on

@@ -7,6 +7,8 @@
 // Usage: mmaemu bits R C G T offset kLen splits seed — one case, launched
 // with the host's plan (mma.go's mmaPlan: kLen columns per block column,
 // splits of them); prints "ok" or "FAIL" and the worst token row's error.
+// mmaemu grouped bits R C G seed T... — the grouped kernel over one job of
+// T tokens each (grouped below).
 #include "shim.h"
 #include "mma_cuda.h"
 
@@ -62,9 +64,72 @@ static bool run(int bits, int R, int C, int G, int T, bool offset, int kLen, int
     return ok;
 }
 
+// grouped runs the grouped kernel (MatMulBatch) on jobs of Ts[j] tokens,
+// each with its own weight and x (job 1's x offset), and checks every job
+// against float64, then that its rows are bit for bit those of the plain
+// kernel with one split, which computes the job alone: a job's bits do not
+// depend on the others in its launch.
+static bool grouped(int bits, int R, int C, int G, unsigned seed, const std::vector<int>& Ts) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> nd;
+    const int n = (int)Ts.size(), ntiles = (R + 127) / 128;
+    std::vector<std::vector<uint>> W(n);
+    std::vector<std::vector<ushort>> S(n), B(n);
+    std::vector<std::vector<double>> vals(n);
+    std::vector<float*> x(n);
+    std::vector<std::vector<float>> y(n), alone(n);
+    std::vector<mma_job> jobs(n);
+    int maxT = 0;
+    for (int j = 0; j < n; j++) {
+        make_weights(bits, R, C, G, rng, W[j], S[j], B[j], vals[j]);
+        x[j] = (float*)aligned_alloc(16, ((size_t)Ts[j] * C * 4 + 15) / 16 * 16);
+        for (size_t i = 0; i < (size_t)Ts[j] * C; i++) {
+            x[j][i] = (float)nd(rng);
+            if (j == 1) x[j][i] = 3 + 0.1f * x[j][i];
+        }
+        y[j].assign((size_t)Ts[j] * R, NAN);
+        alone[j].assign((size_t)Ts[j] * R, NAN);
+        jobs[j] = {W[j].data(), S[j].data(), B[j].data(), x[j], y[j].data(), Ts[j]};
+        maxT = std::max(maxT, Ts[j]);
+    }
+    auto gk = bits == 2 ? mmag_q2 : bits == 4 ? mmag_q4 : bits == 8 ? mmag_q8 : mmag_bf16;
+    auto pk = bits == 2 ? mma_q2 : bits == 4 ? mma_q4 : bits == 8 ? mma_q8 : mma_bf16;
+    launch(ntiles * ((maxT + 63) / 64), n, [&] { gk(jobs.data(), R, C, G, ntiles); });
+    bool ok = true;
+    for (int j = 0; j < n; j++) {
+        const int T = Ts[j];
+        launch(ntiles, (T + 63) / 64,
+               [&] { pk(W[j].data(), S[j].data(), B[j].data(), x[j], alone[j].data(), nullptr, T, R, C, G, C, ntiles); });
+        double worst = 0;
+        for (int t = 0; t < T; t++) {
+            double num = 0, den = 0;
+            for (int r = 0; r < R; r++) {
+                double want = 0;
+                for (int c = 0; c < C; c++) want += vals[j][(size_t)r * C + c] * x[j][(size_t)t * C + c];
+                double d = y[j][(size_t)t * R + r] - want;
+                num += d * d, den += want * want;
+            }
+            double e = std::sqrt(num / den);
+            if (!(e <= worst)) worst = e;
+        }
+        size_t diff = memcmp(y[j].data(), alone[j].data(), y[j].size() * 4) != 0;
+        bool jok = worst <= 2e-5 && !diff;
+        ok = ok && jok;
+        printf("%s grouped bits=%d %dx%d g%d job %d of %d, T=%d: worst token relative error %.3g, %s\n",
+               jok ? "ok" : "FAIL", bits, R, C, G, j, n, T, worst, diff ? "differs from the job alone" : "the job alone's bits");
+        free(x[j]);
+    }
+    return ok;
+}
+
 int main(int argc, char** argv) {
+    if (argc >= 7 && !strcmp(argv[1], "grouped")) {
+        std::vector<int> Ts;
+        for (int i = 7; i < argc; i++) Ts.push_back(atoi(argv[i]));
+        return grouped(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), (unsigned)atoi(argv[6]), Ts) ? 0 : 1;
+    }
     if (argc != 10) {
-        fprintf(stderr, "usage: mmaemu bits R C G T offset kLen splits seed\n");
+        fprintf(stderr, "usage: mmaemu bits R C G T offset kLen splits seed\n       mmaemu grouped bits R C G seed T...\n");
         return 2;
     }
     int a[9];
