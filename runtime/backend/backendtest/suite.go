@@ -48,6 +48,7 @@ func Run(t *testing.T, newBackend func() backend.Backend) {
 	}{
 		{"Buffers", testBuffers},
 		{"MatMul", testMatMul},
+		{"MatMulBatch", testMatMulBatch},
 		{"Embed", testEmbed},
 		{"RMSNorm", testRMSNorm},
 		{"GatedRMSNorm", testGatedRMSNorm},

@@ -33,6 +33,7 @@ func (be *Backend) MatMulBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 	}
 	var first *tensor
 	jobs := be.mmaJobs[:0]
+	var apart []int // jobs the grouped kernel does not take
 	maxT, n := 0, 0
 	for i, w := range ws {
 		t, err := be.tensor(w, "matmul batch")
@@ -57,9 +58,7 @@ func (be *Backend) MatMulBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 			return fmt.Errorf("job %d: %w", i, err)
 		}
 		if be.mma.minRows == 0 || !mmaFits(t.format, t.cols, t.group) || x.ptr%16 != 0 {
-			if err := be.MatMul(ys[i], ws[i], xs[i], Ts[i]); err != nil {
-				return fmt.Errorf("job %d: %w", i, err)
-			}
+			apart = append(apart, i)
 			continue
 		}
 		for _, p := range []C.CUdeviceptr{t.data, t.scales, t.biases, x.ptr, y.ptr} {
@@ -69,6 +68,12 @@ func (be *Backend) MatMulBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 		maxT, n = max(maxT, Ts[i]), n+1
 	}
 	be.mmaJobs = jobs
+	// Checked all before launching any.
+	for _, i := range apart {
+		if err := be.MatMul(ys[i], ws[i], xs[i], Ts[i]); err != nil {
+			return fmt.Errorf("job %d: %w", i, err)
+		}
+	}
 	for lo := 0; lo < n; lo += maxGridY {
 		hi := min(n, lo+maxGridY)
 		if err := be.mmaGrouped(jobs[lo*mmaJobBytes:hi*mmaJobBytes], first, maxT, hi-lo); err != nil {
