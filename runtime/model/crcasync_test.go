@@ -19,6 +19,11 @@ type keepTier struct {
 	held  map[[2]int][]backend.Weight
 	binds map[int]int // BindExpert calls per layer
 	drops [][2]int
+	// batches and jobs count MatMulBatch's calls and jobs, most the
+	// largest batch.
+	batches, jobs, most int
+	// skip, when set, names experts the tier never keeps.
+	skip func(id int) bool
 }
 
 // newKeepTier wraps be (nil: a CPU backend).
@@ -52,8 +57,28 @@ func (k *keepTier) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor,
 		w.Data, w.Scales, w.Biases = bytes.Clone(w.Data), bytes.Clone(w.Scales), bytes.Clone(w.Biases)
 		cp[i] = w
 	}
-	k.held[[2]int{l, id}] = cp
+	if k.skip == nil || !k.skip(id) {
+		k.held[[2]int{l, id}] = cp
+	}
 	return k.bindAll(cp)
+}
+
+// MatMulBatch is the wrapped backend's where it has one (CUDA), else one
+// MatMul a job: keepTier then takes the model's batched path as the
+// backend alone would, and a run through it computes the same bits.
+func (k *keepTier) MatMulBatch(ys []backend.Buffer, ws []backend.Tensor, xs []backend.Buffer, Ts []int) error {
+	k.batches++
+	k.jobs += len(ws)
+	k.most = max(k.most, len(ws))
+	if mb, ok := k.Backend.(backend.MatMulBatcher); ok {
+		return mb.MatMulBatch(ys, ws, xs, Ts)
+	}
+	for i := range ws {
+		if err := k.MatMul(ys[i], ws[i], xs[i], Ts[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (k *keepTier) bindAll(ws []backend.Weight) ([]backend.Tensor, error) {

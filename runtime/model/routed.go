@@ -175,6 +175,10 @@ func (s *Session) computeHits(r *run, d int, hits []int, hitT [][]backend.Tensor
 		s.batchExperts(r, d, bt, hits, hitT, xn, b)
 		return
 	}
+	if mb, ok := s.batcher(d, T); ok && len(hits) > 0 {
+		s.groupExperts(r, d, mb, hits, hitT, xn, b)
+		return
+	}
 	for i, id := range hits {
 		s.computeExpert(r, d, id, hitT[i], xn, b, T)
 	}
@@ -240,6 +244,10 @@ func (s *Session) expertOps(r *run, d, id int, bound []backend.Tensor, xn backen
 		g := r.viewOn(be, b.eg, 0, n*I)
 		u := r.viewOn(be, b.eu, 0, n*I)
 		o := r.viewOn(be, b.eo, pl.slot[id]*H, n*H)
+		if mb, ok := s.batcher(d, T); ok {
+			s.batchedOps(r, mb, be, bound, x, g, u, o, n)
+			return
+		}
 		r.do(be.MatMul(g, bound[0], x, n))
 		r.do(be.MatMul(u, bound[1], x, n))
 		r.do(be.SwiGLU(g, g, u))

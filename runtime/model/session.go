@@ -74,8 +74,9 @@ type Session struct {
 	// expert to the next (cpumiss.go), so that the split keeps the share
 	// over a run, whatever each layer's count.
 	missDue float64
-	cpuMiss []int    // a layer's misses for the miss rank (lookupHits)
-	held    heldBind // a miss's tensors kept bound (computeHeld)
+	cpuMiss []int      // a layer's misses for the miss rank (lookupHits)
+	held    heldBind   // a miss's tensors kept bound (computeHeld)
+	grp     groupState // groupExperts' room (grouped.go)
 	pf      prefetchState
 	row     []float32 // one hidden row on the host (sendRows)
 	// pendAdd is a mixer's output whose add into the residual stream the
