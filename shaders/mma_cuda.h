@@ -252,36 +252,52 @@ MMA_KERNEL(mma_bf16, 16)
 // The grouped matmul (MatMulBatch): one launch computes many jobs of one
 // weight shape and format, each y_j[T_j, R] = x_j[T_j, C]·W_jᵀ with its
 // own weight, x, y and row count, e.g. a prefill layer's routed experts,
-// which one by one cost a few launches each (and a K split to fill the
-// card with an expert's few tokens). Here the jobs fill it: no K split, so
-// a job's tiles are what mma_body computes for it alone over the whole of
-// K, the same bits whichever jobs share its launch.
+// which one by one cost a few launches each. K is split in kLen columns
+// whatever the job's rows (the host's mmaGroupedSplit of C alone) and
+// mmag_reduce sums a job's partials in split order, so a job's bits are
+// what its own launch (a batch of one) computes, whichever jobs share it;
+// part is null with one split.
 struct mma_job {
     const uint* W;
     const ushort* S;
     const ushort* B;
     const float* x;
     float* y;
+    float* part;
     i64 T;
 };
 
-// grid = (ntiles·mtiles, jobs), block = 256: block (nt + ntiles·mt, j)
-// computes job j's tile at weight rows 128·nt, token rows 64·mt; mtiles
-// covers the launch's largest job, and a smaller job's blocks past its
-// rows return at once.
+// grid = (ntiles·mtiles·splits, jobs), block = 256: block (nt + ntiles·(mt
+// + mtiles·split), j) computes job j's tile at weight rows 128·nt, token
+// rows 64·mt, over columns [split·kLen, (split+1)·kLen); mtiles covers the
+// launch's largest job, and a smaller job's blocks past its rows return at
+// once.
 #define MMA_GROUPED_KERNEL(name, BITS)                                                                  \
     extern "C" __global__ void __launch_bounds__(256, 2)                                                 \
-        name(const mma_job* jobs, int R, int C, int G, int ntiles) {                                      \
+        name(const mma_job* jobs, int R, int C, int G, int ntiles, int mtiles, int kLen) {                \
         const mma_job j = jobs[blockIdx.y];                                                               \
-        const int mt = blockIdx.x / ntiles, m0 = mt * MMA_BM;                                             \
+        const int split = blockIdx.x / (ntiles * mtiles), rest = blockIdx.x - split * ntiles * mtiles;    \
+        const int mt = rest / ntiles, m0 = mt * MMA_BM;                                                   \
         if (m0 >= (int)j.T) return;                                                                       \
-        MMA_BODY(mma_body<BITS>(j.W, j.S, j.B, j.x, j.y, nullptr, (int)j.T, R, C, G, C, 0,                \
-                                (blockIdx.x - mt * ntiles) * MMA_BN, m0));                                \
+        MMA_BODY(mma_body<BITS>(j.W, j.S, j.B, j.x, j.y, j.part, (int)j.T, R, C, G, kLen, split,          \
+                                (rest - mt * ntiles) * MMA_BN, m0));                                      \
     }
 MMA_GROUPED_KERNEL(mmag_q2, 2)
 MMA_GROUPED_KERNEL(mmag_q4, 4)
 MMA_GROUPED_KERNEL(mmag_q8, 8)
 MMA_GROUPED_KERNEL(mmag_bf16, 16)
+
+// mmag_reduce is mma_reduce for each job of a grouped launch with splits:
+// y_j[i] = Σ_s part_j[s·n + i] in split order, n = T_j·R. grid =
+// (ceil(largest n / 256), jobs), block = 256.
+extern "C" __global__ void mmag_reduce(const mma_job* jobs, int R, int splits) {
+    const mma_job j = jobs[blockIdx.y];
+    const i64 n = j.T * R, i = (i64)blockIdx.x * 256 + threadIdx.x;
+    if (i >= n) return;
+    float s = j.part[i];
+    for (int k = 1; k < splits; k++) s += j.part[(i64)k * n + i];
+    j.y[i] = s;
+}
 
 // mma_reduce sums the splits' partial tiles in split order: y[i] =
 // Σ_s part[s·n + i] for i < n. grid = ceil(n/256), block = 256.

@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"bytes"
 	"os"
 	"sync"
 	"testing"
@@ -44,6 +45,12 @@ func TestKernelsCompile(t *testing.T) {
 				return
 			}
 			t.Logf("sm_90 %v: %s, %d bytes", defs, im.desc, len(im.data))
+			// The entry points the backend looks up by name at New are there.
+			for _, name := range append(mmaNames[:], batchNames[:]...) {
+				if !bytes.Contains(im.data, []byte(name)) {
+					t.Errorf("sm_90 %v: no entry point %s", defs, name)
+				}
+			}
 		}()
 	}
 	wg.Wait()

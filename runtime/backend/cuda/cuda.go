@@ -71,13 +71,15 @@ type Backend struct {
 	batch batchKernels
 	mma   mmaState // the tensor-core prefill matmul (mma.go)
 	mmv   mmvState // the tensor-core one-token matvec (mmv.go)
-	// mmaJobs is MatMulBatch's job table, kept for its room.
-	mmaJobs []byte
-	img     *image
-	stream  C.CUstream // every op, in order
-	copy    C.CUstream // Bind's host-to-device copies
-	args    argPack
-	closed  bool
+	// mmaJobs and mmaGroup are MatMulBatch's job table and jobs, kept for
+	// their room.
+	mmaJobs  []byte
+	mmaGroup []groupJob
+	img      *image
+	stream   C.CUstream // every op, in order
+	copy     C.CUstream // Bind's host-to-device copies
+	args     argPack
+	closed   bool
 
 	// mv is the decode matvec's setting, resolved (no zero fields);
 	// mvThreads each fast matvec's largest block (kernels.load), 0 for the

@@ -35,12 +35,14 @@ type mmaState struct {
 	k       [4]C.CUfunction
 	g       [4]C.CUfunction
 	reduce  C.CUfunction
-	minRows int // 0: off
+	greduce C.CUfunction // the grouped jobs' split-K sums
+	minRows int          // 0: off
 	part    scratch
+	gpart   scratch // MatMulBatch's partials, at most mmaGroupedPartBytes a launch
 }
 
 var mmaNames = [...]string{"mma_q2", "mma_q4", "mma_q8", "mma_bf16",
-	"mmag_q2", "mmag_q4", "mmag_q8", "mmag_bf16", "mma_reduce"}
+	"mmag_q2", "mmag_q4", "mmag_q8", "mmag_bf16", "mma_reduce", "mmag_reduce"}
 
 // load finds the entry points and sets the threshold: opt when non-zero
 // (negative turns the path off), else FMOE_CUDA_MMA_MIN, else
@@ -58,8 +60,10 @@ func (m *mmaState) load(be *Backend, opt int) error {
 			r = C.fm_module_function(be.ctx, &m.k[i], be.mod, cs)
 		case i < 2*n:
 			r = C.fm_module_function(be.ctx, &m.g[i-n], be.mod, cs)
-		default:
+		case name == "mma_reduce":
 			r = C.fm_module_function(be.ctx, &m.reduce, be.mod, cs)
+		default:
+			r = C.fm_module_function(be.ctx, &m.greduce, be.mod, cs)
 		}
 		C.free(unsafe.Pointer(cs))
 		if err := cuErr(r, "cuModuleGetFunction "+name); err != nil {

@@ -16,14 +16,29 @@ import (
 
 var _ backend.MatMulBatcher = (*Backend)(nil)
 
-// mmaJobBytes is mma_cuda.h's mma_job: five pointers and the row count.
-const mmaJobBytes = 48
+// mmaJobBytes is mma_cuda.h's mma_job: six pointers and the row count.
+const mmaJobBytes = 56
+
+// mmaGroupedPartBytes bounds the split-K partials of one grouped launch: a
+// batch whose partials would take more runs as several launches (its jobs
+// are independent, so the bits do not change). 64 MiB holds a 512-token
+// K=10 prefill layer's 4096-wide gate of a 1024-row expert (4 splits ×
+// 5,120 rows × 1,024 × 4 bytes = 80 MiB) in two launches.
+const mmaGroupedPartBytes = 64 << 20
+
+// groupJob is one job of a grouped launch, resolved.
+type groupJob struct {
+	t    *tensor
+	x, y C.CUdeviceptr
+	T    int
+}
 
 // MatMulBatch is backend.MatMulBatcher: the jobs the tensor cores take
-// (mmaFits, x at a 16-byte boundary, the path on) run in one launch of
-// mma_cuda.h's grouped kernel, each over the whole of K with no split, so
-// that a job computes the same bits alone or beside any others; the rest
-// run as MatMul, which is also a function of the job alone.
+// (mmaFits, x at a 16-byte boundary, the path on) run in launches of
+// mma_cuda.h's grouped kernel, K split by the weight's width alone
+// (mmaGroupedSplit), so that a job computes the same bits alone or beside
+// any others; the rest run as MatMul, which is also a function of the job
+// alone. Every job is checked before any is launched.
 func (be *Backend) MatMulBatch(ys []backend.Buffer, ws []backend.Tensor, xs []backend.Buffer, Ts []int) error {
 	if be.closed {
 		return errClosed
@@ -32,9 +47,8 @@ func (be *Backend) MatMulBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 		return fmt.Errorf("cuda: matmul batch of %d outputs, %d weights, %d inputs, %d row counts", len(ys), len(ws), len(xs), len(Ts))
 	}
 	var first *tensor
-	jobs := be.mmaJobs[:0]
+	grouped := be.mmaGroup[:0]
 	var apart []int // jobs the grouped kernel does not take
-	maxT, n := 0, 0
 	for i, w := range ws {
 		t, err := be.tensor(w, "matmul batch")
 		if err != nil {
@@ -61,38 +75,79 @@ func (be *Backend) MatMulBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 			apart = append(apart, i)
 			continue
 		}
-		for _, p := range []C.CUdeviceptr{t.data, t.scales, t.biases, x.ptr, y.ptr} {
-			jobs = binary.LittleEndian.AppendUint64(jobs, uint64(p))
-		}
-		jobs = binary.LittleEndian.AppendUint64(jobs, uint64(Ts[i]))
-		maxT, n = max(maxT, Ts[i]), n+1
+		grouped = append(grouped, groupJob{t: t, x: x.ptr, y: y.ptr, T: Ts[i]})
 	}
-	be.mmaJobs = jobs
-	// Checked all before launching any.
+	be.mmaGroup = grouped
 	for _, i := range apart {
 		if err := be.MatMul(ys[i], ws[i], xs[i], Ts[i]); err != nil {
 			return fmt.Errorf("job %d: %w", i, err)
 		}
 	}
-	for lo := 0; lo < n; lo += maxGridY {
-		hi := min(n, lo+maxGridY)
-		if err := be.mmaGrouped(jobs[lo*mmaJobBytes:hi*mmaJobBytes], first, maxT, hi-lo); err != nil {
+	if len(grouped) == 0 {
+		return nil
+	}
+	splits, kLen := mmaGroupedSplit(first.cols, mmaUnit(first.format, first.group))
+	// Launches of as many jobs as the partials' budget and the grid allow.
+	for lo := 0; lo < len(grouped); {
+		hi, part := lo, 0
+		for hi < len(grouped) && hi-lo < maxGridY {
+			p := 0
+			if splits > 1 {
+				p = 4 * splits * grouped[hi].T * first.rows
+			}
+			if hi > lo && part+p > mmaGroupedPartBytes {
+				break
+			}
+			part += p
+			hi++
+		}
+		if err := be.mmaGrouped(grouped[lo:hi], first, splits, kLen, part); err != nil {
 			return err
 		}
+		lo = hi
 	}
 	return nil
 }
 
-// mmaGrouped uploads n jobs of weights shaped as t and launches the
-// grouped kernel over them; maxT (at least every job's rows) sizes the
-// grid's token tiles.
-func (be *Backend) mmaGrouped(jobs []byte, t *tensor, maxT, n int) error {
-	p, err := be.upload(jobs)
+// mmaGrouped uploads the jobs (weights shaped as t) and launches the
+// grouped kernel over them, then, with splits, the sums of their partials
+// (part bytes in all).
+func (be *Backend) mmaGrouped(jobs []groupJob, t *tensor, splits, kLen, part int) error {
+	var base C.CUdeviceptr
+	if part > 0 {
+		var err error
+		if base, err = be.grow(&be.mma.gpart, part); err != nil {
+			return err
+		}
+	}
+	tab := be.mmaJobs[:0]
+	maxT, off := 0, C.CUdeviceptr(0)
+	for _, j := range jobs {
+		var p C.CUdeviceptr
+		if part > 0 {
+			p, off = base+off, off+C.CUdeviceptr(4*splits*j.T*t.rows)
+		}
+		for _, v := range []C.CUdeviceptr{j.t.data, j.t.scales, j.t.biases, j.x, j.y, p} {
+			tab = binary.LittleEndian.AppendUint64(tab, uint64(v))
+		}
+		tab = binary.LittleEndian.AppendUint64(tab, uint64(j.T))
+		maxT = max(maxT, j.T)
+	}
+	be.mmaJobs = tab
+	p, err := be.upload(tab)
 	if err != nil {
 		return err
 	}
 	ntiles, mtiles := (t.rows+mmaBN-1)/mmaBN, (maxT+mmaBM-1)/mmaBM
 	be.args.reset()
-	be.args.ptr(p).i32(t.rows).i32(t.cols).i32(t.group).i32(ntiles)
-	return be.launch(be.mma.g[mmaKernel(t.format)], ntiles*mtiles, n, mmaThreads, 0)
+	be.args.ptr(p).i32(t.rows).i32(t.cols).i32(t.group).i32(ntiles).i32(mtiles).i32(kLen)
+	if err := be.launch(be.mma.g[mmaKernel(t.format)], ntiles*mtiles*splits, len(jobs), mmaThreads, 0); err != nil {
+		return err
+	}
+	if splits == 1 {
+		return nil
+	}
+	be.args.reset()
+	be.args.ptr(p).i32(t.rows).i32(splits)
+	return be.launch(be.mma.greduce, (maxT*t.rows+255)/256, len(jobs), 256, 0)
 }

@@ -57,24 +57,29 @@ func TestMMAKernelEmulated(t *testing.T) {
 
 // TestMMAGroupedEmulated runs MatMulBatch's grouped kernel on the CPU:
 // jobs of different token counts (one row, a tile's tail, several tiles)
-// in one launch, each within float64's tolerance and bit for bit what the
-// plain kernel computes for the job alone with one split.
+// in one launch, K split as the host splits it (mmaGroupedSplit, with the
+// split width lowered so that these small weights split), each job within
+// float64's tolerance and bit for bit what it computes in a launch of its
+// own and what the plain kernel and mma_reduce compute with that split.
 func TestMMAGroupedEmulated(t *testing.T) {
 	bin := buildEmulator(t, "mmaemu")
 	for _, c := range []struct {
 		f       backend.Format
 		R, C, G int
+		cols    int // the split width in place of mmaGroupedCols
 		Ts      []int
 	}{
 		// Row tail; the largest job sets the grid, the others' blocks past
-		// their rows return. The formats' decoding is TestMMAKernelEmulated's.
-		{backend.Q4, 200, 256, 64, []int{5, 70, 1, 17}},
-		{backend.BF16, 96, 96, 0, []int{1, 64}},
+		// their rows return; three splits. The formats' decoding is
+		// TestMMAKernelEmulated's.
+		{backend.Q4, 200, 192, 64, 64, []int{5, 70, 1, 17}},
+		{backend.BF16, 96, 96, 0, 1024, []int{1, 64}}, // one split
 	} {
 		if !mmaFits(c.f, c.C, c.G) {
 			t.Fatalf("%v: mmaFits(%d, %d) is false", c.f, c.C, c.G)
 		}
-		args := strings.Fields(fmt.Sprint("grouped ", c.f.Bits(), c.R, c.C, c.G, 7, c.Ts))
+		splits, kLen := mmaGroupedSplitOf(c.C, mmaUnit(c.f, c.G), c.cols)
+		args := strings.Fields(fmt.Sprint("grouped ", c.f.Bits(), c.R, c.C, c.G, 7, kLen, splits, c.Ts))
 		for i, a := range args {
 			args[i] = strings.Trim(a, "[]")
 		}
@@ -82,6 +87,23 @@ func TestMMAGroupedEmulated(t *testing.T) {
 		t.Logf("%v: %s", c.f, strings.TrimSpace(string(out)))
 		if err != nil || strings.Contains(string(out), "FAIL") || !strings.HasPrefix(string(out), "ok") {
 			t.Errorf("emulated grouped kernel, %v %dx%d g%d jobs %v: %v", c.f, c.R, c.C, c.G, c.Ts, err)
+		}
+	}
+}
+
+// TestMMAGroupedSplit: MatMulBatch's K split covers K once in whole units,
+// splits an expert's 4096-wide gate four ways and leaves a 1024-wide down
+// projection whole.
+func TestMMAGroupedSplit(t *testing.T) {
+	for _, c := range []struct{ C, unit, splits int }{
+		{4096, 64, 4}, {1024, 64, 1}, {7168, 64, 7}, {2048, 128, 2}, {96, 32, 1}, {3072, 96, 3},
+	} {
+		splits, kLen := mmaGroupedSplit(c.C, c.unit)
+		switch {
+		case splits != c.splits:
+			t.Errorf("C=%d unit %d: %d splits, want %d", c.C, c.unit, splits, c.splits)
+		case kLen%c.unit != 0 && splits > 1, (splits-1)*kLen >= c.C || splits*kLen < c.C:
+			t.Errorf("C=%d unit %d: %d splits of %d do not cover K once in whole units", c.C, c.unit, splits, kLen)
 		}
 	}
 }

@@ -51,3 +51,27 @@ func mmaUnit(f backend.Format, g int) int {
 	}
 	return mmaBK
 }
+
+// mmaGroupedCols is the most columns of K one block of MatMulBatch's
+// grouped kernel takes (rounded up to whole units).
+const mmaGroupedCols = 1024
+
+// mmaGroupedSplit is the K split of MatMulBatch's jobs, from the weight's
+// width and unit alone, never from a job's rows or its batch: a job's bits
+// are then the same in a batch of one (a cache miss) as among a layer's
+// hits. Split, an expert's few tokens fill four times the blocks (a
+// 4096-wide gate: 32 for one expert instead of 8, each over 1024 columns,
+// not 4096 in turn), at the price of the partials' traffic.
+func mmaGroupedSplit(C, unit int) (splits, kLen int) {
+	return mmaGroupedSplitOf(C, unit, mmaGroupedCols)
+}
+
+// mmaGroupedSplitOf is mmaGroupedSplit with blocks of at most cols columns
+// (rounded up to whole units).
+func mmaGroupedSplitOf(C, unit, cols int) (splits, kLen int) {
+	kLen = (cols + unit - 1) / unit * unit
+	if kLen >= C {
+		return 1, C
+	}
+	return (C + kLen - 1) / kLen, kLen
+}

@@ -7,8 +7,8 @@
 // Usage: mmaemu bits R C G T offset kLen splits seed — one case, launched
 // with the host's plan (mma.go's mmaPlan: kLen columns per block column,
 // splits of them); prints "ok" or "FAIL" and the worst token row's error.
-// mmaemu grouped bits R C G seed T... — the grouped kernel over one job of
-// T tokens each (grouped below).
+// mmaemu grouped bits R C G seed kLen splits T... — the grouped kernel over
+// one job of T tokens each, K split as the host splits it (grouped below).
 #include "shim.h"
 #include "mma_cuda.h"
 
@@ -64,12 +64,33 @@ static bool run(int bits, int R, int C, int G, int T, bool offset, int kLen, int
     return ok;
 }
 
+// groupedRun launches the grouped kernel on jobs (ntiles for R rows, K
+// split in kLen columns, splits of them) and, with splits, mmag_reduce.
+static void groupedRun(int bits, std::vector<mma_job>& jobs, int R, int C, int G, int kLen, int splits) {
+    const int ntiles = (R + 127) / 128;
+    int maxT = 0;
+    for (auto& j : jobs) maxT = std::max(maxT, (int)j.T);
+    const int mtiles = (maxT + 63) / 64, n = (int)jobs.size();
+    auto gk = bits == 2 ? mmag_q2 : bits == 4 ? mmag_q4 : bits == 8 ? mmag_q8 : mmag_bf16;
+    launch(ntiles * mtiles * splits, n, [&] { gk(jobs.data(), R, C, G, ntiles, mtiles, kLen); });
+    if (splits == 1) return;
+    for (int jy = 0; jy < n; jy++)
+        for (int bx = 0; bx < (maxT * R + 255) / 256; bx++) {
+            blockIdx = {(uint)bx, (uint)jy, 0};
+            for (int t = 0; t < 256; t++) {
+                threadIdx = {(uint)t, 0, 0};
+                mmag_reduce(jobs.data(), R, splits);
+            }
+        }
+}
+
 // grouped runs the grouped kernel (MatMulBatch) on jobs of Ts[j] tokens,
-// each with its own weight and x (job 1's x offset), and checks every job
-// against float64, then that its rows are bit for bit those of the plain
-// kernel with one split, which computes the job alone: a job's bits do not
-// depend on the others in its launch.
-static bool grouped(int bits, int R, int C, int G, unsigned seed, const std::vector<int>& Ts) {
+// each with its own weight and x (job 1's x offset), K split as the host
+// splits it (kLen, splits), and checks every job against float64, then
+// that its rows are bit for bit those of the job in a launch of its own
+// (a cache miss) and of the plain kernel and mma_reduce with the same
+// split: a job's bits do not depend on the others in its launch.
+static bool grouped(int bits, int R, int C, int G, unsigned seed, int kLen, int splits, const std::vector<int>& Ts) {
     std::mt19937_64 rng(seed);
     std::normal_distribution<double> nd;
     const int n = (int)Ts.size(), ntiles = (R + 127) / 128;
@@ -77,9 +98,8 @@ static bool grouped(int bits, int R, int C, int G, unsigned seed, const std::vec
     std::vector<std::vector<ushort>> S(n), B(n);
     std::vector<std::vector<double>> vals(n);
     std::vector<float*> x(n);
-    std::vector<std::vector<float>> y(n), alone(n);
+    std::vector<std::vector<float>> y(n), alone(n), plain(n), part(n), part1(n);
     std::vector<mma_job> jobs(n);
-    int maxT = 0;
     for (int j = 0; j < n; j++) {
         make_weights(bits, R, C, G, rng, W[j], S[j], B[j], vals[j]);
         x[j] = (float*)aligned_alloc(16, ((size_t)Ts[j] * C * 4 + 15) / 16 * 16);
@@ -87,19 +107,33 @@ static bool grouped(int bits, int R, int C, int G, unsigned seed, const std::vec
             x[j][i] = (float)nd(rng);
             if (j == 1) x[j][i] = 3 + 0.1f * x[j][i];
         }
-        y[j].assign((size_t)Ts[j] * R, NAN);
-        alone[j].assign((size_t)Ts[j] * R, NAN);
-        jobs[j] = {W[j].data(), S[j].data(), B[j].data(), x[j], y[j].data(), Ts[j]};
-        maxT = std::max(maxT, Ts[j]);
+        const size_t sz = (size_t)Ts[j] * R;
+        y[j].assign(sz, NAN), alone[j].assign(sz, NAN), plain[j].assign(sz, NAN);
+        part[j].assign(splits * sz, NAN), part1[j].assign(splits * sz, NAN);
+        jobs[j] = {W[j].data(), S[j].data(), B[j].data(), x[j], y[j].data(), splits > 1 ? part[j].data() : nullptr, Ts[j]};
     }
-    auto gk = bits == 2 ? mmag_q2 : bits == 4 ? mmag_q4 : bits == 8 ? mmag_q8 : mmag_bf16;
+    groupedRun(bits, jobs, R, C, G, kLen, splits);
     auto pk = bits == 2 ? mma_q2 : bits == 4 ? mma_q4 : bits == 8 ? mma_q8 : mma_bf16;
-    launch(ntiles * ((maxT + 63) / 64), n, [&] { gk(jobs.data(), R, C, G, ntiles); });
     bool ok = true;
     for (int j = 0; j < n; j++) {
         const int T = Ts[j];
-        launch(ntiles, (T + 63) / 64,
-               [&] { pk(W[j].data(), S[j].data(), B[j].data(), x[j], alone[j].data(), nullptr, T, R, C, G, C, ntiles); });
+        std::vector<mma_job> one = {jobs[j]};
+        one[0].y = alone[j].data(), one[0].part = splits > 1 ? part1[j].data() : nullptr;
+        groupedRun(bits, one, R, C, G, kLen, splits);
+        std::vector<float> pp(splits * (size_t)T * R);
+        float* ppp = splits > 1 ? pp.data() : nullptr;
+        launch(ntiles * splits, (T + 63) / 64,
+               [&] { pk(W[j].data(), S[j].data(), B[j].data(), x[j], plain[j].data(), ppp, T, R, C, G, kLen, ntiles); });
+        if (splits > 1) {
+            const int m = T * R;
+            for (int bx = 0; bx < (m + 255) / 256; bx++) {
+                blockIdx = {(uint)bx, 0, 0};
+                for (int t = 0; t < 256; t++) {
+                    threadIdx = {(uint)t, 0, 0};
+                    mma_reduce(pp.data(), plain[j].data(), m, splits);
+                }
+            }
+        }
         double worst = 0;
         for (int t = 0; t < T; t++) {
             double num = 0, den = 0;
@@ -112,24 +146,31 @@ static bool grouped(int bits, int R, int C, int G, unsigned seed, const std::vec
             double e = std::sqrt(num / den);
             if (!(e <= worst)) worst = e;
         }
-        size_t diff = memcmp(y[j].data(), alone[j].data(), y[j].size() * 4) != 0;
-        bool jok = worst <= 2e-5 && !diff;
+        const size_t bytes = y[j].size() * 4;
+        const bool dAlone = memcmp(y[j].data(), alone[j].data(), bytes) != 0;
+        const bool dPlain = memcmp(y[j].data(), plain[j].data(), bytes) != 0;
+        bool jok = worst <= 2e-5 && !dAlone && !dPlain;
         ok = ok && jok;
-        printf("%s grouped bits=%d %dx%d g%d job %d of %d, T=%d: worst token relative error %.3g, %s\n",
-               jok ? "ok" : "FAIL", bits, R, C, G, j, n, T, worst, diff ? "differs from the job alone" : "the job alone's bits");
+        printf("%s grouped bits=%d %dx%d g%d splits=%d job %d of %d, T=%d: worst token relative error %.3g; %s, %s\n",
+               jok ? "ok" : "FAIL", bits, R, C, G, splits, j, n, T, worst,
+               dAlone ? "differs from its own launch" : "its own launch's bits",
+               dPlain ? "differs from the plain kernel's" : "the plain kernel's bits");
         free(x[j]);
     }
     return ok;
 }
 
 int main(int argc, char** argv) {
-    if (argc >= 7 && !strcmp(argv[1], "grouped")) {
+    if (argc >= 10 && !strcmp(argv[1], "grouped")) {
         std::vector<int> Ts;
-        for (int i = 7; i < argc; i++) Ts.push_back(atoi(argv[i]));
-        return grouped(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), (unsigned)atoi(argv[6]), Ts) ? 0 : 1;
+        for (int i = 9; i < argc; i++) Ts.push_back(atoi(argv[i]));
+        return grouped(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), (unsigned)atoi(argv[6]), atoi(argv[7]),
+                       atoi(argv[8]), Ts)
+                   ? 0
+                   : 1;
     }
     if (argc != 10) {
-        fprintf(stderr, "usage: mmaemu bits R C G T offset kLen splits seed\n       mmaemu grouped bits R C G seed T...\n");
+        fprintf(stderr, "usage: mmaemu bits R C G T offset kLen splits seed\n       mmaemu grouped bits R C G seed kLen splits T...\n");
         return 2;
     }
     int a[9];
