@@ -258,15 +258,15 @@ type MatVecBatcher interface {
 	MatVecBatch(ys []Buffer, ws []Tensor, xs []Buffer) error
 }
 
-// MatMulBatcher is implemented by backends that run several many-row
-// matmuls of one weight shape, format and group in a single launch (CUDA):
-// a prefill layer's routed experts then cost a few launches instead of a
-// few each. Job i computes MatMul(ys[i], ws[i], xs[i], Ts[i]) within
-// MatMul's tolerance, and its bits depend on its own operands alone, not
-// on the other jobs or its place among them: a model that computes some
-// experts in one batch and others one at a time (cache hits and misses)
-// gets the same rows either way. The ys must not overlap one another or
-// any x.
+// MatMulBatcher is implemented by backends that run many-row matmuls in
+// few launches (CUDA: one for each weight shape, format and group among
+// the jobs): a prefill layer's routed experts then cost a few launches
+// instead of a few each. Job i computes MatMul(ys[i], ws[i], xs[i], Ts[i])
+// within MatMul's tolerance, and its bits depend on its own operands
+// alone, not on the other jobs or its place among them: a model that
+// computes some experts in one batch and others one at a time (cache hits
+// and misses) gets the same rows either way. The ys must not overlap one
+// another or any x.
 type MatMulBatcher interface {
 	MatMulBatch(ys []Buffer, ws []Tensor, xs []Buffer, Ts []int) error
 }

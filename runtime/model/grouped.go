@@ -4,8 +4,8 @@ import "github.com/fmoe/fmoe/runtime/backend"
 
 // On a backend with a batched matmul (backend.MatMulBatcher: CUDA), every
 // expert of a many-token step goes through it, hits and misses alike:
-// the GPU tier's hits of a layer in one batch per projection
-// (groupExperts), each streamed miss in its own batches (expertOps). A
+// the GPU tier's hits of a layer in two batches, gate and up then down
+// (groupExperts), each streamed miss in its own two (batchedOps). A
 // job's bits do not depend on its batch, so a warm cache computes the
 // rows a cold one does; one token keeps MatVecBatch and MatMul, which
 // agree with each other.
@@ -29,10 +29,9 @@ func (s *Session) batcher(d, T int) (backend.MatMulBatcher, bool) {
 }
 
 // groupExperts queues rank d's hits ids (bound as ts) of a T-token step in
-// five launches whatever their number: one Gather of every hit's token
-// rows, a batch of their gate projections, one of their up projections,
-// one SwiGLU, and a batch of their down projections into their slots; then
-// releases them. The gathered rows are staged in eo, the experts' output
+// four steps whatever their number: one Gather of every hit's token rows,
+// a batch of their gate and up projections, one SwiGLU, and a batch of
+// their down projections into their slots; then releases them. The gathered rows are staged in eo, the experts' output
 // rows: computeHits runs before any other expert of the layer writes
 // there, and the down projections, which read only the SwiGLU rows, write
 // it last.
@@ -40,7 +39,7 @@ func (s *Session) groupExperts(r *run, d int, mb backend.MatMulBatcher, ids []in
 	be := s.m.ranks[d].be
 	pl, g := &s.plan, &s.grp
 	H, I := s.m.Config.HiddenSize, s.m.Config.MoeIntermediateSize
-	g.rows = g.rows[:0]
+	g.rows, g.ys, g.xs, g.ws, g.ts = g.rows[:0], g.ys[:0], g.xs[:0], g.ws[:0], g.ts[:0]
 	for _, id := range ids {
 		tr, _ := pl.expert(id)
 		g.rows = append(g.rows, tr...)
@@ -49,11 +48,10 @@ func (s *Session) groupExperts(r *run, d int, mb backend.MatMulBatcher, ids []in
 	if r.err == nil {
 		r.do(be.Gather(r.viewOn(be, b.eo, 0, N*H), xn, g.rows, H))
 	}
-	// proj queues one batch: expert i's rows from its first row off of in
-	// (width cin) through ts[i][p] to out (width cout) at its own first
-	// row, or at its slot when slot is set.
+	// proj adds one projection's jobs to the batch: expert i's rows from
+	// its first row off of in (width cin) through ts[i][p] to out (width
+	// cout) at its own first row, or at its slot when slot is set.
 	proj := func(p int, out, in backend.Buffer, cout, cin int, slot bool) {
-		g.ys, g.xs, g.ws, g.ts = g.ys[:0], g.xs[:0], g.ws[:0], g.ts[:0]
 		off := 0
 		for i, id := range ids {
 			tr, _ := pl.expert(id)
@@ -67,17 +65,22 @@ func (s *Session) groupExperts(r *run, d int, mb backend.MatMulBatcher, ids []in
 			g.ts = append(g.ts, k)
 			off += k
 		}
+	}
+	batch := func() {
 		if r.err == nil {
 			r.do(mb.MatMulBatch(g.ys, g.ws, g.xs, g.ts))
 		}
+		g.ys, g.xs, g.ws, g.ts = g.ys[:0], g.xs[:0], g.ws[:0], g.ts[:0]
 	}
 	proj(0, b.eg, b.eo, I, H, false)
 	proj(1, b.eu, b.eo, I, H, false)
+	batch()
 	if r.err == nil {
 		gv := r.viewOn(be, b.eg, 0, N*I)
 		r.do(be.SwiGLU(gv, gv, r.viewOn(be, b.eu, 0, N*I)))
 	}
 	proj(2, b.eo, b.eg, H, I, true)
+	batch()
 	for _, t := range ts {
 		for _, x := range t {
 			if x != nil {
@@ -88,18 +91,16 @@ func (s *Session) groupExperts(r *run, d int, mb backend.MatMulBatcher, ids []in
 }
 
 // batchedOps is expertOps through rank d's batched matmul: the expert's n
-// gathered rows x through gate, up and down as batches of one job, so that
-// a miss computes the bits groupExperts computes for a hit.
+// gathered rows x through gate and up as one batch, then down as another,
+// so that a miss computes the bits groupExperts computes for a hit.
 func (s *Session) batchedOps(r *run, mb backend.MatMulBatcher, be backend.Backend, bound []backend.Tensor, x, g, u, o backend.Buffer, n int) {
-	one := func(y backend.Buffer, w backend.Tensor, x backend.Buffer) {
-		if r.err == nil {
-			r.do(mb.MatMulBatch([]backend.Buffer{y}, []backend.Tensor{w}, []backend.Buffer{x}, []int{n}))
-		}
+	if r.err == nil {
+		r.do(mb.MatMulBatch([]backend.Buffer{g, u}, bound[:2], []backend.Buffer{x, x}, []int{n, n}))
 	}
-	one(g, bound[0], x)
-	one(u, bound[1], x)
 	if r.err == nil {
 		r.do(be.SwiGLU(g, g, u))
 	}
-	one(o, bound[2], g)
+	if r.err == nil {
+		r.do(mb.MatMulBatch([]backend.Buffer{o}, bound[2:3], []backend.Buffer{g}, []int{n}))
+	}
 }

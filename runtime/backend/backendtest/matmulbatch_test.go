@@ -17,11 +17,6 @@ func (l loopBatcher) MatMulBatch(ys []backend.Buffer, ws []backend.Tensor, xs []
 	if len(ys) != len(ws) || len(xs) != len(ws) || len(Ts) != len(ws) {
 		return fmt.Errorf("batch of %d, %d, %d, %d", len(ys), len(ws), len(xs), len(Ts))
 	}
-	for i, w := range ws {
-		if w.Rows() != ws[0].Rows() || w.Cols() != ws[0].Cols() || w.Format() != ws[0].Format() {
-			return fmt.Errorf("job %d's weight differs from job 0's", i)
-		}
-	}
 	for i := range ws {
 		if err := l.MatMul(ys[i], ws[i], xs[i], Ts[i]); err != nil {
 			return err

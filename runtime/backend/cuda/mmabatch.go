@@ -8,8 +8,10 @@ package cuda
 import "C"
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 )
@@ -35,7 +37,8 @@ type groupJob struct {
 
 // MatMulBatch is backend.MatMulBatcher: the jobs the tensor cores take
 // (mmaFits, x at a 16-byte boundary, the path on) run in launches of
-// mma_cuda.h's grouped kernel, K split by the weight's width alone
+// mma_cuda.h's grouped kernel, one set of launches for each weight shape,
+// format and group among them, K split by the weight's width alone
 // (mmaGroupedSplit), so that a job computes the same bits alone or beside
 // any others; the rest run as MatMul, which is also a function of the job
 // alone. Every job is checked before any is launched.
@@ -46,19 +49,12 @@ func (be *Backend) MatMulBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 	if len(ys) != len(ws) || len(xs) != len(ws) || len(Ts) != len(ws) {
 		return fmt.Errorf("cuda: matmul batch of %d outputs, %d weights, %d inputs, %d row counts", len(ys), len(ws), len(xs), len(Ts))
 	}
-	var first *tensor
 	grouped := be.mmaGroup[:0]
 	var apart []int // jobs the grouped kernel does not take
 	for i, w := range ws {
 		t, err := be.tensor(w, "matmul batch")
 		if err != nil {
 			return err
-		}
-		if first == nil {
-			first = t
-		} else if t.rows != first.rows || t.cols != first.cols || t.format != first.format || t.group != first.group {
-			return fmt.Errorf("cuda: matmul batch job %d is a %v [%d, %d] weight, job 0 a %v [%d, %d]",
-				i, t.format, t.rows, t.cols, first.format, first.rows, first.cols)
 		}
 		y, err := be.data(ys[i], "matmul batch y")
 		if err != nil {
@@ -83,17 +79,37 @@ func (be *Backend) MatMulBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 			return fmt.Errorf("job %d: %w", i, err)
 		}
 	}
-	if len(grouped) == 0 {
-		return nil
-	}
-	splits, kLen := mmaGroupedSplit(first.cols, mmaUnit(first.format, first.group))
-	// Launches of as many jobs as the partials' budget and the grid allow.
+	// One shape at a time, its jobs in their order.
+	slices.SortStableFunc(grouped, func(a, b groupJob) int { return cmpShape(a.t, b.t) })
 	for lo := 0; lo < len(grouped); {
+		hi := lo + 1
+		for hi < len(grouped) && cmpShape(grouped[hi].t, grouped[lo].t) == 0 {
+			hi++
+		}
+		if err := be.mmaShape(grouped[lo:hi]); err != nil {
+			return err
+		}
+		lo = hi
+	}
+	return nil
+}
+
+// cmpShape orders weights by format, rows, columns and group.
+func cmpShape(a, b *tensor) int {
+	return cmp.Or(cmp.Compare(a.format, b.format), cmp.Compare(a.rows, b.rows), cmp.Compare(a.cols, b.cols), cmp.Compare(a.group, b.group))
+}
+
+// mmaShape launches jobs whose weights share one shape, format and group:
+// as many a launch as the partials' budget and the grid allow.
+func (be *Backend) mmaShape(jobs []groupJob) error {
+	t := jobs[0].t
+	splits, kLen := mmaGroupedSplit(t.cols, mmaUnit(t.format, t.group))
+	for lo := 0; lo < len(jobs); {
 		hi, part := lo, 0
-		for hi < len(grouped) && hi-lo < maxGridY {
+		for hi < len(jobs) && hi-lo < maxGridY {
 			p := 0
 			if splits > 1 {
-				p = 4 * splits * grouped[hi].T * first.rows
+				p = 4 * splits * jobs[hi].T * t.rows
 			}
 			if hi > lo && part+p > mmaGroupedPartBytes {
 				break
@@ -101,7 +117,7 @@ func (be *Backend) MatMulBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 			part += p
 			hi++
 		}
-		if err := be.mmaGrouped(grouped[lo:hi], first, splits, kLen, part); err != nil {
+		if err := be.mmaGrouped(jobs[lo:hi], t, splits, kLen, part); err != nil {
 			return err
 		}
 		lo = hi
