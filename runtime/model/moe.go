@@ -90,10 +90,8 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 		s.predicted(l, pl.host[predictAt(c):n])
 	}
 	idx, wts := pl.idx, pl.wts
-	for t := 0; t < T; t++ {
-		if err := s.route(pl.host[t*E:(t+1)*E], l, t, idx[t*K:(t+1)*K], wts[t*K:(t+1)*K]); err != nil {
-			return err
-		}
+	if err := s.routeTokens(pl.host, l, T, idx, wts); err != nil {
+		return err
 	}
 	if s.onRouteIn != nil {
 		s.onRouteIn(l, xn, T)
