@@ -9,7 +9,6 @@ import "C"
 
 import (
 	"cmp"
-	"encoding/binary"
 	"fmt"
 	"slices"
 
@@ -17,9 +16,6 @@ import (
 )
 
 var _ backend.MatMulBatcher = (*Backend)(nil)
-
-// mmaJobBytes is mma_cuda.h's mma_job: six pointers and the row count.
-const mmaJobBytes = 56
 
 // mmaGroupedPartBytes bounds the split-K partials of one grouped launch: a
 // batch whose partials would take more runs as several launches (its jobs
@@ -143,10 +139,7 @@ func (be *Backend) mmaGrouped(jobs []groupJob, t *tensor, splits, kLen, part int
 		if part > 0 {
 			p, off = base+off, off+C.CUdeviceptr(4*splits*j.T*t.rows)
 		}
-		for _, v := range []C.CUdeviceptr{j.t.data, j.t.scales, j.t.biases, j.x, j.y, p} {
-			tab = binary.LittleEndian.AppendUint64(tab, uint64(v))
-		}
-		tab = binary.LittleEndian.AppendUint64(tab, uint64(j.T))
+		tab = appendMMAJob(tab, uint64(j.t.data), uint64(j.t.scales), uint64(j.t.biases), uint64(j.x), uint64(j.y), uint64(p), j.T)
 		maxT = max(maxT, j.T)
 	}
 	be.mmaJobs = tab

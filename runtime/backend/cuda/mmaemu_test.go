@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -88,6 +89,27 @@ func TestMMAGroupedEmulated(t *testing.T) {
 		if err != nil || strings.Contains(string(out), "FAIL") || !strings.HasPrefix(string(out), "ok") {
 			t.Errorf("emulated grouped kernel, %v %dx%d g%d jobs %v: %v", c.f, c.R, c.C, c.G, c.Ts, err)
 		}
+	}
+}
+
+// TestMMAJobLayout: the host's job table (appendMMAJob) puts each field
+// where the C++ struct mma_job has it.
+func TestMMAJobLayout(t *testing.T) {
+	bin := buildEmulator(t, "mmaemu")
+	out, err := exec.Command(bin, "layout").CombinedOutput()
+	if err != nil {
+		t.Fatalf("mmaemu layout: %v: %s", err, out)
+	}
+	tab := appendMMAJob(nil, 1, 2, 3, 4, 5, 6, 7)
+	want := fmt.Sprint(len(tab))
+	for v := uint64(1); v <= 7; v++ {
+		want += fmt.Sprint(" ", 8*(v-1))
+		if got := binary.LittleEndian.Uint64(tab[8*(v-1):]); got != v {
+			t.Fatalf("field %d holds %d", v, got)
+		}
+	}
+	if got := strings.TrimSpace(string(out)); got != want || len(tab) != mmaJobBytes {
+		t.Errorf("mma_job: size and offsets %q in C++, %q (%d bytes) in the host's table", got, want, mmaJobBytes)
 	}
 }
 

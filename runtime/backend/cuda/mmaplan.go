@@ -1,6 +1,10 @@
 package cuda
 
-import "github.com/fmoe/fmoe/runtime/backend"
+import (
+	"encoding/binary"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+)
 
 // The tensor-core matmul's launch plan, apart from the cgo code so that
 // TestMMAKernelEmulated, which runs the kernel on the CPU, launches it as
@@ -74,4 +78,17 @@ func mmaGroupedSplitOf(C, unit, cols int) (splits, kLen int) {
 		return 1, C
 	}
 	return (C + kLen - 1) / kLen, kLen
+}
+
+// mmaJobBytes is mma_cuda.h's mma_job: six pointers and the row count
+// (TestMMAJobLayout checks it against the C++ struct).
+const mmaJobBytes = 56
+
+// appendMMAJob appends one mma_job to a job table: the weight's data,
+// scales and biases, x, y, the partials (0: one split), then T.
+func appendMMAJob(tab []byte, w, s, b, x, y, part uint64, T int) []byte {
+	for _, v := range [...]uint64{w, s, b, x, y, part, uint64(T)} {
+		tab = binary.LittleEndian.AppendUint64(tab, v)
+	}
+	return tab
 }

@@ -161,6 +161,14 @@ static bool grouped(int bits, int R, int C, int G, unsigned seed, int kLen, int 
 }
 
 int main(int argc, char** argv) {
+    if (argc == 2 && !strcmp(argv[1], "layout")) {
+        // mma_job as the kernel sees it (LP64, as NVRTC lays it out), for
+        // the host's table (TestMMAJobLayout).
+        printf("%zu %zu %zu %zu %zu %zu %zu %zu\n", sizeof(mma_job), offsetof(mma_job, W), offsetof(mma_job, S),
+               offsetof(mma_job, B), offsetof(mma_job, x), offsetof(mma_job, y), offsetof(mma_job, part),
+               offsetof(mma_job, T));
+        return 0;
+    }
     if (argc >= 10 && !strcmp(argv[1], "grouped")) {
         std::vector<int> Ts;
         for (int i = 9; i < argc; i++) Ts.push_back(atoi(argv[i]));
