@@ -31,10 +31,10 @@ func (s *Session) batcher(d, T int) (backend.MatMulBatcher, bool) {
 // groupExperts queues rank d's hits ids (bound as ts) of a T-token step in
 // four steps whatever their number: one Gather of every hit's token rows,
 // a batch of their gate and up projections, one SwiGLU, and a batch of
-// their down projections into their slots; then releases them. The gathered rows are staged in eo, the experts' output
-// rows: computeHits runs before any other expert of the layer writes
-// there, and the down projections, which read only the SwiGLU rows, write
-// it last.
+// their down projections into their slots; then releases them. The
+// gathered rows are staged in eo, the experts' output rows: computeHits
+// runs before any other expert of the layer writes there, and the down
+// projections, which read only the SwiGLU rows, write it last.
 func (s *Session) groupExperts(r *run, d int, mb backend.MatMulBatcher, ids []int, ts [][]backend.Tensor, xn backend.Buffer, b expertBufs) {
 	be := s.m.ranks[d].be
 	pl, g := &s.plan, &s.grp
