@@ -28,15 +28,23 @@ KERNEL(gather)(PARAM_PTR(float, dst, 0), PARAM_PTR(const float, src, 1), PARAM_P
     dst[i] = src[(i64)rows[r] * m + (i - r * m)];
 }
 
-// scatter_add: dst[rows[i], j] += wts[i]·src[i, j]. One thread per column
-// walks the rows in order, so repeated row ids accumulate without atomics
-// and in the same order on every run.
-KERNEL(scatter_add)(PARAM_PTR(float, dst, 0), PARAM_PTR(const float, src, 1), PARAM_PTR(const int, rows, 2),
-                    PARAM_PTR(const float, wts, 3), PARAM(int, m, 4), PARAM(int, count, 5) KERNEL_IDS) {
-    int j = BLOCK_ID_X * BLOCK_DIM_X + THREAD_ID_X;
-    if (j >= m) return;
-    for (int i = 0; i < count; i++) {
-        i64 o = (i64)rows[i] * m + j;
-        dst[o] = FMAF(wts[i], src[(i64)i * m + j], dst[o]);
+// scatter_add: dst[d, j] += wts[i]·src[i, j] for every i with rows[i] = d,
+// fused multiply-adds in ascending i: the bits of a loop over i in order.
+// The host groups the i by destination row: group g holds order[starts[g]
+// .. starts[g+1]) (ascending) and writes row drow[g]. One thread per (group,
+// column): a prompt's T·K rows then run on T·m threads, not on m threads
+// that each walk all of them.
+KERNEL(scatter_add)(PARAM_PTR(float, dst, 0), PARAM_PTR(const float, src, 1), PARAM_PTR(const int, order, 2),
+                    PARAM_PTR(const int, starts, 3), PARAM_PTR(const int, drow, 4), PARAM_PTR(const float, wts, 5),
+                    PARAM(int, m, 6), PARAM(int, n, 7) KERNEL_IDS) {
+    int idx = BLOCK_ID_X * BLOCK_DIM_X + THREAD_ID_X;
+    if (idx >= n) return;
+    int g = idx / m, j = idx - g * m;
+    i64 o = (i64)drow[g] * m + j;
+    float acc = dst[o];
+    for (int p = starts[g]; p < starts[g + 1]; p++) {
+        int i = order[p];
+        acc = FMAF(wts[i], src[(i64)i * m + j], acc);
     }
+    dst[o] = acc;
 }

@@ -493,6 +493,38 @@ func testElementwise(t *testing.T, be backend.Backend) {
 		}
 	}
 	check(t, "scatter-add", get(t, be, hb), want, tolElem)
+	// A prompt's combine: 12 tokens' 3 picks each, in expert order (each
+	// token's rows apart, its own in ascending source row), rows wider than
+	// a block; tokens 4 and 9 picked nothing and stay as they were.
+	{
+		const T, K, m = 12, 3, 300
+		var rows []int
+		for e := 0; len(rows) < (T-2)*K; e++ {
+			for tk := range T {
+				if tk != 4 && tk != 9 && (tk+e)%4 == 0 && len(rows) < (T-2)*K {
+					rows = append(rows, tk)
+				}
+			}
+		}
+		h := randVec(rng, T*m, 1)
+		src := randVec(rng, len(rows)*m, 1)
+		wts := randVec(rng, len(rows), 1)
+		hb := put(t, be, h)
+		must(t, be.ScatterAdd(hb, put(t, be, src), rows, wts, m))
+		want := f64(h)
+		for i, r := range rows {
+			for j := range m {
+				want[r*m+j] += float64(wts[i]) * float64(src[i*m+j])
+			}
+		}
+		got := get(t, be, hb)
+		check(t, "scatter-add, a prompt", got, want, tolElem)
+		for _, tk := range []int{4, 9} {
+			if i := firstDiff(got[tk*m:(tk+1)*m], h[tk*m:(tk+1)*m]); i >= 0 {
+				t.Fatalf("scatter-add, a prompt: token %d, picked by nothing, changed at %d", tk, i)
+			}
+		}
+	}
 
 	// GatedAdd: h[t] += sigmoid(gate[t]) x[t], then Add.
 	T, m := 3, 6

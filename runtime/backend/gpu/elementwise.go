@@ -46,12 +46,38 @@ func (o *Ops[A]) ScatterAdd(dst, src backend.Buffer, rows []int, weights []float
 	if len(rows) == 0 {
 		return nil
 	}
-	st, err := o.dev.Stage(int32Bytes(rows), floatBytes(weights))
+	order, starts, drow := scatterGroups(rows, ln[0]/n)
+	st, err := o.dev.Stage(int32Bytes(order), int32Bytes(starts), int32Bytes(drow), floatBytes(weights))
 	if err != nil {
 		return err
 	}
-	l := o.elementwise(kScatterAdd, n)
-	return o.dev.Launch(l.ptr(p[0]).ptr(p[1]).ptr(st[0]).ptr(st[1]).i32(n).i32(len(rows)))
+	l := o.elementwise(kScatterAdd, len(drow)*n)
+	return o.dev.Launch(l.ptr(p[0]).ptr(p[1]).ptr(st[0]).ptr(st[1]).ptr(st[2]).ptr(st[3]).i32(n).i32(len(drow) * n))
+}
+
+// scatterGroups groups the source rows i by destination rows[i] (< D),
+// each group's i ascending, for scatter_add: group g is order[starts[g]:
+// starts[g+1]] and adds into row drow[g]; only rows something adds into
+// have a group.
+func scatterGroups(rows []int, D int) (order, starts, drow []int) {
+	cnt := make([]int, D+1)
+	for _, d := range rows {
+		cnt[d+1]++
+	}
+	for d := range D {
+		if cnt[d+1] > 0 {
+			drow = append(drow, d)
+			starts = append(starts, cnt[d])
+		}
+		cnt[d+1] += cnt[d]
+	}
+	starts = append(starts, len(rows))
+	order = make([]int, len(rows))
+	for i, d := range rows { // ascending i within each row's group
+		order[cnt[d]] = i
+		cnt[d]++
+	}
+	return order, starts, drow
 }
 
 func (o *Ops[A]) GatedAdd(h, x, gate backend.Buffer, T int) error {
