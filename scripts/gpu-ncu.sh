@@ -17,15 +17,8 @@ NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 [ -f "$M/model_weights.json" ] || { echo "gpu-ncu: no model at $M (run scripts/gpu-bench.sh with BENCH_KEEP=1 first)"; exit 1; }
 csv=$(mktemp)
 trap 'rm -f "$csv"' EXIT
-for k in ${NCU_KS:-10}; do
-  for t in ${NCU_TIERS:-resident-dev}; do
-    echo "== ncu K=$k $t"
-    (cd runtime/model && FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M FMOE_BENCH_TIERS=$t FMOE_BENCH_WARM=3 FMOE_BENCH_TOKENS=3 \
-      timeout 150 "$NCU" --clock-control none --csv --print-units base \
-        --metrics gpu__time_duration.sum,dram__bytes_read.sum,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active \
-        --launch-skip "${NCU_SKIP:-600}" --launch-count "${NCU_COUNT:-220}" \
-        "$B/model.test" -test.run '^$' -test.bench "TieredDecode/k=$k/$t\$" -test.benchtime 1x > "$csv" 2> /dev/null)
-    python3 - "$csv" <<'PY'
+summarize() {
+  python3 - "$csv" <<'PY'
 import collections, csv, sys
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
 if not rows:
@@ -50,6 +43,25 @@ for key, x in sorted(t.items(), key=lambda z: -z[1]['gpu__time_duration.sum']):
           x['sm__warps_active.avg.pct_of_peak_sustained_active'] / c)))
 print("summed kernel time %.1f us over %d launches" % (tot / 1e3, sum(n.values())))
 PY
+
+}
+metrics=gpu__time_duration.sum,dram__bytes_read.sum,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active
+for k in ${NCU_KS:-10}; do
+  if [ -n "${NCU_PREFILL:-}" ]; then
+    echo "== ncu prefill of ${NCU_PREFILL} tokens, K=$k, every expert in the GPU tier"
+    ids=$(seq -s, 1 "$NCU_PREFILL")
+    timeout 240 "$NCU" --clock-control none --csv --print-units base --metrics "$metrics" --launch-count "${NCU_COUNT:-600}" \
+      "$B/fmoe-run" generate --model "$M" --backend cuda --preload --k "$k" --ids "$ids" --tokens 1 > "$csv" 2> /dev/null
+    summarize
+    continue
+  fi
+  for t in ${NCU_TIERS:-resident-dev}; do
+    echo "== ncu K=$k $t"
+    (cd runtime/model && FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M FMOE_BENCH_TIERS=$t FMOE_BENCH_WARM=3 FMOE_BENCH_TOKENS=3 \
+      timeout 150 "$NCU" --clock-control none --csv --print-units base --metrics "$metrics" \
+        --launch-skip "${NCU_SKIP:-600}" --launch-count "${NCU_COUNT:-220}" \
+        "$B/model.test" -test.run '^$' -test.bench "TieredDecode/k=$k/$t\$" -test.benchtime 1x > "$csv" 2> /dev/null)
+    summarize
   done
 done
 if [ "${NCU_MMV:-0}" = 1 ]; then
