@@ -1,11 +1,11 @@
 package model
 
 import (
-	"math"
 	"strings"
 	"testing"
 
 	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/backendtest"
 	"github.com/fmoe/fmoe/runtime/backend/cpu"
 )
 
@@ -109,18 +109,8 @@ func TestGoldenWarmCache(t *testing.T) {
 	}
 }
 
-// firstDiff is the first index where a and b differ bit for bit, or -1.
-func firstDiff(a, b []float32) int {
-	if len(a) != len(b) {
-		return min(len(a), len(b))
-	}
-	for i := range a {
-		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
-			return i
-		}
-	}
-	return -1
-}
+// firstDiff is backendtest.FirstDiff.
+var firstDiff = backendtest.FirstDiff
 
 // fakeTier is a CPU backend that claims a GPU tier on a device with the
 // given memory, to test how Open sizes and refuses budgets. It caches

@@ -94,7 +94,7 @@ func testMatMulBatch(t *testing.T, be backend.Backend) {
 			ya := alloc(t, be, Ts[j]*Rs[j])
 			must(t, mb.MatMulBatch([]backend.Buffer{ya}, ws[j:j+1], xs[j:j+1], Ts[j:j+1]))
 			for what, b := range map[string]backend.Buffer{"reversed": yr[j], "alone": ya} {
-				if i := firstDiff(get(t, be, b), got[j]); i >= 0 {
+				if i := FirstDiff(get(t, be, b), got[j]); i >= 0 {
 					t.Fatalf("%s job %d: %s, value %d differs from the batch's", name, j, what, i)
 				}
 			}
@@ -112,8 +112,9 @@ func testMatMulBatch(t *testing.T, be backend.Backend) {
 	}
 }
 
-// firstDiff is the first index where a and b differ bit for bit, or -1.
-func firstDiff(a, b []float32) int {
+// FirstDiff is the first index where a and b differ bit for bit, or -1
+// (a length mismatch differs at the shorter length).
+func FirstDiff(a, b []float32) int {
 	if len(a) != len(b) {
 		return min(len(a), len(b))
 	}

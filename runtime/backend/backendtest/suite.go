@@ -520,7 +520,7 @@ func testElementwise(t *testing.T, be backend.Backend) {
 		got := get(t, be, hb)
 		check(t, "scatter-add, a prompt", got, want, tolElem)
 		for _, tk := range []int{4, 9} {
-			if i := firstDiff(got[tk*m:(tk+1)*m], h[tk*m:(tk+1)*m]); i >= 0 {
+			if i := FirstDiff(got[tk*m:(tk+1)*m], h[tk*m:(tk+1)*m]); i >= 0 {
 				t.Fatalf("scatter-add, a prompt: token %d, picked by nothing, changed at %d", tk, i)
 			}
 		}
