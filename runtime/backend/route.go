@@ -43,8 +43,14 @@ func Route(logits []float32, k int, idx []int, w []float32) error {
 // list, for the small k of routers (≤ 16 in practice). v holds no NaN.
 func TopK[T float32 | float64](v []T, out []int) {
 	n, k := 0, len(out)
+	if k == 0 {
+		return
+	}
+	// thr is the k-th largest so far once k are in: most values fall at or
+	// below it, and this one compare is all they cost.
+	var thr T
 	for i, x := range v {
-		if n == k && x <= v[out[k-1]] {
+		if n == k && x <= thr {
 			continue
 		}
 		j := n
@@ -59,5 +65,8 @@ func TopK[T float32 | float64](v []T, out []int) {
 			j--
 		}
 		out[j] = i
+		if n == k {
+			thr = v[out[k-1]]
+		}
 	}
 }
