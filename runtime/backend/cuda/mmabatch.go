@@ -19,9 +19,9 @@ var _ backend.MatMulBatcher = (*Backend)(nil)
 
 // mmaGroupedPartBytes bounds the split-K partials of one grouped launch: a
 // batch whose partials would take more runs as several launches (its jobs
-// are independent, so the bits do not change). 64 MiB holds a 512-token
-// K=10 prefill layer's 4096-wide gate of a 1024-row expert (4 splits ×
-// 5,120 rows × 1,024 × 4 bytes = 80 MiB) in two launches.
+// are independent, so the bits do not change). A 512-token K=10 prefill
+// layer's gate and up projections of its 1024-row experts (4 splits ×
+// 10,240 rows × 1,024 × 4 bytes = 160 MiB) take three launches.
 const mmaGroupedPartBytes = 64 << 20
 
 // groupJob is one job of a grouped launch, resolved.
@@ -46,7 +46,8 @@ func (be *Backend) MatMulBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 		return fmt.Errorf("cuda: matmul batch of %d outputs, %d weights, %d inputs, %d row counts", len(ys), len(ws), len(xs), len(Ts))
 	}
 	grouped := be.mmaGroup[:0]
-	var apart []int // jobs the grouped kernel does not take
+	defer func() { clear(be.mmaGroup) }() // its room stays, not the tensors
+	var apart []int                       // jobs the grouped kernel does not take
 	for i, w := range ws {
 		t, err := be.tensor(w, "matmul batch")
 		if err != nil {
