@@ -39,6 +39,10 @@ type mmaState struct {
 	minRows int          // 0: off
 	part    scratch
 	gpart   scratch // MatMulBatch's partials, at most mmaGroupedPartBytes a launch
+	// gcols is MatMulBatch's split width (mmaGroupedCols, or
+	// FMOE_CUDA_MMA_GCOLS to measure others): one value a process, so
+	// that its hits and misses compute alike.
+	gcols int
 }
 
 var mmaNames = [...]string{"mma_q2", "mma_q4", "mma_q8", "mma_bf16",
@@ -84,6 +88,14 @@ func (m *mmaState) load(be *Backend, opt int) error {
 		n = 0
 	}
 	m.minRows = n
+	m.gcols = mmaGroupedCols
+	if v := os.Getenv("FMOE_CUDA_MMA_GCOLS"); v != "" {
+		c, err := strconv.Atoi(v)
+		if err != nil || c < mmaBK {
+			return fmt.Errorf("cuda: FMOE_CUDA_MMA_GCOLS=%q: want the columns of K a grouped block takes (at least %d)", v, mmaBK)
+		}
+		m.gcols = c
+	}
 	return nil
 }
 

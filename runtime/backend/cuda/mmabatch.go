@@ -100,7 +100,7 @@ func cmpShape(a, b *tensor) int {
 // as many a launch as the partials' budget and the grid allow.
 func (be *Backend) mmaShape(jobs []groupJob) error {
 	t := jobs[0].t
-	splits, kLen := mmaGroupedSplit(t.cols, mmaUnit(t.format, t.group))
+	splits, kLen := mmaGroupedSplitOf(t.cols, mmaUnit(t.format, t.group), be.mma.gcols)
 	for lo := 0; lo < len(jobs); {
 		hi, part := lo, 0
 		for hi < len(jobs) && hi-lo < maxGridY {

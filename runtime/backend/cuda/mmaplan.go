@@ -57,7 +57,8 @@ func mmaUnit(f backend.Format, g int) int {
 }
 
 // mmaGroupedCols is the most columns of K one block of MatMulBatch's
-// grouped kernel takes (rounded up to whole units).
+// grouped kernel takes (rounded up to whole units); FMOE_CUDA_MMA_GCOLS
+// sets another for a measurement.
 const mmaGroupedCols = 1024
 
 // mmaGroupedSplit is the K split of MatMulBatch's jobs, from the weight's
