@@ -36,6 +36,10 @@ type Options struct {
 	// tensor cores; 0 means FMOE_CUDA_MMA_MIN or DefaultMMAMinRows, a
 	// negative value turns that path off (see mma.go).
 	MMAMinRows int
+	// MMAGroupedCols is MatMulBatch's split width (columns of K a block of
+	// the grouped kernel takes); 0 means FMOE_CUDA_MMA_GCOLS or
+	// mmaGroupedCols. Tests lower it so that small weights split.
+	MMAGroupedCols int
 	// MMVWarpsPerSM is the one-token integer tensor-core matvec's setting
 	// (the resident warps an SM it aims at); 0 means FMOE_CUDA_MMV or
 	// DefaultMMVWarpsPerSM (on), a negative value turns it off (see mmv.go).
@@ -195,7 +199,7 @@ func (be *Backend) init(opts Options) error {
 	if err := be.batch.load(be); err != nil {
 		return err
 	}
-	if err := be.mma.load(be, opts.MMAMinRows); err != nil {
+	if err := be.mma.load(be, opts.MMAMinRows, opts.MMAGroupedCols); err != nil {
 		return err
 	}
 	if err := be.mmv.load(be, opts.MMVWarpsPerSM, smx); err != nil {

@@ -50,8 +50,10 @@ var mmaNames = [...]string{"mma_q2", "mma_q4", "mma_q8", "mma_bf16",
 
 // load finds the entry points and sets the threshold: opt when non-zero
 // (negative turns the path off), else FMOE_CUDA_MMA_MIN, else
-// DefaultMMAMinRows. Cards before sm_80 have no bf16 mma.sync: off.
-func (m *mmaState) load(be *Backend, opt int) error {
+// DefaultMMAMinRows. Cards before sm_80 have no bf16 mma.sync: off. gcols,
+// when positive, is MatMulBatch's split width (else FMOE_CUDA_MMA_GCOLS,
+// else mmaGroupedCols).
+func (m *mmaState) load(be *Backend, opt, gcols int) error {
 	for i, name := range mmaNames {
 		cs := C.CString(name)
 		// The destination is written as an address expression in the call
@@ -89,7 +91,9 @@ func (m *mmaState) load(be *Backend, opt int) error {
 	}
 	m.minRows = n
 	m.gcols = mmaGroupedCols
-	if v := os.Getenv("FMOE_CUDA_MMA_GCOLS"); v != "" {
+	if gcols > 0 {
+		m.gcols = max(gcols, mmaBK)
+	} else if v := os.Getenv("FMOE_CUDA_MMA_GCOLS"); v != "" {
 		c, err := strconv.Atoi(v)
 		if err != nil || c < mmaBK {
 			return fmt.Errorf("cuda: FMOE_CUDA_MMA_GCOLS=%q: want the columns of K a grouped block takes (at least %d)", v, mmaBK)
