@@ -70,15 +70,13 @@ func (s *Session) routeTokens(logits []float32, l, T int, idx []int, w []float32
 	errs := make([]error, par)
 	var wg sync.WaitGroup
 	for p := range par {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for t := p * T / par; t < (p+1)*T/par; t++ {
 				if errs[p] = one(t); errs[p] != nil {
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	for _, err := range errs {

@@ -100,14 +100,11 @@ func cmpShape(a, b *tensor) int {
 // as many a launch as the partials' budget and the grid allow.
 func (be *Backend) mmaShape(jobs []groupJob) error {
 	t := jobs[0].t
-	splits, kLen := mmaGroupedSplitOf(t.cols, mmaUnit(t.format, t.group), be.mma.gcols)
+	splits, kLen := mmaGroupedSplit(t.cols, mmaUnit(t.format, t.group), be.mma.gcols)
 	for lo := 0; lo < len(jobs); {
 		hi, part := lo, 0
 		for hi < len(jobs) && hi-lo < maxGridY {
-			p := 0
-			if splits > 1 {
-				p = 4 * splits * jobs[hi].T * t.rows
-			}
+			p := mmaGroupedPart(splits, jobs[hi].T, t.rows)
 			if hi > lo && part+p > mmaGroupedPartBytes {
 				break
 			}
@@ -138,7 +135,7 @@ func (be *Backend) mmaGrouped(jobs []groupJob, t *tensor, splits, kLen, part int
 	for _, j := range jobs {
 		var p C.CUdeviceptr
 		if part > 0 {
-			p, off = base+off, off+C.CUdeviceptr(4*splits*j.T*t.rows)
+			p, off = base+off, off+C.CUdeviceptr(mmaGroupedPart(splits, j.T, t.rows))
 		}
 		tab = appendMMAJob(tab, uint64(j.t.data), uint64(j.t.scales), uint64(j.t.biases), uint64(j.x), uint64(j.y), uint64(p), j.T)
 		maxT = max(maxT, j.T)

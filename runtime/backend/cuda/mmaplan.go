@@ -61,19 +61,14 @@ func mmaUnit(f backend.Format, g int) int {
 // sets another for a measurement.
 const mmaGroupedCols = 1024
 
-// mmaGroupedSplit is the K split of MatMulBatch's jobs, from the weight's
-// width and unit alone, never from a job's rows or its batch: a job's bits
-// are then the same in a batch of one (a cache miss) as among a layer's
-// hits. Split, an expert's few tokens fill four times the blocks (a
-// 4096-wide gate: 32 for one expert instead of 8, each over 1024 columns,
-// not 4096 in turn), at the price of the partials' traffic.
-func mmaGroupedSplit(C, unit int) (splits, kLen int) {
-	return mmaGroupedSplitOf(C, unit, mmaGroupedCols)
-}
-
-// mmaGroupedSplitOf is mmaGroupedSplit with blocks of at most cols columns
-// (rounded up to whole units).
-func mmaGroupedSplitOf(C, unit, cols int) (splits, kLen int) {
+// mmaGroupedSplit is the K split of MatMulBatch's jobs, blocks of at most
+// cols columns (rounded up to whole units), from the weight's width and
+// unit alone, never from a job's rows or its batch: a job's bits are then
+// the same in a batch of one (a cache miss) as among a layer's hits. Split,
+// an expert's few tokens fill more blocks (a 4096-wide gate at 1024
+// columns: 32 for one expert instead of 8, each over 1024 columns, not 4096
+// in turn), at the price of the partials' traffic.
+func mmaGroupedSplit(C, unit, cols int) (splits, kLen int) {
 	kLen = (cols + unit - 1) / unit * unit
 	if kLen >= C {
 		return 1, C
@@ -81,11 +76,17 @@ func mmaGroupedSplitOf(C, unit, cols int) (splits, kLen int) {
 	return (C + kLen - 1) / kLen, kLen
 }
 
-// mmaJobBytes is mma_cuda.h's mma_job: six pointers and the row count
-// (TestMMAJobLayout checks it against the C++ struct).
-const mmaJobBytes = 56
+// mmaGroupedPart is the bytes of a job's split-K partials: splits tiles of
+// T × rows float32 values (none with one split).
+func mmaGroupedPart(splits, T, rows int) int {
+	if splits == 1 {
+		return 0
+	}
+	return 4 * splits * T * rows
+}
 
-// appendMMAJob appends one mma_job to a job table: the weight's data,
+// appendMMAJob appends one mma_job (mma_cuda.h; TestMMAJobLayout checks
+// the layout against the C++ struct) to a job table: the weight's data,
 // scales and biases, x, y, the partials (0: one split), then T.
 func appendMMAJob(tab []byte, w, s, b, x, y, part uint64, T int) []byte {
 	for _, v := range [...]uint64{w, s, b, x, y, part, uint64(T)} {

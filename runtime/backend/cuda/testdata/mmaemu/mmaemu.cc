@@ -15,6 +15,43 @@
 typedef void (*kernel_t)(const uint*, const ushort*, const ushort*, const float*, float*, float*, int, int, int,
                          int, int, int);
 
+// plainRun launches the plain kernel over T tokens, K split in kLen columns
+// (splits of them, partials in part), then mma_reduce.
+static void plainRun(int bits, const uint* W, const ushort* S, const ushort* B, const float* x, float* y, float* part,
+                     int T, int R, int C, int G, int kLen, int splits) {
+    const int ntiles = (R + 127) / 128, mtiles = (T + 63) / 64;
+    kernel_t k = bits == 2 ? mma_q2 : bits == 4 ? mma_q4 : bits == 8 ? mma_q8 : mma_bf16;
+    float* pp = splits > 1 ? part : nullptr;
+    launch(ntiles * splits, mtiles, [&] { k(W, S, B, x, y, pp, T, R, C, G, kLen, ntiles); });
+    if (splits == 1) return;
+    const int n = T * R;
+    for (int bx = 0; bx < (n + 255) / 256; bx++) {
+        blockIdx = {(uint)bx, 0, 0};
+        for (int t = 0; t < 256; t++) {
+            threadIdx = {(uint)t, 0, 0};
+            mma_reduce(part, y, n, splits);
+        }
+    }
+}
+
+// worstError is the largest relative error of a token row of y [T, R]
+// against float64's x·Wᵀ (NaN sticks).
+static double worstError(const std::vector<double>& vals, const float* x, const float* y, int T, int R, int C) {
+    double worst = 0;
+    for (int t = 0; t < T; t++) {
+        double num = 0, den = 0;
+        for (int r = 0; r < R; r++) {
+            double want = 0;
+            for (int j = 0; j < C; j++) want += vals[(size_t)r * C + j] * x[(size_t)t * C + j];
+            double d = y[(size_t)t * R + r] - want;
+            num += d * d, den += want * want;
+        }
+        double e = std::sqrt(num / den);
+        if (!(e <= worst)) worst = e;
+    }
+    return worst;
+}
+
 // run: the Go host's plan (mma.go's mmaPlan with 132 SMs), the kernel, the
 // reduction; then float64 per token row.
 static bool run(int bits, int R, int C, int G, int T, bool offset, int kLen, int splits, unsigned seed) {
@@ -30,33 +67,9 @@ static bool run(int bits, int R, int C, int G, int T, bool offset, int kLen, int
         x[i] = (float)nd(rng);
         if (offset) x[i] = 3 + 0.1f * x[i];
     }
-    const int ntiles = (R + 127) / 128, mtiles = (T + 63) / 64;
     std::vector<float> y((size_t)T * R, NAN), part(splits > 1 ? (size_t)splits * T * R : 1, NAN);
-    float* pp = splits > 1 ? part.data() : nullptr;
-    kernel_t k = bits == 2 ? mma_q2 : bits == 4 ? mma_q4 : bits == 8 ? mma_q8 : mma_bf16;
-    launch(ntiles * splits, mtiles, [&] { k(W.data(), S.data(), B.data(), x, y.data(), pp, T, R, C, G, kLen, ntiles); });
-    if (splits > 1) {
-        int n = T * R;
-        for (int bx = 0; bx < (n + 255) / 256; bx++) {
-            blockIdx = {(uint)bx, 0, 0};
-            for (int t = 0; t < 256; t++) {
-                threadIdx = {(uint)t, 0, 0};
-                mma_reduce(part.data(), y.data(), n, splits);
-            }
-        }
-    }
-    double worst = 0;
-    for (int t = 0; t < T; t++) {
-        double num = 0, den = 0;
-        for (int r = 0; r < R; r++) {
-            double want = 0;
-            for (int j = 0; j < C; j++) want += vals[(size_t)r * C + j] * x[(size_t)t * C + j];
-            double d = y[(size_t)t * R + r] - want;
-            num += d * d, den += want * want;
-        }
-        double e = std::sqrt(num / den);
-        if (!(e <= worst)) worst = e;  // NaN sticks
-    }
+    plainRun(bits, W.data(), S.data(), B.data(), x, y.data(), part.data(), T, R, C, G, kLen, splits);
+    const double worst = worstError(vals, x, y.data(), T, R, C);
     free(x);
     bool ok = worst <= 2e-5;
     printf("%s bits=%d %dx%d g%d T=%d offset=%d splits=%d kLen=%d: worst token relative error %.3g\n", ok ? "ok" : "FAIL",
@@ -93,7 +106,7 @@ static void groupedRun(int bits, std::vector<mma_job>& jobs, int R, int C, int G
 static bool grouped(int bits, int R, int C, int G, unsigned seed, int kLen, int splits, const std::vector<int>& Ts) {
     std::mt19937_64 rng(seed);
     std::normal_distribution<double> nd;
-    const int n = (int)Ts.size(), ntiles = (R + 127) / 128;
+    const int n = (int)Ts.size();
     std::vector<std::vector<uint>> W(n);
     std::vector<std::vector<ushort>> S(n), B(n);
     std::vector<std::vector<double>> vals(n);
@@ -113,7 +126,6 @@ static bool grouped(int bits, int R, int C, int G, unsigned seed, int kLen, int 
         jobs[j] = {W[j].data(), S[j].data(), B[j].data(), x[j], y[j].data(), splits > 1 ? part[j].data() : nullptr, Ts[j]};
     }
     groupedRun(bits, jobs, R, C, G, kLen, splits);
-    auto pk = bits == 2 ? mma_q2 : bits == 4 ? mma_q4 : bits == 8 ? mma_q8 : mma_bf16;
     bool ok = true;
     for (int j = 0; j < n; j++) {
         const int T = Ts[j];
@@ -121,31 +133,8 @@ static bool grouped(int bits, int R, int C, int G, unsigned seed, int kLen, int 
         one[0].y = alone[j].data(), one[0].part = splits > 1 ? part1[j].data() : nullptr;
         groupedRun(bits, one, R, C, G, kLen, splits);
         std::vector<float> pp(splits * (size_t)T * R);
-        float* ppp = splits > 1 ? pp.data() : nullptr;
-        launch(ntiles * splits, (T + 63) / 64,
-               [&] { pk(W[j].data(), S[j].data(), B[j].data(), x[j], plain[j].data(), ppp, T, R, C, G, kLen, ntiles); });
-        if (splits > 1) {
-            const int m = T * R;
-            for (int bx = 0; bx < (m + 255) / 256; bx++) {
-                blockIdx = {(uint)bx, 0, 0};
-                for (int t = 0; t < 256; t++) {
-                    threadIdx = {(uint)t, 0, 0};
-                    mma_reduce(pp.data(), plain[j].data(), m, splits);
-                }
-            }
-        }
-        double worst = 0;
-        for (int t = 0; t < T; t++) {
-            double num = 0, den = 0;
-            for (int r = 0; r < R; r++) {
-                double want = 0;
-                for (int c = 0; c < C; c++) want += vals[j][(size_t)r * C + c] * x[j][(size_t)t * C + c];
-                double d = y[j][(size_t)t * R + r] - want;
-                num += d * d, den += want * want;
-            }
-            double e = std::sqrt(num / den);
-            if (!(e <= worst)) worst = e;
-        }
+        plainRun(bits, W[j].data(), S[j].data(), B[j].data(), x[j], plain[j].data(), pp.data(), T, R, C, G, kLen, splits);
+        const double worst = worstError(vals[j], x[j], y[j].data(), T, R, C);
         const size_t bytes = y[j].size() * 4;
         const bool dAlone = memcmp(y[j].data(), alone[j].data(), bytes) != 0;
         const bool dPlain = memcmp(y[j].data(), plain[j].data(), bytes) != 0;
