@@ -287,6 +287,192 @@ MMA_GROUPED_KERNEL(mmag_q4, 4)
 MMA_GROUPED_KERNEL(mmag_q8, 8)
 MMA_GROUPED_KERNEL(mmag_bf16, 16)
 
+// The skinny tile: a grouped job of few tokens (a prefill expert's usual
+// handful) wastes most of the 64-row tile's MMAs, and the 64 × 128 tile's
+// one step of 32 columns in flight (2 KB of Q4 weights a block, two blocks
+// an SM) leaves a step's loads waiting out DRAM latency alone: the 64-row
+// grouped kernel read 0.32 TB/s on a 512-token prefill (docs/gpu-decode.md,
+// run 15). mms_body computes a 16 × 128 tile over K steps of 64 columns
+// with D steps' loads in flight (registers, a ring), the scales of a step
+// staged with it, and a quarter of the accumulators, so three blocks fit an
+// SM. Each output element sees the same sequence of operations as in
+// mma_body (the same 16-column MMAs in K order, pieces smallest first, the
+// same group sums of x: 8-column partial sums combined over 32 columns in
+// the same tree, then 32-column sums in K order, folded in at the same
+// group ends), so its bits are mma_body's: the host may give a job either
+// kernel (mmaemu checks the equality).
+#define MMS_BM 16
+#define MMS_BK 64
+#define MMS_LD 36  // shared row stride in words: 64 bf16 + 8 of padding, conflict-free fragments
+
+template <int BITS>
+struct mms_depth {
+    // K steps in flight: the thread's raw weights are BITS words a step.
+    static const int D = BITS == 16 ? 1 : BITS == 8 ? 2 : 3;
+};
+
+template <int BITS>
+DEVICE_FN void mms_body(const uint* W, const ushort* S, const ushort* B, const float* x, float* y, float* part,
+                        int T, int R, int C, int G, int kLen, int split, int n0, int m0) {
+    const bool QUANT = BITS < 16;
+    const int D = mms_depth<BITS>::D;
+    const float CENTRE = (float)(1 << ((BITS - 1) & 15));
+    __shared__ __align__(16) uint As[3][MMS_BM * MMS_LD];
+    __shared__ __align__(16) uint Bs[MMA_BN * MMS_LD];
+    __shared__ float csum[MMS_BK / 32][MMS_BM];  // x's 32-column sums, per row
+    __shared__ float sS[MMS_BK / 32][MMA_BN];    // a group's scale, where one ends in a 32-column chunk
+    __shared__ float sB[MMS_BK / 32][MMA_BN];    // and its bias + centre·scale
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int g = lane >> 2, t4 = lane & 3;
+    const int kBeg = split * kLen, kEnd = min(C, kBeg + kLen);
+    const int ng = QUANT ? C / G : 1;
+
+    // Loader roles: x row tid/16, columns 4·(tid%16)..+3; W row tid/2,
+    // columns 32·(tid%2)..+31 (BITS words); the scales of chunk tid/128,
+    // row tid%128.
+    const int xr = tid >> 4, xc = (tid & 15) * 4;
+    const bool xok = m0 + xr < T;
+    const float* xrow = x + (i64)(xok ? m0 + xr : 0) * C + xc;
+    const int wr = tid >> 1, wh = tid & 1;
+    const i64 wpr = (i64)C * BITS / 32;
+    const uint* wrow = W + (i64)min(n0 + wr, R - 1) * wpr;
+    const int sc = tid >> 7;
+    const i64 srow = (i64)min(n0 + (tid & 127), R - 1) * ng;
+
+    uint wv[D][BITS];
+    float4 xv[D];
+    ushort sv[D], bv[D];
+    // load issues step k's loads into ring slot d; columns past kEnd are
+    // not read (the last step of a split may be a 32-column half).
+    auto load = [&](int d, int k) {
+        const int kw = k + wh * 32;
+        if (kw < kEnd) {
+            const uint* p = wrow + (i64)kw * BITS / 32;
+            if (BITS == 2) {
+                uint2 v = *(const uint2*)p;
+                wv[d][0] = v.x, wv[d][1] = v.y;
+            } else {
+                UNROLL for (int i = 0; i < BITS / 4; i++) {
+                    uint4 v = *(const uint4*)(p + 4 * i);
+                    wv[d][4 * i] = v.x, wv[d][4 * i + 1] = v.y, wv[d][4 * i + 2] = v.z, wv[d][4 * i + 3] = v.w;
+                }
+            }
+        }
+        xv[d] = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (xok && k + xc < kEnd) xv[d] = *(const float4*)(xrow + k);
+        if (QUANT) {
+            const int c0 = k + 32 * sc;
+            if (c0 < kEnd && (c0 + 32) % G == 0) sv[d] = S[srow + c0 / G], bv[d] = B[srow + c0 / G];
+        }
+    };
+    UNROLL for (int d = 0; d < D; d++) if (kBeg + d * MMS_BK < kEnd) load(d, kBeg + d * MMS_BK);
+
+    float acc[2][4], pt[2][4], run[2] = {0.f, 0.f};
+    UNROLL for (int j = 0; j < 2; j++) UNROLL for (int c = 0; c < 4; c++) acc[j][c] = 0.f, pt[j][c] = 0.f;
+
+    for (int k0 = kBeg; k0 < kEnd; k0 += D * MMS_BK) {
+        UNROLL for (int d = 0; d < D; d++) {
+            const int ks0 = k0 + d * MMS_BK;
+            if (ks0 >= kEnd) break;
+            {
+                // Store slot d: x's pieces and 32-column sums, W decoded, the scales.
+                const float4 v = xv[d];
+                uint p0[3], p1[3];
+                mma_split3(v.x, v.y, p0);
+                mma_split3(v.z, v.w, p1);
+                UNROLL for (int p = 0; p < 3; p++) *(uint2*)&As[p][xr * MMS_LD + xc / 2] = make_uint2(p0[p], p1[p]);
+                if (QUANT) {
+                    float s = (v.x + v.y) + (v.z + v.w);
+                    s += __shfl_xor_sync(0xffffffffu, s, 1);
+                    s += __shfl_xor_sync(0xffffffffu, s, 2);
+                    s += __shfl_xor_sync(0xffffffffu, s, 4);
+                    if ((tid & 7) == 0) csum[(tid & 15) >> 3][xr] = s;
+                    const int c0 = ks0 + 32 * sc;
+                    if (c0 < kEnd && (c0 + 32) % G == 0) {
+                        const float sf = BF16_TO_FLOAT(sv[d]);
+                        sS[sc][tid & 127] = sf;
+                        sB[sc][tid & 127] = BF16_TO_FLOAT(bv[d]) + CENTRE * sf;
+                    }
+                }
+                UNROLL for (int h = 0; h < 2; h++) {
+                    uint q[8], dw[8];
+                    UNROLL for (int i = 0; i < 8; i++) q[i] = i < BITS / 2 ? wv[d][h * (BITS / 2) + i] : 0u;
+                    mma_wdecode<BITS>(q, dw);
+                    uint* bp = &Bs[wr * MMS_LD + wh * 16 + h * 8];
+                    *(uint4*)bp = make_uint4(dw[0], dw[1], dw[2], dw[3]);
+                    *(uint4*)(bp + 4) = make_uint4(dw[4], dw[5], dw[6], dw[7]);
+                }
+            }
+            __syncthreads();
+            if (ks0 + D * MMS_BK < kEnd) load(d, ks0 + D * MMS_BK);
+            UNROLL for (int ks = 0; ks < MMS_BK / 16; ks++) {
+                const int kc = ks0 + ks * 16;
+                if (kc >= kEnd) break;
+                if (QUANT && (ks & 1) == 0) {
+                    // A 32-column chunk begins: the group's running sum of x, as mma_body's gsum.
+                    UNROLL for (int rr = 0; rr < 2; rr++) {
+                        const float v = csum[ks >> 1][g + 8 * rr];
+                        run[rr] = kc % G == 0 ? v : run[rr] + v;
+                    }
+                }
+                uint bf[2][2];
+                UNROLL for (int j = 0; j < 2; j++) {
+                    const uint* bp = &Bs[(warp * 16 + j * 8 + g) * MMS_LD + ks * 8 + t4];
+                    bf[j][0] = bp[0];
+                    bf[j][1] = bp[4];
+                }
+                UNROLL for (int p = 2; p >= 0; p--) {
+                    const uint* ap = &As[p][g * MMS_LD + ks * 8 + t4];
+                    uint a0 = ap[0], a1 = ap[8 * MMS_LD], a2 = ap[4], a3 = ap[8 * MMS_LD + 4];
+                    UNROLL for (int j = 0; j < 2; j++) {
+                        if (QUANT) mma_16816(pt[j], a0, a1, a2, a3, bf[j][0], bf[j][1]);
+                        else mma_16816(acc[j], a0, a1, a2, a3, bf[j][0], bf[j][1]);
+                    }
+                }
+                if (QUANT && (kc + 16) % G == 0) {
+                    UNROLL for (int j = 0; j < 2; j++) UNROLL for (int cc = 0; cc < 2; cc++) {
+                        const int nl = warp * 16 + j * 8 + 2 * t4 + cc;
+                        const float s = sS[ks >> 1][nl], bm = sB[ks >> 1][nl];
+                        UNROLL for (int rr = 0; rr < 2; rr++) {
+                            acc[j][2 * rr + cc] += FMAF(s, pt[j][2 * rr + cc], bm * run[rr]);
+                            pt[j][2 * rr + cc] = 0.f;
+                        }
+                    }
+                }
+            }
+            __syncthreads();
+        }
+    }
+
+    float* out = part ? part + (i64)split * T * R : y;
+    UNROLL for (int rr = 0; rr < 2; rr++) {
+        const int m = m0 + g + 8 * rr;
+        if (m >= T) continue;
+        UNROLL for (int j = 0; j < 2; j++) UNROLL for (int cc = 0; cc < 2; cc++) {
+            const int n = n0 + warp * 16 + j * 8 + 2 * t4 + cc;
+            if (n < R) out[(i64)m * R + n] = acc[j][2 * rr + cc];
+        }
+    }
+}
+
+// The grouped kernel with the skinny tile: as MMA_GROUPED_KERNEL, token
+// rows in tiles of 16 (mtiles of them for the launch's largest job).
+#define MMS_GROUPED_KERNEL(name, BITS)                                                                  \
+    extern "C" __global__ void __launch_bounds__(256, 3)                                                 \
+        name(const mma_job* jobs, int R, int C, int G, int ntiles, int mtiles, int kLen) {                \
+        const mma_job j = jobs[blockIdx.y];                                                               \
+        const int split = blockIdx.x / (ntiles * mtiles), rest = blockIdx.x - split * ntiles * mtiles;    \
+        const int mt = rest / ntiles, m0 = mt * MMS_BM;                                                   \
+        if (m0 >= (int)j.T) return;                                                                       \
+        MMA_BODY(mms_body<BITS>(j.W, j.S, j.B, j.x, j.y, j.part, (int)j.T, R, C, G, kLen, split,          \
+                                (rest - mt * ntiles) * MMA_BN, m0));                                      \
+    }
+MMS_GROUPED_KERNEL(mmas_q2, 2)
+MMS_GROUPED_KERNEL(mmas_q4, 4)
+MMS_GROUPED_KERNEL(mmas_q8, 8)
+MMS_GROUPED_KERNEL(mmas_bf16, 16)
+
 // mmag_reduce is mma_reduce for each job of a grouped launch with splits:
 // y_j[i] = Σ_s part_j[s·n + i] in split order, n = T_j·R. grid =
 // (ceil(largest n / 256), jobs), block = 256.

@@ -65,7 +65,8 @@ DEVICE_FN void mma_16832_u8s8(int (&d)[4], uint a0, uint a1, uint a2, uint a3, u
 // mmv_cp16 copies 16 bytes from global to shared memory without a register
 // (cp.async, sm_80 and later, like the MMA above); mmv_cp_wait waits for
 // this lane's copies and then for the warp's. Only the SMX matvecs call
-// them, and they are compiled only where asked for (FMOE_MMV_SMX, below).
+// them, and they are compiled where the host asks (FMOE_MMV_SMX, below: by
+// default since run 15).
 DEVICE_FN void mmv_cp16(void* s, const void* g) {
 #if defined(FMOE_MMV_SMX) && __CUDA_ARCH__ >= 800
     unsigned sa;
@@ -185,11 +186,12 @@ DEVICE_FN int mmv_words(int C) { return 128 * (C / 128) + 8 * (C / 64); }
 // MMV_MAXSEG at most), and the segments are added in order: the result's
 // bits do not depend on nw, so a batch job computes what MatMul does.
 //
-// SMX (measured against the default, docs/gpu-decode.md): a warp copies its
+// SMX (the host's default since run 15 measured it faster on every decode
+// shape, docs/gpu-decode.md): a warp copies its
 // segment's x fragments and sums into shared memory (xsm: MMV_SMX_WORDS
 // uint2 a warp) with cp.async right after it issues the weights' loads, so
-// that both are in flight at once without registers to hold x; the default
-// reads them from L1/L2 only when it uses them, a second latency after the
+// that both are in flight at once without registers to hold x; without it
+// a warp reads them from L1/L2 only when it uses them, a second latency after the
 // weights'. (Issued before the weights, with loops over the copies, the
 // copies cost 34 registers more a thread under NVRTC 11.8; after them and
 // unrolled, 12 on the batch and 12 fewer on the single matvec.) The same

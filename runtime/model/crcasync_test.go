@@ -70,11 +70,20 @@ func (k *keepTier) MatMulBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 	k.batches++
 	k.jobs += len(ws)
 	k.most = max(k.most, len(ws))
-	if mb, ok := k.Backend.(backend.MatMulBatcher); ok {
+	return matMulBatch(k.Backend, ys, ws, xs, Ts)
+}
+
+// matMulBatch is a test wrapper's MatMulBatch: the wrapped backend's where
+// it has one, else one MatMul a job. A wrapper that embeds
+// backend.Backend alone would hide CUDA's batcher, and the model would
+// then compute a many-token step's experts with MatMul, whose K split
+// (and so whose bits) differ from the batch's.
+func matMulBatch(be backend.Backend, ys []backend.Buffer, ws []backend.Tensor, xs []backend.Buffer, Ts []int) error {
+	if mb, ok := be.(backend.MatMulBatcher); ok {
 		return mb.MatMulBatch(ys, ws, xs, Ts)
 	}
 	for i := range ws {
-		if err := k.MatMul(ys[i], ws[i], xs[i], Ts[i]); err != nil {
+		if err := be.MatMul(ys[i], ws[i], xs[i], Ts[i]); err != nil {
 			return err
 		}
 	}

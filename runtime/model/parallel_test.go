@@ -25,6 +25,13 @@ func (b *binds) Bind(w backend.Weight) (backend.Tensor, error) {
 	return b.Backend.Bind(w)
 }
 
+// MatMulBatch keeps the wrapped backend's batched matmul: without it a
+// CUDA rank would compute a prompt's experts with other bits than the
+// one-device run it is compared with.
+func (b *binds) MatMulBatch(ys []backend.Buffer, ws []backend.Tensor, xs []backend.Buffer, Ts []int) error {
+	return matMulBatch(b.Backend, ys, ws, xs, Ts)
+}
+
 // devices returns n-1 further backends (ranks 1…): the logical devices of
 // the split tests. CPU backends of one thread each; with
 // FMOE_TEST_BACKEND=cuda, CUDA backends on the one card, each with its own

@@ -17,7 +17,7 @@ import (
 // without a GPU (Debian's libnvrtc11.2 will do), rather than at the first
 // New on one. .ci/run installs Debian's NVRTC and sets FMOE_NVRTC_REQUIRE=1,
 // so that in CI a missing NVRTC fails instead of skipping. Besides the
-// default matvec settings (with the opt-in SMX integer matvec) it compiles
+// default matvec settings (with the integer matvec's SMX kernels, which New adds by default) it compiles
 // the sweep grid's extremes (fewest and most registers per warp), in
 // parallel as BenchmarkMatVecSweep does.
 func TestKernelsCompile(t *testing.T) {
@@ -36,7 +36,7 @@ func TestKernelsCompile(t *testing.T) {
 			defer wg.Done()
 			defs := c.defines()
 			if i == 0 {
-				// The integer matvec's opt-in SMX kernels (cp.async) too.
+				// The integer matvec's SMX kernels (cp.async), on by default.
 				defs = append(defs, "-DFMOE_MMV_SMX=1")
 			}
 			im, _, err := compile(shaders.CUDA(), "90", defs)

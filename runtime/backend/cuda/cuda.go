@@ -40,15 +40,22 @@ type Options struct {
 	// the grouped kernel takes); 0 means FMOE_CUDA_MMA_GCOLS or
 	// mmaGroupedCols. Tests lower it so that small weights split.
 	MMAGroupedCols int
+	// MMASkinnyRows is the most rows of a MatMulBatch job that the grouped
+	// kernel's 16-row tile takes (the rest take the 64-row tile: the same
+	// bits either way); 0 means FMOE_CUDA_MMA_SKINNY or
+	// DefaultMMASkinnyRows, a negative value leaves every job to the
+	// 64-row tile.
+	MMASkinnyRows int
 	// MMVWarpsPerSM is the one-token integer tensor-core matvec's setting
 	// (the resident warps an SM it aims at); 0 means FMOE_CUDA_MMV or
 	// DefaultMMVWarpsPerSM (on), a negative value turns it off (see mmv.go).
 	MMVWarpsPerSM int
-	// MMVSharedX selects the integer matvec's variant that copies x's
-	// fragments to shared memory with cp.async beside the weights' loads (as
-	// FMOE_CUDA_MMV_SMX=1 does): the same bits, a different speed, kept
-	// selectable until measurements decide (docs/gpu-decode.md).
-	MMVSharedX bool
+	// MMVRegisterX selects the integer matvec's variant that loads x's
+	// fragments into registers when it uses them (as FMOE_CUDA_MMV_SMX=0
+	// does) instead of the default's copy to shared memory with cp.async
+	// beside the weights' loads (SMX): the same bits, slower (run 15,
+	// docs/gpu-decode.md); kept to measure against.
+	MMVRegisterX bool
 	// Matvec tunes the decode matvec (rows per warp, chunks in flight,
 	// warps per block, blocks per SM); zero fields take FMOE_CUDA_MV's
 	// values, then the defaults (mvconfig.go). Results do not depend on it.
@@ -172,7 +179,7 @@ func NewWithOptions(opts Options) (*Backend, error) {
 
 func (be *Backend) init(opts Options) error {
 	defs := be.mv.defines()
-	smx := opts.MMVSharedX || mmvSMX()
+	smx := !opts.MMVRegisterX && mmvSMX()
 	if smx {
 		defs = append(slices.Clone(defs), "-DFMOE_MMV_SMX=1") // the SMX matvecs (mmv.go)
 	}
@@ -199,7 +206,7 @@ func (be *Backend) init(opts Options) error {
 	if err := be.batch.load(be); err != nil {
 		return err
 	}
-	if err := be.mma.load(be, opts.MMAMinRows, opts.MMAGroupedCols); err != nil {
+	if err := be.mma.load(be, opts.MMAMinRows, opts.MMAGroupedCols, opts.MMASkinnyRows); err != nil {
 		return err
 	}
 	if err := be.mmv.load(be, opts.MMVWarpsPerSM, smx); err != nil {

@@ -28,12 +28,23 @@ import (
 // a negative value turns the path off.
 const DefaultMMAMinRows = 16
 
+// DefaultMMASkinnyRows is the most rows of a MatMulBatch job that take the
+// grouped kernel's 16-row tile (mma_cuda.h's mms_body) rather than its
+// 64-row one: a prefill expert's usual few tokens, and up to two 16-row
+// tiles, which read the weights twice (from L2 mostly) where the 64-row
+// tile wastes half or more of its MMAs and waits on its loads.
+// FMOE_CUDA_MMA_SKINNY=N (or Options.MMASkinnyRows) sets another, a
+// negative value none.
+const DefaultMMASkinnyRows = 32
+
 // mmaState is the tensor-core path: its entry points (Q2, Q4, Q8, BF16;
-// the grouped ones of MatMulBatch in the same order; the split-K
-// reduction), the row threshold, and the split-K partials' scratch.
+// the grouped ones of MatMulBatch, 64-row then 16-row tiles, in the same
+// order; the split-K reductions), the row thresholds, and the split-K
+// partials' scratch.
 type mmaState struct {
 	k       [4]C.CUfunction
 	g       [4]C.CUfunction
+	s       [4]C.CUfunction // the grouped kernel's 16-row tile
 	reduce  C.CUfunction
 	greduce C.CUfunction // the grouped jobs' split-K sums
 	minRows int          // 0: off
@@ -43,17 +54,23 @@ type mmaState struct {
 	// FMOE_CUDA_MMA_GCOLS to measure others): one value a process, so
 	// that its hits and misses compute alike.
 	gcols int
+	// skinny is the most rows a grouped job has to take the 16-row tile
+	// (0: none).
+	skinny int
 }
 
 var mmaNames = [...]string{"mma_q2", "mma_q4", "mma_q8", "mma_bf16",
-	"mmag_q2", "mmag_q4", "mmag_q8", "mmag_bf16", "mma_reduce", "mmag_reduce"}
+	"mmag_q2", "mmag_q4", "mmag_q8", "mmag_bf16", "mmas_q2", "mmas_q4", "mmas_q8", "mmas_bf16",
+	"mma_reduce", "mmag_reduce"}
 
 // load finds the entry points and sets the threshold: opt when non-zero
 // (negative turns the path off), else FMOE_CUDA_MMA_MIN, else
 // DefaultMMAMinRows. Cards before sm_80 have no bf16 mma.sync: off. gcols,
 // when positive, is MatMulBatch's split width (else FMOE_CUDA_MMA_GCOLS,
-// else mmaGroupedCols).
-func (m *mmaState) load(be *Backend, opt, gcols int) error {
+// else mmaGroupedCols); skinny, when non-zero, the most rows a grouped job
+// has to take the 16-row tile (else FMOE_CUDA_MMA_SKINNY, else
+// DefaultMMASkinnyRows; negative: none).
+func (m *mmaState) load(be *Backend, opt, gcols, skinny int) error {
 	for i, name := range mmaNames {
 		cs := C.CString(name)
 		// The destination is written as an address expression in the call
@@ -66,6 +83,8 @@ func (m *mmaState) load(be *Backend, opt, gcols int) error {
 			r = C.fm_module_function(be.ctx, &m.k[i], be.mod, cs)
 		case i < 2*n:
 			r = C.fm_module_function(be.ctx, &m.g[i-n], be.mod, cs)
+		case i < 3*n:
+			r = C.fm_module_function(be.ctx, &m.s[i-2*n], be.mod, cs)
 		case name == "mma_reduce":
 			r = C.fm_module_function(be.ctx, &m.reduce, be.mod, cs)
 		default:
@@ -100,6 +119,16 @@ func (m *mmaState) load(be *Backend, opt, gcols int) error {
 		}
 		m.gcols = c
 	}
+	if skinny == 0 {
+		skinny = DefaultMMASkinnyRows
+		if v := os.Getenv("FMOE_CUDA_MMA_SKINNY"); v != "" {
+			var err error
+			if skinny, err = strconv.Atoi(v); err != nil {
+				return fmt.Errorf("cuda: FMOE_CUDA_MMA_SKINNY=%q: want the most rows of a job for the 16-row tile (negative: none)", v)
+			}
+		}
+	}
+	m.skinny = max(skinny, 0)
 	return nil
 }
 

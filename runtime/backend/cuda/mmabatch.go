@@ -97,8 +97,33 @@ func cmpShape(a, b *tensor) int {
 }
 
 // mmaShape launches jobs whose weights share one shape, format and group:
-// as many a launch as the partials' budget and the grid allow.
+// those of few rows on the 16-row tile, the rest on the 64-row one (the
+// same bits: mma_cuda.h), each as many a launch as the partials' budget
+// and the grid allow.
 func (be *Backend) mmaShape(jobs []groupJob) error {
+	few := be.mma.skinny
+	big := func(j groupJob) int {
+		if j.T <= few {
+			return 0
+		}
+		return 1
+	}
+	slices.SortStableFunc(jobs, func(a, b groupJob) int { return cmp.Compare(big(a), big(b)) })
+	n := 0
+	for n < len(jobs) && jobs[n].T <= few {
+		n++
+	}
+	if err := be.mmaTiles(jobs[:n], true); err != nil {
+		return err
+	}
+	return be.mmaTiles(jobs[n:], false)
+}
+
+// mmaTiles launches jobs of one weight shape on one tile (skinny: 16 rows).
+func (be *Backend) mmaTiles(jobs []groupJob, skinny bool) error {
+	if len(jobs) == 0 {
+		return nil
+	}
 	t := jobs[0].t
 	splits, kLen := mmaGroupedSplit(t.cols, mmaUnit(t.format, t.group), be.mma.gcols)
 	for lo := 0; lo < len(jobs); {
@@ -111,7 +136,7 @@ func (be *Backend) mmaShape(jobs []groupJob) error {
 			part += p
 			hi++
 		}
-		if err := be.mmaGrouped(jobs[lo:hi], t, splits, kLen, part); err != nil {
+		if err := be.mmaGrouped(jobs[lo:hi], t, splits, kLen, part, skinny); err != nil {
 			return err
 		}
 		lo = hi
@@ -120,9 +145,9 @@ func (be *Backend) mmaShape(jobs []groupJob) error {
 }
 
 // mmaGrouped uploads the jobs (weights shaped as t) and launches the
-// grouped kernel over them, then, with splits, the sums of their partials
-// (part bytes in all).
-func (be *Backend) mmaGrouped(jobs []groupJob, t *tensor, splits, kLen, part int) error {
+// grouped kernel over them (skinny: its 16-row tile), then, with splits,
+// the sums of their partials (part bytes in all).
+func (be *Backend) mmaGrouped(jobs []groupJob, t *tensor, splits, kLen, part int, skinny bool) error {
 	var base C.CUdeviceptr
 	if part > 0 {
 		var err error
@@ -145,10 +170,14 @@ func (be *Backend) mmaGrouped(jobs []groupJob, t *tensor, splits, kLen, part int
 	if err != nil {
 		return err
 	}
-	ntiles, mtiles := (t.rows+mmaBN-1)/mmaBN, (maxT+mmaBM-1)/mmaBM
+	bm, k := mmaBM, be.mma.g[mmaKernel(t.format)]
+	if skinny {
+		bm, k = mmsBM, be.mma.s[mmaKernel(t.format)]
+	}
+	ntiles, mtiles := (t.rows+mmaBN-1)/mmaBN, (maxT+bm-1)/bm
 	be.args.reset()
 	be.args.ptr(p).i32(t.rows).i32(t.cols).i32(t.group).i32(ntiles).i32(mtiles).i32(kLen)
-	if err := be.launch(be.mma.g[mmaKernel(t.format)], ntiles*mtiles*splits, len(jobs), mmaThreads, 0); err != nil {
+	if err := be.launch(k, ntiles*mtiles*splits, len(jobs), mmaThreads, 0); err != nil {
 		return err
 	}
 	if splits == 1 {

@@ -61,7 +61,8 @@ func TestMMAKernelEmulated(t *testing.T) {
 // in one launch, K split as the host splits it (mmaGroupedSplit, with the
 // split width lowered so that these small weights split), each job within
 // float64's tolerance and bit for bit what it computes in a launch of its
-// own and what the plain kernel and mma_reduce compute with that split.
+// own, what the plain kernel and mma_reduce compute with that split, and
+// what the skinny tile's grouped kernel (mms_body) computes.
 func TestMMAGroupedEmulated(t *testing.T) {
 	bin := buildEmulator(t, "mmaemu")
 	for _, c := range []struct {
@@ -75,6 +76,13 @@ func TestMMAGroupedEmulated(t *testing.T) {
 		// TestMMAKernelEmulated's.
 		{backend.Q4, 200, 192, 64, 64, []int{5, 70, 1, 17}},
 		{backend.BF16, 96, 96, 0, 1024, []int{1, 64}}, // one split
+		// The skinny tile's ring of K steps in flight (mms_depth): two
+		// unequal splits of 16 and 8 steps of 64 columns (Q4, three in
+		// flight); a group over two steps (Q8 g128, two in flight); two
+		// groups a step and a last half step (Q2 g32, 352 columns).
+		{backend.Q4, 128, 1536, 64, 1024, []int{10, 3}},
+		{backend.Q8, 130, 512, 128, 1024, []int{3, 40}},
+		{backend.Q2, 128, 352, 32, 1024, []int{16, 33}},
 	} {
 		if !mmaFits(c.f, c.C, c.G) {
 			t.Fatalf("%v: mmaFits(%d, %d) is false", c.f, c.C, c.G)

@@ -16,6 +16,7 @@ const (
 	mmaBN      = 128
 	mmaBK      = 32
 	mmaThreads = 256
+	mmsBM      = 16 // the grouped kernel's skinny tile (mms_body)
 )
 
 // mmaFits reports whether mma_cuda.h takes a weight of format f, shape

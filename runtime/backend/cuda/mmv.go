@@ -50,10 +50,12 @@ type mmvState struct {
 	smx                                      bool // the mmvs_* matvecs (mmvSMX)
 }
 
-// mmvSMX reports FMOE_CUDA_MMV_SMX=1: the matvecs that copy x's fragments
-// to shared memory with cp.async beside the weights' loads (mmv_cuda.h's
-// SMX, mmvs_*), for measuring against the default; the same bits.
-func mmvSMX() bool { return os.Getenv("FMOE_CUDA_MMV_SMX") == "1" }
+// mmvSMX reports whether the matvecs copy x's fragments to shared memory
+// with cp.async beside the weights' loads (mmv_cuda.h's SMX, mmvs_*): the
+// default since run 15 measured them faster on every decode shape (the
+// head 1.48×, the experts' batches 1.05–1.12×); FMOE_CUDA_MMV_SMX=0 keeps
+// x in registers, to measure against. The same bits either way.
+func mmvSMX() bool { return os.Getenv("FMOE_CUDA_MMV_SMX") != "0" }
 
 // mmvSMXBytes is the dynamic shared memory an SMX launch of warps warps
 // takes (mmv_cuda.h's MMV_SMX_WORDS uint2 a warp), fi the format index.
@@ -68,7 +70,7 @@ func mmvChunks(fi int) int { return 16 >> (fi + 1) }
 const mmvSMXMax = 44 << 10
 
 // load finds the entry points (smx: the SMX matvecs, which the module then
-// holds: Options.MMVSharedX or FMOE_CUDA_MMV_SMX), sets the warps per
+// holds unless Options.MMVRegisterX or FMOE_CUDA_MMV_SMX=0), sets the warps per
 // SM (opt when non-zero, negative turning the path off, else FMOE_CUDA_MMV,
 // else the default) and allocates the scratch. Cards before sm_80 have no
 // m16n8k32 integer mma.sync: off.

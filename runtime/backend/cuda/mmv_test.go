@@ -63,8 +63,8 @@ func TestMatMulMMV(t *testing.T) {
 	defer be.Close()
 	off := newMMV(t, -1)
 	defer off.Close()
-	smx := newMMVWith(t, Options{MMVWarpsPerSM: mmvOptIn, MMVSharedX: true})
-	defer smx.Close()
+	reg := newMMVWith(t, Options{MMVWarpsPerSM: mmvOptIn, MMVRegisterX: true})
+	defer reg.Close()
 	for _, c := range []struct {
 		f       backend.Format
 		R, C, G int
@@ -113,17 +113,18 @@ func TestMatMulMMV(t *testing.T) {
 		t.Logf("%s: relative error %.2g (matvec.h %.2g)", name, e, relErr64(cores, want))
 		again := runTensor(t, be, wt, x, 1, c.R)
 		batch := batchOne(t, be, wt, x, c.R)
-		// The SMX variant (x through shared memory) computes the same bits.
-		st, err := smx.Register(w)
+		// x in registers (the default has SMX: x through shared memory)
+		// computes the same bits.
+		rt, err := reg.Register(w)
 		if err != nil {
 			t.Fatal(err)
 		}
-		viaSmem, smemBatch := runTensor(t, smx, st, x, 1, c.R), batchOne(t, smx, st, x, c.R)
+		viaReg, regBatch := runTensor(t, reg, rt, x, 1, c.R), batchOne(t, reg, rt, x, c.R)
 		for i := range got {
 			g := math.Float32bits(got[i])
 			if g != math.Float32bits(again[i]) || g != math.Float32bits(batch[i]) ||
-				g != math.Float32bits(viaSmem[i]) || g != math.Float32bits(smemBatch[i]) {
-				t.Fatalf("%s: row %d: %v, rerun %v, batch job %v, SMX %v, SMX batch job %v", name, i, got[i], again[i], batch[i], viaSmem[i], smemBatch[i])
+				g != math.Float32bits(viaReg[i]) || g != math.Float32bits(regBatch[i]) {
+				t.Fatalf("%s: row %d: %v, rerun %v, batch job %v, x in registers %v, its batch job %v", name, i, got[i], again[i], batch[i], viaReg[i], regBatch[i])
 			}
 		}
 	}

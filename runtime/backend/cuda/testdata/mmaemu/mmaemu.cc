@@ -77,14 +77,17 @@ static bool run(int bits, int R, int C, int G, int T, bool offset, int kLen, int
     return ok;
 }
 
-// groupedRun launches the grouped kernel on jobs (ntiles for R rows, K
-// split in kLen columns, splits of them) and, with splits, mmag_reduce.
-static void groupedRun(int bits, std::vector<mma_job>& jobs, int R, int C, int G, int kLen, int splits) {
-    const int ntiles = (R + 127) / 128;
+// groupedRun launches the grouped kernel (skinny: the 16-row tile's) on
+// jobs (ntiles for R rows, K split in kLen columns, splits of them) and,
+// with splits, mmag_reduce.
+static void groupedRun(int bits, std::vector<mma_job>& jobs, int R, int C, int G, int kLen, int splits,
+                       bool skinny = false) {
+    const int ntiles = (R + 127) / 128, bm = skinny ? MMS_BM : MMA_BM;
     int maxT = 0;
     for (auto& j : jobs) maxT = std::max(maxT, (int)j.T);
-    const int mtiles = (maxT + 63) / 64, n = (int)jobs.size();
-    auto gk = bits == 2 ? mmag_q2 : bits == 4 ? mmag_q4 : bits == 8 ? mmag_q8 : mmag_bf16;
+    const int mtiles = (maxT + bm - 1) / bm, n = (int)jobs.size();
+    auto gk = skinny ? (bits == 2 ? mmas_q2 : bits == 4 ? mmas_q4 : bits == 8 ? mmas_q8 : mmas_bf16)
+                     : (bits == 2 ? mmag_q2 : bits == 4 ? mmag_q4 : bits == 8 ? mmag_q8 : mmag_bf16);
     launch(ntiles * mtiles * splits, n, [&] { gk(jobs.data(), R, C, G, ntiles, mtiles, kLen); });
     if (splits == 1) return;
     for (int jy = 0; jy < n; jy++)
@@ -101,8 +104,9 @@ static void groupedRun(int bits, std::vector<mma_job>& jobs, int R, int C, int G
 // each with its own weight and x (job 1's x offset), K split as the host
 // splits it (kLen, splits), and checks every job against float64, then
 // that its rows are bit for bit those of the job in a launch of its own
-// (a cache miss) and of the plain kernel and mma_reduce with the same
-// split: a job's bits do not depend on the others in its launch.
+// (a cache miss), of the plain kernel and mma_reduce with the same split,
+// and of the skinny tile's grouped kernel: a job's bits do not depend on
+// the others in its launch, nor on which tile the host gives it.
 static bool grouped(int bits, int R, int C, int G, unsigned seed, int kLen, int splits, const std::vector<int>& Ts) {
     std::mt19937_64 rng(seed);
     std::normal_distribution<double> nd;
@@ -111,7 +115,7 @@ static bool grouped(int bits, int R, int C, int G, unsigned seed, int kLen, int 
     std::vector<std::vector<ushort>> S(n), B(n);
     std::vector<std::vector<double>> vals(n);
     std::vector<float*> x(n);
-    std::vector<std::vector<float>> y(n), alone(n), plain(n), part(n), part1(n);
+    std::vector<std::vector<float>> y(n), alone(n), plain(n), skinny(n), part(n), part1(n), part2(n);
     std::vector<mma_job> jobs(n);
     for (int j = 0; j < n; j++) {
         make_weights(bits, R, C, G, rng, W[j], S[j], B[j], vals[j]);
@@ -121,11 +125,14 @@ static bool grouped(int bits, int R, int C, int G, unsigned seed, int kLen, int 
             if (j == 1) x[j][i] = 3 + 0.1f * x[j][i];
         }
         const size_t sz = (size_t)Ts[j] * R;
-        y[j].assign(sz, NAN), alone[j].assign(sz, NAN), plain[j].assign(sz, NAN);
-        part[j].assign(splits * sz, NAN), part1[j].assign(splits * sz, NAN);
+        y[j].assign(sz, NAN), alone[j].assign(sz, NAN), plain[j].assign(sz, NAN), skinny[j].assign(sz, NAN);
+        part[j].assign(splits * sz, NAN), part1[j].assign(splits * sz, NAN), part2[j].assign(splits * sz, NAN);
         jobs[j] = {W[j].data(), S[j].data(), B[j].data(), x[j], y[j].data(), splits > 1 ? part[j].data() : nullptr, Ts[j]};
     }
     groupedRun(bits, jobs, R, C, G, kLen, splits);
+    std::vector<mma_job> sk = jobs;
+    for (int j = 0; j < n; j++) sk[j].y = skinny[j].data(), sk[j].part = splits > 1 ? part2[j].data() : nullptr;
+    groupedRun(bits, sk, R, C, G, kLen, splits, true);
     bool ok = true;
     for (int j = 0; j < n; j++) {
         const int T = Ts[j];
@@ -138,12 +145,14 @@ static bool grouped(int bits, int R, int C, int G, unsigned seed, int kLen, int 
         const size_t bytes = y[j].size() * 4;
         const bool dAlone = memcmp(y[j].data(), alone[j].data(), bytes) != 0;
         const bool dPlain = memcmp(y[j].data(), plain[j].data(), bytes) != 0;
-        bool jok = worst <= 2e-5 && !dAlone && !dPlain;
+        const bool dSkinny = memcmp(y[j].data(), skinny[j].data(), bytes) != 0;
+        bool jok = worst <= 2e-5 && !dAlone && !dPlain && !dSkinny;
         ok = ok && jok;
-        printf("%s grouped bits=%d %dx%d g%d splits=%d job %d of %d, T=%d: worst token relative error %.3g; %s, %s\n",
+        printf("%s grouped bits=%d %dx%d g%d splits=%d job %d of %d, T=%d: worst token relative error %.3g; %s, %s, %s\n",
                jok ? "ok" : "FAIL", bits, R, C, G, splits, j, n, T, worst,
                dAlone ? "differs from its own launch" : "its own launch's bits",
-               dPlain ? "differs from the plain kernel's" : "the plain kernel's bits");
+               dPlain ? "differs from the plain kernel's" : "the plain kernel's bits",
+               dSkinny ? "differs from the skinny tile's" : "the skinny tile's bits");
         free(x[j]);
     }
     return ok;
