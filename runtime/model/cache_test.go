@@ -122,6 +122,12 @@ type fakeTier struct {
 }
 
 func (f *fakeTier) SetExpertCache(b int64, _ int) error { f.budget = b; return nil }
+
+// MatMulBatch keeps the wrapped backend's batched matmul (a CUDA device in
+// TestSplitRankTiers), so that its rank computes what the reference does.
+func (f *fakeTier) MatMulBatch(ys []backend.Buffer, ws []backend.Tensor, xs []backend.Buffer, Ts []int) error {
+	return matMulBatch(f.Backend, ys, ws, xs, Ts)
+}
 func (f *fakeTier) DeviceMemory() (int64, int64, error) { return f.free, f.total, nil }
 func (f *fakeTier) CachedExpert(int, int) ([]backend.Tensor, bool) {
 	return nil, false
