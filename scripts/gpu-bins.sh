@@ -15,6 +15,7 @@ export CGO_ENABLED=1
 "$go" build -ldflags='-s -w' -o "$tmp/" ./cmd/fmoe-pack ./cmd/fmoe-verify ./cmd/fmoe-run
 "$go" test -c -ldflags='-s -w' -o "$tmp/cuda.test" ./runtime/backend/cuda
 "$go" test -c -ldflags='-s -w' -o "$tmp/model.test" ./runtime/model
+"$go" test -c -ldflags='-s -w' -o "$tmp/cpu.test" ./runtime/backend/cpu
 for f in "$tmp"/*; do xz --x86 --lzma2=preset=9e -T1 -c "$f" > "$out/$(basename "$f").xz" & done
 wait
 ls -l "$out"

@@ -109,7 +109,10 @@ func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int, fuse 
 	if r.err != nil {
 		return r.err
 	}
-	err = s.streamMisses(r, l, miss, len(miss)-toMiss, s.mown, xs, bufs, T, len(pl.ids))
+	if s.onMiss == nil {
+		s.onMiss = func(id int) bool { return s.mown[id] == m.miss }
+	}
+	err = s.streamMisses(r, l, miss, s.onMiss, s.mown, xs, bufs, T, len(pl.ids))
 	m.stats.MissRank += int64(toMiss)
 	if tp := s.tm.p; tp != nil {
 		tp.MissRank += int64(toMiss)
@@ -150,9 +153,13 @@ func (s *Session) sendRows(r *run, bufs []expertBufs) {
 // records in mown the rank that computes it: the hits (returned bound)
 // and first misses stay on rank 0, and of the later misses the miss rank
 // takes its share (toMiss of miss), the others go to rank 0. Without a
-// tier every expert misses. miss lists rank 0's misses first, so that
-// their copies and kernels are queued before the miss rank's compute
-// holds the stream's goroutine.
+// tier every expert misses. miss interleaves rank 0's misses with the
+// miss rank's, rank 0's first: the stream releases a copied expert's
+// binds (waiting for its copy) only after the next expert's work is
+// queued or done, so a copy runs while the miss rank computes the expert
+// after it, and the link and the CPUs work side by side. (Rank 0's misses
+// all first left the CPUs idle until the last copy but one had finished:
+// issue 12's run 9.)
 func (s *Session) lookupHits(l int) (hits []int, hitT [][]backend.Tensor, miss []int, toMiss int) {
 	m := s.m
 	c := m.ranks[0].cache
@@ -182,7 +189,8 @@ func (s *Session) lookupHits(l int) (hits []int, hitT [][]backend.Tensor, miss [
 	}
 	s.cpuMiss = cpu
 	toMiss = len(cpu)
-	miss = append(miss, cpu...)
+	s.mixed = interleave(s.mixed[:0], miss, cpu)
+	miss = s.mixed
 	m.stats.GPUHits += int64(len(hits))
 	if tp := s.tm.p; tp != nil {
 		tp.GPUHits += int64(len(hits))
@@ -200,4 +208,21 @@ func (s *Session) countCopied(w *[3]backend.Weight) {
 	if tp := s.tm.p; tp != nil {
 		tp.DeviceBytes += n
 	}
+}
+
+// interleave appends a and b to dst in one order that spreads each
+// evenly over the other's, a's first: the next is taken from whichever
+// list has the smaller share of its items taken (a on ties).
+func interleave(dst, a, b []int) []int {
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		if j == len(b) || i < len(a) && i*len(b) <= j*len(a) {
+			dst = append(dst, a[i])
+			i++
+			continue
+		}
+		dst = append(dst, b[j])
+		j++
+	}
+	return dst
 }

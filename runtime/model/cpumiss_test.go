@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -298,5 +299,22 @@ func TestCPUMissesRefused(t *testing.T) {
 	defer m.Close()
 	if err := m.SetPlacement(nil); err == nil || !strings.Contains(err.Error(), "MissBackend") {
 		t.Errorf("SetPlacement with a miss rank: %v", err)
+	}
+}
+
+// TestInterleave: the link's misses and the miss rank's alternate in
+// proportion, the link's first, each list's order kept.
+func TestInterleave(t *testing.T) {
+	for _, c := range []struct{ a, b, want []int }{
+		{[]int{1, 2}, []int{8, 9}, []int{1, 8, 2, 9}},
+		{[]int{1, 2, 3}, []int{9}, []int{1, 9, 2, 3}},
+		{[]int{1}, []int{7, 8, 9}, []int{1, 7, 8, 9}},
+		{[]int{1, 2, 3, 4}, []int{8, 9}, []int{1, 8, 2, 3, 9, 4}},
+		{nil, []int{8, 9}, []int{8, 9}},
+		{[]int{1, 2}, nil, []int{1, 2}},
+	} {
+		if got := interleave(nil, c.a, c.b); !slices.Equal(got, c.want) {
+			t.Errorf("interleave(%v, %v) = %v, want %v", c.a, c.b, got, c.want)
+		}
 	}
 }

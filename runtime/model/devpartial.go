@@ -90,7 +90,7 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer) 
 		return err
 	}
 	s.rx = append(s.rx[:0], xn)
-	if err := s.streamMisses(r, l, miss, len(miss), nil, s.rx, bufs, 1, len(pl.ids)); err != nil {
+	if err := s.streamMisses(r, l, miss, nil, nil, s.rx, bufs, 1, len(pl.ids)); err != nil {
 		return err
 	}
 	s.combineIndexed(r, l, L, h, false)

@@ -286,12 +286,12 @@ func (r *expertReader) stream(l int, ids []int, fn func(id int, w *[3]backend.We
 // latency and page-cache residency to tp, and that leaves the checksums
 // still running to the caller's awaitChecks (Model.settleChecks).
 func (r *expertReader) streamTimed(l int, ids []int, tp *PhaseTiming, fn func(id int, w *[3]backend.Weight) error) error {
-	return r.streamStay(l, ids, len(ids), tp, fn, nil)
+	return r.streamStay(l, ids, nil, tp, fn, nil)
 }
 
-// streamStay is streamTimed whose experts from ids[stay:] on stay in the
-// host tier with exclusive tiers, or are read into it: a miss rank
-// computes them where they lie, and the GPU tier does not take them.
+// streamStay is streamTimed whose experts id with stay(id) (nil: none)
+// stay in the host tier with exclusive tiers, or are read into it: a miss
+// rank computes them where they lie, and the GPU tier does not take them.
 //
 // With late set, each expert's bytes stay the caller's until the next
 // call of fn has returned, and, for the last one, until late has: fn may
@@ -299,7 +299,7 @@ func (r *expertReader) streamTimed(l int, ids []int, tp *PhaseTiming, fn func(id
 // running) and let them go in its next call, so that the next expert's
 // copy is queued before the host waits for this one's (a device's copy
 // queue never runs dry between experts). late lets the last one go.
-func (r *expertReader) streamStay(l int, ids []int, stay int, tp *PhaseTiming, fn func(id int, w *[3]backend.Weight) error, late func()) error {
+func (r *expertReader) streamStay(l int, ids []int, stay func(id int) bool, tp *PhaseTiming, fn func(id int, w *[3]backend.Weight) error, late func()) error {
 	if n := len(r.files) + len(r.lz4); l < 0 || l >= n {
 		return fmt.Errorf("model: expert layer %d of %d", l, n)
 	}
@@ -323,7 +323,7 @@ func (r *expertReader) streamStay(l int, ids []int, stay int, tp *PhaseTiming, f
 	for got < sent || (sent < len(ids) && first == nil) {
 		if sent < len(ids) && first == nil {
 			select {
-			case r.work <- readJob{l: l, id: ids[sent], timed: tp != nil, stay: sent >= stay}:
+			case r.work <- readJob{l: l, id: ids[sent], timed: tp != nil, stay: stay != nil && stay(ids[sent])}:
 				sent++
 				continue
 			case e := <-r.done:

@@ -233,7 +233,7 @@ func (m *Model) preloadLayer(ctx context.Context, l int, ids []int, each func())
 		return errors.Join(errs...)
 	}
 	var lateErr error
-	err := m.experts.streamStay(l, ids, len(ids), nil, func(id int, w *[3]backend.Weight) error {
+	err := m.experts.streamStay(l, ids, nil, nil, func(id int, w *[3]backend.Weight) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}

@@ -57,7 +57,7 @@ func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int, fuse bool
 		}
 	}
 	s.miss = miss // its room, for the next layer
-	if err := s.streamMisses(r, l, miss, len(miss), m.owner(l), xs, bufs, T, len(pl.ids)); err != nil {
+	if err := s.streamMisses(r, l, miss, nil, m.owner(l), xs, bufs, T, len(pl.ids)); err != nil {
 		return err
 	}
 	if fuse && len(bufs) == 1 {
@@ -67,11 +67,11 @@ func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int, fuse bool
 	return r.err
 }
 
-// streamMisses reads a layer's misses (from ids[stay:] on they stay in
-// the host tier: streamStay), binds each on its rank (own[id]; nil: rank
+// streamMisses reads a layer's misses (those with stay(id) stay in the
+// host tier: streamStay), binds each on its rank (own[id]; nil: rank
 // 0) and queues its matmuls there, releasing each after the next one's
 // binds (computeHeld), then counts the layer's uses (endStream).
-func (s *Session) streamMisses(r *run, l int, ids []int, stay int, own []int, xs []backend.Buffer, bufs []expertBufs, T, uses int) error {
+func (s *Session) streamMisses(r *run, l int, ids []int, stay func(id int) bool, own []int, xs []backend.Buffer, bufs []expertBufs, T, uses int) error {
 	m := s.m
 	tp := s.tm.p
 	var inFn time.Duration
@@ -248,8 +248,16 @@ func (s *Session) expertOps(r *run, d, id int, bound []backend.Tensor, xn backen
 			s.batchedOps(r, mb, be, bound, x, g, u, o, n)
 			return
 		}
-		r.do(be.MatMul(g, bound[0], x, n))
-		r.do(be.MatMul(u, bound[1], x, n))
+		if bt, ok := be.(backend.MatVecBatcher); ok && T == 1 && d != 0 && d == s.m.miss {
+			// The miss rank's CPUs: gate and up in one dispatch
+			// (MatVecBatch's bits are MatMul's).
+			s.guY, s.guX = [2]backend.Buffer{g, u}, [2]backend.Buffer{x, x}
+			r.do(bt.MatVecBatch(s.guY[:], bound[:2], s.guX[:]))
+			s.guY, s.guX = [2]backend.Buffer{}, [2]backend.Buffer{}
+		} else {
+			r.do(be.MatMul(g, bound[0], x, n))
+			r.do(be.MatMul(u, bound[1], x, n))
+		}
 		r.do(be.SwiGLU(g, g, u))
 		r.do(be.MatMul(o, bound[2], g, n))
 	}

@@ -73,12 +73,15 @@ type Session struct {
 	// missDue carries the miss rank's share of the repeat misses from one
 	// expert to the next (cpumiss.go), so that the split keeps the share
 	// over a run, whatever each layer's count.
-	missDue float64
-	cpuMiss []int      // a layer's misses for the miss rank (lookupHits)
-	held    heldBind   // a miss's tensors kept bound (computeHeld)
-	grp     groupState // groupExperts' room (grouped.go)
-	pf      prefetchState
-	row     []float32 // one hidden row on the host (sendRows)
+	missDue  float64
+	cpuMiss  []int             // a layer's misses for the miss rank (lookupHits)
+	guY, guX [2]backend.Buffer // a miss rank's gate and up outputs and input (expertOps)
+	mixed    []int             // a layer's misses, the link's and the miss rank's interleaved (lookupHits)
+	onMiss   func(id int) bool // whether the miss rank computes id (its host-tier copy stays)
+	held     heldBind          // a miss's tensors kept bound (computeHeld)
+	grp      groupState        // groupExperts' room (grouped.go)
+	pf       prefetchState
+	row      []float32 // one hidden row on the host (sendRows)
 	// pendAdd is a mixer's output whose add into the residual stream the
 	// post-mixer norm does (addnorm.go); nil: none pending.
 	pendAdd backend.Buffer

@@ -170,8 +170,9 @@ func BenchmarkTieredDecode(b *testing.B) {
 				var missBe backend.Backend
 				var share float64
 				if has("cpumiss") {
-					// FMOE_BENCH_MISS_SHARE: the CPU's share of the repeat misses (default all).
-					missBe = cpu.New(cpu.Options{})
+					// FMOE_BENCH_MISS_SHARE: the CPU's share of the repeat misses (default all);
+					// FMOE_BENCH_MISS_THREADS: its threads (default one a core).
+					missBe = cpu.New(cpu.Options{Threads: envInt("FMOE_BENCH_MISS_THREADS", 0)})
 					defer missBe.Close()
 					if v := os.Getenv("FMOE_BENCH_MISS_SHARE"); v != "" {
 						if share, err = strconv.ParseFloat(v, 64); err != nil {

@@ -49,6 +49,7 @@ func Run(t *testing.T, newBackend func() backend.Backend) {
 		{"Buffers", testBuffers},
 		{"MatMul", testMatMul},
 		{"MatMulBatch", testMatMulBatch},
+		{"MatVecBatch", testMatVecBatch},
 		{"Embed", testEmbed},
 		{"RMSNorm", testRMSNorm},
 		{"GatedRMSNorm", testGatedRMSNorm},

@@ -92,6 +92,7 @@ type Backend struct {
 	pool    *pool
 	mm      matJob
 	prep    prepared
+	bmv     mvBatch // MatVecBatch's task, its jobs and prepared inputs
 	scratch [][]float32
 	tmp     []float32 // serial ops' scratch
 	attn    attnJob

@@ -22,6 +22,12 @@ func TestConformanceReference(t *testing.T) {
 	backendtest.Run(t, func() backend.Backend { return New(Options{Path: PathReference}) })
 }
 
+// Seven threads: parts that end inside a job of MatVecBatch's batch and
+// chunk sizes that are not powers of two.
+func TestConformanceSevenThreads(t *testing.T) {
+	backendtest.Run(t, func() backend.Backend { return New(Options{Threads: 7}) })
+}
+
 func TestConformanceOneThread(t *testing.T) {
 	backendtest.Run(t, func() backend.Backend { return New(Options{Threads: 1}) })
 }
