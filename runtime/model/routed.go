@@ -248,9 +248,9 @@ func (s *Session) expertOps(r *run, d, id int, bound []backend.Tensor, xn backen
 			s.batchedOps(r, mb, be, bound, x, g, u, o, n)
 			return
 		}
-		if bt, ok := be.(backend.MatVecBatcher); ok && T == 1 && d != 0 && d == s.m.miss {
-			// The miss rank's CPUs: gate and up in one dispatch
-			// (MatVecBatch's bits are MatMul's).
+		if bt, ok := be.(backend.MatVecBatcher); ok && T == 1 {
+			// Gate and up in one launch or dispatch (MatVecBatch's bits
+			// are MatMul's): the CPUs' workers wake once for both.
 			s.guY, s.guX = [2]backend.Buffer{g, u}, [2]backend.Buffer{x, x}
 			r.do(bt.MatVecBatch(s.guY[:], bound[:2], s.guX[:]))
 			s.guY, s.guX = [2]backend.Buffer{}, [2]backend.Buffer{}

@@ -17,8 +17,9 @@ import (
 // shape (gate and up [1024, 4096], down [4096, 1024], 4-bit group 64:
 // 7,077,888 bytes) computed on the CPU from memory, as a miss rank does
 // beside the GPU (issue 13's row 2): "batch" with MatVecBatch (one
-// dispatch for the K gate and up jobs, one for the downs), "each" with one
-// MatMul a projection, beside "read", a read-only pass over the same bytes
+// dispatch for the K gate and up jobs, one for the downs), "pair" an
+// expert at a time with its gate and up in one MatVecBatch (the model's
+// expertOps), "each" with one MatMul a projection, beside "read", a read-only pass over the same bytes
 // on the same threads (the ceiling). The experts cycle through ≥ 512 MiB,
 // so they come from memory, not cache. FMOE_BENCH_THREADS: thread counts
 // (comma-separated; default one a core).
@@ -38,7 +39,7 @@ func BenchmarkExperts(b *testing.B) {
 		be := New(Options{Threads: th})
 		ex := newBenchExperts(b, be, 80)
 		for _, K := range []int{4, 10} {
-			for _, mode := range []string{"batch", "each", "read"} {
+			for _, mode := range []string{"batch", "pair", "each", "read"} {
 				b.Run(fmt.Sprintf("threads=%d/K=%d/%s", be.threads, K, mode), func(b *testing.B) {
 					ex.run(b, K, mode)
 				})
@@ -141,6 +142,12 @@ func (ex *benchExperts) run(b *testing.B, K int, mode string) {
 			for i, id := range ids {
 				g, u := view(ex.g, i*I, I), view(ex.u, i*I, I)
 				err = errorsJoin(err, be.MatMul(g, ex.w[id][0], ex.x, 1), be.MatMul(u, ex.w[id][1], ex.x, 1),
+					be.SwiGLU(g, g, u), be.MatMul(view(ex.o, i*H, H), ex.w[id][2], g, 1))
+			}
+		case "pair":
+			for i, id := range ids {
+				g, u := view(ex.g, i*I, I), view(ex.u, i*I, I)
+				err = errorsJoin(err, be.MatVecBatch([]backend.Buffer{g, u}, ex.w[id][:2], []backend.Buffer{ex.x, ex.x}),
 					be.SwiGLU(g, g, u), be.MatMul(view(ex.o, i*H, H), ex.w[id][2], g, 1))
 			}
 		case "batch":

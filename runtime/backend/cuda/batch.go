@@ -125,12 +125,7 @@ func (be *Backend) MatVecBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 	w := first.weight()
 	warps, blocks, shared, ok := be.batchPlan(&w, len(ws))
 	if !ok || len(ws) > maxGridY {
-		for i := range ws {
-			if err := be.MatMul(ys[i], ws[i], xs[i], 1); err != nil {
-				return err
-			}
-		}
-		return nil
+		return be.matVecEach(ys, ws, xs)
 	}
 	p, err := be.upload(jobs)
 	if err != nil {
@@ -139,12 +134,28 @@ func (be *Backend) MatVecBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 	if ok, err := be.mmvBatch(p, first.format, first.rows, first.cols, first.group, len(ws), aligned); ok || err != nil {
 		return err
 	}
+	if be.mma.minRows == 1 {
+		// MatMul takes one row to the tensor cores where the integer
+		// matvec does not apply (Options.MMAMinRows 1, the conformance
+		// run's setting): the same path a job, for MatMul's bits.
+		return be.matVecEach(ys, ws, xs)
+	}
 	be.args.reset()
 	be.args.ptr(p)
 	be.args.i32(first.rows)
 	be.args.i32(first.cols)
 	be.args.i32(first.group)
 	return be.launch(be.batch.mv[first.format-backend.Q2], blocks, len(ws), 32*warps, shared)
+}
+
+// matVecEach is MatVecBatch as one MatMul a job.
+func (be *Backend) matVecEach(ys []backend.Buffer, ws []backend.Tensor, xs []backend.Buffer) error {
+	for i := range ws {
+		if err := be.MatMul(ys[i], ws[i], xs[i], 1); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // batchPlan is how a batched matvec of n jobs of t's shape launches:
