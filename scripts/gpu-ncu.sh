@@ -7,7 +7,9 @@
 # thread and achieved occupancy. Binaries in BIN (model.test), the model in M. NCU_TIERS (default
 # resident-dev), NCU_KS (default "10"), NCU_SKIP launches to skip first (default 600: past the
 # warm-up's first tokens), NCU_COUNT launches to profile (default 220: two tokens of 4 layers and
-# the head). NCU_MMV=1 adds the integer matvec's stall reasons on BenchmarkMMV's batched gate/up.
+# the head). NCU_MMV=1 adds the integer matvec's stall reasons on BenchmarkMMV's batched gate/up;
+# NCU_MMAS=N the stall reasons, issue and tensor-pipe use and shared-memory conflicts of the prefill's
+# grouped expert kernels (mmas_*/mmag_*) and the recurrence over an N-token prompt at K=10.
 set -u
 cd "$(dirname "$0")/.."
 B=$(realpath "${BIN:-gpu}")
@@ -71,4 +73,13 @@ if [ "${NCU_MMV:-0}" = 1 ]; then
     -k 'regex:^mmvs?_batch_q4$' --launch-skip 20 --launch-count 1 \
     "$B/cuda.test" -test.run '^$' -test.bench 'BenchmarkMMV$' -test.benchtime 1x 2>&1 |
     grep -E 'stalled|duration|registers|dram__' | sed 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//')
+fi
+if [ -n "${NCU_MMAS:-}" ]; then
+  echo "== ncu prefill of ${NCU_MMAS} tokens, K=10: the grouped expert kernels' and delta_step's stalls (cycles a warp waits per issued instruction)"
+  ids=$(seq -s, 1 "$NCU_MMAS")
+  timeout 200 "$NCU" --clock-control none -k 'regex:^(mmas_q4|mmag_q4|delta_step|mma_q4)$' --launch-count 6 \
+    --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,gpu__time_duration.sum,launch__registers_per_thread,dram__throughput.avg.pct_of_peak_sustained_elapsed,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,smsp__inst_executed.sum,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size' \
+    "$B/fmoe-run" generate --model "$M" --backend cuda --preload --k 10 --ids "$ids" --tokens 1 2>&1 |
+    grep -E '^  [a-z_]+\(|stalled|duration|registers|dram__|issue_active|hmma|bank_conflicts|inst_executed|warps_active|grid_size' |
+    awk '$NF+0 != 0 || /\(/' | sed 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//'
 fi
