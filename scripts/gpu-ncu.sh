@@ -75,11 +75,13 @@ if [ "${NCU_MMV:-0}" = 1 ]; then
     grep -E 'stalled|duration|registers|dram__' | sed 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//')
 fi
 if [ -n "${NCU_MMAS:-}" ]; then
-  echo "== ncu prefill of ${NCU_MMAS} tokens, K=10: the grouped expert kernels' and delta_step's stalls (cycles a warp waits per issued instruction)"
   ids=$(seq -s, 1 "$NCU_MMAS")
-  timeout 200 "$NCU" --clock-control none -k 'regex:^(mmas_q4|mmag_q4|delta_step|mma_q4)$' --launch-count 6 \
-    --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,gpu__time_duration.sum,launch__registers_per_thread,dram__throughput.avg.pct_of_peak_sustained_elapsed,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,smsp__inst_executed.sum,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size' \
-    "$B/fmoe-run" generate --model "$M" --backend cuda --preload --k 10 --ids "$ids" --tokens 1 2>&1 |
-    grep -E '^  [a-z_]+\(|stalled|duration|registers|dram__|issue_active|hmma|bank_conflicts|inst_executed|warps_active|grid_size' |
-    awk '$NF+0 != 0 || /\(/' | sed 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//'
+  for kn in ${NCU_MMAS_KERNELS:-mmas_q4 delta_step mma_q4}; do
+    echo "== ncu prefill of ${NCU_MMAS} tokens, K=10: $kn (stalls: cycles a warp waits per issued instruction)"
+    timeout 120 "$NCU" --clock-control none -k "regex:^$kn\$" --launch-count 2 \
+      --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,gpu__time_duration.sum,launch__registers_per_thread,dram__throughput.avg.pct_of_peak_sustained_elapsed,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,smsp__inst_executed.sum,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size' \
+      "$B/fmoe-run" generate --model "$M" --backend cuda --preload --k 10 --ids "$ids" --tokens 1 2>&1 |
+      grep -E "^  $kn|stalled|duration|registers|dram__|issue_active|hmma|bank_conflicts|inst_executed|warps_active|grid_size" |
+      awk '$NF+0 != 0 || /^  [a-z]/' | sed 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//'
+  done
 fi
