@@ -31,14 +31,14 @@
 #define MMA_BN 128
 #define MMA_BK 32
 // Shared row stride in 32-bit words: 32 bf16 + 16 of padding. Within each
-// 16-column chunk the words sit in the order 0 4 1 5 2 6 3 7 (mms_pos), so
+// 16-column chunk the words sit in the order 0 4 1 5 2 6 3 7 (mma_pos), so
 // that a fragment's two words per row come in one 64-bit shared load; the
 // row shift of 24 words keeps a half-warp's loads on distinct banks.
 #define MMA_LDW 24
 
-// mms_pos is where logical word w of a shared row (16-column chunk w/8,
+// mma_pos is where logical word w of a shared row (16-column chunk w/8,
 // word w%8 of it) sits: the order above, the tiles' shared layout.
-DEVICE_FN int mms_pos(int w) { return (w & ~7) | ((w & 3) << 1) | ((w >> 2) & 1); }
+DEVICE_FN int mma_pos(int w) { return (w & ~7) | ((w & 3) << 1) | ((w >> 2) & 1); }
 
 DEVICE_FN uint mma_bf16_rn(float v) {
     uint u = __float_as_uint(v);
@@ -165,10 +165,10 @@ DEVICE_FN void mma_body(const uint* W, const ushort* S, const ushort* B, const f
             mma_split3(xb.z, xb.w, p3);
             UNROLL for (int p = 0; p < 3; p++) {
                 uint* ar = &As[p][xr * MMA_LDW];
-                ar[mms_pos(xc / 2)] = p0[p];
-                ar[mms_pos(xc / 2 + 1)] = p1[p];
-                ar[mms_pos(xc / 2 + 2)] = p2[p];
-                ar[mms_pos(xc / 2 + 3)] = p3[p];
+                ar[mma_pos(xc / 2)] = p0[p];
+                ar[mma_pos(xc / 2 + 1)] = p1[p];
+                ar[mma_pos(xc / 2 + 2)] = p2[p];
+                ar[mma_pos(xc / 2 + 3)] = p3[p];
             }
             if (QUANT) {
                 float s = ((xa.x + xa.y) + (xa.z + xa.w)) + ((xb.x + xb.y) + (xb.z + xb.w));
@@ -317,13 +317,11 @@ MMA_GROUPED_KERNEL(mmag_bf16, 16)
 // kernel (mmaemu checks the equality).
 #define MMS_BM 16
 #define MMS_BK 64
-// Shared row stride in words: 64 bf16 + 16 of padding. Within each 16-column
-// chunk (8 words) the words are stored in the order 0 4 1 5 2 6 3 7 (mms_pos),
-// so that the two words of a fragment a lane needs (columns 2·t4 and 8 + 2·t4)
-// are adjacent and come in one 64-bit shared load; a row shift of 8 words
-// keeps a half-warp's 64-bit loads on distinct banks. (The order is only
-// where the bytes sit: each MMA gets the words it got before.)
-#define MMS_LD 40
+// Shared row stride in words: 64 bf16 + 8 of padding, conflict-free fragments
+// and weight stores. (mma_body's order of a chunk's words, which halves its
+// shared loads, made this tile slower: its 128-bit weight stores then meet
+// on banks, ncu run 17.)
+#define MMS_LD 36
 
 template <int BITS>
 struct mms_depth {
@@ -401,10 +399,7 @@ DEVICE_FN void mms_body(const uint* W, const ushort* S, const ushort* B, const f
                 uint p0[3], p1[3];
                 mma_split3(v.x, v.y, p0);
                 mma_split3(v.z, v.w, p1);
-                UNROLL for (int p = 0; p < 3; p++) {
-                    As[p][xr * MMS_LD + mms_pos(xc / 2)] = p0[p];
-                    As[p][xr * MMS_LD + mms_pos(xc / 2 + 1)] = p1[p];
-                }
+                UNROLL for (int p = 0; p < 3; p++) *(uint2*)&As[p][xr * MMS_LD + xc / 2] = make_uint2(p0[p], p1[p]);
                 if (QUANT) {
                     float s = (v.x + v.y) + (v.z + v.w);
                     s += __shfl_xor_sync(0xffffffffu, s, 1);
@@ -423,8 +418,8 @@ DEVICE_FN void mms_body(const uint* W, const ushort* S, const ushort* B, const f
                     UNROLL for (int i = 0; i < 8; i++) q[i] = i < BITS / 2 ? wv[d][h * (BITS / 2) + i] : 0u;
                     mma_wdecode<BITS>(q, dw);
                     uint* bp = &Bs[wr * MMS_LD + wh * 16 + h * 8];
-                    *(uint4*)bp = make_uint4(dw[0], dw[4], dw[1], dw[5]);
-                    *(uint4*)(bp + 4) = make_uint4(dw[2], dw[6], dw[3], dw[7]);
+                    *(uint4*)bp = make_uint4(dw[0], dw[1], dw[2], dw[3]);
+                    *(uint4*)(bp + 4) = make_uint4(dw[4], dw[5], dw[6], dw[7]);
                 }
             }
             __syncthreads();
@@ -441,14 +436,13 @@ DEVICE_FN void mms_body(const uint* W, const ushort* S, const ushort* B, const f
                 }
                 uint bf[2][2];
                 UNROLL for (int j = 0; j < 2; j++) {
-                    const uint2 b = *(const uint2*)&Bs[(warp * 16 + j * 8 + g) * MMS_LD + ks * 8 + 2 * t4];
-                    bf[j][0] = b.x;
-                    bf[j][1] = b.y;
+                    const uint* bp = &Bs[(warp * 16 + j * 8 + g) * MMS_LD + ks * 8 + t4];
+                    bf[j][0] = bp[0];
+                    bf[j][1] = bp[4];
                 }
                 UNROLL for (int p = 2; p >= 0; p--) {
-                    const uint* ap = &As[p][g * MMS_LD + ks * 8 + 2 * t4];
-                    const uint2 lo = *(const uint2*)ap, hi = *(const uint2*)(ap + 8 * MMS_LD);
-                    uint a0 = lo.x, a1 = hi.x, a2 = lo.y, a3 = hi.y;
+                    const uint* ap = &As[p][g * MMS_LD + ks * 8 + t4];
+                    uint a0 = ap[0], a1 = ap[8 * MMS_LD], a2 = ap[4], a3 = ap[8 * MMS_LD + 4];
                     UNROLL for (int j = 0; j < 2; j++) {
                         if (QUANT) mma_16816(pt[j], a0, a1, a2, a3, bf[j][0], bf[j][1]);
                         else mma_16816(acc[j], a0, a1, a2, a3, bf[j][0], bf[j][1]);
