@@ -46,6 +46,12 @@ type Options struct {
 	// DefaultMMASkinnyRows, a negative value leaves every job to the
 	// 64-row tile.
 	MMASkinnyRows int
+	// MMSSwizzle selects the 16-row tile's other shared layout (as
+	// FMOE_CUDA_MMS_SWIZZLE=1 does): a fragment's words paired for 64-bit
+	// loads and the rows' units permuted so that loads and stores stay on
+	// distinct banks (mma_cuda.h). The same bits; not measured yet, so
+	// off by default, kept to measure against.
+	MMSSwizzle bool
 	// MMVWarpsPerSM is the one-token integer tensor-core matvec's setting
 	// (the resident warps an SM it aims at); 0 means FMOE_CUDA_MMV or
 	// DefaultMMVWarpsPerSM (on), a negative value turns it off (see mmv.go).
@@ -182,6 +188,9 @@ func (be *Backend) init(opts Options) error {
 	smx := !opts.MMVRegisterX && mmvSMX()
 	if smx {
 		defs = append(slices.Clone(defs), "-DFMOE_MMV_SMX=1") // the SMX matvecs (mmv.go)
+	}
+	if opts.MMSSwizzle || os.Getenv("FMOE_CUDA_MMS_SWIZZLE") == "1" {
+		defs = append(slices.Clone(defs), "-DFMOE_MMS_SWIZZLE=1") // the skinny tile's other layout
 	}
 	im, err := moduleImage(be.dev.major, be.dev.minor, opts.CacheDir, defs)
 	if err != nil {

@@ -63,8 +63,22 @@ func TestMMAKernelEmulated(t *testing.T) {
 // float64's tolerance and bit for bit what it computes in a launch of its
 // own, what the plain kernel and mma_reduce compute with that split, and
 // what the skinny tile's grouped kernel (mms_body) computes.
+//
+// With -DFMOE_MMS_SWIZZLE (Options.MMSSwizzle) as well: the skinny tile's
+// other shared layout must give the same bits.
 func TestMMAGroupedEmulated(t *testing.T) {
-	bin := buildEmulator(t, "mmaemu")
+	for _, v := range []struct{ name, flag string }{{"plain", ""}, {"swizzle", "-DFMOE_MMS_SWIZZLE=1"}} {
+		t.Run(v.name, func(t *testing.T) {
+			var flags []string
+			if v.flag != "" {
+				flags = append(flags, v.flag)
+			}
+			testMMAGroupedEmulated(t, buildEmulator(t, "mmaemu", flags...))
+		})
+	}
+}
+
+func testMMAGroupedEmulated(t *testing.T, bin string) {
 	for _, c := range []struct {
 		f       backend.Format
 		R, C, G int
@@ -165,15 +179,15 @@ func TestMMAPlan(t *testing.T) {
 // buildEmulator compiles testdata/NAME/NAME.cc (a kernel header run on the
 // CPU through testdata/mmaemu/shim.h) with g++ and returns the binary, or
 // skips where there is no g++ with C++20's <barrier>.
-func buildEmulator(t *testing.T, name string) string {
+func buildEmulator(t *testing.T, name string, flags ...string) string {
 	t.Helper()
 	gxx, err := exec.LookPath("g++")
 	if err != nil {
 		t.Skip("no g++")
 	}
 	bin := filepath.Join(t.TempDir(), name)
-	out, err := exec.Command(gxx, "-std=c++20", "-O1", "-pthread", "-I", "../../../shaders", "-o", bin,
-		filepath.Join("testdata", name, name+".cc")).CombinedOutput()
+	args := append([]string{"-std=c++20", "-O1", "-pthread", "-I", "../../../shaders", "-o", bin}, flags...)
+	out, err := exec.Command(gxx, append(args, filepath.Join("testdata", name, name+".cc"))...).CombinedOutput()
 	if err != nil {
 		if strings.Contains(string(out), "barrier: No such file") {
 			t.Skipf("g++ without C++20 <barrier>: %s", out)
