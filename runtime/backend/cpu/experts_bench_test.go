@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -141,13 +142,13 @@ func (ex *benchExperts) run(b *testing.B, K int, mode string) {
 		case "each":
 			for i, id := range ids {
 				g, u := view(ex.g, i*I, I), view(ex.u, i*I, I)
-				err = errorsJoin(err, be.MatMul(g, ex.w[id][0], ex.x, 1), be.MatMul(u, ex.w[id][1], ex.x, 1),
+				err = errors.Join(err, be.MatMul(g, ex.w[id][0], ex.x, 1), be.MatMul(u, ex.w[id][1], ex.x, 1),
 					be.SwiGLU(g, g, u), be.MatMul(view(ex.o, i*H, H), ex.w[id][2], g, 1))
 			}
 		case "pair":
 			for i, id := range ids {
 				g, u := view(ex.g, i*I, I), view(ex.u, i*I, I)
-				err = errorsJoin(err, be.MatVecBatch([]backend.Buffer{g, u}, ex.w[id][:2], []backend.Buffer{ex.x, ex.x}),
+				err = errors.Join(err, be.MatVecBatch([]backend.Buffer{g, u}, ex.w[id][:2], []backend.Buffer{ex.x, ex.x}),
 					be.SwiGLU(g, g, u), be.MatMul(view(ex.o, i*H, H), ex.w[id][2], g, 1))
 			}
 		case "batch":
@@ -157,14 +158,14 @@ func (ex *benchExperts) run(b *testing.B, K int, mode string) {
 				ws = append(ws, ex.w[id][0], ex.w[id][1])
 				xs = append(xs, ex.x, ex.x)
 			}
-			err = errorsJoin(err, be.MatVecBatch(ys, ws, xs), be.SwiGLU(view(ex.g, 0, K*I), view(ex.g, 0, K*I), view(ex.u, 0, K*I)))
+			err = errors.Join(err, be.MatVecBatch(ys, ws, xs), be.SwiGLU(view(ex.g, 0, K*I), view(ex.g, 0, K*I), view(ex.u, 0, K*I)))
 			ys, ws, xs = ys[:0], ws[:0], xs[:0]
 			for i, id := range ids {
 				ys = append(ys, view(ex.o, i*H, H))
 				ws = append(ws, ex.w[id][2])
 				xs = append(xs, view(ex.g, i*I, I))
 			}
-			err = errorsJoin(err, be.MatVecBatch(ys, ws, xs))
+			err = errors.Join(err, be.MatVecBatch(ys, ws, xs))
 		}
 		if err != nil {
 			b.Fatal(err)
@@ -175,13 +176,4 @@ func (ex *benchExperts) run(b *testing.B, K int, mode string) {
 	bytes := float64(ex.size) * float64(K) * float64(b.N)
 	b.ReportMetric(bytes/el.Seconds()/1e9, "GB/s")
 	b.ReportMetric(el.Seconds()*1e3/float64(b.N), "ms/layer")
-}
-
-func errorsJoin(err error, more ...error) error {
-	for _, e := range more {
-		if err == nil {
-			err = e
-		}
-	}
-	return err
 }

@@ -76,24 +76,29 @@ func worker(ch chan span, pending *atomic.Int32, done chan struct{}, live *atomi
 }
 
 // recvSpin receives from ch, polling for up to spinFor before it blocks.
+// (Only the worker receives from ch, so what it saw there stays.)
 func recvSpin(ch chan span) (span, bool) {
+	spinUntil(func() bool { return len(ch) > 0 })
+	s, ok := <-ch
+	return s, ok
+}
+
+// spinUntil polls ready, yielding to other goroutines between looks, until
+// it holds (true) or spinFor has passed (false).
+func spinUntil(ready func() bool) bool {
 	var t0 time.Time
-	for i := 0; ; i++ {
-		select {
-		case s, ok := <-ch:
-			return s, ok
-		default:
+	for i := 0; !ready(); i++ {
+		if i&15 != 15 {
+			continue
 		}
-		if i&15 == 15 {
-			if t0.IsZero() {
-				t0 = time.Now()
-			} else if time.Since(t0) > spinFor {
-				s, ok := <-ch
-				return s, ok
-			}
-			runtime.Gosched()
+		if t0.IsZero() {
+			t0 = time.Now()
+		} else if time.Since(t0) > spinFor {
+			return false
 		}
+		runtime.Gosched()
 	}
+	return true
 }
 
 // parts is the number of goroutines an op can use (workers + caller).
@@ -121,20 +126,11 @@ func (p *pool) run(t task, n, chunk int) {
 // wait returns when the run's workers are done: it polls, then sleeps on
 // done. A token left by an earlier run only makes it look again.
 func (p *pool) wait() {
-	var t0 time.Time
-	for i := 0; p.pending.Load() != 0; i++ {
-		if i&15 != 15 {
-			continue
-		}
-		if t0.IsZero() {
-			t0 = time.Now()
-		} else if time.Since(t0) > spinFor {
-			for p.pending.Load() != 0 {
-				<-p.done
-			}
-			return
-		}
-		runtime.Gosched()
+	if spinUntil(func() bool { return p.pending.Load() == 0 }) {
+		return
+	}
+	for p.pending.Load() != 0 {
+		<-p.done
 	}
 }
 
