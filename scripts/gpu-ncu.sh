@@ -8,8 +8,9 @@
 # resident-dev), NCU_KS (default "10"), NCU_SKIP launches to skip first (default 600: past the
 # warm-up's first tokens), NCU_COUNT launches to profile (default 220: two tokens of 4 layers and
 # the head). NCU_MMV=1 adds the integer matvec's stall reasons on BenchmarkMMV's batched gate/up;
-# NCU_MMAS=N the stall reasons, issue and tensor-pipe use and shared-memory conflicts of the prefill's
-# grouped expert kernels (mmas_*/mmag_*) and the recurrence over an N-token prompt at K=10.
+# NCU_MMAS=N the stall reasons, issue and tensor-pipe use and shared-memory conflicts, over an N-token
+# prompt at K=10, of each kernel named in NCU_MMAS_KERNELS (default: mmas_q4, the prefill's grouped
+# experts; delta_step, the recurrence; mma_q4, the mixer's matmuls), two launches each.
 set -u
 cd "$(dirname "$0")/.."
 B=$(realpath "${BIN:-gpu}")
