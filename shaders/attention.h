@@ -19,6 +19,7 @@ KERNEL(attention)(PARAM_PTR(float, out, 0), PARAM_PTR(const float, q, 1), PARAM_
                   PARAM(int, kvH, 7), PARAM(int, pos0, 8), PARAM(int, qRow, 9), PARAM(int, qHead, 10),
                   PARAM(int, qOff, 11), PARAM(int, gRow, 12), PARAM(int, gHead, 13), PARAM(int, gOff, 14),
                   PARAM(int, hasGate, 15), PARAM(float, scale, 16) KERNEL_IDS) {
+    GRID_WAIT();
     SHARED(float, sm, ATT_MAXW);
     SHARED(float, sl, ATT_MAXW);
     SHARED(float, sacc, ATT_MAXW * 32 * ATT_MAXI);

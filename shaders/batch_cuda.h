@@ -16,6 +16,7 @@ struct mv_job {
 #define MATVEC_BATCH_KERNEL(name, FMT)                                                               \
     MV_KERNEL(name)(const mv_job* jobs, int R, int C, int G) {                                          \
         DYN_SHARED(float, xs);                                                                       \
+        GRID_WAIT();                                                                                 \
         const mv_job j = jobs[BLOCK_ID_Y];                                                           \
         if (j.W == 0) return; /* a job experts_jobs found no expert for (route_cuda.h) */            \
         matvec<FMT, 1>(j.W, j.S, j.B, j.x, j.y, R, C, G, 0, xs, THREAD_ID_X, BLOCK_DIM_X, BLOCK_ID_X, \
@@ -50,6 +51,7 @@ struct combine_w {
 };
 KERNEL(moe_combine1)(float* h, const float* eo, const float* sd, const float* gate, combine_w w, int m, int count,
                      int mode) {
+    GRID_WAIT();
     int j = BLOCK_ID_X * BLOCK_DIM_X + THREAD_ID_X;
     if (j >= m) return;
     float a = 0.0f;

@@ -3,11 +3,13 @@
 
 KERNEL(swiglu)(PARAM_PTR(float, y, 0), PARAM_PTR(const float, g, 1), PARAM_PTR(const float, u, 2),
                PARAM(int, n, 3) KERNEL_IDS) {
+    GRID_WAIT();
     int i = BLOCK_ID_X * BLOCK_DIM_X + THREAD_ID_X;
     if (i < n) y[i] = swiglu_(g[i], u[i]);
 }
 
 KERNEL(add)(PARAM_PTR(float, dst, 0), PARAM_PTR(const float, src, 1), PARAM(int, n, 2) KERNEL_IDS) {
+    GRID_WAIT();
     int i = BLOCK_ID_X * BLOCK_DIM_X + THREAD_ID_X;
     if (i < n) dst[i] += src[i];
 }
@@ -15,6 +17,7 @@ KERNEL(add)(PARAM_PTR(float, dst, 0), PARAM_PTR(const float, src, 1), PARAM(int,
 // gated_add: h[t, j] += sigmoid(gate[t])·x[t, j], rows of m values.
 KERNEL(gated_add)(PARAM_PTR(float, h, 0), PARAM_PTR(const float, x, 1), PARAM_PTR(const float, gate, 2),
                   PARAM(int, m, 3), PARAM(int, n, 4) KERNEL_IDS) {
+    GRID_WAIT();
     int i = BLOCK_ID_X * BLOCK_DIM_X + THREAD_ID_X;
     if (i < n) h[i] += sigmoid_(gate[i / m]) * x[i];
 }
@@ -22,6 +25,7 @@ KERNEL(gated_add)(PARAM_PTR(float, h, 0), PARAM_PTR(const float, x, 1), PARAM_PT
 // gather: dst[i, j] = src[rows[i], j] for i < count, j < m.
 KERNEL(gather)(PARAM_PTR(float, dst, 0), PARAM_PTR(const float, src, 1), PARAM_PTR(const int, rows, 2),
                PARAM(int, m, 3), PARAM(int, n, 4) KERNEL_IDS) {
+    GRID_WAIT();
     int i = BLOCK_ID_X * BLOCK_DIM_X + THREAD_ID_X;
     if (i >= n) return;
     int r = i / m;
@@ -37,6 +41,7 @@ KERNEL(gather)(PARAM_PTR(float, dst, 0), PARAM_PTR(const float, src, 1), PARAM_P
 KERNEL(scatter_add)(PARAM_PTR(float, dst, 0), PARAM_PTR(const float, src, 1), PARAM_PTR(const int, order, 2),
                     PARAM_PTR(const int, starts, 3), PARAM_PTR(const int, drow, 4), PARAM_PTR(const float, wts, 5),
                     PARAM(int, m, 6), PARAM(int, n, 7) KERNEL_IDS) {
+    GRID_WAIT();
     int idx = BLOCK_ID_X * BLOCK_DIM_X + THREAD_ID_X;
     if (idx >= n) return;
     int g = idx / m, j = idx - g * m;

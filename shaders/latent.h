@@ -16,6 +16,7 @@ KERNEL(mla_qabsorb)(PARAM_PTR(const uint, W, 0), PARAM_PTR(const ushort, S, 1), 
                     PARAM_PTR(const float, q, 3), PARAM_PTR(float, ql, 4), PARAM(int, H, 5), PARAM(int, nope, 6),
                     PARAM(int, qw, 7), PARAM(int, V, 8), PARAM(int, L, 9), PARAM(int, G, 10),
                     PARAM(int, fmt, 11) KERNEL_IDS) {
+    GRID_WAIT();
     int h = BLOCK_ID_X, t = BLOCK_ID_Y;
     i64 th = (i64)t * H + h;
     i64 r0 = (i64)h * (nope + V);
@@ -35,6 +36,7 @@ KERNEL(mla_attention)(PARAM_PTR(float, ol, 0), PARAM_PTR(const float, ql, 1), PA
                       PARAM_PTR(const float, lat, 3), PARAM_PTR(const float, kr, 4), PARAM(int, H, 5), PARAM(int, L, 6),
                       PARAM(int, R, 7), PARAM(int, qw, 8), PARAM(int, nope, 9), PARAM(int, pos0, 10),
                       PARAM(float, scale, 11) KERNEL_IDS) {
+    GRID_WAIT();
     SHARED(float, sm, LAT_MAXW);
     SHARED(float, sl, LAT_MAXW);
     SHARED(float, sacc, LAT_MAXW * 32 * LAT_MAXL);
@@ -100,6 +102,7 @@ KERNEL(mla_attention)(PARAM_PTR(float, ol, 0), PARAM_PTR(const float, ql, 1), PA
 KERNEL(mla_oabsorb)(PARAM_PTR(const uint, W, 0), PARAM_PTR(const ushort, S, 1), PARAM_PTR(const ushort, B, 2),
                     PARAM_PTR(const float, ol, 3), PARAM_PTR(float, out, 4), PARAM(int, H, 5), PARAM(int, nope, 6),
                     PARAM(int, V, 7), PARAM(int, L, 8), PARAM(int, G, 9), PARAM(int, fmt, 10) KERNEL_IDS) {
+    GRID_WAIT();
     int hv = BLOCK_ID_X, t = BLOCK_ID_Y, lane = THREAD_ID_X;
     int h = hv / V, v = hv - h * V;
     i64 r = (i64)h * (nope + V) + nope + v;

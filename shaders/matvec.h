@@ -211,6 +211,7 @@ DEVICE_FN void matvec(GLOBAL_PTR(const uint4) W, GLOBAL_PTR(const ushort) S, GLO
                  PARAM_PTR(const float, x, 3), PARAM_PTR(float, y, 4), PARAM(int, R, 5), PARAM(int, C, 6),  \
                  PARAM(int, G, 7), PARAM(int, t0, 8) KERNEL_IDS_SHARED(float, xs)) {                   \
         DYN_SHARED(float, xs);                                                                         \
+        GRID_WAIT();                                                                                   \
         matvec<FMT, TT>(W, S, B, x, y, R, C, G, t0 + BLOCK_ID_Y * TT, xs, THREAD_ID_X, BLOCK_DIM_X,   \
                         BLOCK_ID_X, GRID_DIM_X);                                                       \
     }
@@ -233,6 +234,7 @@ MATVEC_KERNEL(matvec_f32_t4, FMT_F32, 4)
 KERNEL(matvec_generic)(PARAM_PTR(const uint, W, 0), PARAM_PTR(const ushort, S, 1), PARAM_PTR(const ushort, B, 2),
                        PARAM_PTR(const float, x, 3), PARAM_PTR(float, y, 4), PARAM(int, R, 5), PARAM(int, C, 6),
                        PARAM(int, G, 7), PARAM(int, fmt, 8) KERNEL_IDS) {
+    GRID_WAIT();
     int r = BLOCK_ID_X, t = BLOCK_ID_Y, lane = THREAD_ID_X;
     float acc = 0.0f;
     for (int j = lane; j < C; j += 32) acc = FMAF(dequant_elem(fmt, W, S, B, r, j, C, G), x[(i64)t * C + j], acc);
@@ -246,6 +248,7 @@ KERNEL(matvec_generic)(PARAM_PTR(const uint, W, 0), PARAM_PTR(const ushort, S, 1
 KERNEL(dequant)(PARAM_PTR(const uint, W, 0), PARAM_PTR(const ushort, S, 1), PARAM_PTR(const ushort, B, 2),
                 PARAM_PTR(const int, ids, 3), PARAM_PTR(float, y, 4), PARAM(int, C, 5), PARAM(int, G, 6),
                 PARAM(int, fmt, 7), PARAM(int, useIds, 8), PARAM(int, row0, 9) KERNEL_IDS) {
+    GRID_WAIT();
     int j = BLOCK_ID_X * BLOCK_DIM_X + THREAD_ID_X;
     int i = BLOCK_ID_Y;
     if (j >= C) return;

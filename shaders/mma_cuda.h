@@ -254,6 +254,7 @@ DEVICE_FN void mma_body(const uint* W, const ushort* S, const ushort* B, const f
     extern "C" __global__ void __launch_bounds__(256, 2)                                                 \
         name(const uint* W, const ushort* S, const ushort* B, const float* x, float* y, float* part, int T, \
              int R, int C, int G, int kLen, int ntiles) {                                                 \
+        GRID_WAIT();                                                                                      \
         const int split = blockIdx.x / ntiles;                                                            \
         MMA_BODY(mma_body<BITS>(W, S, B, x, y, part, T, R, C, G, kLen, split,                             \
                                 (blockIdx.x - split * ntiles) * MMA_BN, blockIdx.y * MMA_BM));            \
@@ -289,6 +290,7 @@ struct mma_job {
 #define MMA_GROUPED_KERNEL(name, BITS)                                                                  \
     extern "C" __global__ void __launch_bounds__(256, 2)                                                 \
         name(const mma_job* jobs, int R, int C, int G, int ntiles, int mtiles, int kLen) {                \
+        GRID_WAIT();                                                                                      \
         const mma_job j = jobs[blockIdx.y];                                                               \
         const int split = blockIdx.x / (ntiles * mtiles), rest = blockIdx.x - split * ntiles * mtiles;    \
         const int mt = rest / ntiles, m0 = mt * MMA_BM;                                                   \
@@ -532,6 +534,7 @@ DEVICE_FN void mms_body(const uint* W, const ushort* S, const ushort* B, const f
 #define MMS_GROUPED_KERNEL(name, BITS)                                                                  \
     extern "C" __global__ void __launch_bounds__(256, 3)                                                 \
         name(const mma_job* jobs, int R, int C, int G, int ntiles, int mtiles, int kLen) {                \
+        GRID_WAIT();                                                                                      \
         const mma_job j = jobs[blockIdx.y];                                                               \
         const int split = blockIdx.x / (ntiles * mtiles), rest = blockIdx.x - split * ntiles * mtiles;    \
         const int mt = rest / ntiles, m0 = mt * MMS_BM;                                                   \
@@ -548,6 +551,7 @@ MMS_GROUPED_KERNEL(mmas_bf16, 16)
 // y_j[i] = Σ_s part_j[s·n + i] in split order, n = T_j·R. grid =
 // (ceil(largest n / 256), jobs), block = 256.
 extern "C" __global__ void mmag_reduce(const mma_job* jobs, int R, int splits) {
+    GRID_WAIT();
     const mma_job j = jobs[blockIdx.y];
     const i64 n = j.T * R, i = (i64)blockIdx.x * 256 + threadIdx.x;
     if (i >= n) return;
@@ -559,6 +563,7 @@ extern "C" __global__ void mmag_reduce(const mma_job* jobs, int R, int splits) {
 // mma_reduce sums the splits' partial tiles in split order: y[i] =
 // Σ_s part[s·n + i] for i < n. grid = ceil(n/256), block = 256.
 extern "C" __global__ void mma_reduce(const float* part, float* y, int n, int splits) {
+    GRID_WAIT();
     const i64 i = (i64)blockIdx.x * 256 + threadIdx.x;
     if (i >= n) return;
     float s = part[i];

@@ -314,12 +314,14 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
 #define MMV_MATVECS(name, bname, BITS, SMX, XSM)                                                            \
     extern "C" __global__ void __launch_bounds__(32 * MMV_MAXW) name(const uint* W, const ushort* S, const ushort* B, \
                                                                const uint* xs, float* y, int R, int C, int G) { \
+        GRID_WAIT();                                                                                            \
         __shared__ float red[16 * MMV_MAXSEG];                                                                    \
         XSM(name)                                                                                               \
         mmv_body<BITS, SMX>(W, S, B, xs, y, R, C, G, blockIdx.x, threadIdx.x, blockDim.x >> 5, red, xsm);      \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(32 * MMV_MAXW) bname(const mv_job* jobs, const uint* xs, int R, \
                                                                      int C, int G, int xstride) {               \
+        GRID_WAIT();                                                                                            \
         __shared__ float red[16 * MMV_MAXSEG];                                                                    \
         XSM(bname)                                                                                              \
         const mv_job j = jobs[blockIdx.y];                                                                      \
@@ -335,10 +337,12 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
     uint2* xsm = xsm_##name;
 #define MMV_KERNELS(sfx, BITS)                                                                                  \
     extern "C" __global__ void __launch_bounds__(256) mmv_stage_##sfx(const float* x, uint* xs, int C) {        \
+        GRID_WAIT();                                                                                            \
         const int b = blockIdx.x * 8 + (threadIdx.x >> 5);                                                      \
         if (b < C / 64) mmv_stage_block<BITS>(x, 0, xs, C, b, threadIdx.x & 31);                                \
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(256) mmv_stage_batch_##sfx(const mv_job* jobs, uint* xs, int C) { \
+        GRID_WAIT();                                                                                               \
         const mv_job j = jobs[blockIdx.y];                                                                      \
         const int b = blockIdx.x * 8 + (threadIdx.x >> 5);                                                      \
         if (j.W != 0 && b < C / 64)                                                                             \
@@ -346,6 +350,7 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
     }                                                                                                           \
     extern "C" __global__ void __launch_bounds__(256) mmv_stage_swiglu_##sfx(const mv_job* jobs, uint* xs, int C, \
                                                                              const float* g, const float* u) {  \
+        GRID_WAIT();                                                                                            \
         const mv_job j = jobs[blockIdx.y];                                                                      \
         const int b = blockIdx.x * 8 + (threadIdx.x >> 5);                                                      \
         if (j.W != 0 && b < C / 64)                                                                             \

@@ -15,6 +15,7 @@
 KERNEL(rmsnorm)(PARAM_PTR(float, y, 0), PARAM_PTR(float, x, 1), PARAM_PTR(const float, z, 2),
                 PARAM_PTR(const float, w, 3), PARAM(int, dim, 4), PARAM(int, rowStride, 5),
                 PARAM(int, headStride, 6), PARAM(int, off, 7), PARAM(float, eps, 8), PARAM(int, flags, 9) KERNEL_IDS) {
+    GRID_WAIT();
     SHARED(float, red, 32);
     int tid = THREAD_ID_X, n = BLOCK_DIM_X;
     i64 o = (i64)off + (i64)BLOCK_ID_Y * rowStride + (i64)BLOCK_ID_X * headStride;
@@ -67,6 +68,7 @@ KERNEL(rmsnorm)(PARAM_PTR(float, y, 0), PARAM_PTR(float, x, 1), PARAM_PTR(const 
 // Metal has no double).
 KERNEL(rope)(PARAM_PTR(float, x, 0), PARAM_PTR(const float, tab, 1), PARAM(int, H, 2), PARAM(int, half, 3),
              PARAM(int, rowStride, 4), PARAM(int, headStride, 5), PARAM(int, off, 6) KERNEL_IDS) {
+    GRID_WAIT();
     int i = BLOCK_ID_X * BLOCK_DIM_X + THREAD_ID_X;
     int t = BLOCK_ID_Y;
     if (i >= H * half) return;

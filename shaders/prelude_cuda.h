@@ -17,6 +17,9 @@
 //                                         a thread-local array (Metal: thread).
 //   SHARED(T, name, n)                    a threadgroup array, at kernel scope.
 //   BARRIER()                             threadgroup barrier (shared memory).
+//   GRID_WAIT()                           a kernel's first statement (after
+//                                         DYN_SHARED): CUDA's programmatic
+//                                         dependent launch waits there; Metal: nothing.
 //   THREAD_ID_X, BLOCK_ID_X/Y, BLOCK_DIM_X, GRID_DIM_X
 //   (thread and grid ids may only be read inside KERNEL bodies: Metal passes them to the
 //   entry point alone, so helpers take them as arguments)
@@ -64,6 +67,23 @@ typedef long long i64;
 #define GRID_DIM_X ((int)gridDim.x)
 
 #define UNROLL _Pragma("unroll")
+
+// GRID_WAIT() opens every kernel. Under programmatic dependent launch
+// (Options.PDL; sm_90 and later) a kernel may be launched while the kernel
+// before it in the stream still runs, so that its launch and its blocks'
+// start overlap that kernel's tail; here it waits until that kernel has
+// finished and its writes are visible, then lets the next kernel launch in
+// turn (whose blocks wait in their own GRID_WAIT). Every kernel calls it
+// before it touches memory, so a kernel's reads and writes are ordered
+// after all of the stream's earlier kernels, as without PDL. Launched the
+// plain way (or before sm_90) both instructions do nothing.
+DEVICE_FN void grid_wait_() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+#define GRID_WAIT() grid_wait_()
 
 DEVICE_FN float simd_sum_(float v) {
     UNROLL for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -43,6 +43,8 @@ typedef long i64;
 #define SHARED(T, name, n) threadgroup T name[n]
 #endif
 #define BARRIER() metal::threadgroup_barrier(metal::mem_flags::mem_threadgroup)
+// Metal runs a queue's dispatches one after another: nothing to wait for.
+#define GRID_WAIT()
 
 #define THREAD_ID_X ((int)fm_tid_.x)
 #define BLOCK_ID_X ((int)fm_bid_.x)

@@ -10,6 +10,7 @@
 // [K-1, C] and ends holding the last K-1 inputs.
 KERNEL(conv1d)(PARAM_PTR(float, y, 0), PARAM_PTR(const float, x, 1), PARAM_PTR(const float, w, 2),
                PARAM_PTR(float, state, 3), PARAM(int, T, 4), PARAM(int, C, 5), PARAM(int, K, 6) KERNEL_IDS) {
+    GRID_WAIT();
     int c = BLOCK_ID_X * BLOCK_DIM_X + THREAD_ID_X;
     if (c >= C) return;
     float win[CONV_MAXK];
@@ -44,6 +45,7 @@ KERNEL(conv1d)(PARAM_PTR(float, y, 0), PARAM_PTR(const float, x, 1), PARAM_PTR(c
 #define DELTA_MAXW 8
 KERNEL(delta_prep)(PARAM_PTR(float, qk, 0), PARAM_PTR(const float, qkv, 1), PARAM(int, W, 2), PARAM(int, Hk, 3),
                    PARAM(int, Dk, 4), PARAM(float, eps, 5), PARAM(float, qscale, 6) KERNEL_IDS) {
+    GRID_WAIT();
     int j = BLOCK_ID_X, t = BLOCK_ID_Y, lane = THREAD_ID_X;
     i64 src = (i64)t * W + (i64)j * Dk;
     i64 dst = ((i64)t * 2 * Hk + j) * Dk;
@@ -83,6 +85,7 @@ KERNEL(delta_step)(PARAM_PTR(float, y, 0), PARAM_PTR(const float, qk, 1), PARAM_
                    PARAM_PTR(const float, a, 3), PARAM_PTR(const float, b, 4), PARAM_PTR(const float, aLog, 5),
                    PARAM_PTR(const float, dtBias, 6), PARAM_PTR(float, state, 7), PARAM(int, T, 8), PARAM(int, Hk, 9),
                    PARAM(int, Dk, 10), PARAM(int, Hv, 11), PARAM(int, Dv, 12) KERNEL_IDS) {
+    GRID_WAIT();
     SHARED(float, red, DELTA_MAXW * 32);
     SHARED(float, ks, 2 * DELTA_MAXW * 32);  // token t's k in half t&1
     SHARED(float, qs, 2 * DELTA_MAXW * 32);  // and its q

@@ -37,6 +37,7 @@ DEVICE_FN void route_min_(float& bv, int& bi, float v, int i) {
 // (weights 0) and sets status[0] = 1.
 #define ROUTE_REGS 16 // a power of two (the candidates' tree)
 KERNEL(route_topk)(const float* logits, float* ids, float* w, float* status, int E, int K, int renorm) {
+    GRID_WAIT();
     const float* l = logits + (i64)BLOCK_ID_X * E;
     float* oid = ids + (i64)BLOCK_ID_X * K;
     float* ow = w + (i64)BLOCK_ID_X * K;
@@ -158,6 +159,7 @@ KERNEL(route_topk)(const float* logits, float* ids, float* w, float* status, int
 KERNEL(experts_jobs)(const unsigned long long* index, int E, const float* ids, float* status, mv_job* gu, mv_job* dn,
                      const float* x, float* g, float* u, float* eo, int K, int I, int H,
                      const unsigned long long* shared) {
+    GRID_WAIT();
     SHARED(int, missed, 32);
     const int i = THREAD_ID_X;
     const int n = shared ? K + 1 : K;  // jobs a projection: the shared expert is job K
@@ -206,6 +208,7 @@ KERNEL(experts_jobs)(const unsigned long long* index, int E, const float* ids, f
 // multiply-adds in the same order, so the same bits.
 KERNEL(moe_combine_idx)(float* h, const float* eo, const float* sd, const float* gate, const float* w, int m, int count,
                         int mode) {
+    GRID_WAIT();
     int j = BLOCK_ID_X * BLOCK_DIM_X + THREAD_ID_X;
     if (j >= m) return;
     // Unrolled as moe_combine1 (count ≤ 32): the rows' loads are issued

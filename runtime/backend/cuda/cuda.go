@@ -52,6 +52,13 @@ type Options struct {
 	// distinct banks (mma_cuda.h). The same bits; not measured yet, so
 	// off by default, kept to measure against.
 	MMSSwizzle bool
+	// NoPDL launches every kernel the plain way (as FMOE_CUDA_PDL=0 does)
+	// instead of with programmatic dependent launch, where a kernel's
+	// launch and its blocks' start overlap the tail of the kernel before
+	// it and its first statement (GRID_WAIT, prelude_cuda.h) waits for
+	// that kernel's end. PDL needs sm_90 and cuLaunchKernelEx; results do
+	// not depend on it.
+	NoPDL bool
 	// MMVWarpsPerSM is the one-token integer tensor-core matvec's setting
 	// (the resident warps an SM it aims at); 0 means FMOE_CUDA_MMV or
 	// DefaultMMVWarpsPerSM (on), a negative value turns it off (see mmv.go).
@@ -97,6 +104,7 @@ type Backend struct {
 	copy     C.CUstream // Bind's host-to-device copies
 	args     argPack
 	closed   bool
+	pdl      C.int // 1: kernels launch with programmatic dependent launch (Options.NoPDL)
 
 	// mv is the decode matvec's setting, resolved (no zero fields);
 	// mvThreads each fast matvec's largest block (kernels.load), 0 for the
@@ -189,6 +197,9 @@ func (be *Backend) init(opts Options) error {
 	if smx {
 		defs = append(slices.Clone(defs), "-DFMOE_MMV_SMX=1") // the SMX matvecs (mmv.go)
 	}
+	if be.dev.major >= 9 && C.fm_has_launch_ex() != 0 && !opts.NoPDL && os.Getenv("FMOE_CUDA_PDL") != "0" {
+		be.pdl = 1
+	}
 	if opts.MMSSwizzle || os.Getenv("FMOE_CUDA_MMS_SWIZZLE") == "1" {
 		defs = append(slices.Clone(defs), "-DFMOE_MMS_SWIZZLE=1") // the skinny tile's other layout
 	}
@@ -241,6 +252,9 @@ func (be *Backend) Name() string {
 		mv += fmt.Sprintf("; one-token integer tensor-core matvec at %d warps/SM", w)
 	} else if w == 0 {
 		mv += "; one-token integer tensor-core matvec off"
+	}
+	if be.pdl == 0 {
+		mv += "; plain launches (no PDL)"
 	}
 	return fmt.Sprintf("cuda(%s, sm_%d%d, %d SMs, %.0f GiB; %s%s)", be.dev.name, be.dev.major, be.dev.minor,
 		be.dev.sms, float64(be.dev.totalMem)/(1<<30), be.img.desc, mv)
@@ -672,6 +686,6 @@ func (be *Backend) launch(f C.CUfunction, gx, gy, block, shmem int) error {
 func (be *Backend) launchNow(f C.CUfunction, gx, gy, block, shmem int) error {
 	a := &be.args
 	r := C.fm_launch(be.ctx, f, C.uint(gx), C.uint(gy), C.uint(block), C.uint(shmem), be.stream,
-		unsafe.Pointer(&a.buf[0]), &a.offs[0], C.int(a.n))
+		unsafe.Pointer(&a.buf[0]), &a.offs[0], C.int(a.n), be.pdl)
 	return cuErr(r, "cuLaunchKernel")
 }

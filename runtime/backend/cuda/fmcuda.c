@@ -45,6 +45,24 @@ static CUresult (*p_cuEventQuery)(CUevent);
 static CUresult (*p_cuEventElapsedTime)(float *, CUevent, CUevent);
 static CUresult (*p_cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
                                     CUstream, void **, void **);
+/* cuLaunchKernelEx's launch configuration (cuda.h, CUDA 12.0+), for the
+   programmatic dependent launch attribute alone. */
+typedef struct {
+    int id;
+    char pad_[4];
+    union {
+        char pad[64];
+        int programmaticStreamSerializationAllowed;
+    } value;
+} fm_launch_attr;
+typedef struct {
+    unsigned gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes;
+    CUstream hStream;
+    fm_launch_attr *attrs;
+    unsigned numAttrs;
+} fm_launch_config;
+#define FM_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION 6
+static CUresult (*p_cuLaunchKernelEx)(const fm_launch_config *, CUfunction, void **, void **);
 static CUresult (*p_cuStreamBeginCapture)(CUstream, int);
 static CUresult (*p_cuStreamEndCapture)(CUstream, CUgraph *);
 static CUresult (*p_cuGraphInstantiateWithFlags)(CUgraphExec *, CUgraph, unsigned long long);
@@ -135,6 +153,7 @@ int fm_load_driver(char *err, int errlen) {
     // Optional: graphs are a speed-up, not a requirement.
     *(void **)&p_cuStreamBeginCapture = dlsym(l, "cuStreamBeginCapture_v2");
     *(void **)&p_cuStreamEndCapture = dlsym(l, "cuStreamEndCapture");
+    *(void **)&p_cuLaunchKernelEx = dlsym(l, "cuLaunchKernelEx");
     *(void **)&p_cuGraphInstantiateWithFlags = dlsym(l, "cuGraphInstantiateWithFlags");
     *(void **)&p_cuGraphLaunch = dlsym(l, "cuGraphLaunch");
     // Optional (CUDA 12.3+): names kernels in the launch profile.
@@ -244,12 +263,22 @@ CUresult fm_event_query(CUcontext c, CUevent e) { CTX_CALL(c, p_cuEventQuery, e)
 CUresult fm_event_elapsed(CUcontext c, float *ms, CUevent a, CUevent b) { CTX_CALL(c, p_cuEventElapsedTime, ms, a, b); }
 
 CUresult fm_launch(CUcontext c, CUfunction f, unsigned gx, unsigned gy, unsigned bx, unsigned shmem, CUstream s,
-                   void *args, const int *offs, int n) {
+                   void *args, const int *offs, int n, int pdl) {
     void *params[32];
     if (n > 32) return 1; /* CUDA_ERROR_INVALID_VALUE */
     for (int i = 0; i < n; i++) params[i] = (char *)args + offs[i];
+    if (pdl && p_cuLaunchKernelEx) {
+        fm_launch_attr a;
+        memset(&a, 0, sizeof a);
+        a.id = FM_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        a.value.programmaticStreamSerializationAllowed = 1;
+        fm_launch_config cfg = {gx, gy, 1, bx, 1, 1, shmem, s, &a, 1};
+        CTX_CALL(c, p_cuLaunchKernelEx, &cfg, f, params, NULL);
+    }
     CTX_CALL(c, p_cuLaunchKernel, f, gx, gy, 1, bx, 1, 1, shmem, s, params, NULL);
 }
+
+int fm_has_launch_ex(void) { return p_cuLaunchKernelEx != NULL; }
 
 int fm_has_graphs(void) {
     return p_cuStreamBeginCapture && p_cuStreamEndCapture && p_cuGraphInstantiateWithFlags && p_cuGraphLaunch &&

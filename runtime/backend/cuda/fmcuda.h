@@ -66,7 +66,10 @@ CUresult fm_event_elapsed(CUcontext c, float *ms, CUevent a, CUevent b);
 // fm_launch launches f with the n kernel arguments packed in args at byte
 // offsets offs (the driver copies them before returning).
 CUresult fm_launch(CUcontext c, CUfunction f, unsigned gx, unsigned gy, unsigned bx, unsigned shmem, CUstream s,
-                   void *args, const int *offs, int n);
+                   void *args, const int *offs, int n, int pdl);
+/* 1 when the driver has cuLaunchKernelEx, which fm_launch's pdl needs
+   (without it pdl is ignored). */
+int fm_has_launch_ex(void);
 
 // CUDA graphs (stream capture). The driver symbols are optional: where
 // they are missing fm_has_graphs is 0 and the backend runs ops one by one.

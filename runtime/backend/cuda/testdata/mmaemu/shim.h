@@ -118,6 +118,7 @@ static void mma_16832_u8s8(int (&d)[4], uint a0, uint a1, uint a2, uint a3, uint
 #define BF16_TO_FLOAT(u) bf16f((uint)(u))
 #define FMAF(a, b, c) std::fma((float)(a), (float)(b), (float)(c))
 #define BARRIER() __syncthreads()
+#define GRID_WAIT() /* the emulator runs one kernel at a time */
 #define SIMD_SUM(v) simd_sum_emu(v)
 static inline float simd_sum_emu(float v) {
     for (int m = 16; m >= 1; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);

@@ -63,6 +63,7 @@ static inline T __shfl_sync(uint, T v, int src) { return shfl_(v, src); }
 #define DEVICE_FN static inline
 #define SHARED(T, name, n) static T name[n]
 #define BARRIER() __syncthreads()
+#define GRID_WAIT() /* the emulator runs one kernel at a time */
 #define THREAD_ID_X ((int)threadIdx.x)
 #define BLOCK_ID_X ((int)blockIdx.x)
 #define BLOCK_DIM_X ((int)blockDim.x)
