@@ -192,14 +192,9 @@ func (be *Backend) Bind(w backend.Weight) (backend.Tensor, error) {
 // slot's last use, and, with wait, makes the compute stream wait for it
 // (a prefetch leaves that to its entry's first use).
 func (be *Backend) fill(s *slot, w backend.Weight, wait bool) (*tensor, error) {
-	if be.recording {
-		return nil, errRecording
-	}
 	so, bo, _ := layout(w)
-	if s.used {
-		if err := cuErr(C.fm_stream_wait(be.ctx, be.copy, s.free), "cuStreamWaitEvent"); err != nil {
-			return nil, err
-		}
+	if err := be.fillStart(s, wait); err != nil {
+		return nil, err
 	}
 	direct := true
 	if span := hostSpan(w, so, bo); span != nil && be.isPinned(span) {
@@ -220,17 +215,99 @@ func (be *Backend) fill(s *slot, w backend.Weight, wait bool) (*tensor, error) {
 			direct = direct && ok
 		}
 	}
-	if err := cuErr(C.fm_event_record(be.ctx, s.ready, be.copy), "cuEventRecord"); err != nil {
+	if err := be.fillEnd(s, wait); err != nil {
 		return nil, err
+	}
+	return be.slotTensor(s, w, 0, direct), nil
+}
+
+// fillSpan is fill for a whole expert lying in pinned memory as it will on
+// the device (expertSpan): one DMA into s.
+func (be *Backend) fillSpan(s *slot, span []byte, wait bool) error {
+	if err := be.fillStart(s, wait); err != nil {
+		return err
+	}
+	if err := cuErr(C.fm_htod(be.ctx, s.ptr, unsafe.Pointer(&span[0]), C.size_t(len(span)), be.copy), "bind copy"); err != nil {
+		return err
+	}
+	return be.fillEnd(s, wait)
+}
+
+// fillStart orders a fill's copies after the slot's last use.
+func (be *Backend) fillStart(s *slot, wait bool) error {
+	if be.recording {
+		return errRecording
+	}
+	if s.used {
+		if err := cuErr(C.fm_stream_wait(be.ctx, be.copy, s.free), "cuStreamWaitEvent"); err != nil {
+			return err
+		}
+	}
+	return be.mark('x', "cp0", traceArg(wait))
+}
+
+// fillEnd records a fill's end and, with wait, makes the compute stream
+// wait for it.
+func (be *Backend) fillEnd(s *slot, wait bool) error {
+	if err := cuErr(C.fm_event_record(be.ctx, s.ready, be.copy), "cuEventRecord"); err != nil {
+		return err
+	}
+	if err := be.mark('x', "cp1", traceArg(wait)); err != nil {
+		return err
 	}
 	if s.unwaited = !wait; wait {
 		if err := cuErr(C.fm_stream_wait(be.ctx, be.stream, s.ready), "cuStreamWaitEvent"); err != nil {
-			return nil, err
+			return err
 		}
+		return be.mark('c', "cpwait", 0)
 	}
-	t := be.newTensor(w, s.ptr)
+	return nil
+}
+
+// traceArg is a copy's mark: 1 a copy the compute waits for, 0 a prefetch's.
+func traceArg(wait bool) int {
+	if wait {
+		return 1
+	}
+	return 0
+}
+
+// slotTensor is w bound at offset off of slot s.
+func (be *Backend) slotTensor(s *slot, w backend.Weight, off int, direct bool) *tensor {
+	t := be.newTensor(w, s.ptr+C.CUdeviceptr(off))
 	t.bound, t.slot, t.direct = true, s, direct
-	return t, nil
+	return t
+}
+
+// expertSpan is the host bytes of an expert's weights when they lie in
+// pinned memory one after another, each as it lies on the device
+// (hostSpan) and at a 256-byte offset past the one before's device
+// extent, as a pack lays out an expert: then one DMA copies them all
+// (offs: each weight's offset in the span). nil with fewer than two
+// weights or any other layout.
+func (be *Backend) expertSpan(ws []backend.Weight) (span []byte, offs []int) {
+	if len(ws) < 2 || be.spanOff {
+		return nil, nil
+	}
+	offs = make([]int, len(ws))
+	end, n := 0, 0
+	for i, w := range ws {
+		so, bo, size := layout(w)
+		hs := hostSpan(w, so, bo)
+		if hs == nil {
+			return nil, nil
+		}
+		off := int(uintptr(unsafe.Pointer(&hs[0])) - uintptr(unsafe.Pointer(&ws[0].Data[0])))
+		if off < end || off%256 != 0 {
+			return nil, nil
+		}
+		offs[i], end, n = off, off+size, off+len(hs)
+	}
+	span = unsafe.Slice((*byte)(unsafe.Pointer(&ws[0].Data[0])), n)
+	if !be.isPinned(span) {
+		return nil, nil
+	}
+	return span, offs
 }
 
 // readStagedMin is the size from which Read goes through pinned staging:

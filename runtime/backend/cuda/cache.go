@@ -212,11 +212,17 @@ func (be *Backend) admit(k ExpertKey, ws []backend.Weight, wait bool) (*centry, 
 	if c == nil || c.budget == 0 || c.m[k] != nil {
 		return nil, nil, nil
 	}
+	span, offs := be.expertSpan(ws)
 	sizes := make([]int, len(ws))
 	size := 0
 	for i, w := range ws {
 		_, _, sizes[i] = layout(w)
 		size += sizes[i]
+	}
+	if span != nil {
+		// One slot, as the expert lies in host memory: one DMA.
+		size = offs[len(ws)-1] + sizes[len(ws)-1]
+		sizes = []int{size}
 	}
 	for c.used+size > c.budget {
 		v, ok := c.pol.Victim(func(k ExpertKey) bool { return c.m[k].pins > 0 })
@@ -239,7 +245,18 @@ func (be *Backend) admit(k ExpertKey, ws []backend.Weight, wait bool) (*centry, 
 	}
 	direct := make([]bool, len(ws))
 	for i, w := range ws {
-		t, err := be.fill(e.slots[i], w, wait)
+		var t *tensor
+		var err error
+		switch {
+		case span == nil:
+			t, err = be.fill(e.slots[i], w, wait)
+		case i == 0:
+			if err = be.fillSpan(e.slots[0], span, wait); err == nil {
+				t = be.slotTensor(e.slots[0], w, offs[0], true)
+			}
+		default:
+			t = be.slotTensor(e.slots[0], w, offs[i], true)
+		}
 		if err != nil {
 			return nil, nil, err
 		}

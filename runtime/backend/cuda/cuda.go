@@ -105,6 +105,10 @@ type Backend struct {
 	args     argPack
 	closed   bool
 	pdl      C.int // 1: kernels launch with programmatic dependent launch (Options.NoPDL)
+	trace    *timeline // FMOE_CUDA_TRACE (trace.go)
+	// spanOff: an expert's projections are copied one by one even where
+	// one copy would do (FMOE_CUDA_EXPERT_SPAN=0, to measure against).
+	spanOff bool
 
 	// mv is the decode matvec's setting, resolved (no zero fields);
 	// mvThreads each fast matvec's largest block (kernels.load), 0 for the
@@ -178,7 +182,8 @@ func NewWithOptions(opts Options) (*Backend, error) {
 		return nil, err
 	}
 	be := &Backend{dev: d, ctx: d.ctx, live: map[C.CUdeviceptr]int{}, slots: map[int][]*slot{}, memLimit: opts.MemLimit, mv: mv, bmv: bmv,
-		prof: profileFromEnv(), batchPerJob: plan == "perjob"}
+		prof: profileFromEnv(), trace: timelineFromEnv(), batchPerJob: plan == "perjob",
+		spanOff: os.Getenv("FMOE_CUDA_EXPERT_SPAN") == "0"}
 	// Blocks loop over matvec row groups (see matvec.h); a few per SM suffice.
 	be.lim = gpu.Limits{MaxGridY: maxGridY, MaxShared: d.maxSmem, SMs: d.sms, MatvecBlocks: mv.BlocksPerSM * d.sms,
 		MatvecRows: mv.Rows, MatvecWarps: mv.Warps, MaxThreads: be.kernelThreads}
@@ -268,7 +273,7 @@ func (be *Backend) Close() error {
 	}
 	var errs []error
 	if be.stream != nil {
-		errs = append(errs, be.Sync())
+		errs = append(errs, be.Sync(), be.closeTrace())
 	}
 	be.prof.destroy(be)
 	be.destroyPrefetches()
@@ -587,6 +592,10 @@ func (be *Backend) Read(dst []float32, src backend.Buffer) error {
 	if be.recording {
 		return errRecording
 	}
+	if err := be.mark('c', "read", len(dst)); err != nil {
+		return err
+	}
+	defer be.mark('h', "readret", 0)
 	if 4*len(dst) >= readStagedMin {
 		if err := be.readStaged(dst, s.ptr); err != nil {
 			return err
@@ -687,5 +696,8 @@ func (be *Backend) launchNow(f C.CUfunction, gx, gy, block, shmem int) error {
 	a := &be.args
 	r := C.fm_launch(be.ctx, f, C.uint(gx), C.uint(gy), C.uint(block), C.uint(shmem), be.stream,
 		unsafe.Pointer(&a.buf[0]), &a.offs[0], C.int(a.n), be.pdl)
-	return cuErr(r, "cuLaunchKernel")
+	if err := cuErr(r, "cuLaunchKernel"); err != nil {
+		return err
+	}
+	return be.markLaunch(f)
 }

@@ -74,7 +74,10 @@ func (g *graph) Replay() error {
 	case g.epoch != be.epoch:
 		return backend.ErrGraphStale
 	}
-	return cuErr(C.fm_graph_launch(be.ctx, g.exec, be.stream), "cuGraphLaunch")
+	if err := cuErr(C.fm_graph_launch(be.ctx, g.exec, be.stream), "cuGraphLaunch"); err != nil {
+		return err
+	}
+	return be.mark('c', "graph", 0)
 }
 
 func (g *graph) Release() error {

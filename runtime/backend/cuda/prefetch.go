@@ -131,7 +131,7 @@ func (be *Backend) settle(e *centry) error {
 	}
 	if err == nil {
 		e.pending = false
-		err = be.indexKeep(e)
+		err = errors.Join(be.indexKeep(e), be.mark('c', "pfwait", 0))
 	}
 	if err != nil {
 		return errors.Join(err, be.evict(e))
