@@ -104,7 +104,7 @@ type Backend struct {
 	copy     C.CUstream // Bind's host-to-device copies
 	args     argPack
 	closed   bool
-	pdl      C.int // 1: kernels launch with programmatic dependent launch (Options.NoPDL)
+	pdl      C.int     // 1: kernels launch with programmatic dependent launch (Options.NoPDL)
 	trace    *timeline // FMOE_CUDA_TRACE (trace.go)
 	// spanOff: an expert's projections are copied one by one even where
 	// one copy would do (FMOE_CUDA_EXPERT_SPAN=0, to measure against).
