@@ -41,9 +41,6 @@ echo "== runtime/model golden prefill on CUDA with every matmul on the tensor co
 (cd runtime/model && FMOE_CUDA_MMA_MIN=1 FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'GoldenPrefill|DecodeEqualsPrefill' 2>&1 | tail -3) || fail=1
 echo "== runtime/model's prompt experts on CUDA with MatMulBatch's K split at 32 columns (FMOE_CUDA_MMA_GCOLS=32: the tiny model's experts split 2-4 ways)"
 (cd runtime/model && FMOE_CUDA_MMA_GCOLS=32 FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'GroupedExperts|GoldenWarmCache|GoldenPrefill' 2>&1 | tail -3) || fail=1
-echo "== the skinny tile's swizzled layout (FMOE_CUDA_MMS_SWIZZLE=1, opt-in): the tensor-core tests and the prompt experts' goldens"
-FMOE_CUDA_MMS_SWIZZLE=1 FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run 'TensorCores|MatMulBatch' 2>&1 | tail -3 || fail=1
-(cd runtime/model && FMOE_CUDA_MMS_SWIZZLE=1 FMOE_CUDA_MMA_GCOLS=32 FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'GroupedExperts|GoldenWarmCache|GoldenPrefill' 2>&1 | tail -3) || fail=1
 echo "== golden cases, fmoe-verify --backend cuda"
 "$B/fmoe-pack" convert -q --in testdata/tiny/hf --out "$T/hf" --bits 16 >/dev/null
 "$B/fmoe-pack" convert -q --in testdata/tiny/hf-vl --out "$T/hf-vl" --bits 16 >/dev/null

@@ -322,33 +322,9 @@ MMA_GROUPED_KERNEL(mmag_bf16, 16)
 // Shared row stride in words: 64 bf16 + 8 of padding, conflict-free fragments
 // and weight stores. (mma_body's order of a chunk's words, which halves its
 // shared loads, made this tile slower: its 128-bit weight stores then meet
-// on banks, ncu run 17.)
-#ifndef FMOE_MMS_SWIZZLE
+// on banks, ncu run 17; an XOR swizzle that kept both conflict-free was
+// slower still in a 1,024-token prompt, run 18.)
 #define MMS_LD 36
-#else
-// FMOE_MMS_SWIZZLE (Options.MMSSwizzle, opt-in until measured): rows of 32
-// words unpadded, each chunk's words in mma_pos's order so that a
-// fragment's two words come in one 64-bit load, and the row's eight 4-word
-// units permuted by row (mms_unit), so that both a half-warp's paired
-// loads (four rows, one pair of units each) and a quarter-warp's 128-bit
-// weight stores (four rows, two chunks each) fall on distinct banks, where
-// mma_pos's order alone left the stores meeting (run 17). Only where the
-// words sit changes; each MMA gets the words it got before.
-#define MMS_LD 32
-// mms_unit is where a row's logical 4-word unit u sits: u XOR {0, 2, 5, 7}
-// by the row's index mod 4 (its upper two bits differ for the four rows,
-// which spreads the paired loads; its low bit differs between rows i and
-// i^2, which spreads the stores).
-DEVICE_FN int mms_unit(int r, int u) {
-    const int i = r & 3;
-    return u ^ ((i << 1) | (i >> 1));
-}
-// mms_word is where logical word w of row r sits.
-DEVICE_FN int mms_word(int r, int w) {
-    const int q = mma_pos(w);
-    return 4 * mms_unit(r, q >> 2) + (q & 3);
-}
-#endif
 
 template <int BITS>
 struct mms_depth {
@@ -426,14 +402,7 @@ DEVICE_FN void mms_body(const uint* W, const ushort* S, const ushort* B, const f
                 uint p0[3], p1[3];
                 mma_split3(v.x, v.y, p0);
                 mma_split3(v.z, v.w, p1);
-#ifndef FMOE_MMS_SWIZZLE
                 UNROLL for (int p = 0; p < 3; p++) *(uint2*)&As[p][xr * MMS_LD + xc / 2] = make_uint2(p0[p], p1[p]);
-#else
-                UNROLL for (int p = 0; p < 3; p++) {
-                    As[p][xr * MMS_LD + mms_word(xr, xc / 2)] = p0[p];
-                    As[p][xr * MMS_LD + mms_word(xr, xc / 2 + 1)] = p1[p];
-                }
-#endif
                 if (QUANT) {
                     float s = (v.x + v.y) + (v.z + v.w);
                     s += __shfl_xor_sync(0xffffffffu, s, 1);
@@ -451,16 +420,9 @@ DEVICE_FN void mms_body(const uint* W, const ushort* S, const ushort* B, const f
                     uint q[8], dw[8];
                     UNROLL for (int i = 0; i < 8; i++) q[i] = i < BITS / 2 ? wv[d][h * (BITS / 2) + i] : 0u;
                     mma_wdecode<BITS>(q, dw);
-#ifndef FMOE_MMS_SWIZZLE
                     uint* bp = &Bs[wr * MMS_LD + wh * 16 + h * 8];
                     *(uint4*)bp = make_uint4(dw[0], dw[1], dw[2], dw[3]);
                     *(uint4*)(bp + 4) = make_uint4(dw[4], dw[5], dw[6], dw[7]);
-#else
-                    uint* br = &Bs[wr * MMS_LD];
-                    const int c = wh * 2 + h;  // the row's 16-column chunk
-                    *(uint4*)&br[4 * mms_unit(wr, 2 * c)] = make_uint4(dw[0], dw[4], dw[1], dw[5]);
-                    *(uint4*)&br[4 * mms_unit(wr, 2 * c + 1)] = make_uint4(dw[2], dw[6], dw[3], dw[7]);
-#endif
                 }
             }
             __syncthreads();
@@ -477,27 +439,13 @@ DEVICE_FN void mms_body(const uint* W, const ushort* S, const ushort* B, const f
                 }
                 uint bf[2][2];
                 UNROLL for (int j = 0; j < 2; j++) {
-#ifndef FMOE_MMS_SWIZZLE
                     const uint* bp = &Bs[(warp * 16 + j * 8 + g) * MMS_LD + ks * 8 + t4];
                     bf[j][0] = bp[0];
                     bf[j][1] = bp[4];
-#else
-                    const int n = warp * 16 + j * 8 + g;
-                    const uint2 b = *(const uint2*)&Bs[n * MMS_LD + 4 * mms_unit(n, 2 * ks + (t4 >> 1)) + 2 * (t4 & 1)];
-                    bf[j][0] = b.x;
-                    bf[j][1] = b.y;
-#endif
                 }
                 UNROLL for (int p = 2; p >= 0; p--) {
-#ifndef FMOE_MMS_SWIZZLE
                     const uint* ap = &As[p][g * MMS_LD + ks * 8 + t4];
                     uint a0 = ap[0], a1 = ap[8 * MMS_LD], a2 = ap[4], a3 = ap[8 * MMS_LD + 4];
-#else
-                    // Rows g and g + 8 share their unit order (mms_unit by row mod 4).
-                    const uint* ap = &As[p][g * MMS_LD + 4 * mms_unit(g, 2 * ks + (t4 >> 1)) + 2 * (t4 & 1)];
-                    const uint2 lo = *(const uint2*)ap, hi = *(const uint2*)(ap + 8 * MMS_LD);
-                    uint a0 = lo.x, a1 = hi.x, a2 = lo.y, a3 = hi.y;
-#endif
                     UNROLL for (int j = 0; j < 2; j++) {
                         if (QUANT) mma_16816(pt[j], a0, a1, a2, a3, bf[j][0], bf[j][1]);
                         else mma_16816(acc[j], a0, a1, a2, a3, bf[j][0], bf[j][1]);

@@ -39,10 +39,6 @@ func TestKernelsCompile(t *testing.T) {
 				// The integer matvec's SMX kernels (cp.async), on by default.
 				defs = append(defs, "-DFMOE_MMV_SMX=1")
 			}
-			if i == 1 {
-				// The skinny tile's swizzled layout (Options.MMSSwizzle).
-				defs = append(defs, "-DFMOE_MMS_SWIZZLE=1")
-			}
 			im, _, err := compile(shaders.CUDA(), "90", defs)
 			if err != nil {
 				t.Errorf("sm_90 %v: %v", defs, err)

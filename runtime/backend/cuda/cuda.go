@@ -46,12 +46,6 @@ type Options struct {
 	// DefaultMMASkinnyRows, a negative value leaves every job to the
 	// 64-row tile.
 	MMASkinnyRows int
-	// MMSSwizzle selects the 16-row tile's other shared layout (as
-	// FMOE_CUDA_MMS_SWIZZLE=1 does): a fragment's words paired for 64-bit
-	// loads and the rows' units permuted so that loads and stores stay on
-	// distinct banks (mma_cuda.h). The same bits; not measured yet, so
-	// off by default, kept to measure against.
-	MMSSwizzle bool
 	// NoPDL launches every kernel the plain way (as FMOE_CUDA_PDL=0 does)
 	// instead of with programmatic dependent launch, where a kernel's
 	// launch and its blocks' start overlap the tail of the kernel before
@@ -204,9 +198,6 @@ func (be *Backend) init(opts Options) error {
 	}
 	if be.dev.major >= 9 && C.fm_has_launch_ex() != 0 && !opts.NoPDL && os.Getenv("FMOE_CUDA_PDL") != "0" {
 		be.pdl = 1
-	}
-	if opts.MMSSwizzle || os.Getenv("FMOE_CUDA_MMS_SWIZZLE") == "1" {
-		defs = append(slices.Clone(defs), "-DFMOE_MMS_SWIZZLE=1") // the skinny tile's other layout
 	}
 	im, err := moduleImage(be.dev.major, be.dev.minor, opts.CacheDir, defs)
 	if err != nil {

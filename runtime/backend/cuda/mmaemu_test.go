@@ -63,22 +63,8 @@ func TestMMAKernelEmulated(t *testing.T) {
 // float64's tolerance and bit for bit what it computes in a launch of its
 // own, what the plain kernel and mma_reduce compute with that split, and
 // what the skinny tile's grouped kernel (mms_body) computes.
-//
-// With -DFMOE_MMS_SWIZZLE (Options.MMSSwizzle) as well: the skinny tile's
-// other shared layout must give the same bits.
 func TestMMAGroupedEmulated(t *testing.T) {
-	for _, v := range []struct{ name, flag string }{{"plain", ""}, {"swizzle", "-DFMOE_MMS_SWIZZLE=1"}} {
-		t.Run(v.name, func(t *testing.T) {
-			var flags []string
-			if v.flag != "" {
-				flags = append(flags, v.flag)
-			}
-			testMMAGroupedEmulated(t, buildEmulator(t, "mmaemu", flags...))
-		})
-	}
-}
-
-func testMMAGroupedEmulated(t *testing.T, bin string) {
+	bin := buildEmulator(t, "mmaemu")
 	for _, c := range []struct {
 		f       backend.Format
 		R, C, G int
