@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Summarise a CUDA timeline (FMOE_CUDA_TRACE=FILE, runtime/backend/cuda/trace.go) of decode steps.
+
+Usage: gpu-timeline.py FILE [FIRST [COUNT]]
+Tokens are cut at the lm_head's read-back (the largest read); FIRST and COUNT pick them (default:
+the 60 tokens before the last 40, i.e. BenchmarkTieredDecode's timed ones when it ran 60 timed
+tokens: after them come 20 tokens timing the head and 20 under Timing, whose phases add reads).
+Per token, averaged: its span on the device; the link's busy time (sum of copy intervals, each
+from the copy's start on the copy stream to its end) and how many copies the compute waited for
+(misses) or not (prefetches); per layer read-back (every read of the router's logits), the
+device's idle time from that read to the next kernel the host queued after it came back (the host's
+routing and launches), and the host's time from the read's return to its next graph launch.
+"""
+import sys
+
+
+def load(path):
+    rows = []
+    with open(path) as f:
+        next(f)
+        for line in f:
+            dev, host, stream, label, arg = line.rstrip("\n").split("\t")
+            rows.append((float(dev), float(host), stream, label, int(arg)))
+    return rows
+
+
+def tokens(rows):
+    head = max(r[4] for r in rows if r[3] == "read")
+    cut = [i for i, r in enumerate(rows) if r[3] == "read" and r[4] == head]
+    return [rows[a:b] for a, b in zip(cut, cut[1:])]
+
+
+def summarise(tok):
+    c = [r for r in tok if r[2] == "c"]
+    span = c[-1][0] - c[0][0]
+    link, miss, pf, start = 0.0, 0, 0, None
+    for r in tok:
+        if r[2] != "x":
+            continue
+        if r[3] == "cp0":
+            start = r[0]
+        elif r[3] == "cp1" and start is not None:
+            link += r[0] - start
+            miss += r[4]
+            pf += 1 - r[4]
+            start = None
+    idle, hostgap, reads = 0.0, 0.0, 0
+    for i, r in enumerate(tok):
+        if i == 0 or r[3] != "read" or r[2] != "c" or r[4] == 1:
+            continue  # the token's first row is the head's read; one-value reads are the head probe's
+        back = next((x for x in tok[i + 1:] if x[3] == "readret"), None)
+        if back is None:
+            continue
+        nxt = next((x for x in tok[i + 1:] if x[2] == "c" and x[1] > back[1] and x[3] not in ("read",)), None)
+        if nxt is not None and nxt[0] > r[0]:
+            idle += nxt[0] - r[0]
+        graph = next((x for x in tok[i + 1:] if x[3] == "graph" and x[1] > back[1]), None)
+        if graph is not None:
+            hostgap += graph[1] - back[1]
+        reads += 1
+    return span, link, miss, pf, idle, hostgap, reads
+
+
+def main():
+    rows = load(sys.argv[1])
+    toks = tokens(rows)
+    first = int(sys.argv[2]) if len(sys.argv) > 2 else max(0, len(toks) - 40 - 60)
+    count = int(sys.argv[3]) if len(sys.argv) > 3 else 60
+    sel = [summarise(t) for t in toks[first:first + count]]
+    n = len(sel)
+    if n == 0:
+        sys.exit("no tokens in that range")
+    avg = [sum(s[i] for s in sel) / n for i in range(7)]
+    span, link, miss, pf, idle, hostgap, reads = avg
+    print(f"{n} tokens ({first}..{first + n - 1} of {len(toks)})")
+    print(f"device span per token      {span:9.1f} us")
+    print(f"link busy per token        {link:9.1f} us ({100 * link / span:.0f}% of the span): "
+          f"{miss:.2f} copies waited for, {pf:.2f} not (prefetches)")
+    if reads:
+        print(f"per logits read-back ({reads:.1f} a token): device idle until the host's next kernel "
+              f"{idle / reads:7.1f} us; host from the read's return to its next graph {hostgap / reads:7.1f} us")
+
+
+if __name__ == "__main__":
+    main()
