@@ -11,6 +11,8 @@ import (
 	"errors"
 	"time"
 	"unsafe"
+
+	"github.com/fmoe/fmoe/runtime/backend"
 )
 
 // gpuTime runs fn (which queues work on the compute stream) between two
@@ -56,4 +58,18 @@ func (be *Backend) copyHtoD(dst C.CUdeviceptr, src []byte) error {
 		return err
 	}
 	return cuErr(C.fm_stream_sync(be.ctx, be.copy), "cuStreamSynchronize")
+}
+
+// hostTensor is w over pinned host memory, read by kernels in place
+// (BenchmarkMatVecInPlace): under unified addressing a pinned allocation's
+// host address is its device address, so w's slices must lie in HostAlloc
+// memory.
+func (be *Backend) hostTensor(w backend.Weight) *tensor {
+	at := func(b []byte) C.CUdeviceptr {
+		if len(b) == 0 {
+			return 0
+		}
+		return C.CUdeviceptr(uintptr(unsafe.Pointer(&b[0])))
+	}
+	return be.tensorAt(w, at(w.Data), at(w.Scales), at(w.Biases))
 }
