@@ -26,6 +26,8 @@ func useRouteTrace(c *cli.Context, m *model.Model, sess *model.Session, position
 	if err := tr.Check(cfg.NumHiddenLayers, cfg.NumExperts, m.K, positions); err != nil {
 		return fmt.Errorf("route trace %s: %w", path, err)
 	}
-	sess.Routes = tr
+	// A trace's choice is a lookup: layers routed on the device take it
+	// from an upload at each step's start (model.Session.RoutesAhead).
+	sess.Routes, sess.RoutesAhead = tr, true
 	return nil
 }

@@ -65,29 +65,37 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer) 
 	pl.group(K)
 	pl.split(nil, 1)
 	s.lap(PhaseRouting)
+	bufs, err := s.rankBufs(xn, r.view(s.sc.acc, 0, H), 1)
+	if err != nil {
+		return err
+	}
 	ca := m.ranks[0].cache
-	miss := s.miss[:0]
+	miss, late := s.miss[:0], s.late[:0]
 	for _, id := range pl.ids {
 		ts, ok := ca.CachedExpert(l, id)
-		if !ok {
+		switch {
+		case !ok:
 			miss = append(miss, id)
-			continue
-		}
-		for _, t := range ts {
-			r.do(m.be.Release(t)) // held: only a probe of the index
+		case s.pf.unsettled[[2]int{l, id}]:
+			// A prefetch the device index did not hold when the
+			// kernels ran (its row is zero): computed here, from the
+			// tier, as the host path computes a hit.
+			late = append(late, id)
+			s.computeExpert(r, 0, id, ts, xn, bufs[0], 1)
+		default:
+			for _, t := range ts {
+				r.do(m.be.Release(t)) // held: only a probe of the index
+			}
 		}
 	}
-	s.miss = miss
+	s.miss, s.late = miss, late
+	s.prefetchUsed(l, late)
 	hits := int64(len(pl.ids) - len(miss))
 	m.stats.GPUHits += hits
 	m.stats.DevLayers++
 	if tp := s.tm.p; tp != nil {
 		tp.GPUHits += hits
 		tp.DevLayers++
-	}
-	bufs, err := s.rankBufs(xn, r.view(s.sc.acc, 0, H), 1)
-	if err != nil {
-		return err
 	}
 	s.rx = append(s.rx[:0], xn)
 	if err := s.streamMisses(r, l, miss, nil, nil, s.rx, bufs, 1, len(pl.ids)); err != nil {

@@ -37,13 +37,21 @@ type devState struct {
 	any  bool      // some layer did
 	host []float32 // the read-back: status, then ids [layers, K]
 	part []float32 // a partly held layer's ids (devpartial.go)
+	// table: this step's picks are Routes' (RoutesAhead), uploaded at its
+	// start (devTable); up is that upload, idx and w one layer's choice.
+	table bool
+	up    []float32
+	idx   []int
+	w     []float32
 }
 
 // devBufLen is the values of the scratch's device-routing buffer: the
 // status word, every layer's K ids, then every layer's K weights, then a
 // word the indexed experts of a partly held layer mark their misses in
-// (devPartial: the host finds them itself, so it is never read).
-func devBufLen(m *Model) int { return 1 + 2*len(m.layers)*m.K + 1 }
+// (devPartial: the host finds them itself, so it is never read), then K
+// ids and K weights the top-K writes when the picks are uploaded
+// (devTable).
+func devBufLen(m *Model) int { return 1 + 2*len(m.layers)*m.K + 1 + 2*m.K }
 
 // devRouted reports whether layer l's MoE block of a T-token step runs on
 // the device.
@@ -59,8 +67,9 @@ func (s *Session) devEligible(l int, L *layer, T int) (backend.IndexedExperts, b
 	if devOff || T != 1 || L.dev == nil || m.K > maxDevK || len(m.ranks) != 1 || m.miss > 0 || m.ranks[0].cache == nil {
 		return nil, false
 	}
-	// What observes or replaces the host's choice needs the host path.
-	if s.Routes != nil || s.RouteLog != nil || s.onRoute != nil || s.onRouteIn != nil {
+	// What observes or replaces the host's choice needs the host path,
+	// but for a source whose choices the step took at its start (devTable).
+	if (s.Routes != nil && !s.dev.table) || s.RouteLog != nil || s.onRoute != nil || s.onRouteIn != nil {
 		return nil, false
 	}
 	if _, ok := m.be.(backend.DeviceRouter); !ok {
@@ -81,15 +90,72 @@ func (s *Session) devEligible(l int, L *layer, T int) (backend.IndexedExperts, b
 // maxDevK is the most experts per token the device combine takes.
 const maxDevK = 32
 
-// devStart begins a step's device bookkeeping: the status word to zero.
-func (s *Session) devStart(r *run) {
+// devStart begins a T-token step's device bookkeeping: the status word to
+// zero, and with a source that chooses ahead, a one-token step's picks
+// uploaded (devTable).
+func (s *Session) devStart(r *run, T int) {
 	d := &s.dev
 	if len(d.used) != len(s.m.layers) {
 		d.used = make([]bool, len(s.m.layers))
 	}
 	clear(d.used)
 	d.any = false
+	d.table = T == 1 && s.Routes != nil && s.RoutesAhead
+	if d.table {
+		s.devTable(r)
+		return
+	}
 	r.do(s.m.be.Zero(r.view(s.sc.dev, 0, 1)))
+}
+
+// devTable uploads a one-token step's picks of every layer the device can
+// route, from Routes, into the device-routing buffer where the device's
+// top-K would write them: each layer's K ids in ascending id with their
+// weights, as the device router leaves them (the order the combine adds
+// them in, the host path's), and the status word zeroed. The device's
+// top-K still runs, into a scratch of its own (routeIndexed), so that the
+// layer costs what it costs with the model's router; the host still reads
+// a partly held layer's ids back (devpartial.go), as it would then.
+func (s *Session) devTable(r *run) {
+	m := s.m
+	d := &s.dev
+	K, L, E := m.K, len(m.layers), m.Config.NumExperts
+	n := 1 + 2*L*K
+	d.up = growTo(d.up, n)
+	clear(d.up)
+	d.idx, d.w = growTo(d.idx, K), growTo(d.w, K)
+	for l := range m.layers {
+		if m.layers[l].dev == nil {
+			continue
+		}
+		if err := s.Routes.Choose(l, s.pos, d.idx, d.w); err != nil {
+			r.do(inLayer(l, err))
+			return
+		}
+		for _, e := range d.idx {
+			if e < 0 || e >= E {
+				r.do(inLayer(l, fmt.Errorf("route source: position %d: expert %d outside [0, %d)", s.pos, e, E)))
+				return
+			}
+		}
+		sortPicks(d.idx, d.w)
+		for j := range K {
+			d.up[1+l*K+j] = float32(d.idx[j])
+			d.up[1+(L+l)*K+j] = d.w[j]
+		}
+	}
+	r.do(m.be.Write(r.view(s.sc.dev, 0, n), d.up))
+}
+
+// sortPicks orders K picks by ascending id, their weights with them
+// (insertion: K is at most maxDevK).
+func sortPicks(idx []int, w []float32) {
+	for i := 1; i < len(idx); i++ {
+		for j := i; j > 0 && idx[j] < idx[j-1]; j-- {
+			idx[j], idx[j-1] = idx[j-1], idx[j]
+			w[j], w[j-1] = w[j-1], w[j]
+		}
+	}
 }
 
 // moeDevice is moe for a device-routed layer: its ops take no host data
@@ -140,10 +206,16 @@ func (s *Session) routeIndexed(r *run, l int, L *layer, xn, missed backend.Buffe
 	H, I, E, K := c.HiddenSize, c.MoeIntermediateSize, c.NumExperts, m.K
 	ids, w := s.devViews(r, l)
 	status := r.view(s.sc.dev, 0, 1)
+	tid, tw := ids, w
+	if s.dev.table {
+		// The picks are uploaded (devTable): the top-K's go to the scratch.
+		at := 1 + 2*len(m.layers)*K + 1
+		tid, tw = r.view(s.sc.dev, at, K), r.view(s.sc.dev, at+K, K)
+	}
 	if r.err != nil {
 		return
 	}
-	r.do(m.be.(backend.DeviceRouter).RouteTopK(ids, w, status, r.view(s.sc.router, 0, E), 1, E, K, L.dev.renorm))
+	r.do(m.be.(backend.DeviceRouter).RouteTopK(tid, tw, status, r.view(s.sc.router, 0, E), 1, E, K, L.dev.renorm))
 	s.lap(PhaseRouting)
 	switch {
 	case r.err != nil:

@@ -32,6 +32,11 @@ type devTier struct {
 	shared   map[int][3]backend.Tensor
 	sharedN  int
 	noShared bool
+	// prefetch makes it an ExpertPrefetcher (devtable_test.go): pending
+	// entries, prefetched the count of them.
+	prefetch   bool
+	pending    map[[2]int][]backend.Weight
+	prefetched int
 }
 
 // IndexShared is backend.SharedIndexer's: taken where the three tensors

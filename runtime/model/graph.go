@@ -57,11 +57,12 @@ func (s *Session) graphed(L *layer, T int) (ok, whole bool) {
 func (s *Session) replay(r *run, l int, fn func(r *run)) bool {
 	gs := &s.gr
 	if gs.g == nil {
-		// A layer has three graphs: its fixed ops, those with its MoE
-		// block routed on the device (l + layers), and those with the
+		// A layer has five graphs: its fixed ops, those with its MoE
+		// block routed on the device (l + layers), those with the
 		// device part of a partly held layer's (l + 2·layers,
-		// devpartial.go).
-		n := 3 * len(s.m.layers)
+		// devpartial.go), and the last two with the picks uploaded
+		// (l + 3·layers, l + 4·layers: devTable).
+		n := 5 * len(s.m.layers)
 		gs.g, gs.gen, gs.fails = make([]backend.Graph, n), make([]int, n), make([]int, n)
 	}
 	if gs.fails[l] >= maxGraphFails {

@@ -39,6 +39,13 @@ type prefetchState struct {
 	// made at the routing of the layer before it by PrefetchAhead.
 	own  []int
 	ownL int
+	// unsettled are the experts prefetched and not yet found by a
+	// CachedExpert of this session: the GPU tier keeps such an entry out
+	// of its device index until then, so a kernel routed on the device
+	// does not see it (devpartial.go computes them on the host). It may
+	// hold more than that (an entry evicted since): computing one of
+	// those again gives the same row.
+	unsettled map[[2]int]bool
 }
 
 type pfFlight struct {
@@ -179,6 +186,10 @@ func (s *Session) prefetchNext(l int) error {
 		}
 		st.flight = append(st.flight, pfFlight{te, tok})
 		st.marks[t] = append(st.marks[t], id)
+		if st.unsettled == nil {
+			st.unsettled = map[[2]int]bool{}
+		}
+		st.unsettled[[2]int{t, id}] = true
 		m.stats.Prefetched++
 		if tp := s.tm.p; tp != nil {
 			tp.Prefetched++
@@ -195,6 +206,7 @@ func (s *Session) prefetchUsed(l int, hits []int) {
 		return
 	}
 	for _, id := range hits {
+		delete(st.unsettled, [2]int{l, id})
 		if slices.Contains(st.marks[l], id) {
 			s.m.stats.PrefetchUsed++
 			if tp := s.tm.p; tp != nil {

@@ -34,6 +34,13 @@ type Session struct {
 	// Routes, when set, replaces the router's choice (benchmarks only: the
 	// output is then meaningless as text).
 	Routes RouteSource
+	// RoutesAhead says that Routes' choices do not depend on the step's
+	// state (a trace): then a one-token step whose layers route on the
+	// device takes every layer's choice at its start and the device
+	// computes with those in place of its own top-K (devroute.go), as it
+	// would with the model's router; otherwise a Routes source keeps every
+	// layer on the host path.
+	RoutesAhead bool
 
 	// RouteLog, when set, receives the routing actually used (what
 	// fmoe-run --record-route writes).
@@ -51,6 +58,7 @@ type Session struct {
 	// the step's op runner.
 	bound [3]backend.Tensor
 	miss  []int
+	late  []int // a partly held layer's prefetched hits the device did not see (devpartial.go)
 	run   run
 
 	// beforeHead, when set (benchmarks), runs after the last layer's ops
@@ -320,7 +328,7 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 	m.tierMode()
 	s.clearResidual()
 	r.do(m.be.Embed(h, m.embed, ids))
-	s.devStart(r)
+	s.devStart(r, T)
 	s.lap(PhaseEmbed)
 	s.capture(r, "embed", h, T)
 	for l := range m.layers {
@@ -374,6 +382,9 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 			// The misses come after the graph (devpartial.go).
 			tail = func(r *run) { fixed(r); s.moePartialDevice(r, l, L, xn) }
 			gk += 2 * len(m.layers)
+		}
+		if (dev || part) && s.dev.table {
+			gk += 2 * len(m.layers) // the top-K writes elsewhere (devTable)
 		}
 		switch graph, whole := s.graphed(L, T); {
 		case graph && whole && s.replay(r, gk, func(r *run) { mixer(r); tail(r) }):

@@ -67,6 +67,12 @@ import (
 //     on the device too, their misses computed by the host after
 //     (devpartial.go), against the same tier with -dev alone (the
 //     model's own router in both: a trace is a host choice);
+//     -table: the trace's picks uploaded at each step's start and the
+//     layers routed on the device with them (Session.RoutesAhead,
+//     devTable: the device's top-K still runs, into a scratch, and a
+//     partly held layer's ids are still read back), so that the device
+//     paths run on the calibrated trace; with -devmiss the partly held
+//     layers too (design E on the trace: tiered-preload-prefetch-table-devmiss);
 //     -apart (with -dev): the shared expert in launches of its own, not
 //     as a job of the routed batch (backend.SharedIndexer), for the A/B;
 //     -prefetch: the next layer's picks prefetched from the host tier
@@ -127,6 +133,8 @@ func BenchmarkTieredDecode(b *testing.B) {
 						devOff = false
 					case "devmiss":
 						devMissOn = true
+					case "table":
+						devOff = false
 					case "apart":
 						sharedOff = true
 					case "unbatched":
@@ -246,6 +254,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 				if has("dev") {
 					s.Routes = nil
 				}
+				s.RoutesAhead = has("table")
 				V := m.Config.VocabSize
 				// One logits buffer, as Generate and the server keep.
 				var lg []float32

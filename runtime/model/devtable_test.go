@@ -1,0 +1,239 @@
+package model
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/cpu"
+)
+
+// aheadSource chooses K distinct experts a layer and position, not in
+// ascending order, with unequal weights: a stand-in for a routing trace
+// whose picks are not the model's router's.
+type aheadSource struct{ E, K int }
+
+func (a aheadSource) Choose(l, pos int, idx []int, w []float32) error {
+	K := len(idx)
+	start := (l*131 + pos*977) % a.E
+	sum := float32(0)
+	for j := range idx {
+		idx[K-1-j] = (start + j*(2*(a.E/K)+1)) % a.E // odd stride, distinct picks, descending runs
+		w[j] = float32(j + 1)
+		sum += w[j]
+	}
+	for j := range w {
+		w[j] /= sum
+	}
+	return nil
+}
+
+// TestDeviceRoutedTable: with a route source that chooses ahead
+// (Session.RoutesAhead), one-token steps route on the device with the
+// source's picks uploaded at the step's start (devTable), every expert
+// held and half of them (devMissOn: the host computes the misses after
+// reading the ids back), through the layers' graphs; the logits are those
+// of the host path with the same source, bit for bit on devTier. Without
+// RoutesAhead the source keeps every layer on the host.
+func TestDeviceRoutedTable(t *testing.T) {
+	defer func(v, w, g bool) { devOff, devMissOn, graphsOff = v, w, g }(devOff, devMissOn, graphsOff)
+	devOff, graphsOff = false, false
+	for _, partial := range []bool{false, true} {
+		devMissOn = partial
+		run := func(ahead bool) ([][]float32, *devTier, *recorder) {
+			d := &devTier{keepTier: newKeepTier(nil), evenOnly: partial}
+			rec := &recorder{Backend: d.keepTier}
+			m := open(t, "hf", 16, 0, Options{Backend: devRecorder{rec, d}})
+			if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			s, err := m.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			s.Routes, s.RoutesAhead = aheadSource{E: m.Config.NumExperts, K: m.K}, ahead
+			var out [][]float32
+			lg, err := s.Forward([]int{3, 17, 29}) // a prompt: the host path either way
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, lg)
+			for i := range 5 {
+				if lg, err = s.Forward([]int{(i*7919 + 5) % m.Config.VocabSize}); err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, lg)
+			}
+			return out, d, rec
+		}
+		want, host, _ := run(false)
+		if host.indexed != 0 {
+			t.Fatalf("partly held %v: a source without RoutesAhead routed %d layers on the device", partial, host.indexed)
+		}
+		got, dev, rec := run(true)
+		if dev.indexed == 0 || rec.records == 0 {
+			t.Fatalf("partly held %v: %d device-routed layers, %d graph recordings: want the uploaded picks on the device, in graphs", partial, dev.indexed, rec.records)
+		}
+		for i := range want {
+			if j := firstDiff(got[i], want[i]); j >= 0 {
+				t.Fatalf("partly held %v: step %d: logit %d is %v with the picks on the device, %v on the host path", partial, i, j, got[i][j], want[i][j])
+			}
+		}
+		if _, ok := testBackend(t).(backend.IndexedExperts); ok {
+			tableOn(t, partial)
+		}
+	}
+}
+
+// tableOn is TestDeviceRoutedTable on a GPU (FMOE_TEST_BACKEND=cuda): its
+// own tier holding every expert or half of them, preloaded; the logits
+// within 1e-5 (relative) of the host path's with the same source.
+func tableOn(t *testing.T, partial bool) {
+	probe := open(t, "hf", 16, 0, Options{Backend: cpu.New(cpu.Options{Threads: 1})})
+	// Every expert with room to spare (a device entry may round up), or half.
+	budget := 2 * int64(probe.Config.NumHiddenLayers*probe.Config.NumExperts) * probe.experts.tierEntryBytes()
+	if partial {
+		budget /= 4
+	}
+	run := func(ahead bool) ([]float32, int64) {
+		m := open(t, "hf", 16, 0, Options{Backend: testBackend(t), GPUCache: budget})
+		if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		s, err := m.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		s.Routes, s.RoutesAhead = aheadSource{E: m.Config.NumExperts, K: m.K}, ahead
+		var out []float32
+		lg, err := s.Forward([]int{3, 17, 29})
+		for i := 0; err == nil && i < 5; i++ {
+			out = append(out, lg...)
+			lg, err = s.Forward([]int{(i*7919 + 5) % m.Config.VocabSize})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(out, lg...), m.ExpertStats().DevLayers
+	}
+	want, hostDev := run(false)
+	got, dev := run(true)
+	if hostDev != 0 || dev == 0 {
+		t.Fatalf("partly held %v on the GPU: %d layers routed on the device without RoutesAhead, %d with; want 0 and some", partial, hostDev, dev)
+	}
+	if worst := worstRowRel(got, want, probe.Config.VocabSize); worst > 1e-5 {
+		t.Errorf("partly held %v on the GPU: the uploaded picks' logits differ from the host path's by %.3g (relative), want ≤ 1e-5", partial, worst)
+	}
+}
+
+// TestSortPicks: ids ascending, each weight with its id.
+func TestSortPicks(t *testing.T) {
+	idx, w := []int{9, 2, 7, 0}, []float32{0.1, 0.2, 0.3, 0.4}
+	sortPicks(idx, w)
+	wantIdx, wantW := []int{0, 2, 7, 9}, []float32{0.4, 0.2, 0.3, 0.1}
+	for j := range idx {
+		if idx[j] != wantIdx[j] || w[j] != wantW[j] {
+			t.Fatalf("sorted to %v %v, want %v %v", idx, w, wantIdx, wantW)
+		}
+	}
+}
+
+// PrefetchExpert is backend.ExpertPrefetcher's where d.prefetch is set: the
+// entry pending, out of what ExpertsIndexed and LayerCached see (as CUDA
+// keeps a prefetch out of its device index), until a CachedExpert of it.
+func (d *devTier) PrefetchExpert(l, id int, ws []backend.Weight) (int, bool, error) {
+	k := [2]int{l, id}
+	if !d.prefetch || d.held[k] != nil || d.pending[k] != nil {
+		return 0, false, nil
+	}
+	if d.pending == nil {
+		d.pending = map[[2]int][]backend.Weight{}
+	}
+	cp := make([]backend.Weight, len(ws))
+	for i, w := range ws {
+		w.Data, w.Scales, w.Biases = bytes.Clone(w.Data), bytes.Clone(w.Scales), bytes.Clone(w.Biases)
+		cp[i] = w
+	}
+	d.pending[k] = cp
+	d.prefetched++
+	return d.prefetched, true, nil
+}
+
+func (d *devTier) PrefetchDone(int, bool) (bool, error) { return true, nil }
+
+// CachedExpert settles a pending prefetch into the tier first.
+func (d *devTier) CachedExpert(l, id int) ([]backend.Tensor, bool) {
+	k := [2]int{l, id}
+	if ws := d.pending[k]; ws != nil {
+		delete(d.pending, k)
+		d.held[k] = ws
+	}
+	return d.keepTier.CachedExpert(l, id)
+}
+
+func (r devRecorder) PrefetchExpert(l, id int, ws []backend.Weight) (int, bool, error) {
+	return r.d.PrefetchExpert(l, id, ws)
+}
+func (r devRecorder) PrefetchDone(tok int, wait bool) (bool, error) {
+	return r.d.PrefetchDone(tok, wait)
+}
+
+// aheadPredictor is aheadSource predicting the next layer's picks exactly.
+type aheadPredictor struct{ aheadSource }
+
+func (a aheadPredictor) Predict(l, pos int, dst []int) []int {
+	idx, w := make([]int, a.K), make([]float32, a.K)
+	a.Choose(l, pos, idx, w)
+	return append(dst, idx...)
+}
+
+// TestDeviceTablePrefetch: the uploaded picks with half the experts held
+// (devMissOn) and the next layer's picks prefetched from the host tier: a
+// prefetched expert is out of the device's index when the layer's kernels
+// run, so its row is computed by the host after the ids come back
+// (devpartial.go's late hits); the logits are the host path's bit for bit.
+func TestDeviceTablePrefetch(t *testing.T) {
+	defer func(v, w, g bool) { devOff, devMissOn, graphsOff = v, w, g }(devOff, devMissOn, graphsOff)
+	devOff, devMissOn, graphsOff = false, true, false
+	run := func(ahead bool) ([][]float32, *devTier, ExpertStats) {
+		d := &devTier{keepTier: newKeepTier(nil), evenOnly: true, prefetch: true}
+		probe := open(t, "hf", 16, 0, Options{})
+		all := int64(probe.Config.NumHiddenLayers*probe.Config.NumExperts) * probe.experts.set.Stride
+		m := open(t, "hf", 16, 0, Options{Backend: devRecorder{&recorder{Backend: d.keepTier}, d}, HostCache: all, Prefetch: true})
+		if err := m.PrefetchCheck(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		s, err := m.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		s.Routes, s.RoutesAhead = aheadPredictor{aheadSource{E: m.Config.NumExperts, K: m.K}}, ahead
+		var out [][]float32
+		lg, err := s.Forward([]int{3, 17, 29})
+		for i := 0; err == nil && i < 5; i++ {
+			out = append(out, lg)
+			lg, err = s.Forward([]int{(i*7919 + 5) % m.Config.VocabSize})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(out, lg), d, m.ExpertStats()
+	}
+	want, _, _ := run(false)
+	got, d, st := run(true)
+	if d.indexed == 0 || d.prefetched == 0 || st.PrefetchUsed == 0 {
+		t.Fatalf("%d device-routed layers, %d prefetches, %d used: want all three", d.indexed, d.prefetched, st.PrefetchUsed)
+	}
+	for i := range want {
+		if j := firstDiff(got[i], want[i]); j >= 0 {
+			t.Fatalf("step %d: logit %d is %v with prefetches and the picks on the device, %v on the host path", i, j, got[i][j], want[i][j])
+		}
+	}
+}
