@@ -26,8 +26,9 @@ func useRouteTrace(c *cli.Context, m *model.Model, sess *model.Session, position
 	if err := tr.Check(cfg.NumHiddenLayers, cfg.NumExperts, m.K, positions); err != nil {
 		return fmt.Errorf("route trace %s: %w", path, err)
 	}
-	// A trace's choice is a lookup: layers routed on the device take it
-	// from an upload at each step's start (model.Session.RoutesAhead).
-	sess.Routes, sess.RoutesAhead = tr, true
+	// Not RoutesAhead yet: the trace's picks on the device (devTable) have
+	// run on devTier only; the CLI takes them once a GPU has checked them
+	// (TestDeviceRoutedTable's tableOn).
+	sess.Routes = tr
 	return nil
 }
