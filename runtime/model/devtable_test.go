@@ -3,6 +3,7 @@ package model
 import (
 	"bytes"
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/fmoe/fmoe/runtime/backend"
@@ -45,28 +46,7 @@ func TestDeviceRoutedTable(t *testing.T) {
 			d := &devTier{keepTier: newKeepTier(nil), evenOnly: partial}
 			rec := &recorder{Backend: d.keepTier}
 			m := open(t, "hf", 16, 0, Options{Backend: devRecorder{rec, d}})
-			if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			s, err := m.NewSession()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			s.Routes, s.RoutesAhead = aheadSource{E: m.Config.NumExperts, K: m.K}, ahead
-			var out [][]float32
-			lg, err := s.Forward([]int{3, 17, 29}) // a prompt: the host path either way
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, lg)
-			for i := range 5 {
-				if lg, err = s.Forward([]int{(i*7919 + 5) % m.Config.VocabSize}); err != nil {
-					t.Fatal(err)
-				}
-				out = append(out, lg)
-			}
-			return out, d, rec
+			return tableSteps(t, m, aheadSource{E: m.Config.NumExperts, K: m.K}, ahead), d, rec
 		}
 		want, host, _ := run(false)
 		if host.indexed != 0 {
@@ -99,25 +79,8 @@ func tableOn(t *testing.T, partial bool) {
 	}
 	run := func(ahead bool) ([]float32, int64) {
 		m := open(t, "hf", 16, 0, Options{Backend: testBackend(t), GPUCache: budget})
-		if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		s, err := m.NewSession()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		s.Routes, s.RoutesAhead = aheadSource{E: m.Config.NumExperts, K: m.K}, ahead
-		var out []float32
-		lg, err := s.Forward([]int{3, 17, 29})
-		for i := 0; err == nil && i < 5; i++ {
-			out = append(out, lg...)
-			lg, err = s.Forward([]int{(i*7919 + 5) % m.Config.VocabSize})
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return append(out, lg...), m.ExpertStats().DevLayers
+		steps := tableSteps(t, m, aheadSource{E: m.Config.NumExperts, K: m.K}, ahead)
+		return slices.Concat(steps...), m.ExpertStats().DevLayers
 	}
 	want, hostDev := run(false)
 	got, dev := run(true)
@@ -127,6 +90,32 @@ func tableOn(t *testing.T, partial bool) {
 	if worst := worstRowRel(got, want, probe.Config.VocabSize); worst > 1e-5 {
 		t.Errorf("partly held %v on the GPU: the uploaded picks' logits differ from the host path's by %.3g (relative), want ≤ 1e-5", partial, worst)
 	}
+}
+
+// tableSteps preloads m's tiers and runs a 3-token prompt (the host path
+// either way) and 5 one-token steps with routes as the session's source,
+// choosing ahead or not; it returns each step's logits.
+func tableSteps(t *testing.T, m *Model, routes RouteSource, ahead bool) [][]float32 {
+	t.Helper()
+	if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := m.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Routes, s.RoutesAhead = routes, ahead
+	var out [][]float32
+	lg, err := s.Forward([]int{3, 17, 29})
+	for i := 0; err == nil && i < 5; i++ {
+		out = append(out, lg)
+		lg, err = s.Forward([]int{(i*7919 + 5) % m.Config.VocabSize})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(out, lg)
 }
 
 // TestSortPicks: ids ascending, each weight with its id.
@@ -206,25 +195,8 @@ func TestDeviceTablePrefetch(t *testing.T) {
 		if err := m.PrefetchCheck(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		s, err := m.NewSession()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		s.Routes, s.RoutesAhead = aheadPredictor{aheadSource{E: m.Config.NumExperts, K: m.K}}, ahead
-		var out [][]float32
-		lg, err := s.Forward([]int{3, 17, 29})
-		for i := 0; err == nil && i < 5; i++ {
-			out = append(out, lg)
-			lg, err = s.Forward([]int{(i*7919 + 5) % m.Config.VocabSize})
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return append(out, lg), d, m.ExpertStats()
+		out := tableSteps(t, m, aheadPredictor{aheadSource{E: m.Config.NumExperts, K: m.K}}, ahead)
+		return out, d, m.ExpertStats()
 	}
 	want, _, _ := run(false)
 	got, d, st := run(true)
