@@ -11,6 +11,26 @@ import (
 	"github.com/fmoe/fmoe/runtime/backend/cpu"
 )
 
+// lruWithInput gives be an LRU GPU tier of budget bytes and returns a
+// random input of C values, on the host and uploaded.
+func lruWithInput(t *testing.T, be *Backend, budget int64, C int, rng *rand.Rand) ([]float32, backend.Buffer) {
+	t.Helper()
+	lru, _ := NewPolicy("lru", 0)
+	be.SetCachePolicy(lru)
+	if err := be.SetExpertCache(budget, 1); err != nil {
+		t.Fatal(err)
+	}
+	x := make([]float32, C)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	xb, _ := be.Alloc(C)
+	if err := be.Write(xb, x); err != nil {
+		t.Fatal(err)
+	}
+	return x, xb
+}
+
 // TestExpertCacheEviction drives the GPU tier with a budget of three
 // experts: misses fill it, a hit computes bit for bit what its miss did,
 // LRU evicts the least recent expert not in use, an expert in use is never
@@ -30,19 +50,7 @@ func TestExpertCacheEviction(t *testing.T) {
 		}
 	}
 	_, _, one := layout(experts[0][0])
-	lru, _ := NewPolicy("lru", 0)
-	be.SetCachePolicy(lru)
-	if err := be.SetExpertCache(int64(3*3*one), 1); err != nil {
-		t.Fatal(err)
-	}
-	x := make([]float32, C)
-	for i := range x {
-		x[i] = float32(rng.NormFloat64())
-	}
-	xb, _ := be.Alloc(C)
-	if err := be.Write(xb, x); err != nil {
-		t.Fatal(err)
-	}
+	x, xb := lruWithInput(t, be, int64(3*3*one), C, rng)
 	// run computes the three projections of expert e (bound by bind) and
 	// returns the outputs; release false keeps the tensors in use.
 	run := func(e int, ts []backend.Tensor, release bool) [][]float32 {

@@ -58,19 +58,7 @@ func TestExpertSpanOneCopy(t *testing.T) {
 	packed := placeExpert(pinned, ws[0], 0)                // one copy
 	gapped := placeExpert(pinned[4*one:], ws[1], 16)       // a slot a projection
 	pageable := placeExpert(make([]byte, 4*one), ws[2], 0) // not pinned
-	lru, _ := NewPolicy("lru", 0)
-	be.SetCachePolicy(lru)
-	if err := be.SetExpertCache(int64(2*3*one+256), 1); err != nil {
-		t.Fatal(err)
-	}
-	x := make([]float32, C)
-	for i := range x {
-		x[i] = float32(rng.NormFloat64())
-	}
-	xb, _ := be.Alloc(C)
-	if err := be.Write(xb, x); err != nil {
-		t.Fatal(err)
-	}
+	x, xb := lruWithInput(t, be, int64(2*3*one+256), C, rng)
 	check := func(id int, w []backend.Weight, slots int) {
 		t.Helper()
 		ts, err := be.BindExpert(0, id, w)
