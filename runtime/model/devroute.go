@@ -128,15 +128,13 @@ func (s *Session) devTable(r *run) {
 		if m.layers[l].dev == nil {
 			continue
 		}
-		if err := s.Routes.Choose(l, s.pos, d.idx, d.w); err != nil {
+		err := s.Routes.Choose(l, s.pos, d.idx, d.w)
+		if err == nil {
+			err = checkPicks(d.idx, s.pos, E)
+		}
+		if err != nil {
 			r.do(inLayer(l, err))
 			return
-		}
-		for _, e := range d.idx {
-			if e < 0 || e >= E {
-				r.do(inLayer(l, fmt.Errorf("route source: position %d: expert %d outside [0, %d)", s.pos, e, E)))
-				return
-			}
 		}
 		sortPicks(d.idx, d.w)
 		for j := range K {

@@ -3,7 +3,9 @@ package model
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/fmoe/fmoe/runtime/backend"
@@ -207,5 +209,45 @@ func TestDeviceTablePrefetch(t *testing.T) {
 		if j := firstDiff(got[i], want[i]); j >= 0 {
 			t.Fatalf("step %d: logit %d is %v with prefetches and the picks on the device, %v on the host path", i, j, got[i][j], want[i][j])
 		}
+	}
+}
+
+// badLater is aheadSource naming an expert out of range from position 3.
+type badLater struct{ aheadSource }
+
+func (b badLater) Choose(l, pos int, idx []int, w []float32) error {
+	b.aheadSource.Choose(l, pos, idx, w)
+	if pos >= 3 {
+		idx[0] = b.E + 1
+	}
+	return nil
+}
+
+// TestDeviceTableBadSource: an uploaded pick outside the experts is the
+// step's error, naming the layer, the position and the expert.
+func TestDeviceTableBadSource(t *testing.T) {
+	defer func(v bool) { devOff = v }(devOff)
+	devOff = false
+	d := &devTier{keepTier: newKeepTier(nil)}
+	m := open(t, "hf", 16, 0, Options{Backend: d})
+	if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := m.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Routes, s.RoutesAhead = badLater{aheadSource{E: m.Config.NumExperts, K: m.K}}, true
+	if _, err := s.Forward([]int{3, 17, 29}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Forward([]int{5})
+	want := fmt.Sprintf("position 3: expert %d outside [0, %d)", m.Config.NumExperts+1, m.Config.NumExperts)
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "layer 0") {
+		t.Fatalf("a pick out of range: %v, want an error naming layer 0 and %q", err, want)
+	}
+	if d.indexed != 0 {
+		t.Fatalf("%d layers ran on the device after a bad upload", d.indexed)
 	}
 }

@@ -35,9 +35,15 @@ func (s *Session) route(logits []float32, l, t int, idx []int, w []float32) erro
 	if err := s.Routes.Choose(l, s.pos+t, idx, w); err != nil {
 		return err
 	}
+	return checkPicks(idx, s.pos+t, s.m.Config.NumExperts)
+}
+
+// checkPicks refuses a route source's choice for position pos that names
+// an expert outside [0, E).
+func checkPicks(idx []int, pos, E int) error {
 	for _, e := range idx {
-		if e < 0 || e >= s.m.Config.NumExperts {
-			return fmt.Errorf("route source: position %d: expert %d outside [0, %d)", s.pos+t, e, s.m.Config.NumExperts)
+		if e < 0 || e >= E {
+			return fmt.Errorf("route source: position %d: expert %d outside [0, %d)", pos, e, E)
 		}
 	}
 	return nil
