@@ -76,7 +76,7 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer) 
 		switch {
 		case !ok:
 			miss = append(miss, id)
-		case s.pf.unsettled[[2]int{l, id}]:
+		case m.unsettled[[2]int{l, id}]:
 			// A prefetch the device index did not hold when the
 			// kernels ran (its row is zero): computed here, from the
 			// tier, as the host path computes a hit.

@@ -172,12 +172,16 @@ func (r devRecorder) PrefetchDone(tok int, wait bool) (bool, error) {
 	return r.d.PrefetchDone(tok, wait)
 }
 
-// aheadPredictor is aheadSource predicting the next layer's picks exactly.
+// aheadPredictor is aheadSource predicting the next layer's picks, and
+// besides them its picks at the next position: prefetches that the step
+// does not use and a later one may, after they have waited unsettled.
 type aheadPredictor struct{ aheadSource }
 
 func (a aheadPredictor) Predict(l, pos int, dst []int) []int {
 	idx, w := make([]int, a.K), make([]float32, a.K)
 	a.Choose(l, pos, idx, w)
+	dst = append(dst, idx...)
+	a.Choose(l, pos+1, idx, w)
 	return append(dst, idx...)
 }
 
@@ -185,7 +189,8 @@ func (a aheadPredictor) Predict(l, pos int, dst []int) []int {
 // (devMissOn) and the next layer's picks prefetched from the host tier: a
 // prefetched expert is out of the device's index when the layer's kernels
 // run, so its row is computed by the host after the ids come back
-// (devpartial.go's late hits); the logits are the host path's bit for bit.
+// (devpartial.go's late hits); the logits are the host path's bit for
+// bit, over two sessions in turn (the unsettled set is the model's).
 func TestDeviceTablePrefetch(t *testing.T) {
 	defer func(v, w, g bool) { devOff, devMissOn, graphsOff = v, w, g }(devOff, devMissOn, graphsOff)
 	devOff, devMissOn, graphsOff = false, true, false
@@ -197,8 +202,10 @@ func TestDeviceTablePrefetch(t *testing.T) {
 		if err := m.PrefetchCheck(); err != nil {
 			t.Fatal(err)
 		}
-		out := tableSteps(t, m, aheadPredictor{aheadSource{E: m.Config.NumExperts, K: m.K}}, ahead)
-		return out, d, m.ExpertStats()
+		// Two sessions in turn, on one model's tiers.
+		src := aheadPredictor{aheadSource{E: m.Config.NumExperts, K: m.K}}
+		out := tableSteps(t, m, src, ahead)
+		return append(out, tableSteps(t, m, src, ahead)...), d, m.ExpertStats()
 	}
 	want, _, _ := run(false)
 	got, d, st := run(true)

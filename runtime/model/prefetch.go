@@ -39,13 +39,6 @@ type prefetchState struct {
 	// made at the routing of the layer before it by PrefetchAhead.
 	own  []int
 	ownL int
-	// unsettled are the experts prefetched and not yet found by a
-	// CachedExpert of this session: the GPU tier keeps such an entry out
-	// of its device index until then, so a kernel routed on the device
-	// does not see it (devpartial.go computes them on the host). It may
-	// hold more than that (an entry evicted since): computing one of
-	// those again gives the same row.
-	unsettled map[[2]int]bool
 }
 
 type pfFlight struct {
@@ -186,10 +179,10 @@ func (s *Session) prefetchNext(l int) error {
 		}
 		st.flight = append(st.flight, pfFlight{te, tok})
 		st.marks[t] = append(st.marks[t], id)
-		if st.unsettled == nil {
-			st.unsettled = map[[2]int]bool{}
+		if m.unsettled == nil {
+			m.unsettled = map[[2]int]bool{}
 		}
-		st.unsettled[[2]int{t, id}] = true
+		m.unsettled[[2]int{t, id}] = true
 		m.stats.Prefetched++
 		if tp := s.tm.p; tp != nil {
 			tp.Prefetched++
@@ -199,14 +192,17 @@ func (s *Session) prefetchNext(l int) error {
 	return nil
 }
 
-// prefetchUsed counts layer l's GPU-tier hits that a prefetch brought in.
+// prefetchUsed counts layer l's GPU-tier hits that a prefetch brought in;
+// their entries are settled now (Model.unsettled).
 func (s *Session) prefetchUsed(l int, hits []int) {
+	for _, id := range hits {
+		delete(s.m.unsettled, [2]int{l, id})
+	}
 	st := &s.pf
 	if l >= len(st.marks) || len(st.marks[l]) == 0 {
 		return
 	}
 	for _, id := range hits {
-		delete(st.unsettled, [2]int{l, id})
 		if slices.Contains(st.marks[l], id) {
 			s.m.stats.PrefetchUsed++
 			if tp := s.tm.p; tp != nil {
