@@ -69,7 +69,7 @@ typedef long long i64;
 #define UNROLL _Pragma("unroll")
 
 // GRID_WAIT() opens every kernel. Under programmatic dependent launch
-// (Options.PDL; sm_90 and later) a kernel may be launched while the kernel
+// (unless Options.NoPDL; sm_90 and later) a kernel may be launched while the kernel
 // before it in the stream still runs, so that its launch and its blocks'
 // start overlap that kernel's tail; here it waits until that kernel has
 // finished and its writes are visible, then lets the next kernel launch in
