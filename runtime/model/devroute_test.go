@@ -400,14 +400,7 @@ func graphDeviceRouted(t *testing.T, partial bool) {
 		d := &devTier{keepTier: newKeepTier(nil), evenOnly: partial}
 		rec := &recorder{Backend: d.keepTier}
 		m := open(t, "hf", 16, 0, Options{Backend: devRecorder{rec, d}})
-		if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		s, err := m.NewSession()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
+		s := preloadedSession(t, m)
 		var out [][]float32
 		for i := range 6 {
 			lg, err := s.Forward([]int{(i*7919 + 5) % m.Config.VocabSize})

@@ -99,14 +99,7 @@ func tableOn(t *testing.T, partial bool) {
 // choosing ahead or not; it returns each step's logits.
 func tableSteps(t *testing.T, m *Model, routes RouteSource, ahead bool) [][]float32 {
 	t.Helper()
-	if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	s, err := m.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := preloadedSession(t, m)
 	s.Routes, s.RoutesAhead = routes, ahead
 	var out [][]float32
 	lg, err := s.Forward([]int{3, 17, 29})
@@ -118,6 +111,21 @@ func tableSteps(t *testing.T, m *Model, routes RouteSource, ahead bool) [][]floa
 		t.Fatal(err)
 	}
 	return append(out, lg)
+}
+
+// preloadedSession preloads m's tiers and opens a session on it, closed
+// when the test ends.
+func preloadedSession(t *testing.T, m *Model) *Session {
+	t.Helper()
+	if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := m.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 // TestSortPicks: ids ascending, each weight with its id.
@@ -237,19 +245,12 @@ func TestDeviceTableBadSource(t *testing.T) {
 	devOff = false
 	d := &devTier{keepTier: newKeepTier(nil)}
 	m := open(t, "hf", 16, 0, Options{Backend: d})
-	if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	s, err := m.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := preloadedSession(t, m)
 	s.Routes, s.RoutesAhead = badLater{aheadSource{E: m.Config.NumExperts, K: m.K}}, true
 	if _, err := s.Forward([]int{3, 17, 29}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Forward([]int{5})
+	_, err := s.Forward([]int{5})
 	want := fmt.Sprintf("position 3: expert %d outside [0, %d)", m.Config.NumExperts+1, m.Config.NumExperts)
 	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "layer 0") {
 		t.Fatalf("a pick out of range: %v, want an error naming layer 0 and %q", err, want)

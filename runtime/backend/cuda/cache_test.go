@@ -31,6 +31,20 @@ func lruWithInput(t *testing.T, be *Backend, budget int64, C int, rng *rand.Rand
 	return x, xb
 }
 
+// tensorMatVec is wt·x (R rows) for a bound tensor, read back.
+func tensorMatVec(t *testing.T, be *Backend, wt backend.Tensor, xb backend.Buffer, R int) []float32 {
+	t.Helper()
+	yb, _ := be.Alloc(R)
+	if err := be.MatMul(yb, wt, xb, 1); err != nil {
+		t.Fatal(err)
+	}
+	y := make([]float32, R)
+	if err := be.Read(y, yb); err != nil {
+		t.Fatal(err)
+	}
+	return y
+}
+
 // TestExpertCacheEviction drives the GPU tier with a budget of three
 // experts: misses fill it, a hit computes bit for bit what its miss did,
 // LRU evicts the least recent expert not in use, an expert in use is never
@@ -57,14 +71,7 @@ func TestExpertCacheEviction(t *testing.T) {
 		t.Helper()
 		var out [][]float32
 		for j, wt := range ts {
-			yb, _ := be.Alloc(R)
-			if err := be.MatMul(yb, wt, xb, 1); err != nil {
-				t.Fatal(err)
-			}
-			y := make([]float32, R)
-			if err := be.Read(y, yb); err != nil {
-				t.Fatal(err)
-			}
+			y := tensorMatVec(t, be, wt, xb, R)
 			want := runMatMul(t, ref, experts[e][j], x, 1, R)
 			if err := relErr(y, want); !(err < 2e-5) {
 				t.Fatalf("expert %d projection %d: relative error %.3g", e, j, err)

@@ -69,14 +69,7 @@ func TestExpertSpanOneCopy(t *testing.T) {
 			t.Fatalf("expert %d: entry %v, want one with %d slots", id, e, slots)
 		}
 		for j, wt := range ts {
-			yb, _ := be.Alloc(R)
-			if err := be.MatMul(yb, wt, xb, 1); err != nil {
-				t.Fatal(err)
-			}
-			y := make([]float32, R)
-			if err := be.Read(y, yb); err != nil {
-				t.Fatal(err)
-			}
+			y := tensorMatVec(t, be, wt, xb, R)
 			if err := relErr(y, runMatMul(t, ref, w[j], x, 1, R)); !(err < 2e-5) {
 				t.Fatalf("expert %d projection %d: relative error %.3g", id, j, err)
 			}
