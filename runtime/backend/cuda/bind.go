@@ -227,7 +227,7 @@ func (be *Backend) fillSpan(s *slot, span []byte, wait bool) error {
 	if err := be.fillStart(s, wait); err != nil {
 		return err
 	}
-	if err := cuErr(C.fm_htod(be.ctx, s.ptr, unsafe.Pointer(&span[0]), C.size_t(len(span)), be.copy), "bind copy"); err != nil {
+	if _, err := be.copyIn(s.ptr, span); err != nil {
 		return err
 	}
 	return be.fillEnd(s, wait)

@@ -49,15 +49,19 @@ func profileFromEnv() *launchProfile {
 	return &launchProfile{names: map[C.CUfunction]string{}, stats: map[string]*profStat{}}
 }
 
-func (p *launchProfile) name(f C.CUfunction) string {
-	if n, ok := p.names[f]; ok {
+func (p *launchProfile) name(f C.CUfunction) string { return kernelName(p.names, f) }
+
+// kernelName is f's name (the driver's, where it can say), kept in names
+// (a profile's or a timeline's) after the first ask.
+func kernelName(names map[C.CUfunction]string, f C.CUfunction) string {
+	if n, ok := names[f]; ok {
 		return n
 	}
 	n := fmt.Sprintf("kernel@%p", f)
 	if s := C.fm_func_name(f); s != nil {
 		n = C.GoString(s)
 	}
-	p.names[f] = n
+	names[f] = n
 	return n
 }
 

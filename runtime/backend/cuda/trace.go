@@ -62,15 +62,7 @@ func (be *Backend) markLaunch(f C.CUfunction) error {
 	if tl == nil || be.recording {
 		return nil
 	}
-	n, ok := tl.names[f]
-	if !ok {
-		n = fmt.Sprintf("kernel@%p", f)
-		if s := C.fm_func_name(f); s != nil {
-			n = C.GoString(s)
-		}
-		tl.names[f] = n
-	}
-	return be.mark('c', n, 0)
+	return be.mark('c', kernelName(tl.names, f), 0)
 }
 
 // mark records label on stream s ('c' or 'x'; 'h': the host alone).
