@@ -38,11 +38,10 @@ type devState struct {
 	host []float32 // the read-back: status, then ids [layers, K]
 	part []float32 // a partly held layer's ids (devpartial.go)
 	// table: this step's picks are Routes' (RoutesAhead), uploaded at its
-	// start (devTable); up is that upload, idx and w one layer's choice.
+	// start (devTable); up is that upload, plan one layer's choice.
 	table bool
 	up    []float32
-	idx   []int
-	w     []float32
+	plan  moePlan
 }
 
 // devBufLen is the values of the scratch's device-routing buffer: the
@@ -123,37 +122,32 @@ func (s *Session) devTable(r *run) {
 	n := 1 + 2*L*K
 	d.up = growTo(d.up, n)
 	clear(d.up)
-	d.idx, d.w = growTo(d.idx, K), growTo(d.w, K)
+	p := &d.plan
 	for l := range m.layers {
 		if m.layers[l].dev == nil {
 			continue
 		}
-		err := s.Routes.Choose(l, s.pos, d.idx, d.w)
+		p.reset(1, E, K)
+		err := s.Routes.Choose(l, s.pos, p.idx, p.wts)
 		if err == nil {
-			err = checkPicks(d.idx, s.pos, E)
+			err = checkPicks(p.idx, s.pos, E)
+		}
+		if err == nil {
+			p.group(K) // ascending id, the order of the host path's sums
+			if len(p.ids) != K {
+				err = fmt.Errorf("route source: position %d: an expert picked twice (%v)", s.pos, p.idx)
+			}
 		}
 		if err != nil {
 			r.do(inLayer(l, err))
 			return
 		}
-		sortPicks(d.idx, d.w)
 		for j := range K {
-			d.up[1+l*K+j] = float32(d.idx[j])
-			d.up[1+(L+l)*K+j] = d.w[j]
+			d.up[1+l*K+j] = float32(p.ids[j])
+			d.up[1+(L+l)*K+j] = p.w[j]
 		}
 	}
 	r.do(m.be.Write(r.view(s.sc.dev, 0, n), d.up))
-}
-
-// sortPicks orders K picks by ascending id, their weights with them
-// (insertion: K is at most maxDevK).
-func sortPicks(idx []int, w []float32) {
-	for i := 1; i < len(idx); i++ {
-		for j := i; j > 0 && idx[j] < idx[j-1]; j-- {
-			idx[j], idx[j-1] = idx[j-1], idx[j]
-			w[j], w[j-1] = w[j-1], w[j]
-		}
-	}
 }
 
 // moeDevice is moe for a device-routed layer: its ops take no host data

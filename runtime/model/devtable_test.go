@@ -128,18 +128,6 @@ func preloadedSession(t *testing.T, m *Model) *Session {
 	return s
 }
 
-// TestSortPicks: ids ascending, each weight with its id.
-func TestSortPicks(t *testing.T) {
-	idx, w := []int{9, 2, 7, 0}, []float32{0.1, 0.2, 0.3, 0.4}
-	sortPicks(idx, w)
-	wantIdx, wantW := []int{0, 2, 7, 9}, []float32{0.4, 0.2, 0.3, 0.1}
-	for j := range idx {
-		if idx[j] != wantIdx[j] || w[j] != wantW[j] {
-			t.Fatalf("sorted to %v %v, want %v %v", idx, w, wantIdx, wantW)
-		}
-	}
-}
-
 // PrefetchExpert is backend.ExpertPrefetcher's where d.prefetch is set: the
 // entry pending, out of what ExpertsIndexed and LayerCached see (as CUDA
 // keeps a prefetch out of its device index), until a CachedExpert of it.
@@ -227,35 +215,49 @@ func TestDeviceTablePrefetch(t *testing.T) {
 	}
 }
 
-// badLater is aheadSource naming an expert out of range from position 3.
-type badLater struct{ aheadSource }
+// badLater is aheadSource that, from position 3, names as its first pick
+// pick(ids) instead: an expert out of range, or one picked already.
+type badLater struct {
+	aheadSource
+	pick func(idx []int) int
+}
 
 func (b badLater) Choose(l, pos int, idx []int, w []float32) error {
 	b.aheadSource.Choose(l, pos, idx, w)
 	if pos >= 3 {
-		idx[0] = b.E + 1
+		idx[0] = b.pick(idx)
 	}
 	return nil
 }
 
-// TestDeviceTableBadSource: an uploaded pick outside the experts is the
-// step's error, naming the layer, the position and the expert.
+// TestDeviceTableBadSource: an uploaded pick outside the experts, or an
+// expert picked twice, is the step's error, naming the layer, the position
+// and the picks.
 func TestDeviceTableBadSource(t *testing.T) {
 	defer func(v bool) { devOff = v }(devOff)
 	devOff = false
-	d := &devTier{keepTier: newKeepTier(nil)}
-	m := open(t, "hf", 16, 0, Options{Backend: d})
-	s := preloadedSession(t, m)
-	s.Routes, s.RoutesAhead = badLater{aheadSource{E: m.Config.NumExperts, K: m.K}}, true
-	if _, err := s.Forward([]int{3, 17, 29}); err != nil {
-		t.Fatal(err)
-	}
-	_, err := s.Forward([]int{5})
-	want := fmt.Sprintf("position 3: expert %d outside [0, %d)", m.Config.NumExperts+1, m.Config.NumExperts)
-	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "layer 0") {
-		t.Fatalf("a pick out of range: %v, want an error naming layer 0 and %q", err, want)
-	}
-	if d.indexed != 0 {
-		t.Fatalf("%d layers ran on the device after a bad upload", d.indexed)
+	probe := open(t, "hf", 16, 0, Options{})
+	E := probe.Config.NumExperts
+	for _, c := range []struct {
+		pick func(idx []int) int
+		want string
+	}{
+		{func([]int) int { return E + 1 }, fmt.Sprintf("position 3: expert %d outside [0, %d)", E+1, E)},
+		{func(idx []int) int { return idx[1] }, "position 3: an expert picked twice"},
+	} {
+		d := &devTier{keepTier: newKeepTier(nil)}
+		m := open(t, "hf", 16, 0, Options{Backend: d})
+		s := preloadedSession(t, m)
+		s.Routes, s.RoutesAhead = badLater{aheadSource{E: E, K: m.K}, c.pick}, true
+		if _, err := s.Forward([]int{3, 17, 29}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.Forward([]int{5})
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "layer 0") {
+			t.Fatalf("a bad pick: %v, want an error naming layer 0 and %q", err, c.want)
+		}
+		if d.indexed != 0 {
+			t.Fatalf("%d layers ran on the device after a bad upload", d.indexed)
+		}
 	}
 }
