@@ -424,4 +424,9 @@ type ExpertPrefetcher interface {
 	// PrefetchDone reports whether prefetch tok's copy has ended, waiting
 	// for it when wait is set. Once it has reported true, tok is spent.
 	PrefetchDone(tok int, wait bool) (bool, error)
+	// PrefetchPending reports whether expert (layer, id) is a prefetch
+	// that no CachedExpert has found yet: a device index (IndexedExperts)
+	// leaves such an entry out until then, so kernels that read the index
+	// do not see it.
+	PrefetchPending(layer, id int) bool
 }

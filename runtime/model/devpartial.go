@@ -70,13 +70,15 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer) 
 		return err
 	}
 	ca := m.ranks[0].cache
+	pf, _ := ca.(backend.ExpertPrefetcher)
 	miss, late := s.miss[:0], s.late[:0]
 	for _, id := range pl.ids {
+		pending := pf != nil && pf.PrefetchPending(l, id) // before CachedExpert settles it
 		ts, ok := ca.CachedExpert(l, id)
 		switch {
 		case !ok:
 			miss = append(miss, id)
-		case m.unsettled[[2]int{l, id}]:
+		case pending:
 			// A prefetch the device index did not hold when the
 			// kernels ran (its row is zero): computed here, from the
 			// tier, as the host path computes a hit.

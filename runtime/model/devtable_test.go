@@ -151,6 +151,8 @@ func (d *devTier) PrefetchExpert(l, id int, ws []backend.Weight) (int, bool, err
 
 func (d *devTier) PrefetchDone(int, bool) (bool, error) { return true, nil }
 
+func (d *devTier) PrefetchPending(l, id int) bool { return d.pending[[2]int{l, id}] != nil }
+
 // CachedExpert settles a pending prefetch into the tier first.
 func (d *devTier) CachedExpert(l, id int) ([]backend.Tensor, bool) {
 	k := [2]int{l, id}
@@ -167,6 +169,7 @@ func (r devRecorder) PrefetchExpert(l, id int, ws []backend.Weight) (int, bool, 
 func (r devRecorder) PrefetchDone(tok int, wait bool) (bool, error) {
 	return r.d.PrefetchDone(tok, wait)
 }
+func (r devRecorder) PrefetchPending(l, id int) bool { return r.d.PrefetchPending(l, id) }
 
 // aheadPredictor is aheadSource predicting the next layer's picks, and
 // besides them its picks at the next position: prefetches that the step
@@ -186,7 +189,7 @@ func (a aheadPredictor) Predict(l, pos int, dst []int) []int {
 // prefetched expert is out of the device's index when the layer's kernels
 // run, so its row is computed by the host after the ids come back
 // (devpartial.go's late hits); the logits are the host path's bit for
-// bit, over two sessions in turn (the unsettled set is the model's).
+// bit, over two sessions in turn on one model's tiers.
 func TestDeviceTablePrefetch(t *testing.T) {
 	defer func(v, w, g bool) { devOff, devMissOn, graphsOff = v, w, g }(devOff, devMissOn, graphsOff)
 	devOff, devMissOn, graphsOff = false, true, false

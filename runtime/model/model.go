@@ -166,14 +166,6 @@ type Model struct {
 	missShare     float64
 	prefetch      bool // Options.Prefetch
 	prefetchAhead int  // Options.PrefetchAhead, at least 1
-	// unsettled are the experts prefetched and not yet found by a
-	// CachedExpert on the host path: the GPU tier keeps such an entry out
-	// of its device index until then, so a kernel routed on the device
-	// does not see it (devpartial.go computes them on the host). The
-	// model's, not a session's: a session may find another's prefetch.
-	// It may hold more than that (an entry evicted since): computing one
-	// of those again gives the same row.
-	unsettled map[[2]int]bool
 }
 
 // layer holds the resident tensors of one decoder layer.

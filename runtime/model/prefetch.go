@@ -179,10 +179,6 @@ func (s *Session) prefetchNext(l int) error {
 		}
 		st.flight = append(st.flight, pfFlight{te, tok})
 		st.marks[t] = append(st.marks[t], id)
-		if m.unsettled == nil {
-			m.unsettled = map[[2]int]bool{}
-		}
-		m.unsettled[[2]int{t, id}] = true
 		m.stats.Prefetched++
 		if tp := s.tm.p; tp != nil {
 			tp.Prefetched++
@@ -192,12 +188,8 @@ func (s *Session) prefetchNext(l int) error {
 	return nil
 }
 
-// prefetchUsed counts layer l's GPU-tier hits that a prefetch brought in;
-// their entries are settled now (Model.unsettled).
+// prefetchUsed counts layer l's GPU-tier hits that a prefetch brought in.
 func (s *Session) prefetchUsed(l int, hits []int) {
-	for _, id := range hits {
-		delete(s.m.unsettled, [2]int{l, id})
-	}
 	st := &s.pf
 	if l >= len(st.marks) || len(st.marks[l]) == 0 {
 		return

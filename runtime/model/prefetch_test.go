@@ -87,6 +87,8 @@ func (f *pfTier) CachedExpert(l, id int) ([]backend.Tensor, bool) {
 	return f.lruTier.CachedExpert(l, id)
 }
 
+func (f *pfTier) PrefetchPending(l, id int) bool { return f.pending[[2]int{l, id}] != nil }
+
 var errSpent = bytesErr("prefetch token spent")
 
 type bytesErr string

@@ -74,6 +74,16 @@ func (be *Backend) PrefetchExpert(layer, id int, ws []backend.Weight) (int, bool
 	return p.next, true, nil
 }
 
+// PrefetchPending reports whether (layer, id) is a prefetched entry not yet
+// settled (and so not in the device index).
+func (be *Backend) PrefetchPending(layer, id int) bool {
+	if be.cache == nil {
+		return false
+	}
+	e := be.cache.m[ExpertKey{layer, id}]
+	return e != nil && e.pending
+}
+
 // PrefetchDone reports whether prefetch tok's copy has ended.
 func (be *Backend) PrefetchDone(tok int, wait bool) (bool, error) {
 	if be.closed {
