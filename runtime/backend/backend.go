@@ -344,6 +344,25 @@ type DeviceRouter interface {
 	RouteTopK(ids, w, status, logits Buffer, T, E, K int, renorm bool) error
 }
 
+// AsyncReader is implemented by backends that can queue a read of device
+// memory behind the work queued so far and let the work queued after it
+// run while the host waits (CUDA): a decode step reads a partly held
+// layer's expert ids while the device computes the experts it holds
+// (runtime/model/devpartial.go), instead of after them.
+type AsyncReader interface {
+	// ReadAsync queues a copy of src's first len(dst) values (at most
+	// MaxAsyncRead) and returns wait, which returns once dst holds them:
+	// the values src had when the work queued before the call had run,
+	// whatever is queued after it. dst is not to be touched before wait
+	// returns, and only one read may be outstanding: a second ReadAsync
+	// before the first's wait is an error.
+	ReadAsync(dst []float32, src Buffer) (wait func() error, err error)
+}
+
+// MaxAsyncRead is the most values one ReadAsync copies (the ids and weights
+// of a layer's routed experts, with room to spare).
+const MaxAsyncRead = 1024
+
 // AddNormer is implemented by backends that fuse a residual add into the
 // RMSNorm after it (the GPU backends: one launch in place of two, the
 // decode step's post-attention norm).

@@ -112,7 +112,7 @@ func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int, fuse 
 	if s.onMiss == nil {
 		s.onMiss = func(id int) bool { return s.mown[id] == m.miss }
 	}
-	err = s.streamMisses(r, l, miss, s.onMiss, s.mown, xs, bufs, T, len(pl.ids))
+	err = s.streamMisses(r, l, miss, s.onMiss, s.mown, xs, bufs, T, len(pl.ids), nil)
 	m.stats.MissRank += int64(toMiss)
 	if tp := s.tm.p; tp != nil {
 		tp.MissRank += int64(toMiss)

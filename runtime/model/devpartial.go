@@ -32,17 +32,35 @@ func (s *Session) devPartial(l int, L *layer, T int) bool {
 	return ok && !ie.LayerCached(l, s.m.Config.NumExperts)
 }
 
-// moePartialDevice is a partly held layer's device part: the top-K and
-// the held experts, nothing read back, so a graph may hold it. The misses
-// mark a word of their own, never read: the host finds them in the tier.
-func (s *Session) moePartialDevice(r *run, l int, L *layer, xn backend.Buffer) {
-	s.routeIndexed(r, l, L, xn, r.view(s.sc.dev, 1+2*len(s.m.layers)*s.m.K, 1), false)
+// moePartialRoute is a partly held layer's part in its graph: the top-K,
+// nothing read back.
+func (s *Session) moePartialRoute(r *run, l int, L *layer) {
+	s.routeTopK(r, l, L)
 }
 
-// moePartialHost is a partly held layer's host part, after its device
-// part has been queued: it reads the ids, computes the misses into their
-// rows and queues the combine.
-func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer) error {
+// moePartialHeld queues a partly held layer's held experts (with shared,
+// the shared expert as row K), in a graph of their own (partHeldGraph).
+// The misses mark a word of their own, never read: the host finds them in
+// the tier.
+func (s *Session) moePartialHeld(r *run, l int, xn backend.Buffer, shared bool) {
+	fn := func(r *run) {
+		s.expertsIndexed(r, l, xn, r.view(s.sc.dev, 1+2*len(s.m.layers)*s.m.K, 1), shared)
+	}
+	if g, _ := s.graphed(&s.m.layers[l], 1); !g || !s.replay(r, l+partHeldGraph*len(s.m.layers), fn) {
+		fn(r)
+	}
+}
+
+// partHeldGraph is the slot of a partly held layer's held experts among
+// a layer's graphs (graph.go).
+const partHeldGraph = 5
+
+// moePartialHost is a partly held layer's host part, after its top-K has
+// been queued: it queues the read of the ids and the held experts after
+// it, so that the device computes them while the host waits for the ids
+// (backend.AsyncReader; otherwise it reads after them), then computes the
+// misses into their rows and queues the combine.
+func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, shared bool) error {
 	m := s.m
 	c := &m.Config
 	H, E, K := c.HiddenSize, c.NumExperts, m.K
@@ -51,7 +69,18 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer) 
 	ids, _ := s.devViews(r, l)
 	got := growTo(s.dev.part, K)
 	s.dev.part = got
-	if r.do(m.be.Read(got, ids)); r.err != nil {
+	if ar, ok := m.be.(backend.AsyncReader); ok && !partSerial && r.err == nil {
+		wait, err := ar.ReadAsync(got, ids)
+		if r.do(err); r.err != nil {
+			return r.err
+		}
+		s.moePartialHeld(r, l, xn, shared)
+		r.do(wait())
+	} else {
+		s.moePartialHeld(r, l, xn, shared)
+		r.do(m.be.Read(got, ids))
+	}
+	if r.err != nil {
 		return r.err
 	}
 	for j, v := range got {
@@ -100,9 +129,30 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer) 
 		tp.DevLayers++
 	}
 	s.rx = append(s.rx[:0], xn)
-	if err := s.streamMisses(r, l, miss, nil, nil, s.rx, bufs, 1, len(pl.ids)); err != nil {
+	// The combine and the next layer's prefetches are queued before the
+	// host waits for the last miss's copy: the device then has them when
+	// the copy lands, and the link the prefetches behind it.
+	tail := func() {
+		s.combineIndexed(r, l, L, h, shared)
+		if r.err == nil {
+			r.do(s.prefetchNext(l))
+		}
+	}
+	if partSerial {
+		if err := s.streamMisses(r, l, miss, nil, nil, s.rx, bufs, 1, len(pl.ids), nil); err != nil {
+			return err
+		}
+		tail()
+		return r.err
+	}
+	if err := s.streamMisses(r, l, miss, nil, nil, s.rx, bufs, 1, len(pl.ids), tail); err != nil {
 		return err
 	}
-	s.combineIndexed(r, l, L, h, false)
 	return r.err
 }
+
+// partSerial makes a partly held layer wait as it did before session 16:
+// the ids read after the held experts, the combine and the prefetches
+// queued after the last miss's copy (the benchmark's "serial" lever, the
+// A/B of the overlap).
+var partSerial = false

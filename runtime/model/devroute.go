@@ -193,22 +193,35 @@ func (s *Session) devViews(r *run, l int) (ids, w backend.Buffer) {
 // rows (an expert not held marks missed and leaves its row zero), and with
 // shared the layer's shared expert into row K.
 func (s *Session) routeIndexed(r *run, l int, L *layer, xn, missed backend.Buffer, shared bool) {
+	s.routeTopK(r, l, L)
+	s.expertsIndexed(r, l, xn, missed, shared)
+}
+
+// routeTopK queues layer l's top-K on the device into its ids and weights
+// (with the picks uploaded, into a scratch: devTable).
+func (s *Session) routeTopK(r *run, l int, L *layer) {
 	m := s.m
-	c := &m.Config
-	H, I, E, K := c.HiddenSize, c.MoeIntermediateSize, c.NumExperts, m.K
+	K, E := m.K, m.Config.NumExperts
 	ids, w := s.devViews(r, l)
 	status := r.view(s.sc.dev, 0, 1)
-	tid, tw := ids, w
 	if s.dev.table {
-		// The picks are uploaded (devTable): the top-K's go to the scratch.
 		at := 1 + 2*len(m.layers)*K + 1
-		tid, tw = r.view(s.sc.dev, at, K), r.view(s.sc.dev, at+K, K)
+		ids, w = r.view(s.sc.dev, at, K), r.view(s.sc.dev, at+K, K)
 	}
 	if r.err != nil {
 		return
 	}
-	r.do(m.be.(backend.DeviceRouter).RouteTopK(tid, tw, status, r.view(s.sc.router, 0, E), 1, E, K, L.dev.renorm))
+	r.do(m.be.(backend.DeviceRouter).RouteTopK(ids, w, status, r.view(s.sc.router, 0, E), 1, E, K, L.dev.renorm))
 	s.lap(PhaseRouting)
+}
+
+// expertsIndexed queues the experts layer l's ids name from the tier into
+// their rows (an expert not held marks missed and leaves its row zero), and
+// with shared the shared expert as row K.
+func (s *Session) expertsIndexed(r *run, l int, xn, missed backend.Buffer, shared bool) {
+	m := s.m
+	H, I, K := m.Config.HiddenSize, m.Config.MoeIntermediateSize, m.K
+	ids, _ := s.devViews(r, l)
 	switch {
 	case r.err != nil:
 	case shared:

@@ -37,6 +37,35 @@ type devTier struct {
 	prefetch   bool
 	pending    map[[2]int][]backend.Weight
 	prefetched int
+	// asyncN counts ReadAsync calls; waiting is true between one and its wait.
+	asyncN  int
+	waiting bool
+}
+
+// ReadAsync is backend.AsyncReader's: the values src holds now (the ops
+// before have run), given to dst only by wait, and dst NaN until then, so
+// that a caller reading it early finds no expert id there.
+func (d *devTier) ReadAsync(dst []float32, src backend.Buffer) (func() error, error) {
+	if d.waiting {
+		return nil, errors.New("devTier: async read while another is outstanding")
+	}
+	v := make([]float32, len(dst))
+	if err := d.Read(v, src); err != nil {
+		return nil, err
+	}
+	for i := range dst {
+		dst[i] = float32(math.NaN())
+	}
+	d.asyncN++
+	d.waiting = true
+	return func() error {
+		if !d.waiting {
+			return errors.New("devTier: async read waited for twice")
+		}
+		d.waiting = false
+		copy(dst, v)
+		return nil
+	}, nil
 }
 
 // IndexShared is backend.SharedIndexer's: taken where the three tensors
@@ -430,7 +459,7 @@ func graphDeviceRouted(t *testing.T, partial bool) {
 // the device's weights. Its logits are the host path's bit for bit (the
 // fake's weights are the host's), and the fixtures' within tolerance.
 func TestGoldenDevicePartial(t *testing.T) {
-	defer func(v, w bool) { devOff, devMissOn = v, w }(devOff, devMissOn)
+	defer func(v, w, p bool) { devOff, devMissOn, partSerial = v, w, p }(devOff, devMissOn, partSerial)
 	devOff = false
 	g := readGolden(t, "bf16")
 	run := func(partial bool) ([]float32, *Timing, *devTier, *Model) {
@@ -451,14 +480,20 @@ func TestGoldenDevicePartial(t *testing.T) {
 	if i := firstDiff(got, ref); i >= 0 {
 		t.Fatalf("logit %d is %v routed on the device with host misses, %v on the host path", i, got[i], ref[i])
 	}
+	partSerial = true
+	serial, _, serialFake, _ := run(true)
+	partSerial = false
+	if i := firstDiff(serial, ref); i >= 0 || serialFake.asyncN != 0 {
+		t.Fatalf("serial (partSerial): logit %d differs from the host path's, or %d ids read asynchronously (want none)", i, serialFake.asyncN)
+	}
 	if _, ok := testBackend(t).(backend.IndexedExperts); ok {
 		devicePartialOn(t, g)
 	}
 	checkGoldenLogits(t, got, g, m.Config.VocabSize)
 	d := &tm.Decode
 	want := int64(d.Tokens * m.Config.NumHiddenLayers)
-	if d.DevLayers != want || int64(fake.indexed) != want {
-		t.Errorf("decode: %d layers routed on the device (%d indexed launches), want %d", d.DevLayers, fake.indexed, want)
+	if d.DevLayers != want || int64(fake.indexed) != want || int64(fake.asyncN) != want {
+		t.Errorf("decode: %d layers routed on the device (%d indexed launches, %d ids read asynchronously), want %d", d.DevLayers, fake.indexed, fake.asyncN, want)
 	}
 	if d.GPUHits == 0 || d.GPUHits >= d.ExpertUses || d.ExpertUses != want*int64(m.K) {
 		t.Errorf("decode: %d tier hits of %d expert uses over %d layers: want some misses and K uses a layer", d.GPUHits, d.ExpertUses, want)

@@ -57,7 +57,7 @@ func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int, fuse bool
 		}
 	}
 	s.miss = miss // its room, for the next layer
-	if err := s.streamMisses(r, l, miss, nil, m.owner(l), xs, bufs, T, len(pl.ids)); err != nil {
+	if err := s.streamMisses(r, l, miss, nil, m.owner(l), xs, bufs, T, len(pl.ids), nil); err != nil {
 		return err
 	}
 	if fuse && len(bufs) == 1 {
@@ -70,8 +70,11 @@ func (s *Session) routed(r *run, l int, xn, acc backend.Buffer, T int, fuse bool
 // streamMisses reads a layer's misses (those with stay(id) stay in the
 // host tier: streamStay), binds each on its rank (own[id]; nil: rank
 // 0) and queues its matmuls there, releasing each after the next one's
-// binds (computeHeld), then counts the layer's uses (endStream).
-func (s *Session) streamMisses(r *run, l int, ids []int, stay func(id int) bool, own []int, xs []backend.Buffer, bufs []expertBufs, T, uses int) error {
+// binds (computeHeld), then counts the layer's uses (endStream). tail
+// (nil: none), what the caller queues after the misses, runs once their
+// last matmuls are queued and before the host waits for that miss's copy
+// (releasing its binds), so that the device has it queued meanwhile.
+func (s *Session) streamMisses(r *run, l int, ids []int, stay func(id int) bool, own []int, xs []backend.Buffer, bufs []expertBufs, T, uses int, tail func()) error {
 	m := s.m
 	tp := s.tm.p
 	var inFn time.Duration
@@ -93,8 +96,17 @@ func (s *Session) streamMisses(r *run, l int, ids []int, stay func(id int) bool,
 		}
 		s.computeHeld(r, d, id, bound, xs[d], bufs[d], T)
 		return r.err
-	}, func() { s.releaseHeld(r) })
+	}, func() {
+		if tail != nil && r.err == nil {
+			tail()
+			tail = nil
+		}
+		s.releaseHeld(r)
+	})
 	s.endStream(uses, inFn)
+	if tail != nil && err == nil && r.err == nil {
+		tail()
+	}
 	return err
 }
 

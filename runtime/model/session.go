@@ -378,9 +378,13 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 			s.devMark(l)
 			tail = func(r *run) { fixed(r); s.moeDevice(r, l, L, xn, h, false) }
 			gk += len(m.layers)
+		case part && s.devShared(l, L):
+			// The graph ends at the top-K; the held experts, with the
+			// shared one, and the misses come after it (devpartial.go).
+			tail = func(r *run) { postNorm(r); s.moeRouter(r, L, xn, T); s.moePartialRoute(r, l, L) }
+			gk += 2 * len(m.layers)
 		case part:
-			// The misses come after the graph (devpartial.go).
-			tail = func(r *run) { fixed(r); s.moePartialDevice(r, l, L, xn) }
+			tail = func(r *run) { fixed(r); s.moePartialRoute(r, l, L) }
 			gk += 2 * len(m.layers)
 		}
 		if (dev || part) && s.dev.table {
@@ -400,14 +404,14 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		switch {
 		case r.err != nil || dev:
 		case part:
-			r.do(s.moePartialHost(r, l, L, xn, h))
+			r.do(s.moePartialHost(r, l, L, xn, h, s.devShared(l, L)))
 			m.demoteEvicted()
 		case L.ffn != nil:
 			r.do(L.ffn(s, r, l, L, xn, h, T))
 			m.demoteEvicted()
 		}
-		if r.err == nil && T == 1 {
-			r.do(s.prefetchNext(l))
+		if r.err == nil && T == 1 && !part {
+			r.do(s.prefetchNext(l)) // a partly held layer's came before its last miss's wait
 		}
 		if r.err != nil {
 			return nil, inLayer(l, r.err)

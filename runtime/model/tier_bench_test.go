@@ -73,6 +73,9 @@ import (
 //     partly held layer's ids are still read back), so that the device
 //     paths run on the calibrated trace; with -devmiss the partly held
 //     layers too (design E on the trace: tiered-preload-prefetch-table-devmiss);
+//     -serial (with -devmiss): a partly held layer reads its ids after
+//     its held experts and queues its combine and prefetches after its
+//     last miss's copy, as before session 16 (partSerial), for the A/B;
 //     -apart (with -dev): the shared expert in launches of its own, not
 //     as a job of the routed batch (backend.SharedIndexer), for the A/B;
 //     -prefetch: the next layer's picks prefetched from the host tier
@@ -122,9 +125,9 @@ func BenchmarkTieredDecode(b *testing.B) {
 			levers := strings.Split(rest, "-")
 			has := func(l string) bool { return slices.Contains(levers, l) }
 			b.Run(fmt.Sprintf("k=%d/%s", k, name), func(b *testing.B) {
-				defer func(bh, g, c, d, x, dm, so bool, rp int) {
-					batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, sharedOff, readParts = bh, g, c, d, x, dm, so, rp
-				}(batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, sharedOff, readParts)
+				defer func(bh, g, c, d, x, dm, so, ps bool, rp int) {
+					batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, sharedOff, partSerial, readParts = bh, g, c, d, x, dm, so, ps, rp
+				}(batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, sharedOff, partSerial, readParts)
 				for _, lever := range levers {
 					switch lever {
 					case "incl":
@@ -133,6 +136,8 @@ func BenchmarkTieredDecode(b *testing.B) {
 						devOff = false
 					case "devmiss":
 						devMissOn = true
+					case "serial":
+						partSerial = true
 					case "table":
 						devOff = false
 					case "apart":

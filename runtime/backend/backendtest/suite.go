@@ -64,6 +64,7 @@ func Run(t *testing.T, newBackend func() backend.Backend) {
 		{"Errors", testErrors},
 		{"Free", testFree},
 		{"RouteTopK", testRouteTopK},
+		{"ReadAsync", testReadAsync},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -137,6 +137,7 @@ type Backend struct {
 	slots   map[int][]*slot // free device slots for Bind, by size
 	stages  []*stage        // pinned staging ring for Bind from pageable memory
 	rstages [2]*stage       // pinned staging for large Reads (readStaged)
+	aread   asyncRead       // ReadAsync's pinned buffer (readasync.go)
 	stageAt int
 	pinned  []hostRegion // HostAlloc allocations
 
@@ -299,6 +300,10 @@ func (be *Backend) Close() error {
 		}
 	}
 	be.rstages = [2]*stage{}
+	if st := be.aread.st; st != nil {
+		st.destroy(be)
+		be.aread = asyncRead{}
+	}
 	for _, r := range be.pinned {
 		errs = append(errs, cuErr(C.fm_host_free(be.ctx, r.p), "cuMemFreeHost"))
 	}
