@@ -26,9 +26,10 @@ func useRouteTrace(c *cli.Context, m *model.Model, sess *model.Session, position
 	if err := tr.Check(cfg.NumHiddenLayers, cfg.NumExperts, m.K, positions); err != nil {
 		return fmt.Errorf("route trace %s: %w", path, err)
 	}
-	// Not RoutesAhead yet: the trace's picks on the device (devTable) have
-	// run on devTier only; the CLI takes them once a GPU has checked them
-	// (TestDeviceRoutedTable's tableOn).
-	sess.Routes = tr
+	// A trace chooses ahead: on a backend that routes on the device its
+	// picks are uploaded at each step's start and the layers run as they
+	// would with the model's router (devTable; TestDeviceRoutedTable ran on
+	// the H200 in session 16).
+	sess.Routes, sess.RoutesAhead = tr, true
 	return nil
 }

@@ -18,14 +18,21 @@ import (
 // them, the misses' as the host path computes a miss, the combine in
 // ascending id with the device's weights.
 //
-// Off until a GPU run measures it against the host path
-// (BenchmarkTieredDecode's "devmiss" lever).
-var devMissOn = false
+// On by default since session 16's run (docs/benchmarks.md, issue 12 run
+// 19): against the host path on the calibrated trace, 0.188–0.196 ms a
+// K=4 layer against 0.212–0.226, 0.351–0.354 at K=10 against 0.403–0.416.
+// A layer whose picks the model predicts from its own router input
+// (Options.Prefetch without a predicting route source) keeps the host
+// path, which reads the predicted logits with its own.
+var devMissOn = true
 
 // devPartial reports whether layer l's MoE block of a T-token step routes
 // on the device with the host computing its misses after.
 func (s *Session) devPartial(l int, L *layer, T int) bool {
 	if !devMissOn {
+		return false
+	}
+	if _, ok := s.Routes.(RoutePredictor); L.predict != nil && !ok {
 		return false
 	}
 	ie, ok := s.devEligible(l, L, T)

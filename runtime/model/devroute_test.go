@@ -332,8 +332,10 @@ func checkGoldenLogits(t *testing.T, got []float32, g *golden, V int) {
 // layer is not wholly cached, and for a prompt; a NaN router logit found
 // on the device is the step's error, as on the host.
 func TestDeviceRoutedFallback(t *testing.T) {
-	defer func(v bool) { devOff = v }(devOff)
-	devOff = false
+	// The host path for a layer short of an expert: devMissOn would route
+	// it on the device too (TestGoldenDevicePartial).
+	defer func(v, p bool) { devOff, devMissOn = v, p }(devOff, devMissOn)
+	devOff, devMissOn = false, false
 	fake := &devTier{keepTier: newKeepTier(nil)}
 	m := open(t, "hf", 16, 0, Options{Backend: fake})
 	s, err := m.NewSession()

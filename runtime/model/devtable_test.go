@@ -264,3 +264,35 @@ func TestDeviceTableBadSource(t *testing.T) {
 		}
 	}
 }
+
+// TestDevicePartialOwnPrediction: with Options.Prefetch and no route
+// source that predicts, the model predicts a layer's next picks from its
+// router input, which the host reads with the layer's logits: a partly held
+// layer then keeps the host path (devPartial), and without Prefetch it
+// routes on the device.
+func TestDevicePartialOwnPrediction(t *testing.T) {
+	defer func(v, w bool) { devOff, devMissOn = v, w }(devOff, devMissOn)
+	devOff, devMissOn = false, true
+	for _, prefetch := range []bool{false, true} {
+		d := &devTier{keepTier: newKeepTier(nil), evenOnly: true, prefetch: true}
+		probe := open(t, "hf", 16, 0, Options{})
+		all := int64(probe.Config.NumHiddenLayers*probe.Config.NumExperts) * probe.experts.set.Stride
+		m := open(t, "hf", 16, 0, Options{Backend: d, HostCache: all, Prefetch: prefetch})
+		s := preloadedSession(t, m)
+		for i := range 3 {
+			if _, err := s.Forward([]int{i + 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Without Prefetch every layer; with it, those that predict nothing (the last).
+		want := 0
+		for l := range m.layers {
+			if m.layers[l].dev != nil && (!prefetch || m.layers[l].predict == nil) {
+				want += 3
+			}
+		}
+		if d.routed != want || want == 0 || prefetch && want >= 3*len(m.layers) {
+			t.Errorf("Prefetch %v: %d partly held layers routed on the device over 3 steps, want %d (and some on the host with Prefetch)", prefetch, d.routed, want)
+		}
+	}
+}
