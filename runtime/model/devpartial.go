@@ -107,7 +107,7 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 	}
 	ca := m.ranks[0].cache
 	pf, _ := ca.(backend.ExpertPrefetcher)
-	miss, late := s.miss[:0], s.late[:0]
+	miss, late, lateT := s.miss[:0], s.late[:0], s.lateT[:0]
 	for _, id := range pl.ids {
 		pending := pf != nil && pf.PrefetchPending(l, id) // before CachedExpert settles it
 		ts, ok := ca.CachedExpert(l, id)
@@ -117,16 +117,17 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 		case pending:
 			// A prefetch the device index did not hold when the
 			// kernels ran (its row is zero): computed here, from the
-			// tier, as the host path computes a hit.
-			late = append(late, id)
-			s.computeExpert(r, 0, id, ts, xn, bufs[0], 1)
+			// tier, as the host path computes its hits (in one batch).
+			late, lateT = append(late, id), append(lateT, ts)
 		default:
 			for _, t := range ts {
 				r.do(m.be.Release(t)) // held: only a probe of the index
 			}
 		}
 	}
-	s.miss, s.late = miss, late
+	s.computeHits(r, 0, late, lateT, xn, bufs[0], 1)
+	clear(lateT)
+	s.miss, s.late, s.lateT = miss, late, lateT[:0]
 	s.prefetchUsed(l, late)
 	hits := int64(len(pl.ids) - len(miss))
 	m.stats.GPUHits += hits

@@ -58,7 +58,8 @@ type Session struct {
 	// the step's op runner.
 	bound [3]backend.Tensor
 	miss  []int
-	late  []int // a partly held layer's prefetched hits the device did not see (devpartial.go)
+	late  []int              // a partly held layer's prefetched hits the device did not see (devpartial.go)
+	lateT [][]backend.Tensor // their tensors, for one batch
 	run   run
 
 	// beforeHead, when set (benchmarks), runs after the last layer's ops
