@@ -26,7 +26,7 @@ set -e
 [ "$rc" = 0 ] || fail=1
 echo "== runtime/model on CUDA (GPU tier on)"
 # The whole log goes to a file; shown: each test's verdict, the tier lines, and every failure's messages.
-(cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier|GraphDecode|MLA|Split|SetPlacement|DeviceRouted|DevicePartial|ExclusiveTiers|FusedRows|Preload|GroupedExperts|AsyncCheckGolden' -test.v > "$T/model.log" 2>&1) || fail=1
+(cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier|GraphDecode|MLA|Split|SetPlacement|DeviceRouted|DevicePartial|DeviceTable|ExclusiveTiers|FusedRows|Preload|GroupedExperts|AsyncCheckGolden' -test.v > "$T/model.log" 2>&1) || fail=1
 grep -E '^ *--- (PASS|FAIL|SKIP)|tier.*(hit|served)' "$T/model.log" | tail -80 || true
 # With -test.v a failure's messages come before its verdict: the failed tests run again, quietly,
 # where Go prints each verdict with its messages.
@@ -37,6 +37,8 @@ fi
 grep -E 'DeviceRouted|DevicePartial|ExclusiveTiers|host path' "$T/model.log" | head -20 || true
 [ -n "${OUT:-}" ] && cp "$T/model.log" "$OUT/model.log"
 tail -1 "$T/model.log"
+echo "== runtime/model's prefetches on CUDA on a copy stream of their own (FMOE_CUDA_PF_STREAM=1)"
+(cd runtime/model && FMOE_CUDA_PF_STREAM=1 FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'DeviceTable|Prefetch|DevicePartial' 2>&1 | tail -3) || fail=1
 echo "== runtime/model golden prefill on CUDA with every matmul on the tensor cores (FMOE_CUDA_MMA_MIN=1)"
 (cd runtime/model && FMOE_CUDA_MMA_MIN=1 FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'GoldenPrefill|DecodeEqualsPrefill' 2>&1 | tail -3) || fail=1
 echo "== runtime/model's prompt experts on CUDA with MatMulBatch's K split at 32 columns (FMOE_CUDA_MMA_GCOLS=32: the tiny model's experts split 2-4 ways)"

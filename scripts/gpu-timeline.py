@@ -5,8 +5,8 @@ Usage: gpu-timeline.py FILE [FIRST [COUNT]]
 Tokens are cut at the lm_head's read-back (the largest read); FIRST and COUNT pick them (default:
 the 60 tokens before the last 40, i.e. BenchmarkTieredDecode's timed ones when it ran 60 timed
 tokens: after them come 20 tokens timing the head and 20 under Timing, whose phases add reads).
-Per token, averaged: its span on the device; the link's busy time (sum of copy intervals, each
-from the copy's start on the copy stream to its end) and how many copies the compute waited for
+Per token, averaged: its span on the device; the link's busy time (the union of the copies' intervals,
+each from the copy's start on its copy stream to its end) and how many copies the compute waited for
 (misses) or not (prefetches); per layer read-back (every read of the router's logits), the
 device's idle time from that read to the next kernel the host queued after it came back (the host's
 routing and launches), and the host's time from the read's return to its next graph launch.
@@ -33,17 +33,25 @@ def tokens(rows):
 def summarise(tok):
     c = [r for r in tok if r[2] == "c"]
     span = c[-1][0] - c[0][0]
-    link, miss, pf, start = 0.0, 0, 0, None
+    # Copies: cp0 .. cp1 on their stream ('x', or 'p' for prefetches on a
+    # stream of their own); the link is busy over the union of them.
+    spans, miss, pf, start = [], 0, 0, {}
     for r in tok:
-        if r[2] != "x":
+        if r[2] not in ("x", "p"):
             continue
         if r[3] == "cp0":
-            start = r[0]
-        elif r[3] == "cp1" and start is not None:
-            link += r[0] - start
+            start[r[2]] = r[0]
+        elif r[3] == "cp1" and start.get(r[2]) is not None:
+            spans.append((start[r[2]], r[0]))
             miss += r[4]
             pf += 1 - r[4]
-            start = None
+            start[r[2]] = None
+    link, end = 0.0, None
+    for a, b in sorted(spans):
+        if end is None or a > end:
+            link, end = link + b - a, b
+        elif b > end:
+            link, end = link + b - end, b
     idle, hostgap, reads = 0.0, 0.0, 0
     for i, r in enumerate(tok):
         if i == 0 or r[3] != "read" or r[2] != "c" or r[4] == 1:

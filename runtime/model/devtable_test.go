@@ -216,6 +216,35 @@ func TestDeviceTablePrefetch(t *testing.T) {
 			t.Fatalf("step %d: logit %d is %v with prefetches and the picks on the device, %v on the host path", i, j, got[i][j], want[i][j])
 		}
 	}
+	if _, ok := testBackend(t).(backend.IndexedExperts); ok {
+		tablePrefetchOn(t)
+	}
+}
+
+// tablePrefetchOn is TestDeviceTablePrefetch on a GPU (FMOE_TEST_BACKEND=cuda;
+// with FMOE_CUDA_PF_STREAM=1 the prefetches on their own copy stream): a
+// GPU tier with room for about half of the experts, the host tier for all,
+// the next layer's picks prefetched; the logits within 1e-5 (relative) of
+// the host path's with the same source, some prefetches used, some layers
+// routed on the device.
+func tablePrefetchOn(t *testing.T) {
+	probe := open(t, "hf", 16, 0, Options{Backend: cpu.New(cpu.Options{Threads: 1})})
+	n := int64(probe.Config.NumHiddenLayers * probe.Config.NumExperts)
+	budget := n * probe.experts.tierEntryBytes() / 2
+	run := func(ahead bool) ([]float32, ExpertStats) {
+		m := open(t, "hf", 16, 0, Options{Backend: testBackend(t), GPUCache: budget, HostCache: n * probe.experts.set.Stride, Prefetch: true})
+		src := aheadPredictor{aheadSource{E: m.Config.NumExperts, K: m.K}}
+		steps := tableSteps(t, m, src, ahead)
+		return slices.Concat(append(steps, tableSteps(t, m, src, ahead)...)...), m.ExpertStats()
+	}
+	want, _ := run(false)
+	got, st := run(true)
+	if st.DevLayers == 0 || st.Prefetched == 0 || st.PrefetchUsed == 0 {
+		t.Fatalf("on the GPU: %d layers routed on the device, %d prefetches, %d used: want all three", st.DevLayers, st.Prefetched, st.PrefetchUsed)
+	}
+	if worst := worstRowRel(got, want, probe.Config.VocabSize); worst > 1e-5 {
+		t.Errorf("on the GPU: prefetches with the picks on the device differ from the host path by %.3g (relative), want ≤ 1e-5", worst)
+	}
 }
 
 // badLater is aheadSource that, from position 3, names as its first pick

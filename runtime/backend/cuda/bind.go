@@ -239,7 +239,7 @@ func (be *Backend) fillStart(s *slot, wait bool) error {
 		return errRecording
 	}
 	if s.used {
-		if err := cuErr(C.fm_stream_wait(be.ctx, be.copy, s.free), "cuStreamWaitEvent"); err != nil {
+		if err := cuErr(C.fm_stream_wait(be.ctx, be.cs, s.free), "cuStreamWaitEvent"); err != nil {
 			return err
 		}
 	}
@@ -249,7 +249,7 @@ func (be *Backend) fillStart(s *slot, wait bool) error {
 // fillEnd records a fill's end and, with wait, makes the compute stream
 // wait for it.
 func (be *Backend) fillEnd(s *slot, wait bool) error {
-	if err := cuErr(C.fm_event_record(be.ctx, s.ready, be.copy), "cuEventRecord"); err != nil {
+	if err := cuErr(C.fm_event_record(be.ctx, s.ready, be.cs), "cuEventRecord"); err != nil {
 		return err
 	}
 	if err := be.mark('x', "cp1", traceArg(wait)); err != nil {
@@ -395,7 +395,7 @@ func (be *Backend) copyIn(dst C.CUdeviceptr, b []byte) (direct bool, err error) 
 		return true, nil
 	}
 	if be.isPinned(b) {
-		return true, cuErr(C.fm_htod(be.ctx, dst, unsafe.Pointer(&b[0]), C.size_t(len(b)), be.copy), "bind copy")
+		return true, cuErr(C.fm_htod(be.ctx, dst, unsafe.Pointer(&b[0]), C.size_t(len(b)), be.cs), "bind copy")
 	}
 	for off := 0; off < len(b); off += stageChunk {
 		n := min(stageChunk, len(b)-off)
@@ -404,10 +404,10 @@ func (be *Backend) copyIn(dst C.CUdeviceptr, b []byte) (direct bool, err error) 
 			return false, err
 		}
 		copy(unsafe.Slice((*byte)(st.host), n), b[off:off+n])
-		if err := cuErr(C.fm_htod(be.ctx, dst+C.CUdeviceptr(off), st.host, C.size_t(n), be.copy), "bind copy"); err != nil {
+		if err := cuErr(C.fm_htod(be.ctx, dst+C.CUdeviceptr(off), st.host, C.size_t(n), be.cs), "bind copy"); err != nil {
 			return false, err
 		}
-		if err := cuErr(C.fm_event_record(be.ctx, st.ev, be.copy), "cuEventRecord"); err != nil {
+		if err := cuErr(C.fm_event_record(be.ctx, st.ev, be.cs), "cuEventRecord"); err != nil {
 			return false, err
 		}
 		st.used = true

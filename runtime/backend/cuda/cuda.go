@@ -53,6 +53,12 @@ type Options struct {
 	// that kernel's end. PDL needs sm_90 and cuLaunchKernelEx; results do
 	// not depend on it.
 	NoPDL bool
+	// PrefetchStream queues prefetches' copies (ExpertPrefetcher) on a
+	// copy stream of their own (as FMOE_CUDA_PF_STREAM=1 does), so that a
+	// miss's copy, queued on the other, shares the link with a prefetch
+	// already running instead of waiting for every prefetch queued before
+	// it. Results do not depend on it.
+	PrefetchStream bool
 	// MMVWarpsPerSM is the one-token integer tensor-core matvec's setting
 	// (the resident warps an SM it aims at); 0 means FMOE_CUDA_MMV or
 	// DefaultMMVWarpsPerSM (on), a negative value turns it off (see mmv.go).
@@ -96,6 +102,8 @@ type Backend struct {
 	img      *image
 	stream   C.CUstream // every op, in order
 	copy     C.CUstream // Bind's host-to-device copies
+	pcopy    C.CUstream // prefetches' copies (Options.PrefetchStream); nil: copy
+	cs       C.CUstream // the copy stream of the copy being queued: copy, or pcopy in PrefetchExpert
 	args     argPack
 	closed   bool
 	pdl      C.int     // 1: kernels launch with programmatic dependent launch (Options.NoPDL)
@@ -232,7 +240,27 @@ func (be *Backend) init(opts Options) error {
 	if err := cuErr(C.fm_stream_create(be.ctx, &be.stream), "cuStreamCreate"); err != nil {
 		return err
 	}
-	return cuErr(C.fm_stream_create(be.ctx, &be.copy), "cuStreamCreate")
+	if err := cuErr(C.fm_stream_create(be.ctx, &be.copy), "cuStreamCreate"); err != nil {
+		return err
+	}
+	be.cs = be.copy
+	if opts.PrefetchStream || os.Getenv("FMOE_CUDA_PF_STREAM") == "1" {
+		return cuErr(C.fm_stream_create(be.ctx, &be.pcopy), "cuStreamCreate")
+	}
+	return nil
+}
+
+// syncCopies waits for every copy queued on the copy streams.
+func (be *Backend) syncCopies() error {
+	for _, s := range []C.CUstream{be.copy, be.pcopy} {
+		if s == nil {
+			continue
+		}
+		if err := cuErr(C.fm_stream_sync(be.ctx, s), "cuStreamSynchronize"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Name describes the device and the kernel image, and the matvec setting
@@ -308,7 +336,7 @@ func (be *Backend) Close() error {
 		errs = append(errs, cuErr(C.fm_host_free(be.ctx, r.p), "cuMemFreeHost"))
 	}
 	be.pinned, be.stages, be.slots = nil, nil, nil
-	for _, s := range []C.CUstream{be.stream, be.copy} {
+	for _, s := range []C.CUstream{be.stream, be.copy, be.pcopy} {
 		if s != nil {
 			errs = append(errs, cuErr(C.fm_stream_destroy(be.ctx, s), "cuStreamDestroy"))
 		}
@@ -334,7 +362,7 @@ func (be *Backend) Sync() error {
 	if be.recording {
 		return errRecording
 	}
-	if err := cuErr(C.fm_stream_sync(be.ctx, be.copy), "cuStreamSynchronize"); err != nil {
+	if err := be.syncCopies(); err != nil {
 		return err
 	}
 	if err := cuErr(C.fm_stream_sync(be.ctx, be.stream), "cuStreamSynchronize"); err != nil {

@@ -20,7 +20,13 @@ import (
 // failure, for runs on a GPU machine.
 func newOrSkip(t testing.TB) *Backend {
 	t.Helper()
-	be, err := New()
+	return newOptsOrSkip(t, Options{})
+}
+
+// newOptsOrSkip is newOrSkip with options.
+func newOptsOrSkip(t testing.TB, opts Options) *Backend {
+	t.Helper()
+	be, err := NewWithOptions(opts)
 	if err != nil {
 		if os.Getenv("FMOE_CUDA_REQUIRE") != "" {
 			t.Fatalf("CUDA backend required (FMOE_CUDA_REQUIRE set): %v", err)

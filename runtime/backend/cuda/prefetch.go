@@ -52,16 +52,26 @@ func (be *Backend) PrefetchExpert(layer, id int, ws []backend.Weight) (int, bool
 	if err != nil {
 		return 0, false, err
 	}
+	if be.pcopy != nil {
+		// After the misses' copies queued so far, which the step waits
+		// for; a miss's copy queued later shares the link with this one.
+		if err := be.orderAfterCopies(ev); err != nil {
+			be.pf.free = append(be.pf.free, ev)
+			return 0, false, err
+		}
+		be.cs = be.pcopy
+		defer func() { be.cs = be.copy }()
+	}
 	e, _, err := be.admit(ExpertKey{layer, id}, ws, false)
 	if err == nil && e != nil {
 		e.pending = true
-		err = cuErr(C.fm_event_record(be.ctx, ev, be.copy), "cuEventRecord")
+		err = cuErr(C.fm_event_record(be.ctx, ev, be.cs), "cuEventRecord")
 	}
 	if err != nil || e == nil {
 		be.pf.free = append(be.pf.free, ev)
 		if err != nil {
 			// A copy may be queued: it ends before the caller's bytes go back.
-			err = errors.Join(err, cuErr(C.fm_stream_sync(be.ctx, be.copy), "cuStreamSynchronize"))
+			err = errors.Join(err, be.syncCopies())
 		}
 		return 0, false, err
 	}
@@ -169,7 +179,7 @@ func (be *Backend) freeSlots(slots []*slot) error {
 	var err error
 	for _, s := range slots {
 		if s.unwaited {
-			err = cuErr(C.fm_stream_sync(be.ctx, be.copy), "cuStreamSynchronize")
+			err = be.syncCopies()
 			break
 		}
 	}
@@ -178,4 +188,13 @@ func (be *Backend) freeSlots(slots []*slot) error {
 		s.destroy(be)
 	}
 	return err
+}
+
+// orderAfterCopies makes the prefetch stream wait for the copy stream's
+// copies queued so far, by ev (recorded again for the prefetch after).
+func (be *Backend) orderAfterCopies(ev C.CUevent) error {
+	if err := cuErr(C.fm_event_record(be.ctx, ev, be.copy), "cuEventRecord"); err != nil {
+		return err
+	}
+	return cuErr(C.fm_stream_wait(be.ctx, be.pcopy, ev), "cuStreamWaitEvent")
 }

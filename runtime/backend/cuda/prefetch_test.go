@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -18,10 +19,20 @@ import (
 // are overwritten once PrefetchDone has said so, a second prefetch of a
 // held expert is refused, a pending entry is evictable and its eviction
 // reported, a spent token is refused, and the tier can be dropped with a
-// prefetch in flight.
+// prefetch in flight. Prefetches on the copy stream and on one of their
+// own (Options.PrefetchStream) alike.
 func TestPrefetchExpert(t *testing.T) {
-	be := newOrSkip(t)
+	for _, own := range []bool{false, true} {
+		t.Run(fmt.Sprintf("own-stream=%v", own), func(t *testing.T) { prefetchExpert(t, own) })
+	}
+}
+
+func prefetchExpert(t *testing.T, ownStream bool) {
+	be := newOptsOrSkip(t, Options{PrefetchStream: ownStream})
 	defer be.Close()
+	if (be.pcopy != nil) != ownStream {
+		t.Fatalf("Options.PrefetchStream %v: a prefetch stream of its own %v", ownStream, be.pcopy != nil)
+	}
 	ref := cpu.New(cpu.Options{})
 	const R, C = 128, 512
 	rng := rand.New(rand.NewPCG(7, 8))

@@ -90,7 +90,10 @@ func (be *Backend) mark(s byte, label string, arg int) error {
 		}
 		st := be.stream
 		if s == 'x' {
-			st = be.copy
+			st = be.cs
+			if st == be.pcopy {
+				m.stream = 'p' // the prefetches' own copy stream
+			}
 		}
 		if err := cuErr(C.fm_event_record(be.ctx, m.ev, st), "cuEventRecord"); err != nil {
 			return err
