@@ -224,8 +224,15 @@ func (be *Backend) admit(k ExpertKey, ws []backend.Weight, wait bool) (*centry, 
 		size = offs[len(ws)-1] + sizes[len(ws)-1]
 		sizes = []int{size}
 	}
+	keep := func(v ExpertKey) bool { return c.m[v].pins > 0 }
+	if !wait {
+		// A prefetch spares the pending prefetches of its own layer: they
+		// were made for the same step, and the policy ranks a new entry
+		// lowest, so each would evict the one before it.
+		keep = func(v ExpertKey) bool { e := c.m[v]; return e.pins > 0 || e.pending && v.Layer == k.Layer }
+	}
 	for c.used+size > c.budget {
-		v, ok := c.pol.Victim(func(k ExpertKey) bool { return c.m[k].pins > 0 })
+		v, ok := c.pol.Victim(keep)
 		if !ok {
 			return nil, nil, nil // everything held is in use
 		}

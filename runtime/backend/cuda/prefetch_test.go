@@ -17,8 +17,8 @@ import (
 // returns): a prefetched expert is not in the device index until its first
 // use, a hit on it computes what its weights give even when the host bytes
 // are overwritten once PrefetchDone has said so, a second prefetch of a
-// held expert is refused, a pending entry is evictable and its eviction
-// reported, a spent token is refused, and the tier can be dropped with a
+// held expert is refused, a pending entry is evictable (its eviction
+// reported) but by a prefetch for its own layer, a spent token is refused, and the tier can be dropped with a
 // prefetch in flight. Prefetches on the copy stream and on one of their
 // own (Options.PrefetchStream) alike.
 func TestPrefetchExpert(t *testing.T) {
@@ -128,16 +128,25 @@ func prefetchExpert(t *testing.T, ownStream bool) {
 	if !indexed(0) {
 		t.Fatal("a used prefetch is not in the device index")
 	}
-	// 1 pending, then 2 evicts 0 (the least recent), then 3 evicts 1
-	// (pending, never used).
+	// 1 pending, then 2 evicts 0 (the least recent); a third prefetch for
+	// layer 0 finds only its own layer's pending prefetches and is refused
+	// (they are for the layer it is for); one for layer 1 evicts 1 (pending
+	// for another layer, never used).
 	var toks []int
-	for _, e := range []int{1, 2, 3} {
-		tok, ok, err := be.PrefetchExpert(0, e, pinned[e])
+	prefetch := func(l, e int) {
+		t.Helper()
+		tok, ok, err := be.PrefetchExpert(l, e, pinned[e])
 		if err != nil || !ok {
-			t.Fatalf("prefetch of expert %d: ok %v, %v", e, ok, err)
+			t.Fatalf("prefetch of layer %d expert %d: ok %v, %v", l, e, ok, err)
 		}
 		toks = append(toks, tok)
 	}
+	prefetch(0, 1)
+	prefetch(0, 2)
+	if _, ok, err := be.PrefetchExpert(0, 3, pinned[3]); ok || err != nil {
+		t.Fatalf("a prefetch that would evict a pending prefetch of its own layer: ok %v, %v", ok, err)
+	}
+	prefetch(1, 3)
 	if ev := be.Evicted(nil); len(ev) != 2 || ev[0] != [2]int{0, 0} || ev[1] != [2]int{0, 1} {
 		t.Fatalf("evictions %v, want [[0 0] [0 1]]", ev)
 	}
