@@ -225,11 +225,8 @@ func (be *Backend) admit(k ExpertKey, ws []backend.Weight, wait bool) (*centry, 
 		sizes = []int{size}
 	}
 	keep := func(v ExpertKey) bool { return c.m[v].pins > 0 }
-	if !wait {
-		// A prefetch spares the pending prefetches of its own layer: they
-		// were made for the same step, and the policy ranks a new entry
-		// lowest, so each would evict the one before it.
-		keep = func(v ExpertKey) bool { e := c.m[v]; return e.pins > 0 || e.pending && v.Layer == k.Layer }
+	if !wait { // a prefetch (prefetch.go)
+		keep = func(v ExpertKey) bool { e := c.m[v]; return e.pins > 0 || be.spared(e, k.Layer) }
 	}
 	for c.used+size > c.budget {
 		v, ok := c.pol.Victim(keep)

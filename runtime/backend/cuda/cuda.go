@@ -244,6 +244,7 @@ func (be *Backend) init(opts Options) error {
 		return err
 	}
 	be.cs = be.copy
+	be.pf.noSpare = os.Getenv("FMOE_CUDA_PF_SPARE") == "0"
 	if opts.PrefetchStream || os.Getenv("FMOE_CUDA_PF_STREAM") == "1" {
 		return cuErr(C.fm_stream_create(be.ctx, &be.pcopy), "cuStreamCreate")
 	}

@@ -30,6 +30,11 @@ type prefetches struct {
 	ev   map[int]C.CUevent
 	free []C.CUevent
 	next int
+	// noSpare: a prefetch may evict its own layer's prefetches still in
+	// flight (FMOE_CUDA_PF_SPARE=0, to measure against); inFlight, when
+	// set, replaces the query of a copy's event (tests).
+	noSpare  bool
+	inFlight func(e *centry) bool
 }
 
 // PrefetchExpert queues expert (layer, id)'s copy into the cache (see
@@ -197,4 +202,20 @@ func (be *Backend) orderAfterCopies(ev C.CUevent) error {
 		return err
 	}
 	return cuErr(C.fm_stream_wait(be.ctx, be.pcopy, ev), "cuStreamWaitEvent")
+}
+
+// spared reports whether a prefetch for layer l leaves e alone: e is a
+// prefetch for the same layer whose copy is still running, made for the
+// same step (a landed one that the step did not use is fair game). The
+// policy ranks a new entry lowest, so without this each of a step's
+// prefetches would evict the one queued before it.
+func (be *Backend) spared(e *centry, l int) bool {
+	if be.pf.noSpare || !e.pending || e.key.Layer != l {
+		return false
+	}
+	if f := be.pf.inFlight; f != nil {
+		return f(e)
+	}
+	s := e.slots[len(e.slots)-1]
+	return C.fm_event_query(be.ctx, s.ready) == cudaNotReady
 }
