@@ -65,14 +65,15 @@ import (
 //     with --preload, so no miss is a first read from the files;
 //     -devmiss (with -dev): the layers the GPU tier holds in part routed
 //     on the device too, their misses computed by the host after
-//     (devpartial.go), against the same tier with -dev alone (the
-//     model's own router in both: a trace is a host choice);
+//     (devpartial.go; the default since session 16, so the lever only
+//     names it), against -nodevmiss, which keeps those layers on the host
+//     path (the model's own router in both: a trace is a host choice);
 //     -table: the trace's picks uploaded at each step's start and the
 //     layers routed on the device with them (Session.RoutesAhead,
 //     devTable: the device's top-K still runs, into a scratch, and a
 //     partly held layer's ids are still read back), so that the device
-//     paths run on the calibrated trace; with -devmiss the partly held
-//     layers too (design E on the trace: tiered-preload-prefetch-table-devmiss);
+//     paths run on the calibrated trace, the partly held layers too
+//     (design E on the trace: tiered-preload-prefetch-table);
 //     -serial (with -devmiss): a partly held layer reads its ids after
 //     its held experts and queues its combine and prefetches after its
 //     last miss's copy, as before session 16 (partSerial), for the A/B;
@@ -136,6 +137,8 @@ func BenchmarkTieredDecode(b *testing.B) {
 						devOff = false
 					case "devmiss":
 						devMissOn = true
+					case "nodevmiss":
+						devMissOn = false
 					case "serial":
 						partSerial = true
 					case "table":
