@@ -1,6 +1,8 @@
 package model
 
 import (
+	"fmt"
+
 	"github.com/fmoe/fmoe/runtime/backend"
 )
 
@@ -21,9 +23,9 @@ import (
 // On by default since session 16's run (docs/benchmarks.md, issue 12 run
 // 19): against the host path on the calibrated trace, 0.188–0.196 ms a
 // K=4 layer against 0.212–0.226, 0.351–0.354 at K=10 against 0.403–0.416.
-// A layer whose picks the model predicts from its own router input
-// (Options.Prefetch without a predicting route source) keeps the host
-// path, which reads the predicted logits with its own.
+// A layer whose next picks the model predicts from its own router input
+// (Options.Prefetch without a predicting route source: ownPredicts) takes
+// the top-K of the predicted logits on the device too, read with its ids.
 var devMissOn = true
 
 // devPartial reports whether layer l's MoE block of a T-token step routes
@@ -32,17 +34,43 @@ func (s *Session) devPartial(l int, L *layer, T int) bool {
 	if !devMissOn {
 		return false
 	}
-	if _, ok := s.Routes.(RoutePredictor); L.predict != nil && !ok {
-		return false
-	}
 	ie, ok := s.devEligible(l, L, T)
 	return ok && !ie.LayerCached(l, s.m.Config.NumExperts)
 }
 
+// ownPredicts reports whether layer L's router input predicts a later
+// layer's picks that the step uses (prefetch.go): Options.Prefetch, and no
+// route source that predicts them itself.
+func (s *Session) ownPredicts(L *layer) bool {
+	_, src := s.Routes.(RoutePredictor)
+	return L.predict != nil && !src
+}
+
+// predArea is where a partly held layer that predicts (ownPredicts) reads
+// back from, in the device-routing buffer after devTable's scratch: its K
+// ids copied, the prediction's K ids, then their K weights (unread).
+func (s *Session) predArea(r *run, n int) backend.Buffer {
+	K := s.m.K
+	return r.view(s.sc.dev, 1+2*len(s.m.layers)*K+1+2*K, n)
+}
+
 // moePartialRoute is a partly held layer's part in its graph: the top-K,
-// nothing read back.
+// nothing read back; with ownPredicts, the top-K of the predicted logits
+// too, beside a copy of the layer's ids, so that one read takes both.
 func (s *Session) moePartialRoute(r *run, l int, L *layer) {
 	s.routeTopK(r, l, L)
+	if !s.ownPredicts(L) || r.err != nil {
+		return
+	}
+	m := s.m
+	K, E := m.K, m.Config.NumExperts
+	ids, _ := s.devViews(r, l)
+	area := s.predArea(r, 3*K)
+	// A NaN among the predicted logits marks the word the misses mark
+	// (never read): a prediction is a guess, not the step's routing.
+	sink := r.view(s.sc.dev, 1+2*len(m.layers)*K, 1)
+	r.do(m.be.(backend.DeviceRouter).RouteTopK(r.view(area, K, K), r.view(area, 2*K, K), sink, r.view(s.sc.router, predictAt(&m.Config), E), 1, E, K, L.dev.renorm))
+	r.do(m.be.Copy(r.view(area, 0, K), ids))
 }
 
 // moePartialHeld queues a partly held layer's held experts (with shared,
@@ -74,7 +102,12 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 	pl := &s.plan
 	pl.reset(1, E, K)
 	ids, _ := s.devViews(r, l)
-	got := growTo(s.dev.part, K)
+	own := s.ownPredicts(L)
+	n := K
+	if own {
+		ids, n = s.predArea(r, 2*K), 2*K
+	}
+	got := growTo(s.dev.part, n)
 	s.dev.part = got
 	if ar, ok := m.be.(backend.AsyncReader); ok && !partSerial && r.err == nil {
 		wait, err := ar.ReadAsync(got, ids)
@@ -89,6 +122,12 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 	}
 	if r.err != nil {
 		return r.err
+	}
+	if own {
+		if err := s.predictedIDs(l, got[K:]); err != nil {
+			return err
+		}
+		got = got[:K]
 	}
 	for j, v := range got {
 		id, err := devID(l, v, E)
@@ -164,3 +203,22 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 // queued after the last miss's copy (the benchmark's "serial" lever, the
 // A/B of the overlap).
 var partSerial = false
+
+// predictedIDs takes the device's top-K of layer l's predicted logits as
+// the model's own prediction for the layer PrefetchAhead ahead (what
+// predicted takes from the logits on the host path: the same experts, in
+// ascending id rather than by score).
+func (s *Session) predictedIDs(l int, vs []float32) error {
+	st := &s.pf
+	E := s.m.Config.NumExperts
+	st.own = growTo(st.own, len(vs))
+	for j, v := range vs {
+		id, err := devID(l, v, E)
+		if err != nil {
+			return fmt.Errorf("prediction: %w", err)
+		}
+		st.own[j] = id
+	}
+	st.ownL = l + s.m.prefetchAhead
+	return nil
+}

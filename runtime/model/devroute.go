@@ -49,8 +49,9 @@ type devState struct {
 // word the indexed experts of a partly held layer mark their misses in
 // (devPartial: the host finds them itself, so it is never read), then K
 // ids and K weights the top-K writes when the picks are uploaded
-// (devTable).
-func devBufLen(m *Model) int { return 1 + 2*len(m.layers)*m.K + 1 + 2*m.K }
+// (devTable), then a partly held layer's read-back when it predicts
+// (predArea: its K ids, the prediction's K ids and K weights).
+func devBufLen(m *Model) int { return 1 + 2*len(m.layers)*m.K + 1 + 2*m.K + 3*m.K }
 
 // devRouted reports whether layer l's MoE block of a T-token step runs on
 // the device.

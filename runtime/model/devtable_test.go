@@ -295,33 +295,88 @@ func TestDeviceTableBadSource(t *testing.T) {
 }
 
 // TestDevicePartialOwnPrediction: with Options.Prefetch and no route
-// source that predicts, the model predicts a layer's next picks from its
-// router input, which the host reads with the layer's logits: a partly held
-// layer then keeps the host path (devPartial), and without Prefetch it
-// routes on the device.
+// source that predicts, a partly held layer routed on the device also
+// takes the top-K of the logits its router input predicts for the next
+// layer, read back with its ids (moePartialRoute, predictedIDs), and the
+// step prefetches them as the host path does from its logits: some
+// prefetches used, the logits the host path's bit for bit, every
+// partly held layer on the device.
 func TestDevicePartialOwnPrediction(t *testing.T) {
 	defer func(v, w bool) { devOff, devMissOn = v, w }(devOff, devMissOn)
-	devOff, devMissOn = false, true
-	for _, prefetch := range []bool{false, true} {
+	devOff = false
+	run := func(dev bool) ([][]float32, *devTier, ExpertStats, *Model) {
+		devMissOn = dev
 		d := &devTier{keepTier: newKeepTier(nil), evenOnly: true, prefetch: true}
 		probe := open(t, "hf", 16, 0, Options{})
 		all := int64(probe.Config.NumHiddenLayers*probe.Config.NumExperts) * probe.experts.set.Stride
-		m := open(t, "hf", 16, 0, Options{Backend: d, HostCache: all, Prefetch: prefetch})
+		m := open(t, "hf", 16, 0, Options{Backend: devRecorder{&recorder{Backend: d.keepTier}, d}, HostCache: all, Prefetch: true})
 		s := preloadedSession(t, m)
-		for i := range 3 {
-			if _, err := s.Forward([]int{i + 1}); err != nil {
+		var out [][]float32
+		for i := range 5 {
+			lg, err := s.Forward([]int{(i*7919 + 5) % m.Config.VocabSize})
+			if err != nil {
 				t.Fatal(err)
 			}
+			out = append(out, lg)
 		}
-		// Without Prefetch every layer; with it, those that predict nothing (the last).
-		want := 0
-		for l := range m.layers {
-			if m.layers[l].dev != nil && (!prefetch || m.layers[l].predict == nil) {
-				want += 3
+		return out, d, m.ExpertStats(), m
+	}
+	want, _, hostSt, _ := run(false)
+	got, d, st, m := run(true)
+	layers, predicting := 0, 0
+	for l := range m.layers {
+		if m.layers[l].dev != nil {
+			layers++
+			if m.layers[l].predict != nil {
+				predicting++
 			}
 		}
-		if d.routed != want || want == 0 || prefetch && want >= 3*len(m.layers) {
-			t.Errorf("Prefetch %v: %d partly held layers routed on the device over 3 steps, want %d (and some on the host with Prefetch)", prefetch, d.routed, want)
+	}
+	// A predicting layer runs two top-Ks: its own and the prediction's.
+	if st.DevLayers != int64(5*layers) || d.routed != 5*(layers+predicting) || predicting == 0 {
+		t.Fatalf("%d layers routed on the device over 5 steps with %d top-Ks: want %d and %d", st.DevLayers, d.routed, 5*layers, 5*(layers+predicting))
+	}
+	if st.Prefetched == 0 || st.PrefetchUsed == 0 || hostSt.PrefetchUsed == 0 {
+		t.Fatalf("%d prefetches, %d used (the host path: %d used): want all three", st.Prefetched, st.PrefetchUsed, hostSt.PrefetchUsed)
+	}
+	for i := range want {
+		if j := firstDiff(got[i], want[i]); j >= 0 {
+			t.Fatalf("step %d: logit %d is %v with the prediction on the device, %v on the host path", i, j, got[i][j], want[i][j])
 		}
+	}
+	if _, ok := testBackend(t).(backend.IndexedExperts); ok {
+		ownPredictionOn(t)
+	}
+}
+
+// ownPredictionOn is TestDevicePartialOwnPrediction on a GPU
+// (FMOE_TEST_BACKEND=cuda): a GPU tier with room for about half of the
+// experts, the host tier for all, the model's own prediction prefetched;
+// design E's logits within 1e-5 (relative) of the host path's, some
+// layers routed on the device and some prefetches used.
+func ownPredictionOn(t *testing.T) {
+	probe := open(t, "hf", 16, 0, Options{Backend: cpu.New(cpu.Options{Threads: 1})})
+	n := int64(probe.Config.NumHiddenLayers * probe.Config.NumExperts)
+	run := func(dev bool) ([]float32, ExpertStats) {
+		devMissOn = dev
+		m := open(t, "hf", 16, 0, Options{Backend: testBackend(t), GPUCache: n * probe.experts.tierEntryBytes() / 2, HostCache: n * probe.experts.set.Stride, Prefetch: true})
+		s := preloadedSession(t, m)
+		var out []float32
+		for i := range 5 {
+			lg, err := s.Forward([]int{(i*7919 + 5) % m.Config.VocabSize})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, lg...)
+		}
+		return out, m.ExpertStats()
+	}
+	want, _ := run(false)
+	got, st := run(true)
+	if st.DevLayers == 0 || st.PrefetchUsed == 0 {
+		t.Fatalf("on the GPU: %d layers routed on the device, %d of %d prefetches used: want some of both", st.DevLayers, st.PrefetchUsed, st.Prefetched)
+	}
+	if worst := worstRowRel(got, want, probe.Config.VocabSize); worst > 1e-5 {
+		t.Errorf("on the GPU: the prediction on the device differs from the host path by %.3g (relative), want ≤ 1e-5", worst)
 	}
 }

@@ -57,13 +57,14 @@ func (s *Session) graphed(L *layer, T int) (ok, whole bool) {
 func (s *Session) replay(r *run, l int, fn func(r *run)) bool {
 	gs := &s.gr
 	if gs.g == nil {
-		// A layer has six graphs: its fixed ops, those with its MoE
-		// block routed on the device (l + layers), those with a partly
-		// held layer's top-K (l + 2·layers, devpartial.go), the last two
-		// with the picks uploaded (l + 3·layers, l + 4·layers:
-		// devTable), and a partly held layer's held experts (l +
-		// 5·layers, partHeldGraph).
-		n := 6 * len(s.m.layers)
+		// A layer has up to eight graphs: its fixed ops, those with its
+		// MoE block routed on the device (l + layers), those with a
+		// partly held layer's top-K (l + 2·layers, devpartial.go), the
+		// last two with the picks uploaded (l + 3·layers, l + 4·layers:
+		// devTable), a partly held layer's held experts (l + 5·layers,
+		// partHeldGraph), and its top-K with the prediction's (l +
+		// 6·layers, with the picks uploaded l + 8·layers: ownPredicts).
+		n := 9 * len(s.m.layers)
 		gs.g, gs.gen, gs.fails = make([]backend.Graph, n), make([]int, n), make([]int, n)
 	}
 	if gs.fails[l] >= maxGraphFails {

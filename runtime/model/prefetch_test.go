@@ -121,8 +121,11 @@ func (r *recordedRoutes) Predict(l, pos int, dst []int) []int {
 // CPU it runs on pfTier (whose copies read the host bytes as late as a
 // device may); with FMOE_TEST_BACKEND=cuda on the GPU tier itself.
 func TestPrefetchGolden(t *testing.T) {
-	defer func(v bool) { demoteSync = v }(demoteSync)
-	demoteSync = true
+	// The host path, bit for bit: design E's prefetches (whose device
+	// weights may differ by ulps) are TestDevicePartialOwnPrediction's and
+	// TestDeviceTablePrefetch's.
+	defer func(v, p bool) { demoteSync, devMissOn = v, p }(demoteSync, devMissOn)
+	demoteSync, devMissOn = true, false
 	g := readGolden(t, "bf16-long")
 	probe := open(t, "hf", 16, 0, Options{})
 	all := probe.Config.NumHiddenLayers * probe.Config.NumExperts

@@ -391,6 +391,9 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		if (dev || part) && s.dev.table {
 			gk += 2 * len(m.layers) // the top-K writes elsewhere (devTable)
 		}
+		if part && s.ownPredicts(L) {
+			gk += 4 * len(m.layers) // and the prediction's top-K (moePartialRoute)
+		}
 		switch graph, whole := s.graphed(L, T); {
 		case graph && whole && s.replay(r, gk, func(r *run) { mixer(r); tail(r) }):
 		case graph && !whole:
