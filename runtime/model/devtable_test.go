@@ -222,28 +222,34 @@ func TestDeviceTablePrefetch(t *testing.T) {
 }
 
 // tablePrefetchOn is TestDeviceTablePrefetch on a GPU (FMOE_TEST_BACKEND=cuda;
-// with FMOE_CUDA_PF_STREAM=1 the prefetches on their own copy stream): a
-// GPU tier with room for about half of the experts, the host tier for all,
-// the next layer's picks prefetched; the logits within 1e-5 (relative) of
-// the host path's with the same source, some prefetches used, some layers
-// routed on the device.
+// with FMOE_CUDA_PF_STREAM=1 the prefetches on their own copy stream).
 func tablePrefetchOn(t *testing.T) {
-	probe := open(t, "hf", 16, 0, Options{Backend: cpu.New(cpu.Options{Threads: 1})})
-	n := int64(probe.Config.NumHiddenLayers * probe.Config.NumExperts)
-	budget := n * probe.experts.tierEntryBytes() / 2
-	run := func(ahead bool) ([]float32, ExpertStats) {
-		m := open(t, "hf", 16, 0, Options{Backend: testBackend(t), GPUCache: budget, HostCache: n * probe.experts.set.Stride, Prefetch: true})
+	prefetchOnGPU(t, "prefetches with the picks uploaded", func(m *Model, ahead bool) []float32 {
 		src := aheadPredictor{aheadSource{E: m.Config.NumExperts, K: m.K}}
 		steps := tableSteps(t, m, src, ahead)
-		return slices.Concat(append(steps, tableSteps(t, m, src, ahead)...)...), m.ExpertStats()
+		return slices.Concat(append(steps, tableSteps(t, m, src, ahead)...)...)
+	})
+}
+
+// prefetchOnGPU opens the tiny model on the GPU twice with a GPU tier for
+// about half of the experts, the host tier for all and Prefetch, and runs
+// steps(m, false), the host path's reference, and steps(m, true): the
+// latter's logits within 1e-5 (relative) of the reference's, some layers
+// routed on the device, some prefetches used.
+func prefetchOnGPU(t *testing.T, what string, steps func(m *Model, variant bool) []float32) {
+	probe := open(t, "hf", 16, 0, Options{Backend: cpu.New(cpu.Options{Threads: 1})})
+	n := int64(probe.Config.NumHiddenLayers * probe.Config.NumExperts)
+	run := func(v bool) ([]float32, ExpertStats) {
+		m := open(t, "hf", 16, 0, Options{Backend: testBackend(t), GPUCache: n * probe.experts.tierEntryBytes() / 2, HostCache: n * probe.experts.set.Stride, Prefetch: true})
+		return steps(m, v), m.ExpertStats()
 	}
 	want, _ := run(false)
 	got, st := run(true)
 	if st.DevLayers == 0 || st.Prefetched == 0 || st.PrefetchUsed == 0 {
-		t.Fatalf("on the GPU: %d layers routed on the device, %d prefetches, %d used: want all three", st.DevLayers, st.Prefetched, st.PrefetchUsed)
+		t.Fatalf("%s on the GPU: %d layers routed on the device, %d prefetches, %d used: want all three", what, st.DevLayers, st.Prefetched, st.PrefetchUsed)
 	}
 	if worst := worstRowRel(got, want, probe.Config.VocabSize); worst > 1e-5 {
-		t.Errorf("on the GPU: prefetches with the picks on the device differ from the host path by %.3g (relative), want ≤ 1e-5", worst)
+		t.Errorf("%s on the GPU: the logits differ from the host path's by %.3g (relative), want ≤ 1e-5", what, worst)
 	}
 }
 
@@ -310,16 +316,7 @@ func TestDevicePartialOwnPrediction(t *testing.T) {
 		probe := open(t, "hf", 16, 0, Options{})
 		all := int64(probe.Config.NumHiddenLayers*probe.Config.NumExperts) * probe.experts.set.Stride
 		m := open(t, "hf", 16, 0, Options{Backend: devRecorder{&recorder{Backend: d.keepTier}, d}, HostCache: all, Prefetch: true})
-		s := preloadedSession(t, m)
-		var out [][]float32
-		for i := range 5 {
-			lg, err := s.Forward([]int{(i*7919 + 5) % m.Config.VocabSize})
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, lg)
-		}
-		return out, d, m.ExpertStats(), m
+		return forwardSteps(t, preloadedSession(t, m), 5), d, m.ExpertStats(), m
 	}
 	want, _, hostSt, _ := run(false)
 	got, d, st, m := run(true)
@@ -350,33 +347,24 @@ func TestDevicePartialOwnPrediction(t *testing.T) {
 }
 
 // ownPredictionOn is TestDevicePartialOwnPrediction on a GPU
-// (FMOE_TEST_BACKEND=cuda): a GPU tier with room for about half of the
-// experts, the host tier for all, the model's own prediction prefetched;
-// design E's logits within 1e-5 (relative) of the host path's, some
-// layers routed on the device and some prefetches used.
+// (FMOE_TEST_BACKEND=cuda).
 func ownPredictionOn(t *testing.T) {
-	probe := open(t, "hf", 16, 0, Options{Backend: cpu.New(cpu.Options{Threads: 1})})
-	n := int64(probe.Config.NumHiddenLayers * probe.Config.NumExperts)
-	run := func(dev bool) ([]float32, ExpertStats) {
+	prefetchOnGPU(t, "the prediction on the device", func(m *Model, dev bool) []float32 {
 		devMissOn = dev
-		m := open(t, "hf", 16, 0, Options{Backend: testBackend(t), GPUCache: n * probe.experts.tierEntryBytes() / 2, HostCache: n * probe.experts.set.Stride, Prefetch: true})
-		s := preloadedSession(t, m)
-		var out []float32
-		for i := range 5 {
-			lg, err := s.Forward([]int{(i*7919 + 5) % m.Config.VocabSize})
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, lg...)
+		return slices.Concat(forwardSteps(t, preloadedSession(t, m), 5)...)
+	})
+}
+
+// forwardSteps runs n one-token steps on s and returns their logits.
+func forwardSteps(t *testing.T, s *Session, n int) [][]float32 {
+	t.Helper()
+	var out [][]float32
+	for i := range n {
+		lg, err := s.Forward([]int{(i*7919 + 5) % s.m.Config.VocabSize})
+		if err != nil {
+			t.Fatal(err)
 		}
-		return out, m.ExpertStats()
+		out = append(out, lg)
 	}
-	want, _ := run(false)
-	got, st := run(true)
-	if st.DevLayers == 0 || st.PrefetchUsed == 0 {
-		t.Fatalf("on the GPU: %d layers routed on the device, %d of %d prefetches used: want some of both", st.DevLayers, st.PrefetchUsed, st.Prefetched)
-	}
-	if worst := worstRowRel(got, want, probe.Config.VocabSize); worst > 1e-5 {
-		t.Errorf("on the GPU: the prediction on the device differs from the host path by %.3g (relative), want ≤ 1e-5", worst)
-	}
+	return out
 }
