@@ -50,8 +50,7 @@ func (s *Session) ownPredicts(L *layer) bool {
 // back from, in the device-routing buffer after devTable's scratch: its K
 // ids copied, the prediction's K ids, then their K weights (unread).
 func (s *Session) predArea(r *run, n int) backend.Buffer {
-	K := s.m.K
-	return r.view(s.sc.dev, 1+2*len(s.m.layers)*K+1+2*K, n)
+	return r.view(s.sc.dev, devAt(s.m, devPred), n)
 }
 
 // moePartialRoute is a partly held layer's part in its graph: the top-K,
@@ -68,7 +67,7 @@ func (s *Session) moePartialRoute(r *run, l int, L *layer) {
 	area := s.predArea(r, 3*K)
 	// A NaN among the predicted logits marks the word the misses mark
 	// (never read): a prediction is a guess, not the step's routing.
-	sink := r.view(s.sc.dev, 1+2*len(m.layers)*K, 1)
+	sink := r.view(s.sc.dev, devAt(m, devMissed), 1)
 	r.do(m.be.(backend.DeviceRouter).RouteTopK(r.view(area, K, K), r.view(area, 2*K, K), sink, r.view(s.sc.router, predictAt(&m.Config), E), 1, E, K, L.dev.renorm))
 	r.do(m.be.Copy(r.view(area, 0, K), ids))
 }
@@ -79,7 +78,7 @@ func (s *Session) moePartialRoute(r *run, l int, L *layer) {
 // the tier.
 func (s *Session) moePartialHeld(r *run, l int, xn backend.Buffer, shared bool) {
 	fn := func(r *run) {
-		s.expertsIndexed(r, l, xn, r.view(s.sc.dev, 1+2*len(s.m.layers)*s.m.K, 1), shared)
+		s.expertsIndexed(r, l, xn, r.view(s.sc.dev, devAt(s.m, devMissed), 1), shared)
 	}
 	if g, _ := s.graphed(&s.m.layers[l], 1); !g || !s.replay(r, l+partHeldGraph*len(s.m.layers), fn) {
 		fn(r)
@@ -185,15 +184,15 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 			r.do(s.prefetchNext(l))
 		}
 	}
+	inStream := tail
 	if partSerial {
-		if err := s.streamMisses(r, l, miss, nil, nil, s.rx, bufs, 1, len(pl.ids), nil); err != nil {
-			return err
-		}
-		tail()
-		return r.err
+		inStream = nil
 	}
-	if err := s.streamMisses(r, l, miss, nil, nil, s.rx, bufs, 1, len(pl.ids), tail); err != nil {
+	if err := s.streamMisses(r, l, miss, nil, nil, s.rx, bufs, 1, len(pl.ids), inStream); err != nil {
 		return err
+	}
+	if partSerial {
+		tail()
 	}
 	return r.err
 }

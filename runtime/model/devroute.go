@@ -51,7 +51,21 @@ type devState struct {
 // ids and K weights the top-K writes when the picks are uploaded
 // (devTable), then a partly held layer's read-back when it predicts
 // (predArea: its K ids, the prediction's K ids and K weights).
-func devBufLen(m *Model) int { return 1 + 2*len(m.layers)*m.K + 1 + 2*m.K + 3*m.K }
+func devBufLen(m *Model) int { return devAt(m, devPred) + 3*m.K }
+
+// The parts of the device-routing buffer past every layer's ids and
+// weights (devBufLen), for devAt.
+const (
+	devMissed  = iota // the word a partly held layer's misses mark
+	devScratch        // the top-K's K ids and K weights with the picks uploaded
+	devPred           // a predicting partly held layer's read-back (predArea)
+)
+
+// devAt is where part (devMissed, devScratch, devPred) of m's
+// device-routing buffer begins.
+func devAt(m *Model, part int) int {
+	return 1 + 2*len(m.layers)*m.K + [...]int{0, 1, 1 + 2*m.K}[part]
+}
 
 // devRouted reports whether layer l's MoE block of a T-token step runs on
 // the device.
@@ -206,7 +220,7 @@ func (s *Session) routeTopK(r *run, l int, L *layer) {
 	ids, w := s.devViews(r, l)
 	status := r.view(s.sc.dev, 0, 1)
 	if s.dev.table {
-		at := 1 + 2*len(m.layers)*K + 1
+		at := devAt(m, devScratch)
 		ids, w = r.view(s.sc.dev, at, K), r.view(s.sc.dev, at+K, K)
 	}
 	if r.err != nil {

@@ -84,6 +84,19 @@ const (
 	stageCount = 8
 )
 
+// newStage allocates n pinned bytes and the event of their last DMA.
+func (be *Backend) newStage(n int) (*stage, error) {
+	st := &stage{}
+	if err := cuErr(C.fm_host_alloc(be.ctx, &st.host, C.size_t(n)), "cuMemHostAlloc"); err != nil {
+		return nil, err
+	}
+	if err := cuErr(C.fm_event_create(be.ctx, &st.ev, eventDisableTiming), "cuEventCreate"); err != nil {
+		C.fm_host_free(be.ctx, st.host)
+		return nil, err
+	}
+	return st, nil
+}
+
 func (st *stage) destroy(be *Backend) {
 	C.fm_event_destroy(be.ctx, st.ev)
 	C.fm_host_free(be.ctx, st.host)
@@ -91,12 +104,8 @@ func (st *stage) destroy(be *Backend) {
 
 func (be *Backend) nextStage() (*stage, error) {
 	if len(be.stages) < stageCount {
-		st := &stage{}
-		if err := cuErr(C.fm_host_alloc(be.ctx, &st.host, stageChunk), "cuMemHostAlloc"); err != nil {
-			return nil, err
-		}
-		if err := cuErr(C.fm_event_create(be.ctx, &st.ev, eventDisableTiming), "cuEventCreate"); err != nil {
-			C.fm_host_free(be.ctx, st.host)
+		st, err := be.newStage(stageChunk)
+		if err != nil {
 			return nil, err
 		}
 		be.stages = append(be.stages, st)
@@ -325,12 +334,8 @@ func (be *Backend) readStaged(dst []float32, src C.CUdeviceptr) error {
 		if be.rstages[k] != nil {
 			continue
 		}
-		st := &stage{}
-		if err := cuErr(C.fm_host_alloc(be.ctx, &st.host, stageChunk), "cuMemHostAlloc"); err != nil {
-			return err
-		}
-		if err := cuErr(C.fm_event_create(be.ctx, &st.ev, eventDisableTiming), "cuEventCreate"); err != nil {
-			C.fm_host_free(be.ctx, st.host)
+		st, err := be.newStage(stageChunk)
+		if err != nil {
 			return err
 		}
 		be.rstages[k] = st

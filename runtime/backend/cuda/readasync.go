@@ -51,12 +51,8 @@ func (be *Backend) ReadAsync(dst []float32, src backend.Buffer) (func() error, e
 		return nil, errors.New("cuda: async read while another is outstanding")
 	}
 	if ar.st == nil {
-		st := &stage{}
-		if err := cuErr(C.fm_host_alloc(be.ctx, &st.host, 4*backend.MaxAsyncRead), "cuMemHostAlloc"); err != nil {
-			return nil, err
-		}
-		if err := cuErr(C.fm_event_create(be.ctx, &st.ev, eventDisableTiming), "cuEventCreate"); err != nil {
-			C.fm_host_free(be.ctx, st.host)
+		st, err := be.newStage(4 * backend.MaxAsyncRead)
+		if err != nil {
 			return nil, err
 		}
 		ar.st = st
