@@ -250,6 +250,21 @@ type ExpertCache interface {
 	DropExpert(layer, id int) error
 }
 
+// ExpertToucher is implemented by expert caches that can count a use of a
+// held expert without binding it (CUDA's): a layer routed on the device
+// computes its held experts from the device index, so the host only asks
+// whether each pick was held and tells the policy it was used. It is what
+// CachedExpert followed by a Release of every tensor does, without the
+// tensors.
+type ExpertToucher interface {
+	// TouchExpert reports whether the cache holds expert (layer, id),
+	// settled (not a prefetch that no CachedExpert has found yet), and if
+	// so counts the use as CachedExpert does. false binds and counts
+	// nothing: the caller asks CachedExpert (a pending prefetch settles
+	// there) or treats the expert as a miss.
+	TouchExpert(layer, id int) bool
+}
+
 // MatVecBatcher is implemented by backends that run several one-token
 // matmuls of one shape in a single launch (CUDA): a decode step's K
 // routed experts then cost a few launches instead of 4K. Each job must

@@ -114,9 +114,11 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 			return r.err
 		}
 		s.moePartialHeld(r, l, xn, shared)
+		r.do(s.prefetchDeferred()) // the layer before's, while the ids come
 		r.do(wait())
 	} else {
 		s.moePartialHeld(r, l, xn, shared)
+		r.do(s.prefetchDeferred())
 		r.do(m.be.Read(got, ids))
 	}
 	if r.err != nil {
@@ -145,9 +147,17 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 	}
 	ca := m.ranks[0].cache
 	pf, _ := ca.(backend.ExpertPrefetcher)
+	touch, _ := ca.(backend.ExpertToucher)
 	miss, late, lateT := s.miss[:0], s.late[:0], s.lateT[:0]
 	for _, id := range pl.ids {
 		pending := pf != nil && pf.PrefetchPending(l, id) // before CachedExpert settles it
+		if touch != nil && !pending && !touchOff {
+			// Held (the device computed its row) or a miss: nothing to bind.
+			if !touch.TouchExpert(l, id) {
+				miss = append(miss, id)
+			}
+			continue
+		}
 		ts, ok := ca.CachedExpert(l, id)
 		switch {
 		case !ok:
@@ -177,10 +187,16 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 	s.rx = append(s.rx[:0], xn)
 	// The combine and the next layer's prefetches are queued before the
 	// host waits for the last miss's copy: the device then has them when
-	// the copy lands, and the link the prefetches behind it.
+	// the copy lands, and the link the prefetches behind it. Without a
+	// miss the host waits for nothing: the prefetches then come after
+	// the next layer's graph (prefetchLater).
 	tail := func() {
 		s.combineIndexed(r, l, L, h, shared)
-		if r.err == nil {
+		switch {
+		case r.err != nil:
+		case len(miss) == 0 && !partSerial:
+			r.do(s.prefetchLater(l))
+		default:
 			r.do(s.prefetchNext(l))
 		}
 	}
@@ -196,6 +212,11 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 	}
 	return r.err
 }
+
+// touchOff probes a partly held layer's picks with CachedExpert and a
+// Release of each tensor, as before session 18, where the tier has
+// TouchExpert (tests compare the two).
+var touchOff = false
 
 // partSerial makes a partly held layer wait as it did before session 16:
 // the ids read after the held experts, the combine and the prefetches

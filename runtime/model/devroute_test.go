@@ -40,6 +40,11 @@ type devTier struct {
 	// asyncN counts ReadAsync calls; waiting is true between one and its wait.
 	asyncN  int
 	waiting bool
+	// touched counts TouchExpert calls.
+	touched int
+	// events logs ExpertsIndexed (0, layer) and admitted prefetches (1,
+	// layer) in the order they were queued.
+	events [][2]int
 }
 
 // ReadAsync is backend.AsyncReader's: the values src holds now (the ops
@@ -172,6 +177,7 @@ func (d *devTier) LayerCached(l, E int) bool {
 
 func (d *devTier) ExpertsIndexed(eo, g, u, x, ids, status backend.Buffer, l, K int) error {
 	d.indexed++
+	d.events = append(d.events, [2]int{0, l})
 	hi := make([]float32, K)
 	if err := d.Read(hi, ids); err != nil {
 		return err
@@ -461,7 +467,7 @@ func graphDeviceRouted(t *testing.T, partial bool) {
 // the device's weights. Its logits are the host path's bit for bit (the
 // fake's weights are the host's), and the fixtures' within tolerance.
 func TestGoldenDevicePartial(t *testing.T) {
-	defer func(v, w, p bool) { devOff, devMissOn, partSerial = v, w, p }(devOff, devMissOn, partSerial)
+	defer func(v, w, p, o bool) { devOff, devMissOn, partSerial, touchOff = v, w, p, o }(devOff, devMissOn, partSerial, touchOff)
 	devOff = false
 	g := readGolden(t, "bf16")
 	run := func(partial bool) ([]float32, *Timing, *devTier, *Model) {
@@ -481,6 +487,17 @@ func TestGoldenDevicePartial(t *testing.T) {
 	got, tm, fake, m := run(true)
 	if i := firstDiff(got, ref); i >= 0 {
 		t.Fatalf("logit %d is %v routed on the device with host misses, %v on the host path", i, got[i], ref[i])
+	}
+	// The picks probed with CachedExpert and Releases instead of
+	// TouchExpert: the same logits and the same hits.
+	touchOff = true
+	probed, ptm, probeFake, _ := run(true)
+	touchOff = false
+	if i := firstDiff(probed, got); i >= 0 || ptm.Decode.GPUHits != tm.Decode.GPUHits {
+		t.Fatalf("probed by CachedExpert: logit %d differs, or %d hits against TouchExpert's %d", i, ptm.Decode.GPUHits, tm.Decode.GPUHits)
+	}
+	if fake.touched == 0 || probeFake.touched != 0 {
+		t.Fatalf("%d TouchExpert calls (want some), %d with touchOff (want none)", fake.touched, probeFake.touched)
 	}
 	partSerial = true
 	serial, _, serialFake, _ := run(true)

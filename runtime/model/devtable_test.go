@@ -146,6 +146,7 @@ func (d *devTier) PrefetchExpert(l, id int, ws []backend.Weight) (int, bool, err
 	}
 	d.pending[k] = cp
 	d.prefetched++
+	d.events = append(d.events, [2]int{1, l})
 	return d.prefetched, true, nil
 }
 
@@ -162,6 +163,15 @@ func (d *devTier) CachedExpert(l, id int) ([]backend.Tensor, bool) {
 	}
 	return d.keepTier.CachedExpert(l, id)
 }
+
+// TouchExpert is backend.ExpertToucher's: a settled entry of the tier.
+func (d *devTier) TouchExpert(l, id int) bool {
+	d.touched++
+	k := [2]int{l, id}
+	return d.pending[k] == nil && d.held[k] != nil
+}
+
+func (r devRecorder) TouchExpert(l, id int) bool { return r.d.TouchExpert(l, id) }
 
 func (r devRecorder) PrefetchExpert(l, id int, ws []backend.Weight) (int, bool, error) {
 	return r.d.PrefetchExpert(l, id, ws)
@@ -250,6 +260,78 @@ func prefetchOnGPU(t *testing.T, what string, steps func(m *Model, variant bool)
 	}
 	if worst := worstRowRel(got, want, probe.Config.VocabSize); worst > 1e-5 {
 		t.Errorf("%s on the GPU: the logits differ from the host path's by %.3g (relative), want ≤ 1e-5", what, worst)
+	}
+}
+
+// evenPicks is aheadSource over the even experts, predicting for each pick
+// the odd expert after it: with evenOnly every layer is partly held and
+// none misses, and every prediction is a prefetch the step does not use.
+type evenPicks struct{ aheadSource }
+
+func (e evenPicks) Choose(l, pos int, idx []int, w []float32) error {
+	if err := (aheadSource{E: e.E / 2, K: e.K}).Choose(l, pos, idx, w); err != nil {
+		return err
+	}
+	for j := range idx {
+		idx[j] *= 2
+	}
+	return nil
+}
+
+func (e evenPicks) Predict(l, pos int, dst []int) []int {
+	idx, w := make([]int, e.K), make([]float32, e.K)
+	e.Choose(l, pos, idx, w)
+	for _, id := range idx {
+		dst = append(dst, id+1)
+	}
+	return dst
+}
+
+// TestPrefetchAfterNextGraph: a partly held layer whose picks were all
+// held puts its prefetches off until the next layer's held experts are
+// queued (prefetchLater), so that they follow that layer's graph; with
+// prefetchNow they come before it, in the layer's tail. The logits are the
+// same bits either way.
+func TestPrefetchAfterNextGraph(t *testing.T) {
+	defer func(v, w, g, n bool) { devOff, devMissOn, graphsOff, prefetchNow = v, w, g, n }(devOff, devMissOn, graphsOff, prefetchNow)
+	devOff, devMissOn, graphsOff = false, true, false
+	run := func(now bool) ([][]float32, *devTier) {
+		prefetchNow = now
+		d := &devTier{keepTier: newKeepTier(nil), evenOnly: true, prefetch: true}
+		probe := open(t, "hf", 16, 0, Options{})
+		all := int64(probe.Config.NumHiddenLayers*probe.Config.NumExperts) * probe.experts.set.Stride
+		m := open(t, "hf", 16, 0, Options{Backend: devRecorder{&recorder{Backend: d.keepTier}, d}, HostCache: all, Prefetch: true})
+		return tableSteps(t, m, evenPicks{aheadSource{E: m.Config.NumExperts, K: m.K}}, true), d
+	}
+	// after counts the prefetches for a layer queued after that layer's
+	// held experts, of all the prefetches.
+	after := func(d *devTier) (n, of int) {
+		last := -1 // the layer of the last held experts queued
+		for _, e := range d.events {
+			switch {
+			case e[0] == 0:
+				last = e[1]
+			case e[1] == last:
+				n, of = n+1, of+1
+			default:
+				of++
+			}
+		}
+		return n, of
+	}
+	want, tail := run(true)
+	got, later := run(false)
+	for i := range want {
+		if j := firstDiff(got[i], want[i]); j >= 0 {
+			t.Fatalf("step %d: logit %d is %v with the prefetches put off, %v in the tail", i, j, got[i][j], want[i][j])
+		}
+	}
+	t.Logf("prefetches after their layer's held experts: put off %v, in the tail %v", fmt.Sprint(after(later)), fmt.Sprint(after(tail)))
+	if n, of := after(later); of == 0 || n != of {
+		t.Errorf("put off: %d of %d prefetches after their layer's held experts, want all (and some)", n, of)
+	}
+	if n, of := after(tail); of == 0 || n != 0 {
+		t.Errorf("prefetchNow: %d of %d prefetches after their layer's held experts, want none", n, of)
 	}
 }
 

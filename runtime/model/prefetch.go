@@ -39,6 +39,9 @@ type prefetchState struct {
 	// made at the routing of the layer before it by PrefetchAhead.
 	own  []int
 	ownL int
+	// due is 1 + the layer whose prefetchNext waits for the next point
+	// where the host would wait anyway (prefetchLater); 0: none.
+	due int
 }
 
 type pfFlight struct {
@@ -188,6 +191,36 @@ func (s *Session) prefetchNext(l int) error {
 	return nil
 }
 
+// prefetchLater puts off layer l's prefetchNext (a partly held layer
+// whose picks were all held: the host waits for no copy of its own) until
+// the next layer's work is queued (prefetchDeferred), so that the next
+// layer's graph reaches the device without waiting for the prefetches'
+// driver calls (~15 µs each: an admission, its eviction, a copy and
+// events). The copies go on the link a few µs later, still ahead of the
+// next layer's misses. prefetchNow keeps them in the layer's tail.
+func (s *Session) prefetchLater(l int) error {
+	if prefetchNow {
+		return s.prefetchNext(l)
+	}
+	err := s.prefetchDeferred() // none is lost to a later one
+	s.pf.due = l + 1
+	return err
+}
+
+// prefetchNow issues a layer's prefetches in its tail whether or not it
+// waited for a copy (the order before session 18; tests compare the two).
+var prefetchNow = false
+
+// prefetchDeferred runs the prefetchNext that prefetchLater put off.
+func (s *Session) prefetchDeferred() error {
+	l := s.pf.due - 1
+	if l < 0 {
+		return nil
+	}
+	s.pf.due = 0
+	return s.prefetchNext(l)
+}
+
 // prefetchUsed counts layer l's GPU-tier hits that a prefetch brought in.
 func (s *Session) prefetchUsed(l int, hits []int) {
 	st := &s.pf
@@ -232,6 +265,7 @@ func (s *Session) prefetchPoll(pf backend.ExpertPrefetcher, wait bool) error {
 
 // prefetchEnd waits for the step's prefetches.
 func (s *Session) prefetchEnd() error {
+	s.pf.due = 0 // a step that failed before its next layer ran
 	if len(s.pf.flight) == 0 {
 		return nil
 	}

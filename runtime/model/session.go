@@ -405,6 +405,9 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 			mixer(r)
 			tail(r)
 		}
+		if !part && r.err == nil {
+			r.do(s.prefetchDeferred()) // a partly held layer's calls it itself
+		}
 		switch {
 		case r.err != nil || dev:
 		case part:
@@ -422,6 +425,9 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		}
 		s.capture(r, fmt.Sprintf("layer%02d", l), h, T)
 		s.observeLayer(l)
+	}
+	if r.err == nil {
+		r.do(s.prefetchDeferred()) // the last layer's: it lets go of what is spent
 	}
 	if s.beforeHead != nil && r.err == nil {
 		s.beforeHead()

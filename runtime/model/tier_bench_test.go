@@ -77,6 +77,11 @@ import (
 //     -serial (with -devmiss): a partly held layer reads its ids after
 //     its held experts and queues its combine and prefetches after its
 //     last miss's copy, as before session 16 (partSerial), for the A/B;
+//     -pfnow: a partly held layer without a miss queues the next
+//     layer's prefetches in its tail, before the next layer's graph, as
+//     before session 18 (prefetchNow), for the A/B; -probe: its picks
+//     probed with CachedExpert and Releases rather than TouchExpert
+//     (touchOff), likewise;
 //     -apart (with -dev): the shared expert in launches of its own, not
 //     as a job of the routed batch (backend.SharedIndexer), for the A/B;
 //     -prefetch: the next layer's picks prefetched from the host tier
@@ -126,9 +131,9 @@ func BenchmarkTieredDecode(b *testing.B) {
 			levers := strings.Split(rest, "-")
 			has := func(l string) bool { return slices.Contains(levers, l) }
 			b.Run(fmt.Sprintf("k=%d/%s", k, name), func(b *testing.B) {
-				defer func(bh, g, c, d, x, dm, so, ps bool, rp int) {
-					batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, sharedOff, partSerial, readParts = bh, g, c, d, x, dm, so, ps, rp
-				}(batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, sharedOff, partSerial, readParts)
+				defer func(bh, g, c, d, x, dm, so, ps, pn, to bool, rp int) {
+					batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, sharedOff, partSerial, prefetchNow, touchOff, readParts = bh, g, c, d, x, dm, so, ps, pn, to, rp
+				}(batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, sharedOff, partSerial, prefetchNow, touchOff, readParts)
 				for _, lever := range levers {
 					switch lever {
 					case "incl":
@@ -141,6 +146,10 @@ func BenchmarkTieredDecode(b *testing.B) {
 						devMissOn = false
 					case "serial":
 						partSerial = true
+					case "pfnow":
+						prefetchNow = true
+					case "probe":
+						touchOff = true
 					case "table":
 						devOff = false
 					case "apart":

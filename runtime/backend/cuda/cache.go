@@ -158,6 +158,24 @@ func (be *Backend) CachedExpert(layer, id int) ([]backend.Tensor, bool) {
 	return be.entryTensors(e), true
 }
 
+var _ backend.ExpertToucher = (*Backend)(nil)
+
+// TouchExpert counts a use of the held, settled expert (layer, id) for
+// the policy, as CachedExpert does, and binds nothing (four allocations
+// and three Releases a hit fewer on a device-routed layer's probe).
+func (be *Backend) TouchExpert(layer, id int) bool {
+	c := be.cache
+	if be.closed || c == nil {
+		return false
+	}
+	e := c.m[ExpertKey{layer, id}]
+	if e == nil || e.pending {
+		return false
+	}
+	c.pol.Access(e.key)
+	return true
+}
+
 // entryTensors returns fresh tensors over e's slots (each is released on
 // its own) and pins e once per tensor.
 func (be *Backend) entryTensors(e *centry) []backend.Tensor {

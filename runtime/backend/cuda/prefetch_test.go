@@ -19,7 +19,7 @@ import (
 // are overwritten once PrefetchDone has said so, a second prefetch of a
 // held expert is refused, a pending entry is evictable (its eviction
 // reported) but by a prefetch for its own layer while its copy runs, a spent token is refused, and the tier can be dropped with a
-// prefetch in flight. Prefetches on the copy stream and on one of their
+// prefetch in flight. TouchExpert finds a settled entry only, and pins nothing. Prefetches on the copy stream and on one of their
 // own (Options.PrefetchStream) alike.
 func TestPrefetchExpert(t *testing.T) {
 	for _, own := range []bool{false, true} {
@@ -110,6 +110,9 @@ func prefetchExpert(t *testing.T, ownStream bool) {
 	if indexed(0) {
 		t.Fatal("a pending prefetch is in the device index")
 	}
+	if be.TouchExpert(0, 0) || be.TouchExpert(0, 3) {
+		t.Fatal("TouchExpert found a pending prefetch or an expert the tier lacks")
+	}
 	if _, ok, err := be.PrefetchExpert(0, 0, pinned[0]); ok || err != nil {
 		t.Fatalf("a second prefetch of a held expert: ok %v, %v", ok, err)
 	}
@@ -127,6 +130,11 @@ func prefetchExpert(t *testing.T, ownStream bool) {
 	check(0)
 	if !indexed(0) {
 		t.Fatal("a used prefetch is not in the device index")
+	}
+	// A touch counts a use and pins nothing: the eviction of 0 below
+	// would be refused if it did.
+	if !be.TouchExpert(0, 0) {
+		t.Fatal("TouchExpert missed a settled entry")
 	}
 	// 1 pending, then 2 evicts 0 (the least recent); a third prefetch for
 	// layer 0 finds only its own layer's pending prefetches and is refused
