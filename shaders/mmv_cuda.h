@@ -80,7 +80,65 @@ DEVICE_FN void mmv_cp_wait() {
 #endif
     __syncwarp();
 }
+// mmv_cp8 is mmv_cp16 for 8 bytes (cp.async.ca: .cg takes only 16): a Q2
+// lane's words of one chunk and row in the PIPE matvecs.
+DEVICE_FN void mmv_cp8(void* s, const void* g) {
+#if defined(FMOE_MMV_SMX) && defined(FMOE_MMV_PIPE) && __CUDA_ARCH__ >= 800
+    unsigned sa;
+    asm volatile("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(sa) : "l"(s));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(sa), "l"(g));
 #endif
+}
+#endif
+
+// PIPE (opt-in: FMOE_CUDA_MMV_PIPE=1 or Options.MMVPipe; compiled with
+// FMOE_MMV_PIPE besides FMOE_MMV_SMX): the segment's weights go to shared
+// memory by cp.async too, as x's fragments do in SMX, instead of into
+// registers that hold them through the load's latency. Run 14's ncu put
+// the matvec at 84 registers, 29% of an SM's warps and DRAM at 44%: bytes
+// in flight are what it lacks. Here a lane holds one chunk's words at a
+// time, read from shared memory as its MMAs need them, so more warps fit
+// an SM and each warp's 4 KB of weights are in flight without registers.
+// A warp's area: its SMX words, then 4 KB of weights: for chunk u and row
+// half h (rows g, g+8) the lanes' words in BITS/4 planes of uint4 (Q2: one
+// of uint2), so that each plane is 512 (256) contiguous bytes, written and
+// read without bank conflicts. The same words reach the same MMAs in the
+// same order: the same bits as the default.
+#define MMV_PIPE_WORDS(BITS) (MMV_SMX_WORDS(BITS) + 512)
+
+// mmv_wcopy queues lane's words of chunk u, rows W0 and W1 (at the chunk),
+// into the warp's weight area wq (PIPE).
+template <int BITS>
+DEVICE_FN void mmv_wcopy(uint4* wq, int u, int lane, const uint* W0, const uint* W1) {
+    if (BITS == 2) {
+        uint2* q = (uint2*)wq;
+        mmv_cp8(q + (u * 2 + 0) * 32 + lane, W0);
+        mmv_cp8(q + (u * 2 + 1) * 32 + lane, W1);
+    } else {
+        UNROLL for (int i = 0; i < BITS / 4; i++) {
+            mmv_cp16(wq + ((u * 2 + 0) * (BITS / 4) + i) * 32 + lane, W0 + 4 * i);
+            mmv_cp16(wq + ((u * 2 + 1) * (BITS / 4) + i) * 32 + lane, W1 + 4 * i);
+        }
+    }
+}
+
+// mmv_wread reads lane's words of chunk u back from wq into a (row g) and
+// b (row g + 8), as the default's registers hold them.
+template <int BITS>
+DEVICE_FN void mmv_wread(const uint4* wq, int u, int lane, uint (&a)[BITS], uint (&b)[BITS]) {
+    if (BITS == 2) {
+        const uint2* q = (const uint2*)wq;
+        const uint2 x = q[(u * 2 + 0) * 32 + lane], y = q[(u * 2 + 1) * 32 + lane];
+        a[0] = x.x, a[1] = x.y, b[0] = y.x, b[1] = y.y;
+    } else {
+        UNROLL for (int i = 0; i < BITS / 4; i++) {
+            const uint4 x = wq[((u * 2 + 0) * (BITS / 4) + i) * 32 + lane];
+            const uint4 y = wq[((u * 2 + 1) * (BITS / 4) + i) * 32 + lane];
+            a[4 * i] = x.x, a[4 * i + 1] = x.y, a[4 * i + 2] = x.z, a[4 * i + 3] = x.w;
+            b[4 * i] = y.x, b[4 * i + 1] = y.y, b[4 * i + 2] = y.z, b[4 * i + 3] = y.w;
+        }
+    }
+}
 
 // mmv_reg is int8x4 register r (0..7) of a lane's 32 elements of a row, from
 // its BITS words: Q8 the word itself; Q4 word r/2's low or high nibbles; Q2
@@ -198,7 +256,7 @@ DEVICE_FN int mmv_words(int C) { return 128 * (C / 128) + 8 * (C / 64); }
 // values in the same order: the same bits.
 #define MMV_MAXSEG 64
 #define MMV_SMX_WORDS(BITS) ((16 / (BITS)) * 72)
-template <int BITS, bool SMX>
+template <int BITS, bool SMX, bool PIPE = false>
 DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const uint* xs, float* y, int R, int C, int G,
                         int tile, int tid, int nw, float* red, uint2* xsm) {
     const int U = 16 / BITS;
@@ -222,18 +280,24 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
     const uint* W1 = W + (i64)r1 * wpr + t * BITS;
     const ushort *S0 = S + (i64)r0 * ng, *S1 = S + (i64)r1 * ng, *B0 = B + (i64)r0 * ng, *B1 = B + (i64)r1 * ng;
 
-    uint2* wx = xsm + (SMX ? warp * MMV_SMX_WORDS(BITS) : 0);  // this warp's copy: U·64 fragments, U·8 sums
+    // This warp's copy: U·64 fragments, U·8 sums (SMX), then its weights (PIPE).
+    uint2* wx = xsm + (SMX ? warp * (PIPE ? MMV_PIPE_WORDS(BITS) : MMV_SMX_WORDS(BITS)) : 0);
+    uint4* wq = (uint4*)(wx + MMV_SMX_WORDS(BITS));
     for (int seg = warp * nseg / nw; seg < (warp + 1) * nseg / nw; seg++) {
         const int p0 = seg * U, pend = min(np, p0 + U);
         // The segment's weights and scales are loaded first (chunks past
         // pend load chunk pend − 1 again: a valid address, unused); x's
         // fragments and sums, read by every warp (L1), when used.
-        uint wa[U][BITS], wb[U][BITS];
-        float sc[U][4];
+        uint wa[U][BITS], wb[U][BITS];  // unused with PIPE
+        float sc[U][4];                  // PIPE: packed in sp instead, two bf16 a word
+        uint sp[U][2];
+        if (PIPE) __syncwarp();  // the segment before is consumed
         UNROLL for (int u = 0; u < U; u++) {
             const int p = min(p0 + u, pend - 1), grp = (2 * p + half) >> gsh;
             const i64 off = (i64)p * 4 * BITS;
-            if (BITS == 2) {
+            if (PIPE) {
+                mmv_wcopy<BITS>(wq, u, lane, W0 + off, W1 + off);
+            } else if (BITS == 2) {
                 const uint2 a = *(const uint2*)(W0 + off), c = *(const uint2*)(W1 + off);
                 wa[u][0] = a.x, wa[u][1] = a.y, wb[u][0] = c.x, wb[u][1] = c.y;
             } else {
@@ -243,11 +307,16 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
                     wb[u][4 * i] = c.x, wb[u][4 * i + 1] = c.y, wb[u][4 * i + 2] = c.z, wb[u][4 * i + 3] = c.w;
                 }
             }
-            sc[u][0] = BF16_TO_FLOAT(S0[grp]), sc[u][1] = BF16_TO_FLOAT(S1[grp]);
-            sc[u][2] = BF16_TO_FLOAT(B0[grp]), sc[u][3] = BF16_TO_FLOAT(B1[grp]);
+            if (PIPE) {
+                sp[u][0] = (uint)S0[grp] | ((uint)S1[grp] << 16);
+                sp[u][1] = (uint)B0[grp] | ((uint)B1[grp] << 16);
+            } else {
+                sc[u][0] = BF16_TO_FLOAT(S0[grp]), sc[u][1] = BF16_TO_FLOAT(S1[grp]);
+                sc[u][2] = BF16_TO_FLOAT(B0[grp]), sc[u][3] = BF16_TO_FLOAT(B1[grp]);
+            }
         }
         if (SMX) {
-            __syncwarp();  // the segment before is consumed
+            if (!PIPE) __syncwarp();  // the segment before is consumed
             // Chunk u's 512 bytes of fragments, 16 a lane; its 64 bytes of
             // sums, 16 a lane of the first 4·U (U ≤ 8).
             UNROLL for (int u = 0; u < U; u++) {
@@ -261,11 +330,23 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
             const int p = p0 + u;
             if (p >= pend) break;
             const int blk = 2 * p + half;
+            // Chunk u's words and scales: the registers' (copies the
+            // compiler drops), or read back and unpacked (PIPE).
+            uint ra[BITS], rb[BITS];
+            float s0, s1, c0, c1;
+            if (PIPE) {
+                mmv_wread<BITS>(wq, u, lane, ra, rb);
+                s0 = BF16_TO_FLOAT(sp[u][0] & 0xFFFFu), s1 = BF16_TO_FLOAT(sp[u][0] >> 16);
+                c0 = BF16_TO_FLOAT(sp[u][1] & 0xFFFFu), c1 = BF16_TO_FLOAT(sp[u][1] >> 16);
+            } else {
+                UNROLL for (int i = 0; i < BITS; i++) ra[i] = wa[u][i], rb[i] = wb[u][i];
+                s0 = sc[u][0], s1 = sc[u][1], c0 = sc[u][2], c1 = sc[u][3];
+            }
             int d[4] = {0, 0, 0, 0};
             UNROLL for (int m = 0; m < 4; m++) {
                 const uint2 bv = !feeds ? make_uint2(0u, 0u) : SMX ? wx[u * 64 + bofs + 16 * m] : xb[p * 64 + bofs + 16 * m];
-                mma_16832_u8s8(d, mmv_reg<BITS>(wa[u], 2 * m), mmv_reg<BITS>(wb[u], 2 * m),
-                               mmv_reg<BITS>(wa[u], 2 * m + 1), mmv_reg<BITS>(wb[u], 2 * m + 1), bv.x, bv.y);
+                mma_16832_u8s8(d, mmv_reg<BITS>(ra, 2 * m), mmv_reg<BITS>(rb, 2 * m),
+                               mmv_reg<BITS>(ra, 2 * m + 1), mmv_reg<BITS>(rb, 2 * m + 1), bv.x, bv.y);
             }
             // Σ(q − c)·n of rows g and g+8 over this lane's two digits:
             // exact integers (|·| < 2^22), weighted by the digits' powers.
@@ -274,12 +355,12 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
             const float f = __uint_as_float(fx.x);
             const float v0 = FMAF((float)(d[1] - (int)cp.y), w1, (float)(d[0] - (int)cp.x) * w0);
             const float v1 = FMAF((float)(d[3] - (int)cp.y), w1, (float)(d[2] - (int)cp.x) * w0);
-            acc0 = FMAF(sc[u][0] * f, v0, acc0);
-            acc1 = FMAF(sc[u][1] * f, v1, acc1);
+            acc0 = FMAF(s0 * f, v0, acc0);
+            acc1 = FMAF(s1 * f, v1, acc1);
             if (k0 == 0) {  // the bias term once per block and row
                 const float xsum = __uint_as_float(fx.y);
-                acc0 = FMAF(sc[u][2] + CENTRE * sc[u][0], xsum, acc0);
-                acc1 = FMAF(sc[u][3] + CENTRE * sc[u][1], xsum, acc1);
+                acc0 = FMAF(c0 + CENTRE * s0, xsum, acc0);
+                acc1 = FMAF(c1 + CENTRE * s1, xsum, acc1);
             }
         }
         // Row g's segment sum is over lanes t = 0..3, in a fixed order.
@@ -311,23 +392,28 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
 // the matvecs with SMX, compiled only with FMOE_MMV_SMX defined (the host
 // asks for it with the variant): their launch gives nw·MMV_SMX_WORDS(BITS)·8
 // bytes of dynamic shared memory.
-#define MMV_MATVECS(name, bname, BITS, SMX, XSM)                                                            \
-    extern "C" __global__ void __launch_bounds__(32 * MMV_MAXW) name(const uint* W, const ushort* S, const ushort* B, \
+#define MMV_MATVECS(name, bname, BITS, SMX, XSM) MMV_MATVECS_P(name, bname, BITS, SMX, false, XSM, MMV_BOUNDS)
+#define MMV_BOUNDS __launch_bounds__(32 * MMV_MAXW)
+// PIPE holds no weights in registers: two blocks of 16 warps an SM (64
+// registers a thread) instead of one.
+#define MMV_PIPE_BOUNDS __launch_bounds__(32 * MMV_MAXW, 2)
+#define MMV_MATVECS_P(name, bname, BITS, SMX, PIPE, XSM, BOUNDS)                                            \
+    extern "C" __global__ void BOUNDS name(const uint* W, const ushort* S, const ushort* B, \
                                                                const uint* xs, float* y, int R, int C, int G) { \
         GRID_WAIT();                                                                                            \
         __shared__ float red[16 * MMV_MAXSEG];                                                                    \
         XSM(name)                                                                                               \
-        mmv_body<BITS, SMX>(W, S, B, xs, y, R, C, G, blockIdx.x, threadIdx.x, blockDim.x >> 5, red, xsm);      \
+        mmv_body<BITS, SMX, PIPE>(W, S, B, xs, y, R, C, G, blockIdx.x, threadIdx.x, blockDim.x >> 5, red, xsm); \
     }                                                                                                           \
-    extern "C" __global__ void __launch_bounds__(32 * MMV_MAXW) bname(const mv_job* jobs, const uint* xs, int R, \
+    extern "C" __global__ void BOUNDS bname(const mv_job* jobs, const uint* xs, int R, \
                                                                      int C, int G, int xstride) {               \
         GRID_WAIT();                                                                                            \
         __shared__ float red[16 * MMV_MAXSEG];                                                                    \
         XSM(bname)                                                                                              \
         const mv_job j = jobs[blockIdx.y];                                                                      \
         if (j.W == 0) return;                                                                                   \
-        mmv_body<BITS, SMX>((const uint*)j.W, j.S, j.B, xs + (i64)blockIdx.y * xstride, j.y, R, C, G,          \
-                            blockIdx.x, threadIdx.x, blockDim.x >> 5, red, xsm);                                \
+        mmv_body<BITS, SMX, PIPE>((const uint*)j.W, j.S, j.B, xs + (i64)blockIdx.y * xstride, j.y, R, C, G,    \
+                                  blockIdx.x, threadIdx.x, blockDim.x >> 5, red, xsm);                          \
     }
 // The default matvecs' xsm is null; the SMX ones' the launch's dynamic
 // shared memory.
@@ -365,5 +451,10 @@ MMV_KERNELS(q8, 8)
 MMV_MATVECS(mmvs_q2, mmvs_batch_q2, 2, true, MMV_XSM_DYN)
 MMV_MATVECS(mmvs_q4, mmvs_batch_q4, 4, true, MMV_XSM_DYN)
 MMV_MATVECS(mmvs_q8, mmvs_batch_q8, 8, true, MMV_XSM_DYN)
+#ifdef FMOE_MMV_PIPE
+MMV_MATVECS_P(mmvp_q2, mmvp_batch_q2, 2, true, true, MMV_XSM_DYN, MMV_PIPE_BOUNDS)
+MMV_MATVECS_P(mmvp_q4, mmvp_batch_q4, 4, true, true, MMV_XSM_DYN, MMV_PIPE_BOUNDS)
+MMV_MATVECS_P(mmvp_q8, mmvp_batch_q8, 8, true, true, MMV_XSM_DYN, MMV_PIPE_BOUNDS)
+#endif
 #endif
 #endif

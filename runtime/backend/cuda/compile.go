@@ -226,6 +226,12 @@ func nvrtc(src, arch string, cubin bool, defs []string) ([]byte, error) {
 		}
 		return nil, errors.New(msg)
 	}
+	if logs != "" && os.Getenv("FMOE_NVRTC_LOG") == "1" {
+		// FMOE_NVRTC_LOG=1: the log of a compile that succeeded (its
+		// warnings; with --ptxas-options=-v among defs, as
+		// TestMMVRegisters passes it, each kernel's registers and spills).
+		fmt.Fprintf(os.Stderr, "cuda: NVRTC (%s %s):\n%s\n", arch, strings.Join(defs, " "), logs)
+	}
 	b := C.GoBytes(unsafe.Pointer(out), C.int(n))
 	C.free(unsafe.Pointer(out))
 	return b, nil

@@ -4,7 +4,11 @@ package cuda
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -28,16 +32,25 @@ func TestKernelsCompile(t *testing.T) {
 		t.Skipf("no NVRTC: %v", err)
 	}
 	cfgs := []MatvecConfig{{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll}, {Rows: 1, Unroll: 2}, {Rows: DefaultBatchMatvecRows, Unroll: DefaultBatchMatvecUnroll},
-		{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll, Depth: 2}, {Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll, MinBlocks: 4}}
+		{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll, Depth: 2}, {Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll, MinBlocks: 4},
+		{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll}} // the last with the PIPE matvecs (opt-in)
 	var wg sync.WaitGroup
 	for i, c := range cfgs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defs := c.defines()
-			if i == 0 {
+			names := append(mmaNames[:], batchNames[:]...)
+			switch i {
+			case 0:
 				// The integer matvec's SMX kernels (cp.async), on by default.
 				defs = append(defs, "-DFMOE_MMV_SMX=1")
+			case len(cfgs) - 1:
+				// And its PIPE kernels (Options.MMVPipe).
+				defs = append(defs, "-DFMOE_MMV_SMX=1", "-DFMOE_MMV_PIPE=1")
+				for _, f := range []string{"q2", "q4", "q8"} {
+					names = append(names, "mmvp_"+f, "mmvp_batch_"+f)
+				}
 			}
 			im, _, err := compile(shaders.CUDA(), "90", defs)
 			if err != nil {
@@ -46,7 +59,7 @@ func TestKernelsCompile(t *testing.T) {
 			}
 			t.Logf("sm_90 %v: %s, %d bytes", defs, im.desc, len(im.data))
 			// The entry points the backend looks up by name at New are there.
-			for _, name := range append(mmaNames[:], batchNames[:]...) {
+			for _, name := range names {
 				if !bytes.Contains(im.data, []byte(name)) {
 					t.Errorf("sm_90 %v: no entry point %s", defs, name)
 				}
@@ -68,4 +81,112 @@ func TestImageKeyCoversOptions(t *testing.T) {
 	if ka != imageKey("src", "90", "13.0", a) {
 		t.Error("key not deterministic")
 	}
+}
+
+// TestMMVRegisters compiles the integer matvecs for sm_90 with NVRTC (no
+// GPU) and reads each one's registers from the cubin: the PIPE variant
+// (Options.MMVPipe) must fit two blocks of 16 warps an SM (64 registers a
+// thread), its reason to exist. FMOE_NVRTC_LOG=1 prints ptxas's report
+// beside it (registers, spills: a few bytes for Q4, none for Q8 with
+// NVRTC 11.8).
+func TestMMVRegisters(t *testing.T) {
+	if err := loadNVRTC(); err != nil {
+		if os.Getenv("FMOE_NVRTC_REQUIRE") != "" {
+			t.Fatalf("FMOE_NVRTC_REQUIRE is set: %v", err)
+		}
+		t.Skipf("no NVRTC: %v", err)
+	}
+	defs := append(MatvecConfig{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll}.defines(),
+		"-DFMOE_MMV_SMX=1", "-DFMOE_MMV_PIPE=1", "--ptxas-options=-v")
+	im, _, err := compile(shaders.CUDA(), "90", defs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	regs, err := cubinRegisters(im.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"q2", "q4", "q8"} {
+		for _, k := range []string{"mmvs_", "mmvs_batch_", "mmvp_", "mmvp_batch_"} {
+			n, ok := regs[k+f]
+			if !ok {
+				t.Fatalf("no register count for %s in the cubin", k+f)
+			}
+			t.Logf("%s: %d registers", k+f, n)
+			if strings.HasPrefix(k, "mmvp") && n > 64 {
+				t.Errorf("%s: %d registers, want at most 64 (two blocks of 16 warps an SM)", k+f, n)
+			}
+		}
+	}
+}
+
+// cubinRegisters reads each kernel's register count from a cubin: the
+// EIATTR_REGCOUNT entries (attribute 0x2f, format EIFMT_SVAL: a symbol
+// index and the count) of its .nv.info section, named through .symtab.
+// The cubin's ELF header carries a CUDA version where debug/elf wants
+// EV_CURRENT, so the few fields needed are read by hand.
+func cubinRegisters(b []byte) (map[string]int, error) {
+	le := binary.LittleEndian
+	if len(b) < 0x40 || string(b[1:4]) != "ELF" || b[4] != 2 {
+		return nil, errors.New("not a 64-bit ELF")
+	}
+	shoff, shsize, shnum, shstr := int(le.Uint64(b[0x28:])), int(le.Uint16(b[0x3A:])), int(le.Uint16(b[0x3C:])), int(le.Uint16(b[0x3E:]))
+	if shoff+shnum*shsize > len(b) || shstr >= shnum {
+		return nil, errors.New("section headers out of range")
+	}
+	type section struct {
+		name       string
+		data       []byte
+		link       int
+		off, count int
+	}
+	cstr := func(t []byte, o int) string {
+		if o < 0 || o >= len(t) {
+			return ""
+		}
+		n := bytes.IndexByte(t[o:], 0)
+		if n < 0 {
+			return ""
+		}
+		return string(t[o : o+n])
+	}
+	secs := make([]section, shnum)
+	for i := range secs {
+		h := b[shoff+i*shsize:]
+		off, size := int(le.Uint64(h[0x18:])), int(le.Uint64(h[0x20:]))
+		if off < 0 || size < 0 || off+size > len(b) {
+			return nil, fmt.Errorf("section %d out of range", i)
+		}
+		secs[i] = section{data: b[off : off+size], link: int(le.Uint32(h[0x28:])), off: int(le.Uint32(h))}
+	}
+	for i := range secs {
+		secs[i].name = cstr(secs[shstr].data, secs[i].off)
+	}
+	var symtab, symstr []byte
+	for _, s := range secs {
+		if s.name == ".symtab" && s.link < shnum {
+			symtab, symstr = s.data, secs[s.link].data
+		}
+	}
+	regs := map[string]int{}
+	for _, s := range secs {
+		if s.name != ".nv.info" {
+			continue
+		}
+		for p := 0; p+4 <= len(s.data); {
+			format, attr := s.data[p], s.data[p+1]
+			n := 0
+			if format == 0x04 { // EIFMT_SVAL: a 16-bit size, then the value
+				n = int(le.Uint16(s.data[p+2:]))
+			}
+			if format == 0x04 && attr == 0x2f && n == 8 && p+12 <= len(s.data) {
+				sym := int(le.Uint32(s.data[p+4:]))
+				if (sym+1)*24 <= len(symtab) {
+					regs[cstr(symstr, int(le.Uint32(symtab[sym*24:])))] = int(le.Uint32(s.data[p+8:]))
+				}
+			}
+			p += 4 + n
+		}
+	}
+	return regs, nil
 }

@@ -69,6 +69,12 @@ type Options struct {
 	// beside the weights' loads (SMX): the same bits, slower (run 15,
 	// docs/gpu-decode.md); kept to measure against.
 	MMVRegisterX bool
+	// MMVPipe selects the integer matvec's variant that copies the
+	// weights to shared memory with cp.async as well (PIPE, as
+	// FMOE_CUDA_MMV_PIPE=1 does; mmv_cuda.h), holding no registers through
+	// their load: the same bits, built in session 18 for a GPU to measure
+	// (off until one has). It needs SMX (ignored with MMVRegisterX).
+	MMVPipe bool
 	// Matvec tunes the decode matvec (rows per warp, chunks in flight,
 	// warps per block, blocks per SM); zero fields take FMOE_CUDA_MV's
 	// values, then the defaults (mvconfig.go). Results do not depend on it.
@@ -202,8 +208,12 @@ func NewWithOptions(opts Options) (*Backend, error) {
 func (be *Backend) init(opts Options) error {
 	defs := be.mv.defines()
 	smx := !opts.MMVRegisterX && mmvSMX()
+	pipe := smx && (opts.MMVPipe || mmvPipe())
 	if smx {
 		defs = append(slices.Clone(defs), "-DFMOE_MMV_SMX=1") // the SMX matvecs (mmv.go)
+	}
+	if pipe {
+		defs = append(defs, "-DFMOE_MMV_PIPE=1") // and the PIPE ones
 	}
 	if be.dev.major >= 9 && C.fm_has_launch_ex() != 0 && !opts.NoPDL && os.Getenv("FMOE_CUDA_PDL") != "0" {
 		be.pdl = 1
@@ -234,7 +244,7 @@ func (be *Backend) init(opts Options) error {
 	if err := be.mma.load(be, opts.MMAMinRows, opts.MMAGroupedCols, opts.MMASkinnyRows); err != nil {
 		return err
 	}
-	if err := be.mmv.load(be, opts.MMVWarpsPerSM, smx); err != nil {
+	if err := be.mmv.load(be, opts.MMVWarpsPerSM, smx, pipe); err != nil {
 		return err
 	}
 	if err := cuErr(C.fm_stream_create(be.ctx, &be.stream), "cuStreamCreate"); err != nil {

@@ -48,6 +48,8 @@ type mmvState struct {
 	wpsm                                     int
 	xs                                       C.CUdeviceptr
 	smx                                      bool // the mmvs_* matvecs (mmvSMX)
+	pipe                                     bool // the mmvp_* matvecs (mmvPipe), with smx
+	maxShared                                int  // the dynamic shared memory a launch may take
 }
 
 // mmvSMX reports whether the matvecs copy x's fragments to shared memory
@@ -57,9 +59,33 @@ type mmvState struct {
 // x in registers, to measure against. The same bits either way.
 func mmvSMX() bool { return os.Getenv("FMOE_CUDA_MMV_SMX") != "0" }
 
+// mmvPipe reports whether FMOE_CUDA_MMV_PIPE=1 asks for the matvecs that
+// copy the weights to shared memory too (mmv_cuda.h's PIPE; Options.MMVPipe).
+func mmvPipe() bool { return os.Getenv("FMOE_CUDA_MMV_PIPE") == "1" }
+
 // mmvSMXBytes is the dynamic shared memory an SMX launch of warps warps
 // takes (mmv_cuda.h's MMV_SMX_WORDS uint2 a warp), fi the format index.
 func mmvSMXBytes(fi, warps int) int { return warps * mmvChunks(fi) * 72 * 8 }
+
+// mmvPipeBytes is a PIPE launch's: MMV_PIPE_WORDS uint2 a warp, the SMX
+// words and 4 KB of weights.
+func mmvPipeBytes(fi, warps int) int { return mmvSMXBytes(fi, warps) + warps*4096 }
+
+// mmvRedBytes is the matvecs' static shared memory (red: MMV_MAXSEG
+// segments of 16 sums), which a launch's dynamic shared memory adds to.
+const mmvRedBytes = 16 * 64 * 4
+
+// sharedBytes is the dynamic shared memory a launch of warps warps takes
+// with the variant loaded.
+func (m *mmvState) sharedBytes(fi, warps int) int {
+	switch {
+	case m.pipe:
+		return mmvPipeBytes(fi, warps)
+	case m.smx:
+		return mmvSMXBytes(fi, warps)
+	}
+	return 0
+}
 
 // mmvChunks is mmv_body's U: the 128-column chunks of a segment (what a
 // lane loads at once) for format index fi (Q2, Q4, Q8).
@@ -74,7 +100,7 @@ const mmvSMXMax = 44 << 10
 // SM (opt when non-zero, negative turning the path off, else FMOE_CUDA_MMV,
 // else the default) and allocates the scratch. Cards before sm_80 have no
 // m16n8k32 integer mma.sync: off.
-func (m *mmvState) load(be *Backend, opt int, smx bool) error {
+func (m *mmvState) load(be *Backend, opt int, smx, pipe bool) error {
 	n := opt
 	if n == 0 {
 		n = DefaultMMVWarpsPerSM
@@ -89,9 +115,14 @@ func (m *mmvState) load(be *Backend, opt int, smx bool) error {
 		m.wpsm = 0
 		return nil
 	}
-	m.smx = smx
+	m.smx, m.pipe, m.maxShared = smx, smx && pipe, mmvSMXMax
 	mv, bmv := "mmv_", "mmv_batch_"
-	if m.smx {
+	switch {
+	case m.pipe:
+		// Past the 48 KB a launch takes without opting in: up to 16 warps
+		// of 6.4 KB (Q4), two blocks an SM.
+		mv, bmv, m.maxShared = "mmvp_", "mmvp_batch_", be.dev.maxSmem-mmvRedBytes
+	case m.smx:
 		mv, bmv = "mmvs_", "mmvs_batch_"
 	}
 	for i, sfx := range []string{"q2", "q4", "q8"} {
@@ -114,6 +145,13 @@ func (m *mmvState) load(be *Backend, opt int, smx bool) error {
 			C.free(unsafe.Pointer(cs))
 			if err := cuErr(r, "cuModuleGetFunction "+name+sfx); err != nil {
 				return err
+			}
+		}
+		if m.pipe {
+			for _, f := range []C.CUfunction{m.k[i], m.batch[i]} {
+				if err := cuErr(C.fm_func_set_attr(be.ctx, f, funcAttrMaxDynShared, C.int(m.maxShared)), "cuFuncSetAttribute"); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -148,19 +186,14 @@ func (be *Backend) mmvPlan(f backend.Format, R, C, G, n int, aligned bool) (fi, 
 	segs, tiles := (C/128+per-1)/per, n*((R+15)/16)
 	warps = 1
 	for warps < 16 && tiles*warps < be.mmv.wpsm*be.dev.sms && 2*warps <= segs &&
-		(!be.mmv.smx || mmvSMXBytes(fi, 2*warps) <= mmvSMXMax) {
+		be.mmv.sharedBytes(fi, 2*warps) <= be.mmv.maxShared {
 		warps *= 2
 	}
 	return fi, warps, true
 }
 
 // mmvShared is the dynamic shared memory of a matvec launch.
-func (be *Backend) mmvShared(fi, warps int) int {
-	if !be.mmv.smx {
-		return 0
-	}
-	return mmvSMXBytes(fi, warps)
-}
+func (be *Backend) mmvShared(fi, warps int) int { return be.mmv.sharedBytes(fi, warps) }
 
 // mmvMatMul runs a one-token MatMul on the integer tensor cores; done is
 // false (and nothing is queued) where the path does not take the weight.

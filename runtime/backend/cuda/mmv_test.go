@@ -56,8 +56,10 @@ func TestConformanceMatvec(t *testing.T) {
 // 64 and 128, row tails (rows not a multiple of 16), one row, few and many
 // tiles per block, activations with a large common offset; that the path
 // took each shape (mmvPlan); that a rerun and a MatVecBatch job give the
-// very bits of the MatMul (same tiles, same order, whatever the grid); and
-// that matvec.h's kernel (path off) agrees within the same tolerance.
+// very bits of the MatMul (same tiles, same order, whatever the grid), as
+// do the variants with x in registers and with the weights through shared
+// memory (PIPE); and that matvec.h's kernel (path off) agrees within the
+// same tolerance.
 func TestMatMulMMV(t *testing.T) {
 	be := newMMV(t, mmvOptIn)
 	defer be.Close()
@@ -65,6 +67,11 @@ func TestMatMulMMV(t *testing.T) {
 	defer off.Close()
 	reg := newMMVWith(t, Options{MMVWarpsPerSM: mmvOptIn, MMVRegisterX: true})
 	defer reg.Close()
+	pipe := newMMVWith(t, Options{MMVWarpsPerSM: mmvOptIn, MMVPipe: true})
+	defer pipe.Close()
+	if !pipe.mmv.pipe {
+		t.Fatal("Options.MMVPipe: the PIPE matvecs are not loaded")
+	}
 	for _, c := range []struct {
 		f       backend.Format
 		R, C, G int
@@ -120,11 +127,19 @@ func TestMatMulMMV(t *testing.T) {
 			t.Fatal(err)
 		}
 		viaReg, regBatch := runTensor(t, reg, rt, x, 1, c.R), batchOne(t, reg, rt, x, c.R)
+		// And the weights through shared memory too (PIPE, opt-in).
+		pt, err := pipe.Register(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		viaPipe, pipeBatch := runTensor(t, pipe, pt, x, 1, c.R), batchOne(t, pipe, pt, x, c.R)
 		for i := range got {
 			g := math.Float32bits(got[i])
 			if g != math.Float32bits(again[i]) || g != math.Float32bits(batch[i]) ||
-				g != math.Float32bits(viaReg[i]) || g != math.Float32bits(regBatch[i]) {
-				t.Fatalf("%s: row %d: %v, rerun %v, batch job %v, x in registers %v, its batch job %v", name, i, got[i], again[i], batch[i], viaReg[i], regBatch[i])
+				g != math.Float32bits(viaReg[i]) || g != math.Float32bits(regBatch[i]) ||
+				g != math.Float32bits(viaPipe[i]) || g != math.Float32bits(pipeBatch[i]) {
+				t.Fatalf("%s: row %d: %v, rerun %v, batch job %v, x in registers %v, its batch job %v, PIPE %v, its batch job %v",
+					name, i, got[i], again[i], batch[i], viaReg[i], regBatch[i], viaPipe[i], pipeBatch[i])
 			}
 		}
 	}

@@ -55,6 +55,7 @@ static inline void __syncthreads() { blockBar->arrive_and_wait(); }
 static inline void __syncwarp() { warpBar[threadIdx.x >> 5]->arrive_and_wait(); }
 // cp.async as a plain copy (the copy is done when the wait comes).
 static inline void mmv_cp16(void* s, const void* g) { memcpy(s, g, 16); }
+static inline void mmv_cp8(void* s, const void* g) { memcpy(s, g, 8); }
 static inline void mmv_cp_wait() { __syncwarp(); }
 static inline float __shfl_xor_sync(uint, float v, int m) {
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;

@@ -68,14 +68,20 @@ static bool run(int bits, int R, int C, int G, int nw, int offset, unsigned seed
     }
     // tiles runs the matvec's tiles with warps warps each into y.
     static float red[16 * MMV_MAXSEG];
-    static uint2 xsm[16 * 8 * 72];
-    auto tiles = [&](std::vector<float>& y, int warps, bool smx) {
+    static uint2 xsm[16 * MMV_PIPE_WORDS(2)];
+    auto tiles = [&](std::vector<float>& y, int warps, bool smx, bool pipe = false) {
         y.assign(R, NAN);
         launch((R + 15) / 16, 1, [&] {
             const int tid = threadIdx.x, tile = blockIdx.x;
             const uint* w = W.data();
             const ushort *s = S.data(), *b = B.data();
             float* o = y.data();
+            if (pipe) {  // weights through shared memory too (PIPE)
+                if (bits == 2) mmv_body<2, true, true>(w, s, b, xs.data(), o, R, C, G, tile, tid, warps, red, xsm);
+                if (bits == 4) mmv_body<4, true, true>(w, s, b, xs.data(), o, R, C, G, tile, tid, warps, red, xsm);
+                if (bits == 8) mmv_body<8, true, true>(w, s, b, xs.data(), o, R, C, G, tile, tid, warps, red, xsm);
+                return;
+            }
             if (bits == 2 && !smx) mmv_body<2, false>(w, s, b, xs.data(), o, R, C, G, tile, tid, warps, red, xsm);
             if (bits == 4 && !smx) mmv_body<4, false>(w, s, b, xs.data(), o, R, C, G, tile, tid, warps, red, xsm);
             if (bits == 8 && !smx) mmv_body<8, false>(w, s, b, xs.data(), o, R, C, G, tile, tid, warps, red, xsm);
@@ -84,19 +90,26 @@ static bool run(int bits, int R, int C, int G, int nw, int offset, unsigned seed
             if (bits == 8 && smx) mmv_body<8, true>(w, s, b, xs.data(), o, R, C, G, tile, tid, warps, red, xsm);
         }, 32 * warps);
     };
-    // The same tiles with one warp each, and with x copied to shared memory
-    // first (SMX): the sums' order is the shape's, so the bits must not move.
-    std::vector<float> y, y1, ys, ys1;
+    // The same tiles with one warp each, with x copied to shared memory
+    // first (SMX), and with the weights too (PIPE): the sums' order is the
+    // shape's, so the bits must not move.
+    std::vector<float> y, y1, ys, ys1, yp, yp1;
     tiles(y, nw, false);
     tiles(y1, 1, false);
     tiles(ys, nw, true);
     tiles(ys1, 1, true);
+    tiles(yp, nw, true, true);
+    tiles(yp1, 1, true, true);
     if (memcmp(y.data(), y1.data(), R * sizeof(float)) != 0) {
         printf("FAIL bits=%d %dx%d g%d: %d warps a tile and one give different bits\n", bits, R, C, G, nw);
         return false;
     }
     if (memcmp(y.data(), ys.data(), R * sizeof(float)) != 0 || memcmp(y.data(), ys1.data(), R * sizeof(float)) != 0) {
         printf("FAIL bits=%d %dx%d g%d: SMX gives different bits\n", bits, R, C, G);
+        return false;
+    }
+    if (memcmp(y.data(), yp.data(), R * sizeof(float)) != 0 || memcmp(y.data(), yp1.data(), R * sizeof(float)) != 0) {
+        printf("FAIL bits=%d %dx%d g%d: PIPE gives different bits\n", bits, R, C, G);
         return false;
     }
     double num = 0, den = 0;
