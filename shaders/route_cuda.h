@@ -35,7 +35,7 @@ DEVICE_FN void route_min_(float& bv, int& bi, float v, int i) {
 // double precision as backend.Route computes them: exp(l_i - m) / sum, over
 // the K picks (renorm) or all E. A NaN logit makes the token's ids 0..K-1
 // (weights 0) and sets status[0] = 1.
-#define ROUTE_REGS 16 // a power of two (the candidates' tree)
+#define ROUTE_REGS 16 // the candidates' tree below is written for 16
 KERNEL(route_topk)(const float* logits, float* ids, float* w, float* status, int E, int K, int renorm) {
     GRID_WAIT();
     const float* l = logits + (i64)BLOCK_ID_X * E;
@@ -74,9 +74,15 @@ KERNEL(route_topk)(const float* logits, float* ids, float* w, float* status, int
             cv[r] = ok ? v[r] : -INFINITY_F;
             ci[r] = ok ? i : ROUTE_NONE;
         }
-        UNROLL for (int h = ROUTE_REGS / 2; h > 0; h >>= 1) {
-            UNROLL for (int r = 0; r < h; r++) route_min_(cv[r], ci[r], cv[r + h], ci[r + h]);
-        }
+        // The tree's four levels written out: as a loop over h >>= 1 (or
+        // over the level with h computed) NVRTC left cv and ci in a
+        // 128-byte local array (ptxas's stack frame), ~45 dependent local
+        // accesses a pick; with constant bounds they are registers (67 a
+        // thread, no stack). The same pairs in the same order.
+        UNROLL for (int r = 0; r < 8; r++) route_min_(cv[r], ci[r], cv[r + 8], ci[r + 8]);
+        UNROLL for (int r = 0; r < 4; r++) route_min_(cv[r], ci[r], cv[r + 4], ci[r + 4]);
+        UNROLL for (int r = 0; r < 2; r++) route_min_(cv[r], ci[r], cv[r + 2], ci[r + 2]);
+        route_min_(cv[0], ci[0], cv[1], ci[1]);
         float bv = cv[0];
         int bi = ci[0];
         for (int i = lane + 32 * ROUTE_REGS; i < E; i += 32) {

@@ -102,7 +102,7 @@ func TestMMVRegisters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	regs, err := cubinRegisters(im.data)
+	regs, _, err := cubinInfo(im.data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,19 +120,54 @@ func TestMMVRegisters(t *testing.T) {
 	}
 }
 
-// cubinRegisters reads each kernel's register count from a cubin: the
-// EIATTR_REGCOUNT entries (attribute 0x2f, format EIFMT_SVAL: a symbol
-// index and the count) of its .nv.info section, named through .symtab.
-// The cubin's ELF header carries a CUDA version where debug/elf wants
-// EV_CURRENT, so the few fields needed are read by hand.
-func cubinRegisters(b []byte) (map[string]int, error) {
+// TestKernelsNoStack compiles the default module for sm_90 and checks
+// that no kernel has a stack frame (ptxas puts there the arrays it cannot
+// keep in registers, and spills): a frame in a kernel of the decode path
+// is memory traffic on its critical path that its source does not show.
+// route_topk had one of 128 bytes (its candidates' tree, indexed through a
+// loop the unroller did not take); the Q2 integer matvecs spill a few
+// bytes under NVRTC 11.8, allowed here.
+func TestKernelsNoStack(t *testing.T) {
+	if err := loadNVRTC(); err != nil {
+		if os.Getenv("FMOE_NVRTC_REQUIRE") != "" {
+			t.Fatalf("FMOE_NVRTC_REQUIRE is set: %v", err)
+		}
+		t.Skipf("no NVRTC: %v", err)
+	}
+	defs := append(MatvecConfig{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll}.defines(), "-DFMOE_MMV_SMX=1")
+	im, _, err := compile(shaders.CUDA(), "90", defs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	regs, frames, err := cubinInfo(im.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(regs) < 50 || regs["route_topk"] == 0 {
+		t.Fatalf("%d kernels' registers read from the cubin (route_topk %d): the reader is wrong", len(regs), regs["route_topk"])
+	}
+	allowed := map[string]int{"mmv_q2": 16, "mmv_batch_q2": 16, "mmvs_q2": 16, "mmvs_batch_q2": 16}
+	for name, n := range frames {
+		if n > allowed[name] {
+			t.Errorf("%s: a stack frame of %d bytes (allowed %d)", name, n, allowed[name])
+		}
+	}
+}
+
+// cubinInfo reads each kernel's register count and stack frame from a
+// cubin: the EIATTR_REGCOUNT (0x2f) and EIATTR_FRAME_SIZE (0x11) entries
+// (format EIFMT_SVAL: a symbol index and the value) of its .nv.info
+// section, named through .symtab. The cubin's ELF header carries a CUDA
+// version where debug/elf wants EV_CURRENT, so the few fields needed are
+// read by hand.
+func cubinInfo(b []byte) (regs, frames map[string]int, err error) {
 	le := binary.LittleEndian
 	if len(b) < 0x40 || string(b[1:4]) != "ELF" || b[4] != 2 {
-		return nil, errors.New("not a 64-bit ELF")
+		return nil, nil, errors.New("not a 64-bit ELF")
 	}
 	shoff, shsize, shnum, shstr := int(le.Uint64(b[0x28:])), int(le.Uint16(b[0x3A:])), int(le.Uint16(b[0x3C:])), int(le.Uint16(b[0x3E:]))
 	if shoff+shnum*shsize > len(b) || shstr >= shnum {
-		return nil, errors.New("section headers out of range")
+		return nil, nil, errors.New("section headers out of range")
 	}
 	type section struct {
 		name       string
@@ -155,7 +190,7 @@ func cubinRegisters(b []byte) (map[string]int, error) {
 		h := b[shoff+i*shsize:]
 		off, size := int(le.Uint64(h[0x18:])), int(le.Uint64(h[0x20:]))
 		if off < 0 || size < 0 || off+size > len(b) {
-			return nil, fmt.Errorf("section %d out of range", i)
+			return nil, nil, fmt.Errorf("section %d out of range", i)
 		}
 		secs[i] = section{data: b[off : off+size], link: int(le.Uint32(h[0x28:])), off: int(le.Uint32(h))}
 	}
@@ -168,7 +203,7 @@ func cubinRegisters(b []byte) (map[string]int, error) {
 			symtab, symstr = s.data, secs[s.link].data
 		}
 	}
-	regs := map[string]int{}
+	regs, frames = map[string]int{}, map[string]int{}
 	for _, s := range secs {
 		if s.name != ".nv.info" {
 			continue
@@ -179,14 +214,19 @@ func cubinRegisters(b []byte) (map[string]int, error) {
 			if format == 0x04 { // EIFMT_SVAL: a 16-bit size, then the value
 				n = int(le.Uint16(s.data[p+2:]))
 			}
-			if format == 0x04 && attr == 0x2f && n == 8 && p+12 <= len(s.data) {
+			if format == 0x04 && (attr == 0x2f || attr == 0x11) && n == 8 && p+12 <= len(s.data) {
 				sym := int(le.Uint32(s.data[p+4:]))
 				if (sym+1)*24 <= len(symtab) {
-					regs[cstr(symstr, int(le.Uint32(symtab[sym*24:])))] = int(le.Uint32(s.data[p+8:]))
+					name, v := cstr(symstr, int(le.Uint32(symtab[sym*24:]))), int(le.Uint32(s.data[p+8:]))
+					if attr == 0x2f {
+						regs[name] = v
+					} else if v > 0 {
+						frames[name] = v
+					}
 				}
 			}
 			p += 4 + n
 		}
 	}
-	return regs, nil
+	return regs, frames, nil
 }
