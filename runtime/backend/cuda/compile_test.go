@@ -25,12 +25,7 @@ import (
 // the sweep grid's extremes (fewest and most registers per warp), in
 // parallel as BenchmarkMatVecSweep does.
 func TestKernelsCompile(t *testing.T) {
-	if err := loadNVRTC(); err != nil {
-		if os.Getenv("FMOE_NVRTC_REQUIRE") != "" {
-			t.Fatalf("FMOE_NVRTC_REQUIRE is set: %v", err)
-		}
-		t.Skipf("no NVRTC: %v", err)
-	}
+	needNVRTC(t)
 	cfgs := []MatvecConfig{{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll}, {Rows: 1, Unroll: 2}, {Rows: DefaultBatchMatvecRows, Unroll: DefaultBatchMatvecUnroll},
 		{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll, Depth: 2}, {Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll, MinBlocks: 4},
 		{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll}} // the last with the PIPE matvecs (opt-in)
@@ -90,22 +85,7 @@ func TestImageKeyCoversOptions(t *testing.T) {
 // beside it (registers, spills: a few bytes for Q4, none for Q8 with
 // NVRTC 11.8).
 func TestMMVRegisters(t *testing.T) {
-	if err := loadNVRTC(); err != nil {
-		if os.Getenv("FMOE_NVRTC_REQUIRE") != "" {
-			t.Fatalf("FMOE_NVRTC_REQUIRE is set: %v", err)
-		}
-		t.Skipf("no NVRTC: %v", err)
-	}
-	defs := append(MatvecConfig{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll}.defines(),
-		"-DFMOE_MMV_SMX=1", "-DFMOE_MMV_PIPE=1", "--ptxas-options=-v")
-	im, _, err := compile(shaders.CUDA(), "90", defs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	regs, _, err := cubinInfo(im.data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	regs, _ := compiledInfo(t, "-DFMOE_MMV_SMX=1", "-DFMOE_MMV_PIPE=1", "--ptxas-options=-v")
 	for _, f := range []string{"q2", "q4", "q8"} {
 		for _, k := range []string{"mmvs_", "mmvs_batch_", "mmvp_", "mmvp_batch_"} {
 			n, ok := regs[k+f]
@@ -128,21 +108,7 @@ func TestMMVRegisters(t *testing.T) {
 // loop the unroller did not take); the Q2 integer matvecs spill a few
 // bytes under NVRTC 11.8, allowed here.
 func TestKernelsNoStack(t *testing.T) {
-	if err := loadNVRTC(); err != nil {
-		if os.Getenv("FMOE_NVRTC_REQUIRE") != "" {
-			t.Fatalf("FMOE_NVRTC_REQUIRE is set: %v", err)
-		}
-		t.Skipf("no NVRTC: %v", err)
-	}
-	defs := append(MatvecConfig{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll}.defines(), "-DFMOE_MMV_SMX=1")
-	im, _, err := compile(shaders.CUDA(), "90", defs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	regs, frames, err := cubinInfo(im.data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	regs, frames := compiledInfo(t, "-DFMOE_MMV_SMX=1")
 	if len(regs) < 50 || regs["route_topk"] == 0 {
 		t.Fatalf("%d kernels' registers read from the cubin (route_topk %d): the reader is wrong", len(regs), regs["route_topk"])
 	}
@@ -152,6 +118,22 @@ func TestKernelsNoStack(t *testing.T) {
 			t.Errorf("%s: a stack frame of %d bytes (allowed %d)", name, n, allowed[name])
 		}
 	}
+}
+
+// compiledInfo compiles the kernels for sm_90 with the default matvec
+// settings and defs (skipping t without NVRTC) and returns cubinInfo's.
+func compiledInfo(t *testing.T, defs ...string) (regs, frames map[string]int) {
+	t.Helper()
+	needNVRTC(t)
+	im, _, err := compile(shaders.CUDA(), "90", append(MatvecConfig{Rows: DefaultMatvecRows, Unroll: DefaultMatvecUnroll}.defines(), defs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	regs, frames, err = cubinInfo(im.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return regs, frames
 }
 
 // cubinInfo reads each kernel's register count and stack frame from a
@@ -229,4 +211,16 @@ func cubinInfo(b []byte) (regs, frames map[string]int, err error) {
 		}
 	}
 	return regs, frames, nil
+}
+
+// needNVRTC skips t where NVRTC cannot be loaded, and fails it there in
+// CI (FMOE_NVRTC_REQUIRE, set by .ci/run, which installs NVRTC).
+func needNVRTC(t *testing.T) {
+	t.Helper()
+	if err := loadNVRTC(); err != nil {
+		if os.Getenv("FMOE_NVRTC_REQUIRE") != "" {
+			t.Fatalf("FMOE_NVRTC_REQUIRE is set: %v", err)
+		}
+		t.Skipf("no NVRTC: %v", err)
+	}
 }
