@@ -237,6 +237,32 @@ DEVICE_FN void mmv_stage_block(const float* x, const float* u, uint* xs, int C, 
 // mmv_words is the scratch one x takes: the fragments and the stats.
 DEVICE_FN int mmv_words(int C) { return 128 * (C / 128) + 8 * (C / 64); }
 
+// norm_stage_body is a norm and the staging of its output for the integer
+// matvec in one launch (backend.NormMatMuler; opt-in, FMOE_CUDA_NORM_STAGE=1):
+// rmsnorm_row, the rmsnorm kernel's own code, so the same y, then
+// mmv_stage_block on that y, so the same words, without the staging's
+// launch in front of the matvec. perHead: block blk normalises head blk
+// (dim values at x + off + blk·dim, the heads contiguous, dim a multiple
+// of 64; gated or not, y may alias x) and stages the head's dim/64 blocks.
+// Otherwise one vector of dim = C at x + off: every block computes the
+// whole norm and writes every y, the same value (so y must not alias x, nor
+// x be added to: flags bit 2), and stages the blocks blk·(n/32) + warp.
+#ifdef NORM_UNROLL  // norm.h's rmsnorm_row is in the unit (mmvemu takes this file alone)
+template <int BITS>
+DEVICE_FN void norm_stage_body(float* y, float* x, const float* z, const float* w, int dim, int off, float eps,
+                               int flags, uint* xs, int C, bool perHead, int blk, int tid, int n, float* red) {
+    const i64 o = (i64)off + (perHead ? (i64)blk * dim : 0);
+    rmsnorm_row(y, x, z, w, dim, o, eps, flags, tid, n, red);
+    BARRIER();  // the block's y, written above, before its staging reads it
+    const int warp = tid >> 5, nw = n >> 5, lane = tid & 31;
+    if (perHead) {
+        for (int b = warp; b < dim / 64; b += nw) mmv_stage_block<BITS>(y + off, 0, xs, C, blk * (dim / 64) + b, lane);
+    } else if (blk * nw + warp < C / 64) {
+        mmv_stage_block<BITS>(y + off, 0, xs, C, blk * nw + warp, lane);
+    }
+}
+#endif
+
 // mmv_body computes rows tile·16 .. +15 of y = W·x from x's staged form xs.
 // The chunks fall in segments of U (the chunks a lane loads at once: 4 KB
 // of weights a warp); warp w of nw takes a contiguous range of segments, a
@@ -447,6 +473,20 @@ DEVICE_FN void mmv_body(const uint* W, const ushort* S, const ushort* B, const u
 MMV_KERNELS(q2, 2)
 MMV_KERNELS(q4, 4)
 MMV_KERNELS(q8, 8)
+
+// norm_stage_*: grid = heads (perHead) or ⌈C/64 / warps⌉, block = the
+// rmsnorm launch's threads for dim (the same block_sum, so the same sums).
+#define NORM_STAGE(sfx, BITS)                                                                                   \
+    extern "C" __global__ void norm_stage_##sfx(float* y, float* x, const float* z, const float* w, int dim,     \
+                                                int off, float eps, int flags, uint* xs, int C, int perHead) {  \
+        GRID_WAIT();                                                                                            \
+        __shared__ __align__(16) float red[32];                                                                 \
+        norm_stage_body<BITS>(y, x, z, w, dim, off, eps, flags, xs, C, perHead != 0, blockIdx.x, threadIdx.x,    \
+                              blockDim.x, red);                                                                 \
+    }
+NORM_STAGE(q2, 2)
+NORM_STAGE(q4, 4)
+NORM_STAGE(q8, 8)
 #ifdef FMOE_MMV_SMX
 MMV_MATVECS(mmvs_q2, mmvs_batch_q2, 2, true, MMV_XSM_DYN)
 MMV_MATVECS(mmvs_q4, mmvs_batch_q4, 4, true, MMV_XSM_DYN)

@@ -12,13 +12,11 @@
 // floats on an H200, docs/benchmarks.md run 14). The sums are taken in the
 // same order either way.
 #define NORM_UNROLL 8
-KERNEL(rmsnorm)(PARAM_PTR(float, y, 0), PARAM_PTR(float, x, 1), PARAM_PTR(const float, z, 2),
-                PARAM_PTR(const float, w, 3), PARAM(int, dim, 4), PARAM(int, rowStride, 5),
-                PARAM(int, headStride, 6), PARAM(int, off, 7), PARAM(float, eps, 8), PARAM(int, flags, 9) KERNEL_IDS) {
-    GRID_WAIT();
-    SHARED(float, red, 32);
-    int tid = THREAD_ID_X, n = BLOCK_DIM_X;
-    i64 o = (i64)off + (i64)BLOCK_ID_Y * rowStride + (i64)BLOCK_ID_X * headStride;
+// rmsnorm_row is the kernel's work on the vector at x + o (n threads, tid
+// this one's): the rmsnorm kernel's, and CUDA's norm_stage's (mmv_cuda.h),
+// which must write the very same y.
+DEVICE_FN void rmsnorm_row(GLOBAL_PTR(float) y, GLOBAL_PTR(float) x, GLOBAL_PTR(const float) z, GLOBAL_PTR(const float) w,
+                           int dim, i64 o, float eps, int flags, int tid, int n, SHARED_PTR(float) red) {
     float ss = 0.0f;
     int i = tid;
     for (; i + (NORM_UNROLL - 1) * n < dim; i += NORM_UNROLL * n) {
@@ -60,6 +58,15 @@ KERNEL(rmsnorm)(PARAM_PTR(float, y, 0), PARAM_PTR(float, x, 1), PARAM_PTR(const 
         if (flags & 2) v *= silu_(z[o + i]);
         y[o + i] = v;
     }
+}
+
+KERNEL(rmsnorm)(PARAM_PTR(float, y, 0), PARAM_PTR(float, x, 1), PARAM_PTR(const float, z, 2),
+                PARAM_PTR(const float, w, 3), PARAM(int, dim, 4), PARAM(int, rowStride, 5),
+                PARAM(int, headStride, 6), PARAM(int, off, 7), PARAM(float, eps, 8), PARAM(int, flags, 9) KERNEL_IDS) {
+    GRID_WAIT();
+    SHARED(float, red, 32);
+    rmsnorm_row(y, x, z, w, dim, (i64)off + (i64)BLOCK_ID_Y * rowStride + (i64)BLOCK_ID_X * headStride, eps, flags,
+                THREAD_ID_X, BLOCK_DIM_X, red);
 }
 
 // rope rotates pairs (i, i+half) of the first 2·half dims of every head of

@@ -250,6 +250,44 @@ type ExpertCache interface {
 	DropExpert(layer, id int) error
 }
 
+// Norm is one of the RMSNorms a NormMatMuler folds into a MatMul: as
+// RMSNorm(Y, X, L, W, Eps); with Gate, GatedRMSNorm(Y, X, Z, L, W, Eps);
+// with Add, AddRMSNorm(Y, X, Z, L, W, Eps) (Z added into X first).
+type Norm struct {
+	Y, X, Z   Buffer
+	L         Heads
+	W         Tensor
+	Eps       float32
+	Gate, Add bool
+}
+
+// Apply computes n on be by the norm's own call: GatedRMSNorm, AddRMSNorm
+// (be's AddNormer, else Add then RMSNorm) or RMSNorm. It is what a
+// NormMatMuler folds, and its fallback.
+func (n Norm) Apply(be Backend) error {
+	switch {
+	case n.Gate:
+		return be.GatedRMSNorm(n.Y, n.X, n.Z, n.L, n.W, n.Eps)
+	case n.Add:
+		if an, ok := be.(AddNormer); ok {
+			return an.AddRMSNorm(n.Y, n.X, n.Z, n.L, n.W, n.Eps)
+		}
+		if err := be.Add(n.X, n.Z); err != nil {
+			return err
+		}
+	}
+	return be.RMSNorm(n.Y, n.X, n.L, n.W, n.Eps)
+}
+
+// NormMatMuler is implemented by backends that can fold a norm into the
+// one-token MatMul reading its output (CUDA: the integer matvec's staging
+// of x done by the norm's launch, one launch fewer on a layer's path).
+type NormMatMuler interface {
+	// NormMatMul computes n, then MatMul(y, w, n.Y, 1): the same bits in
+	// Y, X and y as those calls in turn.
+	NormMatMul(n Norm, y Buffer, w Tensor) error
+}
+
 // ExpertToucher is implemented by expert caches that can count a use of a
 // held expert without binding it (CUDA's): a layer routed on the device
 // computes its held experts from the device index, so the host only asks

@@ -131,8 +131,15 @@ func (s *Session) deltaNet(r *run, L *layer, st *layerState, xn, h backend.Buffe
 	var qkv, z, b, a backend.Buffer
 	if cd, nz := c.ConvDim(), hv*dv; T == 1 && L.inProj != nil {
 		// One launch (fuse.go): qkv, z, b and a one after the other in
-		// qkv's scratch, which has the room for one token.
-		r.do(be.MatMul(r.view(s.sc.qkv, 0, cd+nz+2*hv), L.inProj, xn, 1))
+		// qkv's scratch, which has the room for one token; with the input
+		// norm folded in where the backend folds (normfold.go).
+		all := r.view(s.sc.qkv, 0, cd+nz+2*hv)
+		if s.foldsInputNorm(L, T) {
+			H := c.HiddenSize
+			s.normMatMul(r, backend.Norm{Y: xn, X: h, L: backend.Rows(1, H), W: L.inNorm, Eps: float32(c.RMSNormEps)}, all, L.inProj)
+		} else {
+			r.do(be.MatMul(all, L.inProj, xn, 1))
+		}
 		qkv = r.view(s.sc.qkv, 0, cd)
 		z = r.view(s.sc.qkv, cd, nz)
 		b = r.view(s.sc.qkv, cd+nz, hv)
@@ -151,8 +158,7 @@ func (s *Session) deltaNet(r *run, L *layer, st *layerState, xn, h backend.Buffe
 	y := r.view(s.sc.y, 0, T*hv*dv)
 	shape := backend.DeltaShape{T: T, Hk: c.LinearNumKeyHeads, Dk: c.LinearKeyHeadDim, Hv: hv, Dv: dv, Eps: 1e-6}
 	r.do(be.DeltaNet(y, qkv, a, b, L.aLog, L.dtBias, st.s, shape))
-	r.do(be.GatedRMSNorm(y, y, z, backend.Packed(T, hv, dv), L.gNrm, float32(c.RMSNormEps)))
 	o := r.view(s.sc.o, 0, T*c.HiddenSize)
-	r.do(be.MatMul(o, L.out, y, T))
+	s.normMatMul(r, backend.Norm{Y: y, X: y, Z: z, L: backend.Packed(T, hv, dv), W: L.gNrm, Eps: float32(c.RMSNormEps), Gate: true}, o, L.out)
 	s.residual(r, h, o)
 }

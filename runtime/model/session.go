@@ -341,7 +341,9 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		L, st := &m.layers[l], &s.layers[l]
 		mixer := func(r *run) {
 			s.clearResidual()
-			r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), L.inNorm, eps))
+			if !s.foldsInputNorm(L, T) { // else deltaNet's in-projection norms h
+				r.do(m.be.RMSNorm(xn, h, backend.Rows(T, H), L.inNorm, eps))
+			}
 			s.lap(PhaseNorm)
 			if L.mix != nil {
 				L.mix(s, r, L, st, xn, h, T)

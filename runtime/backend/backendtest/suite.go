@@ -54,6 +54,7 @@ func Run(t *testing.T, newBackend func() backend.Backend) {
 		{"RMSNorm", testRMSNorm},
 		{"GatedRMSNorm", testGatedRMSNorm},
 		{"AddRMSNorm", testAddRMSNorm},
+		{"NormMatMul", testNormMatMul},
 		{"Rope", testRope},
 		{"Attention", testAttention},
 		{"LatentAttention", testLatentAttention},

@@ -75,6 +75,11 @@ type Options struct {
 	// their load: the same bits, built in session 18 for a GPU to measure
 	// (off until one has). It needs SMX (ignored with MMVRegisterX).
 	MMVPipe bool
+	// NormStage folds a norm into the one-token integer matvec that reads
+	// it (backend.NormMatMuler; as FMOE_CUDA_NORM_STAGE=1 does): the
+	// matvec's staging of x done by the norm's launch. The same bits;
+	// built in session 18, off until a GPU has measured it.
+	NormStage bool
 	// Matvec tunes the decode matvec (rows per warp, chunks in flight,
 	// warps per block, blocks per SM); zero fields take FMOE_CUDA_MV's
 	// values, then the defaults (mvconfig.go). Results do not depend on it.
@@ -244,7 +249,7 @@ func (be *Backend) init(opts Options) error {
 	if err := be.mma.load(be, opts.MMAMinRows, opts.MMAGroupedCols, opts.MMASkinnyRows); err != nil {
 		return err
 	}
-	if err := be.mmv.load(be, opts.MMVWarpsPerSM, smx, pipe); err != nil {
+	if err := be.mmv.load(be, opts.MMVWarpsPerSM, smx, pipe, opts.NormStage || normStageOn()); err != nil {
 		return err
 	}
 	if err := cuErr(C.fm_stream_create(be.ctx, &be.stream), "cuStreamCreate"); err != nil {

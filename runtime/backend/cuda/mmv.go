@@ -50,6 +50,11 @@ type mmvState struct {
 	smx                                      bool // the mmvs_* matvecs (mmvSMX)
 	pipe                                     bool // the mmvp_* matvecs (mmvPipe), with smx
 	maxShared                                int  // the dynamic shared memory a launch may take
+	// normStage are the norms with the staging folded in (normmv.go),
+	// normThreads their block limits; fold turns NormMatMul's use on.
+	normStage   [3]C.CUfunction
+	normThreads [3]int
+	fold        bool
 }
 
 // mmvSMX reports whether the matvecs copy x's fragments to shared memory
@@ -100,7 +105,7 @@ const mmvSMXMax = 44 << 10
 // SM (opt when non-zero, negative turning the path off, else FMOE_CUDA_MMV,
 // else the default) and allocates the scratch. Cards before sm_80 have no
 // m16n8k32 integer mma.sync: off.
-func (m *mmvState) load(be *Backend, opt int, smx, pipe bool) error {
+func (m *mmvState) load(be *Backend, opt int, smx, pipe, fold bool) error {
 	n := opt
 	if n == 0 {
 		n = DefaultMMVWarpsPerSM
@@ -115,7 +120,7 @@ func (m *mmvState) load(be *Backend, opt int, smx, pipe bool) error {
 		m.wpsm = 0
 		return nil
 	}
-	m.smx, m.pipe, m.maxShared = smx, smx && pipe, mmvSMXMax
+	m.smx, m.pipe, m.maxShared, m.fold = smx, smx && pipe, mmvSMXMax, fold
 	mv, bmv := "mmv_", "mmv_batch_"
 	switch {
 	case m.pipe:
@@ -154,6 +159,9 @@ func (m *mmvState) load(be *Backend, opt int, smx, pipe bool) error {
 				}
 			}
 		}
+	}
+	if err := m.loadNormStage(be); err != nil {
+		return err
 	}
 	xs, err := be.devAlloc(4 * mmvMaxJobs * mmvWords(mmvMaxCols))
 	if err != nil {

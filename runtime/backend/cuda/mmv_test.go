@@ -262,3 +262,51 @@ func deviceCopyGBs(b *testing.B, be *Backend) float64 {
 	}
 	return 2 * 20 * busyBytes / best / 1e9
 }
+
+// TestNormStage: with the fold on (Options.NormStage), NormMatMul computes
+// the suite's cases bit for bit as the norm's call and MatMul's, and the
+// fused kernel takes the layer's two folds (the input norm of a 4,096
+// vector before the in-projection, 64 heads of 128 gated in place before
+// out_proj) rather than falling back.
+func TestNormStage(t *testing.T) {
+	be := newMMVWith(t, Options{MMVWarpsPerSM: mmvOptIn, NormStage: true})
+	defer be.Close()
+	if !be.mmv.fold {
+		t.Fatal("Options.NormStage: the fold is off")
+	}
+	backendtest.CheckNormMatMul(t, be)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, c := range []struct {
+		name   string
+		H, dim int
+		gate   bool
+		rows   int
+	}{
+		{"input norm", 1, 4096, false, 256},
+		{"gated heads", 64, 128, true, 128},
+	} {
+		n := c.H * c.dim
+		w, _ := backendtest.RandomWeight(rng, backend.Q4, c.rows, n, 64)
+		wt, err := be.Register(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nw, err := be.Register(backendtest.DenseF32(1, c.dim, make([]float32, c.dim)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, _ := be.Alloc(n)
+		y, _ := be.Alloc(n)
+		z, _ := be.Alloc(n)
+		o, _ := be.Alloc(c.rows)
+		nr := backend.Norm{Y: y, X: x, Z: z, L: backend.Heads{T: 1, H: c.H, Dim: c.dim, RowStride: n, HeadStride: c.dim},
+			W: nw, Eps: 1e-6, Gate: c.gate}
+		if c.gate {
+			nr.Y = x // in place, as the model's
+		}
+		done, err := be.normStageMatMul(nr, o, wt)
+		if err != nil || !done {
+			t.Fatalf("%s: the fused kernel did not take it (%v)", c.name, err)
+		}
+	}
+}

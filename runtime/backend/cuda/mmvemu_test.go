@@ -49,3 +49,22 @@ func TestMMVKernelEmulated(t *testing.T) {
 		}
 	}
 }
+
+// TestNormStageEmulated runs norm_stage_body (mmv_cuda.h: a norm and the
+// integer matvec's staging of its output in one launch, the fused half of
+// backend.NormMatMuler) on the CPU beside the rmsnorm and mmv_stage
+// launches it replaces: testdata/normemu checks that y and the staged
+// words are the same bits, for heads gated in place (before out_proj) and
+// for one weighted vector (before the in-projection), Q2, Q4 and Q8.
+func TestNormStageEmulated(t *testing.T) {
+	bin := buildEmulator(t, "normemu")
+	for _, bits := range []string{"2", "4", "8"} {
+		for _, mode := range []string{"0", "1"} {
+			out, err := exec.Command(bin, bits, mode).CombinedOutput()
+			t.Logf("%s", strings.TrimSpace(string(out)))
+			if err != nil {
+				t.Fatalf("normemu %s %s: %v", bits, mode, err)
+			}
+		}
+	}
+}

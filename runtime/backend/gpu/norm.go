@@ -10,6 +10,10 @@ import (
 // multiple of 32 (block_sum's contract), at most 256.
 func normThreads(dim int) int { return min(256, max(32, (dim+31)&^31)) }
 
+// NormThreads is the block size the rmsnorm kernel runs a vector of dim
+// with: a kernel that reuses its body must use it too (the same sums).
+func (o *Ops[A]) NormThreads(dim int) int { return o.lim.threads(kRMSNorm, normThreads(dim)) }
+
 func (o *Ops[A]) RMSNorm(y, x backend.Buffer, l backend.Heads, w backend.Tensor, eps float32) error {
 	var p [2]A
 	var n [2]int
