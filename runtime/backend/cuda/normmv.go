@@ -75,8 +75,8 @@ func (be *Backend) NormMatMul(n backend.Norm, y backend.Buffer, w backend.Tensor
 // whole norm.
 func (be *Backend) normStageMatMul(n backend.Norm, y backend.Buffer, w backend.Tensor) (done bool, err error) {
 	l := n.L
-	if l.T != 1 || l.Off != 0 || (l.H > 1 && l.HeadStride != l.Dim) || l.Dim%64 != 0 {
-		return false, nil
+	if l.T != 1 || l.Off != 0 || (l.H > 1 && l.HeadStride != l.Dim) || l.Dim%64 != 0 || (n.Gate && n.W == nil) {
+		return false, nil // (a gate without a weight: GatedRMSNorm's own error)
 	}
 	t, yb, xb, err := be.matmulOperands(y, w, n.Y, 1)
 	if err != nil {
