@@ -20,8 +20,8 @@ import (
 // kernel's own code and the matvec's staging of x in one launch, so the
 // staging's launch no longer stands between the norm and the matvec. The
 // same y and the same staged words, so the same bits
-// (TestNormStageEmulated on the CPU; TestConformance's NormMatMul case on
-// a GPU). Opt-in until a GPU has measured it (FMOE_CUDA_NORM_STAGE=1 or
+// (TestNormStageEmulated on the CPU; TestNormStage, the suite's
+// NormMatMul case with the fold on, on a GPU). Opt-in until a GPU has measured it (FMOE_CUDA_NORM_STAGE=1 or
 // Options.NormStage); otherwise, and where the fused kernel does not take
 // the norm, NormMatMul is the two calls.
 
@@ -78,7 +78,7 @@ func (be *Backend) normStageMatMul(n backend.Norm, y backend.Buffer, w backend.T
 	if l.T != 1 || l.Off != 0 || (l.H > 1 && l.HeadStride != l.Dim) || l.Dim%64 != 0 || (n.Gate && n.W == nil) {
 		return false, nil // (a gate without a weight: GatedRMSNorm's own error)
 	}
-	t, yb, xb, err := be.matmulOperands(y, w, n.Y, 1)
+	t, ob, ny, err := be.matmulOperands(y, w, n.Y, 1) // ob the matvec's output, ny the norm's
 	if err != nil {
 		return true, err
 	}
@@ -90,7 +90,7 @@ func (be *Backend) normStageMatMul(n backend.Norm, y backend.Buffer, w backend.T
 	if err != nil {
 		return true, err
 	}
-	if err := be.chk.Heads(l, min(xb.n, src.n), "norm"); err != nil {
+	if err := be.chk.Heads(l, min(ny.n, src.n), "norm"); err != nil {
 		return true, err
 	}
 	var zp, wp C.CUdeviceptr
@@ -119,17 +119,17 @@ func (be *Backend) normStageMatMul(n backend.Norm, y backend.Buffer, w backend.T
 		return false, nil
 	}
 	grid, perHead := l.H, 1
-	if l.H == 1 && !n.Gate && !n.Add && !overlaps(xb, src) {
+	if l.H == 1 && !n.Gate && !n.Add && !overlaps(ny, src) {
 		grid, perHead = (t.cols/64+threads/32-1)/(threads/32), 0
 	}
 	be.args.reset()
-	be.args.ptr(xb.ptr).ptr(src.ptr).ptr(zp).ptr(wp).i32(l.Dim).i32(0).f32(n.Eps).i32(flags)
+	be.args.ptr(ny.ptr).ptr(src.ptr).ptr(zp).ptr(wp).i32(l.Dim).i32(0).f32(n.Eps).i32(flags)
 	be.args.ptr(be.mmv.xs).i32(t.cols).i32(perHead)
 	if err := be.launch(be.mmv.normStage[fi], grid, 1, threads, 0); err != nil {
 		return true, err
 	}
 	be.args.reset()
-	be.args.ptr(t.data).ptr(t.scales).ptr(t.biases).ptr(be.mmv.xs).ptr(yb.ptr)
+	be.args.ptr(t.data).ptr(t.scales).ptr(t.biases).ptr(be.mmv.xs).ptr(ob.ptr)
 	be.args.i32(t.rows).i32(t.cols).i32(t.group)
 	return true, be.launch(be.mmv.k[fi], (t.rows+15)/16, 1, 32*warps, be.mmvShared(fi, warps))
 }
