@@ -114,15 +114,9 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 			return r.err
 		}
 		s.moePartialHeld(r, l, xn, shared)
-		if r.err == nil {
-			r.do(s.prefetchDeferred()) // the layer before's, while the ids come
-		}
 		r.do(wait())
 	} else {
 		s.moePartialHeld(r, l, xn, shared)
-		if r.err == nil {
-			r.do(s.prefetchDeferred())
-		}
 		r.do(m.be.Read(got, ids))
 	}
 	if r.err != nil {

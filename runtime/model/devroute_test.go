@@ -42,8 +42,9 @@ type devTier struct {
 	waiting bool
 	// touched counts TouchExpert calls.
 	touched int
-	// events logs ExpertsIndexed (0, layer) and admitted prefetches (1,
-	// layer) in the order they were queued.
+	// events logs ExpertsIndexed (0, layer), admitted prefetches (1,
+	// layer) and RouteTopK (2, -1: a layer's graph) in the order they were
+	// queued.
 	events [][2]int
 }
 
@@ -128,6 +129,7 @@ func (d *devTier) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor, 
 
 func (d *devTier) RouteTopK(ids, w, status, logits backend.Buffer, T, E, K int, renorm bool) error {
 	d.routed++
+	d.events = append(d.events, [2]int{2, -1})
 	lg := make([]float32, T*E)
 	if err := d.Read(lg, logits); err != nil {
 		return err

@@ -288,10 +288,10 @@ func (e evenPicks) Predict(l, pos int, dst []int) []int {
 }
 
 // TestPrefetchAfterNextGraph: a partly held layer whose picks were all
-// held puts its prefetches off until the next layer's held experts are
-// queued (prefetchLater), so that they follow that layer's graph; with
-// prefetchNow they come before it, in the layer's tail. The logits are the
-// same bits either way.
+// held puts its prefetches off until the next layer's graph (which ends
+// with its top-K) is queued (prefetchLater), so that they follow it; with
+// prefetchNow they come before it, in the layer's tail, after its held
+// experts. The logits are the same bits either way.
 func TestPrefetchAfterNextGraph(t *testing.T) {
 	defer func(v, w, g, n bool) { devOff, devMissOn, graphsOff, prefetchNow = v, w, g, n }(devOff, devMissOn, graphsOff, prefetchNow)
 	devOff, devMissOn, graphsOff = false, true, false
@@ -303,15 +303,15 @@ func TestPrefetchAfterNextGraph(t *testing.T) {
 		m := open(t, "hf", 16, 0, Options{Backend: devRecorder{&recorder{Backend: d.keepTier}, d}, HostCache: all, Prefetch: true})
 		return tableSteps(t, m, evenPicks{aheadSource{E: m.Config.NumExperts, K: m.K}}, true), d
 	}
-	// after counts the prefetches for a layer queued after that layer's
-	// held experts, of all the prefetches.
-	after := func(d *devTier) (n, of int) {
-		last := -1 // the layer of the last held experts queued
+	// afterGraph counts the prefetches queued right after a layer's graph
+	// (the last other event a top-K), of all the prefetches.
+	afterGraph := func(d *devTier) (n, of int) {
+		last := -1 // the kind of the last event other than a prefetch
 		for _, e := range d.events {
 			switch {
-			case e[0] == 0:
-				last = e[1]
-			case e[1] == last:
+			case e[0] != 1:
+				last = e[0]
+			case last == 2:
 				n, of = n+1, of+1
 			default:
 				of++
@@ -326,12 +326,14 @@ func TestPrefetchAfterNextGraph(t *testing.T) {
 			t.Fatalf("step %d: logit %d is %v with the prefetches put off, %v in the tail", i, j, got[i][j], want[i][j])
 		}
 	}
-	t.Logf("prefetches after their layer's held experts: put off %v, in the tail %v", fmt.Sprint(after(later)), fmt.Sprint(after(tail)))
-	if n, of := after(later); of == 0 || n != of {
-		t.Errorf("put off: %d of %d prefetches after their layer's held experts, want all (and some)", n, of)
+	nl, ofl := afterGraph(later)
+	nt, oft := afterGraph(tail)
+	t.Logf("prefetches right after a layer's graph: put off %d of %d, in the tail %d of %d", nl, ofl, nt, oft)
+	if ofl == 0 || nl != ofl {
+		t.Errorf("put off: %d of %d prefetches right after the next layer's graph, want all (and some)", nl, ofl)
 	}
-	if n, of := after(tail); of == 0 || n != 0 {
-		t.Errorf("prefetchNow: %d of %d prefetches after their layer's held experts, want none", n, of)
+	if oft == 0 || nt != 0 {
+		t.Errorf("prefetchNow: %d of %d prefetches right after a layer's graph, want none", nt, oft)
 	}
 }
 

@@ -407,8 +407,10 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 			mixer(r)
 			tail(r)
 		}
-		if !part && r.err == nil {
-			r.do(s.prefetchDeferred()) // a partly held layer's calls it itself
+		if r.err == nil {
+			// The layer before's prefetches, put off until this layer's
+			// graph was queued (prefetchLater).
+			r.do(s.prefetchDeferred())
 		}
 		switch {
 		case r.err != nil || dev:
