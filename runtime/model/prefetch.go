@@ -39,8 +39,8 @@ type prefetchState struct {
 	// made at the routing of the layer before it by PrefetchAhead.
 	own  []int
 	ownL int
-	// due is 1 + the layer whose prefetchNext waits for the next point
-	// where the host would wait anyway (prefetchLater); 0: none.
+	// due is 1 + the layer whose prefetchNext is put off until the next
+	// layer's graph is queued (prefetchLater); 0: none.
 	due int
 }
 
