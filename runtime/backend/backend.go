@@ -288,6 +288,19 @@ type NormMatMuler interface {
 	NormMatMul(n Norm, y Buffer, w Tensor) error
 }
 
+// PrefetchSettler is implemented by prefetchers (ExpertPrefetcher) that can
+// enter a prefetch whose copy has ended into the cache ahead of its first
+// use, device index included (CUDA's), so that kernels reading the index
+// find it: a layer routed on the device then computes a prefetch that has
+// landed with its other held experts rather than after reading its ids.
+type PrefetchSettler interface {
+	// SettleLanded settles expert (layer, id) as its first CachedExpert
+	// would, without counting a use, where it is a pending prefetch whose
+	// copy has ended; it reports whether it did (false: not pending, or
+	// the copy still runs).
+	SettleLanded(layer, id int) (bool, error)
+}
+
 // ExpertToucher is implemented by expert caches that can count a use of a
 // held expert without binding it (CUDA's): a layer routed on the device
 // computes its held experts from the device index, so the host only asks

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 )
@@ -108,6 +109,7 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 	}
 	got := growTo(s.dev.part, n)
 	s.dev.part = got
+	r.do(s.settleLanded(l))
 	if ar, ok := m.be.(backend.AsyncReader); ok && !partSerial && r.err == nil {
 		wait, err := ar.ReadAsync(got, ids)
 		if r.do(err); r.err != nil {
@@ -174,7 +176,15 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 	s.computeHits(r, 0, late, lateT, xn, bufs[0], 1)
 	clear(lateT)
 	s.miss, s.late, s.lateT = miss, late, lateT[:0]
-	s.prefetchUsed(l, late)
+	// A prefetch the step used was held (settled ahead, or by a step
+	// before) or late: every pick but the misses.
+	s.hitIDs = s.hitIDs[:0]
+	for _, id := range pl.ids {
+		if !slices.Contains(miss, id) {
+			s.hitIDs = append(s.hitIDs, id)
+		}
+	}
+	s.prefetchUsed(l, s.hitIDs)
 	hits := int64(len(pl.ids) - len(miss))
 	m.stats.GPUHits += hits
 	m.stats.DevLayers++
@@ -210,6 +220,30 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 	}
 	return r.err
 }
+
+// settleLanded enters layer l's prefetches whose copies have ended into
+// the tier's device index before the layer's held experts are queued
+// (backend.PrefetchSettler), so that their graph computes them with the
+// other held experts instead of the host after reading the ids (a late
+// hit: bind, job tables and launches on the layer's path). At one layer
+// ahead few have landed by then; at two, most.
+func (s *Session) settleLanded(l int) error {
+	st := &s.pf
+	ps, ok := s.m.ranks[0].cache.(backend.PrefetchSettler)
+	if !ok || settleOff || l >= len(st.marks) {
+		return nil
+	}
+	for _, id := range st.marks[l] {
+		if _, err := ps.SettleLanded(l, id); err != nil {
+			return fmt.Errorf("settling layer %d expert %d's prefetch: %w", l, id, err)
+		}
+	}
+	return nil
+}
+
+// settleOff leaves landed prefetches pending until their first use, as
+// before session 18 (tests and the benchmark's -nosettle compare the two).
+var settleOff = false
 
 // touchOff probes a partly held layer's picks with CachedExpert and a
 // Release of each tensor, as before session 18, where the tier has

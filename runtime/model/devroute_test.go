@@ -40,8 +40,9 @@ type devTier struct {
 	// asyncN counts ReadAsync calls; waiting is true between one and its wait.
 	asyncN  int
 	waiting bool
-	// touched counts TouchExpert calls.
-	touched int
+	// touched counts TouchExpert calls, settled the prefetches
+	// SettleLanded settled.
+	touched, settled int
 	// events logs ExpertsIndexed (0, layer), admitted prefetches (1,
 	// layer) and RouteTopK (2, -1: a layer's graph) in the order they were
 	// queued.

@@ -164,6 +164,22 @@ func (d *devTier) CachedExpert(l, id int) ([]backend.Tensor, bool) {
 	return d.keepTier.CachedExpert(l, id)
 }
 
+// SettleLanded is backend.PrefetchSettler's: the stand-in's copies end at
+// once, so every pending prefetch settles.
+func (d *devTier) SettleLanded(l, id int) (bool, error) {
+	k := [2]int{l, id}
+	ws := d.pending[k]
+	if ws == nil {
+		return false, nil
+	}
+	delete(d.pending, k)
+	d.held[k] = ws
+	d.settled++
+	return true, nil
+}
+
+func (r devRecorder) SettleLanded(l, id int) (bool, error) { return r.d.SettleLanded(l, id) }
+
 // TouchExpert is backend.ExpertToucher's: a settled entry of the tier.
 func (d *devTier) TouchExpert(l, id int) bool {
 	d.touched++
@@ -196,12 +212,14 @@ func (a aheadPredictor) Predict(l, pos int, dst []int) []int {
 
 // TestDeviceTablePrefetch: the uploaded picks with half the experts held
 // (devMissOn) and the next layer's picks prefetched from the host tier: a
-// prefetched expert is out of the device's index when the layer's kernels
-// run, so its row is computed by the host after the ids come back
-// (devpartial.go's late hits); the logits are the host path's bit for
-// bit, over two sessions in turn on one model's tiers.
+// prefetch whose copy has ended is settled into the device's index before
+// the layer's held experts are queued (settleLanded; the stand-in's copies
+// end at once), and with settleOff one is out of the index when the
+// layer's kernels run, so its row is computed by the host after the ids
+// come back (devpartial.go's late hits); the logits are the host path's
+// bit for bit either way, over two sessions in turn on one model's tiers.
 func TestDeviceTablePrefetch(t *testing.T) {
-	defer func(v, w, g bool) { devOff, devMissOn, graphsOff = v, w, g }(devOff, devMissOn, graphsOff)
+	defer func(v, w, g, so bool) { devOff, devMissOn, graphsOff, settleOff = v, w, g, so }(devOff, devMissOn, graphsOff, settleOff)
 	devOff, devMissOn, graphsOff = false, true, false
 	run := func(ahead bool) ([][]float32, *devTier, ExpertStats) {
 		d := &devTier{keepTier: newKeepTier(nil), evenOnly: true, prefetch: true}
@@ -218,12 +236,23 @@ func TestDeviceTablePrefetch(t *testing.T) {
 	}
 	want, _, _ := run(false)
 	got, d, st := run(true)
-	if d.indexed == 0 || d.prefetched == 0 || st.PrefetchUsed == 0 {
-		t.Fatalf("%d device-routed layers, %d prefetches, %d used: want all three", d.indexed, d.prefetched, st.PrefetchUsed)
+	if d.indexed == 0 || d.prefetched == 0 || st.PrefetchUsed == 0 || d.settled == 0 {
+		t.Fatalf("%d device-routed layers, %d prefetches, %d used, %d settled ahead: want all four", d.indexed, d.prefetched, st.PrefetchUsed, d.settled)
+	}
+	// And with the landed prefetches left pending to their first use
+	// (settleOff): computed by the host after the ids, as late hits.
+	settleOff = true
+	late, ld, lst := run(true)
+	settleOff = false
+	if ld.settled != 0 || lst.PrefetchUsed == 0 {
+		t.Fatalf("settleOff: %d settled ahead, %d prefetches used: want none and some", ld.settled, lst.PrefetchUsed)
 	}
 	for i := range want {
 		if j := firstDiff(got[i], want[i]); j >= 0 {
 			t.Fatalf("step %d: logit %d is %v with prefetches and the picks on the device, %v on the host path", i, j, got[i][j], want[i][j])
+		}
+		if j := firstDiff(late[i], want[i]); j >= 0 {
+			t.Fatalf("step %d, settleOff: logit %d is %v, %v on the host path", i, j, late[i][j], want[i][j])
 		}
 	}
 	if _, ok := testBackend(t).(backend.IndexedExperts); ok {

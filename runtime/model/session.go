@@ -56,11 +56,12 @@ type Session struct {
 	// bound holds the tensors of the expert bindExpert bound last; miss
 	// the ids a layer reads (routed), re-used from layer to layer; run
 	// the step's op runner.
-	bound [3]backend.Tensor
-	miss  []int
-	late  []int              // a partly held layer's prefetched hits the device did not see (devpartial.go)
-	lateT [][]backend.Tensor // their tensors, for one batch
-	run   run
+	bound  [3]backend.Tensor
+	miss   []int
+	late   []int              // a partly held layer's prefetched hits the device did not see (devpartial.go)
+	lateT  [][]backend.Tensor // their tensors, for one batch
+	hitIDs []int              // a partly held layer's picks the tier held (devpartial.go)
+	run    run
 
 	// beforeHead, when set (benchmarks), runs after the last layer's ops
 	// are queued and before the final norm's: a sync there times the head

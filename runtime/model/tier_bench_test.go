@@ -81,7 +81,8 @@ import (
 //     layer's prefetches in its tail, before the next layer's graph, as
 //     before session 18 (prefetchNow), for the A/B; -probe: its picks
 //     probed with CachedExpert and Releases rather than TouchExpert
-//     (touchOff), likewise;
+//     (touchOff), likewise; -nosettle: a prefetch that has landed stays
+//     out of the device index until its first use (settleOff), likewise;
 //     -apart (with -dev): the shared expert in launches of its own, not
 //     as a job of the routed batch (backend.SharedIndexer), for the A/B;
 //     -prefetch: the next layer's picks prefetched from the host tier
@@ -131,9 +132,9 @@ func BenchmarkTieredDecode(b *testing.B) {
 			levers := strings.Split(rest, "-")
 			has := func(l string) bool { return slices.Contains(levers, l) }
 			b.Run(fmt.Sprintf("k=%d/%s", k, name), func(b *testing.B) {
-				defer func(bh, g, c, d, x, dm, so, ps, pn, to bool, rp int) {
-					batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, sharedOff, partSerial, prefetchNow, touchOff, readParts = bh, g, c, d, x, dm, so, ps, pn, to, rp
-				}(batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, sharedOff, partSerial, prefetchNow, touchOff, readParts)
+				defer func(bh, g, c, d, x, dm, so, ps, pn, to, se bool, rp int) {
+					batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, sharedOff, partSerial, prefetchNow, touchOff, settleOff, readParts = bh, g, c, d, x, dm, so, ps, pn, to, se, rp
+				}(batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, sharedOff, partSerial, prefetchNow, touchOff, settleOff, readParts)
 				for _, lever := range levers {
 					switch lever {
 					case "incl":
@@ -150,6 +151,8 @@ func BenchmarkTieredDecode(b *testing.B) {
 						prefetchNow = true
 					case "probe":
 						touchOff = true
+					case "nosettle":
+						settleOff = true
 					case "table":
 						devOff = false
 					case "apart":

@@ -99,6 +99,36 @@ func (be *Backend) PrefetchPending(layer, id int) bool {
 	return e != nil && e.pending
 }
 
+var _ backend.PrefetchSettler = (*Backend)(nil)
+
+// SettleLanded settles (layer, id) where it is a prefetch whose copies
+// have ended (the compute stream's wait for them is then free): into the
+// device index, where the next kernels that read it find it. No use is
+// counted: the policy sees the expert when a step picks it.
+func (be *Backend) SettleLanded(layer, id int) (bool, error) {
+	c := be.cache
+	if be.closed || be.recording || c == nil {
+		return false, nil
+	}
+	e := c.m[ExpertKey{layer, id}]
+	if e == nil || !e.pending {
+		return false, nil
+	}
+	for _, s := range e.slots {
+		switch r := C.fm_event_query(be.ctx, s.ready); r {
+		case 0:
+		case cudaNotReady:
+			return false, nil
+		default:
+			return false, cuErr(r, "cuEventQuery")
+		}
+	}
+	if err := be.settle(e); err != nil {
+		return false, err // e is forgotten: a later pick of it is a miss
+	}
+	return true, nil
+}
+
 // PrefetchDone reports whether prefetch tok's copy has ended.
 func (be *Backend) PrefetchDone(tok int, wait bool) (bool, error) {
 	if be.closed {

@@ -19,7 +19,8 @@ import (
 // are overwritten once PrefetchDone has said so, a second prefetch of a
 // held expert is refused, a pending entry is evictable (its eviction
 // reported) but by a prefetch for its own layer while its copy runs, a spent token is refused, and the tier can be dropped with a
-// prefetch in flight. TouchExpert finds a settled entry only, and pins nothing. Prefetches on the copy stream and on one of their
+// prefetch in flight. TouchExpert finds a settled entry only, and pins
+// nothing; SettleLanded settles a landed prefetch into the index once. Prefetches on the copy stream and on one of their
 // own (Options.PrefetchStream) alike.
 func TestPrefetchExpert(t *testing.T) {
 	for _, own := range []bool{false, true} {
@@ -118,6 +119,13 @@ func prefetchExpert(t *testing.T, ownStream bool) {
 	}
 	if done, err := be.PrefetchDone(tok0, true); !done || err != nil {
 		t.Fatalf("PrefetchDone(wait): %v, %v", done, err)
+	}
+	// Landed: settled ahead of its first use, into the device index, once.
+	if ok, err := be.SettleLanded(0, 0); !ok || err != nil || !indexed(0) {
+		t.Fatalf("SettleLanded of a landed prefetch: %v, %v, indexed %v", ok, err, indexed(0))
+	}
+	if ok, err := be.SettleLanded(0, 0); ok || err != nil {
+		t.Fatalf("SettleLanded of a settled entry: %v, %v", ok, err)
 	}
 	if _, err := be.PrefetchDone(tok0, false); err == nil {
 		t.Fatal("a spent prefetch token was accepted")
