@@ -238,7 +238,7 @@ DEVICE_FN void mmv_stage_block(const float* x, const float* u, uint* xs, int C, 
 DEVICE_FN int mmv_words(int C) { return 128 * (C / 128) + 8 * (C / 64); }
 
 // norm_stage_body is a norm and the staging of its output for the integer
-// matvec in one launch (backend.NormMatMuler; opt-in, FMOE_CUDA_NORM_STAGE=1):
+// matvec in one launch (backend.NormMatMuler; opt-in, FMOE_CUDA_FOLD=1):
 // rmsnorm_row, the rmsnorm kernel's own code, so the same y, then
 // mmv_stage_block on that y, so the same words, without the staging's
 // launch in front of the matvec. perHead: block blk normalises head blk
@@ -487,6 +487,30 @@ MMV_KERNELS(q8, 8)
 NORM_STAGE(q2, 2)
 NORM_STAGE(q4, 4)
 NORM_STAGE(q8, 8)
+
+// jobs_stage_*: the indexed experts' job tables (block 0: experts_jobs_body,
+// route_cuda.h) and their x staged for the gate and up matvecs (blocks 1..:
+// mmv_stage's blocks, 8 a block) in one launch (Options.Fold): two pieces
+// of work that read nothing the other writes. grid = 1 + ⌈C/512⌉, block =
+// 256.
+#define JOBS_STAGE(sfx, BITS)                                                                                     \
+    extern "C" __global__ void __launch_bounds__(256)                                                             \
+        jobs_stage_##sfx(const unsigned long long* index, int E, const float* ids, float* status, mv_job* gu,     \
+                         mv_job* dn, const float* x, float* g, float* u, float* eo, int K, int I, int H,          \
+                         const unsigned long long* shared, uint* xs, int C) {                                    \
+        GRID_WAIT();                                                                                              \
+        __shared__ int missed[32];                                                                                \
+        if (blockIdx.x == 0) {                                                                                    \
+            experts_jobs_body(index, E, ids, status, gu, dn, x, g, u, eo, K, I, H, shared, threadIdx.x, blockDim.x, \
+                              missed);                                                                            \
+            return;                                                                                               \
+        }                                                                                                         \
+        const int b = (blockIdx.x - 1) * 8 + (threadIdx.x >> 5);                                                  \
+        if (b < C / 64) mmv_stage_block<BITS>(x, 0, xs, C, b, threadIdx.x & 31);                                  \
+    }
+JOBS_STAGE(q2, 2)
+JOBS_STAGE(q4, 4)
+JOBS_STAGE(q8, 8)
 #ifdef FMOE_MMV_SMX
 MMV_MATVECS(mmvs_q2, mmvs_batch_q2, 2, true, MMV_XSM_DYN)
 MMV_MATVECS(mmvs_q4, mmvs_batch_q4, 4, true, MMV_XSM_DYN)

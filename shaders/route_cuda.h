@@ -162,12 +162,12 @@ KERNEL(route_topk)(const float* logits, float* ids, float* w, float* status, int
 // and status[0] = 2. With shared (a layer's shared expert: EXPERT_PTRS
 // pointers, the same shapes) it is job K of each projection, the tables'
 // stride K + 1 (gu[K + 1 + i] the up matvecs, g + K*I, eo + K*H its rows).
-KERNEL(experts_jobs)(const unsigned long long* index, int E, const float* ids, float* status, mv_job* gu, mv_job* dn,
-                     const float* x, float* g, float* u, float* eo, int K, int I, int H,
-                     const unsigned long long* shared) {
-    GRID_WAIT();
-    SHARED(int, missed, 32);
-    const int i = THREAD_ID_X;
+// experts_jobs_body is its work, thread tid of nt, missed a block-shared
+// array of 32: the kernel's, and mmv_cuda.h's jobs_stage_* block 0's.
+DEVICE_FN void experts_jobs_body(const unsigned long long* index, int E, const float* ids, float* status, mv_job* gu,
+                                 mv_job* dn, const float* x, float* g, float* u, float* eo, int K, int I, int H,
+                                 const unsigned long long* shared, int tid, int nt, int* missed) {
+    const int i = tid;
     const int n = shared ? K + 1 : K;  // jobs a projection: the shared expert is job K
     if (i < n) {
         bool ok = i == K;
@@ -205,8 +205,16 @@ KERNEL(experts_jobs)(const unsigned long long* index, int E, const float* ids, f
     BARRIER();
     for (int r = 0; r < K; r++) {
         if (!missed[r]) continue;
-        for (int j = THREAD_ID_X; j < H; j += BLOCK_DIM_X) eo[(i64)r * H + j] = 0.0f;
+        for (int j = tid; j < H; j += nt) eo[(i64)r * H + j] = 0.0f;
     }
+}
+
+KERNEL(experts_jobs)(const unsigned long long* index, int E, const float* ids, float* status, mv_job* gu, mv_job* dn,
+                     const float* x, float* g, float* u, float* eo, int K, int I, int H,
+                     const unsigned long long* shared) {
+    GRID_WAIT();
+    SHARED(int, missed, 32);
+    experts_jobs_body(index, E, ids, status, gu, dn, x, g, u, eo, K, I, H, shared, THREAD_ID_X, BLOCK_DIM_X, missed);
 }
 
 // moe_combine_idx is moe_combine1 (batch_cuda.h) with the K (at most 32) weights read

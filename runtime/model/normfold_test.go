@@ -35,7 +35,7 @@ func (b *foldBackend) NormMatMul(n backend.Norm, y backend.Buffer, w backend.Ten
 // in each layout) computes the separate calls' logits bit
 // for bit, each decode step's GatedDeltaNet layers folding both their
 // input norm and their gated norm; a folder that drops the gate fails it.
-// On CUDA (FMOE_TEST_BACKEND=cuda, with FMOE_CUDA_NORM_STAGE=1 the fused
+// On CUDA (FMOE_TEST_BACKEND=cuda, with FMOE_CUDA_FOLD=1 the fused
 // kernels) the backend's own NormMatMul runs.
 func TestGoldenNormFold(t *testing.T) {
 	defer func(v bool) { normFoldOff = v }(normFoldOff)

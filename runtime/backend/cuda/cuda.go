@@ -75,11 +75,13 @@ type Options struct {
 	// their load: the same bits, built in session 18 for a GPU to measure
 	// (off until one has). It needs SMX (ignored with MMVRegisterX).
 	MMVPipe bool
-	// NormStage folds a norm into the one-token integer matvec that reads
-	// it (backend.NormMatMuler; as FMOE_CUDA_NORM_STAGE=1 does): the
-	// matvec's staging of x done by the norm's launch. The same bits;
-	// built in session 18, off until a GPU has measured it.
-	NormStage bool
+	// Fold folds launches into the ones before them where the work is
+	// the same (as FMOE_CUDA_FOLD=1 does): a norm and the one-token
+	// integer matvec's staging of its output (backend.NormMatMuler,
+	// normmv.go), and the indexed experts' job tables and their x's
+	// staging (indexed.go). The same bits; built in session 18, off until
+	// a GPU has measured it.
+	Fold bool
 	// Matvec tunes the decode matvec (rows per warp, chunks in flight,
 	// warps per block, blocks per SM); zero fields take FMOE_CUDA_MV's
 	// values, then the defaults (mvconfig.go). Results do not depend on it.
@@ -249,7 +251,7 @@ func (be *Backend) init(opts Options) error {
 	if err := be.mma.load(be, opts.MMAMinRows, opts.MMAGroupedCols, opts.MMASkinnyRows); err != nil {
 		return err
 	}
-	if err := be.mmv.load(be, opts.MMVWarpsPerSM, smx, pipe, opts.NormStage || normStageOn()); err != nil {
+	if err := be.mmv.load(be, opts.MMVWarpsPerSM, smx, pipe, opts.Fold || foldOn()); err != nil {
 		return err
 	}
 	if err := cuErr(C.fm_stream_create(be.ctx, &be.stream), "cuStreamCreate"); err != nil {

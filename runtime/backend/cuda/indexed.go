@@ -147,16 +147,30 @@ func (be *Backend) expertsIndexed(eo, g, u, x, ids, status backend.Buffer, layer
 	a.reset()
 	a.ptr(li.dev).i32(li.capE).ptr(ib.ptr).ptr(sb.ptr).ptr(jobsGU).ptr(jobsDN)
 	a.ptr(xb.ptr).ptr(gb.ptr).ptr(ub.ptr).ptr(eb.ptr).i32(K).i32(I).i32(H).ptr(sh)
-	if err := be.launch(be.batch.jobs, 1, 1, 256, 0); err != nil {
-		return err
-	}
 	// Every gate and up job reads x: staged once where the integer matvec
-	// takes the shape.
-	if ok, err := be.mmvBatchSameX(jobsGU, li.gu.format, li.gu.rows, li.gu.cols, li.gu.group, 2*n, xb.ptr); err != nil {
-		return err
-	} else if !ok {
-		if err := be.batchJobs(jobsGU, li.gu, 2*n); err != nil {
+	// takes the shape, by the job tables' own launch where the launches
+	// are folded (Options.Fold: jobs_stage_*).
+	gu := li.gu
+	fi, warps, ok := be.mmvPlan(gu.format, gu.rows, gu.cols, gu.group, 2*n, true)
+	if be.mmv.fold && ok && 2*n <= maxGridY {
+		a.ptr(be.mmv.xs).i32(gu.cols)
+		if err := be.launch(be.mmv.jobsStage[fi], 1+(gu.cols/64+7)/8, 1, 256, 0); err != nil {
 			return err
+		}
+		be.mmv.folds++
+		if err := be.mmvBatchLaunch(jobsGU, fi, warps, gu.rows, gu.cols, gu.group, 2*n, 0); err != nil {
+			return err
+		}
+	} else {
+		if err := be.launch(be.batch.jobs, 1, 1, 256, 0); err != nil {
+			return err
+		}
+		if ok, err := be.mmvBatchSameX(jobsGU, gu.format, gu.rows, gu.cols, gu.group, 2*n, xb.ptr); err != nil {
+			return err
+		} else if !ok {
+			if err := be.batchJobs(jobsGU, gu, 2*n); err != nil {
+				return err
+			}
 		}
 	}
 	// The down projection stages SwiGLU's output itself where the integer

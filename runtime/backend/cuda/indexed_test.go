@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -149,8 +150,16 @@ func sameBits(a, b []float32) int {
 }
 
 // newCached opens a backend with a 1 GiB expert cache (or skips).
-func newCached(t *testing.T) *Backend {
-	be := newOrSkip(t)
+func newCached(t *testing.T) *Backend { return newCachedWith(t, Options{}) }
+
+// newCachedWith is newCached with options (Options.Fold: the job tables'
+// launch stages x too).
+func newCachedWith(t *testing.T, o Options) *Backend {
+	newOrSkip(t).Close()
+	be, err := NewWithOptions(o)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := be.SetExpertCache(1<<30, 1); err != nil {
 		be.Close()
 		t.Fatal(err)
@@ -170,7 +179,12 @@ type idxShape struct {
 // same cached experts, for Q2, Q4, Q8 and BF16 (BF16 with row tails); an id
 // the cache does not hold sets status 2 and leaves its row 0.
 func TestExpertsIndexed(t *testing.T) {
-	be := newCached(t)
+	for _, fold := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fold=%v", fold), func(t *testing.T) { testExpertsIndexed(t, newCachedWith(t, Options{Fold: fold})) })
+	}
+}
+
+func testExpertsIndexed(t *testing.T, be *Backend) {
 	defer be.Close()
 	const E, K = 6, 4
 	for layer, c := range []idxShape{
@@ -245,8 +259,20 @@ func TestExpertsIndexed(t *testing.T) {
 // matvec.h's (Q8, group 16); a shared expert of another shape is refused
 // (ok false), and a layer with none registered is an error.
 func TestExpertsIndexedShared(t *testing.T) {
-	be := newCached(t)
+	for _, fold := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fold=%v", fold), func(t *testing.T) { testExpertsIndexedShared(t, newCachedWith(t, Options{Fold: fold})) })
+	}
+}
+
+func testExpertsIndexedShared(t *testing.T, be *Backend) {
 	defer be.Close()
+	defer func() {
+		// The Q4 layer (512 wide) takes the integer matvec, so the folded
+		// job tables' launch with it.
+		if be.mmv.fold && be.mmv.wpsm > 0 && be.mmv.folds == 0 && !t.Failed() {
+			t.Error("Options.Fold: no job tables' launch staged x")
+		}
+	}()
 	const E, K = 6, 4
 	for layer, c := range []idxShape{
 		{backend.Q4, 512, 256, 64},

@@ -51,10 +51,12 @@ type mmvState struct {
 	pipe                                     bool // the mmvp_* matvecs (mmvPipe), with smx
 	maxShared                                int  // the dynamic shared memory a launch may take
 	// normStage are the norms with the staging folded in (normmv.go),
-	// normThreads their block limits; fold turns NormMatMul's use on.
-	normStage   [3]C.CUfunction
-	normThreads [3]int
-	fold        bool
+	// normThreads their block limits, jobsStage the indexed experts' job
+	// tables with it (indexed.go); fold turns their use on (Options.Fold).
+	normStage, jobsStage [3]C.CUfunction
+	normThreads          [3]int
+	fold                 bool
+	folds                int // fused launches queued (tests)
 }
 
 // mmvSMX reports whether the matvecs copy x's fragments to shared memory
@@ -160,7 +162,7 @@ func (m *mmvState) load(be *Backend, opt int, smx, pipe, fold bool) error {
 			}
 		}
 	}
-	if err := m.loadNormStage(be); err != nil {
+	if err := m.loadFolds(be); err != nil {
 		return err
 	}
 	xs, err := be.devAlloc(4 * mmvMaxJobs * mmvWords(mmvMaxCols))
@@ -271,9 +273,15 @@ func (be *Backend) mmvBatchOf(jobs C.CUdeviceptr, f backend.Format, R, C, G, n i
 	if err := be.launch(stage, (C/64+7)/8, jobsY, 256, 0); err != nil {
 		return true, err
 	}
+	return true, be.mmvBatchLaunch(jobs, fi, warps, R, C, G, n, stride)
+}
+
+// mmvBatchLaunch launches the batched matvec of plan (fi, warps) on n jobs
+// whose x are staged (stride apart: 0 for one x).
+func (be *Backend) mmvBatchLaunch(jobs C.CUdeviceptr, fi, warps, R, C, G, n, stride int) error {
 	be.args.reset()
 	be.args.ptr(jobs).ptr(be.mmv.xs).i32(R).i32(C).i32(G).i32(stride)
-	return true, be.launch(be.mmv.batch[fi], (R+15)/16, n, 32*warps, be.mmvShared(fi, warps))
+	return be.launch(be.mmv.batch[fi], (R+15)/16, n, 32*warps, be.mmvShared(fi, warps))
 }
 
 // aligned16 reports whether t's data, scales and biases start on 16 bytes.

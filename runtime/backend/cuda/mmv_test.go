@@ -263,16 +263,16 @@ func deviceCopyGBs(b *testing.B, be *Backend) float64 {
 	return 2 * 20 * busyBytes / best / 1e9
 }
 
-// TestNormStage: with the fold on (Options.NormStage), NormMatMul computes
+// TestNormStage: with the fold on (Options.Fold), NormMatMul computes
 // the suite's cases bit for bit as the norm's call and MatMul's, and the
 // fused kernel takes the layer's two folds (the input norm of a 4,096
 // vector before the in-projection, 64 heads of 128 gated in place before
 // out_proj) rather than falling back.
 func TestNormStage(t *testing.T) {
-	be := newMMVWith(t, Options{MMVWarpsPerSM: mmvOptIn, NormStage: true})
+	be := newMMVWith(t, Options{MMVWarpsPerSM: mmvOptIn, Fold: true})
 	defer be.Close()
 	if !be.mmv.fold {
-		t.Fatal("Options.NormStage: the fold is off")
+		t.Fatal("Options.Fold: the fold is off")
 	}
 	backendtest.CheckNormMatMul(t, be)
 	rng := rand.New(rand.NewPCG(3, 4))

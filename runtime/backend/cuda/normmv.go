@@ -21,23 +21,29 @@ import (
 // staging's launch no longer stands between the norm and the matvec. The
 // same y and the same staged words, so the same bits
 // (TestNormStageEmulated on the CPU; TestNormStage, the suite's
-// NormMatMul case with the fold on, on a GPU). Opt-in until a GPU has measured it (FMOE_CUDA_NORM_STAGE=1 or
-// Options.NormStage); otherwise, and where the fused kernel does not take
-// the norm, NormMatMul is the two calls.
+// NormMatMul case with the fold on, on a GPU). Opt-in until a GPU has
+// measured it (Options.Fold, FMOE_CUDA_FOLD=1); otherwise, and where the
+// fused kernel does not take the norm, NormMatMul is the two calls.
 
 var _ backend.NormMatMuler = (*Backend)(nil)
 
-// normStageOn reports whether FMOE_CUDA_NORM_STAGE=1 asks for the fold.
-func normStageOn() bool { return os.Getenv("FMOE_CUDA_NORM_STAGE") == "1" }
+// foldOn reports whether FMOE_CUDA_FOLD=1 asks for the launch folds.
+func foldOn() bool { return os.Getenv("FMOE_CUDA_FOLD") == "1" }
 
-// loadNormStage finds the norm_stage_* entry points (Q2, Q4, Q8).
-func (m *mmvState) loadNormStage(be *Backend) error {
+// loadFolds finds the norm_stage_* and jobs_stage_* entry points (Q2, Q4,
+// Q8).
+func (m *mmvState) loadFolds(be *Backend) error {
 	for i, sfx := range []string{"q2", "q4", "q8"} {
-		cs := C.CString("norm_stage_" + sfx)
-		r := C.fm_module_function(be.ctx, &m.normStage[i], be.mod, cs)
-		C.free(unsafe.Pointer(cs))
-		if err := cuErr(r, "cuModuleGetFunction norm_stage_"+sfx); err != nil {
-			return err
+		for _, k := range []struct {
+			name string
+			f    *C.CUfunction
+		}{{"norm_stage_", &m.normStage[i]}, {"jobs_stage_", &m.jobsStage[i]}} {
+			cs := C.CString(k.name + sfx)
+			r := C.fm_module_function(be.ctx, k.f, be.mod, cs)
+			C.free(unsafe.Pointer(cs))
+			if err := cuErr(r, "cuModuleGetFunction "+k.name+sfx); err != nil {
+				return err
+			}
 		}
 		n, err := maxThreads(be, m.normStage[i])
 		if err != nil {
@@ -128,6 +134,7 @@ func (be *Backend) normStageMatMul(n backend.Norm, y backend.Buffer, w backend.T
 	if err := be.launch(be.mmv.normStage[fi], grid, 1, threads, 0); err != nil {
 		return true, err
 	}
+	be.mmv.folds++
 	be.args.reset()
 	be.args.ptr(t.data).ptr(t.scales).ptr(t.biases).ptr(be.mmv.xs).ptr(ob.ptr)
 	be.args.i32(t.rows).i32(t.cols).i32(t.group)
