@@ -38,12 +38,16 @@ func (m *mmvState) loadFolds(be *Backend) error {
 			name string
 			f    *C.CUfunction
 		}{{"norm_stage_", &m.normStage[i]}, {"jobs_stage_", &m.jobsStage[i]}} {
+			// Into a local: cgo refuses a pointer into the Backend (it
+			// holds Go pointers) unless written as &field at the call.
+			var f C.CUfunction
 			cs := C.CString(k.name + sfx)
-			r := C.fm_module_function(be.ctx, k.f, be.mod, cs)
+			r := C.fm_module_function(be.ctx, &f, be.mod, cs)
 			C.free(unsafe.Pointer(cs))
 			if err := cuErr(r, "cuModuleGetFunction "+k.name+sfx); err != nil {
 				return err
 			}
+			*k.f = f
 		}
 		n, err := maxThreads(be, m.normStage[i])
 		if err != nil {
