@@ -87,7 +87,7 @@ func TestImageKeyCoversOptions(t *testing.T) {
 func TestMMVRegisters(t *testing.T) {
 	defs := []string{"-DFMOE_MMV_SMX=1", "-DFMOE_MMV_PIPE=1"}
 	if os.Getenv("FMOE_NVRTC_LOG") == "1" {
-		defs = append(defs, "--ptxas-options=-v") // else the module TestKernelsCompile built, from the cache
+		defs = append(defs, "--ptxas-options=-v")
 	}
 	regs, _ := compiledInfo(t, defs...)
 	for _, f := range []string{"q2", "q4", "q8"} {
@@ -156,10 +156,9 @@ func cubinInfo(b []byte) (regs, frames map[string]int, err error) {
 		return nil, nil, errors.New("section headers out of range")
 	}
 	type section struct {
-		name       string
-		data       []byte
-		link       int
-		off, count int
+		name      string
+		data      []byte
+		link, off int // the section linked to; the name's offset in the names
 	}
 	cstr := func(t []byte, o int) string {
 		if o < 0 || o >= len(t) {
