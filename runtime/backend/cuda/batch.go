@@ -37,15 +37,23 @@ type batchKernels struct {
 var batchNames = [...]string{"matvec_batch_q2", "matvec_batch_q4", "matvec_batch_q8",
 	"matvec_batch_bf16", "matvec_batch_f16", "matvec_batch_f32"}
 
+// moduleFunction looks name up in mod. Into a local, returned: cgo
+// refuses a pointer into the Backend (it holds Go pointers) unless it is
+// written as &field at the call.
+func moduleFunction(be *Backend, mod C.CUmodule, name string) (C.CUfunction, error) {
+	cs := C.CString(name)
+	defer C.free(unsafe.Pointer(cs))
+	var f C.CUfunction
+	err := cuErr(C.fm_module_function(be.ctx, &f, mod, cs), "cuModuleGetFunction "+name)
+	return f, err
+}
+
 func (k *batchKernels) load(be *Backend) error {
 	// Into a local: cgo refuses a pointer into the Backend (it holds Go
 	// pointers) unless it is written as &field at the call.
 	mod := be.mod
 	get := func(dst *C.CUfunction, name string) error {
-		cs := C.CString(name)
-		defer C.free(unsafe.Pointer(cs))
-		var f C.CUfunction
-		err := cuErr(C.fm_module_function(be.ctx, &f, mod, cs), "cuModuleGetFunction "+name)
+		f, err := moduleFunction(be, mod, name)
 		*dst = f
 		return err
 	}

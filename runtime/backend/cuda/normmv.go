@@ -3,14 +3,12 @@
 package cuda
 
 /*
-#include <stdlib.h>
 #include "fmcuda.h"
 */
 import "C"
 
 import (
 	"os"
-	"unsafe"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 )
@@ -38,13 +36,8 @@ func (m *mmvState) loadFolds(be *Backend) error {
 			name string
 			f    *C.CUfunction
 		}{{"norm_stage_", &m.normStage[i]}, {"jobs_stage_", &m.jobsStage[i]}} {
-			// Into a local: cgo refuses a pointer into the Backend (it
-			// holds Go pointers) unless written as &field at the call.
-			var f C.CUfunction
-			cs := C.CString(k.name + sfx)
-			r := C.fm_module_function(be.ctx, &f, be.mod, cs)
-			C.free(unsafe.Pointer(cs))
-			if err := cuErr(r, "cuModuleGetFunction "+k.name+sfx); err != nil {
+			f, err := moduleFunction(be, be.mod, k.name+sfx)
+			if err != nil {
 				return err
 			}
 			*k.f = f
