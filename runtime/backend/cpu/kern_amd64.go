@@ -14,7 +14,6 @@ const (
 	isaGo = iota
 	isaAVX2
 	isaAVX512
-	isaVNNI // AVX-512 with VNNI: the 4-bit matvec on integer dot products
 )
 
 var bestISA = capISA(detectISA())
@@ -22,8 +21,6 @@ var bestISA = capISA(detectISA())
 func detectISA() int {
 	x := cpu.X86
 	switch {
-	case x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL && x.HasAVX512VNNI && x.HasAVX2 && x.HasFMA:
-		return isaVNNI
 	case x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL && x.HasAVX2 && x.HasFMA:
 		return isaAVX512
 	case x.HasAVX2 && x.HasFMA:
@@ -32,7 +29,7 @@ func detectISA() int {
 	return isaGo
 }
 
-var isaNames = [...]string{isaGo: "go", isaAVX2: "avx2", isaAVX512: "avx512", isaVNNI: "avx512vnni"}
+var isaNames = [...]string{isaGo: "go", isaAVX2: "avx2", isaAVX512: "avx512"}
 
 // isaFirstASM is the lowest level with assembly kernels.
 const isaFirstASM = isaAVX2
@@ -135,7 +132,6 @@ var (
 var asmKernels = [...]map[backend.Format]kernel{
 	isaAVX2:   {backend.Q4: kQ4AVX2, backend.Q2: kQ2AVX2, backend.Q8: kQ8AVX2, backend.BF16: kBF16AVX2},
 	isaAVX512: {backend.Q4: kQ4AVX512, backend.Q2: kQ2AVX512, backend.Q8: kQ8AVX512, backend.BF16: kBF16AVX512},
-	isaVNNI:   {backend.Q4: kQ4VNNI, backend.Q2: kQ2AVX512, backend.Q8: kQ8AVX512, backend.BF16: kBF16AVX512},
 }
 
 // affineKernels names the kernels whose x orders TestKernelOrders checks.

@@ -75,10 +75,6 @@ func asmKernel(w *backend.Weight, isa int) kernel {
 		if w.Group != 64 {
 			return nil
 		}
-	case interface{ group64() }: // amd64's asmDigits
-		if w.Group != 64 {
-			return nil
-		}
 	case *asmBF16:
 		if w.Cols%k.block != 0 {
 			return nil

@@ -147,15 +147,11 @@ type prepared struct {
 	sx  []float32 // [T, Groups]: Σx per scale group
 	ng  int
 	buf []float32
-	// xd is x as integer digits (digits_amd64.go); nil for the kernels
-	// that read xt. dbuf is its reused storage.
-	xd   []byte
-	dbuf []byte
 }
 
 // reset points p at x and returns a scratch slice of n values.
 func (p *prepared) reset(x []float32, n int) []float32 {
-	p.x, p.xt, p.sx, p.ng, p.xd = x, nil, nil, 0, nil
+	p.x, p.xt, p.sx, p.ng = x, nil, nil, 0
 	return grow(&p.buf, n)
 }
 
