@@ -20,7 +20,7 @@ echo "== CUDA package: conformance, cache eviction, memory pressure, bind paths"
 # set -e would end the script at a failing pipeline (pipefail), before the model's goldens: the
 # failure is counted instead, and every stage still runs.
 set +e
-FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run 'Conformance|TensorCores|MatMulShapes|BindPaths|ReadStaged|ExpertCache|MatVecBatch|MemoryPressure|Policy|Simulate|GraphReplay|CombineToken|Indexed|KernelProfile|Timeline|ExpertSpan|RegisterRows|Prefetch|MatMulMMV|NormStage' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -30
+FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run 'Conformance|TensorCores|MatMulShapes|BindPaths|ReadStaged|ExpertCache|MatVecBatch|MemoryPressure|Policy|Simulate|GraphReplay|CombineToken|Indexed|KernelProfile|Timeline|ExpertSpan|RegisterRows|Prefetch|MatMulMMV|NormStage$' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -30
 rc=${PIPESTATUS[0]}
 set -e
 [ "$rc" = 0 ] || fail=1

@@ -273,55 +273,75 @@ func testExpertsIndexedShared(t *testing.T, be *Backend) {
 			t.Error("Options.Fold: no job tables' launch staged x")
 		}
 	}()
-	const E, K = 6, 4
-	for layer, c := range []idxShape{
-		{backend.Q4, 512, 256, 64},
-		{backend.Q8, 528, 272, 16},
-	} {
-		f := newIdxFixture(t, be, uint64(layer+20), c.H, c.I, K+1)
-		for e := 0; e < E; e++ {
-			f.keep(layer, e, f.expert(c.f, c.group))
+	// K=4 and the 397B's K=10 (22 gate and up jobs); the routed rows are
+	// checked against MatVecBatch, which stages x by its own launch, so a
+	// folded job tables' launch (jobs_stage_*) is checked against the
+	// unfolded path.
+	const E = 12
+	for ki, ids := range [][]float32{{3, 0, 5, 2}, {3, 0, 5, 2, 11, 7, 9, 1, 6, 10}} {
+		for li, c := range []idxShape{
+			{backend.Q4, 512, 256, 64},
+			{backend.Q8, 528, 272, 16},
+		} {
+			testIndexedShared(t, be, 2*ki+li, E, ids, c)
 		}
-		if err := be.ExpertsIndexedShared(f.eo, f.g, f.u, f.x, f.ids, f.st, layer, K); err == nil {
-			t.Fatalf("%v: ExpertsIndexedShared with no shared expert registered: no error", c.f)
-		}
-		var sh []backend.Tensor
-		for _, w := range f.expert(c.f, c.group) {
-			x, err := be.Register(w)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sh = append(sh, x)
-		}
-		if ok, err := be.IndexShared(layer, sh[0], sh[1], sh[1]); ok || err != nil {
-			t.Fatalf("%v: a down projection of the gate's shape: ok %v, err %v; want refused", c.f, ok, err)
-		}
-		if ok, err := be.IndexShared(layer, sh[0], sh[1], sh[2]); !ok || err != nil {
-			t.Fatalf("%v: IndexShared: ok %v, err %v", c.f, ok, err)
-		}
-		ids := []float32{3, 0, 5, 2}
-		routed, st := f.indexed(layer, ids)
-		if st != 0 {
-			t.Fatalf("%v: status %v", c.f, st)
-		}
-		if err := errors.Join(be.Write(f.ids, ids), be.Zero(f.st)); err != nil {
+	}
+}
+
+// testIndexedShared is one layer of testExpertsIndexedShared: E experts of
+// shape c cached, the picks ids.
+func testIndexedShared(t *testing.T, be *Backend, layer, E int, ids []float32, c idxShape) {
+	t.Helper()
+	K := len(ids)
+	f := newIdxFixture(t, be, uint64(layer+20), c.H, c.I, K+1)
+	for e := 0; e < E; e++ {
+		f.keep(layer, e, f.expert(c.f, c.group))
+	}
+	if err := be.ExpertsIndexedShared(f.eo, f.g, f.u, f.x, f.ids, f.st, layer, K); err == nil {
+		t.Fatalf("%v: ExpertsIndexedShared with no shared expert registered: no error", c.f)
+	}
+	var sh []backend.Tensor
+	for _, w := range f.expert(c.f, c.group) {
+		x, err := be.Register(w)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if err := be.ExpertsIndexedShared(f.eo, f.g, f.u, f.x, f.ids, f.st, layer, K); err != nil {
-			t.Fatal(err)
-		}
-		got := f.read(f.eo)
-		if i := sameBits(got[:K*f.H], routed); i >= 0 || f.read(f.st)[0] != 0 {
-			t.Fatalf("%v: the routed rows differ from ExpertsIndexed's at %d", c.f, i)
-		}
-		g, u, d := f.alloc(c.I), f.alloc(c.I), f.alloc(c.H)
-		if err := errors.Join(be.MatMul(g, sh[0], f.x, 1), be.MatMul(u, sh[1], f.x, 1), be.SwiGLU(g, g, u),
-			be.MatMul(d, sh[2], g, 1)); err != nil {
-			t.Fatal(err)
-		}
-		if i := sameBits(got[K*f.H:], f.read(d)); i >= 0 {
-			t.Fatalf("%v: the shared row differs from MatMul, SwiGLU, MatMul at %d", c.f, i)
-		}
+		sh = append(sh, x)
+	}
+	if ok, err := be.IndexShared(layer, sh[0], sh[1], sh[1]); ok || err != nil {
+		t.Fatalf("%v: a down projection of the gate's shape: ok %v, err %v; want refused", c.f, ok, err)
+	}
+	if ok, err := be.IndexShared(layer, sh[0], sh[1], sh[2]); !ok || err != nil {
+		t.Fatalf("%v: IndexShared: ok %v, err %v", c.f, ok, err)
+	}
+	routed, st := f.indexed(layer, ids)
+	if st != 0 {
+		t.Fatalf("%v K=%d: status %v", c.f, K, st)
+	}
+	picks := make([]int, K)
+	for i, v := range ids {
+		picks[i] = int(v)
+	}
+	if i := sameBits(routed, f.batched(layer, picks)); i >= 0 {
+		t.Fatalf("%v K=%d: the indexed experts differ from MatVecBatch at %d", c.f, K, i)
+	}
+	if err := errors.Join(be.Write(f.ids, ids), be.Zero(f.st)); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.ExpertsIndexedShared(f.eo, f.g, f.u, f.x, f.ids, f.st, layer, K); err != nil {
+		t.Fatal(err)
+	}
+	got := f.read(f.eo)
+	if i := sameBits(got[:K*f.H], routed); i >= 0 || f.read(f.st)[0] != 0 {
+		t.Fatalf("%v K=%d: the routed rows differ from ExpertsIndexed's at %d", c.f, K, i)
+	}
+	g, u, d := f.alloc(c.I), f.alloc(c.I), f.alloc(c.H)
+	if err := errors.Join(be.MatMul(g, sh[0], f.x, 1), be.MatMul(u, sh[1], f.x, 1), be.SwiGLU(g, g, u),
+		be.MatMul(d, sh[2], g, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if i := sameBits(got[K*f.H:], f.read(d)); i >= 0 {
+		t.Fatalf("%v K=%d: the shared row differs from MatMul, SwiGLU, MatMul at %d", c.f, K, i)
 	}
 }
 
