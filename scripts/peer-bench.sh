@@ -8,9 +8,11 @@
 #               run's PEER_OUT: the llama.cpp binaries, used instead of building (default
 #               .llama/llama-bin.tar.xz*)
 #   PEER_DIR    scratch (default /tmp/fmoe-peer; needs ~40 GB)
-#   PEER_OUT    where build.txt and bench.txt (the logs), runs.log (every llama-bench line and fmoe
-#               --timing report) and the llama.cpp binaries (llama-bin.tar.xz.*, 15 MiB parts) go
-#               (default $OUT when set, so they come back from the device)
+#   PEER_OUT    where build.txt and bench.txt (the logs) and runs.log (every llama-bench line and
+#               fmoe --timing report) go (default $OUT when set, so they come back from the device)
+#   PEER_BINOUT where the built llama.cpp binaries go (llama-bin.tar.xz.*, 15 MiB parts; default
+#               PEER_DIR/out: ~30 MB of them in $OUT made the device return nothing at all, logs
+#               included, in session 20; a later call on the warm machine finds the build in PEER_DIR)
 #   PEER_PHASE  build | bench | all (default all)
 #   PEER_DEADLINE  seconds after the start past which no new benchmark row starts (default 0: none)
 #   PEER_TOKENS decode tokens (default 256: at 64 a 2 − 1 layer difference was noise, run 5's K=4
@@ -33,7 +35,7 @@
 # layers; fmoe's attention layer is not measured here).
 #
 # Rows (each at K=10, the model's, and K=4, set in both engines' model metadata / -k):
-#   resident  llama.cpp -ngl 99 (all on the GPU)   | fmoe --gpu-cache 100G --preload (every expert in
+#   resident  llama.cpp -ngl 99 (all on the GPU)   | fmoe --gpu-cache 16G --preload (every expert in
 #             the GPU tier before the prompt, as llama.cpp has loaded its weights before it times;
 #             fmoe's "preload:" line in runs.log gives the load's time, outside prefill)
 #   host      llama.cpp -ngl 99 -ot exps=CPU (its CPU computes the experts, from mmap'd page cache)
@@ -61,14 +63,18 @@ TAR=${LLAMA_TAR:-$ROOT/.llama/llama.cpp.tar.xz}
 PRE=${LLAMA_PREBUILT:-$ROOT/.llama/llama-bin.tar.xz}
 DIR=${PEER_DIR:-/tmp/fmoe-peer}
 POUT=${PEER_OUT:-${OUT:-$DIR/out}}
+BOUT=${PEER_BINOUT:-$DIR/out}
 PHASE=${PEER_PHASE:-all}
 TOKENS=${PEER_TOKENS:-256}
 PP=${PEER_PP:-512}
+# the resident row's GPU tier: every expert of the 2-layer pack (2 x 512 x 7.08 MB = 7.3 GB) with room
+# to spare; a size past the card's memory is refused (session 20's 100G on an H100)
+RESCACHE=${PEER_RESCACHE:-16G}
 DEADLINE=${PEER_DEADLINE:-0}
 LL=$DIR/llama.cpp
 LB=$LL/build/bin
 export LD_LIBRARY_PATH=$LB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-mkdir -p "$DIR" "$POUT"
+mkdir -p "$DIR" "$POUT" "$BOUT"
 if ls "$BIN"/*.xz > /dev/null 2>&1; then  # binaries sent compressed (the GPU machine takes 64 MiB of tree)
   mkdir -p "$DIR/bin"; for f in "$BIN"/*.xz; do xz -dc "$f" > "$DIR/bin/$(basename "$f" .xz)"; done
   chmod +x "$DIR"/bin/*; BIN=$DIR/bin
@@ -88,9 +94,9 @@ llama_build() {
       > "$DIR/cmake.log" 2>&1 &&
     cmake --build build -j "$(nproc)" --target llama-bench llama-completion llama-quantize > "$DIR/build.log" 2>&1 ) ||
     { tail -40 "$DIR/cmake.log" "$DIR/build.log" >&2; return 1; }
-  log "llama.cpp built; binaries to $POUT/llama-bin.tar.xz.*"
+  log "llama.cpp built; binaries to $BOUT/llama-bin.tar.xz.*"
   ( cd "$LB" && tar cf - llama-bench llama-completion llama-quantize ./*.so* | xz -T0 -3 |
-      split -b 15M - "$POUT/llama-bin.tar.xz." ) || true
+      split -b 15M - "$BOUT/llama-bin.tar.xz." ) || true
 }
 
 build() {
@@ -197,14 +203,18 @@ fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
 }
 # fmoe's untimed GatedDeltaNet layer and fixed cost (ms) from its 1- and 2-layer packs' rates, as
 # llama.cpp's from its stacks: layer = t2 - t1, fixed = 2 t1 - t2
+# A layer that costs nothing or less is noise (one more layer measured faster): "noise" then, which
+# extrap and ratio pass on rather than a negative or infinite rate (session 20's −77.6 tok/s)
 fsplit() { awk -v a="$1" -v b="$2" 'BEGIN{ if(a=="-"||b=="-"||a==0||b==0){print "- -"; exit}
-  t1=1000/a; t2=1000/b; printf "%.3f %.3f\n", t2-t1, 2*t1-t2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if(a=="-"||b=="-"||b==0) print "-"; else printf "%.2fx", a/b }'; }
-extrap() { awk -v l="$1" -v f="$2" 'BEGIN{ if (l=="-"||f=="-") print "-"; else printf "%.2f", 1000/(60*l+f) }'; }
+  t1=1000/a; t2=1000/b; if (t2-t1 <= 0) print "noise noise"; else printf "%.3f %.3f\n", t2-t1, 2*t1-t2 }'; }
+num() { [[ $1 =~ ^-?[0-9.]+$ ]]; }
+ratio() { num "$1" && num "$2" || { echo -; return; }; awk -v a="$1" -v b="$2" 'BEGIN{ if(b==0) print "-"; else printf "%.2fx", a/b }'; }
+extrap() { num "$1" && num "$2" || { [ "$1" = noise ] && echo noise || echo -; return; }; awk -v l="$1" -v f="$2" 'BEGIN{ printf "%.2f", 1000/(60*l+f) }'; }
 # llama.cpp per layer and fixed cost (ms) from the 2- and 1-layer models' decode rates
 # llama.cpp's GatedDeltaNet layer, attention layer and fixed cost (ms) from the LA, LLA, LAA rates
 lsplit() { awk -v a="$1" -v b="$2" -v c="$3" 'BEGIN{ if(a=="-"||b=="-"||c=="-"){print "- - -"; exit}
-  ta=1000/a; tb=1000/b; tc=1000/c; printf "%.3f %.3f %.3f\n", tb-ta, tc-ta, 3*ta-tb-tc }'; }
+  ta=1000/a; tb=1000/b; tc=1000/c; if (tb-ta <= 0 || tc-ta <= 0) { print "noise noise noise"; exit }
+  printf "%.3f %.3f %.3f\n", tb-ta, tc-ta, 3*ta-tb-tc }'; }
 
 memcg() { # creates /sys/fs/cgroup/fmoe-peer with memory.max=$1; prints its path or nothing
   local cg=/sys/fs/cgroup/fmoe-peer
@@ -221,7 +231,7 @@ export LB DIR POUT BIN
 row() { # ROW K
   local row=$1 k=$2 lflags=() fflags=() pre=() n=$TOKENS r=2 pp=$PP drop=0
   case $row in
-    resident) lflags=(-ngl 99); fflags=(--gpu-cache 100G --preload) ;;
+    resident) lflags=(-ngl 99); fflags=(--gpu-cache "$RESCACHE" --preload) ;;
     host) lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0 --host-cache 8G)
           cat "$DIR"/fmoe*/packed_experts/*.bin "$DIR"/L*.gguf > /dev/null ;;  # warm the page cache
     disk) [ -n "$CG" ] || { echo "| disk | $k | (no memory cgroup on this machine: skipped) |"; return; }
@@ -281,7 +291,7 @@ bench() {
   echo "llama.cpp: $(tr '\n' ' ' < "$LL/FMOE-SOURCE.txt"); built with GGML_CUDA=ON, sm_90, GGML_NATIVE, FlashAttention kernels off"
   echo "model: synthetic qwen3.5-397b-a17b, fmoe 1 GatedDeltaNet layer 4-bit g64 ($(du -sh "$DIR/fmoe" | cut -f1)); llama.cpp Q4_0 stacks $(cd "$DIR" && du -sh LA.gguf LLA.gguf LAA.gguf | awk '{printf "%s %s, ", $2, $1}')"
   echo "llama.cpp: llama-bench -m M.gguf -p $PP -n $TOKENS -r 2 -o jsonl (tg from an empty context; disk row -n 32 -r 1) with -ngl 99 (resident) or -ngl 99 -ot exps=CPU (host, disk)"
-  echo "fmoe: fmoe-run generate --backend cuda --ids 1..$PP --tokens $TOKENS -k K --timing (decode after the prompt), --gpu-cache 100G --preload (resident) or 0 (host, disk); then the same without --timing for the untimed decode tok/s"
+  echo "fmoe: fmoe-run generate --backend cuda --ids 1..$PP --tokens $TOKENS -k K --timing (decode after the prompt), --gpu-cache $RESCACHE --preload (resident) or 0 (host, disk); then the same without --timing for the untimed decode tok/s"
   ceilings
   echo
   CG=; [[ " ${PEER_ROWS:-disk} ${PEER_PLAN:-} " == *"disk "* ]] && CG=$(memcg "${PEER_MEMMAX:-3G}")
@@ -290,20 +300,20 @@ bench() {
     echo "| row | K | decode tok/s measured: fmoe timed/untimed (L), untimed (LL) / llama.cpp (LA, LLA, LAA) | decode ms per GatedDeltaNet layer fmoe timed, untimed (LL − L) / llama.cpp (llama.cpp attention layer) | fixed ms per token fmoe timed, untimed / llama.cpp | **decode tok/s at 60 layers fmoe timed / llama.cpp** | fmoe / llama.cpp | **fmoe untimed at 60 layers** | fmoe untimed / llama.cpp | prefill $PP tok/s measured fmoe (L) / llama.cpp (LA, LLA, LAA) | prefill tok/s at 60 layers fmoe / llama.cpp |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|"; }
   local ks=(${PEER_KS:-10 4}) rows=" ${PEER_ROWS:-resident host disk} " plan=() p r
+  plan+=(check)  # first: it takes seconds, and session 20's call was cut off before it
   for k in "${ks[@]}"; do
     for r in resident host; do [[ $rows == *" $r "* ]] && plan+=("$r $k"); done
-    [ "$k" = "${ks[0]}" ] && plan+=(check)
   done
   [[ $rows == *" disk "* ]] && for k in "${ks[@]}"; do plan+=("disk $k"); done
   [ -z "${PEER_PLAN:-}" ] || IFS=, read -r -a plan <<< "$PEER_PLAN"
   for p in "${plan[@]}"; do
     if late; then echo "(deadline: '$p' and later rows not run)"; break; fi
-    if [ "$p" = check ]; then crosscheck > "$DIR/crosscheck.txt" 2>&1 || true; continue; fi
+    if [ "$p" = check ]; then crosscheck > "$POUT/crosscheck.txt" 2>&1 || true; continue; fi
     set -- $p; setk "$2"; row "$1" "$2" || echo "| $1 | $2 | (failed) |"
   done
   setk 10
   echo
-  cat "$DIR/crosscheck.txt" 2> /dev/null || true
+  cat "$POUT/crosscheck.txt" 2> /dev/null || true
 }
 
 crosscheck() {
