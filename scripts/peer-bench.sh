@@ -15,6 +15,7 @@
 #               included, in session 20; a later call on the warm machine finds the build in PEER_DIR)
 #   PEER_PHASE  build | bench | all (default all)
 #   PEER_DEADLINE  seconds after the start past which no new benchmark row starts (default 0: none)
+#   PEER_REPS   llama-bench repetitions in the resident and host rows (default 5)
 #   PEER_TOKENS decode tokens (default 256: at 64 a 2 − 1 layer difference was noise, run 5's K=4
 #               resident split; the disk row 32); PEER_PP prefill length (default 512)
 #   PEER_KS     expert counts to compare (default "10 4"); PEER_ROWS the rows (default "resident host
@@ -70,6 +71,9 @@ PP=${PEER_PP:-512}
 # the resident row's GPU tier: every expert of the 2-layer pack (2 x 512 x 7.08 MB = 7.3 GB) with room
 # to spare; a size past the card's memory is refused (session 20's 100G on an H100)
 RESCACHE=${PEER_RESCACHE:-16G}
+# llama-bench's repetitions a row (the disk row 1): at 2, session 20's K=10 host row measured LLA and
+# LAA faster than LA, its added layer (~1.2 ms of ~7) inside the spread; a rep there is ~2 s
+REPS=${PEER_REPS:-5}
 DEADLINE=${PEER_DEADLINE:-0}
 LL=$DIR/llama.cpp
 LB=$LL/build/bin
@@ -229,7 +233,7 @@ export -f lbench fgen ids
 export LB DIR POUT BIN
 
 row() { # ROW K
-  local row=$1 k=$2 lflags=() fflags=() pre=() n=$TOKENS r=2 pp=$PP drop=0
+  local row=$1 k=$2 lflags=() fflags=() pre=() n=$TOKENS r=$REPS pp=$PP drop=0
   case $row in
     resident) lflags=(-ngl 99); fflags=(--gpu-cache "$RESCACHE" --preload) ;;
     host) lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0 --host-cache 8G)
@@ -290,7 +294,7 @@ bench() {
   echo "machine: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader); $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p')), $(free -g | awk '/Mem:/{print $2}') GB RAM"
   echo "llama.cpp: $(tr '\n' ' ' < "$LL/FMOE-SOURCE.txt"); built with GGML_CUDA=ON, sm_90, GGML_NATIVE, FlashAttention kernels off"
   echo "model: synthetic qwen3.5-397b-a17b, fmoe 1 GatedDeltaNet layer 4-bit g64 ($(du -sh "$DIR/fmoe" | cut -f1)); llama.cpp Q4_0 stacks $(cd "$DIR" && du -sh LA.gguf LLA.gguf LAA.gguf | awk '{printf "%s %s, ", $2, $1}')"
-  echo "llama.cpp: llama-bench -m M.gguf -p $PP -n $TOKENS -r 2 -o jsonl (tg from an empty context; disk row -n 32 -r 1) with -ngl 99 (resident) or -ngl 99 -ot exps=CPU (host, disk)"
+  echo "llama.cpp: llama-bench -m M.gguf -p $PP -n $TOKENS -r $REPS -o jsonl (tg from an empty context; disk row -n 32 -r 1) with -ngl 99 (resident) or -ngl 99 -ot exps=CPU (host, disk)"
   echo "fmoe: fmoe-run generate --backend cuda --ids 1..$PP --tokens $TOKENS -k K --timing (decode after the prompt), --gpu-cache $RESCACHE --preload (resident) or 0 (host, disk); then the same without --timing for the untimed decode tok/s"
   ceilings
   echo
