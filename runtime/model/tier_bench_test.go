@@ -328,7 +328,10 @@ func BenchmarkTieredDecode(b *testing.B) {
 				// after the last layer's ops drains the stream, the clock
 				// runs from there to the step's return. The layers run as
 				// timed (graphs on), unlike under Timing, whose phases sync.
-				var headT time.Duration
+				// The median of the 20: run 21's mean moved by 2x between
+				// runs of one call (an odd slow token), which made two
+				// ms/layer figures artefacts.
+				heads := make([]time.Duration, 20)
 				var at time.Time
 				var probeErr error
 				one := make([]float32, 1)
@@ -340,15 +343,16 @@ func BenchmarkTieredDecode(b *testing.B) {
 					probeErr = errors.Join(probeErr, err)
 					at = time.Now()
 				}
-				for i := 0; i < 20; i++ {
+				for i := range heads {
 					step(1)
-					headT += time.Since(at)
+					heads[i] = time.Since(at)
 				}
 				s.beforeHead = nil
 				if probeErr != nil {
 					b.Fatal(probeErr)
 				}
-				head := ms(headT) / 20
+				slices.Sort(heads)
+				head := ms(heads[len(heads)/2])
 				// A short pass with Timing for the report's phases.
 				tm := &Timing{}
 				s.Timing = tm
