@@ -5,7 +5,7 @@
 #   LLAMA_TAR   llama.cpp source tarball (default .llama/llama.cpp.tar.xz, cut by
 #               scripts/peer/llama-source.sh; its FMOE-SOURCE.txt names the release)
 #   LLAMA_PREBUILT  llama-bin.tar.xz (or its split parts llama-bin.tar.xz.aa, ...) from an earlier
-#               run's PEER_OUT: the llama.cpp binaries, used instead of building (default
+#               run's PEER_BINOUT: the llama.cpp binaries, used instead of building (default
 #               .llama/llama-bin.tar.xz*)
 #   PEER_DIR    scratch (default /tmp/fmoe-peer; needs ~40 GB)
 #   PEER_OUT    where build.txt and bench.txt (the logs) and runs.log (every llama-bench line and
@@ -214,7 +214,6 @@ fsplit() { awk -v a="$1" -v b="$2" 'BEGIN{ if(a=="-"||b=="-"||a==0||b==0){print 
 num() { [[ $1 =~ ^-?[0-9.]+$ ]]; }
 ratio() { num "$1" && num "$2" || { echo -; return; }; awk -v a="$1" -v b="$2" 'BEGIN{ if(b==0) print "-"; else printf "%.2fx", a/b }'; }
 extrap() { num "$1" && num "$2" || { [ "$1" = noise ] && echo noise || echo -; return; }; awk -v l="$1" -v f="$2" 'BEGIN{ printf "%.2f", 1000/(60*l+f) }'; }
-# llama.cpp per layer and fixed cost (ms) from the 2- and 1-layer models' decode rates
 # llama.cpp's GatedDeltaNet layer, attention layer and fixed cost (ms) from the LA, LLA, LAA rates
 lsplit() { awk -v a="$1" -v b="$2" -v c="$3" 'BEGIN{ if(a=="-"||b=="-"||c=="-"){print "- - -"; exit}
   ta=1000/a; tb=1000/b; tc=1000/c; if (tb-ta <= 0 || tc-ta <= 0) { print "noise noise noise"; exit }
