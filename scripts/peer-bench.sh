@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fmoe beside llama.cpp on the same machine and the same weights (issue 13). One run on the GPU
 # machine, which has nvcc, cmake, ninja and python3 with torch but no Go and no network:
-#   PEER_BIN    prebuilt fmoe-pack and fmoe-run, plain or .xz (default .gpu/peer/bin, else .llama/bin)
+#   PEER_BIN    prebuilt fmoe-pack and fmoe-run, plain or .xz (scripts/gpu-bins.sh builds them;
+#               default .gpu/peer/bin, else .llama/bin)
 #   LLAMA_TAR   llama.cpp source tarball (default .llama/llama.cpp.tar.xz, cut by
 #               scripts/peer/llama-source.sh; its FMOE-SOURCE.txt names the release)
 #   LLAMA_PREBUILT  llama-bin.tar.xz (or its split parts llama-bin.tar.xz.aa, ...) from an earlier
@@ -118,10 +119,12 @@ build() {
   wait $ppid || { tail -20 "$DIR/pack.log" >&2; exit 1; }
   log "fmoe pack done ($(du -sh "$DIR/fmoe" | cut -f1)); tiny cross-check model: testdata/tiny/hf -> F32 GGUF"
   rm -rf "$DIR/src"
-  # fmoe's 2-layer pack (its own random weights: a layer's cost does not depend on them), for its
-  # untimed per-layer cost as llama.cpp's comes from its stacks; beside the rest of the build
-  ( nice -n 5 "$BIN/fmoe-pack" synth --preset qwen3.5-397b-a17b --layers 2 --out "$DIR/src2" --force -q > /dev/null &&
-    nice -n 5 "$BIN/fmoe-pack" convert --in "$DIR/src2" --out "$DIR/fmoe2" --force -q > /dev/null; rm -rf "$DIR/src2" ) \
+  # fmoe's 2-layer pack for its untimed per-layer cost, as llama.cpp's comes from its stacks: the
+  # 1-layer pack's layer twice (fmoe-pack stack: each copy with expert files of its own). Until
+  # session 22 this was a second synthesis (MLX layout, random words) whose router sent its tokens
+  # elsewhere: in run 9 its 2 layers ran as fast as the 1-layer pack's one, and the resident and
+  # disk rows' splits were noise
+  ( nice -n 5 "$BIN/fmoe-pack" stack --model "$DIR/fmoe" --out "$DIR/fmoe2" --layer 0 --layers 2 --force -q ) \
     > "$DIR/pack2.log" 2>&1 &
   local p2pid=$!
   LLAMA=$LL python3 "$HERE/peer/convert.py" testdata/tiny/hf --no-mtp --outtype f32 --outfile "$DIR/tiny-f32.gguf" > "$DIR/convert-tiny.log" 2>&1 ||
@@ -170,7 +173,7 @@ print(pp, tg)' "$DIR/lb.out"
 }
 ids() { seq -s, 1 "$1"; }
 # fmoe: generate with --timing after a PROMPT_LEN-token prompt, then the same without --timing on
-# the 1-layer pack and on the 2-layer one (fmoe2, when the build made it); prints
+# the 1-layer pack and on the 2-layer one (fmoe2: its layer twice, when the build made it); prints
 # "untimed_decode_tps untimed2_decode_tps decode_tps layer_ms fixed_ms prefill_tps prefill_layer_ms
 # prefill_fixed_ms" (ms per token; fixed = total - layers; untimed: the "forward alone" rate). FDROP=1
 # drops the page cache before each untimed run too (the disk row).

@@ -28,7 +28,7 @@ packed_experts/layer_NN.bin (one file per layer, one aligned block per expert).
 Example:
    fmoe-pack convert --in ~/models/Qwen3.5-397B-A17B-4bit --out ~/models/q397-fmoe
    fmoe-verify --model ~/models/q397-fmoe`,
-		Commands: []*cli.Command{convertCmd(), pullCmd(), synthCmd(), requantCmd(), lz4Cmd(), routeTraceCmd(), routeStatsCmd()},
+		Commands: []*cli.Command{convertCmd(), pullCmd(), synthCmd(), requantCmd(), stackCmd(), lz4Cmd(), routeTraceCmd(), routeStatsCmd()},
 	}
 }
 

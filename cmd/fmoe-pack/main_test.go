@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fmoe/fmoe/format"
 	"github.com/fmoe/fmoe/internal/cliutil"
 )
 
@@ -45,6 +46,9 @@ func TestUsageExit(t *testing.T) {
 		{[]string{"convert", "--in", in, "--out", in}, 2, "--out " + in + " already exists (use --force to replace it"},
 		{[]string{"synth", "--preset", "tiny", "--out", in}, 2, "--out " + in + " already exists (use --force to replace it"},
 		{[]string{"requant", "--model", out, "--bits", "3"}, 2, "--bits 3"},
+		{[]string{"stack", "--model", in, "--out", out, "--layers", "0"}, 2, "--layers 0: want 1 to 1024"},
+		{[]string{"stack", "--model", in, "--out", out, "--layers", "2", "--layer", "-1"}, 2, "--layer -1: want 0 or more"},
+		{[]string{"stack", "--model", in, "--layers", "2"}, 2, "--out is required"},
 		{[]string{"lz4", "--model", out, "--workers", "-4"}, 2, "--workers -4: want 0 or more"},
 		{[]string{"lz4"}, 2, "--model is required"},
 		{[]string{"pack"}, 2, `unknown command "pack"`},
@@ -59,5 +63,36 @@ func TestUsageExit(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("a refused invocation wrote %s", out)
+	}
+}
+
+// TestStackCommand: fmoe-pack stack writes a pack of the asked-for layers that opens, and
+// refuses a layer the model lacks with exit 1 and nothing written.
+func TestStackCommand(t *testing.T) {
+	dir := t.TempDir()
+	model, out := filepath.Join(dir, "model"), filepath.Join(dir, "stacked")
+	run := func(args ...string) (int, string, string) {
+		var stdout, stderr strings.Builder
+		code := cliutil.RunArgs(newApp(), append([]string{"fmoe-pack"}, args...), &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
+	if code, _, stderr := run("convert", "--in", "../../testdata/tiny/hf", "--out", model, "-q"); code != 0 {
+		t.Fatalf("convert: exit %d: %s", code, stderr)
+	}
+	if code, _, stderr := run("stack", "--model", model, "--out", out, "--layer", "8", "--layers", "2", "-q"); code != 1 || !strings.Contains(stderr, "--layer 8: "+model+" has layers 0 to 7") {
+		t.Errorf("layer 8 of 8: exit %d, %q", code, stderr)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("a refused stack wrote %s", out)
+	}
+	if code, _, stderr := run("stack", "--model", model, "--out", out, "--layer", "3", "--layers", "2", "-q"); code != 0 {
+		t.Fatalf("stack: exit %d: %s", code, stderr)
+	}
+	m, err := format.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Config.NumHiddenLayers != 2 || m.Config.LayerTypes[1] != format.FullAttention {
+		t.Errorf("stacked layer 3 twice: %d layers, %v", m.Config.NumHiddenLayers, m.Config.LayerTypes)
 	}
 }
