@@ -276,41 +276,30 @@ func (s *stacker) experts(m, out *format.Manifest, o StackOptions) error {
 
 // copyBlocks copies one expert layer file, checking each block's CRC-32C.
 func (s *stacker) copyBlocks(from, to string, set format.ExpertSet, lf format.ExpertLayer) error {
-	src, err := fsguard.OpenRegular(from)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	if st, err := src.Stat(); err != nil {
-		return err
-	} else if st.Size() != lf.Size {
-		return fmt.Errorf("%s: %d bytes, the manifest says %d", from, st.Size(), lf.Size)
-	}
-	dst, err := os.Create(to)
-	if err != nil {
-		return err
-	}
-	w := &alignedWriter{f: dst}
-	for e, crc := range lf.CRC32C {
-		sp := format.Span{Offset: int64(e) * set.Stride, Size: set.Stride, CRC32C: crc}
-		if err := s.copySpan(src, w, sp, fmt.Sprintf("%s: expert %d", from, e)); err != nil {
-			dst.Close()
-			return err
+	return s.copyFile(from, to, lf.Size, func(src *os.File, w *alignedWriter) error {
+		for e, crc := range lf.CRC32C {
+			sp := format.Span{Offset: int64(e) * set.Stride, Size: set.Stride, CRC32C: crc}
+			if err := s.copySpan(src, w, sp, fmt.Sprintf("%s: expert %d", from, e)); err != nil {
+				return err
+			}
 		}
-	}
-	if w.n != lf.Size {
-		dst.Close()
-		return fmt.Errorf("%s: %d expert blocks of %d bytes make %d bytes, the manifest says %d", from, len(lf.CRC32C), set.Stride, w.n, lf.Size)
-	}
-	if err := dst.Sync(); err != nil {
-		dst.Close()
-		return err
-	}
-	return dst.Close()
+		if w.n != lf.Size {
+			return fmt.Errorf("%s: %d expert blocks of %d bytes make %d bytes, the manifest says %d", from, len(lf.CRC32C), set.Stride, w.n, lf.Size)
+		}
+		return nil
+	})
 }
 
 // copyChecked copies a whole file of size bytes, checking them against crc.
 func (s *stacker) copyChecked(from, to, what string, size int64, crc uint32) error {
+	return s.copyFile(from, to, size, func(src *os.File, w *alignedWriter) error {
+		return s.copySpan(src, w, format.Span{Size: size, CRC32C: crc}, what)
+	})
+}
+
+// copyFile opens from, which must be size bytes, creates to, and lets copy fill it; to is
+// synced and closed.
+func (s *stacker) copyFile(from, to string, size int64, copy func(*os.File, *alignedWriter) error) error {
 	src, err := fsguard.OpenRegular(from)
 	if err != nil {
 		return err
@@ -325,7 +314,7 @@ func (s *stacker) copyChecked(from, to, what string, size int64, crc uint32) err
 	if err != nil {
 		return err
 	}
-	if err := s.copySpan(src, &alignedWriter{f: dst}, format.Span{Size: size, CRC32C: crc}, what); err != nil {
+	if err := copy(src, &alignedWriter{f: dst}); err != nil {
 		dst.Close()
 		return err
 	}

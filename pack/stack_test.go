@@ -71,7 +71,7 @@ func sameTensor(t *testing.T, srcDir string, src *format.Tensor, dstDir string, 
 // output verifies and runs, and the source is untouched.
 func TestStackCopiesLayer(t *testing.T) {
 	src := stackSource(t)
-	before := snapshotDir(t, src)
+	before := pack.Snapshot(t, src)
 	sm, err := format.Open(src)
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +147,7 @@ func TestStackCopiesLayer(t *testing.T) {
 		}
 		runsFinite(t, out, sm.Config.VocabSize)
 	}
-	sameDir(t, before, snapshotDir(t, src))
+	pack.SameSnapshot(t, before, pack.Snapshot(t, src))
 }
 
 // runsFinite opens a pack on the CPU and checks one forward pass gives finite logits.
@@ -193,7 +193,7 @@ func TestStackRefuses(t *testing.T) {
 		}
 		return pack.Stack(context.Background(), o)
 	}
-	before := snapshotDir(t, src)
+	before := pack.Snapshot(t, src)
 	for _, c := range []struct {
 		o    pack.StackOptions
 		want string
@@ -217,7 +217,7 @@ func TestStackRefuses(t *testing.T) {
 		t.Errorf("an existing --out: %v", err)
 	}
 	os.Remove(out)
-	sameDir(t, before, snapshotDir(t, src))
+	pack.SameSnapshot(t, before, pack.Snapshot(t, src))
 
 	// A flipped byte in expert 5 of layer 3's 4-bit file: named, and no output left.
 	set := sm.Experts[0]
@@ -243,38 +243,5 @@ func TestStackRefuses(t *testing.T) {
 	// The other layers are sound: stacking one of them still works.
 	if err := run(pack.StackOptions{Layer: 0, Layers: 2}); err != nil {
 		t.Errorf("layer 0 beside a damaged layer 3: %v", err)
-	}
-}
-
-// snapshotDir is every file of a directory, to prove a run changed nothing.
-func snapshotDir(t *testing.T, dir string) map[string][]byte {
-	t.Helper()
-	out := map[string][]byte{}
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || fi.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		b, err := os.ReadFile(p)
-		out[rel] = b
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func sameDir(t *testing.T, a, b map[string][]byte) {
-	t.Helper()
-	for k, v := range a {
-		if w, ok := b[k]; !ok || !bytes.Equal(v, w) {
-			t.Errorf("%s changed or vanished", k)
-		}
-	}
-	for k := range b {
-		if _, ok := a[k]; !ok {
-			t.Errorf("%s appeared", k)
-		}
 	}
 }
