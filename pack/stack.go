@@ -36,8 +36,9 @@ const MaxStackLayers = 1024
 // its own data in its own place (the expert files are copied, not linked, so that a layer's
 // reads never hit the page cache another layer filled). It is how a benchmark measures one
 // layer's cost on a disk too small for the model: the difference between N and N+1 copies of the
-// same layer, as scripts/peer/gguf_layers.py stacks llama.cpp's GGUF blocks. The copies compute
-// the same function at every depth, so routing, cache behaviour and cost per layer stay alike.
+// same layer, as scripts/peer/gguf_layers.py stacks llama.cpp's GGUF blocks. Every copy holds the
+// same weights and shapes, so each costs what the layer costs; a second synthesis would route
+// (and so cache) differently, which made such a split noise before (docs/benchmarks.md, run 9).
 // Every copied range is checked against its manifest CRC-32C as it is copied.
 func Stack(ctx context.Context, o StackOptions) error {
 	m, err := openPack(o.Model)

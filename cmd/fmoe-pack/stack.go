@@ -22,8 +22,8 @@ other tensors and side files as they are. Every copied range is checked against 
 CRC-32C on the way, so a damaged --model is named, never copied on.
 
 What it is for: the cost of one layer on a disk that holds only a layer or two of a large model,
-as the difference between the decode times of the N- and (N+1)-layer packs (the copies compute the
-same function at every depth, so routing and caches behave alike in each). scripts/peer-bench.sh
+as the difference between the decode times of the N- and (N+1)-layer packs (every copy holds the
+same weights, so each costs what the layer costs). scripts/peer-bench.sh
 uses it beside llama.cpp's own stacked GGUF blocks. The result is a valid pack (fmoe-verify
 checks it) but not a meaningful model.
 
