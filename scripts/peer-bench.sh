@@ -56,6 +56,8 @@
 # golden prompt beside transformers' (testdata/tiny/golden), which fmoe matches (fmoe-verify golden).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=peer/parse.sh
+. "$HERE/peer/parse.sh"
 ROOT=${PEER_REPO:-$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null || (cd "$HERE/.." && pwd))}
 cd "$ROOT"
 T0=$(date +%s)
@@ -182,11 +184,7 @@ fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
   echo "### $tag: fmoe-run generate -k $k --ids 1..$n --tokens $t --timing $*" >> "$POUT/runs.log"
   if "$BIN/fmoe-run" generate --backend cuda --model "$DIR/fmoe" --ids "$(ids "$n")" --tokens "$t" -k "$k" --timing "$@" > /dev/null 2> "$DIR/.timing"; then
     cat "$DIR/.timing" >> "$POUT/runs.log"
-    timed=$(awk '/\[timing\] prefill:/{for(i=1;i<=NF;i++) if($i=="tok/s") p=$(i-1)}
-       /\[timing\] decode:/{for(i=1;i<=NF;i++) if($i=="tok/s") d=$(i-1)}
-       {k=$1; for(i=2;i<=NF && $i !~ /^[-0-9.]+%?$/;i++) k=k" "$i; u=$i; v=$(i+1)}
-       k=="layer_total"{lt=v; plt=u} k=="layers"{ly=v; ply=u} k=="total"{tt=v; ptt=u}
-       END{printf "%s %s %.3f %s %s %.3f\n", d, lt, tt-ly, p, plt, ptt-ply}' "$DIR/.timing")
+    timed=$(timed_split "$DIR/.timing")
   else
     cat "$DIR/.timing" | tee -a "$POUT/runs.log" | tail -5 >&2; timed="- - - - - -"
   fi
@@ -200,7 +198,7 @@ fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
     u=
     if "$BIN/fmoe-run" generate --backend cuda --model "$DIR/$m" --ids "$(ids "$n")" --tokens "$t" -k "$k" "$@" > /dev/null 2> "$DIR/.untimed"; then
       cat "$DIR/.untimed" >> "$POUT/runs.log"
-      u=$(sed -n 's/.* generated in .*forward alone \([0-9.]*\) tok\/s).*/\1/p' "$DIR/.untimed" | tail -1)
+      u=$(untimed_rate "$DIR/.untimed")
     else
       cat "$DIR/.untimed" | tee -a "$POUT/runs.log" | tail -5 >&2
     fi
@@ -208,20 +206,6 @@ fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
   done
   echo "${untimed:--} ${untimed2:--} $timed"
 }
-# fmoe's untimed GatedDeltaNet layer and fixed cost (ms) from its 1- and 2-layer packs' rates, as
-# llama.cpp's from its stacks: layer = t2 - t1, fixed = 2 t1 - t2
-# A layer that costs nothing or less is noise (one more layer measured faster): "noise" then, which
-# extrap and ratio pass on rather than a negative or infinite rate (session 20's −77.6 tok/s)
-fsplit() { awk -v a="$1" -v b="$2" 'BEGIN{ if(a=="-"||b=="-"||a==0||b==0){print "- -"; exit}
-  t1=1000/a; t2=1000/b; if (t2-t1 <= 0) print "noise noise"; else printf "%.3f %.3f\n", t2-t1, 2*t1-t2 }'; }
-num() { [[ $1 =~ ^-?[0-9.]+$ ]]; }
-ratio() { num "$1" && num "$2" || { echo -; return; }; awk -v a="$1" -v b="$2" 'BEGIN{ if(b==0) print "-"; else printf "%.2fx", a/b }'; }
-extrap() { num "$1" && num "$2" || { [ "$1" = noise ] && echo noise || echo -; return; }; awk -v l="$1" -v f="$2" 'BEGIN{ printf "%.2f", 1000/(60*l+f) }'; }
-# llama.cpp's GatedDeltaNet layer, attention layer and fixed cost (ms) from the LA, LLA, LAA rates
-lsplit() { awk -v a="$1" -v b="$2" -v c="$3" 'BEGIN{ if(a=="-"||b=="-"||c=="-"){print "- - -"; exit}
-  ta=1000/a; tb=1000/b; tc=1000/c; if (tb-ta <= 0 || tc-ta <= 0) { print "noise noise noise"; exit }
-  printf "%.3f %.3f %.3f\n", tb-ta, tc-ta, 3*ta-tb-tc }'; }
-
 memcg() { # creates /sys/fs/cgroup/fmoe-peer with memory.max=$1; prints its path or nothing
   local cg=/sys/fs/cgroup/fmoe-peer
   grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null || return 0
@@ -231,7 +215,7 @@ memcg() { # creates /sys/fs/cgroup/fmoe-peer with memory.max=$1; prints its path
 }
 # runs a command or one of the functions above in cgroup $1 (its children stay there too)
 incg() { local cg=$1; shift; bash -c 'echo $$ > '"$cg"'/cgroup.procs; "$@"' _ "$@"; }
-export -f lbench fgen ids
+export -f lbench fgen ids timed_split untimed_rate
 export LB DIR POUT BIN
 
 row() { # ROW K

@@ -1,0 +1,31 @@
+# The parsers and the arithmetic of scripts/peer-bench.sh, apart so that cmd/fmoe-run's
+# TestPeerParse runs them on a real fmoe-run report: a change of --timing's layout (or of the
+# "generated in" line) then fails in CI, not in a device call. Sourced; defines functions only.
+
+# timed_split FILE: fmoe-run --timing's report -> "decode_tps layer_ms fixed_ms prefill_tps
+# prefill_layer_ms prefill_fixed_ms" (ms a token; fixed = total - layers)
+timed_split() {
+  awk '/\[timing\] prefill:/{for(i=1;i<=NF;i++) if($i=="tok/s") p=$(i-1)}
+    /\[timing\] decode:/{for(i=1;i<=NF;i++) if($i=="tok/s") d=$(i-1)}
+    {k=$1; for(i=2;i<=NF && $i !~ /^[-0-9.]+%?$/;i++) k=k" "$i; u=$i; v=$(i+1)}
+    k=="layer_total"{lt=v; plt=u} k=="layers"{ly=v; ply=u} k=="total"{tt=v; ptt=u}
+    END{printf "%s %s %.3f %s %s %.3f\n", d, lt, tt-ly, p, plt, ptt-ply}' "$1"
+}
+# untimed_rate FILE: the decode rate without sampling ("forward alone") of fmoe-run's last
+# "generated in" line, or nothing
+untimed_rate() { sed -n 's/.* generated in .*forward alone \([0-9.]*\) tok\/s).*/\1/p' "$1" | tail -1; }
+
+# fmoe's GatedDeltaNet layer and fixed cost (ms) from its 1- and 2-layer packs' rates, as
+# llama.cpp's from its stacks: layer = t2 - t1, fixed = 2 t1 - t2. A layer that costs nothing or
+# less is noise (one more layer measured faster): "noise" then, which extrap and ratio pass on
+# rather than a negative or infinite rate (session 20's -77.6 tok/s)
+fsplit() { awk -v a="$1" -v b="$2" 'BEGIN{ if(a=="-"||b=="-"||a==0||b==0){print "- -"; exit}
+  t1=1000/a; t2=1000/b; if (t2-t1 <= 0) print "noise noise"; else printf "%.3f %.3f\n", t2-t1, 2*t1-t2 }'; }
+num() { [[ $1 =~ ^-?[0-9.]+$ ]]; }
+ratio() { num "$1" && num "$2" || { echo -; return; }; awk -v a="$1" -v b="$2" 'BEGIN{ if(b==0) print "-"; else printf "%.2fx", a/b }'; }
+# extrap LAYER_MS FIXED_MS: tok/s at 60 layers
+extrap() { num "$1" && num "$2" || { [ "$1" = noise ] && echo noise || echo -; return; }; awk -v l="$1" -v f="$2" 'BEGIN{ printf "%.2f", 1000/(60*l+f) }'; }
+# llama.cpp's GatedDeltaNet layer, attention layer and fixed cost (ms) from the LA, LLA, LAA rates
+lsplit() { awk -v a="$1" -v b="$2" -v c="$3" 'BEGIN{ if(a=="-"||b=="-"||c=="-"){print "- - -"; exit}
+  ta=1000/a; tb=1000/b; tc=1000/c; if (tb-ta <= 0 || tc-ta <= 0) { print "noise noise noise"; exit }
+  printf "%.3f %.3f %.3f\n", tb-ta, tc-ta, 3*ta-tb-tc }'; }
