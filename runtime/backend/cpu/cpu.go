@@ -129,11 +129,16 @@ func New(opts Options) *Backend {
 
 // Name describes the backend and the kernels it selected.
 func (be *Backend) Name() string {
-	k := be.path.String()
+	return fmt.Sprintf("cpu(%s, %d threads)", be.kernels(), be.threads)
+}
+
+// kernels names the kernel family selected: the instruction set's ("avx512", "neon") or the
+// pure-Go path's.
+func (be *Backend) kernels() string {
 	if be.isa != isaGo {
-		k = isaNames[be.isa]
+		return isaNames[be.isa]
 	}
-	return fmt.Sprintf("cpu(%s, %d threads)", k, be.threads)
+	return be.path.String()
 }
 
 // Close stops the worker goroutines; buffers are Go memory, garbage

@@ -41,10 +41,10 @@ func BenchmarkExperts(b *testing.B) {
 		ex := newBenchExperts(b, be, 80)
 		for _, K := range []int{4, 10} {
 			for _, mode := range []string{"batch", "pair", "each", "read"} {
-				// The kernels in the name (be.Name's "avx512" etc.): issue 12's run 17 measured
+				// The kernels in the name ("avx512" etc.): issue 12's run 17 measured
 				// 35-40 GB/s on the GPU host's 16 vCPUs, below this kernel's per-core rate on
 				// dev-2c, and could not say whether that host took the AVX-512 kernels.
-				b.Run(fmt.Sprintf("threads=%d/K=%d/%s/%s", be.threads, K, mode, kernels(be)), func(b *testing.B) {
+				b.Run(fmt.Sprintf("threads=%d/K=%d/%s/%s", be.threads, K, mode, be.kernels()), func(b *testing.B) {
 					ex.run(b, K, mode)
 				})
 			}
@@ -179,10 +179,4 @@ func (ex *benchExperts) run(b *testing.B, K int, mode string) {
 	bytes := float64(ex.size) * float64(K) * float64(b.N)
 	b.ReportMetric(bytes/el.Seconds()/1e9, "GB/s")
 	b.ReportMetric(el.Seconds()*1e3/float64(b.N), "ms/layer")
-}
-
-// kernels is the kernel family be.Name reports ("avx512", "avx2", "neon", ...), for a benchmark name.
-func kernels(be *Backend) string {
-	k, _, _ := strings.Cut(strings.TrimPrefix(be.Name(), "cpu("), ",")
-	return k
 }
