@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/fmoe/fmoe/format"
@@ -320,14 +319,9 @@ func canonicalName(n string) (string, bool) {
 // on, and a text runtime does not run them. Other layers past the last are not skipped here
 // (the packer reports them as unused).
 func (c *checkpoint) mtpLayer(canon string) bool {
-	rest, ok := strings.CutPrefix(canon, "model.layers.")
-	if !ok {
-		return false
-	}
-	n, _, _ := strings.Cut(rest, ".")
-	l, err := strconv.Atoi(n)
+	l, ok := layerOf(canon)
 	first := c.config.NumHiddenLayers
-	return err == nil && l >= first && l-first < nextnLayers(c.rawConfig)
+	return ok && l >= first && l-first < nextnLayers(c.rawConfig)
 }
 
 // nextnLayers is config.json's num_nextn_predict_layers (0 when absent or not a small count).

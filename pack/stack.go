@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/fmoe/fmoe/format"
@@ -66,7 +65,7 @@ func Stack(ctx context.Context, o StackOptions) error {
 	}
 	defer d.abandonUnlessCommitted()
 	bar := progress.New(o.Progress, stackBytes(m, o), "stacking")
-	s := &stacker{ctx: ctx, in: o.Model, d: d, bar: bar}
+	s := &stacker{ctx: ctx, d: d, bar: bar}
 	if err := s.weights(m, out, o); err != nil {
 		return err
 	}
@@ -99,36 +98,22 @@ func stackedManifest(m *format.Manifest, o StackOptions) (*format.Manifest, erro
 	out.CreatedBy = fmt.Sprintf("%s (stacked: layer %d of %s, %d times)", Version, o.Layer, filepath.Base(filepath.Clean(o.Model)), o.Layers)
 	c := &out.Config
 	c.NumHiddenLayers = o.Layers
-	c.LayerTypes = repeatAt(m.Config.LayerTypes, o.Layer, o.Layers)
+	c.LayerTypes = slices.Repeat(m.Config.LayerTypes[o.Layer:o.Layer+1], o.Layers)
 	if m.Config.MLPTypes != nil {
-		c.MLPTypes = repeatAt(m.Config.MLPTypes, o.Layer, o.Layers)
+		c.MLPTypes = slices.Repeat(m.Config.MLPTypes[o.Layer:o.Layer+1], o.Layers)
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("the stacked config: %w", err)
 	}
+	// format.Open checked that every set has a file per layer.
 	out.Experts = slices.Clone(m.Experts)
 	for i, s := range m.Experts {
-		if o.Layer >= len(s.Layers) {
-			return nil, fmt.Errorf("%s: expert set %s has %d layer files, want %d", o.Model, s.Dir, len(s.Layers), m.Config.NumHiddenLayers)
-		}
-		src := s.Layers[o.Layer]
-		out.Experts[i].Layers = make([]format.ExpertLayer, o.Layers)
+		out.Experts[i].Layers = slices.Repeat(s.Layers[o.Layer:o.Layer+1], o.Layers)
 		for l := range out.Experts[i].Layers {
-			out.Experts[i].Layers[l] = format.ExpertLayer{File: format.LayerFileName(l), Size: src.Size, CRC32C: src.CRC32C}
+			out.Experts[i].Layers[l].File = format.LayerFileName(l)
 		}
 	}
 	return &out, nil
-}
-
-func repeatAt(s []string, i, n int) []string {
-	if i >= len(s) {
-		return nil
-	}
-	out := make([]string, n)
-	for k := range out {
-		out[k] = s[i]
-	}
-	return out
 }
 
 // stackBytes is what Stack copies, for its progress bar.
@@ -137,7 +122,7 @@ func stackBytes(m *format.Manifest, o StackOptions) int64 {
 	for i := range m.Tensors {
 		t := &m.Tensors[i]
 		copies := int64(1)
-		if l, ok := tensorLayer(t.Name); ok {
+		if l, ok := layerOf(t.Name); ok {
 			copies = 0
 			if l == o.Layer {
 				copies = int64(o.Layers)
@@ -156,23 +141,8 @@ func stackBytes(m *format.Manifest, o StackOptions) int64 {
 	return n
 }
 
-// tensorLayer is the layer a tensor belongs to ("model.layers.N.…"), if any.
-func tensorLayer(name string) (int, bool) {
-	rest, ok := strings.CutPrefix(name, "model.layers.")
-	if !ok {
-		return 0, false
-	}
-	num, _, ok := strings.Cut(rest, ".")
-	if !ok {
-		return 0, false
-	}
-	l, err := strconv.Atoi(num)
-	return l, err == nil
-}
-
 type stacker struct {
 	ctx context.Context
-	in  string
 	d   *stagedDir
 	bar *progress.Bar
 	buf []byte
@@ -182,80 +152,67 @@ type stacker struct {
 // layer's tensors once per output layer (renamed) where the first layer's began, every range
 // aligned as the format wants. out.Tensors is rebuilt in file order.
 func (s *stacker) weights(m, out *format.Manifest, o StackOptions) error {
-	src, err := fsguard.OpenRegular(filepath.Join(o.Model, m.Weights.File))
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	dst, err := os.Create(s.d.path(format.WeightsName))
-	if err != nil {
-		return err
-	}
-	w := &alignedWriter{f: dst}
 	var layer []format.Tensor
 	for _, t := range m.Tensors {
-		if l, ok := tensorLayer(t.Name); ok && l == o.Layer {
+		if l, ok := layerOf(t.Name); ok && l == o.Layer {
 			layer = append(layer, t)
 		}
 	}
-	out.Tensors = out.Tensors[:0:0]
-	put := func(t format.Tensor, name string) error {
-		nt := t
-		nt.Name = name
-		spans := []*format.Span{&nt.Data, nt.Scales, nt.Biases}
-		if nt.Scales != nil {
-			sc := *nt.Scales
-			nt.Scales, spans[1] = &sc, &sc
-		}
-		if nt.Biases != nil {
-			bi := *nt.Biases
-			nt.Biases, spans[2] = &bi, &bi
-		}
-		for _, sp := range spans {
-			if sp == nil {
-				continue
-			}
+	out.Tensors = nil
+	from := filepath.Join(o.Model, m.Weights.File)
+	return s.copyFile(from, s.d.path(format.WeightsName), m.Weights.Size, func(src *os.File, w *alignedWriter) error {
+		// place copies one range to the next aligned offset and returns it there.
+		place := func(sp format.Span, what string) (format.Span, error) {
 			off, err := w.pad(format.WeightsAlign)
-			if err != nil {
-				return err
-			}
-			if err := s.copySpan(src, w, *sp, m.Weights.File+": tensor "+t.Name); err != nil {
-				return err
+			if err == nil {
+				err = s.copySpan(src, w, sp, what)
 			}
 			sp.Offset = off
+			return sp, err
 		}
-		out.Tensors = append(out.Tensors, nt)
-		return nil
-	}
-	placed := false
-	for _, t := range m.Tensors {
-		if _, ok := tensorLayer(t.Name); !ok {
-			if err := put(t, t.Name); err != nil {
-				dst.Close()
+		put := func(t format.Tensor, name string) error {
+			what := m.Weights.File + ": tensor " + t.Name
+			nt := t
+			nt.Name = name
+			var err error
+			if nt.Data, err = place(t.Data, what); err != nil {
 				return err
 			}
-			continue
+			for _, p := range []**format.Span{&nt.Scales, &nt.Biases} {
+				if *p != nil {
+					sp, err := place(**p, what)
+					if err != nil {
+						return err
+					}
+					*p = &sp
+				}
+			}
+			out.Tensors = append(out.Tensors, nt)
+			return nil
 		}
-		if placed {
-			continue
-		}
-		placed = true
-		for l := range o.Layers {
-			for _, lt := range layer {
-				name := format.LayerPrefix(l) + strings.TrimPrefix(lt.Name, format.LayerPrefix(o.Layer))
-				if err := put(lt, name); err != nil {
-					dst.Close()
+		placed := false
+		for _, t := range m.Tensors {
+			if _, ok := layerOf(t.Name); !ok {
+				if err := put(t, t.Name); err != nil {
 					return err
+				}
+				continue
+			}
+			if placed {
+				continue
+			}
+			placed = true
+			for l := range o.Layers {
+				for _, lt := range layer {
+					if err := put(lt, format.LayerPrefix(l)+strings.TrimPrefix(lt.Name, format.LayerPrefix(o.Layer))); err != nil {
+						return err
+					}
 				}
 			}
 		}
-	}
-	out.Weights.Size = w.n
-	if err := dst.Sync(); err != nil {
-		dst.Close()
-		return err
-	}
-	return dst.Close()
+		out.Weights.Size = w.n
+		return nil
+	})
 }
 
 // experts copies each set's chosen layer file once per output layer.
@@ -283,9 +240,6 @@ func (s *stacker) copyBlocks(from, to string, set format.ExpertSet, lf format.Ex
 			if err := s.copySpan(src, w, sp, fmt.Sprintf("%s: expert %d", from, e)); err != nil {
 				return err
 			}
-		}
-		if w.n != lf.Size {
-			return fmt.Errorf("%s: %d expert blocks of %d bytes make %d bytes, the manifest says %d", from, len(lf.CRC32C), set.Stride, w.n, lf.Size)
 		}
 		return nil
 	})
