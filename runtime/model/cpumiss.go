@@ -112,7 +112,28 @@ func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int, fuse 
 	if s.onMiss == nil {
 		s.onMiss = func(id int) bool { return s.mown[id] == m.miss }
 	}
+	var ap *apartShare
+	if fuse && toMiss > 0 {
+		var ok bool
+		if ap, ok, err = s.startApart(l, s.cpuMiss, xs[m.miss], bufs[m.miss]); err != nil {
+			return err
+		}
+		if ok {
+			// The link's misses alone go through the stream.
+			lm := s.miss[:0]
+			for _, id := range miss {
+				if s.mown[id] == 0 {
+					lm = append(lm, id)
+				}
+			}
+			s.miss, miss = lm, lm
+		}
+	}
 	err = s.streamMisses(r, l, miss, s.onMiss, s.mown, xs, bufs, T, len(pl.ids), nil)
+	if ap != nil {
+		// Always waited for: its goroutine reads the pinned host tier.
+		err = errors.Join(err, ap.wait(m.ranks[m.miss].be, m.experts.tier))
+	}
 	m.stats.MissRank += int64(toMiss)
 	if tp := s.tm.p; tp != nil {
 		tp.MissRank += int64(toMiss)
@@ -225,4 +246,152 @@ func interleave(dst, a, b []int) []int {
 		j++
 	}
 	return dst
+}
+
+// missApart (off by default; BenchmarkTieredDecode's "cpuapart" lever)
+// gives the miss rank its share of a one-token step on a goroutine of its
+// own: session 23 measured (docs/benchmarks.md, "Can the CPUs add
+// bandwidth beside the link?") the link keeping its rate beside the CPU
+// backend's batched experts, and the interleaved miss rank losing to the
+// link alone because the CPUs and the link took turns on one goroutine.
+// Apart, the share's experts are computed from the host tier in two
+// batched dispatches while this goroutine binds and queues the link's.
+// Each job computes what its MatMul would, so the rows are the
+// interleaved path's bit for bit.
+var missApart = false
+
+// onApart, when set (tests), is told how many experts each apart share
+// computed.
+var onApart func(n int)
+
+// apartShare is the miss rank's share of a step computed apart: the host
+// tier's entries it pinned and the tensors it bound, released by wait.
+type apartShare struct {
+	pinned []*hentry
+	bound  []backend.Tensor
+	done   chan error
+}
+
+// startApart starts the miss rank's share ids of layer l on a goroutine
+// of its own if the host tier holds every one of them; else it pins
+// nothing and reports false (the interleaved path then reads them). The
+// rows go to the miss rank's output rows at their slots, as expertOps
+// writes them; x is the miss rank's copy of the normed input.
+func (s *Session) startApart(l int, ids []int, x backend.Buffer, b expertBufs) (*apartShare, bool, error) {
+	m := s.m
+	t := m.experts.tier
+	if !missApart || t == nil || len(ids) == 0 {
+		return nil, false, nil
+	}
+	a := &apartShare{}
+	var ws [][3]backend.Weight
+	for _, id := range ids {
+		te, buf, hit := t.lookup(l, id)
+		if !hit {
+			a.unpin(t)
+			return nil, false, nil
+		}
+		a.pinned = append(a.pinned, te)
+		var w [3]backend.Weight
+		if err := m.experts.weightsOver(buf, &w); err != nil {
+			a.unpin(t)
+			return nil, false, layerError(l, fmt.Errorf("model: layer %d expert %d: %w", l, id, err))
+		}
+		ws = append(ws, w)
+	}
+	be := m.ranks[m.miss].be
+	gu, down, xs, gus, outs, err := s.apartJobs(be, ids, ws, x, b)
+	if err != nil {
+		a.bound = append(a.bound, gu...)
+		a.bound = append(a.bound, down...)
+		a.wait(be, t)
+		return nil, false, err
+	}
+	a.bound = append(append(a.bound, gu...), down...)
+	a.done = make(chan error, 1)
+	go func() {
+		a.done <- computeApart(be, gu, down, xs, gus, outs)
+	}()
+	// Host-tier hits, counted as the stream counts its own (take).
+	m.experts.hostHits += int64(len(ids))
+	if tp := s.tm.p; tp != nil {
+		tp.HostHits += int64(len(ids))
+	}
+	if onApart != nil {
+		onApart(len(ids))
+	}
+	return a, true, nil
+}
+
+// apartJobs binds the share's weights on the miss rank and lays out its
+// jobs: gate and up of expert i into the i-th I-wide rows of eg and eu,
+// its down into its slot of eo.
+func (s *Session) apartJobs(be backend.Backend, ids []int, ws [][3]backend.Weight, x backend.Buffer, b expertBufs) (gu, down []backend.Tensor, xs, gus, outs []backend.Buffer, err error) {
+	H, I := s.m.Config.HiddenSize, s.m.Config.MoeIntermediateSize
+	view := func(buf backend.Buffer, off, n int) backend.Buffer {
+		v, e := be.View(buf, off, n)
+		err = errors.Join(err, e)
+		return v
+	}
+	for i, id := range ids {
+		for j := range ws[i] {
+			t, e := be.Bind(ws[i][j])
+			if e != nil {
+				return gu, down, nil, nil, nil, e
+			}
+			if j < 2 {
+				gu = append(gu, t)
+			} else {
+				down = append(down, t)
+			}
+		}
+		g, u := view(b.eg, i*I, I), view(b.eu, i*I, I)
+		gus = append(gus, g, u)
+		xs = append(xs, x, x)
+		outs = append(outs, view(b.eo, s.plan.slot[id]*H, H))
+	}
+	return gu, down, xs, gus, outs, err
+}
+
+// computeApart runs the share: every gate and up in one dispatch, SwiGLU
+// into the gates, every down in one.
+func computeApart(be backend.Backend, gu, down []backend.Tensor, xs, gus, outs []backend.Buffer) error {
+	bt, ok := be.(backend.MatVecBatcher)
+	if !ok {
+		return fmt.Errorf("model: the miss backend (%s) does not batch matvecs", be.Name())
+	}
+	if err := bt.MatVecBatch(gus, gu, xs); err != nil {
+		return err
+	}
+	gs := make([]backend.Buffer, len(down))
+	for i := range down {
+		gs[i] = gus[2*i]
+		if err := be.SwiGLU(gs[i], gus[2*i], gus[2*i+1]); err != nil {
+			return err
+		}
+	}
+	return bt.MatVecBatch(outs, down, gs)
+}
+
+// wait waits for the share (if started), releases its tensors and unpins
+// its host-tier entries; the first error wins.
+func (a *apartShare) wait(be backend.Backend, t *hostTier) error {
+	var err error
+	if a.done != nil {
+		err = <-a.done
+	}
+	for _, b := range a.bound {
+		if b != nil {
+			err = errors.Join(err, be.Release(b))
+		}
+	}
+	a.unpin(t)
+	return err
+}
+
+func (a *apartShare) unpin(t *hostTier) {
+	for _, te := range a.pinned {
+		t.put(te, true)
+	}
+	a.pinned = nil
 }

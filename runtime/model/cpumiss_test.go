@@ -318,3 +318,70 @@ func TestInterleave(t *testing.T) {
 		}
 	}
 }
+
+// TestCPUMissesApart: with missApart a decode step's miss-rank share, when
+// the host tier holds all of it, is computed on a goroutine of its own
+// while the link's misses stream (onApart counts it), and the logits are
+// the interleaved path's bit for bit, over cold and warm passes (the same
+// placements, so the same sums in the same order) and within the goldens'
+// tolerance. A share the host tier does not hold whole falls back to the
+// interleaved path (the cold passes, which read it into the tier).
+func TestCPUMissesApart(t *testing.T) {
+	defer func(v bool, f func(int)) { missApart, onApart = v, f }(missApart, onApart)
+	g := readGolden(t, "bf16")
+	for _, share := range []float64{0.5, 1} {
+		var passes [2][3][]float32
+		var hostHits [2]int64
+		for i, apart := range []bool{false, true} {
+			missApart = apart
+			n := 0
+			onApart = func(k int) { n += k }
+			tier := &combTier{holdTier: newHoldTier(evenExperts)}
+			mb := cpu.New(cpu.Options{Threads: 2})
+			t.Cleanup(func() { mb.Close(); tier.Close() })
+			m := open(t, "hf", 16, 0, Options{Backend: tier, MissBackend: mb, MissShare: share, HostCache: 1 << 30})
+			for p := range passes[i] {
+				passes[i][p] = decodeLogits(t, m, g)
+			}
+			st := m.ExpertStats()
+			if st.MissRank == 0 {
+				t.Errorf("share %v, apart %v: no expert on the miss rank", share, apart)
+			}
+			hostHits[i] = st.HostHits
+			if apart != (n > 0) {
+				t.Errorf("share %v, apart %v: %d experts computed apart", share, apart, n)
+			}
+			checkGreedy(t, m, g)
+		}
+		for p := range passes[0] {
+			if !slices.Equal(passes[0][p], passes[1][p]) {
+				t.Errorf("share %v, pass %d: the logits apart differ from the interleaved path's", share, p)
+			}
+		}
+		if hostHits[0] != hostHits[1] {
+			t.Errorf("share %v: %d host-tier hits apart, %d interleaved: want the same count", share, hostHits[1], hostHits[0])
+		}
+	}
+}
+
+// decodeLogits is the logits of the golden prompt and of each step that
+// feeds the golden continuation, in order.
+func decodeLogits(t *testing.T, m *Model, g *golden) []float32 {
+	t.Helper()
+	s, err := m.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg, err := s.Forward(g.i64["input_ids"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := slices.Clone(lg)
+	for _, id := range g.i64["generated_ids"] {
+		if lg, err = s.Forward([]int{id}); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, lg...)
+	}
+	return all
+}

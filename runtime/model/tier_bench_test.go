@@ -53,7 +53,9 @@ import (
 //     tiered) is that tier with the checks before the bind;
 //     scaled-cpumiss: scaled with Options.MissBackend, a CPU backend on
 //     every core computing the tier's repeat misses beside the GPU's hits
-//     (issue 12 §2; cpumiss.go), its share in cpu-misses/layer;
+//     (issue 12 §2; cpumiss.go), its share in cpu-misses/layer; with
+//     -cpuapart (e.g. host-cpumiss-cpuapart) the share of a one-token step
+//     runs on a goroutine of its own beside the link (missApart);
 //     scaled-8pread and scaled-16pread: each miss read by 8 or 16
 //     preads (readParts) instead of 4; resident-dev: resident with the
 //     layers routed on the device (devroute.go) and the model's own
@@ -135,8 +137,11 @@ func BenchmarkTieredDecode(b *testing.B) {
 				defer func(bh, g, c, d, x, dm, so, ps, pn, to, se bool, rp int) {
 					batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, sharedOff, partSerial, prefetchNow, touchOff, settleOff, readParts = bh, g, c, d, x, dm, so, ps, pn, to, se, rp
 				}(batchHits, graphsOff, combineOff, devOff, exclusiveOff, devMissOn, sharedOff, partSerial, prefetchNow, touchOff, settleOff, readParts)
+				defer func(v bool) { missApart = v }(missApart)
 				for _, lever := range levers {
 					switch lever {
+					case "cpuapart":
+						missApart = true
 					case "incl":
 						exclusiveOff = true
 					case "dev":
