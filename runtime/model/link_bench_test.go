@@ -21,8 +21,9 @@ import (
 // keeps them. The link binds them to the device one after another (Bind,
 // with the previous expert released after the next one's copies are
 // queued, as a layer's misses go); the CPU backend computes others, four at
-// a time as a CPU share of a K=10 layer would (gate and up of the four in
-// one dispatch, SwiGLU, the downs in one). Each runs alone, then both at
+// a time as a CPU share of a K=10 layer would and as the miss rank's share
+// apart does (computeApart: gate and up of the four in one dispatch,
+// SwiGLU, the downs in one). Each runs alone, then both at
 // once; the metrics are GB/s of expert bytes. If the link keeps its rate
 // beside the CPUs, a layer's experts could take
 // bytes / (link + CPU together) instead of bytes / link.
@@ -161,14 +162,14 @@ func copyLoop(be backend.Backend, ws [][3]backend.Weight, stop func() bool) (int
 }
 
 // cpuShare is a CPU backend computing groups of experts held in pinned
-// memory, as a CPU share of a layer would.
+// memory as the miss rank's share apart does (computeApart).
 type cpuShare struct {
 	be          *cpu.Backend
 	ts          [][3]backend.Tensor
 	x           backend.Buffer
-	g, u, o     []backend.Buffer
-	ys, xs      []backend.Buffer
-	gw, dw      []backend.Tensor
+	gus, o      []backend.Buffer
+	xs          []backend.Buffer
+	gu, down    []backend.Tensor
 	group, next int
 }
 
@@ -200,13 +201,14 @@ func newCPUShare(be *cpu.Backend, m *Model, ws [][3]backend.Weight, group int) (
 		for _, p := range []struct {
 			dst *[]backend.Buffer
 			n   int
-		}{{&c.g, I}, {&c.u, I}, {&c.o, H}} {
+		}{{&c.gus, I}, {&c.gus, I}, {&c.o, H}} {
 			buf, err := be.Alloc(p.n)
 			if err != nil {
 				return nil, err
 			}
 			*p.dst = append(*p.dst, buf)
 		}
+		c.xs = append(c.xs, c.x, c.x)
 	}
 	return c, nil
 }
@@ -216,23 +218,13 @@ func newCPUShare(be *cpu.Backend, m *Model, ws [][3]backend.Weight, group int) (
 func (c *cpuShare) loop(stop func() bool) (int, error) {
 	n := 0
 	for !stop() {
-		c.ys, c.xs, c.gw, c.dw = c.ys[:0], c.xs[:0], c.gw[:0], c.dw[:0]
+		c.gu, c.down = c.gu[:0], c.down[:0]
 		for i := range c.group {
 			t := c.ts[(c.next+i)%len(c.ts)]
-			c.ys = append(c.ys, c.g[i], c.u[i])
-			c.xs = append(c.xs, c.x, c.x)
-			c.gw = append(c.gw, t[0], t[1])
-			c.dw = append(c.dw, t[2])
+			c.gu = append(c.gu, t[0], t[1])
+			c.down = append(c.down, t[2])
 		}
-		if err := c.be.MatVecBatch(c.ys, c.gw, c.xs); err != nil {
-			return n, err
-		}
-		for i := range c.group {
-			if err := c.be.SwiGLU(c.g[i], c.g[i], c.u[i]); err != nil {
-				return n, err
-			}
-		}
-		if err := c.be.MatVecBatch(c.o, c.dw, c.g); err != nil {
+		if err := computeApart(c.be, c.gu, c.down, c.xs, c.gus, c.o); err != nil {
 			return n, err
 		}
 		c.next += c.group
