@@ -6,7 +6,8 @@
 # read of the same bytes, at MISS_BENCH_THREADS threads; when cpu.test is in $B), then for each
 # MISS_CONFIGS entry share/threads "host" (the link alone), "host-cpumiss" (the miss rank interleaved
 # with the link's experts) and "host-cpumiss-cpuapart" (its share on a goroutine of its own beside the
-# link) side by side at K=4 and K=10 (MISS_TIERS to choose). Model in $M (scripts/gpu-bench.sh with BENCH_KEEP=1), binaries in $B.
+# link) side by side at K=4 and K=10 (MISS_TIERS to choose). Model in $M (scripts/gpu-bench.sh with
+# BENCH_KEEP=1, or any pack of 397B-shaped experts), binaries in $B.
 set -uo pipefail
 B=${B:?binaries}; M=${M:?model}
 [ -x "$B/cpu.test" ] && FMOE_BENCH_THREADS=${MISS_BENCH_THREADS:-8,12,16} "$B/cpu.test" -test.run '^$' -test.bench Experts -test.benchtime 100x 2>&1 | grep -E '^Benchmark'
