@@ -301,13 +301,10 @@ func (s *Session) startApart(l int, ids []int, x backend.Buffer, b expertBufs) (
 	}
 	be := m.ranks[m.miss].be
 	gu, down, xs, gus, outs, err := s.apartJobs(be, ids, ws, x, b)
-	if err != nil {
-		a.bound = append(a.bound, gu...)
-		a.bound = append(a.bound, down...)
-		a.wait(be, t)
-		return nil, false, err
-	}
 	a.bound = append(append(a.bound, gu...), down...)
+	if err != nil {
+		return nil, false, errors.Join(err, a.wait(be, t))
+	}
 	a.done = make(chan error, 1)
 	go func() {
 		a.done <- computeApart(be, gu, down, xs, gus, outs)
@@ -374,7 +371,7 @@ func computeApart(be backend.Backend, gu, down []backend.Tensor, xs, gus, outs [
 }
 
 // wait waits for the share (if started), releases its tensors and unpins
-// its host-tier entries; the first error wins.
+// its host-tier entries, and returns every error met.
 func (a *apartShare) wait(be backend.Backend, t *hostTier) error {
 	var err error
 	if a.done != nil {

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -64,18 +65,17 @@ func BenchmarkCPUBesideLink(b *testing.B) {
 			const d = 400 * time.Millisecond
 			copies := func(stop func() bool) (int, error) { return copyLoop(be, link, stop) }
 			for range b.N {
-				linkAlone := rateFor(d, bytes, copies)
-				cpuAlone := rateFor(d, bytes, c.loop)
+				linkAlone, err1 := rateFor(d, bytes, copies)
+				cpuAlone, err2 := rateFor(d, bytes, c.loop)
 				var lt, ct float64
+				var err3, err4 error
 				var wg sync.WaitGroup
 				wg.Add(2)
-				go func() { defer wg.Done(); lt = rateFor(d, bytes, copies) }()
-				go func() { defer wg.Done(); ct = rateFor(d, bytes, c.loop) }()
+				go func() { defer wg.Done(); lt, err3 = rateFor(d, bytes, copies) }()
+				go func() { defer wg.Done(); ct, err4 = rateFor(d, bytes, c.loop) }()
 				wg.Wait()
-				for _, r := range []float64{linkAlone, cpuAlone, lt, ct} {
-					if r < 0 {
-						b.Fatal("a loop failed (see the log)")
-					}
+				if err := errors.Join(err1, err2, err3, err4); err != nil {
+					b.Fatal(err)
 				}
 				b.ReportMetric(linkAlone, "link-GB/s")
 				b.ReportMetric(cpuAlone, "cpu-GB/s")
@@ -91,8 +91,9 @@ func BenchmarkCPUBesideLink(b *testing.B) {
 	}
 }
 
-// pinnedExperts reads n experts of layer l from id first on into pinned
-// buffers, checked, and returns their weights and the expert stride.
+// pinnedExperts reads n experts of the first layer, from id first on,
+// into pinned buffers, checked, and returns their weights and the expert
+// stride.
 func pinnedExperts(b *testing.B, m *Model, ha backend.HostAllocator, first, n int) ([][3]backend.Weight, int) {
 	r := m.experts
 	stride := int(r.set.Stride)
@@ -116,15 +117,11 @@ func pinnedExperts(b *testing.B, m *Model, ha backend.HostAllocator, first, n in
 }
 
 // rateFor runs loop until d has passed and returns its GB/s of experts of
-// bytes each, or -1 if it failed.
-func rateFor(d time.Duration, bytes int, loop func(stop func() bool) (int, error)) float64 {
+// bytes each.
+func rateFor(d time.Duration, bytes int, loop func(stop func() bool) (int, error)) (float64, error) {
 	t0 := time.Now()
 	n, err := loop(func() bool { return time.Since(t0) >= d })
-	if err != nil {
-		println("loop:", err.Error())
-		return -1
-	}
-	return float64(n) * float64(bytes) / time.Since(t0).Seconds() / 1e9
+	return float64(n) * float64(bytes) / time.Since(t0).Seconds() / 1e9, err
 }
 
 // copyLoop binds experts to the device in turn until stop, each released
