@@ -42,8 +42,9 @@
 #             fmoe's "preload:" line in runs.log gives the load's time, outside prefill)
 #   host      llama.cpp -ngl 99 -ot exps=CPU (its CPU computes the experts, from mmap'd page cache)
 #             | fmoe --gpu-cache 0 --host-cache 8G: experts in its pinned host tier, one DMA each,
-#             GPU computes; then (deadline permitting) fmoe --gpu-cache 0: experts pread from the
-#             page cache each token
+#             GPU computes; at K=10 the same with --cpu-experts PEER_CPU_SHARE (default 0.4: that
+#             share of the experts computed by its CPUs from the host tier beside the link); then
+#             (deadline permitting) fmoe --gpu-cache 0: experts pread from the page cache each token
 #   disk      both in a cgroup v2 with memory.max=PEER_MEMMAX (page cache included), after
 #             drop_caches, so experts come from the disk: llama.cpp's mmap vs fmoe's preads
 # fmoe's measured decode tok/s is "timed/untimed": timed from the --timing run (which gives the
@@ -78,6 +79,9 @@ RESCACHE=${PEER_RESCACHE:-16G}
 # LAA faster than LA, its added layer (~1.2 ms of ~7) inside the spread; a rep there is ~2 s
 REPS=${PEER_REPS:-5}
 DEADLINE=${PEER_DEADLINE:-0}
+# the host row's extra fmoe line at K=10: --cpu-experts this share (0: none); session 24's
+# scripts/gpu-cpumiss.sh had 0.4 on 16 cores 13% ahead of the link alone at K=10, behind at K=4
+CPUSHARE=${PEER_CPU_SHARE:-0.4}
 LL=$DIR/llama.cpp
 LB=$LL/build/bin
 export LD_LIBRARY_PATH=$LB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -251,9 +255,19 @@ row() { # ROW K
       "$ftg" "$fut" "$fut2" "$tga" "$tgb" "$tgc" "$flt" "$fult" "$lper" "$latt" "$ffix" "$fufix" "$lfix" "$ft" "$lt" "$(ratio "$ft" "$lt")" \
       "$fu" "$(ratio "$fu" "$lt")" "$fpp" "$ppa" "$ppb" "$ppc" "$fpt" "$lpt"
     # experts in RAM: fmoe's pinned host tier (one DMA per expert, no read) first, as fmoe runs
-    # them; then its page-cache reads, while the deadline leaves time
-    [ $row = host ] && [ "$name" = "host, fmoe host tier" ] && ! late || break
-    name="host, fmoe page cache"; fflags=(--gpu-cache 0)
+    # them; then (K=10, PEER_CPU_SHARE not 0) the same with its CPUs computing that share of the
+    # experts beside the link (--cpu-experts); then its page-cache reads, while the deadline leaves time
+    [ $row = host ] && ! late || break
+    case $name in
+      "host, fmoe host tier")
+        if [ "$k" = 10 ] && [ "$CPUSHARE" != 0 ]; then
+          name="host, fmoe host tier + CPU $CPUSHARE"; fflags=(--gpu-cache 0 --host-cache 8G --cpu-experts "$CPUSHARE")
+        else
+          name="host, fmoe page cache"; fflags=(--gpu-cache 0)
+        fi ;;
+      "host, fmoe host tier + CPU"*) name="host, fmoe page cache"; fflags=(--gpu-cache 0) ;;
+      *) break ;;
+    esac
   done
 }
 

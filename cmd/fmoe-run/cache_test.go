@@ -81,3 +81,26 @@ func TestPrefetchRefused(t *testing.T) {
 		t.Errorf("--prefetch 0: %v", err)
 	}
 }
+
+// TestCPUExpertsRefused: --cpu-experts out of range, without a host tier,
+// or on a backend without a GPU tier is a usage error saying which.
+func TestCPUExpertsRefused(t *testing.T) {
+	args := []string{"generate", "--model", "$MODEL", "--ids", "1,5", "--tokens", "2", "--backend", "cpu"}
+	for _, c := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--cpu-experts", "1.5"}, "at most 1"},
+		{[]string{"--cpu-experts", "-0.2"}, "above 0"},
+		{[]string{"--cpu-experts", "NaN"}, "above 0"},
+		{[]string{"--cpu-experts", "0.5"}, "needs --host-cache"},
+		{[]string{"--cpu-experts", "0.5", "--host-cache", "1M"}, "has no GPU tier"},
+	} {
+		if _, err := runApp(t, "", append(args, c.flags...)...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v; want an error saying %q", c.flags, err, c.want)
+		}
+	}
+	if _, err := runApp(t, "", append(args, "--cpu-experts", "0")...); err != nil {
+		t.Errorf("--cpu-experts 0 (off): %v", err)
+	}
+}

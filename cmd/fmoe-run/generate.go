@@ -9,6 +9,7 @@ import (
 
 	"github.com/fmoe/fmoe/chat"
 	"github.com/fmoe/fmoe/internal/cliutil"
+	"github.com/fmoe/fmoe/runtime/backend"
 	"github.com/fmoe/fmoe/runtime/model"
 	"github.com/fmoe/fmoe/tokenizer"
 )
@@ -26,6 +27,7 @@ func modelFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "verbose", Usage: "say in full why a backend was or was not chosen"},
 		&cli.StringFlag{Name: "gpus", Value: "all", Usage: "`LIST` of devices to split the routed experts over, such as 0,1 (CUDA: device numbers, joined by NCCL; the CPU: logical devices in one process); all takes every visible GPU (one on the CPU and Metal)"},
 		preloadFlag,
+		cpuExpertsFlag,
 		&cli.IntFlag{Name: "prefetch", Usage: "predict each layer's experts `N` layers ahead (the model's own router run on an earlier layer's input) and copy those the GPU tier lacks from the host tier while the layers before compute (CUDA, with --host-cache; 0, the default, is off). A wrong guess costs link time, never a wrong result; measured in docs/benchmarks.md run 11 (N=1: 9-11% off a layer with misses at 77% of picks predicted)"},
 		&cli.StringFlag{Name: "expert-load", Usage: "routing trace `FILE` (docs/route-trace.md: one recorded from this model's runs with fmoe-run generate --record-route, or a synthetic one from fmoe-pack route-trace) whose per-expert counts place the experts over several --gpus, balanced by load; it must have the model's layers and experts (default: the --route-trace being replayed, else evenly by number)"},
 	}
@@ -58,6 +60,12 @@ func openModel(c *cli.Context) (*model.Model, error) {
 	bes, load, err := openDevices(c, &o)
 	if err == nil {
 		err = checkPreload(c, gc, bes)
+	}
+	if err == nil {
+		var mb backend.Backend
+		if mb, err = cpuExperts(c, &o); mb != nil {
+			bes = append(bes, mb)
+		}
 	}
 	var m *model.Model
 	if err == nil {

@@ -248,17 +248,18 @@ func interleave(dst, a, b []int) []int {
 	return dst
 }
 
-// missApart (off by default; BenchmarkTieredDecode's "cpuapart" lever)
-// gives the miss rank its share of a one-token step on a goroutine of its
-// own: session 23 measured (docs/benchmarks.md, "Can the CPUs add
-// bandwidth beside the link?") the link keeping its rate beside the CPU
-// backend's batched experts, and the interleaved miss rank losing to the
-// link alone because the CPUs and the link took turns on one goroutine.
-// Apart, the share's experts are computed from the host tier in two
-// batched dispatches while this goroutine binds and queues the link's.
-// Each job computes what its MatMul would, so the rows are the
-// interleaved path's bit for bit.
-var missApart = false
+// missApart gives the miss rank its share of a one-token step on a
+// goroutine of its own. Session 23 measured (docs/benchmarks.md, "Can the
+// CPUs add bandwidth beside the link?") the link keeping its rate beside
+// the CPU backend's batched experts, and the interleaved miss rank losing
+// to the link alone because the CPUs and the link took turns on one
+// goroutine; session 24 measured this path beating both at K=10. Apart,
+// the share's experts are computed from the host tier in two batched
+// dispatches while this goroutine binds and queues the link's. Each job
+// computes what its MatMul would, so the rows are the interleaved path's
+// bit for bit. Off (tests, BenchmarkTieredDecode's "interleaved" lever)
+// leaves every share to the interleaved path.
+var missApart = true
 
 // onApart, when set (tests), is told how many experts each apart share
 // computed.

@@ -385,3 +385,36 @@ func decodeLogits(t *testing.T, m *Model, g *golden) []float32 {
 	}
 	return all
 }
+
+// TestCPUMissesOnDevice is fmoe-run --cpu-experts on a real GPU
+// (FMOE_TEST_BACKEND=cuda; skipped on a backend without a GPU tier): no GPU
+// tier, every expert from the host tier, half of each step's repeat misses
+// computed by a CPU backend apart while the others cross the link. Every
+// golden case holds to the goldens' tolerance and greedy continuation
+// cold (the host tier fills, first misses take the link) and warm (the
+// miss rank computes its share apart: onApart counts it).
+func TestCPUMissesOnDevice(t *testing.T) {
+	be := testBackend(t)
+	if _, ok := be.(backend.ExpertCache); !ok {
+		t.Skip("needs a backend with a GPU tier (FMOE_TEST_BACKEND=cuda)")
+	}
+	defer func(f func(int)) { onApart = f }(onApart)
+	for _, c := range allGoldenCases() {
+		if c.golden == "bf16-long" && testing.Short() {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) {
+			g := readGolden(t, c.golden)
+			n := 0
+			onApart = func(k int) { n += k }
+			mb := cpu.New(cpu.Options{Threads: 4})
+			t.Cleanup(func() { mb.Close() })
+			m := open(t, c.src, c.bits, c.k, Options{Backend: be, GPUCache: GPUCacheOff, HostCache: 1 << 30, MissBackend: mb, MissShare: 0.5})
+			checkGreedy(t, m, g) // cold
+			checkGreedy(t, m, g) // warm
+			if st := m.ExpertStats(); st.MissRank == 0 || n == 0 {
+				t.Errorf("%d experts on the miss rank, %d of them apart: want both above 0", st.MissRank, n)
+			}
+		})
+	}
+}

@@ -54,8 +54,9 @@ import (
 //     scaled-cpumiss: scaled with Options.MissBackend, a CPU backend on
 //     every core computing the tier's repeat misses beside the GPU's hits
 //     (issue 12 §2; cpumiss.go), its share in cpu-misses/layer; with
-//     -cpuapart (e.g. host-cpumiss-cpuapart) the share of a one-token step
-//     runs on a goroutine of its own beside the link (missApart);
+//     a one-token step's share on a goroutine of its own beside the link
+//     (missApart, the default), or with -interleaved (host-cpumiss-
+//     interleaved) taking turns with the link's experts on one;
 //     scaled-8pread and scaled-16pread: each miss read by 8 or 16
 //     preads (readParts) instead of 4; resident-dev: resident with the
 //     layers routed on the device (devroute.go) and the model's own
@@ -140,8 +141,10 @@ func BenchmarkTieredDecode(b *testing.B) {
 				defer func(v bool) { missApart = v }(missApart)
 				for _, lever := range levers {
 					switch lever {
-					case "cpuapart":
+					case "cpuapart": // the default since session 24; kept so that older tier names run
 						missApart = true
+					case "interleaved":
+						missApart = false
 					case "incl":
 						exclusiveOff = true
 					case "dev":

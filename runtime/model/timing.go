@@ -341,7 +341,7 @@ func (t *Timing) Report(w io.Writer) {
 				return "-"
 			}
 			return pct(float64(p.MissRank) / float64(p.ExpertUses))
-		}, "of all experts: repeat GPU-tier misses computed on the CPU (Options.MissBackend), no copy")
+		}, "of all experts: repeat GPU-tier misses computed on the CPU (--cpu-experts), no copy")
 	}
 	row("routed on the GPU, layers", func(p *PhaseTiming) string {
 		if p.MoELayers == 0 {

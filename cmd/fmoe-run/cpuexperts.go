@@ -1,0 +1,36 @@
+package main
+
+import (
+	"github.com/urfave/cli/v2"
+
+	"github.com/fmoe/fmoe/internal/cliutil"
+	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/cpu"
+	"github.com/fmoe/fmoe/runtime/model"
+)
+
+var cpuExpertsFlag = &cli.Float64Flag{Name: "cpu-experts", Usage: "`SHARE` (0 to 1) of the experts the GPU tier misses that the CPU computes from the host tier, on --threads cores, while the others cross the link to the GPU (CUDA with --host-cache, one GPU; 0, the default, is off). It pays where the link is the limit and the CPU reads RAM at a good part of the link's rate: measured in docs/benchmarks.md (K=10 on an H100 host, every expert from the host tier: 0.4 on 16 cores took 13% off a layer; at K=4 it lost)"}
+
+// cpuExperts sets up --cpu-experts: a CPU backend as o's miss backend
+// computing that share of each step's GPU-tier misses. It returns the
+// backend (the caller's to close) or nil when the flag is off.
+func cpuExperts(c *cli.Context, o *model.Options) (backend.Backend, error) {
+	share := c.Float64("cpu-experts")
+	if share == 0 {
+		return nil, nil
+	}
+	if !(share > 0 && share <= 1) {
+		return nil, cliutil.UsageError("--cpu-experts %v: want a share above 0 and at most 1 (or 0, off)", share)
+	}
+	if o.HostCache <= 0 {
+		return nil, cliutil.UsageError("--cpu-experts: needs --host-cache (the CPU computes its share straight from the host tier's pinned copies)")
+	}
+	if _, ok := o.Backend.(backend.ExpertCache); !ok {
+		return nil, cliutil.UsageError("--cpu-experts: the backend (%s) has no GPU tier whose misses the CPU could share; it needs --backend cuda", o.Backend.Name())
+	}
+	if len(o.Devices) > 0 {
+		return nil, cliutil.UsageError("--cpu-experts: runs beside one GPU (got %d devices from --gpus)", len(o.Devices)+1)
+	}
+	o.MissBackend, o.MissShare = cpu.New(cpu.Options{Threads: c.Int("threads")}), share
+	return o.MissBackend, nil
+}
