@@ -15,7 +15,10 @@ var cpuExpertsFlag = &cli.Float64Flag{Name: "cpu-experts", Usage: "`SHARE` (0 to
 // computing that share of each step's GPU-tier misses. It returns the
 // backend (the caller's to close) or nil when the flag is off.
 func cpuExperts(c *cli.Context, o *model.Options) (backend.Backend, error) {
-	share := c.Float64("cpu-experts")
+	return setupCPUExperts(c.Float64("cpu-experts"), c.Int("threads"), o)
+}
+
+func setupCPUExperts(share float64, threads int, o *model.Options) (backend.Backend, error) {
 	if share == 0 {
 		return nil, nil
 	}
@@ -31,6 +34,14 @@ func cpuExperts(c *cli.Context, o *model.Options) (backend.Backend, error) {
 	if len(o.Devices) > 0 {
 		return nil, cliutil.UsageError("--cpu-experts: runs beside one GPU (got %d devices from --gpus)", len(o.Devices)+1)
 	}
-	o.MissBackend, o.MissShare = cpu.New(cpu.Options{Threads: c.Int("threads")}), share
+	// The CPU is a rank of its own: the model joins it to the GPU through
+	// host memory (a nil collective), not with the one device's collective.
+	if o.Collective != nil {
+		if err := o.Collective.Close(); err != nil {
+			return nil, err
+		}
+		o.Collective = nil
+	}
+	o.MissBackend, o.MissShare = cpu.New(cpu.Options{Threads: threads}), share
 	return o.MissBackend, nil
 }
