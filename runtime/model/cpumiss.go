@@ -173,18 +173,18 @@ func (s *Session) sendRows(r *run, bufs []expertBufs) {
 // lookupHits asks rank 0's GPU tier for each of the layer's experts and
 // records in mown the rank that computes it: the hits (returned bound)
 // and first misses stay on rank 0, and of the later misses the miss rank
-// takes its share (toMiss of miss), the others go to rank 0. Without a
-// tier every expert misses. miss interleaves rank 0's misses with the
-// miss rank's, rank 0's first: the stream releases a copied expert's
-// binds (waiting for its copy) only after the next expert's work is
-// queued or done, so a copy runs while the miss rank computes the expert
-// after it, and the link and the CPUs work side by side. (Rank 0's misses
-// all first left the CPUs idle until the last copy but one had finished:
-// issue 12's run 9.)
+// takes its share (toMiss of miss, shareRepeats), the others go to rank 0.
+// Without a tier every expert misses. miss interleaves rank 0's misses
+// with the miss rank's, rank 0's first: the stream releases a copied
+// expert's binds (waiting for its copy) only after the next expert's work
+// is queued or done, so a copy runs while the miss rank computes the
+// expert after it, and the link and the CPUs work side by side. (Rank 0's
+// misses all first left the CPUs idle until the last copy but one had
+// finished: issue 12's run 9.)
 func (s *Session) lookupHits(l int) (hits []int, hitT [][]backend.Tensor, miss []int, toMiss int) {
 	m := s.m
 	c := m.ranks[0].cache
-	cpu := s.cpuMiss[:0]
+	repeat := s.repeat[:0]
 	for _, id := range s.plan.ids {
 		if c != nil {
 			if bound, ok := c.CachedExpert(l, id); ok {
@@ -199,24 +199,50 @@ func (s *Session) lookupHits(l int) (hits []int, hitT [][]backend.Tensor, miss [
 			miss = append(miss, id)
 			continue
 		}
-		if s.missDue += m.missShare; s.missDue < 1 {
-			s.mown[id] = 0 // the link's share: copied as without a miss rank
-			miss = append(miss, id)
-			continue
-		}
-		s.missDue--
-		s.mown[id] = m.miss
-		cpu = append(cpu, id)
+		repeat = append(repeat, id)
 	}
-	s.cpuMiss = cpu
-	toMiss = len(cpu)
-	s.mixed = interleave(s.mixed[:0], miss, cpu)
+	s.repeat = repeat
+	miss, s.cpuMiss = s.shareRepeats(l, miss, repeat)
+	toMiss = len(s.cpuMiss)
+	s.mixed = interleave(s.mixed[:0], miss, s.cpuMiss)
 	miss = s.mixed
 	m.stats.GPUHits += int64(len(hits))
 	if tp := s.tm.p; tp != nil {
 		tp.GPUHits += int64(len(hits))
 	}
 	return hits, hitT, miss, toMiss
+}
+
+// shareRepeats gives the miss rank its share of a step's repeat misses
+// and appends the others to link (rank 0's: copied as without a miss
+// rank). The share is counted over every repeat miss (missDue), but taken
+// from those the host tier holds, when there is one: the miss rank
+// computes a one-token step's share apart only when the host tier holds
+// all of it (startApart), and one expert it lacks would send the whole
+// share to the slower interleaved path. Credit a step cannot spend so
+// (fewer held than due) is dropped, not carried: the link has taken
+// those experts.
+func (s *Session) shareRepeats(l int, link, repeat []int) (_, cpu []int) {
+	m := s.m
+	due := 0
+	for range repeat {
+		if s.missDue += m.missShare; s.missDue >= 1 {
+			s.missDue--
+			due++
+		}
+	}
+	t := m.experts.tier
+	cpu = s.cpuMiss[:0]
+	for _, id := range repeat {
+		if len(cpu) < due && (t == nil || t.holds(l, id)) {
+			s.mown[id] = m.miss
+			cpu = append(cpu, id)
+			continue
+		}
+		s.mown[id] = 0
+		link = append(link, id)
+	}
+	return link, cpu
 }
 
 // countCopied adds an expert copied to rank 0's device to the counters.

@@ -418,3 +418,48 @@ func TestCPUMissesOnDevice(t *testing.T) {
 		})
 	}
 }
+
+// TestCPUMissesPartialHost: with a host tier too small for the layers'
+// repeat misses (12 slots for 8 layers' odd experts), the miss rank takes
+// its share from the experts the host tier holds, so every decode step's
+// share runs apart (none falls back to the interleaved path, as a share
+// with one unheld expert would), the unheld ones cross the link, and the
+// goldens hold.
+func TestCPUMissesPartialHost(t *testing.T) {
+	defer func(v bool, f func(int)) { missApart, onApart = v, f }(missApart, onApart)
+	missApart = true
+	g := readGolden(t, "bf16")
+	probe := open(t, "hf", 16, 0, Options{})
+	stride := probe.experts.set.Stride
+	apart := 0
+	onApart = func(k int) { apart += k }
+	tier := &combTier{holdTier: newHoldTier(evenExperts)}
+	mb := cpu.New(cpu.Options{Threads: 2})
+	t.Cleanup(func() { mb.Close(); tier.Close() })
+	m := open(t, "hf", 16, 0, Options{Backend: tier, MissBackend: mb, MissShare: 1, HostCache: 12 * stride})
+	checkGreedy(t, m, g) // cold: first misses cross the link and fill the host tier
+	for pass := range 2 {
+		s, err := m.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Forward(g.i64["input_ids"]); err != nil {
+			t.Fatal(err)
+		}
+		st0, a0, b0 := m.ExpertStats(), apart, tier.binds
+		for _, id := range g.i64["generated_ids"] {
+			if _, err := s.Forward([]int{id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st := m.ExpertStats()
+		cpuN, linkN := st.MissRank-st0.MissRank, tier.binds-b0
+		if cpuN == 0 || linkN == 0 {
+			t.Errorf("pass %d: %d repeat misses on the CPU, %d over the link: want both (the host tier holds some)", pass, cpuN, linkN)
+		}
+		if int64(apart-a0) != cpuN {
+			t.Errorf("pass %d: %d of the CPU's %d experts computed apart: want all", pass, apart-a0, cpuN)
+		}
+	}
+	checkGreedy(t, m, g)
+}

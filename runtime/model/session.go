@@ -85,6 +85,7 @@ type Session struct {
 	// over a run, whatever each layer's count.
 	missDue  float64
 	cpuMiss  []int             // a layer's misses for the miss rank (lookupHits)
+	repeat   []int             // a layer's repeat misses, before the share is taken (lookupHits)
 	guY, guX [2]backend.Buffer // an expert's gate and up outputs and their input, for one MatVecBatch (expertOps)
 	mixed    []int             // a layer's misses, the link's and the miss rank's interleaved (lookupHits)
 	onMiss   func(id int) bool // whether the miss rank computes id (its host-tier copy stays)
