@@ -4,7 +4,8 @@
 # graphs, the fused combine, device routing and the indexed experts), runtime/model's golden tests
 # on CUDA with the GPU tier on (prefill with per-layer checks, generate, decode = prefill, each golden
 # case twice in one process with the default tier, a forty-expert tier and a host tier, a long context
-# growing the KV cache nine times with the collector off), and every tiny golden case (Qwen3.5, then
+# growing the KV cache nine times with the collector off, every golden case with a CPU share of the
+# misses beside the link as fmoe-run --cpu-experts runs it), and every tiny golden case (Qwen3.5, then
 # the other families of testdata/arch) through `fmoe-verify golden --backend cuda`. Expects binaries
 # built on the dev machine in $BIN (default gpu/): fmoe-pack, fmoe-verify (go build -o gpu/ ./cmd/...),
 # cuda.test and model.test (go test -c -o gpu/cuda.test ./runtime/backend/cuda;
@@ -26,7 +27,7 @@ set -e
 [ "$rc" = 0 ] || fail=1
 echo "== runtime/model on CUDA (GPU tier on)"
 # The whole log goes to a file; shown: each test's verdict, the tier lines, and every failure's messages.
-(cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier|GraphDecode|MLA|Split|SetPlacement|DeviceRouted|DevicePartial|DeviceTable|ExclusiveTiers|FusedRows|Preload|GroupedExperts|AsyncCheckGolden' -test.v > "$T/model.log" 2>&1) || fail=1
+(cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier|GraphDecode|MLA|Split|SetPlacement|DeviceRouted|DevicePartial|DeviceTable|ExclusiveTiers|FusedRows|Preload|GroupedExperts|AsyncCheckGolden|CPUMissesOnDevice' -test.v > "$T/model.log" 2>&1) || fail=1
 grep -E '^ *--- (PASS|FAIL|SKIP)|tier.*(hit|served)' "$T/model.log" | tail -80 || true
 # With -test.v a failure's messages come before its verdict: the failed tests run again, quietly,
 # where Go prints each verdict with its messages.
