@@ -386,37 +386,67 @@ func decodeLogits(t *testing.T, m *Model, g *golden) []float32 {
 	return all
 }
 
-// TestCPUMissesOnDevice is fmoe-run --cpu-experts on a real GPU
-// (FMOE_TEST_BACKEND=cuda; skipped on a backend without a GPU tier): no GPU
-// tier, every expert from the host tier, half of each step's repeat misses
-// computed by a CPU backend apart while the others cross the link. Every
-// golden case holds to the goldens' tolerance and greedy continuation
-// cold (the host tier fills, first misses take the link) and warm (the
-// miss rank computes its share apart: onApart counts it).
+// TestCPUMissesOnDevice is fmoe-run --cpu-experts as a user runs it:
+// half of each step's repeat misses computed by a CPU backend apart while
+// the others cross the link, every expert from a host tier, with no GPU
+// tier (--gpu-cache 0, issue 13's row 2) and with one of 40 experts that
+// evicts (the default, smaller than the model). On a backend with a GPU
+// tier (FMOE_TEST_BACKEND=cuda) that tier is the device's own; elsewhere
+// a CPU stand-in keeping the 40 most recent. Every golden case holds to
+// the goldens' tolerance and greedy continuation cold (the host tier
+// fills, first misses take the link) and warm (the miss rank computes its
+// share apart: onApart counts it).
 func TestCPUMissesOnDevice(t *testing.T) {
 	be := testBackend(t)
-	if _, ok := be.(backend.ExpertCache); !ok {
-		t.Skip("needs a backend with a GPU tier (FMOE_TEST_BACKEND=cuda)")
-	}
+	_, device := be.(backend.ExpertCache)
 	defer func(f func(int)) { onApart = f }(onApart)
-	for _, c := range allGoldenCases() {
-		if c.golden == "bf16-long" && testing.Short() {
-			continue
-		}
-		t.Run(c.name, func(t *testing.T) {
-			g := readGolden(t, c.golden)
-			n := 0
-			onApart = func(k int) { n += k }
-			mb := cpu.New(cpu.Options{Threads: 4})
-			t.Cleanup(func() { mb.Close() })
-			m := open(t, c.src, c.bits, c.k, Options{Backend: be, GPUCache: GPUCacheOff, HostCache: 1 << 30, MissBackend: mb, MissShare: 0.5})
-			checkGreedy(t, m, g) // cold
-			checkGreedy(t, m, g) // warm
-			if st := m.ExpertStats(); st.MissRank == 0 || n == 0 {
-				t.Errorf("%d experts on the miss rank, %d of them apart: want both above 0", st.MissRank, n)
+	for _, third := range []bool{false, true} {
+		for _, c := range allGoldenCases() {
+			if c.golden == "bf16-long" && testing.Short() {
+				continue
 			}
-		})
+			name := "no-gpu-tier/" + c.name
+			if third {
+				name = "gpu-tier-third/" + c.name
+			}
+			t.Run(name, func(t *testing.T) {
+				g := readGolden(t, c.golden)
+				n := 0
+				onApart = func(k int) { n += k }
+				mb := cpu.New(cpu.Options{Threads: 4})
+				t.Cleanup(func() { mb.Close() })
+				o := Options{Backend: be, GPUCache: GPUCacheOff, HostCache: 1 << 30, MissBackend: mb, MissShare: 0.5}
+				if third {
+					// A third of the model's experts: the tier evicts.
+					p := open(t, c.src, c.bits, c.k, Options{Backend: cpu.New(cpu.Options{Threads: 1}), GPUCache: GPUCacheOff})
+					tier := p.Config.NumHiddenLayers * p.Config.NumExperts / 3
+					o.GPUCache = int64(tier) * p.experts.tierEntryBytes()
+					p.be.Close()
+					if !device {
+						o.Backend = &combLRU{lruTier: newLRUTier(tier)}
+					}
+				} else if !device {
+					o.Backend = &combTier{holdTier: newHoldTier(func(_, _ int) bool { return false })}
+				}
+				if !device {
+					t.Cleanup(func() { o.Backend.Close() })
+				}
+				m := open(t, c.src, c.bits, c.k, o)
+				checkGreedy(t, m, g) // cold
+				checkGreedy(t, m, g) // warm
+				if st := m.ExpertStats(); st.MissRank == 0 || n == 0 {
+					t.Errorf("%d experts on the miss rank, %d of them apart: want both above 0", st.MissRank, n)
+				}
+			})
+		}
 	}
+}
+
+// combLRU is lruTier with the fused combine, as combTier is holdTier.
+type combLRU struct{ *lruTier }
+
+func (c *combLRU) CombineToken(h, eo backend.Buffer, w []float32, sd, gate backend.Buffer) error {
+	return hostCombine(c.Backend, h, eo, w, sd, gate)
 }
 
 // TestCPUMissesPartialHost: with a host tier too small for the layers'
