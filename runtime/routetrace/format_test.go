@@ -86,6 +86,8 @@ func TestBadFiles(t *testing.T) {
 		"zero layers":   {encodeRaw(`{"layers":0,"experts":8,"k":2,"tokens":2}`, ids, w), "layers 0"},
 		"k > experts":   {encodeRaw(`{"layers":1,"experts":8,"k":9,"tokens":2}`, ids, w), "k 9"},
 		"too many":      {encodeRaw(`{"layers":1,"experts":70000,"k":2,"tokens":2}`, ids, w), "experts 70000"},
+		"wrapping size": {encodeRaw(`{"layers":4611686018427387904,"experts":8,"k":4,"tokens":2}`, nil, nil), "too many entries"},
+		"entries":       {encodeRaw(`{"layers":65536,"experts":8,"k":8,"tokens":4096}`, nil, nil), "too many entries"},
 		"size":          {encodeRaw(`{"layers":1,"experts":8,"k":2,"tokens":3}`, ids, w), "truncated or padded"},
 		"truncated":     {trunc, "truncated or padded"},
 		"checksum":      {flip, "checksum mismatch"},

@@ -47,10 +47,24 @@ func (h *Header) check() error {
 		return fmt.Errorf("k %d: want 1 to experts (%d)", h.K, h.Experts)
 	case h.Tokens < 1:
 		return fmt.Errorf("tokens %d: want at least 1", h.Tokens)
-	case int64(h.Tokens)*int64(h.Layers)*int64(h.K) >= 1<<31:
+	case !fewerEntries(1<<31, h.Tokens, h.Layers, h.K):
 		return fmt.Errorf("%d tokens × %d layers × k %d: too many entries", h.Tokens, h.Layers, h.K)
 	}
 	return nil
+}
+
+// fewerEntries reports whether the product of dims (each at least 1) is
+// below limit, without overflowing: a header's dimensions come from a
+// file, and a product that wrapped around would pass a plain check.
+func fewerEntries(limit int64, dims ...int) bool {
+	n := int64(1)
+	for _, d := range dims {
+		if int64(d) >= limit/n+1 {
+			return false
+		}
+		n *= int64(d)
+	}
+	return n < limit
 }
 
 // At returns the ids and weights of token t at layer l (views into the trace).
