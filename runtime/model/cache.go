@@ -85,8 +85,8 @@ func (m *Model) CacheBudget() int64 { return m.cacheBudget }
 
 // ExpertStats counts the routed experts a model computed since Open: Uses
 // (one per distinct expert of a step's layer), of which GPUHits came from
-// the GPU tier, and DeviceBytes copied host-to-device for the others when
-// a GPU tier is present.
+// the GPU tier, and DeviceBytes copied host-to-device for the others on a
+// device backend (its GPU tier on or off).
 type ExpertStats struct {
 	Uses, GPUHits, DeviceBytes int64
 	HostHits                   int64 // GPU-tier misses the host tier served

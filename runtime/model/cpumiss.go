@@ -52,7 +52,7 @@ func (m *Model) setupMissRank(opts Options, bes *[]backend.Backend) error {
 	}
 	m.miss = len(m.ranks)
 	m.offered = newVerified(m.Config.NumHiddenLayers, m.Config.NumExperts)
-	m.ranks = append(m.ranks, rank{be: be})
+	m.ranks = append(m.ranks, newRank(be))
 	*bes = append(*bes, be)
 	return nil
 }

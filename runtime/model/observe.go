@@ -35,8 +35,8 @@ type LayerStats struct {
 	ProbedReads, CachedReads int64
 	ProbedPages, CachedPages int64
 	// The layer's expert uses and how the cache tiers served them: as in
-	// PhaseTiming (GPUHits, HostHits and DeviceBytes stay 0 without the
-	// tiers; see CacheBudgets).
+	// PhaseTiming (GPUHits and HostHits stay 0 without the tiers, see
+	// CacheBudgets; DeviceBytes on a backend without device memory).
 	ExpertUses, GPUHits, HostHits, DeviceBytes int64
 	// Experts are the routed experts of each token, token-major [Tokens·K].
 	Experts []int

@@ -16,12 +16,21 @@ type rank struct {
 	be     backend.Backend
 	cache  backend.ExpertCache // its GPU tier while it has a budget, or nil
 	budget int64               // that tier's budget (ranks 1…; rank 0's is Model.cacheBudget)
+	// device: the rank computes in device memory (a backend with a GPU
+	// tier, on or off), so every expert it binds from the host is copied.
+	device bool
+}
+
+func newRank(be backend.Backend) rank {
+	_, dev := be.(backend.ExpertCache)
+	return rank{be: be, device: dev}
 }
 
 // setupRanks opens the ranks, their collective and the placement of the
 // experts on them; one device is one rank, whose collective does nothing.
 func (m *Model) setupRanks(opts Options) error {
-	m.ranks = []rank{{be: m.be, cache: m.cache}}
+	m.ranks = []rank{newRank(m.be)}
+	m.ranks[0].cache = m.cache
 	bes := []backend.Backend{m.be}
 	for i, be := range opts.Devices {
 		if be == nil {
@@ -33,7 +42,7 @@ func (m *Model) setupRanks(opts Options) error {
 			}
 		}
 		bes = append(bes, be)
-		m.ranks = append(m.ranks, rank{be: be})
+		m.ranks = append(m.ranks, newRank(be))
 	}
 	if err := m.setupMissRank(opts, &bes); err != nil {
 		return err

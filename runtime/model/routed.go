@@ -91,7 +91,7 @@ func (s *Session) streamMisses(r *run, l int, ids []int, stay func(id int) bool,
 		if err != nil {
 			return fmt.Errorf("expert %d: %w", id, err)
 		}
-		if m.ranks[d].cache != nil {
+		if m.ranks[d].device {
 			s.countCopied(w)
 		}
 		s.computeHeld(r, d, id, bound, xs[d], bufs[d], T)

@@ -71,6 +71,9 @@ type Timing struct {
 	// CPUMisses says the GPU tier's repeat misses are computed on the
 	// CPU (Options.MissBackend).
 	CPUMisses bool
+	// Device says rank 0 computes in device memory, so that the experts
+	// it does not hold cross the host-to-device link.
+	Device bool
 	// Prefetch is Options.PrefetchAhead when Options.Prefetch is on, else 0.
 	Prefetch int
 }
@@ -96,8 +99,8 @@ type PhaseTiming struct {
 
 	// ExpertUses counts routed experts computed (one per distinct expert
 	// of a step's layer); GPUHits of them came from the GPU tier, and
-	// DeviceBytes were copied host-to-device for the rest (GPU tier
-	// present only).
+	// DeviceBytes were copied host-to-device for the rest (a device
+	// backend only, with its GPU tier on or off).
 	ExpertUses, GPUHits, DeviceBytes int64
 	// HostHits of the GPU tier's misses were served by the host tier
 	// (Options.HostCache) with no read.
@@ -198,7 +201,7 @@ func (s *Session) startTiming(T int, decode bool) {
 		t.KVBytes += int64(s.layers[i].kw+s.layers[i].vw) * 4
 	}
 	t.Residency = m.experts.residency()
-	t.GPUCache, t.HostCache, t.Devices = m.tierBudget(), m.hostBudget, len(m.ranks)
+	t.GPUCache, t.HostCache, t.Devices, t.Device = m.tierBudget(), m.hostBudget, len(m.ranks), m.ranks[0].device
 	if m.miss > 0 {
 		t.Devices, t.CPUMisses = t.Devices-1, true
 	}
@@ -270,6 +273,9 @@ func (t *Timing) Report(w io.Writer) {
 	if t.Devices > 1 {
 		row(PhaseExchange.String(), func(p *PhaseTiming) string { return perLayer(p, p.Time[PhaseExchange], t.Layers) },
 			fmt.Sprintf("between the %d devices", t.Devices))
+	} else if t.CPUMisses {
+		row("cpu_share_wait", func(p *PhaseTiming) string { return perLayer(p, p.Time[PhaseExchange], t.Layers) },
+			"the CPU's share (--cpu-experts) still running when the GPU's was done, and its rows; well above 0: lower the share")
 	}
 	if t.MoELayers != t.Layers {
 		fmt.Fprintf(w, "  (%d of the %d layers are dense: no routing or expert reads; their MLP counts as shared_expert)\n", t.Layers-t.MoELayers, t.Layers)
@@ -315,26 +321,28 @@ func (t *Timing) Report(w io.Writer) {
 		miss := float64(p.ProbedPages-p.CachedPages) / float64(p.ProbedPages)
 		return fmt.Sprintf("%.1f", miss*float64(p.ExpertBytes)/1e6/float64(p.Tokens))
 	}, "the reads' bytes the page cache did not hold")
-	if t.GPUCache == 0 {
-		return
+	if t.GPUCache == 0 && t.HostCache == 0 && !t.Device {
+		return // the CPU and Metal without a host tier: the page cache, above
 	}
-	if t.Devices > 1 {
-		fmt.Fprintf(w, "[timing] GPU tier (%s budget over %d devices)\n", gib(t.GPUCache), t.Devices)
-	} else {
-		fmt.Fprintf(w, "[timing] GPU tier (%s budget)\n", gib(t.GPUCache))
+	fmt.Fprintf(w, "[timing] %s\n", t.tiersLine())
+	gpuTier := t.GPUCache > 0
+	rowIf := func(on bool, name string, f func(p *PhaseTiming) string, note string) {
+		if on {
+			row(name, f, note)
+		}
 	}
-	row("GPU-tier hit, experts", func(p *PhaseTiming) string {
+	rowIf(gpuTier, "GPU-tier hit, experts", func(p *PhaseTiming) string {
 		if p.ExpertUses == 0 {
 			return "-"
 		}
 		return pct(float64(p.GPUHits) / float64(p.ExpertUses))
 	}, "computed from device memory, no read and no copy")
-	row("host-tier hit, experts", func(p *PhaseTiming) string {
-		if p.ExpertUses == 0 || t.HostCache == 0 {
+	rowIf(t.HostCache > 0, "host-tier hit, experts", func(p *PhaseTiming) string {
+		if p.ExpertUses == 0 {
 			return "-"
 		}
 		return pct(float64(p.HostHits) / float64(p.ExpertUses))
-	}, "of all experts: GPU-tier misses bound from pinned host memory, no read")
+	}, hostNote(t.Device))
 	if t.CPUMisses {
 		row("computed on the CPU, experts", func(p *PhaseTiming) string {
 			if p.ExpertUses == 0 {
@@ -343,7 +351,7 @@ func (t *Timing) Report(w io.Writer) {
 			return pct(float64(p.MissRank) / float64(p.ExpertUses))
 		}, "of all experts: repeat GPU-tier misses computed on the CPU (--cpu-experts), no copy")
 	}
-	row("routed on the GPU, layers", func(p *PhaseTiming) string {
+	rowIf(gpuTier, "routed on the GPU, layers", func(p *PhaseTiming) string {
 		if p.MoELayers == 0 {
 			return "-"
 		}
@@ -363,12 +371,37 @@ func (t *Timing) Report(w io.Writer) {
 			return pct(float64(p.PrefetchUsed) / float64(p.Prefetched))
 		}, "of the prefetched: GPU-tier hits they made (the rest were wrong guesses)")
 	}
-	row("MB over PCIe per token", func(p *PhaseTiming) string {
+	rowIf(t.Device || gpuTier, "MB over PCIe per token", func(p *PhaseTiming) string {
 		if p.Tokens == 0 {
 			return "-"
 		}
 		return fmt.Sprintf("%.1f", float64(p.DeviceBytes)/1e6/float64(p.Tokens))
 	}, "host-to-device copies of the misses")
+}
+
+func hostNote(device bool) string {
+	if device {
+		return "of all experts: GPU-tier misses bound from pinned host memory, no read"
+	}
+	return "of all experts: computed from the host tier's memory, no read"
+}
+
+// tiersLine names the expert tiers and their budgets: the report's
+// header over their hits.
+func (t *Timing) tiersLine() string {
+	var parts []string
+	switch {
+	case t.GPUCache > 0 && t.Devices > 1:
+		parts = append(parts, fmt.Sprintf("GPU tier (%s budget over %d devices)", gib(t.GPUCache), t.Devices))
+	case t.GPUCache > 0:
+		parts = append(parts, fmt.Sprintf("GPU tier (%s budget)", gib(t.GPUCache)))
+	case t.Device:
+		parts = append(parts, "GPU tier (off: every expert crosses the link)")
+	}
+	if t.HostCache > 0 {
+		parts = append(parts, fmt.Sprintf("host tier (%s budget)", gib(t.HostCache)))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // layerTime is the time spent inside the decoder layers.

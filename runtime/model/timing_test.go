@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/cpu"
 )
 
 var timingPrompt = []int{1, 5, 9, 13, 2, 7}
@@ -234,6 +237,75 @@ func TestTimingReportsTiers(t *testing.T) {
 		"MB over PCIe per token", "2.0", "MB from disk per token", "0.2"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// TestTimingReportsTierLayouts: the tiers' header and rows follow what
+// the run has: a GPU with its tier off still reports the link's bytes,
+// and with --cpu-experts the CPU's share and its wait; the CPU with a
+// host tier reports that tier alone, nothing of a GPU; with neither, no
+// tier section.
+func TestTimingReportsTierLayouts(t *testing.T) {
+	dec := PhaseTiming{Tokens: 10, Steps: 10, Wall: time.Second, ExpertUses: 80, HostHits: 70, MissRank: 30, DeviceBytes: 50_000_000}
+	dec.Time[PhaseExchange] = 40 * time.Millisecond
+	for _, c := range []struct {
+		name      string
+		tm        Timing
+		want, not []string
+	}{
+		{"gpu tier off, cpu experts", Timing{Device: true, HostCache: 1 << 30, CPUMisses: true, Devices: 1},
+			[]string{"GPU tier (off", "host tier (1.0 GiB budget)", "host-tier hit, experts", "87.5%", "computed on the CPU, experts", "37.5%", "cpu_share_wait", "1.000", "MB over PCIe per token", "5.0"},
+			[]string{"GPU-tier hit", "routed on the GPU"}},
+		{"cpu with a host tier", Timing{HostCache: 2 << 30, Devices: 1},
+			[]string{"[timing] host tier (2.0 GiB budget)", "host-tier hit, experts"},
+			[]string{"GPU", "PCIe", "cpu_share_wait"}},
+		{"cpu, page cache only", Timing{Devices: 1},
+			[]string{"page-cache hit"},
+			[]string{"tier", "PCIe"}},
+	} {
+		tm := c.tm
+		tm.Layers, tm.MoELayers, tm.K, tm.Stride, tm.Residency, tm.Decode = 1, 1, 8, 1000, "mincore", dec
+		var b strings.Builder
+		tm.Report(&b)
+		for _, w := range c.want {
+			if !strings.Contains(b.String(), w) {
+				t.Errorf("%s: report lacks %q:\n%s", c.name, w, b.String())
+			}
+		}
+		for _, w := range c.not {
+			if strings.Contains(b.String(), w) {
+				t.Errorf("%s: report has %q:\n%s", c.name, w, b.String())
+			}
+		}
+	}
+}
+
+// TestTimingCountsLinkWithoutTier: on a device backend with its GPU tier
+// off every expert crosses the link, and the decode's MB over PCIe counts
+// them (K experts a layer a token, each the stride's bytes or less); a
+// CPU backend copies nothing and reports none.
+func TestTimingCountsLinkWithoutTier(t *testing.T) {
+	g := readGolden(t, "bf16")
+	dev := &combTier{holdTier: newHoldTier(func(_, _ int) bool { return false })}
+	host := cpu.New(cpu.Options{Threads: 2})
+	t.Cleanup(func() { dev.Close(); host.Close() })
+	for _, c := range []struct {
+		be     backend.Backend
+		device bool
+	}{{dev, true}, {host, false}} {
+		m := open(t, "hf", 16, 0, Options{Backend: c.be, GPUCache: GPUCacheOff})
+		_, tm := goldenRun(t, m, g)
+		p := &tm.Decode
+		if tm.Device != c.device {
+			t.Errorf("%s: Timing.Device %v, want %v", c.be.Name(), tm.Device, c.device)
+		}
+		most := p.ExpertUses * m.experts.set.Stride
+		if c.device && (p.DeviceBytes == 0 || p.DeviceBytes > most) {
+			t.Errorf("%s: %d bytes over the link for %d experts (at most %d)", c.be.Name(), p.DeviceBytes, p.ExpertUses, most)
+		}
+		if !c.device && p.DeviceBytes != 0 {
+			t.Errorf("%s: %d bytes over a link the CPU does not have", c.be.Name(), p.DeviceBytes)
 		}
 	}
 }
