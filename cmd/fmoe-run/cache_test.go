@@ -64,43 +64,44 @@ func TestHostCacheFlag(t *testing.T) {
 // TestPrefetchRefused: --prefetch needs a GPU tier that prefetches and a
 // host tier; without them it is refused with the reason, not ignored.
 func TestPrefetchRefused(t *testing.T) {
-	args := []string{"generate", "--model", "$MODEL", "--ids", "1,5", "--tokens", "2", "--backend", "cpu"}
-	for _, c := range []struct {
-		extra []string
-		want  string
-	}{
+	checkRefused(t, []refusal{
 		{[]string{"--prefetch", "1"}, "needs a GPU tier"},
 		{[]string{"--prefetch", "1", "--host-cache", "1M"}, "needs a GPU tier"},
 		{[]string{"--prefetch", "-1"}, "want 0, off, or more"},
-	} {
-		if _, err := runApp(t, "", append(args, c.extra...)...); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%v: %v, want an error saying %q", c.extra, err, c.want)
-		}
-	}
-	if _, err := runApp(t, "", append(args, "--prefetch", "0")...); err != nil {
-		t.Errorf("--prefetch 0: %v", err)
-	}
+	}, "--prefetch", "0")
 }
 
 // TestCPUExpertsRefused: --cpu-experts out of range, without a host tier,
 // or on a backend without a GPU tier is a usage error saying which.
 func TestCPUExpertsRefused(t *testing.T) {
-	args := []string{"generate", "--model", "$MODEL", "--ids", "1,5", "--tokens", "2", "--backend", "cpu"}
-	for _, c := range []struct {
-		flags []string
-		want  string
-	}{
+	checkRefused(t, []refusal{
 		{[]string{"--cpu-experts", "1.5"}, "at most 1"},
 		{[]string{"--cpu-experts", "-0.2"}, "above 0"},
 		{[]string{"--cpu-experts", "NaN"}, "above 0"},
 		{[]string{"--cpu-experts", "0.5"}, "needs --host-cache"},
 		{[]string{"--cpu-experts", "0.5", "--host-cache", "1M"}, "has no GPU tier"},
-	} {
-		if _, err := runApp(t, "", append(args, c.flags...)...); err == nil || !strings.Contains(err.Error(), c.want) {
+	}, "--cpu-experts", "0")
+}
+
+// A refusal is flags that generate on the CPU refuses, and what its error says.
+type refusal struct {
+	flags []string
+	want  string
+}
+
+// checkRefused runs generate on the CPU with each refusal's flags and
+// wants its error, then with off (the flag's off value), which must run.
+func checkRefused(t *testing.T, cases []refusal, off ...string) {
+	t.Helper()
+	args := func(extra []string) []string {
+		return append([]string{"generate", "--model", "$MODEL", "--ids", "1,5", "--tokens", "2", "--backend", "cpu"}, extra...)
+	}
+	for _, c := range cases {
+		if _, err := runApp(t, "", args(c.flags)...); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v; want an error saying %q", c.flags, err, c.want)
 		}
 	}
-	if _, err := runApp(t, "", append(args, "--cpu-experts", "0")...); err != nil {
-		t.Errorf("--cpu-experts 0 (off): %v", err)
+	if _, err := runApp(t, "", args(off)...); err != nil {
+		t.Errorf("%v: %v", off, err)
 	}
 }

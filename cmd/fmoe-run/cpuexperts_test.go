@@ -4,30 +4,9 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/fmoe/fmoe/runtime/backend"
 	"github.com/fmoe/fmoe/runtime/backends"
 	"github.com/fmoe/fmoe/runtime/model"
 )
-
-// noTier stands in for a GPU backend: a CPU backend with a GPU tier that
-// keeps nothing, so that every expert is a miss.
-type noTier struct{ backend.Backend }
-
-func (noTier) SetExpertCache(int64, int) error                { return nil }
-func (noTier) DeviceMemory() (int64, int64, error)            { return 64 << 30, 80 << 30, nil }
-func (noTier) CachedExpert(int, int) ([]backend.Tensor, bool) { return nil, false }
-func (noTier) DropExpert(int, int) error                      { return nil }
-func (n noTier) BindExpert(_, _ int, ws []backend.Weight) ([]backend.Tensor, error) {
-	var ts []backend.Tensor
-	for _, w := range ws {
-		t, err := n.Bind(w)
-		if err != nil {
-			return nil, err
-		}
-		ts = append(ts, t)
-	}
-	return ts, nil
-}
 
 // TestCPUExpertsOpens: --cpu-experts on options as openDevices leaves them
 // for one GPU (its one-rank collective) opens a model whose greedy tokens
@@ -42,7 +21,7 @@ func TestCPUExpertsOpens(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		be := noTier{bes[0]}
+		be := tierCPU{Backend: bes[0]} // a GPU tier that keeps nothing: every expert misses
 		defer be.Close()
 		o := model.Options{Backend: be, Collective: coll, HostCache: 1 << 30, GPUCache: model.GPUCacheOff}
 		mb, err := setupCPUExperts(share, 2, &o)
