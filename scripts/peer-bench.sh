@@ -82,6 +82,8 @@ DEADLINE=${PEER_DEADLINE:-0}
 # the host row's extra fmoe line at K=10: --cpu-experts this share (0: none); session 24's
 # scripts/gpu-cpumiss.sh had 0.4 on 16 cores 13% ahead of the link alone at K=10, behind at K=4
 CPUSHARE=${PEER_CPU_SHARE:-0.4}
+# and its --threads (default: every core; BenchmarkCPUBesideLink had 12 of 16 faster beside the link)
+CPUTHREADS=${PEER_CPU_THREADS:-}
 LL=$DIR/llama.cpp
 LB=$LL/build/bin
 export LD_LIBRARY_PATH=$LB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -261,7 +263,8 @@ row() { # ROW K
     case $name in
       "host, fmoe host tier")
         if [ "$k" = 10 ] && [ "$CPUSHARE" != 0 ]; then
-          name="host, fmoe host tier + CPU $CPUSHARE"; fflags=(--gpu-cache 0 --host-cache 8G --cpu-experts "$CPUSHARE")
+          name="host, fmoe host tier + CPU $CPUSHARE${CPUTHREADS:+ on $CPUTHREADS threads}"
+          fflags=(--gpu-cache 0 --host-cache 8G --cpu-experts "$CPUSHARE" ${CPUTHREADS:+--threads "$CPUTHREADS"})
         else
           name="host, fmoe page cache"; fflags=(--gpu-cache 0)
         fi ;;
