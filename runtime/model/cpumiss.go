@@ -77,7 +77,7 @@ func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int, fuse 
 		}
 	}
 	s.mown = growTo(s.mown, m.Config.NumExperts)
-	hits, hitT, miss, toMiss := s.lookupHits(l)
+	hits, hitT, miss, toMiss := s.lookupHits(l, T)
 	n := 1
 	if toMiss > 0 {
 		n = len(m.ranks)
@@ -173,7 +173,8 @@ func (s *Session) sendRows(r *run, bufs []expertBufs) {
 // lookupHits asks rank 0's GPU tier for each of the layer's experts and
 // records in mown the rank that computes it: the hits (returned bound)
 // and first misses stay on rank 0, and of the later misses the miss rank
-// takes its share (toMiss of miss, shareRepeats), the others go to rank 0.
+// takes its share of a one-token step's (toMiss of miss, shareRepeats),
+// the others go to rank 0.
 // Without a tier every expert misses. miss interleaves rank 0's misses
 // with the miss rank's, rank 0's first: the stream releases a copied
 // expert's binds (waiting for its copy) only after the next expert's work
@@ -181,7 +182,7 @@ func (s *Session) sendRows(r *run, bufs []expertBufs) {
 // expert after it, and the link and the CPUs work side by side. (Rank 0's
 // misses all first left the CPUs idle until the last copy but one had
 // finished: issue 12's run 9.)
-func (s *Session) lookupHits(l int) (hits []int, hitT [][]backend.Tensor, miss []int, toMiss int) {
+func (s *Session) lookupHits(l, T int) (hits []int, hitT [][]backend.Tensor, miss []int, toMiss int) {
 	m := s.m
 	c := m.ranks[0].cache
 	repeat := s.repeat[:0]
@@ -202,7 +203,7 @@ func (s *Session) lookupHits(l int) (hits []int, hitT [][]backend.Tensor, miss [
 		repeat = append(repeat, id)
 	}
 	s.repeat = repeat
-	miss, s.cpuMiss = s.shareRepeats(l, miss, repeat)
+	miss, s.cpuMiss = s.shareRepeats(l, miss, repeat, T)
 	toMiss = len(s.cpuMiss)
 	s.mixed = interleave(s.mixed[:0], miss, s.cpuMiss)
 	miss = s.mixed
@@ -213,17 +214,28 @@ func (s *Session) lookupHits(l int) (hits []int, hitT [][]backend.Tensor, miss [
 	return hits, hitT, miss, toMiss
 }
 
-// shareRepeats gives the miss rank its share of a step's repeat misses
-// and appends the others to link (rank 0's: copied as without a miss
-// rank). The share is counted over every repeat miss (missDue), but taken
+// shareRepeats gives the miss rank its share of a one-token step's repeat
+// misses and appends the others to link (rank 0's: copied as without a
+// miss rank). A step of T > 1 tokens (a prompt) gives it none: the CPU's
+// work on an expert grows with the tokens that use it (T matvecs, the 4-bit
+// kernel compute-bound on a core), the link's copy does not, so a prompt's
+// share on the CPU would cost many times its copy. The share is counted
+// over every repeat miss of the one-token steps (missDue), but taken
 // from those the host tier holds, when there is one: the miss rank
 // computes a one-token step's share apart only when the host tier holds
 // all of it (startApart), and one expert it lacks would send the whole
 // share to the slower interleaved path. Credit a step cannot spend so
 // (fewer held than due) is dropped, not carried: the link has taken
 // those experts.
-func (s *Session) shareRepeats(l int, link, repeat []int) (_, cpu []int) {
+func (s *Session) shareRepeats(l int, link, repeat []int, T int) (_, cpu []int) {
 	m := s.m
+	cpu = s.cpuMiss[:0]
+	if T > 1 {
+		for _, id := range repeat {
+			s.mown[id] = 0
+		}
+		return append(link, repeat...), cpu
+	}
 	due := 0
 	for range repeat {
 		if s.missDue += m.missShare; s.missDue >= 1 {
@@ -232,7 +244,6 @@ func (s *Session) shareRepeats(l int, link, repeat []int) (_, cpu []int) {
 		}
 	}
 	t := m.experts.tier
-	cpu = s.cpuMiss[:0]
 	for _, id := range repeat {
 		if len(cpu) < due && (t == nil || t.holds(l, id)) {
 			s.mown[id] = m.miss

@@ -94,8 +94,9 @@ type Options struct {
 	Collective parallel.Collective
 	// MissBackend (experimental, a measurement vehicle: issue 12 §2) is
 	// a further rank, normally the CPU backend, that computes the routed
-	// experts missing rank 0's GPU tier in each step while rank 0
-	// computes the hits, instead of copying them to the device
+	// experts missing rank 0's GPU tier in each one-token step (a prompt's
+	// stay on rank 0: shareRepeats says why) while rank 0 computes the
+	// hits, instead of copying them to the device
 	// (cpumiss.go). It stays the caller's; it excludes Devices and
 	// Placement.
 	MissBackend backend.Backend
