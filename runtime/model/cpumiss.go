@@ -174,14 +174,13 @@ func (s *Session) sendRows(r *run, bufs []expertBufs) {
 // records in mown the rank that computes it: the hits (returned bound)
 // and first misses stay on rank 0, and of the later misses the miss rank
 // takes its share of a one-token step's (toMiss of miss, shareRepeats),
-// the others go to rank 0.
-// Without a tier every expert misses. miss interleaves rank 0's misses
-// with the miss rank's, rank 0's first: the stream releases a copied
-// expert's binds (waiting for its copy) only after the next expert's work
-// is queued or done, so a copy runs while the miss rank computes the
-// expert after it, and the link and the CPUs work side by side. (Rank 0's
-// misses all first left the CPUs idle until the last copy but one had
-// finished: issue 12's run 9.)
+// the others go to rank 0. Without a tier every expert misses. miss
+// interleaves rank 0's misses with the miss rank's, rank 0's first: the
+// stream releases a copied expert's binds (waiting for its copy) only
+// after the next expert's work is queued or done, so a copy runs while the
+// miss rank computes the expert after it, and the link and the CPUs work
+// side by side. (Rank 0's misses all first left the CPUs idle until the
+// last copy but one had finished: issue 12's run 9.)
 func (s *Session) lookupHits(l, T int) (hits []int, hitT [][]backend.Tensor, miss []int, toMiss int) {
 	m := s.m
 	c := m.ranks[0].cache

@@ -395,12 +395,13 @@ func decodeLogits(t *testing.T, m *Model, g *golden) []float32 {
 }
 
 // TestCPUMissesOnDevice is fmoe-run --cpu-experts as a user runs it:
-// half of each step's repeat misses computed by a CPU backend apart while
-// the others cross the link, every expert from a host tier, with no GPU
-// tier (--gpu-cache 0, issue 13's row 2) and with one of 40 experts that
-// evicts (the default, smaller than the model). On a backend with a GPU
-// tier (FMOE_TEST_BACKEND=cuda) that tier is the device's own; elsewhere
-// a CPU stand-in keeping the 40 most recent. Every golden case holds to
+// half of each one-token step's repeat misses computed by a CPU backend
+// apart while the others cross the link, every expert from a host tier,
+// with no GPU tier (--gpu-cache 0, issue 13's row 2) and with one of a
+// third of the model's experts, which evicts (as the default tier,
+// smaller than the model, does). On a backend with a GPU tier
+// (FMOE_TEST_BACKEND=cuda) that tier is the device's own; elsewhere a CPU
+// stand-in keeping the most recent. Every golden case holds to
 // the goldens' tolerance and greedy continuation cold (the host tier
 // fills, first misses take the link) and warm (the miss rank computes its
 // share apart: onApart counts it).
@@ -485,11 +486,7 @@ func TestCPUMissesPartialHost(t *testing.T) {
 			t.Fatal(err)
 		}
 		st0, a0, b0 := m.ExpertStats(), apart, tier.binds
-		for _, id := range g.i64["generated_ids"] {
-			if _, err := s.Forward([]int{id}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		stepEach(t, s, g.i64["generated_ids"])
 		st := m.ExpertStats()
 		cpuN, linkN := st.MissRank-st0.MissRank, tier.binds-b0
 		if cpuN == 0 || linkN == 0 {
