@@ -17,6 +17,8 @@
 #   PEER_PHASE  build | bench | all (default all)
 #   PEER_DEADLINE  seconds after the start past which no new benchmark row starts (default 0: none)
 #   PEER_REPS   llama-bench repetitions in the resident and host rows (default 5)
+#   PEER_FREPS  fmoe's untimed runs a pack in those rows, the 1- and 2-layer packs alternating, each
+#               pack's median rate taken (default 3; the disk row 1)
 #   PEER_TOKENS decode tokens (default 256: at 64 a 2 − 1 layer difference was noise, run 5's K=4
 #               resident split; the disk row 32); PEER_PP prefill length (default 512)
 #   PEER_KS     expert counts to compare (default "10 4"); PEER_ROWS the rows (default "resident host
@@ -78,6 +80,8 @@ RESCACHE=${PEER_RESCACHE:-16G}
 # llama-bench's repetitions a row (the disk row 1): at 2, session 20's K=10 host row measured LLA and
 # LAA faster than LA, its added layer (~1.2 ms of ~7) inside the spread; a rep there is ~2 s
 REPS=${PEER_REPS:-5}
+# fmoe's untimed runs a pack (the disk row 1), alternating the 1- and 2-layer packs; the median of each
+FREPS=${PEER_FREPS:-3}
 DEADLINE=${PEER_DEADLINE:-0}
 # the host row's extra fmoe line at K=10: --cpu-experts this share (0: none); session 24's
 # scripts/gpu-cpumiss.sh had 0.4 on 16 cores 13% ahead of the link alone at K=10, behind at K=4
@@ -180,13 +184,15 @@ for line in open(sys.argv[1]):
 print(pp, tg)' "$DIR/lb.out"
 }
 ids() { seq -s, 1 "$1"; }
+# median of the numbers given (nothing for none; the lower middle of an even count)
+median() { [ $# -eq 0 ] || printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 # fmoe: generate with --timing after a PROMPT_LEN-token prompt, then the same without --timing on
 # the 1-layer pack and on the 2-layer one (fmoe2: its layer twice, when the build made it); prints
 # "untimed_decode_tps untimed2_decode_tps decode_tps layer_ms fixed_ms prefill_tps prefill_layer_ms
 # prefill_fixed_ms" (ms per token; fixed = total - layers; untimed: the "forward alone" rate). FDROP=1
 # drops the page cache before each untimed run too (the disk row).
 fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
-  local tag=$1 k=$2 n=$3 t=$4 timed untimed; shift 4
+  local tag=$1 k=$2 n=$3 t=$4 timed; shift 4
   echo "### $tag: fmoe-run generate -k $k --ids 1..$n --tokens $t --timing $*" >> "$POUT/runs.log"
   if "$BIN/fmoe-run" generate --backend cuda --model "$DIR/fmoe" --ids "$(ids "$n")" --tokens "$t" -k "$k" --timing "$@" > /dev/null 2> "$DIR/.timing"; then
     cat "$DIR/.timing" >> "$POUT/runs.log"
@@ -196,20 +202,29 @@ fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
   fi
   [ "${FDROP:-0}" = 1 ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
   echo "### $tag, untimed: fmoe-run generate -k $k --ids 1..$n --tokens $t $*" >> "$POUT/runs.log"
-  local u m untimed2=
-  for m in fmoe fmoe2; do
-    [ -d "$DIR/$m" ] || continue
-    [ "${FDROP:-0}" = 1 ] && [ $m = fmoe2 ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
-    echo "### $tag, untimed ($m): fmoe-run generate -k $k --ids 1..$n --tokens $t $*" >> "$POUT/runs.log"
-    u=
-    if "$BIN/fmoe-run" generate --backend cuda --model "$DIR/$m" --ids "$(ids "$n")" --tokens "$t" -k "$k" "$@" > /dev/null 2> "$DIR/.untimed"; then
-      cat "$DIR/.untimed" >> "$POUT/runs.log"
-      u=$(untimed_rate "$DIR/.untimed")
-    else
-      cat "$DIR/.untimed" | tee -a "$POUT/runs.log" | tail -5 >&2
-    fi
-    if [ $m = fmoe ]; then untimed=$u; else untimed2=$u; fi
+  local u m r rates1=() rates2=()
+  # FREPS rounds, the 1- and 2-layer packs alternating, each pack's median rate: the per-layer
+  # split is the difference of two ~0.5 ms tokens, and one run each moved it by 0.05 ms at K=4
+  # (run 10's 0.161 against the 4-layer benchmark's 0.108-0.115 on the same kind of card)
+  for r in $(seq "$FREPS"); do
+    for m in fmoe fmoe2; do
+      [ -d "$DIR/$m" ] || continue
+      [ "${FDROP:-0}" = 1 ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
+      echo "### $tag, untimed ($m, round $r): fmoe-run generate -k $k --ids 1..$n --tokens $t $*" >> "$POUT/runs.log"
+      u=
+      if "$BIN/fmoe-run" generate --backend cuda --model "$DIR/$m" --ids "$(ids "$n")" --tokens "$t" -k "$k" "$@" > /dev/null 2> "$DIR/.untimed"; then
+        cat "$DIR/.untimed" >> "$POUT/runs.log"
+        u=$(untimed_rate "$DIR/.untimed")
+      else
+        cat "$DIR/.untimed" | tee -a "$POUT/runs.log" | tail -5 >&2
+      fi
+      [ -n "$u" ] || continue
+      if [ $m = fmoe ]; then rates1+=("$u"); else rates2+=("$u"); fi
+    done
   done
+  echo "### $tag, untimed rates: 1 layer ${rates1[*]:-none}; 2 layers ${rates2[*]:-none}" >> "$POUT/runs.log"
+  local untimed untimed2
+  untimed=$(median "${rates1[@]}") untimed2=$(median "${rates2[@]}")
   echo "${untimed:--} ${untimed2:--} $timed"
 }
 memcg() { # creates /sys/fs/cgroup/fmoe-peer with memory.max=$1; prints its path or nothing
@@ -221,17 +236,17 @@ memcg() { # creates /sys/fs/cgroup/fmoe-peer with memory.max=$1; prints its path
 }
 # runs a command or one of the functions above in cgroup $1 (its children stay there too)
 incg() { local cg=$1; shift; bash -c 'echo $$ > '"$cg"'/cgroup.procs; "$@"' _ "$@"; }
-export -f lbench fgen ids timed_split untimed_rate
-export LB DIR POUT BIN
+export -f lbench fgen ids median timed_split untimed_rate
+export LB DIR POUT BIN FREPS
 
 row() { # ROW K
-  local row=$1 k=$2 lflags=() fflags=() pre=() n=$TOKENS r=$REPS pp=$PP drop=0
+  local row=$1 k=$2 lflags=() fflags=() pre=() n=$TOKENS r=$REPS fr=$FREPS pp=$PP drop=0
   case $row in
     resident) lflags=(-ngl 99); fflags=(--gpu-cache "$RESCACHE" --preload) ;;
     host) lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0 --host-cache 8G)
           cat "$DIR"/fmoe*/packed_experts/*.bin "$DIR"/L*.gguf > /dev/null ;;  # warm the page cache
     disk) [ -n "$CG" ] || { echo "| disk | $k | (no memory cgroup on this machine: skipped) |"; return; }
-          lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0); pre=(incg "$CG"); n=32; r=1; drop=1
+          lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0); pre=(incg "$CG"); n=32; r=1; fr=1; drop=1
           sync; echo 3 > /proc/sys/vm/drop_caches ;;
   esac
   local st pp_ tg_ ppa tga ppb tgb ppc tgc lper latt lfix lpper lpatt lpfix fpp ftg flt ffix fplt fpfix fut fut2 fult fufix fu ft lt fpt lpt
@@ -247,7 +262,7 @@ row() { # ROW K
   [ $row = host ] && name="host, fmoe host tier"
   while :; do
     [ $row = disk ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
-    read -r fut fut2 ftg flt ffix fpp fplt fpfix < <(FDROP=$drop "${pre[@]}" fgen "$name K=$k" "$k" "$pp" "$n" "${fflags[@]}")
+    read -r fut fut2 ftg flt ffix fpp fplt fpfix < <(FDROP=$drop FREPS=$fr "${pre[@]}" fgen "$name K=$k" "$k" "$pp" "$n" "${fflags[@]}")
     ft=$(extrap "$flt" "$ffix"); fpt=$(extrap "$fplt" "$fpfix")
     # untimed, split like llama.cpp's (--timing turns the layer graphs off and syncs each phase, so
     # its split overstates what a user's run costs): the 2-layer pack's rate against the 1-layer's
