@@ -7,8 +7,19 @@ import (
 )
 
 // normThreads is the block size for a reduction over dim values: a
-// multiple of 32 (block_sum's contract), at most 256.
-func normThreads(dim int) int { return min(256, max(32, (dim+31)&^31)) }
+// multiple of 32 (block_sum's contract), one thread a value up to 256, and
+// past 2,048 values enough threads that each holds at most normUnroll of
+// them (at most 1,024 threads). A model's hidden vector is one block's
+// work, so its norm is a chain of load rounds: at 256 threads a 4,096-wide
+// vector took two rounds before the sum and two after (7.4 µs alone on an
+// H100, docs/benchmarks.md run 24), at 512 one each.
+func normThreads(dim int) int {
+	n := max(min(256, dim), (dim+normUnroll-1)/normUnroll)
+	return min(1024, max(32, (n+31)&^31))
+}
+
+// normUnroll is norm.h's NORM_UNROLL: the values a thread loads at once.
+const normUnroll = 8
 
 // NormThreads is the block size the rmsnorm kernel runs a vector of dim
 // with: a kernel that reuses its body must use it too (the same sums).
