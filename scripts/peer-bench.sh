@@ -52,7 +52,7 @@
 # fmoe's measured decode tok/s is "timed/untimed": timed from the --timing run (which gives the
 # per-stage split, and so the per-layer and fixed costs and the 60-layer figures, but turns off the
 # CUDA layer graphs and syncs once per phase, so its rate understates), untimed from a second run
-# of the same command without --timing (its "generated in" line's "forward alone" rate: the steps
+# of the same command without --timing (its "generated in" line's median step as a rate: the steps
 # without the sampling and printing between them, which llama-bench does not time either).
 # and a cross-check that both compute the same function: the repo's tiny Qwen3.5-MoE test checkpoint
 # (testdata/tiny/hf, bf16, random weights) converted to an F32 GGUF; llama.cpp's greedy ids for the
@@ -189,7 +189,7 @@ median() { [ $# -eq 0 ] || printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) /
 # fmoe: generate with --timing after a PROMPT_LEN-token prompt, then the same without --timing on
 # the 1-layer pack and on the 2-layer one (fmoe2: its layer twice, when the build made it); prints
 # "untimed_decode_tps untimed2_decode_tps decode_tps layer_ms fixed_ms prefill_tps prefill_layer_ms
-# prefill_fixed_ms" (ms per token; fixed = total - layers; untimed: the "forward alone" rate). FDROP=1
+# prefill_fixed_ms" (ms per token; fixed = total - layers; untimed: the median step as a rate). FDROP=1
 # drops the page cache before each untimed run too (the disk row).
 fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
   local tag=$1 k=$2 n=$3 t=$4 timed; shift 4
@@ -203,9 +203,10 @@ fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
   [ "${FDROP:-0}" = 1 ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
   echo "### $tag, untimed: fmoe-run generate -k $k --ids 1..$n --tokens $t $*" >> "$POUT/runs.log"
   local u m r rates1=() rates2=()
-  # FREPS rounds, the 1- and 2-layer packs alternating, each pack's median rate: the per-layer
-  # split is the difference of two ~0.5 ms tokens, and one run each moved it by 0.05 ms at K=4
-  # (run 10's 0.161 against the 4-layer benchmark's 0.108-0.115 on the same kind of card)
+  # FREPS rounds, the 1- and 2-layer packs alternating, each pack's median rate; a run's rate is
+  # its median step's (untimed_median): the per-layer split is the difference of two ~0.6 ms
+  # tokens, and the runs' summed forward time moved by +-6% between runs of one pack (peer run 11:
+  # 1,505-1,687 tok/s for one layer, 1,355-1,656 for two), more than a layer costs
   for r in $(seq "$FREPS"); do
     for m in fmoe fmoe2; do
       [ -d "$DIR/$m" ] || continue
@@ -214,7 +215,8 @@ fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
       u=
       if "$BIN/fmoe-run" generate --backend cuda --model "$DIR/$m" --ids "$(ids "$n")" --tokens "$t" -k "$k" "$@" > /dev/null 2> "$DIR/.untimed"; then
         cat "$DIR/.untimed" >> "$POUT/runs.log"
-        u=$(untimed_rate "$DIR/.untimed")
+        u=$(untimed_median "$DIR/.untimed")
+        echo "### rate from the median step $u tok/s, from the sum $(untimed_rate "$DIR/.untimed") tok/s" >> "$POUT/runs.log"
       else
         cat "$DIR/.untimed" | tee -a "$POUT/runs.log" | tail -5 >&2
       fi
@@ -236,7 +238,7 @@ memcg() { # creates /sys/fs/cgroup/fmoe-peer with memory.max=$1; prints its path
 }
 # runs a command or one of the functions above in cgroup $1 (its children stay there too)
 incg() { local cg=$1; shift; bash -c 'echo $$ > '"$cg"'/cgroup.procs; "$@"' _ "$@"; }
-export -f lbench fgen ids median timed_split untimed_rate
+export -f lbench fgen ids median timed_split untimed_rate untimed_median
 export LB DIR POUT BIN FREPS
 
 row() { # ROW K

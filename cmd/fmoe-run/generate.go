@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -233,10 +234,13 @@ func runGenerate(c *cli.Context) error {
 	w := newReplyWriter(os.Stdout, tok, stop, parse, tools, format, text, c.Bool("show-reasoning"))
 	start := time.Now()
 	var first, fwd0 time.Duration
+	var steps []time.Duration // each decode step's forward, for the median
 	out, err := sess.Generate(prompt, c.Int("tokens"), &smp, stop, func(id int) bool {
 		if first == 0 {
 			first = time.Since(start)
 			fwd0 = sess.ForwardTime()
+		} else {
+			steps = append(steps, sess.LastForwardTime())
 		}
 		w.token(id)
 		return true
@@ -250,10 +254,10 @@ func runGenerate(c *cli.Context) error {
 	}
 	total := time.Since(start)
 	decode := total - first
-	steps := float64(max(len(out)-1, 0))
-	fmt.Fprintf(os.Stderr, "%d prompt tokens in %.2fs (%.1f tok/s), %d generated in %.2fs (%.2f tok/s; forward alone %.2f tok/s)\n",
+	n := float64(max(len(out)-1, 0))
+	fmt.Fprintf(os.Stderr, "%d prompt tokens in %.2fs (%.1f tok/s), %d generated in %.2fs (%.2f tok/s; median step %.3f ms; forward alone %.2f tok/s)\n",
 		len(prompt), first.Seconds(), float64(len(prompt))/first.Seconds(),
-		len(out), decode.Seconds(), steps/max(decode.Seconds(), 1e-9), steps/max((sess.ForwardTime()-fwd0).Seconds(), 1e-9))
+		len(out), decode.Seconds(), n/max(decode.Seconds(), 1e-9), medianMs(steps), n/max((sess.ForwardTime()-fwd0).Seconds(), 1e-9))
 	if sess.Timing != nil {
 		sess.Timing.Report(os.Stderr)
 	}
@@ -324,4 +328,16 @@ func containsID(ids []int, id int) bool {
 		}
 	}
 	return false
+}
+
+// medianMs is the median of the steps' times in milliseconds (0 for none):
+// a decode rate that one slow step (a page fault, a collector pause) does
+// not move, for comparing runs a few hundred steps long.
+func medianMs(steps []time.Duration) float64 {
+	if len(steps) == 0 {
+		return 0
+	}
+	s := slices.Clone(steps)
+	slices.Sort(s)
+	return float64(s[len(s)/2]) / 1e6
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fmoe/fmoe/pack"
 )
@@ -84,5 +85,24 @@ func TestShortBackendLine(t *testing.T) {
 	writeBackendLog(&b, "backend: cpu (cuda: no CUDA driver (libcuda.so.1): gone)\n", true)
 	if b.String() != "backend: cpu (cuda: no CUDA driver (libcuda.so.1): gone)\n" {
 		t.Errorf("--verbose shortened the line: %q", b.String())
+	}
+}
+
+// TestMedianMs: the summary line's median step is the middle step, which
+// one slow step does not move (the peer benchmark's per-layer split reads it).
+func TestMedianMs(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		steps []time.Duration
+		want  float64
+	}{
+		{nil, 0},
+		{[]time.Duration{ms}, 1},
+		{[]time.Duration{3 * ms, ms, 2 * ms}, 2},
+		{[]time.Duration{ms / 2, ms / 2, 40 * ms, ms / 2}, 0.5},
+	} {
+		if got := medianMs(c.steps); got != c.want {
+			t.Errorf("medianMs(%v) = %v, want %v", c.steps, got, c.want)
+		}
 	}
 }

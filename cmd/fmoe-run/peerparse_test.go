@@ -80,6 +80,9 @@ func TestPeerParse(t *testing.T) {
 	if got, want := peerParse(t, "untimed_rate "+file), find(`forward alone ([0-9.]+) tok/s\)`, 1); got != want {
 		t.Errorf("untimed_rate: %q, the report says %q", got, want)
 	}
+	if got, want := peerParse(t, "untimed_median "+file), fmt.Sprintf("%.2f", 1000/f(find(`median step ([0-9.]+) ms;`, 1))); got != want {
+		t.Errorf("untimed_median: %q, the report's median step gives %q", got, want)
+	}
 }
 
 // TestPeerArithmetic: the splits and the 60-layer extrapolation, and their refusals of a split

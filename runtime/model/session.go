@@ -97,8 +97,9 @@ type Session struct {
 	// post-mixer norm does (addnorm.go); nil: none pending.
 	pendAdd backend.Buffer
 
-	// fwdTime is the wall time spent in forward calls (ForwardTime).
-	fwdTime time.Duration
+	// fwdTime is the wall time spent in forward calls (ForwardTime), fwdLast
+	// the last call's (LastForwardTime).
+	fwdTime, fwdLast time.Duration
 	// into is ForwardContextInto's buffer during its call; gen is
 	// Generate's, kept across its steps.
 	into, gen []float32
@@ -189,6 +190,11 @@ func (s *Session) Reset() error {
 // (sampling, detokenising, printing), measured without Timing's syncs.
 func (s *Session) ForwardTime() time.Duration { return s.fwdTime }
 
+// LastForwardTime is the wall time of the session's last forward call:
+// a caller takes a median over steps from it, which a page fault or a
+// collector pause in one step does not move as it moves the sum.
+func (s *Session) LastForwardTime() time.Duration { return s.fwdLast }
+
 // Forward feeds ids at the next positions and returns the logits of the
 // last one ([vocab]).
 func (s *Session) Forward(ids []int) ([]float32, error) {
@@ -228,7 +234,7 @@ func (s *Session) ForwardAllContext(ctx context.Context, ids []int) ([]float32, 
 
 func (s *Session) forward(ctx context.Context, ids []int, all bool) ([]float32, error) {
 	t0 := time.Now()
-	defer func() { s.fwdTime += time.Since(t0) }()
+	defer func() { s.fwdLast = time.Since(t0); s.fwdTime += s.fwdLast }()
 	m := s.m
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("model: forward of no tokens")

@@ -14,6 +14,12 @@ timed_split() {
 # untimed_rate FILE: the decode rate without sampling ("forward alone") of fmoe-run's last
 # "generated in" line, or nothing
 untimed_rate() { sed -n 's/.* generated in .*forward alone \([0-9.]*\) tok\/s).*/\1/p' "$1" | tail -1; }
+# untimed_median FILE: the same line's median decode step as a rate (1000 / median ms, tok/s), or
+# nothing: one slow step (a page fault, a collector pause) moves the sum, not the median
+untimed_median() {
+  sed -n 's/.* generated in .*median step \([0-9.]*\) ms;.*/\1/p' "$1" | tail -1 |
+    awk '$1 > 0 {printf "%.2f\n", 1000 / $1}'
+}
 
 # fmoe's GatedDeltaNet layer and fixed cost (ms) from its 1- and 2-layer packs' rates, as
 # llama.cpp's from its stacks: layer = t2 - t1, fixed = 2 t1 - t2. A layer that costs nothing or
