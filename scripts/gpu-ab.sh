@@ -3,7 +3,8 @@
 # scripts/gpu-bench.sh left (BENCH_KEEP=1), once per variant, the variants alternating AB_ROUNDS
 # times (default 2) so that drift shows. AB_VARIANTS: variants separated by ';', each a list of
 # environment assignments ('-' for none), e.g. '-;FMOE_CUDA_BATCH_PLAN=perjob;FMOE_CUDA_MV=bpsm=2'.
-# AB_TIERS (default resident-dev), AB_KS (default "4 10"). Binaries in BIN (model.test), model in M.
+# AB_TIERS (default resident-dev), AB_KS (default "4 10"). Binaries in BIN (model.test), model in M;
+# a variant's BIN=DIR runs DIR's model.test instead (an A/B of two builds, e.g. '-;BIN=/tmp/new').
 # Prints one line per run: variant, K, tier, ms/layer (mean; p50: the median token's), head ms/token, 60-layer tok/s, GPU-tier misses
 # and those computed on the CPU per layer, the GPU tier's hit %.
 set -u
@@ -15,13 +16,16 @@ IFS=';' read -r -a variants <<< "${AB_VARIANTS:--}"
 printf '%-40s %3s %-24s %9s %9s %8s %8s %7s %7s %6s\n' variant K tier ms/layer p50-ms/l head-ms tok/s@60 miss/l cpu/l hit-%
 for round in $(seq "${AB_ROUNDS:-2}"); do
   for v in "${variants[@]}"; do
-    envs=()
+    envs=() vb=$B
     [ "$v" != - ] && read -r -a envs <<< "$v"
+    for i in "${!envs[@]}"; do
+      case ${envs[$i]} in BIN=*) vb=$(realpath "${envs[$i]#BIN=}"); unset 'envs[i]' ;; esac
+    done
     for k in ${AB_KS:-4 10}; do
       for t in ${AB_TIERS:-resident-dev}; do
         line=$(cd runtime/model && env "${envs[@]}" FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M FMOE_BENCH_TIERS=$t \
           FMOE_BENCH_WARM=${AB_WARM:-200} FMOE_BENCH_TOKENS=${AB_TOKENS:-100} \
-          "$B/model.test" -test.run '^$' -test.bench "TieredDecode/k=$k/$t\$" -test.benchtime 1x 2>&1 | grep -E '^Benchmark|FAIL|panic')
+          "$vb/model.test" -test.run '^$' -test.bench "TieredDecode/k=$k/$t\$" -test.benchtime 1x 2>&1 | grep -E '^Benchmark|FAIL|panic')
         echo "$line" | grep -qE 'FAIL|panic' && { echo "$v K=$k $t: $line"; continue; }
         echo "$line" | awk -v v="$v" -v k="$k" -v t="$t" '{for (i = 2; i <= NF; i++) m[$(i+1)] = $i}
           END {printf "%-40s %3s %-24s %9.3f %9.3f %8.2f %8.1f %7.2f %7.2f %6.1f\n", v, k, t, m["ms/layer"], m["p50-ms/layer"], m["head-ms/token"], 1000 / (60 * m["ms/layer"] + m["head-ms/token"]),
