@@ -184,8 +184,6 @@ for line in open(sys.argv[1]):
 print(pp, tg)' "$DIR/lb.out"
 }
 ids() { seq -s, 1 "$1"; }
-# median of the numbers given (nothing for none; the lower middle of an even count)
-median() { [ $# -eq 0 ] || printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 # fmoe: generate with --timing after a PROMPT_LEN-token prompt, then the same without --timing on
 # the 1-layer pack and on the 2-layer one (fmoe2: its layer twice, when the build made it); prints
 # "untimed_decode_tps untimed2_decode_tps decode_tps layer_ms fixed_ms prefill_tps prefill_layer_ms

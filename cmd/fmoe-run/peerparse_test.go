@@ -101,6 +101,9 @@ func TestPeerArithmetic(t *testing.T) {
 		{"ratio 10.13 11.54", "0.88x"},
 		{"ratio noise 11.54", "-"},
 		{"ratio 1 0", "-"},
+		{"median 1621.97 1686.98 1505.12", "1621.97"}, // peer run 11's 1-layer rounds
+		{"median 4 1 3 2", "2"},                       // the lower middle of an even count
+		{"median", ""},
 	} {
 		if got := peerParse(t, c.call); got != c.want {
 			t.Errorf("%s: %q, want %q", c.call, got, c.want)

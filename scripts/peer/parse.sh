@@ -21,6 +21,9 @@ untimed_median() {
     awk '$1 > 0 {printf "%.2f\n", 1000 / $1}'
 }
 
+# median N...: the median of the numbers given (nothing for none; the lower middle of an even count)
+median() { [ $# -eq 0 ] || printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+
 # fmoe's GatedDeltaNet layer and fixed cost (ms) from its 1- and 2-layer packs' rates, as
 # llama.cpp's from its stacks: layer = t2 - t1, fixed = 2 t1 - t2. A layer that costs nothing or
 # less is noise (one more layer measured faster): "noise" then, which extrap and ratio pass on
