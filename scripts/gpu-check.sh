@@ -25,6 +25,13 @@ FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run 'Conformance|TensorCores|MatMulShap
 rc=${PIPESTATUS[0]}
 set -e
 [ "$rc" = 0 ] || fail=1
+echo "== weights read by the kernels straight from pinned host memory (zero-copy), in a process of its own"
+# A kernel fault there would leave the context unusable for every later test of its process.
+set +e
+FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run 'MatMulFromHost' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -10
+rc=${PIPESTATUS[0]}
+set -e
+[ "$rc" = 0 ] || fail=1
 echo "== runtime/model on CUDA (GPU tier on)"
 # The whole log goes to a file; shown: each test's verdict, the tier lines, and every failure's messages.
 (cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier|GraphDecode|MLA|Split|SetPlacement|DeviceRouted|DevicePartial|DeviceTable|ExclusiveTiers|FusedRows|Preload|GroupedExperts|AsyncCheckGolden|CPUMissesOnDevice' -test.v > "$T/model.log" 2>&1) || fail=1
