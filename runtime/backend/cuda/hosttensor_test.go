@@ -113,7 +113,9 @@ func batchMixed(t *testing.T, be *Backend, dev backend.Tensor, host *tensor, x [
 // then the matvec from device memory, then Release), and the matvec from
 // device memory alone, on the 397B's expert shapes: one gate or up, K=4 and
 // K=10 batches of gate/up (2K jobs) and of down (K jobs), each job its own
-// expert. µs an op by wall clock over FMOE_BENCH_HOST_ITERS ops (default 50)
+// expert; and for the batches, one expert of the batch from the host (its
+// gate and up jobs, or its down job) read zero-copy or copied in, the rest
+// from device memory: a tiered layer with one GPU-tier miss. µs an op by wall clock over FMOE_BENCH_HOST_ITERS ops (default 50)
 // after a warm-up, best of three, and GB/s of weight bytes; FMOE_BENCH_MMV_SHAPE
 // narrows the shapes. Decides whether a GPU-tier miss is better read than
 // copied (docs/gpu-decode.md, session 25).
@@ -179,29 +181,56 @@ func BenchmarkMMVFromHost(b *testing.B) {
 			}
 			return be.MatVecBatch(ys, ts, xs)
 		}
+		// copiedIn runs an op whose first n jobs are bound from the host
+		// copies (one DMA each, as the host tier binds) and the rest read
+		// from device memory, then releases the bound ones.
+		copiedIn := func(op, n int) error {
+			ts := pick(op, func(i int) backend.Tensor { return devs[i] })
+			for j := 0; j < n; j++ {
+				t, err := be.Bind(binds[(op%2)*s.jobs+j])
+				if err != nil {
+					return err
+				}
+				ts[j] = t
+			}
+			err := run(ts)
+			for _, t := range ts[:n] {
+				if rerr := be.Release(t); err == nil {
+					err = rerr
+				}
+			}
+			return err
+		}
 		variants := []struct {
 			name string
 			op   func(op int) error
 		}{
 			{"device memory", func(op int) error { return run(pick(op, func(i int) backend.Tensor { return devs[i] })) }},
 			{"host memory (zero-copy)", func(op int) error { return run(pick(op, func(i int) backend.Tensor { return hosts[i] })) }},
-			{"copied in (Bind, DMA)", func(op int) error {
-				ts := make([]backend.Tensor, s.jobs)
-				for j := range ts {
-					t, err := be.Bind(binds[(op%2)*s.jobs+j])
-					if err != nil {
-						return err
-					}
-					ts[j] = t
-				}
-				err := run(ts)
-				for _, t := range ts {
-					if rerr := be.Release(t); err == nil {
-						err = rerr
-					}
-				}
-				return err
-			}},
+			{"copied in (Bind, DMA)", func(op int) error { return copiedIn(op, s.jobs) }},
+		}
+		if s.jobs > 2 {
+			// A tiered layer's usual case: one expert of the batch missing
+			// from the GPU tier (its gate and up, or its down: the first
+			// job or two), read from the host tier or copied in first.
+			miss := 2
+			if strings.Contains(s.name, "down") {
+				miss = 1
+			}
+			variants = append(variants, []struct {
+				name string
+				op   func(op int) error
+			}{
+				{fmt.Sprintf("%d job(s) zero-copy", miss), func(op int) error {
+					return run(pick(op, func(i int) backend.Tensor {
+						if i%s.jobs < miss {
+							return hosts[i]
+						}
+						return devs[i]
+					}))
+				}},
+				{fmt.Sprintf("%d job(s) copied in", miss), func(op int) error { return copiedIn(op, miss) }},
+			}...)
 		}
 		bytes := float64(s.jobs * weightBytes(ws[0]))
 		for _, v := range variants {
