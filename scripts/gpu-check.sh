@@ -17,21 +17,21 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 fail=0
+# cuda_tests REGEX: the CUDA package's tests matching REGEX, in a process of their own. set -e
+# would end the script at a failing pipeline (pipefail), before the model's goldens: the failure is
+# counted instead, and every stage still runs.
+cuda_tests() {
+  set +e
+  FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run "$1" 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -30
+  local rc=${PIPESTATUS[0]}
+  set -e
+  [ "$rc" = 0 ] || fail=1
+}
 echo "== CUDA package: conformance, cache eviction, memory pressure, bind paths"
-# set -e would end the script at a failing pipeline (pipefail), before the model's goldens: the
-# failure is counted instead, and every stage still runs.
-set +e
-FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run 'Conformance|TensorCores|MatMulShapes|BindPaths|ReadStaged|ExpertCache|MatVecBatch|MemoryPressure|Policy|Simulate|GraphReplay|CombineToken|Indexed|KernelProfile|Timeline|ExpertSpan|RegisterRows|Prefetch|MatMulMMV|NormStage$' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -30
-rc=${PIPESTATUS[0]}
-set -e
-[ "$rc" = 0 ] || fail=1
+cuda_tests 'Conformance|TensorCores|MatMulShapes|BindPaths|ReadStaged|ExpertCache|MatVecBatch|MemoryPressure|Policy|Simulate|GraphReplay|CombineToken|Indexed|KernelProfile|Timeline|ExpertSpan|RegisterRows|Prefetch|MatMulMMV|NormStage$'
 echo "== weights read by the kernels straight from pinned host memory (zero-copy), in a process of its own"
 # A kernel fault there would leave the context unusable for every later test of its process.
-set +e
-FMOE_CUDA_REQUIRE=1 "$B/cuda.test" -test.run 'MatMulFromHost' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -10
-rc=${PIPESTATUS[0]}
-set -e
-[ "$rc" = 0 ] || fail=1
+cuda_tests 'MatMulFromHost'
 echo "== runtime/model on CUDA (GPU tier on)"
 # The whole log goes to a file; shown: each test's verdict, the tier lines, and every failure's messages.
 (cd runtime/model && FMOE_TEST_BACKEND=cuda "$B/model.test" -test.run 'Golden|DecodeEqualsPrefill|LongContext|HostTier|GraphDecode|MLA|Split|SetPlacement|DeviceRouted|DevicePartial|DeviceTable|ExclusiveTiers|FusedRows|Preload|GroupedExperts|AsyncCheckGolden|CPUMissesOnDevice' -test.v > "$T/model.log" 2>&1) || fail=1

@@ -64,7 +64,7 @@ func TestMatMulFromHost(t *testing.T) {
 			host, _ := hostWeight(t, be, w)
 			want := runTensor(t, be, dev, x, 1, c.R)
 			got := runTensor(t, be, host, x, 1, c.R)
-			job := batchMixed(t, be, dev, host, x, c.R)
+			job := batchPair(t, be, dev, host, x, c.R)
 			for i := range want {
 				if math.Float32bits(got[i]) != math.Float32bits(want[i]) || math.Float32bits(job[i]) != math.Float32bits(want[i]) {
 					t.Fatalf("%s: row %d: from host memory %v, as a batch job %v, registered %v", name, i, got[i], job[i], want[i])
@@ -80,31 +80,6 @@ func TestMatMulFromHost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// batchMixed runs x through host as job 1 of a two-job MatVecBatch whose
-// job 0 is the device-resident dev on zeros, and returns job 1's output.
-func batchMixed(t *testing.T, be *Backend, dev backend.Tensor, host *tensor, x []float32, R int) []float32 {
-	t.Helper()
-	C := len(x)
-	x0, _ := be.Alloc(C)
-	x1, _ := be.Alloc(C)
-	y0, _ := be.Alloc(R)
-	y1, _ := be.Alloc(R)
-	if err := be.Write(x0, make([]float32, C)); err != nil {
-		t.Fatal(err)
-	}
-	if err := be.Write(x1, x); err != nil {
-		t.Fatal(err)
-	}
-	if err := be.MatVecBatch([]backend.Buffer{y0, y1}, []backend.Tensor{dev, host}, []backend.Buffer{x0, x1}); err != nil {
-		t.Fatal(err)
-	}
-	out := make([]float32, R)
-	if err := be.Read(out, y1); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // BenchmarkMMVFromHost: what an expert the GPU tier lacks costs computed

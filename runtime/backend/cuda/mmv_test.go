@@ -148,6 +148,12 @@ func TestMatMulMMV(t *testing.T) {
 // batchOne runs x through wt as job 1 of a two-job MatVecBatch (job 0 the
 // same weight on zeros) and returns job 1's output.
 func batchOne(t *testing.T, be *Backend, wt backend.Tensor, x []float32, R int) []float32 {
+	return batchPair(t, be, wt, wt, x, R)
+}
+
+// batchPair runs x through w1 as job 1 of a two-job MatVecBatch whose job 0
+// is w0 on zeros, and returns job 1's output.
+func batchPair(t *testing.T, be *Backend, w0, w1 backend.Tensor, x []float32, R int) []float32 {
 	t.Helper()
 	C := len(x)
 	x0, _ := be.Alloc(C)
@@ -160,7 +166,7 @@ func batchOne(t *testing.T, be *Backend, wt backend.Tensor, x []float32, R int) 
 	if err := be.Write(x1, x); err != nil {
 		t.Fatal(err)
 	}
-	if err := be.MatVecBatch([]backend.Buffer{y0, y1}, []backend.Tensor{wt, wt}, []backend.Buffer{x0, x1}); err != nil {
+	if err := be.MatVecBatch([]backend.Buffer{y0, y1}, []backend.Tensor{w0, w1}, []backend.Buffer{x0, x1}); err != nil {
 		t.Fatal(err)
 	}
 	out := make([]float32, R)
