@@ -188,7 +188,7 @@ ids() { seq -s, 1 "$1"; }
 # the 1-layer pack and on the 2-layer one (fmoe2: its layer twice, when the build made it); prints
 # "untimed_decode_tps untimed2_decode_tps decode_tps layer_ms fixed_ms prefill_tps prefill_layer_ms
 # prefill_fixed_ms" (ms per token; fixed = total - layers; untimed: the median step as a rate). FDROP=1
-# drops the page cache before each untimed run too (the disk row).
+# drops the page cache before each untimed run too (the disk row; the row drops it before the timed one).
 fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
   local tag=$1 k=$2 n=$3 t=$4 timed; shift 4
   echo "### $tag: fmoe-run generate -k $k --ids 1..$n --tokens $t --timing $*" >> "$POUT/runs.log"
@@ -198,7 +198,6 @@ fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
   else
     cat "$DIR/.timing" | tee -a "$POUT/runs.log" | tail -5 >&2; timed="- - - - - -"
   fi
-  [ "${FDROP:-0}" = 1 ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
   echo "### $tag, untimed: fmoe-run generate -k $k --ids 1..$n --tokens $t $*" >> "$POUT/runs.log"
   local u m r rates1=() rates2=()
   # FREPS rounds, the 1- and 2-layer packs alternating, each pack's median rate; a run's rate is

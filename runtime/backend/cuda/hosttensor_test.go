@@ -90,10 +90,11 @@ func TestMatMulFromHost(t *testing.T) {
 // K=10 batches of gate/up (2K jobs) and of down (K jobs), each job its own
 // expert; and for the batches, one expert of the batch from the host (its
 // gate and up jobs, or its down job) read zero-copy or copied in, the rest
-// from device memory: a tiered layer with one GPU-tier miss. µs an op by wall clock over FMOE_BENCH_HOST_ITERS ops (default 50)
-// after a warm-up, best of three, and GB/s of weight bytes; FMOE_BENCH_MMV_SHAPE
-// narrows the shapes. Decides whether a GPU-tier miss is better read than
-// copied (docs/gpu-decode.md, session 25).
+// from device memory: a tiered layer with one GPU-tier miss. µs an op by
+// wall clock over FMOE_BENCH_HOST_ITERS ops (default 50) after a warm-up,
+// best of three, and GB/s of weight bytes; FMOE_BENCH_MMV_SHAPE narrows the
+// shapes. Decides whether a GPU-tier miss is better read than copied
+// (docs/gpu-decode.md, session 25).
 func BenchmarkMMVFromHost(b *testing.B) {
 	be := newMMV(b, mmvOptIn)
 	defer be.Close()
@@ -127,8 +128,8 @@ func BenchmarkMMVFromHost(b *testing.B) {
 			var span []byte
 			hosts[i], span = hostWeight(b, be, ws[i])
 			so, bo, _ := layout(ws[i])
-			binds[i] = backend.Weight{Rows: s.R, Cols: s.C, Group: 64, Format: backend.Q4,
-				Data: span[:len(ws[i].Data)], Scales: span[so : so+len(ws[i].Scales)], Biases: span[bo : bo+len(ws[i].Biases)]}
+			binds[i] = ws[i]
+			binds[i].Data, binds[i].Scales, binds[i].Biases = span[:len(ws[i].Data)], span[so:so+len(ws[i].Scales)], span[bo:bo+len(ws[i].Biases)]
 			d, err := be.Register(ws[i])
 			if err != nil {
 				b.Fatal(err)
@@ -156,6 +157,16 @@ func BenchmarkMMVFromHost(b *testing.B) {
 			}
 			return be.MatVecBatch(ys, ts, xs)
 		}
+		// zeroCopy runs an op whose first n jobs read their weights from
+		// host memory and the rest from device memory.
+		zeroCopy := func(op, n int) error {
+			return run(pick(op, func(i int) backend.Tensor {
+				if i%s.jobs < n {
+					return hosts[i]
+				}
+				return devs[i]
+			}))
+		}
 		// copiedIn runs an op whose first n jobs are bound from the host
 		// copies (one DMA each, as the host tier binds) and the rest read
 		// from device memory, then releases the bound ones.
@@ -180,8 +191,8 @@ func BenchmarkMMVFromHost(b *testing.B) {
 			name string
 			op   func(op int) error
 		}{
-			{"device memory", func(op int) error { return run(pick(op, func(i int) backend.Tensor { return devs[i] })) }},
-			{"host memory (zero-copy)", func(op int) error { return run(pick(op, func(i int) backend.Tensor { return hosts[i] })) }},
+			{"device memory", func(op int) error { return zeroCopy(op, 0) }},
+			{"host memory (zero-copy)", func(op int) error { return zeroCopy(op, s.jobs) }},
 			{"copied in (Bind, DMA)", func(op int) error { return copiedIn(op, s.jobs) }},
 		}
 		if s.jobs > 2 {
@@ -196,14 +207,7 @@ func BenchmarkMMVFromHost(b *testing.B) {
 				name string
 				op   func(op int) error
 			}{
-				{fmt.Sprintf("%d job(s) zero-copy", miss), func(op int) error {
-					return run(pick(op, func(i int) backend.Tensor {
-						if i%s.jobs < miss {
-							return hosts[i]
-						}
-						return devs[i]
-					}))
-				}},
+				{fmt.Sprintf("%d job(s) zero-copy", miss), func(op int) error { return zeroCopy(op, miss) }},
 				{fmt.Sprintf("%d job(s) copied in", miss), func(op int) error { return copiedIn(op, miss) }},
 			}...)
 		}
