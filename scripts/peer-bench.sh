@@ -8,7 +8,7 @@
 #   LLAMA_PREBUILT  llama-bin.tar.xz (or its split parts llama-bin.tar.xz.aa, ...) from an earlier
 #               run's PEER_BINOUT: the llama.cpp binaries, used instead of building (default
 #               .llama/llama-bin.tar.xz*)
-#   PEER_DIR    scratch (default /tmp/fmoe-peer; needs ~40 GB)
+#   PEER_DIR    scratch (default /tmp/fmoe-peer; needs ~48 GB)
 #   PEER_OUT    where build.txt and bench.txt (the logs) and runs.log (every llama-bench line and
 #               fmoe --timing report) go (default $OUT when set, so they come back from the device)
 #   PEER_BINOUT where the built llama.cpp binaries go (llama-bin.tar.xz.*, 15 MiB parts; default
@@ -17,8 +17,10 @@
 #   PEER_PHASE  build | bench | all (default all)
 #   PEER_DEADLINE  seconds after the start past which no new benchmark row starts (default 0: none)
 #   PEER_REPS   llama-bench repetitions in the resident and host rows (default 5)
-#   PEER_FREPS  fmoe's untimed runs a pack in those rows, the 1- and 2-layer packs alternating, each
-#               pack's median rate taken (default 3; the disk row 1)
+#   PEER_FREPS  fmoe's untimed runs a pack in those rows, the 1-layer pack and the stack alternating,
+#               each pack's median rate taken (default 3; the disk row 1)
+#   PEER_FSTACK layers of fmoe's stack (default 4: its layer is the difference over 3 layers; at 2
+#               the difference of one, ~0.1 ms resident, was inside the runs' spread, peer run 12)
 #   PEER_TOKENS decode tokens (default 256: at 64 a 2 − 1 layer difference was noise, run 5's K=4
 #               resident split; the disk row 32); PEER_PP prefill length (default 512)
 #   PEER_KS     expert counts to compare (default "10 4"); PEER_ROWS the rows (default "resident host
@@ -43,7 +45,7 @@
 #             the GPU tier before the prompt, as llama.cpp has loaded its weights before it times;
 #             fmoe's "preload:" line in runs.log gives the load's time, outside prefill)
 #   host      llama.cpp -ngl 99 -ot exps=CPU (its CPU computes the experts, from mmap'd page cache)
-#             | fmoe --gpu-cache 0 --host-cache 8G: experts in its pinned host tier, one DMA each,
+#             | fmoe --gpu-cache 0 --host-cache PEER_HOSTCACHE (16G): experts in its pinned host tier, one DMA each,
 #             GPU computes; at K=10 the same with --cpu-experts PEER_CPU_SHARE (default 0.4: that
 #             share of the experts computed by its CPUs from the host tier beside the link); then
 #             (deadline permitting) fmoe --gpu-cache 0: experts pread from the page cache each token
@@ -74,13 +76,16 @@ BOUT=${PEER_BINOUT:-$DIR/out}
 PHASE=${PEER_PHASE:-all}
 TOKENS=${PEER_TOKENS:-256}
 PP=${PEER_PP:-512}
-# the resident row's GPU tier: every expert of the 2-layer pack (2 x 512 x 7.08 MB = 7.3 GB) with room
+# the resident row's GPU tier: every expert of the stack (4 x 512 x 7.08 MB = 14.5 GB) with room
 # to spare; a size past the card's memory is refused (session 20's 100G on an H100)
 RESCACHE=${PEER_RESCACHE:-16G}
+# the host row's host tier: likewise every expert of the stack
+HOSTCACHE=${PEER_HOSTCACHE:-16G}
+FSTACK=${PEER_FSTACK:-4}
 # llama-bench's repetitions a row (the disk row 1): at 2, session 20's K=10 host row measured LLA and
 # LAA faster than LA, its added layer (~1.2 ms of ~7) inside the spread; a rep there is ~2 s
 REPS=${PEER_REPS:-5}
-# fmoe's untimed runs a pack (the disk row 1), alternating the 1- and 2-layer packs; the median of each
+# fmoe's untimed runs a pack (the disk row 1), alternating the 1-layer pack and the stack; the median of each
 FREPS=${PEER_FREPS:-3}
 DEADLINE=${PEER_DEADLINE:-0}
 # the host row's extra fmoe line at K=10: --cpu-experts this share (0: none); session 24's
@@ -131,17 +136,17 @@ build() {
   wait $ppid || { tail -20 "$DIR/pack.log" >&2; exit 1; }
   log "fmoe pack done ($(du -sh "$DIR/fmoe" | cut -f1)); tiny cross-check model: testdata/tiny/hf -> F32 GGUF"
   rm -rf "$DIR/src"
-  # fmoe's 2-layer pack for its untimed per-layer cost, as llama.cpp's comes from its stacks: the
-  # 1-layer pack's layer twice (fmoe-pack stack: each copy with expert files of its own). Until
+  # fmoe's stack for its untimed per-layer cost, as llama.cpp's comes from its stacks: the 1-layer
+  # pack's layer FSTACK times (fmoe-pack stack: each copy with expert files of its own). Until
   # session 22 this was a second synthesis (MLX layout, random words) whose router sent its tokens
   # elsewhere: in run 9 its 2 layers ran as fast as the 1-layer pack's one, and the resident and
   # disk rows' splits were noise
-  ( nice -n 5 "$BIN/fmoe-pack" stack --model "$DIR/fmoe" --out "$DIR/fmoe2" --layer 0 --layers 2 --force -q ) \
+  ( nice -n 5 "$BIN/fmoe-pack" stack --model "$DIR/fmoe" --out "$DIR/fmoe-stack" --layer 0 --layers "$FSTACK" --force -q ) \
     > "$DIR/pack2.log" 2>&1 &
   local p2pid=$!
   LLAMA=$LL python3 "$HERE/peer/convert.py" testdata/tiny/hf --no-mtp --outtype f32 --outfile "$DIR/tiny-f32.gguf" > "$DIR/convert-tiny.log" 2>&1 ||
     { tail -20 "$DIR/convert-tiny.log" >&2; echo "tiny conversion failed (cross-check skipped)" >&2; }
-  wait $p2pid || { tail -5 "$DIR/pack2.log" >&2; echo "fmoe's 2-layer pack failed (no untimed split)" >&2; rm -rf "$DIR/fmoe2"; }
+  wait $p2pid || { tail -5 "$DIR/pack2.log" >&2; echo "fmoe's $FSTACK-layer stack failed (no untimed split)" >&2; rm -rf "$DIR/fmoe-stack"; }
   wait $bpid || { cat "$DIR/llama-build.out" >&2; exit 1; }
   cat "$DIR/llama-build.out" >&2
   [ $ok = 1 ] || exit 1
@@ -185,7 +190,7 @@ print(pp, tg)' "$DIR/lb.out"
 }
 ids() { seq -s, 1 "$1"; }
 # fmoe: generate with --timing after a PROMPT_LEN-token prompt, then the same without --timing on
-# the 1-layer pack and on the 2-layer one (fmoe2: its layer twice, when the build made it); prints
+# the 1-layer pack and on the stack (fmoe-stack: its layer FSTACK times, when the build made it); prints
 # "untimed_decode_tps untimed2_decode_tps decode_tps layer_ms fixed_ms prefill_tps prefill_layer_ms
 # prefill_fixed_ms" (ms per token; fixed = total - layers; untimed: the median step as a rate). FDROP=1
 # drops the page cache before each untimed run too (the disk row; the row drops it before the timed one).
@@ -200,12 +205,12 @@ fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
   fi
   echo "### $tag, untimed: fmoe-run generate -k $k --ids 1..$n --tokens $t $*" >> "$POUT/runs.log"
   local u m r rates1=() rates2=()
-  # FREPS rounds, the 1- and 2-layer packs alternating, each pack's median rate; a run's rate is
+  # FREPS rounds, the 1-layer pack and the stack alternating, each pack's median rate; a run's rate is
   # its median step's (untimed_median): the per-layer split is the difference of two ~0.6 ms
   # tokens, and the runs' summed forward time moved by +-6% between runs of one pack (peer run 11:
   # 1,505-1,687 tok/s for one layer, 1,355-1,656 for two), more than a layer costs
   for r in $(seq "$FREPS"); do
-    for m in fmoe fmoe2; do
+    for m in fmoe fmoe-stack; do
       [ -d "$DIR/$m" ] || continue
       [ "${FDROP:-0}" = 1 ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
       echo "### $tag, untimed ($m, round $r): fmoe-run generate -k $k --ids 1..$n --tokens $t $*" >> "$POUT/runs.log"
@@ -221,7 +226,7 @@ fgen() { # TAG K PROMPT_LEN TOKENS FLAGS...
       if [ $m = fmoe ]; then rates1+=("$u"); else rates2+=("$u"); fi
     done
   done
-  echo "### $tag, untimed rates: 1 layer ${rates1[*]:-none}; 2 layers ${rates2[*]:-none}" >> "$POUT/runs.log"
+  echo "### $tag, untimed rates: 1 layer ${rates1[*]:-none}; $FSTACK layers ${rates2[*]:-none}" >> "$POUT/runs.log"
   local untimed untimed2
   untimed=$(median "${rates1[@]}") untimed2=$(median "${rates2[@]}")
   echo "${untimed:--} ${untimed2:--} $timed"
@@ -236,13 +241,13 @@ memcg() { # creates /sys/fs/cgroup/fmoe-peer with memory.max=$1; prints its path
 # runs a command or one of the functions above in cgroup $1 (its children stay there too)
 incg() { local cg=$1; shift; bash -c 'echo $$ > '"$cg"'/cgroup.procs; "$@"' _ "$@"; }
 export -f lbench fgen ids median timed_split untimed_rate untimed_median
-export LB DIR POUT BIN FREPS
+export LB DIR POUT BIN FREPS FSTACK
 
 row() { # ROW K
   local row=$1 k=$2 lflags=() fflags=() pre=() n=$TOKENS r=$REPS fr=$FREPS pp=$PP drop=0
   case $row in
     resident) lflags=(-ngl 99); fflags=(--gpu-cache "$RESCACHE" --preload) ;;
-    host) lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0 --host-cache 8G)
+    host) lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0 --host-cache "$HOSTCACHE")
           cat "$DIR"/fmoe*/packed_experts/*.bin "$DIR"/L*.gguf > /dev/null ;;  # warm the page cache
     disk) [ -n "$CG" ] || { echo "| disk | $k | (no memory cgroup on this machine: skipped) |"; return; }
           lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0); pre=(incg "$CG"); n=32; r=1; fr=1; drop=1
@@ -264,8 +269,8 @@ row() { # ROW K
     read -r fut fut2 ftg flt ffix fpp fplt fpfix < <(FDROP=$drop FREPS=$fr "${pre[@]}" fgen "$name K=$k" "$k" "$pp" "$n" "${fflags[@]}")
     ft=$(extrap "$flt" "$ffix"); fpt=$(extrap "$fplt" "$fpfix")
     # untimed, split like llama.cpp's (--timing turns the layer graphs off and syncs each phase, so
-    # its split overstates what a user's run costs): the 2-layer pack's rate against the 1-layer's
-    read -r fult fufix < <(fsplit "$fut" "$fut2")
+    # its split overstates what a user's run costs): the stack's rate against the 1-layer pack's
+    read -r fult fufix < <(fsplit "$fut" "$fut2" "$FSTACK")
     fu=$(extrap "$fult" "$fufix")
     printf '| %s | %d | %s/%s, %s / %s, %s, %s | %s, untimed %s / %s (%s) | %s, untimed %s / %s | **%s / %s** | %s | **%s** | %s | %s / %s, %s, %s | %s / %s |\n' "$name" "$k" \
       "$ftg" "$fut" "$fut2" "$tga" "$tgb" "$tgc" "$flt" "$fult" "$lper" "$latt" "$ffix" "$fufix" "$lfix" "$ft" "$lt" "$(ratio "$ft" "$lt")" \
@@ -278,7 +283,7 @@ row() { # ROW K
       "host, fmoe host tier")
         if [ "$k" = 10 ] && [ "$CPUSHARE" != 0 ]; then
           name="host, fmoe host tier + CPU $CPUSHARE${CPUTHREADS:+ on $CPUTHREADS threads}"
-          fflags=(--gpu-cache 0 --host-cache 8G --cpu-experts "$CPUSHARE" ${CPUTHREADS:+--threads "$CPUTHREADS"})
+          fflags=(--gpu-cache 0 --host-cache "$HOSTCACHE" --cpu-experts "$CPUSHARE" ${CPUTHREADS:+--threads "$CPUTHREADS"})
         else
           name="host, fmoe page cache"; fflags=(--gpu-cache 0)
         fi ;;
@@ -297,13 +302,13 @@ bench() {
   echo "llama.cpp: $(tr '\n' ' ' < "$LL/FMOE-SOURCE.txt"); built with GGML_CUDA=ON, sm_90, GGML_NATIVE, FlashAttention kernels off"
   echo "model: synthetic qwen3.5-397b-a17b, fmoe 1 GatedDeltaNet layer 4-bit g64 ($(du -sh "$DIR/fmoe" | cut -f1)); llama.cpp Q4_0 stacks $(cd "$DIR" && du -sh LA.gguf LLA.gguf LAA.gguf | awk '{printf "%s %s, ", $2, $1}')"
   echo "llama.cpp: llama-bench -m M.gguf -p $PP -n $TOKENS -r $REPS -o jsonl (tg from an empty context; disk row -n 32 -r 1) with -ngl 99 (resident) or -ngl 99 -ot exps=CPU (host, disk)"
-  echo "fmoe: fmoe-run generate --backend cuda --ids 1..$PP --tokens $TOKENS -k K --timing (decode after the prompt), --gpu-cache $RESCACHE --preload (resident) or 0 (host, disk); then the same without --timing for the untimed decode tok/s"
+  echo "fmoe: fmoe-run generate --backend cuda --ids 1..$PP --tokens $TOKENS -k K --timing (decode after the prompt), --gpu-cache $RESCACHE --preload (resident) or 0 with --host-cache $HOSTCACHE (host) or without (disk); the same on a $FSTACK-layer stack of the layer; then the same without --timing for the untimed decode tok/s"
   ceilings
   echo
   CG=; [[ " ${PEER_ROWS:-disk} ${PEER_PLAN:-} " == *"disk "* ]] && CG=$(memcg "${PEER_MEMMAX:-3G}")
   [ -n "$CG" ] && echo "disk row: each engine alone in cgroup $CG with memory.max=$(cat "$CG"/memory.max) (page cache included), after drop_caches"
   { echo
-    echo "| row | K | decode tok/s measured: fmoe timed/untimed (L), untimed (LL) / llama.cpp (LA, LLA, LAA) | decode ms per GatedDeltaNet layer fmoe timed, untimed (LL − L) / llama.cpp (llama.cpp attention layer) | fixed ms per token fmoe timed, untimed / llama.cpp | **decode tok/s at 60 layers fmoe timed / llama.cpp** | fmoe / llama.cpp | **fmoe untimed at 60 layers** | fmoe untimed / llama.cpp | prefill $PP tok/s measured fmoe (L) / llama.cpp (LA, LLA, LAA) | prefill tok/s at 60 layers fmoe / llama.cpp |"
+    echo "| row | K | decode tok/s measured: fmoe timed/untimed (L), untimed ($FSTACK L) / llama.cpp (LA, LLA, LAA) | decode ms per GatedDeltaNet layer fmoe timed, untimed (($FSTACK L − L) / $(( FSTACK - 1 ))) / llama.cpp (llama.cpp attention layer) | fixed ms per token fmoe timed, untimed / llama.cpp | **decode tok/s at 60 layers fmoe timed / llama.cpp** | fmoe / llama.cpp | **fmoe untimed at 60 layers** | fmoe untimed / llama.cpp | prefill $PP tok/s measured fmoe (L) / llama.cpp (LA, LLA, LAA) | prefill tok/s at 60 layers fmoe / llama.cpp |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|"; }
   local ks=(${PEER_KS:-10 4}) rows=" ${PEER_ROWS:-resident host disk} " plan=() p r
   plan+=(check)  # first: it takes seconds, and session 20's call was cut off before it

@@ -93,6 +93,12 @@ func TestPeerArithmetic(t *testing.T) {
 		{"fsplit 1636.28 1617.39", "0.007 0.604"}, // a tiny but positive layer stays a number
 		{"fsplit 150 160", "noise noise"},         // one more layer measured faster
 		{"fsplit - 160", "- -"},                   // a failed run
+		{"fsplit 470.86 265.92 2", "1.637 0.487"}, // N = 2 spelled out
+		// peer run 12's resident K=4 medians read as a 4-layer stack:
+		// (1000/1612.90 - 1000/2336.45) / 3 = 0.064, 0.428 - 0.064 = 0.364
+		{"fsplit 2336.45 1612.90 4", "0.064 0.364"},
+		{"fsplit 2336.45 2400 4", "noise noise"}, // the stack measured faster
+		{"fsplit 2336.45 1612.90 1", "- -"},      // no stack to split by
 		{"lsplit 269.35 194.49 195.68", "1.429 1.398 0.886"},
 		{"lsplit 143.25 150.97 172.88", "noise noise noise"}, // session 20's K=10 host row
 		{"extrap 1.637 0.487", "10.13"},

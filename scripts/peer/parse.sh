@@ -24,12 +24,13 @@ untimed_median() {
 # median N...: the median of the numbers given (nothing for none; the lower middle of an even count)
 median() { [ $# -eq 0 ] || printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 
-# fmoe's GatedDeltaNet layer and fixed cost (ms) from its 1- and 2-layer packs' rates, as
-# llama.cpp's from its stacks: layer = t2 - t1, fixed = 2 t1 - t2. A layer that costs nothing or
-# less is noise (one more layer measured faster): "noise" then, which extrap and ratio pass on
-# rather than a negative or infinite rate (session 20's -77.6 tok/s)
-fsplit() { awk -v a="$1" -v b="$2" 'BEGIN{ if(a=="-"||b=="-"||a==0||b==0){print "- -"; exit}
-  t1=1000/a; t2=1000/b; if (t2-t1 <= 0) print "noise noise"; else printf "%.3f %.3f\n", t2-t1, 2*t1-t2 }'; }
+# fmoe's GatedDeltaNet layer and fixed cost (ms) from the rates of its 1-layer pack and an N-layer
+# stack of the same layer (N default 2): layer = (tN - t1) / (N - 1), fixed = t1 - layer (N = 2:
+# llama.cpp's split of its stacks, 2 t1 - t2). A layer that costs nothing or less is noise (more
+# layers measured faster): "noise" then, which extrap and ratio pass on rather than a negative or
+# infinite rate (session 20's -77.6 tok/s)
+fsplit() { awk -v a="$1" -v b="$2" -v n="${3:-2}" 'BEGIN{ if(a=="-"||b=="-"||a==0||b==0||n<2){print "- -"; exit}
+  t1=1000/a; tn=1000/b; l=(tn-t1)/(n-1); if (l <= 0) print "noise noise"; else printf "%.3f %.3f\n", l, t1-l }'; }
 num() { [[ $1 =~ ^-?[0-9.]+$ ]]; }
 ratio() { num "$1" && num "$2" || { echo -; return; }; awk -v a="$1" -v b="$2" 'BEGIN{ if(b==0) print "-"; else printf "%.2fx", a/b }'; }
 # extrap LAYER_MS FIXED_MS: tok/s at 60 layers
