@@ -26,8 +26,10 @@ import (
 //
 // What it is for: measuring whether an expert the GPU tier does not hold is
 // better computed straight from the host tier than copied in first
-// (docs/gpu-decode.md, session 25; BenchmarkMMVFromHost), and the
-// job tables of such a path.
+// (BenchmarkMMVFromHost). On an H200 it was not (docs/benchmarks.md run
+// 25: the SMs' loads reach 87-91% of the copy engine's rate, and one
+// missing expert of a batch takes the time its copy does), so no miss
+// path uses it; it stays to rerun on a card whose link differs.
 func (be *Backend) tensorInHost(w backend.Weight, mem []byte) (*tensor, error) {
 	if be.closed {
 		return nil, errClosed
