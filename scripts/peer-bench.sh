@@ -272,9 +272,9 @@ row() { # ROW K
     # its split overstates what a user's run costs): the stack's rate against the 1-layer pack's
     read -r fult fufix < <(fsplit "$fut" "$fut2" "$FSTACK")
     fu=$(extrap "$fult" "$fufix")
-    printf '| %s | %d | %s/%s, %s / %s, %s, %s | %s, untimed %s / %s (%s) | %s, untimed %s / %s | **%s / %s** | %s | **%s** | %s | %s / %s, %s, %s | %s / %s |\n' "$name" "$k" \
+    printf '| %s | %d | %s/%s, %s / %s, %s, %s | %s, untimed %s / %s (%s) | %s, untimed %s / %s | **%s / %s** | %s | **%s** | %s | %s | %s / %s, %s, %s | %s / %s |\n' "$name" "$k" \
       "$ftg" "$fut" "$fut2" "$tga" "$tgb" "$tgc" "$flt" "$fult" "$lper" "$latt" "$ffix" "$fufix" "$lfix" "$ft" "$lt" "$(ratio "$ft" "$lt")" \
-      "$fu" "$(ratio "$fu" "$lt")" "$fpp" "$ppa" "$ppb" "$ppc" "$fpt" "$lpt"
+      "$fu" "$(ratio "$fu" "$lt")" "$(onelayer "$fut" "$tga" "$latt")" "$fpp" "$ppa" "$ppb" "$ppc" "$fpt" "$lpt"
     # experts in RAM: fmoe's pinned host tier (one DMA per expert, no read) first, as fmoe runs
     # them; then (K=10, PEER_CPU_SHARE not 0) the same with its CPUs computing that share of the
     # experts beside the link (--cpu-experts); then its page-cache reads, while the deadline leaves time
@@ -308,8 +308,8 @@ bench() {
   CG=; [[ " ${PEER_ROWS:-disk} ${PEER_PLAN:-} " == *"disk "* ]] && CG=$(memcg "${PEER_MEMMAX:-3G}")
   [ -n "$CG" ] && echo "disk row: each engine alone in cgroup $CG with memory.max=$(cat "$CG"/memory.max) (page cache included), after drop_caches"
   { echo
-    echo "| row | K | decode tok/s measured: fmoe timed/untimed (L), untimed ($FSTACK L) / llama.cpp (LA, LLA, LAA) | decode ms per GatedDeltaNet layer fmoe timed, untimed (($FSTACK L − L) / $(( FSTACK - 1 ))) / llama.cpp (llama.cpp attention layer) | fixed ms per token fmoe timed, untimed / llama.cpp | **decode tok/s at 60 layers fmoe timed / llama.cpp** | fmoe / llama.cpp | **fmoe untimed at 60 layers** | fmoe untimed / llama.cpp | prefill $PP tok/s measured fmoe (L) / llama.cpp (LA, LLA, LAA) | prefill tok/s at 60 layers fmoe / llama.cpp |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|"; }
+    echo "| row | K | decode tok/s measured: fmoe timed/untimed (L), untimed ($FSTACK L) / llama.cpp (LA, LLA, LAA) | decode ms per GatedDeltaNet layer fmoe timed, untimed (($FSTACK L − L) / $(( FSTACK - 1 ))) / llama.cpp (llama.cpp attention layer) | fixed ms per token fmoe timed, untimed / llama.cpp | **decode tok/s at 60 layers fmoe timed / llama.cpp** | fmoe / llama.cpp | **fmoe untimed at 60 layers** | fmoe untimed / llama.cpp | at one layer: fmoe untimed (L) / llama.cpp (LA less its attention layer) | prefill $PP tok/s measured fmoe (L) / llama.cpp (LA, LLA, LAA) | prefill tok/s at 60 layers fmoe / llama.cpp |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"; }
   local ks=(${PEER_KS:-10 4}) rows=" ${PEER_ROWS:-resident host disk} " plan=() p r
   plan+=(check)  # first: it takes seconds, and session 20's call was cut off before it
   for k in "${ks[@]}"; do

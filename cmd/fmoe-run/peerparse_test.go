@@ -101,6 +101,12 @@ func TestPeerArithmetic(t *testing.T) {
 		{"fsplit 2336.45 1612.90 1", "- -"},      // no stack to split by
 		{"lsplit 269.35 194.49 195.68", "1.429 1.398 0.886"},
 		{"lsplit 143.25 150.97 172.88", "noise noise noise"}, // session 20's K=10 host row
+		// peer run 12's resident K=4: fmoe's 1-layer token 0.428 ms against
+		// llama.cpp's LA (0.829 ms) less its attention layer (0.123): 0.706 / 0.428
+		{"onelayer 2336.45 1206.23 0.123", "1.65x"},
+		{"onelayer 2336.45 1206.23 noise", "-"}, // llama.cpp's split was noise
+		{"onelayer - 1206.23 0.123", "-"},       // fmoe's runs failed
+		{"onelayer 2336.45 1206.23 0.9", "-"},   // an attention layer past the whole LA token
 		{"extrap 1.637 0.487", "10.13"},
 		{"extrap noise noise", "noise"},
 		{"extrap - 1", "-"},

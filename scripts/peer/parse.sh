@@ -35,6 +35,12 @@ num() { [[ $1 =~ ^-?[0-9.]+$ ]]; }
 ratio() { num "$1" && num "$2" || { echo -; return; }; awk -v a="$1" -v b="$2" 'BEGIN{ if(b==0) print "-"; else printf "%.2fx", a/b }'; }
 # extrap LAYER_MS FIXED_MS: tok/s at 60 layers
 extrap() { num "$1" && num "$2" || { [ "$1" = noise ] && echo noise || echo -; return; }; awk -v l="$1" -v f="$2" 'BEGIN{ printf "%.2f", 1000/(60*l+f) }'; }
+# onelayer FMOE_1L_TPS LLAMA_LA_TPS LLAMA_ATT_MS: fmoe / llama.cpp at one GatedDeltaNet layer, with no
+# split of fmoe's layer: fmoe's 1-layer token against llama.cpp's LA less its attention layer (each
+# engine's one layer plus its fixed cost). For the resident row, where fmoe's layer (~0.1 ms) is
+# smaller than its runs' spread and the stacks' split can be noise
+onelayer() { num "$1" && num "$2" && num "$3" || { echo -; return; }
+  awk -v f="$1" -v a="$2" -v t="$3" 'BEGIN{ if (f<=0||a<=0||1000/a-t<=0) print "-"; else printf "%.2fx", (1000/a-t)/(1000/f) }'; }
 # llama.cpp's GatedDeltaNet layer, attention layer and fixed cost (ms) from the LA, LLA, LAA rates
 lsplit() { awk -v a="$1" -v b="$2" -v c="$3" 'BEGIN{ if(a=="-"||b=="-"||c=="-"){print "- - -"; exit}
   ta=1000/a; tb=1000/b; tc=1000/c; if (tb-ta <= 0 || tc-ta <= 0) { print "noise noise noise"; exit }
