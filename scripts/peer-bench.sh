@@ -8,7 +8,8 @@
 #   LLAMA_PREBUILT  llama-bin.tar.xz (or its split parts llama-bin.tar.xz.aa, ...) from an earlier
 #               run's PEER_BINOUT: the llama.cpp binaries, used instead of building (default
 #               .llama/llama-bin.tar.xz*)
-#   PEER_DIR    scratch (default /tmp/fmoe-peer; needs ~48 GB)
+#   PEER_DIR    scratch (default /tmp/fmoe-peer; ~52 GB at the end, ~57 GB at its peak while the GGUF
+#               stacks are written: the machine has 64 GiB)
 #   PEER_OUT    where build.txt and bench.txt (the logs) and runs.log (every llama-bench line and
 #               fmoe --timing report) go (default $OUT when set, so they come back from the device)
 #   PEER_BINOUT where the built llama.cpp binaries go (llama-bin.tar.xz.*, 15 MiB parts; default

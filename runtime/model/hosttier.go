@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/fmoe/fmoe/format"
 	"github.com/fmoe/fmoe/runtime/backend"
 )
 
@@ -181,6 +182,19 @@ func (t *hostTier) put(e *hentry, filled bool) {
 		delete(t.m, e.key)
 		t.free = append(t.free, e.slot)
 	}
+}
+
+// hostTierBudget cuts a host tier's budget to the bytes of set's expert
+// blocks: the tier keeps each (layer, expert) once, so slots past them
+// would pin memory nothing fills (a 16 GiB tier on a 4 GB model pins 16
+// GiB at Open). The budget asked for is checked against the memory
+// available before it is cut (checkHostCache): a mistake stays a mistake.
+func hostTierBudget(budget int64, set *format.ExpertSet) int64 {
+	var n int64
+	for _, l := range set.Layers {
+		n += int64(len(l.CRC32C)) // one a block (format.Validate)
+	}
+	return min(budget, n*set.Stride)
 }
 
 // checkHostCache refuses a host tier larger than the memory available

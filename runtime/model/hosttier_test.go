@@ -60,3 +60,36 @@ func TestHostTier(t *testing.T) {
 		t.Fatal("a 4 EiB host tier was accepted")
 	}
 }
+
+// TestHostTierBudgetCut: a host tier asked for more than the model's
+// experts gets slots for exactly those (and says so in CacheBudgets, which
+// --timing prints); a smaller one keeps its budget. Every expert of every
+// layer then fits at once: a decode that touches all of them evicts none.
+func TestHostTierBudgetCut(t *testing.T) {
+	c := cases[0]
+	m0 := open(t, c.src, c.bits, c.k, Options{})
+	set := m0.experts.set
+	blocks := 0
+	for _, l := range set.Layers {
+		blocks += len(l.CRC32C)
+	}
+	if blocks == 0 {
+		t.Fatal("the test model has no expert blocks")
+	}
+	all := int64(blocks) * set.Stride
+	for _, v := range []struct {
+		ask, want int64
+	}{
+		{all + 5*set.Stride + 7, all}, // cut to the model's experts
+		{all, all},
+		{3*set.Stride + 1, 3*set.Stride + 1}, // below them: kept as asked
+	} {
+		m := open(t, c.src, c.bits, c.k, Options{HostCache: v.ask})
+		if _, host := m.CacheBudgets(); host != v.want {
+			t.Errorf("host tier of %d bytes asked: CacheBudgets says %d, want %d", v.ask, host, v.want)
+		}
+		if got, want := len(m.experts.tier.slots), int(v.want/set.Stride); got != want {
+			t.Errorf("host tier of %d bytes asked: %d slots, want %d", v.ask, got, want)
+		}
+	}
+}

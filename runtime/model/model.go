@@ -68,7 +68,8 @@ type Options struct {
 	// the OS page cache caches them): buffers from the backend's
 	// HostAlloc (CUDA: pinned) that keep what the GPU tier misses, so
 	// that a hit is one DMA with no read and no copy. A budget past the
-	// memory available is refused.
+	// memory available is refused; one past the model's experts is cut
+	// to them (CacheBudgets reports the tier's).
 	HostCache int64
 	// VerifyEveryRead checksums every expert block read, not only the first read of each
 	// block in the process: for a disk suspected of going bad under a long-running server.
@@ -284,9 +285,9 @@ func Open(dir string, opts Options) (*Model, error) {
 	if err := checkHostCache(opts.HostCache); err != nil {
 		return nil, err
 	}
-	eo := expertOptions{par: par, direct: opts.DirectIO, lz4: opts.LZ4, check: checkFirst, hostTier: opts.HostCache,
+	m.hostBudget = hostTierBudget(opts.HostCache, set)
+	eo := expertOptions{par: par, direct: opts.DirectIO, lz4: opts.LZ4, check: checkFirst, hostTier: m.hostBudget,
 		async: !opts.VerifyBeforeCompute}
-	m.hostBudget = opts.HostCache
 	if opts.VerifyEveryRead {
 		eo.check = checkEvery
 	}
