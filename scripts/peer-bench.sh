@@ -16,6 +16,9 @@
 #               PEER_DIR/out: ~30 MB of them in $OUT made the device return nothing at all, logs
 #               included, in session 20; a later call on the warm machine finds the build in PEER_DIR)
 #   PEER_PHASE  build | bench | all (default all)
+#   PEER_DURING_BUILD  a command (bash -c, BIN set to the unpacked fmoe binaries) run beside the build
+#               phase, whose ~270 s leave the GPU idle: e.g. 'bash scripts/gpu-check.sh'. Its output
+#               goes to PEER_OUT/during.log; the bench waits for it, so keep it shorter than the build
 #   PEER_DEADLINE  seconds after the start past which no new benchmark row starts (default 0: none)
 #   PEER_REPS   llama-bench repetitions in the resident and host rows (default 5)
 #   PEER_FREPS  fmoe's untimed runs a pack in those rows, the 1-layer pack and the stack alternating,
@@ -125,7 +128,12 @@ llama_build() {
 build() {
   rm -rf "$LL"; tar xJf "$TAR" -C "$DIR"  # the converter runs from this tree while it builds
   llama_build > "$DIR/llama-build.out" 2>&1 &
-  local bpid=$!
+  local bpid=$! dpid=
+  if [ -n "${PEER_DURING_BUILD:-}" ]; then
+    log "during the build: $PEER_DURING_BUILD (its output: $POUT/during.log)"
+    ( set +e; BIN=$BIN bash -c "$PEER_DURING_BUILD" > "$POUT/during.log" 2>&1; echo "rc=$?" >> "$POUT/during.log" ) &
+    dpid=$!
+  fi
   log "synthesising qwen3.5-397b-a17b, 1 layer, hf bf16"
   nice -n 5 "$BIN/fmoe-pack" synth --preset qwen3.5-397b-a17b --layers 1 --layout hf --out "$DIR/src" --force -q
   log "fmoe-pack convert --bits 4 (background) and convert_hf_to_gguf --outtype bf16"
@@ -164,6 +172,11 @@ build() {
   for st in LA LLA LAA; do [ -f "$DIR/$st.gguf" ] || { echo "gguf_layers.py $st failed" >&2; exit 1; }; done
   rm -f "$DIR/l-q4_0.gguf"
   du -sh "$DIR"/* >&2
+  if [ -n "$dpid" ]; then
+    log "waiting for the command run during the build"
+    wait "$dpid" || true
+    tail -3 "$POUT/during.log" >&2
+  fi
   log "build phase done"
 }
 
