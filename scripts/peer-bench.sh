@@ -49,9 +49,10 @@
 #             the GPU tier before the prompt, as llama.cpp has loaded its weights before it times;
 #             fmoe's "preload:" line in runs.log gives the load's time, outside prefill)
 #   host      llama.cpp -ngl 99 -ot exps=CPU (its CPU computes the experts, from mmap'd page cache)
-#             | fmoe --gpu-cache 0 --host-cache PEER_HOSTCACHE (16G): experts in its pinned host tier, one DMA each,
-#             GPU computes; at K=10 the same with --cpu-experts PEER_CPU_SHARE (default 0.4: that
-#             share of the experts computed by its CPUs from the host tier beside the link); then
+#             | fmoe --gpu-cache 0 --host-cache PEER_HOSTCACHE (16G): experts in its pinned host
+#             tier, one DMA each, GPU computes; at K=10 the same with --cpu-experts PEER_CPU_SHARE
+#             (default 0.4: that share of the experts computed by its CPUs from the host tier beside
+#             the link); then
 #             (deadline permitting) fmoe --gpu-cache 0: experts pread from the page cache each token
 #   disk      both in a cgroup v2 with memory.max=PEER_MEMMAX (page cache included), after
 #             drop_caches, so experts come from the disk: llama.cpp's mmap vs fmoe's preads
