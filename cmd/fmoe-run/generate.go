@@ -24,7 +24,7 @@ func modelFlags() []cli.Flag {
 		&cli.IntFlag{Name: "threads", Usage: "CPU threads per op (default: all cores)"},
 		&cli.StringFlag{Name: "backend", Value: "auto", Usage: "compute backend: auto (a GPU when present, else the CPU), cpu, cuda or metal"},
 		&cli.StringFlag{Name: "gpu-cache", Value: "auto", Usage: "`SIZE` of the GPU tier: routed experts kept in device memory across tokens (CUDA; e.g. 40G, 512M); auto takes the free device memory less what the context needs, 0 turns it off"},
-		&cli.StringFlag{Name: "host-cache", Value: "0", Usage: "`SIZE` of the host tier: experts the GPU tier misses kept in pinned host memory (CUDA) and bound with one DMA, no read; pinned at start, at most the model's experts (a larger SIZE is cut to them; --timing shows the tier's); 0 (default) leaves caching to the OS page cache"},
+		&cli.StringFlag{Name: "host-cache", Value: "0", Usage: "`SIZE` of the host tier: experts the GPU tier misses kept in pinned host memory (CUDA) and bound with one DMA, no read; pinned at start, at most the model's experts and a few spare slots (a larger SIZE is cut to that; --timing shows the tier's); 0 (default) leaves caching to the OS page cache"},
 		&cli.BoolFlag{Name: "verbose", Usage: "say in full why a backend was or was not chosen"},
 		&cli.StringFlag{Name: "gpus", Value: "all", Usage: "`LIST` of devices to split the routed experts over, such as 0,1 (CUDA: device numbers, joined by NCCL; the CPU: logical devices in one process); all takes every visible GPU (one on the CPU and Metal)"},
 		preloadFlag,

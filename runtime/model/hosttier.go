@@ -185,16 +185,20 @@ func (t *hostTier) put(e *hentry, filled bool) {
 }
 
 // hostTierBudget cuts a host tier's budget to the bytes of set's expert
-// blocks: the tier keeps each (layer, expert) once, so slots past them
-// would pin memory nothing fills (a 16 GiB tier on a 4 GB model pins 16
-// GiB at Open). The budget asked for is checked against the memory
-// available before it is cut (checkHostCache): a mistake stays a mistake.
-func hostTierBudget(budget int64, set *format.ExpertSet) int64 {
+// blocks and spare slots more: the tier keeps each (layer, expert) once, so
+// slots past those would pin memory nothing fills (a 16 GiB tier on a 4 GB
+// model pins 16 GiB at Open). The spare slots are for an expert that moves
+// up to the GPU tier while a bind still reads its slot (drop frees the slot
+// at the bind's put) and comes back down before that: with none, a tier
+// holding the whole model could evict one. The budget asked for is checked
+// against the memory available before it is cut (checkHostCache): a mistake
+// stays a mistake.
+func hostTierBudget(budget int64, set *format.ExpertSet, spare int) int64 {
 	var n int64
 	for _, l := range set.Layers {
 		n += int64(len(l.CRC32C)) // one a block (format.Validate)
 	}
-	return min(budget, n*set.Stride)
+	return min(budget, (n+int64(spare))*set.Stride)
 }
 
 // checkHostCache refuses a host tier larger than the memory available

@@ -62,9 +62,10 @@ func TestHostTier(t *testing.T) {
 }
 
 // TestHostTierBudgetCut: a host tier asked for more than the model's
-// experts gets slots for exactly those (and says so in CacheBudgets, which
-// --timing prints); a smaller one keeps its budget. Every expert of every
-// layer then fits at once: a decode that touches all of them evicts none.
+// experts gets slots for those and the spare ones (2 × the read parallelism,
+// by default 2K) and says so in CacheBudgets, which --timing prints; a
+// smaller one keeps its budget. Every expert of every layer then fits at
+// once: a decode that touches all of them evicts none.
 func TestHostTierBudgetCut(t *testing.T) {
 	c := cases[0]
 	m0 := open(t, c.src, c.bits, c.k, Options{})
@@ -76,12 +77,12 @@ func TestHostTierBudgetCut(t *testing.T) {
 	if blocks == 0 {
 		t.Fatal("the test model has no expert blocks")
 	}
-	all := int64(blocks) * set.Stride
+	full := int64(blocks+2*m0.K) * set.Stride
 	for _, v := range []struct {
 		ask, want int64
 	}{
-		{all + 5*set.Stride + 7, all}, // cut to the model's experts
-		{all, all},
+		{full + 5*set.Stride + 7, full}, // cut to the model's experts and the spare slots
+		{full, full},
 		{3*set.Stride + 1, 3*set.Stride + 1}, // below them: kept as asked
 	} {
 		m := open(t, c.src, c.bits, c.k, Options{HostCache: v.ask})

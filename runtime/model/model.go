@@ -69,7 +69,7 @@ type Options struct {
 	// HostAlloc (CUDA: pinned) that keep what the GPU tier misses, so
 	// that a hit is one DMA with no read and no copy. A budget past the
 	// memory available is refused; one past the model's experts is cut
-	// to them (CacheBudgets reports the tier's).
+	// to them and a few spare slots (CacheBudgets reports the tier's).
 	HostCache int64
 	// VerifyEveryRead checksums every expert block read, not only the first read of each
 	// block in the process: for a disk suspected of going bad under a long-running server.
@@ -285,7 +285,9 @@ func Open(dir string, opts Options) (*Model, error) {
 	if err := checkHostCache(opts.HostCache); err != nil {
 		return nil, err
 	}
-	m.hostBudget = hostTierBudget(opts.HostCache, set)
+	// Spare slots as many as the reader has buffers (2·par): a margin for
+	// experts dropped while a bind still reads them, not a bound on them.
+	m.hostBudget = hostTierBudget(opts.HostCache, set, 2*par)
 	eo := expertOptions{par: par, direct: opts.DirectIO, lz4: opts.LZ4, check: checkFirst, hostTier: m.hostBudget,
 		async: !opts.VerifyBeforeCompute}
 	if opts.VerifyEveryRead {
