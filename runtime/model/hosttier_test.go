@@ -64,8 +64,7 @@ func TestHostTier(t *testing.T) {
 // TestHostTierBudgetCut: a host tier asked for more than the model's
 // experts gets slots for those and the spare ones (2 × the read parallelism,
 // by default 2K) and says so in CacheBudgets, which --timing prints; a
-// smaller one keeps its budget. Every expert of every layer then fits at
-// once: a decode that touches all of them evicts none.
+// smaller one keeps its budget.
 func TestHostTierBudgetCut(t *testing.T) {
 	c := cases[0]
 	m0 := open(t, c.src, c.bits, c.k, Options{})
