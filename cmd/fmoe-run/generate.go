@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"time"
@@ -255,9 +256,10 @@ func runGenerate(c *cli.Context) error {
 	total := time.Since(start)
 	decode := total - first
 	n := float64(max(len(out)-1, 0))
-	fmt.Fprintf(os.Stderr, "%d prompt tokens in %.2fs (%.1f tok/s), %d generated in %.2fs (%.2f tok/s; median step %.3f ms; forward alone %.2f tok/s)\n",
+	fmt.Fprintf(os.Stderr, "%d prompt tokens in %.2fs (%.1f tok/s), %d generated in %.2fs (%.2f tok/s; median step %.3f ms; p10 %.3f, p90 %.3f ms; forward alone %.2f tok/s)\n",
 		len(prompt), first.Seconds(), float64(len(prompt))/first.Seconds(),
-		len(out), decode.Seconds(), n/max(decode.Seconds(), 1e-9), medianMs(steps), n/max((sess.ForwardTime()-fwd0).Seconds(), 1e-9))
+		len(out), decode.Seconds(), n/max(decode.Seconds(), 1e-9), medianMs(steps), percentileMs(steps, 10), percentileMs(steps, 90),
+		n/max((sess.ForwardTime()-fwd0).Seconds(), 1e-9))
 	if sess.Timing != nil {
 		sess.Timing.Report(os.Stderr)
 	}
@@ -328,6 +330,20 @@ func containsID(ids []int, id int) bool {
 		}
 	}
 	return false
+}
+
+// percentileMs is the p-th percentile (nearest rank) of the steps' times in
+// milliseconds (0 for none): beside the median, whether a run's steps are
+// all alike or spread (the peer bench's runs of one pack moved ~20%
+// between runs, peer run 12).
+func percentileMs(steps []time.Duration, p float64) float64 {
+	if len(steps) == 0 {
+		return 0
+	}
+	s := slices.Clone(steps)
+	slices.Sort(s)
+	i := int(math.Ceil(p/100*float64(len(s)))) - 1
+	return float64(s[min(max(i, 0), len(s)-1)]) / 1e6
 }
 
 // medianMs is the median of the steps' times in milliseconds (0 for none):

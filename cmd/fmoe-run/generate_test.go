@@ -106,3 +106,30 @@ func TestMedianMs(t *testing.T) {
 		}
 	}
 }
+
+// TestPercentileMs: nearest rank, so a percentile is always one of the
+// steps; out-of-range ranks clamp to the first and last.
+func TestPercentileMs(t *testing.T) {
+	const ms = time.Millisecond
+	ten := []time.Duration{7 * ms, 2 * ms, 9 * ms, 1 * ms, 10 * ms, 3 * ms, 5 * ms, 4 * ms, 8 * ms, 6 * ms}
+	for _, c := range []struct {
+		steps []time.Duration
+		p     float64
+		want  float64
+	}{
+		{nil, 90, 0},
+		{ten, 10, 1},
+		{ten, 90, 9},
+		{ten, 91, 10},
+		{ten, 0, 1},
+		{ten, 100, 10},
+		{[]time.Duration{ms / 2}, 90, 0.5},
+	} {
+		if got := percentileMs(c.steps, c.p); got != c.want {
+			t.Errorf("percentileMs(%v, %v) = %v, want %v", c.steps, c.p, got, c.want)
+		}
+	}
+	if ten[0] != 7*ms {
+		t.Error("percentileMs sorted the caller's steps")
+	}
+}
