@@ -337,23 +337,22 @@ func containsID(ids []int, id int) bool {
 // all alike or spread (the peer bench's runs of one pack moved ~20%
 // between runs, peer run 12).
 func percentileMs(steps []time.Duration, p float64) float64 {
-	if len(steps) == 0 {
-		return 0
-	}
-	s := slices.Clone(steps)
-	slices.Sort(s)
-	i := int(math.Ceil(p/100*float64(len(s)))) - 1
-	return float64(s[min(max(i, 0), len(s)-1)]) / 1e6
+	return rankMs(steps, func(n int) int { return int(math.Ceil(p/100*float64(n))) - 1 })
 }
 
 // medianMs is the median of the steps' times in milliseconds (0 for none):
 // a decode rate that one slow step (a page fault, a collector pause) does
 // not move, for comparing runs a few hundred steps long.
 func medianMs(steps []time.Duration) float64 {
+	return rankMs(steps, func(n int) int { return n / 2 })
+}
+
+// rankMs is the step of index rank(n) among the n steps in ascending order
+// (clamped to them), in milliseconds; 0 for none. The caller's order stays.
+func rankMs(steps []time.Duration, rank func(n int) int) float64 {
 	if len(steps) == 0 {
 		return 0
 	}
-	s := slices.Clone(steps)
-	slices.Sort(s)
-	return float64(s[len(s)/2]) / 1e6
+	s := slices.Sorted(slices.Values(steps))
+	return float64(s[min(max(rank(len(s)), 0), len(s)-1)]) / 1e6
 }
