@@ -111,9 +111,7 @@ func (j *mvBatch) run(be *Backend, rows, bytes int) {
 		j.do(0, 0, rows)
 		return
 	}
-	n = min(n, rows/4)
-	chunk := ((rows+n-1)/n + 3) &^ 3
-	be.pool.run(j, rows, chunk)
+	be.pool.runShared(j, rows, sharedChunk(rows, min(n, rows/4)))
 }
 
 func (j *mvBatch) do(part, lo, hi int) {

@@ -79,11 +79,7 @@ func (be *Backend) parallel(w *backend.Weight, t task) {
 		t.do(0, 0, R)
 		return
 	}
-	n = min(n, R/4)
-	// Chunks are multiples of 4 rows so kernels that block rows stay aligned.
-	chunk := (R + n - 1) / n
-	chunk = (chunk + 3) &^ 3
-	be.pool.run(t, R, chunk)
+	be.pool.runShared(t, R, sharedChunk(R, min(n, R/4)))
 }
 
 // grow returns (*s)[:n], reallocating only when the capacity is short, so

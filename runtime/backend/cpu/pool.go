@@ -40,6 +40,7 @@ type pool struct {
 	done    chan struct{} // a token from the worker that ends a run, for a sleeping caller
 	once    sync.Once
 	live    atomic.Int32 // workers running (tests)
+	sh      shared       // runShared's task, held here so that a run allocates nothing
 }
 
 // spinFor is how long an idle worker or a waiting caller polls before it
@@ -122,6 +123,55 @@ func (p *pool) run(t task, n, chunk int) {
 	t.do(0, 0, min(chunk, n))
 	p.wait()
 }
+
+// runShared computes [0, n) in chunks of the given size (the last may be
+// short) that the parts take from one counter until none is left, and
+// returns when every part is done. Unlike run's one chunk a part, a part
+// that loses its core for a while (to the GPU's host thread, the driver's,
+// another process) leaves its chunks to the others instead of holding up
+// the op: on the GPU machine the CPU's share of a layer's experts beside
+// the link took 1.44 ms in its fastest steps and 1.9 in a tenth of them
+// (docs/benchmarks.md, session 27). Which part computes a chunk does not
+// change its bits: a task's items are independent.
+func (p *pool) runShared(t task, n, chunk int) {
+	k := (n + chunk - 1) / chunk
+	sh := &p.sh
+	sh.t, sh.n, sh.chunk = t, n, chunk
+	sh.next.Store(0)
+	p.run(sh, min(k, p.parts()), 1)
+	sh.t = nil
+}
+
+// shared is runShared's task: each part's do takes chunks of t's items
+// until they are gone (its own lo and hi only name the part).
+type shared struct {
+	t        task
+	n, chunk int
+	next     atomic.Int64
+}
+
+func (s *shared) do(part, _, _ int) {
+	for {
+		lo := int(s.next.Add(int64(s.chunk))) - s.chunk
+		if lo >= s.n {
+			return
+		}
+		s.t.do(part, lo, min(lo+s.chunk, s.n))
+	}
+}
+
+// sharedChunk is the chunk of rows runShared deals a matvec over n parts:
+// about chunksPerPart a part, a multiple of 4 rows (kernels that block
+// rows stay aligned).
+func sharedChunk(rows, n int) int {
+	c := (rows + n*chunksPerPart - 1) / (n * chunksPerPart)
+	return (c + 3) &^ 3
+}
+
+// chunksPerPart: enough that a part slowed for a quarter of an op costs
+// it little, few enough that a chunk's counter update is nothing beside
+// its rows (a chunk of a 397B expert projection over 16 parts is ~37 KB).
+const chunksPerPart = 4
 
 // wait returns when the run's workers are done: it polls, then sleeps on
 // done. A token left by an earlier run only makes it look again.

@@ -43,3 +43,58 @@ func TestPoolWait(t *testing.T) {
 		}
 	}
 }
+
+// itemTask counts how often each item is computed and by which part; one
+// part may be slow on every chunk it takes.
+type itemTask struct {
+	seen   []atomic.Int32
+	chunks [8]atomic.Int32 // chunks taken, per part
+	slow   int             // the part that sleeps on each chunk (-1: none)
+}
+
+func (c *itemTask) do(part, lo, hi int) {
+	if part == c.slow {
+		time.Sleep(300 * time.Microsecond)
+	}
+	c.chunks[part].Add(1)
+	for i := lo; i < hi; i++ {
+		c.seen[i].Add(1)
+	}
+}
+
+// TestPoolShared: runShared computes every item exactly once, for any
+// count of items, chunk size and parts (the last chunk short, fewer chunks
+// than parts, a pool of no workers), and a part slowed on every chunk
+// takes fewer chunks than its even share, the others taking the rest.
+func TestPoolShared(t *testing.T) {
+	for _, workers := range []int{0, 1, 3, 7} {
+		p := newPool(workers)
+		for _, n := range []int{1, 4, 17, 64, 1000} {
+			for _, chunk := range []int{1, 4, 16, 333, 2000} {
+				c := &itemTask{seen: make([]atomic.Int32, n), slow: -1}
+				p.runShared(c, n, chunk)
+				for i := range n {
+					if got := c.seen[i].Load(); got != 1 {
+						t.Fatalf("%d workers, %d items in chunks of %d: item %d computed %d times", workers, n, chunk, i, got)
+					}
+				}
+				if p.sh.t != nil {
+					t.Fatalf("%d workers: runShared kept its task", workers)
+				}
+			}
+		}
+		p.close()
+	}
+	p := newPool(3)
+	defer p.close()
+	const n, chunk = 4096, 16 // 256 chunks, 64 a part if dealt evenly
+	c := &itemTask{seen: make([]atomic.Int32, n), slow: 2}
+	p.runShared(c, n, chunk)
+	slow, total := c.chunks[2].Load(), int32(0)
+	for i := range c.chunks {
+		total += c.chunks[i].Load()
+	}
+	if total != n/chunk || slow >= n/chunk/4 {
+		t.Fatalf("a slow part took %d of %d chunks (want fewer than %d, an even share)", slow, total, n/chunk/4)
+	}
+}
