@@ -129,10 +129,12 @@ func (p *pool) run(t task, n, chunk int) {
 // returns when every part is done. Unlike run's one chunk a part, a part
 // that loses its core for a while (to the GPU's host thread, the driver's,
 // another process) leaves its chunks to the others instead of holding up
-// the op: on the GPU machine the CPU's share of a layer's experts beside
-// the link took 1.44 ms in its fastest steps and 1.9 in a tenth of them
-// (docs/benchmarks.md, session 27). Which part computes a chunk does not
-// change its bits: a task's items are independent.
+// the op: with a busy process beside it on dev-2c a K=10 decode step ran
+// 3-10% faster so (docs/benchmarks.md, "Matvec rows dealt from a
+// counter"), and on the GPU machine the steps with a CPU share beside the
+// link spread from 1.44 ms (p10) to 1.9 (p90) where the link's alone
+// spread by 0.1. Which part computes a chunk does not change its bits: a
+// task's items are independent.
 func (p *pool) runShared(t task, n, chunk int) {
 	k := (n + chunk - 1) / chunk
 	sh := &p.sh
