@@ -50,9 +50,11 @@
 #             fmoe's "preload:" line in runs.log gives the load's time, outside prefill)
 #   host      llama.cpp -ngl 99 -ot exps=CPU (its CPU computes the experts, from mmap'd page cache)
 #             | fmoe --gpu-cache 0 --host-cache PEER_HOSTCACHE (16G): experts in its pinned host
-#             tier, one DMA each, GPU computes; at K=10 the same with --cpu-experts PEER_CPU_SHARE
-#             (default 0.4: that share of the experts computed by its CPUs from the host tier beside
-#             the link); then
+#             tier, one DMA each, GPU computes; at each K of PEER_CPU_KS (default 10) the same with
+#             --cpu-experts for each share of PEER_CPU_SHARE (default 0.4: that share of the experts
+#             computed by its CPUs from the host tier beside the link; a list such as "0.3 0.5"
+#             gives a line each, since the best share is the host's: run 13's H100 host, whose CPUs
+#             ran llama.cpp's experts faster than PCIe carried fmoe's, wants more than 0.4); then
 #             (deadline permitting) fmoe --gpu-cache 0: experts pread from the page cache each token
 #   disk      both in a cgroup v2 with memory.max=PEER_MEMMAX (page cache included), after
 #             drop_caches, so experts come from the disk: llama.cpp's mmap vs fmoe's preads
@@ -93,9 +95,11 @@ REPS=${PEER_REPS:-5}
 # fmoe's untimed runs a pack (the disk row 1), alternating the 1-layer pack and the stack; the median of each
 FREPS=${PEER_FREPS:-3}
 DEADLINE=${PEER_DEADLINE:-0}
-# the host row's extra fmoe line at K=10: --cpu-experts this share (0: none); session 24's
-# scripts/gpu-cpumiss.sh had 0.4 on 16 cores 13% ahead of the link alone at K=10, behind at K=4
-CPUSHARE=${PEER_CPU_SHARE:-0.4}
+# the host row's extra fmoe lines: --cpu-experts at each of these shares (0: none), at each K of
+# PEER_CPU_KS; session 24's scripts/gpu-cpumiss.sh had 0.4 on 16 cores 13% ahead of the link alone
+# at K=10, behind at K=4
+read -r -a CPUSHARES <<< "${PEER_CPU_SHARE:-0.4}"
+CPUKS=" ${PEER_CPU_KS:-10} "
 # and its --threads (default: every core; BenchmarkCPUBesideLink had 12 of 16 faster beside the link)
 CPUTHREADS=${PEER_CPU_THREADS:-}
 LL=$DIR/llama.cpp
@@ -259,7 +263,7 @@ export -f lbench fgen ids median timed_split untimed_rate untimed_median
 export LB DIR POUT BIN FREPS FSTACK
 
 row() { # ROW K
-  local row=$1 k=$2 lflags=() fflags=() pre=() n=$TOKENS r=$REPS fr=$FREPS pp=$PP drop=0
+  local row=$1 k=$2 lflags=() fflags=() pre=() n=$TOKENS r=$REPS fr=$FREPS pp=$PP drop=0 si=0
   case $row in
     resident) lflags=(-ngl 99); fflags=(--gpu-cache "$RESCACHE" --preload) ;;
     host) lflags=(-ngl 99 -ot 'exps=CPU'); fflags=(--gpu-cache 0 --host-cache "$HOSTCACHE")
@@ -291,18 +295,21 @@ row() { # ROW K
       "$ftg" "$fut" "$fut2" "$tga" "$tgb" "$tgc" "$flt" "$fult" "$lper" "$latt" "$ffix" "$fufix" "$lfix" "$ft" "$lt" "$(ratio "$ft" "$lt")" \
       "$fu" "$(ratio "$fu" "$lt")" "$(onelayer "$fut" "$tga" "$latt")" "$fpp" "$ppa" "$ppb" "$ppc" "$fpt" "$lpt"
     # experts in RAM: fmoe's pinned host tier (one DMA per expert, no read) first, as fmoe runs
-    # them; then (K=10, PEER_CPU_SHARE not 0) the same with its CPUs computing that share of the
-    # experts beside the link (--cpu-experts); then its page-cache reads, while the deadline leaves time
+    # them; then (at each K of PEER_CPU_KS, each share of PEER_CPU_SHARE up to a 0) the same with its
+    # CPUs computing that share of the experts beside the link (--cpu-experts); then its page-cache
+    # reads, while the deadline leaves time
     [ $row = host ] && ! late || break
     case $name in
-      "host, fmoe host tier")
-        if [ "$k" = 10 ] && [ "$CPUSHARE" != 0 ]; then
-          name="host, fmoe host tier + CPU $CPUSHARE${CPUTHREADS:+ on $CPUTHREADS threads}"
-          fflags=(--gpu-cache 0 --host-cache "$HOSTCACHE" --cpu-experts "$CPUSHARE" ${CPUTHREADS:+--threads "$CPUTHREADS"})
+      "host, fmoe host tier"*)
+        # the next share of the list, then the page cache
+        local sh=${CPUSHARES[$si]:-0}
+        si=$((si + 1))
+        if [[ $CPUKS == *" $k "* ]] && [ "$sh" != 0 ]; then
+          name="host, fmoe host tier + CPU $sh${CPUTHREADS:+ on $CPUTHREADS threads}"
+          fflags=(--gpu-cache 0 --host-cache "$HOSTCACHE" --cpu-experts "$sh" ${CPUTHREADS:+--threads "$CPUTHREADS"})
         else
           name="host, fmoe page cache"; fflags=(--gpu-cache 0)
         fi ;;
-      "host, fmoe host tier + CPU"*) name="host, fmoe page cache"; fflags=(--gpu-cache 0) ;;
       *) break ;;
     esac
   done

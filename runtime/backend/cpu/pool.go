@@ -136,6 +136,9 @@ func (p *pool) run(t task, n, chunk int) {
 // spread by 0.1. Which part computes a chunk does not change its bits: a
 // task's items are independent.
 func (p *pool) runShared(t task, n, chunk int) {
+	if n <= 0 {
+		return // run's count of parts would be 0, which it cannot wait for
+	}
 	k := (n + chunk - 1) / chunk
 	sh := &p.sh
 	sh.t, sh.n, sh.chunk = t, n, chunk

@@ -69,6 +69,7 @@ func (c *itemTask) do(part, lo, hi int) {
 func TestPoolShared(t *testing.T) {
 	for _, workers := range []int{0, 1, 3, 7} {
 		p := newPool(workers)
+		p.runShared(&itemTask{slow: -1}, 0, 4) // nothing to do: returns at once
 		for _, n := range []int{1, 4, 17, 64, 1000} {
 			for _, chunk := range []int{1, 4, 16, 333, 2000} {
 				c := &itemTask{seen: make([]atomic.Int32, n), slow: -1}
