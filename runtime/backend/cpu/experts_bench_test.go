@@ -23,7 +23,9 @@ import (
 // expertOps), "each" with one MatMul a projection, beside "read", a read-only pass over the same bytes
 // on the same threads (the ceiling). The experts cycle through ≥ 512 MiB,
 // so they come from memory, not cache. FMOE_BENCH_THREADS: thread counts
-// (comma-separated; default one a core).
+// (comma-separated; default one a core). FMOE_BENCH_PAGES (Linux): "4k" or
+// "huge" lays the experts in a mapping of that page size instead of the Go
+// heap (benchArena).
 func BenchmarkExperts(b *testing.B) {
 	threads := []int{0}
 	if v := os.Getenv("FMOE_BENCH_THREADS"); v != "" {
@@ -71,8 +73,16 @@ func newBenchExperts(b *testing.B, be *Backend, n int) *benchExperts {
 		proto[i], _ = backendtest.RandomWeight(rng, backend.Q4, s[0], s[1], 64)
 	}
 	ex := &benchExperts{be: be}
-	for range n {
+	size := 0
+	for _, w := range proto {
+		size += len(w.Data) + len(w.Scales) + len(w.Biases)
+	}
+	arena := benchArena(b, n*size)
+	for e := range n {
 		var blk []byte
+		if arena != nil {
+			blk = arena[e*size : e*size : (e+1)*size]
+		}
 		for _, w := range proto {
 			blk = append(append(append(blk, w.Data...), w.Scales...), w.Biases...)
 		}
