@@ -27,18 +27,7 @@ import (
 // "huge" lays the experts in a mapping of that page size instead of the Go
 // heap (benchArena).
 func BenchmarkExperts(b *testing.B) {
-	threads := []int{0}
-	if v := os.Getenv("FMOE_BENCH_THREADS"); v != "" {
-		threads = threads[:0]
-		for _, f := range strings.Split(v, ",") {
-			n, err := strconv.Atoi(f)
-			if err != nil {
-				b.Fatalf("FMOE_BENCH_THREADS=%q: %v", v, err)
-			}
-			threads = append(threads, n)
-		}
-	}
-	for _, th := range threads {
+	for _, th := range benchThreads(b) {
 		be := New(Options{Threads: th})
 		ex := newBenchExperts(b, be, 80)
 		for _, K := range []int{4, 10} {
@@ -53,6 +42,24 @@ func BenchmarkExperts(b *testing.B) {
 		}
 		be.Close()
 	}
+}
+
+// benchThreads is FMOE_BENCH_THREADS's thread counts (comma-separated;
+// default 0, one a core).
+func benchThreads(b *testing.B) []int {
+	v := os.Getenv("FMOE_BENCH_THREADS")
+	if v == "" {
+		return []int{0}
+	}
+	var threads []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			b.Fatalf("FMOE_BENCH_THREADS=%q: %v", v, err)
+		}
+		threads = append(threads, n)
+	}
+	return threads
 }
 
 // benchExperts is n experts registered on be, each one block of bytes.
