@@ -9,7 +9,7 @@ import (
 	"github.com/fmoe/fmoe/runtime/model"
 )
 
-var cpuExpertsFlag = &cli.Float64Flag{Name: "cpu-experts", Usage: "`SHARE` (0 to 1) of the experts the GPU tier misses that the CPU computes from the host tier, on --threads cores, while the others cross the link to the GPU, in each generated token (a prompt's experts all go to the GPU, where many tokens share each copy) (CUDA with --host-cache, one GPU; 0, the default, is off). It pays where the link is the limit and the CPU reads RAM at a good part of the link's rate: measured in docs/benchmarks.md (K=10 on an H100 host, every expert from the host tier: 0.4 on 16 cores took 13% off a layer; at K=4 it lost). --timing's cpu_share_wait is how long the GPU waited for the CPU's share: well above 0, lower the share"}
+var cpuExpertsFlag = &cli.Float64Flag{Name: "cpu-experts", Usage: "`SHARE` (0 to 1) of the experts the GPU tier misses that the CPU computes from the host tier, on --threads cores, while the others cross the link to the GPU, in each generated token (a prompt's experts all go to the GPU, where many tokens share each copy) (CUDA with --host-cache, one GPU; 0, the default, is off). It pays where the link is the limit and the CPU reads RAM at a good part of the link's rate: measured in docs/benchmarks.md (K=10, every expert from the host tier, 0.4 on 16 cores: 13% and 32% off a layer on two H100 hosts, 14% off a token on an H200's; at K=4 it lost). --timing's cpu_share_wait is how long the GPU waited for the CPU's share: well above 0, lower the share"}
 
 // cpuExperts sets up --cpu-experts: a CPU backend as o's miss backend
 // computing that share of each one-token step's GPU-tier misses. It
