@@ -11,12 +11,12 @@ import (
 // BenchmarkExpertsAfterIdle: a CPU share's four experts (computeApart's
 // gate and up in one batch, SwiGLU, the downs in one) as the GPU machine
 // runs them, once a layer after ~1 ms idle (gap=1ms: the pool's threads
-// asleep, the cores perhaps in a deeper idle state), against the same
-// back to back (gap=0s, as BenchmarkExperts runs); µs a share, the idle
-// time excluded. On the GPU host the share took ~0.96 ms in place against
-// 0.60 back to back (docs/benchmarks.md run 26): this separates what the
-// idle costs from what the link beside it does. FMOE_BENCH_THREADS as in
-// BenchmarkExperts (default one a core).
+// asleep), against the same back to back (gap=0s, as BenchmarkExperts
+// runs); µs a share, the idle time excluded. On the GPU host the share
+// took ~0.96 ms in place against 0.60 back to back (docs/benchmarks.md run
+// 26): this separates what the idle costs (on dev-2c a third more with two
+// threads, nothing with one) from what the link beside it does.
+// FMOE_BENCH_THREADS as in BenchmarkExperts (default one a core).
 func BenchmarkExpertsAfterIdle(b *testing.B) {
 	for _, th := range benchThreads(b) {
 		be := New(Options{Threads: th})
