@@ -28,8 +28,11 @@
 #   PEER_TOKENS decode tokens (default 256: at 64 a 2 − 1 layer difference was noise, run 5's K=4
 #               resident split; the disk row 32); PEER_PP prefill length (default 512)
 #   PEER_KS     expert counts to compare (default "10 4"); PEER_ROWS the rows (default "resident host
-#               disk"); PEER_PLAN instead an explicit comma-separated list of "ROW K" and "check"
-#               (e.g. "resident 4,host 4,disk 10,disk 4"); PEER_MEMMAX the disk row's memory.max (3G)
+#               disk"); PEER_PLAN instead an explicit comma-separated list of "ROW K", "check" and
+#               "cpu" (e.g. "cpu,resident 4,host 4,disk 10,disk 4"; cpu: this host's CPU backend
+#               computing experts back to back, after 1 ms idle and beside the link, what row 2's
+#               CPU share and llama.cpp's CPU experts depend on); PEER_MEMMAX the disk row's
+#               memory.max (3G)
 #
 # The model: fmoe-pack synth --preset qwen3.5-397b-a17b --layers 1 --layout hf (bf16, random
 # weights, the real shapes and vocabulary; 17 GB). fmoe packs it at 4 bits (minmax, group 64);
@@ -342,11 +345,29 @@ bench() {
   for p in "${plan[@]}"; do
     if late; then echo "(deadline: '$p' and later rows not run)"; break; fi
     if [ "$p" = check ]; then crosscheck > "$POUT/crosscheck.txt" 2>&1 || true; continue; fi
+    if [ "$p" = cpu ]; then cpurates > "$POUT/cpu.txt" 2>&1 || true; continue; fi
     set -- $p; setk "$2"; row "$1" "$2" || echo "| $1 | $2 | (failed) |"
   done
   setk 10
   echo
-  cat "$POUT/crosscheck.txt" 2> /dev/null || true
+  cat "$POUT/crosscheck.txt" "$POUT/cpu.txt" 2> /dev/null || true
+}
+
+cpurates() { # row 2's other engine: this host's CPUs computing experts (docs/benchmarks.md run 26)
+  local b=$DIR/bin th=${PEER_CPU_THREADS:-$(nproc)} pg
+  echo "## the CPU backend on $th threads: a layer's experts back to back (batch, beside a read of"
+  echo "## the same bytes) from the Go heap and 4 KB / huge pages, a CPU share's after 1 ms idle, and"
+  echo "## the host tier's pinned experts alone and beside the link (BenchmarkCPUBesideLink)"
+  [ -x "$b/cpu.test" ] || { echo "(no cpu.test in PEER_BIN)"; return; }
+  for pg in heap 4k huge; do
+    for bench in 'Experts/.*/.*/(batch|read)' ExpertsAfterIdle; do  # one pattern for both ran only the first
+      (cd "$ROOT/runtime/backend/cpu" && FMOE_BENCH_PAGES=$pg FMOE_BENCH_THREADS=$th timeout 120 "$b/cpu.test" \
+        -test.run '^$' -test.bench "$bench" -test.benchtime 40x 2>&1 | grep -E '^Benchmark' | sed "s/^/$pg /")
+    done
+  done
+  [ -x "$b/model.test" ] || { echo "(no model.test in PEER_BIN)"; return; }
+  (cd "$ROOT/runtime/model" && FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$DIR/fmoe FMOE_BENCH_THREADS=$th timeout 150 \
+    "$b/model.test" -test.run '^$' -test.bench CPUBesideLink -test.benchtime 20x 2>&1 | grep -E '^Benchmark|FAIL|panic')
 }
 
 crosscheck() {
