@@ -1,6 +1,10 @@
 package main
 
 import (
+	"os"
+	"runtime"
+	"time"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/fmoe/fmoe/internal/cliutil"
@@ -42,6 +46,38 @@ func setupCPUExperts(share float64, threads int, o *model.Options) (backend.Back
 		}
 		o.Collective = nil
 	}
-	o.MissBackend, o.MissShare = cpu.New(cpu.Options{Threads: threads}), share
+	poll, err := cpuPoll()
+	if err != nil {
+		return nil, err
+	}
+	if threads <= 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	if poll > 0 {
+		// Each polling worker holds a P of the Go scheduler: the session's
+		// goroutines (the GPU's host work, the readers) keep as many as
+		// before, and the OS shares the cores.
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + threads - 1)
+	}
+	o.MissBackend, o.MissShare = cpu.New(cpu.Options{Threads: threads, Poll: poll}), share
 	return o.MissBackend, nil
+}
+
+// cpuPoll is FMOE_CPU_POLL, how long the CPU share's idle threads poll
+// for their next op without yielding before they sleep (cpu.Options.Poll;
+// unset: the backend's default). An experiment, not a flag: on dev-2c a
+// share after 1 ms idle took 680-710 µs with 2 ms of polling against
+// 860-1,010 without (docs/benchmarks.md, "After idle"); whether the GPU
+// machine's share gains as much, beside the host work the pollers compete
+// with, is for a device call to measure.
+func cpuPoll() (time.Duration, error) {
+	v := os.Getenv("FMOE_CPU_POLL")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d > time.Second {
+		return 0, cliutil.UsageError("FMOE_CPU_POLL=%q: want a duration from 0 to 1s, such as 2ms", v)
+	}
+	return d, nil
 }

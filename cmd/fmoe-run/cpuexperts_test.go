@@ -1,8 +1,11 @@
 package main
 
 import (
+	"runtime"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/fmoe/fmoe/runtime/backends"
 	"github.com/fmoe/fmoe/runtime/model"
@@ -53,5 +56,31 @@ func TestCPUExpertsOpens(t *testing.T) {
 	}
 	if st.MissRank == 0 {
 		t.Errorf("--cpu-experts 0.5: no expert computed on the CPU (%+v)", st)
+	}
+	// The share's threads polling without yielding (FMOE_CPU_POLL): the
+	// same tokens, and the Go scheduler given a P for each poller.
+	procs := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(procs)
+	t.Setenv("FMOE_CPU_POLL", "1ms")
+	got, st = greedy(0.5)
+	if !slices.Equal(got, want) || st.MissRank == 0 {
+		t.Errorf("FMOE_CPU_POLL=1ms: greedy %v (%d experts on the CPU), without a share %v", got, st.MissRank, want)
+	}
+	if n := runtime.GOMAXPROCS(0); n != procs+1 {
+		t.Errorf("FMOE_CPU_POLL with 2 threads: GOMAXPROCS %d, want %d (one more for the one polling worker)", n, procs+1)
+	}
+}
+
+// TestCPUPollRefused: a bad FMOE_CPU_POLL is a usage error naming it.
+func TestCPUPollRefused(t *testing.T) {
+	for _, v := range []string{"fast", "-1ms", "2s"} {
+		t.Setenv("FMOE_CPU_POLL", v)
+		if _, err := cpuPoll(); err == nil || !strings.Contains(err.Error(), "FMOE_CPU_POLL") {
+			t.Errorf("FMOE_CPU_POLL=%q: error %v, want one naming it", v, err)
+		}
+	}
+	t.Setenv("FMOE_CPU_POLL", "2ms")
+	if d, err := cpuPoll(); err != nil || d != 2*time.Millisecond {
+		t.Errorf("FMOE_CPU_POLL=2ms: %v, %v", d, err)
 	}
 }

@@ -122,7 +122,15 @@ func noAllocs(t *testing.T, what string, op func() error) {
 // Close stops the workers, and the backend still computes afterwards
 // (on the calling goroutine).
 func TestPoolClose(t *testing.T) {
-	be := New(Options{Threads: 4})
+	for _, poll := range []time.Duration{0, 50 * time.Millisecond} {
+		t.Run(fmt.Sprintf("poll=%v", poll), func(t *testing.T) { testPoolClose(t, poll) })
+	}
+}
+
+// testPoolClose: ops compute before and after Close, whose workers exit,
+// polling ones (Options.Poll) too.
+func testPoolClose(t *testing.T, poll time.Duration) {
+	be := New(Options{Threads: 4, Poll: poll})
 	p := be.pool
 	if got := p.live.Load(); got != 3 {
 		t.Errorf("New(Threads 4) started %d workers, want 3", got)

@@ -35,6 +35,7 @@ package cpu
 import (
 	"fmt"
 	"runtime"
+	"time"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 )
@@ -73,6 +74,15 @@ type Options struct {
 	// sequential one: 0 means the default (never with the vector kernels,
 	// else deltaChunkMinDefault), a negative value never.
 	DeltaChunkMin int
+	// Poll, when above 0, is how long an idle worker polls for its next
+	// op without yielding its thread before it sleeps (0: spinFor,
+	// yielding). A worker asleep costs the op after an idle its wake
+	// (BenchmarkExpertsAfterIdle); a poller holds a P of the Go scheduler
+	// all the while, so a caller that sets it must leave Ps for its other
+	// goroutines (GOMAXPROCS above Threads). An experiment for the GPU's
+	// CPU share (fmoe-run's FMOE_CPU_POLL), to be measured on the GPU
+	// machine before it becomes anything more.
+	Poll time.Duration
 }
 
 // chk words argument errors as every backend does, with no kernel limits.
@@ -111,7 +121,7 @@ func New(opts Options) *Backend {
 		t = runtime.GOMAXPROCS(0)
 	}
 	be := &Backend{threads: t, path: opts.Path, scratch: make([][]float32, t)}
-	be.attachPool()
+	be.attachPool(opts.Poll)
 	if opts.Path == PathAuto {
 		be.isa = bestISA
 		if be.isa == isaGo {

@@ -23,12 +23,13 @@ import (
 // expertOps), "each" with one MatMul a projection, beside "read", a read-only pass over the same bytes
 // on the same threads (the ceiling). The experts cycle through ≥ 512 MiB,
 // so they come from memory, not cache. FMOE_BENCH_THREADS: thread counts
-// (comma-separated; default one a core). FMOE_BENCH_PAGES (Linux): "4k" or
+// (comma-separated; default one a core); FMOE_BENCH_POLL: Options.Poll (a
+// duration). FMOE_BENCH_PAGES (Linux): "4k" or
 // "huge" lays the experts in a mapping of that page size instead of the Go
 // heap (benchArena).
 func BenchmarkExperts(b *testing.B) {
 	for _, th := range benchThreads(b) {
-		be := New(Options{Threads: th})
+		be := New(benchOptions(b, th))
 		ex := newBenchExperts(b, be, 80)
 		for _, K := range []int{4, 10} {
 			for _, mode := range []string{"batch", "pair", "each", "read"} {
@@ -42,6 +43,20 @@ func BenchmarkExperts(b *testing.B) {
 		}
 		be.Close()
 	}
+}
+
+// benchOptions is a benchmark backend's options for th threads, with
+// FMOE_BENCH_POLL (a duration) as Options.Poll.
+func benchOptions(b *testing.B, th int) Options {
+	o := Options{Threads: th}
+	if v := os.Getenv("FMOE_BENCH_POLL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			b.Fatalf("FMOE_BENCH_POLL=%q: want a duration such as 2ms", v)
+		}
+		o.Poll = d
+	}
+	return o
 }
 
 // benchThreads is FMOE_BENCH_THREADS's thread counts (comma-separated;

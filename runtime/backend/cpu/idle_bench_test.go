@@ -16,10 +16,10 @@ import (
 // took ~0.96 ms in place against 0.60 back to back (docs/benchmarks.md run
 // 26): this separates what the idle costs (on dev-2c a third more with two
 // threads, nothing with one) from what the link beside it does.
-// FMOE_BENCH_THREADS as in BenchmarkExperts (default one a core).
+// FMOE_BENCH_THREADS and FMOE_BENCH_POLL as in BenchmarkExperts.
 func BenchmarkExpertsAfterIdle(b *testing.B) {
 	for _, th := range benchThreads(b) {
-		be := New(Options{Threads: th})
+		be := New(benchOptions(b, th))
 		ex := newBenchExperts(b, be, 80)
 		for _, gap := range []time.Duration{0, time.Millisecond} {
 			b.Run(fmt.Sprintf("threads=%d/gap=%v", be.threads, gap), func(b *testing.B) {

@@ -47,21 +47,22 @@ type pool struct {
 // sleeps.
 const spinFor = 100 * time.Microsecond
 
-func newPool(workers int) *pool {
+// newPool starts workers goroutines; poll is Options.Poll.
+func newPool(workers int, poll time.Duration) *pool {
 	p := &pool{work: make([]chan span, workers), done: make(chan struct{}, 1)}
 	for i := range p.work {
 		ch := make(chan span, 1)
 		p.work[i] = ch
 		p.live.Add(1)
-		go worker(ch, &p.pending, p.done, &p.live)
+		go worker(ch, &p.pending, p.done, &p.live, poll)
 	}
 	return p
 }
 
-func worker(ch chan span, pending *atomic.Int32, done chan struct{}, live *atomic.Int32) {
+func worker(ch chan span, pending *atomic.Int32, done chan struct{}, live *atomic.Int32, poll time.Duration) {
 	defer live.Add(-1)
 	for {
-		s, ok := recvSpin(ch)
+		s, ok := recvSpin(ch, poll)
 		if !ok {
 			return
 		}
@@ -76,12 +77,30 @@ func worker(ch chan span, pending *atomic.Int32, done chan struct{}, live *atomi
 	}
 }
 
-// recvSpin receives from ch, polling for up to spinFor before it blocks.
-// (Only the worker receives from ch, so what it saw there stays.)
-func recvSpin(ch chan span) (span, bool) {
-	spinUntil(func() bool { return len(ch) > 0 })
+// recvSpin receives from ch, polling for up to spinFor before it blocks,
+// or, with poll above 0, for up to poll without yielding. (Only the
+// worker receives from ch, so what it saw there stays.)
+func recvSpin(ch chan span, poll time.Duration) (span, bool) {
+	ready := func() bool { return len(ch) > 0 }
+	if poll > 0 {
+		pollUntil(ready, poll)
+	} else {
+		spinUntil(ready)
+	}
 	s, ok := <-ch
 	return s, ok
+}
+
+// pollUntil polls ready without yielding until it holds (true) or d has
+// passed (false).
+func pollUntil(ready func() bool, d time.Duration) bool {
+	t0 := time.Now()
+	for i := 0; !ready(); i++ {
+		if i&63 == 63 && time.Since(t0) > d {
+			return false
+		}
+	}
+	return true
 }
 
 // spinUntil polls ready, yielding to other goroutines between looks, until
@@ -200,8 +219,8 @@ func (p *pool) close() {
 
 // attachPool gives be a pool of threads−1 workers, stopped by Close or,
 // failing that, when be is collected.
-func (be *Backend) attachPool() {
-	p := newPool(be.threads - 1)
+func (be *Backend) attachPool(poll time.Duration) {
+	p := newPool(be.threads-1, poll)
 	be.pool = p
 	runtime.AddCleanup(be, func(p *pool) { p.close() }, p)
 }

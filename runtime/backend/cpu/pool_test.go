@@ -26,7 +26,7 @@ func (c *countTask) do(part, lo, hi int) {
 // run's last worker leaves for a sleeping caller sometimes left over from
 // the run before (a caller that spun to the end does not take it).
 func TestPoolWait(t *testing.T) {
-	p := newPool(5)
+	p := newPool(5, 0)
 	defer p.close()
 	var c countTask
 	for run := range 3000 {
@@ -64,11 +64,16 @@ func (c *itemTask) do(part, lo, hi int) {
 
 // TestPoolShared: runShared computes every item exactly once, for any
 // count of items, chunk size and parts (the last chunk short, fewer chunks
-// than parts, a pool of no workers), and a part slowed on every chunk
-// takes fewer chunks than its even share, the others taking the rest.
+// than parts, a pool of no workers; workers that poll without yielding,
+// Options.Poll), and a part slowed on every chunk takes fewer chunks than
+// its even share, the others taking the rest.
 func TestPoolShared(t *testing.T) {
-	for _, workers := range []int{0, 1, 3, 7} {
-		p := newPool(workers)
+	for _, pc := range []struct {
+		workers int
+		poll    time.Duration
+	}{{0, 0}, {1, 0}, {3, 0}, {7, 0}, {3, 200 * time.Microsecond}, {7, time.Millisecond}} {
+		workers := pc.workers
+		p := newPool(workers, pc.poll)
 		p.runShared(&itemTask{slow: -1}, 0, 4) // nothing to do: returns at once
 		for _, n := range []int{1, 4, 17, 64, 1000} {
 			for _, chunk := range []int{1, 4, 16, 333, 2000} {
@@ -86,7 +91,7 @@ func TestPoolShared(t *testing.T) {
 		}
 		p.close()
 	}
-	p := newPool(3)
+	p := newPool(3, 0)
 	defer p.close()
 	const n, chunk = 4096, 16 // 256 chunks, 64 a part if dealt evenly
 	c := &itemTask{seen: make([]atomic.Int32, n), slow: 2}
