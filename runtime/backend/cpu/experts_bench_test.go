@@ -85,6 +85,8 @@ type benchExperts struct {
 	x, g, u backend.Buffer
 	o       backend.Buffer
 	size    int
+	ys, xs  []backend.Buffer // batch's jobs, reused
+	ws      []backend.Tensor
 }
 
 func newBenchExperts(b *testing.B, be *Backend, n int) *benchExperts {
@@ -154,8 +156,6 @@ func (ex *benchExperts) run(b *testing.B, K int, mode string) {
 		}
 		return v
 	}
-	var ys, xs []backend.Buffer
-	var ws []backend.Tensor
 	var sum sumJob
 	next := 0
 	b.ResetTimer()
@@ -187,20 +187,7 @@ func (ex *benchExperts) run(b *testing.B, K int, mode string) {
 					be.SwiGLU(g, g, u), be.MatMul(view(ex.o, i*H, H), ex.w[id][2], g, 1))
 			}
 		case "batch":
-			ys, ws, xs = ys[:0], ws[:0], xs[:0]
-			for i, id := range ids {
-				ys = append(ys, view(ex.g, i*I, I), view(ex.u, i*I, I))
-				ws = append(ws, ex.w[id][0], ex.w[id][1])
-				xs = append(xs, ex.x, ex.x)
-			}
-			err = errors.Join(err, be.MatVecBatch(ys, ws, xs), be.SwiGLU(view(ex.g, 0, K*I), view(ex.g, 0, K*I), view(ex.u, 0, K*I)))
-			ys, ws, xs = ys[:0], ws[:0], xs[:0]
-			for i, id := range ids {
-				ys = append(ys, view(ex.o, i*H, H))
-				ws = append(ws, ex.w[id][2])
-				xs = append(xs, view(ex.g, i*I, I))
-			}
-			err = errors.Join(err, be.MatVecBatch(ys, ws, xs))
+			err = ex.batch(ids)
 		}
 		if err != nil {
 			b.Fatal(err)
@@ -211,4 +198,34 @@ func (ex *benchExperts) run(b *testing.B, K int, mode string) {
 	bytes := float64(ex.size) * float64(K) * float64(b.N)
 	b.ReportMetric(bytes/el.Seconds()/1e9, "GB/s")
 	b.ReportMetric(el.Seconds()*1e3/float64(b.N), "ms/layer")
+}
+
+// batch computes experts ids as the model's CPU share does (computeApart):
+// every gate and up in one MatVecBatch, SwiGLU, every down in one.
+func (ex *benchExperts) batch(ids []int) error {
+	be := ex.be
+	const H, I = 4096, 1024
+	var err error
+	view := func(buf backend.Buffer, off, n int) backend.Buffer {
+		v, e := be.View(buf, off, n)
+		err = errors.Join(err, e)
+		return v
+	}
+	K := len(ids)
+	ys, ws, xs := ex.ys[:0], ex.ws[:0], ex.xs[:0]
+	for i, id := range ids {
+		ys = append(ys, view(ex.g, i*I, I), view(ex.u, i*I, I))
+		ws = append(ws, ex.w[id][0], ex.w[id][1])
+		xs = append(xs, ex.x, ex.x)
+	}
+	err = errors.Join(err, be.MatVecBatch(ys, ws, xs), be.SwiGLU(view(ex.g, 0, K*I), view(ex.g, 0, K*I), view(ex.u, 0, K*I)))
+	ys, ws, xs = ys[:0], ws[:0], xs[:0]
+	for i, id := range ids {
+		ys = append(ys, view(ex.o, i*H, H))
+		ws = append(ws, ex.w[id][2])
+		xs = append(xs, view(ex.g, i*I, I))
+	}
+	err = errors.Join(err, be.MatVecBatch(ys, ws, xs))
+	ex.ys, ex.ws, ex.xs = ys, ws, xs
+	return err
 }

@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -33,10 +32,8 @@ func TestMatVecThreadsBits(t *testing.T) {
 					want = got
 					continue
 				}
-				for i := range want {
-					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-						t.Fatalf("%v %dx%d, %d threads: element %d (MatMul then MatVecBatch) is %v, on one thread %v", f, R, C, th, i, got[i], want[i])
-					}
+				if i := backendtest.FirstDiff(got, want); i >= 0 {
+					t.Fatalf("%v %dx%d, %d threads: element %d (MatMul then MatVecBatch) is %v, on one thread %v", f, R, C, th, i, got[i], want[i])
 				}
 			}
 		}
@@ -69,10 +66,8 @@ func matvecBoth(t *testing.T, be *Backend, w backend.Weight, x []float32) []floa
 		h := make([]float32, R)
 		must(be.Read(h, y))
 		if i > 0 {
-			for j := range h {
-				if math.Float32bits(h[j]) != math.Float32bits(out[j]) {
-					t.Fatalf("%s: MatVecBatch job %d row %d is %v, MatMul's %v", be.Name(), i, j, h[j], out[j])
-				}
+			if j := backendtest.FirstDiff(h, out[:R]); j >= 0 {
+				t.Fatalf("%s: MatVecBatch job %d row %d is %v, MatMul's %v", be.Name(), i, j, h[j], out[j])
 			}
 		}
 		out = append(out, h...)
