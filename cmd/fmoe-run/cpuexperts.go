@@ -46,38 +46,43 @@ func setupCPUExperts(share float64, threads int, o *model.Options) (backend.Back
 		}
 		o.Collective = nil
 	}
-	poll, err := cpuPoll()
+	poll, err := cpuWait("FMOE_CPU_POLL")
+	if err != nil {
+		return nil, err
+	}
+	prime, err := cpuWait("FMOE_CPU_PRIME")
 	if err != nil {
 		return nil, err
 	}
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	if poll > 0 {
+	if poll > 0 || prime > 0 {
 		// Each polling worker holds a P of the Go scheduler: the session's
 		// goroutines (the GPU's host work, the readers) keep as many as
 		// before, and the OS shares the cores.
 		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + threads - 1)
 	}
-	o.MissBackend, o.MissShare = cpu.New(cpu.Options{Threads: threads, Poll: poll}), share
+	o.MissBackend, o.MissShare, o.MissPrime = cpu.New(cpu.Options{Threads: threads, Poll: poll}), share, prime
 	return o.MissBackend, nil
 }
 
-// cpuPoll is FMOE_CPU_POLL, how long the CPU share's idle threads poll
-// for their next op without yielding before they sleep (cpu.Options.Poll;
-// unset: the backend's default). An experiment, not a flag: on dev-2c a
-// share after 1 ms idle took 680-710 µs with 2 ms of polling against
-// 860-1,010 without (docs/benchmarks.md, "After idle"); whether the GPU
-// machine's share gains as much, beside the host work the pollers compete
-// with, is for a device call to measure.
-func cpuPoll() (time.Duration, error) {
-	v := os.Getenv("FMOE_CPU_POLL")
+// cpuWait reads FMOE_CPU_POLL or FMOE_CPU_PRIME, experiments rather than
+// flags: how long the CPU share's idle threads poll for their next op
+// without yielding before they sleep (POLL, cpu.Options.Poll), or poll
+// from the moment a layer asks for its routing (PRIME, model.Options.
+// MissPrime); unset, 0. On dev-2c a share after 1 ms idle took 680-710 µs
+// with 2 ms of polling against 860-1,010 without (docs/benchmarks.md,
+// "After idle"); whether the GPU machine's share gains as much, beside
+// the host work the pollers compete with, is for a device call to measure.
+func cpuWait(name string) (time.Duration, error) {
+	v := os.Getenv(name)
 	if v == "" {
 		return 0, nil
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 || d > time.Second {
-		return 0, cliutil.UsageError("FMOE_CPU_POLL=%q: want a duration from 0 to 1s, such as 2ms", v)
+		return 0, cliutil.UsageError("%s=%q: want a duration from 0 to 1s, such as 2ms", name, v)
 	}
 	return d, nil
 }

@@ -69,18 +69,32 @@ func TestCPUExpertsOpens(t *testing.T) {
 	if n := runtime.GOMAXPROCS(0); n != procs+1 {
 		t.Errorf("FMOE_CPU_POLL with 2 threads: GOMAXPROCS %d, want %d (one more for the one polling worker)", n, procs+1)
 	}
+	// Primed before each layer's routing instead (FMOE_CPU_PRIME).
+	runtime.GOMAXPROCS(procs)
+	t.Setenv("FMOE_CPU_POLL", "")
+	t.Setenv("FMOE_CPU_PRIME", "1ms")
+	got, st = greedy(0.5)
+	if !slices.Equal(got, want) || st.MissRank == 0 {
+		t.Errorf("FMOE_CPU_PRIME=1ms: greedy %v (%d experts on the CPU), without a share %v", got, st.MissRank, want)
+	}
+	if n := runtime.GOMAXPROCS(0); n != procs+1 {
+		t.Errorf("FMOE_CPU_PRIME with 2 threads: GOMAXPROCS %d, want %d", n, procs+1)
+	}
 }
 
-// TestCPUPollRefused: a bad FMOE_CPU_POLL is a usage error naming it.
-func TestCPUPollRefused(t *testing.T) {
-	for _, v := range []string{"fast", "-1ms", "2s"} {
-		t.Setenv("FMOE_CPU_POLL", v)
-		if _, err := cpuPoll(); err == nil || !strings.Contains(err.Error(), "FMOE_CPU_POLL") {
-			t.Errorf("FMOE_CPU_POLL=%q: error %v, want one naming it", v, err)
+// TestCPUWaitRefused: a bad FMOE_CPU_POLL or FMOE_CPU_PRIME is a usage
+// error naming it.
+func TestCPUWaitRefused(t *testing.T) {
+	for _, name := range []string{"FMOE_CPU_POLL", "FMOE_CPU_PRIME"} {
+		for _, v := range []string{"fast", "-1ms", "2s"} {
+			t.Setenv(name, v)
+			if _, err := cpuWait(name); err == nil || !strings.Contains(err.Error(), name) {
+				t.Errorf("%s=%q: error %v, want one naming it", name, v, err)
+			}
 		}
-	}
-	t.Setenv("FMOE_CPU_POLL", "2ms")
-	if d, err := cpuPoll(); err != nil || d != 2*time.Millisecond {
-		t.Errorf("FMOE_CPU_POLL=2ms: %v, %v", d, err)
+		t.Setenv(name, "2ms")
+		if d, err := cpuWait(name); err != nil || d != 2*time.Millisecond {
+			t.Errorf("%s=2ms: %v, %v", name, d, err)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 )
@@ -40,7 +41,7 @@ func (m *Model) setupMissRank(opts Options, bes *[]backend.Backend) error {
 	if be == nil {
 		return nil
 	}
-	m.missShare = opts.MissShare
+	m.missShare, m.missPrime = opts.MissShare, opts.MissPrime
 	if m.missShare == 0 {
 		m.missShare = 1
 	}
@@ -428,4 +429,20 @@ func (a *apartShare) unpin(t *hostTier) {
 		t.put(te, true)
 	}
 	a.pinned = nil
+}
+
+// primer is a miss backend whose idle threads can be told to expect an op
+// (cpu.Backend.Prime).
+type primer interface{ Prime(d time.Duration) }
+
+// primeMiss primes the miss rank's threads before a one-token step's layer
+// waits for its routing (Options.MissPrime).
+func (s *Session) primeMiss(T int) {
+	m := s.m
+	if T != 1 || m.miss == 0 || m.missPrime <= 0 {
+		return
+	}
+	if p, ok := m.ranks[m.miss].be.(primer); ok {
+		p.Prime(m.missPrime)
+	}
 }

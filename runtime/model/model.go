@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/fmoe/fmoe/format"
 	"github.com/fmoe/fmoe/internal/mmap"
@@ -106,6 +107,12 @@ type Options struct {
 	// so that the CPU and the host-to-device link work side by side. 0
 	// means 1: every repeat miss.
 	MissShare float64
+	// MissPrime (an experiment: fmoe-run's FMOE_CPU_PRIME), when above 0
+	// and MissBackend can be primed (cpu.Backend.Prime), has its threads
+	// poll for up to that long from the moment a one-token step's layer
+	// asks for its routing, so that the share the ids bring finds them
+	// awake.
+	MissPrime time.Duration
 	// Prefetch copies the experts predicted for a later layer from the
 	// host tier into the GPU tier while the layers before compute
 	// (prefetch.go): predicted by the session's route source where it
@@ -166,8 +173,9 @@ type Model struct {
 	offered []verifiedSet
 	// missShare is Options.MissShare, 1 for 0.
 	missShare     float64
-	prefetch      bool // Options.Prefetch
-	prefetchAhead int  // Options.PrefetchAhead, at least 1
+	missPrime     time.Duration // Options.MissPrime
+	prefetch      bool          // Options.Prefetch
+	prefetchAhead int           // Options.PrefetchAhead, at least 1
 }
 
 // layer holds the resident tensors of one decoder layer.

@@ -82,6 +82,7 @@ func (s *Session) moe(r *run, l int, L *layer, xn, h backend.Buffer, T int) erro
 	pl := &s.plan
 	pl.reset(T, E, K)
 	pl.host = growTo(pl.host, n)
+	s.primeMiss(T)
 	r.do(be.Read(pl.host, r.view(s.sc.router, 0, n)))
 	if r.err != nil {
 		return r.err

@@ -85,6 +85,16 @@ type Options struct {
 	Poll time.Duration
 }
 
+// Prime tells the backend that an op will come within d: its idle threads
+// poll for it instead of sleeping, so the op does not wait for their
+// wakes (BenchmarkExpertsAfterIdle). An experiment for the GPU's CPU share
+// (fmoe-run's FMOE_CPU_PRIME); a no-op on one thread or after Close.
+func (be *Backend) Prime(d time.Duration) {
+	if d > 0 && be.pool != nil {
+		be.pool.prime(d)
+	}
+}
+
 // chk words argument errors as every backend does, with no kernel limits.
 var chk = backend.Check{Name: "cpu"}
 

@@ -66,6 +66,10 @@ func worker(ch chan span, pending *atomic.Int32, done chan struct{}, live *atomi
 		if !ok {
 			return
 		}
+		if s.t == nil { // a prime: poll for the op it announces
+			pollUntil(func() bool { return len(ch) > 0 }, time.Duration(s.hi))
+			continue
+		}
 		s.t.do(s.part, s.lo, s.hi)
 		s = span{} // drop the task so an idle worker keeps nothing alive
 		if pending.Add(-1) == 0 {
@@ -196,6 +200,22 @@ func sharedChunk(rows, n int) int {
 // it little, few enough that a chunk's counter update is nothing beside
 // its rows (a chunk of a 397B expert projection over 16 parts is ~37 KB).
 const chunksPerPart = 4
+
+// prime has every idle worker poll, without yielding, for up to d or
+// until its next span comes: the caller expects an op within d (a CPU
+// share whose ids the GPU is about to send back) and would otherwise pay
+// each sleeping worker's wake when it comes. A worker that has a span
+// waiting already gets no prime. The primed workers hold their Ps while
+// they poll, so the caller leaves Ps for its other goroutines, as with
+// Options.Poll.
+func (p *pool) prime(d time.Duration) {
+	for _, ch := range p.work {
+		select {
+		case ch <- span{hi: int(d)}:
+		default:
+		}
+	}
+}
 
 // wait returns when the run's workers are done: it polls, then sleeps on
 // done. A token left by an earlier run only makes it look again.

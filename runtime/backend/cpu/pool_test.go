@@ -104,3 +104,28 @@ func TestPoolShared(t *testing.T) {
 		t.Fatalf("a slow part took %d of %d chunks (want fewer than %d, an even share)", slow, total, n/chunk/4)
 	}
 }
+
+// TestPoolPrime: primed workers (polling for an announced op) compute the
+// op that comes, every item once, whether it comes at once, after the
+// prime has run out, or after a second prime; priming never blocks, and
+// after close it does nothing.
+func TestPoolPrime(t *testing.T) {
+	for _, workers := range []int{0, 1, 3} {
+		p := newPool(workers, 0)
+		for _, wait := range []time.Duration{0, 3 * time.Millisecond} {
+			p.prime(time.Millisecond)
+			p.prime(time.Millisecond) // a second prime while the first is pending or polling
+			time.Sleep(wait)
+			const n = 100
+			c := &itemTask{seen: make([]atomic.Int32, n), slow: -1}
+			p.runShared(c, n, 3)
+			for i := range n {
+				if got := c.seen[i].Load(); got != 1 {
+					t.Fatalf("%d workers, after %v: item %d computed %d times", workers, wait, i, got)
+				}
+			}
+		}
+		p.close()
+		p.prime(time.Millisecond)
+	}
+}
