@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarise a CUDA timeline (FMOE_CUDA_TRACE=FILE, runtime/backend/cuda/trace.go) of decode steps.
 
-Usage: gpu-timeline.py FILE [FIRST [COUNT]]
+Usage: gpu-timeline.py FILE [FIRST [COUNT]] [--dump]
 Tokens are cut at the lm_head's read-back (the largest read); FIRST and COUNT pick them (default:
 the 60 tokens before the last 40, i.e. BenchmarkTieredDecode's timed ones when it ran 60 timed
 tokens: after them come 20 tokens timing the head and 20 under Timing, whose phases add reads).
@@ -10,6 +10,9 @@ each from the copy's start on its copy stream to its end) and how many copies th
 (misses) or not (prefetches); per layer read-back (every read of the router's logits), the
 device's idle time from that read to the next kernel the host queued after it came back (the host's
 routing and launches), and the host's time from the read's return to its next graph launch.
+--dump then prints, for the first selected token with one copy the compute waited for and the first
+with none, every mark from the token's start (device µs, host µs, stream, label, arg): where one
+miss's time goes (issue 12's K=4 layer with one miss).
 """
 import sys
 
@@ -69,11 +72,28 @@ def summarise(tok):
     return span, link, miss, pf, idle, hostgap, reads
 
 
+def dump(toks):
+    """Every mark of the first token with one waited-for copy and of the first with none."""
+    def waited(t):
+        return sum(1 for r in t if r[3] == "cp1" and r[4] == 1)
+    for want in (1, 0):
+        t = next((t for t in toks if waited(t) == want), None)
+        if t is None:
+            print(f"(no token with {want} waited-for copies)")
+            continue
+        d0, h0 = t[0][0], t[0][1]
+        print(f"## a token with {want} waited-for copies: device us, host us, stream, label, arg")
+        for r in t:
+            dev = f"{r[0] - d0:8.1f}" if r[0] >= 0 else "       -"
+            print(f"{dev} {r[1] - h0:8.1f} {r[2]} {r[3]} {r[4]}")
+
+
 def main():
-    rows = load(sys.argv[1])
+    args = [a for a in sys.argv[1:] if a != "--dump"]
+    rows = load(args[0])
     toks = tokens(rows)
-    first = int(sys.argv[2]) if len(sys.argv) > 2 else max(0, len(toks) - 40 - 60)
-    count = int(sys.argv[3]) if len(sys.argv) > 3 else 60
+    first = int(args[1]) if len(args) > 1 else max(0, len(toks) - 40 - 60)
+    count = int(args[2]) if len(args) > 2 else 60
     sel = [summarise(t) for t in toks[first:first + count]]
     n = len(sel)
     if n == 0:
@@ -87,6 +107,8 @@ def main():
     if reads:
         print(f"per logits read-back ({reads:.1f} a token): device idle until the host's next kernel "
               f"{idle / reads:7.1f} us; host from the read's return to its next graph {hostgap / reads:7.1f} us")
+    if "--dump" in sys.argv[1:]:
+        dump(toks[first:first + count])
 
 
 if __name__ == "__main__":
