@@ -53,3 +53,52 @@ KERNEL(scatter_add)(PARAM_PTR(float, dst, 0), PARAM_PTR(const float, src, 1), PA
     }
     dst[o] = acc;
 }
+
+// argmax_finite: out[0] = the first index of x's largest value, as a float
+// (exact below 2^24), and out[1] = 1 when x holds a NaN or an infinity,
+// else 0 (out[0] is then not to be used): a greedy step's next token and
+// its logits' check with 8 bytes read back instead of the logits. One
+// block of ARGMAX_T threads (at most; a power of two): thread t walks t,
+// t + n, … keeping its first maximum, then a tree over the threads keeps
+// the larger value, the lower index on ties: the first maximum of x for
+// any block size. v − v is 0 exactly for a finite v (the bodies compile
+// without fast math on both devices).
+#define ARGMAX_T 1024
+KERNEL(argmax_finite)(PARAM_PTR(float, out, 0), PARAM_PTR(const float, x, 1), PARAM(int, n, 2) KERNEL_IDS) {
+    GRID_WAIT();
+    SHARED(float, rv, ARGMAX_T);
+    SHARED(int, ri, ARGMAX_T);
+    SHARED(int, rb, ARGMAX_T);
+    const int tid = THREAD_ID_X, nt = BLOCK_DIM_X;
+    float bv = -INFINITY_F;
+    int bi = -1, bad = 0;
+    for (int i = tid; i < n; i += nt) {
+        const float v = x[i];
+        if (!(v - v == 0.0f)) {
+            bad = 1;
+        } else if (bi < 0 || v > bv) {
+            bv = v;
+            bi = i;
+        }
+    }
+    rv[tid] = bv;
+    ri[tid] = bi;
+    rb[tid] = bad;
+    BARRIER();
+    for (int s = nt >> 1; s > 0; s >>= 1) {
+        if (tid < s) {
+            const float ov = rv[tid + s];
+            const int oi = ri[tid + s];
+            if (oi >= 0 && (ri[tid] < 0 || ov > rv[tid] || (ov == rv[tid] && oi < ri[tid]))) {
+                rv[tid] = ov;
+                ri[tid] = oi;
+            }
+            rb[tid] |= rb[tid + s];
+        }
+        BARRIER();
+    }
+    if (tid == 0) {
+        out[0] = (float)ri[0];
+        out[1] = rb[0] ? 1.0f : 0.0f;
+    }
+}

@@ -439,6 +439,21 @@ type AddNormer interface {
 	AddRMSNorm(y, h, r Buffer, l Heads, w Tensor, eps float32) error
 }
 
+// ArgMaxer is implemented by backends that pick a greedy step's token
+// where its logits are (the GPU backends: 8 bytes read back instead of the
+// vocabulary's logits, and no pass over them on the host).
+type ArgMaxer interface {
+	// ArgMax writes to dst[0] the first index of x's largest value, as a
+	// float32 (exact: x has fewer than 2^24 values), and to dst[1] 1 if x
+	// holds a NaN or an infinity, else 0; dst[0] is defined only when
+	// dst[1] is 0. dst has at least 2 values, x at least 1.
+	ArgMax(dst, x Buffer) error
+}
+
+// MaxArgMax is the most values ArgMax takes: every index is then exact in
+// a float32.
+const MaxArgMax = 1 << 24
+
 // IndexedExperts is implemented by backends whose expert cache
 // (ExpertCache) computes a decode step's routed experts from expert ids in
 // device memory (CUDA): with DeviceRouter, a layer whose experts are all

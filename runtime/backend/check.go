@@ -53,6 +53,17 @@ func (c Check) Read(n, have int) error {
 	return nil
 }
 
+// ArgMax checks ArgMax's buffers: dst of dst values, x of n.
+func (c Check) ArgMax(dst, n int) error {
+	if dst < 2 {
+		return c.errorf("argmax into %d values: want 2 (the index and the finiteness flag)", dst)
+	}
+	if n < 1 || n > MaxArgMax {
+		return c.errorf("argmax over %d values: want 1 to %d", n, MaxArgMax)
+	}
+	return nil
+}
+
 // Copy checks that the lengths of Copy's buffers match.
 func (c Check) Copy(dst, src int) error {
 	if dst != src {

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/fmoe/fmoe/runtime/backend"
 )
 
 func TestSamplerGreedy(t *testing.T) {
@@ -153,7 +155,7 @@ func TestForwardInto(t *testing.T) {
 	}
 }
 
-// TestFirstMaxLanes: the four-lane maximum against one running maximum
+// TestFirstMaxLanes: backend.FirstMax's four-lane maximum against one running maximum
 // (golden_test's argmax) on every length up to 21, with ties, infinities
 // and NaNs placed at random, NaN at index 0 included.
 func TestFirstMaxLanes(t *testing.T) {
@@ -166,8 +168,8 @@ func TestFirstMaxLanes(t *testing.T) {
 			for i := range v {
 				v[i] = pool[rng.IntN(len(pool))]
 			}
-			if got, want := firstMax(v), argmax(v); got != want {
-				t.Fatalf("firstMax(%v) = %d, want %d", v, got, want)
+			if got, want := backend.FirstMax(v), argmax(v); got != want {
+				t.Fatalf("FirstMax(%v) = %d, want %d", v, got, want)
 			}
 		}
 	}

@@ -21,6 +21,7 @@ type scratch struct {
 	eo                backend.Buffer // [n·K, H]: every expert's output rows
 	acc               backend.Buffer // [n, H]: the MoE block's output
 	logits            backend.Buffer // [vocab]
+	pick              backend.Buffer // [2]: a greedy step's token and finiteness flag (greedy.go)
 	dev               backend.Buffer // device routing: status, ids, weights (devroute.go)
 }
 
@@ -73,7 +74,7 @@ func scratchSizes(sc *scratch, m *Model, n int) []scratchSize {
 		// One more expert row than routed: a device-routed step's shared
 		// expert as the routed batch's job K (devroute.go).
 		{&sc.xg, n * H}, {&sc.eg, (n*m.K + 1) * I}, {&sc.eu, (n*m.K + 1) * I}, {&sc.eo, (n*m.K + 1) * H}, {&sc.acc, n * H},
-		{&sc.logits, c.VocabSize}, {&sc.dev, devBufLen(m)},
+		{&sc.logits, c.VocabSize}, {&sc.pick, 2}, {&sc.dev, devBufLen(m)},
 	}
 }
 

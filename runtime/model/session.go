@@ -103,6 +103,10 @@ type Session struct {
 	// into is ForwardContextInto's buffer during its call; gen is
 	// Generate's, kept across its steps.
 	into, gen []float32
+	// greedy is ForwardGreedy's ArgMaxer during its call (nil otherwise),
+	// picked what the last step's ArgMax read back.
+	greedy backend.ArgMaxer
+	picked [2]float32
 
 	// broken is why the states are half-updated (a step failed or was
 	// cancelled); Forward refuses to go on until Reset or Restore.
@@ -459,6 +463,11 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 			r.do(m.be.Read(logits, lb))
 			r.do(m.be.Free(lb))
 		}
+	case last && s.greedy != nil:
+		lb := r.view(s.sc.logits, 0, V)
+		r.do(m.be.MatMul(lb, m.head, r.view(xn, (T-1)*H, H), 1))
+		r.do(s.greedy.ArgMax(s.sc.pick, lb))
+		r.do(m.be.Read(s.picked[:], s.sc.pick))
 	case last:
 		lb := r.view(s.sc.logits, 0, V)
 		r.do(m.be.MatMul(lb, m.head, r.view(xn, (T-1)*H, H), 1))
@@ -473,7 +482,11 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 	// The logits check is part of the head's time (once per token, not
 	// per layer).
 	var bad error
-	if r.err == nil {
+	switch {
+	case r.err != nil:
+	case last && s.greedy != nil:
+		bad = m.checkPicked(s.picked)
+	default:
 		bad = m.checkLogits(logits)
 	}
 	s.lap(PhaseHead)

@@ -284,12 +284,21 @@ func BenchmarkTieredDecode(b *testing.B) {
 				}
 				s.RoutesAhead = has("table")
 				V := m.Config.VocabSize
-				// One logits buffer, as Generate and the server keep.
+				// A greedy step as Generate takes it (ForwardGreedy: the pick
+				// where the logits are); FMOE_BENCH_LOGITS=1: the logits read
+				// back into one buffer, as the server keeps them.
 				var lg []float32
+				logits := os.Getenv("FMOE_BENCH_LOGITS") == "1"
 				step := func(n int) {
 					for i := 0; i < n; i++ {
 						var err error
-						if lg, err = s.ForwardContextInto(context.Background(), lg, []int{(s.pos*7919 + 5) % V}); err != nil {
+						id := (s.pos*7919 + 5) % V
+						if logits {
+							lg, err = s.ForwardContextInto(context.Background(), lg, []int{id})
+						} else {
+							_, err = s.ForwardGreedy(context.Background(), []int{id})
+						}
+						if err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -331,7 +340,8 @@ func BenchmarkTieredDecode(b *testing.B) {
 				// (its bytes crossed the link), not a GPU-tier hit.
 				pf, pfUsed := st.Prefetched-st0.Prefetched, st.PrefetchUsed-st0.PrefetchUsed
 				uses, hits := st.Uses-st0.Uses, st.GPUHits-st0.GPUHits-pfUsed
-				// The head (final norm, lm_head, logits read back and
+				// The head (final norm, lm_head, the greedy pick and its
+				// check, or with FMOE_BENCH_LOGITS the logits read back and
 				// checked) timed alone over 20 more tokens: a one-float read
 				// after the last layer's ops drains the stream, the clock
 				// runs from there to the step's return. The layers run as

@@ -66,6 +66,7 @@ func Run(t *testing.T, newBackend func() backend.Backend) {
 		{"Free", testFree},
 		{"RouteTopK", testRouteTopK},
 		{"ReadAsync", testReadAsync},
+		{"ArgMax", testArgMax},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

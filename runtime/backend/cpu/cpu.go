@@ -285,6 +285,33 @@ func (be *Backend) Read(dst []float32, src backend.Buffer) error {
 	return nil
 }
 
+var _ backend.ArgMaxer = (*Backend)(nil)
+
+// ArgMax is backend.ArgMaxer, on the CPU what a read and the host's pass
+// would cost; it lets the model take one greedy path on every backend.
+func (be *Backend) ArgMax(dst, x backend.Buffer) error {
+	d, err := be.data(dst, "argmax dst")
+	if err != nil {
+		return err
+	}
+	v, err := be.data(x, "argmax x")
+	if err != nil {
+		return err
+	}
+	if err := chk.ArgMax(len(d), len(v)); err != nil {
+		return err
+	}
+	d[0], d[1] = 0, 0
+	for _, f := range v {
+		if f-f != 0 { // NaN or ±Inf
+			d[1] = 1
+			return nil
+		}
+	}
+	d[0] = float32(backend.FirstMax(v))
+	return nil
+}
+
 func (be *Backend) Copy(dst, src backend.Buffer) error {
 	d, err := be.data(dst, "copy dst")
 	if err != nil {

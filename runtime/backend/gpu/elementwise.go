@@ -104,3 +104,27 @@ func (o *Ops[A]) Add(dst, src backend.Buffer) error {
 	}
 	return o.dev.Launch(o.elementwise(kAdd, n[0]).ptr(p[0]).ptr(p[1]).i32(n[0]))
 }
+
+var _ backend.ArgMaxer = (*Ops[int])(nil)
+
+// ArgMax is backend.ArgMaxer: one block (argmax_finite, elementwise.h) of
+// the most threads the pipeline allows up to 1,024, lowered to a power of
+// two for the kernel's tree.
+func (o *Ops[A]) ArgMax(dst, x backend.Buffer) error {
+	var p [2]A
+	var n [2]int
+	if err := o.buffers(p[:], n[:], []string{"argmax dst", "argmax x"}, dst, x); err != nil {
+		return err
+	}
+	if err := o.chk.ArgMax(n[0], n[1]); err != nil {
+		return err
+	}
+	th := 32
+	for th*2 <= o.lim.threads(kArgMax, argMaxThreads) {
+		th *= 2
+	}
+	return o.dev.Launch(o.launch(kArgMax, 1, 1, th, 0).ptr(p[0]).ptr(p[1]).i32(n[1]))
+}
+
+// argMaxThreads is elementwise.h's ARGMAX_T.
+const argMaxThreads = 1024

@@ -26,6 +26,7 @@ const (
 	kMLAQ
 	kMLAAttention
 	kMLAO
+	kArgMax
 	// kMatvec is the first of the fast matvecs: format f (Q2..F32), one or
 	// four tokens per pass, at kMatvec + 2*(f-Q2) + (0 or 1).
 	kMatvec
@@ -39,7 +40,7 @@ var names = [NumKernels]string{
 	kMatvecGeneric: "matvec_generic", kDequant: "dequant", kRMSNorm: "rmsnorm", kRope: "rope",
 	kAttention: "attention", kConv1D: "conv1d", kDeltaPrep: "delta_prep", kDeltaStep: "delta_step",
 	kSwiGLU: "swiglu", kAdd: "add", kGatedAdd: "gated_add", kGather: "gather", kScatterAdd: "scatter_add",
-	kMLAQ: "mla_qabsorb", kMLAAttention: "mla_attention", kMLAO: "mla_oabsorb",
+	kMLAQ: "mla_qabsorb", kMLAAttention: "mla_attention", kMLAO: "mla_oabsorb", kArgMax: "argmax_finite",
 }
 
 // matvec is the fast matvec kernel for f taking four tokens per pass or one.
