@@ -57,28 +57,23 @@ func TestCPUExpertsOpens(t *testing.T) {
 	if st.MissRank == 0 {
 		t.Errorf("--cpu-experts 0.5: no expert computed on the CPU (%+v)", st)
 	}
-	// The share's threads polling without yielding (FMOE_CPU_POLL): the
+	// The share's threads polling without yielding through the token
+	// (FMOE_CPU_POLL) or from each layer's routing on (FMOE_CPU_PRIME): the
 	// same tokens, and the Go scheduler given a P for each poller.
 	procs := runtime.GOMAXPROCS(0)
 	defer runtime.GOMAXPROCS(procs)
-	t.Setenv("FMOE_CPU_POLL", "1ms")
-	got, st = greedy(0.5)
-	if !slices.Equal(got, want) || st.MissRank == 0 {
-		t.Errorf("FMOE_CPU_POLL=1ms: greedy %v (%d experts on the CPU), without a share %v", got, st.MissRank, want)
-	}
-	if n := runtime.GOMAXPROCS(0); n != procs+1 {
-		t.Errorf("FMOE_CPU_POLL with 2 threads: GOMAXPROCS %d, want %d (one more for the one polling worker)", n, procs+1)
-	}
-	// Primed before each layer's routing instead (FMOE_CPU_PRIME).
-	runtime.GOMAXPROCS(procs)
-	t.Setenv("FMOE_CPU_POLL", "")
-	t.Setenv("FMOE_CPU_PRIME", "1ms")
-	got, st = greedy(0.5)
-	if !slices.Equal(got, want) || st.MissRank == 0 {
-		t.Errorf("FMOE_CPU_PRIME=1ms: greedy %v (%d experts on the CPU), without a share %v", got, st.MissRank, want)
-	}
-	if n := runtime.GOMAXPROCS(0); n != procs+1 {
-		t.Errorf("FMOE_CPU_PRIME with 2 threads: GOMAXPROCS %d, want %d", n, procs+1)
+	for _, env := range []string{"FMOE_CPU_POLL", "FMOE_CPU_PRIME"} {
+		runtime.GOMAXPROCS(procs)
+		t.Setenv("FMOE_CPU_POLL", "")
+		t.Setenv("FMOE_CPU_PRIME", "")
+		t.Setenv(env, "1ms")
+		got, st = greedy(0.5)
+		if !slices.Equal(got, want) || st.MissRank == 0 {
+			t.Errorf("%s=1ms: greedy %v (%d experts on the CPU), without a share %v", env, got, st.MissRank, want)
+		}
+		if n := runtime.GOMAXPROCS(0); n != procs+1 {
+			t.Errorf("%s with 2 threads: GOMAXPROCS %d, want %d (one more for the one polling worker)", env, n, procs+1)
+		}
 	}
 }
 
