@@ -58,6 +58,12 @@ type Engine struct {
 	hdec *tokenizer.Decoder
 	// logits is the buffer every step writes its logits into (forward).
 	logits []float32
+	// pick, during a greedy generate that needs no logits (no Logits
+	// hook), has each step pick its token where the logits are
+	// (Session.ForwardGreedy: on a GPU 8 bytes read back instead of the
+	// logits), picked the last step's token.
+	pick   bool
+	picked int
 
 	stopIDs []int
 
@@ -415,6 +421,8 @@ func (e *Engine) generate(ctx context.Context, feed []int, reused int, o Options
 	}()
 	t0 := time.Now()
 	var logits []float32
+	e.pick = o.Sampler.Greedy() && o.Logits == nil
+	defer func() { e.pick = false }()
 	// Fed in parts around the snapshot points; the model checks ctx
 	// between layers, so a cancel stops within one layer either way.
 	query := e.queryEnd(feed)
@@ -507,9 +515,11 @@ func (e *Engine) generate(ctx context.Context, feed []int, reused int, o Options
 		if o.Logits != nil {
 			o.Logits(sb.String(), logits)
 		}
-		id, err := smp.Sample(logits)
-		if err != nil {
-			return res, err
+		id := e.picked
+		if !e.pick {
+			if id, err = smp.Sample(logits); err != nil {
+				return res, err
+			}
 		}
 		res.IDs = append(res.IDs, id)
 		if contains(e.stopIDs, id) {
@@ -537,12 +547,17 @@ func (e *Engine) generate(ctx context.Context, feed []int, reused int, o Options
 // layer when ctx ends, so a client that goes away during a long prefill
 // frees the model at once.
 func (e *Engine) forward(ctx context.Context, ids []int) ([]float32, error) {
-	// The logits are read only until the next step: one buffer for all.
-	lg, err := e.sess.ForwardContextInto(ctx, e.logits, ids)
+	var lg []float32
+	var err error
+	if e.pick {
+		e.picked, err = e.sess.ForwardGreedy(ctx, ids)
+	} else if lg, err = e.sess.ForwardContextInto(ctx, e.logits, ids); err == nil {
+		// The logits are read only until the next step: one buffer for all.
+		e.logits = lg
+	}
 	if err != nil {
 		return nil, err
 	}
-	e.logits = lg
 	e.hist = append(e.hist, ids...)
 	for _, id := range ids {
 		e.text.WriteString(e.hdec.Add(id))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -188,5 +189,32 @@ func TestCancelDuringPrefill(t *testing.T) {
 	r, err = engine.Generate(context.Background(), p, Options{MaxTokens: 64})
 	if err != nil || !strings.HasSuffix(r.Text, "5, 6, 7, 8, 9, 10, 11, 12.") {
 		t.Fatalf("after the cancel: %+v %v", r, err)
+	}
+}
+
+// TestGreedyPickedOnDevice: a greedy reply picked where the logits are
+// (no Logits hook: Session.ForwardGreedy) is the reply sampled from the
+// logits read back (a hook that leaves them as they are), token for token,
+// and the history records the same tokens either way.
+func TestGreedyPickedOnDevice(t *testing.T) {
+	ctx := context.Background()
+	p := render(t, chat.Message{Role: "user", Content: "Count from 5 to 12."})
+	engine.Reset()
+	picked, err := engine.Generate(ctx, p, Options{MaxTokens: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pickedHist := slices.Clone(engine.History())
+	engine.Reset()
+	hooked := 0
+	read, err := engine.Generate(ctx, p, Options{MaxTokens: 40, Logits: func(string, []float32) { hooked++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hooked == 0 {
+		t.Fatal("the Logits hook never ran: both replies took the device's pick")
+	}
+	if !slices.Equal(picked.IDs, read.IDs) || picked.Text != read.Text || !slices.Equal(pickedHist, engine.History()) {
+		t.Fatalf("picked %v %q, from the logits %v %q", picked.IDs, picked.Text, read.IDs, read.Text)
 	}
 }

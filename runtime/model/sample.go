@@ -32,7 +32,7 @@ func (s *Sampler) Sample(logits []float32) (int, error) {
 	if len(logits) == 0 {
 		return 0, fmt.Errorf("model: sample from empty logits")
 	}
-	if s.greedy() {
+	if s.Greedy() {
 		return backend.FirstMax(logits), nil
 	}
 	if s.rng == nil {
@@ -89,8 +89,9 @@ func (s *Sampler) Sample(logits []float32) (int, error) {
 	return s.idx[n-1], nil
 }
 
-// greedy reports whether the sampler always takes the first maximum.
-func (s *Sampler) greedy() bool { return s.Temperature <= 0 || s.TopK == 1 }
+// Greedy reports whether the sampler always takes the first maximum (a
+// caller may then pick with Session.ForwardGreedy instead of Sample).
+func (s *Sampler) Greedy() bool { return s.Temperature <= 0 || s.TopK == 1 }
 
 // Generate feeds prompt, then samples up to max tokens one at a time
 // through the caches, stopping after a token in stop. onToken, if not nil,
@@ -100,7 +101,7 @@ func (s *Session) Generate(prompt []int, max int, smp *Sampler, stop []int, onTo
 	if smp == nil {
 		smp = &Sampler{}
 	}
-	if smp.greedy() {
+	if smp.Greedy() {
 		return s.generateGreedy(prompt, max, stop, onToken)
 	}
 	// One buffer for the logits of every step: they are read only until
