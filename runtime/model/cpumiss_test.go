@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 	"github.com/fmoe/fmoe/runtime/backend/cpu"
@@ -538,5 +539,43 @@ func TestCPUMissesPromptStays(t *testing.T) {
 	stepEach(t, s, ids)
 	if m.ExpertStats().MissRank == st.MissRank {
 		t.Error("one-token steps: no expert on the miss rank")
+	}
+}
+
+// primeCounter is a CPU miss backend that counts its primes.
+type primeCounter struct {
+	*cpu.Backend
+	primes int
+}
+
+func (p *primeCounter) Prime(d time.Duration) {
+	p.primes++
+	p.Backend.Prime(d)
+}
+
+// TestCPUMissesPrimed: with Options.MissPrime the miss rank is primed once
+// a layer of each one-token step (every layer of the fixture is MoE) and
+// never for the prompt, and the logits are the unprimed run's bits;
+// without it, never.
+func TestCPUMissesPrimed(t *testing.T) {
+	g := readGolden(t, "bf16")
+	var logits [2][]float32
+	for i, prime := range []time.Duration{0, time.Millisecond} {
+		tier := &combTier{holdTier: newHoldTier(evenExperts)}
+		mb := &primeCounter{Backend: cpu.New(cpu.Options{Threads: 2})}
+		t.Cleanup(func() { mb.Close(); tier.Close() })
+		m := open(t, "hf", 16, 0, Options{Backend: tier, MissBackend: mb, MissShare: 0.5, HostCache: 1 << 30, MissPrime: prime})
+		logits[i] = decodeLogits(t, m, g)
+		steps := len(g.i64["generated_ids"]) // decodeLogits feeds each
+		want := 0
+		if prime > 0 {
+			want = steps * m.Config.NumHiddenLayers
+		}
+		if mb.primes != want {
+			t.Errorf("MissPrime %v: %d primes over %d one-token steps of %d layers, want %d", prime, mb.primes, steps, m.Config.NumHiddenLayers, want)
+		}
+	}
+	if !slices.Equal(logits[0], logits[1]) {
+		t.Error("the primed run's logits differ from the unprimed run's")
 	}
 }
