@@ -74,3 +74,21 @@ func TestCheckPicked(t *testing.T) {
 		}
 	}
 }
+
+// TestGenerateGreedySteps: the greedy path feeds what Generate always fed:
+// the prompt even for no tokens wanted, and not the last token wanted.
+func TestGenerateGreedySteps(t *testing.T) {
+	g := readGolden(t, "bf16")
+	prompt := g.i64["input_ids"]
+	m := open(t, "hf", 16, 0, Options{})
+	for _, n := range []int{0, 1, 3} {
+		s, _ := m.NewSession()
+		out, err := s.Generate(prompt, n, nil, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) != n || s.Pos() != len(prompt)+max(n-1, 0) {
+			t.Errorf("max %d: %d tokens, position %d after a %d-token prompt", n, len(out), s.Pos(), len(prompt))
+		}
+	}
+}

@@ -134,22 +134,25 @@ func (s *Session) Generate(prompt []int, max int, smp *Sampler, stop []int, onTo
 }
 
 // generateGreedy is Generate for a greedy sampler: each step picks its
-// token with ForwardGreedy, where the logits are when the backend can.
+// token with ForwardGreedy, where the logits are when the backend can. The
+// steps are Generate's: the prompt fed even when max is 0, the last token
+// wanted not fed.
 func (s *Session) generateGreedy(prompt []int, max int, stop []int, onToken func(id int) bool) ([]int, error) {
+	id, err := s.ForwardGreedy(context.Background(), prompt)
+	if err != nil {
+		return nil, err
+	}
 	var out []int
-	next := prompt
 	for len(out) < max {
-		id, err := s.ForwardGreedy(context.Background(), next)
-		if err != nil {
-			return out, err
-		}
 		// The pick is the step's (the head's phase): a sample of no time.
 		s.sampleDone(s.sampleStart(), len(out) == 0)
 		out = append(out, id)
-		if onToken != nil && !onToken(id) || slices.Contains(stop, id) {
+		if onToken != nil && !onToken(id) || slices.Contains(stop, id) || len(out) == max {
 			break
 		}
-		next = []int{id}
+		if id, err = s.ForwardGreedy(context.Background(), []int{id}); err != nil {
+			return out, err
+		}
 	}
 	return out, nil
 }
