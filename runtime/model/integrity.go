@@ -9,9 +9,9 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/runtime/backend"
 )
 
 // The run path trusts no byte it has not checked against the manifest (issue 11: a damaged pack
@@ -206,7 +206,7 @@ func (r *expertReader) needsCheck(l, id int) bool {
 // checkLogits refuses non-finite logits: sampling from them would print an arbitrary token
 // (the first id, "!", for NaN) as if nothing were wrong.
 func (m *Model) checkLogits(logits []float32) error {
-	if allFinite(logits) {
+	if backend.AllFinite(logits) {
 		return nil
 	}
 	V := m.Config.VocabSize
@@ -217,38 +217,4 @@ func (m *Model) checkLogits(logits []float32) error {
 		}
 	}
 	return nil
-}
-
-// allFinite reports whether no value is NaN or ±Inf (exponent bits all
-// ones) with no branch per value: adding 1 to an all-ones exponent carries
-// into the sign bit. Two values a 64-bit word (each half's carry stops at
-// its own top bit), so a 248k vocabulary costs ~45 µs a token, half of a
-// value at a time.
-func allFinite(v []float32) bool {
-	const exp, one = 0x7f800000, 0x00800000
-	const exp2, one2 = exp<<32 | exp, one<<32 | one
-	var t uint32
-	if len(v) > 0 && uintptr(unsafe.Pointer(&v[0]))%8 != 0 {
-		// A first value off the 8-byte grid alone: the rest reads as
-		// aligned words.
-		t, v = math.Float32bits(v[0])&exp+one, v[1:]
-	}
-	if len(v)%2 == 1 {
-		t |= math.Float32bits(v[len(v)-1])&exp + one
-	}
-	w := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(v))), len(v)/2)
-	var a, b, c, d uint64
-	n := len(w) &^ 3
-	for i := 0; i < n; i += 4 {
-		q := w[i : i+4 : i+4]
-		a |= q[0]&exp2 + one2
-		b |= q[1]&exp2 + one2
-		c |= q[2]&exp2 + one2
-		d |= q[3]&exp2 + one2
-	}
-	for _, x := range w[n:] {
-		a |= x&exp2 + one2
-	}
-	m := a | b | c | d
-	return (t|uint32(m)|uint32(m>>32))&0x80000000 == 0
 }

@@ -3,12 +3,9 @@ package model
 import (
 	"context"
 	"math"
-	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/fmoe/fmoe/runtime/backend"
 )
 
 func TestSamplerGreedy(t *testing.T) {
@@ -152,25 +149,5 @@ func TestForwardInto(t *testing.T) {
 	got, err := b.ForwardContextInto(context.Background(), small, []int{6})
 	if err != nil || len(got) != V || &got[0] == &small[0] {
 		t.Fatalf("a buffer too small: %d logits, %v", len(got), err)
-	}
-}
-
-// TestFirstMaxLanes: backend.FirstMax's four-lane maximum against one running maximum
-// (golden_test's argmax) on every length up to 21, with ties, infinities
-// and NaNs placed at random, NaN at index 0 included.
-func TestFirstMaxLanes(t *testing.T) {
-	rng := rand.New(rand.NewPCG(7, 7))
-	nan, inf := float32(math.NaN()), float32(math.Inf(1))
-	pool := []float32{0, 1, 2, 2, -1, inf, -inf, nan}
-	for n := 1; n <= 21; n++ {
-		for trial := 0; trial < 300; trial++ {
-			v := make([]float32, n)
-			for i := range v {
-				v[i] = pool[rng.IntN(len(pool))]
-			}
-			if got, want := backend.FirstMax(v), argmax(v); got != want {
-				t.Fatalf("FirstMax(%v) = %d, want %d", v, got, want)
-			}
-		}
 	}
 }

@@ -302,11 +302,9 @@ func (be *Backend) ArgMax(dst, x backend.Buffer) error {
 		return err
 	}
 	d[0], d[1] = 0, 0
-	for _, f := range v {
-		if f-f != 0 { // NaN or ±Inf
-			d[1] = 1
-			return nil
-		}
+	if !backend.AllFinite(v) {
+		d[1] = 1
+		return nil
 	}
 	d[0] = float32(backend.FirstMax(v))
 	return nil
