@@ -453,6 +453,8 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 	s.capture(r, "final_norm", xn, T)
 	var logits []float32
 	V := c.VocabSize
+	// ForwardGreedy's step picks its token where the logits are.
+	pick := last && !all && s.greedy != nil
 	switch {
 	case all:
 		lb, err := m.be.Alloc(T * V)
@@ -463,14 +465,14 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 			r.do(m.be.Read(logits, lb))
 			r.do(m.be.Free(lb))
 		}
-	case last && s.greedy != nil:
-		lb := r.view(s.sc.logits, 0, V)
-		r.do(m.be.MatMul(lb, m.head, r.view(xn, (T-1)*H, H), 1))
-		r.do(s.greedy.ArgMax(s.sc.pick, lb))
-		r.do(m.be.Read(s.picked[:], s.sc.pick))
 	case last:
 		lb := r.view(s.sc.logits, 0, V)
 		r.do(m.be.MatMul(lb, m.head, r.view(xn, (T-1)*H, H), 1))
+		if pick {
+			r.do(s.greedy.ArgMax(s.sc.pick, lb))
+			r.do(m.be.Read(s.picked[:], s.sc.pick))
+			break
+		}
 		if logits = s.into; cap(logits) >= V {
 			logits = logits[:V]
 		} else {
@@ -484,7 +486,7 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 	var bad error
 	switch {
 	case r.err != nil:
-	case last && s.greedy != nil:
+	case pick:
 		bad = m.checkPicked(s.picked)
 	default:
 		bad = m.checkLogits(logits)
