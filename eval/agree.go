@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/fmoe/fmoe/runtime/backend"
 	"github.com/fmoe/fmoe/runtime/golden"
 	"github.com/fmoe/fmoe/runtime/model"
 )
@@ -64,7 +65,7 @@ func Agree(ctx context.Context, m, ref *model.Model, f *File, idx []int) (*Agree
 		}
 		for p := first; p < len(ids); p++ {
 			g, r := outs[0][p*V:(p+1)*V], outs[1][p*V:(p+1)*V]
-			if argmax(g) == argmax(r) {
+			if backend.FirstMax(g) == backend.FirstMax(r) {
 				a.Top1++
 			}
 			kl := golden.KL(r, g)
@@ -77,14 +78,4 @@ func Agree(ctx context.Context, m, ref *model.Model, f *File, idx []int) (*Agree
 		a.MeanKL = klSum / float64(a.Positions)
 	}
 	return a, nil
-}
-
-func argmax(v []float32) int {
-	best := 0
-	for i, x := range v {
-		if x > v[best] {
-			best = i
-		}
-	}
-	return best
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/fmoe/fmoe/runtime/backend"
 	"github.com/fmoe/fmoe/runtime/model"
 )
 
@@ -50,7 +51,7 @@ func Agree(m *model.Model, f *File) (*Agreement, error) {
 	a := &Agreement{Positions: n}
 	for p := 0; p < n; p++ {
 		g, r := got[p*V:(p+1)*V], refRows[p]
-		if argmax(g) == argmax(r) {
+		if backend.FirstMax(g) == backend.FirstMax(r) {
 			a.Top1++
 		}
 		kl := KL(r, g)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nlpodyssey/safetensors"
 
+	"github.com/fmoe/fmoe/runtime/backend"
 	"github.com/fmoe/fmoe/runtime/model"
 )
 
@@ -148,7 +149,7 @@ func Check(m *model.Model, f *File, tol float64) (*Report, error) {
 		if e := RelL2(logits, f.GeneratedLogits[i*V:(i+1)*V]); e > r.WorstGenerated || math.IsNaN(e) {
 			r.WorstGenerated = e
 		}
-		if argmax(logits) == want {
+		if backend.FirstMax(logits) == want {
 			r.SameTokens++
 		} else if r.FirstMismatch < 0 {
 			r.FirstMismatch = i
@@ -160,14 +161,4 @@ func Check(m *model.Model, f *File, tol float64) (*Report, error) {
 		}
 	}
 	return r, nil
-}
-
-func argmax(v []float32) int {
-	best := 0
-	for i, x := range v {
-		if x > v[best] {
-			best = i
-		}
-	}
-	return best
 }
