@@ -42,5 +42,5 @@ func (m *Model) checkPicked(p [2]float32) error {
 		}
 		return fmt.Errorf("model: the device's argmax returned token id %v, outside the vocabulary [0, %d)", p[0], m.Config.VocabSize)
 	}
-	return fmt.Errorf("model: the logits are not finite (a NaN or Inf among them): the weights or the computation produced NaN or Inf; if fmoe-verify --model %s finds no damage, the pack's values themselves are bad (re-pack from the source)", m.dir)
+	return m.notFinite("a NaN or Inf among them")
 }

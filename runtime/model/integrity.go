@@ -212,9 +212,14 @@ func (m *Model) checkLogits(logits []float32) error {
 	V := m.Config.VocabSize
 	for i, v := range logits {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return fmt.Errorf("model: the logits are not finite (%v for token id %d at position %d of the step): the weights or the computation produced NaN or Inf; if fmoe-verify --model %s finds no damage, the pack's values themselves are bad (re-pack from the source)",
-				v, i%V, i/V, m.dir)
+			return m.notFinite(fmt.Sprintf("%v for token id %d at position %d of the step", v, i%V, i/V))
 		}
 	}
 	return nil
+}
+
+// notFinite is the error for logits that are not finite, where says which
+// (or that the device found one: checkPicked).
+func (m *Model) notFinite(where string) error {
+	return fmt.Errorf("model: the logits are not finite (%s): the weights or the computation produced NaN or Inf; if fmoe-verify --model %s finds no damage, the pack's values themselves are bad (re-pack from the source)", where, m.dir)
 }
