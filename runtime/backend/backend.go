@@ -425,9 +425,11 @@ type AsyncReader interface {
 	ReadAsync(dst []float32, src Buffer) (wait func() error, err error)
 }
 
-// MaxAsyncRead is the most values one ReadAsync copies (the ids and weights
-// of a layer's routed experts, with room to spare).
-const MaxAsyncRead = 1024
+// MaxAsyncRead is the most values one ReadAsync copies: the ids and weights
+// of a layer's routed experts, and a hidden vector beside them (a partly
+// held layer's normed input, for the CPUs' share of its misses:
+// runtime/model/devshare.go), with room to spare.
+const MaxAsyncRead = 8192
 
 // AddNormer is implemented by backends that fuse a residual add into the
 // RMSNorm after it (the GPU backends: one launch in place of two, the

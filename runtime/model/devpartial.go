@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -57,11 +58,20 @@ func (s *Session) predArea(r *run, n int) backend.Buffer {
 // moePartialRoute is a partly held layer's part in its graph: the top-K,
 // nothing read back; with ownPredicts, the top-K of the predicted logits
 // too, beside a copy of the layer's ids, so that one read takes both.
-func (s *Session) moePartialRoute(r *run, l int, L *layer) {
+func (s *Session) moePartialRoute(r *run, l int, L *layer, xn backend.Buffer) {
 	s.routeTopK(r, l, L)
-	if !s.ownPredicts(L) || r.err != nil {
-		return
+	own := s.ownPredicts(L)
+	if own && r.err == nil {
+		s.predictRoute(r, l, L)
 	}
+	if s.m.partShares() && r.err == nil {
+		s.stageShare(r, l, xn, own)
+	}
+}
+
+// predictRoute queues a predicting partly held layer's top-K of its
+// predicted logits beside a copy of its ids (predArea).
+func (s *Session) predictRoute(r *run, l int, L *layer) {
 	m := s.m
 	K, E := m.K, m.Config.NumExperts
 	ids, _ := s.devViews(r, l)
@@ -102,14 +112,20 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 	pl := &s.plan
 	pl.reset(1, E, K)
 	ids, _ := s.devViews(r, l)
-	own := s.ownPredicts(L)
+	own, share := s.ownPredicts(L), m.partShares()
 	n := K
-	if own {
+	switch {
+	case share:
+		ids, n = s.shareArea(r), 3*K+H
+	case own:
 		ids, n = s.predArea(r, 2*K), 2*K
 	}
 	got := growTo(s.dev.part, n)
 	s.dev.part = got
 	r.do(s.settleLanded(l))
+	if share {
+		s.primeMiss(1)
+	}
 	if ar, ok := m.be.(backend.AsyncReader); ok && !partSerial && r.err == nil {
 		wait, err := ar.ReadAsync(got, ids)
 		if r.do(err); r.err != nil {
@@ -125,11 +141,15 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 		return r.err
 	}
 	if own {
-		if err := s.predictedIDs(l, got[K:]); err != nil {
+		if err := s.predictedIDs(l, got[K:2*K]); err != nil {
 			return err
 		}
-		got = got[:K]
 	}
+	var xh []float32
+	if share {
+		xh = got[3*K:]
+	}
+	got = got[:K]
 	for j, v := range got {
 		id, err := devID(l, v, E)
 		if err != nil {
@@ -208,14 +228,30 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 			r.do(s.prefetchNext(l))
 		}
 	}
+	var ap *apartShare
+	if share && len(miss) > 0 {
+		var err error
+		if miss, ap, err = s.partApart(r, l, miss, xh, bufs); err != nil {
+			return err
+		}
+	}
+	// With a share on the miss rank the combine waits for its rows.
+	later := partSerial || ap != nil
 	inStream := tail
-	if partSerial {
+	if later {
 		inStream = nil
 	}
-	if err := s.streamMisses(r, l, miss, nil, nil, s.rx, bufs, 1, len(pl.ids), inStream); err != nil {
+	err = s.streamMisses(r, l, miss, nil, nil, s.rx, bufs, 1, len(pl.ids), inStream)
+	if ap != nil {
+		// Always waited for: its goroutine reads the pinned host tier.
+		if err = errors.Join(err, ap.wait(m.ranks[m.miss].be, m.experts.tier)); err == nil {
+			s.sendRows(r, bufs)
+		}
+	}
+	if err != nil {
 		return err
 	}
-	if partSerial {
+	if later && r.err == nil {
 		tail()
 	}
 	return r.err

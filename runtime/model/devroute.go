@@ -50,8 +50,9 @@ type devState struct {
 // (devPartial: the host finds them itself, so it is never read), then K
 // ids and K weights the top-K writes when the picks are uploaded
 // (devTable), then a partly held layer's read-back when it predicts
-// (predArea: its K ids, the prediction's K ids and K weights).
-func devBufLen(m *Model) int { return devAt(m, devPred) + 3*m.K }
+// (predArea: its K ids, the prediction's K ids and K weights), then, with
+// a miss rank, its normed input, read back with the ids (partShares).
+func devBufLen(m *Model) int { return devAt(m, devX) + m.Config.HiddenSize }
 
 // The parts of the device-routing buffer past every layer's ids and
 // weights (devBufLen), for devAt.
@@ -59,12 +60,13 @@ const (
 	devMissed  = iota // the word a partly held layer's misses mark
 	devScratch        // the top-K's K ids and K weights with the picks uploaded
 	devPred           // a predicting partly held layer's read-back (predArea)
+	devX              // a partly held layer's normed input for a miss rank (partShares)
 )
 
 // devAt is where part (devMissed, devScratch, devPred) of m's
 // device-routing buffer begins.
 func devAt(m *Model, part int) int {
-	return 1 + 2*len(m.layers)*m.K + [...]int{0, 1, 1 + 2*m.K}[part]
+	return 1 + 2*len(m.layers)*m.K + [...]int{0, 1, 1 + 2*m.K, 1 + 5*m.K}[part]
 }
 
 // devRouted reports whether layer l's MoE block of a T-token step runs on
@@ -78,7 +80,9 @@ func (s *Session) devRouted(l int, L *layer, T int) bool {
 // the layer, which it leaves to the caller (devRouted, devPartial).
 func (s *Session) devEligible(l int, L *layer, T int) (backend.IndexedExperts, bool) {
 	m := s.m
-	if devOff || T != 1 || L.dev == nil || m.K > maxDevK || len(m.ranks) != 1 || m.miss > 0 || m.ranks[0].cache == nil {
+	// A miss rank beside the device keeps it: a partly held layer gives
+	// the rank its share of the misses once the ids are back (partShares).
+	if devOff || T != 1 || L.dev == nil || m.K > maxDevK || !m.oneDevice() || m.ranks[0].cache == nil {
 		return nil, false
 	}
 	// What observes or replaces the host's choice needs the host path,

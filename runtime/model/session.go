@@ -396,10 +396,10 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		case part && s.devShared(l, L):
 			// The graph ends at the top-K; the held experts, with the
 			// shared one, and the misses come after it (devpartial.go).
-			tail = func(r *run) { postNorm(r); s.moeRouter(r, L, xn, T); s.moePartialRoute(r, l, L) }
+			tail = func(r *run) { postNorm(r); s.moeRouter(r, L, xn, T); s.moePartialRoute(r, l, L, xn) }
 			gk += 2 * len(m.layers)
 		case part:
-			tail = func(r *run) { fixed(r); s.moePartialRoute(r, l, L) }
+			tail = func(r *run) { fixed(r); s.moePartialRoute(r, l, L, xn) }
 			gk += 2 * len(m.layers)
 		}
 		if (dev || part) && s.dev.table {

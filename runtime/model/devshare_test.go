@@ -1,0 +1,80 @@
+package model
+
+import (
+	"context"
+	"testing"
+
+	"github.com/fmoe/fmoe/runtime/backend/cpu"
+)
+
+// TestPartCount: the miss rank's share of a partly held layer's misses is
+// rounded per layer, so a lone miss stays on the link at 0.4 and the CPUs
+// take one of two or three, two of four.
+func TestPartCount(t *testing.T) {
+	for _, c := range []struct {
+		n     int
+		share float64
+		want  int
+	}{{0, 0.4, 0}, {1, 0.4, 0}, {2, 0.4, 1}, {3, 0.4, 1}, {4, 0.4, 2}, {10, 0.4, 4}, {1, 0.5, 1}, {3, 0.25, 1}, {1, 1, 1}, {5, 1, 5}} {
+		if got := partCount(c.n, c.share); got != c.want {
+			t.Errorf("partCount(%d, %v) = %d, want %d", c.n, c.share, got, c.want)
+		}
+	}
+}
+
+// TestCPUMissesDevicePartial: with a miss rank (--cpu-experts) a partly
+// held layer stays routed on the device, and once its ids are back the
+// rank computes its share of the repeat misses the host tier holds, from
+// the normed input read back with them, while the link carries the
+// others. On the CPU's stand-in (devTier holding the even experts, so
+// every odd pick misses) the logits are bit for bit those of the same
+// layers with every miss on the link, every decode layer is routed on the
+// device, the rank computes its share (all at 1, some at 0.5) and the
+// link the rest, and every share is computed apart.
+func TestCPUMissesDevicePartial(t *testing.T) {
+	defer func(v, w bool, f func(int)) { devOff, devMissOn, onApart = v, w, f }(devOff, devMissOn, onApart)
+	devOff, devMissOn = false, true
+	g := readGolden(t, "bf16")
+	apart := 0
+	onApart = func(k int) { apart += k }
+	run := func(share float64) ([]float32, *Timing, *devTier, *Model) {
+		fake := &devTier{keepTier: newKeepTier(nil), evenOnly: true}
+		o := Options{Backend: fake, HostCache: 1 << 30}
+		if share > 0 {
+			mb := cpu.New(cpu.Options{Threads: 2})
+			t.Cleanup(func() { mb.Close() })
+			o.MissBackend, o.MissShare = mb, share
+		}
+		m := open(t, "hf", 16, 0, o)
+		if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		got, tm := goldenRun(t, m, g)
+		got2, _ := goldenRun(t, m, g) // warm: the first misses are behind
+		return append(got, got2...), tm, fake, m
+	}
+	ref, _, _, rm := run(0)
+	for _, share := range []float64{1, 0.5} {
+		apart = 0
+		got, tm, fake, m := run(share)
+		if i := firstDiff(got, ref); i >= 0 {
+			t.Fatalf("share %v: logit %d is %v with the miss rank, %v with every miss on the link", share, i, got[i], ref[i])
+		}
+		d := &tm.Decode
+		want := int64(d.Tokens * m.Config.NumHiddenLayers)
+		if d.DevLayers != want || int64(fake.indexed) < want {
+			t.Errorf("share %v: %d decode layers routed on the device (%d indexed launches), want %d", share, d.DevLayers, fake.indexed, want)
+		}
+		st := m.ExpertStats()
+		if st.MissRank == 0 || d.MissRank == 0 || int64(apart) != st.MissRank {
+			t.Errorf("share %v: %d misses on the miss rank (%d in the first run's decode), %d computed apart: want some, all apart", share, st.MissRank, d.MissRank, apart)
+		}
+		// The prompt's misses crossed the link (a prompt gives the rank
+		// none), so every decode miss repeats: at 1 the rank takes all,
+		// at 0.5 a layer's two misses leave one to the link.
+		if link := d.ExpertUses - d.GPUHits - d.MissRank; share == 1 && link != 0 || share < 1 && link == 0 {
+			t.Errorf("share %v: %d hits and %d on the miss rank of %d uses: %d on the link", share, d.GPUHits, d.MissRank, d.ExpertUses, link)
+		}
+	}
+	checkGoldenLogits(t, ref[:len(ref)/2], g, rm.Config.VocabSize)
+}
