@@ -228,31 +228,46 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 			r.do(s.prefetchNext(l))
 		}
 	}
-	var ap *apartShare
 	if share && len(miss) > 0 {
-		var err error
-		if miss, ap, err = s.partApart(r, l, miss, xh, bufs); err != nil {
-			return err
+		link, ap, err := s.partApart(r, l, miss, xh, bufs)
+		if err != nil || ap != nil {
+			return errors.Join(err, s.partShared(r, l, L, h, shared, link, ap, bufs, len(pl.ids)))
 		}
 	}
-	// With a share on the miss rank the combine waits for its rows.
-	later := partSerial || ap != nil
 	inStream := tail
-	if later {
+	if partSerial {
 		inStream = nil
 	}
-	err = s.streamMisses(r, l, miss, nil, nil, s.rx, bufs, 1, len(pl.ids), inStream)
-	if ap != nil {
-		// Always waited for: its goroutine reads the pinned host tier.
-		if err = errors.Join(err, ap.wait(m.ranks[m.miss].be, m.experts.tier)); err == nil {
-			s.sendRows(r, bufs)
-		}
-	}
-	if err != nil {
+	if err := s.streamMisses(r, l, miss, nil, nil, s.rx, bufs, 1, len(pl.ids), inStream); err != nil {
 		return err
 	}
-	if later && r.err == nil {
+	if partSerial {
 		tail()
+	}
+	return r.err
+}
+
+// partShared is a partly held layer's misses with the miss rank computing
+// its share apart (partApart): the link's misses streamed, the next
+// layer's prefetches queued behind them so that the link works while the
+// CPUs finish, then the share waited for, its rows sent where the combine
+// reads them, and the combine queued.
+func (s *Session) partShared(r *run, l int, L *layer, h backend.Buffer, shared bool, link []int, ap *apartShare, bufs []expertBufs, uses int) error {
+	if ap == nil {
+		return nil
+	}
+	m := s.m
+	err := s.streamMisses(r, l, link, nil, nil, s.rx, bufs, 1, uses, nil)
+	if err == nil && r.err == nil {
+		r.do(s.prefetchNext(l))
+	}
+	// Always waited for: its goroutine reads the pinned host tier.
+	if err = errors.Join(err, ap.wait(m.ranks[m.miss].be, m.experts.tier)); err != nil {
+		return err
+	}
+	s.sendRows(r, bufs)
+	if r.err == nil {
+		s.combineIndexed(r, l, L, h, shared)
 	}
 	return r.err
 }

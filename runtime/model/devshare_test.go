@@ -78,3 +78,39 @@ func TestCPUMissesDevicePartial(t *testing.T) {
 	}
 	checkGoldenLogits(t, ref[:len(ref)/2], g, rm.Config.VocabSize)
 }
+
+// TestCPUMissesPrefetched: a miss rank beside the prefetches of design E
+// (the picks uploaded, the next layer's predicted experts prefetched from
+// the host tier): partShared queues the next layer's prefetches before it
+// waits for the CPUs' share, and the logits are those of the same steps
+// with every miss on the link, bit for bit, with some misses on the rank
+// and some prefetches used.
+func TestCPUMissesPrefetched(t *testing.T) {
+	defer func(v, w, g bool) { devOff, devMissOn, graphsOff = v, w, g }(devOff, devMissOn, graphsOff)
+	devOff, devMissOn, graphsOff = false, true, false
+	run := func(share float64) ([][]float32, ExpertStats) {
+		d := &devTier{keepTier: newKeepTier(nil), evenOnly: true, prefetch: true}
+		probe := open(t, "hf", 16, 0, Options{})
+		all := int64(probe.Config.NumHiddenLayers*probe.Config.NumExperts) * probe.experts.set.Stride
+		o := Options{Backend: devRecorder{&recorder{Backend: d.keepTier}, d}, HostCache: all, Prefetch: true}
+		if share > 0 {
+			mb := cpu.New(cpu.Options{Threads: 2})
+			t.Cleanup(func() { mb.Close() })
+			o.MissBackend, o.MissShare = mb, share
+		}
+		m := open(t, "hf", 16, 0, o)
+		src := aheadPredictor{aheadSource{E: m.Config.NumExperts, K: m.K}}
+		out := tableSteps(t, m, src, true)
+		return append(out, tableSteps(t, m, src, true)...), m.ExpertStats()
+	}
+	want, _ := run(0)
+	got, st := run(0.5)
+	if st.MissRank == 0 || st.PrefetchUsed == 0 || st.DevLayers == 0 {
+		t.Fatalf("%d misses on the rank, %d prefetches used, %d layers routed on the device: want all three", st.MissRank, st.PrefetchUsed, st.DevLayers)
+	}
+	for i := range want {
+		if j := firstDiff(got[i], want[i]); j >= 0 {
+			t.Fatalf("step %d: logit %d is %v with the miss rank, %v with every miss on the link", i, j, got[i][j], want[i][j])
+		}
+	}
+}

@@ -83,8 +83,10 @@ func (m *Model) tierPrefetcher() (backend.ExpertPrefetcher, string) {
 		return nil, "it copies from the host tier: give one (--host-cache)"
 	case m.experts.lz4 != nil:
 		return nil, "the LZ4 copy has no host tier"
-	case len(m.ranks) != 1:
-		return nil, "it runs on one device (and no miss rank)"
+	case !m.oneDevice():
+		// A miss rank may stand beside it: its share comes from the
+		// host tier the prefetches copy from, both only reading it.
+		return nil, "it runs on one device"
 	}
 	if pf, ok := c.(backend.ExpertPrefetcher); ok {
 		return pf, ""
