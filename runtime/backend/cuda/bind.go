@@ -121,10 +121,19 @@ func (be *Backend) nextStage() (*stage, error) {
 	return st, nil
 }
 
-// hostRegion is a HostAlloc allocation.
+// hostRegion is a HostAlloc allocation; huge: from fm_host_alloc_huge.
 type hostRegion struct {
 	p    unsafe.Pointer
 	size int
+	huge bool
+}
+
+// free returns the region to the driver (and, huge, to the kernel).
+func (r hostRegion) free(ctx C.CUcontext) error {
+	if r.huge {
+		return cuErr(C.fm_host_free_huge(ctx, r.p, C.size_t(r.size)), "cuMemHostUnregister")
+	}
+	return cuErr(C.fm_host_free(ctx, r.p), "cuMemFreeHost")
 }
 
 // HostAlloc returns n bytes of pinned (page-locked) host memory. Weights
@@ -138,10 +147,20 @@ func (be *Backend) HostAlloc(n int) ([]byte, error) {
 		return nil, fmt.Errorf("cuda: host alloc of %d bytes", n)
 	}
 	var p unsafe.Pointer
+	if be.hostHuge {
+		// The experiment (FMOE_CUDA_HOST_HUGE=1): pinned memory on
+		// transparent huge pages, for the CPUs that compute a share of
+		// the experts from the host tier (docs/gpu-decode.md, session 29).
+		if err := cuErr(C.fm_host_alloc_huge(be.ctx, &p, C.size_t(n)), "cuMemHostRegister"); err != nil {
+			return nil, err
+		}
+		be.pinned = append(be.pinned, hostRegion{p, n, true})
+		return unsafe.Slice((*byte)(p), n), nil
+	}
 	if err := cuErr(C.fm_host_alloc(be.ctx, &p, C.size_t(n)), "cuMemHostAlloc"); err != nil {
 		return nil, err
 	}
-	be.pinned = append(be.pinned, hostRegion{p, n})
+	be.pinned = append(be.pinned, hostRegion{p, n, false})
 	return unsafe.Slice((*byte)(p), n), nil
 }
 
@@ -156,7 +175,7 @@ func (be *Backend) HostFree(b []byte) error {
 				return err
 			}
 			be.pinned = append(be.pinned[:i], be.pinned[i+1:]...)
-			return cuErr(C.fm_host_free(be.ctx, r.p), "cuMemFreeHost")
+			return r.free(be.ctx)
 		}
 	}
 	return errors.New("cuda: HostFree of memory not from HostAlloc")

@@ -161,6 +161,9 @@ type Backend struct {
 	aread   asyncRead       // ReadAsync's pinned buffer (readasync.go)
 	stageAt int
 	pinned  []hostRegion // HostAlloc allocations
+	// hostHuge: HostAlloc maps huge pages and registers them
+	// (FMOE_CUDA_HOST_HUGE=1, an experiment: hostRegion).
+	hostHuge bool
 
 	prof *launchProfile // FMOE_CUDA_PROFILE (profile.go); nil when off
 
@@ -262,6 +265,7 @@ func (be *Backend) init(opts Options) error {
 	}
 	be.cs = be.copy
 	be.pf.noSpare = os.Getenv("FMOE_CUDA_PF_SPARE") == "0"
+	be.hostHuge = os.Getenv("FMOE_CUDA_HOST_HUGE") == "1"
 	if opts.PrefetchStream || os.Getenv("FMOE_CUDA_PF_STREAM") == "1" {
 		return cuErr(C.fm_stream_create(be.ctx, &be.pcopy), "cuStreamCreate")
 	}
@@ -351,7 +355,7 @@ func (be *Backend) Close() error {
 		be.aread = asyncRead{}
 	}
 	for _, r := range be.pinned {
-		errs = append(errs, cuErr(C.fm_host_free(be.ctx, r.p), "cuMemFreeHost"))
+		errs = append(errs, r.free(be.ctx))
 	}
 	be.pinned, be.stages, be.slots = nil, nil, nil
 	for _, s := range []C.CUstream{be.stream, be.copy, be.pcopy} {

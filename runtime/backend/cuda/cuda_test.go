@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime/debug"
 	"testing"
+	"unsafe"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 	"github.com/fmoe/fmoe/runtime/backend/backendtest"
@@ -119,16 +120,29 @@ func relErr(got, want []float32) float64 {
 // memory and from HostAlloc memory, reusing slots, and checks each result.
 // Pinned parts that lie at the device's offsets (a pack's layout) go in one
 // DMA (hostSpan); others, packed tight or apart, one DMA each.
+// With huge, HostAlloc maps transparent huge pages and registers them
+// (FMOE_CUDA_HOST_HUGE's experiment): the same binds, from 2 MiB-aligned
+// memory.
 func TestBindPaths(t *testing.T) {
+	for _, huge := range []bool{false, true} {
+		t.Run(fmt.Sprintf("huge=%v", huge), func(t *testing.T) { bindPaths(t, huge) })
+	}
+}
+
+func bindPaths(t *testing.T, huge bool) {
 	be := newOrSkip(t)
 	defer be.Close()
+	be.hostHuge = huge
 	ref := cpu.New(cpu.Options{})
 	rng := rand.New(rand.NewPCG(3, 4))
-	pinned, err := be.HostAlloc(8 << 20)
+	pinned, err := be.HostAlloc(8<<20 + 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer be.HostFree(pinned)
+	if at := uintptr(unsafe.Pointer(&pinned[0])); huge && at%(2<<20) != 0 || len(pinned) != 8<<20+1000 || !be.isPinned(pinned) {
+		t.Fatalf("HostAlloc: %d bytes at %#x (pinned %v): want %d, pinned, on a 2 MiB boundary when huge", len(pinned), at, be.isPinned(pinned), 8<<20+1000)
+	}
 	for _, c := range []struct {
 		R, C, gap int
 		span      bool

@@ -3,9 +3,11 @@
 #include "fmcuda.h"
 
 #include <dlfcn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define NOT_LOADED 999 /* CUDA_ERROR_UNKNOWN: a symbol was not resolved */
 
@@ -29,6 +31,8 @@ static CUresult (*p_cuMemFree)(CUdeviceptr);
 static CUresult (*p_cuMemGetInfo)(size_t *, size_t *);
 static CUresult (*p_cuMemHostAlloc)(void **, size_t, unsigned);
 static CUresult (*p_cuMemFreeHost)(void *);
+static CUresult (*p_cuMemHostRegister)(void *, size_t, unsigned);
+static CUresult (*p_cuMemHostUnregister)(void *);
 static CUresult (*p_cuMemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream);
 static CUresult (*p_cuMemcpyDtoHAsync)(void *, CUdeviceptr, size_t, CUstream);
 static CUresult (*p_cuMemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream);
@@ -133,6 +137,10 @@ int fm_load_driver(char *err, int errlen) {
     SYM(l, p_cuMemGetInfo, "cuMemGetInfo_v2", NULL);
     SYM(l, p_cuMemHostAlloc, "cuMemHostAlloc", NULL);
     SYM(l, p_cuMemFreeHost, "cuMemFreeHost", NULL);
+    /* Optional (fm_host_alloc_huge): absent, HostAlloc keeps cuMemHostAlloc. */
+    *(void **)&p_cuMemHostRegister = dlsym(l, "cuMemHostRegister_v2");
+    if (!p_cuMemHostRegister) *(void **)&p_cuMemHostRegister = dlsym(l, "cuMemHostRegister");
+    *(void **)&p_cuMemHostUnregister = dlsym(l, "cuMemHostUnregister");
     SYM(l, p_cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2", NULL);
     SYM(l, p_cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2", NULL);
     SYM(l, p_cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2", NULL);
@@ -231,6 +239,41 @@ CUresult fm_mem_free(CUcontext c, CUdeviceptr p) { CTX_CALL(c, p_cuMemFree, p); 
 CUresult fm_mem_info(CUcontext c, size_t *free, size_t *total) { CTX_CALL(c, p_cuMemGetInfo, free, total); }
 CUresult fm_host_alloc(CUcontext c, void **p, size_t n) { CTX_CALL(c, p_cuMemHostAlloc, p, n, 1 /* PORTABLE */); }
 CUresult fm_host_free(CUcontext c, void *p) { CTX_CALL(c, p_cuMemFreeHost, p); }
+
+/* Pinned memory on transparent huge pages (the FMOE_CUDA_HOST_HUGE
+   experiment): anonymous memory on 2 MiB boundaries, advised toward huge
+   pages, then registered with the driver, where cuMemHostAlloc's pages are
+   the driver's choice. The CPUs that compute a share of the experts from
+   the host tier then walk 2 MiB pages, not 4 KiB ones. */
+#define FM_HUGE ((size_t)2 << 20)
+static size_t fm_huge_len(size_t n) { return (n + FM_HUGE - 1) / FM_HUGE * FM_HUGE; }
+
+CUresult fm_host_alloc_huge(CUcontext c, void **p, size_t n) {
+    if (!p_cuMemHostRegister || !p_cuMemHostUnregister || !p_cuCtxSetCurrent) return NOT_LOADED;
+    size_t len = fm_huge_len(n);
+    char *m = mmap(NULL, len + FM_HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return 2; /* CUDA_ERROR_OUT_OF_MEMORY */
+    char *a = (char *)(((uintptr_t)m + FM_HUGE - 1) & ~(uintptr_t)(FM_HUGE - 1));
+    if (a > m) munmap(m, (size_t)(a - m));
+    if (m + len + FM_HUGE > a + len) munmap(a + len, (size_t)(m + len + FM_HUGE - (a + len)));
+    madvise(a, len, MADV_HUGEPAGE); /* advice: without THP the pages stay small */
+    CUresult r = p_cuCtxSetCurrent(c);
+    if (r == 0) r = p_cuMemHostRegister(a, len, 1 /* PORTABLE */);
+    if (r != 0) {
+        munmap(a, len);
+        return r;
+    }
+    *p = a;
+    return 0;
+}
+
+CUresult fm_host_free_huge(CUcontext c, void *p, size_t n) {
+    if (!p_cuMemHostUnregister || !p_cuCtxSetCurrent) return NOT_LOADED;
+    CUresult r = p_cuCtxSetCurrent(c);
+    if (r == 0) r = p_cuMemHostUnregister(p);
+    munmap(p, fm_huge_len(n));
+    return r;
+}
 CUresult fm_htod(CUcontext c, CUdeviceptr dst, const void *src, size_t n, CUstream s) {
     CTX_CALL(c, p_cuMemcpyHtoDAsync, dst, src, n, s);
 }

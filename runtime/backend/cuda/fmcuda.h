@@ -45,6 +45,8 @@ CUresult fm_mem_free(CUcontext c, CUdeviceptr p);
 CUresult fm_mem_info(CUcontext c, size_t *free, size_t *total);
 CUresult fm_host_alloc(CUcontext c, void **p, size_t n);
 CUresult fm_host_free(CUcontext c, void *p);
+CUresult fm_host_alloc_huge(CUcontext c, void **p, size_t n);
+CUresult fm_host_free_huge(CUcontext c, void *p, size_t n);
 CUresult fm_htod(CUcontext c, CUdeviceptr dst, const void *src, size_t n, CUstream s);
 CUresult fm_dtoh(CUcontext c, void *dst, CUdeviceptr src, size_t n, CUstream s);
 CUresult fm_dtoh_async(CUcontext c, void *dst, CUdeviceptr src, size_t n, CUstream s);
