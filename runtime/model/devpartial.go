@@ -57,7 +57,9 @@ func (s *Session) predArea(r *run, n int) backend.Buffer {
 
 // moePartialRoute is a partly held layer's part in its graph: the top-K,
 // nothing read back; with ownPredicts, the top-K of the predicted logits
-// too, beside a copy of the layer's ids, so that one read takes both.
+// too, beside a copy of the layer's ids, so that one read takes both; with
+// a miss rank (partShares), the normed input copied after them, for the
+// same read (stageShare).
 func (s *Session) moePartialRoute(r *run, l int, L *layer, xn backend.Buffer) {
 	s.routeTopK(r, l, L)
 	own := s.ownPredicts(L)
