@@ -30,16 +30,17 @@ func TestPartCount(t *testing.T) {
 // every odd pick misses) the logits are bit for bit those of the same
 // layers with every miss on the link, every decode layer is routed on the
 // device, the rank computes its share (all at 1, some at 0.5) and the
-// link the rest, and every share is computed apart.
+// link the rest, and every share is computed apart; with a host tier too
+// small for the odd experts, the rank takes only those it holds.
 func TestCPUMissesDevicePartial(t *testing.T) {
 	defer func(v, w bool, f func(int)) { devOff, devMissOn, onApart = v, w, f }(devOff, devMissOn, onApart)
 	devOff, devMissOn = false, true
 	g := readGolden(t, "bf16")
 	apart := 0
 	onApart = func(k int) { apart += k }
-	run := func(share float64) ([]float32, *Timing, *devTier, *Model) {
+	run := func(share float64, host int64) ([]float32, *Timing, *devTier, *Model) {
 		fake := &devTier{keepTier: newKeepTier(nil), evenOnly: true}
-		o := Options{Backend: fake, HostCache: 1 << 30}
+		o := Options{Backend: fake, HostCache: host}
 		if share > 0 {
 			mb := cpu.New(cpu.Options{Threads: 2})
 			t.Cleanup(func() { mb.Close() })
@@ -53,10 +54,10 @@ func TestCPUMissesDevicePartial(t *testing.T) {
 		got2, _ := goldenRun(t, m, g) // warm: the first misses are behind
 		return append(got, got2...), tm, fake, m
 	}
-	ref, _, _, rm := run(0)
+	ref, _, _, rm := run(0, 1<<30)
 	for _, share := range []float64{1, 0.5} {
 		apart = 0
-		got, tm, fake, m := run(share)
+		got, tm, fake, m := run(share, 1<<30)
 		if i := firstDiff(got, ref); i >= 0 {
 			t.Fatalf("share %v: logit %d is %v with the miss rank, %v with every miss on the link", share, i, got[i], ref[i])
 		}
@@ -77,6 +78,19 @@ func TestCPUMissesDevicePartial(t *testing.T) {
 		}
 	}
 	checkGoldenLogits(t, ref[:len(ref)/2], g, rm.Config.VocabSize)
+	// A host tier of 12 experts for the layers' odd ones: the rank takes
+	// only those it holds (startApart would otherwise find one missing
+	// and give the whole share back to the link), the others cross.
+	apart = 0
+	stride := rm.experts.set.Stride
+	got, tm, _, m := run(1, 12*stride)
+	if i := firstDiff(got, ref); i >= 0 {
+		t.Fatalf("a small host tier: logit %d is %v with the miss rank, %v with every miss on the link", i, got[i], ref[i])
+	}
+	d := &tm.Decode
+	if st := m.ExpertStats(); st.MissRank == 0 || int64(apart) != st.MissRank || d.ExpertUses-d.GPUHits-d.MissRank == 0 {
+		t.Errorf("a small host tier: %d on the miss rank, %d apart, %d on the link: want some on each, all the rank's apart", st.MissRank, apart, d.ExpertUses-d.GPUHits-d.MissRank)
+	}
 }
 
 // TestCPUMissesPrefetched: a miss rank beside the prefetches of design E
