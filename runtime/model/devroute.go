@@ -63,7 +63,7 @@ const (
 	devX              // a partly held layer's normed input for a miss rank (partShares)
 )
 
-// devAt is where part (devMissed, devScratch, devPred) of m's
+// devAt is where part (devMissed, devScratch, devPred, devX) of m's
 // device-routing buffer begins.
 func devAt(m *Model, part int) int {
 	return 1 + 2*len(m.layers)*m.K + [...]int{0, 1, 1 + 2*m.K, 1 + 5*m.K}[part]
