@@ -128,3 +128,30 @@ func TestCPUMissesPrefetched(t *testing.T) {
 		}
 	}
 }
+
+// TestPartShares: a partly held layer reads its normed input back for a
+// miss rank only with the rank, a host tier to compute from, and room for
+// the ids and the input in one asynchronous read (else every miss takes
+// the link, as without a rank).
+func TestPartShares(t *testing.T) {
+	for _, c := range []struct {
+		miss, K, H int
+		tier       bool
+		want       bool
+	}{
+		{1, 10, 4096, true, true},  // the 397B: 4,126 values
+		{1, 32, 7168, true, true},  // 7,264 values
+		{1, 10, 8192, true, false}, // 8,222 > MaxAsyncRead
+		{0, 10, 4096, true, false}, // no miss rank
+		{1, 10, 4096, false, false},
+	} {
+		m := &Model{miss: c.miss, K: c.K, experts: &expertReader{}}
+		m.Config.HiddenSize = c.H
+		if c.tier {
+			m.experts.tier = &hostTier{}
+		}
+		if got := m.partShares(); got != c.want {
+			t.Errorf("miss rank %d, K=%d, H=%d, host tier %v: partShares = %v, want %v", c.miss, c.K, c.H, c.tier, got, c.want)
+		}
+	}
+}
