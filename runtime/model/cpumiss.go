@@ -152,6 +152,14 @@ func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int, fuse 
 	return r.err
 }
 
+// firstMiss marks expert id of layer l offered to the GPU tier and
+// reports whether this is its first miss in the process (which takes the
+// link, so that the tier admits it).
+func (m *Model) firstMiss(l, id int) bool {
+	bit := uint64(1) << (id % 64)
+	return m.offered[l][id/64].Or(bit)&bit == 0
+}
+
 // sendRows writes the miss rank's expert rows of a one-token step into
 // rank 0's rows at the same slots (the whole plan's: split(nil)).
 func (s *Session) sendRows(r *run, bufs []expertBufs) {
@@ -194,8 +202,7 @@ func (s *Session) lookupHits(l, T int) (hits []int, hitT [][]backend.Tensor, mis
 				continue
 			}
 		}
-		bit := uint64(1) << (id % 64)
-		if m.offered[l][id/64].Or(bit)&bit == 0 {
+		if m.firstMiss(l, id) {
 			s.mown[id] = 0 // the first miss: offered to the tier
 			miss = append(miss, id)
 			continue

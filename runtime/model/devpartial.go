@@ -62,27 +62,30 @@ func (s *Session) predArea(r *run, n int) backend.Buffer {
 // same read (stageShare).
 func (s *Session) moePartialRoute(r *run, l int, L *layer, xn backend.Buffer) {
 	s.routeTopK(r, l, L)
-	own := s.ownPredicts(L)
+	own, share := s.ownPredicts(L), s.m.partShares()
 	if own && r.err == nil {
-		s.predictRoute(r, l, L)
+		s.predictRoute(r, L)
 	}
-	if s.m.partShares() && r.err == nil {
-		s.stageShare(r, l, xn, own)
+	if (own || share) && r.err == nil {
+		// The layer's ids at the read-back's start (predArea).
+		ids, _ := s.devViews(r, l)
+		r.do(s.m.be.Copy(r.view(s.predArea(r, s.m.K), 0, s.m.K), ids))
+	}
+	if share && r.err == nil {
+		s.stageShare(r, xn)
 	}
 }
 
 // predictRoute queues a predicting partly held layer's top-K of its
-// predicted logits beside a copy of its ids (predArea).
-func (s *Session) predictRoute(r *run, l int, L *layer) {
+// predicted logits into predArea, after the layer's ids.
+func (s *Session) predictRoute(r *run, L *layer) {
 	m := s.m
 	K, E := m.K, m.Config.NumExperts
-	ids, _ := s.devViews(r, l)
 	area := s.predArea(r, 3*K)
 	// A NaN among the predicted logits marks the word the misses mark
 	// (never read): a prediction is a guess, not the step's routing.
 	sink := r.view(s.sc.dev, devAt(m, devMissed), 1)
 	r.do(m.be.(backend.DeviceRouter).RouteTopK(r.view(area, K, K), r.view(area, 2*K, K), sink, r.view(s.sc.router, predictAt(&m.Config), E), 1, E, K, L.dev.renorm))
-	r.do(m.be.Copy(r.view(area, 0, K), ids))
 }
 
 // moePartialHeld queues a partly held layer's held experts (with shared,
@@ -232,8 +235,11 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 	}
 	if share && len(miss) > 0 {
 		link, ap, err := s.partApart(r, l, miss, xh, bufs)
-		if err != nil || ap != nil {
-			return errors.Join(err, s.partShared(r, l, L, h, shared, link, ap, bufs, len(pl.ids)))
+		if err != nil {
+			return err
+		}
+		if ap != nil {
+			return s.partShared(r, l, L, h, shared, link, ap, bufs, len(pl.ids))
 		}
 	}
 	inStream := tail
@@ -255,9 +261,6 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 // CPUs finish, then the share waited for, its rows sent where the combine
 // reads them, and the combine queued.
 func (s *Session) partShared(r *run, l int, L *layer, h backend.Buffer, shared bool, link []int, ap *apartShare, bufs []expertBufs, uses int) error {
-	if ap == nil {
-		return nil
-	}
 	m := s.m
 	err := s.streamMisses(r, l, link, nil, nil, s.rx, bufs, 1, uses, nil)
 	if err == nil && r.err == nil {

@@ -40,18 +40,12 @@ func (s *Session) shareArea(r *run) backend.Buffer {
 	return s.predArea(r, 3*s.m.K+s.m.Config.HiddenSize)
 }
 
-// stageShare queues, in a partly held layer's graph, the copies that put
-// its ids (unless the prediction's top-K put them there: own) and its
-// normed input xn into the share's read-back.
-func (s *Session) stageShare(r *run, l int, xn backend.Buffer, own bool) {
-	m := s.m
-	K, H := m.K, m.Config.HiddenSize
-	area := s.shareArea(r)
-	if !own {
-		ids, _ := s.devViews(r, l)
-		r.do(m.be.Copy(r.view(area, 0, K), ids))
-	}
-	r.do(m.be.Copy(r.view(area, 3*K, H), xn))
+// stageShare queues, in a partly held layer's graph, the copy of its
+// normed input xn into the share's read-back, after the ids and the
+// prediction (moePartialRoute copies the ids).
+func (s *Session) stageShare(r *run, xn backend.Buffer) {
+	K, H := s.m.K, s.m.Config.HiddenSize
+	r.do(s.m.be.Copy(r.view(s.shareArea(r), 3*K, H), xn))
 }
 
 // partCount is how many of a partly held layer's n misses the miss rank
@@ -70,9 +64,7 @@ func (s *Session) partSplit(l int, miss []int) (link, cpu []int) {
 	want := partCount(len(miss), m.missShare)
 	link, cpu = s.mixed[:0], s.cpuMiss[:0]
 	for _, id := range miss {
-		bit := uint64(1) << (id % 64)
-		first := m.offered[l][id/64].Or(bit)&bit == 0
-		if !first && len(cpu) < want && t.holds(l, id) {
+		if !m.firstMiss(l, id) && len(cpu) < want && t.holds(l, id) {
 			cpu = append(cpu, id)
 			continue
 		}
