@@ -28,8 +28,10 @@ for round in $(seq "${AB_ROUNDS:-2}"); do
           "$vb/model.test" -test.run '^$' -test.bench "TieredDecode/k=$k/$t\$" -test.benchtime 1x 2>&1 | grep -E '^Benchmark|FAIL|panic')
         echo "$line" | grep -qE 'FAIL|panic' && { echo "$v K=$k $t: $line"; continue; }
         echo "$line" | awk -v v="$v" -v k="$k" -v t="$t" '{for (i = 2; i <= NF; i++) m[$(i+1)] = $i}
-          END {printf "%-40s %3s %-24s %9.3f %9.3f %8.2f %8.1f %7.2f %7.2f %6.1f\n", v, k, t, m["ms/layer"], m["p50-ms/layer"], m["head-ms/token"], 1000 / (60 * m["ms/layer"] + m["head-ms/token"]),
-            m["misses/layer"], m["cpu-misses/layer"], m["hit-%"]}'
+          END {printf "%-40s %3s %-24s %9.3f %9.3f %8.2f %8.1f %7.2f %7.2f %6.1f", v, k, t, m["ms/layer"], m["p50-ms/layer"], m["head-ms/token"], 1000 / (60 * m["ms/layer"] + m["head-ms/token"]),
+            m["misses/layer"], m["cpu-misses/layer"], m["hit-%"]
+            if ("auto-share" in m) printf "  auto share %.2f (CPU %.3f, link %.3f ms an expert)", m["auto-share"], m["auto-cpu-ms/expert"], m["auto-link-ms/expert"]
+            printf "\n"}'
       done
     done
   done

@@ -8,7 +8,7 @@
 #   BIN            binaries (fmoe-pack, fmoe-run; plain or .xz), default gpu/
 #   SHARE_VARIANTS variants separated by ';', each environment assignments ('-' for none) and
 #                  BIN=DIR for another build's fmoe-run, e.g. '-;FMOE_CPU_POLL=2ms;BIN=/tmp/old'
-#   SHARE_SHARES   --cpu-experts values (default "0 0.3 0.4 0.5"), SHARE_K (default 10),
+#   SHARE_SHARES   --cpu-experts values (default "0 0.3 0.4 0.5"; auto too gives its --timing), SHARE_K (default 10),
 #                  SHARE_THREADS --threads (default: every core), SHARE_TOKENS (default 256)
 set -u
 cd "$(dirname "$0")/.."
@@ -53,3 +53,7 @@ first=$(for s in ${SHARE_SHARES:-0 0.3 0.4 0.5}; do [ "$s" != 0 ] && { echo "$s"
   echo "## --timing, $v, share $first"
   run "$v" "$first" --timing | grep -E 'expert_compute|cpu_share_wait|layer_total'
 done
+case " ${SHARE_SHARES:-} " in *" auto "*)
+  echo "## --timing, -, share auto"
+  run - auto --timing | grep -E 'expert_compute|cpu_share_wait|layer_total|computed on the CPU|cpu share' ;;
+esac

@@ -78,6 +78,8 @@ func TestCPUExpertsRefused(t *testing.T) {
 		{[]string{"--cpu-experts", "1.5"}, "at most 1"},
 		{[]string{"--cpu-experts", "-0.2"}, "above 0"},
 		{[]string{"--cpu-experts", "NaN"}, "above 0"},
+		{[]string{"--cpu-experts", "half"}, "or auto"},
+		{[]string{"--cpu-experts", "auto"}, "needs --host-cache"},
 		{[]string{"--cpu-experts", "0.5"}, "needs --host-cache"},
 		{[]string{"--cpu-experts", "0.5", "--host-cache", "1M"}, "has no GPU tier"},
 	}, "--cpu-experts", "0")

@@ -3,6 +3,8 @@ package main
 import (
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -13,13 +15,27 @@ import (
 	"github.com/fmoe/fmoe/runtime/model"
 )
 
-var cpuExpertsFlag = &cli.Float64Flag{Name: "cpu-experts", Usage: "`SHARE` (0 to 1) of the experts the GPU tier misses that the CPU computes from the host tier, on --threads cores, while the others cross the link to the GPU, in each generated token (a prompt's experts all go to the GPU, where many tokens share each copy; in a layer the GPU tier holds in part, the share of that layer's misses is rounded, so a lone miss at 0.4 stays on the link) (CUDA with --host-cache, one GPU; 0, the default, is off). It pays where the link is the limit and the CPU reads RAM at a good part of the link's rate: measured in docs/benchmarks.md (K=10, every expert from the host tier, 0.4 on 16 cores: 13% and 32% off a layer on two H100 hosts, 14% off a token on an H200's; at K=4 it lost). --timing's cpu_share_wait is how long the GPU waited for the CPU's share: well above 0, lower the share"}
+var cpuExpertsFlag = &cli.StringFlag{Name: "cpu-experts", Value: "0", Usage: "`SHARE` (0 to 1, or auto) of the experts the GPU tier misses that the CPU computes from the host tier, on --threads cores, while the others cross the link to the GPU, in each generated token (a prompt's experts all go to the GPU, where many tokens share each copy; in a layer the GPU tier holds in part, the share of that layer's misses is rounded, so a lone miss at 0.4 stays on the link) (CUDA with --host-cache, one GPU; 0, the default, is off). It pays where the link is the limit and the CPU reads RAM at a good part of the link's rate: measured in docs/benchmarks.md (K=10, every expert from the host tier, 0.4 on 16 cores: 13% and 32% off a layer on two H100 hosts, 14% off a token on an H200's; at K=4 it lost). auto starts at 0.3 and follows the CPU's and the link's rates measured in each layer, so that both finish together (kept between 0.05 and 0.9; --timing shows where it stands; which expert goes where then depends on timing, so a GPU's output may differ in its last bits from run to run). --timing's cpu_share_wait is how long the GPU waited for the CPU's share: well above 0, lower the share"}
 
 // cpuExperts sets up --cpu-experts: a CPU backend as o's miss backend
 // computing that share of each one-token step's GPU-tier misses. It
 // returns the backend (the caller's to close) or nil when the flag is off.
 func cpuExperts(c *cli.Context, o *model.Options) (backend.Backend, error) {
-	return setupCPUExperts(c.Float64("cpu-experts"), c.Int("threads"), o)
+	return cpuExpertsFrom(c.String("cpu-experts"), c.Int("threads"), o)
+}
+
+// cpuExpertsFrom is cpuExperts on the flag's value v: a share, or auto.
+func cpuExpertsFrom(v string, threads int, o *model.Options) (backend.Backend, error) {
+	v = strings.TrimSpace(v)
+	if v == "auto" {
+		o.MissAuto = true
+		return setupCPUExperts(model.AutoShareStart, threads, o)
+	}
+	share, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return nil, cliutil.UsageError("--cpu-experts %q: want a share from 0 to 1, or auto", v)
+	}
+	return setupCPUExperts(share, threads, o)
 }
 
 func setupCPUExperts(share float64, threads int, o *model.Options) (backend.Backend, error) {

@@ -19,7 +19,7 @@ func TestCPUExpertsOpens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	greedy := func(share float64) ([]int, model.ExpertStats) {
+	greedy := func(share string) ([]int, model.ExpertStats) {
 		bes, coll, err := backends.OpenDevices("cpu", nil, backends.Options{Threads: 2})
 		if err != nil {
 			t.Fatal(err)
@@ -27,7 +27,7 @@ func TestCPUExpertsOpens(t *testing.T) {
 		be := tierCPU{Backend: bes[0]} // a GPU tier that keeps nothing: every expert misses
 		defer be.Close()
 		o := model.Options{Backend: be, Collective: coll, HostCache: 1 << 30, GPUCache: model.GPUCacheOff}
-		mb, err := setupCPUExperts(share, 2, &o)
+		mb, err := cpuExpertsFrom(share, 2, &o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -36,7 +36,7 @@ func TestCPUExpertsOpens(t *testing.T) {
 		}
 		m, err := model.Open(dir, o)
 		if err != nil {
-			t.Fatalf("share %v: %v", share, err)
+			t.Fatalf("share %s: %v", share, err)
 		}
 		defer m.Close()
 		s, err := m.NewSession()
@@ -49,13 +49,15 @@ func TestCPUExpertsOpens(t *testing.T) {
 		}
 		return out, m.ExpertStats()
 	}
-	want, _ := greedy(0)
-	got, st := greedy(0.5)
-	if !slices.Equal(got, want) {
-		t.Errorf("--cpu-experts 0.5: greedy %v, without %v", got, want)
-	}
-	if st.MissRank == 0 {
-		t.Errorf("--cpu-experts 0.5: no expert computed on the CPU (%+v)", st)
+	want, _ := greedy("0")
+	for _, share := range []string{"0.5", "auto"} {
+		got, st := greedy(share)
+		if !slices.Equal(got, want) {
+			t.Errorf("--cpu-experts %s: greedy %v, without %v", share, got, want)
+		}
+		if st.MissRank == 0 {
+			t.Errorf("--cpu-experts %s: no expert computed on the CPU (%+v)", share, st)
+		}
 	}
 	// The share's threads polling without yielding through the token
 	// (FMOE_CPU_POLL) or from each layer's routing on (FMOE_CPU_PRIME): the
@@ -67,7 +69,7 @@ func TestCPUExpertsOpens(t *testing.T) {
 		t.Setenv("FMOE_CPU_POLL", "")
 		t.Setenv("FMOE_CPU_PRIME", "")
 		t.Setenv(env, "1ms")
-		got, st = greedy(0.5)
+		got, st := greedy("0.5")
 		if !slices.Equal(got, want) || st.MissRank == 0 {
 			t.Errorf("%s=1ms: greedy %v (%d experts on the CPU), without a share %v", env, got, st.MissRank, want)
 		}

@@ -26,6 +26,14 @@ import (
 // holds what it admitted while experts were new, not the hottest — a
 // policy to revisit if the measurement says CPU misses win.
 
+// share is the share of the repeat misses the miss rank takes now.
+func (m *Model) share() float64 {
+	if m.tune != nil {
+		return m.tune.value()
+	}
+	return m.missShare
+}
+
 // oneDevice reports whether the routed experts run on rank 0's device
 // alone, or there and on a miss rank.
 func (m *Model) oneDevice() bool {
@@ -39,11 +47,17 @@ func (m *Model) setupMissRank(opts Options, bes *[]backend.Backend) error {
 		return fmt.Errorf("model: a miss share of %v: want a share in (0, 1] of the misses a miss backend computes", sh)
 	}
 	if be == nil {
+		if opts.MissAuto {
+			return errors.New("model: an automatic miss share without a miss backend")
+		}
 		return nil
 	}
 	m.missShare, m.missPrime = opts.MissShare, opts.MissPrime
 	if m.missShare == 0 {
 		m.missShare = 1
+	}
+	if opts.MissAuto {
+		m.tune = newShareTuner(opts.MissShare)
 	}
 	if len(opts.Devices) > 0 || opts.Placement != nil {
 		return errors.New("model: a miss backend (CPU misses) runs beside one device only: it cannot be combined with further devices or an expert placement")
@@ -134,6 +148,7 @@ func (s *Session) routedMiss(r *run, l int, xn, acc backend.Buffer, T int, fuse 
 	if ap != nil {
 		// Always waited for: its goroutine reads the pinned host tier.
 		err = errors.Join(err, ap.wait(m.ranks[m.miss].be, m.experts.tier))
+		s.observeShare(ap, len(miss))
 	}
 	m.stats.MissRank += int64(toMiss)
 	if tp := s.tm.p; tp != nil {
@@ -209,7 +224,7 @@ func (s *Session) lookupHits(l, T int) (hits []int, hitT [][]backend.Tensor, mis
 		}
 		repeat = append(repeat, id)
 	}
-	s.repeat = repeat
+	s.repeat, s.firsts = repeat, len(miss)
 	miss, s.cpuMiss = s.shareRepeats(l, miss, repeat, T)
 	toMiss = len(s.cpuMiss)
 	s.mixed = interleave(s.mixed[:0], miss, s.cpuMiss)
@@ -243,9 +258,9 @@ func (s *Session) shareRepeats(l int, link, repeat []int, T int) (_, cpu []int) 
 		}
 		return append(link, repeat...), cpu
 	}
-	due := 0
+	due, share := 0, m.share()
 	for range repeat {
-		if s.missDue += m.missShare; s.missDue >= 1 {
+		if s.missDue += share; s.missDue >= 1 {
 			s.missDue--
 			due++
 		}
@@ -315,6 +330,11 @@ type apartShare struct {
 	pinned []*hentry
 	bound  []backend.Tensor
 	done   chan error
+	// n experts, started at start, computed in took; link is from start
+	// to the host's wait (the link's misses streamed meanwhile).
+	n          int
+	start      time.Time
+	took, link time.Duration
 }
 
 // startApart starts the miss rank's share ids of layer l on a goroutine
@@ -350,9 +370,11 @@ func (s *Session) startApart(l int, ids []int, x backend.Buffer, b expertBufs) (
 	if err != nil {
 		return nil, false, errors.Join(err, a.wait(be, t))
 	}
-	a.done = make(chan error, 1)
+	a.done, a.n, a.start = make(chan error, 1), len(ids), time.Now()
 	go func() {
-		a.done <- computeApart(be, gu, down, xs, gus, outs)
+		err := computeApart(be, gu, down, xs, gus, outs)
+		a.took = time.Since(a.start)
+		a.done <- err
 	}()
 	// Host-tier hits, counted as the stream counts its own (take).
 	m.experts.hostHits += int64(len(ids))
@@ -415,11 +437,22 @@ func computeApart(be backend.Backend, gu, down []backend.Tensor, xs, gus, outs [
 	return bt.MatVecBatch(outs, down, gs)
 }
 
+// observeShare gives an automatic share (Model.tune) the figures of a
+// share computed apart beside nLink misses on the link, when every one of
+// those was a repeat miss: a first miss's read from the page cache or
+// disk and its checksum are no part of the link's rate.
+func (s *Session) observeShare(a *apartShare, nLink int) {
+	if t := s.m.tune; t != nil && s.firsts == 0 {
+		t.observe(a.n, a.took, nLink, a.link)
+	}
+}
+
 // wait waits for the share (if started), releases its tensors and unpins
 // its host-tier entries, and returns every error met.
 func (a *apartShare) wait(be backend.Backend, t *hostTier) error {
 	var err error
 	if a.done != nil {
+		a.link = time.Since(a.start)
 		err = <-a.done
 	}
 	for _, b := range a.bound {

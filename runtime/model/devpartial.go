@@ -270,6 +270,7 @@ func (s *Session) partShared(r *run, l int, L *layer, h backend.Buffer, shared b
 	if err = errors.Join(err, ap.wait(m.ranks[m.miss].be, m.experts.tier)); err != nil {
 		return err
 	}
+	s.observeShare(ap, len(link))
 	s.sendRows(r, bufs)
 	if r.err == nil {
 		s.combineIndexed(r, l, L, h, shared)

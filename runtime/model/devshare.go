@@ -61,10 +61,14 @@ func partCount(n int, share float64) int {
 func (s *Session) partSplit(l int, miss []int) (link, cpu []int) {
 	m := s.m
 	t := m.experts.tier
-	want := partCount(len(miss), m.missShare)
-	link, cpu = s.mixed[:0], s.cpuMiss[:0]
+	want := partCount(len(miss), m.share())
+	link, cpu, s.firsts = s.mixed[:0], s.cpuMiss[:0], 0
 	for _, id := range miss {
-		if !m.firstMiss(l, id) && len(cpu) < want && t.holds(l, id) {
+		first := m.firstMiss(l, id)
+		if first {
+			s.firsts++
+		}
+		if !first && len(cpu) < want && t.holds(l, id) {
 			cpu = append(cpu, id)
 			continue
 		}

@@ -107,6 +107,9 @@ type Options struct {
 	// so that the CPU and the host-to-device link work side by side. 0
 	// means 1: every repeat miss.
 	MissShare float64
+	// MissAuto has the share follow the CPUs' and the link's measured
+	// rates (sharetune.go), starting from MissShare (0: autoStart).
+	MissAuto bool
 	// MissPrime (an experiment: fmoe-run's FMOE_CPU_PRIME), when above 0
 	// and MissBackend can be primed (cpu.Backend.Prime), has its threads
 	// poll for up to that long from the moment a one-token step's layer
@@ -172,7 +175,9 @@ type Model struct {
 	// offered marks the experts whose first miss took the GPU path (cpumiss.go).
 	offered []verifiedSet
 	// missShare is Options.MissShare, 1 for 0.
-	missShare     float64
+	missShare float64
+	// tune, with Options.MissAuto, picks the share from measured rates.
+	tune          *shareTuner
 	missPrime     time.Duration // Options.MissPrime
 	prefetch      bool          // Options.Prefetch
 	prefetchAhead int           // Options.PrefetchAhead, at least 1

@@ -83,7 +83,11 @@ type Session struct {
 	// missDue carries the miss rank's share of the repeat misses from one
 	// expert to the next (cpumiss.go), so that the split keeps the share
 	// over a run, whatever each layer's count.
-	missDue  float64
+	missDue float64
+	// firsts is how many of the layer's misses were first misses (the
+	// link's, for the GPU tier to admit): an automatic share measures
+	// only layers without.
+	firsts   int
 	cpuMiss  []int             // a layer's misses for the miss rank (lookupHits)
 	repeat   []int             // a layer's repeat misses, before the share is taken (lookupHits)
 	guY, guX [2]backend.Buffer // an expert's gate and up outputs and their input, for one MatVecBatch (expertOps)

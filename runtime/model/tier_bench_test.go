@@ -205,12 +205,15 @@ func BenchmarkTieredDecode(b *testing.B) {
 				devs, coll := benchDevices(b, be)
 				var missBe backend.Backend
 				var share float64
+				var auto bool
 				if has("cpumiss") {
-					// FMOE_BENCH_MISS_SHARE: the CPU's share of the repeat misses (default all);
-					// FMOE_BENCH_MISS_THREADS: its threads (default one a core).
+					// FMOE_BENCH_MISS_SHARE: the CPU's share of the repeat misses (default all;
+					// auto: Options.MissAuto); FMOE_BENCH_MISS_THREADS: its threads (default one a core).
 					missBe = cpu.New(cpu.Options{Threads: envInt("FMOE_BENCH_MISS_THREADS", 0)})
 					defer missBe.Close()
-					if v := os.Getenv("FMOE_BENCH_MISS_SHARE"); v != "" {
+					if v := os.Getenv("FMOE_BENCH_MISS_SHARE"); v == "auto" {
+						auto = true
+					} else if v != "" {
 						if share, err = strconv.ParseFloat(v, 64); err != nil {
 							b.Fatal(err)
 						}
@@ -219,7 +222,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 				// FMOE_BENCH_FUSE=0: every weight registered alone (fuse.go), for comparison.
 				fuseOff = os.Getenv("FMOE_BENCH_FUSE") == "0"
 				m, err := Open(dir, Options{Backend: be, ExpertsPerToken: k, GPUCache: GPUCacheOff, MaxContext: 4096, HostCache: host,
-					Devices: devs, Collective: coll, VerifyBeforeCompute: has("sync"), MissBackend: missBe, MissShare: share,
+					Devices: devs, Collective: coll, VerifyBeforeCompute: has("sync"), MissBackend: missBe, MissShare: share, MissAuto: auto,
 					Prefetch: has("prefetch"), PrefetchAhead: envInt("FMOE_BENCH_PREFETCH_AHEAD", 1)})
 				if err != nil {
 					b.Fatal(err)
@@ -394,6 +397,12 @@ func BenchmarkTieredDecode(b *testing.B) {
 				b.ReportMetric(100*float64(hits)/float64(max(uses, 1)), "hit-%")
 				b.ReportMetric(float64(uses-hits)/float64(meas)/float64(L), "misses/layer")
 				b.ReportMetric(float64(st.MissRank-st0.MissRank)/float64(meas)/float64(L), "cpu-misses/layer")
+				if m.tune != nil {
+					r := m.tune.report()
+					b.ReportMetric(r.Share, "auto-share")
+					b.ReportMetric(ms(r.CPU), "auto-cpu-ms/expert")
+					b.ReportMetric(ms(r.Link), "auto-link-ms/expert")
+				}
 				b.ReportMetric(float64(pf)/float64(meas)/float64(L), "prefetch/layer")
 				b.ReportMetric(100*float64(pfUsed)/float64(max(pf, 1)), "prefetch-used-%")
 				b.ReportMetric(100*float64(st.DevLayers-st0.DevLayers)/float64(meas)/float64(L), "dev-routed-%")

@@ -71,6 +71,9 @@ type Timing struct {
 	// CPUMisses says the GPU tier's repeat misses are computed on the
 	// CPU (Options.MissBackend).
 	CPUMisses bool
+	// Share, with an automatic share (Options.MissAuto), is where it
+	// stood when the last step began.
+	Share *ShareReport
 	// Device says rank 0 computes in device memory, so that the experts
 	// it does not hold cross the host-to-device link.
 	Device bool
@@ -204,6 +207,10 @@ func (s *Session) startTiming(T int, decode bool) {
 	t.GPUCache, t.HostCache, t.Devices, t.Device = m.tierBudget(), m.hostBudget, len(m.ranks), m.ranks[0].device
 	if m.miss > 0 {
 		t.Devices, t.CPUMisses = t.Devices-1, true
+	}
+	if t.Share = nil; m.tune != nil {
+		r := m.tune.report()
+		t.Share = &r
 	}
 	if t.Prefetch = 0; m.prefetch {
 		t.Prefetch = m.prefetchAhead
@@ -350,6 +357,10 @@ func (t *Timing) Report(w io.Writer) {
 			}
 			return pct(float64(p.MissRank) / float64(p.ExpertUses))
 		}, "of all experts: repeat GPU-tier misses computed on the CPU (--cpu-experts), no copy")
+	}
+	if r := t.Share; r != nil {
+		fmt.Fprintf(w, "  %-26s %21.2f  share of the repeat misses now, from %d layers: CPU %.3f ms an expert, link %.3f (--cpu-experts auto)\n",
+			"cpu share (auto)", r.Share, r.Layers, ms(r.CPU), ms(r.Link))
 	}
 	rowIf(gpuTier, "routed on the GPU, layers", func(p *PhaseTiming) string {
 		if p.MoELayers == 0 {

@@ -1,0 +1,146 @@
+package model
+
+import (
+	"context"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fmoe/fmoe/runtime/backend/cpu"
+)
+
+// TestShareTuner: the share goes to l/(l+c) of the running means, where
+// the CPUs and the link would finish a layer's misses together; the first
+// layer sets the means, later ones move them by autoWeight; layers
+// without both at work say nothing; the bounds hold.
+func TestShareTuner(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		name        string
+		start       float64
+		obs         [][4]float64 // nCPU, cpu ms, nLink, link ms
+		want        float64
+		wantLayers  int
+		tol         float64
+		description string
+	}{
+		{"start", 0, nil, AutoShareStart, 0, 0, "no layer measured"},
+		{"start given", 0.6, nil, 0.6, 0, 0, ""},
+		{"start out of range", 1.5, nil, AutoShareStart, 0, 0, ""},
+		// Run 26's in-place CPU (~0.24 ms an expert) beside the link (~0.14).
+		{"one layer", 0, [][4]float64{{2, 0.48, 4, 0.56}}, 0.14 / (0.14 + 0.24), 1, 1e-12, ""},
+		{"running means", 0, [][4]float64{{1, 0.2, 1, 0.2}, {1, 0.4, 1, 0.1}},
+			// c = 0.2 + 0.1(0.4-0.2) = 0.22, l = 0.2 + 0.1(0.1-0.2) = 0.19
+			0.19 / (0.19 + 0.22), 2, 1e-12, ""},
+		{"nothing to compare", 0, [][4]float64{{0, 0, 3, 0.4}, {2, 0.3, 0, 0}, {1, 0, 1, 0.1}}, AutoShareStart, 0, 0, ""},
+		{"fast CPUs", 0, [][4]float64{{1, 0.001, 5, 1}}, autoMax, 1, 0, ""},
+		{"slow CPUs", 0, [][4]float64{{1, 10, 5, 0.5}}, autoMin, 1, 0, ""},
+	} {
+		tu := newShareTuner(c.start)
+		for _, o := range c.obs {
+			tu.observe(int(o[0]), time.Duration(o[1]*float64(ms)), int(o[2]), time.Duration(o[3]*float64(ms)))
+		}
+		r := tu.report()
+		if math.Abs(r.Share-c.want) > c.tol || tu.value() != r.Share || r.Layers != c.wantLayers {
+			t.Errorf("%s: share %v from %d layers, want %v from %d", c.name, r.Share, r.Layers, c.want, c.wantLayers)
+		}
+	}
+	// Many layers at steady rates: the means settle on them.
+	tu := newShareTuner(0)
+	for range 200 {
+		tu.observe(3, 900*time.Microsecond, 7, 1050*time.Microsecond)
+	}
+	if r := tu.report(); math.Abs(r.Share-1.0/3) > 1e-9 || r.CPU != 300*time.Microsecond || r.Link != 150*time.Microsecond {
+		t.Errorf("steady rates: %+v, want share 1/3 from 0.3 and 0.15 ms an expert", r)
+	}
+}
+
+// TestShareTunerConcurrent: sessions of one model read and feed the share
+// at once (go test -race is the check).
+func TestShareTunerConcurrent(t *testing.T) {
+	tu := newShareTuner(0)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 100 {
+				tu.observe(1+i, time.Duration(j+1)*time.Microsecond, 2, 50*time.Microsecond)
+				if s := tu.value(); s < autoMin || s > autoMax {
+					t.Errorf("share %v outside [%v, %v]", s, autoMin, autoMax)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestCPUMissesAuto: an automatic share on both of the miss rank's paths
+// (the host path, and the partly held layers routed on the device) gives
+// the logits of every miss on the link, bit for bit, moves off its start
+// on the layers it measures, and shows in --timing.
+func TestCPUMissesAuto(t *testing.T) {
+	defer func(v, w bool, f func(int)) { devOff, devMissOn, onApart = v, w, f }(devOff, devMissOn, onApart)
+	g := readGolden(t, "bf16")
+	for _, dev := range []bool{false, true} {
+		devOff, devMissOn = !dev, dev
+		apart := 0
+		onApart = func(k int) { apart += k }
+		run := func(auto bool) ([]float32, *Timing, *Model) {
+			var be interface{ Close() error }
+			o := Options{HostCache: 1 << 30}
+			if dev {
+				fake := &devTier{keepTier: newKeepTier(nil), evenOnly: true}
+				o.Backend, be = fake, fake
+			} else {
+				tier := &combTier{holdTier: newHoldTier(evenExperts)}
+				o.Backend, be = tier, tier
+			}
+			t.Cleanup(func() { be.Close() })
+			if auto {
+				mb := cpu.New(cpu.Options{Threads: 2})
+				t.Cleanup(func() { mb.Close() })
+				o.MissBackend, o.MissAuto = mb, true
+			}
+			m := open(t, "hf", 16, 0, o)
+			if dev {
+				if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, _ := goldenRun(t, m, g)
+			got2, tm := goldenRun(t, m, g) // warm: every miss repeats
+			return append(got, got2...), tm, m
+		}
+		ref, _, _ := run(false)
+		apart = 0
+		got, tm, m := run(true)
+		if i := firstDiff(got, ref); i >= 0 {
+			t.Fatalf("device %v: logit %d is %v with an automatic share, %v with every miss on the link", dev, i, got[i], ref[i])
+		}
+		r := m.tune.report()
+		if apart == 0 || r.Layers == 0 || r.Share == AutoShareStart || r.Share < autoMin || r.Share > autoMax {
+			t.Errorf("device %v: %d experts apart, share %v from %d layers: want some measured and the share moved within [%v, %v]",
+				dev, apart, r.Share, r.Layers, autoMin, autoMax)
+		}
+		if dev && tm.Decode.DevLayers == 0 {
+			t.Errorf("device: no decode layer routed on the device")
+		}
+		var b strings.Builder
+		tm.Report(&b)
+		if tm.Share == nil || !strings.Contains(b.String(), "cpu share (auto)") {
+			t.Errorf("device %v: --timing lacks the automatic share:\n%s", dev, b.String())
+		}
+	}
+}
+
+// TestCPUMissesAutoRefused: an automatic share needs a miss backend.
+func TestCPUMissesAutoRefused(t *testing.T) {
+	_, err := Open(packed(t, "hf", 16), Options{Backend: testBackend(t), MissAuto: true})
+	if err == nil || !strings.Contains(err.Error(), "without a miss backend") {
+		t.Errorf("MissAuto without a miss backend: %v", err)
+	}
+}
