@@ -365,14 +365,14 @@ func (s *Session) startApart(l int, ids []int, x backend.Buffer, b expertBufs) (
 		ws = append(ws, w)
 	}
 	be := m.ranks[m.miss].be
-	gu, down, xs, gus, outs, err := s.apartJobs(be, ids, ws, x, b)
-	a.bound = append(append(a.bound, gu...), down...)
+	j, err := s.apartJobs(be, ids, ws, x, b)
+	a.bound = append(append(a.bound, j.gu...), j.down...)
 	if err != nil {
 		return nil, false, errors.Join(err, a.wait(be, t))
 	}
 	a.done, a.n, a.start = make(chan error, 1), len(ids), time.Now()
 	go func() {
-		err := computeApart(be, gu, down, xs, gus, outs)
+		err := computeApart(be, j)
 		a.took = time.Since(a.start)
 		a.done <- err
 	}()
@@ -387,10 +387,19 @@ func (s *Session) startApart(l int, ids []int, x backend.Buffer, b expertBufs) (
 	return a, true, nil
 }
 
+// shareJobs is a share's work for computeApart: gu[2i], gu[2i+1] (gate
+// and up of expert i, on xs[2i], xs[2i+1]) into gus[2i], gus[2i+1], which
+// are the i-th I-wide parts of g and u; down[i] on gus[2i] into outs[i].
+type shareJobs struct {
+	gu, down      []backend.Tensor
+	xs, gus, outs []backend.Buffer
+	g, u          backend.Buffer
+}
+
 // apartJobs binds the share's weights on the miss rank and lays out its
 // jobs: gate and up of expert i into the i-th I-wide rows of eg and eu,
 // its down into its slot of eo.
-func (s *Session) apartJobs(be backend.Backend, ids []int, ws [][3]backend.Weight, x backend.Buffer, b expertBufs) (gu, down []backend.Tensor, xs, gus, outs []backend.Buffer, err error) {
+func (s *Session) apartJobs(be backend.Backend, ids []int, ws [][3]backend.Weight, x backend.Buffer, b expertBufs) (j shareJobs, err error) {
 	H, I := s.m.Config.HiddenSize, s.m.Config.MoeIntermediateSize
 	view := func(buf backend.Buffer, off, n int) backend.Buffer {
 		v, e := be.View(buf, off, n)
@@ -398,43 +407,44 @@ func (s *Session) apartJobs(be backend.Backend, ids []int, ws [][3]backend.Weigh
 		return v
 	}
 	for i, id := range ids {
-		for j := range ws[i] {
-			t, e := be.Bind(ws[i][j])
+		for k := range ws[i] {
+			t, e := be.Bind(ws[i][k])
 			if e != nil {
-				return gu, down, nil, nil, nil, e
+				return j, e
 			}
-			if j < 2 {
-				gu = append(gu, t)
+			if k < 2 {
+				j.gu = append(j.gu, t)
 			} else {
-				down = append(down, t)
+				j.down = append(j.down, t)
 			}
 		}
-		g, u := view(b.eg, i*I, I), view(b.eu, i*I, I)
-		gus = append(gus, g, u)
-		xs = append(xs, x, x)
-		outs = append(outs, view(b.eo, s.plan.slot[id]*H, H))
+		j.gus = append(j.gus, view(b.eg, i*I, I), view(b.eu, i*I, I))
+		j.xs = append(j.xs, x, x)
+		j.outs = append(j.outs, view(b.eo, s.plan.slot[id]*H, H))
 	}
-	return gu, down, xs, gus, outs, err
+	j.g, j.u = view(b.eg, 0, len(ids)*I), view(b.eu, 0, len(ids)*I)
+	return j, err
 }
 
-// computeApart runs the share: every gate and up in one dispatch, SwiGLU
-// into the gates, every down in one.
-func computeApart(be backend.Backend, gu, down []backend.Tensor, xs, gus, outs []backend.Buffer) error {
+// computeApart runs the share: every gate and up in one dispatch, one
+// SwiGLU over all of them into the gates (a backend may spread it over its
+// threads; an expert's alone is too short to), every down in one.
+func computeApart(be backend.Backend, j shareJobs) error {
 	bt, ok := be.(backend.MatVecBatcher)
 	if !ok {
 		return fmt.Errorf("model: the miss backend (%s) does not batch matvecs", be.Name())
 	}
-	if err := bt.MatVecBatch(gus, gu, xs); err != nil {
+	if err := bt.MatVecBatch(j.gus, j.gu, j.xs); err != nil {
 		return err
 	}
-	gs := make([]backend.Buffer, len(down))
-	for i := range down {
-		gs[i] = gus[2*i]
-		if err := be.SwiGLU(gs[i], gus[2*i], gus[2*i+1]); err != nil {
-			return err
-		}
+	if err := be.SwiGLU(j.g, j.g, j.u); err != nil {
+		return err
 	}
-	return bt.MatVecBatch(outs, down, gs)
+	gs := make([]backend.Buffer, len(j.down))
+	for i := range gs {
+		gs[i] = j.gus[2*i]
+	}
+	return bt.MatVecBatch(j.outs, j.down, gs)
 }
 
 // observeShare gives an automatic share (Model.tune) the figures of a

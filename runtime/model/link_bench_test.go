@@ -164,9 +164,7 @@ type cpuShare struct {
 	be          *cpu.Backend
 	ts          [][3]backend.Tensor
 	x           backend.Buffer
-	gus, o      []backend.Buffer
-	xs          []backend.Buffer
-	gu, down    []backend.Tensor
+	j           shareJobs
 	group, next int
 }
 
@@ -194,20 +192,26 @@ func newCPUShare(be *cpu.Backend, m *Model, ws [][3]backend.Weight, group int) (
 	if err := be.Write(c.x, x); err != nil {
 		return nil, err
 	}
-	for range group {
-		for _, p := range []struct {
-			dst *[]backend.Buffer
-			n   int
-		}{{&c.gus, I}, {&c.gus, I}, {&c.o, H}} {
-			buf, err := be.Alloc(p.n)
-			if err != nil {
-				return nil, err
-			}
-			*p.dst = append(*p.dst, buf)
-		}
-		c.xs = append(c.xs, c.x, c.x)
+	j := &c.j
+	if j.g, err = be.Alloc(group * I); err != nil {
+		return nil, err
 	}
-	return c, nil
+	if j.u, err = be.Alloc(group * I); err != nil {
+		return nil, err
+	}
+	view := func(buf backend.Buffer, off, n int) backend.Buffer {
+		v, e := be.View(buf, off, n)
+		err = errors.Join(err, e)
+		return v
+	}
+	for i := range group {
+		j.gus = append(j.gus, view(j.g, i*I, I), view(j.u, i*I, I))
+		j.xs = append(j.xs, c.x, c.x)
+		o, e := be.Alloc(H)
+		err = errors.Join(err, e)
+		j.outs = append(j.outs, o)
+	}
+	return c, err
 }
 
 // loop computes groups of experts until stop; it returns the experts
@@ -215,13 +219,14 @@ func newCPUShare(be *cpu.Backend, m *Model, ws [][3]backend.Weight, group int) (
 func (c *cpuShare) loop(stop func() bool) (int, error) {
 	n := 0
 	for !stop() {
-		c.gu, c.down = c.gu[:0], c.down[:0]
+		j := &c.j
+		j.gu, j.down = j.gu[:0], j.down[:0]
 		for i := range c.group {
 			t := c.ts[(c.next+i)%len(c.ts)]
-			c.gu = append(c.gu, t[0], t[1])
-			c.down = append(c.down, t[2])
+			j.gu = append(j.gu, t[0], t[1])
+			j.down = append(j.down, t[2])
 		}
-		if err := computeApart(c.be, c.gu, c.down, c.xs, c.gus, c.o); err != nil {
+		if err := computeApart(c.be, *j); err != nil {
 			return n, err
 		}
 		c.next += c.group

@@ -477,6 +477,20 @@ func testElementwise(t *testing.T, be backend.Backend) {
 	}
 	check(t, "swiglu", get(t, be, yb), want, tolElem)
 
+	// A decode step's ten experts at once and an odd tail, in place as the
+	// layers call it: long enough for a backend to split it over threads,
+	// where a part written twice or left out shows.
+	lr := newRNG("swiglu long")
+	nl := 10*1024 + 3
+	gl, ul := randVec(lr, nl, 4), randVec(lr, nl, 1)
+	glb := put(t, be, gl)
+	must(t, be.SwiGLU(glb, glb, put(t, be, ul)))
+	wantl := make([]float64, nl)
+	for i := range wantl {
+		wantl[i] = silu(float64(gl[i])) * float64(ul[i])
+	}
+	check(t, "swiglu in place, long", get(t, be, glb), wantl, tolElem)
+
 	// Gather rows 2,0,2 of a [3, 5] source.
 	src := randVec(rng, 15, 1)
 	gb := alloc(t, be, 15)

@@ -116,6 +116,7 @@ type Backend struct {
 	scratch [][]float32
 	tmp     []float32 // serial ops' scratch
 	attn    attnJob
+	swiglu  swigluJob
 	delta   deltaJob
 	lat     latentScratch
 	latJob  latentJob

@@ -166,10 +166,27 @@ func (be *Backend) SwiGLU(y, g, u backend.Buffer) error {
 	if err := chk.SwiGLU(len(yd), len(gd), len(ud)); err != nil {
 		return err
 	}
-	for i, v := range gd {
+	j := &be.swiglu
+	*j = swigluJob{yd: yd, gd: gd, ud: ud}
+	// An exp costs about swigluWork multiply-adds: a batch of experts'
+	// rows (a decode step's K × I, the CPU share's) is spread over the
+	// threads, one expert's 1,024 stays on the caller.
+	be.parallelN(len(gd), len(gd)*swigluWork, j)
+	*j = swigluJob{}
+	return nil
+}
+
+const swigluWork = 16
+
+// swigluJob is SwiGLU as a pool task over value ranges: each value is
+// computed alone, so the split does not change a bit.
+type swigluJob struct{ yd, gd, ud []float32 }
+
+func (j *swigluJob) do(_, lo, hi int) {
+	ud, yd := j.ud[lo:hi], j.yd[lo:hi]
+	for i, v := range j.gd[lo:hi] {
 		yd[i] = silu(v) * ud[i]
 	}
-	return nil
 }
 
 func (be *Backend) Gather(dst, src backend.Buffer, rows []int, n int) error {
