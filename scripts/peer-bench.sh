@@ -54,10 +54,11 @@
 #   host      llama.cpp -ngl 99 -ot exps=CPU (its CPU computes the experts, from mmap'd page cache)
 #             | fmoe --gpu-cache 0 --host-cache PEER_HOSTCACHE (16G): experts in its pinned host
 #             tier, one DMA each, GPU computes; at each K of PEER_CPU_KS (default 10) the same with
-#             --cpu-experts for each share of PEER_CPU_SHARE (default 0.4: that share of the experts
-#             computed by its CPUs from the host tier beside the link; a list such as "0.3 0.5"
-#             gives a line each, since the best share is the host's: run 13's H100 host, whose CPUs
-#             ran llama.cpp's experts faster than PCIe carried fmoe's, wants more than 0.4); then
+#             --cpu-experts for each share of PEER_CPU_SHARE (default auto: the share follows the
+#             CPUs' and the link's measured rates, 9-10% faster than 0.4 at K=10 in run 27; a list
+#             such as "0.4 auto" gives a line each: the best fixed share is the host's, run 13's H100
+#             host, whose CPUs ran llama.cpp's experts faster than PCIe carried fmoe's, wanted more
+#             than 0.4); then
 #             (deadline permitting) fmoe --gpu-cache 0: experts pread from the page cache each token
 #   disk      both in a cgroup v2 with memory.max=PEER_MEMMAX (page cache included), after
 #             drop_caches, so experts come from the disk: llama.cpp's mmap vs fmoe's preads
@@ -101,7 +102,7 @@ DEADLINE=${PEER_DEADLINE:-0}
 # the host row's extra fmoe lines: --cpu-experts at each of these shares (0: none), at each K of
 # PEER_CPU_KS; session 24's scripts/gpu-cpumiss.sh had 0.4 on 16 cores 13% ahead of the link alone
 # at K=10, behind at K=4
-read -r -a CPUSHARES <<< "${PEER_CPU_SHARE:-0.4}"
+read -r -a CPUSHARES <<< "${PEER_CPU_SHARE:-auto}"
 CPUKS=" ${PEER_CPU_KS:-10} "
 # and its --threads (default: every core; BenchmarkCPUBesideLink had 12 of 16 faster beside the link)
 CPUTHREADS=${PEER_CPU_THREADS:-}
