@@ -7,7 +7,8 @@
 #      TestCPUMissesOnDevice (a third of the experts in the GPU tier: partly held layers routed on
 #      the device with the CPUs' share, devshare.go), TestGoldenDevicePartial, TestCPUMissesPrefetched
 #   D2 issue 12's tiered K=10 layer with the CPUs' share of its misses (tiered-preload-prefetch-table
-#      against its -cpumiss, shares 0.4 and auto, and 0.4 two layers ahead)
+#      against its -cpumiss, shares 0.4 and auto one layer ahead, and 0.4 two layers ahead, the
+#      benchmark's default since run 27)
 #   B  issue 13's row 2 share (gpu-cpushare.sh, 0.4 and auto): the default against FMOE_CPU_PRIME,
 #      FMOE_CUDA_HOST_HUGE and FMOE_CPU_POLL
 #   D  the head with the greedy pick on the device against the logits read back (FMOE_BENCH_LOGITS=1)
@@ -46,7 +47,7 @@ el "A: correctness on CUDA"
 wait $p1 $p4
 el "D2: tiered K=10, the CPUs' share of the misses"
 upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS=10 AB_ROUNDS=1 \
-  AB_VARIANTS='FMOE_BENCH_MISS_SHARE=0.4;FMOE_BENCH_MISS_SHARE=auto;FMOE_BENCH_MISS_SHARE=0.4 FMOE_BENCH_PREFETCH_AHEAD=2 FMOE_BENCH_PREDICT=0.670' \
+  AB_VARIANTS='FMOE_BENCH_PREFETCH_AHEAD=1 FMOE_BENCH_MISS_SHARE=0.4;FMOE_BENCH_PREFETCH_AHEAD=1 FMOE_BENCH_MISS_SHARE=auto;FMOE_BENCH_MISS_SHARE=0.4' \
   AB_TIERS="tiered-preload-prefetch-table tiered-preload-prefetch-table-cpumiss" timeout 150 bash scripts/gpu-ab.sh
 el "B: the share in place"
 upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_SHARES="0 0.4 auto" SHARE_ROUNDS=2 \

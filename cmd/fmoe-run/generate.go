@@ -30,7 +30,7 @@ func modelFlags() []cli.Flag {
 		&cli.StringFlag{Name: "gpus", Value: "all", Usage: "`LIST` of devices to split the routed experts over, such as 0,1 (CUDA: device numbers, joined by NCCL; the CPU: logical devices in one process); all takes every visible GPU (one on the CPU and Metal)"},
 		preloadFlag,
 		cpuExpertsFlag,
-		&cli.IntFlag{Name: "prefetch", Usage: "predict each layer's experts `N` layers ahead (the model's own router run on an earlier layer's input) and copy those the GPU tier lacks from the host tier while the layers before compute (CUDA, with --host-cache; 0, the default, is off). A wrong guess costs link time, never a wrong result; measured in docs/benchmarks.md run 11 (N=1: 9-11% off a layer with misses at 77% of picks predicted)"},
+		&cli.IntFlag{Name: "prefetch", Usage: "predict each layer's experts `N` layers ahead (the model's own router run on an earlier layer's input) and copy those the GPU tier lacks from the host tier while the layers before compute (CUDA, with --host-cache; 0, the default, is off). A wrong guess costs link time, never a wrong result; measured in docs/benchmarks.md run 11 (N=1: 9-11% off a layer with misses at 77% of picks predicted); at K=10, N=2 is 3-6% faster than N=1 (runs 23 and 27), at K=4 the same"},
 		&cli.StringFlag{Name: "expert-load", Usage: "routing trace `FILE` (docs/route-trace.md: one recorded from this model's runs with fmoe-run generate --record-route, or a synthetic one from fmoe-pack route-trace) whose per-expert counts place the experts over several --gpus, balanced by load; it must have the model's layers and experts (default: the --route-trace being replayed, else evenly by number)"},
 	}
 }
