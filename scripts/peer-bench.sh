@@ -55,7 +55,7 @@
 #             | fmoe --gpu-cache 0 --host-cache PEER_HOSTCACHE (16G): experts in its pinned host
 #             tier, one DMA each, GPU computes; at each K of PEER_CPU_KS (default 10) the same with
 #             --cpu-experts for each share of PEER_CPU_SHARE (default auto: the share follows the
-#             CPUs' and the link's measured rates, 9-10% faster than 0.4 at K=10 in run 27; a list
+#             CPUs' and the link's measured rates, 8-10% faster than 0.4 at K=10 in run 27; a list
 #             such as "0.4 auto" gives a line each: the best fixed share is the host's, run 13's H100
 #             host, whose CPUs ran llama.cpp's experts faster than PCIe carried fmoe's, wanted more
 #             than 0.4); then
