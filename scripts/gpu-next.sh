@@ -1,20 +1,16 @@
 #!/usr/bin/env bash
-# The measurements sessions 28 and 29 built and could not run (no device was lent), in one device
+# The device measurements left after session 30 (docs/benchmarks.md run 27 ran the rest), in one
 # call, the most wanted first, each stage begun only while the call is younger than its limit
 # within CAP seconds (default 420), so that a short call still brings back the first ones:
-#   A  CUDA correctness of what those sessions added: the conformance suite (ArgMax), TestBindPaths
-#      (pinned memory on huge pages too), and on the model TestForwardGreedy, TestGenerateStops,
-#      TestCPUMissesOnDevice (a third of the experts in the GPU tier: partly held layers routed on
-#      the device with the CPUs' share, devshare.go), TestGoldenDevicePartial, TestCPUMissesPrefetched
-#   D2 issue 12's tiered K=10 layer with the CPUs' share of its misses (tiered-preload-prefetch-table
-#      against its -cpumiss, shares 0.4 and auto one layer ahead, and 0.4 two layers ahead, the
-#      benchmark's default since run 27)
-#   B  issue 13's row 2 share (gpu-cpushare.sh, 0.4 and auto): the default against FMOE_CPU_PRIME,
-#      FMOE_CUDA_HOST_HUGE and FMOE_CPU_POLL
-#   D  the head with the greedy pick on the device against the logits read back (FMOE_BENCH_LOGITS=1)
-#   C  the CPUs beside the link with the host tier on 4 KiB and huge pages, BenchmarkExperts on
-#      FMOE_BENCH_PAGES=4k|huge, BenchmarkExpertsAfterIdle
-#   E  the tiered K=4 layer's timeline (gpu-timeline.py, with --dump into $OUT)
+#   A  CUDA checks: the conformance suite, TestBindPaths, and on the model TestForwardGreedy,
+#      TestGenerateStops, TestCPUMissesOnDevice, TestGoldenDevicePartial, TestCPUMissesPrefetched
+#      (SKIP_A=1 leaves them out)
+#   D2 issue 12's tiered K=10 layer (two layers ahead) against its -cpumiss with the automatic share,
+#      its threads primed for 300 µs and 1 ms when the layer asks for its routing (run 27: a lone
+#      expert cost the CPUs 0.37 ms there, the wake after idle ~0.18 of it)
+#   B  issue 13's row 2 share (gpu-cpushare.sh, auto) with and without a 300 µs prime
+#   D, C, E (run 27 measured them; kept to rerun): the head, the CPUs beside the link, the K=4
+#      timeline
 # Binaries from scripts/gpu-bins.sh in BIN (default .gpu/bin, .xz); packs made here (~1 min).
 set -u
 cd "$(dirname "$0")/.."
@@ -46,12 +42,12 @@ el "A: correctness on CUDA"
 # The packs' jobs by pid: a bare wait would also wait for the tee above, which ends only with the script.
 wait $p1 $p4
 el "D2: tiered K=10, the CPUs' share of the misses"
-upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS=10 AB_ROUNDS=1 \
-  AB_VARIANTS='FMOE_BENCH_PREFETCH_AHEAD=1 FMOE_BENCH_MISS_SHARE=0.4;FMOE_BENCH_PREFETCH_AHEAD=1 FMOE_BENCH_MISS_SHARE=auto;FMOE_BENCH_MISS_SHARE=0.4' \
-  AB_TIERS="tiered-preload-prefetch-table tiered-preload-prefetch-table-cpumiss" timeout 150 bash scripts/gpu-ab.sh
+upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS=10 AB_ROUNDS=2 \
+  AB_VARIANTS='FMOE_BENCH_MISS_SHARE=auto;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_PRIME=300us;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_PRIME=1ms' \
+  AB_TIERS="tiered-preload-prefetch-table tiered-preload-prefetch-table-cpumiss" timeout 200 bash scripts/gpu-ab.sh
 el "B: the share in place"
-upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_SHARES="0 0.4 auto" SHARE_ROUNDS=2 \
-  SHARE_VARIANTS="-;FMOE_CPU_PRIME=2ms;FMOE_CUDA_HOST_HUGE=1;FMOE_CPU_POLL=2ms" timeout 100 bash scripts/gpu-cpushare.sh
+upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_SHARES="0 auto" SHARE_ROUNDS=2 \
+  SHARE_VARIANTS="-;FMOE_CPU_PRIME=300us" timeout 100 bash scripts/gpu-cpushare.sh
 el "D: the head"
 upto $((CAP - 60)) && BIN=$B M=$M4 AB_VARIANTS='-;FMOE_BENCH_LOGITS=1' AB_TIERS="resident-dev tiered-preload-prefetch-table" \
   AB_KS=4 AB_ROUNDS=2 timeout 90 bash scripts/gpu-ab.sh

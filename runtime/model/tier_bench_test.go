@@ -213,7 +213,14 @@ func BenchmarkTieredDecode(b *testing.B) {
 				var missBe backend.Backend
 				var share float64
 				var auto bool
+				var prime time.Duration
 				if has("cpumiss") {
+					// FMOE_BENCH_MISS_PRIME: Options.MissPrime (fmoe-run's FMOE_CPU_PRIME).
+					if v := os.Getenv("FMOE_BENCH_MISS_PRIME"); v != "" {
+						if prime, err = time.ParseDuration(v); err != nil {
+							b.Fatal(err)
+						}
+					}
 					// FMOE_BENCH_MISS_SHARE: the CPU's share of the repeat misses (default all;
 					// auto: Options.MissAuto); FMOE_BENCH_MISS_THREADS: its threads (default one a core).
 					missBe = cpu.New(cpu.Options{Threads: envInt("FMOE_BENCH_MISS_THREADS", 0)})
@@ -229,7 +236,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 				// FMOE_BENCH_FUSE=0: every weight registered alone (fuse.go), for comparison.
 				fuseOff = os.Getenv("FMOE_BENCH_FUSE") == "0"
 				m, err := Open(dir, Options{Backend: be, ExpertsPerToken: k, GPUCache: GPUCacheOff, MaxContext: 4096, HostCache: host,
-					Devices: devs, Collective: coll, VerifyBeforeCompute: has("sync"), MissBackend: missBe, MissShare: share, MissAuto: auto,
+					Devices: devs, Collective: coll, VerifyBeforeCompute: has("sync"), MissBackend: missBe, MissShare: share, MissAuto: auto, MissPrime: prime,
 					Prefetch: has("prefetch"), PrefetchAhead: envInt("FMOE_BENCH_PREFETCH_AHEAD", 2)})
 				if err != nil {
 					b.Fatal(err)
