@@ -108,7 +108,7 @@ type Options struct {
 	// means 1: every repeat miss.
 	MissShare float64
 	// MissAuto has the share follow the CPUs' and the link's measured
-	// rates (sharetune.go), starting from MissShare (0: autoStart).
+	// rates (sharetune.go), starting from MissShare (0: AutoShareStart).
 	MissAuto bool
 	// MissPrime (an experiment: fmoe-run's FMOE_CPU_PRIME), when above 0
 	// and MissBackend can be primed (cpu.Backend.Prime), has its threads
