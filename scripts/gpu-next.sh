@@ -6,11 +6,13 @@
 #      TestGenerateStops, TestCPUMissesOnDevice, TestGoldenDevicePartial, TestCPUMissesPrefetched
 #      (SKIP_A=1 leaves them out)
 #   D2 issue 12's tiered K=10 layer (two layers ahead) against its -cpumiss with the automatic share,
-#      its threads primed for 300 µs and 1 ms when the layer asks for its routing (run 27: a lone
-#      expert cost the CPUs 0.37 ms there, the wake after idle ~0.18 of it)
-#   B  issue 13's row 2 share (gpu-cpushare.sh, auto) with and without a 300 µs prime
-#   D, C, E (run 27 measured them; kept to rerun): the head, the CPUs beside the link, the K=4
-#      timeline
+#      its threads woken at once by a futex (FMOE_BENCH_MISS_WAKE=futex) or primed for 300 µs when
+#      the layer asks for its routing (run 27: a lone expert cost the CPUs 0.37 ms there, the wake
+#      after idle ~0.18 of it)
+#   B  issue 13's row 2 share (gpu-cpushare.sh, auto) plain, with FMOE_CPU_WAKE=futex, with a
+#      300 µs prime
+#   D, C, E (run 27 measured them; kept to rerun; C's BenchmarkExpertsAfterIdle now also with the
+#      futex wake): the head, the CPUs beside the link, the K=4 timeline
 # Binaries from scripts/gpu-bins.sh in BIN (default .gpu/bin, .xz); packs made here (~1 min).
 set -u
 cd "$(dirname "$0")/.."
@@ -43,11 +45,11 @@ el "A: correctness on CUDA"
 wait $p1 $p4
 el "D2: tiered K=10, the CPUs' share of the misses"
 upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS=10 AB_ROUNDS=2 \
-  AB_VARIANTS='FMOE_BENCH_MISS_SHARE=auto;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_PRIME=300us;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_PRIME=1ms' \
+  AB_VARIANTS='FMOE_BENCH_MISS_SHARE=auto;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_WAKE=futex;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_PRIME=300us' \
   AB_TIERS="tiered-preload-prefetch-table tiered-preload-prefetch-table-cpumiss" timeout 200 bash scripts/gpu-ab.sh
 el "B: the share in place"
 upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_SHARES="0 auto" SHARE_ROUNDS=2 \
-  SHARE_VARIANTS="-;FMOE_CPU_PRIME=300us" timeout 100 bash scripts/gpu-cpushare.sh
+  SHARE_VARIANTS="-;FMOE_CPU_WAKE=futex;FMOE_CPU_PRIME=300us" timeout 100 bash scripts/gpu-cpushare.sh
 el "D: the head"
 upto $((CAP - 60)) && BIN=$B M=$M4 AB_VARIANTS='-;FMOE_BENCH_LOGITS=1' AB_TIERS="resident-dev tiered-preload-prefetch-table" \
   AB_KS=4 AB_ROUNDS=2 timeout 90 bash scripts/gpu-ab.sh
@@ -61,8 +63,10 @@ for pg in 4k huge; do
   upto $((CAP - 30)) && (cd runtime/backend/cpu && FMOE_BENCH_PAGES=$pg FMOE_BENCH_THREADS=$th timeout 20 "$B/cpu.test" -test.run '^$' \
     -test.bench 'Experts$/threads=[0-9]+/K=10/(batch|read)' 2>&1 | grep -E '^Benchmark|FAIL|panic' | sed "s/^/pages=$pg /")
 done
-upto $((CAP - 20)) && (cd runtime/backend/cpu && FMOE_BENCH_THREADS=$th timeout 20 "$B/cpu.test" -test.run '^$' -test.bench ExpertsAfterIdle 2>&1 |
-  grep -E '^Benchmark|FAIL|panic')
+for wk in "" futex; do
+  upto $((CAP - 20)) && (cd runtime/backend/cpu && FMOE_BENCH_WAKE=$wk FMOE_BENCH_THREADS=$th timeout 20 "$B/cpu.test" -test.run '^$' -test.bench ExpertsAfterIdle 2>&1 |
+    grep -E '^Benchmark|FAIL|panic' | sed "s/^/wake=${wk:-channel} /")
+done
 el "E: the tiered K=4 timeline"
 T=tiered-preload-prefetch-table
 if upto $((CAP - 30)); then

@@ -70,6 +70,10 @@ func setupCPUExperts(share float64, threads int, o *model.Options) (backend.Back
 	if err != nil {
 		return nil, err
 	}
+	futex, err := cpuWake()
+	if err != nil {
+		return nil, err
+	}
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
@@ -79,7 +83,7 @@ func setupCPUExperts(share float64, threads int, o *model.Options) (backend.Back
 		// before, and the OS shares the cores.
 		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + threads - 1)
 	}
-	o.MissBackend, o.MissShare, o.MissPrime = cpu.New(cpu.Options{Threads: threads, Poll: poll}), share, prime
+	o.MissBackend, o.MissShare, o.MissPrime = cpu.New(cpu.Options{Threads: threads, Poll: poll, FutexWake: futex}), share, prime
 	return o.MissBackend, nil
 }
 
@@ -101,4 +105,20 @@ func cpuWait(name string) (time.Duration, error) {
 		return 0, cliutil.UsageError("%s=%q: want a duration from 0 to 1s, such as 2ms", name, v)
 	}
 	return d, nil
+}
+
+// cpuWake reads FMOE_CPU_WAKE, an experiment rather than a flag: futex
+// has the CPU share's idle threads sleep in a futex that wakes them all
+// at once (cpu.Options.FutexWake, Linux) instead of one after another
+// through Go's scheduler (~180 µs for 16 threads after an idle on the GPU
+// machine, docs/benchmarks.md run 27); unset, off.
+func cpuWake() (bool, error) {
+	switch v := os.Getenv("FMOE_CPU_WAKE"); v {
+	case "":
+		return false, nil
+	case "futex":
+		return true, nil
+	default:
+		return false, cliutil.UsageError("FMOE_CPU_WAKE=%q: want futex, or unset", v)
+	}
 }

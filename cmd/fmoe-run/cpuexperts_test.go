@@ -64,6 +64,11 @@ func TestCPUExpertsOpens(t *testing.T) {
 	// same tokens, and the Go scheduler given a P for each poller.
 	procs := runtime.GOMAXPROCS(0)
 	defer runtime.GOMAXPROCS(procs)
+	t.Setenv("FMOE_CPU_WAKE", "futex")
+	if got, st := greedy("0.5"); !slices.Equal(got, want) || st.MissRank == 0 {
+		t.Errorf("FMOE_CPU_WAKE=futex: greedy %v (%d experts on the CPU), without a share %v", got, st.MissRank, want)
+	}
+	t.Setenv("FMOE_CPU_WAKE", "")
 	for _, env := range []string{"FMOE_CPU_POLL", "FMOE_CPU_PRIME"} {
 		runtime.GOMAXPROCS(procs)
 		t.Setenv("FMOE_CPU_POLL", "")
@@ -76,6 +81,19 @@ func TestCPUExpertsOpens(t *testing.T) {
 		if n := runtime.GOMAXPROCS(0); n != procs+1 {
 			t.Errorf("%s with 2 threads: GOMAXPROCS %d, want %d (one more for the one polling worker)", env, n, procs+1)
 		}
+	}
+}
+
+// TestCPUWakeRefused: FMOE_CPU_WAKE other than futex is a usage error
+// naming it.
+func TestCPUWakeRefused(t *testing.T) {
+	t.Setenv("FMOE_CPU_WAKE", "fast")
+	if _, err := cpuWake(); err == nil || !strings.Contains(err.Error(), "FMOE_CPU_WAKE") {
+		t.Errorf("FMOE_CPU_WAKE=fast: error %v, want one naming it", err)
+	}
+	t.Setenv("FMOE_CPU_WAKE", "futex")
+	if on, err := cpuWake(); !on || err != nil {
+		t.Errorf("FMOE_CPU_WAKE=futex: %v, %v", on, err)
 	}
 }
 

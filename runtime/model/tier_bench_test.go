@@ -223,7 +223,8 @@ func BenchmarkTieredDecode(b *testing.B) {
 					}
 					// FMOE_BENCH_MISS_SHARE: the CPU's share of the repeat misses (default all;
 					// auto: Options.MissAuto); FMOE_BENCH_MISS_THREADS: its threads (default one a core).
-					missBe = cpu.New(cpu.Options{Threads: envInt("FMOE_BENCH_MISS_THREADS", 0)})
+					// FMOE_BENCH_MISS_WAKE=futex: its idle threads sleep in a futex (cpu.Options.FutexWake).
+					missBe = cpu.New(cpu.Options{Threads: envInt("FMOE_BENCH_MISS_THREADS", 0), FutexWake: os.Getenv("FMOE_BENCH_MISS_WAKE") == "futex"})
 					defer missBe.Close()
 					if v := os.Getenv("FMOE_BENCH_MISS_SHARE"); v == "auto" {
 						auto = true

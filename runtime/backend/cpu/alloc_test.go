@@ -123,14 +123,16 @@ func noAllocs(t *testing.T, what string, op func() error) {
 // (on the calling goroutine).
 func TestPoolClose(t *testing.T) {
 	for _, poll := range []time.Duration{0, 50 * time.Millisecond} {
-		t.Run(fmt.Sprintf("poll=%v", poll), func(t *testing.T) { testPoolClose(t, poll) })
+		for _, futex := range []bool{false, true} {
+			t.Run(fmt.Sprintf("poll=%v/futex=%v", poll, futex), func(t *testing.T) { testPoolClose(t, poll, futex) })
+		}
 	}
 }
 
 // testPoolClose: ops compute before and after Close, whose workers exit,
-// polling ones (Options.Poll) too.
-func testPoolClose(t *testing.T, poll time.Duration) {
-	be := New(Options{Threads: 4, Poll: poll})
+// polling ones (Options.Poll) and futex sleepers (Options.FutexWake) too.
+func testPoolClose(t *testing.T, poll time.Duration, futex bool) {
+	be := New(Options{Threads: 4, Poll: poll, FutexWake: futex})
 	p := be.pool
 	if got := p.live.Load(); got != 3 {
 		t.Errorf("New(Threads 4) started %d workers, want 3", got)

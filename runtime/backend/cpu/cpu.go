@@ -83,6 +83,13 @@ type Options struct {
 	// CPU share (fmoe-run's FMOE_CPU_POLL), to be measured on the GPU
 	// machine before it becomes anything more.
 	Poll time.Duration
+	// FutexWake (Linux; elsewhere ignored) has an idle worker, once it has
+	// spun, sleep in a futex that an op's caller wakes for all workers at
+	// once, instead of on its channel, where Go's scheduler wakes sleeping
+	// workers one after another (~180 µs for 16 on the GPU machine, run
+	// 27). An experiment for the GPU's CPU share (fmoe-run's
+	// FMOE_CPU_WAKE=futex), to be measured there before it becomes more.
+	FutexWake bool
 }
 
 // Prime tells the backend that an op will come within d: its idle threads
@@ -132,7 +139,7 @@ func New(opts Options) *Backend {
 		t = runtime.GOMAXPROCS(0)
 	}
 	be := &Backend{threads: t, path: opts.Path, scratch: make([][]float32, t)}
-	be.attachPool(opts.Poll)
+	be.attachPool(opts.Poll, opts.FutexWake)
 	if opts.Path == PathAuto {
 		be.isa = bestISA
 		if be.isa == isaGo {

@@ -28,6 +28,11 @@ func TestConformanceSevenThreads(t *testing.T) {
 	backendtest.Run(t, func() backend.Backend { return New(Options{Threads: 7}) })
 }
 
+// Workers that sleep in the futex (Options.FutexWake) between ops.
+func TestConformanceFutexWake(t *testing.T) {
+	backendtest.Run(t, func() backend.Backend { return New(Options{Threads: 4, FutexWake: true}) })
+}
+
 func TestConformanceOneThread(t *testing.T) {
 	backendtest.Run(t, func() backend.Backend { return New(Options{Threads: 1}) })
 }

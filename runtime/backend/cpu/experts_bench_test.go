@@ -56,6 +56,14 @@ func benchOptions(b *testing.B, th int) Options {
 		}
 		o.Poll = d
 	}
+	// FMOE_BENCH_WAKE=futex: Options.FutexWake.
+	switch v := os.Getenv("FMOE_BENCH_WAKE"); v {
+	case "":
+	case "futex":
+		o.FutexWake = true
+	default:
+		b.Fatalf("FMOE_BENCH_WAKE=%q: want futex or nothing", v)
+	}
 	return o
 }
 

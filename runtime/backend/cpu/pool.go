@@ -41,28 +41,79 @@ type pool struct {
 	once    sync.Once
 	live    atomic.Int32 // workers running (tests)
 	sh      shared       // runShared's task, held here so that a run allocates nothing
+	wk      *waker       // with Options.FutexWake, where idle workers sleep
+}
+
+// A worker asleep on its channel is woken by Go's scheduler, which lets
+// one thread at a time look for work, so sixteen sleeping workers wake one
+// after another: on the GPU machine a four-expert share after 1 ms idle
+// took ~180 µs longer than back to back (docs/benchmarks.md run 27). With
+// Options.FutexWake (Linux) an idle worker that has spun for spinFor
+// sleeps in a futex instead, still holding its thread, and the caller
+// wakes them all in one call: the kernel makes them runnable at once.
+type waker struct {
+	epoch    atomic.Uint32 // bumped by every wake; the futex word
+	sleepers atomic.Int32  // workers in or entering futexWait
+	closed   atomic.Bool
+}
+
+// futexNap bounds a futex sleep, so that a wake lost to a bug would cost
+// a worker a nap, never a hang.
+const futexNap = 10 * time.Millisecond
+
+// sleep returns once ready holds or the pool is closed. The epoch is read
+// before ready is looked at, so a wake between the look and the futex call
+// changes the word the kernel compares and the call returns at once.
+func (w *waker) sleep(ready func() bool) {
+	for {
+		e := w.epoch.Load()
+		if ready() || w.closed.Load() {
+			return
+		}
+		w.sleepers.Add(1)
+		if !ready() && !w.closed.Load() {
+			futexWait(&w.epoch, e, futexNap)
+		}
+		w.sleepers.Add(-1)
+	}
+}
+
+// wake wakes the sleeping workers after the caller has sent their spans;
+// a system call only when one may be asleep.
+func (w *waker) wake() {
+	if w == nil {
+		return
+	}
+	w.epoch.Add(1)
+	if w.sleepers.Load() > 0 {
+		futexWake(&w.epoch)
+	}
 }
 
 // spinFor is how long an idle worker or a waiting caller polls before it
 // sleeps.
 const spinFor = 100 * time.Microsecond
 
-// newPool starts workers goroutines; poll is Options.Poll.
-func newPool(workers int, poll time.Duration) *pool {
+// newPool starts workers goroutines; poll is Options.Poll, futex
+// Options.FutexWake (where the system has one).
+func newPool(workers int, poll time.Duration, futex bool) *pool {
 	p := &pool{work: make([]chan span, workers), done: make(chan struct{}, 1)}
+	if futex && futexOK {
+		p.wk = &waker{}
+	}
 	for i := range p.work {
 		ch := make(chan span, 1)
 		p.work[i] = ch
 		p.live.Add(1)
-		go worker(ch, &p.pending, p.done, &p.live, poll)
+		go worker(ch, &p.pending, p.done, &p.live, poll, p.wk)
 	}
 	return p
 }
 
-func worker(ch chan span, pending *atomic.Int32, done chan struct{}, live *atomic.Int32, poll time.Duration) {
+func worker(ch chan span, pending *atomic.Int32, done chan struct{}, live *atomic.Int32, poll time.Duration, wk *waker) {
 	defer live.Add(-1)
 	for {
-		s, ok := recvSpin(ch, poll)
+		s, ok := recvSpin(ch, poll, wk)
 		if !ok {
 			return
 		}
@@ -84,12 +135,16 @@ func worker(ch chan span, pending *atomic.Int32, done chan struct{}, live *atomi
 // recvSpin receives from ch, polling for up to spinFor before it blocks,
 // or, with poll above 0, for up to poll without yielding. (Only the
 // worker receives from ch, so what it saw there stays.)
-func recvSpin(ch chan span, poll time.Duration) (span, bool) {
+func recvSpin(ch chan span, poll time.Duration, wk *waker) (span, bool) {
 	ready := func() bool { return len(ch) > 0 }
+	var got bool
 	if poll > 0 {
-		pollUntil(ready, poll)
+		got = pollUntil(ready, poll)
 	} else {
-		spinUntil(ready)
+		got = spinUntil(ready)
+	}
+	if !got && wk != nil {
+		wk.sleep(ready)
 	}
 	s, ok := <-ch
 	return s, ok
@@ -143,6 +198,7 @@ func (p *pool) run(t task, n, chunk int) {
 	for i := 1; i < k; i++ {
 		p.work[i-1] <- span{t: t, part: i, lo: i * chunk, hi: min((i+1)*chunk, n)}
 	}
+	p.wk.wake()
 	t.do(0, 0, min(chunk, n))
 	p.wait()
 }
@@ -215,6 +271,7 @@ func (p *pool) prime(d time.Duration) {
 		default:
 		}
 	}
+	p.wk.wake()
 }
 
 // wait returns when the run's workers are done: it polls, then sleeps on
@@ -234,13 +291,17 @@ func (p *pool) close() {
 			close(ch)
 		}
 		p.work = nil
+		if p.wk != nil {
+			p.wk.closed.Store(true)
+			p.wk.wake()
+		}
 	})
 }
 
 // attachPool gives be a pool of threads−1 workers, stopped by Close or,
 // failing that, when be is collected.
-func (be *Backend) attachPool(poll time.Duration) {
-	p := newPool(be.threads-1, poll)
+func (be *Backend) attachPool(poll time.Duration, futex bool) {
+	p := newPool(be.threads-1, poll, futex)
 	be.pool = p
 	runtime.AddCleanup(be, func(p *pool) { p.close() }, p)
 }

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,7 +27,13 @@ func (c *countTask) do(part, lo, hi int) {
 // run's last worker leaves for a sleeping caller sometimes left over from
 // the run before (a caller that spun to the end does not take it).
 func TestPoolWait(t *testing.T) {
-	p := newPool(5, 0)
+	for _, futex := range []bool{false, true} {
+		poolWait(t, futex)
+	}
+}
+
+func poolWait(t *testing.T, futex bool) {
+	p := newPool(5, 0, futex)
 	defer p.close()
 	var c countTask
 	for run := range 3000 {
@@ -38,7 +45,7 @@ func TestPoolWait(t *testing.T) {
 		p.run(&c, k, 1)
 		for i := range k {
 			if got := c.done[i].Load(); got != 1 {
-				t.Fatalf("run %d of %d parts: part %d done %d times when run returned", run, k, i, got)
+				t.Fatalf("futex %v, run %d of %d parts: part %d done %d times when run returned", futex, run, k, i, got)
 			}
 		}
 	}
@@ -71,9 +78,11 @@ func TestPoolShared(t *testing.T) {
 	for _, pc := range []struct {
 		workers int
 		poll    time.Duration
-	}{{0, 0}, {1, 0}, {3, 0}, {7, 0}, {3, 200 * time.Microsecond}, {7, time.Millisecond}} {
+		futex   bool
+	}{{0, 0, false}, {1, 0, false}, {3, 0, false}, {7, 0, false}, {3, 200 * time.Microsecond, false}, {7, time.Millisecond, false},
+		{1, 0, true}, {7, 0, true}, {3, 200 * time.Microsecond, true}} {
 		workers := pc.workers
-		p := newPool(workers, pc.poll)
+		p := newPool(workers, pc.poll, pc.futex)
 		p.runShared(&itemTask{slow: -1}, 0, 4) // nothing to do: returns at once
 		for _, n := range []int{1, 4, 17, 64, 1000} {
 			for _, chunk := range []int{1, 4, 16, 333, 2000} {
@@ -91,7 +100,7 @@ func TestPoolShared(t *testing.T) {
 		}
 		p.close()
 	}
-	p := newPool(3, 0)
+	p := newPool(3, 0, false)
 	defer p.close()
 	const n, chunk = 4096, 16 // 256 chunks, 64 a part if dealt evenly
 	c := &itemTask{seen: make([]atomic.Int32, n), slow: 2}
@@ -110,8 +119,8 @@ func TestPoolShared(t *testing.T) {
 // prime has run out, or after a second prime; priming never blocks, and
 // after close it does nothing.
 func TestPoolPrime(t *testing.T) {
-	for _, workers := range []int{0, 1, 3} {
-		p := newPool(workers, 0)
+	for _, workers := range []int{0, 1, 3, -3} { // -3: three workers with the futex wake
+		p := newPool(abs(workers), 0, workers < 0)
 		for _, wait := range []time.Duration{0, 3 * time.Millisecond} {
 			p.prime(time.Millisecond)
 			p.prime(time.Millisecond) // a second prime while the first is pending or polling
@@ -127,5 +136,56 @@ func TestPoolPrime(t *testing.T) {
 		}
 		p.close()
 		p.prime(time.Millisecond)
+	}
+}
+
+func abs(n int) int { return max(n, -n) }
+
+// TestPoolFutex: with the futex wake idle workers do sleep in the futex
+// (not on their channels), an op after the idle wakes them and computes
+// every item once, over many idles, and close ends sleeping workers. The
+// caller sleeps on each chunk it takes, so an op whose workers' wake is
+// lost lasts until their futex nap ends (futexNap); woken, they take the
+// chunks at once.
+func TestPoolFutex(t *testing.T) {
+	if !futexOK {
+		t.Skip("no futex wake on this system")
+	}
+	p := newPool(3, 0, true)
+	const rounds = 20
+	var took []time.Duration
+	for round := range rounds {
+		deadline := time.Now().Add(2 * time.Second)
+		for p.wk.sleepers.Load() != 3 {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %d of 3 idle workers asleep in the futex after 2 s", round, p.wk.sleepers.Load())
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		const n = 64
+		c := &itemTask{seen: make([]atomic.Int32, n), slow: 0}
+		t0 := time.Now()
+		p.runShared(c, n, 4)
+		took = append(took, time.Since(t0))
+		for i := range n {
+			if got := c.seen[i].Load(); got != 1 {
+				t.Fatalf("round %d: item %d computed %d times", round, i, got)
+			}
+		}
+	}
+	slices.Sort(took)
+	if med := took[rounds/2]; med > futexNap/3 {
+		t.Errorf("an op after the workers fell asleep took %v (median of %d): their wake is lost, the nap ends it", med, rounds)
+	}
+	for p.wk.sleepers.Load() != 3 {
+		time.Sleep(100 * time.Microsecond)
+	}
+	p.close()
+	deadline := time.Now().Add(2 * time.Second)
+	for p.live.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d workers still running 2 s after close", p.live.Load())
+		}
+		time.Sleep(100 * time.Microsecond)
 	}
 }
