@@ -133,8 +133,10 @@ func worker(ch chan span, pending *atomic.Int32, done chan struct{}, live *atomi
 }
 
 // recvSpin receives from ch, polling for up to spinFor before it blocks,
-// or, with poll above 0, for up to poll without yielding. (Only the
-// worker receives from ch, so what it saw there stays.)
+// or, with poll above 0, for up to poll without yielding; with a waker it
+// then sleeps in the futex until ch has a span (or the pool closes) rather
+// than on ch. (Only the worker receives from ch, so what it saw there
+// stays.)
 func recvSpin(ch chan span, poll time.Duration, wk *waker) (span, bool) {
 	ready := func() bool { return len(ch) > 0 }
 	var got bool
