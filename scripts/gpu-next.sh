@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# The device measurements left after session 30 (docs/benchmarks.md run 27 ran the rest), in one
-# call, the most wanted first, each stage begun only while the call is younger than its limit
-# within CAP seconds (default 420), so that a short call still brings back the first ones:
-#   A  CUDA checks: the conformance suite, TestBindPaths, and on the model TestForwardGreedy,
-#      TestGenerateStops, TestCPUMissesOnDevice, TestGoldenDevicePartial, TestCPUMissesPrefetched
-#      (SKIP_A=1 leaves them out)
+# The device measurements left after session 31, in one call, the most wanted first, each stage
+# begun only while the call is younger than its limit within CAP seconds (default 420), so that a
+# short call still brings back the first ones. STAGES picks them (default "A R E D2 B D C"):
+#   A  CUDA checks: the conformance suite, TestBindPaths, TestReadPaths, and on the model
+#      TestForwardGreedy, TestGenerateStops, TestCPUMissesOnDevice, TestGoldenDevicePartial,
+#      TestCPUMissesPrefetched
+#   R  the host's small reads written by a kernel into pinned memory (session 31's default) against
+#      the DMA read (FMOE_CUDA_READ=copy): the tiered layer at K=4 and K=10 and the resident one
+#      (run 27's timeline had a 16-byte read of a partly held layer's ids hold the compute stream
+#      41-48 µs)
+#   E  the tiered K=4 timeline (FMOE_CUDA_TRACE), tokens cut at the greedy pick
 #   D2 issue 12's tiered K=10 layer (two layers ahead) against its -cpumiss with the automatic share,
-#      its threads woken at once by a futex (FMOE_BENCH_MISS_WAKE=futex) or primed for 300 µs when
-#      the layer asks for its routing (run 27: a lone expert cost the CPUs 0.37 ms there, the wake
-#      after idle ~0.18 of it)
+#      its threads woken at once by a futex (FMOE_BENCH_MISS_WAKE=futex) or primed for 300 µs
 #   B  issue 13's row 2 share (gpu-cpushare.sh, auto) plain, with FMOE_CPU_WAKE=futex, with a
 #      300 µs prime
-#   D, C, E (run 27 measured them; kept to rerun; C's BenchmarkExpertsAfterIdle now also with the
-#      futex wake): the head, the CPUs beside the link, the K=4 timeline
+#   D, C (run 27 measured them; kept to rerun; C's BenchmarkExpertsAfterIdle also with the futex
+#      wake): the head, the CPUs beside the link
 # Binaries from scripts/gpu-bins.sh in BIN (default .gpu/bin, .xz); packs made here (~1 min).
 set -u
 cd "$(dirname "$0")/.."
@@ -21,6 +24,8 @@ t0=$(date +%s)
 el() { echo "### $1 at $(($(date +%s) - t0)) s"; }
 upto() { [ $(($(date +%s) - t0)) -lt "$1" ]; }
 CAP=${CAP:-420}
+STAGES=" ${STAGES:-A R E D2 B D C} "
+on() { [[ $STAGES == *" $1 "* ]]; }
 B=$(mktemp -d)
 for f in "${BIN:-.gpu/bin}"/*.xz; do xz -dc "$f" > "$B/$(basename "$f" .xz)"; done
 chmod +x "$B"/*
@@ -37,43 +42,46 @@ mk() {
 mk $M1 1 & p1=$!
 mk $M4 4 & p4=$!
 el "A: correctness on CUDA"
-[ -z "${SKIP_A:-}" ] && FMOE_CUDA_REQUIRE=1 timeout 60 "$B/cuda.test" -test.run 'Conformance|BindPaths' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -15
-[ -z "${SKIP_A:-}" ] && (cd runtime/model && FMOE_TEST_BACKEND=cuda timeout 120 "$B/model.test" -test.short -test.v \
+on A && FMOE_CUDA_REQUIRE=1 timeout 60 "$B/cuda.test" -test.run 'Conformance|BindPaths|ReadPaths' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -15
+on A && (cd runtime/model && FMOE_TEST_BACKEND=cuda timeout 120 "$B/model.test" -test.short -test.v \
   -test.run 'ForwardGreedy|GenerateStops|GenerateGreedy|CPUMissesOnDevice|GoldenDevicePartial|CPUMissesPrefetched' 2>&1 |
   grep -E -- '^--- (PASS|FAIL|SKIP)|^(FAIL|ok|PASS)|_test.go' | tail -20)
 # The packs' jobs by pid: a bare wait would also wait for the tee above, which ends only with the script.
 wait $p1 $p4
-el "D2: tiered K=10, the CPUs' share of the misses"
-upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS=10 AB_ROUNDS=2 \
-  AB_VARIANTS='FMOE_BENCH_MISS_SHARE=auto;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_WAKE=futex;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_PRIME=300us' \
-  AB_TIERS="tiered-preload-prefetch-table tiered-preload-prefetch-table-cpumiss" timeout 200 bash scripts/gpu-ab.sh
-el "B: the share in place"
-upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_SHARES="0 auto" SHARE_ROUNDS=2 \
-  SHARE_VARIANTS="-;FMOE_CPU_WAKE=futex;FMOE_CPU_PRIME=300us" timeout 100 bash scripts/gpu-cpushare.sh
-el "D: the head"
-upto $((CAP - 60)) && BIN=$B M=$M4 AB_VARIANTS='-;FMOE_BENCH_LOGITS=1' AB_TIERS="resident-dev tiered-preload-prefetch-table" \
-  AB_KS=4 AB_ROUNDS=2 timeout 90 bash scripts/gpu-ab.sh
-el "C: the CPUs beside the link"
-th=$(nproc)
-for hg in 0 1; do
-  upto $((CAP - 40)) && (cd runtime/model && FMOE_CUDA_HOST_HUGE=$hg FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M1 FMOE_BENCH_THREADS=$th \
-    timeout 30 "$B/model.test" -test.run '^$' -test.bench CPUBesideLink -test.benchtime 10x 2>&1 | grep -E '^Benchmark|FAIL|panic' | sed "s/^/huge=$hg /")
-done
-for pg in 4k huge; do
-  upto $((CAP - 30)) && (cd runtime/backend/cpu && FMOE_BENCH_PAGES=$pg FMOE_BENCH_THREADS=$th timeout 20 "$B/cpu.test" -test.run '^$' \
-    -test.bench 'Experts$/threads=[0-9]+/K=10/(batch|read)' 2>&1 | grep -E '^Benchmark|FAIL|panic' | sed "s/^/pages=$pg /")
-done
-for wk in "" futex; do
-  upto $((CAP - 20)) && (cd runtime/backend/cpu && FMOE_BENCH_WAKE=$wk FMOE_BENCH_THREADS=$th timeout 20 "$B/cpu.test" -test.run '^$' -test.bench ExpertsAfterIdle 2>&1 |
-    grep -E '^Benchmark|FAIL|panic' | sed "s/^/wake=${wk:-channel} /")
-done
+el "R: small reads by kernel against DMA"
+on R && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS="4 10" AB_ROUNDS=2 AB_VARIANTS='-;FMOE_CUDA_READ=copy' \
+  AB_TIERS="tiered-preload-prefetch-table resident-dev" timeout 240 bash scripts/gpu-ab.sh
 el "E: the tiered K=4 timeline"
 T=tiered-preload-prefetch-table
-if upto $((CAP - 30)); then
+if on E && upto $((CAP - 60)); then
   (cd runtime/model && FMOE_CUDA_TRACE=/tmp/gpu-next-tl.tsv FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M4 FMOE_BENCH_TIERS=$T \
     FMOE_BENCH_WARM=300 FMOE_BENCH_TOKENS=60 timeout 40 "$B/model.test" -test.run '^$' -test.bench "TieredDecode/k=4/$T\$" \
     -test.benchtime 1x 2>&1 | grep -E '^Benchmark|FAIL|panic')
   python3 scripts/gpu-timeline.py /tmp/gpu-next-tl.tsv | head -30
   python3 scripts/gpu-timeline.py /tmp/gpu-next-tl.tsv --dump > "${OUT:-/tmp}/timeline-dump.txt" 2>&1
 fi
+el "D2: tiered K=10, the CPUs' share of the misses"
+on D2 && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS=10 AB_ROUNDS=2 \
+  AB_VARIANTS='FMOE_BENCH_MISS_SHARE=auto;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_WAKE=futex;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_PRIME=300us' \
+  AB_TIERS="tiered-preload-prefetch-table tiered-preload-prefetch-table-cpumiss" timeout 200 bash scripts/gpu-ab.sh
+el "B: the share in place"
+on B && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_SHARES="0 auto" SHARE_ROUNDS=2 \
+  SHARE_VARIANTS="-;FMOE_CPU_WAKE=futex;FMOE_CPU_PRIME=300us" timeout 100 bash scripts/gpu-cpushare.sh
+el "D: the head"
+on D && upto $((CAP - 60)) && BIN=$B M=$M4 AB_VARIANTS='-;FMOE_BENCH_LOGITS=1' AB_TIERS="resident-dev tiered-preload-prefetch-table" \
+  AB_KS=4 AB_ROUNDS=2 timeout 90 bash scripts/gpu-ab.sh
+el "C: the CPUs beside the link"
+th=$(nproc)
+for hg in 0 1; do
+  on C && upto $((CAP - 40)) && (cd runtime/model && FMOE_CUDA_HOST_HUGE=$hg FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M1 FMOE_BENCH_THREADS=$th \
+    timeout 30 "$B/model.test" -test.run '^$' -test.bench CPUBesideLink -test.benchtime 10x 2>&1 | grep -E '^Benchmark|FAIL|panic' | sed "s/^/huge=$hg /")
+done
+for pg in 4k huge; do
+  on C && upto $((CAP - 30)) && (cd runtime/backend/cpu && FMOE_BENCH_PAGES=$pg FMOE_BENCH_THREADS=$th timeout 20 "$B/cpu.test" -test.run '^$' \
+    -test.bench 'Experts$/threads=[0-9]+/K=10/(batch|read)' 2>&1 | grep -E '^Benchmark|FAIL|panic' | sed "s/^/pages=$pg /")
+done
+for wk in "" futex; do
+  on C && upto $((CAP - 20)) && (cd runtime/backend/cpu && FMOE_BENCH_WAKE=$wk FMOE_BENCH_THREADS=$th timeout 20 "$B/cpu.test" -test.run '^$' -test.bench ExpertsAfterIdle 2>&1 |
+    grep -E '^Benchmark|FAIL|panic' | sed "s/^/wake=${wk:-channel} /")
+done
 el done

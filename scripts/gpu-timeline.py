@@ -2,7 +2,8 @@
 """Summarise a CUDA timeline (FMOE_CUDA_TRACE=FILE, runtime/backend/cuda/trace.go) of decode steps.
 
 Usage: gpu-timeline.py FILE [FIRST [COUNT]] [--dump]
-Tokens are cut at the lm_head's read-back (the largest read); FIRST and COUNT pick them (default:
+Tokens are cut at the greedy pick on the device (argmax_finite), else at the lm_head's read-back
+(the largest read); FIRST and COUNT pick them (default:
 the 60 tokens before the last 40, i.e. BenchmarkTieredDecode's timed ones when it ran 60 timed
 tokens: after them come 20 tokens timing the head and 20 under Timing, whose phases add reads).
 Per token, averaged: its span on the device; the link's busy time (the union of the copies' intervals,
@@ -28,8 +29,12 @@ def load(path):
 
 
 def tokens(rows):
-    head = max(r[4] for r in rows if r[3] == "read")
-    cut = [i for i, r in enumerate(rows) if r[3] == "read" and r[4] == head]
+    # A greedy step picks its token on the device (argmax_finite) and reads 2 values back; the
+    # logits' read (the largest) marks a step only where the head reads them (FMOE_BENCH_LOGITS=1).
+    cut = [i for i, r in enumerate(rows) if r[3] == "argmax_finite"]
+    if not cut:
+        head = max(r[4] for r in rows if r[3] == "read")
+        cut = [i for i, r in enumerate(rows) if r[3] == "read" and r[4] == head]
     return [rows[a:b] for a, b in zip(cut, cut[1:])]
 
 
@@ -57,8 +62,8 @@ def summarise(tok):
             link, end = link + b - end, b
     idle, hostgap, reads = 0.0, 0.0, 0
     for i, r in enumerate(tok):
-        if i == 0 or r[3] != "read" or r[2] != "c" or r[4] == 1:
-            continue  # the token's first row is the head's read; one-value reads are the head probe's
+        if r[3] != "read" or r[2] != "c" or r[4] <= 2:
+            continue  # one- and two-value reads are the head's (its probe, the greedy pick)
         back = next((x for x in tok[i + 1:] if x[3] == "readret"), None)
         if back is None:
             continue
@@ -105,7 +110,7 @@ def main():
     print(f"link busy per token        {link:9.1f} us ({100 * link / span:.0f}% of the span): "
           f"{miss:.2f} copies waited for, {pf:.2f} not (prefetches)")
     if reads:
-        print(f"per logits read-back ({reads:.1f} a token): device idle until the host's next kernel "
+        print(f"per read-back of ids or logits ({reads:.1f} a token): device idle until the host's next kernel "
               f"{idle / reads:7.1f} us; host from the read's return to its next graph {hostgap / reads:7.1f} us")
     if "--dump" in sys.argv[1:]:
         dump(toks[first:first + count])

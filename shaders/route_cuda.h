@@ -233,3 +233,17 @@ KERNEL(moe_combine_idx)(float* h, const float* eo, const float* sd, const float*
     }
     combine_finish_(h, sd, gate, a, mode, j);
 }
+
+// read_mapped copies n floats of src to dst, pinned host memory the kernel
+// writes over the link at its host address (unified addressing): the
+// host's small reads (the routed ids a partly held layer waits for, a
+// greedy pick). A DMA read (cuMemcpyDtoHAsync) queues for a copy engine,
+// behind a prefetch's 7 MB crossing the other way when the driver gives
+// both to one engine; the SMs' stores do not wait for it. The fence makes
+// the stores visible to the host before the kernel counts as finished.
+// Words, not floats: the bits as they are (a NaN's payload included).
+KERNEL(read_mapped)(uint* dst, const uint* src, int n) {
+    GRID_WAIT();
+    for (int i = THREAD_ID_X; i < n; i += BLOCK_DIM_X) dst[i] = src[i];
+    __threadfence_system();
+}

@@ -159,8 +159,11 @@ type Backend struct {
 	stages  []*stage        // pinned staging ring for Bind from pageable memory
 	rstages [2]*stage       // pinned staging for large Reads (readStaged)
 	aread   asyncRead       // ReadAsync's pinned buffer (readasync.go)
-	stageAt int
-	pinned  []hostRegion // HostAlloc allocations
+	sread   *stage          // small Reads' pinned buffer (readmapped.go)
+	// readCopy: small reads by DMA (FMOE_CUDA_READ=copy), not read_mapped.
+	readCopy bool
+	stageAt  int
+	pinned   []hostRegion // HostAlloc allocations
 	// hostHuge: HostAlloc maps huge pages and registers them
 	// (FMOE_CUDA_HOST_HUGE=1, an experiment: hostRegion).
 	hostHuge bool
@@ -266,6 +269,7 @@ func (be *Backend) init(opts Options) error {
 	be.cs = be.copy
 	be.pf.noSpare = os.Getenv("FMOE_CUDA_PF_SPARE") == "0"
 	be.hostHuge = os.Getenv("FMOE_CUDA_HOST_HUGE") == "1"
+	be.readCopy = readCopyOn()
 	if opts.PrefetchStream || os.Getenv("FMOE_CUDA_PF_STREAM") == "1" {
 		return cuErr(C.fm_stream_create(be.ctx, &be.pcopy), "cuStreamCreate")
 	}
@@ -353,6 +357,10 @@ func (be *Backend) Close() error {
 	if st := be.aread.st; st != nil {
 		st.destroy(be)
 		be.aread = asyncRead{}
+	}
+	if be.sread != nil {
+		be.sread.destroy(be)
+		be.sread = nil
 	}
 	for _, r := range be.pinned {
 		errs = append(errs, r.free(be.ctx))
@@ -644,6 +652,10 @@ func (be *Backend) Read(dst []float32, src backend.Buffer) error {
 	defer be.mark('h', "readret", 0)
 	if 4*len(dst) >= readStagedMin {
 		if err := be.readStaged(dst, s.ptr); err != nil {
+			return err
+		}
+	} else if len(dst) > 0 && len(dst) <= backend.MaxAsyncRead {
+		if err := be.readSmall(dst, s.ptr); err != nil {
 			return err
 		}
 	} else if len(dst) > 0 {

@@ -296,3 +296,72 @@ func TestReadStaged(t *testing.T) {
 		be.Free(buf)
 	}
 }
+
+// TestReadPaths: small reads (Read up to MaxAsyncRead values, ReadAsync)
+// written by read_mapped into pinned memory, and by DMA with
+// FMOE_CUDA_READ=copy, return every word written bit for bit (NaN payloads
+// and negative zero included), from a view's offset, with a Read between
+// an async read and its wait; one past MaxAsyncRead takes the plain copy.
+func TestReadPaths(t *testing.T) {
+	for _, mode := range []string{"", "copy"} {
+		t.Run("read="+mode, func(t *testing.T) {
+			t.Setenv("FMOE_CUDA_READ", mode)
+			be := newOrSkip(t)
+			defer be.Close()
+			if be.readCopy != (mode == "copy") {
+				t.Fatalf("FMOE_CUDA_READ=%q: readCopy %v", mode, be.readCopy)
+			}
+			n := backend.MaxAsyncRead + 1
+			want := make([]float32, n+5)
+			rng := rand.New(rand.NewPCG(9, uint64(len(mode))))
+			for i := range want {
+				want[i] = math.Float32frombits(rng.Uint32())
+			}
+			want[5] = math.Float32frombits(0x7fa00001) // a signalling NaN's payload
+			want[6] = float32(math.Copysign(0, -1))
+			buf, err := be.Alloc(len(want))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := be.Write(buf, want); err != nil {
+				t.Fatal(err)
+			}
+			same := func(what string, got []float32, at int) {
+				t.Helper()
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[at+i]) {
+						t.Fatalf("%s of %d: word %d is %#x, wrote %#x", what, len(got), i, math.Float32bits(got[i]), math.Float32bits(want[at+i]))
+					}
+				}
+			}
+			for _, k := range []int{1, 31, 257, backend.MaxAsyncRead, n} {
+				v, err := be.View(buf, 5, k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := make([]float32, k)
+				if err := be.Read(got, v); err != nil {
+					t.Fatal(err)
+				}
+				same("Read", got, 5)
+				if k > backend.MaxAsyncRead {
+					continue
+				}
+				async := make([]float32, k)
+				wait, err := be.ReadAsync(async, v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				mid := make([]float32, 3)
+				if err := be.Read(mid, buf); err != nil {
+					t.Fatal(err)
+				}
+				same("Read during ReadAsync", mid, 0)
+				if err := wait(); err != nil {
+					t.Fatal(err)
+				}
+				same("ReadAsync", async, 5)
+			}
+		})
+	}
+}

@@ -26,7 +26,7 @@ type asyncRead struct {
 }
 
 // ReadAsync queues src's first len(dst) values into pinned memory on the
-// compute stream, after the work queued so far, and records an event;
+// compute stream (readmapped.go), after the work queued so far, and records an event;
 // wait syncs on that event alone, so the kernels queued after the call
 // run meanwhile, and then copies the values out.
 func (be *Backend) ReadAsync(dst []float32, src backend.Buffer) (func() error, error) {
@@ -61,7 +61,7 @@ func (be *Backend) ReadAsync(dst []float32, src backend.Buffer) (func() error, e
 		return nil, err
 	}
 	n := 4 * len(dst)
-	if err := cuErr(C.fm_dtoh_async(be.ctx, ar.st.host, s.ptr, C.size_t(n), be.stream), "read"); err != nil {
+	if err := be.queueRead(ar.st, s.ptr, len(dst)); err != nil {
 		return nil, err
 	}
 	if err := cuErr(C.fm_event_record(be.ctx, ar.st.ev, be.stream), "cuEventRecord"); err != nil {

@@ -70,6 +70,7 @@ static inline T __shfl_sync(uint, T v, int src) { return shfl_(v, src); }
 #define UNROLL
 #define INFINITY_F (__builtin_inff())
 #define FMAF(a, b, c) std::fma((float)(a), (float)(b), (float)(c))
+static inline void __threadfence_system() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 
 // batch_cuda.h's declarations that route_cuda.h uses.
 struct mv_job {
