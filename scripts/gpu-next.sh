@@ -2,13 +2,14 @@
 # The device measurements left after session 31, in one call, the most wanted first, each stage
 # begun only while the call is younger than its limit within CAP seconds (default 420), so that a
 # short call still brings back the first ones. STAGES picks them (default "A R E D2 B D C"):
-#   A  CUDA checks: the conformance suite, TestBindPaths, TestReadPaths, and on the model
+#   A  CUDA checks: the conformance suite (also with the mapped uploads), TestBindPaths,
+#      TestReadPaths, TestUploadRing, and on the model
 #      TestForwardGreedy, TestGenerateStops, TestCPUMissesOnDevice, TestGoldenDevicePartial,
 #      TestCPUMissesPrefetched
 #   R  the host's small reads written by a kernel into pinned memory (session 31's default) against
-#      the DMA read (FMOE_CUDA_READ=copy): the tiered layer at K=4 and K=10 and the resident one
-#      (run 27's timeline had a 16-byte read of a partly held layer's ids hold the compute stream
-#      41-48 µs)
+#      the DMA read (FMOE_CUDA_READ=copy), and the small uploads the same way (FMOE_CUDA_UPLOAD=mapped):
+#      the tiered layer at K=4 and K=10 (run 27's timeline had a 16-byte read of a partly held
+#      layer's ids hold the compute stream 41-48 µs)
 #   E  the tiered K=4 timeline (FMOE_CUDA_TRACE), tokens cut at the greedy pick
 #   D2 issue 12's tiered K=10 layer (two layers ahead) against its -cpumiss with the automatic share,
 #      its threads woken at once by a futex (FMOE_BENCH_MISS_WAKE=futex) or primed for 300 µs
@@ -42,15 +43,15 @@ mk() {
 mk $M1 1 & p1=$!
 mk $M4 4 & p4=$!
 el "A: correctness on CUDA"
-on A && FMOE_CUDA_REQUIRE=1 timeout 60 "$B/cuda.test" -test.run 'Conformance|BindPaths|ReadPaths' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -15
+on A && FMOE_CUDA_REQUIRE=1 timeout 120 "$B/cuda.test" -test.run 'Conformance|BindPaths|ReadPaths|UploadRing' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -15
 on A && (cd runtime/model && FMOE_TEST_BACKEND=cuda timeout 120 "$B/model.test" -test.short -test.v \
   -test.run 'ForwardGreedy|GenerateStops|GenerateGreedy|CPUMissesOnDevice|GoldenDevicePartial|CPUMissesPrefetched' 2>&1 |
   grep -E -- '^--- (PASS|FAIL|SKIP)|^(FAIL|ok|PASS)|_test.go' | tail -20)
 # The packs' jobs by pid: a bare wait would also wait for the tee above, which ends only with the script.
 wait $p1 $p4
 el "R: small reads by kernel against DMA"
-on R && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS="4 10" AB_ROUNDS=2 AB_VARIANTS='-;FMOE_CUDA_READ=copy' \
-  AB_TIERS="tiered-preload-prefetch-table resident-dev" timeout 240 bash scripts/gpu-ab.sh
+on R && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS="4 10" AB_ROUNDS=2 \
+  AB_VARIANTS='-;FMOE_CUDA_READ=copy;FMOE_CUDA_UPLOAD=mapped' AB_TIERS="tiered-preload-prefetch-table" timeout 240 bash scripts/gpu-ab.sh
 el "E: the tiered K=4 timeline"
 T=tiered-preload-prefetch-table
 if on E && upto $((CAP - 60)); then

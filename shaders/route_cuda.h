@@ -247,3 +247,16 @@ KERNEL(read_mapped)(uint* dst, const uint* src, int n) {
     for (int i = THREAD_ID_X; i < n; i += BLOCK_DIM_X) dst[i] = src[i];
     __threadfence_system();
 }
+
+// write_mapped is read_mapped the other way (FMOE_CUDA_UPLOAD=mapped, an
+// experiment): n bytes the host left in pinned memory (src, read over the
+// link at its host address) to device memory, for the host's small
+// uploads (a batch's job table, an expert's index entry). A DMA upload
+// queues for a copy engine behind a miss's or a prefetch's 7 MB going the
+// same way; the SMs' loads do not. GRID_WAIT first: the kernel before may
+// still read the bytes this one overwrites (the params scratch is reused
+// in stream order).
+KERNEL(write_mapped)(unsigned char* dst, const unsigned char* src, int n) {
+    GRID_WAIT();
+    for (int i = THREAD_ID_X; i < n; i += BLOCK_DIM_X) dst[i] = src[i];
+}

@@ -32,7 +32,7 @@ type batchKernels struct {
 	// route_cuda.h: RouteTopK, ExpertsIndexed's job tables,
 	// CombineTokenIndexed.
 	route, jobs, combineIdx C.CUfunction
-	readMapped              C.CUfunction // the host's small reads (readmapped.go)
+	readMapped, writeMapped C.CUfunction // the host's small reads and uploads (readmapped.go)
 }
 
 var batchNames = [...]string{"matvec_batch_q2", "matvec_batch_q4", "matvec_batch_q8",
@@ -61,7 +61,7 @@ func (k *batchKernels) load(be *Backend) error {
 	for _, f := range []struct {
 		dst  *C.CUfunction
 		name string
-	}{{&k.combine, "moe_combine1"}, {&k.route, "route_topk"}, {&k.jobs, "experts_jobs"}, {&k.combineIdx, "moe_combine_idx"}, {&k.readMapped, "read_mapped"}} {
+	}{{&k.combine, "moe_combine1"}, {&k.route, "route_topk"}, {&k.jobs, "experts_jobs"}, {&k.combineIdx, "moe_combine_idx"}, {&k.readMapped, "read_mapped"}, {&k.writeMapped, "write_mapped"}} {
 		if err := get(f.dst, f.name); err != nil {
 			return err
 		}

@@ -162,6 +162,10 @@ type Backend struct {
 	sread   *stage          // small Reads' pinned buffer (readmapped.go)
 	// readCopy: small reads by DMA (FMOE_CUDA_READ=copy), not read_mapped.
 	readCopy bool
+	// upMapped: small uploads through up and write_mapped
+	// (FMOE_CUDA_UPLOAD=mapped), not by DMA.
+	upMapped bool
+	up       upRing
 	stageAt  int
 	pinned   []hostRegion // HostAlloc allocations
 	// hostHuge: HostAlloc maps huge pages and registers them
@@ -270,6 +274,7 @@ func (be *Backend) init(opts Options) error {
 	be.pf.noSpare = os.Getenv("FMOE_CUDA_PF_SPARE") == "0"
 	be.hostHuge = os.Getenv("FMOE_CUDA_HOST_HUGE") == "1"
 	be.readCopy = readCopyOn()
+	be.upMapped = uploadMappedOn()
 	if opts.PrefetchStream || os.Getenv("FMOE_CUDA_PF_STREAM") == "1" {
 		return cuErr(C.fm_stream_create(be.ctx, &be.pcopy), "cuStreamCreate")
 	}
@@ -362,6 +367,7 @@ func (be *Backend) Close() error {
 		be.sread.destroy(be)
 		be.sread = nil
 	}
+	be.closeRing()
 	for _, r := range be.pinned {
 		errs = append(errs, r.free(be.ctx))
 	}
@@ -631,7 +637,7 @@ func (be *Backend) Write(dst backend.Buffer, src []float32) error {
 	if be.recording {
 		return errRecording
 	}
-	return cuErr(C.fm_htod(be.ctx, d.ptr, unsafe.Pointer(&src[0]), C.size_t(4*len(src)), be.stream), "write")
+	return be.h2dSmall(d.ptr, unsafe.Slice((*byte)(unsafe.Pointer(&src[0])), 4*len(src)), "write")
 }
 
 // Read waits for all earlier ops, then copies to the host.
@@ -734,9 +740,7 @@ func (be *Backend) upload(b []byte) (C.CUdeviceptr, error) {
 	if err != nil || len(b) == 0 {
 		return p, err
 	}
-	return p, be.timed("(upload)", func() error {
-		return cuErr(C.fm_htod(be.ctx, p, unsafe.Pointer(&b[0]), C.size_t(len(b)), be.stream), "upload")
-	})
+	return p, be.timed("(upload)", func() error { return be.h2dSmall(p, b, "upload") })
 }
 
 // launch runs f on the compute stream with the packed arguments.

@@ -365,3 +365,76 @@ func TestReadPaths(t *testing.T) {
 		})
 	}
 }
+
+// TestConformanceUploadMapped runs the suite with the host's small uploads
+// through the pinned ring and write_mapped (FMOE_CUDA_UPLOAD=mapped).
+func TestConformanceUploadMapped(t *testing.T) {
+	t.Setenv("FMOE_CUDA_UPLOAD", "mapped")
+	be := newOrSkip(t)
+	be.Close()
+	backendtest.Run(t, func() backend.Backend {
+		b, err := New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !b.upMapped {
+			t.Fatal("FMOE_CUDA_UPLOAD=mapped: upMapped false")
+		}
+		return b
+	})
+}
+
+// TestUploadRing: small Writes through the mapped ring, many times its
+// size, each followed on the stream by a copy of what it wrote, give back
+// every word written, odd lengths and a Write too large for a chunk
+// included: a chunk is reused only after the kernels that read it ran.
+func TestUploadRing(t *testing.T) {
+	t.Setenv("FMOE_CUDA_UPLOAD", "mapped")
+	be := newOrSkip(t)
+	defer be.Close()
+	rng := rand.New(rand.NewPCG(11, 12))
+	const rounds = 300
+	in, err := be.Alloc(upChunk/4 + 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs := make([]backend.Buffer, rounds)
+	want := make([][]float32, rounds)
+	for i := range rounds {
+		n := 1 + rng.IntN(1500)
+		if i == rounds/2 {
+			n = upChunk/4 + 1 // past a chunk: by DMA
+		}
+		want[i] = make([]float32, n)
+		for j := range want[i] {
+			want[i][j] = math.Float32frombits(rng.Uint32())
+		}
+		v, err := be.View(in, 0, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := be.Write(v, want[i]); err != nil {
+			t.Fatal(err)
+		}
+		if outs[i], err = be.Alloc(n); err != nil {
+			t.Fatal(err)
+		}
+		if err := be.Copy(outs[i], v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(be.up.st) != upSlots {
+		t.Errorf("%d rounds used %d chunks of the ring, want all %d", rounds, len(be.up.st), upSlots)
+	}
+	for i, o := range outs {
+		got := make([]float32, len(want[i]))
+		if err := be.Read(got, o); err != nil {
+			t.Fatal(err)
+		}
+		for j := range got {
+			if math.Float32bits(got[j]) != math.Float32bits(want[i][j]) {
+				t.Fatalf("write %d of %d words: word %d is %#x, wrote %#x", i, len(got), j, math.Float32bits(got[j]), math.Float32bits(want[i][j]))
+			}
+		}
+	}
+}

@@ -165,9 +165,10 @@ func (be *Backend) indexKeep(e *centry) error {
 		t := &e.tmpl[j]
 		v[3*j], v[3*j+1], v[3*j+2] = uint64(t.data), uint64(t.scales), uint64(t.biases)
 	}
-	// Pageable memory: the driver copies v before it returns.
+	// From pageable memory (the driver copies v before it returns) or
+	// through the pinned ring (h2dSmall).
 	dst := li.dev + C.CUdeviceptr(id*expertPtrs*8)
-	if err := cuErr(C.fm_htod(be.ctx, dst, unsafe.Pointer(&v[0]), C.size_t(len(v)*8), be.stream), "index upload"); err != nil {
+	if err := be.h2dSmall(dst, unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), len(v)*8), "index upload"); err != nil {
 		return err
 	}
 	if !li.held[id] {

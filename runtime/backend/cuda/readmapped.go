@@ -61,3 +61,90 @@ func (be *Backend) readSmall(dst []float32, src C.CUdeviceptr) error {
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), 4*len(dst)), unsafe.Slice((*byte)(be.sread.host), 4*len(dst)))
 	return nil
 }
+
+// The host's small uploads (a batch's job table, the params of an op, an
+// expert's index entry, a small Write) may pass the same way in the other
+// direction (FMOE_CUDA_UPLOAD=mapped, an experiment until measured):
+// copied into pinned memory, then moved by write_mapped, whose loads cross
+// the link without a copy engine, where a DMA upload on the compute stream
+// may queue behind a miss's or a prefetch's copy.
+
+// uploadMappedOn reports whether FMOE_CUDA_UPLOAD=mapped asks for it.
+func uploadMappedOn() bool { return os.Getenv("FMOE_CUDA_UPLOAD") == "mapped" }
+
+// upRing is the pinned memory the mapped uploads pass through: up to
+// upSlots chunks used in turn. Leaving a chunk records its event after the
+// kernels queued so far, so that coming back to it waits only for those
+// that read it.
+type upRing struct {
+	st  []*stage
+	at  int // the chunk in use
+	off int // its bytes taken
+}
+
+const (
+	upChunk = 64 << 10
+	upSlots = 4
+)
+
+// h2dSmall copies b to dst on the compute stream, after the work queued
+// so far: through the pinned ring and write_mapped where upMapped asks and
+// b fits a chunk, else by DMA (from pageable memory: the driver has copied
+// b when it returns).
+func (be *Backend) h2dSmall(dst C.CUdeviceptr, b []byte, what string) error {
+	if len(b) == 0 {
+		return nil
+	}
+	if !be.upMapped || len(b) > upChunk {
+		return cuErr(C.fm_htod(be.ctx, dst, unsafe.Pointer(&b[0]), C.size_t(len(b)), be.stream), what)
+	}
+	src, err := be.upSpace(len(b))
+	if err != nil {
+		return err
+	}
+	copy(unsafe.Slice((*byte)(src), len(b)), b)
+	a := &be.args
+	a.reset()
+	a.ptr(dst).ptr(C.CUdeviceptr(uintptr(src))).i32(len(b))
+	return be.launchNow(be.batch.writeMapped, 1, 1, min(mappedThreads, (len(b)+31)/32*32), 0)
+}
+
+// upSpace takes n bytes (16-aligned) of the ring's chunk in use, moving to
+// the next chunk (allocated on first use, else waited for) when it is full.
+func (be *Backend) upSpace(n int) (unsafe.Pointer, error) {
+	r := &be.up
+	if len(r.st) == 0 || r.off+n > upChunk {
+		if len(r.st) > 0 {
+			cur := r.st[r.at]
+			if err := cuErr(C.fm_event_record(be.ctx, cur.ev, be.stream), "cuEventRecord"); err != nil {
+				return nil, err
+			}
+			cur.used = true
+			r.at = (r.at + 1) % upSlots
+		}
+		if r.at == len(r.st) {
+			st, err := be.newStage(upChunk)
+			if err != nil {
+				return nil, err
+			}
+			r.st = append(r.st, st)
+		} else if st := r.st[r.at]; st.used {
+			if err := cuErr(C.fm_event_sync(be.ctx, st.ev), "cuEventSynchronize"); err != nil {
+				return nil, err
+			}
+			st.used = false
+		}
+		r.off = 0
+	}
+	p := unsafe.Add(r.st[r.at].host, r.off)
+	r.off += (n + 15) &^ 15
+	return p, nil
+}
+
+// closeRing frees the ring's chunks (Close).
+func (be *Backend) closeRing() {
+	for _, st := range be.up.st {
+		st.destroy(be)
+	}
+	be.up = upRing{}
+}
