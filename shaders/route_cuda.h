@@ -234,10 +234,10 @@ KERNEL(moe_combine_idx)(float* h, const float* eo, const float* sd, const float*
     combine_finish_(h, sd, gate, a, mode, j);
 }
 
-// read_mapped copies n floats of src to dst, pinned host memory the kernel
+// read_mapped copies n words of src to dst, pinned host memory the kernel
 // writes over the link at its host address (unified addressing): the
 // host's small reads (the routed ids a partly held layer waits for, a
-// greedy pick). A DMA read (cuMemcpyDtoHAsync) queues for a copy engine,
+// greedy pick); or device memory: a small Copy. A DMA read (cuMemcpyDtoHAsync) queues for a copy engine,
 // behind a prefetch's 7 MB crossing the other way when the driver gives
 // both to one engine; the SMs' stores do not wait for it. The fence makes
 // the stores visible to the host before the kernel counts as finished.

@@ -689,6 +689,9 @@ func (be *Backend) Copy(dst, src backend.Buffer) error {
 	if d.n == 0 {
 		return nil
 	}
+	if !be.readCopy && d.n <= backend.MaxAsyncRead {
+		return be.copyWords(d.ptr, s.ptr, d.n)
+	}
 	return cuErr(C.fm_dtod(be.ctx, d.ptr, s.ptr, C.size_t(4*d.n), be.stream), "copy")
 }
 

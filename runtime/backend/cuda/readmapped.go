@@ -20,8 +20,10 @@ import (
 // 27's timeline of the tiered K=4 layer had the compute stream spend 41-48
 // µs on a 16-byte cuMemcpyDtoHAsync, the kernels queued after it waiting,
 // while a prefetch's copy crossed the link the other way: a DMA read takes
-// its turn on a copy engine, the SMs' stores do not. FMOE_CUDA_READ=copy
-// keeps the DMA (to compare).
+// its turn on a copy engine, the SMs' stores do not. A small Copy (the
+// ids a predicting partly held layer copies beside its prediction, in the
+// layer's graph) is the same kernel between device addresses.
+// FMOE_CUDA_READ=copy keeps the DMA for both (to compare).
 
 // readCopyOn reports whether FMOE_CUDA_READ=copy asks for DMA reads.
 func readCopyOn() bool { return os.Getenv("FMOE_CUDA_READ") == "copy" }
@@ -35,9 +37,15 @@ func (be *Backend) queueRead(st *stage, src C.CUdeviceptr, n int) error {
 	if be.readCopy {
 		return cuErr(C.fm_dtoh_async(be.ctx, st.host, src, C.size_t(4*n), be.stream), "read")
 	}
+	return be.copyWords(C.CUdeviceptr(uintptr(st.host)), src, n)
+}
+
+// copyWords queues read_mapped: n words from src to dst, device or pinned
+// host memory (unified addressing), on the compute stream.
+func (be *Backend) copyWords(dst, src C.CUdeviceptr, n int) error {
 	a := &be.args
 	a.reset()
-	a.ptr(C.CUdeviceptr(uintptr(st.host))).ptr(src).i32(n)
+	a.ptr(dst).ptr(src).i32(n)
 	return be.launch(be.batch.readMapped, 1, 1, min(mappedThreads, (n+31)/32*32), 0)
 }
 
