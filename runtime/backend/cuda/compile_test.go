@@ -36,6 +36,8 @@ func TestKernelsCompile(t *testing.T) {
 			defer wg.Done()
 			defs := c.defines()
 			names := append(mmaNames[:], batchNames[:]...)
+			// batchKernels.load's own (route_cuda.h's, moe_combine1).
+			names = append(names, "moe_combine1", "route_topk", "experts_jobs", "moe_combine_idx", "read_mapped", "write_mapped")
 			switch i {
 			case 0:
 				// The integer matvec's SMX kernels (cp.async), on by default.
