@@ -5,7 +5,7 @@
 #   A  CUDA checks: the conformance suite (also with the mapped uploads), TestBindPaths,
 #      TestReadPaths, TestUploadRing, and on the model
 #      TestForwardGreedy, TestGenerateStops, TestCPUMissesOnDevice, TestGoldenDevicePartial,
-#      TestCPUMissesPrefetched
+#      TestCPUMissesPrefetched, those also with FMOE_CUDA_UPLOAD=mapped
 #   R  the host's small reads written by a kernel into pinned memory (session 31's default) against
 #      the DMA read (FMOE_CUDA_READ=copy), and the small uploads the same way (FMOE_CUDA_UPLOAD=mapped):
 #      the tiered layer at K=4 and K=10 (run 27's timeline had a 16-byte read of a partly held
@@ -44,9 +44,11 @@ mk $M1 1 & p1=$!
 mk $M4 4 & p4=$!
 el "A: correctness on CUDA"
 on A && FMOE_CUDA_REQUIRE=1 timeout 120 "$B/cuda.test" -test.run 'Conformance|BindPaths|ReadPaths|UploadRing' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -15
-on A && (cd runtime/model && FMOE_TEST_BACKEND=cuda timeout 120 "$B/model.test" -test.short -test.v \
-  -test.run 'ForwardGreedy|GenerateStops|GenerateGreedy|CPUMissesOnDevice|GoldenDevicePartial|CPUMissesPrefetched' 2>&1 |
-  grep -E -- '^--- (PASS|FAIL|SKIP)|^(FAIL|ok|PASS)|_test.go' | tail -20)
+for up in "" mapped; do
+  on A && (cd runtime/model && FMOE_CUDA_UPLOAD=$up FMOE_TEST_BACKEND=cuda timeout 120 "$B/model.test" -test.short -test.v \
+    -test.run 'ForwardGreedy|GenerateStops|GenerateGreedy|CPUMissesOnDevice|GoldenDevicePartial|CPUMissesPrefetched' 2>&1 |
+    grep -E -- '^--- (PASS|FAIL|SKIP)|^(FAIL|ok|PASS)|_test.go' | tail -20 | sed "s/^/upload=${up:-dma} /")
+done
 # The packs' jobs by pid: a bare wait would also wait for the tee above, which ends only with the script.
 wait $p1 $p4
 el "R: small reads by kernel against DMA"
