@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
-# The device measurements left after session 31, in one call, the most wanted first, each stage
-# begun only while the call is younger than its limit within CAP seconds (default 420), so that a
-# short call still brings back the first ones. STAGES picks them (default "A R E D2 B D C"):
+# The device measurements left after session 32 (A, R and E ran as run 28), in one call, the most
+# wanted first, each stage begun only while the call is younger than its limit within CAP seconds (default 420), so that a
+# short call still brings back the first ones. STAGES picks them (default "A D2 B E D C"; R to rerun run 28's A/B):
 #   A  CUDA checks: the conformance suite (also with the mapped uploads), TestBindPaths,
 #      TestReadPaths, TestUploadRing, and on the model
 #      TestForwardGreedy, TestGenerateStops, TestCPUMissesOnDevice, TestGoldenDevicePartial,
 #      TestCPUMissesPrefetched, those also with FMOE_CUDA_UPLOAD=mapped
-#   R  the host's small reads written by a kernel into pinned memory (session 31's default) against
-#      the DMA read (FMOE_CUDA_READ=copy), and the small uploads the same way (FMOE_CUDA_UPLOAD=mapped):
-#      the tiered layer at K=4 and K=10 (run 27's timeline had a 16-byte read of a partly held
-#      layer's ids hold the compute stream 41-48 µs)
+#   R  the host's small reads by DMA (the default) against those written by a kernel into pinned
+#      memory (FMOE_CUDA_READ=mapped), and the small uploads the same way (FMOE_CUDA_UPLOAD=mapped):
+#      the tiered layer at K=4 and K=10 (run 28 on an H100: all three alike, within 2%)
 #   E  the tiered K=4 timeline (FMOE_CUDA_TRACE), tokens cut at the greedy pick
 #   D2 issue 12's tiered K=10 layer (two layers ahead) against its -cpumiss with the automatic share,
 #      its threads woken at once by a futex (FMOE_BENCH_MISS_WAKE=futex) or primed for 300 µs
@@ -25,7 +24,7 @@ t0=$(date +%s)
 el() { echo "### $1 at $(($(date +%s) - t0)) s"; }
 upto() { [ $(($(date +%s) - t0)) -lt "$1" ]; }
 CAP=${CAP:-420}
-STAGES=" ${STAGES:-A R E D2 B D C} "
+STAGES=" ${STAGES:-A D2 B E D C} "
 on() { [[ $STAGES == *" $1 "* ]]; }
 B=$(mktemp -d)
 for f in "${BIN:-.gpu/bin}"/*.xz; do xz -dc "$f" > "$B/$(basename "$f" .xz)"; done
@@ -53,7 +52,7 @@ done
 wait $p1 $p4
 el "R: small reads by kernel against DMA"
 on R && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS="4 10" AB_ROUNDS=2 \
-  AB_VARIANTS='-;FMOE_CUDA_READ=copy;FMOE_CUDA_UPLOAD=mapped' AB_TIERS="tiered-preload-prefetch-table" timeout 240 bash scripts/gpu-ab.sh
+  AB_VARIANTS='-;FMOE_CUDA_READ=mapped;FMOE_CUDA_UPLOAD=mapped' AB_TIERS="tiered-preload-prefetch-table" timeout 240 bash scripts/gpu-ab.sh
 el "E: the tiered K=4 timeline"
 T=tiered-preload-prefetch-table
 if on E && upto $((CAP - 60)); then

@@ -160,8 +160,9 @@ type Backend struct {
 	rstages [2]*stage       // pinned staging for large Reads (readStaged)
 	aread   asyncRead       // ReadAsync's pinned buffer (readasync.go)
 	sread   *stage          // small Reads' pinned buffer (readmapped.go)
-	// readCopy: small reads by DMA (FMOE_CUDA_READ=copy), not read_mapped.
-	readCopy bool
+	// readMapped: small reads by read_mapped (FMOE_CUDA_READ=mapped), not
+	// by DMA.
+	readMapped bool
 	// upMapped: small uploads through up and write_mapped
 	// (FMOE_CUDA_UPLOAD=mapped), not by DMA.
 	upMapped bool
@@ -273,7 +274,7 @@ func (be *Backend) init(opts Options) error {
 	be.cs = be.copy
 	be.pf.noSpare = os.Getenv("FMOE_CUDA_PF_SPARE") == "0"
 	be.hostHuge = os.Getenv("FMOE_CUDA_HOST_HUGE") == "1"
-	be.readCopy = readCopyOn()
+	be.readMapped = readMappedOn()
 	be.upMapped = uploadMappedOn()
 	if opts.PrefetchStream || os.Getenv("FMOE_CUDA_PF_STREAM") == "1" {
 		return cuErr(C.fm_stream_create(be.ctx, &be.pcopy), "cuStreamCreate")
@@ -660,7 +661,7 @@ func (be *Backend) Read(dst []float32, src backend.Buffer) error {
 		if err := be.readStaged(dst, s.ptr); err != nil {
 			return err
 		}
-	} else if len(dst) > 0 && len(dst) <= backend.MaxAsyncRead {
+	} else if be.readMapped && len(dst) > 0 && len(dst) <= backend.MaxAsyncRead {
 		if err := be.readSmall(dst, s.ptr); err != nil {
 			return err
 		}
@@ -689,7 +690,7 @@ func (be *Backend) Copy(dst, src backend.Buffer) error {
 	if d.n == 0 {
 		return nil
 	}
-	if !be.readCopy && d.n <= backend.MaxAsyncRead {
+	if be.readMapped && d.n <= backend.MaxAsyncRead {
 		return be.copyWords(d.ptr, s.ptr, d.n)
 	}
 	return cuErr(C.fm_dtod(be.ctx, d.ptr, s.ptr, C.size_t(4*d.n), be.stream), "copy")

@@ -298,18 +298,18 @@ func TestReadStaged(t *testing.T) {
 }
 
 // TestReadPaths: small reads (Read up to MaxAsyncRead values, ReadAsync)
-// written by read_mapped into pinned memory, and by DMA with
-// FMOE_CUDA_READ=copy, return every word written bit for bit (NaN payloads
+// by DMA, and written by read_mapped into pinned memory with
+// FMOE_CUDA_READ=mapped, return every word written bit for bit (NaN payloads
 // and negative zero included), from a view's offset, with a Read between
 // an async read and its wait; one past MaxAsyncRead takes the plain copy.
 func TestReadPaths(t *testing.T) {
-	for _, mode := range []string{"", "copy"} {
+	for _, mode := range []string{"", "mapped"} {
 		t.Run("read="+mode, func(t *testing.T) {
 			t.Setenv("FMOE_CUDA_READ", mode)
 			be := newOrSkip(t)
 			defer be.Close()
-			if be.readCopy != (mode == "copy") {
-				t.Fatalf("FMOE_CUDA_READ=%q: readCopy %v", mode, be.readCopy)
+			if be.readMapped != (mode == "mapped") {
+				t.Fatalf("FMOE_CUDA_READ=%q: readMapped %v", mode, be.readMapped)
 			}
 			n := backend.MaxAsyncRead + 1
 			want := make([]float32, n+5)

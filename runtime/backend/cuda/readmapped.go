@@ -15,18 +15,17 @@ import (
 )
 
 // The host's small reads (a partly held layer's routed ids, a greedy
-// pick, the step's status) are written by a kernel straight into pinned
-// host memory (read_mapped, route_cuda.h) rather than copied by DMA. Run
-// 27's timeline of the tiered K=4 layer had the compute stream spend 41-48
-// µs on a 16-byte cuMemcpyDtoHAsync, the kernels queued after it waiting,
-// while a prefetch's copy crossed the link the other way: a DMA read takes
-// its turn on a copy engine, the SMs' stores do not. A small Copy (the
-// ids a predicting partly held layer copies beside its prediction, in the
-// layer's graph) is the same kernel between device addresses.
-// FMOE_CUDA_READ=copy keeps the DMA for both (to compare).
+// pick, the step's status) go by DMA into pinned memory; with
+// FMOE_CUDA_READ=mapped (an experiment, measured no faster: run 28) a
+// kernel writes them there instead (read_mapped, route_cuda.h), its
+// stores taking no copy engine, and a small Copy (the ids a predicting
+// partly held layer copies beside its prediction, in the layer's graph)
+// is the same kernel between device addresses. Session 31 built it on a
+// misreading of run 27's timeline: the 41-48 µs after a read's mark were
+// the held experts' graph, whose mark is its end, not the read's DMA.
 
-// readCopyOn reports whether FMOE_CUDA_READ=copy asks for DMA reads.
-func readCopyOn() bool { return os.Getenv("FMOE_CUDA_READ") == "copy" }
+// readMappedOn reports whether FMOE_CUDA_READ=mapped asks for kernel reads.
+func readMappedOn() bool { return os.Getenv("FMOE_CUDA_READ") == "mapped" }
 
 // mappedThreads is read_mapped's block: one block, looping past it.
 const mappedThreads = 256
@@ -34,7 +33,7 @@ const mappedThreads = 256
 // queueRead queues n values at src into st's pinned memory on the compute
 // stream, after the work queued so far.
 func (be *Backend) queueRead(st *stage, src C.CUdeviceptr, n int) error {
-	if be.readCopy {
+	if !be.readMapped {
 		return cuErr(C.fm_dtoh_async(be.ctx, st.host, src, C.size_t(4*n), be.stream), "read")
 	}
 	return be.copyWords(C.CUdeviceptr(uintptr(st.host)), src, n)
@@ -49,9 +48,10 @@ func (be *Backend) copyWords(dst, src C.CUdeviceptr, n int) error {
 	return be.launch(be.batch.readMapped, 1, 1, min(mappedThreads, (n+31)/32*32), 0)
 }
 
-// readSmall is Read for at most MaxAsyncRead values: queued into pinned
-// memory of its own (sread), then the stream is synchronised (every earlier
-// op done, as Read promises) and the values copied out.
+// readSmall is Read for at most MaxAsyncRead values with readMapped:
+// queued into pinned memory of its own (sread), then the stream is
+// synchronised (every earlier op done, as Read promises) and the values
+// copied out.
 func (be *Backend) readSmall(dst []float32, src C.CUdeviceptr) error {
 	if be.sread == nil {
 		st, err := be.newStage(4 * backend.MaxAsyncRead)
@@ -72,7 +72,7 @@ func (be *Backend) readSmall(dst []float32, src C.CUdeviceptr) error {
 
 // The host's small uploads (a batch's job table, the params of an op, an
 // expert's index entry, a small Write) may pass the same way in the other
-// direction (FMOE_CUDA_UPLOAD=mapped, an experiment until measured):
+// direction (FMOE_CUDA_UPLOAD=mapped, an experiment, measured no faster: run 28):
 // copied into pinned memory, then moved by write_mapped, whose loads cross
 // the link without a copy engine, where a DMA upload on the compute stream
 // may queue behind a miss's or a prefetch's copy.
