@@ -8,9 +8,13 @@ the 60 tokens before the last 40, i.e. BenchmarkTieredDecode's timed ones when i
 tokens: after them come 20 tokens timing the head and 20 under Timing, whose phases add reads).
 Per token, averaged: its span on the device; the link's busy time (the union of the copies' intervals,
 each from the copy's start on its copy stream to its end) and how many copies the compute waited for
-(misses) or not (prefetches); per layer read-back (every read of the router's logits), the
-device's idle time from that read to the next kernel the host queued after it came back (the host's
-routing and launches), and the host's time from the read's return to its next graph launch.
+(misses) or not (prefetches); per layer read-back (every read of the router's logits or ids), the
+device's time from that read to the end of the first kernel the host queued after it came back (the
+held experts' graph, any copy waited for, and that kernel: an upper bound of the device's idle time,
+not the idle time itself), and the host's time from the read's return to its next graph launch.
+Every kernel's and graph's mark is its end (an event recorded after its launch), a read's its start:
+the time between a read's mark and the next graph's is the read and that graph (session 32's
+correction of session 31's reading).
 --dump then prints, for the first selected token with one copy the compute waited for and the first
 with none, every mark from the token's start (device µs, host µs, stream, label, arg): where one
 miss's time goes (issue 12's K=4 layer with one miss).
@@ -21,9 +25,12 @@ import sys
 def load(path):
     rows = []
     with open(path) as f:
-        next(f)
-        for line in f:
-            dev, host, stream, label, arg = line.rstrip("\n").split("\t")
+        next(f, None)
+        for n, line in enumerate(f, 2):
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 5:
+                sys.exit(f"{path}:{n}: want 5 tab-separated fields (device us, host us, stream, label, arg), got {len(parts)}")
+            dev, host, stream, label, arg = parts
             rows.append((float(dev), float(host), stream, label, int(arg)))
     return rows
 
@@ -33,7 +40,9 @@ def tokens(rows):
     # logits' read (the largest) marks a step only where the head reads them (FMOE_BENCH_LOGITS=1).
     cut = [i for i, r in enumerate(rows) if r[3] == "argmax_finite"]
     if not cut:
-        head = max(r[4] for r in rows if r[3] == "read")
+        head = max((r[4] for r in rows if r[3] == "read"), default=None)
+        if head is None:
+            sys.exit("no greedy pick and no read in the timeline: no decode steps to cut")
         cut = [i for i, r in enumerate(rows) if r[3] == "read" and r[4] == head]
     return [rows[a:b] for a, b in zip(cut, cut[1:])]
 
@@ -110,8 +119,8 @@ def main():
     print(f"link busy per token        {link:9.1f} us ({100 * link / span:.0f}% of the span): "
           f"{miss:.2f} copies waited for, {pf:.2f} not (prefetches)")
     if reads:
-        print(f"per read-back of ids or logits ({reads:.1f} a token): device idle until the host's next kernel "
-              f"{idle / reads:7.1f} us; host from the read's return to its next graph {hostgap / reads:7.1f} us")
+        print(f"per read-back of ids or logits ({reads:.1f} a token): device from the read to the end of "
+              f"the host's next kernel {idle / reads:7.1f} us; host from the read's return to its next graph {hostgap / reads:7.1f} us")
     if "--dump" in sys.argv[1:]:
         dump(toks[first:first + count])
 
