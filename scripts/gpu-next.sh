@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The device measurements left after session 32 (A, R and E ran as run 28), in one call, the most
 # wanted first, each stage begun only while the call is younger than its limit within CAP seconds (default 420), so that a
-# short call still brings back the first ones. STAGES picks them (default "A D2 B E D C"; R to rerun run 28's A/B):
+# short call still brings back the first ones. STAGES picks them (default "A B D2 E D C"; R to rerun run 28's A/B); they run in the order A B R E D2 D C:
 #   A  CUDA checks: the conformance suite (also with the mapped uploads), TestBindPaths,
 #      TestReadPaths, TestUploadRing, and on the model
 #      TestForwardGreedy, TestGenerateStops, TestCPUMissesOnDevice, TestGoldenDevicePartial,
@@ -13,7 +13,8 @@
 #   D2 issue 12's tiered K=10 layer (two layers ahead) against its -cpumiss with the automatic share,
 #      its threads woken at once by a futex (FMOE_BENCH_MISS_WAKE=futex) or primed for 300 µs
 #   B  issue 13's row 2 share (gpu-cpushare.sh, auto) plain, with FMOE_CPU_WAKE=futex, with a
-#      300 µs prime
+#      300 µs prime, at K=4 (peer run 14: 0.97x llama.cpp there, the CPUs 0.330 ms an expert for a
+#      share of one or two) and K=10; run before the others
 #   D, C (run 27 measured them; kept to rerun; C's BenchmarkExpertsAfterIdle also with the futex
 #      wake): the head, the CPUs beside the link
 # Binaries from scripts/gpu-bins.sh in BIN (default .gpu/bin, .xz); packs made here (~1 min).
@@ -24,7 +25,7 @@ t0=$(date +%s)
 el() { echo "### $1 at $(($(date +%s) - t0)) s"; }
 upto() { [ $(($(date +%s) - t0)) -lt "$1" ]; }
 CAP=${CAP:-420}
-STAGES=" ${STAGES:-A D2 B E D C} "
+STAGES=" ${STAGES:-A B D2 E D C} "
 on() { [[ $STAGES == *" $1 "* ]]; }
 B=$(mktemp -d)
 for f in "${BIN:-.gpu/bin}"/*.xz; do xz -dc "$f" > "$B/$(basename "$f" .xz)"; done
@@ -50,6 +51,11 @@ for up in "" mapped; do
 done
 # The packs' jobs by pid: a bare wait would also wait for the tee above, which ends only with the script.
 wait $p1 $p4
+el "B: the share in place, K=4 and K=10"
+for k in 4 10; do
+  on B && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_K=$k SHARE_SHARES="0 auto" SHARE_ROUNDS=2 \
+    SHARE_VARIANTS="-;FMOE_CPU_WAKE=futex;FMOE_CPU_PRIME=300us" timeout 100 bash scripts/gpu-cpushare.sh | sed "s/^/K=$k /"
+done
 el "R: small reads by kernel against DMA"
 on R && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS="4 10" AB_ROUNDS=2 \
   AB_VARIANTS='-;FMOE_CUDA_READ=mapped;FMOE_CUDA_UPLOAD=mapped' AB_TIERS="tiered-preload-prefetch-table" timeout 240 bash scripts/gpu-ab.sh
@@ -66,9 +72,6 @@ el "D2: tiered K=10, the CPUs' share of the misses"
 on D2 && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS=10 AB_ROUNDS=2 \
   AB_VARIANTS='FMOE_BENCH_MISS_SHARE=auto;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_WAKE=futex;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_PRIME=300us' \
   AB_TIERS="tiered-preload-prefetch-table tiered-preload-prefetch-table-cpumiss" timeout 200 bash scripts/gpu-ab.sh
-el "B: the share in place"
-on B && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_SHARES="0 auto" SHARE_ROUNDS=2 \
-  SHARE_VARIANTS="-;FMOE_CPU_WAKE=futex;FMOE_CPU_PRIME=300us" timeout 100 bash scripts/gpu-cpushare.sh
 el "D: the head"
 on D && upto $((CAP - 60)) && BIN=$B M=$M4 AB_VARIANTS='-;FMOE_BENCH_LOGITS=1' AB_TIERS="resident-dev tiered-preload-prefetch-table" \
   AB_KS=4 AB_ROUNDS=2 timeout 90 bash scripts/gpu-ab.sh
