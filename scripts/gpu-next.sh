@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The device measurements left after session 32 (A, R and E ran as run 28), in one call, the most
-# wanted first, each stage begun only while the call is younger than its limit within CAP seconds (default 420), so that a
-# short call still brings back the first ones. STAGES picks them (default "A B D2 E D C"; R to rerun run 28's A/B); they run in the order A B R E D2 D C:
+# wanted first, each stage begun only while the call is younger than its limit within CAP seconds
+# (default 420), so that a short call still brings back the first ones. STAGES picks them (default
+# "A B D2 E D C"; R to rerun run 28's A/B); they run in the order A B R E D2 D C:
 #   A  CUDA checks: the conformance suite (also with the mapped uploads), TestBindPaths,
 #      TestReadPaths, TestUploadRing, and on the model
 #      TestForwardGreedy, TestGenerateStops, TestCPUMissesOnDevice, TestGoldenDevicePartial,
