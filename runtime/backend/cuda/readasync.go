@@ -26,9 +26,10 @@ type asyncRead struct {
 }
 
 // ReadAsync queues src's first len(dst) values into pinned memory on the
-// compute stream (readmapped.go), after the work queued so far, and records an event;
-// wait syncs on that event alone, so the kernels queued after the call
-// run meanwhile, and then copies the values out.
+// compute stream (by DMA, or by read_mapped: readmapped.go), after the
+// work queued so far, and records an event; wait syncs on that event
+// alone, so the kernels queued after the call run meanwhile, and then
+// copies the values out.
 func (be *Backend) ReadAsync(dst []float32, src backend.Buffer) (func() error, error) {
 	if be.closed {
 		return nil, errClosed
