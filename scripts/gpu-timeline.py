@@ -15,6 +15,9 @@ not the idle time itself), and the host's time from the read's return to its nex
 Every kernel's and graph's mark is its end (an event recorded after its launch), a read's its start:
 the time between a read's mark and the next graph's is the read and that graph (session 32's
 correction of session 31's reading).
+Then the copies' starts: behind the copy before them on their stream, or not, and of the others how
+many start just after a compute mark (a fill waiting for the compute queued before its victim's
+eviction, session 32).
 --dump then prints, for the first selected token with one copy the compute waited for and the first
 with none, every mark from the token's start (device µs, host µs, stream, label, arg): where one
 miss's time goes (issue 12's K=4 layer with one miss).
@@ -86,6 +89,35 @@ def summarise(tok):
     return span, link, miss, pf, idle, hostgap, reads
 
 
+def fill_starts(toks, near=6.0, behind=3.0):
+    """How the selected tokens' copies start: behind the copy before them on their stream (within
+    `behind` µs of its end), or not; and of the others, how many start within `near` µs after a mark
+    of the compute stream (a kernel's or graph's end). A fill's cp0 is marked after its wait for the
+    slot's free event, which evict records on the compute stream after all the work queued by then:
+    copies that start just after a compute mark are waiting for that work, not for the link."""
+    queued, free, after = 0, 0, 0
+    for tok in toks:
+        c = sorted(r[0] for r in tok if r[2] == "c" and r[0] >= 0)
+        last = {}
+        for r in tok:
+            if r[2] not in ("x", "p") or r[0] < 0:
+                continue
+            if r[3] == "cp1":
+                last[r[2]] = r[0]
+                continue
+            if r[3] != "cp0":
+                continue
+            prev = last.get(r[2])
+            if prev is not None and 0 <= r[0] - prev <= behind:
+                queued += 1
+                continue
+            free += 1
+            before = [t for t in c if t <= r[0]]
+            if before and r[0] - before[-1] <= near:
+                after += 1
+    return queued, free, after
+
+
 def dump(toks):
     """Every mark of the first token with one waited-for copy and of the first with none."""
     def waited(t):
@@ -121,6 +153,10 @@ def main():
     if reads:
         print(f"per read-back of ids or logits ({reads:.1f} a token): device from the read to the end of "
               f"the host's next kernel {idle / reads:7.1f} us; host from the read's return to its next graph {hostgap / reads:7.1f} us")
+    queued, free, after = fill_starts(toks[first:first + count])
+    if queued + free:
+        print(f"copies: {queued} behind the copy before them, {free} not; of those {after} start within 6 us "
+              f"after a compute mark (waiting for the compute queued before the fill, not for the link)")
     if "--dump" in sys.argv[1:]:
         dump(toks[first:first + count])
 
