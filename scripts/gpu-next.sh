@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# The device measurements left after session 32 (A, R and E ran as run 28), in one call, the most
-# wanted first, each stage begun only while the call is younger than its limit within CAP seconds
-# (default 420), so that a short call still brings back the first ones. STAGES picks them (default
-# "A B D2 E D C"; R to rerun run 28's A/B); they run in the order A B R E D2 D C:
+# The device measurements left after session 32 (run 28 was A, R and E of session 31), in one call,
+# the most wanted first, each stage begun only while the call is younger than its limit within CAP
+# seconds (default 420), so that a short call still brings back the first ones. STAGES picks them
+# (default "A R E B D2 D C", the order they run in):
 #   A  CUDA checks: the conformance suite (also with the mapped uploads), TestBindPaths,
 #      TestReadPaths, TestUploadRing, and on the model
 #      TestForwardGreedy, TestGenerateStops, TestCPUMissesOnDevice, TestGoldenDevicePartial,
-#      TestCPUMissesPrefetched, those also with FMOE_CUDA_UPLOAD=mapped
-#   R  the host's small reads by DMA (the default) against those written by a kernel into pinned
-#      memory (FMOE_CUDA_READ=mapped), and the small uploads the same way (FMOE_CUDA_UPLOAD=mapped):
-#      the tiered layer at K=4 and K=10 (run 28 on an H100: all three alike, within 2%)
-#   E  the tiered K=4 timeline (FMOE_CUDA_TRACE), tokens cut at the greedy pick
+#      TestCPUMissesPrefetched, those also with FMOE_CUDA_UPLOAD=mapped and FMOE_CUDA_EVICT=layer;
+#      the cache's tests (TestExpertCache*, TestPrefetchExpert, TestEvictLayer)
+#   R  the tiered layer at K=4 and K=10 with each of R_VARIANTS (default '-;FMOE_CUDA_EVICT=layer':
+#      an evicted expert refilled after its layer's end of reads, not after all the compute queued
+#      at eviction, session 32; run 28's was '-;FMOE_CUDA_READ=mapped;FMOE_CUDA_UPLOAD=mapped', all
+#      three alike within 2%)
+#   E  the tiered K=4 timeline (FMOE_CUDA_TRACE), tokens cut at the greedy pick, without and with
+#      FMOE_CUDA_EVICT=layer (gpu-timeline.py counts the copies that start just after a compute mark)
 #   D2 issue 12's tiered K=10 layer (two layers ahead) against its -cpumiss with the automatic share,
 #      its threads woken at once by a futex (FMOE_BENCH_MISS_WAKE=futex) or primed for 300 µs
 #   B  issue 13's row 2 share (gpu-cpushare.sh, auto) plain, with FMOE_CPU_WAKE=futex, with a
 #      300 µs prime, at K=4 (peer run 14: 0.97x llama.cpp there, the CPUs 0.330 ms an expert for a
-#      share of one or two) and K=10; run before the others
+#      share of one or two) and K=10
 #   D, C (run 27 measured them; kept to rerun; C's BenchmarkExpertsAfterIdle also with the futex
 #      wake): the head, the CPUs beside the link
 # Binaries from scripts/gpu-bins.sh in BIN (default .gpu/bin, .xz); packs made here (~1 min).
@@ -26,7 +29,7 @@ t0=$(date +%s)
 el() { echo "### $1 at $(($(date +%s) - t0)) s"; }
 upto() { [ $(($(date +%s) - t0)) -lt "$1" ]; }
 CAP=${CAP:-420}
-STAGES=" ${STAGES:-A B D2 E D C} "
+STAGES=" ${STAGES:-A R E B D2 D C} "
 on() { [[ $STAGES == *" $1 "* ]]; }
 B=$(mktemp -d)
 for f in "${BIN:-.gpu/bin}"/*.xz; do xz -dc "$f" > "$B/$(basename "$f" .xz)"; done
@@ -44,31 +47,35 @@ mk() {
 mk $M1 1 & p1=$!
 mk $M4 4 & p4=$!
 el "A: correctness on CUDA"
-on A && FMOE_CUDA_REQUIRE=1 timeout 120 "$B/cuda.test" -test.run 'Conformance|BindPaths|ReadPaths|UploadRing' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -15
-for up in "" mapped; do
-  on A && (cd runtime/model && FMOE_CUDA_UPLOAD=$up FMOE_TEST_BACKEND=cuda timeout 120 "$B/model.test" -test.short -test.v \
+on A && FMOE_CUDA_REQUIRE=1 timeout 120 "$B/cuda.test" -test.run 'Conformance|BindPaths|ReadPaths|UploadRing|EvictLayer|ExpertCache|PrefetchExpert' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -15
+for v in - FMOE_CUDA_UPLOAD=mapped FMOE_CUDA_EVICT=layer; do
+  [ "$v" = - ] && v=FMOE_CUDA_NONE=
+  on A && (cd runtime/model && env "$v" FMOE_TEST_BACKEND=cuda timeout 120 "$B/model.test" -test.short -test.v \
     -test.run 'ForwardGreedy|GenerateStops|GenerateGreedy|CPUMissesOnDevice|GoldenDevicePartial|CPUMissesPrefetched' 2>&1 |
-    grep -E -- '^--- (PASS|FAIL|SKIP)|^(FAIL|ok|PASS)|_test.go' | tail -20 | sed "s/^/upload=${up:-dma} /")
+    grep -E -- '^--- (PASS|FAIL|SKIP)|^(FAIL|ok|PASS)|_test.go' | tail -20 | sed "s/^/$v /")
 done
 # The packs' jobs by pid: a bare wait would also wait for the tee above, which ends only with the script.
 wait $p1 $p4
+el "R: the tiered layer, R_VARIANTS"
+on R && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS="4 10" AB_ROUNDS=2 \
+  AB_VARIANTS="${R_VARIANTS:--;FMOE_CUDA_EVICT=layer}" AB_TIERS="tiered-preload-prefetch-table" timeout 200 bash scripts/gpu-ab.sh
+el "E: the tiered K=4 timeline"
+T=tiered-preload-prefetch-table
+for ev in "" layer; do
+  if on E && upto $((CAP - 60)); then
+    echo "FMOE_CUDA_EVICT=$ev"
+    (cd runtime/model && FMOE_CUDA_EVICT=$ev FMOE_CUDA_TRACE=/tmp/gpu-next-tl.tsv FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M4 \
+      FMOE_BENCH_TIERS=$T FMOE_BENCH_WARM=300 FMOE_BENCH_TOKENS=60 timeout 40 "$B/model.test" -test.run '^$' \
+      -test.bench "TieredDecode/k=4/$T\$" -test.benchtime 1x 2>&1 | grep -E '^Benchmark|FAIL|panic')
+    python3 scripts/gpu-timeline.py /tmp/gpu-next-tl.tsv | head -30
+    python3 scripts/gpu-timeline.py /tmp/gpu-next-tl.tsv --dump > "${OUT:-/tmp}/timeline-dump${ev:+-$ev}.txt" 2>&1
+  fi
+done
 el "B: the share in place, K=4 and K=10"
 for k in 4 10; do
   on B && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_K=$k SHARE_SHARES="0 auto" SHARE_ROUNDS=2 \
     SHARE_VARIANTS="-;FMOE_CPU_WAKE=futex;FMOE_CPU_PRIME=300us" timeout 100 bash scripts/gpu-cpushare.sh | sed "s/^/K=$k /"
 done
-el "R: small reads by kernel against DMA"
-on R && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS="4 10" AB_ROUNDS=2 \
-  AB_VARIANTS='-;FMOE_CUDA_READ=mapped;FMOE_CUDA_UPLOAD=mapped' AB_TIERS="tiered-preload-prefetch-table" timeout 240 bash scripts/gpu-ab.sh
-el "E: the tiered K=4 timeline"
-T=tiered-preload-prefetch-table
-if on E && upto $((CAP - 60)); then
-  (cd runtime/model && FMOE_CUDA_TRACE=/tmp/gpu-next-tl.tsv FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M4 FMOE_BENCH_TIERS=$T \
-    FMOE_BENCH_WARM=300 FMOE_BENCH_TOKENS=60 timeout 40 "$B/model.test" -test.run '^$' -test.bench "TieredDecode/k=4/$T\$" \
-    -test.benchtime 1x 2>&1 | grep -E '^Benchmark|FAIL|panic')
-  python3 scripts/gpu-timeline.py /tmp/gpu-next-tl.tsv | head -30
-  python3 scripts/gpu-timeline.py /tmp/gpu-next-tl.tsv --dump > "${OUT:-/tmp}/timeline-dump.txt" 2>&1
-fi
 el "D2: tiered K=10, the CPUs' share of the misses"
 on D2 && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS=10 AB_ROUNDS=2 \
   AB_VARIANTS='FMOE_BENCH_MISS_SHARE=auto;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_WAKE=futex;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_PRIME=300us' \

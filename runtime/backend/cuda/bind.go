@@ -28,6 +28,9 @@ type slot struct {
 	ready C.CUevent // copy into the slot done (copy stream)
 	free  C.CUevent // last use of the slot done (compute stream)
 	used  bool      // free has been recorded
+	// freeOn: the event a fill waits for, free or (FMOE_CUDA_EVICT=layer)
+	// the victim's layer's end of reads (evictlayer.go).
+	freeOn C.CUevent
 	// unwaited: its last copy was a prefetch's that no compute has
 	// waited for (prefetch.go), so a compute sync does not imply it.
 	unwaited bool
@@ -69,6 +72,7 @@ func (be *Backend) newSlot(size int) (*slot, error) {
 		C.fm_event_destroy(be.ctx, s.ready)
 		return nil, errors.Join(err, be.devFree(p))
 	}
+	s.freeOn = s.free
 	return s, nil
 }
 
@@ -267,7 +271,7 @@ func (be *Backend) fillStart(s *slot, wait bool) error {
 		return errRecording
 	}
 	if s.used {
-		if err := cuErr(C.fm_stream_wait(be.ctx, be.cs, s.free), "cuStreamWaitEvent"); err != nil {
+		if err := cuErr(C.fm_stream_wait(be.ctx, be.cs, s.freeOn), "cuStreamWaitEvent"); err != nil {
 			return err
 		}
 	}
@@ -471,12 +475,13 @@ func (be *Backend) Release(t backend.Tensor) error {
 		if x.entry.dropped && x.entry.pins == 0 {
 			be.freeDropped(x.entry)
 		}
-		return nil
+		// Its kernels are queued: a read of its layer.
+		return be.readQueued(x.entry.key.Layer)
 	}
 	if err := cuErr(C.fm_event_record(be.ctx, s.free, be.stream), "cuEventRecord"); err != nil {
 		return err
 	}
-	s.used = true
+	s.used, s.freeOn = true, s.free
 	be.slots[s.size] = append(be.slots[s.size], s)
 	return nil
 }

@@ -347,18 +347,25 @@ func (be *Backend) freeDropped(e *centry) {
 
 // evict removes e, keeping its slots for the next entry. Every kernel
 // that read e is queued on the compute stream by now (e is not in use), so
-// one event recorded there now marks the slots' last use.
+// one event recorded there now marks the slots' last use; with
+// FMOE_CUDA_EVICT=layer, its layer's end of reads where one is known
+// (evictlayer.go).
 func (be *Backend) evict(e *centry) error {
 	c := be.cache
 	c.unlink(e)
 	if err := be.indexDrop(e.key); err != nil {
 		return err
 	}
+	ev, known := be.lastRead(e.key.Layer)
 	for _, s := range e.slots {
+		if known {
+			s.used, s.freeOn = true, ev
+			continue
+		}
 		if err := cuErr(C.fm_event_record(be.ctx, s.free, be.stream), "cuEventRecord"); err != nil {
 			return err
 		}
-		s.used = true
+		s.used, s.freeOn = true, s.free
 	}
 	c.spare = append(c.spare, e.slots...)
 	return nil

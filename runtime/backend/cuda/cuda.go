@@ -167,8 +167,11 @@ type Backend struct {
 	// (FMOE_CUDA_UPLOAD=mapped), not by DMA.
 	upMapped bool
 	up       upRing
-	stageAt  int
-	pinned   []hostRegion // HostAlloc allocations
+	// lreads: which layer's experts the queued work reads, for evict
+	// (FMOE_CUDA_EVICT=layer, an experiment: evictlayer.go).
+	lreads  layerReads
+	stageAt int
+	pinned  []hostRegion // HostAlloc allocations
 	// hostHuge: HostAlloc maps huge pages and registers them
 	// (FMOE_CUDA_HOST_HUGE=1, an experiment: hostRegion).
 	hostHuge bool
@@ -276,6 +279,7 @@ func (be *Backend) init(opts Options) error {
 	be.hostHuge = os.Getenv("FMOE_CUDA_HOST_HUGE") == "1"
 	be.readMapped = readMappedOn()
 	be.upMapped = uploadMappedOn()
+	be.lreads = layerReads{on: evictLayerOn(), cur: -1}
 	if opts.PrefetchStream || os.Getenv("FMOE_CUDA_PF_STREAM") == "1" {
 		return cuErr(C.fm_stream_create(be.ctx, &be.pcopy), "cuStreamCreate")
 	}
@@ -369,6 +373,7 @@ func (be *Backend) Close() error {
 		be.sread = nil
 	}
 	be.closeRing()
+	be.destroyLayerReads()
 	for _, r := range be.pinned {
 		errs = append(errs, r.free(be.ctx))
 	}

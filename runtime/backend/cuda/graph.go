@@ -37,6 +37,7 @@ func (be *Backend) BeginGraph() error {
 		return err
 	}
 	be.recording = true
+	be.graphLayers() // a recording abandoned before left its layers
 	return nil
 }
 
@@ -46,11 +47,12 @@ func (be *Backend) EndGraph() (backend.Graph, error) {
 		return nil, errors.New("cuda: EndGraph without BeginGraph")
 	}
 	be.recording = false
+	layers := be.graphLayers()
 	var exec C.CUgraphExec
 	if err := cuErr(C.fm_capture_end(be.ctx, be.stream, &exec), "cuStreamEndCapture/cuGraphInstantiate"); err != nil {
 		return nil, err
 	}
-	return &graph{be: be, exec: exec, epoch: be.epoch}, nil
+	return &graph{be: be, exec: exec, epoch: be.epoch, layers: layers}, nil
 }
 
 // graph is an instantiated CUDA graph and the scratch epoch it was
@@ -60,6 +62,8 @@ type graph struct {
 	be    *Backend
 	exec  C.CUgraphExec
 	epoch uint64
+	// layers: the layers whose experts its kernels read (evictlayer.go).
+	layers []int
 }
 
 func (g *graph) Replay() error {
@@ -76,6 +80,11 @@ func (g *graph) Replay() error {
 	}
 	if err := cuErr(C.fm_graph_launch(be.ctx, g.exec, be.stream), "cuGraphLaunch"); err != nil {
 		return err
+	}
+	for _, l := range g.layers {
+		if err := be.readQueued(l); err != nil {
+			return err
+		}
 	}
 	return be.mark('c', "graph", 0)
 }

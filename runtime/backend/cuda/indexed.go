@@ -56,7 +56,8 @@ func (be *Backend) RouteTopK(ids, w, status, logits backend.Buffer, T, E, K int,
 // run gate and up (2K jobs), SwiGLU, and down (K jobs), so each expert is
 // bit for bit what MatVecBatch (and MatMul) computes for it.
 func (be *Backend) ExpertsIndexed(eo, g, u, x, ids, status backend.Buffer, layer, K int) error {
-	return be.expertsIndexed(eo, g, u, x, ids, status, layer, K, false)
+	err := be.expertsIndexed(eo, g, u, x, ids, status, layer, K, false)
+	return errors.Join(err, be.readQueued(layer))
 }
 
 var _ backend.SharedIndexer = (*Backend)(nil)
@@ -65,7 +66,8 @@ var _ backend.SharedIndexer = (*Backend)(nil)
 // layer's shared expert as job K of each launch (2(K+1) gate and up jobs,
 // K+1 down jobs), computed as MatVecBatch computes any job.
 func (be *Backend) ExpertsIndexedShared(eo, g, u, x, ids, status backend.Buffer, layer, K int) error {
-	return be.expertsIndexed(eo, g, u, x, ids, status, layer, K, true)
+	err := be.expertsIndexed(eo, g, u, x, ids, status, layer, K, true)
+	return errors.Join(err, be.readQueued(layer))
 }
 
 // IndexShared is backend.SharedIndexer: the shared expert's nine pointers
