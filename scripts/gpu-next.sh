@@ -18,7 +18,7 @@
 #      its threads woken at once by a futex (FMOE_BENCH_MISS_WAKE=futex) or primed for 300 µs
 #   B  issue 13's row 2 share (gpu-cpushare.sh, auto) plain, with FMOE_CPU_WAKE=futex, with a
 #      300 µs prime, at K=4 (peer run 14: 0.97x llama.cpp there, the CPUs 0.330 ms an expert for a
-#      share of one or two) and K=10
+#      share of one or two) and K=10; then auto on two cores fewer (plain and futex)
 #   D, C (run 27 measured them; kept to rerun; C's BenchmarkExpertsAfterIdle also with the futex
 #      wake): the head, the CPUs beside the link
 # Binaries from scripts/gpu-bins.sh in BIN (default .gpu/bin, .xz); packs made here (~1 min).
@@ -75,6 +75,14 @@ el "B: the share in place, K=4 and K=10"
 for k in 4 10; do
   on B && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_K=$k SHARE_SHARES="0 auto" SHARE_ROUNDS=2 \
     SHARE_VARIANTS="-;FMOE_CPU_WAKE=futex;FMOE_CPU_PRIME=300us" timeout 100 bash scripts/gpu-cpushare.sh | sed "s/^/K=$k /"
+done
+# Two cores fewer for the share: its 16 threads on 16 Ps leave the GPU's host work (the link's
+# copies, the combine) to wait for a P while they compute, a cause of the share's fixed cost to rule
+# in or out (peer run 14: 0.330 ms an expert for one or two experts against 0.162 for five).
+for k in 4 10; do
+  on B && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_K=$k SHARE_SHARES="auto" SHARE_ROUNDS=2 \
+    SHARE_THREADS=$(($(nproc) - 2)) SHARE_VARIANTS="-;FMOE_CPU_WAKE=futex" timeout 60 bash scripts/gpu-cpushare.sh |
+    sed "s/^/K=$k threads=$(($(nproc) - 2)) /"
 done
 el "D2: tiered K=10, the CPUs' share of the misses"
 on D2 && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS=10 AB_ROUNDS=2 \
