@@ -22,6 +22,7 @@ eviction, session 32).
 with none, every mark from the token's start (device µs, host µs, stream, label, arg): where one
 miss's time goes (issue 12's K=4 layer with one miss).
 """
+import bisect
 import sys
 
 
@@ -112,8 +113,8 @@ def fill_starts(toks, near=6.0, behind=3.0):
                 queued += 1
                 continue
             free += 1
-            before = [t for t in c if t <= r[0]]
-            if before and r[0] - before[-1] <= near:
+            i = bisect.bisect_right(c, r[0])
+            if i and r[0] - c[i - 1] <= near:
                 after += 1
     return queued, free, after
 

@@ -27,9 +27,9 @@ type slot struct {
 	size  int
 	ready C.CUevent // copy into the slot done (copy stream)
 	free  C.CUevent // last use of the slot done (compute stream)
-	used  bool      // free has been recorded
-	// freeOn: the event a fill waits for, free or (FMOE_CUDA_EVICT=layer)
-	// the victim's layer's end of reads (evictlayer.go).
+	// freeOn: the event a fill waits for, nil before the slot's first
+	// use: free once recorded, or (FMOE_CUDA_EVICT=layer) the victim's
+	// layer's end of reads (evictlayer.go).
 	freeOn C.CUevent
 	// unwaited: its last copy was a prefetch's that no compute has
 	// waited for (prefetch.go), so a compute sync does not imply it.
@@ -72,7 +72,6 @@ func (be *Backend) newSlot(size int) (*slot, error) {
 		C.fm_event_destroy(be.ctx, s.ready)
 		return nil, errors.Join(err, be.devFree(p))
 	}
-	s.freeOn = s.free
 	return s, nil
 }
 
@@ -270,7 +269,7 @@ func (be *Backend) fillStart(s *slot, wait bool) error {
 	if be.recording {
 		return errRecording
 	}
-	if s.used {
+	if s.freeOn != nil {
 		if err := cuErr(C.fm_stream_wait(be.ctx, be.cs, s.freeOn), "cuStreamWaitEvent"); err != nil {
 			return err
 		}
@@ -481,7 +480,7 @@ func (be *Backend) Release(t backend.Tensor) error {
 	if err := cuErr(C.fm_event_record(be.ctx, s.free, be.stream), "cuEventRecord"); err != nil {
 		return err
 	}
-	s.used, s.freeOn = true, s.free
+	s.freeOn = s.free
 	be.slots[s.size] = append(be.slots[s.size], s)
 	return nil
 }

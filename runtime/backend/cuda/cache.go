@@ -359,13 +359,13 @@ func (be *Backend) evict(e *centry) error {
 	ev, known := be.lastRead(e.key.Layer)
 	for _, s := range e.slots {
 		if known {
-			s.used, s.freeOn = true, ev
+			s.freeOn = ev
 			continue
 		}
 		if err := cuErr(C.fm_event_record(be.ctx, s.free, be.stream), "cuEventRecord"); err != nil {
 			return err
 		}
-		s.used, s.freeOn = true, s.free
+		s.freeOn = s.free
 	}
 	c.spare = append(c.spare, e.slots...)
 	return nil

@@ -75,7 +75,7 @@ func TestEvictLayer(t *testing.T) {
 		t.Fatalf("after reads of layers 0 and 1: current %d, ends %v", be.lreads.cur, be.lreads.ends)
 	}
 	y2 := queue(2, 2) // evicts layer 0's expert: its refill waits for layer 0's end
-	if s := slotOf(2, 2); !s.used || s.freeOn != be.lreads.ends[0] {
+	if s := slotOf(2, 2); s.freeOn != be.lreads.ends[0] {
 		t.Fatal("a victim of a layer left was refilled after an event of its own, not its layer's end of reads")
 	}
 	y3 := queue(2, 3) // evicts layer 1's expert (left when layer 2's reads came)
@@ -91,8 +91,8 @@ func TestEvictLayer(t *testing.T) {
 	}
 }
 
-// TestExpertCacheEvictionEvictLayer is TestExpertCacheEviction with
-// FMOE_CUDA_EVICT=layer.
+// TestExpertCacheEvictionEvictLayer is TestExpertCacheEviction and
+// TestExpertCacheDrop with FMOE_CUDA_EVICT=layer.
 func TestExpertCacheEvictionEvictLayer(t *testing.T) {
 	t.Setenv("FMOE_CUDA_EVICT", "layer")
 	TestExpertCacheEviction(t)
