@@ -8,8 +8,9 @@
 #      TestForwardGreedy, TestGenerateStops, TestCPUMissesOnDevice, TestGoldenDevicePartial,
 #      TestCPUMissesPrefetched, those also with FMOE_CUDA_UPLOAD=mapped and FMOE_CUDA_EVICT=layer;
 #      the cache's tests (TestExpertCache*, TestPrefetchExpert, TestEvictLayer)
-#   R  the tiered layer at K=4 and K=10 with each of R_VARIANTS (default '-;FMOE_CUDA_EVICT=layer':
-#      an evicted expert refilled after its layer's end of reads, not after all the compute queued
+#   R  the tiered layer at K=4 and K=10, R_ROUNDS rounds (default 2), with each of R_VARIANTS
+#      (default '-;FMOE_CUDA_EVICT=layer': an evicted expert refilled after its layer's end of
+#      reads, not after all the compute queued
 #      at eviction, session 32; run 28's was '-;FMOE_CUDA_READ=mapped;FMOE_CUDA_UPLOAD=mapped', all
 #      three alike within 2%)
 #   E  the tiered K=4 timeline (FMOE_CUDA_TRACE), tokens cut at the greedy pick, without and with
@@ -56,7 +57,7 @@ done
 # The packs' jobs by pid: a bare wait would also wait for the tee above, which ends only with the script.
 wait $p1 $p4
 el "R: the tiered layer, R_VARIANTS"
-on R && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS="4 10" AB_ROUNDS=2 \
+on R && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS="4 10" AB_ROUNDS=${R_ROUNDS:-2} \
   AB_VARIANTS="${R_VARIANTS:--;FMOE_CUDA_EVICT=layer}" AB_TIERS="tiered-preload-prefetch-table" timeout 200 bash scripts/gpu-ab.sh
 el "E: the tiered K=4 timeline"
 T=tiered-preload-prefetch-table
