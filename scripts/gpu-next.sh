@@ -2,7 +2,7 @@
 # The device measurements left after session 32 (run 28 was A, R and E of session 31), in one call,
 # the most wanted first, each stage begun only while the call is younger than its limit within CAP
 # seconds (default 420), so that a short call still brings back the first ones. STAGES picks them
-# (default "A R E B D2 D C", the order they run in):
+# (default "A R E G B D2 D C", the order they run in):
 #   A  CUDA checks: the conformance suite (also with the mapped uploads), TestBindPaths,
 #      TestReadPaths, TestUploadRing, and on the model
 #      TestForwardGreedy, TestGenerateStops, TestCPUMissesOnDevice, TestGoldenDevicePartial,
@@ -15,6 +15,9 @@
 #      three alike within 2%)
 #   E  the tiered K=4 timeline (FMOE_CUDA_TRACE), tokens cut at the greedy pick, without and with
 #      FMOE_CUDA_EVICT=layer (gpu-timeline.py counts the copies that start just after a compute mark)
+#   G  Go execution traces (FMOE_GO_TRACE, brought back in $OUT) of the CPU share at K=4 and K=10,
+#      without and with FMOE_CPU_WAKE=futex, for scripts/go-trace-share.py on the dev box; then the
+#      K=4 share plain and with the futex wake, G_ROUNDS rounds (default 4)
 #   D2 issue 12's tiered K=10 layer (two layers ahead) against its -cpumiss with the automatic share,
 #      its threads woken at once by a futex (FMOE_BENCH_MISS_WAKE=futex) or primed for 300 µs
 #   B  issue 13's row 2 share (gpu-cpushare.sh, auto) plain, with FMOE_CPU_WAKE=futex, with a
@@ -30,7 +33,7 @@ t0=$(date +%s)
 el() { echo "### $1 at $(($(date +%s) - t0)) s"; }
 upto() { [ $(($(date +%s) - t0)) -lt "$1" ]; }
 CAP=${CAP:-420}
-STAGES=" ${STAGES:-A R E B D2 D C} "
+STAGES=" ${STAGES:-A R E G B D2 D C} "
 on() { [[ $STAGES == *" $1 "* ]]; }
 B=$(mktemp -d)
 for f in "${BIN:-.gpu/bin}"/*.xz; do xz -dc "$f" > "$B/$(basename "$f" .xz)"; done
@@ -71,6 +74,19 @@ for ev in "" layer; do
     python3 scripts/gpu-timeline.py /tmp/gpu-next-tl.tsv --dump > "${OUT:-/tmp}/timeline-dump${ev:+-$ev}.txt" 2>&1
   fi
 done
+el "G: the share's stages in Go traces"
+# FMOE_GO_TRACE: the share's stages (runtime/model's share.* regions) and the pool's wakes, read on
+# the dev box by scripts/go-trace-share.py; then the K=4 share plain and with the futex wake over
+# G_ROUNDS rounds (default 4; run 29's first call: futex 3-6% ahead there in two rounds).
+for k in 4 10; do
+  for wk in "" futex; do
+    on G && upto $((CAP - 60)) && FMOE_CPU_WAKE=$wk FMOE_GO_TRACE="${OUT:-/tmp}/share-k$k${wk:+-$wk}.trace" timeout 60 \
+      "$B/fmoe-run" generate --model $M1 --backend cuda --ids "$(seq -s, 1 64)" --tokens 128 -k $k --gpu-cache 0 \
+      --host-cache 8G --cpu-experts auto 2>&1 | grep -E 'generated in|rror' | sed "s/^/K=$k wake=${wk:-channel} /"
+  done
+done
+on G && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_K=4 SHARE_SHARES="auto" SHARE_ROUNDS=${G_ROUNDS:-4} \
+  SHARE_VARIANTS="-;FMOE_CPU_WAKE=futex" timeout 120 bash scripts/gpu-cpushare.sh | sed "s/^/K=4 /"
 el "B: the share in place, K=4 and K=10"
 for k in 4 10; do
   on B && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_K=$k SHARE_SHARES="0 auto" SHARE_ROUNDS=2 \

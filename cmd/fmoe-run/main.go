@@ -3,6 +3,9 @@
 package main
 
 import (
+	"fmt"
+	"os"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/fmoe/fmoe/internal/cliutil"
@@ -17,7 +20,17 @@ func main() {
    fmoe-run tokenize --model build/tiny --text "Hello world"`,
 		Commands: commands(),
 	}
-	cliutil.Run(app)
+	stop, err := goTrace(os.Getenv("FMOE_GO_TRACE"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fmoe-run:", err)
+		os.Exit(cliutil.ExitUsage)
+	}
+	code := cliutil.RunArgs(app, os.Args, os.Stdout, os.Stderr)
+	if err := stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "fmoe-run:", err)
+		code = max(code, cliutil.ExitFailure)
+	}
+	os.Exit(code)
 }
 
 // commands is extended by the files that add subcommands.

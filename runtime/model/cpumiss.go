@@ -1,8 +1,11 @@
 package model
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"runtime/trace"
+	"strconv"
 	"time"
 
 	"github.com/fmoe/fmoe/runtime/backend"
@@ -348,6 +351,10 @@ func (s *Session) startApart(l int, ids []int, x backend.Buffer, b expertBufs) (
 	if !missApart || t == nil || len(ids) == 0 {
 		return nil, false, nil
 	}
+	defer shareRegion("share.start")()
+	if trace.IsEnabled() {
+		trace.Log(context.Background(), "share.experts", strconv.Itoa(len(ids)))
+	}
 	a := &apartShare{}
 	var ws [][3]backend.Weight
 	for _, id := range ids {
@@ -434,17 +441,35 @@ func computeApart(be backend.Backend, j shareJobs) error {
 	if !ok {
 		return fmt.Errorf("model: the miss backend (%s) does not batch matvecs", be.Name())
 	}
-	if err := bt.MatVecBatch(j.gus, j.gu, j.xs); err != nil {
+	end := shareRegion("share.gateup")
+	err := bt.MatVecBatch(j.gus, j.gu, j.xs)
+	end()
+	if err != nil {
 		return err
 	}
-	if err := be.SwiGLU(j.g, j.g, j.u); err != nil {
+	end = shareRegion("share.swiglu")
+	err = be.SwiGLU(j.g, j.g, j.u)
+	end()
+	if err != nil {
 		return err
 	}
 	gs := make([]backend.Buffer, len(j.down))
 	for i := range gs {
 		gs[i] = j.gus[2*i]
 	}
+	defer shareRegion("share.down")()
 	return bt.MatVecBatch(j.outs, j.down, gs)
+}
+
+// shareRegion marks a stage of the CPU share in a Go execution trace
+// (fmoe-run's FMOE_GO_TRACE), where the goroutines' waits for a thread
+// show beside it, so the share's fixed cost can be taken apart on the
+// GPU machine; without a trace it costs a flag's load.
+func shareRegion(name string) func() {
+	if !trace.IsEnabled() {
+		return func() {}
+	}
+	return trace.StartRegion(context.Background(), name).End
 }
 
 // observeShare gives an automatic share (Model.tune) the figures of a
@@ -463,7 +488,9 @@ func (a *apartShare) wait(be backend.Backend, t *hostTier) error {
 	var err error
 	if a.done != nil {
 		a.link = time.Since(a.start)
+		end := shareRegion("share.wait")
 		err = <-a.done
+		end()
 	}
 	for _, b := range a.bound {
 		if b != nil {

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Takes the CPU share (fmoe-run --cpu-experts) apart in a Go execution trace.
+
+Usage: go-trace-share.py TRACE [--go GO]
+
+TRACE is what FMOE_GO_TRACE=FILE made fmoe-run write (or `go test -trace`);
+it is read through `go tool trace -d=parsed`, so this runs where Go is (the
+dev box), not on the GPU machine. runtime/model marks each share's stages as
+regions: share.start (the session's goroutine looks up, pins and binds the
+share's experts), share.gateup, share.swiglu and share.down (the share's own
+goroutine, each one op of the CPU backend's pool), share.wait (the session's
+goroutine waiting for the share after its own work), and logs the share's
+expert count (share.experts).
+
+Printed, by the share's expert count, medians (and p90) in microseconds of:
+  start    share.start
+  spawn    from share.start's end to share.gateup's begin (the share's
+           goroutine created and given a thread)
+  gateup, swiglu, down   the three ops
+  woken    how many other goroutines came to run during share.gateup (the
+           pool's workers), and after how long: first and last (the wake)
+  wait     share.wait
+  total    from share.start's begin to share.down's end
+"""
+import argparse
+import bisect
+import collections
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+
+EV = re.compile(r'^M=(-?\d+) P=(-?\d+) G=(-?\d+) (\w+) Time=(\d+)(.*)$')
+GO = re.compile(r'GoID=(\d+) (\w+)->(\w+)')
+TYPE = re.compile(r'Type="([^"]*)"')
+LOG = re.compile(r'Category="share.experts" Message="(\d+)"')
+
+
+def events(lines):
+    """Yields (g, kind, time in ns, rest) for each event line."""
+    for ln in lines:
+        m = EV.match(ln)
+        if m:
+            yield int(m.group(3)), m.group(4), int(m.group(5)), m.group(6)
+
+
+def parse(lines):
+    """Regions by name as (g, begin, end), logged counts as (g, time, n), and
+    each goroutine's times of becoming Running (sorted)."""
+    regions = collections.defaultdict(list)
+    open_ = {}
+    logs = []
+    running = collections.defaultdict(list)
+    for g, kind, t, rest in events(lines):
+        if kind == 'StateTransition':
+            m = GO.search(rest)
+            if m and m.group(3) == 'Running' and m.group(2) != 'Running':
+                running[int(m.group(1))].append(t)
+        elif kind in ('RegionBegin', 'RegionEnd'):
+            m = TYPE.search(rest)
+            if not m or not m.group(1).startswith('share.'):
+                continue
+            key = (g, m.group(1))
+            if kind == 'RegionBegin':
+                open_[key] = t
+            elif key in open_:
+                regions[m.group(1)].append((g, open_.pop(key), t))
+        elif kind == 'Log':
+            m = LOG.search(rest)
+            if m:
+                logs.append((g, t, int(m.group(1))))
+    for ts in running.values():
+        ts.sort()
+    return regions, logs, running
+
+
+def woken(running, own, b, e):
+    """Delays from b of the first Running of each goroutine other than own
+    that came to run within [b, e]."""
+    out = []
+    for g, ts in running.items():
+        if g == own:
+            continue
+        i = bisect.bisect_left(ts, b)
+        if i < len(ts) and ts[i] <= e:
+            out.append(ts[i] - b)
+    return sorted(out)
+
+
+def shares(regions, logs, running):
+    """One dict a share: its count, its stages' durations (ns)."""
+    starts = sorted(regions['share.start'], key=lambda r: r[1])
+    logs = sorted(logs, key=lambda r: r[1])
+    by = {name: sorted(regions[name], key=lambda r: r[1]) for name in
+          ('share.gateup', 'share.swiglu', 'share.down', 'share.wait')}
+    out = []
+    for i, (g, b, e) in enumerate(starts):
+        nxt = starts[i + 1][1] if i + 1 < len(starts) else float('inf')
+
+        def after(name, t0, on=None):
+            for r in by[name]:
+                if r[1] >= t0 and r[1] < nxt and (on is None or r[0] == on):
+                    return r
+            return None
+        n = next((c for lg, t, c in logs if lg == g and b <= t <= e), None)
+        gu = after('share.gateup', e)
+        if n is None or gu is None:
+            continue
+        sw = after('share.swiglu', gu[2], gu[0])
+        dn = after('share.down', gu[2], gu[0])
+        wt = after('share.wait', e, g)
+        if sw is None or dn is None:
+            continue
+        wk = woken(running, gu[0], gu[1], gu[2])
+        s = {'n': n, 'start': e - b, 'spawn': gu[1] - e, 'gateup': gu[2] - gu[1],
+             'swiglu': sw[2] - sw[1], 'down': dn[2] - dn[1], 'total': dn[2] - b,
+             'woken': len(wk)}
+        if wk:
+            s['first'], s['last'] = wk[0], wk[-1]
+        if wt is not None:
+            s['wait'] = wt[2] - wt[1]
+        out.append(s)
+    return out
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def report(ss):
+    cols = ['start', 'spawn', 'gateup', 'swiglu', 'down', 'first', 'last', 'wait', 'total']
+    print('experts  shares  woken  ' + '  '.join(f'{c:>13}' for c in cols))
+    print(' ' * 24 + '  '.join(f'{"med (p90) us":>13}' for _ in cols))
+    for n in sorted({s['n'] for s in ss}):
+        grp = [s for s in ss if s['n'] == n]
+        cells = []
+        for c in cols:
+            xs = [s[c] / 1000 for s in grp if c in s]
+            cells.append(f'{statistics.median(xs):6.1f} ({pct(xs, 0.9):5.0f})' if xs else f'{"-":>13}')
+        wk = statistics.median(s['woken'] for s in grp)
+        print(f'{n:7d}  {len(grp):6d}  {wk:5.0f}  ' + '  '.join(cells))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('trace')
+    ap.add_argument('--go', default=shutil.which('go') or 'go')
+    a = ap.parse_args()
+    try:
+        p = subprocess.run([a.go, 'tool', 'trace', '-d=parsed', a.trace], capture_output=True, text=True)
+    except OSError as e:
+        sys.exit(f'go-trace-share.py: running {a.go}: {e}')
+    if p.returncode != 0:
+        sys.exit(f'go-trace-share.py: {a.trace}: go tool trace failed: {p.stderr.strip()[:300]}')
+    ss = shares(*parse(p.stdout.splitlines()))
+    if not ss:
+        sys.exit(f'go-trace-share.py: {a.trace}: no CPU share in it (no share.* regions: '
+                 'was --cpu-experts on, and the trace from FMOE_GO_TRACE?)')
+    report(ss)
+
+
+if __name__ == '__main__':
+    main()
