@@ -16,7 +16,7 @@
 #   E  the tiered K=4 timeline (FMOE_CUDA_TRACE), tokens cut at the greedy pick, without and with
 #      FMOE_CUDA_EVICT=layer (gpu-timeline.py counts the copies that start just after a compute mark)
 #   G  Go execution traces (FMOE_GO_TRACE, brought back in $OUT) of the CPU share at K=4 and K=10,
-#      without and with FMOE_CPU_WAKE=futex, for scripts/go-trace-share.py on the dev box; then the
+#      without and with FMOE_CPU_WAKE=futex, and on two threads fewer, for scripts/go-trace-share.py on the dev box; then the
 #      K=4 share plain and with the futex wake, G_ROUNDS rounds (default 4)
 #   D2 issue 12's tiered K=10 layer (two layers ahead) against its -cpumiss with the automatic share,
 #      its threads woken at once by a futex (FMOE_BENCH_MISS_WAKE=futex) or primed for 300 µs
@@ -78,11 +78,14 @@ el "G: the share's stages in Go traces"
 # FMOE_GO_TRACE: the share's stages (runtime/model's share.* regions) and the pool's wakes, read on
 # the dev box by scripts/go-trace-share.py; then the K=4 share plain and with the futex wake over
 # G_ROUNDS rounds (default 4; run 29's first call: futex 3-6% ahead there in two rounds).
+# Each with every core's thread, then two fewer (run 29's first call: the CPUs' cost of a K=4 share
+# 0.255 ms an expert on 14 threads against 0.557 on 16, as if a worker waited for a P).
 for k in 4 10; do
-  for wk in "" futex; do
-    on G && upto $((CAP - 60)) && FMOE_CPU_WAKE=$wk FMOE_GO_TRACE="${OUT:-/tmp}/share-k$k${wk:+-$wk}.trace" timeout 60 \
+  for tw in "$(nproc) channel" "$(nproc) futex" "$(($(nproc) - 2)) channel"; do
+    read -r th wk <<< "$tw"
+    on G && upto $((CAP - 60)) && FMOE_CPU_WAKE=${wk#channel} FMOE_GO_TRACE="${OUT:-/tmp}/share-k$k-t$th-$wk.trace" timeout 60 \
       "$B/fmoe-run" generate --model $M1 --backend cuda --ids "$(seq -s, 1 64)" --tokens 128 -k $k --gpu-cache 0 \
-      --host-cache 8G --cpu-experts auto 2>&1 | grep -E 'generated in|rror' | sed "s/^/K=$k wake=${wk:-channel} /"
+      --host-cache 8G --cpu-experts auto --threads "$th" 2>&1 | grep -E 'generated in|rror' | sed "s/^/K=$k threads=$th wake=$wk /"
   done
 done
 on G && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_K=4 SHARE_SHARES="auto" SHARE_ROUNDS=${G_ROUNDS:-4} \
