@@ -19,6 +19,8 @@ Printed, by the share's expert count, medians (and p90) in microseconds of:
   gateup, swiglu, down   the three ops
   woken    how many other goroutines came to run during share.gateup (the
            pool's workers), and after how long: first and last (the wake)
+  forP     of those, the longest a goroutine was runnable before it ran
+           (waiting for a P: every P busy, or the scheduler slow to start one)
   wait     share.wait
   total    from share.start's begin to share.down's end
 """
@@ -52,11 +54,20 @@ def parse(lines):
     open_ = {}
     logs = []
     running = collections.defaultdict(list)
+    runnable = {}
     for g, kind, t, rest in events(lines):
         if kind == 'StateTransition':
             m = GO.search(rest)
-            if m and m.group(3) == 'Running' and m.group(2) != 'Running':
-                running[int(m.group(1))].append(t)
+            if not m:
+                continue
+            goid = int(m.group(1))
+            if m.group(3) == 'Runnable':
+                runnable[goid] = t
+            elif m.group(3) == 'Running' and m.group(2) != 'Running':
+                # With the time it was runnable, waiting for a P (0: it ran
+                # without being made runnable first, as from a syscall).
+                q = runnable.pop(goid, t) if m.group(2) == 'Runnable' else t
+                running[goid].append((t, t - q))
         elif kind in ('RegionBegin', 'RegionEnd'):
             m = TYPE.search(rest)
             if not m or not m.group(1).startswith('share.'):
@@ -76,15 +87,15 @@ def parse(lines):
 
 
 def woken(running, own, b, e):
-    """Delays from b of the first Running of each goroutine other than own
-    that came to run within [b, e]."""
+    """For each goroutine other than own that came to run within [b, e],
+    its first Running's delay from b and how long it had waited for a P."""
     out = []
     for g, ts in running.items():
         if g == own:
             continue
-        i = bisect.bisect_left(ts, b)
-        if i < len(ts) and ts[i] <= e:
-            out.append(ts[i] - b)
+        i = bisect.bisect_left(ts, (b, -1))
+        if i < len(ts) and ts[i][0] <= e:
+            out.append((ts[i][0] - b, ts[i][1]))
     return sorted(out)
 
 
@@ -117,7 +128,8 @@ def shares(regions, logs, running):
              'swiglu': sw[2] - sw[1], 'down': dn[2] - dn[1], 'total': dn[2] - b,
              'woken': len(wk)}
         if wk:
-            s['first'], s['last'] = wk[0], wk[-1]
+            s['first'], s['last'] = wk[0][0], wk[-1][0]
+            s['forP'] = max(q for _, q in wk)
         if wt is not None:
             s['wait'] = wt[2] - wt[1]
         out.append(s)
@@ -130,7 +142,7 @@ def pct(xs, q):
 
 
 def report(ss):
-    cols = ['start', 'spawn', 'gateup', 'swiglu', 'down', 'first', 'last', 'wait', 'total']
+    cols = ['start', 'spawn', 'gateup', 'swiglu', 'down', 'first', 'last', 'forP', 'wait', 'total']
     print('experts  shares  woken  ' + '  '.join(f'{c:>13}' for c in cols))
     print(' ' * 24 + '  '.join(f'{"med (p90) us":>13}' for _ in cols))
     for n in sorted({s['n'] for s in ss}):
