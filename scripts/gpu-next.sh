@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
-# The device measurements left after session 32 (run 28 was A, R and E of session 31), in one call,
-# the most wanted first, each stage begun only while the call is younger than its limit within CAP
-# seconds (default 420), so that a short call still brings back the first ones. STAGES picks them
-# (default "A R E G B D2 D C", the order they run in):
+# The device measurements left after session 33 (run 29 ran every stage but G's poll), in one call,
+# each stage begun only while the call is younger than its limit within CAP seconds (default 420),
+# so that a short call still brings back the first ones. STAGES picks them (default "A G R", the
+# most wanted; they run in the order "A R E G B D2 D C"):
 #   A  CUDA checks: the conformance suite (also with the mapped uploads), TestBindPaths,
 #      TestReadPaths, TestUploadRing, and on the model
 #      TestForwardGreedy, TestGenerateStops, TestCPUMissesOnDevice, TestGoldenDevicePartial,
 #      TestCPUMissesPrefetched, those also with FMOE_CUDA_UPLOAD=mapped and FMOE_CUDA_EVICT=layer;
 #      the cache's tests (TestExpertCache*, TestPrefetchExpert, TestEvictLayer)
 #   R  the tiered layer at K=4 and K=10, R_ROUNDS rounds (default 2), with each of R_VARIANTS
-#      (default '-;FMOE_CUDA_EVICT=layer': an evicted expert refilled after its layer's end of
-#      reads, not after all the compute queued
-#      at eviction, session 32; run 28's was '-;FMOE_CUDA_READ=mapped;FMOE_CUDA_UPLOAD=mapped', all
-#      three alike within 2%)
+#      (default: none, the prefetches on a copy stream of their own (FMOE_CUDA_PF_STREAM=1), and
+#      that with an evicted expert refilled after its layer's end of reads (FMOE_CUDA_EVICT=layer),
+#      whose copies run 29 found starting sooner and then queuing on the link; FMOE_CUDA_EVICT=layer
+#      alone was no win in six rounds of run 29)
 #   E  the tiered K=4 timeline (FMOE_CUDA_TRACE), tokens cut at the greedy pick, without and with
 #      FMOE_CUDA_EVICT=layer (gpu-timeline.py counts the copies that start just after a compute mark)
-#   G  Go execution traces (FMOE_GO_TRACE, brought back in $OUT) of the CPU share at K=4 and K=10,
-#      without and with FMOE_CPU_WAKE=futex, and on two threads fewer, for scripts/go-trace-share.py on the dev box; then the
-#      K=4 share plain and with the futex wake, G_ROUNDS rounds (default 4)
+#   G  Go execution traces (FMOE_GO_TRACE, brought back in $OUT) of the CPU share at K=4 and K=10:
+#      every core, with FMOE_CPU_WAKE=futex, two threads fewer, two fewer polling 1 ms
+#      (FMOE_CPU_POLL), for scripts/go-trace-share.py on the dev box; then the K=4 share on two
+#      threads fewer without and with the poll, G_ROUNDS rounds (default 4)
 #   D2 issue 12's tiered K=10 layer (two layers ahead) against its -cpumiss with the automatic share,
 #      its threads woken at once by a futex (FMOE_BENCH_MISS_WAKE=futex) or primed for 300 µs
 #   B  issue 13's row 2 share (gpu-cpushare.sh, auto) plain, with FMOE_CPU_WAKE=futex, with a
@@ -33,7 +34,7 @@ t0=$(date +%s)
 el() { echo "### $1 at $(($(date +%s) - t0)) s"; }
 upto() { [ $(($(date +%s) - t0)) -lt "$1" ]; }
 CAP=${CAP:-420}
-STAGES=" ${STAGES:-A R E G B D2 D C} "
+STAGES=" ${STAGES:-A G R} "
 on() { [[ $STAGES == *" $1 "* ]]; }
 B=$(mktemp -d)
 for f in "${BIN:-.gpu/bin}"/*.xz; do xz -dc "$f" > "$B/$(basename "$f" .xz)"; done
@@ -61,7 +62,7 @@ done
 wait $p1 $p4
 el "R: the tiered layer, R_VARIANTS"
 on R && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS="4 10" AB_ROUNDS=${R_ROUNDS:-2} \
-  AB_VARIANTS="${R_VARIANTS:--;FMOE_CUDA_EVICT=layer}" AB_TIERS="tiered-preload-prefetch-table" timeout 200 bash scripts/gpu-ab.sh
+  AB_VARIANTS="${R_VARIANTS:--;FMOE_CUDA_PF_STREAM=1;FMOE_CUDA_PF_STREAM=1 FMOE_CUDA_EVICT=layer}" AB_TIERS="tiered-preload-prefetch-table" timeout 200 bash scripts/gpu-ab.sh
 el "E: the tiered K=4 timeline"
 T=tiered-preload-prefetch-table
 for ev in "" layer; do
@@ -76,20 +77,25 @@ for ev in "" layer; do
 done
 el "G: the share's stages in Go traces"
 # FMOE_GO_TRACE: the share's stages (runtime/model's share.* regions) and the pool's wakes, read on
-# the dev box by scripts/go-trace-share.py; then the K=4 share plain and with the futex wake over
-# G_ROUNDS rounds (default 4; run 29's first call: futex 3-6% ahead there in two rounds).
-# Each with every core's thread, then two fewer (run 29's first call: the CPUs' cost of a K=4 share
-# 0.255 ms an expert on 14 threads against 0.557 on 16, as if a worker waited for a P).
+# the dev box by scripts/go-trace-share.py. Run 29: a K=4 share's workers sit runnable up to 160 µs
+# waiting for a P (Go's chain of thread wakes), 60 with the futex wake, alike on two threads fewer.
+# Each variant is "threads wake poll": the last polls for 1 ms between ops on two threads fewer
+# (FMOE_CPU_POLL; fmoe-run then raises GOMAXPROCS by the threads), whether workers kept awake
+# without crowding the session's thread remove the wait. Then the K=4 share on two threads fewer
+# without and with the poll over G_ROUNDS rounds (default 4).
+th2=$(($(nproc) - 2))
 for k in 4 10; do
-  for tw in "$(nproc) channel" "$(nproc) futex" "$(($(nproc) - 2)) channel"; do
-    read -r th wk <<< "$tw"
-    on G && upto $((CAP - 60)) && FMOE_CPU_WAKE=${wk#channel} FMOE_GO_TRACE="${OUT:-/tmp}/share-k$k-t$th-$wk.trace" timeout 60 \
+  for v in "$(nproc) channel 0" "$(nproc) futex 0" "$th2 channel 0" "$th2 channel 1ms"; do
+    read -r th wk pl <<< "$v"
+    on G && upto $((CAP - 60)) && FMOE_CPU_WAKE=${wk#channel} FMOE_CPU_POLL=${pl#0} \
+      FMOE_GO_TRACE="${OUT:-/tmp}/share-k$k-t$th-$wk-poll$pl.trace" timeout 60 \
       "$B/fmoe-run" generate --model $M1 --backend cuda --ids "$(seq -s, 1 64)" --tokens 128 -k $k --gpu-cache 0 \
-      --host-cache 8G --cpu-experts auto --threads "$th" 2>&1 | grep -E 'generated in|rror' | sed "s/^/K=$k threads=$th wake=$wk /"
+      --host-cache 8G --cpu-experts auto --threads "$th" 2>&1 | grep -E 'generated in|rror' |
+      sed "s/^/K=$k threads=$th wake=$wk poll=$pl /"
   done
 done
 on G && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_K=4 SHARE_SHARES="auto" SHARE_ROUNDS=${G_ROUNDS:-4} \
-  SHARE_VARIANTS="-;FMOE_CPU_WAKE=futex" timeout 120 bash scripts/gpu-cpushare.sh | sed "s/^/K=4 /"
+  SHARE_THREADS=$th2 SHARE_VARIANTS="-;FMOE_CPU_POLL=1ms" timeout 120 bash scripts/gpu-cpushare.sh | sed "s/^/K=4 threads=$th2 /"
 el "B: the share in place, K=4 and K=10"
 for k in 4 10; do
   on B && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_K=$k SHARE_SHARES="0 auto" SHARE_ROUNDS=2 \
