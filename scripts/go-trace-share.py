@@ -21,6 +21,7 @@ Printed, by the share's expert count, medians (and p90) in microseconds of:
            pool's workers), and after how long: first and last (the wake)
   forP     of those, the longest a goroutine was runnable before it ran
            (waiting for a P: every P busy, or the scheduler slow to start one)
+  downP    the same during share.down
   wait     share.wait
   total    from share.start's begin to share.down's end
 """
@@ -130,6 +131,9 @@ def shares(regions, logs, running):
         if wk:
             s['first'], s['last'] = wk[0][0], wk[-1][0]
             s['forP'] = max(q for _, q in wk)
+        wd = woken(running, dn[0], dn[1], dn[2])
+        if wd:
+            s['downP'] = max(q for _, q in wd)
         if wt is not None:
             s['wait'] = wt[2] - wt[1]
         out.append(s)
@@ -142,7 +146,7 @@ def pct(xs, q):
 
 
 def report(ss):
-    cols = ['start', 'spawn', 'gateup', 'swiglu', 'down', 'first', 'last', 'forP', 'wait', 'total']
+    cols = ['start', 'spawn', 'gateup', 'swiglu', 'down', 'first', 'last', 'forP', 'downP', 'wait', 'total']
     print('experts  shares  woken  ' + '  '.join(f'{c:>13}' for c in cols))
     print(' ' * 24 + '  '.join(f'{"med (p90) us":>13}' for _ in cols))
     for n in sorted({s['n'] for s in ss}):
