@@ -12,7 +12,8 @@ goroutine, each one op of the CPU backend's pool), share.wait (the session's
 goroutine waiting for the share after its own work), and logs the share's
 expert count (share.experts).
 
-Printed, by the share's expert count, medians (and p90) in microseconds of:
+Printed, by the share's kind (ops: three ops on a goroutine of the share's
+own; task: one task of the pool, below) and expert count, medians (and p90) in microseconds of:
   start    share.start
   spawn    from share.start's end to share.gateup's begin (the share's
            goroutine created and given a thread)
@@ -24,6 +25,11 @@ Printed, by the share's expert count, medians (and p90) in microseconds of:
   downP    the same during share.down
   wait     share.wait
   total    from share.start's begin to share.down's end
+
+A share handed to the pool as one task (FMOE_CPU_SHARE=task) has no stages
+of its own; each worker's part is a share.task region, so its row gives
+start, woken (parts), first and last (when the first and the last part
+began, after share.start's end), wait, and total (to the last part's end).
 """
 import argparse
 import bisect
@@ -106,6 +112,7 @@ def shares(regions, logs, running):
     logs = sorted(logs, key=lambda r: r[1])
     by = {name: sorted(regions[name], key=lambda r: r[1]) for name in
           ('share.gateup', 'share.swiglu', 'share.down', 'share.wait')}
+    tasks = sorted(regions['share.task'], key=lambda r: r[1])
     out = []
     for i, (g, b, e) in enumerate(starts):
         nxt = starts[i + 1][1] if i + 1 < len(starts) else float('inf')
@@ -116,8 +123,20 @@ def shares(regions, logs, running):
                     return r
             return None
         n = next((c for lg, t, c in logs if lg == g and b <= t <= e), None)
+        if n is None:
+            continue
+        parts = [r for r in tasks if e <= r[1] < nxt]
+        if parts:
+            # The share as one task of the pool's workers (FMOE_CPU_SHARE=task).
+            s = {'kind': 'task', 'n': n, 'start': e - b, 'first': parts[0][1] - e, 'last': parts[-1][1] - e,
+                 'total': max(r[2] for r in parts) - b, 'woken': len(parts)}
+            wt = after('share.wait', e, g)
+            if wt is not None:
+                s['wait'] = wt[2] - wt[1]
+            out.append(s)
+            continue
         gu = after('share.gateup', e)
-        if n is None or gu is None:
+        if gu is None:
             continue
         sw = after('share.swiglu', gu[2], gu[0])
         dn = after('share.down', gu[2], gu[0])
@@ -125,7 +144,7 @@ def shares(regions, logs, running):
         if sw is None or dn is None:
             continue
         wk = woken(running, gu[0], gu[1], gu[2])
-        s = {'n': n, 'start': e - b, 'spawn': gu[1] - e, 'gateup': gu[2] - gu[1],
+        s = {'kind': 'ops', 'n': n, 'start': e - b, 'spawn': gu[1] - e, 'gateup': gu[2] - gu[1],
              'swiglu': sw[2] - sw[1], 'down': dn[2] - dn[1], 'total': dn[2] - b,
              'woken': len(wk)}
         if wk:
@@ -147,16 +166,16 @@ def pct(xs, q):
 
 def report(ss):
     cols = ['start', 'spawn', 'gateup', 'swiglu', 'down', 'first', 'last', 'forP', 'downP', 'wait', 'total']
-    print('experts  shares  woken  ' + '  '.join(f'{c:>13}' for c in cols))
-    print(' ' * 24 + '  '.join(f'{"med (p90) us":>13}' for _ in cols))
-    for n in sorted({s['n'] for s in ss}):
-        grp = [s for s in ss if s['n'] == n]
+    print('share  experts  shares  woken  ' + '  '.join(f'{c:>13}' for c in cols))
+    print(' ' * 31 + '  '.join(f'{"med (p90) us":>13}' for _ in cols))
+    for kind, n in sorted({(s['kind'], s['n']) for s in ss}):
+        grp = [s for s in ss if s['kind'] == kind and s['n'] == n]
         cells = []
         for c in cols:
             xs = [s[c] / 1000 for s in grp if c in s]
             cells.append(f'{statistics.median(xs):6.1f} ({pct(xs, 0.9):5.0f})' if xs else f'{"-":>13}')
         wk = statistics.median(s['woken'] for s in grp)
-        print(f'{n:7d}  {len(grp):6d}  {wk:5.0f}  ' + '  '.join(cells))
+        print(f'{kind:5s}  {n:7d}  {len(grp):6d}  {wk:5.0f}  ' + '  '.join(cells))
 
 
 def main():

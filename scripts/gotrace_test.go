@@ -36,6 +36,7 @@ func TestGoTraceShare(t *testing.T) {
 	const shares, workers = 3, 4
 	for range shares {
 		fakeShare(workers)
+		fakeTask(workers)
 	}
 	trace.Stop()
 	if err := f.Close(); err != nil {
@@ -47,22 +48,22 @@ func TestGoTraceShare(t *testing.T) {
 		t.Fatalf("go-trace-share.py: %v\n%s", err, out)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("want a header of two lines and one row (2 experts), got:\n%s", out)
+	if len(lines) != 4 {
+		t.Fatalf("want a header of two lines and two rows (ops and task, 2 experts), got:\n%s", out)
 	}
 	cols := strings.Fields(lines[0])
 	row := strings.Fields(strings.NewReplacer("(", " ", ")", " ").Replace(lines[2]))
-	// experts, shares, woken, then a median and a p90 per stage.
-	if row[0] != "2" || row[1] != strconv.Itoa(shares) {
-		t.Fatalf("row %q: want 2 experts, %d shares", lines[2], shares)
+	// share kind, experts, shares, woken, then a median and a p90 per stage.
+	if row[0] != "ops" || row[1] != "2" || row[2] != strconv.Itoa(shares) {
+		t.Fatalf("row %q: want ops, 2 experts, %d shares", lines[2], shares)
 	}
-	if w, _ := strconv.Atoi(row[2]); w < workers {
+	if w, _ := strconv.Atoi(row[3]); w < workers {
 		t.Errorf("woken %d: want at least the %d workers", w, workers)
 	}
 	median := func(stage string) float64 {
-		for i, c := range cols[3:] {
+		for i, c := range cols[4:] {
 			if c == stage {
-				v, err := strconv.ParseFloat(row[3+2*i], 64)
+				v, err := strconv.ParseFloat(row[4+2*i], 64)
 				if err != nil {
 					t.Fatalf("%s: %v in %q", stage, err, lines[2])
 				}
@@ -77,6 +78,33 @@ func TestGoTraceShare(t *testing.T) {
 			t.Errorf("%s median %.1f µs: want at least %.0f, the time spent in it", stage, v, least)
 		}
 	}
+	// The task's row: its parts counted, its total the parts' 2 ms at least.
+	task := strings.Fields(strings.NewReplacer("(", " ", ")", " ").Replace(lines[3]))
+	if task[0] != "task" || task[1] != "2" || task[2] != strconv.Itoa(shares) || task[3] != strconv.Itoa(workers) {
+		t.Fatalf("row %q: want task, 2 experts, %d shares, %d parts", lines[3], shares, workers)
+	}
+	if v, err := strconv.ParseFloat(task[len(task)-2], 64); err != nil || v < 2000 {
+		t.Errorf("task total %q: want at least 2000 µs", task[len(task)-2])
+	}
+}
+
+// fakeTask marks one share of two experts handed to workers as one task
+// (cpu.Backend.StartExperts): a share.task region on each worker.
+func fakeTask(workers int) {
+	ctx := context.Background()
+	r := trace.StartRegion(ctx, "share.start")
+	trace.Log(ctx, "share.experts", "2")
+	r.End()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			defer trace.StartRegion(ctx, "share.task").End()
+			time.Sleep(2 * time.Millisecond)
+		})
+	}
+	w := trace.StartRegion(ctx, "share.wait")
+	wg.Wait()
+	w.End()
 }
 
 // fakeShare marks one share of two experts as runtime/model does, with

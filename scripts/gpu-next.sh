@@ -16,9 +16,10 @@
 #   E  the tiered K=4 timeline (FMOE_CUDA_TRACE), tokens cut at the greedy pick, without and with
 #      FMOE_CUDA_EVICT=layer (gpu-timeline.py counts the copies that start just after a compute mark)
 #   G  Go execution traces (FMOE_GO_TRACE, brought back in $OUT) of the CPU share at K=4 and K=10:
-#      every core, with FMOE_CPU_WAKE=futex, two threads fewer, two fewer polling 1 ms
-#      (FMOE_CPU_POLL), for scripts/go-trace-share.py on the dev box; then the K=4 share on two
-#      threads fewer without and with the poll, G_ROUNDS rounds (default 4)
+#      three ops (the default), one task of the pool (FMOE_CPU_SHARE=task, session 33), that with
+#      the futex wake, a 1 ms poll on two threads fewer without and with the task, for
+#      scripts/go-trace-share.py on the dev box; then the share's rounds (gpu-cpushare.sh) at K=4
+#      and K=10: ops, task, task with the futex wake, G_ROUNDS (default 3)
 #   D2 issue 12's tiered K=10 layer (two layers ahead) against its -cpumiss with the automatic share,
 #      its threads woken at once by a futex (FMOE_BENCH_MISS_WAKE=futex) or primed for 300 µs
 #   B  issue 13's row 2 share (gpu-cpushare.sh, auto) plain, with FMOE_CPU_WAKE=futex, with a
@@ -79,23 +80,28 @@ el "G: the share's stages in Go traces"
 # FMOE_GO_TRACE: the share's stages (runtime/model's share.* regions) and the pool's wakes, read on
 # the dev box by scripts/go-trace-share.py. Run 29: a K=4 share's workers sit runnable up to 160 µs
 # waiting for a P (Go's chain of thread wakes), 60 with the futex wake, alike on two threads fewer.
-# Each variant is "threads wake poll": the last polls for 1 ms between ops on two threads fewer
-# (FMOE_CPU_POLL; fmoe-run then raises GOMAXPROCS by the threads), whether workers kept awake
-# without crowding the session's thread remove the wait. Then the K=4 share on two threads fewer
-# without and with the poll over G_ROUNDS rounds (default 4).
+# Each variant is "threads environment": the share as one task of the pool (FMOE_CPU_SHARE=task,
+# session 33), also with the futex wake; a 1 ms poll on two threads fewer (FMOE_CPU_POLL; fmoe-run
+# then raises GOMAXPROCS by the threads), alone and with the task. Then the share's rounds at K=4
+# and K=10, G_ROUNDS (default 3), every core: the three ops, the task, the task with the futex wake.
 th2=$(($(nproc) - 2))
 for k in 4 10; do
-  for v in "$(nproc) channel 0" "$(nproc) futex 0" "$th2 channel 0" "$th2 channel 1ms"; do
-    read -r th wk pl <<< "$v"
-    on G && upto $((CAP - 60)) && FMOE_CPU_WAKE=${wk#channel} FMOE_CPU_POLL=${pl#0} \
-      FMOE_GO_TRACE="${OUT:-/tmp}/share-k$k-t$th-$wk-poll$pl.trace" timeout 60 \
+  for v in "$(nproc) -" "$(nproc) FMOE_CPU_SHARE=task" "$(nproc) FMOE_CPU_SHARE=task FMOE_CPU_WAKE=futex" \
+    "$th2 FMOE_CPU_POLL=1ms" "$th2 FMOE_CPU_SHARE=task FMOE_CPU_POLL=1ms"; do
+    read -r th envs <<< "$v"
+    tag=$(echo "$envs" | tr -c 'A-Za-z0-9\n' '-')
+    [ "$envs" = - ] && envs=
+    on G && upto $((CAP - 60)) && env $envs FMOE_GO_TRACE="${OUT:-/tmp}/share-k$k-t$th-$tag.trace" timeout 60 \
       "$B/fmoe-run" generate --model $M1 --backend cuda --ids "$(seq -s, 1 64)" --tokens 128 -k $k --gpu-cache 0 \
       --host-cache 8G --cpu-experts auto --threads "$th" 2>&1 | grep -E 'generated in|rror' |
-      sed "s/^/K=$k threads=$th wake=$wk poll=$pl /"
+      sed "s/^/K=$k threads=$th ${envs:--} /"
   done
 done
-on G && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_K=4 SHARE_SHARES="auto" SHARE_ROUNDS=${G_ROUNDS:-4} \
-  SHARE_THREADS=$th2 SHARE_VARIANTS="-;FMOE_CPU_POLL=1ms" timeout 120 bash scripts/gpu-cpushare.sh | sed "s/^/K=4 threads=$th2 /"
+for k in 4 10; do
+  on G && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_K=$k SHARE_SHARES="auto" SHARE_ROUNDS=${G_ROUNDS:-3} \
+    SHARE_VARIANTS="-;FMOE_CPU_SHARE=task;FMOE_CPU_SHARE=task FMOE_CPU_WAKE=futex" timeout 120 bash scripts/gpu-cpushare.sh |
+    sed "s/^/K=$k /"
+done
 el "B: the share in place, K=4 and K=10"
 for k in 4 10; do
   on B && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_K=$k SHARE_SHARES="0 auto" SHARE_ROUNDS=2 \

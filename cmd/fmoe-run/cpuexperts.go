@@ -74,6 +74,9 @@ func setupCPUExperts(share float64, threads int, o *model.Options) (backend.Back
 	if err != nil {
 		return nil, err
 	}
+	if o.MissTask, err = cpuShareTask(); err != nil {
+		return nil, err
+	}
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
@@ -112,13 +115,25 @@ func cpuWait(name string) (time.Duration, error) {
 // at once (cpu.Options.FutexWake, Linux) instead of one after another
 // through Go's scheduler (~180 µs for 16 threads after an idle on the GPU
 // machine, docs/benchmarks.md run 27); unset, off.
-func cpuWake() (bool, error) {
-	switch v := os.Getenv("FMOE_CPU_WAKE"); v {
+func cpuWake() (bool, error) { return envIs("FMOE_CPU_WAKE", "futex") }
+
+// cpuShareTask reads FMOE_CPU_SHARE, an experiment rather than a flag:
+// task hands each share to the CPU backend's threads as one task
+// (model.Options.MissTask: no goroutine a share, SwiGLU folded into the
+// gates' and ups' rows, no op between the phases), where run 29's Go
+// traces found a lone K=4 expert costing the CPUs 385 µs for ~110 of
+// bytes; unset, the three ops on a goroutine of the share's own.
+func cpuShareTask() (bool, error) { return envIs("FMOE_CPU_SHARE", "task") }
+
+// envIs reports whether the environment variable name is set to on; unset
+// is false, any other value a usage error naming it.
+func envIs(name, on string) (bool, error) {
+	switch v := os.Getenv(name); v {
 	case "":
 		return false, nil
-	case "futex":
+	case on:
 		return true, nil
 	default:
-		return false, cliutil.UsageError("FMOE_CPU_WAKE=%q: want futex, or unset", v)
+		return false, cliutil.UsageError("%s=%q: want %s, or unset", name, v, on)
 	}
 }

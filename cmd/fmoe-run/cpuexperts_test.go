@@ -69,6 +69,11 @@ func TestCPUExpertsOpens(t *testing.T) {
 		t.Errorf("FMOE_CPU_WAKE=futex: greedy %v (%d experts on the CPU), without a share %v", got, st.MissRank, want)
 	}
 	t.Setenv("FMOE_CPU_WAKE", "")
+	t.Setenv("FMOE_CPU_SHARE", "task")
+	if got, st := greedy("0.5"); !slices.Equal(got, want) || st.MissRank == 0 {
+		t.Errorf("FMOE_CPU_SHARE=task: greedy %v (%d experts on the CPU), without a share %v", got, st.MissRank, want)
+	}
+	t.Setenv("FMOE_CPU_SHARE", "")
 	for _, env := range []string{"FMOE_CPU_POLL", "FMOE_CPU_PRIME"} {
 		runtime.GOMAXPROCS(procs)
 		t.Setenv("FMOE_CPU_POLL", "")
@@ -84,16 +89,21 @@ func TestCPUExpertsOpens(t *testing.T) {
 	}
 }
 
-// TestCPUWakeRefused: FMOE_CPU_WAKE other than futex is a usage error
-// naming it.
+// TestCPUWakeRefused: FMOE_CPU_WAKE other than futex, and FMOE_CPU_SHARE
+// other than task, are usage errors naming the variable.
 func TestCPUWakeRefused(t *testing.T) {
-	t.Setenv("FMOE_CPU_WAKE", "fast")
-	if _, err := cpuWake(); err == nil || !strings.Contains(err.Error(), "FMOE_CPU_WAKE") {
-		t.Errorf("FMOE_CPU_WAKE=fast: error %v, want one naming it", err)
-	}
-	t.Setenv("FMOE_CPU_WAKE", "futex")
-	if on, err := cpuWake(); !on || err != nil {
-		t.Errorf("FMOE_CPU_WAKE=futex: %v, %v", on, err)
+	for _, c := range []struct {
+		name, on string
+		read     func() (bool, error)
+	}{{"FMOE_CPU_WAKE", "futex", cpuWake}, {"FMOE_CPU_SHARE", "task", cpuShareTask}} {
+		t.Setenv(c.name, "fast")
+		if _, err := c.read(); err == nil || !strings.Contains(err.Error(), c.name) {
+			t.Errorf("%s=fast: error %v, want one naming it", c.name, err)
+		}
+		t.Setenv(c.name, c.on)
+		if on, err := c.read(); !on || err != nil {
+			t.Errorf("%s=%s: %v, %v", c.name, c.on, on, err)
+		}
 	}
 }
 

@@ -55,7 +55,7 @@ func (m *Model) setupMissRank(opts Options, bes *[]backend.Backend) error {
 		}
 		return nil
 	}
-	m.missShare, m.missPrime = opts.MissShare, opts.MissPrime
+	m.missShare, m.missPrime, m.missTask = opts.MissShare, opts.MissPrime, opts.MissTask
 	if m.missShare == 0 {
 		m.missShare = 1
 	}
@@ -332,7 +332,8 @@ var onApart func(n int)
 type apartShare struct {
 	pinned []*hentry
 	bound  []backend.Tensor
-	done   chan error
+	done   chan error     // the share's goroutine's end (computeApart)
+	task   expertsStarter // or the backend's own threads' (Options.MissTask)
 	// n experts, started at start, computed in took; link is from start
 	// to the host's wait (the link's misses streamed meanwhile).
 	n          int
@@ -377,12 +378,20 @@ func (s *Session) startApart(l int, ids []int, x backend.Buffer, b expertBufs) (
 	if err != nil {
 		return nil, false, errors.Join(err, a.wait(be, t))
 	}
-	a.done, a.n, a.start = make(chan error, 1), len(ids), time.Now()
-	go func() {
-		err := computeApart(be, j)
-		a.took = time.Since(a.start)
-		a.done <- err
-	}()
+	a.n, a.start = len(ids), time.Now()
+	if st, ok := be.(expertsStarter); ok && m.missTask {
+		if err := st.StartExperts(j.gus, j.gu, x, j.outs, j.down); err != nil {
+			return nil, false, errors.Join(err, a.wait(be, t))
+		}
+		a.task = st
+	} else {
+		a.done = make(chan error, 1)
+		go func() {
+			err := computeApart(be, j)
+			a.took = time.Since(a.start)
+			a.done <- err
+		}()
+	}
 	// Host-tier hits, counted as the stream counts its own (take).
 	m.experts.hostHits += int64(len(ids))
 	if tp := s.tm.p; tp != nil {
@@ -486,7 +495,13 @@ func (s *Session) observeShare(a *apartShare, nLink int) {
 // its host-tier entries, and returns every error met.
 func (a *apartShare) wait(be backend.Backend, t *hostTier) error {
 	var err error
-	if a.done != nil {
+	switch {
+	case a.task != nil:
+		a.link = time.Since(a.start)
+		end := shareRegion("share.wait")
+		a.took, err = a.task.WaitExperts()
+		end()
+	case a.done != nil:
 		a.link = time.Since(a.start)
 		end := shareRegion("share.wait")
 		err = <-a.done
@@ -506,6 +521,15 @@ func (a *apartShare) unpin(t *hostTier) {
 		t.put(te, true)
 	}
 	a.pinned = nil
+}
+
+// expertsStarter is a miss backend that computes a share on its own
+// threads while the caller goes on, with no goroutine of the share's own
+// and no op between its phases (cpu.Backend.StartExperts, whose outputs
+// are computeApart's bit for bit); used with Options.MissTask.
+type expertsStarter interface {
+	StartExperts(gus []backend.Buffer, gu []backend.Tensor, x backend.Buffer, outs []backend.Buffer, down []backend.Tensor) error
+	WaitExperts() (time.Duration, error)
 }
 
 // primer is a miss backend whose idle threads can be told to expect an op

@@ -339,16 +339,18 @@ func TestCPUMissesApart(t *testing.T) {
 	defer func(v bool, f func(int)) { missApart, onApart = v, f }(missApart, onApart)
 	g := readGolden(t, "bf16")
 	for _, share := range []float64{0.5, 1} {
-		var passes [2][3][]float32
-		var hostHits [2]int64
-		for i, apart := range []bool{false, true} {
+		// Interleaved, apart on a goroutine of the share's own, apart as
+		// one task of the CPU backend's threads (Options.MissTask).
+		var passes [3][3][]float32
+		var hostHits [3]int64
+		for i, apart := range []bool{false, true, true} {
 			missApart = apart
 			n := 0
 			onApart = func(k int) { n += k }
 			tier := &combTier{holdTier: newHoldTier(evenExperts)}
-			mb := cpu.New(cpu.Options{Threads: 2})
+			mb := cpu.New(cpu.Options{Threads: 2 + i})
 			t.Cleanup(func() { mb.Close(); tier.Close() })
-			m := open(t, "hf", 16, 0, Options{Backend: tier, MissBackend: mb, MissShare: share, HostCache: 1 << 30})
+			m := open(t, "hf", 16, 0, Options{Backend: tier, MissBackend: mb, MissShare: share, HostCache: 1 << 30, MissTask: i == 2})
 			for p := range passes[i] {
 				passes[i][p] = decodeLogits(t, m, g)
 			}
@@ -362,13 +364,15 @@ func TestCPUMissesApart(t *testing.T) {
 			}
 			checkGreedy(t, m, g)
 		}
-		for p := range passes[0] {
-			if !slices.Equal(passes[0][p], passes[1][p]) {
-				t.Errorf("share %v, pass %d: the logits apart differ from the interleaved path's", share, p)
+		for i, how := range []string{"", "apart", "as one task"} {
+			for p := range passes[0] {
+				if i > 0 && !slices.Equal(passes[0][p], passes[i][p]) {
+					t.Errorf("share %v, pass %d: the logits %s differ from the interleaved path's", share, p, how)
+				}
 			}
-		}
-		if hostHits[0] != hostHits[1] {
-			t.Errorf("share %v: %d host-tier hits apart, %d interleaved: want the same count", share, hostHits[1], hostHits[0])
+			if hostHits[0] != hostHits[i] {
+				t.Errorf("share %v: %d host-tier hits %s, %d interleaved: want the same count", share, hostHits[i], how, hostHits[0])
+			}
 		}
 	}
 }

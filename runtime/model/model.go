@@ -116,6 +116,11 @@ type Options struct {
 	// asks for its routing, so that the share the ids bring finds them
 	// awake.
 	MissPrime time.Duration
+	// MissTask (an experiment: fmoe-run's FMOE_CPU_SHARE=task) hands a
+	// one-token step's share to MissBackend's own threads as one task
+	// where it can (cpu.Backend.StartExperts) instead of three ops on a
+	// goroutine of the share's own; the outputs are the same bits.
+	MissTask bool
 	// Prefetch copies the experts predicted for a later layer from the
 	// host tier into the GPU tier while the layers before compute
 	// (prefetch.go): predicted by the session's route source where it
@@ -179,6 +184,7 @@ type Model struct {
 	// tune, with Options.MissAuto, picks the share from measured rates.
 	tune          *shareTuner
 	missPrime     time.Duration // Options.MissPrime
+	missTask      bool          // Options.MissTask
 	prefetch      bool          // Options.Prefetch
 	prefetchAhead int           // Options.PrefetchAhead, at least 1
 }

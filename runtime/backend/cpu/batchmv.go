@@ -121,13 +121,18 @@ func (j *mvBatch) do(part, lo, hi int) {
 		if r0 >= r1 {
 			continue
 		}
-		if jb.k == nil {
-			refRows(jb.w, r0, r1, jb.x, jb.y, 1, grow(&j.scratch[part], jb.w.Cols))
-			continue
-		}
-		for b := r0; b < r1; b += rowBlock {
-			jb.k.rows(jb.w, b, min(b+rowBlock, r1), jb.p, 0, jb.y)
-		}
+		j.rowsOf(part, jb, r0, r1)
+	}
+}
+
+// rowsOf computes job jb's rows [r0, r1) as part part.
+func (j *mvBatch) rowsOf(part int, jb *mvJob, r0, r1 int) {
+	if jb.k == nil {
+		refRows(jb.w, r0, r1, jb.x, jb.y, 1, grow(&j.scratch[part], jb.w.Cols))
+		return
+	}
+	for b := r0; b < r1; b += rowBlock {
+		jb.k.rows(jb.w, b, min(b+rowBlock, r1), jb.p, 0, jb.y)
 	}
 }
 

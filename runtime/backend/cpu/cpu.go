@@ -119,7 +119,8 @@ type Backend struct {
 	pool    *pool
 	mm      matJob
 	prep    prepared
-	bmv     mvBatch // MatVecBatch's task, its jobs and prepared inputs
+	bmv     mvBatch     // MatVecBatch's task, its jobs and prepared inputs
+	share   expertsTask // StartExperts' task (expertstask.go)
 	scratch [][]float32
 	tmp     []float32 // serial ops' scratch
 	attn    attnJob

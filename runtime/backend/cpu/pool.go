@@ -205,6 +205,17 @@ func (p *pool) run(t task, n, chunk int) {
 	p.wait()
 }
 
+// start hands t to every worker (parts 1 to the workers' count; the
+// caller takes no part) and returns at once; wait waits for them. The
+// caller must not start another run before wait returns.
+func (p *pool) start(t task) {
+	p.pending.Store(int32(len(p.work)))
+	for i, ch := range p.work {
+		ch <- span{t: t, part: i + 1}
+	}
+	p.wk.wake()
+}
+
 // runShared computes [0, n) in chunks of the given size (the last may be
 // short) that the parts take from one counter until none is left, and
 // returns when every part is done. Unlike run's one chunk a part, a part

@@ -1,0 +1,186 @@
+package cpu
+
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/fmoe/fmoe/runtime/backend"
+	"github.com/fmoe/fmoe/runtime/backend/backendtest"
+)
+
+// TestStartExperts: a share handed to the pool's workers (StartExperts,
+// WaitExperts) computes what the three ops compute (MatVecBatch of gates
+// and ups, SwiGLU, MatVecBatch of downs), bit for bit, on any number of
+// threads, on every kernel path, for one expert and several, with an
+// intermediate size a multiple of 4 (Q4) and not (BF16: the pair rows'
+// padding).
+func TestStartExperts(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 33))
+	for _, c := range []struct {
+		f       backend.Format
+		H, I, G int
+	}{{backend.Q4, 256, 128, 64}, {backend.BF16, 64, 30, 0}} {
+		for _, n := range []int{1, 3} {
+			ws := make([]backend.Weight, 3*n) // gate, up, down of each expert
+			for i := range ws {
+				if i%3 == 2 {
+					ws[i], _ = backendtest.RandomWeight(r, c.f, c.H, c.I, c.G)
+				} else {
+					ws[i], _ = backendtest.RandomWeight(r, c.f, c.I, c.H, c.G)
+				}
+			}
+			x := make([]float32, c.H)
+			for i := range x {
+				x[i] = float32(r.NormFloat64())
+			}
+			for _, p := range []Path{PathAuto, PathGo, PathReference} {
+				for _, th := range []int{1, 2, 5, 16} {
+					be := New(Options{Threads: th, Path: p})
+					want := shareByOps(t, be, ws, x)
+					got := shareByTask(t, be, ws, x)
+					be.Close()
+					if i := backendtest.FirstDiff(got, want); i >= 0 {
+						t.Fatalf("%v H=%d I=%d, %d experts, path %v, %d threads: value %d is %v by the task, %v by the ops",
+							c.f, c.H, c.I, n, p, th, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestStartExpertsRefused: a share whose shapes disagree is an error
+// naming what is wrong, and a second start before the wait is refused.
+func TestStartExpertsRefused(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 44))
+	be := New(Options{Threads: 3})
+	defer be.Close()
+	bind := func(rows, cols int) backend.Tensor {
+		w, _ := backendtest.RandomWeight(r, backend.BF16, rows, cols, 0)
+		wt, err := be.Bind(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wt
+	}
+	buf := func(n int) backend.Buffer {
+		b, err := be.Alloc(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	x := buf(16)
+	gate, up, down := bind(8, 16), bind(8, 16), bind(16, 8)
+	gus, outs := []backend.Buffer{buf(8), buf(8)}, []backend.Buffer{buf(16)}
+	for _, c := range []struct {
+		gu   []backend.Tensor
+		down []backend.Tensor
+		want string
+	}{
+		{[]backend.Tensor{gate}, []backend.Tensor{down}, "want 2n"},
+		{[]backend.Tensor{gate, bind(6, 16)}, []backend.Tensor{down}, "one intermediate size"},
+		{[]backend.Tensor{gate, up}, []backend.Tensor{bind(16, 6)}, "share down 0"},
+	} {
+		err := be.StartExperts(gus, c.gu, x, outs, c.down)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("want an error with %q, got %v", c.want, err)
+		}
+	}
+	if _, err := be.WaitExperts(); err == nil {
+		t.Error("WaitExperts with no share started: want an error")
+	}
+	if err := be.StartExperts(gus, []backend.Tensor{gate, up}, x, outs, []backend.Tensor{down}); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.StartExperts(gus, []backend.Tensor{gate, up}, x, outs, []backend.Tensor{down}); err == nil {
+		t.Error("a second StartExperts before WaitExperts: want an error")
+	}
+	if _, err := be.WaitExperts(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// shareBufs binds a share's weights (gate, up, down of each expert) and
+// makes its buffers: x written, and the gates' and ups' and the downs'
+// outputs.
+func shareBufs(t *testing.T, be *Backend, ws []backend.Weight, x []float32) (gu, down []backend.Tensor, xb backend.Buffer, gus, outs []backend.Buffer) {
+	t.Helper()
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var err error
+	xb, err = be.Alloc(len(x))
+	must(err)
+	must(be.Write(xb, x))
+	for i, w := range ws {
+		wt, err := be.Bind(w)
+		must(err)
+		y, err := be.Alloc(w.Rows)
+		must(err)
+		if i%3 == 2 {
+			down, outs = append(down, wt), append(outs, y)
+		} else {
+			gu, gus = append(gu, wt), append(gus, y)
+		}
+	}
+	return gu, down, xb, gus, outs
+}
+
+// shareRead is the downs' outputs, then the SwiGLU values, end to end.
+func shareRead(t *testing.T, be *Backend, outs, gus []backend.Buffer) []float32 {
+	t.Helper()
+	var all []float32
+	for i, b := range append(append([]backend.Buffer{}, outs...), gus...) {
+		if i >= len(outs) && (i-len(outs))%2 == 1 {
+			continue // an up's output: SwiGLU reads it, the ops and the task alike
+		}
+		h := make([]float32, b.Len())
+		if err := be.Read(h, b); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, h...)
+	}
+	return all
+}
+
+func shareByOps(t *testing.T, be *Backend, ws []backend.Weight, x []float32) []float32 {
+	t.Helper()
+	gu, down, xb, gus, outs := shareBufs(t, be, ws, x)
+	n := len(down)
+	xs := make([]backend.Buffer, 2*n)
+	gs := make([]backend.Buffer, n)
+	for i := range xs {
+		xs[i] = xb
+	}
+	for i := range n {
+		gs[i] = gus[2*i]
+	}
+	if err := be.MatVecBatch(gus, gu, xs); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := be.SwiGLU(gus[2*i], gus[2*i], gus[2*i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := be.MatVecBatch(outs, down, gs); err != nil {
+		t.Fatal(err)
+	}
+	return shareRead(t, be, outs, gus)
+}
+
+func shareByTask(t *testing.T, be *Backend, ws []backend.Weight, x []float32) []float32 {
+	t.Helper()
+	gu, down, xb, gus, outs := shareBufs(t, be, ws, x)
+	if err := be.StartExperts(gus, gu, xb, outs, down); err != nil {
+		t.Fatal(err)
+	}
+	if took, err := be.WaitExperts(); err != nil || took <= 0 {
+		t.Fatalf("WaitExperts: %v, %v: want a time above 0", took, err)
+	}
+	return shareRead(t, be, outs, gus)
+}
