@@ -18,8 +18,9 @@
 #   G  Go execution traces (FMOE_GO_TRACE, brought back in $OUT) of the CPU share at K=4 and K=10:
 #      three ops (the default), one task of the pool (FMOE_CPU_SHARE=task, session 33), that with
 #      the futex wake, a 1 ms poll on two threads fewer without and with the task, for
-#      scripts/go-trace-share.py on the dev box; then the share's rounds (gpu-cpushare.sh) at K=4
-#      and K=10: ops, task, task with the futex wake, G_ROUNDS (default 3)
+#      scripts/go-trace-share.py on the dev box; BenchmarkExpertsAfterIdle (ops and task, 1, 2, 4
+#      experts); then the share's rounds (gpu-cpushare.sh) at K=4 and K=10: ops, task, task with
+#      the futex wake, G_ROUNDS (default 3)
 #   D2 issue 12's tiered K=10 layer (two layers ahead) against its -cpumiss with the automatic share,
 #      its threads woken at once by a futex (FMOE_BENCH_MISS_WAKE=futex) or primed for 300 µs
 #   B  issue 13's row 2 share (gpu-cpushare.sh, auto) plain, with FMOE_CPU_WAKE=futex, with a
@@ -97,6 +98,9 @@ for k in 4 10; do
       sed "s/^/K=$k threads=$th ${envs:--} /"
   done
 done
+# The share alone, after 1 ms idle and back to back, as three ops and as one task (1, 2, 4 experts).
+on G && upto $((CAP - 60)) && (cd runtime/backend/cpu && FMOE_BENCH_THREADS=$(nproc) timeout 40 "$B/cpu.test" -test.run '^$' \
+  -test.bench ExpertsAfterIdle -test.benchtime 200x 2>&1 | grep -E '^Benchmark|FAIL|panic')
 for k in 4 10; do
   on G && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_K=$k SHARE_SHARES="auto" SHARE_ROUNDS=${G_ROUNDS:-3} \
     SHARE_VARIANTS="-;FMOE_CPU_SHARE=task;FMOE_CPU_SHARE=task FMOE_CPU_WAKE=futex" timeout 120 bash scripts/gpu-cpushare.sh |
@@ -133,7 +137,7 @@ for pg in 4k huge; do
     -test.bench 'Experts$/threads=[0-9]+/K=10/(batch|read)' 2>&1 | grep -E '^Benchmark|FAIL|panic' | sed "s/^/pages=$pg /")
 done
 for wk in "" futex; do
-  on C && upto $((CAP - 20)) && (cd runtime/backend/cpu && FMOE_BENCH_WAKE=$wk FMOE_BENCH_THREADS=$th timeout 20 "$B/cpu.test" -test.run '^$' -test.bench ExpertsAfterIdle 2>&1 |
+  on C && upto $((CAP - 20)) && (cd runtime/backend/cpu && FMOE_BENCH_WAKE=$wk FMOE_BENCH_THREADS=$th timeout 40 "$B/cpu.test" -test.run '^$' -test.bench ExpertsAfterIdle -test.benchtime 200x 2>&1 |
     grep -E '^Benchmark|FAIL|panic' | sed "s/^/wake=${wk:-channel} /")
 done
 el done

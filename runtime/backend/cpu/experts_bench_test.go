@@ -208,6 +208,36 @@ func (ex *benchExperts) run(b *testing.B, K int, mode string) {
 	b.ReportMetric(el.Seconds()*1e3/float64(b.N), "ms/layer")
 }
 
+// task computes experts ids as one task of the pool (StartExperts, as
+// the model's CPU share does with Options.MissTask), the caller waiting.
+func (ex *benchExperts) task(ids []int) error {
+	be := ex.be
+	const H, I = 4096, 1024
+	var err error
+	view := func(buf backend.Buffer, off, n int) backend.Buffer {
+		v, e := be.View(buf, off, n)
+		err = errors.Join(err, e)
+		return v
+	}
+	gus, gu, outs, down := ex.ys[:0], ex.ws[:0], ex.xs[:0], []backend.Tensor(nil)
+	for i, id := range ids {
+		gus = append(gus, view(ex.g, i*I, I), view(ex.u, i*I, I))
+		gu = append(gu, ex.w[id][0], ex.w[id][1])
+	}
+	for i, id := range ids {
+		outs = append(outs, view(ex.o, i*H, H))
+		down = append(down, ex.w[id][2])
+	}
+	if err == nil {
+		err = be.StartExperts(gus, gu, ex.x, outs, down)
+	}
+	if err == nil {
+		_, err = be.WaitExperts()
+	}
+	ex.ys, ex.ws, ex.xs = gus, gu, outs
+	return err
+}
+
 // batch computes experts ids as the model's CPU share does (computeApart):
 // every gate and up in one MatVecBatch, SwiGLU, every down in one.
 func (ex *benchExperts) batch(ids []int) error {

@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// BenchmarkExpertsAfterIdle: a CPU share's four experts (benchExperts.batch,
-// as computeApart computes them) as the GPU machine runs them, once a layer
+// BenchmarkExpertsAfterIdle: a CPU share's one, two or four experts
+// (benchExperts.batch, as computeApart computes them; task, as one task of
+// the pool, FMOE_CPU_SHARE=task) as the GPU machine runs them, once a layer
 // after ~1 ms idle (gap=1ms: the pool's threads asleep), against the same
 // back to back (gap=0s, as BenchmarkExperts runs); µs a share, the idle
 // time excluded. On the GPU host the share took ~0.96 ms in place against
@@ -24,33 +25,51 @@ func BenchmarkExpertsAfterIdle(b *testing.B) {
 		for _, c := range []struct {
 			gap, primed time.Duration
 		}{{0, 0}, {time.Millisecond, 0}, {time.Millisecond, 300 * time.Microsecond}} {
-			name := fmt.Sprintf("threads=%d/gap=%v", be.threads, c.gap)
-			if c.primed > 0 {
-				name += fmt.Sprintf("/primed=%v", c.primed)
-			}
-			b.Run(name, func(b *testing.B) {
-				var busy time.Duration
-				ids := make([]int, 4)
-				next := 0
-				for range b.N {
-					time.Sleep(c.gap - c.primed)
+			for _, n := range []int{1, 2, 4} {
+				for _, mode := range []string{"ops", "task"} {
+					name := fmt.Sprintf("threads=%d/gap=%v", be.threads, c.gap)
 					if c.primed > 0 {
-						be.Prime(2 * time.Millisecond)
-						time.Sleep(c.primed)
+						name += fmt.Sprintf("/primed=%v", c.primed)
 					}
-					t0 := time.Now()
-					for i := range ids {
-						ids[i] = next % len(ex.w)
-						next++
-					}
-					if err := ex.batch(ids); err != nil {
-						b.Fatal(err)
-					}
-					busy += time.Since(t0)
+					b.Run(fmt.Sprintf("%s/experts=%d/%s", name, n, mode), func(b *testing.B) {
+						afterIdle(b, ex, c.gap, c.primed, n, mode)
+					})
 				}
-				b.ReportMetric(float64(busy.Microseconds())/float64(b.N), "µs/share")
-			})
+			}
 		}
 		be.Close()
 	}
+}
+
+// afterIdle times n experts a share after gap idle (primed for the last
+// primed of it) as the three ops (ops, the caller taking part) or as one
+// task of the workers (task: StartExperts, the caller only waiting).
+func afterIdle(b *testing.B, ex *benchExperts, gap, primed time.Duration, n int, mode string) {
+	be := ex.be
+	var busy time.Duration
+	ids := make([]int, n)
+	next := 0
+	for range b.N {
+		time.Sleep(gap - primed)
+		if primed > 0 {
+			be.Prime(2 * time.Millisecond)
+			time.Sleep(primed)
+		}
+		t0 := time.Now()
+		for i := range ids {
+			ids[i] = next % len(ex.w)
+			next++
+		}
+		var err error
+		if mode == "task" {
+			err = ex.task(ids)
+		} else {
+			err = ex.batch(ids)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		busy += time.Since(t0)
+	}
+	b.ReportMetric(float64(busy.Microseconds())/float64(b.N), "µs/share")
 }
