@@ -28,8 +28,9 @@ own; task: one task of the pool, below) and expert count, medians (and p90) in m
 
 A share handed to the pool as one task (FMOE_CPU_SHARE=task) has no stages
 of its own; each worker's part is a share.task region, so its row gives
-start, woken (parts), first and last (when the first and the last part
-began, after share.start's end), wait, and total (to the last part's end).
+start (which hands the task over), woken (parts), first and last (when
+the first and the last part began, after share.start's begin), forP (the longest a part's worker sat
+runnable before it started), wait, and total (to the last part's end).
 """
 import argparse
 import bisect
@@ -106,6 +107,14 @@ def woken(running, own, b, e):
     return sorted(out)
 
 
+def ran_after(running, g, t0, t1):
+    """How long goroutine g waited for a P before its last start within
+    [t0, t1] (0 if it did not start there: it was running already)."""
+    ts = running.get(g, [])
+    i = bisect.bisect_right(ts, (t1, float('inf'))) - 1
+    return ts[i][1] if i >= 0 and ts[i][0] >= t0 else 0
+
+
 def shares(regions, logs, running):
     """One dict a share: its count, its stages' durations (ns)."""
     starts = sorted(regions['share.start'], key=lambda r: r[1])
@@ -125,11 +134,13 @@ def shares(regions, logs, running):
         n = next((c for lg, t, c in logs if lg == g and b <= t <= e), None)
         if n is None:
             continue
-        parts = [r for r in tasks if e <= r[1] < nxt]
+        # The share as one task of the pool's workers (FMOE_CPU_SHARE=task):
+        # handed over within share.start, so its parts may begin inside it.
+        parts = [r for r in tasks if b <= r[1] < nxt]
         if parts:
-            # The share as one task of the pool's workers (FMOE_CPU_SHARE=task).
-            s = {'kind': 'task', 'n': n, 'start': e - b, 'first': parts[0][1] - e, 'last': parts[-1][1] - e,
-                 'total': max(r[2] for r in parts) - b, 'woken': len(parts)}
+            s = {'kind': 'task', 'n': n, 'start': e - b, 'first': parts[0][1] - b, 'last': parts[-1][1] - b,
+                 'total': max(r[2] for r in parts) - b, 'woken': len(parts),
+                 'forP': max(ran_after(running, pg, b, pb) for pg, pb, _ in parts)}
             wt = after('share.wait', e, g)
             if wt is not None:
                 s['wait'] = wt[2] - wt[1]
