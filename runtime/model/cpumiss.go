@@ -495,16 +495,14 @@ func (s *Session) observeShare(a *apartShare, nLink int) {
 // its host-tier entries, and returns every error met.
 func (a *apartShare) wait(be backend.Backend, t *hostTier) error {
 	var err error
-	switch {
-	case a.task != nil:
+	if a.task != nil || a.done != nil {
 		a.link = time.Since(a.start)
 		end := shareRegion("share.wait")
-		a.took, err = a.task.WaitExperts()
-		end()
-	case a.done != nil:
-		a.link = time.Since(a.start)
-		end := shareRegion("share.wait")
-		err = <-a.done
+		if a.task != nil {
+			a.took, err = a.task.WaitExperts()
+		} else {
+			err = <-a.done
+		}
 		end()
 	}
 	for _, b := range a.bound {

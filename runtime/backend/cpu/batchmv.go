@@ -25,25 +25,14 @@ func (be *Backend) MatVecBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 	j.jobs = j.jobs[:0]
 	var bytes, rows int
 	for i := range ws {
-		t, err := be.tensor(ws[i], fmt.Sprintf("matvec batch job %d", i))
+		jb, err := be.mvJobOf(ws[i], ys[i], xs[i], fmt.Sprintf("matvec batch job %d", i))
 		if err != nil {
 			return err
 		}
-		yd, err := be.data(ys[i], fmt.Sprintf("matvec batch job %d y", i))
-		if err != nil {
-			return err
-		}
-		xd, err := be.data(xs[i], fmt.Sprintf("matvec batch job %d x", i))
-		if err != nil {
-			return err
-		}
-		R, C := t.w.Rows, t.w.Cols
-		if err := chk.MatMul(R, C, 1, len(xd), len(yd)); err != nil {
-			return fmt.Errorf("matvec batch job %d: %w", i, err)
-		}
-		j.jobs = append(j.jobs, mvJob{w: &t.w, x: xd[:C], y: yd[:R], off: rows})
-		rows += (R + 3) &^ 3 // each job's rows start at a multiple of 4
-		bytes += len(t.w.Data)
+		jb.off = rows
+		j.jobs = append(j.jobs, jb)
+		rows += (jb.w.Rows + 3) &^ 3 // each job's rows start at a multiple of 4
+		bytes += len(jb.w.Data)
 	}
 	j.prepare(be)
 	if rows > 0 {
@@ -51,6 +40,28 @@ func (be *Backend) MatVecBatch(ys []backend.Buffer, ws []backend.Tensor, xs []ba
 	}
 	j.clear()
 	return nil
+}
+
+// mvJobOf checks w, y and x of a batch's job (what names it in errors)
+// and returns the job computing w·x into y.
+func (be *Backend) mvJobOf(w backend.Tensor, y, x backend.Buffer, what string) (mvJob, error) {
+	t, err := be.tensor(w, what)
+	if err != nil {
+		return mvJob{}, err
+	}
+	yd, err := be.data(y, what+" y")
+	if err != nil {
+		return mvJob{}, err
+	}
+	xd, err := be.data(x, what+" x")
+	if err != nil {
+		return mvJob{}, err
+	}
+	R, C := t.w.Rows, t.w.Cols
+	if err := chk.MatMul(R, C, 1, len(xd), len(yd)); err != nil {
+		return mvJob{}, fmt.Errorf("%s: %w", what, err)
+	}
+	return mvJob{w: &t.w, x: xd[:C], y: yd[:R]}, nil
 }
 
 // mvBatch is MatVecBatch's pool task over the jobs' rows laid end to end,

@@ -93,8 +93,8 @@ type benchExperts struct {
 	x, g, u backend.Buffer
 	o       backend.Buffer
 	size    int
-	ys, xs  []backend.Buffer // batch's jobs, reused
-	ws      []backend.Tensor
+	ys, xs  []backend.Buffer // batch's and task's jobs, reused
+	ws, ds  []backend.Tensor
 }
 
 func newBenchExperts(b *testing.B, be *Backend, n int) *benchExperts {
@@ -211,31 +211,30 @@ func (ex *benchExperts) run(b *testing.B, K int, mode string) {
 // task computes experts ids as one task of the pool (StartExperts, as
 // the model's CPU share does with Options.MissTask), the caller waiting.
 func (ex *benchExperts) task(ids []int) error {
-	be := ex.be
 	const H, I = 4096, 1024
 	var err error
-	view := func(buf backend.Buffer, off, n int) backend.Buffer {
-		v, e := be.View(buf, off, n)
-		err = errors.Join(err, e)
-		return v
-	}
-	gus, gu, outs, down := ex.ys[:0], ex.ws[:0], ex.xs[:0], []backend.Tensor(nil)
+	gus, gu, outs, down := ex.ys[:0], ex.ws[:0], ex.xs[:0], ex.ds[:0]
 	for i, id := range ids {
-		gus = append(gus, view(ex.g, i*I, I), view(ex.u, i*I, I))
+		gus = append(gus, ex.view(ex.g, i*I, I, &err), ex.view(ex.u, i*I, I, &err))
 		gu = append(gu, ex.w[id][0], ex.w[id][1])
-	}
-	for i, id := range ids {
-		outs = append(outs, view(ex.o, i*H, H))
+		outs = append(outs, ex.view(ex.o, i*H, H, &err))
 		down = append(down, ex.w[id][2])
 	}
+	ex.ys, ex.ws, ex.xs, ex.ds = gus, gu, outs, down
 	if err == nil {
-		err = be.StartExperts(gus, gu, ex.x, outs, down)
+		err = ex.be.StartExperts(gus, gu, ex.x, outs, down)
 	}
 	if err == nil {
-		_, err = be.WaitExperts()
+		_, err = ex.be.WaitExperts()
 	}
-	ex.ys, ex.ws, ex.xs = gus, gu, outs
 	return err
+}
+
+// view is n values of buf from off, an error joined to err.
+func (ex *benchExperts) view(buf backend.Buffer, off, n int, err *error) backend.Buffer {
+	v, e := ex.be.View(buf, off, n)
+	*err = errors.Join(*err, e)
+	return v
 }
 
 // batch computes experts ids as the model's CPU share does (computeApart):
@@ -244,11 +243,7 @@ func (ex *benchExperts) batch(ids []int) error {
 	be := ex.be
 	const H, I = 4096, 1024
 	var err error
-	view := func(buf backend.Buffer, off, n int) backend.Buffer {
-		v, e := be.View(buf, off, n)
-		err = errors.Join(err, e)
-		return v
-	}
+	view := func(buf backend.Buffer, off, n int) backend.Buffer { return ex.view(buf, off, n, &err) }
 	K := len(ids)
 	ys, ws, xs := ex.ys[:0], ex.ws[:0], ex.xs[:0]
 	for i, id := range ids {

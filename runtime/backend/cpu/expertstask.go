@@ -70,12 +70,15 @@ func (be *Backend) StartExperts(gus []backend.Buffer, gu []backend.Tensor, x bac
 	t.ready.Store(false)
 	t.end.Store(0)
 	t.running = true
-	if be.pool == nil || len(be.pool.work) == 0 {
+	workers := 0
+	if be.pool != nil {
+		workers = len(be.pool.work)
+	}
+	t.cA, t.cB = sharedChunk(t.nA, max(workers, 1)), sharedChunk(t.nB, max(workers, 1))
+	if workers == 0 {
 		t.do(0, 0, 0)
 		return nil
 	}
-	k := len(be.pool.work)
-	t.cA, t.cB = sharedChunk(t.nA, k), sharedChunk(t.nB, k)
 	be.pool.start(t)
 	return nil
 }
@@ -103,59 +106,39 @@ func (t *expertsTask) bind(be *Backend, gus []backend.Buffer, gu []backend.Tenso
 	if n == 0 || len(gu) != 2*n || len(gus) != 2*n || len(outs) != n {
 		return fmt.Errorf("cpu: a share of %d downs, %d gates and ups, %d of their outputs and %d outputs: want 2n, 2n and n for n > 0 downs", n, len(gu), len(gus), len(outs))
 	}
-	xd, err := be.data(x, "share x")
-	if err != nil {
-		return err
-	}
 	t.gu.jobs, t.down.jobs, t.g, t.u = t.gu.jobs[:0], t.down.jobs[:0], t.g[:0], t.u[:0]
-	off := 0
 	for i := range 2 * n {
-		w, err := be.tensor(gu[i], fmt.Sprintf("share gate/up %d", i))
+		jb, err := be.mvJobOf(gu[i], gus[i], x, fmt.Sprintf("share gate/up %d", i))
 		if err != nil {
 			return err
-		}
-		y, err := be.data(gus[i], fmt.Sprintf("share gate/up %d output", i))
-		if err != nil {
-			return err
-		}
-		R, C := w.w.Rows, w.w.Cols
-		if err := chk.MatMul(R, C, 1, len(xd), len(y)); err != nil {
-			return fmt.Errorf("share gate/up %d: %w", i, err)
 		}
 		if i == 0 {
-			t.I = R
-		} else if R != t.I {
-			return fmt.Errorf("cpu: share gate/up %d has %d rows, gate/up 0 %d: want one intermediate size", i, R, t.I)
+			t.I = jb.w.Rows
+		} else if jb.w.Rows != t.I {
+			return fmt.Errorf("cpu: share gate/up %d has %d rows, gate/up 0 %d: want one intermediate size", i, jb.w.Rows, t.I)
 		}
-		t.gu.jobs = append(t.gu.jobs, mvJob{w: &w.w, x: xd[:C], y: y[:R]})
+		t.gu.jobs = append(t.gu.jobs, jb)
 		if i%2 == 0 {
-			t.g = append(t.g, y[:R])
+			t.g = append(t.g, jb.y)
 		} else {
-			t.u = append(t.u, y[:R])
+			t.u = append(t.u, jb.y)
 		}
 	}
+	off := 0
 	for i := range n {
-		w, err := be.tensor(down[i], fmt.Sprintf("share down %d", i))
+		jb, err := be.mvJobOf(down[i], outs[i], gus[2*i], fmt.Sprintf("share down %d", i))
 		if err != nil {
 			return err
 		}
-		y, err := be.data(outs[i], fmt.Sprintf("share down %d output", i))
-		if err != nil {
-			return err
+		if jb.w.Cols != t.I {
+			return fmt.Errorf("cpu: share down %d has %d columns: want the gates' and ups' %d rows", i, jb.w.Cols, t.I)
 		}
-		R, C := w.w.Rows, w.w.Cols
-		if C != t.I {
-			return fmt.Errorf("cpu: share down %d has %d columns: want the gates' and ups' %d rows", i, C, t.I)
-		}
-		if err := chk.MatMul(R, C, 1, t.I, len(y)); err != nil {
-			return fmt.Errorf("share down %d: %w", i, err)
-		}
-		t.down.jobs = append(t.down.jobs, mvJob{w: &w.w, x: t.g[i], y: y[:R], off: off})
-		off += (R + 3) &^ 3
+		jb.off = off
+		t.down.jobs = append(t.down.jobs, jb)
+		off += (jb.w.Rows + 3) &^ 3
 	}
 	t.pad = (t.I + 3) &^ 3
 	t.nA, t.nB = n*t.pad, off
-	t.cA, t.cB = t.nA, t.nB
 	t.gu.prepare(be)
 	return nil
 }
