@@ -110,30 +110,31 @@ func cpuWait(name string) (time.Duration, error) {
 	return d, nil
 }
 
-// cpuWake reads FMOE_CPU_WAKE, an experiment rather than a flag: futex
-// has the CPU share's idle threads sleep in a futex that wakes them all
-// at once (cpu.Options.FutexWake, Linux) instead of one after another
-// through Go's scheduler (~180 µs for 16 threads after an idle on the GPU
-// machine, docs/benchmarks.md run 27); unset, off.
-func cpuWake() (bool, error) { return envIs("FMOE_CPU_WAKE", "futex") }
+// cpuWake reads FMOE_CPU_WAKE: unset or futex, the CPU share's idle
+// threads sleep in a futex that wakes them all at once (cpu.Options.
+// FutexWake, Linux) instead of one after another through Go's scheduler
+// (~180 µs for 16 threads after an idle on the GPU machine, run 27);
+// channel, the old way, kept to measure against. With the share as one
+// task, run 30 found the futex 6% faster at K=4 and K=10 in every round.
+func cpuWake() (bool, error) { return envChoice("FMOE_CPU_WAKE", "futex", "channel") }
 
-// cpuShareTask reads FMOE_CPU_SHARE, an experiment rather than a flag:
-// task hands each share to the CPU backend's threads as one task
-// (model.Options.MissTask: no goroutine a share, SwiGLU folded into the
-// gates' and ups' rows, no op between the phases), where run 29's Go
-// traces found a lone K=4 expert costing the CPUs 385 µs for ~110 of
-// bytes; unset, the three ops on a goroutine of the share's own.
-func cpuShareTask() (bool, error) { return envIs("FMOE_CPU_SHARE", "task") }
+// cpuShareTask reads FMOE_CPU_SHARE: unset or task, each share goes to
+// the CPU backend's threads as one task (model.Options.MissTask: no
+// goroutine a share, SwiGLU folded into the gates' and ups' rows, no op
+// between the phases); ops, the old way (three ops on a goroutine of the
+// share's own), kept to measure against. Run 30 (H100) found the task
+// 7-9% faster a token at K=4 and K=10 in three rounds each.
+func cpuShareTask() (bool, error) { return envChoice("FMOE_CPU_SHARE", "task", "ops") }
 
-// envIs reports whether the environment variable name is set to on; unset
-// is false, any other value a usage error naming it.
-func envIs(name, on string) (bool, error) {
+// envChoice reads a two-way environment switch whose default is on: unset
+// or on is true, off false, anything else a usage error naming it.
+func envChoice(name, on, off string) (bool, error) {
 	switch v := os.Getenv(name); v {
-	case "":
-		return false, nil
-	case on:
+	case "", on:
 		return true, nil
+	case off:
+		return false, nil
 	default:
-		return false, cliutil.UsageError("%s=%q: want %s, or unset", name, v, on)
+		return false, cliutil.UsageError("%s=%q: want %s (the default) or %s", name, v, on, off)
 	}
 }

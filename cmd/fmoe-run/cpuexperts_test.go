@@ -64,14 +64,15 @@ func TestCPUExpertsOpens(t *testing.T) {
 	// same tokens, and the Go scheduler given a P for each poller.
 	procs := runtime.GOMAXPROCS(0)
 	defer runtime.GOMAXPROCS(procs)
-	t.Setenv("FMOE_CPU_WAKE", "futex")
+	// The old ways the defaults replaced, kept to measure against.
+	t.Setenv("FMOE_CPU_WAKE", "channel")
 	if got, st := greedy("0.5"); !slices.Equal(got, want) || st.MissRank == 0 {
-		t.Errorf("FMOE_CPU_WAKE=futex: greedy %v (%d experts on the CPU), without a share %v", got, st.MissRank, want)
+		t.Errorf("FMOE_CPU_WAKE=channel: greedy %v (%d experts on the CPU), without a share %v", got, st.MissRank, want)
 	}
 	t.Setenv("FMOE_CPU_WAKE", "")
-	t.Setenv("FMOE_CPU_SHARE", "task")
+	t.Setenv("FMOE_CPU_SHARE", "ops")
 	if got, st := greedy("0.5"); !slices.Equal(got, want) || st.MissRank == 0 {
-		t.Errorf("FMOE_CPU_SHARE=task: greedy %v (%d experts on the CPU), without a share %v", got, st.MissRank, want)
+		t.Errorf("FMOE_CPU_SHARE=ops: greedy %v (%d experts on the CPU), without a share %v", got, st.MissRank, want)
 	}
 	t.Setenv("FMOE_CPU_SHARE", "")
 	for _, env := range []string{"FMOE_CPU_POLL", "FMOE_CPU_PRIME"} {
@@ -89,20 +90,23 @@ func TestCPUExpertsOpens(t *testing.T) {
 	}
 }
 
-// TestCPUWakeRefused: FMOE_CPU_WAKE other than futex, and FMOE_CPU_SHARE
-// other than task, are usage errors naming the variable.
+// TestCPUWakeRefused: FMOE_CPU_WAKE and FMOE_CPU_SHARE are on (futex,
+// task) unset or named, off only when set to the old way (channel, ops),
+// and any other value is a usage error naming the variable.
 func TestCPUWakeRefused(t *testing.T) {
 	for _, c := range []struct {
-		name, on string
-		read     func() (bool, error)
-	}{{"FMOE_CPU_WAKE", "futex", cpuWake}, {"FMOE_CPU_SHARE", "task", cpuShareTask}} {
+		name, on, off string
+		read          func() (bool, error)
+	}{{"FMOE_CPU_WAKE", "futex", "channel", cpuWake}, {"FMOE_CPU_SHARE", "task", "ops", cpuShareTask}} {
 		t.Setenv(c.name, "fast")
 		if _, err := c.read(); err == nil || !strings.Contains(err.Error(), c.name) {
 			t.Errorf("%s=fast: error %v, want one naming it", c.name, err)
 		}
-		t.Setenv(c.name, c.on)
-		if on, err := c.read(); !on || err != nil {
-			t.Errorf("%s=%s: %v, %v", c.name, c.on, on, err)
+		for v, want := range map[string]bool{"": true, c.on: true, c.off: false} {
+			t.Setenv(c.name, v)
+			if on, err := c.read(); on != want || err != nil {
+				t.Errorf("%s=%q: %v, %v; want %v", c.name, v, on, err, want)
+			}
 		}
 	}
 }
