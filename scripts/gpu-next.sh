@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The device measurements left after session 33 (run 29 ran every stage but G's poll), in one call,
+# The device measurements left after session 34 (run 30 ran A, G, R), in one call,
 # each stage begun only while the call is younger than its limit within CAP seconds (default 420),
-# so that a short call still brings back the first ones. STAGES picks them (default "A G R", the
+# so that a short call still brings back the first ones. STAGES picks them (default "A D2 G R", the
 # most wanted; they run in the order "A R E G B D2 D C"):
 #   A  CUDA checks: the conformance suite (also with the mapped uploads), TestBindPaths,
 #      TestReadPaths, TestUploadRing, and on the model
@@ -10,22 +10,21 @@
 #      the cache's tests (TestExpertCache*, TestPrefetchExpert, TestEvictLayer)
 #   R  the tiered layer at K=4 and K=10, R_ROUNDS rounds (default 2), with each of R_VARIANTS
 #      (default: none, the prefetches on a copy stream of their own (FMOE_CUDA_PF_STREAM=1), and
-#      that with an evicted expert refilled after its layer's end of reads (FMOE_CUDA_EVICT=layer),
-#      whose copies run 29 found starting sooner and then queuing on the link; FMOE_CUDA_EVICT=layer
-#      alone was no win in six rounds of run 29)
+#      that with an evicted expert refilled after its layer's end of reads (FMOE_CUDA_EVICT=layer):
+#      run 30 found the pair 3-5% ahead at K=4 in two rounds, the stream alone nothing)
 #   E  the tiered K=4 timeline (FMOE_CUDA_TRACE), tokens cut at the greedy pick, without and with
 #      FMOE_CUDA_EVICT=layer (gpu-timeline.py counts the copies that start just after a compute mark)
 #   G  Go execution traces (FMOE_GO_TRACE, brought back in $OUT) of the CPU share at K=4 and K=10:
-#      three ops (the default), one task of the pool (FMOE_CPU_SHARE=task, session 33), that with
-#      the futex wake, a 1 ms poll on two threads fewer without and with the task, for
-#      scripts/go-trace-share.py on the dev box; BenchmarkExpertsAfterIdle (ops and task, 1, 2, 4
-#      experts); then the share's rounds (gpu-cpushare.sh) at K=4 and K=10: ops, task, task with
-#      the futex wake, G_ROUNDS (default 3)
-#   D2 issue 12's tiered K=10 layer (two layers ahead) against its -cpumiss with the automatic share,
-#      its threads woken at once by a futex (FMOE_BENCH_MISS_WAKE=futex) or primed for 300 µs
-#   B  issue 13's row 2 share (gpu-cpushare.sh, auto) plain, with FMOE_CPU_WAKE=futex, with a
-#      300 µs prime, at K=4 (peer run 14: 0.97x llama.cpp there, the CPUs 0.330 ms an expert for a
-#      share of one or two) and K=10; then auto on two cores fewer (plain and futex)
+#      the default (one task of the pool, futex wake, since run 30), the old three ops on the
+#      channel wake, a 1 ms poll on two threads fewer, for scripts/go-trace-share.py on the dev
+#      box; BenchmarkExpertsAfterIdle (ops and task, 1, 2, 4 experts); then the share's rounds
+#      (gpu-cpushare.sh) at K=4 and K=10: the default, the task on the channel wake, the ops on it,
+#      G_ROUNDS (default 3)
+#   D2 issue 12's tiered K=10 layer (two layers ahead) against its -cpumiss with the automatic share
+#      as fmoe-run now runs it (one task, futex wake) and the old way (FMOE_BENCH_MISS_OPS=1
+#      FMOE_BENCH_MISS_WAKE=channel): run 29 found the old share 10-15% slower than none here
+#   B  issue 13's row 2 share (gpu-cpushare.sh, auto) plain and with a 300 µs prime, at K=4 and
+#      K=10; then auto on two cores fewer (plain and on the channel wake)
 #   D, C (run 27 measured them; kept to rerun; C's BenchmarkExpertsAfterIdle also with the futex
 #      wake): the head, the CPUs beside the link
 # Binaries from scripts/gpu-bins.sh in BIN (default .gpu/bin, .xz); packs made here (~1 min).
@@ -36,7 +35,7 @@ t0=$(date +%s)
 el() { echo "### $1 at $(($(date +%s) - t0)) s"; }
 upto() { [ $(($(date +%s) - t0)) -lt "$1" ]; }
 CAP=${CAP:-420}
-STAGES=" ${STAGES:-A G R} "
+STAGES=" ${STAGES:-A D2 G R} "
 on() { [[ $STAGES == *" $1 "* ]]; }
 B=$(mktemp -d)
 for f in "${BIN:-.gpu/bin}"/*.xz; do xz -dc "$f" > "$B/$(basename "$f" .xz)"; done
@@ -81,14 +80,14 @@ el "G: the share's stages in Go traces"
 # FMOE_GO_TRACE: the share's stages (runtime/model's share.* regions) and the pool's wakes, read on
 # the dev box by scripts/go-trace-share.py. Run 29: a K=4 share's workers sit runnable up to 160 µs
 # waiting for a P (Go's chain of thread wakes), 60 with the futex wake, alike on two threads fewer.
-# Each variant is "threads environment": the share as one task of the pool (FMOE_CPU_SHARE=task,
-# session 33), also with the futex wake; a 1 ms poll on two threads fewer (FMOE_CPU_POLL; fmoe-run
-# then raises GOMAXPROCS by the threads), alone and with the task. Then the share's rounds at K=4
-# and K=10, G_ROUNDS (default 3), every core: the three ops, the task, the task with the futex wake.
+# Each variant is "threads environment": the default (since run 30 the share as one task of the
+# pool, woken by a futex), the old three ops on the channel wake, and a 1 ms poll on two threads
+# fewer (FMOE_CPU_POLL; fmoe-run then raises GOMAXPROCS by the threads). Then the share's rounds at
+# K=4 and K=10, G_ROUNDS (default 3), every core: the default, the task on the channel wake, the
+# three ops on the channel wake (run 30: 0.825, 0.888, 0.954 ms a K=4 token).
 th2=$(($(nproc) - 2))
 for k in 4 10; do
-  for v in "$(nproc) -" "$(nproc) FMOE_CPU_SHARE=task" "$(nproc) FMOE_CPU_SHARE=task FMOE_CPU_WAKE=futex" \
-    "$th2 FMOE_CPU_POLL=1ms" "$th2 FMOE_CPU_SHARE=task FMOE_CPU_POLL=1ms"; do
+  for v in "$(nproc) -" "$(nproc) FMOE_CPU_SHARE=ops FMOE_CPU_WAKE=channel" "$th2 FMOE_CPU_POLL=1ms"; do
     read -r th envs <<< "$v"
     tag=$(echo "$envs" | tr -c 'A-Za-z0-9\n' '-')
     [ "$envs" = - ] && envs=
@@ -103,25 +102,25 @@ on G && upto $((CAP - 60)) && (cd runtime/backend/cpu && FMOE_BENCH_THREADS=$(np
   -test.bench ExpertsAfterIdle -test.benchtime 200x 2>&1 | grep -E '^Benchmark|FAIL|panic')
 for k in 4 10; do
   on G && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_K=$k SHARE_SHARES="auto" SHARE_ROUNDS=${G_ROUNDS:-3} \
-    SHARE_VARIANTS="-;FMOE_CPU_SHARE=task;FMOE_CPU_SHARE=task FMOE_CPU_WAKE=futex" timeout 120 bash scripts/gpu-cpushare.sh |
+    SHARE_VARIANTS="-;FMOE_CPU_WAKE=channel;FMOE_CPU_SHARE=ops FMOE_CPU_WAKE=channel" timeout 120 bash scripts/gpu-cpushare.sh |
     sed "s/^/K=$k /"
 done
 el "B: the share in place, K=4 and K=10"
 for k in 4 10; do
   on B && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_K=$k SHARE_SHARES="0 auto" SHARE_ROUNDS=2 \
-    SHARE_VARIANTS="-;FMOE_CPU_WAKE=futex;FMOE_CPU_PRIME=300us" timeout 100 bash scripts/gpu-cpushare.sh | sed "s/^/K=$k /"
+    SHARE_VARIANTS="-;FMOE_CPU_PRIME=300us" timeout 100 bash scripts/gpu-cpushare.sh | sed "s/^/K=$k /"
 done
 # Two cores fewer for the share: whether its threads, one per P, make the GPU's host work (the
 # link's copies, the combine) wait for a P, a candidate for the share's fixed cost that a check on
 # the dev box made unlikely (peer run 14: 0.330 ms an expert for one or two against 0.162 for five).
 for k in 4 10; do
   on B && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_K=$k SHARE_SHARES="auto" SHARE_ROUNDS=2 \
-    SHARE_THREADS=$(($(nproc) - 2)) SHARE_VARIANTS="-;FMOE_CPU_WAKE=futex" timeout 60 bash scripts/gpu-cpushare.sh |
+    SHARE_THREADS=$(($(nproc) - 2)) SHARE_VARIANTS="-;FMOE_CPU_WAKE=channel" timeout 60 bash scripts/gpu-cpushare.sh |
     sed "s/^/K=$k threads=$(($(nproc) - 2)) /"
 done
 el "D2: tiered K=10, the CPUs' share of the misses"
 on D2 && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS=10 AB_ROUNDS=2 \
-  AB_VARIANTS='FMOE_BENCH_MISS_SHARE=auto;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_WAKE=futex;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_PRIME=300us' \
+  AB_VARIANTS='FMOE_BENCH_MISS_SHARE=auto;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_OPS=1 FMOE_BENCH_MISS_WAKE=channel' \
   AB_TIERS="tiered-preload-prefetch-table tiered-preload-prefetch-table-cpumiss" timeout 200 bash scripts/gpu-ab.sh
 el "D: the head"
 on D && upto $((CAP - 60)) && BIN=$B M=$M4 AB_VARIANTS='-;FMOE_BENCH_LOGITS=1' AB_TIERS="resident-dev tiered-preload-prefetch-table" \

@@ -212,7 +212,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 				devs, coll := benchDevices(b, be)
 				var missBe backend.Backend
 				var share float64
-				var auto bool
+				var auto, missTask bool
 				var prime time.Duration
 				if has("cpumiss") {
 					// FMOE_BENCH_MISS_PRIME: Options.MissPrime (fmoe-run's FMOE_CPU_PRIME).
@@ -223,8 +223,11 @@ func BenchmarkTieredDecode(b *testing.B) {
 					}
 					// FMOE_BENCH_MISS_SHARE: the CPU's share of the repeat misses (default all;
 					// auto: Options.MissAuto); FMOE_BENCH_MISS_THREADS: its threads (default one a core).
-					// FMOE_BENCH_MISS_WAKE=futex: its idle threads sleep in a futex (cpu.Options.FutexWake).
-					missBe = cpu.New(cpu.Options{Threads: envInt("FMOE_BENCH_MISS_THREADS", 0), FutexWake: os.Getenv("FMOE_BENCH_MISS_WAKE") == "futex"})
+					// As fmoe-run's share: its idle threads sleep in a futex (cpu.Options.FutexWake;
+					// FMOE_BENCH_MISS_WAKE=channel, the old way) and the share is one task
+					// (Options.MissTask; FMOE_BENCH_MISS_OPS=1, the three ops).
+					missBe = cpu.New(cpu.Options{Threads: envInt("FMOE_BENCH_MISS_THREADS", 0), FutexWake: os.Getenv("FMOE_BENCH_MISS_WAKE") != "channel"})
+					missTask = os.Getenv("FMOE_BENCH_MISS_OPS") != "1"
 					defer missBe.Close()
 					if v := os.Getenv("FMOE_BENCH_MISS_SHARE"); v == "auto" {
 						auto = true
@@ -237,7 +240,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 				// FMOE_BENCH_FUSE=0: every weight registered alone (fuse.go), for comparison.
 				fuseOff = os.Getenv("FMOE_BENCH_FUSE") == "0"
 				m, err := Open(dir, Options{Backend: be, ExpertsPerToken: k, GPUCache: GPUCacheOff, MaxContext: 4096, HostCache: host,
-					Devices: devs, Collective: coll, VerifyBeforeCompute: has("sync"), MissBackend: missBe, MissShare: share, MissAuto: auto, MissPrime: prime,
+					Devices: devs, Collective: coll, VerifyBeforeCompute: has("sync"), MissBackend: missBe, MissShare: share, MissAuto: auto, MissPrime: prime, MissTask: missTask,
 					Prefetch: has("prefetch"), PrefetchAhead: envInt("FMOE_BENCH_PREFETCH_AHEAD", 2)})
 				if err != nil {
 					b.Fatal(err)
