@@ -20,6 +20,8 @@
 #               phase, whose ~270 s leave the GPU idle: e.g. 'bash scripts/gpu-check.sh'. Its output
 #               goes to PEER_OUT/during.log; the bench waits for it, so keep it shorter than the build
 #   PEER_DEADLINE  seconds after the start past which no new benchmark row starts (default 0: none)
+#   PEER_HOST_PLAIN  0: the host row begins with its first --cpu-experts share, skipping the plain
+#               host tier's line (default 1: that line first)
 #   PEER_REPS   llama-bench repetitions in the resident and host rows (default 5)
 #   PEER_FREPS  fmoe's untimed runs a pack in those rows, the 1-layer pack and the stack alternating,
 #               each pack's median rate taken (default 3; the disk row 1)
@@ -287,6 +289,13 @@ row() { # ROW K
   lt=$(extrap "$lper" "$lfix"); lpt=$(extrap "$lpper" "$lpfix")
   local name=$row
   [ $row = host ] && name="host, fmoe host tier"
+  # PEER_HOST_PLAIN=0: the host row starts at its first share (a short call's deadline then cuts
+  # the plain host tier's line rather than the share's; run 15's cut the share)
+  if [ $row = host ] && [ "${PEER_HOST_PLAIN:-1}" = 0 ] && [[ $CPUKS == *" $k "* ]] && [ "${CPUSHARES[0]:-0}" != 0 ]; then
+    name="host, fmoe host tier + CPU ${CPUSHARES[0]}${CPUTHREADS:+ on $CPUTHREADS threads}"
+    fflags+=(--cpu-experts "${CPUSHARES[0]}" ${CPUTHREADS:+--threads "$CPUTHREADS"})
+    si=1
+  fi
   while :; do
     [ $row = disk ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
     read -r fut fut2 ftg flt ffix fpp fplt fpfix < <(FDROP=$drop FREPS=$fr "${pre[@]}" fgen "$name K=$k" "$k" "$pp" "$n" "${fflags[@]}")
