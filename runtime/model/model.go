@@ -116,10 +116,12 @@ type Options struct {
 	// asks for its routing, so that the share the ids bring finds them
 	// awake.
 	MissPrime time.Duration
-	// MissTask (an experiment: fmoe-run's FMOE_CPU_SHARE=task) hands a
-	// one-token step's share to MissBackend's own threads as one task
-	// where it can (cpu.Backend.StartExperts) instead of three ops on a
-	// goroutine of the share's own; the outputs are the same bits.
+	// MissTask hands a one-token step's share to MissBackend's own
+	// threads as one task where it can (cpu.Backend.StartExperts) instead
+	// of three ops on a goroutine of the share's own; the outputs are the
+	// same bits. fmoe-run sets it (FMOE_CPU_SHARE=ops clears it): 7-8% a
+	// token at K=4 and K=10 on an H100 host, 13% with the futex wake
+	// (docs/benchmarks.md run 30).
 	MissTask bool
 	// Prefetch copies the experts predicted for a later layer from the
 	// host tier into the GPU tier while the layers before compute

@@ -13,7 +13,8 @@ import (
 )
 
 // A GPU's CPU share (runtime/model, fmoe-run --cpu-experts) as one task
-// of the pool's workers, an experiment (fmoe-run's FMOE_CPU_SHARE=task).
+// of the pool's workers: fmoe-run's share since run 30 (FMOE_CPU_SHARE=ops
+// is the old way).
 // As three ops run by a goroutine of the share's own (MatVecBatch of the
 // gates and ups, SwiGLU, MatVecBatch of the downs), a Go execution trace
 // of the GPU machine (docs/benchmarks.md run 29) has a lone K=4 expert
