@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fmoe/fmoe/runtime/backend"
 	"github.com/fmoe/fmoe/runtime/backend/backendtest"
@@ -14,7 +15,7 @@ import (
 // and ups, SwiGLU, MatVecBatch of downs), bit for bit, on any number of
 // threads, on every kernel path, for one expert and several, with an
 // intermediate size a multiple of 4 (Q4) and not (BF16: the pair rows'
-// padding).
+// padding), with the workers woken through their channels or the futex.
 func TestStartExperts(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 33))
 	for _, c := range []struct {
@@ -36,13 +37,15 @@ func TestStartExperts(t *testing.T) {
 			}
 			for _, p := range []Path{PathAuto, PathGo, PathReference} {
 				for _, th := range []int{1, 2, 5, 16} {
-					be := New(Options{Threads: th, Path: p})
-					want := shareByOps(t, be, ws, x)
-					got := shareByTask(t, be, ws, x)
-					be.Close()
-					if i := backendtest.FirstDiff(got, want); i >= 0 {
-						t.Fatalf("%v H=%d I=%d, %d experts, path %v, %d threads: value %d is %v by the task, %v by the ops",
-							c.f, c.H, c.I, n, p, th, i, got[i], want[i])
+					for _, futex := range []bool{false, true} {
+						be := New(Options{Threads: th, Path: p, FutexWake: futex})
+						want := shareByOps(t, be, ws, x)
+						got := shareByTask(t, be, ws, x)
+						be.Close()
+						if i := backendtest.FirstDiff(got, want); i >= 0 {
+							t.Fatalf("%v H=%d I=%d, %d experts, path %v, %d threads, futex %v: value %d is %v by the task, %v by the ops",
+								c.f, c.H, c.I, n, p, th, futex, i, got[i], want[i])
+						}
 					}
 				}
 			}
@@ -183,4 +186,43 @@ func shareByTask(t *testing.T, be *Backend, ws []backend.Weight, x []float32) []
 		t.Fatalf("WaitExperts: %v, %v: want a time above 0", took, err)
 	}
 	return shareRead(t, be, outs, gus)
+}
+
+// TestStartExpertsAfterSleep: shares started after the workers have gone
+// to sleep (in the futex, as fmoe-run's share runs them, or on their
+// channels), alternating with ops, each computes the same bits as the
+// first: a wake lost between a share and the next would hang here, a part
+// left from the last share would change the sums.
+func TestStartExpertsAfterSleep(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 55))
+	const H, I = 128, 64
+	ws := make([]backend.Weight, 6)
+	for i := range ws {
+		rows, cols := I, H
+		if i%3 == 2 {
+			rows, cols = H, I
+		}
+		ws[i], _ = backendtest.RandomWeight(r, backend.Q4, rows, cols, 64)
+	}
+	x := make([]float32, H)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	for _, futex := range []bool{true, false} {
+		be := New(Options{Threads: 4, FutexWake: futex})
+		want := shareByTask(t, be, ws, x)
+		for i := range 20 {
+			if i%5 == 4 {
+				time.Sleep(2 * time.Millisecond) // past the workers' spin: they sleep
+			}
+			got := shareByTask(t, be, ws, x)
+			if j := backendtest.FirstDiff(got, want); j >= 0 {
+				t.Fatalf("futex %v, share %d: value %d is %v, the first share's %v", futex, i, j, got[j], want[j])
+			}
+			if i%3 == 0 {
+				shareByOps(t, be, ws, x)
+			}
+		}
+		be.Close()
+	}
 }
