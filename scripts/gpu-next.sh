@@ -18,8 +18,8 @@
 #      the default (one task of the pool, futex wake, since run 30), the old three ops on the
 #      channel wake, a 1 ms poll on two threads fewer, for scripts/go-trace-share.py on the dev
 #      box; BenchmarkExpertsAfterIdle (ops and task, 1, 2, 4 experts); then the share's rounds
-#      (gpu-cpushare.sh) at K=4 and K=10: the default, the task on the channel wake, the ops on it,
-#      G_ROUNDS (default 3)
+#      (gpu-cpushare.sh) at K=4 and K=10: the default, it primed 300 µs (FMOE_CPU_PRIME), the
+#      task on the channel wake, the ops on it, G_ROUNDS (default 3)
 #   D2 issue 12's tiered K=10 layer (two layers ahead) against its -cpumiss with the automatic share
 #      as fmoe-run now runs it (one task, futex wake) and the old way (FMOE_BENCH_MISS_OPS=1
 #      FMOE_BENCH_MISS_WAKE=channel): run 29 found the old share 10-15% slower than none here
@@ -83,8 +83,11 @@ el "G: the share's stages in Go traces"
 # Each variant is "threads environment": the default (since run 30 the share as one task of the
 # pool, woken by a futex), the old three ops on the channel wake, and a 1 ms poll on two threads
 # fewer (FMOE_CPU_POLL; fmoe-run then raises GOMAXPROCS by the threads). Then the share's rounds at
-# K=4 and K=10, G_ROUNDS (default 3), every core: the default, the task on the channel wake, the
-# three ops on the channel wake (run 30: 0.825, 0.888, 0.954 ms a K=4 token).
+# K=4 and K=10, G_ROUNDS (default 3), every core: the default, it primed 300 µs from each layer's
+# routing (the task's first part starts ~85 µs after the share's start in run 30's K=10 traces, its
+# workers woken from idle vCPUs; primed, BenchmarkExpertsAfterIdle's two experts took 253 µs
+# against 391), the task on the channel wake, the three ops on it (run 30: 0.825, 0.888, 0.954 ms
+# a K=4 token).
 th2=$(($(nproc) - 2))
 for k in 4 10; do
   for v in "$(nproc) -" "$(nproc) FMOE_CPU_SHARE=ops FMOE_CPU_WAKE=channel" "$th2 FMOE_CPU_POLL=1ms"; do
@@ -102,7 +105,7 @@ on G && upto $((CAP - 60)) && (cd runtime/backend/cpu && FMOE_BENCH_THREADS=$(np
   -test.bench ExpertsAfterIdle -test.benchtime 200x 2>&1 | grep -E '^Benchmark|FAIL|panic')
 for k in 4 10; do
   on G && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_K=$k SHARE_SHARES="auto" SHARE_ROUNDS=${G_ROUNDS:-3} \
-    SHARE_VARIANTS="-;FMOE_CPU_WAKE=channel;FMOE_CPU_SHARE=ops FMOE_CPU_WAKE=channel" timeout 120 bash scripts/gpu-cpushare.sh |
+    SHARE_VARIANTS="-;FMOE_CPU_PRIME=300us;FMOE_CPU_WAKE=channel;FMOE_CPU_SHARE=ops FMOE_CPU_WAKE=channel" timeout 150 bash scripts/gpu-cpushare.sh |
     sed "s/^/K=$k /"
 done
 el "B: the share in place, K=4 and K=10"
