@@ -100,9 +100,12 @@ for k in 4 10; do
       sed "s/^/K=$k threads=$th ${envs:--} /"
   done
 done
-# The share alone, after 1 ms idle and back to back, as three ops and as one task (1, 2, 4 experts).
-on G && upto $((CAP - 60)) && (cd runtime/backend/cpu && FMOE_BENCH_THREADS=$(nproc) timeout 40 "$B/cpu.test" -test.run '^$' \
-  -test.bench ExpertsAfterIdle -test.benchtime 200x 2>&1 | grep -E '^Benchmark|FAIL|panic')
+# The share alone, after 1 ms idle and back to back, as three ops and as one task (1, 2, 4 experts),
+# woken by the futex (fmoe-run's default since run 30) and through the channels (run 30's figures).
+for wk in futex ""; do
+  on G && upto $((CAP - 60)) && (cd runtime/backend/cpu && FMOE_BENCH_WAKE=$wk FMOE_BENCH_THREADS=$(nproc) timeout 40 "$B/cpu.test" \
+    -test.run '^$' -test.bench ExpertsAfterIdle -test.benchtime 200x 2>&1 | grep -E '^Benchmark|FAIL|panic' | sed "s/^/wake=${wk:-channel} /")
+done
 for k in 4 10; do
   on G && upto $((CAP - 60)) && BIN=$B SHARE_MODEL=$M1 SHARE_K=$k SHARE_SHARES="auto" SHARE_ROUNDS=${G_ROUNDS:-3} \
     SHARE_VARIANTS="-;FMOE_CPU_PRIME=300us;FMOE_CPU_WAKE=channel;FMOE_CPU_SHARE=ops FMOE_CPU_WAKE=channel" timeout 150 bash scripts/gpu-cpushare.sh |
