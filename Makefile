@@ -15,11 +15,14 @@ FUZZMIN ?= 100x
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-# The whole suite, then each fuzz target for a few seconds.
+# The whole suite, a part of it under the race detector, then each fuzz target for a few seconds.
 test:
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -tags purego ./runtime/backend/cpu/
+	@# The CPU share's task across the pool's workers and the pointer arithmetic of the logits
+	@# check, under the race detector and checkptr (~15 s; the whole suite under -race takes minutes).
+	$(GO) test -count=1 -race -run 'AllFinite|StartExperts' ./runtime/backend/ ./runtime/backend/cpu/
 	$(MAKE) --no-print-directory arm64-check
 	$(MAKE) --no-print-directory fuzz
 

@@ -65,6 +65,35 @@ func TestAllFinite(t *testing.T) {
 	}
 }
 
+// TestAllFiniteAlone: one to three values at the end of their allocation,
+// from an 8-byte boundary and 4 bytes off it: with an off-grid first value
+// taken alone, fewer than two may be left, and they are checked without a
+// pointer past the allocation (checkptr under -race refused one before the
+// fix, in the conformance suite's one-value ArgMax).
+func TestAllFiniteAlone(t *testing.T) {
+	for n := 1; n <= 3; n++ {
+		for off := range 2 {
+			// A 16-byte allocation (its own size class, not the tiny
+			// allocator's shared blocks), its last n values less off.
+			heapSink = make([]float32, 4) // on the heap, where checkptr looks
+			v := heapSink[4-n-off : 4-off]
+			if !AllFinite(v) {
+				t.Fatalf("%d zeros at offset %d: reported not finite", n, off)
+			}
+			for i := range v {
+				v[i] = float32(math.Inf(-1))
+				if AllFinite(v) {
+					t.Fatalf("-Inf at %d of %d at offset %d: reported finite", i, n, off)
+				}
+				v[i] = 0
+			}
+		}
+	}
+}
+
+// heapSink keeps TestAllFiniteAlone's values off the stack.
+var heapSink []float32
+
 // BenchmarkAllFinite: the logits check over Qwen3.5's 248,320 values, once a token.
 func BenchmarkAllFinite(b *testing.B) {
 	v := make([]float32, 248320)

@@ -206,7 +206,8 @@ func (p *pool) run(t task, n, chunk int) {
 }
 
 // start hands t to every worker (parts 1 to the workers' count; the
-// caller takes no part) and returns at once; wait waits for them. The
+// caller takes no part, though it may join later as part 0, as
+// WaitExperts does) and returns at once; wait waits for them. The
 // caller must not start another run before wait returns.
 func (p *pool) start(t task) {
 	p.pending.Store(int32(len(p.work)))
