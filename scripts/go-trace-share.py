@@ -26,11 +26,15 @@ own; task: one task of the pool, below) and expert count, medians (and p90) in m
   wait     share.wait
   total    from share.start's begin to share.down's end
 
-A share handed to the pool as one task (FMOE_CPU_SHARE=task) has no stages
-of its own; each worker's part is a share.task region, so its row gives
-start (which hands the task over), woken (parts), first and last (when
-the first and the last part began, after share.start's begin), forP (the longest a part's worker sat
+A share handed to the pool as one task (fmoe-run's default since run 30;
+FMOE_CPU_SHARE=ops is the old way) has no stages of its own; each worker's
+part is a share.task region, so its row gives start (which hands the task
+over), woken (parts), first and last (when the first and the last part
+began, after share.start's begin), forP (the longest a part's worker sat
 runnable before it started), wait, and total (to the last part's end).
+With the futex wake the session's goroutine takes part in what is left
+when it reaches its wait (a share.join region inside share.wait, not
+counted among the parts), so wait includes that work.
 """
 import argparse
 import bisect
