@@ -138,6 +138,7 @@ def shares(regions, logs, running):
         n = next((c for lg, t, c in logs if lg == g and b <= t <= e), None)
         if n is None:
             continue
+        wt = after('share.wait', e, g)
         # The share as one task of the pool's workers (FMOE_CPU_SHARE=task):
         # handed over within share.start, so its parts may begin inside it.
         parts = [r for r in tasks if b <= r[1] < nxt]
@@ -145,7 +146,6 @@ def shares(regions, logs, running):
             s = {'kind': 'task', 'n': n, 'start': e - b, 'first': parts[0][1] - b, 'last': parts[-1][1] - b,
                  'total': max(r[2] for r in parts) - b, 'woken': len(parts),
                  'forP': max(ran_after(running, pg, b, pb) for pg, pb, _ in parts)}
-            wt = after('share.wait', e, g)
             if wt is not None:
                 s['wait'] = wt[2] - wt[1]
             out.append(s)
@@ -155,7 +155,6 @@ def shares(regions, logs, running):
             continue
         sw = after('share.swiglu', gu[2], gu[0])
         dn = after('share.down', gu[2], gu[0])
-        wt = after('share.wait', e, g)
         if sw is None or dn is None:
             continue
         wk = woken(running, gu[0], gu[1], gu[2])

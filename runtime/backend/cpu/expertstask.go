@@ -155,22 +155,20 @@ func (t *expertsTask) bind(be *Backend, gus []backend.Buffer, gu []backend.Tenso
 	return nil
 }
 
-// do is a worker's part: work, in a Go execution trace a share.task
-// region (scripts/go-trace-share.py's parts).
-func (t *expertsTask) do(part, _, _ int) {
+// do is a worker's part: in a Go execution trace a share.task region
+// (scripts/go-trace-share.py's parts).
+func (t *expertsTask) do(part, _, _ int) { t.traced(part, "share.task") }
+
+// join is WaitExperts' part 0: in a trace a share.join region (not one of
+// the script's parts: it starts at the wait, not at the hand-over).
+func (t *expertsTask) join() { t.traced(0, "share.join") }
+
+// traced is work as part part, marked as region in a Go execution trace.
+func (t *expertsTask) traced(part int, region string) {
 	if trace.IsEnabled() {
-		defer trace.StartRegion(context.Background(), "share.task").End()
+		defer trace.StartRegion(context.Background(), region).End()
 	}
 	t.work(part)
-}
-
-// join is WaitExperts' part 0: work, in a trace a share.join region (not
-// one of the script's parts: it starts at the wait, not at the hand-over).
-func (t *expertsTask) join() {
-	if trace.IsEnabled() {
-		defer trace.StartRegion(context.Background(), "share.join").End()
-	}
-	t.work(0)
 }
 
 // work is a part's work: pair rows of gates and ups with their SwiGLU

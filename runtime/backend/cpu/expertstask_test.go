@@ -23,18 +23,7 @@ func TestStartExperts(t *testing.T) {
 		H, I, G int
 	}{{backend.Q4, 256, 128, 64}, {backend.BF16, 64, 30, 0}} {
 		for _, n := range []int{1, 3} {
-			ws := make([]backend.Weight, 3*n) // gate, up, down of each expert
-			for i := range ws {
-				if i%3 == 2 {
-					ws[i], _ = backendtest.RandomWeight(r, c.f, c.H, c.I, c.G)
-				} else {
-					ws[i], _ = backendtest.RandomWeight(r, c.f, c.I, c.H, c.G)
-				}
-			}
-			x := make([]float32, c.H)
-			for i := range x {
-				x[i] = float32(r.NormFloat64())
-			}
+			ws, x := shareInputs(r, c.f, n, c.H, c.I, c.G)
 			for _, p := range []Path{PathAuto, PathGo, PathReference} {
 				for _, th := range []int{1, 2, 5, 16} {
 					for _, futex := range []bool{false, true} {
@@ -103,6 +92,24 @@ func TestStartExpertsRefused(t *testing.T) {
 	if _, err := be.WaitExperts(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// shareInputs is a share of n random experts (gate, up, down of each: I×H,
+// I×H, H×I in format f, group size G) and a random x of H values.
+func shareInputs(r *rand.Rand, f backend.Format, n, H, I, G int) ([]backend.Weight, []float32) {
+	ws := make([]backend.Weight, 3*n)
+	for i := range ws {
+		if i%3 == 2 {
+			ws[i], _ = backendtest.RandomWeight(r, f, H, I, G)
+		} else {
+			ws[i], _ = backendtest.RandomWeight(r, f, I, H, G)
+		}
+	}
+	x := make([]float32, H)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	return ws, x
 }
 
 // shareBufs binds a share's weights (gate, up, down of each expert) and
@@ -194,20 +201,7 @@ func shareByTask(t *testing.T, be *Backend, ws []backend.Weight, x []float32) []
 // first: a wake lost between a share and the next would hang here, a part
 // left from the last share would change the sums.
 func TestStartExpertsAfterSleep(t *testing.T) {
-	r := rand.New(rand.NewPCG(5, 55))
-	const H, I = 128, 64
-	ws := make([]backend.Weight, 6)
-	for i := range ws {
-		rows, cols := I, H
-		if i%3 == 2 {
-			rows, cols = H, I
-		}
-		ws[i], _ = backendtest.RandomWeight(r, backend.Q4, rows, cols, 64)
-	}
-	x := make([]float32, H)
-	for i := range x {
-		x[i] = float32(r.NormFloat64())
-	}
+	ws, x := shareInputs(rand.New(rand.NewPCG(5, 55)), backend.Q4, 2, 128, 64, 64)
 	for _, futex := range []bool{true, false} {
 		be := New(Options{Threads: 4, FutexWake: futex})
 		want := shareByTask(t, be, ws, x)
