@@ -22,7 +22,7 @@ test:
 	$(GO) test -count=1 -tags purego ./runtime/backend/cpu/
 	@# The CPU share's task across the pool's workers and the pointer arithmetic of the logits
 	@# check, under the race detector and checkptr (~15 s; the whole suite under -race takes minutes).
-	$(GO) test -count=1 -race -run 'AllFinite|StartExperts' ./runtime/backend/ ./runtime/backend/cpu/
+	$(GO) test -count=1 -race -run 'AllFinite|StartExperts|WaitExperts' ./runtime/backend/ ./runtime/backend/cpu/
 	$(MAKE) --no-print-directory arm64-check
 	$(MAKE) --no-print-directory fuzz
 

@@ -173,8 +173,14 @@ func (t *expertsTask) traced(part int, region string) {
 
 // work is a part's work: pair rows of gates and ups with their SwiGLU
 // until none are left, then, once every one is done and the downs' inputs
-// are prepared, rows of the downs until none are left.
+// are prepared, rows of the downs until none are left. Only a part that
+// computed rows moves the share's end: a caller joining after the workers
+// finished would otherwise stretch the share's time to its own arrival,
+// which the GPU's part decides, and --cpu-experts auto, reading the
+// share's time as the CPUs' cost, would shrink the share at every layer
+// (peer run 16: the CPUs' expert read as 0.643 ms against run 14's 0.162).
 func (t *expertsTask) work(part int) {
+	did := false
 	for {
 		lo := int(t.next.Add(int64(t.cA))) - t.cA
 		if lo >= t.nA {
@@ -182,6 +188,7 @@ func (t *expertsTask) work(part int) {
 		}
 		hi := min(lo+t.cA, t.nA)
 		t.pairRows(part, lo, hi)
+		did = true
 		if t.doneA.Add(int64(hi-lo)) == int64(t.nA) {
 			t.down.prepare(t.be)
 			t.ready.Store(true)
@@ -199,6 +206,10 @@ func (t *expertsTask) work(part int) {
 			break
 		}
 		t.down.do(part, lo, min(lo+t.cB, t.nB))
+		did = true
+	}
+	if !did {
+		return
 	}
 	e := int64(time.Since(t.start))
 	for {

@@ -220,3 +220,33 @@ func TestStartExpertsAfterSleep(t *testing.T) {
 		be.Close()
 	}
 }
+
+// TestWaitExpertsLateJoin: a caller that reaches WaitExperts after the
+// workers have finished the share (fmoe-run's caller waits for the GPU's
+// part first) joins with nothing left to do, and the time WaitExperts
+// returns is the share's, not the caller's arrival: --cpu-experts auto
+// reads it as the CPUs' cost. A try counts only if the workers got the
+// share done before the caller came (on a loaded machine they may not).
+func TestWaitExpertsLateJoin(t *testing.T) {
+	ws, x := shareInputs(rand.New(rand.NewPCG(6, 66)), backend.Q4, 2, 128, 64, 64)
+	be := New(Options{Threads: 4, FutexWake: true})
+	defer be.Close()
+	gu, down, xb, gus, outs := shareBufs(t, be, ws, x)
+	const late = 100 * time.Millisecond
+	var tooks []time.Duration
+	for range 3 {
+		if err := be.StartExperts(gus, gu, xb, outs, down); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(late)
+		took, err := be.WaitExperts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if took > 0 && took < late/2 {
+			return
+		}
+		tooks = append(tooks, took)
+	}
+	t.Fatalf("a share of 2 small experts, the caller joining %v late, took %v: want the workers' time, under %v", late, tooks, late/2)
+}
