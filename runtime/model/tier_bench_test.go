@@ -226,8 +226,8 @@ func BenchmarkTieredDecode(b *testing.B) {
 					// As fmoe-run's share: its idle threads sleep in a futex (cpu.Options.FutexWake;
 					// FMOE_BENCH_MISS_WAKE=channel, the old way) and the share is one task
 					// (Options.MissTask; FMOE_BENCH_MISS_OPS=1, the three ops).
-					missBe = cpu.New(cpu.Options{Threads: envInt("FMOE_BENCH_MISS_THREADS", 0), FutexWake: os.Getenv("FMOE_BENCH_MISS_WAKE") != "channel"})
-					missTask = os.Getenv("FMOE_BENCH_MISS_OPS") != "1"
+					missBe = cpu.New(cpu.Options{Threads: envInt("FMOE_BENCH_MISS_THREADS", 0), FutexWake: envOneOf(b, "FMOE_BENCH_MISS_WAKE", "futex", "channel")})
+					missTask = envOneOf(b, "FMOE_BENCH_MISS_OPS", "0", "1")
 					defer missBe.Close()
 					if v := os.Getenv("FMOE_BENCH_MISS_SHARE"); v == "auto" {
 						auto = true
@@ -250,7 +250,10 @@ func BenchmarkTieredDecode(b *testing.B) {
 				var budget int64
 				switch tier {
 				case "scaled", "tiered":
-					budget = (free - resident - 2<<30) / int64(fullLayers) * int64(L)
+					// A backend with less free memory than the 397B's resident
+					// weights (the CPU's, on a small box) gets no tier, not a
+					// negative one.
+					budget = max(free-resident-2<<30, 0) / int64(fullLayers) * int64(L)
 				case "resident":
 					budget = int64(L*m.Config.NumExperts) * (m.experts.set.Stride + 4096)
 				}
@@ -489,6 +492,21 @@ func residentBytes(dir string) (perLayer, head int64, err error) {
 		}
 	}
 	return layers / int64(man.Config.NumHiddenLayers), head, nil
+}
+
+// envOneOf reads a two-way switch: unset or on is true, off false; any
+// other value stops the benchmark, so that a misspelt variant is not
+// silently measured as the default.
+func envOneOf(b *testing.B, name, on, off string) bool {
+	switch v := os.Getenv(name); v {
+	case "", on:
+		return true
+	case off:
+		return false
+	default:
+		b.Fatalf("%s=%q: want %s (the default) or %s", name, v, on, off)
+		return false
+	}
 }
 
 func envInt(name string, def int) int {
