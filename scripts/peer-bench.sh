@@ -360,7 +360,14 @@ bench() {
   done
   setk 10
   echo
+  autoshares
   cat "$POUT/crosscheck.txt" "$POUT/cpu.txt" 2> /dev/null || true
+}
+
+autoshares() { # where --cpu-experts auto settled in each timed run: peer run 16's K=10 row lost to
+  # a share stuck at 0.20 (CPU 0.643 ms an expert, a misread), visible only deep in runs.log
+  awk '/^### .*: fmoe-run generate/ {tag=$0; sub(/^### /, "", tag); sub(/: fmoe-run.*/, "", tag)}
+    /cpu share \(auto\)/ {s=$0; sub(/^ +/, "", s); gsub(/  +/, " ", s); print "auto in \"" tag "\": " s}' "$POUT/runs.log" 2> /dev/null || true
 }
 
 cpurates() { # row 2's other engine: this host's CPUs computing experts (docs/benchmarks.md run 26)
