@@ -116,7 +116,7 @@ func cpuWait(name string) (time.Duration, error) {
 // (~180 µs for 16 threads after an idle on the GPU machine, run 27);
 // channel, the old way, kept to measure against. With the share as one
 // task, run 30 found the futex 6% faster at K=4 and K=10 in every round.
-func cpuWake() (bool, error) { return envChoice("FMOE_CPU_WAKE", "futex", "channel") }
+func cpuWake() (bool, error) { return cliutil.EnvChoice("FMOE_CPU_WAKE", "futex", "channel") }
 
 // cpuShareTask reads FMOE_CPU_SHARE: unset or task, each share goes to
 // the CPU backend's threads as one task (model.Options.MissTask: no
@@ -124,17 +124,4 @@ func cpuWake() (bool, error) { return envChoice("FMOE_CPU_WAKE", "futex", "chann
 // between the phases); ops, the old way (three ops on a goroutine of the
 // share's own), kept to measure against. Run 30 (H100) found the task
 // 7-9% faster a token at K=4 and K=10 in three rounds each.
-func cpuShareTask() (bool, error) { return envChoice("FMOE_CPU_SHARE", "task", "ops") }
-
-// envChoice reads a two-way environment switch whose default is on: unset
-// or on is true, off false, anything else a usage error naming it.
-func envChoice(name, on, off string) (bool, error) {
-	switch v := os.Getenv(name); v {
-	case "", on:
-		return true, nil
-	case off:
-		return false, nil
-	default:
-		return false, cliutil.UsageError("%s=%q: want %s (the default) or %s", name, v, on, off)
-	}
-}
+func cpuShareTask() (bool, error) { return cliutil.EnvChoice("FMOE_CPU_SHARE", "task", "ops") }

@@ -2,6 +2,7 @@ package cliutil
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -142,4 +143,19 @@ func oneDefault(f cli.Flag) {
 		return
 	}
 	*usage, *text = strings.TrimSpace(u[:i]), d
+}
+
+// EnvChoice reads a two-way environment switch whose default is on (an
+// experiment's old way kept to measure against): unset or on is true, off
+// false, anything else a usage error naming the variable, so that a
+// misspelt value is not silently run as the default.
+func EnvChoice(name, on, off string) (bool, error) {
+	switch v := os.Getenv(name); v {
+	case "", on:
+		return true, nil
+	case off:
+		return false, nil
+	default:
+		return false, UsageError("%s=%q: want %s (the default) or %s", name, v, on, off)
+	}
 }

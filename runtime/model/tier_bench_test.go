@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fmoe/fmoe/format"
+	"github.com/fmoe/fmoe/internal/cliutil"
 	"github.com/fmoe/fmoe/runtime/backend"
 	"github.com/fmoe/fmoe/runtime/backend/cpu"
 	"github.com/fmoe/fmoe/runtime/backend/cuda"
@@ -494,19 +495,14 @@ func residentBytes(dir string) (perLayer, head int64, err error) {
 	return layers / int64(man.Config.NumHiddenLayers), head, nil
 }
 
-// envOneOf reads a two-way switch: unset or on is true, off false; any
-// other value stops the benchmark, so that a misspelt variant is not
-// silently measured as the default.
+// envOneOf is cliutil.EnvChoice for a benchmark: a misspelt variant
+// stops it rather than being measured as the default.
 func envOneOf(b *testing.B, name, on, off string) bool {
-	switch v := os.Getenv(name); v {
-	case "", on:
-		return true
-	case off:
-		return false
-	default:
-		b.Fatalf("%s=%q: want %s (the default) or %s", name, v, on, off)
-		return false
+	v, err := cliutil.EnvChoice(name, on, off)
+	if err != nil {
+		b.Fatal(err)
 	}
+	return v
 }
 
 func envInt(name string, def int) int {
