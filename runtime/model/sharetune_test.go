@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fmoe/fmoe/runtime/backend"
 	"github.com/fmoe/fmoe/runtime/backend/cpu"
 )
 
@@ -142,5 +143,44 @@ func TestCPUMissesAutoRefused(t *testing.T) {
 	_, err := Open(packed(t, "hf", 16), Options{Backend: testBackend(t), MissAuto: true})
 	if err == nil || !strings.Contains(err.Error(), "without a miss backend") {
 		t.Errorf("MissAuto without a miss backend: %v", err)
+	}
+}
+
+// slowLink is a host tier whose link takes its time: each expert bound
+// for the device waits, as a copy over PCIe does, so the miss rank's
+// share is done long before the host reaches its wait.
+type slowLink struct {
+	*combTier
+	delay time.Duration
+}
+
+func (s *slowLink) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor, error) {
+	time.Sleep(s.delay)
+	return s.combTier.BindExpert(l, id, ws)
+}
+
+// TestCPUMissesAutoSlowLink: an automatic share as fmoe-run runs it (one
+// task on futex-woken workers, whose caller joins at the wait) must read
+// the CPUs' time, not the caller's arrival after the link's part. Peer
+// run 16 read the CPUs' expert as the link's (0.643 ms against a real
+// ~0.16) and the share, a fixed point of that misreading, shrank from its
+// start; here the link is slow and the CPUs' tiny experts quick, so the
+// share must grow.
+func TestCPUMissesAutoSlowLink(t *testing.T) {
+	g := readGolden(t, "bf16")
+	tier := &slowLink{combTier: &combTier{holdTier: newHoldTier(evenExperts)}, delay: 2 * time.Millisecond}
+	mb := cpu.New(cpu.Options{Threads: 2, FutexWake: true})
+	t.Cleanup(func() { mb.Close(); tier.Close() })
+	m := open(t, "hf", 16, 0, Options{Backend: tier, MissBackend: mb, MissAuto: true, MissTask: true, HostCache: 1 << 30})
+	goldenRun(t, m, g)
+	goldenRun(t, m, g) // warm: every miss repeats, so the layers are measured
+	r := m.tune.report()
+	if r.Layers == 0 {
+		t.Fatal("no layer measured")
+	}
+	t.Logf("link %v, CPUs %v an expert, share %v after %d layers", r.Link, r.CPU, r.Share, r.Layers)
+	if r.CPU >= r.Link/2 || r.Share <= AutoShareStart {
+		t.Errorf("the link %v an expert (%v a bind), the CPUs %v, share %v after %d layers: want the CPUs' own time, under half the link's, and the share grown from %v",
+			r.Link, tier.delay, r.CPU, r.Share, r.Layers, AutoShareStart)
 	}
 }
