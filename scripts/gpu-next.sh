@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The device measurements left after session 34 (run 30 ran A, G, R), in one call,
+# The device measurements left after session 35 (run 30 ran A, G, R; none since), in one call,
 # each stage begun only while the call is younger than its limit within CAP seconds (default 420),
-# so that a short call still brings back the first ones. STAGES picks them (default "A D2 G R", the
-# most wanted; they run in the order "A R E G B D2 D C"):
+# so that a short call still brings back the first ones. STAGES picks them (default "A L D2 G R", the
+# most wanted; they run in the order "A L R E G B D2 D C"):
 #   A  CUDA checks: the conformance suite (also with the mapped uploads), TestBindPaths,
 #      TestReadPaths, TestUploadRing, and on the model
 #      TestForwardGreedy, TestGenerateStops, TestCPUMissesOnDevice, TestGoldenDevicePartial,
 #      TestCPUMissesPrefetched, those also with FMOE_CUDA_UPLOAD=mapped and FMOE_CUDA_EVICT=layer;
 #      the cache's tests (TestExpertCache*, TestPrefetchExpert, TestEvictLayer)
+#   L  issue 13's row 2 at K=10 (host tier, --cpu-experts auto) under FMOE_CUDA_TRACE: whether the
+#      link idles between a layer's copies beside the share (gpu-timeline.py; the dump comes back)
 #   R  the tiered layer at K=4 and K=10, R_ROUNDS rounds (default 2), with each of R_VARIANTS
 #      (default: none, the prefetches on a copy stream of their own (FMOE_CUDA_PF_STREAM=1), and
 #      that with an evicted expert refilled after its layer's end of reads (FMOE_CUDA_EVICT=layer):
@@ -35,7 +37,7 @@ t0=$(date +%s)
 el() { echo "### $1 at $(($(date +%s) - t0)) s"; }
 upto() { [ $(($(date +%s) - t0)) -lt "$1" ]; }
 CAP=${CAP:-420}
-STAGES=" ${STAGES:-A D2 G R} "
+STAGES=" ${STAGES:-A L D2 G R} "
 on() { [[ $STAGES == *" $1 "* ]]; }
 B=$(mktemp -d)
 for f in "${BIN:-.gpu/bin}"/*.xz; do xz -dc "$f" > "$B/$(basename "$f" .xz)"; done
@@ -61,6 +63,18 @@ for v in FMOE_CUDA_UPLOAD= FMOE_CUDA_UPLOAD=mapped FMOE_CUDA_EVICT=layer; do
 done
 # The packs' jobs by pid: a bare wait would also wait for the tee above, which ends only with the script.
 wait $p1 $p4
+el "L: row 2's link beside the share, K=10 timeline"
+# Issue 13's row 2 at K=10 (every expert from the host tier, none in a GPU tier, --cpu-experts auto):
+# the automatic share puts an expert over the link at 0.159-0.179 ms (runs 14, 16, 27) where its
+# 7.08 MB take ~0.13 at the link's measured rate; the timeline says whether the link idles between
+# a layer's copies (the host late to queue them) or the copies themselves are slow.
+if on L && upto $((CAP - 60)); then
+  FMOE_CUDA_TRACE=/tmp/gpu-next-l.tsv timeout 60 "$B/fmoe-run" generate --model $M1 --backend cuda --ids "$(seq -s, 1 64)" \
+    --tokens 160 -k 10 --gpu-cache 0 --host-cache 8G --cpu-experts auto --timing 2>&1 |
+    grep -E 'generated in|cpu share|cpu_share_wait|expert_compute|rror'
+  python3 scripts/gpu-timeline.py /tmp/gpu-next-l.tsv | head -30
+  python3 scripts/gpu-timeline.py /tmp/gpu-next-l.tsv --dump > "${OUT:-/tmp}/timeline-row2-k10.txt" 2>&1
+fi
 el "R: the tiered layer, R_VARIANTS"
 on R && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS="4 10" AB_ROUNDS=${R_ROUNDS:-2} \
   AB_VARIANTS="${R_VARIANTS:--;FMOE_CUDA_PF_STREAM=1;FMOE_CUDA_PF_STREAM=1 FMOE_CUDA_EVICT=layer}" AB_TIERS="tiered-preload-prefetch-table" timeout 200 bash scripts/gpu-ab.sh
