@@ -146,9 +146,9 @@ func TestCPUMissesAutoRefused(t *testing.T) {
 	}
 }
 
-// slowLink is a host tier whose link takes its time: each expert bound
-// for the device waits, as a copy over PCIe does, so the miss rank's
-// share is done long before the host reaches its wait.
+// slowLink and slowDev are host tiers whose link takes its time: each
+// expert bound for the device waits, as a copy over PCIe does, so the miss
+// rank's share is done long before the host reaches its wait.
 type slowLink struct {
 	*combTier
 	delay time.Duration
@@ -159,28 +159,60 @@ func (s *slowLink) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor,
 	return s.combTier.BindExpert(l, id, ws)
 }
 
+type slowDev struct {
+	*devTier
+	delay time.Duration
+}
+
+func (s *slowDev) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor, error) {
+	time.Sleep(s.delay)
+	return s.devTier.BindExpert(l, id, ws)
+}
+
 // TestCPUMissesAutoSlowLink: an automatic share as fmoe-run runs it (one
 // task on futex-woken workers, whose caller joins at the wait) must read
-// the CPUs' time, not the caller's arrival after the link's part. Peer
-// run 16 read the CPUs' expert as the link's (0.643 ms against a real
-// ~0.16) and the share, a fixed point of that misreading, shrank from its
-// start; here the link is slow and the CPUs' tiny experts quick, so the
-// share must grow.
+// the CPUs' time, not the caller's arrival after the link's part, on the
+// host path and on the partly held layers routed on the device. Peer run
+// 16 read the CPUs' expert as the link's (0.643 ms against a real ~0.16)
+// and the share, a fixed point of that misreading, shrank from its start;
+// here the link is slow and the CPUs' tiny experts quick, so the share
+// must grow.
 func TestCPUMissesAutoSlowLink(t *testing.T) {
+	defer func(v, w bool) { devOff, devMissOn = v, w }(devOff, devMissOn)
 	g := readGolden(t, "bf16")
-	tier := &slowLink{combTier: &combTier{holdTier: newHoldTier(evenExperts)}, delay: 2 * time.Millisecond}
-	mb := cpu.New(cpu.Options{Threads: 2, FutexWake: true})
-	t.Cleanup(func() { mb.Close(); tier.Close() })
-	m := open(t, "hf", 16, 0, Options{Backend: tier, MissBackend: mb, MissAuto: true, MissTask: true, HostCache: 1 << 30})
-	goldenRun(t, m, g)
-	goldenRun(t, m, g) // warm: every miss repeats, so the layers are measured
-	r := m.tune.report()
-	if r.Layers == 0 {
-		t.Fatal("no layer measured")
-	}
-	t.Logf("link %v, CPUs %v an expert, share %v after %d layers", r.Link, r.CPU, r.Share, r.Layers)
-	if r.CPU >= r.Link/2 || r.Share <= AutoShareStart {
-		t.Errorf("the link %v an expert (%v a bind), the CPUs %v, share %v after %d layers: want the CPUs' own time, under half the link's, and the share grown from %v",
-			r.Link, tier.delay, r.CPU, r.Share, r.Layers, AutoShareStart)
+	const delay = 2 * time.Millisecond
+	for _, dev := range []bool{false, true} {
+		devOff, devMissOn = !dev, dev
+		var tier interface {
+			backend.Backend
+			Close() error
+		}
+		if dev {
+			tier = &slowDev{devTier: &devTier{keepTier: newKeepTier(nil), evenOnly: true}, delay: delay}
+		} else {
+			tier = &slowLink{combTier: &combTier{holdTier: newHoldTier(evenExperts)}, delay: delay}
+		}
+		mb := cpu.New(cpu.Options{Threads: 2, FutexWake: true})
+		t.Cleanup(func() { mb.Close(); tier.Close() })
+		m := open(t, "hf", 16, 0, Options{Backend: tier, MissBackend: mb, MissAuto: true, MissTask: true, HostCache: 1 << 30})
+		if dev {
+			if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, tm := goldenRun(t, m, g)
+		goldenRun(t, m, g) // warm: every miss repeats, so the layers are measured
+		if dev && tm.Decode.DevLayers == 0 {
+			t.Fatal("device: no decode layer routed on the device")
+		}
+		r := m.tune.report()
+		t.Logf("device %v: link %v, CPUs %v an expert, share %v after %d layers", dev, r.Link, r.CPU, r.Share, r.Layers)
+		if r.Layers == 0 {
+			t.Fatalf("device %v: no layer measured", dev)
+		}
+		if r.CPU >= r.Link/2 || r.Share <= AutoShareStart {
+			t.Errorf("device %v: the link %v an expert (%v a bind), the CPUs %v, share %v after %d layers: want the CPUs' own time, under half the link's, and the share grown from %v",
+				dev, r.Link, delay, r.CPU, r.Share, r.Layers, AutoShareStart)
+		}
 	}
 }
