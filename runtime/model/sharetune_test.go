@@ -180,7 +180,7 @@ func (s *slowDev) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor, 
 func TestCPUMissesAutoSlowLink(t *testing.T) {
 	defer func(v, w bool) { devOff, devMissOn = v, w }(devOff, devMissOn)
 	g := readGolden(t, "bf16")
-	const delay = 2 * time.Millisecond
+	const delay = 5 * time.Millisecond
 	for _, dev := range []bool{false, true} {
 		devOff, devMissOn = !dev, dev
 		var tier interface {
