@@ -20,7 +20,9 @@ many start just after a compute mark (a fill waiting for the compute queued befo
 eviction, session 32).
 --dump then prints, for the first selected token with one copy the compute waited for and the first
 with none, every mark from the token's start (device µs, host µs, stream, label, arg): where one
-miss's time goes (issue 12's K=4 layer with one miss).
+miss's time goes (issue 12's K=4 layer with one miss); where there is neither (every expert over the
+link, issue 13's row 2), the first selected token. Host-only marks have no device time: readret (a
+read's return) and write (a small write queued, e.g. the CPU share's rows sent to the device).
 """
 import bisect
 import sys
@@ -123,16 +125,25 @@ def dump(toks):
     """Every mark of the first token with one waited-for copy and of the first with none."""
     def waited(t):
         return sum(1 for r in t if r[3] == "cp1" and r[4] == 1)
+    shown = 0
     for want in (1, 0):
         t = next((t for t in toks if waited(t) == want), None)
         if t is None:
             print(f"(no token with {want} waited-for copies)")
             continue
-        d0, h0 = t[0][0], t[0][1]
-        print(f"## a token with {want} waited-for copies: device us, host us, stream, label, arg")
-        for r in t:
-            dev = f"{r[0] - d0:8.1f}" if r[0] >= 0 else "       -"
-            print(f"{dev} {r[1] - h0:8.1f} {r[2]} {r[3]} {r[4]}")
+        show(t, f"a token with {want} waited-for copies")
+        shown += 1
+    if not shown and toks:
+        # Every expert over the link (issue 13's row 2): each token waits for several copies.
+        show(toks[0], f"the first token, with {waited(toks[0])} waited-for copies")
+
+
+def show(t, what):
+    d0, h0 = t[0][0], t[0][1]
+    print(f"## {what}: device us, host us, stream, label, arg")
+    for r in t:
+        dev = f"{r[0] - d0:8.1f}" if r[0] >= 0 else "       -"
+        print(f"{dev} {r[1] - h0:8.1f} {r[2]} {r[3]} {r[4]}")
 
 
 def main():

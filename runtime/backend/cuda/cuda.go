@@ -643,7 +643,13 @@ func (be *Backend) Write(dst backend.Buffer, src []float32) error {
 	if be.recording {
 		return errRecording
 	}
-	return be.h2dSmall(d.ptr, unsafe.Slice((*byte)(unsafe.Pointer(&src[0])), 4*len(src)), "write")
+	if err := be.h2dSmall(d.ptr, unsafe.Slice((*byte)(unsafe.Pointer(&src[0])), 4*len(src)), "write"); err != nil {
+		return err
+	}
+	// A host-only mark under FMOE_CUDA_TRACE: a one-token step's small
+	// writes (the CPU share's rows sent to the device) sit on the
+	// critical path between the share's wait and the combine.
+	return be.mark('h', "write", len(src))
 }
 
 // Read waits for all earlier ops, then copies to the host.
