@@ -7,7 +7,7 @@
 #      TestReadPaths, TestUploadRing, and on the model
 #      TestForwardGreedy, TestGenerateStops, TestCPUMissesOnDevice, TestGoldenDevicePartial,
 #      TestCPUMissesPrefetched, those also with FMOE_CUDA_UPLOAD=mapped and FMOE_CUDA_EVICT=layer;
-#      the cache's tests (TestExpertCache*, TestPrefetchExpert, TestEvictLayer)
+#      the cache's tests (TestExpertCache*, TestPrefetchExpert, TestEvictLayer), TestTimeline
 #   L  issue 13's row 2 at K=10 (host tier, --cpu-experts auto) under FMOE_CUDA_TRACE: whether the
 #      link idles between a layer's copies beside the share (gpu-timeline.py; the dump comes back)
 #   R  the tiered layer at K=4 and K=10, R_ROUNDS rounds (default 2), with each of R_VARIANTS
@@ -55,7 +55,7 @@ mk() {
 mk $M1 1 & p1=$!
 mk $M4 4 & p4=$!
 el "A: correctness on CUDA"
-on A && FMOE_CUDA_REQUIRE=1 timeout 120 "$B/cuda.test" -test.run 'Conformance|BindPaths|ReadPaths|UploadRing|EvictLayer|ExpertCache|PrefetchExpert' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -15
+on A && FMOE_CUDA_REQUIRE=1 timeout 120 "$B/cuda.test" -test.run 'Conformance|BindPaths|ReadPaths|UploadRing|EvictLayer|ExpertCache|PrefetchExpert|Timeline' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -15
 for v in FMOE_CUDA_UPLOAD= FMOE_CUDA_UPLOAD=mapped FMOE_CUDA_EVICT=layer; do
   on A && (cd runtime/model && env "$v" FMOE_TEST_BACKEND=cuda timeout 120 "$B/model.test" -test.short -test.v \
     -test.run 'ForwardGreedy|GenerateStops|GenerateGreedy|CPUMissesOnDevice|GoldenDevicePartial|CPUMissesPrefetched' 2>&1 |
