@@ -22,7 +22,8 @@ eviction, session 32).
 with none, every mark from the token's start (device µs, host µs, stream, label, arg): where one
 miss's time goes (issue 12's K=4 layer with one miss); where there is neither (every expert over the
 link, issue 13's row 2), the first selected token. Host-only marks have no device time: readret (a
-read's return) and write (a small write queued, e.g. the CPU share's rows sent to the device).
+read's return), write (a small write queued, e.g. the CPU share's rows sent to the device), and the
+CPU share's share.start, share.wait and share.done (its CPUs' time in µs), which a line sums up.
 """
 import bisect
 import sys
@@ -169,8 +170,40 @@ def main():
     if queued + free:
         print(f"copies: {queued} behind the copy before them, {free} not; of those {after} start within 6 us "
               f"after a compute mark (waiting for the compute queued before the fill, not for the link)")
+    shares(toks[first:first + count])
     if "--dump" in sys.argv[1:]:
         dump(toks[first:first + count])
+
+
+def shares(toks):
+    """The CPU share's host marks (runtime/model, --cpu-experts): per share, the host's time from
+    its start to its wait (the link's part queued and waited for meanwhile), the host's wait for
+    the CPUs, the CPUs' own time (share.done's argument, µs), and the host's time from the share's
+    end to the next compute mark (the CPUs' rows written to the device, the combine queued)."""
+    own, waits, cpus, after = [], [], [], []
+    for tok in toks:
+        start = wait = None
+        for i, r in enumerate(tok):
+            if r[2] != "h":
+                continue
+            if r[3] == "share.start":
+                start = r[1]
+            elif r[3] == "share.wait":
+                wait = r[1]
+            elif r[3] == "share.done" and start is not None and wait is not None:
+                own.append(wait - start)
+                waits.append(r[1] - wait)
+                cpus.append(r[4])
+                nxt = next((x for x in tok[i + 1:] if x[2] == "c"), None)
+                if nxt is not None:
+                    after.append(nxt[1] - r[1])
+                start = wait = None
+    if not own:
+        return
+    mean = lambda v: sum(v) / len(v) if v else float("nan")
+    print(f"CPU share ({len(own) / len(toks):.1f} a token): host from its start to its wait {mean(own):7.1f} us, "
+          f"then waits {mean(waits):7.1f} us for the CPUs (their own time {mean(cpus):7.1f} us); "
+          f"host from its end to the next compute mark {mean(after):7.1f} us")
 
 
 if __name__ == "__main__":

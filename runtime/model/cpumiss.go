@@ -339,6 +339,20 @@ type apartShare struct {
 	n          int
 	start      time.Time
 	took, link time.Duration
+	mark       hostMarker // the device's timeline, if it keeps one
+}
+
+// hostMarker is a backend that keeps a timeline of its streams
+// (cuda.Backend under FMOE_CUDA_TRACE): the share's start, the host's
+// wait for it and its end go in as host-only marks, beside the link's
+// copies, so a trace of issue 13's row 2 shows which side a layer waits
+// for. A no-op without a timeline.
+type hostMarker interface{ MarkHost(label string, arg int) }
+
+func (a *apartShare) markHost(label string, arg int) {
+	if a.mark != nil {
+		a.mark.MarkHost(label, arg)
+	}
 }
 
 // startApart starts the miss rank's share ids of layer l on a goroutine
@@ -379,6 +393,8 @@ func (s *Session) startApart(l int, ids []int, x backend.Buffer, b expertBufs) (
 		return nil, false, errors.Join(err, a.wait(be, t))
 	}
 	a.n, a.start = len(ids), time.Now()
+	a.mark, _ = m.be.(hostMarker)
+	a.markHost("share.start", a.n)
 	if st, ok := be.(expertsStarter); ok && m.missTask {
 		if err := st.StartExperts(j.gus, j.gu, x, j.outs, j.down); err != nil {
 			return nil, false, errors.Join(err, a.wait(be, t))
@@ -497,6 +513,7 @@ func (a *apartShare) wait(be backend.Backend, t *hostTier) error {
 	var err error
 	if a.task != nil || a.done != nil {
 		a.link = time.Since(a.start)
+		a.markHost("share.wait", a.n)
 		end := shareRegion("share.wait")
 		if a.task != nil {
 			a.took, err = a.task.WaitExperts()
@@ -504,6 +521,7 @@ func (a *apartShare) wait(be backend.Backend, t *hostTier) error {
 			err = <-a.done
 		}
 		end()
+		a.markHost("share.done", int(a.took.Microseconds()))
 	}
 	for _, b := range a.bound {
 		if b != nil {

@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strings"
 	"sync"
@@ -152,6 +153,25 @@ func TestCPUMissesAutoRefused(t *testing.T) {
 type slowLink struct {
 	*combTier
 	delay time.Duration
+	marks
+}
+
+// marks keeps a backend's host marks (hostMarker) in order.
+type marks struct{ got []string }
+
+func (m *marks) MarkHost(label string, _ int) { m.got = append(m.got, label) }
+
+// check reports whether every share's marks came as start, wait, done.
+func (m *marks) check() error {
+	if len(m.got) == 0 || len(m.got)%3 != 0 {
+		return fmt.Errorf("%d host marks: want start, wait and done for each share", len(m.got))
+	}
+	for i, l := range m.got {
+		if want := [...]string{"share.start", "share.wait", "share.done"}[i%3]; l != want {
+			return fmt.Errorf("host mark %d is %q, want %q", i, l, want)
+		}
+	}
+	return nil
 }
 
 func (s *slowLink) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor, error) {
@@ -162,6 +182,7 @@ func (s *slowLink) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor,
 type slowDev struct {
 	*devTier
 	delay time.Duration
+	marks
 }
 
 func (s *slowDev) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor, error) {
@@ -176,7 +197,8 @@ func (s *slowDev) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor, 
 // 16 read the CPUs' expert as the link's (0.643 ms against a real ~0.16)
 // and the share, a fixed point of that misreading, shrank from its start;
 // here the link is slow and the CPUs' tiny experts quick, so the share
-// must grow.
+// must grow. Each share also marks its start, the host's wait and its end
+// on a backend that keeps a timeline (FMOE_CUDA_TRACE), in that order.
 func TestCPUMissesAutoSlowLink(t *testing.T) {
 	defer func(v, w bool) { devOff, devMissOn = v, w }(devOff, devMissOn)
 	g := readGolden(t, "bf16")
@@ -186,6 +208,7 @@ func TestCPUMissesAutoSlowLink(t *testing.T) {
 		var tier interface {
 			backend.Backend
 			Close() error
+			check() error
 		}
 		if dev {
 			tier = &slowDev{devTier: &devTier{keepTier: newKeepTier(nil), evenOnly: true}, delay: delay}
@@ -204,6 +227,9 @@ func TestCPUMissesAutoSlowLink(t *testing.T) {
 		goldenRun(t, m, g) // warm: every miss repeats, so the layers are measured
 		if dev && tm.Decode.DevLayers == 0 {
 			t.Fatal("device: no decode layer routed on the device")
+		}
+		if err := tier.check(); err != nil {
+			t.Errorf("device %v: %v", dev, err)
 		}
 		r := m.tune.report()
 		t.Logf("device %v: link %v, CPUs %v an expert, share %v after %d layers", dev, r.Link, r.CPU, r.Share, r.Layers)

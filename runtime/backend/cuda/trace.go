@@ -65,6 +65,15 @@ func (be *Backend) markLaunch(f C.CUfunction) error {
 	return be.mark('c', kernelName(tl.names, f), 0)
 }
 
+// MarkHost records a host-only mark under FMOE_CUDA_TRACE (nothing
+// without it): a caller's own steps beside the streams' marks, such as
+// runtime/model's CPU share of the experts.
+func (be *Backend) MarkHost(label string, arg int) {
+	// Its only error, a failed sync while the timeline flushes, is the
+	// device's, and the caller's next op meets it.
+	_ = be.mark('h', label, arg)
+}
+
 // mark records label on stream s ('c' or 'x'; 'h': the host alone).
 // Nothing while a graph is recorded: an event there would be a node.
 func (be *Backend) mark(s byte, label string, arg int) error {

@@ -17,7 +17,8 @@ import (
 // TestTimeline: with FMOE_CUDA_TRACE set, Close writes one line a mark:
 // the matmuls' kernels and the read-backs on the compute stream, in the
 // order queued, at device times that do not go back, a host-only mark for
-// each input written, and the results are the untraced ones.
+// each input written and for a caller's MarkHost, and the results are the
+// untraced ones.
 func TestTimeline(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "trace.tsv")
 	t.Setenv("FMOE_CUDA_TRACE", path)
@@ -35,6 +36,7 @@ func TestTimeline(t *testing.T) {
 			t.Fatal("a traced matmul differs from the first")
 		}
 	}
+	be.MarkHost("probe", 7)
 	if err := be.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +48,7 @@ func TestTimeline(t *testing.T) {
 	if lines[0] != "dev_us\thost_us\tstream\tlabel\targ" {
 		t.Fatalf("header %q", lines[0])
 	}
-	reads, kernels, writes, last := 0, 0, 0, -1.0
+	reads, kernels, writes, probes, last := 0, 0, 0, 0, -1.0
 	for _, l := range lines[1:] {
 		f := strings.Split(l, "\t")
 		if len(f) != 5 {
@@ -59,6 +61,8 @@ func TestTimeline(t *testing.T) {
 		switch {
 		case f[2] == "h" && f[3] == "write":
 			writes++
+		case f[2] == "h" && f[3] == "probe" && f[4] == "7":
+			probes++
 		case f[2] == "c" && f[3] == "read":
 			reads++
 		case f[2] == "c":
@@ -70,6 +74,9 @@ func TestTimeline(t *testing.T) {
 			}
 			last = dev
 		}
+	}
+	if probes != 1 {
+		t.Errorf("%d lines of MarkHost(\"probe\", 7), want 1", probes)
 	}
 	if reads < n+1 || kernels < n+1 || writes < n+1 {
 		t.Fatalf("%d reads, %d kernel marks and %d writes, want at least %d each:\n%s", reads, kernels, writes, n+1, b)
