@@ -54,14 +54,44 @@ func partCount(n int, share float64) int {
 	return int(float64(n)*share + 0.5)
 }
 
+// exploreEvery: with an automatic share, one in this many partly held
+// layers whose rounded share leaves the CPUs or the link none of two or
+// more misses gives that side one (explore).
+const exploreEvery = 16
+
+// explore keeps an automatic share measuring on the partly held layers.
+// Rounded per layer, a share near either bound gives one side nothing in
+// every layer of a few misses (from 0.75 with two misses, 0.84 with three,
+// and at the 0.9 bound with up to five; below 0.25 with two, and at the
+// 0.05 bound with up to nine): such a layer says nothing of the two rates
+// (shareTuner.observe), so the share stayed where it was, right or not
+// (TestCPUMissesAutoSlowLink found it frozen at 0.9 after one layer).
+// autoMin and autoMax were meant to keep both sides measured; one layer in
+// exploreEvery of those gives the empty side one expert, which costs that
+// layer at most one expert on its slower side.
+func (s *Session) explore(n, want int) int {
+	if s.m.tune == nil || n < 2 || want > 0 && want < n {
+		return want
+	}
+	s.explored++
+	if s.explored%exploreEvery != 0 {
+		return want
+	}
+	if want == 0 {
+		return 1
+	}
+	return n - 1
+}
+
 // partSplit divides a partly held layer's misses between the link and the
 // miss rank: an expert's first miss in the process crosses the link (the
 // GPU tier admits it, as without a miss rank); of the repeat misses the
-// host tier holds the rank takes the first partCount.
+// host tier holds the rank takes the first partCount (explore's with an
+// automatic share).
 func (s *Session) partSplit(l int, miss []int) (link, cpu []int) {
 	m := s.m
 	t := m.experts.tier
-	want := partCount(len(miss), m.share())
+	want := s.explore(len(miss), partCount(len(miss), m.share()))
 	link, cpu, s.firsts = s.mixed[:0], s.cpuMiss[:0], 0
 	for _, id := range miss {
 		first := m.firstMiss(l, id)

@@ -87,7 +87,10 @@ type Session struct {
 	// firsts is how many of the layer's misses were first misses (the
 	// link's, for the GPU tier to admit): an automatic share measures
 	// only layers without.
-	firsts   int
+	firsts int
+	// explored counts the partly held layers whose rounded automatic
+	// share left one side empty (explore).
+	explored int
 	cpuMiss  []int             // a layer's misses for the miss rank (lookupHits)
 	repeat   []int             // a layer's repeat misses, before the share is taken (lookupHits)
 	guY, guX [2]backend.Buffer // an expert's gate and up outputs and their input, for one MatVecBatch (expertOps)

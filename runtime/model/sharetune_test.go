@@ -242,3 +242,52 @@ func TestCPUMissesAutoSlowLink(t *testing.T) {
 		}
 	}
 }
+
+// slowCPUs is a miss backend whose share reads as taking extra more than
+// it did: CPUs far slower than the link, as the tuner sees them.
+type slowCPUs struct {
+	*cpu.Backend
+	extra time.Duration
+}
+
+func (s *slowCPUs) WaitExperts() (time.Duration, error) {
+	took, err := s.Backend.WaitExperts()
+	return took + s.extra, err
+}
+
+// TestCPUMissesAutoExplores: on the partly held layers routed on the
+// device, where the share is rounded per layer, an automatic share at a
+// bound that gives one side none of a layer's few misses still measures
+// (explore), so it leaves a bound that is wrong: up from 0.05 beside a slow
+// link, down from 0.9 beside slow CPUs. Rounded alone, neither moved.
+func TestCPUMissesAutoExplores(t *testing.T) {
+	defer func(v, w bool) { devOff, devMissOn = v, w }(devOff, devMissOn)
+	devOff, devMissOn = false, true
+	g := readGolden(t, "bf16")
+	for _, c := range []struct {
+		name       string
+		start      float64
+		link, cpus time.Duration
+		grows      bool
+	}{
+		{"slow link", autoMin, 5 * time.Millisecond, 0, true},
+		{"slow CPUs", autoMax, 0, 5 * time.Millisecond, false},
+	} {
+		tier := &slowDev{devTier: &devTier{keepTier: newKeepTier(nil), evenOnly: true}, delay: c.link}
+		mb := &slowCPUs{Backend: cpu.New(cpu.Options{Threads: 2, FutexWake: true}), extra: c.cpus}
+		t.Cleanup(func() { mb.Close(); tier.Close() })
+		m := open(t, "hf", 16, 0, Options{Backend: tier, MissBackend: mb, MissShare: c.start, MissAuto: true, MissTask: true, HostCache: 1 << 30})
+		if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			goldenRun(t, m, g)
+		}
+		r := m.tune.report()
+		t.Logf("%s: share %v after %d layers (CPUs %v, link %v an expert)", c.name, r.Share, r.Layers, r.CPU, r.Link)
+		if moved := r.Share > c.start; r.Layers == 0 || moved != c.grows || r.Share == c.start {
+			t.Errorf("%s: an automatic share from %v is %v after %d layers measured: want it %s", c.name, c.start, r.Share, r.Layers,
+				map[bool]string{true: "grown", false: "shrunk"}[c.grows])
+		}
+	}
+}
