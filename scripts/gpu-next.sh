@@ -68,10 +68,12 @@ el "L: row 2's link beside the share, K=10 timeline"
 # the automatic share puts an expert over the link at 0.159-0.179 ms (runs 14, 16, 27) where its
 # 7.08 MB take ~0.13 at the link's measured rate; the timeline says whether the link idles between
 # a layer's copies (the host late to queue them) or the copies themselves are slow.
+# --timing syncs after each phase, so it runs apart from the traced run (its share line: where auto settled).
 if on L && upto $((CAP - 60)); then
-  FMOE_CUDA_TRACE=/tmp/gpu-next-l.tsv timeout 60 "$B/fmoe-run" generate --model $M1 --backend cuda --ids "$(seq -s, 1 64)" \
-    --tokens 160 -k 10 --gpu-cache 0 --host-cache 8G --cpu-experts auto --timing 2>&1 |
-    grep -E 'generated in|cpu share|cpu_share_wait|expert_compute|rror'
+  lrun() { timeout 60 "$B/fmoe-run" generate --model $M1 --backend cuda --ids "$(seq -s, 1 64)" --tokens 160 -k 10 \
+    --gpu-cache 0 --host-cache 8G --cpu-experts auto "$@" 2>&1; }
+  lrun --timing | grep -E 'cpu share|cpu_share_wait|rror'
+  FMOE_CUDA_TRACE=/tmp/gpu-next-l.tsv lrun | grep -E 'generated in|rror'
   python3 scripts/gpu-timeline.py /tmp/gpu-next-l.tsv | head -30
   python3 scripts/gpu-timeline.py /tmp/gpu-next-l.tsv --dump > "${OUT:-/tmp}/timeline-row2-k10.txt" 2>&1
 fi
