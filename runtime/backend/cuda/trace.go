@@ -20,7 +20,8 @@ import (
 // before every read-back, before and after every host-to-device copy of a
 // weight, and after every wait of the compute stream for such a copy, each
 // with the host time it was queued; host-only marks (no event) where the
-// host got a read back. FILE gets one TSV line a mark at Close, device and
+// host got a read back, queued a small Write, or a caller marked a step of
+// its own (MarkHost: runtime/model's CPU share). FILE gets one TSV line a mark at Close, device and
 // host microseconds from the first mark. It answers what a profile of
 // kernel times cannot: where a layer's streams and the host wait on one
 // another. The events are read back in batches (traceFlush), each a sync
