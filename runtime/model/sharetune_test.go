@@ -147,15 +147,6 @@ func TestCPUMissesAutoRefused(t *testing.T) {
 	}
 }
 
-// slowLink and slowDev are host tiers whose link takes its time: each
-// expert bound for the device waits, as a copy over PCIe does, so the miss
-// rank's share is done long before the host reaches its wait.
-type slowLink struct {
-	*combTier
-	delay time.Duration
-	marks
-}
-
 // marks keeps a backend's host marks (hostMarker) in order.
 type marks struct{ got []string }
 
@@ -174,6 +165,16 @@ func (m *marks) check() error {
 	return nil
 }
 
+// slowLink (the host path's tier) and slowDev (a tier the device routes
+// on) are host tiers whose link takes its time: each expert bound for the
+// device waits, as a copy over PCIe does, so the miss rank's share is done
+// long before the host reaches its wait. Both keep their host marks.
+type slowLink struct {
+	*combTier
+	delay time.Duration
+	marks
+}
+
 func (s *slowLink) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor, error) {
 	time.Sleep(s.delay)
 	return s.combTier.BindExpert(l, id, ws)
@@ -188,6 +189,25 @@ type slowDev struct {
 func (s *slowDev) BindExpert(l, id int, ws []backend.Weight) ([]backend.Tensor, error) {
 	time.Sleep(s.delay)
 	return s.devTier.BindExpert(l, id, ws)
+}
+
+// openAuto opens the fixture beside tier with an automatic share as
+// fmoe-run runs it (one task of mb's threads) from start (0:
+// AutoShareStart), preloading a tier the device routes on; it closes mb
+// and tier at the test's end.
+func openAuto(t *testing.T, tier interface {
+	backend.Backend
+	Close() error
+}, mb backend.Backend, start float64, dev bool) *Model {
+	t.Helper()
+	t.Cleanup(func() { mb.Close(); tier.Close() })
+	m := open(t, "hf", 16, 0, Options{Backend: tier, MissBackend: mb, MissShare: start, MissAuto: true, MissTask: true, HostCache: 1 << 30})
+	if dev {
+		if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m
 }
 
 // TestCPUMissesAutoSlowLink: an automatic share as fmoe-run runs it (one
@@ -215,14 +235,7 @@ func TestCPUMissesAutoSlowLink(t *testing.T) {
 		} else {
 			tier = &slowLink{combTier: &combTier{holdTier: newHoldTier(evenExperts)}, delay: delay}
 		}
-		mb := cpu.New(cpu.Options{Threads: 2, FutexWake: true})
-		t.Cleanup(func() { mb.Close(); tier.Close() })
-		m := open(t, "hf", 16, 0, Options{Backend: tier, MissBackend: mb, MissAuto: true, MissTask: true, HostCache: 1 << 30})
-		if dev {
-			if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		m := openAuto(t, tier, cpu.New(cpu.Options{Threads: 2, FutexWake: true}), 0, dev)
 		_, tm := goldenRun(t, m, g)
 		goldenRun(t, m, g) // warm: every miss repeats, so the layers are measured
 		if dev && tm.Decode.DevLayers == 0 {
@@ -274,12 +287,7 @@ func TestCPUMissesAutoExplores(t *testing.T) {
 		{"slow CPUs", autoMax, 0, 5 * time.Millisecond, false},
 	} {
 		tier := &slowDev{devTier: &devTier{keepTier: newKeepTier(nil), evenOnly: true}, delay: c.link}
-		mb := &slowCPUs{Backend: cpu.New(cpu.Options{Threads: 2, FutexWake: true}), extra: c.cpus}
-		t.Cleanup(func() { mb.Close(); tier.Close() })
-		m := open(t, "hf", 16, 0, Options{Backend: tier, MissBackend: mb, MissShare: c.start, MissAuto: true, MissTask: true, HostCache: 1 << 30})
-		if _, err := m.Preload(context.Background(), PreloadOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		m := openAuto(t, tier, &slowCPUs{Backend: cpu.New(cpu.Options{Threads: 2, FutexWake: true}), extra: c.cpus}, c.start, true)
 		for range 3 {
 			goldenRun(t, m, g)
 		}
