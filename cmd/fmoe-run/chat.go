@@ -73,13 +73,13 @@ func runChat(c *cli.Context) error {
 		in = chatui.NewPlainReader(os.Stdin, os.Stdout, !term.IsTerminal(int(os.Stdin.Fd())))
 	}
 	o.Color = isTerm && os.Getenv("NO_COLOR") == "" && term.IsTerminal(int(os.Stdout.Fd()))
-	m, err := openModel(c)
+	m, done, err := openModel(c)
 	if err != nil {
 		return err
 	}
+	defer closeModel(done)
 	e, err := convo.New(m, c.String("model"))
 	if err != nil {
-		m.Close()
 		return err
 	}
 	defer e.Close()

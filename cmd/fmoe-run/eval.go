@@ -43,11 +43,11 @@ the reference's greedy ids on the dequantised mlx-4bit weights (mlx4_ids).`,
 			if err != nil {
 				return err
 			}
-			m, err := openModel(c)
+			m, done, err := openModel(c)
 			if err != nil {
 				return err
 			}
-			defer m.Close()
+			defer closeModel(done)
 			ctx, stop := cliutil.SignalContext()
 			defer stop()
 			o := eval.Options{}

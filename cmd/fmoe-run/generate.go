@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -35,7 +36,35 @@ func modelFlags() []cli.Flag {
 	}
 }
 
-func openModel(c *cli.Context) (*model.Model, error) {
+// openModel opens the model on the backends the flags pick. Those stay
+// the command's (model.Options.Backend is the caller's), so the returned
+// done closes the model and then them: CUDA's Close frees the device's
+// memory and writes FMOE_CUDA_TRACE's timeline, which a run that ends
+// without it never had.
+func openModel(c *cli.Context) (*model.Model, func() error, error) {
+	m, bes, err := openModelOn(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	done := func() error {
+		errs := []error{m.Close()}
+		for _, be := range bes {
+			errs = append(errs, be.Close())
+		}
+		return errors.Join(errs...)
+	}
+	return m, done, nil
+}
+
+// closeModel runs openModel's done where a command has no error left to
+// return it in: a timeline that could not be written is still said.
+func closeModel(done func() error) {
+	if err := done(); err != nil {
+		fmt.Fprintln(os.Stderr, "fmoe-run: closing the model:", err)
+	}
+}
+
+func openModelOn(c *cli.Context) (*model.Model, []backend.Backend, error) {
 	// Commands without a --direct-io or --lz4 flag read them as false.
 	o := model.Options{ExpertsPerToken: c.Int("k"), DirectIO: c.Bool("direct-io"), LZ4: c.Bool("lz4")}
 	if c.Bool("2bit") {
@@ -43,19 +72,19 @@ func openModel(c *cli.Context) (*model.Model, error) {
 	}
 	gc, err := parseCacheSize(c.String("gpu-cache"))
 	if err != nil {
-		return nil, cliutil.UsageError("--gpu-cache: %v", err)
+		return nil, nil, cliutil.UsageError("--gpu-cache: %v", err)
 	}
 	o.GPUCache = gc
 	if err := checkPreload(c, gc, nil); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	hc, err := parseCacheSize(c.String("host-cache"))
 	if err != nil || c.String("host-cache") == "auto" {
-		return nil, cliutil.UsageError("--host-cache: %q is not a size (want 0 or a number of bytes such as 48G)", c.String("host-cache"))
+		return nil, nil, cliutil.UsageError("--host-cache: %q is not a size (want 0 or a number of bytes such as 48G)", c.String("host-cache"))
 	}
 	o.HostCache = max(hc, 0) // "0" parses as GPUCacheOff
 	if n := c.Int("prefetch"); n < 0 {
-		return nil, cliutil.UsageError("--prefetch: %d layers ahead (want 0, off, or more)", n)
+		return nil, nil, cliutil.UsageError("--prefetch: %d layers ahead (want 0, off, or more)", n)
 	} else if n > 0 {
 		o.Prefetch, o.PrefetchAhead = true, n
 	}
@@ -88,9 +117,9 @@ func openModel(c *cli.Context) (*model.Model, error) {
 		for _, be := range bes {
 			be.Close()
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	return m, nil
+	return m, bes, nil
 }
 
 func generateCmd() *cli.Command {
@@ -184,11 +213,11 @@ func runGenerate(c *cli.Context) error {
 		return err
 	}
 	dir := c.String("model")
-	m, err := openModel(c)
+	m, done, err := openModel(c)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
+	defer closeModel(done)
 	var tok *tokenizer.Tokenizer
 	var prompt []int
 	var text string

@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -132,4 +134,28 @@ func TestPercentileMs(t *testing.T) {
 	if ten[0] != 7*ms {
 		t.Error("percentileMs sorted the caller's steps")
 	}
+}
+
+// TestGenerateClosesBackends: the backends openModel opened end with the
+// command. The model leaves them to their opener, and a run that kept
+// them never wrote FMOE_CUDA_TRACE's timeline (CUDA writes it on Close).
+// The CPU backend's workers are what shows it here; with the collector
+// off, nothing but Close stops them.
+func TestGenerateClosesBackends(t *testing.T) {
+	if _, err := tinyPack(); err != nil {
+		t.Fatal(err)
+	}
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	before := runtime.NumGoroutine()
+	if _, err := runApp(t, "", "generate", "--model", "$MODEL", "--ids", "1,2,3", "--tokens", "2", "--backend", "cpu", "--threads", "8"); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for range 200 {
+		if n = runtime.NumGoroutine(); n <= before {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("%d goroutines after generate, %d before: the backend's 7 workers were left running", n, before)
 }

@@ -90,13 +90,13 @@ func runServe(c *cli.Context) error {
 	}
 	defer ln.Close()
 	dir := c.String("model")
-	m, err := openModel(c)
+	m, done, err := openModel(c)
 	if err != nil {
 		return err
 	}
+	defer closeModel(done)
 	e, err := convo.New(m, dir)
 	if err != nil {
-		m.Close()
 		return err
 	}
 	defer e.Close()
