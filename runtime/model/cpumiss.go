@@ -335,7 +335,8 @@ type apartShare struct {
 	done   chan error     // the share's goroutine's end (computeApart)
 	task   expertsStarter // or the backend's own threads' (Options.MissTask)
 	// n experts, started at start, computed in took; link is from start
-	// to the host's wait (the link's misses streamed meanwhile).
+	// to the host's wait, or to stampLink's call (the link's misses
+	// streamed meanwhile).
 	n          int
 	start      time.Time
 	took, link time.Duration
@@ -512,7 +513,7 @@ func (s *Session) observeShare(a *apartShare, nLink int) {
 func (a *apartShare) wait(be backend.Backend, t *hostTier) error {
 	var err error
 	if a.task != nil || a.done != nil {
-		a.link = time.Since(a.start)
+		a.stampLink()
 		a.markHost("share.wait", a.n)
 		end := shareRegion("share.wait")
 		if a.task != nil {
@@ -530,6 +531,13 @@ func (a *apartShare) wait(be backend.Backend, t *hostTier) error {
 	}
 	a.unpin(t)
 	return err
+}
+
+// stampLink ends the link's part: the first call counts.
+func (a *apartShare) stampLink() {
+	if a.link == 0 {
+		a.link = time.Since(a.start)
+	}
 }
 
 func (a *apartShare) unpin(t *hostTier) {

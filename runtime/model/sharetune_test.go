@@ -299,3 +299,51 @@ func TestCPUMissesAutoExplores(t *testing.T) {
 		}
 	}
 }
+
+// slowPrefetch is a tier the device routes on whose prefetches take their
+// time on the host, as queueing the next layer's copies does on CUDA.
+type slowPrefetch struct {
+	*devTier
+	delay time.Duration
+	n     int // prefetches taken
+}
+
+func (s *slowPrefetch) PrefetchExpert(l, id int, ws []backend.Weight) (int, bool, error) {
+	tok, ok, err := s.devTier.PrefetchExpert(l, id, ws)
+	if ok {
+		s.n++
+		time.Sleep(s.delay)
+	}
+	return tok, ok, err
+}
+
+// TestCPUMissesAutoLinkAlone: on a partly held layer the next layer's
+// prefetches are queued between the link's misses and the host's wait
+// for the CPUs' share (partShared); the link's rate the automatic share
+// reads is its misses' alone. Run 31 read it with the prefetches in, at
+// 0.44-0.58 ms an expert against the host path's 0.18, and the share grew
+// to 0.65 where the CPUs' part made the layer slower.
+func TestCPUMissesAutoLinkAlone(t *testing.T) {
+	defer func(v, w, g bool) { devOff, devMissOn, graphsOff = v, w, g }(devOff, devMissOn, graphsOff)
+	devOff, devMissOn, graphsOff = false, true, false
+	const delay = 5 * time.Millisecond
+	tier := &slowPrefetch{devTier: &devTier{keepTier: newKeepTier(nil), evenOnly: true, prefetch: true}, delay: delay}
+	mb := cpu.New(cpu.Options{Threads: 2, FutexWake: true})
+	t.Cleanup(func() { mb.Close() })
+	probe := open(t, "hf", 16, 0, Options{})
+	all := int64(probe.Config.NumHiddenLayers*probe.Config.NumExperts) * probe.experts.set.Stride
+	m := open(t, "hf", 16, 0, Options{Backend: tier, HostCache: all, Prefetch: true,
+		MissBackend: mb, MissShare: 0.5, MissAuto: true, MissTask: true})
+	src := aheadPredictor{aheadSource{E: m.Config.NumExperts, K: m.K}}
+	for range 3 {
+		tableSteps(t, m, src, true)
+	}
+	r := m.tune.report()
+	t.Logf("%d prefetches; link %v, CPUs %v an expert, share %v after %d layers", tier.n, r.Link, r.CPU, r.Share, r.Layers)
+	if tier.n == 0 || r.Layers == 0 || m.ExpertStats().MissRank == 0 {
+		t.Fatalf("%d prefetches, %d layers measured, %d misses on the CPUs: want all three", tier.n, r.Layers, m.ExpertStats().MissRank)
+	}
+	if r.Link >= delay/4 {
+		t.Errorf("the link read at %v an expert beside prefetches of %v each: want its misses' own rate", r.Link, delay)
+	}
+}
