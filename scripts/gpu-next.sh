@@ -47,6 +47,9 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 lscpu | grep -E 'Model name|^CPU\(s\)'
 cat /sys/kernel/mm/transparent_hugepage/enabled
 M1=/tmp/gpu-next-p1 M4=/tmp/gpu-next-p4
+# A warm machine may still hold scripts/peer-bench.sh's scratch (~52 GB of the 64 GB disk): run 31's
+# first try packed nothing for it ("no space left on device").
+if [ -d /tmp/fmoe-peer ]; then echo "removing peer-bench's scratch /tmp/fmoe-peer for the packs"; rm -rf /tmp/fmoe-peer; fi
 mk() {
   [ -f "$1/model_weights.json" ] && return
   "$B/fmoe-pack" synth --preset qwen3.5-397b-a17b --layers "$2" --out "$1.src" --force -q > /dev/null &&
