@@ -23,9 +23,11 @@
 #      (gpu-cpushare.sh) at K=4 and K=10: the default, it primed 300 µs (FMOE_CPU_PRIME), the
 #      task on the channel wake, the ops on it, G_ROUNDS (default 3)
 #   D2 issue 12's tiered K=10 layer (two layers ahead) against its -cpumiss with the automatic share
-#      as fmoe-run now runs it (one task, futex wake; since session 36 a share at a bound explores),
-#      three rounds: run 29 found the old share 10-15% slower than none on an H100, a wash on the
-#      H200, where K=10 stands at 1.59x of its floor; third in the order, so a short call has it
+#      as fmoe-run now runs it (one task, futex wake; since session 36 a share at a bound explores;
+#      since session 37 the link's rate read from its misses alone), and with the CPUs' experts
+#      admitted to the GPU tier in the background (FMOE_BENCH_MISS_ADMIT=1), two rounds: run 31
+#      found the share 18-23% slower than none on an H100 (the link misread, the tier's hits down
+#      from 75.5% to 71.2%); third in the order, so a short call has it
 #   B  issue 13's row 2 share (gpu-cpushare.sh, auto) plain and with a 300 µs prime, at K=4 and
 #      K=10; then auto on two cores fewer (plain and on the channel wake)
 #   D, C (run 27 measured them; kept to rerun; C's BenchmarkExpertsAfterIdle also with the futex
@@ -82,8 +84,8 @@ if on L && upto $((CAP - 60)); then
   python3 scripts/gpu-timeline.py /tmp/gpu-next-l.tsv --dump > "${OUT:-/tmp}/timeline-row2-k10.txt" 2>&1
 fi
 el "D2: tiered K=10, the CPUs' share of the misses"
-on D2 && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS=10 AB_ROUNDS=3 \
-  AB_VARIANTS='FMOE_BENCH_MISS_SHARE=auto' \
+on D2 && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS=10 AB_ROUNDS=2 \
+  AB_VARIANTS='FMOE_BENCH_MISS_SHARE=auto;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_ADMIT=1' \
   AB_TIERS="tiered-preload-prefetch-table tiered-preload-prefetch-table-cpumiss" timeout 200 bash scripts/gpu-ab.sh
 el "R: the tiered layer, R_VARIANTS"
 on R && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS="4 10" AB_ROUNDS=${R_ROUNDS:-2} \

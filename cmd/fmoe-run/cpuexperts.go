@@ -77,6 +77,9 @@ func setupCPUExperts(share float64, threads int, o *model.Options) (backend.Back
 	if o.MissTask, err = cpuShareTask(); err != nil {
 		return nil, err
 	}
+	if o.MissAdmit, err = cpuAdmit(); err != nil {
+		return nil, err
+	}
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
@@ -125,3 +128,14 @@ func cpuWake() (bool, error) { return cliutil.EnvChoice("FMOE_CPU_WAKE", "futex"
 // share's own), kept to measure against. Run 30 (H100) found the task
 // 7-9% faster a token at K=4 and K=10 in three rounds each.
 func cpuShareTask() (bool, error) { return cliutil.EnvChoice("FMOE_CPU_SHARE", "task", "ops") }
+
+// cpuAdmit reads FMOE_CPU_ADMIT, an experiment: 1 also copies the experts
+// the CPUs compute on a partly held layer up to the GPU tier in the
+// background (model.Options.MissAdmit; it needs --prefetch), so that an
+// evicted expert the CPUs took is not theirs at every later pick; unset
+// or 0, not. Run 31 measured the share on the tiered K=10 layer without
+// it, the GPU tier's hits down from 75.5% to 71.2%.
+func cpuAdmit() (bool, error) {
+	plain, err := cliutil.EnvChoice("FMOE_CPU_ADMIT", "0", "1")
+	return !plain && err == nil, err
+}

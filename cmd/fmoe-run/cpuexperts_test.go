@@ -97,7 +97,9 @@ func TestCPUWakeRefused(t *testing.T) {
 	for _, c := range []struct {
 		name, on, off string
 		read          func() (bool, error)
-	}{{"FMOE_CPU_WAKE", "futex", "channel", cpuWake}, {"FMOE_CPU_SHARE", "task", "ops", cpuShareTask}} {
+	}{{"FMOE_CPU_WAKE", "futex", "channel", cpuWake}, {"FMOE_CPU_SHARE", "task", "ops", cpuShareTask},
+		// Off by default: "on" here is its 0.
+		{"FMOE_CPU_ADMIT", "0", "1", func() (bool, error) { v, err := cpuAdmit(); return !v, err }}} {
 		t.Setenv(c.name, "fast")
 		if _, err := c.read(); err == nil || !strings.Contains(err.Error(), c.name) {
 			t.Errorf("%s=fast: error %v, want one naming it", c.name, err)

@@ -55,7 +55,7 @@ func (m *Model) setupMissRank(opts Options, bes *[]backend.Backend) error {
 		}
 		return nil
 	}
-	m.missShare, m.missPrime, m.missTask = opts.MissShare, opts.MissPrime, opts.MissTask
+	m.missShare, m.missPrime, m.missTask, m.missAdmit = opts.MissShare, opts.MissPrime, opts.MissTask, opts.MissAdmit
 	if m.missShare == 0 {
 		m.missShare = 1
 	}

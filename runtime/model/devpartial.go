@@ -271,6 +271,9 @@ func (s *Session) partShared(r *run, l int, L *layer, h backend.Buffer, shared b
 	if err == nil && r.err == nil {
 		r.do(s.prefetchNext(l))
 	}
+	if err == nil && r.err == nil {
+		r.do(s.admitShare(l))
+	}
 	// Always waited for: its goroutine reads the pinned host tier.
 	if err = errors.Join(err, ap.wait(m.ranks[m.miss].be, m.experts.tier)); err != nil {
 		return err

@@ -135,3 +135,27 @@ func (s *Session) partApart(r *run, l int, miss []int, xh []float32, bufs []expe
 	}
 	return link, ap, nil
 }
+
+// admitShare copies the experts the miss rank computes for layer l (the
+// last partSplit's) up to the GPU tier, as prefetches for the layer's next
+// token (Options.MissAdmit). Computed in place they are never admitted, so
+// an expert the tier once evicted stayed on the CPUs at each of its later
+// picks: run 31's share cut the tier's hits from 75.5% to 71.2% (2.45 to
+// 2.88 misses a layer). Queued after the layer's own copies and the next
+// layer's prefetches, the copies take the link's idle time rather than
+// the layer's; the layer's own rows still come from the CPUs.
+func (s *Session) admitShare(l int) error {
+	if !s.m.missAdmit {
+		return nil
+	}
+	pf, ok := s.prefetcher(1)
+	if !ok {
+		return nil
+	}
+	for _, id := range s.cpuMiss {
+		if err := s.prefetchOne(pf, l, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -155,3 +155,48 @@ func TestPartShares(t *testing.T) {
 		}
 	}
 }
+
+// sameSource picks the same experts for a layer at every position, so
+// that each step's misses repeat.
+type sameSource struct{ aheadSource }
+
+func (a sameSource) Choose(l, _ int, idx []int, w []float32) error {
+	return a.aheadSource.Choose(l, 0, idx, w)
+}
+
+// TestCPUMissesAdmitted: with Options.MissAdmit the experts the miss rank
+// computes on a partly held layer also go up to the GPU tier (as
+// prefetches for the layer's next step), so that at their next pick they
+// are the tier's hits instead of the CPUs' again; the logits stay those of
+// the steps without it, bit for bit.
+func TestCPUMissesAdmitted(t *testing.T) {
+	defer func(v, w, g bool) { devOff, devMissOn, graphsOff = v, w, g }(devOff, devMissOn, graphsOff)
+	devOff, devMissOn, graphsOff = false, true, false
+	run := func(admit bool) ([][]float32, ExpertStats) {
+		d := &devTier{keepTier: newKeepTier(nil), evenOnly: true, prefetch: true}
+		probe := open(t, "hf", 16, 0, Options{})
+		all := int64(probe.Config.NumHiddenLayers*probe.Config.NumExperts) * probe.experts.set.Stride
+		mb := cpu.New(cpu.Options{Threads: 2})
+		t.Cleanup(func() { mb.Close() })
+		m := open(t, "hf", 16, 0, Options{Backend: d, HostCache: all, Prefetch: true, MissBackend: mb, MissShare: 0.5, MissAdmit: admit})
+		src := sameSource{aheadSource{E: m.Config.NumExperts, K: m.K}}
+		out := tableSteps(t, m, src, true)
+		return out, m.ExpertStats()
+	}
+	want, off := run(false)
+	got, on := run(true)
+	t.Logf("without: %d GPU hits, %d on the CPUs, %d prefetched; with: %d, %d, %d",
+		off.GPUHits, off.MissRank, off.Prefetched, on.GPUHits, on.MissRank, on.Prefetched)
+	if off.MissRank == 0 || on.Prefetched == 0 || on.PrefetchUsed == 0 {
+		t.Fatalf("%d misses on the rank without admission; %d admitted, %d of them used with it: want all above 0", off.MissRank, on.Prefetched, on.PrefetchUsed)
+	}
+	if on.GPUHits <= off.GPUHits || on.MissRank >= off.MissRank {
+		t.Errorf("admitted: %d GPU hits and %d misses on the CPUs, against %d and %d without: want more hits, fewer on the CPUs",
+			on.GPUHits, on.MissRank, off.GPUHits, off.MissRank)
+	}
+	for i := range want {
+		if j := firstDiff(got[i], want[i]); j >= 0 {
+			t.Fatalf("step %d: logit %d is %v admitted, %v without", i, j, got[i][j], want[i][j])
+		}
+	}
+}

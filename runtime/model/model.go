@@ -123,6 +123,11 @@ type Options struct {
 	// token at K=4 and K=10 on an H100 host, 13% with the futex wake
 	// (docs/benchmarks.md run 30).
 	MissTask bool
+	// MissAdmit (an experiment: fmoe-run's FMOE_CPU_ADMIT=1), with
+	// Prefetch, also copies the experts a partly held layer's miss rank
+	// computed up to the GPU tier, as prefetches for that layer's next
+	// token queued behind the layer's own copies (devshare.go admitShare).
+	MissAdmit bool
 	// Prefetch copies the experts predicted for a later layer from the
 	// host tier into the GPU tier while the layers before compute
 	// (prefetch.go): predicted by the session's route source where it
@@ -187,6 +192,7 @@ type Model struct {
 	tune          *shareTuner
 	missPrime     time.Duration // Options.MissPrime
 	missTask      bool          // Options.MissTask
+	missAdmit     bool          // Options.MissAdmit
 	prefetch      bool          // Options.Prefetch
 	prefetchAhead int           // Options.PrefetchAhead, at least 1
 }

@@ -162,34 +162,46 @@ func (s *Session) prefetchNext(l int) error {
 	if t >= len(m.layers) {
 		return nil
 	}
-	tier := m.experts.tier
 	for _, id := range s.prediction(t) {
-		if id < 0 || id >= m.Config.NumExperts || slices.Contains(st.marks[t], id) {
-			continue
+		if err := s.prefetchOne(pf, t, id); err != nil {
+			return err
 		}
-		te, w, ok := m.experts.hostWeights(t, id)
-		if !ok {
-			continue // only what the host tier holds: no read on the step's path
-		}
-		tok, ok, err := pf.PrefetchExpert(t, id, w[:])
-		if err != nil || !ok {
-			tier.put(te, false)
-			if err != nil {
-				return fmt.Errorf("prefetch of layer %d expert %d: %w", t, id, err)
-			}
-			continue
-		}
-		if tier.exclusive {
-			tier.drop(te) // the GPU tier has it now; the slot frees at the put
-		}
-		st.flight = append(st.flight, pfFlight{te, tok})
-		st.marks[t] = append(st.marks[t], id)
-		m.stats.Prefetched++
-		if tp := s.tm.p; tp != nil {
-			tp.Prefetched++
-		}
-		s.countCopied(&w)
 	}
+	return nil
+}
+
+// prefetchOne copies layer t's expert id from the host tier into the GPU
+// tier, unless it is out of range, already prefetched for t, or not in
+// the host tier (no read on the step's path).
+func (s *Session) prefetchOne(pf backend.ExpertPrefetcher, t, id int) error {
+	m, st := s.m, &s.pf
+	st.marks = growTo(st.marks, len(m.layers))
+	if id < 0 || id >= m.Config.NumExperts || slices.Contains(st.marks[t], id) {
+		return nil
+	}
+	te, w, ok := m.experts.hostWeights(t, id)
+	if !ok {
+		return nil
+	}
+	tier := m.experts.tier
+	tok, ok, err := pf.PrefetchExpert(t, id, w[:])
+	if err != nil || !ok {
+		tier.put(te, false)
+		if err != nil {
+			return fmt.Errorf("prefetch of layer %d expert %d: %w", t, id, err)
+		}
+		return nil
+	}
+	if tier.exclusive {
+		tier.drop(te) // the GPU tier has it now; the slot frees at the put
+	}
+	st.flight = append(st.flight, pfFlight{te, tok})
+	st.marks[t] = append(st.marks[t], id)
+	m.stats.Prefetched++
+	if tp := s.tm.p; tp != nil {
+		tp.Prefetched++
+	}
+	s.countCopied(&w)
 	return nil
 }
 

@@ -213,7 +213,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 				devs, coll := benchDevices(b, be)
 				var missBe backend.Backend
 				var share float64
-				var auto, missTask bool
+				var auto, missTask, admit bool
 				var prime time.Duration
 				if has("cpumiss") {
 					// FMOE_BENCH_MISS_PRIME: Options.MissPrime (fmoe-run's FMOE_CPU_PRIME).
@@ -229,6 +229,8 @@ func BenchmarkTieredDecode(b *testing.B) {
 					// (Options.MissTask; FMOE_BENCH_MISS_OPS=1, the three ops).
 					missBe = cpu.New(cpu.Options{Threads: envInt("FMOE_BENCH_MISS_THREADS", 0), FutexWake: envOneOf(b, "FMOE_BENCH_MISS_WAKE", "futex", "channel")})
 					missTask = envOneOf(b, "FMOE_BENCH_MISS_OPS", "0", "1")
+					// FMOE_BENCH_MISS_ADMIT=1: Options.MissAdmit (fmoe-run's FMOE_CPU_ADMIT=1).
+					admit = !envOneOf(b, "FMOE_BENCH_MISS_ADMIT", "0", "1")
 					defer missBe.Close()
 					if v := os.Getenv("FMOE_BENCH_MISS_SHARE"); v == "auto" {
 						auto = true
@@ -241,7 +243,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 				// FMOE_BENCH_FUSE=0: every weight registered alone (fuse.go), for comparison.
 				fuseOff = os.Getenv("FMOE_BENCH_FUSE") == "0"
 				m, err := Open(dir, Options{Backend: be, ExpertsPerToken: k, GPUCache: GPUCacheOff, MaxContext: 4096, HostCache: host,
-					Devices: devs, Collective: coll, VerifyBeforeCompute: has("sync"), MissBackend: missBe, MissShare: share, MissAuto: auto, MissPrime: prime, MissTask: missTask,
+					Devices: devs, Collective: coll, VerifyBeforeCompute: has("sync"), MissBackend: missBe, MissShare: share, MissAuto: auto, MissPrime: prime, MissTask: missTask, MissAdmit: admit,
 					Prefetch: has("prefetch"), PrefetchAhead: envInt("FMOE_BENCH_PREFETCH_AHEAD", 2)})
 				if err != nil {
 					b.Fatal(err)
