@@ -104,8 +104,7 @@ func TestCPUMissesPrefetched(t *testing.T) {
 	devOff, devMissOn, graphsOff = false, true, false
 	run := func(share float64) ([][]float32, ExpertStats) {
 		d := &devTier{keepTier: newKeepTier(nil), evenOnly: true, prefetch: true}
-		probe := open(t, "hf", 16, 0, Options{})
-		all := int64(probe.Config.NumHiddenLayers*probe.Config.NumExperts) * probe.experts.set.Stride
+		all := hostAll(t)
 		o := Options{Backend: devRecorder{&recorder{Backend: d.keepTier}, d}, HostCache: all, Prefetch: true}
 		if share > 0 {
 			mb := cpu.New(cpu.Options{Threads: 2})
@@ -174,8 +173,7 @@ func TestCPUMissesAdmitted(t *testing.T) {
 	devOff, devMissOn, graphsOff = false, true, false
 	run := func(admit bool) ([][]float32, ExpertStats) {
 		d := &devTier{keepTier: newKeepTier(nil), evenOnly: true, prefetch: true}
-		probe := open(t, "hf", 16, 0, Options{})
-		all := int64(probe.Config.NumHiddenLayers*probe.Config.NumExperts) * probe.experts.set.Stride
+		all := hostAll(t)
 		mb := cpu.New(cpu.Options{Threads: 2})
 		t.Cleanup(func() { mb.Close() })
 		m := open(t, "hf", 16, 0, Options{Backend: d, HostCache: all, Prefetch: true, MissBackend: mb, MissShare: 0.5, MissAdmit: admit})

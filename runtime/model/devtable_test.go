@@ -223,8 +223,7 @@ func TestDeviceTablePrefetch(t *testing.T) {
 	devOff, devMissOn, graphsOff = false, true, false
 	run := func(ahead bool) ([][]float32, *devTier, ExpertStats) {
 		d := &devTier{keepTier: newKeepTier(nil), evenOnly: true, prefetch: true}
-		probe := open(t, "hf", 16, 0, Options{})
-		all := int64(probe.Config.NumHiddenLayers*probe.Config.NumExperts) * probe.experts.set.Stride
+		all := hostAll(t)
 		m := open(t, "hf", 16, 0, Options{Backend: devRecorder{&recorder{Backend: d.keepTier}, d}, HostCache: all, Prefetch: true})
 		if err := m.PrefetchCheck(); err != nil {
 			t.Fatal(err)
@@ -327,8 +326,7 @@ func TestPrefetchAfterNextGraph(t *testing.T) {
 	run := func(now bool) ([][]float32, *devTier) {
 		prefetchNow = now
 		d := &devTier{keepTier: newKeepTier(nil), evenOnly: true, prefetch: true}
-		probe := open(t, "hf", 16, 0, Options{})
-		all := int64(probe.Config.NumHiddenLayers*probe.Config.NumExperts) * probe.experts.set.Stride
+		all := hostAll(t)
 		m := open(t, "hf", 16, 0, Options{Backend: devRecorder{&recorder{Backend: d.keepTier}, d}, HostCache: all, Prefetch: true})
 		return tableSteps(t, m, evenPicks{aheadSource{E: m.Config.NumExperts, K: m.K}}, true), d
 	}
@@ -426,8 +424,7 @@ func TestDevicePartialOwnPrediction(t *testing.T) {
 	run := func(dev bool) ([][]float32, *devTier, ExpertStats, *Model) {
 		devMissOn = dev
 		d := &devTier{keepTier: newKeepTier(nil), evenOnly: true, prefetch: true}
-		probe := open(t, "hf", 16, 0, Options{})
-		all := int64(probe.Config.NumHiddenLayers*probe.Config.NumExperts) * probe.experts.set.Stride
+		all := hostAll(t)
 		m := open(t, "hf", 16, 0, Options{Backend: devRecorder{&recorder{Backend: d.keepTier}, d}, HostCache: all, Prefetch: true})
 		return forwardSteps(t, preloadedSession(t, m), 5), d, m.ExpertStats(), m
 	}
@@ -480,4 +477,12 @@ func forwardSteps(t *testing.T, s *Session, n int) [][]float32 {
 		out = append(out, lg)
 	}
 	return out
+}
+
+// hostAll is a host tier's budget that holds every expert of the fixture
+// the tests open ("hf", 16).
+func hostAll(t *testing.T) int64 {
+	t.Helper()
+	probe := open(t, "hf", 16, 0, Options{})
+	return int64(probe.Config.NumHiddenLayers*probe.Config.NumExperts) * probe.experts.set.Stride
 }

@@ -330,8 +330,7 @@ func TestCPUMissesAutoLinkAlone(t *testing.T) {
 	tier := &slowPrefetch{devTier: &devTier{keepTier: newKeepTier(nil), evenOnly: true, prefetch: true}, delay: delay}
 	mb := cpu.New(cpu.Options{Threads: 2, FutexWake: true})
 	t.Cleanup(func() { mb.Close() })
-	probe := open(t, "hf", 16, 0, Options{})
-	all := int64(probe.Config.NumHiddenLayers*probe.Config.NumExperts) * probe.experts.set.Stride
+	all := hostAll(t)
 	m := open(t, "hf", 16, 0, Options{Backend: tier, HostCache: all, Prefetch: true,
 		MissBackend: mb, MissShare: 0.5, MissAuto: true, MissTask: true})
 	src := aheadPredictor{aheadSource{E: m.Config.NumExperts, K: m.K}}
