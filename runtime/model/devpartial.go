@@ -264,9 +264,11 @@ func (s *Session) partShared(r *run, l int, L *layer, h backend.Buffer, shared b
 	m := s.m
 	err := s.streamMisses(r, l, link, nil, nil, s.rx, bufs, 1, uses, nil)
 	// The link's rate is its misses' alone: the host path stamps it at its
-	// wait, right after them; here the next layer's prefetches come
-	// between, and counted in they read the link at 0.44-0.58 ms an expert
-	// against the host path's 0.18 (run 31), so the share grew to 0.65.
+	// wait, right after them; here the next layer's prefetches are queued
+	// between, and their driver calls are no part of it. (Run 31 read the
+	// link at 0.44-0.58 ms an expert here against the host path's 0.18;
+	// earlier prefetches' copies ahead on the stream are likely most of
+	// that, and they are the layer's real wait.)
 	ap.stampLink()
 	if err == nil && r.err == nil {
 		r.do(s.prefetchNext(l))

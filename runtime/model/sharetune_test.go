@@ -320,9 +320,7 @@ func (s *slowPrefetch) PrefetchExpert(l, id int, ws []backend.Weight) (int, bool
 // TestCPUMissesAutoLinkAlone: on a partly held layer the next layer's
 // prefetches are queued between the link's misses and the host's wait
 // for the CPUs' share (partShared); the link's rate the automatic share
-// reads is its misses' alone. Run 31 read it with the prefetches in, at
-// 0.44-0.58 ms an expert against the host path's 0.18, and the share grew
-// to 0.65 where the CPUs' part made the layer slower.
+// reads is its misses' alone, without the host's time queueing them.
 func TestCPUMissesAutoLinkAlone(t *testing.T) {
 	defer func(v, w, g bool) { devOff, devMissOn, graphsOff = v, w, g }(devOff, devMissOn, graphsOff)
 	devOff, devMissOn, graphsOff = false, true, false
