@@ -31,6 +31,7 @@ for round in $(seq "${AB_ROUNDS:-2}"); do
           END {printf "%-40s %3s %-24s %9.3f %9.3f %8.2f %8.1f %7.2f %7.2f %6.1f", v, k, t, m["ms/layer"], m["p50-ms/layer"], m["head-ms/token"], 1000 / (60 * m["ms/layer"] + m["head-ms/token"]),
             m["misses/layer"], m["cpu-misses/layer"], m["hit-%"]
             if ("auto-share" in m) printf "  auto share %.2f (CPU %.3f, link %.3f ms an expert)", m["auto-share"], m["auto-cpu-ms/expert"], m["auto-link-ms/expert"]
+            if ("fit-cpu-ms/layer" in m) printf "  fits: CPU %.3f + %.3f n, link %.3f + %.3f n ms", m["fit-cpu-ms/layer"], m["fit-cpu-ms/expert"], m["fit-link-ms/layer"], m["fit-link-ms/expert"]
             printf "\n"}'
       done
     done

@@ -25,7 +25,9 @@
 #   D2 issue 12's tiered K=10 layer (two layers ahead) against its -cpumiss with the automatic share
 #      as fmoe-run now runs it (one task, futex wake; since session 36 a share at a bound explores;
 #      since session 37 the link's rate read from its misses alone), and with the CPUs' experts
-#      admitted to the GPU tier in the background (FMOE_BENCH_MISS_ADMIT=1), two rounds: run 31
+#      admitted to the GPU tier in the background (FMOE_BENCH_MISS_ADMIT=1), and with that and the
+#      misses split by fits of a cost a layer plus one an expert (FMOE_BENCH_MISS_TUNE=affine; the
+#      fits shown beside the share), two rounds: run 31
 #      found the share 18-23% slower than none on an H100 (the link misread, the tier's hits down
 #      from 75.5% to 71.2%); third in the order, so a short call has it
 #   B  issue 13's row 2 share (gpu-cpushare.sh, auto) plain and with a 300 µs prime, at K=4 and
@@ -85,7 +87,7 @@ if on L && upto $((CAP - 60)); then
 fi
 el "D2: tiered K=10, the CPUs' share of the misses"
 on D2 && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS=10 AB_ROUNDS=2 \
-  AB_VARIANTS='FMOE_BENCH_MISS_SHARE=auto;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_ADMIT=1' \
+  AB_VARIANTS='FMOE_BENCH_MISS_SHARE=auto;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_ADMIT=1;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_ADMIT=1 FMOE_BENCH_MISS_TUNE=affine' \
   AB_TIERS="tiered-preload-prefetch-table tiered-preload-prefetch-table-cpumiss" timeout 200 bash scripts/gpu-ab.sh
 el "R: the tiered layer, R_VARIANTS"
 on R && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS="4 10" AB_ROUNDS=${R_ROUNDS:-2} \

@@ -80,6 +80,11 @@ func setupCPUExperts(share float64, threads int, o *model.Options) (backend.Back
 	if o.MissAdmit, err = cpuAdmit(); err != nil {
 		return nil, err
 	}
+	ratio, err := cpuTuneRatio()
+	if err != nil {
+		return nil, err
+	}
+	o.MissAffine = !ratio && o.MissAuto // a fixed share has nothing to fit
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
@@ -139,3 +144,10 @@ func cpuAdmit() (bool, error) {
 	plain, err := cliutil.EnvChoice("FMOE_CPU_ADMIT", "0", "1")
 	return !plain && err == nil, err
 }
+
+// cpuTuneRatio reads FMOE_CPU_TUNE, an experiment: unset or ratio, the
+// automatic share prices an expert at each side's time over its experts;
+// affine splits a partly held layer's misses by fits of each side's time
+// as a cost a layer plus one an expert (model.Options.MissAffine), which
+// run 31's one or two experts a side on the tiered K=10 layer call for.
+func cpuTuneRatio() (bool, error) { return cliutil.EnvChoice("FMOE_CPU_TUNE", "ratio", "affine") }

@@ -75,6 +75,25 @@ func TestCPUExpertsOpens(t *testing.T) {
 		t.Errorf("FMOE_CPU_SHARE=ops: greedy %v (%d experts on the CPU), without a share %v", got, st.MissRank, want)
 	}
 	t.Setenv("FMOE_CPU_SHARE", "")
+	// The experiments off by default: the admitted share and the affine
+	// split (an automatic share's only: a fixed one has nothing to fit).
+	t.Setenv("FMOE_CPU_ADMIT", "1")
+	t.Setenv("FMOE_CPU_TUNE", "affine")
+	for share, affine := range map[string]bool{"0.5": false, "auto": true} {
+		o := model.Options{Backend: tierCPU{}, HostCache: 1}
+		mb, err := cpuExpertsFrom(share, 2, &o)
+		if mb != nil {
+			mb.Close()
+		}
+		if err != nil || !o.MissAdmit || o.MissAffine != affine {
+			t.Errorf("--cpu-experts %s with FMOE_CPU_ADMIT=1 FMOE_CPU_TUNE=affine: admit %v, affine %v (%v); want true, %v", share, o.MissAdmit, o.MissAffine, err, affine)
+		}
+	}
+	if got, st := greedy("auto"); !slices.Equal(got, want) || st.MissRank == 0 {
+		t.Errorf("FMOE_CPU_ADMIT=1 FMOE_CPU_TUNE=affine: greedy %v (%d experts on the CPU), without a share %v", got, st.MissRank, want)
+	}
+	t.Setenv("FMOE_CPU_ADMIT", "")
+	t.Setenv("FMOE_CPU_TUNE", "")
 	for _, env := range []string{"FMOE_CPU_POLL", "FMOE_CPU_PRIME"} {
 		runtime.GOMAXPROCS(procs)
 		t.Setenv("FMOE_CPU_POLL", "")
@@ -98,6 +117,7 @@ func TestCPUWakeRefused(t *testing.T) {
 		name, on, off string
 		read          func() (bool, error)
 	}{{"FMOE_CPU_WAKE", "futex", "channel", cpuWake}, {"FMOE_CPU_SHARE", "task", "ops", cpuShareTask},
+		{"FMOE_CPU_TUNE", "ratio", "affine", cpuTuneRatio},
 		// Off by default: "on" here is its 0.
 		{"FMOE_CPU_ADMIT", "0", "1", func() (bool, error) { v, err := cpuAdmit(); return !v, err }}} {
 		t.Setenv(c.name, "fast")

@@ -49,6 +49,9 @@ func (m *Model) setupMissRank(opts Options, bes *[]backend.Backend) error {
 	if sh := opts.MissShare; !(sh >= 0 && sh <= 1) || sh != 0 && be == nil {
 		return fmt.Errorf("model: a miss share of %v: want a share in (0, 1] of the misses a miss backend computes", sh)
 	}
+	if opts.MissAffine && !opts.MissAuto {
+		return errors.New("model: an affine split of the misses (MissAffine) without an automatic share (MissAuto)")
+	}
 	if be == nil {
 		if opts.MissAuto {
 			return errors.New("model: an automatic miss share without a miss backend")
@@ -60,7 +63,7 @@ func (m *Model) setupMissRank(opts Options, bes *[]backend.Backend) error {
 		m.missShare = 1
 	}
 	if opts.MissAuto {
-		m.tune = newShareTuner(opts.MissShare)
+		m.tune = newShareTuner(opts.MissShare, opts.MissAffine)
 	}
 	if len(opts.Devices) > 0 || opts.Placement != nil {
 		return errors.New("model: a miss backend (CPU misses) runs beside one device only: it cannot be combined with further devices or an expert placement")

@@ -54,6 +54,18 @@ func partCount(n int, share float64) int {
 	return int(float64(n)*share + 0.5)
 }
 
+// missCount is how many of a partly held layer's n misses the miss rank
+// takes: the affine fits' count where they split (Options.MissAffine),
+// else partCount at the share.
+func (m *Model) missCount(n int) int {
+	if m.tune != nil {
+		if k, ok := m.tune.count(n); ok {
+			return k
+		}
+	}
+	return partCount(n, m.share())
+}
+
 // exploreEvery: with an automatic share, one in this many partly held
 // layers whose rounded share leaves the CPUs or the link none of two or
 // more misses gives that side one (explore).
@@ -91,7 +103,7 @@ func (s *Session) explore(n, want int) int {
 func (s *Session) partSplit(l int, miss []int) (link, cpu []int) {
 	m := s.m
 	t := m.experts.tier
-	want := s.explore(len(miss), partCount(len(miss), m.share()))
+	want := s.explore(len(miss), m.missCount(len(miss)))
 	link, cpu, s.firsts = s.mixed[:0], s.cpuMiss[:0], 0
 	for _, id := range miss {
 		first := m.firstMiss(l, id)

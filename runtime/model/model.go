@@ -128,6 +128,11 @@ type Options struct {
 	// computed up to the GPU tier, as prefetches for that layer's next
 	// token queued behind the layer's own copies (devshare.go admitShare).
 	MissAdmit bool
+	// MissAffine (an experiment: fmoe-run's FMOE_CPU_TUNE=affine), with
+	// MissAuto, splits a partly held layer's misses by fits of each side's
+	// time as a fixed cost a layer plus one an expert (sharefit.go)
+	// instead of rounding the share.
+	MissAffine bool
 	// Prefetch copies the experts predicted for a later layer from the
 	// host tier into the GPU tier while the layers before compute
 	// (prefetch.go): predicted by the session's route source where it

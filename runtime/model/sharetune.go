@@ -42,13 +42,18 @@ type shareTuner struct {
 	share     float64
 	cpu, link float64 // running means, seconds an expert
 	layers    int     // layers measured
+	// affine (Options.MissAffine) also fits each side as a fixed cost a
+	// layer plus one an expert (sharefit.go), for the partly held layers'
+	// split (count).
+	affine          bool
+	cpuFit, linkFit affineFit
 }
 
-func newShareTuner(start float64) *shareTuner {
+func newShareTuner(start float64, affine bool) *shareTuner {
 	if start <= 0 || start > 1 {
 		start = AutoShareStart
 	}
-	return &shareTuner{share: clampShare(start)}
+	return &shareTuner{share: clampShare(start), affine: affine}
 }
 
 func clampShare(s float64) float64 {
@@ -82,6 +87,27 @@ func (t *shareTuner) observe(nCPU int, cpu time.Duration, nLink int, link time.D
 	}
 	t.layers++
 	t.share = clampShare(t.link / (t.link + t.cpu))
+	if t.affine {
+		t.cpuFit.add(nCPU, cpu.Seconds())
+		t.linkFit.add(nLink, link.Seconds())
+	}
+}
+
+// count is how many of a partly held layer's n misses the CPUs take by
+// the affine fits; ok is false without them (not affine, or not yet told
+// apart), where the share's rounding decides.
+func (t *shareTuner) count(n int) (k int, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.affine {
+		return 0, false
+	}
+	cf, cp, okC := t.cpuFit.line()
+	lf, lp, okL := t.linkFit.line()
+	if !okC || !okL {
+		return 0, false
+	}
+	return splitCount(n, cf, cp, lf, lp), true
 }
 
 // ShareReport is what --timing shows of an automatic share.
@@ -89,15 +115,24 @@ type ShareReport struct {
 	Share     float64       // the share now
 	CPU, Link time.Duration // the running means, an expert
 	Layers    int           // layers measured
+	// Fitted is set where the affine fits (Options.MissAffine) split the
+	// partly held layers: each side's fixed cost a layer and its cost an
+	// expert.
+	Fitted                               bool
+	CPUFixed, CPUPer, LinkFixed, LinkPer time.Duration
 }
 
 func (t *shareTuner) report() ShareReport {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return ShareReport{
-		Share:  t.share,
-		CPU:    time.Duration(t.cpu * float64(time.Second)),
-		Link:   time.Duration(t.link * float64(time.Second)),
-		Layers: t.layers,
+	d := func(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+	r := ShareReport{Share: t.share, CPU: d(t.cpu), Link: d(t.link), Layers: t.layers}
+	if t.affine {
+		cf, cp, okC := t.cpuFit.line()
+		lf, lp, okL := t.linkFit.line()
+		if okC && okL {
+			r.Fitted, r.CPUFixed, r.CPUPer, r.LinkFixed, r.LinkPer = true, d(cf), d(cp), d(lf), d(lp)
+		}
 	}
+	return r
 }

@@ -40,7 +40,7 @@ func TestShareTuner(t *testing.T) {
 		{"fast CPUs", 0, [][4]float64{{1, 0.001, 5, 1}}, autoMax, 1, 0, ""},
 		{"slow CPUs", 0, [][4]float64{{1, 10, 5, 0.5}}, autoMin, 1, 0, ""},
 	} {
-		tu := newShareTuner(c.start)
+		tu := newShareTuner(c.start, false)
 		for _, o := range c.obs {
 			tu.observe(int(o[0]), time.Duration(o[1]*float64(ms)), int(o[2]), time.Duration(o[3]*float64(ms)))
 		}
@@ -50,7 +50,7 @@ func TestShareTuner(t *testing.T) {
 		}
 	}
 	// Many layers at steady rates: the means settle on them.
-	tu := newShareTuner(0)
+	tu := newShareTuner(0, false)
 	for range 200 {
 		tu.observe(3, 900*time.Microsecond, 7, 1050*time.Microsecond)
 	}
@@ -62,7 +62,7 @@ func TestShareTuner(t *testing.T) {
 // TestShareTunerConcurrent: sessions of one model read and feed the share
 // at once (go test -race is the check).
 func TestShareTunerConcurrent(t *testing.T) {
-	tu := newShareTuner(0)
+	tu := newShareTuner(0, false)
 	var wg sync.WaitGroup
 	for i := range 4 {
 		wg.Add(1)
@@ -87,7 +87,8 @@ func TestShareTunerConcurrent(t *testing.T) {
 func TestCPUMissesAuto(t *testing.T) {
 	defer func(v, w bool, f func(int)) { devOff, devMissOn, onApart = v, w, f }(devOff, devMissOn, onApart)
 	g := readGolden(t, "bf16")
-	for _, dev := range []bool{false, true} {
+	for _, c := range []struct{ dev, affine bool }{{false, false}, {true, false}, {true, true}} {
+		dev := c.dev
 		devOff, devMissOn = !dev, dev
 		apart := 0
 		onApart = func(k int) { apart += k }
@@ -105,7 +106,7 @@ func TestCPUMissesAuto(t *testing.T) {
 			if auto {
 				mb := cpu.New(cpu.Options{Threads: 2})
 				t.Cleanup(func() { mb.Close() })
-				o.MissBackend, o.MissAuto = mb, true
+				o.MissBackend, o.MissAuto, o.MissAffine = mb, true, c.affine
 			}
 			m := open(t, "hf", 16, 0, o)
 			if dev {
@@ -136,14 +137,25 @@ func TestCPUMissesAuto(t *testing.T) {
 		if tm.Share == nil || !strings.Contains(b.String(), "cpu share (auto)") {
 			t.Errorf("device %v: --timing lacks the automatic share:\n%s", dev, b.String())
 		}
+		if c.affine {
+			t.Logf("affine: %+v", r)
+			if !r.Fitted || !strings.Contains(b.String(), "cpu split (affine)") {
+				t.Errorf("affine: no fit of the two sides after %d layers, or --timing lacks it:\n%s", r.Layers, b.String())
+			}
+		}
 	}
 }
 
-// TestCPUMissesAutoRefused: an automatic share needs a miss backend.
+// TestCPUMissesAutoRefused: an automatic share needs a miss backend, and
+// the affine split an automatic share.
 func TestCPUMissesAutoRefused(t *testing.T) {
 	_, err := Open(packed(t, "hf", 16), Options{Backend: testBackend(t), MissAuto: true})
 	if err == nil || !strings.Contains(err.Error(), "without a miss backend") {
 		t.Errorf("MissAuto without a miss backend: %v", err)
+	}
+	_, err = Open(packed(t, "hf", 16), Options{Backend: testBackend(t), MissAffine: true})
+	if err == nil || !strings.Contains(err.Error(), "MissAffine") {
+		t.Errorf("MissAffine without MissAuto: %v", err)
 	}
 }
 

@@ -213,7 +213,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 				devs, coll := benchDevices(b, be)
 				var missBe backend.Backend
 				var share float64
-				var auto, missTask, admit bool
+				var auto, missTask, admit, affine bool
 				var prime time.Duration
 				if has("cpumiss") {
 					// FMOE_BENCH_MISS_PRIME: Options.MissPrime (fmoe-run's FMOE_CPU_PRIME).
@@ -231,6 +231,8 @@ func BenchmarkTieredDecode(b *testing.B) {
 					missTask = envOneOf(b, "FMOE_BENCH_MISS_OPS", "0", "1")
 					// FMOE_BENCH_MISS_ADMIT=1: Options.MissAdmit (fmoe-run's FMOE_CPU_ADMIT=1).
 					admit = !envOneOf(b, "FMOE_BENCH_MISS_ADMIT", "0", "1")
+					// FMOE_BENCH_MISS_TUNE=affine: Options.MissAffine (fmoe-run's FMOE_CPU_TUNE=affine).
+					affine = !envOneOf(b, "FMOE_BENCH_MISS_TUNE", "ratio", "affine")
 					defer missBe.Close()
 					if v := os.Getenv("FMOE_BENCH_MISS_SHARE"); v == "auto" {
 						auto = true
@@ -243,7 +245,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 				// FMOE_BENCH_FUSE=0: every weight registered alone (fuse.go), for comparison.
 				fuseOff = os.Getenv("FMOE_BENCH_FUSE") == "0"
 				m, err := Open(dir, Options{Backend: be, ExpertsPerToken: k, GPUCache: GPUCacheOff, MaxContext: 4096, HostCache: host,
-					Devices: devs, Collective: coll, VerifyBeforeCompute: has("sync"), MissBackend: missBe, MissShare: share, MissAuto: auto, MissPrime: prime, MissTask: missTask, MissAdmit: admit,
+					Devices: devs, Collective: coll, VerifyBeforeCompute: has("sync"), MissBackend: missBe, MissShare: share, MissAuto: auto, MissPrime: prime, MissTask: missTask, MissAdmit: admit, MissAffine: affine && auto,
 					Prefetch: has("prefetch"), PrefetchAhead: envInt("FMOE_BENCH_PREFETCH_AHEAD", 2)})
 				if err != nil {
 					b.Fatal(err)
@@ -429,6 +431,12 @@ func BenchmarkTieredDecode(b *testing.B) {
 					b.ReportMetric(r.Share, "auto-share")
 					b.ReportMetric(ms(r.CPU), "auto-cpu-ms/expert")
 					b.ReportMetric(ms(r.Link), "auto-link-ms/expert")
+					if r.Fitted {
+						b.ReportMetric(ms(r.CPUFixed), "fit-cpu-ms/layer")
+						b.ReportMetric(ms(r.CPUPer), "fit-cpu-ms/expert")
+						b.ReportMetric(ms(r.LinkFixed), "fit-link-ms/layer")
+						b.ReportMetric(ms(r.LinkPer), "fit-link-ms/expert")
+					}
 				}
 				b.ReportMetric(float64(pf)/float64(meas)/float64(L), "prefetch/layer")
 				b.ReportMetric(100*float64(pfUsed)/float64(max(pf, 1)), "prefetch-used-%")

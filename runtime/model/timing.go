@@ -361,6 +361,10 @@ func (t *Timing) Report(w io.Writer) {
 	if r := t.Share; r != nil {
 		fmt.Fprintf(w, "  %-26s %21.2f  share of the repeat misses now, from %d layers: CPU %.3f ms an expert, link %.3f (--cpu-experts auto)\n",
 			"cpu share (auto)", r.Share, r.Layers, ms(r.CPU), ms(r.Link))
+		if r.Fitted {
+			fmt.Fprintf(w, "  %-26s %21s  partly held layers split by fits: CPU %.3f ms a layer + %.3f an expert, link %.3f + %.3f (FMOE_CPU_TUNE=affine)\n",
+				"cpu split (affine)", "", ms(r.CPUFixed), ms(r.CPUPer), ms(r.LinkFixed), ms(r.LinkPer))
+		}
 	}
 	rowIf(gpuTier, "routed on the GPU, layers", func(p *PhaseTiming) string {
 		if p.MoELayers == 0 {
