@@ -18,6 +18,11 @@ package model
 // weight decaying by autoWeight as the ratio tuner's means do.
 type affineFit struct {
 	s0, sn, snn, st, snt float64
+	// The last line the layers told apart: it stands while later layers
+	// all had one count of experts (as when the split settles on one
+	// expert a side, or the older layers' weight has decayed).
+	fixed, per float64
+	fitted     bool
 }
 
 func (f *affineFit) add(n int, t float64) {
@@ -30,23 +35,25 @@ func (f *affineFit) add(n int, t float64) {
 }
 
 // line is the fit: ok is false until the layers measured had more than
-// one count of experts (the two costs are not told apart before). A fit
-// that noise made negative falls back to what the data can say: a line
+// one count of experts (the two costs are not told apart before); after,
+// where they no longer tell them apart, the last line stands. A fit that
+// noise made negative falls back to what the data can say: a line
 // through the origin (the ratio tuner's) for a negative fixed cost, the
 // mean time a layer for a negative slope.
 func (f *affineFit) line() (fixed, per float64, ok bool) {
 	det := f.s0*f.snn - f.sn*f.sn
 	if f.s0 == 0 || det <= 1e-9*f.s0*f.snn {
-		return 0, 0, false
+		return f.fixed, f.per, f.fitted
 	}
 	per = (f.s0*f.snt - f.sn*f.st) / det
 	fixed = (f.st - per*f.sn) / f.s0
 	switch {
 	case per < 0:
-		return f.st / f.s0, 0, true
+		fixed, per = f.st/f.s0, 0
 	case fixed < 0:
-		return 0, f.snt / f.snn, true
+		fixed, per = 0, f.snt/f.snn
 	}
+	f.fixed, f.per, f.fitted = fixed, per, true
 	return fixed, per, true
 }
 

@@ -26,6 +26,15 @@ func TestAffineFit(t *testing.T) {
 		t.Errorf("fit %v + %v × n (ok %v), want 0.2e-3 + 0.09e-3 × n", fixed, per, ok)
 	}
 
+	// Layers of one count alone, long enough for the earlier ones' weight
+	// to vanish, tell the costs apart no more: the last line stands.
+	for range 400 {
+		f.add(2, 1e-3)
+	}
+	if fx, pr, ok := f.line(); !ok || fx != fixed || pr != per {
+		t.Errorf("after 400 layers of two experts: %v + %v × n (ok %v), want the last line %v + %v × n", fx, pr, ok, fixed, per)
+	}
+
 	var one affineFit
 	for range 20 {
 		one.add(2, 0.5e-3)
