@@ -99,15 +99,22 @@ func (t *shareTuner) observe(nCPU int, cpu time.Duration, nLink int, link time.D
 func (t *shareTuner) count(n int) (k int, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.affine {
-		return 0, false
-	}
-	cf, cp, okC := t.cpuFit.line()
-	lf, lp, okL := t.linkFit.line()
-	if !okC || !okL {
+	cf, cp, lf, lp, ok := t.fits()
+	if !ok {
 		return 0, false
 	}
 	return splitCount(n, cf, cp, lf, lp), true
+}
+
+// fits is both sides' lines (sharefit.go), ok once both are told apart;
+// never without affine. Called with t.mu held.
+func (t *shareTuner) fits() (cpuFixed, cpuPer, linkFixed, linkPer float64, ok bool) {
+	if !t.affine {
+		return 0, 0, 0, 0, false
+	}
+	cf, cp, okC := t.cpuFit.line()
+	lf, lp, okL := t.linkFit.line()
+	return cf, cp, lf, lp, okC && okL
 }
 
 // ShareReport is what --timing shows of an automatic share.
@@ -127,12 +134,8 @@ func (t *shareTuner) report() ShareReport {
 	defer t.mu.Unlock()
 	d := func(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 	r := ShareReport{Share: t.share, CPU: d(t.cpu), Link: d(t.link), Layers: t.layers}
-	if t.affine {
-		cf, cp, okC := t.cpuFit.line()
-		lf, lp, okL := t.linkFit.line()
-		if okC && okL {
-			r.Fitted, r.CPUFixed, r.CPUPer, r.LinkFixed, r.LinkPer = true, d(cf), d(cp), d(lf), d(lp)
-		}
+	if cf, cp, lf, lp, ok := t.fits(); ok {
+		r.Fitted, r.CPUFixed, r.CPUPer, r.LinkFixed, r.LinkPer = true, d(cf), d(cp), d(lf), d(lp)
 	}
 	return r
 }
