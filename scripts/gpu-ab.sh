@@ -6,7 +6,8 @@
 # AB_TIERS (default resident-dev), AB_KS (default "4 10"). Binaries in BIN (model.test), model in M;
 # a variant's BIN=DIR runs DIR's model.test instead (an A/B of two builds, e.g. '-;BIN=/tmp/new').
 # Prints one line per run: variant, K, tier, ms/layer (mean; p50: the median token's), head ms/token, 60-layer tok/s, GPU-tier misses
-# and those computed on the CPU per layer, the GPU tier's hit %.
+# and those computed on the CPU per layer, the GPU tier's hit %; with HBM and H2D (GB/s, as
+# scripts/gpu-bench.sh measures them) also gpu-bench.sh's floor and the time over it.
 set -u
 cd "$(dirname "$0")/.."
 B=$(realpath "${BIN:-gpu}")
@@ -27,10 +28,15 @@ for round in $(seq "${AB_ROUNDS:-2}"); do
           FMOE_BENCH_WARM=${AB_WARM:-200} FMOE_BENCH_TOKENS=${AB_TOKENS:-100} \
           "$vb/model.test" -test.run '^$' -test.bench "TieredDecode/k=$k/$t\$" -test.benchtime 1x 2>&1 | grep -E '^Benchmark|FAIL|panic')
         echo "$line" | grep -qE 'FAIL|panic' && { echo "$v K=$k $t: $line"; continue; }
-        echo "$line" | awk -v v="$v" -v k="$k" -v t="$t" '{for (i = 2; i <= NF; i++) m[$(i+1)] = $i}
+        echo "$line" | awk -v v="$v" -v k="$k" -v t="$t" -v hbm="${HBM:-0}" -v h2d="${H2D:-0}" '{for (i = 2; i <= NF; i++) m[$(i+1)] = $i}
           END {printf "%-40s %3s %-24s %9.3f %9.3f %8.2f %8.1f %7.2f %7.2f %6.1f", v, k, t, m["ms/layer"], m["p50-ms/layer"], m["head-ms/token"], 1000 / (60 * m["ms/layer"] + m["head-ms/token"]),
             m["misses/layer"], m["cpu-misses/layer"], m["hit-%"]
             if ("auto-share" in m) printf "  auto share %.2f (CPU %.3f, link %.3f ms an expert)", m["auto-share"], m["auto-cpu-ms/expert"], m["auto-link-ms/expert"]
+            # gpu-bench.sh floor (one GPU): misses over the link + the token's bytes over HBM
+            if (hbm > 0 && h2d > 0) {
+              fl = 60 * m["misses/layer"] * m["expert-B"] / (h2d * 1e6) + (60 * (k * m["expert-B"] + m["resident-MB/layer"] * 1e6) + m["head-MB"] * 1e6) / (hbm * 1e6)
+              printf "  floor %.2f ms/token: %.2fx (p50 %.2fx)", fl, (60 * m["ms/layer"] + m["head-ms/token"]) / fl, (60 * m["p50-ms/layer"] + m["head-ms/token"]) / fl
+            }
             if ("fit-cpu-ms/layer" in m) printf "  fits: CPU %.3f + %.3f n, link %.3f + %.3f n ms", m["fit-cpu-ms/layer"], m["fit-cpu-ms/expert"], m["fit-link-ms/layer"], m["fit-link-ms/expert"]
             printf "\n"}'
       done

@@ -71,6 +71,14 @@ for v in FMOE_CUDA_UPLOAD= FMOE_CUDA_UPLOAD=mapped FMOE_CUDA_EVICT=layer; do
 done
 # The packs' jobs by pid: a bare wait would also wait for the tee above, which ends only with the script.
 wait $p1 $p4
+# The ceilings of this machine, as scripts/gpu-bench.sh measures them: gpu-ab.sh then prints each
+# tiered line's floor and the time over it (issue 12's 1.5x), the floor no longer borrowed from another run.
+if on D2 || on R; then
+  FMOE_CUDA_REQUIRE=1 timeout 60 "$B/cuda.test" -test.run '^$' -test.bench 'CopyDtoD|H2D/raw-pinned' -test.benchtime 50x 2>&1 | grep -E '^Benchmark' > /tmp/gpu-next-ceil
+  export HBM=$(awk '/CopyDtoD/{for(i=1;i<=NF;i++) if($i=="GB/s-rw-gpu") print $(i-1)}' /tmp/gpu-next-ceil | head -1)
+  export H2D=$(awk '/raw-pinned/{for(i=1;i<=NF;i++) if($i=="MB/s") print $(i-1)/1000}' /tmp/gpu-next-ceil | head -1)
+  echo "ceilings: HBM (device copy, read+write) $HBM GB/s; pinned host-to-device $H2D GB/s"
+fi
 el "L: row 2's link beside the share, K=10 timeline"
 # Issue 13's row 2 at K=10 (every expert from the host tier, none in a GPU tier, --cpu-experts auto):
 # the automatic share puts an expert over the link at 0.159-0.179 ms (runs 14, 16, 27) where its
