@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/fmoe/fmoe/runtime/backend"
@@ -25,7 +26,10 @@ import (
 // of the picks among the prediction's top 2K (pred-2k-%: a prefetch of
 // twice as many), and of the picks this layer's router names on the layer
 // before's own router input (early-%: known at that layer's routing read,
-// a layer sooner, with no sync of its own),
+// a layer sooner, with no sync of its own), from the router input two
+// layers before (early2-%), and from both at once (early12-%: a prefetch
+// two layers ahead completed by a second one a layer ahead; early12-ids/K
+// the ids the two name together, per pick),
 // the same for the token before (prev-%, prev-all-%), and chance-%. The
 // model has 16 experts and K=4, the 397B 512 and K=10: what carries over
 // is the method, and whether the signal is there at all, not the rate.
@@ -67,6 +71,8 @@ func BenchmarkRouterPrediction(b *testing.B) {
 	b.ReportMetric(100*float64(st.wide)/n/float64(K), "pred-2k-%")
 	b.ReportMetric(100*float64(st.early[0])/float64(max(st.early[1], 1))/float64(K), "early-%")
 	b.ReportMetric(100*float64(st.early2[0])/float64(max(st.early2[1], 1))/float64(K), "early2-%")
+	b.ReportMetric(100*float64(st.union[0])/float64(max(st.union[1], 1))/float64(K), "early12-%")
+	b.ReportMetric(float64(st.unionIDs)/float64(max(st.union[1], 1))/float64(K), "early12-ids/K")
 	b.ReportMetric(100*float64(st.prev)/float64(max(st.prevLayers, 1))/float64(K), "prev-%")
 	b.ReportMetric(100*float64(st.prevAll)/float64(max(st.prevLayers, 1)), "prev-all-%")
 	b.ReportMetric(100*float64(K)/float64(E), "chance-%")
@@ -77,6 +83,8 @@ func BenchmarkRouterPrediction(b *testing.B) {
 type predictStats struct {
 	layers, pred, predAll, wide int
 	early, early2               [2]int // picks named, layer-positions: from the router input one or two layers before
+	union                       [2]int // the same for the two at once
+	unionIDs                    int    // the ids the two name together
 	prevLayers, prev, prevAll   int
 }
 
@@ -132,6 +140,7 @@ func (st *predictStats) run(m *Model, ids []int) error {
 	lg := make([]float32, E)
 	pred := make([]int, K)
 	wide := make([]int, min(2*K, E)) // a prefetch of twice the picks
+	both := make([]int, 0, 2*K)      // the union of the two early predictions
 	for l := 1; l < len(m.layers); l++ {
 		L := &m.layers[l]
 		if L.router == nil || picks[l] == nil || hs[l-1] == nil {
@@ -154,6 +163,7 @@ func (st *predictStats) run(m *Model, ids []int) error {
 			// Earlier still: this layer's router on the router input of
 			// the layer d before, known at that layer's routing read-back
 			// (a prefetch with PrefetchAhead d).
+			both = both[:0]
 			for d, c := range []*[2]int{{}, &st.early, &st.early2} {
 				if d == 0 || l < d || xns[l-d] == nil {
 					continue
@@ -165,6 +175,19 @@ func (st *predictStats) run(m *Model, ids []int) error {
 				backend.TopK(lg, pred)
 				c[0] += routetrace.Shared(pred, got)
 				c[1]++
+				for _, id := range pred {
+					if !slices.Contains(both, id) {
+						both = append(both, id)
+					}
+				}
+			}
+			// Both distances at once (a prefetch two layers ahead that a
+			// second one, a layer ahead, completes): what they name
+			// together, and how many ids that takes.
+			if l >= 2 && xns[l-2] != nil && xns[l-1] != nil {
+				st.union[0] += routetrace.Shared(both, got)
+				st.union[1]++
+				st.unionIDs += len(both)
 			}
 			st.layers++
 			st.pred += n
