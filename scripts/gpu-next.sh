@@ -55,13 +55,14 @@ M1=/tmp/gpu-next-p1
 # the disk holds). A prefetch two layers ahead reaches no token's first two layers, so a 4-layer
 # stack prefetches for half its layers where the 60-layer model does for 58 of 60: its mean layer,
 # times 60, overstates a token. The source is written to /dev/shm when it has room (the disk then
-# holds only the pack, ~3.7 GB a layer); auto takes 8 where it fits, else 4.
+# holds only the pack, ~3.7 GB a layer); auto takes 8, 6 or 4, the most that fit.
 N4=${WIDE:-4}
 if [ "$N4" = auto ]; then
   disk=$(df -k --output=avail /tmp | tail -1) shm=$(df -k --output=avail /dev/shm 2>/dev/null | tail -1)
-  for N4 in 8 4; do
-    need=$(( (N4 * 37 / 10 + 2) * 1024 * 1024 ))
-    [ $((disk - 8 * 1024 * 1024)) -gt $need ] && [ "${shm:-0}" -gt $need ] && break
+  for N4 in 8 6 4; do
+    need=$(( (N4 * 37 / 10 + 2) * 1024 * 1024 )) room=$((disk - 12 * 1024 * 1024))
+    # the source in /dev/shm and the pack on disk, or both on disk
+    { [ $room -gt $need ] && [ "${shm:-0}" -gt $need ]; } || [ $room -gt $((2 * need)) ] && break
   done
   echo "WIDE=auto: $N4 layers (disk $((disk / 1048576)) GB free, /dev/shm $((${shm:-0} / 1048576)) GB)"
 fi
