@@ -32,10 +32,17 @@ for round in $(seq "${AB_ROUNDS:-2}"); do
           END {printf "%-40s %3s %-24s %9.3f %9.3f %8.2f %8.1f %7.2f %7.2f %6.1f", v, k, t, m["ms/layer"], m["p50-ms/layer"], m["head-ms/token"], 1000 / (60 * m["ms/layer"] + m["head-ms/token"]),
             m["misses/layer"], m["cpu-misses/layer"], m["hit-%"]
             if ("auto-share" in m) printf "  auto share %.2f (CPU %.3f, link %.3f ms an expert)", m["auto-share"], m["auto-cpu-ms/expert"], m["auto-link-ms/expert"]
-            # gpu-bench.sh floor (one GPU): misses over the link + the token's bytes over HBM
+            # gpu-bench.sh floor (one GPU): misses over the link + the token bytes over HBM
             if (hbm > 0 && h2d > 0) {
               fl = 60 * m["misses/layer"] * m["expert-B"] / (h2d * 1e6) + (60 * (k * m["expert-B"] + m["resident-MB/layer"] * 1e6) + m["head-MB"] * 1e6) / (hbm * 1e6)
               printf "  floor %.2f ms/token: %.2fx (p50 %.2fx)", fl, (60 * m["ms/layer"] + m["head-ms/token"]) / fl, (60 * m["p50-ms/layer"] + m["head-ms/token"]) / fl
+            }
+            # The layers device stamps: the stack mean layer scaled to 60 layers by kind (the token
+            # first layers, which no prefetch reaches, are half of a 4-layer stack and 2 of 60).
+            if (m["clock-ms/layer"] > 0) {
+              l60 = m["ms/layer"] * m["clock-ms/layer@full"] / m["clock-ms/layer"]
+              printf "  @60 by kind %.3f ms/layer (clock %.3f -> %.3f), %.1f tok/s", l60, m["clock-ms/layer"], m["clock-ms/layer@full"], 1000 / (60 * l60 + m["head-ms/token"])
+              if (fl > 0) printf ", %.2fx floor", (60 * l60 + m["head-ms/token"]) / fl
             }
             if ("fit-cpu-ms/layer" in m) printf "  fits: CPU %.3f + %.3f n, link %.3f + %.3f n ms", m["fit-cpu-ms/layer"], m["fit-cpu-ms/expert"], m["fit-link-ms/layer"], m["fit-link-ms/expert"]
             printf "\n"}'

@@ -67,6 +67,9 @@ type Session struct {
 	// are queued and before the final norm's: a sync there times the head
 	// alone with the layers' graphs on.
 	beforeHead func()
+	// beforeLayer, when set (benchmarks), runs as the host begins each
+	// layer of a step (BenchmarkTieredDecode's device stamps a layer).
+	beforeLayer func(l int)
 
 	closed bool
 	// ob is this step's observation while Model.Observe is set.
@@ -356,6 +359,9 @@ func (s *Session) step(ctx context.Context, ids []int, all, last, decode bool) (
 		// and the first check also covers the time between chunks.
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if s.beforeLayer != nil && r.err == nil {
+			s.beforeLayer(l)
 		}
 		L, st := &m.layers[l], &s.layers[l]
 		mixer := func(r *run) {

@@ -104,7 +104,12 @@ var predictRate = map[int]float64{1: 0.766, 2: 0.670}
 // Metrics: ms/token and ms/layer (wall clock, no Timing syncs), the GPU
 // tier's hit share, misses and host-to-device MB per token, and for the
 // floor the bytes a token reads from resident weights per layer and for
-// lm_head. Run
+// lm_head; on CUDA also each layer's device time from stamps (no sync
+// inside a step) over as many tokens again: clock-ms/layer, their mean,
+// and clock-ms/layer@full, the stack extrapolated by kind to
+// FMOE_BENCH_FULL_LAYERS (layersAt: the first PrefetchAhead layers of a
+// token, which no prefetch reaches, are 2 of 60 in the model and half of
+// a 4-layer stack). Run
 // it with FMOE_TEST_BACKEND=cuda on the GPU machine.
 func BenchmarkTieredDecode(b *testing.B) {
 	dir := benchModelDir(b)
@@ -403,6 +408,16 @@ func BenchmarkTieredDecode(b *testing.B) {
 				}
 				slices.Sort(heads)
 				head := ms(heads[len(heads)/2])
+				// Each layer's device time (CUDA's stamps, no sync inside a
+				// step), over as many tokens again: a token's first layers,
+				// which no prefetch reaches, apart from the rest, and the
+				// stack extrapolated to fullLayers by kind (layersAt).
+				var per []time.Duration
+				if sp, ok := be.(stamper); ok {
+					if per, err = layerClock(s, sp, meas, step); err != nil {
+						b.Fatal(err)
+					}
+				}
 				// A short pass with Timing for the report's phases.
 				tm := &Timing{}
 				s.Timing = tm
@@ -423,6 +438,14 @@ func BenchmarkTieredDecode(b *testing.B) {
 				b.ReportMetric((p50-head)/float64(L), "p50-ms/layer")
 				b.ReportMetric(head, "head-ms/token")
 				b.ReportMetric(float64(L), "layers")
+				if per != nil {
+					var sum time.Duration
+					for _, d := range per {
+						sum += d
+					}
+					b.ReportMetric(ms(sum)/float64(L), "clock-ms/layer")
+					b.ReportMetric(ms(m.layersAt(per, fullLayers))/float64(fullLayers), "clock-ms/layer@full")
+				}
 				b.ReportMetric(100*float64(hits)/float64(max(uses, 1)), "hit-%")
 				b.ReportMetric(float64(uses-hits)/float64(meas)/float64(L), "misses/layer")
 				b.ReportMetric(float64(st.MissRank-st0.MissRank)/float64(meas)/float64(L), "cpu-misses/layer")

@@ -121,6 +121,7 @@ type Backend struct {
 	closed   bool
 	pdl      C.int     // 1: kernels launch with programmatic dependent launch (Options.NoPDL)
 	trace    *timeline // FMOE_CUDA_TRACE (trace.go)
+	stamps   stamps    // Stamp's events (stamp.go)
 	// spanOff: an expert's projections are copied one by one even where
 	// one copy would do (FMOE_CUDA_EXPERT_SPAN=0, to measure against).
 	spanOff bool
@@ -332,6 +333,7 @@ func (be *Backend) Close() error {
 		errs = append(errs, be.Sync(), be.closeTrace())
 	}
 	be.prof.destroy(be)
+	be.destroyStamps()
 	be.destroyPrefetches()
 	be.freeMu.Lock()
 	be.freeClosed = true
