@@ -85,7 +85,7 @@ on L && { mk $M1 1 & p1=$!; }
 mk $M4 "$N4" & p4=$!
 el "A: correctness on CUDA"
 on A && FMOE_CUDA_REQUIRE=1 timeout 120 "$B/cuda.test" -test.run 'Conformance|BindPaths|ReadPaths|UploadRing|EvictLayer|ExpertCache|PrefetchExpert|Timeline|Stamps' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -15
-for v in FMOE_CUDA_UPLOAD= FMOE_CUDA_UPLOAD=mapped FMOE_CUDA_EVICT=layer; do
+for v in ${A_VARIANTS:-FMOE_CUDA_UPLOAD= FMOE_CUDA_UPLOAD=mapped FMOE_CUDA_EVICT=layer}; do
   on A && (cd runtime/model && env "$v" FMOE_TEST_BACKEND=cuda timeout 120 "$B/model.test" -test.short -test.v \
     -test.run 'ForwardGreedy|GenerateStops|GenerateGreedy|CPUMissesOnDevice|GoldenDevicePartial|CPUMissesPrefetched' 2>&1 |
     grep -E -- '^--- (PASS|FAIL|SKIP)|^(FAIL|ok|PASS)|_test.go' | tail -20 | sed "s/^/$v /")
