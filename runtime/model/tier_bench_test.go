@@ -290,7 +290,8 @@ func BenchmarkTieredDecode(b *testing.B) {
 					}
 				}
 				tr, err := routetrace.Generate(routetrace.Options{Layers: L, Experts: m.Config.NumExperts, K: k,
-					Tokens: 2 + warm + meas + 40, Seed: 1, Params: routetrace.Fitted[routing]})
+					// the timed tokens, then as many under the layer clock
+					Tokens: 2 + warm + 2*meas + 40, Seed: 1, Params: routetrace.Fitted[routing]})
 				if err != nil {
 					b.Fatal(err)
 				}
