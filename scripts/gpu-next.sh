@@ -119,7 +119,7 @@ on D2 && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS=10 A
   AB_VARIANTS='FMOE_BENCH_MISS_SHARE=auto;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_ADMIT=1;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_ADMIT=1 FMOE_BENCH_MISS_TUNE=affine' \
   AB_TIERS="tiered-preload-prefetch-table tiered-preload-prefetch-table-cpumiss" timeout 200 bash scripts/gpu-ab.sh
 el "R: the tiered layer, R_VARIANTS"
-on R && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS="4 10" AB_ROUNDS=${R_ROUNDS:-2} \
+on R && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS="${R_KS:-4 10}" AB_ROUNDS=${R_ROUNDS:-2} \
   AB_VARIANTS="${R_VARIANTS:--;FMOE_CUDA_PF_STREAM=1;FMOE_CUDA_PF_STREAM=1 FMOE_CUDA_EVICT=layer}" AB_TIERS="${R_TIERS:-tiered-preload-prefetch-table}" timeout 300 bash scripts/gpu-ab.sh
 el "E: the tiered K=4 timeline"
 T=tiered-preload-prefetch-table
