@@ -43,6 +43,9 @@ for round in $(seq "${AB_ROUNDS:-2}"); do
               l60 = m["ms/layer"] * m["clock-ms/layer@full"] / m["clock-ms/layer"]
               printf "  @60 by kind %.3f ms/layer (clock %.3f -> %.3f), %.1f tok/s", l60, m["clock-ms/layer"], m["clock-ms/layer@full"], 1000 / (60 * l60 + m["head-ms/token"])
               if (fl > 0) printf ", %.2fx floor", (60 * l60 + m["head-ms/token"]) / fl
+              printf " (layers"
+              for (l = 0; ("clock-ms/L" l) in m; l++) printf " %.3f", m["clock-ms/L" l]
+              printf ")"
             }
             if ("fit-cpu-ms/layer" in m) printf "  fits: CPU %.3f + %.3f n, link %.3f + %.3f n ms", m["fit-cpu-ms/layer"], m["fit-cpu-ms/expert"], m["fit-link-ms/layer"], m["fit-link-ms/expert"]
             printf "\n"}'

@@ -52,40 +52,55 @@ func layerClock(s *Session, st stamper, n int, step func(int)) ([]time.Duration,
 }
 
 // layerKind is what a layer's time depends on beside its routing: its
-// mixer (full attention or not) and whether a prefetch reaches it (a
-// prediction made Options.PrefetchAhead layers before: none reaches a
-// token's first layers).
-type layerKind struct{ full, fetched bool }
+// mixer (full attention or not), whether a prefetch reaches it (one made
+// Options.PrefetchAhead layers before: none reaches a token's first
+// layers), and whether its misses' copies queue behind prefetches for the
+// layers after it, queued at the layers before it (none at a token's last
+// layers, whose targets would lie past the end, nor one layer ahead,
+// whose prefetches go after the layer's own misses).
+type layerKind struct{ full, reached, loaded bool }
 
-// kindOf is position p's kind in a model whose layers repeat the stack's
-// mixers (p%N; the preset's pattern, when N is a multiple of its
+// kindOf is position p's kind in a model of n layers whose mixers repeat
+// the stack's (p%N: the preset's pattern, when N is a multiple of its
 // interval).
-func (m *Model) kindOf(p int) layerKind {
-	return layerKind{m.layers[p%len(m.layers)].full, m.prefetch && p >= m.prefetchAhead}
+func (m *Model) kindOf(p, n int) layerKind {
+	d := m.prefetchAhead
+	// prefetches queued at layers q in [p+1-d, p-1] for q+d past p, and
+	// within the model (q+d < n)
+	loaded := m.prefetch && p >= 1 && max(0, p+1-d) <= min(p-1, n-1-d)
+	return layerKind{m.layers[p%len(m.layers)].full, m.prefetch && p >= d, loaded}
 }
 
 // layersAt extrapolates the stack's per-layer times to a model of n
 // layers: each position takes the mean time of the stack's layers of its
-// kind, or of all of them where the stack has none of that kind. A stack
-// of 4 layers prefetches two layers ahead for half its layers, the
-// 60-layer model for 58: its plain mean, times 60, counts the first
-// layers' waits 15 times over.
+// kind; where the stack has none, of those alike in the prefetch's terms,
+// else of its mixer, else of all. A stack of 4 layers with a prefetch two
+// layers ahead has two layers no prefetch reaches, one whose misses queue
+// behind no prefetch, and one like the 60-layer model's 56 in between:
+// its plain mean, times 60, counts the edges' costs 15 times over.
 func (m *Model) layersAt(per []time.Duration, n int) time.Duration {
-	sum, cnt := map[layerKind]time.Duration{}, map[layerKind]int{}
-	var all time.Duration
-	for l, d := range per {
-		k := m.kindOf(l)
-		sum[k] += d
-		cnt[k]++
-		all += d
+	N := len(per)
+	alike := []func(a, b layerKind) bool{
+		func(a, b layerKind) bool { return a == b },
+		func(a, b layerKind) bool { return a.reached == b.reached && a.loaded == b.loaded },
+		func(a, b layerKind) bool { return a.full == b.full },
+		func(a, b layerKind) bool { return true },
 	}
 	var t time.Duration
 	for p := range n {
-		k := m.kindOf(p)
-		if cnt[k] > 0 {
-			t += sum[k] / time.Duration(cnt[k])
-		} else {
-			t += all / time.Duration(max(len(per), 1))
+		k := m.kindOf(p, n)
+		for _, same := range alike {
+			var sum time.Duration
+			cnt := 0
+			for l, d := range per {
+				if same(m.kindOf(l, N), k) {
+					sum, cnt = sum+d, cnt+1
+				}
+			}
+			if cnt > 0 {
+				t += sum / time.Duration(cnt)
+				break
+			}
 		}
 	}
 	return t
@@ -154,8 +169,8 @@ func TestLayerClock(t *testing.T) {
 }
 
 // TestLayersAt: a 4-layer stack (three linear-attention layers, then a
-// full one) extrapolated to 60 layers, with and without a prefetch two
-// layers ahead, against the sums done by hand.
+// full one) extrapolated to 60 layers, with and without a prefetch, against
+// the sums done by hand.
 func TestLayersAt(t *testing.T) {
 	m := &Model{layers: make([]layer, 4), prefetchAhead: 2}
 	m.layers[3].full = true
@@ -165,21 +180,34 @@ func TestLayersAt(t *testing.T) {
 	if got, want := m.layersAt(per, 60), (45*9+15*7)*ms; got != want {
 		t.Fatalf("without prefetch: %v, want %v", got, want)
 	}
-	// Prefetch two ahead: positions 0 and 1 unfetched linear (mean 11),
-	// 43 fetched linear (5), 15 fetched full (7).
+	// Two ahead: position 0 is layer 0 (not reached, nothing ahead of its
+	// misses), 1 is layer 1 (not reached, behind layer 2's prefetches),
+	// 59 is layer 3 (reached, nothing ahead); the 57 between are layer 2's
+	// kind, the 14 full ones among them too (the stack has no full layer
+	// of that kind: the same prefetch terms stand in).
 	m.prefetch = true
-	if got, want := m.layersAt(per, 60), (2*11+43*5+15*7)*ms; got != want {
+	if got, want := m.layersAt(per, 60), (10+12+57*5+7)*ms; got != want {
 		t.Fatalf("two ahead: %v, want %v", got, want)
 	}
-	// A kind the stack lacks takes the mean of all: one ahead makes layer
-	// 1 fetched too, and no kind is missing; a 1-layer stack has only
-	// unfetched linear layers, so fetched positions take its one time.
+	// One ahead: a layer's prefetches follow its misses, so none is
+	// loaded; position 0 is layer 0, linear reached ones are layers 1 and
+	// 2 (8.5) at 44 positions, full ones layer 3 at 15.
 	m.prefetchAhead = 1
-	if got, want := m.layersAt(per, 60), (10+44*(12+5)/2+15*7)*ms/1; got != want {
+	if got, want := m.layersAt(per, 60), (10*ms + 44*17*ms/2 + 15*7*ms); got != want {
 		t.Fatalf("one ahead: %v, want %v", got, want)
 	}
+	// A 1-layer stack has one kind: every position takes its time.
 	one := &Model{layers: make([]layer, 1), prefetch: true, prefetchAhead: 2}
 	if got, want := one.layersAt(per[:1], 60), 60*10*ms; got != want {
 		t.Fatalf("one layer: %v, want %v", got, want)
+	}
+	// Three ahead in 8 layers: reached from 3; loaded from 1 (layer 3's
+	// prefetch, queued at 0) to 6 (layer 7's, queued at 4), not 7.
+	m8 := &Model{layers: make([]layer, 8), prefetch: true, prefetchAhead: 3}
+	for p, want := range []layerKind{{false, false, false}, {false, false, true}, {false, false, true},
+		{false, true, true}, {false, true, true}, {false, true, true}, {false, true, true}, {false, true, false}} {
+		if got := m8.kindOf(p, 8); got != want {
+			t.Fatalf("three ahead, layer %d of 8: %+v, want %+v", p, got, want)
+		}
 	}
 }

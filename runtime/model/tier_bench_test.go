@@ -446,6 +446,9 @@ func BenchmarkTieredDecode(b *testing.B) {
 					}
 					b.ReportMetric(ms(sum)/float64(L), "clock-ms/layer")
 					b.ReportMetric(ms(m.layersAt(per, fullLayers))/float64(fullLayers), "clock-ms/layer@full")
+					for l, d := range per {
+						b.ReportMetric(ms(d), fmt.Sprintf("clock-ms/L%d", l))
+					}
 				}
 				b.ReportMetric(100*float64(hits)/float64(max(uses, 1)), "hit-%")
 				b.ReportMetric(float64(uses-hits)/float64(meas)/float64(L), "misses/layer")
