@@ -107,9 +107,10 @@ var predictRate = map[int]float64{1: 0.766, 2: 0.670}
 // lm_head; on CUDA also each layer's device time from stamps (no sync
 // inside a step) over as many tokens again: clock-ms/layer, their mean,
 // and clock-ms/layer@full, the stack extrapolated by kind to
-// FMOE_BENCH_FULL_LAYERS (layersAt: the first PrefetchAhead layers of a
-// token, which no prefetch reaches, are 2 of 60 in the model and half of
-// a 4-layer stack). Run
+// FMOE_BENCH_FULL_LAYERS (layersAt: a token's first PrefetchAhead layers,
+// which no prefetch reaches, and its last, whose misses queue behind no
+// prefetch for a later layer, are 3 of 60 in the model and 3 of a 4-layer
+// stack), and clock-ms/L<l>, each layer's. Run
 // it with FMOE_TEST_BACKEND=cuda on the GPU machine.
 func BenchmarkTieredDecode(b *testing.B) {
 	dir := benchModelDir(b)
