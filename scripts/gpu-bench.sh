@@ -21,7 +21,10 @@
 #      warm-up nothing comes from the disk);
 #  (c) tok/s extrapolated to 60 layers (60 x measured ms/layer + lm_head), beside the per-token
 #      floor from the same run: misses x expert bytes / H2D GB/s + bytes the token reads from GPU
-#      memory (K experts and the resident weights per layer, lm_head) / HBM GB/s.
+#      memory (K experts and the resident weights per layer, lm_head) / HBM GB/s; on CUDA also the
+#      same scaled by the layer clock (each layer's device time from stamps) to 60 layers by kind:
+#      a token's first layers, which no prefetch reaches, and its last are 3 of 60 in the model but
+#      3 of a 4-layer stack (runtime/model layersAt). BENCH_LAYERS=8 makes the stack's middle larger.
 # BENCH_GPUS=N (default 1) splits the routed experts over CUDA devices 0…N-1 (NCCL) and first times
 # one layer's exchange (runtime/parallel BenchmarkExchange, parallel.test): the floor then counts
 # each device's share of the experts and that exchange x 60 layers.
@@ -73,7 +76,7 @@ FMOE_BENCH_GPUS=$GPUS FMOE_BENCH_TIERS=${BENCH_TIERS:-} FMOE_TEST_BACKEND=cuda F
   FMOE_BENCH_ROUTING=${BENCH_ROUTING:-mix} "$B/model.test" -test.run '^$' -test.bench TieredDecode -test.benchtime 1x 2>&1 |
   grep -E '^Benchmark|FAIL|panic' | tee "$DIR/tier"
 echo "## (c) 60 layers, $GPUS GPU(s)"
-printf '| K | tiers | GPU tier experts/layer | GPU hit | misses/layer | of which host-tier hits | H2D MB/token | ms/layer | lm_head ms | **60 layers: ms/token, tok/s** | floor ms/token (H2D + HBM + exchange) | time / floor |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n'
+printf '| K | tiers | GPU tier experts/layer | GPU hit | misses/layer | of which host-tier hits | H2D MB/token | ms/layer | lm_head ms | **60 layers: ms/token, tok/s** | floor ms/token (H2D + HBM + exchange) | time / floor | by kind: ms/token, tok/s; time / floor |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
 awk -v hbm="$HBM" -v h2d="$H2D" -v gpus="$GPUS" -v exch="$EXCH" '
 /^BenchmarkTieredDecode/ {
   split($1, p, "/"); k = p[2]; sub("k=", "", k); tier = p[3]; sub(/-[0-9]+$/, "", tier)
@@ -87,8 +90,15 @@ awk -v hbm="$HBM" -v h2d="$H2D" -v gpus="$GPUS" -v exch="$EXCH" '
   fl = h2dms + hbmms + exms
   # misses/layer counts the ones a prefetch brought in (their bytes crossed the link)
   if (v["prefetch/layer"] > 0) tier = sprintf("%s (%.2f prefetched/layer, %.0f%% used)", tier, v["prefetch/layer"], v["prefetch-used-%"])
-  printf "| %d | %s | %.0f | %.1f%% | %.2f | %.1f%% | %.1f | %.3f | %.2f | **%.1f, %.1f** | %.2f + %.2f + %.2f = %.2f (%.0f tok/s) | %.2fx |\n",
-    k, tier, v["tier-experts/layer"], v["hit-%"], v["misses/layer"], v["host-hit-%"], v["h2d-MB/token"], ms, head, tok, 1000 / tok, h2dms, hbmms, exms, fl, 1000 / fl, tok / fl
+  # The layer clock (CUDA stamps): the mean layer scaled to 60 by kind (a token first and last
+  # layers against a stack whose edges are most of it; runtime/model layersAt).
+  bykind = "–"
+  if (v["clock-ms/layer"] > 0) {
+    tk = L * ms * v["clock-ms/layer@full"] / v["clock-ms/layer"] + head
+    bykind = sprintf("%.1f, %.1f; %.2fx", tk, 1000 / tk, tk / fl)
+  }
+  printf "| %d | %s | %.0f | %.1f%% | %.2f | %.1f%% | %.1f | %.3f | %.2f | **%.1f, %.1f** | %.2f + %.2f + %.2f = %.2f (%.0f tok/s) | %.2fx | %s |\n",
+    k, tier, v["tier-experts/layer"], v["hit-%"], v["misses/layer"], v["host-hit-%"], v["h2d-MB/token"], ms, head, tok, 1000 / tok, h2dms, hbmms, exms, fl, 1000 / fl, tok / fl, bykind
 }' "$DIR/tier"
 echo
 echo "flash-moe (the seed), M3 Max, K=4: 4.36 tok/s."
