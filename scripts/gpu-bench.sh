@@ -24,7 +24,8 @@
 #      memory (K experts and the resident weights per layer, lm_head) / HBM GB/s; on CUDA also the
 #      same scaled by the layer clock (each layer's device time from stamps) to 60 layers by kind:
 #      a token's first layers, which no prefetch reaches, and its last are 3 of 60 in the model but
-#      3 of a 4-layer stack (runtime/model layersAt). BENCH_LAYERS=8 makes the stack's middle larger.
+#      3 of a 4-layer stack (runtime/model layersAt). BENCH_LAYERS=8 makes the stack's middle larger
+#      (the source goes to /dev/shm where it has room, so 8 layers fit a 64 GB disk).
 # BENCH_GPUS=N (default 1) splits the routed experts over CUDA devices 0…N-1 (NCCL) and first times
 # one layer's exchange (runtime/parallel BenchmarkExchange, parallel.test): the floor then counts
 # each device's share of the experts and that exchange x 60 layers.
@@ -58,9 +59,13 @@ M=$DIR/packed
 if [ ! -f "$M/model_weights.json" ]; then
   echo "# synthesising qwen3.5-397b-a17b, $LAYERS layers, mlx-4bit" >&2
   t0=$(date +%s)
-  "$B/fmoe-pack" synth --preset qwen3.5-397b-a17b --layers "$LAYERS" --out "$DIR/src" --force -q >/dev/null
-  "$B/fmoe-pack" convert --in "$DIR/src" --out "$M" --force -q >/dev/null
-  rm -rf "$DIR/src"
+  # The source in /dev/shm where it has room (~3.7 GB a layer): the disk then holds the pack alone.
+  SRC=$DIR/src
+  [ "$(df -k --output=avail /dev/shm 2>/dev/null | tail -1)" -gt $(( (LAYERS * 37 / 10 + 2) * 1048576 )) ] 2>/dev/null &&
+    SRC=/dev/shm/fmoe-gpu-bench-src
+  "$B/fmoe-pack" synth --preset qwen3.5-397b-a17b --layers "$LAYERS" --out "$SRC" --force -q >/dev/null
+  "$B/fmoe-pack" convert --in "$SRC" --out "$M" --force -q >/dev/null
+  rm -rf "$SRC"
   echo "# packed in $(( $(date +%s) - t0 )) s: $(du -sh "$M" | cut -f1)" >&2
 fi
 cat "$M"/packed_experts/*.bin > /dev/null
