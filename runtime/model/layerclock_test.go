@@ -79,7 +79,10 @@ func (m *Model) kindOf(p, n int) layerKind {
 // behind no prefetch, and one like the 60-layer model's 56 in between:
 // its plain mean, times 60, counts the edges' costs 15 times over.
 func (m *Model) layersAt(per []time.Duration, n int) time.Duration {
-	N := len(per)
+	kinds := make([]layerKind, len(per))
+	for l := range per {
+		kinds[l] = m.kindOf(l, len(per))
+	}
 	alike := []func(a, b layerKind) bool{
 		func(a, b layerKind) bool { return a == b },
 		func(a, b layerKind) bool { return a.reached == b.reached && a.loaded == b.loaded },
@@ -93,7 +96,7 @@ func (m *Model) layersAt(per []time.Duration, n int) time.Duration {
 			var sum time.Duration
 			cnt := 0
 			for l, d := range per {
-				if same(m.kindOf(l, N), k) {
+				if same(kinds[l], k) {
 					sum, cnt = sum+d, cnt+1
 				}
 			}

@@ -65,10 +65,12 @@ func kernelName(names map[C.CUfunction]string, f C.CUfunction) string {
 	return n
 }
 
-func (p *launchProfile) event(be *Backend) (C.CUevent, error) {
-	if k := len(p.free); k > 0 {
-		e := p.free[k-1]
-		p.free = p.free[:k-1]
+// reuseEvent takes an event from free, the spent events a profile, a
+// timeline or the stamps keep, or creates one.
+func (be *Backend) reuseEvent(free *[]C.CUevent) (C.CUevent, error) {
+	if k := len(*free); k > 0 {
+		e := (*free)[k-1]
+		*free = (*free)[:k-1]
 		return e, nil
 	}
 	var e C.CUevent
@@ -84,11 +86,11 @@ func (be *Backend) timed(name string, op func() error) error {
 	if p == nil || be.recording {
 		return op()
 	}
-	a, err := p.event(be)
+	a, err := be.reuseEvent(&p.free)
 	if err != nil {
 		return err
 	}
-	b, err := p.event(be)
+	b, err := be.reuseEvent(&p.free)
 	if err != nil {
 		return err
 	}

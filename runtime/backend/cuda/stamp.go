@@ -30,10 +30,8 @@ func (be *Backend) Stamp() error {
 		return errors.New("cuda: Stamp while a graph is recorded")
 	}
 	st := &be.stamps
-	var ev C.CUevent
-	if k := len(st.free); k > 0 {
-		ev, st.free = st.free[k-1], st.free[:k-1]
-	} else if err := cuErr(C.fm_event_create(be.ctx, &ev, 0), "cuEventCreate"); err != nil {
+	ev, err := be.reuseEvent(&st.free)
+	if err != nil {
 		return err
 	}
 	if err := cuErr(C.fm_event_record(be.ctx, ev, be.stream), "cuEventRecord"); err != nil {

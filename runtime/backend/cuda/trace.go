@@ -93,9 +93,8 @@ func (be *Backend) mark(s byte, label string, arg int) error {
 	}
 	m := traceMark{host: time.Since(tl.t0), stream: s, label: label, arg: arg}
 	if s != 'h' {
-		if k := len(tl.free); k > 0 {
-			m.ev, tl.free = tl.free[k-1], tl.free[:k-1]
-		} else if err := cuErr(C.fm_event_create(be.ctx, &m.ev, 0), "cuEventCreate"); err != nil {
+		var err error
+		if m.ev, err = be.reuseEvent(&tl.free); err != nil {
 			return err
 		}
 		st := be.stream
