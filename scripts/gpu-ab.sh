@@ -4,7 +4,9 @@
 # times (default 2) so that drift shows. AB_VARIANTS: variants separated by ';', each a list of
 # environment assignments ('-' for none), e.g. '-;FMOE_CUDA_BATCH_PLAN=perjob;FMOE_CUDA_MV=bpsm=2'.
 # AB_TIERS (default resident-dev), AB_KS (default "4 10"). Binaries in BIN (model.test), model in M;
-# a variant's BIN=DIR runs DIR's model.test instead (an A/B of two builds, e.g. '-;BIN=/tmp/new').
+# a variant's BIN=DIR runs DIR's model.test instead (an A/B of two builds, e.g. '-;BIN=/tmp/new'),
+# and its TIERS=T1,T2 runs those tiers instead of AB_TIERS (a baseline tier that no other variant
+# changes, e.g. the tier without a prefetch beside prefetch variants, then runs once a round).
 # Prints one line per run: variant, K, tier, ms/layer (mean; p50: the median token's), head ms/token, 60-layer tok/s, GPU-tier misses
 # and those computed on the CPU per layer, the GPU tier's hit %; with HBM and H2D (GB/s, as
 # scripts/gpu-bench.sh measures them) also gpu-bench.sh's floor and the time over it.
@@ -17,13 +19,16 @@ IFS=';' read -r -a variants <<< "${AB_VARIANTS:--}"
 printf '%-40s %3s %-24s %9s %9s %8s %8s %7s %7s %6s\n' variant K tier ms/layer p50-ms/l head-ms tok/s@60 miss/l cpu/l hit-%
 for round in $(seq "${AB_ROUNDS:-2}"); do
   for v in "${variants[@]}"; do
-    envs=() vb=$B
+    envs=() vb=$B vt=${AB_TIERS:-resident-dev}
     [ "$v" != - ] && read -r -a envs <<< "$v"
     for i in "${!envs[@]}"; do
-      case ${envs[$i]} in BIN=*) vb=$(realpath "${envs[$i]#BIN=}"); unset 'envs[i]' ;; esac
+      case ${envs[$i]} in
+        BIN=*) vb=$(realpath "${envs[$i]#BIN=}"); unset 'envs[i]' ;;
+        TIERS=*) vt=${envs[$i]#TIERS=} vt=${vt//,/ }; unset 'envs[i]' ;;
+      esac
     done
     for k in ${AB_KS:-4 10}; do
-      for t in ${AB_TIERS:-resident-dev}; do
+      for t in $vt; do
         line=$(cd runtime/model && env "${envs[@]}" FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M FMOE_BENCH_TIERS=$t \
           FMOE_BENCH_WARM=${AB_WARM:-200} FMOE_BENCH_TOKENS=${AB_TOKENS:-100} \
           "$vb/model.test" -test.run '^$' -test.bench "TieredDecode/k=$k/$t\$" -test.benchtime 1x 2>&1 | grep -E '^Benchmark|FAIL|panic')
