@@ -84,10 +84,10 @@ p1=
 on L && { mk $M1 1 & p1=$!; }
 mk $M4 "$N4" & p4=$!
 el "A: correctness on CUDA"
-on A && FMOE_CUDA_REQUIRE=1 timeout 120 "$B/cuda.test" -test.run 'Conformance|BindPaths|ReadPaths|UploadRing|EvictLayer|ExpertCache|PrefetchExpert|Timeline|Stamps' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -15
+on A && FMOE_CUDA_REQUIRE=1 timeout 120 "$B/cuda.test" -test.run 'Conformance|BindPaths|ReadPaths|UploadRing|EvictLayer|ExpertCache|PrefetchExpert|Timeline|Stamps|LinkPacer' 2>&1 | grep -E -- '--- FAIL|^(FAIL|ok|PASS)|_test.go:[0-9]+:' | tail -15
 for v in ${A_VARIANTS:-FMOE_CUDA_UPLOAD= FMOE_CUDA_UPLOAD=mapped FMOE_CUDA_EVICT=layer}; do
   on A && (cd runtime/model && env "$v" FMOE_TEST_BACKEND=cuda timeout 120 "$B/model.test" -test.short -test.v \
-    -test.run 'ForwardGreedy|GenerateStops|GenerateGreedy|CPUMissesOnDevice|GoldenDevicePartial|CPUMissesPrefetched' 2>&1 |
+    -test.run 'ForwardGreedy|GenerateStops|GenerateGreedy|CPUMissesOnDevice|GoldenDevicePartial|CPUMissesPrefetched|DevicePartialOwnPrediction|DeviceTablePrefetch|PrefetchGolden' 2>&1 |
     grep -E -- '^--- (PASS|FAIL|SKIP)|^(FAIL|ok|PASS)|_test.go' | tail -20 | sed "s/^/$v /")
 done
 # The packs' jobs by pid: a bare wait would also wait for the tee above, which ends only with the script.

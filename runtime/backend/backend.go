@@ -425,6 +425,20 @@ type AsyncReader interface {
 	ReadAsync(dst []float32, src Buffer) (wait func() error, err error)
 }
 
+// LinkPacer is implemented by backends whose GPU tier a host can feed at
+// the link's pace (CUDA): runtime/model's Options.PrefetchPace issues a
+// prefetch only when the copies queued before it have ended, and polls
+// the outstanding ReadAsync meanwhile, so that a layer's misses, queued
+// when its ids return, wait behind at most one prefetch.
+type LinkPacer interface {
+	// LinkIdle reports whether every copy queued into the GPU tier (misses'
+	// and prefetches') has ended.
+	LinkIdle() (bool, error)
+	// ReadReady reports whether the outstanding ReadAsync's values have
+	// landed (its wait then returns at once); an error without one.
+	ReadReady() (bool, error)
+}
+
 // MaxAsyncRead is the most values one ReadAsync copies: the ids and weights
 // of a layer's routed experts, and a hidden vector beside them (a partly
 // held layer's normed input, for the CPUs' share of its misses:

@@ -137,7 +137,7 @@ func (s *Session) moePartialHost(r *run, l int, L *layer, xn, h backend.Buffer, 
 			return r.err
 		}
 		s.moePartialHeld(r, l, xn, shared)
-		r.do(wait())
+		r.do(s.waitPaced(wait))
 	} else {
 		s.moePartialHeld(r, l, xn, shared)
 		r.do(m.be.Read(got, ids))

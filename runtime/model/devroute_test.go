@@ -40,6 +40,8 @@ type devTier struct {
 	// asyncN counts ReadAsync calls; waiting is true between one and its wait.
 	asyncN  int
 	waiting bool
+	// idleAsks and readyAsks count LinkIdle and ReadReady calls.
+	idleAsks, readyAsks int
 	// touched counts TouchExpert calls, settled the prefetches
 	// SettleLanded settled.
 	touched, settled int
@@ -412,6 +414,8 @@ func (r devRecorder) ExpertsIndexedShared(eo, g, u, x, ids, status backend.Buffe
 func (r devRecorder) SetExpertCache(b int64, n int) error { return r.d.SetExpertCache(b, n) }
 func (r devRecorder) DeviceMemory() (int64, int64, error) { return r.d.DeviceMemory() }
 func (r devRecorder) DropExpert(l, id int) error          { return r.d.DropExpert(l, id) }
+func (r devRecorder) LinkIdle() (bool, error)             { return r.d.LinkIdle() }
+func (r devRecorder) ReadReady() (bool, error)            { return r.d.ReadReady() }
 func (r devRecorder) CachedExpert(l, id int) ([]backend.Tensor, bool) {
 	return r.d.CachedExpert(l, id)
 }

@@ -152,6 +152,24 @@ func (d *devTier) PrefetchExpert(l, id int, ws []backend.Weight) (int, bool, err
 
 func (d *devTier) PrefetchDone(int, bool) (bool, error) { return true, nil }
 
+// LinkIdle reports the link idle at every other call (backend.LinkPacer,
+// for Options.PrefetchPace): a paced step issues some predictions while
+// its ids are on their way and leaves others to be dropped.
+func (d *devTier) LinkIdle() (bool, error) {
+	d.idleAsks++
+	return d.idleAsks%2 == 0, nil
+}
+
+// ReadReady reports the outstanding ReadAsync's values landed at every
+// third call, so that a paced wait pumps a while first.
+func (d *devTier) ReadReady() (bool, error) {
+	if !d.waiting {
+		return false, bytesErr("devTier: ReadReady without an outstanding ReadAsync")
+	}
+	d.readyAsks++
+	return d.readyAsks%3 == 0, nil
+}
+
 func (d *devTier) PrefetchPending(l, id int) bool { return d.pending[[2]int{l, id}] != nil }
 
 // CachedExpert settles a pending prefetch into the tier first.
@@ -262,7 +280,7 @@ func TestDeviceTablePrefetch(t *testing.T) {
 // tablePrefetchOn is TestDeviceTablePrefetch on a GPU (FMOE_TEST_BACKEND=cuda;
 // with FMOE_CUDA_PF_STREAM=1 the prefetches on their own copy stream).
 func tablePrefetchOn(t *testing.T) {
-	prefetchOnGPU(t, "prefetches with the picks uploaded", func(m *Model, ahead bool) []float32 {
+	prefetchOnGPU(t, "prefetches with the picks uploaded", false, func(m *Model, ahead bool) []float32 {
 		src := aheadPredictor{aheadSource{E: m.Config.NumExperts, K: m.K}}
 		steps := tableSteps(t, m, src, ahead)
 		return slices.Concat(append(steps, tableSteps(t, m, src, ahead)...)...)
@@ -273,12 +291,13 @@ func tablePrefetchOn(t *testing.T) {
 // about half of the experts, the host tier for all and Prefetch, and runs
 // steps(m, false), the host path's reference, and steps(m, true): the
 // latter's logits within 1e-5 (relative) of the reference's, some layers
-// routed on the device, some prefetches used.
-func prefetchOnGPU(t *testing.T, what string, steps func(m *Model, variant bool) []float32) {
+// routed on the device, some prefetches used; with pace, both paced
+// (Options.PrefetchPace, two layers ahead).
+func prefetchOnGPU(t *testing.T, what string, pace bool, steps func(m *Model, variant bool) []float32) {
 	probe := open(t, "hf", 16, 0, Options{Backend: cpu.New(cpu.Options{Threads: 1})})
 	n := int64(probe.Config.NumHiddenLayers * probe.Config.NumExperts)
 	run := func(v bool) ([]float32, ExpertStats) {
-		m := open(t, "hf", 16, 0, Options{Backend: testBackend(t), GPUCache: n * probe.experts.tierEntryBytes() / 2, HostCache: n * probe.experts.set.Stride, Prefetch: true})
+		m := open(t, "hf", 16, 0, Options{Backend: testBackend(t), GPUCache: n * probe.experts.tierEntryBytes() / 2, HostCache: n * probe.experts.set.Stride, Prefetch: true, PrefetchPace: pace, PrefetchAhead: map[bool]int{false: 1, true: 2}[pace]})
 		return steps(m, v), m.ExpertStats()
 	}
 	want, _ := run(false)
@@ -421,11 +440,16 @@ func TestDeviceTableBadSource(t *testing.T) {
 func TestDevicePartialOwnPrediction(t *testing.T) {
 	defer func(v, w bool) { devOff, devMissOn = v, w }(devOff, devMissOn)
 	devOff = false
+	pace := false
 	run := func(dev bool) ([][]float32, *devTier, ExpertStats, *Model) {
 		devMissOn = dev
 		d := &devTier{keepTier: newKeepTier(nil), evenOnly: true, prefetch: true}
 		all := hostAll(t)
-		m := open(t, "hf", 16, 0, Options{Backend: devRecorder{&recorder{Backend: d.keepTier}, d}, HostCache: all, Prefetch: true})
+		var be backend.Backend = devRecorder{&recorder{Backend: d.keepTier}, d}
+		if pace {
+			be = d // unrecorded: an AsyncReader, whose wait for the ids the pace pumps in
+		}
+		m := open(t, "hf", 16, 0, Options{Backend: be, HostCache: all, Prefetch: true, PrefetchAhead: 2, PrefetchPace: pace})
 		return forwardSteps(t, preloadedSession(t, m), 5), d, m.ExpertStats(), m
 	}
 	want, _, hostSt, _ := run(false)
@@ -446,20 +470,37 @@ func TestDevicePartialOwnPrediction(t *testing.T) {
 	if st.Prefetched == 0 || st.PrefetchUsed == 0 || hostSt.PrefetchUsed == 0 {
 		t.Fatalf("%d prefetches, %d used (the host path: %d used): want all three", st.Prefetched, st.PrefetchUsed, hostSt.PrefetchUsed)
 	}
+	// Paced (Options.PrefetchPace, two layers ahead): the predictions
+	// issued as the fake link goes idle, some while the ids are on their way.
+	pace = true
+	paced, pd, pst, _ := run(true)
+	pace = false
+	if pd.idleAsks == 0 || pd.readyAsks == 0 || pst.PrefetchUsed == 0 {
+		t.Fatalf("paced: the link asked %d times, the read %d; %d of %d prefetches used: want some of each",
+			pd.idleAsks, pd.readyAsks, pst.PrefetchUsed, pst.Prefetched)
+	}
 	for i := range want {
 		if j := firstDiff(got[i], want[i]); j >= 0 {
 			t.Fatalf("step %d: logit %d is %v with the prediction on the device, %v on the host path", i, j, got[i][j], want[i][j])
 		}
+		if j := firstDiff(paced[i], want[i]); j >= 0 {
+			t.Fatalf("step %d, paced: logit %d is %v, %v on the host path", i, j, paced[i][j], want[i][j])
+		}
 	}
 	if _, ok := testBackend(t).(backend.IndexedExperts); ok {
-		ownPredictionOn(t)
+		ownPredictionOn(t, false)
+		ownPredictionOn(t, true)
 	}
 }
 
 // ownPredictionOn is TestDevicePartialOwnPrediction on a GPU
 // (FMOE_TEST_BACKEND=cuda).
-func ownPredictionOn(t *testing.T) {
-	prefetchOnGPU(t, "the prediction on the device", func(m *Model, dev bool) []float32 {
+func ownPredictionOn(t *testing.T, pace bool) {
+	what := "the prediction on the device"
+	if pace {
+		what += ", paced"
+	}
+	prefetchOnGPU(t, what, pace, func(m *Model, dev bool) []float32 {
 		devMissOn = dev
 		return slices.Concat(forwardSteps(t, preloadedSession(t, m), 5)...)
 	})

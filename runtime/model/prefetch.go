@@ -42,6 +42,9 @@ type prefetchState struct {
 	// due is 1 + the layer whose prefetchNext is put off until the next
 	// layer's graph is queued (prefetchLater); 0: none.
 	due int
+	// wants are the predictions Options.PrefetchPace has not issued yet,
+	// oldest first (pace.go).
+	wants []pfWant
 }
 
 type pfFlight struct {
@@ -162,6 +165,9 @@ func (s *Session) prefetchNext(l int) error {
 	if t >= len(m.layers) {
 		return nil
 	}
+	if lp, pf, ok := s.pacer(); ok {
+		return s.pace(lp, pf, t, s.prediction(t))
+	}
 	for _, id := range s.prediction(t) {
 		if err := s.prefetchOne(pf, t, id); err != nil {
 			return err
@@ -239,6 +245,7 @@ func (s *Session) prefetchDeferred() error {
 // prefetchUsed counts layer l's GPU-tier hits that a prefetch brought in.
 func (s *Session) prefetchUsed(l int, hits []int) {
 	st := &s.pf
+	st.dropWants(l)
 	if l >= len(st.marks) || len(st.marks[l]) == 0 {
 		return
 	}
@@ -281,6 +288,7 @@ func (s *Session) prefetchPoll(pf backend.ExpertPrefetcher, wait bool) error {
 // prefetchEnd waits for the step's prefetches.
 func (s *Session) prefetchEnd() error {
 	s.pf.due = 0 // a step that failed before its next layer ran
+	s.pf.wants = s.pf.wants[:0]
 	if len(s.pf.flight) == 0 {
 		return nil
 	}

@@ -21,6 +21,8 @@ type pfTier struct {
 	toks    map[int]*pfTok
 	next    int
 	copies  int
+	// idleAsks counts LinkIdle's calls (a paced step's).
+	idleAsks int
 }
 
 type pfTok struct {
@@ -89,6 +91,20 @@ func (f *pfTier) CachedExpert(l, id int) ([]backend.Tensor, bool) {
 
 func (f *pfTier) PrefetchPending(l, id int) bool { return f.pending[[2]int{l, id}] != nil }
 
+// LinkIdle reports the link idle at every other call, so that a paced
+// step (Options.PrefetchPace) issues some predictions when it asks and
+// leaves others queued, some of them to be dropped.
+func (f *pfTier) LinkIdle() (bool, error) {
+	f.idleAsks++
+	return f.idleAsks%2 == 0, nil
+}
+
+// ReadReady: the fake reads synchronously (no backend.AsyncReader), so a
+// paced wait never asks.
+func (f *pfTier) ReadReady() (bool, error) {
+	return false, bytesErr("pfTier: no asynchronous read outstanding")
+}
+
 var errSpent = bytesErr("prefetch token spent")
 
 type bytesErr string
@@ -155,15 +171,21 @@ func TestPrefetchGolden(t *testing.T) {
 		be, budget = fake, 0
 	}
 	// own: the model's own prediction (layer.predict), no route source.
+	// pace: Options.PrefetchPace (pace.go).
 	for _, c := range []struct {
-		excl, own bool
-		ahead     int
-	}{{true, false, 1}, {false, false, 1}, {true, false, 2}, {true, true, 1}, {false, true, 2}} {
+		excl, own, pace bool
+		ahead           int
+	}{{true, false, false, 1}, {false, false, false, 1}, {true, false, false, 2}, {true, true, false, 1}, {false, true, false, 2},
+		{true, false, true, 2}, {false, true, true, 2}} {
 		excl := c.excl
+		asks0 := 0
+		if fake != nil {
+			asks0 = fake.idleAsks
+		}
 		func() {
 			defer func(v bool) { exclusiveOff = v }(exclusiveOff)
 			exclusiveOff = !excl
-			m := open(t, "hf", 16, 0, Options{Backend: be, GPUCache: budget, HostCache: int64(all) * stride, Prefetch: true, PrefetchAhead: c.ahead})
+			m := open(t, "hf", 16, 0, Options{Backend: be, GPUCache: budget, HostCache: int64(all) * stride, Prefetch: true, PrefetchAhead: c.ahead, PrefetchPace: c.pace})
 			if err := m.PrefetchCheck(); err != nil {
 				t.Fatal(err)
 			}
@@ -177,8 +199,8 @@ func TestPrefetchGolden(t *testing.T) {
 					s.Routes = rec
 				}
 				got := sessionRun(t, s, g, func() {
-					if len(s.pf.flight) != 0 {
-						t.Fatalf("%d prefetches in flight after a step", len(s.pf.flight))
+					if len(s.pf.flight) != 0 || len(s.pf.wants) != 0 {
+						t.Fatalf("%d prefetches in flight, %d queued after a step", len(s.pf.flight), len(s.pf.wants))
 					}
 				})
 				if i := firstDiff(got, ref); i >= 0 {
@@ -186,7 +208,7 @@ func TestPrefetchGolden(t *testing.T) {
 				}
 				st := m.ExpertStats()
 				pf, used := st.Prefetched-st0.Prefetched, st.PrefetchUsed-st0.PrefetchUsed
-				t.Logf("own %v, %d ahead, exclusive %v, run %d: %d prefetched, %d used; %d GPU-tier hits of %d", c.own, c.ahead, excl, run, pf, used, st.GPUHits-st0.GPUHits, st.Uses-st0.Uses)
+				t.Logf("own %v, %d ahead, paced %v, exclusive %v, run %d: %d prefetched, %d used; %d GPU-tier hits of %d", c.own, c.ahead, c.pace, excl, run, pf, used, st.GPUHits-st0.GPUHits, st.Uses-st0.Uses)
 				if pf == 0 || used > pf {
 					t.Errorf("exclusive %v, run %d: %d prefetched, %d used: want some prefetched, used <= prefetched", excl, run, pf, used)
 				}
@@ -195,6 +217,9 @@ func TestPrefetchGolden(t *testing.T) {
 			// own policy a warm run 2 layers ahead on random weights used none).
 			if st := m.ExpertStats(); st.PrefetchUsed == 0 {
 				t.Errorf("own %v, %d ahead, exclusive %v: none of %d prefetches used", c.own, c.ahead, excl, st.Prefetched)
+			}
+			if fake != nil && c.pace != (fake.idleAsks > asks0) {
+				t.Errorf("paced %v: the link asked about %d times", c.pace, fake.idleAsks-asks0)
 			}
 			m.experts.settleDemotions()
 			m.Close()

@@ -40,6 +40,7 @@ static CUresult (*p_cuMemsetD32Async)(CUdeviceptr, unsigned, size_t, CUstream);
 static CUresult (*p_cuStreamCreate)(CUstream *, unsigned);
 static CUresult (*p_cuStreamDestroy)(CUstream);
 static CUresult (*p_cuStreamSynchronize)(CUstream);
+static CUresult (*p_cuStreamQuery)(CUstream);
 static CUresult (*p_cuStreamWaitEvent)(CUstream, CUevent, unsigned);
 static CUresult (*p_cuEventCreate)(CUevent *, unsigned);
 static CUresult (*p_cuEventDestroy)(CUevent);
@@ -148,6 +149,7 @@ int fm_load_driver(char *err, int errlen) {
     SYM(l, p_cuStreamCreate, "cuStreamCreate", NULL);
     SYM(l, p_cuStreamDestroy, "cuStreamDestroy_v2", "cuStreamDestroy");
     SYM(l, p_cuStreamSynchronize, "cuStreamSynchronize", NULL);
+    SYM(l, p_cuStreamQuery, "cuStreamQuery", NULL);
     SYM(l, p_cuStreamWaitEvent, "cuStreamWaitEvent", NULL);
     SYM(l, p_cuEventCreate, "cuEventCreate", NULL);
     SYM(l, p_cuEventDestroy, "cuEventDestroy_v2", "cuEventDestroy");
@@ -297,6 +299,7 @@ CUresult fm_memset32(CUcontext c, CUdeviceptr dst, unsigned v, size_t n, CUstrea
 CUresult fm_stream_create(CUcontext c, CUstream *s) { CTX_CALL(c, p_cuStreamCreate, s, 1 /* NON_BLOCKING */); }
 CUresult fm_stream_destroy(CUcontext c, CUstream s) { CTX_CALL(c, p_cuStreamDestroy, s); }
 CUresult fm_stream_sync(CUcontext c, CUstream s) { CTX_CALL(c, p_cuStreamSynchronize, s); }
+CUresult fm_stream_query(CUcontext c, CUstream s) { CTX_CALL(c, p_cuStreamQuery, s); }
 CUresult fm_stream_wait(CUcontext c, CUstream s, CUevent e) { CTX_CALL(c, p_cuStreamWaitEvent, s, e, 0); }
 CUresult fm_event_create(CUcontext c, CUevent *e, unsigned flags) { CTX_CALL(c, p_cuEventCreate, e, flags); }
 CUresult fm_event_destroy(CUcontext c, CUevent e) { CTX_CALL(c, p_cuEventDestroy, e); }

@@ -56,6 +56,7 @@ CUresult fm_memset32(CUcontext c, CUdeviceptr dst, unsigned v, size_t n, CUstrea
 CUresult fm_stream_create(CUcontext c, CUstream *s);
 CUresult fm_stream_destroy(CUcontext c, CUstream s);
 CUresult fm_stream_sync(CUcontext c, CUstream s);
+CUresult fm_stream_query(CUcontext c, CUstream s);
 CUresult fm_stream_wait(CUcontext c, CUstream s, CUevent e);
 CUresult fm_event_create(CUcontext c, CUevent *e, unsigned flags);
 CUresult fm_event_destroy(CUcontext c, CUevent e);
