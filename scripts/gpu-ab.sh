@@ -36,6 +36,8 @@ for round in $(seq "${AB_ROUNDS:-2}"); do
         echo "$line" | awk -v v="$v" -v k="$k" -v t="$t" -v hbm="${HBM:-0}" -v h2d="${H2D:-0}" '{for (i = 2; i <= NF; i++) m[$(i+1)] = $i}
           END {printf "%-40s %3s %-24s %9.3f %9.3f %8.2f %8.1f %7.2f %7.2f %6.1f", v, k, t, m["ms/layer"], m["p50-ms/layer"], m["head-ms/token"], 1000 / (60 * m["ms/layer"] + m["head-ms/token"]),
             m["misses/layer"], m["cpu-misses/layer"], m["hit-%"]
+            # what a prefetch variant copied ahead and how much of it a layer used
+            if (m["prefetch/layer"] > 0) printf "  prefetched %.2f/layer, %.0f%% used", m["prefetch/layer"], m["prefetch-used-%"]
             if ("auto-share" in m) printf "  auto share %.2f (CPU %.3f, link %.3f ms an expert)", m["auto-share"], m["auto-cpu-ms/expert"], m["auto-link-ms/expert"]
             # gpu-bench.sh floor (one GPU): misses over the link + the token bytes over HBM
             if (hbm > 0 && h2d > 0) {
