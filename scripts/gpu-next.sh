@@ -10,10 +10,14 @@
 #      the cache's tests (TestExpertCache*, TestPrefetchExpert, TestEvictLayer), TestTimeline
 #   L  issue 13's row 2 at K=10 (host tier, --cpu-experts auto) under FMOE_CUDA_TRACE: whether the
 #      link idles between a layer's copies beside the share (gpu-timeline.py; the dump comes back)
-#   R  the tiered layer at K=4 and K=10, R_ROUNDS rounds (default 2), with each of R_VARIANTS
-#      (default: none, the prefetches on a copy stream of their own (FMOE_CUDA_PF_STREAM=1), and
-#      that with an evicted expert refilled after its layer's end of reads (FMOE_CUDA_EVICT=layer):
-#      run 30 found the pair 3-5% ahead at K=4 in two rounds, the stream alone nothing)
+#   R  the tiered layer at R_KS (default 10; K=4 in a second call: an 8-layer bench run takes ~60 s),
+#      R_ROUNDS rounds (default 1), with each of R_VARIANTS, by default: the tier without a prefetch
+#      (run once a round: TIERS=), the prefetch two ahead as it is, paced (FMOE_BENCH_PF_PACE=1:
+#      the copies queued on the host, one issued whenever the link is idle, session 39), paced on a
+#      copy stream of their own (FMOE_CUDA_PF_STREAM=1: a miss then shares the link with the one
+#      prefetch in flight instead of waiting for it), and one layer ahead (no layer's misses queue
+#      behind copies for a later layer); the per-layer clocks of an 8-layer stack (WIDE=8) part the
+#      steady state from the edges
 #   E  the tiered K=4 timeline (FMOE_CUDA_TRACE), tokens cut at the greedy pick, without and with
 #      FMOE_CUDA_EVICT=layer (gpu-timeline.py counts the copies that start just after a compute mark)
 #   G  Go execution traces (FMOE_GO_TRACE, brought back in $OUT) of the CPU share at K=4 and K=10:
@@ -119,8 +123,9 @@ on D2 && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS=10 A
   AB_VARIANTS='FMOE_BENCH_MISS_SHARE=auto;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_ADMIT=1;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_ADMIT=1 FMOE_BENCH_MISS_TUNE=affine' \
   AB_TIERS="tiered-preload-prefetch-table tiered-preload-prefetch-table-cpumiss" timeout 200 bash scripts/gpu-ab.sh
 el "R: the tiered layer, R_VARIANTS"
-on R && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS="${R_KS:-4 10}" AB_ROUNDS=${R_ROUNDS:-2} \
-  AB_VARIANTS="${R_VARIANTS:--;FMOE_CUDA_PF_STREAM=1;FMOE_CUDA_PF_STREAM=1 FMOE_CUDA_EVICT=layer}" AB_TIERS="${R_TIERS:-tiered-preload-prefetch-table}" timeout 300 bash scripts/gpu-ab.sh
+RV='TIERS=tiered-preload-table;-;FMOE_BENCH_PF_PACE=1;FMOE_BENCH_PF_PACE=1 FMOE_CUDA_PF_STREAM=1;FMOE_BENCH_PREFETCH_AHEAD=1'
+on R && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS="${R_KS:-10}" AB_ROUNDS=${R_ROUNDS:-1} \
+  AB_VARIANTS="${R_VARIANTS:-$RV}" AB_TIERS="${R_TIERS:-tiered-preload-prefetch-table}" timeout $((CAP + t0 - $(date +%s) - 5)) bash scripts/gpu-ab.sh
 el "E: the tiered K=4 timeline"
 T=tiered-preload-prefetch-table
 for ev in "" layer; do

@@ -145,6 +145,15 @@ func cpuAdmit() (bool, error) {
 	return !plain && err == nil, err
 }
 
+// prefetchPace reads FMOE_PF_PACE, an experiment: 1 queues --prefetch's
+// copies on the host and issues them one at a time as the link goes idle
+// (model.Options.PrefetchPace), so that a layer's misses wait behind at
+// most one prefetch; unset or 0, they go on the link as predicted.
+func prefetchPace() (bool, error) {
+	plain, err := cliutil.EnvChoice("FMOE_PF_PACE", "0", "1")
+	return !plain && err == nil, err
+}
+
 // cpuTuneRatio reads FMOE_CPU_TUNE, an experiment: unset or ratio, the
 // automatic share prices an expert at each side's time over its experts;
 // affine splits a partly held layer's misses by fits of each side's time

@@ -88,6 +88,9 @@ func openModelOn(c *cli.Context) (*model.Model, []backend.Backend, error) {
 	} else if n > 0 {
 		o.Prefetch, o.PrefetchAhead = true, n
 	}
+	if o.PrefetchPace, err = prefetchPace(); err != nil {
+		return nil, nil, err
+	}
 	bes, load, err := openDevices(c, &o)
 	if err == nil {
 		err = checkPreload(c, gc, bes)
