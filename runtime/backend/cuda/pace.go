@@ -28,12 +28,8 @@ func (be *Backend) LinkIdle() (bool, error) {
 		if s == nil {
 			continue
 		}
-		switch r := C.fm_stream_query(be.ctx, s); r {
-		case 0:
-		case cudaNotReady:
-			return false, nil
-		default:
-			return false, cuErr(r, "cuStreamQuery")
+		if done, err := reached(C.fm_stream_query(be.ctx, s), "cuStreamQuery"); !done || err != nil {
+			return false, err
 		}
 	}
 	return true, nil
@@ -48,12 +44,5 @@ func (be *Backend) ReadReady() (bool, error) {
 	if !ar.pending {
 		return false, errors.New("cuda: ReadReady without an outstanding ReadAsync")
 	}
-	switch r := C.fm_event_query(be.ctx, ar.st.ev); r {
-	case 0:
-		return true, nil
-	case cudaNotReady:
-		return false, nil
-	default:
-		return false, cuErr(r, "cuEventQuery")
-	}
+	return reached(C.fm_event_query(be.ctx, ar.st.ev), "cuEventQuery")
 }

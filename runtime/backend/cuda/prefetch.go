@@ -115,12 +115,8 @@ func (be *Backend) SettleLanded(layer, id int) (bool, error) {
 		return false, nil
 	}
 	for _, s := range e.slots {
-		switch r := C.fm_event_query(be.ctx, s.ready); r {
-		case 0:
-		case cudaNotReady:
-			return false, nil
-		default:
-			return false, cuErr(r, "cuEventQuery")
+		if done, err := reached(C.fm_event_query(be.ctx, s.ready), "cuEventQuery"); !done || err != nil {
+			return false, err
 		}
 	}
 	if err := be.settle(e); err != nil {
@@ -143,14 +139,8 @@ func (be *Backend) PrefetchDone(tok int, wait bool) (bool, error) {
 		if err := cuErr(C.fm_event_sync(be.ctx, ev), "cuEventSynchronize"); err != nil {
 			return false, err
 		}
-	} else {
-		switch r := C.fm_event_query(be.ctx, ev); r {
-		case 0:
-		case cudaNotReady:
-			return false, nil
-		default:
-			return false, cuErr(r, "cuEventQuery")
-		}
+	} else if done, err := reached(C.fm_event_query(be.ctx, ev), "cuEventQuery"); !done || err != nil {
+		return false, err
 	}
 	delete(p.ev, tok)
 	p.free = append(p.free, ev)
@@ -159,6 +149,18 @@ func (be *Backend) PrefetchDone(tok int, wait bool) (bool, error) {
 
 // cudaNotReady is CUDA_ERROR_NOT_READY: an event not yet reached.
 const cudaNotReady = 600
+
+// reached reads a query of an event or a stream: true once reached, false
+// while not ready (cudaNotReady), an error naming what for anything else.
+func reached(r C.CUresult, what string) (bool, error) {
+	switch r {
+	case 0:
+		return true, nil
+	case cudaNotReady:
+		return false, nil
+	}
+	return false, cuErr(r, what)
+}
 
 // prefetchEvent is an event for one prefetch: a spent one, or a new one.
 func (be *Backend) prefetchEvent() (C.CUevent, error) {
