@@ -46,8 +46,8 @@ type devTier struct {
 	// SettleLanded settled.
 	touched, settled int
 	// events logs ExpertsIndexed (0, layer), admitted prefetches (1,
-	// layer) and RouteTopK (2, -1: a layer's graph) in the order they were
-	// queued.
+	// layer), RouteTopK (2, -1: a layer's graph) and the return of a
+	// ReadAsync's wait (3, -1) in the order they happened.
 	events [][2]int
 }
 
@@ -72,6 +72,7 @@ func (d *devTier) ReadAsync(dst []float32, src backend.Buffer) (func() error, er
 			return errors.New("devTier: async read waited for twice")
 		}
 		d.waiting = false
+		d.events = append(d.events, [2]int{3, -1})
 		copy(dst, v)
 		return nil
 	}, nil

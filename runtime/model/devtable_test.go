@@ -152,12 +152,13 @@ func (d *devTier) PrefetchExpert(l, id int, ws []backend.Weight) (int, bool, err
 
 func (d *devTier) PrefetchDone(int, bool) (bool, error) { return true, nil }
 
-// LinkIdle reports the link idle at every other call (backend.LinkPacer,
+// LinkIdle reports the link idle at every fourth call (backend.LinkPacer,
 // for Options.PrefetchPace): a paced step issues some predictions while
-// its ids are on their way and leaves others to be dropped.
+// its ids are on their way and leaves others queued past them, to be
+// dropped (with every other call the queue drained before most ids did).
 func (d *devTier) LinkIdle() (bool, error) {
 	d.idleAsks++
-	return d.idleAsks%2 == 0, nil
+	return d.idleAsks%4 == 0, nil
 }
 
 // ReadReady reports the outstanding ReadAsync's values landed at every
@@ -478,6 +479,27 @@ func TestDevicePartialOwnPrediction(t *testing.T) {
 	if pd.idleAsks == 0 || pd.readyAsks == 0 || pst.PrefetchUsed == 0 {
 		t.Fatalf("paced: the link asked %d times, the read %d; %d of %d prefetches used: want some of each",
 			pd.idleAsks, pd.readyAsks, pst.PrefetchUsed, pst.Prefetched)
+	}
+	// No prediction for a layer is issued once its ids are back (they are
+	// dropped then), and some are issued while ids are on their way.
+	l, back, inWait := -1, false, 0
+	for _, e := range pd.events {
+		switch e[0] {
+		case 0:
+			l, back = e[1], false
+		case 3:
+			back = true
+		case 1:
+			if back && e[1] <= l {
+				t.Fatalf("paced: a prefetch for layer %d issued after layer %d's ids returned", e[1], l)
+			}
+			if !back && l >= 0 {
+				inWait++
+			}
+		}
+	}
+	if inWait == 0 {
+		t.Fatalf("paced: no prefetch issued while a layer's ids were on their way")
 	}
 	for i := range want {
 		if j := firstDiff(got[i], want[i]); j >= 0 {
