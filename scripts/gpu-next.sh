@@ -18,8 +18,9 @@
 #      prefetch in flight instead of waiting for it), and one layer ahead (no layer's misses queue
 #      behind copies for a later layer); the per-layer clocks of an 8-layer stack (WIDE=8) part the
 #      steady state from the edges
-#   E  the tiered K=4 timeline (FMOE_CUDA_TRACE), tokens cut at the greedy pick, without and with
-#      FMOE_CUDA_EVICT=layer (gpu-timeline.py counts the copies that start just after a compute mark)
+#   E  the tiered K=4 timeline (FMOE_CUDA_TRACE), tokens cut at the greedy pick, as it is and paced
+#      (E_VARIANTS; gpu-timeline.py counts the copies that start behind the copy before them on
+#      their stream, and how many the compute waited for: misses, or not: prefetches)
 #   G  Go execution traces (FMOE_GO_TRACE, brought back in $OUT) of the CPU share at K=4 and K=10:
 #      the default (one task of the pool, futex wake, since run 30), the old three ops on the
 #      channel wake, a 1 ms poll on two threads fewer, for scripts/go-trace-share.py on the dev
@@ -127,15 +128,16 @@ RV='TIERS=tiered-preload-table;-;FMOE_BENCH_PF_PACE=1;FMOE_BENCH_PF_PACE=1 FMOE_
 on R && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS="${R_KS:-10}" AB_ROUNDS=${R_ROUNDS:-1} \
   AB_VARIANTS="${R_VARIANTS:-$RV}" AB_TIERS="${R_TIERS:-tiered-preload-prefetch-table}" timeout $((CAP + t0 - $(date +%s) - 5)) bash scripts/gpu-ab.sh
 el "E: the tiered K=4 timeline"
+# E_VARIANTS (default: as it is, and paced): one environment assignment each; E_K (default 4).
 T=tiered-preload-prefetch-table
-for ev in "" layer; do
+for v in ${E_VARIANTS:-FMOE_CUDA_EVICT= FMOE_BENCH_PF_PACE=1}; do
   if on E && upto $((CAP - 60)); then
-    echo "FMOE_CUDA_EVICT=$ev"
-    (cd runtime/model && FMOE_CUDA_EVICT=$ev FMOE_CUDA_TRACE=/tmp/gpu-next-tl.tsv FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M4 \
+    echo "$v K=${E_K:-4}"
+    (cd runtime/model && env "$v" FMOE_CUDA_TRACE=/tmp/gpu-next-tl.tsv FMOE_TEST_BACKEND=cuda FMOE_BENCH_MODEL=$M4 \
       FMOE_BENCH_TIERS=$T FMOE_BENCH_WARM=300 FMOE_BENCH_TOKENS=60 timeout 40 "$B/model.test" -test.run '^$' \
-      -test.bench "TieredDecode/k=4/$T\$" -test.benchtime 1x 2>&1 | grep -E '^Benchmark|FAIL|panic')
+      -test.bench "TieredDecode/k=${E_K:-4}/$T\$" -test.benchtime 1x 2>&1 | grep -E '^Benchmark|FAIL|panic')
     python3 scripts/gpu-timeline.py /tmp/gpu-next-tl.tsv | head -30
-    python3 scripts/gpu-timeline.py /tmp/gpu-next-tl.tsv --dump > "${OUT:-/tmp}/timeline-dump${ev:+-$ev}.txt" 2>&1
+    python3 scripts/gpu-timeline.py /tmp/gpu-next-tl.tsv --dump > "${OUT:-/tmp}/timeline-dump-${v%%=*}-${v#*=}.txt" 2>&1
   fi
 done
 el "G: the share's stages in Go traces"
