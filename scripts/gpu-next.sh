@@ -12,8 +12,9 @@
 #      link idles between a layer's copies beside the share (gpu-timeline.py; the dump comes back)
 #   R  the tiered layer at R_KS (default 10; K=4 in a second call: an 8-layer bench run takes ~60 s),
 #      R_ROUNDS rounds (default 1), with each of R_VARIANTS, by default: the tier without a prefetch
-#      (run once a round: TIERS=), the prefetch two ahead as it is, paced (FMOE_BENCH_PF_PACE=1:
-#      the copies queued on the host, one issued whenever the link is idle, session 39), paced on a
+#      (run once a round: TIERS=), the prefetch two ahead as it is, paced (FMOE_BENCH_PF_PACE=N:
+#      the copies queued on the host, N issued at a layer's tail, the rest one at a time whenever the
+#      link is idle, session 39) with N 1 and 2, paced (1) on a
 #      copy stream of their own (FMOE_CUDA_PF_STREAM=1: a miss then shares the link with the one
 #      prefetch in flight instead of waiting for it), and one layer ahead (no layer's misses queue
 #      behind copies for a later layer); the per-layer clocks of an 8-layer stack (WIDE=8) part the
@@ -124,7 +125,7 @@ on D2 && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS=10 A
   AB_VARIANTS='FMOE_BENCH_MISS_SHARE=auto;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_ADMIT=1;FMOE_BENCH_MISS_SHARE=auto FMOE_BENCH_MISS_ADMIT=1 FMOE_BENCH_MISS_TUNE=affine' \
   AB_TIERS="tiered-preload-prefetch-table tiered-preload-prefetch-table-cpumiss" timeout 200 bash scripts/gpu-ab.sh
 el "R: the tiered layer, R_VARIANTS"
-RV='TIERS=tiered-preload-table;-;FMOE_BENCH_PF_PACE=1;FMOE_BENCH_PF_PACE=1 FMOE_CUDA_PF_STREAM=1;FMOE_BENCH_PREFETCH_AHEAD=1'
+RV='TIERS=tiered-preload-table;-;FMOE_BENCH_PF_PACE=1;FMOE_BENCH_PF_PACE=2;FMOE_BENCH_PF_PACE=1 FMOE_CUDA_PF_STREAM=1;FMOE_BENCH_PREFETCH_AHEAD=1'
 on R && upto $((CAP - 60)) && BIN=$B M=$M4 AB_WARM=200 AB_TOKENS=100 AB_KS="${R_KS:-10}" AB_ROUNDS=${R_ROUNDS:-1} \
   AB_VARIANTS="${R_VARIANTS:-$RV}" AB_TIERS="${R_TIERS:-tiered-preload-prefetch-table}" timeout $((CAP + t0 - $(date +%s) - 5)) bash scripts/gpu-ab.sh
 el "E: the tiered K=4 timeline"

@@ -145,13 +145,21 @@ func cpuAdmit() (bool, error) {
 	return !plain && err == nil, err
 }
 
-// prefetchPace reads FMOE_PF_PACE, an experiment: 1 queues --prefetch's
-// copies on the host and issues them one at a time as the link goes idle
+// prefetchPace reads FMOE_PF_PACE, an experiment: N (1 to 64) queues
+// --prefetch's copies on the host, a layer's tail issuing N of them and
+// the rest going one at a time as the link goes idle
 // (model.Options.PrefetchPace), so that a layer's misses wait behind at
-// most one prefetch; unset or 0, they go on the link as predicted.
-func prefetchPace() (bool, error) {
-	plain, err := cliutil.EnvChoice("FMOE_PF_PACE", "0", "1")
-	return !plain && err == nil, err
+// most N prefetches; unset or 0, they go on the link as predicted.
+func prefetchPace() (int, error) {
+	v := os.Getenv("FMOE_PF_PACE")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 64 {
+		return 0, cliutil.UsageError("FMOE_PF_PACE=%q: want 0 (off, the default) to 64 prefetches a layer issues at once", v)
+	}
+	return n, nil
 }
 
 // cpuTuneRatio reads FMOE_CPU_TUNE, an experiment: unset or ratio, the

@@ -150,17 +150,19 @@ func TestCPUWaitRefused(t *testing.T) {
 	}
 }
 
-// TestPrefetchPaceEnv: FMOE_PF_PACE is off unset and at 0, on at 1, and
-// any other value an error that names it.
+// TestPrefetchPaceEnv: FMOE_PF_PACE is off unset and at 0, N at 1 to
+// 64, and any other value an error that names it.
 func TestPrefetchPaceEnv(t *testing.T) {
-	for v, want := range map[string]bool{"": false, "0": false, "1": true} {
+	for v, want := range map[string]int{"": 0, "0": 0, "1": 1, "3": 3, "64": 64} {
 		t.Setenv("FMOE_PF_PACE", v)
 		if got, err := prefetchPace(); err != nil || got != want {
 			t.Errorf("FMOE_PF_PACE=%q: %v, %v; want %v", v, got, err, want)
 		}
 	}
-	t.Setenv("FMOE_PF_PACE", "yes")
-	if _, err := prefetchPace(); err == nil || !strings.Contains(err.Error(), "FMOE_PF_PACE") {
-		t.Errorf("FMOE_PF_PACE=yes: %v, want an error naming it", err)
+	for _, v := range []string{"yes", "-1", "65", "1.5"} {
+		t.Setenv("FMOE_PF_PACE", v)
+		if _, err := prefetchPace(); err == nil || !strings.Contains(err.Error(), "FMOE_PF_PACE") {
+			t.Errorf("FMOE_PF_PACE=%s: %v, want an error naming it", v, err)
+		}
 	}
 }

@@ -427,9 +427,10 @@ type AsyncReader interface {
 
 // LinkPacer is implemented by backends whose GPU tier a host can feed at
 // the link's pace (CUDA): runtime/model's Options.PrefetchPace issues a
-// prefetch only when the copies queued before it have ended, and polls
-// the outstanding ReadAsync meanwhile, so that a layer's misses, queued
-// when its ids return, wait behind at most one prefetch.
+// prefetch, beyond the few a layer's tail queues, only when the copies
+// queued before it have ended, and polls the outstanding ReadAsync
+// meanwhile, so that a layer's misses, queued when its ids return, wait
+// behind few prefetches.
 type LinkPacer interface {
 	// LinkIdle reports whether every copy queued into the GPU tier (misses'
 	// and prefetches') has ended.

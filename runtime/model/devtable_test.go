@@ -298,7 +298,7 @@ func prefetchOnGPU(t *testing.T, what string, pace bool, steps func(m *Model, va
 	probe := open(t, "hf", 16, 0, Options{Backend: cpu.New(cpu.Options{Threads: 1})})
 	n := int64(probe.Config.NumHiddenLayers * probe.Config.NumExperts)
 	run := func(v bool) ([]float32, ExpertStats) {
-		m := open(t, "hf", 16, 0, Options{Backend: testBackend(t), GPUCache: n * probe.experts.tierEntryBytes() / 2, HostCache: n * probe.experts.set.Stride, Prefetch: true, PrefetchPace: pace, PrefetchAhead: map[bool]int{false: 1, true: 2}[pace]})
+		m := open(t, "hf", 16, 0, Options{Backend: testBackend(t), GPUCache: n * probe.experts.tierEntryBytes() / 2, HostCache: n * probe.experts.set.Stride, Prefetch: true, PrefetchPace: map[bool]int{false: 0, true: 1}[pace], PrefetchAhead: map[bool]int{false: 1, true: 2}[pace]})
 		return steps(m, v), m.ExpertStats()
 	}
 	want, _ := run(false)
@@ -441,13 +441,13 @@ func TestDeviceTableBadSource(t *testing.T) {
 func TestDevicePartialOwnPrediction(t *testing.T) {
 	defer func(v, w bool) { devOff, devMissOn = v, w }(devOff, devMissOn)
 	devOff = false
-	pace := false
+	pace := 0
 	run := func(dev bool) ([][]float32, *devTier, ExpertStats, *Model) {
 		devMissOn = dev
 		d := &devTier{keepTier: newKeepTier(nil), evenOnly: true, prefetch: true}
 		all := hostAll(t)
 		var be backend.Backend = devRecorder{&recorder{Backend: d.keepTier}, d}
-		if pace {
+		if pace > 0 {
 			be = d // unrecorded: an AsyncReader, whose wait for the ids the pace pumps in
 		}
 		m := open(t, "hf", 16, 0, Options{Backend: be, HostCache: all, Prefetch: true, PrefetchAhead: 2, PrefetchPace: pace})
@@ -473,9 +473,9 @@ func TestDevicePartialOwnPrediction(t *testing.T) {
 	}
 	// Paced (Options.PrefetchPace, two layers ahead): the predictions
 	// issued as the fake link goes idle, some while the ids are on their way.
-	pace = true
+	pace = 1
 	paced, pd, pst, _ := run(true)
-	pace = false
+	pace = 0
 	if pd.idleAsks == 0 || pd.readyAsks == 0 || pst.PrefetchUsed == 0 {
 		t.Fatalf("paced: the link asked %d times, the read %d; %d of %d prefetches used: want some of each",
 			pd.idleAsks, pd.readyAsks, pst.PrefetchUsed, pst.Prefetched)

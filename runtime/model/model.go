@@ -141,12 +141,13 @@ type Options struct {
 	Prefetch bool
 	// PrefetchAhead is how many layers ahead Prefetch predicts (0: 1).
 	PrefetchAhead int
-	// PrefetchPace (an experiment, benchmarks' FMOE_BENCH_PF_PACE=1), with
-	// Prefetch, queues the predicted copies on the host and issues them one
-	// at a time as the link goes idle (pace.go), so that a layer's misses
-	// wait behind at most one prefetch instead of all those queued for the
-	// layers after it.
-	PrefetchPace bool
+	// PrefetchPace (an experiment, benchmarks' FMOE_BENCH_PF_PACE=N), when
+	// above 0 and with Prefetch, queues the predicted copies on the host:
+	// a layer's tail issues N of them whatever the link is doing, the rest
+	// go one at a time as the link goes idle (pace.go), so that a layer's
+	// misses wait behind at most N prefetches instead of all those queued
+	// for the layers after it.
+	PrefetchPace int
 }
 
 // Model is an opened packed model. Sessions of one model share its backend
@@ -206,7 +207,7 @@ type Model struct {
 	missAdmit     bool          // Options.MissAdmit
 	prefetch      bool          // Options.Prefetch
 	prefetchAhead int           // Options.PrefetchAhead, at least 1
-	prefetchPace  bool          // Options.PrefetchPace
+	prefetchPace  int           // Options.PrefetchPace
 }
 
 // layer holds the resident tensors of one decoder layer.
@@ -260,7 +261,7 @@ func Open(dir string, opts Options) (*Model, error) {
 	if families[c.Architecture] == nil {
 		return nil, fmt.Errorf("model: %s: architecture %q: fmoe runs %s", dir, c.Architecture, format.SupportedFamilies())
 	}
-	m := &Model{Config: c, K: c.NumExpertsPerTok, be: opts.Backend, dir: dir, chunk: opts.PrefillChunk, maxCtx: opts.MaxContext, prefetch: opts.Prefetch, prefetchAhead: max(opts.PrefetchAhead, 1), prefetchPace: opts.PrefetchPace}
+	m := &Model{Config: c, K: c.NumExpertsPerTok, be: opts.Backend, dir: dir, chunk: opts.PrefillChunk, maxCtx: opts.MaxContext, prefetch: opts.Prefetch, prefetchAhead: max(opts.PrefetchAhead, 1), prefetchPace: max(opts.PrefetchPace, 0)}
 	if opts.ExpertsPerToken != 0 {
 		m.K = opts.ExpertsPerToken
 	}

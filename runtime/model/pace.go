@@ -11,11 +11,12 @@ import (
 // the next layer's misses, queued only when its ids return, then wait on
 // the link for whatever of those copies is left (run 32's layer clock: a
 // layer at K=10 whose misses queue so is ~0.25 ms slower than one with no
-// prefetch at all). Paced, the predictions wait on the host instead, and
-// one is issued whenever the link has gone idle: at the tail (one, behind
-// the misses, to cover the host's way to the next layer's read of its
-// ids) and while the host waits for those ids. The misses then wait for
-// at most one prefetch. Predictions for a layer whose ids have returned
+// prefetch at all). Paced, the predictions wait on the host instead: the
+// tail issues Options.PrefetchPace of them behind the misses, whatever the
+// link is doing (one covers the host's way to the next layer's read of its
+// ids, about the link's idle time between two layers' misses), and the
+// rest go one at a time, each when the link is idle, while the host waits
+// for a layer's ids. The next misses then wait for at most that many. Predictions for a layer whose ids have returned
 // are dropped unissued: its real picks are known, and its misses copy
 // what it needs.
 
@@ -25,7 +26,7 @@ type pfWant struct{ t, id int }
 // pacer is the backend's LinkPacer when pacing is on and the step
 // prefetches; ok false otherwise (prefetches are then issued at once).
 func (s *Session) pacer() (backend.LinkPacer, backend.ExpertPrefetcher, bool) {
-	if !s.m.prefetchPace {
+	if s.m.prefetchPace <= 0 {
 		return nil, nil, false
 	}
 	pf, ok := s.prefetcher(1)
@@ -36,22 +37,23 @@ func (s *Session) pacer() (backend.LinkPacer, backend.ExpertPrefetcher, bool) {
 	return lp, pf, ok
 }
 
-// pace queues layer t's predicted ids and issues one of the queue.
+// pace queues layer t's predicted ids and issues Options.PrefetchPace of
+// the queue.
 func (s *Session) pace(lp backend.LinkPacer, pf backend.ExpertPrefetcher, t int, ids []int) error {
 	for _, id := range ids {
 		s.pf.wants = append(s.pf.wants, pfWant{t, id})
 	}
-	return s.pump(lp, pf, true)
+	return s.pump(lp, pf, s.m.prefetchPace)
 }
 
 // pump issues queued predictions, oldest first, while the link is idle;
-// with first, the first that copies whether or not it is. A prediction
-// that copies nothing (held already, not in the host tier) costs no link
-// time and does not count.
-func (s *Session) pump(lp backend.LinkPacer, pf backend.ExpertPrefetcher, first bool) error {
+// the first n that copy whether or not it is. A prediction that copies
+// nothing (held already, not in the host tier) costs no link time and
+// does not count.
+func (s *Session) pump(lp backend.LinkPacer, pf backend.ExpertPrefetcher, n int) error {
 	st := &s.pf
 	for len(st.wants) > 0 {
-		if !first {
+		if n <= 0 {
 			idle, err := lp.LinkIdle()
 			if err != nil || !idle {
 				return err
@@ -59,12 +61,12 @@ func (s *Session) pump(lp backend.LinkPacer, pf backend.ExpertPrefetcher, first 
 		}
 		w := st.wants[0]
 		st.wants = st.wants[:copy(st.wants, st.wants[1:])]
-		n := len(st.flight)
+		was := len(st.flight)
 		if err := s.prefetchOne(pf, w.t, w.id); err != nil {
 			return err
 		}
-		if len(st.flight) > n {
-			first = false
+		if len(st.flight) > was {
+			n--
 		}
 	}
 	return nil
@@ -77,7 +79,7 @@ func (s *Session) waitPaced(wait func() error) error {
 	for ok && len(s.pf.wants) > 0 {
 		ready, err := lp.ReadReady()
 		if err == nil && !ready {
-			err = s.pump(lp, pf, false)
+			err = s.pump(lp, pf, 0)
 		}
 		if err != nil {
 			return errors.Join(err, wait()) // the read is outstanding: waited for all the same

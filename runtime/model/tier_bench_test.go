@@ -252,7 +252,7 @@ func BenchmarkTieredDecode(b *testing.B) {
 				fuseOff = os.Getenv("FMOE_BENCH_FUSE") == "0"
 				m, err := Open(dir, Options{Backend: be, ExpertsPerToken: k, GPUCache: GPUCacheOff, MaxContext: 4096, HostCache: host,
 					Devices: devs, Collective: coll, VerifyBeforeCompute: has("sync"), MissBackend: missBe, MissShare: share, MissAuto: auto, MissPrime: prime, MissTask: missTask, MissAdmit: admit, MissAffine: affine && auto,
-					Prefetch: has("prefetch"), PrefetchAhead: envInt("FMOE_BENCH_PREFETCH_AHEAD", 2), PrefetchPace: os.Getenv("FMOE_BENCH_PF_PACE") == "1"})
+					Prefetch: has("prefetch"), PrefetchAhead: envInt("FMOE_BENCH_PREFETCH_AHEAD", 2), PrefetchPace: envInt("FMOE_BENCH_PF_PACE", 0)})
 				if err != nil {
 					b.Fatal(err)
 				}
