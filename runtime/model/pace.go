@@ -16,9 +16,9 @@ import (
 // link is doing (one covers the host's way to the next layer's read of its
 // ids, about the link's idle time between two layers' misses), and the
 // rest go one at a time, each when the link is idle, while the host waits
-// for a layer's ids. The next misses then wait for at most that many. Predictions for a layer whose ids have returned
-// are dropped unissued: its real picks are known, and its misses copy
-// what it needs.
+// for a layer's ids. The next misses then wait for at most that many.
+// Predictions for a layer whose ids have returned are dropped unissued:
+// its real picks are known, and its misses copy what it needs.
 
 // pfWant is a prediction not yet issued: layer t's expert id.
 type pfWant struct{ t, id int }
