@@ -52,6 +52,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSafetensorsHeader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./pack/
 	$(GO) test -run '^$$' -fuzz '^FuzzFormatParsers$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./chat/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./runtime/routetrace/
+	$(GO) test -run '^$$' -fuzz '^FuzzPrepare$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./server/
 
 # The main job on the built-in model: pack -> verify -> generate, then a chat that answers the
 # model's tool call with a result typed on standard input.
