@@ -54,6 +54,29 @@ func (f *FileInfo) Etag() string {
 	return f.BlobID
 }
 
+// idLen is the length in hex digits of a file's id: an LFS file's sha256,
+// git's sha1 blob id otherwise.
+func idLen(lfs bool) int {
+	if lfs {
+		return 64
+	}
+	return 40
+}
+
+// hexID reports whether id has the form of a file's id (idLen lowercase
+// hex digits), the only form its hash can match.
+func hexID(id string, lfs bool) bool {
+	if len(id) != idLen(lfs) {
+		return false
+	}
+	for _, c := range id {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // RepoInfo is what the model info API says of a repository at a revision.
 type RepoInfo struct {
 	Commit string     `json:"sha"`
@@ -82,6 +105,11 @@ func (c *Client) Info(ctx context.Context, ref Ref) (*RepoInfo, error) {
 		f := &info.Files[i]
 		if f.Etag() == "" || f.Size < 0 {
 			return nil, fmt.Errorf("listing %s: no blob id or size for %s (is the endpoint a Hub that supports ?blobs=true?)", ref, f.Path)
+		}
+		if !hexID(f.Etag(), f.LFS != nil) {
+			// The id names the file's blob (and lock, and partial) on disk: a listing's
+			// "../x" would write outside the cache.
+			return nil, fmt.Errorf("listing %s: %s's %s %q is not %d lowercase hex digits", ref, f.Path, hashName(f), f.Etag(), idLen(f.LFS != nil))
 		}
 		if f.LFS != nil && f.LFS.Size != f.Size {
 			return nil, fmt.Errorf("listing %s: %s has size %d but LFS size %d", ref, f.Path, f.Size, f.LFS.Size)
