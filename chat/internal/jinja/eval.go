@@ -64,7 +64,24 @@ const (
 	maxOutput     = 64 << 20
 )
 
-type renderer struct{ depth int }
+// maxSteps bounds a render's loop iterations and macro calls together:
+// two nested range(100000) loops that write nothing, or a macro that calls
+// itself twice down 200 levels, would otherwise run for hours on a
+// checkpoint's template. A chat template's work grows with the messages
+// and tools, linearly in the families' templates: thousands of steps for
+// a long conversation. At the limit a render has run ~1 s. (A variable
+// so that tests can reach it quickly.)
+var maxSteps = 2_000_000
+
+type renderer struct{ depth, steps int }
+
+// step counts one loop iteration or macro call against maxSteps.
+func (r *renderer) step() error {
+	if r.steps++; r.steps > maxSteps {
+		return fmt.Errorf("template runs more than %d loop iterations and macro calls", maxSteps)
+	}
+	return nil
+}
 
 type scope struct {
 	vars   map[string]any
@@ -188,6 +205,9 @@ func (r *renderer) execFor(n *forNode, sc *scope, out *strings.Builder) error {
 	if n.filter != nil {
 		kept := items[:0:0]
 		for _, it := range items {
+			if err := r.step(); err != nil {
+				return err
+			}
 			fsc := sc.child()
 			if err := bindTargets(fsc, n.targets, n.unpack, it); err != nil {
 				return err
@@ -203,6 +223,9 @@ func (r *renderer) execFor(n *forNode, sc *scope, out *strings.Builder) error {
 		items = kept
 	}
 	for i, it := range items {
+		if err := r.step(); err != nil {
+			return err
+		}
 		isc := sc.child()
 		if err := bindTargets(isc, n.targets, n.unpack, it); err != nil {
 			return err
@@ -256,6 +279,9 @@ func (r *renderer) callMacro(m *macro, args []any, kw []kwarg) (any, error) {
 	}
 	if r.depth >= maxMacroDepth {
 		return nil, fmt.Errorf("macro '%s': maximum recursion depth exceeded", n.name)
+	}
+	if err := r.step(); err != nil {
+		return nil, fmt.Errorf("macro '%s': %w", n.name, err)
 	}
 	msc := m.scope.child()
 	for _, k := range kw {
