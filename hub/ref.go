@@ -59,7 +59,6 @@ func ParseRef(s string) (Ref, error) {
 	return Ref{Repo: repo, Revision: rev}, nil
 }
 
-var commitHash = regexp.MustCompile(`^[0-9a-f]{40}$`)
-
-// IsCommit says whether rev is a full commit hash (which needs no refs/ entry).
-func IsCommit(rev string) bool { return commitHash.MatchString(rev) }
+// IsCommit says whether rev is a full commit hash (which needs no refs/ entry): 40
+// lowercase hex digits, the form of a git blob id too (hexID).
+func IsCommit(rev string) bool { return hexID(rev, false) }
