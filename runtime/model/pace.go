@@ -23,18 +23,14 @@ import (
 // pfWant is a prediction not yet issued: layer t's expert id.
 type pfWant struct{ t, id int }
 
-// pacer is the backend's LinkPacer when pacing is on and the step
-// prefetches; ok false otherwise (prefetches are then issued at once).
-func (s *Session) pacer() (backend.LinkPacer, backend.ExpertPrefetcher, bool) {
+// linkPacer is the backend's LinkPacer when pacing is on; ok false
+// otherwise (prefetches are then issued at once).
+func (s *Session) linkPacer() (backend.LinkPacer, bool) {
 	if s.m.prefetchPace <= 0 {
-		return nil, nil, false
-	}
-	pf, ok := s.prefetcher(1)
-	if !ok {
-		return nil, nil, false
+		return nil, false
 	}
 	lp, ok := s.m.ranks[0].be.(backend.LinkPacer)
-	return lp, pf, ok
+	return lp, ok
 }
 
 // pace queues layer t's predicted ids and issues Options.PrefetchPace of
@@ -75,7 +71,11 @@ func (s *Session) pump(lp backend.LinkPacer, pf backend.ExpertPrefetcher, n int)
 // waitPaced is a ReadAsync's wait for layer ids, with the queue pumped
 // while the ids are on their way.
 func (s *Session) waitPaced(wait func() error) error {
-	lp, pf, ok := s.pacer()
+	lp, ok := s.linkPacer()
+	if !ok || len(s.pf.wants) == 0 {
+		return wait()
+	}
+	pf, ok := s.prefetcher(1)
 	for ok && len(s.pf.wants) > 0 {
 		ready, err := lp.ReadReady()
 		if err == nil && !ready {

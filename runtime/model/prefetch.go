@@ -165,7 +165,7 @@ func (s *Session) prefetchNext(l int) error {
 	if t >= len(m.layers) {
 		return nil
 	}
-	if lp, pf, ok := s.pacer(); ok {
+	if lp, ok := s.linkPacer(); ok {
 		return s.pace(lp, pf, t, s.prediction(t))
 	}
 	for _, id := range s.prediction(t) {
